@@ -1,0 +1,73 @@
+/* amxdiag: the subcommand dispatcher, nothing else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "adg_version.h"
+#include "common/adg_exit.h"
+#include "kernels/kern_cmds.h"
+#include "probe/probe.h"
+#include "profiler/profiler.h"
+#include "reports/reports.h"
+#include "tui/tui.h"
+
+typedef struct command {
+    const char *name;
+    int (*main)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"probe", probe_cmd_main, "check AMX, GPUs, NUMA and PMU on this machine, with evidence and remedies"},
+    {"bench", kern_bench_cmd_main, "benchmark amxdiag's CPU and GPU kernels against this machine's limits"},
+    {"model", kern_model_cmd_main, "create synthetic GGUF models; inspect GGUF files (AMX eligibility)"},
+    {"run", kern_run_cmd_main, "run the built-in hybrid inference path (llama-bench style)"},
+    {"profile", prof_profile_cmd_main, "profile the built-in path or a command: AMX/AVX-512 use, memory, GPU"},
+    {"top", tui_top_cmd_main, "live view of a profiled run, or replay of a run record"},
+    {"report", rep_report_cmd_main, "regression and illegal-access reports from run records"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: amxdiag [--version] [--help] <command> [options]\n"
+            "\n"
+            "Diagnostics and profiling for hybrid LLM inference on Intel AMX CPUs and NVIDIA GPUs.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\n"
+            "'amxdiag <command> --help' describes a command's options.\n"
+            "exit codes: 0 fine, 1 a check failed (or the profiled command's own status), 2 usage or internal error.\n"
+            "See docs/ for a page per command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return ADG_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) {
+            char *sub[] = {argv[2], "--help", NULL};
+            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (!strcmp(argv[2], commands[i].name))
+                    return commands[i].main(2, sub);
+        }
+        usage(stdout);
+        return ADG_EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("amxdiag %s\n", AMXDIAG_VERSION);
+        return ADG_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].main(argc - 1, argv + 1);
+    fprintf(stderr, "amxdiag: error: unknown command '%s'\n  hint: run 'amxdiag --help' for the list of commands\n",
+            cmd);
+    return ADG_EXIT_USAGE;
+}

@@ -1,0 +1,8 @@
+/* Placeholder until this command is implemented (see the open issues). */
+#include "kernels/kern_cmds.h"
+#include "common/adg_cmd.h"
+
+int kern_model_cmd_main(int argc, char **argv)
+{
+    return adg_cmd_placeholder(argc, argv, "model", "GGUF model creation and inspection arrive with the hybrid path");
+}

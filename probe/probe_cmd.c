@@ -1,0 +1,145 @@
+/* amxdiag probe: option parsing and wiring of the sections. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/adg_cmd.h"
+#include "common/adg_exit.h"
+#include "common/adg_json.h"
+#include "probe/probe.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: amxdiag probe [options]\n"
+            "\n"
+            "Checks whether AMX, the GPUs, NUMA and the PMU are usable on this machine; every\n"
+            "check has its evidence and, when it fails, a remedy.\n"
+            "\n"
+            "options:\n"
+            "  --only LIST          sections to run: cpu,amx,numa,pmu,gpu (default: all)\n"
+            "  --json               machine-readable output (schema amxdiag.probe/1, docs/probe-schema.md)\n"
+            "  --bench              also measure AMX/VNNI rates and memory bandwidth (cached)\n"
+            "  --binary PATH        list the CUDA code in PATH and give a verdict per GPU (repeatable)\n"
+            "  --cc X.Y             also give --binary verdicts for compute capability X.Y (repeatable)\n"
+            "  --save-snapshot FILE record the raw inputs (CPUID, XCR0, sysfs, ...) to FILE\n"
+            "  --snapshot FILE      evaluate a recorded snapshot instead of this machine\n"
+            "  --color WHEN         auto (default), always, never\n"
+            "  -v, --verbose        show the explanation of passing checks too\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "exit codes: 0 every check passed or warned, 1 a check failed, 2 usage or internal error.\n");
+}
+
+static bool parse_sections(const char *list, unsigned *out)
+{
+    static const struct { const char *name; unsigned bit; } names[] = {
+        {"cpu", PROBE_SEC_CPU}, {"amx", PROBE_SEC_AMX}, {"numa", PROBE_SEC_NUMA},
+        {"pmu", PROBE_SEC_PMU}, {"gpu", PROBE_SEC_GPU}, {"all", PROBE_SEC_ALL},
+    };
+    unsigned mask = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        bool found = false;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (!strcmp(tok, names[i].name)) {
+                mask |= names[i].bit;
+                found = true;
+            }
+        if (!found) {
+            fprintf(stderr, "amxdiag probe: error: unknown section '%s' in --only\n"
+                            "  hint: sections are cpu, amx, numa, pmu, gpu\n", tok);
+            return false;
+        }
+    }
+    *out = mask;
+    return mask != 0;
+}
+
+int probe_cmd_main(int argc, char **argv)
+{
+    probe_opts o = {.sections = PROBE_SEC_ALL, .color = ADG_COLOR_AUTO};
+    enum { OPT_ONLY = 256, OPT_JSON, OPT_BENCH, OPT_BINARY, OPT_CC, OPT_SAVE, OPT_SNAP, OPT_COLOR };
+    static const struct option longopts[] = {
+        {"only", required_argument, 0, OPT_ONLY},   {"json", no_argument, 0, OPT_JSON},
+        {"bench", no_argument, 0, OPT_BENCH},       {"binary", required_argument, 0, OPT_BINARY},
+        {"cc", required_argument, 0, OPT_CC},       {"save-snapshot", required_argument, 0, OPT_SAVE},
+        {"snapshot", required_argument, 0, OPT_SNAP}, {"color", required_argument, 0, OPT_COLOR},
+        {"verbose", no_argument, 0, 'v'},           {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_ONLY:
+            if (!parse_sections(optarg, &o.sections))
+                return ADG_EXIT_USAGE;
+            break;
+        case OPT_JSON: o.json = true; break;
+        case OPT_BENCH: o.bench = true; break;
+        case OPT_BINARY:
+            if (o.nbinaries == PROBE_MAX_LIST) {
+                fprintf(stderr, "amxdiag probe: error: at most %d --binary options\n", PROBE_MAX_LIST);
+                return ADG_EXIT_USAGE;
+            }
+            o.binaries[o.nbinaries++] = optarg;
+            break;
+        case OPT_CC:
+            if (o.nccs == PROBE_MAX_LIST) {
+                fprintf(stderr, "amxdiag probe: error: at most %d --cc options\n", PROBE_MAX_LIST);
+                return ADG_EXIT_USAGE;
+            }
+            o.ccs[o.nccs++] = optarg;
+            break;
+        case OPT_SAVE: o.snapshot_out = optarg; break;
+        case OPT_SNAP: o.snapshot_in = optarg; break;
+        case OPT_COLOR:
+            if (!adg_term_parse_color(optarg, &o.color)) {
+                fprintf(stderr, "amxdiag probe: error: --color takes auto, always or never\n");
+                return ADG_EXIT_USAGE;
+            }
+            break;
+        case 'v': o.verbose = true; break;
+        case 'h': usage(stdout); return ADG_EXIT_OK;
+        default: return adg_cmd_usage_error("probe");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "amxdiag probe: error: unexpected argument '%s'\n", argv[optind]);
+        return adg_cmd_usage_error("probe");
+    }
+
+    probe_report rep;
+    probe_report_init(&rep);
+    adg_error *err = NULL;
+    if (o.sections & PROBE_SEC_GPU)
+        err = probe_gpu_section(&o, &rep);
+    if (!err)
+        err = probe_binary_section(&o, &rep);
+    if (err) {
+        adg_error_print(err, stderr);
+        adg_error_free(err);
+        probe_report_free(&rep);
+        return ADG_EXIT_USAGE;
+    }
+    int rc = ADG_EXIT_OK;
+    size_t k[5];
+    if (probe_report_counts(&rep, k))
+        rc = ADG_EXIT_CHECK_FAILED;
+    if (o.json) {
+        json_t *j = probe_report_json(&rep);
+        err = adg_json_print(stdout, j);
+        json_decref(j);
+    } else {
+        probe_report_print(&rep, stdout, adg_term_use_color(stdout, o.color), o.verbose);
+    }
+    probe_report_free(&rep);
+    if (err) {
+        adg_error_print(err, stderr);
+        adg_error_free(err);
+        return ADG_EXIT_USAGE;
+    }
+    return rc;
+}
