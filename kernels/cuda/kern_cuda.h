@@ -1,0 +1,194 @@
+/* The CUDA kernels of amxdiag's hybrid path: public surface.
+ *
+ * The kernels are compiled by nvcc at build time into one fatbin (SASS for sm_75 ...
+ * sm_121 plus PTX for the newest architecture) and a separate PTX image, both embedded
+ * in the amxdiag binary, and loaded through the dlopen'ed driver API (cuda_driver.h).
+ * A build without nvcc still links: kern_cuda_open then reports "built without CUDA
+ * kernels".  A context is used by one thread at a time. */
+#ifndef KERN_CUDA_H
+#define KERN_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/adg_error.h"
+#include "kernels/cuda/cuda_driver.h"
+#include "kernels/kern_quant.h"
+
+typedef enum kern_cuda_load_mode {
+    KERN_CUDA_LOAD_AUTO = 0,      /* the fatbin: the driver picks SASS, or JITs the PTX */
+    KERN_CUDA_LOAD_FORCE_PTX = 1, /* only the PTX image: the driver must JIT it */
+} kern_cuda_load_mode;
+
+/* How the kernels got onto the device: what `probe` reports. */
+typedef struct kern_cuda_load_info {
+    kern_cuda_load_mode mode;
+    bool used_ptx_jit;      /* the driver compiled PTX (forced, or no matching SASS) */
+    int image_arch;         /* arch of the code that runs, e.g. 90 (CU_FUNC_ATTRIBUTE_BINARY_VERSION) */
+    int sass_arch;          /* the embedded SASS the driver should pick for this device, 0 = none */
+    int ptx_arch;           /* arch of the embedded PTX (the newest target), e.g. 120 */
+    int ptx_version;        /* PTX ISA the kernels were compiled from, e.g. 90 = 9.0 */
+    double module_load_ms;  /* wall time of cuModuleLoadDataEx (includes any JIT) */
+    double jit_ms;          /* CU_JIT_WALL_TIME reported by the driver, 0 without JIT */
+    size_t image_bytes;     /* size of the image handed to the driver */
+    /* the device */
+    int ordinal;
+    char name[128];
+    char pci_bus_id[32];
+    int cc_major, cc_minor;
+    int sm_count;
+    size_t total_mem;
+    int driver_version;     /* 13000 = 13.0 */
+} kern_cuda_load_info;
+
+typedef struct kern_cuda_ctx kern_cuda_ctx;
+
+/* Whether this binary carries the CUDA kernels (nvcc was present at build time). */
+bool kern_cuda_built_with_kernels(void);
+/* The embedded images (NULL/0 when built without them): the fatbin (the same bytes that
+ * the ".nv_fatbin" section holds, so `cuobjdump --list-elf amxdiag` lists them) and the
+ * PTX text (NUL-terminated; len excludes the NUL). */
+void kern_cuda_embedded_fatbin(const void **data, size_t *len);
+void kern_cuda_embedded_ptx(const char **text, size_t *len);
+
+/* Loads the driver, retains the primary context of device `ordinal`, loads the module and
+ * resolves every kernel.  Errors: no driver / no device (ADG_E_HARDWARE), built without
+ * kernels or no code for this GPU (ADG_E_UNSUPPORTED), any CUDA failure (ADG_E_CUDA,
+ * with the CUDA error name). */
+adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx **out);
+void kern_cuda_close(kern_cuda_ctx *ctx);
+const kern_cuda_load_info *kern_cuda_info(const kern_cuda_ctx *ctx);
+/* The driver table the context uses (for callers that time or copy on their own). */
+const kern_cuda_driver *kern_cuda_drv(const kern_cuda_ctx *ctx);
+/* The load facts as JSON (keys as in kern_cuda_load_info).  New reference. */
+json_t *kern_cuda_info_json(const kern_cuda_load_info *info);
+
+/* Runs GET_ROWS (F32, F16, Q4_0 and Q8_0 tables, a row count past 65,535) and a Q4_0
+ * matrix-vector product on random data and compares them with the CPU reference.
+ * Returns NULL when everything matched; a failed comparison is an ADG_E_HARDWARE error
+ * naming the kernel, the element and both values.  *details (optional, new reference)
+ * gets {"tests":[{"kernel","n","max_abs_err","tolerance","ms","pass"}], "load":{...}}
+ * in both cases. */
+adg_error *kern_cuda_selftest(kern_cuda_ctx *ctx, json_t **details);
+
+/* ---- Modes -------------------------------------------------------------------------- */
+
+/* --gpu-validate: GET_ROWS and the matmuls check every index on the device; the first
+ * bad one is recorded and the access skipped, and the op's check returns an error
+ * naming the kernel, the index, the bound and the position, instead of error 700. */
+void kern_cuda_set_validate(kern_cuda_ctx *ctx, bool on);
+/* Synchronise after every launch (like CUDA_LAUNCH_BLOCKING=1): an asynchronous fault
+ * is then reported by the kernel that caused it.  Slower. */
+void kern_cuda_set_sync_each(kern_cuda_ctx *ctx, bool on);
+
+/* Faults planted on purpose (--inject-fault NAME), for the illegal-access reports. */
+typedef enum kern_cuda_fault {
+    KERN_CUDA_FAULT_NONE = 0,
+    KERN_CUDA_FAULT_GET_ROWS_OOB,          /* "get_rows-oob": a row index past the table */
+    KERN_CUDA_FAULT_MATVEC_OOB,            /* "matvec-oob": weights read 1 GiB past their buffer */
+    KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS, /* "async-before-get_rows": an OOB write in a kernel
+                                            * launched before GET_ROWS, whose check reports 700 */
+} kern_cuda_fault;
+/* Parses a fault name; false for an unknown one. */
+bool kern_cuda_fault_parse(const char *name, kern_cuda_fault *out);
+const char *kern_cuda_fault_name(kern_cuda_fault f);
+/* A comma-separated list of the names, for --help and error messages. */
+const char *kern_cuda_fault_names(void);
+/* Arms a fault: the next op of the matching kind plants it (once). */
+void kern_cuda_inject(kern_cuda_ctx *ctx, kern_cuda_fault f);
+/* Runs a small GET_ROWS + GEMV sequence with the fault armed, and returns the error the
+ * checks reported (NULL would mean the fault went unnoticed).  After error 700 the
+ * context is unusable: close it. */
+adg_error *kern_cuda_run_fault(kern_cuda_ctx *ctx, kern_cuda_fault f);
+
+/* The last launches (oldest first), for illegal-access reports: the op that reports an
+ * asynchronous error is often not the kernel that faulted. */
+typedef struct kern_cuda_launch {
+    uint64_t seq;
+    char kernel[48];
+    unsigned grid[3], block[3];
+    unsigned shmem;
+    kern_cu_deviceptr ptr[4];  /* buffer arguments (0 = unused) */
+    size_t ptr_bytes[4];       /* their allocation sizes when known */
+} kern_cuda_launch;
+#define KERN_CUDA_LAUNCH_RING 16
+/* Copies up to max launches into out; returns the count. */
+size_t kern_cuda_launch_ring(const kern_cuda_ctx *ctx, kern_cuda_launch *out, size_t max);
+
+/* ---- Memory ------------------------------------------------------------------------- */
+
+adg_error *kern_cuda_alloc(kern_cuda_ctx *ctx, size_t bytes, kern_cu_deviceptr *out);
+void kern_cuda_free(kern_cuda_ctx *ctx, kern_cu_deviceptr p);
+adg_error *kern_cuda_upload(kern_cuda_ctx *ctx, kern_cu_deviceptr dst, const void *src, size_t bytes);
+adg_error *kern_cuda_download(kern_cuda_ctx *ctx, void *dst, kern_cu_deviceptr src, size_t bytes);
+/* Waits for the context's stream; `what` names the op in the error (and the validate
+ * record, when one was written, becomes the error). */
+adg_error *kern_cuda_sync(kern_cuda_ctx *ctx, const char *what);
+
+/* ---- Ops ---------------------------------------------------------------------------
+ * All asynchronous on the context's stream; every launch is checked.  Tensors are
+ * row-major, quantized rows are ggml blocks, activations f32, indices int32. */
+
+/* dst[i, :] = float(src[ids[i], :]); src has nrows rows of ncols elements of `type`
+ * (F32, F16, BF16, Q4_0, Q8_0).  n_ids may exceed 65,535 (rows run on grid.x). */
+adg_error *kern_cuda_get_rows(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr src, int64_t nrows,
+                              int64_t ncols, kern_cu_deviceptr ids, int64_t n_ids, kern_cu_deviceptr dst);
+
+/* y[r] = sum_k W[r, k] * x[k] for W in Q4_0 or Q8_0 (nrows x ncols), x and y f32.
+ * x is quantized to Q8 blocks on the device (as ggml does) and the dot products use
+ * dp4a.  `scratch` must hold kern_cuda_gemv_scratch(ncols) bytes. */
+size_t kern_cuda_gemv_scratch(int64_t ncols);
+adg_error *kern_cuda_gemv(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
+                          kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
+
+/* Prompt GEMM: Y[n, r] = sum_k W[r, k] * X[n, k]; W Q4_0/Q8_0/F16 (M x K), X f32 (N x K),
+ * Y f32 (N x M).  Tensor cores (f16 MMA, f32 accumulate) on every supported arch.
+ * `scratch` must hold kern_cuda_gemm_scratch(N, K) bytes (X converted to f16). */
+size_t kern_cuda_gemm_scratch(int64_t n, int64_t k);
+adg_error *kern_cuda_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k,
+                          kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
+
+/* MoE routing: for each of n tokens, softmax over n_expert logits, the top k experts
+ * (ids int32 n x k, weights f32 n x k, renormalised when `norm`). */
+adg_error *kern_cuda_moe_route(kern_cuda_ctx *ctx, kern_cu_deviceptr logits, int64_t n, int n_expert, int k,
+                               bool norm, kern_cu_deviceptr ids, kern_cu_deviceptr weights);
+/* Grouped expert matvec for one token: y[j, r] = sum_k W[ids[j]][r, k] * x[j or 0, k] for
+ * j < n_used; W is n_expert stacked Q4_0/Q8_0 matrices of nrows x ncols; x is n_x rows
+ * (1: shared input, n_used: one per expert). */
+adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                              int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x, int n_x,
+                              kern_cu_deviceptr y, kern_cu_deviceptr scratch);
+
+/* y = x / sqrt(mean(x^2) + eps) * w, per row (n rows of d). */
+adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
+                             int64_t n, int64_t d, float eps);
+/* NeoX RoPE in place on x [n_tok, n_head, head_dim]; pos int32 [n_tok]. */
+adg_error *kern_cuda_rope_neox(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr pos, int64_t n_tok,
+                               int n_head, int head_dim, float freq_base);
+/* Row softmax in place: n rows of d, scaled by `scale` first. */
+adg_error *kern_cuda_softmax(kern_cuda_ctx *ctx, kern_cu_deviceptr x, int64_t n, int64_t d, float scale);
+/* Decode attention with GQA: q [n_head, hd], K/V cache f16 [n_kv, n_kv_head, hd],
+ * out [n_head, hd]; softmax(q.k * scale) over the first n_kv positions. */
+adg_error *kern_cuda_attention(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                               kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
+                               int64_t n_kv, float scale);
+/* out = silu(gate) * up, n elements. */
+adg_error *kern_cuda_silu_mul(kern_cuda_ctx *ctx, kern_cu_deviceptr gate, kern_cu_deviceptr up,
+                              kern_cu_deviceptr out, int64_t n);
+/* out = a + b, n elements. */
+adg_error *kern_cuda_add(kern_cuda_ctx *ctx, kern_cu_deviceptr a, kern_cu_deviceptr b, kern_cu_deviceptr out,
+                         int64_t n);
+
+/* ---- Launch geometry (pure host logic, unit-tested) --------------------------------- */
+
+typedef struct kern_cuda_geom {
+    unsigned grid[3], block[3];
+} kern_cuda_geom;
+/* One block row per item on grid.x, clamped to max_grid_x (items beyond it are covered
+ * by the kernels' grid-stride loops); grid.y and grid.z stay 1. */
+kern_cuda_geom kern_cuda_geom_rows(int64_t rows, unsigned rows_per_block, unsigned block_x, unsigned max_grid_x);
+
+#endif
