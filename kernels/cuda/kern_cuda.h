@@ -152,7 +152,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr 
                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
 
 /* MoE routing: for each of n tokens, softmax over n_expert logits, the top k experts
- * (ids int32 n x k, weights f32 n x k, renormalised when `norm`). */
+ * (ids int32 n x k, weights f32 n x k, renormalised when `norm`); k <= 32, n_expert <= 3072. */
 adg_error *kern_cuda_moe_route(kern_cuda_ctx *ctx, kern_cu_deviceptr logits, int64_t n, int n_expert, int k,
                                bool norm, kern_cu_deviceptr ids, kern_cu_deviceptr weights);
 /* Grouped expert matvec for one token: y[j, r] = sum_k W[ids[j]][r, k] * x[j or 0, k] for

@@ -1,0 +1,396 @@
+/* The CUDA context of the kernels: device, primary context, module, stream, launches. */
+#include "kernels/cuda/kern_cuda_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/adg_log.h"
+#include "common/adg_util.h"
+#include "kernels/cuda/kern_cuda_image.h"
+
+const char *const kern_cuda_kernel_names[KF_COUNT] = {
+    [KF_GET_ROWS_F32] = "kern_get_rows_f32", [KF_GET_ROWS_F16] = "kern_get_rows_f16",
+    [KF_GET_ROWS_BF16] = "kern_get_rows_bf16", [KF_GET_ROWS_Q4_0] = "kern_get_rows_q4_0",
+    [KF_GET_ROWS_Q8_0] = "kern_get_rows_q8_0", [KF_QUANTIZE_Q8] = "kern_quantize_q8",
+    [KF_GEMV_Q4_0] = "kern_gemv_q4_0",         [KF_GEMV_Q8_0] = "kern_gemv_q8_0",
+    [KF_GEMM_Q4_0] = "kern_gemm_q4_0",         [KF_GEMM_Q8_0] = "kern_gemm_q8_0",
+    [KF_GEMM_F16] = "kern_gemm_f16",           [KF_F32_TO_F16] = "kern_f32_to_f16",
+    [KF_MOE_ROUTE] = "kern_moe_route",         [KF_RMSNORM] = "kern_rmsnorm",
+    [KF_ROPE_NEOX] = "kern_rope_neox",         [KF_SOFTMAX] = "kern_softmax",
+    [KF_ATTENTION] = "kern_attention",         [KF_SILU_MUL] = "kern_silu_mul",
+    [KF_ADD] = "kern_add",
+};
+
+#define CU_TRY(ctxp, call, ...)                                 \
+    do {                                                        \
+        kern_cu_result r_ = (call);                             \
+        if (r_ != KERN_CU_SUCCESS)                              \
+            return kern_cuda_errf(r_, __VA_ARGS__);             \
+    } while (0)
+
+static adg_error *load_module(kern_cuda_ctx *c, kern_cuda_load_mode mode)
+{
+    const kern_cuda_driver *d = c->d;
+    const void *image;
+    size_t len;
+    if (mode == KERN_CUDA_LOAD_FORCE_PTX) {
+        const char *ptx;
+        kern_cuda_embedded_ptx(&ptx, &len);
+        image = ptx;
+    } else {
+        kern_cuda_embedded_fatbin(&image, &len);
+    }
+    c->info.image_bytes = len;
+
+    /* What the driver should pick: from the fatbin's own table of contents. */
+    const void *fb;
+    size_t fblen, n = 0;
+    kern_cuda_embedded_fatbin(&fb, &fblen);
+    kern_fatbin_entry ents[64];
+    adg_error *e = kern_fatbin_parse(fb, fblen, ents, ADG_ARRAY_LEN(ents), &n);
+    if (e)
+        return adg_error_prefix(e, "embedded CUDA kernels");
+    int sass = 0, ptx_arch = 0;
+    kern_fatbin_pick(ents, n < ADG_ARRAY_LEN(ents) ? n : ADG_ARRAY_LEN(ents), c->info.cc_major, c->info.cc_minor,
+                     &sass, &ptx_arch);
+    c->info.sass_arch = sass;
+    c->info.ptx_arch = mode == KERN_CUDA_LOAD_FORCE_PTX ? kern_cuda_built_jit_ptx_arch() : kern_cuda_built_ptx_arch();
+    c->info.used_ptx_jit = mode == KERN_CUDA_LOAD_FORCE_PTX || sass == 0;
+    if (mode == KERN_CUDA_LOAD_AUTO && sass == 0 && ptx_arch == 0)
+        return adg_error_hint(
+            adg_error_new(ADG_E_UNSUPPORTED,
+                          "amxdiag's CUDA kernels have no code for %s (compute capability %d.%d): SASS is built for "
+                          "sm_%s, PTX for compute_%d",
+                          c->info.name, c->info.cc_major, c->info.cc_minor, kern_cuda_built_archs(),
+                          kern_cuda_built_ptx_arch()),
+            "rebuild amxdiag with AMXDIAG_CUDA_ARCHS including %d%d", c->info.cc_major, c->info.cc_minor);
+
+    char errlog[4096] = "";
+    float walltime = 0;
+    int opts[] = {KERN_CU_JIT_ERROR_LOG_BUFFER, KERN_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, KERN_CU_JIT_WALL_TIME};
+    void *vals[] = {errlog, (void *)(uintptr_t)sizeof errlog, NULL};
+    uint64_t t0 = adg_now_ns();
+    kern_cu_result r = d->cuModuleLoadDataEx(&c->mod, image, 3, opts, vals);
+    c->info.module_load_ms = (double)(adg_now_ns() - t0) / 1e6;
+    /* CU_JIT_WALL_TIME comes back as a float stored in the option value itself. */
+    memcpy(&walltime, &vals[2], sizeof walltime);
+    c->info.jit_ms = c->info.used_ptx_jit ? walltime : 0.0;
+    if (r != KERN_CU_SUCCESS) {
+        c->mod = NULL;
+        e = kern_cuda_errf(r, "loading the CUDA kernels (%s, %zu bytes) on %s (compute capability %d.%d)",
+                           mode == KERN_CUDA_LOAD_FORCE_PTX ? "PTX for JIT" : "fatbin", len, c->info.name,
+                           c->info.cc_major, c->info.cc_minor);
+        if (errlog[0])
+            adg_error_prefix(e, "JIT log: %.300s", adg_rstrip(errlog));
+        return e;
+    }
+    for (int i = 0; i < KF_COUNT; i++)
+        CU_TRY(c, d->cuModuleGetFunction(&c->fn[i], c->mod, kern_cuda_kernel_names[i]),
+               "CUDA kernel %s missing from the module", kern_cuda_kernel_names[i]);
+    int v = 0;
+    if (d->cuFuncGetAttribute(&v, KERN_CU_FUNC_ATTR_BINARY_VERSION, c->fn[KF_GET_ROWS_F32]) == KERN_CU_SUCCESS)
+        c->info.image_arch = v;
+    if (d->cuFuncGetAttribute(&v, KERN_CU_FUNC_ATTR_PTX_VERSION, c->fn[KF_GET_ROWS_F32]) == KERN_CU_SUCCESS)
+        c->info.ptx_version = v;
+    return NULL;
+}
+
+static adg_error *open_device(kern_cuda_ctx *c, int ordinal)
+{
+    const kern_cuda_driver *d = c->d;
+    int count = 0;
+    CU_TRY(c, d->cuDeviceGetCount(&count), "counting CUDA devices");
+    if (count == 0)
+        return adg_error_hint(adg_error_new(ADG_E_HARDWARE, "no CUDA device is visible"),
+                              "check nvidia-smi and CUDA_VISIBLE_DEVICES");
+    if (ordinal < 0 || ordinal >= count)
+        return adg_error_hint(adg_error_new(ADG_E_USAGE, "GPU %d does not exist: %d CUDA device%s visible", ordinal,
+                                            count, count == 1 ? " is" : "s are"),
+                              "pick a GPU from 0 to %d", count - 1);
+    CU_TRY(c, d->cuDeviceGet(&c->dev, ordinal), "opening CUDA device %d", ordinal);
+    kern_cuda_load_info *in = &c->info;
+    in->ordinal = ordinal;
+    in->driver_version = d->driver_version;
+    CU_TRY(c, d->cuDeviceGetName(in->name, sizeof in->name, c->dev), "naming CUDA device %d", ordinal);
+    if (d->cuDeviceGetPCIBusId(in->pci_bus_id, sizeof in->pci_bus_id, c->dev) != KERN_CU_SUCCESS)
+        snprintf(in->pci_bus_id, sizeof in->pci_bus_id, "unknown");
+    CU_TRY(c, d->cuDeviceGetAttribute(&in->cc_major, KERN_CU_DEV_ATTR_COMPUTE_CAPABILITY_MAJOR, c->dev),
+           "reading the compute capability of GPU %d", ordinal);
+    CU_TRY(c, d->cuDeviceGetAttribute(&in->cc_minor, KERN_CU_DEV_ATTR_COMPUTE_CAPABILITY_MINOR, c->dev),
+           "reading the compute capability of GPU %d", ordinal);
+    CU_TRY(c, d->cuDeviceGetAttribute(&in->sm_count, KERN_CU_DEV_ATTR_MULTIPROCESSOR_COUNT, c->dev),
+           "reading the SM count of GPU %d", ordinal);
+    int gx = 0;
+    CU_TRY(c, d->cuDeviceGetAttribute(&gx, KERN_CU_DEV_ATTR_MAX_GRID_DIM_X, c->dev), "reading grid limits");
+    c->max_grid_x = gx > 0 ? (unsigned)gx : 65535u;
+    CU_TRY(c, d->cuDeviceTotalMem(&in->total_mem, c->dev), "reading the memory size of GPU %d", ordinal);
+    CU_TRY(c, d->cuDevicePrimaryCtxRetain(&c->cu, c->dev), "creating a context on %s", in->name);
+    c->ctx_retained = true;
+    CU_TRY(c, d->cuCtxSetCurrent(c->cu), "making the context of %s current", in->name);
+    CU_TRY(c, d->cuStreamCreate(&c->stream, KERN_CU_STREAM_NON_BLOCKING), "creating a stream on %s", in->name);
+    return NULL;
+}
+
+adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx **out)
+{
+    *out = NULL;
+    if (!kern_cuda_built_with_kernels())
+        return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED, "this amxdiag was built without CUDA kernels"),
+                              "rebuild with the CUDA toolkit (nvcc) installed, or -DAMXDIAG_CUDA=ON");
+    kern_cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
+    c->info.mode = mode;
+    adg_error *e = kern_cuda_driver_get(&c->d);
+    if (!e)
+        e = open_device(c, ordinal);
+    if (!e)
+        e = load_module(c, mode);
+    if (!e)
+        e = kern_cuda_alloc(c, sizeof(kern_cuda_valrec), &c->valrec);
+    if (!e && c->d->cuMemsetD8(c->valrec, 0, sizeof(kern_cuda_valrec)) != KERN_CU_SUCCESS)
+        e = adg_error_new(ADG_E_CUDA, "clearing the validation record failed");
+    if (e) {
+        kern_cuda_close(c);
+        return e;
+    }
+    adg_debug("cuda: %s cc %d.%d, %s, image sm_%d, load %.1f ms", c->info.name, c->info.cc_major, c->info.cc_minor,
+              c->info.used_ptx_jit ? "PTX JIT" : "SASS", c->info.image_arch, c->info.module_load_ms);
+    *out = c;
+    return NULL;
+}
+
+void kern_cuda_close(kern_cuda_ctx *c)
+{
+    if (!c)
+        return;
+    if (c->d) {
+        /* After a sticky error these fail too; there is nothing more to report then. */
+        for (size_t i = 0; i < c->n_allocs; i++)
+            c->d->cuMemFree(c->allocs[i].p);
+        if (c->stream)
+            c->d->cuStreamDestroy(c->stream);
+        if (c->mod)
+            c->d->cuModuleUnload(c->mod);
+        if (c->ctx_retained)
+            c->d->cuDevicePrimaryCtxRelease(c->dev);
+    }
+    free(c->allocs);
+    free(c);
+}
+
+const kern_cuda_load_info *kern_cuda_info(const kern_cuda_ctx *c) { return &c->info; }
+const kern_cuda_driver *kern_cuda_drv(const kern_cuda_ctx *c) { return c->d; }
+void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { c->validate = on; }
+void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
+kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *c) { return c->validate ? c->valrec : 0; }
+
+json_t *kern_cuda_info_json(const kern_cuda_load_info *in)
+{
+    char ver[16], cc[16];
+    snprintf(cc, sizeof cc, "%d.%d", in->cc_major, in->cc_minor);
+    return json_pack("{s:s, s:b, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:i, s:s, s:s, s:s, s:i, s:I, s:s, s:s}", "mode",
+                     in->mode == KERN_CUDA_LOAD_FORCE_PTX ? "force-ptx" : "auto", "used_ptx_jit", in->used_ptx_jit,
+                     "image_arch", in->image_arch, "sass_arch", in->sass_arch, "ptx_arch", in->ptx_arch, "ptx_version",
+                     in->ptx_version, "module_load_ms", in->module_load_ms, "jit_ms", in->jit_ms, "image_bytes",
+                     (json_int_t)in->image_bytes, "ordinal", in->ordinal, "name", in->name, "pci_bus_id",
+                     in->pci_bus_id, "compute_capability", cc,
+                     "sm_count", in->sm_count, "total_mem_bytes", (json_int_t)in->total_mem, "driver_version",
+                     kern_cuda_version_str(in->driver_version, ver, sizeof ver), "built_archs",
+                     kern_cuda_built_archs());
+}
+
+/* ---- Memory ------------------------------------------------------------------------ */
+
+adg_error *kern_cuda_alloc(kern_cuda_ctx *c, size_t bytes, kern_cu_deviceptr *out)
+{
+    char b[32];
+    *out = 0;
+    if (c->n_allocs == c->cap_allocs) {
+        size_t cap = c->cap_allocs ? c->cap_allocs * 2 : 16;
+        kern_cuda_alloc_rec *a = realloc(c->allocs, cap * sizeof *a);
+        if (!a)
+            return adg_error_new(ADG_E_NOMEM, "out of memory");
+        c->allocs = a;
+        c->cap_allocs = cap;
+    }
+    kern_cu_result r = c->d->cuMemAlloc(out, bytes ? bytes : 1);
+    if (r != KERN_CU_SUCCESS) {
+        size_t fr = 0, tot = 0;
+        c->d->cuMemGetInfo(&fr, &tot);
+        char f[32];
+        return kern_cuda_errf(r, "allocating %s on %s (%s free)", adg_fmt_bytes((double)bytes, b, sizeof b),
+                              c->info.name, adg_fmt_bytes((double)fr, f, sizeof f));
+    }
+    c->allocs[c->n_allocs++] = (kern_cuda_alloc_rec){*out, bytes};
+    return NULL;
+}
+
+void kern_cuda_free(kern_cuda_ctx *c, kern_cu_deviceptr p)
+{
+    for (size_t i = 0; i < c->n_allocs; i++)
+        if (c->allocs[i].p == p) {
+            c->d->cuMemFree(p);
+            c->allocs[i] = c->allocs[--c->n_allocs];
+            return;
+        }
+}
+
+static size_t alloc_size(const kern_cuda_ctx *c, kern_cu_deviceptr p)
+{
+    for (size_t i = 0; i < c->n_allocs; i++)
+        if (p >= c->allocs[i].p && p < c->allocs[i].p + c->allocs[i].bytes)
+            return (size_t)(c->allocs[i].p + c->allocs[i].bytes - p);
+    return 0;
+}
+
+adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void *src, size_t bytes)
+{
+    CU_TRY(c, c->d->cuMemcpyHtoD(dst, src, bytes), "copying %zu bytes to %s", bytes, c->info.name);
+    return NULL;
+}
+
+adg_error *kern_cuda_download(kern_cuda_ctx *c, void *dst, kern_cu_deviceptr src, size_t bytes)
+{
+    /* cuMemcpyDtoH is synchronous with the legacy stream only; ours is non-blocking. */
+    CU_TRY(c, c->d->cuStreamSynchronize(c->stream), "waiting for %s before a copy back", c->info.name);
+    CU_TRY(c, c->d->cuMemcpyDtoH(dst, src, bytes), "copying %zu bytes from %s", bytes, c->info.name);
+    return NULL;
+}
+
+static const char *val_op_name(int op)
+{
+    switch (op) {
+    case KERN_VAL_GET_ROWS: return "get_rows";
+    case KERN_VAL_GEMV: return "gemv";
+    case KERN_VAL_MOE_GEMV: return "moe_gemv";
+    case KERN_VAL_GEMM: return "gemm";
+    default: return "kernel";
+    }
+}
+
+adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
+{
+    CU_TRY(c, c->d->cuStreamSynchronize(c->stream), "%s", what);
+    if (!c->validate)
+        return NULL;
+    kern_cuda_valrec v;
+    CU_TRY(c, c->d->cuMemcpyDtoH(&v, c->valrec, sizeof v), "%s: reading the validation record", what);
+    if (!v.flag)
+        return NULL;
+    CU_TRY(c, c->d->cuMemsetD8(c->valrec, 0, sizeof v), "%s: clearing the validation record", what);
+    const char *op = val_op_name(v.op);
+    adg_error *e;
+    if (v.op == KERN_VAL_GET_ROWS)
+        e = adg_error_new(ADG_E_FORMAT,
+                          "--gpu-validate: %s: row index %lld at position %lld is out of range (the table has %lld "
+                          "rows); the access was skipped",
+                          op, v.index, v.pos, v.limit);
+    else if (v.op == KERN_VAL_MOE_GEMV && v.limit > 0 && v.index >= 0 && v.index < v.limit)
+        e = adg_error_new(ADG_E_FORMAT, "--gpu-validate: %s: weight row %lld (output row %lld) is past the %lld "
+                          "rows of the weight buffer; the access was skipped", op, v.index, v.pos, v.limit);
+    else if (v.op == KERN_VAL_MOE_GEMV)
+        e = adg_error_new(ADG_E_FORMAT, "--gpu-validate: %s: expert id %lld for slot %lld is out of range (%lld "
+                          "experts) or its rows are past the weight buffer; the access was skipped",
+                          op, v.index, v.pos, v.limit);
+    else
+        e = adg_error_new(ADG_E_FORMAT,
+                          "--gpu-validate: %s: weight row %lld (output row %lld) is past the %lld rows of the weight "
+                          "buffer; the access was skipped",
+                          op, v.index, v.pos, v.limit);
+    return adg_error_hint(e, "without --gpu-validate this access reads outside the buffer and ends in CUDA error 700 "
+                             "(illegal address); check where the index or the buffer size comes from");
+}
+
+adg_error *kern_cuda_op_done(kern_cuda_ctx *c, const char *op)
+{
+    return c->validate ? kern_cuda_sync(c, op) : NULL;
+}
+
+/* ---- Launches ---------------------------------------------------------------------- */
+
+adg_error *kern_cuda_launch_fn(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn fn, kern_cuda_geom g,
+                               unsigned shmem, void **params, const kern_cu_deviceptr ptrs[4])
+{
+    kern_cuda_launch *l = &c->ring[c->seq % KERN_CUDA_LAUNCH_RING];
+    memset(l, 0, sizeof *l);
+    l->seq = ++c->seq;
+    snprintf(l->kernel, sizeof l->kernel, "%s", kern_cuda_kernel_names[fn]);
+    memcpy(l->grid, g.grid, sizeof l->grid);
+    memcpy(l->block, g.block, sizeof l->block);
+    l->shmem = shmem;
+    for (int i = 0; ptrs && i < 4; i++) {
+        l->ptr[i] = ptrs[i];
+        l->ptr_bytes[i] = ptrs[i] ? alloc_size(c, ptrs[i]) : 0;
+    }
+    kern_cu_result r = c->d->cuLaunchKernel(c->fn[fn], g.grid[0], g.grid[1], g.grid[2], g.block[0], g.block[1],
+                                            g.block[2], shmem, c->stream, params, NULL);
+    if (r != KERN_CU_SUCCESS)
+        return kern_cuda_errf(r, "%s: launch of %s (grid %u, block %u)", op, kern_cuda_kernel_names[fn], g.grid[0],
+                              g.block[0]);
+    if (c->sync_each) {
+        r = c->d->cuStreamSynchronize(c->stream);
+        if (r != KERN_CU_SUCCESS)
+            return kern_cuda_errf(r, "%s: kernel %s failed (synchronous mode: this kernel is the one that faulted)",
+                                  op, kern_cuda_kernel_names[fn]);
+    }
+    return NULL;
+}
+
+size_t kern_cuda_launch_ring(const kern_cuda_ctx *c, kern_cuda_launch *out, size_t max)
+{
+    size_t n = c->seq < KERN_CUDA_LAUNCH_RING ? (size_t)c->seq : KERN_CUDA_LAUNCH_RING;
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = c->ring[(c->seq - n + i) % KERN_CUDA_LAUNCH_RING];
+    return n;
+}
+
+kern_cuda_geom kern_cuda_geom_rows(int64_t rows, unsigned rows_per_block, unsigned block_x, unsigned max_grid_x)
+{
+    kern_cuda_geom g = {{1, 1, 1}, {block_x ? block_x : 1, 1, 1}};
+    if (rows_per_block == 0)
+        rows_per_block = 1;
+    if (max_grid_x == 0)
+        max_grid_x = 65535;
+    int64_t blocks = rows <= 0 ? 1 : (rows + rows_per_block - 1) / rows_per_block;
+    g.grid[0] = blocks > (int64_t)max_grid_x ? max_grid_x : (unsigned)blocks;
+    return g;
+}
+
+kern_cuda_geom kern_cuda_geom_1d(const kern_cuda_ctx *c, int64_t n)
+{
+    /* Enough blocks to fill the GPU several times; the kernels stride over the rest. */
+    unsigned cap = (unsigned)(c->info.sm_count > 0 ? c->info.sm_count * 32 : 4096);
+    return kern_cuda_geom_rows(n, 256, 256, cap < c->max_grid_x ? cap : c->max_grid_x);
+}
+
+/* ---- Faults ------------------------------------------------------------------------ */
+
+static const char *const fault_names[] = {
+    [KERN_CUDA_FAULT_NONE] = "none",
+    [KERN_CUDA_FAULT_GET_ROWS_OOB] = "get_rows-oob",
+    [KERN_CUDA_FAULT_MATVEC_OOB] = "matvec-oob",
+    [KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS] = "async-before-get_rows",
+};
+
+bool kern_cuda_fault_parse(const char *name, kern_cuda_fault *out)
+{
+    for (size_t i = 1; i < ADG_ARRAY_LEN(fault_names); i++)
+        if (name && strcmp(name, fault_names[i]) == 0) {
+            *out = (kern_cuda_fault)i;
+            return true;
+        }
+    return false;
+}
+
+const char *kern_cuda_fault_name(kern_cuda_fault f)
+{
+    return (size_t)f < ADG_ARRAY_LEN(fault_names) ? fault_names[f] : "unknown";
+}
+
+const char *kern_cuda_fault_names(void) { return "get_rows-oob, matvec-oob, async-before-get_rows"; }
+
+void kern_cuda_inject(kern_cuda_ctx *c, kern_cuda_fault f) { c->armed = f; }

@@ -1,0 +1,76 @@
+/* Shared by the host-side files of kernels/cuda; not part of the public surface. */
+#ifndef KERN_CUDA_INTERNAL_H
+#define KERN_CUDA_INTERNAL_H
+
+#include "kernels/cuda/kern_cuda.h"
+
+/* The kernels, in the order of kern_cuda_kernel_names[]. */
+enum kern_cuda_fn {
+    KF_GET_ROWS_F32,
+    KF_GET_ROWS_F16,
+    KF_GET_ROWS_BF16,
+    KF_GET_ROWS_Q4_0,
+    KF_GET_ROWS_Q8_0,
+    KF_QUANTIZE_Q8,
+    KF_GEMV_Q4_0,
+    KF_GEMV_Q8_0,
+    KF_GEMM_Q4_0,
+    KF_GEMM_Q8_0,
+    KF_GEMM_F16,
+    KF_F32_TO_F16,
+    KF_MOE_ROUTE,
+    KF_RMSNORM,
+    KF_ROPE_NEOX,
+    KF_SOFTMAX,
+    KF_ATTENTION,
+    KF_SILU_MUL,
+    KF_ADD,
+    KF_COUNT
+};
+extern const char *const kern_cuda_kernel_names[KF_COUNT];
+
+/* The device-side validation record (struct kval in kern_kernels.cu). */
+typedef struct kern_cuda_valrec {
+    unsigned int flag;
+    int op;
+    long long index, limit, pos;
+} kern_cuda_valrec;
+enum { KERN_VAL_GET_ROWS = 1, KERN_VAL_GEMV = 2, KERN_VAL_MOE_GEMV = 3, KERN_VAL_GEMM = 4 };
+
+typedef struct kern_cuda_alloc_rec {
+    kern_cu_deviceptr p;
+    size_t bytes;
+} kern_cuda_alloc_rec;
+
+struct kern_cuda_ctx {
+    const kern_cuda_driver *d;
+    kern_cu_device dev;
+    kern_cu_context cu;
+    bool ctx_retained;
+    kern_cu_module mod;
+    kern_cu_stream stream;
+    kern_cu_function fn[KF_COUNT];
+    kern_cuda_load_info info;
+    unsigned max_grid_x;
+    bool validate, sync_each;
+    kern_cu_deviceptr valrec;
+    kern_cuda_fault armed;
+    kern_cuda_launch ring[KERN_CUDA_LAUNCH_RING];
+    uint64_t seq;
+    kern_cuda_alloc_rec *allocs;
+    size_t n_allocs, cap_allocs;
+};
+
+/* Launches fn with the given geometry and kernel parameters; records it in the ring
+ * (ptrs: up to 4 buffer arguments, for reports), checks the launch result, and in
+ * sync-each mode the kernel's completion.  `op` names the op in errors. */
+adg_error *kern_cuda_launch_fn(kern_cuda_ctx *ctx, const char *op, enum kern_cuda_fn fn, kern_cuda_geom g,
+                               unsigned shmem, void **params, const kern_cu_deviceptr ptrs[4]);
+/* The validation record pointer to pass to kernels (0 when validation is off). */
+kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *ctx);
+/* In validate mode: waits and turns a recorded bad index into the op's error. */
+adg_error *kern_cuda_op_done(kern_cuda_ctx *ctx, const char *op);
+/* 1-D geometry for n elements, 256 threads. */
+kern_cuda_geom kern_cuda_geom_1d(const kern_cuda_ctx *ctx, int64_t n);
+
+#endif

@@ -1,0 +1,264 @@
+/* The ops: argument checks, launch geometry, kernel parameters, fault planting. */
+#include "kernels/cuda/kern_cuda_internal.h"
+
+#include <math.h>
+
+/* Far enough past any buffer to leave the mapped address range: a planted fault must
+ * really fault, not land in a neighbouring allocation. */
+#define FAULT_DISTANCE (64ull << 30)
+
+static adg_error *bad_arg(const char *op, const char *what)
+{
+    return adg_error_new(ADG_E_USAGE, "%s: %s", op, what);
+}
+
+adg_error *kern_cuda_get_rows(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr src, int64_t nrows, int64_t ncols,
+                              kern_cu_deviceptr ids, int64_t n_ids, kern_cu_deviceptr dst)
+{
+    const char *op = "get_rows";
+    enum kern_cuda_fn fn;
+    switch (type) {
+    case KERN_TYPE_F32: fn = KF_GET_ROWS_F32; break;
+    case KERN_TYPE_F16: fn = KF_GET_ROWS_F16; break;
+    case KERN_TYPE_BF16: fn = KF_GET_ROWS_BF16; break;
+    case KERN_TYPE_Q4_0: fn = KF_GET_ROWS_Q4_0; break;
+    case KERN_TYPE_Q8_0: fn = KF_GET_ROWS_Q8_0; break;
+    default: return bad_arg(op, "unsupported tensor type");
+    }
+    adg_error *e = kern_row_check(type, ncols);
+    if (e)
+        return adg_error_prefix(e, "%s", op);
+    if (n_ids <= 0 || nrows <= 0)
+        return bad_arg(op, "empty table or index list");
+
+    if (c->armed == KERN_CUDA_FAULT_GET_ROWS_OOB) {
+        /* A real bad index in the caller's index buffer, as a corrupt batch would carry. */
+        c->armed = KERN_CUDA_FAULT_NONE;
+        int64_t far = (int64_t)(FAULT_DISTANCE / kern_row_size(type, ncols));
+        int32_t bad = (int32_t)(nrows + (far > 0x7fff0000 - nrows ? 0x7fff0000 - nrows : far));
+        e = kern_cuda_upload(c, ids + (kern_cu_deviceptr)((n_ids / 2) * 4), &bad, sizeof bad);
+        if (e)
+            return e;
+    } else if (c->armed == KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS) {
+        /* An earlier op writes far past its output; its launch succeeds, the fault is
+         * only seen by whatever checks next — this GET_ROWS. */
+        c->armed = KERN_CUDA_FAULT_NONE;
+        kern_cu_deviceptr a = dst, out = dst + FAULT_DISTANCE;
+        long long n = 1024;
+        void *p[] = {&a, &a, &out, &n};
+        kern_cu_deviceptr ptrs[4] = {a, a, out, 0};
+        e = kern_cuda_launch_fn(c, "add", KF_ADD, kern_cuda_geom_1d(c, n), 0, p, ptrs);
+        if (e)
+            return e;
+    }
+
+    /* Quantized rows: one thread per quarter block; float rows: one per 4 elements. */
+    int64_t per_row = kern_type_is_quantized(type) ? ncols / 8 : (ncols + 3) / 4;
+    unsigned bx = per_row >= 256 ? 256 : per_row > 64 ? 128 : 64;
+    kern_cuda_geom g = kern_cuda_geom_rows(n_ids, 1, bx, c->max_grid_x);
+    long long nr = nrows, nc = ncols, ni = n_ids;
+    kern_cu_deviceptr v = kern_cuda_valptr(c);
+    void *p[] = {&src, &nr, &nc, &ids, &ni, &dst, &v};
+    kern_cu_deviceptr ptrs[4] = {src, ids, dst, 0};
+    e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
+    if (e)
+        return e;
+    return kern_cuda_op_done(c, op);
+}
+
+size_t kern_cuda_gemv_scratch(int64_t ncols)
+{
+    /* int8 qs[k], float d[k/32], int s[k/32], each 256-byte aligned */
+    size_t nb = (size_t)(ncols / 32);
+    size_t a = ((size_t)ncols + 255) & ~(size_t)255;
+    size_t b = (nb * 4 + 255) & ~(size_t)255;
+    return a + 2 * b;
+}
+
+static adg_error *quantize_x(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr x, int64_t n_elems,
+                             kern_cu_deviceptr scratch, kern_cu_deviceptr *qs, kern_cu_deviceptr *d,
+                             kern_cu_deviceptr *s)
+{
+    size_t nb = (size_t)(n_elems / 32);
+    size_t a = ((size_t)n_elems + 255) & ~(size_t)255;
+    size_t b = (nb * 4 + 255) & ~(size_t)255;
+    *qs = scratch;
+    *d = scratch + a;
+    *s = scratch + a + b;
+    long long n_blocks = (long long)nb;
+    void *p[] = {&x, &n_blocks, qs, d, s};
+    kern_cu_deviceptr ptrs[4] = {x, scratch, 0, 0};
+    /* 8 warps per block, one per block of 32 activations */
+    kern_cuda_geom g = kern_cuda_geom_rows(n_blocks, 8, 256, c->max_grid_x);
+    return kern_cuda_launch_fn(c, op, KF_QUANTIZE_Q8, g, 0, p, ptrs);
+}
+
+static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, kern_cu_deviceptr w, int n_expert,
+                              int64_t nrows, int64_t ncols, kern_cu_deviceptr ids, int n_jobs, kern_cu_deviceptr x,
+                              int n_x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    enum kern_cuda_fn fn;
+    if (type == KERN_TYPE_Q4_0)
+        fn = KF_GEMV_Q4_0;
+    else if (type == KERN_TYPE_Q8_0)
+        fn = KF_GEMV_Q8_0;
+    else
+        return bad_arg(op, "weights must be q4_0 or q8_0");
+    adg_error *e = kern_row_check(type, ncols);
+    if (e)
+        return adg_error_prefix(e, "%s", op);
+    if (nrows <= 0 || n_jobs <= 0 || n_x <= 0)
+        return bad_arg(op, "empty matrix");
+    kern_cu_deviceptr qs, d, s;
+    e = quantize_x(c, op, x, ncols * n_x, scratch, &qs, &d, &s);
+    if (e)
+        return e;
+    long long row_fault = 0;
+    if (c->armed == KERN_CUDA_FAULT_MATVEC_OOB) {
+        c->armed = KERN_CUDA_FAULT_NONE;
+        row_fault = (long long)(((unsigned long long)n_expert * (unsigned long long)nrows) +
+                                FAULT_DISTANCE / kern_row_size(type, ncols));
+    }
+    long long nr = nrows, nc = ncols, x_stride = n_x > 1 ? ncols / 32 : 0;
+    long long w_rows = (long long)n_expert * nrows;
+    int ne = n_expert, nj = n_jobs;
+    kern_cu_deviceptr v = kern_cuda_valptr(c);
+    void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v};
+    kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
+    kern_cuda_geom g = kern_cuda_geom_rows((int64_t)n_jobs * nrows, 4, 128, c->max_grid_x);
+    e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
+    if (e)
+        return e;
+    return kern_cuda_op_done(c, op);
+}
+
+adg_error *kern_cuda_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
+                          kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    return gemv_common(c, "gemv", type, w, 1, nrows, ncols, 0, 1, x, 1, y, scratch);
+}
+
+adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                              int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x, int n_x,
+                              kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    if (n_x != 1 && n_x != n_used)
+        return bad_arg("moe_gemv", "the input must have 1 row (shared) or one row per used expert");
+    if (n_expert <= 0 || !ids)
+        return bad_arg("moe_gemv", "no experts or no expert ids");
+    return gemv_common(c, "moe_gemv", type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch);
+}
+
+size_t kern_cuda_gemm_scratch(int64_t n, int64_t k) { return (size_t)(n * k) * 2 + 256; }
+
+adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k,
+                          kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    const char *op = "gemm";
+    enum kern_cuda_fn fn;
+    switch (type) {
+    case KERN_TYPE_Q4_0: fn = KF_GEMM_Q4_0; break;
+    case KERN_TYPE_Q8_0: fn = KF_GEMM_Q8_0; break;
+    case KERN_TYPE_F16: fn = KF_GEMM_F16; break;
+    default: return bad_arg(op, "weights must be q4_0, q8_0 or f16");
+    }
+    if (m <= 0 || n <= 0 || k <= 0 || k % 32)
+        return bad_arg(op, "m, n and k must be positive and k a multiple of 32");
+    long long ne = n * k;
+    void *p1[] = {&x, &scratch, &ne};
+    kern_cu_deviceptr ptrs1[4] = {x, scratch, 0, 0};
+    adg_error *e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p1, ptrs1);
+    if (e)
+        return e;
+    long long mm = m, kk = k, nn = n;
+    int64_t tiles = ((m + 127) / 128) * ((n + 63) / 64);
+    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, 256, c->max_grid_x);
+    void *p[] = {&w, &mm, &kk, &scratch, &nn, &y};
+    kern_cu_deviceptr ptrs[4] = {w, scratch, y, 0};
+    e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
+    if (e)
+        return e;
+    return kern_cuda_op_done(c, op);
+}
+
+adg_error *kern_cuda_moe_route(kern_cuda_ctx *c, kern_cu_deviceptr logits, int64_t n, int n_expert, int k, bool norm,
+                               kern_cu_deviceptr ids, kern_cu_deviceptr weights)
+{
+    if (n <= 0 || n_expert <= 0 || n_expert > 3072 || k <= 0 || k > 32 || k > n_expert)
+        return bad_arg("moe_route", "need 1 <= k <= min(32, n_expert) and n_expert <= 3072");
+    long long nn = n;
+    int ne = n_expert, kk = k, nm = norm ? 1 : 0;
+    void *p[] = {&logits, &nn, &ne, &kk, &nm, &ids, &weights};
+    kern_cu_deviceptr ptrs[4] = {logits, ids, weights, 0};
+    kern_cuda_geom g = kern_cuda_geom_rows(n, 4, 128, c->max_grid_x);
+    return kern_cuda_launch_fn(c, "moe_route", KF_MOE_ROUTE, g, (unsigned)(4 * n_expert * sizeof(float)), p, ptrs);
+}
+
+adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
+                             int64_t n, int64_t d, float eps)
+{
+    if (n <= 0 || d <= 0)
+        return bad_arg("rmsnorm", "empty tensor");
+    long long nn = n, dd = d;
+    void *p[] = {&x, &w, &y, &nn, &dd, &eps};
+    kern_cu_deviceptr ptrs[4] = {x, w, y, 0};
+    return kern_cuda_launch_fn(c, "rmsnorm", KF_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p, ptrs);
+}
+
+adg_error *kern_cuda_rope_neox(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr pos, int64_t n_tok, int n_head,
+                               int head_dim, float freq_base)
+{
+    if (n_tok <= 0 || n_head <= 0 || head_dim <= 0 || head_dim % 2)
+        return bad_arg("rope", "need tokens, heads and an even head dimension");
+    long long nt = n_tok;
+    void *p[] = {&x, &pos, &nt, &n_head, &head_dim, &freq_base};
+    kern_cu_deviceptr ptrs[4] = {x, pos, 0, 0};
+    return kern_cuda_launch_fn(c, "rope", KF_ROPE_NEOX, kern_cuda_geom_1d(c, n_tok * n_head * (head_dim / 2)), 0, p,
+                               ptrs);
+}
+
+adg_error *kern_cuda_softmax(kern_cuda_ctx *c, kern_cu_deviceptr x, int64_t n, int64_t d, float scale)
+{
+    if (n <= 0 || d <= 0)
+        return bad_arg("softmax", "empty tensor");
+    long long nn = n, dd = d;
+    void *p[] = {&x, &nn, &dd, &scale};
+    kern_cu_deviceptr ptrs[4] = {x, 0, 0, 0};
+    return kern_cuda_launch_fn(c, "softmax", KF_SOFTMAX, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p, ptrs);
+}
+
+adg_error *kern_cuda_attention(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                               kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
+                               int64_t n_kv, float scale)
+{
+    if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head || hd <= 0 || hd % 32 || hd > 256 || n_kv <= 0)
+        return bad_arg("attention", "need n_head a multiple of n_kv_head, head_dim a multiple of 32 up to 256, and "
+                                    "a non-empty cache");
+    long long nk = n_kv;
+    void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nk, &scale};
+    kern_cu_deviceptr ptrs[4] = {q, k_cache, v_cache, out};
+    return kern_cuda_launch_fn(c, "attention", KF_ATTENTION, kern_cuda_geom_rows(n_head, 1, 128, c->max_grid_x), 0,
+                               p, ptrs);
+}
+
+static adg_error *binary(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn fn, kern_cu_deviceptr a,
+                         kern_cu_deviceptr b, kern_cu_deviceptr out, int64_t n)
+{
+    if (n <= 0)
+        return bad_arg(op, "empty tensor");
+    long long nn = n;
+    void *p[] = {&a, &b, &out, &nn};
+    kern_cu_deviceptr ptrs[4] = {a, b, out, 0};
+    return kern_cuda_launch_fn(c, op, fn, kern_cuda_geom_1d(c, n), 0, p, ptrs);
+}
+
+adg_error *kern_cuda_silu_mul(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_deviceptr up, kern_cu_deviceptr out,
+                              int64_t n)
+{
+    return binary(c, "silu_mul", KF_SILU_MUL, gate, up, out, n);
+}
+
+adg_error *kern_cuda_add(kern_cuda_ctx *c, kern_cu_deviceptr a, kern_cu_deviceptr b, kern_cu_deviceptr out, int64_t n)
+{
+    return binary(c, "add", KF_ADD, a, b, out, n);
+}

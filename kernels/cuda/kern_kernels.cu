@@ -1,0 +1,700 @@
+// The CUDA kernels of amxdiag's hybrid path.  Plain CUDA C++, every entry point
+// extern "C" so that the host side (kern_cuda.c, through cuModuleGetFunction) finds them
+// by a stable name.  Block formats are ggml's: Q4_0 = fp16 d + 16 bytes (element j in the
+// low nibble of byte j, j+16 in the high nibble, x = d*(q-8)); Q8_0 = fp16 d + 32 int8.
+//
+// Every kernel that indexes memory with data-dependent values takes a `kval *` (NULL =
+// no checking): with --gpu-validate it records the first bad index there and skips the
+// access instead of faulting.  Rows always run on grid.x with grid-stride loops, so row
+// counts beyond 65,535 (the grid.y limit) work.
+#include <cuda_fp16.h>
+#include <mma.h>
+#include <stdint.h>
+
+// Must match struct kern_cuda_valrec in kern_cuda.c.
+struct kval {
+    unsigned int flag;
+    int op;
+    long long index;
+    long long limit;
+    long long pos;
+};
+
+enum { OP_GET_ROWS = 1, OP_GEMV = 2, OP_MOE_GEMV = 3, OP_GEMM = 4 };
+
+__device__ __forceinline__ void kval_report(kval *v, int op, long long index, long long limit, long long pos)
+{
+    if (atomicCAS(&v->flag, 0u, 1u) == 0u) {
+        v->op = op;
+        v->index = index;
+        v->limit = limit;
+        v->pos = pos;
+        __threadfence();
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float x)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+__device__ __forceinline__ float warp_max(float x)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+// Sum over a block of blockDim.x (multiple of 32, <= 1024) threads; all threads get it.
+__device__ float block_sum(float x)
+{
+    __shared__ float part[32];
+    __shared__ float total;
+    x = warp_sum(x);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0)
+        part[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        float y = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0f;
+        y = warp_sum(y);
+        if (lane == 0)
+            total = y;
+    }
+    __syncthreads();
+    float r = total;
+    __syncthreads();
+    return r;
+}
+
+__device__ float block_max(float x)
+{
+    __shared__ float part[32];
+    __shared__ float total;
+    x = warp_max(x);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0)
+        part[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        float y = lane < (int)(blockDim.x >> 5) ? part[lane] : -INFINITY;
+        y = warp_max(y);
+        if (lane == 0)
+            total = y;
+    }
+    __syncthreads();
+    float r = total;
+    __syncthreads();
+    return r;
+}
+
+__device__ __forceinline__ float f16_bits_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float((unsigned)h << 16); }
+
+// ---- GET_ROWS ----------------------------------------------------------------------
+// blockIdx.x strides over the ids; threads over the columns (or blocks of 32 columns).
+
+__device__ __forceinline__ bool get_rows_id(const int *ids, long long i, long long nrows, kval *v, long long *row)
+{
+    long long r = ids[i];
+    if (v && (r < 0 || r >= nrows)) {
+        kval_report(v, OP_GET_ROWS, r, nrows, i);
+        return false;
+    }
+    *row = r;
+    return true;
+}
+
+extern "C" __global__ void kern_get_rows_f32(const float *src, long long nrows, long long ncols, const int *ids,
+                                             long long n_ids, float *dst, kval *v)
+{
+    for (long long i = blockIdx.x; i < n_ids; i += gridDim.x) {
+        long long r;
+        if (!get_rows_id(ids, i, nrows, v, &r))
+            continue;
+        const float *s = src + r * ncols;
+        float *d = dst + i * ncols;
+        if ((ncols & 3) == 0) {
+            const float4 *s4 = (const float4 *)s;
+            float4 *d4 = (float4 *)d;
+            for (long long c = threadIdx.x; c < ncols / 4; c += blockDim.x)
+                d4[c] = __ldg(s4 + c);
+        } else {
+            for (long long c = threadIdx.x; c < ncols; c += blockDim.x)
+                d[c] = __ldg(s + c);
+        }
+    }
+}
+
+extern "C" __global__ void kern_get_rows_f16(const uint16_t *src, long long nrows, long long ncols, const int *ids,
+                                             long long n_ids, float *dst, kval *v)
+{
+    for (long long i = blockIdx.x; i < n_ids; i += gridDim.x) {
+        long long r;
+        if (!get_rows_id(ids, i, nrows, v, &r))
+            continue;
+        const uint16_t *s = src + r * ncols;
+        float *d = dst + i * ncols;
+        if ((ncols & 3) == 0) {
+            for (long long c = threadIdx.x; c < ncols / 4; c += blockDim.x) {
+                uint2 q = __ldg((const uint2 *)s + c);
+                float4 o = make_float4(f16_bits_to_f32(q.x & 0xffff), f16_bits_to_f32(q.x >> 16),
+                                       f16_bits_to_f32(q.y & 0xffff), f16_bits_to_f32(q.y >> 16));
+                ((float4 *)d)[c] = o;
+            }
+        } else {
+            for (long long c = threadIdx.x; c < ncols; c += blockDim.x)
+                d[c] = f16_bits_to_f32(s[c]);
+        }
+    }
+}
+
+extern "C" __global__ void kern_get_rows_bf16(const uint16_t *src, long long nrows, long long ncols, const int *ids,
+                                              long long n_ids, float *dst, kval *v)
+{
+    for (long long i = blockIdx.x; i < n_ids; i += gridDim.x) {
+        long long r;
+        if (!get_rows_id(ids, i, nrows, v, &r))
+            continue;
+        const uint16_t *s = src + r * ncols;
+        float *d = dst + i * ncols;
+        if ((ncols & 3) == 0) {
+            for (long long c = threadIdx.x; c < ncols / 4; c += blockDim.x) {
+                uint2 q = __ldg((const uint2 *)s + c);
+                float4 o = make_float4(__uint_as_float(q.x << 16), __uint_as_float(q.x & 0xffff0000u),
+                                       __uint_as_float(q.y << 16), __uint_as_float(q.y & 0xffff0000u));
+                ((float4 *)d)[c] = o;
+            }
+        } else {
+            for (long long c = threadIdx.x; c < ncols; c += blockDim.x)
+                d[c] = bf16_bits_to_f32(s[c]);
+        }
+    }
+}
+
+// Quantized rows: one thread per (block of 32, quarter); each writes 8 floats as 2 float4.
+template <int QT>
+__device__ void get_rows_q(const uint8_t *src, long long nrows, long long ncols, const int *ids, long long n_ids,
+                           float *dst, kval *v)
+{
+    const int bsz = QT == 4 ? 18 : 34;
+    const long long nb = ncols / 32;
+    for (long long i = blockIdx.x; i < n_ids; i += gridDim.x) {
+        long long r;
+        if (!get_rows_id(ids, i, nrows, v, &r))
+            continue;
+        const uint8_t *s = src + r * nb * bsz;
+        float *d = dst + i * ncols;
+        for (long long t = threadIdx.x; t < nb * 4; t += blockDim.x) {
+            const long long b = t >> 2;
+            const int part = (int)(t & 3);
+            const uint8_t *blk = s + b * bsz;
+            const float scale = f16_bits_to_f32(*(const uint16_t *)blk);
+            float o[8];
+            if (QT == 4) {
+                // part 0/1: elements 8p..8p+7 = low nibbles of bytes 8p..; part 2/3: high nibbles.
+                const int byte0 = (part & 1) * 8;
+                const int hi = part >> 1;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    int q = blk[2 + byte0 + j];
+                    q = hi ? (q >> 4) : (q & 15);
+                    o[j] = scale * (float)(q - 8);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    o[j] = scale * (float)(int8_t)blk[2 + part * 8 + j];
+            }
+            float4 *d4 = (float4 *)(d + b * 32 + part * 8);
+            d4[0] = make_float4(o[0], o[1], o[2], o[3]);
+            d4[1] = make_float4(o[4], o[5], o[6], o[7]);
+        }
+    }
+}
+
+extern "C" __global__ void kern_get_rows_q4_0(const uint8_t *src, long long nrows, long long ncols, const int *ids,
+                                              long long n_ids, float *dst, kval *v)
+{
+    get_rows_q<4>(src, nrows, ncols, ids, n_ids, dst, v);
+}
+
+extern "C" __global__ void kern_get_rows_q8_0(const uint8_t *src, long long nrows, long long ncols, const int *ids,
+                                              long long n_ids, float *dst, kval *v)
+{
+    get_rows_q<8>(src, nrows, ncols, ids, n_ids, dst, v);
+}
+
+// ---- Activation quantization for the dp4a GEMV -----------------------------------------
+// x (n_blocks*32 floats) -> qs int8[n*32], d float[n], s int[n] (sum of qs, for Q4_0's -8).
+// One warp per block of 32.
+extern "C" __global__ void kern_quantize_q8(const float *x, long long n_blocks, int8_t *qs, float *d, int *s)
+{
+    const int lane = threadIdx.x & 31;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+    for (long long b = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < n_blocks; b += warps) {
+        const float xv = x[b * 32 + lane];
+        const float amax = warp_max(fabsf(xv));
+        const float dd = amax / 127.0f;
+        const int q = amax == 0.0f ? 0 : __float2int_rn(xv / dd);
+        qs[b * 32 + lane] = (int8_t)q;
+        const float sum = warp_sum((float)q);
+        if (lane == 0) {
+            d[b] = dd;
+            s[b] = (int)sum;
+        }
+    }
+}
+
+// ---- Q4_0 / Q8_0 GEMV (and the grouped expert GEMV) ---------------------------------------
+// One warp per output row.  When a row is 16-byte aligned and fits, the warp first copies
+// it into shared memory with coalesced 128-bit loads (the blocks themselves are only
+// 2-byte aligned), then each lane takes blocks lane, lane+32, ...  Dot products use dp4a
+// on the activations quantized above.
+#define GEMV_WARPS 4
+#define GEMV_STAGE 4608 // bytes of one staged row: Q4_0 K <= 8192, Q8_0 K <= 4096
+
+template <int QT>
+__device__ __forceinline__ float gemv_block_dot(const uint8_t *blk, const int8_t *xq, float xd, int xs)
+{
+    // Blocks are 2-byte aligned: 16-bit loads (9 or 17 per block) keep shared-memory
+    // bank conflicts low and never misalign.
+    const uint16_t *b16 = (const uint16_t *)blk;
+    const float dw = f16_bits_to_f32(b16[0]);
+    const int4 *x4 = (const int4 *)xq;
+    const int4 xa = __ldg(x4), xb = __ldg(x4 + 1);
+    const int xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+    int sumi = 0;
+    if (QT == 4) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int q = (int)b16[1 + 2 * i] | ((int)b16[2 + 2 * i] << 16);
+            sumi = __dp4a(q & 0x0F0F0F0F, xv[i], sumi);
+            sumi = __dp4a((q >> 4) & 0x0F0F0F0F, xv[4 + i], sumi);
+        }
+        return dw * xd * (float)(sumi - 8 * xs);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int q = (int)b16[1 + 2 * i] | ((int)b16[2 + 2 * i] << 16);
+            sumi = __dp4a(q, xv[i], sumi);
+        }
+        return dw * xd * (float)sumi;
+    }
+}
+
+// w: n_expert matrices of nrows x ncols; ids (NULL = expert 0 for the single job);
+// n_jobs jobs, each nrows outputs; x_stride: blocks of activations between jobs (0 = shared).
+// row_fault: rows added to every row index (fault injection; 0 normally); w_rows: rows
+// the allocation holds, for validation.
+template <int QT>
+__device__ void gemv_q(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
+                       const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
+                       long long row_fault, long long w_rows, kval *v)
+{
+    __shared__ __align__(16) uint8_t stage[GEMV_WARPS][GEMV_STAGE];
+    const int bsz = QT == 4 ? 18 : 34;
+    const long long nb = ncols / 32;
+    const long long row_bytes = nb * bsz;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool staged = (row_bytes & 15) == 0 && row_bytes <= GEMV_STAGE && ((uintptr_t)w & 15) == 0;
+    const long long total = (long long)n_jobs * nrows;
+    for (long long t = (long long)blockIdx.x * GEMV_WARPS + warp; t < total; t += (long long)gridDim.x * GEMV_WARPS) {
+        const int job = (int)(t / nrows);
+        const long long r = t % nrows;
+        long long e = 0;
+        if (ids) {
+            e = ids[job];
+            if (e < 0 || e >= n_expert) {
+                if (v) {
+                    kval_report(v, OP_MOE_GEMV, e, n_expert, job);
+                    continue;
+                }
+            }
+        }
+        const long long wr = e * nrows + r + row_fault;
+        if (v && (wr < 0 || wr >= w_rows)) {
+            kval_report(v, ids ? OP_MOE_GEMV : OP_GEMV, wr, w_rows, r);
+            continue;
+        }
+        const uint8_t *row = w + wr * row_bytes;
+        const long long xo = (long long)job * x_stride;
+        float acc = 0.0f;
+        if (staged) {
+            const int4 *src = (const int4 *)row;
+            int4 *dst = (int4 *)stage[warp];
+            for (long long c = lane; c < row_bytes / 16; c += 32)
+                dst[c] = __ldcs(src + c); // streamed: the weights are read once
+            __syncwarp();
+            for (long long b = lane; b < nb; b += 32)
+                acc += gemv_block_dot<QT>(stage[warp] + b * bsz, xq + (xo + b) * 32, xd[xo + b], xs[xo + b]);
+            __syncwarp();
+        } else {
+            for (long long b = lane; b < nb; b += 32)
+                acc += gemv_block_dot<QT>(row + b * bsz, xq + (xo + b) * 32, xd[xo + b], xs[xo + b]);
+        }
+        acc = warp_sum(acc);
+        if (lane == 0)
+            y[(long long)job * nrows + r] = acc;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
+    kern_gemv_q4_0(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
+                   const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y, long long row_fault,
+                   long long w_rows, kval *v)
+{
+    gemv_q<4>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
+    kern_gemv_q8_0(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
+                   const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y, long long row_fault,
+                   long long w_rows, kval *v)
+{
+    gemv_q<8>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v);
+}
+
+// ---- Prompt GEMM on tensor cores ----------------------------------------------------------
+// C[r, n] = sum_k W[r, k] X[n, k], stored as Y[n * m + r].  W (Q4_0, Q8_0 or F16) is
+// dequantized to f16 in shared memory one 32-wide k block at a time; X was converted to
+// f16 beforehand.  Block tile 128 (rows) x 64 (tokens), 8 warps of 32 x 32, WMMA 16x16x16
+// f16 -> f32 (sm_70+, so every target).  Double-buffered: while the tensor cores work on
+// one k block, the next one's loads are in flight in registers.
+#define GM_BM 128
+#define GM_BN 64
+#define GM_BK 32
+#define GM_PAD 8
+
+template <int WT> // 4 = Q4_0, 8 = Q8_0, 16 = F16
+__device__ __forceinline__ void gemm_load_w(const uint8_t *w, long long m, long long k, long long r0, long long kb,
+                                            uint32_t out[8])
+{
+    // 256 threads x 16 elements = 128 rows x 32: thread t takes row t/2, half (t&1).
+    const int t = threadIdx.x;
+    const long long r = r0 + (t >> 1);
+    const int half = t & 1;
+    if (r >= m) {
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            out[i] = 0;
+        return;
+    }
+    if (WT == 16) {
+        const uint4 *p = (const uint4 *)((const uint16_t *)w + r * k + kb * 32 + half * 16);
+        const uint4 a = __ldg(p), b = __ldg(p + 1);
+        out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+        out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+        return;
+    }
+    const int bsz = WT == 4 ? 18 : 34;
+    const uint8_t *blk = w + (r * (k / 32) + kb) * bsz;
+    const __half d = __ushort_as_half((uint16_t)blk[0] | ((uint16_t)blk[1] << 8));
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        float lo, hi;
+        if (WT == 4) {
+            // elements half*16 + 2i, +1: half 0 = low nibbles of bytes 2i, 2i+1; half 1 = high.
+            const int b0 = blk[2 + 2 * i], b1 = blk[3 + 2 * i];
+            lo = (float)((half ? b0 >> 4 : b0 & 15) - 8);
+            hi = (float)((half ? b1 >> 4 : b1 & 15) - 8);
+        } else {
+            lo = (float)(int8_t)blk[2 + half * 16 + 2 * i];
+            hi = (float)(int8_t)blk[3 + half * 16 + 2 * i];
+        }
+        __half2 h = __hmul2(__floats2half2_rn(lo, hi), __halves2half2(d, d));
+        out[i] = *(uint32_t *)&h;
+    }
+}
+
+template <int WT>
+__device__ void gemm_f16(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    using namespace nvcuda;
+    __shared__ __align__(32) __half ws[GM_BM][GM_BK + GM_PAD];
+    __shared__ __align__(32) __half xs[GM_BN][GM_BK + GM_PAD];
+    __shared__ __align__(32) float cs[8][16 * 16];
+    const int warp = threadIdx.x >> 5;
+    const int wr = warp >> 1, wc = warp & 1; // 4 x 2 warps of 32 x 32
+    const long long nkb = k / 32;
+    const long long tiles_m = (m + GM_BM - 1) / GM_BM, tiles_n = (n + GM_BN - 1) / GM_BN;
+    for (long long tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
+        const long long r0 = (tile % tiles_m) * GM_BM, n0 = (tile / tiles_m) * GM_BN;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                wmma::fill_fragment(acc[i][j], 0.0f);
+        uint32_t wreg[8];
+        uint4 xreg;
+        // X tile: 64 tokens x 32 halves = 256 threads x 8 halves.
+        const int xt = threadIdx.x >> 2, xq = threadIdx.x & 3;
+        auto load_x = [&](long long kb) {
+            const long long tok = n0 + xt;
+            xreg = tok < n ? __ldg((const uint4 *)(x + tok * k + kb * 32 + xq * 8)) : make_uint4(0, 0, 0, 0);
+        };
+        gemm_load_w<WT>(w, m, k, r0, 0, wreg);
+        load_x(0);
+        for (long long kb = 0; kb < nkb; kb++) {
+            __syncthreads();
+            uint32_t *wdst = (uint32_t *)&ws[threadIdx.x >> 1][(threadIdx.x & 1) * 16];
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                wdst[i] = wreg[i];
+            *(uint4 *)&xs[xt][xq * 8] = xreg;
+            __syncthreads();
+            if (kb + 1 < nkb) {
+                gemm_load_w<WT>(w, m, k, r0, kb + 1, wreg);
+                load_x(kb + 1);
+            }
+#pragma unroll
+            for (int kk = 0; kk < GM_BK; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[2];
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[2];
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+                    wmma::load_matrix_sync(a[i], &ws[wr * 32 + i * 16][kk], GM_BK + GM_PAD);
+#pragma unroll
+                for (int j = 0; j < 2; j++)
+                    wmma::load_matrix_sync(b[j], &xs[wc * 32 + j * 16][kk], GM_BK + GM_PAD);
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++)
+                        wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+            }
+        }
+        // Store through shared memory so that edges are bounds-checked and Y is written
+        // along r (contiguous).
+        const int lane = threadIdx.x & 31;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                wmma::store_matrix_sync(cs[warp], acc[i][j], 16, wmma::mem_col_major);
+                __syncwarp();
+                for (int e = lane; e < 256; e += 32) {
+                    const long long rr = r0 + wr * 32 + i * 16 + (e & 15);
+                    const long long nn = n0 + wc * 32 + j * 16 + (e >> 4);
+                    if (rr < m && nn < n)
+                        y[nn * m + rr] = cs[warp][e];
+                }
+                __syncwarp();
+            }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    kern_gemm_q4_0(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    gemm_f16<4>(w, m, k, x, n, y);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    kern_gemm_q8_0(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    gemm_f16<8>(w, m, k, x, n, y);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    kern_gemm_f16(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    gemm_f16<16>(w, m, k, x, n, y);
+}
+
+extern "C" __global__ void kern_f32_to_f16(const float *x, __half *y, long long n)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        y[i] = __float2half_rn(x[i]);
+}
+
+// ---- MoE routing: softmax over the experts, top-k ------------------------------------------
+// One warp per token; logits in dynamic shared memory (n_expert floats per warp).
+extern "C" __global__ void kern_moe_route(const float *logits, long long n, int n_expert, int k, int norm, int *ids,
+                                          float *weights)
+{
+    extern __shared__ float probs[];
+    const int lane = threadIdx.x & 31;
+    float *p = probs + (threadIdx.x >> 5) * n_expert;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+    for (long long t = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); t < n; t += warps) {
+        const float *l = logits + t * n_expert;
+        float mx = -INFINITY;
+        for (int e = lane; e < n_expert; e += 32)
+            mx = fmaxf(mx, l[e]);
+        mx = warp_max(mx);
+        float sum = 0.0f;
+        for (int e = lane; e < n_expert; e += 32) {
+            const float v = __expf(l[e] - mx);
+            p[e] = v;
+            sum += v;
+        }
+        sum = warp_sum(sum);
+        __syncwarp();
+        float wsum = 0.0f, mine = 0.0f;
+        int myid = 0;
+        for (int j = 0; j < k; j++) {
+            float best = -1.0f;
+            int bi = 0x7fffffff;
+            for (int e = lane; e < n_expert; e += 32)
+                if (p[e] > best) // strict: the lowest index wins ties within a lane
+                    best = p[e], bi = e;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+                if (ob > best || (ob == best && oi < bi))
+                    best = ob, bi = oi;
+            }
+            if (lane == j) {
+                mine = best / sum;
+                myid = bi;
+            }
+            wsum += best / sum;
+            __syncwarp();
+            if (lane == 0)
+                p[bi] = -2.0f;
+            __syncwarp();
+        }
+        if (lane < k) {
+            ids[t * k + lane] = myid;
+            weights[t * k + lane] = norm ? mine / wsum : mine;
+        }
+        __syncwarp();
+    }
+}
+
+// ---- Elementwise and row ops -------------------------------------------------------------
+
+extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y, long long n, long long d, float eps)
+{
+    for (long long r = blockIdx.x; r < n; r += gridDim.x) {
+        const float *xr = x + r * d;
+        float ss = 0.0f;
+        for (long long c = threadIdx.x; c < d; c += blockDim.x)
+            ss += xr[c] * xr[c];
+        ss = block_sum(ss);
+        const float s = rsqrtf(ss / (float)d + eps);
+        for (long long c = threadIdx.x; c < d; c += blockDim.x)
+            y[r * d + c] = xr[c] * s * w[c];
+    }
+}
+
+// NeoX: pairs (i, i + hd/2) rotate by pos * base^(-2i/hd).
+extern "C" __global__ void kern_rope_neox(float *x, const int *pos, long long n_tok, int n_head, int hd, float base)
+{
+    const long long half = hd / 2;
+    const long long total = n_tok * n_head * half;
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (long long)gridDim.x * blockDim.x) {
+        const long long i = t % half;
+        const long long th = t / half; // token * n_head + head
+        const long long tok = th / n_head;
+        const float theta = (float)pos[tok] * powf(base, -2.0f * (float)i / (float)hd);
+        float s, c;
+        sincosf(theta, &s, &c);
+        float *v = x + th * hd;
+        const float x0 = v[i], x1 = v[i + half];
+        v[i] = x0 * c - x1 * s;
+        v[i + half] = x0 * s + x1 * c;
+    }
+}
+
+extern "C" __global__ void kern_softmax(float *x, long long n, long long d, float scale)
+{
+    for (long long r = blockIdx.x; r < n; r += gridDim.x) {
+        float *xr = x + r * d;
+        float mx = -INFINITY;
+        for (long long c = threadIdx.x; c < d; c += blockDim.x)
+            mx = fmaxf(mx, xr[c] * scale);
+        mx = block_max(mx);
+        float sum = 0.0f;
+        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
+            const float e = __expf(xr[c] * scale - mx);
+            xr[c] = e;
+            sum += e;
+        }
+        sum = block_sum(sum);
+        const float inv = 1.0f / sum;
+        for (long long c = threadIdx.x; c < d; c += blockDim.x)
+            xr[c] *= inv;
+    }
+}
+
+// Decode attention, GQA: one block per query head; each warp walks positions w, w+W, ...
+// with an online softmax, then the warps' partial states are merged.  hd % 32 == 0,
+// hd <= 256.
+#define ATT_WARPS 4
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
+    kern_attention(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head, int hd,
+                   long long n_kv, float scale)
+{
+    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
+    __shared__ float sm_acc[ATT_WARPS][256];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int per = hd / 32;
+    for (int h = blockIdx.x; h < n_head; h += gridDim.x) {
+        const int kvh = h / (n_head / n_kv_head);
+        float qv[8], acc[8];
+        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per) {
+            qv[i] = q[(long long)h * hd + lane + 32 * i];
+            acc[i] = 0.0f;
+        }
+        float m = -INFINITY, l = 0.0f;
+        for (long long p = warp; p < n_kv; p += ATT_WARPS) {
+            const long long base = (p * n_kv_head + kvh) * hd;
+            float s = 0.0f;
+            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                s += qv[i] * __half2float(kc[base + lane + 32 * i]);
+            s = warp_sum(s) * scale;
+            const float mn = fmaxf(m, s);
+            const float corr = __expf(m - mn), e = __expf(s - mn);
+            l = l * corr + e;
+            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                acc[i] = acc[i] * corr + e * __half2float(vc[base + lane + 32 * i]);
+            m = mn;
+        }
+        if (lane == 0) {
+            sm_m[warp] = m;
+            sm_l[warp] = l;
+        }
+        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+            sm_acc[warp][lane + 32 * i] = acc[i];
+        __syncthreads();
+        if (warp == 0) {
+            float gm = -INFINITY;
+            for (int w2 = 0; w2 < ATT_WARPS; w2++)
+                gm = fmaxf(gm, sm_m[w2]);
+            float gl = 0.0f;
+            float o[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int w2 = 0; w2 < ATT_WARPS; w2++) {
+                if (sm_m[w2] == -INFINITY)
+                    continue;
+                const float c = __expf(sm_m[w2] - gm);
+                gl += sm_l[w2] * c;
+                _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                    o[i] += sm_acc[w2][lane + 32 * i] * c;
+            }
+            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                out[(long long)h * hd + lane + 32 * i] = gl > 0.0f ? o[i] / gl : 0.0f;
+        }
+        __syncthreads();
+    }
+}
+
+extern "C" __global__ void kern_silu_mul(const float *g, const float *u, float *o, long long n)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const float x = g[i];
+        o[i] = x / (1.0f + __expf(-x)) * u[i];
+    }
+}
+
+extern "C" __global__ void kern_add(const float *a, const float *b, float *o, long long n)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        o[i] = a[i] + b[i];
+}
