@@ -1,8 +1,345 @@
-/* Placeholder until this command is implemented (see the open issues). */
-#include "kernels/kern_cmds.h"
+/* amxdiag run: option parsing, then kern_engine_open / kern_engine_bench and a
+ * llama-bench-style table.  All the work is in kernels/engine*.c. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/adg_cmd.h"
+#include "common/adg_exit.h"
+#include "common/adg_json.h"
+#include "common/adg_log.h"
+#include "common/adg_util.h"
+#include "kernels/kern_cmds.h"
+#include "kernels/kern_engine.h"
+
+#define RUN_SCHEMA "amxdiag.run/1"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: amxdiag run [-m FILE.gguf] [-p N] [-n N] [-r N] [--ngl N] [--cpu-kernels IMPL]\n"
+            "                   [--threads N] [--numa POLICY] [--pin] [--seed S] [--ops] [--greedy] [--json]\n"
+            "\n"
+            "Runs the built-in inference path (qwen3moe / llama over GGUF) and reports like llama-bench:\n"
+            "pp<N> evaluates N prompt tokens from an empty context, tg<N> generates N tokens one at a\n"
+            "time; each test is repeated -r times after a warm-up.  Without -m, a small synthetic\n"
+            "qwen3moe model is created once (cached in $XDG_CACHE_HOME/amxdiag/models) and run.\n"
+            "\n"
+            "options:\n"
+            "  -m, --model FILE     GGUF model (types f32, f16, bf16, q4_0, q8_0)\n"
+            "  -p, --n-prompt N     prompt tokens (default 512; 0 skips the test)\n"
+            "  -n, --n-gen N        generated tokens (default 128; 0 skips the test)\n"
+            "  -r, --repetitions N  repetitions of each test (default 3)\n"
+            "      --ngl N          offload the last N layers and the output to the GPU (not in this version)\n"
+            "      --cpu-kernels I  auto (default), amx, avx512, ref, amx-emu\n"
+            "  -t, --threads N      kernel threads (default: every CPU this process may use)\n"
+            "      --numa POLICY    memory policy: local (default), interleave, node=N\n"
+            "      --pin            pin kernel threads to CPUs\n"
+            "      --ctx N          KV cache positions (default: enough for -p / -n, at least 512)\n"
+            "      --seed S         seed of the random tokens (default 1)\n"
+            "      --ops            also show where the time went, per op kind and kernel variant\n"
+            "      --greedy         instead of benchmarking: greedy-decode -n tokens after a random\n"
+            "                       -p token prompt, print the token ids and logit statistics\n"
+            "      --json           machine-readable output (schema " RUN_SCHEMA ", docs/run.md)\n"
+            "  -v, --verbose        progress on stderr\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "exit codes: 0 done, 2 usage error, unreadable model, missing hardware (e.g. --cpu-kernels amx\n"
+            "without AMX) or internal error.\n");
+}
+
+static int fail(adg_error *e)
+{
+    adg_error_print(e, stderr);
+    int rc = adg_exit_for_error(e);
+    adg_error_free(e);
+    return rc;
+}
+
+static bool parse_count(const char *opt, const char *s, uint64_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!adg_parse_u64(s, &v) || v > max) {
+        fprintf(stderr, "amxdiag run: error: %s '%s' is not a number in 0..%llu\n", opt, s, (unsigned long long)max);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+static void fmt_params(uint64_t n, char *buf, size_t len)
+{
+    if (n >= 1000000000ull)
+        snprintf(buf, len, "%.2f B", (double)n / 1e9);
+    else
+        snprintf(buf, len, "%.2f M", (double)n / 1e6);
+}
+
+static void model_label(const kern_model *m, char *buf, size_t len)
+{
+    char p[32];
+    fmt_params(m->n_params, p, sizeof p);
+    char ty[16];
+    snprintf(ty, sizeof ty, "%s", kern_ggml_type_name(m->main_type));
+    for (char *c = ty; *c; c++)
+        if (*c >= 'a' && *c <= 'z')
+            *c = (char)(*c - 'a' + 'A');
+    snprintf(buf, len, "%s %s %s", kern_arch_name(m->hp.arch), p, ty);
+    for (char *c = buf; *c; c++)
+        if (*c == ' ' && c[1] && c[-1] >= '0' && c[-1] <= '9' && (c[1] == 'M' || c[1] == 'B'))
+            memmove(c, c + 1, strlen(c)); /* "8.06M" as llama-bench writes it */
+}
+
+static void print_table(const kern_engine *e, const kern_bench_result *r, bool ops)
+{
+    const kern_model *m = kern_engine_model(e);
+    char label[64], size[32], params[32], backend[48];
+    model_label(m, label, sizeof label);
+    adg_fmt_bytes((double)m->gguf->tensor_bytes, size, sizeof size);
+    fmt_params(m->n_params, params, sizeof params);
+    snprintf(backend, sizeof backend, "%s %s", kern_engine_backend(e), kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))));
+    printf("| %-24s | %10s | %10s | %-12s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads",
+           "test", "t/s");
+    printf("| %-24s | %10s | %10s | %-12s | %7s | %7s | %20s |\n", "------------------------", "---------:",
+           "---------:", "------------", "------:", "------:", "-------------------:");
+    for (int i = 0; i < r->n_tests; i++) {
+        const kern_bench_test *t = &r->tests[i];
+        char ts[48];
+        snprintf(ts, sizeof ts, "%.2f ± %.2f", t->avg_ts, t->sd_ts);
+        /* "±" is two bytes: pad by hand so the column stays aligned. */
+        printf("| %-24s | %10s | %10s | %-12s | %7d | %7s | %21s |\n", label, size, params, backend,
+               kern_cpu_threads(kern_engine_cpu(e)), t->name, ts);
+    }
+    if (!ops)
+        return;
+    for (int i = 0; i < r->n_tests; i++) {
+        const kern_bench_test *t = &r->tests[i];
+        uint64_t total = 0;
+        for (int k = 0; k < t->n_ops; k++)
+            total += t->ops[k].ns;
+        printf("\n%s: where the time went (all layers, %u reps; %.3f s in ops)\n", t->name, t->reps, (double)total / 1e9);
+        printf("  %-16s %-24s %-8s %9s %9s %7s %9s %9s\n", "op", "variant", "impl", "calls", "time s", "share",
+               "GFLOP/s", "GB/s");
+        for (int k = 0; k < t->n_ops; k++) {
+            const kern_bench_op *o = &t->ops[k];
+            double s = (double)o->ns / 1e9;
+            printf("  %-16s %-24s %-8s %9llu %9.4f %6.1f%% %9.1f %9.1f\n", o->op, o->variant, kern_impl_name(o->impl),
+                   (unsigned long long)o->calls, s, total ? 100.0 * (double)o->ns / (double)total : 0.0,
+                   s > 0 ? (double)o->flops / s / 1e9 : 0.0, s > 0 ? (double)o->bytes / s / 1e9 : 0.0);
+        }
+    }
+}
+
+static json_t *result_json(const kern_engine *e, const kern_bench_result *r, const char *path, uint64_t seed)
+{
+    const kern_model *m = kern_engine_model(e);
+    const kern_cpu *c = kern_engine_cpu(e);
+    json_t *tests = json_array();
+    for (int i = 0; i < r->n_tests; i++) {
+        const kern_bench_test *t = &r->tests[i];
+        json_t *secs = json_array(), *tss = json_array(), *ops = json_array();
+        for (uint32_t k = 0; k < t->reps; k++) {
+            json_array_append_new(secs, json_real(t->seconds[k]));
+            json_array_append_new(tss, json_real((t->n_prompt + t->n_gen) / t->seconds[k]));
+        }
+        for (int k = 0; k < t->n_ops; k++)
+            json_array_append_new(ops, json_pack("{s:s,s:s,s:s,s:I,s:f,s:I,s:I}", "op", t->ops[k].op, "variant",
+                                                 t->ops[k].variant, "impl", kern_impl_name(t->ops[k].impl), "calls",
+                                                 (json_int_t)t->ops[k].calls, "seconds", (double)t->ops[k].ns / 1e9,
+                                                 "bytes", (json_int_t)t->ops[k].bytes, "flops",
+                                                 (json_int_t)t->ops[k].flops));
+        json_array_append_new(tests, json_pack("{s:s,s:i,s:i,s:i,s:o,s:o,s:f,s:f,s:o}", "test", t->name, "n_prompt",
+                                               (int)t->n_prompt, "n_gen", (int)t->n_gen, "reps", (int)t->reps,
+                                               "seconds", secs, "samples_ts", tss, "avg_ts", t->avg_ts, "stddev_ts",
+                                               t->sd_ts, "ops", ops));
+    }
+    return json_pack("{s:s,s:{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i,s:i},s:s,s:s,s:s,s:i,s:i,s:i,s:I,s:o}", "schema",
+                     RUN_SCHEMA, "model", "path", path, "name", m->name ? m->name : "", "architecture",
+                     kern_arch_name(m->hp.arch), "bytes", (json_int_t)m->gguf->tensor_bytes, "params",
+                     (json_int_t)m->n_params, "type", kern_ggml_type_name(m->main_type), "n_layer", (int)m->hp.n_layer,
+                     "n_expert", (int)m->hp.n_expert, "n_expert_used", (int)m->hp.n_expert_used, "backend",
+                     kern_engine_backend(e), "cpu_kernels", kern_impl_name(kern_cpu_impl(c)), "cpu_description",
+                     kern_cpu_describe(c), "threads", kern_cpu_threads(c), "ngl", 0, "n_ctx", (int)kern_engine_n_ctx(e),
+                     "seed", (json_int_t)seed, "tests", tests);
+}
+
+static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_t seed, bool json, const char *path)
+{
+    const kern_model *m = kern_engine_model(e);
+    uint32_t nv = m->hp.n_vocab;
+    if (n_prompt == 0)
+        n_prompt = 1;
+    int32_t *prompt = malloc(n_prompt * sizeof *prompt), *out = malloc((n_gen ? n_gen : 1) * sizeof *out);
+    float *logits = malloc(nv * sizeof *logits);
+    if (!prompt || !out || !logits) {
+        free(prompt);
+        free(out);
+        free(logits);
+        return fail(adg_error_new(ADG_E_NOMEM, "out of memory"));
+    }
+    uint64_t s = seed;
+    for (uint32_t i = 0; i < n_prompt; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        prompt[i] = (int32_t)((s >> 33) % (nv > 16 ? nv - 3 : nv));
+    }
+    adg_error *e2 = kern_engine_greedy(e, prompt, n_prompt, n_gen, out, logits);
+    int rc = ADG_EXIT_OK;
+    if (e2) {
+        rc = fail(e2);
+    } else {
+        double sum = 0, sum2 = 0, mx = logits[0];
+        bool finite = true;
+        for (uint32_t i = 0; i < nv; i++) {
+            sum += logits[i];
+            sum2 += (double)logits[i] * logits[i];
+            if (logits[i] > mx)
+                mx = logits[i];
+            finite &= logits[i] == logits[i] && logits[i] - logits[i] == 0;
+        }
+        if (json) {
+            json_t *toks = json_array(), *lg = json_array();
+            for (uint32_t i = 0; i < n_gen; i++)
+                json_array_append_new(toks, json_integer(out[i]));
+            for (uint32_t i = 0; i < nv && i < 16; i++)
+                json_array_append_new(lg, json_real(logits[i]));
+            json_t *root = json_pack("{s:s,s:s,s:s,s:i,s:i,s:I,s:o,s:{s:f,s:f,s:f,s:b,s:o}}", "schema", RUN_SCHEMA,
+                                     "mode", "greedy", "model", path, "n_prompt", (int)n_prompt, "n_gen", (int)n_gen,
+                                     "seed", (json_int_t)seed, "tokens", toks, "logits", "mean", sum / nv, "rms",
+                                     sqrt(sum2 / nv), "max", mx, "finite", finite, "first", lg);
+            adg_error *pe = adg_json_print(stdout, root);
+            json_decref(root);
+            if (pe)
+                rc = fail(pe);
+        } else {
+            printf("greedy: %u prompt tokens (seed %llu), %u generated with %s:\n", n_prompt, (unsigned long long)seed,
+                   n_gen, kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))));
+            for (uint32_t i = 0; i < n_gen; i++)
+                printf("%s%d", i ? " " : "", out[i]);
+            printf("\nlast logits: mean %.6f, rms %.6f, max %.6f%s\n", sum / nv, sqrt(sum2 / nv), mx,
+                   finite ? "" : " (NOT FINITE)");
+        }
+    }
+    free(prompt);
+    free(out);
+    free(logits);
+    return rc;
+}
 
 int kern_run_cmd_main(int argc, char **argv)
 {
-    return adg_cmd_placeholder(argc, argv, "run", "the built-in hybrid inference path is not built yet");
+    kern_engine_opts eo = {.impl = KERN_IMPL_AUTO};
+    kern_bench_opts bo = {.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
+    const char *numa = NULL;
+    bool json = false, ops = false, greedy = false;
+    uint32_t threads = 0, ctx = 0;
+    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX };
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
+        {"n-gen", required_argument, 0, 'n'},     {"repetitions", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 't'},   {"ngl", required_argument, 0, O_NGL},
+        {"n-gpu-layers", required_argument, 0, O_NGL}, {"cpu-kernels", required_argument, 0, O_IMPL},
+        {"numa", required_argument, 0, O_NUMA},   {"pin", no_argument, 0, O_PIN},
+        {"seed", required_argument, 0, O_SEED},   {"ops", no_argument, 0, O_OPS},
+        {"greedy", no_argument, 0, O_GREEDY},     {"json", no_argument, 0, O_JSON},
+        {"ctx", required_argument, 0, O_CTX},     {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:p:n:r:t:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': eo.model_path = optarg; break;
+        case 'p': if (!parse_count("-p", optarg, 1u << 20, &bo.n_prompt)) return adg_cmd_usage_error("run"); break;
+        case 'n': if (!parse_count("-n", optarg, 1u << 20, &bo.n_gen)) return adg_cmd_usage_error("run"); break;
+        case 'r':
+            if (!parse_count("-r", optarg, 1000, &bo.reps) || bo.reps == 0) {
+                if (bo.reps == 0)
+                    fprintf(stderr, "amxdiag run: error: -r must be at least 1\n");
+                return adg_cmd_usage_error("run");
+            }
+            break;
+        case 't':
+            if (!parse_count("--threads", optarg, 1024, &threads) || threads == 0) {
+                if (threads == 0)
+                    fprintf(stderr, "amxdiag run: error: --threads must be at least 1\n");
+                return adg_cmd_usage_error("run");
+            }
+            break;
+        case O_NGL: if (!parse_count("--ngl", optarg, 100000, &eo.ngl)) return adg_cmd_usage_error("run"); break;
+        case O_CTX: if (!parse_count("--ctx", optarg, 1u << 20, &ctx)) return adg_cmd_usage_error("run"); break;
+        case O_IMPL:
+            if (!kern_impl_parse(optarg, &eo.impl)) {
+                fprintf(stderr, "amxdiag run: error: --cpu-kernels '%s' is not one of auto, amx, avx512, ref, amx-emu\n",
+                        optarg);
+                return adg_cmd_usage_error("run");
+            }
+            break;
+        case O_NUMA: numa = optarg; break;
+        case O_PIN: eo.pin = true; break;
+        case O_SEED:
+            if (!adg_parse_u64(optarg, &bo.seed)) {
+                fprintf(stderr, "amxdiag run: error: --seed '%s' is not a non-negative integer\n", optarg);
+                return adg_cmd_usage_error("run");
+            }
+            break;
+        case O_OPS: ops = true; break;
+        case O_GREEDY: greedy = true; break;
+        case O_JSON: json = true; break;
+        case 'v': adg_log_set_level(ADG_LOG_INFO); break;
+        case 'h': usage(stdout); return ADG_EXIT_OK;
+        default: return adg_cmd_usage_error("run");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "amxdiag run: error: unexpected argument '%s'\n", argv[optind]);
+        return adg_cmd_usage_error("run");
+    }
+    eo.threads = (int)threads;
+    uint32_t need = (bo.n_prompt > bo.n_gen ? bo.n_prompt : bo.n_gen);
+    if (greedy)
+        need = bo.n_prompt + bo.n_gen + 1;
+    eo.n_ctx = ctx ? ctx : (need < 512 ? 512 : need);
+    adg_error *e = kern_engine_set_numa(numa);
+    if (e)
+        return fail(e);
+    char *default_path = NULL;
+    if (!eo.model_path) {
+        bool created;
+        if ((e = kern_engine_default_model(&default_path, &created)))
+            return fail(e);
+        if (created && !json)
+            fprintf(stderr, "amxdiag run: created the default model %s\n", default_path);
+        eo.model_path = default_path;
+    }
+    kern_engine *eng;
+    if ((e = kern_engine_open(&eo, &eng))) {
+        free(default_path);
+        return fail(e);
+    }
+    int rc;
+    if (greedy) {
+        rc = run_greedy(eng, bo.n_prompt, bo.n_gen, bo.seed, json, eo.model_path);
+    } else {
+        kern_bench_result r;
+        e = kern_engine_bench(eng, &bo, &r);
+        if (e) {
+            rc = fail(e);
+        } else {
+            rc = ADG_EXIT_OK;
+            if (json) {
+                json_t *root = result_json(eng, &r, eo.model_path, bo.seed);
+                if ((e = adg_json_print(stdout, root)))
+                    rc = fail(e);
+                json_decref(root);
+            } else {
+                print_table(eng, &r, ops);
+            }
+            kern_bench_result_free(&r);
+        }
+    }
+    kern_engine_close(eng);
+    free(default_path);
+    return rc;
 }
