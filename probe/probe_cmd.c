@@ -7,6 +7,8 @@
 #include "common/adg_exit.h"
 #include "common/adg_json.h"
 #include "probe/probe.h"
+#include "probe/probe_sections.h"
+#include "probe/probe_source.h"
 
 static void usage(FILE *out)
 {
@@ -111,13 +113,56 @@ int probe_cmd_main(int argc, char **argv)
         return adg_cmd_usage_error("probe");
     }
 
+    if (o.snapshot_in && o.snapshot_out) {
+        fprintf(stderr, "amxdiag probe: error: --snapshot and --save-snapshot cannot be combined\n"
+                        "  hint: --save-snapshot records this machine; copy a snapshot file instead\n");
+        return ADG_EXIT_USAGE;
+    }
+    if (o.snapshot_in && o.bench) {
+        fprintf(stderr, "amxdiag probe: error: --bench measures this machine; it cannot run from a snapshot\n"
+                        "  hint: drop --bench, or run without --snapshot\n");
+        return ADG_EXIT_USAGE;
+    }
+
+    probe_src *src = NULL;
+    adg_error *err = o.snapshot_in ? probe_src_load(o.snapshot_in, &src) : probe_src_live(&src);
+    if (err) {
+        adg_error_print(err, stderr);
+        int code = adg_exit_for_error(err);
+        adg_error_free(err);
+        return code == ADG_EXIT_OK ? ADG_EXIT_USAGE : code;
+    }
     probe_report rep;
     probe_report_init(&rep);
-    adg_error *err = NULL;
-    if (o.sections & PROBE_SEC_GPU)
+    if (probe_src_is_replay(src))
+        probe_report_set_fact(&rep, "probe", "source", json_string(probe_src_origin(src)));
+    /* A snapshot records every CPU-side input, whatever --only selects for display. */
+    unsigned run = o.snapshot_out ? (o.sections | PROBE_SEC_CPU | PROBE_SEC_AMX | PROBE_SEC_NUMA | PROBE_SEC_PMU)
+                                  : o.sections;
+    static const struct {
+        unsigned bit;
+        adg_error *(*fn)(const probe_opts *, probe_src *, probe_report *);
+    } sections[] = {
+        {PROBE_SEC_CPU, probe_cpu_section},
+        {PROBE_SEC_AMX, probe_amx_section},
+        {PROBE_SEC_NUMA, probe_numa_section},
+        {PROBE_SEC_PMU, probe_pmu_section},
+    };
+    probe_report scratch;
+    probe_report_init(&scratch);
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0] && !err; i++)
+        if (run & sections[i].bit)
+            err = sections[i].fn(&o, src, (o.sections & sections[i].bit) ? &rep : &scratch);
+    probe_report_free(&scratch);
+    if (!err && (o.sections & PROBE_SEC_GPU) && !probe_src_is_replay(src))
         err = probe_gpu_section(&o, &rep);
     if (!err)
         err = probe_binary_section(&o, &rep);
+    if (!err && o.bench)
+        err = probe_bench_section(&o, src, &rep);
+    if (!err && o.snapshot_out)
+        err = probe_src_save(src, o.snapshot_out);
+    probe_src_free(src);
     if (err) {
         adg_error_print(err, stderr);
         adg_error_free(err);

@@ -1,0 +1,136 @@
+/* The bench section (--bench): measures the ceilings, caches them (common/adg_ceilings)
+ * and reports each rate with its fraction of the theoretical peak at the measured clock. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/adg_ceilings.h"
+#include "common/adg_util.h"
+#include "probe/probe_bench.h"
+#include "probe/probe_cpu.h"
+#include "probe/probe_sections.h"
+
+static void fmt_rate(char *buf, size_t len, const adg_rate *r, const char *unit)
+{
+    int off = snprintf(buf, len, "%.3g %s (%d thread%s", r->ops_per_s / 1e12, unit, r->threads,
+                       r->threads == 1 ? "" : "s");
+    if (r->per_cycle > 0)
+        off += snprintf(buf + off, len - (size_t)off, ", %.0f ops/cycle/core", r->per_cycle);
+    if (r->peak_per_cycle > 0 && r->per_cycle > 0)
+        snprintf(buf + off, len - (size_t)off, ", %.0f%% of %.0f", 100.0 * r->per_cycle / r->peak_per_cycle,
+                 r->peak_per_cycle);
+    snprintf(buf + strlen(buf), len - strlen(buf), ")");
+}
+
+static void rate_check(probe_report *rep, const char *id, const char *title, const adg_rate *core,
+                       const adg_rate *all, const char *unit, const char *what)
+{
+    if (core->ops_per_s <= 0) {
+        probe_add(rep, "bench", id, PROBE_SKIP, title, core->why[0] ? core->why : "not measured", "not measured");
+        return;
+    }
+    char a[160], b[160];
+    fmt_rate(a, sizeof a, core, unit);
+    fmt_rate(b, sizeof b, all, unit);
+    double scale = all->threads > 0 && core->ops_per_s > 0 ? all->ops_per_s / core->ops_per_s : 0;
+    probe_add(rep, "bench", id, PROBE_INFO, title, what, "1 core: %s\nall cores: %s; scaling %.1fx on %d threads", a, b,
+              scale, all->threads);
+}
+
+static json_t *rate_json(const adg_rate *r)
+{
+    return json_pack("{s:f,s:i,s:f,s:f}", "ops_per_s", r->ops_per_s, "threads", r->threads, "per_cycle_per_core",
+                     r->per_cycle, "peak_per_cycle_per_core", r->peak_per_cycle);
+}
+
+adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report *rep)
+{
+    (void)o;
+    if (probe_src_is_replay(src)) {
+        probe_add(rep, "bench", "bench.run", PROBE_SKIP, "Machine ceilings", "not run from a snapshot", "snapshot");
+        return NULL;
+    }
+    probe_cpu cpu;
+    probe_cpu_decode(src, &cpu);
+    uint64_t xcr0 = 0;
+    bool x = probe_src_xcr0(src, &xcr0);
+    probe_bench_opts bo = {
+        .amx = cpu.feat[PROBE_F_AMX_TILE] && cpu.feat[PROBE_F_AMX_INT8] && cpu.feat[PROBE_F_AMX_BF16] && x &&
+               (xcr0 & 0x60000) == 0x60000,
+        .vnni = cpu.feat[PROBE_F_AVX512_VNNI] && x && (xcr0 & 0xe6) == 0xe6,
+    };
+    if (cpu.uarch) {
+        bo.amx_int8_peak = cpu.uarch->amx_int8_ops;
+        bo.amx_bf16_peak = cpu.uarch->amx_bf16_ops;
+        bo.vnni_peak = cpu.uarch->vnni512_ops;
+    }
+    const char *env = getenv("AMXDIAG_BENCH_SECONDS"); /* tests shorten the run */
+    double secs;
+    if (env && adg_parse_double(env, &secs) && secs > 0 && secs < 10)
+        bo.seconds = secs;
+    const char *mb = getenv("AMXDIAG_BENCH_MEM_MIB");
+    uint64_t mib;
+    if (mb && adg_parse_u64(mb, &mib) && mib >= 1 && mib <= 65536)
+        bo.mem_bytes = (size_t)mib << 20;
+    adg_ceilings c;
+    adg_error *e = probe_bench_run(&bo, &c);
+    if (e) {
+        probe_check *k = probe_add(rep, "bench", "bench.run", PROBE_FAIL, "Machine ceilings",
+                                   "the benchmark did not finish", "%s", adg_error_msg(e));
+        probe_check_set_remedy(k, "%s", adg_error_remedy(e) ? adg_error_remedy(e) : "run it again");
+        adg_error_free(e);
+        return NULL;
+    }
+    probe_add(rep, "bench", "bench.clock", PROBE_INFO, "Core clock",
+              "measured with a chain of dependent adds (1 per cycle); AMX-heavy code may run at a lower licence "
+              "clock",
+              "%.2f GHz on 1 core, %.2f GHz mean with all %d threads running", c.clock_ghz, c.clock_all_ghz,
+              c.vnni_all.threads ? c.vnni_all.threads : c.amx_int8_all.threads);
+    rate_check(rep, "bench.amx_int8", "AMX int8 (TDPBSSD)", &c.amx_int8_core, &c.amx_int8_all, "TOPS",
+               "2x2-blocked tile loop without memory traffic: the compute ceiling of int8 AMX kernels");
+    rate_check(rep, "bench.amx_bf16", "AMX bf16 (TDPBF16PS)", &c.amx_bf16_core, &c.amx_bf16_all, "TFLOPS",
+               "2x2-blocked tile loop without memory traffic: the compute ceiling of bf16 AMX kernels");
+    rate_check(rep, "bench.vnni", "AVX-512 VNNI (VPDPBUSD)", &c.vnni_core, &c.vnni_all, "TOPS",
+               "12 independent zmm accumulators: the ceiling of int8 kernels without tiles (llama.cpp at batch 1)");
+    for (size_t i = 0; i < c.nnodes; i++) {
+        const adg_node_bw *n = &c.nodes[i];
+        char id[48], buf[32];
+        snprintf(id, sizeof id, "bench.memory.node%d", n->node);
+        probe_add(rep, "bench", id, PROBE_INFO, "Memory bandwidth",
+                  "reads with 512-bit loads and a STREAM triad (24 bytes per element) from memory on this node, "
+                  "threads pinned to its CPUs: the ceiling of bandwidth-bound token generation",
+                  "node %d, %s buffer: read %.1f GB/s (%d threads), %.1f GB/s (1 core); triad %.1f GB/s", n->node,
+                  adg_fmt_bytes(n->buffer_bytes, buf, sizeof buf), n->read_gbs, n->threads, n->read_core_gbs,
+                  n->triad_gbs);
+    }
+    char *path = NULL;
+    e = adg_ceilings_save(&c);
+    adg_error *pe = adg_ceilings_path(c.cpu, c.ncpus, &path);
+    if (pe)
+        adg_error_free(pe);
+    probe_check *k = probe_add(rep, "bench", "bench.cache", e ? PROBE_WARN : PROBE_INFO, "Ceilings cache",
+                               e ? "the figures could not be cached: later commands will not compare against them"
+                                 : "later commands (bench, report) compare their rates against these figures",
+                               "%s %s (measured in %.1f s)", e ? "not written:" : "written to", e ? adg_error_msg(e) : path,
+                               c.seconds);
+    if (e) {
+        probe_check_set_remedy(k, "%s", adg_error_remedy(e) ? adg_error_remedy(e) : "check the cache directory");
+        adg_error_free(e);
+    }
+    free(path);
+    json_t *mem = json_array();
+    for (size_t i = 0; i < c.nnodes; i++)
+        json_array_append_new(mem, json_pack("{s:i,s:f,s:f,s:f}", "node", c.nodes[i].node, "read_gbs",
+                                             c.nodes[i].read_gbs, "read_core_gbs", c.nodes[i].read_core_gbs,
+                                             "triad_gbs", c.nodes[i].triad_gbs));
+    probe_report_set_fact(rep, "bench", "clock_ghz", json_real(c.clock_ghz));
+    probe_report_set_fact(rep, "bench", "amx_int8_core", rate_json(&c.amx_int8_core));
+    probe_report_set_fact(rep, "bench", "amx_int8_all", rate_json(&c.amx_int8_all));
+    probe_report_set_fact(rep, "bench", "amx_bf16_core", rate_json(&c.amx_bf16_core));
+    probe_report_set_fact(rep, "bench", "amx_bf16_all", rate_json(&c.amx_bf16_all));
+    probe_report_set_fact(rep, "bench", "vnni_core", rate_json(&c.vnni_core));
+    probe_report_set_fact(rep, "bench", "vnni_all", rate_json(&c.vnni_all));
+    probe_report_set_fact(rep, "bench", "memory", mem);
+    probe_report_set_fact(rep, "bench", "seconds", json_real(c.seconds));
+    return NULL;
+}

@@ -1,0 +1,24 @@
+/* --bench: the machine's ceilings.  Everything runs in a forked child (tile instructions
+ * that fault must not take the probe down) with pthreads pinned one per CPU. */
+#ifndef PROBE_BENCH_H
+#define PROBE_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/adg_ceilings.h"
+#include "common/adg_error.h"
+
+typedef struct probe_bench_opts {
+    double seconds;        /* per compute measurement (default 0.15) */
+    size_t mem_bytes;      /* read buffer per node; 0: 4 x L3, between 256 MiB and 1 GiB */
+    bool amx, vnni;        /* run these (the caller checked CPUID/XCR0) */
+    unsigned amx_int8_peak, amx_bf16_peak, vnni_peak; /* theoretical ops/cycle/core, 0 unknown */
+    int max_threads;       /* 0: every allowed CPU */
+} probe_bench_opts;
+
+/* Fills c (cpu/ncpus key included).  An error means the child could not run at all;
+ * a measurement that failed leaves its rate at 0 with `why` set. */
+adg_error *probe_bench_run(const probe_bench_opts *o, adg_ceilings *c);
+
+#endif
