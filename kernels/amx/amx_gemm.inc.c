@@ -1,0 +1,195 @@
+/* AMX matmul kernels.  Included twice: by amx_gemm_hw.c with the real tile intrinsics
+ * and by amx_gemm_emu.c with the emulator's (AMX_SYM names the two symbol sets).
+ *
+ * Tiles: tmm0/tmm1 = A (two 16-row activation tiles), tmm2/tmm3 = B (two 16-column weight
+ * tiles), tmm4..tmm7 = C (the 2x2 block of 16x16 accumulators): 32 rows x 32 columns per
+ * step, each B tile used twice and each A tile twice.
+ *
+ * int8 (Q8_0/Q4_0): one K block of 32 per TDPBSUD (A = signed activations 16 x 32 bytes,
+ * B = unsigned weights q + o, 8 rows x 64 bytes, already in VNNI order in the panel), then
+ * the four C tiles are stored and AVX-512 applies the block's scales into fp32
+ * accumulators (the per-block scales forbid accumulating across blocks in the tile).
+ * Q4_0 panels are unpacked to bytes once per pair of panels into scratch, reused for
+ * every 32-row step of M.
+ * bf16: K chunks of 32 (16 pairs) accumulate in the C tiles over the whole K. */
+
+#include <string.h>
+
+typedef struct amx_cfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+enum { CFG_NONE, CFG_INT8, CFG_BF16 };
+static __thread int AMX_SYM(cur_cfg) = CFG_NONE;
+
+static void AMX_SYM(configure)(int kind)
+{
+    if (AMX_SYM(cur_cfg) == kind)
+        return;
+    amx_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    if (kind == CFG_INT8) {
+        cfg.colsb[0] = cfg.colsb[1] = 32;   /* A: 16 rows x one K block of 32 bytes */
+        cfg.rows[2] = cfg.rows[3] = 8;      /* B: 8 rows of 4 k x 16 n */
+    }
+    _tile_loadconfig(&cfg);
+    AMX_SYM(cur_cfg) = kind;
+}
+
+static inline __mmask16 AMX_SYM(nmask)(int64_t left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+/* Unpacks the Q4_0 nibbles of panel p into [nb][8 groups][64] bytes of u4 values. */
+static void AMX_SYM(unpack_i4)(const kern_weight *w, const uint8_t *panel, uint8_t *out)
+{
+    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < w->nb; b++)
+        for (int g = 0; g < 4; g++) {
+            const __m512i v = _mm512_loadu_si512(panel + b * 288 + g * 64);
+            _mm512_store_si512(out + b * 512 + g * 64, _mm512_and_si512(v, lo4));
+            _mm512_store_si512(out + b * 512 + (g + 4) * 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
+        }
+}
+
+static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
+{
+    const kern_weight *w = j->w;
+    const bool i4 = w->fmt == KERN_WFMT_I4;
+    uint8_t *sc = j->scratch;
+    int32_t *cbuf = (int32_t *)sc;                 /* 4 tiles x 16 x 16 int32 */
+    float *yacc = (float *)(sc + 4096);            /* 32 rows x 32 floats */
+    uint8_t *unp = sc + 8192;                      /* 2 x nb x 512 */
+    AMX_SYM(configure)(CFG_INT8);
+    const long astride = (long)a->k;
+    for (int64_t p = j->p0; p < j->p1; p += 2) {
+        const int np = j->p1 - p >= 2 ? 2 : 1;
+        const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
+        const uint8_t *wp1 = np == 2 ? wp0 + w->panel_bytes : wp0;
+        const uint8_t *b0 = wp0, *b1 = wp1;
+        size_t bstep = w->blk_bytes;
+        if (i4) {
+            AMX_SYM(unpack_i4)(w, wp0, unp);
+            if (np == 2)
+                AMX_SYM(unpack_i4)(w, wp1, unp + (size_t)w->nb * 512);
+            b0 = unp;
+            b1 = np == 2 ? unp + (size_t)w->nb * 512 : unp;
+            bstep = 512;
+        }
+        for (int64_t m0 = 0; m0 < a->m; m0 += 32) {
+            const int mt = a->m - m0 > 16 ? 2 : 1;
+            const int rows_valid = a->m - m0 >= 32 ? 32 : (int)(a->m - m0);
+            memset(yacc, 0, 32 * 32 * sizeof(float));
+            const int8_t *a0 = a->q + m0 * a->k;
+            for (int64_t b = 0; b < a->nb; b++) {
+                const uint8_t *bb0 = b0 + b * bstep, *bb1 = b1 + b * bstep;
+                _tile_loadd(0, a0 + b * KERN_KB, astride);
+                _tile_loadd(2, bb0, 64);
+                _tile_zero(4);
+                _tile_dpbsud(4, 0, 2);
+                if (np == 2) {
+                    _tile_loadd(3, bb1, 64);
+                    _tile_zero(5);
+                    _tile_dpbsud(5, 0, 3);
+                }
+                if (mt == 2) {
+                    _tile_loadd(1, a0 + 16 * a->k + b * KERN_KB, astride);
+                    _tile_zero(6);
+                    _tile_dpbsud(6, 1, 2);
+                    if (np == 2) {
+                        _tile_zero(7);
+                        _tile_dpbsud(7, 1, 3);
+                    }
+                }
+                _tile_stored(4, cbuf, 64);
+                if (np == 2)
+                    _tile_stored(5, cbuf + 256, 64);
+                if (mt == 2) {
+                    _tile_stored(6, cbuf + 512, 64);
+                    if (np == 2)
+                        _tile_stored(7, cbuf + 768, 64);
+                }
+                const size_t doff = i4 ? 256 : 512;
+                const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp0 + b * w->blk_bytes + doff)));
+                const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp1 + b * w->blk_bytes + doff)));
+                for (int r = 0; r < rows_valid; r++) {
+                    const int64_t m = m0 + r;
+                    const __m512 da = _mm512_set1_ps(a->d[m * a->nb + b]);
+                    const __m512 no = _mm512_set1_ps(a->negoff[m * a->nb + b]);
+                    const int32_t *cr = cbuf + (r >= 16 ? 512 : 0) + (r & 15) * 16;
+                    float *yr = yacc + r * 32;
+                    const __m512 t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cr)), da, no);
+                    _mm512_store_ps(yr, _mm512_fmadd_ps(t0, dw0, _mm512_load_ps(yr)));
+                    if (np == 2) {
+                        const __m512 t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cr + 256)), da, no);
+                        _mm512_store_ps(yr + 16, _mm512_fmadd_ps(t1, dw1, _mm512_load_ps(yr + 16)));
+                    }
+                }
+            }
+            for (int r = 0; r < rows_valid; r++) {
+                float *y = kern_yrow(j, m0 + r);
+                const int64_t n = p * KERN_PANEL;
+                _mm512_mask_storeu_ps(y + n, AMX_SYM(nmask)(w->n - n), _mm512_load_ps(yacc + r * 32));
+                if (np == 2)
+                    _mm512_mask_storeu_ps(y + n + 16, AMX_SYM(nmask)(w->n - n - 16), _mm512_load_ps(yacc + r * 32 + 16));
+            }
+        }
+    }
+}
+
+static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
+{
+    const kern_weight *w = j->w;
+    float *cbuf = (float *)j->scratch;   /* 4 tiles x 16 x 16 */
+    AMX_SYM(configure)(CFG_BF16);
+    const long astride = (long)a->k_pad * 2;
+    for (int64_t p = j->p0; p < j->p1; p += 2) {
+        const int np = j->p1 - p >= 2 ? 2 : 1;
+        const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
+        const uint8_t *wp1 = np == 2 ? wp0 + w->panel_bytes : wp0;
+        for (int64_t m0 = 0; m0 < a->m; m0 += 32) {
+            const int mt = a->m - m0 > 16 ? 2 : 1;
+            const int rows_valid = a->m - m0 >= 32 ? 32 : (int)(a->m - m0);
+            const uint16_t *a0 = a->x + m0 * a->k_pad;
+            _tile_zero(4);
+            _tile_zero(5);
+            _tile_zero(6);
+            _tile_zero(7);
+            for (int64_t c = 0; c < w->nb; c++) {
+                _tile_loadd(0, a0 + c * KERN_KB, astride);
+                _tile_loadd(2, wp0 + c * 1024, 64);
+                _tile_dpbf16ps(4, 0, 2);
+                if (np == 2) {
+                    _tile_loadd(3, wp1 + c * 1024, 64);
+                    _tile_dpbf16ps(5, 0, 3);
+                }
+                if (mt == 2) {
+                    _tile_loadd(1, a0 + 16 * a->k_pad + c * KERN_KB, astride);
+                    _tile_dpbf16ps(6, 1, 2);
+                    if (np == 2)
+                        _tile_dpbf16ps(7, 1, 3);
+                }
+            }
+            _tile_stored(4, cbuf, 64);
+            _tile_stored(5, cbuf + 256, 64);
+            _tile_stored(6, cbuf + 512, 64);
+            _tile_stored(7, cbuf + 768, 64);
+            for (int r = 0; r < rows_valid; r++) {
+                float *y = kern_yrow(j, m0 + r);
+                const int64_t n = p * KERN_PANEL;
+                const float *cr = cbuf + (r >= 16 ? 512 : 0) + (r & 15) * 16;
+                _mm512_mask_storeu_ps(y + n, AMX_SYM(nmask)(w->n - n), _mm512_load_ps(cr));
+                if (np == 2)
+                    _mm512_mask_storeu_ps(y + n + 16, AMX_SYM(nmask)(w->n - n - 16), _mm512_load_ps(cr + 256));
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+/* Activation buffers for the matmul kernels: Q8_0 rows (int8 + fp16-valued scales + block
+ * sums) for the integer paths, BF16 rows for the BF16 paths. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kern_internal.h"
+
+static void *zalloc64(size_t n)
+{
+    size_t r = (n + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, r ? r : 64);
+    if (p)
+        memset(p, 0, r ? r : 64);
+    return p;
+}
+
+adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
+{
+    memset(a, 0, sizeof *a);
+    a->m = m;
+    a->m_pad = (m + 31) / 32 * 32;
+    a->k = k;
+    a->nb = k / KERN_KB;
+    size_t rows = (size_t)a->m_pad;
+    a->q = zalloc64(rows * (size_t)k);
+    a->d = zalloc64(rows * (size_t)a->nb * sizeof(float));
+    a->negoff = zalloc64(rows * (size_t)a->nb * sizeof(float));
+    a->s = zalloc64(rows * (size_t)a->nb * sizeof(int32_t));
+    if (!a->q || !a->d || !a->negoff || !a->s) {
+        kern_qact_free(a);
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows of %lld", (long long)m, (long long)k);
+    }
+    return NULL;
+}
+
+void kern_qact_free(kern_qact *a)
+{
+    free(a->q);
+    free(a->d);
+    free(a->negoff);
+    free(a->s);
+    memset(a, 0, sizeof *a);
+}
+
+static void quantize_row_scalar(const float *x, int8_t *q, float *d, int32_t *s, int64_t k)
+{
+    for (int64_t b = 0; b < k / KERN_KB; b++) {
+        kern_block_q8_0 blk;
+        kern_quantize_row_q8_0(x + b * KERN_KB, &blk, KERN_KB);
+        int32_t sum = 0;
+        for (int j = 0; j < KERN_KB; j++) {
+            q[b * KERN_KB + j] = blk.qs[j];
+            sum += blk.qs[j];
+        }
+        d[b] = kern_fp16_to_fp32(blk.d);
+        s[b] = sum;
+    }
+}
+
+void kern_qact_rows(kern_qact *a, const float *x, int64_t r0, int64_t r1, int off, bool use_avx512)
+{
+    a->off = off;
+    for (int64_t r = r0; r < r1; r++) {
+        int8_t *q = a->q + r * a->k;
+        float *d = a->d + r * a->nb;
+        int32_t *s = a->s + r * a->nb;
+        if (use_avx512)
+            kern_avx512_quantize_row_q8_0(x + r * a->k, q, d, s, a->k);
+        else
+            quantize_row_scalar(x + r * a->k, q, d, s, a->k);
+        float *no = a->negoff + r * a->nb;
+        for (int64_t b = 0; b < a->nb; b++)
+            no[b] = (float)(-off * s[b]) * d[b];
+    }
+}
+
+adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad)
+{
+    memset(a, 0, sizeof *a);
+    a->m = m;
+    a->m_pad = (m + 31) / 32 * 32;
+    a->k = k;
+    a->k_pad = k_pad;
+    a->x = zalloc64((size_t)a->m_pad * (size_t)k_pad * sizeof(uint16_t));
+    if (!a->x)
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows of %lld", (long long)m, (long long)k);
+    return NULL;
+}
+
+void kern_bact_free(kern_bact *a)
+{
+    free(a->x);
+    memset(a, 0, sizeof *a);
+}
+
+void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        kern_fp32_to_bf16_row(x + r * a->k, a->x + r * a->k_pad, a->k);
+        /* the padding stays zero from allocation */
+    }
+}

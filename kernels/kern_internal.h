@@ -1,0 +1,147 @@
+/* Internal to kernels/: weight layouts, activation buffers and the micro-kernel entry
+ * points each implementation provides.  Not a public interface. */
+#ifndef KERN_INTERNAL_H
+#define KERN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kern_cpu.h"
+#include "kernels/kern_pool.h"
+
+/* Weight layouts.
+ * RAW : ggml rows as loaded (F16 already rounded to BF16, so RAW types are F32, BF16,
+ *       Q4_0, Q8_0).  Used by ref, and by avx512 for F32.
+ * I8  : Q8_0 as panels of 16 rows.  Per panel and K block of 32: 512 bytes of u8 = q + 128
+ *       in [k/4][n][k%4] order (the VNNI order, which is also an AMX B tile of 8 rows x 64
+ *       bytes), then 16 fp16 scales.  544 bytes = 16 ggml blocks.
+ * I4  : Q4_0 as panels of 16 rows.  Per panel and block: 256 bytes where byte (g, n, i)
+ *       holds u4 = q (0..15) of k = 4g + i in its low nibble and of k = 16 + 4g + i in its
+ *       high nibble, then 16 fp16 scales.  288 bytes = 16 ggml blocks.
+ * BF16: panels of 16 rows, K padded with zeros to a multiple of 32.  Per panel and chunk of
+ *       32 k: 1 KiB of bf16 in [k/2][n][k%2] order (VNNI pairs = AMX B tile 16 x 64 bytes).
+ * Rows n .. n_pad-1 of the last panel are zero (scale 0). */
+typedef enum kern_wfmt { KERN_WFMT_RAW, KERN_WFMT_I8, KERN_WFMT_I4, KERN_WFMT_BF16 } kern_wfmt;
+
+#define KERN_PANEL 16
+#define KERN_KB 32
+
+struct kern_weight {
+    kern_type type;        /* as loaded */
+    kern_type ctype;       /* computed as (F16 -> BF16) */
+    kern_wfmt fmt;
+    kern_impl impl;        /* implementation of the context that packed it */
+    int64_t n_mat, n, k;
+    int64_t n_pad, n_panels;
+    int64_t nb;            /* K blocks (int8) or K chunks of 32 (bf16) */
+    int64_t k_pad;
+    size_t blk_bytes;      /* per panel per block/chunk */
+    size_t panel_bytes;    /* nb * blk_bytes */
+    size_t row_bytes;      /* RAW: bytes of one row */
+    size_t mat_bytes;      /* bytes of one matrix */
+    uint8_t *data;
+    size_t bytes;          /* mapped size */
+};
+
+static inline const uint8_t *kern_weight_mat(const kern_weight *w, int64_t e)
+{
+    return w->data + (size_t)e * w->mat_bytes;
+}
+
+/* Activations quantized for the integer paths.  Rows m .. m_pad-1 are zero. */
+typedef struct kern_qact {
+    int64_t m, m_pad, k, nb;
+    int8_t *q;         /* [m_pad][k] */
+    float *d;          /* [m_pad][nb]  activation scale (fp16 value) */
+    float *negoff;     /* [m_pad][nb]  (float)(-o * s) * d */
+    int32_t *s;        /* [m_pad][nb]  sum of the block's q */
+    int off;           /* 128 for Q8_0 weights, 8 for Q4_0 */
+} kern_qact;
+
+/* Activations rounded to BF16 for the BF16 paths, [m_pad][k_pad] (zero padded). */
+typedef struct kern_bact {
+    int64_t m, m_pad, k, k_pad;
+    uint16_t *x;
+} kern_bact;
+
+/* The work of one worker in a matmul: panels [p0, p1) of matrix `mat`, every row of the
+ * activations, results written to y + yrow[i] * ldy (yrow NULL: row i). */
+typedef struct kern_gemm_job {
+    const kern_weight *w;
+    const uint8_t *wmat;
+    int64_t p0, p1;
+    float *y;
+    int64_t ldy;
+    const int64_t *yrow;
+    void *scratch;          /* KERN_SCRATCH_BYTES for this worker */
+    size_t scratch_bytes;
+} kern_gemm_job;
+
+/* Per-worker scratch: C tiles (4 KiB), fp32 accumulators (32 x 32 x 4), Q4_0 unpacked
+ * panels (2 x nb x 512 bytes), rounded up. */
+size_t kern_scratch_need(const kern_weight *w);
+
+static inline float *kern_yrow(const kern_gemm_job *j, int64_t i)
+{
+    return j->y + (j->yrow ? j->yrow[i] : i) * j->ldy;
+}
+
+/* Quantizes m rows of k floats (k % 32 == 0) into a (m_pad = round up to 32) buffer,
+ * bit-identical to kern_quantize_row_q8_0; `off` as in kern_qact.  AVX-512 when
+ * use_avx512, else scalar. */
+adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k);
+void kern_qact_free(kern_qact *a);
+void kern_qact_rows(kern_qact *a, const float *x, int64_t r0, int64_t r1, int off, bool use_avx512);
+adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad);
+void kern_bact_free(kern_bact *a);
+void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1);
+/* The AVX-512 row quantizer (kern_ops_avx512.c), exposed for its own test. */
+void kern_avx512_quantize_row_q8_0(const float *x, int8_t *q, float *d, int32_t *s, int64_t k);
+
+/* Reference micro-kernels (kern_ops_ref.c). */
+void kern_ref_gemm_q(const kern_gemm_job *j, const kern_qact *a);
+void kern_ref_gemm_f(const kern_gemm_job *j, const float *x, int64_t m);   /* BF16 / F32 RAW */
+
+/* AVX-512 micro-kernels (kern_ops_avx512.c). */
+void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a);
+void kern_avx512_gemm_bf16(const kern_gemm_job *j, const kern_bact *a);
+void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m);
+
+/* AMX micro-kernels: the same source compiled against the real tile instructions
+ * (amx_gemm_hw.c) and against the emulator (amx_gemm_emu.c). */
+typedef struct kern_amx_kernels {
+    const char *name;
+    void (*gemm_q)(const kern_gemm_job *j, const kern_qact *a);
+    void (*gemm_bf16)(const kern_gemm_job *j, const kern_bact *a);
+} kern_amx_kernels;
+extern const kern_amx_kernels kern_amx_hw;
+extern const kern_amx_kernels kern_amx_emu;
+
+struct kern_cpu {
+    kern_impl impl;                  /* resolved: never AUTO */
+    kern_pool *pool;
+    kern_crossover xo;
+    const kern_amx_kernels *amx;     /* NULL unless amx / amx-emu */
+    void **scratch;                  /* one per worker */
+    size_t scratch_bytes;
+    char desc[200];
+};
+
+/* Grows every worker's scratch to at least `bytes`. */
+adg_error *kern_cpu_ensure_scratch(kern_cpu *c, size_t bytes);
+
+/* Elementwise / attention ops, per implementation, on rows [r0, r1). */
+void kern_ref_rmsnorm(const float *x, const float *w, int64_t r0, int64_t r1, int64_t k, float eps, float *y);
+void kern_avx512_rmsnorm(const float *x, const float *w, int64_t r0, int64_t r1, int64_t k, float eps, float *y);
+void kern_ref_softmax(float *x, int64_t r0, int64_t r1, int64_t n, float scale);
+void kern_avx512_softmax(float *x, int64_t r0, int64_t r1, int64_t n, float scale);
+void kern_ref_silu_mul(const float *g, const float *u, int64_t i0, int64_t i1, float *out);
+void kern_avx512_silu_mul(const float *g, const float *u, int64_t i0, int64_t i1, float *out);
+void kern_ref_rope_neox(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
+                        const int32_t *pos, float base);
+/* One (token, head) of attention; scores is n_ctx floats of scratch. */
+void kern_ref_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores);
+void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores);
+
+#endif

@@ -1,0 +1,381 @@
+/* AVX-512 kernels (F/BW/VL/VNNI/BF16).  This file alone is compiled with the AVX-512
+ * flags (kernels/CMakeLists.txt); nothing here runs unless kern_impl_check() said the CPU
+ * and OS have these features.
+ *
+ * Integer matmul: the weights are unsigned (q + o) in VNNI order, the activation bytes
+ * are signed and broadcast 4 at a time, so one VPDPBUSD does 16 outputs x 4 k.  Per K
+ * block the int32 sums are scaled into fp32 accumulators with two FMAs (see kern_cpu.h
+ * for the exact formula, which the reference repeats). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kern_internal.h"
+
+/* ---- activation quantization, bit-identical to ggml's quantize_row_q8_0_ref ------- */
+
+/* roundf(): half away from zero.  |v| - trunc(|v|) is exact, so the tie test is too. */
+static inline __m512i round_away(__m512 v)
+{
+    const __m512 av = _mm512_abs_ps(v);
+    const __m512 t = _mm512_roundscale_ps(av, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(av, t), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
+    const __m512 signed_r = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(r), _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u))));
+    return _mm512_cvttps_epi32(signed_r);
+}
+
+void kern_avx512_quantize_row_q8_0(const float *x, int8_t *q, float *d, int32_t *s, int64_t k)
+{
+    for (int64_t b = 0; b < k / KERN_KB; b++) {
+        const __m512 v0 = _mm512_loadu_ps(x + b * KERN_KB), v1 = _mm512_loadu_ps(x + b * KERN_KB + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float dd = amax / ((1 << 7) - 1);
+        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i q0 = round_away(_mm512_mul_ps(v0, vid)), q1 = round_away(_mm512_mul_ps(v1, vid));
+        _mm_storeu_si128((__m128i *)(q + b * KERN_KB), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(q + b * KERN_KB + 16), _mm512_cvtepi32_epi8(q1));
+        d[b] = kern_fp16_to_fp32(kern_fp32_to_fp16(dd));
+        s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+/* ---- integer matmul ---------------------------------------------------------------- */
+
+static inline int32_t load_i32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __mmask16 tail_mask(int64_t n_left)
+{
+    return n_left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n_left) - 1);
+}
+
+/* MR rows (1..4) x NP panels (1..2) of outputs over the whole K. */
+static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, const kern_qact *a, int64_t m0,
+                                                       const int MR, int64_t p, const int NP, const bool I4)
+{
+    const kern_weight *w = j->w;
+    __m512 acc[4][2];
+    for (int m = 0; m < MR; m++)
+        for (int pp = 0; pp < NP; pp++)
+            acc[m][pp] = _mm512_setzero_ps();
+    const uint8_t *wp[2];
+    for (int pp = 0; pp < NP; pp++)
+        wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
+    const int8_t *ap[4];
+    for (int m = 0; m < MR; m++)
+        ap[m] = a->q + (m0 + m) * a->k;
+    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < a->nb; b++) {
+        __m512i c[4][2];
+        for (int m = 0; m < MR; m++)
+            for (int pp = 0; pp < NP; pp++)
+                c[m][pp] = _mm512_setzero_si512();
+        for (int pp = 0; pp < NP; pp++)
+            _mm_prefetch((const char *)(wp[pp] + (b + 4) * w->blk_bytes), _MM_HINT_T0);
+        if (!I4) {
+            for (int g = 0; g < 8; g++) {
+                __m512i wv[2];
+                for (int pp = 0; pp < NP; pp++)
+                    wv[pp] = _mm512_loadu_si512(wp[pp] + b * 544 + g * 64);
+                for (int m = 0; m < MR; m++) {
+                    const __m512i av = _mm512_set1_epi32(load_i32(ap[m] + b * KERN_KB + g * 4));
+                    for (int pp = 0; pp < NP; pp++)
+                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wv[pp], av);
+                }
+            }
+        } else {
+            for (int g = 0; g < 4; g++) {
+                __m512i wl[2], wh[2];
+                for (int pp = 0; pp < NP; pp++) {
+                    const __m512i v = _mm512_loadu_si512(wp[pp] + b * 288 + g * 64);
+                    wl[pp] = _mm512_and_si512(v, lo4);
+                    wh[pp] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                }
+                for (int m = 0; m < MR; m++) {
+                    const __m512i al = _mm512_set1_epi32(load_i32(ap[m] + b * KERN_KB + g * 4));
+                    const __m512i ah = _mm512_set1_epi32(load_i32(ap[m] + b * KERN_KB + 16 + g * 4));
+                    for (int pp = 0; pp < NP; pp++) {
+                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wl[pp], al);
+                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wh[pp], ah);
+                    }
+                }
+            }
+        }
+        __m512 dw[2];
+        for (int pp = 0; pp < NP; pp++)
+            dw[pp] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[pp] + b * w->blk_bytes + (I4 ? 256 : 512))));
+        for (int m = 0; m < MR; m++) {
+            const __m512 da = _mm512_set1_ps(a->d[(m0 + m) * a->nb + b]);
+            const __m512 no = _mm512_set1_ps(a->negoff[(m0 + m) * a->nb + b]);
+            for (int pp = 0; pp < NP; pp++) {
+                const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c[m][pp]), da, no);
+                acc[m][pp] = _mm512_fmadd_ps(t, dw[pp], acc[m][pp]);
+            }
+        }
+    }
+    for (int m = 0; m < MR; m++) {
+        float *y = kern_yrow(j, m0 + m);
+        for (int pp = 0; pp < NP; pp++) {
+            const int64_t n = (p + pp) * KERN_PANEL;
+            _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[m][pp]);
+        }
+    }
+}
+
+#define MK_Q_CASES(I4)                                                     \
+    switch (mr * 2 + np - 1) {                                             \
+    case 2: mk_q(j, a, m0, 1, p, 1, I4); break;                            \
+    case 3: mk_q(j, a, m0, 1, p, 2, I4); break;                            \
+    case 4: mk_q(j, a, m0, 2, p, 1, I4); break;                            \
+    case 5: mk_q(j, a, m0, 2, p, 2, I4); break;                            \
+    case 6: mk_q(j, a, m0, 3, p, 1, I4); break;                            \
+    case 7: mk_q(j, a, m0, 3, p, 2, I4); break;                            \
+    case 8: mk_q(j, a, m0, 4, p, 1, I4); break;                            \
+    default: mk_q(j, a, m0, 4, p, 2, I4); break;                           \
+    }
+
+/* Panels in groups that fit L2 (weights reused across every m step), m in steps of 4. */
+void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a)
+{
+    const bool i4 = j->w->fmt == KERN_WFMT_I4;
+    int64_t group = (int64_t)((512 * 1024) / (j->w->panel_bytes ? j->w->panel_bytes : 1));
+    group = group < 2 ? 2 : group & ~(int64_t)1;
+    for (int64_t pg = j->p0; pg < j->p1; pg += group) {
+        const int64_t pe = pg + group < j->p1 ? pg + group : j->p1;
+        for (int64_t m0 = 0; m0 < a->m; m0 += 4) {
+            const int mr = a->m - m0 >= 4 ? 4 : (int)(a->m - m0);
+            for (int64_t p = pg; p < pe; p += 2) {
+                const int np = pe - p >= 2 ? 2 : 1;
+                if (i4) {
+                    MK_Q_CASES(true)
+                } else {
+                    MK_Q_CASES(false)
+                }
+            }
+        }
+    }
+}
+
+/* ---- BF16 matmul --------------------------------------------------------------------- */
+
+static inline __attribute__((always_inline)) void mk_bf16(const kern_gemm_job *j, const kern_bact *a, int64_t m0,
+                                                          const int MR, int64_t p, const int NP)
+{
+    const kern_weight *w = j->w;
+    __m512 acc[4][2];
+    for (int m = 0; m < MR; m++)
+        for (int pp = 0; pp < NP; pp++)
+            acc[m][pp] = _mm512_setzero_ps();
+    const uint8_t *wp[2];
+    for (int pp = 0; pp < NP; pp++)
+        wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
+    for (int64_t c = 0; c < w->nb; c++) {
+        for (int pp = 0; pp < NP; pp++)
+            _mm_prefetch((const char *)(wp[pp] + (c + 2) * 1024), _MM_HINT_T0);
+        for (int jp = 0; jp < 16; jp++) {
+            __m512i wv[2];
+            for (int pp = 0; pp < NP; pp++)
+                wv[pp] = _mm512_loadu_si512(wp[pp] + c * 1024 + jp * 64);
+            for (int m = 0; m < MR; m++) {
+                int32_t pair;
+                memcpy(&pair, a->x + (m0 + m) * a->k_pad + c * KERN_KB + jp * 2, 4);
+                const __m512i xv = _mm512_set1_epi32(pair);
+                for (int pp = 0; pp < NP; pp++)
+                    acc[m][pp] = _mm512_dpbf16_ps(acc[m][pp], (__m512bh)wv[pp], (__m512bh)xv);
+            }
+        }
+    }
+    for (int m = 0; m < MR; m++) {
+        float *y = kern_yrow(j, m0 + m);
+        for (int pp = 0; pp < NP; pp++) {
+            const int64_t n = (p + pp) * KERN_PANEL;
+            _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[m][pp]);
+        }
+    }
+}
+
+void kern_avx512_gemm_bf16(const kern_gemm_job *j, const kern_bact *a)
+{
+    int64_t group = (int64_t)((512 * 1024) / (j->w->panel_bytes ? j->w->panel_bytes : 1));
+    group = group < 2 ? 2 : group & ~(int64_t)1;
+    for (int64_t pg = j->p0; pg < j->p1; pg += group) {
+        const int64_t pe = pg + group < j->p1 ? pg + group : j->p1;
+        for (int64_t m0 = 0; m0 < a->m; m0 += 4) {
+            const int mr = a->m - m0 >= 4 ? 4 : (int)(a->m - m0);
+            for (int64_t p = pg; p < pe; p += 2) {
+                const int np = pe - p >= 2 ? 2 : 1;
+                switch (mr * 2 + np - 1) {
+                case 2: mk_bf16(j, a, m0, 1, p, 1); break;
+                case 3: mk_bf16(j, a, m0, 1, p, 2); break;
+                case 4: mk_bf16(j, a, m0, 2, p, 1); break;
+                case 5: mk_bf16(j, a, m0, 2, p, 2); break;
+                case 6: mk_bf16(j, a, m0, 3, p, 1); break;
+                case 7: mk_bf16(j, a, m0, 3, p, 2); break;
+                case 8: mk_bf16(j, a, m0, 4, p, 1); break;
+                default: mk_bf16(j, a, m0, 4, p, 2); break;
+                }
+            }
+        }
+    }
+}
+
+/* ---- F32 matmul (small weights such as routers kept in f32) ------------------------- */
+
+static inline float dot_f32(const float *x, const float *w, int64_t k)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(w + i + 16), s1);
+    }
+    for (; i < k; i += 16) {
+        const __mmask16 mk = tail_mask(k - i);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, w + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m_rows)
+{
+    const kern_weight *w = j->w;
+    const int64_t n0 = j->p0 * KERN_PANEL, n1 = j->p1 * KERN_PANEL < w->n ? j->p1 * KERN_PANEL : w->n;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *wr = (const float *)(j->wmat + (size_t)n * w->row_bytes);
+        for (int64_t m = 0; m < m_rows; m++)
+            kern_yrow(j, m)[n] = dot_f32(x + m * w->k, wr, w->k);
+    }
+}
+
+/* ---- elementwise ------------------------------------------------------------------- */
+
+/* exp with ~1 ulp-level relative error (Cephes polynomial, 2^n via VSCALEFPS). */
+static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-103.0f)), _mm512_set1_ps(88.7f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+void kern_avx512_rmsnorm(const float *x, const float *w, int64_t r0, int64_t r1, int64_t k, float eps, float *y)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * k;
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (int64_t i = 0; i < k; i += 16) {
+            const __m512 v = _mm512_maskz_loadu_ps(tail_mask(k - i), xr + i);
+            const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            s0 = _mm512_fmadd_pd(lo, lo, s0);
+            s1 = _mm512_fmadd_pd(hi, hi, s1);
+        }
+        const double ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+        const __m512 sc = _mm512_set1_ps((float)(1.0 / sqrt(ss / (double)k + eps)));
+        float *yr = y + r * k;
+        for (int64_t i = 0; i < k; i += 16) {
+            const __mmask16 mk = tail_mask(k - i);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xr + i), sc);
+            if (w)
+                v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, w + i));
+            _mm512_mask_storeu_ps(yr + i, mk, v);
+        }
+    }
+}
+
+void kern_avx512_softmax(float *x, int64_t r0, int64_t r1, int64_t n, float scale)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t r = r0; r < r1; r++) {
+        float *xr = x + r * n;
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int64_t i = 0; i < n; i += 16)
+            mx = _mm512_mask_max_ps(mx, tail_mask(n - i), mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail_mask(n - i), xr + i), vs));
+        const __m512 vmx = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i += 16) {
+            const __mmask16 mk = tail_mask(n - i);
+            const __m512 e = exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, xr + i), vs, vmx));
+            sum = _mm512_mask_add_ps(sum, mk, sum, e);
+            _mm512_mask_storeu_ps(xr + i, mk, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (int64_t i = 0; i < n; i += 16) {
+            const __mmask16 mk = tail_mask(n - i);
+            _mm512_mask_storeu_ps(xr + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xr + i), inv));
+        }
+    }
+}
+
+void kern_avx512_silu_mul(const float *g, const float *u, int64_t i0, int64_t i1, float *out)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 mk = tail_mask(i1 - i);
+        const __m512 gv = _mm512_maskz_loadu_ps(mk, g + i);
+        const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(_mm512_mul_ps(gv, sig), _mm512_maskz_loadu_ps(mk, u + i)));
+    }
+}
+
+/* ---- attention (one query head of one token) --------------------------------------- */
+
+static inline __m512 kv_load(const kern_attn_args *a, const void *base, size_t idx, __mmask16 mk)
+{
+    if (a->kv_type == KERN_TYPE_F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + idx));
+    return _mm512_maskz_loadu_ps(mk, (const float *)base + idx);
+}
+
+void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores)
+{
+    const int64_t kvh = h / (a->n_head / a->n_head_kv);
+    const int64_t n_kv = a->pos0 + t + 1, hd = a->head_dim;
+    const float *q = a->q + (t * a->n_head + h) * hd;
+    const size_t kv_stride = (size_t)a->n_head_kv * (size_t)hd;
+    float mx = -INFINITY;
+    for (int64_t jj = 0; jj < n_kv; jj++) {
+        __m512 s = _mm512_setzero_ps();
+        const size_t base = (size_t)jj * kv_stride + (size_t)kvh * (size_t)hd;
+        for (int64_t d = 0; d < hd; d += 16) {
+            const __mmask16 mk = tail_mask(hd - d);
+            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, q + d), kv_load(a, a->k, base + (size_t)d, mk), s);
+        }
+        scores[jj] = _mm512_reduce_add_ps(s) * a->scale;
+        mx = scores[jj] > mx ? scores[jj] : mx;
+    }
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t jj = 0; jj < n_kv; jj += 16) {
+        const __mmask16 mk = tail_mask(n_kv - jj);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + jj), vmx));
+        sum = _mm512_mask_add_ps(sum, mk, sum, e);
+        _mm512_mask_storeu_ps(scores + jj, mk, e);
+    }
+    const float inv = 1.0f / _mm512_reduce_add_ps(sum);
+    float *o = a->out + (t * a->n_head + h) * hd;
+    for (int64_t d = 0; d < hd; d += 16) {
+        const __mmask16 mk = tail_mask(hd - d);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t jj = 0; jj < n_kv; jj++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[jj]),
+                                  kv_load(a, a->v, (size_t)jj * kv_stride + (size_t)kvh * (size_t)hd + (size_t)d, mk), acc);
+        _mm512_mask_storeu_ps(o + d, mk, _mm512_mul_ps(acc, _mm512_set1_ps(inv)));
+    }
+}
