@@ -362,6 +362,19 @@ json_t *adg_bus_events_json(adg_bus *b)
     return copy;
 }
 
+json_t *adg_bus_events_since(adg_bus *b, size_t from, size_t *next)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&b->lock);
+    size_t n = json_array_size(b->events);
+    for (size_t i = from; i < n && arr; i++)
+        json_array_append_new(arr, json_deep_copy(json_array_get(b->events, i)));
+    pthread_mutex_unlock(&b->lock);
+    if (next)
+        *next = n > from ? n : from;
+    return arr;
+}
+
 json_t *adg_bus_unavailable_json(adg_bus *b)
 {
     json_t *arr = json_array();

@@ -89,6 +89,10 @@ void adg_bus_listen(adg_bus *bus, adg_bus_listener fn, void *ctx);
 json_t *adg_bus_metrics_json(adg_bus *bus);
 json_t *adg_bus_series_json(adg_bus *bus);
 json_t *adg_bus_events_json(adg_bus *bus);
+/* Copies of the events from index `from` on (new reference, an array); *next gets the
+ * index to pass next time, so a live consumer (the TUI) follows events without copying
+ * them all again. */
+json_t *adg_bus_events_since(adg_bus *bus, size_t from, size_t *next);
 json_t *adg_bus_unavailable_json(adg_bus *bus);
 
 /* Rebuilds a bus from a run record's metrics/series/events/unavailable (for replay and
