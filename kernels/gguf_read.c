@@ -157,8 +157,11 @@ static adg_error *read_kv(rd *r, uint64_t idx, kern_gguf_kv *kv)
     if (at == KERN_GGUF_STRING) {
         /* Each string needs at least its 8-byte length: bound n before walking. */
         if (n > (r->size - r->pos) / 8)
-            return adg_error_new(ADG_E_FORMAT, "%s: metadata '%s' claims %llu strings, more than the file can hold",
-                                 r->what, kv->key, (unsigned long long)n);
+            return adg_error_hint(adg_error_new(ADG_E_FORMAT,
+                                                "%s: truncated or corrupt GGUF: metadata '%s' claims %llu strings, more "
+                                                "than the file can hold",
+                                                r->what, kv->key, (unsigned long long)n),
+                                  "fetch or create the file again");
         for (uint64_t i = 0; i < n; i++) {
             kern_gguf_str s;
             if ((e = rd_str(r, kv->key, &s)))
@@ -167,9 +170,11 @@ static adg_error *read_kv(rd *r, uint64_t idx, kern_gguf_kv *kv)
     } else {
         uint64_t es = scalar_size(at);
         if (n > (r->size - r->pos) / es)
-            return adg_error_new(ADG_E_FORMAT,
-                                 "%s: metadata '%s' claims %llu elements of %s, more than the file can hold", r->what,
-                                 kv->key, (unsigned long long)n, kern_gguf_vtype_name(at));
+            return adg_error_hint(adg_error_new(ADG_E_FORMAT,
+                                                "%s: truncated or corrupt GGUF: metadata '%s' claims %llu elements of "
+                                                "%s, more than the file can hold",
+                                                r->what, kv->key, (unsigned long long)n, kern_gguf_vtype_name(at)),
+                                  "fetch or create the file again");
         r->pos += n * es;
     }
     kv->arr_bytes = r->pos - start;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# amxdiag run: llama-bench-style table and JSON, the cached default model, greedy
+# decoding identical on every CPU path, and clear errors.
+set -u
+. "$(dirname "$0")/lib/adg.sh"
+command -v python3 >/dev/null || skip "python3 is needed to read the JSON output"
+export XDG_CACHE_HOME="$TEST_TMP/cache"
+
+expect_rc 0 "$AMXDIAG" run -p 32 -n 8 -r 2
+ls "$XDG_CACHE_HOME"/amxdiag/models/*.gguf >/dev/null 2>&1 || fail "default model not cached"
+expect_out "^\| qwen3moe [0-9.]+M Q4_0 .* \| +pp32 \| +[0-9.]+ ± [0-9.]+ \|" "$AMXDIAG" run -p 32 -n 8 -r 2
+expect_out "^\| qwen3moe .* \| +tg8 \|" "$AMXDIAG" run -p 32 -n 8 -r 2
+expect_out "^  moe_gate_up " "$AMXDIAG" run -p 16 -n 4 -r 1 --ops
+"$AMXDIAG" run -p 16 -n 4 -r 2 --json >"$TEST_TMP/r.json" || fail "run --json failed"
+python3 - "$TEST_TMP/r.json" <<'PY' || fail "run JSON content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == "amxdiag.run/1"
+tests = {t["test"]: t for t in d["tests"]}
+assert set(tests) == {"pp16", "tg4"}, tests.keys()
+for t in tests.values():
+    assert len(t["samples_ts"]) == 2 and t["avg_ts"] > 0 and t["ops"]
+assert d["model"]["architecture"] == "qwen3moe"
+PY
+
+# Greedy decoding gives the same tokens on every CPU implementation available here.
+ref=$("$AMXDIAG" run --greedy -p 12 -n 10 --cpu-kernels ref | sed -n 2p)
+[ -n "$ref" ] || fail "no greedy tokens from ref"
+for impl in avx512 amx amx-emu; do
+    out=$("$AMXDIAG" run --greedy -p 12 -n 10 --cpu-kernels "$impl" 2>"$TEST_TMP/err") || {
+        grep -q "hint:" "$TEST_TMP/err" || fail "--cpu-kernels $impl failed without a hint"
+        echo "note: $impl not available here: $(head -1 "$TEST_TMP/err")"
+        continue
+    }
+    [ "$(echo "$out" | sed -n 2p)" = "$ref" ] || fail "$impl greedy tokens differ from ref"
+done
+M="$TEST_TMP/llama.gguf"
+expect_rc 0 "$AMXDIAG" model create --preset llama-tiny --layers 2 "$M"
+expect_out "^\| llama .* \| +pp8 \|" "$AMXDIAG" run -m "$M" -p 8 -n 2 -r 1
+
+expect_rc 2 "$AMXDIAG" run --ngl 4 -p 8 -n 2
+expect_err "GPU layers are not available" "$AMXDIAG" run --ngl 4 -p 8 -n 2
+expect_rc 2 "$AMXDIAG" run -m "$TEST_TMP/missing.gguf"
+expect_rc 2 "$AMXDIAG" run -p abc
+expect_rc 2 "$AMXDIAG" run -r 0
+expect_rc 2 "$AMXDIAG" run --cpu-kernels fast
+expect_rc 2 "$AMXDIAG" run --numa sideways
+expect_rc 2 "$AMXDIAG" run stray-argument
+"$AMXDIAG" model create --preset tiny --sparse "$TEST_TMP/sparse.gguf" >/dev/null || fail "sparse create"
+expect_rc 0 "$AMXDIAG" run --help
+finish

@@ -1,0 +1,256 @@
+/* The engine on the tiny presets: logits agree between the CPU implementations within
+ * the documented tolerance, greedy decoding gives the same tokens on every path, results
+ * are bit-identical for a given implementation whatever the thread count, the KV cache
+ * gives the same logits token by token as in one batch, and the bus gets the phase
+ * markers, per-token samples and op records. */
+#include "adg_test.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common/adg_util.h"
+#include "kernels/kern_engine.h"
+
+/* docs/run.md: |logit - logit_ref| <= ENGINE_TOL for the tiny presets (logits rms ~ 1). */
+#define ENGINE_TOL 0.05f
+
+static char *tmpdir;
+static char qwen[600], llama[600];
+
+static int setup(void **state)
+{
+    (void)state;
+    tmpdir = adg_test_tmpdir();
+    if (!tmpdir)
+        return -1;
+    snprintf(qwen, sizeof qwen, "%s/tiny.gguf", tmpdir);
+    snprintf(llama, sizeof llama, "%s/llama.gguf", tmpdir);
+    kern_model_create_opts o = {.preset = "tiny", .quant = KERN_TYPE_Q4_0, .seed = 3, .threads = 2};
+    adg_error *e = kern_model_create(&o, qwen, NULL);
+    if (!e) {
+        kern_model_create_opts l = {.preset = "llama-tiny", .quant = KERN_TYPE_Q8_0, .seed = 3, .threads = 2,
+                                    .layers = 2};
+        e = kern_model_create(&l, llama, NULL);
+    }
+    if (e) {
+        adg_error_print(e, stderr);
+        adg_error_free(e);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    adg_test_rmtree(tmpdir);
+    return 0;
+}
+
+static bool impl_here(kern_impl impl)
+{
+    adg_error *e = kern_impl_check(impl);
+    if (!e)
+        return true;
+    printf("SKIP part: %s: %s\n", kern_impl_name(impl), adg_error_msg(e));
+    adg_error_free(e);
+    return false;
+}
+
+static kern_engine *open_engine(const char *path, kern_impl impl, int threads)
+{
+    kern_engine_opts o = {.model_path = path, .impl = impl, .threads = threads, .n_ctx = 256};
+    kern_engine *e = NULL;
+    ADG_ASSERT_OK(kern_engine_open(&o, &e));
+    return e;
+}
+
+static void prompt_of(int32_t *p, uint32_t n, uint32_t vocab)
+{
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = (int32_t)((i * 7919u + 13u) % (vocab - 3));
+}
+
+/* Runs a prompt and greedy decoding; returns the final logits (heap). */
+static float *greedy(const char *path, kern_impl impl, int threads, int32_t *tokens, uint32_t n_gen)
+{
+    kern_engine *e = open_engine(path, impl, threads);
+    uint32_t nv = kern_engine_model(e)->hp.n_vocab;
+    int32_t prompt[20];
+    prompt_of(prompt, 20, nv);
+    float *logits = malloc(nv * sizeof *logits);
+    ADG_ASSERT_OK(kern_engine_greedy(e, prompt, 20, n_gen, tokens, logits));
+    for (uint32_t i = 0; i < nv; i++)
+        assert_true(isfinite(logits[i]) && fabsf(logits[i]) < 100.0f);
+    kern_engine_close(e);
+    return logits;
+}
+
+static float max_diff(const float *a, const float *b, uint32_t n)
+{
+    float m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
+static void paths_agree(const char *path, uint32_t n_vocab)
+{
+    enum { NGEN = 12 };
+    int32_t ref_tok[NGEN], tok[NGEN];
+    float *ref = greedy(path, KERN_IMPL_REF, 2, ref_tok, NGEN);
+    const kern_impl others[] = {KERN_IMPL_AVX512, KERN_IMPL_AMX, KERN_IMPL_AMX_EMU};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (!impl_here(others[i]))
+            continue;
+        float *l = greedy(path, others[i], 2, tok, NGEN);
+        float d = max_diff(ref, l, n_vocab);
+        printf("%s: %s vs ref: max |logit diff| %.5f\n", path, kern_impl_name(others[i]), (double)d);
+        assert_true(d <= ENGINE_TOL);
+        assert_memory_equal(ref_tok, tok, sizeof tok);
+        free(l);
+    }
+    free(ref);
+}
+
+static void test_paths_agree_qwen3moe(void **state)
+{
+    (void)state;
+    paths_agree(qwen, 2048);
+}
+
+static void test_paths_agree_llama(void **state)
+{
+    (void)state;
+    paths_agree(llama, 2048);
+}
+
+static void test_deterministic_threads(void **state)
+{
+    (void)state;
+    kern_impl impl = impl_here(KERN_IMPL_AVX512) ? KERN_IMPL_AVX512 : KERN_IMPL_REF;
+    int32_t t1[8], t2[8];
+    float *a = greedy(qwen, impl, 1, t1, 8);
+    float *b = greedy(qwen, impl, 2, t2, 8);
+    float *c = greedy(qwen, impl, 2, t2, 8);
+    assert_memory_equal(b, c, 2048 * sizeof *b); /* same run twice: bit-identical */
+    assert_memory_equal(a, b, 2048 * sizeof *a); /* static row split: thread count does not matter */
+    assert_memory_equal(t1, t2, sizeof t1);
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void test_kv_cache_consistent(void **state)
+{
+    (void)state;
+    kern_engine *e = open_engine(qwen, KERN_IMPL_REF, 2);
+    int32_t p[24];
+    prompt_of(p, 24, 2048);
+    float *batch = malloc(2048 * sizeof *batch), *step = malloc(2048 * sizeof *step);
+    ADG_ASSERT_OK(kern_engine_eval(e, p, 24, batch));
+    assert_int_equal(kern_engine_n_past(e), 24);
+    kern_engine_reset(e);
+    ADG_ASSERT_OK(kern_engine_eval(e, p, 10, NULL));
+    for (int i = 10; i < 24; i++)
+        ADG_ASSERT_OK(kern_engine_eval(e, &p[i], 1, step));
+    float d = max_diff(batch, step, 2048);
+    printf("batch vs token-by-token: max |diff| %.6f\n", (double)d);
+    assert_true(d <= 1e-3f);
+
+    /* Errors: token outside the vocabulary, context overflow. */
+    int32_t bad = 5000;
+    adg_error *err = kern_engine_eval(e, &bad, 1, step);
+    assert_non_null(err);
+    assert_non_null(strstr(adg_error_msg(err), "outside the vocabulary"));
+    adg_error_free(err);
+    kern_engine_reset(e);
+    int32_t *many = calloc(300, sizeof *many);
+    err = kern_engine_eval(e, many, 300, NULL);
+    assert_non_null(err);
+    assert_non_null(strstr(adg_error_msg(err), "KV cache"));
+    adg_error_free(err);
+    free(many);
+    free(batch);
+    free(step);
+    kern_engine_close(e);
+
+    kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_REF, .ngl = 2};
+    err = kern_engine_open(&o, &e);
+    assert_non_null(err);
+    assert_int_equal(adg_error_kind(err), ADG_E_UNSUPPORTED);
+    adg_error_free(err);
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/none.gguf", tmpdir);
+    o.model_path = missing;
+    o.ngl = 0;
+    err = kern_engine_open(&o, &e);
+    assert_non_null(err);
+    adg_error_free(err);
+}
+
+static void test_bench_and_bus(void **state)
+{
+    (void)state;
+    kern_engine *e = open_engine(qwen, KERN_IMPL_REF, 2);
+    adg_bus *bus = adg_bus_new();
+    kern_engine_attach_bus(e, bus);
+    kern_bench_opts o = {.n_prompt = 16, .n_gen = 4, .reps = 2, .seed = 1};
+    kern_bench_result r;
+    ADG_ASSERT_OK(kern_engine_bench(e, &o, &r));
+    assert_int_equal(r.n_tests, 2);
+    assert_string_equal(r.tests[0].name, "pp16");
+    assert_string_equal(r.tests[1].name, "tg4");
+    for (int i = 0; i < 2; i++) {
+        assert_true(r.tests[i].avg_ts > 0);
+        assert_true(r.tests[i].n_ops > 5);
+    }
+    bool saw_attention = false, saw_moe = false;
+    for (int i = 0; i < r.tests[0].n_ops; i++) {
+        saw_attention |= !strcmp(r.tests[0].ops[i].op, "attention");
+        saw_moe |= !strcmp(r.tests[0].ops[i].op, "moe_gate_up") && r.tests[0].ops[i].flops > 0;
+    }
+    assert_true(saw_attention && saw_moe);
+    kern_bench_result_free(&r);
+
+    int lat = adg_bus_find(bus, "engine.token_latency");
+    assert_true(lat >= 0);
+    adg_point *pts;
+    size_t n = adg_bus_series_copy(bus, lat, NULL, &pts);
+    assert_int_equal(n, 8); /* n_gen x reps */
+    free(pts);
+    json_t *ev = adg_bus_events_json(bus);
+    size_t i, phases = 0, tokens = 0, ops = 0;
+    json_t *x;
+    json_array_foreach(ev, i, x) {
+        const char *kind = json_string_value(json_object_get(x, "kind"));
+        if (!kind)
+            continue;
+        phases += !strcmp(kind, "phase");
+        tokens += !strcmp(kind, "token");
+        ops += !strcmp(kind, "op");
+    }
+    json_decref(ev);
+    assert_int_equal(phases, 8);  /* begin + end, 2 phases, 2 reps */
+    assert_int_equal(tokens, 8);
+    assert_true(ops > 4 * 8);     /* per layer and op kind */
+    kern_engine_attach_bus(e, NULL);
+    adg_bus_free(bus);
+
+    adg_error *err = kern_engine_bench(e, &(kern_bench_opts){.n_prompt = 0, .n_gen = 0, .reps = 1}, &r);
+    assert_non_null(err);
+    adg_error_free(err);
+    kern_engine_close(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_paths_agree_qwen3moe),
+        cmocka_unit_test(test_paths_agree_llama),
+        cmocka_unit_test(test_deterministic_threads),
+        cmocka_unit_test(test_kv_cache_consistent),
+        cmocka_unit_test(test_bench_and_bus),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
