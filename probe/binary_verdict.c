@@ -31,6 +31,8 @@ static void listing(const fatbin_list *l, adg_strbuf *sb)
             adg_sb_printf(sb, " %s", adg_fmt_bytes((double)e->size, a, sizeof a));
         if (e->flags & FATBIN_FLAG_DEBUG)
             adg_sb_puts(sb, " debug");
+        if (e->kind == FATBIN_KIND_ELF && e->ptxas_arch[0] && strcmp(e->ptxas_arch, nm) != 0)
+            adg_sb_printf(sb, " (built by ptxas -arch %s; the ELF header says %s)", e->ptxas_arch, nm);
         if (!e->decoded)
             adg_sb_puts(sb, " (contents not decoded)");
     }

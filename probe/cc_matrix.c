@@ -242,7 +242,7 @@ bool cc_driver_supports(int cc, int driver_branch, char *reason, size_t len)
         snprintf(reason, len, "CC %s is not in amxdiag's support matrix (7.5 ... 12.1)", ccs);
         return cc > 121; /* newer than the table: cannot judge, assume the driver knows it */
     }
-    if (driver_branch && driver_branch < r->min_driver) {
+    if (driver_branch >= 100 && driver_branch < r->min_driver) {
         snprintf(reason, len, "CC %s (%s) needs driver >= %d and toolkit >= %s; this driver is %d", ccs,
                  r->arch_name, r->min_driver, cc_fmt_cuda(r->min_toolkit, tk, sizeof tk), driver_branch);
         return false;

@@ -88,28 +88,20 @@ static void read_ptx_text(const uint8_t *p, size_t n, fatbin_entry *e)
 }
 
 /* The "-arch sm_120a" that ptxas records in the cubin's .note.nv.tkinfo: CUDA 13 cubins
- * (ELF ABI 8) no longer mark arch-specific code in e_flags.  Scanning the bytes of the
- * image for the option keeps this bounded and independent of section parsing. */
-static char arch_note_variant(const uint8_t *p, size_t n, unsigned sm)
+ * (ELF ABI 8) no longer mark arch-specific or family code in e_flags, so this is the only
+ * place a standalone cubin says how it was built.  Scanning the image's bytes for the
+ * option keeps this bounded and independent of section parsing. */
+static void arch_note(const uint8_t *p, size_t n, char *out, size_t len)
 {
     static const char key[] = "-arch sm_";
-    const uint8_t *cur = p;
-    size_t left = n;
-    while (left >= sizeof key) {
-        const uint8_t *hit = memmem(cur, left, key, sizeof key - 1);
-        if (!hit)
-            break;
-        size_t i = (size_t)(hit - p) + sizeof key - 1;
-        unsigned v = 0;
-        size_t d = 0;
-        while (i < n && isdigit((unsigned char)p[i]) && d++ < 4)
-            v = v * 10 + (unsigned)(p[i++] - '0');
-        if (d && v == sm && i < n && (p[i] == 'a' || p[i] == 'f'))
-            return (char)p[i];
-        left -= (size_t)(hit - cur) + 1;
-        cur = hit + 1;
-    }
-    return 0;
+    const uint8_t *hit = memmem(p, n, key, sizeof key - 1);
+    out[0] = '\0';
+    if (!hit)
+        return;
+    size_t i = (size_t)(hit - p) + sizeof key - 1 - 3, k = 0; /* keep "sm_" */
+    while (i < n && k + 1 < len && (isalnum((unsigned char)p[i]) || p[i] == '_'))
+        out[k++] = (char)p[i++];
+    out[k] = '\0';
 }
 
 adg_error *fatbin_read_cubin(const uint8_t *p, size_t n, fatbin_entry *e)
@@ -133,8 +125,7 @@ adg_error *fatbin_read_cubin(const uint8_t *p, size_t n, fatbin_entry *e)
         e->elf_variant = (e->e_flags & 0x800) ? 'a' : 0;
         e->elf_virtual_sm = (e->e_flags >> 16) & 0xff;
     }
-    if (!e->elf_variant)
-        e->elf_variant = arch_note_variant(p, n, e->elf_sm);
+    arch_note(p, n, e->ptxas_arch, sizeof e->ptxas_arch);
     return NULL;
 }
 
@@ -338,6 +329,8 @@ json_t *fatbin_entry_json(const fatbin_entry *e)
         json_object_set_new(c, "sm", json_integer(e->elf_sm));
         if (e->elf_virtual_sm)
             json_object_set_new(c, "virtual_sm", json_integer(e->elf_virtual_sm));
+        if (e->ptxas_arch[0])
+            json_object_set_new(c, "ptxas_arch", json_string(e->ptxas_arch));
         json_object_set_new(j, "cubin", c);
     }
     return j;

@@ -67,7 +67,9 @@ typedef struct fatbin_entry {
     uint32_t e_flags;
     unsigned elf_sm;             /* SM from e_flags */
     unsigned elf_virtual_sm;     /* EF_CUDA_VIRTUAL_SM, 0 none */
-    char elf_variant;            /* 'a' when e_flags say so, or the cubin's -arch note */
+    char elf_variant;            /* 'a' when e_flags say so (what cuobjdump and the loader read) */
+    char ptxas_arch[16];         /* "sm_120f": the -arch ptxas recorded in .note.nv.tkinfo, "" unknown.
+                                  * CUDA 13 (ELF ABI 8) cubins carry the a/f variant only there. */
 } fatbin_entry;
 
 typedef struct fatbin_list {

@@ -86,23 +86,42 @@ int gpu_sysfs_numa_node(const char *bus_id)
     return adg_parse_i64(buf, &v) ? (int)v : GPU_NUMA_UNKNOWN;
 }
 
+void gpu_parse_kmod_version(const char *text, char *out, size_t len)
+{
+    /* "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun Jul 27 ..." or
+     * "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ...":
+     * the first whitespace-separated token made of digits and dots, with a dot in it. */
+    out[0] = '\0';
+    const char *line_end = strchr(text, '\n');
+    size_t n = line_end ? (size_t)(line_end - text) : strlen(text);
+    for (size_t i = 0; i < n;) {
+        while (i < n && isspace((unsigned char)text[i]))
+            i++;
+        size_t start = i, dots = 0;
+        bool numeric = true;
+        while (i < n && !isspace((unsigned char)text[i])) {
+            if (text[i] == '.')
+                dots++;
+            else if (!isdigit((unsigned char)text[i]))
+                numeric = false;
+            i++;
+        }
+        size_t tl = i - start;
+        if (numeric && dots && tl < len && isdigit((unsigned char)text[start])) {
+            memcpy(out, text + start, tl);
+            out[tl] = '\0';
+            return;
+        }
+    }
+}
+
 static void gather_kmod(gpu_facts *f)
 {
     char path[256], buf[512];
     snprintf(path, sizeof path, "%s/proc/driver/nvidia/version", proc_root());
     if (read_small(path, buf, sizeof buf)) {
         f->kmod_loaded = true;
-        /* "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun Jul 27 ..." */
-        const char *k = strstr(buf, "Kernel Module");
-        const char *p = k ? k + strlen("Kernel Module") : buf;
-        while (*p && !isdigit((unsigned char)*p))
-            p++;
-        size_t i = 0;
-        while (p[i] && (isdigit((unsigned char)p[i]) || p[i] == '.') && i + 1 < sizeof f->kmod_version) {
-            f->kmod_version[i] = p[i];
-            i++;
-        }
-        f->kmod_version[i] = '\0';
+        gpu_parse_kmod_version(buf, f->kmod_version, sizeof f->kmod_version);
         f->driver_branch = atoi(f->kmod_version);
     } else {
         snprintf(path, sizeof path, "%s/proc/driver/nvidia", proc_root());

@@ -116,6 +116,8 @@ bool gpu_facts_cuda_failed(const gpu_facts *f);
 size_t gpu_diagnose(const gpu_facts *f, gpu_cause *out, size_t max);
 /* "CUDA_ERROR_NO_DEVICE" meaning for a cuInit code, in words a user can act on. */
 const char *gpu_init_meaning(int rc);
+/* The driver version ("580.159.04") from /proc/driver/nvidia/version's text; "" if none. */
+void gpu_parse_kmod_version(const char *text, char *out, size_t len);
 /* "0000:17:00.0" from CUDA's or the kernel's spelling of a PCI address. */
 void gpu_bus_normalise(const char *in, char *out, size_t len);
 /* The NUMA node sysfs gives for a PCI device (-1 none), GPU_NUMA_UNKNOWN unreadable. */

@@ -5,6 +5,7 @@
 #include "probe/gpu_checks.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cuda/kern_cuda.h"
@@ -20,6 +21,12 @@ void gpu_selftest_check(probe_report *rep, const gpu_dev *d, kern_cuda_load_mode
     snprintf(id, sizeof id, "gpu.%d.selftest.%s", d->ordinal, mode_id(mode));
     snprintf(title, sizeof title, "GPU %d runs amxdiag's kernels (%s)", d->ordinal,
              mode == KERN_CUDA_LOAD_FORCE_PTX ? "forced PTX JIT" : "driver's choice: SASS or PTX");
+    const char *env = getenv("AMXDIAG_PROBE_GPU_SELFTEST");
+    if (env && !strcmp(env, "0")) {
+        probe_add(rep, "gpu", id, PROBE_SKIP, title, "skipped: AMXDIAG_PROBE_GPU_SELFTEST=0",
+                  "not run (AMXDIAG_PROBE_GPU_SELFTEST=0)");
+        return;
+    }
     if (!kern_cuda_built_with_kernels()) {
         probe_add(rep, "gpu", id, PROBE_SKIP, title,
                   "this amxdiag was built without nvcc, so it carries no CUDA kernels to test",

@@ -267,6 +267,27 @@ static void test_unexplained_and_info(void **state)
     assert_string_equal(gpu_fmt_nodes(0, b, sizeof b), "none");
 }
 
+/* Both spellings of /proc/driver/nvidia/version (proprietary and open kernel modules). */
+static void test_kmod_version(void **state)
+{
+    (void)state;
+    char v[64];
+    gpu_parse_kmod_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun Jul 27 07:09:29 UTC 2025\n",
+                           v, sizeof v);
+    assert_string_equal(v, "580.65.06");
+    gpu_parse_kmod_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  "
+                           "(dvs-builder@U22-I3-AM02-24-3)  Thu Oct 30 2025\nGCC version: gcc 12.3.0\n",
+                           v, sizeof v);
+    assert_string_equal(v, "580.159.04");
+    gpu_parse_kmod_version("NVRM version: NVIDIA UNIX aarch64 Kernel Module  570.86.16\n", v, sizeof v);
+    assert_string_equal(v, "570.86.16");
+    gpu_parse_kmod_version("garbage x86_64 1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27",
+                           v, 16);
+    assert_string_equal(v, "");
+    gpu_parse_kmod_version("", v, sizeof v);
+    assert_string_equal(v, "");
+}
+
 static void put(const char *root, const char *rel, const char *text)
 {
     char path[512], cmd[600];
@@ -376,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_device_nodes),       cmocka_unit_test(test_numa_seed),
         cmocka_unit_test(test_unexplained_and_info), cmocka_unit_test(test_gather_fake_tree),
         cmocka_unit_test(test_gather_here),        cmocka_unit_test(test_stub_libcuda),
+        cmocka_unit_test(test_kmod_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
