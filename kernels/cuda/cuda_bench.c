@@ -1,9 +1,811 @@
-/* Placeholder until the CUDA kernels land. */
+/* `amxdiag bench kernels --gpu`: the CUDA kernels at Qwen3-30B-A3B's shapes, against the
+ * device's measured copy bandwidth and cuBLAS; plus --check (kernels vs CPU reference)
+ * and --inject-fault (planted faults, for the illegal-access reports). */
 #include "kernels/cuda/kern_cuda_bench.h"
 
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/adg_cmd.h"
+#include "common/adg_exit.h"
+#include "common/adg_json.h"
+#include "common/adg_log.h"
+#include "common/adg_util.h"
+#include "kernels/cuda/cuda_cublas.h"
+#include "kernels/cuda/kern_cuda_check.h"
+#include "kernels/cuda/kern_cuda_internal.h"
+
+#define BENCH_SCHEMA "amxdiag.bench.gpu/1"
+
+typedef struct bopts {
+    int device, iters, tokens;
+    bool json, quick, check, validate, sync_each, force_ptx, no_cublas, no_bench;
+    const char *output;
+    kern_cuda_fault fault;
+} bopts;
+
+typedef struct bench {
+    bopts *o;
+    kern_cuda_ctx *c;
+    const kern_cuda_driver *d;
+    kern_cu_event ev[2];
+    kern_cu_deviceptr flush;
+    size_t flush_bytes;
+    double copy_gbps;
+    kern_cublas *blas;
+    json_t *rows;
+} bench;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: amxdiag bench kernels --gpu [options]\n"
+            "\n"
+            "Times amxdiag's CUDA kernels at Qwen3-30B-A3B's shapes (decode GEMV, grouped expert GEMV,\n"
+            "GET_ROWS, prompt GEMM on tensor cores, routing, norms, attention) and reports GB/s against\n"
+            "the device's measured device-to-device copy bandwidth and TFLOP/s against cuBLAS.\n"
+            "\n"
+            "options:\n"
+            "  --device N            GPU ordinal (default 0)\n"
+            "  --iters N             timed runs per kernel, median reported (default 20)\n"
+            "  --tokens N            prompt tokens for the GEMMs (default 512)\n"
+            "  --quick               small shapes (seconds; for tests)\n"
+            "  --check               first compare every kernel with the CPU reference (odd shapes too)\n"
+            "  --check-only          --check without the benchmark\n"
+            "  --gpu-validate        bounds-check indices on the device; report the first bad one\n"
+            "  --sync-each           synchronise after every launch (like CUDA_LAUNCH_BLOCKING=1)\n"
+            "  --inject-fault NAME   plant a fault and report what the checks see: %s\n"
+            "  --force-ptx           load the PTX image (driver JIT) instead of the fatbin's SASS\n"
+            "  --no-cublas           do not load cuBLAS for the GEMM comparison\n"
+            "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
+            "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "exit codes: 0 ran; 1 a --check comparison failed, or an injected fault was reported (as\n"
+            "expected); 2 usage error, no GPU/driver, CUDA error, or an injected fault went unnoticed.\n"
+            "See docs/cuda-kernels.md.\n",
+            kern_cuda_fault_names());
+}
+
+static int parse(int argc, char **argv, bopts *o)
+{
+    enum { O_DEVICE = 256, O_ITERS, O_TOKENS, O_QUICK, O_CHECK, O_CHECK_ONLY, O_VALIDATE, O_SYNC, O_FAULT, O_PTX,
+           O_NOBLAS, O_JSON, O_GPU };
+    static const struct option longopts[] = {
+        {"device", required_argument, 0, O_DEVICE}, {"iters", required_argument, 0, O_ITERS},
+        {"tokens", required_argument, 0, O_TOKENS}, {"quick", no_argument, 0, O_QUICK},
+        {"check", no_argument, 0, O_CHECK},         {"check-only", no_argument, 0, O_CHECK_ONLY},
+        {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
+        {"inject-fault", required_argument, 0, O_FAULT}, {"force-ptx", no_argument, 0, O_PTX},
+        {"no-cublas", no_argument, 0, O_NOBLAS},    {"json", no_argument, 0, O_JSON},
+        {"gpu", no_argument, 0, O_GPU},             {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
+    };
+    *o = (bopts){.iters = 20, .tokens = 512};
+    optind = 0;
+    opterr = 1;
+    int ch;
+    uint64_t v;
+    while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case O_DEVICE:
+        case O_ITERS:
+        case O_TOKENS:
+            if (!adg_parse_u64(optarg, &v) || v > 1000000 || (ch != O_DEVICE && v == 0)) {
+                fprintf(stderr, "amxdiag: error: bench: bad number '%s' for --%s\n", optarg,
+                        ch == O_DEVICE ? "device" : ch == O_ITERS ? "iters" : "tokens");
+                return ADG_EXIT_USAGE;
+            }
+            if (ch == O_DEVICE)
+                o->device = (int)v;
+            else if (ch == O_ITERS)
+                o->iters = (int)v;
+            else
+                o->tokens = (int)v;
+            break;
+        case O_QUICK: o->quick = true; break;
+        case O_CHECK: o->check = true; break;
+        case O_CHECK_ONLY: o->check = o->no_bench = true; break;
+        case O_VALIDATE: o->validate = true; break;
+        case O_SYNC: o->sync_each = true; break;
+        case O_PTX: o->force_ptx = true; break;
+        case O_NOBLAS: o->no_cublas = true; break;
+        case O_JSON: o->json = true; break;
+        case O_GPU: break;
+        case 'o': o->output = optarg; break;
+        case O_FAULT:
+            if (!kern_cuda_fault_parse(optarg, &o->fault)) {
+                fprintf(stderr, "amxdiag: error: bench: unknown fault '%s'\n  hint: choose one of: %s\n", optarg,
+                        kern_cuda_fault_names());
+                return ADG_EXIT_USAGE;
+            }
+            break;
+        case 'h': usage(stdout); return -1;
+        default: return adg_cmd_usage_error("bench kernels --gpu");
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        if (strcmp(argv[i], "kernels") && strcmp(argv[i], "bench")) {
+            fprintf(stderr, "amxdiag: error: bench kernels --gpu: unexpected argument '%s'\n"
+                            "  hint: see 'amxdiag bench kernels --gpu --help'\n", argv[i]);
+            return ADG_EXIT_USAGE;
+        }
+    return 0;
+}
+
+/* ---- timing ------------------------------------------------------------------------- */
+
+typedef adg_error *(*op_fn)(void *arg);
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median kernel time of o->iters runs; the L2 cache is flushed before each (the
+ * weights of a real model are never L2-resident between two uses). */
+static adg_error *time_op(bench *b, op_fn fn, void *arg, double *median_ms)
+{
+    const kern_cuda_driver *d = b->d;
+    kern_cu_stream s = b->c->stream;
+    adg_error *e = fn(arg); /* warm-up (and module first-use costs) */
+    if (e)
+        return e;
+    double *t = calloc((size_t)b->o->iters, sizeof *t);
+    if (!t)
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
+    kern_cu_result r = 0;
+    for (int i = 0; i < b->o->iters && !e; i++) {
+        r = d->cuStreamSynchronize(s);
+        if (!r && b->flush)
+            r = d->cuMemsetD32(b->flush, (unsigned)i, b->flush_bytes / 4);
+        if (!r)
+            r = d->cuCtxSynchronize();
+        if (!r)
+            r = d->cuEventRecord(b->ev[0], s);
+        if (r)
+            break;
+        e = fn(arg);
+        if (e)
+            break;
+        float ms = 0;
+        r = d->cuEventRecord(b->ev[1], s);
+        if (!r)
+            r = d->cuEventSynchronize(b->ev[1]);
+        if (!r)
+            r = d->cuEventElapsedTime(&ms, b->ev[0], b->ev[1]);
+        t[i] = ms;
+    }
+    if (!e && r)
+        e = kern_cuda_errf(r, "timing a kernel");
+    if (!e) {
+        qsort(t, (size_t)b->o->iters, sizeof *t, cmp_double);
+        *median_ms = t[b->o->iters / 2];
+    }
+    free(t);
+    return e;
+}
+
+static void add_row(bench *b, const char *group, const char *name, const char *type, const char *shape, double ms,
+                    double bytes, double flops, double ref_tflops)
+{
+    double gbps = bytes > 0 ? bytes / (ms * 1e-3) / 1e9 : 0;
+    double tflops = flops > 0 ? flops / (ms * 1e-3) / 1e12 : 0;
+    json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f}", "group", group, "name", name, "type", type, "shape",
+                            shape, "us", ms * 1e3, "bytes", bytes);
+    if (bytes > 0) {
+        json_object_set_new(row, "gbps", json_real(gbps));
+        json_object_set_new(row, "pct_copy", json_real(100.0 * gbps / b->copy_gbps));
+    }
+    if (flops > 0) {
+        json_object_set_new(row, "tflops", json_real(tflops));
+        if (ref_tflops > 0) {
+            json_object_set_new(row, "cublas_tflops", json_real(ref_tflops));
+            json_object_set_new(row, "pct_cublas", json_real(100.0 * tflops / ref_tflops));
+        }
+    }
+    json_array_append_new(b->rows, row);
+    if (!b->o->json) {
+        char g[16] = "", pc[16] = "", tf[16] = "", cb[16] = "", pb[16] = "";
+        if (bytes > 0) {
+            snprintf(g, sizeof g, "%.0f", gbps);
+            snprintf(pc, sizeof pc, "%.0f%%", 100.0 * gbps / b->copy_gbps);
+        }
+        if (flops > 0)
+            snprintf(tf, sizeof tf, "%.1f", tflops);
+        if (ref_tflops > 0) {
+            snprintf(cb, sizeof cb, "%.1f", ref_tflops);
+            snprintf(pb, sizeof pb, "%.0f%%", 100.0 * tflops / ref_tflops);
+        }
+        printf("%-9s %-14s %-5s %-26s %10.1f %7s %6s %8s %8s %7s\n", group, name, type, shape, ms * 1e3, g, pc, tf, cb,
+               pb);
+    }
+}
+
+/* ---- the cases ---------------------------------------------------------------------- */
+
+typedef struct gemv_arg {
+    kern_cuda_ctx *c;
+    kern_type t;
+    kern_cu_deviceptr w, x, y, s, ids;
+    int64_t m, k;
+    int n_expert, n_used, n_x;
+} gemv_arg;
+
+static adg_error *run_gemv(void *p)
+{
+    gemv_arg *a = p;
+    if (a->ids)
+        return kern_cuda_moe_gemv(a->c, a->t, a->w, a->n_expert, a->m, a->k, a->ids, a->n_used, a->x, a->n_x, a->y,
+                                  a->s);
+    return kern_cuda_gemv(a->c, a->t, a->w, a->m, a->k, a->x, a->y, a->s);
+}
+
+static adg_error *alloc_fill(bench *b, size_t bytes, unsigned pattern, kern_cu_deviceptr *p)
+{
+    adg_error *e = kern_cuda_alloc(b->c, bytes, p);
+    /* cuMemsetD32 runs on the legacy stream, which ours does not wait for */
+    if (!e && (b->d->cuMemsetD32(*p, pattern, bytes / 4) != KERN_CU_SUCCESS ||
+               b->d->cuCtxSynchronize() != KERN_CU_SUCCESS))
+        e = adg_error_new(ADG_E_CUDA, "filling a benchmark buffer failed");
+    return e;
+}
+
+/* A pattern that is a valid f16 1.0 in every 16-bit half: quantized blocks get scale 1. */
+#define PAT_F16 0x3C003C00u
+#define PAT_F32 0x3F800000u
+
+static adg_error *bench_gemv(bench *b, const char *name, kern_type t, int64_t m, int64_t k, int n_expert, int n_used,
+                             int n_x)
+{
+    gemv_arg a = {.c = b->c, .t = t, .m = m, .k = k, .n_expert = n_expert, .n_used = n_used, .n_x = n_x};
+    size_t rs = kern_row_size(t, k);
+    size_t wbytes = rs * (size_t)m * (size_t)(n_expert ? n_expert : 1);
+    int jobs = n_expert ? n_used : 1, nx = n_expert ? n_x : 1;
+    adg_error *e = alloc_fill(b, wbytes, PAT_F16, &a.w);
+    if (!e)
+        e = alloc_fill(b, (size_t)(k * nx) * 4, PAT_F32, &a.x);
+    if (!e)
+        e = kern_cuda_alloc(b->c, (size_t)(m * jobs) * 4, &a.y);
+    if (!e)
+        e = kern_cuda_alloc(b->c, kern_cuda_gemv_scratch(k * nx), &a.s);
+    if (!e && n_expert) {
+        int32_t ids[64];
+        for (int j = 0; j < n_used; j++)
+            ids[j] = (j * 37 + 5) % n_expert;
+        e = kern_cuda_alloc(b->c, (size_t)n_used * 4, &a.ids);
+        if (!e)
+            e = kern_cuda_upload(b->c, a.ids, ids, (size_t)n_used * 4);
+    }
+    double ms = 0;
+    if (!e)
+        e = time_op(b, run_gemv, &a, &ms);
+    if (!e) {
+        char shape[64];
+        if (n_expert)
+            snprintf(shape, sizeof shape, "%dx(%lldx%lld) top-%d", n_expert, (long long)m, (long long)k, n_used);
+        else
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)m, (long long)k);
+        double bytes = (double)rs * (double)m * jobs + (double)(k * nx) * 4 + (double)(m * jobs) * 4;
+        add_row(b, n_expert ? "moe_gemv" : "gemv", name, kern_type_name(t), shape, ms, bytes, 2.0 * m * k * jobs, 0);
+    }
+    kern_cuda_free(b->c, a.w);
+    kern_cuda_free(b->c, a.x);
+    kern_cuda_free(b->c, a.y);
+    kern_cuda_free(b->c, a.s);
+    kern_cuda_free(b->c, a.ids);
+    return e;
+}
+
+typedef struct rows_arg {
+    kern_cuda_ctx *c;
+    kern_type t;
+    kern_cu_deviceptr src, ids, dst;
+    int64_t nrows, ncols, n_ids;
+} rows_arg;
+
+static adg_error *run_rows(void *p)
+{
+    rows_arg *a = p;
+    return kern_cuda_get_rows(a->c, a->t, a->src, a->nrows, a->ncols, a->ids, a->n_ids, a->dst);
+}
+
+static adg_error *bench_get_rows(bench *b, kern_type t, int64_t nrows, int64_t ncols, int64_t n_ids)
+{
+    rows_arg a = {.c = b->c, .t = t, .nrows = nrows, .ncols = ncols, .n_ids = n_ids};
+    size_t rs = kern_row_size(t, ncols);
+    int32_t *ids = malloc((size_t)n_ids * 4);
+    if (!ids)
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
+    uint64_t st = 88172645463325252ull;
+    for (int64_t i = 0; i < n_ids; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        ids[i] = (int32_t)(st % (uint64_t)nrows);
+    }
+    adg_error *e = alloc_fill(b, rs * (size_t)nrows, PAT_F16, &a.src);
+    if (!e)
+        e = kern_cuda_alloc(b->c, (size_t)n_ids * 4, &a.ids);
+    if (!e)
+        e = kern_cuda_upload(b->c, a.ids, ids, (size_t)n_ids * 4);
+    if (!e)
+        e = kern_cuda_alloc(b->c, (size_t)(n_ids * ncols) * 4, &a.dst);
+    free(ids);
+    double ms = 0;
+    if (!e)
+        e = time_op(b, run_rows, &a, &ms);
+    if (!e) {
+        char shape[64];
+        snprintf(shape, sizeof shape, "%lld of %lldx%lld", (long long)n_ids, (long long)nrows, (long long)ncols);
+        add_row(b, "get_rows", "token_embd", kern_type_name(t), shape, ms,
+                (double)n_ids * ((double)rs + 4 + (double)ncols * 4), 0, 0);
+    }
+    kern_cuda_free(b->c, a.src);
+    kern_cuda_free(b->c, a.ids);
+    kern_cuda_free(b->c, a.dst);
+    return e;
+}
+
+typedef struct gemm_arg {
+    kern_cuda_ctx *c;
+    kern_cublas *blas;
+    kern_type t;
+    kern_cu_deviceptr w, x, y, s;
+    int64_t m, k, n;
+} gemm_arg;
+
+static adg_error *run_gemm(void *p)
+{
+    gemm_arg *a = p;
+    return kern_cuda_gemm(a->c, a->t, a->w, a->m, a->k, a->x, a->n, a->y, a->s);
+}
+
+static adg_error *run_cublas(void *p)
+{
+    gemm_arg *a = p;
+    return kern_cublas_gemm_f16(a->blas, a->w, a->m, a->k, a->s, a->n, a->y);
+}
+
+static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, int64_t n)
+{
+    static const kern_type types[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0, KERN_TYPE_F16};
+    gemm_arg a = {.c = b->c, .blas = b->blas, .m = m, .k = k, .n = n};
+    adg_error *e = alloc_fill(b, kern_row_size(KERN_TYPE_F16, k) * (size_t)m, PAT_F16, &a.w);
+    if (!e)
+        e = alloc_fill(b, (size_t)(n * k) * 4, PAT_F32, &a.x);
+    if (!e)
+        e = kern_cuda_alloc(b->c, (size_t)(n * m) * 4, &a.y);
+    if (!e)
+        e = alloc_fill(b, kern_cuda_gemm_scratch(n, k), PAT_F16, &a.s);
+    double ref = 0, ms = 0, flops = 2.0 * (double)m * (double)n * (double)k;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%lldx%lld, %lld tok", (long long)m, (long long)k, (long long)n);
+    if (!e && b->blas) {
+        /* cuBLAS gets X already in f16 (the scratch holds it) */
+        e = time_op(b, run_cublas, &a, &ms);
+        if (!e) {
+            ref = flops / (ms * 1e-3) / 1e12;
+            add_row(b, "gemm", name, "cublas", shape, ms, 0, flops, 0);
+        }
+    }
+    /* f16 weights are the largest type, so the buffer holds every format. */
+    for (size_t i = 0; i < ADG_ARRAY_LEN(types) && !e; i++) {
+        a.t = types[i];
+        e = time_op(b, run_gemm, &a, &ms);
+        if (!e)
+            add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
+    }
+    kern_cuda_free(b->c, a.w);
+    kern_cuda_free(b->c, a.x);
+    kern_cuda_free(b->c, a.y);
+    kern_cuda_free(b->c, a.s);
+    return e;
+}
+
+typedef struct misc_arg {
+    kern_cuda_ctx *c;
+    int which;
+    kern_cu_deviceptr a, b2, o, p, q;
+    int64_t n, d;
+} misc_arg;
+
+static adg_error *run_misc(void *p)
+{
+    misc_arg *a = p;
+    switch (a->which) {
+    case 0: return kern_cuda_moe_route(a->c, a->a, a->n, 128, 8, true, a->p, a->o);
+    case 1: return kern_cuda_rmsnorm(a->c, a->a, a->b2, a->o, a->n, 2048, 1e-6f);
+    case 2: return kern_cuda_rope_neox(a->c, a->a, a->p, a->n, 32, 128, 1e6f);
+    case 3: return kern_cuda_softmax(a->c, a->a, a->n * 32, a->d, 0.088f);
+    case 4: return kern_cuda_attention(a->c, a->a, a->b2, a->q, a->o, 32, 4, 128, a->d, 0.088f);
+    case 5: return kern_cuda_silu_mul(a->c, a->a, a->b2, a->o, a->n * 768 * 8);
+    default: return kern_cuda_add(a->c, a->a, a->b2, a->o, a->n * 2048);
+    }
+}
+
+static adg_error *bench_misc(bench *b, int64_t tokens, int64_t n_kv)
+{
+    static const char *names[] = {"moe_route", "rmsnorm", "rope_neox", "softmax", "attention", "silu_mul", "add"};
+    misc_arg a = {.c = b->c, .n = tokens, .d = n_kv};
+    size_t big = (size_t)(tokens * 32 * (n_kv > 6144 ? n_kv : 6144)) * 4 + (size_t)(n_kv * 4 * 128) * 2;
+    adg_error *e = alloc_fill(b, big, PAT_F16, &a.a);
+    if (!e)
+        e = alloc_fill(b, big, PAT_F16, &a.b2);
+    if (!e)
+        e = alloc_fill(b, big, PAT_F16, &a.q);
+    if (!e)
+        e = kern_cuda_alloc(b->c, big, &a.o);
+    if (!e)
+        e = alloc_fill(b, (size_t)tokens * 8 * 4, 0, &a.p);
+    for (int i = 0; i < 7 && !e; i++) {
+        a.which = i;
+        /* f32 1.0 everywhere: finite values whatever the op did to the buffer before */
+        if (b->d->cuMemsetD32(a.a, PAT_F32, big / 4) != KERN_CU_SUCCESS || b->d->cuCtxSynchronize()) {
+            e = adg_error_new(ADG_E_CUDA, "filling a benchmark buffer failed");
+            break;
+        }
+        double ms = 0, bytes = 0;
+        char shape[64];
+        e = time_op(b, run_misc, &a, &ms);
+        if (e)
+            break;
+        switch (i) {
+        case 0: bytes = (double)tokens * (128 * 4 + 8 * 8); snprintf(shape, sizeof shape, "%lld tok, 128 exp, top-8", (long long)tokens); break;
+        case 1: bytes = (double)tokens * 2048 * 8; snprintf(shape, sizeof shape, "%lldx2048", (long long)tokens); break;
+        case 2: bytes = (double)tokens * 32 * 128 * 8; snprintf(shape, sizeof shape, "%lld tok x 32 x 128", (long long)tokens); break;
+        case 3: bytes = (double)tokens * 32 * (double)n_kv * 8; snprintf(shape, sizeof shape, "%lldx%lld", (long long)tokens * 32, (long long)n_kv); break;
+        case 4: bytes = (double)n_kv * 4 * 128 * 2 * 2; snprintf(shape, sizeof shape, "32/4 heads x 128, %lld kv", (long long)n_kv); break;
+        case 5: bytes = (double)tokens * 768 * 8 * 12; snprintf(shape, sizeof shape, "%lld", (long long)tokens * 768 * 8); break;
+        default: bytes = (double)tokens * 2048 * 12; snprintf(shape, sizeof shape, "%lld", (long long)tokens * 2048); break;
+        }
+        add_row(b, "misc", names[i], "f32", shape, ms, bytes, 0, 0);
+    }
+    kern_cuda_free(b->c, a.a);
+    kern_cuda_free(b->c, a.b2);
+    kern_cuda_free(b->c, a.q);
+    kern_cuda_free(b->c, a.o);
+    kern_cuda_free(b->c, a.p);
+    return e;
+}
+
+typedef struct copy_arg {
+    const kern_cuda_driver *d;
+    kern_cu_deviceptr a, b;
+    size_t bytes;
+    kern_cu_stream s;
+} copy_arg;
+
+static adg_error *run_copy(void *p)
+{
+    copy_arg *a = p;
+    kern_cu_result r = a->d->cuMemcpyDtoDAsync(a->b, a->a, a->bytes, a->s);
+    return r ? kern_cuda_errf(r, "cuMemcpyDtoDAsync") : NULL;
+}
+
+static adg_error *measure_copy(bench *b, size_t bytes)
+{
+    copy_arg a = {.d = b->d, .bytes = bytes, .s = b->c->stream};
+    adg_error *e = alloc_fill(b, bytes, 0, &a.a);
+    if (!e)
+        e = kern_cuda_alloc(b->c, bytes, &a.b);
+    double ms = 0;
+    if (!e)
+        e = time_op(b, run_copy, &a, &ms);
+    if (!e) {
+        /* read + write, the same accounting as the kernels' bytes */
+        b->copy_gbps = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+        char sz[32];
+        if (!b->o->json)
+            printf("copy bandwidth (cuMemcpyDtoD of %s, read+write): %.0f GB/s\n\n", adg_fmt_bytes((double)bytes, sz,
+                                                                                                   sizeof sz),
+                   b->copy_gbps);
+    }
+    kern_cuda_free(b->c, a.a);
+    kern_cuda_free(b->c, a.b);
+    return e;
+}
+
+/* ---- --check ------------------------------------------------------------------------ */
+
+static adg_error *run_checks(bench *b, json_t *out, int *failed)
+{
+    kern_cuda_ctx *c = b->c;
+    kern_cuda_check_result r;
+    adg_error *e = NULL;
+    uint64_t seed = 100;
+#define CHECK(call)                                                                                     \
+    do {                                                                                                \
+        if (!e && (e = (call)) == NULL) {                                                               \
+            json_array_append_new(out, kern_cuda_check_json(&r));                                       \
+            if (!r.pass)                                                                                \
+                (*failed)++;                                                                            \
+            if (!b->o->json)                                                                            \
+                printf("  %-4s %-62s max err %.3g (%.2f of allowed)%s%s\n", r.pass ? "ok" : "FAIL", r.name, \
+                       r.max_abs_err, r.worst_ratio, r.pass ? "" : ": ", r.pass ? "" : r.worst);        \
+        }                                                                                               \
+        seed++;                                                                                         \
+    } while (0)
+    static const kern_type rt[] = {KERN_TYPE_F32, KERN_TYPE_F16, KERN_TYPE_BF16, KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    if (!b->o->json)
+        printf("checks against the CPU reference (allowed = atol + rtol x magnitude, see docs/cuda-kernels.md):\n");
+    for (size_t i = 0; i < ADG_ARRAY_LEN(rt); i++) {
+        CHECK(kern_cuda_check_get_rows(c, rt[i], 1000, 96, 70001, seed, &r)); /* > 65,535 rows */
+        CHECK(kern_cuda_check_get_rows(c, rt[i], 37, 32 * 5, 3, seed, &r));
+        if (!kern_type_is_quantized(rt[i]))
+            CHECK(kern_cuda_check_get_rows(c, rt[i], 7, 33, 11, seed, &r)); /* odd width, no float4 */
+    }
+    static const kern_type qt[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    for (size_t i = 0; i < ADG_ARRAY_LEN(qt); i++) {
+        CHECK(kern_cuda_check_gemv(c, qt[i], 512, 2048, seed, &r));
+        CHECK(kern_cuda_check_gemv(c, qt[i], 77, 32 * 7, seed, &r));   /* unaligned rows: unstaged path */
+        CHECK(kern_cuda_check_gemv(c, qt[i], 3, 32 * 320, seed, &r));  /* rows too long to stage */
+        CHECK(kern_cuda_check_moe(c, qt[i], 16, 96, 256, 4, 1, seed, &r));
+        CHECK(kern_cuda_check_moe(c, qt[i], 16, 64, 96, 3, 3, seed, &r));
+        CHECK(kern_cuda_check_gemm(c, qt[i], 256, 512, 64, seed, &r));
+        CHECK(kern_cuda_check_gemm(c, qt[i], 131, 96, 37, seed, &r)); /* partial tiles */
+    }
+    CHECK(kern_cuda_check_gemm(c, KERN_TYPE_F16, 200, 160, 70, seed, &r));
+    CHECK(kern_cuda_check_moe_route(c, 300, 128, 8, seed, &r));
+    CHECK(kern_cuda_check_moe_route(c, 5, 60, 4, seed, &r));
+    CHECK(kern_cuda_check_rmsnorm(c, 33, 2048, seed, &r));
+    CHECK(kern_cuda_check_rmsnorm(c, 5, 1000, seed, &r));
+    CHECK(kern_cuda_check_rope(c, 9, 32, 128, seed, &r));
+    CHECK(kern_cuda_check_rope(c, 3, 4, 64, seed, &r));
+    CHECK(kern_cuda_check_softmax(c, 40, 4096, seed, &r));
+    CHECK(kern_cuda_check_softmax(c, 3, 77, seed, &r));
+    CHECK(kern_cuda_check_attention(c, 32, 4, 128, 1000, seed, &r));
+    CHECK(kern_cuda_check_attention(c, 4, 1, 64, 3, seed, &r));
+    CHECK(kern_cuda_check_silu_mul(c, 100003, seed, &r));
+    CHECK(kern_cuda_check_add(c, 100003, seed, &r));
+#undef CHECK
+    return e;
+}
+
+/* ---- --inject-fault ----------------------------------------------------------------- */
+
+static void print_ring(const kern_cuda_ctx *c, FILE *f, json_t *arr)
+{
+    kern_cuda_launch l[KERN_CUDA_LAUNCH_RING];
+    size_t n = kern_cuda_launch_ring(c, l, KERN_CUDA_LAUNCH_RING);
+    if (f)
+        fprintf(f, "last launches (oldest first):\n");
+    for (size_t i = 0; i < n; i++) {
+        if (f) {
+            fprintf(f, "  #%llu %-20s grid %u block %u", (unsigned long long)l[i].seq, l[i].kernel, l[i].grid[0],
+                    l[i].block[0]);
+            for (int j = 0; j < 4; j++)
+                if (l[i].ptr[j])
+                    fprintf(f, "  0x%llx%s", l[i].ptr[j], l[i].ptr_bytes[j] ? "" : " (outside every allocation)");
+            fprintf(f, "\n");
+        }
+        if (arr) {
+            json_t *ptrs = json_array();
+            for (int j = 0; j < 4; j++)
+                if (l[i].ptr[j]) {
+                    char hex[32];
+                    snprintf(hex, sizeof hex, "0x%llx", l[i].ptr[j]);
+                    json_array_append_new(ptrs, json_pack("{s:s, s:I, s:b}", "ptr", hex, "bytes_to_end",
+                                                          (json_int_t)l[i].ptr_bytes[j], "in_allocation",
+                                                          l[i].ptr_bytes[j] != 0));
+                }
+            json_array_append_new(arr, json_pack("{s:I, s:s, s:[i,i,i], s:[i,i,i], s:o}", "seq", (json_int_t)l[i].seq,
+                                                 "kernel", l[i].kernel, "grid", l[i].grid[0], l[i].grid[1],
+                                                 l[i].grid[2], "block", l[i].block[0], l[i].block[1], l[i].block[2],
+                                                 "ptrs", ptrs));
+        }
+    }
+}
+
+static int run_fault(bench *b, json_t *root)
+{
+    adg_error *e = kern_cuda_run_fault(b->c, b->o->fault);
+    json_t *ring = json_array();
+    print_ring(b->c, b->o->json ? NULL : stdout, ring);
+    json_t *fj = json_pack("{s:s, s:b, s:b, s:o}", "name", kern_cuda_fault_name(b->o->fault), "validate",
+                           b->o->validate, "sync_each", b->o->sync_each, "launches", ring);
+    json_object_set_new(root, "fault", fj);
+    if (!e) {
+        json_object_set_new(fj, "reported", json_false());
+        fprintf(stderr, "amxdiag: error: the injected fault %s went unnoticed by every check\n"
+                        "  hint: this is a bug in amxdiag's fault injection; please report it\n",
+                kern_cuda_fault_name(b->o->fault));
+        return ADG_EXIT_USAGE;
+    }
+    json_object_set_new(fj, "reported", json_true());
+    json_object_set_new(fj, "error", json_string(adg_error_msg(e)));
+    json_object_set_new(fj, "error_kind", json_string(adg_error_kind_name(adg_error_kind(e))));
+    if (adg_error_remedy(e))
+        json_object_set_new(fj, "hint", json_string(adg_error_remedy(e)));
+    if (!b->o->json)
+        printf("\ninjected fault %s was reported:\n", kern_cuda_fault_name(b->o->fault));
+    adg_error_print(e, b->o->json ? stderr : stdout);
+    adg_error_free(e);
+    return ADG_EXIT_CHECK_FAILED;
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+static adg_error *run_bench(bench *b)
+{
+    const bopts *o = b->o;
+    const bool q = o->quick;
+    adg_error *e = measure_copy(b, q ? (64u << 20) : (1u << 30));
+    if (e)
+        return e;
+    if (!o->no_cublas) {
+        adg_error *be = kern_cublas_open(b->c, b->c->stream, &b->blas);
+        if (be) {
+            adg_warn("bench: no cuBLAS comparison: %s", adg_error_msg(be));
+            adg_error_free(be);
+        }
+    }
+    if (!o->json)
+        printf("%-9s %-14s %-5s %-26s %10s %7s %6s %8s %8s %7s\n", "op", "name", "type", "shape", "time(us)", "GB/s",
+               "%copy", "TFLOP/s", "cuBLAS", "%cuBLAS");
+    static const kern_type qt[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    const int64_t vocab = q ? 8192 : 151936, large = q ? 65536 : 2097152;
+    for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e; i++) {
+        kern_type t = qt[i];
+        if (!e) e = bench_gemv(b, "attn_q", t, 4096, 2048, 0, 0, 0);
+        if (!e) e = bench_gemv(b, "attn_k", t, 512, 2048, 0, 0, 0);
+        if (!e) e = bench_gemv(b, "attn_o", t, 2048, 4096, 0, 0, 0);
+        if (!e) e = bench_gemv(b, "router", t, 128, 2048, 0, 0, 0);
+        if (!e) e = bench_gemv(b, "ffn_gate_exps", t, 768, 2048, 128, 8, 1);
+        if (!e) e = bench_gemv(b, "ffn_down_exps", t, 2048, 768, 128, 8, 8);
+        if (!e) e = bench_gemv(b, "lm_head", t, vocab, 2048, 0, 0, 0);
+        if (!e) e = bench_gemv(b, "large", t, large, 2048, 0, 0, 0);
+    }
+    static const kern_type rt[] = {KERN_TYPE_F32, KERN_TYPE_F16, KERN_TYPE_BF16, KERN_TYPE_Q8_0, KERN_TYPE_Q4_0};
+    for (size_t i = 0; i < ADG_ARRAY_LEN(rt) && !e; i++)
+        e = bench_get_rows(b, rt[i], vocab, 2048, q ? 70000 : 131072);
+    const int64_t n = o->tokens;
+    if (!e) e = bench_gemm(b, "attn_q", 4096, 2048, n);
+    if (!e) e = bench_gemm(b, "attn_o", 2048, 4096, n);
+    if (!e) e = bench_gemm(b, "ffn_up_exps", 768, 2048, n);
+    if (!e && !q) e = bench_gemm(b, "lm_head", vocab, 2048, n);
+    if (!e) e = bench_misc(b, n, q ? 1024 : 4096);
+    return e;
+}
+
+/* Goals of docs/cuda-kernels.md, evaluated on this run's rows. */
+static json_t *goals(bench *b)
+{
+    double gemv[2] = {0, 0}, rows = 0, gemm = 1e9;
+    int have_gemm = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(b->rows, i, row)
+    {
+        const char *g = json_string_value(json_object_get(row, "group"));
+        const char *nm = json_string_value(json_object_get(row, "name"));
+        const char *ty = json_string_value(json_object_get(row, "type"));
+        double pc = json_real_value(json_object_get(row, "pct_copy"));
+        if (!strcmp(g, "gemv") && !strcmp(nm, "large"))
+            gemv[strcmp(ty, "q4_0") == 0 ? 0 : 1] = pc;
+        if (!strcmp(g, "get_rows") && pc > rows)
+            rows = pc;
+        json_t *pb = json_object_get(row, "pct_cublas");
+        if (pb && strcmp(ty, "f16") == 0) {
+            have_gemm = 1;
+            if (json_real_value(pb) < gemm)
+                gemm = json_real_value(pb);
+        }
+    }
+    json_t *gl = json_array();
+    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "gemv q4_0 large, % of copy bandwidth",
+                                        "value", gemv[0], "target", 85.0, "met", gemv[0] >= 85.0));
+    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "gemv q8_0 large, % of copy bandwidth",
+                                        "value", gemv[1], "target", 85.0, "met", gemv[1] >= 85.0));
+    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "get_rows best type, % of copy bandwidth",
+                                        "value", rows, "target", 80.0, "met", rows >= 80.0));
+    if (have_gemm)
+        json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "gemm f16 worst shape, % of cuBLAS",
+                                            "value", gemm, "target", 50.0, "met", gemm >= 50.0));
+    if (!b->o->json) {
+        printf("\ngoals:\n");
+        json_array_foreach(gl, i, row)
+            printf("  %-4s %-42s %5.1f%% (target %.0f%%)\n", json_is_true(json_object_get(row, "met")) ? "met" : "MISS",
+                   json_string_value(json_object_get(row, "goal")), json_real_value(json_object_get(row, "value")),
+                   json_real_value(json_object_get(row, "target")));
+    }
+    return gl;
+}
 
 int kern_cuda_bench_cmd(int argc, char **argv)
 {
-    return adg_cmd_placeholder(argc, argv, "bench kernels --gpu", "the CUDA kernels are not built yet");
+    bopts o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? ADG_EXIT_OK : rc;
+    bench b = {.o = &o};
+    adg_error *e = kern_cuda_open(o.device, o.force_ptx ? KERN_CUDA_LOAD_FORCE_PTX : KERN_CUDA_LOAD_AUTO, &b.c);
+    if (e) {
+        adg_error_print(e, stderr);
+        adg_error_free(e);
+        return ADG_EXIT_USAGE;
+    }
+    b.d = kern_cuda_drv(b.c);
+    kern_cuda_set_validate(b.c, o.validate);
+    kern_cuda_set_sync_each(b.c, o.sync_each);
+    const kern_cuda_load_info *in = kern_cuda_info(b.c);
+    char ts[32], ver[16];
+    adg_utc_iso8601(ts, sizeof ts);
+    json_t *root = json_pack("{s:s, s:s, s:o, s:b}", "schema", BENCH_SCHEMA, "time", ts, "load",
+                             kern_cuda_info_json(in), "quick", o.quick);
+    if (!o.json)
+        printf("%s (cc %d.%d, %d SMs), driver %s; kernels: %s sm_%d, module load %.1f ms%s\n", in->name, in->cc_major,
+               in->cc_minor, in->sm_count, kern_cuda_version_str(in->driver_version, ver, sizeof ver),
+               in->used_ptx_jit ? "PTX JIT for" : "SASS", in->image_arch, in->module_load_ms,
+               o.validate ? ", --gpu-validate" : "");
+    rc = ADG_EXIT_OK;
+    if (o.fault) {
+        rc = run_fault(&b, root);
+        goto done;
+    }
+    if (b.d->cuEventCreate(&b.ev[0], 0) || b.d->cuEventCreate(&b.ev[1], 0)) {
+        e = adg_error_new(ADG_E_CUDA, "creating CUDA events failed");
+        goto done;
+    }
+    if (o.check) {
+        json_t *checks = json_array();
+        int failed = 0;
+        json_object_set_new(root, "checks", checks);
+        e = run_checks(&b, checks, &failed);
+        if (!e && failed) {
+            rc = ADG_EXIT_CHECK_FAILED;
+            if (!o.json)
+                printf("%d check%s FAILED\n", failed, failed == 1 ? "" : "s");
+        }
+        if (!o.json)
+            printf("\n");
+    }
+    if (!e && !o.no_bench) {
+        b.flush_bytes = o.quick ? (16u << 20) : (256u << 20);
+        e = kern_cuda_alloc(b.c, b.flush_bytes, &b.flush);
+        b.rows = json_array();
+        json_object_set_new(root, "rows", b.rows);
+        if (!e)
+            e = run_bench(&b);
+        if (!e) {
+            json_object_set_new(root, "copy_gbps", json_real(b.copy_gbps));
+            json_object_set_new(root, "goals", goals(&b));
+            if (b.blas)
+                json_object_set_new(root, "cublas", json_string(kern_cublas_path(b.blas)));
+        }
+    }
+done:
+    if (e) {
+        adg_error_print(e, stderr);
+        if (adg_error_kind(e) == ADG_E_CUDA)
+            print_ring(b.c, stderr, NULL);
+        adg_error_free(e);
+        rc = ADG_EXIT_USAGE;
+    }
+    if (rc != ADG_EXIT_USAGE || o.fault) {
+        if (o.json) {
+            adg_error *pe = adg_json_print(stdout, root);
+            if (pe) {
+                adg_error_print(pe, stderr);
+                adg_error_free(pe);
+            }
+        }
+        if (o.output) {
+            adg_error *we = adg_json_write_atomic(o.output, root);
+            if (we) {
+                adg_error_print(we, stderr);
+                adg_error_free(we);
+                rc = ADG_EXIT_USAGE;
+            }
+        }
+    }
+    json_decref(root);
+    kern_cublas_close(b.blas);
+    for (int i = 0; i < 2; i++)
+        if (b.ev[i])
+            b.d->cuEventDestroy(b.ev[i]);
+    kern_cuda_close(b.c);
+    return rc;
 }

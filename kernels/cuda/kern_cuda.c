@@ -149,7 +149,8 @@ adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx *
         e = load_module(c, mode);
     if (!e)
         e = kern_cuda_alloc(c, sizeof(kern_cuda_valrec), &c->valrec);
-    if (!e && c->d->cuMemsetD8(c->valrec, 0, sizeof(kern_cuda_valrec)) != KERN_CU_SUCCESS)
+    if (!e && (c->d->cuMemsetD8(c->valrec, 0, sizeof(kern_cuda_valrec)) != KERN_CU_SUCCESS ||
+               c->d->cuCtxSynchronize() != KERN_CU_SUCCESS))
         e = adg_error_new(ADG_E_CUDA, "clearing the validation record failed");
     if (e) {
         kern_cuda_close(c);
@@ -280,6 +281,7 @@ adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
     if (!v.flag)
         return NULL;
     CU_TRY(c, c->d->cuMemsetD8(c->valrec, 0, sizeof v), "%s: clearing the validation record", what);
+    CU_TRY(c, c->d->cuCtxSynchronize(), "%s: clearing the validation record", what);
     const char *op = val_op_name(v.op);
     adg_error *e;
     if (v.op == KERN_VAL_GET_ROWS)

@@ -66,7 +66,8 @@ adg_error *kern_cuda_run_fault(kern_cuda_ctx *c, kern_cuda_fault f)
     for (int i = 0; i < n_ids; i++)
         idv[i] = (int32_t)((i * 7919) % nrows);
     if (c->d->cuMemsetD8(tab, 0, kern_row_size(KERN_TYPE_F32, ncols) * nrows) ||
-        c->d->cuMemsetD8(w, 0, kern_row_size(KERN_TYPE_Q4_0, ncols) * m) || c->d->cuMemsetD8(x, 0, ncols * 4))
+        c->d->cuMemsetD8(w, 0, kern_row_size(KERN_TYPE_Q4_0, ncols) * m) || c->d->cuMemsetD8(x, 0, ncols * 4) ||
+        c->d->cuCtxSynchronize())
         return adg_error_new(ADG_E_CUDA, "preparing the fault run: cuMemsetD8 failed");
     if ((e = kern_cuda_upload(c, ids, idv, sizeof idv)) != NULL)
         return e;

@@ -1,0 +1,212 @@
+/* The CUDA kernels on a real GPU against the CPU reference (kern_cuda_check), the
+ * self-test in both load modes, and --gpu-validate catching planted bad indices without
+ * faulting.  Prints SKIP with the reason where there is no GPU.  The faults that end in
+ * error 700 run in their own processes (tests/integration/cuda_bench.sh,
+ * tests/device/cuda.sh): a sticky error kills the context. */
+#include "adg_test.h"
+
+#include <string.h>
+
+#include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_cuda_check.h"
+
+static kern_cuda_ctx *ctx;
+static char skip_reason[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    adg_error *e = kern_cuda_open(0, KERN_CUDA_LOAD_AUTO, &ctx);
+    if (e) {
+        snprintf(skip_reason, sizeof skip_reason, "no usable GPU: %s", adg_error_msg(e));
+        adg_error_free(e);
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kern_cuda_close(ctx);
+    return 0;
+}
+
+#define NEED_GPU()                         \
+    do {                                   \
+        if (!ctx)                          \
+            ADG_SKIP("%s", skip_reason);   \
+    } while (0)
+
+static void expect_pass(adg_error *e, const kern_cuda_check_result *r)
+{
+    if (e) {
+        print_error("%s: %s\n", r->name, adg_error_msg(e));
+        adg_error_free(e);
+        fail();
+    }
+    print_message("%-70s max err %.3g, %.2f of allowed, %.3f ms\n", r->name, r->max_abs_err, r->worst_ratio, r->ms);
+    if (!r->pass)
+        fail_msg("%s: %s", r->name, r->worst);
+}
+
+static void test_load_info(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const kern_cuda_load_info *in = kern_cuda_info(ctx);
+    assert_true(in->cc_major >= 7);
+    assert_true(in->image_arch >= 75);
+    /* the build has SASS for every arch this test targets; a SASS load is not JIT */
+    if (in->sass_arch) {
+        assert_false(in->used_ptx_jit);
+        assert_int_equal(in->image_arch, in->sass_arch);
+    }
+    print_message("%s cc %d.%d: %s sm_%d, load %.2f ms\n", in->name, in->cc_major, in->cc_minor,
+                  in->used_ptx_jit ? "PTX JIT" : "SASS", in->image_arch, in->module_load_ms);
+}
+
+static void test_selftest(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    json_t *details = NULL;
+    ADG_ASSERT_OK(kern_cuda_selftest(ctx, &details));
+    assert_non_null(details);
+    assert_int_equal(json_array_size(json_object_get(details, "tests")), 5);
+    json_decref(details);
+}
+
+static void test_force_ptx(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_ctx *p = NULL;
+    ADG_ASSERT_OK(kern_cuda_open(0, KERN_CUDA_LOAD_FORCE_PTX, &p));
+    const kern_cuda_load_info *in = kern_cuda_info(p);
+    assert_true(in->used_ptx_jit);
+    print_message("PTX JIT: image sm_%d, ptx %d, load %.1f ms (JIT %.1f ms)\n", in->image_arch, in->ptx_version,
+                  in->module_load_ms, in->jit_ms);
+    ADG_ASSERT_OK(kern_cuda_selftest(p, NULL));
+    kern_cuda_close(p);
+}
+
+static void test_get_rows(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const kern_type t[] = {KERN_TYPE_F32, KERN_TYPE_F16, KERN_TYPE_BF16, KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    kern_cuda_check_result r;
+    for (size_t i = 0; i < 5; i++) {
+        expect_pass(kern_cuda_check_get_rows(ctx, t[i], 500, 128, 100000, 10 + i, &r), &r); /* > 65,535 */
+        expect_pass(kern_cuda_check_get_rows(ctx, t[i], 3, 32, 1, 20 + i, &r), &r);
+        if (t[i] == KERN_TYPE_F32 || t[i] == KERN_TYPE_F16 || t[i] == KERN_TYPE_BF16)
+            expect_pass(kern_cuda_check_get_rows(ctx, t[i], 9, 13, 17, 30 + i, &r), &r);
+    }
+}
+
+static void test_gemv(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    for (size_t i = 0; i < 2; i++) {
+        expect_pass(kern_cuda_check_gemv(ctx, t[i], 1000, 2048, 40 + i, &r), &r);
+        expect_pass(kern_cuda_check_gemv(ctx, t[i], 33, 32 * 9, 42 + i, &r), &r);   /* 18*9: not 16-aligned */
+        expect_pass(kern_cuda_check_gemv(ctx, t[i], 5, 32 * 300, 44 + i, &r), &r);  /* too long to stage */
+        expect_pass(kern_cuda_check_gemv(ctx, t[i], 1, 32, 46 + i, &r), &r);
+        expect_pass(kern_cuda_check_moe(ctx, t[i], 128, 96, 512, 8, 1, 48 + i, &r), &r);
+        expect_pass(kern_cuda_check_moe(ctx, t[i], 7, 40, 160, 3, 3, 50 + i, &r), &r);
+    }
+}
+
+static void test_gemm(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0, KERN_TYPE_F16};
+    for (size_t i = 0; i < 3; i++) {
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 256, 256, 128, 60 + i, &r), &r);
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 131, 96, 37, 63 + i, &r), &r);
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 1, 32, 1, 66 + i, &r), &r);
+    }
+}
+
+static void test_small_ops(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    expect_pass(kern_cuda_check_moe_route(ctx, 200, 128, 8, 70, &r), &r);
+    expect_pass(kern_cuda_check_moe_route(ctx, 3, 33, 5, 71, &r), &r);
+    expect_pass(kern_cuda_check_rmsnorm(ctx, 17, 2048, 72, &r), &r);
+    expect_pass(kern_cuda_check_rmsnorm(ctx, 2, 999, 73, &r), &r);
+    expect_pass(kern_cuda_check_rope(ctx, 7, 32, 128, 74, &r), &r);
+    expect_pass(kern_cuda_check_rope(ctx, 2, 3, 34, 75, &r), &r);
+    expect_pass(kern_cuda_check_softmax(ctx, 9, 4096, 76, &r), &r);
+    expect_pass(kern_cuda_check_softmax(ctx, 2, 31, 77, &r), &r);
+    expect_pass(kern_cuda_check_attention(ctx, 32, 4, 128, 777, 78, &r), &r);
+    expect_pass(kern_cuda_check_attention(ctx, 6, 3, 96, 1, 79, &r), &r);
+    expect_pass(kern_cuda_check_attention(ctx, 2, 2, 256, 5, 80, &r), &r);
+    expect_pass(kern_cuda_check_silu_mul(ctx, 12345, 81, &r), &r);
+    expect_pass(kern_cuda_check_add(ctx, 12345, 82, &r), &r);
+}
+
+/* --gpu-validate turns the two index faults into a report, and the context survives. */
+static void test_validate(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_set_validate(ctx, true);
+    adg_error *e = kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_GET_ROWS_OOB);
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_FORMAT);
+    assert_non_null(strstr(adg_error_msg(e), "get_rows: row index"));
+    assert_non_null(strstr(adg_error_msg(e), "at position 256"));
+    print_message("%s\n", adg_error_msg(e));
+    adg_error_free(e);
+    e = kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_MATVEC_OOB);
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_FORMAT);
+    assert_non_null(strstr(adg_error_msg(e), "gemv: weight row"));
+    print_message("%s\n", adg_error_msg(e));
+    adg_error_free(e);
+    /* nothing planted: no report, and the kernels still compute correctly */
+    ADG_ASSERT_OK(kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_NONE));
+    kern_cuda_check_result r;
+    expect_pass(kern_cuda_check_gemv(ctx, KERN_TYPE_Q4_0, 100, 256, 90, &r), &r);
+    kern_cuda_set_validate(ctx, false);
+    ADG_ASSERT_OK(kern_cuda_selftest(ctx, NULL));
+}
+
+static void test_bad_args(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    adg_error *e = kern_cuda_gemv(ctx, KERN_TYPE_F32, 0, 4, 64, 0, 0, 0);
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
+    adg_error_free(e);
+    e = kern_cuda_get_rows(ctx, KERN_TYPE_Q4_0, 0, 4, 33, 0, 1, 0);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "get_rows"));
+    adg_error_free(e);
+    e = kern_cuda_attention(ctx, 0, 0, 0, 0, 32, 5, 128, 10, 1.0f);
+    assert_non_null(e);
+    adg_error_free(e);
+    e = kern_cuda_open(999, KERN_CUDA_LOAD_AUTO, &(kern_cuda_ctx *){NULL});
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
+    adg_error_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_info), cmocka_unit_test(test_selftest),   cmocka_unit_test(test_force_ptx),
+        cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_small_ops), cmocka_unit_test(test_validate),   cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
