@@ -76,7 +76,7 @@ static void identity(probe_src *src, probe_report *rep, const probe_cpu *c)
         probe_report_set_fact(rep, "cpu", "hypervisor", json_string(hypervisor_name(c->hypervisor)));
     } else {
         k = probe_add(rep, "cpu", "cpu.hypervisor", PROBE_INFO, "Hypervisor", "no hypervisor bit: bare metal",
-                      "CPUID.1:ECX[31]=0: none");
+                      "CPUID.1:ECX[31]=0: none (bare metal)");
         probe_report_set_fact(rep, "cpu", "hypervisor", json_null());
     }
     if (!strncmp(c->hypervisor, "TCGTCGTCGTCG", 12))
@@ -120,7 +120,11 @@ static void isa(probe_src *src, probe_report *rep, const probe_cpu *c)
             snprintf(kernel, sizeof kernel, "/proc/cpuinfo: '%s' %s", r->cpuinfo, listed ? "listed" : "not listed");
         probe_status st;
         const char *why;
-        if (has && listed == 0) {
+        bool amx = r->f >= PROBE_F_AMX_TILE && r->f <= PROBE_F_AMX_COMPLEX;
+        if (amx && has) {
+            st = PROBE_PASS; /* the amx section judges the kernel's view (amx.cpuinfo) */
+            why = r->use;
+        } else if (has && listed == 0) {
             st = PROBE_WARN;
             why = "the CPU reports it but the kernel does not list it: the kernel is too old to know it or it was "
                   "disabled (clearcpuid=, noxsave)";

@@ -417,7 +417,8 @@ adg_error *probe_pmu_section(const probe_opts *o, probe_src *src, probe_report *
                               json_string_value(json_object_get(e, "name")),
                               json_string_value(json_object_get(e, "pfm_error")));
         }
-        probe_status st = nopen == n ? PROBE_PASS : nopen ? PROBE_WARN : PROBE_WARN;
+        /* Without a PMU nothing opens; pmu.hardware already warns, so this is a fact. */
+        probe_status st = nopen == n ? PROBE_PASS : no_pmu ? PROBE_INFO : PROBE_WARN;
         k = probe_add(rep, "pmu", groups[gi].id, st, groups[gi].title,
                       nopen == n ? "every event encodes and opens"
                       : nenc     ? "the events encode but do not open: the counters are not reachable here"
@@ -431,7 +432,7 @@ adg_error *probe_pmu_section(const probe_opts *o, probe_src *src, probe_report *
 
     const json_t *imc = json_object_get(g, "imc");
     if (!json_array_size(imc)) {
-        probe_add(rep, "pmu", "pmu.events.imc", PROBE_WARN, "Uncore memory-controller events",
+        probe_add(rep, "pmu", "pmu.events.imc", no_pmu ? PROBE_INFO : PROBE_WARN, "Uncore memory-controller events",
                   "no uncore_imc PMUs in sysfs: memory bandwidth cannot be counted (amxdiag estimates it from "
                   "bytes moved instead)",
                   "/sys/bus/event_source/devices has no uncore_imc_*");
