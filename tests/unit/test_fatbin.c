@@ -261,6 +261,74 @@ static void test_hostile_input(void **state)
     assert_true(parsed > 0);
 }
 
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* Truncated and mutated ELF host binaries through libelf: an error or a list, never a
+ * crash.  Uses the nvcc-built executable when there is one (it has a .nv_fatbin), else
+ * this test program. */
+static void test_hostile_elf(void **state)
+{
+    (void)state;
+    const char *b = getenv("BUILD_DIR");
+    char *src = NULL;
+    if (b && *b && asprintf(&src, "%s/tests/fatbin/fatbin_host_exe", b) > 0 && access(src, R_OK) != 0) {
+        free(src);
+        src = NULL;
+    }
+    char *data = NULL;
+    size_t len = 0;
+    ADG_ASSERT_OK(adg_read_file(src ? src : "/proc/self/exe", 0, &data, &len));
+    free(src);
+    assert_true(len > 4096);
+    char *dir = adg_test_tmpdir();
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/mutant", dir) > 0);
+    uint64_t shoff = 0;
+    memcpy(&shoff, data + 0x28, 8);
+    uint32_t rng = 777;
+    size_t errors = 0, ok = 0;
+    for (int iter = 0; iter < 120; iter++) {
+        size_t n = len;
+        char *copy = malloc(len);
+        memcpy(copy, data, len);
+        if (iter < 20) {
+            n = (size_t)((double)len * iter / 20.0); /* truncations */
+        } else {
+            for (int k = 0; k < 8; k++) {
+                rng = rng * 1103515245u + 12345u;
+                size_t at;
+                if (k % 2 == 0 && shoff && shoff < len)
+                    at = (size_t)shoff + (rng >> 8) % (len - (size_t)shoff); /* section headers */
+                else
+                    at = (rng >> 8) % 64;                                    /* ELF header */
+                rng = rng * 1103515245u + 12345u;
+                copy[at] = (char)(rng >> 16);
+            }
+        }
+        write_file(path, copy, n);
+        fatbin_list l;
+        adg_error *e = fatbin_read_file(path, &l);
+        if (e) {
+            errors++;
+            adg_error_free(e);
+        } else {
+            ok++;
+            fatbin_list_free(&l);
+        }
+        free(copy);
+    }
+    assert_true(errors > 0);
+    free(path);
+    free(data);
+    adg_test_rmtree(dir);
+}
+
 /* Fixtures made by nvcc at build time (tests/fatbin.cmake): run where they exist. */
 static void test_build_fixtures(void **state)
 {
@@ -309,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_compress_speed_lz), cmocka_unit_test(test_cubin_family_note),
         cmocka_unit_test(test_lz_streams),      cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_hostile_input),   cmocka_unit_test(test_build_fixtures),
+        cmocka_unit_test(test_hostile_elf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
