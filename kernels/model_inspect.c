@@ -30,10 +30,11 @@ static void conclusion(adg_strbuf *sb, const kern_model_analysis *a)
 {
     char b1[32], b2[32];
     const kern_role_stats *ex = &a->role[KERN_ROLE_EXPERTS];
-    adg_sb_printf(sb, "llama.cpp's AMX backend: %s eligible (%.1f%% of the weights",
-                  adg_fmt_bytes((double)a->amx_llamacpp, b1, sizeof b1), pct(a->amx_llamacpp, a->total_bytes));
+    adg_fmt_bytes((double)a->cpu_bytes, b2, sizeof b2);
+    adg_sb_printf(sb, "llama.cpp's AMX backend: %s eligible (%.1f%% of the %s on the CPU",
+                  adg_fmt_bytes((double)a->amx_llamacpp, b1, sizeof b1), pct(a->amx_llamacpp, a->cpu_bytes), b2);
     if (a->ngl)
-        adg_sb_printf(sb, ", with --ngl %u", a->ngl);
+        adg_sb_printf(sb, " with --ngl %u", a->ngl);
     adg_sb_puts(sb, ")");
     int contributors = 0;
     kern_role only = KERN_ROLE_OTHER;
@@ -47,16 +48,16 @@ static void conclusion(adg_strbuf *sb, const kern_model_analysis *a)
     adg_sb_puts(sb, ".\n");
     if (ex->tensors) {
         uint64_t cpu_ex = ex->cpu_bytes - ex->amx_llamacpp;
-        adg_sb_printf(sb, "  %s of experts%s are not eligible: they are consumed by MUL_MAT_ID, which llama.cpp's AMX "
-                          "backend does not take;\n  they run on its AVX-512 path instead.\n",
+        adg_sb_printf(sb, "%s of experts%s are not eligible: they are consumed by MUL_MAT_ID, which llama.cpp's AMX "
+                          "backend does not take;\nthey run on its AVX-512 path instead.\n",
                       adg_fmt_bytes((double)cpu_ex, b1, sizeof b1), a->ngl ? " on the CPU" : "");
     }
     adg_sb_printf(sb, "amxdiag's kernels: %s eligible (%.1f%%)%s.\n",
-                  adg_fmt_bytes((double)a->amx_amxdiag, b2, sizeof b2), pct(a->amx_amxdiag, a->total_bytes),
+                  adg_fmt_bytes((double)a->amx_amxdiag, b1, sizeof b1), pct(a->amx_amxdiag, a->cpu_bytes),
                   ex->amx_amxdiag ? ": they also run MUL_MAT_ID (the experts) on AMX tiles" : "");
     if (a->unsupported_tensors)
         adg_sb_printf(sb, "%llu tensor(s) have types amxdiag's engine does not compute (f32, f16, bf16, q4_0, q8_0 "
-                          "are computed); `amxdiag run` will refuse this file.\n",
+                          "are computed);\n'amxdiag run' will refuse this file.\n",
                       (unsigned long long)a->unsupported_tensors);
 }
 
@@ -123,7 +124,14 @@ void kern_model_inspect_print(FILE *out, const kern_gguf *g, const kern_model_an
     adg_strbuf sb;
     adg_sb_init(&sb);
     conclusion(&sb, a);
-    fprintf(out, "\nAMX eligibility\n  %s", sb.buf ? sb.buf : "");
+    fprintf(out, "\nAMX eligibility\n");
+    /* Indent every line of the conclusion. */
+    for (const char *p = sb.buf ? sb.buf : ""; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fprintf(out, "  %.*s\n", (int)n, p);
+        p += n + (nl ? 1 : 0);
+    }
     adg_sb_free(&sb);
 }
 

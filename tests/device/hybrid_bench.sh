@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The built-in inference path on the AMX machine, in one go (a few minutes):
+#  1. the engine/model/GGUF unit tests (the AMX path runs for real there),
+#  2. greedy decoding of the tiny preset on ref / avx512 / amx / amx-emu (same tokens),
+#  3. the sparse Qwen3-30B-A3B inspect numbers,
+#  4. a ~1 GB synthetic qwen3moe (qwen3-moe-small, q4_0 and q8_0): pp512 / tg128 with
+#     --cpu-kernels amx and avx512, with the op breakdown.
+# Usage: tests/device/hybrid_bench.sh BUILD_DIR [OUT_DIR]   (BUILD_DIR relative to the
+# repository root, built RelWithDebInfo, with tests/device/bundle-libs.sh run on it)
+# Output in OUT_DIR (default $OUT, else ./hybrid-device-out), at most 8 files:
+#   summary.txt   every step's status and the benchmark tables
+#   hybrid.log    the full output of every step
+#   run-<model>-<impl>.json   amxdiag run --json of each benchmark
+set -u
+build=${1:?usage: tests/device/hybrid_bench.sh BUILD_DIR [OUT_DIR]}
+out=${2:-${OUT:-./hybrid-device-out}}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$PWD/$build/devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+amx="$PWD/$build/amxdiag"
+work=$(mktemp -d /tmp/amxdiag-hybrid-XXXXXX)
+export XDG_CACHE_HOME="$work/cache"
+summary="$out/summary.txt"
+log="$out/hybrid.log"
+: >"$summary"
+: >"$log"
+threads=${THREADS:-$(nproc)}
+# LAYERS=N shrinks the benchmark model (for a quick check of this script elsewhere).
+layers_opt=${LAYERS:+--layers $LAYERS}
+runs=${RUNS:-3}
+
+# step NAME TIMEOUT CMD...: runs CMD, appends its output to the log, records its status.
+step() {
+    local name=$1 limit=$2; shift 2
+    local t0 t1 rc
+    t0=$(date +%s.%N)
+    echo "===== $name: $*" >>"$log"
+    timeout -k 5 "$limit" "$@" >"$work/step.out" 2>&1
+    rc=$?
+    t1=$(date +%s.%N)
+    cat "$work/step.out" >>"$log"
+    printf '%-40s rc=%-3s %7.1fs\n' "$name" "$rc" "$(echo "$t1 - $t0" | bc)" | tee -a "$summary"
+    return $rc
+}
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) ($(nproc) CPUs)"
+    grep -m1 -o 'amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+    echo "threads used: $threads"
+    git -C "$PWD" rev-parse --short HEAD 2>/dev/null | sed 's/^/commit: /'
+} | tee -a "$summary"
+
+# 1. unit tests
+for t in test_kern_gguf test_kern_model test_kern_engine; do
+    step "unit $t" 300 "$build/tests/$t"
+done
+grep -E "vs ref: max|SKIP" "$log" | sed 's/^/  /' | tee -a "$summary"
+
+# 2. greedy decoding on every implementation (the tiny default model)
+for impl in ref avx512 amx amx-emu; do
+    step "greedy tiny $impl" 120 "$amx" run --greedy -p 32 -n 32 --cpu-kernels "$impl" -t "$threads" &&
+        sed -n 2,3p "$work/step.out" | sed "s/^/  $impl: /" | tee -a "$summary"
+done
+
+# 3. the AMX eligibility figures of the Qwen3-30B-A3B layout
+step "create 30b sparse" 120 "$amx" model create --preset qwen3-30b-a3b --sparse "$work/30b.gguf"
+step "inspect 30b" 60 "$amx" model inspect "$work/30b.gguf" && grep -E "eligible" "$work/step.out" | tee -a "$summary"
+step "inspect 30b --ngl 10" 60 "$amx" model inspect "$work/30b.gguf" --ngl 10 &&
+    grep -E "llama.cpp's AMX" "$work/step.out" | tee -a "$summary"
+rm -f "$work/30b.gguf"
+
+# 4. benchmarks on a ~1 GB synthetic qwen3moe
+for q in q4_0 q8_0; do
+    m="$work/small-$q.gguf"
+    step "create qwen3-moe-small $q" 300 "$amx" model create --preset qwen3-moe-small --quant "$q" --threads "$threads" $layers_opt "$m" ||
+        continue
+    grep wrote "$work/step.out" | tee -a "$summary"
+    for impl in amx avx512; do
+        step "run small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" --ops &&
+            sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
+            grep -A8 "where the time went" "$work/step.out" | tee -a "$summary"
+        step "json small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" --json &&
+            cp "$work/step.out" "$out/run-small-$q-$impl.json"
+    done
+    rm -f "$m"
+done
+rm -rf "$work"
+echo "done" | tee -a "$summary"
