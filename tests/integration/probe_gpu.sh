@@ -93,6 +93,16 @@ expect_json "$TEST_TMP/c.json" 'all(e["decoded"] for k in ("binary.1.entries","b
 expect_json "$TEST_TMP/c.json" 'c["binary.3.entries"]["data"]["entries"][0]["name"]' "sm_120"
 expect_json "$TEST_TMP/c.json" 'c["binary.3.entries"]["data"]["entries"][0]["cubin"]["ptxas_arch"]' "sm_120f"
 
+# Two containers back to back (two compiled files): each is loaded on its own, so one
+# without code for the GPU makes the verdict partial (warn), both without make it fail.
+cat "$FB/sm_120a.fatbin" "$FB/sm_90_compute_90.fatbin" >"$TEST_TMP/two.fatbin"
+"$AMXDIAG" probe --only gpu --json --binary "$TEST_TMP/two.fatbin" --cc 9.0 --cc 8.9 >"$TEST_TMP/two.json"
+expect_json "$TEST_TMP/two.json" 'c["binary.0.entries"]["data"]["containers"]' "2"
+expect_json "$TEST_TMP/two.json" 'c["binary.0.cc90"]["status"]' "warn"
+expect_json "$TEST_TMP/two.json" 'c["binary.0.cc90"]["data"]["partial"]' "True"
+expect_json "$TEST_TMP/two.json" 'c["binary.0.cc90"]["data"]["containers"]["native"]' "1"
+expect_json "$TEST_TMP/two.json" 'c["binary.0.cc89"]["status"]' "fail"
+
 # Bad input: exit 2 with a message, never a crash.
 head -c 700 "$FB/sm_90_compute_90.fatbin" >"$TEST_TMP/truncated.fatbin"
 expect_rc 2 "$AMXDIAG" probe --only gpu --binary "$TEST_TMP/truncated.fatbin" --cc 9.0

@@ -138,6 +138,34 @@ static void test_cubin_family_note(void **state)
     fatbin_list_free(&l);
 }
 
+static void test_two_containers(void **state)
+{
+    (void)state;
+    char *a = fixture("sm_120a.fatbin"), *b = fixture("sm_90_compute_90.fatbin");
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    ADG_ASSERT_OK(adg_read_file(a, 0, &da, &la));
+    ADG_ASSERT_OK(adg_read_file(b, 0, &db, &lb));
+    /* Zero padding between containers, as in .nv_fatbin sections. */
+    size_t pad = 16, n = la + pad + lb;
+    uint8_t *buf = calloc(1, n);
+    memcpy(buf, da, la);
+    memcpy(buf + la + pad, db, lb);
+    fatbin_list l = {0};
+    ADG_ASSERT_OK(fatbin_parse(buf, n, &l));
+    assert_int_equal(l.ncontainers, 2);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.v[0].container, 0);
+    assert_int_equal(l.v[1].container, 1);
+    assert_int_equal(l.v[2].container, 1);
+    fatbin_list_free(&l);
+    free(buf);
+    free(da);
+    free(db);
+    free(a);
+    free(b);
+}
+
 static void test_lz_streams(void **state)
 {
     (void)state;
@@ -376,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_sass_plus_ptx),   cmocka_unit_test(test_compress_size),
         cmocka_unit_test(test_compress_speed_lz), cmocka_unit_test(test_cubin_family_note),
         cmocka_unit_test(test_lz_streams),      cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_two_containers),
         cmocka_unit_test(test_hostile_input),   cmocka_unit_test(test_build_fixtures),
         cmocka_unit_test(test_hostile_elf),
     };
