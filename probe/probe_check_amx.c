@@ -312,9 +312,13 @@ static void layer_sigaltstack(probe_src *src, probe_report *rep, amx_state *s)
         return;
     }
     char ev[300];
-    snprintf(ev, sizeof ev, "with a 2048-byte sigaltstack: ARCH_REQ_XCOMP_PERM = %d%s%s%s; AT_MINSIGSTKSZ = %s%llu",
-             r.ret, r.ret ? ", errno " : "", r.ret ? errno_name(r.err) : "", r.ret ? "" : "", have_min ? "" : "?",
-             (unsigned long long)minsig);
+    if (r.altstack_err)
+        snprintf(ev, sizeof ev, "sigaltstack(4096 bytes) itself failed: %s; AT_MINSIGSTKSZ = %llu",
+                 strerror(r.altstack_err), (unsigned long long)minsig);
+    else
+        snprintf(ev, sizeof ev, "with a 4096-byte sigaltstack: ARCH_REQ_XCOMP_PERM = %d%s%s; AT_MINSIGSTKSZ = %s%llu",
+                 r.ret, r.ret ? ", errno " : "", r.ret ? errno_name(r.err) : "", have_min ? "" : "?",
+                 (unsigned long long)minsig);
     if (!s->tile || !s->perm_ok) {
         probe_add(rep, "amx", "amx.sigaltstack", PROBE_SKIP, title,
                   s->tile ? "the plain request fails already" : "the CPU does not report AMX-TILE", "%s", ev);
@@ -329,6 +333,9 @@ static void layer_sigaltstack(probe_src *src, probe_report *rep, amx_state *s)
         probe_check_set_remedy(k, "in your engine, call ARCH_REQ_XCOMP_PERM before sigaltstack(), or size alternate "
                                   "stacks from getauxval(AT_MINSIGSTKSZ) (%llu here) plus your handler's needs",
                                (unsigned long long)minsig);
+    } else if (r.altstack_err) {
+        probe_add(rep, "amx", "amx.sigaltstack", PROBE_SKIP, title,
+                  "the small sigaltstack could not be installed, so the kernel's check was not exercised", "%s", ev);
     } else {
         probe_add(rep, "amx", "amx.sigaltstack", PROBE_INFO, title,
                   "the request succeeded even with a small sigaltstack: this kernel does not check its size", "%s", ev);

@@ -307,10 +307,11 @@ static probe_prctl req_in_child(bool small_altstack)
     if (pid == 0) {
         close(fd[0]);
         probe_prctl r = {.recorded = true};
-        static char small_stack[2048]; /* MINSIGSTKSZ: far below the AMX signal frame */
+        /* Above MINSIGSTKSZ and the AVX-512 frame, far below the ~11 KiB AMX frame. */
+        static char small_stack[4096] __attribute__((aligned(64)));
         if (small_altstack) {
             stack_t ss = {.ss_sp = small_stack, .ss_size = sizeof small_stack};
-            sigaltstack(&ss, NULL);
+            r.altstack_err = sigaltstack(&ss, NULL) ? errno : 0;
         }
         r.ret = (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, (unsigned long)XFEATURE_XTILEDATA);
         r.err = r.ret ? errno : 0;
@@ -357,6 +358,8 @@ probe_prctl probe_src_prctl(probe_src *s, probe_prctl_op op)
             json_object_set_new(v, "value", hex_str(r.value));
         else
             json_object_set_new(v, "perm_after", hex_str(r.perm_after));
+        if (op == PROBE_PRCTL_REQ_SMALL_ALTSTACK)
+            json_object_set_new(v, "sigaltstack_errno", json_integer(r.altstack_err));
         json_object_set_new(ap, prctl_keys[op], v);
     }
     r.recorded = true;
@@ -366,6 +369,7 @@ probe_prctl probe_src_prctl(probe_src *s, probe_prctl_op op)
     r.perm_after = 0;
     parse_hex(json_object_get(v, "value"), &r.value);
     parse_hex(json_object_get(v, "perm_after"), &r.perm_after);
+    r.altstack_err = (int)json_integer_value(json_object_get(v, "sigaltstack_errno"));
     return r;
 }
 

@@ -26,7 +26,7 @@ typedef enum probe_prctl_op {
     PROBE_PRCTL_GET_XCOMP_SUPP,       /* ARCH_GET_XCOMP_SUPP 0x1021 */
     PROBE_PRCTL_GET_XCOMP_PERM,       /* ARCH_GET_XCOMP_PERM 0x1022, before any request */
     PROBE_PRCTL_REQ_XTILEDATA,        /* ARCH_REQ_XCOMP_PERM 0x1023, XTILEDATA, in a child */
-    PROBE_PRCTL_REQ_SMALL_ALTSTACK,   /* the same with a MINSIGSTKSZ sigaltstack installed */
+    PROBE_PRCTL_REQ_SMALL_ALTSTACK,   /* the same with a 4096-byte sigaltstack installed */
     PROBE_PRCTL_N,
 } probe_prctl_op;
 
@@ -36,6 +36,7 @@ typedef struct probe_prctl {
     int err;          /* errno when ret == -1 */
     uint64_t value;   /* the mask for the GET requests */
     uint64_t perm_after; /* REQ: ARCH_GET_XCOMP_PERM after the request (in the child) */
+    int altstack_err;    /* REQ_SMALL_ALTSTACK: errno of sigaltstack() itself, 0 when installed */
 } probe_prctl;
 
 adg_error *probe_src_live(probe_src **out);
@@ -49,8 +50,8 @@ bool probe_src_is_replay(const probe_src *s);
 /* Where a replayed snapshot came from ("snapshot FILE"), or "this machine". */
 const char *probe_src_origin(const probe_src *s);
 
-/* Gathers every fact the CPU-side sections read (so a snapshot is complete whatever
- * --only says), then writes the snapshot atomically. */
+/* Writes what live mode gathered as a snapshot, atomically (the caller runs every CPU-side
+ * section first so that the snapshot is complete whatever --only displays). */
 adg_error *probe_src_save(probe_src *s, const char *path);
 /* The snapshot document (borrowed): what live mode has gathered so far. */
 const json_t *probe_src_json(const probe_src *s);
