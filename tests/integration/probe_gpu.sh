@@ -146,6 +146,7 @@ fi
 if command -v cuobjdump >/dev/null; then
     files=("$FB"/*.fatbin "$FB"/*.cubin)
     [ -d "$BFB" ] && files+=("$BFB"/*.fatbin "$BFB"/*.cubin "$BFB"/fatbin_host_exe)
+    readelf -S "$AMXDIAG" | grep -q '\.nv_fatbin' && files+=("$AMXDIAG")
     for f in "${files[@]}"; do
         theirs=$( { cuobjdump --list-elf "$f" 2>/dev/null | sed -n 's/^ELF file *[0-9]*: .*\.\(sm_[0-9]*[af]\{0,1\}\)\.cubin$/sass \1/p'
                     cuobjdump --list-ptx "$f" 2>/dev/null | sed -n 's/^PTX file *[0-9]*: .*\.\(sm_[0-9]*[af]\{0,1\}\)\.ptx$/ptx \1/p'; } | sort)
