@@ -1,8 +1,924 @@
-/* Placeholder until this command is implemented (see the open issues). */
-#include "kernels/kern_cmds.h"
+/* `amxdiag bench kernels`: the CPU kernels at Qwen3-30B-A3B's shapes, per implementation,
+ * type and M, against the machine's measured ceilings; the AMX/VNNI crossover it finds can
+ * be stored for the dispatcher.  `--gpu` hands over to the CUDA benchmark. */
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/adg_ceilings.h"
 #include "common/adg_cmd.h"
+#include "common/adg_exit.h"
+#include "common/adg_json.h"
+#include "common/adg_log.h"
+#include "common/adg_util.h"
+#include "kernels/cuda/kern_cuda_bench.h"
+#include "kernels/kern_cmds.h"
+#include "kernels/kern_cpu.h"
+#include "kernels/kern_internal.h"
+
+#define BENCH_SCHEMA "amxdiag.bench.kernels/1"
+#define LLC_GUESS (300.0 * 1024 * 1024)
+
+typedef struct shape {
+    const char *name;
+    const char *what;
+    int64_t n, k;
+    int experts;      /* 0: dense; else MoE with top-k 8 */
+    int max_m;        /* default M limit (LM head: last token only) */
+} shape;
+
+static const shape shapes[] = {
+    {"attn_q", "attention q 2048->4096", 4096, 2048, 0, 0},
+    {"attn_kv", "attention k/v 2048->512", 512, 2048, 0, 0},
+    {"attn_o", "attention o 4096->2048", 2048, 4096, 0, 0},
+    {"router", "MoE router 2048->128", 128, 2048, 0, 0},
+    {"moe_gate_up", "experts gate/up 2048->768, 128 experts, top-8", 768, 2048, 128, 0},
+    {"moe_down", "experts down 768->2048, 128 experts, top-8", 2048, 768, 128, 0},
+    {"lm_head", "LM head 2048->151936", 151936, 2048, 0, 16},
+};
+#define NSHAPES ((int)ADG_ARRAY_LEN(shapes))
+#define TOPK 8
+
+typedef struct opts {
+    bool impl[5];          /* by kern_impl */
+    bool type_q4, type_q8, type_bf16;
+    bool shape[NSHAPES];
+    int ms[32];
+    int nm;
+    bool m_given;
+    int threads;
+    bool json, quick, all_m, check_goals;
+    double min_time;
+    double weight_mib;     /* replicate weights to at least this many MiB */
+    const char *output;
+    const char *save_xo;   /* "" = default path */
+    bool save;
+} opts;
+
+typedef struct row {
+    const char *shape;
+    kern_type type;
+    kern_impl impl;
+    int m;
+    char variant[48];
+    double ms, flops, bytes;  /* median time, work of one call */
+    int reps;
+} row;
+
+typedef struct ceil_info {
+    double mem_gbs;          /* 0 unknown */
+    const char *mem_src;
+    double amx_int8_ops, amx_bf16_ops, vnni_ops;   /* measured all-core ops/s, 0 unknown */
+    double amx_int8_theory;  /* 2048 ops/cycle/core x clock x threads */
+    double clock_ghz;
+    bool from_probe;
+} ceil_info;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: amxdiag bench kernels [options]\n"
+            "       amxdiag bench kernels --gpu [options]   (the CUDA kernels: see --gpu --help)\n"
+            "\n"
+            "Times amxdiag's CPU kernels at Qwen3-30B-A3B's shapes for each implementation, weight type\n"
+            "and batch size M, and compares them with this machine's ceilings (memory read bandwidth,\n"
+            "AMX/VNNI peaks from `amxdiag probe --bench`).  Weights are replicated beyond the last-level\n"
+            "cache so that small-M figures measure memory, as in real token generation.\n"
+            "\n"
+            "options:\n"
+            "  --impl LIST        amx,avx512,ref,amx-emu (default: amx and avx512 where usable)\n"
+            "  --type LIST        q4_0,q8_0,bf16 (default: all three)\n"
+            "  --shape LIST       attn_q,attn_kv,attn_o,router,moe_gate_up,moe_down,lm_head (default: all)\n"
+            "  --m LIST           batch sizes (default 1,2,4,8,16,32,64,128,256,512); the LM head stops at\n"
+            "                     16 unless --all-m (engines compute logits for the last token only)\n"
+            "  --threads N        worker threads (default: every CPU this process may use)\n"
+            "  --quick            M 1,16,512; attn_q, moe_gate_up, lm_head; shorter timing\n"
+            "  --min-time S       seconds of timed calls per point (default 0.2, quick 0.05)\n"
+            "  --weights-mib N    replicate weights to at least N MiB (default 1024, quick 512)\n"
+            "  --save-crossover[=FILE]  store the measured AMX/VNNI crossover (default: the file the\n"
+            "                     kernels read, see docs/kernels.md)\n"
+            "  --check-goals      exit 1 when a performance goal of docs/bench.md is missed\n"
+            "  --json             JSON on stdout (schema " BENCH_SCHEMA ")\n"
+            "  -o, --output FILE  also write the JSON to FILE (atomically)\n"
+            "  -h, --help         this text\n"
+            "\n"
+            "exit codes: 0 ran, 1 --check-goals and a goal missed, 2 usage error or no usable kernels.\n"
+            "See docs/bench.md.\n");
+}
+
+static bool parse_list(const char *s, bool (*one)(const char *, void *), void *ctx)
+{
+    char *dup = strdup(s), *save = NULL;
+    bool ok = dup != NULL;
+    for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; ok && t; t = strtok_r(NULL, ",", &save))
+        ok = one(t, ctx);
+    free(dup);
+    return ok;
+}
+
+static bool one_impl(const char *t, void *ctx)
+{
+    kern_impl i;
+    if (!kern_impl_parse(t, &i) || i == KERN_IMPL_AUTO) {
+        fprintf(stderr, "amxdiag: error: bench kernels: unknown implementation '%s' (amx, avx512, ref, amx-emu)\n", t);
+        return false;
+    }
+    ((opts *)ctx)->impl[i] = true;
+    return true;
+}
+
+static bool one_type(const char *t, void *ctx)
+{
+    opts *o = ctx;
+    kern_type ty;
+    if (!kern_type_parse(t, &ty) || (ty != KERN_TYPE_Q4_0 && ty != KERN_TYPE_Q8_0 && ty != KERN_TYPE_BF16)) {
+        fprintf(stderr, "amxdiag: error: bench kernels: type '%s' is not benchmarked (q4_0, q8_0, bf16)\n", t);
+        return false;
+    }
+    if (ty == KERN_TYPE_Q4_0)
+        o->type_q4 = true;
+    else if (ty == KERN_TYPE_Q8_0)
+        o->type_q8 = true;
+    else
+        o->type_bf16 = true;
+    return true;
+}
+
+static bool one_shape(const char *t, void *ctx)
+{
+    for (int i = 0; i < NSHAPES; i++)
+        if (!strcmp(t, shapes[i].name)) {
+            ((opts *)ctx)->shape[i] = true;
+            return true;
+        }
+    fprintf(stderr, "amxdiag: error: bench kernels: unknown shape '%s'\n", t);
+    return false;
+}
+
+static bool one_m(const char *t, void *ctx)
+{
+    opts *o = ctx;
+    uint64_t v;
+    if (!adg_parse_u64(t, &v) || v < 1 || v > 65536 || o->nm >= (int)ADG_ARRAY_LEN(o->ms)) {
+        fprintf(stderr, "amxdiag: error: bench kernels: M '%s' must be an integer in 1..65536 (at most 32 values)\n", t);
+        return false;
+    }
+    o->ms[o->nm++] = (int)v;
+    return true;
+}
+
+/* ---- ceilings ---- */
+
+typedef struct rd_args {
+    const uint64_t *buf;
+    size_t words;
+    uint64_t sink[64];
+} rd_args;
+
+static void read_worker(void *arg, int ith, int nth)
+{
+    rd_args *a = arg;
+    long lo, hi;
+    kern_split((long)(a->words / 8), ith, nth, &lo, &hi);
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (long i = lo * 8; i < hi * 8; i += 8) {
+        s0 += a->buf[i] ^ a->buf[i + 4];
+        s1 += a->buf[i + 1] ^ a->buf[i + 5];
+        s2 += a->buf[i + 2] ^ a->buf[i + 6];
+        s3 += a->buf[i + 3] ^ a->buf[i + 7];
+    }
+    a->sink[ith & 63] += s0 + s1 + s2 + s3;
+}
+
+static void touch_worker(void *arg, int ith, int nth)
+{
+    rd_args *a = arg;
+    long lo, hi;
+    kern_split((long)(a->words / 512), ith, nth, &lo, &hi);
+    uint64_t *b = (uint64_t *)a->buf;
+    for (long i = lo * 512; i < hi * 512; i++)
+        b[i] = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+}
+
+/* A quick all-thread memory read, when the probe's figures are not cached. */
+static double measure_read_gbs(int threads)
+{
+    kern_pool *p = NULL;
+    adg_error *e = kern_pool_new(threads, false, &p);
+    if (e) {
+        adg_error_free(e);
+        return 0;
+    }
+    size_t bytes = (size_t)1 << 30;
+    uint64_t *buf = aligned_alloc(4096, bytes);
+    double best = 0;
+    if (buf) {
+        rd_args a = {buf, bytes / 8, {0}};
+        kern_pool_run(p, touch_worker, &a);
+        for (int r = 0; r < 4; r++) {
+            uint64_t t0 = adg_now_ns();
+            kern_pool_run(p, read_worker, &a);
+            double s = (double)(adg_now_ns() - t0) * 1e-9;
+            double gbs = (double)bytes / s / 1e9;
+            best = gbs > best ? gbs : best;
+        }
+        free(buf);
+    }
+    kern_pool_free(p);
+    return best;
+}
+
+static double cpuinfo_mhz(void)
+{
+    char *data = NULL;
+    size_t len;
+    adg_error *e = adg_read_file("/proc/cpuinfo", 1 << 22, &data, &len);
+    if (e) {
+        adg_error_free(e);
+        return 0;
+    }
+    double mhz = 0;
+    const char *p = strstr(data, "cpu MHz");
+    if (p && (p = strchr(p, ':')))
+        mhz = strtod(p + 1, NULL);
+    free(data);
+    return mhz;
+}
+
+static void load_ceilings(ceil_info *ci, int threads)
+{
+    memset(ci, 0, sizeof *ci);
+    adg_ceilings c;
+    bool found = false;
+    adg_error *e = adg_ceilings_load_current(&c, &found);
+    if (e) {
+        adg_warn("bench: ignoring cached ceilings: %s", adg_error_msg(e));
+        adg_error_free(e);
+        found = false;
+    }
+    if (found) {
+        ci->from_probe = true;
+        for (size_t i = 0; i < c.nnodes; i++)
+            ci->mem_gbs += c.nodes[i].read_gbs;
+        ci->mem_src = "amxdiag probe --bench (cached)";
+        ci->amx_int8_ops = c.amx_int8_all.ops_per_s;
+        ci->amx_bf16_ops = c.amx_bf16_all.ops_per_s;
+        ci->vnni_ops = c.vnni_all.ops_per_s;
+        ci->clock_ghz = c.clock_all_ghz > 0 ? c.clock_all_ghz : c.clock_ghz;
+    }
+    if (ci->mem_gbs <= 0) {
+        ci->mem_gbs = measure_read_gbs(threads);
+        ci->mem_src = "measured by bench (1 GiB read, all threads)";
+    }
+    if (ci->clock_ghz <= 0)
+        ci->clock_ghz = cpuinfo_mhz() / 1000.0;
+    ci->amx_int8_theory = ci->clock_ghz > 0 ? 2048.0 * ci->clock_ghz * 1e9 * threads : 0;
+}
+
+/* ---- weights and timing ---- */
+
+static uint64_t rs = 0x243F6A8885A308D3ull;
+static inline uint64_t rnd(void)
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+
+/* Random weights directly in ggml layout (quantizing floats would dominate the run). */
+static void *gen_weights(kern_type t, int64_t rows, int64_t k)
+{
+    size_t rsz = kern_row_size(t, k), total = rsz * (size_t)rows;
+    uint8_t *w = malloc(total + 8);
+    if (!w)
+        return NULL;
+    for (size_t i = 0; i < total; i += 8) {
+        uint64_t v = rnd();
+        memcpy(w + i, &v, 8);
+    }
+    if (t == KERN_TYPE_BF16) {
+        uint16_t *h = (uint16_t *)w;
+        for (size_t i = 0; i < total / 2; i++)   /* |w| in [2^-7, 1): finite, normal */
+            h[i] = (uint16_t)((h[i] & 0x807F) | ((120u + (h[i] >> 7) % 7) << 7));
+    } else {
+        size_t bb = kern_type_block_bytes(t);
+        for (size_t i = 0; i + bb <= total; i += bb) {
+            uint16_t d = kern_fp32_to_fp16(0.001f + (float)(w[i] & 0xF) * 1e-4f);
+            memcpy(w + i, &d, 2);
+        }
+    }
+    return w;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct bench_set {
+    const shape *sh;
+    kern_type type;
+    kern_weight **w;     /* R copies */
+    int R;
+    size_t copy_bytes;   /* one copy, repacked */
+} bench_set;
+
+static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts *o, row *out)
+{
+    const shape *sh = bs->sh;
+    const int64_t k = sh->k, n = sh->n;
+    float *x = malloc((size_t)m * (size_t)k * sizeof(float));
+    float *y = malloc((size_t)m * (size_t)n * (sh->experts ? TOPK : 1) * sizeof(float));
+    /* MoE: several routings, cycled with the weight copies, so each call's experts are
+     * mostly not in cache (a decode step routes each token anew). */
+    enum { NSETS = 16 };
+    int32_t *ids = sh->experts ? malloc((size_t)m * TOPK * NSETS * sizeof(int32_t)) : NULL;
+    adg_error *e = NULL;
+    if (!x || !y || (sh->experts && !ids)) {
+        e = adg_error_new(ADG_E_NOMEM, "out of memory for M = %d", m);
+        goto out;
+    }
+    for (int64_t i = 0; i < m * k; i++)
+        x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 1e-3f;
+    double distinct = 0;
+    if (ids) {
+        for (int set = 0; set < NSETS; set++) {
+            bool used[1024] = {false};
+            int32_t *is = ids + (size_t)set * (size_t)m * TOPK;
+            for (int t = 0; t < m; t++)
+                for (int j = 0; j < TOPK; j++) {
+                    int32_t ex;
+                    bool dup;
+                    do {   /* top-k experts of a token are distinct */
+                        ex = (int32_t)(rnd() % (uint64_t)sh->experts);
+                        dup = false;
+                        for (int q = 0; q < j; q++)
+                            dup |= is[t * TOPK + q] == ex;
+                    } while (dup);
+                    is[t * TOPK + j] = ex;
+                    if (!used[ex]) {
+                        used[ex] = true;
+                        distinct += 1.0 / NSETS;
+                    }
+                }
+        }
+    }
+    const double mat_bytes = (double)bs->copy_bytes / (sh->experts ? sh->experts : 1);
+    out->bytes = (sh->experts ? distinct : 1) * mat_bytes + (double)m * (double)k * 4 +
+                 (double)m * (double)n * 4 * (sh->experts ? TOPK : 1);
+    out->flops = 2.0 * m * (double)n * (double)k * (sh->experts ? TOPK : 1);
+    double times[64];
+    int reps = 0, copy = 0, set = 0;
+    double spent = 0;
+    kern_op_info info;
+    for (int it = -1; reps < (int)ADG_ARRAY_LEN(times); it++) {
+        const kern_weight *w = bs->w[copy];
+        copy = (copy + 1) % bs->R;   /* each call reads a copy that is not in cache */
+        const int32_t *is = ids ? ids + (size_t)set * (size_t)m * TOPK : NULL;
+        set = (set + 1) % NSETS;
+        uint64_t t0 = adg_now_ns();
+        e = sh->experts ? kern_moe_matmul(c, w, x, false, is, m, TOPK, y, &info) : kern_matmul(c, w, x, m, y, &info);
+        double s = (double)(adg_now_ns() - t0) * 1e-9;
+        if (e)
+            goto out;
+        if (it < 0)
+            continue;   /* warm-up: thread wake-up, scratch allocation */
+        times[reps++] = s;
+        spent += s;
+        if (reps >= 3 && spent >= o->min_time)
+            break;
+    }
+    qsort(times, (size_t)reps, sizeof times[0], cmp_d);
+    out->ms = (reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2])) * 1e3;
+    out->reps = reps;
+    snprintf(out->variant, sizeof out->variant, "%s", info.variant);
+out:
+    free(x);
+    free(y);
+    free(ids);
+    return e;
+}
+
+static adg_error *make_ctx(kern_impl impl, const opts *o, int force_m, kern_cpu **c)
+{
+    kern_cpu_opts co = {.impl = impl, .threads = o->threads};
+    adg_error *e = kern_cpu_new(&co, c);
+    if (e)
+        return e;
+    if (force_m) {   /* amx: tiles for every M; avx512 on an AMX context: never */
+        kern_crossover x = {force_m, force_m, force_m, false};
+        kern_cpu_set_crossover(*c, &x);
+    }
+    return NULL;
+}
+
+static void free_set(bench_set *bs)
+{
+    for (int i = 0; bs->w && i < bs->R; i++)
+        kern_weight_free(bs->w[i]);
+    free(bs->w);
+    bs->w = NULL;
+}
+
+static adg_error *build_set(kern_cpu *c, const shape *sh, kern_type t, double min_mib, bench_set *bs)
+{
+    memset(bs, 0, sizeof *bs);
+    bs->sh = sh;
+    bs->type = t;
+    const int64_t mats = sh->experts ? sh->experts : 1;
+    void *src = gen_weights(t, mats * sh->n, sh->k);
+    if (!src)
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %s %s weights", sh->name, kern_type_name(t));
+    const double one = (double)kern_row_size(t, sh->k) * (double)(mats * sh->n);
+    bs->R = (int)ceil(min_mib * 1048576.0 / one);
+    if (bs->R < 1)
+        bs->R = 1;
+    bs->w = calloc((size_t)bs->R, sizeof *bs->w);
+    adg_error *e = bs->w ? NULL : adg_error_new(ADG_E_NOMEM, "out of memory");
+    for (int i = 0; !e && i < bs->R; i++)
+        e = kern_weight_new(c, t, mats, sh->n, sh->k, src, &bs->w[i]);
+    free(src);
+    if (e) {
+        free_set(bs);
+        return adg_error_prefix(e, "%s %s", sh->name, kern_type_name(t));
+    }
+    bs->copy_bytes = kern_weight_bytes(bs->w[0]);
+    return NULL;
+}
+
+/* ---- output ---- */
+
+static double gbs(const row *r) { return r->bytes / (r->ms * 1e-3) / 1e9; }
+static double opsps(const row *r) { return r->flops / (r->ms * 1e-3); }
+
+static double peak_for(const ceil_info *ci, const row *r)
+{
+    if (r->impl == KERN_IMPL_AMX)
+        return r->type == KERN_TYPE_BF16 ? ci->amx_bf16_ops : ci->amx_int8_ops;
+    if (r->impl == KERN_IMPL_AVX512 && r->type != KERN_TYPE_BF16)
+        return ci->vnni_ops;
+    return 0;
+}
+
+static const row *find(const row *rows, int nr, const char *shape, kern_type t, kern_impl impl, int m)
+{
+    for (int i = 0; i < nr; i++)
+        if (rows[i].type == t && rows[i].impl == impl && rows[i].m == m && !strcmp(rows[i].shape, shape))
+            return &rows[i];
+    return NULL;
+}
+
+typedef struct goal {
+    char name[96];
+    double target, measured;
+    bool pass;
+    const char *unit;
+} goal;
+
+static int eval_goals(const row *rows, int nr, const ceil_info *ci, goal *g, int max)
+{
+    int ng = 0;
+    for (int s = 0; s < NSHAPES; s++)
+        for (int ti = 0; ti < 2; ti++) {
+            kern_type t = ti ? KERN_TYPE_Q8_0 : KERN_TYPE_Q4_0;
+            /* M = 1 bandwidth: the faster of the implementations */
+            const row *a = find(rows, nr, shapes[s].name, t, KERN_IMPL_AMX, 1);
+            const row *b = find(rows, nr, shapes[s].name, t, KERN_IMPL_AVX512, 1);
+            const row *best = a && b ? (a->ms < b->ms ? a : b) : a ? a : b;
+            if (best && ci->mem_gbs > 0 && ng < max && strcmp(shapes[s].name, "router")) {
+                snprintf(g[ng].name, sizeof g[ng].name, "%s %s M=1: >= 90%% of memory read bandwidth", shapes[s].name,
+                         kern_type_name(t));
+                g[ng].target = 0.9;
+                g[ng].measured = gbs(best) / ci->mem_gbs;
+                g[ng].unit = "fraction of read bandwidth";
+                g[ng].pass = g[ng].measured >= 0.9;
+                ng++;
+            }
+            const row *x = find(rows, nr, shapes[s].name, t, KERN_IMPL_AMX, 512);
+            const row *v = find(rows, nr, shapes[s].name, t, KERN_IMPL_AVX512, 512);
+            if (x && ci->amx_int8_theory > 0 && ng < max && !shapes[s].experts && strcmp(shapes[s].name, "router")) {
+                snprintf(g[ng].name, sizeof g[ng].name, "%s %s M=512 AMX: >= 40%% of AMX int8 peak", shapes[s].name,
+                         kern_type_name(t));
+                g[ng].target = 0.4;
+                g[ng].measured = opsps(x) / ci->amx_int8_theory;
+                g[ng].unit = "fraction of 2048 ops/cycle/core";
+                g[ng].pass = g[ng].measured >= 0.4;
+                ng++;
+            }
+            if (x && v && ng < max && strcmp(shapes[s].name, "router")) {
+                const double need = shapes[s].experts ? 3.0 : 4.0;
+                snprintf(g[ng].name, sizeof g[ng].name, "%s %s M=512: AMX >= %.0fx AVX-512", shapes[s].name,
+                         kern_type_name(t), need);
+                g[ng].target = need;
+                g[ng].measured = v->ms / x->ms;
+                g[ng].unit = "speed-up";
+                g[ng].pass = g[ng].measured >= need;
+                ng++;
+            }
+        }
+    return ng;
+}
+
+/* Smallest M from which AMX beats VNNI at that M and every larger measured M; the largest
+ * over shapes (conservative: tiles only where they win everywhere).  When AMX never wins,
+ * twice the largest measured M. */
+static int crossover(const row *rows, int nr, kern_type t, bool *found)
+{
+    int worst = 0;
+    *found = false;
+    for (int s = 0; s < NSHAPES; s++) {
+        int ms[64], nms = 0;
+        for (int i = 0; i < nr && nms < 64; i++)
+            if (rows[i].impl == KERN_IMPL_AMX && rows[i].type == t && !strcmp(rows[i].shape, shapes[s].name) &&
+                find(rows, nr, rows[i].shape, t, KERN_IMPL_AVX512, rows[i].m))
+                ms[nms++] = rows[i].m;
+        if (nms < 2)
+            continue;   /* one M says nothing about where the lines cross */
+        for (int i = 1; i < nms; i++)
+            for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
+                int tmp = ms[j];
+                ms[j] = ms[j - 1];
+                ms[j - 1] = tmp;
+            }
+        int cand = ms[nms - 1] * 2;
+        for (int i = nms - 1; i >= 0; i--) {
+            const row *a = find(rows, nr, shapes[s].name, t, KERN_IMPL_AMX, ms[i]);
+            const row *v = find(rows, nr, shapes[s].name, t, KERN_IMPL_AVX512, ms[i]);
+            if (a->ms >= v->ms)
+                break;
+            cand = ms[i];
+        }
+        *found = true;
+        worst = cand > worst ? cand : worst;
+    }
+    return worst;
+}
+
+static json_t *rows_json(const row *rows, int nr, const ceil_info *ci)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < nr; i++) {
+        const row *r = &rows[i];
+        const double pk = peak_for(ci, r);
+        json_array_append_new(
+            a, json_pack("{s:s,s:s,s:s,s:i,s:s,s:f,s:f,s:f,s:f,s:o,s:o,s:i}", "shape", r->shape, "type",
+                         kern_type_name(r->type), "impl", kern_impl_name(r->impl), "m", r->m, "variant", r->variant,
+                         "median_ms", r->ms, "gflops", opsps(r) / 1e9, "gbs", gbs(r), "bytes", r->bytes,
+                         "fraction_of_read_bw", ci->mem_gbs > 0 ? json_real(gbs(r) / ci->mem_gbs) : json_null(),
+                         "fraction_of_peak", pk > 0 ? json_real(opsps(r) / pk) : json_null(), "reps", r->reps));
+    }
+    return a;
+}
+
+static void print_header(void)
+{
+    printf("%-12s %-5s %-7s %5s %10s %10s %8s %7s %7s  %s\n", "shape", "type", "impl", "M", "median ms", "GFLOP/s",
+           "GB/s", "%bw", "%peak", "variant");
+}
+
+static void print_table(const row *rows, int nr, const ceil_info *ci)
+{
+    for (int i = 0; i < nr; i++) {
+        const row *r = &rows[i];
+        const double pk = peak_for(ci, r);
+        char bw[16] = "-", pkb[16] = "-";
+        if (ci->mem_gbs > 0)
+            snprintf(bw, sizeof bw, "%.0f%%", 100 * gbs(r) / ci->mem_gbs);
+        if (pk > 0)
+            snprintf(pkb, sizeof pkb, "%.0f%%", 100 * opsps(r) / pk);
+        printf("%-12s %-5s %-7s %5d %10.3f %10.1f %8.1f %7s %7s  %s\n", r->shape, kern_type_name(r->type),
+               kern_impl_name(r->impl), r->m, r->ms, opsps(r) / 1e9, gbs(r), bw, pkb, r->variant);
+    }
+}
+
+static bool wants_gpu(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--gpu"))
+            return true;
+    return false;
+}
 
 int kern_bench_cmd_main(int argc, char **argv)
 {
-    return adg_cmd_placeholder(argc, argv, "bench", "kernel benchmarks arrive with the CPU/CUDA kernels");
+    if (wants_gpu(argc, argv))
+        return kern_cuda_bench_cmd(argc, argv);
+    opts o = {0};
+    o.min_time = -1;
+    o.weight_mib = -1;
+    bool any_impl = false, any_type = false, any_shape = false;
+    static const struct option lo[] = {
+        {"impl", required_argument, 0, 'i'},   {"type", required_argument, 0, 't'},
+        {"shape", required_argument, 0, 's'},  {"m", required_argument, 0, 'm'},
+        {"threads", required_argument, 0, 'T'}, {"quick", no_argument, 0, 'q'},
+        {"min-time", required_argument, 0, 'R'}, {"weights-mib", required_argument, 0, 'W'},
+        {"save-crossover", optional_argument, 0, 'X'}, {"check-goals", no_argument, 0, 'G'},
+        {"all-m", no_argument, 0, 'A'},         {"json", no_argument, 0, 'j'},
+        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    optind = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'i':
+            if (!parse_list(optarg, one_impl, &o))
+                return adg_cmd_usage_error("bench kernels");
+            any_impl = true;
+            break;
+        case 't':
+            if (!parse_list(optarg, one_type, &o))
+                return adg_cmd_usage_error("bench kernels");
+            any_type = true;
+            break;
+        case 's':
+            if (!parse_list(optarg, one_shape, &o))
+                return adg_cmd_usage_error("bench kernels");
+            any_shape = true;
+            break;
+        case 'm':
+            if (!parse_list(optarg, one_m, &o))
+                return adg_cmd_usage_error("bench kernels");
+            o.m_given = true;
+            break;
+        case 'T': {
+            uint64_t v;
+            if (!adg_parse_u64(optarg, &v) || v < 1 || v > 4096) {
+                fprintf(stderr, "amxdiag: error: bench kernels: --threads '%s' must be in 1..4096\n", optarg);
+                return adg_cmd_usage_error("bench kernels");
+            }
+            o.threads = (int)v;
+            break;
+        }
+        case 'R':
+            if (!adg_parse_double(optarg, &o.min_time) || !(o.min_time > 0 && o.min_time <= 60)) {
+                fprintf(stderr, "amxdiag: error: bench kernels: --min-time '%s' must be in (0, 60] seconds\n", optarg);
+                return adg_cmd_usage_error("bench kernels");
+            }
+            break;
+        case 'W':
+            if (!adg_parse_double(optarg, &o.weight_mib) || !(o.weight_mib >= 0 && o.weight_mib <= 65536)) {
+                fprintf(stderr, "amxdiag: error: bench kernels: --weights-mib '%s' must be in 0..65536\n", optarg);
+                return adg_cmd_usage_error("bench kernels");
+            }
+            break;
+        case 'X':
+            o.save = true;
+            o.save_xo = optarg ? optarg : "";
+            break;
+        case 'G': o.check_goals = true; break;
+        case 'A': o.all_m = true; break;
+        case 'q': o.quick = true; break;
+        case 'j': o.json = true; break;
+        case 'o': o.output = optarg; break;
+        case 'h': usage(stdout); return ADG_EXIT_OK;
+        default: return adg_cmd_usage_error("bench kernels");
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        if (strcmp(argv[i], "kernels")) {
+            fprintf(stderr, "amxdiag: error: bench: unexpected argument '%s'\n", argv[i]);
+            return adg_cmd_usage_error("bench kernels");
+        }
+    if (!any_impl) {
+        adg_error *e = kern_impl_check(KERN_IMPL_AMX);
+        o.impl[KERN_IMPL_AMX] = e == NULL;
+        adg_error_free(e);
+        e = kern_impl_check(KERN_IMPL_AVX512);
+        o.impl[KERN_IMPL_AVX512] = e == NULL;
+        adg_error_free(e);
+        if (!o.impl[KERN_IMPL_AMX] && !o.impl[KERN_IMPL_AVX512])
+            o.impl[KERN_IMPL_REF] = true;
+    }
+    for (int i = KERN_IMPL_REF; i <= KERN_IMPL_AMX_EMU; i++)
+        if (o.impl[i]) {
+            adg_error *e = kern_impl_check((kern_impl)i);
+            if (e) {
+                adg_error_prefix(e, "bench kernels --impl %s", kern_impl_name((kern_impl)i));
+                adg_error_print(e, stderr);
+                adg_error_free(e);
+                return ADG_EXIT_USAGE;
+            }
+        }
+    if (!any_type)
+        o.type_q4 = o.type_q8 = o.type_bf16 = true;
+    if (!any_shape)
+        for (int s = 0; s < NSHAPES; s++)
+            o.shape[s] = !o.quick || !strcmp(shapes[s].name, "attn_q") || !strcmp(shapes[s].name, "moe_gate_up") ||
+                         !strcmp(shapes[s].name, "lm_head");
+    if (!o.m_given) {
+        if (o.quick) {
+            o.ms[0] = 1, o.ms[1] = 16, o.ms[2] = 512, o.nm = 3;
+        } else {
+            for (int m = 1; m <= 512; m *= 2)
+                o.ms[o.nm++] = m;
+        }
+    }
+    if (o.min_time < 0)
+        o.min_time = o.quick ? 0.05 : 0.2;
+    if (o.weight_mib < 0)
+        o.weight_mib = o.quick ? 512 : 1024;
+    if (o.threads == 0) {
+        kern_cpu *tmp = NULL;
+        kern_cpu_opts co = {.impl = KERN_IMPL_REF};
+        adg_error *e = kern_cpu_new(&co, &tmp);
+        if (e) {
+            adg_error_print(e, stderr);
+            adg_error_free(e);
+            return ADG_EXIT_USAGE;
+        }
+        o.threads = kern_cpu_threads(tmp);
+        kern_cpu_free(tmp);
+    }
+
+    ceil_info ci;
+    load_ceilings(&ci, o.threads);
+    if (!o.json) {
+        printf("amxdiag bench kernels: %d threads; memory read %.1f GB/s (%s)\n", o.threads, ci.mem_gbs, ci.mem_src);
+        if (ci.from_probe)
+            printf("ceilings: AMX int8 %.1f TOPS, AMX bf16 %.1f TFLOP/s, VNNI %.2f TOPS measured; AMX int8 theoretical "
+                   "%.1f TOPS (2048 ops/cycle/core at %.2f GHz)\n",
+                   ci.amx_int8_ops / 1e12, ci.amx_bf16_ops / 1e12, ci.vnni_ops / 1e12, ci.amx_int8_theory / 1e12,
+                   ci.clock_ghz);
+        else
+            printf("compute ceilings unknown: run `amxdiag probe --bench` to measure them (AMX int8 theoretical "
+                   "%.1f TOPS at %.2f GHz)\n",
+                   ci.amx_int8_theory / 1e12, ci.clock_ghz);
+        fflush(stdout);
+    }
+
+    row *rows = NULL;
+    int nr = 0, cap = 0;
+    adg_error *e = NULL;
+    const kern_type types[3] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0, KERN_TYPE_BF16};
+    const bool type_on[3] = {o.type_q4, o.type_q8, o.type_bf16};
+    for (int s = 0; s < NSHAPES && !e; s++) {
+        if (!o.shape[s])
+            continue;
+        const shape *sh = &shapes[s];
+        for (int ti = 0; ti < 3 && !e; ti++) {
+            if (!type_on[ti])
+                continue;
+            bench_set packed = {0}, raw = {0};
+            bool have_packed = false, have_raw = false;
+            const kern_impl order[4] = {KERN_IMPL_AMX, KERN_IMPL_AVX512, KERN_IMPL_AMX_EMU, KERN_IMPL_REF};
+            for (int oi = 0; oi < 4 && !e; oi++) {
+                const kern_impl impl = order[oi];
+                if (!o.impl[impl])
+                    continue;
+                kern_cpu *c = NULL;
+                /* avx512 rows on an AMX machine run on an AMX context with the tiles off, so the
+                 * two share repacked weights; the emulator and ref are too slow for big M. */
+                int force = impl == KERN_IMPL_AMX || impl == KERN_IMPL_AMX_EMU ? 1 : 0;
+                kern_impl cimpl = impl;
+                if (impl == KERN_IMPL_AVX512 && o.impl[KERN_IMPL_AMX]) {
+                    cimpl = KERN_IMPL_AMX;
+                    force = INT_MAX;
+                }
+                if ((e = make_ctx(cimpl, &o, force, &c)))
+                    break;
+                bench_set *bs = impl == KERN_IMPL_REF ? &raw : &packed;
+                bool *have = impl == KERN_IMPL_REF ? &have_raw : &have_packed;
+                if (!*have) {
+                    const double mib = impl == KERN_IMPL_REF || impl == KERN_IMPL_AMX_EMU ? 0 : o.weight_mib;
+                    adg_info("bench: %s %s: building weights", sh->name, kern_type_name(types[ti]));
+                    if ((e = build_set(c, sh, types[ti], mib, bs))) {
+                        kern_cpu_free(c);
+                        break;
+                    }
+                    *have = true;
+                }
+                for (int mi = 0; mi < o.nm && !e; mi++) {
+                    const int m = o.ms[mi];
+                    if (sh->max_m && m > sh->max_m && !o.all_m)
+                        continue;
+                    if ((impl == KERN_IMPL_REF || impl == KERN_IMPL_AMX_EMU) && m > 8 && !o.all_m)
+                        continue;   /* correctness implementations: a few small points only */
+                    if (nr == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        row *nrw = realloc(rows, (size_t)cap * sizeof *rows);
+                        if (!nrw) {
+                            e = adg_error_new(ADG_E_NOMEM, "out of memory");
+                            break;
+                        }
+                        rows = nrw;
+                    }
+                    row *r = &rows[nr];
+                    memset(r, 0, sizeof *r);
+                    r->shape = sh->name;
+                    r->type = types[ti];
+                    r->impl = impl;
+                    r->m = m;
+                    if ((e = time_point(c, bs, m, &o, r)))
+                        break;
+                    nr++;
+                    if (!o.json) {
+                        if (nr == 1)
+                            print_header();
+                        print_table(r, 1, &ci);
+                        fflush(stdout);
+                    }
+                }
+                kern_cpu_free(c);
+            }
+            free_set(&packed);
+            free_set(&raw);
+        }
+    }
+    if (e) {
+        adg_error_prefix(e, "bench kernels");
+        adg_error_print(e, stderr);
+        adg_error_free(e);
+        free(rows);
+        return ADG_EXIT_USAGE;
+    }
+
+    goal goals[64];
+    int ng = eval_goals(rows, nr, &ci, goals, (int)ADG_ARRAY_LEN(goals));
+    kern_crossover xo;
+    kern_crossover_defaults(&xo);
+    bool f8, f4, fb;
+    int c8 = crossover(rows, nr, KERN_TYPE_Q8_0, &f8), c4 = crossover(rows, nr, KERN_TYPE_Q4_0, &f4),
+        cb = crossover(rows, nr, KERN_TYPE_BF16, &fb);
+    if (f8)
+        xo.q8_0 = c8;
+    if (f4)
+        xo.q4_0 = c4;
+    if (fb)
+        xo.bf16 = cb;
+    xo.measured = f8 || f4 || fb;
+    char *xo_path = NULL;
+    int rc = ADG_EXIT_OK;
+    if (o.save) {
+        xo_path = o.save_xo[0] ? strdup(o.save_xo) : kern_crossover_default_path();
+        if (!xo.measured) {
+            fprintf(stderr, "amxdiag: error: bench kernels: no crossover measured (needs amx and avx512 rows at "
+                            "the same shapes and M)\n  hint: run with --impl amx,avx512 and several --m values\n");
+            rc = ADG_EXIT_USAGE;
+        } else if (!xo_path) {
+            fprintf(stderr, "amxdiag: error: bench kernels: no place to store the crossover (HOME unset)\n"
+                            "  hint: pass --save-crossover=FILE\n");
+            rc = ADG_EXIT_USAGE;
+        } else if ((e = kern_crossover_save(xo_path, &xo))) {
+            adg_error_print(e, stderr);
+            adg_error_free(e);
+            rc = ADG_EXIT_USAGE;
+        }
+    }
+
+    json_t *root = json_object();
+    json_object_set_new(root, "schema", json_string(BENCH_SCHEMA));
+    char now[32];
+    adg_utc_iso8601(now, sizeof now);
+    json_object_set_new(root, "created", json_string(now));
+    json_object_set_new(root, "threads", json_integer(o.threads));
+    json_object_set_new(
+        root, "ceilings",
+        json_pack("{s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:b}", "mem_read_gbs", ci.mem_gbs > 0 ? json_real(ci.mem_gbs) : json_null(),
+                  "mem_source", ci.mem_src ? ci.mem_src : "unknown", "amx_int8_ops", ci.amx_int8_ops > 0 ? json_real(ci.amx_int8_ops) : json_null(),
+                  "amx_bf16_ops", ci.amx_bf16_ops > 0 ? json_real(ci.amx_bf16_ops) : json_null(), "vnni_ops",
+                  ci.vnni_ops > 0 ? json_real(ci.vnni_ops) : json_null(), "amx_int8_theoretical_ops",
+                  ci.amx_int8_theory > 0 ? json_real(ci.amx_int8_theory) : json_null(), "clock_ghz",
+                  ci.clock_ghz > 0 ? json_real(ci.clock_ghz) : json_null(), "from_probe", ci.from_probe));
+    json_object_set_new(root, "rows", rows_json(rows, nr, &ci));
+    json_t *gj = json_array();
+    for (int i = 0; i < ng; i++)
+        json_array_append_new(gj, json_pack("{s:s,s:f,s:f,s:s,s:b}", "goal", goals[i].name, "target", goals[i].target,
+                                            "measured", goals[i].measured, "unit", goals[i].unit, "pass", goals[i].pass));
+    json_object_set_new(root, "goals", gj);
+    json_object_set_new(root, "crossover",
+                        json_pack("{s:i,s:i,s:i,s:b,s:o}", "q8_0", xo.q8_0, "q4_0", xo.q4_0, "bf16", xo.bf16, "measured",
+                                  xo.measured, "saved_to", xo_path && rc == 0 ? json_string(xo_path) : json_null()));
+    if (o.json) {
+        e = adg_json_print(stdout, root);
+    } else {
+        if (ng)
+            printf("\ngoals (docs/bench.md):\n");
+        for (int i = 0; i < ng; i++)
+            printf("  %-4s %-58s %.2f (target %.2f, %s)\n", goals[i].pass ? "PASS" : "MISS", goals[i].name,
+                   goals[i].measured, goals[i].target, goals[i].unit);
+        printf("\nAMX/VNNI crossover (AMX for M >= ...): q8_0 %d, q4_0 %d, bf16 %d (%s)%s%s\n", xo.q8_0, xo.q4_0, xo.bf16,
+               xo.measured ? "measured" : "defaults: no amx+avx512 pairs measured", xo_path && rc == 0 ? "; saved to " : "",
+               xo_path && rc == 0 ? xo_path : "");
+    }
+    if (!e && o.output)
+        e = adg_json_write_atomic(o.output, root);
+    json_decref(root);
+    free(xo_path);
+    free(rows);
+    if (e) {
+        adg_error_print(e, stderr);
+        adg_error_free(e);
+        return ADG_EXIT_USAGE;
+    }
+    if (rc == ADG_EXIT_OK && o.check_goals)
+        for (int i = 0; i < ng; i++)
+            if (!goals[i].pass)
+                rc = ADG_EXIT_CHECK_FAILED;
+    return rc;
 }

@@ -129,6 +129,83 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
     }
 }
 
+/* M = 1 (token generation): NP (1..4) panels at once with two int32 chains per panel, so
+ * eight independent VPDPBUSD chains hide its latency and the loop streams at memory speed. */
+static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j, const kern_qact *a, int64_t p,
+                                                         const int NP, const bool I4)
+{
+    const kern_weight *w = j->w;
+    __m512 acc[4];
+    const uint8_t *wp[4];
+    for (int pp = 0; pp < NP; pp++) {
+        acc[pp] = _mm512_setzero_ps();
+        wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
+    }
+    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    const size_t bb = w->blk_bytes;
+    for (int64_t b = 0; b < a->nb; b++) {
+        const int8_t *ab = a->q + b * KERN_KB;
+        __m512i c0[4], c1[4];
+        for (int pp = 0; pp < NP; pp++) {
+            c0[pp] = _mm512_setzero_si512();
+            c1[pp] = _mm512_setzero_si512();
+            _mm_prefetch((const char *)(wp[pp] + (b + 6) * bb), _MM_HINT_T0);
+            if (!I4)
+                _mm_prefetch((const char *)(wp[pp] + (b + 6) * bb + 256), _MM_HINT_T0);
+        }
+        if (!I4) {
+            for (int g = 0; g < 8; g += 2) {
+                const __m512i a0 = _mm512_set1_epi32(load_i32(ab + g * 4));
+                const __m512i a1 = _mm512_set1_epi32(load_i32(ab + g * 4 + 4));
+                for (int pp = 0; pp < NP; pp++) {
+                    c0[pp] = _mm512_dpbusd_epi32(c0[pp], _mm512_loadu_si512(wp[pp] + b * bb + g * 64), a0);
+                    c1[pp] = _mm512_dpbusd_epi32(c1[pp], _mm512_loadu_si512(wp[pp] + b * bb + g * 64 + 64), a1);
+                }
+            }
+        } else {
+            for (int g = 0; g < 4; g++) {
+                const __m512i al = _mm512_set1_epi32(load_i32(ab + g * 4));
+                const __m512i ah = _mm512_set1_epi32(load_i32(ab + 16 + g * 4));
+                for (int pp = 0; pp < NP; pp++) {
+                    const __m512i v = _mm512_loadu_si512(wp[pp] + b * bb + g * 64);
+                    c0[pp] = _mm512_dpbusd_epi32(c0[pp], _mm512_and_si512(v, lo4), al);
+                    c1[pp] = _mm512_dpbusd_epi32(c1[pp], _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4), ah);
+                }
+            }
+        }
+        const __m512 da = _mm512_set1_ps(a->d[b]);
+        const __m512 no = _mm512_set1_ps(a->negoff[b]);
+        for (int pp = 0; pp < NP; pp++) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[pp] + b * bb + (I4 ? 256 : 512))));
+            const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0[pp], c1[pp])), da, no);
+            acc[pp] = _mm512_fmadd_ps(t, dw, acc[pp]);
+        }
+    }
+    float *y = kern_yrow(j, 0);
+    for (int pp = 0; pp < NP; pp++) {
+        const int64_t n = (p + pp) * KERN_PANEL;
+        _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[pp]);
+    }
+}
+
+static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
+{
+    int64_t p = j->p0;
+    for (; p + 4 <= j->p1; p += 4) {
+        if (i4)
+            gemv_q(j, a, p, 4, true);
+        else
+            gemv_q(j, a, p, 4, false);
+    }
+    const int left = (int)(j->p1 - p);
+    if (left == 3)
+        i4 ? gemv_q(j, a, p, 3, true) : gemv_q(j, a, p, 3, false);
+    else if (left == 2)
+        i4 ? gemv_q(j, a, p, 2, true) : gemv_q(j, a, p, 2, false);
+    else if (left == 1)
+        i4 ? gemv_q(j, a, p, 1, true) : gemv_q(j, a, p, 1, false);
+}
+
 #define MK_Q_CASES(I4)                                                     \
     switch (mr * 2 + np - 1) {                                             \
     case 2: mk_q(j, a, m0, 1, p, 1, I4); break;                            \
@@ -145,6 +222,10 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
 void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a)
 {
     const bool i4 = j->w->fmt == KERN_WFMT_I4;
+    if (a->m == 1) {
+        gemv_q_range(j, a, i4);
+        return;
+    }
     int64_t group = (int64_t)((512 * 1024) / (j->w->panel_bytes ? j->w->panel_bytes : 1));
     group = group < 2 ? 2 : group & ~(int64_t)1;
     for (int64_t pg = j->p0; pg < j->p1; pg += group) {
