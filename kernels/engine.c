@@ -17,7 +17,7 @@
 
 static const char *const opk_names[OPK_COUNT] = {
     "get_rows", "rmsnorm", "matmul_qkv", "qk_norm", "rope", "kv_store", "attention", "matmul_attn_out",
-    "router", "topk", "moe_gate_up", "silu_mul", "moe_down", "moe_sum", "ffn", "lm_head", "add", "softmax",
+    "router", "topk", "moe_gate_up", "silu_mul", "moe_down", "moe_sum", "ffn", "lm_head", "add", "softmax", "gpu_layer",
 };
 
 const char *kern_engine_op_name(int opk)
@@ -27,9 +27,10 @@ const char *kern_engine_op_name(int opk)
 
 /* ---- op accounting ---- */
 
-static void account(kern_engine *e, int layer, int opk, const kern_op_info *info)
+void engine_account(kern_engine *e, int layer, int opk, const kern_op_info *info, const char *backend)
 {
     engine_opstat *s = &e->stats[(size_t)(layer + 1) * OPK_COUNT + (size_t)opk];
+    s->backend = backend;
     s->calls++;
     s->ns += info->ns;
     s->bytes += info->bytes;
@@ -45,7 +46,7 @@ static void account_local(kern_engine *e, int layer, int opk, uint64_t t0, uint6
     kern_op_info info = {.op = opk_names[opk], .impl = KERN_IMPL_REF, .flops = flops, .bytes = bytes,
                          .ns = adg_now_ns() - t0};
     snprintf(info.variant, sizeof info.variant, "engine-scalar");
-    account(e, layer, opk, &info);
+    engine_account(e, layer, opk, &info, "CPU");
 }
 
 #define CALL(layer, opk, expr)                                  \
@@ -54,7 +55,7 @@ static void account_local(kern_engine *e, int layer, int opk, uint64_t t0, uint6
         adg_error *err_ = (expr);                               \
         if (err_)                                               \
             return adg_error_prefix(err_, "layer %d %s", (layer), opk_names[opk]); \
-        account(e, (layer), (opk), &info_);                     \
+        engine_account(e, (layer), (opk), &info_, "CPU");       \
     } while (0)
 #define INFO (&info_)
 
@@ -208,7 +209,7 @@ static adg_error *ubatch(kern_engine *e, const int32_t *tokens, uint32_t T, floa
     CALL(-1, OPK_GET_ROWS, kern_get_rows(e->cpu, (kern_type)m->tok_embd->type, m->tok_embd->data, hp->n_vocab, hp->n_embd,
                                          tokens, T, e->buf.x, INFO));
     for (uint32_t il = 0; il < hp->n_layer; il++) {
-        adg_error *err = layer_forward(e, il, T, e->buf.pos);
+        adg_error *err = il >= e->gpu_first ? engine_gpu_layer(e, il, T, e->buf.pos) : layer_forward(e, il, T, e->buf.pos);
         if (err)
             return err;
     }
@@ -216,6 +217,8 @@ static adg_error *ubatch(kern_engine *e, const int32_t *tokens, uint32_t T, floa
     if (!logits)
         return NULL;
     const float *last = e->buf.x + (size_t)(T - 1) * hp->n_embd;
+    if (e->gpu)
+        return engine_gpu_output(e, last, logits);
     CALL(-1, OPK_NORM, kern_rmsnorm(e->cpu, last, (const float *)m->output_norm->data, 1, hp->n_embd, hp->rms_eps,
                                     e->buf.h, INFO));
     CALL(-1, OPK_LM_HEAD, kern_matmul(e->cpu, e->output, e->buf.h, 1, logits, INFO));
@@ -270,5 +273,7 @@ uint32_t kern_engine_n_past(const kern_engine *e) { return e->n_past; }
 const kern_model *kern_engine_model(const kern_engine *e) { return e->model; }
 const kern_cpu *kern_engine_cpu(const kern_engine *e) { return e->cpu; }
 uint32_t kern_engine_n_ctx(const kern_engine *e) { return e->n_ctx; }
-const char *kern_engine_backend(const kern_engine *e) { return e->opts.ngl ? "CPU+CUDA" : "CPU"; }
-uint64_t kern_engine_weight_bytes(const kern_engine *e) { return e->weight_bytes; }
+const char *kern_engine_backend(const kern_engine *e) { return e->gpu ? "CPU+CUDA" : "CPU"; }
+uint64_t kern_engine_weight_bytes(const kern_engine *e) { return e->weight_bytes + engine_gpu_weight_bytes(e->gpu); }
+uint32_t kern_engine_gpu_layers(const kern_engine *e) { return e->model->hp.n_layer - e->gpu_first; }
+const char *kern_engine_gpu_name(const kern_engine *e) { return engine_gpu_name(e->gpu); }

@@ -74,7 +74,7 @@ static void publish_ops(kern_engine *e, const char *phase)
             if (!s->calls)
                 continue;
             json_t *d = json_pack("{s:s,s:i,s:s,s:s,s:s,s:I,s:f,s:I,s:I}", "phase", phase, "layer", (int)l - 1,
-                                  "backend", "CPU", "impl", kern_impl_name(s->impl), "variant", s->variant, "calls",
+                                  "backend", s->backend ? s->backend : "CPU", "impl", kern_impl_name(s->impl), "variant", s->variant, "calls",
                                   (json_int_t)s->calls, "seconds", (double)s->ns / 1e9, "bytes", (json_int_t)s->bytes,
                                   "flops", (json_int_t)s->flops);
             adg_bus_event(e->bus, t, "op", kern_engine_op_name(k), d);
@@ -108,6 +108,7 @@ static adg_error *collect_ops(kern_engine *e, kern_bench_test *t)
                 snprintf(t->ops[i].op, sizeof t->ops[i].op, "%s", kern_engine_op_name(k));
                 snprintf(t->ops[i].variant, sizeof t->ops[i].variant, "%s", s->variant);
                 t->ops[i].impl = s->impl;
+                t->ops[i].backend = s->backend ? s->backend : "CPU";
                 t->n_ops++;
             }
             t->ops[i].calls += s->calls;

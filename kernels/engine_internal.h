@@ -6,7 +6,7 @@
 
 enum {
     OPK_GET_ROWS, OPK_NORM, OPK_QKV, OPK_QK_NORM, OPK_ROPE, OPK_KV_STORE, OPK_ATTN, OPK_ATTN_OUT,
-    OPK_ROUTER, OPK_TOPK, OPK_MOE_GATE_UP, OPK_SILU, OPK_MOE_DOWN, OPK_MOE_SUM, OPK_FFN, OPK_LM_HEAD, OPK_ADD, OPK_SOFTMAX,
+    OPK_ROUTER, OPK_TOPK, OPK_MOE_GATE_UP, OPK_SILU, OPK_MOE_DOWN, OPK_MOE_SUM, OPK_FFN, OPK_LM_HEAD, OPK_ADD, OPK_SOFTMAX, OPK_GPU_LAYER,
     OPK_COUNT
 };
 
@@ -15,6 +15,7 @@ const char *kern_engine_op_name(int opk);
 typedef struct engine_opstat {
     uint64_t calls, ns, bytes, flops;
     kern_impl impl;
+    const char *backend;        /* "CPU" or "CUDA" (static) */
     char variant[48];
 } engine_opstat;
 
@@ -28,6 +29,8 @@ typedef struct engine_buf {
     int32_t *ids, *pos;
 } engine_buf;
 
+typedef struct engine_gpu engine_gpu;
+
 struct kern_engine {
     kern_engine_opts opts;
     kern_model *model;
@@ -40,11 +43,24 @@ struct kern_engine {
     engine_buf buf;
     float *logits;
     engine_opstat *stats;       /* [(n_layer + 1) * OPK_COUNT], row 0 = outside the layers */
+    engine_gpu *gpu;            /* NULL without --ngl */
+    uint32_t gpu_first;         /* first layer on the GPU (n_layer when none) */
     adg_bus *bus;
     int m_tps, m_lat;           /* metric ids on the bus */
 };
 
 /* Clears the op counters (start of a phase). */
 void engine_stats_reset(kern_engine *e);
+/* Adds one op's record to the counters of (layer, op kind); layer -1 = outside the layers. */
+void engine_account(kern_engine *e, int layer, int opk, const kern_op_info *info, const char *backend);
+
+/* GPU layers (engine_gpu.c): the layers from `first` on and the output. */
+adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out);
+void engine_gpu_close(engine_gpu *g);
+uint64_t engine_gpu_weight_bytes(const engine_gpu *g);
+const char *engine_gpu_name(const engine_gpu *g);
+/* One layer over e->buf.x (T tokens at positions pos), x back on the host. */
+adg_error *engine_gpu_layer(kern_engine *e, uint32_t il, uint32_t T, const int32_t *pos);
+adg_error *engine_gpu_output(kern_engine *e, const float *x_last, float *logits);
 
 #endif

@@ -67,10 +67,8 @@ static adg_error *open_inner(kern_engine *e)
     if (err)
         return err;
     const kern_model_hparams *hp = &e->model->hp;
-    if (o->ngl > 0)
-        return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED,
-                                            "--ngl %u: GPU layers are not available in this version of the engine", o->ngl),
-                              "run with --ngl 0 (CPU only); 'amxdiag probe --only gpu' shows the GPU's state");
+    uint32_t n_gpu = o->ngl < hp->n_layer ? o->ngl : hp->n_layer;
+    e->gpu_first = hp->n_layer - n_gpu;
     e->n_ctx = o->n_ctx ? o->n_ctx : 4096;
     if (e->n_ctx > 1u << 20)
         return adg_error_new(ADG_E_USAGE, "context of %u positions is too large", e->n_ctx);
@@ -81,7 +79,7 @@ static adg_error *open_inner(kern_engine *e)
     if (!e->layers)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     uint64_t t0 = adg_now_ns();
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
+    for (uint32_t il = 0; il < e->gpu_first; il++) {
         const kern_model_layer *ML = &e->model->layers[il];
         engine_layer *L = &e->layers[il];
         if ((err = weight(e, ML->wq, &L->wq)) || (err = weight(e, ML->wk, &L->wk)) || (err = weight(e, ML->wv, &L->wv)) ||
@@ -96,8 +94,12 @@ static adg_error *open_inner(kern_engine *e)
             return err;
         }
     }
-    if ((err = weight(e, e->model->output, &e->output)))
+    if (n_gpu) {
+        if ((err = engine_gpu_open(e, e->gpu_first, &e->gpu)))
+            return err;
+    } else if ((err = weight(e, e->model->output, &e->output))) {
         return err;
+    }
     adg_info("engine: %s weights repacked in %.2f s (%s)", e->model->name, (double)(adg_now_ns() - t0) / 1e9,
              kern_cpu_describe(e->cpu));
     return buffers(e);
@@ -135,6 +137,7 @@ void kern_engine_close(kern_engine *e)
                 kern_weight_free(ws[i]);
         }
     kern_weight_free(e->output);
+    engine_gpu_close(e->gpu);
     free(e->layers);
     engine_buf *b = &e->buf;
     void *bufs[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->o, b->router, b->rw, b->gate, b->up, b->down, b->ids, b->pos};

@@ -37,7 +37,8 @@ typedef struct kern_engine_opts {
     kern_impl impl;        /* --cpu-kernels */
     int threads;           /* 0: every CPU the process may use */
     bool pin;              /* pin kernel workers to CPUs */
-    uint32_t ngl;          /* layers offloaded to the GPU (last ones, plus the output) */
+    uint32_t ngl;          /* layers offloaded to the GPU (the last ones, plus the output), as llama.cpp's -ngl;
+                            * qwen3moe with q4_0/q8_0 weights; weights are uploaded once at open */
     uint32_t n_ctx;        /* KV cache positions; 0: 4096 or the model's training context if smaller */
 } kern_engine_opts;
 
@@ -61,8 +62,11 @@ const kern_cpu *kern_engine_cpu(const kern_engine *e);
 uint32_t kern_engine_n_ctx(const kern_engine *e);
 /* "CPU" or "CPU+CUDA" */
 const char *kern_engine_backend(const kern_engine *e);
-/* Resident bytes of the repacked weights. */
+/* Resident bytes of the weights: repacked on the CPU plus uploaded to the GPU. */
 uint64_t kern_engine_weight_bytes(const kern_engine *e);
+/* Layers on the GPU (0 without --ngl) and the GPU's name ("" without). */
+uint32_t kern_engine_gpu_layers(const kern_engine *e);
+const char *kern_engine_gpu_name(const kern_engine *e);
 
 /* Publishes phase markers, per-token samples and per-op records on bus (NULL detaches).
  * The bus must outlive the engine or be detached first. */
@@ -95,6 +99,7 @@ typedef struct kern_bench_op {
     char op[24];           /* "matmul_qkv", "moe_gate_up", "attention", ... */
     char variant[48];      /* the kernel variant that ran: "avx512-vnni-q4_0", "engine-scalar", ... */
     kern_impl impl;
+    const char *backend;   /* "CPU" or "CUDA" */
     uint64_t calls, ns, bytes, flops;   /* totals over all layers and reps */
 } kern_bench_op;
 

@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "  -p, --n-prompt N     prompt tokens (default 512; 0 skips the test)\n"
             "  -n, --n-gen N        generated tokens (default 128; 0 skips the test)\n"
             "  -r, --repetitions N  repetitions of each test (default 3)\n"
-            "      --ngl N          offload the last N layers and the output to the GPU (not in this version)\n"
+            "      --ngl N          offload the last N layers and the output to the GPU, as llama.cpp's -ngl\n"
+            "                       (qwen3moe, q4_0/q8_0; needs an NVIDIA GPU and driver)\n"
             "      --cpu-kernels I  auto (default), amx, avx512, ref, amx-emu\n"
             "  -t, --threads N      kernel threads (default: every CPU this process may use)\n"
             "      --numa POLICY    memory policy: local (default), interleave, node=N\n"
@@ -125,7 +126,8 @@ static void print_table(const kern_engine *e, const kern_bench_result *r, bool o
         for (int k = 0; k < t->n_ops; k++) {
             const kern_bench_op *o = &t->ops[k];
             double s = (double)o->ns / 1e9;
-            printf("  %-16s %-24s %-8s %9llu %9.4f %6.1f%% %9.1f %9.1f\n", o->op, o->variant, kern_impl_name(o->impl),
+            printf("  %-16s %-24s %-8s %9llu %9.4f %6.1f%% %9.1f %9.1f\n", o->op, o->variant,
+                   strcmp(o->backend, "CUDA") ? kern_impl_name(o->impl) : "cuda",
                    (unsigned long long)o->calls, s, total ? 100.0 * (double)o->ns / (double)total : 0.0,
                    s > 0 ? (double)o->flops / s / 1e9 : 0.0, s > 0 ? (double)o->bytes / s / 1e9 : 0.0);
         }
@@ -145,8 +147,9 @@ static json_t *result_json(const kern_engine *e, const kern_bench_result *r, con
             json_array_append_new(tss, json_real((t->n_prompt + t->n_gen) / t->seconds[k]));
         }
         for (int k = 0; k < t->n_ops; k++)
-            json_array_append_new(ops, json_pack("{s:s,s:s,s:s,s:I,s:f,s:I,s:I}", "op", t->ops[k].op, "variant",
-                                                 t->ops[k].variant, "impl", kern_impl_name(t->ops[k].impl), "calls",
+            json_array_append_new(ops, json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:I,s:I}", "op", t->ops[k].op, "variant",
+                                                 t->ops[k].variant, "backend", t->ops[k].backend, "impl",
+                                                 kern_impl_name(t->ops[k].impl), "calls",
                                                  (json_int_t)t->ops[k].calls, "seconds", (double)t->ops[k].ns / 1e9,
                                                  "bytes", (json_int_t)t->ops[k].bytes, "flops",
                                                  (json_int_t)t->ops[k].flops));
@@ -161,7 +164,7 @@ static json_t *result_json(const kern_engine *e, const kern_bench_result *r, con
                      (json_int_t)m->n_params, "type", kern_ggml_type_name(m->main_type), "n_layer", (int)m->hp.n_layer,
                      "n_expert", (int)m->hp.n_expert, "n_expert_used", (int)m->hp.n_expert_used, "backend",
                      kern_engine_backend(e), "cpu_kernels", kern_impl_name(kern_cpu_impl(c)), "cpu_description",
-                     kern_cpu_describe(c), "threads", kern_cpu_threads(c), "ngl", 0, "n_ctx", (int)kern_engine_n_ctx(e),
+                     kern_cpu_describe(c), "threads", kern_cpu_threads(c), "ngl", (int)kern_engine_gpu_layers(e), "n_ctx", (int)kern_engine_n_ctx(e),
                      "seed", (json_int_t)seed, "tests", tests);
 }
 

@@ -4,7 +4,8 @@
 #  2. greedy decoding of the tiny preset on ref / avx512 / amx / amx-emu (same tokens),
 #  3. the sparse Qwen3-30B-A3B inspect numbers,
 #  4. a ~1 GB synthetic qwen3moe (qwen3-moe-small, q4_0 and q8_0): pp512 / tg128 with
-#     --cpu-kernels amx and avx512, with the op breakdown.
+#     --cpu-kernels amx and avx512, with the op breakdown; for q4_0 also the hybrid
+#     splits --ngl 8 and --ngl 99 (GPU layers) and their greedy tokens against the CPU.
 # Usage: tests/device/hybrid_bench.sh BUILD_DIR [OUT_DIR]   (BUILD_DIR relative to the
 # repository root, built RelWithDebInfo, with tests/device/bundle-libs.sh run on it)
 # Output in OUT_DIR (default $OUT, else ./hybrid-device-out), at most 8 files:
@@ -82,6 +83,15 @@ for q in q4_0 q8_0; do
         step "json small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" --json &&
             cp "$work/step.out" "$out/run-small-$q-$impl.json"
     done
+    # Hybrid splits (GPU layers through the CUDA kernels): half the layers, all of them.
+    if [ "$q" = q4_0 ]; then
+        for ngl in 8 99; do
+            step "run small-$q auto --ngl $ngl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" -t "$threads" --ngl "$ngl" --ops &&
+                sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
+                grep -A6 "where the time went" "$work/step.out" | tee -a "$summary"
+            step "greedy small-$q --ngl $ngl vs cpu" 120 bash -c "cmp <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads --ngl $ngl | sed -n 2p)"
+        done
+    fi
     rm -f "$m"
 done
 rm -rf "$work"

@@ -38,8 +38,16 @@ M="$TEST_TMP/llama.gguf"
 expect_rc 0 "$AMXDIAG" model create --preset llama-tiny --layers 2 "$M"
 expect_out "^\| llama .* \| +pp8 \|" "$AMXDIAG" run -m "$M" -p 8 -n 2 -r 1
 
-expect_rc 2 "$AMXDIAG" run --ngl 4 -p 8 -n 2
-expect_err "GPU layers are not available" "$AMXDIAG" run --ngl 4 -p 8 -n 2
+# --ngl: runs where a GPU is usable, else exit 2 with a hint (never a crash).
+"$AMXDIAG" run --ngl 2 -p 8 -n 2 -r 1 >"$TEST_TMP/out" 2>"$TEST_TMP/err"
+rc=$?
+if [ "$rc" -eq 0 ]; then
+    grep -q "CPU+CUDA" "$TEST_TMP/out" || fail "--ngl 2 ran but the table does not say CPU+CUDA"
+else
+    [ "$rc" -eq 2 ] || fail "--ngl 2 without a GPU exited $rc, expected 2"
+    grep -q "hint:" "$TEST_TMP/err" || fail "--ngl 2 failed without a hint: $(cat "$TEST_TMP/err")"
+fi
+expect_rc 2 "$AMXDIAG" run -m "$TEST_TMP/llama.gguf" --ngl 1 -p 8 -n 2
 expect_rc 2 "$AMXDIAG" run -m "$TEST_TMP/missing.gguf"
 expect_rc 2 "$AMXDIAG" run -p abc
 expect_rc 2 "$AMXDIAG" run -r 0
