@@ -128,7 +128,11 @@ static adg_error *open_device(kern_cuda_ctx *c, int ordinal)
     CU_TRY(c, d->cuDevicePrimaryCtxRetain(&c->cu, c->dev), "creating a context on %s", in->name);
     c->ctx_retained = true;
     CU_TRY(c, d->cuCtxSetCurrent(c->cu), "making the context of %s current", in->name);
-    CU_TRY(c, d->cuStreamCreate(&c->stream, KERN_CU_STREAM_NON_BLOCKING), "creating a stream on %s", in->name);
+    /* A blocking stream: it waits for the legacy stream, where cuMemcpyHtoD's DMA from
+     * pageable memory and cuMemset* run.  cuMemcpyHtoD returns once the data is staged,
+     * not written; a non-blocking stream let kernels read indices before they arrived
+     * (seen on the H100: GET_ROWS faulted on stale ids). */
+    CU_TRY(c, d->cuStreamCreate(&c->stream, 0), "creating a stream on %s", in->name);
     return NULL;
 }
 
@@ -254,7 +258,7 @@ adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void 
 
 adg_error *kern_cuda_download(kern_cuda_ctx *c, void *dst, kern_cu_deviceptr src, size_t bytes)
 {
-    /* cuMemcpyDtoH is synchronous with the legacy stream only; ours is non-blocking. */
+    /* Explicit, so that the error names the copy's wait, not a later call. */
     CU_TRY(c, c->d->cuStreamSynchronize(c->stream), "waiting for %s before a copy back", c->info.name);
     CU_TRY(c, c->d->cuMemcpyDtoH(dst, src, bytes), "copying %zu bytes from %s", bytes, c->info.name);
     return NULL;
