@@ -60,6 +60,7 @@ void cuda_probe_driver(gpu_facts *f)
         memset(g, 0, sizeof *g);
         g->ordinal = i;
         g->compute_mode = -1;
+        g->persistence = -1;
         g->numa_node = GPU_NUMA_UNKNOWN;
         if (d->cuDeviceGetName(g->name, (int)sizeof g->name, dev) != KERN_CU_SUCCESS)
             snprintf(g->name, sizeof g->name, "unknown");
@@ -80,6 +81,38 @@ void cuda_probe_driver(gpu_facts *f)
             g->numa_node = gpu_sysfs_numa_node(g->bus_id);
         }
     }
+}
+
+typedef int (*nvml_init_fn)(void);
+typedef int (*nvml_handle_fn)(const char *bus, void **dev);
+typedef int (*nvml_persist_fn)(void *dev, int *mode);
+
+void cuda_probe_nvml(gpu_facts *f)
+{
+    if (f->ndevs == 0)
+        return;
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    nvml_init_fn init;
+    nvml_handle_fn by_bus;
+    nvml_persist_fn persist;
+    void *p1 = dlsym(h, "nvmlInit_v2"), *p2 = dlsym(h, "nvmlDeviceGetHandleByPciBusId_v2"),
+         *p3 = dlsym(h, "nvmlDeviceGetPersistenceMode");
+    if (!p1 || !p2 || !p3)
+        return;
+    memcpy(&init, &p1, sizeof init);
+    memcpy(&by_bus, &p2, sizeof by_bus);
+    memcpy(&persist, &p3, sizeof persist);
+    if (init() != 0)
+        return;
+    for (int i = 0; i < f->ndevs; i++) {
+        void *dev = NULL;
+        int mode = 0;
+        if (by_bus(f->devs[i].bus_id, &dev) == 0 && persist(dev, &mode) == 0)
+            f->devs[i].persistence = mode ? 1 : 0;
+    }
+    /* NVML stays initialised and loaded: cheap, and the profiler may use it. */
 }
 
 typedef int (*cupti_get_version_fn)(uint32_t *version);

@@ -198,10 +198,11 @@ adg_error *probe_gpu_section(const probe_opts *opts, probe_report *rep)
             snprintf(node, sizeof node, "%d", d->numa_node);
         snprintf(title, sizeof title, "GPU %d", d->ordinal);
         c = probe_add(rep, "gpu", id, PROBE_INFO, title, "identity and placement",
-                      "%s, CC %s, %d SMs, %s, PCI %s, NUMA node %s, compute mode %s", d->name,
+                      "%s, CC %s, %d SMs, %s, PCI %s, NUMA node %s, compute mode %s, persistence %s", d->name,
                       cc_fmt(d->cc, cc, sizeof cc), d->sms, adg_fmt_bytes((double)d->mem_bytes, mem, sizeof mem),
                       d->bus_id, node,
-                      compute_mode_name(d->compute_mode));
+                      compute_mode_name(d->compute_mode),
+                      d->persistence < 0 ? "unknown (no NVML)" : d->persistence ? "on" : "off");
         support_check(rep, f, d);
         binding_check(rep, f, d);
         if (d->compute_mode == 2) {

@@ -289,6 +289,7 @@ void gpu_facts_gather(gpu_facts *f)
     gather_env(f);
     gather_binding(f);
     cuda_probe_driver(f);
+    cuda_probe_nvml(f);
     cuda_probe_cupti(f);
 }
 
@@ -378,6 +379,7 @@ json_t *gpu_facts_json(const gpu_facts *f)
         json_object_set_new(o, "pci_bus_id", json_string(d->bus_id));
         json_object_set_new(o, "numa_node", d->numa_node == GPU_NUMA_UNKNOWN ? json_null() : json_integer(d->numa_node));
         json_object_set_new(o, "compute_mode", d->compute_mode < 0 ? json_null() : json_integer(d->compute_mode));
+        json_object_set_new(o, "persistence_mode", d->persistence < 0 ? json_null() : json_boolean(d->persistence));
         json_array_append_new(devs, o);
     }
     json_object_set_new(j, "devices", devs);

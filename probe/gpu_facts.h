@@ -27,6 +27,7 @@ typedef struct gpu_dev {
     char bus_id[32];      /* normalised "0000:17:00.0" */
     int numa_node;        /* from sysfs, GPU_NUMA_UNKNOWN when unreadable */
     int compute_mode;     /* CU_DEVICE_ATTRIBUTE_COMPUTE_MODE, -1 unknown */
+    int persistence;      /* NVML persistence mode: 1 on, 0 off, -1 unknown (no NVML) */
 } gpu_dev;
 
 /* A GPU as the kernel module lists it in /proc/driver/nvidia/gpus/<bus>/information. */
