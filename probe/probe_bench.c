@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/adg_ceilings.h"
 #include "common/adg_util.h"
@@ -81,27 +82,42 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
         adg_error_free(e);
         return NULL;
     }
-    probe_add(rep, "bench", "bench.clock", PROBE_INFO, "Core clock",
-              "measured with a chain of dependent adds (1 per cycle); AMX-heavy code may run at a lower licence "
-              "clock",
-              "%.2f GHz on 1 core, %.2f GHz mean with all %d threads running", c.clock_ghz, c.clock_all_ghz,
-              c.vnni_all.threads ? c.vnni_all.threads : c.amx_int8_all.threads);
+    if (c.clock_ghz > 0)
+        probe_add(rep, "bench", "bench.clock", PROBE_INFO, "Core clock",
+                  "measured with a chain of dependent multiplies (3 cycles each); AMX-heavy code may run at a lower "
+                  "licence clock",
+                  "%.2f GHz on 1 core, %.2f GHz mean with all %d threads running", c.clock_ghz, c.clock_all_ghz,
+                  c.vnni_all.threads ? c.vnni_all.threads : c.amx_int8_all.threads);
+    else
+        probe_add(rep, "bench", "bench.clock", PROBE_WARN, "Core clock",
+                  "the dependent-multiply loop gave an implausible clock: rates are reported without fractions of "
+                  "the theoretical peak",
+                  "no plausible clock measured");
     rate_check(rep, "bench.amx_int8", "AMX int8 (TDPBSSD)", &c.amx_int8_core, &c.amx_int8_all, "TOPS",
                "2x2-blocked tile loop without memory traffic: the compute ceiling of int8 AMX kernels");
     rate_check(rep, "bench.amx_bf16", "AMX bf16 (TDPBF16PS)", &c.amx_bf16_core, &c.amx_bf16_all, "TFLOPS",
                "2x2-blocked tile loop without memory traffic: the compute ceiling of bf16 AMX kernels");
     rate_check(rep, "bench.vnni", "AVX-512 VNNI (VPDPBUSD)", &c.vnni_core, &c.vnni_all, "TOPS",
                "12 independent zmm accumulators: the ceiling of int8 kernels without tiles (llama.cpp at batch 1)");
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
     for (size_t i = 0; i < c.nnodes; i++) {
         const adg_node_bw *n = &c.nodes[i];
-        char id[48], buf[32];
+        char id[48], buf[32], l3s[32];
         snprintf(id, sizeof id, "bench.memory.node%d", n->node);
-        probe_add(rep, "bench", id, PROBE_INFO, "Memory bandwidth",
-                  "reads with 512-bit loads and a STREAM triad (24 bytes per element) from memory on this node, "
-                  "threads pinned to its CPUs: the ceiling of bandwidth-bound token generation",
-                  "node %d, %s buffer: read %.1f GB/s (%d threads), %.1f GB/s (1 core); triad %.1f GB/s", n->node,
-                  adg_fmt_bytes(n->buffer_bytes, buf, sizeof buf), n->read_gbs, n->threads, n->read_core_gbs,
-                  n->triad_gbs);
+        /* A read buffer that is not well above the L3 measures the cache, not the memory. */
+        bool small = l3 > 0 && n->buffer_bytes < 4.0 * (double)l3;
+        probe_check *k = probe_add(
+            rep, "bench", id, small ? PROBE_WARN : PROBE_INFO, "Memory bandwidth",
+            small ? "the buffer is less than 4x the L3 (too little free memory, or AMXDIAG_BENCH_MEM_MIB): part of each pass hits the cache, so "
+                    "these figures overstate the memory's bandwidth"
+                  : "reads with 512-bit loads and a STREAM triad (24 bytes per element) from memory on this node, "
+                    "threads pinned to its CPUs: the ceiling of bandwidth-bound token generation",
+            "node %d, %s buffer%s%s: read %.1f GB/s (%d threads), %.1f GB/s (1 core); triad %.1f GB/s", n->node,
+            adg_fmt_bytes(n->buffer_bytes, buf, sizeof buf), small ? " vs L3 " : "",
+            small ? adg_fmt_bytes((double)l3, l3s, sizeof l3s) : "", n->read_gbs, n->threads, n->read_core_gbs,
+            n->triad_gbs);
+        if (small)
+            probe_check_set_remedy(k, "run --bench on a machine (or VM size) with at least 10x the L3 in free memory");
     }
     char *path = NULL;
     e = adg_ceilings_save(&c);

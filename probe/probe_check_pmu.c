@@ -131,7 +131,7 @@ static json_t *gather_pmu(probe_src *src, void *vctx)
     /* pfm_get_version() gives the API version (4.0); the release is in the file name. */
     unsigned v = (unsigned)pfm_get_version();
     char ver[64];
-    snprintf(ver, sizeof ver, "%u.%u", PFM_MAJ_VERSION(v), PFM_MIN_VERSION(v));
+    snprintf(ver, sizeof ver, "(API %u.%u)", PFM_MAJ_VERSION(v), PFM_MIN_VERSION(v));
     Dl_info dl;
     char real[PATH_MAX];
     if (dladdr((void *)pfm_initialize, &dl) && dl.dli_fname && realpath(dl.dli_fname, real)) {

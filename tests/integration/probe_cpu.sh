@@ -106,7 +106,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 st = {c["id"]: c for c in d["checks"]}
 assert st["bench.clock"]["status"] == "info"
-assert st["bench.memory.node0"]["status"] == "info", st.get("bench.memory.node0")
+assert st["bench.memory.node0"]["status"] in ("info", "warn"), st.get("bench.memory.node0")
 assert d["facts"]["bench"]["memory"][0]["read_gbs"] > 0
 assert st["bench.cache"]["status"] == "info", st["bench.cache"]
 PY

@@ -95,7 +95,8 @@ static void test_bench_short(void **state)
     o.vnni = o.vnni && (lo & 0xe6) == 0xe6;
     adg_ceilings r;
     ADG_ASSERT_OK(probe_bench_run(&o, &r));
-    assert_true(r.clock_ghz > 0.2 && r.clock_ghz < 10);
+    assert_true(r.clock_ghz > 0.3 && r.clock_ghz < 7);
+    assert_true(r.clock_all_ghz > 0.3 && r.clock_all_ghz < 7);
     assert_true(r.ncpus >= 1);
     assert_true(r.cpu[0] != '\0');
     assert_true(r.amx_int8_core.ops_per_s == 0 && r.amx_int8_core.why[0]); /* not asked */
