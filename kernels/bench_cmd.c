@@ -21,7 +21,6 @@
 #include "kernels/kern_internal.h"
 
 #define BENCH_SCHEMA "amxdiag.bench.kernels/1"
-#define LLC_GUESS (300.0 * 1024 * 1024)
 
 typedef struct shape {
     const char *name;
@@ -54,6 +53,7 @@ typedef struct opts {
     bool json, quick, all_m, check_goals;
     double min_time;
     double weight_mib;     /* replicate weights to at least this many MiB */
+    double mem_gbs;        /* given read bandwidth (0: cached or measured) */
     const char *output;
     const char *save_xo;   /* "" = default path */
     bool save;
@@ -101,6 +101,8 @@ static void usage(FILE *f)
             "  --weights-mib N    replicate weights to at least N MiB (default 1024, quick 512)\n"
             "  --save-crossover[=FILE]  store the measured AMX/VNNI crossover (default: the file the\n"
             "                     kernels read, see docs/kernels.md)\n"
+            "  --mem-gbs X        memory read bandwidth to compare with (default: `probe --bench`'s cached\n"
+            "                     figure, else a quick measurement)\n"
             "  --check-goals      exit 1 when a performance goal of docs/bench.md is missed\n"
             "  --json             JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE  also write the JSON to FILE (atomically)\n"
@@ -213,7 +215,11 @@ static double measure_read_gbs(int threads)
         adg_error_free(e);
         return 0;
     }
-    size_t bytes = (size_t)1 << 30;
+    /* Four times the last-level cache so the read comes from memory, 256 MiB .. 1 GiB. */
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    size_t bytes = l3 > 0 ? (size_t)l3 * 4 : (size_t)1 << 30;
+    bytes = bytes < ((size_t)256 << 20) ? (size_t)256 << 20 : bytes > ((size_t)1 << 30) ? (size_t)1 << 30 : bytes;
+    bytes &= ~(size_t)4095;
     uint64_t *buf = aligned_alloc(4096, bytes);
     double best = 0;
     if (buf) {
@@ -249,7 +255,7 @@ static double cpuinfo_mhz(void)
     return mhz;
 }
 
-static void load_ceilings(ceil_info *ci, int threads)
+static void load_ceilings(ceil_info *ci, int threads, double given_gbs)
 {
     memset(ci, 0, sizeof *ci);
     adg_ceilings c;
@@ -270,9 +276,12 @@ static void load_ceilings(ceil_info *ci, int threads)
         ci->vnni_ops = c.vnni_all.ops_per_s;
         ci->clock_ghz = c.clock_all_ghz > 0 ? c.clock_all_ghz : c.clock_ghz;
     }
-    if (ci->mem_gbs <= 0) {
+    if (given_gbs > 0) {
+        ci->mem_gbs = given_gbs;
+        ci->mem_src = "given with --mem-gbs";
+    } else if (ci->mem_gbs <= 0) {
         ci->mem_gbs = measure_read_gbs(threads);
-        ci->mem_src = "measured by bench (1 GiB read, all threads)";
+        ci->mem_src = "measured by bench (read of 4x the L3 cache, all threads)";
     }
     if (ci->clock_ghz <= 0)
         ci->clock_ghz = cpuinfo_mhz() / 1000.0;
@@ -619,7 +628,7 @@ int kern_bench_cmd_main(int argc, char **argv)
         {"threads", required_argument, 0, 'T'}, {"quick", no_argument, 0, 'q'},
         {"min-time", required_argument, 0, 'R'}, {"weights-mib", required_argument, 0, 'W'},
         {"save-crossover", optional_argument, 0, 'X'}, {"check-goals", no_argument, 0, 'G'},
-        {"all-m", no_argument, 0, 'A'},         {"json", no_argument, 0, 'j'},
+        {"all-m", no_argument, 0, 'A'},         {"mem-gbs", required_argument, 0, 'B'},         {"json", no_argument, 0, 'j'},
         {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     optind = 0;
@@ -664,6 +673,12 @@ int kern_bench_cmd_main(int argc, char **argv)
         case 'W':
             if (!adg_parse_double(optarg, &o.weight_mib) || !(o.weight_mib >= 0 && o.weight_mib <= 65536)) {
                 fprintf(stderr, "amxdiag: error: bench kernels: --weights-mib '%s' must be in 0..65536\n", optarg);
+                return adg_cmd_usage_error("bench kernels");
+            }
+            break;
+        case 'B':
+            if (!adg_parse_double(optarg, &o.mem_gbs) || !(o.mem_gbs > 0 && o.mem_gbs < 1e5)) {
+                fprintf(stderr, "amxdiag: error: bench kernels: --mem-gbs '%s' must be a positive GB/s figure\n", optarg);
                 return adg_cmd_usage_error("bench kernels");
             }
             break;
@@ -737,7 +752,7 @@ int kern_bench_cmd_main(int argc, char **argv)
     }
 
     ceil_info ci;
-    load_ceilings(&ci, o.threads);
+    load_ceilings(&ci, o.threads, o.mem_gbs);
     if (!o.json) {
         printf("amxdiag bench kernels: %d threads; memory read %.1f GB/s (%s)\n", o.threads, ci.mem_gbs, ci.mem_src);
         if (ci.from_probe)

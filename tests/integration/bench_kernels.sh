@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `amxdiag bench kernels` (CPU): help, bad input, a tiny real run with JSON, the crossover
+# file it stores, and the ref/emulator paths on small shapes.
+. "$(dirname "$0")/lib/adg.sh"
+export XDG_CACHE_HOME="$TEST_TMP/cache" AMXDIAG_CROSSOVER="$TEST_TMP/xo.json"
+
+expect_rc 0 "$AMXDIAG" bench kernels --help
+expect_out 'usage: amxdiag bench kernels' "$AMXDIAG" bench kernels --help
+expect_rc 2 "$AMXDIAG" bench kernels --impl sse
+expect_err "unknown implementation 'sse'" "$AMXDIAG" bench kernels --impl sse
+expect_rc 2 "$AMXDIAG" bench kernels --type q4_k
+expect_rc 2 "$AMXDIAG" bench kernels --m 0
+expect_rc 2 "$AMXDIAG" bench kernels --shape nope
+expect_rc 2 "$AMXDIAG" bench kernels --threads x
+expect_rc 2 "$AMXDIAG" bench kernels --mem-gbs -3
+expect_rc 2 "$AMXDIAG" bench kernels --bogus
+expect_rc 2 "$AMXDIAG" bench kernels extra-word
+
+# The reference runs everywhere: a small real run, JSON checked.
+tiny=(--shape router,attn_kv --type q8_0,q4_0 --m 1,2 --threads 2 --min-time 0.001 --weights-mib 0 --mem-gbs 10)
+expect_rc 0 "$AMXDIAG" bench kernels --impl ref "${tiny[@]}" --json -o "$TEST_TMP/b.json"
+python3 - "$TEST_TMP/b.json" <<'PY' || fail "bench JSON content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == "amxdiag.bench.kernels/1", d["schema"]
+rows = d["rows"]
+assert len(rows) == 8, len(rows)
+for r in rows:
+    assert r["impl"] == "ref" and r["median_ms"] > 0 and r["gflops"] > 0, r
+    assert r["variant"].startswith("ref-"), r
+assert d["ceilings"]["mem_read_gbs"] == 10 and d["ceilings"]["mem_source"] == "given with --mem-gbs"
+for r in rows:
+    assert abs(r["fraction_of_read_bw"] - r["gbs"] / 10) < 1e-6, r
+PY
+
+if "$AMXDIAG" bench kernels --impl avx512 --shape router --type q8_0 --m 1 --threads 1 --min-time 0.001 \
+       --weights-mib 0 --mem-gbs 10 >/dev/null 2>&1; then
+    # amx-emu vs avx512 gives crossover pairs: the stored file is what the kernels read.
+    expect_rc 0 "$AMXDIAG" bench kernels --impl amx-emu,avx512 --shape router --type q8_0 --m 1,2 \
+        --threads 2 --min-time 0.001 --weights-mib 0 --mem-gbs 10
+    expect_out 'AMX/VNNI crossover' "$AMXDIAG" bench kernels --impl avx512 --shape router --type q8_0 --m 1 \
+        --threads 1 --min-time 0.001 --weights-mib 0 --mem-gbs 10
+    expect_rc 2 "$AMXDIAG" bench kernels --impl avx512 --shape router --type q8_0 --m 1 --threads 1 \
+        --min-time 0.001 --weights-mib 0 --mem-gbs 10 --save-crossover="$TEST_TMP/none.json"
+    [ ! -e "$TEST_TMP/none.json" ] || fail "a crossover file was written without amx+avx512 pairs"
+else
+    echo "SKIP (part): AVX-512 kernels not usable here"
+fi
+if "$AMXDIAG" bench kernels --impl amx --shape router --type q8_0 --m 1 --threads 1 --min-time 0.001 \
+       --weights-mib 0 --mem-gbs 10 >/dev/null 2>&1; then
+    expect_rc 0 "$AMXDIAG" bench kernels --impl amx,avx512 --shape router --type q8_0 --m 1,32 --threads 2 \
+        --min-time 0.001 --weights-mib 0 --mem-gbs 10 --save-crossover="$TEST_TMP/xo2.json"
+    grep -q '"amxdiag.crossover/1"' "$TEST_TMP/xo2.json" || fail "crossover file not written"
+else
+    expect_rc 2 "$AMXDIAG" bench kernels --impl amx --m 1
+    expect_err 'amx' "$AMXDIAG" bench kernels --impl amx --m 1
+fi
+finish

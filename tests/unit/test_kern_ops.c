@@ -1,0 +1,400 @@
+/* Non-matmul operations (AVX-512 vs reference and vs closed forms), the thread pool, the
+ * crossover file, and the tile emulator's fault checks. */
+#include "adg_test.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/adg_util.h"
+#include "kernels/amx/amx_emu.h"
+#include "kernels/kern_cpu.h"
+#include "kernels/kern_pool.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+static bool have_avx512(void)
+{
+    adg_error *e = kern_impl_check(KERN_IMPL_AVX512);
+    if (!e)
+        return true;
+    printf("SKIP: %s\n", adg_error_msg(e));
+    adg_error_free(e);
+    return false;
+}
+
+static kern_cpu *ctx(kern_impl impl, int threads)
+{
+    setenv("AMXDIAG_CROSSOVER", "/nonexistent/amxdiag-test-crossover.json", 1);
+    kern_cpu_opts o = {.impl = impl, .threads = threads};
+    kern_cpu *c = NULL;
+    ADG_ASSERT_OK(kern_cpu_new(&o, &c));
+    return c;
+}
+
+static void close_enough(const float *a, const float *b, size_t n, float rtol, float atol, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= rtol * fabsf(b[i]) + atol))
+            fail_msg("%s[%zu]: %.9g vs reference %.9g", what, i, (double)a[i], (double)b[i]);
+}
+
+static void test_elementwise(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        skip();
+    kern_cpu *r = ctx(KERN_IMPL_REF, 2), *v = ctx(KERN_IMPL_AVX512, 2);
+    enum { M = 7, N = 300 };   /* N not a multiple of 16: masked tails */
+    float x[M * N], w[N], y1[M * N], y2[M * N], g[M * N], u[M * N];
+    for (int i = 0; i < M * N; i++) {
+        x[i] = frand() * 4;
+        g[i] = frand() * 10;
+        u[i] = frand();
+    }
+    for (int i = 0; i < N; i++)
+        w[i] = 1 + frand() * 0.1f;
+    kern_op_info info;
+    ADG_ASSERT_OK(kern_rmsnorm(r, x, w, M, N, 1e-6f, y1, NULL));
+    ADG_ASSERT_OK(kern_rmsnorm(v, x, w, M, N, 1e-6f, y2, &info));
+    close_enough(y2, y1, M * N, 1e-6f, 1e-7f, "rmsnorm");
+    assert_string_equal(info.op, "rmsnorm");
+    assert_int_equal(info.impl, KERN_IMPL_AVX512);
+    /* closed form: a row of 2s normalises to 1s */
+    float twos[N], ones[N];
+    for (int i = 0; i < N; i++)
+        twos[i] = 2;
+    ADG_ASSERT_OK(kern_rmsnorm(v, twos, NULL, 1, N, 0, ones, NULL));
+    for (int i = 0; i < N; i++)
+        assert_true(fabsf(ones[i] - 1) < 1e-6f);
+
+    memcpy(y1, x, sizeof x);
+    memcpy(y2, x, sizeof x);
+    ADG_ASSERT_OK(kern_softmax(r, y1, M, N, 0.7f, NULL));
+    ADG_ASSERT_OK(kern_softmax(v, y2, M, N, 0.7f, NULL));
+    close_enough(y2, y1, M * N, 2e-6f, 1e-9f, "softmax");
+    for (int m = 0; m < M; m++) {
+        double s = 0;
+        for (int i = 0; i < N; i++)
+            s += y2[m * N + i];
+        assert_true(fabs(s - 1) < 1e-5);
+    }
+
+    ADG_ASSERT_OK(kern_silu_mul(r, g, u, M, N, y1, NULL));
+    ADG_ASSERT_OK(kern_silu_mul(v, g, u, M, N, y2, NULL));
+    close_enough(y2, y1, M * N, 2e-6f, 1e-7f, "silu_mul");
+    /* big enough to go through the pool */
+    enum { BIG = 70001 };
+    float *bg = malloc(BIG * sizeof(float)), *bu = malloc(BIG * sizeof(float));
+    float *b1 = malloc(BIG * sizeof(float)), *b2 = malloc(BIG * sizeof(float));
+    for (int i = 0; i < BIG; i++) {
+        bg[i] = frand() * 20;
+        bu[i] = frand();
+    }
+    ADG_ASSERT_OK(kern_silu_mul(r, bg, bu, 1, BIG, b1, NULL));
+    ADG_ASSERT_OK(kern_silu_mul(v, bg, bu, 1, BIG, b2, NULL));
+    close_enough(b2, b1, BIG, 2e-6f, 1e-7f, "silu_mul big");
+    free(bg);
+    free(bu);
+    free(b1);
+    free(b2);
+
+    /* get_rows: dequantized rows of a q8_0 table */
+    enum { ROWS = 10, K = 64 };
+    float tab[ROWS * K];
+    for (int i = 0; i < ROWS * K; i++)
+        tab[i] = frand();
+    kern_block_q8_0 q[ROWS * K / 32];
+    kern_quantize_row_q8_0(tab, q, ROWS * K);
+    int32_t ids[3] = {9, 0, 4};
+    float out[3 * K], want[K];
+    ADG_ASSERT_OK(kern_get_rows(v, KERN_TYPE_Q8_0, q, ROWS, K, ids, 3, out, &info));
+    for (int i = 0; i < 3; i++) {
+        kern_dequantize_row_q8_0(q + ids[i] * 2, want, K);
+        assert_memory_equal(out + i * K, want, sizeof want);
+    }
+    int32_t bad[1] = {10};
+    adg_error *e = kern_get_rows(v, KERN_TYPE_Q8_0, q, ROWS, K, bad, 1, out, NULL);
+    assert_non_null(e);
+    adg_error_free(e);
+    e = kern_rmsnorm(v, x, w, 0, N, 1e-6f, y1, NULL);
+    assert_non_null(e);
+    adg_error_free(e);
+    kern_cpu_free(r);
+    kern_cpu_free(v);
+}
+
+static void test_rope(void **state)
+{
+    (void)state;
+    kern_cpu *c = ctx(KERN_IMPL_REF, 1);
+    enum { T = 3, H = 2, D = 8 };
+    float x[T * H * D], x0[T * H * D];
+    for (int i = 0; i < T * H * D; i++)
+        x[i] = x0[i] = frand();
+    int32_t pos[T] = {0, 1, 1000};
+    ADG_ASSERT_OK(kern_rope_neox(c, x, T, H, D, D, pos, 10000.0f, NULL));
+    /* position 0 is the identity */
+    assert_memory_equal(x, x0, H * D * sizeof(float));
+    /* position 1, pair i = 0 rotates by exactly 1 radian (base^0) */
+    const float *a = x0 + H * D, *b = x + H * D;
+    assert_true(fabsf(b[0] - (a[0] * cosf(1) - a[4] * sinf(1))) < 1e-6f);
+    assert_true(fabsf(b[4] - (a[0] * sinf(1) + a[4] * cosf(1))) < 1e-6f);
+    /* rotations keep each pair's norm */
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < D / 2; i++) {
+                const float *p = x0 + (t * H + h) * D, *q = x + (t * H + h) * D;
+                assert_true(fabsf(hypotf(p[i], p[i + 4]) - hypotf(q[i], q[i + 4])) < 1e-5f);
+            }
+    adg_error *e = kern_rope_neox(c, x, T, H, D, 3, pos, 10000.0f, NULL);
+    assert_non_null(e);
+    adg_error_free(e);
+    kern_cpu_free(c);
+}
+
+static void attention_case(kern_type kv)
+{
+    kern_cpu *r = ctx(KERN_IMPL_REF, 2), *v = ctx(KERN_IMPL_AVX512, 3);
+    enum { T = 5, H = 8, HKV = 2, D = 40, CTX = 32, POS0 = 11 };
+    float q[T * H * D], o1[T * H * D], o2[T * H * D];
+    float kf[CTX * HKV * D], vf[CTX * HKV * D];
+    uint16_t kh[CTX * HKV * D], vh[CTX * HKV * D];
+    for (int i = 0; i < T * H * D; i++)
+        q[i] = frand();
+    for (int i = 0; i < CTX * HKV * D; i++) {
+        kf[i] = frand();
+        vf[i] = frand();
+        kh[i] = kern_fp32_to_fp16(kf[i]);
+        vh[i] = kern_fp32_to_fp16(vf[i]);
+    }
+    kern_attn_args a = {q, kv == KERN_TYPE_F16 ? (void *)kh : (void *)kf, kv == KERN_TYPE_F16 ? (void *)vh : (void *)vf,
+                        kv, T, H, HKV, D, CTX, POS0, 0, o1};
+    ADG_ASSERT_OK(kern_attention(r, &a, NULL));
+    a.out = o2;
+    kern_op_info info;
+    ADG_ASSERT_OK(kern_attention(v, &a, &info));
+    close_enough(o2, o1, T * H * D, 1e-5f, 1e-6f, "attention");
+    /* token 0 at position 0 with a 1-entry cache would return V[0]: check with pos0 = 0 */
+    a.pos0 = 0;
+    a.n_tokens = 1;
+    ADG_ASSERT_OK(kern_attention(v, &a, NULL));
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < D; d++) {
+            float want = kv == KERN_TYPE_F16 ? kern_fp16_to_fp32(vh[(h / (H / HKV)) * D + d]) : vf[(h / (H / HKV)) * D + d];
+            assert_true(fabsf(o2[h * D + d] - want) < 1e-6f);
+        }
+    a.pos0 = CTX;   /* beyond the cache */
+    adg_error *e = kern_attention(v, &a, NULL);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "KV cache"));
+    adg_error_free(e);
+    a.pos0 = 0;
+    a.n_head_kv = 3;   /* 8 heads are not a multiple of 3 */
+    e = kern_attention(v, &a, NULL);
+    assert_non_null(e);
+    adg_error_free(e);
+    kern_cpu_free(r);
+    kern_cpu_free(v);
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        skip();
+    attention_case(KERN_TYPE_F32);
+    attention_case(KERN_TYPE_F16);
+}
+
+typedef struct pool_arg {
+    _Atomic int calls;
+    _Atomic long sum;
+    int seen[16];
+} pool_arg;
+
+static void pool_fn(void *p, int ith, int nth)
+{
+    pool_arg *a = p;
+    atomic_fetch_add(&a->calls, 1);
+    long lo, hi;
+    kern_split(1000, ith, nth, &lo, &hi);
+    long s = 0;
+    for (long i = lo; i < hi; i++)
+        s += i;
+    atomic_fetch_add(&a->sum, s);
+    a->seen[ith]++;
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 5; n += 2) {
+        kern_pool *p = NULL;
+        ADG_ASSERT_OK(kern_pool_new(n, false, &p));
+        assert_int_equal(kern_pool_size(p), n);
+        assert_true(kern_pool_nodes(p) >= 1);
+        pool_arg a = {0};
+        for (int r = 0; r < 300; r++) {
+            kern_pool_run(p, pool_fn, &a);
+            if (r == 150)
+                usleep(20000);   /* let the workers fall asleep on the futex, then wake them */
+        }
+        assert_int_equal(atomic_load(&a.calls), 300 * n);
+        assert_int_equal(atomic_load(&a.sum), 300L * 999 * 1000 / 2);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(a.seen[i], 300);
+        kern_pool_free(p);
+    }
+    kern_pool *p = NULL;
+    adg_error *e = kern_pool_new(0, false, &p);
+    assert_non_null(e);
+    adg_error_free(e);
+    /* kern_split covers every unit exactly once */
+    for (int nth = 1; nth < 7; nth++) {
+        long next = 0;
+        for (int i = 0; i < nth; i++) {
+            long lo, hi;
+            kern_split(10, i, nth, &lo, &hi);
+            assert_int_equal(lo, next);
+            next = hi;
+        }
+        assert_int_equal(next, 10);
+    }
+}
+
+static void test_crossover_file(void **state)
+{
+    (void)state;
+    char *dir = adg_test_tmpdir();
+    assert_non_null(dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s/sub/crossover.json", dir);
+    kern_crossover c = {8, 32, 4, true}, d;
+    ADG_ASSERT_OK(kern_crossover_save(path, &c));
+    kern_crossover_defaults(&d);
+    assert_false(d.measured);
+    ADG_ASSERT_OK(kern_crossover_load(path, &d));
+    assert_int_equal(d.q8_0, 8);
+    assert_int_equal(d.q4_0, 32);
+    assert_int_equal(d.bf16, 4);
+    assert_true(d.measured);
+    /* a context reads it */
+    kern_cpu_opts o = {.impl = KERN_IMPL_REF, .threads = 1, .crossover = path};
+    kern_cpu *k = NULL;
+    ADG_ASSERT_OK(kern_cpu_new(&o, &k));
+    assert_int_equal(kern_cpu_crossover(k)->q4_0, 32);
+    kern_cpu_free(k);
+    /* corrupt and foreign files give errors that name the problem */
+    static const char *bad[] = {"{\"schema\":\"amxdiag.crossover/1\",\"amx_min_m\":{\"q8_0\":0}}",
+                                "{\"schema\":\"amxdiag.record/1\"}", "{\"schema\":\"amxdiag.crossover/1\"", "[]"};
+    for (size_t i = 0; i < ADG_ARRAY_LEN(bad); i++) {
+        ADG_ASSERT_OK(adg_write_file_atomic(path, bad[i], strlen(bad[i])));
+        adg_error *e = kern_crossover_load(path, &d);
+        assert_non_null(e);
+        assert_int_equal(adg_error_kind(e), ADG_E_FORMAT);
+        adg_error_free(e);
+        o.crossover = path;
+        e = kern_cpu_new(&o, &k);   /* an explicit bad file is an error */
+        assert_non_null(e);
+        adg_error_free(e);
+    }
+    /* a bad file at the default path is ignored with a warning */
+    setenv("AMXDIAG_CROSSOVER", path, 1);
+    o.crossover = NULL;
+    ADG_ASSERT_OK(kern_cpu_new(&o, &k));
+    assert_false(kern_cpu_crossover(k)->measured);
+    kern_cpu_free(k);
+    adg_test_rmtree(dir);
+}
+
+static void test_emulator_faults(void **state)
+{
+    (void)state;
+    kern_amx_emu_set_trap(1);
+    uint8_t cfg[64] = {0};
+    uint8_t buf[1024] = {0};
+    kern_amx_emu_loadd(0, buf, 64);   /* before any ldtilecfg */
+    assert_non_null(strstr(kern_amx_emu_last_fault(), "no tile configuration"));
+    cfg[0] = 0;
+    kern_amx_emu_loadconfig(cfg);
+    assert_non_null(strstr(kern_amx_emu_last_fault(), "palette 0"));
+    cfg[0] = 1;
+    cfg[48] = 17;   /* tile 0: 17 rows */
+    cfg[16] = 64;
+    kern_amx_emu_loadconfig(cfg);
+    assert_non_null(strstr(kern_amx_emu_last_fault(), "rows <= 16"));
+    cfg[48] = 16;
+    cfg[16] = 66;
+    cfg[17] = 0;
+    kern_amx_emu_loadconfig(cfg);
+    assert_non_null(kern_amx_emu_last_fault());
+    /* a valid configuration: C (tile 0) 16x64, A (tile 1) 16x64, B (tile 2) 16x64; tile 3 8x64 */
+    memset(cfg, 0, sizeof cfg);
+    cfg[0] = 1;
+    for (int t = 0; t < 4; t++) {
+        cfg[16 + 2 * t] = 64;
+        cfg[48 + t] = t == 3 ? 8 : 16;
+    }
+    kern_amx_emu_loadconfig(cfg);
+    assert_null(kern_amx_emu_last_fault());
+    kern_amx_emu_zero(5);
+    assert_non_null(strstr(kern_amx_emu_last_fault(), "tile 5 is not configured"));
+    kern_amx_emu_dp(KERN_AMX_EMU_DPBSSD, 0, 1, 3);   /* B has 8 rows, A has 64 bytes = K 16 */
+    assert_non_null(strstr(kern_amx_emu_last_fault(), "shapes do not match"));
+    kern_amx_emu_dp(KERN_AMX_EMU_DPBSSD, 0, 0, 2);
+    assert_non_null(strstr(kern_amx_emu_last_fault(), "must differ"));
+
+    /* The four integer forms against a scalar product, with signed/unsigned bytes. */
+    int8_t A[16][64], B[16][64];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 64; j++) {
+            A[i][j] = (int8_t)(frand() * 127);
+            B[i][j] = (int8_t)(frand() * 127);
+        }
+    static const kern_amx_emu_op ops[] = {KERN_AMX_EMU_DPBSSD, KERN_AMX_EMU_DPBSUD, KERN_AMX_EMU_DPBUSD,
+                                          KERN_AMX_EMU_DPBUUD};
+    for (size_t o = 0; o < ADG_ARRAY_LEN(ops); o++) {
+        kern_amx_emu_zero(0);
+        kern_amx_emu_loadd(1, A, 64);
+        kern_amx_emu_loadd(2, B, 64);
+        kern_amx_emu_dp(ops[o], 0, 1, 2);
+        int32_t C[16][16];
+        kern_amx_emu_stored(0, C, 64);
+        assert_null(kern_amx_emu_last_fault());
+        const bool as = ops[o] == KERN_AMX_EMU_DPBSSD || ops[o] == KERN_AMX_EMU_DPBSUD;
+        const bool bs = ops[o] == KERN_AMX_EMU_DPBSSD || ops[o] == KERN_AMX_EMU_DPBUSD;
+        for (int m = 0; m < 16; m++)
+            for (int n = 0; n < 16; n++) {
+                int32_t s = 0;
+                for (int k = 0; k < 64; k++) {
+                    int32_t a = as ? A[m][k] : (uint8_t)A[m][k];
+                    int32_t b = bs ? B[k / 4][n * 4 + k % 4] : (uint8_t)B[k / 4][n * 4 + k % 4];
+                    s += a * b;
+                }
+                assert_int_equal(C[m][n], s);
+            }
+    }
+    kern_amx_emu_release();
+    kern_amx_emu_zero(0);
+    assert_non_null(kern_amx_emu_last_fault());
+    kern_amx_emu_set_trap(0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),     cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
