@@ -149,7 +149,14 @@ static void profiling_checks(probe_report *rep, const gpu_facts *f, bool have_dr
 
 adg_error *probe_gpu_section(const probe_opts *opts, probe_report *rep)
 {
-    (void)opts;
+    if (opts->snapshot_in) {
+        /* Snapshots record the CPU-side inputs; mixing this machine's GPUs into another
+         * machine's report would mislead. */
+        probe_add(rep, "gpu", "gpu.driver", PROBE_SKIP, "NVIDIA driver",
+                  "GPU facts are not part of snapshots: run the probe on that machine", "evaluating snapshot %s",
+                  opts->snapshot_in);
+        return NULL;
+    }
     const gpu_facts *f = gpu_facts_get();
     json_t *fj = gpu_facts_json(f);
     const char *key;
