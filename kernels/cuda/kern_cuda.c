@@ -29,6 +29,17 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
             return kern_cuda_errf(r_, __VA_ARGS__);             \
     } while (0)
 
+/* The context is current per thread: an op called from another thread than
+ * kern_cuda_open's (a worker, a TUI thread) makes it current there first. */
+static adg_error *ensure_current(kern_cuda_ctx *c)
+{
+    kern_cu_context cur = NULL;
+    if (c->d->cuCtxGetCurrent(&cur) == KERN_CU_SUCCESS && cur == c->cu)
+        return NULL;
+    kern_cu_result r = c->d->cuCtxSetCurrent(c->cu);
+    return r ? kern_cuda_errf(r, "making the CUDA context of %s current", c->info.name) : NULL;
+}
+
 static adg_error *load_module(kern_cuda_ctx *c, kern_cuda_load_mode mode)
 {
     const kern_cuda_driver *d = c->d;
@@ -172,6 +183,8 @@ void kern_cuda_close(kern_cuda_ctx *c)
         return;
     if (c->d) {
         /* After a sticky error these fail too; there is nothing more to report then. */
+        if (c->cu)
+            c->d->cuCtxSetCurrent(c->cu);
         for (size_t i = 0; i < c->n_allocs; i++)
             c->d->cuMemFree(c->allocs[i].p);
         if (c->stream)
@@ -212,6 +225,9 @@ adg_error *kern_cuda_alloc(kern_cuda_ctx *c, size_t bytes, kern_cu_deviceptr *ou
 {
     char b[32];
     *out = 0;
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
     if (c->n_allocs == c->cap_allocs) {
         size_t cap = c->cap_allocs ? c->cap_allocs * 2 : 16;
         kern_cuda_alloc_rec *a = realloc(c->allocs, cap * sizeof *a);
@@ -234,6 +250,9 @@ adg_error *kern_cuda_alloc(kern_cuda_ctx *c, size_t bytes, kern_cu_deviceptr *ou
 
 void kern_cuda_free(kern_cuda_ctx *c, kern_cu_deviceptr p)
 {
+    if (!p)
+        return;
+    adg_error_free(ensure_current(c));
     for (size_t i = 0; i < c->n_allocs; i++)
         if (c->allocs[i].p == p) {
             c->d->cuMemFree(p);
@@ -252,12 +271,18 @@ static size_t alloc_size(const kern_cuda_ctx *c, kern_cu_deviceptr p)
 
 adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void *src, size_t bytes)
 {
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
     CU_TRY(c, c->d->cuMemcpyHtoD(dst, src, bytes), "copying %zu bytes to %s", bytes, c->info.name);
     return NULL;
 }
 
 adg_error *kern_cuda_download(kern_cuda_ctx *c, void *dst, kern_cu_deviceptr src, size_t bytes)
 {
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
     /* Explicit, so that the error names the copy's wait, not a later call. */
     CU_TRY(c, c->d->cuStreamSynchronize(c->stream), "waiting for %s before a copy back", c->info.name);
     CU_TRY(c, c->d->cuMemcpyDtoH(dst, src, bytes), "copying %zu bytes from %s", bytes, c->info.name);
@@ -277,6 +302,9 @@ static const char *val_op_name(int op)
 
 adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
 {
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
     CU_TRY(c, c->d->cuStreamSynchronize(c->stream), "%s", what);
     if (!c->validate)
         return NULL;
@@ -319,6 +347,9 @@ adg_error *kern_cuda_op_done(kern_cuda_ctx *c, const char *op)
 adg_error *kern_cuda_launch_fn(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn fn, kern_cuda_geom g,
                                unsigned shmem, void **params, const kern_cu_deviceptr ptrs[4])
 {
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
     kern_cuda_launch *l = &c->ring[c->seq % KERN_CUDA_LAUNCH_RING];
     memset(l, 0, sizeof *l);
     l->seq = ++c->seq;
