@@ -174,8 +174,8 @@ static void byte_token(unsigned b, char out[8])
 
 static adg_error *write_vocab(kern_gguf_writer *w, uint32_t n_vocab)
 {
-    if (n_vocab < 256 + 3)
-        return adg_error_new(ADG_E_USAGE, "vocabulary of %u tokens is too small (259 needed)", n_vocab);
+    if (n_vocab < 257 + 3)
+        return adg_error_new(ADG_E_USAGE, "vocabulary of %u tokens is too small (260 needed)", n_vocab);
     char **tok = calloc(n_vocab, sizeof *tok);
     int32_t *type = calloc(n_vocab, sizeof *type);
     adg_error *e = NULL;
@@ -188,6 +188,8 @@ static adg_error *write_vocab(kern_gguf_writer *w, uint32_t n_vocab)
         type[i] = 1; /* LLAMA_TOKEN_TYPE_NORMAL */
         if (i < 256)
             byte_token(i, buf);
+        else if (i == 256)
+            snprintf(buf, sizeof buf, "\xc4\xa0\xc4\xa0"); /* two spaces, the one merge's result */
         else if (i == n_vocab - 3)
             snprintf(buf, sizeof buf, "<|endoftext|>");
         else if (i == n_vocab - 2)
@@ -201,12 +203,14 @@ static adg_error *write_vocab(kern_gguf_writer *w, uint32_t n_vocab)
         if (!(tok[i] = strdup(buf)))
             e = adg_error_new(ADG_E_NOMEM, "out of memory");
     }
-    const char *no_merges[1] = {NULL};
+    /* One merge ("Ġ Ġ" -> "ĠĠ"): llama.cpp's BPE vocabulary needs the merges key, and
+     * some GGUF writers refuse empty arrays. */
+    const char *merges[1] = {"\xc4\xa0 \xc4\xa0"};
     if (!e && !(e = kern_gguf_w_str(w, "tokenizer.ggml.model", "gpt2")) &&
         !(e = kern_gguf_w_str(w, "tokenizer.ggml.pre", "qwen2")) &&
         !(e = kern_gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, n_vocab)) &&
         !(e = kern_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", type, n_vocab)) &&
-        !(e = kern_gguf_w_arr_str(w, "tokenizer.ggml.merges", no_merges, 0)) &&
+        !(e = kern_gguf_w_arr_str(w, "tokenizer.ggml.merges", merges, 1)) &&
         !(e = kern_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", n_vocab - 1)) &&
         !(e = kern_gguf_w_u32(w, "tokenizer.ggml.padding_token_id", n_vocab - 3)) &&
         !(e = kern_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", n_vocab - 3)))

@@ -312,6 +312,52 @@ static void test_types_and_files(void **state)
     adg_error_free(e);
 }
 
+/* A file written by llama.cpp's own Python writer (gguf-py 0.19), committed as a fixture:
+ * the reader agrees with an independent implementation, the other way round too. */
+static void test_ggufpy_fixture(void **state)
+{
+    (void)state;
+    const char *fx = getenv("FIXTURES");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/gguf/ggufpy-mixed.gguf", fx && *fx ? fx : "tests/fixtures");
+    kern_gguf *g;
+    ADG_ASSERT_OK(kern_gguf_open(p, &g));
+    assert_int_equal(g->version, 3);
+    assert_int_equal(g->n_tensors, 4);
+    uint32_t u;
+    uint64_t u64;
+    float f;
+    char *s;
+    ADG_ASSERT_OK(kern_gguf_get_u32(g, "t.u32", true, &u));
+    assert_int_equal(u, 4000000000u);
+    ADG_ASSERT_OK(kern_gguf_get_u64(g, "t.u64", true, &u64));
+    assert_int_equal(u64, 1ull << 40);
+    ADG_ASSERT_OK(kern_gguf_get_f32(g, "t.f64", true, &f));
+    assert_true(f == 1.5f);
+    ADG_ASSERT_OK(kern_gguf_get_str(g, "t.str", true, &s));
+    assert_string_equal(s, "h\xc3\xa9llo");
+    free(s);
+    const kern_gguf_kv *kv = kern_gguf_find_kv(g, "t.ints");
+    assert_non_null(kv);
+    assert_int_equal(kv->arr_n, 3);
+    const kern_gguf_tensor *b = kern_gguf_find_tensor(g, "b.weight"), *c = kern_gguf_find_tensor(g, "c.weight");
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_int_equal(b->type, KERN_TYPE_Q8_0);
+    assert_int_equal(b->ne[0], 64);
+    assert_int_equal(b->ne[1], 2);
+    float row[64];
+    ADG_ASSERT_OK(kern_dequantize_row(KERN_TYPE_Q8_0, b->data + 68, row, 64));
+    assert_true(row[0] == 0.0078125f && row[1] == 0.0234375f && row[2] == 0.0390625f);
+    assert_string_equal(kern_ggml_type_name(c->type), "q4_K");
+    assert_int_equal(c->nbytes, 144);
+    const kern_gguf_tensor *a = kern_gguf_find_tensor(g, "a.weight");
+    float a7;
+    memcpy(&a7, a->data + 28, 4);
+    assert_true(a7 == 7.0f);
+    kern_gguf_close(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_types_and_files),
+        cmocka_unit_test(test_ggufpy_fixture),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
