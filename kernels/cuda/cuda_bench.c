@@ -89,7 +89,7 @@ static int parse(int argc, char **argv, bopts *o)
     opterr = 1;
     int ch;
     uint64_t v;
-    while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         switch (ch) {
         case O_DEVICE:
         case O_ITERS:

@@ -15,6 +15,14 @@ expect_rc 2 "$B" --iters 0
 expect_rc 2 "$B" --tokens abc
 expect_rc 2 "$B" kernels extra-word
 
+# The same command through the dispatcher: `amxdiag bench kernels --gpu ...`
+expect_rc 0 "$AMXDIAG" bench kernels --gpu --help
+expect_out 'inject-fault NAME' "$AMXDIAG" bench kernels --gpu --help
+expect_rc 2 "$AMXDIAG" bench kernels --gpu --no-such-option
+expect_rc 2 "$AMXDIAG" bench kernels --gpu --inject-fault nonsense
+AMXDIAG_LIBCUDA=/nonexistent/libcuda.so.1 expect_rc 2 "$AMXDIAG" bench kernels --gpu --quick
+AMXDIAG_LIBCUDA=/nonexistent/libcuda.so.1 expect_err 'no NVIDIA driver' "$AMXDIAG" bench kernels --gpu --quick
+
 # The embedded fatbin is where cuobjdump looks.
 if command -v readelf >/dev/null && [ -n "$(readelf -S "$AMXDIAG" | grep nv_fatbin)" ]; then
     :
