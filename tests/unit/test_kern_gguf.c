@@ -312,6 +312,59 @@ static void test_types_and_files(void **state)
     adg_error_free(e);
 }
 
+/* Random byte mutations of the sample's header and metadata: every parse either fails
+ * with an error or yields a file whose every string and tensor byte lies inside the
+ * buffer (the copy is exact-size on the heap, so ASan sees any read past it). */
+static void test_mutations(void **state)
+{
+    (void)state;
+    write_sample(path, 32);
+    size_t len;
+    uint8_t *full = load(&len);
+    kern_gguf *g;
+    ADG_ASSERT_OK(kern_gguf_parse(full, len, "x", &g));
+    size_t header = (size_t)g->data_offset;
+    kern_gguf_close(g);
+    uint64_t rng = 0x1234567;
+    int accepted = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        uint8_t *b = malloc(len);
+        memcpy(b, full, len);
+        int flips = 1 + (int)(rng % 4);
+        for (int f = 0; f < flips; f++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            size_t at = (size_t)(rng >> 33) % header;
+            uint8_t v = (uint8_t)(rng >> 13);
+            b[at] = (rng >> 7) & 1 ? v : (uint8_t)(b[at] ^ (1u << (v & 7)));
+        }
+        adg_error *e = kern_gguf_parse(b, len, "m", &g);
+        if (e) {
+            assert_non_null(adg_error_msg(e));
+            adg_error_free(e);
+        } else {
+            accepted++;
+            volatile uint8_t sink = 0;
+            for (uint64_t i = 0; i < g->n_kv; i++) {
+                const kern_gguf_kv *kv = &g->kv[i];
+                uint64_t pos = 0;
+                const uint8_t *cur = NULL;
+                kern_gguf_str str;
+                while (kern_gguf_arr_str_next(kv, &pos, &cur, &str))
+                    if (str.len)
+                        sink ^= (uint8_t)str.ptr[str.len - 1];
+            }
+            for (uint64_t i = 0; i < g->n_tensors; i++)
+                if (g->tensors[i].nbytes)
+                    sink ^= g->tensors[i].data[0] ^ g->tensors[i].data[g->tensors[i].nbytes - 1];
+            (void)sink;
+            kern_gguf_close(g);
+        }
+        free(b);
+    }
+    printf("mutations: %d of 4000 still parse\n", accepted);
+    free(full);
+}
+
 /* A file written by llama.cpp's own Python writer (gguf-py 0.19), committed as a fixture:
  * the reader agrees with an independent implementation, the other way round too. */
 static void test_ggufpy_fixture(void **state)
@@ -366,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_types_and_files),
         cmocka_unit_test(test_ggufpy_fixture),
+        cmocka_unit_test(test_mutations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
