@@ -1,0 +1,36 @@
+/* Live mode: the profiler's session on a thread, publishing on the TUI's bus. */
+#ifndef TUI_LIVE_H
+#define TUI_LIVE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "profiler/prof_session.h"
+#include "tui/tui_internal.h"
+
+typedef struct tui_live {
+    prof_options o;          /* o.bus is the TUI's bus */
+    pthread_t th;
+    bool started;
+    atomic_bool done;
+    prof_outcome out;
+    adg_error *err;
+    int tty_in, tty_out, saved_err;
+    bool redirected;
+    char log_path[4096];
+} tui_live;
+
+/* Points stdout/stderr at log_path and stdin at /dev/null, keeping the terminal in
+ * l->tty_in / l->tty_out for the screen. */
+adg_error *tui_live_redirect(tui_live *l, const char *log_path);
+void tui_live_restore(tui_live *l);
+adg_error *tui_live_start(tui_live *l);
+void tui_live_join(tui_live *l);
+/* Fills the app's end-of-run sections (hot functions, machine, workload) from the record. */
+void tui_live_finish_app(tui_live *l, tui_app *a);
+/* tui_loop_opts hooks. */
+bool tui_live_poll(void *ctx, tui_app *a);
+void tui_live_stop(void *ctx);
+
+#endif
