@@ -30,7 +30,13 @@ static void usage(FILE *out)
             "  -v, --verbose        show the explanation of passing checks too\n"
             "  -h, --help           this text\n"
             "\n"
-            "exit codes: 0 every check passed or warned, 1 a check failed, 2 usage or internal error.\n");
+            "AMX is checked in four layers (CPUID, XCR0, the kernel's arch_prctl permission, the\n"
+            "CPUID 0x1D palette) and then proven by executing tile instructions in a child process.\n"
+            "A snapshot replays every check that does not execute code; attach one to a bug report.\n"
+            "--bench writes $XDG_CACHE_HOME/amxdiag/ceilings-<cpu>-<N>cpu.json (~/.cache when unset).\n"
+            "\n"
+            "exit codes: 0 every check passed or warned, 1 a check failed, 2 usage or internal error.\n"
+            "docs: docs/probe.md (CPU, AMX, NUMA, PMU, bench), docs/probe-gpu.md, docs/probe-schema.md\n");
 }
 
 static bool parse_sections(const char *list, unsigned *out)
