@@ -21,7 +21,7 @@
 #define BENCH_SCHEMA "amxdiag.bench.gpu/1"
 
 typedef struct bopts {
-    int device, iters, tokens;
+    int device, iters, tokens, gemv_rows;
     bool json, quick, check, validate, sync_each, force_ptx, no_cublas, no_bench;
     const char *output;
     kern_cuda_fault fault;
@@ -60,6 +60,7 @@ static void usage(FILE *f)
             "  --inject-fault NAME   plant a fault and report what the checks see: %s\n"
             "  --force-ptx           load the PTX image (driver JIT) instead of the fatbin's SASS\n"
             "  --no-cublas           do not load cuBLAS for the GEMM comparison\n"
+            "  --gemv-rows N         experimental: GEMV rows per warp iteration, 1..4 (default 1)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
             "  -h, --help            this text\n"
@@ -73,7 +74,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, bopts *o)
 {
     enum { O_DEVICE = 256, O_ITERS, O_TOKENS, O_QUICK, O_CHECK, O_CHECK_ONLY, O_VALIDATE, O_SYNC, O_FAULT, O_PTX,
-           O_NOBLAS, O_JSON, O_GPU };
+           O_NOBLAS, O_JSON, O_GPU, O_ROWS };
     static const struct option longopts[] = {
         {"device", required_argument, 0, O_DEVICE}, {"iters", required_argument, 0, O_ITERS},
         {"tokens", required_argument, 0, O_TOKENS}, {"quick", no_argument, 0, O_QUICK},
@@ -81,10 +82,10 @@ static int parse(int argc, char **argv, bopts *o)
         {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
         {"inject-fault", required_argument, 0, O_FAULT}, {"force-ptx", no_argument, 0, O_PTX},
         {"no-cublas", no_argument, 0, O_NOBLAS},    {"json", no_argument, 0, O_JSON},
-        {"gpu", no_argument, 0, O_GPU},             {"output", required_argument, 0, 'o'},
+        {"gpu", no_argument, 0, O_GPU},             {"gemv-rows", required_argument, 0, O_ROWS},             {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
-    *o = (bopts){.iters = 20, .tokens = 512};
+    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 1};
     optind = 0;
     opterr = 1;
     int ch;
@@ -105,6 +106,13 @@ static int parse(int argc, char **argv, bopts *o)
                 o->iters = (int)v;
             else
                 o->tokens = (int)v;
+            break;
+        case O_ROWS:
+            if (!adg_parse_u64(optarg, &v) || v < 1 || v > 4) {
+                fprintf(stderr, "amxdiag: error: bench: --gemv-rows takes 1 to 4, not '%s'\n", optarg);
+                return ADG_EXIT_USAGE;
+            }
+            o->gemv_rows = (int)v;
             break;
         case O_QUICK: o->quick = true; break;
         case O_CHECK: o->check = true; break;
@@ -730,16 +738,19 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     b.d = kern_cuda_drv(b.c);
     kern_cuda_set_validate(b.c, o.validate);
     kern_cuda_set_sync_each(b.c, o.sync_each);
+    kern_cuda_set_gemv_rows(b.c, o.gemv_rows);
     const kern_cuda_load_info *in = kern_cuda_info(b.c);
     char ts[32], ver[16];
     adg_utc_iso8601(ts, sizeof ts);
-    json_t *root = json_pack("{s:s, s:s, s:o, s:b}", "schema", BENCH_SCHEMA, "time", ts, "load",
-                             kern_cuda_info_json(in), "quick", o.quick);
+    json_t *root = json_pack("{s:s, s:s, s:o, s:b, s:i}", "schema", BENCH_SCHEMA, "time", ts, "load",
+                             kern_cuda_info_json(in), "quick", o.quick, "gemv_rows", o.gemv_rows);
     if (!o.json)
         printf("%s (cc %d.%d, %d SMs), driver %s; kernels: %s sm_%d, module load %.1f ms%s\n", in->name, in->cc_major,
                in->cc_minor, in->sm_count, kern_cuda_version_str(in->driver_version, ver, sizeof ver),
                in->used_ptx_jit ? "PTX JIT for" : "SASS", in->image_arch, in->module_load_ms,
                o.validate ? ", --gpu-validate" : "");
+    if (!o.json && o.gemv_rows > 1)
+        printf("experimental: GEMV with up to %d rows per warp iteration\n", o.gemv_rows);
     rc = ADG_EXIT_OK;
     if (o.fault) {
         rc = run_fault(&b, root);

@@ -19,7 +19,8 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_MOE_ROUTE] = "kern_moe_route",         [KF_RMSNORM] = "kern_rmsnorm",
     [KF_ROPE_NEOX] = "kern_rope_neox",         [KF_SOFTMAX] = "kern_softmax",
     [KF_ATTENTION] = "kern_attention",         [KF_SILU_MUL] = "kern_silu_mul",
-    [KF_ADD] = "kern_add",
+    [KF_ADD] = "kern_add",                     [KF_GEMV_Q4_0_MR] = "kern_gemv_q4_0_mr",
+    [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \
@@ -202,6 +203,7 @@ const kern_cuda_load_info *kern_cuda_info(const kern_cuda_ctx *c) { return &c->i
 const kern_cuda_driver *kern_cuda_drv(const kern_cuda_ctx *c) { return c->d; }
 void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { c->validate = on; }
 void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
+void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 1 : rows > 4 ? 4 : rows; }
 kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *c) { return c->validate ? c->valrec : 0; }
 
 json_t *kern_cuda_info_json(const kern_cuda_load_info *in)

@@ -84,6 +84,11 @@ void kern_cuda_set_validate(kern_cuda_ctx *ctx, bool on);
  * is then reported by the kernel that caused it.  Slower. */
 void kern_cuda_set_sync_each(kern_cuda_ctx *ctx, bool on);
 
+/* Experimental: the GEMVs process up to `rows` (2..4) consecutive rows per warp where
+ * the rows are 16-byte aligned and that many fit the 4608-byte stage; 1 (the default)
+ * keeps the single-row kernel.  See docs/cuda-kernels.md for its verification status. */
+void kern_cuda_set_gemv_rows(kern_cuda_ctx *ctx, int rows);
+
 /* Faults planted on purpose (--inject-fault NAME), for the illegal-access reports. */
 typedef enum kern_cuda_fault {
     KERN_CUDA_FAULT_NONE = 0,

@@ -25,6 +25,8 @@ enum kern_cuda_fn {
     KF_ATTENTION,
     KF_SILU_MUL,
     KF_ADD,
+    KF_GEMV_Q4_0_MR,
+    KF_GEMV_Q8_0_MR,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -53,6 +55,7 @@ struct kern_cuda_ctx {
     kern_cuda_load_info info;
     unsigned max_grid_x;
     bool validate, sync_each;
+    int gemv_rows; /* rows per warp of the multi-row GEMV; <= 1: the single-row kernel */
     kern_cu_deviceptr valrec;
     kern_cuda_fault armed;
     kern_cuda_launch ring[KERN_CUDA_LAUNCH_RING];

@@ -123,10 +123,24 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
     long long w_rows = (long long)n_expert * nrows;
     int ne = n_expert, nj = n_jobs;
     kern_cu_deviceptr v = kern_cuda_valptr(c);
-    void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v};
     kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
-    kern_cuda_geom g = kern_cuda_geom_rows((int64_t)n_jobs * nrows, 4, 128, c->max_grid_x);
-    e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
+    /* The multi-row kernel needs R whole rows in the 4608-byte stage, 16-byte aligned. */
+    size_t rb = kern_row_size(type, ncols);
+    int rows = c->gemv_rows;
+    if (rows > 1 && (rb % 16 != 0 || (w & 15) != 0))
+        rows = 1;
+    if (rows > 1 && (size_t)rows * rb > 4608)
+        rows = (int)(4608 / rb);
+    if (rows > 1) {
+        int64_t groups = (int64_t)n_jobs * ((nrows + rows - 1) / rows);
+        void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v, &rows};
+        kern_cuda_geom g = kern_cuda_geom_rows(groups, 4, 128, c->max_grid_x);
+        e = kern_cuda_launch_fn(c, op, fn == KF_GEMV_Q4_0 ? KF_GEMV_Q4_0_MR : KF_GEMV_Q8_0_MR, g, 0, p, ptrs);
+    } else {
+        void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v};
+        kern_cuda_geom g = kern_cuda_geom_rows((int64_t)n_jobs * nrows, 4, 128, c->max_grid_x);
+        e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
+    }
     if (e)
         return e;
     return kern_cuda_op_done(c, op);

@@ -359,6 +359,80 @@ extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_q<8>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v);
 }
 
+// The same GEMV with up to 4 consecutive rows per warp iteration (experimental,
+// kern_cuda_set_gemv_rows): consecutive rows are contiguous, so the warp streams
+// R * row_bytes in one go and keeps R times more bytes in flight — what Q4_0's short rows
+// (1152 bytes at K = 2048) lack.  The host uses it only when R rows fit the stage and
+// rows are 16-byte aligned.
+template <int QT>
+__device__ void gemv_q_mr(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert,
+                          int n_jobs, const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
+                          long long row_fault, long long w_rows, kval *v, int R)
+{
+    __shared__ __align__(16) uint8_t stage[GEMV_WARPS][GEMV_STAGE];
+    const int bsz = QT == 4 ? 18 : 34;
+    const long long nb = ncols / 32;
+    const long long row_bytes = nb * bsz;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long gpj = (nrows + R - 1) / R; // row groups per job
+    const long long total = (long long)n_jobs * gpj;
+    for (long long t = (long long)blockIdx.x * GEMV_WARPS + warp; t < total; t += (long long)gridDim.x * GEMV_WARPS) {
+        const int job = (int)(t / gpj);
+        const long long r0 = (t % gpj) * R;
+        const int nr = (int)(nrows - r0 < R ? nrows - r0 : R);
+        long long e = 0;
+        if (ids) {
+            e = ids[job];
+            if (v && (e < 0 || e >= n_expert)) {
+                kval_report(v, OP_MOE_GEMV, e, n_expert, job);
+                continue;
+            }
+        }
+        const long long wr = e * nrows + r0 + row_fault;
+        if (v && (wr < 0 || wr + nr > w_rows)) {
+            const long long bad = (wr < 0 || wr >= w_rows) ? wr : w_rows;
+            kval_report(v, ids ? OP_MOE_GEMV : OP_GEMV, bad, w_rows, r0 + (bad - wr));
+            continue;
+        }
+        const int4 *src = (const int4 *)(w + wr * row_bytes);
+        int4 *dst = (int4 *)stage[warp];
+        const long long n16 = nr * row_bytes / 16;
+        for (long long c = lane; c < n16; c += 32)
+            dst[c] = __ldcs(src + c);
+        __syncwarp();
+        const long long xo = (long long)job * x_stride;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if (j < nr) { // nr is the same in every lane
+                float acc = 0.0f;
+                for (long long b = lane; b < nb; b += 32)
+                    acc += gemv_block_dot<QT>(stage[warp] + (j * nb + b) * bsz, xq + (xo + b) * 32, xd[xo + b],
+                                              xs[xo + b]);
+                acc = warp_sum(acc);
+                if (lane == 0)
+                    y[(long long)job * nrows + r0 + j] = acc;
+            }
+        }
+        __syncwarp();
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
+    kern_gemv_q4_0_mr(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
+                      const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
+                      long long row_fault, long long w_rows, kval *v, int rows_per_warp)
+{
+    gemv_q_mr<4>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v, rows_per_warp);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
+    kern_gemv_q8_0_mr(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
+                      const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
+                      long long row_fault, long long w_rows, kval *v, int rows_per_warp)
+{
+    gemv_q_mr<8>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v, rows_per_warp);
+}
+
 // ---- Prompt GEMM on tensor cores ----------------------------------------------------------
 // C[r, n] = sum_k W[r, k] X[n, k], stored as Y[n * m + r].  W (Q4_0, Q8_0 or F16) is
 // dequantized to f16 in shared memory one 32-wide k block at a time; X was converted to

@@ -120,6 +120,34 @@ static void test_gemv(void **state)
     }
 }
 
+/* The experimental multi-row GEMV: same shapes, plus row counts that leave a partial
+ * group and shapes where it must fall back to the single-row kernel. */
+static void test_gemv_multirow(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    for (int rows = 2; rows <= 4; rows += 2) {
+        kern_cuda_set_gemv_rows(ctx, rows);
+        for (size_t i = 0; i < 2; i++) {
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 1000, 2048, 140 + i, &r), &r);
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 1001, 2048, 142 + i, &r), &r); /* partial group */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 35, 32 * 8, 144 + i, &r), &r);
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 33, 32 * 9, 146 + i, &r), &r);  /* fallback */
+            expect_pass(kern_cuda_check_moe(ctx, t[i], 128, 97, 512, 8, 1, 148 + i, &r), &r);
+            expect_pass(kern_cuda_check_moe(ctx, t[i], 7, 40, 160, 3, 3, 150 + i, &r), &r);
+        }
+    }
+    kern_cuda_set_validate(ctx, true);
+    adg_error *e = kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_MATVEC_OOB);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "gemv: weight row"));
+    adg_error_free(e);
+    kern_cuda_set_validate(ctx, false);
+    kern_cuda_set_gemv_rows(ctx, 1);
+}
+
 static void test_gemm(void **state)
 {
     (void)state;
@@ -205,7 +233,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_info), cmocka_unit_test(test_selftest),   cmocka_unit_test(test_force_ptx),
-        cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemv_multirow),
+        cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_small_ops), cmocka_unit_test(test_validate),   cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
