@@ -69,6 +69,9 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     c->impl = impl;
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
+    /* Two int8 tile kernels exist (docs/kernels.md); the variable picks one for experiments. */
+    const char *kv = getenv("AMXDIAG_AMX_INT8_KERNEL");
+    c->amx_int8_2x2 = kv && strcmp(kv, "2x2") == 0;
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
         e = kern_crossover_load(o.crossover, &c->xo);
@@ -158,15 +161,15 @@ size_t kern_scratch_need(const kern_weight *w)
     return need;
 }
 
-/* The static partition of panels between workers, in pairs of panels (the AMX kernels
- * take two B tiles at a time).  Repacking uses it too, so each worker first-touches the
- * weight pages it will read. */
+/* The static partition of panels between workers.  Repacking uses it too, so each worker
+ * first-touches the weight pages it will read.  Single panels (not pairs) as the unit:
+ * an expert of 48 panels splits 3/3/.../3 over 16 workers instead of 2 pairs / 1 pair. */
 static void part_panels(int64_t n_panels, int ith, int nth, int64_t *p0, int64_t *p1)
 {
     long lo, hi;
-    kern_split((long)((n_panels + 1) / 2), ith, nth, &lo, &hi);
-    *p0 = 2 * lo < n_panels ? 2 * lo : n_panels;
-    *p1 = 2 * hi < n_panels ? 2 * hi : n_panels;
+    kern_split((long)n_panels, ith, nth, &lo, &hi);
+    *p0 = lo;
+    *p1 = hi;
 }
 
 typedef struct repack_args {
@@ -362,13 +365,15 @@ static path choose(const kern_cpu *c, const kern_weight *w, int64_t m)
     return PATH_AVX512;
 }
 
-static const char *variant_name(path p, const kern_weight *w)
+static const char *variant_name(const kern_cpu *c, path p, const kern_weight *w)
 {
     if (p == PATH_REF)
         return w->ctype == KERN_TYPE_Q8_0 ? "ref-q8_0" : w->ctype == KERN_TYPE_Q4_0 ? "ref-q4_0"
              : w->ctype == KERN_TYPE_BF16 ? "ref-bf16" : "ref-f32";
     if (p == PATH_AMX)
-        return w->fmt == KERN_WFMT_BF16 ? "amx-bf16" : w->fmt == KERN_WFMT_I4 ? "amx-int8-q4_0" : "amx-int8-q8_0";
+        return w->fmt == KERN_WFMT_BF16 ? "amx-bf16"
+             : w->fmt == KERN_WFMT_I4   ? (c->amx_int8_2x2 ? "amx-int8-2x2-q4_0" : "amx-int8-q4_0")
+                                        : (c->amx_int8_2x2 ? "amx-int8-2x2-q8_0" : "amx-int8-q8_0");
     return w->fmt == KERN_WFMT_I8 ? "avx512-vnni-q8_0" : w->fmt == KERN_WFMT_I4 ? "avx512-vnni-q4_0"
          : w->fmt == KERN_WFMT_BF16 ? "avx512-bf16" : "avx512-f32";
 }
@@ -425,8 +430,10 @@ static void mm_worker(void *arg, int ith, int nth)
         case PATH_AMX:
             if (w->fmt == KERN_WFMT_BF16)
                 a->c->amx->gemm_bf16(&j, g->ba);
-            else
+            else if (a->c->amx_int8_2x2)
                 a->c->amx->gemm_q(&j, g->qa);
+            else
+                a->c->amx->gemm_q_1x1(&j, g->qa);
             break;
         }
     }
@@ -538,7 +545,7 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
         kern_qact_free(&qa);
     if (hb)
         kern_bact_free(&ba);
-    fill_info(info, "matmul", path_impl(c, g.p), variant_name(g.p, w), 2ull * (uint64_t)m * (uint64_t)w->n * (uint64_t)w->k,
+    fill_info(info, "matmul", path_impl(c, g.p), variant_name(c, g.p, w), 2ull * (uint64_t)m * (uint64_t)w->n * (uint64_t)w->k,
               w->mat_bytes + (uint64_t)m * (uint64_t)(w->k + w->n) * 4, t0);
     return NULL;
 }
@@ -693,9 +700,9 @@ adg_error *kern_moe_matmul(kern_cpu *c, const kern_weight *w, const float *x, bo
         char variant[48];
         path pa = ng ? g[0].p : choose(c, w, 1);
         if (n_amx > 0 && n_amx < ng)
-            snprintf(variant, sizeof variant, "%s+%s", variant_name(PATH_AMX, w), variant_name(PATH_AVX512, w));
+            snprintf(variant, sizeof variant, "%s+%s", variant_name(c, PATH_AMX, w), variant_name(c, PATH_AVX512, w));
         else
-            snprintf(variant, sizeof variant, "%s", variant_name(n_amx ? PATH_AMX : pa, w));
+            snprintf(variant, sizeof variant, "%s", variant_name(c, n_amx ? PATH_AMX : pa, w));
         fill_info(info, "moe_matmul", path_impl(c, n_amx ? PATH_AMX : pa), variant,
                   2ull * (uint64_t)listpos * (uint64_t)w->n * (uint64_t)w->k,
                   (uint64_t)ng * w->mat_bytes + (uint64_t)xrows * (uint64_t)w->k * 4 + (uint64_t)listpos * (uint64_t)w->n * 4,

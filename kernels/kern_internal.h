@@ -112,7 +112,8 @@ void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m);
  * (amx_gemm_hw.c) and against the emulator (amx_gemm_emu.c). */
 typedef struct kern_amx_kernels {
     const char *name;
-    void (*gemm_q)(const kern_gemm_job *j, const kern_qact *a);
+    void (*gemm_q)(const kern_gemm_job *j, const kern_qact *a);       /* 2x2 tiles, fp32 sums in L1 */
+    void (*gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a);   /* 1 tile, fp32 sums in zmm */
     void (*gemm_bf16)(const kern_gemm_job *j, const kern_bact *a);
 } kern_amx_kernels;
 extern const kern_amx_kernels kern_amx_hw;
@@ -123,6 +124,7 @@ struct kern_cpu {
     kern_pool *pool;
     kern_crossover xo;
     const kern_amx_kernels *amx;     /* NULL unless amx / amx-emu */
+    bool amx_int8_2x2;               /* AMXDIAG_AMX_INT8_KERNEL=2x2 (default 1x1) */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;
     char desc[200];

@@ -28,4 +28,4 @@
 #define AMX_SYM(x) emu_##x
 #include "kernels/amx/amx_gemm.inc.c"
 
-const kern_amx_kernels kern_amx_emu = {"amx-emu", emu_gemm_q, emu_gemm_bf16};
+const kern_amx_kernels kern_amx_emu = {"amx-emu", emu_gemm_q, emu_gemm_q_1x1, emu_gemm_bf16};

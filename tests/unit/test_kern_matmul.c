@@ -145,6 +145,10 @@ static void test_amx_emu_int(void **state)
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 2, 1);   /* tiles for every m */
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX_EMU, 3, 1);
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 2, 16);  /* below the crossover: VNNI */
+    setenv("AMXDIAG_AMX_INT8_KERNEL", "2x2", 1);                /* the other int8 tile kernel */
+    check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 3, 1);
+    check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX_EMU, 2, 1);
+    unsetenv("AMXDIAG_AMX_INT8_KERNEL");
 }
 
 static void test_amx_hw_int(void **state)
@@ -154,6 +158,10 @@ static void test_amx_hw_int(void **state)
         skip();
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX, 4, 1);
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX, 4, 1);
+    setenv("AMXDIAG_AMX_INT8_KERNEL", "2x2", 1);
+    check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX, 3, 1);
+    check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX, 5, 1);
+    unsetenv("AMXDIAG_AMX_INT8_KERNEL");
 }
 
 /* Float paths: |y - ref| <= 1e-5 * sum |x_k w_k| + 1e-6 (kern_cpu.h). */
