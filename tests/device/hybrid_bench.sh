@@ -76,6 +76,10 @@ for q in q4_0 q8_0; do
     step "create qwen3-moe-small $q" 300 "$amx" model create --preset qwen3-moe-small --quant "$q" --threads "$threads" $layers_opt "$m" ||
         continue
     grep wrote "$work/step.out" | tee -a "$summary"
+    for impl in ref avx512 amx; do
+        step "greedy small-$q $impl" 120 "$amx" run -m "$m" --greedy -p 16 -n 16 --cpu-kernels "$impl" -t "$threads" &&
+            sed -n 2,3p "$work/step.out" | sed "s/^/  $impl: /" | tee -a "$summary"
+    done
     for impl in amx avx512; do
         step "run small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" --ops &&
             sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&

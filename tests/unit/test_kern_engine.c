@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/adg_util.h"
 #include "kernels/kern_engine.h"
@@ -96,7 +97,7 @@ static float max_diff(const float *a, const float *b, uint32_t n)
 
 static void paths_agree(const char *path, uint32_t n_vocab)
 {
-    enum { NGEN = 12 };
+    enum { NGEN = 8 };
     int32_t ref_tok[NGEN], tok[NGEN];
     float *ref = greedy(path, KERN_IMPL_REF, 2, ref_tok, NGEN);
     const kern_impl others[] = {KERN_IMPL_AVX512, KERN_IMPL_AMX, KERN_IMPL_AMX_EMU};
@@ -123,6 +124,39 @@ static void test_paths_agree_llama(void **state)
 {
     (void)state;
     paths_agree(llama, 2048);
+}
+
+/* The small preset's shapes (d=1024, heads of 128, 64 experts, vocab 32768) in one layer. */
+static void test_small_preset_paths(void **state)
+{
+    (void)state;
+    char small[700];
+    snprintf(small, sizeof small, "%s/small1.gguf", tmpdir);
+    kern_model_create_opts o = {.preset = "qwen3-moe-small", .quant = KERN_TYPE_Q8_0, .seed = 2, .threads = 2,
+                                .layers = 1};
+    ADG_ASSERT_OK(kern_model_create(&o, small, NULL));
+    enum { NGEN = 4 };
+    int32_t ref_tok[NGEN], tok[NGEN];
+    kern_engine *e = open_engine(small, KERN_IMPL_REF, 2);
+    uint32_t nv = kern_engine_model(e)->hp.n_vocab;
+    assert_int_equal(nv, 32768);
+    int32_t prompt[8];
+    prompt_of(prompt, 8, nv);
+    float *ref = malloc(nv * sizeof *ref), *l = malloc(nv * sizeof *l);
+    ADG_ASSERT_OK(kern_engine_greedy(e, prompt, 8, NGEN, ref_tok, ref));
+    kern_engine_close(e);
+    if (impl_here(KERN_IMPL_AVX512)) {
+        e = open_engine(small, KERN_IMPL_AVX512, 2);
+        ADG_ASSERT_OK(kern_engine_greedy(e, prompt, 8, NGEN, tok, l));
+        kern_engine_close(e);
+        float d = max_diff(ref, l, nv);
+        printf("qwen3-moe-small (1 layer, q8_0): avx512 vs ref: max |logit diff| %.5f\n", (double)d);
+        assert_true(d <= ENGINE_TOL);
+        assert_memory_equal(ref_tok, tok, sizeof tok);
+    }
+    free(ref);
+    free(l);
+    unlink(small);
 }
 
 static void test_deterministic_threads(void **state)
@@ -286,6 +320,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths_agree_qwen3moe),
         cmocka_unit_test(test_paths_agree_llama),
+        cmocka_unit_test(test_small_preset_paths),
         cmocka_unit_test(test_deterministic_threads),
         cmocka_unit_test(test_kv_cache_consistent),
         cmocka_unit_test(test_bench_and_bus),
