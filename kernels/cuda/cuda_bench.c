@@ -21,7 +21,7 @@
 #define BENCH_SCHEMA "amxdiag.bench.gpu/1"
 
 typedef struct bopts {
-    int device, iters, tokens, gemv_rows;
+    int device, iters, tokens, gemv_rows, gemm_bk;
     bool json, quick, check, validate, sync_each, force_ptx, no_cublas, no_bench;
     const char *output;
     kern_cuda_fault fault;
@@ -61,6 +61,7 @@ static void usage(FILE *f)
             "  --force-ptx           load the PTX image (driver JIT) instead of the fatbin's SASS\n"
             "  --no-cublas           do not load cuBLAS for the GEMM comparison\n"
             "  --gemv-rows N         experimental: GEMV rows per warp iteration, 1..4 (default 1)\n"
+            "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
             "  -h, --help            this text\n"
@@ -74,7 +75,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, bopts *o)
 {
     enum { O_DEVICE = 256, O_ITERS, O_TOKENS, O_QUICK, O_CHECK, O_CHECK_ONLY, O_VALIDATE, O_SYNC, O_FAULT, O_PTX,
-           O_NOBLAS, O_JSON, O_GPU, O_ROWS };
+           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK };
     static const struct option longopts[] = {
         {"device", required_argument, 0, O_DEVICE}, {"iters", required_argument, 0, O_ITERS},
         {"tokens", required_argument, 0, O_TOKENS}, {"quick", no_argument, 0, O_QUICK},
@@ -82,10 +83,11 @@ static int parse(int argc, char **argv, bopts *o)
         {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
         {"inject-fault", required_argument, 0, O_FAULT}, {"force-ptx", no_argument, 0, O_PTX},
         {"no-cublas", no_argument, 0, O_NOBLAS},    {"json", no_argument, 0, O_JSON},
-        {"gpu", no_argument, 0, O_GPU},             {"gemv-rows", required_argument, 0, O_ROWS},             {"output", required_argument, 0, 'o'},
+        {"gpu", no_argument, 0, O_GPU},             {"gemv-rows", required_argument, 0, O_ROWS},
+        {"gemm-bk", required_argument, 0, O_BK},             {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
-    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 1};
+    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 1, .gemm_bk = 32};
     optind = 0;
     opterr = 1;
     int ch;
@@ -113,6 +115,13 @@ static int parse(int argc, char **argv, bopts *o)
                 return ADG_EXIT_USAGE;
             }
             o->gemv_rows = (int)v;
+            break;
+        case O_BK:
+            if (!adg_parse_u64(optarg, &v) || (v != 32 && v != 64)) {
+                fprintf(stderr, "amxdiag: error: bench: --gemm-bk takes 32 or 64, not '%s'\n", optarg);
+                return ADG_EXIT_USAGE;
+            }
+            o->gemm_bk = (int)v;
             break;
         case O_QUICK: o->quick = true; break;
         case O_CHECK: o->check = true; break;
@@ -739,11 +748,13 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     kern_cuda_set_validate(b.c, o.validate);
     kern_cuda_set_sync_each(b.c, o.sync_each);
     kern_cuda_set_gemv_rows(b.c, o.gemv_rows);
+    kern_cuda_set_gemm_bk(b.c, o.gemm_bk);
     const kern_cuda_load_info *in = kern_cuda_info(b.c);
     char ts[32], ver[16];
     adg_utc_iso8601(ts, sizeof ts);
-    json_t *root = json_pack("{s:s, s:s, s:o, s:b, s:i}", "schema", BENCH_SCHEMA, "time", ts, "load",
-                             kern_cuda_info_json(in), "quick", o.quick, "gemv_rows", o.gemv_rows);
+    json_t *root = json_pack("{s:s, s:s, s:o, s:b, s:i, s:i}", "schema", BENCH_SCHEMA, "time", ts, "load",
+                             kern_cuda_info_json(in), "quick", o.quick, "gemv_rows", o.gemv_rows, "gemm_bk",
+                             o.gemm_bk);
     if (!o.json)
         printf("%s (cc %d.%d, %d SMs), driver %s; kernels: %s sm_%d, module load %.1f ms%s\n", in->name, in->cc_major,
                in->cc_minor, in->sm_count, kern_cuda_version_str(in->driver_version, ver, sizeof ver),
@@ -751,6 +762,8 @@ int kern_cuda_bench_cmd(int argc, char **argv)
                o.validate ? ", --gpu-validate" : "");
     if (!o.json && o.gemv_rows > 1)
         printf("experimental: GEMV with up to %d rows per warp iteration\n", o.gemv_rows);
+    if (!o.json && o.gemm_bk == 64)
+        printf("experimental: GEMM with 64-wide k stages\n");
     rc = ADG_EXIT_OK;
     if (o.fault) {
         rc = run_fault(&b, root);

@@ -20,7 +20,8 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_ROPE_NEOX] = "kern_rope_neox",         [KF_SOFTMAX] = "kern_softmax",
     [KF_ATTENTION] = "kern_attention",         [KF_SILU_MUL] = "kern_silu_mul",
     [KF_ADD] = "kern_add",                     [KF_GEMV_Q4_0_MR] = "kern_gemv_q4_0_mr",
-    [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",
+    [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",  [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
+    [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \
@@ -204,6 +205,7 @@ const kern_cuda_driver *kern_cuda_drv(const kern_cuda_ctx *c) { return c->d; }
 void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { c->validate = on; }
 void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 1 : rows > 4 ? 4 : rows; }
+void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 64 : 32; }
 kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *c) { return c->validate ? c->valrec : 0; }
 
 json_t *kern_cuda_info_json(const kern_cuda_load_info *in)

@@ -88,6 +88,9 @@ void kern_cuda_set_sync_each(kern_cuda_ctx *ctx, bool on);
  * the rows are 16-byte aligned and that many fit the 4608-byte stage; 1 (the default)
  * keeps the single-row kernel.  See docs/cuda-kernels.md for its verification status. */
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *ctx, int rows);
+/* Experimental: 64 selects the prompt GEMM with 64-wide k stages; 32 (the default) the
+ * 32-wide one. */
+void kern_cuda_set_gemm_bk(kern_cuda_ctx *ctx, int bk);
 
 /* Faults planted on purpose (--inject-fault NAME), for the illegal-access reports. */
 typedef enum kern_cuda_fault {

@@ -27,6 +27,9 @@ enum kern_cuda_fn {
     KF_ADD,
     KF_GEMV_Q4_0_MR,
     KF_GEMV_Q8_0_MR,
+    KF_GEMM_Q4_0_BK64,
+    KF_GEMM_Q8_0_BK64,
+    KF_GEMM_F16_BK64,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -56,6 +59,7 @@ struct kern_cuda_ctx {
     unsigned max_grid_x;
     bool validate, sync_each;
     int gemv_rows; /* rows per warp of the multi-row GEMV; <= 1: the single-row kernel */
+    int gemm_bk;   /* 64: the 64-wide-stage GEMM; otherwise the 32-wide one */
     kern_cu_deviceptr valrec;
     kern_cuda_fault armed;
     kern_cuda_launch ring[KERN_CUDA_LAUNCH_RING];

@@ -189,6 +189,8 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, 256, c->max_grid_x);
     void *p[] = {&w, &mm, &kk, &scratch, &nn, &y};
     kern_cu_deviceptr ptrs[4] = {w, scratch, y, 0};
+    if (c->gemm_bk == 64)
+        fn = fn == KF_GEMM_Q4_0 ? KF_GEMM_Q4_0_BK64 : fn == KF_GEMM_Q8_0 ? KF_GEMM_Q8_0_BK64 : KF_GEMM_F16_BK64;
     e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
     if (e)
         return e;

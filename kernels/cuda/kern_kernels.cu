@@ -579,6 +579,162 @@ extern "C" __global__ void __launch_bounds__(256)
     gemm_f16<16>(w, m, k, x, n, y);
 }
 
+// GEMM with 64-wide k stages (experimental, kern_cuda_set_gemm_bk): the one-device-run
+// profile of the kernel above is latency-bound (one 32-wide stage of loads in flight
+// covers ~8 MMAs per warp); two quant blocks per stage double the work per round trip and
+// the bytes in flight.  Same tiles (128 x 64), same store path.  A k tail of one quant
+// block is zero-filled.
+#define GM2_BK 64
+
+// One whole quant block (32 elements) of row r, block kb, as 16 half2 (zeros past m or k).
+template <int WT>
+__device__ __forceinline__ void gemm2_load_w(const uint8_t *w, long long m, long long k, long long r, long long kb,
+                                             uint32_t out[16])
+{
+    if (r >= m || kb >= k / 32) {
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            out[i] = 0;
+        return;
+    }
+    if (WT == 16) {
+        const uint4 *p = (const uint4 *)((const uint16_t *)w + r * k + kb * 32);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const uint4 a = __ldg(p + q);
+            out[4 * q] = a.x, out[4 * q + 1] = a.y, out[4 * q + 2] = a.z, out[4 * q + 3] = a.w;
+        }
+        return;
+    }
+    const int bsz = WT == 4 ? 18 : 34;
+    const uint16_t *b16 = (const uint16_t *)(w + (r * (k / 32) + kb) * bsz);
+    const __half d = __ushort_as_half(__ldg(b16));
+    const __half2 d2 = __halves2half2(d, d);
+    if (WT == 4) {
+        uint16_t q[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            q[i] = __ldg(b16 + 1 + i); // bytes 2i (low half), 2i+1 (high half)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            // elements 2i, 2i+1: low nibbles of bytes 2i, 2i+1; elements 16+2i, 17+2i: high nibbles
+            const int b0 = q[i] & 0xff, b1 = q[i] >> 8;
+            __half2 lo = __hmul2(__floats2half2_rn((float)((b0 & 15) - 8), (float)((b1 & 15) - 8)), d2);
+            __half2 hi = __hmul2(__floats2half2_rn((float)((b0 >> 4) - 8), (float)((b1 >> 4) - 8)), d2);
+            out[i] = *(uint32_t *)&lo;
+            out[8 + i] = *(uint32_t *)&hi;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            const uint16_t q = __ldg(b16 + 1 + i); // elements 2i, 2i+1
+            __half2 h = __hmul2(__floats2half2_rn((float)(int8_t)(q & 0xff), (float)(int8_t)(q >> 8)), d2);
+            out[i] = *(uint32_t *)&h;
+        }
+    }
+}
+
+template <int WT>
+__device__ void gemm_f16_bk64(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    using namespace nvcuda;
+    __shared__ __align__(32) __half ws[GM_BM][GM2_BK + GM_PAD];
+    __shared__ __align__(32) __half xs[GM_BN][GM2_BK + GM_PAD];
+    __shared__ __align__(32) float cs[8][16 * 16];
+    const int warp = threadIdx.x >> 5;
+    const int wr = warp >> 1, wc = warp & 1;
+    const long long nkb = k / 32;
+    const long long nstage = (nkb + 1) / 2;
+    const long long tiles_m = (m + GM_BM - 1) / GM_BM, tiles_n = (n + GM_BN - 1) / GM_BN;
+    // W: thread t takes row t/2, quant block (t&1) of the stage; X: token t/4, 16 halves
+    // at (t&3)*16 of the stage.
+    const int wrow = threadIdx.x >> 1, wblk = threadIdx.x & 1;
+    const int xt = threadIdx.x >> 2, xq = threadIdx.x & 3;
+    for (long long tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
+        const long long r0 = (tile % tiles_m) * GM_BM, n0 = (tile / tiles_m) * GM_BN;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                wmma::fill_fragment(acc[i][j], 0.0f);
+        uint32_t wreg[16];
+        uint4 xreg[2];
+        auto load = [&](long long st) {
+            gemm2_load_w<WT>(w, m, k, r0 + wrow, st * 2 + wblk, wreg);
+            const long long tok = n0 + xt;
+            const long long kb = st * 2 + (xq >> 1); // the quant block these 16 halves are in
+            if (tok < n && kb < nkb) {
+                const uint4 *p = (const uint4 *)(x + tok * k + st * GM2_BK + xq * 16);
+                xreg[0] = __ldg(p);
+                xreg[1] = __ldg(p + 1);
+            } else {
+                xreg[0] = xreg[1] = make_uint4(0, 0, 0, 0);
+            }
+        };
+        load(0);
+        for (long long st = 0; st < nstage; st++) {
+            __syncthreads();
+            uint32_t *wdst = (uint32_t *)&ws[wrow][wblk * 32];
+#pragma unroll
+            for (int i = 0; i < 16; i++)
+                wdst[i] = wreg[i];
+            *(uint4 *)&xs[xt][xq * 16] = xreg[0];
+            *(uint4 *)&xs[xt][xq * 16 + 8] = xreg[1];
+            __syncthreads();
+            if (st + 1 < nstage)
+                load(st + 1);
+#pragma unroll
+            for (int kk = 0; kk < GM2_BK; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[2];
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[2];
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+                    wmma::load_matrix_sync(a[i], &ws[wr * 32 + i * 16][kk], GM2_BK + GM_PAD);
+#pragma unroll
+                for (int j = 0; j < 2; j++)
+                    wmma::load_matrix_sync(b[j], &xs[wc * 32 + j * 16][kk], GM2_BK + GM_PAD);
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++)
+                        wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+            }
+        }
+        const int lane = threadIdx.x & 31;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                wmma::store_matrix_sync(cs[warp], acc[i][j], 16, wmma::mem_col_major);
+                __syncwarp();
+                for (int e = lane; e < 256; e += 32) {
+                    const long long rr = r0 + wr * 32 + i * 16 + (e & 15);
+                    const long long nn = n0 + wc * 32 + j * 16 + (e >> 4);
+                    if (rr < m && nn < n)
+                        y[nn * m + rr] = cs[warp][e];
+                }
+                __syncwarp();
+            }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    kern_gemm_q4_0_bk64(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    gemm_f16_bk64<4>(w, m, k, x, n, y);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    kern_gemm_q8_0_bk64(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    gemm_f16_bk64<8>(w, m, k, x, n, y);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    kern_gemm_f16_bk64(const uint8_t *w, long long m, long long k, const __half *x, long long n, float *y)
+{
+    gemm_f16_bk64<16>(w, m, k, x, n, y);
+}
+
 extern "C" __global__ void kern_f32_to_f16(const float *x, __half *y, long long n)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)

@@ -48,9 +48,9 @@ expect unit-kernels 'PASSED'
 step check-sass 0 120 "$bench" --check-only --json -o "$out/check-sass.json"
 step check-ptx 0 120 "$bench" --check-only --force-ptx -o "$out/check-ptx.json"
 expect check-ptx 'PTX JIT'
-step check-gemv-rows4 0 120 "$bench" --check-only --gemv-rows 4 -o "$out/check-gemv-rows4.json"
+step check-experimental 0 120 "$bench" --check-only --gemv-rows 4 --gemm-bk 64 -o "$out/check-experimental.json"
 step bench 0 150 "$bench" -o "$out/bench.json"
-step bench-gemv-rows4 0 150 "$bench" --gemv-rows 4 --iters 20 -o "$out/bench-gemv-rows4.json"
+step bench-experimental 0 150 "$bench" --gemv-rows 4 --gemm-bk 64 -o "$out/bench-experimental.json"
 step bench-quick-validate 0 60 "$bench" --quick --gpu-validate --iters 5 -o "$out/bench-validate.json"
 # planted faults: plain (error 700 reported by the op's check), --gpu-validate (the first
 # bad index instead of a fault), --sync-each (the faulting kernel itself)

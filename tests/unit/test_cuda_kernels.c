@@ -161,6 +161,23 @@ static void test_gemm(void **state)
     }
 }
 
+/* The experimental 64-wide-stage GEMM, including a k of an odd number of quant blocks. */
+static void test_gemm_bk64(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0, KERN_TYPE_F16};
+    kern_cuda_set_gemm_bk(ctx, 64);
+    for (size_t i = 0; i < 3; i++) {
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 256, 256, 128, 160 + i, &r), &r);
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 131, 96, 37, 163 + i, &r), &r); /* 3 quant blocks */
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 1, 32, 1, 166 + i, &r), &r);
+        expect_pass(kern_cuda_check_gemm(ctx, t[i], 300, 2048, 70, 169 + i, &r), &r);
+    }
+    kern_cuda_set_gemm_bk(ctx, 32);
+}
+
 static void test_small_ops(void **state)
 {
     (void)state;
@@ -234,7 +251,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_info), cmocka_unit_test(test_selftest),   cmocka_unit_test(test_force_ptx),
         cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemv_multirow),
-        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemm),      cmocka_unit_test(test_gemm_bk64),
         cmocka_unit_test(test_small_ops), cmocka_unit_test(test_validate),   cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
