@@ -1,0 +1,620 @@
+/* The in-process CUPTI tracer (callbacks + activity) behind the injection library and the
+ * built-in path's collector. */
+#include "profiler/cupti_tracer.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "profiler/cupti_load.h"
+
+uint64_t cupti_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#ifndef ADG_HAVE_CUPTI
+
+adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
+{
+    (void)o;
+    return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED, "GPU tracing unavailable: built without CUPTI headers"),
+                          "rebuild amxdiag on a machine with the CUDA 13 toolkit (cupti.h in <cuda>/include)");
+}
+void cupti_tracer_flush(cupti_flush_reason reason)
+{
+    (void)reason;
+}
+void cupti_tracer_stop(void)
+{
+}
+bool cupti_tracer_running(void)
+{
+    return false;
+}
+
+#else
+
+#include <cupti.h>
+
+typedef CUresult (*param_info_fn)(CUfunction, size_t, size_t *, size_t *);
+
+static struct {
+    cupti_api api;
+    cupti_tracer_opts o;
+    CUpti_SubscriberHandle sub;
+    bool subscribed;
+    atomic_bool running;
+    int64_t ts_offset;          /* CUPTI clock → CLOCK_MONOTONIC, 0 with our timestamp callback */
+    atomic_uint_fast64_t seq;   /* launches so far */
+    atomic_size_t dropped;
+    atomic_bool dropped_noted;
+    atomic_bool fatal_flushed;
+    param_info_fn param_info;
+    pthread_once_t param_once;
+} T = {.param_once = PTHREAD_ONCE_INIT};
+
+/* Per thread: runtime calls in progress, and the launch a runtime call is making (emitted
+ * at its exit unless the driver launch inside it was seen, which carries the arguments). */
+static _Thread_local int tl_rt_depth;
+static _Thread_local bool tl_driver_launch_seen;
+static _Thread_local bool tl_rt_launch_pending;
+static _Thread_local cupti_launch_rec tl_rt_launch;
+static _Thread_local char tl_rt_name[256];
+
+static uint32_t tid(void)
+{
+    return (uint32_t)syscall(SYS_gettid);
+}
+
+static uint64_t CUPTIAPI mono_cb(void)
+{
+    return cupti_mono_ns();
+}
+
+static void emit(cupti_rec_type type, const void *fixed, const char *name)
+{
+    T.o.emit(T.o.ctx, type, fixed, name, name ? strlen(name) : 0);
+}
+
+static void note(cupti_note_code code, const char *text)
+{
+    cupti_note_rec n = {code, 0};
+    emit(CUPTI_REC_NOTE, &n, text);
+}
+
+/* ---- activity buffers ---- */
+
+#define ACT_BUF (1u << 20)
+
+static void CUPTIAPI buf_requested(uint8_t **buffer, size_t *size, size_t *max_records)
+{
+    *buffer = aligned_alloc(8, ACT_BUF);
+    *size = *buffer ? ACT_BUF : 0;
+    *max_records = 0;
+}
+
+static void emit_cb(void *ctx, cupti_rec_type type, const void *fixed, const char *name, size_t name_len)
+{
+    (void)ctx;
+    T.o.emit(T.o.ctx, type, fixed, name, name_len);
+}
+
+static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size, size_t valid)
+{
+    (void)size;
+    if (buffer && valid)
+        cupti_activity_walk(buffer, valid, T.api.ActivityGetNextRecord, T.ts_offset, emit_cb, NULL);
+    size_t dropped = 0;
+    if (T.api.ActivityGetNumDroppedRecords(ctx, stream, &dropped) == CUPTI_SUCCESS && dropped) {
+        atomic_fetch_add(&T.dropped, dropped);
+        if (!atomic_exchange(&T.dropped_noted, true))
+            note(CUPTI_NOTE_DROPPED, "CUPTI dropped activity records (its buffers were full): kernel counts and "
+                                     "times are lower bounds");
+    }
+    free(buffer);
+}
+
+/* ---- callbacks ---- */
+
+static void resolve_param_info(void)
+{
+    void *s = dlsym(RTLD_DEFAULT, "cuFuncGetParamInfo");
+    if (!s) {
+        /* libcuda is loaded already (it called us); this only finds it, it loads nothing. */
+        void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+        if (h)
+            s = dlsym(h, "cuFuncGetParamInfo");
+    }
+    memcpy(&T.param_info, &s, sizeof s);
+}
+
+/* The 8-byte arguments of a launch (device pointers among them), where the driver can
+ * say how the parameters are laid out. */
+static void read_args(CUfunction f, void **params, cupti_launch_rec *l)
+{
+    if (!f || !params)
+        return;
+    pthread_once(&T.param_once, resolve_param_info);
+    if (!T.param_info)
+        return;
+    for (size_t i = 0; i < 64 && l->n_ptr < CUPTI_PROTO_MAX_PTRS; i++) {
+        size_t off = 0, sz = 0;
+        if (T.param_info(f, i, &off, &sz) != CUDA_SUCCESS)
+            break;
+        if (sz == 8 && params[i]) {
+            uint64_t v;
+            memcpy(&v, params[i], sizeof v);
+            l->ptr[l->n_ptr++] = v;
+        }
+    }
+}
+
+static void emit_launch(cupti_launch_rec *l, const char *name)
+{
+    l->seq = atomic_fetch_add(&T.seq, 1) + 1;
+    emit(CUPTI_REC_LAUNCH, l, name);
+}
+
+static void driver_launch(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
+{
+    cupti_launch_rec l;
+    memset(&l, 0, sizeof l);
+    l.t_ns = cupti_mono_ns();
+    l.correlation = d->correlationId;
+    l.thread = tid();
+    const void *p = d->functionParams;
+    switch (cbid) {
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz: {
+        const cuLaunchKernel_params *a = p;
+        l.api = CUPTI_LAUNCH_KERNEL;
+        l.grid[0] = a->gridDimX, l.grid[1] = a->gridDimY, l.grid[2] = a->gridDimZ;
+        l.block[0] = a->blockDimX, l.block[1] = a->blockDimY, l.block[2] = a->blockDimZ;
+        l.smem = a->sharedMemBytes;
+        l.stream = (uint64_t)(uintptr_t)a->hStream;
+        read_args(a->f, a->kernelParams, &l);
+        break;
+    }
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz: {
+        const cuLaunchKernelEx_params *a = p;
+        l.api = CUPTI_LAUNCH_KERNEL_EX;
+        if (a->config) {
+            l.grid[0] = a->config->gridDimX, l.grid[1] = a->config->gridDimY, l.grid[2] = a->config->gridDimZ;
+            l.block[0] = a->config->blockDimX, l.block[1] = a->config->blockDimY, l.block[2] = a->config->blockDimZ;
+            l.smem = a->config->sharedMemBytes;
+            l.stream = (uint64_t)(uintptr_t)a->config->hStream;
+        }
+        read_args(a->f, a->kernelParams, &l);
+        break;
+    }
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz: {
+        const cuLaunchCooperativeKernel_params *a = p;
+        l.api = CUPTI_LAUNCH_COOPERATIVE;
+        l.grid[0] = a->gridDimX, l.grid[1] = a->gridDimY, l.grid[2] = a->gridDimZ;
+        l.block[0] = a->blockDimX, l.block[1] = a->blockDimY, l.block[2] = a->blockDimZ;
+        l.smem = a->sharedMemBytes;
+        l.stream = (uint64_t)(uintptr_t)a->hStream;
+        read_args(a->f, a->kernelParams, &l);
+        break;
+    }
+    case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch:
+    case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz: {
+        const cuGraphLaunch_params *a = p;
+        l.api = CUPTI_LAUNCH_GRAPH;
+        l.stream = (uint64_t)(uintptr_t)a->hStream;
+        break;
+    }
+    default:
+        return;
+    }
+    tl_driver_launch_seen = true;
+    emit_launch(&l, d->symbolName ? d->symbolName : (l.api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : NULL));
+}
+
+static void runtime_launch_entry(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
+{
+    cupti_launch_rec *l = &tl_rt_launch;
+    memset(l, 0, sizeof *l);
+    l->t_ns = cupti_mono_ns();
+    l->correlation = d->correlationId;
+    l->thread = tid();
+    const void *p = d->functionParams;
+    switch (cbid) {
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_ptsz_v7000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_ptsz_v9000: {
+        /* Same layout for both (func, grid, block, args, smem, stream). */
+        const cudaLaunchKernel_v7000_params *a = p;
+        l->api = cbid == CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000 ||
+                         cbid == CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_ptsz_v9000
+                     ? CUPTI_LAUNCH_COOPERATIVE
+                     : CUPTI_LAUNCH_KERNEL;
+        l->grid[0] = a->gridDim.x, l->grid[1] = a->gridDim.y, l->grid[2] = a->gridDim.z;
+        l->block[0] = a->blockDim.x, l->block[1] = a->blockDim.y, l->block[2] = a->blockDim.z;
+        l->smem = (uint32_t)a->sharedMem;
+        l->stream = (uint64_t)(uintptr_t)a->stream;
+        break;
+    }
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_v11060:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_ptsz_v11060: {
+        const cudaLaunchKernelExC_v11060_params *a = p;
+        l->api = CUPTI_LAUNCH_KERNEL_EX;
+        if (a->config) {
+            l->grid[0] = a->config->gridDim.x, l->grid[1] = a->config->gridDim.y, l->grid[2] = a->config->gridDim.z;
+            l->block[0] = a->config->blockDim.x, l->block[1] = a->config->blockDim.y;
+            l->block[2] = a->config->blockDim.z;
+            l->smem = (uint32_t)a->config->dynamicSmemBytes;
+            l->stream = (uint64_t)(uintptr_t)a->config->stream;
+        }
+        break;
+    }
+    case CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_v10000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_ptsz_v10000: {
+        const cudaGraphLaunch_v10000_params *a = p;
+        l->api = CUPTI_LAUNCH_GRAPH;
+        l->stream = (uint64_t)(uintptr_t)a->stream;
+        break;
+    }
+    default:
+        return;
+    }
+    snprintf(tl_rt_name, sizeof tl_rt_name, "%s",
+             d->symbolName ? d->symbolName : (l->api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : "?"));
+    tl_rt_launch_pending = true;
+    tl_driver_launch_seen = false;
+}
+
+static bool is_runtime_launch(CUpti_CallbackId cbid)
+{
+    switch (cbid) {
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_ptsz_v7000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_v9000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchCooperativeKernel_ptsz_v9000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_v11060:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernelExC_ptsz_v11060:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_v10000:
+    case CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_ptsz_v10000:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void emit_alloc(uint64_t ptr, uint64_t bytes, uint32_t kind, const char *api)
+{
+    cupti_alloc_rec a = {cupti_mono_ns(), ptr, bytes, kind, 0};
+    emit(CUPTI_REC_ALLOC, &a, api);
+}
+
+static void emit_free(uint64_t ptr)
+{
+    cupti_free_rec f = {cupti_mono_ns(), ptr};
+    emit(CUPTI_REC_FREE, &f, NULL);
+}
+
+static void emit_sync(uint64_t entry_ns, uint64_t stream, bool all, const char *api)
+{
+    cupti_sync_rec s = {entry_ns, stream, all ? 1u : 0u, 0};
+    emit(CUPTI_REC_SYNC, &s, api);
+}
+
+static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
+{
+    const void *p = d->functionParams;
+    if (d->callbackSite == CUPTI_API_ENTER) {
+        switch (cbid) {
+        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel:
+        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz:
+        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx:
+        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz:
+        case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel:
+        case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz:
+        case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch:
+        case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz:
+            driver_launch(cbid, d);
+            break;
+        case CUPTI_DRIVER_TRACE_CBID_cuMemFree_v2:
+            emit_free((uint64_t)((const cuMemFree_v2_params *)p)->dptr);
+            break;
+        case CUPTI_DRIVER_TRACE_CBID_cuMemFreeAsync:
+        case CUPTI_DRIVER_TRACE_CBID_cuMemFreeAsync_ptsz:
+            emit_free((uint64_t)((const cuMemFreeAsync_params *)p)->dptr);
+            break;
+        case CUPTI_DRIVER_TRACE_CBID_cuCtxSynchronize:
+        case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize:
+        case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize_ptsz:
+            if (d->correlationData)
+                *d->correlationData = cupti_mono_ns();
+            break;
+        case CUPTI_DRIVER_TRACE_CBID_cuCtxDestroy_v2:
+            /* Before the context goes: its activity can still be flushed. */
+            cupti_tracer_flush(CUPTI_FLUSH_CTX_DESTROY);
+            break;
+        default:
+            break;
+        }
+        return;
+    }
+    int rv = d->functionReturnValue ? *(const int *)d->functionReturnValue : 0;
+    if (rv == CUDA_SUCCESS) {
+        switch (cbid) {
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAlloc_v2: {
+            const cuMemAlloc_v2_params *a = p;
+            emit_alloc(a->dptr ? (uint64_t)*a->dptr : 0, a->bytesize, 1, d->functionName);
+            break;
+        }
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAllocManaged: {
+            const cuMemAllocManaged_params *a = p;
+            emit_alloc(a->dptr ? (uint64_t)*a->dptr : 0, a->bytesize, 2, d->functionName);
+            break;
+        }
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAllocPitch_v2: {
+            const cuMemAllocPitch_v2_params *a = p;
+            uint64_t bytes = (a->pPitch ? (uint64_t)*a->pPitch : a->WidthInBytes) * a->Height;
+            emit_alloc(a->dptr ? (uint64_t)*a->dptr : 0, bytes, 3, d->functionName);
+            break;
+        }
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAllocAsync:
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAllocAsync_ptsz: {
+            const cuMemAllocAsync_params *a = p;
+            emit_alloc(a->dptr ? (uint64_t)*a->dptr : 0, a->bytesize, 4, d->functionName);
+            break;
+        }
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAllocFromPoolAsync:
+        case CUPTI_DRIVER_TRACE_CBID_cuMemAllocFromPoolAsync_ptsz: {
+            const cuMemAllocFromPoolAsync_params *a = p;
+            emit_alloc(a->dptr ? (uint64_t)*a->dptr : 0, a->bytesize, 4, d->functionName);
+            break;
+        }
+        case CUPTI_DRIVER_TRACE_CBID_cuCtxSynchronize:
+            emit_sync(d->correlationData ? *d->correlationData : 0, 0, true, d->functionName);
+            break;
+        case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize:
+        case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize_ptsz:
+            emit_sync(d->correlationData ? *d->correlationData : 0,
+                      (uint64_t)(uintptr_t)((const cuStreamSynchronize_params *)p)->hStream, false, d->functionName);
+            break;
+        default:
+            break;
+        }
+        return;
+    }
+    /* CUDA_ERROR_NOT_READY is an answer (cuStreamQuery, cuEventQuery), not a failure; an
+     * error inside a runtime call is reported by the runtime call. */
+    if (rv == CUDA_ERROR_NOT_READY || tl_rt_depth > 0)
+        return;
+    cupti_api_error_rec e = {cupti_mono_ns(), atomic_load(&T.seq), d->correlationId, rv, 1, cbid, tid(), 0};
+    emit(CUPTI_REC_API_ERROR, &e, d->functionName);
+    if (cupti_error_is_fatal(rv))
+        cupti_tracer_flush(CUPTI_FLUSH_CUDA_ERROR);
+}
+
+static void runtime_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
+{
+    const void *p = d->functionParams;
+    if (d->callbackSite == CUPTI_API_ENTER) {
+        tl_rt_depth++;
+        if (is_runtime_launch(cbid))
+            runtime_launch_entry(cbid, d);
+        else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaFree_v3020)
+            emit_free((uint64_t)(uintptr_t)((const cudaFree_v3020_params *)p)->devPtr);
+        else if ((cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020 ||
+                  cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020 ||
+                  cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000) &&
+                 d->correlationData)
+            *d->correlationData = cupti_mono_ns();
+        return;
+    }
+    if (tl_rt_depth > 0)
+        tl_rt_depth--;
+    if (is_runtime_launch(cbid) && tl_rt_launch_pending) {
+        tl_rt_launch_pending = false;
+        if (!tl_driver_launch_seen)
+            emit_launch(&tl_rt_launch, tl_rt_name);
+    }
+    int rv = d->functionReturnValue ? *(const int *)d->functionReturnValue : 0;
+    if (rv == 0) {
+        if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaMalloc_v3020) {
+            const cudaMalloc_v3020_params *a = p;
+            emit_alloc(a->devPtr ? (uint64_t)(uintptr_t)*a->devPtr : 0, a->size, 1, d->functionName);
+        } else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020)
+            emit_sync(d->correlationData ? *d->correlationData : 0, 0, true, d->functionName);
+        else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020 ||
+                 cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000)
+            emit_sync(d->correlationData ? *d->correlationData : 0,
+                      (uint64_t)(uintptr_t)((const cudaStreamSynchronize_v3020_params *)p)->stream, false,
+                      d->functionName);
+        return;
+    }
+    if (rv == 600) /* cudaErrorNotReady */
+        return;
+    cupti_api_error_rec e = {cupti_mono_ns(), atomic_load(&T.seq), d->correlationId, rv, 2, cbid, tid(), 0};
+    emit(CUPTI_REC_API_ERROR, &e, d->functionName);
+    if (cupti_error_is_fatal(rv))
+        cupti_tracer_flush(CUPTI_FLUSH_CUDA_ERROR);
+}
+
+static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const void *data)
+{
+    (void)user;
+    if (!atomic_load(&T.running))
+        return;
+    if (domain == CUPTI_CB_DOMAIN_DRIVER_API)
+        driver_cb(cbid, data);
+    else if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
+        runtime_cb(cbid, data);
+}
+
+/* ---- start / flush / stop ---- */
+
+static void metrics_note(void)
+{
+    bool known;
+    if (cupti_profiling_restricted(&known))
+        note(CUPTI_NOTE_NO_METRICS,
+             "--gpu-metrics: GPU performance counters are restricted to administrators on this machine "
+             "(RmProfilingAdminOnly=1 in /proc/driver/nvidia/params, CUPTI_ERROR_INSUFFICIENT_PRIVILEGES); run as "
+             "root or load nvidia with NVreg_RestrictProfilingToAdminUsers=0. The kernel trace is complete.");
+    else
+        note(CUPTI_NOTE_NO_METRICS,
+             "--gpu-metrics: per-kernel DRAM bytes and SM throughput through the CUPTI Range Profiler are not "
+             "implemented in this amxdiag yet; the kernel trace is complete.");
+}
+
+adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
+{
+    if (atomic_load(&T.running))
+        return adg_error_new(ADG_E_INTERNAL, "the CUPTI tracer is already running in this process");
+    adg_error *e = cupti_api_load(&T.api);
+    if (e)
+        return e;
+    T.o = *o;
+    atomic_store(&T.seq, 0);
+    atomic_store(&T.dropped, 0);
+
+    /* Our clock for every activity timestamp, so that records line up with the host's
+     * CLOCK_MONOTONIC (and amxdiag's run time) without conversion. */
+    T.ts_offset = 0;
+    if (!T.api.ActivityRegisterTimestampCallback ||
+        T.api.ActivityRegisterTimestampCallback(mono_cb) != CUPTI_SUCCESS) {
+        uint64_t c = 0;
+        T.api.GetTimestamp(&c);
+        T.ts_offset = (int64_t)cupti_mono_ns() - (int64_t)c;
+    }
+
+    CUptiResult r, sub_r;
+    char old[128] = "";
+    if (T.api.Subscribe_v2) {
+        CUpti_SubscriberParams sp;
+        memset(&sp, 0, sizeof sp);
+        sp.structSize = CUpti_SubscriberParams_STRUCT_SIZE;
+        sp.subscriberName = "amxdiag";
+        sp.oldSubscriberName = old;
+        sp.oldSubscriberSize = sizeof old;
+        r = T.api.Subscribe_v2(&T.sub, on_callback, NULL, &sp);
+    } else
+        r = T.api.Subscribe(&T.sub, on_callback, NULL);
+    sub_r = r;
+    atomic_store(&T.running, true);
+    uint32_t flags = 0;
+    if (r == CUPTI_SUCCESS) {
+        T.subscribed = true;
+        flags |= 1;
+        if ((r = T.api.EnableDomain(1, T.sub, CUPTI_CB_DOMAIN_DRIVER_API)) != CUPTI_SUCCESS ||
+            (r = T.api.EnableDomain(1, T.sub, CUPTI_CB_DOMAIN_RUNTIME_API)) != CUPTI_SUCCESS) {
+            char text[256];
+            snprintf(text, sizeof text, "CUPTI callbacks could not be enabled (%s): no launch ring or error capture",
+                     cupti_result_str(&T.api, r));
+            note(CUPTI_NOTE_NO_CALLBACKS, text);
+            flags &= ~1u;
+        }
+    } else {
+        char text[512];
+        if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
+            snprintf(text, sizeof text,
+                     "another CUPTI client is attached to this process%s%s%s (nsys, ncu, compute-sanitizer and "
+                     "cuda-gdb are CUPTI clients; CUPTI allows one): amxdiag's launch ring and error capture are "
+                     "off here",
+                     old[0] ? " (" : "", old, old[0] ? ")" : "");
+        else
+            snprintf(text, sizeof text, "cuptiSubscribe failed (%s): no launch ring or error capture",
+                     cupti_result_str(&T.api, r));
+        note(CUPTI_NOTE_NO_CALLBACKS, text);
+    }
+
+    static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
+                                               CUPTI_ACTIVITY_KIND_MEMSET};
+    bool activity = T.api.ActivityRegisterCallbacks(buf_requested, buf_completed) == CUPTI_SUCCESS;
+    for (size_t i = 0; activity && i < sizeof kinds / sizeof kinds[0]; i++)
+        if ((r = T.api.ActivityEnable(kinds[i])) != CUPTI_SUCCESS) {
+            char text[256];
+            snprintf(text, sizeof text, "CUPTI activity kind %d could not be enabled: %s", (int)kinds[i],
+                     cupti_result_str(&T.api, r));
+            note(CUPTI_NOTE_INFO, text);
+            if (i == 0)
+                activity = false;
+        }
+    if (activity) {
+        flags |= 2;
+        if (T.api.ActivityFlushPeriod)
+            T.api.ActivityFlushPeriod(o->flush_period_ms ? o->flush_period_ms : 200);
+    }
+    if (!flags) {
+        atomic_store(&T.running, false);
+        if (T.subscribed)
+            T.api.Unsubscribe(T.sub);
+        T.subscribed = false;
+        adg_error *fail = adg_error_new(ADG_E_UNSUPPORTED,
+                                        "CUPTI refused both callbacks and activity tracing in this process (%s)",
+                                        cupti_result_str(&T.api, sub_r));
+        return adg_error_hint(fail, sub_r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED
+                                        ? "another CUDA profiler or sanitizer is attached (CUPTI allows one); run "
+                                          "amxdiag without it"
+                                        : "CUPTI could not initialise: check that the NVIDIA driver works "
+                                          "(nvidia-smi) and matches this CUDA release");
+    }
+    int drv = 0;
+    void *s = dlsym(RTLD_DEFAULT, "cuDriverGetVersion");
+    if (s) {
+        CUresult (*fn)(int *);
+        memcpy(&fn, &s, sizeof s);
+        fn(&drv);
+    }
+    cupti_hello_rec h = {(uint32_t)getpid(), T.api.version, (uint32_t)drv, flags, cupti_mono_ns()};
+    emit(CUPTI_REC_HELLO, &h, NULL);
+    if (!(flags & 2))
+        note(CUPTI_NOTE_INFO, "CUPTI activity tracing is off: no kernel times, only launches and errors");
+    if (o->gpu_metrics)
+        metrics_note();
+    return NULL;
+}
+
+void cupti_tracer_flush(cupti_flush_reason reason)
+{
+    if (!atomic_load(&T.running))
+        return;
+    /* One forced flush after a fatal error is enough: every later call returns the same
+     * sticky error. */
+    if (reason == CUPTI_FLUSH_CUDA_ERROR && atomic_exchange(&T.fatal_flushed, true))
+        return;
+    T.api.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)reason, (uint32_t)atomic_load(&T.dropped)};
+    emit(CUPTI_REC_FLUSH, &f, NULL);
+    if (T.o.flushed)
+        T.o.flushed(T.o.ctx, reason);
+}
+
+void cupti_tracer_stop(void)
+{
+    if (!atomic_load(&T.running))
+        return;
+    cupti_tracer_flush(CUPTI_FLUSH_EXIT);
+    atomic_store(&T.running, false);
+    if (T.subscribed)
+        T.api.Unsubscribe(T.sub);
+    T.subscribed = false;
+    static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
+                                               CUPTI_ACTIVITY_KIND_MEMSET};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        T.api.ActivityDisable(kinds[i]);
+}
+
+bool cupti_tracer_running(void)
+{
+    return atomic_load(&T.running);
+}
+
+#endif

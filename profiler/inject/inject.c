@@ -1,0 +1,200 @@
+/* libamxdiag-inject.so: the CUPTI tracer inside a profiled CUDA process.
+ *
+ * `amxdiag profile -- COMMAND` sets, in the command's environment only,
+ * CUDA_INJECTION64_PATH=<this library> and AMXDIAG_INJECT_FD=<write end of a pipe>.  The
+ * CUDA driver loads the library at cuInit and calls InitializeInjection, which starts the
+ * tracer; every record goes down the pipe as a frame of the injection protocol
+ * (profiler/cupti_proto.h, docs/cupti.md).  Frames are buffered and written whole, at
+ * most PIPE_BUF bytes at a time, so that processes sharing the pipe never tear a frame.
+ * The buffer is written out at every flush point: CUPTI's periodic activity flush, a
+ * fatal CUDA error (after forcing CUPTI to deliver everything), cuCtxDestroy, exit, and
+ * fatal signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT: async-signal-safe writes of
+ * the frames already encoded, then the signal is delivered as before). */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "profiler/cupti_proto.h"
+#include "profiler/cupti_tracer.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static int out_fd = -1;
+static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char buf[256 * 1024];
+static atomic_size_t committed; /* bytes of whole frames in buf */
+static atomic_bool broken;      /* amxdiag went away: stop writing */
+
+/* Writes whole frames, at most PIPE_BUF bytes per write(2). Async-signal-safe. */
+static void write_frames(const unsigned char *p, size_t n)
+{
+    while (n && !atomic_load(&broken)) {
+        size_t chunk = 0;
+        while (chunk < n) {
+            uint32_t plen;
+            memcpy(&plen, p + chunk + 8, sizeof plen);
+            size_t fl = CUPTI_PROTO_HEADER + plen;
+            if (chunk && chunk + fl > PIPE_BUF)
+                break;
+            chunk += fl;
+        }
+        /* If amxdiag went away, the write fails with EPIPE: the SIGPIPE it raises is
+         * blocked here and consumed, so that the program's own SIGPIPE handling (default:
+         * die) is untouched. */
+        sigset_t pipe_set, old;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+        size_t off = 0;
+        bool failed = false;
+        while (off < chunk) {
+            ssize_t w = write(out_fd, p + off, chunk - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                failed = true;
+                break;
+            }
+            off += (size_t)w;
+        }
+        if (failed) {
+            struct timespec zero = {0, 0};
+            sigset_t pending;
+            sigpending(&pending);
+            if (!sigismember(&old, SIGPIPE) && sigismember(&pending, SIGPIPE))
+                sigtimedwait(&pipe_set, NULL, &zero);
+            atomic_store(&broken, true);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (failed)
+            return;
+        p += chunk;
+        n -= chunk;
+    }
+}
+
+static void drain_locked(void)
+{
+    size_t n = atomic_load(&committed);
+    write_frames(buf, n);
+    atomic_store(&committed, 0);
+}
+
+static void sink_emit(void *ctx, cupti_rec_type type, const void *fixed, const char *name, size_t name_len)
+{
+    (void)ctx;
+    if (atomic_load(&broken))
+        return;
+    pthread_mutex_lock(&buf_lock);
+    size_t c = atomic_load(&committed);
+    size_t n = cupti_proto_encode(buf + c, sizeof buf - c, type, fixed, name, name_len);
+    if (!n) {
+        drain_locked();
+        c = 0;
+        n = cupti_proto_encode(buf, sizeof buf, type, fixed, name, name_len);
+    }
+    atomic_store(&committed, c + n);
+    /* Launches and errors matter most when the process is about to die: keep the buffer
+     * short so that a crash loses little. */
+    if (type == CUPTI_REC_API_ERROR || c + n > sizeof buf / 2)
+        drain_locked();
+    pthread_mutex_unlock(&buf_lock);
+}
+
+static void sink_flushed(void *ctx, cupti_flush_reason reason)
+{
+    (void)ctx;
+    (void)reason;
+    pthread_mutex_lock(&buf_lock);
+    drain_locked();
+    pthread_mutex_unlock(&buf_lock);
+}
+
+static void at_exit(void)
+{
+    cupti_tracer_stop();
+    sink_flushed(NULL, CUPTI_FLUSH_EXIT);
+}
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+static struct sigaction old_actions[sizeof fatal_signals / sizeof fatal_signals[0]];
+
+static void on_fatal_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)si;
+    (void)uc;
+    /* No lock (the interrupted thread may hold it): the frames up to `committed` are
+     * complete; then a FLUSH frame built on the stack. */
+    write_frames(buf, atomic_load(&committed));
+    atomic_store(&committed, 0);
+    unsigned char f[64];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    cupti_flush_rec r = {(uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, CUPTI_FLUSH_SIGNAL, 0};
+    size_t n = cupti_proto_encode(f, sizeof f, CUPTI_REC_FLUSH, &r, NULL, 0);
+    write_frames(f, n);
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
+        if (fatal_signals[i] == sig)
+            sigaction(sig, &old_actions[i], NULL);
+    raise(sig);
+}
+
+static void install_signal_handlers(void)
+{
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
+        struct sigaction sa, old;
+        sigaction(fatal_signals[i], NULL, &old);
+        /* A program that handles the signal itself keeps its handler. */
+        if (old.sa_handler != SIG_DFL)
+            continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fatal_signal;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(fatal_signals[i], &sa, &old_actions[i]);
+    }
+}
+
+/* Called by the CUDA driver during cuInit.  Returns 1 on success (the driver ignores it). */
+EXPORT int InitializeInjection(void)
+{
+    static atomic_bool done;
+    if (atomic_exchange(&done, true))
+        return 1;
+    const char *fd_s = getenv("AMXDIAG_INJECT_FD");
+    char *end;
+    long fd = fd_s ? strtol(fd_s, &end, 10) : -1;
+    if (!fd_s || *end || fd < 0 || fd > INT_MAX) {
+        /* Loaded without amxdiag around (someone set CUDA_INJECTION64_PATH by hand):
+         * nothing to talk to. */
+        fprintf(stderr, "libamxdiag-inject: AMXDIAG_INJECT_FD is not set; GPU tracing is off "
+                        "(run the command through 'amxdiag profile')\n");
+        return 0;
+    }
+    out_fd = (int)fd;
+    cupti_tracer_opts o = {.emit = sink_emit, .ctx = NULL, .flushed = sink_flushed, .flush_period_ms = 200,
+                           .gpu_metrics = getenv("AMXDIAG_GPU_METRICS") != NULL};
+    adg_error *e = cupti_tracer_start(&o);
+    if (e) {
+        char text[1024];
+        const char *hint = adg_error_remedy(e);
+        snprintf(text, sizeof text, "%s%s%s", adg_error_msg(e), hint ? " — " : "", hint ? hint : "");
+        cupti_note_rec n = {CUPTI_NOTE_UNAVAILABLE, 0};
+        sink_emit(NULL, CUPTI_REC_NOTE, &n, text, strlen(text));
+        sink_flushed(NULL, CUPTI_FLUSH_EXIT);
+        adg_error_free(e);
+        return 0;
+    }
+    install_signal_handlers();
+    atexit(at_exit);
+    sink_flushed(NULL, CUPTI_FLUSH_PERIODIC);
+    return 1;
+}
