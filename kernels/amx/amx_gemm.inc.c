@@ -39,7 +39,7 @@ static void AMX_SYM(configure)(int kind)
         cfg.colsb[0] = cfg.colsb[1] = 32;   /* A: 16 rows x one K block of 32 bytes */
         cfg.rows[2] = cfg.rows[3] = 8;      /* B: 8 rows of 4 k x 16 n */
     }
-    _tile_loadconfig(&cfg);
+    AMX_LOADCFG(&cfg);
     AMX_SYM(cur_cfg) = kind;
 }
 

@@ -14,7 +14,7 @@
 #undef _tile_dpbusd
 #undef _tile_dpbuud
 #undef _tile_dpbf16ps
-#define _tile_loadconfig(cfg) kern_amx_emu_loadconfig(cfg)
+#define AMX_LOADCFG(cfg) kern_amx_emu_loadconfig(cfg)
 #define _tile_release() kern_amx_emu_release()
 #define _tile_loadd(t, base, stride) kern_amx_emu_loadd((t), (base), (long)(stride))
 #define _tile_stored(t, base, stride) kern_amx_emu_stored((t), (base), (long)(stride))

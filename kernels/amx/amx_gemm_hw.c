@@ -5,6 +5,19 @@
 
 #include "kernels/kern_internal.h"
 
+/* GCC 12's _tile_loadconfig passes the 64-byte configuration as an 8-byte memory operand,
+ * so the compiler drops the stores of the rows/colsb fields as dead (seen on hardware: a
+ * #GP/SIGSEGV at the first tile load).  Its _tile_loadd has no memory input at all, so
+ * stores to a buffer a tile then loads (the Q4_0 unpack scratch) could be moved past it.
+ * Both are replaced here by asm that tells the compiler what is read. */
+#define AMX_LOADCFG(p) __asm__ volatile("ldtilecfg %0" ::"m"(*(const struct { unsigned char b[64]; } *)(p)))
+#undef _tile_loadd
+#define _tile_loadd(dst, base, stride) AMX_LOADD_(dst, base, stride)
+#define AMX_LOADD_(dst, base, stride)                                                              \
+    __asm__ volatile("{tileloadd\t(%0,%1,1), %%tmm" #dst "|tileloadd\t%%tmm" #dst ", [%0+%1*1]}" \
+                     ::"r"((const void *)(base)), "r"((long)(stride))                                \
+                     : "memory")
+
 #define AMX_SYM(x) hw_##x
 #include "kernels/amx/amx_gemm.inc.c"
 
