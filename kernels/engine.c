@@ -12,6 +12,7 @@
 #include "common/adg_log.h"
 #include "common/adg_util.h"
 #include "kernels/engine_internal.h"
+#include "kernels/kern_internal.h" /* the kern_cpu context's thread pool, for the bookkeeping loops */
 
 #define UBATCH 512
 
@@ -61,10 +62,76 @@ static void account_local(kern_engine *e, int layer, int opk, uint64_t t0, uint6
 
 /* ---- local ops ---- */
 
-/* llama's RoPE ("normal" mode): adjacent pairs (2i, 2i+1). */
-static void rope_norm(float *x, int64_t n_tokens, int64_t n_heads, int64_t hd, const int32_t *pos, float base)
+/* Runs fn over [0, n) split across the kernel context's workers (one contiguous range
+ * each, so every item is computed by one thread in a fixed order: deterministic).  Small
+ * jobs (decode) run inline: a pool wake costs more than they do. */
+typedef void (*range_fn)(void *arg, int64_t lo, int64_t hi);
+typedef struct par_job {
+    range_fn fn;
+    void *arg;
+    int64_t n;
+} par_job;
+
+static void par_worker(void *arg, int ith, int nth)
 {
-    for (int64_t t = 0; t < n_tokens; t++)
+    par_job *j = arg;
+    long lo, hi;
+    kern_split((long)j->n, ith, nth, &lo, &hi);
+    if (hi > lo)
+        j->fn(j->arg, lo, hi);
+}
+
+static void par(kern_engine *e, int64_t n, int64_t work_per_item, range_fn fn, void *arg)
+{
+    if (n <= 1 || n * work_per_item < 32768 || kern_cpu_threads(e->cpu) == 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    par_job j = {fn, arg, n};
+    kern_pool_run(e->cpu->pool, par_worker, &j);
+}
+
+typedef struct rows_args {
+    float *x;
+    const float *a, *w;
+    const int32_t *pos;
+    int32_t *ids;
+    int64_t d, K, E, n_heads, hd;
+    float base;
+    bool norm;
+} rows_args;
+
+static void add_rows(void *arg, int64_t lo, int64_t hi)
+{
+    rows_args *r = arg;
+    for (int64_t i = lo * r->d; i < hi * r->d; i++)
+        r->x[i] += r->a[i];
+}
+
+/* x[t] += sum_j w[t][j] * down[t*K + j] */
+static void moe_sum_rows(void *arg, int64_t lo, int64_t hi)
+{
+    rows_args *r = arg;
+    for (int64_t t = lo; t < hi; t++) {
+        float *xr = r->x + t * r->d;
+        for (int64_t j = 0; j < r->K; j++) {
+            const float *dr = r->a + (t * r->K + j) * r->d;
+            float w = r->w[t * r->K + j];
+            for (int64_t i = 0; i < r->d; i++)
+                xr[i] += w * dr[i];
+        }
+    }
+}
+
+/* llama's RoPE ("normal" mode): adjacent pairs (2i, 2i+1), on tokens [lo, hi). */
+static void rope_norm_rows(void *arg, int64_t lo, int64_t hi)
+{
+    rows_args *r = arg;
+    float *x = r->x;
+    const int32_t *pos = r->pos;
+    int64_t n_heads = r->n_heads, hd = r->hd;
+    float base = r->base;
+    for (int64_t t = lo; t < hi; t++)
         for (int64_t i = 0; i < hd / 2; i++) {
             float theta = (float)pos[t] * powf(base, -2.0f * (float)i / (float)hd);
             float c = cosf(theta), s = sinf(theta);
@@ -77,27 +144,34 @@ static void rope_norm(float *x, int64_t n_tokens, int64_t n_heads, int64_t hd, c
         }
 }
 
-/* Top-k of each row of probabilities, largest first, lowest index on ties; weights
- * renormalised to sum 1 when norm is set (Qwen3's norm_topk_prob). */
-static void topk(const float *p, int64_t T, int64_t E, int64_t K, bool norm, int32_t *ids, float *w)
+/* Top-k of each row of probabilities (tokens [lo, hi)), largest first, lowest index on
+ * ties; weights renormalised to sum 1 when norm is set (Qwen3's norm_topk_prob). */
+static void topk_rows(void *arg, int64_t lo, int64_t hi)
 {
-    for (int64_t t = 0; t < T; t++) {
-        const float *row = p + t * E;
-        int32_t *id = ids + t * K;
-        float *wt = w + t * K;
-        for (int64_t j = 0; j < K; j++) {
-            int32_t best = -1;
-            for (int64_t x = 0; x < E; x++) {
-                bool taken = false;
-                for (int64_t q = 0; q < j; q++)
-                    taken |= id[q] == (int32_t)x;
-                if (!taken && (best < 0 || row[x] > row[best]))
-                    best = (int32_t)x;
+    rows_args *r = arg;
+    int64_t E = r->E, K = r->K;
+    for (int64_t t = lo; t < hi; t++) {
+        const float *row = r->a + t * E;
+        int32_t *id = r->ids + t * K;
+        float *wt = r->x + t * K;
+        int64_t n = 0;
+        for (int64_t x = 0; x < E; x++) {
+            float v = row[x];
+            if (n == K && !(v > wt[K - 1]))
+                continue;
+            /* Insert after every entry >= v: earlier (lower) ids win ties. */
+            int64_t p = n < K ? n : K - 1;
+            while (p > 0 && wt[p - 1] < v) {
+                wt[p] = wt[p - 1];
+                id[p] = id[p - 1];
+                p--;
             }
-            id[j] = best;
-            wt[j] = row[best];
+            wt[p] = v;
+            id[p] = (int32_t)x;
+            if (n < K)
+                n++;
         }
-        if (norm) {
+        if (r->norm) {
             float s = 0;
             for (int64_t j = 0; j < K; j++)
                 s += wt[j];
@@ -133,8 +207,10 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
         CALL(l, OPK_ROPE, kern_rope_neox(c, b->k, T, nkv, hd, hd, pos, hp->rope_base, INFO));
     } else {
         uint64_t t0 = adg_now_ns();
-        rope_norm(b->q, T, nh, hd, pos, hp->rope_base);
-        rope_norm(b->k, T, nkv, hd, pos, hp->rope_base);
+        rows_args rq = {.x = b->q, .pos = pos, .n_heads = nh, .hd = hd, .base = hp->rope_base};
+        par(e, T, qd, rope_norm_rows, &rq);
+        rows_args rk = {.x = b->k, .pos = pos, .n_heads = nkv, .hd = hd, .base = hp->rope_base};
+        par(e, T, kvd, rope_norm_rows, &rk);
         account_local(e, l, OPK_ROPE, t0, (uint64_t)T * (uint64_t)(qd + kvd) * 8, (uint64_t)T * (uint64_t)(qd + kvd) * 3);
     }
     /* New keys and values into the f16 cache. */
@@ -150,8 +226,8 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
     CALL(l, OPK_ATTN, kern_attention(c, &aa, INFO));
     CALL(l, OPK_ATTN_OUT, kern_matmul(c, L->wo, b->att, T, b->o, INFO));
     t0 = adg_now_ns();
-    for (int64_t i = 0; i < (int64_t)T * d; i++)
-        b->x[i] += b->o[i];
+    rows_args ra = {.x = b->x, .a = b->o, .d = d};
+    par(e, T, d, add_rows, &ra);
     account_local(e, l, OPK_ADD, t0, (uint64_t)T * (uint64_t)d * 12, (uint64_t)T * (uint64_t)d);
 
     CALL(l, OPK_NORM, kern_rmsnorm(c, b->x, (const float *)ML->ffn_norm->data, T, d, hp->rms_eps, b->h, INFO));
@@ -160,22 +236,17 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
         CALL(l, OPK_ROUTER, kern_matmul(c, L->router, b->h, T, b->router, INFO));
         CALL(l, OPK_SOFTMAX, kern_softmax(c, b->router, T, E, 1.0f, INFO));
         t0 = adg_now_ns();
-        topk(b->router, T, E, K, hp->arch == KERN_ARCH_QWEN3MOE, b->ids, b->rw);
+        rows_args rt = {.x = b->rw, .a = b->router, .ids = b->ids, .E = E, .K = K,
+                        .norm = hp->arch == KERN_ARCH_QWEN3MOE};
+        par(e, T, E * K, topk_rows, &rt);
         account_local(e, l, OPK_TOPK, t0, (uint64_t)T * (uint64_t)E * 4, (uint64_t)T * (uint64_t)E * (uint64_t)K);
         CALL(l, OPK_MOE_GATE_UP, kern_moe_matmul(c, L->gate_exps, b->h, false, b->ids, T, K, b->gate, INFO));
         CALL(l, OPK_MOE_GATE_UP, kern_moe_matmul(c, L->up_exps, b->h, false, b->ids, T, K, b->up, INFO));
         CALL(l, OPK_SILU, kern_silu_mul(c, b->gate, b->up, T * K, ff, b->gate, INFO));
         CALL(l, OPK_MOE_DOWN, kern_moe_matmul(c, L->down_exps, b->gate, true, b->ids, T, K, b->down, INFO));
         t0 = adg_now_ns();
-        for (int64_t t = 0; t < T; t++) {
-            float *xr = b->x + t * d;
-            for (int64_t j = 0; j < K; j++) {
-                const float *dr = b->down + (t * K + j) * d;
-                float w = b->rw[t * K + j];
-                for (int64_t i = 0; i < d; i++)
-                    xr[i] += w * dr[i];
-            }
-        }
+        rows_args rs = {.x = b->x, .a = b->down, .w = b->rw, .d = d, .K = K};
+        par(e, T, K * d, moe_sum_rows, &rs);
         account_local(e, l, OPK_MOE_SUM, t0, (uint64_t)T * (uint64_t)K * (uint64_t)d * 4,
                       2ull * (uint64_t)T * (uint64_t)K * (uint64_t)d);
     } else {
@@ -185,8 +256,8 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
         CALL(l, OPK_SILU, kern_silu_mul(c, b->gate, b->up, T, ff, b->gate, INFO));
         CALL(l, OPK_FFN, kern_matmul(c, L->ffn_down, b->gate, T, b->o, INFO));
         t0 = adg_now_ns();
-        for (int64_t i = 0; i < (int64_t)T * d; i++)
-            b->x[i] += b->o[i];
+        rows_args rd = {.x = b->x, .a = b->o, .d = d};
+        par(e, T, d, add_rows, &rd);
         account_local(e, l, OPK_ADD, t0, (uint64_t)T * (uint64_t)d * 12, (uint64_t)T * (uint64_t)d);
     }
     return NULL;
