@@ -113,6 +113,16 @@ adg_error *prof_pmu_encode(const prof_pmu_table *t, const prof_pmu_event *ev, st
     arg.size = sizeof arg;
     arg.attr = attr;
     int rc = pfm_get_os_event_encoding(name, PFM_PLM3, PFM_OS_PERF_EVENT_EXT, &arg);
+    if (rc != PFM_SUCCESS && generic) {
+        /* With LIBPFM_FORCE_PMU libpfm4 hides its perf:: table: the kernel's generic
+         * hardware events need no table anyway. */
+        memset(attr, 0, sizeof *attr);
+        attr->size = sizeof *attr;
+        attr->type = PERF_TYPE_HARDWARE;
+        attr->config = strstr(ev->pfm, "INSTRUCTIONS") ? PERF_COUNT_HW_INSTRUCTIONS : PERF_COUNT_HW_CPU_CYCLES;
+        *how = "generic";
+        return NULL;
+    }
     if (rc != PFM_SUCCESS) {
         if (ev->raw && t->pmu[0]) {
             memset(attr, 0, sizeof *attr);

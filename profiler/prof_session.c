@@ -658,10 +658,17 @@ adg_error *prof_session_run(const prof_options *o, prof_outcome *outcome)
         pthread_mutex_lock(&s.wl_lock);
         json_object_set(workload, "results", s.results);
         pthread_mutex_unlock(&s.wl_lock);
-        json_object_set_new(workload, "recognised",
-                            json_array_size(s.results)
-                                ? json_string(json_string_value(json_object_get(json_array_get(s.results, 0), "source")))
-                                : json_null());
+        /* llama-bench's table wins over the timing lines it may also print */
+        const char *recognised = NULL;
+        size_t ri;
+        json_t *rv;
+        json_array_foreach(s.results, ri, rv)
+        {
+            const char *src = json_string_value(json_object_get(rv, "source"));
+            if (!recognised || (src && !strcmp(src, "llama-bench")))
+                recognised = src;
+        }
+        json_object_set_new(workload, "recognised", recognised ? json_string(recognised) : json_null());
         adg_record_set_status(s.ctx.record, status);
         adg_error_free(adg_record_set_section(s.ctx.record, "machine", prof_machine_section()));
         adg_error_free(adg_record_set_section(s.ctx.record, "config", config_section(&s)));
