@@ -101,16 +101,16 @@ static void print_table(const kern_engine *e, const kern_bench_result *r, bool o
     adg_fmt_bytes((double)m->gguf->tensor_bytes, size, sizeof size);
     fmt_params(m->n_params, params, sizeof params);
     snprintf(backend, sizeof backend, "%s %s", kern_engine_backend(e), kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))));
-    printf("| %-24s | %10s | %10s | %-12s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads",
+    printf("| %-24s | %10s | %10s | %-16s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads",
            "test", "t/s");
-    printf("| %-24s | %10s | %10s | %-12s | %7s | %7s | %20s |\n", "------------------------", "---------:",
-           "---------:", "------------", "------:", "------:", "-------------------:");
+    printf("| %-24s | %10s | %10s | %-16s | %7s | %7s | %20s |\n", "------------------------", "---------:",
+           "---------:", "----------------", "------:", "------:", "-------------------:");
     for (int i = 0; i < r->n_tests; i++) {
         const kern_bench_test *t = &r->tests[i];
         char ts[48];
         snprintf(ts, sizeof ts, "%.2f ± %.2f", t->avg_ts, t->sd_ts);
         /* "±" is two bytes: pad by hand so the column stays aligned. */
-        printf("| %-24s | %10s | %10s | %-12s | %7d | %7s | %21s |\n", label, size, params, backend,
+        printf("| %-24s | %10s | %10s | %-16s | %7d | %7s | %21s |\n", label, size, params, backend,
                kern_cpu_threads(kern_engine_cpu(e)), t->name, ts);
     }
     if (!ops)
