@@ -4,8 +4,9 @@
 # (SASS and forced PTX JIT), the three planted faults (plain, --gpu-validate,
 # --sync-each), compute-sanitizer memcheck on the non-faulting kernels and on one fault,
 # and the benchmark.  Usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]
-# Outputs (logs, JSON) go to OUT_DIR (default $OUT, else ./cuda-device-out); a summary
-# of every step's exit status is in OUT_DIR/summary.txt.
+# Outputs go to OUT_DIR (default $OUT, else ./cuda-device-out): summary.txt (every step's
+# exit status), bench.json, bench-experimental.json, check-experimental.json, and every
+# log and JSON packed in all-logs.tgz.
 set -u
 build=${1:?usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-./cuda-device-out}}
@@ -76,4 +77,10 @@ if command -v compute-sanitizer >/dev/null; then
     expect sanitizer-fault 'Invalid __global__ write .*|kern_add'
 fi
 grep -c UNEXPECTED "$summary" >/dev/null && echo "some steps exited unexpectedly" | tee -a "$summary"
+# The device runner returns at most 8 files: keep the key ones, pack the rest.
+tmp=$(mktemp /tmp/cuda-device-XXXXXX.tgz)
+tar czf "$tmp" -C "$out" . &&
+    find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name bench.json ! -name bench-experimental.json \
+        ! -name check-experimental.json -exec rm -rf {} + &&
+    mv "$tmp" "$out/all-logs.tgz"
 exit 0
