@@ -74,7 +74,8 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
     if (mb && adg_parse_u64(mb, &mib) && mib >= 1 && mib <= 65536)
         bo.mem_bytes = (size_t)mib << 20;
     adg_ceilings c;
-    adg_error *e = probe_bench_run(&bo, &c);
+    probe_bench_timing tm;
+    adg_error *e = probe_bench_run(&bo, &c, &tm);
     if (e) {
         probe_check *k = probe_add(rep, "bench", "bench.run", PROBE_FAIL, "Machine ceilings",
                                    "the benchmark did not finish", "%s", adg_error_msg(e));
@@ -124,11 +125,16 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
     adg_error *pe = adg_ceilings_path(c.cpu, c.ncpus, &path);
     if (pe)
         adg_error_free(pe);
+    adg_strbuf steps;
+    adg_sb_init(&steps);
+    for (int i = 0; i < tm.n && i < 16; i++)
+        adg_sb_printf(&steps, "%s%s %.2f s", i ? ", " : "", tm.name[i], tm.seconds[i]);
     probe_check *k = probe_add(rep, "bench", "bench.cache", e ? PROBE_WARN : PROBE_INFO, "Ceilings cache",
                                e ? "the figures could not be cached: later commands will not compare against them"
                                  : "later commands (bench, report) compare their rates against these figures",
-                               "%s %s (measured in %.1f s)", e ? "not written:" : "written to", e ? adg_error_msg(e) : path,
-                               c.seconds);
+                               "%s %s\nmeasured in %.1f s: %s", e ? "not written:" : "written to",
+                               e ? adg_error_msg(e) : path, c.seconds, steps.buf ? steps.buf : "");
+    adg_sb_free(&steps);
     if (e) {
         probe_check_set_remedy(k, "%s", adg_error_remedy(e) ? adg_error_remedy(e) : "check the cache directory");
         adg_error_free(e);

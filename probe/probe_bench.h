@@ -17,8 +17,15 @@ typedef struct probe_bench_opts {
     int max_threads;       /* 0: every allowed CPU */
 } probe_bench_opts;
 
-/* Fills c (cpu/ncpus key included).  An error means the child could not run at all;
+/* Where the time went, step by step (clock, AMX int8, AMX bf16, VNNI, memory node N). */
+typedef struct probe_bench_timing {
+    int n;
+    char name[16][32];
+    double seconds[16];
+} probe_bench_timing;
+
+/* Fills c (cpu/ncpus key included) and, when t is not NULL, the step timings.  An error means the child could not run at all;
  * a measurement that failed leaves its rate at 0 with `why` set. */
-adg_error *probe_bench_run(const probe_bench_opts *o, adg_ceilings *c);
+adg_error *probe_bench_run(const probe_bench_opts *o, adg_ceilings *c, probe_bench_timing *t);
 
 #endif

@@ -172,7 +172,17 @@ static bool list_has(const json_t *a, json_int_t v)
     return false;
 }
 
-static void topology(probe_report *rep, const json_t *nu, const json_t *sys)
+/* MemTotal of /proc/meminfo in bytes, 0 when unknown. */
+static double meminfo_total(probe_src *src)
+{
+    int err;
+    const char *mi = probe_src_file(src, "/proc/meminfo", &err);
+    const char *p = mi ? strstr(mi, "MemTotal:") : NULL;
+    unsigned long long kb;
+    return p && sscanf(p + 9, "%llu", &kb) == 1 ? (double)kb * 1024.0 : 0;
+}
+
+static void topology(probe_src *src, probe_report *rep, const json_t *nu, const json_t *sys)
 {
     const json_t *nodes = json_object_get(nu, "nodes");
     size_t nn = json_array_size(nodes);
@@ -192,6 +202,16 @@ static void topology(probe_report *rep, const json_t *nu, const json_t *sys)
                       adg_fmt_bytes((double)json_integer_value(json_object_get(n, "mem_total")), tot, sizeof tot),
                       adg_fmt_bytes((double)json_integer_value(json_object_get(n, "mem_free")), fr, sizeof fr),
                       ncpu ? "" : " - memory only (CXL or HBM?)");
+    }
+    /* Nodes that together report much less than the kernel's total: seen in VMs whose memory
+     * is added by virtio-mem, where node meminfo undercounts. */
+    double nodes_total = 0, mt = meminfo_total(src);
+    json_array_foreach(nodes, i, n) nodes_total += (double)json_integer_value(json_object_get(n, "mem_total"));
+    if (mt > 0 && nodes_total > 0 && nodes_total < 0.75 * mt) {
+        char a[32], b[32];
+        adg_sb_printf(&ev, "\nthe nodes report %s but /proc/meminfo MemTotal is %s: the per-node figures "
+                           "undercount (seen in VMs whose memory is added by virtio-mem)",
+                      adg_fmt_bytes(nodes_total, a, sizeof a), adg_fmt_bytes(mt, b, sizeof b));
     }
     probe_check *k = probe_add(rep, "numa", "numa.topology", PROBE_INFO, "NUMA nodes",
                                memonly ? "memory-only nodes hold no CPUs: threads never run local to them"
@@ -376,7 +396,7 @@ adg_error *probe_numa_section(const probe_opts *o, probe_src *src, probe_report 
     }
     size_t nn = json_array_size(json_object_get(nu, "nodes"));
     probe_report_set_fact(rep, "numa", "nodes", json_integer((json_int_t)nn));
-    topology(rep, nu, sys);
+    topology(src, rep, nu, sys);
     binding(rep, nu, sys);
     gpus(rep, nu, sys);
     tunables(src, rep, nn);

@@ -94,7 +94,12 @@ static void test_bench_short(void **state)
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     o.vnni = o.vnni && (lo & 0xe6) == 0xe6;
     adg_ceilings r;
-    ADG_ASSERT_OK(probe_bench_run(&o, &r));
+    probe_bench_timing t;
+    ADG_ASSERT_OK(probe_bench_run(&o, &r, &t));
+    assert_true(t.n >= 2); /* clock and at least one memory node */
+    assert_string_equal(t.name[0], "clock");
+    for (int i = 0; i < t.n; i++)
+        assert_true(t.seconds[i] >= 0 && t.seconds[i] < 60);
     assert_true(r.clock_ghz > 0.3 && r.clock_ghz < 7);
     assert_true(r.clock_all_ghz > 0.3 && r.clock_all_ghz < 7);
     assert_true(r.ncpus >= 1);
