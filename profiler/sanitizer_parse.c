@@ -263,7 +263,7 @@ adg_error *san_parse_xml(const char *data, size_t len, const char *what, san_rep
     else if (st != XML_STATUS_OK) {
         enum XML_Error code = XML_GetErrorCode(x.p);
         bool cut = code == XML_ERROR_NO_ELEMENTS || code == XML_ERROR_UNCLOSED_TOKEN ||
-                   code == XML_ERROR_UNCLOSED_CDATA_SECTION || (x.root_seen && x.depth > 0);
+                   code == XML_ERROR_UNCLOSED_CDATA_SECTION || XML_GetCurrentByteIndex(x.p) >= (XML_Index)len;
         e = adg_error_new(ADG_E_FORMAT, "%s: %s compute-sanitizer XML at line %lu, column %lu: %s", what,
                           cut ? "truncated" : "malformed", (unsigned long)XML_GetCurrentLineNumber(x.p),
                           (unsigned long)XML_GetCurrentColumnNumber(x.p), XML_ErrorString(code));
@@ -312,7 +312,7 @@ static void parse_at(const char *b, crash_san *c)
                 break;
             }
         if (fn) {
-            set_str(&c->kernel, fn);
+            set_str(&c->kernel, strncmp(fn, "void ", 5) ? fn : fn + 5);
             char tmp[512];
             snprintf(tmp, sizeof tmp, "%.*s", (int)(fn - 1 - loc), loc);
             set_str(&c->location, tmp);

@@ -1,0 +1,95 @@
+# GPU collector end to end without a GPU: the injection library's exports, the
+# "unavailable" reason, the pipe protocol through a stand-in CUDA program (crash section
+# for an asynchronous fault, kernel summaries, a corrupt stream), the library loaded the
+# way the driver loads it, and --sanitize with a stand-in compute-sanitizer.
+source "$(dirname "$0")/lib/adg.sh"
+
+lib="$BUILD_DIR/libamxdiag-inject.so"
+fake="$BUILD_DIR/tests/cupti_fake_app"
+[ -f "$lib" ] || fail "libamxdiag-inject.so was not built next to amxdiag"
+if [ -f "$lib" ]; then
+    syms=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}')
+    [ "$syms" = "InitializeInjection" ] || fail "libamxdiag-inject.so should export InitializeInjection only, exports: $syms"
+    if ldd "$lib" | grep -Eq 'jansson|asan|ubsan'; then
+        fail "libamxdiag-inject.so depends on more than libc: $(ldd "$lib")"
+    fi
+fi
+
+json() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# Without a driver (or without CUDA in the command) the collector says why.
+cd "$TEST_TMP" || exit 1
+expect_rc 0 "$AMXDIAG" profile -q -e gpu -o plain.json -- true
+reason=$(json plain.json "[u['reason'] for u in r['unavailable'] if u['collector']=='gpu'][0]")
+[ -n "$reason" ] || fail "no unavailable entry for the gpu collector"
+
+expect_rc 2 "$AMXDIAG" profile -q --sanitize -o x.json
+grep -q -- "--sanitize reruns a command" "$TEST_TMP/err" || fail "--sanitize without a command: $(cat "$TEST_TMP/err")"
+
+stub=""
+for s in "${CUDA_HOME:-/usr/local/cuda}/lib64/stubs/libcuda.so" /usr/local/cuda/lib64/stubs/libcuda.so; do
+    [ -f "$s" ] && stub=$s && break
+done
+if [ -z "$stub" ] || [ ! -x "$fake" ]; then
+    [ "$ADG_FAILS" -ne 0 ] && finish
+    skip "no CUDA toolkit stub libcuda.so (or no fake app) to stand in for the driver"
+fi
+# The toolkit's stub stands in for the driver, so that the collector starts.
+export AMXDIAG_LIBCUDA=$stub
+
+# An asynchronous fault: the record names the earlier kernel, not GET_ROWS.
+expect_rc 134 "$AMXDIAG" profile -q -e gpu -o async.json -- "$fake" async-fault
+[ "$(json async.json "r['status']")" = workload-crashed ] || fail "async-fault: status $(json async.json "r['status']")"
+[ "$(json async.json "r['crash']['faulting_kernel']['kernel']")" = "oob_write_kernel(float*, int)" ] ||
+    fail "async-fault: faulting kernel $(json async.json "r['crash']['faulting_kernel']")"
+[ "$(json async.json "r['crash']['reporting_op']['kernel'].split('(')[0]")" = get_rows ] ||
+    fail "async-fault: reporting op $(json async.json "r['crash']['reporting_op']")"
+[ "$(json async.json "r['crash']['reporting_op_faulted']")" = False ] || fail "async-fault: reporting op marked as faulting"
+json async.json "r['crash']['conclusion']" | grep -q "the reporting op was not the faulting one" ||
+    fail "async-fault: conclusion $(json async.json "r['crash']['conclusion']")"
+[ "$(json async.json "r['crash']['flushed_by']")" = cuda-error ] || fail "async-fault: flush reason"
+json async.json "[e['kind'] for e in r['events']]" | grep -q "crash" || fail "async-fault: no crash event"
+
+# A clean run: kernel summaries with demangled names, copies, gpu.* series.
+expect_rc 0 "$AMXDIAG" profile -q -e gpu -o ok.json -- "$fake" sync-ok
+[ "$(json ok.json "len(r['gpu_kernels']['kernels'])")" = 2 ] || fail "sync-ok: kernels $(json ok.json "r['gpu_kernels']")"
+[ "$(json ok.json "r['gpu_kernels']['kernels'][0]['name']")" = "add_kernel(float const*, float const*, float*, int)" ] ||
+    fail "sync-ok: first kernel $(json ok.json "r['gpu_kernels']['kernels'][0]")"
+[ "$(json ok.json "r['gpu_kernels']['kernels'][0]['median_us']")" = 80.0 ] || fail "sync-ok: median"
+json ok.json "[s['metric'] for s in r['series']]" | grep -q "gpu.busy" || fail "sync-ok: no gpu.busy series"
+[ "$(json ok.json "'crash' in r")" = False ] || fail "sync-ok: a crash section without an error"
+
+# A corrupt stream: what came before is kept, the corruption is reported.
+expect_rc 0 "$AMXDIAG" profile -q -e gpu -o garbage.json -- "$fake" garbage
+json garbage.json "[u['reason'] for u in r['unavailable'] if u['what']=='gpu.trace']" | grep -q "corrupt at byte" ||
+    fail "garbage: $(json garbage.json "r['unavailable']")"
+
+# The library loaded as the driver loads it: without a working driver the tracer says
+# why, over the pipe (not "never initialised CUDA").
+expect_rc 0 "$AMXDIAG" profile -q -e gpu -o inject.json -- "$fake" inject
+why=$(json inject.json "' | '.join(u['reason'] for u in r['unavailable'] if u['collector']=='gpu')")
+case "$why" in
+    *"never initialised CUDA"*|"") fail "inject: the tracer's own reason did not come over the pipe: $why" ;;
+esac
+
+# --sanitize with a stand-in compute-sanitizer that writes a recorded-layout report.
+cat >"$TEST_TMP/compute-sanitizer" <<EOF
+#!/usr/bin/env bash
+for a in "\$@"; do case "\$a" in --save=*) out=\${a#--save=} ;; esac; done
+while [ \$# -gt 0 ] && [ "\${1#--}" != "\$1" ]; do shift; done
+cp "\$REPORT" "\$out"
+"\$@"
+EOF
+chmod +x "$TEST_TMP/compute-sanitizer"
+export COMPUTE_SANITIZER="$TEST_TMP/compute-sanitizer"
+REPORT="$FIXTURES/sanitizer/memcheck_oob.xml" expect_rc 134 "$AMXDIAG" profile -q -e gpu --sanitize -o san.json -- "$fake" async-fault
+[ "$(json san.json "r['crash']['faulting_kernel']['source']")" = compute-sanitizer ] ||
+    fail "--sanitize: faulting kernel $(json san.json "r['crash'].get('faulting_kernel')")"
+[ "$(json san.json "r['crash']['faulting_kernel']['seq']")" = 2 ] || fail "--sanitize: not matched to launch #2"
+[ -f san.sanitizer.xml ] || fail "--sanitize: the report was not kept next to the record"
+# A truncated report: exit 2, a clear message, the first run's record intact.
+REPORT="$FIXTURES/sanitizer/memcheck_truncated.xml" expect_rc 2 "$AMXDIAG" profile -q -e gpu --sanitize -o trunc.json -- "$fake" async-fault
+grep -q "truncated compute-sanitizer XML" "$TEST_TMP/err" || fail "--sanitize truncated: $(cat "$TEST_TMP/err")"
+[ "$(json trunc.json "r['crash']['faulting_kernel']['kernel']")" = "oob_write_kernel(float*, int)" ] ||
+    fail "--sanitize truncated: the first record was not kept"
+finish
