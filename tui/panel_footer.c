@@ -18,6 +18,8 @@ void tui_panel_footer(tui_app *a, tui_canvas *c, tui_rect r)
         {"s", "snapshot"}, {"h", "help"}, {"+-", "speed"},
     };
     int x = r.x;
+    if (a->finish_note[0])
+        x += tui_printf(c, x, r.y, r.w, a->failed ? TUI_S_BAD : TUI_S_GOOD, "%s  ", a->finish_note);
     size_t nk = a->replay ? ADG_ARRAY_LEN(keys) : ADG_ARRAY_LEN(keys) - 1;
     for (size_t i = 0; i < nk && x < r.x + r.w; i++) {
         x += tui_put(c, x, r.y, r.x + r.w - x, TUI_S_KEY, keys[i][0]);

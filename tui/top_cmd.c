@@ -270,7 +270,10 @@ static int run_replay(tui_app *a, const top_opts *t)
         adg_error_print(e, stderr);
         code = adg_exit_for_error(e);
         adg_error_free(e);
-    }
+    } else if (tui_screen_quit_signal())
+        code = 128 + tui_screen_quit_signal(); /* like any command stopped by a signal */
+    else if (a->quit_key)
+        code = a->quit_code;
     return code;
 }
 
@@ -349,8 +352,7 @@ static int run_live(tui_app *a, top_opts *t)
             tui_live_stop(&l);
             tui_live_join(&l);
         }
-        const char *st = json_string_value(json_object_get(l.out.record, "status"));
-        quit_by_key = st && !strcmp(st, "interrupted") && !tui_screen_quit_signal();
+        quit_by_key = a->quit_key;
     }
     tui_screen_close(&s);
     tui_canvas_free(&c);
@@ -368,7 +370,7 @@ static int run_live(tui_app *a, top_opts *t)
         const char *st = json_string_value(json_object_get(l.out.record, "status"));
         fprintf(stderr, "amxdiag top: run record written to %s (status %s); the workload's output is in %s\n",
                 t->prof.out, st ? st : "?", l.log_path);
-        code = quit_by_key ? ADG_EXIT_OK : l.out.exit_code;
+        code = quit_by_key ? a->quit_code : l.out.exit_code;
     }
     json_decref(l.out.record);
     return code;

@@ -188,7 +188,7 @@ void tui_note_value(tui_app *a, int panel, int key, const char *instance, double
         a->values = p;
         a->capvalues = cap;
     }
-    static const char *const pname[] = {"cpu", "memory", "gpu", "hot", "history"};
+    static const char *const pname[] = {"cpu", "memory", "gpu", "history", "hot"};
     tui_value *t = &a->values[a->nvalues++];
     snprintf(t->panel, sizeof t->panel, "%s", panel >= 0 && panel < TUI_NPANELS ? pname[panel] : "header");
     snprintf(t->metric, sizeof t->metric, "%s", tui_metrics[key].name);

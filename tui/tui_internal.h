@@ -122,7 +122,8 @@ void tui_table_draw(tui_canvas *c, tui_rect r, const tui_table *t, bool focused)
 
 /* ---- layout (tui_layout.c) ---- */
 
-enum tui_panel_id { TUI_P_CPU, TUI_P_MEM, TUI_P_GPU, TUI_P_HOT, TUI_P_HIST, TUI_NPANELS };
+/* In screen order: Tab walks them in this order. */
+enum tui_panel_id { TUI_P_CPU, TUI_P_MEM, TUI_P_GPU, TUI_P_HIST, TUI_P_HOT, TUI_NPANELS };
 
 typedef struct tui_layout {
     bool too_small;
@@ -199,7 +200,9 @@ typedef struct tui_app {
     char source[512];       /* "replay RUN.json" / "live: COMMAND" */
     bool live;
     bool finished;          /* live: the workload ended; replay: reached the end */
-    bool failed;            /* live: the session stopped on an error (the loop leaves) */
+    bool failed;            /* live: the session failed or was interrupted (the loop leaves) */
+    bool quit_key;          /* the user quit with q or Ctrl-C (not a signal) */
+    int quit_code;          /* exit code asked by the key: 0 for q, 130 for Ctrl-C */
     char finish_note[256];
 
     uint64_t t_ns;          /* the instant the screen shows (bus time) */

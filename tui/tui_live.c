@@ -105,6 +105,9 @@ void tui_live_finish_app(tui_live *l, tui_app *a)
         json_decref(a->workload);
         a->workload = json_incref(json_object_get(rec, "workload"));
         const char *st = json_string_value(json_object_get(rec, "status"));
+        /* Ctrl-C / SIGTERM reached the session (which stopped the workload): leave too. */
+        if (st && !strcmp(st, "interrupted") && !a->quit_key)
+            a->failed = true;
         snprintf(a->finish_note, sizeof a->finish_note, "workload ended (%s, exit %d); run record written to %s%s",
                  st ? st : "?", l->out.exit_code, l->o.out, l->log_path[0] ? "; its output: " : "");
         if (l->log_path[0])

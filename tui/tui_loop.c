@@ -52,6 +52,10 @@ static bool key(tui_app *a, tui_canvas *c, int k, unsigned page)
     case 'q':
     case 'Q':
     case KEY_F(10):
+        a->quit_code = 0;
+        return false;
+    case 3: /* Ctrl-C: the terminal is raw, so it is a key here, not a signal to the workload */
+        a->quit_code = 130;
         return false;
     case 'p':
     case ' ':
@@ -193,6 +197,7 @@ adg_error *tui_loop_run(tui_app *a, tui_screen *s, tui_canvas *c, const tui_loop
         if (k == KEY_RESIZE)
             continue;
         if (!key(a, c, k, 5)) {
+            a->quit_key = true;
             if (a->replay || a->finished || !o->live_stop)
                 break;
             stopping = true;

@@ -125,7 +125,9 @@ adg_error *tui_screen_open(tui_screen *s, int in_fd, int out_fd, adg_color_mode 
     set_term(s->scr);
     g_scr = s->scr;
     install_handlers(own_quit);
-    cbreak();
+    /* Raw: Ctrl-C and Ctrl-Z reach us as keys instead of signalling the whole foreground
+     * process group, the workload included; the session stops the workload itself. */
+    raw();
     noecho();
     nonl();
     keypad(stdscr, TRUE);

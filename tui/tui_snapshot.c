@@ -9,7 +9,7 @@
 #include "common/adg_util.h"
 #include "tui/tui_internal.h"
 
-static const char *const panel_names[] = {"cpu", "memory", "gpu", "hot", "history"};
+static const char *const panel_names[] = {"cpu", "memory", "gpu", "history", "hot"};
 
 json_t *tui_snapshot_json(tui_app *a, const tui_canvas *c)
 {

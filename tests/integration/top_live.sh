@@ -1,0 +1,101 @@
+# amxdiag top on a live run (the profiler's session, the same collectors and record as
+# amxdiag profile): --json without a screen, and the screen in tmux — the workload's
+# output goes to the log instead of the screen, its exit status passes through, q stops
+# it and the record is written (status interrupted, exit 0), Ctrl-C exits 130.
+. "$(dirname "$0")/lib/adg.sh"
+cd "$TEST_TMP" || exit 1
+
+# A short CPU-bound command (the sampler has something to attribute).
+SPIN='i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'
+
+"$AMXDIAG" top --json -o "$TEST_TMP/batch.json" -- sh -c "$SPIN" >"$TEST_TMP/view.json" 2>"$TEST_TMP/err" \
+    || fail "live --json exited $?: $(head -c 600 "$TEST_TMP/err")"
+python3 - "$TEST_TMP/view.json" "$TEST_TMP/batch.json" <<'EOF' || fail "live --json: view or record wrong"
+import json, sys
+v = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+assert v["schema"] == "amxdiag.top-snapshot/1" and v["live"] is True
+assert r["schema"] == "amxdiag.run/1" and r["status"] == "complete", r["status"]
+# Every metric the record has a sample for, and the panels show, has the record's last value.
+last = {}
+for s in r["series"]:
+    if s["value"]:
+        last[(s["metric"], s["instance"])] = s["value"][-1]
+for x in v["values"]:
+    k = (x["metric"], x["instance"])
+    assert k in last, k
+    assert abs(last[k] - x["value"]) <= 1e-9 * max(1, abs(x["value"])), (k, last[k], x["value"])
+# Whatever could not run here is listed with a reason, and the screen says so.
+assert all(u["reason"] for u in r["unavailable"])
+EOF
+expect_rc 2 "$AMXDIAG" top --json -o "$TEST_TMP/x.json" --replay x.json
+expect_rc 2 "$AMXDIAG" top --json --pid 1 -- true
+expect_rc 3 "$AMXDIAG" top --json -o "$TEST_TMP/three.json" -- sh -c 'exit 3'
+
+command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
+SOCK="adglive$$"
+T() { tmux -L "$SOCK" "$@"; }
+trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+screen() { T capture-pane -p -t top; }
+wait_for() {
+    local re=$1 n=$(( ${2:-5} * 10 ))
+    for _ in $(seq "$n"); do
+        screen | grep -Eq -- "$re" && return 0
+        sleep 0.1
+    done
+    fail "screen never showed /$re/:"
+    screen >&2
+    return 1
+}
+start() {
+    T kill-session -t top 2>/dev/null
+    rm -f "$TEST_TMP/exit" "$TEST_TMP/stty"
+    T new-session -d -s top -x 80 -y 24 \
+        "cd '$TEST_TMP' && env LANG=C.UTF-8 '$AMXDIAG' top $*; echo \$? >'$TEST_TMP/exit'; stty -a >'$TEST_TMP/stty'; sleep 30"
+}
+wait_exit() {
+    for _ in $(seq "$(( ${1:-5} * 10 ))"); do [ -s "$TEST_TMP/exit" ] && return 0; sleep 0.1; done
+    fail "amxdiag top did not exit"
+    return 1
+}
+status_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$1" 2>/dev/null; }
+
+# The workload ends by itself: --exit-on-end leaves, its output went to the log, not the screen.
+start -o run1.json --exit-on-end -- sh -c "'echo HELLO-\$((6*7)); $SPIN; sleep 1'"
+wait_for 'live: sh -c' 5
+wait_for 'ISA share|workload' 5
+screen | grep -q HELLO-42 && fail "the workload's output reached the screen"
+wait_exit 10 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 0"
+[ "$(status_of run1.json)" = complete ] || fail "run1.json status '$(status_of run1.json)', expected complete"
+grep -q HELLO-42 run1.json.log || fail "the workload's output is not in run1.json.log"
+grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored"
+
+# Exit status passes through.
+start -o run3.json --exit-on-end -- sh -c "'sleep 0.5; exit 3'"
+wait_exit 10 && [ "$(cat "$TEST_TMP/exit")" = 3 ] || fail "exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 3"
+[ "$(status_of run3.json)" = workload-failed ] || fail "run3.json status '$(status_of run3.json)'"
+
+# q stops a long workload; the record is written (interrupted) and top exits 0 at once.
+start -o run2.json -- sleep 60
+wait_for 'live: sleep 60' 5
+sleep 1
+T send-keys -t top q
+wait_exit 8 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q: exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 0"
+[ "$(status_of run2.json)" = interrupted ] || fail "run2.json status '$(status_of run2.json)', expected interrupted"
+
+# The workload finished but the screen stays (DONE) until q; the end is announced.
+start -o run4.json -- sleep 0.5
+wait_for 'workload ended \(complete, exit 0\); run record written to run4.json' 8
+screen | grep -q '^DONE' || fail "header does not say DONE"
+T send-keys -t top q
+wait_exit 5 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q after the end: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
+
+# Ctrl-C (a key: the terminal is raw): the session stops the workload and writes the
+# record; top leaves with 130.
+start -o run5.json -- sleep 60
+wait_for 'live: sleep 60' 5
+sleep 0.5
+T send-keys -t top C-c
+wait_exit 8 && [ "$(cat "$TEST_TMP/exit")" = 130 ] || fail "Ctrl-C: exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 130"
+[ "$(status_of run5.json)" = interrupted ] || fail "run5.json status '$(status_of run5.json)'"
+grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after Ctrl-C"
+finish

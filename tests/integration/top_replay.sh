@@ -1,0 +1,142 @@
+# amxdiag top --replay: options and bad records (exit 2, clear message), --json/--dump views
+# whose values match the record, and the interactive screen driven in tmux: panels,
+# keys (p, Tab, sort, h, s, q), resize 80x24 -> 200x60 -> 80x24, SIGTERM restores the
+# terminal.
+. "$(dirname "$0")/lib/adg.sh"
+R="$FIXTURES/records"
+
+# ---- non-interactive ----
+expect_rc 0 "$AMXDIAG" top --help
+expect_out 'replay' "$AMXDIAG" top --help
+expect_rc 2 "$AMXDIAG" top --bogus
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_basic.json" --speed 0
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_basic.json" -- sleep 1
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_basic.json" --json --dump
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_basic.json" --dump --size 10x2
+expect_rc 2 "$AMXDIAG" top --replay "$TEST_TMP/missing.json" --json
+expect_err 'missing.json' "$AMXDIAG" top --replay "$TEST_TMP/missing.json" --json
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_corrupt.json" --json
+expect_err 'top_corrupt.json.*line' "$AMXDIAG" top --replay "$R/top_corrupt.json" --json
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_badseries.json" --dump
+expect_err 'series\[0\]' "$AMXDIAG" top --replay "$R/top_badseries.json" --dump
+# Not a terminal: a clear error, not a garbled screen.
+expect_rc 2 "$AMXDIAG" top --replay "$R/top_basic.json" </dev/null
+expect_err 'needs a terminal' "$AMXDIAG" top --replay "$R/top_basic.json" </dev/null
+
+"$AMXDIAG" top --replay "$R/top_basic.json" --json >"$TEST_TMP/view.json" 2>"$TEST_TMP/err" || fail "--json exited $?"
+python3 - "$TEST_TMP/view.json" <<'EOF' || fail "--json view does not match the record"
+import json, sys
+v = json.load(open(sys.argv[1]))
+assert v["schema"] == "amxdiag.top-snapshot/1", v["schema"]
+vals = {(x["metric"], x["instance"]): x["value"] for x in v["values"]}
+want = {("isa.share.amx", None): 62.5, ("isa.share.avx512", None): 30.0, ("mem.read_bw", "socket0"): 45.6e9,
+        ("mem.write_bw", "socket0"): 12.3e9, ("numa.resident", "node0"): 3 * 2**30, ("gpu.busy", "gpu0"): 87.0,
+        ("workload.tokens_per_s", "tg64"): 95.2, ("cpu.util", "cpu15"): 95.0}
+for k, w in want.items():
+    assert k in vals, k
+    assert abs(vals[k] - w) <= 1e-6 * abs(w), (k, vals[k], w)
+assert v["phase"] == "generation"
+assert any(u["collector"] == "pmu" for u in v["unavailable"])
+assert v["hot_functions"][0]["function"] == "ggml_backend_amx_mul_mat"
+EOF
+LANG=C.UTF-8 "$AMXDIAG" top --replay "$R/top_minimal.json" --dump --size 120x30 >"$TEST_TMP/min.txt" || fail "--dump exited $?"
+grep -q 'n/a - sampler: perf_event_paranoid is 3' "$TEST_TMP/min.txt" || fail "reasons missing: $(cat "$TEST_TMP/min.txt")"
+"$AMXDIAG" top --replay "$R/top_basic.json" --dump --ascii --size 80x24 >"$TEST_TMP/ascii.txt"
+LC_ALL=C grep -q '[^ -~]' "$TEST_TMP/ascii.txt" && fail "--ascii printed non-ASCII: $(head -5 "$TEST_TMP/ascii.txt")"
+grep -q 'AMX 62%' "$TEST_TMP/ascii.txt" || fail "ascii dump lacks the AMX share"
+
+# ---- interactive, in tmux ----
+command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
+SOCK="adgtop$$"
+T() { tmux -L "$SOCK" "$@"; }
+trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+screen() { T capture-pane -p -t top; }
+# wait_for REGEX [SECONDS]: until the screen matches.
+wait_for() {
+    local re=$1 n=$(( ${2:-5} * 10 ))
+    for _ in $(seq "$n"); do
+        screen | grep -Eq -- "$re" && return 0
+        sleep 0.1
+    done
+    fail "screen never showed /$re/:"
+    screen >&2
+    return 1
+}
+start() { # start COLS ROWS ARGS...: amxdiag top in a fresh tmux window
+    local w=$1 h=$2; shift 2
+    T kill-session -t top 2>/dev/null
+    rm -f "$TEST_TMP/exit" "$TEST_TMP/stty"
+    T new-session -d -s top -x "$w" -y "$h" \
+        "cd '$TEST_TMP' && env LANG=C.UTF-8 '$AMXDIAG' top $*; echo \$? >'$TEST_TMP/exit'; stty -a >'$TEST_TMP/stty'; sleep 30"
+}
+wait_exit() {
+    for _ in $(seq 50); do [ -s "$TEST_TMP/exit" ] && return 0; sleep 0.1; done
+    fail "amxdiag top did not exit"
+    return 1
+}
+
+mkdir -p "$TEST_TMP/snaps"
+start 80 24 --replay "$R/top_basic.json" --speed 8 --snapshot-dir "$TEST_TMP/snaps"
+wait_for 'replay finished' 8
+S=$(screen)
+for want in 'CPU' 'Memory' 'GPU' 'History' 'Hot functions' 'AMX 62%' '95.2 t/s \(tg64\)' 'R 45.6 GB/s W 12.3 GB/s' \
+            'ggml_backend_amx_mul_mat' 'AMX busy \(PMU\) n/a - pmu' 'q quit'; do
+    echo "$S" | grep -Eq -- "$want" || fail "80x24 screen lacks /$want/"
+done
+[ "$(echo "$S" | wc -l)" -le 24 ] || fail "screen taller than 24 lines"
+T send-keys -t top p;   wait_for '^PAUSED'
+T send-keys -t top p;   sleep 0.3; screen | grep -q '^PAUSED' && fail "p did not resume"
+T send-keys -t top Tab; wait_for '┏━ Memory'
+T send-keys -t top Tab Tab Tab  # GPU, History, Hot functions (screen order)
+wait_for '┏━ Hot functions'
+T send-keys -t top '>' '>' '>'  # sort by function name
+wait_for 'function▼'
+screen | grep -A1 'function▼' | tail -1 | grep -q '\[unknown\]' || fail "sorting by function did not put [unknown] first"
+T send-keys -t top r;   wait_for 'function▲'
+T send-keys -t top h;   wait_for 'Help \(h or Esc closes\)'
+screen | grep -q 'isa.share.amx' || fail "help lacks the registry"
+T send-keys -t top h;   sleep 0.3; screen | grep -q 'Help (h' && fail "h did not close help"
+T send-keys -t top s;   wait_for 'snapshot written to'
+ls "$TEST_TMP"/snaps/amxdiag-top-*.md >/dev/null 2>&1 || fail "s wrote no Markdown snapshot"
+J=$(ls "$TEST_TMP"/snaps/amxdiag-top-*.json 2>/dev/null | head -1)
+[ -n "$J" ] && python3 -c "import json,sys; v=json.load(open(sys.argv[1])); assert v['schema']=='amxdiag.top-snapshot/1'; assert v['size']=={'columns':80,'rows':24}" "$J" \
+    || fail "snapshot JSON missing or wrong"
+T resize-window -t top -x 200 -y 60
+wait_for 'cpu15 '
+screen | grep -q 'rope_neox_f32' || fail "200x60 does not show every kernel"
+[ "$(screen | wc -l)" -ge 59 ] || fail "200x60 not used"
+T resize-window -t top -x 80 -y 24
+wait_for 'cpu15 |cpu1[2-5]'
+screen | grep -q 'terminal too small' && fail "80x24 said too small"
+T resize-window -t top -x 50 -y 12
+wait_for 'terminal too small: 50x12'
+T resize-window -t top -x 80 -y 24
+wait_for 'Hot functions'
+T send-keys -t top q
+wait_exit && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
+grep -q ' icanon' "$TEST_TMP/stty" && grep -q ' echo' "$TEST_TMP/stty" || fail "terminal not restored after q"
+
+# SIGTERM: terminal restored, exit 128+15.
+start 80 24 --replay "$R/top_basic.json" --speed 0.0625
+wait_for 'Hot functions'
+# The pane's shell runs amxdiag (through env, which execs it) as its only child.
+PID=$(pgrep -P "$(T list-panes -t top -F '#{pane_pid}')" | head -1)
+[ -n "$PID" ] && kill -TERM "$PID" || fail "cannot find amxdiag's pid in the tmux pane"
+wait_exit && [ "$(cat "$TEST_TMP/exit")" = 143 ] || fail "SIGTERM: exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 143"
+grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after SIGTERM"
+
+# A corrupt record under a terminal: the message, exit 2, nothing left in raw mode.
+start 80 24 --replay "$R/top_corrupt.json"
+wait_exit && [ "$(cat "$TEST_TMP/exit")" = 2 ] || fail "corrupt record in a terminal: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
+screen | grep -q 'top_corrupt.json' || fail "corrupt record: no message on the terminal"
+grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after a corrupt record"
+
+# No colour (NO_COLOR) and the ASCII fallback still draw every panel.
+T kill-session -t top 2>/dev/null
+T new-session -d -s top -x 80 -y 24 "cd '$TEST_TMP' && env NO_COLOR=1 LANG=C '$AMXDIAG' top --replay '$R/top_basic.json' --speed 16 --exit-on-end; echo \$? >'$TEST_TMP/exit'; sleep 30"
+rm -f "$TEST_TMP/exit"
+wait_for '\+= CPU =' 5
+wait_for '#AMX [0-9]+% =AVX-512 [0-9]+% -other' 5
+LC_ALL=C screen | grep -q '[^ -~]' && fail "non-UTF-8 locale drew non-ASCII: $(screen | head -5)"
+wait_exit && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "--exit-on-end: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
+finish
