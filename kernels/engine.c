@@ -237,7 +237,7 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
         CALL(l, OPK_SOFTMAX, kern_softmax(c, b->router, T, E, 1.0f, INFO));
         t0 = adg_now_ns();
         rows_args rt = {.x = b->rw, .a = b->router, .ids = b->ids, .E = E, .K = K,
-                        .norm = hp->arch == KERN_ARCH_QWEN3MOE};
+                        .norm = true}; /* qwen3moe (norm_topk_prob) and Mixtral-style llama both renormalise */
         par(e, T, E * K, topk_rows, &rt);
         account_local(e, l, OPK_TOPK, t0, (uint64_t)T * (uint64_t)E * 4, (uint64_t)T * (uint64_t)E * (uint64_t)K);
         CALL(l, OPK_MOE_GATE_UP, kern_moe_matmul(c, L->gate_exps, b->h, false, b->ids, T, K, b->gate, INFO));
