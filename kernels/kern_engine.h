@@ -7,7 +7,7 @@
  *   per layer: h = RMSNorm(x)*attn_norm; q,k,v = h*Wq,Wk,Wv; (qwen3moe) q,k = RMSNorm per
  *   head * q_norm,k_norm; RoPE (neox for qwen3moe, normal for llama); k,v -> KV cache (f16);
  *   a = causal GQA attention; x += a*Wo; h = RMSNorm(x)*ffn_norm;
- *   MoE: p = softmax(h*Wrouter), top-k, weights renormalised to sum 1 (qwen3moe),
+ *   MoE: p = softmax(h*Wrouter), top-k, weights renormalised to sum 1,
  *        x += sum_j w_j * down_e(silu(gate_e(h)) * up_e(h));   dense: x += down(silu(gate h) * up h)
  *   logits = (RMSNorm(x_last)*output_norm) * Woutput
  *
