@@ -35,6 +35,7 @@ adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
 
 void kern_qact_free(kern_qact *a)
 {
+    free(a->qt);
     free(a->q);
     free(a->d);
     free(a->negoff);
@@ -89,6 +90,7 @@ adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad)
 
 void kern_bact_free(kern_bact *a)
 {
+    free(a->xt);
     free(a->x);
     memset(a, 0, sizeof *a);
 }
@@ -99,4 +101,39 @@ void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1)
         kern_fp32_to_bf16_row(x + r * a->k, a->x + r * a->k_pad, a->k);
         /* the padding stays zero from allocation */
     }
+}
+
+adg_error *kern_qact_alloc_tiles(kern_qact *a)
+{
+    if (!a->qt && !(a->qt = zalloc64((size_t)a->m_pad * (size_t)a->k)))
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows in tile order", (long long)a->m_pad);
+    return NULL;
+}
+
+void kern_qact_pack_tiles(kern_qact *a, int64_t t0, int64_t t1)
+{
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t b = 0; b < a->nb; b++) {
+            int8_t *dst = a->qt + ((size_t)t * (size_t)a->nb + (size_t)b) * 512;
+            for (int r = 0; r < 16; r++)
+                memcpy(dst + r * 32, a->q + (t * 16 + r) * a->k + b * KERN_KB, 32);
+        }
+}
+
+adg_error *kern_bact_alloc_tiles(kern_bact *a)
+{
+    if (!a->xt && !(a->xt = zalloc64((size_t)a->m_pad * (size_t)a->k_pad * sizeof(uint16_t))))
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows in tile order", (long long)a->m_pad);
+    return NULL;
+}
+
+void kern_bact_pack_tiles(kern_bact *a, int64_t t0, int64_t t1)
+{
+    const int64_t nc = a->k_pad / KERN_KB;
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t c = 0; c < nc; c++) {
+            uint16_t *dst = a->xt + ((size_t)t * (size_t)nc + (size_t)c) * 512;
+            for (int r = 0; r < 16; r++)
+                memcpy(dst + r * 32, a->x + (t * 16 + r) * a->k_pad + c * KERN_KB, 64);
+        }
 }

@@ -491,6 +491,37 @@ static adg_error *prepare_act(kern_cpu *c, const kern_weight *w, const float *x,
     return NULL;
 }
 
+typedef struct pack_args {
+    kern_qact *qa;
+    kern_bact *ba;
+} pack_args;
+
+static void pack_worker(void *arg, int ith, int nth)
+{
+    pack_args *p = arg;
+    long lo, hi;
+    kern_split((long)((p->qa ? p->qa->m_pad : p->ba->m_pad) / 16), ith, nth, &lo, &hi);
+    if (p->qa)
+        kern_qact_pack_tiles(p->qa, lo, hi);
+    else
+        kern_bact_pack_tiles(p->ba, lo, hi);
+}
+
+/* A-tile order for the AMX kernels (kern_internal.h says why). */
+static adg_error *pack_for_amx(kern_cpu *c, kern_qact *qa, kern_bact *ba)
+{
+    adg_error *e = qa ? kern_qact_alloc_tiles(qa) : kern_bact_alloc_tiles(ba);
+    if (e)
+        return e;
+    pack_args p = {qa, qa ? NULL : ba};
+    const int64_t bytes = qa ? qa->m_pad * qa->k : ba->m_pad * ba->k_pad * 2;
+    if (bytes < (1 << 18))
+        pack_worker(&p, 0, 1);
+    else
+        kern_pool_run(c->pool, pack_worker, &p);
+    return NULL;
+}
+
 static adg_error *check_weight(const kern_cpu *c, const kern_weight *w)
 {
     if (!w)
@@ -539,6 +570,13 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
     if ((e = prepare_act(c, w, x, m, &qa, &ba, &hq, &hb)))
         return e;
     mm_group g = {0, m, hq ? &qa : NULL, hb ? &ba : NULL, x, NULL, choose(c, w, m)};
+    if (g.p == PATH_AMX && (e = pack_for_amx(c, hq ? &qa : NULL, hb ? &ba : NULL))) {
+        if (hq)
+            kern_qact_free(&qa);
+        if (hb)
+            kern_bact_free(&ba);
+        return e;
+    }
     mm_args a = {c, w, &g, 1, y, w->n};
     kern_pool_run(c->pool, mm_worker, &a);
     if (hq)
@@ -691,6 +729,21 @@ adg_error *kern_moe_matmul(kern_cpu *c, const kern_weight *w, const float *x, bo
             gg->xf = xv;
         }
         listpos += cnt;
+    }
+    if (n_amx > 0 && (gq || gb)) {
+        /* views start at multiples of 32 rows: slice the packed copy the same way */
+        if ((e = pack_for_amx(c, gq ? &qg : NULL, gb ? &bg : NULL))) {
+            free(qv);
+            free(bv);
+            goto out;
+        }
+        for (int64_t gi = 0; gi < ng; gi++) {
+            const int64_t ex = g[gi].mat;
+            if (gq)
+                qv[ex].qt = qg.qt + (size_t)(start[ex] / 16) * (size_t)qg.nb * 512;
+            else
+                bv[ex].xt = bg.xt + (size_t)(start[ex] / 16) * (size_t)(bg.k_pad / KERN_KB) * 512;
+        }
     }
     mm_args a = {c, w, g, ng, y, w->n};
     kern_pool_run(c->pool, mm_worker, &a);

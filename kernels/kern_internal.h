@@ -57,12 +57,14 @@ typedef struct kern_qact {
     float *negoff;     /* [m_pad][nb]  (float)(-o * s) * d */
     int32_t *s;        /* [m_pad][nb]  sum of the block's q */
     int off;           /* 128 for Q8_0 weights, 8 for Q4_0 */
+    int8_t *qt;        /* AMX only: q as A tiles, [m_pad/16][nb][16 rows][32], NULL until packed */
 } kern_qact;
 
 /* Activations rounded to BF16 for the BF16 paths, [m_pad][k_pad] (zero padded). */
 typedef struct kern_bact {
     int64_t m, m_pad, k, k_pad;
     uint16_t *x;
+    uint16_t *xt;      /* AMX only: x as A tiles, [m_pad/16][k_pad/32][16 rows][32], NULL until packed */
 } kern_bact;
 
 /* The work of one worker in a matmul: panels [p0, p1) of matrix `mat`, every row of the
@@ -96,6 +98,13 @@ void kern_qact_rows(kern_qact *a, const float *x, int64_t r0, int64_t r1, int of
 adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad);
 void kern_bact_free(kern_bact *a);
 void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1);
+/* Copies the activations into A-tile order, so each tile load reads 512 B (int8) or
+ * 1 KiB (bf16) of contiguous memory instead of 16 rows one K-stride apart (a 2-4 KiB
+ * stride puts all 16 rows in one L1 set).  Row tiles [t0, t1). */
+adg_error *kern_qact_alloc_tiles(kern_qact *a);
+void kern_qact_pack_tiles(kern_qact *a, int64_t t0, int64_t t1);
+adg_error *kern_bact_alloc_tiles(kern_bact *a);
+void kern_bact_pack_tiles(kern_bact *a, int64_t t0, int64_t t1);
 /* The AVX-512 row quantizer (kern_ops_avx512.c), exposed for its own test. */
 void kern_avx512_quantize_row_q8_0(const float *x, int8_t *q, float *d, int32_t *s, int64_t k);
 

@@ -69,7 +69,6 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
     float *yacc = (float *)(sc + 4096);            /* 32 rows x 32 floats */
     uint8_t *unp = sc + 8192;                      /* 2 x nb x 512 */
     AMX_SYM(configure)(CFG_INT8);
-    const long astride = (long)a->k;
     for (int64_t p = j->p0; p < j->p1; p += 2) {
         const int np = j->p1 - p >= 2 ? 2 : 1;
         const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
@@ -88,10 +87,11 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
             const int mt = a->m - m0 > 16 ? 2 : 1;
             const int rows_valid = a->m - m0 >= 32 ? 32 : (int)(a->m - m0);
             memset(yacc, 0, 32 * 32 * sizeof(float));
-            const int8_t *a0 = a->q + m0 * a->k;
+            const int8_t *a0 = a->qt + (size_t)(m0 / 16) * (size_t)a->nb * 512;
+            const int8_t *a1 = a0 + (size_t)a->nb * 512;
             for (int64_t b = 0; b < a->nb; b++) {
                 const uint8_t *bb0 = b0 + b * bstep, *bb1 = b1 + b * bstep;
-                _tile_loadd(0, a0 + b * KERN_KB, astride);
+                _tile_loadd(0, a0 + b * 512, 32);
                 _tile_loadd(2, bb0, 64);
                 _tile_zero(4);
                 _tile_dpbsud(4, 0, 2);
@@ -101,7 +101,7 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
                     _tile_dpbsud(5, 0, 3);
                 }
                 if (mt == 2) {
-                    _tile_loadd(1, a0 + 16 * a->k + b * KERN_KB, astride);
+                    _tile_loadd(1, a1 + b * 512, 32);
                     _tile_zero(6);
                     _tile_dpbsud(6, 1, 2);
                     if (np == 2) {
@@ -147,8 +147,8 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
 
 /* The 1x1 variant: one 16x16 C tile per step, its fp32 accumulators in 16 zmm registers
  * for the whole K (no accumulator loads/stores), and two tile sets (A/B/C = tmm0/2/4 and
- * tmm1/3/5) alternating between blocks so the next block's TDPBSUD runs while AVX-512
- * scales the previous one.  Uses the same tile configuration as the 2x2 kernel. */
+ * tmm1/3/5) alternating between blocks, software-pipelined so the next block's TDPBSUD
+ * runs while AVX-512 scales the previous one.  Same tile configuration as the 2x2 one. */
 #define AMX_POST_ROW(r)                                                                              \
     do {                                                                                             \
         const __m512 t_ = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb + (r) * 16)),       \
@@ -164,7 +164,6 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
     int32_t *cbuf = (int32_t *)sc;                 /* 2 tiles x 16 x 16 int32 */
     uint8_t *unp = sc + 8192;                      /* nb x 512 */
     AMX_SYM(configure)(CFG_INT8);
-    const long astride = (long)a->k;
     const int64_t nb = a->nb;
     const size_t doff = i4 ? 256 : 512;
     for (int64_t p = j->p0; p < j->p1; p++) {
@@ -182,24 +181,36 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
             __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0,
                    acc6 = acc0, acc7 = acc0, acc8 = acc0, acc9 = acc0, acc10 = acc0, acc11 = acc0, acc12 = acc0,
                    acc13 = acc0, acc14 = acc0, acc15 = acc0;
-            const int8_t *a0 = a->q + m0 * a->k;
-            int64_t b = 0;
-            for (; b < nb; b++) {
+            const int8_t *a0 = a->qt + (size_t)(m0 / 16) * (size_t)nb * 512;
+            /* Software pipeline: block b+1's tile loads and TDPBSUD are issued after block
+             * b's tile store and before its AVX-512 scaling, so the tile unit works on b+1
+             * while the vector units scale b (and the store waits on a TDPBSUD issued one
+             * iteration earlier, not on one just issued). */
+            _tile_loadd(0, a0, 32);
+            _tile_loadd(2, bsrc, 64);
+            _tile_zero(4);
+            _tile_dpbsud(4, 0, 2);
+            for (int64_t b = 0; b < nb; b++) {
                 const int32_t *cb;
+                const bool more = b + 1 < nb;
                 if ((b & 1) == 0) {
-                    _tile_loadd(0, a0 + b * KERN_KB, astride);
-                    _tile_loadd(2, bsrc + b * bstep, 64);
-                    _tile_zero(4);
-                    _tile_dpbsud(4, 0, 2);
                     _tile_stored(4, cbuf, 64);
                     cb = cbuf;
+                    if (more) {
+                        _tile_loadd(1, a0 + (b + 1) * 512, 32);
+                        _tile_loadd(3, bsrc + (b + 1) * bstep, 64);
+                        _tile_zero(5);
+                        _tile_dpbsud(5, 1, 3);
+                    }
                 } else {
-                    _tile_loadd(1, a0 + b * KERN_KB, astride);
-                    _tile_loadd(3, bsrc + b * bstep, 64);
-                    _tile_zero(5);
-                    _tile_dpbsud(5, 1, 3);
                     _tile_stored(5, cbuf + 256, 64);
                     cb = cbuf + 256;
+                    if (more) {
+                        _tile_loadd(0, a0 + (b + 1) * 512, 32);
+                        _tile_loadd(2, bsrc + (b + 1) * bstep, 64);
+                        _tile_zero(4);
+                        _tile_dpbsud(4, 0, 2);
+                    }
                 }
                 const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp + b * w->blk_bytes + doff)));
                 const float *dap = a->d + m0 * nb + b, *nop = a->negoff + m0 * nb + b;
@@ -224,7 +235,6 @@ static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
     const kern_weight *w = j->w;
     float *cbuf = (float *)j->scratch;   /* 4 tiles x 16 x 16 */
     AMX_SYM(configure)(CFG_BF16);
-    const long astride = (long)a->k_pad * 2;
     for (int64_t p = j->p0; p < j->p1; p += 2) {
         const int np = j->p1 - p >= 2 ? 2 : 1;
         const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
@@ -232,13 +242,14 @@ static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
         for (int64_t m0 = 0; m0 < a->m; m0 += 32) {
             const int mt = a->m - m0 > 16 ? 2 : 1;
             const int rows_valid = a->m - m0 >= 32 ? 32 : (int)(a->m - m0);
-            const uint16_t *a0 = a->x + m0 * a->k_pad;
+            const uint16_t *a0 = a->xt + (size_t)(m0 / 16) * (size_t)w->nb * 512;
+            const uint16_t *a1 = a0 + (size_t)w->nb * 512;
             _tile_zero(4);
             _tile_zero(5);
             _tile_zero(6);
             _tile_zero(7);
             for (int64_t c = 0; c < w->nb; c++) {
-                _tile_loadd(0, a0 + c * KERN_KB, astride);
+                _tile_loadd(0, a0 + c * 512, 64);
                 _tile_loadd(2, wp0 + c * 1024, 64);
                 _tile_dpbf16ps(4, 0, 2);
                 if (np == 2) {
@@ -246,7 +257,7 @@ static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
                     _tile_dpbf16ps(5, 0, 3);
                 }
                 if (mt == 2) {
-                    _tile_loadd(1, a0 + 16 * a->k_pad + c * KERN_KB, astride);
+                    _tile_loadd(1, a1 + c * 512, 64);
                     _tile_dpbf16ps(6, 1, 2);
                     if (np == 2)
                         _tile_dpbf16ps(7, 1, 3);

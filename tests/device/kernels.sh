@@ -3,14 +3,17 @@
 # (plus the emulator), `amxdiag probe --bench` for the ceilings, and `amxdiag bench kernels`:
 # M = 1 and M = 512 for q4_0/q8_0 at the attention, expert and LM-head shapes (amx vs
 # avx512), the M sweep that sets the AMX/VNNI crossover, the second AMX int8 kernel, bf16.
-#   usage: tests/device/kernels.sh BUILD_DIR      (outputs go to $OUT, default ./device-out)
+#   usage: tests/device/kernels.sh BUILD_DIR [quick]   (outputs go to $OUT, default ./device-out)
+# "quick": the unit tests, M=1/512 at attn_q, moe_gate_up and lm_head, and the crossover
+# sweep only (about a minute).
 # BUILD_DIR is a RelWithDebInfo build with BUILD_DIR/devlibs (tests/device/bundle-libs.sh);
 # only BUILD_DIR/amxdiag and BUILD_DIR/tests/test_kern_* are used.  Steps are ordered by
 # importance and each is bounded (about 3 minutes in all, 7 at worst).  The device tool
 # returns at most 8 files: every text output goes into log.txt; JSON files are
 # bench-{main,sweep,1x1,2x2,bf16}.json, crossover.json and ceilings.json.
 set -u
-build=${1:?usage: kernels.sh BUILD_DIR}
+build=${1:?usage: kernels.sh BUILD_DIR [quick]}
+quick=${2:-}
 out=${OUT:-device-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/$build/devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -39,6 +42,22 @@ run test_kern_matmul 40 "$build/tests/test_kern_matmul"
 step "probe --bench (ceilings)"
 run "probe --bench" 40 "$bin" probe --only cpu --bench
 cp "$XDG_CACHE_HOME"/amxdiag/ceilings-*.json "$out/ceilings.json" 2>/dev/null
+
+if [ "$quick" = quick ]; then
+    step "quick bench: M=1 and M=512, amx vs avx512"
+    run "bench quick" 60 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 --shape attn_q,moe_gate_up,lm_head \
+        --m 1,512 --min-time 0.1 --weights-mib 1024 -o "$out/bench-main.json"
+    step "quick bench: crossover sweep (saved)"
+    run "bench sweep" 50 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 --shape attn_q,moe_gate_up \
+        --m 1,4,8,16,32,64,128 --min-time 0.05 --weights-mib 512 \
+        --save-crossover="$out/crossover.json" -o "$out/bench-sweep.json"
+    AMXDIAG_AMX_INT8_KERNEL=2x2 run "bench 2x2" 30 "${B[@]}" --impl amx --type q4_0,q8_0 \
+        --shape attn_q,moe_gate_up --m 512 --min-time 0.1 --weights-mib 256 -o "$out/bench-2x2.json"
+    run "bench 1-thread" 30 "$bin" bench kernels --threads 1 --impl avx512,amx --type q4_0,q8_0,bf16 \
+        --shape attn_q --m 1,512 --min-time 0.1 --weights-mib 512 -o "$out/bench-1thread.json"
+    step done
+    exit 0
+fi
 
 step "bench: M=1 and M=512, q4_0/q8_0, amx vs avx512"
 run "bench main" 120 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0 \
