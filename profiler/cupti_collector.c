@@ -135,6 +135,7 @@ void prof_cupti_finish_trace(cupti_trace *t, adg_bus *bus, adg_record *rec, uint
 /* ---- the collector (injection) ---- */
 
 typedef struct gpu_state {
+    prof_gpu_inproc *inproc; /* the built-in path: the tracer runs in this process */
     char lib[PATH_MAX];
     char env[3][PATH_MAX + 40];
     int rfd, wfd;
@@ -161,12 +162,31 @@ static void gpu_close(void *state)
     if (g->wfd >= 0)
         close(g->wfd);
     cupti_parser_free(&g->parser);
-    cupti_trace_free(g->trace);
+    if (g->inproc)
+        prof_gpu_inproc_free(g->inproc); /* owns the trace */
+    else
+        cupti_trace_free(g->trace);
     free(g);
 }
 
 static adg_error *gpu_prepare(prof_ctx *ctx, void **state)
 {
+    /* The built-in path runs in this process: trace it in process, started now, before
+     * it creates its CUDA context. */
+    if (!ctx->attach && ctx->root == getpid()) {
+        gpu_state *g = calloc(1, sizeof *g);
+        if (!g)
+            return adg_error_new(ADG_E_NOMEM, "out of memory");
+        g->rfd = g->wfd = -1;
+        adg_error *e = prof_gpu_inproc_start(adg_bus_start_ns(ctx->bus), ctx->interval_ns, ctx->gpu_metrics,
+                                             &g->inproc);
+        if (e) {
+            free(g);
+            return e;
+        }
+        *state = g;
+        return NULL;
+    }
     if (ctx->attach)
         return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED, "GPU tracing needs the command started by amxdiag "
                                                                "(CUPTI cannot be injected into a running process)"),
@@ -236,6 +256,11 @@ static adg_error *gpu_open(prof_ctx *ctx, void **state)
     gpu_state *g = *state;
     if (!g)
         return adg_error_new(ADG_E_INTERNAL, "the GPU collector was opened without being prepared");
+    if (g->inproc) {
+        g->trace = prof_gpu_inproc_trace(g->inproc);
+        cupti_trace_register(g->trace, ctx->bus, COLLECTOR);
+        return NULL;
+    }
     /* The command holds its copy of the write end; ours must go, or EOF never comes. */
     close(g->wfd);
     g->wfd = -1;
@@ -261,6 +286,11 @@ static void gpu_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
 static void gpu_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
 {
     gpu_state *g = state;
+    if (g->inproc) {
+        prof_gpu_inproc_stop(g->inproc); /* forces CUPTI to deliver what it holds */
+        prof_cupti_finish_trace(g->trace, ctx->bus, ctx->record, t_ns, NULL);
+        return;
+    }
     /* The command has exited: its frames are in the pipe or on their way.  A process it
      * left behind may keep the pipe open: wait two seconds at most. */
     uint64_t end = adg_now_ns() + 2000000000ull;
