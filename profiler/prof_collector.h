@@ -50,6 +50,8 @@ typedef struct prof_ctx {
     bool sets_explicit;      /* -e given: a set that cannot run is an error, not a note */
     unsigned top_n;          /* hot functions kept in the record */
     prof_pidset pids;
+    bool self;               /* the workload is this process (the built-in path) */
+    volatile pid_t exclude_tid; /* self: the sampling thread, whose samples are not the workload's */
     bool gpu_metrics;        /* --gpu-metrics */
     /* "NAME=value" strings added to the command's environment only (set by collectors'
      * prepare hooks, owned by them; the session's own environment is untouched). */

@@ -95,7 +95,7 @@ static adg_error *pmu_open(prof_ctx *ctx, void **state)
             attr.exclude_kernel = 1;
             attr.exclude_hv = 1;
             attr.inherit = 1;
-            if (!ctx->attach) {
+            if (!ctx->attach && !ctx->self) {
                 attr.disabled = leader < 0;
                 attr.enable_on_exec = leader < 0;
             }

@@ -300,6 +300,8 @@ static void process(prof_ctx *ctx, sampler *s)
         rec *r = &s->recs[i];
         switch (r->kind) {
         case REC_SAMPLE: {
+            if (ctx->self && r->tid == ctx->exclude_tid)
+                break;
             prof_isa_class block;
             int fi = prof_resolver_sample(s->res, r->pid, r->ip, &block);
             prof_isa_class fc = fi >= 0 ? prof_resolver_func(s->res, fi)->cls : PROF_ISA_UNKNOWN;
@@ -402,7 +404,20 @@ static adg_error *sampler_open(prof_ctx *ctx, void **state)
     a->clockid = CLOCK_MONOTONIC;
     a->wakeup_events = 1u << 30; /* drained by polling at every interval; no wake-ups */
     adg_error *e = NULL;
-    if (ctx->attach) {
+    if (ctx->self) {
+        /* The built-in path: this process; the engine's threads are created after this
+         * and inherit the per-CPU events. */
+        a->inherit = 1;
+        long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+        e = prof_resolver_load_proc(s->res, ctx->root);
+        for (int cpu = 0; cpu < ncpu && !e; cpu++) {
+            e = add_ring(s, ctx->root, cpu, false);
+            if (e && s->nrings && (adg_error_errnum(e) == ENODEV || adg_error_errnum(e) == EINVAL)) {
+                adg_error_free(e);
+                e = NULL;
+            }
+        }
+    } else if (ctx->attach) {
         a->inherit = 0;
         e = prof_resolver_load_proc(s->res, ctx->root);
         if (!e)

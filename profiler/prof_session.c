@@ -59,6 +59,8 @@ typedef struct session {
     atomic_bool child_done;
     uint64_t child_done_ns;
     relay out, err;
+    prof_builtin *builtin;
+    bool abandoned;          /* the engine thread still runs: the bus must outlive us */
     pthread_mutex_t wl_lock;
     json_t *results;   /* workload figures parsed from the output */
     int m_tps;
@@ -148,6 +150,7 @@ static void sample_all(session *s)
 static void *sampler_main(void *arg)
 {
     session *s = arg;
+    s->ctx.exclude_tid = gettid();
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     pthread_mutex_lock(&s->lock);
@@ -493,7 +496,11 @@ static adg_error *run(session *s, prof_outcome *outcome, const char **status, js
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
 
-    if (o->pid) {
+    if (o->builtin) {
+        s->ctx.root = getpid();
+        s->ctx.self = true;
+        prepare_collectors(s);
+    } else if (o->pid) {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d", (int)o->pid);
         if (access(path, F_OK) != 0)
@@ -553,6 +560,18 @@ static adg_error *run(session *s, prof_outcome *outcome, const char **status, js
             outcome->exit_code = err == ENOENT ? 127 : 126;
         } else
             wstatus = wait_child(s, child, &interrupted_by);
+    } else if (o->builtin) {
+        /* Started after the collectors, so that its threads inherit the events. */
+        pthread_sigmask(SIG_BLOCK, &block, &old);
+        e = prof_builtin_start(&o->engine, s->ctx.bus, &s->builtin);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        while (!e && !prof_builtin_done(s->builtin)) {
+            if (got_signal) {
+                interrupted_by = got_signal;
+                break;
+            }
+            sleep_ms(20);
+        }
     } else
         wait_attached(s, o->pid, &interrupted_by);
     double duration = (double)(adg_now_ns() - t0) * 1e-9;
@@ -585,6 +604,25 @@ static adg_error *run(session *s, prof_outcome *outcome, const char **status, js
             outcome->exit_code = 128 + sig;
             *status = "workload-crashed";
         }
+    } else if (o->builtin) {
+        json_object_set_new(workload, "pid", json_integer(getpid()));
+        outcome->exit_code = 0;
+        *status = "complete";
+        if (interrupted_by) {
+            prof_builtin_abandon(s->builtin);
+            s->abandoned = true;
+        } else {
+            pthread_mutex_lock(&s->wl_lock);
+            adg_error *we = prof_builtin_finish(s->builtin, workload, s->results, s->ctx.record);
+            pthread_mutex_unlock(&s->wl_lock);
+            if (we) {
+                json_object_set_new(workload, "error", json_string(adg_error_msg(we)));
+                outcome->workload_error = we;
+                outcome->exit_code = 2;
+                *status = "workload-failed";
+            }
+        }
+        s->builtin = NULL;
     } else {
         json_object_set_new(workload, "pid", json_integer(o->pid));
         outcome->exit_code = 0;
@@ -593,7 +631,7 @@ static adg_error *run(session *s, prof_outcome *outcome, const char **status, js
     if (interrupted_by) {
         *status = "interrupted";
         json_object_set_new(workload, "interrupted_by", json_string(sig_name(interrupted_by)));
-        if (child)
+        if (child || o->builtin)
             outcome->exit_code = 128 + interrupted_by;
         adg_bus_event(s->ctx.bus, adg_bus_elapsed_ns(s->ctx.bus), "phase", "interrupted",
                       json_pack("{s:s}", "signal", sig_name(interrupted_by)));
@@ -605,10 +643,11 @@ adg_error *prof_session_run(const prof_options *o, prof_outcome *outcome)
 {
     outcome->exit_code = 2;
     outcome->record = NULL;
-    if (!o->argv && !o->pid)
-        return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED,
-                                            "the built-in inference path is not available in this build"),
-                              "profile a command instead: amxdiag profile -- COMMAND ARGS...");
+    outcome->workload_error = NULL;
+    if (!o->argv && !o->pid && !o->builtin)
+        return adg_error_hint(adg_error_new(ADG_E_USAGE, "nothing to profile"),
+                              "give a command (amxdiag profile -- COMMAND ARGS...), --pid, or no argument at all "
+                              "for the built-in path");
     session s;
     memset(&s, 0, sizeof s);
     s.o = o;
@@ -673,7 +712,15 @@ adg_error *prof_session_run(const prof_options *o, prof_outcome *outcome)
         adg_error_free(adg_record_set_section(s.ctx.record, "machine", prof_machine_section()));
         adg_error_free(adg_record_set_section(s.ctx.record, "config", config_section(&s)));
         adg_error_free(adg_record_set_section(s.ctx.record, "workload", json_incref(workload)));
-        adg_error_free(adg_record_set_section(s.ctx.record, "memory", prof_memory_section(s.ctx.bus)));
+        json_t *mem = prof_memory_section(s.ctx.bus);
+        json_t *est = adg_record_section(s.ctx.record, "memory"); /* the built-in path's estimate */
+        if (est) {
+            if (json_is_null(json_object_get(mem, "source")))
+                json_object_set_new(mem, "note", json_string("no hardware bandwidth source here (see unavailable); "
+                                                             "the built-in path's per-op traffic estimate follows"));
+            json_object_update(mem, est);
+        }
+        adg_error_free(adg_record_set_section(s.ctx.record, "memory", mem));
         json_t *root = adg_record_build(s.ctx.record, s.ctx.bus);
         if (!root)
             e = adg_error_new(ADG_E_NOMEM, "out of memory building the run record");
@@ -693,7 +740,7 @@ adg_error *prof_session_run(const prof_options *o, prof_outcome *outcome)
     pthread_mutex_destroy(&s.wl_lock);
     prof_pidset_destroy(&s.ctx.pids);
     adg_record_free(s.ctx.record);
-    if (!o->bus)
+    if (!o->bus && !s.abandoned)
         adg_bus_free(s.ctx.bus);
     return e;
 }

@@ -10,6 +10,7 @@
 
 #include "common/adg_error.h"
 #include "common/adg_metrics.h"
+#include "profiler/prof_builtin.h"
 
 typedef struct prof_options {
     char **argv;             /* the command (NULL-terminated), or NULL */
@@ -26,11 +27,14 @@ typedef struct prof_options {
     adg_bus *bus;            /* publish on this bus (the caller's, e.g. amxdiag top's live
                               * screen) instead of a new one; it must outlive the call */
     bool gpu_metrics;        /* --gpu-metrics: per-kernel counters through CUPTI where permitted */
+    bool builtin;            /* no command: the built-in inference path, in process */
+    prof_builtin_opts engine; /* its options (amxdiag run's) */
 } prof_options;
 
 typedef struct prof_outcome {
     int exit_code;           /* what amxdiag exits with (the command's status passed through) */
     json_t *record;          /* the record as written (new reference) */
+    adg_error *workload_error; /* the built-in path failed (the record says so too); caller frees */
 } prof_outcome;
 
 /* Runs the whole session. An error means no record was written (bad input, the command

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/adg_ceilings.h"
 #include "common/adg_term.h"
 #include "common/adg_util.h"
 #include "profiler/prof_session.h"
@@ -66,10 +67,29 @@ json_t *prof_memory_section(adg_bus *bus)
                                                      "(see unavailable); the built-in path's estimate is not "
                                                      "available in this build"));
     }
-    /* The probe's measured ceiling (amxdiag probe --bench) is the reference; the cache
-     * API for it is not part of this build yet. */
-    json_object_set_new(sec, "ceiling_Bps", json_null());
-    json_object_set_new(sec, "ceiling_note", json_string("no measured ceiling — run amxdiag probe --bench"));
+    /* The reference: the read bandwidth `amxdiag probe --bench` measured on this machine. */
+    adg_ceilings c;
+    bool found = false;
+    adg_error *e = adg_ceilings_load_current(&c, &found);
+    double ceil = 0;
+    for (size_t i = 0; !e && found && i < c.nnodes; i++)
+        ceil += c.nodes[i].read_gbs * 1e9;
+    if (e || !found || ceil <= 0) {
+        json_object_set_new(sec, "ceiling_Bps", json_null());
+        json_object_set_new(sec, "ceiling_note",
+                            json_string(e ? adg_error_msg(e) : "no measured ceiling — run amxdiag probe --bench"));
+    } else {
+        char note[160];
+        snprintf(note, sizeof note, "%.1f GB/s read, all nodes (amxdiag probe --bench, %s)", ceil * 1e-9, c.created);
+        json_object_set_new(sec, "ceiling_Bps", json_real(ceil));
+        json_object_set_new(sec, "ceiling_note", json_string(note));
+        json_t *m = json_object_get(sec, "read_Bps_mean");
+        if (!m)
+            m = json_object_get(sec, "total_Bps_mean");
+        if (m)
+            json_object_set_new(sec, "mean_pct_of_ceiling", json_real(100.0 * json_number_value(m) / ceil));
+    }
+    adg_error_free(e);
     return sec;
 }
 
@@ -167,6 +187,9 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
                     adg_fmt_bytes(num(mem, "total_Bps_peak"), b, sizeof b), str(mem, "source", ""));
         else
             fprintf(f, "not measured here (%s)\n", str(mem, "note", ""));
+        json_array_foreach(json_object_get(mem, "estimated"), i, v)
+            fprintf(f, "  %-10s %s/s estimated (bytes the ops move / time in ops)\n", str(v, "test", "?"),
+                    adg_fmt_bytes(num(v, "Bps"), a, sizeof a));
         fprintf(f, "  ceiling: %s\n", str(mem, "ceiling_note", "?"));
     }
     json_t *numa = json_object_get(rec, "numa");

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 typedef struct prof_tps {
-    char test[48];      /* "pp512", "tg128", "prompt", "eval" */
+    char test[64];      /* "pp512", "tg128", "prompt", "eval" */
     double tps, stddev; /* tokens per second; stddev 0 when not given */
     const char *source; /* "llama-bench" or "llama-cli" */
 } prof_tps;

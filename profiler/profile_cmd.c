@@ -12,6 +12,7 @@
 #include "common/adg_term.h"
 #include "common/adg_util.h"
 #include "profiler/prof_collector.h"
+#include "kernels/kern_cpu.h"
 #include "profiler/profiler.h"
 #include "profiler/sanitizer_run.h"
 
@@ -20,6 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: amxdiag profile [options] [--out RUN.json] [-- COMMAND ARGS...]\n"
             "       amxdiag profile [options] --pid PID [--duration SEC]\n"
+            "       amxdiag profile [options] [built-in path options]   (no command: amxdiag's own engine)\n"
             "\n"
             "Runs COMMAND (directly, not through a shell) or attaches to a running process and\n"
             "measures what its CPU code executed: CPU time by ISA class (AMX, AVX-512, AVX2, SSE,\n"
@@ -48,6 +50,16 @@ static void usage(FILE *f)
             "      --color WHEN      auto, always, never (default auto)\n"
             "  -v, --verbose         say which collectors cannot run and why\n"
             "  -h, --help            this help\n"
+            "\n"
+            "built-in path (no COMMAND, no --pid; as 'amxdiag run', profiled in process):\n"
+            "  -m, --model FILE      GGUF model (default: the built-in default model)\n"
+            "      --n-prompt N      prompt tokens of the pp test (default 512; 0 skips it)\n"
+            "  -n, --n-gen N         generated tokens of the tg test (default 128; 0 skips it)\n"
+            "  -r, --repetitions N   repetitions of each test (default 3)\n"
+            "  -t, --threads N       kernel threads (default: every allowed CPU)\n"
+            "      --cpu-kernels K   auto, amx, avx512, ref, amx-emu\n"
+            "      --numa POLICY     local, interleave, node=N;  --pin: pin kernel threads\n"
+            "      --ngl N           layers on the GPU;  --ctx N: KV positions;  --seed S\n"
             "\n"
             "exit status: COMMAND's own exit status; 128+N if it died of signal N (record status\n"
             "workload-crashed); 128+N if amxdiag got SIGINT/SIGTERM (N) and stopped it (status\n"
@@ -100,7 +112,8 @@ static bool parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t h
 
 int prof_profile_cmd_main(int argc, char **argv)
 {
-    enum { OPT_TOP = 256, OPT_NOTEE, OPT_JSON, OPT_COLOR, OPT_DURATION, OPT_GPU_METRICS, OPT_SANITIZE };
+    enum { OPT_TOP = 256, OPT_NOTEE, OPT_JSON, OPT_COLOR, OPT_DURATION, OPT_GPU_METRICS, OPT_SANITIZE,
+           OPT_NPROMPT, OPT_IMPL, OPT_NUMA, OPT_PIN, OPT_SEED, OPT_NGL, OPT_CTX };
     static const struct option longopts[] = {
         {"out", required_argument, NULL, 'o'},       {"pid", required_argument, NULL, 'p'},
         {"interval", required_argument, NULL, 'i'},  {"freq", required_argument, NULL, 'F'},
@@ -110,18 +123,27 @@ int prof_profile_cmd_main(int argc, char **argv)
         {"duration", required_argument, NULL, OPT_DURATION},
         {"gpu-metrics", no_argument, NULL, OPT_GPU_METRICS}, {"sanitize", no_argument, NULL, OPT_SANITIZE},
         {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
+        {"model", required_argument, NULL, 'm'},     {"n-prompt", required_argument, NULL, OPT_NPROMPT},
+        {"n-gen", required_argument, NULL, 'n'},     {"repetitions", required_argument, NULL, 'r'},
+        {"threads", required_argument, NULL, 't'},   {"cpu-kernels", required_argument, NULL, OPT_IMPL},
+        {"numa", required_argument, NULL, OPT_NUMA}, {"pin", no_argument, NULL, OPT_PIN},
+        {"seed", required_argument, NULL, OPT_SEED}, {"ngl", required_argument, NULL, OPT_NGL},
+        {"ctx", required_argument, NULL, OPT_CTX},
         {NULL, 0, NULL, 0},
     };
     prof_options o = {.interval_ms = 100, .freq_hz = 999, .sets = PROF_SET_ALL, .top_n = 30, .tee = true,
                       .out = "amxdiag-run.json"};
-    bool json = false, quiet = false, sanitize = false;
+    bool json = false, quiet = false, sanitize = false, engine_opt = false;
+    uint64_t n_ctx = 0;
+    o.engine.engine.impl = KERN_IMPL_AUTO;
+    o.engine.bench = (kern_bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
     adg_color_mode color = ADG_COLOR_AUTO;
     uint64_t v;
     double d;
     optind = 1;
     int c;
     /* '+': options end at the command's name, so its own options are left alone. */
-    while ((c = getopt_long(argc, argv, "+o:p:i:F:e:qvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+o:p:i:F:e:qvhm:n:r:t:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             o.out = optarg;
@@ -187,12 +209,73 @@ int prof_profile_cmd_main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return ADG_EXIT_OK;
+        case 'm':
+            o.engine.engine.model_path = optarg;
+            engine_opt = true;
+            break;
+        case OPT_NPROMPT:
+        case 'n':
+        case 'r':
+        case 't':
+        case OPT_NGL:
+        case OPT_CTX:
+            if (!parse_uint(c == OPT_NPROMPT ? "--n-prompt" : c == 'n' ? "--n-gen" : c == 'r' ? "--repetitions"
+                            : c == 't' ? "--threads" : c == OPT_NGL ? "--ngl" : "--ctx",
+                            optarg, (c == 'r' || c == 't') ? 1 : 0, c == 't' ? 1024 : c == 'r' ? 1000 : 1u << 20, &v))
+                return adg_cmd_usage_error("profile");
+            if (c == OPT_NPROMPT)
+                o.engine.bench.n_prompt = (uint32_t)v;
+            else if (c == 'n')
+                o.engine.bench.n_gen = (uint32_t)v;
+            else if (c == 'r')
+                o.engine.bench.reps = (uint32_t)v;
+            else if (c == 't')
+                o.engine.engine.threads = (int)v;
+            else if (c == OPT_NGL)
+                o.engine.engine.ngl = (uint32_t)v;
+            else
+                n_ctx = v;
+            engine_opt = true;
+            break;
+        case OPT_IMPL:
+            if (!kern_impl_parse(optarg, &o.engine.engine.impl)) {
+                fprintf(stderr, "amxdiag: error: --cpu-kernels '%s' is not one of auto, amx, avx512, ref, amx-emu\n",
+                        optarg);
+                return adg_cmd_usage_error("profile");
+            }
+            engine_opt = true;
+            break;
+        case OPT_NUMA:
+            o.engine.numa = optarg;
+            engine_opt = true;
+            break;
+        case OPT_PIN:
+            o.engine.engine.pin = true;
+            engine_opt = true;
+            break;
+        case OPT_SEED:
+            if (!adg_parse_u64(optarg, &o.engine.bench.seed)) {
+                fprintf(stderr, "amxdiag: error: --seed '%s' is not a non-negative integer\n", optarg);
+                return adg_cmd_usage_error("profile");
+            }
+            engine_opt = true;
+            break;
         default:
             return adg_cmd_usage_error("profile");
         }
     }
     if (optind < argc)
         o.argv = argv + optind;
+    if (engine_opt && (o.argv || o.pid)) {
+        fprintf(stderr, "amxdiag: error: built-in path options (--model, --cpu-kernels, ...) apply only without a "
+                        "command or --pid\n");
+        return adg_cmd_usage_error("profile");
+    }
+    if (!o.argv && !o.pid) {
+        o.builtin = true;
+        uint32_t need = o.engine.bench.n_prompt > o.engine.bench.n_gen ? o.engine.bench.n_prompt : o.engine.bench.n_gen;
+        o.engine.engine.n_ctx = n_ctx ? (uint32_t)n_ctx : (need < 512 ? 512 : need);
+    }
     if (o.argv && o.pid) {
         fprintf(stderr, "amxdiag: error: give either a command or --pid, not both\n");
         return adg_cmd_usage_error("profile");
@@ -222,6 +305,11 @@ int prof_profile_cmd_main(int argc, char **argv)
         int code = out.exit_code ? out.exit_code : adg_exit_for_error(e);
         adg_error_free(e);
         return code;
+    }
+    if (out.workload_error) {
+        /* The built-in path failed; the record (status workload-failed) was written. */
+        adg_error_print(out.workload_error, stderr);
+        adg_error_free(out.workload_error);
     }
     if (sanitize) {
         int san_status;
