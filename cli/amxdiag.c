@@ -43,6 +43,31 @@ static void usage(FILE *out)
             "See docs/ for a page per command.\n");
 }
 
+/* `amxdiag profile --tui ...` is `amxdiag top ...`: the same session, collectors and run
+ * record, with the screen.  Only profile's own options are searched (they end at "--" or
+ * at the command's name), so a --tui meant for the command is left to it. */
+static int profile_tui(int argc, char **argv)
+{
+    static const char *const with_value[] = {"-o", "--out", "-p", "--pid", "-i", "--interval", "-F", "--freq",
+                                             "-e", "--events", "--top", "--duration", "--color", "--log"};
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--") || argv[i][0] != '-')
+            return -1;
+        if (!strcmp(argv[i], "--tui")) {
+            for (int k = i; k < argc; k++)
+                argv[k] = argv[k + 1];
+            argv[1] = "top";
+            return tui_top_cmd_main(argc - 2, argv + 1);
+        }
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
+            if (!strcmp(argv[i], with_value[k])) {
+                i++;
+                break;
+            }
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -63,6 +88,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
         printf("amxdiag %s\n", AMXDIAG_VERSION);
         return ADG_EXIT_OK;
+    }
+    if (!strcmp(cmd, "profile")) {
+        int rc = profile_tui(argc, argv);
+        if (rc >= 0)
+            return rc;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))

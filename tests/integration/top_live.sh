@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib/adg.sh"
 cd "$TEST_TMP" || exit 1
 
-# A short CPU-bound command (the sampler has something to attribute).
+# The workloads spin a little first, so that the sampler has something to attribute.
 SPIN='i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'
 
 "$AMXDIAG" top --json -o "$TEST_TMP/batch.json" -- sh -c "$SPIN" >"$TEST_TMP/view.json" 2>"$TEST_TMP/err" \
@@ -29,12 +29,15 @@ assert all(u["reason"] for u in r["unavailable"])
 EOF
 expect_rc 2 "$AMXDIAG" top --json -o "$TEST_TMP/x.json" --replay x.json
 expect_rc 2 "$AMXDIAG" top --json --pid 1 -- true
-expect_rc 3 "$AMXDIAG" top --json -o "$TEST_TMP/three.json" -- sh -c 'exit 3'
+expect_rc 3 "$AMXDIAG" top --json -o "$TEST_TMP/three.json" -- sh -c "$SPIN; exit 3"
 
 command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
 SOCK="adglive$$"
 T() { tmux -L "$SOCK" "$@"; }
 trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+# A idle session keeps the server up between the windows under test (a server whose last
+# session ends exits, and a new one started at that moment can fail).
+T new-session -d -s keep "sleep 300"
 screen() { T capture-pane -p -t top; }
 wait_for() {
     local re=$1 n=$(( ${2:-5} * 10 ))
@@ -70,20 +73,20 @@ grep -q HELLO-42 run1.json.log || fail "the workload's output is not in run1.jso
 grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored"
 
 # Exit status passes through.
-start -o run3.json --exit-on-end -- sh -c "'sleep 0.5; exit 3'"
+start -o run3.json --exit-on-end -- sh -c "'$SPIN; exit 3'"
 wait_exit 10 && [ "$(cat "$TEST_TMP/exit")" = 3 ] || fail "exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 3"
 [ "$(status_of run3.json)" = workload-failed ] || fail "run3.json status '$(status_of run3.json)'"
 
 # q stops a long workload; the record is written (interrupted) and top exits 0 at once.
-start -o run2.json -- sleep 60
-wait_for 'live: sleep 60' 5
+start -o run2.json -- sh -c "'$SPIN; sleep 60'"
+wait_for 'live: sh -c' 5
 sleep 1
 T send-keys -t top q
 wait_exit 8 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q: exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 0"
 [ "$(status_of run2.json)" = interrupted ] || fail "run2.json status '$(status_of run2.json)', expected interrupted"
 
 # The workload finished but the screen stays (DONE) until q; the end is announced.
-start -o run4.json -- sleep 0.5
+start -o run4.json -- sh -c "'$SPIN'"
 wait_for 'workload ended \(complete, exit 0\); run record written to run4.json' 8
 screen | grep -q '^DONE' || fail "header does not say DONE"
 T send-keys -t top q
@@ -91,8 +94,8 @@ wait_exit 5 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q after the end: exit 
 
 # Ctrl-C (a key: the terminal is raw): the session stops the workload and writes the
 # record; top leaves with 130.
-start -o run5.json -- sleep 60
-wait_for 'live: sleep 60' 5
+start -o run5.json -- sh -c "'$SPIN; sleep 60'"
+wait_for 'live: sh -c' 5
 sleep 0.5
 T send-keys -t top C-c
 wait_exit 8 && [ "$(cat "$TEST_TMP/exit")" = 130 ] || fail "Ctrl-C: exit $(cat "$TEST_TMP/exit" 2>/dev/null), expected 130"

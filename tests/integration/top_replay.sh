@@ -50,6 +50,9 @@ command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-
 SOCK="adgtop$$"
 T() { tmux -L "$SOCK" "$@"; }
 trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+# A idle session keeps the server up between the windows under test (a server whose last
+# session ends exits, and a new one started at that moment can fail).
+T new-session -d -s keep "sleep 300"
 screen() { T capture-pane -p -t top; }
 # wait_for REGEX [SECONDS]: until the screen matches.
 wait_for() {
