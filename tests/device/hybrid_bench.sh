@@ -33,13 +33,13 @@ runs=${RUNS:-3}
 step() {
     local name=$1 limit=$2; shift 2
     local t0 t1 rc
-    t0=$(date +%s.%N)
+    t0=$(date +%s%N)
     echo "===== $name: $*" >>"$log"
     timeout -k 5 "$limit" "$@" >"$work/step.out" 2>&1
     rc=$?
-    t1=$(date +%s.%N)
+    t1=$(date +%s%N)
     cat "$work/step.out" >>"$log"
-    printf '%-40s rc=%-3s %7.1fs\n' "$name" "$rc" "$(echo "$t1 - $t0" | bc)" | tee -a "$summary"
+    printf '%-40s rc=%-3s %6d ms\n' "$name" "$rc" "$(( (t1 - t0) / 1000000 ))" | tee -a "$summary"
     return $rc
 }
 
