@@ -12,6 +12,19 @@
 #include "profiler/prof_isa.h"
 #include "profiler/prof_resolve.h"
 
+/* Build-time paths, overridable for a copy of the build on another machine. */
+static const char *fixture(void)
+{
+    const char *p = getenv("PROF_ISA_FIXTURE");
+    return p && *p ? p : PROF_ISA_FIXTURE;
+}
+
+static const char *fixture_stripped(void)
+{
+    const char *p = getenv("PROF_ISA_FIXTURE_STRIPPED");
+    return p && *p ? p : PROF_ISA_FIXTURE_STRIPPED;
+}
+
 static prof_isa_class classify_bytes(const uint8_t *b, size_t n)
 {
     return prof_isa_classify(b, n, 0x1000, NULL);
@@ -93,7 +106,7 @@ static void test_fixture_functions(void **st)
 {
     (void)st;
     prof_elf *m;
-    ADG_ASSERT_OK(prof_elf_open(PROF_ISA_FIXTURE, &m));
+    ADG_ASSERT_OK(prof_elf_open(fixture(), &m));
     assert_true(prof_elf_has_symtab(m));
     prof_isa_counts c;
     memset(&c, 0, sizeof c);
@@ -112,7 +125,7 @@ static void test_fixture_functions(void **st)
     assert_ptr_equal(prof_elf_find_sym(m, s->addr + 1), s);
     prof_elf_close(m);
 
-    ADG_ASSERT_OK(prof_elf_open(PROF_ISA_FIXTURE_STRIPPED, &m));
+    ADG_ASSERT_OK(prof_elf_open(fixture_stripped(), &m));
     assert_false(prof_elf_has_symtab(m));
     assert_non_null(prof_elf_sym_by_name(m, "isa_amx_func")); /* exported: .dynsym */
     assert_null(prof_elf_sym_by_name(m, "isa_hidden_func"));
@@ -149,8 +162,8 @@ static void test_bad_files(void **st)
 static void test_resolve_live(void **st)
 {
     (void)st;
-    void *h = dlopen(PROF_ISA_FIXTURE, RTLD_NOW);
-    void *hs = dlopen(PROF_ISA_FIXTURE_STRIPPED, RTLD_NOW);
+    void *h = dlopen(fixture(), RTLD_NOW);
+    void *hs = dlopen(fixture_stripped(), RTLD_NOW);
     assert_non_null(h);
     assert_non_null(hs);
     prof_resolver *r = prof_resolver_new();
@@ -198,14 +211,14 @@ static void test_resolve_records(void **st)
 {
     (void)st;
     prof_elf *m;
-    ADG_ASSERT_OK(prof_elf_open(PROF_ISA_FIXTURE, &m));
+    ADG_ASSERT_OK(prof_elf_open(fixture(), &m));
     const prof_elf_sym *s = prof_elf_sym_by_name(m, "isa_avx2_func");
     uint64_t sym = s->addr;
     prof_elf_close(m);
     prof_resolver *r = prof_resolver_new();
     const pid_t p = 999990, c = 999991;
     /* Map the whole file at 0x7f0000000000 (vaddr == offset for the fixture's text). */
-    prof_resolver_add_map(r, p, 0x7f0000000000ull, 1u << 20, 0, PROF_ISA_FIXTURE);
+    prof_resolver_add_map(r, p, 0x7f0000000000ull, 1u << 20, 0, fixture());
     prof_isa_class block;
     int fi = prof_resolver_sample(r, p, 0x7f0000000000ull + sym, &block);
     assert_string_equal(prof_resolver_func(r, fi)->name, "isa_avx2_func");

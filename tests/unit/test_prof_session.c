@@ -13,11 +13,13 @@
 #include "profiler/prof_session.h"
 
 static char *tmp;
+static char *spin; /* the test workload: build-time path, or $PROF_SPIN */
 
 static int setup(void **st)
 {
     (void)st;
     tmp = adg_test_tmpdir();
+    spin = getenv("PROF_SPIN") && *getenv("PROF_SPIN") ? getenv("PROF_SPIN") : PROF_SPIN;
     return tmp ? 0 : -1;
 }
 
@@ -55,7 +57,7 @@ static void test_attribution(void **st)
     (void)st;
     if (!__builtin_cpu_supports("avx512f"))
         ADG_SKIP("this CPU has no AVX-512F: the test workload cannot run its AVX-512 loop");
-    char *argv[] = {PROF_SPIN, "mixed", "1.2", NULL};
+    char *argv[] = {spin, "mixed", "1.2", NULL};
     prof_outcome out;
     char path[512];
     adg_error *e = profile(argv, "mixed", PROF_SET_SAMPLING | PROF_SET_NUMA, &out, path, sizeof path);
@@ -106,7 +108,7 @@ static void test_attribution(void **st)
 static void test_exit_code(void **st)
 {
     (void)st;
-    char *argv[] = {PROF_SPIN, "exit", "3", NULL};
+    char *argv[] = {spin, "exit", "3", NULL};
     prof_outcome out;
     char path[512];
     ADG_ASSERT_OK(profile(argv, "exit3", PROF_SET_SAMPLING, &out, path, sizeof path));
@@ -119,7 +121,7 @@ static void test_exit_code(void **st)
 static void test_crash(void **st)
 {
     (void)st;
-    char *argv[] = {PROF_SPIN, "segv", NULL};
+    char *argv[] = {spin, "segv", NULL};
     prof_outcome out;
     char path[512];
     ADG_ASSERT_OK(profile(argv, "segv", PROF_SET_SAMPLING | PROF_SET_NUMA, &out, path, sizeof path));
