@@ -48,6 +48,21 @@ static inline __mmask16 AMX_SYM(nmask)(int64_t left)
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
+/* Rows of A per cache block: the block's A tiles (rows x row_bytes) stay in L2 (256 KiB)
+ * while every panel of the worker's range streams past them; without it each panel re-read
+ * all of A (1-2 MiB at M = 512) from L3.  A multiple of 32. */
+static inline int64_t AMX_SYM(mblock)(int64_t row_bytes)
+{
+    int64_t r = (256 * 1024) / (row_bytes > 0 ? row_bytes : 1) / 32 * 32;
+    return r < 32 ? 32 : r;
+}
+
+static inline void AMX_SYM(prefetch)(const uint8_t *p, size_t bytes)
+{
+    for (size_t off = 0; off < bytes; off += 64)
+        _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
 /* Unpacks the Q4_0 nibbles of panel p into [nb][8 groups][64] bytes of u4 values. */
 static void AMX_SYM(unpack_i4)(const kern_weight *w, const uint8_t *panel, uint8_t *out)
 {
@@ -69,6 +84,9 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
     float *yacc = (float *)(sc + 4096);            /* 32 rows x 32 floats */
     uint8_t *unp = sc + 8192;                      /* 2 x nb x 512 */
     AMX_SYM(configure)(CFG_INT8);
+    const int64_t MB = AMX_SYM(mblock)(a->k);
+    for (int64_t mb = 0; mb < a->m; mb += MB) {
+    const int64_t me = mb + MB < a->m ? mb + MB : a->m;
     for (int64_t p = j->p0; p < j->p1; p += 2) {
         const int np = j->p1 - p >= 2 ? 2 : 1;
         const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
@@ -83,14 +101,19 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
             b1 = np == 2 ? unp + (size_t)w->nb * 512 : unp;
             bstep = 512;
         }
-        for (int64_t m0 = 0; m0 < a->m; m0 += 32) {
-            const int mt = a->m - m0 > 16 ? 2 : 1;
-            const int rows_valid = a->m - m0 >= 32 ? 32 : (int)(a->m - m0);
+        for (int64_t m0 = mb; m0 < me; m0 += 32) {
+            const int mt = me - m0 > 16 ? 2 : 1;
+            const int rows_valid = me - m0 >= 32 ? 32 : (int)(me - m0);
             memset(yacc, 0, 32 * 32 * sizeof(float));
             const int8_t *a0 = a->qt + (size_t)(m0 / 16) * (size_t)a->nb * 512;
             const int8_t *a1 = a0 + (size_t)a->nb * 512;
             for (int64_t b = 0; b < a->nb; b++) {
                 const uint8_t *bb0 = b0 + b * bstep, *bb1 = b1 + b * bstep;
+                if (m0 == mb && !i4) {   /* first pass over the panels: they come from memory */
+                    AMX_SYM(prefetch)(wp0 + (b + 4) * w->blk_bytes, w->blk_bytes);
+                    if (np == 2)
+                        AMX_SYM(prefetch)(wp1 + (b + 4) * w->blk_bytes, w->blk_bytes);
+                }
                 _tile_loadd(0, a0 + b * 512, 32);
                 _tile_loadd(2, bb0, 64);
                 _tile_zero(4);
@@ -144,6 +167,7 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
         }
     }
 }
+}
 
 /* The 1x1 variant: one 16x16 C tile per step, its fp32 accumulators in 16 zmm registers
  * for the whole K (no accumulator loads/stores), and two tile sets (A/B/C = tmm0/2/4 and
@@ -166,6 +190,9 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
     AMX_SYM(configure)(CFG_INT8);
     const int64_t nb = a->nb;
     const size_t doff = i4 ? 256 : 512;
+    const int64_t MB = AMX_SYM(mblock)(a->k);
+    for (int64_t mb = 0; mb < a->m; mb += MB) {
+    const int64_t me = mb + MB < a->m ? mb + MB : a->m;
     for (int64_t p = j->p0; p < j->p1; p++) {
         const uint8_t *wp = j->wmat + (size_t)p * w->panel_bytes;
         const uint8_t *bsrc = wp;
@@ -177,7 +204,8 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
         }
         const int64_t n = p * KERN_PANEL;
         const __mmask16 nm = AMX_SYM(nmask)(w->n - n);
-        for (int64_t m0 = 0; m0 < a->m; m0 += 16) {
+        for (int64_t m0 = mb; m0 < me; m0 += 16) {
+            const bool first = m0 == mb && !i4;   /* the panel comes from memory: prefetch it */
             __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0,
                    acc6 = acc0, acc7 = acc0, acc8 = acc0, acc9 = acc0, acc10 = acc0, acc11 = acc0, acc12 = acc0,
                    acc13 = acc0, acc14 = acc0, acc15 = acc0;
@@ -193,6 +221,8 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
             for (int64_t b = 0; b < nb; b++) {
                 const int32_t *cb;
                 const bool more = b + 1 < nb;
+                if (first)
+                    AMX_SYM(prefetch)(wp + (b + 4) * w->blk_bytes, w->blk_bytes);
                 if ((b & 1) == 0) {
                     _tile_stored(4, cbuf, 64);
                     cb = cbuf;
@@ -220,13 +250,14 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
                 AMX_POST_ROW(12); AMX_POST_ROW(13); AMX_POST_ROW(14); AMX_POST_ROW(15);
             }
             /* Rows beyond M hold zeros (scales 0) and are not stored. */
-            const int rows = a->m - m0 >= 16 ? 16 : (int)(a->m - m0);
+            const int rows = me - m0 >= 16 ? 16 : (int)(me - m0);
             const __m512 accs[16] = {acc0, acc1, acc2,  acc3,  acc4,  acc5,  acc6,  acc7,
                                      acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15};
             for (int r = 0; r < rows; r++)
                 _mm512_mask_storeu_ps(kern_yrow(j, m0 + r) + n, nm, accs[r]);
         }
     }
+}
 }
 #undef AMX_POST_ROW
 
@@ -235,13 +266,16 @@ static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
     const kern_weight *w = j->w;
     float *cbuf = (float *)j->scratch;   /* 4 tiles x 16 x 16 */
     AMX_SYM(configure)(CFG_BF16);
+    const int64_t MB = AMX_SYM(mblock)(a->k_pad * 2);
+    for (int64_t mb = 0; mb < a->m; mb += MB) {
+    const int64_t me = mb + MB < a->m ? mb + MB : a->m;
     for (int64_t p = j->p0; p < j->p1; p += 2) {
         const int np = j->p1 - p >= 2 ? 2 : 1;
         const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
         const uint8_t *wp1 = np == 2 ? wp0 + w->panel_bytes : wp0;
-        for (int64_t m0 = 0; m0 < a->m; m0 += 32) {
-            const int mt = a->m - m0 > 16 ? 2 : 1;
-            const int rows_valid = a->m - m0 >= 32 ? 32 : (int)(a->m - m0);
+        for (int64_t m0 = mb; m0 < me; m0 += 32) {
+            const int mt = me - m0 > 16 ? 2 : 1;
+            const int rows_valid = me - m0 >= 32 ? 32 : (int)(me - m0);
             const uint16_t *a0 = a->xt + (size_t)(m0 / 16) * (size_t)w->nb * 512;
             const uint16_t *a1 = a0 + (size_t)w->nb * 512;
             _tile_zero(4);
@@ -249,6 +283,11 @@ static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
             _tile_zero(6);
             _tile_zero(7);
             for (int64_t c = 0; c < w->nb; c++) {
+                if (m0 == mb) {
+                    AMX_SYM(prefetch)(wp0 + (c + 2) * 1024, 1024);
+                    if (np == 2)
+                        AMX_SYM(prefetch)(wp1 + (c + 2) * 1024, 1024);
+                }
                 _tile_loadd(0, a0 + c * 512, 64);
                 _tile_loadd(2, wp0 + c * 1024, 64);
                 _tile_dpbf16ps(4, 0, 2);
@@ -277,4 +316,5 @@ static void AMX_SYM(gemm_bf16)(const kern_gemm_job *j, const kern_bact *a)
             }
         }
     }
+}
 }

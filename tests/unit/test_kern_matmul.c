@@ -87,6 +87,7 @@ static float *run_matmul(kern_impl impl, int threads, int crossover, kern_type t
 
 static const struct { int64_t m, n, k; } shapes[] = {
     {1, 16, 32}, {1, 40, 64}, {2, 33, 96}, {15, 48, 128}, {17, 70, 64}, {33, 31, 160}, {4, 17, 32}, {64, 96, 256},
+    {150, 40, 2048},   /* M beyond the AMX kernels' L2 row block (128 rows at K = 2048) */
 };
 
 static void check_int_exact(kern_type t, kern_impl impl, int threads, int crossover)
@@ -171,7 +172,8 @@ static void test_amx_hw_int(void **state)
 /* Float paths: |y - ref| <= 1e-5 * sum |x_k w_k| + 1e-6 (kern_cpu.h). */
 static void check_float(kern_type t, kern_impl impl, int crossover)
 {
-    static const struct { int64_t m, n, k; } fs[] = {{1, 16, 32}, {3, 40, 50}, {17, 33, 64}, {33, 20, 100}, {16, 64, 96}};
+    static const struct { int64_t m, n, k; } fs[] = {{1, 16, 32}, {3, 40, 50}, {17, 33, 64}, {33, 20, 100}, {16, 64, 96},
+                                                     {100, 20, 2048} /* two AMX row blocks */};
     for (size_t s = 0; s < ADG_ARRAY_LEN(fs); s++) {
         const int64_t m = fs[s].m, n = fs[s].n, k = fs[s].k;
         void *wd = make_weight(t, 1, n, k);
