@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
     build-essential cmake pkg-config git
+    libexpat1-dev   # compute-sanitizer --xml reports (profiler/sanitizer_parse.c)
     libpfm4-dev libnuma-dev libncurses-dev libzydis-dev libelf-dev libjansson-dev
     libzstd-dev libcmocka-dev
     numactl tmux python3 clang
