@@ -35,6 +35,29 @@ static const crash_launch *find_seq(const crash_input *in, uint64_t seq)
     return NULL;
 }
 
+/* An 8-byte argument that looks like a device pointer but lies outside every known
+ * allocation (within 1 TiB of one, so not a plain number): *dist gets the distance to the
+ * nearest, *base its start. */
+static bool ptr_outside(const crash_input *in, uint64_t p, int64_t *dist, uint64_t *base)
+{
+    if (!in->n_allocs || p < (1ull << 32))
+        return false;
+    int64_t best = INT64_MAX;
+    *base = 0;
+    for (size_t i = 0; i < in->n_allocs; i++) {
+        const crash_alloc *a = &in->allocs[i];
+        if (p >= a->ptr && p < a->ptr + a->bytes)
+            return false;
+        int64_t d = p >= a->ptr + a->bytes ? (int64_t)(p - (a->ptr + a->bytes)) : -(int64_t)(a->ptr - p);
+        if (llabs(d) < llabs(best)) {
+            best = d;
+            *base = a->ptr;
+        }
+    }
+    *dist = best;
+    return llabs(best) <= (1ll << 40);
+}
+
 long crash_find_faulting(const crash_input *in, const char **confidence, char *evidence, size_t evidence_len)
 {
     *confidence = "unknown";
@@ -42,6 +65,22 @@ long crash_find_faulting(const crash_input *in, const char **confidence, char *e
     if (!in->error)
         return -1;
     const crash_error *e = in->error;
+    if (in->blocking) {
+        /* Every launch returned only after its kernel finished: the last launch made
+         * before the error is the one. */
+        long last = -1;
+        for (size_t i = 0; i < in->n_launches; i++)
+            if (in->launches[i].seq <= e->launch_seq && (last < 0 || in->launches[i].seq > in->launches[last].seq))
+                last = (long)i;
+        if (last >= 0) {
+            *confidence = "certain";
+            snprintf(evidence, evidence_len,
+                     "launches were synchronous (CUDA_LAUNCH_BLOCKING=1): launch #%" PRIu64 " is the last one before "
+                     "the error, every earlier one had finished",
+                     in->launches[last].seq);
+            return last;
+        }
+    }
     if (error_is_synchronous(e->code) && api_is_launch(e->api)) {
         for (size_t i = 0; i < in->n_launches; i++)
             if (in->launches[i].seq == e->launch_seq) {
@@ -74,6 +113,42 @@ long crash_find_faulting(const crash_input *in, const char **confidence, char *e
                                 : "no kernel launch was traced before the error");
         return -1;
     }
+    /* A never-completed launch whose pointer argument lies outside every allocation is
+     * the better suspect than the oldest one. */
+    long suspect = -1;
+    size_t n_suspects = 0;
+    int s_arg = -1;
+    int64_t s_dist = 0;
+    uint64_t s_base = 0;
+    for (size_t i = 0; i < in->n_launches; i++) {
+        const crash_launch *l = &in->launches[i];
+        if (l->seq > e->launch_seq || l->completed)
+            continue;
+        for (uint32_t j = 0; j < l->n_ptr && j < CRASH_MAX_PTRS; j++) {
+            int64_t d = 0;
+            uint64_t b = 0;
+            if (ptr_outside(in, l->ptr[j], &d, &b)) {
+                if (suspect < 0 || l->seq < in->launches[suspect].seq) {
+                    suspect = (long)i;
+                    s_arg = (int)j;
+                    s_dist = d;
+                    s_base = b;
+                }
+                n_suspects++;
+                break;
+            }
+        }
+    }
+    if (suspect >= 0 && n_cand > 1) {
+        const crash_launch *l = &in->launches[suspect];
+        *confidence = "likely";
+        snprintf(evidence, evidence_len,
+                 "launch #%" PRIu64 " never completed and its argument %d (0x%" PRIx64 ") points outside every known "
+                 "allocation, %lld bytes %s the one at 0x%" PRIx64 "%s",
+                 l->seq, s_arg, l->ptr[s_arg], (long long)llabs(s_dist), s_dist >= 0 ? "after" : "before", s_base,
+                 n_suspects > 1 ? " (other unfinished launches do too)" : "");
+        return suspect;
+    }
     const crash_launch *f = &in->launches[oldest];
     bool ring_edge = in->total_launches > in->n_launches && oldest == 0;
     if (ring_edge) {
@@ -89,10 +164,14 @@ long crash_find_faulting(const crash_input *in, const char **confidence, char *e
                  "other traced launch completed",
                  f->seq);
     } else if (!many_streams) {
-        *confidence = "certain";
+        /* Stream order makes the oldest the first that did not finish, if completion
+         * evidence were complete; after a fault CUPTI loses the timestamps of kernels that
+         * had finished since its last flush, so an earlier one may be counted unfinished. */
+        *confidence = "likely";
         snprintf(evidence, evidence_len,
-                 "launch #%" PRIu64 " is the first of %zu launches on its stream that never completed; the "
-                 "later ones were queued behind it",
+                 "launch #%" PRIu64 " is the oldest of %zu launches on its stream without completion evidence; "
+                 "kernels that finished just before the fault can lack it too, so a later one of them may be the "
+                 "culprit: CUDA_LAUNCH_BLOCKING=1 or --sanitize makes this certain",
                  f->seq, n_cand);
     } else {
         *confidence = "likely";
@@ -150,8 +229,8 @@ static json_t *locate_ptr(const crash_input *in, uint64_t p, int index, uint64_t
             best = a;
         }
     }
-    /* An 8-byte argument far from every allocation is a number, not a pointer. */
-    if (!best || llabs(best_dist) > (1ll << 30))
+    /* An 8-byte argument far from every allocation (or small) is a number, not a pointer. */
+    if (!best || llabs(best_dist) > (1ll << 40) || p < (1ull << 32))
         return NULL;
     return json_pack("{s:I,s:i,s:o,s:s,s:o,s:I,s:I,s:b}", "launch", (json_int_t)seq, "arg", index, "value", hex(p),
                      "where", best_dist > 0 ? "after" : "before", "allocation", hex(best->ptr), "allocation_bytes",

@@ -65,6 +65,7 @@ typedef struct crash_input {
     size_t n_allocs;
     const crash_san *san;
     size_t n_san;
+    bool blocking;                 /* CUDA_LAUNCH_BLOCKING=1: a launch returns after its kernel */
 } crash_input;
 
 /* True for the CUDA errors that corrupt the context or mean no code could run: the ones
@@ -81,8 +82,10 @@ json_t *crash_build(const crash_input *in);
 json_t *crash_merge_sanitizer(json_t *crash, const crash_san *san, size_t n_san, const char *tool_version,
                               const char *source_file);
 
-/* Which launch faulted, from the ring alone: the oldest launch made before the error
- * that has no completion evidence; for a launch call that itself failed, that launch.
+/* Which launch faulted, from the ring alone: among the launches made before the error
+ * that have no completion evidence, one with a pointer argument outside every known
+ * allocation, else the oldest; for a launch call that itself failed (or any launch
+ * under CUDA_LAUNCH_BLOCKING=1), that launch.
  * Returns the index into in->launches, or -1 when the ring cannot tell.  *confidence gets
  * "certain", "likely" or "unknown"; *evidence a sentence (static or in buf). */
 long crash_find_faulting(const crash_input *in, const char **confidence, char *evidence, size_t evidence_len);

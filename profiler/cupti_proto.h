@@ -82,7 +82,7 @@ typedef struct cupti_hello_rec {
     uint32_t pid;
     uint32_t cupti_version;  /* cuptiGetVersion */
     uint32_t cuda_version;   /* cuDriverGetVersion, 0 when unknown */
-    uint32_t flags;          /* 1: launch callbacks active; 2: activity active */
+    uint32_t flags;          /* 1: launch callbacks active; 2: activity active; 4: CUDA_LAUNCH_BLOCKING=1 */
     uint64_t t_ns;
 } cupti_hello_rec;
 

@@ -30,6 +30,7 @@ typedef struct kstat {
     size_t n_dur, cap_dur;
     int32_t grid[3], block[3];
     uint32_t regs, static_smem, dynamic_smem;
+    uint64_t untimed;  /* records without timestamps (CUPTI could not read them after a fault) */
 } kstat;
 #define KSTAT_KEEP 65536
 
@@ -79,6 +80,7 @@ struct cupti_trace {
     size_t n_notes;
     cupti_hello_rec hello;
     cupti_trace_counts counts;
+    bool blocking;                      /* the process ran with CUDA_LAUNCH_BLOCKING=1 */
     bool devices_seen[CUPTI_TRACE_MAX_DEVICES];
     int m_busy, m_h2d, m_d2h, m_launch, m_ktime;
     bool registered;
@@ -280,8 +282,16 @@ static void on_kernel(cupti_trace *t, const cupti_frame *f)
 {
     const cupti_kernel_rec *r = &f->u.kernel;
     t->counts.kernels++;
-    double d = r->end_ns > r->start_ns ? (double)(r->end_ns - r->start_ns) : 0;
+    /* After a fault CUPTI still delivers the records it held, timestamps zero: such a
+     * record says the kernel was launched, not that it ran. */
+    bool timed = r->start_ns && r->end_ns >= r->start_ns;
+    double d = timed ? (double)(r->end_ns - r->start_ns) : 0;
     kstat *k = kstat_get(t, f->name_len ? f->name : "?");
+    if (k && !timed) {
+        k->untimed++;
+        t->counts.untimed++;
+        return;
+    }
     if (k) {
         if (!k->count || d < k->min_ns)
             k->min_ns = d;
@@ -451,6 +461,7 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
     case CUPTI_REC_HELLO:
         t->hello = f->u.hello;
         t->counts.hello = true;
+        t->blocking = (f->u.hello.flags & 4) != 0;
         break;
     case CUPTI_REC_KERNEL:
         on_kernel(t, f);
@@ -620,6 +631,8 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
                 "grid", k->grid[0], k->grid[1], k->grid[2], "block", k->block[0], k->block[1], k->block[2],
                 "registers", (int)k->regs, "static_shared_bytes", (int)k->static_smem, "dynamic_shared_bytes",
                 (int)k->dynamic_smem);
+            if (k->untimed)
+                json_object_set_new(kj, "untimed", json_integer((json_int_t)k->untimed));
             json_array_append_new(kernels, kj);
         }
         free(order);
@@ -627,6 +640,7 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
     json_object_set_new(o, "kernels", kernels);
     json_object_set_new(o, "kernel_time_s", json_real(all_ns * 1e-9));
     json_object_set_new(o, "kernel_count", json_integer((json_int_t)t->counts.kernels));
+    json_object_set_new(o, "untimed_records", json_integer((json_int_t)t->counts.untimed));
     json_object_set_new(o, "launches", json_integer((json_int_t)t->counts.launches));
 
     json_t *copies = json_array();
@@ -705,7 +719,7 @@ json_t *cupti_trace_crash_json(cupti_trace *t)
         }
         for (size_t i = 0; i < t->n_allocs; i++)
             as[i] = (crash_alloc){t->allocs[i].ptr, t->allocs[i].bytes, t->allocs[i].freed};
-        crash_input in = {&err, ls, t->ring_n, t->counts.launches, as, t->n_allocs, NULL, 0};
+        crash_input in = {&err, ls, t->ring_n, t->counts.launches, as, t->n_allocs, NULL, 0, t->blocking};
         out = crash_build(&in);
         json_t *errs = json_array();
         for (size_t i = 0; i < t->n_errors; i++)

@@ -35,6 +35,7 @@ void cupti_trace_publish(cupti_trace *t, adg_bus *bus, uint64_t now_ns, uint64_t
 /* Counts, for tests and the summary. */
 typedef struct cupti_trace_counts {
     uint64_t kernels, memcpys, memsets, launches, api_errors, allocs, frees, syncs, notes;
+    uint64_t untimed;            /* kernel records without timestamps (delivered after a fault) */
     uint64_t dropped;            /* activity records CUPTI reported as dropped */
     bool hello;                  /* a HELLO frame arrived */
     bool fatal;                  /* a fatal CUDA error was seen */

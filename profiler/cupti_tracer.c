@@ -69,6 +69,9 @@ static _Thread_local bool tl_driver_launch_seen;
 static _Thread_local bool tl_rt_launch_pending;
 static _Thread_local cupti_launch_rec tl_rt_launch;
 static _Thread_local char tl_rt_name[256];
+/* Set while the tracer itself calls the driver (cuFuncGetParamInfo past the last
+ * parameter returns an error by design): those calls are not the program's. */
+static _Thread_local bool tl_self_call;
 
 static uint32_t tid(void)
 {
@@ -148,7 +151,10 @@ static void read_args(CUfunction f, void **params, cupti_launch_rec *l)
         return;
     for (size_t i = 0; i < 64 && l->n_ptr < CUPTI_PROTO_MAX_PTRS; i++) {
         size_t off = 0, sz = 0;
-        if (T.param_info(f, i, &off, &sz) != CUDA_SUCCESS)
+        tl_self_call = true;
+        CUresult r = T.param_info(f, i, &off, &sz);
+        tl_self_call = false;
+        if (r != CUDA_SUCCESS)
             break;
         if (sz == 8 && params[i]) {
             uint64_t v;
@@ -450,7 +456,7 @@ static void runtime_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
 static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const void *data)
 {
     (void)user;
-    if (!atomic_load(&T.running))
+    if (!atomic_load(&T.running) || tl_self_call)
         return;
     if (domain == CUPTI_CB_DOMAIN_DRIVER_API)
         driver_cb(cbid, data);
@@ -568,11 +574,20 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     }
     int drv = 0;
     void *s = dlsym(RTLD_DEFAULT, "cuDriverGetVersion");
+    if (!s) {
+        /* The runtime loads libcuda RTLD_LOCAL: find it without loading anything. */
+        void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+        if (h)
+            s = dlsym(h, "cuDriverGetVersion");
+    }
     if (s) {
         CUresult (*fn)(int *);
         memcpy(&fn, &s, sizeof s);
         fn(&drv);
     }
+    const char *blocking = getenv("CUDA_LAUNCH_BLOCKING");
+    if (blocking && !strcmp(blocking, "1"))
+        flags |= 4; /* every launch returns after its kernel: completion is implied */
     cupti_hello_rec h = {(uint32_t)getpid(), T.api.version, (uint32_t)drv, flags, cupti_mono_ns()};
     emit(CUPTI_REC_HELLO, &h, NULL);
     if (!(flags & 2))

@@ -259,7 +259,7 @@ adg_error *san_parse_xml(const char *data, size_t len, const char *what, san_rep
                                          "%s is not a compute-sanitizer report (root element <%s>, expected "
                                          "<ComputeSanitizerOutput>)",
                                          what, x.root),
-                           "give the file written by compute-sanitizer --xml=yes --save=FILE");
+                           "give the file written by compute-sanitizer --xml --save=FILE");
     else if (st != XML_STATUS_OK) {
         enum XML_Error code = XML_GetErrorCode(x.p);
         bool cut = code == XML_ERROR_NO_ELEMENTS || code == XML_ERROR_UNCLOSED_TOKEN ||
@@ -269,7 +269,7 @@ adg_error *san_parse_xml(const char *data, size_t len, const char *what, san_rep
                           (unsigned long)XML_GetCurrentColumnNumber(x.p), XML_ErrorString(code));
         adg_error_hint(e, cut ? "the sanitized program (or compute-sanitizer) was probably killed before the "
                                 "report was complete; rerun it"
-                              : "the file is not what compute-sanitizer --xml=yes writes; rerun it");
+                              : "the file is not what compute-sanitizer --xml writes; rerun it");
     } else if (!x.root_seen)
         e = adg_error_new(ADG_E_FORMAT, "%s holds no XML element", what);
     else if (x.oom)
@@ -400,7 +400,7 @@ adg_error *san_parse_text(const char *data, size_t len, const char *what, san_re
         san_report_free(out);
         return adg_error_hint(adg_error_new(ADG_E_FORMAT, "%s is not compute-sanitizer output (no '=========' lines)",
                                             what),
-                              "give the text compute-sanitizer printed, or its --xml=yes --save=FILE report");
+                              "give the text compute-sanitizer printed, or its --xml --save=FILE report");
     }
     if (out->errors_total < 0) {
         out->truncated = true;

@@ -1,4 +1,4 @@
-/* compute-sanitizer memcheck reports: the XML file of `--xml=yes --save=FILE` (read with
+/* compute-sanitizer memcheck reports: the XML file of `--xml --save=FILE` (read with
  * expat) and the text it prints ("========= Invalid __global__ write of size 4 bytes").
  * Each memory-access report becomes a crash_san (kernel, thread, block, address, size,
  * distance to the nearest allocation), which crash_merge_sanitizer merges into the run

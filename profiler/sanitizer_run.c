@@ -127,9 +127,9 @@ adg_error *prof_sanitize_run(char *const *argv, const char *record_path, int *ex
     size_t n = 0;
     while (argv[n])
         n++;
-    /* --option=value forms: compute-sanitizer's boolean --xml takes an implicit value, so
-     * "--xml yes" would read "yes" as the program. */
-    const char *pre[] = {tool, "--tool=memcheck", "--xml=yes", save, "--print-limit=100"};
+    /* compute-sanitizer 2025.3: --xml is a flag (no value; "--xml yes" is refused), and it
+     * needs --save. */
+    const char *pre[] = {tool, "--tool=memcheck", "--xml", save, "--print-limit=100"};
     char **av = calloc(ADG_ARRAY_LEN(pre) + n + 1, sizeof *av);
     if (!av)
         return adg_error_new(ADG_E_NOMEM, "out of memory");

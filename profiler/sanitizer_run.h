@@ -1,5 +1,5 @@
 /* `amxdiag profile --sanitize`: the command is run again under compute-sanitizer memcheck
- * (`--tool=memcheck --xml=yes --save=FILE`), and its reports are merged into the crash
+ * (`--tool=memcheck --xml --save=FILE`), and its reports are merged into the crash
  * section of the run record (docs/crash-report.md). */
 #ifndef SANITIZER_RUN_H
 #define SANITIZER_RUN_H

@@ -91,7 +91,7 @@ for f in oob async; do
     step "prog-fault-$f" 40 "$A" profile -q -e gpu -o "$work/prog-fault-$f.json" -- "$P" --iters 5 --fault "$f"
     fact "prog $f crash" "$work/prog-fault-$f.json" "r['status'], r.get('crash',{}).get('conclusion')"
 done
-step "sanitizer-xml" 60 compute-sanitizer --tool=memcheck --xml=yes --save="$work/real-memcheck-async.xml" --print-limit=10 "$P" --iters 2 --fault async
+step "sanitizer-xml" 60 compute-sanitizer --tool=memcheck --xml --save="$work/real-memcheck-async.xml" --print-limit=10 "$P" --iters 2 --fault async
 cp "$work/sanitizer-xml.log" "$work/real-memcheck-async.txt"
 
 

@@ -38,11 +38,12 @@ static void test_async_fault_names_earlier_kernel(void **st)
     ring[1].n_ptr = 3;
     crash_alloc allocs[] = {{0x7000000000ull, 4 << 20, false}, {0x7100000000ull, 4096, false}};
     crash_error err = {700, "cudaGetLastError", "runtime", 5000, 12};
-    crash_input in = {&err, ring, 3, 12, allocs, 2, NULL, 0};
+    crash_input in = {&err, ring, 3, 12, allocs, 2, NULL, 0, false};
     json_t *c = crash_build(&in);
     json_t *fk = json_object_get(c, "faulting_kernel");
     assert_string_equal(str(fk, "kernel"), "mul_mat_vec_q4_0");
-    assert_string_equal(str(fk, "confidence"), "certain");
+    assert_string_equal(str(fk, "confidence"), "likely");
+    assert_non_null(strstr(str(fk, "evidence"), "points outside every known allocation, 16 bytes after"));
     assert_string_equal(str(json_object_get(c, "reporting_op"), "kernel"), "k_get_rows_float");
     assert_true(json_is_false(json_object_get(c, "reporting_op_faulted")));
     const char *concl = str(c, "conclusion");
@@ -61,12 +62,42 @@ static void test_async_fault_names_earlier_kernel(void **st)
     json_decref(c);
 }
 
+static void test_oldest_or_pointer_evidence(void **st)
+{
+    (void)st;
+    const char *conf;
+    char ev[512];
+    /* Two unfinished launches, no pointer evidence (a GEMV after its quantize kernel):
+     * the oldest, only "likely" (CUPTI loses timestamps at a fault). */
+    crash_launch r1[] = {L(1, "get_rows", 1, true), L(2, "quantize_q8", 1, false), L(3, "gemv_q4_0", 1, false)};
+    crash_alloc allocs[] = {{0x7000000000ull, 1 << 20, false}};
+    r1[2].ptr[0] = 0x7000000000ull;
+    r1[2].n_ptr = 1;
+    crash_error err = {700, "cuStreamSynchronize", "driver", 10, 3};
+    crash_input in = {&err, r1, 3, 3, allocs, 1, NULL, 0, false};
+    assert_int_equal(crash_find_faulting(&in, &conf, ev, sizeof ev), 1);
+    assert_string_equal(conf, "likely");
+    assert_non_null(strstr(ev, "CUDA_LAUNCH_BLOCKING=1 or --sanitize"));
+    /* The later launch writes 64 GiB past its buffer: it is the suspect, not the oldest. */
+    crash_launch r2[] = {L(1, "quantize_q8", 1, false), L(2, "add", 1, false), L(3, "get_rows", 1, false)};
+    r2[1].ptr[0] = 0x7000000000ull + (64ull << 30);
+    r2[1].n_ptr = 1;
+    crash_input in2 = {&err, r2, 3, 3, allocs, 1, NULL, 0, false};
+    assert_int_equal(crash_find_faulting(&in2, &conf, ev, sizeof ev), 1);
+    assert_non_null(strstr(ev, "argument 0 (0x8000000000) points outside every known allocation"));
+    /* With CUDA_LAUNCH_BLOCKING=1 the last launch before the error is certain. */
+    crash_input in3 = {&err, r1, 3, 3, allocs, 1, NULL, 0, true};
+    assert_int_equal(crash_find_faulting(&in3, &conf, ev, sizeof ev), 2);
+    assert_string_equal(conf, "certain");
+    assert_non_null(strstr(ev, "synchronous"));
+}
+
 static void test_reporting_op_is_faulting(void **st)
 {
     (void)st;
     crash_launch ring[] = {L(1, "a", 1, true), L(2, "get_rows", 1, false)};
     crash_error err = {700, "cuStreamSynchronize", "driver", 10, 2};
-    crash_input in = {&err, ring, 2, 2, NULL, 0, NULL, 0};
+    crash_input in = {&err, ring, 2, 2, NULL, 0, NULL, 0, false};
     json_t *c = crash_build(&in);
     assert_string_equal(str(json_object_get(c, "faulting_kernel"), "kernel"), "get_rows");
     assert_true(json_is_true(json_object_get(c, "reporting_op_faulted")));
@@ -80,7 +111,7 @@ static void test_synchronous_launch_error(void **st)
     /* 209 returned by the launch itself: that launch, though older ones are unfinished. */
     crash_launch ring[] = {L(1, "old", 1, false), L(2, "sm120_only_kernel", 1, false)};
     crash_error err = {209, "cuLaunchKernel", "driver", 10, 2};
-    crash_input in = {&err, ring, 2, 2, NULL, 0, NULL, 0};
+    crash_input in = {&err, ring, 2, 2, NULL, 0, NULL, 0, false};
     const char *conf;
     char ev[256];
     assert_int_equal(crash_find_faulting(&in, &conf, ev, sizeof ev), 1);
@@ -100,13 +131,13 @@ static void test_uncertain_cases(void **st)
     /* the ring dropped older launches and its oldest never completed */
     crash_launch r1[] = {L(91, "x", 1, false), L(92, "y", 1, false)};
     crash_error err = {700, "cuCtxSynchronize", "driver", 10, 92};
-    crash_input in = {&err, r1, 2, 92, NULL, 0, NULL, 0};
+    crash_input in = {&err, r1, 2, 92, NULL, 0, NULL, 0, false};
     assert_int_equal(crash_find_faulting(&in, &conf, ev, sizeof ev), 0);
     assert_string_equal(conf, "likely");
     assert_non_null(strstr(ev, "older one may have faulted"));
     /* everything completed: no kernel to blame */
     crash_launch r2[] = {L(1, "x", 1, true)};
-    crash_input in2 = {&err, r2, 1, 1, NULL, 0, NULL, 0};
+    crash_input in2 = {&err, r2, 1, 1, NULL, 0, NULL, 0, false};
     assert_int_equal(crash_find_faulting(&in2, &conf, ev, sizeof ev), -1);
     json_t *c = crash_build(&in2);
     assert_true(json_is_null(json_object_get(c, "faulting_kernel")));
@@ -115,10 +146,10 @@ static void test_uncertain_cases(void **st)
     /* launches after the error are not suspects */
     crash_launch r3[] = {L(1, "x", 1, true), L(2, "late", 1, false)};
     crash_error early = {700, "cudaMemcpy", "runtime", 10, 1};
-    crash_input in3 = {&early, r3, 2, 2, NULL, 0, NULL, 0};
+    crash_input in3 = {&early, r3, 2, 2, NULL, 0, NULL, 0, false};
     assert_int_equal(crash_find_faulting(&in3, &conf, ev, sizeof ev), -1);
     /* no error at all */
-    crash_input none = {NULL, r3, 2, 2, NULL, 0, NULL, 0};
+    crash_input none = {NULL, r3, 2, 2, NULL, 0, NULL, 0, false};
     c = crash_build(&none);
     assert_true(json_is_null(json_object_get(c, "error")));
     json_decref(c);
@@ -129,7 +160,7 @@ static void test_sanitizer_merge(void **st)
     (void)st;
     crash_launch ring[] = {L(1, "oob_write_kernel", 1, false), L(2, "get_rows_kernel", 1, false)};
     crash_error err = {700, "cudaStreamSynchronize", "runtime", 10, 2};
-    crash_input in = {&err, ring, 2, 2, NULL, 0, NULL, 0};
+    crash_input in = {&err, ring, 2, 2, NULL, 0, NULL, 0, false};
     json_t *c = crash_build(&in);
     crash_san s;
     memset(&s, 0, sizeof s);
@@ -167,6 +198,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_async_fault_names_earlier_kernel),
+        cmocka_unit_test(test_oldest_or_pointer_evidence),
         cmocka_unit_test(test_reporting_op_is_faulting),
         cmocka_unit_test(test_synchronous_launch_error),
         cmocka_unit_test(test_uncertain_cases),

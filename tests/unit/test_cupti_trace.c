@@ -170,6 +170,39 @@ static void test_sync_completes_earlier_launches(void **st)
     cupti_trace_free(t);
 }
 
+static void test_untimed_records_are_not_completion(void **st)
+{
+    (void)st;
+    /* After a fault CUPTI delivers the records it held with zero timestamps (seen on an
+     * H100): they neither complete a launch nor count in the timing. */
+    cupti_trace *t = cupti_trace_new(8, 100000000ull, BASE);
+    launch(t, 1, "k1", BASE + 1000, 0x10, 1);
+    launch(t, 2, "k2", BASE + 2000, 0x10, 2);
+    kernel(t, "k1", 0, 0, 1);
+    kernel(t, "k2", 0, 0, 2);
+    cupti_api_error_rec e = {BASE + 9000, 2, 3, 700, 1, 126, 1, 0};
+    feed(t, CUPTI_REC_API_ERROR, &e, "cuStreamSynchronize");
+    json_t *crash = cupti_trace_crash_json(t);
+    assert_int_equal(json_array_size(json_object_get(crash, "in_flight")), 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(crash, "faulting_kernel"), "kernel")), "k1");
+    json_decref(crash);
+    json_t *k = cupti_trace_kernels_json(t);
+    assert_int_equal(json_integer_value(json_object_get(k, "untimed_records")), 2);
+    json_t *k0 = json_array_get(json_object_get(k, "kernels"), 0);
+    assert_int_equal(json_integer_value(json_object_get(k0, "count")), 0);
+    assert_int_equal(json_integer_value(json_object_get(k0, "untimed")), 1);
+    json_decref(k);
+    /* Under CUDA_LAUNCH_BLOCKING=1 (hello flag 4) the last launch is the certain one. */
+    cupti_hello_rec h = {1, 130001, 13000, 7, BASE};
+    feed(t, CUPTI_REC_HELLO, &h, NULL);
+    crash = cupti_trace_crash_json(t);
+    json_t *fk = json_object_get(crash, "faulting_kernel");
+    assert_string_equal(json_string_value(json_object_get(fk, "kernel")), "k2");
+    assert_string_equal(json_string_value(json_object_get(fk, "confidence")), "certain");
+    json_decref(crash);
+    cupti_trace_free(t);
+}
+
 static void test_allocs_and_notes(void **st)
 {
     (void)st;
@@ -198,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_summaries_and_buckets),
         cmocka_unit_test(test_ring_and_completion),
         cmocka_unit_test(test_sync_completes_earlier_launches),
+        cmocka_unit_test(test_untimed_records_are_not_completion),
         cmocka_unit_test(test_allocs_and_notes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
