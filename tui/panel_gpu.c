@@ -79,8 +79,11 @@ static void transfer_line(tui_app *a, tui_canvas *c, tui_rect in, int y)
         x += tui_printf(c, x, y, in.x + in.w - x, TUI_S_NORMAL, "%.0f launch/s ", launches);
     if (oke)
         tui_printf(c, x, y, in.x + in.w - x, errs > 0 ? TUI_S_BAD : TUI_S_GOOD, "errors %.0f", errs);
+    else if (a->gpu_errors)
+        /* The GPU collector reports CUDA errors and crashes as events. */
+        tui_printf(c, x, y, in.x + in.w - x, TUI_S_BAD, "errors %u (%s)", a->gpu_errors, a->last_gpu_error);
     else if (okh || okd || okl)
-        tui_put(c, x, y, in.x + in.w - x, TUI_S_NA, "errors n/a");
+        tui_put(c, x, y, in.x + in.w - x, TUI_S_GOOD, "no errors seen");
 }
 
 static void kernel_table(tui_app *a, tui_canvas *c, tui_rect r, bool focused)

@@ -46,41 +46,6 @@ static void gpus(tui_app *a, char *buf, size_t len)
     adg_bus_free_names(names, n);
 }
 
-/* The latest tokens/s of the engine, else of the workload's output, with its label. */
-static bool tokens(tui_app *a, char *label, size_t llen, double *v)
-{
-    static const int keys[] = {TUI_M_ENGINE_TPS, TUI_M_WL_TPS};
-    for (size_t k = 0; k < 2; k++) {
-        int id = tui_metric_id(a, keys[k]);
-        if (id < 0)
-            continue;
-        char **names;
-        size_t n = adg_bus_instances(a->bus, id, &names);
-        uint64_t best_t = 0;
-        bool found = false;
-        for (size_t i = 0; i < n; i++) {
-            adg_point p;
-            double val;
-            if (!adg_bus_latest(a->bus, id, names[i], &p) || !tui_value_at(a, keys[k], names[i], &val))
-                continue;
-            if (p.t_ns > a->t_ns) /* paused: judge by what is visible */
-                p.t_ns = a->t_ns;
-            if (!found || p.t_ns >= best_t) {
-                best_t = p.t_ns;
-                *v = val;
-                snprintf(label, llen, "%s", names[i] ? names[i] : "");
-                found = true;
-            }
-        }
-        adg_bus_free_names(names, n);
-        if (found) {
-            tui_note_value(a, -1, keys[k], label, *v);
-            return true;
-        }
-    }
-    return false;
-}
-
 void tui_panel_header(tui_app *a, tui_canvas *c, tui_rect r)
 {
     tui_fill(c, r, ' ', TUI_S_HEADER);
@@ -102,7 +67,9 @@ void tui_panel_header(tui_app *a, tui_canvas *c, tui_rect r)
     /* Line 2: the run. */
     char tl[64] = "", el[64], ph[64];
     double tps = 0;
-    bool have_tps = tokens(a, tl, sizeof tl, &tps);
+    bool have_tps = tui_latest_tokens(a, tl, sizeof tl, &tps);
+    if (have_tps)
+        tui_note_value(a, -1, tui_metric_id(a, TUI_M_ENGINE_TPS) >= 0 ? TUI_M_ENGINE_TPS : TUI_M_WL_TPS, tl, tps);
     if (a->replay)
         snprintf(el, sizeof el, "%.1f/%.1f s x%g", (double)a->t_ns * 1e-9, (double)tui_replay_end(a->replay) * 1e-9,
                  tui_replay_speed(a->replay));

@@ -73,6 +73,9 @@ void tui_panel_hist(tui_app *a, tui_canvas *c, tui_rect r, bool focused)
                 last += v;
         }
         adg_bus_free_names(names, n);
+        char tl[64];
+        if (is_tps) /* tests (pp512, tg64) follow each other: the latest, not a sum */
+            tui_latest_tokens(a, tl, sizeof tl, &last);
         char v[32];
         fmt(a, l->key, last, v, sizeof v);
         tui_printf(c, in.x + lw, y, vw, TUI_S_BOLD, "%10s ", v);

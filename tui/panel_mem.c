@@ -149,5 +149,7 @@ void tui_panel_mem(tui_app *a, tui_canvas *c, tui_rect r, bool focused)
     if (y < in.y + in.h)
         tui_put(c, in.x, y++, in.w, peak > 0 ? TUI_S_DIM : TUI_S_NA, note);
     if (y < in.y + in.h)
-        numa_lines(a, c, in, y);
+        y += numa_lines(a, c, in, y);
+    if (a->last_warning[0] && y < in.y + in.h)
+        tui_printf(c, in.x, y, in.w, TUI_S_WARN, "! %s", a->last_warning);
 }

@@ -214,7 +214,20 @@ void tui_track_phase(tui_app *a)
         }
         const char *kind = json_string_value(json_object_get(e, "kind"));
         const char *name = json_string_value(json_object_get(e, "name"));
-        if (!kind || strcmp(kind, "phase") || !name)
+        if (!kind || !name)
+            continue;
+        json_t *detail = json_object_get(e, "detail");
+        if (!strcmp(kind, "cuda-error") || !strcmp(kind, "crash")) {
+            a->gpu_errors++;
+            snprintf(a->last_gpu_error, sizeof a->last_gpu_error, "last: %s %s", kind, name);
+            continue;
+        }
+        if (!strcmp(kind, "warning")) {
+            const char *msg = json_string_value(json_object_get(detail, "message"));
+            snprintf(a->last_warning, sizeof a->last_warning, "%s", msg ? msg : name);
+            continue;
+        }
+        if (strcmp(kind, "phase"))
             continue;
         const char *state = json_string_value(json_object_get(json_object_get(e, "detail"), "state"));
         if (!strcmp(name, "prompt") || !strcmp(name, "generation")) {
@@ -227,6 +240,39 @@ void tui_track_phase(tui_app *a)
     }
     a->events_seen = next;
     json_decref(evs);
+}
+
+/* The latest tokens/s of the engine, else of the workload's output, with its label. */
+bool tui_latest_tokens(tui_app *a, char *label, size_t llen, double *v)
+{
+    static const int keys[] = {TUI_M_ENGINE_TPS, TUI_M_WL_TPS};
+    for (size_t k = 0; k < 2; k++) {
+        int id = tui_metric_id(a, keys[k]);
+        if (id < 0)
+            continue;
+        char **names;
+        size_t n = adg_bus_instances(a->bus, id, &names);
+        uint64_t best_t = 0;
+        bool found = false;
+        for (size_t i = 0; i < n; i++) {
+            adg_point p;
+            double val;
+            if (!adg_bus_latest(a->bus, id, names[i], &p) || !tui_value_at(a, keys[k], names[i], &val))
+                continue;
+            if (p.t_ns > a->t_ns) /* paused: judge by what is visible */
+                p.t_ns = a->t_ns;
+            if (!found || p.t_ns >= best_t) {
+                best_t = p.t_ns;
+                *v = val;
+                snprintf(label, llen, "%s", names[i] ? names[i] : "");
+                found = true;
+            }
+        }
+        adg_bus_free_names(names, n);
+        if (found)
+            return true;
+    }
+    return false;
 }
 
 const char *tui_fmt_rate(double bps, char *buf, size_t len)

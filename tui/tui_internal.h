@@ -215,6 +215,9 @@ typedef struct tui_app {
     uint64_t hist_span_ns;  /* sparkline window */
 
     char phase[32];         /* "prompt", "generation", "" */
+    unsigned gpu_errors;    /* "cuda-error" and "crash" events seen */
+    char last_gpu_error[160];
+    char last_warning[256]; /* the latest "warning" event (NUMA placement, ...) */
     size_t events_seen;
     json_t *unavail;        /* the bus's unavailable list, refreshed every frame */
 
@@ -248,6 +251,8 @@ const char *tui_metric_unit(tui_app *a, int key);
  * metric has several); returns false when it has no points. */
 bool tui_history(tui_app *a, int key, const char *instance, double *out, int w, double *maxv);
 void tui_note_value(tui_app *a, int panel, int key, const char *instance, double v);
+/* The latest tokens/s (engine, else the workload's output) and its instance ("tg64"). */
+bool tui_latest_tokens(tui_app *a, char *label, size_t llen, double *v);
 /* Follows phase events ("phase" prompt/generation begin/end) published so far. */
 void tui_track_phase(tui_app *a);
 
