@@ -348,6 +348,25 @@ json_t *crash_build(const crash_input *in)
                                        : NULL,
                                  reporter ? reporter->kernel : NULL, reporter ? (json_int_t)reporter->seq : 0,
                                  evidence);
+    if (fault && strcmp(conf, "certain")) {
+        /* Not certain: say which launches are in question and how to settle it. */
+        adg_strbuf sb;
+        adg_sb_init(&sb);
+        adg_sb_puts(&sb, text ? text : "");
+        adg_sb_puts(&sb, " Not certain: launches before the error without completion evidence:");
+        int listed = 0;
+        for (size_t i = 0; i < in->n_launches && listed < 8; i++) {
+            const crash_launch *l = &in->launches[i];
+            if (l->seq <= e->launch_seq && !l->completed) {
+                adg_sb_printf(&sb, "%s #%" PRIu64 " '%s'", listed ? "," : "", l->seq, l->kernel ? l->kernel : "?");
+                listed++;
+            }
+        }
+        adg_sb_puts(&sb, ". Rerun with CUDA_LAUNCH_BLOCKING=1 in the environment (launches become synchronous and "
+                         "the faulting one reports its own error) or with --sanitize to be certain.");
+        free(text);
+        text = adg_sb_take(&sb);
+    }
     json_object_set_new(c, "conclusion", json_string(text ? text : ""));
     free(text);
     json_object_set_new(c, "next_steps",
