@@ -53,6 +53,18 @@ typedef struct thread_tally {
     uint64_t by_func[PROF_ISA_NCLASSES], by_block[PROF_ISA_NCLASSES];
 } thread_tally;
 
+/* Phases the workload marks on the bus (the built-in path's "prompt" / "generation"
+ * begin/end events): samples are also tallied per phase. */
+typedef struct window {
+    char name[24];
+    uint64_t begin, end; /* bus time; end = UINT64_MAX while open */
+} window;
+
+typedef struct phase_tally {
+    char name[24];
+    uint64_t samples, by_func[PROF_ISA_NCLASSES], by_block[PROF_ISA_NCLASSES];
+} phase_tally;
+
 typedef struct sampler {
     ring *rings;
     size_t nrings, caprings;
@@ -69,7 +81,58 @@ typedef struct sampler {
     uint64_t bus_start_ns;
     unsigned data_pages;
     int m_util, m_share[PROF_ISA_NCLASSES], m_samples;
+    size_t events_seen;
+    window win[64];
+    unsigned nwin;
+    phase_tally ph[8];
+    unsigned nph;
 } sampler;
+
+static void read_phases(prof_ctx *ctx, sampler *s)
+{
+    json_t *ev = adg_bus_events_since(ctx->bus, s->events_seen, &s->events_seen);
+    size_t i;
+    json_t *e;
+    json_array_foreach(ev, i, e)
+    {
+        const char *kind = json_string_value(json_object_get(e, "kind"));
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *state = json_string_value(json_object_get(json_object_get(e, "detail"), "state"));
+        uint64_t t = (uint64_t)json_integer_value(json_object_get(e, "t_ns"));
+        if (!kind || strcmp(kind, "phase") || !name || !state)
+            continue;
+        if (!strcmp(state, "begin") && s->nwin < 64) {
+            window *w = &s->win[s->nwin++];
+            snprintf(w->name, sizeof w->name, "%s", name);
+            w->begin = t;
+            w->end = UINT64_MAX;
+        } else if (!strcmp(state, "end")) {
+            for (unsigned k = s->nwin; k-- > 0;)
+                if (!strcmp(s->win[k].name, name) && s->win[k].end == UINT64_MAX) {
+                    s->win[k].end = t;
+                    break;
+                }
+        }
+    }
+    json_decref(ev);
+}
+
+static phase_tally *phase_at(sampler *s, uint64_t t)
+{
+    for (unsigned k = s->nwin; k-- > 0;)
+        if (t >= s->win[k].begin && t < s->win[k].end) {
+            for (unsigned p = 0; p < s->nph; p++)
+                if (!strcmp(s->ph[p].name, s->win[k].name))
+                    return &s->ph[p];
+            if (s->nph == 8)
+                return NULL;
+            phase_tally *p = &s->ph[s->nph++];
+            memset(p, 0, sizeof *p);
+            memcpy(p->name, s->win[k].name, sizeof p->name); /* same size, NUL-terminated */
+            return p;
+        }
+    return NULL;
+}
 
 static adg_error *add_ring(sampler *s, pid_t pid, int cpu, bool attach_tid)
 {
@@ -310,6 +373,12 @@ static void process(prof_ctx *ctx, sampler *s)
             s->by_block[block]++;
             s->iv_samples++;
             s->iv_by_func[fc]++;
+            phase_tally *ph = s->nwin ? phase_at(s, r->time - s->bus_start_ns) : NULL;
+            if (ph) {
+                ph->samples++;
+                ph->by_func[fc]++;
+                ph->by_block[block]++;
+            }
             thread_tally *t = thread_of(s, r->pid, r->tid);
             if (t) {
                 t->samples++;
@@ -466,6 +535,7 @@ static void sampler_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
     sampler *s = state;
     if (ctx->attach)
         adg_error_free(scan_tasks(s, ctx->root));
+    read_phases(ctx, s);
     for (size_t i = 0; i < s->nrings; i++)
         drain_ring(s, &s->rings[i]);
     process(ctx, s);
@@ -520,6 +590,16 @@ static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
         json_array_append_new(threads, o);
     }
     json_object_set_new(isa, "threads", threads);
+    if (s->nph) {
+        json_t *phases = json_object();
+        for (unsigned p = 0; p < s->nph; p++) {
+            json_t *o = json_pack("{s:I}", "samples", (json_int_t)s->ph[p].samples);
+            json_object_set_new(o, "by_function", class_shares(s->ph[p].by_func, s->ph[p].samples));
+            json_object_set_new(o, "by_block", class_shares(s->ph[p].by_block, s->ph[p].samples));
+            json_object_set_new(phases, s->ph[p].name, o);
+        }
+        json_object_set_new(isa, "phases", phases);
+    }
     adg_error_free(adg_record_set_section(ctx->record, "isa_share", isa));
 
     size_t nf = prof_resolver_nfuncs(s->res);

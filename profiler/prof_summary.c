@@ -64,8 +64,7 @@ json_t *prof_memory_section(adg_bus *bus)
     } else {
         json_object_set_new(sec, "source", json_null());
         json_object_set_new(sec, "note", json_string("no bandwidth source here: no uncore IMC PMU and no resctrl MBM "
-                                                     "(see unavailable); the built-in path's estimate is not "
-                                                     "available in this build"));
+                                                     "(see unavailable)"));
     }
     /* The reference: the read bandwidth `amxdiag probe --bench` measured on this machine. */
     adg_ceilings c;
@@ -145,6 +144,19 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
                     num(json_object_get(isa, "by_block"), classes[c]));
         fprintf(f, "  %s(functions: class of the whole sampled function; blocks: class of the sampled instruction's "
                    "block)%s\n", D, R);
+        const char *pname;
+        json_t *ph;
+        json_object_foreach(json_object_get(isa, "phases"), pname, ph)
+        {
+            fprintf(f, "  during %-10s", pname);
+            for (size_t c = 0; c < ADG_ARRAY_LEN(classes); c++) {
+                double x = num(json_object_get(ph, "by_function"), classes[c]);
+                if (x >= 0.05)
+                    fprintf(f, " %s %.1f%%", classes[c], x);
+            }
+            fprintf(f, "  %s(by function, %lld samples)%s\n", D,
+                    (long long)json_integer_value(json_object_get(ph, "samples")), R);
+        }
         json_t *hot = json_object_get(rec, "hot_functions");
         if (json_array_size(hot)) {
             fprintf(f, "\n%shot functions%s\n  %7s  %-7s %-40s %s\n", B, R, "share", "class", "function", "module");
