@@ -345,8 +345,12 @@ static void gpus(probe_report *rep, const json_t *nu, const json_t *sys)
             json_array_foreach(json_object_get(n, "cpus"), c, cpu) any |= list_has(aff, json_integer_value(cpu));
             inside = any ? ", inside this binding" : ", OUTSIDE this process's CPU binding";
         }
-        adg_sb_printf(&ev, "%s%s (10de:%s): %s%d%s", i ? "; " : "", json_string_value(json_object_get(d, "address")),
-                      json_string_value(json_object_get(d, "device")) + 2, node < 0 ? "no NUMA node reported (" : "node ",
+        /* A corrupt snapshot may lack either string: print "?" rather than follow NULL. */
+        const char *addr = json_string_value(json_object_get(d, "address"));
+        const char *dev = json_string_value(json_object_get(d, "device"));
+        dev = dev && !strncmp(dev, "0x", 2) ? dev + 2 : dev ? dev : "?";
+        adg_sb_printf(&ev, "%s%s (10de:%s): %s%d%s", i ? "; " : "", addr ? addr : "?", dev,
+                      node < 0 ? "no NUMA node reported (" : "node ",
                       node, node < 0 ? ")" : inside);
     }
     probe_add(rep, "numa", "numa.gpu", PROBE_INFO, "NVIDIA devices' NUMA nodes",

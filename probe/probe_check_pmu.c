@@ -399,7 +399,8 @@ adg_error *probe_pmu_section(const probe_opts *o, probe_src *src, probe_report *
         size_t nenc = 0, nopen = 0, n = 0;
         json_t *e;
         json_array_foreach(evs, i, e) {
-            if (strcmp(json_string_value(json_object_get(e, "group")), groups[gi].group))
+            const char *grp = json_string_value(json_object_get(e, "group")); /* NULL in a corrupt snapshot */
+            if (!grp || strcmp(grp, groups[gi].group))
                 continue;
             n++;
             bool enc = json_is_true(json_object_get(e, "encoded"));
