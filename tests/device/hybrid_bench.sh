@@ -52,7 +52,7 @@ step() {
 } | tee -a "$summary"
 
 # 1. unit tests
-for t in test_kern_gguf test_kern_model test_kern_engine; do
+for t in test_kern_gguf test_kern_model test_kern_engine test_kern_engine_gpu; do
     step "unit $t" 300 "$build/tests/$t"
 done
 grep -E "vs ref: max|SKIP" "$log" | sed 's/^/  /' | tee -a "$summary"
