@@ -82,7 +82,7 @@ done
 step "builtin-injected" 60 "$A" profile -q -e gpu -o "$work/builtin-injected.json" -- "$A" run --ngl 99 -p 64 -n 16 -r 1
 fact "built-in (injected) kernels" "$work/builtin-injected.json" \
     "[(k['name'][:40], k['count'], round(k['median_us'],2)) for k in r.get('gpu_kernels',{}).get('kernels',[])][:12], [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
-step "builtin-inprocess" 60 "$A" profile -q -e gpu --ngl 99 -p 64 -n 16 -r 1 -o "$work/builtin-inprocess.json"
+step "builtin-inprocess" 60 "$A" profile -q -e gpu --ngl 99 --n-prompt 64 -n 16 -r 1 -o "$work/builtin-inprocess.json"
 fact "built-in (in process) kernels" "$work/builtin-inprocess.json" \
     "[(k['name'][:40], k['count'], round(k['median_us'],2)) for k in r.get('gpu_kernels',{}).get('kernels',[])][:12], [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
 
