@@ -1,12 +1,15 @@
 /* amxdiag probe: option parsing and wiring of the sections. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/adg_cmd.h"
 #include "common/adg_exit.h"
 #include "common/adg_json.h"
+#include "common/adg_util.h"
 #include "probe/probe.h"
+#include "probe/probe_prom.h"
 #include "probe/probe_sections.h"
 #include "probe/probe_source.h"
 
@@ -20,7 +23,12 @@ static void usage(FILE *out)
             "\n"
             "options:\n"
             "  --only LIST          sections to run: cpu,amx,numa,pmu,gpu (default: all)\n"
-            "  --json               machine-readable output (schema amxdiag.probe/1, docs/probe-schema.md)\n"
+            "  --format FMT         text (default), json (schema amxdiag.probe/1, docs/probe-schema.md) or\n"
+            "                       prometheus (text exposition format; docs/fleet.md)\n"
+            "  --json               the same as --format json\n"
+            "  --textfile DIR       write the Prometheus metrics atomically to DIR/amxdiag_probe.prom\n"
+            "                       (node_exporter's textfile collector); stdout then gets one line\n"
+            "                       unless --format is given\n"
             "  --bench              also measure AMX/VNNI rates and memory bandwidth (cached)\n"
             "  --binary PATH        list the CUDA code in PATH and give a verdict per GPU (repeatable)\n"
             "  --cc X.Y             also give --binary verdicts for compute capability X.Y (repeatable)\n"
@@ -35,8 +43,12 @@ static void usage(FILE *out)
             "A snapshot replays every check that does not execute code; attach one to a bug report.\n"
             "--bench writes $XDG_CACHE_HOME/amxdiag/ceilings-<cpu>-<N>cpu.json (~/.cache when unset).\n"
             "\n"
+            "Prometheus: amxdiag_probe_check_status{section,check} is 0 pass, 1 info, 2 warn, 3 fail,\n"
+            "4 skip; the cached ceilings and the GPU verdicts follow (docs/fleet.md).\n"
+            "\n"
             "exit codes: 0 every check passed or warned, 1 a check failed, 2 usage or internal error.\n"
-            "docs: docs/probe.md (CPU, AMX, NUMA, PMU, bench), docs/probe-gpu.md, docs/probe-schema.md\n");
+            "docs: docs/probe.md (CPU, AMX, NUMA, PMU, bench), docs/probe-gpu.md, docs/probe-schema.md,\n"
+            "docs/fleet.md\n");
 }
 
 static bool parse_sections(const char *list, unsigned *out)
@@ -68,12 +80,17 @@ static bool parse_sections(const char *list, unsigned *out)
 int probe_cmd_main(int argc, char **argv)
 {
     probe_opts o = {.sections = PROBE_SEC_ALL, .color = ADG_COLOR_AUTO};
-    enum { OPT_ONLY = 256, OPT_JSON, OPT_BENCH, OPT_BINARY, OPT_CC, OPT_SAVE, OPT_SNAP, OPT_COLOR };
+    enum { OPT_ONLY = 256, OPT_JSON, OPT_BENCH, OPT_BINARY, OPT_CC, OPT_SAVE, OPT_SNAP, OPT_COLOR, OPT_FORMAT,
+           OPT_TEXTFILE };
+    bool prom = false, format_given = false;
+    const char *textfile = NULL;
+    uint64_t t0 = adg_now_ns();
     static const struct option longopts[] = {
         {"only", required_argument, 0, OPT_ONLY},   {"json", no_argument, 0, OPT_JSON},
         {"bench", no_argument, 0, OPT_BENCH},       {"binary", required_argument, 0, OPT_BINARY},
         {"cc", required_argument, 0, OPT_CC},       {"save-snapshot", required_argument, 0, OPT_SAVE},
         {"snapshot", required_argument, 0, OPT_SNAP}, {"color", required_argument, 0, OPT_COLOR},
+        {"format", required_argument, 0, OPT_FORMAT}, {"textfile", required_argument, 0, OPT_TEXTFILE},
         {"verbose", no_argument, 0, 'v'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -85,7 +102,17 @@ int probe_cmd_main(int argc, char **argv)
             if (!parse_sections(optarg, &o.sections))
                 return ADG_EXIT_USAGE;
             break;
-        case OPT_JSON: o.json = true; break;
+        case OPT_JSON: o.json = true, prom = false, format_given = true; break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "prometheus")) {
+                fprintf(stderr, "amxdiag probe: error: --format takes text, json or prometheus, not '%s'\n", optarg);
+                return adg_cmd_usage_error("probe");
+            }
+            o.json = !strcmp(optarg, "json");
+            prom = !strcmp(optarg, "prometheus");
+            format_given = true;
+            break;
+        case OPT_TEXTFILE: textfile = optarg; break;
         case OPT_BENCH: o.bench = true; break;
         case OPT_BINARY:
             if (o.nbinaries == PROBE_MAX_LIST) {
@@ -130,6 +157,15 @@ int probe_cmd_main(int argc, char **argv)
         return ADG_EXIT_USAGE;
     }
 
+    if (textfile) {
+        adg_error *te = probe_prom_check_dir(textfile);
+        if (te) {
+            adg_error_print(te, stderr);
+            adg_error_free(te);
+            return ADG_EXIT_USAGE;
+        }
+    }
+
     probe_src *src = NULL;
     adg_error *err = o.snapshot_in ? probe_src_load(o.snapshot_in, &src) : probe_src_live(&src);
     if (err) {
@@ -168,6 +204,7 @@ int probe_cmd_main(int argc, char **argv)
         err = probe_bench_section(&o, src, &rep);
     if (!err && o.snapshot_out)
         err = probe_src_save(src, o.snapshot_out);
+    bool replay = probe_src_is_replay(src);
     probe_src_free(src);
     if (err) {
         adg_error_print(err, stderr);
@@ -179,7 +216,17 @@ int probe_cmd_main(int argc, char **argv)
     size_t k[5];
     if (probe_report_counts(&rep, k))
         rc = ADG_EXIT_CHECK_FAILED;
-    if (o.json) {
+    if (prom || textfile) {
+        char *written = NULL;
+        err = probe_prom_emit(&rep, replay, (double)(adg_now_ns() - t0) * 1e-9, textfile,
+                              prom ? stdout : NULL, &written);
+        if (!err && written && !format_given)
+            printf("wrote %s: %zu checks, %zu failed\n", written, rep.n, k[PROBE_FAIL]);
+        free(written);
+    }
+    if (err || prom || (textfile && !format_given)) {
+        /* done: the metrics (or the textfile's line) are the output */
+    } else if (o.json) {
         json_t *j = probe_report_json(&rep);
         err = adg_json_print(stdout, j);
         json_decref(j);

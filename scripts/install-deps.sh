@@ -7,8 +7,9 @@ packages=(
     build-essential cmake pkg-config git
     libexpat1-dev   # compute-sanitizer --xml reports (profiler/sanitizer_parse.c)
     libpfm4-dev libnuma-dev libncurses-dev libzydis-dev libelf-dev libjansson-dev
-    libzstd-dev libcmocka-dev
+    libzstd-dev libcmocka-dev libmicrohttpd-dev
     numactl tmux python3 clang
+    prometheus curl   # tests of amxdiag export / probe --format prometheus (prometheus, promtool)
 )
 
 missing=()
