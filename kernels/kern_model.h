@@ -74,6 +74,8 @@ typedef struct kern_model_create_opts {
     uint64_t seed;
     bool sparse;          /* tensor layout only, data left as holes */
     int threads;          /* 0: online CPUs */
+    const volatile int *cancel; /* optional: set non-zero (e.g. from a SIGINT handler) to stop;
+                                 * the temporary file is removed and ADG_E_INTERRUPTED returned */
 } kern_model_create_opts;
 
 typedef struct kern_model_create_result {

@@ -1,5 +1,6 @@
 /* amxdiag model create | inspect | presets: option parsing and wiring only. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,6 +44,14 @@ static void usage(FILE *out)
             "  -h, --help      this text\n"
             "\n"
             "exit codes: 0 done, 2 usage error, unreadable or corrupt file, or write failure.\n");
+}
+
+static volatile int interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
 }
 
 static int fail(adg_error *e)
@@ -169,8 +178,16 @@ int kern_model_cmd_main(int argc, char **argv)
                             "  hint: presets are qwen3-30b-a3b, qwen3-moe-small, tiny, llama-tiny\n");
             return ADG_EXIT_USAGE;
         }
+        /* Ctrl-C stops the generation and removes the temporary file. */
+        struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        co.cancel = &interrupted;
         kern_model_create_result r;
         adg_error *e = kern_model_create(&co, file, &r);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
         if (e)
             return fail(e);
         char b[32];

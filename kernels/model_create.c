@@ -271,6 +271,7 @@ static adg_error *write_metadata(kern_gguf_writer *w, const kern_model_create_op
 /* ---- data generation ---- */
 
 typedef struct gen_ctx {
+    const volatile int *cancel;
     const plan *p;
     kern_gguf_writer *w;
     uint64_t seed;
@@ -315,6 +316,14 @@ static void *gen_worker(void *arg)
         atomic_store(&g->failed, 1);
     }
     while (x && buf && !atomic_load(&g->failed)) {
+        if (g->cancel && *g->cancel) {
+            pthread_mutex_lock(&g->lock);
+            if (!g->err)
+                g->err = adg_error_new(ADG_E_INTERRUPTED, "interrupted: no model written");
+            pthread_mutex_unlock(&g->lock);
+            atomic_store(&g->failed, 1);
+            break;
+        }
         uint64_t c = atomic_fetch_add(&g->next, 1);
         if (c >= g->n_chunks)
             break;
@@ -353,9 +362,9 @@ static void *gen_worker(void *arg)
     return NULL;
 }
 
-static adg_error *generate(const plan *p, kern_gguf_writer *w, uint64_t seed, int threads)
+static adg_error *generate(const plan *p, kern_gguf_writer *w, uint64_t seed, int threads, const volatile int *cancel)
 {
-    gen_ctx g = {.p = p, .w = w, .seed = seed, .chunk_rows = 64};
+    gen_ctx g = {.cancel = cancel, .p = p, .w = w, .seed = seed, .chunk_rows = 64};
     g.chunk_start = malloc((p->n + 1) * sizeof *g.chunk_start);
     if (!g.chunk_start)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
@@ -416,7 +425,7 @@ adg_error *kern_model_create(const kern_model_create_opts *o, const char *path, 
         e = kern_gguf_writer_begin(w, path);
     if (!e && !o->sparse) {
         int th = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        e = generate(&p, w, o->seed, th);
+        e = generate(&p, w, o->seed, th, o->cancel);
     }
     if (!e)
         e = kern_gguf_writer_commit(w);

@@ -54,6 +54,17 @@ expect_err "truncated (or corrupt )?GGUF" "$AMXDIAG" model inspect "$TEST_TMP/tr
 printf 'not a gguf file at all, really' >"$TEST_TMP/junk.gguf"
 expect_err "not a GGUF file" "$AMXDIAG" model inspect "$TEST_TMP/junk.gguf"
 expect_rc 2 "$AMXDIAG" model inspect "$TEST_TMP/a.gguf" --ngl x
+# Ctrl-C during a create: exit 2, and neither the model nor a temporary file is left.
+mkdir "$TEST_TMP/int"
+"$AMXDIAG" model create --preset qwen3-moe-small --threads 1 "$TEST_TMP/int/m.gguf" 2>"$TEST_TMP/int.err" &
+pid=$!
+sleep 1
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+[ "$rc" -eq 2 ] || fail "interrupted create exited $rc, expected 2"
+grep -q "interrupted" "$TEST_TMP/int.err" || fail "interrupted create: $(cat "$TEST_TMP/int.err")"
+[ -z "$(ls -A "$TEST_TMP/int")" ] && true || fail "interrupted create left files: $(ls -A "$TEST_TMP/int")"
 expect_rc 0 "$AMXDIAG" model --help
 expect_out "usage: amxdiag model create" "$AMXDIAG" model --help
 finish
