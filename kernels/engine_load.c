@@ -67,6 +67,14 @@ static adg_error *open_inner(kern_engine *e)
     if (err)
         return err;
     const kern_model_hparams *hp = &e->model->hp;
+    const kern_gguf *g = e->model->gguf;
+    if (g->tensor_bytes > (64u << 20) && g->disk_bytes < g->tensor_bytes / 4)
+        return adg_error_hint(adg_error_new(ADG_E_USAGE,
+                                            "%s holds %.0f MiB of tensors but only %.0f MiB are on disk: it is a "
+                                            "sparse layout file without weights",
+                                            g->path, (double)g->tensor_bytes / (1 << 20), (double)g->disk_bytes / (1 << 20)),
+                              "sparse files (model create --sparse) are for 'amxdiag model inspect'; create the "
+                              "model without --sparse to run it");
     uint32_t n_gpu = o->ngl < hp->n_layer ? o->ngl : hp->n_layer;
     e->gpu_first = hp->n_layer - n_gpu;
     e->n_ctx = o->n_ctx ? o->n_ctx : 4096;

@@ -375,6 +375,7 @@ adg_error *kern_gguf_parse(const void *data, uint64_t size, const char *what, ke
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     g->base = data;
     g->size = size;
+    g->disk_bytes = size;
     g->path = strdup(what ? what : "buffer");
     adg_error *e = g->path ? parse(g, g->path) : adg_error_new(ADG_E_NOMEM, "out of memory");
     if (e) {
@@ -420,6 +421,7 @@ adg_error *kern_gguf_open(const char *path, kern_gguf **out)
         return e;
     }
     g->mapped = true;
+    g->disk_bytes = (uint64_t)st.st_blocks * 512u;
     *out = g;
     return NULL;
 }

@@ -101,6 +101,7 @@ typedef struct kern_gguf {
     uint64_t n_tensors;
     kern_gguf_tensor *tensors;
     uint64_t tensor_bytes;    /* sum of nbytes */
+    uint64_t disk_bytes;      /* blocks the file occupies (less than size for a sparse file; = size for buffers) */
 } kern_gguf;
 
 /* Maps and parses a file. */

@@ -54,6 +54,8 @@ expect_rc 2 "$AMXDIAG" run -r 0
 expect_rc 2 "$AMXDIAG" run --cpu-kernels fast
 expect_rc 2 "$AMXDIAG" run --numa sideways
 expect_rc 2 "$AMXDIAG" run stray-argument
-"$AMXDIAG" model create --preset tiny --sparse "$TEST_TMP/sparse.gguf" >/dev/null || fail "sparse create"
+"$AMXDIAG" model create --preset qwen3-moe-small --sparse "$TEST_TMP/sparse.gguf" >/dev/null || fail "sparse create"
+expect_rc 2 "$AMXDIAG" run -m "$TEST_TMP/sparse.gguf" -p 8 -n 2
+expect_err "sparse layout file without weights" "$AMXDIAG" run -m "$TEST_TMP/sparse.gguf" -p 8 -n 2
 expect_rc 0 "$AMXDIAG" run --help
 finish
