@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  -q, --quiet           no summary\n"
             "      --color WHEN      auto, always, never (default auto)\n"
             "  -v, --verbose         say which collectors cannot run and why\n"
+            "      --tui             the live screen: runs as amxdiag top (same session and record;\n"
+            "                        see docs/top.md)\n"
             "  -h, --help            this help\n"
             "\n"
             "built-in path (no COMMAND, no --pid; as 'amxdiag run', profiled in process):\n"

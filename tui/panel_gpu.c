@@ -81,7 +81,7 @@ static void transfer_line(tui_app *a, tui_canvas *c, tui_rect in, int y)
         tui_printf(c, x, y, in.x + in.w - x, errs > 0 ? TUI_S_BAD : TUI_S_GOOD, "errors %.0f", errs);
     else if (a->gpu_errors)
         /* The GPU collector reports CUDA errors and crashes as events. */
-        tui_printf(c, x, y, in.x + in.w - x, TUI_S_BAD, "errors %u (%s)", a->gpu_errors, a->last_gpu_error);
+        tui_printf(c, x, y, in.x + in.w - x, TUI_S_BAD, "errors %u, last %s", a->gpu_errors, a->last_gpu_error);
     else if (okh || okd || okl)
         tui_put(c, x, y, in.x + in.w - x, TUI_S_GOOD, "no errors seen");
 }

@@ -16,6 +16,7 @@
 #include "common/adg_log.h"
 #include "common/adg_term.h"
 #include "common/adg_util.h"
+#include "kernels/kern_cpu.h"
 #include "profiler/prof_collector.h"
 #include "profiler/profiler.h"
 #include "tui/tui.h"
@@ -29,6 +30,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: amxdiag top [profile options] [--out RUN.json] [-- COMMAND ARGS...]\n"
             "       amxdiag top [profile options] --pid PID [--duration SEC]\n"
+            "       amxdiag top [profile options] [built-in path options]   (amxdiag's own engine)\n"
             "       amxdiag top --replay RUN.json [--speed N]\n"
             "\n"
             "A live screen of what `amxdiag profile` measures: the share of CPU time in AMX,\n"
@@ -50,11 +52,22 @@ static void usage(FILE *f)
             "      --duration SEC    with --pid: stop after SEC seconds\n"
             "  -i, --interval MS     sampling interval (default 100)\n"
             "  -F, --freq HZ         cpu-clock sampling frequency (default 999)\n"
-            "  -e, --events SETS     amx, simd, core, mem, sampling, numa, pmu, all (default all)\n"
+            "  -e, --events SETS     amx, simd, core, mem, sampling, numa, gpu, pmu, all (default all)\n"
+            "      --gpu-metrics     per-kernel GPU counters where the driver permits\n"
             "      --top N           hot functions kept (default 30)\n"
             "      --no-tee          do not parse COMMAND's output for tokens/s\n"
             "      --log FILE        where COMMAND's output goes while the screen is up\n"
             "                        (default: the record's path + .log)\n"
+            "\n"
+            "built-in path (no COMMAND, no --pid; as amxdiag profile / amxdiag run):\n"
+            "  -m, --model FILE      GGUF model (default: the built-in default model)\n"
+            "      --n-prompt N      prompt tokens of the pp test (default 512; 0 skips it)\n"
+            "  -n, --n-gen N         generated tokens of the tg test (default 128; 0 skips it)\n"
+            "  -r, --repetitions N   repetitions of each test (default 3)\n"
+            "  -t, --threads N       kernel threads (default: every allowed CPU)\n"
+            "      --cpu-kernels K   auto, amx, avx512, ref, amx-emu\n"
+            "      --numa POLICY     local, interleave, node=N;  --pin: pin kernel threads\n"
+            "      --ngl N           layers on the GPU;  --ctx N: KV positions;  --seed S\n"
             "\n"
             "screen:\n"
             "  -d, --delay MS        refresh interval (default 250 = 4 Hz; 100..10000)\n"
@@ -86,7 +99,8 @@ static bool parse_sets(const char *arg, unsigned *sets)
         unsigned bits;
     } names[] = {{"amx", PROF_SET_AMX},   {"simd", PROF_SET_SIMD},         {"core", PROF_SET_CORE},
                  {"mem", PROF_SET_MEM},   {"sampling", PROF_SET_SAMPLING}, {"numa", PROF_SET_NUMA},
-                 {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE}};
+                 {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE},
+                 {"gpu", PROF_SET_GPU}};
     char *copy = strdup(arg);
     if (!copy)
         return false;
@@ -292,6 +306,11 @@ static int run_live_batch(tui_app *a, top_opts *t)
         adg_error_free(e);
         return code;
     }
+    if (out.workload_error) {
+        /* The built-in path failed; the record (status workload-failed) was written. */
+        adg_error_print(out.workload_error, stderr);
+        adg_error_free(out.workload_error);
+    }
     tui_live l = {.out = out, .o = t->prof};
     a->t_ns = adg_bus_elapsed_ns(a->bus);
     a->finished = true;
@@ -340,18 +359,11 @@ static int run_live(tui_app *a, top_opts *t)
     tui_screen_size(&s, &w, &h);
     e = tui_canvas_init(&c, w, h, s.utf8);
     c.mono = !s.color;
-    if (!e)
-        e = tui_live_start(&l);
     bool quit_by_key = false;
     if (!e) {
         tui_loop_opts lo = {.refresh_ms = t->delay_ms, .exit_on_end = t->exit_on_end, .live_poll = tui_live_poll,
                             .live_stop = tui_live_stop, .ctx = &l};
-        e = tui_loop_run(a, &s, &c, &lo);
-        /* The loop leaves after the session ended, unless it failed: make sure. */
-        if (l.started) {
-            tui_live_stop(&l);
-            tui_live_join(&l);
-        }
+        e = tui_live_run(&l, a, &s, &c, &lo);
         quit_by_key = a->quit_key;
     }
     tui_screen_close(&s);
@@ -367,6 +379,10 @@ static int run_live(tui_app *a, top_opts *t)
         code = l.out.exit_code ? l.out.exit_code : adg_exit_for_error(l.err);
         adg_error_free(l.err);
     } else {
+        if (l.out.workload_error) {
+            adg_error_print(l.out.workload_error, stderr);
+            adg_error_free(l.out.workload_error);
+        }
         const char *st = json_string_value(json_object_get(l.out.record, "status"));
         fprintf(stderr, "amxdiag top: run record written to %s (status %s); the workload's output is in %s\n",
                 t->prof.out, st ? st : "?", l.log_path);
@@ -379,7 +395,8 @@ static int run_live(tui_app *a, top_opts *t)
 int tui_top_cmd_main(int argc, char **argv)
 {
     enum { OPT_TOP = 256, OPT_NOTEE, OPT_JSON, OPT_COLOR, OPT_DURATION, OPT_REPLAY, OPT_SPEED, OPT_SNAPDIR,
-           OPT_EXIT, OPT_ASCII, OPT_DUMP, OPT_SIZE, OPT_LOG };
+           OPT_EXIT, OPT_ASCII, OPT_DUMP, OPT_SIZE, OPT_LOG, OPT_GPU_METRICS, OPT_NPROMPT, OPT_IMPL, OPT_NUMA,
+           OPT_PIN, OPT_SEED, OPT_NGL, OPT_CTX };
     static const struct option longopts[] = {
         {"out", required_argument, NULL, 'o'},          {"pid", required_argument, NULL, 'p'},
         {"interval", required_argument, NULL, 'i'},     {"freq", required_argument, NULL, 'F'},
@@ -391,7 +408,13 @@ int tui_top_cmd_main(int argc, char **argv)
         {"exit-on-end", no_argument, NULL, OPT_EXIT},   {"ascii", no_argument, NULL, OPT_ASCII},
         {"dump", no_argument, NULL, OPT_DUMP},          {"size", required_argument, NULL, OPT_SIZE},
         {"log", required_argument, NULL, OPT_LOG},      {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},               {"gpu-metrics", no_argument, NULL, OPT_GPU_METRICS},
+        {"model", required_argument, NULL, 'm'},        {"n-prompt", required_argument, NULL, OPT_NPROMPT},
+        {"n-gen", required_argument, NULL, 'n'},        {"repetitions", required_argument, NULL, 'r'},
+        {"threads", required_argument, NULL, 't'},      {"cpu-kernels", required_argument, NULL, OPT_IMPL},
+        {"numa", required_argument, NULL, OPT_NUMA},    {"pin", no_argument, NULL, OPT_PIN},
+        {"seed", required_argument, NULL, OPT_SEED},    {"ngl", required_argument, NULL, OPT_NGL},
+        {"ctx", required_argument, NULL, OPT_CTX},      {NULL, 0, NULL, 0},
     };
     top_opts t = {.prof = {.interval_ms = 100, .freq_hz = 999, .sets = PROF_SET_ALL, .top_n = 30, .tee = true,
                            .out = "amxdiag-run.json"},
@@ -401,12 +424,15 @@ int tui_top_cmd_main(int argc, char **argv)
                   .dump_w = 100,
                   .dump_h = 30,
                   .color = ADG_COLOR_AUTO};
-    bool live_opts = false;
+    bool live_opts = false, engine_opt = false;
+    uint64_t n_ctx = 0;
+    t.prof.engine.engine.impl = KERN_IMPL_AUTO;
+    t.prof.engine.bench = (kern_bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
     uint64_t v;
     double d;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+o:p:i:F:e:d:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+o:p:i:F:e:d:vhm:n:r:t:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             t.prof.out = optarg;
@@ -432,7 +458,7 @@ int tui_top_cmd_main(int argc, char **argv)
             break;
         case 'e':
             if (!parse_sets(optarg, &t.prof.sets)) {
-                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, pmu, all\n");
+                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, pmu, all\n");
                 return ADG_EXIT_USAGE;
             }
             t.prof.sets_explicit = true;
@@ -508,6 +534,62 @@ int tui_top_cmd_main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return ADG_EXIT_OK;
+        case OPT_GPU_METRICS:
+            t.prof.gpu_metrics = true;
+            live_opts = true;
+            break;
+        /* The built-in path's options, as amxdiag profile takes them. */
+        case 'm':
+            t.prof.engine.engine.model_path = optarg;
+            engine_opt = true;
+            break;
+        case OPT_NPROMPT:
+        case 'n':
+        case 'r':
+        case 't':
+        case OPT_NGL:
+        case OPT_CTX:
+            if (!parse_uint(c == OPT_NPROMPT ? "--n-prompt" : c == 'n' ? "--n-gen" : c == 'r' ? "--repetitions"
+                            : c == 't' ? "--threads" : c == OPT_NGL ? "--ngl" : "--ctx",
+                            optarg, (c == 'r' || c == 't') ? 1 : 0, c == 't' ? 1024 : c == 'r' ? 1000 : 1u << 20, &v))
+                return adg_cmd_usage_error("top");
+            if (c == OPT_NPROMPT)
+                t.prof.engine.bench.n_prompt = (uint32_t)v;
+            else if (c == 'n')
+                t.prof.engine.bench.n_gen = (uint32_t)v;
+            else if (c == 'r')
+                t.prof.engine.bench.reps = (uint32_t)v;
+            else if (c == 't')
+                t.prof.engine.engine.threads = (int)v;
+            else if (c == OPT_NGL)
+                t.prof.engine.engine.ngl = (uint32_t)v;
+            else
+                n_ctx = v;
+            engine_opt = true;
+            break;
+        case OPT_IMPL:
+            if (!kern_impl_parse(optarg, &t.prof.engine.engine.impl)) {
+                fprintf(stderr, "amxdiag: error: --cpu-kernels '%s' is not one of auto, amx, avx512, ref, amx-emu\n",
+                        optarg);
+                return adg_cmd_usage_error("top");
+            }
+            engine_opt = true;
+            break;
+        case OPT_NUMA:
+            t.prof.engine.numa = optarg;
+            engine_opt = true;
+            break;
+        case OPT_PIN:
+            t.prof.engine.engine.pin = true;
+            engine_opt = true;
+            break;
+        case OPT_SEED:
+            if (!adg_parse_u64(optarg, &t.prof.engine.bench.seed)) {
+                fprintf(stderr, "amxdiag: error: --seed '%s' is not a non-negative integer\n", optarg);
+                return adg_cmd_usage_error("top");
+            }
+            engine_opt = true;
+            break;
         default:
             return adg_cmd_usage_error("top");
         }
@@ -518,9 +600,20 @@ int tui_top_cmd_main(int argc, char **argv)
         fprintf(stderr, "amxdiag: error: give either --json or --dump, not both\n");
         return adg_cmd_usage_error("top");
     }
-    if (t.replay && (live_opts || t.prof.argv)) {
+    if (t.replay && (live_opts || engine_opt || t.prof.argv)) {
         fprintf(stderr, "amxdiag: error: --replay plays a record; it takes no command and no profile options\n");
         return adg_cmd_usage_error("top");
+    }
+    if (engine_opt && (t.prof.argv || t.prof.pid)) {
+        fprintf(stderr, "amxdiag: error: built-in path options (--model, --cpu-kernels, ...) apply only without a "
+                        "command or --pid\n");
+        return adg_cmd_usage_error("top");
+    }
+    if (!t.replay && !t.prof.argv && !t.prof.pid) {
+        t.prof.builtin = true;
+        uint32_t need = t.prof.engine.bench.n_prompt > t.prof.engine.bench.n_gen ? t.prof.engine.bench.n_prompt
+                                                                                : t.prof.engine.bench.n_gen;
+        t.prof.engine.engine.n_ctx = n_ctx ? (uint32_t)n_ctx : (need < 512 ? 512 : need);
     }
     if (t.prof.argv && t.prof.pid) {
         fprintf(stderr, "amxdiag: error: give either a command or --pid, not both\n");

@@ -219,7 +219,7 @@ void tui_track_phase(tui_app *a)
         json_t *detail = json_object_get(e, "detail");
         if (!strcmp(kind, "cuda-error") || !strcmp(kind, "crash")) {
             a->gpu_errors++;
-            snprintf(a->last_gpu_error, sizeof a->last_gpu_error, "last: %s %s", kind, name);
+            snprintf(a->last_gpu_error, sizeof a->last_gpu_error, "%s%s", !strcmp(kind, "crash") ? "crash in " : "", name);
             continue;
         }
         if (!strcmp(kind, "warning")) {

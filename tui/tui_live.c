@@ -1,5 +1,6 @@
 /* Live mode: the profiler's session (the same collectors and run record as `amxdiag
- * profile`) runs on a thread and publishes on the TUI's bus; the screen reads that bus.
+ * profile`) runs on the main thread and publishes on the TUI's bus; the screen, on a second
+ * thread, reads that bus.
  * The workload's terminal output would scribble over the screen, so while the screen is
  * up the process's stdout/stderr go to a log file and its stdin to /dev/null (the
  * workload inherits them); ncurses keeps duplicates of the terminal. */
@@ -11,17 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/adg_util.h"
-
-static void *live_main(void *arg)
-{
-    tui_live *l = arg;
-    l->err = prof_session_run(&l->o, &l->out);
-    atomic_store(&l->done, true);
-    return NULL;
-}
 
 adg_error *tui_live_redirect(tui_live *l, const char *log_path)
 {
@@ -72,23 +66,42 @@ void tui_live_restore(tui_live *l)
     l->tty_in = l->tty_out = l->saved_err = -1;
 }
 
-adg_error *tui_live_start(tui_live *l)
+typedef struct screen_job {
+    tui_live *l;
+    tui_app *a;
+    tui_screen *s;
+    tui_canvas *c;
+    const tui_loop_opts *lo;
+    adg_error *err;
+} screen_job;
+
+static void *screen_main(void *arg)
 {
-    atomic_init(&l->done, false);
-    /* The session's signal handling wants SIGINT/SIGTERM on a thread that waits for them;
-     * the screen thread keeps them unblocked too, either catches them. */
-    if (pthread_create(&l->th, NULL, live_main, l) != 0)
-        return adg_error_new(ADG_E_INTERNAL, "cannot start the profiling session's thread");
-    l->started = true;
+    screen_job *j = arg;
+    j->err = tui_loop_run(j->a, j->s, j->c, j->lo);
+    /* The loop only leaves early on an error: the session must not outlive the screen. */
+    while (!atomic_load(&j->l->done)) {
+        tui_live_stop(j->l);
+        struct timespec ts = {0, 200000000L};
+        nanosleep(&ts, NULL);
+    }
     return NULL;
 }
 
-void tui_live_join(tui_live *l)
+adg_error *tui_live_run(tui_live *l, tui_app *a, tui_screen *s, tui_canvas *c, const tui_loop_opts *lo)
 {
-    if (l->started) {
-        pthread_join(l->th, NULL);
-        l->started = false;
-    }
+    atomic_init(&l->done, false);
+    /* The session runs on this (the main) thread and the screen on a new one: the built-in
+     * path is sampled through events inherited from the main thread, so its engine threads
+     * must descend from it; ncurses is only ever called from the screen thread. */
+    screen_job j = {l, a, s, c, lo, NULL};
+    pthread_t th;
+    if (pthread_create(&th, NULL, screen_main, &j) != 0)
+        return adg_error_new(ADG_E_INTERNAL, "cannot start the screen's thread");
+    l->err = prof_session_run(&l->o, &l->out);
+    atomic_store(&l->done, true);
+    pthread_join(th, NULL);
+    return j.err;
 }
 
 void tui_live_finish_app(tui_live *l, tui_app *a)
@@ -124,7 +137,6 @@ bool tui_live_poll(void *ctx, tui_app *a)
     tui_live *l = ctx;
     if (!atomic_load(&l->done))
         return false;
-    tui_live_join(l);
     tui_live_finish_app(l, a);
     return true;
 }

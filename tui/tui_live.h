@@ -1,4 +1,4 @@
-/* Live mode: the profiler's session on a thread, publishing on the TUI's bus. */
+/* Live mode: the profiler's session publishing on the TUI's bus, the screen beside it. */
 #ifndef TUI_LIVE_H
 #define TUI_LIVE_H
 
@@ -8,12 +8,11 @@
 
 #include "profiler/prof_session.h"
 #include "tui/tui_internal.h"
+#include "tui/tui_loop.h"
 
 typedef struct tui_live {
     prof_options o;          /* o.bus is the TUI's bus */
-    pthread_t th;
-    bool started;
-    atomic_bool done;
+    atomic_bool done;        /* the session returned (out/err are set) */
     prof_outcome out;
     adg_error *err;
     int tty_in, tty_out, saved_err;
@@ -25,8 +24,9 @@ typedef struct tui_live {
  * l->tty_in / l->tty_out for the screen. */
 adg_error *tui_live_redirect(tui_live *l, const char *log_path);
 void tui_live_restore(tui_live *l);
-adg_error *tui_live_start(tui_live *l);
-void tui_live_join(tui_live *l);
+/* Runs the session on the calling thread and the screen loop on a new one until both
+ * are done; returns the loop's error (the session's is in l->err). */
+adg_error *tui_live_run(tui_live *l, tui_app *a, tui_screen *s, tui_canvas *c, const tui_loop_opts *lo);
 /* Fills the app's end-of-run sections (hot functions, machine, workload) from the record. */
 void tui_live_finish_app(tui_live *l, tui_app *a);
 /* tui_loop_opts hooks. */

@@ -92,6 +92,23 @@ screen | grep -q '^DONE' || fail "header does not say DONE"
 T send-keys -t top q
 wait_exit 5 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q after the end: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
 
+# The built-in path (amxdiag's own engine, in process): engine tokens/s and phase on the
+# header, hot functions once it ends.
+start -o run6.json -n 16 --n-prompt 32 -r 2
+wait_for 'live: built-in path' 5
+wait_for 'workload ended \(complete, exit 0\)' 60
+screen | grep -Eq '[0-9.]+ t/s \((prompt|generation)\)' || fail "built-in run: no engine tokens/s on the header"
+screen | grep -q 'kern_' || fail "built-in run: no kernel function among the hot functions"
+T send-keys -t top q
+wait_exit 5 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "built-in run: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
+python3 - run6.json <<'EOF' || fail "built-in run: record wrong"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "complete", r["status"]
+assert any(m["name"] == "engine.tokens_per_s" for m in r["metrics"])
+assert any(e["kind"] == "phase" and e["name"] in ("prompt", "generation") for e in r["events"])
+EOF
+
 # Ctrl-C (a key: the terminal is raw): the session stops the workload and writes the
 # record; top leaves with 130.
 start -o run5.json -- sh -c "'$SPIN; sleep 60'"
