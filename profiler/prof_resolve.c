@@ -1,5 +1,7 @@
 #include "profiler/prof_resolve.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +272,32 @@ adg_error *prof_resolver_load_proc(prof_resolver *r, pid_t pid)
     return NULL;
 }
 
+/* C++ names (llama.cpp and ggml are C++) read better demangled; libstdc++'s demangler has
+ * a C ABI and is loaded only if present, so amxdiag itself stays a C program. */
+typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+static demangle_fn demangler;
+static pthread_once_t demangler_once = PTHREAD_ONCE_INIT;
+
+static void load_demangler(void)
+{
+    void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+    if (h)
+        demangler = (demangle_fn)dlsym(h, "__cxa_demangle");
+}
+
+char *prof_demangle(const char *name)
+{
+    if (strncmp(name, "_Z", 2))
+        return strdup(name);
+    pthread_once(&demangler_once, load_demangler);
+    int status = -1;
+    char *d = demangler ? demangler(name, NULL, NULL, &status) : NULL;
+    if (d && status == 0)
+        return d;
+    free(d);
+    return strdup(name);
+}
+
 static int new_func(prof_resolver *r, const char *name, const char *module, bool resolved)
 {
     if (r->nfuncs == r->capfuncs) {
@@ -282,7 +310,7 @@ static int new_func(prof_resolver *r, const char *name, const char *module, bool
     }
     prof_func *f = &r->funcs[r->nfuncs];
     memset(f, 0, sizeof *f);
-    f->name = strdup(name);
+    f->name = resolved ? prof_demangle(name) : strdup(name);
     f->module = strdup(module);
     if (!f->name || !f->module) {
         free(f->name);

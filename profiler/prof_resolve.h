@@ -41,6 +41,9 @@ adg_error *prof_resolver_load_proc(prof_resolver *r, pid_t pid);
  * sampled instruction's block in *block. Counts the sample on the function. */
 int prof_resolver_sample(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_class *block);
 
+/* A symbol name demangled when it is a C++ one (heap; caller frees). */
+char *prof_demangle(const char *name);
+
 size_t prof_resolver_nfuncs(const prof_resolver *r);
 const prof_func *prof_resolver_func(const prof_resolver *r, int i);
 /* Modules that could not be read, with why (for the record's unavailable list). */

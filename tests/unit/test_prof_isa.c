@@ -241,12 +241,33 @@ static void test_resolve_records(void **st)
     prof_resolver_free(r);
 }
 
+static void test_demangle(void **st)
+{
+    (void)st;
+    char *d = prof_demangle("_ZN4ggml3cpu3amx15tinygemm_kernelEii");
+    /* demangled when libstdc++ is installed, the raw name otherwise */
+    void *cxx = dlopen("libstdc++.so.6", RTLD_LAZY); /* what prof_demangle looks for */
+    if (cxx)
+        assert_string_equal(d, "ggml::cpu::amx::tinygemm_kernel(int, int)");
+    else
+        assert_string_equal(d, "_ZN4ggml3cpu3amx15tinygemm_kernelEii");
+    if (cxx)
+        dlclose(cxx);
+    free(d);
+    d = prof_demangle("plain_c_function");
+    assert_string_equal(d, "plain_c_function");
+    free(d);
+    d = prof_demangle("_Znot-valid");
+    assert_string_equal(d, "_Znot-valid");
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_encodings),   cmocka_unit_test(test_fixture_functions),
         cmocka_unit_test(test_bad_files),       cmocka_unit_test(test_resolve_live),
-        cmocka_unit_test(test_resolve_records),
+        cmocka_unit_test(test_resolve_records), cmocka_unit_test(test_demangle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
