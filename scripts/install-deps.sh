@@ -10,6 +10,7 @@ packages=(
     libzstd-dev libcmocka-dev libmicrohttpd-dev
     numactl tmux python3 clang
     prometheus curl   # tests of amxdiag export / probe --format prometheus (prometheus, promtool)
+    chromium          # amxdiag report --format html is checked in a headless browser
 )
 
 missing=()
