@@ -44,6 +44,7 @@ static void usage(FILE *out)
             "      --greedy         instead of benchmarking: greedy-decode -n tokens after a random\n"
             "                       -p token prompt, print the token ids and logit statistics\n"
             "      --json           machine-readable output (schema " RUN_SCHEMA ", docs/run.md)\n"
+            "  -o, --output FILE    also write the JSON result to FILE (atomically)\n"
             "  -v, --verbose        progress on stderr\n"
             "  -h, --help           this text\n"
             "\n"
@@ -234,7 +235,7 @@ int kern_run_cmd_main(int argc, char **argv)
 {
     kern_engine_opts eo = {.impl = KERN_IMPL_AUTO};
     kern_bench_opts bo = {.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
-    const char *numa = NULL;
+    const char *numa = NULL, *json_out = NULL;
     bool json = false, ops = false, greedy = false;
     uint32_t threads = 0, ctx = 0;
     enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX };
@@ -247,13 +248,15 @@ int kern_run_cmd_main(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED},   {"ops", no_argument, 0, O_OPS},
         {"greedy", no_argument, 0, O_GREEDY},     {"json", no_argument, 0, O_JSON},
         {"ctx", required_argument, 0, O_CTX},     {"verbose", no_argument, 0, 'v'},
+        {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "m:p:n:r:t:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:n:r:t:o:vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': eo.model_path = optarg; break;
+        case 'o': json_out = optarg; break;
         case 'p': if (!parse_count("-p", optarg, 1u << 20, &bo.n_prompt)) return adg_cmd_usage_error("run"); break;
         case 'n': if (!parse_count("-n", optarg, 1u << 20, &bo.n_gen)) return adg_cmd_usage_error("run"); break;
         case 'r':
@@ -331,14 +334,16 @@ int kern_run_cmd_main(int argc, char **argv)
             rc = fail(e);
         } else {
             rc = ADG_EXIT_OK;
+            json_t *root = result_json(eng, &r, eo.model_path, bo.seed);
             if (json) {
-                json_t *root = result_json(eng, &r, eo.model_path, bo.seed);
                 if ((e = adg_json_print(stdout, root)))
                     rc = fail(e);
-                json_decref(root);
             } else {
                 print_table(eng, &r, ops);
             }
+            if (json_out && (e = adg_json_write_atomic(json_out, root)))
+                rc = fail(e);
+            json_decref(root);
             kern_bench_result_free(&r);
         }
     }

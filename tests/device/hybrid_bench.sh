@@ -11,7 +11,7 @@
 # Output in OUT_DIR (default $OUT, else ./hybrid-device-out), at most 8 files:
 #   summary.txt   every step's status and the benchmark tables
 #   hybrid.log    the full output of every step
-#   run-<model>-<impl>.json   amxdiag run --json of each benchmark
+#   run-<model>-<impl|nglN>.json   amxdiag run's JSON of each benchmark (<= 6 files)
 set -u
 build=${1:?usage: tests/device/hybrid_bench.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-./hybrid-device-out}}
@@ -81,16 +81,16 @@ for q in q4_0 q8_0; do
             sed -n 2,3p "$work/step.out" | sed "s/^/  $impl: /" | tee -a "$summary"
     done
     for impl in amx avx512; do
-        step "run small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" --ops &&
+        step "run small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" \
+            --ops -o "$out/run-small-$q-$impl.json" &&
             sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
             grep -A8 "where the time went" "$work/step.out" | tee -a "$summary"
-        step "json small-$q $impl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" --cpu-kernels "$impl" -t "$threads" --json &&
-            cp "$work/step.out" "$out/run-small-$q-$impl.json"
     done
     # Hybrid splits (GPU layers through the CUDA kernels): half the layers, all of them.
     if [ "$q" = q4_0 ]; then
         for ngl in 8 99; do
-            step "run small-$q auto --ngl $ngl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" -t "$threads" --ngl "$ngl" --ops &&
+            step "run small-$q auto --ngl $ngl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" -t "$threads" --ngl "$ngl" \
+                --ops -o "$out/run-small-$q-ngl$ngl.json" &&
                 sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
                 grep -A6 "where the time went" "$work/step.out" | tee -a "$summary"
             step "greedy small-$q --ngl $ngl vs cpu" 120 bash -c "cmp <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads --ngl $ngl | sed -n 2p)"

@@ -23,6 +23,10 @@ for t in tests.values():
 assert d["model"]["architecture"] == "qwen3moe"
 PY
 
+# -o writes the JSON beside the table.
+expect_out "pp16" "$AMXDIAG" run -p 16 -n 2 -r 1 -o "$TEST_TMP/o.json"
+grep -q '"schema": "amxdiag.run/1"' "$TEST_TMP/o.json" || fail "-o did not write the JSON result"
+
 # Greedy decoding gives the same tokens on every CPU implementation available here.
 ref=$("$AMXDIAG" run --greedy -p 12 -n 10 --cpu-kernels ref | sed -n 2p)
 [ -n "$ref" ] || fail "no greedy tokens from ref"
