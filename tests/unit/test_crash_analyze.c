@@ -92,6 +92,32 @@ static void test_oldest_or_pointer_evidence(void **st)
     assert_non_null(strstr(ev, "synchronous"));
 }
 
+/* The facts of `bench kernels --gpu --inject-fault async-before-get_rows` as traced on the
+ * H100 (tests/device/cupti.sh, 2026-11-25): kern_add's output argument is 64 GiB past its
+ * 512 KiB buffer; CUPTI's records for both launches came without timestamps. */
+static void test_h100_recorded_async_before_get_rows(void **st)
+{
+    (void)st;
+    crash_launch ring[] = {L(1, "kern_add", 0x5630d35fc380ull, false), L(2, "kern_get_rows_f32", 0x5630d35fc380ull, false)};
+    uint64_t add_args[] = {0x7fa580a00a00ull, 0x7fa580a00a00ull, 0x7fb580a00a00ull, 0x400};
+    memcpy(ring[0].ptr, add_args, sizeof add_args);
+    ring[0].n_ptr = 4;
+    uint64_t gr_args[] = {0x7fa580c00000ull, 0x1000, 0x100, 0x7fa580a00200ull, 0x200, 0x7fa580a00a00ull, 0};
+    memcpy(ring[1].ptr, gr_args, sizeof gr_args);
+    ring[1].n_ptr = 7;
+    crash_alloc allocs[] = {{0x7fa580c00000ull, 4194304, false}, {0x7fa580a00200ull, 2048, false},
+                            {0x7fa580a00a00ull, 524288, false}};
+    crash_error err = {700, "cuStreamSynchronize", "driver", 394449077, 2};
+    crash_input in = {&err, ring, 2, 2, allocs, 3, NULL, 0, false};
+    json_t *c = crash_build(&in);
+    json_t *fk = json_object_get(c, "faulting_kernel");
+    assert_string_equal(str(fk, "kernel"), "kern_add");
+    assert_non_null(strstr(str(fk, "evidence"), "argument 2 (0x7fb580a00a00) points outside every known allocation"));
+    assert_string_equal(str(json_object_get(c, "reporting_op"), "kernel"), "kern_get_rows_f32");
+    assert_non_null(strstr(str(c, "conclusion"), "the reporting op was not the faulting one"));
+    json_decref(c);
+}
+
 static void test_reporting_op_is_faulting(void **st)
 {
     (void)st;
@@ -199,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_async_fault_names_earlier_kernel),
         cmocka_unit_test(test_oldest_or_pointer_evidence),
+        cmocka_unit_test(test_h100_recorded_async_before_get_rows),
         cmocka_unit_test(test_reporting_op_is_faulting),
         cmocka_unit_test(test_synchronous_launch_error),
         cmocka_unit_test(test_uncertain_cases),
