@@ -392,9 +392,23 @@ static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts
     out->flops = 2.0 * m * (double)n * (double)k * (sh->experts ? TOPK : 1);
     double times[64];
     int reps = 0, copy = 0, set = 0;
-    double spent = 0;
+    double spent = 0, warm = 0;
     kern_op_info info;
-    for (int it = -1; reps < (int)ADG_ARRAY_LEN(times); it++) {
+    /* Warm-up (thread wake-up, scratch, page tables of the copies) for at least 20 ms and
+     * up to 200 calls: the first calls after a context starts were seen several times
+     * slower on a VM. */
+    for (int it = 0; it < 200 && warm < 0.02; it++) {
+        const int32_t *is = ids ? ids + (size_t)set * (size_t)m * TOPK : NULL;
+        uint64_t t0 = adg_now_ns();
+        e = sh->experts ? kern_moe_matmul(c, bs->w[copy], x, false, is, m, TOPK, y, &info)
+                        : kern_matmul(c, bs->w[copy], x, m, y, &info);
+        warm += (double)(adg_now_ns() - t0) * 1e-9;
+        if (e)
+            goto out;
+        copy = (copy + 1) % bs->R;
+        set = (set + 1) % NSETS;
+    }
+    while (reps < (int)ADG_ARRAY_LEN(times)) {
         const kern_weight *w = bs->w[copy];
         copy = (copy + 1) % bs->R;   /* each call reads a copy that is not in cache */
         const int32_t *is = ids ? ids + (size_t)set * (size_t)m * TOPK : NULL;
@@ -404,8 +418,6 @@ static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts
         double s = (double)(adg_now_ns() - t0) * 1e-9;
         if (e)
             goto out;
-        if (it < 0)
-            continue;   /* warm-up: thread wake-up, scratch allocation */
         times[reps++] = s;
         spent += s;
         if (reps >= 3 && spent >= o->min_time)
@@ -544,12 +556,16 @@ static int eval_goals(const row *rows, int nr, const ceil_info *ci, goal *g, int
 
 /* Smallest M from which AMX beats VNNI at that M and every larger measured M; the largest
  * over shapes (conservative: tiles only where they win everywhere).  When AMX never wins,
- * twice the largest measured M. */
+ * twice the largest measured M.  Dense shapes only: the dispatcher compares the crossover
+ * with the rows of one GEMM, and an MoE row's M (tokens) is not that (an expert gets about
+ * M x 8 / 128 rows). */
 static int crossover(const row *rows, int nr, kern_type t, bool *found)
 {
     int worst = 0;
     *found = false;
     for (int s = 0; s < NSHAPES; s++) {
+        if (shapes[s].experts)
+            continue;
         int ms[64], nms = 0;
         for (int i = 0; i < nr && nms < 64; i++)
             if (rows[i].impl == KERN_IMPL_AMX && rows[i].type == t && !strcmp(rows[i].shape, shapes[s].name) &&

@@ -5,13 +5,28 @@
 
 #include "kernels/kern_internal.h"
 
-static void *zalloc64(size_t n)
+/* Not zeroed: the writers fill every row (padding included), so a large buffer's pages
+ * are first touched by the workers that fill them, in parallel. */
+static void *alloc64(size_t n)
 {
     size_t r = (n + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, r ? r : 64);
-    if (p)
-        memset(p, 0, r ? r : 64);
-    return p;
+    return aligned_alloc(64, r ? r : 64);
+}
+
+void kern_qact_zero_rows(kern_qact *a, int64_t r0, int64_t r1)
+{
+    if (r1 <= r0)
+        return;
+    memset(a->q + r0 * a->k, 0, (size_t)(r1 - r0) * (size_t)a->k);
+    memset(a->d + r0 * a->nb, 0, (size_t)(r1 - r0) * (size_t)a->nb * sizeof(float));
+    memset(a->negoff + r0 * a->nb, 0, (size_t)(r1 - r0) * (size_t)a->nb * sizeof(float));
+    memset(a->s + r0 * a->nb, 0, (size_t)(r1 - r0) * (size_t)a->nb * sizeof(int32_t));
+}
+
+void kern_bact_zero_rows(kern_bact *a, int64_t r0, int64_t r1)
+{
+    if (r1 > r0)
+        memset(a->x + r0 * a->k_pad, 0, (size_t)(r1 - r0) * (size_t)a->k_pad * sizeof(uint16_t));
 }
 
 adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
@@ -22,14 +37,15 @@ adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
     a->k = k;
     a->nb = k / KERN_KB;
     size_t rows = (size_t)a->m_pad;
-    a->q = zalloc64(rows * (size_t)k);
-    a->d = zalloc64(rows * (size_t)a->nb * sizeof(float));
-    a->negoff = zalloc64(rows * (size_t)a->nb * sizeof(float));
-    a->s = zalloc64(rows * (size_t)a->nb * sizeof(int32_t));
+    a->q = alloc64(rows * (size_t)k);
+    a->d = alloc64(rows * (size_t)a->nb * sizeof(float));
+    a->negoff = alloc64(rows * (size_t)a->nb * sizeof(float));
+    a->s = alloc64(rows * (size_t)a->nb * sizeof(int32_t));
     if (!a->q || !a->d || !a->negoff || !a->s) {
         kern_qact_free(a);
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows of %lld", (long long)m, (long long)k);
     }
+    kern_qact_zero_rows(a, m, a->m_pad);
     return NULL;
 }
 
@@ -82,9 +98,10 @@ adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad)
     a->m_pad = (m + 31) / 32 * 32;
     a->k = k;
     a->k_pad = k_pad;
-    a->x = zalloc64((size_t)a->m_pad * (size_t)k_pad * sizeof(uint16_t));
+    a->x = alloc64((size_t)a->m_pad * (size_t)k_pad * sizeof(uint16_t));
     if (!a->x)
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows of %lld", (long long)m, (long long)k);
+    kern_bact_zero_rows(a, m, a->m_pad);
     return NULL;
 }
 
@@ -99,13 +116,13 @@ void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1)
 {
     for (int64_t r = r0; r < r1; r++) {
         kern_fp32_to_bf16_row(x + r * a->k, a->x + r * a->k_pad, a->k);
-        /* the padding stays zero from allocation */
+        memset(a->x + r * a->k_pad + a->k, 0, (size_t)(a->k_pad - a->k) * sizeof(uint16_t));
     }
 }
 
 adg_error *kern_qact_alloc_tiles(kern_qact *a)
 {
-    if (!a->qt && !(a->qt = zalloc64((size_t)a->m_pad * (size_t)a->k)))
+    if (!a->qt && !(a->qt = alloc64((size_t)a->m_pad * (size_t)a->k)))
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows in tile order", (long long)a->m_pad);
     return NULL;
 }
@@ -122,7 +139,7 @@ void kern_qact_pack_tiles(kern_qact *a, int64_t t0, int64_t t1)
 
 adg_error *kern_bact_alloc_tiles(kern_bact *a)
 {
-    if (!a->xt && !(a->xt = zalloc64((size_t)a->m_pad * (size_t)a->k_pad * sizeof(uint16_t))))
+    if (!a->xt && !(a->xt = alloc64((size_t)a->m_pad * (size_t)a->k_pad * sizeof(uint16_t))))
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows in tile order", (long long)a->m_pad);
     return NULL;
 }

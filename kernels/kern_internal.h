@@ -92,7 +92,10 @@ static inline float *kern_yrow(const kern_gemm_job *j, int64_t i)
 /* Quantizes m rows of k floats (k % 32 == 0) into a (m_pad = round up to 32) buffer,
  * bit-identical to kern_quantize_row_q8_0; `off` as in kern_qact.  AVX-512 when
  * use_avx512, else scalar. */
+/* Allocation zeroes only the padding rows [m, m_pad); rows below m are the writers'. */
 adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k);
+void kern_qact_zero_rows(kern_qact *a, int64_t r0, int64_t r1);
+void kern_bact_zero_rows(kern_bact *a, int64_t r0, int64_t r1);
 void kern_qact_free(kern_qact *a);
 void kern_qact_rows(kern_qact *a, const float *x, int64_t r0, int64_t r1, int off, bool use_avx512);
 adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad);

@@ -248,11 +248,11 @@ static void test_emu_uses_tiles(void **state)
 }
 
 /* MoE: each routed row equals the plain matmul of its expert, bit for bit. */
-static void check_moe(kern_type t, kern_impl impl, int crossover, bool per_slot)
+static void check_moe_shape(kern_type t, kern_impl impl, int crossover, bool per_slot, int64_t k, int64_t T)
 {
-    const int64_t E = 8, n = 40, k = 64, T = 19, K = 3;
+    const int64_t E = 8, n = 40, K = 3;
     void *wd = make_weight(t, E, n, k);
-    int32_t ids[19 * 3];
+    int32_t *ids = malloc((size_t)(T * K) * sizeof(int32_t));
     for (int64_t i = 0; i < T * K; i++)
         ids[i] = (int32_t)((i * 5 + i / K) % E);
     ids[7] = -1;                      /* a dropped slot */
@@ -293,6 +293,12 @@ static void check_moe(kern_type t, kern_impl impl, int crossover, bool per_slot)
     kern_cpu_free(c);
     free(x);
     free(wd);
+    free(ids);
+}
+
+static void check_moe(kern_type t, kern_impl impl, int crossover, bool per_slot)
+{
+    check_moe_shape(t, impl, crossover, per_slot, 64, 19);
 }
 
 static void test_moe(void **state)
@@ -308,6 +314,10 @@ static void test_moe(void **state)
     check_moe(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 9, true);    /* experts on both sides of the crossover */
     check_moe(KERN_TYPE_BF16, KERN_IMPL_AMX_EMU, 1, false);
     check_moe(KERN_TYPE_F32, KERN_IMPL_AVX512, 0, true);
+    /* enough rows that routing, gathering and packing run on the pool */
+    check_moe_shape(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 1, true, 1024, 40);
+    check_moe_shape(KERN_TYPE_BF16, KERN_IMPL_AMX_EMU, 1, false, 1024, 40);
+    check_moe_shape(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 0, false, 1024, 40);
     if (impl_available(KERN_IMPL_AMX, false)) {
         check_moe(KERN_TYPE_Q4_0, KERN_IMPL_AMX, 1, false);
         check_moe(KERN_TYPE_Q8_0, KERN_IMPL_AMX, 9, true);
