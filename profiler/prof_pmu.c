@@ -2,6 +2,7 @@
  * inherit=1 so that every thread and child is counted, scaled for multiplexing
  * (time_enabled / time_running), and the derived metrics: IPC, AMX busy %, AMX ops/s,
  * FP operations/s by width. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,9 @@
 typedef struct counter {
     const prof_pmu_event *ev;
     int fd;
+    int *more;               /* --pid: the same event on the process's other threads */
+    unsigned nmore;
+    struct perf_event_attr attr;
     const char *how;
     uint64_t config;
     double last_scaled;      /* scaled value at the previous sample */
@@ -53,9 +57,54 @@ static void pmu_close(void *state)
     for (unsigned i = 0; i < p->n; i++)
         if (p->c[i].fd >= 0)
             close(p->c[i].fd);
+    for (unsigned i = 0; i < p->n; i++) {
+        for (unsigned k = 0; k < p->c[i].nmore; k++)
+            close(p->c[i].more[k]);
+        free(p->c[i].more);
+    }
     for (unsigned i = 0; i < p->nnotes; i++)
         free(p->notes[i]);
     free(p);
+}
+
+/* --pid: inheritance only reaches threads created from now on, so each thread that
+ * already exists gets the same groups (the main thread has them already). */
+static void attach_threads(prof_ctx *ctx, pmu *p)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)ctx->root);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int tid = atoi(de->d_name);
+        if (tid <= 0 || tid == ctx->root)
+            continue;
+        int leader = -1;
+        unsigned set = 0;
+        for (unsigned i = 0; i < p->n; i++) {
+            counter *c = &p->c[i];
+            if (c->ev->set != set) {
+                set = c->ev->set;
+                leader = -1;
+            }
+            struct perf_event_attr a = c->attr;
+            int fd = prof_perf_open(&a, tid, -1, leader, PERF_FLAG_FD_CLOEXEC);
+            if (fd < 0)
+                continue; /* the thread just exited */
+            int *m = realloc(c->more, (c->nmore + 1) * sizeof *m);
+            if (!m) {
+                close(fd);
+                continue;
+            }
+            c->more = m;
+            c->more[c->nmore++] = fd;
+            if (leader < 0)
+                leader = fd;
+        }
+    }
+    closedir(d);
 }
 
 static void note(pmu *p, const char *id, const char *why)
@@ -115,7 +164,7 @@ static adg_error *pmu_open(prof_ctx *ctx, void **state)
             }
             if (leader < 0)
                 leader = fd;
-            p->c[p->n++] = (counter){ev, fd, how, attr.config, 0, 0, 0, 0};
+            p->c[p->n++] = (counter){.ev = ev, .fd = fd, .attr = attr, .how = how, .config = attr.config};
         }
     }
     if (!p->n) {
@@ -124,6 +173,8 @@ static adg_error *pmu_open(prof_ctx *ctx, void **state)
                      : adg_error_new(ADG_E_UNSUPPORTED, "no PMU event of the requested sets can be counted here");
     }
     adg_error_free(first);
+    if (ctx->attach)
+        attach_threads(ctx, p);
     for (unsigned i = 0; i < p->nnotes; i++) {
         char *tab = strchr(p->notes[i], '\t');
         *tab = 0;
@@ -178,12 +229,23 @@ static void pmu_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
     double min_running = 100;
     for (unsigned i = 0; i < p->n; i++) {
         counter *c = &p->c[i];
-        uint64_t v[3];
-        if (read(c->fd, v, sizeof v) != (ssize_t)sizeof v)
+        uint64_t v[3], en = 0, run = 0;
+        double scaled = 0;
+        bool any = false;
+        for (unsigned k = 0; k <= c->nmore; k++) {
+            if (read(k ? c->more[k - 1] : c->fd, v, sizeof v) != (ssize_t)sizeof v)
+                continue;
+            any = true;
+            en += v[1];
+            run += v[2];
+            scaled += v[2] ? (double)v[0] * (double)v[1] / (double)v[2] : 0;
+        }
+        if (!any)
             continue;
+        v[1] = en;
+        v[2] = run;
         c->enabled = v[1];
         c->running = v[2];
-        double scaled = v[2] ? (double)v[0] * (double)v[1] / (double)v[2] : 0;
         p->rate[i] = dt > 0 ? (scaled - c->last_scaled) / dt : 0;
         c->last_scaled = scaled;
         c->total_scaled = scaled;
