@@ -6,6 +6,7 @@
 #include "common/adg_exit.h"
 #include "kernels/kern_cmds.h"
 #include "probe/probe.h"
+#include "profiler/export.h"
 #include "profiler/profiler.h"
 #include "reports/reports.h"
 #include "tui/tui.h"
@@ -23,6 +24,7 @@ static const command commands[] = {
     {"run", kern_run_cmd_main, "run the built-in hybrid inference path (llama-bench style)"},
     {"profile", prof_profile_cmd_main, "profile the built-in path or a command: AMX/AVX-512 use, memory, GPU"},
     {"top", tui_top_cmd_main, "live view of a profiled run, or replay of a run record"},
+    {"export", prof_export_cmd_main, "profile like 'profile' and serve the live metrics to Prometheus"},
     {"report", rep_report_cmd_main, "regression and illegal-access reports from run records"},
 };
 
