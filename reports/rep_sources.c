@@ -461,6 +461,14 @@ rep_val rep_fact(const rep_run *r, const char *name)
             return out;
         }
     }
+    size_t nl = strlen(name);
+    bool phased = (nl > 7 && !strcmp(name + nl - 7, ".prompt")) || (nl > 11 && !strcmp(name + nl - 11, ".generation"));
+    if (phased && !r->nwin && strncmp(name, "tps.", 4)) {
+        snprintf(out.why, sizeof out.why, "not measured: the record has no prompt/generation phase markers (the "
+                                          "built-in engine publishes them; an external command's phases are not "
+                                          "visible to amxdiag)");
+        return out;
+    }
     const char *why = rep_unavailable_reason(r, f->unavail);
     if (why) {
         snprintf(out.why, sizeof out.why, "not measured: %s", why);

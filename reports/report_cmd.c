@@ -107,7 +107,7 @@ int rep_report_cmd_main(int argc, char **argv)
     optind = 1;
     opterr = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+f:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
         switch (c) {
         case O_COMPARE: compare = true; break;
         case O_CRASH: crash = true; break;

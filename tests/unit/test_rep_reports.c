@@ -1,0 +1,433 @@
+/* amxdiag report: the findings and numbers that come out of the synthetic records modelled
+ * on the seed report, the rules on hand-made records, bad input, and escaping. */
+#include "adg_test.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common/adg_json.h"
+#include "common/adg_util.h"
+#include "reports/rep_internal.h"
+#include "reports/reports.h"
+
+static char *fixture(const char *name)
+{
+    const char *dir = getenv("FIXTURES");
+    char *p = NULL;
+    if (asprintf(&p, "%s/records/%s", dir && *dir ? dir : "tests/fixtures", name) < 0)
+        return NULL;
+    return p;
+}
+
+static json_t *finding(const json_t *doc, const char *id, const char *run)
+{
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(doc, "findings"), i, f) {
+        const char *fid = json_string_value(json_object_get(f, "id"));
+        const char *frun = json_string_value(json_object_get(f, "run"));
+        if (fid && !strcmp(fid, id) && (!run || (frun && !strcmp(frun, run))))
+            return f;
+    }
+    return NULL;
+}
+
+static double number(const json_t *f, const char *k)
+{
+    json_t *v = json_object_get(json_object_get(f, "numbers"), k);
+    assert_non_null(v);
+    return json_number_value(v);
+}
+
+static const char *sev(const json_t *f)
+{
+    return json_string_value(json_object_get(f, "severity"));
+}
+
+static json_t *compare_doc(void)
+{
+    char *a = fixture("report_base_avx512.json"), *b = fixture("report_new_amx.json");
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_compare(a, b, &doc));
+    free(a);
+    free(b);
+    return doc;
+}
+
+static void test_compare_seed_pair(void **state)
+{
+    (void)state;
+    json_t *doc = compare_doc();
+    assert_string_equal(json_string_value(json_object_get(doc, "schema")), "amxdiag.report/1");
+    assert_string_equal(json_string_value(json_object_get(doc, "kind")), "compare");
+
+    json_t *f = finding(doc, "phase-speed", NULL);
+    assert_non_null(f);
+    assert_string_equal(sev(f), "critical");
+    assert_true(fabs(number(f, "generation_base_tps") - 63.28) < 1e-6);
+    assert_true(fabs(number(f, "generation_new_tps") - 52.99) < 1e-6);
+    assert_true(fabs(number(f, "generation_delta_pct") - (-16.26)) < 0.01);
+    assert_true(fabs(number(f, "prompt_delta_pct") - (-35.94)) < 0.01);
+    json_t *fast = json_object_get(f, "faster");
+    assert_string_equal(json_string_value(json_object_get(fast, "prompt")), "--cpu-kernels avx512");
+    assert_string_equal(json_string_value(json_object_get(fast, "generation")), "--cpu-kernels avx512");
+
+    /* tiles at M=1: the attention projections per call, amx vs vnni */
+    f = finding(doc, "tiles-small-m", NULL);
+    assert_non_null(f);
+    assert_string_equal(sev(f), "warning");
+    assert_true(number(f, "slower_pct") > 55 && number(f, "slower_pct") < 70);
+
+    /* the AVX-512 run's generation is bandwidth-bound: 2 nodes x 66 GB/s ceiling */
+    f = finding(doc, "generation-memory-bound", "base");
+    assert_non_null(f);
+    assert_true(fabs(number(f, "ceiling_Bps") - 132e9) < 1);
+    assert_true(number(f, "ceiling_pct") >= 80 && number(f, "ceiling_pct") < 90);
+    assert_null(finding(doc, "generation-memory-bound", "new"));
+
+    /* 486.00 MiB of 16.18 GiB */
+    f = finding(doc, "amx-eligible-small", "new");
+    assert_non_null(f);
+    assert_true(fabs(number(f, "amx_eligible_bytes") - 509607936.0) < 1);
+    assert_true(fabs(number(f, "amx_eligible_pct") - 2.933) < 0.01);
+    assert_true(fabs(number(f, "expert_bytes") - 16307453952.0) < 1);
+    assert_null(finding(doc, "amx-eligible-small", "base"));
+
+    assert_non_null(finding(doc, "numa-spread", "new"));
+    f = finding(doc, "remote-memory", "new");
+    assert_non_null(f);
+    assert_true(fabs(number(f, "node3_memory_pct") - 38.0) < 1e-6);
+    assert_null(finding(doc, "amx-never-ran", NULL));
+    assert_null(finding(doc, "threads-oversubscribed", NULL));
+    assert_null(finding(doc, "gpu-idle", NULL));
+
+    /* side by side: numbers and not-measured reasons */
+    size_t i;
+    json_t *row;
+    bool seen_tg = false, seen_gpu = false;
+    json_array_foreach(json_object_get(doc, "comparison"), i, row) {
+        const char *fact = json_string_value(json_object_get(row, "fact"));
+        if (!strcmp(fact, "tps.generation")) {
+            seen_tg = true;
+            assert_true(fabs(json_number_value(json_object_get(row, "pct")) - (-16.26)) < 0.01);
+        }
+        if (!strcmp(fact, "gpu.busy")) {
+            seen_gpu = true;
+            assert_true(json_is_null(json_object_get(row, "base")));
+            assert_non_null(strstr(json_string_value(json_object_get(row, "base_why")), "never initialised CUDA"));
+        }
+    }
+    assert_true(seen_tg && seen_gpu);
+    const char *concl = json_string_value(json_object_get(doc, "conclusion"));
+    assert_non_null(strstr(concl, "16.3% slower in token generation"));
+    assert_non_null(strstr(concl, "generation → --cpu-kernels avx512"));
+    assert_int_equal(rep_doc_exit_code(doc), 1);
+    json_decref(doc);
+}
+
+static void test_run_report(void **state)
+{
+    (void)state;
+    char *p = fixture("report_new_amx.json");
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_run(p, &doc));
+    free(p);
+    assert_string_equal(json_string_value(json_object_get(doc, "kind")), "run");
+    assert_non_null(finding(doc, "amx-eligible-small", NULL));
+    json_t *f = finding(doc, "tiles-small-m", NULL);
+    assert_non_null(f);
+    assert_string_equal(sev(f), "info");
+    assert_null(finding(doc, "phase-speed", NULL));
+    assert_int_equal(rep_doc_exit_code(doc), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(doc, "conclusion")), "generation 52.99 t/s"));
+    json_decref(doc);
+
+    p = fixture("report_hybrid_gpu.json");
+    ADG_ASSERT_OK(rep_report_run(p, &doc));
+    free(p);
+    f = finding(doc, "gpu-idle", NULL);
+    assert_non_null(f);
+    assert_true(number(f, "gpu_busy_pct") < 30);
+    assert_true(fabs(number(f, "gpu_layers") - 10) < 1e-9);
+    f = finding(doc, "transfer-bound", NULL);
+    assert_non_null(f);
+    assert_true(fabs(number(f, "copy_s") - 5.95) < 1e-6);
+    assert_true(fabs(number(f, "kernel_s") - 1.09) < 1e-6);
+    json_decref(doc);
+}
+
+static void test_crash_reports(void **state)
+{
+    (void)state;
+    char *p = fixture("report_crash_getrows.json");
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_crash(p, &doc));
+    free(p);
+    assert_string_equal(json_string_value(json_object_get(doc, "kind")), "crash");
+    json_t *f = finding(doc, "reporter-not-faulting", NULL);
+    assert_non_null(f);
+    assert_string_equal(sev(f), "critical");
+    assert_int_equal((int)number(f, "reporting_launch"), 42);
+    assert_int_equal((int)number(f, "faulting_launch"), 41);
+    assert_non_null(strstr(json_string_value(json_object_get(f, "evidence")), "'kern_add'"));
+    assert_int_equal(rep_doc_exit_code(doc), 1);
+    /* the ring table marks the faulting and the reporting launch */
+    char *md = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_MD, &md));
+    assert_non_null(strstr(md, "| #41 | kern_add | (64,1,1) | (256,1,1) | 0x55d0c2a1e000 | no | - | FAULTED |"));
+    assert_non_null(strstr(md, "reported the error"));
+    assert_non_null(strstr(md, "| op that reported the error | launch #42 'kern_get_rows_q4_0' |"));
+    free(md);
+    json_decref(doc);
+
+    p = fixture("report_crash_nobinary.json");
+    ADG_ASSERT_OK(rep_report_crash(p, &doc));
+    free(p);
+    f = finding(doc, "no-code-for-cc", NULL);
+    assert_non_null(f);
+    assert_int_equal((int)number(f, "code"), 209);
+    assert_non_null(strstr(json_string_value(json_object_get(f, "evidence")), "CC 12.0"));
+    assert_non_null(strstr(json_string_value(json_object_get(f, "evidence")), "sm_90"));
+    assert_null(finding(doc, "cuda-error", NULL));
+    json_decref(doc);
+}
+
+static void expect_error(adg_error *e, adg_errkind kind, const char *msg_part, const char *hint_part)
+{
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), kind);
+    if (msg_part && !strstr(adg_error_msg(e), msg_part)) {
+        print_error("message '%s' lacks '%s'\n", adg_error_msg(e), msg_part);
+        fail();
+    }
+    if (hint_part && (!adg_error_remedy(e) || !strstr(adg_error_remedy(e), hint_part))) {
+        print_error("hint '%s' lacks '%s'\n", adg_error_remedy(e) ? adg_error_remedy(e) : "(none)", hint_part);
+        fail();
+    }
+    adg_error_free(e);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    json_t *doc = NULL;
+    char *p = fixture("report_truncated.json");
+    expect_error(rep_report_run(p, &doc), ADG_E_FORMAT, "line", NULL);
+    assert_null(doc);
+    free(p);
+    p = fixture("report_foreign.json");
+    expect_error(rep_report_run(p, &doc), ADG_E_FORMAT, "amxdiag.probe/1", NULL);
+    free(p);
+    p = fixture("report_runjson.json");
+    expect_error(rep_report_run(p, &doc), ADG_E_FORMAT, "metrics", "amxdiag profile --out");
+    free(p);
+    p = fixture("report_base_avx512.json");
+    expect_error(rep_report_crash(p, &doc), ADG_E_FORMAT, "no crash section", "amxdiag report");
+    free(p);
+    expect_error(rep_report_run("/nonexistent/run.json", &doc), ADG_E_IO, "/nonexistent/run.json", NULL);
+    p = fixture("report_base_avx512.json");
+    char *q = fixture("report_truncated.json");
+    expect_error(rep_report_compare(p, q, &doc), ADG_E_FORMAT, "new", NULL);
+    expect_error(rep_report_compare(q, p, &doc), ADG_E_FORMAT, "base", NULL);
+    free(p);
+    free(q);
+}
+
+/* ---- hand-made records for single rules ---- */
+
+static json_t *skeleton(const char *kernels)
+{
+    json_t *r = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:[],s:[],s:[],s:[]}", "schema", "amxdiag.run/1", "tool", "name",
+                          "amxdiag", "version", "0", "created", "2026-11-25T00:00:00Z", "host", "h", "status",
+                          "complete", "metrics", "series", "events", "unavailable");
+    json_object_set_new(r, "workload", json_pack("{s:[s,s,s,s]}", "command", "amxdiag", "run", "--cpu-kernels", kernels));
+    return r;
+}
+
+static json_t *run_on(json_t *rec, char *dir)
+{
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/r.json", dir) > 0);
+    ADG_ASSERT_OK(adg_json_write_atomic(path, rec));
+    json_decref(rec);
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_run(path, &doc));
+    free(path);
+    return doc;
+}
+
+static void phase(json_t *rec, double t0, double t1, const char *name)
+{
+    json_t *ev = json_object_get(rec, "events");
+    json_array_append_new(ev, json_pack("{s:I,s:s,s:s,s:{s:s}}", "t_ns", (json_int_t)(t0 * 1e9), "kind", "phase", "name",
+                                        name, "detail", "state", "begin"));
+    json_array_append_new(ev, json_pack("{s:I,s:s,s:s,s:{s:s,s:f}}", "t_ns", (json_int_t)(t1 * 1e9), "kind", "phase",
+                                        "name", name, "detail", "state", "end", "t_s", 100.0));
+}
+
+static void test_rules_single(void **state)
+{
+    (void)state;
+    char *dir = adg_test_tmpdir();
+    assert_non_null(dir);
+
+    /* AMX asked for, never ran */
+    json_t *r = skeleton("amx");
+    json_object_set_new(r, "isa_share", json_pack("{s:I,s:{s:f,s:f}}", "samples", (json_int_t)5000, "by_function", "amx",
+                                                  0.0, "avx512", 90.0));
+    json_t *doc = run_on(r, dir);
+    json_t *f = finding(doc, "amx-never-ran", NULL);
+    assert_non_null(f);
+    assert_string_equal(sev(f), "critical");
+    assert_true(number(f, "amx_share_pct") == 0.0);
+    assert_int_equal(rep_doc_exit_code(doc), 1);
+    json_decref(doc);
+
+    /* the same on an AVX-512 run: nothing to say */
+    r = skeleton("avx512");
+    json_object_set_new(r, "isa_share", json_pack("{s:I,s:{s:f,s:f}}", "samples", (json_int_t)5000, "by_function", "amx",
+                                                  0.0, "avx512", 90.0));
+    doc = run_on(r, dir);
+    assert_int_equal(json_array_size(json_object_get(doc, "findings")), 0);
+    assert_int_equal(rep_doc_exit_code(doc), 0);
+    json_decref(doc);
+
+    /* AMX only in prompt: the isa.share.amx series inside the phase windows */
+    r = skeleton("amx");
+    json_array_append_new(json_object_get(r, "metrics"),
+                          json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", "isa.share.amx", "unit", "%", "scope", "process",
+                                    "meaning", "m", "collector", "sampler"));
+    json_t *t = json_array(), *v = json_array();
+    for (int k = 1; k <= 20; k++) {
+        json_array_append_new(t, json_integer((json_int_t)k * 100000000));
+        json_array_append_new(v, json_real(k <= 10 ? 40.0 : 0.2));
+    }
+    json_array_append_new(json_object_get(r, "series"),
+                          json_pack("{s:s,s:n,s:o,s:o}", "metric", "isa.share.amx", "instance", "t_ns", t, "value", v));
+    phase(r, 0.05, 1.0, "prompt");
+    phase(r, 1.05, 2.0, "generation");
+    doc = run_on(r, dir);
+    f = finding(doc, "amx-prompt-only", NULL);
+    assert_non_null(f);
+    assert_true(fabs(number(f, "amx_prompt_pct") - 40.0) < 1e-9);
+    assert_true(fabs(number(f, "amx_generation_pct") - 0.2) < 1e-9);
+    assert_null(finding(doc, "amx-never-ran", NULL));
+    json_decref(doc);
+
+    /* oversubscribed: 32 threads on 16 CPUs */
+    r = skeleton("avx512");
+    json_object_set_new(r, "workload", json_pack("{s:[s,s,s,s]}", "command", "llama-bench", "-t", "32", "-p"));
+    json_object_set_new(r, "machine", json_pack("{s:i}", "online_cpus", 16));
+    doc = run_on(r, dir);
+    f = finding(doc, "threads-oversubscribed", NULL);
+    assert_non_null(f);
+    assert_int_equal((int)number(f, "threads"), 32);
+    assert_int_equal((int)number(f, "cpus"), 16);
+    json_decref(doc);
+
+    /* nothing measured: every cell says why, from the unavailable list */
+    r = skeleton("avx512");
+    json_array_append_new(json_object_get(r, "unavailable"),
+                          json_pack("{s:s,s:s,s:s}", "collector", "pmu", "what", "pmu", "reason", "no PMU in this VM"));
+    doc = run_on(r, dir);
+    char *md = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_MD, &md));
+    assert_non_null(strstr(md, "| AMX busy (EXE.AMX_BUSY / cycles) | not measured: no PMU in this VM |"));
+    assert_non_null(strstr(md, "not measured: the record has none of"));
+    free(md);
+    json_decref(doc);
+    adg_test_rmtree(dir);
+}
+
+static void test_escaping(void **state)
+{
+    (void)state;
+    char *p = fixture("report_hostile.json");
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_crash(p, &doc));
+    char *html = NULL, *md = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_HTML, &html));
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_MD, &md));
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "<img"));
+    assert_null(strstr(html, "<iframe"));
+    assert_non_null(strstr(html, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&gt;&lt;img"));
+    assert_null(strstr(md, "<script"));
+    assert_null(strstr(md, "<img"));
+    assert_non_null(strstr(md, "&lt;script&gt;"));
+    assert_non_null(strstr(md, "\\|\\*\\*md\\*\\*\\`")); /* no cell split, no bold, no code span */
+    free(html);
+    free(md);
+    json_decref(doc);
+    ADG_ASSERT_OK(rep_report_run(p, &doc));
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_HTML, &html));
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "<b>evil"));
+    assert_non_null(strstr(html, "<svg"));
+    free(html);
+    json_decref(doc);
+    free(p);
+}
+
+static void test_html_charts(void **state)
+{
+    (void)state;
+    json_t *doc = compare_doc();
+    char *html = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_HTML, &html));
+    int svgs = 0;
+    for (const char *s = html; (s = strstr(s, "<svg")); s++)
+        svgs++;
+    /* ISA shares, op bars (prompt, generation), 2 x (ISA and bandwidth over time) */
+    assert_true(svgs >= 7);
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "src=\"http")); /* self-contained: nothing to fetch */
+    assert_null(strstr(html, "href=\"http"));
+    assert_null(strstr(html, "@import"));
+    assert_non_null(strstr(html, "<polyline"));
+    free(html);
+    char *js = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_JSON, &js));
+    json_error_t err;
+    json_t *back = json_loads(js, 0, &err);
+    assert_non_null(back);
+    assert_string_equal(json_string_value(json_object_get(back, "schema")), "amxdiag.report/1");
+    json_decref(back);
+    free(js);
+    json_decref(doc);
+}
+
+/* docs/reports.md documents every rule of the table. */
+static void test_rules_documented(void **state)
+{
+    (void)state;
+    const char *src = getenv("SRC_DIR");
+    if (!src || !*src)
+        ADG_SKIP("SRC_DIR is not set (run through ctest)");
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/docs/reports.md", src) > 0);
+    char *text = NULL;
+    size_t len;
+    ADG_ASSERT_OK(adg_read_file(path, 0, &text, &len));
+    for (size_t i = 0; i < rep_rule_count(); i++) {
+        char want[64];
+        snprintf(want, sizeof want, "`%s`", rep_rule_at(i)->id);
+        if (!strstr(text, want)) {
+            print_error("docs/reports.md does not document rule %s\n", rep_rule_at(i)->id);
+            fail();
+        }
+    }
+    free(text);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compare_seed_pair), cmocka_unit_test(test_run_report),
+        cmocka_unit_test(test_crash_reports),     cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_rules_single),      cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_html_charts),       cmocka_unit_test(test_rules_documented),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
