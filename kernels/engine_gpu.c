@@ -142,6 +142,9 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
             (err = alloc(g, (size_t)e->n_ctx * kvd * 2, &G->kcache)) ||
             (err = alloc(g, (size_t)e->n_ctx * kvd * 2, &G->vcache)))
             return err;
+        /* On the device now: the file's pages of this layer can go. */
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            kern_gguf_release(m->gguf, mats[i]);
     }
     if (m->output->type != KERN_TYPE_Q4_0 && m->output->type != KERN_TYPE_Q8_0 && m->output->type != KERN_TYPE_F16)
         return adg_error_new(ADG_E_UNSUPPORTED, "--ngl: the output matrix is %s; the GPU takes q4_0, q8_0 or f16",

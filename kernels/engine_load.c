@@ -16,6 +16,10 @@ static adg_error *weight(kern_engine *e, const kern_gguf_tensor *t, kern_weight 
     if (err)
         return adg_error_prefix(err, "tensor '%s'", t->name);
     e->weight_bytes += kern_weight_bytes(*out);
+    /* The kernels keep their own repacked copy: drop the file's pages (unless GET_ROWS
+     * still reads them: tied embeddings). */
+    if (t != e->model->tok_embd)
+        kern_gguf_release(e->model->gguf, t);
     return NULL;
 }
 

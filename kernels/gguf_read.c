@@ -444,6 +444,17 @@ void kern_gguf_close(kern_gguf *g)
     free(g);
 }
 
+void kern_gguf_release(const kern_gguf *g, const kern_gguf_tensor *t)
+{
+    if (!g->mapped || !t || !t->data)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 const kern_gguf_kv *kern_gguf_find_kv(const kern_gguf *g, const char *key)
 {
     for (uint64_t i = 0; i < g->n_kv; i++)

@@ -111,6 +111,11 @@ adg_error *kern_gguf_open(const char *path, kern_gguf **out);
 adg_error *kern_gguf_parse(const void *data, uint64_t size, const char *what, kern_gguf **out);
 void kern_gguf_close(kern_gguf *g);
 
+/* Drops the mapped pages that lie wholly inside t's data (after the data was copied
+ * elsewhere, e.g. repacked): the file's pages stop counting in the process's memory.
+ * Reading t->data afterwards still works (the pages fault back in).  No-op for buffers. */
+void kern_gguf_release(const kern_gguf *g, const kern_gguf_tensor *t);
+
 const kern_gguf_kv *kern_gguf_find_kv(const kern_gguf *g, const char *key);
 const kern_gguf_tensor *kern_gguf_find_tensor(const kern_gguf *g, const char *name);
 
