@@ -159,7 +159,7 @@ static json_t *result_json(const kern_engine *e, const kern_bench_result *r, con
                                                "seconds", secs, "samples_ts", tss, "avg_ts", t->avg_ts, "stddev_ts",
                                                t->sd_ts, "ops", ops));
     }
-    return json_pack("{s:s,s:{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i,s:i},s:s,s:s,s:s,s:i,s:i,s:i,s:I,s:o}", "schema",
+    json_t *root = json_pack("{s:s,s:{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i,s:i},s:s,s:s,s:s,s:i,s:i,s:i,s:I,s:o}", "schema",
                      RUN_SCHEMA, "model", "path", path, "name", m->name ? m->name : "", "architecture",
                      kern_arch_name(m->hp.arch), "bytes", (json_int_t)m->gguf->tensor_bytes, "params",
                      (json_int_t)m->n_params, "type", kern_ggml_type_name(m->main_type), "n_layer", (int)m->hp.n_layer,
@@ -167,6 +167,9 @@ static json_t *result_json(const kern_engine *e, const kern_bench_result *r, con
                      kern_engine_backend(e), "cpu_kernels", kern_impl_name(kern_cpu_impl(c)), "cpu_description",
                      kern_cpu_describe(c), "threads", kern_cpu_threads(c), "ngl", (int)kern_engine_gpu_layers(e), "n_ctx", (int)kern_engine_n_ctx(e),
                      "seed", (json_int_t)seed, "tests", tests);
+    if (root && kern_engine_gpu_layers(e))
+        json_object_set_new(root, "gpu", json_string(kern_engine_gpu_name(e)));
+    return root;
 }
 
 static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_t seed, bool json, const char *path)
