@@ -29,18 +29,47 @@ void kern_bact_zero_rows(kern_bact *a, int64_t r0, int64_t r1)
         memset(a->x + r0 * a->k_pad, 0, (size_t)(r1 - r0) * (size_t)a->k_pad * sizeof(uint16_t));
 }
 
-adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
+void *kern_ws_get(kern_ws *ws, int slot, size_t bytes)
+{
+    if (slot < 0 || slot >= KERN_WS_SLOTS)
+        return NULL;
+    if (ws->p[slot] && ws->n[slot] >= bytes)
+        return ws->p[slot];
+    free(ws->p[slot]);
+    ws->n[slot] = 0;
+    size_t want = bytes + bytes / 4;   /* some headroom: sizes vary from call to call */
+    ws->p[slot] = alloc64(want);
+    if (ws->p[slot])
+        ws->n[slot] = want;
+    return ws->p[slot];
+}
+
+void kern_ws_free(kern_ws *ws)
+{
+    for (int i = 0; i < KERN_WS_SLOTS; i++)
+        free(ws->p[i]);
+    memset(ws, 0, sizeof *ws);
+}
+
+static void *get(kern_ws *ws, int slot, size_t bytes)
+{
+    return ws ? kern_ws_get(ws, slot, bytes) : alloc64(bytes);
+}
+
+adg_error *kern_qact_alloc_ws(kern_qact *a, int64_t m, int64_t k, kern_ws *ws, int slot)
 {
     memset(a, 0, sizeof *a);
     a->m = m;
     a->m_pad = (m + 31) / 32 * 32;
     a->k = k;
     a->nb = k / KERN_KB;
+    a->ws = ws;
+    a->slot = slot;
     size_t rows = (size_t)a->m_pad;
-    a->q = alloc64(rows * (size_t)k);
-    a->d = alloc64(rows * (size_t)a->nb * sizeof(float));
-    a->negoff = alloc64(rows * (size_t)a->nb * sizeof(float));
-    a->s = alloc64(rows * (size_t)a->nb * sizeof(int32_t));
+    a->q = get(ws, slot, rows * (size_t)k);
+    a->d = get(ws, slot + 1, rows * (size_t)a->nb * sizeof(float));
+    a->negoff = get(ws, slot + 2, rows * (size_t)a->nb * sizeof(float));
+    a->s = get(ws, slot + 3, rows * (size_t)a->nb * sizeof(int32_t));
     if (!a->q || !a->d || !a->negoff || !a->s) {
         kern_qact_free(a);
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows of %lld", (long long)m, (long long)k);
@@ -49,13 +78,20 @@ adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
     return NULL;
 }
 
+adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k)
+{
+    return kern_qact_alloc_ws(a, m, k, NULL, 0);
+}
+
 void kern_qact_free(kern_qact *a)
 {
-    free(a->qt);
-    free(a->q);
-    free(a->d);
-    free(a->negoff);
-    free(a->s);
+    if (!a->ws) {
+        free(a->qt);
+        free(a->q);
+        free(a->d);
+        free(a->negoff);
+        free(a->s);
+    }
     memset(a, 0, sizeof *a);
 }
 
@@ -91,24 +127,33 @@ void kern_qact_rows(kern_qact *a, const float *x, int64_t r0, int64_t r1, int of
     }
 }
 
-adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad)
+adg_error *kern_bact_alloc_ws(kern_bact *a, int64_t m, int64_t k, int64_t k_pad, kern_ws *ws, int slot)
 {
     memset(a, 0, sizeof *a);
     a->m = m;
     a->m_pad = (m + 31) / 32 * 32;
     a->k = k;
     a->k_pad = k_pad;
-    a->x = alloc64((size_t)a->m_pad * (size_t)k_pad * sizeof(uint16_t));
+    a->ws = ws;
+    a->slot = slot;
+    a->x = get(ws, slot, (size_t)a->m_pad * (size_t)k_pad * sizeof(uint16_t));
     if (!a->x)
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows of %lld", (long long)m, (long long)k);
     kern_bact_zero_rows(a, m, a->m_pad);
     return NULL;
 }
 
+adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad)
+{
+    return kern_bact_alloc_ws(a, m, k, k_pad, NULL, 0);
+}
+
 void kern_bact_free(kern_bact *a)
 {
-    free(a->xt);
-    free(a->x);
+    if (!a->ws) {
+        free(a->xt);
+        free(a->x);
+    }
     memset(a, 0, sizeof *a);
 }
 
@@ -122,7 +167,7 @@ void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1)
 
 adg_error *kern_qact_alloc_tiles(kern_qact *a)
 {
-    if (!a->qt && !(a->qt = alloc64((size_t)a->m_pad * (size_t)a->k)))
+    if (!a->qt && !(a->qt = get(a->ws, a->slot + 4, (size_t)a->m_pad * (size_t)a->k)))
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows in tile order", (long long)a->m_pad);
     return NULL;
 }
@@ -139,7 +184,7 @@ void kern_qact_pack_tiles(kern_qact *a, int64_t t0, int64_t t1)
 
 adg_error *kern_bact_alloc_tiles(kern_bact *a)
 {
-    if (!a->xt && !(a->xt = alloc64((size_t)a->m_pad * (size_t)a->k_pad * sizeof(uint16_t))))
+    if (!a->xt && !(a->xt = get(a->ws, a->slot + 1, (size_t)a->m_pad * (size_t)a->k_pad * sizeof(uint16_t))))
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld activation rows in tile order", (long long)a->m_pad);
     return NULL;
 }

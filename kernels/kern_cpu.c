@@ -116,6 +116,7 @@ void kern_cpu_free(kern_cpu *c)
             free(c->scratch[i]);
         kern_pool_free(c->pool);
     }
+    kern_ws_free(&c->ws);
     free(c->scratch);
     free(c);
 }
@@ -472,12 +473,12 @@ static adg_error *prepare_act(kern_cpu *c, const kern_weight *w, const float *x,
     act_args aa = {NULL, NULL, x, m, w->fmt == KERN_WFMT_I4 || w->ctype == KERN_TYPE_Q4_0 ? 8 : 128,
                    c->impl != KERN_IMPL_REF};
     if (is_int(w)) {
-        if ((e = kern_qact_alloc(qa, m, w->k)))
+        if ((e = kern_qact_alloc_ws(qa, m, w->k, &c->ws, KERN_WS_QA)))
             return e;
         *have_q = true;
         aa.qa = qa;
     } else if (uses_bact(w)) {
-        if ((e = kern_bact_alloc(ba, m, w->k, w->k_pad)))
+        if ((e = kern_bact_alloc_ws(ba, m, w->k, w->k_pad, &c->ws, KERN_WS_BA)))
             return e;
         *have_b = true;
         aa.ba = ba;
@@ -707,16 +708,16 @@ adg_error *kern_moe_matmul(kern_cpu *c, const kern_weight *w, const float *x, bo
     if ((e = prepare_act(c, w, x, xrows, &qa, &ba, &hq, &hb)))
         goto out;
     if (hq) {
-        if ((e = kern_qact_alloc(&qg, rows_padded ? rows_padded : 1, w->k)))
+        if ((e = kern_qact_alloc_ws(&qg, rows_padded ? rows_padded : 1, w->k, &c->ws, KERN_WS_QG)))
             goto out;
         gq = true;
         qg.off = qa.off;
     } else if (hb) {
-        if ((e = kern_bact_alloc(&bg, rows_padded ? rows_padded : 1, w->k, w->k_pad)))
+        if ((e = kern_bact_alloc_ws(&bg, rows_padded ? rows_padded : 1, w->k, w->k_pad, &c->ws, KERN_WS_BG)))
             goto out;
         gb = true;
     } else {
-        xg = malloc((size_t)(slots ? slots : 1) * (size_t)w->k * sizeof(float));
+        xg = kern_ws_get(&c->ws, KERN_WS_XG, (size_t)(slots ? slots : 1) * (size_t)w->k * sizeof(float));
         if (!xg) {
             e = adg_error_new(ADG_E_NOMEM, "out of memory");
             goto out;
@@ -812,7 +813,6 @@ out:
         kern_qact_free(&qg);
     if (gb)
         kern_bact_free(&bg);
-    free(xg);
     free(count);
     free(start);
     free(in_row);

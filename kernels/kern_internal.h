@@ -49,6 +49,18 @@ static inline const uint8_t *kern_weight_mat(const kern_weight *w, int64_t e)
     return w->data + (size_t)e * w->mat_bytes;
 }
 
+/* Grow-only per-context buffers for activations.  Allocating them per call cost a page
+ * fault per 4 KiB on every call (glibc returns large blocks to the OS), which in a VM
+ * was several ms per MoE call at 512 tokens.  Slot numbers are fixed per use. */
+#define KERN_WS_SLOTS 16
+typedef struct kern_ws {
+    void *p[KERN_WS_SLOTS];
+    size_t n[KERN_WS_SLOTS];
+} kern_ws;
+enum { KERN_WS_QA = 0, KERN_WS_QG = 5, KERN_WS_BA = 10, KERN_WS_BG = 12, KERN_WS_XG = 14 };
+void *kern_ws_get(kern_ws *ws, int slot, size_t bytes);   /* 64-byte aligned; NULL: out of memory */
+void kern_ws_free(kern_ws *ws);
+
 /* Activations quantized for the integer paths.  Rows m .. m_pad-1 are zero. */
 typedef struct kern_qact {
     int64_t m, m_pad, k, nb;
@@ -58,6 +70,8 @@ typedef struct kern_qact {
     int32_t *s;        /* [m_pad][nb]  sum of the block's q */
     int off;           /* 128 for Q8_0 weights, 8 for Q4_0 */
     int8_t *qt;        /* AMX only: q as A tiles, [m_pad/16][nb][16 rows][32], NULL until packed */
+    kern_ws *ws;       /* buffers borrowed from this workspace (not freed), or NULL */
+    int slot;
 } kern_qact;
 
 /* Activations rounded to BF16 for the BF16 paths, [m_pad][k_pad] (zero padded). */
@@ -65,6 +79,8 @@ typedef struct kern_bact {
     int64_t m, m_pad, k, k_pad;
     uint16_t *x;
     uint16_t *xt;      /* AMX only: x as A tiles, [m_pad/16][k_pad/32][16 rows][32], NULL until packed */
+    kern_ws *ws;
+    int slot;
 } kern_bact;
 
 /* The work of one worker in a matmul: panels [p0, p1) of matrix `mat`, every row of the
@@ -94,11 +110,15 @@ static inline float *kern_yrow(const kern_gemm_job *j, int64_t i)
  * use_avx512, else scalar. */
 /* Allocation zeroes only the padding rows [m, m_pad); rows below m are the writers'. */
 adg_error *kern_qact_alloc(kern_qact *a, int64_t m, int64_t k);
+/* The same on workspace slots slot .. slot+4 (q, d, negoff, s, qt). */
+adg_error *kern_qact_alloc_ws(kern_qact *a, int64_t m, int64_t k, kern_ws *ws, int slot);
 void kern_qact_zero_rows(kern_qact *a, int64_t r0, int64_t r1);
 void kern_bact_zero_rows(kern_bact *a, int64_t r0, int64_t r1);
 void kern_qact_free(kern_qact *a);
 void kern_qact_rows(kern_qact *a, const float *x, int64_t r0, int64_t r1, int off, bool use_avx512);
 adg_error *kern_bact_alloc(kern_bact *a, int64_t m, int64_t k, int64_t k_pad);
+/* On workspace slots slot, slot+1 (x, xt). */
+adg_error *kern_bact_alloc_ws(kern_bact *a, int64_t m, int64_t k, int64_t k_pad, kern_ws *ws, int slot);
 void kern_bact_free(kern_bact *a);
 void kern_bact_rows(kern_bact *a, const float *x, int64_t r0, int64_t r1);
 /* Copies the activations into A-tile order, so each tile load reads 512 B (int8) or
@@ -137,6 +157,7 @@ struct kern_cpu {
     kern_crossover xo;
     const kern_amx_kernels *amx;     /* NULL unless amx / amx-emu */
     bool amx_int8_2x2;               /* AMXDIAG_AMX_INT8_KERNEL=2x2 (default 1x1) */
+    kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;
     char desc[200];
