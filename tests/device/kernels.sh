@@ -4,8 +4,8 @@
 # M = 1 and M = 512 for q4_0/q8_0 at the attention, expert and LM-head shapes (amx vs
 # avx512), the M sweep that sets the AMX/VNNI crossover, the second AMX int8 kernel, bf16.
 #   usage: tests/device/kernels.sh BUILD_DIR [quick]   (outputs go to $OUT, default ./device-out)
-# "quick": the unit tests, M=1/512 at attn_q, moe_gate_up and lm_head, and the crossover
-# sweep only (about a minute).
+# "quick": the unit tests, M=1/512 at every shape but the router, and the crossover
+# sweep only (about 90 s).
 # BUILD_DIR is a RelWithDebInfo build with BUILD_DIR/devlibs (tests/device/bundle-libs.sh);
 # only BUILD_DIR/amxdiag and BUILD_DIR/tests/test_kern_* are used.  Steps are ordered by
 # importance and each is bounded (about 3 minutes in all, 7 at worst).  The device tool
@@ -45,8 +45,9 @@ cp "$XDG_CACHE_HOME"/amxdiag/ceilings-*.json "$out/ceilings.json" 2>/dev/null
 
 if [ "$quick" = quick ]; then
     step "quick bench: M=1 and M=512, amx vs avx512"
-    run "bench quick" 60 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 --shape attn_q,moe_gate_up,lm_head \
-        --m 1,512 --min-time 0.1 --weights-mib 1024 -o "$out/bench-main.json"
+    run "bench quick" 100 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 \
+        --shape attn_q,attn_kv,attn_o,moe_gate_up,moe_down,lm_head --m 1,512 --min-time 0.1 --weights-mib 1024 \
+        -o "$out/bench-main.json"
     step "quick bench: crossover sweep (saved)"
     run "bench sweep" 50 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 --shape attn_q,moe_gate_up \
         --m 1,4,8,16,32,64,128 --min-time 0.05 --weights-mib 512 \
