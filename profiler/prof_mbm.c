@@ -12,10 +12,15 @@
 #include "profiler/prof_collector.h"
 
 #define COLLECTOR "resctrl"
-#define MON "/sys/fs/resctrl/mon_data"
+/* $AMXDIAG_RESCTRL (default /sys/fs/resctrl): resctrl mounted elsewhere, or a test tree. */
+static const char *resctrl_root(void)
+{
+    const char *r = getenv("AMXDIAG_RESCTRL");
+    return r && *r ? r : "/sys/fs/resctrl";
+}
 
 typedef struct dom {
-    char path[300], name[64];
+    char path[600], name[64];
     uint64_t last;
 } dom;
 
@@ -42,9 +47,11 @@ static bool read_u64(const char *path, uint64_t *v)
 
 static adg_error *mbm_open(prof_ctx *ctx, void **state)
 {
-    DIR *dir = opendir(MON);
+    char mon[256];
+    snprintf(mon, sizeof mon, "%s/mon_data", resctrl_root());
+    DIR *dir = opendir(mon);
     if (!dir)
-        return adg_error_hint(adg_error_errno(ADG_E_UNSUPPORTED, errno, "resctrl monitoring is not mounted (" MON ")"),
+        return adg_error_hint(adg_error_errno(ADG_E_UNSUPPORTED, errno, "resctrl monitoring is not mounted (%s)", mon),
                               "on Intel CPUs with RDT: mount -t resctrl resctrl /sys/fs/resctrl (as root)");
     mbm *m = calloc(1, sizeof *m);
     if (!m) {
@@ -56,7 +63,7 @@ static adg_error *mbm_open(prof_ctx *ctx, void **state)
         if (strncmp(de->d_name, "mon_L3_", 7))
             continue;
         dom *d = &m->d[m->n];
-        snprintf(d->path, sizeof d->path, MON "/%s/mbm_total_bytes", de->d_name);
+        snprintf(d->path, sizeof d->path, "%s/%s/mbm_total_bytes", mon, de->d_name);
         snprintf(d->name, sizeof d->name, "l3_%s", de->d_name + 7);
         if (read_u64(d->path, &d->last))
             m->n++;

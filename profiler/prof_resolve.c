@@ -24,6 +24,7 @@ typedef struct pmap {
 typedef struct proc {
     pid_t pid;
     bool loaded;       /* /proc/PID/maps was read (or the process is known from records) */
+    unsigned reload_batch; /* batch of the last re-read after a miss */
     pmap *maps;
     size_t n, cap;
 } proc;
@@ -49,7 +50,13 @@ struct prof_resolver {
     table func_by_sym;     /* (mod, sym addr) -> func */
     table block_by_ip;     /* (mod, vaddr) -> class */
     int anon_func;         /* "[anon]" bucket */
+    unsigned batch;        /* prof_resolver_next_batch */
 };
+
+void prof_resolver_next_batch(prof_resolver *r)
+{
+    r->batch++;
+}
 
 static uint64_t mix(uint64_t a, uint64_t b)
 {
@@ -361,11 +368,23 @@ int prof_resolver_sample(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_clas
         p = find_proc(r, pid, false);
     }
     const pmap *hit = NULL;
-    for (size_t i = 0; p && i < p->n; i++)
-        if (ip >= p->maps[i].start && ip < p->maps[i].end) {
-            hit = &p->maps[i];
+    for (int attempt = 0; attempt < 2 && !hit; attempt++) {
+        for (size_t i = 0; p && i < p->n; i++)
+            if (ip >= p->maps[i].start && ip < p->maps[i].end) {
+                hit = &p->maps[i];
+                break;
+            }
+        /* A mapping the records missed (lost records, or a process found by its samples
+         * only): read /proc/PID/maps again, at most once per batch of samples. */
+        if (!hit && p && p->reload_batch != r->batch + 1) {
+            p->reload_batch = r->batch + 1;
+            adg_error_free(prof_resolver_load_proc(r, pid));
+            p = find_proc(r, pid, false);
+            if (p)
+                p->reload_batch = r->batch + 1;
+        } else
             break;
-        }
+    }
     int fi;
     if (!hit || !r->mods[hit->mod].elf) {
         fi = unknown_bucket(r, hit ? hit->mod : -1);

@@ -37,6 +37,9 @@ void prof_resolver_exec(prof_resolver *r, pid_t pid);                  /* forget
 /* Reads /proc/PID/maps (executable mappings); an error when the process is gone. */
 adg_error *prof_resolver_load_proc(prof_resolver *r, pid_t pid);
 
+/* Starts a new batch of samples (one drain): a process whose maps miss an ip has them
+ * re-read from /proc at most once per batch. */
+void prof_resolver_next_batch(prof_resolver *r);
 /* Resolves one sampled ip; returns the function's index (>= 0), and the class of the
  * sampled instruction's block in *block. Counts the sample on the function. */
 int prof_resolver_sample(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_class *block);

@@ -359,6 +359,7 @@ static int rec_cmp(const void *a, const void *b)
 static void process(prof_ctx *ctx, sampler *s)
 {
     qsort(s->recs, s->nrecs, sizeof *s->recs, rec_cmp);
+    prof_resolver_next_batch(s->res);
     for (size_t i = 0; i < s->nrecs; i++) {
         rec *r = &s->recs[i];
         switch (r->kind) {

@@ -197,6 +197,12 @@ static void test_resolve_live(void **st)
     assert_non_null(strstr(f->module, "prof_isa_fixture_stripped"));
     assert_int_not_equal(block, PROF_ISA_UNKNOWN);
 
+    /* Maps forgotten (as after lost records): a miss re-reads /proc/PID/maps once per batch. */
+    prof_resolver_exec(r, getpid());
+    prof_resolver_next_batch(r);
+    fi = prof_resolver_sample(r, getpid(), (uint64_t)(uintptr_t)dlsym(h, "isa_avx2_func"), &block);
+    assert_string_equal(prof_resolver_func(r, fi)->name, "isa_avx2_func");
+
     /* An address in no mapping at all. */
     fi = prof_resolver_sample(r, getpid(), 0x10, &block);
     assert_string_equal(prof_resolver_func(r, fi)->name, "[unknown]");

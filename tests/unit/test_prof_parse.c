@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/adg_error.h"
+#include "common/adg_record.h"
 #include "profiler/prof_collector.h"
 #include "profiler/prof_numa.h"
 #include "profiler/prof_pmu.h"
@@ -134,6 +135,71 @@ static void test_proc_fields(void **st)
     assert_int_equal(prof_numa_avx512_elapsed("something else\n"), -2);
 }
 
+/* The resctrl MBM collector on a fake resctrl tree ($AMXDIAG_RESCTRL). */
+static void write_num(const char *path, unsigned long long v)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%llu\n", v);
+    fclose(f);
+}
+
+static void test_mbm_fake_tree(void **st)
+{
+    (void)st;
+    char *dir = adg_test_tmpdir();
+    if (!dir) {
+        fail_msg("no temporary directory");
+        return;
+    }
+    char path[512], f0[600], f1[600];
+    snprintf(path, sizeof path, "%s/mon_data/mon_L3_00", dir);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s/mon_data/mon_L3_01'", path, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(f0, sizeof f0, "%s/mbm_total_bytes", path);
+    snprintf(f1, sizeof f1, "%s/mon_data/mon_L3_01/mbm_total_bytes", dir);
+    write_num(f0, 1000);
+    write_num(f1, 5000);
+    setenv("AMXDIAG_RESCTRL", dir, 1);
+
+    prof_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.bus = adg_bus_new();
+    ctx.record = adg_record_new();
+    ctx.interval_ns = 100000000;
+    prof_pidset_init(&ctx.pids);
+    void *state = NULL;
+    ADG_ASSERT_OK(prof_mbm_collector.open(&ctx, &state));
+    int m = adg_bus_find(ctx.bus, "mem.mbm_bw");
+    assert_true(m >= 0);
+    uint64_t t0 = adg_bus_elapsed_ns(ctx.bus);
+    write_num(f0, 1000 + 2000000000ull);  /* 2 GB more on domain 00 */
+    write_num(f1, 5000);                  /* none on 01 */
+    prof_mbm_collector.sample(&ctx, state, t0 + 1000000000ull); /* one second later */
+    adg_point pt;
+    assert_true(adg_bus_latest(ctx.bus, m, "l3_00", &pt));
+    /* the open happened a little before t0: the rate is 2 GB over just over a second */
+    assert_true(pt.value > 1.9e9 && pt.value <= 2.0e9);
+    assert_true(adg_bus_latest(ctx.bus, m, "l3_01", &pt));
+    assert_true(pt.value == 0);
+    prof_mbm_collector.finish(&ctx, state, t0 + 2000000000ull);
+    prof_mbm_collector.close(state);
+
+    /* No tree: the reason names the path and says how to mount it. */
+    setenv("AMXDIAG_RESCTRL", "/nonexistent/resctrl", 1);
+    adg_error *e = prof_mbm_collector.open(&ctx, &state);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "/nonexistent/resctrl/mon_data"));
+    assert_non_null(adg_error_remedy(e));
+    adg_error_free(e);
+    unsetenv("AMXDIAG_RESCTRL");
+    prof_pidset_destroy(&ctx.pids);
+    adg_record_free(ctx.record);
+    adg_bus_free(ctx.bus);
+    adg_test_rmtree(dir);
+}
+
 int main(void)
 {
     /* libpfm4 reads this once, at initialisation: the encodings are checked against
@@ -142,7 +208,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pmu_encodings_spr), cmocka_unit_test(test_llama_bench),
         cmocka_unit_test(test_llama_cli),         cmocka_unit_test(test_numa_maps),
-        cmocka_unit_test(test_proc_fields),
+        cmocka_unit_test(test_proc_fields),       cmocka_unit_test(test_mbm_fake_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
