@@ -26,6 +26,12 @@ reason=$(json plain.json "[u['reason'] for u in r['unavailable'] if u['collector
 expect_rc 2 "$AMXDIAG" profile -q --sanitize -o x.json
 grep -q -- "--sanitize reruns a command" "$TEST_TMP/err" || fail "--sanitize without a command: $(cat "$TEST_TMP/err")"
 
+case "$reason" in
+    *"built without CUPTI headers"*)
+        [ "$ADG_FAILS" -ne 0 ] && finish
+        skip "this amxdiag was built without the CUPTI headers: the collector reports itself unavailable (checked)" ;;
+esac
+
 stub=""
 for s in "${CUDA_HOME:-/usr/local/cuda}/lib64/stubs/libcuda.so" /usr/local/cuda/lib64/stubs/libcuda.so; do
     [ -f "$s" ] && stub=$s && break
