@@ -42,6 +42,13 @@ bool adg_prom_unit(const char *unit, const char **suffix, double *scale)
     return false;
 }
 
+double adg_prom_scale(double value, double scale)
+{
+    if (scale > 0 && scale < 1)
+        return value / nearbyint(1 / scale);
+    return value * scale;
+}
+
 static bool ends_with(const char *s, size_t n, const char *tail)
 {
     size_t t = strlen(tail);
@@ -95,7 +102,7 @@ void adg_prom_metric_name(const char *name, const char *unit, char *out, size_t 
                 noun[0] = '_';
                 memcpy(noun + 1, suffix, k);
                 noun[k + 1] = 0;
-                if (ends_with(buf, n, noun) && n - strlen(noun) > plen)
+                if (ends_with(buf, n, noun) && n - strlen(noun) >= plen - 1) /* "amxdiag" + "_tokens_per_second" */
                     n -= strlen(noun);
             }
         }
@@ -215,6 +222,12 @@ void adg_prom_value(adg_strbuf *sb, double v)
         return;
     }
     char buf[40];
+    /* Whole numbers (byte counts, timestamps) in full: 1795640000, not 1.79564e+09. */
+    if (fabs(v) < 9007199254740992.0 && v == nearbyint(v)) {
+        snprintf(buf, sizeof buf, "%.0f", v);
+        adg_sb_puts(sb, buf);
+        return;
+    }
     for (int prec = 6; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, v);
         if (strtod(buf, NULL) == v)

@@ -26,6 +26,10 @@
  * caller puts the unit into the HELP text instead). */
 bool adg_prom_unit(const char *unit, const char **suffix, double *scale);
 
+/* value × scale, dividing for scales below 1 ("%": 41.25 / 100 is 0.4125, while
+ * 41.25 × 0.01 prints as 0.41250000000000003). */
+double adg_prom_scale(double value, double scale);
+
 /* A metric name from a dotted bus name and its unit: "mem.read_bw" + "B/s" →
  * "amxdiag_mem_read_bw_bytes_per_second", "engine.tokens_per_s" + "t/s" →
  * "amxdiag_engine_tokens_per_second", "gpu.busy" + "%" → "amxdiag_gpu_busy_ratio".

@@ -80,7 +80,7 @@ static bool family(adg_bus *bus, int id, const adg_metric_def *d, const char *co
         char val[256];
         adg_prom_label l = {rep_prom_scope_label(d->scope),
                             inst[i] ? rep_prom_instance_value(d->scope, inst[i], val, sizeof val) : NULL};
-        adg_prom_sample(&body, name, &l, 1, p.value * scale);
+        adg_prom_sample(&body, name, &l, 1, adg_prom_scale(p.value, scale));
         any = true;
     }
     adg_bus_free_names(inst, n);
