@@ -295,10 +295,9 @@ static int run_live_batch(tui_app *a, top_opts *t)
 {
     prof_outcome out;
     t->prof.bus = a->bus;
-    if (t->json) {
-        t->prof.output_to_stderr = true;
-        t->prof.tee = true;
-    }
+    /* Our stdout carries the view: keep the command's stdout off it. */
+    t->prof.output_to_stderr = true;
+    t->prof.tee = true;
     adg_error *e = prof_session_run(&t->prof, &out);
     if (e) {
         adg_error_print(e, stderr);

@@ -27,6 +27,12 @@ for x in v["values"]:
 # Whatever could not run here is listed with a reason, and the screen says so.
 assert all(u["reason"] for u in r["unavailable"])
 EOF
+# amxdiag profile --tui is amxdiag top (a --tui after the command's name is the command's).
+"$AMXDIAG" profile --tui --json -o "$TEST_TMP/tui.json" -- sh -c "$SPIN" >"$TEST_TMP/tui-view.json" 2>"$TEST_TMP/err" \
+    || fail "profile --tui --json exited $?: $(head -c 600 "$TEST_TMP/err")"
+grep -q '"amxdiag.top-snapshot/1"' "$TEST_TMP/tui-view.json" || fail "profile --tui is not amxdiag top"
+[ -s "$TEST_TMP/tui.json" ] || fail "profile --tui wrote no record"
+expect_out '^--tui$' "$AMXDIAG" profile -q -o "$TEST_TMP/p.json" -- sh -c 'echo --tui'
 expect_rc 2 "$AMXDIAG" top --json -o "$TEST_TMP/x.json" --replay x.json
 expect_rc 2 "$AMXDIAG" top --json --pid 1 -- true
 expect_rc 3 "$AMXDIAG" top --json -o "$TEST_TMP/three.json" -- sh -c "$SPIN; exit 3"
