@@ -268,7 +268,8 @@ static void conclude(json_t *doc, json_t *findings, adg_strbuf *sb)
     int shown = 0;
     json_array_foreach(findings, i, f) {
         const char *sev = json_string_value(json_object_get(f, "severity"));
-        if (!sev || !strcmp(sev, "info") || !strcmp(json_string_value(json_object_get(f, "id")), "phase-speed"))
+        const char *id = json_string_value(json_object_get(f, "id"));
+        if (!sev || !strcmp(sev, "info") || !strcmp(id, "phase-speed") || !strcmp(id, "op-delta"))
             continue;
         if (shown++ >= 5)
             break;
@@ -654,6 +655,8 @@ json_t *rep_build_compare(rep_run *base, rep_run *nw)
         int n = 0;
         json_object_foreach(fast, k, v) adg_sb_printf(&sb, "%s %s → %s", n++ ? "," : "", k, json_string_value(v));
         adg_sb_puts(&sb, ".");
+        json_array_foreach(findings, i, f) if (!strcmp(json_string_value(json_object_get(f, "id")), "op-delta"))
+            adg_sb_printf(&sb, " Where: %s", json_string_value(json_object_get(f, "evidence")));
     } else
         adg_sb_printf(&sb, "%s vs %s: tokens/s not measured in both runs, so no speed verdict.", nw->label, base->label);
     conclude(doc, findings, &sb);

@@ -12,6 +12,7 @@
 
 /* Thresholds (documented in docs/reports.md; keep both in step). */
 #define AMX_NEVER_PCT 0.5       /* below this share of CPU time, AMX "never ran" */
+#define AMX_NEVER_MIN_SAMPLES 100
 #define AMX_PROMPT_MIN_PCT 5.0  /* AMX share in prompt that counts as "used" */
 #define AMX_GEN_MAX_PCT 1.0     /* ... and in generation that counts as "not used" */
 #define AMX_ELIGIBLE_SMALL 0.25 /* eligible share of the CPU weights */
@@ -69,10 +70,46 @@ static const char *gbs(double bps, char *buf, size_t len)
 static bool amx_requested(const rep_run *r)
 {
     char k[32];
-    return rep_setting_cpu_kernels(r, k, sizeof k) && strstr(k, "amx");
+    /* the tile emulator (amx-emu) runs no AMX instruction by design */
+    return rep_setting_cpu_kernels(r, k, sizeof k) && strstr(k, "amx") && !strstr(k, "emu");
+}
+
+/* "16.3% slower", "61.6x faster" */
+static const char *speed_words(double new_over_base, char *buf, size_t len)
+{
+    if (new_over_base >= 2)
+        snprintf(buf, len, "%.1fx faster", new_over_base);
+    else if (new_over_base > 0 && new_over_base <= 0.5)
+        snprintf(buf, len, "%.1fx slower", 1 / new_over_base);
+    else
+        snprintf(buf, len, "%.1f%% %s", fabs(100 * (new_over_base - 1)), new_over_base < 1 ? "slower" : "faster");
+    return buf;
 }
 
 /* ---- rules ---- */
+
+static bool r_run_failed(const rep_ctx *c, json_t *f)
+{
+    const rep_run *r = c->run;
+    const char *st = json_string_value(json_object_get(r->rec, "status"));
+    if (!st || !strcmp(st, "complete"))
+        return false;
+    json_t *cr = json_object_get(r->rec, "crash");
+    if (json_is_object(cr) && json_is_object(json_object_get(cr, "error")))
+        return false; /* cuda-error says more */
+    json_t *wl = json_object_get(r->rec, "workload");
+    text(f, "evidence", "The record's status is '%s'", st);
+    if (json_is_integer(json_object_get(wl, "exit_code"))) {
+        num(f, "exit_code", (double)json_integer_value(json_object_get(wl, "exit_code")));
+        text(f, "evidence", "(the workload exited with code %lld)", (long long)json_integer_value(json_object_get(wl, "exit_code")));
+    }
+    if (json_string_value(json_object_get(wl, "signal_name")))
+        text(f, "evidence", "(the workload was killed by %s)", json_string_value(json_object_get(wl, "signal_name")));
+    text(f, "evidence", ": its figures cover only the part that ran, and a comparison with it says little.");
+    if (!strcmp(st, "workload-crashed") || !strcmp(st, "workload-failed"))
+        json_object_set_new(f, "severity", json_string("critical"));
+    return true;
+}
 
 static bool r_amx_never(const rep_ctx *c, json_t *f)
 {
@@ -81,6 +118,9 @@ static bool r_amx_never(const rep_ctx *c, json_t *f)
         return false;
     rep_val isa = rep_fact(r, "isa.amx"), busy = rep_fact(r, "amx.busy"), samples = rep_fact(r, "isa.samples");
     double ops_amx = rep_ops_seconds(r, "", NULL, REP_ANY_LAYER, "amx");
+    /* a handful of samples (a run that died at start) proves nothing */
+    if (isa.ok && (!samples.ok || samples.v < AMX_NEVER_MIN_SAMPLES))
+        isa.ok = false;
     bool isa_none = isa.ok && isa.v < AMX_NEVER_PCT;
     bool busy_none = busy.ok && busy.v < AMX_NEVER_PCT;
     if (!(isa_none || busy_none) || (isa.ok && !isa_none) || (busy.ok && !busy_none) || ops_amx > 0)
@@ -518,18 +558,22 @@ static bool r_phase_speed(const rep_ctx *c, json_t *f)
              n.v, pct);
         if (fabs(pct) < SPEED_NOTE_PCT)
             text(f, "recommendation", "%s: either setting (within %.0f%%).", phases[i], SPEED_NOTE_PCT);
-        else
-            text(f, "recommendation", "%s: use %s (%.1f%% faster).", phases[i], fast->label,
-                 fabs(n.v > b.v ? pct : 100 * (b.v / n.v - 1)));
+        else {
+            char w[48];
+            text(f, "recommendation", "%s: use %s (%s).", phases[i], fast->label,
+                 speed_words(n.v > b.v ? n.v / b.v : b.v / n.v, w, sizeof w));
+        }
         json_t *faster = json_object_get(f, "faster");
         if (!faster) {
             faster = json_object();
             json_object_set_new(f, "faster", faster);
         }
         json_object_set_new(faster, phases[i], json_string(fabs(pct) < SPEED_NOTE_PCT ? "either" : fast->label));
-        if (fabs(pct) >= SPEED_NOTE_PCT)
-            adg_sb_printf(&title, "%s%.1f%% %s in %s", title.len ? ", " : "", fabs(pct), pct < 0 ? "slower" : "faster",
+        if (fabs(pct) >= SPEED_NOTE_PCT) {
+            char w[48];
+            adg_sb_printf(&title, "%s%s in %s", title.len ? ", " : "", speed_words(n.v / b.v, w, sizeof w),
                           phases[i] == phases[0] ? "prompt evaluation" : "token generation");
+        }
         if (pct < worst)
             worst = pct;
         any = true;
@@ -547,14 +591,104 @@ static bool r_phase_speed(const rep_ctx *c, json_t *f)
     return true;
 }
 
+/* The ops variant string of a run in a phase ("" when several or none). */
+static void variants_of(const rep_run *r, const char *phase, const char *op, char *buf, size_t len)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < r->nops; i++) {
+        const rep_op *o = &r->ops[i];
+        if (strcmp(o->op, op) || strcmp(o->phase, phase))
+            continue;
+        const char *v = o->variant[0] ? o->variant : o->impl;
+        if (!strstr(buf, v)) {
+            size_t l = strlen(buf);
+            snprintf(buf + l, len - l, "%s%s", l ? "+" : "", v);
+        }
+    }
+}
+
+/* Comparison: which op classes the op-time difference of each phase comes from, and
+ * whether they are the ops whose kernels changed. */
+static bool r_op_delta(const rep_ctx *c, json_t *f)
+{
+    static const char *const phases[] = {"prompt", "generation"};
+    bool any = false;
+    for (size_t p = 0; p < ADG_ARRAY_LEN(phases); p++) {
+        double tb = rep_ops_seconds(c->base, phases[p], NULL, REP_ANY_LAYER, NULL);
+        double tn = rep_ops_seconds(c->nw, phases[p], NULL, REP_ANY_LAYER, NULL);
+        double d = tn - tb;
+        if (tb <= 0 || tn <= 0 || fabs(d) < 0.03 * tb)
+            continue;
+        /* op kinds by their share of the difference, in the direction of the difference */
+        char best[2][32] = {"", ""};
+        double bd[2] = {0, 0};
+        for (size_t i = 0; i < c->nw->nops + c->base->nops; i++) {
+            const rep_op *o = i < c->nw->nops ? &c->nw->ops[i] : &c->base->ops[i - c->nw->nops];
+            if (strcmp(o->phase, phases[p]) || !strcmp(o->op, best[0]) || !strcmp(o->op, best[1]))
+                continue;
+            double x = rep_ops_seconds(c->nw, phases[p], o->op, REP_ANY_LAYER, NULL) -
+                       rep_ops_seconds(c->base, phases[p], o->op, REP_ANY_LAYER, NULL);
+            if (x * d <= 0)
+                continue;
+            if (fabs(x) > fabs(bd[0])) {
+                bd[1] = bd[0];
+                memcpy(best[1], best[0], sizeof best[1]);
+                bd[0] = x;
+                snprintf(best[0], sizeof best[0], "%s", o->op);
+            } else if (fabs(x) > fabs(bd[1])) {
+                bd[1] = x;
+                snprintf(best[1], sizeof best[1], "%s", o->op);
+            }
+        }
+        if (!best[0][0])
+            continue;
+        char k[128];
+        snprintf(k, sizeof k, "%s_op_delta_s", phases[p]);
+        num(f, k, d);
+        text(f, "evidence", "%s: op time %s by %.3f s (%+.1f%%);", phases[p], d > 0 ? "grew" : "fell", fabs(d),
+             100 * d / tb);
+        bool same_kernels = true;
+        for (int j = 0; j < 2 && best[j][0]; j++) {
+            char vb[64], vn[64];
+            variants_of(c->base, phases[p], best[j], vb, sizeof vb);
+            variants_of(c->nw, phases[p], best[j], vn, sizeof vn);
+            bool same = !strcmp(vb, vn);
+            same_kernels &= same;
+            snprintf(k, sizeof k, "%s_%s_delta_s", phases[p], best[j]);
+            num(f, k, bd[j]);
+            text(f, "evidence", "%s %+.3f s (%.0f%% of it, %s)%s", best[j], bd[j], 100 * bd[j] / d,
+                 same ? vb : "kernels changed", j == 0 && best[1][0] ? "," : ".");
+        }
+        if (same_kernels)
+            text(f, "evidence", "The %s ops that explain it ran the same kernels in both runs: the difference "
+                                "is not in the kernels that changed but around them (memory placement, threads, "
+                                "weight layout).", phases[p]);
+        any = true;
+    }
+    return any;
+}
+
 static const rep_rule rules[] = {
     {"phase-speed", REP_SEV_INFO, REP_MODE_COMPARE, "tokens/s per phase, and the faster setting",
      "a phase slower by >= 10% is critical, by >= 3% a warning; within 3% counts as the same speed",
      "tokens/s of prompt evaluation and token generation in both runs (engine phase events or the workload's output)",
      "use the faster setting per phase (named in the finding)", r_phase_speed},
+    {"op-delta", REP_SEV_INFO, REP_MODE_COMPARE, "where the op-time difference comes from",
+     "a phase whose op time differs by >= 3% between the runs",
+     "the change of op time per phase and the two op classes that account for most of it, with their kernel "
+     "variants in both runs",
+     "look first at the ops named; when their kernels did not change, compare memory placement, threads and weight "
+     "layout of the two runs",
+     r_op_delta},
+    {"run-incomplete", REP_SEV_WARNING, REP_MODE_RUN, "the run did not complete",
+     "status other than complete: interrupted is a warning, workload-failed / workload-crashed are critical (unless "
+     "a CUDA crash section explains it: cuda-error)",
+     "the record's status, the workload's exit code or signal",
+     "read the workload's own error output (amxdiag profile passes it through), fix that first, then record again",
+     r_run_failed},
     {"amx-never-ran", REP_SEV_CRITICAL, REP_MODE_RUN, "AMX was asked for but AMX code never ran",
-     "cpu kernels name amx, and < 0.5% of sampled CPU time in AMX functions (or EXE.AMX_BUSY < 0.5% of cycles), and "
-     "no op record from an AMX kernel",
+     "cpu kernels name amx, and < 0.5% of sampled CPU time in AMX functions (at least 100 samples) or EXE.AMX_BUSY < "
+     "0.5% of cycles, and no op record from an AMX kernel",
      "ISA share of AMX functions and the number of samples; AMX busy from the PMU",
      "check `amxdiag probe` (CPUID, XCR0, ARCH_REQ_XCOMP_PERM, palette): a layer that fails makes engines fall back "
      "silently; check that the build has the AMX backend and that the weights are AMX-eligible (`amxdiag model "
