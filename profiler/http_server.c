@@ -181,10 +181,22 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
-    (void)version, (void)upload, (void)upload_size, (void)con_cls;
+    (void)version, (void)upload;
+    static int seen; /* marks a request whose headers were seen */
     prof_http *h = cls;
+    bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    if (get && !*con_cls) {
+        /* Answering in the first call would make MHD close the connection; Prometheus
+         * keeps its connection alive between scrapes, so answer in the next call. */
+        *con_cls = &seen;
+        return MHD_YES;
+    }
+    if (get && *upload_size) { /* a GET with a body: read and ignore it */
+        *upload_size = 0;
+        return MHD_YES;
+    }
     atomic_fetch_add(&h->requests, 1);
-    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+    if (!get) {
         /* Answered before any body is read; MHD then closes the connection. */
         atomic_fetch_add(&h->not_allowed, 1);
         return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "405 method not allowed: only GET and HEAD\n", true);
@@ -270,6 +282,8 @@ adg_error *prof_http_start(const prof_http_opts *o, const prof_http_routes *rout
         /* Request line and headers must fit: a scrape needs well under 1 KiB. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1,
+        /* HTTP/1.1 requests without Host and other sloppy input get 400, not an answer. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
