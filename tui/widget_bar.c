@@ -35,9 +35,8 @@ void tui_bar(tui_canvas *c, int x, int y, int w, const tui_segment *seg, size_t 
         if (!(v > 0) || !isfinite(v))
             continue;
         cum += v;
-        long end = lround(cum / max * (double)total);
-        if (end > total)
-            end = total;
+        double f = cum / max;
+        long end = !(f < 1) ? total : lround(f * (double)total); /* >= 1, inf, NaN: full */
         bool whole = !c->utf8 || (c->mono && nseg > 1);
         if (whole)
             end = (end + 4) / 8 * 8; /* whole cells */

@@ -51,7 +51,7 @@ void tui_spark(tui_canvas *c, int x, int y, int w, const double *v, double lo, d
         uint32_t ch = ' ';
         if (!isnan(v[i])) {
             double f = range > 0 ? (v[i] - lo) / range : 0;
-            if (f < 0)
+            if (!(f > 0)) /* also NaN, from infinite values */
                 f = 0;
             if (f > 1)
                 f = 1;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "common/adg_json.h"
 #include "common/adg_util.h"
@@ -190,6 +191,9 @@ static void test_render_values_match_record(void **state)
     expect_text(text, "rope_neox_f32");
     expect_text(text, "Intel(R) Xeon(R) Platinum 8592+ (fixture)");
     expect_text(text, "[unknown]");
+    /* Events: the CUDA error (the GPU collector reports them as events) and the NUMA warning. */
+    expect_text(text, "errors 1, last cuMemcpyDtoH_v2");
+    expect_text(text, "! 4 threads ran on node1, 75% of the memory is on node0");
     free(text);
     done_fixture(&a, &c);
 }
@@ -280,6 +284,77 @@ static void test_snapshot_files(void **state)
     adg_test_rmtree(dir);
 }
 
+/* Hostile but valid content: extreme and negative values, wide characters and control
+ * characters in names, a metric with thousands of instances.  Every row of the screen
+ * must stay exactly one canvas wide, whatever the data. */
+static void test_render_hostile_values(void **state)
+{
+    (void)state;
+    char *dir = adg_test_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/hostile.json", dir);
+    json_t *metrics = json_array(), *series = json_array();
+    static const char *const names[][3] = {
+        {"isa.share.amx", "%", "process"},   {"isa.share.avx512", "%", "process"}, {"mem.read_bw", "B/s", "socket"},
+        {"numa.resident", "B", "numa_node"}, {"gpu.busy", "%", "gpu"},             {"gpu.kernel_time", "s", "kernel"},
+        {"cpu.util", "%", "cpu"},            {"workload.cpu", "%", "process"},
+    };
+    static const double vals[] = {1e308, -5.0, 0.0, 1e-300, 250.0};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        json_array_append_new(metrics, json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", names[i][0], "unit", names[i][1],
+                                                 "scope", names[i][2], "meaning", "m", "collector", "c"));
+        for (size_t k = 0; k < 5; k++) {
+            char inst[64];
+            if (!strcmp(names[i][2], "kernel"))
+                snprintf(inst, sizeof inst, "\xe6\xbc\xa2\xe5\xad\x97_kernel\t%zu\x1b[31m", k); /* CJK, tab, escape */
+            else
+                snprintf(inst, sizeof inst, "inst%zu", k);
+            json_array_append_new(series, json_pack("{s:s,s:s,s:[I,I],s:[f,f]}", "metric", names[i][0], "instance",
+                                                    inst, "t_ns", (json_int_t)0, (json_int_t)1000000000, "value",
+                                                    vals[k], vals[(k + 1) % 5]));
+        }
+    }
+    for (int cpu = 0; cpu < 2000; cpu++) {
+        char inst[16];
+        snprintf(inst, sizeof inst, "cpu%d", cpu);
+        json_array_append_new(series, json_pack("{s:s,s:s,s:[I],s:[f]}", "metric", "cpu.util", "instance", inst, "t_ns",
+                                                (json_int_t)0, "value", (double)(cpu % 101)));
+    }
+    json_t *rec = json_pack("{s:s,s:o,s:o,s:[],s:[{s:s,s:s,s:s}],s:[{s:s,s:s,s:s,s:f,s:f}]}", "schema",
+                            "amxdiag.run/1", "metrics", metrics, "series", series, "events", "unavailable",
+                            "collector", "x", "what", "y", "reason", "\xe2\x80\x8b zero-width and \x07 bell",
+                            "hot_functions", "function", "\xf0\x9f\x94\xa5\xe6\xbc\xa2", "module", "/x/\xe2\x80\xae",
+                            "class", "amx", "share", 1e308, "samples", -1.0);
+    assert_non_null(rec);
+    ADG_ASSERT_OK(adg_json_write_atomic(path, rec));
+    json_decref(rec);
+
+    static const int sizes[][2] = {{80, 24}, {200, 60}, {60, 18}};
+    for (size_t z = 0; z < 3; z++) {
+        tui_app a;
+        tui_canvas c = {0};
+        tui_app_init(&a);
+        a.bus = adg_bus_new();
+        ADG_ASSERT_OK(tui_replay_open(path, 1.0, a.bus, &a.replay));
+        a.hot = json_incref(json_object_get(tui_replay_record(a.replay), "hot_functions"));
+        a.t_ns = tui_replay_advance(a.replay, 5000000000ull);
+        ADG_ASSERT_OK(tui_canvas_init(&c, sizes[z][0], sizes[z][1], true));
+        tui_render(&a, &c);
+        a.help = true;
+        tui_render(&a, &c);
+        for (int i = 0; i < c.w * c.h; i++) {
+            uint32_t ch = c.cells[i].ch;
+            assert_true(ch >= 0x20 && ch != 0x7f);
+            assert_true(ch < 0x80 || wcwidth((wchar_t)ch) == 1);
+        }
+        json_t *snap = tui_snapshot_json(&a, &c);
+        assert_non_null(snap);
+        json_decref(snap);
+        done_fixture(&a, &c);
+    }
+    adg_test_rmtree(dir);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -291,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_render_reasons_instead_of_blanks),
         cmocka_unit_test(test_keys_state_in_render),
         cmocka_unit_test(test_snapshot_files),
+        cmocka_unit_test(test_render_hostile_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
