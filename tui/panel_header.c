@@ -42,7 +42,7 @@ static void gpus(tui_app *a, char *buf, size_t len)
     if (n)
         snprintf(buf, len, "GPU: %zu active", n);
     else
-        snprintf(buf, len, "GPU: none seen");
+        snprintf(buf, len, "GPU: no activity seen");
     adg_bus_free_names(names, n);
 }
 
