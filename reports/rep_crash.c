@@ -221,15 +221,25 @@ adg_error *rep_build_crash(rep_run *r, json_t **out)
     rep_ctx ctx = {.run = r};
     rep_rules_run(REP_MODE_CRASH, &ctx, findings);
     rep_findings_sort(findings);
-
-    sec = rep_doc_section(doc, "try", "What to try");
     size_t i;
     json_t *x;
     json_array_foreach(findings, i, x) {
-        if (strcmp(s_(x, "id"), "cuda-error")) /* it points at this very report */
-            rep_doc_text(sec, "%s", s_(x, "recommendation"));
+        if (!strcmp(s_(x, "id"), "cuda-error")) /* its remedy points at this very report */
+            json_object_set_new(x, "recommendation",
+                                json_string(json_object_get(c, "sanitizer")
+                                                ? "fix the faulting kernel named above; CUDA_LAUNCH_BLOCKING=1 makes "
+                                                  "it report its own error"
+                                                : "rerun with `amxdiag profile --sanitize -- COMMAND` (compute-sanitizer "
+                                                  "names kernel, thread and address) or CUDA_LAUNCH_BLOCKING=1"));
     }
-    json_array_foreach(json_object_get(c, "next_steps"), i, x) rep_doc_text(sec, "%s", json_string_value(x) ? json_string_value(x) : "");
+
+    sec = rep_doc_section(doc, "try", "What to try");
+    json_array_foreach(findings, i, x) rep_doc_text(sec, "%s", s_(x, "recommendation"));
+    json_array_foreach(json_object_get(c, "next_steps"), i, x) {
+        const char *t = json_string_value(x);
+        if (t && !(json_array_size(recs) && strstr(t, "--sanitize"))) /* done already */
+            rep_doc_text(sec, "%s", t);
+    }
 
     rep_doc_not_measured(doc, r, NULL);
     const char *concl = json_string_value(json_object_get(c, "conclusion"));

@@ -56,7 +56,9 @@ static void table(adg_strbuf *sb, const json_t *t)
     size_t r;
     json_t *row;
     json_array_foreach(json_object_get(t, "rows"), r, row) {
-        adg_sb_puts(sb, "<tr>");
+        bool hl = false;
+        json_array_foreach(row, i, c) hl |= json_string_value(c) && !strcmp(json_string_value(c), "FAULTED");
+        adg_sb_puts(sb, hl ? "<tr class=\"hl\">" : "<tr>");
         json_array_foreach(row, i, c) {
             const char *v = json_string_value(c);
             bool nm = v && !strncmp(v, "not measured", 12);
@@ -279,7 +281,7 @@ static const char css[] =
     ".conclusion{background:#f4f6fa;border-left:4px solid #1f77b4;padding:10px 14px}"
     "table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}caption{text-align:left;font-style:italic;"
     "padding:2px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}"
-    "th{background:#f2f2f2}td.nm{color:#8a6d3b;font-style:italic}"
+    "th{background:#f2f2f2}tr.hl td{background:#fde2e2;font-weight:600}td.nm{color:#8a6d3b;font-style:italic}"
     ".finding{border:1px solid #ddd;border-left-width:6px;padding:8px 12px;margin:10px 0;border-radius:3px}"
     ".critical{border-left-color:#d62728}.warning{border-left-color:#ff9f1c}.info{border-left-color:#1f77b4}"
     ".sev{font-weight:600;text-transform:uppercase;font-size:12px;margin-right:6px}"
