@@ -228,6 +228,22 @@ static void test_real_records(void **state)
     json_decref(doc);
     free(a);
     free(b);
+
+    /* the GPU collector's own crash section (stand-in CUDA program, stub driver) */
+    a = fixture("report_real_crash_async.json");
+    ADG_ASSERT_OK(rep_report_crash(a, &doc));
+    f = finding(doc, "reporter-not-faulting", NULL);
+    assert_non_null(f);
+    assert_int_equal((int)number(f, "reporting_launch"), 3);
+    assert_int_equal((int)number(f, "faulting_launch"), 2);
+    assert_non_null(strstr(json_string_value(json_object_get(f, "evidence")), "'oob_write_kernel(float*, int)'"));
+    assert_null(finding(doc, "run-incomplete", NULL)); /* the crash explains the status */
+    char *md = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_MD, &md));
+    assert_non_null(strstr(md, "| kernel that faulted | launch #2 'oob_write_kernel(float\\*, int)' |"));
+    free(md);
+    json_decref(doc);
+    free(a);
 }
 
 static void expect_error(adg_error *e, adg_errkind kind, const char *msg_part, const char *hint_part)
