@@ -571,6 +571,8 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
     if ((e = prepare_act(c, w, x, m, &qa, &ba, &hq, &hb)))
         return e;
     mm_group g = {0, m, hq ? &qa : NULL, hb ? &ba : NULL, x, NULL, choose(c, w, m)};
+    adg_debug("kernels: matmul %lld x %lld %s, m = %lld: %s", (long long)w->n, (long long)w->k, kern_type_name(w->type),
+              (long long)m, variant_name(c, g.p, w));
     if (g.p == PATH_AMX && (e = pack_for_amx(c, hq ? &qa : NULL, hb ? &ba : NULL))) {
         if (hq)
             kern_qact_free(&qa);
