@@ -77,8 +77,12 @@ static void request_perm(void)
         adg_error_hint(e, "Linux 5.16 or later is needed for AMX; on this kernel use --cpu-kernels avx512");
     else if (err == EPERM)
         adg_error_hint(e, "a seccomp filter or container policy blocks it; allow arch_prctl or use --cpu-kernels avx512");
+    else if (err == EOPNOTSUPP)
+        adg_error_hint(e, "this CPU (or the hypervisor) does not offer AMX tile data; use --cpu-kernels avx512");
+    else if (err == ENOSPC)
+        adg_error_hint(e, "a sigaltstack too small for the AMX state is installed; enlarge it, or use --cpu-kernels avx512");
     else
-        adg_error_hint(e, "a too small sigaltstack makes the request fail; run `amxdiag probe` for the full AMX check");
+        adg_error_hint(e, "run `amxdiag probe` for the full AMX check, or use --cpu-kernels avx512");
     perm_err = e;
 }
 

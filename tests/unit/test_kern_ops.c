@@ -389,12 +389,41 @@ static void test_emulator_faults(void **state)
     kern_amx_emu_set_trap(0);
 }
 
+/* The AMX permission request gives an actionable error where the kernel refuses it (no
+ * AMX here: EINVAL), and succeeds where AMX exists; a second call returns the same. */
+static void test_amx_permission(void **state)
+{
+    (void)state;
+    adg_error *e1 = kern_amx_request_permission();
+    adg_error *e2 = kern_amx_request_permission();
+    assert_true((e1 == NULL) == (e2 == NULL));
+    if (e1) {
+        assert_non_null(strstr(adg_error_msg(e1), "ARCH_REQ_XCOMP_PERM"));
+        assert_non_null(adg_error_remedy(e1));
+        assert_string_equal(adg_error_msg(e1), adg_error_msg(e2));
+        printf("(permission refused here, as expected without AMX: %s)\n", adg_error_msg(e1));
+    }
+    adg_error_free(e1);
+    adg_error_free(e2);
+    /* kern_impl_check names the missing layer */
+    const kern_cpu_features *f = kern_cpu_features_get();
+    adg_error *e = kern_impl_check(KERN_IMPL_AMX);
+    if (!f->amx_tile) {
+        assert_non_null(e);
+        assert_non_null(strstr(adg_error_msg(e), "AMX"));
+        assert_non_null(adg_error_remedy(e));
+    }
+    adg_error_free(e);
+    assert_null(kern_impl_check(KERN_IMPL_REF));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_pool),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
+        cmocka_unit_test(test_amx_permission),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
