@@ -97,6 +97,13 @@ void kern_cpu_set_crossover(kern_cpu *ctx, const kern_crossover *c);
 /* One line for logs: "amx (AMX tiles for m >= 16 q8_0 / 16 q4_0 / 8 bf16, measured), 16 threads, 1 NUMA node". */
 const char *kern_cpu_describe(const kern_cpu *ctx);
 
+/* Runs fn(arg, lo, hi) over [0, n) split into contiguous ranges across the context's
+ * workers, for the caller's own loops (the engine's bookkeeping).  Runs on the calling
+ * thread alone when n * work_per_item is small (< 32768) or the pool has one thread.
+ * Like every operation, not to be called from inside another one. */
+typedef void (*kern_range_fn)(void *arg, int64_t lo, int64_t hi);
+void kern_cpu_parallel(kern_cpu *ctx, int64_t n, int64_t work_per_item, kern_range_fn fn, void *arg);
+
 /* What an operation did; the engine publishes it on the metrics bus. */
 typedef struct kern_op_info {
     const char *op;          /* "matmul", "moe_matmul", "rmsnorm", ... (static string) */

@@ -261,3 +261,31 @@ adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *i
              t0);
     return NULL;
 }
+
+/* ---- kern_cpu_parallel ---- */
+typedef struct par_args {
+    kern_range_fn fn;
+    void *arg;
+    int64_t n;
+} par_args;
+
+static void par_worker(void *arg, int ith, int nth)
+{
+    par_args *p = arg;
+    long lo, hi;
+    kern_split((long)p->n, ith, nth, &lo, &hi);
+    if (hi > lo)
+        p->fn(p->arg, lo, hi);
+}
+
+void kern_cpu_parallel(kern_cpu *c, int64_t n, int64_t work_per_item, kern_range_fn fn, void *arg)
+{
+    if (n <= 0)
+        return;
+    if (n == 1 || n * work_per_item < PAR_MIN || kern_pool_size(c->pool) == 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    par_args p = {fn, arg, n};
+    kern_pool_run(c->pool, par_worker, &p);
+}

@@ -271,6 +271,38 @@ static void test_pool(void **state)
     }
 }
 
+typedef struct par_sum {
+    _Atomic long sum;
+    _Atomic int calls;
+} par_sum;
+
+static void par_fn(void *arg, int64_t lo, int64_t hi)
+{
+    par_sum *p = arg;
+    long s = 0;
+    for (int64_t i = lo; i < hi; i++)
+        s += (long)i;
+    atomic_fetch_add(&p->sum, s);
+    atomic_fetch_add(&p->calls, 1);
+}
+
+static void test_parallel(void **state)
+{
+    (void)state;
+    kern_cpu *c = ctx(KERN_IMPL_REF, 3);
+    par_sum p = {0};
+    kern_cpu_parallel(c, 100000, 1, par_fn, &p);          /* enough work: all three workers */
+    assert_int_equal(atomic_load(&p.sum), 100000L * 99999 / 2);
+    assert_int_equal(atomic_load(&p.calls), 3);
+    par_sum q = {0};
+    kern_cpu_parallel(c, 10, 1, par_fn, &q);              /* little work: the caller alone */
+    assert_int_equal(atomic_load(&q.sum), 45);
+    assert_int_equal(atomic_load(&q.calls), 1);
+    kern_cpu_parallel(c, 0, 1, par_fn, &q);
+    assert_int_equal(atomic_load(&q.calls), 1);
+    kern_cpu_free(c);
+}
+
 static void test_crossover_file(void **state)
 {
     (void)state;
@@ -423,7 +455,7 @@ int main(void)
         cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_pool),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
-        cmocka_unit_test(test_amx_permission),
+        cmocka_unit_test(test_amx_permission), cmocka_unit_test(test_parallel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
