@@ -277,19 +277,26 @@ static adg_error *ubatch(kern_engine *e, const int32_t *tokens, uint32_t T, floa
                                  hp->n_vocab - 1);
         e->buf.pos[t] = (int32_t)(e->n_past + t);
     }
-    CALL(-1, OPK_GET_ROWS, kern_get_rows(e->cpu, (kern_type)m->tok_embd->type, m->tok_embd->data, hp->n_vocab, hp->n_embd,
-                                         tokens, T, e->buf.x, INFO));
+    bool gathered = false;
+    if (e->gpu) {
+        adg_error *err = engine_gpu_embed(e, tokens, T, &gathered);
+        if (err)
+            return err;
+    }
+    if (!gathered)
+        CALL(-1, OPK_GET_ROWS, kern_get_rows(e->cpu, (kern_type)m->tok_embd->type, m->tok_embd->data, hp->n_vocab,
+                                             hp->n_embd, tokens, T, e->buf.x, INFO));
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         adg_error *err = il >= e->gpu_first ? engine_gpu_layer(e, il, T, e->buf.pos) : layer_forward(e, il, T, e->buf.pos);
         if (err)
             return err;
     }
     e->n_past += T;
+    if (e->gpu)
+        return logits ? engine_gpu_output(e, T, logits) : engine_gpu_finish(e);
     if (!logits)
         return NULL;
     const float *last = e->buf.x + (size_t)(T - 1) * hp->n_embd;
-    if (e->gpu)
-        return engine_gpu_output(e, last, logits);
     CALL(-1, OPK_NORM, kern_rmsnorm(e->cpu, last, (const float *)m->output_norm->data, 1, hp->n_embd, hp->rms_eps,
                                     e->buf.h, INFO));
     CALL(-1, OPK_LM_HEAD, kern_matmul(e->cpu, e->output, e->buf.h, 1, logits, INFO));
@@ -348,3 +355,11 @@ const char *kern_engine_backend(const kern_engine *e) { return e->gpu ? "CPU+CUD
 uint64_t kern_engine_weight_bytes(const kern_engine *e) { return e->weight_bytes + engine_gpu_weight_bytes(e->gpu); }
 uint32_t kern_engine_gpu_layers(const kern_engine *e) { return e->model->hp.n_layer - e->gpu_first; }
 const char *kern_engine_gpu_name(const kern_engine *e) { return engine_gpu_name(e->gpu); }
+size_t kern_engine_gpu_launches(const kern_engine *e, kern_cuda_launch *out, size_t max)
+{
+    return engine_gpu_launches(e->gpu, out, max);
+}
+bool kern_engine_gpu_error_op(const kern_engine *e, const char **op, int *layer)
+{
+    return engine_gpu_error_op(e->gpu, op, layer);
+}

@@ -1,13 +1,18 @@
 /* GPU layers (--ngl): the last ngl layers and the output run on the CUDA kernels of
  * kernels/cuda/kern_cuda.h, with their weights uploaded once at load.
  *
- * The residual stream stays on the host between layers: each GPU layer uploads x, runs
- * norm, projections, q/k norm, RoPE, attention, output projection, residual, router and
- * the experts on the device, and brings x and the expert outputs back.  Two steps are
- * done on the host because the CUDA kernel set has no kernel for them yet: the f32 -> f16
- * store of new keys/values into the device KV cache, and the routing-weighted sum of the
- * expert outputs.  That costs a few small copies per layer; it is the first thing to move
- * to the GPU (a "kv_store" and a "moe_weighted_sum" kernel). */
+ * The residual stream stays on the device from the first GPU layer to the logits: a
+ * layer is norm, projections, q/k norm, RoPE, the f32 -> f16 store of the new keys and
+ * values into the device KV cache, attention (causal over the ubatch for a prompt),
+ * output projection, residual, router, the grouped expert matmuls and the
+ * routing-weighted expert sum, all launched on one stream with no copy and no wait.
+ * The host sees the GPU again only for the logits (or for x when the embedding was
+ * gathered on the GPU ahead of CPU layers).  When layer 0 is on the GPU the embedding
+ * gather (GET_ROWS) runs there too, as in llama.cpp with every layer offloaded.
+ *
+ * Per-layer times: the launches are asynchronous, so the "gpu_layer" op accounts the
+ * host's enqueue time; the wait for the queued work lands in the op that copies back
+ * (lm_head, or get_rows when x goes back to CPU layers). */
 #include "kernels/kern_engine.h"
 
 #include <math.h>
@@ -32,10 +37,12 @@ struct engine_gpu {
     gpu_layer *layers;       /* [n_layer - first] */
     dptr output, output_norm;
     kern_type wtype;         /* q4_0 or q8_0 for every matrix */
-    dptr x, h, q, k, v, att, o, logits, ids, rw, gate, up, down, pos, scratch, vocab_logits;
-    float *host_down, *host_rw;
-    uint16_t *host_kv;
+    dptr tok_embd;           /* the embedding table, when the gather runs on the GPU (0 otherwise) */
+    dptr x, h, q, k, v, att, o, logits, ids, rw, gate, up, down, pos, tokens, scratch, vocab_logits;
+    bool x_on_gpu;           /* g->x holds the current ubatch's residual stream */
     uint64_t weight_bytes;
+    const char *err_op;      /* the engine op whose call returned the last error */
+    int err_layer;           /* its layer (-1: outside the layers) */
     dptr *allocs;            /* everything allocated, freed at close */
     size_t n_allocs, cap_allocs;
 };
@@ -54,16 +61,6 @@ static adg_error *alloc(engine_gpu *g, size_t bytes, dptr *out)
     if (!e)
         g->allocs[g->n_allocs++] = *out;
     return e;
-}
-
-static adg_error *sync_uploads(engine_gpu *g)
-{
-    /* cuMemcpyHtoD from pageable memory may return before the DMA lands, and our kernels
-     * run on a non-blocking stream: make the copies visible before the next launch. */
-    const kern_cuda_driver *d = kern_cuda_drv(g->ctx);
-    if (d->cuCtxSynchronize() != 0)
-        return adg_error_new(ADG_E_CUDA, "waiting for the copies to the GPU failed");
-    return NULL;
 }
 
 static adg_error *upload_tensor(engine_gpu *g, const kern_gguf_tensor *t, dptr *out)
@@ -110,16 +107,27 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
     if (hp->head_dim % 32 || hp->head_dim > 256)
         return adg_error_new(ADG_E_UNSUPPORTED, "--ngl: the GPU attention needs a head size that is a multiple of 32 "
                                                 "up to 256 (this model: %u)", hp->head_dim);
+    kern_cuda_fault fault = KERN_CUDA_FAULT_NONE;
+    if (e->opts.gpu_fault && !kern_cuda_fault_parse(e->opts.gpu_fault, &fault))
+        return adg_error_hint(adg_error_new(ADG_E_USAGE, "unknown GPU fault '%s'", e->opts.gpu_fault),
+                              "the faults are %s", kern_cuda_fault_names());
     engine_gpu *g = calloc(1, sizeof *g);
     if (!g)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     g->first = first;
     g->wtype = wt;
+    g->err_layer = -1;
     *out = g;  /* engine_gpu_close frees a partial one */
     adg_error *err = kern_cuda_open(0, KERN_CUDA_LOAD_AUTO, &g->ctx);
     if (err)
         return adg_error_hint(adg_error_prefix(err, "--ngl %u", e->opts.ngl),
                               "run with --ngl 0 for the CPU only; 'amxdiag probe --only gpu' says what is missing");
+    kern_cuda_set_validate(g->ctx, e->opts.gpu_validate);
+    kern_cuda_set_sync_each(g->ctx, e->opts.gpu_sync_each);
+    /* The gather runs where layer 0 runs; a planted GET_ROWS fault needs it on the GPU. */
+    bool embd_gpu = first == 0 || fault == KERN_CUDA_FAULT_GET_ROWS_OOB || fault == KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS;
+    if (embd_gpu && (err = upload_tensor(g, m->tok_embd, &g->tok_embd)))
+        return err;
     uint32_t n_gpu = hp->n_layer - first;
     g->layers = calloc(n_gpu ? n_gpu : 1, sizeof *g->layers);
     if (!g->layers)
@@ -157,27 +165,29 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
     size_t kmax = d > qd ? d : qd;
     if (ff > kmax)
         kmax = ff;
-    size_t scratch = kern_cuda_gemm_scratch((int64_t)T, (int64_t)kmax);
-    size_t sv = kern_cuda_gemv_scratch((int64_t)(ff * K > kmax ? ff * K : kmax));
-    if (sv > scratch)
-        scratch = sv;
+    size_t scratch = kern_cuda_gemm_scratch((int64_t)T, (int64_t)kmax), sc;
+    if ((sc = kern_cuda_gemv_scratch((int64_t)(ff * K > kmax ? ff * K : kmax))) > scratch)
+        scratch = sc;
+    if ((sc = kern_cuda_moe_gemm_scratch((int64_t)T, (int)K, (int)E, (int64_t)d, false)) > scratch)
+        scratch = sc;
+    if ((sc = kern_cuda_moe_gemm_scratch((int64_t)T, (int)K, (int)E, (int64_t)ff, true)) > scratch)
+        scratch = sc;
     if ((err = alloc(g, T * d * 4, &g->x)) || (err = alloc(g, T * d * 4, &g->h)) || (err = alloc(g, T * qd * 4, &g->q)) ||
         (err = alloc(g, T * kvd * 4, &g->k)) || (err = alloc(g, T * kvd * 4, &g->v)) ||
         (err = alloc(g, T * qd * 4, &g->att)) || (err = alloc(g, T * d * 4, &g->o)) ||
         (err = alloc(g, T * E * 4, &g->logits)) || (err = alloc(g, T * K * 4, &g->ids)) ||
         (err = alloc(g, T * K * 4, &g->rw)) || (err = alloc(g, T * K * ff * 4, &g->gate)) ||
         (err = alloc(g, T * K * ff * 4, &g->up)) || (err = alloc(g, T * K * d * 4, &g->down)) ||
-        (err = alloc(g, T * 4, &g->pos)) || (err = alloc(g, scratch, &g->scratch)) ||
-        (err = alloc(g, (size_t)hp->n_vocab * 4, &g->vocab_logits)))
+        (err = alloc(g, T * 4, &g->pos)) || (err = alloc(g, T * 4, &g->tokens)) ||
+        (err = alloc(g, scratch, &g->scratch)) || (err = alloc(g, (size_t)hp->n_vocab * 4, &g->vocab_logits)))
         return err;
-    g->host_down = malloc(T * K * d * sizeof *g->host_down);
-    g->host_rw = malloc(T * K * sizeof *g->host_rw);
-    g->host_kv = malloc(T * kvd * sizeof *g->host_kv);
-    if (!g->host_down || !g->host_rw || !g->host_kv)
-        return adg_error_new(ADG_E_NOMEM, "out of memory");
+    /* Armed last: the first op of the matching kind in the first forward pass plants it. */
+    if (fault != KERN_CUDA_FAULT_NONE)
+        kern_cuda_inject(g->ctx, fault);
     const kern_cuda_load_info *li = kern_cuda_info(g->ctx);
-    adg_info("engine: layers %u-%u and the output on %s (CC %d.%d), %.1f MiB of weights uploaded", first,
-             hp->n_layer - 1, li->name, li->cc_major, li->cc_minor, (double)g->weight_bytes / (1 << 20));
+    adg_info("engine: layers %u-%u%s and the output on %s (CC %d.%d), %.1f MiB of weights uploaded", first,
+             hp->n_layer - 1, g->tok_embd ? ", the embedding gather" : "", li->name, li->cc_major, li->cc_minor,
+             (double)g->weight_bytes / (1 << 20));
     return NULL;
 }
 
@@ -192,9 +202,6 @@ void engine_gpu_close(engine_gpu *g)
     }
     free(g->allocs);
     free(g->layers);
-    free(g->host_down);
-    free(g->host_rw);
-    free(g->host_kv);
     free(g);
 }
 
@@ -208,6 +215,20 @@ const char *engine_gpu_name(const engine_gpu *g)
     return g && g->ctx ? kern_cuda_info(g->ctx)->name : "";
 }
 
+size_t engine_gpu_launches(const engine_gpu *g, kern_cuda_launch *out, size_t max)
+{
+    return g && g->ctx ? kern_cuda_launch_ring(g->ctx, out, max) : 0;
+}
+
+bool engine_gpu_error_op(const engine_gpu *g, const char **op, int *layer)
+{
+    if (!g || !g->err_op)
+        return false;
+    *op = g->err_op;
+    *layer = g->err_layer;
+    return true;
+}
+
 /* y[T][m] = x[T][k] * W^T on the device: GEMV for one token, GEMM otherwise. */
 static adg_error *mm(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k, dptr x, int64_t T, dptr y)
 {
@@ -216,100 +237,147 @@ static adg_error *mm(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k
     return kern_cuda_gemm(g->ctx, type, w, m, k, x, T, y, g->scratch);
 }
 
-#define TRY(expr)                                                              \
+/* Every call names its engine op, so that an asynchronous CUDA error can be reported as
+ * "reported by <op>" next to the launch ring (the kernel that faulted ran earlier). */
+#define TRY(name, expr)                                                        \
     do {                                                                       \
         adg_error *err_ = (expr);                                              \
-        if (err_)                                                              \
-            return adg_error_prefix(err_, "GPU layer %u", il);                 \
+        if (err_) {                                                            \
+            g->err_op = (name);                                                \
+            g->err_layer = (int)il;                                            \
+            return il >= 0 ? adg_error_prefix(err_, "GPU layer %d, %s", il, (name)) \
+                           : adg_error_prefix(err_, "GPU %s", (name));         \
+        }                                                                      \
     } while (0)
 
-adg_error *engine_gpu_layer(kern_engine *e, uint32_t il, uint32_t T, const int32_t *pos)
+adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool *done)
+{
+    engine_gpu *g = e->gpu;
+    const kern_model *m = e->model;
+    int il = -1;
+    *done = false;
+    g->x_on_gpu = false;
+    if (!g->tok_embd)
+        return NULL;
+    uint64_t t0 = adg_now_ns();
+    TRY("get_rows (token embedding)", kern_cuda_upload(g->ctx, g->tokens, tokens, (size_t)T * 4));
+    TRY("get_rows (token embedding)", kern_cuda_get_rows(g->ctx, (kern_type)m->tok_embd->type, g->tok_embd,
+                                                         m->hp.n_vocab, m->hp.n_embd, g->tokens, T, g->x));
+    g->x_on_gpu = true;
+    if (g->first > 0) {
+        /* CPU layers come first: x goes back (this waits for the gather). */
+        TRY("get_rows (token embedding)", kern_cuda_download(g->ctx, e->buf.x, g->x, (size_t)T * m->hp.n_embd * 4));
+        g->x_on_gpu = false;
+    }
+    kern_op_info info = {.op = "get_rows", .impl = KERN_IMPL_AUTO,
+                         .bytes = (uint64_t)T * (uint64_t)(kern_row_size((kern_type)m->tok_embd->type, m->hp.n_embd) +
+                                                           (size_t)m->hp.n_embd * 4),
+                         .ns = adg_now_ns() - t0};
+    snprintf(info.variant, sizeof info.variant, "cuda-%s", kern_ggml_type_name(m->tok_embd->type));
+    engine_account(e, -1, OPK_GET_ROWS, &info, "CUDA");
+    *done = true;
+    return NULL;
+}
+
+adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const int32_t *pos)
 {
     engine_gpu *g = e->gpu;
     const kern_model_hparams *hp = &e->model->hp;
-    const gpu_layer *G = &g->layers[il - g->first];
+    int il = (int)layer;
+    const gpu_layer *G = &g->layers[layer - g->first];
     kern_cuda_ctx *c = g->ctx;
     int64_t d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, qd = nh * hd, kvd = nkv * hd;
     int64_t E = hp->n_expert, K = hp->n_expert_used, ff = hp->n_ff_exp;
-    float *x = e->buf.x;
     uint64_t t0 = adg_now_ns();
 
-    TRY(kern_cuda_upload(c, g->x, x, (size_t)(T * d) * 4));
-    TRY(kern_cuda_upload(c, g->pos, pos, (size_t)T * 4));
-    TRY(sync_uploads(g));
-    TRY(kern_cuda_rmsnorm(c, g->x, G->attn_norm, g->h, T, d, hp->rms_eps));
-    TRY(mm(g, g->wtype, G->wq, qd, d, g->h, T, g->q));
-    TRY(mm(g, g->wtype, G->wk, kvd, d, g->h, T, g->k));
-    TRY(mm(g, g->wtype, G->wv, kvd, d, g->h, T, g->v));
-    TRY(kern_cuda_rmsnorm(c, g->q, G->q_norm, g->q, T * nh, hd, hp->rms_eps));
-    TRY(kern_cuda_rmsnorm(c, g->k, G->k_norm, g->k, T * nkv, hd, hp->rms_eps));
-    TRY(kern_cuda_rope_neox(c, g->q, g->pos, T, (int)nh, (int)hd, hp->rope_base));
-    TRY(kern_cuda_rope_neox(c, g->k, g->pos, T, (int)nkv, (int)hd, hp->rope_base));
-    /* New keys and values: f32 on the device -> f16 into the device cache, via the host. */
-    size_t off = (size_t)pos[0] * (size_t)kvd * 2, nkvb = (size_t)(T * kvd);
-    TRY(kern_cuda_download(c, e->buf.k, g->k, nkvb * 4));
-    kern_fp32_to_fp16_row(e->buf.k, g->host_kv, (int64_t)nkvb);
-    TRY(kern_cuda_upload(c, G->kcache + off, g->host_kv, nkvb * 2));
-    TRY(kern_cuda_download(c, e->buf.v, g->v, nkvb * 4));
-    kern_fp32_to_fp16_row(e->buf.v, g->host_kv, (int64_t)nkvb);
-    TRY(kern_cuda_upload(c, G->vcache + off, g->host_kv, nkvb * 2));
-    TRY(sync_uploads(g));
-    float scale = 1.0f / sqrtf((float)hd);
-    for (uint32_t t = 0; t < T; t++)
-        TRY(kern_cuda_attention(c, g->q + (size_t)t * (size_t)qd * 4, G->kcache, G->vcache,
-                                g->att + (size_t)t * (size_t)qd * 4, (int)nh, (int)nkv, (int)hd, pos[t] + 1, scale));
-    TRY(mm(g, g->wtype, G->wo, d, qd, g->att, T, g->o));
-    TRY(kern_cuda_add(c, g->x, g->o, g->x, T * d));
-    TRY(kern_cuda_rmsnorm(c, g->x, G->ffn_norm, g->h, T, d, hp->rms_eps));
-    TRY(kern_cuda_gemm(c, KERN_TYPE_F16, G->router, E, d, g->h, T, g->logits, g->scratch));
-    TRY(kern_cuda_moe_route(c, g->logits, T, (int)E, (int)K, true, g->ids, g->rw));
-    for (uint32_t t = 0; t < T; t++) {
-        dptr ids = g->ids + (size_t)t * (size_t)K * 4, xt = g->h + (size_t)t * (size_t)d * 4;
-        TRY(kern_cuda_moe_gemv(c, g->wtype, G->gate, (int)E, ff, d, ids, (int)K, xt, 1,
-                               g->gate + (size_t)t * (size_t)(K * ff) * 4, g->scratch));
-        TRY(kern_cuda_moe_gemv(c, g->wtype, G->up, (int)E, ff, d, ids, (int)K, xt, 1,
-                               g->up + (size_t)t * (size_t)(K * ff) * 4, g->scratch));
+    if (!g->x_on_gpu) {
+        /* The first GPU layer after CPU layers: the only copy of x to the device.  The
+         * context's stream waits for the copy (it is a blocking stream). */
+        TRY("upload x", kern_cuda_upload(c, g->x, e->buf.x, (size_t)(T * d) * 4));
+        g->x_on_gpu = true;
     }
-    TRY(kern_cuda_silu_mul(c, g->gate, g->up, g->gate, T * K * ff));
-    for (uint32_t t = 0; t < T; t++)
-        TRY(kern_cuda_moe_gemv(c, g->wtype, G->down, (int)E, d, ff, g->ids + (size_t)t * (size_t)K * 4, (int)K,
-                               g->gate + (size_t)t * (size_t)(K * ff) * 4, (int)K,
-                               g->down + (size_t)t * (size_t)(K * d) * 4, g->scratch));
-    /* The routing-weighted sum of the expert outputs, on the host. */
-    TRY(kern_cuda_download(c, x, g->x, (size_t)(T * d) * 4));
-    TRY(kern_cuda_download(c, g->host_down, g->down, (size_t)(T * K * d) * 4));
-    TRY(kern_cuda_download(c, g->host_rw, g->rw, (size_t)(T * K) * 4));
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < K; j++) {
-            float w = g->host_rw[t * K + j];
-            const float *dr = g->host_down + (t * K + j) * d;
-            for (int64_t i = 0; i < d; i++)
-                x[t * d + i] += w * dr[i];
-        }
+    if (layer == g->first)
+        TRY("upload positions", kern_cuda_upload(c, g->pos, pos, (size_t)T * 4));
+    TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->attn_norm, g->h, T, d, hp->rms_eps));
+    TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd, d, g->h, T, g->q));
+    TRY("matmul_qkv", mm(g, g->wtype, G->wk, kvd, d, g->h, T, g->k));
+    TRY("matmul_qkv", mm(g, g->wtype, G->wv, kvd, d, g->h, T, g->v));
+    TRY("qk_norm", kern_cuda_rmsnorm(c, g->q, G->q_norm, g->q, T * nh, hd, hp->rms_eps));
+    TRY("qk_norm", kern_cuda_rmsnorm(c, g->k, G->k_norm, g->k, T * nkv, hd, hp->rms_eps));
+    TRY("rope", kern_cuda_rope_neox(c, g->q, g->pos, T, (int)nh, (int)hd, hp->rope_base));
+    TRY("rope", kern_cuda_rope_neox(c, g->k, g->pos, T, (int)nkv, (int)hd, hp->rope_base));
+    TRY("kv_store", kern_cuda_kv_store(c, g->k, G->kcache, e->n_ctx, pos[0], T, kvd));
+    TRY("kv_store", kern_cuda_kv_store(c, g->v, G->vcache, e->n_ctx, pos[0], T, kvd));
+    float scale = 1.0f / sqrtf((float)hd);
+    if (T == 1)
+        TRY("attention", kern_cuda_attention(c, g->q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
+                                             pos[0] + 1, scale));
+    else
+        TRY("attention", kern_cuda_attention_causal(c, g->q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
+                                                    T, pos[0], scale));
+    TRY("matmul_attn_out", mm(g, g->wtype, G->wo, d, qd, g->att, T, g->o));
+    TRY("add", kern_cuda_add(c, g->x, g->o, g->x, T * d));
+    TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->ffn_norm, g->h, T, d, hp->rms_eps));
+    TRY("router", kern_cuda_gemm(c, KERN_TYPE_F16, G->router, E, d, g->h, T, g->logits, g->scratch));
+    TRY("topk", kern_cuda_moe_route(c, g->logits, T, (int)E, (int)K, true, g->ids, g->rw));
+    if (T == 1) {
+        /* Decode: the grouped GEMV over this token's experts. */
+        TRY("moe_gate_up", kern_cuda_moe_gemv(c, g->wtype, G->gate, (int)E, ff, d, g->ids, (int)K, g->h, 1, g->gate,
+                                              g->scratch));
+        TRY("moe_gate_up", kern_cuda_moe_gemv(c, g->wtype, G->up, (int)E, ff, d, g->ids, (int)K, g->h, 1, g->up,
+                                              g->scratch));
+        TRY("silu_mul", kern_cuda_silu_mul(c, g->gate, g->up, g->gate, K * ff));
+        TRY("moe_down", kern_cuda_moe_gemv(c, g->wtype, G->down, (int)E, d, ff, g->ids, (int)K, g->gate, (int)K,
+                                           g->down, g->scratch));
+    } else {
+        /* Prompt: every token's slots grouped by expert, each expert's weights read once. */
+        TRY("moe_gate_up", kern_cuda_moe_gemm(c, g->wtype, G->gate, (int)E, ff, d, g->ids, T, (int)K, g->h, false,
+                                              g->gate, g->scratch));
+        TRY("moe_gate_up", kern_cuda_moe_gemm(c, g->wtype, G->up, (int)E, ff, d, g->ids, T, (int)K, g->h, false,
+                                              g->up, g->scratch));
+        TRY("silu_mul", kern_cuda_silu_mul(c, g->gate, g->up, g->gate, T * K * ff));
+        TRY("moe_down", kern_cuda_moe_gemm(c, g->wtype, G->down, (int)E, d, ff, g->ids, T, (int)K, g->gate, true,
+                                           g->down, g->scratch));
+    }
+    TRY("moe_sum", kern_cuda_moe_wsum(c, g->x, g->down, g->rw, T, (int)K, d));
     uint64_t flops = 2ull * (uint64_t)T * (uint64_t)(d * (qd + 2 * kvd) + qd * d + d * E + K * 3 * d * ff);
     kern_op_info info = {.op = "gpu_layer", .impl = KERN_IMPL_AUTO, .flops = flops,
                          .bytes = (uint64_t)T * (uint64_t)(2 * d + 4 * kvd + K * d + K) * 4, .ns = adg_now_ns() - t0};
     snprintf(info.variant, sizeof info.variant, "cuda-%s", kern_type_name(g->wtype));
-    engine_account(e, (int)il, OPK_GPU_LAYER, &info, "CUDA");
+    engine_account(e, il, OPK_GPU_LAYER, &info, "CUDA");
     return NULL;
 }
 
-adg_error *engine_gpu_output(kern_engine *e, const float *x_last, float *logits)
+adg_error *engine_gpu_output(kern_engine *e, uint32_t T, float *logits)
 {
     engine_gpu *g = e->gpu;
     const kern_model_hparams *hp = &e->model->hp;
     kern_cuda_ctx *c = g->ctx;
-    uint32_t il = hp->n_layer;
+    int il = -1;
     uint64_t t0 = adg_now_ns();
-    TRY(kern_cuda_upload(c, g->x, x_last, (size_t)hp->n_embd * 4));
-    TRY(sync_uploads(g));
-    TRY(kern_cuda_rmsnorm(c, g->x, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps));
-    TRY(mm(g, (kern_type)e->model->output->type, g->output, hp->n_vocab, hp->n_embd, g->h, 1, g->vocab_logits));
-    TRY(kern_cuda_download(c, logits, g->vocab_logits, (size_t)hp->n_vocab * 4));
+    dptr last = g->x + (dptr)((size_t)(T - 1) * hp->n_embd * 4);
+    if (!g->x_on_gpu) {
+        TRY("upload x", kern_cuda_upload(c, g->x, e->buf.x + (size_t)(T - 1) * hp->n_embd, (size_t)hp->n_embd * 4));
+        last = g->x;
+    }
+    TRY("rmsnorm (output)", kern_cuda_rmsnorm(c, last, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps));
+    TRY("lm_head", mm(g, (kern_type)e->model->output->type, g->output, hp->n_vocab, hp->n_embd, g->h, 1,
+                      g->vocab_logits));
+    TRY("lm_head", kern_cuda_download(c, logits, g->vocab_logits, (size_t)hp->n_vocab * 4));
     kern_op_info info = {.op = "lm_head", .impl = KERN_IMPL_AUTO,
                          .flops = 2ull * hp->n_vocab * hp->n_embd, .bytes = e->model->output->nbytes,
                          .ns = adg_now_ns() - t0};
     snprintf(info.variant, sizeof info.variant, "cuda-%s", kern_ggml_type_name(e->model->output->type));
     engine_account(e, -1, OPK_LM_HEAD, &info, "CUDA");
+    return NULL;
+}
+
+adg_error *engine_gpu_finish(kern_engine *e)
+{
+    engine_gpu *g = e->gpu;
+    int il = -1;
+    /* A ubatch without logits (not the last of a prompt): surface its errors here, not in
+     * the next ubatch. */
+    TRY("sync", kern_cuda_sync(g->ctx, "waiting for the GPU layers"));
     return NULL;
 }

@@ -59,8 +59,17 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out);
 void engine_gpu_close(engine_gpu *g);
 uint64_t engine_gpu_weight_bytes(const engine_gpu *g);
 const char *engine_gpu_name(const engine_gpu *g);
-/* One layer over e->buf.x (T tokens at positions pos), x back on the host. */
+/* The embedding gather on the GPU when it runs there (*done true; x is then on the device,
+ * or copied to e->buf.x when CPU layers come first); *done false: gather on the CPU. */
+adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool *done);
+/* One layer over the residual stream on the device (uploaded from e->buf.x by the first
+ * GPU layer when the CPU produced it); T tokens at positions pos. */
 adg_error *engine_gpu_layer(kern_engine *e, uint32_t il, uint32_t T, const int32_t *pos);
-adg_error *engine_gpu_output(kern_engine *e, const float *x_last, float *logits);
+/* The last token's logits from the device residual stream (waits for the GPU). */
+adg_error *engine_gpu_output(kern_engine *e, uint32_t T, float *logits);
+/* Waits for the queued GPU work of a ubatch without logits. */
+adg_error *engine_gpu_finish(kern_engine *e);
+size_t engine_gpu_launches(const engine_gpu *g, kern_cuda_launch *out, size_t max);
+bool engine_gpu_error_op(const engine_gpu *g, const char **op, int *layer);
 
 #endif

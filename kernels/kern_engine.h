@@ -31,6 +31,7 @@
 #include "common/adg_metrics.h"
 #include "kernels/kern_cpu.h"
 #include "kernels/kern_model.h"
+#include "kernels/cuda/kern_cuda.h"
 
 typedef struct kern_engine_opts {
     const char *model_path;
@@ -40,6 +41,10 @@ typedef struct kern_engine_opts {
     uint32_t ngl;          /* layers offloaded to the GPU (the last ones, plus the output), as llama.cpp's -ngl;
                             * qwen3moe with q4_0/q8_0 weights; weights are uploaded once at open */
     uint32_t n_ctx;        /* KV cache positions; 0: 4096 or the model's training context if smaller */
+    /* GPU diagnostics (with ngl > 0): */
+    const char *gpu_fault; /* a kern_cuda fault name ("get_rows-oob", ...) planted in the first forward pass */
+    bool gpu_validate;     /* --gpu-validate: bad indices become errors naming them instead of error 700 */
+    bool gpu_sync_each;    /* --sync-each: wait after every launch, so a fault is reported by its own kernel */
 } kern_engine_opts;
 
 typedef struct kern_engine kern_engine;
@@ -67,6 +72,12 @@ uint64_t kern_engine_weight_bytes(const kern_engine *e);
 /* Layers on the GPU (0 without --ngl) and the GPU's name ("" without). */
 uint32_t kern_engine_gpu_layers(const kern_engine *e);
 const char *kern_engine_gpu_name(const kern_engine *e);
+/* After a GPU error: the GPU's last launches, oldest first (see kern_cuda_launch_ring),
+ * and the engine op whose call returned the error (layer -1: outside the layers, e.g.
+ * the embedding gather or the output).  An asynchronous fault is reported by a later op
+ * than the kernel that caused it; the ring shows what ran before. */
+size_t kern_engine_gpu_launches(const kern_engine *e, kern_cuda_launch *out, size_t max);
+bool kern_engine_gpu_error_op(const kern_engine *e, const char **op, int *layer);
 
 /* Publishes phase markers, per-token samples and per-op records on bus (NULL detaches).
  * The bus must outlive the engine or be detached first. */

@@ -21,6 +21,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: amxdiag run [-m FILE.gguf] [-p N] [-n N] [-r N] [--ngl N] [--cpu-kernels IMPL]\n"
             "                   [--threads N] [--numa POLICY] [--pin] [--seed S] [--ops] [--greedy] [--json]\n"
+            "                   [--inject-fault NAME] [--gpu-validate] [--sync-each]\n"
             "\n"
             "Runs the built-in inference path (qwen3moe / llama over GGUF) and reports like llama-bench:\n"
             "pp<N> evaluates N prompt tokens from an empty context, tg<N> generates N tokens one at a\n"
@@ -43,13 +44,19 @@ static void usage(FILE *out)
             "      --ops            also show where the time went, per op kind and kernel variant\n"
             "      --greedy         instead of benchmarking: greedy-decode -n tokens after a random\n"
             "                       -p token prompt, print the token ids and logit statistics\n"
+            "      --inject-fault F plant a GPU fault in the first forward pass (needs --ngl): get_rows-oob,\n"
+            "                       matvec-oob, async-before-get_rows; the run stops with the error, the op that\n"
+            "                       reported it and the GPU's last launches (exit 2)\n"
+            "      --gpu-validate   GPU kernels check their indices: a bad one is named instead of error 700\n"
+            "      --sync-each      wait after every GPU launch, so a fault is reported by its own kernel\n"
             "      --json           machine-readable output (schema " RUN_SCHEMA ", docs/run.md)\n"
             "  -o, --output FILE    also write the JSON result to FILE (atomically)\n"
             "  -v, --verbose        progress on stderr\n"
             "  -h, --help           this text\n"
             "\n"
             "exit codes: 0 done, 2 usage error, unreadable model, missing hardware (e.g. --cpu-kernels amx\n"
-            "without AMX) or internal error.\n");
+            "without AMX), a GPU error (an injected fault included; also when one went unreported) or\n"
+            "internal error.\n");
 }
 
 static int fail(adg_error *e)
@@ -172,7 +179,85 @@ static json_t *result_json(const kern_engine *e, const kern_bench_result *r, con
     return root;
 }
 
-static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_t seed, bool json, const char *path)
+/* After a failed run with GPU layers: which engine op reported the error and what the
+ * GPU launched last.  An asynchronous fault (error 700) is seen by whatever call comes
+ * next, so the reporting op is often not the kernel that faulted: the ring shows what ran
+ * before it. */
+static json_t *gpu_error_report(const kern_engine *e, const adg_error *err, const char *fault, bool print)
+{
+    const char *op = NULL;
+    int layer = -1;
+    if (!kern_engine_gpu_layers(e) || !kern_engine_gpu_error_op(e, &op, &layer))
+        return NULL;
+    kern_cuda_launch ring[KERN_CUDA_LAUNCH_RING];
+    size_t n = kern_engine_gpu_launches(e, ring, KERN_CUDA_LAUNCH_RING);
+    char where[48];
+    if (layer >= 0)
+        snprintf(where, sizeof where, "layer %d", layer);
+    else
+        snprintf(where, sizeof where, "outside the layers");
+    if (print) {
+        fprintf(stderr, "amxdiag run: the GPU error was reported by op '%s' (%s)%s%s\n", op, where,
+                fault ? "; injected fault: " : "", fault ? fault : "");
+        if (n) {
+            fprintf(stderr, "amxdiag run: the last kernel launched before it: %s (launch #%llu)\n",
+                    ring[n - 1].kernel, (unsigned long long)ring[n - 1].seq);
+            fprintf(stderr, "amxdiag run: last %zu GPU launches, oldest first:\n", n);
+            for (size_t i = 0; i < n; i++) {
+                const kern_cuda_launch *l = &ring[i];
+                fprintf(stderr, "  #%-6llu %-24s grid %u block %u", (unsigned long long)l->seq, l->kernel, l->grid[0],
+                        l->block[0]);
+                for (int k = 0; k < 4; k++)
+                    if (l->ptr[k])
+                        fprintf(stderr, "  p%d=0x%llx (%zu B to the end)", k, (unsigned long long)l->ptr[k],
+                                l->ptr_bytes[k]);
+                fputc('\n', stderr);
+            }
+        }
+    }
+    json_t *launches = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *ptrs = json_array();
+        for (int k = 0; k < 4; k++)
+            if (ring[i].ptr[k])
+                json_array_append_new(ptrs, json_pack("{s:I,s:I}", "address", (json_int_t)ring[i].ptr[k],
+                                                      "bytes_to_end", (json_int_t)ring[i].ptr_bytes[k]));
+        json_array_append_new(launches, json_pack("{s:I,s:s,s:[i,i,i],s:[i,i,i],s:i,s:o}", "seq",
+                                                  (json_int_t)ring[i].seq, "kernel", ring[i].kernel, "grid",
+                                                  (int)ring[i].grid[0], (int)ring[i].grid[1], (int)ring[i].grid[2],
+                                                  "block", (int)ring[i].block[0], (int)ring[i].block[1],
+                                                  (int)ring[i].block[2], "shmem", (int)ring[i].shmem, "ptrs", ptrs));
+    }
+    const char *hint = adg_error_remedy(err);
+    return json_pack("{s:s?,s:s,s:i,s:s,s:s,s:s?,s:s?,s:o}", "name", fault, "reported_by", op, "layer", layer,
+                     "error", adg_error_msg(err), "error_kind", adg_error_kind_name(adg_error_kind(err)), "hint", hint,
+                     "launched_before", n ? ring[n - 1].kernel : NULL, "launches", launches);
+}
+
+/* A failed run: the error (and with GPU layers the report above); with --json also a
+ * document with schema and "fault" on stdout, for tools that capture crashes. */
+static int fail_run(const kern_engine *e, adg_error *err, const char *fault, bool json, const char *json_out)
+{
+    json_t *rep = gpu_error_report(e, err, fault, true);
+    int rc = fail(err);
+    if (rep && (json || json_out)) {
+        json_t *root = json_pack("{s:s,s:s,s:o}", "schema", RUN_SCHEMA, "status", "error", "fault", rep);
+        rep = NULL;
+        adg_error *pe = NULL;
+        if (json)
+            pe = adg_json_print(stdout, root);
+        if (!pe && json_out)
+            pe = adg_json_write_atomic(json_out, root);
+        if (pe)
+            fail(pe);
+        json_decref(root);
+    }
+    json_decref(rep);
+    return rc;
+}
+
+static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_t seed, bool json, const char *path,
+                      const char *fault)
 {
     const kern_model *m = kern_engine_model(e);
     uint32_t nv = m->hp.n_vocab;
@@ -194,7 +279,7 @@ static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_
     adg_error *e2 = kern_engine_greedy(e, prompt, n_prompt, n_gen, out, logits);
     int rc = ADG_EXIT_OK;
     if (e2) {
-        rc = fail(e2);
+        rc = fail_run(e, e2, fault, json, NULL);
     } else {
         double sum = 0, sum2 = 0, mx = logits[0];
         bool finite = true;
@@ -241,7 +326,7 @@ int kern_run_cmd_main(int argc, char **argv)
     const char *numa = NULL, *json_out = NULL;
     bool json = false, ops = false, greedy = false;
     uint32_t threads = 0, ctx = 0;
-    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX };
+    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX, O_FAULT, O_VALIDATE, O_SYNC };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'},     {"repetitions", required_argument, 0, 'r'},
@@ -251,7 +336,8 @@ int kern_run_cmd_main(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED},   {"ops", no_argument, 0, O_OPS},
         {"greedy", no_argument, 0, O_GREEDY},     {"json", no_argument, 0, O_JSON},
         {"ctx", required_argument, 0, O_CTX},     {"verbose", no_argument, 0, 'v'},
-        {"output", required_argument, 0, 'o'},
+        {"output", required_argument, 0, 'o'},    {"inject-fault", required_argument, 0, O_FAULT},
+        {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     optind = 1;
@@ -296,6 +382,18 @@ int kern_run_cmd_main(int argc, char **argv)
         case O_OPS: ops = true; break;
         case O_GREEDY: greedy = true; break;
         case O_JSON: json = true; break;
+        case O_FAULT: {
+            kern_cuda_fault f;
+            if (!kern_cuda_fault_parse(optarg, &f)) {
+                fprintf(stderr, "amxdiag run: error: --inject-fault '%s' is not one of %s\n", optarg,
+                        kern_cuda_fault_names());
+                return adg_cmd_usage_error("run");
+            }
+            eo.gpu_fault = optarg;
+            break;
+        }
+        case O_VALIDATE: eo.gpu_validate = true; break;
+        case O_SYNC: eo.gpu_sync_each = true; break;
         case 'v': adg_log_set_level(ADG_LOG_INFO); break;
         case 'h': usage(stdout); return ADG_EXIT_OK;
         default: return adg_cmd_usage_error("run");
@@ -303,6 +401,11 @@ int kern_run_cmd_main(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "amxdiag run: error: unexpected argument '%s'\n", argv[optind]);
+        return adg_cmd_usage_error("run");
+    }
+    if ((eo.gpu_fault || eo.gpu_validate || eo.gpu_sync_each) && eo.ngl == 0) {
+        fprintf(stderr, "amxdiag run: error: %s acts on the GPU layers: add --ngl N (N >= 1)\n",
+                eo.gpu_fault ? "--inject-fault" : eo.gpu_validate ? "--gpu-validate" : "--sync-each");
         return adg_cmd_usage_error("run");
     }
     eo.threads = (int)threads;
@@ -329,12 +432,17 @@ int kern_run_cmd_main(int argc, char **argv)
     }
     int rc;
     if (greedy) {
-        rc = run_greedy(eng, bo.n_prompt, bo.n_gen, bo.seed, json, eo.model_path);
+        rc = run_greedy(eng, bo.n_prompt, bo.n_gen, bo.seed, json, eo.model_path, eo.gpu_fault);
     } else {
         kern_bench_result r;
         e = kern_engine_bench(eng, &bo, &r);
         if (e) {
-            rc = fail(e);
+            rc = fail_run(eng, e, eo.gpu_fault, json, json_out);
+        } else if (eo.gpu_fault) {
+            /* The fault was planted but nothing noticed it: that is a finding, not success. */
+            fprintf(stderr, "amxdiag run: error: the injected fault %s was not reported by any GPU op\n", eo.gpu_fault);
+            rc = ADG_EXIT_USAGE;
+            kern_bench_result_free(&r);
         } else {
             rc = ADG_EXIT_OK;
             json_t *root = result_json(eng, &r, eo.model_path, bo.seed);

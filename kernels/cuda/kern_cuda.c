@@ -22,6 +22,9 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_ADD] = "kern_add",                     [KF_GEMV_Q4_0_MR] = "kern_gemv_q4_0_mr",
     [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",  [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
     [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
+    [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",
+    [KF_MOE_SORT] = "kern_moe_sort", [KF_MOE_GEMM_Q4_0] = "kern_moe_gemm_q4_0",
+    [KF_MOE_GEMM_Q8_0] = "kern_moe_gemm_q8_0",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \

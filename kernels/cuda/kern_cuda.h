@@ -190,6 +190,35 @@ adg_error *kern_cuda_silu_mul(kern_cuda_ctx *ctx, kern_cu_deviceptr gate, kern_c
 adg_error *kern_cuda_add(kern_cuda_ctx *ctx, kern_cu_deviceptr a, kern_cu_deviceptr b, kern_cu_deviceptr out,
                          int64_t n);
 
+/* ---- Batch ops of the GPU layers --------------------------------------------------
+ * What keeps a transformer layer on the device from one layer to the next. */
+
+/* Stores n_tok rows of row_elems f32 values (src) into an f16 cache of cache_rows rows at
+ * rows pos0 .. pos0+n_tok-1.  With the KV layout [pos][kv_head][d], row_elems =
+ * n_kv_head * d and one call stores a ubatch's keys (or values). */
+adg_error *kern_cuda_kv_store(kern_cuda_ctx *ctx, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
+                              int64_t pos0, int64_t n_tok, int64_t row_elems);
+/* x[t, :] += sum_j w[t, j] * y[t*k + j, :] for t < n_tok, j < k (in order of j): the
+ * routing-weighted sum of the expert outputs into the residual. */
+adg_error *kern_cuda_moe_wsum(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr w,
+                              int64_t n_tok, int k, int64_t d);
+/* Causal GQA attention for n_tok query tokens at positions pos0 .. pos0+n_tok-1, whose
+ * keys and values are already in the f16 cache [pos][n_kv_head][hd]: token t attends to
+ * positions 0 .. pos0+t.  q and out are [n_tok][n_head][hd]. */
+adg_error *kern_cuda_attention_causal(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                                      kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head,
+                                      int hd, int64_t n_tok, int64_t pos0, float scale);
+/* Grouped expert matmul for a batch of n_tok tokens with n_used experts each (ids int32
+ * [n_tok][n_used]): y[t*n_used + j, r] = sum_k W[ids[t, j]][r, k] * x[row, k], where row is
+ * t (x_per_slot false: the gate/up input, one row per token) or t*n_used + j (x_per_slot
+ * true: the down input, one row per slot).  The slots are grouped by expert on the device,
+ * so each expert's weights are read once per batch.  W: Q4_0/Q8_0, n_expert stacked
+ * nrows x ncols matrices.  `scratch` must hold kern_cuda_moe_gemm_scratch(...) bytes. */
+size_t kern_cuda_moe_gemm_scratch(int64_t n_tok, int n_used, int n_expert, int64_t ncols, bool x_per_slot);
+adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                              int64_t ncols, kern_cu_deviceptr ids, int64_t n_tok, int n_used, kern_cu_deviceptr x,
+                              bool x_per_slot, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
+
 /* ---- Launch geometry (pure host logic, unit-tested) --------------------------------- */
 
 typedef struct kern_cuda_geom {

@@ -30,6 +30,11 @@ enum kern_cuda_fn {
     KF_GEMM_Q4_0_BK64,
     KF_GEMM_Q8_0_BK64,
     KF_GEMM_F16_BK64,
+    KF_ATTENTION_CAUSAL,
+    KF_MOE_WSUM,
+    KF_MOE_SORT,
+    KF_MOE_GEMM_Q4_0,
+    KF_MOE_GEMM_Q8_0,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];

@@ -278,3 +278,108 @@ adg_error *kern_cuda_add(kern_cuda_ctx *c, kern_cu_deviceptr a, kern_cu_devicept
 {
     return binary(c, "add", KF_ADD, a, b, out, n);
 }
+
+/* ---- The batch ops of the GPU layers (kept on the device between layers) ------------- */
+
+adg_error *kern_cuda_kv_store(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
+                              int64_t pos0, int64_t n_tok, int64_t row_elems)
+{
+    if (n_tok <= 0 || row_elems <= 0 || pos0 < 0 || cache_rows <= 0)
+        return bad_arg("kv_store", "need tokens, a row size, a position >= 0 and a cache");
+    if (pos0 + n_tok > cache_rows)
+        return adg_error_hint(adg_error_new(ADG_E_USAGE, "kv_store: positions %lld..%lld do not fit the %lld-position "
+                                                         "KV cache", (long long)pos0, (long long)(pos0 + n_tok - 1),
+                                            (long long)cache_rows),
+                              "use a larger context (--ctx)");
+    /* The layout [pos][kv_head][d] makes the store one contiguous f32 -> f16 conversion. */
+    kern_cu_deviceptr dst = cache + (kern_cu_deviceptr)(pos0 * row_elems * 2);
+    long long ne = n_tok * row_elems;
+    void *p[] = {&src, &dst, &ne};
+    kern_cu_deviceptr ptrs[4] = {src, dst, 0, 0};
+    return kern_cuda_launch_fn(c, "kv_store", KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p, ptrs);
+}
+
+adg_error *kern_cuda_moe_wsum(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr w,
+                              int64_t n_tok, int k, int64_t d)
+{
+    if (n_tok <= 0 || k <= 0 || d <= 0)
+        return bad_arg("moe_wsum", "empty tensor");
+    long long nt = n_tok, dd = d;
+    void *p[] = {&x, &y, &w, &nt, &k, &dd};
+    kern_cu_deviceptr ptrs[4] = {x, y, w, 0};
+    return kern_cuda_launch_fn(c, "moe_wsum", KF_MOE_WSUM, kern_cuda_geom_1d(c, n_tok * d), 0, p, ptrs);
+}
+
+adg_error *kern_cuda_attention_causal(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                                      kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head,
+                                      int hd, int64_t n_tok, int64_t pos0, float scale)
+{
+    if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head || hd <= 0 || hd % 32 || hd > 256 || n_tok <= 0 ||
+        pos0 < 0)
+        return bad_arg("attention_causal", "need n_head a multiple of n_kv_head, head_dim a multiple of 32 up to 256, "
+                                           "tokens and a position >= 0");
+    long long nt = n_tok, p0 = pos0;
+    void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nt, &p0, &scale};
+    kern_cu_deviceptr ptrs[4] = {q, k_cache, v_cache, out};
+    return kern_cuda_launch_fn(c, "attention_causal", KF_ATTENTION_CAUSAL,
+                               kern_cuda_geom_rows(n_tok * n_head, 1, 128, c->max_grid_x), 0, p, ptrs);
+}
+
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+size_t kern_cuda_moe_gemm_scratch(int64_t n_tok, int n_used, int n_expert, int64_t ncols, bool x_per_slot)
+{
+    int64_t n_x = x_per_slot ? n_tok * n_used : n_tok;
+    return kern_cuda_gemv_scratch(ncols * n_x) + align256((size_t)(n_expert + 1) * 4) +
+           align256((size_t)(n_tok * n_used) * 4);
+}
+
+adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                              int64_t ncols, kern_cu_deviceptr ids, int64_t n_tok, int n_used, kern_cu_deviceptr x,
+                              bool x_per_slot, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    const char *op = "moe_gemm";
+    enum kern_cuda_fn fn;
+    if (type == KERN_TYPE_Q4_0)
+        fn = KF_MOE_GEMM_Q4_0;
+    else if (type == KERN_TYPE_Q8_0)
+        fn = KF_MOE_GEMM_Q8_0;
+    else
+        return bad_arg(op, "weights must be q4_0 or q8_0");
+    adg_error *e = kern_row_check(type, ncols);
+    if (e)
+        return adg_error_prefix(e, "%s", op);
+    if (nrows <= 0 || n_tok <= 0 || n_used <= 0 || n_expert <= 0 || !ids)
+        return bad_arg(op, "empty matrix, no tokens or no expert ids");
+    int64_t n_slots = n_tok * n_used, n_x = x_per_slot ? n_slots : n_tok;
+    if (n_slots > 0x7fffffff / 2)
+        return bad_arg(op, "too many (token, expert) slots");
+    kern_cu_deviceptr qs, d, s;
+    e = quantize_x(c, op, x, ncols * n_x, scratch, &qs, &d, &s);
+    if (e)
+        return e;
+    kern_cu_deviceptr off = scratch + kern_cuda_gemv_scratch(ncols * n_x);
+    kern_cu_deviceptr list = off + align256((size_t)(n_expert + 1) * 4);
+    long long ns = n_slots;
+    int ne = n_expert;
+    kern_cu_deviceptr v = kern_cuda_valptr(c);
+    void *ps[] = {&ids, &ns, &ne, &off, &list, &v};
+    kern_cu_deviceptr ptrs_s[4] = {ids, off, list, 0};
+    kern_cuda_geom gs = kern_cuda_geom_rows(n_expert, 1, 32, c->max_grid_x);
+    if ((e = kern_cuda_launch_fn(c, op, KF_MOE_SORT, gs, 0, ps, ptrs_s)))
+        return e;
+    long long row_fault = 0;
+    if (c->armed == KERN_CUDA_FAULT_MATVEC_OOB) {
+        c->armed = KERN_CUDA_FAULT_NONE;
+        row_fault = (long long)(((unsigned long long)n_expert * (unsigned long long)nrows) +
+                                FAULT_DISTANCE / kern_row_size(type, ncols));
+    }
+    long long nr = nrows, nc = ncols, w_rows = (long long)n_expert * nrows;
+    int x_div = x_per_slot ? 1 : n_used;
+    void *p[] = {&w, &nr, &nc, &ne, &off, &list, &x_div, &qs, &d, &s, &y, &row_fault, &w_rows, &v};
+    kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
+    kern_cuda_geom g = kern_cuda_geom_rows((int64_t)n_expert * nrows, 4, 128, c->max_grid_x);
+    if ((e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs)))
+        return e;
+    return kern_cuda_op_done(c, op);
+}

@@ -854,65 +854,213 @@ extern "C" __global__ void kern_softmax(float *x, long long n, long long d, floa
     }
 }
 
-// Decode attention, GQA: one block per query head; each warp walks positions w, w+W, ...
+// Attention, GQA: one block per (token, query head); each warp walks positions w, w+W, ...
 // with an online softmax, then the warps' partial states are merged.  hd % 32 == 0,
-// hd <= 256.
+// hd <= 256.  Every thread of the block calls this with the same arguments.
 #define ATT_WARPS 4
+__device__ __forceinline__ void attn_head(const float *qh, const __half *kc, const __half *vc, float *oh, int kvh,
+                                          int n_kv_head, int hd, long long n_kv, float scale, float *sm_m,
+                                          float *sm_l, float (*sm_acc)[256])
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int per = hd / 32;
+    float qv[8], acc[8];
+    _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per) {
+        qv[i] = qh[lane + 32 * i];
+        acc[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (long long p = warp; p < n_kv; p += ATT_WARPS) {
+        const long long base = (p * n_kv_head + kvh) * hd;
+        float s = 0.0f;
+        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+            s += qv[i] * __half2float(kc[base + lane + 32 * i]);
+        s = warp_sum(s) * scale;
+        const float mn = fmaxf(m, s);
+        const float corr = __expf(m - mn), e = __expf(s - mn);
+        l = l * corr + e;
+        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+            acc[i] = acc[i] * corr + e * __half2float(vc[base + lane + 32 * i]);
+        m = mn;
+    }
+    if (lane == 0) {
+        sm_m[warp] = m;
+        sm_l[warp] = l;
+    }
+    _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+        sm_acc[warp][lane + 32 * i] = acc[i];
+    __syncthreads();
+    if (warp == 0) {
+        float gm = -INFINITY;
+        for (int w2 = 0; w2 < ATT_WARPS; w2++)
+            gm = fmaxf(gm, sm_m[w2]);
+        float gl = 0.0f;
+        float o[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int w2 = 0; w2 < ATT_WARPS; w2++) {
+            if (sm_m[w2] == -INFINITY)
+                continue;
+            const float c = __expf(sm_m[w2] - gm);
+            gl += sm_l[w2] * c;
+            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                o[i] += sm_acc[w2][lane + 32 * i] * c;
+        }
+        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+            oh[lane + 32 * i] = gl > 0.0f ? o[i] / gl : 0.0f;
+    }
+    __syncthreads();
+}
+
+// Decode: one query token over the first n_kv positions.
 extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
     kern_attention(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head, int hd,
                    long long n_kv, float scale)
 {
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
     __shared__ float sm_acc[ATT_WARPS][256];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int per = hd / 32;
-    for (int h = blockIdx.x; h < n_head; h += gridDim.x) {
-        const int kvh = h / (n_head / n_kv_head);
-        float qv[8], acc[8];
-        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per) {
-            qv[i] = q[(long long)h * hd + lane + 32 * i];
-            acc[i] = 0.0f;
+    for (int h = blockIdx.x; h < n_head; h += gridDim.x)
+        attn_head(q + (long long)h * hd, kc, vc, out + (long long)h * hd, h / (n_head / n_kv_head), n_kv_head, hd,
+                  n_kv, scale, sm_m, sm_l, sm_acc);
+}
+
+// Prompt: n_tok query tokens at positions pos0 .. pos0+n_tok-1 (their keys and values are
+// already in the cache); token t sees positions 0 .. pos0+t (causal).  q and out are
+// [n_tok][n_head][hd].
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
+    kern_attention_causal(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head,
+                          int hd, long long n_tok, long long pos0, float scale)
+{
+    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
+    __shared__ float sm_acc[ATT_WARPS][256];
+    const long long total = n_tok * n_head;
+    for (long long b = blockIdx.x; b < total; b += gridDim.x) {
+        const long long t = b / n_head;
+        const int h = (int)(b % n_head);
+        attn_head(q + b * hd, kc, vc, out + b * hd, h / (n_head / n_kv_head), n_kv_head, hd, pos0 + t + 1, scale,
+                  sm_m, sm_l, sm_acc);
+    }
+}
+
+// ---- MoE over a batch of tokens ------------------------------------------------------------
+// Routing-weighted sum of the expert outputs into the residual:
+// x[t, c] += sum_j w[t, j] * y[t*k + j, c], j in order (as the CPU engine sums).
+extern "C" __global__ void kern_moe_wsum(float *x, const float *y, const float *w, long long n_tok, int k, long long d)
+{
+    const long long total = n_tok * d;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long t = i / d, c = i % d;
+        float acc = x[i];
+        for (int j = 0; j < k; j++)
+            acc += w[t * k + j] * y[(t * k + j) * d + c];
+        x[i] = acc;
+    }
+}
+
+__device__ __forceinline__ int warp_sum_int(int x)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+// Groups the n_slots (token, slot) pairs by expert: list[off[e] .. off[e+1]) are the slots
+// routed to expert e, in increasing slot order (deterministic, no atomics).  One warp per
+// expert; each scans every id (n_slots is a ubatch times k: a few thousand).  Ids outside
+// [0, n_expert) are left out (and recorded with --gpu-validate).
+extern "C" __global__ void kern_moe_sort(const int *ids, long long n_slots, int n_expert, int *off, int *list, kval *v)
+{
+    const int lane = threadIdx.x & 31;
+    for (int e = blockIdx.x; e < n_expert; e += gridDim.x) {
+        int before = 0;
+        for (long long s = lane; s < n_slots; s += 32) {
+            const int id = ids[s];
+            before += id >= 0 && id < e;
         }
-        float m = -INFINITY, l = 0.0f;
-        for (long long p = warp; p < n_kv; p += ATT_WARPS) {
-            const long long base = (p * n_kv_head + kvh) * hd;
-            float s = 0.0f;
-            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-                s += qv[i] * __half2float(kc[base + lane + 32 * i]);
-            s = warp_sum(s) * scale;
-            const float mn = fmaxf(m, s);
-            const float corr = __expf(m - mn), e = __expf(s - mn);
-            l = l * corr + e;
-            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-                acc[i] = acc[i] * corr + e * __half2float(vc[base + lane + 32 * i]);
-            m = mn;
+        before = warp_sum_int(before);
+        int n = 0;
+        for (long long b0 = 0; b0 < n_slots; b0 += 32) {
+            const long long s = b0 + lane;
+            const int id = s < n_slots ? ids[s] : -1;
+            if (v && e == 0 && s < n_slots && (id < 0 || id >= n_expert))
+                kval_report(v, OP_MOE_GEMV, id, n_expert, s);
+            const unsigned m = __ballot_sync(0xffffffffu, id == e);
+            if (id == e)
+                list[before + n + __popc(m & ((1u << lane) - 1u))] = (int)s;
+            n += __popc(m);
         }
         if (lane == 0) {
-            sm_m[warp] = m;
-            sm_l[warp] = l;
+            off[e] = before;
+            if (e == n_expert - 1)
+                off[n_expert] = before + n;
         }
-        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-            sm_acc[warp][lane + 32 * i] = acc[i];
-        __syncthreads();
-        if (warp == 0) {
-            float gm = -INFINITY;
-            for (int w2 = 0; w2 < ATT_WARPS; w2++)
-                gm = fmaxf(gm, sm_m[w2]);
-            float gl = 0.0f;
-            float o[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int w2 = 0; w2 < ATT_WARPS; w2++) {
-                if (sm_m[w2] == -INFINITY)
-                    continue;
-                const float c = __expf(sm_m[w2] - gm);
-                gl += sm_l[w2] * c;
-                _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-                    o[i] += sm_acc[w2][lane + 32 * i] * c;
-            }
-            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-                out[(long long)h * hd + lane + 32 * i] = gl > 0.0f ? o[i] / gl : 0.0f;
-        }
-        __syncthreads();
     }
+}
+
+// Grouped expert matmul for a batch: y[slot, r] = sum_k W[e][r, k] * x[slot / x_div, k] for
+// every slot routed to expert e (kern_moe_sort's lists).  One warp per (expert, row): the
+// weight row is read from memory once (staged in shared memory like the GEMV) and reused
+// for every token routed to that expert; experts no token chose are not read at all.
+template <int QT>
+__device__ void moe_gemm_q(const uint8_t *w, long long nrows, long long ncols, int n_expert, const int *off,
+                           const int *list, int x_div, const int8_t *xq, const float *xd, const int *xs, float *y,
+                           long long row_fault, long long w_rows, kval *v)
+{
+    __shared__ __align__(16) uint8_t stage[GEMV_WARPS][GEMV_STAGE];
+    const int bsz = QT == 4 ? 18 : 34;
+    const long long nb = ncols / 32;
+    const long long row_bytes = nb * bsz;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool staged = (row_bytes & 15) == 0 && row_bytes <= GEMV_STAGE && ((uintptr_t)w & 15) == 0;
+    const long long total = (long long)n_expert * nrows;
+    for (long long t = (long long)blockIdx.x * GEMV_WARPS + warp; t < total; t += (long long)gridDim.x * GEMV_WARPS) {
+        const int e = (int)(t / nrows);
+        const long long r = t % nrows;
+        const int s0 = off[e], s1 = off[e + 1];
+        if (s0 >= s1)
+            continue;
+        const long long wr = (long long)e * nrows + r + row_fault;
+        if (v && (wr < 0 || wr >= w_rows)) {
+            kval_report(v, OP_MOE_GEMV, wr, w_rows, r);
+            continue;
+        }
+        const uint8_t *row = w + wr * row_bytes;
+        if (staged) {
+            const int4 *src = (const int4 *)row;
+            int4 *dst = (int4 *)stage[warp];
+            for (long long c = lane; c < row_bytes / 16; c += 32)
+                dst[c] = __ldcs(src + c);
+            __syncwarp();
+            row = stage[warp];
+        }
+        for (int i = s0; i < s1; i++) {
+            const int slot = list[i];
+            const long long xo = (long long)(slot / x_div) * nb;
+            float acc = 0.0f;
+            for (long long b = lane; b < nb; b += 32)
+                acc += gemv_block_dot<QT>(row + b * bsz, xq + (xo + b) * 32, xd[xo + b], xs[xo + b]);
+            acc = warp_sum(acc);
+            if (lane == 0)
+                y[(long long)slot * nrows + r] = acc;
+        }
+        __syncwarp();
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
+    kern_moe_gemm_q4_0(const uint8_t *w, long long nrows, long long ncols, int n_expert, const int *off,
+                       const int *list, int x_div, const int8_t *xq, const float *xd, const int *xs, float *y,
+                       long long row_fault, long long w_rows, kval *v)
+{
+    moe_gemm_q<4>(w, nrows, ncols, n_expert, off, list, x_div, xq, xd, xs, y, row_fault, w_rows, v);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
+    kern_moe_gemm_q8_0(const uint8_t *w, long long nrows, long long ncols, int n_expert, const int *off,
+                       const int *list, int x_div, const int8_t *xq, const float *xd, const int *xs, float *y,
+                       long long row_fault, long long w_rows, kval *v)
+{
+    moe_gemm_q<8>(w, nrows, ncols, n_expert, off, list, x_div, xq, xd, xs, y, row_fault, w_rows, v);
 }
 
 extern "C" __global__ void kern_silu_mul(const float *g, const float *u, float *o, long long n)

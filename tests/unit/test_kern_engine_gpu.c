@@ -27,6 +27,84 @@ static kern_cuda_driver mock_driver;
 static int live_allocs;
 static bool mock_fail_open;
 static int ops_called;
+static int uploads, downloads, get_rows_calls; /* host <-> device traffic after open */
+
+/* Faults, as the real context behaves: an armed fault fires in the next op of its kind;
+ * without --gpu-validate the "kernel" launch succeeds and the error (700) is sticky: the
+ * next call reports it, whatever it is.  With --gpu-validate the op itself returns the
+ * bad index.  Every op records its kernel in a launch ring. */
+static kern_cuda_fault mock_armed;
+static bool mock_sticky, mock_validate, mock_sync_each;
+static kern_cuda_launch mock_ring[KERN_CUDA_LAUNCH_RING];
+static uint64_t mock_seq;
+
+static adg_error *mock_700(const char *op)
+{
+    return adg_error_new(ADG_E_CUDA, "%s: CUDA_ERROR_ILLEGAL_ADDRESS (700): an illegal memory access was encountered",
+                         op);
+}
+
+static adg_error *mock_launch(const char *op, const char *kernel)
+{
+    if (mock_sticky)
+        return mock_700(op);
+    kern_cuda_launch *l = &mock_ring[mock_seq % KERN_CUDA_LAUNCH_RING];
+    memset(l, 0, sizeof *l);
+    l->seq = ++mock_seq;
+    snprintf(l->kernel, sizeof l->kernel, "%s", kernel);
+    return NULL;
+}
+
+/* The planted fault of this op fires: the kernel "faults". */
+static adg_error *mock_fault(const char *op)
+{
+    mock_armed = KERN_CUDA_FAULT_NONE;
+    if (mock_validate)
+        return adg_error_new(ADG_E_FORMAT, "--gpu-validate: %s: index out of range; the access was skipped", op);
+    mock_sticky = true;
+    return mock_sync_each ? mock_700(op) : NULL;
+}
+
+#define LAUNCH(op, kernel)                        \
+    do {                                          \
+        adg_error *le_ = mock_launch(op, kernel); \
+        if (le_)                                  \
+            return le_;                           \
+    } while (0)
+
+void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { (void)c; mock_validate = on; }
+void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { (void)c; mock_sync_each = on; }
+void kern_cuda_inject(kern_cuda_ctx *c, kern_cuda_fault f) { (void)c; mock_armed = f; }
+
+bool kern_cuda_fault_parse(const char *name, kern_cuda_fault *out)
+{
+    static const char *const names[] = {"none", "get_rows-oob", "matvec-oob", "async-before-get_rows"};
+    for (int i = 1; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0) {
+            *out = (kern_cuda_fault)i;
+            return true;
+        }
+    return false;
+}
+
+const char *kern_cuda_fault_names(void) { return "get_rows-oob, matvec-oob, async-before-get_rows"; }
+
+size_t kern_cuda_launch_ring(const kern_cuda_ctx *c, kern_cuda_launch *out, size_t max)
+{
+    (void)c;
+    size_t n = mock_seq < KERN_CUDA_LAUNCH_RING ? (size_t)mock_seq : KERN_CUDA_LAUNCH_RING;
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = mock_ring[(mock_seq - n + i) % KERN_CUDA_LAUNCH_RING];
+    return n;
+}
+
+adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
+{
+    (void)c;
+    return mock_sticky ? mock_700(what) : NULL;
+}
 
 adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx **out)
 {
@@ -35,6 +113,9 @@ adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx *
     if (mock_fail_open)
         return adg_error_new(ADG_E_HARDWARE, "mock: no GPU");
     kern_cuda_ctx *c = calloc(1, sizeof *c);
+    mock_armed = KERN_CUDA_FAULT_NONE;
+    mock_sticky = mock_validate = mock_sync_each = false;
+    mock_seq = 0;
     snprintf(c->info.name, sizeof c->info.name, "mock GPU");
     c->info.cc_major = 9;
     mock_driver.cuCtxSynchronize = mock_sync;
@@ -71,6 +152,9 @@ void kern_cuda_free(kern_cuda_ctx *c, kern_cu_deviceptr p)
 adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void *src, size_t bytes)
 {
     (void)c;
+    if (mock_sticky)
+        return mock_700("copy to the GPU");
+    uploads++;
     memcpy(P(dst), src, bytes);
     return NULL;
 }
@@ -78,6 +162,9 @@ adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void 
 adg_error *kern_cuda_download(kern_cuda_ctx *c, void *dst, kern_cu_deviceptr src, size_t bytes)
 {
     (void)c;
+    if (mock_sticky)
+        return mock_700("waiting for the GPU before a copy back");
+    downloads++;
     memcpy(dst, P(src), bytes);
     return NULL;
 }
@@ -129,6 +216,9 @@ adg_error *kern_cuda_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     (void)c;
     (void)scratch;
     assert_true(type == KERN_TYPE_Q4_0 || type == KERN_TYPE_Q8_0);
+    LAUNCH("gemv", "kern_gemv");
+    if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
+        return mock_fault("gemv");
     return matmul(type, w, nrows, ncols, x, 1, y);
 }
 
@@ -138,6 +228,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     (void)c;
     (void)scratch;
     assert_true(k % 32 == 0);
+    LAUNCH("gemm", "kern_gemm");
     return matmul(type, w, m, k, x, n, y);
 }
 
@@ -146,6 +237,7 @@ adg_error *kern_cuda_moe_route(kern_cuda_ctx *c, kern_cu_deviceptr logits, int64
 {
     (void)c;
     ops_called++;
+    LAUNCH("moe_route", "kern_moe_route");
     for (int64_t t = 0; t < n; t++) {
         float *l = F(logits) + t * n_expert, mx = -INFINITY, s = 0;
         float *p = malloc((size_t)n_expert * sizeof *p);
@@ -183,6 +275,9 @@ adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     (void)c;
     (void)scratch;
     assert_true(n_x == 1 || n_x == n_used);
+    LAUNCH("moe_gemv", "kern_gemv");
+    if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
+        return mock_fault("moe_gemv");
     size_t mat = (size_t)nrows * kern_row_size(type, ncols);
     for (int j = 0; j < n_used; j++) {
         int32_t e = ((int32_t *)P(ids))[j];
@@ -199,6 +294,7 @@ adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_devi
 {
     (void)c;
     ops_called++;
+    LAUNCH("rmsnorm", "kern_rmsnorm");
     for (int64_t r = 0; r < n; r++) {
         const float *xr = F(x) + r * d;
         double ss = 0;
@@ -215,6 +311,7 @@ adg_error *kern_cuda_rope_neox(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_de
                                int head_dim, float freq_base)
 {
     (void)c;
+    LAUNCH("rope", "kern_rope_neox");
     int half = head_dim / 2;
     for (int64_t t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++)
@@ -233,6 +330,7 @@ adg_error *kern_cuda_attention(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_de
                                int64_t n_kv, float scale)
 {
     (void)c;
+    LAUNCH("attention", "kern_attention");
     const uint16_t *kc = P(k_cache), *vc = P(v_cache);
     float *sc = malloc((size_t)n_kv * sizeof *sc);
     for (int h = 0; h < n_head; h++) {
@@ -264,6 +362,7 @@ adg_error *kern_cuda_silu_mul(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_
                               int64_t n)
 {
     (void)c;
+    LAUNCH("silu_mul", "kern_silu_mul");
     for (int64_t i = 0; i < n; i++) {
         float g = F(gate)[i];
         F(out)[i] = g / (1.0f + expf(-g)) * F(up)[i];
@@ -274,8 +373,101 @@ adg_error *kern_cuda_silu_mul(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_
 adg_error *kern_cuda_add(kern_cuda_ctx *c, kern_cu_deviceptr a, kern_cu_deviceptr b, kern_cu_deviceptr out, int64_t n)
 {
     (void)c;
+    LAUNCH("add", "kern_add");
     for (int64_t i = 0; i < n; i++)
         F(out)[i] = F(a)[i] + F(b)[i];
+    return NULL;
+}
+
+adg_error *kern_cuda_get_rows(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr src, int64_t nrows, int64_t ncols,
+                              kern_cu_deviceptr ids, int64_t n_ids, kern_cu_deviceptr dst)
+{
+    (void)c;
+    get_rows_calls++;
+    if (mock_armed == KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS) {
+        /* The real context launches an out-of-bounds kern_add first; the GET_ROWS launch
+         * then still succeeds and the next call reports 700. */
+        LAUNCH("get_rows", "kern_add");
+        adg_error *e = mock_fault("add");
+        if (e)
+            return e;
+    }
+    LAUNCH("get_rows", "kern_get_rows");
+    if (mock_armed == KERN_CUDA_FAULT_GET_ROWS_OOB)
+        return mock_fault("get_rows");
+    size_t rb = kern_row_size(type, ncols);
+    for (int64_t i = 0; i < n_ids; i++) {
+        int32_t r = ((int32_t *)P(ids))[i];
+        assert_true(r >= 0 && r < nrows);
+        assert_null(kern_dequantize_row(type, (const uint8_t *)P(src) + (size_t)r * rb, F(dst) + i * ncols, ncols));
+    }
+    return NULL;
+}
+
+adg_error *kern_cuda_kv_store(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
+                              int64_t pos0, int64_t n_tok, int64_t row_elems)
+{
+    (void)c;
+    LAUNCH("kv_store", "kern_f32_to_f16");
+    assert_true(pos0 >= 0 && pos0 + n_tok <= cache_rows);
+    kern_fp32_to_fp16_row(F(src), (uint16_t *)P(cache) + pos0 * row_elems, n_tok * row_elems);
+    return NULL;
+}
+
+adg_error *kern_cuda_moe_wsum(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr w,
+                              int64_t n_tok, int k, int64_t d)
+{
+    (void)c;
+    LAUNCH("moe_wsum", "kern_moe_wsum");
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int j = 0; j < k; j++)
+            for (int64_t i = 0; i < d; i++)
+                F(x)[t * d + i] += F(w)[t * k + j] * F(y)[(t * k + j) * d + i];
+    return NULL;
+}
+
+adg_error *kern_cuda_attention_causal(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                                      kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head,
+                                      int hd, int64_t n_tok, int64_t pos0, float scale)
+{
+    for (int64_t t = 0; t < n_tok; t++) {
+        kern_cu_deviceptr off = (kern_cu_deviceptr)((size_t)(t * n_head * hd) * 4);
+        adg_error *e = kern_cuda_attention(c, q + off, k_cache, v_cache, out + off, n_head, n_kv_head, hd,
+                                           pos0 + t + 1, scale);
+        if (e)
+            return e;
+    }
+    return NULL;
+}
+
+size_t kern_cuda_moe_gemm_scratch(int64_t n_tok, int n_used, int n_expert, int64_t ncols, bool x_per_slot)
+{
+    (void)n_expert;
+    return (size_t)(n_tok * (x_per_slot ? n_used : 1) * ncols) * 4 + 256;
+}
+
+static int moe_gemm_calls;
+
+adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                              int64_t ncols, kern_cu_deviceptr ids, int64_t n_tok, int n_used, kern_cu_deviceptr x,
+                              bool x_per_slot, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    (void)c;
+    (void)scratch;
+    moe_gemm_calls++;
+    assert_true(n_tok > 1); /* decode takes the GEMV */
+    LAUNCH("moe_gemm", "kern_moe_gemm");
+    if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
+        return mock_fault("moe_gemm");
+    size_t mat = (size_t)nrows * kern_row_size(type, ncols);
+    for (int64_t s = 0; s < n_tok * n_used; s++) {
+        int32_t e = ((int32_t *)P(ids))[s];
+        assert_true(e >= 0 && e < n_expert);
+        int64_t xr = x_per_slot ? s : s / n_used;
+        matmul(type, w + (kern_cu_deviceptr)((size_t)e * mat), nrows, ncols,
+               x + (kern_cu_deviceptr)((size_t)xr * (size_t)ncols * 4), 1,
+               y + (kern_cu_deviceptr)((size_t)s * (size_t)nrows * 4));
+    }
     return NULL;
 }
 
@@ -379,6 +571,99 @@ static void test_long_prompt(void **state)
     free(prompt);
 }
 
+/* The residual stream stays on the device: per ubatch, the only copies are the token ids
+ * (or x, when CPU layers come first), the positions and the logits. */
+static void test_no_round_trips(void **state)
+{
+    (void)state;
+    enum { NGEN = 6, EVALS = 1 + NGEN };
+    int32_t prompt[20], tok[NGEN];
+    for (int i = 0; i < 20; i++)
+        prompt[i] = (i * 613 + 7) % 2045;
+    const uint32_t ngls[] = {99, 2};
+    for (size_t i = 0; i < 2; i++) {
+        kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_AUTO, .threads = 2, .n_ctx = 64, .ngl = ngls[i]};
+        kern_engine *e;
+        ADG_ASSERT_OK(kern_engine_open(&o, &e));
+        uploads = downloads = get_rows_calls = moe_gemm_calls = 0;
+        float *l = malloc(2048 * sizeof *l);
+        ADG_ASSERT_OK(kern_engine_greedy(e, prompt, 20, NGEN, tok, l));
+        printf("--ngl %u: %d uploads, %d downloads, %d GPU gathers, %d grouped expert matmuls for %d evals\n",
+               ngls[i], uploads, downloads, get_rows_calls, moe_gemm_calls, EVALS);
+        assert_int_equal(downloads, EVALS);           /* the logits */
+        assert_int_equal(uploads, 2 * EVALS);         /* tokens (or x) and positions */
+        assert_int_equal(get_rows_calls, ngls[i] >= 4 ? EVALS : 0);
+        assert_int_equal(moe_gemm_calls, 3 * (int)kern_engine_gpu_layers(e)); /* the prompt only */
+        const char *op;
+        int layer;
+        assert_false(kern_engine_gpu_error_op(e, &op, &layer));
+        free(l);
+        kern_engine_close(e);
+    }
+    assert_int_equal(live_allocs, 0);
+}
+
+typedef struct fault_case {
+    const char *fault;
+    uint32_t ngl;
+    bool validate, sync_each;
+    adg_errkind kind;
+    const char *op;      /* the engine op that reports */
+    int layer;
+    const char *last;    /* the newest kernel in the launch ring */
+} fault_case;
+
+static void test_inject_fault(void **state)
+{
+    (void)state;
+    const fault_case cases[] = {
+        /* Layer 0 on the CPU: the gather runs on the GPU for the fault, x comes back at once. */
+        {"get_rows-oob", 1, false, false, ADG_E_CUDA, "get_rows (token embedding)", -1, "kern_get_rows"},
+        /* All layers on the GPU: the 700 surfaces in a later op than the gather. */
+        {"get_rows-oob", 99, false, false, ADG_E_CUDA, "upload positions", 0, "kern_get_rows"},
+        {"get_rows-oob", 99, true, false, ADG_E_FORMAT, "get_rows (token embedding)", -1, "kern_get_rows"},
+        {"async-before-get_rows", 99, false, false, ADG_E_CUDA, "get_rows (token embedding)", -1, "kern_add"},
+        {"async-before-get_rows", 2, false, true, ADG_E_CUDA, "get_rows (token embedding)", -1, "kern_add"},
+        {"matvec-oob", 99, false, false, ADG_E_CUDA, "moe_gate_up", 0, "kern_moe_gemm"},
+        {"matvec-oob", 2, false, true, ADG_E_CUDA, "moe_gate_up", 2, "kern_moe_gemm"},
+        {"matvec-oob", 2, true, false, ADG_E_FORMAT, "moe_gate_up", 2, "kern_moe_gemm"},
+    };
+    int32_t prompt[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tok[2];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const fault_case *fc = &cases[i];
+        kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_AUTO, .threads = 1, .n_ctx = 64, .ngl = fc->ngl,
+                              .gpu_fault = fc->fault, .gpu_validate = fc->validate, .gpu_sync_each = fc->sync_each};
+        kern_engine *e;
+        ADG_ASSERT_OK(kern_engine_open(&o, &e));
+        adg_error *err = kern_engine_greedy(e, prompt, 8, 2, tok, NULL);
+        assert_non_null(err);
+        const char *op = NULL;
+        int layer = 99;
+        kern_cuda_launch ring[KERN_CUDA_LAUNCH_RING];
+        size_t n = kern_engine_gpu_launches(e, ring, KERN_CUDA_LAUNCH_RING);
+        assert_true(kern_engine_gpu_error_op(e, &op, &layer));
+        printf("%s --ngl %u%s%s: reported by %s (layer %d) after %s: %s\n", fc->fault, fc->ngl,
+               fc->validate ? " --gpu-validate" : "", fc->sync_each ? " --sync-each" : "", op, layer,
+               n ? ring[n - 1].kernel : "-", adg_error_msg(err));
+        assert_int_equal(adg_error_kind(err), fc->kind);
+        assert_string_equal(op, fc->op);
+        assert_int_equal(layer, fc->layer);
+        assert_true(n > 0);
+        assert_string_equal(ring[n - 1].kernel, fc->last);
+        assert_non_null(strstr(adg_error_msg(err), fc->op));
+        adg_error_free(err);
+        kern_engine_close(e);
+    }
+    kern_engine_opts o = {.model_path = qwen, .ngl = 1, .gpu_fault = "nope"};
+    kern_engine *e;
+    adg_error *err = kern_engine_open(&o, &e);
+    assert_non_null(err);
+    assert_int_equal(adg_error_kind(err), ADG_E_USAGE);
+    assert_non_null(strstr(adg_error_msg(err), "nope"));
+    adg_error_free(err);
+    assert_int_equal(live_allocs, 0);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -404,6 +689,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_splits_match_cpu),
         cmocka_unit_test(test_long_prompt),
+        cmocka_unit_test(test_no_round_trips),
+        cmocka_unit_test(test_inject_fault),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
