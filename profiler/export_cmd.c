@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "adg_version.h"
@@ -45,6 +46,8 @@ static void usage(FILE *f)
             "      --max-connections N open connections at once (default 64); more wait in the backlog\n"
             "      --max-per-ip N      open connections per client address (default 0: no limit)\n"
             "      --http-timeout SEC  close a connection idle this long (default 10, 1..3600)\n"
+            "      --http-nice N       niceness of the serving threads (default 10, 0..19): scrapes yield\n"
+            "                          the CPU to the workload\n"
             "\n"
             "profile options (as 'amxdiag profile'; see its --help):\n"
             "  -o, --out FILE          run record written when the session ends (default amxdiag-run.json)\n"
@@ -215,24 +218,32 @@ static json_t *summary_json(const exporter *x, const char *address, const char *
 {
     prof_http_stats st;
     prof_http_get_stats(x->http, &st);
-    return json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:i,s:{s:I,s:I,s:I,s:I,s:I}}", "schema", PROF_EXPORT_SCHEMA, "tool",
-                     "name", "amxdiag", "version", AMXDIAG_VERSION, "listen", address, "record", record, "exit_code",
-                     exit_code, "http", "requests", (json_int_t)st.requests, "scrapes", (json_int_t)st.scrapes,
-                     "not_found", (json_int_t)st.not_found, "method_not_allowed", (json_int_t)st.not_allowed, "errors",
-                     (json_int_t)st.errors);
+    /* amxdiag's own CPU time (collectors, serving threads; not a command's): what
+     * profiling and serving cost the machine. */
+    struct rusage ru;
+    double cpu = -1;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+              ru.ru_stime.tv_usec * 1e-6;
+    return json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:i,s:f,s:{s:I,s:I,s:I,s:I,s:I}}", "schema", PROF_EXPORT_SCHEMA,
+                     "tool", "name", "amxdiag", "version", AMXDIAG_VERSION, "listen", address, "record", record,
+                     "exit_code", exit_code, "cpu_seconds", cpu, "http", "requests", (json_int_t)st.requests, "scrapes",
+                     (json_int_t)st.scrapes, "not_found", (json_int_t)st.not_found, "method_not_allowed",
+                     (json_int_t)st.not_allowed, "errors", (json_int_t)st.errors);
 }
 
 int prof_export_cmd_main(int argc, char **argv)
 {
     enum { OPT_TOP = 256, OPT_NOTEE, OPT_JSON, OPT_DURATION, OPT_GPU_METRICS, OPT_NPROMPT, OPT_IMPL, OPT_NUMA,
            OPT_PIN, OPT_SEED, OPT_NGL, OPT_CTX, OPT_ANY, OPT_PORTFILE, OPT_LINGER, OPT_THREADS, OPT_MAXCONN,
-           OPT_PERIP, OPT_TIMEOUT };
+           OPT_PERIP, OPT_TIMEOUT, OPT_NICE };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},     {"listen-any", no_argument, NULL, OPT_ANY},
         {"port-file", required_argument, NULL, OPT_PORTFILE}, {"linger", required_argument, NULL, OPT_LINGER},
         {"http-threads", required_argument, NULL, OPT_THREADS},
         {"max-connections", required_argument, NULL, OPT_MAXCONN},
         {"max-per-ip", required_argument, NULL, OPT_PERIP}, {"http-timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"http-nice", required_argument, NULL, OPT_NICE},
         {"out", required_argument, NULL, 'o'},        {"pid", required_argument, NULL, 'p'},
         {"interval", required_argument, NULL, 'i'},   {"freq", required_argument, NULL, 'F'},
         {"events", required_argument, NULL, 'e'},     {"top", required_argument, NULL, OPT_TOP},
@@ -250,7 +261,7 @@ int prof_export_cmd_main(int argc, char **argv)
     };
     prof_options o = {.interval_ms = 100, .freq_hz = 999, .sets = PROF_SET_ALL, .top_n = 30, .tee = true,
                       .out = "amxdiag-run.json"};
-    prof_http_opts h = {.threads = 2, .max_connections = 64, .timeout_s = 10};
+    prof_http_opts h = {.threads = 2, .max_connections = 64, .timeout_s = 10, .nice = 10};
     const char *port_file = NULL;
     double linger_s = 0;
     bool json = false, engine_opt = false;
@@ -292,6 +303,11 @@ int prof_export_cmd_main(int argc, char **argv)
             if (!parse_uint("--http-timeout", optarg, 1, 3600, &v))
                 return adg_cmd_usage_error("export");
             h.timeout_s = (unsigned)v;
+            break;
+        case OPT_NICE:
+            if (!parse_uint("--http-nice", optarg, 0, 19, &v))
+                return adg_cmd_usage_error("export");
+            h.nice = (int)v;
             break;
         case 'o': o.out = optarg; break;
         case 'p':

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/adg_log.h"
@@ -21,6 +22,7 @@ struct prof_http {
     struct MHD_Daemon *d;
     int fd;
     prof_http_routes routes;
+    int nice;
     char address[80];
     uint16_t port;
     atomic_uint_fast64_t requests, scrapes, not_found, not_allowed, errors;
@@ -163,6 +165,10 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    /* No keep-alive: an idle kept-alive connection would hold one of the limited slots
+     * until the idle timeout (a burst of such clients locks scrapers out for that long);
+     * one TCP connection per scrape costs nothing at scrape rates. */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (allow_header)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -186,14 +192,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     prof_http *h = cls;
     bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (get && !*con_cls) {
-        /* Answering in the first call would make MHD close the connection; Prometheus
-         * keeps its connection alive between scrapes, so answer in the next call. */
+        /* The request is answered once it has been read whole (the next call). */
         *con_cls = &seen;
         return MHD_YES;
     }
     if (get && *upload_size) { /* a GET with a body: read and ignore it */
         *upload_size = 0;
         return MHD_YES;
+    }
+    /* The serving threads yield to the workload: at nice 10 a busy one gets about a
+     * tenth of a CPU the workload wants (CFS weights 110 vs 1024).  Set here, on the
+     * thread itself, since libmicrohttpd creates its pool without a hook. */
+    static __thread bool reniced;
+    if (!reniced) {
+        reniced = true;
+        if (h->nice && setpriority(PRIO_PROCESS, (id_t)gettid(), h->nice) != 0)
+            adg_debug("export: http: cannot renice a serving thread: %s", strerror(errno));
     }
     atomic_fetch_add(&h->requests, 1);
     if (!get) {
@@ -256,6 +270,7 @@ adg_error *prof_http_start(const prof_http_opts *o, const prof_http_routes *rout
     if (!h)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     h->routes = *routes;
+    h->nice = o->nice;
     if ((e = bind_socket(listen_s, &ss, len, &h->fd))) {
         free(h);
         return e;
@@ -274,6 +289,7 @@ adg_error *prof_http_start(const prof_http_opts *o, const prof_http_routes *rout
     pthread_sigmask(SIG_BLOCK, &block, &old);
     h->d = MHD_start_daemon(
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 2),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_connections ? o->max_connections : 64),
@@ -284,7 +300,6 @@ adg_error *prof_http_start(const prof_http_opts *o, const prof_http_routes *rout
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1,
         /* HTTP/1.1 requests without Host and other sloppy input get 400, not an answer. */
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!h->d) {

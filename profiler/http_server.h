@@ -4,8 +4,10 @@
  * Bounded so that scrapers cannot disturb the profiled workload: a fixed pool of serving
  * threads, a connection limit (beyond it new connections wait in the kernel's backlog
  * instead of costing threads or memory), an optional per-address limit, an idle timeout
- * that closes slow or stalled clients, and a per-connection memory limit that refuses
- * oversized requests.  The serving threads block SIGINT/SIGTERM/SIGPIPE so that the
+ * that closes slow or stalled clients, a per-connection memory limit that refuses
+ * oversized requests, and no keep-alive (every response closes its connection, so idle
+ * clients cannot sit on the slots), and serving threads at a lower priority (nice) so
+ * that a busy endpoint takes CPU time from the workload only where it leaves some.  The serving threads block SIGINT/SIGTERM/SIGPIPE so that the
  * session's signal handling keeps them. */
 #ifndef PROF_HTTP_SERVER_H
 #define PROF_HTTP_SERVER_H
@@ -26,6 +28,7 @@ typedef struct prof_http_opts {
     unsigned max_connections;    /* default 64 */
     unsigned max_per_ip;         /* 0: no per-address limit */
     unsigned timeout_s;          /* idle connection timeout (default 10) */
+    int nice;                    /* niceness of the serving threads (0: the process's) */
 } prof_http_opts;
 
 /* Fills body (and *content_type, a static string) for one path; called on a serving
