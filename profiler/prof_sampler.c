@@ -358,7 +358,10 @@ static int rec_cmp(const void *a, const void *b)
 
 static void process(prof_ctx *ctx, sampler *s)
 {
-    qsort(s->recs, s->nrecs, sizeof *s->recs, rec_cmp);
+    /* Nothing may have arrived yet (recs still NULL): qsort's pointer must be valid even
+     * for zero elements, so the sort is guarded rather than relying on libc's leniency. */
+    if (s->nrecs > 1)
+        qsort(s->recs, s->nrecs, sizeof *s->recs, rec_cmp);
     prof_resolver_next_batch(s->res);
     for (size_t i = 0; i < s->nrecs; i++) {
         rec *r = &s->recs[i];
@@ -579,7 +582,9 @@ static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
                             (json_int_t)s->lost);
     json_object_set_new(isa, "by_function", class_shares(s->by_func, s->samples));
     json_object_set_new(isa, "by_block", class_shares(s->by_block, s->samples));
-    qsort(s->threads, s->nthreads, sizeof *s->threads, thread_cmp);
+    /* A workload that never ran user code (sleep, true) leaves no thread: threads is NULL. */
+    if (s->nthreads > 1)
+        qsort(s->threads, s->nthreads, sizeof *s->threads, thread_cmp);
     json_t *threads = json_array();
     for (size_t i = 0; i < s->nthreads; i++) {
         const thread_tally *t = &s->threads[i];

@@ -47,6 +47,16 @@ expect_rc 3 "$AMXDIAG" profile -q -o "$R" -- "$SPIN" exit 3
 want 'r["status"]' workload-failed "$R"
 want 'r["workload"]["exit_code"]' 3 "$R"
 
+# --- a command that runs no user code to speak of: no sample at all must still give a
+# record (regression: the zero-sample path once passed NULL to qsort, which UBSan stops)
+for cmd in "sleep 0.2" "true"; do
+    rm -f "$R"
+    # shellcheck disable=SC2086
+    expect_rc 0 "$AMXDIAG" profile -q -o "$R" -- $cmd
+    want 'r["status"]' complete "$R"
+    want 'r["workload"]["exit_code"]' 0 "$R"
+done
+
 # --- crashes leave a record
 expect_rc 139 "$AMXDIAG" profile -q -o "$R" -- "$SPIN" segv
 want 'r["status"]' workload-crashed "$R"
