@@ -575,6 +575,15 @@ static adg_error *run_checks(bench *b, json_t *out, int *failed)
     CHECK(kern_cuda_check_softmax(c, 3, 77, seed, &r));
     CHECK(kern_cuda_check_attention(c, 32, 4, 128, 1000, seed, &r));
     CHECK(kern_cuda_check_attention(c, 4, 1, 64, 3, seed, &r));
+    /* The batch ops that keep the --ngl layers on the device. */
+    CHECK(kern_cuda_check_kv_store(c, 64, 5, 20, 4 * 128, seed, &r));
+    CHECK(kern_cuda_check_moe_wsum(c, 37, 8, 2048, seed, &r));
+    CHECK(kern_cuda_check_attention_causal(c, 32, 4, 128, 70, 300, seed, &r)); /* a second ubatch */
+    CHECK(kern_cuda_check_attention_causal(c, 4, 1, 64, 5, 0, seed, &r));
+    for (int i = 0; i < 2; i++) {
+        CHECK(kern_cuda_check_moe_gemm(c, qt[i], 128, 96, 512, 64, 8, false, seed, &r));
+        CHECK(kern_cuda_check_moe_gemm(c, qt[i], 16, 64, 96, 9, 3, true, seed, &r)); /* unstaged rows */
+    }
     CHECK(kern_cuda_check_silu_mul(c, 100003, seed, &r));
     CHECK(kern_cuda_check_add(c, 100003, seed, &r));
 #undef CHECK

@@ -614,6 +614,218 @@ adg_error *kern_cuda_check_add(kern_cuda_ctx *c, int64_t n, uint64_t seed, kern_
     return check_binary(c, false, n, seed, r);
 }
 
+/* ---- the batch ops of the GPU layers ------------------------------------------------- */
+
+adg_error *kern_cuda_check_kv_store(kern_cuda_ctx *c, int64_t cache_rows, int64_t pos0, int64_t n_tok,
+                                    int64_t row_elems, uint64_t seed, kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    /* f32 -> f16 round to nearest: exact against the CPU's conversion, and every row
+     * outside [pos0, pos0 + n_tok) must keep its previous value. */
+    res_init(r, 0, 0, "kv_store %lld rows of %lld at %lld in a %lld-row cache", (long long)n_tok,
+             (long long)row_elems, (long long)pos0, (long long)cache_rows);
+    uint64_t st = seed | 1;
+    size_t nc = (size_t)(cache_rows * row_elems), ns = (size_t)(n_tok * row_elems);
+    float *src = halloc(&s, ns * 4), *ref = halloc(&s, nc * 4), *got = halloc(&s, nc * 4);
+    uint16_t *cache = halloc(&s, nc * 2), *back = halloc(&s, nc * 2);
+    NOMEM(src && ref && got && cache && back);
+    fill(src, (int64_t)ns, &st, 4.0f);
+    for (size_t i = 0; i < nc; i++)
+        cache[i] = (uint16_t)(0x3c00 + (i & 0xff)); /* 1.0 ... : what was there before */
+    kern_fp16_to_fp32_row(cache, ref, (int64_t)nc);
+    uint16_t *tmp = halloc(&s, ns * 2);
+    NOMEM(tmp);
+    kern_fp32_to_fp16_row(src, tmp, (int64_t)ns);
+    kern_fp16_to_fp32_row(tmp, ref + pos0 * row_elems, (int64_t)ns);
+    kern_cu_deviceptr dsrc, dc;
+    TRY(dalloc(&s, ns * 4, &dsrc));
+    TRY(dalloc(&s, nc * 2, &dc));
+    TRY(kern_cuda_upload(c, dsrc, src, ns * 4));
+    TRY(kern_cuda_upload(c, dc, cache, nc * 2));
+    TRY(t_begin(&s));
+    TRY(kern_cuda_kv_store(c, dsrc, dc, cache_rows, pos0, n_tok, row_elems));
+    TRY(t_end(&s, &r->ms));
+    TRY(kern_cuda_sync(c, "kv_store"));
+    TRY(kern_cuda_download(c, back, dc, nc * 2));
+    kern_fp16_to_fp32_row(back, got, (int64_t)nc);
+    compare(r, got, ref, NULL, (int64_t)nc);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_moe_wsum(kern_cuda_ctx *c, int64_t n_tok, int k, int64_t d, uint64_t seed,
+                                    kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    /* k products and sums in f32 in the same order; the GPU may fuse them (fma). */
+    res_init(r, 1e-6 * (k + 1), 1e-6, "moe_wsum %lld tokens x %d experts x %lld", (long long)n_tok, k, (long long)d);
+    uint64_t st = seed | 1;
+    size_t nx = (size_t)(n_tok * d), ny = nx * (size_t)k, nw = (size_t)n_tok * (size_t)k;
+    float *x = halloc(&s, nx * 4), *y = halloc(&s, ny * 4), *w = halloc(&s, nw * 4), *ref = halloc(&s, nx * 4),
+          *got = halloc(&s, nx * 4);
+    double *mag = halloc(&s, nx * 8);
+    NOMEM(x && y && w && ref && got && mag);
+    fill(x, (int64_t)nx, &st, 1.0f);
+    fill(y, (int64_t)ny, &st, 2.0f);
+    fill(w, (int64_t)nw, &st, 1.0f);
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < d; i++) {
+            double acc = x[t * d + i], mg = fabs(acc);
+            for (int j = 0; j < k; j++) {
+                double p = (double)w[t * k + j] * y[(t * k + j) * d + i];
+                acc += p;
+                mg += fabs(p);
+            }
+            ref[t * d + i] = (float)acc;
+            mag[t * d + i] = mg;
+        }
+    kern_cu_deviceptr dx, dy, dw;
+    TRY(dalloc(&s, nx * 4, &dx));
+    TRY(dalloc(&s, ny * 4, &dy));
+    TRY(dalloc(&s, nw * 4, &dw));
+    TRY(kern_cuda_upload(c, dx, x, nx * 4));
+    TRY(kern_cuda_upload(c, dy, y, ny * 4));
+    TRY(kern_cuda_upload(c, dw, w, nw * 4));
+    TRY(t_begin(&s));
+    TRY(kern_cuda_moe_wsum(c, dx, dy, dw, n_tok, k, d));
+    TRY(t_end(&s, &r->ms));
+    TRY(kern_cuda_sync(c, "moe_wsum"));
+    TRY(kern_cuda_download(c, got, dx, nx * 4));
+    compare(r, got, ref, mag, (int64_t)nx);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_attention_causal(kern_cuda_ctx *c, int n_head, int n_kv_head, int hd, int64_t n_tok,
+                                            int64_t pos0, uint64_t seed, kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    res_init(r, 1e-3, 1e-5, "attention_causal %d q heads / %d kv heads x %d, %lld tokens at %lld", n_head, n_kv_head,
+             hd, (long long)n_tok, (long long)pos0);
+    uint64_t st = seed | 1;
+    int64_t n_kv = pos0 + n_tok;
+    size_t nc = (size_t)(n_kv * n_kv_head * hd), nq = (size_t)(n_tok * n_head * hd);
+    float *q = halloc(&s, nq * 4), *kf = halloc(&s, nc * 4), *vf = halloc(&s, nc * 4), *ref = halloc(&s, nq * 4),
+          *got = halloc(&s, nq * 4);
+    uint16_t *kh = halloc(&s, nc * 2), *vh = halloc(&s, nc * 2);
+    double *sc = halloc(&s, (size_t)n_kv * 8), *mag = halloc(&s, nq * 8);
+    NOMEM(q && kf && vf && ref && got && kh && vh && sc && mag);
+    fill(q, (int64_t)nq, &st, 1.0f);
+    fill(kf, (int64_t)nc, &st, 1.0f);
+    fill(vf, (int64_t)nc, &st, 1.0f);
+    kern_fp32_to_fp16_row(kf, kh, (int64_t)nc);
+    kern_fp32_to_fp16_row(vf, vh, (int64_t)nc);
+    kern_fp16_to_fp32_row(kh, kf, (int64_t)nc);
+    kern_fp16_to_fp32_row(vh, vf, (int64_t)nc);
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++) {
+            int kvh = h / (n_head / n_kv_head);
+            int64_t seen = pos0 + t + 1; /* causal: this token's position and the ones before */
+            const float *qh = q + (t * n_head + h) * hd;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t p = 0; p < seen; p++) {
+                double d = 0;
+                for (int i = 0; i < hd; i++)
+                    d += (double)qh[i] * kf[(p * n_kv_head + kvh) * hd + i];
+                sc[p] = d * scale;
+                mx = fmax(mx, sc[p]);
+            }
+            for (int64_t p = 0; p < seen; p++)
+                sum += sc[p] = exp(sc[p] - mx);
+            for (int i = 0; i < hd; i++) {
+                double o = 0, mg = 0;
+                for (int64_t p = 0; p < seen; p++) {
+                    o += sc[p] / sum * vf[(p * n_kv_head + kvh) * hd + i];
+                    mg = fmax(mg, fabs(vf[(p * n_kv_head + kvh) * hd + i]));
+                }
+                ref[(t * n_head + h) * hd + i] = (float)o;
+                mag[(t * n_head + h) * hd + i] = mg;
+            }
+        }
+    kern_cu_deviceptr dq, dk, dv, dout;
+    TRY(dalloc(&s, nq * 4, &dq));
+    TRY(dalloc(&s, nc * 2, &dk));
+    TRY(dalloc(&s, nc * 2, &dv));
+    TRY(dalloc(&s, nq * 4, &dout));
+    TRY(kern_cuda_upload(c, dq, q, nq * 4));
+    TRY(kern_cuda_upload(c, dk, kh, nc * 2));
+    TRY(kern_cuda_upload(c, dv, vh, nc * 2));
+    TRY(t_begin(&s));
+    TRY(kern_cuda_attention_causal(c, dq, dk, dv, dout, n_head, n_kv_head, hd, n_tok, pos0, scale));
+    TRY(t_end(&s, &r->ms));
+    TRY(kern_cuda_sync(c, "attention_causal"));
+    TRY(kern_cuda_download(c, got, dout, nq * 4));
+    compare(r, got, ref, mag, (int64_t)nq);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_moe_gemm(kern_cuda_ctx *c, kern_type t, int n_expert, int64_t m, int64_t k, int64_t n_tok,
+                                    int n_used, bool x_per_slot, uint64_t seed, kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    res_init(r, 1.0 / 254 * 1.05, 1e-5, "moe_gemm %s %d experts of %lldx%lld, %lld tokens x %d used, %s",
+             kern_type_name(t), n_expert, (long long)m, (long long)k, (long long)n_tok, n_used,
+             x_per_slot ? "input per slot" : "input per token");
+    uint64_t st = seed | 1;
+    void *w;
+    float *deq;
+    TRY(make_weights(&s, t, (int64_t)n_expert * m, k, &st, &w, &deq));
+    int64_t n_slots = n_tok * n_used, n_x = x_per_slot ? n_slots : n_tok;
+    float *x = halloc(&s, (size_t)(n_x * k) * 4), *ref = halloc(&s, (size_t)(n_slots * m) * 4),
+          *got = halloc(&s, (size_t)(n_slots * m) * 4);
+    double *mag = halloc(&s, (size_t)(n_slots * m) * 8);
+    int32_t *ids = halloc(&s, (size_t)n_slots * 4);
+    NOMEM(x && ref && got && mag && ids);
+    fill(x, n_x * k, &st, 1.0f);
+    /* Distinct experts per token (as top-k gives), skewed so that some experts get many
+     * tokens, some one, some none. */
+    for (int64_t tk = 0; tk < n_tok; tk++)
+        for (int j = 0; j < n_used; j++) {
+            int32_t id;
+            bool dup;
+            do {
+                uint64_t v = rng_next(&st);
+                id = (int32_t)((v & 1) ? (v >> 8) % (uint64_t)(n_expert < 4 ? n_expert : 4)
+                                       : (v >> 8) % (uint64_t)n_expert);
+                dup = false;
+                for (int q = 0; q < j; q++)
+                    dup |= ids[tk * n_used + q] == id;
+            } while (dup);
+            ids[tk * n_used + j] = id;
+        }
+    for (int64_t sl = 0; sl < n_slots; sl++)
+        gemv_ref(deq + (int64_t)ids[sl] * m * k, x + (x_per_slot ? sl : sl / n_used) * k, m, k, ref + sl * m,
+                 mag + sl * m);
+    kern_cu_deviceptr dw, dx, dy, ds, di;
+    size_t wb = kern_row_size(t, k) * (size_t)(m * n_expert);
+    TRY(dalloc(&s, wb, &dw));
+    TRY(dalloc(&s, (size_t)(n_x * k) * 4, &dx));
+    TRY(dalloc(&s, (size_t)(n_slots * m) * 4, &dy));
+    TRY(dalloc(&s, kern_cuda_moe_gemm_scratch(n_tok, n_used, n_expert, k, x_per_slot), &ds));
+    TRY(dalloc(&s, (size_t)n_slots * 4, &di));
+    TRY(kern_cuda_upload(c, dw, w, wb));
+    TRY(kern_cuda_upload(c, dx, x, (size_t)(n_x * k) * 4));
+    TRY(kern_cuda_upload(c, di, ids, (size_t)n_slots * 4));
+    TRY(t_begin(&s));
+    TRY(kern_cuda_moe_gemm(c, t, dw, n_expert, m, k, di, n_tok, n_used, dx, x_per_slot, dy, ds));
+    TRY(t_end(&s, &r->ms));
+    TRY(kern_cuda_sync(c, "moe_gemm"));
+    TRY(kern_cuda_download(c, got, dy, (size_t)(n_slots * m) * 4));
+    compare(r, got, ref, mag, n_slots * m);
+out:
+    scope_end(&s);
+    return e;
+}
+
 json_t *kern_cuda_check_json(const kern_cuda_check_result *r)
 {
     return json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:s}", "kernel", r->name, "n", (json_int_t)r->n,

@@ -36,6 +36,16 @@ adg_error *kern_cuda_check_attention(kern_cuda_ctx *c, int n_head, int n_kv_head
 adg_error *kern_cuda_check_silu_mul(kern_cuda_ctx *c, int64_t n, uint64_t seed, kern_cuda_check_result *r);
 adg_error *kern_cuda_check_add(kern_cuda_ctx *c, int64_t n, uint64_t seed, kern_cuda_check_result *r);
 
+/* The batch ops of the GPU layers (tolerances in docs/cuda-kernels.md). */
+adg_error *kern_cuda_check_kv_store(kern_cuda_ctx *c, int64_t cache_rows, int64_t pos0, int64_t n_tok,
+                                    int64_t row_elems, uint64_t seed, kern_cuda_check_result *r);
+adg_error *kern_cuda_check_moe_wsum(kern_cuda_ctx *c, int64_t n_tok, int k, int64_t d, uint64_t seed,
+                                    kern_cuda_check_result *r);
+adg_error *kern_cuda_check_attention_causal(kern_cuda_ctx *c, int n_head, int n_kv_head, int hd, int64_t n_tok,
+                                            int64_t pos0, uint64_t seed, kern_cuda_check_result *r);
+adg_error *kern_cuda_check_moe_gemm(kern_cuda_ctx *c, kern_type t, int n_expert, int64_t m, int64_t k, int64_t n_tok,
+                                    int n_used, bool x_per_slot, uint64_t seed, kern_cuda_check_result *r);
+
 /* The result as {"kernel","n","max_abs_err","worst_ratio","rtol","atol","ms","pass","worst"}. */
 json_t *kern_cuda_check_json(const kern_cuda_check_result *r);
 

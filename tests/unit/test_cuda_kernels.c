@@ -246,6 +246,83 @@ static void test_bad_args(void **state)
     adg_error_free(e);
 }
 
+/* The ops that keep the --ngl layers on the device, against the CPU reference. */
+static void test_batch_ops(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    expect_pass(kern_cuda_check_kv_store(ctx, 64, 0, 1, 4 * 128, 200, &r), &r);
+    expect_pass(kern_cuda_check_kv_store(ctx, 600, 512, 77, 2 * 64, 201, &r), &r); /* second ubatch, to the end */
+    expect_pass(kern_cuda_check_moe_wsum(ctx, 1, 8, 2048, 202, &r), &r);
+    expect_pass(kern_cuda_check_moe_wsum(ctx, 513, 3, 100, 203, &r), &r);
+    expect_pass(kern_cuda_check_attention_causal(ctx, 32, 4, 128, 1, 0, 204, &r), &r);
+    expect_pass(kern_cuda_check_attention_causal(ctx, 32, 4, 128, 129, 0, 205, &r), &r);
+    expect_pass(kern_cuda_check_attention_causal(ctx, 16, 16, 64, 33, 500, 206, &r), &r); /* no GQA, later ubatch */
+    expect_pass(kern_cuda_check_attention_causal(ctx, 8, 2, 256, 7, 3, 207, &r), &r);
+    const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        expect_pass(kern_cuda_check_moe_gemm(ctx, t[i], 128, 96, 512, 64, 8, false, 210 + i, &r), &r);
+        expect_pass(kern_cuda_check_moe_gemm(ctx, t[i], 128, 512, 96, 64, 8, true, 212 + i, &r), &r);
+        expect_pass(kern_cuda_check_moe_gemm(ctx, t[i], 16, 64, 96, 9, 3, true, 214 + i, &r), &r); /* unstaged */
+        expect_pass(kern_cuda_check_moe_gemm(ctx, t[i], 3, 33, 32 * 300, 2, 2, false, 216 + i, &r), &r); /* long rows */
+        expect_pass(kern_cuda_check_moe_gemm(ctx, t[i], 64, 40, 256, 1, 8, false, 218 + i, &r), &r); /* one token */
+    }
+    /* --gpu-validate catches the planted weight-row fault of the grouped matmul. */
+    kern_cuda_set_validate(ctx, true);
+    kern_cuda_inject(ctx, KERN_CUDA_FAULT_MATVEC_OOB);
+    adg_error *e = kern_cuda_check_moe_gemm(ctx, KERN_TYPE_Q4_0, 16, 32, 256, 8, 4, false, 220, &r);
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_FORMAT);
+    assert_non_null(strstr(adg_error_msg(e), "weight row"));
+    print_message("%s\n", adg_error_msg(e));
+    adg_error_free(e);
+    expect_pass(kern_cuda_check_moe_gemm(ctx, KERN_TYPE_Q4_0, 16, 32, 256, 8, 4, false, 221, &r), &r);
+    kern_cuda_set_validate(ctx, false);
+}
+
+/* Argument checks of the batch ops come before any use of the context: they run here
+ * without a GPU. */
+static void test_batch_bad_args(void **state)
+{
+    (void)state;
+    adg_error *e = kern_cuda_kv_store(NULL, 0, 0, 64, 60, 5, 128);
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
+    assert_non_null(strstr(adg_error_msg(e), "do not fit"));
+    assert_non_null(adg_error_remedy(e));
+    adg_error_free(e);
+    e = kern_cuda_kv_store(NULL, 0, 0, 64, -1, 5, 128);
+    assert_non_null(e);
+    adg_error_free(e);
+    e = kern_cuda_moe_wsum(NULL, 0, 0, 0, 0, 8, 64);
+    assert_non_null(e);
+    assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
+    adg_error_free(e);
+    e = kern_cuda_attention_causal(NULL, 0, 0, 0, 0, 32, 5, 128, 4, 0, 1.0f);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "attention_causal"));
+    adg_error_free(e);
+    e = kern_cuda_attention_causal(NULL, 0, 0, 0, 0, 32, 4, 128, 4, -1, 1.0f);
+    assert_non_null(e);
+    adg_error_free(e);
+    e = kern_cuda_moe_gemm(NULL, KERN_TYPE_F16, 0, 4, 8, 64, 1, 2, 2, 0, false, 0, 0);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "q4_0 or q8_0"));
+    adg_error_free(e);
+    e = kern_cuda_moe_gemm(NULL, KERN_TYPE_Q4_0, 0, 4, 8, 33, 1, 2, 2, 0, false, 0, 0);
+    assert_non_null(e);
+    adg_error_free(e);
+    e = kern_cuda_moe_gemm(NULL, KERN_TYPE_Q8_0, 0, 4, 8, 64, 0, 2, 2, 0, false, 0, 0);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "expert ids"));
+    adg_error_free(e);
+    /* scratch: the quantized input, the per-expert offsets and the slot list */
+    assert_true(kern_cuda_moe_gemm_scratch(512, 8, 128, 2048, false) >= kern_cuda_gemv_scratch(512 * 2048) + 129 * 4 +
+                                                                           512 * 8 * 4);
+    assert_true(kern_cuda_moe_gemm_scratch(512, 8, 128, 768, true) >= kern_cuda_gemv_scratch(512 * 8 * 768));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemv_multirow),
         cmocka_unit_test(test_gemm),      cmocka_unit_test(test_gemm_bk64),
         cmocka_unit_test(test_small_ops), cmocka_unit_test(test_validate),   cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_batch_ops), cmocka_unit_test(test_batch_bad_args),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
