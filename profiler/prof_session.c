@@ -443,8 +443,16 @@ static int wait_child(session *s, pid_t child, int *interrupted_by)
     uint64_t kill_at = 0;
     for (;;) {
         pid_t r = waitpid(child, &st, WNOHANG);
-        if (r == child)
+        if (r == child) {
+            /* A terminal Ctrl-C reaches the command's process group and us at once: the
+             * command may be gone before this loop saw our flag. Its death is then the
+             * interruption, not a crash. (The kernel queues our signal in the same step as
+             * the child's, and its handler runs before waitpid returns to us, so the flag
+             * is set by now.) */
+            if (got_signal && !termed)
+                *interrupted_by = got_signal;
             break;
+        }
         if (r < 0 && errno != EINTR) {
             st = 0;
             break;
@@ -522,7 +530,12 @@ static adg_error *run(session *s, prof_outcome *outcome, const char **status, js
         s->ctx.root = child;
     }
     prof_pidset_add(&s->ctx.pids, s->ctx.root);
+    /* Collectors may start threads (the GPU trace reader): SIGINT/SIGTERM must stay with
+     * this thread, so that the flag is set before wait_child can reap a command that the
+     * same Ctrl-C killed. */
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     open_collectors(s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int prc = pthread_create(&s->sampler, NULL, sampler_main, s);

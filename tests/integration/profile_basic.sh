@@ -109,6 +109,44 @@ rc=$?
 [ "$rc" -eq 143 ] || fail "profile stopped by SIGTERM exited $rc, expected 143"
 want 'r["status"]' interrupted "$R"
 
+# --- a terminal Ctrl-C: SIGINT to the whole process group, so the command (a CPU
+# spinner with the default SIGINT action) dies of it as amxdiag gets it. The record must
+# say interrupted (not workload-crashed) and amxdiag exit 130. setsid gives amxdiag and
+# its command a process group of their own, as a shell's foreground job has. Round 1
+# makes the losing order certain: amxdiag is stopped while the signal kills the command,
+# so when it resumes the command is already a zombie (on a busy machine this happens by
+# itself: the command's CPU handles the signal before amxdiag's thread is scheduled).
+for round in stopped 1 2; do
+    setsid "$AMXDIAG" profile -q -o "$R" -- "$SPIN" scalar 20 >/dev/null 2>&1 &
+    prof=$!
+    pgid=""
+    child=""
+    for _ in $(seq 50); do
+        pgid=$(ps -o pgid= -p "$prof" 2>/dev/null | tr -d ' ')
+        child=$(pgrep -P "$prof" 2>/dev/null | head -1)
+        [ "$pgid" = "$prof" ] && [ -n "$child" ] && break
+        sleep 0.1
+    done
+    [ "$pgid" = "$prof" ] || { fail "setsid did not give amxdiag its own process group (pgid '$pgid')"; break; }
+    sleep 0.3
+    if [ "$round" = stopped ]; then
+        kill -STOP "$prof"
+        kill -INT -- "-$pgid"
+        for _ in $(seq 50); do
+            [ "$(awk '{print $3}' "/proc/$child/stat" 2>/dev/null)" = Z ] && break
+            sleep 0.05
+        done
+        kill -CONT "$prof"
+    else
+        kill -INT -- "-$pgid"
+    fi
+    wait "$prof"
+    rc=$?
+    [ "$rc" -eq 130 ] || fail "profile under a process-group SIGINT (round $round) exited $rc, expected 130"
+    want 'r["status"]' interrupted "$R"
+    want 'r["workload"]["interrupted_by"]' SIGINT "$R"
+done
+
 # --- --json: the summary on stdout, the command's stdout on stderr; tokens/s recognised
 "$AMXDIAG" profile --json -o "$R" -- "$SPIN" llama >"$TEST_TMP/sum.json" 2>"$TEST_TMP/sum.err"
 rc=$?
