@@ -3,10 +3,13 @@
 # embedded fatbin vs cuobjdump, unit tests, every kernel against the CPU reference
 # (SASS and forced PTX JIT), the three planted faults (plain, --gpu-validate,
 # --sync-each), compute-sanitizer memcheck on the non-faulting kernels and on one fault,
-# and the benchmark.  Usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]
+# and the benchmark; then the engine's GPU layers (`amxdiag run --ngl` on the tiny default
+# model): greedy tokens GPU vs CPU, a pp512/tg128 run, the faults planted in the real
+# forward pass (`run --inject-fault`), and compute-sanitizer on a clean --ngl run.
+# Usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]
 # Outputs go to OUT_DIR (default $OUT, else ./cuda-device-out): summary.txt (every step's
-# exit status), bench.json, bench-experimental.json, check-experimental.json, and every
-# log and JSON packed in all-logs.tgz.
+# exit status), bench.json, bench-experimental.json, check-experimental.json,
+# run-ngl99.json, run-fault-async.json, and every log and JSON packed in all-logs.tgz.
 set -u
 build=${1:?usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-./cuda-device-out}}
@@ -76,11 +79,72 @@ if command -v compute-sanitizer >/dev/null; then
         "$bench" --inject-fault async-before-get_rows
     expect sanitizer-fault 'Invalid __global__ write .*|kern_add'
 fi
+
+# ---- the engine's GPU layers: amxdiag run --ngl on the tiny default model (4 layers,
+# q4_0, created once in a scratch cache).  Every op of a GPU layer is a kernel now
+# (kv_store, causal prompt attention, grouped expert matmul, expert sum): the greedy
+# tokens must match the CPU engine's, and the planted faults must be reported by an op
+# of the real forward pass, with the launch ring.
+amx="$build/amxdiag"
+export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-cuda-cache-XXXXXX)
+step run-create-model 0 120 "$amx" run -p 8 -n 2 -r 1 -t 4  # creates the default model first: no message later
+step run-greedy-cpu 0 120 "$amx" run --greedy -p 40 -n 24 -t 4
+step run-greedy-ngl99 0 120 "$amx" run --greedy -p 40 -n 24 -t 4 --ngl 99
+step run-greedy-ngl2 0 120 "$amx" run --greedy -p 40 -n 24 -t 4 --ngl 2
+step run-greedy-ngl99-long 0 120 "$amx" run --greedy -p 700 -n 8 -t 4 --ngl 99  # two ubatches
+step run-greedy-cpu-long 0 120 "$amx" run --greedy -p 700 -n 8 -t 4
+for v in ngl99 ngl2; do
+    if cmp -s <(sed -n 2p "$out/run-greedy-cpu.log") <(sed -n 2p "$out/run-greedy-$v.log"); then
+        echo "  greedy tokens --$v == CPU" | tee -a "$summary"
+    else
+        echo "  greedy tokens --$v DIFFER from the CPU's (see the logs)" | tee -a "$summary"
+    fi
+done
+if cmp -s <(sed -n 2p "$out/run-greedy-cpu-long.log") <(sed -n 2p "$out/run-greedy-ngl99-long.log"); then
+    echo "  greedy tokens 700-token prompt --ngl99 == CPU" | tee -a "$summary"
+else
+    echo "  greedy tokens 700-token prompt --ngl99 DIFFER from the CPU's" | tee -a "$summary"
+fi
+grep -h "last logits" "$out"/run-greedy-*.log | sed 's/^/  /' | tee -a "$summary"
+step run-ngl99 0 120 "$amx" run --ngl 99 -p 512 -n 128 -r 5 -t 4 --ops -o "$out/run-ngl99.json"
+step run-ngl2 0 120 "$amx" run --ngl 2 -p 512 -n 128 -r 5 -t 4 --ops -o "$out/run-ngl2.json"
+step run-cpu 0 120 "$amx" run -p 512 -n 128 -r 5 -t 4 -o "$out/run-cpu.json"
+grep -h -E "^\| qwen3moe" "$out"/run-ngl99.log "$out"/run-ngl2.log "$out"/run-cpu.log | tee -a "$summary"
+# Faults in the real forward pass: exit 2, the reporting op, the kernel launched before.
+for f in get_rows-oob matvec-oob async-before-get_rows; do
+    step "run-fault-$f" 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 --inject-fault "$f"
+    expect "run-fault-$f" 'CUDA_ERROR_ILLEGAL_ADDRESS'
+    expect "run-fault-$f" 'reported by op'
+    expect "run-fault-$f" 'last kernel launched before it'
+done
+expect run-fault-async-before-get_rows "reported by op 'get_rows \(token embedding\)'"
+expect run-fault-async-before-get_rows 'kern_add'
+step run-fault-async-json 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 --inject-fault async-before-get_rows \
+    --json -o "$out/run-fault-async.json"
+step run-fault-get_rows-partial 2 60 "$amx" run --ngl 2 -p 64 -n 4 -r 1 -t 4 --inject-fault get_rows-oob
+expect run-fault-get_rows-partial 'get_rows \(token embedding\)'
+step run-fault-async-sync-each 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 --inject-fault async-before-get_rows \
+    --sync-each
+expect run-fault-async-sync-each 'kern_add failed'
+step run-fault-get_rows-validate 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 --inject-fault get_rows-oob \
+    --gpu-validate
+expect run-fault-get_rows-validate 'row index [0-9]+ at position'
+step run-fault-matvec-validate 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 --inject-fault matvec-oob --gpu-validate
+expect run-fault-matvec-validate 'weight row [0-9]+'
+step run-fault-matvec-decode 2 60 "$amx" run --ngl 99 -p 0 -n 4 -r 1 -t 4 --inject-fault matvec-oob
+expect run-fault-matvec-decode 'CUDA_ERROR_ILLEGAL_ADDRESS'
+if command -v compute-sanitizer >/dev/null; then
+    step sanitizer-run-ngl99 0 180 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
+        "$amx" run --greedy -p 40 -n 8 -t 4 --ngl 99
+    expect sanitizer-run-ngl99 'ERROR SUMMARY: 0 errors'
+fi
+rm -rf "$XDG_CACHE_HOME"
+
 grep -c UNEXPECTED "$summary" >/dev/null && echo "some steps exited unexpectedly" | tee -a "$summary"
 # The device runner returns at most 8 files: keep the key ones, pack the rest.
 tmp=$(mktemp /tmp/cuda-device-XXXXXX.tgz)
 tar czf "$tmp" -C "$out" . &&
     find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name bench.json ! -name bench-experimental.json \
-        ! -name check-experimental.json -exec rm -rf {} + &&
+        ! -name check-experimental.json ! -name run-ngl99.json ! -name run-fault-async.json -exec rm -rf {} + &&
     mv "$tmp" "$out/all-logs.tgz"
 exit 0
