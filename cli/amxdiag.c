@@ -1,4 +1,5 @@
 /* amxdiag: the subcommand dispatcher, nothing else. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,8 +71,20 @@ static int profile_tui(int argc, char **argv)
     return -1;
 }
 
+/* A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills amxdiag with
+ * a temporary file half-written.  With a handler the write fails with EFBIG instead,
+ * and the atomic writers report it and remove the temporary.  A handler (not SIG_IGN)
+ * is reset by exec, so a profiled command keeps the default. */
+static void on_sigxfsz(int sig)
+{
+    (void)sig;
+}
+
 int main(int argc, char **argv)
 {
+    struct sigaction sa = {.sa_handler = on_sigxfsz};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGXFSZ, &sa, NULL);
     if (argc < 2) {
         usage(stderr);
         return ADG_EXIT_USAGE;
