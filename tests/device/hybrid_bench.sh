@@ -4,8 +4,9 @@
 #  2. greedy decoding of the tiny preset on ref / avx512 / amx / amx-emu (same tokens),
 #  3. the sparse Qwen3-30B-A3B inspect numbers,
 #  4. a ~1 GB synthetic qwen3moe (qwen3-moe-small, q4_0 and q8_0): pp512 / tg128 with
-#     --cpu-kernels amx and avx512, with the op breakdown; for q4_0 also the hybrid
-#     splits --ngl 8 and --ngl 99 (GPU layers) and their greedy tokens against the CPU.
+#     --cpu-kernels amx and avx512, with the op breakdown; the hybrid splits (q4_0:
+#     --ngl 4/8/12/99, q8_0: --ngl 99) and their greedy tokens against the CPU's, also for
+#     a 600-token prompt (two ubatches on the GPU).
 # Usage: tests/device/hybrid_bench.sh BUILD_DIR [OUT_DIR]   (BUILD_DIR relative to the
 # repository root, built RelWithDebInfo, with tests/device/bundle-libs.sh run on it)
 # Output in OUT_DIR (default $OUT, else ./hybrid-device-out), at most 8 files:
@@ -86,16 +87,25 @@ for q in q4_0 q8_0; do
             sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
             grep -A8 "where the time went" "$work/step.out" | tee -a "$summary"
     done
-    # Hybrid splits (GPU layers through the CUDA kernels): half the layers, all of them.
-    if [ "$q" = q4_0 ]; then
-        for ngl in 8 99; do
-            step "run small-$q auto --ngl $ngl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" -t "$threads" --ngl "$ngl" \
-                --ops -o "$out/run-small-$q-ngl$ngl.json" &&
-                sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
-                grep -A6 "where the time went" "$work/step.out" | tee -a "$summary"
-            step "greedy small-$q --ngl $ngl vs cpu" 120 bash -c "cmp <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads --ngl $ngl | sed -n 2p)"
-        done
-    fi
+    # Hybrid splits (GPU layers through the CUDA kernels; every op of a GPU layer is a
+    # kernel, the residual stays on the device): a quarter, half, three quarters and all
+    # of the 16 layers for q4_0, all of them for q8_0.  JSON for ngl 8 and 99 (q4_0; the
+    # runner returns 8 files), the table for the others.
+    if [ "$q" = q4_0 ]; then splits="4 8 12 99"; else splits="99"; fi
+    for ngl in $splits; do
+        json_opt=()
+        if [ "$q" = q4_0 ] && { [ "$ngl" = 8 ] || [ "$ngl" = 99 ]; }; then
+            json_opt=(-o "$out/run-small-$q-ngl$ngl.json")
+        fi
+        step "run small-$q auto --ngl $ngl" 240 "$amx" run -m "$m" -p 512 -n 128 -r "$runs" -t "$threads" --ngl "$ngl" \
+            --ops "${json_opt[@]}" &&
+            sed -n '1,4p' "$work/step.out" | tee -a "$summary" &&
+            grep -A6 "where the time went" "$work/step.out" | tee -a "$summary"
+        step "greedy small-$q --ngl $ngl vs cpu" 120 bash -c "cmp <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads --ngl $ngl | sed -n 2p)"
+    done
+    # A 600-token prompt: two ubatches through the causal GPU attention and the grouped
+    # expert matmul, the second one at positions 512..599.
+    step "greedy small-$q -p 600 --ngl 99 vs cpu" 180 bash -c "cmp <('$amx' run -m '$m' --greedy -p 600 -n 8 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 600 -n 8 -t $threads --ngl 99 | sed -n 2p)"
     rm -f "$m"
 done
 rm -rf "$work"
