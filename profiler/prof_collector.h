@@ -23,7 +23,8 @@ enum {
     PROF_SET_SAMPLING = 1u << 4, /* cpu-clock sampling + ISA attribution */
     PROF_SET_NUMA = 1u << 5,     /* numa_maps, thread placement, arch_status */
     PROF_SET_GPU = 1u << 6,      /* CUPTI trace of the command (profiler/cupti_collector.h) */
-    PROF_SET_ALL = 0x7f,
+    PROF_SET_CPU = 1u << 7,      /* per-CPU load from /proc/stat (machine-wide) */
+    PROF_SET_ALL = 0xff,
 };
 
 /* The processes of the workload seen so far (the root plus every child the sampler saw). */
@@ -82,6 +83,7 @@ extern const prof_collector prof_uncore_collector;
 extern const prof_collector prof_mbm_collector;
 extern const prof_collector prof_numa_collector;
 extern const prof_collector prof_cupti_collector;
+extern const prof_collector prof_cpu_collector;
 
 /* Registers a metric or logs why not (registration only fails on a name clash, a bug). */
 int prof_register(prof_ctx *ctx, const char *collector, const char *name, const char *unit, adg_scope scope,

@@ -26,6 +26,18 @@ static void cpuinfo_field(const char *info, const char *key, char *out, size_t l
     snprintf(out, len, "%.*s", (int)n, p);
 }
 
+json_t *prof_machine_cpu_nodes(void)
+{
+    /* Index = logical CPU number; libnuma's answer, so cgroup- and offline-aware the same
+     * way as the rest of the NUMA collector.  Without NUMA support everything is node 0. */
+    long conf = sysconf(_SC_NPROCESSORS_CONF);
+    bool numa = numa_available() >= 0;
+    json_t *a = json_array();
+    for (long c = 0; c < conf && a; c++)
+        json_array_append_new(a, json_integer(numa ? numa_node_of_cpu((int)c) : 0));
+    return a;
+}
+
 json_t *prof_machine_section(void)
 {
     char *info = NULL;
@@ -57,11 +69,14 @@ json_t *prof_machine_section(void)
         if (strstr(padded, pat))
             json_array_append_new(isa, json_string(want[i]));
     }
-    return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:s,s:s,s:o,s:i,s:b,s:s}", "cpu_model", model, "vendor", vendor,
+    json_t *m = json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:s,s:s,s:o,s:i,s:b,s:s}", "cpu_model", model, "vendor", vendor,
                      "family", (int)family, "model", (int)mod, "logical_cpus", (int)sysconf(_SC_NPROCESSORS_CONF),
                      "online_cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "numa_nodes",
                      numa_available() < 0 ? 1 : numa_num_configured_nodes(), "memory_bytes",
                      (json_int_t)(pages > 0 && psz > 0 ? pages * psz : 0), "kernel", u.release, "arch", u.machine,
                      "cpu_flags", isa, "perf_event_paranoid", prof_perf_paranoid(), "cpu_pmu",
                      access("/sys/bus/event_source/devices/cpu", F_OK) == 0, "source", "amxdiag profile");
+    if (m)
+        json_object_set_new(m, "cpu_node", prof_machine_cpu_nodes());
+    return m;
 }

@@ -51,6 +51,24 @@ size_t prof_numa_parse_maps(const char *text, uint64_t bytes[PROF_NUMA_MAX_NODES
     return n;
 }
 
+bool prof_numa_stat_ticks(const char *stat, uint64_t *ticks)
+{
+    const char *p = strrchr(stat, ')');
+    if (!p)
+        return false;
+    p++;
+    for (int field = 3; field < 14; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return false;
+    }
+    unsigned long long ut, st;
+    if (sscanf(p, " %llu %llu", &ut, &st) != 2)
+        return false;
+    *ticks = ut + st;
+    return true;
+}
+
 int prof_numa_stat_cpu(const char *stat)
 {
     /* comm (field 2) may hold spaces and parentheses: count from the last ')'. */
@@ -75,6 +93,60 @@ long prof_numa_avx512_elapsed(const char *text)
     return strtol(p + strlen("AVX512_elapsed_ms:"), NULL, 10);
 }
 
+/* Per-thread CPU ticks of the previous sample: an open-addressing table keyed by tid,
+ * rebuilt every sample from the threads seen, so exited threads drop out by themselves. */
+typedef struct tick_ent {
+    int tid; /* 0 = empty */
+    uint64_t ticks;
+} tick_ent;
+
+typedef struct tick_tab {
+    tick_ent *e;
+    size_t cap; /* power of two */
+    size_t n;
+} tick_tab;
+
+static size_t tick_slot(const tick_tab *t, int tid)
+{
+    size_t i = ((size_t)(unsigned)tid * 2654435761u) & (t->cap - 1);
+    while (t->e[i].tid && t->e[i].tid != tid)
+        i = (i + 1) & (t->cap - 1);
+    return i;
+}
+
+static bool tick_get(const tick_tab *t, int tid, uint64_t *ticks)
+{
+    if (!t->cap)
+        return false;
+    size_t i = tick_slot(t, tid);
+    if (!t->e[i].tid)
+        return false;
+    *ticks = t->e[i].ticks;
+    return true;
+}
+
+static void tick_put(tick_tab *t, int tid, uint64_t ticks)
+{
+    if ((t->n + 1) * 2 > t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 256;
+        tick_ent *ne = calloc(nc, sizeof *ne);
+        if (!ne)
+            return; /* that thread's next interval is then not counted */
+        tick_tab nt = {ne, nc, 0};
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->e[i].tid) {
+                nt.e[tick_slot(&nt, t->e[i].tid)] = t->e[i];
+                nt.n++;
+            }
+        free(t->e);
+        *t = nt;
+    }
+    size_t i = tick_slot(t, tid);
+    if (!t->e[i].tid)
+        t->n++;
+    t->e[i] = (tick_ent){tid, ticks};
+}
+
 typedef struct numa {
     int nnodes;
     unsigned ticks, every;
@@ -85,8 +157,13 @@ typedef struct numa {
     int ncpu;
     bool arch_status_seen;
     uint64_t avx512_recent_max;
-    int m_res, m_thr, m_avx;
+    int m_res, m_thr, m_avx, m_cpu;
     uint64_t interval_ms;
+    tick_tab prev;              /* per-thread ticks at the previous sample */
+    bool have_prev;             /* a first sample was taken: new threads count in full */
+    uint64_t last_t_ns;
+    uint64_t node_ticks[PROF_NUMA_MAX_NODES]; /* workload CPU ticks per node, whole run */
+    long hz;
 } numa;
 
 static int node_of_cpu(const numa *n, int cpu)
@@ -122,6 +199,12 @@ static adg_error *numa_open(prof_ctx *ctx, void **state)
                              "threads of the workload that last ran on a CPU of each node");
     n->m_avx = prof_register(ctx, COLLECTOR, "avx512.recent_threads", "count", ADG_SCOPE_PROCESS,
                              "threads that used AVX-512 registers within the last interval (arch_status)");
+    n->m_cpu = prof_register(ctx, COLLECTOR, "numa.cpu", "%", ADG_SCOPE_NUMA_NODE,
+                             "CPU time of the workload per node (100 = one CPU busy): each thread's utime+stime "
+                             "ticks of the interval, on the node of the CPU it last ran on");
+    n->hz = sysconf(_SC_CLK_TCK);
+    if (n->hz <= 0)
+        n->hz = 100;
     *state = n;
     return NULL;
 }
@@ -156,7 +239,8 @@ static void numa_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
     numa *n = state;
     pid_t *pids;
     size_t np = prof_pidset_copy(&ctx->pids, &pids);
-    uint64_t thr[PROF_NUMA_MAX_NODES] = {0}, recent = 0;
+    uint64_t thr[PROF_NUMA_MAX_NODES] = {0}, recent = 0, ticks_now[PROF_NUMA_MAX_NODES] = {0};
+    tick_tab cur = {0};
     for (size_t i = 0; i < np; i++) {
         char path[96];
         snprintf(path, sizeof path, "/proc/%d/task", (int)pids[i]);
@@ -177,6 +261,18 @@ static void numa_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
                 continue;
             }
             int cpu = prof_numa_stat_cpu(data);
+            uint64_t tk, before = 0;
+            if (cpu >= 0 && prof_numa_stat_ticks(data, &tk)) {
+                /* Threads seen before: their delta. Threads new since the last sample
+                 * started within the interval: all their ticks. At the first sample
+                 * everything is the baseline (an attached process's past is not ours). */
+                bool known = tick_get(&n->prev, tid, &before);
+                if (known && tk >= before)
+                    ticks_now[node_of_cpu(n, cpu)] += tk - before;
+                else if (!known && n->have_prev)
+                    ticks_now[node_of_cpu(n, cpu)] += tk;
+                tick_put(&cur, tid, tk);
+            }
             free(data);
             if (cpu >= 0) {
                 thr[node_of_cpu(n, cpu)]++;
@@ -200,6 +296,20 @@ static void numa_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
     if (n->ticks++ % n->every == 0)
         read_numa_maps(n, pids, np);
     free(pids);
+    free(n->prev.e);
+    n->prev = cur;
+    double dt_s = (double)(t_ns - n->last_t_ns) * 1e-9;
+    bool publish_cpu = n->have_prev && t_ns > n->last_t_ns && dt_s >= 1e-3;
+    for (int i = 0; i < n->nnodes; i++) {
+        n->node_ticks[i] += ticks_now[i];
+        if (publish_cpu) {
+            char inst[16];
+            snprintf(inst, sizeof inst, "node%d", i);
+            adg_bus_sample(ctx->bus, n->m_cpu, inst, t_ns, 100.0 * (double)ticks_now[i] / (double)n->hz / dt_s);
+        }
+    }
+    n->have_prev = true;
+    n->last_t_ns = t_ns;
     for (int i = 0; i < n->nnodes; i++) {
         char inst[16];
         snprintf(inst, sizeof inst, "node%d", i);
@@ -224,11 +334,12 @@ static void numa_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
         thr_total += n->thread_obs[i];
     }
     for (int i = 0; i < n->nnodes; i++)
-        json_array_append_new(nodes, json_pack("{s:i,s:I,s:f,s:f}", "node", i, "resident_bytes_peak",
+        json_array_append_new(nodes, json_pack("{s:i,s:I,s:f,s:f,s:f}", "node", i, "resident_bytes_peak",
                                                (json_int_t)n->peak_bytes[i], "memory_pct",
                                                mem_total ? 100.0 * (double)n->peak_bytes[i] / (double)mem_total : 0.0,
                                                "thread_time_pct",
-                                               thr_total ? 100.0 * (double)n->thread_obs[i] / (double)thr_total : 0.0));
+                                               thr_total ? 100.0 * (double)n->thread_obs[i] / (double)thr_total : 0.0,
+                                               "cpu_s", (double)n->node_ticks[i] / (double)n->hz));
     json_t *cpus = json_object();
     for (int c = 0; c < n->ncpu; c++)
         if (n->cpu_obs[c]) {
@@ -265,8 +376,10 @@ static void numa_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
 static void numa_close(void *state)
 {
     numa *n = state;
-    if (n)
+    if (n) {
         free(n->cpu_obs);
+        free(n->prev.e);
+    }
     free(n);
 }
 

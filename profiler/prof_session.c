@@ -26,7 +26,7 @@
 
 static const prof_collector *const collectors[] = {
     &prof_sampler_collector, &prof_pmu_collector, &prof_uncore_collector, &prof_mbm_collector, &prof_numa_collector,
-    &prof_cupti_collector,
+    &prof_cupti_collector, &prof_cpu_collector,
 };
 #define NCOLL (sizeof collectors / sizeof collectors[0])
 
@@ -50,6 +50,7 @@ typedef struct session {
     const prof_options *o;
     void *state[NCOLL];
     bool open[NCOLL];
+    bool ran[NCOLL];        /* opened at some point (open[] is cleared again by finish) */
     bool prepared[NCOLL];   /* prepare ran and succeeded (state[i] is set, open not yet called) */
     bool refused[NCOLL];    /* prepare failed: not opened */
     pthread_t sampler;
@@ -216,6 +217,7 @@ static void open_collectors(session *s)
             continue;
         }
         s->open[i] = true;
+        s->ran[i] = true;
     }
 }
 
@@ -252,7 +254,7 @@ static void close_collectors(session *s)
 
 static json_t *config_section(session *s)
 {
-    static const char *const set_names[] = {"amx", "simd", "core", "mem", "sampling", "numa", "gpu"};
+    static const char *const set_names[] = {"amx", "simd", "core", "mem", "sampling", "numa", "gpu", "cpu"};
     json_t *sets = json_array();
     for (unsigned i = 0; i < ADG_ARRAY_LEN(set_names); i++)
         if (s->ctx.sets & (1u << i))
@@ -260,7 +262,7 @@ static json_t *config_section(session *s)
     json_t *coll = json_array();
     for (size_t i = 0; i < NCOLL; i++)
         if (collectors[i]->sets & s->ctx.sets)
-            json_array_append_new(coll, json_pack("{s:s,s:b}", "name", collectors[i]->name, "ran", s->open[i]));
+            json_array_append_new(coll, json_pack("{s:s,s:b}", "name", collectors[i]->name, "ran", s->ran[i]));
     return json_pack("{s:s,s:i,s:i,s:o,s:o,s:b,s:i}", "mode", s->o->pid ? "attach" : "command", "interval_ms",
                      (int)s->o->interval_ms, "freq_hz", (int)s->ctx.freq_hz, "sets", sets, "collectors", coll, "tee",
                      s->o->tee, "top_n", (int)s->ctx.top_n);

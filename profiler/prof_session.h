@@ -44,6 +44,9 @@ adg_error *prof_session_run(const prof_options *o, prof_outcome *outcome);
 
 /* Builds the machine section (new reference). */
 json_t *prof_machine_section(void);
+/* The section's cpu_node array: NUMA node of each logical CPU (index = CPU number; -1 for
+ * a CPU the kernel places on no node, e.g. offline), for per-node grouping (new reference). */
+json_t *prof_machine_cpu_nodes(void);
 
 /* The record's memory section from the bus's bandwidth metrics (new reference). */
 json_t *prof_memory_section(adg_bus *bus);

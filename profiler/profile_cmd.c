@@ -36,7 +36,7 @@ static void usage(FILE *f)
             "      --duration SEC    with --pid: stop after SEC seconds (default: until it exits or Ctrl-C)\n"
             "  -i, --interval MS     sampling interval of the time series (default 100, 10..60000)\n"
             "  -F, --freq HZ         cpu-clock sampling frequency (default 999, 10..20000)\n"
-            "  -e, --events SETS     comma-separated: amx, simd, core, mem, sampling, numa, gpu,\n"
+            "  -e, --events SETS     comma-separated: amx, simd, core, mem, sampling, numa, gpu, cpu,\n"
             "                        pmu (=amx,simd,core), all (default: all that are available here)\n"
             "      --gpu-metrics     gpu: per-kernel DRAM bytes and SM throughput where the driver permits\n"
             "                        (see docs/cupti.md); the kernel trace runs without it\n"
@@ -80,7 +80,7 @@ static bool parse_sets(const char *arg, unsigned *sets)
     } names[] = {{"amx", PROF_SET_AMX},   {"simd", PROF_SET_SIMD},         {"core", PROF_SET_CORE},
                  {"mem", PROF_SET_MEM},   {"sampling", PROF_SET_SAMPLING}, {"numa", PROF_SET_NUMA},
                  {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE},
-                 {"gpu", PROF_SET_GPU}};
+                 {"gpu", PROF_SET_GPU},   {"cpu", PROF_SET_CPU}};
     char *copy = strdup(arg);
     if (!copy)
         return false;
@@ -167,7 +167,7 @@ int prof_profile_cmd_main(int argc, char **argv)
             break;
         case 'e':
             if (!parse_sets(optarg, &o.sets)) {
-                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, pmu, all\n");
+                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, cpu, pmu, all\n");
                 return ADG_EXIT_USAGE;
             }
             o.sets_explicit = true;

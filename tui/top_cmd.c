@@ -52,7 +52,8 @@ static void usage(FILE *f)
             "      --duration SEC    with --pid: stop after SEC seconds\n"
             "  -i, --interval MS     sampling interval (default 100)\n"
             "  -F, --freq HZ         cpu-clock sampling frequency (default 999)\n"
-            "  -e, --events SETS     amx, simd, core, mem, sampling, numa, gpu, pmu, all (default all)\n"
+            "  -e, --events SETS     amx, simd, core, mem, sampling, numa, gpu, cpu, pmu, all\n"
+            "                        (default all)\n"
             "      --gpu-metrics     per-kernel GPU counters where the driver permits\n"
             "      --top N           hot functions kept (default 30)\n"
             "      --no-tee          do not parse COMMAND's output for tokens/s\n"
@@ -100,7 +101,7 @@ static bool parse_sets(const char *arg, unsigned *sets)
     } names[] = {{"amx", PROF_SET_AMX},   {"simd", PROF_SET_SIMD},         {"core", PROF_SET_CORE},
                  {"mem", PROF_SET_MEM},   {"sampling", PROF_SET_SAMPLING}, {"numa", PROF_SET_NUMA},
                  {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE},
-                 {"gpu", PROF_SET_GPU}};
+                 {"gpu", PROF_SET_GPU},   {"cpu", PROF_SET_CPU}};
     char *copy = strdup(arg);
     if (!copy)
         return false;
@@ -457,7 +458,7 @@ int tui_top_cmd_main(int argc, char **argv)
             break;
         case 'e':
             if (!parse_sets(optarg, &t.prof.sets)) {
-                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, pmu, all\n");
+                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, cpu, pmu, all\n");
                 return ADG_EXIT_USAGE;
             }
             t.prof.sets_explicit = true;

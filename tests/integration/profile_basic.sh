@@ -47,6 +47,20 @@ expect_rc 3 "$AMXDIAG" profile -q -o "$R" -- "$SPIN" exit 3
 want 'r["status"]' workload-failed "$R"
 want 'r["workload"]["exit_code"]' 3 "$R"
 
+# --- per-CPU load (cpu collector) and the machine's CPU -> node map; -e cpu alone
+expect_rc 0 "$AMXDIAG" profile -q -e cpu -o "$R" -- "$SPIN" scalar 0.4
+want '[c["ran"] for c in r["config"]["collectors"] if c["name"] == "cpu"]' "[True]" "$R"
+want '[m["collector"] + " " + m["unit"] + " " + m["scope"] for m in r["metrics"] if m["name"] == "cpu.util"]' \
+    "['cpu % cpu']" "$R"
+want 'all(s["instance"].startswith("cpu") and all(0 <= v <= 100 for v in s["value"]) for s in r["series"] if s["metric"] == "cpu.util")' True "$R"
+want 'len([s for s in r["series"] if s["metric"] == "cpu.util"]) == r["machine"]["online_cpus"]' True "$R"
+want 'len(r["machine"]["cpu_node"]) == r["machine"]["logical_cpus"]' True "$R"
+want 'sorted(r["cpu"]["util_pct"]) == sorted(s["instance"] for s in r["series"] if s["metric"] == "cpu.util")' True "$R"
+want '"numa.cpu" in [m["name"] for m in r["metrics"]]' False "$R"
+expect_rc 0 "$AMXDIAG" profile -q -e numa -o "$R" -- "$SPIN" scalar 0.4
+want '[m["unit"] + " " + m["scope"] for m in r["metrics"] if m["name"] == "numa.cpu"]' "['% numa_node']" "$R"
+want 'sum(n["cpu_s"] for n in r["numa"]["per_node"]) > 0' True "$R"
+
 # --- a command that runs no user code to speak of: no sample at all must still give a
 # record (regression: the zero-sample path once passed NULL to qsort, which UBSan stops)
 for cmd in "sleep 0.2" "true"; do
