@@ -810,21 +810,22 @@ int kern_bench_cmd_main(int argc, char **argv)
                 continue;
             bench_set packed = {0}, raw = {0};
             bool have_packed = false, have_raw = false;
+            /* amx and avx512 together run on one AMX context, the dispatcher's crossover set
+             * to force tiles or VNNI call by call, alternating at each M: the two share the
+             * repacked weights and the moment, so their ratio is not a drift between runs.
+             * With --save-crossover each pair is measured twice and the faster kept. */
+            const kern_impl tile_impl = o.impl[KERN_IMPL_AMX]       ? KERN_IMPL_AMX
+                                        : o.impl[KERN_IMPL_AMX_EMU] ? KERN_IMPL_AMX_EMU
+                                                                    : KERN_IMPL_AUTO;
+            const bool paired = tile_impl != KERN_IMPL_AUTO && o.impl[KERN_IMPL_AVX512];
             const kern_impl order[4] = {KERN_IMPL_AMX, KERN_IMPL_AVX512, KERN_IMPL_AMX_EMU, KERN_IMPL_REF};
             for (int oi = 0; oi < 4 && !e; oi++) {
                 const kern_impl impl = order[oi];
-                if (!o.impl[impl])
+                if (!o.impl[impl] || (paired && impl == KERN_IMPL_AVX512))
                     continue;
                 kern_cpu *c = NULL;
-                /* avx512 rows on an AMX machine run on an AMX context with the tiles off, so the
-                 * two share repacked weights; the emulator and ref are too slow for big M. */
-                int force = impl == KERN_IMPL_AMX || impl == KERN_IMPL_AMX_EMU ? 1 : 0;
-                kern_impl cimpl = impl;
-                if (impl == KERN_IMPL_AVX512 && o.impl[KERN_IMPL_AMX]) {
-                    cimpl = KERN_IMPL_AMX;
-                    force = INT_MAX;
-                }
-                if ((e = make_ctx(cimpl, &o, force, &c)))
+                const int force = impl == KERN_IMPL_AMX || impl == KERN_IMPL_AMX_EMU ? 1 : 0;
+                if ((e = make_ctx(impl, &o, force, &c)))
                     break;
                 bench_set *bs = impl == KERN_IMPL_REF ? &raw : &packed;
                 bool *have = impl == KERN_IMPL_REF ? &have_raw : &have_packed;
@@ -837,35 +838,51 @@ int kern_bench_cmd_main(int argc, char **argv)
                     }
                     *have = true;
                 }
+                const bool pair = paired && impl == tile_impl;
+                const int passes = pair && o.save ? 2 : 1;
                 for (int mi = 0; mi < o.nm && !e; mi++) {
                     const int m = o.ms[mi];
                     if (sh->max_m && m > sh->max_m && !o.all_m)
                         continue;
                     if ((impl == KERN_IMPL_REF || impl == KERN_IMPL_AMX_EMU) && m > 8 && !o.all_m)
                         continue;   /* correctness implementations: a few small points only */
-                    if (nr == cap) {
-                        cap = cap ? cap * 2 : 64;
-                        row *nrw = realloc(rows, (size_t)cap * sizeof *rows);
-                        if (!nrw) {
-                            e = adg_error_new(ADG_E_NOMEM, "out of memory");
-                            break;
+                    row got[2];
+                    const int nimpl = pair ? 2 : 1;
+                    for (int pass = 0; pass < passes && !e; pass++)
+                        for (int q = 0; q < nimpl && !e; q++) {
+                            row t;
+                            memset(&t, 0, sizeof t);
+                            t.shape = sh->name;
+                            t.type = types[ti];
+                            t.impl = q == 0 ? impl : KERN_IMPL_AVX512;
+                            t.m = m;
+                            if (pair) {
+                                const int x = q == 0 ? 1 : INT_MAX;
+                                kern_crossover xo = {x, x, x, false};
+                                kern_cpu_set_crossover(c, &xo);
+                            }
+                            if ((e = time_point(c, bs, m, &o, &t)))
+                                break;
+                            if (pass == 0 || t.ms < got[q].ms)
+                                got[q] = t;
                         }
-                        rows = nrw;
-                    }
-                    row *r = &rows[nr];
-                    memset(r, 0, sizeof *r);
-                    r->shape = sh->name;
-                    r->type = types[ti];
-                    r->impl = impl;
-                    r->m = m;
-                    if ((e = time_point(c, bs, m, &o, r)))
-                        break;
-                    nr++;
-                    if (!o.json) {
-                        if (nr == 1)
-                            print_header();
-                        print_table(r, 1, &ci);
-                        fflush(stdout);
+                    for (int q = 0; q < nimpl && !e; q++) {
+                        if (nr == cap) {
+                            cap = cap ? cap * 2 : 64;
+                            row *nrw = realloc(rows, (size_t)cap * sizeof *rows);
+                            if (!nrw) {
+                                e = adg_error_new(ADG_E_NOMEM, "out of memory");
+                                break;
+                            }
+                            rows = nrw;
+                        }
+                        rows[nr++] = got[q];
+                        if (!o.json) {
+                            if (nr == 1)
+                                print_header();
+                            print_table(&rows[nr - 1], 1, &ci);
+                            fflush(stdout);
+                        }
                     }
                 }
                 kern_cpu_free(c);

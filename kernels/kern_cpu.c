@@ -3,6 +3,7 @@
 #include "kernels/kern_cpu.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -398,46 +399,81 @@ typedef struct mm_args {
     int64_t ng;
     float *y;
     int64_t ldy;
+    /* dynamic schedule (one NUMA node): chunks of `chunk` panels of every group, taken in
+     * order from `next`; a worker the OS preempts delays one chunk, not a fixed share */
+    bool dynamic;
+    int64_t chunk, per_group;
+    _Atomic int64_t next;
 } mm_args;
+
+static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p1)
+{
+    const kern_weight *w = a->w;
+    kern_gemm_job j = {w, kern_weight_mat(w, g->mat), p0, p1, a->y, a->ldy, g->yrow,
+                       a->c->scratch[ith], a->c->scratch_bytes};
+    switch (g->p) {
+    case PATH_REF:
+        if (w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0)
+            kern_ref_gemm_q(&j, g->qa);
+        else
+            kern_ref_gemm_f(&j, g->xf, g->m);
+        break;
+    case PATH_AVX512:
+        if (w->fmt == KERN_WFMT_I8 || w->fmt == KERN_WFMT_I4)
+            kern_avx512_gemm_q(&j, g->qa);
+        else if (w->fmt == KERN_WFMT_BF16)
+            kern_avx512_gemm_bf16(&j, g->ba);
+        else
+            kern_avx512_gemm_f32(&j, g->xf, g->m);
+        break;
+    case PATH_AMX:
+        if (w->fmt == KERN_WFMT_BF16)
+            a->c->amx->gemm_bf16(&j, g->ba);
+        else if (a->c->amx_int8_2x2)
+            a->c->amx->gemm_q(&j, g->qa);
+        else
+            a->c->amx->gemm_q_1x1(&j, g->qa);
+        break;
+    }
+}
 
 static void mm_worker(void *arg, int ith, int nth)
 {
     mm_args *a = arg;
     const kern_weight *w = a->w;
+    if (a->dynamic) {
+        const int64_t total = a->per_group * a->ng;
+        for (;;) {
+            const int64_t item = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+            if (item >= total)
+                return;
+            const int64_t gi = item / a->per_group, ci = item % a->per_group;
+            const int64_t p0 = ci * a->chunk, p1 = p0 + a->chunk < w->n_panels ? p0 + a->chunk : w->n_panels;
+            mm_run(a, ith, &a->g[gi], p0, p1);
+        }
+    }
     int64_t p0, p1;
-    /* RAW rows are split in the same panel units, so one partition holds everywhere. */
+    /* Several nodes: the static split of the repacking, so each worker reads the rows it
+     * placed on its node (RAW rows are split in the same panel units). */
     part_panels(w->n_panels, ith, nth, &p0, &p1);
     if (p0 >= p1)
         return;
-    for (int64_t gi = 0; gi < a->ng; gi++) {
-        const mm_group *g = &a->g[gi];
-        kern_gemm_job j = {w, kern_weight_mat(w, g->mat), p0, p1, a->y, a->ldy, g->yrow,
-                           a->c->scratch[ith], a->c->scratch_bytes};
-        switch (g->p) {
-        case PATH_REF:
-            if (w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0)
-                kern_ref_gemm_q(&j, g->qa);
-            else
-                kern_ref_gemm_f(&j, g->xf, g->m);
-            break;
-        case PATH_AVX512:
-            if (w->fmt == KERN_WFMT_I8 || w->fmt == KERN_WFMT_I4)
-                kern_avx512_gemm_q(&j, g->qa);
-            else if (w->fmt == KERN_WFMT_BF16)
-                kern_avx512_gemm_bf16(&j, g->ba);
-            else
-                kern_avx512_gemm_f32(&j, g->xf, g->m);
-            break;
-        case PATH_AMX:
-            if (w->fmt == KERN_WFMT_BF16)
-                a->c->amx->gemm_bf16(&j, g->ba);
-            else if (a->c->amx_int8_2x2)
-                a->c->amx->gemm_q(&j, g->qa);
-            else
-                a->c->amx->gemm_q_1x1(&j, g->qa);
-            break;
-        }
-    }
+    for (int64_t gi = 0; gi < a->ng; gi++)
+        mm_run(a, ith, &a->g[gi], p0, p1);
+}
+
+/* Chooses the schedule: dynamic chunks (about four per worker and group, at least four
+ * panels: the VNNI GEMV streams four panels at once) on one NUMA node, the static
+ * node-local split otherwise.  Chunks of every group share one queue, so MoE experts of
+ * 48 panels still spread over 16 workers. */
+static void mm_schedule(kern_cpu *c, mm_args *a)
+{
+    const int nth = kern_pool_size(c->pool);
+    a->dynamic = kern_pool_nodes(c->pool) == 1 && nth > 1;
+    int64_t chunk = (a->w->n_panels + 4 * nth - 1) / (4 * nth);
+    a->chunk = chunk < 4 ? 4 : chunk;
+    a->per_group = (a->w->n_panels + a->chunk - 1) / a->chunk;
+    atomic_store(&a->next, 0);
 }
 
 static bool is_int(const kern_weight *w) { return w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0; }
@@ -580,7 +616,8 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
             kern_bact_free(&ba);
         return e;
     }
-    mm_args a = {c, w, &g, 1, y, w->n};
+    mm_args a = {c, w, &g, 1, y, w->n, false, 0, 0, 0};
+    mm_schedule(c, &a);
     kern_pool_run(c->pool, mm_worker, &a);
     if (hq)
         kern_qact_free(&qa);
@@ -790,7 +827,8 @@ adg_error *kern_moe_matmul(kern_cpu *c, const kern_weight *w, const float *x, bo
                 bv[ex].xt = bg.xt + (size_t)(start[ex] / 16) * (size_t)(bg.k_pad / KERN_KB) * 512;
         }
     }
-    mm_args a = {c, w, g, ng, y, w->n};
+    mm_args a = {c, w, g, ng, y, w->n, false, 0, 0, 0};
+    mm_schedule(c, &a);
     kern_pool_run(c->pool, mm_worker, &a);
     free(qv);
     free(bv);
