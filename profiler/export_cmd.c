@@ -225,7 +225,7 @@ static json_t *summary_json(const exporter *x, const char *address, const char *
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
               ru.ru_stime.tv_usec * 1e-6;
-    return json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:i,s:f,s:{s:I,s:I,s:I,s:I,s:I}}", "schema", PROF_EXPORT_SCHEMA,
+    return json_pack("{s:s,s:{s:s,s:s},s:s,s:s?,s:i,s:f,s:{s:I,s:I,s:I,s:I,s:I}}", "schema", PROF_EXPORT_SCHEMA,
                      "tool", "name", "amxdiag", "version", AMXDIAG_VERSION, "listen", address, "record", record,
                      "exit_code", exit_code, "cpu_seconds", cpu, "http", "requests", (json_int_t)st.requests, "scrapes",
                      (json_int_t)st.scrapes, "not_found", (json_int_t)st.not_found, "method_not_allowed",
@@ -480,7 +480,7 @@ int prof_export_cmd_main(int argc, char **argv)
     prof_http_stats st;
     prof_http_get_stats(x.http, &st);
     if (json) {
-        json_t *sum = summary_json(&x, address, o.out, code);
+        json_t *sum = summary_json(&x, address, out.record ? o.out : NULL, code);
         adg_error_free(adg_json_print(stdout, sum));
         json_decref(sum);
     } else {
