@@ -60,7 +60,8 @@ static void usage(FILE *f)
             "  --inject-fault NAME   plant a fault and report what the checks see: %s\n"
             "  --force-ptx           load the PTX image (driver JIT) instead of the fatbin's SASS\n"
             "  --no-cublas           do not load cuBLAS for the GEMM comparison\n"
-            "  --gemv-rows N         experimental: GEMV rows per warp iteration, 1..4 (default 1)\n"
+            "  --gemv-rows N         GEMV rows per warp iteration, 1..4; 0 = auto (default: 4 for Q4_0,\n"
+            "                        1 for Q8_0); 1 = the single-row kernel\n"
             "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
@@ -87,7 +88,7 @@ static int parse(int argc, char **argv, bopts *o)
         {"gemm-bk", required_argument, 0, O_BK},             {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
-    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 1, .gemm_bk = 32};
+    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 0, .gemm_bk = 32};
     optind = 0;
     opterr = 1;
     int ch;
@@ -110,8 +111,8 @@ static int parse(int argc, char **argv, bopts *o)
                 o->tokens = (int)v;
             break;
         case O_ROWS:
-            if (!adg_parse_u64(optarg, &v) || v < 1 || v > 4) {
-                fprintf(stderr, "amxdiag: error: bench: --gemv-rows takes 1 to 4, not '%s'\n", optarg);
+            if (!adg_parse_u64(optarg, &v) || v > 4) {
+                fprintf(stderr, "amxdiag: error: bench: --gemv-rows takes 0 (auto) to 4, not '%s'\n", optarg);
                 return ADG_EXIT_USAGE;
             }
             o->gemv_rows = (int)v;
@@ -769,8 +770,9 @@ int kern_cuda_bench_cmd(int argc, char **argv)
                in->cc_minor, in->sm_count, kern_cuda_version_str(in->driver_version, ver, sizeof ver),
                in->used_ptx_jit ? "PTX JIT for" : "SASS", in->image_arch, in->module_load_ms,
                o.validate ? ", --gpu-validate" : "");
-    if (!o.json && o.gemv_rows > 1)
-        printf("experimental: GEMV with up to %d rows per warp iteration\n", o.gemv_rows);
+    if (!o.json && o.gemv_rows > 0)
+        printf("GEMV with up to %d row%s per warp iteration for every type (not auto)\n", o.gemv_rows,
+               o.gemv_rows == 1 ? "" : "s");
     if (!o.json && o.gemm_bk == 64)
         printf("experimental: GEMM with 64-wide k stages\n");
     rc = ADG_EXIT_OK;

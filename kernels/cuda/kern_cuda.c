@@ -207,7 +207,7 @@ const kern_cuda_load_info *kern_cuda_info(const kern_cuda_ctx *c) { return &c->i
 const kern_cuda_driver *kern_cuda_drv(const kern_cuda_ctx *c) { return c->d; }
 void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { c->validate = on; }
 void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
-void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 1 : rows > 4 ? 4 : rows; }
+void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 0 : rows > 4 ? 4 : rows; }
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 64 : 32; }
 kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *c) { return c->validate ? c->valrec : 0; }
 

@@ -84,9 +84,10 @@ void kern_cuda_set_validate(kern_cuda_ctx *ctx, bool on);
  * is then reported by the kernel that caused it.  Slower. */
 void kern_cuda_set_sync_each(kern_cuda_ctx *ctx, bool on);
 
-/* Experimental: the GEMVs process up to `rows` (2..4) consecutive rows per warp where
- * the rows are 16-byte aligned and that many fit the 4608-byte stage; 1 (the default)
- * keeps the single-row kernel.  See docs/cuda-kernels.md for its verification status. */
+/* The GEMVs process up to `rows` (2..4) consecutive rows per warp where the rows are
+ * 16-byte aligned and that many fit the 4608-byte stage; 1 selects the single-row kernel
+ * (the one measured on the H100); 0 (the default) is auto: 4 for Q4_0, 1 for Q8_0.  See
+ * docs/cuda-kernels.md for why and for the verification status. */
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *ctx, int rows);
 /* Experimental: 64 selects the prompt GEMM with 64-wide k stages; 32 (the default) the
  * 32-wide one. */

@@ -63,7 +63,7 @@ struct kern_cuda_ctx {
     kern_cuda_load_info info;
     unsigned max_grid_x;
     bool validate, sync_each;
-    int gemv_rows; /* rows per warp of the multi-row GEMV; <= 1: the single-row kernel */
+    int gemv_rows; /* rows per warp of the multi-row GEMV; 1: the single-row kernel; 0: auto (Q4_0 4, Q8_0 1) */
     int gemm_bk;   /* 64: the 64-wide-stage GEMM; otherwise the 32-wide one */
     kern_cu_deviceptr valrec;
     kern_cuda_fault armed;

@@ -126,7 +126,11 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
     kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
     /* The multi-row kernel needs R whole rows in the 4608-byte stage, 16-byte aligned. */
     size_t rb = kern_row_size(type, ncols);
-    int rows = c->gemv_rows;
+    /* Auto (0): Q4_0 rows are short (1152 bytes at K = 2048): one row per warp iteration
+     * left too few bytes in flight (63 % of copy bandwidth on the H100, while Q8_0's
+     * 2176-byte rows reached 90 %), so Q4_0 streams up to 4 rows (4608 bytes) per
+     * iteration; Q8_0 keeps the single-row kernel.  1 selects the single-row kernel. */
+    int rows = c->gemv_rows > 0 ? c->gemv_rows : type == KERN_TYPE_Q4_0 ? 4 : 1;
     if (rows > 1 && (rb % 16 != 0 || (w & 15) != 0))
         rows = 1;
     if (rows > 1 && (size_t)rows * rb > 4608)

@@ -8,8 +8,9 @@
 # forward pass (`run --inject-fault`), and compute-sanitizer on a clean --ngl run.
 # Usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]
 # Outputs go to OUT_DIR (default $OUT, else ./cuda-device-out): summary.txt (every step's
-# exit status), bench.json, bench-experimental.json, check-experimental.json,
-# run-ngl99.json, run-fault-async.json, and every log and JSON packed in all-logs.tgz.
+# exit status), bench.json (default kernels), bench-gemv1.json (the single-row GEMV),
+# bench-experimental.json, check-experimental.json, run-ngl99.json, run-fault-async.json,
+# and every log and JSON packed in all-logs.tgz (8 files: the runner's limit).
 set -u
 build=${1:?usage: tests/device/cuda.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-./cuda-device-out}}
@@ -53,7 +54,11 @@ step check-sass 0 120 "$bench" --check-only --json -o "$out/check-sass.json"
 step check-ptx 0 120 "$bench" --check-only --force-ptx -o "$out/check-ptx.json"
 expect check-ptx 'PTX JIT'
 step check-experimental 0 120 "$bench" --check-only --gemv-rows 4 --gemm-bk 64 -o "$out/check-experimental.json"
+# The default GEMV is auto (Q4_0: 4 rows per warp iteration, Q8_0: 1); --gemv-rows 1 is
+# the single-row kernel measured in the first device run: check and time it too.
+step check-gemv1 0 120 "$bench" --check-only --gemv-rows 1 -o "$out/check-gemv1.json"
 step bench 0 150 "$bench" -o "$out/bench.json"
+step bench-gemv1 0 150 "$bench" --gemv-rows 1 -o "$out/bench-gemv1.json"
 step bench-experimental 0 150 "$bench" --gemv-rows 4 --gemm-bk 64 -o "$out/bench-experimental.json"
 step bench-quick-validate 0 60 "$bench" --quick --gpu-validate --iters 5 -o "$out/bench-validate.json"
 # planted faults: plain (error 700 reported by the op's check), --gpu-validate (the first
@@ -145,6 +150,6 @@ grep -c UNEXPECTED "$summary" >/dev/null && echo "some steps exited unexpectedly
 tmp=$(mktemp /tmp/cuda-device-XXXXXX.tgz)
 tar czf "$tmp" -C "$out" . &&
     find "$out" -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name bench.json ! -name bench-experimental.json \
-        ! -name check-experimental.json ! -name run-ngl99.json ! -name run-fault-async.json -exec rm -rf {} + &&
+        ! -name check-experimental.json ! -name run-ngl99.json ! -name run-fault-async.json ! -name bench-gemv1.json -exec rm -rf {} + &&
     mv "$tmp" "$out/all-logs.tgz"
 exit 0

@@ -128,7 +128,9 @@ static void test_gemv_multirow(void **state)
     NEED_GPU();
     kern_cuda_check_result r;
     const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
-    for (int rows = 2; rows <= 4; rows += 2) {
+    /* 1: the single-row kernel (measured on the H100), 2 and 4: the multi-row one; the
+     * default (auto) takes 4 for Q4_0 and 1 for Q8_0, which test_gemv covers. */
+    for (int rows = 1; rows <= 4; rows *= 2) {
         kern_cuda_set_gemv_rows(ctx, rows);
         for (size_t i = 0; i < 2; i++) {
             expect_pass(kern_cuda_check_gemv(ctx, t[i], 1000, 2048, 140 + i, &r), &r);
@@ -145,7 +147,7 @@ static void test_gemv_multirow(void **state)
     assert_non_null(strstr(adg_error_msg(e), "gemv: weight row"));
     adg_error_free(e);
     kern_cuda_set_validate(ctx, false);
-    kern_cuda_set_gemv_rows(ctx, 1);
+    kern_cuda_set_gemv_rows(ctx, 0);
 }
 
 static void test_gemm(void **state)
