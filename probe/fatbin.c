@@ -112,6 +112,13 @@ adg_error *fatbin_read_cubin(const uint8_t *p, size_t n, fatbin_entry *e)
         return adg_error_new(ADG_E_FORMAT, "32-bit cubin (ELF class %u): not supported", p[4]);
     if (rd16(p + 18) != EM_CUDA_)
         return adg_error_new(ADG_E_FORMAT, "ELF image with e_machine %u is not a cubin (EM_CUDA is 190)", rd16(p + 18));
+    /* A cut cubin keeps a valid header; its section headers (where the code is) would
+     * lie past the end.  The driver refuses such an image, so it is not a verdict. */
+    uint64_t shoff = rd64(p + 40), shsize = (uint64_t)rd16(p + 58) * rd16(p + 60);
+    if (shoff > n || shsize > n - shoff)
+        return adg_error_new(ADG_E_FORMAT,
+                             "truncated cubin: its section headers [%llu, %llu) extend past its %zu bytes",
+                             (unsigned long long)shoff, (unsigned long long)(shoff + shsize), n);
     e->elf_abi = p[8];
     e->e_flags = rd32(p + 48);
     if (e->elf_abi >= 8) {

@@ -5,6 +5,16 @@ ADG_FAILS=0
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/amxdiag-it-XXXXXX")
 trap 'rm -rf "$TEST_TMP"' EXIT
 
+# AMXDIAG_WRAPPER="valgrind --error-exitcode=99 ..." runs every amxdiag of the test under
+# that command (tests/integration/valgrind_cli.sh): AMXDIAG becomes a small script, so
+# tests keep calling "$AMXDIAG" as one word.
+if [ -n "${AMXDIAG_WRAPPER:-}" ]; then
+    ADG_REAL_AMXDIAG=$AMXDIAG
+    AMXDIAG="$TEST_TMP/amxdiag-wrapped"
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$AMXDIAG_WRAPPER" "'$ADG_REAL_AMXDIAG'" >"$AMXDIAG"
+    chmod +x "$AMXDIAG"
+fi
+
 fail() { echo "FAIL: $*" >&2; ADG_FAILS=$((ADG_FAILS + 1)); }
 skip() { echo "SKIP: $*"; exit 77; }
 
