@@ -3,10 +3,12 @@
 # `amxdiag export` and its workload share CPU 0 (so every cycle the serving threads take
 # is a cycle the workload loses) while, from CPU 1, 5 rounds of 200 concurrent scrapes
 # (curl --parallel), 40 slowloris connections that trickle a header byte every 0.5 s,
-# and malformed / oversized / POST requests hit it.  Every scrape must get its 200, the
-# exporter must still serve afterwards, serving must cost under 2 ms of CPU per request
-# (amxdiag's CPU time, loaded minus unloaded: immune to other load on the machine), and
-# the workload's median time per fixed chunk of work must stay within 1.5x (+5 ms).
+# and malformed / oversized / POST requests hit it, between two quiet windows.  Every
+# scrape must get its 200, the exporter must still serve afterwards, serving must cost
+# under 2 ms of CPU per request (amxdiag's CPU time beyond the collectors' rate of an
+# unloaded run: immune to other load on the machine), and the workload's median time per
+# fixed chunk of work under load must stay within 2x (+5 ms) of the quiet windows' (a
+# backstop: the CPU-time bound is the tight one).
 set -u
 . "$(dirname "$0")/lib/adg.sh"
 command -v curl >/dev/null || skip "curl is needed"
@@ -16,16 +18,18 @@ curl --help all 2>/dev/null | grep -q -- --parallel-max || skip "curl lacks --pa
 taskset -c 0,1 true 2>/dev/null || skip "CPUs 0 and 1 are not both available to this process"
 
 cat >"$TEST_TMP/work.py" <<'PY'
-# Fixed chunks of CPU work; each chunk's wall time goes to argv[1] (one per line).
-import sys, time
+# Fixed chunks of CPU work until argv[3] exists (at most 60 s); each chunk's end (Unix
+# time) and wall time go to argv[1], one chunk per line.
+import os, sys, time
 out = open(sys.argv[1], "w")
 open(sys.argv[2], "w").close()          # "started" marker for the load generator
-for _ in range(int(sys.argv[3])):
+end = time.time() + 60
+while not os.path.exists(sys.argv[3]) and time.time() < end:
     t = time.perf_counter()
     x = 0
     for i in range(300000):
         x += i
-    out.write("%.6f\n" % (time.perf_counter() - t))
+    out.write("%.6f %.6f\n" % (time.time(), time.perf_counter() - t))
     out.flush()
 PY
 
@@ -75,20 +79,27 @@ print("bad requests:", sorted(set(codes)))
 assert not any(" 200 " in c for c in codes), codes
 PY
 
-CHUNKS=200
 run() { # NAME LOAD(0|1)
     local name=$1 load=$2
-    rm -f "$TEST_TMP/port" "$TEST_TMP/started"
+    rm -f "$TEST_TMP/port" "$TEST_TMP/started" "$TEST_TMP/stop"
     taskset -c 0 "$AMXDIAG" export --listen 127.0.0.1:0 --port-file "$TEST_TMP/port" --out "$TEST_TMP/$name.json" \
-        -i 100 --json -- python3 "$TEST_TMP/work.py" "$TEST_TMP/$name.times" "$TEST_TMP/started" "$CHUNKS" \
+        -i 100 --json -- python3 "$TEST_TMP/work.py" "$TEST_TMP/$name.times" "$TEST_TMP/started" "$TEST_TMP/stop" \
         >"$TEST_TMP/$name.out" 2>"$TEST_TMP/$name.err" &
     local exp=$!
     for _ in $(seq 100); do [ -s "$TEST_TMP/port" ] && [ -e "$TEST_TMP/started" ] && break; sleep 0.05; done
     local addr
     addr=$(cat "$TEST_TMP/port" 2>/dev/null)
-    [ -n "$addr" ] || { fail "$name: no port file: $(cat "$TEST_TMP/$name.err")"; wait $exp; return; }
-    if [ "$load" = 1 ]; then
-        taskset -c 1 python3 "$TEST_TMP/slowloris.py" "$addr" 40 4 >"$TEST_TMP/slow.out" 2>&1 &
+    [ -n "$addr" ] || { fail "$name: no port file: $(cat "$TEST_TMP/$name.err")"; touch "$TEST_TMP/stop"; wait $exp; return; }
+    local t0 t1
+    t0=$(date +%s.%N)
+    if [ "$load" = 0 ]; then
+        sleep 3
+    else
+        # quiet, load, quiet: the workload's chunks in the quiet windows are the reference,
+        # so that other activity on the machine weighs on both sides alike
+        sleep 1.5
+        date +%s.%N >"$TEST_TMP/load.start"
+        taskset -c 1 python3 "$TEST_TMP/slowloris.py" "$addr" 40 3 >"$TEST_TMP/slow.out" 2>&1 &
         local slow=$!
         sleep 0.3
         taskset -c 1 python3 "$TEST_TMP/bad.py" "$addr" >"$TEST_TMP/bad.out" 2>&1 || fail "bad requests: $(cat "$TEST_TMP/bad.out")"
@@ -100,44 +111,57 @@ run() { # NAME LOAD(0|1)
                 -w '%{http_code} %{time_total}\n' "${urls[@]}" >>"$TEST_TMP/codes" 2>/dev/null
         done
         wait $slow
-        echo "$addr" >"$TEST_TMP/loaded.addr"
+        date +%s.%N >"$TEST_TMP/load.end"
         # still serving once the storm is over
         [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$addr/metrics")" = 200 ] ||
             fail "no 200 after the load"
         curl -s --max-time 5 "http://$addr/metrics" >"$TEST_TMP/after.prom"
+        sleep 1.5
     fi
+    touch "$TEST_TMP/stop"
     wait $exp || fail "$name: export exited $?: $(tail -3 "$TEST_TMP/$name.err")"
+    t1=$(date +%s.%N)
+    echo "$t0 $t1" >"$TEST_TMP/$name.wall"
 }
 
 run base 0
 run loaded 1
 
-python3 - "$TEST_TMP/base.times" "$TEST_TMP/loaded.times" "$TEST_TMP/codes" "$CHUNKS" "$TEST_TMP/base.out" \
-    "$TEST_TMP/loaded.out" <<'PY' || fail "workload disturbed or scrapes failed"
+python3 - "$TEST_TMP" <<'PY' || fail "workload disturbed or scrapes failed"
 import json, statistics, sys
-base = [float(x) for x in open(sys.argv[1])]
-load = [float(x) for x in open(sys.argv[2])]
-n = int(sys.argv[4])
-sb, sl = json.load(open(sys.argv[5])), json.load(open(sys.argv[6]))
-served = sl["http"]["requests"]
-extra = sl["cpu_seconds"] - sb["cpu_seconds"]
-print("amxdiag CPU time: %.3f s unloaded, %.3f s loaded: %.3f ms per request served (%d requests)"
-      % (sb["cpu_seconds"], sl["cpu_seconds"], 1e3 * extra / served, served))
-assert len(base) == n and len(load) == n, (len(base), len(load))
-codes = [l.split() for l in open(sys.argv[3]) if l.strip()]
+d = sys.argv[1]
+rd = lambda n: open("%s/%s" % (d, n)).read().split()
+ls, le = float(rd("load.start")[0]), float(rd("load.end")[0])
+chunks = [tuple(map(float, l.split())) for l in open(d + "/loaded.times") if l.strip()]
+quiet = [dt for end, dt in chunks if end - dt > le + 0.2 or end < ls - 0.2]
+load = [dt for end, dt in chunks if end - dt >= ls and end <= le]
+codes = [l.split() for l in open(d + "/codes") if l.strip()]
 ok = [float(t) for c, t in codes if c == "200"]
 bad = [c for c, t in codes if c != "200"]
-mb, ml = statistics.median(base), statistics.median(load)
+# amxdiag's CPU time: the unloaded run gives the collectors' rate per second of wall time;
+# what the loaded run spent beyond that rate is the serving cost
+sb, sl = json.load(open(d + "/base.out")), json.load(open(d + "/loaded.out"))
+wb, wl = [float(x) for x in rd("base.wall")], [float(x) for x in rd("loaded.wall")]
+rate = sb["cpu_seconds"] / (wb[1] - wb[0])
+served = sl["http"]["requests"]
+extra = sl["cpu_seconds"] - rate * (wl[1] - wl[0])
+print("amxdiag CPU time: %.3f s in %.1f s unloaded, %.3f s in %.1f s loaded: %.3f ms per request served (%d requests)"
+      % (sb["cpu_seconds"], wb[1] - wb[0], sl["cpu_seconds"], wl[1] - wl[0], 1e3 * extra / served, served))
+assert len(quiet) >= 10 and len(load) >= 10, (len(quiet), len(load))
+mq, ml = statistics.median(quiet), statistics.median(load)
 p90 = lambda v: sorted(v)[int(0.9 * (len(v) - 1))]
-print("workload chunk median: %.2f ms unloaded, %.2f ms under load (x%.3f); p90 %.2f / %.2f ms"
-      % (mb * 1e3, ml * 1e3, ml / mb, p90(base) * 1e3, p90(load) * 1e3))
+print("workload chunk median: %.2f ms in the quiet windows (%d chunks), %.2f ms under load (%d chunks, x%.3f); "
+      "p90 %.2f / %.2f ms" % (mq * 1e3, len(quiet), ml * 1e3, len(load), ml / mq, p90(quiet) * 1e3, p90(load) * 1e3))
 print("scrapes: %d of %d answered 200; latency median %.1f ms, p90 %.1f ms, max %.1f ms"
-      % (len(ok), len(codes), statistics.median(ok) * 1e3, p90(ok) * 1e3, max(ok) * 1e3))
+      % (len(ok), len(codes), statistics.median(ok) * 1e3 if ok else 0, p90(ok) * 1e3 if ok else 0,
+         max(ok) * 1e3 if ok else 0))
 assert len(codes) == 1000 and not bad, "non-200 scrapes: %s" % sorted(set(bad))
 # What serving costs, in CPU time (immune to the noise of a shared machine) ...
 assert extra / served < 0.002, "serving cost %.3f ms of CPU per request" % (1e3 * extra / served)
-# ... and what the workload felt (generous: other processes share these CPUs too).
-assert ml <= mb * 1.5 + 0.005, "workload slowed down: median %.2f ms -> %.2f ms" % (mb * 1e3, ml * 1e3)
+# ... and what the workload felt: a backstop only, since the load generator on the other
+# CPU (perhaps a hyper-thread sibling of the workload's in a VM) and other processes weigh
+# on it too; on the development VM the ratio ranged from 0.67 to 1.49.
+assert ml <= mq * 2 + 0.005, "workload slowed down: median %.2f ms -> %.2f ms" % (mq * 1e3, ml * 1e3)
 PY
 cat "$TEST_TMP/slow.out" "$TEST_TMP/bad.out" 2>/dev/null
 grep -Eq '^amxdiag_export_scrapes_total [0-9]+$' "$TEST_TMP/after.prom" || fail "no scrape counter after the load"
