@@ -41,8 +41,11 @@ d = json.load(open(sys.argv[1]))
 assert d["schema"] == "amxdiag.run/1" and d["status"] == "error"
 f = d["fault"]
 assert f["name"] == "async-before-get_rows"
-assert f["reported_by"] == "get_rows (token embedding)", f["reported_by"]
+# Which call sees an asynchronous 700 first depends on timing (the GET_ROWS launch, or the
+# next copy): only that some op reported it and that the ring holds the faulting kern_add.
+assert f["reported_by"], f
 assert any(l["kernel"] == "kern_add" for l in f["launches"]), f["launches"]
+assert f["launched_before"], f
 assert "700" in f["error"] or "ILLEGAL" in f["error"]
 PY
 expect_err "row index [0-9]+ at position" "$AMXDIAG" run --ngl 99 -p 64 -n 4 -r 1 --inject-fault get_rows-oob --gpu-validate
