@@ -9,13 +9,14 @@
 
 #include "common/adg_json.h"
 
-/* Defaults: what `bench kernels` measured at attn_q (2048->4096) on the reference machine
- * (Emerald Rapids, 16 cores, 2026-11-25, docs/PERFORMANCE.md): VNNI wins at M = 1 for every
- * type; AMX wins from M = 8 for q8_0 (tie at 4), from M = 16 for q4_0 (its tiles need the
- * nibbles unpacked first), from M = 4 for bf16.  A machine's own measurement replaces them. */
+/* Defaults: what `bench kernels --save-crossover` measured at attn_q (2048->4096) on the
+ * reference machine (Emerald Rapids, 16 cores, 2026-11-25, docs/PERFORMANCE.md), AMX and
+ * VNNI timed alternately on one context: VNNI wins at M = 1 for every type; AMX wins from
+ * M = 4 for q8_0 and bf16, from M = 16 for q4_0 (its tiles need the nibbles unpacked
+ * first).  A machine's own measurement replaces them. */
 void kern_crossover_defaults(kern_crossover *c)
 {
-    c->q8_0 = 8;
+    c->q8_0 = 4;
     c->q4_0 = 16;
     c->bf16 = 4;
     c->measured = false;

@@ -461,3 +461,21 @@ void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *
         _mm512_mask_storeu_ps(o + d, mk, _mm512_mul_ps(acc, _mm512_set1_ps(inv)));
     }
 }
+
+/* ---- memory read, for the benchmark's bandwidth figure ------------------------------ */
+
+/* XOR of every 64-byte line in [p, p + bytes) (bytes % 256 == 0), with four independent
+ * chains so the loop is bound by memory, as the GEMV kernels are. */
+uint64_t kern_avx512_read_xor(const void *p, size_t bytes)
+{
+    const __m512i *v = p;
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    for (size_t i = 0; i < bytes / 64; i += 4) {
+        a = _mm512_xor_si512(a, _mm512_load_si512(v + i));
+        b = _mm512_xor_si512(b, _mm512_load_si512(v + i + 1));
+        c = _mm512_xor_si512(c, _mm512_load_si512(v + i + 2));
+        d = _mm512_xor_si512(d, _mm512_load_si512(v + i + 3));
+    }
+    const __m512i x = _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d));
+    return (uint64_t)_mm512_reduce_or_epi64(x);
+}
