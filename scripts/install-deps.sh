@@ -8,7 +8,7 @@ packages=(
     libexpat1-dev   # compute-sanitizer --xml reports (profiler/sanitizer_parse.c)
     libpfm4-dev libnuma-dev libncurses-dev libzydis-dev libelf-dev libjansson-dev
     libzstd-dev libcmocka-dev libmicrohttpd-dev
-    numactl tmux python3 clang
+    numactl tmux python3 clang valgrind
     prometheus curl   # tests of amxdiag export / probe --format prometheus (prometheus, promtool)
     chromium          # amxdiag report --format html is checked in a headless browser
 )
