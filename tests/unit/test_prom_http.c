@@ -295,13 +295,41 @@ static void test_connection_limit(void **state)
     prof_http_stop(h);
 }
 
+/* --max-per-ip: one address beyond its share is refused at once (not queued). */
+static void test_per_ip_limit(void **state)
+{
+    (void)state;
+    prof_http_opts o = {.listen = "127.0.0.1:0", .threads = 1, .max_connections = 16, .max_per_ip = 1, .timeout_s = 5};
+    prof_http_routes r = {fake_metrics, fake_health, &healthy};
+    prof_http *h = NULL;
+    ADG_ASSERT_OK(prof_http_start(&o, &r, &h));
+    int hold = connect_to(prof_http_port(h));
+    (void)!write(hold, "GET /met", 8);
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    int fd = connect_to(prof_http_port(h));
+    (void)!write(fd, "GET /metrics HTTP/1.0\r\n\r\n", 25);
+    char resp[1024];
+    uint64_t t0 = adg_now_ns();
+    ssize_t n = read_all(fd, resp, sizeof resp, 3000);
+    assert_true(n >= 0); /* closed by the server ... */
+    assert_true((double)(adg_now_ns() - t0) * 1e-9 < 2.0); /* ... at once, not after the 5 s timeout */
+    assert_null(strstr(resp, "amxdiag_x 1"));
+    close(fd);
+    close(hold);
+    nanosleep(&ts, NULL);
+    request(prof_http_port(h), "GET /metrics HTTP/1.0\r\n\r\n", resp, sizeof resp); /* the slot is free again */
+    assert_non_null(strstr(resp, "amxdiag_x 1"));
+    prof_http_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_listen),   cmocka_unit_test(test_refuses_non_loopback),
         cmocka_unit_test(test_port_in_use),    cmocka_unit_test(test_routes),
         cmocka_unit_test(test_malformed),      cmocka_unit_test(test_idle_timeout),
-        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_connection_limit), cmocka_unit_test(test_per_ip_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
