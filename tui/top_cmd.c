@@ -1,5 +1,4 @@
 /* amxdiag top: options -> live session or replay -> the screen (or one view on stdout). */
-#include <getopt.h>
 #include <locale.h>
 #include <langinfo.h>
 #include <math.h>
@@ -16,9 +15,9 @@
 #include "common/adg_log.h"
 #include "common/adg_term.h"
 #include "common/adg_util.h"
-#include "kernels/kern_cpu.h"
-#include "profiler/prof_collector.h"
+#include "profiler/prof_options.h"
 #include "profiler/profiler.h"
+#include "profiler/sanitizer_run.h"
 #include "tui/tui.h"
 #include "tui/tui_internal.h"
 #include "tui/tui_live.h"
@@ -45,30 +44,15 @@ static void usage(FILE *f)
             "      --replay FILE     play a run record (amxdiag.run/1) back instead of profiling\n"
             "      --speed N         replay speed factor (default 1; 0.0625..64; + and - change it)\n"
             "\n"
-            "profile options (as amxdiag profile):\n"
-            "  -o, --out FILE        run record written when the run ends or q is pressed\n"
-            "                        (default amxdiag-run.json)\n"
-            "  -p, --pid PID         attach to a running process instead of COMMAND\n"
-            "      --duration SEC    with --pid: stop after SEC seconds\n"
-            "  -i, --interval MS     sampling interval (default 100)\n"
-            "  -F, --freq HZ         cpu-clock sampling frequency (default 999)\n"
-            "  -e, --events SETS     amx, simd, core, mem, sampling, numa, gpu, cpu, pmu, all\n"
-            "                        (default all)\n"
-            "      --gpu-metrics     per-kernel GPU counters where the driver permits\n"
-            "      --top N           hot functions kept (default 30)\n"
-            "      --no-tee          do not parse COMMAND's output for tokens/s\n"
-            "      --log FILE        where COMMAND's output goes while the screen is up\n"
-            "                        (default: the record's path + .log)\n"
-            "\n"
-            "built-in path (no COMMAND, no --pid; as amxdiag profile / amxdiag run):\n"
-            "  -m, --model FILE      GGUF model (default: the built-in default model)\n"
-            "      --n-prompt N      prompt tokens of the pp test (default 512; 0 skips it)\n"
-            "  -n, --n-gen N         generated tokens of the tg test (default 128; 0 skips it)\n"
-            "  -r, --repetitions N   repetitions of each test (default 3)\n"
-            "  -t, --threads N       kernel threads (default: every allowed CPU)\n"
-            "      --cpu-kernels K   auto, amx, avx512, ref, amx-emu\n"
-            "      --numa POLICY     local, interleave, node=N;  --pin: pin kernel threads\n"
-            "      --ngl N           layers on the GPU;  --ctx N: KV positions;  --seed S\n"
+            "profile options (as amxdiag profile):\n");
+    prof_options_usage(f);
+    fputs("      --log FILE        where COMMAND's output goes while the screen is up\n"
+          "                        (default: the record's path + .log)\n"
+          "\n"
+          "built-in path (no COMMAND, no --pid; as amxdiag profile / amxdiag run):\n",
+          f);
+    prof_options_usage_builtin(f);
+    fprintf(f,
             "\n"
             "screen:\n"
             "  -d, --delay MS        refresh interval (default 250 = 4 Hz; 100..10000)\n"
@@ -91,36 +75,6 @@ static void usage(FILE *f)
             "live: as amxdiag profile (COMMAND's status, 128+N on its death by signal N, 126/127\n"
             "if it cannot run, 2 on errors), except that quitting with q exits 0.\n"
             "See docs/top.md.\n");
-}
-
-static bool parse_sets(const char *arg, unsigned *sets)
-{
-    static const struct {
-        const char *name;
-        unsigned bits;
-    } names[] = {{"amx", PROF_SET_AMX},   {"simd", PROF_SET_SIMD},         {"core", PROF_SET_CORE},
-                 {"mem", PROF_SET_MEM},   {"sampling", PROF_SET_SAMPLING}, {"numa", PROF_SET_NUMA},
-                 {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE},
-                 {"gpu", PROF_SET_GPU},   {"cpu", PROF_SET_CPU}};
-    char *copy = strdup(arg);
-    if (!copy)
-        return false;
-    *sets = 0;
-    bool ok = true;
-    for (char *save, *tok = strtok_r(copy, ",", &save); tok && ok; tok = strtok_r(NULL, ",", &save)) {
-        bool found = false;
-        for (size_t i = 0; i < ADG_ARRAY_LEN(names); i++)
-            if (!strcmp(tok, names[i].name)) {
-                *sets |= names[i].bits;
-                found = true;
-            }
-        if (!found) {
-            fprintf(stderr, "amxdiag: error: unknown event set '%s'\n", tok);
-            ok = false;
-        }
-    }
-    free(copy);
-    return ok && *sets;
 }
 
 static bool parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -162,6 +116,7 @@ typedef struct top_opts {
     bool exit_on_end, ascii, json, dump;
     int dump_w, dump_h;
     adg_color_mode color;
+    bool recorded, interrupted; /* the live run wrote its record; with status interrupted */
 } top_opts;
 
 static void load_ceilings(tui_app *a, const char *cpu, int ncpus)
@@ -311,6 +266,9 @@ static int run_live_batch(tui_app *a, top_opts *t)
         adg_error_print(out.workload_error, stderr);
         adg_error_free(out.workload_error);
     }
+    t->recorded = true;
+    const char *st = json_string_value(json_object_get(out.record, "status"));
+    t->interrupted = st && !strcmp(st, "interrupted");
     tui_live l = {.out = out, .o = t->prof};
     a->t_ns = adg_bus_elapsed_ns(a->bus);
     a->finished = true;
@@ -384,6 +342,8 @@ static int run_live(tui_app *a, top_opts *t)
             adg_error_free(l.out.workload_error);
         }
         const char *st = json_string_value(json_object_get(l.out.record, "status"));
+        t->recorded = true;
+        t->interrupted = st && !strcmp(st, "interrupted");
         fprintf(stderr, "amxdiag top: run record written to %s (status %s); the workload's output is in %s\n",
                 t->prof.out, st ? st : "?", l.log_path);
         code = quit_by_key ? a->quit_code : l.out.exit_code;
@@ -392,239 +352,119 @@ static int run_live(tui_app *a, top_opts *t)
     return code;
 }
 
+enum { OPT_JSON = 256, OPT_COLOR, OPT_REPLAY, OPT_SPEED, OPT_SNAPDIR, OPT_EXIT, OPT_ASCII, OPT_DUMP, OPT_SIZE,
+       OPT_LOG };
+
+/* top's own options; the session's (shared with profile and export) are
+ * prof_options_parse's. */
+static int top_option(void *ctx, int c, const char *arg)
+{
+    top_opts *t = ctx;
+    uint64_t v;
+    double d;
+    switch (c) {
+    case OPT_LOG:
+        t->log = arg;
+        break;
+    case OPT_JSON:
+        t->json = true;
+        break;
+    case OPT_DUMP:
+        t->dump = true;
+        break;
+    case OPT_SIZE:
+        if (!parse_size(arg, &t->dump_w, &t->dump_h)) {
+            fprintf(stderr, "amxdiag: error: --size takes COLUMNSxROWS (20..1000 x 5..500), not '%s'\n", arg);
+            return adg_cmd_usage_error("top");
+        }
+        break;
+    case OPT_COLOR:
+        if (!adg_term_parse_color(arg, &t->color)) {
+            fprintf(stderr, "amxdiag: error: --color takes auto, always or never, not '%s'\n", arg);
+            return adg_cmd_usage_error("top");
+        }
+        break;
+    case OPT_REPLAY:
+        t->replay = arg;
+        break;
+    case OPT_SPEED:
+        if (!adg_parse_double(arg, &d) || !(d >= 1.0 / 16) || !(d <= 64)) {
+            fprintf(stderr, "amxdiag: error: --speed takes a factor from 0.0625 to 64, not '%s'\n", arg);
+            return adg_cmd_usage_error("top");
+        }
+        t->speed = d;
+        break;
+    case 'd':
+        if (!parse_uint("--delay", arg, 100, 10000, &v))
+            return adg_cmd_usage_error("top");
+        t->delay_ms = (unsigned)v;
+        break;
+    case OPT_SNAPDIR:
+        t->snapshot_dir = arg;
+        break;
+    case OPT_EXIT:
+        t->exit_on_end = true;
+        break;
+    case OPT_ASCII:
+        t->ascii = true;
+        break;
+    case 'v':
+        adg_log_set_level(ADG_LOG_INFO);
+        break;
+    case 'h':
+        usage(stdout);
+        return ADG_EXIT_OK;
+    default:
+        return adg_cmd_usage_error("top");
+    }
+    return PROF_CLI_CONTINUE;
+}
+
+/* --sanitize after a live run: COMMAND again under compute-sanitizer, merged into the
+ * record, as amxdiag profile does (the screen is closed by then). */
+static int sanitize_after(const top_opts *t, int code)
+{
+    int san_status;
+    fprintf(stderr, "amxdiag top: running the command again under compute-sanitizer (--sanitize)\n");
+    adg_error *e = prof_sanitize_run(t->prof.argv, t->prof.out, &san_status);
+    if (e) {
+        adg_error_print(e, stderr);
+        adg_error_free(e);
+        return ADG_EXIT_USAGE;
+    }
+    return code;
+}
+
 int tui_top_cmd_main(int argc, char **argv)
 {
-    enum { OPT_TOP = 256, OPT_NOTEE, OPT_JSON, OPT_COLOR, OPT_DURATION, OPT_REPLAY, OPT_SPEED, OPT_SNAPDIR,
-           OPT_EXIT, OPT_ASCII, OPT_DUMP, OPT_SIZE, OPT_LOG, OPT_GPU_METRICS, OPT_NPROMPT, OPT_IMPL, OPT_NUMA,
-           OPT_PIN, OPT_SEED, OPT_NGL, OPT_CTX };
-    static const struct option longopts[] = {
-        {"out", required_argument, NULL, 'o'},          {"pid", required_argument, NULL, 'p'},
-        {"interval", required_argument, NULL, 'i'},     {"freq", required_argument, NULL, 'F'},
-        {"events", required_argument, NULL, 'e'},       {"top", required_argument, NULL, OPT_TOP},
-        {"no-tee", no_argument, NULL, OPT_NOTEE},       {"json", no_argument, NULL, OPT_JSON},
-        {"color", required_argument, NULL, OPT_COLOR},  {"duration", required_argument, NULL, OPT_DURATION},
+    static const struct option own[] = {
+        {"json", no_argument, NULL, OPT_JSON},          {"color", required_argument, NULL, OPT_COLOR},
         {"replay", required_argument, NULL, OPT_REPLAY}, {"speed", required_argument, NULL, OPT_SPEED},
         {"delay", required_argument, NULL, 'd'},        {"snapshot-dir", required_argument, NULL, OPT_SNAPDIR},
         {"exit-on-end", no_argument, NULL, OPT_EXIT},   {"ascii", no_argument, NULL, OPT_ASCII},
         {"dump", no_argument, NULL, OPT_DUMP},          {"size", required_argument, NULL, OPT_SIZE},
         {"log", required_argument, NULL, OPT_LOG},      {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},               {"gpu-metrics", no_argument, NULL, OPT_GPU_METRICS},
-        {"model", required_argument, NULL, 'm'},        {"n-prompt", required_argument, NULL, OPT_NPROMPT},
-        {"n-gen", required_argument, NULL, 'n'},        {"repetitions", required_argument, NULL, 'r'},
-        {"threads", required_argument, NULL, 't'},      {"cpu-kernels", required_argument, NULL, OPT_IMPL},
-        {"numa", required_argument, NULL, OPT_NUMA},    {"pin", no_argument, NULL, OPT_PIN},
-        {"seed", required_argument, NULL, OPT_SEED},    {"ngl", required_argument, NULL, OPT_NGL},
-        {"ctx", required_argument, NULL, OPT_CTX},      {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
-    top_opts t = {.prof = {.interval_ms = 100, .freq_hz = 999, .sets = PROF_SET_ALL, .top_n = 30, .tee = true,
-                           .out = "amxdiag-run.json"},
-                  .speed = 1.0,
+    top_opts t = {.speed = 1.0,
                   .delay_ms = 250,
                   .snapshot_dir = ".",
                   .dump_w = 100,
                   .dump_h = 30,
                   .color = ADG_COLOR_AUTO};
-    bool live_opts = false, engine_opt = false;
-    uint64_t n_ctx = 0;
-    t.prof.engine.engine.impl = KERN_IMPL_AUTO;
-    t.prof.engine.bench = (kern_bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
-    uint64_t v;
-    double d;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "+o:p:i:F:e:d:vhm:n:r:t:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            t.prof.out = optarg;
-            live_opts = true;
-            break;
-        case 'p':
-            if (!parse_uint("--pid", optarg, 1, 0x7fffffff, &v))
-                return adg_cmd_usage_error("top");
-            t.prof.pid = (pid_t)v;
-            live_opts = true;
-            break;
-        case 'i':
-            if (!parse_uint("--interval", optarg, 10, 60000, &v))
-                return adg_cmd_usage_error("top");
-            t.prof.interval_ms = (unsigned)v;
-            live_opts = true;
-            break;
-        case 'F':
-            if (!parse_uint("--freq", optarg, 10, 20000, &v))
-                return adg_cmd_usage_error("top");
-            t.prof.freq_hz = (unsigned)v;
-            live_opts = true;
-            break;
-        case 'e':
-            if (!parse_sets(optarg, &t.prof.sets)) {
-                fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, cpu, pmu, all\n");
-                return ADG_EXIT_USAGE;
-            }
-            t.prof.sets_explicit = true;
-            live_opts = true;
-            break;
-        case OPT_TOP:
-            if (!parse_uint("--top", optarg, 1, 100000, &v))
-                return adg_cmd_usage_error("top");
-            t.prof.top_n = (unsigned)v;
-            live_opts = true;
-            break;
-        case OPT_DURATION:
-            if (!adg_parse_double(optarg, &d) || !(d > 0)) {
-                fprintf(stderr, "amxdiag: error: --duration takes a positive number of seconds, not '%s'\n", optarg);
-                return adg_cmd_usage_error("top");
-            }
-            t.prof.duration_s = d;
-            live_opts = true;
-            break;
-        case OPT_NOTEE:
-            t.prof.tee = false;
-            live_opts = true;
-            break;
-        case OPT_LOG:
-            t.log = optarg;
-            live_opts = true;
-            break;
-        case OPT_JSON:
-            t.json = true;
-            break;
-        case OPT_DUMP:
-            t.dump = true;
-            break;
-        case OPT_SIZE:
-            if (!parse_size(optarg, &t.dump_w, &t.dump_h)) {
-                fprintf(stderr, "amxdiag: error: --size takes COLUMNSxROWS (20..1000 x 5..500), not '%s'\n", optarg);
-                return adg_cmd_usage_error("top");
-            }
-            break;
-        case OPT_COLOR:
-            if (!adg_term_parse_color(optarg, &t.color)) {
-                fprintf(stderr, "amxdiag: error: --color takes auto, always or never, not '%s'\n", optarg);
-                return adg_cmd_usage_error("top");
-            }
-            break;
-        case OPT_REPLAY:
-            t.replay = optarg;
-            break;
-        case OPT_SPEED:
-            if (!adg_parse_double(optarg, &d) || !(d >= 1.0 / 16) || !(d <= 64)) {
-                fprintf(stderr, "amxdiag: error: --speed takes a factor from 0.0625 to 64, not '%s'\n", optarg);
-                return adg_cmd_usage_error("top");
-            }
-            t.speed = d;
-            break;
-        case 'd':
-            if (!parse_uint("--delay", optarg, 100, 10000, &v))
-                return adg_cmd_usage_error("top");
-            t.delay_ms = (unsigned)v;
-            break;
-        case OPT_SNAPDIR:
-            t.snapshot_dir = optarg;
-            break;
-        case OPT_EXIT:
-            t.exit_on_end = true;
-            break;
-        case OPT_ASCII:
-            t.ascii = true;
-            break;
-        case 'v':
-            adg_log_set_level(ADG_LOG_INFO);
-            break;
-        case 'h':
-            usage(stdout);
-            return ADG_EXIT_OK;
-        case OPT_GPU_METRICS:
-            t.prof.gpu_metrics = true;
-            live_opts = true;
-            break;
-        /* The built-in path's options, as amxdiag profile takes them. */
-        case 'm':
-            t.prof.engine.engine.model_path = optarg;
-            engine_opt = true;
-            break;
-        case OPT_NPROMPT:
-        case 'n':
-        case 'r':
-        case 't':
-        case OPT_NGL:
-        case OPT_CTX:
-            if (!parse_uint(c == OPT_NPROMPT ? "--n-prompt" : c == 'n' ? "--n-gen" : c == 'r' ? "--repetitions"
-                            : c == 't' ? "--threads" : c == OPT_NGL ? "--ngl" : "--ctx",
-                            optarg, (c == 'r' || c == 't') ? 1 : 0, c == 't' ? 1024 : c == 'r' ? 1000 : 1u << 20, &v))
-                return adg_cmd_usage_error("top");
-            if (c == OPT_NPROMPT)
-                t.prof.engine.bench.n_prompt = (uint32_t)v;
-            else if (c == 'n')
-                t.prof.engine.bench.n_gen = (uint32_t)v;
-            else if (c == 'r')
-                t.prof.engine.bench.reps = (uint32_t)v;
-            else if (c == 't')
-                t.prof.engine.engine.threads = (int)v;
-            else if (c == OPT_NGL)
-                t.prof.engine.engine.ngl = (uint32_t)v;
-            else
-                n_ctx = v;
-            engine_opt = true;
-            break;
-        case OPT_IMPL:
-            if (!kern_impl_parse(optarg, &t.prof.engine.engine.impl)) {
-                fprintf(stderr, "amxdiag: error: --cpu-kernels '%s' is not one of auto, amx, avx512, ref, amx-emu\n",
-                        optarg);
-                return adg_cmd_usage_error("top");
-            }
-            engine_opt = true;
-            break;
-        case OPT_NUMA:
-            t.prof.engine.numa = optarg;
-            engine_opt = true;
-            break;
-        case OPT_PIN:
-            t.prof.engine.engine.pin = true;
-            engine_opt = true;
-            break;
-        case OPT_SEED:
-            if (!adg_parse_u64(optarg, &t.prof.engine.bench.seed)) {
-                fprintf(stderr, "amxdiag: error: --seed '%s' is not a non-negative integer\n", optarg);
-                return adg_cmd_usage_error("top");
-            }
-            engine_opt = true;
-            break;
-        default:
-            return adg_cmd_usage_error("top");
-        }
-    }
-    if (optind < argc)
-        t.prof.argv = argv + optind;
+    prof_cli cli;
+    prof_cli_init(&cli);
+    prof_cli_extra x = {.shortopts = "d:vh", .longopts = own, .handle = top_option, .ctx = &t};
+    int rc = prof_options_parse(argc, argv, "top", &x, &cli);
+    if (rc != PROF_CLI_CONTINUE)
+        return rc;
+    t.prof = cli.o;
     if (t.json && t.dump) {
         fprintf(stderr, "amxdiag: error: give either --json or --dump, not both\n");
         return adg_cmd_usage_error("top");
     }
-    if (t.replay && (live_opts || engine_opt || t.prof.argv)) {
+    if (t.replay && (cli.session_opts || cli.engine_opts || cli.sanitize || t.log || t.prof.argv)) {
         fprintf(stderr, "amxdiag: error: --replay plays a record; it takes no command and no profile options\n");
-        return adg_cmd_usage_error("top");
-    }
-    if (engine_opt && (t.prof.argv || t.prof.pid)) {
-        fprintf(stderr, "amxdiag: error: built-in path options (--model, --cpu-kernels, ...) apply only without a "
-                        "command or --pid\n");
-        return adg_cmd_usage_error("top");
-    }
-    if (!t.replay && !t.prof.argv && !t.prof.pid) {
-        t.prof.builtin = true;
-        uint32_t need = t.prof.engine.bench.n_prompt > t.prof.engine.bench.n_gen ? t.prof.engine.bench.n_prompt
-                                                                                : t.prof.engine.bench.n_gen;
-        t.prof.engine.engine.n_ctx = n_ctx ? (uint32_t)n_ctx : (need < 512 ? 512 : need);
-    }
-    if (t.prof.argv && t.prof.pid) {
-        fprintf(stderr, "amxdiag: error: give either a command or --pid, not both\n");
-        return adg_cmd_usage_error("top");
-    }
-    if (t.prof.duration_s > 0 && !t.prof.pid) {
-        fprintf(stderr, "amxdiag: error: --duration applies to --pid only (a command runs until it exits)\n");
-        return adg_cmd_usage_error("top");
-    }
-    if (!*t.prof.out) {
-        fprintf(stderr, "amxdiag: error: --out needs a file name\n");
         return adg_cmd_usage_error("top");
     }
     if (access(t.snapshot_dir, W_OK) != 0 && !t.json && !t.dump) {
@@ -641,6 +481,10 @@ int tui_top_cmd_main(int argc, char **argv)
         return ADG_EXIT_USAGE;
     }
     int code = t.replay ? run_replay(&a, &t) : run_live(&a, &t);
+    if (cli.sanitize && t.recorded && !t.interrupted)
+        code = sanitize_after(&t, code);
+    else if (cli.sanitize && t.recorded)
+        fprintf(stderr, "amxdiag top: --sanitize skipped: the run was stopped before the command ended\n");
     tui_replay_free(a.replay);
     a.replay = NULL;
     tui_app_free(&a);

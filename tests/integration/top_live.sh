@@ -37,6 +37,39 @@ expect_rc 2 "$AMXDIAG" top --json -o "$TEST_TMP/x.json" --replay x.json
 expect_rc 2 "$AMXDIAG" top --json --pid 1 -- true
 expect_rc 3 "$AMXDIAG" top --json -o "$TEST_TMP/three.json" -- sh -c "$SPIN; exit 3"
 
+# The session options are profile's own parser (profiler/prof_options.c): new ones reach
+# top. --sanitize reruns the command under (a stand-in) compute-sanitizer after the view and
+# merges its report into the record; bad values are refused as profile refuses them.
+expect_rc 2 "$AMXDIAG" top --json -e cpu,bogus -- true
+grep -q "unknown event set 'bogus'" "$TEST_TMP/err" || fail "top -e: $(cat "$TEST_TMP/err")"
+expect_rc 2 "$AMXDIAG" top --json --sanitize
+grep -q -- "--sanitize reruns a command" "$TEST_TMP/err" || fail "top --sanitize without a command: $(cat "$TEST_TMP/err")"
+expect_rc 2 "$AMXDIAG" top --replay x.json --sanitize
+cat >"$TEST_TMP/compute-sanitizer" <<EOF
+#!/usr/bin/env bash
+for a in "\$@"; do case "\$a" in --save=*) out=\${a#--save=} ;; esac; done
+while [ \$# -gt 0 ] && [ "\${1#--}" != "\$1" ]; do shift; done
+cp "$FIXTURES/sanitizer/memcheck_oob.xml" "\$out"
+echo ran-under-sanitizer >&2
+"\$@"
+EOF
+chmod +x "$TEST_TMP/compute-sanitizer"
+COMPUTE_SANITIZER="$TEST_TMP/compute-sanitizer" "$AMXDIAG" top --json --sanitize --gpu-metrics -e sampling,cpu \
+    -o "$TEST_TMP/san.json" -- sh -c "$SPIN" >"$TEST_TMP/san-view.json" 2>"$TEST_TMP/err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "top --sanitize exited $rc: $(head -c 600 "$TEST_TMP/err")"
+grep -q ran-under-sanitizer "$TEST_TMP/err" || fail "top --sanitize did not rerun the command"
+[ -f "$TEST_TMP/san.sanitizer.xml" ] || fail "top --sanitize: no report next to the record"
+python3 - "$TEST_TMP/san.json" "$TEST_TMP/san-view.json" <<'EOF' || fail "top --sanitize: record or view wrong"
+import json, sys
+r = json.load(open(sys.argv[1])); v = json.load(open(sys.argv[2]))
+assert v["schema"] == "amxdiag.top-snapshot/1"
+assert r["config"]["sets"] == ["sampling", "cpu"], r["config"]["sets"]
+assert "crash" in r, sorted(r)
+# the live view shows per-CPU load from the cpu collector
+assert any(x["metric"] == "cpu.util" for x in v["values"]), v["values"]
+EOF
+
 command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
 SOCK="adglive$$"
 T() { tmux -L "$SOCK" "$@"; }
