@@ -10,9 +10,11 @@
  * gathered on the GPU ahead of CPU layers).  When layer 0 is on the GPU the embedding
  * gather (GET_ROWS) runs there too, as in llama.cpp with every layer offloaded.
  *
- * Per-layer times: the launches are asynchronous, so the "gpu_layer" op accounts the
- * host's enqueue time; the wait for the queued work lands in the op that copies back
- * (lm_head, or get_rows when x goes back to CPU layers). */
+ * Per-layer times: the launches are asynchronous, so CUDA events are recorded on the
+ * stream before the first GPU layer, after each layer and after the LM head, and the
+ * "gpu_layer" / "lm_head" ops are accounted with the GPU time between them once the
+ * stream has been waited for (the logits' copy, or the wait at the end of a ubatch).
+ * Without events (their creation failed) the host's enqueue time is accounted instead. */
 #include "kernels/kern_engine.h"
 
 #include <math.h>
@@ -41,6 +43,9 @@ struct engine_gpu {
     dptr x, h, q, k, v, att, o, logits, ids, rw, gate, up, down, pos, tokens, scratch, vocab_logits;
     bool x_on_gpu;           /* g->x holds the current ubatch's residual stream */
     uint64_t weight_bytes;
+    kern_cuda_marks *marks;  /* [0] before the first GPU layer, [i+1] after GPU layer i, [n+1] after lm_head */
+    bool pending;            /* layers marked but not yet accounted */
+    uint32_t pending_T;
     const char *err_op;      /* the engine op whose call returned the last error */
     int err_layer;           /* its layer (-1: outside the layers) */
     dptr *allocs;            /* everything allocated, freed at close */
@@ -181,6 +186,11 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
         (err = alloc(g, T * 4, &g->pos)) || (err = alloc(g, T * 4, &g->tokens)) ||
         (err = alloc(g, scratch, &g->scratch)) || (err = alloc(g, (size_t)hp->n_vocab * 4, &g->vocab_logits)))
         return err;
+    adg_error *me = kern_cuda_marks_new(g->ctx, (int)n_gpu + 2, &g->marks);
+    if (me) {
+        adg_warn("engine: no GPU timing events (%s); per-layer GPU times will be enqueue times", adg_error_msg(me));
+        adg_error_free(me);
+    }
     /* Armed last: the first op of the matching kind in the first forward pass plants it. */
     if (fault != KERN_CUDA_FAULT_NONE)
         kern_cuda_inject(g->ctx, fault);
@@ -196,6 +206,7 @@ void engine_gpu_close(engine_gpu *g)
     if (!g)
         return;
     if (g->ctx) {
+        kern_cuda_marks_free(g->ctx, g->marks);
         for (size_t i = 0; i < g->n_allocs; i++)
             kern_cuda_free(g->ctx, g->allocs[i]);
         kern_cuda_close(g->ctx);
@@ -250,6 +261,34 @@ static adg_error *mm(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k
         }                                                                      \
     } while (0)
 
+static void account_layer(kern_engine *e, uint32_t il, uint32_t T, uint64_t ns)
+{
+    engine_gpu *g = e->gpu;
+    const kern_model_hparams *hp = &e->model->hp;
+    uint64_t d = hp->n_embd, qd = (uint64_t)hp->n_head * hp->head_dim, kvd = (uint64_t)hp->n_head_kv * hp->head_dim,
+             E = hp->n_expert, K = hp->n_expert_used, ff = hp->n_ff_exp;
+    uint64_t flops = 2ull * T * (d * (qd + 2 * kvd) + qd * d + d * E + K * 3 * d * ff);
+    kern_op_info info = {.op = "gpu_layer", .impl = KERN_IMPL_AUTO, .flops = flops,
+                         .bytes = (uint64_t)T * (2 * d + 4 * kvd + K * d + K) * 4, .ns = ns};
+    snprintf(info.variant, sizeof info.variant, "cuda-%s", kern_type_name(g->wtype));
+    engine_account(e, (int)il, OPK_GPU_LAYER, &info, "CUDA");
+}
+
+/* After the stream was waited for: the GPU time of each layer of the last ubatch. */
+static void account_marked(kern_engine *e)
+{
+    engine_gpu *g = e->gpu;
+    if (!g->pending)
+        return;
+    g->pending = false;
+    uint32_t n = e->model->hp.n_layer - g->first;
+    for (uint32_t i = 0; i < n; i++) {
+        double ms = 0;
+        adg_error_free(kern_cuda_marks_ms(g->ctx, g->marks, (int)i, (int)i + 1, &ms));
+        account_layer(e, g->first + i, g->pending_T, (uint64_t)(ms * 1e6));
+    }
+}
+
 adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool *done)
 {
     engine_gpu *g = e->gpu;
@@ -296,8 +335,11 @@ adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const in
         TRY("upload x", kern_cuda_upload(c, g->x, e->buf.x, (size_t)(T * d) * 4));
         g->x_on_gpu = true;
     }
-    if (layer == g->first)
+    if (layer == g->first) {
         TRY("upload positions", kern_cuda_upload(c, g->pos, pos, (size_t)T * 4));
+        if (g->marks)
+            TRY("timing mark", kern_cuda_mark(c, g->marks, 0));
+    }
     TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->attn_norm, g->h, T, d, hp->rms_eps));
     TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd, d, g->h, T, g->q));
     TRY("matmul_qkv", mm(g, g->wtype, G->wk, kvd, d, g->h, T, g->k));
@@ -340,11 +382,13 @@ adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const in
                                            g->down, g->scratch));
     }
     TRY("moe_sum", kern_cuda_moe_wsum(c, g->x, g->down, g->rw, T, (int)K, d));
-    uint64_t flops = 2ull * (uint64_t)T * (uint64_t)(d * (qd + 2 * kvd) + qd * d + d * E + K * 3 * d * ff);
-    kern_op_info info = {.op = "gpu_layer", .impl = KERN_IMPL_AUTO, .flops = flops,
-                         .bytes = (uint64_t)T * (uint64_t)(2 * d + 4 * kvd + K * d + K) * 4, .ns = adg_now_ns() - t0};
-    snprintf(info.variant, sizeof info.variant, "cuda-%s", kern_type_name(g->wtype));
-    engine_account(e, il, OPK_GPU_LAYER, &info, "CUDA");
+    if (g->marks) {
+        TRY("timing mark", kern_cuda_mark(c, g->marks, (int)(layer - g->first) + 1));
+        g->pending = true;
+        g->pending_T = T;
+    } else {
+        account_layer(e, layer, T, adg_now_ns() - t0);
+    }
     return NULL;
 }
 
@@ -363,10 +407,20 @@ adg_error *engine_gpu_output(kern_engine *e, uint32_t T, float *logits)
     TRY("rmsnorm (output)", kern_cuda_rmsnorm(c, last, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps));
     TRY("lm_head", mm(g, (kern_type)e->model->output->type, g->output, hp->n_vocab, hp->n_embd, g->h, 1,
                       g->vocab_logits));
+    int n_gpu = (int)(hp->n_layer - g->first);
+    bool timed = g->marks && g->pending;
+    if (timed)
+        TRY("timing mark", kern_cuda_mark(c, g->marks, n_gpu + 1));
     TRY("lm_head", kern_cuda_download(c, logits, g->vocab_logits, (size_t)hp->n_vocab * 4));
+    uint64_t ns = adg_now_ns() - t0;
+    if (timed) {
+        double ms = 0;
+        adg_error_free(kern_cuda_marks_ms(c, g->marks, n_gpu, n_gpu + 1, &ms));
+        ns = (uint64_t)(ms * 1e6);
+        account_marked(e);
+    }
     kern_op_info info = {.op = "lm_head", .impl = KERN_IMPL_AUTO,
-                         .flops = 2ull * hp->n_vocab * hp->n_embd, .bytes = e->model->output->nbytes,
-                         .ns = adg_now_ns() - t0};
+                         .flops = 2ull * hp->n_vocab * hp->n_embd, .bytes = e->model->output->nbytes, .ns = ns};
     snprintf(info.variant, sizeof info.variant, "cuda-%s", kern_ggml_type_name(e->model->output->type));
     engine_account(e, -1, OPK_LM_HEAD, &info, "CUDA");
     return NULL;
@@ -379,5 +433,6 @@ adg_error *engine_gpu_finish(kern_engine *e)
     /* A ubatch without logits (not the last of a prompt): surface its errors here, not in
      * the next ubatch. */
     TRY("sync", kern_cuda_sync(g->ctx, "waiting for the GPU layers"));
+    account_marked(e);
     return NULL;
 }

@@ -438,3 +438,69 @@ const char *kern_cuda_fault_name(kern_cuda_fault f)
 const char *kern_cuda_fault_names(void) { return "get_rows-oob, matvec-oob, async-before-get_rows"; }
 
 void kern_cuda_inject(kern_cuda_ctx *c, kern_cuda_fault f) { c->armed = f; }
+
+/* ---- Timing marks ------------------------------------------------------------------ */
+
+struct kern_cuda_marks {
+    int n;
+    kern_cu_event ev[];
+};
+
+adg_error *kern_cuda_marks_new(kern_cuda_ctx *c, int n, kern_cuda_marks **out)
+{
+    *out = NULL;
+    if (n <= 0)
+        return adg_error_new(ADG_E_USAGE, "marks: need at least one");
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
+    kern_cuda_marks *m = calloc(1, sizeof *m + (size_t)n * sizeof m->ev[0]);
+    if (!m)
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
+    m->n = n;
+    for (int i = 0; i < n; i++) {
+        kern_cu_result r = c->d->cuEventCreate(&m->ev[i], KERN_CU_EVENT_DEFAULT);
+        if (r != KERN_CU_SUCCESS) {
+            kern_cuda_marks_free(c, m);
+            return kern_cuda_errf(r, "creating %d CUDA events", n);
+        }
+    }
+    *out = m;
+    return NULL;
+}
+
+adg_error *kern_cuda_mark(kern_cuda_ctx *c, kern_cuda_marks *m, int i)
+{
+    if (!m || i < 0 || i >= m->n)
+        return adg_error_new(ADG_E_USAGE, "mark %d out of range", i);
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
+    CU_TRY(c, c->d->cuEventRecord(m->ev[i], c->stream), "recording a CUDA event");
+    return NULL;
+}
+
+adg_error *kern_cuda_marks_ms(kern_cuda_ctx *c, kern_cuda_marks *m, int i, int j, double *ms)
+{
+    *ms = 0;
+    if (!m || i < 0 || j < 0 || i >= m->n || j >= m->n)
+        return adg_error_new(ADG_E_USAGE, "marks %d, %d out of range", i, j);
+    adg_error *ce = ensure_current(c);
+    if (ce)
+        return ce;
+    float f = 0;
+    CU_TRY(c, c->d->cuEventElapsedTime(&f, m->ev[i], m->ev[j]), "reading the time between two CUDA events");
+    *ms = f;
+    return NULL;
+}
+
+void kern_cuda_marks_free(kern_cuda_ctx *c, kern_cuda_marks *m)
+{
+    if (!m)
+        return;
+    adg_error_free(ensure_current(c));
+    for (int i = 0; i < m->n; i++)
+        if (m->ev[i])
+            c->d->cuEventDestroy(m->ev[i]);
+    free(m);
+}

@@ -220,6 +220,18 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_device
                               int64_t ncols, kern_cu_deviceptr ids, int64_t n_tok, int n_used, kern_cu_deviceptr x,
                               bool x_per_slot, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
 
+/* ---- Timing marks on the stream -----------------------------------------------------
+ * n CUDA events recorded between launches, so that a caller that never waits per op
+ * (the engine's GPU layers) can still say how long each part took on the GPU once the
+ * stream has been waited for. */
+typedef struct kern_cuda_marks kern_cuda_marks;
+adg_error *kern_cuda_marks_new(kern_cuda_ctx *ctx, int n, kern_cuda_marks **out);
+/* Records mark i (0 <= i < n) after everything launched so far. */
+adg_error *kern_cuda_mark(kern_cuda_ctx *ctx, kern_cuda_marks *m, int i);
+/* Milliseconds between marks i and j; both recorded and complete (wait first). */
+adg_error *kern_cuda_marks_ms(kern_cuda_ctx *ctx, kern_cuda_marks *m, int i, int j, double *ms);
+void kern_cuda_marks_free(kern_cuda_ctx *ctx, kern_cuda_marks *m);
+
 /* ---- Launch geometry (pure host logic, unit-tested) --------------------------------- */
 
 typedef struct kern_cuda_geom {

@@ -100,6 +100,51 @@ size_t kern_cuda_launch_ring(const kern_cuda_ctx *c, kern_cuda_launch *out, size
     return n;
 }
 
+/* Timing marks: the host clock stands in for the events. */
+struct kern_cuda_marks {
+    int n;
+    uint64_t t[64];
+    bool set[64];
+};
+static int marks_live;
+
+adg_error *kern_cuda_marks_new(kern_cuda_ctx *c, int n, kern_cuda_marks **out)
+{
+    (void)c;
+    assert_true(n > 0 && n <= 64);
+    *out = calloc(1, sizeof **out);
+    (*out)->n = n;
+    marks_live++;
+    return NULL;
+}
+
+adg_error *kern_cuda_mark(kern_cuda_ctx *c, kern_cuda_marks *m, int i)
+{
+    (void)c;
+    assert_true(i >= 0 && i < m->n);
+    if (mock_sticky)
+        return mock_700("recording a CUDA event");
+    m->t[i] = adg_now_ns();
+    m->set[i] = true;
+    return NULL;
+}
+
+adg_error *kern_cuda_marks_ms(kern_cuda_ctx *c, kern_cuda_marks *m, int i, int j, double *ms)
+{
+    (void)c;
+    assert_true(m->set[i] && m->set[j]); /* only marks that were recorded are read */
+    *ms = (double)(m->t[j] - m->t[i]) / 1e6;
+    return NULL;
+}
+
+void kern_cuda_marks_free(kern_cuda_ctx *c, kern_cuda_marks *m)
+{
+    (void)c;
+    if (m)
+        marks_live--;
+    free(m);
+}
+
 adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
 {
     (void)c;
@@ -664,6 +709,48 @@ static void test_inject_fault(void **state)
     assert_int_equal(live_allocs, 0);
 }
 
+/* --ops: every GPU layer and the LM head are accounted (from the timing marks) as CUDA
+ * ops with their calls, and the marks are freed at close. */
+static void test_bench_ops(void **state)
+{
+    (void)state;
+    kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_AUTO, .threads = 1, .n_ctx = 64, .ngl = 99};
+    kern_engine *e;
+    ADG_ASSERT_OK(kern_engine_open(&o, &e));
+    kern_bench_opts bo = {.n_prompt = 16, .n_gen = 4, .reps = 2, .seed = 3};
+    kern_bench_result r;
+    ADG_ASSERT_OK(kern_engine_bench(e, &bo, &r));
+    assert_int_equal(r.n_tests, 2);
+    for (int i = 0; i < r.n_tests; i++) {
+        const kern_bench_test *t = &r.tests[i];
+        uint64_t layer_calls = 0, head_calls = 0, gather_calls = 0;
+        for (int k = 0; k < t->n_ops; k++) {
+            const kern_bench_op *op = &t->ops[k];
+            assert_string_equal(op->backend, "CUDA"); /* every op: nothing left on the CPU */
+            if (!strcmp(op->op, "gpu_layer")) {
+                layer_calls += op->calls;
+                assert_true(op->ns > 0);
+                assert_true(op->flops > 0);
+            } else if (!strcmp(op->op, "lm_head")) {
+                head_calls += op->calls;
+            } else if (!strcmp(op->op, "get_rows")) {
+                gather_calls += op->calls;
+            }
+        }
+        /* pp16: one ubatch per rep; tg4: four tokens per rep; 4 layers each */
+        uint64_t evals = (uint64_t)r.tests[i].reps * (t->n_prompt ? 1 : t->n_gen);
+        printf("%s: %llu layer calls, %llu lm_head, %llu gathers\n", t->name, (unsigned long long)layer_calls,
+               (unsigned long long)head_calls, (unsigned long long)gather_calls);
+        assert_int_equal(layer_calls, 4 * evals);
+        assert_int_equal(head_calls, evals);
+        assert_int_equal(gather_calls, evals);
+    }
+    kern_bench_result_free(&r);
+    kern_engine_close(e);
+    assert_int_equal(marks_live, 0);
+    assert_int_equal(live_allocs, 0);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -691,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_long_prompt),
         cmocka_unit_test(test_no_round_trips),
         cmocka_unit_test(test_inject_fault),
+        cmocka_unit_test(test_bench_ops),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
