@@ -296,6 +296,7 @@ adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, b
     int il = -1;
     *done = false;
     g->x_on_gpu = false;
+    g->pending = false; /* a ubatch that failed half-way leaves marks that were never recorded */
     if (!g->tok_embd)
         return NULL;
     uint64_t t0 = adg_now_ns();
