@@ -1,7 +1,10 @@
 /* Run records: the loader (JSON syntax, schema, required arrays), the bus rebuilt from a
- * record (registry, series, events, unavailable list), and everything a replay draws:
- * `top --replay RUN.json --dump` and `--json` render the whole record without a terminal. */
+ * record (registry, series, events, unavailable list), everything a replay draws
+ * (`top --replay RUN.json --dump` and `--json` render the whole record without a
+ * terminal), and the reports built from it (run, crash, and a compare of the record with
+ * itself) in all three formats. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -10,7 +13,24 @@
 #include "common/adg_metrics.h"
 #include "common/adg_record.h"
 #include "fuzz_util.h"
+#include "reports/reports.h"
 #include "tui/tui.h"
+
+static void render_all(adg_error *e, json_t *doc)
+{
+    if (e) {
+        adg_error_free(e);
+        return;
+    }
+    static const rep_format formats[] = {REP_FORMAT_MD, REP_FORMAT_HTML, REP_FORMAT_JSON};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        char *text = NULL;
+        adg_error_free(rep_render(doc, formats[i], &text));
+        free(text);
+    }
+    (void)rep_doc_exit_code(doc);
+    json_decref(doc);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -39,6 +59,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_getopt_reset();
         (void)tui_top_cmd_main(6, argv2);
     }
+    /* The report builders load the file themselves: valid or not, it goes through them. */
+    json_t *doc = NULL;
+    render_all(rep_report_run(path, &doc), doc);
+    doc = NULL;
+    render_all(rep_report_crash(path, &doc), doc);
+    doc = NULL;
+    render_all(rep_report_compare(path, path, &doc), doc);
     close(fd);
     return 0;
 }
