@@ -14,7 +14,7 @@ mkdir -p "$dst"
 (cd "$src" && find . -type f \
     -not -path '*/CMakeFiles/*' -not -path './Testing/*' \
     -not -name '*.o' -not -name '*.a' -not -name '*.cmake' -not -name 'Makefile' \
-    -not -name 'CMakeCache.txt' -not -name '*.log' -not -name '*.d' -print0) |
+    -not -name 'CMakeCache.txt' -not -name 'fuzz_*' -not -name 'kern_kernels.fatbin' -not -name '*.log' -not -name '*.d' -print0) |
 while IFS= read -r -d '' f; do
     mkdir -p "$dst/$(dirname "$f")"
     cp -p "$src/$f" "$dst/$f"
