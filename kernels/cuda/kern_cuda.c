@@ -301,7 +301,8 @@ static const char *val_op_name(int op)
     switch (op) {
     case KERN_VAL_GET_ROWS: return "get_rows";
     case KERN_VAL_GEMV: return "gemv";
-    case KERN_VAL_MOE_GEMV: return "moe_gemv";
+    case KERN_VAL_MOE_GEMV:
+    case KERN_VAL_MOE_ROW: return "moe_gemv";
     case KERN_VAL_GEMM: return "gemm";
     default: return "kernel";
     }
@@ -328,6 +329,9 @@ adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
                           "--gpu-validate: %s: row index %lld at position %lld is out of range (the table has %lld "
                           "rows); the access was skipped",
                           op, v.index, v.pos, v.limit);
+    else if (v.op == KERN_VAL_MOE_ROW)
+        e = adg_error_new(ADG_E_FORMAT, "--gpu-validate: %s: weight row %lld (output row %lld) is past the %lld rows of "
+                          "the stacked expert weights; the access was skipped", op, v.index, v.pos, v.limit);
     else if (v.op == KERN_VAL_MOE_GEMV && v.limit > 0 && v.index >= 0 && v.index < v.limit)
         e = adg_error_new(ADG_E_FORMAT, "--gpu-validate: %s: weight row %lld (output row %lld) is past the %lld "
                           "rows of the weight buffer; the access was skipped", op, v.index, v.pos, v.limit);

@@ -45,7 +45,8 @@ typedef struct kern_cuda_valrec {
     int op;
     long long index, limit, pos;
 } kern_cuda_valrec;
-enum { KERN_VAL_GET_ROWS = 1, KERN_VAL_GEMV = 2, KERN_VAL_MOE_GEMV = 3, KERN_VAL_GEMM = 4 };
+/* KERN_VAL_MOE_GEMV: an expert id out of range; KERN_VAL_MOE_ROW: an expert weight row past the buffer. */
+enum { KERN_VAL_GET_ROWS = 1, KERN_VAL_GEMV = 2, KERN_VAL_MOE_GEMV = 3, KERN_VAL_GEMM = 4, KERN_VAL_MOE_ROW = 5 };
 
 typedef struct kern_cuda_alloc_rec {
     kern_cu_deviceptr p;

@@ -20,7 +20,7 @@ struct kval {
     long long pos;
 };
 
-enum { OP_GET_ROWS = 1, OP_GEMV = 2, OP_MOE_GEMV = 3, OP_GEMM = 4 };
+enum { OP_GET_ROWS = 1, OP_GEMV = 2, OP_MOE_GEMV = 3, OP_GEMM = 4, OP_MOE_ROW = 5 };
 
 __device__ __forceinline__ void kval_report(kval *v, int op, long long index, long long limit, long long pos)
 {
@@ -318,7 +318,7 @@ __device__ void gemv_q(const uint8_t *w, long long nrows, long long ncols, const
         }
         const long long wr = e * nrows + r + row_fault;
         if (v && (wr < 0 || wr >= w_rows)) {
-            kval_report(v, ids ? OP_MOE_GEMV : OP_GEMV, wr, w_rows, r);
+            kval_report(v, ids ? OP_MOE_ROW : OP_GEMV, wr, w_rows, r);
             continue;
         }
         const uint8_t *row = w + wr * row_bytes;
@@ -391,7 +391,7 @@ __device__ void gemv_q_mr(const uint8_t *w, long long nrows, long long ncols, co
         const long long wr = e * nrows + r0 + row_fault;
         if (v && (wr < 0 || wr + nr > w_rows)) {
             const long long bad = (wr < 0 || wr >= w_rows) ? wr : w_rows;
-            kval_report(v, ids ? OP_MOE_GEMV : OP_GEMV, bad, w_rows, r0 + (bad - wr));
+            kval_report(v, ids ? OP_MOE_ROW : OP_GEMV, bad, w_rows, r0 + (bad - wr));
             continue;
         }
         const int4 *src = (const int4 *)(w + wr * row_bytes);
@@ -1021,7 +1021,7 @@ __device__ void moe_gemm_q(const uint8_t *w, long long nrows, long long ncols, i
             continue;
         const long long wr = (long long)e * nrows + r + row_fault;
         if (v && (wr < 0 || wr >= w_rows)) {
-            kval_report(v, OP_MOE_GEMV, wr, w_rows, r);
+            kval_report(v, OP_MOE_ROW, wr, w_rows, r);
             continue;
         }
         const uint8_t *row = w + wr * row_bytes;

@@ -134,7 +134,7 @@ step run-fault-get_rows-validate 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 -
     --gpu-validate
 expect run-fault-get_rows-validate 'row index [0-9]+ at position'
 step run-fault-matvec-validate 2 60 "$amx" run --ngl 99 -p 64 -n 4 -r 1 -t 4 --inject-fault matvec-oob --gpu-validate
-expect run-fault-matvec-validate 'weight row [0-9]+'
+expect run-fault-matvec-validate 'weight row [0-9]+ .* stacked expert weights'
 step run-fault-matvec-decode 2 60 "$amx" run --ngl 99 -p 0 -n 4 -r 1 -t 4 --inject-fault matvec-oob
 expect run-fault-matvec-decode 'CUDA_ERROR_ILLEGAL_ADDRESS'
 for f in "$out"/run-fault-*.log; do

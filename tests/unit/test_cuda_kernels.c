@@ -255,7 +255,7 @@ static void test_batch_ops(void **state)
     NEED_GPU();
     kern_cuda_check_result r;
     expect_pass(kern_cuda_check_kv_store(ctx, 64, 0, 1, 4 * 128, 200, &r), &r);
-    expect_pass(kern_cuda_check_kv_store(ctx, 600, 512, 77, 2 * 64, 201, &r), &r); /* second ubatch, to the end */
+    expect_pass(kern_cuda_check_kv_store(ctx, 600, 512, 77, 2 * 64, 201, &r), &r); /* a second ubatch at 512 */
     expect_pass(kern_cuda_check_moe_wsum(ctx, 1, 8, 2048, 202, &r), &r);
     expect_pass(kern_cuda_check_moe_wsum(ctx, 513, 3, 100, 203, &r), &r);
     expect_pass(kern_cuda_check_attention_causal(ctx, 32, 4, 128, 1, 0, 204, &r), &r);
