@@ -126,7 +126,8 @@ typedef struct xml_state {
 
 static bool in_path(xml_state *x, const char *name)
 {
-    for (int i = 0; i < x->depth; i++)
+    /* Deeper than XML_DEPTH, only the first XML_DEPTH names were kept. */
+    for (int i = 0; i < x->depth && i < XML_DEPTH; i++)
         if (!strcmp(x->names[i], name))
             return true;
     return false;
