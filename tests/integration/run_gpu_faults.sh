@@ -24,7 +24,7 @@ if grep -Eq 'no NVIDIA driver|no CUDA device|NO_DEVICE|built without CUDA|STUB_L
     [ "$rc" -eq 2 ] || fail "--ngl without a GPU exited $rc, expected 2"
     [ -e "$TEST_TMP/f.json" ] && fail "a JSON file was written for a run that never started"
     grep -q "hint: run with --ngl 0" "$TEST_TMP/gpu.err" || fail "no hint: $(head -c 400 "$TEST_TMP/gpu.err")"
-    echo "SKIP: GPU part: $(head -1 "$TEST_TMP/gpu.err")"
+    echo "SKIP: GPU part: $(grep -m1 -E "no NVIDIA driver|no CUDA device|NO_DEVICE|built without CUDA|STUB_LIBRARY" "$TEST_TMP/gpu.err")"
     finish
 fi
 
