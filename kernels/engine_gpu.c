@@ -131,8 +131,11 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
     kern_cuda_set_sync_each(g->ctx, e->opts.gpu_sync_each);
     /* The gather runs where layer 0 runs; a planted GET_ROWS fault needs it on the GPU. */
     bool embd_gpu = first == 0 || fault == KERN_CUDA_FAULT_GET_ROWS_OOB || fault == KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS;
-    if (embd_gpu && (err = upload_tensor(g, m->tok_embd, &g->tok_embd)))
-        return err;
+    if (embd_gpu) {
+        if ((err = upload_tensor(g, m->tok_embd, &g->tok_embd)))
+            return err;
+        kern_gguf_release(m->gguf, m->tok_embd); /* the CPU never gathers when the GPU does */
+    }
     uint32_t n_gpu = hp->n_layer - first;
     g->layers = calloc(n_gpu ? n_gpu : 1, sizeof *g->layers);
     if (!g->layers)
