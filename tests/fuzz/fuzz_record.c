@@ -20,6 +20,7 @@ static void render_all(adg_error *e, json_t *doc)
 {
     if (e) {
         adg_error_free(e);
+        json_decref(doc);
         return;
     }
     static const rep_format formats[] = {REP_FORMAT_MD, REP_FORMAT_HTML, REP_FORMAT_JSON};
@@ -61,11 +62,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* The report builders load the file themselves: valid or not, it goes through them. */
     json_t *doc = NULL;
-    render_all(rep_report_run(path, &doc), doc);
-    doc = NULL;
-    render_all(rep_report_crash(path, &doc), doc);
-    doc = NULL;
-    render_all(rep_report_compare(path, path, &doc), doc);
+    e = rep_report_run(path, &doc); /* (not one call: argument order is unspecified) */
+    render_all(e, doc);
+    e = rep_report_crash(path, &doc);
+    render_all(e, doc);
+    e = rep_report_compare(path, path, &doc);
+    render_all(e, doc);
     close(fd);
     return 0;
 }
