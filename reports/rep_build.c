@@ -450,7 +450,10 @@ json_t *rep_build_run(rep_run *r)
 
 /* ---- the comparison ---- */
 
-static void cmp_row(json_t *t, json_t *cmp, const rep_run *b, const rep_run *n, const char *fact)
+/* Adds one fact to the side-by-side table. A fact neither record holds, for the same reason,
+ * is left out of the table (two identical "not measured" cells per row buried the figures)
+ * and its reason goes once into `unmeasured`; the JSON keeps every fact. */
+static void cmp_row(json_t *t, json_t *cmp, const rep_run *b, const rep_run *n, const char *fact, adg_strbuf *unmeasured)
 {
     rep_val x = rep_fact(b, fact), y = rep_fact(n, fact);
     const char *unit = rep_fact_unit(fact);
@@ -488,6 +491,11 @@ static void cmp_row(json_t *t, json_t *cmp, const rep_run *b, const rep_run *n, 
         snprintf(p, sizeof p, "n/a");
     }
     json_array_append_new(cmp, row);
+    if (!x.ok && !y.ok && !strcmp(x.why, y.why)) {
+        const char *why = !strncmp(x.why, "not measured: ", 14) ? x.why + 14 : x.why;
+        adg_sb_printf(unmeasured, "%s%s: %s", unmeasured->len ? "\n" : "", rep_fact_label(fact), why);
+        return;
+    }
     rep_table_row(t, 5, rep_fact_label(fact), cb, cn, d, p);
 }
 
@@ -529,9 +537,17 @@ json_t *rep_build_compare(rep_run *base, rep_run *nw)
         "amx.busy",       "amx.ops",        "mem.bw",             "mem.bw.prompt",          "mem.bw.generation",
         "mem.ceiling",    "cpu.util",       "threads",            "numa.nodes",             "gpu.busy",
         "gpu.kernel_time", "gpu.copy_time", "gpu.layers"};
+    adg_strbuf unmeasured;
+    adg_sb_init(&unmeasured);
     for (size_t i = 0; i < ADG_ARRAY_LEN(facts); i++)
-        cmp_row(t, cmp, base, nw, facts[i]);
+        cmp_row(t, cmp, base, nw, facts[i], &unmeasured);
     json_object_set_new(doc, "comparison", cmp);
+    if (unmeasured.len) {
+        rep_doc_text(sec, "Not measured in either run:");
+        for (char *save = NULL, *line = strtok_r(unmeasured.buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            rep_doc_text(sec, "- not measured: %s", line);
+    }
+    adg_sb_free(&unmeasured);
     isa_shares_chart(sec, base, nw);
 
     sec = rep_doc_section(doc, "ops", "Time per op class and per layer");

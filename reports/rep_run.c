@@ -194,7 +194,7 @@ static const char *opt_value(const rep_run *r, const char *const *names, char *b
 
 const char *rep_setting_cpu_kernels(const rep_run *r, char *buf, size_t len)
 {
-    static const char *const secs[] = {"config", "engine"};
+    static const char *const secs[] = {"config", "engine", "workload"}; /* workload: the built-in path */
     for (size_t i = 0; i < ADG_ARRAY_LEN(secs); i++) {
         const char *v = jstr(json_object_get(r->rec, secs[i]), "cpu_kernels");
         if (v) {
@@ -218,7 +218,7 @@ const char *rep_setting_cpu_kernels(const rep_run *r, char *buf, size_t len)
 
 int rep_setting_threads(const rep_run *r)
 {
-    static const char *const secs[] = {"config", "engine"};
+    static const char *const secs[] = {"config", "engine", "workload"}; /* workload: the built-in path */
     for (size_t i = 0; i < ADG_ARRAY_LEN(secs); i++) {
         json_t *v = json_object_get(json_object_get(r->rec, secs[i]), "threads");
         if (json_is_integer(v))

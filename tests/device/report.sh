@@ -50,19 +50,21 @@ run "probe --bench" 0 90 "$bin" probe --only cpu --bench
 step "model"
 if [ "$quick" = quick ]; then
     model=()   # the built-in default (tiny)
-    args=(-p 128 -n 32 -r 2)
+    args=(--n-prompt 128 -n 32 -r 2)
 else
     run "model create" 0 120 "$bin" model create --preset qwen3-moe-small --quant q4_0 --threads "$(nproc)" \
         "$work/small.gguf"
     model=(-m "$work/small.gguf")
-    args=(-p 512 -n 64 -r 2)
+    args=(--n-prompt 512 -n 64 -r 2)
     run "model inspect" 0 30 "$bin" model inspect "$work/small.gguf"
 fi
 
+# The built-in path profiled in process: the record then holds the engine's phase markers
+# and per-op records, which the findings need (an external `amxdiag run` shows none).
 for k in avx512 amx; do
-    step "profile of amxdiag run --cpu-kernels $k"
-    run "profile $k" 0 180 "$bin" profile --quiet --out "$work/run-$k.json" -- \
-        "$bin" run "${model[@]}" --cpu-kernels "$k" --threads "$(nproc)" "${args[@]}"
+    step "profile of the built-in path --cpu-kernels $k"
+    run "profile $k" 0 180 "$bin" profile --quiet --out "$work/run-$k.json" \
+        "${model[@]}" --cpu-kernels "$k" -t "$(nproc)" "${args[@]}"
 done
 
 step "regression report avx512 (base) vs amx (new)"
