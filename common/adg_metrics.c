@@ -39,6 +39,8 @@ struct adg_bus {
     json_t *events;
     listener listeners[8];
     size_t nlisteners;
+    json_t *snapshots;          /* name -> {"v": version, "value": ...} */
+    uint64_t snapshot_version;
 };
 
 static const char *scope_names[] = {"machine", "process", "thread", "cpu", "numa_node", "socket", "gpu", "kernel"};
@@ -108,6 +110,7 @@ void adg_bus_free(adg_bus *b)
     free(b->series);
     free(b->unavail);
     json_decref(b->events);
+    json_decref(b->snapshots);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -311,6 +314,37 @@ void adg_bus_event(adg_bus *b, uint64_t t_ns, const char *kind, const char *name
     if (ev)
         json_array_append_new(b->events, ev);
     pthread_mutex_unlock(&b->lock);
+}
+
+void adg_bus_snapshot_put(adg_bus *b, const char *name, json_t *value)
+{
+    if (!value)
+        return;
+    pthread_mutex_lock(&b->lock);
+    if (!b->snapshots)
+        b->snapshots = json_object();
+    /* One counter for the bus: a replaced snapshot never reuses an earlier version. */
+    json_t *e = json_pack("{s:I,s:o}", "v", (json_int_t)++b->snapshot_version, "value", value);
+    if (b->snapshots && e)
+        json_object_set_new(b->snapshots, name, e);
+    else
+        json_decref(e);
+    pthread_mutex_unlock(&b->lock);
+}
+
+json_t *adg_bus_snapshot_get(adg_bus *b, const char *name, uint64_t *version)
+{
+    json_t *copy = NULL;
+    pthread_mutex_lock(&b->lock);
+    json_t *e = b->snapshots ? json_object_get(b->snapshots, name) : NULL;
+    uint64_t v = e ? (uint64_t)json_integer_value(json_object_get(e, "v")) : 0;
+    if (e && v != *version) {
+        copy = json_deep_copy(json_object_get(e, "value"));
+        if (copy)
+            *version = v;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return copy;
 }
 
 void adg_bus_listen(adg_bus *b, adg_bus_listener fn, void *ctx)

@@ -95,6 +95,14 @@ json_t *adg_bus_events_json(adg_bus *bus);
 json_t *adg_bus_events_since(adg_bus *bus, size_t from, size_t *next);
 json_t *adg_bus_unavailable_json(adg_bus *bus);
 
+/* Named JSON snapshots that a collector refreshes while it runs, for live consumers (the
+ * sampler's "hot_functions" every second, read by the TUI).  Not part of the record: the
+ * collector writes its final section itself.  put steals value (replacing the previous
+ * one); get returns a deep copy (new reference) when the snapshot changed since *version
+ * (start at 0; it is updated), else NULL. */
+void adg_bus_snapshot_put(adg_bus *bus, const char *name, json_t *value);
+json_t *adg_bus_snapshot_get(adg_bus *bus, const char *name, uint64_t *version);
+
 /* Rebuilds a bus from a run record's metrics/series/events/unavailable (for replay and
  * reports).  The record is validated; bad content gives an error naming the field. */
 adg_error *adg_bus_from_record(json_t *record, adg_bus **out);

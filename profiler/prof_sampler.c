@@ -86,6 +86,8 @@ typedef struct sampler {
     unsigned nwin;
     phase_tally ph[8];
     unsigned nph;
+    uint64_t hot_at_ns;      /* bus time of the last live hot-function snapshot */
+    uint64_t hot_samples;    /* s->samples then: no new snapshot while nothing changed */
 } sampler;
 
 static void read_phases(prof_ctx *ctx, sampler *s)
@@ -534,6 +536,8 @@ static adg_error *sampler_open(prof_ctx *ctx, void **state)
     return NULL;
 }
 
+static void publish_hot(prof_ctx *ctx, sampler *s, uint64_t t_ns);
+
 static void sampler_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
 {
     sampler *s = state;
@@ -544,6 +548,7 @@ static void sampler_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
         drain_ring(s, &s->rings[i]);
     process(ctx, s);
     publish(ctx, s, t_ns);
+    publish_hot(ctx, s, t_ns);
 }
 
 static json_t *class_shares(const uint64_t *counts, uint64_t total)
@@ -565,6 +570,50 @@ static int thread_cmp(const void *a, const void *b)
 {
     const thread_tally *x = a, *y = b;
     return x->samples < y->samples ? 1 : x->samples > y->samples ? -1 : 0;
+}
+
+/* The hot functions so far, most sampled first, at most ctx->top_n (new reference). */
+static json_t *hot_functions(prof_ctx *ctx, sampler *s)
+{
+    size_t nf = prof_resolver_nfuncs(s->res);
+    const prof_func **order = nf ? malloc(nf * sizeof *order) : NULL;
+    json_t *hot = json_array();
+    if (order) {
+        for (size_t i = 0; i < nf; i++)
+            order[i] = prof_resolver_func(s->res, (int)i);
+        qsort(order, nf, sizeof *order, func_cmp);
+        unsigned top = ctx->top_n ? ctx->top_n : 30;
+        for (size_t i = 0; i < nf && i < top && order[i]->samples; i++) {
+            const prof_func *f = order[i];
+            json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:I,s:f}", "function", f->name, "module", f->module, "class",
+                                  prof_isa_class_name(f->cls), "resolved", f->resolved, "samples",
+                                  (json_int_t)f->samples, "share",
+                                  s->samples ? 100.0 * (double)f->samples / (double)s->samples : 0.0);
+            if (f->resolved) {
+                json_t *ins = json_object();
+                for (int c = PROF_ISA_AMX; c >= 0; c--)
+                    json_object_set_new(ins, prof_isa_class_name((prof_isa_class)c), json_integer(f->insns.n[c]));
+                json_object_set_new(o, "instructions", ins);
+            }
+            json_object_set_new(o, "by_block", class_shares(f->block_samples, f->samples));
+            json_array_append_new(hot, o);
+        }
+        free(order);
+    }
+    return hot;
+}
+
+/* Hot functions while the run goes on: a bus snapshot about once a second (the TUI's live
+ * panel reads it), only when new samples came.  The resolver's counts are this thread's,
+ * so building it here needs no lock. */
+static void publish_hot(prof_ctx *ctx, sampler *s, uint64_t t_ns)
+{
+    /* the first as soon as there are samples, then at most once a second */
+    if (s->samples == s->hot_samples || (s->hot_samples && t_ns < s->hot_at_ns + 1000000000ull))
+        return;
+    s->hot_at_ns = t_ns;
+    s->hot_samples = s->samples;
+    adg_bus_snapshot_put(ctx->bus, "hot_functions", hot_functions(ctx, s));
 }
 
 static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
@@ -608,31 +657,9 @@ static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
     }
     adg_error_free(adg_record_set_section(ctx->record, "isa_share", isa));
 
-    size_t nf = prof_resolver_nfuncs(s->res);
-    const prof_func **order = nf ? malloc(nf * sizeof *order) : NULL;
-    json_t *hot = json_array();
-    if (order) {
-        for (size_t i = 0; i < nf; i++)
-            order[i] = prof_resolver_func(s->res, (int)i);
-        qsort(order, nf, sizeof *order, func_cmp);
-        unsigned top = ctx->top_n ? ctx->top_n : 30;
-        for (size_t i = 0; i < nf && i < top && order[i]->samples; i++) {
-            const prof_func *f = order[i];
-            json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:I,s:f}", "function", f->name, "module", f->module, "class",
-                                  prof_isa_class_name(f->cls), "resolved", f->resolved, "samples",
-                                  (json_int_t)f->samples, "share",
-                                  s->samples ? 100.0 * (double)f->samples / (double)s->samples : 0.0);
-            if (f->resolved) {
-                json_t *ins = json_object();
-                for (int c = PROF_ISA_AMX; c >= 0; c--)
-                    json_object_set_new(ins, prof_isa_class_name((prof_isa_class)c), json_integer(f->insns.n[c]));
-                json_object_set_new(o, "instructions", ins);
-            }
-            json_object_set_new(o, "by_block", class_shares(f->block_samples, f->samples));
-            json_array_append_new(hot, o);
-        }
-        free(order);
-    }
+    json_t *hot = hot_functions(ctx, s);
+    /* the live view ends on exactly what the record holds */
+    adg_bus_snapshot_put(ctx->bus, "hot_functions", json_incref(hot));
     adg_error_free(adg_record_set_section(ctx->record, "hot_functions", hot));
 
     for (size_t i = 0; i < prof_resolver_nbad(s->res); i++) {

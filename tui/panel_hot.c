@@ -45,7 +45,7 @@ void tui_panel_hot(tui_app *a, tui_canvas *c, tui_rect r, bool focused)
         char why[384];
         if (a->live && !a->finished)
             tui_put(c, in.x, in.y, in.w, TUI_S_NA,
-                    "computed when the run ends (the sampler writes the record's hot_functions section)");
+                    "no function sampled yet (the list is refreshed every second while the run goes on)");
         else if (json_is_array(a->hot))
             tui_put(c, in.x, in.y, in.w, TUI_S_NA, "no function was sampled");
         else

@@ -135,8 +135,16 @@ void tui_live_finish_app(tui_live *l, tui_app *a)
 bool tui_live_poll(void *ctx, tui_app *a)
 {
     tui_live *l = ctx;
-    if (!atomic_load(&l->done))
+    if (!atomic_load(&l->done)) {
+        /* The sampler refreshes its hot functions about once a second while the run
+         * goes on; a paused screen keeps the list it shows. */
+        json_t *hot = a->paused ? NULL : adg_bus_snapshot_get(a->bus, "hot_functions", &l->hot_version);
+        if (hot) {
+            json_decref(a->hot);
+            a->hot = hot;
+        }
         return false;
+    }
     tui_live_finish_app(l, a);
     return true;
 }

@@ -18,6 +18,7 @@ typedef struct tui_live {
     int tty_in, tty_out, saved_err;
     bool redirected;
     char log_path[4096];
+    uint64_t hot_version;    /* of the sampler's live "hot_functions" bus snapshot */
 } tui_live;
 
 /* Points stdout/stderr at log_path and stdin at /dev/null, keeping the terminal in

@@ -131,6 +131,22 @@ screen | grep -q '^DONE' || fail "header does not say DONE"
 T send-keys -t top q
 wait_exit 5 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q after the end: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
 
+# Hot functions and per-CPU load while the workload still runs: the sampler refreshes its
+# hot list on the bus about once a second, the cpu collector publishes cpu.util.
+PROF_SPIN="$BUILD_DIR/tests/prof_spin"
+if [ -x "$PROF_SPIN" ]; then
+    start -o run7.json -e sampling,cpu -- "$PROF_SPIN" scalar 6
+    wait_for 'live: .*prof_spin' 5
+    if wait_for 'spin_scalar' 4; then
+        screen | grep -q '^DONE' && fail "live hot functions: the run had already ended"
+    fi
+    screen | grep -Eq 'cpu0 .*[0-9]+%' || fail "live per-CPU bars: no cpu0 load on the screen"
+    T send-keys -t top q
+    wait_exit 8 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "live hot: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
+else
+    echo "SKIP (part): $PROF_SPIN not built; live hot functions not checked"
+fi
+
 # The built-in path (amxdiag's own engine, in process): engine tokens/s and phase on the
 # header, hot functions once it ends.
 start -o run6.json -n 16 --n-prompt 32 -r 2
