@@ -20,7 +20,7 @@ want() {
 
 expect_rc 2 "$AMXDIAG" profile --cpu-kernels bogus
 expect_rc 2 "$AMXDIAG" profile --cpu-kernels avx512 -- true   # engine options with a command
-expect_rc 0 "$AMXDIAG" profile -q -e sampling,numa -o "$R" --cpu-kernels avx512 --n-prompt 64 -n 4 -r 2 -t 2
+expect_rc 0 "$AMXDIAG" profile -q -e sampling,numa -o "$R" --cpu-kernels avx512 --n-prompt 64 -n 16 -r 2 -t 2
 want 'r["status"]' complete "$R"
 if python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(any(u['collector']=='sampler' for u in r['unavailable']))" "$R"; then
     :
@@ -28,7 +28,7 @@ else
     skip "cpu-clock sampling is not possible here (see the record's unavailable list)"
 fi
 want 'r["workload"]["builtin"]' True "$R"
-want 'sorted(t["test"] for t in r["workload"]["results"])' "['pp64', 'tg4']" "$R"
+want 'sorted(t["test"] for t in r["workload"]["results"])' "['pp64', 'tg16']" "$R"
 want 'r["workload"]["recognised"]' "amxdiag engine" "$R"
 want 'sorted(r["isa_share"]["phases"])' "['generation', 'prompt']" "$R"
 want 'r["isa_share"]["by_function"]["amx"]' 0.0 "$R"
