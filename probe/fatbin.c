@@ -133,6 +133,13 @@ adg_error *fatbin_read_cubin(const uint8_t *p, size_t n, fatbin_entry *e)
         e->elf_virtual_sm = (e->e_flags >> 16) & 0xff;
     }
     arch_note(p, n, e->ptxas_arch, sizeof e->ptxas_arch);
+    /* ptxas 13 writes the same e_flags for sm_120, sm_120a and sm_120f; cuobjdump then
+     * names an arch-specific cubin from its note ("sm_120a") and a family one plainly
+     * ("sm_120").  Do the same, so that listings agree and an `a` cubin gets the
+     * exact-CC verdict (seen on an H100 run against cuobjdump 13.0). */
+    size_t al = strlen(e->ptxas_arch);
+    if (e->elf_abi >= 8 && !e->elf_variant && al > 3 && e->ptxas_arch[al - 1] == 'a')
+        e->elf_variant = 'a';
     return NULL;
 }
 

@@ -138,8 +138,9 @@ if [ -f "$BFB/many_arch.fatbin" ]; then
     expect_json "$TEST_TMP/m.json" 'c["binary.0.cc89"]["data"]["chosen"]' "sm_89"
     expect_json "$TEST_TMP/m.json" 'c["binary.1.cc90"]["data"]["outcome"]' "native"
     expect_json "$TEST_TMP/m.json" 'c["binary.1.cc89"]["data"]["outcome"]' "no_binary_for_gpu"
-    expect_json "$TEST_TMP/m.json" 'c["binary.2.entries"]["data"]["entries"][0]["name"]' "sm_120"
+    expect_json "$TEST_TMP/m.json" 'c["binary.2.entries"]["data"]["entries"][0]["name"]' "sm_120a"
     expect_json "$TEST_TMP/m.json" 'c["binary.2.entries"]["data"]["entries"][0]["cubin"]["ptxas_arch"]' "sm_120a"
+    expect_json "$TEST_TMP/m.json" 'c["binary.2.cc121"]["data"]["outcome"]' "arch_specific_mismatch"
 fi
 
 # The entry listing agrees with cuobjdump --list-elf --list-ptx, fixture by fixture.
