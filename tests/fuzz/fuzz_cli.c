@@ -1,6 +1,7 @@
 /* Command-line parsing of the commands that read files and run no workload, in
- * process: `probe --snapshot FILE ...`, `model inspect FILE ...` and
- * `top --replay FILE --dump ...`, each with fuzzed options and a fuzzed input file.
+ * process: `probe --snapshot FILE ...`, `model inspect FILE ...`,
+ * `top --replay FILE --dump ...` and `report ... FILE`, each with fuzzed options and a
+ * fuzzed input file.
  *
  * Input: byte 0 picks the command, byte 1 the number of arguments (0-15), then that
  * many NUL-terminated arguments, then the file's bytes.  An argument "@" or one holding
@@ -14,6 +15,7 @@
 #include "fuzz_util.h"
 #include "kernels/kern_cmds.h"
 #include "probe/probe.h"
+#include "reports/reports.h"
 #include "tui/tui.h"
 
 #define MAX_ARGS 16
@@ -24,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_private_cwd();
     if (size < 2)
         return 0;
-    int cmd = data[0] % 3;
+    int cmd = data[0] % 4;
     int nargs = data[1] % MAX_ARGS;
     size_t off = 2;
     char *args[MAX_ARGS];
@@ -46,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *argv[MAX_ARGS + 8];
     int argc = 0;
     char s_probe[] = "probe", s_snap[] = "--snapshot", s_model[] = "model", s_inspect[] = "inspect", s_top[] = "top",
-         s_replay[] = "--replay", s_dump[] = "--dump";
+         s_replay[] = "--replay", s_dump[] = "--dump", s_report[] = "report";
     switch (cmd) {
     case 0:
         argv[argc++] = s_probe;
@@ -58,11 +60,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         argv[argc++] = s_inspect;
         argv[argc++] = path;
         break;
-    default:
+    case 2:
         argv[argc++] = s_top;
         argv[argc++] = s_replay;
         argv[argc++] = path;
         argv[argc++] = s_dump;
+        break;
+    default:
+        argv[argc++] = s_report; /* the record comes among the fuzzed arguments ("@") */
         break;
     }
     for (int i = 0; i < n; i++) {
@@ -82,8 +87,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1:
         (void)kern_model_cmd_main(argc, argv);
         break;
-    default:
+    case 2:
         (void)tui_top_cmd_main(argc, argv);
+        break;
+    default:
+        (void)rep_report_cmd_main(argc, argv);
         break;
     }
     close(fd);

@@ -150,6 +150,11 @@ def cli(build):
     rec = read(FIX, "records", "top_minimal.json")
     put("cli", "top-replay", entry(2, ["--size", "60x20", "--ascii"], rec))
     put("cli", "top-replay-json", entry(2, ["--json"], rec))
+    crash = read(FIX, "records", "report_crash_getrows.json")
+    put("cli", "report-md", entry(3, ["@"], rec))
+    put("cli", "report-crash-html", entry(3, ["--crash", "@", "--format", "html"], crash))
+    put("cli", "report-compare-json", entry(3, ["--compare", "@", "@", "--json", "--exit-zero"], crash))
+    put("cli", "report-rules", entry(3, ["--rules", "--json"], b""))
 
 
 def main():
