@@ -14,7 +14,8 @@
 #include "kernels/kern_cmds.h"
 #include "kernels/kern_engine.h"
 
-#define RUN_SCHEMA "amxdiag.run/1"
+/* Not a run record (amxdiag.run/1): a benchmark result, so its own schema name. */
+#define RUN_SCHEMA "amxdiag.run-result/1"
 
 static void usage(FILE *out)
 {

@@ -115,12 +115,13 @@ adg_error *rep_run_load(const char *path, rep_run **out)
     json_t *rec;
     adg_error *e = adg_record_load(path, &rec);
     if (e) {
-        /* `amxdiag run --json` shares the schema name but is a benchmark result, not a record */
+        /* `amxdiag run --json` (amxdiag.run-result/1) is a benchmark result, not a record */
         json_t *raw = NULL;
         adg_error *e2 = adg_json_load_file(path, "run record", &raw);
         if (!e2 && json_is_array(json_object_get(raw, "tests")) && !json_object_get(raw, "metrics"))
             adg_error_hint(e, "this is the output of `amxdiag run --json`, not a run record: record the run with "
-                              "`amxdiag profile --out RUN.json -- amxdiag run ...` and report on RUN.json");
+                              "`amxdiag profile --out RUN.json [the run options]` (the built-in path, profiled "
+                              "in process) and report on RUN.json");
         adg_error_free(e2);
         json_decref(raw);
         return e;

@@ -15,7 +15,7 @@ expect_out "^  moe_gate_up " "$AMXDIAG" run -p 16 -n 4 -r 1 --ops
 python3 - "$TEST_TMP/r.json" <<'PY' || fail "run JSON content"
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["schema"] == "amxdiag.run/1"
+assert d["schema"] == "amxdiag.run-result/1"
 tests = {t["test"]: t for t in d["tests"]}
 assert set(tests) == {"pp16", "tg4"}, tests.keys()
 for t in tests.values():
@@ -25,7 +25,7 @@ PY
 
 # -o writes the JSON beside the table.
 expect_out "pp16" "$AMXDIAG" run -p 16 -n 2 -r 1 -o "$TEST_TMP/o.json"
-grep -q '"schema": "amxdiag.run/1"' "$TEST_TMP/o.json" || fail "-o did not write the JSON result"
+grep -q '"schema": "amxdiag.run-result/1"' "$TEST_TMP/o.json" || fail "-o did not write the JSON result"
 
 # Greedy decoding gives the same tokens on every CPU implementation available here.
 ref=$("$AMXDIAG" run --greedy -p 12 -n 10 --cpu-kernels ref | sed -n 2p)

@@ -273,7 +273,7 @@ static void test_bad_input(void **state)
     expect_error(rep_report_run(p, &doc), ADG_E_FORMAT, "amxdiag.probe/1", NULL);
     free(p);
     p = fixture("report_runjson.json");
-    expect_error(rep_report_run(p, &doc), ADG_E_FORMAT, "metrics", "amxdiag profile --out");
+    expect_error(rep_report_run(p, &doc), ADG_E_FORMAT, "amxdiag.run-result/1", "amxdiag profile --out");
     free(p);
     p = fixture("report_base_avx512.json");
     expect_error(rep_report_crash(p, &doc), ADG_E_FORMAT, "no crash section", "amxdiag report");
