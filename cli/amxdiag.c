@@ -8,6 +8,7 @@
 #include "kernels/kern_cmds.h"
 #include "probe/probe.h"
 #include "profiler/export.h"
+#include "profiler/prof_options.h"
 #include "profiler/profiler.h"
 #include "reports/reports.h"
 #include "tui/tui.h"
@@ -61,6 +62,10 @@ static int profile_tui(int argc, char **argv)
                 argv[k] = argv[k + 1];
             argv[1] = "top";
             return tui_top_cmd_main(argc - 2, argv + 1);
+        }
+        if (prof_options_takes_value(argv[i])) { /* the session options, built-in path's too */
+            i++;
+            continue;
         }
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
             if (!strcmp(argv[i], with_value[k])) {

@@ -332,3 +332,17 @@ int prof_options_parse(int argc, char **argv, const char *cmd, const prof_cli_ex
     cli->o.argv = optind < argc ? argv + optind : NULL;
     return finish(cli, cmd, n_ctx);
 }
+
+bool prof_options_takes_value(const char *arg)
+{
+    if (!arg || arg[0] != '-')
+        return false;
+    if (arg[1] != '-') {
+        const char *p = arg[1] && !arg[2] ? strchr(PROF_CLI_SHORTOPTS, arg[1]) : NULL;
+        return p && arg[1] != ':' && p[1] == ':';
+    }
+    for (size_t i = 0; i < ADG_ARRAY_LEN(session_longopts); i++)
+        if (session_longopts[i].has_arg == required_argument && !strcmp(arg + 2, session_longopts[i].name))
+            return true;
+    return false;
+}

@@ -61,6 +61,11 @@ void prof_cli_init(prof_cli *cli);
  * otherwise the exit code, the message already on stderr.  Uses getopt's globals. */
 int prof_options_parse(int argc, char **argv, const char *cmd, const prof_cli_extra *extra, prof_cli *cli);
 
+/* Whether arg is a session option whose value is the next argument ("-m", "--model"; not
+ * "--model=x"): for a scan of argv that must skip option values without parsing them
+ * (cli/amxdiag.c's `profile --tui`). */
+bool prof_options_takes_value(const char *arg);
+
 /* The help lines of the session options ("options:" part, without the built-in path's),
  * and of the built-in path's options, as every command that runs a session shows them. */
 void prof_options_usage(FILE *f);

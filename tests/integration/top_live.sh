@@ -33,6 +33,9 @@ EOF
 grep -q '"amxdiag.top-snapshot/1"' "$TEST_TMP/tui-view.json" || fail "profile --tui is not amxdiag top"
 [ -s "$TEST_TMP/tui.json" ] || fail "profile --tui wrote no record"
 expect_out '^--tui$' "$AMXDIAG" profile -q -o "$TEST_TMP/p.json" -- sh -c 'echo --tui'
+# ... also after built-in path options that take a value (their values are skipped, not
+# taken for the command's name)
+expect_out 'amxdiag top --replay' "$AMXDIAG" profile -m x.gguf --n-prompt 3 --cpu-kernels ref --tui --help
 expect_rc 2 "$AMXDIAG" top --json -o "$TEST_TMP/x.json" --replay x.json
 expect_rc 2 "$AMXDIAG" top --json --pid 1 -- true
 expect_rc 3 "$AMXDIAG" top --json -o "$TEST_TMP/three.json" -- sh -c "$SPIN; exit 3"

@@ -227,12 +227,29 @@ static void test_usage_lines(void **st)
     free(buf);
 }
 
+static void test_takes_value(void **st)
+{
+    (void)st;
+    static const char *const yes[] = {"-o", "-p", "-i", "-F", "-e", "-m", "-n", "-r", "-t", "--out", "--pid",
+                                      "--model", "--n-prompt", "--cpu-kernels", "--numa", "--seed", "--ngl",
+                                      "--ctx", "--duration", "--top", "--events"};
+    static const char *const no[] = {"--sanitize", "--gpu-metrics", "--no-tee", "--pin", "--model=x", "-ox",
+                                     "-q", "--json", "--tui", "x", "-", "--", "-:", ""};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (!prof_options_takes_value(yes[i]))
+            fail_msg("%s takes a value", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (prof_options_takes_value(no[i]))
+            fail_msg("%s takes no separate value", no[i]);
+    assert_false(prof_options_takes_value(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_builtin), cmocka_unit_test(test_session_and_own_options),
         cmocka_unit_test(test_bad_input),        cmocka_unit_test(test_collisions),
-        cmocka_unit_test(test_usage_lines),
+        cmocka_unit_test(test_usage_lines),      cmocka_unit_test(test_takes_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
