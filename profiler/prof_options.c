@@ -23,6 +23,7 @@ enum {
     OPT_SEED,
     OPT_NGL,
     OPT_CTX,
+    OPT_END_, /* session options above: is_session_opt() tells them from the command's */
 };
 
 static const struct option session_longopts[] = {
@@ -239,7 +240,7 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
 
 static bool is_session_opt(int c)
 {
-    if (c >= PROF_CLI_OPT_BASE && c <= OPT_CTX)
+    if (c >= PROF_CLI_OPT_BASE && c < OPT_END_)
         return true;
     return c > 0 && c < 256 && strchr(PROF_CLI_SHORTOPTS, c) && c != ':';
 }
