@@ -53,7 +53,10 @@ done
 
 # --- a directory this user cannot write: a read-only tmpfs as root, mode 0555 otherwise
 RO="$TEST_TMP/ro"
-mkdir -p "$RO"
+FULL="$TEST_TMP/full"
+mkdir -p "$RO" "$FULL"
+# a test killed half-way must not leave its mounts behind
+trap 'umount "$RO" "$FULL" 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
 ro_kind=""
 if [ "$(id -u)" -eq 0 ]; then
     mount -t tmpfs -o ro,size=64k tmpfs "$RO" 2>/dev/null && ro_kind="read-only tmpfs"
@@ -70,8 +73,6 @@ else
 fi
 
 # --- a full file system: a 64 KiB tmpfs, filled first (root only)
-FULL="$TEST_TMP/full"
-mkdir -p "$FULL"
 if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=64k tmpfs "$FULL" 2>/dev/null; then
     head -c 60000 /dev/zero >"$FULL/filler" 2>/dev/null
     # what is left is smaller than any writer's output
