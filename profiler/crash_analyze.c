@@ -496,3 +496,114 @@ json_t *crash_merge_sanitizer(json_t *crash, const crash_san *san, size_t n_san,
     free(t2);
     return c;
 }
+
+bool crash_needs_confirmation(const json_t *crash)
+{
+    if (!json_is_object(crash) || !json_is_object(json_object_get(crash, "error")))
+        return false;
+    json_t *fk = json_object_get(crash, "faulting_kernel");
+    const char *conf = json_string_value(json_object_get(fk, "confidence"));
+    return !json_is_object(fk) || !conf || strcmp(conf, "certain") != 0;
+}
+
+static bool same_kernel(const char *a, const char *b)
+{
+    if (!a || !b)
+        return false;
+    size_t n = strcspn(a, "(<"), m = strcspn(b, "(<");
+    return n == m && !strncmp(a, b, n);
+}
+
+void crash_merge_confirmation(json_t *crash, const json_t *confirm, int rc)
+{
+    if (!json_is_object(crash))
+        return;
+    /* Held: the first guess's strings are used after faulting_kernel is replaced. */
+    json_t *old = json_incref(json_object_get(crash, "faulting_kernel"));
+    const char *k1 = json_string_value(json_object_get(old, "kernel"));
+    json_int_t s1 = json_integer_value(json_object_get(old, "seq"));
+    const char *c1 = json_string_value(json_object_get(old, "confidence"));
+    json_t *cerr = json_object_get(confirm, "error");
+    json_t *fk2 = json_object_get(confirm, "faulting_kernel");
+    const char *k2 = json_string_value(json_object_get(fk2, "kernel"));
+    const char *c2 = json_string_value(json_object_get(fk2, "confidence"));
+    bool reproduced = json_is_object(cerr);
+    bool certain = reproduced && k2 && c2 && !strcmp(c2, "certain");
+
+    json_t *conf = json_pack("{s:b,s:i,s:b}", "ran", 1, "rc", rc, "reproduced", reproduced);
+    json_object_set_new(conf, "kernel", k2 && reproduced ? json_string(k2) : json_null());
+    json_object_set_new(conf, "confidence", c2 && reproduced ? json_string(c2) : json_null());
+    if (reproduced) {
+        json_object_set(conf, "seq", json_object_get(fk2, "seq") ? json_object_get(fk2, "seq") : json_null());
+        json_object_set_new(conf, "error",
+                            json_pack("{s:O,s:O}", "code", json_object_get(cerr, "code"), "api",
+                                      json_object_get(cerr, "api") ? json_object_get(cerr, "api") : json_null()));
+    }
+    json_object_set_new(conf, "agrees", certain && k1 ? json_boolean(same_kernel(k1, k2)) : json_null());
+    json_object_set_new(conf, "first_guess",
+                        k1 ? json_pack("{s:s,s:I,s:s}", "kernel", k1, "seq", s1, "confidence", c1 ? c1 : "?")
+                           : json_null());
+    json_object_set_new(crash, "confirmation", conf);
+
+    json_t *err = json_object_get(crash, "error");
+    json_t *rep = json_object_get(crash, "reporting_op");
+    const char *rk = json_string_value(json_object_get(rep, "kernel"));
+    json_int_t rs = json_integer_value(json_object_get(rep, "seq"));
+    adg_strbuf sb;
+    adg_sb_init(&sb);
+    if (!certain) {
+        /* Nothing certain came back: the first run's analysis stands, with what was tried. */
+        const char *was = json_string_value(json_object_get(crash, "conclusion"));
+        adg_sb_puts(&sb, was ? was : "");
+        if (!reproduced)
+            adg_sb_printf(&sb, " A confirmation re-run with CUDA_LAUNCH_BLOCKING=1 did not reproduce the error (exit "
+                               "status %d): the attribution stays as above; --sanitize may still settle it.",
+                          rc);
+        else
+            adg_sb_printf(&sb, " A confirmation re-run with CUDA_LAUNCH_BLOCKING=1 failed again (exit status %d) "
+                               "but could not name the kernel for certain%s%s%s.",
+                          rc, k2 ? " (it suggests '" : "", k2 ? k2 : "", k2 ? "')" : "");
+        char *t = adg_sb_take(&sb);
+        json_object_set_new(crash, "conclusion", json_string(t ? t : ""));
+        free(t);
+        json_decref(old);
+        return;
+    }
+
+    json_t *match = ring_match(crash, k2);
+    json_t *fk = match ? json_deep_copy(match) : json_pack("{s:s}", "kernel", k2);
+    json_int_t fs = match ? json_integer_value(json_object_get(match, "seq")) : 0;
+    char ev[512];
+    snprintf(ev, sizeof ev,
+             "re-run with CUDA_LAUNCH_BLOCKING=1 (every launch waits for its kernel): launch #%lld '%s' returned "
+             "error %lld itself from %s",
+             (long long)json_integer_value(json_object_get(fk2, "seq")), k2,
+             (long long)json_integer_value(json_object_get(cerr, "code")),
+             json_string_value(json_object_get(cerr, "api")) ? json_string_value(json_object_get(cerr, "api"))
+                                                             : "the launch");
+    json_object_set_new(fk, "confidence", json_string("certain"));
+    json_object_set_new(fk, "source", json_string("blocking re-run"));
+    json_object_set_new(fk, "evidence", json_string(ev));
+    if (k1)
+        json_object_set_new(fk, "launch_ring_agrees", json_boolean(same_kernel(k1, k2)));
+    json_object_set_new(crash, "faulting_kernel", fk);
+    if (json_is_object(rep) && match)
+        json_object_set_new(crash, "reporting_op_faulted", json_boolean(fs == rs));
+
+    char *text = conclusion_text(err, k2, fs, "certain: confirmed by a blocking re-run", rk, rs, NULL);
+    adg_sb_puts(&sb, text ? text : "");
+    free(text);
+    if (k1 && !same_kernel(k1, k2))
+        adg_sb_printf(&sb, " The confirmation disagrees with the first guess from the launch ring, '%s' (launch "
+                           "#%lld, %s): with CUDA_LAUNCH_BLOCKING=1 the faulting launch reported its own error, so "
+                           "'%s' is the kernel to look at.",
+                      k1, (long long)s1, c1 ? c1 : "likely", k2);
+    else if (k1)
+        adg_sb_printf(&sb, " A blocking re-run (CUDA_LAUNCH_BLOCKING=1) confirmed the launch ring's first guess.");
+    else
+        adg_sb_puts(&sb, " The launch ring alone could not tell; a blocking re-run (CUDA_LAUNCH_BLOCKING=1) did.");
+    char *t = adg_sb_take(&sb);
+    json_object_set_new(crash, "conclusion", json_string(t ? t : ""));
+    free(t);
+    json_decref(old);
+}

@@ -82,6 +82,19 @@ json_t *crash_build(const crash_input *in);
 json_t *crash_merge_sanitizer(json_t *crash, const crash_san *san, size_t n_san, const char *tool_version,
                               const char *source_file);
 
+/* True when the crash section names no kernel for certain (faulting_kernel null, or its
+ * confidence is not "certain"): the case for a confirmation re-run. */
+bool crash_needs_confirmation(const json_t *crash);
+
+/* Merges what a confirmation re-run of the command with CUDA_LAUNCH_BLOCKING=1 found
+ * (confirm: that run's crash section, NULL when it did not fail; rc: its exit status)
+ * into the first run's crash section: adds "confirmation" {ran, rc, reproduced, kernel,
+ * seq, confidence, agrees, first_guess, error}, and when the re-run names a kernel for
+ * certain, makes it the faulting kernel (confidence "certain", source "blocking re-run",
+ * matched to the first run's ring by name) and rewrites the conclusion, saying whether
+ * the first guess was right. */
+void crash_merge_confirmation(json_t *crash, const json_t *confirm, int rc);
+
 /* Which launch faulted, from the ring alone: among the launches made before the error
  * that have no completion evidence, one with a pointer argument outside every known
  * allocation, else the oldest; for a launch call that itself failed (or any launch

@@ -18,6 +18,7 @@ _Static_assert(sizeof(cupti_alloc_rec) == 32, "alloc layout");
 _Static_assert(sizeof(cupti_free_rec) == 16, "free layout");
 _Static_assert(sizeof(cupti_note_rec) == 8, "note layout");
 _Static_assert(sizeof(cupti_flush_rec) == 16, "flush layout");
+_Static_assert(sizeof(cupti_meminfo_rec) == 32, "meminfo layout");
 
 /* Per type: fixed size and the offset of its name_len field (-1: no name). */
 static const struct {
@@ -36,6 +37,7 @@ static const struct {
     [CUPTI_REC_FREE] = {"free", sizeof(cupti_free_rec), -1},
     [CUPTI_REC_NOTE] = {"note", sizeof(cupti_note_rec), (long)offsetof(cupti_note_rec, name_len)},
     [CUPTI_REC_FLUSH] = {"flush", sizeof(cupti_flush_rec), -1},
+    [CUPTI_REC_MEMINFO] = {"meminfo", sizeof(cupti_meminfo_rec), -1},
 };
 
 size_t cupti_proto_fixed_size(uint32_t type)
@@ -143,7 +145,7 @@ static size_t one_frame(cupti_parser *p)
     size_t fs = cupti_proto_fixed_size(type);
     if (!fs)
         return fail(p, "unknown record type %u", type), (size_t)-1;
-    if (plen < fs || plen > fs + CUPTI_PROTO_MAX_NAME)
+    if (plen < fs || plen > fs + (types[type].name_off >= 0 ? CUPTI_PROTO_MAX_NAME : 0))
         return fail(p, "%s record of %u bytes (expected %zu to %zu)", cupti_rec_type_name(type), plen, fs,
                     fs + (types[type].name_off >= 0 ? CUPTI_PROTO_MAX_NAME : 0)),
                (size_t)-1;
@@ -167,6 +169,11 @@ static size_t one_frame(cupti_parser *p)
         return fail(p, "%s record's name holds a NUL byte", cupti_rec_type_name(type)), (size_t)-1;
     f.name = name;
     f.name_len = nl;
+    if (type == CUPTI_REC_MEMINFO && (f.u.meminfo.free_bytes > f.u.meminfo.total_bytes || f.u.meminfo.reserved))
+        return fail(p, "meminfo record with %llu bytes free of %llu (reserved %u)",
+                    (unsigned long long)f.u.meminfo.free_bytes, (unsigned long long)f.u.meminfo.total_bytes,
+                    f.u.meminfo.reserved),
+               (size_t)-1;
     if (type == CUPTI_REC_LAUNCH && f.u.launch.n_ptr > CUPTI_PROTO_MAX_PTRS)
         return fail(p, "launch record with %u pointer arguments (at most %u)", f.u.launch.n_ptr,
                     CUPTI_PROTO_MAX_PTRS),

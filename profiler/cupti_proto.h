@@ -42,7 +42,8 @@ typedef enum cupti_rec_type {
     CUPTI_REC_FREE = 9,
     CUPTI_REC_NOTE = 10,     /* something the tracer could not do, and why; name = text */
     CUPTI_REC_FLUSH = 11,    /* everything before this was flushed, for `reason` */
-    CUPTI_REC_TYPE_MAX = 11,
+    CUPTI_REC_MEMINFO = 12,  /* device memory in use (cuMemGetInfo), at most once per flush period */
+    CUPTI_REC_TYPE_MAX = 12,
 } cupti_rec_type;
 
 typedef enum cupti_copy_kind {
@@ -161,6 +162,16 @@ typedef struct cupti_flush_rec {
     uint32_t dropped;    /* activity records CUPTI dropped so far */
 } cupti_flush_rec;
 
+/* Added in the same protocol version 1: a reader that predates it refuses type 12 as an
+ * unknown record type (the stream is corrupt from there for it), so the injection library
+ * and amxdiag must come from one build, as they do (the library sits next to the binary). */
+typedef struct cupti_meminfo_rec {
+    uint64_t t_ns;
+    uint64_t free_bytes, total_bytes; /* cuMemGetInfo of the device of the current context */
+    uint32_t device;     /* CUdevice ordinal */
+    uint32_t reserved;   /* 0 */
+} cupti_meminfo_rec;
+
 /* A decoded frame. `name` points into the parser's buffer (not NUL-terminated in the
  * stream; the parser adds the NUL) and is valid during the callback only. */
 typedef struct cupti_frame {
@@ -177,6 +188,7 @@ typedef struct cupti_frame {
         cupti_free_rec free;
         cupti_note_rec note;
         cupti_flush_rec flush;
+        cupti_meminfo_rec meminfo;
     } u;
     const char *name;
     uint32_t name_len;

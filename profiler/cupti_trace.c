@@ -82,7 +82,10 @@ struct cupti_trace {
     cupti_trace_counts counts;
     bool blocking;                      /* the process ran with CUDA_LAUNCH_BLOCKING=1 */
     bool devices_seen[CUPTI_TRACE_MAX_DEVICES];
-    int m_busy, m_h2d, m_d2h, m_launch, m_ktime;
+    /* The last cuMemGetInfo per device (MEMINFO records). */
+    bool mem_seen[CUPTI_TRACE_MAX_DEVICES];
+    uint64_t mem_used[CUPTI_TRACE_MAX_DEVICES], mem_total[CUPTI_TRACE_MAX_DEVICES];
+    int m_busy, m_h2d, m_d2h, m_launch, m_ktime, m_mem_used, m_mem_total, m_errors;
     bool registered;
 };
 
@@ -102,6 +105,7 @@ cupti_trace *cupti_trace_new(unsigned ring, uint64_t interval_ns, uint64_t base_
     t->base_ns = base_ns;
     t->fatal = -1;
     t->m_busy = t->m_h2d = t->m_d2h = t->m_launch = t->m_ktime = -1;
+    t->m_mem_used = t->m_mem_total = t->m_errors = -1;
     return t;
 }
 
@@ -504,6 +508,15 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
     case CUPTI_REC_NOTE:
         on_note(t, f);
         break;
+    case CUPTI_REC_MEMINFO:
+        t->counts.meminfos++;
+        if (f->u.meminfo.device < CUPTI_TRACE_MAX_DEVICES) {
+            uint32_t d = f->u.meminfo.device;
+            t->mem_seen[d] = true;
+            t->mem_total[d] = f->u.meminfo.total_bytes;
+            t->mem_used[d] = f->u.meminfo.total_bytes - f->u.meminfo.free_bytes; /* the parser checked free <= total */
+        }
+        break;
     case CUPTI_REC_FLUSH:
         t->counts.flushes++;
         t->counts.last_flush_reason = f->u.flush.reason;
@@ -523,8 +536,12 @@ void cupti_trace_register(cupti_trace *t, adg_bus *bus, const char *collector)
         {"gpu.d2h_bw", "B/s", ADG_SCOPE_PROCESS, "device-to-host copy bandwidth of the profiled process"},
         {"gpu.launches", "ops/s", ADG_SCOPE_PROCESS, "kernel launches per second (callback API)"},
         {"gpu.kernel_time", "s", ADG_SCOPE_KERNEL, "total GPU time of each kernel so far"},
+        {"gpu.mem_used", "B", ADG_SCOPE_GPU, "device memory in use on the GPU, all processes (cuMemGetInfo total - free)"},
+        {"gpu.mem_total", "B", ADG_SCOPE_GPU, "device memory of the GPU (cuMemGetInfo total)"},
+        {"gpu.errors", "count", ADG_SCOPE_PROCESS, "CUDA calls of the profiled process that returned an error so far"},
     };
-    int *ids[] = {&t->m_busy, &t->m_h2d, &t->m_d2h, &t->m_launch, &t->m_ktime};
+    int *ids[] = {&t->m_busy, &t->m_h2d, &t->m_d2h, &t->m_launch, &t->m_ktime, &t->m_mem_used, &t->m_mem_total,
+                  &t->m_errors};
     for (size_t i = 0; i < ADG_ARRAY_LEN(defs); i++) {
         adg_error *e = adg_bus_register(bus, collector, &defs[i], ids[i]);
         if (e) {
@@ -573,6 +590,19 @@ void cupti_trace_publish(cupti_trace *t, adg_bus *bus, uint64_t now_ns, uint64_t
     }
     if (upto > t->published)
         t->published = upto;
+    /* Memory and errors are states, not per-bucket sums: the latest value at each publish. */
+    for (int d = 0; d < CUPTI_TRACE_MAX_DEVICES; d++) {
+        if (!t->mem_seen[d])
+            continue;
+        char inst[16];
+        snprintf(inst, sizeof inst, "gpu%d", d);
+        if (t->m_mem_used >= 0)
+            adg_bus_sample(bus, t->m_mem_used, inst, now_ns, (double)t->mem_used[d]);
+        if (t->m_mem_total >= 0)
+            adg_bus_sample(bus, t->m_mem_total, inst, now_ns, (double)t->mem_total[d]);
+    }
+    if (t->m_errors >= 0 && t->counts.api_errors)
+        adg_bus_sample(bus, t->m_errors, NULL, now_ns, (double)t->counts.api_errors);
     if (final && t->m_ktime >= 0) {
         uint64_t ts = now_ns;
         for (size_t i = 0; i < t->n_ks; i++)

@@ -26,7 +26,8 @@ void cupti_trace_free(cupti_trace *t);
 /* Takes one record (a cupti_frame_fn: pass the trace as ctx). */
 void cupti_trace_frame(void *trace, const cupti_frame *f);
 
-/* Registers gpu.busy, gpu.h2d_bw, gpu.d2h_bw, gpu.launches, gpu.kernel_time on the bus. */
+/* Registers gpu.busy, gpu.h2d_bw, gpu.d2h_bw, gpu.launches, gpu.kernel_time, gpu.mem_used,
+ * gpu.mem_total and gpu.errors on the bus. */
 void cupti_trace_register(cupti_trace *t, adg_bus *bus, const char *collector);
 /* Publishes the buckets that are complete: those ending before now_ns - lag_ns (records
  * arrive late: CUPTI delivers activity in buffers), or all of them when final. */
@@ -35,6 +36,7 @@ void cupti_trace_publish(cupti_trace *t, adg_bus *bus, uint64_t now_ns, uint64_t
 /* Counts, for tests and the summary. */
 typedef struct cupti_trace_counts {
     uint64_t kernels, memcpys, memsets, launches, api_errors, allocs, frees, syncs, notes;
+    uint64_t meminfos;           /* MEMINFO records (cuMemGetInfo samples) */
     uint64_t untimed;            /* kernel records without timestamps (delivered after a fault) */
     uint64_t dropped;            /* activity records CUPTI reported as dropped */
     bool hello;                  /* a HELLO frame arrived */

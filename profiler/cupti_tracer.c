@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/cuda/cuda_driver.h"
 #include "profiler/cupti_load.h"
 
 uint64_t cupti_mono_ns(void)
@@ -60,7 +61,13 @@ static struct {
     atomic_bool fatal_flushed;
     param_info_fn param_info;
     pthread_once_t param_once;
-} T = {.param_once = PTHREAD_ONCE_INIT};
+    /* Device memory (MEMINFO): the driver table, loaded on first use. */
+    kern_cuda_driver drv;
+    bool drv_ok;
+    CUresult (*ctx_get_device)(CUdevice *);
+    pthread_once_t drv_once;
+    atomic_uint_fast64_t mem_last_ns;
+} T = {.param_once = PTHREAD_ONCE_INIT, .drv_once = PTHREAD_ONCE_INIT};
 
 /* Per thread: runtime calls in progress, and the launch a runtime call is making (emitted
  * at its exit unless the driver launch inside it was seen, which carries the arguments). */
@@ -125,6 +132,8 @@ static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buff
     }
     free(buffer);
 }
+
+static void maybe_meminfo(void);
 
 /* ---- callbacks ---- */
 
@@ -462,6 +471,56 @@ static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_
         driver_cb(cbid, data);
     else if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
         runtime_cb(cbid, data);
+    else
+        return;
+    const CUpti_CallbackData *d = data;
+    if (d->callbackSite == CUPTI_API_EXIT && tl_rt_depth == 0 && d->functionReturnValue &&
+        *(const int *)d->functionReturnValue == 0)
+        maybe_meminfo();
+}
+
+/* ---- device memory ---- */
+
+static void load_driver_table(void)
+{
+    /* libcuda is loaded already (it loaded us, or the built-in path did): this dlopen only
+     * takes another reference to it. */
+    adg_error *e = kern_cuda_driver_open(NULL, 0, &T.drv);
+    if (e) {
+        adg_error_free(e);
+        return;
+    }
+    void *s = dlsym(T.drv.handle, "cuCtxGetDevice");
+    memcpy(&T.ctx_get_device, &s, sizeof s);
+    T.drv_ok = true;
+}
+
+/* cuMemGetInfo of the calling thread's current context, at most once per flush period,
+ * from the exit of one of the program's own successful calls (so a context is current
+ * and alive).  Not after a fatal error: the context is gone and every call fails. */
+static void maybe_meminfo(void)
+{
+    uint64_t now = cupti_mono_ns(), last = atomic_load(&T.mem_last_ns);
+    uint64_t period = (uint64_t)(T.o.flush_period_ms ? T.o.flush_period_ms : 200) * 1000000ull;
+    if ((last && now - last < period) || atomic_load(&T.fatal_flushed))
+        return;
+    if (!atomic_compare_exchange_strong(&T.mem_last_ns, &last, now))
+        return; /* another thread takes this one */
+    pthread_once(&T.drv_once, load_driver_table);
+    if (!T.drv_ok)
+        return;
+    size_t free_b = 0, total_b = 0;
+    CUdevice dev = 0;
+    tl_self_call = true;
+    kern_cu_context ctx = NULL;
+    bool ok = T.drv.cuCtxGetCurrent(&ctx) == KERN_CU_SUCCESS && ctx &&
+              T.drv.cuMemGetInfo(&free_b, &total_b) == KERN_CU_SUCCESS &&
+              (!T.ctx_get_device || T.ctx_get_device(&dev) == CUDA_SUCCESS);
+    tl_self_call = false;
+    if (!ok || free_b > total_b || dev < 0)
+        return;
+    cupti_meminfo_rec m = {now, free_b, total_b, (uint32_t)dev, 0};
+    emit(CUPTI_REC_MEMINFO, &m, NULL);
 }
 
 /* ---- start / flush / stop ---- */
@@ -490,6 +549,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     T.o = *o;
     atomic_store(&T.seq, 0);
     atomic_store(&T.dropped, 0);
+    atomic_store(&T.mem_last_ns, 0);
 
     /* Our clock for every activity timestamp, so that records line up with the host's
      * CLOCK_MONOTONIC (and amxdiag's run time) without conversion. */

@@ -16,6 +16,7 @@ enum {
     OPT_DURATION,
     OPT_GPU_METRICS,
     OPT_SANITIZE,
+    OPT_NO_CONFIRM,
     OPT_NPROMPT,
     OPT_IMPL,
     OPT_NUMA,
@@ -32,6 +33,7 @@ static const struct option session_longopts[] = {
     {"events", required_argument, NULL, 'e'},       {"top", required_argument, NULL, OPT_TOP},
     {"no-tee", no_argument, NULL, OPT_NOTEE},       {"duration", required_argument, NULL, OPT_DURATION},
     {"gpu-metrics", no_argument, NULL, OPT_GPU_METRICS}, {"sanitize", no_argument, NULL, OPT_SANITIZE},
+    {"no-confirm", no_argument, NULL, OPT_NO_CONFIRM},
     {"model", required_argument, NULL, 'm'},        {"n-prompt", required_argument, NULL, OPT_NPROMPT},
     {"n-gen", required_argument, NULL, 'n'},        {"repetitions", required_argument, NULL, 'r'},
     {"threads", required_argument, NULL, 't'},      {"cpu-kernels", required_argument, NULL, OPT_IMPL},
@@ -53,6 +55,8 @@ void prof_options_usage(FILE *f)
           "                        (see docs/cupti.md); the kernel trace runs without it\n"
           "      --sanitize        then run COMMAND again under compute-sanitizer memcheck and merge its\n"
           "                        reports (kernel, thread, block, address) into the record's crash section\n"
+          "      --no-confirm      gpu: when a CUDA fault's kernel is not certain, do not run COMMAND again\n"
+          "                        with CUDA_LAUNCH_BLOCKING=1 to confirm it (docs/crash-report.md)\n"
           "      --top N           hot functions kept in the record (default 30)\n"
           "      --no-tee          leave COMMAND's stdout/stderr untouched (no tokens/s parsing)\n",
           f);
@@ -172,6 +176,9 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
         break;
     case OPT_SANITIZE:
         cli->sanitize = true;
+        break;
+    case OPT_NO_CONFIRM:
+        cli->no_confirm = true;
         break;
     case OPT_NOTEE:
         o->tee = false;

@@ -33,6 +33,8 @@ typedef struct prof_cli {
     prof_options o;     /* for prof_session_run; defaults set by prof_cli_init */
     bool sanitize;      /* --sanitize: the caller reruns o.argv under compute-sanitizer
                          * afterwards (prof_sanitize_run in profiler/sanitizer_run.h) */
+    bool no_confirm;    /* --no-confirm: no CUDA_LAUNCH_BLOCKING=1 re-run of an uncertain CUDA
+                         * fault (prof_confirm_run in profiler/crash_confirm.h) */
     bool session_opts;  /* some session option was given (other than built-in path ones) */
     bool engine_opts;   /* some built-in path option was given */
 } prof_cli;

@@ -12,6 +12,7 @@
 #include "common/adg_util.h"
 #include "profiler/prof_options.h"
 #include "profiler/profiler.h"
+#include "profiler/crash_confirm.h"
 #include "profiler/sanitizer_run.h"
 
 static void usage(FILE *f)
@@ -124,6 +125,24 @@ int prof_profile_cmd_main(int argc, char **argv)
         /* The built-in path failed; the record (status workload-failed) was written. */
         adg_error_print(out.workload_error, stderr);
         adg_error_free(out.workload_error);
+    }
+    if (!sanitize && !cli.no_confirm && o.argv) {
+        /* A CUDA fault whose kernel is not certain: one blocking re-run settles it
+         * (--sanitize settles it too, so it is not run twice). */
+        bool ran;
+        int crc;
+        e = prof_confirm_run(&o, &ran, &crc);
+        if (e) {
+            adg_error_print(e, stderr);
+            adg_error_free(e);
+        } else if (ran) {
+            json_t *merged;
+            if (!(e = adg_record_load(o.out, &merged))) {
+                json_decref(out.record);
+                out.record = merged;
+            } else
+                adg_error_free(e);
+        }
     }
     if (sanitize) {
         int san_status;

@@ -55,6 +55,42 @@ json async.json "r['crash']['conclusion']" | grep -q "the reporting op was not t
     fail "async-fault: conclusion $(json async.json "r['crash']['conclusion']")"
 [ "$(json async.json "r['crash']['flushed_by']")" = cuda-error ] || fail "async-fault: flush reason"
 json async.json "[e['kind'] for e in r['events']]" | grep -q "crash" || fail "async-fault: no crash event"
+# The ring's guess was "likely", so a blocking re-run confirmed it (the stand-in's faulting
+# launch returns 700 itself under CUDA_LAUNCH_BLOCKING=1, as the driver's does).
+[ "$(json async.json "r['crash']['confirmation']['agrees']")" = True ] ||
+    fail "async-fault: confirmation $(json async.json "r['crash'].get('confirmation')")"
+[ "$(json async.json "r['crash']['faulting_kernel']['confidence']+'/'+r['crash']['faulting_kernel']['source']")" = "certain/blocking re-run" ] ||
+    fail "async-fault: not confirmed: $(json async.json "r['crash']['faulting_kernel']")"
+json async.json "r['crash']['conclusion']" | grep -q "confirmed the launch ring's first guess" ||
+    fail "async-fault: conclusion after confirmation $(json async.json "r['crash']['conclusion']")"
+[ "$(json async.json "[s['value'][-1] for s in r['series'] if s['metric']=='gpu.errors'][0]")" = 1.0 ] ||
+    fail "async-fault: gpu.errors $(json async.json "[s for s in r['series'] if s['metric']=='gpu.errors']")"
+
+# matvec-oob as the H100 showed it: the ring alone names the wrong kernel ("likely"
+# kern_quantize_q8, the oldest launch without completion evidence) ...
+expect_rc 134 "$AMXDIAG" profile -q -e gpu --no-confirm -o mv1.json -- "$fake" matvec-oob
+[ "$(json mv1.json "r['crash']['faulting_kernel']['kernel']+'/'+r['crash']['faulting_kernel']['confidence']")" = kern_quantize_q8/likely ] ||
+    fail "matvec-oob --no-confirm: $(json mv1.json "r['crash']['faulting_kernel']")"
+[ "$(json mv1.json "'confirmation' in r['crash']")" = False ] || fail "--no-confirm still re-ran the command"
+# ... and the blocking re-run corrects it, saying so.
+expect_rc 134 "$AMXDIAG" profile -q -e gpu -o mv.json -- "$fake" matvec-oob
+[ "$(json mv.json "r['crash']['faulting_kernel']['kernel']+'/'+r['crash']['faulting_kernel']['confidence']")" = kern_gemv_q4_0_mr/certain ] ||
+    fail "matvec-oob: not corrected: $(json mv.json "r['crash']['faulting_kernel']")"
+[ "$(json mv.json "r['crash']['faulting_kernel']['seq']")" = 3 ] || fail "matvec-oob: not matched to launch #3"
+[ "$(json mv.json "(r['crash']['confirmation']['ran'], r['crash']['confirmation']['rc'], r['crash']['confirmation']['kernel'], r['crash']['confirmation']['agrees'])")" = "(True, 134, 'kern_gemv_q4_0_mr', False)" ] ||
+    fail "matvec-oob: confirmation $(json mv.json "r['crash']['confirmation']")"
+json mv.json "r['crash']['conclusion']" | grep -q "confirmed by a blocking re-run" || fail "matvec-oob: conclusion $(json mv.json "r['crash']['conclusion']")"
+json mv.json "r['crash']['conclusion']" | grep -q "disagrees with the first guess from the launch ring, 'kern_quantize_q8'" ||
+    fail "matvec-oob: the conclusion does not say the first guess was wrong: $(json mv.json "r['crash']['conclusion']")"
+[ "$(json mv.json "r['status']")" = workload-crashed ] || fail "matvec-oob: status of the first run lost"
+[ ! -e mv.confirm.json ] || fail "matvec-oob: the re-run's own record was left behind"
+# --json: the summary on stdout stays JSON (the re-run's output went to stderr).
+expect_rc 134 "$AMXDIAG" profile --json -e gpu -o mvj.json -- "$fake" matvec-oob
+python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$TEST_TMP/out" || fail "matvec-oob --json: stdout is not JSON: $(head -c 300 "$TEST_TMP/out")"
+# A user's own CUDA_LAUNCH_BLOCKING=1: the first run is certain, nothing to confirm.
+CUDA_LAUNCH_BLOCKING=1 expect_rc 134 "$AMXDIAG" profile -q -e gpu -o mvb.json -- "$fake" matvec-oob
+[ "$(json mvb.json "r['crash']['faulting_kernel']['kernel']+'/'+r['crash']['faulting_kernel']['source']+'/'+str('confirmation' in r['crash'])")" = "kern_gemv_q4_0_mr/launch ring/False" ] ||
+    fail "matvec-oob with CUDA_LAUNCH_BLOCKING=1: $(json mvb.json "r['crash']['faulting_kernel']")"
 
 # A clean run: kernel summaries with demangled names, copies, gpu.* series.
 expect_rc 0 "$AMXDIAG" profile -q -e gpu -o ok.json -- "$fake" sync-ok
@@ -64,6 +100,12 @@ expect_rc 0 "$AMXDIAG" profile -q -e gpu -o ok.json -- "$fake" sync-ok
 [ "$(json ok.json "r['gpu_kernels']['kernels'][0]['median_us']")" = 80.0 ] || fail "sync-ok: median"
 json ok.json "[s['metric'] for s in r['series']]" | grep -q "gpu.busy" || fail "sync-ok: no gpu.busy series"
 [ "$(json ok.json "'crash' in r")" = False ] || fail "sync-ok: a crash section without an error"
+# Device memory from the tracer's MEMINFO records: gpu.mem_used / gpu.mem_total per GPU.
+[ "$(json ok.json "[(s['instance'], round(s['value'][-1] / 2**30, 3)) for s in r['series'] if s['metric'] in ('gpu.mem_used','gpu.mem_total')]")" = "[('gpu0', 3.0), ('gpu0', 82.0)]" ] ||
+    fail "sync-ok: memory series $(json ok.json "[s for s in r['series'] if s['metric'].startswith('gpu.mem')]")"
+[ "$(json ok.json "[m['unit']+'/'+m['scope'] for m in r['metrics'] if m['name']=='gpu.mem_used'][0]")" = B/gpu ] ||
+    fail "sync-ok: gpu.mem_used registration"
+[ "$(json ok.json "[s for s in r['series'] if s['metric']=='gpu.errors']")" = "[]" ] || fail "sync-ok: gpu.errors without an error"
 
 # A corrupt stream: what came before is kept, the corruption is reported.
 expect_rc 0 "$AMXDIAG" profile -q -e gpu -o garbage.json -- "$fake" garbage

@@ -165,6 +165,60 @@ static void test_malformed(void **st)
     expect_corrupt(good, 5, "truncated", true);
 }
 
+/* MEMINFO (type 12, device memory): a round trip, and the frames a reader must refuse. */
+static void test_meminfo(void **st)
+{
+    (void)st;
+    unsigned char buf[256];
+    cupti_meminfo_rec m = {123, 10ull << 30, 80ull << 30, 1, 0};
+    size_t n = cupti_proto_encode(buf, sizeof buf, CUPTI_REC_MEMINFO, &m, "ignored", 7);
+    assert_int_equal(n, CUPTI_PROTO_HEADER + sizeof m); /* no name: the name is dropped */
+    assert_int_equal(cupti_proto_fixed_size(CUPTI_REC_MEMINFO), 32);
+    assert_string_equal(cupti_rec_type_name(CUPTI_REC_MEMINFO), "meminfo");
+    seen s;
+    memset(&s, 0, sizeof s);
+    cupti_parser p;
+    cupti_parser_init(&p, on_frame, &s);
+    for (size_t i = 0; i < n; i++) /* split anywhere */
+        assert_true(cupti_parser_feed(&p, buf + i, 1));
+    assert_true(cupti_parser_end(&p));
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.last.type, CUPTI_REC_MEMINFO);
+    assert_int_equal(s.last.u.meminfo.t_ns, 123);
+    assert_int_equal(s.last.u.meminfo.free_bytes, 10ull << 30);
+    assert_int_equal(s.last.u.meminfo.total_bytes, 80ull << 30);
+    assert_int_equal(s.last.u.meminfo.device, 1);
+    cupti_parser_free(&p);
+
+    unsigned char bad[256];
+    /* more free than total */
+    memcpy(bad, buf, n);
+    uint64_t big = 81ull << 30;
+    memcpy(bad + CUPTI_PROTO_HEADER + offsetof(cupti_meminfo_rec, free_bytes), &big, 8);
+    expect_corrupt(bad, n, "meminfo record with", false);
+    /* the reserved field set */
+    memcpy(bad, buf, n);
+    uint32_t one = 1;
+    memcpy(bad + CUPTI_PROTO_HEADER + offsetof(cupti_meminfo_rec, reserved), &one, 4);
+    expect_corrupt(bad, n, "reserved 1", false);
+    /* a meminfo frame with trailing bytes (it has no name) */
+    memcpy(bad, buf, n);
+    uint32_t len = (uint32_t)sizeof m + 4;
+    memcpy(bad + 8, &len, 4);
+    memset(bad + n, 'x', 4);
+    expect_corrupt(bad, n + 4, "meminfo record of 36 bytes", false);
+    /* a short one */
+    memcpy(bad, buf, n);
+    len = 16;
+    memcpy(bad + 8, &len, 4);
+    expect_corrupt(bad, CUPTI_PROTO_HEADER + 16, "meminfo record of 16 bytes", false);
+    /* the type after it is still unknown */
+    memcpy(bad, buf, n);
+    uint16_t t13 = 13;
+    memcpy(bad + 6, &t13, 2);
+    expect_corrupt(bad, n, "unknown record type 13", false);
+}
+
 static void test_encoder_limits(void **st)
 {
     (void)st;
@@ -195,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_and_split),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_encoder_limits),
+        cmocka_unit_test(test_meminfo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,6 +225,60 @@ static void test_allocs_and_notes(void **st)
     cupti_trace_free(t);
 }
 
+static void test_memory_and_error_metrics(void **st)
+{
+    (void)st;
+    adg_bus *bus = adg_bus_new();
+    cupti_trace *t = cupti_trace_new(8, 100000000ull, BASE);
+    cupti_trace_register(t, bus, "gpu");
+    /* Before any MEMINFO or error: nothing published for them. */
+    cupti_trace_publish(t, bus, 100000000ull, 0, false);
+    adg_point *pts;
+    assert_int_equal(adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.mem_used"), "gpu0", &pts), 0);
+    free(pts);
+    assert_int_equal(adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.errors"), NULL, &pts), 0);
+    free(pts);
+    cupti_meminfo_rec m = {BASE + 150000000ull, 60ull << 30, 80ull << 30, 0, 0};
+    feed(t, CUPTI_REC_MEMINFO, &m, NULL);
+    m.device = 1;
+    m.free_bytes = 80ull << 30;
+    feed(t, CUPTI_REC_MEMINFO, &m, NULL);
+    m.device = 200; /* past the devices a trace keeps: counted, not published */
+    feed(t, CUPTI_REC_MEMINFO, &m, NULL);
+    cupti_api_error_rec e = {BASE + 160000000ull, 0, 3, 1, 1, 20, 1, 0};
+    feed(t, CUPTI_REC_API_ERROR, &e, "cuMemAlloc_v2");
+    feed(t, CUPTI_REC_API_ERROR, &e, "cuMemAlloc_v2");
+    cupti_trace_publish(t, bus, 200000000ull, 0, false);
+    assert_int_equal(cupti_trace_get_counts(t).meminfos, 3);
+    size_t n = adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.mem_used"), "gpu0", &pts);
+    assert_int_equal(n, 1);
+    assert_float_equal(pts[0].value, (double)(20ull << 30), 1.0);
+    free(pts);
+    n = adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.mem_used"), "gpu1", &pts);
+    assert_int_equal(n, 1);
+    assert_float_equal(pts[0].value, 0.0, 1e-9);
+    free(pts);
+    n = adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.mem_total"), "gpu0", &pts);
+    assert_int_equal(n, 1);
+    assert_float_equal(pts[0].value, (double)(80ull << 30), 1.0);
+    free(pts);
+    n = adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.errors"), NULL, &pts);
+    assert_int_equal(n, 1);
+    assert_float_equal(pts[0].value, 2.0, 1e-9);
+    free(pts);
+    /* The latest value at every publish (a state, not a per-bucket sum). */
+    m.device = 0;
+    m.free_bytes = 50ull << 30;
+    feed(t, CUPTI_REC_MEMINFO, &m, NULL);
+    cupti_trace_publish(t, bus, 300000000ull, 0, true);
+    n = adg_bus_series_copy(bus, adg_bus_find(bus, "gpu.mem_used"), "gpu0", &pts);
+    assert_int_equal(n, 2);
+    assert_float_equal(pts[1].value, (double)(30ull << 30), 1.0);
+    free(pts);
+    cupti_trace_free(t);
+    adg_bus_free(bus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_sync_completes_earlier_launches),
         cmocka_unit_test(test_untimed_records_are_not_completion),
         cmocka_unit_test(test_allocs_and_notes),
+        cmocka_unit_test(test_memory_and_error_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,102 @@
+/* Confirmation re-run with CUDA_LAUNCH_BLOCKING=1, merged into the crash section. */
+#include "profiler/crash_confirm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/adg_json.h"
+#include "common/adg_log.h"
+#include "common/adg_record.h"
+#include "profiler/crash_analyze.h"
+#include "profiler/prof_collector.h"
+
+void prof_confirm_record_path(const char *record_path, char *buf, size_t len)
+{
+    size_t n = strlen(record_path);
+    if (n > 5 && !strcmp(record_path + n - 5, ".json"))
+        n -= 5;
+    snprintf(buf, len, "%.*s.confirm.json", (int)n, record_path);
+}
+
+/* The variable is set in our own environment for the length of the re-run (the session
+ * gives the command our environment plus the collectors' entries), then put back. */
+typedef struct env_save {
+    char *old;
+    bool had;
+} env_save;
+
+static void env_set_blocking(env_save *s)
+{
+    const char *v = getenv("CUDA_LAUNCH_BLOCKING");
+    s->had = v != NULL;
+    s->old = v ? strdup(v) : NULL;
+    setenv("CUDA_LAUNCH_BLOCKING", "1", 1);
+}
+
+static void env_restore(env_save *s)
+{
+    if (s->had && s->old)
+        setenv("CUDA_LAUNCH_BLOCKING", s->old, 1);
+    else
+        unsetenv("CUDA_LAUNCH_BLOCKING");
+    free(s->old);
+}
+
+adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
+{
+    *ran = false;
+    *rc = 0;
+    if (!o->argv || !o->out)
+        return NULL;
+    json_t *root;
+    adg_error *e = adg_record_load(o->out, &root);
+    if (e)
+        return adg_error_prefix(e, "run record");
+    json_t *crash = json_object_get(root, "crash");
+    const char *status = json_string_value(json_object_get(root, "status"));
+    if (!crash_needs_confirmation(crash) || (status && !strcmp(status, "interrupted"))) {
+        json_decref(root);
+        return NULL;
+    }
+
+    char tmp[4096];
+    prof_confirm_record_path(o->out, tmp, sizeof tmp);
+    prof_options o2 = *o;
+    o2.out = tmp;
+    o2.sets = PROF_SET_GPU;
+    o2.sets_explicit = false;
+    o2.bus = NULL;
+    o2.gpu_metrics = false;
+    /* Our stdout may carry --json: the re-run's output goes to stderr. */
+    o2.tee = true;
+    o2.output_to_stderr = true;
+    adg_info("the faulting kernel is not certain: running the command again with CUDA_LAUNCH_BLOCKING=1 to "
+             "confirm (--no-confirm skips this)");
+    fflush(NULL);
+    env_save env;
+    env_set_blocking(&env);
+    prof_outcome out;
+    memset(&out, 0, sizeof out);
+    e = prof_session_run(&o2, &out);
+    env_restore(&env);
+    *ran = true;
+    *rc = out.exit_code;
+    if (out.workload_error)
+        adg_error_free(out.workload_error);
+    if (e) {
+        json_decref(out.record);
+        json_decref(root);
+        unlink(tmp);
+        return adg_error_prefix(e, "confirmation re-run (CUDA_LAUNCH_BLOCKING=1)");
+    }
+    json_t *c2 = json_object_get(out.record, "crash");
+    crash_merge_confirmation(crash, json_is_object(c2) ? c2 : NULL, out.exit_code);
+    json_decref(out.record);
+    unlink(tmp);
+    e = adg_json_write_atomic(o->out, root);
+    json_decref(root);
+    return e ? adg_error_prefix(e, "run record") : NULL;
+}
