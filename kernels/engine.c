@@ -213,19 +213,18 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
         par(e, T, kvd, rope_norm_rows, &rk);
         account_local(e, l, OPK_ROPE, t0, (uint64_t)T * (uint64_t)(qd + kvd) * 8, (uint64_t)T * (uint64_t)(qd + kvd) * 3);
     }
-    /* New keys and values into the f16 cache. */
-    uint64_t t0 = adg_now_ns();
+    /* New keys and values into the f16 cache (F16C on the pool; same bits as the scalar
+     * conversion). */
     uint16_t *kc = e->kcache + (size_t)il * e->n_ctx * (size_t)kvd, *vc = e->vcache + (size_t)il * e->n_ctx * (size_t)kvd;
-    kern_fp32_to_fp16_row(b->k, kc + (size_t)pos[0] * (size_t)kvd, T * kvd);
-    kern_fp32_to_fp16_row(b->v, vc + (size_t)pos[0] * (size_t)kvd, T * kvd);
-    account_local(e, l, OPK_KV_STORE, t0, (uint64_t)T * (uint64_t)kvd * 12, 0);
+    CALL(l, OPK_KV_STORE, kern_store_f16(c, b->k, kc + (size_t)pos[0] * (size_t)kvd, T * kvd, INFO));
+    CALL(l, OPK_KV_STORE, kern_store_f16(c, b->v, vc + (size_t)pos[0] * (size_t)kvd, T * kvd, INFO));
 
     kern_attn_args aa = {.q = b->q, .k = kc, .v = vc, .kv_type = KERN_TYPE_F16, .n_tokens = T, .n_head = nh,
                          .n_head_kv = nkv, .head_dim = hd, .n_ctx = e->n_ctx, .pos0 = pos[0], .scale = 0,
                          .out = b->att};
     CALL(l, OPK_ATTN, kern_attention(c, &aa, INFO));
     CALL(l, OPK_ATTN_OUT, kern_matmul(c, L->wo, b->att, T, b->o, INFO));
-    t0 = adg_now_ns();
+    uint64_t t0 = adg_now_ns();
     rows_args ra = {.x = b->x, .a = b->o, .d = d};
     par(e, T, d, add_rows, &ra);
     account_local(e, l, OPK_ADD, t0, (uint64_t)T * (uint64_t)d * 12, (uint64_t)T * (uint64_t)d);

@@ -176,4 +176,9 @@ typedef struct kern_attn_args {
 } kern_attn_args;
 adg_error *kern_attention(kern_cpu *ctx, const kern_attn_args *a, kern_op_info *info);
 
+/* y[i] = fp16(x[i]) for i < n (new keys and values into an f16 cache), on the pool.  The
+ * bits equal kern_fp32_to_fp16_row's in every implementation (round to nearest even,
+ * overflow to infinity, subnormals, NaN as there); avx512 and amx use F16C. */
+adg_error *kern_store_f16(kern_cpu *ctx, const float *x, uint16_t *y, int64_t n, kern_op_info *info);
+
 #endif

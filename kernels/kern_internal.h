@@ -182,5 +182,14 @@ void kern_ref_rope_neox(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64
 /* One (token, head) of attention; scores is n_ctx floats of scratch. */
 void kern_ref_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores);
 void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores);
+/* y[i] = fp16(x[i]) for i in [i0, i1): VCVTPS2PH (round to nearest even), NaN lanes through
+ * kern_fp32_to_fp16, so the bits equal kern_fp32_to_fp16_row's. */
+void kern_avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t i0, int64_t i1);
+/* Prompt evaluation: query tokens [t0, t1) of every query head of KV head kvh, keys in
+ * blocks of KERN_FA_BK with an online softmax (kern_ops_avx512.c).  scratch holds
+ * kern_avx512_attn_block_scratch(rows = (t1 - t0) * heads per KV head, head_dim) bytes. */
+#define KERN_FA_BK 64
+size_t kern_avx512_attn_block_scratch(int64_t rows, int64_t hd);
+void kern_avx512_attn_block(const kern_attn_args *a, int64_t kvh, int64_t t0, int64_t t1, void *scratch);
 
 #endif

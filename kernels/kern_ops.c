@@ -1,6 +1,8 @@
 /* Dispatch of the non-matmul operations: rows split over the pool when there is enough
  * work, AVX-512 unless the context runs the reference kernels. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/adg_util.h"
@@ -229,6 +231,38 @@ static void at_worker(void *arg, int ith, int nth)
     }
 }
 
+/* Prompt evaluation: items are (KV head, block of query tokens), taken from one counter
+ * last block first, since causal blocks grow with their position and the longest ones
+ * should not start last. */
+typedef struct fa_args {
+    const kern_attn_args *a;
+    kern_cpu *c;
+    int64_t bq, n_qb, items;
+    _Atomic int64_t next;
+} fa_args;
+
+static void fa_worker(void *arg, int ith, int nth)
+{
+    (void)nth;
+    fa_args *x = arg;
+    const kern_attn_args *a = x->a;
+    for (;;) {
+        const int64_t item = atomic_fetch_add_explicit(&x->next, 1, memory_order_relaxed);
+        if (item >= x->items)
+            return;
+        const int64_t qb = x->n_qb - 1 - item / a->n_head_kv, kvh = item % a->n_head_kv;
+        const int64_t t0 = qb * x->bq, t1 = t0 + x->bq < a->n_tokens ? t0 + x->bq : a->n_tokens;
+        kern_avx512_attn_block(a, kvh, t0, t1, x->c->scratch[ith]);
+    }
+}
+
+/* Below this many query tokens the per-row kernel runs: a decode step has one token and
+ * only n_head_kv blocks, too few for the pool. */
+#define FA_MIN_TOKENS 8
+/* Query rows per block (tokens x heads per KV head): 64 rows of Q^T and O stay in L2 and
+ * each converted key feeds 64 rows. */
+#define FA_ROWS 64
+
 adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *info)
 {
     uint64_t t0 = adg_now_ns();
@@ -248,17 +282,71 @@ adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *i
                               "use a larger context (n_ctx)");
     if (a.scale == 0)
         a.scale = 1.0f / sqrtf((float)a.head_dim);
-    adg_error *e = kern_cpu_ensure_scratch(c, (size_t)(a.pos0 + a.n_tokens + 16) * sizeof(float));
-    if (e)
-        return e;
-    at_args x = {c, &a, vec(c)};
-    const int64_t n_kv = a.pos0 + a.n_tokens;
-    run_rows(c, a.n_tokens * a.n_head, a.n_tokens * a.n_head * n_kv * a.head_dim / 4, at_worker, &x);
+    const int64_t n_kv = a.pos0 + a.n_tokens, G = a.n_head / a.n_head_kv;
+    /* AMXDIAG_ATTN_KERNEL=rows keeps the per-row kernel for prompts too (A/B runs) */
+    const char *ak = getenv("AMXDIAG_ATTN_KERNEL");
+    const bool flash = vec(c) && a.n_tokens >= FA_MIN_TOKENS && !(ak && strcmp(ak, "rows") == 0);
+    adg_error *e;
+    if (flash) {
+        fa_args x = {&a, c, G >= FA_ROWS ? 1 : FA_ROWS / G, 0, 0, 0};
+        x.n_qb = (a.n_tokens + x.bq - 1) / x.bq;
+        x.items = x.n_qb * a.n_head_kv;
+        atomic_store(&x.next, 0);
+        if ((e = kern_cpu_ensure_scratch(c, kern_avx512_attn_block_scratch(x.bq * G, a.head_dim))))
+            return e;
+        if (x.items == 1 || kern_pool_size(c->pool) == 1)
+            fa_worker(&x, 0, 1);
+        else
+            kern_pool_run(c->pool, fa_worker, &x);
+    } else {
+        if ((e = kern_cpu_ensure_scratch(c, (size_t)(a.pos0 + a.n_tokens + 16) * sizeof(float))))
+            return e;
+        at_args x = {c, &a, vec(c)};
+        run_rows(c, a.n_tokens * a.n_head, a.n_tokens * a.n_head * n_kv * a.head_dim / 4, at_worker, &x);
+    }
     const uint64_t es = a.kv_type == KERN_TYPE_F16 ? 2 : 4;
     info_set(info, "attention", c, 4ull * (uint64_t)(a.n_tokens * a.n_head) * (uint64_t)n_kv * (uint64_t)a.head_dim,
              2ull * es * (uint64_t)n_kv * (uint64_t)(a.n_head_kv * a.head_dim) +
                  8ull * (uint64_t)(a.n_tokens * a.n_head * a.head_dim),
              t0);
+    if (info && flash)
+        snprintf(info->variant, sizeof info->variant, "avx512-flash-attention");
+    return NULL;
+}
+
+/* ---- f32 -> f16 stores (the KV cache) ---- */
+typedef struct h_args {
+    const float *x;
+    uint16_t *y;
+    int64_t n;
+    bool vec;
+} h_args;
+
+static void h_worker(void *arg, int ith, int nth)
+{
+    h_args *a = arg;
+    long lo, hi;
+    /* whole 16-element vectors per worker */
+    kern_split((long)((a->n + 15) / 16), ith, nth, &lo, &hi);
+    const int64_t i0 = lo * 16, i1 = hi * 16 < a->n ? hi * 16 : a->n;
+    if (i0 >= i1)
+        return;
+    if (a->vec)
+        kern_avx512_fp32_to_fp16(a->x, a->y, i0, i1);
+    else
+        kern_fp32_to_fp16_row(a->x + i0, a->y + i0, i1 - i0);
+}
+
+adg_error *kern_store_f16(kern_cpu *c, const float *x, uint16_t *y, int64_t n, kern_op_info *info)
+{
+    uint64_t t0 = adg_now_ns();
+    if (n < 0)
+        return adg_error_new(ADG_E_USAGE, "store_f16: negative length %lld", (long long)n);
+    h_args a = {x, y, n, vec(c)};
+    run_rows(c, (n + 15) / 16, n, h_worker, &a);
+    info_set(info, "store_f16", c, 0, (uint64_t)n * 6, t0);
+    if (info)
+        snprintf(info->variant, sizeof info->variant, "%s", vec(c) ? "avx512-f16c" : "ref-f16");
     return NULL;
 }
 

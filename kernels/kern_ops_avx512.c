@@ -308,31 +308,69 @@ void kern_avx512_gemm_bf16(const kern_gemm_job *j, const kern_bact *a)
     }
 }
 
-/* ---- F32 matmul (small weights such as routers kept in f32) ------------------------- */
-
-static inline float dot_f32(const float *x, const float *w, int64_t k)
+/* ---- F32 matmul (small weights such as routers kept in f32) -------------------------
+ * W stays in ggml's row layout, so x rows and W rows both run along k: a tile of MR rows x
+ * NR outputs keeps MR*NR vector dot products (16 zmm) and reduces them once at the end.
+ * The NR weight rows stay in L1 while the MR-row steps sweep the caller's block of x (L2):
+ * one weight load and one activation load feed four FMAs each.  The old path (one dot
+ * product per output, two chains) was latency-bound and reread every x row per output. */
+static inline __attribute__((always_inline)) void mk_f32(const float *x, int64_t ldx, const float *wr, size_t ldw,
+                                                         int64_t k, float *const *y, const int MR, const int NR)
 {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(w + i + 16), s1);
-    }
-    for (; i < k; i += 16) {
+    __m512 acc[4][4];
+    for (int m = 0; m < MR; m++)
+        for (int n = 0; n < NR; n++)
+            acc[m][n] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
         const __mmask16 mk = tail_mask(k - i);
-        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, w + i), s0);
+        __m512 wv[4];
+        for (int n = 0; n < NR; n++)
+            wv[n] = _mm512_maskz_loadu_ps(mk, wr + (size_t)n * ldw + i);
+        for (int m = 0; m < MR; m++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(mk, x + m * ldx + i);
+            for (int n = 0; n < NR; n++)
+                acc[m][n] = _mm512_fmadd_ps(xv, wv[n], acc[m][n]);
+        }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (int m = 0; m < MR; m++)
+        for (int n = 0; n < NR; n++)
+            y[m][n] = _mm512_reduce_add_ps(acc[m][n]);
 }
 
 void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m_rows)
 {
     const kern_weight *w = j->w;
+    const int64_t k = w->k;
+    const size_t ldw = w->row_bytes / sizeof(float);
     const int64_t n0 = j->p0 * KERN_PANEL, n1 = j->p1 * KERN_PANEL < w->n ? j->p1 * KERN_PANEL : w->n;
-    for (int64_t n = n0; n < n1; n++) {
+    for (int64_t n = n0; n < n1; n += 4) {
+        const int nr = n1 - n >= 4 ? 4 : (int)(n1 - n);
         const float *wr = (const float *)(j->wmat + (size_t)n * w->row_bytes);
-        for (int64_t m = 0; m < m_rows; m++)
-            kern_yrow(j, m)[n] = dot_f32(x + m * w->k, wr, w->k);
+        for (int64_t m = 0; m < m_rows; m += 4) {
+            const int mr = m_rows - m >= 4 ? 4 : (int)(m_rows - m);
+            const float *xm = x + m * k;
+            float *y[4];   /* MoE jobs scatter rows (yrow) */
+            for (int r = 0; r < mr; r++)
+                y[r] = kern_yrow(j, m + r) + n;
+            switch ((mr - 1) * 4 + (nr - 1)) {
+            case 0: mk_f32(xm, k, wr, ldw, k, y, 1, 1); break;
+            case 1: mk_f32(xm, k, wr, ldw, k, y, 1, 2); break;
+            case 2: mk_f32(xm, k, wr, ldw, k, y, 1, 3); break;
+            case 3: mk_f32(xm, k, wr, ldw, k, y, 1, 4); break;
+            case 4: mk_f32(xm, k, wr, ldw, k, y, 2, 1); break;
+            case 5: mk_f32(xm, k, wr, ldw, k, y, 2, 2); break;
+            case 6: mk_f32(xm, k, wr, ldw, k, y, 2, 3); break;
+            case 7: mk_f32(xm, k, wr, ldw, k, y, 2, 4); break;
+            case 8: mk_f32(xm, k, wr, ldw, k, y, 3, 1); break;
+            case 9: mk_f32(xm, k, wr, ldw, k, y, 3, 2); break;
+            case 10: mk_f32(xm, k, wr, ldw, k, y, 3, 3); break;
+            case 11: mk_f32(xm, k, wr, ldw, k, y, 3, 4); break;
+            case 12: mk_f32(xm, k, wr, ldw, k, y, 4, 1); break;
+            case 13: mk_f32(xm, k, wr, ldw, k, y, 4, 2); break;
+            case 14: mk_f32(xm, k, wr, ldw, k, y, 4, 3); break;
+            default: mk_f32(xm, k, wr, ldw, k, y, 4, 4); break;
+            }
+        }
     }
 }
 
@@ -459,6 +497,203 @@ void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *
             acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[jj]),
                                   kv_load(a, a->v, (size_t)jj * kv_stride + (size_t)kvh * (size_t)hd + (size_t)d, mk), acc);
         _mm512_mask_storeu_ps(o + d, mk, _mm512_mul_ps(acc, _mm512_set1_ps(inv)));
+    }
+}
+
+/* ---- attention for prompt evaluation (flash-attention style) --------------------------
+ * One work item is a block of query tokens of one KV head: its R = tokens x G query rows
+ * (the G heads that share the KV head) walk the keys in blocks of KERN_FA_BK with an
+ * online softmax, so each key and value is converted from the cache once per block of
+ * R rows instead of once per row, and no n_ctx score row is ever written.
+ * Layouts (scratch, f32): Q^T [hd][Rp] pre-scaled, so a key broadcast times one vector of
+ * Q^T gives 16 rows' scores; the scores S^T [BK][Rp] keep the 16 rows of a vector side by
+ * side, so the softmax of 16 rows is elementwise; O [Rp][hdp] with rows = query rows. */
+static inline int64_t fa_rows_pad(int64_t r) { return (r + 15) & ~(int64_t)15; }
+static inline int64_t fa_hd_pad(int64_t hd) { return (hd + 15) & ~(int64_t)15; }
+
+size_t kern_avx512_attn_block_scratch(int64_t rows, int64_t hd)
+{
+    const int64_t rp = fa_rows_pad(rows), hp = fa_hd_pad(hd);
+    return (size_t)(hd * rp + KERN_FA_BK * hd + KERN_FA_BK * hp + KERN_FA_BK * rp + rp * hp + 4 * rp) * sizeof(float) + 256;
+}
+
+/* S^T[j][r..] for 4 keys x NV vectors of 16 rows. */
+static inline __attribute__((always_inline)) void fa_qk(const float *qt, int64_t rp, const float *kf, int64_t hd,
+                                                        int64_t j, int64_t rv, float *st, const int NV)
+{
+    __m512 acc[4][4];
+    for (int jj = 0; jj < 4; jj++)
+        for (int v = 0; v < NV; v++)
+            acc[jj][v] = _mm512_setzero_ps();
+    const float *k0 = kf + j * hd;
+    for (int64_t d = 0; d < hd; d++) {
+        __m512 qv[4];
+        for (int v = 0; v < NV; v++)
+            qv[v] = _mm512_load_ps(qt + d * rp + (rv + v) * 16);
+        for (int jj = 0; jj < 4; jj++) {
+            const __m512 kb = _mm512_set1_ps(k0[jj * hd + d]);
+            for (int v = 0; v < NV; v++)
+                acc[jj][v] = _mm512_fmadd_ps(kb, qv[v], acc[jj][v]);
+        }
+    }
+    for (int jj = 0; jj < 4; jj++)
+        for (int v = 0; v < NV; v++)
+            _mm512_store_ps(st + (j + jj) * rp + (rv + v) * 16, acc[jj][v]);
+}
+
+/* O[r..r+3][dv*16 ..] = O * alpha + P V for 4 rows x ND vectors of 16 dims. */
+static inline __attribute__((always_inline)) void fa_pv(const float *st, int64_t rp, const float *vf, int64_t hp,
+                                                        int64_t nk, int64_t r, int64_t dv, const float *alpha,
+                                                        float *o, const int ND)
+{
+    __m512 acc[4][4];
+    for (int rr = 0; rr < 4; rr++)
+        for (int v = 0; v < ND; v++)
+            acc[rr][v] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nk; j++) {
+        __m512 vv[4];
+        for (int v = 0; v < ND; v++)
+            vv[v] = _mm512_load_ps(vf + j * hp + (dv + v) * 16);
+        for (int rr = 0; rr < 4; rr++) {
+            const __m512 p = _mm512_set1_ps(st[j * rp + r + rr]);
+            for (int v = 0; v < ND; v++)
+                acc[rr][v] = _mm512_fmadd_ps(p, vv[v], acc[rr][v]);
+        }
+    }
+    for (int rr = 0; rr < 4; rr++) {
+        const __m512 al = _mm512_set1_ps(alpha[r + rr]);
+        float *orow = o + (r + rr) * hp + dv * 16;
+        for (int v = 0; v < ND; v++)
+            _mm512_store_ps(orow + v * 16, _mm512_fmadd_ps(_mm512_load_ps(orow + v * 16), al, acc[rr][v]));
+    }
+}
+
+/* One cached row, converted to f32, into dst[0 .. lim) (zeros beyond hd). */
+static inline void fa_load_row(const kern_attn_args *a, const void *base, size_t idx, float *dst, int64_t hd, int64_t lim)
+{
+    for (int64_t d = 0; d < lim; d += 16) {
+        const __mmask16 mk = tail_mask(hd - d > 0 ? hd - d : 0);
+        _mm512_mask_storeu_ps(dst + d, tail_mask(lim - d), kv_load(a, base, idx + (size_t)d, mk));
+    }
+}
+
+void kern_avx512_attn_block(const kern_attn_args *a, int64_t kvh, int64_t t0, int64_t t1, void *scratch)
+{
+    const int64_t G = a->n_head / a->n_head_kv, hd = a->head_dim, hp = fa_hd_pad(hd);
+    const int64_t R = (t1 - t0) * G, rp = fa_rows_pad(R), BK = KERN_FA_BK;
+    const size_t kv_stride = (size_t)a->n_head_kv * (size_t)hd;
+    float *qt = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *vf = qt + hd * rp;              /* hp and rp are multiples of 16: every array stays 64-byte aligned */
+    float *st = vf + BK * hp;
+    float *o = st + BK * rp;
+    float *mrow = o + rp * hp, *lrow = mrow + rp, *alpha = lrow + rp;
+    int32_t *qpos = (int32_t *)(alpha + rp);
+    float *kf = (float *)(qpos + rp);      /* [BK][hd], read by scalar broadcasts only */
+
+    for (int64_t r = 0; r < rp; r++) {
+        const int64_t ti = r / G, g = r % G;
+        if (r < R) {
+            const float *qr = a->q + ((t0 + ti) * a->n_head + kvh * G + g) * hd;
+            for (int64_t d = 0; d < hd; d++)
+                qt[d * rp + r] = qr[d] * a->scale;
+        } else {
+            for (int64_t d = 0; d < hd; d++)
+                qt[d * rp + r] = 0.0f;
+        }
+        /* padding rows see every key: finite values, never used */
+        qpos[r] = r < R ? (int32_t)(a->pos0 + t0 + ti) : INT32_MAX;
+        mrow[r] = -INFINITY;
+        lrow[r] = 0.0f;
+    }
+    memset(o, 0, (size_t)(rp * hp) * sizeof(float));
+
+    const int64_t n_keys = a->pos0 + t1, first_q = a->pos0 + t0;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int64_t kb = 0; kb < n_keys; kb += BK) {
+        const int64_t nk = n_keys - kb < BK ? n_keys - kb : BK, nk4 = (nk + 3) & ~(int64_t)3;
+        for (int64_t j = 0; j < nk4; j++) {
+            const size_t idx = (size_t)(kb + j) * kv_stride + (size_t)kvh * (size_t)hd;
+            if (j < nk) {
+                fa_load_row(a, a->k, idx, kf + j * hd, hd, hd);
+                fa_load_row(a, a->v, idx, vf + j * hp, hd, hp);
+            } else {   /* zero keys and values: masked to probability 0, and 0 * V must not be NaN */
+                memset(kf + j * hd, 0, (size_t)hd * sizeof(float));
+                memset(vf + j * hp, 0, (size_t)hp * sizeof(float));
+            }
+        }
+        for (int64_t j = 0; j < nk4; j += 4)
+            for (int64_t rv = 0; rv < rp / 16; rv += 4) {
+                switch (rp / 16 - rv >= 4 ? 4 : rp / 16 - rv) {
+                case 1: fa_qk(qt, rp, kf, hd, j, rv, st, 1); break;
+                case 2: fa_qk(qt, rp, kf, hd, j, rv, st, 2); break;
+                case 3: fa_qk(qt, rp, kf, hd, j, rv, st, 3); break;
+                default: fa_qk(qt, rp, kf, hd, j, rv, st, 4); break;
+                }
+            }
+        /* causal mask (only the blocks that reach past the first query) and online softmax */
+        const bool need_mask = kb + nk4 - 1 > first_q;
+        for (int64_t rv = 0; rv < rp; rv += 16) {
+            const __m512i qp = _mm512_load_si512(qpos + rv);
+            __m512 mx = ninf;
+            for (int64_t j = 0; j < nk4; j++) {
+                __m512 s = _mm512_load_ps(st + j * rp + rv);
+                if (need_mask || j >= nk) {
+                    const __mmask16 ok = j < nk ? _mm512_cmp_epi32_mask(_mm512_set1_epi32((int32_t)(kb + j)), qp, _MM_CMPINT_LE)
+                                                : (__mmask16)0;
+                    s = _mm512_mask_blend_ps(ok, ninf, s);
+                    _mm512_store_ps(st + j * rp + rv, s);
+                }
+                mx = _mm512_max_ps(mx, s);
+            }
+            const __m512 mold = _mm512_load_ps(mrow + rv);
+            const __m512 mnew = _mm512_max_ps(mold, mx);   /* finite: key 0 is in every row's first block */
+            const __mmask16 had = _mm512_cmp_ps_mask(mold, ninf, _CMP_NEQ_OQ);
+            const __m512 al = _mm512_maskz_mov_ps(had, exp512(_mm512_sub_ps(mold, mnew)));
+            __m512 sum = _mm512_setzero_ps();
+            for (int64_t j = 0; j < nk4; j++) {
+                const __m512 s = _mm512_load_ps(st + j * rp + rv);
+                const __mmask16 live = _mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ);
+                const __m512 p = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(s, mnew)));
+                sum = _mm512_add_ps(sum, p);
+                _mm512_store_ps(st + j * rp + rv, p);
+            }
+            _mm512_store_ps(lrow + rv, _mm512_fmadd_ps(_mm512_load_ps(lrow + rv), al, sum));
+            _mm512_store_ps(mrow + rv, mnew);
+            _mm512_store_ps(alpha + rv, al);
+        }
+        for (int64_t r = 0; r < rp; r += 4)
+            for (int64_t dv = 0; dv < hp / 16; dv += 4) {
+                switch (hp / 16 - dv >= 4 ? 4 : hp / 16 - dv) {
+                case 1: fa_pv(st, rp, vf, hp, nk4, r, dv, alpha, o, 1); break;
+                case 2: fa_pv(st, rp, vf, hp, nk4, r, dv, alpha, o, 2); break;
+                case 3: fa_pv(st, rp, vf, hp, nk4, r, dv, alpha, o, 3); break;
+                default: fa_pv(st, rp, vf, hp, nk4, r, dv, alpha, o, 4); break;
+                }
+            }
+    }
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t ti = r / G, g = r % G;
+        float *out = a->out + ((t0 + ti) * a->n_head + kvh * G + g) * hd;
+        const __m512 inv = _mm512_set1_ps(1.0f / lrow[r]);
+        for (int64_t d = 0; d < hd; d += 16)
+            _mm512_mask_storeu_ps(out + d, tail_mask(hd - d), _mm512_mul_ps(_mm512_load_ps(o + r * hp + d), inv));
+    }
+}
+
+/* ---- f32 -> f16 ---------------------------------------------------------------------- */
+
+void kern_avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 mk = tail_mask(i1 - i);
+        const __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        _mm256_mask_storeu_epi16(y + i, mk, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __mmask16 nan = _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
+        while (nan) {   /* the hardware keeps the payload; the reference does not */
+            const int l = __builtin_ctz(nan);
+            y[i + l] = kern_fp32_to_fp16(x[i + l]);
+            nan &= (__mmask16)(nan - 1);
+        }
     }
 }
 

@@ -215,6 +215,99 @@ static void test_attention(void **state)
     attention_case(KERN_TYPE_F16);
 }
 
+/* The blocked prompt-evaluation kernel (n_tokens >= 8) against the reference: several
+ * query blocks, key blocks that straddle the diagonal, a cache prefix (pos0), GQA groups
+ * of 1, 4, 8 and 16, head_dim with and without a tail, threads 1 and 3. */
+static void flash_case(kern_type kv, int T, int H, int HKV, int D, int pos0, int threads)
+{
+    const int CTX = pos0 + T + 3;
+    const size_t nq = (size_t)T * H * D, nkv = (size_t)CTX * HKV * D;
+    float *q = malloc(nq * sizeof *q), *o1 = malloc(nq * sizeof *o1), *o2 = malloc(nq * sizeof *o2);
+    float *kf = malloc(nkv * sizeof *kf), *vf = malloc(nkv * sizeof *vf);
+    uint16_t *kh = malloc(nkv * sizeof *kh), *vh = malloc(nkv * sizeof *vh);
+    assert_non_null(q);
+    assert_non_null(o1);
+    assert_non_null(o2);
+    assert_non_null(kf);
+    assert_non_null(vf);
+    assert_non_null(kh);
+    assert_non_null(vh);
+    for (size_t i = 0; i < nq; i++)
+        q[i] = 3.0f * frand();   /* peaked rows: the online rescaling matters */
+    for (size_t i = 0; i < nkv; i++) {
+        kf[i] = frand();
+        vf[i] = frand();
+        kh[i] = kern_fp32_to_fp16(kf[i]);
+        vh[i] = kern_fp32_to_fp16(vf[i]);
+    }
+    kern_cpu *r = ctx(KERN_IMPL_REF, 1), *v = ctx(KERN_IMPL_AVX512, threads);
+    kern_attn_args a = {q, kv == KERN_TYPE_F16 ? (void *)kh : (void *)kf, kv == KERN_TYPE_F16 ? (void *)vh : (void *)vf,
+                        kv, T, H, HKV, D, CTX, pos0, 0, o1};
+    ADG_ASSERT_OK(kern_attention(r, &a, NULL));
+    a.out = o2;
+    kern_op_info info;
+    ADG_ASSERT_OK(kern_attention(v, &a, &info));
+    assert_string_equal(info.variant, "avx512-flash-attention");
+    close_enough(o2, o1, nq, 1e-5f, 2e-6f, "flash attention");
+    kern_cpu_free(r);
+    kern_cpu_free(v);
+    free(q);
+    free(o1);
+    free(o2);
+    free(kf);
+    free(vf);
+    free(kh);
+    free(vh);
+}
+
+static void test_flash_attention(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        skip();
+    flash_case(KERN_TYPE_F16, 37, 8, 2, 40, 0, 3);
+    flash_case(KERN_TYPE_F32, 37, 8, 2, 40, 11, 3);
+    flash_case(KERN_TYPE_F16, 70, 16, 2, 128, 5, 3);    /* hd 128, G 8: the Qwen3 shape */
+    flash_case(KERN_TYPE_F32, 9, 3, 3, 16, 130, 1);     /* G 1, three key blocks of prefix */
+    flash_case(KERN_TYPE_F16, 20, 16, 1, 24, 63, 2);    /* G 16, key block edge at pos0 + 1 */
+}
+
+/* kern_store_f16 must give kern_fp32_to_fp16_row's bits: every 4099th f32 pattern (all
+ * exponents: subnormals, overflow, ties, NaNs) plus the specials. */
+static void test_store_f16(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        skip();
+    enum { N = 1 << 20 };
+    float *x = malloc(N * sizeof *x);
+    uint16_t *y1 = malloc(N * sizeof *y1), *y2 = malloc(N * sizeof *y2);
+    assert_non_null(x);
+    assert_non_null(y1);
+    assert_non_null(y2);
+    kern_cpu *r = ctx(KERN_IMPL_REF, 2), *v = ctx(KERN_IMPL_AVX512, 2);
+    uint32_t bits = 0;
+    for (int i = 0; i < N; i++, bits += 4099u)
+        memcpy(&x[i], &bits, 4);
+    const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65520.0f, 65519.99f, 5.9604645e-8f,
+                        2.9802322e-8f, 2.9802326e-8f, 1.0f + 1.0f / 2048.0f, 1.0f + 3.0f / 2048.0f};
+    memcpy(x, sp, sizeof sp);
+    kern_op_info info;
+    ADG_ASSERT_OK(kern_store_f16(r, x, y1, N - 3, NULL));
+    ADG_ASSERT_OK(kern_store_f16(v, x, y2, N - 3, &info));   /* a tail of 13 */
+    assert_string_equal(info.variant, "avx512-f16c");
+    for (int i = 0; i < N - 3; i++)
+        if (y1[i] != y2[i])
+            fail_msg("store_f16[%d] of 0x%08x: 0x%04x vs reference 0x%04x", i, (unsigned)(i * 4099u), y2[i], y1[i]);
+    for (int i = 0; i < N - 3; i++)
+        assert_int_equal(y1[i], kern_fp32_to_fp16(x[i]));
+    kern_cpu_free(r);
+    kern_cpu_free(v);
+    free(x);
+    free(y1);
+    free(y2);
+}
+
 typedef struct pool_arg {
     _Atomic int calls;
     _Atomic long sum;
@@ -454,6 +547,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_flash_attention), cmocka_unit_test(test_store_f16),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
         cmocka_unit_test(test_amx_permission), cmocka_unit_test(test_parallel),
     };
