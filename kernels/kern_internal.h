@@ -151,6 +151,9 @@ typedef struct kern_amx_kernels {
     void (*gemm_q)(const kern_gemm_job *j, const kern_qact *a);       /* 2x2 tiles, fp32 sums in L1 */
     void (*gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a);   /* 1 tile, fp32 sums in zmm */
     void (*gemm_bf16)(const kern_gemm_job *j, const kern_bact *a);
+    /* prompt attention on bf16 tiles (amx/amx_attn.inc.c), as kern_avx512_attn_block */
+    void (*attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0, int64_t t1, void *scratch);
+    size_t (*attn_scratch)(int64_t rows, int64_t hd);
 } kern_amx_kernels;
 extern const kern_amx_kernels kern_amx_hw;
 extern const kern_amx_kernels kern_amx_emu;

@@ -238,6 +238,7 @@ typedef struct fa_args {
     const kern_attn_args *a;
     kern_cpu *c;
     int64_t bq, n_qb, items;
+    bool amx;
     _Atomic int64_t next;
 } fa_args;
 
@@ -252,7 +253,10 @@ static void fa_worker(void *arg, int ith, int nth)
             return;
         const int64_t qb = x->n_qb - 1 - item / a->n_head_kv, kvh = item % a->n_head_kv;
         const int64_t t0 = qb * x->bq, t1 = t0 + x->bq < a->n_tokens ? t0 + x->bq : a->n_tokens;
-        kern_avx512_attn_block(a, kvh, t0, t1, x->c->scratch[ith]);
+        if (x->amx)
+            x->c->amx->attn_block(a, kvh, t0, t1, x->c->scratch[ith]);
+        else
+            kern_avx512_attn_block(a, kvh, t0, t1, x->c->scratch[ith]);
     }
 }
 
@@ -283,16 +287,19 @@ adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *i
     if (a.scale == 0)
         a.scale = 1.0f / sqrtf((float)a.head_dim);
     const int64_t n_kv = a.pos0 + a.n_tokens, G = a.n_head / a.n_head_kv;
-    /* AMXDIAG_ATTN_KERNEL=rows keeps the per-row kernel for prompts too (A/B runs) */
+    /* AMXDIAG_ATTN_KERNEL=rows keeps the per-row kernel for prompts too (A/B runs);
+     * =amx puts prompt attention on bf16 tiles in amx contexts (opt-in: bf16 inputs) */
     const char *ak = getenv("AMXDIAG_ATTN_KERNEL");
     const bool flash = vec(c) && a.n_tokens >= FA_MIN_TOKENS && !(ak && strcmp(ak, "rows") == 0);
+    const bool tiles = flash && c->amx && ak && strcmp(ak, "amx") == 0;
     adg_error *e;
     if (flash) {
-        fa_args x = {&a, c, G >= FA_ROWS ? 1 : FA_ROWS / G, 0, 0, 0};
+        fa_args x = {&a, c, G >= FA_ROWS ? 1 : FA_ROWS / G, 0, 0, tiles, 0};
         x.n_qb = (a.n_tokens + x.bq - 1) / x.bq;
         x.items = x.n_qb * a.n_head_kv;
         atomic_store(&x.next, 0);
-        if ((e = kern_cpu_ensure_scratch(c, kern_avx512_attn_block_scratch(x.bq * G, a.head_dim))))
+        if ((e = kern_cpu_ensure_scratch(c, tiles ? c->amx->attn_scratch(x.bq * G, a.head_dim)
+                                                  : kern_avx512_attn_block_scratch(x.bq * G, a.head_dim))))
             return e;
         if (x.items == 1 || kern_pool_size(c->pool) == 1)
             fa_worker(&x, 0, 1);
@@ -310,7 +317,9 @@ adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *i
                  8ull * (uint64_t)(a.n_tokens * a.n_head * a.head_dim),
              t0);
     if (info && flash)
-        snprintf(info->variant, sizeof info->variant, "avx512-flash-attention");
+        snprintf(info->variant, sizeof info->variant, "%s", tiles ? "amx-bf16-flash-attention" : "avx512-flash-attention");
+    if (info && tiles)
+        info->impl = c->impl;
     return NULL;
 }
 

@@ -20,5 +20,6 @@
 
 #define AMX_SYM(x) hw_##x
 #include "kernels/amx/amx_gemm.inc.c"
+#include "kernels/amx/amx_attn.inc.c"
 
-const kern_amx_kernels kern_amx_hw = {"amx", hw_gemm_q, hw_gemm_q_1x1, hw_gemm_bf16};
+const kern_amx_kernels kern_amx_hw = {"amx", hw_gemm_q, hw_gemm_q_1x1, hw_gemm_bf16, hw_attn_block, hw_attn_scratch};

@@ -218,7 +218,8 @@ static void test_attention(void **state)
 /* The blocked prompt-evaluation kernel (n_tokens >= 8) against the reference: several
  * query blocks, key blocks that straddle the diagonal, a cache prefix (pos0), GQA groups
  * of 1, 4, 8 and 16, head_dim with and without a tail, threads 1 and 3. */
-static void flash_case(kern_type kv, int T, int H, int HKV, int D, int pos0, int threads)
+static void flash_case_impl(kern_impl impl, kern_type kv, int T, int H, int HKV, int D, int pos0, int threads,
+                            float rtol, float atol, const char *variant)
 {
     const int CTX = pos0 + T + 3;
     const size_t nq = (size_t)T * H * D, nkv = (size_t)CTX * HKV * D;
@@ -240,15 +241,15 @@ static void flash_case(kern_type kv, int T, int H, int HKV, int D, int pos0, int
         kh[i] = kern_fp32_to_fp16(kf[i]);
         vh[i] = kern_fp32_to_fp16(vf[i]);
     }
-    kern_cpu *r = ctx(KERN_IMPL_REF, 1), *v = ctx(KERN_IMPL_AVX512, threads);
+    kern_cpu *r = ctx(KERN_IMPL_REF, 1), *v = ctx(impl, threads);
     kern_attn_args a = {q, kv == KERN_TYPE_F16 ? (void *)kh : (void *)kf, kv == KERN_TYPE_F16 ? (void *)vh : (void *)vf,
                         kv, T, H, HKV, D, CTX, pos0, 0, o1};
     ADG_ASSERT_OK(kern_attention(r, &a, NULL));
     a.out = o2;
     kern_op_info info;
     ADG_ASSERT_OK(kern_attention(v, &a, &info));
-    assert_string_equal(info.variant, "avx512-flash-attention");
-    close_enough(o2, o1, nq, 1e-5f, 2e-6f, "flash attention");
+    assert_string_equal(info.variant, variant);
+    close_enough(o2, o1, nq, rtol, atol, variant);
     kern_cpu_free(r);
     kern_cpu_free(v);
     free(q);
@@ -258,6 +259,38 @@ static void flash_case(kern_type kv, int T, int H, int HKV, int D, int pos0, int
     free(vf);
     free(kh);
     free(vh);
+}
+
+static void flash_case(kern_type kv, int T, int H, int HKV, int D, int pos0, int threads)
+{
+    flash_case_impl(KERN_IMPL_AVX512, kv, T, H, HKV, D, pos0, threads, 1e-5f, 2e-6f, "avx512-flash-attention");
+}
+
+/* The bf16 tile kernel (AMXDIAG_ATTN_KERNEL=amx): on the emulator here, on tiles where
+ * AMX is usable.  Q, K, V and P are rounded to bf16: outputs (averages of values in
+ * [-1, 1]) within 2e-2 of the fp32 reference. */
+static void amx_flash_cases(kern_impl impl)
+{
+    setenv("AMXDIAG_ATTN_KERNEL", "amx", 1);
+    flash_case_impl(impl, KERN_TYPE_F16, 37, 8, 2, 40, 0, 3, 2e-2f, 2e-2f, "amx-bf16-flash-attention");
+    flash_case_impl(impl, KERN_TYPE_F32, 21, 4, 4, 16, 70, 2, 2e-2f, 2e-2f, "amx-bf16-flash-attention");
+    flash_case_impl(impl, KERN_TYPE_F16, 70, 16, 2, 128, 5, 3, 2e-2f, 2e-2f, "amx-bf16-flash-attention");
+    unsetenv("AMXDIAG_ATTN_KERNEL");
+}
+
+static void test_flash_attention_amx(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        skip();
+    amx_flash_cases(KERN_IMPL_AMX_EMU);
+    adg_error *e = kern_impl_check(KERN_IMPL_AMX);
+    if (e) {
+        printf("SKIP (real tiles): %s\n", adg_error_msg(e));
+        adg_error_free(e);
+        return;
+    }
+    amx_flash_cases(KERN_IMPL_AMX);
 }
 
 static void test_flash_attention(void **state)
@@ -550,6 +583,8 @@ int main(void)
         cmocka_unit_test(test_flash_attention), cmocka_unit_test(test_store_f16),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
         cmocka_unit_test(test_amx_permission), cmocka_unit_test(test_parallel),
+        /* last: test_emulator_faults expects a thread that never loaded a tile configuration */
+        cmocka_unit_test(test_flash_attention_amx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
