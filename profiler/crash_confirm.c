@@ -51,6 +51,10 @@ adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
     *rc = 0;
     if (!o->argv || !o->out)
         return NULL;
+    /* The first run was blocking already: a second one would only repeat it. */
+    const char *lb = getenv("CUDA_LAUNCH_BLOCKING");
+    if (lb && !strcmp(lb, "1"))
+        return NULL;
     json_t *root;
     adg_error *e = adg_record_load(o->out, &root);
     if (e)

@@ -15,7 +15,7 @@
 void prof_confirm_record_path(const char *record_path, char *buf, size_t len);
 
 /* If the record at o->out has a crash section whose faulting kernel is not certain (and the
- * run was not interrupted), re-runs o->argv with CUDA_LAUNCH_BLOCKING=1 under the GPU
+ * run was not interrupted, and CUDA_LAUNCH_BLOCKING=1 is not already set), re-runs o->argv with CUDA_LAUNCH_BLOCKING=1 under the GPU
  * collector only, its output on stderr, and merges the result into the record atomically.
  * *ran says whether it re-ran; *rc gets the re-run's exit status (as a shell's $?).  An
  * error leaves the first record as it was. */

@@ -17,29 +17,42 @@ static int device_lines(tui_app *a, tui_canvas *c, tui_rect in, int y)
 {
     char **names;
     size_t n = tui_instances(a, TUI_M_GPU_BUSY, &names);
+    if (!n) {
+        /* Memory comes before busy (busy lags the GPU by a second; memory does not). */
+        adg_bus_free_names(names, n);
+        n = tui_instances(a, TUI_M_GPU_MEM, &names);
+    }
     int used = 0;
     for (size_t i = 0; i < n && y + used < in.y + in.h; i++) {
         double busy = 0, mem = 0, tot = 0;
-        if (!tui_value_at(a, TUI_M_GPU_BUSY, names[i], &busy))
-            continue;
-        tui_note_value(a, TUI_P_GPU, TUI_M_GPU_BUSY, names[i], busy);
+        bool okb = tui_value_at(a, TUI_M_GPU_BUSY, names[i], &busy);
         bool okm = tui_value_at(a, TUI_M_GPU_MEM, names[i], &mem);
         bool okt = tui_value_at(a, TUI_M_GPU_MEM_TOTAL, names[i], &tot);
+        if (!okb && !okm)
+            continue;
+        if (okb)
+            tui_note_value(a, TUI_P_GPU, TUI_M_GPU_BUSY, names[i], busy);
         if (okm)
             tui_note_value(a, TUI_P_GPU, TUI_M_GPU_MEM, names[i], mem);
-        char txt[80], m1[24], m2[24];
+        if (okt)
+            tui_note_value(a, TUI_P_GPU, TUI_M_GPU_MEM_TOTAL, names[i], tot);
+        char txt[80], m1[24], m2[24], b[16];
+        if (okb)
+            snprintf(b, sizeof b, " %3.0f%%", busy);
+        else
+            snprintf(b, sizeof b, " busy n/a");
         if (okm && okt)
-            snprintf(txt, sizeof txt, " %3.0f%% %s/%s", busy, adg_fmt_bytes(mem, m1, sizeof m1),
+            snprintf(txt, sizeof txt, "%s %s/%s", b, adg_fmt_bytes(mem, m1, sizeof m1),
                      adg_fmt_bytes(tot, m2, sizeof m2));
         else if (okm)
-            snprintf(txt, sizeof txt, " %3.0f%% %s", busy, adg_fmt_bytes(mem, m1, sizeof m1));
+            snprintf(txt, sizeof txt, "%s %s", b, adg_fmt_bytes(mem, m1, sizeof m1));
         else
-            snprintf(txt, sizeof txt, " %3.0f%%", busy);
+            snprintf(txt, sizeof txt, "%s", b);
         int yy = y + used++;
         tui_put(c, in.x, yy, 6, TUI_S_DIM, names[i] ? names[i] : "gpu");
         int tw = (int)strlen(txt), bw = in.w - 6 - tw;
         tui_segment seg = {busy, TUI_S_BAR};
-        if (bw > 4)
+        if (bw > 4 && okb)
             tui_bar(c, in.x + 6, yy, bw, &seg, 1, 100.0);
         tui_put(c, in.x + 6 + (bw > 4 ? bw : 0), yy, tw, TUI_S_NORMAL, txt);
     }

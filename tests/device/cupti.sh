@@ -6,7 +6,9 @@
 # `--sanitize`; compute-sanitizer's own XML and text for the same fault (real samples
 # for tests/fixtures/sanitizer); the CUDA kernels' three --inject-fault faults under
 # `amxdiag profile` (and async-before-get_rows under --sanitize); the built-in path on
-# the GPU through injection and in process.
+# the GPU through injection and in process.  Each uncertain fault is re-run once with
+# CUDA_LAUNCH_BLOCKING=1 (the confirmation); matvec-oob, whose ring guess is wrong, runs
+# with --no-confirm too, to show the correction; gpu.mem_used/mem_total against nvidia-smi.
 #   usage: tests/device/cupti.sh BUILD_DIR [OUT_DIR]
 # Outputs in OUT_DIR (default $OUT, else ./cupti-device-out): summary.txt (every step's
 # exit status and the key figures) and cupti-all.tgz (every record, log and report).
@@ -56,7 +58,7 @@ fact() {
     grep RmProfilingAdminOnly /proc/driver/nvidia/params 2>&1
 } >>"$summary"
 
-for t in test_cupti_proto test_cupti_activity test_cupti_trace test_crash_analyze test_sanitizer_parse; do
+for t in test_cupti_proto test_cupti_activity test_cupti_trace test_crash_analyze test_crash_confirm test_sanitizer_parse; do
     step "unit-$t" 30 "$PWD/$build/tests/$t"
 done
 
@@ -70,26 +72,38 @@ fact "trace kernels (run 1)" "$work/prog-1.json" \
     "[(k['name'][:40], k['count'], round(k['mean_us'],3), round(k['median_us'],3)) for k in r['gpu_kernels']['kernels']]"
 fact "trace copies (run 1)" "$work/prog-1.json" "[(c['kind'], c['count'], round(c['bytes_per_s']/1e9,2)) for c in r['gpu_kernels']['memcpy']]"
 fact "tracer (run 1)" "$work/prog-1.json" "r['gpu_kernels'].get('tracer'), r['gpu_kernels']['launches'], r['unavailable']"
+# Device memory: the tracer's cuMemGetInfo samples (MiB: last, max, count) and nvidia-smi's view.
+fact "gpu memory (run 1)" "$work/prog-1.json" \
+    "[(s['metric'], s['instance'], round(s['value'][-1]/2**20), round(max(s['value'])/2**20), len(s['value'])) for s in r['series'] if s['metric'] in ('gpu.mem_used','gpu.mem_total','gpu.errors')]"
+nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader 2>&1 | sed 's/^/nvidia-smi memory (idle): /' >>"$summary"
 
 # The CUDA kernels' planted faults (amxdiag bench kernels --gpu --inject-fault NAME).
+# Expected: get_rows-oob certain from the first run (no re-run); matvec-oob "likely
+# kern_quantize_q8" with --no-confirm, then kern_gemv_q4_0_mr "certain" with
+# confirmation.agrees false; async-before-get_rows confirmed (kern_add).
+step "kern-fault-matvec-oob-noconfirm" 40 "$A" profile -q -e gpu --no-confirm -o "$work/kern-fault-matvec-noconfirm.json" -- "$A" bench kernels --gpu --inject-fault matvec-oob
+fact "kern matvec-oob --no-confirm" "$work/kern-fault-matvec-noconfirm.json" \
+    "(r.get('crash') or {}).get('faulting_kernel',{}) and (r['crash']['faulting_kernel'].get('kernel'), r['crash']['faulting_kernel'].get('confidence'))"
 for f in get_rows-oob matvec-oob async-before-get_rows; do
-    step "kern-fault-$f" 40 "$A" profile -q -e gpu -o "$work/kern-fault-$f.json" -- "$A" bench kernels --gpu --inject-fault "$f"
+    step "kern-fault-$f" 60 "$A" profile -q -e gpu -o "$work/kern-fault-$f.json" -- "$A" bench kernels --gpu --inject-fault "$f"
     fact "kern $f crash" "$work/kern-fault-$f.json" \
-        "r['status'], (r.get('crash') or {}).get('faulting_kernel',{}) and r['crash']['faulting_kernel'].get('kernel'), (r.get('crash') or {}).get('conclusion'), [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
+        "r['status'], (r.get('crash') or {}).get('faulting_kernel',{}) and (r['crash']['faulting_kernel'].get('kernel'), r['crash']['faulting_kernel'].get('confidence'), r['crash']['faulting_kernel'].get('source')), (r.get('crash') or {}).get('confirmation'), (r.get('crash') or {}).get('conclusion'), [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
 done
 
 # The built-in path on the GPU: as a command (injection) and in process.
 step "builtin-injected" 60 "$A" profile -q -e gpu -o "$work/builtin-injected.json" -- "$A" run --ngl 99 -p 64 -n 16 -r 1
 fact "built-in (injected) kernels" "$work/builtin-injected.json" \
     "[(k['name'][:40], k['count'], round(k['median_us'],2)) for k in r.get('gpu_kernels',{}).get('kernels',[])][:12], [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
+fact "built-in (injected) gpu memory MiB" "$work/builtin-injected.json" \
+    "[(s['metric'], s['instance'], round(min(s['value'])/2**20), round(max(s['value'])/2**20), len(s['value'])) for s in r['series'] if s['metric'] in ('gpu.mem_used','gpu.mem_total')]"
 step "builtin-inprocess" 60 "$A" profile -q -e gpu --ngl 99 --n-prompt 64 -n 16 -r 1 -o "$work/builtin-inprocess.json"
 fact "built-in (in process) kernels" "$work/builtin-inprocess.json" \
     "[(k['name'][:40], k['count'], round(k['median_us'],2)) for k in r.get('gpu_kernels',{}).get('kernels',[])][:12], [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
 
 # The program's own faults under profile.
 for f in oob async; do
-    step "prog-fault-$f" 40 "$A" profile -q -e gpu -o "$work/prog-fault-$f.json" -- "$P" --iters 5 --fault "$f"
-    fact "prog $f crash" "$work/prog-fault-$f.json" "r['status'], r.get('crash',{}).get('conclusion')"
+    step "prog-fault-$f" 60 "$A" profile -q -e gpu -o "$work/prog-fault-$f.json" -- "$P" --iters 5 --fault "$f"
+    fact "prog $f crash" "$work/prog-fault-$f.json" "r['status'], r.get('crash',{}).get('confirmation'), r.get('crash',{}).get('conclusion')"
 done
 step "sanitizer-xml" 60 compute-sanitizer --tool=memcheck --xml --save="$work/real-memcheck-async.xml" --print-limit=10 "$P" --iters 2 --fault async
 cp "$work/sanitizer-xml.log" "$work/real-memcheck-async.txt"

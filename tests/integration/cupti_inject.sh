@@ -107,6 +107,14 @@ json ok.json "[s['metric'] for s in r['series']]" | grep -q "gpu.busy" || fail "
     fail "sync-ok: gpu.mem_used registration"
 [ "$(json ok.json "[s for s in r['series'] if s['metric']=='gpu.errors']")" = "[]" ] || fail "sync-ok: gpu.errors without an error"
 
+# amxdiag top's GPU panel shows memory and the error count (the live --json snapshot).
+snapval() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print([(v.get('instance'), v['value']) for v in s['values'] if v['metric']==sys.argv[2]])" "$TEST_TMP/out" "$1"; }
+expect_rc 0 "$AMXDIAG" top --json -e gpu -o topok.json -- "$fake" sync-ok
+[ "$(snapval gpu.mem_used)" = "[('gpu0', 3221225472.0)]" ] || fail "top: gpu.mem_used $(snapval gpu.mem_used)"
+grep -q "3.00 GiB/82.00 GiB" "$TEST_TMP/out" || fail "top: the GPU panel does not show used/total memory"
+expect_rc 134 "$AMXDIAG" top --json -e gpu -o topmv.json -- "$fake" matvec-oob
+[ "$(snapval gpu.errors)" = "[(None, 1.0)]" ] || fail "top: gpu.errors $(snapval gpu.errors)"
+
 # A corrupt stream: what came before is kept, the corruption is reported.
 expect_rc 0 "$AMXDIAG" profile -q -e gpu -o garbage.json -- "$fake" garbage
 json garbage.json "[u['reason'] for u in r['unavailable'] if u['what']=='gpu.trace']" | grep -q "corrupt at byte" ||
