@@ -22,6 +22,12 @@
  *    additions differs between implementations: documented tolerance
  *    |y - y_ref| <= 1e-5 * sum_k |x_k w_k| + 1e-6 (see docs/kernels.md).
  *  - F32 weights: fp32 FMA; same tolerance.
+ *  - Attention: fp32 in ref and avx512/amx, within 1e-5 relative + 2e-6 absolute of the
+ *    reference per output (the avx512 prompt kernel, n_tokens >= 8, walks keys in
+ *    blocks with an online softmax and pre-scales q, so its rounding differs from the
+ *    per-row kernel's).  AMXDIAG_ATTN_KERNEL=amx (amx contexts, opt-in) rounds q*scale,
+ *    K, V and the probabilities to bf16 for the tile products: outputs within 2e-2 of
+ *    the reference (values in [-1, 1]); =rows forces the per-row kernel.
  *
  * Threads: every operation runs on the context's pool (the calling thread is worker 0).
  * A context must not be used by two threads at once.  Rows of a weight are split
@@ -165,7 +171,9 @@ adg_error *kern_silu_mul(kern_cpu *ctx, const float *gate, const float *up, int6
  * k,v: the cache, [n_ctx][n_head_kv][head_dim] of kv_type (F32 or F16); positions
  *      0 .. pos0 + n_tokens - 1 must be filled (the new tokens' keys/values included).
  * out: [n_tokens][n_head][head_dim].  Query head h reads KV head h / (n_head/n_head_kv).
- * scale = 1/sqrt(head_dim) when 0. */
+ * scale = 1/sqrt(head_dim) when 0.  info->variant names the kernel that ran:
+ * "avx512-attention" (per row: decode), "avx512-flash-attention" (prompts),
+ * "amx-bf16-flash-attention" (opt-in, see Numerics). */
 typedef struct kern_attn_args {
     const float *q;
     const void *k, *v;
