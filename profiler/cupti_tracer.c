@@ -67,6 +67,7 @@ static struct {
     CUresult (*ctx_get_device)(CUdevice *);
     pthread_once_t drv_once;
     atomic_uint_fast64_t mem_last_ns;
+    atomic_int capturing;       /* streams in capture: no cuMemGetInfo of ours in between */
 } T = {.param_once = PTHREAD_ONCE_INIT, .drv_once = PTHREAD_ONCE_INIT};
 
 /* Per thread: runtime calls in progress, and the launch a runtime call is making (emitted
@@ -462,14 +463,43 @@ static void runtime_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         cupti_tracer_flush(CUPTI_FLUSH_CUDA_ERROR);
 }
 
+/* Stream captures in progress (CUDA graphs, as llama.cpp builds them): a call of ours
+ * inside a global-mode capture could invalidate the program's graph, so none is made. */
+static void capture_track(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
+{
+    if (d->callbackSite != CUPTI_API_EXIT)
+        return;
+    int rv = d->functionReturnValue ? *(const int *)d->functionReturnValue : 0;
+    switch (cbid) {
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCapture_v2_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCaptureToGraph:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamBeginCaptureToGraph_ptsz:
+        if (rv == CUDA_SUCCESS)
+            atomic_fetch_add(&T.capturing, 1);
+        break;
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamEndCapture:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamEndCapture_ptsz:
+        /* The capture ends whatever the result (an invalidated one too). */
+        if (atomic_load(&T.capturing) > 0)
+            atomic_fetch_sub(&T.capturing, 1);
+        break;
+    default:
+        break;
+    }
+}
+
 static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const void *data)
 {
     (void)user;
     if (!atomic_load(&T.running) || tl_self_call)
         return;
-    if (domain == CUPTI_CB_DOMAIN_DRIVER_API)
+    if (domain == CUPTI_CB_DOMAIN_DRIVER_API) {
+        capture_track(cbid, data);
         driver_cb(cbid, data);
-    else if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
+    } else if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
         runtime_cb(cbid, data);
     else
         return;
@@ -502,7 +532,7 @@ static void maybe_meminfo(void)
 {
     uint64_t now = cupti_mono_ns(), last = atomic_load(&T.mem_last_ns);
     uint64_t period = (uint64_t)(T.o.flush_period_ms ? T.o.flush_period_ms : 200) * 1000000ull;
-    if ((last && now - last < period) || atomic_load(&T.fatal_flushed))
+    if ((last && now - last < period) || atomic_load(&T.fatal_flushed) || atomic_load(&T.capturing) > 0)
         return;
     if (!atomic_compare_exchange_strong(&T.mem_last_ns, &last, now))
         return; /* another thread takes this one */
@@ -550,6 +580,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     atomic_store(&T.seq, 0);
     atomic_store(&T.dropped, 0);
     atomic_store(&T.mem_last_ns, 0);
+    atomic_store(&T.capturing, 0);
 
     /* Our clock for every activity timestamp, so that records line up with the host's
      * CLOCK_MONOTONIC (and amxdiag's run time) without conversion. */
