@@ -47,6 +47,11 @@ static void env_restore(env_save *s)
 
 adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
 {
+    return prof_confirm_run_msg(o, true, ran, rc);
+}
+
+adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, int *rc)
+{
     *ran = false;
     *rc = 0;
     if (!o->argv || !o->out)
@@ -77,8 +82,10 @@ adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
     /* Our stdout may carry --json: the re-run's output goes to stderr. */
     o2.tee = true;
     o2.output_to_stderr = true;
-    adg_info("the faulting kernel is not certain: running the command again with CUDA_LAUNCH_BLOCKING=1 to "
-             "confirm (--no-confirm skips this)");
+    adg_info("running the command again with CUDA_LAUNCH_BLOCKING=1 to confirm the faulting kernel");
+    if (!quiet)
+        fprintf(stderr, "amxdiag: the kernel behind the CUDA error is not certain: running the command again with "
+                        "CUDA_LAUNCH_BLOCKING=1 to confirm it (--no-confirm skips this)\n");
     fflush(NULL);
     env_save env;
     env_set_blocking(&env);
@@ -98,6 +105,20 @@ adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
     }
     json_t *c2 = json_object_get(out.record, "crash");
     crash_merge_confirmation(crash, json_is_object(c2) ? c2 : NULL, out.exit_code);
+    if (!quiet) {
+        json_t *cf = json_object_get(crash, "confirmation");
+        const char *k = json_string_value(json_object_get(cf, "kernel"));
+        const char *first = json_string_value(json_object_get(json_object_get(cf, "first_guess"), "kernel"));
+        if (!json_is_true(json_object_get(cf, "reproduced")))
+            fprintf(stderr, "amxdiag: the blocking re-run did not reproduce the error (exit status %d)\n", out.exit_code);
+        else if (k && json_is_boolean(json_object_get(cf, "agrees")))
+            fprintf(stderr, "amxdiag: confirmed by a blocking re-run: the faulting kernel is '%s'%s%s%s\n", k,
+                    json_is_false(json_object_get(cf, "agrees")) ? " (not '" : "",
+                    json_is_false(json_object_get(cf, "agrees")) && first ? first : "",
+                    json_is_false(json_object_get(cf, "agrees")) ? "', the launch ring's first guess)" : "");
+        else
+            fprintf(stderr, "amxdiag: the blocking re-run failed too but could not name the kernel for certain\n");
+    }
     json_decref(out.record);
     unlink(tmp);
     e = adg_json_write_atomic(o->out, root);

@@ -18,7 +18,10 @@ void prof_confirm_record_path(const char *record_path, char *buf, size_t len);
  * run was not interrupted, and CUDA_LAUNCH_BLOCKING=1 is not already set), re-runs o->argv with CUDA_LAUNCH_BLOCKING=1 under the GPU
  * collector only, its output on stderr, and merges the result into the record atomically.
  * *ran says whether it re-ran; *rc gets the re-run's exit status (as a shell's $?).  An
- * error leaves the first record as it was. */
+ * error leaves the first record as it was.  Says nothing (beyond -v's info line). */
 adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc);
+/* The same, and unless quiet says on stderr that it re-runs and what the re-run found
+ * (what `amxdiag profile` uses). */
+adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, int *rc);
 
 #endif

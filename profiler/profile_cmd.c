@@ -131,7 +131,7 @@ int prof_profile_cmd_main(int argc, char **argv)
          * (--sanitize settles it too, so it is not run twice). */
         bool ran;
         int crc;
-        e = prof_confirm_run(&o, &ran, &crc);
+        e = prof_confirm_run_msg(&o, quiet, &ran, &crc);
         if (e) {
             adg_error_print(e, stderr);
             adg_error_free(e);
