@@ -84,6 +84,11 @@ json mv.json "r['crash']['conclusion']" | grep -q "disagrees with the first gues
     fail "matvec-oob: the conclusion does not say the first guess was wrong: $(json mv.json "r['crash']['conclusion']")"
 [ "$(json mv.json "r['status']")" = workload-crashed ] || fail "matvec-oob: status of the first run lost"
 [ ! -e mv.confirm.json ] || fail "matvec-oob: the re-run's own record was left behind"
+# Without -q it says so on stderr.
+expect_rc 134 "$AMXDIAG" profile -e gpu -o mvv.json -- "$fake" matvec-oob
+grep -q "running the command again with CUDA_LAUNCH_BLOCKING=1" "$TEST_TMP/err" || fail "matvec-oob: no re-run notice: $(cat "$TEST_TMP/err")"
+grep -q "confirmed by a blocking re-run: the faulting kernel is 'kern_gemv_q4_0_mr' (not 'kern_quantize_q8'" "$TEST_TMP/err" ||
+    fail "matvec-oob: no confirmation line: $(cat "$TEST_TMP/err")"
 # --json: the summary on stdout stays JSON (the re-run's output went to stderr).
 expect_rc 134 "$AMXDIAG" profile --json -e gpu -o mvj.json -- "$fake" matvec-oob
 python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$TEST_TMP/out" || fail "matvec-oob --json: stdout is not JSON: $(head -c 300 "$TEST_TMP/out")"
