@@ -294,7 +294,11 @@ adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *i
     const bool tiles = flash && c->amx && ak && strcmp(ak, "amx") == 0;
     adg_error *e;
     if (flash) {
-        fa_args x = {&a, c, G >= FA_ROWS ? 1 : FA_ROWS / G, 0, 0, tiles, 0};
+        /* AMXDIAG_ATTN_ROWS=N (16..512) overrides the query rows per block, for tuning runs */
+        const char *ar = getenv("AMXDIAG_ATTN_ROWS");
+        long rows = ar ? strtol(ar, NULL, 10) : FA_ROWS;
+        rows = rows < 16 || rows > 512 ? FA_ROWS : rows;
+        fa_args x = {&a, c, G >= rows ? 1 : rows / G, 0, 0, tiles, 0};
         x.n_qb = (a.n_tokens + x.bq - 1) / x.bq;
         x.items = x.n_qb * a.n_head_kv;
         atomic_store(&x.next, 0);

@@ -6,7 +6,8 @@
 #     bf16 tile attention (AMXDIAG_ATTN_KERNEL=amx) and avx512 with the per-row attention
 #     (AMXDIAG_ATTN_KERNEL=rows);
 #  2. test_kern_ops, test_kern_matmul, test_kern_engine (real AMX tiles there);
-#  3. greedy tokens of amx, avx512 and amx + tile attention on a 64-token prompt.
+#  3. greedy tokens of amx, avx512 and amx + tile attention on a 64-token prompt;
+#  4. prompt-only runs with 128 / 256 query rows per attention block (AMXDIAG_ATTN_ROWS).
 # Usage: tests/device/cpu_prompt.sh BUILD_DIR [OUT_DIR]   (BUILD_DIR relative to the
 # repository root, RelWithDebInfo, with tests/device/bundle-libs.sh or slim-build.sh run)
 # Output in OUT_DIR (default $OUT, else ./cpu-prompt-out): summary.txt (status of every
@@ -84,5 +85,14 @@ for v in "amx" "avx512" "amx AMXDIAG_ATTN_KERNEL=amx"; do
     grep -vE "^\s*$" "$work/step.out" | tail -2 | sed 's/^/    /' >>"$summary"
 done
 bench "after  avx512, per-row attention" "$amx" avx512 AMXDIAG_ATTN_KERNEL=rows
+# query rows per attention block (default 64), prompt only
+for v in "avx512 AMXDIAG_ATTN_ROWS=128" "amx AMXDIAG_ATTN_KERNEL=amx AMXDIAG_ATTN_ROWS=128" \
+         "amx AMXDIAG_ATTN_KERNEL=amx AMXDIAG_ATTN_ROWS=256"; do
+    set -- $v
+    impl=$1
+    shift
+    step "pp $impl $*" 30 env "$@" "$amx" run -m "$model" -p "$prompt" -n 0 -r 3 -t "$threads" --cpu-kernels "$impl" --ops
+    keep
+done
 rm -rf "$work"
 echo "done: $(date -u +%H:%M:%S)" | tee -a "$summary"
