@@ -157,6 +157,16 @@ def cli(build):
     put("cli", "report-rules", entry(3, ["--rules", "--json"], b""))
 
 
+def options():
+    def argv(*a):
+        return b"\x00".join(x.encode() for x in a)
+    put("options", "command", argv("-q", "-o", "r.json", "-e", "amx,sampling", "-F", "499", "--", "sleep", "1"))
+    put("options", "pid", argv("--pid", "1234", "--duration", "2", "-i", "50", "--json"))
+    put("options", "builtin", argv("-m", "model.gguf", "--n-prompt", "32", "-n", "16", "-r", "2", "--ngl", "4", "-t", "2"))
+    put("options", "sanitize", argv("--sanitize", "--gpu-metrics", "--top", "10", "--no-tee", "--", "./app", "--tui"))
+    put("options", "bad", argv("--freq", "nope", "--interval=5", "-e", "bogus", "--listen", ":9000"))
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else None
     if os.path.isdir(OUT):
@@ -168,6 +178,7 @@ def main():
     sanitizer()
     inject()
     cli(build)
+    options()
 
 
 if __name__ == "__main__":
