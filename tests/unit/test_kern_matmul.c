@@ -173,7 +173,11 @@ static void test_amx_hw_int(void **state)
 static void check_float(kern_type t, kern_impl impl, int crossover)
 {
     static const struct { int64_t m, n, k; } fs[] = {{1, 16, 32}, {3, 40, 50}, {17, 33, 64}, {33, 20, 100}, {16, 64, 96},
-                                                     {100, 20, 2048} /* two AMX row blocks */};
+                                                     {100, 20, 2048} /* two AMX row blocks */,
+                                                     /* f32: K tail of 8, an output tail of 1, row
+                                                      * blocks of 32 x panel pairs on the pool;
+                                                      * the router's outputs and K */
+                                                     {70, 37, 1000}, {150, 128, 2048}};
     for (size_t s = 0; s < ADG_ARRAY_LEN(fs); s++) {
         const int64_t m = fs[s].m, n = fs[s].n, k = fs[s].k;
         void *wd = make_weight(t, 1, n, k);
