@@ -45,6 +45,25 @@ static void env_restore(env_save *s)
     free(s->old);
 }
 
+/* The run's "crash" event (what a timeline or a replay shows) follows the section. */
+static void update_crash_events(json_t *root, json_t *crash)
+{
+    const char *k = json_string_value(json_object_get(json_object_get(crash, "faulting_kernel"), "kernel"));
+    json_t *concl = json_object_get(crash, "conclusion");
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(root, "events"), i, ev) {
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        if (!kind || strcmp(kind, "crash"))
+            continue;
+        if (k)
+            json_object_set_new(ev, "name", json_string(k));
+        json_t *d = json_object_get(ev, "detail");
+        if (json_is_object(d) && json_is_string(concl))
+            json_object_set(d, "conclusion", concl);
+    }
+}
+
 adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
 {
     return prof_confirm_run_msg(o, true, ran, rc);
@@ -105,6 +124,7 @@ adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, in
     }
     json_t *c2 = json_object_get(out.record, "crash");
     crash_merge_confirmation(crash, json_is_object(c2) ? c2 : NULL, out.exit_code);
+    update_crash_events(root, crash);
     if (!quiet) {
         json_t *cf = json_object_get(crash, "confirmation");
         const char *k = json_string_value(json_object_get(cf, "kernel"));

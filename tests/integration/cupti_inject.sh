@@ -84,6 +84,8 @@ json mv.json "r['crash']['conclusion']" | grep -q "disagrees with the first gues
     fail "matvec-oob: the conclusion does not say the first guess was wrong: $(json mv.json "r['crash']['conclusion']")"
 [ "$(json mv.json "r['status']")" = workload-crashed ] || fail "matvec-oob: status of the first run lost"
 [ ! -e mv.confirm.json ] || fail "matvec-oob: the re-run's own record was left behind"
+[ "$(json mv.json "[(e['name'], 'confirmed by a blocking re-run' in e['detail']['conclusion']) for e in r['events'] if e['kind']=='crash']")" = "[('kern_gemv_q4_0_mr', True)]" ] ||
+    fail "matvec-oob: the crash event still tells the first guess: $(json mv.json "[e for e in r['events'] if e['kind']=='crash']")"
 # Without -q it says so on stderr.
 expect_rc 134 "$AMXDIAG" profile -e gpu -o mvv.json -- "$fake" matvec-oob
 grep -q "running the command again with CUDA_LAUNCH_BLOCKING=1" "$TEST_TMP/err" || fail "matvec-oob: no re-run notice: $(cat "$TEST_TMP/err")"
