@@ -24,7 +24,7 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",
     [KF_MOE_SORT] = "kern_moe_sort", [KF_MOE_GEMM_Q4_0] = "kern_moe_gemm_q4_0",
-    [KF_MOE_GEMM_Q8_0] = "kern_moe_gemm_q8_0",
+    [KF_MOE_GEMM_Q8_0] = "kern_moe_gemm_q8_0", [KF_F32_TO_F16_Q8] = "kern_f32_to_f16_q8",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \

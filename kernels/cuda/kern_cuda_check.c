@@ -194,7 +194,9 @@ out:
 }
 
 /* Reference for y = W x with x quantized per block of 32: mag_i bounds the quantization
- * error of x: sum_j |w_ij| * amax(block of j) / 254. */
+ * error of x: sum_j |w_ij| * amax(block of j) / 254, plus the f16 step (as in q8_0):
+ * |q| <= 127 times 2^-11 of amax/127. */
+#define Q8_RTOL ((1.0 / 254 + 1.0 / 2048) * 1.05)
 static void gemv_ref(const float *w, const float *x, int64_t m, int64_t k, float *y, double *mag)
 {
     for (int64_t i = 0; i < m; i++) {
@@ -218,9 +220,9 @@ adg_error *kern_cuda_check_gemv(kern_cuda_ctx *c, kern_type t, int64_t m, int64_
 {
     scope s = {.c = c};
     adg_error *e = NULL;
-    /* x is rounded to int8 with step amax/127: error <= amax/254 per element, plus f32
-     * accumulation slack. */
-    res_init(r, 1.0 / 254 * 1.05, 1e-5, "gemv %s %lldx%lld", kern_type_name(t), (long long)m, (long long)k);
+    /* x is rounded to int8 with step amax/127 (kept in f16, as in q8_0): error <=
+     * amax/254 + amax/2048 per element, plus f32 accumulation slack. */
+    res_init(r, Q8_RTOL, 1e-5, "gemv %s %lldx%lld", kern_type_name(t), (long long)m, (long long)k);
     uint64_t st = seed | 1;
     void *w;
     float *deq;
@@ -254,7 +256,7 @@ adg_error *kern_cuda_check_moe(kern_cuda_ctx *c, kern_type t, int n_expert, int6
 {
     scope s = {.c = c};
     adg_error *e = NULL;
-    res_init(r, 1.0 / 254 * 1.05, 1e-5, "moe_gemv %s %d experts of %lldx%lld, %d used, %d input row%s",
+    res_init(r, Q8_RTOL, 1e-5, "moe_gemv %s %d experts of %lldx%lld, %d used, %d input row%s",
              kern_type_name(t), n_expert, (long long)m, (long long)k, n_used, n_x, n_x == 1 ? "" : "s");
     uint64_t st = seed | 1;
     void *w;
@@ -296,7 +298,8 @@ adg_error *kern_cuda_check_gemm(kern_cuda_ctx *c, kern_type t, int64_t m, int64_
 {
     scope s = {.c = c};
     adg_error *e = NULL;
-    /* W and X are rounded to f16 on the device (2^-11 relative each); f32 accumulation. */
+    /* For quantized W the device takes X as the CPU's q8_0 values (modelled here), then
+     * W and X are rounded to f16 (2^-11 relative each); f32 accumulation. */
     res_init(r, 2.0 / 2048 * 1.1, 1e-5, "gemm %s %lldx%lld x %lld tokens", kern_type_name(t), (long long)m,
              (long long)k, (long long)n);
     uint64_t st = seed | 1;
@@ -308,12 +311,23 @@ adg_error *kern_cuda_check_gemm(kern_cuda_ctx *c, kern_type t, int64_t m, int64_
     double *mag = halloc(&s, (size_t)(n * m) * 8);
     NOMEM(x && ref && got && mag);
     fill(x, n * k, &st, 1.0f);
+    const float *xr = x;
+    if (t != KERN_TYPE_F16) {
+        float *xq = halloc(&s, (size_t)(n * k) * 4);
+        kern_block_q8_0 *qb = halloc(&s, (size_t)(k / 32) * sizeof *qb);
+        NOMEM(xq && qb);
+        for (int64_t i = 0; i < n; i++) {
+            kern_quantize_row_q8_0(x + i * k, qb, k);
+            kern_dequantize_row_q8_0(qb, xq + i * k, k);
+        }
+        xr = xq;
+    }
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < m; j++) {
             double acc = 0, mg = 0;
             for (int64_t q = 0; q < k; q++) {
-                acc += (double)deq[j * k + q] * x[i * k + q];
-                mg += fabs((double)deq[j * k + q] * x[i * k + q]);
+                acc += (double)deq[j * k + q] * xr[i * k + q];
+                mg += fabs((double)deq[j * k + q] * xr[i * k + q]);
             }
             ref[i * m + j] = (float)acc;
             mag[i * m + j] = mg;
@@ -772,7 +786,7 @@ adg_error *kern_cuda_check_moe_gemm(kern_cuda_ctx *c, kern_type t, int n_expert,
 {
     scope s = {.c = c};
     adg_error *e = NULL;
-    res_init(r, 1.0 / 254 * 1.05, 1e-5, "moe_gemm %s %d experts of %lldx%lld, %lld tokens x %d used, %s",
+    res_init(r, Q8_RTOL, 1e-5, "moe_gemm %s %d experts of %lldx%lld, %lld tokens x %d used, %s",
              kern_type_name(t), n_expert, (long long)m, (long long)k, (long long)n_tok, n_used,
              x_per_slot ? "input per slot" : "input per token");
     uint64_t st = seed | 1;

@@ -35,6 +35,7 @@ enum kern_cuda_fn {
     KF_MOE_SORT,
     KF_MOE_GEMM_Q4_0,
     KF_MOE_GEMM_Q8_0,
+    KF_F32_TO_F16_Q8,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];

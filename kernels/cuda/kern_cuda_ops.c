@@ -183,9 +183,18 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     if (m <= 0 || n <= 0 || k <= 0 || k % 32)
         return bad_arg(op, "m, n and k must be positive and k a multiple of 32");
     long long ne = n * k;
-    void *p1[] = {&x, &scratch, &ne};
     kern_cu_deviceptr ptrs1[4] = {x, scratch, 0, 0};
-    adg_error *e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p1, ptrs1);
+    adg_error *e;
+    if (type == KERN_TYPE_F16) {
+        void *p1[] = {&x, &scratch, &ne};
+        e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p1, ptrs1);
+    } else {
+        /* Quantized weights meet q8_0 activations, as on the CPU and in the GEMV. */
+        long long nb = ne / 32;
+        void *p1[] = {&x, &scratch, &nb};
+        e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16_Q8, kern_cuda_geom_rows(nb, 8, 256, c->max_grid_x), 0, p1,
+                                ptrs1);
+    }
     if (e)
         return e;
     long long mm = m, kk = k, nn = n;

@@ -231,7 +231,17 @@ extern "C" __global__ void kern_get_rows_q8_0(const uint8_t *src, long long nrow
 
 // ---- Activation quantization for the dp4a GEMV -----------------------------------------
 // x (n_blocks*32 floats) -> qs int8[n*32], d float[n], s int[n] (sum of qs, for Q4_0's -8).
-// One warp per block of 32.
+// One warp per block of 32.  Exactly the CPU's (and ggml's) q8_0 rounding: the step is
+// amax/127 kept in f16, q = round-half-away(x * (1/step)).  With the same int8 values the
+// dot products are the CPU's integer sums; only the f32 order of the block sums differs.
+__device__ __forceinline__ int q8_0_round(float xv, float amax, float *d16)
+{
+    const float dd = amax / 127.0f;
+    const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    *d16 = __half2float(__float2half_rn(dd));
+    return (int)roundf(xv * id);
+}
+
 extern "C" __global__ void kern_quantize_q8(const float *x, long long n_blocks, int8_t *qs, float *d, int *s)
 {
     const int lane = threadIdx.x & 31;
@@ -239,14 +249,31 @@ extern "C" __global__ void kern_quantize_q8(const float *x, long long n_blocks, 
     for (long long b = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < n_blocks; b += warps) {
         const float xv = x[b * 32 + lane];
         const float amax = warp_max(fabsf(xv));
-        const float dd = amax / 127.0f;
-        const int q = amax == 0.0f ? 0 : __float2int_rn(xv / dd);
+        float d16;
+        const int q = q8_0_round(xv, amax, &d16);
         qs[b * 32 + lane] = (int8_t)q;
         const float sum = warp_sum((float)q);
         if (lane == 0) {
-            d[b] = dd;
+            d[b] = d16;
             s[b] = (int)sum;
         }
+    }
+}
+
+// The GEMM's activations for Q4_0/Q8_0 weights: x rounded to q8_0 as above (the values
+// every CPU path and the GPU GEMV multiply), then to f16 for the tensor cores
+// (q * step, one f16 rounding).  Converting x straight to f16 instead made a prompt's
+// keys and values differ from the CPU's by a q8 step, which later greedy tokens showed.
+extern "C" __global__ void kern_f32_to_f16_q8(const float *x, __half *y, long long n_blocks)
+{
+    const int lane = threadIdx.x & 31;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+    for (long long b = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < n_blocks; b += warps) {
+        const float xv = x[b * 32 + lane];
+        const float amax = warp_max(fabsf(xv));
+        float d16;
+        const int q = q8_0_round(xv, amax, &d16);
+        y[b * 32 + lane] = __float2half_rn((float)q * d16);
     }
 }
 

@@ -226,12 +226,17 @@ static void test_kv_cache_consistent(void **state)
  * activations in the GPU GEMMs, f16 router). */
 #define ENGINE_GPU_TOL 0.25f
 
+/* Teacher forcing: the CPU reference decodes greedily, the GPU engine is fed the same
+ * tokens, and the logits of every step must agree within ENGINE_GPU_TOL.  Comparing two
+ * free-running greedy decodes instead fails on ties: this model's 12th greedy step has
+ * its two best logits 0.0019 apart, so any other summation order may pick the other one
+ * and every later logit differs (the first H100 run: 3.88). */
 static void test_gpu_layers(void **state)
 {
     (void)state;
     enum { NGEN = 12 };
-    int32_t ref_tok[NGEN], tok[NGEN];
-    float *ref = greedy(qwen, KERN_IMPL_REF, 2, ref_tok, NGEN);
+    int32_t prompt[20];
+    prompt_of(prompt, 20, 2048);
     const uint32_t ngls[] = {2, 4, 99}; /* hybrid split, all layers, all layers + output */
     for (size_t i = 0; i < sizeof ngls / sizeof ngls[0]; i++) {
         kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_REF, .threads = 2, .n_ctx = 256, .ngl = ngls[i]};
@@ -243,22 +248,44 @@ static void test_gpu_layers(void **state)
             adg_error_free(err);
             /* No GPU here: the refusal must be a hardware/unsupported/CUDA error, not a crash. */
             assert_true(k == ADG_E_HARDWARE || k == ADG_E_UNSUPPORTED || k == ADG_E_CUDA);
-            free(ref);
             ADG_SKIP("no usable GPU for --ngl");
         }
         assert_int_equal(kern_engine_gpu_layers(e), ngls[i] < 4 ? ngls[i] : 4);
-        int32_t prompt[20];
-        prompt_of(prompt, 20, 2048);
-        float *l = malloc(2048 * sizeof *l);
-        ADG_ASSERT_OK(kern_engine_greedy(e, prompt, 20, NGEN, tok, l));
-        float d = max_diff(ref, l, 2048);
-        printf("--ngl %u (%s) vs CPU ref: max |logit diff| %.5f\n", ngls[i], kern_engine_gpu_name(e), (double)d);
-        assert_true(d <= ENGINE_GPU_TOL);
-        assert_memory_equal(ref_tok, tok, sizeof tok);
+        kern_engine *r = open_engine(qwen, KERN_IMPL_REF, 2);
+        float *lr = malloc(2048 * sizeof *lr), *l = malloc(2048 * sizeof *l), worst = 0;
+        ADG_ASSERT_OK(kern_engine_eval(r, prompt, 20, lr));
+        ADG_ASSERT_OK(kern_engine_eval(e, prompt, 20, l));
+        for (int step = 0;; step++) {
+            float d = max_diff(lr, l, 2048), top1 = -INFINITY, top2 = -INFINITY;
+            for (int v = 0; v < 2048; v++) {
+                if (lr[v] > top1) {
+                    top2 = top1;
+                    top1 = lr[v];
+                } else if (lr[v] > top2) {
+                    top2 = lr[v];
+                }
+            }
+            int32_t tok = 0, gtok = 0;
+            for (int32_t v = 1; v < 2048; v++) {
+                tok = lr[v] > lr[tok] ? v : tok;
+                gtok = l[v] > l[gtok] ? v : gtok;
+            }
+            if (top1 - top2 > 2 * d) /* a decisive step: the GPU must pick the same token */
+                assert_int_equal(gtok, tok);
+            worst = fmaxf(worst, d);
+            if (step == NGEN)
+                break;
+            ADG_ASSERT_OK(kern_engine_eval(r, &tok, 1, lr));
+            ADG_ASSERT_OK(kern_engine_eval(e, &tok, 1, l));
+        }
+        printf("--ngl %u (%s) vs CPU ref, teacher-forced over %d steps: max |logit diff| %.5f\n", ngls[i],
+               kern_engine_gpu_name(e), NGEN, (double)worst);
+        assert_true(worst <= ENGINE_GPU_TOL);
         free(l);
+        free(lr);
+        kern_engine_close(r);
         kern_engine_close(e);
     }
-    free(ref);
 }
 
 static void test_bench_and_bus(void **state)
