@@ -41,6 +41,32 @@ static inline __m512 AMX_SYM(exp)(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
+/* In-place transpose of a 16 x 16 matrix of dwords (r[i] = row i). */
+static inline void AMX_SYM(transpose16)(__m512i *r)
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    /* u[4q + e], 128-bit lane L: element 4L + e of rows 4q .. 4q+3 */
+    for (int e = 0; e < 4; e++) {
+        const __m512i x0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44), x1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
+        const __m512i y0 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512i y1 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
+        r[e] = _mm512_shuffle_i32x4(x0, y0, 0x88);
+        r[4 + e] = _mm512_shuffle_i32x4(x0, y0, 0xDD);
+        r[8 + e] = _mm512_shuffle_i32x4(x1, y1, 0x88);
+        r[12 + e] = _mm512_shuffle_i32x4(x1, y1, 0xDD);
+    }
+}
+
 static inline __m512 AMX_SYM(kv16)(const kern_attn_args *a, const void *base, size_t idx, int64_t left)
 {
     const __mmask16 mk = AMX_SYM(nmask)(left > 0 ? left : 0);
@@ -87,30 +113,34 @@ static void AMX_SYM(attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0
         lrow[r] = 0.0f;
     }
     memset(o, 0, (size_t)(rp * h16) * sizeof(float));
-    const __m512i pair_idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                _mm512_set1_epi32(16));
 
     const int64_t n_keys = a->pos0 + t1;
     for (int64_t kb = 0; kb < n_keys; kb += BK) {
         const int64_t nk = n_keys - kb < BK ? n_keys - kb : BK;
-        /* K as B tiles: key j's 32 d of chunk dc are 16 pairs, one per tile row */
-        for (int64_t j = 0; j < BK; j++) {
-            const size_t idx = (size_t)(kb + j) * kv_stride + (size_t)kvh * (size_t)hd;
+        /* K as B tiles: key j's 32 d of chunk dc are 16 pairs (dwords); a B tile row is
+         * one pair for 16 keys, so each 16 keys x 16 pairs block is transposed in registers */
+        for (int64_t kt = 0; kt < BK / 16; kt++)
             for (int64_t dc = 0; dc < ndc; dc++) {
-                __m512i pr = _mm512_setzero_si512();
-                if (j < nk) {
-                    /* pairs (d, d+1): even and odd d of the chunk */
-                    const __m512 x0 = AMX_SYM(kv16)(a, a->k, idx + (size_t)(dc * 32), hd - dc * 32);
-                    const __m512 x1 = AMX_SYM(kv16)(a, a->k, idx + (size_t)(dc * 32 + 16), hd - dc * 32 - 16);
-                    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-                    const __m512 lo = _mm512_permutex2var_ps(x0, even, x1);
-                    const __m512 hi = _mm512_permutex2var_ps(x0, _mm512_add_epi32(even, _mm512_set1_epi32(1)), x1);
-                    AMX_SYM(bf16_pair)(lo, hi, &pr);
+                __m512i rows[16];
+                for (int jj = 0; jj < 16; jj++) {
+                    const int64_t j = kt * 16 + jj;
+                    rows[jj] = _mm512_setzero_si512();
+                    if (j < nk) {
+                        const size_t idx = (size_t)(kb + j) * kv_stride + (size_t)kvh * (size_t)hd + (size_t)(dc * 32);
+                        const __m512 x0 = AMX_SYM(kv16)(a, a->k, idx, hd - dc * 32);
+                        const __m512 x1 = AMX_SYM(kv16)(a, a->k, idx + 16, hd - dc * 32 - 16);
+                        /* pairs (d, d+1): even and odd d of the chunk */
+                        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+                        const __m512 lo = _mm512_permutex2var_ps(x0, even, x1);
+                        const __m512 hi = _mm512_permutex2var_ps(x0, _mm512_add_epi32(even, _mm512_set1_epi32(1)), x1);
+                        AMX_SYM(bf16_pair)(lo, hi, &rows[jj]);
+                    }
                 }
-                uint32_t *tile = (uint32_t *)(kbt + (dc * (BK / 16) + j / 16) * 512);
-                _mm512_i32scatter_epi32(tile + (j & 15), pair_idx, pr, 4);
+                AMX_SYM(transpose16)(rows);
+                uint16_t *tile = kbt + (dc * (BK / 16) + kt) * 512;
+                for (int pp = 0; pp < 16; pp++)
+                    _mm512_store_si512(tile + pp * 32, rows[pp]);
             }
-        }
         /* V as B tiles: rows are key pairs (2p, 2p+1), 16 d per tile */
         for (int64_t p = 0; p < BK / 2; p++) {
             const size_t i0 = (size_t)(kb + 2 * p) * kv_stride + (size_t)kvh * (size_t)hd;
