@@ -7,7 +7,7 @@
  * B = 32 d x 16 keys as d pairs), the mask and the online softmax in AVX-512 over rows of
  * S (fp32), P rounded to bf16 as A tiles, O += P V (B = 32 keys as pairs x 16 d) stored
  * to memory, where AVX-512 applies the row's rescale factor.  Tile usage: tmm0 = A,
- * tmm1 = B, tmm2 = C (every tile 16 rows x 64 bytes: the CFG_BF16 configuration).
+ * tmm1 = B, tmm2..tmm5 = C (every tile 16 rows x 64 bytes: the CFG_BF16 configuration).
  *
  * Numerics: Q (times scale), K, V and P are rounded to bf16, products accumulate in
  * fp32; the softmax itself (max, exp, sums) is fp32.  Opt-in (AMXDIAG_ATTN_KERNEL=amx):
@@ -154,17 +154,31 @@ static void AMX_SYM(attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0
                 _mm512_store_si512(vb + (((p / 16) * ndt + dt) * 16 + (p & 15)) * 32, pr);
             }
         }
-        /* S = Q K^T */
-        for (int64_t rt = 0; rt < nrt; rt++)
-            for (int64_t kt = 0; kt < BK / 16; kt++) {
-                _tile_zero(2);
-                for (int64_t dc = 0; dc < ndc; dc++) {
-                    _tile_loadd(0, qa + (rt * ndc + dc) * 512, 64);
-                    _tile_loadd(1, kbt + (dc * (BK / 16) + kt) * 512, 64);
-                    _tile_dpbf16ps(2, 0, 1);
-                }
-                _tile_stored(2, s + rt * 16 * BK + kt * 16, BK * 4);
+        /* S = Q K^T: the 4 key tiles of a row tile accumulate in tmm2..tmm5, so each Q
+         * tile is loaded once per block */
+        _Static_assert(KERN_FA_BK == 64, "S = QK^T below is unrolled for 4 key tiles");
+        for (int64_t rt = 0; rt < nrt; rt++) {
+            _tile_zero(2);
+            _tile_zero(3);
+            _tile_zero(4);
+            _tile_zero(5);
+            for (int64_t dc = 0; dc < ndc; dc++) {
+                const uint16_t *kd = kbt + dc * (BK / 16) * 512;
+                _tile_loadd(0, qa + (rt * ndc + dc) * 512, 64);
+                _tile_loadd(1, kd, 64);
+                _tile_dpbf16ps(2, 0, 1);
+                _tile_loadd(1, kd + 512, 64);
+                _tile_dpbf16ps(3, 0, 1);
+                _tile_loadd(1, kd + 1024, 64);
+                _tile_dpbf16ps(4, 0, 1);
+                _tile_loadd(1, kd + 1536, 64);
+                _tile_dpbf16ps(5, 0, 1);
             }
+            _tile_stored(2, s + rt * 16 * BK, BK * 4);
+            _tile_stored(3, s + rt * 16 * BK + 16, BK * 4);
+            _tile_stored(4, s + rt * 16 * BK + 32, BK * 4);
+            _tile_stored(5, s + rt * 16 * BK + 48, BK * 4);
+        }
         /* mask, online softmax per row, P as bf16 A tiles */
         const __m512 ninf = _mm512_set1_ps(-INFINITY);
         for (int64_t r = 0; r < rp; r++) {
