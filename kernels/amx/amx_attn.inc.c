@@ -213,8 +213,32 @@ static void AMX_SYM(attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0
             alpha[r] = al;
         }
         /* PV = P V into memory, O = O * alpha + PV */
-        for (int64_t rt = 0; rt < nrt; rt++)
-            for (int64_t dt = 0; dt < ndt; dt++) {
+        for (int64_t rt = 0; rt < nrt; rt++) {
+            int64_t dt = 0;
+            for (; dt + 4 <= ndt; dt += 4) {   /* 4 d tiles per P tile load */
+                _tile_zero(2);
+                _tile_zero(3);
+                _tile_zero(4);
+                _tile_zero(5);
+                for (int64_t kc = 0; kc < BK / 32; kc++) {
+                    const uint16_t *vd = vb + (kc * ndt + dt) * 512;
+                    _tile_loadd(0, pa + (rt * (BK / 32) + kc) * 512, 64);
+                    _tile_loadd(1, vd, 64);
+                    _tile_dpbf16ps(2, 0, 1);
+                    _tile_loadd(1, vd + 512, 64);
+                    _tile_dpbf16ps(3, 0, 1);
+                    _tile_loadd(1, vd + 1024, 64);
+                    _tile_dpbf16ps(4, 0, 1);
+                    _tile_loadd(1, vd + 1536, 64);
+                    _tile_dpbf16ps(5, 0, 1);
+                }
+                float *pd = pv + rt * 16 * h16 + dt * 16;
+                _tile_stored(2, pd, h16 * 4);
+                _tile_stored(3, pd + 16, h16 * 4);
+                _tile_stored(4, pd + 32, h16 * 4);
+                _tile_stored(5, pd + 48, h16 * 4);
+            }
+            for (; dt < ndt; dt++) {
                 _tile_zero(2);
                 for (int64_t kc = 0; kc < BK / 32; kc++) {
                     _tile_loadd(0, pa + (rt * (BK / 32) + kc) * 512, 64);
@@ -223,6 +247,7 @@ static void AMX_SYM(attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0
                 }
                 _tile_stored(2, pv + rt * 16 * h16 + dt * 16, h16 * 4);
             }
+        }
         for (int64_t r = 0; r < rp; r++) {
             const __m512 al = _mm512_set1_ps(alpha[r]);
             for (int64_t d = 0; d < h16; d += 16)
