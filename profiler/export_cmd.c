@@ -15,10 +15,10 @@
 #include "common/adg_log.h"
 #include "common/adg_prom.h"
 #include "common/adg_util.h"
-#include "kernels/kern_cpu.h"
 #include "profiler/export.h"
+#include "profiler/crash_confirm.h"
 #include "profiler/http_server.h"
-#include "profiler/prof_collector.h"
+#include "profiler/prof_options.h"
 #include "profiler/profiler.h"
 #include "reports/prom_bus.h"
 
@@ -49,28 +49,30 @@ static void usage(FILE *f)
             "      --http-nice N       niceness of the serving threads (default 10, 0..19): scrapes yield\n"
             "                          the CPU to the workload\n"
             "\n"
-            "profile options (as 'amxdiag profile'; see its --help):\n"
-            "  -o, --out FILE          run record written when the session ends (default amxdiag-run.json)\n"
-            "  -p, --pid PID           attach to a running process;  --duration SEC: stop after SEC\n"
-            "  -i, --interval MS       sampling interval (default 100, 10..60000)\n"
-            "  -F, --freq HZ           cpu-clock sampling frequency (default 999)\n"
-            "  -e, --events SETS       amx, simd, core, mem, sampling, numa, gpu, pmu, all\n"
-            "      --gpu-metrics       per-kernel GPU counters where permitted\n"
-            "      --top N             hot functions kept in the record;  --no-tee: no tokens/s parsing\n"
-            "  -m, --model FILE, --n-prompt N, -n/--n-gen N, -r/--repetitions N, -t/--threads N,\n"
-            "  --cpu-kernels K, --numa POLICY, --pin, --seed S, --ngl N, --ctx N: the built-in path\n"
+            "profile options (as 'amxdiag profile'; --sanitize is refused here, see below):\n",
+            PROF_HTTP_DEFAULT_PORT);
+    prof_options_usage(f);
+    fprintf(f,
             "\n"
             "other options:\n"
-            "      --json              print a JSON summary (schema %s) on stdout at the end;\n"
-            "                          COMMAND's stdout then goes to stderr\n"
-            "  -v, --verbose           say which collectors cannot run, and libmicrohttpd's messages\n"
-            "  -h, --help              this help\n"
+            "      --json            print a JSON summary (schema %s) on stdout at the end;\n"
+            "                        COMMAND's stdout then goes to stderr\n"
+            "  -v, --verbose         say which collectors cannot run, and libmicrohttpd's messages\n"
+            "  -h, --help            this help\n"
             "\n"
-            "exit status: as 'amxdiag profile' (COMMAND's own status, 128+N for a signal); 2 on a usage\n"
-            "error, when the address cannot be served (in use, not loopback without --listen-any), or\n"
-            "when the record cannot be written.\n"
-            "See docs/export.md (metrics, labels, limits) and docs/fleet.md (Prometheus, Grafana).\n",
-            PROF_HTTP_DEFAULT_PORT, PROF_EXPORT_SCHEMA);
+            "built-in path (no COMMAND, no --pid; as 'amxdiag run', profiled in process):\n",
+            PROF_EXPORT_SCHEMA);
+    prof_options_usage_builtin(f);
+    fputs("\n"
+          "--sanitize is not accepted: export serves one live session, and a second, much slower\n"
+          "run under compute-sanitizer would leave the endpoint serving stale values; use\n"
+          "'amxdiag profile --sanitize -- COMMAND' for that.\n"
+          "\n"
+          "exit status: as 'amxdiag profile' (COMMAND's own status, 128+N for a signal); 2 on a usage\n"
+          "error, when the address cannot be served (in use, not loopback without --listen-any), or\n"
+          "when the record cannot be written.\n"
+          "See docs/export.md (metrics, labels, limits) and docs/fleet.md (Prometheus, Grafana).\n",
+          f);
 }
 
 typedef struct exporter {
@@ -176,34 +178,6 @@ static void linger(double seconds)
     sigaction(SIGTERM, &ot, NULL);
 }
 
-static bool parse_sets(const char *arg, unsigned *sets)
-{
-    static const struct {
-        const char *name;
-        unsigned bits;
-    } names[] = {{"amx", PROF_SET_AMX},   {"simd", PROF_SET_SIMD},         {"core", PROF_SET_CORE},
-                 {"mem", PROF_SET_MEM},   {"sampling", PROF_SET_SAMPLING}, {"numa", PROF_SET_NUMA},
-                 {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE},
-                 {"gpu", PROF_SET_GPU}};
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", arg);
-    *sets = 0;
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        bool found = false;
-        for (size_t i = 0; i < ADG_ARRAY_LEN(names); i++)
-            if (!strcmp(tok, names[i].name)) {
-                *sets |= names[i].bits;
-                found = true;
-            }
-        if (!found) {
-            fprintf(stderr, "amxdiag export: error: unknown event set '%s'\n"
-                            "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, pmu, all\n", tok);
-            return false;
-        }
-    }
-    return *sets != 0;
-}
-
 static bool parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     if (!adg_parse_u64(arg, out) || *out < lo || *out > hi) {
@@ -232,201 +206,96 @@ static json_t *summary_json(const exporter *x, const char *address, const char *
                      (json_int_t)st.not_allowed, "errors", (json_int_t)st.errors);
 }
 
+/* export's own options: the server's and the summary's (the session's are
+ * prof_options_parse's). */
+enum { OPT_JSON = 256, OPT_ANY, OPT_PORTFILE, OPT_LINGER, OPT_THREADS, OPT_MAXCONN, OPT_PERIP, OPT_TIMEOUT,
+       OPT_NICE };
+
+typedef struct export_flags {
+    prof_http_opts h;
+    const char *port_file;
+    double linger_s;
+    unsigned nice;      /* --http-nice, into h.nice */
+    bool json;
+} export_flags;
+
+static int export_option(void *ctx, int c, const char *arg)
+{
+    export_flags *f = ctx;
+    const struct {
+        int opt;
+        const char *name;
+        uint64_t lo, hi;
+        unsigned *dst;
+    } limits[] = {
+        {OPT_THREADS, "--http-threads", 1, 16, &f->h.threads},
+        {OPT_MAXCONN, "--max-connections", 1, 10000, &f->h.max_connections},
+        {OPT_PERIP, "--max-per-ip", 0, 10000, &f->h.max_per_ip},
+        {OPT_TIMEOUT, "--http-timeout", 1, 3600, &f->h.timeout_s},
+        {OPT_NICE, "--http-nice", 0, 19, &f->nice},
+    };
+    uint64_t v;
+    double d;
+    for (size_t i = 0; i < ADG_ARRAY_LEN(limits); i++)
+        if (c == limits[i].opt) {
+            if (!parse_uint(limits[i].name, arg, limits[i].lo, limits[i].hi, &v))
+                return adg_cmd_usage_error("export");
+            *limits[i].dst = (unsigned)v;
+            return PROF_CLI_CONTINUE;
+        }
+    switch (c) {
+    case 'l': f->h.listen = arg; break;
+    case OPT_ANY: f->h.listen_any = true; break;
+    case OPT_PORTFILE: f->port_file = arg; break;
+    case OPT_LINGER:
+        if (!adg_parse_double(arg, &d) || !(d >= 0) || d > 86400) {
+            fprintf(stderr, "amxdiag export: error: --linger takes seconds from 0 to 86400, not '%s'\n", arg);
+            return adg_cmd_usage_error("export");
+        }
+        f->linger_s = d;
+        break;
+    case OPT_JSON: f->json = true; break;
+    case 'v': adg_log_set_level(ADG_LOG_DEBUG); break;
+    case 'h': usage(stdout); return ADG_EXIT_OK;
+    default: return adg_cmd_usage_error("export");
+    }
+    return PROF_CLI_CONTINUE;
+}
+
 int prof_export_cmd_main(int argc, char **argv)
 {
-    enum { OPT_TOP = 256, OPT_NOTEE, OPT_JSON, OPT_DURATION, OPT_GPU_METRICS, OPT_NPROMPT, OPT_IMPL, OPT_NUMA,
-           OPT_PIN, OPT_SEED, OPT_NGL, OPT_CTX, OPT_ANY, OPT_PORTFILE, OPT_LINGER, OPT_THREADS, OPT_MAXCONN,
-           OPT_PERIP, OPT_TIMEOUT, OPT_NICE };
-    static const struct option longopts[] = {
+    static const struct option own[] = {
         {"listen", required_argument, NULL, 'l'},     {"listen-any", no_argument, NULL, OPT_ANY},
         {"port-file", required_argument, NULL, OPT_PORTFILE}, {"linger", required_argument, NULL, OPT_LINGER},
         {"http-threads", required_argument, NULL, OPT_THREADS},
         {"max-connections", required_argument, NULL, OPT_MAXCONN},
         {"max-per-ip", required_argument, NULL, OPT_PERIP}, {"http-timeout", required_argument, NULL, OPT_TIMEOUT},
         {"http-nice", required_argument, NULL, OPT_NICE},
-        {"out", required_argument, NULL, 'o'},        {"pid", required_argument, NULL, 'p'},
-        {"interval", required_argument, NULL, 'i'},   {"freq", required_argument, NULL, 'F'},
-        {"events", required_argument, NULL, 'e'},     {"top", required_argument, NULL, OPT_TOP},
-        {"no-tee", no_argument, NULL, OPT_NOTEE},     {"json", no_argument, NULL, OPT_JSON},
-        {"duration", required_argument, NULL, OPT_DURATION},
-        {"gpu-metrics", no_argument, NULL, OPT_GPU_METRICS},
-        {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
-        {"model", required_argument, NULL, 'm'},      {"n-prompt", required_argument, NULL, OPT_NPROMPT},
-        {"n-gen", required_argument, NULL, 'n'},      {"repetitions", required_argument, NULL, 'r'},
-        {"threads", required_argument, NULL, 't'},    {"cpu-kernels", required_argument, NULL, OPT_IMPL},
-        {"numa", required_argument, NULL, OPT_NUMA},  {"pin", no_argument, NULL, OPT_PIN},
-        {"seed", required_argument, NULL, OPT_SEED},  {"ngl", required_argument, NULL, OPT_NGL},
-        {"ctx", required_argument, NULL, OPT_CTX},
-        {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, OPT_JSON},        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
-    prof_options o = {.interval_ms = 100, .freq_hz = 999, .sets = PROF_SET_ALL, .top_n = 30, .tee = true,
-                      .out = "amxdiag-run.json"};
-    prof_http_opts h = {.threads = 2, .max_connections = 64, .timeout_s = 10, .nice = 10};
-    const char *port_file = NULL;
-    double linger_s = 0;
-    bool json = false, engine_opt = false;
-    uint64_t n_ctx = 0, v;
-    double d;
-    o.engine.engine.impl = KERN_IMPL_AUTO;
-    o.engine.bench = (kern_bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
-    optind = 1;
-    int c;
-    /* '+': options end at the command's name, so its own options are left alone. */
-    while ((c = getopt_long(argc, argv, "+l:o:p:i:F:e:vhm:n:r:t:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'l': h.listen = optarg; break;
-        case OPT_ANY: h.listen_any = true; break;
-        case OPT_PORTFILE: port_file = optarg; break;
-        case OPT_LINGER:
-            if (!adg_parse_double(optarg, &d) || d < 0 || d > 86400) {
-                fprintf(stderr, "amxdiag export: error: --linger takes seconds from 0 to 86400, not '%s'\n", optarg);
-                return adg_cmd_usage_error("export");
-            }
-            linger_s = d;
-            break;
-        case OPT_THREADS:
-            if (!parse_uint("--http-threads", optarg, 1, 16, &v))
-                return adg_cmd_usage_error("export");
-            h.threads = (unsigned)v;
-            break;
-        case OPT_MAXCONN:
-            if (!parse_uint("--max-connections", optarg, 1, 10000, &v))
-                return adg_cmd_usage_error("export");
-            h.max_connections = (unsigned)v;
-            break;
-        case OPT_PERIP:
-            if (!parse_uint("--max-per-ip", optarg, 0, 10000, &v))
-                return adg_cmd_usage_error("export");
-            h.max_per_ip = (unsigned)v;
-            break;
-        case OPT_TIMEOUT:
-            if (!parse_uint("--http-timeout", optarg, 1, 3600, &v))
-                return adg_cmd_usage_error("export");
-            h.timeout_s = (unsigned)v;
-            break;
-        case OPT_NICE:
-            if (!parse_uint("--http-nice", optarg, 0, 19, &v))
-                return adg_cmd_usage_error("export");
-            h.nice = (int)v;
-            break;
-        case 'o': o.out = optarg; break;
-        case 'p':
-            if (!parse_uint("--pid", optarg, 1, 0x7fffffff, &v))
-                return adg_cmd_usage_error("export");
-            o.pid = (pid_t)v;
-            break;
-        case 'i':
-            if (!parse_uint("--interval", optarg, 10, 60000, &v))
-                return adg_cmd_usage_error("export");
-            o.interval_ms = (unsigned)v;
-            break;
-        case 'F':
-            if (!parse_uint("--freq", optarg, 10, 20000, &v))
-                return adg_cmd_usage_error("export");
-            o.freq_hz = (unsigned)v;
-            break;
-        case 'e':
-            if (!parse_sets(optarg, &o.sets))
-                return ADG_EXIT_USAGE;
-            o.sets_explicit = true;
-            break;
-        case OPT_TOP:
-            if (!parse_uint("--top", optarg, 1, 100000, &v))
-                return adg_cmd_usage_error("export");
-            o.top_n = (unsigned)v;
-            break;
-        case OPT_DURATION:
-            if (!adg_parse_double(optarg, &d) || d <= 0) {
-                fprintf(stderr, "amxdiag export: error: --duration takes a positive number of seconds, not '%s'\n",
-                        optarg);
-                return adg_cmd_usage_error("export");
-            }
-            o.duration_s = d;
-            break;
-        case OPT_GPU_METRICS: o.gpu_metrics = true; break;
-        case OPT_NOTEE: o.tee = false; break;
-        case OPT_JSON: json = true; break;
-        case 'v': adg_log_set_level(ADG_LOG_DEBUG); break;
-        case 'h': usage(stdout); return ADG_EXIT_OK;
-        case 'm':
-            o.engine.engine.model_path = optarg;
-            engine_opt = true;
-            break;
-        case OPT_NPROMPT:
-        case 'n':
-        case 'r':
-        case 't':
-        case OPT_NGL:
-        case OPT_CTX:
-            if (!parse_uint(c == OPT_NPROMPT ? "--n-prompt" : c == 'n' ? "--n-gen" : c == 'r' ? "--repetitions"
-                            : c == 't' ? "--threads" : c == OPT_NGL ? "--ngl" : "--ctx",
-                            optarg, (c == 'r' || c == 't') ? 1 : 0, c == 't' ? 1024 : c == 'r' ? 1000 : 1u << 20, &v))
-                return adg_cmd_usage_error("export");
-            if (c == OPT_NPROMPT)
-                o.engine.bench.n_prompt = (uint32_t)v;
-            else if (c == 'n')
-                o.engine.bench.n_gen = (uint32_t)v;
-            else if (c == 'r')
-                o.engine.bench.reps = (uint32_t)v;
-            else if (c == 't')
-                o.engine.engine.threads = (int)v;
-            else if (c == OPT_NGL)
-                o.engine.engine.ngl = (uint32_t)v;
-            else
-                n_ctx = v;
-            engine_opt = true;
-            break;
-        case OPT_IMPL:
-            if (!kern_impl_parse(optarg, &o.engine.engine.impl)) {
-                fprintf(stderr, "amxdiag export: error: --cpu-kernels '%s' is not one of auto, amx, avx512, ref, "
-                                "amx-emu\n", optarg);
-                return adg_cmd_usage_error("export");
-            }
-            engine_opt = true;
-            break;
-        case OPT_NUMA:
-            o.engine.numa = optarg;
-            engine_opt = true;
-            break;
-        case OPT_PIN:
-            o.engine.engine.pin = true;
-            engine_opt = true;
-            break;
-        case OPT_SEED:
-            if (!adg_parse_u64(optarg, &o.engine.bench.seed)) {
-                fprintf(stderr, "amxdiag export: error: --seed '%s' is not a non-negative integer\n", optarg);
-                return adg_cmd_usage_error("export");
-            }
-            engine_opt = true;
-            break;
-        default:
-            return adg_cmd_usage_error("export");
-        }
+    export_flags fl = {.h = {.threads = 2, .max_connections = 64, .timeout_s = 10}, .nice = 10};
+    prof_cli cli;
+    prof_cli_init(&cli);
+    prof_cli_extra xo = {.shortopts = "l:vh", .longopts = own, .handle = export_option, .ctx = &fl};
+    int rc = prof_options_parse(argc, argv, "export", &xo, &cli);
+    if (rc != PROF_CLI_CONTINUE)
+        return rc;
+    if (cli.sanitize) {
+        /* The endpoint serves one live session: a second run under compute-sanitizer (10-100x
+         * slower, not on the bus) would keep it serving stale values for as long. */
+        fprintf(stderr, "amxdiag export: error: --sanitize is not available in export: it serves one live "
+                        "session\n"
+                        "  hint: run 'amxdiag profile --sanitize -- COMMAND ...' for a compute-sanitizer "
+                        "memcheck run\n");
+        return ADG_EXIT_USAGE;
     }
-    if (optind < argc)
-        o.argv = argv + optind;
-    if (engine_opt && (o.argv || o.pid)) {
-        fprintf(stderr, "amxdiag export: error: built-in path options (--model, --cpu-kernels, ...) apply only "
-                        "without a command or --pid\n");
-        return adg_cmd_usage_error("export");
-    }
-    if (o.argv && o.pid) {
-        fprintf(stderr, "amxdiag export: error: give either a command or --pid, not both\n");
-        return adg_cmd_usage_error("export");
-    }
-    if (o.duration_s > 0 && !o.pid) {
-        fprintf(stderr, "amxdiag export: error: --duration applies to --pid only (a command runs until it exits)\n");
-        return adg_cmd_usage_error("export");
-    }
-    if (!*o.out) {
-        fprintf(stderr, "amxdiag export: error: --out needs a file name\n");
-        return adg_cmd_usage_error("export");
-    }
-    if (!o.argv && !o.pid) {
-        o.builtin = true;
-        uint32_t need = o.engine.bench.n_prompt > o.engine.bench.n_gen ? o.engine.bench.n_prompt : o.engine.bench.n_gen;
-        o.engine.engine.n_ctx = n_ctx ? (uint32_t)n_ctx : (need < 512 ? 512 : need);
-    }
+    prof_options o = cli.o;
+    prof_http_opts h = fl.h;
+    h.nice = (int)fl.nice;
+    const char *port_file = fl.port_file;
+    double linger_s = fl.linger_s;
+    bool json = fl.json;
     if (json) {
         o.output_to_stderr = true;
         o.tee = true;
@@ -465,6 +334,7 @@ int prof_export_cmd_main(int argc, char **argv)
     prof_outcome out;
     e = prof_session_run(&o, &out);
     int code = e ? (out.exit_code ? out.exit_code : adg_exit_for_error(e)) : out.exit_code;
+    bool session_ok = !e;
     x.exit_code = code;
     __atomic_store_n(&x.running, 0, __ATOMIC_SEQ_CST);
     if (e) {
@@ -474,6 +344,17 @@ int prof_export_cmd_main(int argc, char **argv)
     if (out.workload_error) {
         adg_error_print(out.workload_error, stderr);
         adg_error_free(out.workload_error);
+    }
+    if (session_ok && !cli.no_confirm && o.argv) {
+        /* A CUDA fault whose kernel is not certain: one blocking re-run settles it, as in
+         * amxdiag profile.  It is not on the bus: /healthz already says the session ended. */
+        bool ran;
+        int crc;
+        adg_error *ce = prof_confirm_run_msg(&o, false, &ran, &crc);
+        if (ce) {
+            adg_error_print(ce, stderr);
+            adg_error_free(ce);
+        }
     }
     if (linger_s > 0)
         linger(linger_s);

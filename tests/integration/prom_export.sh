@@ -4,7 +4,8 @@
 # exporter's metrics with the expected names and labels, and the target must be up.
 # Also: /metrics passes promtool, /healthz is 200 while the session runs and 503 during
 # --linger, SIGTERM ends the session with 128+15, a non-loopback --listen and a port in
-# use are refused (exit 2) before the command runs, --json summarises the HTTP traffic.
+# use are refused (exit 2) before the command runs, --json summarises the HTTP traffic;
+# the session options are the shared parser's (-e cpu, --no-confirm; --sanitize refused).
 set -u
 . "$(dirname "$0")/lib/adg.sh"
 command -v curl >/dev/null || skip "curl is needed"
@@ -160,5 +161,19 @@ expect_rc 2 "$AMXDIAG" export --listen 127.0.0.1:notaport -- true
 expect_rc 2 "$AMXDIAG" export --http-threads 0 -- true
 expect_rc 2 "$AMXDIAG" export --bogus
 expect_out "--listen ADDR:PORT" "$AMXDIAG" export --help
+# The session options are the shared parser's (those of profile and top).
+for o in "--events SETS" "--no-confirm" "--cpu-kernels K" "--n-prompt N" "--http-nice N" "--json"; do
+    grep -q -- "$o" "$TEST_TMP/out" || fail "export --help lacks $o"
+done
+expect_rc 0 "$AMXDIAG" export --listen 127.0.0.1:0 -e cpu --no-confirm --out "$TEST_TMP/run4.json" -- true
+[ -s "$TEST_TMP/run4.json" ] || fail "export -e cpu wrote no record"
+expect_rc 2 "$AMXDIAG" export --sanitize -- touch "$TEST_TMP/ran"
+grep -q "profile --sanitize" "$TEST_TMP/err" || fail "--sanitize refusal gives no hint: $(cat "$TEST_TMP/err")"
+[ -e "$TEST_TMP/ran" ] && fail "the command ran although --sanitize was refused"
+expect_rc 2 "$AMXDIAG" export --pid 1 -- true
+expect_rc 2 "$AMXDIAG" export --duration 1 -- true
+expect_rc 2 "$AMXDIAG" export --cpu-kernels ref -- true
+expect_rc 2 "$AMXDIAG" export -e nosuchset -- true
+grep -q "unknown event set" "$TEST_TMP/err" || fail "bad -e: $(cat "$TEST_TMP/err")"
 expect_out "export" "$AMXDIAG" --help
 finish
