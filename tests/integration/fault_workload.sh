@@ -100,7 +100,9 @@ if command -v tmux >/dev/null && "$AMXDIAG" top --help >/dev/null 2>&1; then
         T new-session -d -s "top$s" -x 80 -y 24 \
             "cd '$D' && sh -c 'echo \$\$ >\"$TEST_TMP/pid\"; exec env LANG=C.UTF-8 \"$AMXDIAG\" top -o top$s.json -- \"$SPIN\" sleep 30'; echo \$? >'$TEST_TMP/exit'; stty -a >'$TEST_TMP/stty'; sleep 30"
         for _ in $(seq 50); do [ -s "$TEST_TMP/pid" ] && break; sleep 0.1; done
-        sleep 1.5
+        # signal only once the screen is up (the handlers are installed by then)
+        for _ in $(seq 100); do T capture-pane -p -t "top$s" | grep -q 'live:' && break; sleep 0.1; done
+        sleep 0.5
         kill -"$s" "$(cat "$TEST_TMP/pid")"
         for _ in $(seq 80); do [ -s "$TEST_TMP/stty" ] && break; sleep 0.1; done
         want=130
