@@ -374,12 +374,18 @@ static bool r_gpu_idle(const rep_ctx *c, json_t *f)
         how = "GPU kernel time / run time";
     } else
         return false;
-    double cpu_ops = 0;
-    for (size_t i = 0; i < r->nops; i++)
+    double cpu_ops = 0, gpu_ops = 0;
+    for (size_t i = 0; i < r->nops; i++) {
         if (!strstr(r->ops[i].backend, "CUDA") && !strstr(r->ops[i].backend, "GPU"))
             cpu_ops += r->ops[i].seconds;
+        else
+            gpu_ops += r->ops[i].seconds;
+    }
+    /* Only a run that used the GPU: layers offloaded, kernels traced or GPU ops recorded.
+     * A CPU-only run whose tracer was loaded (0 s of kernels) is not "GPU idle". */
+    bool used_gpu = (ngl.ok && ngl.v > 0) || (kt.ok && kt.v > 0) || gpu_ops > 0;
     /* CPU layers: op records on the CPU, or a partial offload (-ngl) */
-    if (pct >= GPU_IDLE_PCT || (cpu_ops <= 0 && !(ngl.ok && ngl.v > 0)))
+    if (!used_gpu || pct >= GPU_IDLE_PCT || (cpu_ops <= 0 && !(ngl.ok && ngl.v > 0)))
         return false;
     num(f, "gpu_busy_pct", pct);
     char sent[256];

@@ -560,12 +560,36 @@ static void test_rules_documented(void **state)
     assert_int_equal(missing, 0);
 }
 
+
+/* A CPU-only built-in run whose GPU tracer was loaded reports 0 s of kernels: that is not
+ * "GPU idle while CPU layers run" (seen on the device: the finding fired on --ngl 0). */
+static void test_gpu_idle_needs_gpu_use(void **state)
+{
+    (void)state;
+    char *p = fixture("report_base_avx512.json");
+    json_t *rec = json_load_file(p, 0, NULL);
+    free(p);
+    assert_non_null(rec);
+    json_object_set_new(rec, "gpu_kernels", json_pack("{s:f,s:[]}", "kernel_time_s", 0.0, "kernels"));
+    char *dir = adg_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/cpu-only.json", dir);
+    assert_int_equal(json_dump_file(rec, path, 0), 0);
+    json_decref(rec);
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_run(path, &doc));
+    assert_null(finding(doc, "gpu-idle", NULL));
+    json_decref(doc);
+    adg_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compare_seed_pair), cmocka_unit_test(test_run_report),
         cmocka_unit_test(test_crash_reports),     cmocka_unit_test(test_real_records),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_gpu_idle_needs_gpu_use),
         cmocka_unit_test(test_rules_single),      cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_html_charts),       cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_rules_documented),
