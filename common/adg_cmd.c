@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/adg_exit.h"
+#include "common/adg_util.h"
 
 int adg_cmd_placeholder(int argc, char **argv, const char *command, const char *what)
 {
@@ -21,4 +22,14 @@ int adg_cmd_usage_error(const char *command)
 {
     fprintf(stderr, "  hint: run 'amxdiag %s --help' for the options\n", command);
     return ADG_EXIT_USAGE;
+}
+
+bool adg_cmd_parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (!adg_parse_u64(arg, out) || *out < lo || *out > hi) {
+        fprintf(stderr, "amxdiag: error: %s takes a whole number from %llu to %llu, not '%s'\n", opt,
+                (unsigned long long)lo, (unsigned long long)hi, arg);
+        return false;
+    }
+    return true;
 }

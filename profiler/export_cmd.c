@@ -178,16 +178,6 @@ static void linger(double seconds)
     sigaction(SIGTERM, &ot, NULL);
 }
 
-static bool parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (!adg_parse_u64(arg, out) || *out < lo || *out > hi) {
-        fprintf(stderr, "amxdiag export: error: %s takes a whole number from %llu to %llu, not '%s'\n", opt,
-                (unsigned long long)lo, (unsigned long long)hi, arg);
-        return false;
-    }
-    return true;
-}
-
 static json_t *summary_json(const exporter *x, const char *address, const char *record, int exit_code)
 {
     prof_http_stats st;
@@ -238,7 +228,7 @@ static int export_option(void *ctx, int c, const char *arg)
     double d;
     for (size_t i = 0; i < ADG_ARRAY_LEN(limits); i++)
         if (c == limits[i].opt) {
-            if (!parse_uint(limits[i].name, arg, limits[i].lo, limits[i].hi, &v))
+            if (!adg_cmd_parse_uint(limits[i].name, arg, limits[i].lo, limits[i].hi, &v))
                 return adg_cmd_usage_error("export");
             *limits[i].dst = (unsigned)v;
             return PROF_CLI_CONTINUE;

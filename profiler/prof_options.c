@@ -116,16 +116,6 @@ static bool parse_sets(const char *arg, unsigned *sets)
     return ok && *sets;
 }
 
-static bool parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (!adg_parse_u64(arg, out) || *out < lo || *out > hi) {
-        fprintf(stderr, "amxdiag: error: %s takes a whole number from %llu to %llu, not '%s'\n", opt,
-                (unsigned long long)lo, (unsigned long long)hi, arg);
-        return false;
-    }
-    return true;
-}
-
 /* One session option: PROF_CLI_CONTINUE, or the exit code (message printed). */
 static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd, uint64_t *n_ctx)
 {
@@ -138,17 +128,17 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
         o->out = arg;
         break;
     case 'p':
-        if (!parse_uint("--pid", arg, 1, 0x7fffffff, &v))
+        if (!adg_cmd_parse_uint("--pid", arg, 1, 0x7fffffff, &v))
             return adg_cmd_usage_error(cmd);
         o->pid = (pid_t)v;
         break;
     case 'i':
-        if (!parse_uint("--interval", arg, 10, 60000, &v))
+        if (!adg_cmd_parse_uint("--interval", arg, 10, 60000, &v))
             return adg_cmd_usage_error(cmd);
         o->interval_ms = (unsigned)v;
         break;
     case 'F':
-        if (!parse_uint("--freq", arg, 10, 20000, &v))
+        if (!adg_cmd_parse_uint("--freq", arg, 10, 20000, &v))
             return adg_cmd_usage_error(cmd);
         o->freq_hz = (unsigned)v;
         break;
@@ -160,7 +150,7 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
         o->sets_explicit = true;
         break;
     case OPT_TOP:
-        if (!parse_uint("--top", arg, 1, 100000, &v))
+        if (!adg_cmd_parse_uint("--top", arg, 1, 100000, &v))
             return adg_cmd_usage_error(cmd);
         o->top_n = (unsigned)v;
         break;
@@ -196,7 +186,7 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
         const char *name = c == OPT_NPROMPT ? "--n-prompt" : c == 'n' ? "--n-gen" : c == 'r' ? "--repetitions"
                          : c == 't' ? "--threads" : c == OPT_NGL ? "--ngl" : "--ctx";
         uint64_t lo = (c == 'r' || c == 't') ? 1 : 0, hi = c == 't' ? 1024 : c == 'r' ? 1000 : 1u << 20;
-        if (!parse_uint(name, arg, lo, hi, &v))
+        if (!adg_cmd_parse_uint(name, arg, lo, hi, &v))
             return adg_cmd_usage_error(cmd);
         if (c == OPT_NPROMPT)
             o->engine.bench.n_prompt = (uint32_t)v;

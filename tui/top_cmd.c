@@ -77,16 +77,6 @@ static void usage(FILE *f)
             "See docs/top.md.\n");
 }
 
-static bool parse_uint(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (!adg_parse_u64(arg, out) || *out < lo || *out > hi) {
-        fprintf(stderr, "amxdiag: error: %s takes a whole number from %llu to %llu, not '%s'\n", opt,
-                (unsigned long long)lo, (unsigned long long)hi, arg);
-        return false;
-    }
-    return true;
-}
-
 static bool parse_size(const char *arg, int *w, int *h)
 {
     char *x = strchr(arg, 'x');
@@ -395,7 +385,7 @@ static int top_option(void *ctx, int c, const char *arg)
         t->speed = d;
         break;
     case 'd':
-        if (!parse_uint("--delay", arg, 100, 10000, &v))
+        if (!adg_cmd_parse_uint("--delay", arg, 100, 10000, &v))
             return adg_cmd_usage_error("top");
         t->delay_ms = (unsigned)v;
         break;
