@@ -155,3 +155,26 @@ const char *rep_fmt_pct(double pct, char *buf, size_t len)
         snprintf(buf, len, "%+.1f%%", pct);
     return buf;
 }
+
+void rep_render_inputs(adg_strbuf *sb, const json_t *doc, rep_esc_fn esc, const char *eol)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(doc, "inputs"), i, x) {
+        const char *role = json_string_value(json_object_get(x, "role"));
+        adg_sb_puts(sb, "Input");
+        if (role && *role) {
+            adg_sb_puts(sb, " (");
+            esc(sb, role);
+            adg_sb_puts(sb, ")");
+        }
+        static const char *const parts[][2] = {{": ", "path"}, {", recorded ", "created"}, {" on ", "host"}};
+        for (size_t k = 0; k < 3; k++) {
+            const char *v = json_string_value(json_object_get(x, parts[k][1]));
+            adg_sb_puts(sb, parts[k][0]);
+            esc(sb, v ? v : "");
+        }
+        adg_sb_puts(sb, ".");
+        adg_sb_puts(sb, eol);
+    }
+}

@@ -382,21 +382,7 @@ char *rep_render_html(const json_t *doc)
         adg_sb_puts(&sb, "</ul></section>\n");
     }
     adg_sb_puts(&sb, "<footer>");
-    json_array_foreach(json_object_get(doc, "inputs"), i, x) {
-        adg_sb_puts(&sb, "Input");
-        if (*str(x, "role")) {
-            adg_sb_puts(&sb, " (");
-            esc(&sb, str(x, "role"));
-            adg_sb_puts(&sb, ")");
-        }
-        adg_sb_puts(&sb, ": ");
-        esc(&sb, str(x, "path"));
-        adg_sb_puts(&sb, ", recorded ");
-        esc(&sb, str(x, "created"));
-        adg_sb_puts(&sb, " on ");
-        esc(&sb, str(x, "host"));
-        adg_sb_puts(&sb, ".<br>");
-    }
+    rep_render_inputs(&sb, doc, esc, "<br>");
     adg_sb_puts(&sb, "Report by amxdiag ");
     esc(&sb, json_string_value(json_object_get(json_object_get(doc, "tool"), "version")));
     adg_sb_puts(&sb, ", ");

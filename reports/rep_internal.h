@@ -12,6 +12,7 @@
 
 #include "common/adg_error.h"
 #include "common/adg_metrics.h"
+#include "common/adg_util.h"
 #include "reports/reports.h"
 
 /* ---- one loaded run record ---- */
@@ -124,6 +125,10 @@ json_t *rep_doc_chart(json_t *section, const char *chart, const char *title, con
 void rep_doc_input(json_t *doc, const rep_run *r, const char *role);
 void rep_doc_not_measured(json_t *doc, const rep_run *r, const char *role);
 void rep_doc_finish(json_t *doc, json_t *findings, const char *conclusion);
+/* The "Input (role): path, recorded T on H." lines of a document, each escaped by the
+ * format's own escaper and ended by eol: shared by the Markdown and HTML renderers. */
+typedef void (*rep_esc_fn)(adg_strbuf *sb, const char *s);
+void rep_render_inputs(adg_strbuf *sb, const json_t *doc, rep_esc_fn esc, const char *eol);
 
 json_t *rep_build_run(rep_run *r);
 json_t *rep_build_compare(rep_run *base, rep_run *nw);

@@ -227,22 +227,7 @@ char *rep_render_markdown(const json_t *doc)
         adg_sb_puts(&sb, "\n");
     }
     adg_sb_puts(&sb, "---\n");
-    json_t *x;
-    json_array_foreach(json_object_get(doc, "inputs"), i, x) {
-        adg_sb_puts(&sb, "Input");
-        if (*str(x, "role")) {
-            adg_sb_puts(&sb, " (");
-            esc(&sb, str(x, "role"));
-            adg_sb_puts(&sb, ")");
-        }
-        adg_sb_puts(&sb, ": ");
-        esc(&sb, str(x, "path"));
-        adg_sb_puts(&sb, ", recorded ");
-        esc(&sb, str(x, "created"));
-        adg_sb_puts(&sb, " on ");
-        esc(&sb, str(x, "host"));
-        adg_sb_puts(&sb, ".  \n");
-    }
+    rep_render_inputs(&sb, doc, esc, "  \n");
     adg_sb_printf(&sb, "Report by amxdiag %s, %s, schema %s.\n",
                   json_string_value(json_object_get(json_object_get(doc, "tool"), "version")), str(doc, "created"),
                   str(doc, "schema"));
