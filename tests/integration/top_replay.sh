@@ -131,7 +131,8 @@ grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after SIGTERM"
 # A corrupt record under a terminal: the message, exit 2, nothing left in raw mode.
 start 80 24 --replay "$R/top_corrupt.json"
 wait_exit && [ "$(cat "$TEST_TMP/exit")" = 2 ] || fail "corrupt record in a terminal: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
-screen | grep -q 'top_corrupt.json' || fail "corrupt record: no message on the terminal"
+# tmux reads the pane's output asynchronously: wait for the message rather than sample once.
+wait_for 'top_corrupt.json' 3
 grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after a corrupt record"
 
 # No colour (NO_COLOR) and the ASCII fallback still draw every panel.
