@@ -54,6 +54,31 @@ static void describe(kern_cpu *c)
                  kern_pool_size(c->pool), nodes, nodes == 1 ? "" : "s");
 }
 
+/* Three int8 tile kernels exist (docs/kernels.md); AMXDIAG_AMX_INT8_KERNEL picks one for
+ * experiments: "ring" (default; "ring:A,S" sets its distances), "1x1", "2x2".  Anything else
+ * is ignored with a warning: inference must not stop over a tuning variable. */
+static void amx_int8_from_env(kern_cpu *c)
+{
+    c->amx_int8 = KERN_AMX_INT8_RING;
+    c->ring_ahead = 2;
+    c->ring_store_ahead = 1;
+    const char *kv = getenv("AMXDIAG_AMX_INT8_KERNEL");
+    if (!kv || !*kv || strcmp(kv, "ring") == 0)
+        return;
+    int ahead, store_ahead, used = 0;
+    if (strcmp(kv, "1x1") == 0)
+        c->amx_int8 = KERN_AMX_INT8_1X1;
+    else if (strcmp(kv, "2x2") == 0)
+        c->amx_int8 = KERN_AMX_INT8_2X2;
+    else if (sscanf(kv, "ring:%d,%d%n", &ahead, &store_ahead, &used) == 2 && kv[used] == '\0' &&
+             store_ahead >= 0 && store_ahead < ahead && ahead <= 3) {
+        c->ring_ahead = ahead;
+        c->ring_store_ahead = store_ahead;
+    } else
+        adg_warn("kernels: ignoring AMXDIAG_AMX_INT8_KERNEL=%s (want ring, ring:AHEAD,STORE_AHEAD with "
+                 "0 <= STORE_AHEAD < AHEAD <= 3, 1x1 or 2x2); using the ring kernel", kv);
+}
+
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
 {
     *out = NULL;
@@ -70,9 +95,7 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     c->impl = impl;
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
-    /* Two int8 tile kernels exist (docs/kernels.md); the variable picks one for experiments. */
-    const char *kv = getenv("AMXDIAG_AMX_INT8_KERNEL");
-    c->amx_int8_2x2 = kv && strcmp(kv, "2x2") == 0;
+    amx_int8_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
         e = kern_crossover_load(o.crossover, &c->xo);
@@ -374,8 +397,9 @@ static const char *variant_name(const kern_cpu *c, path p, const kern_weight *w)
              : w->ctype == KERN_TYPE_BF16 ? "ref-bf16" : "ref-f32";
     if (p == PATH_AMX)
         return w->fmt == KERN_WFMT_BF16 ? "amx-bf16"
-             : w->fmt == KERN_WFMT_I4   ? (c->amx_int8_2x2 ? "amx-int8-2x2-q4_0" : "amx-int8-q4_0")
-                                        : (c->amx_int8_2x2 ? "amx-int8-2x2-q8_0" : "amx-int8-q8_0");
+             : c->amx_int8 == KERN_AMX_INT8_2X2 ? (w->fmt == KERN_WFMT_I4 ? "amx-int8-2x2-q4_0" : "amx-int8-2x2-q8_0")
+             : c->amx_int8 == KERN_AMX_INT8_1X1 ? (w->fmt == KERN_WFMT_I4 ? "amx-int8-1x1-q4_0" : "amx-int8-1x1-q8_0")
+                                                : (w->fmt == KERN_WFMT_I4 ? "amx-int8-q4_0" : "amx-int8-q8_0");
     return w->fmt == KERN_WFMT_I8 ? "avx512-vnni-q8_0" : w->fmt == KERN_WFMT_I4 ? "avx512-vnni-q4_0"
          : w->fmt == KERN_WFMT_BF16 ? "avx512-bf16" : "avx512-f32";
 }
@@ -429,10 +453,12 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
     case PATH_AMX:
         if (w->fmt == KERN_WFMT_BF16)
             a->c->amx->gemm_bf16(&j, g->ba);
-        else if (a->c->amx_int8_2x2)
+        else if (a->c->amx_int8 == KERN_AMX_INT8_2X2)
             a->c->amx->gemm_q(&j, g->qa);
-        else
+        else if (a->c->amx_int8 == KERN_AMX_INT8_1X1)
             a->c->amx->gemm_q_1x1(&j, g->qa);
+        else
+            a->c->amx->gemm_q_ring(&j, g->qa, a->c->ring_ahead, a->c->ring_store_ahead);
         break;
     }
 }

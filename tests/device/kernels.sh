@@ -3,7 +3,9 @@
 # (plus the emulator), `amxdiag probe --bench` for the ceilings, and `amxdiag bench kernels`:
 # M = 1 and M = 512 for q4_0/q8_0 at the attention, expert and LM-head shapes (amx vs
 # avx512), the M sweep that sets the AMX/VNNI crossover, the second AMX int8 kernel, bf16.
-#   usage: tests/device/kernels.sh BUILD_DIR [quick]   (outputs go to $OUT, default ./device-out)
+#   usage: tests/device/kernels.sh BUILD_DIR [quick|int8]   (outputs go to $OUT, default ./device-out)
+# "int8": the unit tests and the int8 tile kernels' variants (AMXDIAG_AMX_INT8_KERNEL) at
+# M = 512 against AVX-512 VNNI, 16 threads and 1 (about 2 minutes); bench-int8-<variant>.json.
 # "quick": the unit tests, M=1/512 at every shape but the router, and the crossover
 # sweep only (about 90 s).
 # BUILD_DIR is a RelWithDebInfo build with BUILD_DIR/devlibs (tests/device/bundle-libs.sh);
@@ -42,6 +44,27 @@ run test_kern_matmul 40 "$build/tests/test_kern_matmul"
 step "probe --bench (ceilings)"
 run "probe --bench" 40 "$bin" probe --only cpu --bench
 cp "$XDG_CACHE_HOME"/amxdiag/ceilings-*.json "$out/ceilings.json" 2>/dev/null
+
+if [ "$quick" = int8 ]; then
+    shapes=attn_q,attn_o,moe_gate_up,moe_down
+    step "int8: avx512 VNNI at M=512 (the ratio's denominator)"
+    run "bench avx512" 40 "${B[@]}" --impl avx512 --type q4_0,q8_0 --shape "$shapes" --m 512 \
+        --min-time 0.1 --weights-mib 256 --mem-gbs 100 -o "$out/bench-int8-avx512.json"
+    for v in ring ring:1,0 ring:3,1 ring:3,2 1x1; do
+        step "int8: AMX $v at M=512"
+        AMXDIAG_AMX_INT8_KERNEL=$v run "bench $v" 40 "${B[@]}" --impl amx --type q4_0,q8_0 --shape "$shapes" \
+            --m 512 --min-time 0.1 --weights-mib 256 --mem-gbs 100 -o "$out/bench-int8-${v//[:,]/_}.json"
+    done
+    step "int8: 1 thread, attn_q M=512, every variant"
+    for v in ring ring:3,2 1x1; do
+        AMXDIAG_AMX_INT8_KERNEL=$v run "bench 1-thread $v" 20 "$bin" bench kernels --threads 1 --impl amx \
+            --type q8_0 --shape attn_q --m 512 --min-time 0.1 --weights-mib 64
+    done
+    run "bench 1-thread avx512" 20 "$bin" bench kernels --threads 1 --impl avx512 --type q8_0 --shape attn_q \
+        --m 512 --min-time 0.1 --weights-mib 64
+    step done
+    exit 0
+fi
 
 if [ "$quick" = quick ]; then
     step "quick bench: M=1 and M=512, amx vs avx512"

@@ -142,6 +142,19 @@ static void test_avx512_int(void **state)
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 1, 0);
 }
 
+/* The other int8 tile kernels and pipeline distances (AMXDIAG_AMX_INT8_KERNEL), bit-exact
+ * like the default; an invalid value falls back to the default kernel. */
+static void check_int_variants(kern_impl impl)
+{
+    static const char *const variants[] = {"1x1", "2x2", "ring:1,0", "ring:3,2", "ring:3,0", "ring:9,9"};
+    for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+        setenv("AMXDIAG_AMX_INT8_KERNEL", variants[v], 1);
+        check_int_exact(KERN_TYPE_Q8_0, impl, 3, 1);
+        check_int_exact(KERN_TYPE_Q4_0, impl, 2, 1);
+    }
+    unsetenv("AMXDIAG_AMX_INT8_KERNEL");
+}
+
 static void test_amx_emu_int(void **state)
 {
     (void)state;
@@ -150,10 +163,7 @@ static void test_amx_emu_int(void **state)
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 2, 1);   /* tiles for every m */
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX_EMU, 3, 1);
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 2, 16);  /* below the crossover: VNNI */
-    setenv("AMXDIAG_AMX_INT8_KERNEL", "2x2", 1);                /* the other int8 tile kernel */
-    check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX_EMU, 3, 1);
-    check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX_EMU, 2, 1);
-    unsetenv("AMXDIAG_AMX_INT8_KERNEL");
+    check_int_variants(KERN_IMPL_AMX_EMU);
 }
 
 static void test_amx_hw_int(void **state)
@@ -163,10 +173,7 @@ static void test_amx_hw_int(void **state)
         skip();
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX, 4, 1);
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX, 4, 1);
-    setenv("AMXDIAG_AMX_INT8_KERNEL", "2x2", 1);
-    check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AMX, 3, 1);
-    check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AMX, 5, 1);
-    unsetenv("AMXDIAG_AMX_INT8_KERNEL");
+    check_int_variants(KERN_IMPL_AMX);
 }
 
 /* Float paths: |y - ref| <= 1e-5 * sum |x_k w_k| + 1e-6 (kern_cpu.h). */
