@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/adg_nvml.h"
 #include "kernels/cuda/cuda_driver.h"
 
 enum { CU_DEVICE_ATTRIBUTE_COMPUTE_MODE_ = 20 };
@@ -83,36 +84,24 @@ void cuda_probe_driver(gpu_facts *f)
     }
 }
 
-typedef int (*nvml_init_fn)(void);
-typedef int (*nvml_handle_fn)(const char *bus, void **dev);
-typedef int (*nvml_persist_fn)(void *dev, int *mode);
-
 void cuda_probe_nvml(gpu_facts *f)
 {
     if (f->ndevs == 0)
         return;
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
+    adg_nvml n;
+    adg_error *e = adg_nvml_open(&n);
+    if (e) {
+        adg_error_free(e); /* persistence stays unknown; the gpu checks say so */
         return;
-    nvml_init_fn init;
-    nvml_handle_fn by_bus;
-    nvml_persist_fn persist;
-    void *p1 = dlsym(h, "nvmlInit_v2"), *p2 = dlsym(h, "nvmlDeviceGetHandleByPciBusId_v2"),
-         *p3 = dlsym(h, "nvmlDeviceGetPersistenceMode");
-    if (!p1 || !p2 || !p3)
-        return;
-    memcpy(&init, &p1, sizeof init);
-    memcpy(&by_bus, &p2, sizeof by_bus);
-    memcpy(&persist, &p3, sizeof persist);
-    if (init() != 0)
-        return;
-    for (int i = 0; i < f->ndevs; i++) {
-        void *dev = NULL;
+    }
+    for (int i = 0; n.DeviceGetHandleByPciBusId && n.DeviceGetPersistenceMode && i < f->ndevs; i++) {
+        adg_nvml_device dev = NULL;
         int mode = 0;
-        if (by_bus(f->devs[i].bus_id, &dev) == 0 && persist(dev, &mode) == 0)
+        if (n.DeviceGetHandleByPciBusId(f->devs[i].bus_id, &dev) == ADG_NVML_SUCCESS &&
+            n.DeviceGetPersistenceMode(dev, &mode) == ADG_NVML_SUCCESS)
             f->devs[i].persistence = mode ? 1 : 0;
     }
-    /* NVML stays initialised and loaded: cheap, and the profiler may use it. */
+    adg_nvml_close(&n);
 }
 
 typedef int (*cupti_get_version_fn)(uint32_t *version);

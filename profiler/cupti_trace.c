@@ -543,6 +543,15 @@ void cupti_trace_register(cupti_trace *t, adg_bus *bus, const char *collector)
     int *ids[] = {&t->m_busy, &t->m_h2d, &t->m_d2h, &t->m_launch, &t->m_ktime, &t->m_mem_used, &t->m_mem_total,
                   &t->m_errors};
     for (size_t i = 0; i < ADG_ARRAY_LEN(defs); i++) {
+        /* A metric another collector registered first stays its own: NVML's device
+         * memory (sampled every interval, the tracer's only when the program calls CUDA). */
+        int prev = adg_bus_find(bus, defs[i].name);
+        adg_metric_def pd;
+        const char *owner = NULL;
+        if (prev >= 0 && adg_bus_metric(bus, (size_t)prev, &pd, &owner) && owner && strcmp(owner, collector)) {
+            *ids[i] = -1;
+            continue;
+        }
         adg_error *e = adg_bus_register(bus, collector, &defs[i], ids[i]);
         if (e) {
             adg_warn("cannot register %s: %s", defs[i].name, adg_error_msg(e));

@@ -24,7 +24,8 @@ enum {
     PROF_SET_NUMA = 1u << 5,     /* numa_maps, thread placement, arch_status */
     PROF_SET_GPU = 1u << 6,      /* CUPTI trace of the command (profiler/cupti_collector.h) */
     PROF_SET_CPU = 1u << 7,      /* per-CPU load from /proc/stat (machine-wide) */
-    PROF_SET_ALL = 0xff,
+    PROF_SET_NVML = 1u << 8,     /* NVML per-GPU memory, utilisation, power, clocks (profiler/prof_nvml.c) */
+    PROF_SET_ALL = 0x1ff,
 };
 
 /* The processes of the workload seen so far (the root plus every child the sampler saw). */
@@ -84,6 +85,7 @@ extern const prof_collector prof_mbm_collector;
 extern const prof_collector prof_numa_collector;
 extern const prof_collector prof_cupti_collector;
 extern const prof_collector prof_cpu_collector;
+extern const prof_collector prof_nvml_collector;
 
 /* Registers a metric or logs why not (registration only fails on a name clash, a bug). */
 int prof_register(prof_ctx *ctx, const char *collector, const char *name, const char *unit, adg_scope scope,

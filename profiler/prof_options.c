@@ -50,7 +50,8 @@ void prof_options_usage(FILE *f)
           "  -i, --interval MS     sampling interval of the time series (default 100, 10..60000)\n"
           "  -F, --freq HZ         cpu-clock sampling frequency (default 999, 10..20000)\n"
           "  -e, --events SETS     comma-separated: amx, simd, core, mem, sampling, numa, gpu, cpu,\n"
-          "                        pmu (=amx,simd,core), all (default: all that are available here)\n"
+          "                        nvml, pmu (=amx,simd,core), all (default: all that are available\n"
+          "                        here); gpu is the CUPTI trace and nvml (per-GPU memory, use, power)\n"
           "      --gpu-metrics     gpu: per-kernel DRAM bytes and SM throughput where the driver permits\n"
           "                        (see docs/cupti.md); the kernel trace runs without it\n"
           "      --sanitize        then run COMMAND again under compute-sanitizer memcheck and merge its\n"
@@ -92,7 +93,7 @@ static bool parse_sets(const char *arg, unsigned *sets)
     } names[] = {{"amx", PROF_SET_AMX},   {"simd", PROF_SET_SIMD},         {"core", PROF_SET_CORE},
                  {"mem", PROF_SET_MEM},   {"sampling", PROF_SET_SAMPLING}, {"numa", PROF_SET_NUMA},
                  {"all", PROF_SET_ALL},   {"pmu", PROF_SET_AMX | PROF_SET_SIMD | PROF_SET_CORE},
-                 {"gpu", PROF_SET_GPU},   {"cpu", PROF_SET_CPU}};
+                 {"gpu", PROF_SET_GPU | PROF_SET_NVML}, {"cpu", PROF_SET_CPU}, {"nvml", PROF_SET_NVML}};
     char *copy = strdup(arg);
     if (!copy)
         return false;
@@ -144,7 +145,7 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
         break;
     case 'e':
         if (!parse_sets(arg, &o->sets)) {
-            fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, cpu, pmu, all\n");
+            fprintf(stderr, "  hint: sets are amx, simd, core, mem, sampling, numa, gpu, cpu, nvml, pmu, all\n");
             return ADG_EXIT_USAGE;
         }
         o->sets_explicit = true;

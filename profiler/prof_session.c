@@ -26,7 +26,9 @@
 
 static const prof_collector *const collectors[] = {
     &prof_sampler_collector, &prof_pmu_collector, &prof_uncore_collector, &prof_mbm_collector, &prof_numa_collector,
-    &prof_cupti_collector, &prof_cpu_collector,
+    /* nvml before gpu: device memory it registers first is its own (sampled every interval,
+     * where the tracer's cuMemGetInfo needs the program's CUDA calls). */
+    &prof_nvml_collector, &prof_cupti_collector, &prof_cpu_collector,
 };
 #define NCOLL (sizeof collectors / sizeof collectors[0])
 
@@ -254,7 +256,7 @@ static void close_collectors(session *s)
 
 static json_t *config_section(session *s)
 {
-    static const char *const set_names[] = {"amx", "simd", "core", "mem", "sampling", "numa", "gpu", "cpu"};
+    static const char *const set_names[] = {"amx", "simd", "core", "mem", "sampling", "numa", "gpu", "cpu", "nvml"};
     json_t *sets = json_array();
     for (unsigned i = 0; i < ADG_ARRAY_LEN(set_names); i++)
         if (s->ctx.sets & (1u << i))
