@@ -19,6 +19,8 @@ _Static_assert(sizeof(cupti_free_rec) == 16, "free layout");
 _Static_assert(sizeof(cupti_note_rec) == 8, "note layout");
 _Static_assert(sizeof(cupti_flush_rec) == 16, "flush layout");
 _Static_assert(sizeof(cupti_meminfo_rec) == 32, "meminfo layout");
+_Static_assert(sizeof(cupti_kmetric_rec) == 104, "kmetric layout");
+_Static_assert(sizeof(cupti_mconfig_rec) == 32, "mconfig layout");
 
 /* Per type: fixed size and the offset of its name_len field (-1: no name). */
 static const struct {
@@ -38,6 +40,8 @@ static const struct {
     [CUPTI_REC_NOTE] = {"note", sizeof(cupti_note_rec), (long)offsetof(cupti_note_rec, name_len)},
     [CUPTI_REC_FLUSH] = {"flush", sizeof(cupti_flush_rec), -1},
     [CUPTI_REC_MEMINFO] = {"meminfo", sizeof(cupti_meminfo_rec), -1},
+    [CUPTI_REC_KMETRIC] = {"kmetric", sizeof(cupti_kmetric_rec), (long)offsetof(cupti_kmetric_rec, name_len)},
+    [CUPTI_REC_MCONFIG] = {"mconfig", sizeof(cupti_mconfig_rec), (long)offsetof(cupti_mconfig_rec, name_len)},
 };
 
 size_t cupti_proto_fixed_size(uint32_t type)
@@ -174,6 +178,17 @@ static size_t one_frame(cupti_parser *p)
                     (unsigned long long)f.u.meminfo.free_bytes, (unsigned long long)f.u.meminfo.total_bytes,
                     f.u.meminfo.reserved),
                (size_t)-1;
+    if (type == CUPTI_REC_KMETRIC) {
+        /* A counter value is finite and not negative (a percentage may exceed 100 a
+         * little: CUPTI's peak is a sustained rate). */
+        for (unsigned i = 0; i < CUPTI_KMETRIC_VALUES; i++) {
+            double v = f.u.kmetric.v[i];
+            if (v != v || v < 0 || v > 1e300)
+                return fail(p, "kmetric record with value %u = %g", i, v), (size_t)-1;
+        }
+        if (f.u.kmetric.present >> CUPTI_KMETRIC_VALUES)
+            return fail(p, "kmetric record with unknown metric bits 0x%x", f.u.kmetric.present), (size_t)-1;
+    }
     if (type == CUPTI_REC_LAUNCH && f.u.launch.n_ptr > CUPTI_PROTO_MAX_PTRS)
         return fail(p, "launch record with %u pointer arguments (at most %u)", f.u.launch.n_ptr,
                     CUPTI_PROTO_MAX_PTRS),

@@ -43,7 +43,9 @@ typedef enum cupti_rec_type {
     CUPTI_REC_NOTE = 10,     /* something the tracer could not do, and why; name = text */
     CUPTI_REC_FLUSH = 11,    /* everything before this was flushed, for `reason` */
     CUPTI_REC_MEMINFO = 12,  /* device memory in use (cuMemGetInfo), at most once per flush period */
-    CUPTI_REC_TYPE_MAX = 12,
+    CUPTI_REC_KMETRIC = 13,  /* --gpu-metrics: one kernel's Range Profiler values; name = kernel symbol */
+    CUPTI_REC_MCONFIG = 14,  /* --gpu-metrics: the Range Profiler session (chip, passes, metrics); name = chip */
+    CUPTI_REC_TYPE_MAX = 14,
 } cupti_rec_type;
 
 typedef enum cupti_copy_kind {
@@ -172,6 +174,28 @@ typedef struct cupti_meminfo_rec {
     uint32_t reserved;   /* 0 */
 } cupti_meminfo_rec;
 
+/* --gpu-metrics (types 13 and 14, added within version 1 like type 12).  The values of one
+ * kernel launch (one auto range), by role (cupti_range.h: CUPTI_RM_*); a role the chip
+ * does not name is absent from `present` and its value is 0. */
+#define CUPTI_KMETRIC_VALUES 10
+typedef struct cupti_kmetric_rec {
+    uint64_t seq;        /* profiled range number in the process, from 1 */
+    uint64_t t_ns;       /* when its window was decoded */
+    double v[CUPTI_KMETRIC_VALUES];
+    uint32_t present;    /* bit r: v[r] was collected */
+    uint32_t name_len;   /* the kernel symbol (as CUPTI names it in activity records) */
+} cupti_kmetric_rec;
+
+typedef struct cupti_mconfig_rec {
+    uint64_t t_ns;
+    uint32_t passes;     /* replay passes per kernel the config image needs */
+    uint32_t present;    /* roles the chip names (bit per CUPTI_RM_*) */
+    uint32_t max_ranges; /* kernels per window (decoded together) */
+    uint32_t device;     /* CUdevice ordinal */
+    uint32_t replay;     /* 1 kernel replay (CUPTI_KernelReplay) */
+    uint32_t name_len;   /* the chip name (cuptiDeviceGetChipName: GH100, AD102, ...) */
+} cupti_mconfig_rec;
+
 /* A decoded frame. `name` points into the parser's buffer (not NUL-terminated in the
  * stream; the parser adds the NUL) and is valid during the callback only. */
 typedef struct cupti_frame {
@@ -189,6 +213,8 @@ typedef struct cupti_frame {
         cupti_note_rec note;
         cupti_flush_rec flush;
         cupti_meminfo_rec meminfo;
+        cupti_kmetric_rec kmetric;
+        cupti_mconfig_rec mconfig;
     } u;
     const char *name;
     uint32_t name_len;

@@ -12,6 +12,7 @@
 #include "common/adg_util.h"
 #include "kernels/cuda/cuda_driver.h"
 #include "profiler/crash_analyze.h"
+#include "profiler/cupti_range.h"
 
 typedef struct ring_entry {
     cupti_launch_rec rec;
@@ -31,6 +32,13 @@ typedef struct kstat {
     int32_t grid[3], block[3];
     uint32_t regs, static_smem, dynamic_smem;
     uint64_t untimed;  /* records without timestamps (CUPTI could not read them after a fault) */
+    /* --gpu-metrics: Range Profiler values of its launches (KMETRIC records). */
+    uint64_t m_ranges;
+    double m_sum[CUPTI_RM_COUNT];  /* additive roles: duration, bytes */
+    double m_wsum[CUPTI_RM_COUNT]; /* percentages, weighted by the range's duration */
+    double m_wdur[CUPTI_RM_COUNT];
+    uint32_t m_present;
+    double m_peak_Bps;
 } kstat;
 #define KSTAT_KEEP 65536
 
@@ -87,6 +95,12 @@ struct cupti_trace {
     uint64_t mem_used[CUPTI_TRACE_MAX_DEVICES], mem_total[CUPTI_TRACE_MAX_DEVICES];
     int m_busy, m_h2d, m_d2h, m_launch, m_ktime, m_mem_used, m_mem_total, m_errors;
     bool registered;
+    /* --gpu-metrics */
+    bool mconfig_seen;
+    cupti_mconfig_rec mconfig;
+    char chip[64];
+    uint64_t kmetrics, kmetrics_unnamed;
+    double peak_Bps;
 };
 
 cupti_trace *cupti_trace_new(unsigned ring, uint64_t interval_ns, uint64_t base_ns)
@@ -349,6 +363,49 @@ static void on_kernel(cupti_trace *t, const cupti_frame *f)
     }
 }
 
+/* The DRAM peak of a range: peak bytes per DRAM cycle x DRAM cycles per second. */
+static double range_peak_Bps(const cupti_kmetric_rec *r)
+{
+    uint32_t need = (1u << CUPTI_RM_DRAM_PEAK_BPC) | (1u << CUPTI_RM_DRAM_CPS);
+    return (r->present & need) == need ? r->v[CUPTI_RM_DRAM_PEAK_BPC] * r->v[CUPTI_RM_DRAM_CPS] : 0;
+}
+
+static void on_kmetric(cupti_trace *t, const cupti_frame *f)
+{
+    const cupti_kmetric_rec *r = &f->u.kmetric;
+    t->kmetrics++;
+    bool named = f->name_len && strcmp(f->name, "<unnamed>");
+    if (!named)
+        t->kmetrics_unnamed++;
+    kstat *k = kstat_get(t, f->name_len ? f->name : "<unnamed>");
+    if (!k)
+        return;
+    k->m_ranges++;
+    double dur = (r->present & (1u << CUPTI_RM_DURATION)) ? r->v[CUPTI_RM_DURATION] : 0;
+    for (unsigned role = 0; role < CUPTI_RM_COUNT; role++) {
+        if (!(r->present & (1u << role)))
+            continue;
+        k->m_present |= 1u << role;
+        switch (role) {
+        case CUPTI_RM_DURATION:
+        case CUPTI_RM_DRAM_READ:
+        case CUPTI_RM_DRAM_WRITE:
+            k->m_sum[role] += r->v[role];
+            break;
+        default:
+            /* A zero-length range still counts, with a tiny weight. */
+            k->m_wsum[role] += r->v[role] * (dur > 0 ? dur : 1e-3);
+            k->m_wdur[role] += dur > 0 ? dur : 1e-3;
+            break;
+        }
+    }
+    double peak = range_peak_Bps(r);
+    if (peak > k->m_peak_Bps)
+        k->m_peak_Bps = peak;
+    if (peak > t->peak_Bps)
+        t->peak_Bps = peak;
+}
+
 static void on_launch(cupti_trace *t, const cupti_frame *f)
 {
     t->counts.launches++;
@@ -517,6 +574,14 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
             t->mem_used[d] = f->u.meminfo.total_bytes - f->u.meminfo.free_bytes; /* the parser checked free <= total */
         }
         break;
+    case CUPTI_REC_KMETRIC:
+        on_kmetric(t, f);
+        break;
+    case CUPTI_REC_MCONFIG:
+        t->mconfig_seen = true;
+        t->mconfig = f->u.mconfig;
+        snprintf(t->chip, sizeof t->chip, "%s", f->name_len ? f->name : "?");
+        break;
     case CUPTI_REC_FLUSH:
         t->counts.flushes++;
         t->counts.last_flush_reason = f->u.flush.reason;
@@ -642,6 +707,42 @@ static int cmp_total_desc(const void *a, const void *b)
     return x->total_ns < y->total_ns ? 1 : x->total_ns > y->total_ns ? -1 : 0;
 }
 
+/* A kernel's --gpu-metrics summary: sums of its profiled launches, percentages
+ * weighted by each launch's profiled duration. */
+static json_t *kmetric_json(const kstat *k, double peak_Bps)
+{
+    json_t *m = json_object();
+    double dur = k->m_sum[CUPTI_RM_DURATION];
+    json_object_set_new(m, "ranges", json_integer((json_int_t)k->m_ranges));
+    if (k->m_present & (1u << CUPTI_RM_DURATION)) {
+        json_object_set_new(m, "duration_s", json_real(dur * 1e-9));
+        json_object_set_new(m, "mean_us", json_real(dur / (double)k->m_ranges * 1e-3));
+    }
+    bool rd = k->m_present & (1u << CUPTI_RM_DRAM_READ), wr = k->m_present & (1u << CUPTI_RM_DRAM_WRITE);
+    if (rd)
+        json_object_set_new(m, "dram_read_bytes", json_real(k->m_sum[CUPTI_RM_DRAM_READ]));
+    if (wr)
+        json_object_set_new(m, "dram_write_bytes", json_real(k->m_sum[CUPTI_RM_DRAM_WRITE]));
+    double bytes = k->m_sum[CUPTI_RM_DRAM_READ] + k->m_sum[CUPTI_RM_DRAM_WRITE];
+    if (rd && wr)
+        json_object_set_new(m, "dram_bytes_per_launch", json_real(bytes / (double)k->m_ranges));
+    if ((rd || wr) && dur > 0) {
+        double bps = bytes / (dur * 1e-9);
+        json_object_set_new(m, "dram_Bps", json_real(bps));
+        double peak = k->m_peak_Bps > 0 ? k->m_peak_Bps : peak_Bps;
+        if (peak > 0)
+            json_object_set_new(m, "dram_pct_of_peak_bytes", json_real(100.0 * bps / peak));
+    }
+    static const unsigned pct_roles[] = {CUPTI_RM_DRAM_PCT, CUPTI_RM_SM_PCT, CUPTI_RM_TENSOR_HMMA_PCT,
+                                         CUPTI_RM_TENSOR_IMMA_PCT, CUPTI_RM_TENSOR_GMMA_PCT};
+    for (size_t i = 0; i < ADG_ARRAY_LEN(pct_roles); i++) {
+        unsigned r = pct_roles[i];
+        if ((k->m_present & (1u << r)) && k->m_wdur[r] > 0)
+            json_object_set_new(m, cupti_range_role_key(r), json_real(k->m_wsum[r] / k->m_wdur[r]));
+    }
+    return m;
+}
+
 json_t *cupti_trace_kernels_json(cupti_trace *t)
 {
     pthread_mutex_lock(&t->lock);
@@ -672,6 +773,8 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
                 (int)k->dynamic_smem);
             if (k->untimed)
                 json_object_set_new(kj, "untimed", json_integer((json_int_t)k->untimed));
+            if (k->m_ranges)
+                json_object_set_new(kj, "metrics", kmetric_json(k, t->peak_Bps));
             json_array_append_new(kernels, kj);
         }
         free(order);
@@ -711,6 +814,23 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
         json_array_append_new(notes, json_string(t->notes[i]));
     json_object_set_new(o, "notes", notes);
     json_object_set_new(o, "dropped_records", json_integer((json_int_t)t->counts.dropped));
+    if (t->mconfig_seen || t->kmetrics) {
+        json_t *mm = json_array();
+        for (unsigned r = 0; r < CUPTI_RM_COUNT; r++)
+            if (t->mconfig.present & (1u << r))
+                json_array_append_new(mm, json_string(cupti_range_role_key(r)));
+        json_t *gm = json_pack("{s:s,s:s,s:s,s:i,s:i,s:o,s:I,s:I}", "source", "CUPTI Range Profiler", "ranges_are",
+                               "one auto range per kernel launch", "replay", "kernel", "passes",
+                               (int)t->mconfig.passes, "window", (int)t->mconfig.max_ranges, "collected", mm,
+                               "profiled_launches", (json_int_t)t->kmetrics, "unnamed", (json_int_t)t->kmetrics_unnamed);
+        if (t->mconfig_seen) {
+            json_object_set_new(gm, "chip", json_string(t->chip));
+            json_object_set_new(gm, "device", json_integer((json_int_t)t->mconfig.device));
+        }
+        if (t->peak_Bps > 0)
+            json_object_set_new(gm, "dram_peak_Bps", json_real(t->peak_Bps));
+        json_object_set_new(o, "metrics", gm);
+    }
     if (t->counts.hello)
         json_object_set_new(o, "tracer", json_pack("{s:i,s:i,s:i,s:b,s:b}", "pid", (int)t->hello.pid,
                                                    "cupti_version", (int)t->hello.cupti_version, "cuda_version",

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/cuda_driver.h"
 #include "profiler/cupti_load.h"
+#include "profiler/cupti_range_prof.h"
 
 uint64_t cupti_mono_ns(void)
 {
@@ -68,6 +69,7 @@ static struct {
     pthread_once_t drv_once;
     atomic_uint_fast64_t mem_last_ns;
     atomic_int capturing;       /* streams in capture: no cuMemGetInfo of ours in between */
+    bool metrics;               /* --gpu-metrics: the Range Profiler follows the launches */
 } T = {.param_once = PTHREAD_ONCE_INIT, .drv_once = PTHREAD_ONCE_INIT};
 
 /* Per thread: runtime calls in progress, and the launch a runtime call is making (emitted
@@ -174,6 +176,50 @@ static void read_args(CUfunction f, void **params, cupti_launch_rec *l)
     }
 }
 
+static void load_driver_table(void);
+
+/* --gpu-metrics hooks: the Range Profiler calls the driver (context, device), which must
+ * not come back as the program's calls. */
+static void range_launch(const char *name, bool runtime, bool graph)
+{
+    if (!T.metrics)
+        return;
+    tl_self_call = true;
+    cupti_range_prof_launch_enter(name, runtime, graph);
+    tl_self_call = false;
+}
+
+static void range_call(void (*fn)(void))
+{
+    if (!T.metrics)
+        return;
+    tl_self_call = true;
+    fn();
+    tl_self_call = false;
+}
+
+static int range_ctx_current(void **ctx)
+{
+    pthread_once(&T.drv_once, load_driver_table);
+    if (!T.drv_ok)
+        return -1;
+    kern_cu_context c = NULL;
+    if (T.drv.cuCtxGetCurrent(&c) != KERN_CU_SUCCESS)
+        return -1;
+    *ctx = (void *)c;
+    return 0;
+}
+
+static int range_ctx_device(int *device)
+{
+    pthread_once(&T.drv_once, load_driver_table);
+    CUdevice d = 0;
+    if (!T.drv_ok || !T.ctx_get_device || T.ctx_get_device(&d) != CUDA_SUCCESS)
+        return -1;
+    *device = (int)d;
+    return 0;
+}
+
 static void emit_launch(cupti_launch_rec *l, const char *name)
 {
     l->seq = atomic_fetch_add(&T.seq, 1) + 1;
@@ -235,6 +281,7 @@ static void driver_launch(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         return;
     }
     tl_driver_launch_seen = true;
+    range_launch(d->symbolName, false, l.api == CUPTI_LAUNCH_GRAPH);
     emit_launch(&l, d->symbolName ? d->symbolName : (l.api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : NULL));
 }
 
@@ -290,6 +337,7 @@ static void runtime_launch_entry(CUpti_CallbackId cbid, const CUpti_CallbackData
              d->symbolName ? d->symbolName : (l->api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : "?"));
     tl_rt_launch_pending = true;
     tl_driver_launch_seen = false;
+    range_launch(d->symbolName, true, l->api == CUPTI_LAUNCH_GRAPH);
 }
 
 static bool is_runtime_launch(CUpti_CallbackId cbid)
@@ -356,8 +404,13 @@ static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
                 *d->correlationData = cupti_mono_ns();
             break;
         case CUPTI_DRIVER_TRACE_CBID_cuCtxDestroy_v2:
-            /* Before the context goes: its activity can still be flushed. */
+            /* Before the context goes: its activity and counters can still be read. */
+            range_call(cupti_range_prof_ctx_ending);
             cupti_tracer_flush(CUPTI_FLUSH_CTX_DESTROY);
+            break;
+        case CUPTI_DRIVER_TRACE_CBID_cuDevicePrimaryCtxRelease_v2:
+        case CUPTI_DRIVER_TRACE_CBID_cuDevicePrimaryCtxReset_v2:
+            range_call(cupti_range_prof_ctx_ending);
             break;
         default:
             break;
@@ -397,11 +450,13 @@ static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         }
         case CUPTI_DRIVER_TRACE_CBID_cuCtxSynchronize:
             emit_sync(d->correlationData ? *d->correlationData : 0, 0, true, d->functionName);
+            range_call(cupti_range_prof_sync);
             break;
         case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize:
         case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize_ptsz:
             emit_sync(d->correlationData ? *d->correlationData : 0,
                       (uint64_t)(uintptr_t)((const cuStreamSynchronize_params *)p)->hStream, false, d->functionName);
+            range_call(cupti_range_prof_sync);
             break;
         default:
             break;
@@ -414,8 +469,11 @@ static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         return;
     cupti_api_error_rec e = {cupti_mono_ns(), atomic_load(&T.seq), d->correlationId, rv, 1, cbid, tid(), 0};
     emit(CUPTI_REC_API_ERROR, &e, d->functionName);
-    if (cupti_error_is_fatal(rv))
+    if (cupti_error_is_fatal(rv)) {
+        if (T.metrics)
+            cupti_range_prof_fatal();
         cupti_tracer_flush(CUPTI_FLUSH_CUDA_ERROR);
+    }
 }
 
 static void runtime_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
@@ -436,6 +494,8 @@ static void runtime_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
     }
     if (tl_rt_depth > 0)
         tl_rt_depth--;
+    if (is_runtime_launch(cbid) && T.metrics)
+        cupti_range_prof_launch_exit(true);
     if (is_runtime_launch(cbid) && tl_rt_launch_pending) {
         tl_rt_launch_pending = false;
         if (!tl_driver_launch_seen)
@@ -446,21 +506,27 @@ static void runtime_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaMalloc_v3020) {
             const cudaMalloc_v3020_params *a = p;
             emit_alloc(a->devPtr ? (uint64_t)(uintptr_t)*a->devPtr : 0, a->size, 1, d->functionName);
-        } else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020)
+        } else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020) {
             emit_sync(d->correlationData ? *d->correlationData : 0, 0, true, d->functionName);
-        else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020 ||
-                 cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000)
+            range_call(cupti_range_prof_sync);
+        } else if (cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020 ||
+                   cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000) {
             emit_sync(d->correlationData ? *d->correlationData : 0,
                       (uint64_t)(uintptr_t)((const cudaStreamSynchronize_v3020_params *)p)->stream, false,
                       d->functionName);
+            range_call(cupti_range_prof_sync);
+        }
         return;
     }
     if (rv == 600) /* cudaErrorNotReady */
         return;
     cupti_api_error_rec e = {cupti_mono_ns(), atomic_load(&T.seq), d->correlationId, rv, 2, cbid, tid(), 0};
     emit(CUPTI_REC_API_ERROR, &e, d->functionName);
-    if (cupti_error_is_fatal(rv))
+    if (cupti_error_is_fatal(rv)) {
+        if (T.metrics)
+            cupti_range_prof_fatal();
         cupti_tracer_flush(CUPTI_FLUSH_CUDA_ERROR);
+    }
 }
 
 /* Stream captures in progress (CUDA graphs, as llama.cpp builds them): a call of ours
@@ -555,18 +621,38 @@ static void maybe_meminfo(void)
 
 /* ---- start / flush / stop ---- */
 
-static void metrics_note(void)
+static void range_emit(cupti_rec_type type, const void *fixed, const char *name)
+{
+    emit(type, fixed, name);
+}
+
+/* --gpu-metrics: the Range Profiler, where the driver lets this user read counters and
+ * the launch callbacks run (they drive it). */
+static void metrics_start(bool callbacks)
 {
     bool known;
-    if (cupti_profiling_restricted(&known))
+    if (cupti_profiling_restricted(&known)) {
         note(CUPTI_NOTE_NO_METRICS,
              "--gpu-metrics: GPU performance counters are restricted to administrators on this machine "
              "(RmProfilingAdminOnly=1 in /proc/driver/nvidia/params, CUPTI_ERROR_INSUFFICIENT_PRIVILEGES); run as "
              "root or load nvidia with NVreg_RestrictProfilingToAdminUsers=0. The kernel trace is complete.");
-    else
-        note(CUPTI_NOTE_NO_METRICS,
-             "--gpu-metrics: per-kernel DRAM bytes and SM throughput through the CUPTI Range Profiler are not "
-             "implemented in this amxdiag yet; the kernel trace is complete.");
+        return;
+    }
+    if (!callbacks) {
+        note(CUPTI_NOTE_NO_METRICS, "--gpu-metrics: the Range Profiler follows kernel launches through CUPTI "
+                                    "callbacks, which another CUPTI client holds here; the kernel trace goes on.");
+        return;
+    }
+    const char *mr = getenv("AMXDIAG_GPU_METRICS_RANGES");
+    cupti_range_env env = {.lib = T.api.handle,
+                           .emit = range_emit,
+                           .note = note,
+                           .ctx_current = range_ctx_current,
+                           .ctx_device = range_ctx_device,
+                           .now_ns = cupti_mono_ns,
+                           .max_ranges = mr ? (unsigned)strtoul(mr, NULL, 10) : 0,
+                           .sync_period_ms = T.o.flush_period_ms};
+    T.metrics = cupti_range_prof_init(&env);
 }
 
 adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
@@ -581,6 +667,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     atomic_store(&T.dropped, 0);
     atomic_store(&T.mem_last_ns, 0);
     atomic_store(&T.capturing, 0);
+    T.metrics = false;
 
     /* Our clock for every activity timestamp, so that records line up with the host's
      * CLOCK_MONOTONIC (and amxdiag's run time) without conversion. */
@@ -684,7 +771,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     if (!(flags & 2))
         note(CUPTI_NOTE_INFO, "CUPTI activity tracing is off: no kernel times, only launches and errors");
     if (o->gpu_metrics)
-        metrics_note();
+        metrics_start((flags & 1) != 0);
     return NULL;
 }
 
@@ -707,6 +794,13 @@ void cupti_tracer_stop(void)
 {
     if (!atomic_load(&T.running))
         return;
+    if (T.metrics) {
+        /* Decodes the last window while the context still exists (the built-in path and
+         * a program that exits with its context alive). */
+        if (!atomic_load(&T.fatal_flushed))
+            range_call(cupti_range_prof_finish);
+        T.metrics = false;
+    }
     cupti_tracer_flush(CUPTI_FLUSH_EXIT);
     atomic_store(&T.running, false);
     if (T.subscribed)

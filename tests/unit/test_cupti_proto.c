@@ -214,9 +214,54 @@ static void test_meminfo(void **st)
     expect_corrupt(bad, CUPTI_PROTO_HEADER + 16, "meminfo record of 16 bytes", false);
     /* the type after it is still unknown */
     memcpy(bad, buf, n);
-    uint16_t t13 = 13;
-    memcpy(bad + 6, &t13, 2);
-    expect_corrupt(bad, n, "unknown record type 13", false);
+    uint16_t t15 = 15;
+    memcpy(bad + 6, &t15, 2);
+    expect_corrupt(bad, n, "unknown record type 15", false);
+}
+
+/* --gpu-metrics records: a kernel's values and the session's setup round-trip; a value
+ * that is not a finite non-negative number, or an unknown role bit, is corrupt. */
+static void test_kmetric(void **st)
+{
+    (void)st;
+    unsigned char buf[512];
+    cupti_mconfig_rec c = {5, 3, 0x3ff, 256, 0, 1, 0};
+    size_t n = cupti_proto_encode(buf, sizeof buf, CUPTI_REC_MCONFIG, &c, "GH100", 5);
+    cupti_kmetric_rec k;
+    memset(&k, 0, sizeof k);
+    k.seq = 1;
+    k.t_ns = 77;
+    k.v[0] = 890000.0;  /* ns */
+    k.v[1] = 2.42e9;    /* bytes read */
+    k.present = 0x7;
+    size_t kn = cupti_proto_encode(buf + n, sizeof buf - n, CUPTI_REC_KMETRIC, &k, "_Z4gemvPKfPf", 12);
+    assert_int_equal(kn, CUPTI_PROTO_HEADER + sizeof k + 12);
+    seen s;
+    memset(&s, 0, sizeof s);
+    cupti_parser p;
+    cupti_parser_init(&p, on_frame, &s);
+    assert_true(cupti_parser_feed(&p, buf, n + kn));
+    assert_true(cupti_parser_end(&p));
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.types[0], CUPTI_REC_MCONFIG);
+    assert_int_equal(s.last.type, CUPTI_REC_KMETRIC);
+    assert_string_equal(s.last.name, "_Z4gemvPKfPf");
+    assert_true(s.last.u.kmetric.v[1] == 2.42e9);
+    assert_int_equal(s.last.u.kmetric.present, 7);
+    cupti_parser_free(&p);
+
+    unsigned char bad[512];
+    double nan = 0.0 / 0.0, neg = -1.0;
+    memcpy(bad, buf + n, kn);
+    memcpy(bad + CUPTI_PROTO_HEADER + offsetof(cupti_kmetric_rec, v) + 2 * sizeof(double), &nan, sizeof nan);
+    expect_corrupt(bad, kn, "kmetric record with value 2", false);
+    memcpy(bad, buf + n, kn);
+    memcpy(bad + CUPTI_PROTO_HEADER + offsetof(cupti_kmetric_rec, v), &neg, sizeof neg);
+    expect_corrupt(bad, kn, "kmetric record with value 0 = -1", false);
+    memcpy(bad, buf + n, kn);
+    uint32_t bits = 1u << 12;
+    memcpy(bad + CUPTI_PROTO_HEADER + offsetof(cupti_kmetric_rec, present), &bits, 4);
+    expect_corrupt(bad, kn, "unknown metric bits 0x1000", false);
 }
 
 static void test_encoder_limits(void **st)
@@ -250,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_encoder_limits),
         cmocka_unit_test(test_meminfo),
+        cmocka_unit_test(test_kmetric),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

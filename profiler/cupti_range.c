@@ -1,0 +1,112 @@
+/* The --gpu-metrics metric table and the naming of auto ranges. */
+#include "profiler/cupti_range.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* Names as Nsight Compute and CUPTI's metric list use them.  The tensor pipes are named
+ * per generation: hmma (Volta on, f16/bf16 mma.sync), imma (integer; not on every chip),
+ * gmma (Hopper's wgmma, the path cuBLAS takes on H100). */
+static const cupti_range_metric metrics[] = {
+    {CUPTI_RM_DURATION, "duration_ns", true, NAMES("gpu__time_duration.sum")},
+    {CUPTI_RM_DRAM_READ, "dram_read_bytes", true, NAMES("dram__bytes_read.sum")},
+    {CUPTI_RM_DRAM_WRITE, "dram_write_bytes", true, NAMES("dram__bytes_write.sum")},
+    {CUPTI_RM_DRAM_PCT, "dram_pct_of_peak", false, NAMES("dram__throughput.avg.pct_of_peak_sustained_elapsed")},
+    {CUPTI_RM_SM_PCT, "sm_throughput_pct", false, NAMES("sm__throughput.avg.pct_of_peak_sustained_elapsed")},
+    {CUPTI_RM_TENSOR_HMMA_PCT, "tensor_hmma_pct", false,
+     NAMES("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
+           "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active")},
+    {CUPTI_RM_TENSOR_IMMA_PCT, "tensor_imma_pct", false,
+     NAMES("sm__pipe_tensor_op_imma_cycles_active.avg.pct_of_peak_sustained_active")},
+    {CUPTI_RM_TENSOR_GMMA_PCT, "tensor_gmma_pct", false,
+     NAMES("sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active")},
+    {CUPTI_RM_DRAM_PEAK_BPC, "dram_peak_bytes_per_cycle", false, NAMES("dram__bytes.sum.peak_sustained")},
+    {CUPTI_RM_DRAM_CPS, "dram_cycles_per_s", false, NAMES("dram__cycles_elapsed.avg.per_second")},
+};
+_Static_assert(sizeof metrics / sizeof metrics[0] == CUPTI_RM_COUNT, "one row per role");
+
+const cupti_range_metric *cupti_range_metrics(size_t *n)
+{
+    *n = CUPTI_RM_COUNT;
+    return metrics;
+}
+
+const char *cupti_range_role_key(unsigned role)
+{
+    return role < CUPTI_RM_COUNT ? metrics[role].key : "?";
+}
+
+bool cupti_range_select(bool (*supported)(void *ctx, const char *metric), void *ctx, cupti_range_sel *sel, char *why,
+                        size_t why_len)
+{
+    memset(sel, 0, sizeof *sel);
+    if (why_len)
+        why[0] = 0;
+    bool ok = true;
+    for (size_t r = 0; r < CUPTI_RM_COUNT; r++) {
+        const cupti_range_metric *m = &metrics[r];
+        const char *chosen = NULL;
+        for (const char *const *c = m->names; *c && !chosen; c++)
+            if (supported(ctx, *c))
+                chosen = *c;
+        if (chosen) {
+            sel->names[sel->n] = chosen;
+            sel->role_of[sel->n] = (int)m->role;
+            sel->n++;
+            sel->present |= 1u << m->role;
+        } else if (m->required && ok) {
+            ok = false;
+            size_t l = (size_t)snprintf(why, why_len, "this GPU's counters do not provide %s (tried", m->key);
+            for (const char *const *c = m->names; *c && l < why_len; c++)
+                l += (size_t)snprintf(why + l, why_len - l, " %s", *c);
+            if (l < why_len)
+                snprintf(why + l, why_len - l, ")");
+        }
+    }
+    return ok;
+}
+
+bool cupti_range_names_push(cupti_range_names *q, const char *name)
+{
+    if (q->n == q->cap) {
+        size_t nc = q->cap ? q->cap * 2 : 64;
+        char **nn = realloc(q->name, nc * sizeof *nn);
+        if (!nn)
+            return false;
+        q->name = nn;
+        q->cap = nc;
+    }
+    char *c = strdup(name ? name : "?");
+    if (!c)
+        return false;
+    q->name[q->n++] = c;
+    return true;
+}
+
+const char *cupti_range_names_at(const cupti_range_names *q, size_t i, size_t n_ranges)
+{
+    (void)n_ranges;
+    /* With the counts equal the mapping is exact; with fewer ranges than launches (a
+     * launch that did not become a range) it is by order, the best there is; past the
+     * launches seen there is no name. */
+    return i < q->n ? q->name[i] : NULL;
+}
+
+void cupti_range_names_clear(cupti_range_names *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        free(q->name[i]);
+    q->n = 0;
+    q->graph_launches = 0;
+}
+
+void cupti_range_names_free(cupti_range_names *q)
+{
+    cupti_range_names_clear(q);
+    free(q->name);
+    q->name = NULL;
+    q->cap = 0;
+}

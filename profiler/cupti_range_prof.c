@@ -1,0 +1,684 @@
+/* --gpu-metrics: the Range Profiler session in the CUDA process (see cupti_range_prof.h). */
+#include "profiler/cupti_range_prof.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/cupti_range.h"
+
+#ifndef ADG_HAVE_CUPTI
+
+bool cupti_range_prof_init(const cupti_range_env *env)
+{
+    (void)env;
+    return false;
+}
+void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
+{
+    (void)name;
+    (void)runtime;
+    (void)graph;
+}
+void cupti_range_prof_launch_exit(bool runtime)
+{
+    (void)runtime;
+}
+void cupti_range_prof_sync(void)
+{
+}
+void cupti_range_prof_ctx_ending(void)
+{
+}
+void cupti_range_prof_fatal(void)
+{
+}
+void cupti_range_prof_finish(void)
+{
+}
+cupti_range_stats cupti_range_prof_stats(void)
+{
+    cupti_range_stats s = {0};
+    return s;
+}
+
+#else
+
+#include <cupti_profiler_target.h>
+#include <cupti_range_profiler.h>
+#include <cupti_result.h>
+#include <cupti_target.h>
+
+#include "profiler/cupti_range_host.h"
+
+static struct {
+    CUptiResult (*GetResultString)(CUptiResult, const char **);
+    CUptiResult (*ProfilerInitialize)(CUpti_Profiler_Initialize_Params *);
+    CUptiResult (*ProfilerDeInitialize)(CUpti_Profiler_DeInitialize_Params *);
+    CUptiResult (*DeviceSupported)(CUpti_Profiler_DeviceSupported_Params *);
+    CUptiResult (*GetChipName)(CUpti_Device_GetChipName_Params *);
+    CUptiResult (*GetCounterAvailability)(CUpti_Profiler_GetCounterAvailability_Params *);
+    CUptiResult (*HostInitialize)(cupti_host_init_params *);
+    CUptiResult (*HostDeinitialize)(cupti_host_deinit_params *);
+    CUptiResult (*HostGetMetricProperties)(cupti_host_metric_props_params *);
+    CUptiResult (*HostConfigAddMetrics)(cupti_host_add_metrics_params *);
+    CUptiResult (*HostGetConfigImageSize)(cupti_host_config_size_params *);
+    CUptiResult (*HostGetConfigImage)(cupti_host_config_image_params *);
+    CUptiResult (*HostGetNumOfPasses)(cupti_host_passes_params *);
+    CUptiResult (*HostEvaluateToGpuValues)(cupti_host_evaluate_params *);
+    CUptiResult (*Enable)(CUpti_RangeProfiler_Enable_Params *);
+    CUptiResult (*Disable)(CUpti_RangeProfiler_Disable_Params *);
+    CUptiResult (*SetConfig)(CUpti_RangeProfiler_SetConfig_Params *);
+    CUptiResult (*Start)(CUpti_RangeProfiler_Start_Params *);
+    CUptiResult (*Stop)(CUpti_RangeProfiler_Stop_Params *);
+    CUptiResult (*DecodeData)(CUpti_RangeProfiler_DecodeData_Params *);
+    CUptiResult (*GetCounterDataSize)(CUpti_RangeProfiler_GetCounterDataSize_Params *);
+    CUptiResult (*CounterDataImageInitialize)(CUpti_RangeProfiler_CounterDataImage_Initialize_Params *);
+    CUptiResult (*GetCounterDataInfo)(CUpti_RangeProfiler_GetCounterDataInfo_Params *);
+} A;
+
+enum { ST_IDLE = 0, ST_ACTIVE = 1, ST_FAILED = 2, ST_DONE = 3 };
+
+static struct {
+    pthread_mutex_t lock;
+    cupti_range_env env;
+    bool inited;
+    int state;
+    void *ctx;                 /* the profiled context */
+    int device;
+    bool profiler_initialized; /* cuptiProfilerInitialize succeeded */
+    cupti_host_object *host;
+    CUpti_RangeProfiler_Object *obj;
+    cupti_range_sel sel;
+    uint8_t *config;
+    size_t config_size;
+    uint8_t *counter_data;
+    size_t counter_data_size;
+    cupti_range_names q;       /* launches of the current window */
+    uint64_t window_start_ns;
+    uint64_t seq;
+    cupti_range_stats st;
+    bool other_ctx_noted, mismatch_noted;
+    bool fatal;                /* a fatal CUDA error: CUPTI's profiler is not called again */
+    char chip[64];
+} R = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Set while this thread is inside the Range Profiler's code: CUPTI's own work must not
+ * come back in as a launch of the program's. */
+static _Thread_local bool tl_inside;
+/* A runtime launch in progress on this thread (the driver launch inside it is the same
+ * launch). */
+static _Thread_local int tl_rt_launch;
+
+static const char *res_str(CUptiResult r)
+{
+    static _Thread_local char buf[160];
+    const char *s = NULL;
+    if (A.GetResultString && A.GetResultString(r, &s) == CUPTI_SUCCESS && s)
+        snprintf(buf, sizeof buf, "%s (%d)", s, (int)r);
+    else
+        snprintf(buf, sizeof buf, "CUPTI error %d", (int)r);
+    return buf;
+}
+
+#define SYM(field, name)                                   \
+    do {                                                   \
+        void *s_ = dlsym(env->lib, name);                  \
+        if (!s_ && !missing)                               \
+            missing = name;                                \
+        memcpy(&A.field, &s_, sizeof s_);                  \
+    } while (0)
+
+bool cupti_range_prof_init(const cupti_range_env *env)
+{
+    pthread_mutex_lock(&R.lock);
+    R.env = *env;
+    if (!R.env.max_ranges)
+        R.env.max_ranges = 256;
+    if (!R.env.sync_period_ms)
+        R.env.sync_period_ms = 200;
+    const char *missing = NULL;
+    SYM(GetResultString, "cuptiGetResultString");
+    SYM(ProfilerInitialize, "cuptiProfilerInitialize");
+    SYM(ProfilerDeInitialize, "cuptiProfilerDeInitialize");
+    SYM(DeviceSupported, "cuptiProfilerDeviceSupported");
+    SYM(GetChipName, "cuptiDeviceGetChipName");
+    SYM(GetCounterAvailability, "cuptiProfilerGetCounterAvailability");
+    SYM(HostInitialize, "cuptiProfilerHostInitialize");
+    SYM(HostDeinitialize, "cuptiProfilerHostDeinitialize");
+    SYM(HostGetMetricProperties, "cuptiProfilerHostGetMetricProperties");
+    SYM(HostConfigAddMetrics, "cuptiProfilerHostConfigAddMetrics");
+    SYM(HostGetConfigImageSize, "cuptiProfilerHostGetConfigImageSize");
+    SYM(HostGetConfigImage, "cuptiProfilerHostGetConfigImage");
+    SYM(HostGetNumOfPasses, "cuptiProfilerHostGetNumOfPasses");
+    SYM(HostEvaluateToGpuValues, "cuptiProfilerHostEvaluateToGpuValues");
+    SYM(Enable, "cuptiRangeProfilerEnable");
+    SYM(Disable, "cuptiRangeProfilerDisable");
+    SYM(SetConfig, "cuptiRangeProfilerSetConfig");
+    SYM(Start, "cuptiRangeProfilerStart");
+    SYM(Stop, "cuptiRangeProfilerStop");
+    SYM(DecodeData, "cuptiRangeProfilerDecodeData");
+    SYM(GetCounterDataSize, "cuptiRangeProfilerGetCounterDataSize");
+    SYM(CounterDataImageInitialize, "cuptiRangeProfilerCounterDataImageInitialize");
+    SYM(GetCounterDataInfo, "cuptiRangeProfilerGetCounterDataInfo");
+    memset(&R.st, 0, sizeof R.st);
+    R.seq = 0;
+    R.other_ctx_noted = R.mismatch_noted = R.fatal = false;
+    R.profiler_initialized = false; /* once per tracer start; a new start initialises again */
+    if (missing) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: this libcupti has no %s (the Range Profiler of CUDA 12.6 and later); the kernel "
+                 "trace is complete",
+                 missing);
+        R.env.note(CUPTI_NOTE_NO_METRICS, text);
+        R.state = R.st.state = ST_FAILED;
+        pthread_mutex_unlock(&R.lock);
+        return false;
+    }
+    R.inited = true;
+    R.state = R.st.state = ST_IDLE;
+    pthread_mutex_unlock(&R.lock);
+    return true;
+}
+
+/* ---- failure ---- */
+
+static void release(void)
+{
+    if (R.obj) {
+        CUpti_RangeProfiler_Disable_Params p = {CUpti_RangeProfiler_Disable_Params_STRUCT_SIZE, NULL, R.obj};
+        A.Disable(&p);
+        R.obj = NULL;
+    }
+    if (R.host) {
+        cupti_host_deinit_params p = {CUPTI_HOST_DEINIT_SIZE, NULL, R.host};
+        A.HostDeinitialize(&p);
+        R.host = NULL;
+    }
+    free(R.config);
+    free(R.counter_data);
+    R.config = R.counter_data = NULL;
+    R.config_size = R.counter_data_size = 0;
+    R.ctx = NULL;
+}
+
+/* Ends --gpu-metrics for the rest of the run with a note the record shows. */
+static void fail(const char *step, CUptiResult r)
+{
+    char text[700];
+    if (r == CUPTI_ERROR_INSUFFICIENT_PRIVILEGES)
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: GPU performance counters are restricted to administrators on this machine (%s "
+                 "returned %s; RmProfilingAdminOnly=1 in /proc/driver/nvidia/params): run as root or load nvidia "
+                 "with NVreg_RestrictProfilingToAdminUsers=0. The kernel trace is complete.",
+                 step, res_str(r));
+    else if (r == CUPTI_ERROR_NOT_SUPPORTED || r == CUPTI_ERROR_NOT_COMPATIBLE)
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: %s returned %s: the Range Profiler does not support this GPU or configuration. The "
+                 "kernel trace is complete.",
+                 step, res_str(r));
+    else
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: %s failed: %s (another profiler such as ncu or nsys --gpu-metrics may hold the GPU's "
+                 "counters). The kernel trace is complete.",
+                 step, res_str(r));
+    if (R.q.n)
+        R.st.lost += R.q.n;
+    cupti_range_names_clear(&R.q);
+    release();
+    R.state = R.st.state = ST_FAILED;
+    R.env.note(CUPTI_NOTE_NO_METRICS, text);
+}
+
+static void fail_text(const char *text)
+{
+    cupti_range_names_clear(&R.q);
+    release();
+    R.state = R.st.state = ST_FAILED;
+    R.env.note(CUPTI_NOTE_NO_METRICS, text);
+}
+
+/* ---- setup ---- */
+
+static bool metric_supported(void *ctx, const char *metric)
+{
+    (void)ctx;
+    cupti_host_metric_props_params p;
+    memset(&p, 0, sizeof p);
+    p.structSize = CUPTI_HOST_METRIC_PROPS_SIZE;
+    p.pHostObject = R.host;
+    p.pMetricName = metric;
+    return A.HostGetMetricProperties(&p) == CUPTI_SUCCESS;
+}
+
+static const char *support_word(CUpti_Profiler_Support_Level l)
+{
+    return l == CUPTI_PROFILER_CONFIGURATION_SUPPORTED  ? "supported"
+           : l == CUPTI_PROFILER_CONFIGURATION_DISABLED ? "disabled"
+           : l == CUPTI_PROFILER_CONFIGURATION_UNSUPPORTED ? "unsupported"
+                                                           : "unknown";
+}
+
+static bool counter_data_init(void)
+{
+    CUpti_RangeProfiler_CounterDataImage_Initialize_Params ci;
+    memset(&ci, 0, sizeof ci);
+    ci.structSize = CUpti_RangeProfiler_CounterDataImage_Initialize_Params_STRUCT_SIZE;
+    ci.pRangeProfilerObject = R.obj;
+    ci.counterDataSize = R.counter_data_size;
+    ci.pCounterData = R.counter_data;
+    CUptiResult r = A.CounterDataImageInitialize(&ci);
+    if (r != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerCounterDataImageInitialize", r);
+        return false;
+    }
+    return true;
+}
+
+static CUptiResult set_config(void)
+{
+    CUpti_RangeProfiler_SetConfig_Params sc;
+    memset(&sc, 0, sizeof sc);
+    sc.structSize = CUpti_RangeProfiler_SetConfig_Params_STRUCT_SIZE;
+    sc.pRangeProfilerObject = R.obj;
+    sc.configSize = R.config_size;
+    sc.pConfig = R.config;
+    sc.counterDataImageSize = R.counter_data_size;
+    sc.pCounterDataImage = R.counter_data;
+    sc.range = CUPTI_AutoRange;
+    sc.replayMode = CUPTI_KernelReplay;
+    sc.maxRangesPerPass = R.env.max_ranges;
+    sc.numNestingLevels = 1;
+    sc.minNestingLevel = 1;
+    sc.passIndex = 0;
+    sc.targetNestingLevel = 1;
+    return A.SetConfig(&sc);
+}
+
+static bool start_window(void)
+{
+    CUptiResult r = set_config();
+    if (r != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerSetConfig", r);
+        return false;
+    }
+    CUpti_RangeProfiler_Start_Params st = {CUpti_RangeProfiler_Start_Params_STRUCT_SIZE, NULL, R.obj};
+    if ((r = A.Start(&st)) != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerStart", r);
+        return false;
+    }
+    R.window_start_ns = R.env.now_ns();
+    return true;
+}
+
+static bool setup(void *ctx)
+{
+    CUptiResult r;
+    int dev = 0;
+    if (R.env.ctx_device(&dev) != 0 || dev < 0) {
+        fail_text("--gpu-metrics: the device of the CUDA context could not be read (cuCtxGetDevice); the kernel "
+                  "trace is complete.");
+        return false;
+    }
+    R.ctx = ctx;
+    R.device = dev;
+    if (!R.profiler_initialized) {
+        CUpti_Profiler_Initialize_Params ip = {CUpti_Profiler_Initialize_Params_STRUCT_SIZE, NULL};
+        if ((r = A.ProfilerInitialize(&ip)) != CUPTI_SUCCESS) {
+            fail("cuptiProfilerInitialize", r);
+            return false;
+        }
+        R.profiler_initialized = true;
+    }
+    CUpti_Profiler_DeviceSupported_Params ds;
+    memset(&ds, 0, sizeof ds);
+    ds.structSize = CUpti_Profiler_DeviceSupported_Params_STRUCT_SIZE;
+    ds.cuDevice = dev;
+    ds.api = CUPTI_PROFILER_RANGE_PROFILING;
+    if (A.DeviceSupported(&ds) == CUPTI_SUCCESS && ds.isSupported != CUPTI_PROFILER_CONFIGURATION_SUPPORTED) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: the Range Profiler cannot run on GPU %d (architecture %s, vGPU %s, confidential "
+                 "compute %s, SLI %s, CMP %s, WSL %s); the kernel trace is complete.",
+                 dev, support_word(ds.architecture), support_word(ds.vGpu), support_word(ds.confidentialCompute),
+                 support_word(ds.sli), support_word(ds.cmp), support_word(ds.wsl));
+        fail_text(text);
+        return false;
+    }
+    CUpti_Device_GetChipName_Params cn;
+    memset(&cn, 0, sizeof cn);
+    cn.structSize = CUpti_Device_GetChipName_Params_STRUCT_SIZE;
+    cn.deviceIndex = (size_t)dev;
+    if ((r = A.GetChipName(&cn)) != CUPTI_SUCCESS || !cn.pChipName) {
+        fail("cuptiDeviceGetChipName", r);
+        return false;
+    }
+    snprintf(R.chip, sizeof R.chip, "%s", cn.pChipName);
+
+    CUpti_Profiler_GetCounterAvailability_Params ca;
+    memset(&ca, 0, sizeof ca);
+    ca.structSize = CUpti_Profiler_GetCounterAvailability_Params_STRUCT_SIZE;
+    ca.ctx = (CUcontext)ctx;
+    if ((r = A.GetCounterAvailability(&ca)) != CUPTI_SUCCESS) {
+        fail("cuptiProfilerGetCounterAvailability", r);
+        return false;
+    }
+    uint8_t *avail = calloc(1, ca.counterAvailabilityImageSize ? ca.counterAvailabilityImageSize : 1);
+    if (!avail) {
+        fail_text("--gpu-metrics: out of memory");
+        return false;
+    }
+    ca.pCounterAvailabilityImage = avail;
+    if ((r = A.GetCounterAvailability(&ca)) != CUPTI_SUCCESS) {
+        free(avail);
+        fail("cuptiProfilerGetCounterAvailability", r);
+        return false;
+    }
+
+    cupti_host_init_params hi;
+    memset(&hi, 0, sizeof hi);
+    hi.structSize = CUPTI_HOST_INIT_SIZE;
+    hi.profilerType = CUPTI_HOST_PROFILER_RANGE;
+    hi.pChipName = R.chip;
+    hi.pCounterAvailabilityImage = avail;
+    r = A.HostInitialize(&hi);
+    free(avail);
+    if (r != CUPTI_SUCCESS || !hi.pHostObject) {
+        fail("cuptiProfilerHostInitialize", r);
+        return false;
+    }
+    R.host = hi.pHostObject;
+
+    char why[400];
+    if (!cupti_range_select(metric_supported, NULL, &R.sel, why, sizeof why)) {
+        char text[600];
+        snprintf(text, sizeof text, "--gpu-metrics: %s on %s; the kernel trace is complete.", why, R.chip);
+        fail_text(text);
+        return false;
+    }
+    cupti_host_add_metrics_params am = {CUPTI_HOST_ADD_METRICS_SIZE, NULL, R.host, R.sel.names, R.sel.n};
+    if ((r = A.HostConfigAddMetrics(&am)) != CUPTI_SUCCESS) {
+        fail("cuptiProfilerHostConfigAddMetrics", r);
+        return false;
+    }
+    cupti_host_config_size_params cs = {CUPTI_HOST_CONFIG_SIZE_SIZE, NULL, R.host, 0};
+    if ((r = A.HostGetConfigImageSize(&cs)) != CUPTI_SUCCESS || !cs.configImageSize) {
+        fail("cuptiProfilerHostGetConfigImageSize", r);
+        return false;
+    }
+    R.config_size = cs.configImageSize;
+    R.config = calloc(1, R.config_size);
+    if (!R.config) {
+        fail_text("--gpu-metrics: out of memory");
+        return false;
+    }
+    cupti_host_config_image_params gi = {CUPTI_HOST_CONFIG_IMAGE_SIZE, NULL, R.host, R.config_size, R.config};
+    if ((r = A.HostGetConfigImage(&gi)) != CUPTI_SUCCESS) {
+        fail("cuptiProfilerHostGetConfigImage", r);
+        return false;
+    }
+    cupti_host_passes_params np = {CUPTI_HOST_PASSES_SIZE, NULL, R.config_size, R.config, 0};
+    if ((r = A.HostGetNumOfPasses(&np)) != CUPTI_SUCCESS) {
+        fail("cuptiProfilerHostGetNumOfPasses", r);
+        return false;
+    }
+    R.st.passes = (unsigned)np.numOfPasses;
+
+    CUpti_RangeProfiler_Enable_Params en;
+    memset(&en, 0, sizeof en);
+    en.structSize = CUpti_RangeProfiler_Enable_Params_STRUCT_SIZE;
+    en.ctx = (CUcontext)ctx;
+    if ((r = A.Enable(&en)) != CUPTI_SUCCESS || !en.pRangeProfilerObject) {
+        fail("cuptiRangeProfilerEnable", r);
+        return false;
+    }
+    R.obj = en.pRangeProfilerObject;
+
+    CUpti_RangeProfiler_GetCounterDataSize_Params gs;
+    memset(&gs, 0, sizeof gs);
+    gs.structSize = CUpti_RangeProfiler_GetCounterDataSize_Params_STRUCT_SIZE;
+    gs.pRangeProfilerObject = R.obj;
+    gs.pMetricNames = R.sel.names;
+    gs.numMetrics = R.sel.n;
+    gs.maxNumOfRanges = R.env.max_ranges;
+    gs.maxNumRangeTreeNodes = R.env.max_ranges;
+    if ((r = A.GetCounterDataSize(&gs)) != CUPTI_SUCCESS || !gs.counterDataSize) {
+        fail("cuptiRangeProfilerGetCounterDataSize", r);
+        return false;
+    }
+    R.counter_data_size = gs.counterDataSize;
+    R.counter_data = calloc(1, R.counter_data_size);
+    if (!R.counter_data) {
+        fail_text("--gpu-metrics: out of memory");
+        return false;
+    }
+    if (!counter_data_init() || !start_window())
+        return false;
+    cupti_mconfig_rec mc = {R.env.now_ns(), R.st.passes, R.sel.present, R.env.max_ranges, (uint32_t)dev, 1, 0};
+    R.env.emit(CUPTI_REC_MCONFIG, &mc, R.chip);
+    R.state = R.st.state = ST_ACTIVE;
+    return true;
+}
+
+/* ---- windows ---- */
+
+/* Stops the window, decodes and evaluates its ranges into KMETRIC records, and starts
+ * the next one when restart. */
+static bool decode_window(bool restart)
+{
+    CUpti_RangeProfiler_Stop_Params sp;
+    memset(&sp, 0, sizeof sp);
+    sp.structSize = CUpti_RangeProfiler_Stop_Params_STRUCT_SIZE;
+    sp.pRangeProfilerObject = R.obj;
+    CUptiResult r = A.Stop(&sp);
+    if (r != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerStop", r);
+        return false;
+    }
+    CUpti_RangeProfiler_DecodeData_Params dd;
+    memset(&dd, 0, sizeof dd);
+    dd.structSize = CUpti_RangeProfiler_DecodeData_Params_STRUCT_SIZE;
+    dd.pRangeProfilerObject = R.obj;
+    if ((r = A.DecodeData(&dd)) != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerDecodeData", r);
+        return false;
+    }
+    R.st.dropped += dd.numOfRangeDropped;
+    CUpti_RangeProfiler_GetCounterDataInfo_Params gi;
+    memset(&gi, 0, sizeof gi);
+    gi.structSize = CUpti_RangeProfiler_GetCounterDataInfo_Params_STRUCT_SIZE;
+    gi.pCounterDataImage = R.counter_data;
+    gi.counterDataImageSize = R.counter_data_size;
+    if ((r = A.GetCounterDataInfo(&gi)) != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerGetCounterDataInfo", r);
+        return false;
+    }
+    size_t n = gi.numTotalRanges;
+    uint64_t now = R.env.now_ns();
+    for (size_t i = 0; i < n; i++) {
+        double vals[CUPTI_RM_COUNT] = {0};
+        cupti_host_evaluate_params ev = {CUPTI_HOST_EVALUATE_SIZE, NULL, R.host, R.counter_data,
+                                         R.counter_data_size, i, R.sel.names, R.sel.n, vals};
+        if ((r = A.HostEvaluateToGpuValues(&ev)) != CUPTI_SUCCESS) {
+            fail("cuptiProfilerHostEvaluateToGpuValues", r);
+            return false;
+        }
+        cupti_kmetric_rec k;
+        memset(&k, 0, sizeof k);
+        k.seq = ++R.seq;
+        k.t_ns = now;
+        for (size_t m = 0; m < R.sel.n; m++) {
+            double v = vals[m];
+            /* A counter the pass could not read comes back as NaN or negative: absent. */
+            if (v == v && v >= 0 && v < 1e300) {
+                k.v[R.sel.role_of[m]] = v;
+                k.present |= 1u << R.sel.role_of[m];
+            }
+        }
+        const char *name = cupti_range_names_at(&R.q, i, n);
+        if (!name)
+            R.st.unnamed++;
+        R.env.emit(CUPTI_REC_KMETRIC, &k, name ? name : "<unnamed>");
+        R.st.ranges++;
+    }
+    if (n != R.q.n && !R.mismatch_noted) {
+        R.mismatch_noted = true;
+        char text[300];
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: a window had %zu profiled ranges for %zu kernel launches seen%s: ranges are named "
+                 "by launch order, so kernel names in the metrics may be off in that window",
+                 n, R.q.n, R.q.graph_launches ? " (it held CUDA graph launches)" : "");
+        R.env.note(CUPTI_NOTE_INFO, text);
+    }
+    R.st.windows++;
+    cupti_range_names_clear(&R.q);
+    if (!restart)
+        return true;
+    return counter_data_init() && start_window();
+}
+
+/* ---- the tracer's hooks ---- */
+
+void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
+{
+    if (tl_inside || !R.inited)
+        return;
+    if (!runtime && tl_rt_launch)
+        return; /* the driver launch inside a runtime launch: counted at the runtime one */
+    if (runtime)
+        tl_rt_launch++;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    if (R.state == ST_IDLE || R.state == ST_ACTIVE) {
+        void *ctx = NULL;
+        bool have = R.env.ctx_current(&ctx) == 0 && ctx;
+        if (have && R.state == ST_IDLE)
+            setup(ctx);
+        if (R.state == ST_ACTIVE) {
+            if (have && ctx != R.ctx) {
+                R.st.other_ctx++;
+                if (!R.other_ctx_noted) {
+                    R.other_ctx_noted = true;
+                    R.env.note(CUPTI_NOTE_INFO, "--gpu-metrics: kernels of a second CUDA context are not profiled "
+                                                "(the Range Profiler runs in the first context that launched one)");
+                }
+            } else if (have) {
+                if (R.q.n >= R.env.max_ranges)
+                    decode_window(true);
+                if (R.state == ST_ACTIVE) {
+                    if (graph)
+                        R.q.graph_launches++;
+                    else
+                        cupti_range_names_push(&R.q, name);
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+void cupti_range_prof_launch_exit(bool runtime)
+{
+    if (runtime && tl_rt_launch > 0)
+        tl_rt_launch--;
+}
+
+void cupti_range_prof_sync(void)
+{
+    if (tl_inside || !R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    if (R.state == ST_ACTIVE && R.q.n &&
+        R.env.now_ns() - R.window_start_ns >= (uint64_t)R.env.sync_period_ms * 1000000ull) {
+        void *ctx = NULL;
+        if (R.env.ctx_current(&ctx) == 0 && ctx == R.ctx)
+            decode_window(true);
+    }
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+static void end_session(bool decode)
+{
+    if (R.state == ST_ACTIVE) {
+        if (!decode || decode_window(false)) {
+            if (!decode) {
+                R.st.lost += R.q.n;
+                cupti_range_names_clear(&R.q);
+            }
+            release();
+            R.state = R.st.state = ST_IDLE;
+        }
+    }
+}
+
+void cupti_range_prof_ctx_ending(void)
+{
+    if (tl_inside || !R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    end_session(true);
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+void cupti_range_prof_fatal(void)
+{
+    if (!R.inited)
+        return;
+    pthread_mutex_lock(&R.lock);
+    if (R.state == ST_ACTIVE) {
+        char text[300];
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: a fatal CUDA error ended the profiling session; the counters of the last %zu kernel "
+                 "launches were lost",
+                 R.q.n);
+        R.st.lost += R.q.n;
+        cupti_range_names_clear(&R.q);
+        /* The context is unusable: nothing of it may be called, not even Disable. */
+        R.obj = NULL;
+        R.ctx = NULL;
+        R.fatal = true;
+        R.state = R.st.state = ST_FAILED;
+        R.env.note(CUPTI_NOTE_NO_METRICS, text);
+    }
+    pthread_mutex_unlock(&R.lock);
+}
+
+void cupti_range_prof_finish(void)
+{
+    if (!R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    end_session(true);
+    if (R.state == ST_FAILED && !R.fatal)
+        release(); /* what a failed setup left */
+    if (R.profiler_initialized && !R.fatal) {
+        CUpti_Profiler_DeInitialize_Params dp = {CUpti_Profiler_DeInitialize_Params_STRUCT_SIZE, NULL};
+        A.ProfilerDeInitialize(&dp);
+        R.profiler_initialized = false;
+    }
+    cupti_range_names_free(&R.q);
+    if (R.state != ST_FAILED)
+        R.state = R.st.state = ST_DONE;
+    R.inited = false;
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+cupti_range_stats cupti_range_prof_stats(void)
+{
+    pthread_mutex_lock(&R.lock);
+    cupti_range_stats s = R.st;
+    pthread_mutex_unlock(&R.lock);
+    return s;
+}
+
+#endif

@@ -1,0 +1,60 @@
+/* --gpu-metrics inside the CUDA process: CUPTI's Range Profiler (cupti_range_profiler.h,
+ * CUDA 13) with auto ranges (one range per kernel launch) and kernel replay (CUPTI runs
+ * each kernel once per pass, saving and restoring the memory it writes).  Values are
+ * decoded a window of launches at a time and leave as KMETRIC records; the session's
+ * setup leaves as one MCONFIG record; everything that stops it is a NO_METRICS note
+ * (the trace goes on).  Process-global, driven by the tracer's callbacks.
+ *
+ * libcupti is reached only through the dlopen handle given (never linked), so a stand-in
+ * library can play CUPTI in tests (tests/fixtures/cupti/fake_range_cupti.c). */
+#ifndef CUPTI_RANGE_PROF_H
+#define CUPTI_RANGE_PROF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "profiler/cupti_proto.h"
+
+typedef struct cupti_range_env {
+    void *lib; /* libcupti's dlopen handle */
+    void (*emit)(cupti_rec_type type, const void *fixed, const char *name);
+    void (*note)(cupti_note_code code, const char *text);
+    /* The calling thread's current context (NULL: none) and its device ordinal; 0 on
+     * success.  The tracer's versions call the driver with its own callbacks muted. */
+    int (*ctx_current)(void **ctx);
+    int (*ctx_device)(int *device);
+    uint64_t (*now_ns)(void);
+    unsigned max_ranges;     /* kernels per window (0: 256) */
+    unsigned sync_period_ms; /* a successful synchronisation decodes a window older than this (0: 200) */
+} cupti_range_env;
+
+/* Resolves the Range Profiler's entry points; false (and a note) when this libcupti
+ * lacks them.  The session itself starts at the first launch, in its context. */
+bool cupti_range_prof_init(const cupti_range_env *env);
+/* Before a kernel launch goes to the driver (callback ENTER).  A runtime launch and the
+ * driver launch inside it are one launch. */
+void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph);
+void cupti_range_prof_launch_exit(bool runtime);
+/* After a synchronisation that succeeded: decodes the window if it is old enough. */
+void cupti_range_prof_sync(void);
+/* The context is about to go (cuCtxDestroy, the primary context's release or reset):
+ * decodes what is pending and ends the session; a later launch starts a new one. */
+void cupti_range_prof_ctx_ending(void);
+/* A fatal CUDA error: the context cannot be used, what is pending is lost (noted). */
+void cupti_range_prof_fatal(void);
+/* Decodes what is pending and ends everything (tracer stop, exit). */
+void cupti_range_prof_finish(void);
+
+typedef struct cupti_range_stats {
+    uint64_t ranges;    /* KMETRIC records emitted */
+    uint64_t windows;   /* windows decoded */
+    uint64_t dropped;   /* ranges CUPTI reported dropped */
+    uint64_t unnamed;   /* ranges without a launch name */
+    uint64_t other_ctx; /* launches in a context other than the profiled one */
+    uint64_t lost;      /* launches whose window could not be decoded */
+    unsigned passes;
+    int state;          /* 0 idle, 1 active, 2 failed (noted), 3 finished */
+} cupti_range_stats;
+cupti_range_stats cupti_range_prof_stats(void);
+
+#endif

@@ -1,0 +1,360 @@
+/* --gpu-metrics: the metric table, the naming of auto ranges, and the Range Profiler
+ * session (profiler/cupti_range_prof.c) driven against a stand-in libcupti
+ * (tests/fixtures/cupti/fake_range_cupti.c) that checks struct sizes, call order and the
+ * images it handed out, and answers values the test can predict. */
+#include "adg_test.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+#include "profiler/cupti_proto.h"
+#include "profiler/cupti_range.h"
+#include "profiler/cupti_range_prof.h"
+
+/* ---- the table ---- */
+
+static const char *refuse;
+static bool supported_but(void *ctx, const char *m)
+{
+    (void)ctx;
+    return !refuse || !strstr(refuse, m);
+}
+
+static void test_select(void **st)
+{
+    (void)st;
+    cupti_range_sel sel;
+    char why[400];
+    refuse = NULL;
+    assert_true(cupti_range_select(supported_but, NULL, &sel, why, sizeof why));
+    assert_int_equal(sel.n, CUPTI_RM_COUNT);
+    assert_int_equal(sel.present, (1u << CUPTI_RM_COUNT) - 1);
+    assert_string_equal(sel.names[CUPTI_RM_DRAM_READ], "dram__bytes_read.sum");
+    assert_string_equal(sel.names[CUPTI_RM_SM_PCT], "sm__throughput.avg.pct_of_peak_sustained_elapsed");
+    /* An optional role falls back to its next candidate, or is left out. */
+    refuse = "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active "
+             "sm__pipe_tensor_op_imma_cycles_active.avg.pct_of_peak_sustained_active";
+    assert_true(cupti_range_select(supported_but, NULL, &sel, why, sizeof why));
+    assert_int_equal(sel.n, CUPTI_RM_COUNT - 1);
+    assert_false(sel.present & (1u << CUPTI_RM_TENSOR_IMMA_PCT));
+    bool fallback = false;
+    for (size_t i = 0; i < sel.n; i++)
+        if (sel.role_of[i] == CUPTI_RM_TENSOR_HMMA_PCT)
+            fallback = !strcmp(sel.names[i], "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active");
+    assert_true(fallback);
+    /* A required one missing: no metrics, and the reason names it. */
+    refuse = "dram__bytes_write.sum";
+    assert_false(cupti_range_select(supported_but, NULL, &sel, why, sizeof why));
+    assert_non_null(strstr(why, "dram_write_bytes"));
+    assert_non_null(strstr(why, "dram__bytes_write.sum"));
+    assert_string_equal(cupti_range_role_key(CUPTI_RM_SM_PCT), "sm_throughput_pct");
+    assert_string_equal(cupti_range_role_key(99), "?");
+}
+
+static void test_names(void **st)
+{
+    (void)st;
+    cupti_range_names q = {0};
+    assert_true(cupti_range_names_push(&q, "_Z4gemv"));
+    assert_true(cupti_range_names_push(&q, NULL));
+    assert_string_equal(cupti_range_names_at(&q, 0, 2), "_Z4gemv");
+    assert_string_equal(cupti_range_names_at(&q, 1, 2), "?");
+    assert_null(cupti_range_names_at(&q, 2, 3)); /* more ranges than launches */
+    for (int i = 0; i < 200; i++)
+        assert_true(cupti_range_names_push(&q, "k"));
+    assert_int_equal(q.n, 202);
+    cupti_range_names_clear(&q);
+    assert_int_equal(q.n, 0);
+    cupti_range_names_free(&q);
+}
+
+/* ---- the session against the stand-in ---- */
+
+#if defined(ADG_HAVE_CUPTI) && defined(ADG_FAKE_RANGE_CUPTI)
+
+typedef struct got {
+    int n_kmetric, n_mconfig, n_notes;
+    cupti_kmetric_rec k[64];
+    char kname[64][64];
+    cupti_mconfig_rec mc;
+    char chip[32];
+    char notes[8][700];
+    uint32_t note_codes[8];
+} got;
+static got G;
+static void *fake;
+static void (*kernel_ran)(void);
+static const char *(*calls)(void);
+static int ctx_a, ctx_b;
+static void *cur_ctx;
+static int cur_dev;
+static uint64_t clock_ns;
+
+static void t_emit(cupti_rec_type type, const void *fixed, const char *name)
+{
+    if (type == CUPTI_REC_KMETRIC && G.n_kmetric < 64) {
+        memcpy(&G.k[G.n_kmetric], fixed, sizeof G.k[0]);
+        snprintf(G.kname[G.n_kmetric], sizeof G.kname[0], "%s", name);
+        G.n_kmetric++;
+    } else if (type == CUPTI_REC_MCONFIG) {
+        memcpy(&G.mc, fixed, sizeof G.mc);
+        snprintf(G.chip, sizeof G.chip, "%s", name);
+        G.n_mconfig++;
+    }
+}
+static void t_note(cupti_note_code code, const char *text)
+{
+    if (G.n_notes < 8) {
+        G.note_codes[G.n_notes] = code;
+        snprintf(G.notes[G.n_notes], sizeof G.notes[0], "%s", text);
+    }
+    G.n_notes++;
+}
+static int t_ctx(void **ctx)
+{
+    *ctx = cur_ctx;
+    return 0;
+}
+static int t_dev(int *d)
+{
+    *d = cur_dev;
+    return 0;
+}
+static uint64_t t_now(void)
+{
+    return clock_ns;
+}
+
+static int setup_fake(void **st)
+{
+    (void)st;
+    if (!fake) {
+        fake = dlopen(ADG_FAKE_RANGE_CUPTI, RTLD_NOW | RTLD_LOCAL);
+        if (!fake) {
+            print_error("cannot load the stand-in libcupti: %s\n", dlerror());
+            return -1;
+        }
+        *(void **)&kernel_ran = dlsym(fake, "fake_cupti_kernel_ran");
+        *(void **)&calls = dlsym(fake, "fake_cupti_calls");
+    }
+    memset(&G, 0, sizeof G);
+    cur_ctx = &ctx_a;
+    cur_dev = 0;
+    clock_ns = 1000000000ull;
+    unsetenv("FAKE_CUPTI_PRIVILEGES");
+    unsetenv("FAKE_CUPTI_NO_METRIC");
+    unsetenv("FAKE_CUPTI_UNSUPPORTED");
+    return 0;
+}
+
+static void start(unsigned max_ranges)
+{
+    cupti_range_env env = {fake, t_emit, t_note, t_ctx, t_dev, t_now, max_ranges, 200};
+    assert_true(cupti_range_prof_init(&env));
+}
+
+/* A kernel launched (callback ENTER) and run on the GPU while profiling. */
+static void launch(const char *name)
+{
+    cupti_range_prof_launch_enter(name, false, false);
+    cupti_range_prof_launch_exit(false);
+    kernel_ran();
+}
+
+static void test_session_windows(void **st)
+{
+    (void)st;
+    start(2);
+    const char *names[] = {"_Z4gemvPKvPf", "_Z8quantizePKfPv", "_Z4gemvPKvPf", "_Z7softmaxPf", "_Z4gemvPKvPf"};
+    for (int i = 0; i < 5; i++)
+        launch(names[i]);
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.state, 1);
+    assert_int_equal(s.passes, 3);
+    assert_int_equal(s.windows, 2); /* full at the 3rd and the 5th launch */
+    cupti_range_prof_finish();
+    s = cupti_range_prof_stats();
+    assert_int_equal(s.windows, 3);
+    assert_int_equal(s.ranges, 5);
+    assert_int_equal(s.dropped, 0);
+    assert_int_equal(s.unnamed, 0);
+    assert_int_equal(G.n_mconfig, 1);
+    assert_string_equal(G.chip, "GH100");
+    assert_int_equal(G.mc.passes, 3);
+    assert_int_equal(G.mc.max_ranges, 2);
+    assert_int_equal(G.mc.replay, 1);
+    /* The stand-in knows no imma metric. */
+    assert_false(G.mc.present & (1u << CUPTI_RM_TENSOR_IMMA_PCT));
+    assert_true(G.mc.present & (1u << CUPTI_RM_TENSOR_GMMA_PCT));
+    assert_int_equal(G.n_kmetric, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(G.kname[i], names[i]);
+        assert_int_equal(G.k[i].seq, (uint64_t)i + 1);
+        assert_true(G.k[i].v[CUPTI_RM_DURATION] == 1000.0 * (i + 1));
+        assert_true(G.k[i].v[CUPTI_RM_DRAM_READ] == 1e6 * (i + 1));
+        assert_true(G.k[i].v[CUPTI_RM_DRAM_WRITE] == 5e5);
+        assert_true(G.k[i].v[CUPTI_RM_SM_PCT] == 40.0);
+        /* gmma came back NaN: absent from this range. */
+        assert_false(G.k[i].present & (1u << CUPTI_RM_TENSOR_GMMA_PCT));
+        assert_true(G.k[i].present & (1u << CUPTI_RM_DRAM_PEAK_BPC));
+    }
+    assert_int_equal(G.n_notes, 0);
+    /* Call order as CUPTI requires it: setup, then per window stop/decode, re-armed. */
+    const char *log = calls();
+    assert_non_null(strstr(log, "init host-init add-metrics enable set-config start"));
+    assert_non_null(strstr(log, "stop decode set-config start stop decode set-config start stop decode disable "
+                                "host-deinit deinit"));
+}
+
+static void test_runtime_launch_counted_once(void **st)
+{
+    (void)st;
+    start(8);
+    /* cudaLaunchKernel (ENTER), then the driver launch inside it: one kernel. */
+    cupti_range_prof_launch_enter("_Z3addPfS_", true, false);
+    cupti_range_prof_launch_enter("_Z3addPfS_", false, false);
+    cupti_range_prof_launch_exit(true);
+    kernel_ran();
+    launch("_Z5scalePf");
+    /* A successful synchronisation decodes a window older than the period. */
+    clock_ns += 300000000ull;
+    cupti_range_prof_sync();
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.windows, 1);
+    assert_int_equal(G.n_kmetric, 2);
+    assert_string_equal(G.kname[0], "_Z3addPfS_");
+    assert_string_equal(G.kname[1], "_Z5scalePf");
+    /* Nothing pending: another sync decodes nothing. */
+    clock_ns += 300000000ull;
+    cupti_range_prof_sync();
+    assert_int_equal(cupti_range_prof_stats().windows, 1);
+    /* The context ends: pending launches are decoded, the next launch starts a new session. */
+    launch("_Z3addPfS_");
+    cupti_range_prof_ctx_ending();
+    assert_int_equal(G.n_kmetric, 3);
+    assert_int_equal(cupti_range_prof_stats().state, 0);
+    launch("_Z3addPfS_");
+    assert_int_equal(G.n_mconfig, 2);
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 4);
+}
+
+static void test_privileges(void **st)
+{
+    (void)st;
+    setenv("FAKE_CUPTI_PRIVILEGES", "1", 1);
+    start(4);
+    launch("_Z3addPfS_");
+    launch("_Z3addPfS_");
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.state, 2);
+    assert_int_equal(G.n_notes, 1);
+    assert_int_equal(G.note_codes[0], CUPTI_NOTE_NO_METRICS);
+    assert_non_null(strstr(G.notes[0], "restricted to administrators"));
+    assert_non_null(strstr(G.notes[0], "CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"));
+    assert_non_null(strstr(G.notes[0], "NVreg_RestrictProfilingToAdminUsers=0"));
+    assert_non_null(strstr(G.notes[0], "kernel trace is complete"));
+    assert_int_equal(G.n_kmetric, 0);
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_notes, 1);
+}
+
+static void test_unsupported_and_missing_metric(void **st)
+{
+    (void)st;
+    setenv("FAKE_CUPTI_UNSUPPORTED", "1", 1);
+    start(4);
+    launch("k");
+    assert_int_equal(G.n_notes, 1);
+    assert_non_null(strstr(G.notes[0], "cannot run on GPU 0"));
+    assert_non_null(strstr(G.notes[0], "vGPU disabled"));
+    cupti_range_prof_finish();
+
+    setup_fake(NULL);
+    setenv("FAKE_CUPTI_NO_METRIC", "dram__bytes_read.sum", 1);
+    start(4);
+    launch("k");
+    assert_int_equal(G.n_notes, 1);
+    assert_non_null(strstr(G.notes[0], "do not provide dram_read_bytes"));
+    assert_non_null(strstr(G.notes[0], "GH100"));
+    cupti_range_prof_finish();
+}
+
+static void test_fatal_and_other_context(void **st)
+{
+    (void)st;
+    start(8);
+    launch("_Z1aPf");
+    cur_ctx = &ctx_b; /* a second context: noted once, not profiled */
+    launch("_Z1bPf");
+    launch("_Z1bPf");
+    cur_ctx = &ctx_a;
+    launch("_Z1aPf");
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.other_ctx, 2);
+    assert_int_equal(G.n_notes, 1);
+    assert_int_equal(G.note_codes[0], CUPTI_NOTE_INFO);
+    assert_non_null(strstr(G.notes[0], "second CUDA context"));
+    /* Error 700: the pending launches are lost, and said to be. */
+    cupti_range_prof_fatal();
+    s = cupti_range_prof_stats();
+    assert_int_equal(s.state, 2);
+    assert_int_equal(s.lost, 2);
+    assert_int_equal(G.n_notes, 2);
+    assert_non_null(strstr(G.notes[1], "last 2 kernel launches were lost"));
+    launch("_Z1aPf"); /* nothing more is called */
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 0);
+    assert_null(strstr(calls(), "disable"));
+}
+
+static void test_no_context_yet(void **st)
+{
+    (void)st;
+    start(4);
+    cur_ctx = NULL; /* a runtime launch before the runtime made its context current */
+    launch("_Z1aPf");
+    assert_int_equal(cupti_range_prof_stats().state, 0);
+    cur_ctx = &ctx_a;
+    launch("_Z1aPf");
+    assert_int_equal(cupti_range_prof_stats().state, 1);
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 1);
+}
+
+static void test_missing_entry_points(void **st)
+{
+    (void)st;
+    /* libc as "libcupti": none of the Range Profiler's symbols. */
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(libc);
+    cupti_range_env env = {libc, t_emit, t_note, t_ctx, t_dev, t_now, 4, 200};
+    assert_false(cupti_range_prof_init(&env));
+    assert_int_equal(G.n_notes, 1);
+    assert_non_null(strstr(G.notes[0], "this libcupti has no cupti"));
+    launch("k");
+    assert_int_equal(G.n_kmetric, 0);
+    dlclose(libc);
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_select),
+        cmocka_unit_test(test_names),
+#if defined(ADG_HAVE_CUPTI) && defined(ADG_FAKE_RANGE_CUPTI)
+        cmocka_unit_test_setup(test_session_windows, setup_fake),
+        cmocka_unit_test_setup(test_runtime_launch_counted_once, setup_fake),
+        cmocka_unit_test_setup(test_privileges, setup_fake),
+        cmocka_unit_test_setup(test_unsupported_and_missing_metric, setup_fake),
+        cmocka_unit_test_setup(test_fatal_and_other_context, setup_fake),
+        cmocka_unit_test_setup(test_no_context_yet, setup_fake),
+        cmocka_unit_test_setup(test_missing_entry_points, setup_fake),
+#endif
+    };
+#if !(defined(ADG_HAVE_CUPTI) && defined(ADG_FAKE_RANGE_CUPTI))
+    printf("SKIP: the Range Profiler session tests need the CUPTI headers (built without them)\n");
+#endif
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
