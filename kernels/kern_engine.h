@@ -98,6 +98,25 @@ adg_error *kern_engine_eval(kern_engine *e, const int32_t *tokens, uint32_t n, f
 adg_error *kern_engine_greedy(kern_engine *e, const int32_t *prompt, uint32_t n_prompt, uint32_t n_gen,
                               int32_t *out_tokens, float *last_logits);
 
+/* Teacher forcing (engine_compare.c): ref and e are both fed the prompt, then the
+ * reference's greedy token at each of n_gen steps; after every evaluation (the prompt's,
+ * then each step's) the two logit vectors are compared.  A step is "decisive" where the
+ * reference's two best logits are further apart than twice the step's difference: there e
+ * must choose the same token (a near-tie may go either way).  Both caches are reset first. */
+typedef struct kern_compare_result {
+    uint32_t steps;            /* evaluations compared: n_gen + 1 */
+    float max_diff;            /* max |logit - logit_ref| over every step */
+    float *step_diff;          /* per step */
+    int32_t *ref_tokens;       /* the reference's arg-max per step (what both were fed next) */
+    int32_t *tokens;           /* e's arg-max per step */
+    uint32_t same;             /* steps where both arg-maxes agree */
+    uint32_t decisive, decisive_same;
+    int32_t first_split;       /* first decisive step where they differ, -1 if none */
+} kern_compare_result;
+adg_error *kern_engine_compare(kern_engine *ref, kern_engine *e, const int32_t *prompt, uint32_t n_prompt,
+                               uint32_t n_gen, kern_compare_result *out);
+void kern_compare_result_free(kern_compare_result *r);
+
 /* llama-bench's tests: pp<n_prompt> evaluates n_prompt tokens from an empty cache; tg<n_gen>
  * generates n_gen tokens one at a time from an empty cache.  Each is repeated `reps`
  * times after one warm-up; the tokens are random (seeded). */

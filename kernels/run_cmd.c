@@ -17,12 +17,14 @@
 /* Not a run record (amxdiag.run/1): a benchmark result, so its own schema name. */
 #define RUN_SCHEMA "amxdiag.run-result/1"
 
+static void random_prompt(int32_t *prompt, uint32_t n_prompt, uint32_t nv, uint64_t seed);
+
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: amxdiag run [-m FILE.gguf] [-p N] [-n N] [-r N] [--ngl N] [--cpu-kernels IMPL]\n"
             "                   [--threads N] [--numa POLICY] [--pin] [--seed S] [--ops] [--greedy] [--json]\n"
-            "                   [--inject-fault NAME] [--gpu-validate] [--sync-each]\n"
+            "                   [--inject-fault NAME] [--gpu-validate] [--sync-each] [--greedy --compare IMPL]\n"
             "\n"
             "Runs the built-in inference path (qwen3moe / llama over GGUF) and reports like llama-bench:\n"
             "pp<N> evaluates N prompt tokens from an empty context, tg<N> generates N tokens one at a\n"
@@ -45,6 +47,11 @@ static void usage(FILE *out)
             "      --ops            also show where the time went, per op kind and kernel variant\n"
             "      --greedy         instead of benchmarking: greedy-decode -n tokens after a random\n"
             "                       -p token prompt, print the token ids and logit statistics\n"
+            "      --compare IMPL   with --greedy: feed this run and a second engine with --cpu-kernels IMPL\n"
+            "                       (and no GPU layers) the same tokens, the reference's greedy choices\n"
+            "                       (teacher forcing), and compare their logits at every step; exit 1\n"
+            "                       when a decisive step (the reference's two best logits further apart\n"
+            "                       than twice the difference) picks another token\n"
             "      --inject-fault F plant a GPU fault in the first forward pass (needs --ngl): get_rows-oob,\n"
             "                       matvec-oob, async-before-get_rows; the run stops with the error, the op that\n"
             "                       reported it and the GPU's last launches (exit 2)\n"
@@ -55,9 +62,9 @@ static void usage(FILE *out)
             "  -v, --verbose        progress on stderr\n"
             "  -h, --help           this text\n"
             "\n"
-            "exit codes: 0 done, 2 usage error, unreadable model, missing hardware (e.g. --cpu-kernels amx\n"
-            "without AMX), a GPU error (an injected fault included; also when one went unreported) or\n"
-            "internal error.\n");
+            "exit codes: 0 done, 1 --compare found a decisive step that picks another token, 2 usage\n"
+            "error, unreadable model, missing hardware (e.g. --cpu-kernels amx without AMX), a GPU error\n"
+            "(an injected fault included; also when one went unreported) or internal error.\n");
 }
 
 static int fail(adg_error *e)
@@ -272,11 +279,7 @@ static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_
         free(logits);
         return fail(adg_error_new(ADG_E_NOMEM, "out of memory"));
     }
-    uint64_t s = seed;
-    for (uint32_t i = 0; i < n_prompt; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        prompt[i] = (int32_t)((s >> 33) % (nv > 16 ? nv - 3 : nv));
-    }
+    random_prompt(prompt, n_prompt, nv, seed);
     adg_error *e2 = kern_engine_greedy(e, prompt, n_prompt, n_gen, out, logits);
     int rc = ADG_EXIT_OK;
     if (e2) {
@@ -320,14 +323,109 @@ static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_
     return rc;
 }
 
+/* The prompt of --greedy: n_prompt tokens from a seeded LCG (ids below n_vocab - 3). */
+static void random_prompt(int32_t *prompt, uint32_t n_prompt, uint32_t nv, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (uint32_t i = 0; i < n_prompt; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        prompt[i] = (int32_t)((s >> 33) % (nv > 16 ? nv - 3 : nv));
+    }
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* --greedy --compare IMPL: e against a reference engine on the same model (docs/run.md). */
+static int run_compare(kern_engine *e, const kern_engine_opts *eo, kern_impl ref_impl, uint32_t n_prompt,
+                       uint32_t n_gen, uint64_t seed, bool json, const char *json_out)
+{
+    kern_engine_opts ro = *eo;
+    ro.impl = ref_impl;
+    ro.ngl = 0;
+    ro.gpu_fault = NULL;
+    ro.gpu_validate = ro.gpu_sync_each = false;
+    kern_engine *r;
+    adg_error *err = kern_engine_open(&ro, &r);
+    if (err)
+        return fail(adg_error_prefix(err, "--compare %s", kern_impl_name(ref_impl)));
+    const uint32_t nv = kern_engine_model(e)->hp.n_vocab;
+    if (n_prompt == 0)
+        n_prompt = 1;
+    int32_t *prompt = malloc(n_prompt * sizeof *prompt);
+    if (!prompt) {
+        kern_engine_close(r);
+        return fail(adg_error_new(ADG_E_NOMEM, "out of memory"));
+    }
+    random_prompt(prompt, n_prompt, nv, seed);
+    kern_compare_result c;
+    err = kern_engine_compare(r, e, prompt, n_prompt, n_gen, &c);
+    free(prompt);
+    char ename[96], rname[96];
+    snprintf(ename, sizeof ename, "%s%s", kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))),
+             eo->ngl ? " + GPU layers" : "");
+    snprintf(rname, sizeof rname, "%s", kern_impl_name(kern_cpu_impl(kern_engine_cpu(r))));
+    kern_engine_close(r);
+    if (err)
+        return fail(err);
+    float *sorted = malloc(c.steps * sizeof *sorted);
+    float median = 0;
+    if (sorted) {
+        memcpy(sorted, c.step_diff, c.steps * sizeof *sorted);
+        qsort(sorted, c.steps, sizeof *sorted, cmp_float);
+        median = sorted[c.steps / 2];
+        free(sorted);
+    }
+    const bool agrees = c.decisive_same == c.decisive;
+    int rc = agrees ? ADG_EXIT_OK : ADG_EXIT_CHECK_FAILED;
+    json_t *steps = json_array();
+    for (uint32_t i = 0; i < c.steps; i++)
+        json_array_append_new(steps, json_pack("{s:i,s:f,s:i,s:i}", "step", (int)i, "max_abs_diff",
+                                               (double)c.step_diff[i], "ref_token", (int)c.ref_tokens[i], "token",
+                                               (int)c.tokens[i]));
+    json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:f,s:f,s:i,s:i,s:i,s:i,s:b,s:o}", "schema", RUN_SCHEMA,
+                             "mode", "compare", "engine", ename, "reference", rname, "n_prompt", (int)n_prompt,
+                             "n_gen", (int)n_gen, "seed", (json_int_t)seed, "max_abs_diff", (double)c.max_diff,
+                             "median_abs_diff", (double)median, "steps", (int)c.steps, "same_token", (int)c.same,
+                             "decisive", (int)c.decisive, "decisive_same", (int)c.decisive_same, "agrees", agrees,
+                             "per_step", steps);
+    if (c.first_split >= 0)
+        json_object_set_new(root, "first_split", json_integer(c.first_split));
+    if (json) {
+        if ((err = adg_json_print(stdout, root)))
+            rc = fail(err);
+    } else {
+        printf("compare: %s vs %s, teacher-forced: %u prompt tokens (seed %llu), then %u steps fed the reference's "
+               "greedy tokens\n",
+               ename, rname, n_prompt, (unsigned long long)seed, n_gen);
+        printf("  max |logit diff| %.5f, median over steps %.5f\n", (double)c.max_diff, (double)median);
+        printf("  same arg-max on %u of %u steps; decisive steps %u, same token on %u\n", c.same, c.steps,
+               c.decisive, c.decisive_same);
+        if (agrees)
+            printf("  agrees: every decisive step picks the reference's token\n");
+        else
+            printf("  DIFFERS: decisive step %d picks %d, the reference %d (|diff| %.5f)\n", c.first_split,
+                   c.tokens[c.first_split], c.ref_tokens[c.first_split], (double)c.step_diff[c.first_split]);
+    }
+    if (json_out && (err = adg_json_write_atomic(json_out, root)))
+        rc = fail(err);
+    json_decref(root);
+    kern_compare_result_free(&c);
+    return rc;
+}
+
 int kern_run_cmd_main(int argc, char **argv)
 {
     kern_engine_opts eo = {.impl = KERN_IMPL_AUTO};
     kern_bench_opts bo = {.n_prompt = 512, .n_gen = 128, .reps = 3, .seed = 1};
     const char *numa = NULL, *json_out = NULL;
-    bool json = false, ops = false, greedy = false;
+    bool json = false, ops = false, greedy = false, compare = false;
+    kern_impl compare_impl = KERN_IMPL_REF;
     uint32_t threads = 0, ctx = 0;
-    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX, O_FAULT, O_VALIDATE, O_SYNC };
+    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX, O_FAULT, O_VALIDATE, O_SYNC, O_COMPARE };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'},     {"repetitions", required_argument, 0, 'r'},
@@ -339,6 +437,7 @@ int kern_run_cmd_main(int argc, char **argv)
         {"ctx", required_argument, 0, O_CTX},     {"verbose", no_argument, 0, 'v'},
         {"output", required_argument, 0, 'o'},    {"inject-fault", required_argument, 0, O_FAULT},
         {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
+        {"compare", required_argument, 0, O_COMPARE},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     optind = 1;
@@ -382,6 +481,14 @@ int kern_run_cmd_main(int argc, char **argv)
             break;
         case O_OPS: ops = true; break;
         case O_GREEDY: greedy = true; break;
+        case O_COMPARE:
+            if (!kern_impl_parse(optarg, &compare_impl)) {
+                fprintf(stderr, "amxdiag run: error: --compare '%s' is not one of auto, amx, avx512, ref, amx-emu\n",
+                        optarg);
+                return adg_cmd_usage_error("run");
+            }
+            compare = true;
+            break;
         case O_JSON: json = true; break;
         case O_FAULT: {
             kern_cuda_fault f;
@@ -409,6 +516,14 @@ int kern_run_cmd_main(int argc, char **argv)
                 eo.gpu_fault ? "--inject-fault" : eo.gpu_validate ? "--gpu-validate" : "--sync-each");
         return adg_cmd_usage_error("run");
     }
+    if (compare && !greedy) {
+        fprintf(stderr, "amxdiag run: error: --compare compares greedy decodes: add --greedy\n");
+        return adg_cmd_usage_error("run");
+    }
+    if (compare && eo.gpu_fault) {
+        fprintf(stderr, "amxdiag run: error: --compare and --inject-fault do not go together\n");
+        return adg_cmd_usage_error("run");
+    }
     eo.threads = (int)threads;
     uint32_t need = (bo.n_prompt > bo.n_gen ? bo.n_prompt : bo.n_gen);
     if (greedy)
@@ -432,7 +547,9 @@ int kern_run_cmd_main(int argc, char **argv)
         return fail(e);
     }
     int rc;
-    if (greedy) {
+    if (compare) {
+        rc = run_compare(eng, &eo, compare_impl, bo.n_prompt, bo.n_gen, bo.seed, json, json_out);
+    } else if (greedy) {
         rc = run_greedy(eng, bo.n_prompt, bo.n_gen, bo.seed, json, eo.model_path, eo.gpu_fault);
     } else {
         kern_bench_result r;

@@ -61,5 +61,22 @@ expect_rc 2 "$AMXDIAG" run stray-argument
 "$AMXDIAG" model create --preset qwen3-moe-small --sparse "$TEST_TMP/sparse.gguf" >/dev/null || fail "sparse create"
 expect_rc 2 "$AMXDIAG" run -m "$TEST_TMP/sparse.gguf" -p 8 -n 2
 expect_err "sparse layout file without weights" "$AMXDIAG" run -m "$TEST_TMP/sparse.gguf" -p 8 -n 2
+# --greedy --compare: teacher-forced logits against a second engine (docs/run.md).
+T="$TEST_TMP/tiny-cmp.gguf"
+"$AMXDIAG" model create --preset tiny --quant q4_0 "$T" >/dev/null || fail "tiny create"
+"$AMXDIAG" run -m "$T" --greedy -p 24 -n 4 --cpu-kernels avx512 --compare ref --json >"$TEST_TMP/cmp.json" 2>"$TEST_TMP/err" ||
+    fail "--compare avx512 vs ref exited $?: $(cat "$TEST_TMP/err")"
+python3 - "$TEST_TMP/cmp.json" <<'PY' || fail "--compare JSON wrong: $(head -c 400 "$TEST_TMP/cmp.json")"
+import json, sys
+v = json.load(open(sys.argv[1]))
+assert v["schema"] == "amxdiag.run-result/1" and v["mode"] == "compare", v
+assert v["engine"] == "avx512" and v["reference"] == "ref" and v["steps"] == 5 and len(v["per_step"]) == 5
+assert v["agrees"] is True and v["decisive_same"] == v["decisive"] and 0 <= v["max_abs_diff"] <= 0.1
+PY
+expect_out "agrees: every decisive step" "$AMXDIAG" run -m "$T" --greedy -p 24 -n 2 --cpu-kernels ref --compare ref
+expect_out "max \|logit diff\| 0.00000" "$AMXDIAG" run -m "$T" --greedy -p 24 -n 2 --cpu-kernels ref --compare ref
+expect_rc 2 "$AMXDIAG" run -m "$T" --compare ref
+expect_err "add --greedy" "$AMXDIAG" run -m "$T" --compare ref
+expect_rc 2 "$AMXDIAG" run -m "$T" --greedy --compare fastest
 expect_rc 0 "$AMXDIAG" run --help
 finish

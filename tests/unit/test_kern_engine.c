@@ -222,6 +222,22 @@ static void test_kv_cache_consistent(void **state)
     adg_error_free(err);
 }
 
+/* Teacher forcing (kern_engine_compare): on every decisive step e picks the reference's
+ * token.  Returns the largest |logit difference| seen. */
+static float teacher_forced_worst(kern_engine *r, kern_engine *e, const int32_t *prompt, uint32_t n_prompt,
+                                  int n_steps)
+{
+    kern_compare_result c;
+    ADG_ASSERT_OK(kern_engine_compare(r, e, prompt, n_prompt, (uint32_t)n_steps, &c));
+    assert_int_equal(c.steps, n_steps + 1);
+    if (c.decisive_same != c.decisive)
+        fail_msg("decisive step %d: token %d, reference %d (|diff| %.5f)", c.first_split, c.tokens[c.first_split],
+                 c.ref_tokens[c.first_split], (double)c.step_diff[c.first_split]);
+    const float worst = c.max_diff;
+    kern_compare_result_free(&c);
+    return worst;
+}
+
 /* docs/run.md: GPU layers agree with the CPU reference within ENGINE_GPU_TOL (f16
  * activations in the GPU GEMMs, f16 router). */
 #define ENGINE_GPU_TOL 0.25f
@@ -252,40 +268,43 @@ static void test_gpu_layers(void **state)
         }
         assert_int_equal(kern_engine_gpu_layers(e), ngls[i] < 4 ? ngls[i] : 4);
         kern_engine *r = open_engine(qwen, KERN_IMPL_REF, 2);
-        float *lr = malloc(2048 * sizeof *lr), *l = malloc(2048 * sizeof *l), worst = 0;
-        ADG_ASSERT_OK(kern_engine_eval(r, prompt, 20, lr));
-        ADG_ASSERT_OK(kern_engine_eval(e, prompt, 20, l));
-        for (int step = 0;; step++) {
-            float d = max_diff(lr, l, 2048), top1 = -INFINITY, top2 = -INFINITY;
-            for (int v = 0; v < 2048; v++) {
-                if (lr[v] > top1) {
-                    top2 = top1;
-                    top1 = lr[v];
-                } else if (lr[v] > top2) {
-                    top2 = lr[v];
-                }
-            }
-            int32_t tok = 0, gtok = 0;
-            for (int32_t v = 1; v < 2048; v++) {
-                tok = lr[v] > lr[tok] ? v : tok;
-                gtok = l[v] > l[gtok] ? v : gtok;
-            }
-            if (top1 - top2 > 2 * d) /* a decisive step: the GPU must pick the same token */
-                assert_int_equal(gtok, tok);
-            worst = fmaxf(worst, d);
-            if (step == NGEN)
-                break;
-            ADG_ASSERT_OK(kern_engine_eval(r, &tok, 1, lr));
-            ADG_ASSERT_OK(kern_engine_eval(e, &tok, 1, l));
-        }
+        const float worst = teacher_forced_worst(r, e, prompt, 20, NGEN);
         printf("--ngl %u (%s) vs CPU ref, teacher-forced over %d steps: max |logit diff| %.5f\n", ngls[i],
                kern_engine_gpu_name(e), NGEN, (double)worst);
         assert_true(worst <= ENGINE_GPU_TOL);
-        free(l);
-        free(lr);
         kern_engine_close(r);
         kern_engine_close(e);
     }
+}
+
+/* Prompt attention on bf16 tiles (AMXDIAG_ATTN_KERNEL=amx; docs/kernels.md): q*scale, K, V
+ * and the probabilities are rounded to bf16 for the tile products.  Teacher-forced over a
+ * 96-token prompt (two 64-row query blocks) and 12 steps against the reference. */
+static void test_attention_tiles(void **state)
+{
+    (void)state;
+    enum { NP = 96, NGEN = 12 };
+    int32_t prompt[NP];
+    prompt_of(prompt, NP, 2048);
+    const kern_impl impls[] = {KERN_IMPL_AMX, KERN_IMPL_AMX_EMU};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
+        if (!impl_here(impls[i]))
+            continue;
+        setenv("AMXDIAG_ATTN_KERNEL", "amx", 1);
+        kern_engine *e = open_engine(qwen, impls[i], 2);
+        unsetenv("AMXDIAG_ATTN_KERNEL");
+        kern_engine *r = open_engine(qwen, KERN_IMPL_REF, 2);
+        const float worst = teacher_forced_worst(r, e, prompt, NP, NGEN);
+        printf("%s, attention on bf16 tiles vs ref, teacher-forced over %d steps: max |logit diff| %.5f\n",
+               kern_impl_name(impls[i]), NGEN, (double)worst);
+        assert_true(worst <= ENGINE_GPU_TOL);
+        kern_engine_close(r);
+        kern_engine_close(e);
+        ran++;
+    }
+    if (!ran)
+        ADG_SKIP("neither AMX nor its emulator is usable here");
 }
 
 static void test_bench_and_bus(void **state)
@@ -352,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_kv_cache_consistent),
         cmocka_unit_test(test_bench_and_bus),
         cmocka_unit_test(test_gpu_layers),
+        cmocka_unit_test(test_attention_tiles),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
