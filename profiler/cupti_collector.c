@@ -283,12 +283,25 @@ static void gpu_sample(prof_ctx *ctx, void *state, uint64_t t_ns)
     cupti_trace_publish(g->trace, ctx->bus, t_ns, 1000000000ull, false);
 }
 
+/* --gpu-metrics was asked for and the trace holds neither a session nor the reason
+ * there was none: say so rather than leave the metrics silently absent. */
+static void metrics_outcome(prof_ctx *ctx, cupti_trace *t)
+{
+    cupti_trace_counts c = cupti_trace_get_counts(t);
+    if (!ctx->gpu_metrics || !c.hello || c.mconfig || c.metrics_notes)
+        return;
+    adg_bus_unavailable(ctx->bus, COLLECTOR, "gpu.metrics",
+                        "--gpu-metrics: no kernel was launched in a CUDA context while the tracer ran (the Range "
+                        "Profiler starts at the first kernel launch), so no counters were read");
+}
+
 static void gpu_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
 {
     gpu_state *g = state;
     if (g->inproc) {
         prof_gpu_inproc_stop(g->inproc); /* forces CUPTI to deliver what it holds */
         prof_cupti_finish_trace(g->trace, ctx->bus, ctx->record, t_ns, NULL);
+        metrics_outcome(ctx, g->trace);
         return;
     }
     /* The command has exited: its frames are in the pipe or on their way.  A process it
@@ -309,6 +322,7 @@ static void gpu_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
     }
     const char *perr = cupti_parser_error(&g->parser);
     prof_cupti_finish_trace(g->trace, ctx->bus, ctx->record, t_ns, perr);
+    metrics_outcome(ctx, g->trace);
 }
 
 const prof_collector prof_cupti_collector = {

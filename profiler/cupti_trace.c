@@ -374,6 +374,7 @@ static void on_kmetric(cupti_trace *t, const cupti_frame *f)
 {
     const cupti_kmetric_rec *r = &f->u.kmetric;
     t->kmetrics++;
+    t->counts.kmetrics++;
     bool named = f->name_len && strcmp(f->name, "<unnamed>");
     if (!named)
         t->kmetrics_unnamed++;
@@ -510,6 +511,8 @@ static void on_note(cupti_trace *t, const cupti_frame *f)
     t->note_codes = nc;
     t->notes[t->n_notes] = strdup(f->name_len ? f->name : "");
     t->note_codes[t->n_notes] = f->u.note.code;
+    if (f->u.note.code == CUPTI_NOTE_NO_METRICS)
+        t->counts.metrics_notes++;
     if (t->notes[t->n_notes])
         t->n_notes++;
 }
@@ -579,6 +582,7 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
         break;
     case CUPTI_REC_MCONFIG:
         t->mconfig_seen = true;
+        t->counts.mconfig = true;
         t->mconfig = f->u.mconfig;
         snprintf(t->chip, sizeof t->chip, "%s", f->name_len ? f->name : "?");
         break;

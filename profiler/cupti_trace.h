@@ -39,6 +39,9 @@ typedef struct cupti_trace_counts {
     uint64_t meminfos;           /* MEMINFO records (cuMemGetInfo samples) */
     uint64_t untimed;            /* kernel records without timestamps (delivered after a fault) */
     uint64_t dropped;            /* activity records CUPTI reported as dropped */
+    uint64_t kmetrics;           /* --gpu-metrics: kernel launches with Range Profiler values */
+    bool mconfig;                /* --gpu-metrics: a profiling session started */
+    uint64_t metrics_notes;      /* --gpu-metrics: notes saying why it could not run */
     bool hello;                  /* a HELLO frame arrived */
     bool fatal;                  /* a fatal CUDA error was seen */
     uint64_t flushes;

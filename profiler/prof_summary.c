@@ -6,6 +6,7 @@
 #include "common/adg_ceilings.h"
 #include "common/adg_term.h"
 #include "common/adg_util.h"
+#include "profiler/cupti_summary.h"
 #include "profiler/prof_session.h"
 
 /* Mean and peak of a metric summed over its instances (samples aligned by index:
@@ -228,6 +229,7 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
             fputc('\n', f);
         }
     }
+    prof_cupti_summary_print(f, rec, color);
     json_t *un = json_object_get(rec, "unavailable");
     if (json_array_size(un)) {
         fprintf(f, "\n%snot measured here%s\n", B, R);
@@ -247,10 +249,16 @@ json_t *prof_summary_json(json_t *rec, const char *path, int exit_code)
         json_array_append(hot, v);
     }
     json_t *isa = json_object_get(rec, "isa_share");
-    return json_pack("{s:s,s:s,s:s,s:i,s:O?,s:O?,s:O?,s:o,s:O?,s:O?,s:O?,s:O?}", "schema", "amxdiag.profile/1",
+    json_t *out = json_pack("{s:s,s:s,s:s,s:i,s:O?,s:O?,s:O?,s:o,s:O?,s:O?,s:O?,s:O?}", "schema", "amxdiag.profile/1",
                      "record", path, "status", str(rec, "status", "?"), "exit_code", exit_code, "workload",
                      json_object_get(rec, "workload"), "isa_share_by_function", json_object_get(isa, "by_function"),
                      "isa_share_by_block", json_object_get(isa, "by_block"), "hot_functions", hot, "memory",
                      json_object_get(rec, "memory"), "numa", json_object_get(rec, "numa"), "pmu",
                      json_object_get(rec, "pmu"), "unavailable", json_object_get(rec, "unavailable"));
+    json_t *gpu = prof_cupti_summary_json(rec);
+    if (out && gpu)
+        json_object_set_new(out, "gpu", gpu);
+    else
+        json_decref(gpu);
+    return out;
 }

@@ -252,6 +252,60 @@ static void gpu_kernels_table(json_t *sec, const rep_run *r)
     }
 }
 
+/* --gpu-metrics (CUPTI Range Profiler): per kernel, what it moved through device memory
+ * and how busy it kept the GPU, in the profiled pass. */
+static void gpu_metrics_table(json_t *sec, const rep_run *r)
+{
+    json_t *gk = json_object_get(r->rec, "gpu_kernels");
+    json_t *gm = json_object_get(gk, "metrics");
+    if (!json_is_object(gm))
+        return;
+    static const char *const cols[] = {"kernel", "profiled", "DRAM read/launch", "DRAM write/launch",
+                                       "achieved DRAM", "% of peak", "SM throughput", "tensor pipe"};
+    json_t *t = rep_doc_table(sec, "GPU kernels: hardware metrics (--gpu-metrics)", cols, 8);
+    size_t i, shown = 0;
+    json_t *x;
+    json_array_foreach(json_object_get(gk, "kernels"), i, x) {
+        json_t *m = json_object_get(x, "metrics");
+        if (!m)
+            continue;
+        if (shown++ >= 10)
+            break;
+        double n = json_number_value(json_object_get(m, "ranges"));
+        char c[32], rd[32] = "-", wr[32] = "-", bw[32] = "-", pk[32] = "-", sm[32] = "-", tp[32] = "-";
+        snprintf(c, sizeof c, "%.0f", n);
+        json_t *v;
+        if ((v = json_object_get(m, "dram_read_bytes")) && n > 0)
+            adg_fmt_bytes(json_number_value(v) / n, rd, sizeof rd);
+        if ((v = json_object_get(m, "dram_write_bytes")) && n > 0)
+            adg_fmt_bytes(json_number_value(v) / n, wr, sizeof wr);
+        if ((v = json_object_get(m, "dram_Bps")))
+            snprintf(bw, sizeof bw, "%.1f GB/s", json_number_value(v) / 1e9);
+        if ((v = json_object_get(m, "dram_pct_of_peak_bytes")) || (v = json_object_get(m, "dram_pct_of_peak")))
+            snprintf(pk, sizeof pk, "%.1f%%", json_number_value(v));
+        if ((v = json_object_get(m, "sm_throughput_pct")))
+            snprintf(sm, sizeof sm, "%.1f%%", json_number_value(v));
+        static const char *const tk[] = {"tensor_hmma_pct", "tensor_imma_pct", "tensor_gmma_pct"};
+        double best = -1;
+        for (size_t j = 0; j < ADG_ARRAY_LEN(tk); j++)
+            if ((v = json_object_get(m, tk[j])) && json_number_value(v) > best)
+                best = json_number_value(v);
+        if (best >= 0)
+            snprintf(tp, sizeof tp, "%.1f%%", best);
+        rep_table_row(t, 8, json_string_value(json_object_get(x, "name")), c, rd, wr, bw, pk, sm, tp);
+    }
+    json_t *peak = json_object_get(gm, "dram_peak_Bps");
+    char pb[64] = "";
+    if (peak)
+        snprintf(pb, sizeof pb, "; DRAM peak %.0f GB/s", json_number_value(peak) / 1e9);
+    rep_doc_text(sec,
+                 "Hardware counters from the CUPTI Range Profiler on %s: one range per kernel launch, kernel replay "
+                 "with %lld pass(es) (launches are serialised and replayed while profiled, so the figures are of "
+                 "the profiled pass, not of the unprofiled run's timing)%s.",
+                 json_string_value(json_object_get(gm, "chip")) ? json_string_value(json_object_get(gm, "chip")) : "?",
+                 (long long)json_integer_value(json_object_get(gm, "passes")), pb);
+}
+
 static const char *first_sentence(const char *s, char *buf, size_t len)
 {
     snprintf(buf, len, "%s", s ? s : "");
@@ -411,6 +465,7 @@ json_t *rep_build_run(rep_run *r)
                       v.ok ? rep_fmt_num(v.v, rep_fact_unit(gpu_facts[i]), b1, sizeof b1) : v.why, v.ok ? v.src : "");
     }
     gpu_kernels_table(sec, r);
+    gpu_metrics_table(sec, r);
     json_t *cr = json_object_get(r->rec, "crash");
     if (json_is_object(cr))
         rep_doc_text(sec, "Crash: %s (details: amxdiag report --crash %s)",
@@ -624,7 +679,9 @@ json_t *rep_build_compare(rep_run *base, rep_run *nw)
     }
     else {
         gpu_kernels_table(sec, base);
+        gpu_metrics_table(sec, base);
         gpu_kernels_table(sec, nw);
+        gpu_metrics_table(sec, nw);
     }
 
     sec = rep_doc_section(doc, "timeline", "Over time");

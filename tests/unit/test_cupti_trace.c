@@ -279,10 +279,82 @@ static void test_memory_and_error_metrics(void **st)
     adg_bus_free(bus);
 }
 
+static void kmetric(cupti_trace *t, const char *name, double dur_ns, double rd, double wr, double sm, uint32_t extra,
+                    double peak_bpc)
+{
+    cupti_kmetric_rec k;
+    memset(&k, 0, sizeof k);
+    k.v[0] = dur_ns;
+    k.v[1] = rd;
+    k.v[2] = wr;
+    k.v[4] = sm;
+    k.v[8] = peak_bpc;
+    k.v[9] = 1e9;
+    k.present = 0x17 | extra | (peak_bpc > 0 ? 0x300u : 0);
+    feed(t, CUPTI_REC_KMETRIC, &k, name);
+}
+
+/* --gpu-metrics: bytes add up, percentages are weighted by each launch's duration, the
+ * bandwidth is bytes / profiled time, the peak comes from the DRAM peak counters; launches
+ * without a name are counted as such; no metrics block without the session's records. */
+static void test_kernel_metrics(void **st)
+{
+    (void)st;
+    cupti_trace *t = cupti_trace_new(16, 100000000, BASE);
+    json_t *plain = cupti_trace_kernels_json(t);
+    assert_null(json_object_get(plain, "metrics"));
+    json_decref(plain);
+    cupti_mconfig_rec mc = {BASE, 3, 0x31f, 256, 0, 1, 0};
+    feed(t, CUPTI_REC_MCONFIG, &mc, "AD102");
+    kernel(t, "_Z4gemvPKvPf", BASE + 10, BASE + 1010, 1);
+    /* 1 us at 10 % SM, 3 us at 50 %: weighted 40 %. */
+    kmetric(t, "_Z4gemvPKvPf", 1000, 1.0e6, 0, 10, 0, 1000);
+    kmetric(t, "_Z4gemvPKvPf", 3000, 3.0e6, 1.0e6, 50, 0, 1000);
+    kmetric(t, "<unnamed>", 500, 10, 10, 1, 0, 0);
+    json_t *o = cupti_trace_kernels_json(t);
+    json_t *gm = json_object_get(o, "metrics");
+    assert_non_null(gm);
+    assert_string_equal(json_string_value(json_object_get(gm, "chip")), "AD102");
+    assert_int_equal(json_integer_value(json_object_get(gm, "passes")), 3);
+    assert_int_equal(json_integer_value(json_object_get(gm, "profiled_launches")), 3);
+    assert_int_equal(json_integer_value(json_object_get(gm, "unnamed")), 1);
+    assert_true(json_number_value(json_object_get(gm, "dram_peak_Bps")) == 1e12);
+    json_t *gemv = NULL, *x;
+    size_t i;
+    json_array_foreach(json_object_get(o, "kernels"), i, x) if (!strcmp(json_string_value(json_object_get(x, "symbol")),
+                                                                        "_Z4gemvPKvPf")) gemv = x;
+    assert_non_null(gemv);
+    json_t *m = json_object_get(gemv, "metrics");
+    assert_int_equal(json_integer_value(json_object_get(m, "ranges")), 2);
+    assert_true(json_number_value(json_object_get(m, "dram_read_bytes")) == 4.0e6);
+    assert_true(json_number_value(json_object_get(m, "dram_write_bytes")) == 1.0e6);
+    assert_true(json_number_value(json_object_get(m, "dram_bytes_per_launch")) == 2.5e6);
+    /* 5 MB in 4 us = 1.25e12 B/s = 125 % of a 1e12 peak (CUPTI's peak is sustained, not absolute). */
+    assert_true(json_number_value(json_object_get(m, "dram_Bps")) > 1.2499e12 &&
+                json_number_value(json_object_get(m, "dram_Bps")) < 1.2501e12);
+    assert_true(json_number_value(json_object_get(m, "dram_pct_of_peak_bytes")) > 124.99);
+    assert_true(json_number_value(json_object_get(m, "sm_throughput_pct")) > 39.999 &&
+                json_number_value(json_object_get(m, "sm_throughput_pct")) < 40.001);
+    assert_null(json_object_get(m, "tensor_hmma_pct"));
+    assert_true(json_number_value(json_object_get(m, "mean_us")) == 2.0);
+    /* The kernel's trace figures are untouched by its metrics. */
+    assert_int_equal(json_integer_value(json_object_get(gemv, "count")), 1);
+    json_decref(o);
+    cupti_trace_counts c = cupti_trace_get_counts(t);
+    assert_true(c.mconfig);
+    assert_int_equal(c.kmetrics, 3);
+    assert_int_equal(c.metrics_notes, 0);
+    cupti_note_rec n = {CUPTI_NOTE_NO_METRICS, 0};
+    feed(t, CUPTI_REC_NOTE, &n, "--gpu-metrics: a fatal CUDA error ended the profiling session");
+    assert_int_equal(cupti_trace_get_counts(t).metrics_notes, 1);
+    cupti_trace_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_summaries_and_buckets),
+        cmocka_unit_test(test_kernel_metrics),
         cmocka_unit_test(test_ring_and_completion),
         cmocka_unit_test(test_sync_completes_earlier_launches),
         cmocka_unit_test(test_untimed_records_are_not_completion),
