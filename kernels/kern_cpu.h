@@ -25,7 +25,7 @@
  *  - Attention: fp32 in ref and avx512/amx, within 1e-5 relative + 2e-6 absolute of the
  *    reference per output (the avx512 prompt kernel, n_tokens >= 8, walks keys in
  *    blocks with an online softmax and pre-scales q, so its rounding differs from the
- *    per-row kernel's).  AMXDIAG_ATTN_KERNEL=amx (amx contexts, opt-in) rounds q*scale,
+ *    per-row kernel's).  In amx contexts prompt attention (the default; =flash opts out) rounds q*scale,
  *    K, V and the probabilities to bf16 for the tile products: outputs within 2e-2 of
  *    the reference (values in [-1, 1]); =rows forces the per-row kernel.
  *

@@ -287,11 +287,12 @@ adg_error *kern_attention(kern_cpu *c, const kern_attn_args *in, kern_op_info *i
     if (a.scale == 0)
         a.scale = 1.0f / sqrtf((float)a.head_dim);
     const int64_t n_kv = a.pos0 + a.n_tokens, G = a.n_head / a.n_head_kv;
-    /* AMXDIAG_ATTN_KERNEL=rows keeps the per-row kernel for prompts too (A/B runs);
-     * =amx puts prompt attention on bf16 tiles in amx contexts (opt-in: bf16 inputs) */
+    /* Prompt attention: on bf16 tiles in amx contexts, the AVX-512 block kernel otherwise
+     * (docs/kernels.md).  AMXDIAG_ATTN_KERNEL=flash keeps the fp32 block kernel in amx
+     * contexts too, =rows the per-row kernel for prompts (A/B runs). */
     const char *ak = getenv("AMXDIAG_ATTN_KERNEL");
     const bool flash = vec(c) && a.n_tokens >= FA_MIN_TOKENS && !(ak && strcmp(ak, "rows") == 0);
-    const bool tiles = flash && c->amx && ak && strcmp(ak, "amx") == 0;
+    const bool tiles = flash && c->amx && !(ak && strcmp(ak, "flash") == 0);
     adg_error *e;
     if (flash) {
         /* AMXDIAG_ATTN_ROWS=N (16..512) overrides the query rows per block, for tuning runs */

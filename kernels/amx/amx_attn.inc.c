@@ -10,8 +10,10 @@
  * tmm1 = B, tmm2..tmm5 = C (every tile 16 rows x 64 bytes: the CFG_BF16 configuration).
  *
  * Numerics: Q (times scale), K, V and P are rounded to bf16, products accumulate in
- * fp32; the softmax itself (max, exp, sums) is fp32.  Opt-in (AMXDIAG_ATTN_KERNEL=amx):
- * its error is that of bf16 inputs (docs/kernels.md), larger than the fp32 kernels'. */
+ * fp32; the softmax itself (max, exp, sums) is fp32.  The default for prompts in amx
+ * contexts (AMXDIAG_ATTN_KERNEL=flash opts out): its error is that of bf16 inputs
+ * (docs/kernels.md), larger than the fp32 kernels', and checked teacher-forced against the
+ * reference (test_kern_engine, `amxdiag run --greedy --compare ref`). */
 
 #include <math.h>
 

@@ -104,7 +104,12 @@ static void paths_agree(const char *path, uint32_t n_vocab)
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
         if (!impl_here(others[i]))
             continue;
+        /* the matmul paths: the fp32 prompt attention, so the tokens must match exactly
+         * (the amx default, bf16 tile attention, is test_attention_tiles') */
+        if (others[i] == KERN_IMPL_AMX || others[i] == KERN_IMPL_AMX_EMU)
+            setenv("AMXDIAG_ATTN_KERNEL", "flash", 1);
         float *l = greedy(path, others[i], 2, tok, NGEN);
+        unsetenv("AMXDIAG_ATTN_KERNEL");
         float d = max_diff(ref, l, n_vocab);
         printf("%s: %s vs ref: max |logit diff| %.5f\n", path, kern_impl_name(others[i]), (double)d);
         assert_true(d <= ENGINE_TOL);
@@ -277,7 +282,7 @@ static void test_gpu_layers(void **state)
     }
 }
 
-/* Prompt attention on bf16 tiles (AMXDIAG_ATTN_KERNEL=amx; docs/kernels.md): q*scale, K, V
+/* Prompt attention on bf16 tiles (the amx default; docs/kernels.md): q*scale, K, V
  * and the probabilities are rounded to bf16 for the tile products.  Teacher-forced over a
  * 96-token prompt (two 64-row query blocks) and 12 steps against the reference. */
 static void test_attention_tiles(void **state)
@@ -291,9 +296,7 @@ static void test_attention_tiles(void **state)
     for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
         if (!impl_here(impls[i]))
             continue;
-        setenv("AMXDIAG_ATTN_KERNEL", "amx", 1);
         kern_engine *e = open_engine(qwen, impls[i], 2);
-        unsetenv("AMXDIAG_ATTN_KERNEL");
         kern_engine *r = open_engine(qwen, KERN_IMPL_REF, 2);
         const float worst = teacher_forced_worst(r, e, prompt, NP, NGEN);
         printf("%s, attention on bf16 tiles vs ref, teacher-forced over %d steps: max |logit diff| %.5f\n",
