@@ -39,6 +39,7 @@ typedef struct kstat {
     double m_wdur[CUPTI_RM_COUNT];
     uint32_t m_present;
     double m_peak_Bps;
+    double m_best_Bps;             /* the launch that moved bytes fastest (shapes differ per launch) */
 } kstat;
 #define KSTAT_KEEP 65536
 
@@ -400,6 +401,12 @@ static void on_kmetric(cupti_trace *t, const cupti_frame *f)
             break;
         }
     }
+    uint32_t rw = (1u << CUPTI_RM_DRAM_READ) | (1u << CUPTI_RM_DRAM_WRITE);
+    if ((r->present & rw) == rw && dur > 0) {
+        double bps = (r->v[CUPTI_RM_DRAM_READ] + r->v[CUPTI_RM_DRAM_WRITE]) / (dur * 1e-9);
+        if (bps > k->m_best_Bps)
+            k->m_best_Bps = bps;
+    }
     double peak = range_peak_Bps(r);
     if (peak > k->m_peak_Bps)
         k->m_peak_Bps = peak;
@@ -737,6 +744,8 @@ static json_t *kmetric_json(const kstat *k, double peak_Bps)
         if (peak > 0)
             json_object_set_new(m, "dram_pct_of_peak_bytes", json_real(100.0 * bps / peak));
     }
+    if (k->m_best_Bps > 0)
+        json_object_set_new(m, "dram_Bps_max", json_real(k->m_best_Bps));
     static const unsigned pct_roles[] = {CUPTI_RM_DRAM_PCT, CUPTI_RM_SM_PCT, CUPTI_RM_TENSOR_HMMA_PCT,
                                          CUPTI_RM_TENSOR_IMMA_PCT, CUPTI_RM_TENSOR_GMMA_PCT};
     for (size_t i = 0; i < ADG_ARRAY_LEN(pct_roles); i++) {

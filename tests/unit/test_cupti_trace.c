@@ -333,6 +333,9 @@ static void test_kernel_metrics(void **st)
     assert_true(json_number_value(json_object_get(m, "dram_Bps")) > 1.2499e12 &&
                 json_number_value(json_object_get(m, "dram_Bps")) < 1.2501e12);
     assert_true(json_number_value(json_object_get(m, "dram_pct_of_peak_bytes")) > 124.99);
+    /* The faster launch: 4 MB in 3 us. */
+    assert_true(json_number_value(json_object_get(m, "dram_Bps_max")) > 1.3333e12 &&
+                json_number_value(json_object_get(m, "dram_Bps_max")) < 1.3334e12);
     assert_true(json_number_value(json_object_get(m, "sm_throughput_pct")) > 39.999 &&
                 json_number_value(json_object_get(m, "sm_throughput_pct")) < 40.001);
     assert_null(json_object_get(m, "tensor_hmma_pct"));
