@@ -119,3 +119,49 @@ prof_isa_class prof_isa_classify_block(const uint8_t *code, size_t len, uint64_t
     }
     return best;
 }
+
+static bool is_branch(const ZydisDecodedInstruction *in)
+{
+    return in->meta.branch_type != ZYDIS_BRANCH_TYPE_NONE || in->meta.category == ZYDIS_CATEGORY_RET ||
+           in->meta.category == ZYDIS_CATEGORY_CALL || in->meta.category == ZYDIS_CATEGORY_COND_BR ||
+           in->meta.category == ZYDIS_CATEGORY_UNCOND_BR;
+}
+
+/* Decodes code[from, to) and says whether a PAUSE is among the instructions. */
+static bool has_pause(ZydisDecoder *dec, const uint8_t *code, size_t from, size_t to)
+{
+    ZydisDecodedInstruction in;
+    for (size_t off = from; off < to;) {
+        if (ZYAN_FAILED(ZydisDecoderDecodeInstruction(dec, NULL, code + off, to - off, &in)))
+            return false;
+        if (in.mnemonic == ZYDIS_MNEMONIC_PAUSE)
+            return true;
+        off += in.length;
+    }
+    return false;
+}
+
+bool prof_isa_spins(const uint8_t *code, size_t len, size_t back, uint64_t addr)
+{
+    ZydisDecoder dec;
+    init_decoder(&dec);
+    ZydisDecodedInstruction in;
+    (void)addr; /* relative branches are resolved within code[] */
+    size_t off = back;
+    for (unsigned i = 0; i < 32 && off < len; i++) {
+        if (ZYAN_FAILED(ZydisDecoderDecodeInstruction(&dec, NULL, code + off, len - off, &in)))
+            return false;
+        if (in.mnemonic == ZYDIS_MNEMONIC_PAUSE)
+            return true;
+        off += in.length;
+        if (!is_branch(&in))
+            continue;
+        if ((in.meta.category != ZYDIS_CATEGORY_COND_BR && in.meta.category != ZYDIS_CATEGORY_UNCOND_BR) ||
+            !in.raw.imm[0].is_relative)
+            return false;
+        const int64_t target = (int64_t)off + in.raw.imm[0].value.s;
+        /* A backward jump to at or before the sampled instruction closes a loop around it. */
+        return target >= 0 && target <= (int64_t)back && has_pause(&dec, code, (size_t)target, back);
+    }
+    return false;
+}

@@ -6,6 +6,7 @@
 #ifndef PROF_ISA_H
 #define PROF_ISA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,5 +38,12 @@ prof_isa_class prof_isa_classify(const uint8_t *code, size_t len, uint64_t addr,
 /* Classifies the instructions from code[0] up to and including the first control-flow
  * instruction (jump, call, return) or max_insns instructions. */
 prof_isa_class prof_isa_classify_block(const uint8_t *code, size_t len, uint64_t addr, unsigned max_insns);
+
+/* Is the instruction at code[back] (runtime address addr) part of a spin-wait loop?  True
+ * when the run from it to its first branch contains PAUSE, or that branch jumps back at
+ * most `back` bytes (a loop around the sampled instruction) and the loop body contains
+ * PAUSE.  code[0..len) holds the bytes from addr - back.  Such samples are threads waiting
+ * for work (thread-pool barriers, spin locks), not computing: VTune's "spin time". */
+bool prof_isa_spins(const uint8_t *code, size_t len, size_t back, uint64_t addr);
 
 #endif

@@ -345,22 +345,41 @@ static int unknown_bucket(prof_resolver *r, int mod)
     return m->unknown_func;
 }
 
-/* The class of the block at vaddr, cached per (module, address). */
-static prof_isa_class block_class(prof_resolver *r, int mod, const prof_elf *elf, uint64_t vaddr)
+/* Bytes before a sampled ip searched for the start of a spin-wait loop around it. */
+#define SPIN_BACK 128
+#define SPIN_BIT 0x100
+
+/* The class of the block at vaddr and whether it spins, cached per (module, address). */
+static prof_isa_class block_class(prof_resolver *r, int mod, const prof_elf *elf, uint64_t vaddr, bool *spin)
 {
     int v;
-    if (table_get(&r->block_by_ip, (uint64_t)mod, vaddr, &v))
-        return (prof_isa_class)v;
-    size_t avail = 0;
-    const uint8_t *code = prof_elf_code(elf, vaddr, 256, &avail);
-    prof_isa_class c = code ? prof_isa_classify_block(code, avail, vaddr, 32) : PROF_ISA_UNKNOWN;
-    table_put(&r->block_by_ip, (uint64_t)mod, vaddr, (int)c);
-    return c;
+    if (!table_get(&r->block_by_ip, (uint64_t)mod, vaddr, &v)) {
+        size_t avail = 0, back = vaddr >= SPIN_BACK ? SPIN_BACK : 0;
+        const uint8_t *code = prof_elf_code(elf, vaddr - back, back + 256, &avail);
+        if (!code || avail <= back) {   /* the loop's start would lie outside the section */
+            back = 0;
+            code = prof_elf_code(elf, vaddr, 256, &avail);
+        }
+        v = code ? (int)prof_isa_classify_block(code + back, avail - back, vaddr, 32) : PROF_ISA_UNKNOWN;
+        if (code && prof_isa_spins(code, avail, back, vaddr))
+            v |= SPIN_BIT;
+        table_put(&r->block_by_ip, (uint64_t)mod, vaddr, v);
+    }
+    if (spin)
+        *spin = (v & SPIN_BIT) != 0;
+    return (prof_isa_class)(v & ~SPIN_BIT);
 }
 
 int prof_resolver_sample(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_class *block)
 {
+    return prof_resolver_sample_ex(r, pid, ip, block, NULL);
+}
+
+int prof_resolver_sample_ex(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_class *block, bool *spin)
+{
     *block = PROF_ISA_UNKNOWN;
+    if (spin)
+        *spin = false;
     proc *p = find_proc(r, pid, false);
     if (!p || !p->loaded) {
         adg_error *e = prof_resolver_load_proc(r, pid);
@@ -395,7 +414,7 @@ int prof_resolver_sample(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_clas
         if (!prof_elf_offset_to_vaddr(elf, ip - hit->start + hit->pgoff, &vaddr)) {
             fi = unknown_bucket(r, mod);
         } else {
-            *block = block_class(r, mod, elf, vaddr);
+            *block = block_class(r, mod, elf, vaddr, spin);
             const prof_elf_sym *s = prof_elf_find_sym(elf, vaddr);
             if (!s) {
                 fi = unknown_bucket(r, mod);

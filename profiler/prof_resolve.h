@@ -43,6 +43,9 @@ void prof_resolver_next_batch(prof_resolver *r);
 /* Resolves one sampled ip; returns the function's index (>= 0), and the class of the
  * sampled instruction's block in *block. Counts the sample on the function. */
 int prof_resolver_sample(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_class *block);
+/* The same, and *spin (may be NULL) says whether the ip sits in a spin-wait loop
+ * (prof_isa_spins). */
+int prof_resolver_sample_ex(prof_resolver *r, pid_t pid, uint64_t ip, prof_isa_class *block, bool *spin);
 
 /* A symbol name demangled when it is a C++ one (heap; caller frees). */
 char *prof_demangle(const char *name);

@@ -49,7 +49,7 @@ typedef struct rec {
 typedef struct thread_tally {
     pid_t pid, tid;
     char comm[32];
-    uint64_t samples;
+    uint64_t samples, spin;
     uint64_t by_func[PROF_ISA_NCLASSES], by_block[PROF_ISA_NCLASSES];
 } thread_tally;
 
@@ -63,6 +63,7 @@ typedef struct window {
 typedef struct phase_tally {
     char name[24];
     uint64_t samples, by_func[PROF_ISA_NCLASSES], by_block[PROF_ISA_NCLASSES];
+    uint64_t spin, busy_by_func[PROF_ISA_NCLASSES];   /* spin-wait samples; the rest by class */
 } phase_tally;
 
 typedef struct sampler {
@@ -76,6 +77,7 @@ typedef struct sampler {
     thread_tally *threads;
     size_t nthreads, capthreads;
     uint64_t samples, lost, by_func[PROF_ISA_NCLASSES], by_block[PROF_ISA_NCLASSES];
+    uint64_t spin, busy_by_func[PROF_ISA_NCLASSES];
     uint64_t iv_samples, iv_by_func[PROF_ISA_NCLASSES];
     uint64_t last_t_ns;
     uint64_t bus_start_ns;
@@ -372,11 +374,16 @@ static void process(prof_ctx *ctx, sampler *s)
             if (ctx->self && r->tid == ctx->exclude_tid)
                 break;
             prof_isa_class block;
-            int fi = prof_resolver_sample(s->res, r->pid, r->ip, &block);
+            bool spin;
+            int fi = prof_resolver_sample_ex(s->res, r->pid, r->ip, &block, &spin);
             prof_isa_class fc = fi >= 0 ? prof_resolver_func(s->res, fi)->cls : PROF_ISA_UNKNOWN;
             s->samples++;
             s->by_func[fc]++;
             s->by_block[block]++;
+            if (spin)
+                s->spin++;
+            else
+                s->busy_by_func[fc]++;
             s->iv_samples++;
             s->iv_by_func[fc]++;
             phase_tally *ph = s->nwin ? phase_at(s, r->time - s->bus_start_ns) : NULL;
@@ -384,10 +391,15 @@ static void process(prof_ctx *ctx, sampler *s)
                 ph->samples++;
                 ph->by_func[fc]++;
                 ph->by_block[block]++;
+                if (spin)
+                    ph->spin++;
+                else
+                    ph->busy_by_func[fc]++;
             }
             thread_tally *t = thread_of(s, r->pid, r->tid);
             if (t) {
                 t->samples++;
+                t->spin += spin;
                 t->by_func[fc]++;
                 t->by_block[block]++;
             }
@@ -631,6 +643,8 @@ static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
                             (json_int_t)s->lost);
     json_object_set_new(isa, "by_function", class_shares(s->by_func, s->samples));
     json_object_set_new(isa, "by_block", class_shares(s->by_block, s->samples));
+    json_object_set_new(isa, "spin_share", json_real(s->samples ? 100.0 * (double)s->spin / (double)s->samples : 0.0));
+    json_object_set_new(isa, "by_function_busy", class_shares(s->busy_by_func, s->samples - s->spin));
     /* A workload that never ran user code (sleep, true) leaves no thread: threads is NULL. */
     if (s->nthreads > 1)
         qsort(s->threads, s->nthreads, sizeof *s->threads, thread_cmp);
@@ -642,6 +656,7 @@ static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
                               (double)t->samples * (double)s->attr.sample_period * 1e-9);
         json_object_set_new(o, "by_function", class_shares(t->by_func, t->samples));
         json_object_set_new(o, "by_block", class_shares(t->by_block, t->samples));
+        json_object_set_new(o, "spin_share", json_real(t->samples ? 100.0 * (double)t->spin / (double)t->samples : 0.0));
         json_array_append_new(threads, o);
     }
     json_object_set_new(isa, "threads", threads);
@@ -651,6 +666,10 @@ static void sampler_finish(prof_ctx *ctx, void *state, uint64_t t_ns)
             json_t *o = json_pack("{s:I}", "samples", (json_int_t)s->ph[p].samples);
             json_object_set_new(o, "by_function", class_shares(s->ph[p].by_func, s->ph[p].samples));
             json_object_set_new(o, "by_block", class_shares(s->ph[p].by_block, s->ph[p].samples));
+            const phase_tally *ph = &s->ph[p];
+            json_object_set_new(o, "spin_share",
+                                json_real(ph->samples ? 100.0 * (double)ph->spin / (double)ph->samples : 0.0));
+            json_object_set_new(o, "by_function_busy", class_shares(ph->busy_by_func, ph->samples - ph->spin));
             json_object_set_new(phases, s->ph[p].name, o);
         }
         json_object_set_new(isa, "phases", phases);

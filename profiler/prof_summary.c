@@ -100,6 +100,23 @@ static double num(json_t *o, const char *k)
     return json_number_value(json_object_get(o, k));
 }
 
+/* Spin-wait samples (threads in PAUSE loops: pool barriers, spin locks) and the classes of
+ * the rest, when the record has them (prof_isa_spins). */
+static void spin_line(FILE *f, json_t *o, const char *indent, const char *B, const char *R, const char *D)
+{
+    json_t *busy = json_object_get(o, "by_function_busy");
+    const double spin = num(o, "spin_share");
+    if (!busy || spin < 0.05)
+        return;
+    fprintf(f, "%sspin-wait %.1f%% %s(PAUSE loops: threads waiting for work)%s; the rest:", indent, spin, D, R);
+    for (size_t c = 0; c < ADG_ARRAY_LEN(classes); c++) {
+        double x = num(busy, classes[c]);
+        if (x >= 0.05)
+            fprintf(f, " %s%s %.1f%%%s", c == 0 ? B : "", classes[c], x, c == 0 ? R : "");
+    }
+    fprintf(f, "\n");
+}
+
 static const char *str(json_t *o, const char *k, const char *dflt)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -145,6 +162,7 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
                     num(json_object_get(isa, "by_block"), classes[c]));
         fprintf(f, "  %s(functions: class of the whole sampled function; blocks: class of the sampled instruction's "
                    "block)%s\n", D, R);
+        spin_line(f, isa, "  ", B, R, D);
         const char *pname;
         json_t *ph;
         json_object_foreach(json_object_get(isa, "phases"), pname, ph)
@@ -157,6 +175,7 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
             }
             fprintf(f, "  %s(by function, %lld samples)%s\n", D,
                     (long long)json_integer_value(json_object_get(ph, "samples")), R);
+            spin_line(f, ph, "              ", B, R, D);
         }
         json_t *hot = json_object_get(rec, "hot_functions");
         if (json_array_size(hot)) {

@@ -187,6 +187,13 @@ elif grep -qw avx512f /proc/cpuinfo; then
     want 'len({t["pid"] for t in r["isa_share"]["threads"]}) >= 2' True "$R"
     want 'r["isa_share"]["by_function"]["amx"]' 0.0 "$R"
 
+    # spin-wait: one thread computes, one waits in a PAUSE loop (a pool worker)
+    "$AMXDIAG" profile -e sampling -o "$R" -- "$SPIN" wait 1.0 >/dev/null 2>"$TEST_TMP/err" || fail "profile of wait failed"
+    want '30 < r["isa_share"]["spin_share"] < 70' True "$R"
+    want 'r["isa_share"]["by_function_busy"]["scalar"] > 90' True "$R"
+    want '[round(t["spin_share"]) for t in sorted(r["isa_share"]["threads"], key=lambda t: t["spin_share"])][-1] > 90' True "$R"
+    grep -q "spin-wait [0-9.]*% (PAUSE loops" "$TEST_TMP/err" || fail "the summary does not show the spin-wait share: $(head -c 600 "$TEST_TMP/err")"
+
     # --pid: attach to a running process for one second
     "$SPIN" avx512 4 >/dev/null &
     target=$!

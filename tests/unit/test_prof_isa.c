@@ -83,6 +83,20 @@ static void test_raw_encodings(void **st)
     assert_int_equal(prof_isa_classify_block(blk, n, 0, 32), PROF_ISA_SCALAR);
     assert_int_equal(prof_isa_classify_block(blk + 4, n - 4, 0, 32), PROF_ISA_AVX512);
 
+    /* Spin-wait loops: pause; mov eax,[rdi]; test eax,eax; je back; ret.  Every
+     * instruction of the loop spins; the same loop with two NOPs for the PAUSE does not;
+     * a loop whose start lies before the bytes given cannot be seen. */
+    const uint8_t spin_loop[] = {0xf3, 0x90, 0x8b, 0x07, 0x85, 0xc0, 0x74, 0xf8, 0xc3};
+    const uint8_t busy_loop[] = {0x90, 0x90, 0x8b, 0x07, 0x85, 0xc0, 0x74, 0xf8, 0xc3};
+    for (size_t ip = 0; ip < 8; ip += 2) {
+        assert_true(prof_isa_spins(spin_loop, sizeof spin_loop, ip, 0x1000 + ip));
+        assert_false(prof_isa_spins(busy_loop, sizeof busy_loop, ip, 0x1000 + ip));
+    }
+    assert_false(prof_isa_spins(spin_loop + 4, sizeof spin_loop - 4, 0, 0x1004));
+    assert_false(prof_isa_spins(spin_loop, sizeof spin_loop, 8, 0x1008));   /* the ret after it */
+    const uint8_t jmp_fwd[] = {0xf3, 0x90, 0xeb, 0x00, 0x90, 0xc3};         /* pause; jmp +0 */
+    assert_false(prof_isa_spins(jmp_fwd, sizeof jmp_fwd, 2, 0x1002));
+
     assert_string_equal(prof_isa_class_name(PROF_ISA_AMX), "amx");
     assert_int_equal(prof_isa_class_parse("avx512"), PROF_ISA_AVX512);
     assert_int_equal(prof_isa_class_parse("nope"), -1);
