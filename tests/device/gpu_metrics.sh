@@ -8,6 +8,12 @@
 # (the Range Profiler's DRAM bytes / profiled time of the same GEMV kernels); the run
 # report of that record.
 #   usage: tests/device/gpu_metrics.sh BUILD_DIR [OUT_DIR]
+# BUILD_DIR needs amxdiag, amxdiag-gpu-bench, libamxdiag-inject.so, devlibs/ and
+# tests/{cupti_prog,test_cupti_range,test_cupti_trace,test_cupti_proto}: a RelWithDebInfo
+# build made small enough to carry (26 MB) by
+#   tests/device/slim-build.sh build-x build-x-dev &&
+#   find build-x-dev/tests -type f ! -name cupti_prog ! -name 'test_cupti_*' -delete
+# then, on the device: GM_DEADLINE=170 bash tests/device/gpu_metrics.sh build-x-dev "$OUT"
 # Outputs in OUT_DIR (default $OUT, else ./gpu-metrics-out): summary.txt (each step's exit
 # status and wall time, the key figures) and gpu-metrics-all.tgz (records, logs, reports).
 set -u
