@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# CPU prompt evaluation on the AMX machine, in one call (about 90 s on 16 CPUs):
-#  1. qwen3-moe-small q4_0 (created here), `amxdiag run -p 512 -n 128 -r 3 --ops` with
-#     --cpu-kernels amx and avx512; the same with the binary BUILD_DIR/amxdiag-before when
-#     present (the build before a change, for a same-machine before/after); amx with the
-#     bf16 tile attention (AMXDIAG_ATTN_KERNEL=amx) and avx512 with the per-row attention
-#     (AMXDIAG_ATTN_KERNEL=rows);
+# CPU prompt evaluation on the AMX machine, in one call (about 80 s on 16 CPUs):
+#  1. qwen3-moe-small q4_0 (created here), `amxdiag run -p 512 -n 64 -r 3 --ops` with
+#     --cpu-kernels amx (defaults: ring int8 kernel, bf16 tile attention) and avx512; amx
+#     with the fp32 attention (AMXDIAG_ATTN_KERNEL=flash) and with the previous int8 kernel
+#     (AMXDIAG_AMX_INT8_KERNEL=1x1); the same with BUILD_DIR/amxdiag-before when present
+#     (the build before a change, for a same-machine before/after);
 #  2. test_kern_ops, test_kern_matmul, test_kern_engine (real AMX tiles there);
-#  3. greedy tokens of amx, avx512 and amx + tile attention on a 64-token prompt;
-#  4. prompt-only runs with 128 / 256 query rows per attention block (AMXDIAG_ATTN_ROWS).
+#  3. `run --greedy --compare`: amx against ref and against avx512, teacher-forced;
+#  4. `profile` of the built-in path with amx: ISA and spin-wait shares of the prompt phase.
 # Usage: tests/device/cpu_prompt.sh BUILD_DIR [OUT_DIR]   (BUILD_DIR relative to the
 # repository root, RelWithDebInfo, with tests/device/bundle-libs.sh or slim-build.sh run)
 # Output in OUT_DIR (default $OUT, else ./cpu-prompt-out): summary.txt (status of every
-# step, the t/s tables and the attention/router/kv_store lines), cpu_prompt.log (all output).
+# step, the t/s tables and the attention/router/kv_store lines), cpu_prompt.log (all
+# output), profile-amx.json (the run record of step 4).
 set -u
 build=${1:?usage: tests/device/cpu_prompt.sh BUILD_DIR [OUT_DIR]}
 out=${2:-${OUT:-./cpu-prompt-out}}
@@ -28,7 +29,7 @@ log="$out/cpu_prompt.log"
 threads=${THREADS:-$(nproc)}
 layers_opt=${LAYERS:+--layers $LAYERS}   # LAYERS=N: a smaller model, to check this script elsewhere
 prompt=${PROMPT:-512}
-gen=${GEN:-128}
+gen=${GEN:-64}
 
 step() {
     local name=$1 limit=$2; shift 2
@@ -64,35 +65,32 @@ bench() {   # bench NAME BINARY IMPL [ENV=VALUE]
     step "$name" 60 env "$@" "$bin" run -m "$model" -p "$prompt" -n "$gen" -r 3 -t "$threads" --cpu-kernels "$impl" --ops
     keep
 }
-bench "after  amx" "$amx" amx
-bench "after  avx512" "$amx" avx512
+bench "amx (ring, tile attention)" "$amx" amx
+bench "avx512" "$amx" avx512
+bench "amx, fp32 attention" "$amx" amx AMXDIAG_ATTN_KERNEL=flash
+bench "amx, int8 kernel 1x1" "$amx" amx AMXDIAG_AMX_INT8_KERNEL=1x1
 if [ -x "$before" ]; then
     bench "before amx" "$before" amx
     bench "before avx512" "$before" avx512
 fi
-bench "after  amx, tile attention" "$amx" amx AMXDIAG_ATTN_KERNEL=amx
 
 for t in test_kern_ops test_kern_matmul test_kern_engine; do
     step "unit $t" 120 "$build/tests/$t"
 done
-grep -E "vs ref: max|SKIP" "$log" | sed 's/^/  /' | tee -a "$summary"
+grep -E "vs ref|SKIP" "$log" | sed 's/^/  /' | tee -a "$summary"
 
-for v in "amx" "avx512" "amx AMXDIAG_ATTN_KERNEL=amx"; do
-    set -- $v
-    impl=$1
-    shift
-    step "greedy $impl $*" 30 env "$@" "$amx" run -m "$model" -p 64 -n 32 -t "$threads" --cpu-kernels "$impl" --greedy
-    grep -vE "^\s*$" "$work/step.out" | tail -2 | sed 's/^/    /' >>"$summary"
-done
-bench "after  avx512, per-row attention" "$amx" avx512 AMXDIAG_ATTN_KERNEL=rows
-# query rows per attention block (default 64), prompt only
-for v in "avx512 AMXDIAG_ATTN_ROWS=128" "amx AMXDIAG_ATTN_KERNEL=amx AMXDIAG_ATTN_ROWS=128" \
-         "amx AMXDIAG_ATTN_KERNEL=amx AMXDIAG_ATTN_ROWS=256"; do
-    set -- $v
-    impl=$1
-    shift
-    step "pp $impl $*" 30 env "$@" "$amx" run -m "$model" -p "$prompt" -n 0 -r 3 -t "$threads" --cpu-kernels "$impl" --ops
-    keep
-done
+cmp() {   # cmp NAME IMPL REF P N [ENV=VALUE]
+    local name=$1 impl=$2 ref=$3 p=$4 n=$5; shift 5
+    step "$name" 60 env "$@" "$amx" run -m "$model" --greedy -p "$p" -n "$n" -t "$threads" --cpu-kernels "$impl" \
+        --compare "$ref"
+    sed 's/^/    /' "$work/step.out" | tee -a "$summary"
+}
+cmp "compare amx vs ref" amx ref 64 16
+cmp "compare amx vs avx512" amx avx512 256 32
+cmp "compare amx fp32 attention vs avx512" amx avx512 256 32 AMXDIAG_ATTN_KERNEL=flash
+
+step "profile amx built-in" 60 "$amx" profile -e sampling -o "$out/profile-amx.json" -m "$model" \
+    --n-prompt "$prompt" -n 16 -r 2 -t "$threads" --cpu-kernels amx
+grep -E "spin-wait|during|amx |avx512 " "$work/step.out" | sed 's/^/    /' | tee -a "$summary"
 rm -rf "$work"
 echo "done: $(date -u +%H:%M:%S)" | tee -a "$summary"
