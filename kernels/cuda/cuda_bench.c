@@ -21,11 +21,17 @@
 #define BENCH_SCHEMA "amxdiag.bench.gpu/1"
 
 typedef struct bopts {
-    int device, iters, tokens, gemv_rows, gemm_bk;
+    int device, iters, tokens, gemv_rows, gemm_bk, gemm_tile, gemm_stages;
     bool json, quick, check, validate, sync_each, force_ptx, no_cublas, no_bench;
+    bool gemm_kind_set;
+    kern_cuda_gemm_kind gemm_kind;
+    unsigned only; /* bit per group (ONLY_*); 0 = all */
     const char *output;
     kern_cuda_fault fault;
 } bopts;
+
+enum { ONLY_GEMV = 1, ONLY_GET_ROWS = 2, ONLY_GEMM = 4, ONLY_MISC = 8 };
+static const char *const only_names[] = {"gemv", "get_rows", "gemm", "misc"};
 
 typedef struct bench {
     bopts *o;
@@ -63,6 +69,13 @@ static void usage(FILE *f)
             "  --gemv-rows N         GEMV rows per warp iteration, 1..4; 0 = auto (default: 4 for Q4_0,\n"
             "                        1 for Q8_0); 1 = the single-row kernel\n"
             "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
+            "  --gemm-kernel K       prompt GEMM for q4_0/q8_0: auto, wmma (f16) or mma (int8 tensor\n"
+            "                        cores, sm_80+); default auto, or $AMXDIAG_GPU_GEMM. The benchmark\n"
+            "                        times both kernels where both run; this picks the one the goals\n"
+            "                        and the checks use\n"
+            "  --gemm-tile N         int8 GEMM weight rows per block, 64 or 128 (default auto)\n"
+            "  --gemm-stages N       int8 GEMM k stages in flight, 2 to 4 (default 3)\n"
+            "  --only LIST           time only these groups: gemv, get_rows, gemm, misc (comma-separated)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
             "  -h, --help            this text\n"
@@ -76,7 +89,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, bopts *o)
 {
     enum { O_DEVICE = 256, O_ITERS, O_TOKENS, O_QUICK, O_CHECK, O_CHECK_ONLY, O_VALIDATE, O_SYNC, O_FAULT, O_PTX,
-           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK };
+           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK, O_GKIND, O_GTILE, O_GSTAGES, O_ONLY };
     static const struct option longopts[] = {
         {"device", required_argument, 0, O_DEVICE}, {"iters", required_argument, 0, O_ITERS},
         {"tokens", required_argument, 0, O_TOKENS}, {"quick", no_argument, 0, O_QUICK},
@@ -86,6 +99,8 @@ static int parse(int argc, char **argv, bopts *o)
         {"no-cublas", no_argument, 0, O_NOBLAS},    {"json", no_argument, 0, O_JSON},
         {"gpu", no_argument, 0, O_GPU},             {"gemv-rows", required_argument, 0, O_ROWS},
         {"gemm-bk", required_argument, 0, O_BK},             {"output", required_argument, 0, 'o'},
+        {"gemm-kernel", required_argument, 0, O_GKIND}, {"gemm-tile", required_argument, 0, O_GTILE},
+        {"gemm-stages", required_argument, 0, O_GSTAGES}, {"only", required_argument, 0, O_ONLY},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 0, .gemm_bk = 32};
@@ -124,6 +139,45 @@ static int parse(int argc, char **argv, bopts *o)
             }
             o->gemm_bk = (int)v;
             break;
+        case O_GKIND:
+            if (!kern_cuda_gemm_kind_parse(optarg, &o->gemm_kind)) {
+                fprintf(stderr, "amxdiag: error: bench: --gemm-kernel takes auto, wmma or mma, not '%s'\n", optarg);
+                return ADG_EXIT_USAGE;
+            }
+            o->gemm_kind_set = true;
+            break;
+        case O_GTILE:
+        case O_GSTAGES:
+            if (!adg_parse_u64(optarg, &v) ||
+                (ch == O_GTILE ? (v != 0 && v != 64 && v != 128) : (v != 0 && (v < 2 || v > 4)))) {
+                fprintf(stderr, "amxdiag: error: bench: --%s takes %s, not '%s'\n",
+                        ch == O_GTILE ? "gemm-tile" : "gemm-stages", ch == O_GTILE ? "64 or 128" : "2, 3 or 4",
+                        optarg);
+                return ADG_EXIT_USAGE;
+            }
+            *(ch == O_GTILE ? &o->gemm_tile : &o->gemm_stages) = (int)v;
+            break;
+        case O_ONLY: {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            char *save = NULL;
+            for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                size_t i = 0;
+                while (i < ADG_ARRAY_LEN(only_names) && strcmp(tok, only_names[i]))
+                    i++;
+                if (i == ADG_ARRAY_LEN(only_names)) {
+                    fprintf(stderr, "amxdiag: error: bench: --only: unknown group '%s'\n"
+                                    "  hint: choose from gemv, get_rows, gemm, misc\n", tok);
+                    return ADG_EXIT_USAGE;
+                }
+                o->only |= 1u << i;
+            }
+            if (!o->only) {
+                fprintf(stderr, "amxdiag: error: bench: --only needs a group\n");
+                return ADG_EXIT_USAGE;
+            }
+            break;
+        }
         case O_QUICK: o->quick = true; break;
         case O_CHECK: o->check = true; break;
         case O_CHECK_ONLY: o->check = o->no_bench = true; break;
@@ -375,6 +429,13 @@ typedef struct gemm_arg {
     int64_t m, k, n;
 } gemm_arg;
 
+static adg_error *run_cublas_i8(void *p)
+{
+    gemm_arg *a = p;
+    /* int8 W is the f16 buffer's first m*k bytes, int8 X the scratch's; Y taken as int32 */
+    return kern_cublas_gemm_i8(a->blas, a->w, a->m, a->k, a->s, a->n, a->y);
+}
+
 static adg_error *run_gemm(void *p)
 {
     gemm_arg *a = p;
@@ -401,6 +462,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
     double ref = 0, ms = 0, flops = 2.0 * (double)m * (double)n * (double)k;
     char shape[64];
     snprintf(shape, sizeof shape, "%lldx%lld, %lld tok", (long long)m, (long long)k, (long long)n);
+    double ref_i8 = 0;
     if (!e && b->blas) {
         /* cuBLAS gets X already in f16 (the scratch holds it) */
         e = time_op(b, run_cublas, &a, &ms);
@@ -408,13 +470,48 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
             ref = flops / (ms * 1e-3) / 1e12;
             add_row(b, "gemm", name, "cublas", shape, ms, 0, flops, 0);
         }
+        /* int8 cuBLAS (s8 x s8 -> s32, CUBLAS_COMPUTE_32I): the same precision as the
+         * int8 kernel's MMAs, without its per-block scaling.  Informational. */
+        if (!e && kern_cublas_has_i8(b->blas) && m % 4 == 0 && k % 4 == 0) {
+            adg_error *ie = time_op(b, run_cublas_i8, &a, &ms);
+            if (ie) {
+                adg_warn("bench: int8 cuBLAS at %s: %s", shape, adg_error_msg(ie));
+                adg_error_free(ie);
+            } else {
+                ref_i8 = flops / (ms * 1e-3) / 1e12;
+                add_row(b, "gemm", name, "cublas-i8", shape, ms, 0, flops, ref);
+            }
+        }
     }
-    /* f16 weights are the largest type, so the buffer holds every format. */
+    /* f16 weights are the largest type, so the buffer holds every format.  Q4_0/Q8_0 run
+     * with each prompt GEMM this device has; the one the context would pick is marked. */
+    const kern_cuda_gemm_kind saved = b->c->gemm_kind;
     for (size_t i = 0; i < ADG_ARRAY_LEN(types) && !e; i++) {
         a.t = types[i];
-        e = time_op(b, run_gemm, &a, &ms);
-        if (!e)
-            add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
+        kern_cuda_gemm_plan def = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
+        for (int kind = KERN_CUDA_GEMM_WMMA; kind <= KERN_CUDA_GEMM_MMA && !e; kind++) {
+            b->c->gemm_kind = (kern_cuda_gemm_kind)kind;
+            kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
+            if (kind == KERN_CUDA_GEMM_MMA && !pl.mma)
+                break;
+            e = time_op(b, run_gemm, &a, &ms);
+            if (!e) {
+                add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
+                json_t *row = json_array_get(b->rows, json_array_size(b->rows) - 1);
+                json_object_set_new(row, "kernel", json_string(pl.mma ? "mma" : "wmma"));
+                json_object_set_new(row, "selected", json_boolean(pl.mma == def.mma));
+                if (pl.mma) {
+                    json_object_set_new(row, "tile", json_integer(pl.tile));
+                    json_object_set_new(row, "stages", json_integer(pl.stages));
+                }
+                if (ref_i8 > 0)
+                    json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
+                if (!b->o->json && kern_type_is_quantized(a.t))
+                    printf("%-9s %-14s   ^ %s%s\n", "", "", pl.mma ? "int8 mma" : "f16 wmma",
+                           pl.mma == def.mma ? " (selected)" : "");
+            }
+        }
+        b->c->gemm_kind = saved;
     }
     kern_cuda_free(b->c, a.w);
     kern_cuda_free(b->c, a.x);
@@ -674,7 +771,8 @@ static adg_error *run_bench(bench *b)
                "%copy", "TFLOP/s", "cuBLAS", "%cuBLAS");
     static const kern_type qt[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
     const int64_t vocab = q ? 8192 : 151936, large = q ? 65536 : 2097152;
-    for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e; i++) {
+    const unsigned only = o->only ? o->only : ~0u;
+    for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e && (only & ONLY_GEMV); i++) {
         kern_type t = qt[i];
         if (!e) e = bench_gemv(b, "attn_q", t, 4096, 2048, 0, 0, 0);
         if (!e) e = bench_gemv(b, "attn_k", t, 512, 2048, 0, 0, 0);
@@ -686,22 +784,28 @@ static adg_error *run_bench(bench *b)
         if (!e) e = bench_gemv(b, "large", t, large, 2048, 0, 0, 0);
     }
     static const kern_type rt[] = {KERN_TYPE_F32, KERN_TYPE_F16, KERN_TYPE_BF16, KERN_TYPE_Q8_0, KERN_TYPE_Q4_0};
-    for (size_t i = 0; i < ADG_ARRAY_LEN(rt) && !e; i++)
+    for (size_t i = 0; i < ADG_ARRAY_LEN(rt) && !e && (only & ONLY_GET_ROWS); i++)
         e = bench_get_rows(b, rt[i], vocab, 2048, q ? 70000 : 131072);
     const int64_t n = o->tokens;
-    if (!e) e = bench_gemm(b, "attn_q", 4096, 2048, n);
-    if (!e) e = bench_gemm(b, "attn_o", 2048, 4096, n);
-    if (!e) e = bench_gemm(b, "ffn_up_exps", 768, 2048, n);
-    if (!e && !q) e = bench_gemm(b, "lm_head", vocab, 2048, n);
-    if (!e) e = bench_misc(b, n, q ? 1024 : 4096);
+    if (only & ONLY_GEMM) {
+        if (!e) e = bench_gemm(b, "attn_q", 4096, 2048, n);
+        if (!e) e = bench_gemm(b, "attn_o", 2048, 4096, n);
+        if (!e) e = bench_gemm(b, "attn_k", 512, 2048, n);
+        if (!e) e = bench_gemm(b, "ffn_up_exps", 768, 2048, n);
+        if (!e) e = bench_gemm(b, "ffn_down_exps", 2048, 768, n);
+        if (!e && !q) e = bench_gemm(b, "lm_head", vocab, 2048, n);
+    }
+    if (!e && (only & ONLY_MISC)) e = bench_misc(b, n, q ? 1024 : 4096);
     return e;
 }
 
 /* Goals of docs/cuda-kernels.md, evaluated on this run's rows. */
 static json_t *goals(bench *b)
 {
-    double gemv[2] = {0, 0}, rows = 0, gemm = 1e9;
-    int have_gemm = 0;
+    /* gemv q4_0/q8_0, get_rows: % of copy; gemm f16/q4_0/q8_0: worst shape, % of cuBLAS
+     * f16 (q4_0/q8_0: the kernel the context selects).  Only groups that ran. */
+    double gemv[2] = {-1, -1}, rows = -1, gemm[3] = {1e9, 1e9, 1e9};
+    static const char *const gt[3] = {"f16", "q4_0", "q8_0"};
     size_t i;
     json_t *row;
     json_array_foreach(b->rows, i, row)
@@ -715,22 +819,30 @@ static json_t *goals(bench *b)
         if (!strcmp(g, "get_rows") && pc > rows)
             rows = pc;
         json_t *pb = json_object_get(row, "pct_cublas");
-        if (pb && strcmp(ty, "f16") == 0) {
-            have_gemm = 1;
-            if (json_real_value(pb) < gemm)
-                gemm = json_real_value(pb);
-        }
+        json_t *sel = json_object_get(row, "selected");
+        if (!pb || (sel && !json_is_true(sel)) || !strcmp(ty, "cublas-i8"))
+            continue;
+        for (int j = 0; j < 3; j++)
+            if (!strcmp(ty, gt[j]) && json_real_value(pb) < gemm[j])
+                gemm[j] = json_real_value(pb);
     }
     json_t *gl = json_array();
-    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "gemv q4_0 large, % of copy bandwidth",
-                                        "value", gemv[0], "target", 85.0, "met", gemv[0] >= 85.0));
-    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "gemv q8_0 large, % of copy bandwidth",
-                                        "value", gemv[1], "target", 85.0, "met", gemv[1] >= 85.0));
-    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "get_rows best type, % of copy bandwidth",
-                                        "value", rows, "target", 80.0, "met", rows >= 80.0));
-    if (have_gemm)
-        json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", "gemm f16 worst shape, % of cuBLAS",
-                                            "value", gemm, "target", 50.0, "met", gemm >= 50.0));
+#define GOAL(name, v, target)                                                                                       \
+    json_array_append_new(gl, json_pack("{s:s, s:f, s:f, s:b}", "goal", name, "value", v, "target", target, "met", \
+                                        (v) >= (target)))
+    if (gemv[0] >= 0)
+        GOAL("gemv q4_0 large, % of copy bandwidth", gemv[0], 85.0);
+    if (gemv[1] >= 0)
+        GOAL("gemv q8_0 large, % of copy bandwidth", gemv[1], 85.0);
+    if (rows >= 0)
+        GOAL("get_rows best type, % of copy bandwidth", rows, 80.0);
+    if (gemm[0] < 1e9)
+        GOAL("gemm f16 worst shape, % of cuBLAS", gemm[0], 50.0);
+    if (gemm[1] < 1e9)
+        GOAL("gemm q4_0 worst shape, % of cuBLAS f16", gemm[1], 50.0);
+    if (gemm[2] < 1e9)
+        GOAL("gemm q8_0 worst shape, % of cuBLAS f16", gemm[2], 50.0);
+#undef GOAL
     if (!b->o->json) {
         printf("\ngoals:\n");
         json_array_foreach(gl, i, row)
@@ -759,12 +871,17 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     kern_cuda_set_sync_each(b.c, o.sync_each);
     kern_cuda_set_gemv_rows(b.c, o.gemv_rows);
     kern_cuda_set_gemm_bk(b.c, o.gemm_bk);
+    if (o.gemm_kind_set || o.gemm_tile || o.gemm_stages)
+        kern_cuda_set_gemm_kernel(b.c, o.gemm_kind_set ? o.gemm_kind : b.c->gemm_kind,
+                                  o.gemm_tile ? o.gemm_tile : b.c->gemm_tile,
+                                  o.gemm_stages ? o.gemm_stages : b.c->gemm_stages);
     const kern_cuda_load_info *in = kern_cuda_info(b.c);
     char ts[32], ver[16];
     adg_utc_iso8601(ts, sizeof ts);
     json_t *root = json_pack("{s:s, s:s, s:o, s:b, s:i, s:i}", "schema", BENCH_SCHEMA, "time", ts, "load",
                              kern_cuda_info_json(in), "quick", o.quick, "gemv_rows", o.gemv_rows, "gemm_bk",
                              o.gemm_bk);
+    json_object_set_new(root, "gemm_kernel", json_string(kern_cuda_gemm_kind_name(b.c->gemm_kind)));
     if (!o.json)
         printf("%s (cc %d.%d, %d SMs), driver %s; kernels: %s sm_%d, module load %.1f ms%s\n", in->name, in->cc_major,
                in->cc_minor, in->sm_count, kern_cuda_version_str(in->driver_version, ver, sizeof ver),

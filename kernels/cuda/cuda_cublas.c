@@ -7,8 +7,8 @@
 #include <string.h>
 
 /* cublas_api.h / library_types.h values. */
-enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUDA_R_16F = 2, CUDA_R_32F = 0, CUBLAS_COMPUTE_32F = 68,
-       CUBLAS_GEMM_DEFAULT = -1 };
+enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUDA_R_16F = 2, CUDA_R_32F = 0, CUDA_R_8I = 3, CUDA_R_32I = 10,
+       CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32I = 72, CUBLAS_GEMM_DEFAULT = -1 };
 
 typedef struct cublas_ctx_st *cublas_handle;
 struct kern_cublas {
@@ -92,6 +92,23 @@ adg_error *kern_cublas_gemm_f16(kern_cublas *b, kern_cu_deviceptr w, int64_t m, 
                         CUDA_R_16F, (int)k, &beta, yp, CUDA_R_32F, (int)m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (st != 0)
         return adg_error_new(ADG_E_CUDA, "cublasGemmEx %lldx%lldx%lld failed (cublasStatus %d)", (long long)m,
+                             (long long)n, (long long)k, st);
+    return NULL;
+}
+
+bool kern_cublas_has_i8(const kern_cublas *b) { return b && b->gemm_ex; }
+
+adg_error *kern_cublas_gemm_i8(kern_cublas *b, kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x,
+                               int64_t n, kern_cu_deviceptr y)
+{
+    /* The int8 form cuBLAS documents: A transposed, B not (both k-contiguous), int32
+     * alpha/beta and result, leading dimensions multiples of 4. */
+    const int32_t alpha = 1, beta = 0;
+    void *wp = (void *)(uintptr_t)w, *xp = (void *)(uintptr_t)x, *yp = (void *)(uintptr_t)y;
+    int st = b->gemm_ex(b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)n, (int)k, &alpha, wp, CUDA_R_8I, (int)k, xp,
+                        CUDA_R_8I, (int)k, &beta, yp, CUDA_R_32I, (int)m, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
+    if (st != 0)
+        return adg_error_new(ADG_E_CUDA, "cublasGemmEx int8 %lldx%lldx%lld failed (cublasStatus %d)", (long long)m,
                              (long long)n, (long long)k, st);
     return NULL;
 }

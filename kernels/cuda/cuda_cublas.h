@@ -16,5 +16,10 @@ const char *kern_cublas_path(const kern_cublas *b);
  * the same shape and precision as kern_cuda_gemm's f16 path.  Asynchronous. */
 adg_error *kern_cublas_gemm_f16(kern_cublas *b, kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x,
                                 int64_t n, kern_cu_deviceptr y);
+/* Y[n, m] = W[m, k] . X[n, k]^T with W and X int8, Y int32 (CUBLAS_COMPUTE_32I): the
+ * int8 reference rate.  m and k multiples of 4.  Asynchronous. */
+bool kern_cublas_has_i8(const kern_cublas *b);
+adg_error *kern_cublas_gemm_i8(kern_cublas *b, kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x,
+                               int64_t n, kern_cu_deviceptr y);
 
 #endif

@@ -25,6 +25,9 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",
     [KF_MOE_SORT] = "kern_moe_sort", [KF_MOE_GEMM_Q4_0] = "kern_moe_gemm_q4_0",
     [KF_MOE_GEMM_Q8_0] = "kern_moe_gemm_q8_0", [KF_F32_TO_F16_Q8] = "kern_f32_to_f16_q8",
+    [KF_GEMM_I8_Q4_0_M64] = "kern_gemm_i8_q4_0_m64", [KF_GEMM_I8_Q4_0_M128] = "kern_gemm_i8_q4_0_m128",
+    [KF_GEMM_I8_Q8_0_M64] = "kern_gemm_i8_q8_0_m64", [KF_GEMM_I8_Q8_0_M128] = "kern_gemm_i8_q8_0_m128",
+    [KF_MOE_GEMM_I8_Q4_0] = "kern_moe_gemm_i8_q4_0", [KF_MOE_GEMM_I8_Q8_0] = "kern_moe_gemm_i8_q8_0",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \
@@ -152,6 +155,40 @@ static adg_error *open_device(kern_cuda_ctx *c, int ordinal)
     return NULL;
 }
 
+/* What the prompt GEMM may use on this device, and the $AMXDIAG_GPU_GEMM* overrides. */
+static adg_error *init_gemm_caps(kern_cuda_ctx *c)
+{
+    kern_cuda_gemm_caps *k = &c->caps;
+    /* The code that runs: the SASS the driver picks, or the PTX it JITs (forced: the
+     * compute_75 image, where the int8 kernels are compiled out). */
+    k->code_arch = c->info.used_ptx_jit ? c->info.ptx_arch : c->info.sass_arch;
+    k->sm_count = c->info.sm_count;
+    int v = 0;
+    if (c->d->cuDeviceGetAttribute(&v, KERN_CU_DEV_ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, c->dev) != KERN_CU_SUCCESS ||
+        v <= 0)
+        v = 48 * 1024;
+    k->smem_optin = v;
+    k->can_raise_smem = c->d->cuFuncSetAttribute != NULL;
+    const char *env = getenv("AMXDIAG_GPU_GEMM");
+    if (env && *env && !kern_cuda_gemm_kind_parse(env, &c->gemm_kind))
+        adg_warn("AMXDIAG_GPU_GEMM=%s ignored: use auto, wmma or mma", env);
+    const char *names[2] = {"AMXDIAG_GPU_GEMM_TILE", "AMXDIAG_GPU_GEMM_STAGES"};
+    int *dst[2] = {&c->gemm_tile, &c->gemm_stages};
+    for (int i = 0; i < 2; i++) {
+        env = getenv(names[i]);
+        if (!env || !*env)
+            continue;
+        char *end;
+        long n = strtol(env, &end, 10);
+        bool ok = *end == 0 && (i == 0 ? (n == 0 || n == 64 || n == 128) : (n == 0 || (n >= 2 && n <= 4)));
+        if (ok)
+            *dst[i] = (int)n;
+        else
+            adg_warn("%s=%s ignored: use %s", names[i], env, i == 0 ? "64 or 128" : "2, 3 or 4");
+    }
+    return NULL;
+}
+
 adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx **out)
 {
     *out = NULL;
@@ -172,6 +209,8 @@ adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx *
     if (!e && (c->d->cuMemsetD8(c->valrec, 0, sizeof(kern_cuda_valrec)) != KERN_CU_SUCCESS ||
                c->d->cuCtxSynchronize() != KERN_CU_SUCCESS))
         e = adg_error_new(ADG_E_CUDA, "clearing the validation record failed");
+    if (!e)
+        e = init_gemm_caps(c);
     if (e) {
         kern_cuda_close(c);
         return e;
@@ -209,6 +248,12 @@ void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { c->validate = on; }
 void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 0 : rows > 4 ? 4 : rows; }
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 64 : 32; }
+void kern_cuda_set_gemm_kernel(kern_cuda_ctx *c, kern_cuda_gemm_kind kind, int tile, int stages)
+{
+    c->gemm_kind = kind;
+    c->gemm_tile = tile == 64 || tile == 128 ? tile : 0;
+    c->gemm_stages = stages >= 2 && stages <= 4 ? stages : 0;
+}
 kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *c) { return c->validate ? c->valrec : 0; }
 
 json_t *kern_cuda_info_json(const kern_cuda_load_info *in)

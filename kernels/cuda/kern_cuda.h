@@ -93,6 +93,52 @@ void kern_cuda_set_gemv_rows(kern_cuda_ctx *ctx, int rows);
  * 32-wide one. */
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *ctx, int bk);
 
+/* ---- Which prompt GEMM ------------------------------------------------------------------
+ * Q4_0/Q8_0 weights have two prompt GEMMs (kern_cuda_gemm, and kern_cuda_moe_gemm for the
+ * grouped experts): the int8 tensor-core kernel (mma.m16n8k32.s8, cp.async stages; sm_80
+ * code and up) whose results are the CPU reference's bit for bit, and the older ones
+ * (WMMA f16 for the GEMM, dp4a for the grouped experts) that run on every arch.  AUTO is
+ * the default; see docs/cuda-kernels.md for what it picks and why. */
+typedef enum kern_cuda_gemm_kind {
+    KERN_CUDA_GEMM_AUTO = 0,
+    KERN_CUDA_GEMM_WMMA = 1, /* the f16 WMMA GEMM / dp4a grouped experts */
+    KERN_CUDA_GEMM_MMA = 2,  /* the int8 tensor-core kernels where the arch has them */
+} kern_cuda_gemm_kind;
+/* Parses "auto", "wmma", "mma"; false otherwise. */
+bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out);
+const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k);
+/* tile: weight rows per CTA of the int8 GEMM, 64 or 128 (0 = auto); stages: k stages in
+ * flight, 2..4 (0 = auto).  kern_cuda_open applies $AMXDIAG_GPU_GEMM (auto|wmma|mma),
+ * $AMXDIAG_GPU_GEMM_TILE and $AMXDIAG_GPU_GEMM_STAGES, so that every tool (run, bench)
+ * can be switched without an option of its own. */
+void kern_cuda_set_gemm_kernel(kern_cuda_ctx *ctx, kern_cuda_gemm_kind kind, int tile, int stages);
+
+/* What a device can run (filled by kern_cuda_open; in tests by hand). */
+typedef struct kern_cuda_gemm_caps {
+    int code_arch;       /* the PTX arch the loaded kernels were compiled from (80+ for mma) */
+    int sm_count;
+    int smem_optin;      /* dynamic shared memory a block may opt in to, bytes */
+    bool can_raise_smem; /* cuFuncSetAttribute exists (else 48 KiB at most) */
+} kern_cuda_gemm_caps;
+/* The choice for one GEMM (pure host logic, unit-tested). */
+typedef struct kern_cuda_gemm_plan {
+    bool mma;         /* the int8 tensor-core kernel */
+    int tile;         /* its weight rows per CTA: 64 or 128 */
+    int stages;       /* its k stages in flight */
+    int smem;         /* its dynamic shared memory, bytes */
+    bool aligned;     /* raw weight blocks by cp.async (k % 128 == 0, 8-byte aligned buffer) */
+    const char *why;  /* one line: why this kernel */
+} kern_cuda_gemm_plan;
+/* Shared memory of one k stage of the int8 kernel (wt 4 = Q4_0, 8 = Q8_0). */
+int kern_cuda_gemm_stage_bytes(int wt, int tile);
+kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
+                                             int stages, kern_type type, int64_t m, int64_t k, int64_t n,
+                                             uint64_t w_addr, bool moe);
+/* The plan kern_cuda_gemm (moe false) or kern_cuda_moe_gemm (moe true) follows for these
+ * arguments on this context. */
+kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *ctx, kern_type type, int64_t m, int64_t k, int64_t n,
+                                            kern_cu_deviceptr w, bool moe);
+
 /* Faults planted on purpose (--inject-fault NAME), for the illegal-access reports. */
 typedef enum kern_cuda_fault {
     KERN_CUDA_FAULT_NONE = 0,
@@ -154,8 +200,10 @@ adg_error *kern_cuda_gemv(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr 
                           kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
 
 /* Prompt GEMM: Y[n, r] = sum_k W[r, k] * X[n, k]; W Q4_0/Q8_0/F16 (M x K), X f32 (N x K),
- * Y f32 (N x M).  Tensor cores (f16 MMA, f32 accumulate) on every supported arch.
- * `scratch` must hold kern_cuda_gemm_scratch(N, K) bytes (X converted to f16). */
+ * Y f32 (N x M).  Tensor cores on every supported arch: for Q4_0/Q8_0 W, X is quantised
+ * to q8_0 as on the CPU, then either int8 MMA (the CPU reference's arithmetic exactly)
+ * or f16 WMMA (X and W rounded to f16, f32 sums), see kern_cuda_set_gemm_kernel.
+ * `scratch` must hold kern_cuda_gemm_scratch(N, K) bytes (X quantised or in f16). */
 size_t kern_cuda_gemm_scratch(int64_t n, int64_t k);
 adg_error *kern_cuda_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k,
                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch);

@@ -36,6 +36,12 @@ enum kern_cuda_fn {
     KF_MOE_GEMM_Q4_0,
     KF_MOE_GEMM_Q8_0,
     KF_F32_TO_F16_Q8,
+    KF_GEMM_I8_Q4_0_M64,
+    KF_GEMM_I8_Q4_0_M128,
+    KF_GEMM_I8_Q8_0_M64,
+    KF_GEMM_I8_Q8_0_M128,
+    KF_MOE_GEMM_I8_Q4_0,
+    KF_MOE_GEMM_I8_Q8_0,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -67,6 +73,10 @@ struct kern_cuda_ctx {
     bool validate, sync_each;
     int gemv_rows; /* rows per warp of the multi-row GEMV; 1: the single-row kernel; 0: auto (Q4_0 4, Q8_0 1) */
     int gemm_bk;   /* 64: the 64-wide-stage GEMM; otherwise the 32-wide one */
+    kern_cuda_gemm_kind gemm_kind; /* the prompt GEMM (kern_cuda_set_gemm_kernel) */
+    int gemm_tile, gemm_stages;    /* 0 = auto */
+    kern_cuda_gemm_caps caps;
+    int fn_smem[KF_COUNT];         /* dynamic shared memory each kernel was opened up to */
     kern_cu_deviceptr valrec;
     kern_cuda_fault armed;
     kern_cuda_launch ring[KERN_CUDA_LAUNCH_RING];

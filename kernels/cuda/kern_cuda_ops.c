@@ -167,7 +167,59 @@ adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     return gemv_common(c, "moe_gemv", type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch);
 }
 
-size_t kern_cuda_gemm_scratch(int64_t n, int64_t k) { return (size_t)(n * k) * 2 + 256; }
+/* X in f16 (the WMMA kernel) or quantised (int8, steps, sums: the int8 kernel). */
+size_t kern_cuda_gemm_scratch(int64_t n, int64_t k)
+{
+    size_t f16 = (size_t)(n * k) * 2 + 256, q8 = kern_cuda_gemv_scratch(n * k);
+    return f16 > q8 ? f16 : q8;
+}
+
+/* Opens a kernel up to `bytes` of dynamic shared memory (above 48 KiB it must ask). */
+static adg_error *want_smem(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn fn, int bytes)
+{
+    if (bytes <= 48 * 1024 || c->fn_smem[fn] >= bytes)
+        return NULL;
+    if (!c->d->cuFuncSetAttribute)
+        return adg_error_new(ADG_E_UNSUPPORTED, "%s: the driver lacks cuFuncSetAttribute", op);
+    kern_cu_result r = c->d->cuFuncSetAttribute(c->fn[fn], KERN_CU_FUNC_ATTR_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+    if (r != KERN_CU_SUCCESS)
+        return kern_cuda_errf(r, "%s: allowing %s %d bytes of shared memory", op, kern_cuda_kernel_names[fn], bytes);
+    c->fn_smem[fn] = bytes;
+    return NULL;
+}
+
+/* The int8 tensor-core GEMM (dense: n_expert 0) or grouped expert matmul on X already
+ * quantised (qs, d). */
+static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
+                                 kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr qs, kern_cu_deviceptr d,
+                                 int64_t n, kern_cu_deviceptr y, int n_expert, kern_cu_deviceptr off,
+                                 kern_cu_deviceptr list, int x_div)
+{
+    const bool q4 = type == KERN_TYPE_Q4_0;
+    enum kern_cuda_fn fn;
+    int64_t tiles = (m + pl->tile - 1) / pl->tile;
+    if (n_expert > 0) {
+        fn = q4 ? KF_MOE_GEMM_I8_Q4_0 : KF_MOE_GEMM_I8_Q8_0;
+        tiles *= n_expert;
+    } else {
+        fn = pl->tile == 128 ? (q4 ? KF_GEMM_I8_Q4_0_M128 : KF_GEMM_I8_Q8_0_M128)
+                             : (q4 ? KF_GEMM_I8_Q4_0_M64 : KF_GEMM_I8_Q8_0_M64);
+        tiles *= (n + 63) / 64;
+    }
+    adg_error *e = want_smem(c, op, fn, pl->smem);
+    if (e)
+        return e;
+    long long mm = m, kk = k, nn = n;
+    int stages = pl->stages, aligned = pl->aligned ? 1 : 0, ne = n_expert;
+    kern_cu_deviceptr ptrs[4] = {w, qs, y, list};
+    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, (unsigned)(pl->tile * 2), c->max_grid_x);
+    if (n_expert > 0) {
+        void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned, &ne, &off, &list, &x_div};
+        return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+    }
+    void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned};
+    return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+}
 
 adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k,
                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
@@ -182,6 +234,14 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     }
     if (m <= 0 || n <= 0 || k <= 0 || k % 32)
         return bad_arg(op, "m, n and k must be positive and k a multiple of 32");
+    kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
+    if (pl.mma && c->gemm_bk != 64) {
+        kern_cu_deviceptr qs, d, s;
+        adg_error *e = quantize_x(c, op, x, n * k, scratch, &qs, &d, &s);
+        if (!e)
+            e = launch_gemm_i8(c, op, &pl, type, w, m, k, qs, d, n, y, 0, 0, 0, 1);
+        return e ? e : kern_cuda_op_done(c, op);
+    }
     long long ne = n * k;
     kern_cu_deviceptr ptrs1[4] = {x, scratch, 0, 0};
     adg_error *e;
@@ -387,8 +447,15 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
         row_fault = (long long)(((unsigned long long)n_expert * (unsigned long long)nrows) +
                                 FAULT_DISTANCE / kern_row_size(type, ncols));
     }
-    long long nr = nrows, nc = ncols, w_rows = (long long)n_expert * nrows;
     int x_div = x_per_slot ? 1 : n_used;
+    /* The int8 kernel has no validate record or planted fault: those keep the dp4a one. */
+    kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, nrows, ncols, n_slots, w, true);
+    if (pl.mma && !row_fault && !c->validate) {
+        if ((e = launch_gemm_i8(c, op, &pl, type, w, nrows, ncols, qs, d, n_slots, y, n_expert, off, list, x_div)))
+            return e;
+        return kern_cuda_op_done(c, op);
+    }
+    long long nr = nrows, nc = ncols, w_rows = (long long)n_expert * nrows;
     void *p[] = {&w, &nr, &nc, &ne, &off, &list, &x_div, &qs, &d, &s, &y, &row_fault, &w_rows, &v};
     kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
     kern_cuda_geom g = kern_cuda_geom_rows((int64_t)n_expert * nrows, 4, 128, c->max_grid_x);

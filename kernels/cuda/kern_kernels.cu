@@ -762,6 +762,280 @@ extern "C" __global__ void __launch_bounds__(256)
     gemm_f16_bk64<16>(w, m, k, x, n, y);
 }
 
+// ---- Prompt GEMM on int8 tensor cores (sm_80+) ------------------------------------------
+// Y[tok, r] = sum_b dW[r, b] * dX[tok, b] * sum_{i < 32} qW[r, 32 b + i] * qX[tok, 32 b + i]:
+// W Q4_0 or Q8_0 in ggml's layout, read as stored (no repacked copy of the weights); X the
+// q8_0 activations of kern_quantize_q8 (int8 [n][k], f16-valued steps [n][k/32]).  A quant
+// block is exactly the k of one mma.m16n8k32.s8, so its int32 result is the block's
+// integer dot product, which is scaled in f32 registers the way the CPU reference does
+// (kern_ref_gemm_q: t = sumi * dX rounded, acc = fma(t, dW, acc), blocks in order): every
+// output is the reference's float, bit for bit.
+//
+// CTA tile BM (64 or 128) weight rows x 64 tokens; warps of 32 x 32 (BM/32 x 2 warps), so
+// a warp does 2 x 4 MMAs per quant block.  k runs in stages of 4 quant blocks through a
+// ring of `stages` shared-memory buffers filled with cp.async (layout: kern_gemm_i8_map.h):
+// raw W bytes in 8-byte pieces (aligned = 1: k % 128 == 0 and an 8-byte aligned buffer),
+// otherwise plain 2-byte loads into the same layout; X rows in 16-byte pieces, read back
+// with ldmatrix; the X steps.  Rows past m, tokens past n and blocks past k are zero-filled.
+// The grouped expert form (MOE) takes the tokens of a tile from kern_moe_sort's lists.
+#include "kern_gemm_i8_map.h"
+
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+#if __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool ok)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async8(void *dst, const void *src, bool ok)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(ok ? 8 : 0));
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most n (0..3) groups are pending; n is the same in every thread.
+__device__ __forceinline__ void cp_async_wait(int n)
+{
+    if (n <= 0)
+        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    else if (n == 1)
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    else if (n == 2)
+        asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+    else
+        asm volatile("cp.async.wait_group 3;\n" ::: "memory");
+}
+__device__ __forceinline__ void ldsm_x4(unsigned r[4], const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+// c = a . b over one k step of 32 (int32 accumulators start at zero: one quant block).
+__device__ __forceinline__ void mma_s8(int c[4], const unsigned a[4], const unsigned b[2])
+{
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%10, %10, %10, %10};\n"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(0));
+}
+#endif
+
+// 4 bytes at a 2-byte aligned shared address; A4: known to be 4-byte aligned.
+template <bool A4>
+__device__ __forceinline__ unsigned lds_u32(const uint8_t *p)
+{
+    if (A4)
+        return *(const unsigned *)p;
+    const unsigned *q = (const unsigned *)(p - 2);
+    return __byte_perm(q[0], q[1], GI8_PERM_2MOD4);
+}
+
+// The A fragment of rows row0 .. row0+15, quant block bl of the W stage, and the two
+// scales (rows row0 + g, row0 + g + 8).
+template <int WT, int BL>
+__device__ __forceinline__ void gi8_load_a(const uint8_t *ws, int row0, int lane, unsigned a[4], float dw[2])
+{
+    constexpr bool A4 = ((BL * (WT == 4 ? 18 : 34) + 2) & 3) == 0;
+    const int g = lane >> 2;
+    dw[0] = __half2float(*(const __half *)(ws + gi8_w_scale_off(WT, row0, BL, g)));
+    dw[1] = __half2float(*(const __half *)(ws + gi8_w_scale_off(WT, row0, BL, g + 8)));
+    if (WT == 8) {
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            a[r] = lds_u32<A4>(ws + gi8_a_off(WT, row0, BL, lane, r));
+    } else {
+        // q - 8 per byte (__vsub4: no borrow between bytes): the CPU's signed nibbles.
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const unsigned q = lds_u32<A4>(ws + gi8_a_off(WT, row0, BL, lane, r));
+            a[r] = __vsub4(q & 0x0F0F0F0Fu, 0x08080808u);
+            a[r + 2] = __vsub4((q >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+        }
+    }
+}
+
+template <int WT, int BM, bool MOE>
+__device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n,
+                        float *y, int stages, int aligned, int n_expert, const int *off, const int *list, int x_div)
+{
+#if __CUDA_ARCH__ >= 800
+    extern __shared__ __align__(16) uint8_t gi8_smem[];
+    __shared__ long long tok_x[GI8_BN], tok_y[GI8_BN];
+    constexpr int THREADS = BM * 2, BSZ = WT == 4 ? 18 : 34;
+    constexpr int WSTR = WT == 4 ? 80 : 144, CH = BSZ * GI8_KBS / 8;
+    constexpr int XO = BM * WSTR, DO = XO + GI8_BN * GI8_XSTR, SB = DO + GI8_KBS * GI8_BN * 4;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 1, wn = warp & 1, t4 = lane & 3;
+    const long long nb = k / 32, row_bytes = nb * BSZ;
+    const long long nst = (nb + GI8_KBS - 1) / GI8_KBS;
+    const long long tiles_m = (m + BM - 1) / BM;
+    const long long n_tiles = MOE ? (long long)n_expert * tiles_m : tiles_m * ((n + GI8_BN - 1) / GI8_BN);
+    for (long long tile = blockIdx.x; tile < n_tiles; tile += gridDim.x) {
+        const long long r0 = (tile % tiles_m) * BM;
+        long long e = 0, t0, t1;
+        if (MOE) {
+            e = tile / tiles_m;
+            t0 = off[e];
+            t1 = off[e + 1];
+        } else {
+            t0 = (tile / tiles_m) * GI8_BN;
+            t1 = t0 + GI8_BN < n ? t0 + GI8_BN : n;
+        }
+        const uint8_t *we = w + e * m * row_bytes;
+        for (long long n0 = t0; n0 < t1; n0 += GI8_BN) {
+            const int cnt = (int)(t1 - n0 < GI8_BN ? t1 - n0 : GI8_BN);
+            __syncthreads(); // the previous tile is done with the token tables and buffers
+            if (tid < GI8_BN) {
+                long long xr = -1, yr = -1;
+                if (tid < cnt) {
+                    yr = MOE ? (long long)list[n0 + tid] : n0 + tid;
+                    xr = MOE ? yr / x_div : yr;
+                }
+                tok_x[tid] = xr;
+                tok_y[tid] = yr;
+            }
+            __syncthreads();
+            auto load = [&](long long st) {
+                uint8_t *sb = gi8_smem + (int)(st % stages) * SB;
+                const long long kb0 = st * GI8_KBS;
+                if (aligned) {
+                    for (int c = tid; c < BM * CH; c += THREADS) {
+                        const int row = c / CH, j = c - row * CH;
+                        const bool ok = r0 + row < m;
+                        const uint8_t *src = ok ? we + (r0 + row) * row_bytes + kb0 * BSZ + j * 8 : w;
+                        cp_async8(sb + row * WSTR + j * 8, src, ok);
+                    }
+                } else {
+                    for (int c = tid; c < BM * GI8_KBS; c += THREADS) {
+                        const int row = c / GI8_KBS, bl = c % GI8_KBS;
+                        uint16_t *dst = (uint16_t *)(sb + row * WSTR + bl * BSZ);
+                        if (r0 + row < m && kb0 + bl < nb) {
+                            const uint16_t *src = (const uint16_t *)(we + (r0 + row) * row_bytes + (kb0 + bl) * BSZ);
+#pragma unroll
+                            for (int i = 0; i < BSZ / 2; i++)
+                                dst[i] = __ldg(src + i);
+                        } else {
+#pragma unroll
+                            for (int i = 0; i < BSZ / 2; i++)
+                                dst[i] = 0;
+                        }
+                    }
+                }
+                for (int c = tid; c < GI8_BN * 8; c += THREADS) {
+                    const int i = c >> 3, j = c & 7;
+                    const long long xr = tok_x[i];
+                    const bool ok = xr >= 0 && kb0 + (j >> 1) < nb;
+                    cp_async16(sb + XO + i * GI8_XSTR + j * 16, ok ? xq + xr * k + kb0 * 32 + j * 16 : xq, ok);
+                }
+                for (int c = tid; c < GI8_KBS * GI8_BN; c += THREADS) {
+                    const int bl = c / GI8_BN, i = c % GI8_BN;
+                    const long long xr = tok_x[i];
+                    const bool ok = xr >= 0 && kb0 + bl < nb;
+                    cp_async4(sb + DO + c * 4, ok ? xd + xr * nb + kb0 + bl : xd, ok);
+                }
+            };
+            float acc[2][4][4];
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+#pragma unroll
+                    for (int q = 0; q < 4; q++)
+                        acc[i][j][q] = 0.0f;
+            for (int s = 0; s < stages - 1; s++) {
+                if (s < nst)
+                    load(s);
+                cp_async_commit();
+            }
+            for (long long st = 0; st < nst; st++) {
+                cp_async_wait(stages - 2);
+                __syncthreads(); // stage st has landed; everyone is done with stage st - 1's buffer
+                if (st + stages - 1 < nst)
+                    load(st + stages - 1);
+                cp_async_commit();
+                const uint8_t *sb = gi8_smem + (int)(st % stages) * SB;
+                const float *ds = (const float *)(sb + DO);
+#define GI8_BLOCK(BL)                                                                                 \
+    {                                                                                                 \
+        unsigned a[2][4], b[4][2], r[4];                                                              \
+        float dw[2][2];                                                                               \
+        gi8_load_a<WT, BL>(sb, wm * 32, lane, a[0], dw[0]);                                           \
+        gi8_load_a<WT, BL>(sb, wm * 32 + 16, lane, a[1], dw[1]);                                      \
+        _Pragma("unroll") for (int p = 0; p < 2; p++)                                                 \
+        {                                                                                             \
+            ldsm_x4(r, sb + XO + gi8_ldsm_off(wn * 32 + p * 16, BL, lane));                           \
+            b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];   \
+        }                                                                                             \
+        _Pragma("unroll") for (int nt = 0; nt < 4; nt++)                                              \
+        {                                                                                             \
+            const float2 dx = *(const float2 *)(ds + BL * GI8_BN + wn * 32 + nt * 8 + 2 * t4);        \
+            _Pragma("unroll") for (int mt = 0; mt < 2; mt++)                                          \
+            {                                                                                         \
+                int c[4];                                                                             \
+                mma_s8(c, a[mt], b[nt]);                                                              \
+                acc[mt][nt][0] = fmaf(__fmul_rn((float)c[0], dx.x), dw[mt][0], acc[mt][nt][0]);       \
+                acc[mt][nt][1] = fmaf(__fmul_rn((float)c[1], dx.y), dw[mt][0], acc[mt][nt][1]);       \
+                acc[mt][nt][2] = fmaf(__fmul_rn((float)c[2], dx.x), dw[mt][1], acc[mt][nt][2]);       \
+                acc[mt][nt][3] = fmaf(__fmul_rn((float)c[3], dx.y), dw[mt][1], acc[mt][nt][3]);       \
+            }                                                                                         \
+        }                                                                                             \
+    }
+                GI8_BLOCK(0)
+                GI8_BLOCK(1)
+                GI8_BLOCK(2)
+                GI8_BLOCK(3)
+#undef GI8_BLOCK
+            }
+            cp_async_wait(0);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const long long row = r0 + wm * 32 + mt * 16 + gi8_c_row(lane, i);
+                        const int ti = wn * 32 + nt * 8 + gi8_c_tok(lane, i);
+                        if (row < m && ti < cnt)
+                            y[tok_y[ti] * m + row] = acc[mt][nt][i];
+                    }
+        }
+    }
+#else
+    __trap(); // the host launches these only on sm_80+ code (kern_cuda_gemm_plan)
+#endif
+}
+
+#define GI8_DENSE(NAME, WT, BM)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(BM * 2, 256 / BM)                                                 \
+        NAME(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n, float *y, \
+             int stages, int aligned)                                                                              \
+    {                                                                                                              \
+        gemm_i8<WT, BM, false>(w, m, k, xq, xd, n, y, stages, aligned, 1, nullptr, nullptr, 1);                   \
+    }
+GI8_DENSE(kern_gemm_i8_q4_0_m64, 4, 64)
+GI8_DENSE(kern_gemm_i8_q4_0_m128, 4, 128)
+GI8_DENSE(kern_gemm_i8_q8_0_m64, 8, 64)
+GI8_DENSE(kern_gemm_i8_q8_0_m128, 8, 128)
+#undef GI8_DENSE
+
+// Grouped expert matmul on the same tiles: n_expert matrices of m x k; CTA tile (expert,
+// 64 rows), looping over that expert's tokens (kern_moe_sort's list) 64 at a time; the
+// X row of a slot is slot / x_div, its Y row the slot.
+#define GI8_MOE(NAME, WT)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(128, 3)                                                           \
+        NAME(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n_slots,     \
+             float *y, int stages, int aligned, int n_expert, const int *off, const int *list, int x_div)          \
+    {                                                                                                              \
+        gemm_i8<WT, 64, true>(w, m, k, xq, xd, n_slots, y, stages, aligned, n_expert, off, list, x_div);          \
+    }
+GI8_MOE(kern_moe_gemm_i8_q4_0, 4)
+GI8_MOE(kern_moe_gemm_i8_q8_0, 8)
+#undef GI8_MOE
+
 extern "C" __global__ void kern_f32_to_f16(const float *x, __half *y, long long n)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)

@@ -1,0 +1,623 @@
+/* The int8 tensor-core prompt GEMM (kern_gemm_i8_*, kern_moe_gemm_i8_*).
+ *
+ * Without a GPU: the kernel choice (kern_cuda_gemm_plan_make), and a host emulator of the
+ * kernel that stages the bytes, builds every lane's mma.m16n8k32 fragments and ldmatrix
+ * results through the same index maps as the CUDA source (kern_gemm_i8_map.h), multiplies
+ * them with the PTX ISA's fragment layout (written out independently here), scales like
+ * the kernel and stores through the kernel's C map.  Its output must equal the CPU
+ * reference formula bit for bit; staging buffers start as garbage, so a read of a byte the
+ * kernel never staged shows.
+ *
+ * With a GPU (sm_80 code): the kernels themselves against the same formula, bit for bit,
+ * over tiles, pipeline depths, the aligned and the 2-byte-load weight paths, partial tiles
+ * and the grouped expert form.  Prints SKIP with the reason elsewhere. */
+#include "adg_test.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_gemm_i8_map.h"
+
+/* ---- data and the CPU reference ------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static float rnd(uint64_t *s) { return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+
+/* m rows of k in Q4_0 (wt 4) or Q8_0 (wt 8), at `pad` bytes into the returned buffer. */
+static uint8_t *make_w(int wt, int64_t m, int64_t k, uint64_t *st, size_t pad)
+{
+    kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+    size_t rs = kern_row_size(t, k);
+    uint8_t *buf = malloc(pad + rs * (size_t)m);
+    float *row = malloc((size_t)k * sizeof *row);
+    assert_non_null(buf);
+    assert_non_null(row);
+    memset(buf, 0x5a, pad);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t i = 0; i < k; i++)
+            row[i] = rnd(st) * (1.0f + (float)(r % 7));
+        ADG_ASSERT_OK(kern_quantize_row(t, row, buf + pad + rs * (size_t)r, k));
+    }
+    free(row);
+    return buf;
+}
+
+/* n rows of x quantised to q8_0 as the CPU does: int8 [n][k], steps [n][k/32]. */
+static void make_x(int64_t n, int64_t k, uint64_t *st, int8_t **q, float **d)
+{
+    int64_t nb = k / 32;
+    *q = malloc((size_t)(n * k));
+    *d = malloc((size_t)(n * nb) * sizeof **d);
+    float *x = malloc((size_t)k * sizeof *x);
+    kern_block_q8_0 *blk = malloc((size_t)nb * sizeof *blk);
+    assert_true(*q && *d && x && blk);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < k; j++)
+            x[j] = rnd(st) * (j % 5 == 0 ? 4.0f : 1.0f);
+        kern_quantize_row_q8_0(x, blk, k);
+        for (int64_t b = 0; b < nb; b++) {
+            memcpy(*q + i * k + b * 32, blk[b].qs, 32);
+            (*d)[i * nb + b] = kern_fp16_to_fp32(blk[b].d);
+        }
+    }
+    free(x);
+    free(blk);
+}
+
+/* The CPU reference kernel's arithmetic (kern_ref_gemm_q with q8_0 activations): per
+ * block the integer dot product, t = sumi * dX (one rounding), acc = fma(t, dW, acc),
+ * blocks in order.  y[n][m]. */
+static void ref_gemm(int wt, const uint8_t *w, int64_t m, int64_t k, const int8_t *xq, const float *xd,
+                     const int64_t *xrow, int64_t n, float *y)
+{
+    const int64_t nb = k / 32;
+    const size_t bsz = wt == 4 ? 18 : 34;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t xi = xrow ? xrow[i] : i;
+        for (int64_t r = 0; r < m; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = w + ((size_t)r * (size_t)nb + (size_t)b) * bsz;
+                const int8_t *qa = xq + xi * k + b * 32;
+                uint16_t h;
+                memcpy(&h, blk, 2);
+                int32_t sum = 0;
+                if (wt == 8) {
+                    for (int j = 0; j < 32; j++)
+                        sum += qa[j] * (int8_t)blk[2 + j];
+                } else {
+                    for (int j = 0; j < 16; j++) {
+                        sum += qa[j] * ((blk[2 + j] & 15) - 8);
+                        sum += qa[j + 16] * ((blk[2 + j] >> 4) - 8);
+                    }
+                }
+                const float t = (float)sum * xd[xi * nb + b];
+                acc = fmaf(t, kern_fp16_to_fp32(h), acc);
+            }
+            y[i * m + r] = acc;
+        }
+    }
+}
+
+/* Exact equality (-0 == +0); prints the first difference. */
+static void expect_same(const char *what, const float *got, const float *want, int64_t count)
+{
+    for (int64_t i = 0; i < count; i++)
+        if (!(got[i] == want[i])) {
+            fail_msg("%s: element %lld is %.9g, the reference %.9g", what, (long long)i, (double)got[i],
+                     (double)want[i]);
+        }
+}
+
+/* ---- the kernel choice ---------------------------------------------------------------- */
+
+static const kern_cuda_gemm_caps h100 = {.code_arch = 90, .sm_count = 132, .smem_optin = 232448,
+                                         .can_raise_smem = true};
+
+static void test_plan(void **state)
+{
+    (void)state;
+    kern_cuda_gemm_kind k;
+    assert_true(kern_cuda_gemm_kind_parse("mma", &k) && k == KERN_CUDA_GEMM_MMA);
+    assert_true(kern_cuda_gemm_kind_parse("wmma", &k) && k == KERN_CUDA_GEMM_WMMA);
+    assert_true(kern_cuda_gemm_kind_parse("auto", &k) && k == KERN_CUDA_GEMM_AUTO);
+    assert_false(kern_cuda_gemm_kind_parse("MMA", &k));
+    assert_false(kern_cuda_gemm_kind_parse(NULL, &k));
+    assert_string_equal(kern_cuda_gemm_kind_name(KERN_CUDA_GEMM_MMA), "mma");
+
+    /* Qwen3-30B-A3B's prompt shapes on an H100: q fills the 264 slots of 128-row tiles
+     * once; Q8_0's o and the small ones get 64-row tiles (more CTAs in flight). */
+    kern_cuda_gemm_plan p =
+        kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
+    assert_true(p.mma);
+    assert_int_equal(p.tile, 128);
+    assert_int_equal(p.stages, 3);
+    assert_true(p.aligned);
+    assert_int_equal(p.smem, 3 * kern_cuda_gemm_stage_bytes(8, 128));
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 2048, 4096, 512, 0x1000, false);
+    assert_true(p.mma);
+    assert_int_equal(p.tile, 64);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1000, false);
+    assert_int_equal(p.tile, 64);
+    /* asked for */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 128, 4, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1000, false);
+    assert_int_equal(p.tile, 128);
+    assert_int_equal(p.stages, 4);
+    /* grouped experts: 64-row tiles whatever was asked */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q4_0, 768, 2048, 4096, 0x1000, true);
+    assert_true(p.mma);
+    assert_int_equal(p.tile, 64);
+    /* k % 128 != 0 or a misaligned buffer: 2-byte loads of the weights */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 131, 96, 37, 0x1000, false);
+    assert_true(p.mma);
+    assert_false(p.aligned);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1002, false);
+    assert_true(p.mma);
+    assert_false(p.aligned);
+    /* what is not the int8 kernel's */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000, false);
+    assert_false(p.mma);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_WMMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
+    assert_false(p.mma);
+    kern_cuda_gemm_caps turing = h100;
+    turing.code_arch = 75; /* sm_75, or the forced compute_75 PTX on any GPU */
+    p = kern_cuda_gemm_plan_make(&turing, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
+    assert_false(p.mma);
+    assert_non_null(strstr(p.why, "sm_80"));
+    /* 48 KiB without cuFuncSetAttribute: 2 stages of 64-row tiles */
+    kern_cuda_gemm_caps small = h100;
+    small.can_raise_smem = false;
+    p = kern_cuda_gemm_plan_make(&small, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
+    assert_true(p.mma);
+    assert_int_equal(p.tile, 64);
+    assert_int_equal(p.stages, 2);
+    assert_true(p.smem <= 48 * 1024);
+    /* a 100 KB part (sm_86/89/120): three stages of 128 rows fit */
+    kern_cuda_gemm_caps ga102 = {.code_arch = 86, .sm_count = 84, .smem_optin = 101376, .can_raise_smem = true};
+    p = kern_cuda_gemm_plan_make(&ga102, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0, false);
+    assert_int_equal(p.stages, 3);
+    assert_true(p.smem <= 101376);
+    /* stage sizes: 16-byte multiples (cp.async destinations stay aligned across stages) */
+    for (int wt = 4; wt <= 8; wt += 4)
+        for (int bm = 64; bm <= 128; bm *= 2)
+            assert_int_equal(kern_cuda_gemm_stage_bytes(wt, bm) % 16, 0);
+}
+
+/* ---- the host emulator ------------------------------------------------------------------ */
+
+static uint32_t rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* __byte_perm(x, y, s): byte i of the result is byte (s >> 4i) & 7 of y:x. */
+static uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s)
+{
+    uint64_t v = (uint64_t)y << 32 | x;
+    uint32_t r = 0;
+    for (int i = 0; i < 4; i++)
+        r |= (uint32_t)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
+    return r;
+}
+
+static uint32_t vsub4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 4; i++)
+        r |= (((a >> (8 * i)) - (b >> (8 * i))) & 0xff) << (8 * i);
+    return r;
+}
+
+/* mma.m16n8k32.row.col.s32.s8.s8.s32 for a whole warp, from the PTX ISA's fragment
+ * description: a_i (i = 0..15, byte i & 3 of register i >> 2) is row groupID for
+ * i < 4 and 8 <= i < 12, groupID + 8 otherwise, column tig*4 + (i & 3) (+16 for i >= 8);
+ * b_i (byte i & 3 of register i >> 2) is row tig*4 + (i & 3) (+16 for i >= 4), column
+ * groupID; c_i is row groupID (+8 for i >= 2), column tig*2 + (i & 1). */
+static void mma_warp(const uint32_t a[32][4], const uint32_t b[32][2], int32_t c[32][4])
+{
+    int8_t A[16][32], B[32][8];
+    for (int l = 0; l < 32; l++) {
+        int gid = l >> 2, tig = l & 3;
+        for (int i = 0; i < 16; i++) {
+            int row = (i < 4 || (i >= 8 && i < 12)) ? gid : gid + 8;
+            int col = tig * 4 + (i & 3) + (i >= 8 ? 16 : 0);
+            A[row][col] = (int8_t)(a[l][i >> 2] >> (8 * (i & 3)));
+        }
+        for (int i = 0; i < 8; i++)
+            B[tig * 4 + (i & 3) + (i >= 4 ? 16 : 0)][gid] = (int8_t)(b[l][i >> 2] >> (8 * (i & 3)));
+    }
+    for (int l = 0; l < 32; l++) {
+        int gid = l >> 2, tig = l & 3;
+        for (int i = 0; i < 4; i++) {
+            int row = gid + (i >= 2 ? 8 : 0), col = tig * 2 + (i & 1);
+            int32_t s = 0;
+            for (int kk = 0; kk < 32; kk++)
+                s += A[row][kk] * B[kk][col];
+            c[l][i] = s;
+        }
+    }
+}
+
+/* One dense kernel launch, tile by tile, stage by stage (the cp.async ring only changes
+ * when bytes arrive, not which).  w_bytes bounds every weight read. */
+static void emu_gemm(int wt, int bm, bool aligned, const uint8_t *w, size_t w_bytes, int64_t m, int64_t k,
+                     const int8_t *xq, const float *xd, int64_t n, float *y)
+{
+    const int bsz = gi8_bsz(wt), wstr = gi8_wstr(wt), ch = gi8_wchunks(wt);
+    const int xo = gi8_x_off(wt, bm), dof = gi8_d_off(wt, bm), sbytes = gi8_stage_bytes(wt, bm);
+    const int64_t nb = k / 32, row_bytes = nb * bsz, nst = (nb + GI8_KBS - 1) / GI8_KBS;
+    const int warps = bm / 32 * 2;
+    uint8_t *sb = malloc((size_t)sbytes);
+    float(*acc)[32][2][4][4] = malloc((size_t)warps * sizeof *acc);
+    assert_true(sb && acc);
+    if (aligned)
+        assert_int_equal(nb % GI8_KBS, 0);
+    for (int64_t r0 = 0; r0 < m; r0 += bm)
+        for (int64_t n0 = 0; n0 < n; n0 += GI8_BN) {
+            const int cnt = (int)(n - n0 < GI8_BN ? n - n0 : GI8_BN);
+            memset(acc, 0, (size_t)warps * sizeof *acc);
+            for (int64_t st = 0; st < nst; st++) {
+                const int64_t kb0 = st * GI8_KBS;
+                memset(sb, 0xa5, (size_t)sbytes); /* garbage where nothing is staged */
+                if (aligned) {
+                    for (int c = 0; c < bm * ch; c++) {
+                        int row = c / ch, j = c % ch;
+                        if (r0 + row < m) {
+                            size_t off = (size_t)((r0 + row) * row_bytes + kb0 * bsz + j * 8);
+                            assert_true(off % 8 == 0 && off + 8 <= w_bytes);
+                            memcpy(sb + row * wstr + j * 8, w + off, 8);
+                        } else {
+                            memset(sb + row * wstr + j * 8, 0, 8);
+                        }
+                    }
+                } else {
+                    for (int c = 0; c < bm * GI8_KBS; c++) {
+                        int row = c / GI8_KBS, bl = c % GI8_KBS;
+                        uint8_t *dst = sb + row * wstr + bl * bsz;
+                        if (r0 + row < m && kb0 + bl < nb) {
+                            size_t off = (size_t)((r0 + row) * row_bytes + (kb0 + bl) * bsz);
+                            assert_true(off + (size_t)bsz <= w_bytes);
+                            memcpy(dst, w + off, (size_t)bsz);
+                        } else {
+                            memset(dst, 0, (size_t)bsz);
+                        }
+                    }
+                }
+                for (int c = 0; c < GI8_BN * 8; c++) {
+                    int i = c >> 3, j = c & 7;
+                    bool ok = i < cnt && kb0 + (j >> 1) < nb;
+                    uint8_t *dst = sb + xo + i * GI8_XSTR + j * 16;
+                    if (ok)
+                        memcpy(dst, xq + (n0 + i) * k + kb0 * 32 + j * 16, 16);
+                    else
+                        memset(dst, 0, 16);
+                }
+                for (int c = 0; c < GI8_KBS * GI8_BN; c++) {
+                    int bl = c / GI8_BN, i = c % GI8_BN;
+                    float v = i < cnt && kb0 + bl < nb ? xd[(n0 + i) * nb + kb0 + bl] : 0.0f;
+                    memcpy(sb + dof + c * 4, &v, 4);
+                }
+                for (int warp = 0; warp < warps; warp++) {
+                    const int wm = warp >> 1, wn = warp & 1;
+                    for (int bl = 0; bl < GI8_KBS; bl++) {
+                        const bool a4 = ((bl * bsz + 2) & 3) == 0;
+                        uint32_t a[2][32][4], b[4][32][2];
+                        float dw[2][32][2];
+                        for (int mt = 0; mt < 2; mt++)
+                            for (int l = 0; l < 32; l++) {
+                                const int row0 = wm * 32 + mt * 16;
+                                for (int h = 0; h < 2; h++) {
+                                    uint16_t hv;
+                                    memcpy(&hv, sb + gi8_w_scale_off(wt, row0, bl, (l >> 2) + 8 * h), 2);
+                                    dw[mt][l][h] = kern_fp16_to_fp32(hv);
+                                }
+                                for (int r = 0; r < (wt == 8 ? 4 : 2); r++) {
+                                    const int off = gi8_a_off(wt, row0, bl, l, r);
+                                    uint32_t q;
+                                    if (a4) {
+                                        assert_int_equal(off & 3, 0);
+                                        q = rd32(sb + off);
+                                    } else {
+                                        assert_int_equal(off & 3, 2);
+                                        q = byte_perm(rd32(sb + off - 2), rd32(sb + off + 2), GI8_PERM_2MOD4);
+                                    }
+                                    if (wt == 8) {
+                                        a[mt][l][r] = q;
+                                    } else {
+                                        a[mt][l][r] = vsub4(q & 0x0f0f0f0fu, 0x08080808u);
+                                        a[mt][l][r + 2] = vsub4((q >> 4) & 0x0f0f0f0fu, 0x08080808u);
+                                    }
+                                }
+                            }
+                        /* ldmatrix.x4: lane L's register j is word L & 3 of the row whose
+                         * address lane 8j + (L >> 2) gave. */
+                        for (int p = 0; p < 2; p++) {
+                            int addr[32];
+                            for (int l = 0; l < 32; l++) {
+                                addr[l] = xo + gi8_ldsm_off(wn * 32 + p * 16, bl, l);
+                                assert_int_equal(addr[l] % 16, 0);
+                            }
+                            for (int l = 0; l < 32; l++)
+                                for (int j = 0; j < 4; j++) {
+                                    uint32_t v = rd32(sb + addr[8 * j + (l >> 2)] + 4 * (l & 3));
+                                    b[2 * p + (j >> 1)][l][j & 1] = v;
+                                }
+                        }
+                        for (int nt = 0; nt < 4; nt++)
+                            for (int mt = 0; mt < 2; mt++) {
+                                int32_t c[32][4];
+                                mma_warp(a[mt], b[nt], c);
+                                for (int l = 0; l < 32; l++) {
+                                    float dx[2];
+                                    memcpy(dx, sb + dof + (bl * GI8_BN + wn * 32 + nt * 8 + 2 * (l & 3)) * 4, 8);
+                                    for (int i = 0; i < 4; i++) {
+                                        float t = (float)c[l][i] * dx[i & 1];
+                                        acc[warp][l][mt][nt][i] = fmaf(t, dw[mt][l][i >> 1], acc[warp][l][mt][nt][i]);
+                                    }
+                                }
+                            }
+                    }
+                }
+            }
+            for (int warp = 0; warp < warps; warp++)
+                for (int l = 0; l < 32; l++)
+                    for (int mt = 0; mt < 2; mt++)
+                        for (int nt = 0; nt < 4; nt++)
+                            for (int i = 0; i < 4; i++) {
+                                int64_t row = r0 + (warp >> 1) * 32 + mt * 16 + gi8_c_row(l, i);
+                                int ti = (warp & 1) * 32 + nt * 8 + gi8_c_tok(l, i);
+                                if (row < m && ti < cnt)
+                                    y[(n0 + ti) * m + row] = acc[warp][l][mt][nt][i];
+                            }
+        }
+    free(sb);
+    free(acc);
+}
+
+static void emu_case(int wt, int bm, bool aligned, size_t pad, int64_t m, int64_t k, int64_t n, uint64_t seed)
+{
+    uint64_t st = seed;
+    uint8_t *wbuf = make_w(wt, m, k, &st, pad);
+    int8_t *xq;
+    float *xd;
+    make_x(n, k, &st, &xq, &xd);
+    float *got = malloc((size_t)(n * m) * sizeof *got), *want = malloc((size_t)(n * m) * sizeof *want);
+    assert_true(got && want);
+    for (int64_t i = 0; i < n * m; i++)
+        got[i] = NAN;
+    size_t wb = kern_row_size(wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, k) * (size_t)m;
+    ref_gemm(wt, wbuf + pad, m, k, xq, xd, NULL, n, want);
+    emu_gemm(wt, bm, aligned, wbuf + pad, wb, m, k, xq, xd, n, got);
+    char what[96];
+    snprintf(what, sizeof what, "emulated %s %lldx%lld x %lld, tile %d, %s", wt == 4 ? "q4_0" : "q8_0", (long long)m,
+             (long long)k, (long long)n, bm, aligned ? "cp.async" : "2-byte loads");
+    expect_same(what, got, want, n * m);
+    free(wbuf);
+    free(xq);
+    free(xd);
+    free(got);
+    free(want);
+}
+
+static void test_emulated_kernel(void **state)
+{
+    (void)state;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        emu_case(wt, 64, true, 0, 96, 256, 64, 11);   /* whole tiles */
+        emu_case(wt, 128, true, 0, 200, 512, 70, 12); /* partial m and n tiles, 4 stages */
+        emu_case(wt, 64, false, 0, 131, 96, 37, 13);  /* k % 128 != 0: a 3-block stage */
+        emu_case(wt, 128, false, 2, 40, 384, 5, 14);  /* a buffer only 2-byte aligned */
+        emu_case(wt, 64, false, 0, 17, 32, 1, 15);    /* one block, one token */
+    }
+}
+
+/* ---- on the GPU ------------------------------------------------------------------------ */
+
+static kern_cuda_ctx *ctx;
+static char skip_reason[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    adg_error *e = kern_cuda_open(0, KERN_CUDA_LOAD_AUTO, &ctx);
+    if (e) {
+        snprintf(skip_reason, sizeof skip_reason, "no usable GPU: %s", adg_error_msg(e));
+        adg_error_free(e);
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kern_cuda_close(ctx);
+    return 0;
+}
+
+static void need_mma(void)
+{
+    if (!ctx)
+        ADG_SKIP("%s", skip_reason);
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_MMA, 0, 0);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_Q8_0, 256, 256, 64, 0, false);
+    if (!p.mma)
+        ADG_SKIP("no int8 GEMM on this GPU: %s", p.why);
+}
+
+typedef struct dev {
+    kern_cu_deviceptr w, x, y, s, ids;
+} dev;
+
+static void dev_free(dev *d)
+{
+    kern_cu_deviceptr *p[] = {&d->w, &d->x, &d->y, &d->s, &d->ids};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        if (*p[i])
+            kern_cuda_free(ctx, *p[i]);
+}
+
+/* x in f32 whose q8_0 quantisation is (xq, xd): the dequantised values themselves (the
+ * device quantiser then reproduces them exactly: amax is a multiple of the step). */
+static float *x_from_q8(const int8_t *xq, const float *xd, int64_t n, int64_t k)
+{
+    float *x = malloc((size_t)(n * k) * sizeof *x);
+    assert_non_null(x);
+    for (int64_t i = 0; i < n * k; i++)
+        x[i] = (float)xq[i] * xd[i / 32];
+    return x;
+}
+
+/* Device-quantised X, read back from the scratch (layout of kern_cuda_gemv_scratch:
+ * int8 [n*k] then steps, each 256-byte aligned), so that the reference uses exactly the
+ * GEMM's input even if the quantiser and the CPU ever disagreed (test_cuda_kernels
+ * checks that separately). */
+static void download_xq(dev *d, int64_t n, int64_t k, int8_t *xq, float *xd)
+{
+    ADG_ASSERT_OK(kern_cuda_sync(ctx, "gemm"));
+    size_t a = ((size_t)(n * k) + 255) & ~(size_t)255;
+    ADG_ASSERT_OK(kern_cuda_download(ctx, xq, d->s, (size_t)(n * k)));
+    ADG_ASSERT_OK(kern_cuda_download(ctx, xd, d->s + a, (size_t)(n * k / 32) * sizeof(float)));
+}
+
+static void gpu_case(int wt, int tile, int stages, size_t pad, int64_t m, int64_t k, int64_t n, uint64_t seed)
+{
+    kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+    uint64_t st = seed;
+    uint8_t *wbuf = make_w(wt, m, k, &st, pad);
+    int8_t *xq;
+    float *xd;
+    make_x(n, k, &st, &xq, &xd);
+    float *x = x_from_q8(xq, xd, n, k);
+    size_t wb = kern_row_size(t, k) * (size_t)m;
+    dev d = {0};
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, wb + pad, &d.w));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * k) * 4, &d.x));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * m) * 4, &d.y));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb + pad));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_MMA, tile, stages);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, t, m, k, n, d.w + pad, false);
+    assert_true(p.mma);
+    ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, d.w + pad, m, k, d.x, n, d.y, d.s));
+    float *got = malloc((size_t)(n * m) * sizeof *got), *want = malloc((size_t)(n * m) * sizeof *want);
+    assert_true(got && want);
+    download_xq(&d, n, k, xq, xd);
+    ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n * m) * 4));
+    ref_gemm(wt, wbuf + pad, m, k, xq, xd, NULL, n, want);
+    char what[128];
+    snprintf(what, sizeof what, "gpu %s %lldx%lld x %lld, tile %d, %d stages, %s", kern_type_name(t), (long long)m,
+             (long long)k, (long long)n, p.tile, p.stages, p.aligned ? "cp.async" : "2-byte loads");
+    expect_same(what, got, want, n * m);
+    print_message("%s: bit-exact\n", what);
+    dev_free(&d);
+    free(wbuf);
+    free(xq);
+    free(xd);
+    free(x);
+    free(got);
+    free(want);
+}
+
+static void test_gpu_gemm(void **state)
+{
+    (void)state;
+    need_mma();
+    for (int wt = 4; wt <= 8; wt += 4) {
+        for (int tile = 64; tile <= 128; tile *= 2)
+            for (int stages = 2; stages <= 4; stages++)
+                gpu_case(wt, tile, stages, 0, 300, 768, 130, 21); /* partial tiles, 6 stages of k */
+        gpu_case(wt, 0, 0, 0, 1024, 2048, 256, 22);                /* attn_q's k, auto tile */
+        gpu_case(wt, 0, 0, 0, 512, 4096, 77, 23);
+        gpu_case(wt, 64, 3, 0, 131, 96, 37, 24);  /* k % 128 != 0 */
+        gpu_case(wt, 128, 2, 2, 200, 512, 9, 25); /* misaligned weights */
+        gpu_case(wt, 0, 0, 0, 64, 4096, 1, 26);   /* one token */
+    }
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+}
+
+/* The grouped expert matmul: y[slot] = W[ids[slot]] . x[slot / n_used or slot]. */
+static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, int n_used, bool per_slot,
+                     uint64_t seed)
+{
+    kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+    uint64_t st = seed;
+    uint8_t *wbuf = make_w(wt, m * n_expert, k, &st, 0);
+    const int64_t n_slots = n_tok * n_used, n_x = per_slot ? n_slots : n_tok;
+    int8_t *xq;
+    float *xd;
+    make_x(n_x, k, &st, &xq, &xd);
+    float *x = x_from_q8(xq, xd, n_x, k);
+    int32_t *ids = malloc((size_t)n_slots * sizeof *ids);
+    assert_non_null(ids);
+    for (int64_t i = 0; i < n_tok; i++) /* uneven: some experts get many tokens, most few or none */
+        for (int j = 0; j < n_used; j++)
+            ids[i * n_used + j] = (int32_t)((rng_next(&st) % 3 == 0 ? i * 7 + j : j * 3 + i % 2) % n_expert);
+    size_t rs = kern_row_size(t, k), wb = rs * (size_t)(m * n_expert);
+    dev d = {0};
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, wb, &d.w));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n_x * k) * 4, &d.x));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n_slots * m) * 4, &d.y));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_moe_gemm_scratch(n_tok, n_used, n_expert, k, per_slot), &d.s));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)n_slots * 4, &d.ids));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n_x * k) * 4));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.ids, ids, (size_t)n_slots * 4));
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_MMA, 0, 0);
+    assert_true(kern_cuda_gemm_plan_for(ctx, t, m, k, n_slots, d.w, true).mma);
+    ADG_ASSERT_OK(kern_cuda_moe_gemm(ctx, t, d.w, n_expert, m, k, d.ids, n_tok, n_used, d.x, per_slot, d.y, d.s));
+    float *got = malloc((size_t)(n_slots * m) * sizeof *got), *want = malloc((size_t)(n_slots * m) * sizeof *want);
+    assert_true(got && want);
+    download_xq(&d, n_x, k, xq, xd);
+    ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n_slots * m) * 4));
+    for (int64_t s = 0; s < n_slots; s++) {
+        int64_t xr = per_slot ? s : s / n_used;
+        ref_gemm(wt, wbuf + rs * (size_t)(ids[s] * m), m, k, xq, xd, &xr, 1, want + s * m);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "gpu moe %s %d experts of %lldx%lld, %lld tokens x %d, %s", kern_type_name(t),
+             n_expert, (long long)m, (long long)k, (long long)n_tok, n_used, per_slot ? "x per slot" : "x per token");
+    expect_same(what, got, want, n_slots * m);
+    print_message("%s: bit-exact\n", what);
+    dev_free(&d);
+    free(wbuf);
+    free(xq);
+    free(xd);
+    free(x);
+    free(ids);
+    free(got);
+    free(want);
+}
+
+static void test_gpu_moe_gemm(void **state)
+{
+    (void)state;
+    need_mma();
+    for (int wt = 4; wt <= 8; wt += 4) {
+        moe_case(wt, 128, 768, 2048, 64, 8, false, 31); /* gate/up of Qwen3-30B-A3B */
+        moe_case(wt, 128, 2048, 768, 40, 8, true, 32);  /* down */
+        moe_case(wt, 16, 96, 96, 9, 3, true, 33);        /* k % 128 != 0, partial tiles */
+    }
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_emulated_kernel),
+        cmocka_unit_test(test_gpu_gemm),
+        cmocka_unit_test(test_gpu_moe_gemm),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
