@@ -66,9 +66,10 @@ static void amx_int8_from_env(kern_cpu *c)
     if (!kv || !*kv || strcmp(kv, "ring") == 0)
         return;
     int ahead, store_ahead, used = 0;
-    if (strcmp(kv, "1x1") == 0)
-        c->amx_int8 = KERN_AMX_INT8_1X1;
-    else if (strcmp(kv, "2x2") == 0)
+    if (strcmp(kv, "1x1") == 0) {   /* the earlier default's schedule */
+        c->ring_ahead = 1;
+        c->ring_store_ahead = 0;
+    } else if (strcmp(kv, "2x2") == 0)
         c->amx_int8 = KERN_AMX_INT8_2X2;
     else if (sscanf(kv, "ring:%d,%d%n", &ahead, &store_ahead, &used) == 2 && kv[used] == '\0' &&
              store_ahead >= 0 && store_ahead < ahead && ahead <= 3) {
@@ -398,7 +399,6 @@ static const char *variant_name(const kern_cpu *c, path p, const kern_weight *w)
     if (p == PATH_AMX)
         return w->fmt == KERN_WFMT_BF16 ? "amx-bf16"
              : c->amx_int8 == KERN_AMX_INT8_2X2 ? (w->fmt == KERN_WFMT_I4 ? "amx-int8-2x2-q4_0" : "amx-int8-2x2-q8_0")
-             : c->amx_int8 == KERN_AMX_INT8_1X1 ? (w->fmt == KERN_WFMT_I4 ? "amx-int8-1x1-q4_0" : "amx-int8-1x1-q8_0")
                                                 : (w->fmt == KERN_WFMT_I4 ? "amx-int8-q4_0" : "amx-int8-q8_0");
     return w->fmt == KERN_WFMT_I8 ? "avx512-vnni-q8_0" : w->fmt == KERN_WFMT_I4 ? "avx512-vnni-q4_0"
          : w->fmt == KERN_WFMT_BF16 ? "avx512-bf16" : "avx512-f32";
@@ -455,8 +455,6 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
             a->c->amx->gemm_bf16(&j, g->ba);
         else if (a->c->amx_int8 == KERN_AMX_INT8_2X2)
             a->c->amx->gemm_q(&j, g->qa);
-        else if (a->c->amx_int8 == KERN_AMX_INT8_1X1)
-            a->c->amx->gemm_q_1x1(&j, g->qa);
         else
             a->c->amx->gemm_q_ring(&j, g->qa, a->c->ring_ahead, a->c->ring_store_ahead);
         break;

@@ -99,6 +99,14 @@ prof_isa_class prof_isa_classify(const uint8_t *code, size_t len, uint64_t addr,
     return best;
 }
 
+/* Ends a block: any jump, call or return. */
+static bool is_branch(const ZydisDecodedInstruction *in)
+{
+    return in->meta.branch_type != ZYDIS_BRANCH_TYPE_NONE || in->meta.category == ZYDIS_CATEGORY_RET ||
+           in->meta.category == ZYDIS_CATEGORY_CALL || in->meta.category == ZYDIS_CATEGORY_COND_BR ||
+           in->meta.category == ZYDIS_CATEGORY_UNCOND_BR;
+}
+
 prof_isa_class prof_isa_classify_block(const uint8_t *code, size_t len, uint64_t addr, unsigned max_insns)
 {
     ZydisDecoder dec;
@@ -112,19 +120,10 @@ prof_isa_class prof_isa_classify_block(const uint8_t *code, size_t len, uint64_t
             break;
         best = max_class(best, insn_class(&in));
         off += in.length;
-        if (in.meta.branch_type != ZYDIS_BRANCH_TYPE_NONE || in.meta.category == ZYDIS_CATEGORY_RET ||
-            in.meta.category == ZYDIS_CATEGORY_CALL || in.meta.category == ZYDIS_CATEGORY_COND_BR ||
-            in.meta.category == ZYDIS_CATEGORY_UNCOND_BR)
+        if (is_branch(&in))
             break;
     }
     return best;
-}
-
-static bool is_branch(const ZydisDecodedInstruction *in)
-{
-    return in->meta.branch_type != ZYDIS_BRANCH_TYPE_NONE || in->meta.category == ZYDIS_CATEGORY_RET ||
-           in->meta.category == ZYDIS_CATEGORY_CALL || in->meta.category == ZYDIS_CATEGORY_COND_BR ||
-           in->meta.category == ZYDIS_CATEGORY_UNCOND_BR;
 }
 
 /* Decodes code[from, to) and says whether a PAUSE is among the instructions. */

@@ -169,100 +169,9 @@ static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
 }
 }
 
-/* The 1x1 variant: one 16x16 C tile per step, its fp32 accumulators in 16 zmm registers
- * for the whole K (no accumulator loads/stores), and two tile sets (A/B/C = tmm0/2/4 and
- * tmm1/3/5) alternating between blocks, software-pipelined so the next block's TDPBSUD
- * runs while AVX-512 scales the previous one.  Same tile configuration as the 2x2 one. */
-#define AMX_POST_ROW(r)                                                                              \
-    do {                                                                                             \
-        const __m512 t_ = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb + (r) * 16)),       \
-                                          _mm512_set1_ps(dap[(r) * nb]), _mm512_set1_ps(nop[(r) * nb])); \
-        acc##r = _mm512_fmadd_ps(t_, dw, acc##r);                                                    \
-    } while (0)
-
-static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
-{
-    const kern_weight *w = j->w;
-    const bool i4 = w->fmt == KERN_WFMT_I4;
-    uint8_t *sc = j->scratch;
-    int32_t *cbuf = (int32_t *)sc;                 /* 2 tiles x 16 x 16 int32 */
-    uint8_t *unp = sc + 8192;                      /* nb x 512 */
-    AMX_SYM(configure)(CFG_INT8);
-    const int64_t nb = a->nb;
-    const size_t doff = i4 ? 256 : 512;
-    const int64_t MB = AMX_SYM(mblock)(a->k);
-    for (int64_t mb = 0; mb < a->m; mb += MB) {
-    const int64_t me = mb + MB < a->m ? mb + MB : a->m;
-    for (int64_t p = j->p0; p < j->p1; p++) {
-        const uint8_t *wp = j->wmat + (size_t)p * w->panel_bytes;
-        const uint8_t *bsrc = wp;
-        size_t bstep = w->blk_bytes;
-        if (i4) {
-            AMX_SYM(unpack_i4)(w, wp, unp);
-            bsrc = unp;
-            bstep = 512;
-        }
-        const int64_t n = p * KERN_PANEL;
-        const __mmask16 nm = AMX_SYM(nmask)(w->n - n);
-        for (int64_t m0 = mb; m0 < me; m0 += 16) {
-            const bool first = m0 == mb && !i4;   /* the panel comes from memory: prefetch it */
-            __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0,
-                   acc6 = acc0, acc7 = acc0, acc8 = acc0, acc9 = acc0, acc10 = acc0, acc11 = acc0, acc12 = acc0,
-                   acc13 = acc0, acc14 = acc0, acc15 = acc0;
-            const int8_t *a0 = a->qt + (size_t)(m0 / 16) * (size_t)nb * 512;
-            /* Software pipeline: block b+1's tile loads and TDPBSUD are issued after block
-             * b's tile store and before its AVX-512 scaling, so the tile unit works on b+1
-             * while the vector units scale b (and the store waits on a TDPBSUD issued one
-             * iteration earlier, not on one just issued). */
-            _tile_loadd(0, a0, 32);
-            _tile_loadd(2, bsrc, 64);
-            _tile_zero(4);
-            _tile_dpbsud(4, 0, 2);
-            for (int64_t b = 0; b < nb; b++) {
-                const int32_t *cb;
-                const bool more = b + 1 < nb;
-                if (first)
-                    AMX_SYM(prefetch)(wp + (b + 4) * w->blk_bytes, w->blk_bytes);
-                if ((b & 1) == 0) {
-                    _tile_stored(4, cbuf, 64);
-                    cb = cbuf;
-                    if (more) {
-                        _tile_loadd(1, a0 + (b + 1) * 512, 32);
-                        _tile_loadd(3, bsrc + (b + 1) * bstep, 64);
-                        _tile_zero(5);
-                        _tile_dpbsud(5, 1, 3);
-                    }
-                } else {
-                    _tile_stored(5, cbuf + 256, 64);
-                    cb = cbuf + 256;
-                    if (more) {
-                        _tile_loadd(0, a0 + (b + 1) * 512, 32);
-                        _tile_loadd(2, bsrc + (b + 1) * bstep, 64);
-                        _tile_zero(4);
-                        _tile_dpbsud(4, 0, 2);
-                    }
-                }
-                const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp + b * w->blk_bytes + doff)));
-                const float *dap = a->d + m0 * nb + b, *nop = a->negoff + m0 * nb + b;
-                AMX_POST_ROW(0); AMX_POST_ROW(1); AMX_POST_ROW(2); AMX_POST_ROW(3);
-                AMX_POST_ROW(4); AMX_POST_ROW(5); AMX_POST_ROW(6); AMX_POST_ROW(7);
-                AMX_POST_ROW(8); AMX_POST_ROW(9); AMX_POST_ROW(10); AMX_POST_ROW(11);
-                AMX_POST_ROW(12); AMX_POST_ROW(13); AMX_POST_ROW(14); AMX_POST_ROW(15);
-            }
-            /* Rows beyond M hold zeros (scales 0) and are not stored. */
-            const int rows = me - m0 >= 16 ? 16 : (int)(me - m0);
-            const __m512 accs[16] = {acc0, acc1, acc2,  acc3,  acc4,  acc5,  acc6,  acc7,
-                                     acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15};
-            for (int r = 0; r < rows; r++)
-                _mm512_mask_storeu_ps(kern_yrow(j, m0 + r) + n, nm, accs[r]);
-        }
-    }
-}
-}
-#undef AMX_POST_ROW
-
-/* The "ring" variant: the 1x1 kernel's register accumulators, with the tile work run
- * several K blocks ahead of the vector work.  Block j uses A/B tiles tmm(j&1)/tmm(2+(j&1)),
+/* The default int8 kernel ("ring"): one 16x16 C tile per step, its fp32 accumulators in 16
+ * zmm registers for the whole K, and the tile work run several K blocks ahead of the
+ * vector work.  Block j uses A/B tiles tmm(j&1)/tmm(2+(j&1)),
  * C tile tmm(4+(j&3)) and slot j&3 of a 4 KiB ring in scratch: it is issued (loads, zero,
  * TDPBSUD) `ahead` iterations before it is scaled, and stored `store_ahead` iterations
  * before.  Why: a vector load of memory that a TILESTORED just wrote waits until that
@@ -270,7 +179,8 @@ static void AMX_SYM(gemm_q_1x1)(const kern_gemm_job *j, const kern_qact *a)
  * its TDPBSUD; in the 1x1 kernel both sit in the same iteration as the load, so every
  * block paid the whole TDPBSUD -> store -> load latency (~120 cycles measured per block
  * step against ~24 cycles of vector work).  Here the stores a load reads are one or more
- * iterations old.  Needs store_ahead < ahead <= 3 (four C tiles). */
+ * iterations old.  Needs store_ahead < ahead <= 3 (four C tiles); ahead 1, store_ahead 0
+ * is the schedule of the earlier "1x1" kernel. */
 static inline void AMX_SYM(ring_issue)(int64_t j, const int8_t *a0, const uint8_t *bsrc, size_t bstep)
 {
     const int8_t *ap = a0 + j * 512;
