@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/kern_avx512_math.h"
 #include "kernels/kern_internal.h"
 
 /* ---- activation quantization, bit-identical to ggml's quantize_row_q8_0_ref ------- */
@@ -376,24 +377,6 @@ void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m_rows
 
 /* ---- elementwise ------------------------------------------------------------------- */
 
-/* exp with ~1 ulp-level relative error (Cephes polynomial, 2^n via VSCALEFPS). */
-static inline __m512 exp512(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-103.0f)), _mm512_set1_ps(88.7f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-
 void kern_avx512_rmsnorm(const float *x, const float *w, int64_t r0, int64_t r1, int64_t k, float eps, float *y)
 {
     for (int64_t r = r0; r < r1; r++) {
@@ -431,7 +414,7 @@ void kern_avx512_softmax(float *x, int64_t r0, int64_t r1, int64_t n, float scal
         __m512 sum = _mm512_setzero_ps();
         for (int64_t i = 0; i < n; i += 16) {
             const __mmask16 mk = tail_mask(n - i);
-            const __m512 e = exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, xr + i), vs, vmx));
+            const __m512 e = kern_exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, xr + i), vs, vmx));
             sum = _mm512_mask_add_ps(sum, mk, sum, e);
             _mm512_mask_storeu_ps(xr + i, mk, e);
         }
@@ -449,7 +432,7 @@ void kern_avx512_silu_mul(const float *g, const float *u, int64_t i0, int64_t i1
     for (int64_t i = i0; i < i1; i += 16) {
         const __mmask16 mk = tail_mask(i1 - i);
         const __m512 gv = _mm512_maskz_loadu_ps(mk, g + i);
-        const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, kern_exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
         _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(_mm512_mul_ps(gv, sig), _mm512_maskz_loadu_ps(mk, u + i)));
     }
 }
@@ -484,7 +467,7 @@ void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *
     __m512 sum = _mm512_setzero_ps();
     for (int64_t jj = 0; jj < n_kv; jj += 16) {
         const __mmask16 mk = tail_mask(n_kv - jj);
-        const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + jj), vmx));
+        const __m512 e = kern_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + jj), vmx));
         sum = _mm512_mask_add_ps(sum, mk, sum, e);
         _mm512_mask_storeu_ps(scores + jj, mk, e);
     }
@@ -648,12 +631,12 @@ void kern_avx512_attn_block(const kern_attn_args *a, int64_t kvh, int64_t t0, in
             const __m512 mold = _mm512_load_ps(mrow + rv);
             const __m512 mnew = _mm512_max_ps(mold, mx);   /* finite: key 0 is in every row's first block */
             const __mmask16 had = _mm512_cmp_ps_mask(mold, ninf, _CMP_NEQ_OQ);
-            const __m512 al = _mm512_maskz_mov_ps(had, exp512(_mm512_sub_ps(mold, mnew)));
+            const __m512 al = _mm512_maskz_mov_ps(had, kern_exp512(_mm512_sub_ps(mold, mnew)));
             __m512 sum = _mm512_setzero_ps();
             for (int64_t j = 0; j < nk4; j++) {
                 const __m512 s = _mm512_load_ps(st + j * rp + rv);
                 const __mmask16 live = _mm512_cmp_ps_mask(s, ninf, _CMP_NEQ_OQ);
-                const __m512 p = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(s, mnew)));
+                const __m512 p = _mm512_maskz_mov_ps(live, kern_exp512(_mm512_sub_ps(s, mnew)));
                 sum = _mm512_add_ps(sum, p);
                 _mm512_store_ps(st + j * rp + rv, p);
             }

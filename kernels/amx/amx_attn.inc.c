@@ -17,30 +17,14 @@
 
 #include <math.h>
 
+#include "kernels/kern_avx512_math.h"
+
 static inline void AMX_SYM(bf16_pair)(__m512 lo, __m512 hi, __m512i *out)
 {
     /* 16 pairs (lo[i], hi[i]) as dwords: the VNNI order of a B tile row */
     const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
     const __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
     *out = _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
-}
-
-/* The AVX-512 kernels' exp (kern_ops_avx512.c): Cephes polynomial, 2^n by VSCALEFPS. */
-static inline __m512 AMX_SYM(exp)(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-103.0f)), _mm512_set1_ps(88.7f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
 }
 
 /* In-place transpose of a 16 x 16 matrix of dwords (r[i] = row i). */
@@ -203,7 +187,7 @@ static void AMX_SYM(attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0
                 __m512 pr[2];
                 for (int h = 0; h < 2; h++) {
                     const __mmask16 live = _mm512_cmp_ps_mask(sv[c + h], ninf, _CMP_NEQ_OQ);
-                    pr[h] = _mm512_maskz_mov_ps(live, AMX_SYM(exp)(_mm512_sub_ps(sv[c + h], vm)));
+                    pr[h] = _mm512_maskz_mov_ps(live, kern_exp512(_mm512_sub_ps(sv[c + h], vm)));
                     sum = _mm512_add_ps(sum, pr[h]);
                 }
                 /* 32 keys of row r: one A-tile row */
