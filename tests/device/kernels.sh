@@ -47,21 +47,22 @@ cp "$XDG_CACHE_HOME"/amxdiag/ceilings-*.json "$out/ceilings.json" 2>/dev/null
 
 if [ "$quick" = int8 ]; then
     shapes=attn_q,attn_o,moe_gate_up,moe_down
-    step "int8: avx512 VNNI at M=512 (the ratio's denominator)"
-    run "bench avx512" 40 "${B[@]}" --impl avx512 --type q4_0,q8_0 --shape "$shapes" --m 512 \
-        --min-time 0.1 --weights-mib 256 --mem-gbs 100 -o "$out/bench-int8-avx512.json"
-    for v in ring ring:1,0 ring:3,1 ring:3,2 1x1; do
+    common=(--m 512 --min-time 0.1 --weights-mib 64 --mem-gbs 100)
+    step "int8: AMX (default ring kernel) and AVX-512 VNNI at M=512, the four shapes"
+    run "bench ring+avx512" 60 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0 --shape "$shapes" "${common[@]}" \
+        -o "$out/bench-int8-main.json"
+    for v in ring:3,1 ring:1,0 1x1; do
         step "int8: AMX $v at M=512"
-        AMXDIAG_AMX_INT8_KERNEL=$v run "bench $v" 40 "${B[@]}" --impl amx --type q4_0,q8_0 --shape "$shapes" \
-            --m 512 --min-time 0.1 --weights-mib 256 --mem-gbs 100 -o "$out/bench-int8-${v//[:,]/_}.json"
+        AMXDIAG_AMX_INT8_KERNEL=$v run "bench $v" 25 "${B[@]}" --impl amx --type q4_0,q8_0 \
+            --shape attn_q,moe_gate_up "${common[@]}" -o "$out/bench-int8-${v//[:,]/_}.json"
     done
-    step "int8: 1 thread, attn_q M=512, every variant"
-    for v in ring ring:3,2 1x1; do
-        AMXDIAG_AMX_INT8_KERNEL=$v run "bench 1-thread $v" 20 "$bin" bench kernels --threads 1 --impl amx \
-            --type q8_0 --shape attn_q --m 512 --min-time 0.1 --weights-mib 64
+    step "int8: 1 thread, attn_q q8_0 M=512"
+    for v in ring 1x1; do
+        AMXDIAG_AMX_INT8_KERNEL=$v run "bench 1-thread $v" 15 "$bin" bench kernels --threads 1 --impl amx \
+            --type q8_0 --shape attn_q "${common[@]}"
     done
-    run "bench 1-thread avx512" 20 "$bin" bench kernels --threads 1 --impl avx512 --type q8_0 --shape attn_q \
-        --m 512 --min-time 0.1 --weights-mib 64
+    run "bench 1-thread avx512" 15 "$bin" bench kernels --threads 1 --impl avx512 --type q8_0 --shape attn_q \
+        "${common[@]}"
     step done
     exit 0
 fi
