@@ -29,6 +29,12 @@ enum {
 /* __byte_perm selector that takes bytes 2..5 of the 8 bytes y:x: the 4 bytes at a
  * shared-memory address that is 2 mod 4, from the two aligned words around it. */
 #define GI8_PERM_2MOD4 0x5432u
+/* The MMA accumulators start at the bits of 1.5 * 2^23 (0x4B400000), not 0: a block's dot
+ * product d (|d| <= 32 * 128 * 128 < 2^22) then ends as the float 1.5 * 2^23 + d, and
+ * f - 1.5 * 2^23 is (float)d exactly: one full-rate subtraction instead of a
+ * quarter-rate int-to-float conversion per result. */
+#define GI8_ACC_BIAS_BITS 0x4B400000
+#define GI8_ACC_BIAS 12582912.0f
 
 GI8_FN int gi8_bsz(int wt) { return wt == 4 ? 18 : 34; }
 /* Padded bytes per weight row of the W stage. */

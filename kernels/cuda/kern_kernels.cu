@@ -814,13 +814,18 @@ __device__ __forceinline__ void ldsm_x4(unsigned r[4], const void *p)
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_u32(p)));
 }
-// c = a . b over one k step of 32 (int32 accumulators start at zero: one quant block).
-__device__ __forceinline__ void mma_s8(int c[4], const unsigned a[4], const unsigned b[2])
+// f = a . b over one k step of 32 (one quant block) as floats: the accumulators start at
+// GI8_ACC_BIAS_BITS, so f[i] - GI8_ACC_BIAS is the block's integer dot product, exactly.
+__device__ __forceinline__ void mma_s8(float f[4], const unsigned a[4], const unsigned b[2])
 {
+    int c[4];
     asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%10, %10, %10, %10};\n"
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(GI8_ACC_BIAS_BITS));
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        f[i] = __fsub_rn(__int_as_float(c[i]), GI8_ACC_BIAS);
 }
 #endif
 
@@ -975,12 +980,12 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
             const float2 dx = *(const float2 *)(ds + BL * GI8_BN + wn * 32 + nt * 8 + 2 * t4);        \
             _Pragma("unroll") for (int mt = 0; mt < 2; mt++)                                          \
             {                                                                                         \
-                int c[4];                                                                             \
+                float c[4];                                                                           \
                 mma_s8(c, a[mt], b[nt]);                                                              \
-                acc[mt][nt][0] = fmaf(__fmul_rn((float)c[0], dx.x), dw[mt][0], acc[mt][nt][0]);       \
-                acc[mt][nt][1] = fmaf(__fmul_rn((float)c[1], dx.y), dw[mt][0], acc[mt][nt][1]);       \
-                acc[mt][nt][2] = fmaf(__fmul_rn((float)c[2], dx.x), dw[mt][1], acc[mt][nt][2]);       \
-                acc[mt][nt][3] = fmaf(__fmul_rn((float)c[3], dx.y), dw[mt][1], acc[mt][nt][3]);       \
+                acc[mt][nt][0] = fmaf(__fmul_rn(c[0], dx.x), dw[mt][0], acc[mt][nt][0]);              \
+                acc[mt][nt][1] = fmaf(__fmul_rn(c[1], dx.y), dw[mt][0], acc[mt][nt][1]);              \
+                acc[mt][nt][2] = fmaf(__fmul_rn(c[2], dx.x), dw[mt][1], acc[mt][nt][2]);              \
+                acc[mt][nt][3] = fmaf(__fmul_rn(c[3], dx.y), dw[mt][1], acc[mt][nt][3]);              \
             }                                                                                         \
         }                                                                                             \
     }

@@ -240,7 +240,7 @@ static void mma_warp(const uint32_t a[32][4], const uint32_t b[32][2], int32_t c
         int gid = l >> 2, tig = l & 3;
         for (int i = 0; i < 4; i++) {
             int row = gid + (i >= 2 ? 8 : 0), col = tig * 2 + (i & 1);
-            int32_t s = 0;
+            int32_t s = GI8_ACC_BIAS_BITS; /* the kernel's accumulator start */
             for (int kk = 0; kk < 32; kk++)
                 s += A[row][kk] * B[kk][col];
             c[l][i] = s;
@@ -361,7 +361,9 @@ static void emu_gemm(int wt, int bm, bool aligned, const uint8_t *w, size_t w_by
                                     float dx[2];
                                     memcpy(dx, sb + dof + (bl * GI8_BN + wn * 32 + nt * 8 + 2 * (l & 3)) * 4, 8);
                                     for (int i = 0; i < 4; i++) {
-                                        float t = (float)c[l][i] * dx[i & 1];
+                                        float f;
+                                        memcpy(&f, &c[l][i], 4);
+                                        float t = (f - GI8_ACC_BIAS) * dx[i & 1];
                                         acc[warp][l][mt][nt][i] = fmaf(t, dw[mt][l][i >> 1], acc[warp][l][mt][nt][i]);
                                     }
                                 }
