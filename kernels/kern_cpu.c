@@ -54,30 +54,29 @@ static void describe(kern_cpu *c)
                  kern_pool_size(c->pool), nodes, nodes == 1 ? "" : "s");
 }
 
-/* Three int8 tile kernels exist (docs/kernels.md); AMXDIAG_AMX_INT8_KERNEL picks one for
- * experiments: "ring" (default; "ring:A,S" sets its distances), "1x1", "2x2".  Anything else
- * is ignored with a warning: inference must not stop over a tuning variable. */
+/* The int8 tile kernel's schedule (docs/kernels.md): AMXDIAG_AMX_INT8_KERNEL=ring (default,
+ * distances 2, 1), ring:AHEAD,STORE_AHEAD, or 1x1 (1, 0: the earlier default's order), for
+ * experiments.  Anything else is ignored with a warning: inference must not stop over a
+ * tuning variable. */
 static void amx_int8_from_env(kern_cpu *c)
 {
-    c->amx_int8 = KERN_AMX_INT8_RING;
     c->ring_ahead = 2;
     c->ring_store_ahead = 1;
     const char *kv = getenv("AMXDIAG_AMX_INT8_KERNEL");
     if (!kv || !*kv || strcmp(kv, "ring") == 0)
         return;
     int ahead, store_ahead, used = 0;
-    if (strcmp(kv, "1x1") == 0) {   /* the earlier default's schedule */
+    if (strcmp(kv, "1x1") == 0) {
         c->ring_ahead = 1;
         c->ring_store_ahead = 0;
-    } else if (strcmp(kv, "2x2") == 0)
-        c->amx_int8 = KERN_AMX_INT8_2X2;
-    else if (sscanf(kv, "ring:%d,%d%n", &ahead, &store_ahead, &used) == 2 && kv[used] == '\0' &&
-             store_ahead >= 0 && store_ahead < ahead && ahead <= 3) {
+    } else if (sscanf(kv, "ring:%d,%d%n", &ahead, &store_ahead, &used) == 2 && kv[used] == '\0' &&
+               store_ahead >= 0 && store_ahead < ahead && ahead <= 3) {
         c->ring_ahead = ahead;
         c->ring_store_ahead = store_ahead;
-    } else
+    } else {
         adg_warn("kernels: ignoring AMXDIAG_AMX_INT8_KERNEL=%s (want ring, ring:AHEAD,STORE_AHEAD with "
-                 "0 <= STORE_AHEAD < AHEAD <= 3, 1x1 or 2x2); using the ring kernel", kv);
+                 "0 <= STORE_AHEAD < AHEAD <= 3, or 1x1); using ring", kv);
+    }
 }
 
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
@@ -391,15 +390,14 @@ static path choose(const kern_cpu *c, const kern_weight *w, int64_t m)
     return PATH_AVX512;
 }
 
-static const char *variant_name(const kern_cpu *c, path p, const kern_weight *w)
+static const char *variant_name(path p, const kern_weight *w)
 {
     if (p == PATH_REF)
         return w->ctype == KERN_TYPE_Q8_0 ? "ref-q8_0" : w->ctype == KERN_TYPE_Q4_0 ? "ref-q4_0"
              : w->ctype == KERN_TYPE_BF16 ? "ref-bf16" : "ref-f32";
     if (p == PATH_AMX)
         return w->fmt == KERN_WFMT_BF16 ? "amx-bf16"
-             : c->amx_int8 == KERN_AMX_INT8_2X2 ? (w->fmt == KERN_WFMT_I4 ? "amx-int8-2x2-q4_0" : "amx-int8-2x2-q8_0")
-                                                : (w->fmt == KERN_WFMT_I4 ? "amx-int8-q4_0" : "amx-int8-q8_0");
+             : w->fmt == KERN_WFMT_I4   ? "amx-int8-q4_0" : "amx-int8-q8_0";
     return w->fmt == KERN_WFMT_I8 ? "avx512-vnni-q8_0" : w->fmt == KERN_WFMT_I4 ? "avx512-vnni-q4_0"
          : w->fmt == KERN_WFMT_BF16 ? "avx512-bf16" : "avx512-f32";
 }
@@ -453,8 +451,6 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
     case PATH_AMX:
         if (w->fmt == KERN_WFMT_BF16)
             a->c->amx->gemm_bf16(&j, g->ba);
-        else if (a->c->amx_int8 == KERN_AMX_INT8_2X2)
-            a->c->amx->gemm_q(&j, g->qa);
         else
             a->c->amx->gemm_q_ring(&j, g->qa, a->c->ring_ahead, a->c->ring_store_ahead);
         break;
@@ -678,7 +674,7 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
         return e;
     mm_group g = {0, m, hq ? &qa : NULL, hb ? &ba : NULL, x, NULL, choose(c, w, m)};
     adg_debug("kernels: matmul %lld x %lld %s, m = %lld: %s", (long long)w->n, (long long)w->k, kern_type_name(w->type),
-              (long long)m, variant_name(c, g.p, w));
+              (long long)m, variant_name(g.p, w));
     if (g.p == PATH_AMX && (e = pack_for_amx(c, hq ? &qa : NULL, hb ? &ba : NULL))) {
         if (hq)
             kern_qact_free(&qa);
@@ -697,7 +693,7 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
         kern_qact_free(&qa);
     if (hb)
         kern_bact_free(&ba);
-    fill_info(info, "matmul", path_impl(c, g.p), variant_name(c, g.p, w), 2ull * (uint64_t)m * (uint64_t)w->n * (uint64_t)w->k,
+    fill_info(info, "matmul", path_impl(c, g.p), variant_name(g.p, w), 2ull * (uint64_t)m * (uint64_t)w->n * (uint64_t)w->k,
               w->mat_bytes + (uint64_t)m * (uint64_t)(w->k + w->n) * 4, t0);
     return NULL;
 }
@@ -910,9 +906,9 @@ adg_error *kern_moe_matmul(kern_cpu *c, const kern_weight *w, const float *x, bo
         char variant[48];
         path pa = ng ? g[0].p : choose(c, w, 1);
         if (n_amx > 0 && n_amx < ng)
-            snprintf(variant, sizeof variant, "%s+%s", variant_name(c, PATH_AMX, w), variant_name(c, PATH_AVX512, w));
+            snprintf(variant, sizeof variant, "%s+%s", variant_name(PATH_AMX, w), variant_name(PATH_AVX512, w));
         else
-            snprintf(variant, sizeof variant, "%s", variant_name(c, n_amx ? PATH_AMX : pa, w));
+            snprintf(variant, sizeof variant, "%s", variant_name(n_amx ? PATH_AMX : pa, w));
         fill_info(info, "moe_matmul", path_impl(c, n_amx ? PATH_AMX : pa), variant,
                   2ull * (uint64_t)listpos * (uint64_t)w->n * (uint64_t)w->k,
                   (uint64_t)ng * w->mat_bytes + (uint64_t)xrows * (uint64_t)w->k * 4 + (uint64_t)listpos * (uint64_t)w->n * 4,

@@ -114,7 +114,7 @@ void kern_cpu_parallel(kern_cpu *ctx, int64_t n, int64_t work_per_item, kern_ran
 typedef struct kern_op_info {
     const char *op;          /* "matmul", "moe_matmul", "rmsnorm", ... (static string) */
     kern_impl impl;          /* implementation that ran (amx ops below crossover say avx512) */
-    char variant[48];        /* "amx-int8-2x2", "avx512-vnni-q4_0", "ref", ... */
+    char variant[48];        /* "amx-int8-q4_0", "avx512-vnni-q4_0", "ref", ... */
     uint64_t flops;          /* 2 per multiply-add */
     uint64_t bytes;          /* weights + activations read and results written */
     uint64_t ns;             /* wall time of the operation */

@@ -146,13 +146,8 @@ void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m);
 
 /* AMX micro-kernels: the same source compiled against the real tile instructions
  * (amx_gemm_hw.c) and against the emulator (amx_gemm_emu.c). */
-/* The int8 tile kernels; AMXDIAG_AMX_INT8_KERNEL=ring[:AHEAD,STORE_AHEAD]|1x1|2x2 picks one
- * for experiments (kern_cpu.c); "1x1" is the ring kernel with distances 1, 0. */
-typedef enum kern_amx_int8 { KERN_AMX_INT8_RING = 0, KERN_AMX_INT8_2X2 } kern_amx_int8;
-
 typedef struct kern_amx_kernels {
     const char *name;
-    void (*gemm_q)(const kern_gemm_job *j, const kern_qact *a);       /* 2x2 tiles, fp32 sums in L1 */
     /* 1 tile, fp32 sums in zmm, tile work `ahead` K blocks before the scaling (docs/kernels.md) */
     void (*gemm_q_ring)(const kern_gemm_job *j, const kern_qact *a, int ahead, int store_ahead);
     void (*gemm_bf16)(const kern_gemm_job *j, const kern_bact *a);
@@ -168,8 +163,9 @@ struct kern_cpu {
     kern_pool *pool;
     kern_crossover xo;
     const kern_amx_kernels *amx;     /* NULL unless amx / amx-emu */
-    kern_amx_int8 amx_int8;          /* AMXDIAG_AMX_INT8_KERNEL (default ring) */
-    int ring_ahead, ring_store_ahead;  /* the ring kernel's distances */
+    /* the int8 ring kernel's distances: AMXDIAG_AMX_INT8_KERNEL=ring[:AHEAD,STORE_AHEAD]|1x1
+     * (kern_cpu.c; "1x1" = 1, 0, the earlier default's schedule) */
+    int ring_ahead, ring_store_ahead;
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;

@@ -1,17 +1,15 @@
 /* AMX matmul kernels.  Included twice: by amx_gemm_hw.c with the real tile intrinsics
  * and by amx_gemm_emu.c with the emulator's (AMX_SYM names the two symbol sets).
  *
- * Tiles: tmm0/tmm1 = A (two 16-row activation tiles), tmm2/tmm3 = B (two 16-column weight
- * tiles), tmm4..tmm7 = C (the 2x2 block of 16x16 accumulators): 32 rows x 32 columns per
- * step, each B tile used twice and each A tile twice.
- *
- * int8 (Q8_0/Q4_0): one K block of 32 per TDPBSUD (A = signed activations 16 x 32 bytes,
- * B = unsigned weights q + o, 8 rows x 64 bytes, already in VNNI order in the panel), then
- * the four C tiles are stored and AVX-512 applies the block's scales into fp32
- * accumulators (the per-block scales forbid accumulating across blocks in the tile).
- * Q4_0 panels are unpacked to bytes once per pair of panels into scratch, reused for
- * every 32-row step of M.
- * bf16: K chunks of 32 (16 pairs) accumulate in the C tiles over the whole K. */
+ * int8 (Q8_0/Q4_0, gemm_q_ring): one K block of 32 per TDPBSUD (A = signed activations
+ * 16 x 32 bytes, B = unsigned weights q + o, 8 rows x 64 bytes, already in VNNI order in
+ * the panel); each block's C tile is stored and AVX-512 applies the block's scales into
+ * fp32 accumulators (the per-block scales forbid accumulating across blocks in the tile).
+ * Q4_0 panels are unpacked to bytes once per panel into scratch, reused for every 16-row
+ * step of M.
+ * bf16 (gemm_bf16): tmm0/tmm1 = A (two 16-row activation tiles), tmm2/tmm3 = B (two
+ * 16-column weight tiles), tmm4..tmm7 = the 2x2 block of 16x16 accumulators; K chunks of
+ * 32 (16 pairs) accumulate in the C tiles over the whole K. */
 
 #include <string.h>
 
@@ -73,100 +71,6 @@ static void AMX_SYM(unpack_i4)(const kern_weight *w, const uint8_t *panel, uint8
             _mm512_store_si512(out + b * 512 + g * 64, _mm512_and_si512(v, lo4));
             _mm512_store_si512(out + b * 512 + (g + 4) * 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
         }
-}
-
-static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a)
-{
-    const kern_weight *w = j->w;
-    const bool i4 = w->fmt == KERN_WFMT_I4;
-    uint8_t *sc = j->scratch;
-    int32_t *cbuf = (int32_t *)sc;                 /* 4 tiles x 16 x 16 int32 */
-    float *yacc = (float *)(sc + 4096);            /* 32 rows x 32 floats */
-    uint8_t *unp = sc + 8192;                      /* 2 x nb x 512 */
-    AMX_SYM(configure)(CFG_INT8);
-    const int64_t MB = AMX_SYM(mblock)(a->k);
-    for (int64_t mb = 0; mb < a->m; mb += MB) {
-    const int64_t me = mb + MB < a->m ? mb + MB : a->m;
-    for (int64_t p = j->p0; p < j->p1; p += 2) {
-        const int np = j->p1 - p >= 2 ? 2 : 1;
-        const uint8_t *wp0 = j->wmat + (size_t)p * w->panel_bytes;
-        const uint8_t *wp1 = np == 2 ? wp0 + w->panel_bytes : wp0;
-        const uint8_t *b0 = wp0, *b1 = wp1;
-        size_t bstep = w->blk_bytes;
-        if (i4) {
-            AMX_SYM(unpack_i4)(w, wp0, unp);
-            if (np == 2)
-                AMX_SYM(unpack_i4)(w, wp1, unp + (size_t)w->nb * 512);
-            b0 = unp;
-            b1 = np == 2 ? unp + (size_t)w->nb * 512 : unp;
-            bstep = 512;
-        }
-        for (int64_t m0 = mb; m0 < me; m0 += 32) {
-            const int mt = me - m0 > 16 ? 2 : 1;
-            const int rows_valid = me - m0 >= 32 ? 32 : (int)(me - m0);
-            memset(yacc, 0, 32 * 32 * sizeof(float));
-            const int8_t *a0 = a->qt + (size_t)(m0 / 16) * (size_t)a->nb * 512;
-            const int8_t *a1 = a0 + (size_t)a->nb * 512;
-            for (int64_t b = 0; b < a->nb; b++) {
-                const uint8_t *bb0 = b0 + b * bstep, *bb1 = b1 + b * bstep;
-                if (m0 == mb && !i4) {   /* first pass over the panels: they come from memory */
-                    AMX_SYM(prefetch)(wp0 + (b + 4) * w->blk_bytes, w->blk_bytes);
-                    if (np == 2)
-                        AMX_SYM(prefetch)(wp1 + (b + 4) * w->blk_bytes, w->blk_bytes);
-                }
-                _tile_loadd(0, a0 + b * 512, 32);
-                _tile_loadd(2, bb0, 64);
-                _tile_zero(4);
-                _tile_dpbsud(4, 0, 2);
-                if (np == 2) {
-                    _tile_loadd(3, bb1, 64);
-                    _tile_zero(5);
-                    _tile_dpbsud(5, 0, 3);
-                }
-                if (mt == 2) {
-                    _tile_loadd(1, a1 + b * 512, 32);
-                    _tile_zero(6);
-                    _tile_dpbsud(6, 1, 2);
-                    if (np == 2) {
-                        _tile_zero(7);
-                        _tile_dpbsud(7, 1, 3);
-                    }
-                }
-                _tile_stored(4, cbuf, 64);
-                if (np == 2)
-                    _tile_stored(5, cbuf + 256, 64);
-                if (mt == 2) {
-                    _tile_stored(6, cbuf + 512, 64);
-                    if (np == 2)
-                        _tile_stored(7, cbuf + 768, 64);
-                }
-                const size_t doff = i4 ? 256 : 512;
-                const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp0 + b * w->blk_bytes + doff)));
-                const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp1 + b * w->blk_bytes + doff)));
-                for (int r = 0; r < rows_valid; r++) {
-                    const int64_t m = m0 + r;
-                    const __m512 da = _mm512_set1_ps(a->d[m * a->nb + b]);
-                    const __m512 no = _mm512_set1_ps(a->negoff[m * a->nb + b]);
-                    const int32_t *cr = cbuf + (r >= 16 ? 512 : 0) + (r & 15) * 16;
-                    float *yr = yacc + r * 32;
-                    const __m512 t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cr)), da, no);
-                    _mm512_store_ps(yr, _mm512_fmadd_ps(t0, dw0, _mm512_load_ps(yr)));
-                    if (np == 2) {
-                        const __m512 t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cr + 256)), da, no);
-                        _mm512_store_ps(yr + 16, _mm512_fmadd_ps(t1, dw1, _mm512_load_ps(yr + 16)));
-                    }
-                }
-            }
-            for (int r = 0; r < rows_valid; r++) {
-                float *y = kern_yrow(j, m0 + r);
-                const int64_t n = p * KERN_PANEL;
-                _mm512_mask_storeu_ps(y + n, AMX_SYM(nmask)(w->n - n), _mm512_load_ps(yacc + r * 32));
-                if (np == 2)
-                    _mm512_mask_storeu_ps(y + n + 16, AMX_SYM(nmask)(w->n - n - 16), _mm512_load_ps(yacc + r * 32 + 16));
-            }
-        }
-    }
-}
 }
 
 /* The default int8 kernel ("ring"): one 16x16 C tile per step, its fp32 accumulators in 16

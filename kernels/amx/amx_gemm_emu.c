@@ -29,4 +29,4 @@
 #include "kernels/amx/amx_gemm.inc.c"
 #include "kernels/amx/amx_attn.inc.c"
 
-const kern_amx_kernels kern_amx_emu = {"amx-emu", emu_gemm_q, emu_gemm_q_ring, emu_gemm_bf16, emu_attn_block, emu_attn_scratch};
+const kern_amx_kernels kern_amx_emu = {"amx-emu", emu_gemm_q_ring, emu_gemm_bf16, emu_attn_block, emu_attn_scratch};

@@ -22,4 +22,4 @@
 #include "kernels/amx/amx_gemm.inc.c"
 #include "kernels/amx/amx_attn.inc.c"
 
-const kern_amx_kernels kern_amx_hw = {"amx", hw_gemm_q, hw_gemm_q_ring, hw_gemm_bf16, hw_attn_block, hw_attn_scratch};
+const kern_amx_kernels kern_amx_hw = {"amx", hw_gemm_q_ring, hw_gemm_bf16, hw_attn_block, hw_attn_scratch};
