@@ -518,13 +518,13 @@ static bool decode_window(bool restart)
                 k.present |= 1u << R.sel.role_of[m];
             }
         }
-        const char *name = cupti_range_names_at(&R.q, i, n);
+        const char *name = R.q.graph_launches ? NULL : cupti_range_names_at(&R.q, i, n);
         if (!name)
             R.st.unnamed++;
-        R.env.emit(CUPTI_REC_KMETRIC, &k, name ? name : "<unnamed>");
+        R.env.emit(CUPTI_REC_KMETRIC, &k, name ? name : R.q.graph_launches ? "<CUDA graph kernel>" : "<unnamed>");
         R.st.ranges++;
     }
-    if (n != R.q.n && !R.mismatch_noted) {
+    if (n != R.q.n && !R.q.graph_launches && !R.mismatch_noted) {
         R.mismatch_noted = true;
         char text[300];
         snprintf(text, sizeof text,
@@ -566,7 +566,10 @@ void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
                                                 "(the Range Profiler runs in the first context that launched one)");
                 }
             } else if (have) {
-                if (R.q.n >= R.env.max_ranges)
+                /* A graph launch runs kernels no callback names: its ranges get a window of
+                 * their own, so that the launches around it keep their names. */
+                bool boundary = graph ? R.q.n > 0 : R.q.graph_launches > 0;
+                if (R.q.n >= R.env.max_ranges || boundary)
                     decode_window(true);
                 if (R.state == ST_ACTIVE) {
                     if (graph)
@@ -593,7 +596,7 @@ void cupti_range_prof_sync(void)
         return;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
-    if (R.state == ST_ACTIVE && R.q.n &&
+    if (R.state == ST_ACTIVE && (R.q.n || R.q.graph_launches) &&
         R.env.now_ns() - R.window_start_ns >= (uint64_t)R.env.sync_period_ms * 1000000ull) {
         void *ctx = NULL;
         if (R.env.ctx_current(&ctx) == 0 && ctx == R.ctx)

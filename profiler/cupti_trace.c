@@ -376,7 +376,7 @@ static void on_kmetric(cupti_trace *t, const cupti_frame *f)
     const cupti_kmetric_rec *r = &f->u.kmetric;
     t->kmetrics++;
     t->counts.kmetrics++;
-    bool named = f->name_len && strcmp(f->name, "<unnamed>");
+    bool named = f->name_len && strcmp(f->name, "<unnamed>") && strcmp(f->name, "<CUDA graph kernel>");
     if (!named)
         t->kmetrics_unnamed++;
     kstat *k = kstat_get(t, f->name_len ? f->name : "<unnamed>");

@@ -239,6 +239,31 @@ static void test_runtime_launch_counted_once(void **st)
     assert_int_equal(G.n_kmetric, 4);
 }
 
+/* Kernels inside a CUDA graph have no launch callback of their own: the graph's ranges
+ * get their own window, named as graph kernels, and the launches around keep their names. */
+static void test_graph_window(void **st)
+{
+    (void)st;
+    start(16);
+    launch("_Z1aPf");
+    cupti_range_prof_launch_enter(NULL, true, true); /* cudaGraphLaunch: three kernels run */
+    cupti_range_prof_launch_enter(NULL, false, true);
+    cupti_range_prof_launch_exit(true);
+    kernel_ran();
+    kernel_ran();
+    kernel_ran();
+    launch("_Z1bPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 5);
+    assert_string_equal(G.kname[0], "_Z1aPf");
+    for (int i = 1; i <= 3; i++)
+        assert_string_equal(G.kname[i], "<CUDA graph kernel>");
+    assert_string_equal(G.kname[4], "_Z1bPf");
+    assert_int_equal(cupti_range_prof_stats().windows, 3);
+    assert_int_equal(cupti_range_prof_stats().unnamed, 3);
+    assert_int_equal(G.n_notes, 0);
+}
+
 static void test_privileges(void **st)
 {
     (void)st;
@@ -346,6 +371,7 @@ int main(void)
 #if defined(ADG_HAVE_CUPTI) && defined(ADG_FAKE_RANGE_CUPTI)
         cmocka_unit_test_setup(test_session_windows, setup_fake),
         cmocka_unit_test_setup(test_runtime_launch_counted_once, setup_fake),
+        cmocka_unit_test_setup(test_graph_window, setup_fake),
         cmocka_unit_test_setup(test_privileges, setup_fake),
         cmocka_unit_test_setup(test_unsupported_and_missing_metric, setup_fake),
         cmocka_unit_test_setup(test_fatal_and_other_context, setup_fake),
