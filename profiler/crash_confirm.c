@@ -64,6 +64,8 @@ static void update_crash_events(json_t *root, json_t *crash)
     }
 }
 
+static bool prof_confirm_wanted_path(const prof_options *o);
+
 adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
 {
     return prof_confirm_run_msg(o, true, ran, rc);
@@ -71,21 +73,90 @@ adg_error *prof_confirm_run(const prof_options *o, bool *ran, int *rc)
 
 adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, int *rc)
 {
-    *ran = false;
-    *rc = 0;
-    if (!o->argv || !o->out)
-        return NULL;
+    prof_confirm_result res;
+    if (!quiet && prof_confirm_wanted_path(o))
+        fprintf(stderr, "amxdiag: the kernel behind the CUDA error is not certain: running the command again with "
+                        "CUDA_LAUNCH_BLOCKING=1 to confirm it (--no-confirm skips this)\n");
+    fflush(NULL);
+    adg_error *e = prof_confirm_run_ex(o, &res);
+    *ran = res.ran;
+    *rc = res.rc;
+    if (!quiet && res.summary[0])
+        fprintf(stderr, "amxdiag: %s\n", res.summary);
+    return e;
+}
+
+static bool blocking_already(void)
+{
     /* The first run was blocking already: a second one would only repeat it. */
     const char *lb = getenv("CUDA_LAUNCH_BLOCKING");
-    if (lb && !strcmp(lb, "1"))
+    return lb && !strcmp(lb, "1");
+}
+
+bool prof_confirm_wanted(const prof_options *o, const json_t *record)
+{
+    if (!o->argv || !o->out || blocking_already() || !json_is_object(record))
+        return false;
+    const char *status = json_string_value(json_object_get(record, "status"));
+    return crash_needs_confirmation(json_object_get(record, "crash")) && !(status && !strcmp(status, "interrupted"));
+}
+
+static bool prof_confirm_wanted_path(const prof_options *o)
+{
+    if (!o->argv || !o->out || blocking_already())
+        return false;
+    json_t *root;
+    adg_error *e = adg_record_load(o->out, &root);
+    if (e) {
+        adg_error_free(e);
+        return false;
+    }
+    bool want = prof_confirm_wanted(o, root);
+    json_decref(root);
+    return want;
+}
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+    snprintf(dst, len, "%s", src ? src : "");
+}
+
+/* The one line that says what the merged confirmation found. */
+static void summarise(const json_t *crash, prof_confirm_result *res)
+{
+    json_t *cf = json_object_get(crash, "confirmation");
+    const char *k = json_string_value(json_object_get(cf, "kernel"));
+    const char *first = json_string_value(json_object_get(json_object_get(cf, "first_guess"), "kernel"));
+    json_t *agrees = json_object_get(cf, "agrees");
+    res->reproduced = json_is_true(json_object_get(cf, "reproduced"));
+    res->certain = res->reproduced && k && json_is_boolean(agrees);
+    res->agrees = json_is_boolean(agrees) ? json_is_true(agrees) : -1;
+    copy_str(res->kernel, sizeof res->kernel, res->certain ? k : NULL);
+    copy_str(res->first_guess, sizeof res->first_guess, first);
+    if (!res->reproduced)
+        snprintf(res->summary, sizeof res->summary, "the blocking re-run did not reproduce the error (exit status %d)",
+                 res->rc);
+    else if (res->certain)
+        snprintf(res->summary, sizeof res->summary, "confirmed by a blocking re-run: the faulting kernel is '%s'%s%s%s",
+                 k, res->agrees == 0 ? " (not '" : "", res->agrees == 0 && first ? first : "",
+                 res->agrees == 0 ? "', the launch ring's first guess)" : "");
+    else
+        snprintf(res->summary, sizeof res->summary,
+                 "the blocking re-run failed too but could not name the kernel for certain");
+}
+
+adg_error *prof_confirm_run_ex(const prof_options *o, prof_confirm_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->agrees = -1;
+    if (!o->argv || !o->out || blocking_already())
         return NULL;
     json_t *root;
     adg_error *e = adg_record_load(o->out, &root);
     if (e)
         return adg_error_prefix(e, "run record");
     json_t *crash = json_object_get(root, "crash");
-    const char *status = json_string_value(json_object_get(root, "status"));
-    if (!crash_needs_confirmation(crash) || (status && !strcmp(status, "interrupted"))) {
+    if (!prof_confirm_wanted(o, root)) {
         json_decref(root);
         return NULL;
     }
@@ -102,9 +173,6 @@ adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, in
     o2.tee = true;
     o2.output_to_stderr = true;
     adg_info("running the command again with CUDA_LAUNCH_BLOCKING=1 to confirm the faulting kernel");
-    if (!quiet)
-        fprintf(stderr, "amxdiag: the kernel behind the CUDA error is not certain: running the command again with "
-                        "CUDA_LAUNCH_BLOCKING=1 to confirm it (--no-confirm skips this)\n");
     fflush(NULL);
     env_save env;
     env_set_blocking(&env);
@@ -112,8 +180,8 @@ adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, in
     memset(&out, 0, sizeof out);
     e = prof_session_run(&o2, &out);
     env_restore(&env);
-    *ran = true;
-    *rc = out.exit_code;
+    res->ran = true;
+    res->rc = out.exit_code;
     if (out.workload_error)
         adg_error_free(out.workload_error);
     if (e) {
@@ -122,23 +190,21 @@ adg_error *prof_confirm_run_msg(const prof_options *o, bool quiet, bool *ran, in
         unlink(tmp);
         return adg_error_prefix(e, "confirmation re-run (CUDA_LAUNCH_BLOCKING=1)");
     }
+    const char *st2 = json_string_value(json_object_get(out.record, "status"));
+    if (st2 && !strcmp(st2, "interrupted")) {
+        /* Stopped half-way: it proves nothing either way. */
+        res->interrupted = true;
+        snprintf(res->summary, sizeof res->summary,
+                 "the blocking re-run was stopped before it ended: the launch ring's analysis stands");
+        json_decref(out.record);
+        json_decref(root);
+        unlink(tmp);
+        return NULL;
+    }
     json_t *c2 = json_object_get(out.record, "crash");
     crash_merge_confirmation(crash, json_is_object(c2) ? c2 : NULL, out.exit_code);
     update_crash_events(root, crash);
-    if (!quiet) {
-        json_t *cf = json_object_get(crash, "confirmation");
-        const char *k = json_string_value(json_object_get(cf, "kernel"));
-        const char *first = json_string_value(json_object_get(json_object_get(cf, "first_guess"), "kernel"));
-        if (!json_is_true(json_object_get(cf, "reproduced")))
-            fprintf(stderr, "amxdiag: the blocking re-run did not reproduce the error (exit status %d)\n", out.exit_code);
-        else if (k && json_is_boolean(json_object_get(cf, "agrees")))
-            fprintf(stderr, "amxdiag: confirmed by a blocking re-run: the faulting kernel is '%s'%s%s%s\n", k,
-                    json_is_false(json_object_get(cf, "agrees")) ? " (not '" : "",
-                    json_is_false(json_object_get(cf, "agrees")) && first ? first : "",
-                    json_is_false(json_object_get(cf, "agrees")) ? "', the launch ring's first guess)" : "");
-        else
-            fprintf(stderr, "amxdiag: the blocking re-run failed too but could not name the kernel for certain\n");
-    }
+    summarise(crash, res);
     json_decref(out.record);
     unlink(tmp);
     e = adg_json_write_atomic(o->out, root);

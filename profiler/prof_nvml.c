@@ -51,6 +51,7 @@ typedef struct nvml_dev {
     char inst[16];
     char name[96], uuid[96];
     bool ok[NMET];           /* the query works on this device (checked at open) */
+    adg_nvml_return rc[NMET]; /* what it answered at open when it did not work */
     bool failed[NMET];       /* it failed later; said once */
     unsigned long long total;
     unsigned power_limit_mw, max_sm_mhz;
@@ -288,22 +289,32 @@ static void probe_device(nvml_state *s, nvml_dev *d)
     const adg_nvml *n = &s->lib;
     adg_nvml_memory mem;
     adg_nvml_utilization u;
-    unsigned v;
-    d->ok[M_USED] = d->ok[M_TOTAL] = n->DeviceGetMemoryInfo && n->DeviceGetMemoryInfo(d->h, &mem) == ADG_NVML_SUCCESS;
+    unsigned v, cnt = 0;
+    for (int k = 0; k < NMET; k++)
+        d->rc[k] = ADG_NVML_ERROR_NOT_SUPPORTED; /* also: this NVML lacks the entry point */
+    if (n->DeviceGetMemoryInfo)
+        d->rc[M_USED] = d->rc[M_TOTAL] = n->DeviceGetMemoryInfo(d->h, &mem);
+    if (n->DeviceGetUtilizationRates)
+        d->rc[M_UTIL] = d->rc[M_MUTIL] = n->DeviceGetUtilizationRates(d->h, &u);
+    if (n->DeviceGetPowerUsage)
+        d->rc[M_POWER] = n->DeviceGetPowerUsage(d->h, &v);
+    if (n->DeviceGetTemperature)
+        d->rc[M_TEMP] = n->DeviceGetTemperature(d->h, ADG_NVML_TEMPERATURE_GPU, &v);
+    if (n->DeviceGetClockInfo)
+        d->rc[M_CLOCK] = n->DeviceGetClockInfo(d->h, ADG_NVML_CLOCK_SM, &v);
+    /* PCIe is tried by its thread (a 20 ms measurement): assumed to work until it fails. */
+    if (n->DeviceGetPcieThroughput)
+        d->rc[M_RX] = d->rc[M_TX] = ADG_NVML_SUCCESS;
+    if (n->DeviceGetComputeRunningProcesses) {
+        /* With no room given, the driver answers "insufficient size" when processes run. */
+        d->rc[M_WL] = n->DeviceGetComputeRunningProcesses(d->h, &cnt, NULL);
+        if (d->rc[M_WL] == ADG_NVML_ERROR_INSUFFICIENT_SIZE)
+            d->rc[M_WL] = ADG_NVML_SUCCESS;
+    }
+    for (int k = 0; k < NMET; k++)
+        d->ok[k] = d->rc[k] == ADG_NVML_SUCCESS;
     if (d->ok[M_TOTAL])
         d->total = mem.total;
-    d->ok[M_UTIL] = d->ok[M_MUTIL] =
-        n->DeviceGetUtilizationRates && n->DeviceGetUtilizationRates(d->h, &u) == ADG_NVML_SUCCESS;
-    d->ok[M_POWER] = n->DeviceGetPowerUsage && n->DeviceGetPowerUsage(d->h, &v) == ADG_NVML_SUCCESS;
-    d->ok[M_TEMP] = n->DeviceGetTemperature && n->DeviceGetTemperature(d->h, ADG_NVML_TEMPERATURE_GPU, &v) == ADG_NVML_SUCCESS;
-    d->ok[M_CLOCK] = n->DeviceGetClockInfo && n->DeviceGetClockInfo(d->h, ADG_NVML_CLOCK_SM, &v) == ADG_NVML_SUCCESS;
-    /* PCIe is tried by its thread (a 20 ms measurement): assumed to work until it fails. */
-    d->ok[M_RX] = d->ok[M_TX] = n->DeviceGetPcieThroughput != NULL;
-    unsigned cnt = 0;
-    /* With no room given, the driver answers "insufficient size" when processes run. */
-    adg_nvml_return rc = n->DeviceGetComputeRunningProcesses ? n->DeviceGetComputeRunningProcesses(d->h, &cnt, NULL)
-                                                             : ADG_NVML_ERROR_NOT_SUPPORTED;
-    d->ok[M_WL] = rc == ADG_NVML_SUCCESS || rc == ADG_NVML_ERROR_INSUFFICIENT_SIZE;
     if (!n->DeviceGetName || n->DeviceGetName(d->h, d->name, sizeof d->name) != ADG_NVML_SUCCESS)
         d->name[0] = 0;
     if (!n->DeviceGetUUID || n->DeviceGetUUID(d->h, d->uuid, sizeof d->uuid) != ADG_NVML_SUCCESS)
@@ -312,6 +323,16 @@ static void probe_device(nvml_state *s, nvml_dev *d)
         d->power_limit_mw = 0;
     if (!n->DeviceGetMaxClockInfo || n->DeviceGetMaxClockInfo(d->h, ADG_NVML_CLOCK_SM, &d->max_sm_mhz) != ADG_NVML_SUCCESS)
         d->max_sm_mhz = 0;
+}
+
+/* "gpu1: not supported by the GPU or driver" or the error NVML gave. */
+static void open_reason(nvml_state *s, const nvml_dev *d, int k, char *buf, size_t len)
+{
+    char why[160];
+    if (d->rc[k] == ADG_NVML_ERROR_NOT_SUPPORTED)
+        snprintf(buf, len, "%s: not supported by this GPU or driver (NVML)", d->inst);
+    else
+        snprintf(buf, len, "%s: %s", d->inst, adg_nvml_error(&s->lib, d->rc[k], why, sizeof why));
 }
 
 static adg_error *nvml_open(prof_ctx *ctx, void **state)
@@ -362,10 +383,14 @@ static adg_error *nvml_open(prof_ctx *ctx, void **state)
         for (unsigned i = 0; i < s->ndev; i++)
             works += s->dev[i].ok[k];
         if (!works) {
-            adg_bus_unavailable(ctx->bus, COLLECTOR, defs[k].name,
-                                k == M_WL && !s->lib.DeviceGetComputeRunningProcesses
-                                    ? "this NVML has no nvmlDeviceGetComputeRunningProcesses"
-                                    : "not supported by the GPU or driver (NVML)");
+            char why[256];
+            if (k == M_WL && !s->lib.DeviceGetComputeRunningProcesses)
+                snprintf(why, sizeof why, "this NVML has no nvmlDeviceGetComputeRunningProcesses");
+            else if (s->ndev == 1)
+                open_reason(s, &s->dev[0], k, why, sizeof why);
+            else
+                snprintf(why, sizeof why, "not supported by the GPUs or driver (NVML)");
+            adg_bus_unavailable(ctx->bus, COLLECTOR, defs[k].name, why);
             continue;
         }
         adg_error *re = adg_bus_register(ctx->bus, COLLECTOR, &defs[k], &s->m[k]);
@@ -376,13 +401,18 @@ static adg_error *nvml_open(prof_ctx *ctx, void **state)
         }
         for (unsigned i = 0; i < s->ndev; i++)
             if (!s->dev[i].ok[k]) {
-                char msg[96];
-                snprintf(msg, sizeof msg, "%s: not supported by this GPU or driver (NVML)", s->dev[i].inst);
+                char msg[256];
+                open_reason(s, &s->dev[i], k, msg, sizeof msg);
                 adg_bus_unavailable(ctx->bus, COLLECTOR, defs[k].name, msg);
             }
     }
     if (s->m[M_RX] >= 0 && pthread_create(&s->th, NULL, pcie_main, s) == 0)
         s->th_started = true;
+    /* The device names for live consumers (top's header); the record gets the section. */
+    json_t *names = json_array();
+    for (unsigned i = 0; i < s->ndev; i++)
+        json_array_append_new(names, json_pack("{s:s,s:s}", "instance", s->dev[i].inst, "name", s->dev[i].name));
+    adg_bus_snapshot_put(ctx->bus, "nvml_devices", names);
     *state = s;
     return NULL;
 }

@@ -30,6 +30,8 @@ static void amx_state(tui_app *a, char *buf, size_t len)
 static void gpus(tui_app *a, char *buf, size_t len)
 {
     json_t *g = json_object_get(a->machine, "gpus");
+    if (!json_is_array(g) || !json_array_size(g))
+        g = a->gpus; /* NVML's device list */
     if (json_is_array(g) && json_array_size(g)) {
         json_t *first = json_array_get(g, 0);
         const char *name = json_string_value(json_object_get(first, "name"));

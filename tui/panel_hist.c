@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/adg_util.h"
 #include "tui/tui_internal.h"
 
 typedef struct line {
@@ -15,7 +16,8 @@ typedef struct line {
 static const line lines[] = {
     {"tokens/s", TUI_M_ENGINE_TPS, 0},  {"tokens/s", TUI_M_WL_TPS, 0},   {"AMX %", TUI_M_ISA_AMX, 100},
     {"AVX-512 %", TUI_M_ISA_AVX512, 100}, {"workload", TUI_M_WL_CPU, 0},  {"DRAM read", TUI_M_MEM_RD, 0},
-    {"MBM", TUI_M_MEM_MBM, 0},         {"GPU busy", TUI_M_GPU_BUSY, 100}, {"AMX busy", TUI_M_AMX_BUSY, 100},
+    {"MBM", TUI_M_MEM_MBM, 0},         {"GPU util", TUI_M_GPU_UTIL, 100}, {"GPU busy", TUI_M_GPU_BUSY, 100},
+    {"GPU mem", TUI_M_GPU_MEM, 0},     {"AMX busy", TUI_M_AMX_BUSY, 100},
 };
 
 static void fmt(tui_app *a, int key, double v, char *buf, size_t len)
@@ -23,6 +25,8 @@ static void fmt(tui_app *a, int key, double v, char *buf, size_t len)
     const char *unit = tui_metric_unit(a, key);
     if (!strcmp(unit, "B/s"))
         tui_fmt_rate(v, buf, len);
+    else if (!strcmp(unit, "B"))
+        adg_fmt_bytes(v, buf, len);
     else if (!strcmp(unit, "%"))
         snprintf(buf, len, "%.0f%%", v);
     else
@@ -52,7 +56,11 @@ void tui_panel_hist(tui_app *a, tui_canvas *c, tui_rect r, bool focused)
         bool any = tui_history(a, l->key, NULL, buf, sw, &mx);
         /* The second tokens/s source and optional metrics only take a line when they
          * have data; the others say why they are missing. */
-        if (!any && (l->key == TUI_M_ENGINE_TPS || l->key == TUI_M_MEM_MBM || l->key == TUI_M_AMX_BUSY))
+        if (!any && (l->key == TUI_M_ENGINE_TPS || l->key == TUI_M_MEM_MBM || l->key == TUI_M_AMX_BUSY ||
+                     l->key == TUI_M_GPU_UTIL || l->key == TUI_M_GPU_MEM))
+            continue;
+        /* NVML's utilisation stands in for the trace's busy when only it runs. */
+        if (!any && l->key == TUI_M_GPU_BUSY && tui_metric_id(a, TUI_M_GPU_UTIL) >= 0)
             continue;
         if (is_tps)
             tps_shown = true;

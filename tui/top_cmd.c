@@ -107,6 +107,7 @@ typedef struct top_opts {
     int dump_w, dump_h;
     adg_color_mode color;
     bool recorded, interrupted; /* the live run wrote its record; with status interrupted */
+    bool confirm;               /* the blocking re-run of an uncertain CUDA fault (not --no-confirm/--sanitize) */
 } top_opts;
 
 static void load_ceilings(tui_app *a, const char *cpu, int ncpus)
@@ -132,6 +133,7 @@ static adg_error *setup_replay(tui_app *a, const top_opts *t)
     a->workload = json_incref(json_object_get(rec, "workload"));
     a->hot = json_incref(json_object_get(rec, "hot_functions"));
     a->config = json_incref(json_object_get(rec, "config"));
+    a->gpus = json_incref(json_object_get(json_object_get(rec, "nvml"), "devices"));
     json_t *online = json_object_get(a->machine, "online_cpus");
     load_ceilings(a, json_string_value(json_object_get(a->machine, "cpu_model")),
                   json_is_integer(online) ? (int)json_integer_value(online) : 0);
@@ -259,12 +261,20 @@ static int run_live_batch(tui_app *a, top_opts *t)
     t->recorded = true;
     const char *st = json_string_value(json_object_get(out.record, "status"));
     t->interrupted = st && !strcmp(st, "interrupted");
-    tui_live l = {.out = out, .o = t->prof};
+    tui_live l = {.out = out, .o = t->prof, .confirm = t->confirm};
+    if (l.confirm && prof_confirm_wanted(&l.o, out.record))
+        fprintf(stderr, "amxdiag top: the kernel behind the CUDA error is not certain: running the command again "
+                        "with CUDA_LAUNCH_BLOCKING=1 to confirm it (--no-confirm skips this)\n");
+    bool confirmed = tui_live_confirm(&l);
     a->t_ns = adg_bus_elapsed_ns(a->bus);
     a->finished = true;
     tui_live_finish_app(&l, a);
+    tui_live_confirm_notes(&l, a);
+    if (confirmed && a->confirm_summary[0])
+        fprintf(stderr, "amxdiag top: %s\n", a->confirm_summary);
     int code = print_view(a, t);
-    json_decref(out.record);
+    tui_live_adopt_confirmed(&l);
+    json_decref(l.out.record);
     return code ? code : out.exit_code;
 }
 
@@ -282,6 +292,7 @@ static int run_live(tui_app *a, top_opts *t)
     l.tty_in = l.tty_out = l.saved_err = -1;
     l.o = t->prof;
     l.o.bus = a->bus;
+    l.confirm = t->confirm;
     char logbuf[4096];
     snprintf(logbuf, sizeof logbuf, "%s.log", t->prof.out);
     if (!isatty(0) || !isatty(1)) {
@@ -449,6 +460,8 @@ int tui_top_cmd_main(int argc, char **argv)
     if (rc != PROF_CLI_CONTINUE)
         return rc;
     t.prof = cli.o;
+    /* --sanitize settles the fault's kernel itself: the blocking re-run would repeat it. */
+    t.confirm = !cli.no_confirm && !cli.sanitize;
     if (t.json && t.dump) {
         fprintf(stderr, "amxdiag: error: give either --json or --dump, not both\n");
         return adg_cmd_usage_error("top");

@@ -21,9 +21,10 @@ void tui_app_free(tui_app *a)
     json_decref(a->workload);
     json_decref(a->hot);
     json_decref(a->config);
+    json_decref(a->gpus);
     json_decref(a->unavail);
     free(a->values);
-    a->machine = a->workload = a->hot = a->config = a->unavail = NULL;
+    a->machine = a->workload = a->hot = a->config = a->gpus = a->unavail = NULL;
     a->values = NULL;
 }
 
@@ -110,7 +111,7 @@ size_t tui_instances(tui_app *a, int key, char ***names)
 const char *tui_na_reason(tui_app *a, int key, char *buf, size_t len)
 {
     const tui_metric_ref *m = &tui_metrics[key];
-    json_t *hit = NULL, *coll_hit = NULL;
+    json_t *hit = NULL, *coll_hit = NULL, *coll2_hit = NULL;
     size_t i;
     json_t *u;
     json_array_foreach(a->unavail, i, u) {
@@ -120,9 +121,11 @@ const char *tui_na_reason(tui_app *a, int key, char *buf, size_t len)
             hit = u;
         else if (!coll_hit && coll && !strcmp(coll, m->collector))
             coll_hit = u;
+        else if (!coll2_hit && coll && m->collector2 && !strcmp(coll, m->collector2))
+            coll2_hit = u;
     }
     if (!hit)
-        hit = coll_hit;
+        hit = coll_hit ? coll_hit : coll2_hit;
     if (hit) {
         const char *coll = json_string_value(json_object_get(hit, "collector"));
         const char *reason = json_string_value(json_object_get(hit, "reason"));

@@ -164,6 +164,14 @@ enum tui_metric_key {
     TUI_M_GPU_D2H,
     TUI_M_GPU_LAUNCHES,
     TUI_M_GPU_ERRORS,
+    TUI_M_GPU_UTIL,      /* NVML: any process's kernels */
+    TUI_M_GPU_MEM_UTIL,
+    TUI_M_GPU_POWER,
+    TUI_M_GPU_TEMP,
+    TUI_M_GPU_CLOCK,
+    TUI_M_GPU_PCIE_RX,
+    TUI_M_GPU_PCIE_TX,
+    TUI_M_GPU_WL_MEM,    /* the workload's processes' device memory */
     TUI_M_ENGINE_TPS,
     TUI_M_WL_TPS,
     TUI_NMETRICS
@@ -174,6 +182,7 @@ typedef struct tui_metric_ref {
     const char *name;       /* the bus name */
     const char *collector;  /* the collector expected to publish it (for unavailable reasons) */
     const char *label;      /* short label on screen */
+    const char *collector2; /* another collector that may publish it (NULL: none) */
 } tui_metric_ref;
 
 extern const tui_metric_ref tui_metrics[TUI_NMETRICS];
@@ -197,13 +206,14 @@ typedef struct tui_app {
     json_t *workload;
     json_t *hot;            /* hot_functions; live: filled when the run ends */
     json_t *config;
+    json_t *gpus;           /* [{instance, name, ...}]: NVML's devices (bus snapshot live, record's nvml section) */
     char source[512];       /* "replay RUN.json" / "live: COMMAND" */
     bool live;
     bool finished;          /* live: the workload ended; replay: reached the end */
     bool failed;            /* live: the session failed or was interrupted (the loop leaves) */
     bool quit_key;          /* the user quit with q or Ctrl-C (not a signal) */
     int quit_code;          /* exit code asked by the key: 0 for q, 130 for Ctrl-C */
-    char finish_note[256];
+    char finish_note[1024];
 
     uint64_t t_ns;          /* the instant the screen shows (bus time) */
     bool paused;
@@ -218,6 +228,10 @@ typedef struct tui_app {
     unsigned gpu_errors;    /* "cuda-error" and "crash" events seen */
     char last_gpu_error[160];
     char last_warning[256]; /* the latest "warning" event (NUMA placement, ...) */
+    /* Live: the blocking re-run that confirms a CUDA fault's kernel (profiler/crash_confirm.h). */
+    bool confirming;        /* it runs now */
+    char confirm_note[256]; /* short, for the GPU panel: "confirming ..." then what it found; "" when not run */
+    char confirm_summary[768]; /* the full sentence (footer, snapshot) */
     size_t events_seen;
     json_t *unavail;        /* the bus's unavailable list, refreshed every frame */
 

@@ -7,6 +7,7 @@
 #include "tui/tui_live.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,15 @@
 #include <unistd.h>
 
 #include "common/adg_util.h"
+
+/* Notes are cut to their buffer on purpose (the screen cuts them again). */
+__attribute__((format(printf, 3, 4))) static void note(char *dst, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, len, fmt, ap);
+    va_end(ap);
+}
 
 adg_error *tui_live_redirect(tui_live *l, const char *log_path)
 {
@@ -99,14 +109,93 @@ adg_error *tui_live_run(tui_live *l, tui_app *a, tui_screen *s, tui_canvas *c, c
     if (pthread_create(&th, NULL, screen_main, &j) != 0)
         return adg_error_new(ADG_E_INTERNAL, "cannot start the screen's thread");
     l->err = prof_session_run(&l->o, &l->out);
+    if (!l->err)
+        tui_live_confirm(l);
     atomic_store(&l->done, true);
     pthread_join(th, NULL);
+    tui_live_adopt_confirmed(l);
     return j.err;
+}
+
+bool tui_live_confirm(tui_live *l)
+{
+    if (!l->confirm || !prof_confirm_wanted(&l->o, l->out.record))
+        return false;
+    atomic_store(&l->confirm_state, 1);
+    adg_error *e = prof_confirm_run_ex(&l->o, &l->confirm_res);
+    if (e) {
+        snprintf(l->confirm_error, sizeof l->confirm_error, "%s", adg_error_msg(e));
+        adg_error_free(e);
+    } else if (l->confirm_res.ran && !l->confirm_res.interrupted) {
+        json_t *merged;
+        e = adg_record_load(l->o.out, &merged);
+        if (e) {
+            snprintf(l->confirm_error, sizeof l->confirm_error, "%s", adg_error_msg(e));
+            adg_error_free(e);
+        } else
+            l->confirmed_record = merged;
+    }
+    atomic_store(&l->confirm_state, 2);
+    return true;
+}
+
+void tui_live_adopt_confirmed(tui_live *l)
+{
+    if (!l->confirmed_record)
+        return;
+    json_decref(l->out.record);
+    l->out.record = l->confirmed_record;
+    l->confirmed_record = NULL;
+}
+
+/* The confirmation's sentence goes first on the footer: it is what the user waits for. */
+static void prepend_finish(tui_app *a, const char *text)
+{
+    char old[sizeof a->finish_note];
+    snprintf(old, sizeof old, "%s", a->finish_note);
+    note(a->finish_note, sizeof a->finish_note, "%s%s%s", text, old[0] ? "; " : "", old);
+}
+
+void tui_live_confirm_notes(tui_live *l, tui_app *a)
+{
+    int st = atomic_load(&l->confirm_state);
+    const prof_confirm_result *r = &l->confirm_res;
+    if (st == 1) {
+        a->confirming = true;
+        note(a->confirm_note, sizeof a->confirm_note, "confirming the fault's kernel (CUDA_LAUNCH_BLOCKING=1)...");
+        note(a->confirm_summary, sizeof a->confirm_summary,
+                 "the kernel behind the CUDA error is not certain: running the command again with "
+                 "CUDA_LAUNCH_BLOCKING=1 to confirm it (q stops it; --no-confirm skips it)");
+        prepend_finish(a, "confirming the faulting kernel: the command runs again with CUDA_LAUNCH_BLOCKING=1");
+        return;
+    }
+    if (st != 2)
+        return;
+    a->confirming = false;
+    if (l->confirm_error[0]) {
+        note(a->confirm_note, sizeof a->confirm_note, "confirmation failed: %s", l->confirm_error);
+        note(a->confirm_summary, sizeof a->confirm_summary, "the confirmation re-run failed: %s", l->confirm_error);
+        prepend_finish(a, a->confirm_summary);
+        return;
+    }
+    if (r->interrupted)
+        note(a->confirm_note, sizeof a->confirm_note, "confirmation stopped: the ring's guess stands");
+    else if (r->certain && r->agrees == 0)
+        note(a->confirm_note, sizeof a->confirm_note, "fault: %s (confirmed; ring guessed %s)", r->kernel,
+                 r->first_guess);
+    else if (r->certain)
+        note(a->confirm_note, sizeof a->confirm_note, "fault: %s (confirmed)", r->kernel);
+    else if (!r->reproduced)
+        note(a->confirm_note, sizeof a->confirm_note, "blocking re-run: no error (exit %d)", r->rc);
+    else
+        note(a->confirm_note, sizeof a->confirm_note, "blocking re-run: the kernel is still uncertain");
+    note(a->confirm_summary, sizeof a->confirm_summary, "%s", r->summary);
+    prepend_finish(a, a->confirm_summary);
 }
 
 void tui_live_finish_app(tui_live *l, tui_app *a)
 {
-    json_t *rec = l->out.record;
+    json_t *rec = l->confirmed_record ? l->confirmed_record : l->out.record;
     if (rec) {
         json_decref(a->hot);
         a->hot = json_incref(json_object_get(rec, "hot_functions"));
@@ -117,6 +206,11 @@ void tui_live_finish_app(tui_live *l, tui_app *a)
         }
         json_decref(a->workload);
         a->workload = json_incref(json_object_get(rec, "workload"));
+        json_t *gpus = json_object_get(json_object_get(rec, "nvml"), "devices");
+        if (gpus) {
+            json_decref(a->gpus);
+            a->gpus = json_incref(gpus);
+        }
         const char *st = json_string_value(json_object_get(rec, "status"));
         /* Ctrl-C / SIGTERM reached the session (which stopped the workload): leave too. */
         if (st && !strcmp(st, "interrupted") && !a->quit_key)
@@ -135,6 +229,15 @@ void tui_live_finish_app(tui_live *l, tui_app *a)
 bool tui_live_poll(void *ctx, tui_app *a)
 {
     tui_live *l = ctx;
+    if (!atomic_load(&l->done) && atomic_load(&l->confirm_state) == 1) {
+        /* The workload ended and runs again to confirm its fault: the first run's record
+         * is on screen meanwhile, with the status line saying so. */
+        if (!a->confirming) {
+            tui_live_finish_app(l, a);
+            tui_live_confirm_notes(l, a);
+        }
+        return false;
+    }
     if (!atomic_load(&l->done)) {
         /* The sampler refreshes its hot functions about once a second while the run
          * goes on; a paused screen keeps the list it shows. */
@@ -143,9 +246,15 @@ bool tui_live_poll(void *ctx, tui_app *a)
             json_decref(a->hot);
             a->hot = hot;
         }
+        json_t *gpus = adg_bus_snapshot_get(a->bus, "nvml_devices", &l->gpus_version);
+        if (gpus) {
+            json_decref(a->gpus);
+            a->gpus = gpus;
+        }
         return false;
     }
     tui_live_finish_app(l, a);
+    tui_live_confirm_notes(l, a);
     return true;
 }
 

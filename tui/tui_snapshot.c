@@ -42,6 +42,10 @@ json_t *tui_snapshot_json(tui_app *a, const tui_canvas *c)
     json_object_set_new(root, "values", values);
     json_object_set_new(root, "unavailable", a->unavail ? json_deep_copy(a->unavail) : json_array());
     json_object_set_new(root, "hot_functions", a->hot ? json_deep_copy(a->hot) : json_null());
+    json_object_set_new(root, "crash_confirmation",
+                        a->confirm_summary[0] ? json_pack("{s:s,s:s,s:s}", "state", a->confirming ? "running" : "done",
+                                                          "note", a->confirm_note, "summary", a->confirm_summary)
+                                              : json_null());
     json_object_set_new(root, "screen", screen);
     return root;
 }

@@ -209,6 +209,7 @@ static void test_render_reasons_instead_of_blanks(void **state)
     expect_text(text, "AMX busy (PMU) n/a - pmu: no hardware PMU in this VM");
     expect_text(text, "DRAM bandwidth: n/a - uncore: no uncore_imc PMU");
     expect_text(text, "resident per node: n/a - numa: /proc/PID/numa_maps");
+    expect_text(text, "GPU: n/a - not measured: no collector");
     expect_text(text, "busy: n/a - not measured: no collector");
     expect_text(text, "no hot_functions section");
     expect_text(text, "no measured ceiling");
