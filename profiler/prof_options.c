@@ -265,6 +265,9 @@ static int finish(prof_cli *cli, const char *cmd, uint64_t n_ctx)
         fprintf(stderr, "amxdiag: error: --out needs a file name\n");
         return adg_cmd_usage_error(cmd);
     }
+    if (o->gpu_metrics && !(o->sets & PROF_SET_GPU))
+        fprintf(stderr, "amxdiag: warning: --gpu-metrics reads counters through the gpu set, which -e leaves out: "
+                        "no GPU counters will be read (add gpu to -e)\n");
     if (cli->sanitize && !o->argv) {
         fprintf(stderr, "amxdiag: error: --sanitize reruns a command: give one after --\n");
         return adg_cmd_usage_error(cmd);

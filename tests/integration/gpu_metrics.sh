@@ -84,6 +84,9 @@ grep -q "gpu.metrics: --gpu-metrics: GPU performance counters are restricted to 
 expect_rc 0 "$AMXDIAG" report denied.json -o d.md
 grep -q "NVreg_RestrictProfilingToAdminUsers=0" d.md || fail "report: the reason is not shown"
 
+# -e without gpu: counters cannot be read, and amxdiag says so.
+expect_err "warning: --gpu-metrics reads counters through the gpu set" "$AMXDIAG" profile -q -e cpu --gpu-metrics -o nogpu.json -- true
+
 # Asked for, but the program launched no kernel: the record says why there are none.
 expect_rc 0 "$AMXDIAG" profile -q -e gpu --gpu-metrics -o nokern.json -- "$fake" garbage
 [ "$(json nokern.json "[u['reason'][:40] for u in r['unavailable'] if u['what']=='gpu.metrics']")" = "['--gpu-metrics: no kernel was launched in']" ] ||
