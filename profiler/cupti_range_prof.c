@@ -301,6 +301,26 @@ static CUptiResult set_config(void)
 static bool start_window(void)
 {
     CUptiResult r = set_config();
+    if (r != CUPTI_SUCCESS && R.st.windows > 0 && R.obj) {
+        /* The header does not say whether a configuration may be set again on an enabled
+         * object after a decode; if CUPTI refuses, a fresh object takes it. */
+        CUpti_RangeProfiler_Disable_Params dp = {CUpti_RangeProfiler_Disable_Params_STRUCT_SIZE, NULL, R.obj};
+        A.Disable(&dp);
+        R.obj = NULL;
+        CUpti_RangeProfiler_Enable_Params en;
+        memset(&en, 0, sizeof en);
+        en.structSize = CUpti_RangeProfiler_Enable_Params_STRUCT_SIZE;
+        en.ctx = (CUcontext)R.ctx;
+        if ((r = A.Enable(&en)) != CUPTI_SUCCESS || !en.pRangeProfilerObject) {
+            fail("cuptiRangeProfilerEnable (again, for the next window)", r);
+            return false;
+        }
+        R.obj = en.pRangeProfilerObject;
+        R.st.reenabled++;
+        if (!counter_data_init())
+            return false;
+        r = set_config();
+    }
     if (r != CUPTI_SUCCESS) {
         fail("cuptiRangeProfilerSetConfig", r);
         return false;

@@ -52,6 +52,7 @@ typedef struct cupti_range_stats {
     uint64_t unnamed;   /* ranges without a launch name */
     uint64_t other_ctx; /* launches in a context other than the profiled one */
     uint64_t lost;      /* launches whose window could not be decoded */
+    uint64_t reenabled; /* windows that needed a fresh Range Profiler object */
     unsigned passes;
     int state;          /* 0 idle, 1 active, 2 failed (noted), 3 finished */
 } cupti_range_stats;

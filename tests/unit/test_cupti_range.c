@@ -144,6 +144,7 @@ static int setup_fake(void **st)
     unsetenv("FAKE_CUPTI_PRIVILEGES");
     unsetenv("FAKE_CUPTI_NO_METRIC");
     unsetenv("FAKE_CUPTI_UNSUPPORTED");
+    unsetenv("FAKE_CUPTI_ONE_CONFIG");
     return 0;
 }
 
@@ -264,6 +265,24 @@ static void test_graph_window(void **st)
     assert_int_equal(G.n_notes, 0);
 }
 
+/* A CUPTI that takes one configuration per Range Profiler object: the next window gets
+ * a fresh object, and no value is lost. */
+static void test_one_config_per_object(void **st)
+{
+    (void)st;
+    setenv("FAKE_CUPTI_ONE_CONFIG", "1", 1);
+    start(2);
+    for (int i = 0; i < 5; i++)
+        launch("_Z1kPf");
+    cupti_range_prof_finish();
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(G.n_kmetric, 5);
+    assert_true(G.k[4].v[CUPTI_RM_DURATION] == 5000.0);
+    assert_int_equal(s.reenabled, 2);
+    assert_int_equal(G.n_notes, 0);
+    assert_non_null(strstr(calls(), "stop decode disable enable set-config start"));
+}
+
 static void test_privileges(void **st)
 {
     (void)st;
@@ -372,6 +391,7 @@ int main(void)
         cmocka_unit_test_setup(test_session_windows, setup_fake),
         cmocka_unit_test_setup(test_runtime_launch_counted_once, setup_fake),
         cmocka_unit_test_setup(test_graph_window, setup_fake),
+        cmocka_unit_test_setup(test_one_config_per_object, setup_fake),
         cmocka_unit_test_setup(test_privileges, setup_fake),
         cmocka_unit_test_setup(test_unsupported_and_missing_metric, setup_fake),
         cmocka_unit_test_setup(test_fatal_and_other_context, setup_fake),
