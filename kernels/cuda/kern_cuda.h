@@ -262,7 +262,10 @@ adg_error *kern_cuda_attention_causal(kern_cuda_ctx *ctx, kern_cu_deviceptr q, k
  * t (x_per_slot false: the gate/up input, one row per token) or t*n_used + j (x_per_slot
  * true: the down input, one row per slot).  The slots are grouped by expert on the device,
  * so each expert's weights are read once per batch.  W: Q4_0/Q8_0, n_expert stacked
- * nrows x ncols matrices.  `scratch` must hold kern_cuda_moe_gemm_scratch(...) bytes. */
+ * nrows x ncols matrices.  With the int8 kernel selected (kern_cuda_set_gemm_kernel) the
+ * experts run on int8 tensor cores (the CPU reference's floats exactly), except under
+ * --gpu-validate or a planted fault (the dp4a kernel keeps the validate record).
+ * `scratch` must hold kern_cuda_moe_gemm_scratch(...) bytes. */
 size_t kern_cuda_moe_gemm_scratch(int64_t n_tok, int n_used, int n_expert, int64_t ncols, bool x_per_slot);
 adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
                               int64_t ncols, kern_cu_deviceptr ids, int64_t n_tok, int n_used, kern_cu_deviceptr x,

@@ -6,7 +6,8 @@
 #  4. a ~1 GB synthetic qwen3moe (qwen3-moe-small, q4_0 and q8_0): pp512 / tg128 with
 #     --cpu-kernels amx and avx512, with the op breakdown; the hybrid splits (q4_0:
 #     --ngl 4/8/12/99, q8_0: --ngl 99) and their greedy tokens against the CPU's, also for
-#     a 600-token prompt (two ubatches on the GPU).
+#     a 600-token prompt (two ubatches on the GPU); pp512 at --ngl 99 with the int8
+#     tensor-core prompt GEMM (AMXDIAG_GPU_GEMM=mma) next to the default.
 # Usage: tests/device/hybrid_bench.sh BUILD_DIR [OUT_DIR]   (BUILD_DIR relative to the
 # repository root, built RelWithDebInfo, with tests/device/bundle-libs.sh run on it)
 # Output in OUT_DIR (default $OUT, else ./hybrid-device-out), at most 8 files:
@@ -103,6 +104,11 @@ for q in q4_0 q8_0; do
             grep -A6 "where the time went" "$work/step.out" | tee -a "$summary"
         step "greedy small-$q --ngl $ngl vs cpu" 120 bash -c "cmp <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 16 -n 16 -t $threads --ngl $ngl | sed -n 2p)"
     done
+    # The int8 tensor-core prompt GEMM and grouped expert matmul (opt-in until verified
+    # on a GPU, docs/cuda-kernels.md): pp512 at --ngl 99 against the default's above.
+    step "run small-$q mma --ngl 99" 240 env AMXDIAG_GPU_GEMM=mma "$amx" run -m "$m" -p 512 -n 32 -r "$runs" \
+        -t "$threads" --ngl 99 --ops &&
+        sed -n '1,4p' "$work/step.out" | sed 's/^/  mma: /' | tee -a "$summary"
     # A 600-token prompt: two ubatches through the causal GPU attention and the grouped
     # expert matmul, the second one at positions 512..599.
     step "greedy small-$q -p 600 --ngl 99 vs cpu" 180 bash -c "cmp <('$amx' run -m '$m' --greedy -p 600 -n 8 -t $threads | sed -n 2p) <('$amx' run -m '$m' --greedy -p 600 -n 8 -t $threads --ngl 99 | sed -n 2p)"
