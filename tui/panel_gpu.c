@@ -162,9 +162,7 @@ static void transfer_line(tui_app *a, tui_canvas *c, tui_rect in, int y)
                         okrx ? tui_fmt_rate(rx, a1, sizeof a1) : "n/a", oktx ? tui_fmt_rate(tx, a2, sizeof a2) : "n/a");
     if (okl)
         x += tui_printf(c, x, y, in.x + in.w - x, TUI_S_NORMAL, "%.0f launch/s ", launches);
-    if (a->confirm_note[0])
-        tui_printf(c, x, y, in.x + in.w - x, a->confirming ? TUI_S_WARN : TUI_S_BAD, "%s", a->confirm_note);
-    else if (oke)
+    if (oke)
         tui_printf(c, x, y, in.x + in.w - x, errs > 0 ? TUI_S_BAD : TUI_S_GOOD, "errors %.0f", errs);
     else if (a->gpu_errors)
         /* The GPU collector reports CUDA errors and crashes as events. */
@@ -228,6 +226,9 @@ void tui_panel_gpu(tui_app *a, tui_canvas *c, tui_rect r, bool focused)
             tui_printf(c, in.x, y++, in.w, TUI_S_NA, "busy: n/a - %s",
                        tui_na_reason(a, TUI_M_GPU_BUSY, why, sizeof why));
     }
+    /* The crash confirmation (live, after a CUDA fault): what the user waits for. */
+    if (a->confirm_note[0] && y < in.y + in.h)
+        tui_put(c, in.x, y++, in.w, a->confirming ? TUI_S_WARN : TUI_S_BAD, a->confirm_note);
     if (y < in.y + in.h)
         transfer_line(a, c, in, y++);
     if (y < in.y + in.h)

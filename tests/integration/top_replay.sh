@@ -45,6 +45,31 @@ grep -q 'n/a - sampler: perf_event_paranoid is 3' "$TEST_TMP/min.txt" || fail "r
 LC_ALL=C grep -q '[^ -~]' "$TEST_TMP/ascii.txt" && fail "--ascii printed non-ASCII: $(head -5 "$TEST_TMP/ascii.txt")"
 grep -q 'AMX 62%' "$TEST_TMP/ascii.txt" || fail "ascii dump lacks the AMX share"
 
+# CPU bars by real NUMA node (machine.cpu_node): 8 CPUs, even ones on node 0 (mean 75%),
+# odd ones on node 1 (25%); each CPU under its own node, not in number order.
+LANG=C.UTF-8 "$AMXDIAG" top --replay "$R/top_numa.json" --dump --size 100x30 >"$TEST_TMP/numa.txt" || fail "numa --dump exited $?"
+python3 - "$TEST_TMP/numa.txt" <<'EOF' || fail "numa --dump: CPUs not grouped by node: $(cat "$TEST_TMP/numa.txt")"
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+cpu = [l.split("┃")[1] for l in lines if l.startswith("┃") and re.search(r"node\d|cpu\d", l.split("┃")[1])]
+heads = [i for i, l in enumerate(cpu) if re.match(r"node\d", l)]
+assert len(heads) == 2, cpu
+assert re.search(r"node0 .* 75% 4 CPUs", cpu[heads[0]]) and re.search(r"node1 .* 25% 4 CPUs", cpu[heads[1]]), cpu
+def cpus(rows):
+    return sorted(int(n) for r in rows for n in re.findall(r"cpu(\d+) ", r))
+assert cpus(cpu[heads[0] + 1:heads[1]]) == [0, 2, 4, 6], cpu
+assert cpus(cpu[heads[1] + 1:]) == [1, 3, 5, 7], cpu
+assert re.search(r"cpu0 .* 90%", cpu[heads[0] + 1]), cpu
+EOF
+# Too many CPUs for 80x24 (96 on 4 nodes): one line per node with its mean.
+LANG=C.UTF-8 "$AMXDIAG" top --replay "$R/top_numa_big.json" --dump --size 80x24 >"$TEST_TMP/big.txt" || fail "big --dump exited $?"
+for want in 'node0 .* 20%' 'node1 .* 40%' 'node2 .* 60%' 'node3 .* 80%'; do
+    grep -Eq -- "$want" "$TEST_TMP/big.txt" || fail "96 CPUs at 80x24: no /$want/: $(cat "$TEST_TMP/big.txt")"
+done
+# A record without the map (top_basic) keeps consecutive groups.
+grep -Eq 'cpu[0-9]+-[0-9]+ ' "$TEST_TMP/ascii.txt" || fail "no consecutive CPU groups without a node map"
+grep -Eq 'node0 .* [0-9]+ CPUs' "$TEST_TMP/ascii.txt" && fail "node headers without a node map"
+
 # ---- interactive, in tmux ----
 command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
 SOCK="adgtop$$"
@@ -118,6 +143,21 @@ wait_for 'Hot functions'
 T send-keys -t top q
 wait_exit && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "q: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
 grep -q ' icanon' "$TEST_TMP/stty" && grep -q ' echo' "$TEST_TMP/stty" || fail "terminal not restored after q"
+
+# NUMA grouping live in the terminal, and across a resize (at 80x24 only the node lines fit).
+start 100 30 --replay "$R/top_numa.json" --speed 16
+wait_for 'replay finished' 8
+wait_for 'node0 .* 75% 4 CPUs' 2
+wait_for 'node1 .* 25% 4 CPUs' 2
+screen | grep -Eq '^┃  cpu0 .* 90% cpu4 ' || fail "100x30: node0's CPUs are not under it: $(screen)"
+screen | grep -q 'workload 18.00 GiB 58C 412W' || fail "100x30: NVML values missing from the GPU panel"
+T resize-window -t top -x 200 -y 60
+wait_for 'cpu6 .* 60%'
+screen | grep -Eq '┃node1 .* 25% 4 CPUs' || fail "200x60: node1's header is gone"
+T resize-window -t top -x 80 -y 24
+wait_for '^┃node1 .* 25%'
+T send-keys -t top q
+wait_exit && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "numa replay q: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
 
 # SIGTERM: terminal restored, exit 128+15.
 start 80 24 --replay "$R/top_basic.json" --speed 0.0625
