@@ -109,6 +109,10 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
                                             kern_cu_deviceptr w, bool moe)
 {
-    return kern_cuda_gemm_plan_make(&c->caps, c->gemm_kind, c->gemm_tile, c->gemm_stages, type, m, k, n, (uint64_t)w,
-                                    moe);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_make(&c->caps, c->gemm_kind, c->gemm_tile, c->gemm_stages, type, m, k,
+                                                     n, (uint64_t)w, moe);
+    if (p.mma && !moe && c->gemm_bk == 64) {
+        p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
+    }
+    return p;
 }

@@ -235,7 +235,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     if (m <= 0 || n <= 0 || k <= 0 || k % 32)
         return bad_arg(op, "m, n and k must be positive and k a multiple of 32");
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
-    if (pl.mma && c->gemm_bk != 64) {
+    if (pl.mma) {
         kern_cu_deviceptr qs, d, s;
         adg_error *e = quantize_x(c, op, x, n * k, scratch, &qs, &d, &s);
         if (!e)
