@@ -664,9 +664,14 @@ void cupti_range_prof_fatal(void)
                  R.q.n);
         R.st.lost += R.q.n;
         cupti_range_names_clear(&R.q);
-        /* The context is unusable: nothing of it may be called, not even Disable. */
+        /* The context is unusable: nothing of it may be called, not even Disable.  Our
+         * own buffers go. */
         R.obj = NULL;
         R.ctx = NULL;
+        free(R.config);
+        free(R.counter_data);
+        R.config = R.counter_data = NULL;
+        R.config_size = R.counter_data_size = 0;
         R.fatal = true;
         R.state = R.st.state = ST_FAILED;
         R.env.note(CUPTI_NOTE_NO_METRICS, text);
