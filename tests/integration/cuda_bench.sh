@@ -14,6 +14,14 @@ expect_err 'unknown fault .nonsense.' "$B" --inject-fault nonsense
 expect_rc 2 "$B" --iters 0
 expect_rc 2 "$B" --tokens abc
 expect_rc 2 "$B" kernels extra-word
+# the prompt GEMM's selection and --only
+expect_out 'gemm-kernel K' "$B" --help
+expect_rc 2 "$B" --gemm-kernel fast
+expect_err 'takes auto, wmma or mma' "$B" --gemm-kernel fast
+expect_rc 2 "$B" --gemm-tile 96
+expect_rc 2 "$B" --gemm-stages 5
+expect_rc 2 "$B" --only gemm,nothing
+expect_err "unknown group 'nothing'" "$B" --only gemm,nothing
 
 # The same command through the dispatcher: `amxdiag bench kernels --gpu ...`
 expect_rc 0 "$AMXDIAG" bench kernels --gpu --help
@@ -54,6 +62,11 @@ if ! "$B" --check-only --quick --json >"$TEST_TMP/probe.json" 2>"$TEST_TMP/probe
 fi
 grep -q '"schema": "amxdiag.bench.gpu/1"' "$TEST_TMP/probe.json" || fail "no schema in --json output"
 grep -q '"pass": false' "$TEST_TMP/probe.json" && fail "a kernel check failed"
+# the int8 prompt GEMM (where the GPU has sm_80 code): checks, and both kernels' rows
+expect_rc 0 "$B" --check-only --quick --gemm-kernel mma
+"$B" --quick --only gemm --gemm-kernel mma --iters 3 --json >"$TEST_TMP/gemm.json" || fail "--only gemm failed"
+grep -q '"kernel": "wmma"' "$TEST_TMP/gemm.json" || fail "no WMMA rows in --only gemm"
+grep -q '"group": "gemv"' "$TEST_TMP/gemm.json" && fail "--only gemm timed the GEMVs"
 for f in get_rows-oob matvec-oob async-before-get_rows; do
     expect_rc 1 "$B" --inject-fault "$f"
     expect_out 'CUDA_ERROR_ILLEGAL_ADDRESS' "$B" --inject-fault "$f"
