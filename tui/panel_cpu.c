@@ -247,9 +247,11 @@ static void node_bars(tui_app *a, tui_canvas *c, tui_rect r, char **names, size_
     bool full = need <= (size_t)r.h;
     int share = (r.h - (int)nn) / (int)nn, extra = full ? 0 : (r.h - (int)nn) % (int)nn;
     if (!full && share < 1) {
-        /* Only node bars, packed in columns. */
-        int ncol = (int)ceil_div(nn, (size_t)r.h), cw = r.w / (ncol ? ncol : 1);
-        for (size_t k = 0; k < nn; k++) {
+        /* Only node bars, packed in columns of at least 16 cells; what still does not fit
+         * is counted in the last slot. */
+        size_t slots = (size_t)r.h * (size_t)cols, shown = nn <= slots ? nn : slots - 1;
+        int ncol = (int)ceil_div(nn <= slots ? nn : slots, (size_t)r.h), cw = r.w / (ncol ? ncol : 1);
+        for (size_t k = 0; k < shown; k++) {
             size_t m = 0;
             for (size_t i = 0; i < n; i++)
                 if (node[i] == nodes[k])
@@ -259,6 +261,9 @@ static void node_bars(tui_app *a, tui_canvas *c, tui_rect r, char **names, size_
             util_bar(c, r.x + (int)(k / (size_t)r.h) * cw, r.y + (int)(k % (size_t)r.h), cw - 1, 7, TUI_S_TITLE, label,
                      mean_util(a, names, idx, m));
         }
+        if (shown < nn)
+            tui_printf(c, r.x + (int)(shown / (size_t)r.h) * cw, r.y + (int)(shown % (size_t)r.h), cw - 1, TUI_S_DIM,
+                       "+%zu nodes", nn - shown);
         free(idx);
         return;
     }

@@ -115,6 +115,7 @@ static void render_fixture(const char *name, tui_app *a, tui_canvas *c, int w, i
     json_t *rec = tui_replay_record(a->replay);
     a->machine = json_incref(json_object_get(rec, "machine"));
     a->hot = json_incref(json_object_get(rec, "hot_functions"));
+    a->gpus = json_incref(json_object_get(json_object_get(rec, "nvml"), "devices"));
     snprintf(a->source, sizeof a->source, "replay %s", name);
     a->t_ns = tui_replay_advance(a->replay, 3600000000000ull);
     ADG_ASSERT_OK(tui_canvas_init(c, w, h, true));
@@ -341,6 +342,19 @@ static void test_render_hostile_values(void **state)
         a.t_ns = tui_replay_advance(a.replay, 5000000000ull);
         ADG_ASSERT_OK(tui_canvas_init(&c, sizes[z][0], sizes[z][1], true));
         tui_render(&a, &c);
+        /* A hostile CPU -> node map: 400 nodes, negative, text, huge and null entries. */
+        json_t *map = json_array();
+        for (int cpu = 0; cpu < 2000; cpu++)
+            json_array_append_new(map, cpu % 5 == 0   ? json_integer(cpu)
+                                       : cpu % 5 == 1 ? json_integer(-3)
+                                       : cpu % 5 == 2 ? json_string("x")
+                                       : cpu % 5 == 3 ? json_integer(1000000000)
+                                                      : json_null());
+        a.machine = json_pack("{s:o}", "cpu_node", map);
+        tui_render(&a, &c);
+        char *t = tui_canvas_text(&c);
+        assert_true(strstr(t, "node0 ") != NULL || c.h < 20);
+        free(t);
         a.help = true;
         tui_render(&a, &c);
         for (int i = 0; i < c.w * c.h; i++) {
@@ -356,6 +370,88 @@ static void test_render_hostile_values(void **state)
     adg_test_rmtree(dir);
 }
 
+
+/* The row of the canvas that starts (inside the CPU frame) with `prefix`, or -1. */
+static int row_of(const tui_canvas *c, const char *needle)
+{
+    char buf[2048];
+    for (int y = 0; y < c->h; y++) {
+        tui_canvas_row(c, y, buf, sizeof buf);
+        if (strstr(buf, needle))
+            return y;
+    }
+    return -1;
+}
+
+/* CPU bars by the record's NUMA map: interleaved CPUs sit under their own node, the node
+ * header carries the node's mean; a record without the map keeps number order. */
+static void test_render_numa_groups(void **state)
+{
+    (void)state;
+    tui_app a;
+    tui_canvas c = {0};
+    render_fixture("top_numa.json", &a, &c, 100, 30);
+    char *text = tui_canvas_text(&c);
+    expect_text(text, "75% 4 CPUs");
+    expect_text(text, "25% 4 CPUs");
+    free(text);
+    int n0 = row_of(&c, "node0 "), n1 = row_of(&c, "node1 ");
+    assert_true(n0 > 0 && n1 > n0);
+    /* Even CPUs between the headers, odd ones after node1's. */
+    const char *even[] = {"cpu0 ", "cpu2 ", "cpu4 ", "cpu6 "}, *odd[] = {"cpu1 ", "cpu3 ", "cpu5 ", "cpu7 "};
+    for (int i = 0; i < 4; i++) {
+        int ye = row_of(&c, even[i]), yo = row_of(&c, odd[i]);
+        assert_true(ye > n0 && ye < n1);
+        assert_true(yo > n1);
+    }
+    /* Every CPU's value is in the snapshot, the node means are not invented metrics. */
+    json_t *snap = tui_snapshot_json(&a, &c);
+    assert_float_equal(snap_value(snap, "cpu.util", "cpu0"), 90.0, 1e-9);
+    assert_float_equal(snap_value(snap, "cpu.util", "cpu7"), 40.0, 1e-9);
+    assert_true(isnan(snap_value(snap, "cpu.util", "node0")));
+    /* The GPU panel from NVML alone, with the device's name on the header. */
+    assert_float_equal(snap_value(snap, "gpu.util", "gpu0"), 64.0, 1e-9);
+    assert_float_equal(snap_value(snap, "gpu.workload_mem", "gpu0"), 18.0 * 1073741824.0, 1);
+    assert_float_equal(snap_value(snap, "gpu.power", "gpu0"), 412.0, 1e-9);
+    json_decref(snap);
+    text = tui_canvas_text(&c);
+    expect_text(text, "GPU: 1x NVIDIA H100 80GB HBM3");
+    expect_text(text, "64% 20.00 GiB/80.00 GiB");
+    expect_text(text, "workload 18.00 GiB 58C 412W 1980MHz");
+    expect_text(text, "PCIe rx 2.5 GB/s tx 500.0 MB/s");
+    free(text);
+    done_fixture(&a, &c);
+
+    /* 96 CPUs on 4 nodes at 80x24: node lines only, each with its mean. */
+    render_fixture("top_numa_big.json", &a, &c, 80, 24);
+    text = tui_canvas_text(&c);
+    for (int k = 0; k < 4; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "node%d ", k);
+        int y = row_of(&c, want);
+        assert_true(y > 0);
+        char buf[1024];
+        tui_canvas_row(&c, y, buf, sizeof buf);
+        snprintf(want, sizeof want, "%d%%", 20 + 20 * k);
+        if (!strstr(buf, want))
+            fail_msg("node%d line lacks %s: %s", k, want, buf);
+    }
+    assert_int_equal(row_of(&c, "cpu95"), -1);
+    free(text);
+    done_fixture(&a, &c);
+    /* ... and at 200x60 the nodes' CPUs in groups under each header. */
+    render_fixture("top_numa_big.json", &a, &c, 200, 60);
+    assert_true(row_of(&c, "cpu0..") > row_of(&c, "node0 "));
+    assert_true(row_of(&c, "cpu1..") > row_of(&c, "node1 "));
+    done_fixture(&a, &c);
+
+    /* No map: number order, consecutive groups, no node headers. */
+    render_fixture("top_basic.json", &a, &c, 80, 24);
+    assert_int_equal(row_of(&c, "CPUs "), -1);
+    assert_true(row_of(&c, "cpu0-") > 0 || row_of(&c, "cpu0 ") > 0);
+    done_fixture(&a, &c);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -368,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_keys_state_in_render),
         cmocka_unit_test(test_snapshot_files),
         cmocka_unit_test(test_render_hostile_values),
+        cmocka_unit_test(test_render_numa_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
