@@ -51,6 +51,13 @@ step unit-host 0 60 "$build/tests/test_cuda_host"
 step unit-kernels 0 120 "$build/tests/test_cuda_kernels"
 expect unit-kernels 'PASSED'
 step check-sass 0 120 "$bench" --check-only --json -o "$out/check-sass.json"
+# The int8 tensor-core prompt GEMM (opt-in until it has passed here): bit-exact against
+# the CPU formula, and every check with it selected (tests/device/cuda_gemm.sh times it).
+if [ -x "$build/tests/test_kern_cuda_gemm" ]; then
+    step unit-gemm-i8 0 150 "$build/tests/test_kern_cuda_gemm"
+    expect unit-gemm-i8 'PASSED'
+fi
+step check-mma 0 120 "$bench" --check-only --gemm-kernel mma -o "$out/check-mma.json"
 step check-ptx 0 120 "$bench" --check-only --force-ptx -o "$out/check-ptx.json"
 expect check-ptx 'PTX JIT'
 step check-experimental 0 120 "$bench" --check-only --gemv-rows 4 --gemm-bk 64 -o "$out/check-experimental.json"
