@@ -7,7 +7,7 @@
  *
  * Naming: dotted lower-case, unit not in the name: "cpu.util", "amx.busy",
  * "mem.read_bw", "gpu.busy", "engine.tokens_per_s".  Units: "%", "B/s", "ops/s",
- * "s", "B", "count", "1" (ratio 0..1), "t/s", "Hz".
+ * "s", "B", "count", "1" (ratio 0..1), "t/s", "Hz", "W", "C" (degrees Celsius).
  *
  * All functions are thread-safe. */
 #ifndef ADG_METRICS_H

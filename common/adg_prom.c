@@ -25,6 +25,8 @@ static const struct {
     {"GHz", "hertz", 1e9},
     {"ops/s", "ops_per_second", 1},
     {"t/s", "tokens_per_second", 1},
+    {"W", "watts", 1},
+    {"C", "celsius", 1},
     /* A count is a plain gauge: "_count" and "_total" mean histograms and counters. */
     {"count", "", 1},
 };

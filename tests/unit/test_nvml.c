@@ -14,6 +14,7 @@
 
 #include "common/adg_metrics.h"
 #include "common/adg_nvml.h"
+#include "common/adg_prom.h"
 #include "common/adg_record.h"
 #include "probe/cuda_probe.h"
 #include "profiler/prof_collector.h"
@@ -375,6 +376,19 @@ static void test_probe_persistence(void **st)
     free(f);
 }
 
+/* amxdiag export names the new units as Prometheus does (watts, celsius). */
+static void test_prom_names(void **st)
+{
+    (void)st;
+    char name[128];
+    adg_prom_metric_name("gpu.power", "W", name, sizeof name);
+    assert_non_null(strstr(name, "gpu_power_watts"));
+    adg_prom_metric_name("gpu.temp", "C", name, sizeof name);
+    assert_non_null(strstr(name, "gpu_temp_celsius"));
+    adg_prom_metric_name("gpu.workload_mem", "B", name, sizeof name);
+    assert_non_null(strstr(name, "gpu_workload_mem_bytes"));
+}
+
 /* The real library where the driver is installed: every device answers memory. */
 static void test_real_nvml(void **st)
 {
@@ -407,7 +421,7 @@ int main(void)
         cmocka_unit_test(test_loader),       cmocka_unit_test(test_loader_errors),
         cmocka_unit_test(test_collector),    cmocka_unit_test(test_descendants_v1),
         cmocka_unit_test(test_cannot_run),   cmocka_unit_test(test_probe_persistence),
-        cmocka_unit_test(test_real_nvml),
+        cmocka_unit_test(test_prom_names),   cmocka_unit_test(test_real_nvml),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
