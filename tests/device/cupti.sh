@@ -116,7 +116,7 @@ cp "$work/sanitizer-xml.log" "$work/real-memcheck-async.txt"
 step "kern-fault-async-sanitize" 90 "$A" profile -q -e gpu --sanitize -o "$work/kern-san-async.json" -- "$A" bench kernels --gpu --inject-fault async-before-get_rows
 fact "kern async --sanitize" "$work/kern-san-async.json" "(r.get('crash') or {}).get('faulting_kernel'), (r.get('crash') or {}).get('conclusion')"
 step "prog-gpu-metrics" 40 "$A" profile -q -e gpu --gpu-metrics -o "$work/prog-metrics.json" -- "$P" --iters 50
-fact "gpu-metrics" "$work/prog-metrics.json" "[u for u in r['unavailable'] if u['collector']=='gpu']"
+fact "gpu-metrics" "$work/prog-metrics.json" "r['gpu_kernels'].get('metrics'), [(k['name'][:30], k.get('metrics')) for k in r['gpu_kernels']['kernels']][:4], [u for u in r['unavailable'] if u['collector']=='gpu']"
 
 cp "$summary" "$work/summary.txt"
 tar czf "$out/cupti-all.tgz" -C "$work" .
