@@ -626,6 +626,27 @@ static void range_emit(cupti_rec_type type, const void *fixed, const char *name)
     emit(type, fixed, name);
 }
 
+/* CUPTI's profiler opens libnvperf_host.so and libnvperf_target.so by name when it needs
+ * them; where libcupti was found by its path (not on the loader's search path) they would
+ * not be found.  Loading them from libcupti's directory first makes that dlopen find the
+ * loaded copies (glibc matches the soname).  Absent files are left to CUPTI's own search. */
+static void preload_nvperf(const char *cupti_path)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", cupti_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return;
+    *slash = 0;
+    static const char *const libs[] = {"libnvperf_host.so", "libnvperf_target.so"};
+    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+        char p[640];
+        snprintf(p, sizeof p, "%s/%s", dir, libs[i]);
+        if (access(p, R_OK) == 0)
+            (void)dlopen(p, RTLD_NOW | RTLD_LOCAL); /* kept for the process's life, like libcupti */
+    }
+}
+
 /* --gpu-metrics: the Range Profiler, where the driver lets this user read counters and
  * the launch callbacks run (they drive it). */
 static void metrics_start(bool callbacks)
@@ -643,6 +664,7 @@ static void metrics_start(bool callbacks)
                                     "callbacks, which another CUPTI client holds here; the kernel trace goes on.");
         return;
     }
+    preload_nvperf(T.api.path);
     const char *mr = getenv("AMXDIAG_GPU_METRICS_RANGES");
     cupti_range_env env = {.lib = T.api.handle,
                            .emit = range_emit,
