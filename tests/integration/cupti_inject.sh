@@ -42,6 +42,9 @@ if [ -z "$stub" ] || [ ! -x "$fake" ]; then
 fi
 # The toolkit's stub stands in for the driver, so that the collector starts.
 export AMXDIAG_LIBCUDA=$stub
+# No NVML, even where a driver is installed: the memory figures checked below are the
+# stand-in program's (with NVML running, gpu.mem_used would be NVML's; see top_nvml.sh).
+export AMXDIAG_LIBNVML=/nonexistent/libnvidia-ml.so.1
 
 # An asynchronous fault: the record names the earlier kernel, not GET_ROWS.
 expect_rc 134 "$AMXDIAG" profile -q -e gpu -o async.json -- "$fake" async-fault
