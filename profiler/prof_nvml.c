@@ -11,6 +11,8 @@
  *
  * nvmlDeviceGetPcieThroughput measures over 20 ms per call, so PCIe is read on a thread
  * of its own; everything else is a quick driver query on the session's sampling thread. */
+#include "profiler/prof_nvml.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/adg_nvml.h"
+#include "common/adg_term.h"
 #include "common/adg_util.h"
 #include "profiler/prof_collector.h"
 
@@ -553,3 +556,108 @@ const prof_collector prof_nvml_collector = {
     .finish = nvml_finish,
     .close = nvml_close,
 };
+
+/* ---- profile's summaries ---- */
+
+/* max / mean of a series of one instance; false when it has no points. */
+static bool series_stats(json_t *rec, const char *metric, const char *inst, double *mx, double *mean)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(rec, "series"), i, s) {
+        const char *m = json_string_value(json_object_get(s, "metric"));
+        const char *in = json_string_value(json_object_get(s, "instance"));
+        json_t *vals = json_object_get(s, "value");
+        if (!m || !in || strcmp(m, metric) || strcmp(in, inst) || !json_array_size(vals))
+            continue;
+        double sum = 0, top = 0;
+        size_t k;
+        json_t *v;
+        json_array_foreach(vals, k, v) {
+            double x = json_number_value(v);
+            sum += x;
+            if (k == 0 || x > top)
+                top = x;
+        }
+        *mx = top;
+        *mean = sum / (double)json_array_size(vals);
+        return true;
+    }
+    return false;
+}
+
+json_t *prof_nvml_summary_json(json_t *rec)
+{
+    json_t *nv = json_object_get(rec, "nvml");
+    if (!json_is_object(nv))
+        return NULL;
+    json_t *devs = json_array();
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(nv, "devices"), i, d) {
+        const char *inst = json_string_value(json_object_get(d, "instance"));
+        if (!inst)
+            continue;
+        json_t *o = json_pack("{s:s,s:O?,s:O?,s:O?,s:O?}", "instance", inst, "name", json_object_get(d, "name"),
+                              "memory_total_bytes", json_object_get(d, "memory_total_bytes"), "workload_mem_peak_bytes",
+                              json_object_get(d, "workload_mem_peak_bytes"), "power_limit_w",
+                              json_object_get(d, "power_limit_w"));
+        static const struct {
+            const char *metric, *max_key, *mean_key;
+        } st[] = {{"gpu.mem_used", "mem_used_peak_bytes", NULL},
+                  {"gpu.util", "util_max_pct", "util_mean_pct"},
+                  {"gpu.power", "power_max_w", "power_mean_w"},
+                  {"gpu.temp", "temp_max_c", NULL}};
+        for (size_t k = 0; o && k < ADG_ARRAY_LEN(st); k++) {
+            double mx, mean;
+            if (!series_stats(rec, st[k].metric, inst, &mx, &mean))
+                continue;
+            json_object_set_new(o, st[k].max_key, json_real(mx));
+            if (st[k].mean_key)
+                json_object_set_new(o, st[k].mean_key, json_real(mean));
+        }
+        json_array_append_new(devs, o);
+    }
+    return json_pack("{s:o,s:O?}", "devices", devs, "driver_version", json_object_get(nv, "driver_version"));
+}
+
+void prof_nvml_summary_print(FILE *f, json_t *rec, bool color)
+{
+    json_t *sum = prof_nvml_summary_json(rec);
+    if (!sum)
+        return;
+    const char *B = color ? ADG_SGR_BOLD : "", *R = color ? ADG_SGR_RESET : "";
+    fprintf(f, "\n%sGPUs%s (NVML, every process)\n", B, R);
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(sum, "devices"), i, d) {
+        char b1[24], b2[24], b3[24];
+        json_t *peak = json_object_get(d, "mem_used_peak_bytes"), *tot = json_object_get(d, "memory_total_bytes");
+        json_t *wl = json_object_get(d, "workload_mem_peak_bytes");
+        const char *name = json_string_value(json_object_get(d, "name"));
+        fprintf(f, "  %-5s %s: memory peak %s of %s", json_string_value(json_object_get(d, "instance")),
+                name && *name ? name : "?", peak ? adg_fmt_bytes(json_number_value(peak), b1, sizeof b1) : "n/a",
+                tot ? adg_fmt_bytes(json_number_value(tot), b2, sizeof b2) : "n/a");
+        if (json_is_number(wl))
+            fprintf(f, " (the workload's %s)", adg_fmt_bytes(json_number_value(wl), b3, sizeof b3));
+        fprintf(f, "\n        ");
+        const char *sep = "";
+        json_t *um = json_object_get(d, "util_mean_pct"), *ux = json_object_get(d, "util_max_pct");
+        if (um && ux) {
+            fprintf(f, "util mean %.0f%% max %.0f%%", json_number_value(um), json_number_value(ux));
+            sep = ", ";
+        }
+        json_t *px = json_object_get(d, "power_max_w"), *pl = json_object_get(d, "power_limit_w");
+        if (px) {
+            fprintf(f, "%spower max %.0f W", sep, json_number_value(px));
+            if (json_is_number(pl))
+                fprintf(f, " of %.0f W", json_number_value(pl));
+            sep = ", ";
+        }
+        json_t *tx = json_object_get(d, "temp_max_c");
+        if (tx)
+            fprintf(f, "%stemperature max %.0f C", sep, json_number_value(tx));
+        fputc('\n', f);
+    }
+    json_decref(sum);
+}

@@ -7,6 +7,7 @@
 #include "common/adg_term.h"
 #include "common/adg_util.h"
 #include "profiler/cupti_summary.h"
+#include "profiler/prof_nvml.h"
 #include "profiler/prof_session.h"
 
 /* Mean and peak of a metric summed over its instances (samples aligned by index:
@@ -249,6 +250,7 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
         }
     }
     prof_cupti_summary_print(f, rec, color);
+    prof_nvml_summary_print(f, rec, color);
     json_t *un = json_object_get(rec, "unavailable");
     if (json_array_size(un)) {
         fprintf(f, "\n%snot measured here%s\n", B, R);
@@ -279,5 +281,10 @@ json_t *prof_summary_json(json_t *rec, const char *path, int exit_code)
         json_object_set_new(out, "gpu", gpu);
     else
         json_decref(gpu);
+    json_t *nv = prof_nvml_summary_json(rec);
+    if (out && nv)
+        json_object_set_new(out, "nvml", nv);
+    else
+        json_decref(nv);
     return out;
 }

@@ -83,6 +83,23 @@ assert [p["mem_peak_bytes"] for p in nv["workload_processes"]] == [10 * $GiB], n
 assert nv["workload_processes"][0]["pid"] != 1
 EOF
 
+# profile's summaries: the GPUs block (human) and "nvml" (--json).
+: >"$TEST_TMP/procs"
+"$AMXDIAG" profile -e nvml -o s.json -- ./wl.sh >/dev/null 2>summary.txt || fail "profile summary run exited $?"
+grep -q '^GPUs (NVML, every process)' summary.txt || fail "summary: no GPUs block: $(cat summary.txt)"
+grep -Eq 'gpu0  NVIDIA H100 80GB HBM3: memory peak 12.00 GiB of 80.00 GiB \(the workload.s 10.00 GiB\)' summary.txt ||
+    fail "summary: gpu0 line: $(cat summary.txt)"
+grep -q 'util mean 87% max 87%, power max 312 W of 700 W, temperature max 61 C' summary.txt || fail "summary: figures: $(cat summary.txt)"
+: >"$TEST_TMP/procs"
+"$AMXDIAG" profile --json -e nvml -o sj.json -- ./wl.sh >sj-sum.json 2>/dev/null || fail "profile --json exited $?"
+python3 - sj-sum.json <<EOF || fail "profile --json: nvml summary wrong: $(cat sj-sum.json)"
+import json, sys
+d = json.load(open(sys.argv[1]))["nvml"]["devices"]
+assert [x["instance"] for x in d] == ["gpu0", "gpu1"], d
+assert d[0]["workload_mem_peak_bytes"] == 10 * $GiB and d[0]["util_max_pct"] == 87 and d[0]["power_max_w"] == 312.5, d[0]
+assert "temp_max_c" not in d[1], d[1]  # lost at open: no series, no figure
+EOF
+
 # A process the command started (not exec'ed) counts too, with no sampler in the run.
 : >"$TEST_TMP/procs"
 expect_rc 0 "$AMXDIAG" profile -q -e nvml -o child.json -- sh -c "./wl.sh; true"
