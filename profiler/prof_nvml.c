@@ -161,7 +161,9 @@ static adg_nvml_return list_procs(nvml_state *s, nvml_dev *d, unsigned *n)
         if (rc != ADG_NVML_ERROR_INSUFFICIENT_SIZE)
             return rc;
         unsigned want = *n + 16;
-        void *p = realloc(s->procs, want * esz);
+        /* Twice the room the driver is told of: should a driver's entries ever be wider
+         * than nvml.h's (DCGM's header has one more field), it cannot write past the end. */
+        void *p = realloc(s->procs, 2 * (size_t)want * esz);
         if (!p)
             return rc;
         s->procs = p;
