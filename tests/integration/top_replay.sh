@@ -171,8 +171,13 @@ grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after SIGTERM"
 # A corrupt record under a terminal: the message, exit 2, nothing left in raw mode.
 start 80 24 --replay "$R/top_corrupt.json"
 wait_exit && [ "$(cat "$TEST_TMP/exit")" = 2 ] || fail "corrupt record in a terminal: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
-# tmux reads the pane's output asynchronously: wait for the message rather than sample once.
-wait_for 'top_corrupt.json' 3
+# The message wraps at 80 columns wherever the path is long (capture-pane -J joins the
+# wrapped lines), and tmux reads the pane's output asynchronously: wait, do not sample once.
+for _ in $(seq 30); do
+    T capture-pane -p -J -t top | grep -q 'top_corrupt.json' && break
+    sleep 0.1
+done
+T capture-pane -p -J -t top | grep -q 'top_corrupt.json' || fail "corrupt record: no message on the terminal"
 grep -q ' icanon' "$TEST_TMP/stty" || fail "terminal not restored after a corrupt record"
 
 # No colour (NO_COLOR) and the ASCII fallback still draw every panel.
