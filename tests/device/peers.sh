@@ -24,8 +24,8 @@
 #   noamx              the seccomp wrapper (optional: built from the source below with cc)
 #   VERSIONS           commits and build flags, copied into the summary (optional)
 # Usage: tests/device/peers.sh PEERDIR AMXDIAG_DIR [OUT_DIR]
-#   AMXDIAG_DIR holds amxdiag (and devlibs/ from tests/device/bundle-libs.sh). Paths may be
-#   relative to the current directory.
+#   AMXDIAG_DIR holds amxdiag (and devlibs/ from tests/device/bundle-libs.sh). Either may be
+#   a .tar.xz of such a directory. Paths may be relative to the current directory.
 # Env: THREADS (default nproc), QUANTS, LAYERS (a smaller model, to check the script
 #   elsewhere), PROMPT (512), GEN (128), REPS (3), TIMEOUT (per benchmark, 90 s).
 # Output in OUT_DIR (default $OUT, else ./peers-out), at most 6 files: summary.md (the
@@ -34,14 +34,23 @@ set -u
 peers=${1:?usage: tests/device/peers.sh PEERDIR AMXDIAG_DIR [OUT_DIR]}
 adir=${2:?usage: tests/device/peers.sh PEERDIR AMXDIAG_DIR [OUT_DIR]}
 out=${3:-${OUT:-./peers-out}}
-peers=$(cd "$peers" && pwd)
-adir=$(cd "$adir" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-[ -d "$adir/devlibs" ] && export LD_LIBRARY_PATH="$adir/devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-amx="$adir/amxdiag"
 work=$(mktemp -d /tmp/amxdiag-peers-XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# PEERDIR and AMXDIAG_DIR may also be .tar.xz archives of such a directory (static peer
+# binaries are large; compressed they fit the 64 MiB a device call carries).
+unpack() {   # unpack PATH NAME: prints a directory
+    if [ -f "$1" ]; then
+        mkdir -p "$work/$2" && tar -xJf "$1" -C "$work/$2" && echo "$work/$2"
+    else
+        cd "$1" && pwd
+    fi
+}
+peers=$(unpack "$peers" peers) || { echo "peers.sh: cannot read PEERDIR $1" >&2; exit 2; }
+adir=$(unpack "$adir" amxdiag) || { echo "peers.sh: cannot read AMXDIAG_DIR $2" >&2; exit 2; }
+[ -d "$adir/devlibs" ] && export LD_LIBRARY_PATH="$adir/devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+amx="$adir/amxdiag"
 export XDG_CACHE_HOME="$work/cache"
 summary="$out/summary.md"
 log="$out/peers.log"
