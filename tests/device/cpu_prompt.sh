@@ -69,10 +69,7 @@ bench "amx (ring, tile attention)" "$amx" amx
 bench "avx512" "$amx" avx512
 bench "amx, fp32 attention" "$amx" amx AMXDIAG_ATTN_KERNEL=flash
 bench "amx, int8 kernel 1x1" "$amx" amx AMXDIAG_AMX_INT8_KERNEL=1x1
-if [ -x "$before" ]; then
-    bench "before amx" "$before" amx
-    bench "before avx512" "$before" avx512
-fi
+[ -x "$before" ] && bench "before amx" "$before" amx
 
 for t in test_kern_ops test_kern_matmul test_kern_engine; do
     step "unit $t" 120 "$build/tests/$t"
@@ -87,7 +84,6 @@ cmp() {   # cmp NAME IMPL REF P N [ENV=VALUE]
 }
 cmp "compare amx vs ref" amx ref 64 16
 cmp "compare amx vs avx512" amx avx512 256 32
-cmp "compare amx fp32 attention vs avx512" amx avx512 256 32 AMXDIAG_ATTN_KERNEL=flash
 
 step "profile amx built-in" 60 "$amx" profile -e sampling -o "$out/profile-amx.json" -m "$model" \
     --n-prompt "$prompt" -n 16 -r 2 -t "$threads" --cpu-kernels amx

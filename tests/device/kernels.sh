@@ -51,7 +51,7 @@ if [ "$quick" = int8 ]; then
     step "int8: AMX (default ring kernel) and AVX-512 VNNI at M=512, the four shapes"
     run "bench ring+avx512" 60 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0 --shape "$shapes" "${common[@]}" \
         -o "$out/bench-int8-main.json"
-    for v in ring:3,1 ring:1,0 1x1; do
+    for v in ring:3,1 1x1; do
         step "int8: AMX $v at M=512"
         AMXDIAG_AMX_INT8_KERNEL=$v run "bench $v" 25 "${B[@]}" --impl amx --type q4_0,q8_0 \
             --shape attn_q,moe_gate_up "${common[@]}" -o "$out/bench-int8-${v//[:,]/_}.json"
