@@ -33,3 +33,9 @@ if(TARGET test_prof_session)
   add_dependencies(test_prof_session prof_spin)
   target_compile_definitions(test_prof_session PRIVATE PROF_SPIN="$<TARGET_FILE:prof_spin>")
 endif()
+
+# The int8 AMX block-step breakdown (tests/device/amx_steps.sh): built everywhere, run where
+# AMX is usable.
+add_executable(amx_steps ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/amx/amx_steps.c)
+target_compile_options(amx_steps PRIVATE -O2 -mavx512f -mamx-tile -mamx-int8 -fno-sanitize=all)
+target_link_options(amx_steps PRIVATE -fno-sanitize=all)
