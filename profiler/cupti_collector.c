@@ -290,9 +290,20 @@ static void metrics_outcome(prof_ctx *ctx, cupti_trace *t)
     cupti_trace_counts c = cupti_trace_get_counts(t);
     if (!ctx->gpu_metrics || !c.hello || c.mconfig || c.metrics_notes)
         return;
+    if (c.metrics_steps) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "--gpu-metrics: the Range Profiler's setup did not finish: its last CUPTI call, %s, never returned "
+                 "(the process ended inside it; see the workload's exit). Run again with AMXDIAG_CUPTI_DEBUG=1 for "
+                 "a line per CUPTI call on stderr, or without --gpu-metrics for the trace alone.",
+                 c.metrics_last_step[0] ? c.metrics_last_step : "?");
+        adg_bus_unavailable(ctx->bus, COLLECTOR, "gpu.metrics", text);
+        return;
+    }
     adg_bus_unavailable(ctx->bus, COLLECTOR, "gpu.metrics",
                         "--gpu-metrics: no kernel was launched in a CUDA context while the tracer ran (the Range "
-                        "Profiler starts at the first kernel launch), so no counters were read");
+                        "Profiler starts when a CUDA call returns with a context current), so no counters were "
+                        "read");
 }
 
 static void gpu_finish(prof_ctx *ctx, void *state, uint64_t t_ns)

@@ -78,6 +78,8 @@ typedef enum cupti_note_code {
     CUPTI_NOTE_NO_CALLBACKS = 2,  /* another CUPTI client holds the subscriber: no launch ring */
     CUPTI_NOTE_NO_METRICS = 3,    /* --gpu-metrics could not run */
     CUPTI_NOTE_DROPPED = 4,       /* activity records were dropped (buffers full) */
+    CUPTI_NOTE_METRICS_STEP = 5,  /* --gpu-metrics setup is about to make this CUPTI call (name = the
+                                   * function): the last one before a crash names where it died */
 } cupti_note_code;
 
 /* All times are CLOCK_MONOTONIC nanoseconds of the traced process's host. */

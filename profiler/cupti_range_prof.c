@@ -3,10 +3,13 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "profiler/cupti_debug.h"
 #include "profiler/cupti_range.h"
 
 #ifndef ADG_HAVE_CUPTI
@@ -25,6 +28,9 @@ void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
 void cupti_range_prof_launch_exit(bool runtime)
 {
     (void)runtime;
+}
+void cupti_range_prof_api_exit(void)
+{
 }
 void cupti_range_prof_sync(void)
 {
@@ -54,29 +60,29 @@ cupti_range_stats cupti_range_prof_stats(void)
 #include "profiler/cupti_range_host.h"
 
 static struct {
-    CUptiResult (*GetResultString)(CUptiResult, const char **);
-    CUptiResult (*ProfilerInitialize)(CUpti_Profiler_Initialize_Params *);
-    CUptiResult (*ProfilerDeInitialize)(CUpti_Profiler_DeInitialize_Params *);
-    CUptiResult (*DeviceSupported)(CUpti_Profiler_DeviceSupported_Params *);
-    CUptiResult (*GetChipName)(CUpti_Device_GetChipName_Params *);
-    CUptiResult (*GetCounterAvailability)(CUpti_Profiler_GetCounterAvailability_Params *);
-    CUptiResult (*HostInitialize)(cupti_host_init_params *);
-    CUptiResult (*HostDeinitialize)(cupti_host_deinit_params *);
-    CUptiResult (*HostGetMetricProperties)(cupti_host_metric_props_params *);
-    CUptiResult (*HostConfigAddMetrics)(cupti_host_add_metrics_params *);
-    CUptiResult (*HostGetConfigImageSize)(cupti_host_config_size_params *);
-    CUptiResult (*HostGetConfigImage)(cupti_host_config_image_params *);
-    CUptiResult (*HostGetNumOfPasses)(cupti_host_passes_params *);
-    CUptiResult (*HostEvaluateToGpuValues)(cupti_host_evaluate_params *);
-    CUptiResult (*Enable)(CUpti_RangeProfiler_Enable_Params *);
-    CUptiResult (*Disable)(CUpti_RangeProfiler_Disable_Params *);
-    CUptiResult (*SetConfig)(CUpti_RangeProfiler_SetConfig_Params *);
-    CUptiResult (*Start)(CUpti_RangeProfiler_Start_Params *);
-    CUptiResult (*Stop)(CUpti_RangeProfiler_Stop_Params *);
-    CUptiResult (*DecodeData)(CUpti_RangeProfiler_DecodeData_Params *);
-    CUptiResult (*GetCounterDataSize)(CUpti_RangeProfiler_GetCounterDataSize_Params *);
-    CUptiResult (*CounterDataImageInitialize)(CUpti_RangeProfiler_CounterDataImage_Initialize_Params *);
-    CUptiResult (*GetCounterDataInfo)(CUpti_RangeProfiler_GetCounterDataInfo_Params *);
+    CUptiResult (*cuptiGetResultString)(CUptiResult, const char **);
+    CUptiResult (*cuptiProfilerInitialize)(CUpti_Profiler_Initialize_Params *);
+    CUptiResult (*cuptiProfilerDeInitialize)(CUpti_Profiler_DeInitialize_Params *);
+    CUptiResult (*cuptiProfilerDeviceSupported)(CUpti_Profiler_DeviceSupported_Params *);
+    CUptiResult (*cuptiDeviceGetChipName)(CUpti_Device_GetChipName_Params *);
+    CUptiResult (*cuptiProfilerGetCounterAvailability)(CUpti_Profiler_GetCounterAvailability_Params *);
+    CUptiResult (*cuptiProfilerHostInitialize)(cupti_host_init_params *);
+    CUptiResult (*cuptiProfilerHostDeinitialize)(cupti_host_deinit_params *);
+    CUptiResult (*cuptiProfilerHostGetMetricProperties)(cupti_host_metric_props_params *);
+    CUptiResult (*cuptiProfilerHostConfigAddMetrics)(cupti_host_add_metrics_params *);
+    CUptiResult (*cuptiProfilerHostGetConfigImageSize)(cupti_host_config_size_params *);
+    CUptiResult (*cuptiProfilerHostGetConfigImage)(cupti_host_config_image_params *);
+    CUptiResult (*cuptiProfilerHostGetNumOfPasses)(cupti_host_passes_params *);
+    CUptiResult (*cuptiProfilerHostEvaluateToGpuValues)(cupti_host_evaluate_params *);
+    CUptiResult (*cuptiRangeProfilerEnable)(CUpti_RangeProfiler_Enable_Params *);
+    CUptiResult (*cuptiRangeProfilerDisable)(CUpti_RangeProfiler_Disable_Params *);
+    CUptiResult (*cuptiRangeProfilerSetConfig)(CUpti_RangeProfiler_SetConfig_Params *);
+    CUptiResult (*cuptiRangeProfilerStart)(CUpti_RangeProfiler_Start_Params *);
+    CUptiResult (*cuptiRangeProfilerStop)(CUpti_RangeProfiler_Stop_Params *);
+    CUptiResult (*cuptiRangeProfilerDecodeData)(CUpti_RangeProfiler_DecodeData_Params *);
+    CUptiResult (*cuptiRangeProfilerGetCounterDataSize)(CUpti_RangeProfiler_GetCounterDataSize_Params *);
+    CUptiResult (*cuptiRangeProfilerCounterDataImageInitialize)(CUpti_RangeProfiler_CounterDataImage_Initialize_Params *);
+    CUptiResult (*cuptiRangeProfilerGetCounterDataInfo)(CUpti_RangeProfiler_GetCounterDataInfo_Params *);
 } A;
 
 enum { ST_IDLE = 0, ST_ACTIVE = 1, ST_FAILED = 2, ST_DONE = 3 };
@@ -90,6 +96,7 @@ static struct {
     int device;
     bool profiler_initialized; /* cuptiProfilerInitialize succeeded */
     cupti_host_object *host;
+    uint8_t *avail;            /* the counter availability image: lives as long as the host object */
     CUpti_RangeProfiler_Object *obj;
     cupti_range_sel sel;
     uint8_t *config;
@@ -102,6 +109,7 @@ static struct {
     cupti_range_stats st;
     bool other_ctx_noted, mismatch_noted;
     bool fatal;                /* a fatal CUDA error: CUPTI's profiler is not called again */
+    bool marking;              /* in setup: each CUPTI call is announced (CUPTI_NOTE_METRICS_STEP) */
     char chip[64];
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -111,24 +119,63 @@ static _Thread_local bool tl_inside;
 /* A runtime launch in progress on this thread (the driver launch inside it is the same
  * launch). */
 static _Thread_local int tl_rt_launch;
+/* The session may start (idle, with entry points): read without the lock at every
+ * program call that returns, so it must be cheap. */
+static atomic_bool want_setup;
+/* The window is full: decoded at the return of the launch that filled it rather than in
+ * the next launch's ENTER. */
+static atomic_bool decode_due;
 
 static const char *res_str(CUptiResult r)
 {
     static _Thread_local char buf[160];
     const char *s = NULL;
-    if (A.GetResultString && A.GetResultString(r, &s) == CUPTI_SUCCESS && s)
+    if (A.cuptiGetResultString && A.cuptiGetResultString(r, &s) == CUPTI_SUCCESS && s)
         snprintf(buf, sizeof buf, "%s (%d)", s, (int)r);
     else
         snprintf(buf, sizeof buf, "CUPTI error %d", (int)r);
     return buf;
 }
 
-#define SYM(field, name)                                   \
+/* Every CUPTI call goes through CALL: with AMXDIAG_CUPTI_DEBUG a line before it (so a
+ * crash inside CUPTI leaves the call's name as the last line) and one after it with the
+ * result; during setup each call is also announced down the stream, so that a record of
+ * a program that died inside CUPTI can still say which call it was. */
+static _Thread_local uint64_t tl_call_t0;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void call_enter(const char *fn)
+{
+    if (R.marking)
+        R.env.note(CUPTI_NOTE_METRICS_STEP, fn);
+    if (cupti_debug_on()) {
+        cupti_debug("> %s", fn);
+        tl_call_t0 = mono_ns();
+    }
+}
+
+static CUptiResult call_leave(const char *fn, CUptiResult r)
+{
+    if (cupti_debug_on())
+        cupti_debug("< %s: %s, %.3f ms", fn, r == CUPTI_SUCCESS ? "CUPTI_SUCCESS (0)" : res_str(r),
+                    (double)(mono_ns() - tl_call_t0) / 1e6);
+    return r;
+}
+
+#define CALL(fn, p) (call_enter(#fn), call_leave(#fn, A.fn(p)))
+
+#define SYM(fn)                                            \
     do {                                                   \
-        void *s_ = dlsym(env->lib, name);                  \
+        void *s_ = dlsym(env->lib, #fn);                   \
         if (!s_ && !missing)                               \
-            missing = name;                                \
-        memcpy(&A.field, &s_, sizeof s_);                  \
+            missing = #fn;                                 \
+        memcpy(&A.fn, &s_, sizeof s_);                     \
     } while (0)
 
 bool cupti_range_prof_init(const cupti_range_env *env)
@@ -140,29 +187,29 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     if (!R.env.sync_period_ms)
         R.env.sync_period_ms = 200;
     const char *missing = NULL;
-    SYM(GetResultString, "cuptiGetResultString");
-    SYM(ProfilerInitialize, "cuptiProfilerInitialize");
-    SYM(ProfilerDeInitialize, "cuptiProfilerDeInitialize");
-    SYM(DeviceSupported, "cuptiProfilerDeviceSupported");
-    SYM(GetChipName, "cuptiDeviceGetChipName");
-    SYM(GetCounterAvailability, "cuptiProfilerGetCounterAvailability");
-    SYM(HostInitialize, "cuptiProfilerHostInitialize");
-    SYM(HostDeinitialize, "cuptiProfilerHostDeinitialize");
-    SYM(HostGetMetricProperties, "cuptiProfilerHostGetMetricProperties");
-    SYM(HostConfigAddMetrics, "cuptiProfilerHostConfigAddMetrics");
-    SYM(HostGetConfigImageSize, "cuptiProfilerHostGetConfigImageSize");
-    SYM(HostGetConfigImage, "cuptiProfilerHostGetConfigImage");
-    SYM(HostGetNumOfPasses, "cuptiProfilerHostGetNumOfPasses");
-    SYM(HostEvaluateToGpuValues, "cuptiProfilerHostEvaluateToGpuValues");
-    SYM(Enable, "cuptiRangeProfilerEnable");
-    SYM(Disable, "cuptiRangeProfilerDisable");
-    SYM(SetConfig, "cuptiRangeProfilerSetConfig");
-    SYM(Start, "cuptiRangeProfilerStart");
-    SYM(Stop, "cuptiRangeProfilerStop");
-    SYM(DecodeData, "cuptiRangeProfilerDecodeData");
-    SYM(GetCounterDataSize, "cuptiRangeProfilerGetCounterDataSize");
-    SYM(CounterDataImageInitialize, "cuptiRangeProfilerCounterDataImageInitialize");
-    SYM(GetCounterDataInfo, "cuptiRangeProfilerGetCounterDataInfo");
+    SYM(cuptiGetResultString);
+    SYM(cuptiProfilerInitialize);
+    SYM(cuptiProfilerDeInitialize);
+    SYM(cuptiProfilerDeviceSupported);
+    SYM(cuptiDeviceGetChipName);
+    SYM(cuptiProfilerGetCounterAvailability);
+    SYM(cuptiProfilerHostInitialize);
+    SYM(cuptiProfilerHostDeinitialize);
+    SYM(cuptiProfilerHostGetMetricProperties);
+    SYM(cuptiProfilerHostConfigAddMetrics);
+    SYM(cuptiProfilerHostGetConfigImageSize);
+    SYM(cuptiProfilerHostGetConfigImage);
+    SYM(cuptiProfilerHostGetNumOfPasses);
+    SYM(cuptiProfilerHostEvaluateToGpuValues);
+    SYM(cuptiRangeProfilerEnable);
+    SYM(cuptiRangeProfilerDisable);
+    SYM(cuptiRangeProfilerSetConfig);
+    SYM(cuptiRangeProfilerStart);
+    SYM(cuptiRangeProfilerStop);
+    SYM(cuptiRangeProfilerDecodeData);
+    SYM(cuptiRangeProfilerGetCounterDataSize);
+    SYM(cuptiRangeProfilerCounterDataImageInitialize);
+    SYM(cuptiRangeProfilerGetCounterDataInfo);
     memset(&R.st, 0, sizeof R.st);
     R.seq = 0;
     R.other_ctx_noted = R.mismatch_noted = R.fatal = false;
@@ -174,12 +221,18 @@ bool cupti_range_prof_init(const cupti_range_env *env)
                  "trace is complete",
                  missing);
         R.env.note(CUPTI_NOTE_NO_METRICS, text);
+        cupti_debug("gpu-metrics: %s", text);
         R.state = R.st.state = ST_FAILED;
+        atomic_store(&want_setup, false);
         pthread_mutex_unlock(&R.lock);
         return false;
     }
     R.inited = true;
     R.state = R.st.state = ST_IDLE;
+    atomic_store(&want_setup, true);
+    cupti_debug("gpu-metrics: Range Profiler entry points resolved; the session starts when a CUDA call returns "
+                "with a context current (window %u launches)",
+                R.env.max_ranges);
     pthread_mutex_unlock(&R.lock);
     return true;
 }
@@ -188,16 +241,19 @@ bool cupti_range_prof_init(const cupti_range_env *env)
 
 static void release(void)
 {
+    atomic_store(&decode_due, false);
     if (R.obj) {
         CUpti_RangeProfiler_Disable_Params p = {CUpti_RangeProfiler_Disable_Params_STRUCT_SIZE, NULL, R.obj};
-        A.Disable(&p);
+        CALL(cuptiRangeProfilerDisable, &p);
         R.obj = NULL;
     }
     if (R.host) {
         cupti_host_deinit_params p = {CUPTI_HOST_DEINIT_SIZE, NULL, R.host};
-        A.HostDeinitialize(&p);
+        CALL(cuptiProfilerHostDeinitialize, &p);
         R.host = NULL;
     }
+    free(R.avail);
+    R.avail = NULL;
     free(R.config);
     free(R.counter_data);
     R.config = R.counter_data = NULL;
@@ -228,17 +284,21 @@ static void fail(const char *step, CUptiResult r)
     if (R.q.n)
         R.st.lost += R.q.n;
     cupti_range_names_clear(&R.q);
+    R.marking = false;
     release();
     R.state = R.st.state = ST_FAILED;
     R.env.note(CUPTI_NOTE_NO_METRICS, text);
+    cupti_debug("gpu-metrics: %s", text);
 }
 
 static void fail_text(const char *text)
 {
     cupti_range_names_clear(&R.q);
+    R.marking = false;
     release();
     R.state = R.st.state = ST_FAILED;
     R.env.note(CUPTI_NOTE_NO_METRICS, text);
+    cupti_debug("gpu-metrics: %s", text);
 }
 
 /* ---- setup ---- */
@@ -251,7 +311,8 @@ static bool metric_supported(void *ctx, const char *metric)
     p.structSize = CUPTI_HOST_METRIC_PROPS_SIZE;
     p.pHostObject = R.host;
     p.pMetricName = metric;
-    return A.HostGetMetricProperties(&p) == CUPTI_SUCCESS;
+    cupti_debug("gpu-metrics: does the chip name %s?", metric);
+    return CALL(cuptiProfilerHostGetMetricProperties, &p) == CUPTI_SUCCESS;
 }
 
 static const char *support_word(CUpti_Profiler_Support_Level l)
@@ -270,7 +331,7 @@ static bool counter_data_init(void)
     ci.pRangeProfilerObject = R.obj;
     ci.counterDataSize = R.counter_data_size;
     ci.pCounterData = R.counter_data;
-    CUptiResult r = A.CounterDataImageInitialize(&ci);
+    CUptiResult r = CALL(cuptiRangeProfilerCounterDataImageInitialize, &ci);
     if (r != CUPTI_SUCCESS) {
         fail("cuptiRangeProfilerCounterDataImageInitialize", r);
         return false;
@@ -295,23 +356,50 @@ static CUptiResult set_config(void)
     sc.minNestingLevel = 1;
     sc.passIndex = 0;
     sc.targetNestingLevel = 1;
-    return A.SetConfig(&sc);
+    return CALL(cuptiRangeProfilerSetConfig, &sc);
 }
 
-static bool start_window(void)
+static CUptiResult start(void)
 {
-    CUptiResult r = set_config();
-    if (r != CUPTI_SUCCESS && R.st.windows > 0 && R.obj) {
-        /* The header does not say whether a configuration may be set again on an enabled
-         * object after a decode; if CUPTI refuses, a fresh object takes it. */
+    CUpti_RangeProfiler_Start_Params st = {CUpti_RangeProfiler_Start_Params_STRUCT_SIZE, NULL, R.obj};
+    return CALL(cuptiRangeProfilerStart, &st);
+}
+
+/* The first window: SetConfig, then Start.  The next ones, after a decode and a fresh
+ * counter data image: Start alone, as CUPTI's users do it (the configuration stays with
+ * the object).  Should CUPTI want the configuration again, it is set again; should it
+ * refuse that too, a fresh object takes it. */
+static bool start_window(bool first)
+{
+    CUptiResult r;
+    if (first) {
+        if ((r = set_config()) != CUPTI_SUCCESS) {
+            fail("cuptiRangeProfilerSetConfig", r);
+            return false;
+        }
+        if ((r = start()) != CUPTI_SUCCESS) {
+            fail("cuptiRangeProfilerStart", r);
+            return false;
+        }
+        R.window_start_ns = R.env.now_ns();
+        return true;
+    }
+    if ((r = start()) != CUPTI_SUCCESS) {
+        cupti_debug("gpu-metrics: Start after a decode refused (%s): setting the configuration again", res_str(r));
+        if ((r = set_config()) == CUPTI_SUCCESS)
+            r = start();
+    }
+    if (r != CUPTI_SUCCESS && R.obj) {
+        cupti_debug("gpu-metrics: the configuration was refused again (%s): a fresh Range Profiler object",
+                    res_str(r));
         CUpti_RangeProfiler_Disable_Params dp = {CUpti_RangeProfiler_Disable_Params_STRUCT_SIZE, NULL, R.obj};
-        A.Disable(&dp);
+        CALL(cuptiRangeProfilerDisable, &dp);
         R.obj = NULL;
         CUpti_RangeProfiler_Enable_Params en;
         memset(&en, 0, sizeof en);
         en.structSize = CUpti_RangeProfiler_Enable_Params_STRUCT_SIZE;
         en.ctx = (CUcontext)R.ctx;
-        if ((r = A.Enable(&en)) != CUPTI_SUCCESS || !en.pRangeProfilerObject) {
+        if ((r = CALL(cuptiRangeProfilerEnable, &en)) != CUPTI_SUCCESS || !en.pRangeProfilerObject) {
             fail("cuptiRangeProfilerEnable (again, for the next window)", r);
             return false;
         }
@@ -319,35 +407,33 @@ static bool start_window(void)
         R.st.reenabled++;
         if (!counter_data_init())
             return false;
-        r = set_config();
+        if ((r = set_config()) != CUPTI_SUCCESS) {
+            fail("cuptiRangeProfilerSetConfig (on a fresh object)", r);
+            return false;
+        }
+        r = start();
     }
     if (r != CUPTI_SUCCESS) {
-        fail("cuptiRangeProfilerSetConfig", r);
-        return false;
-    }
-    CUpti_RangeProfiler_Start_Params st = {CUpti_RangeProfiler_Start_Params_STRUCT_SIZE, NULL, R.obj};
-    if ((r = A.Start(&st)) != CUPTI_SUCCESS) {
-        fail("cuptiRangeProfilerStart", r);
+        fail("cuptiRangeProfilerStart (next window)", r);
         return false;
     }
     R.window_start_ns = R.env.now_ns();
     return true;
 }
 
-static bool setup(void *ctx)
+/* The whole setup, in the order of CUDA 13's range_profiling sample.  It runs at the
+ * return of one of the program's CUDA calls (cupti_range_prof_api_exit), never inside a
+ * launch that is in flight. */
+static bool setup(void *ctx, int dev)
 {
     CUptiResult r;
-    int dev = 0;
-    if (R.env.ctx_device(&dev) != 0 || dev < 0) {
-        fail_text("--gpu-metrics: the device of the CUDA context could not be read (cuCtxGetDevice); the kernel "
-                  "trace is complete.");
-        return false;
-    }
     R.ctx = ctx;
     R.device = dev;
+    R.marking = true;
+    cupti_debug("gpu-metrics: setup in context %p, device %d", ctx, dev);
     if (!R.profiler_initialized) {
         CUpti_Profiler_Initialize_Params ip = {CUpti_Profiler_Initialize_Params_STRUCT_SIZE, NULL};
-        if ((r = A.ProfilerInitialize(&ip)) != CUPTI_SUCCESS) {
+        if ((r = CALL(cuptiProfilerInitialize, &ip)) != CUPTI_SUCCESS) {
             fail("cuptiProfilerInitialize", r);
             return false;
         }
@@ -358,7 +444,7 @@ static bool setup(void *ctx)
     ds.structSize = CUpti_Profiler_DeviceSupported_Params_STRUCT_SIZE;
     ds.cuDevice = dev;
     ds.api = CUPTI_PROFILER_RANGE_PROFILING;
-    if (A.DeviceSupported(&ds) == CUPTI_SUCCESS && ds.isSupported != CUPTI_PROFILER_CONFIGURATION_SUPPORTED) {
+    if (CALL(cuptiProfilerDeviceSupported, &ds) == CUPTI_SUCCESS && ds.isSupported != CUPTI_PROFILER_CONFIGURATION_SUPPORTED) {
         char text[512];
         snprintf(text, sizeof text,
                  "--gpu-metrics: the Range Profiler cannot run on GPU %d (architecture %s, vGPU %s, confidential "
@@ -372,28 +458,31 @@ static bool setup(void *ctx)
     memset(&cn, 0, sizeof cn);
     cn.structSize = CUpti_Device_GetChipName_Params_STRUCT_SIZE;
     cn.deviceIndex = (size_t)dev;
-    if ((r = A.GetChipName(&cn)) != CUPTI_SUCCESS || !cn.pChipName) {
+    if ((r = CALL(cuptiDeviceGetChipName, &cn)) != CUPTI_SUCCESS || !cn.pChipName) {
         fail("cuptiDeviceGetChipName", r);
         return false;
     }
     snprintf(R.chip, sizeof R.chip, "%s", cn.pChipName);
+    cupti_debug("gpu-metrics: chip %s", R.chip);
 
     CUpti_Profiler_GetCounterAvailability_Params ca;
     memset(&ca, 0, sizeof ca);
     ca.structSize = CUpti_Profiler_GetCounterAvailability_Params_STRUCT_SIZE;
     ca.ctx = (CUcontext)ctx;
-    if ((r = A.GetCounterAvailability(&ca)) != CUPTI_SUCCESS) {
+    if ((r = CALL(cuptiProfilerGetCounterAvailability, &ca)) != CUPTI_SUCCESS) {
         fail("cuptiProfilerGetCounterAvailability", r);
         return false;
     }
-    uint8_t *avail = calloc(1, ca.counterAvailabilityImageSize ? ca.counterAvailabilityImageSize : 1);
-    if (!avail) {
+    cupti_debug("gpu-metrics: counter availability image %zu bytes", ca.counterAvailabilityImageSize);
+    /* Kept until the host object is gone: the host API is handed the pointer, and
+     * CUDA's sample keeps its copy alive as long as the host object. */
+    R.avail = calloc(1, ca.counterAvailabilityImageSize ? ca.counterAvailabilityImageSize : 1);
+    if (!R.avail) {
         fail_text("--gpu-metrics: out of memory");
         return false;
     }
-    ca.pCounterAvailabilityImage = avail;
-    if ((r = A.GetCounterAvailability(&ca)) != CUPTI_SUCCESS) {
-        free(avail);
+    ca.pCounterAvailabilityImage = R.avail;
+    if ((r = CALL(cuptiProfilerGetCounterAvailability, &ca)) != CUPTI_SUCCESS) {
         fail("cuptiProfilerGetCounterAvailability", r);
         return false;
     }
@@ -403,9 +492,8 @@ static bool setup(void *ctx)
     hi.structSize = CUPTI_HOST_INIT_SIZE;
     hi.profilerType = CUPTI_HOST_PROFILER_RANGE;
     hi.pChipName = R.chip;
-    hi.pCounterAvailabilityImage = avail;
-    r = A.HostInitialize(&hi);
-    free(avail);
+    hi.pCounterAvailabilityImage = R.avail;
+    r = CALL(cuptiProfilerHostInitialize, &hi);
     if (r != CUPTI_SUCCESS || !hi.pHostObject) {
         fail("cuptiProfilerHostInitialize", r);
         return false;
@@ -419,39 +507,43 @@ static bool setup(void *ctx)
         fail_text(text);
         return false;
     }
+    for (size_t i = 0; i < R.sel.n; i++)
+        cupti_debug("gpu-metrics: metric %s (%s)", R.sel.names[i], cupti_range_role_key((unsigned)R.sel.role_of[i]));
     cupti_host_add_metrics_params am = {CUPTI_HOST_ADD_METRICS_SIZE, NULL, R.host, R.sel.names, R.sel.n};
-    if ((r = A.HostConfigAddMetrics(&am)) != CUPTI_SUCCESS) {
+    if ((r = CALL(cuptiProfilerHostConfigAddMetrics, &am)) != CUPTI_SUCCESS) {
         fail("cuptiProfilerHostConfigAddMetrics", r);
         return false;
     }
     cupti_host_config_size_params cs = {CUPTI_HOST_CONFIG_SIZE_SIZE, NULL, R.host, 0};
-    if ((r = A.HostGetConfigImageSize(&cs)) != CUPTI_SUCCESS || !cs.configImageSize) {
+    if ((r = CALL(cuptiProfilerHostGetConfigImageSize, &cs)) != CUPTI_SUCCESS || !cs.configImageSize) {
         fail("cuptiProfilerHostGetConfigImageSize", r);
         return false;
     }
     R.config_size = cs.configImageSize;
+    cupti_debug("gpu-metrics: config image %zu bytes", R.config_size);
     R.config = calloc(1, R.config_size);
     if (!R.config) {
         fail_text("--gpu-metrics: out of memory");
         return false;
     }
     cupti_host_config_image_params gi = {CUPTI_HOST_CONFIG_IMAGE_SIZE, NULL, R.host, R.config_size, R.config};
-    if ((r = A.HostGetConfigImage(&gi)) != CUPTI_SUCCESS) {
+    if ((r = CALL(cuptiProfilerHostGetConfigImage, &gi)) != CUPTI_SUCCESS) {
         fail("cuptiProfilerHostGetConfigImage", r);
         return false;
     }
     cupti_host_passes_params np = {CUPTI_HOST_PASSES_SIZE, NULL, R.config_size, R.config, 0};
-    if ((r = A.HostGetNumOfPasses(&np)) != CUPTI_SUCCESS) {
+    if ((r = CALL(cuptiProfilerHostGetNumOfPasses, &np)) != CUPTI_SUCCESS) {
         fail("cuptiProfilerHostGetNumOfPasses", r);
         return false;
     }
     R.st.passes = (unsigned)np.numOfPasses;
+    cupti_debug("gpu-metrics: %zu pass(es) per kernel", np.numOfPasses);
 
     CUpti_RangeProfiler_Enable_Params en;
     memset(&en, 0, sizeof en);
     en.structSize = CUpti_RangeProfiler_Enable_Params_STRUCT_SIZE;
     en.ctx = (CUcontext)ctx;
-    if ((r = A.Enable(&en)) != CUPTI_SUCCESS || !en.pRangeProfilerObject) {
+    if ((r = CALL(cuptiRangeProfilerEnable, &en)) != CUPTI_SUCCESS || !en.pRangeProfilerObject) {
         fail("cuptiRangeProfilerEnable", r);
         return false;
     }
@@ -465,18 +557,21 @@ static bool setup(void *ctx)
     gs.numMetrics = R.sel.n;
     gs.maxNumOfRanges = R.env.max_ranges;
     gs.maxNumRangeTreeNodes = R.env.max_ranges;
-    if ((r = A.GetCounterDataSize(&gs)) != CUPTI_SUCCESS || !gs.counterDataSize) {
+    if ((r = CALL(cuptiRangeProfilerGetCounterDataSize, &gs)) != CUPTI_SUCCESS || !gs.counterDataSize) {
         fail("cuptiRangeProfilerGetCounterDataSize", r);
         return false;
     }
     R.counter_data_size = gs.counterDataSize;
+    cupti_debug("gpu-metrics: counter data image %zu bytes for %u ranges", R.counter_data_size, R.env.max_ranges);
     R.counter_data = calloc(1, R.counter_data_size);
     if (!R.counter_data) {
         fail_text("--gpu-metrics: out of memory");
         return false;
     }
-    if (!counter_data_init() || !start_window())
+    if (!counter_data_init() || !start_window(true))
         return false;
+    R.marking = false;
+    cupti_debug("gpu-metrics: session active (range profiler object %p)", (void *)R.obj);
     cupti_mconfig_rec mc = {R.env.now_ns(), R.st.passes, R.sel.present, R.env.max_ranges, (uint32_t)dev, 1, 0};
     R.env.emit(CUPTI_REC_MCONFIG, &mc, R.chip);
     R.state = R.st.state = ST_ACTIVE;
@@ -489,11 +584,12 @@ static bool setup(void *ctx)
  * the next one when restart. */
 static bool decode_window(bool restart)
 {
+    atomic_store(&decode_due, false);
     CUpti_RangeProfiler_Stop_Params sp;
     memset(&sp, 0, sizeof sp);
     sp.structSize = CUpti_RangeProfiler_Stop_Params_STRUCT_SIZE;
     sp.pRangeProfilerObject = R.obj;
-    CUptiResult r = A.Stop(&sp);
+    CUptiResult r = CALL(cuptiRangeProfilerStop, &sp);
     if (r != CUPTI_SUCCESS) {
         fail("cuptiRangeProfilerStop", r);
         return false;
@@ -502,7 +598,7 @@ static bool decode_window(bool restart)
     memset(&dd, 0, sizeof dd);
     dd.structSize = CUpti_RangeProfiler_DecodeData_Params_STRUCT_SIZE;
     dd.pRangeProfilerObject = R.obj;
-    if ((r = A.DecodeData(&dd)) != CUPTI_SUCCESS) {
+    if ((r = CALL(cuptiRangeProfilerDecodeData, &dd)) != CUPTI_SUCCESS) {
         fail("cuptiRangeProfilerDecodeData", r);
         return false;
     }
@@ -512,17 +608,21 @@ static bool decode_window(bool restart)
     gi.structSize = CUpti_RangeProfiler_GetCounterDataInfo_Params_STRUCT_SIZE;
     gi.pCounterDataImage = R.counter_data;
     gi.counterDataImageSize = R.counter_data_size;
-    if ((r = A.GetCounterDataInfo(&gi)) != CUPTI_SUCCESS) {
+    if ((r = CALL(cuptiRangeProfilerGetCounterDataInfo, &gi)) != CUPTI_SUCCESS) {
         fail("cuptiRangeProfilerGetCounterDataInfo", r);
         return false;
     }
     size_t n = gi.numTotalRanges;
+    cupti_debug("gpu-metrics: window %llu: %zu ranges for %zu launches (%zu graph launches), %zu dropped",
+                (unsigned long long)R.st.windows + 1, n, R.q.n, R.q.graph_launches, dd.numOfRangeDropped);
     uint64_t now = R.env.now_ns();
     for (size_t i = 0; i < n; i++) {
         double vals[CUPTI_RM_COUNT] = {0};
         cupti_host_evaluate_params ev = {CUPTI_HOST_EVALUATE_SIZE, NULL, R.host, R.counter_data,
                                          R.counter_data_size, i, R.sel.names, R.sel.n, vals};
-        if ((r = A.HostEvaluateToGpuValues(&ev)) != CUPTI_SUCCESS) {
+        /* Traced for the first ranges of a window only: one line per kernel would drown the rest. */
+        r = i < 2 ? CALL(cuptiProfilerHostEvaluateToGpuValues, &ev) : A.cuptiProfilerHostEvaluateToGpuValues(&ev);
+        if (r != CUPTI_SUCCESS) {
             fail("cuptiProfilerHostEvaluateToGpuValues", r);
             return false;
         }
@@ -557,7 +657,7 @@ static bool decode_window(bool restart)
     cupti_range_names_clear(&R.q);
     if (!restart)
         return true;
-    return counter_data_init() && start_window();
+    return counter_data_init() && start_window(false);
 }
 
 /* ---- the tracer's hooks ---- */
@@ -572,31 +672,37 @@ void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
         tl_rt_launch++;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
-    if (R.state == ST_IDLE || R.state == ST_ACTIVE) {
+    if (R.state == ST_IDLE) {
+        /* Not set up here: the launch is in flight inside the driver, and the setup
+         * (profiler initialisation, counter images, the profiler object) is no work for
+         * the middle of a launch.  It waits for this call's return. */
+        R.st.early++;
+        if (R.st.early == 1)
+            cupti_debug("gpu-metrics: a kernel launch before the session started (not profiled; the session starts "
+                        "when this call returns)");
+    } else if (R.state == ST_ACTIVE) {
         void *ctx = NULL;
         bool have = R.env.ctx_current(&ctx) == 0 && ctx;
-        if (have && R.state == ST_IDLE)
-            setup(ctx);
-        if (R.state == ST_ACTIVE) {
-            if (have && ctx != R.ctx) {
-                R.st.other_ctx++;
-                if (!R.other_ctx_noted) {
-                    R.other_ctx_noted = true;
-                    R.env.note(CUPTI_NOTE_INFO, "--gpu-metrics: kernels of a second CUDA context are not profiled "
-                                                "(the Range Profiler runs in the first context that launched one)");
-                }
-            } else if (have) {
-                /* A graph launch runs kernels no callback names: its ranges get a window of
-                 * their own, so that the launches around it keep their names. */
-                bool boundary = graph ? R.q.n > 0 : R.q.graph_launches > 0;
-                if (R.q.n >= R.env.max_ranges || boundary)
-                    decode_window(true);
-                if (R.state == ST_ACTIVE) {
-                    if (graph)
-                        R.q.graph_launches++;
-                    else
-                        cupti_range_names_push(&R.q, name);
-                }
+        if (have && ctx != R.ctx) {
+            R.st.other_ctx++;
+            if (!R.other_ctx_noted) {
+                R.other_ctx_noted = true;
+                R.env.note(CUPTI_NOTE_INFO, "--gpu-metrics: kernels of a second CUDA context are not profiled "
+                                            "(the Range Profiler runs in the first context a CUDA call returned in)");
+            }
+        } else if (have) {
+            /* A graph launch runs kernels no callback names: its ranges get a window of
+             * their own, so that the launches around it keep their names. */
+            bool boundary = graph ? R.q.n > 0 : R.q.graph_launches > 0;
+            if (R.q.n >= R.env.max_ranges || boundary)
+                decode_window(true);
+            if (R.state == ST_ACTIVE) {
+                if (graph)
+                    R.q.graph_launches++;
+                else
+                    cupti_range_names_push(&R.q, name);
+                if (R.q.n >= R.env.max_ranges)
+                    atomic_store(&decode_due, true);
             }
         }
     }
@@ -608,6 +714,32 @@ void cupti_range_prof_launch_exit(bool runtime)
 {
     if (runtime && tl_rt_launch > 0)
         tl_rt_launch--;
+}
+
+void cupti_range_prof_api_exit(void)
+{
+    if ((!atomic_load_explicit(&want_setup, memory_order_relaxed) &&
+         !atomic_load_explicit(&decode_due, memory_order_relaxed)) ||
+        tl_inside || tl_rt_launch)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    if (R.inited && R.state == ST_ACTIVE && R.q.n >= R.env.max_ranges) {
+        void *ctx = NULL;
+        if (R.env.ctx_current(&ctx) == 0 && ctx == R.ctx)
+            decode_window(true);
+    } else if (R.inited && R.state == ST_IDLE) {
+        void *ctx = NULL;
+        int dev = -1;
+        /* No context current yet (cuInit, cuDeviceGet, ...) or one being torn down: wait
+         * for a later call. */
+        if (R.env.ctx_current(&ctx) == 0 && ctx && R.env.ctx_device(&dev) == 0 && dev >= 0) {
+            atomic_store(&want_setup, false);
+            setup(ctx, dev);
+        }
+    }
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
 }
 
 void cupti_range_prof_sync(void)
@@ -636,6 +768,9 @@ static void end_session(bool decode)
             }
             release();
             R.state = R.st.state = ST_IDLE;
+            atomic_store(&want_setup, true);
+            cupti_debug("gpu-metrics: session ended with its context; the next CUDA call that returns with a "
+                        "context current starts another");
         }
     }
 }
@@ -674,6 +809,7 @@ void cupti_range_prof_fatal(void)
         R.config_size = R.counter_data_size = 0;
         R.fatal = true;
         R.state = R.st.state = ST_FAILED;
+        atomic_store(&want_setup, false);
         R.env.note(CUPTI_NOTE_NO_METRICS, text);
     }
     pthread_mutex_unlock(&R.lock);
@@ -690,13 +826,17 @@ void cupti_range_prof_finish(void)
         release(); /* what a failed setup left */
     if (R.profiler_initialized && !R.fatal) {
         CUpti_Profiler_DeInitialize_Params dp = {CUpti_Profiler_DeInitialize_Params_STRUCT_SIZE, NULL};
-        A.ProfilerDeInitialize(&dp);
+        CALL(cuptiProfilerDeInitialize, &dp);
         R.profiler_initialized = false;
     }
     cupti_range_names_free(&R.q);
     if (R.state != ST_FAILED)
         R.state = R.st.state = ST_DONE;
     R.inited = false;
+    atomic_store(&want_setup, false);
+    cupti_debug("gpu-metrics: finished: %llu ranges in %llu windows, %llu launches before the session, %llu lost",
+                (unsigned long long)R.st.ranges, (unsigned long long)R.st.windows, (unsigned long long)R.st.early,
+                (unsigned long long)R.st.lost);
     pthread_mutex_unlock(&R.lock);
     tl_inside = false;
 }

@@ -29,12 +29,20 @@ typedef struct cupti_range_env {
 } cupti_range_env;
 
 /* Resolves the Range Profiler's entry points; false (and a note) when this libcupti
- * lacks them.  The session itself starts at the first launch, in its context. */
+ * lacks them.  The session itself starts at cupti_range_prof_api_exit. */
 bool cupti_range_prof_init(const cupti_range_env *env);
 /* Before a kernel launch goes to the driver (callback ENTER).  A runtime launch and the
- * driver launch inside it are one launch. */
+ * driver launch inside it are one launch.  Never sets the session up: a launch before
+ * the session is counted (stats.early) and not profiled. */
 void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph);
 void cupti_range_prof_launch_exit(bool runtime);
+/* One of the program's CUDA calls returned successfully, at the top level (not inside
+ * another CUDA call, not during a stream capture, not a context's teardown): where the
+ * session starts, in the calling thread's current context, the first time one is
+ * current (and again after a context ended).  Like CUDA's range_profiling sample, the
+ * setup runs between the program's calls, never inside a launch in flight.  Cheap when
+ * there is nothing to start. */
+void cupti_range_prof_api_exit(void);
 /* After a synchronisation that succeeded: decodes the window if it is old enough. */
 void cupti_range_prof_sync(void);
 /* The context is about to go (cuCtxDestroy, the primary context's release or reset):
@@ -53,6 +61,7 @@ typedef struct cupti_range_stats {
     uint64_t other_ctx; /* launches in a context other than the profiled one */
     uint64_t lost;      /* launches whose window could not be decoded */
     uint64_t reenabled; /* windows that needed a fresh Range Profiler object */
+    uint64_t early;     /* launches before the session started (not profiled) */
     unsigned passes;
     int state;          /* 0 idle, 1 active, 2 failed (noted), 3 finished */
 } cupti_range_stats;

@@ -507,6 +507,14 @@ static void on_error(cupti_trace *t, const cupti_frame *f)
 
 static void on_note(cupti_trace *t, const cupti_frame *f)
 {
+    if (f->u.note.code == CUPTI_NOTE_METRICS_STEP) {
+        /* Not a note for the record: only the last one matters, when no session and no
+         * reason follow (the process died inside that call). */
+        t->counts.metrics_steps++;
+        snprintf(t->counts.metrics_last_step, sizeof t->counts.metrics_last_step, "%.*s",
+                 (int)(f->name_len < 63 ? f->name_len : 63), f->name_len ? f->name : "");
+        return;
+    }
     t->counts.notes++;
     char **nn = realloc(t->notes, (t->n_notes + 1) * sizeof *nn);
     if (!nn)

@@ -42,6 +42,8 @@ typedef struct cupti_trace_counts {
     uint64_t kmetrics;           /* --gpu-metrics: kernel launches with Range Profiler values */
     bool mconfig;                /* --gpu-metrics: a profiling session started */
     uint64_t metrics_notes;      /* --gpu-metrics: notes saying why it could not run */
+    uint64_t metrics_steps;      /* --gpu-metrics: setup calls announced (CUPTI_NOTE_METRICS_STEP) */
+    char metrics_last_step[64];  /* the last of them */
     bool hello;                  /* a HELLO frame arrived */
     bool fatal;                  /* a fatal CUDA error was seen */
     uint64_t flushes;

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/cuda_driver.h"
 #include "profiler/cupti_load.h"
+#include "profiler/cupti_debug.h"
 #include "profiler/cupti_range_prof.h"
 
 uint64_t cupti_mono_ns(void)
@@ -103,6 +104,16 @@ static void note(cupti_note_code code, const char *text)
     cupti_note_rec n = {code, 0};
     emit(CUPTI_REC_NOTE, &n, text);
 }
+
+/* AMXDIAG_CUPTI_DEBUG: the tracer's own set-up and tear-down calls, a line before and
+ * one after (the per-record and per-buffer calls are left out). */
+#define TCALL(fn, expr)                                                                          \
+    ({                                                                                           \
+        cupti_debug("> %s", fn);                                                                 \
+        CUptiResult r_ = (expr);                                                                 \
+        cupti_debug("< %s: %s", fn, r_ == CUPTI_SUCCESS ? "CUPTI_SUCCESS (0)" : cupti_result_str(&T.api, r_)); \
+        r_;                                                                                      \
+    })
 
 /* ---- activity buffers ---- */
 
@@ -557,6 +568,18 @@ static void capture_track(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
     }
 }
 
+/* A call whose return leaves no context to start the Range Profiler in: the context is
+ * being torn down. */
+static bool is_teardown(CUpti_CallbackDomain domain, CUpti_CallbackId cbid)
+{
+    if (domain == CUPTI_CB_DOMAIN_DRIVER_API)
+        return cbid == CUPTI_DRIVER_TRACE_CBID_cuCtxDestroy_v2 ||
+               cbid == CUPTI_DRIVER_TRACE_CBID_cuDevicePrimaryCtxRelease_v2 ||
+               cbid == CUPTI_DRIVER_TRACE_CBID_cuDevicePrimaryCtxReset_v2 ||
+               cbid == CUPTI_DRIVER_TRACE_CBID_cuCtxPopCurrent_v2;
+    return cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceReset_v3020 || cbid == CUPTI_RUNTIME_TRACE_CBID_cudaThreadExit_v3020;
+}
+
 static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const void *data)
 {
     (void)user;
@@ -571,8 +594,14 @@ static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_
         return;
     const CUpti_CallbackData *d = data;
     if (d->callbackSite == CUPTI_API_EXIT && tl_rt_depth == 0 && d->functionReturnValue &&
-        *(const int *)d->functionReturnValue == 0)
+        *(const int *)d->functionReturnValue == 0) {
         maybe_meminfo();
+        /* --gpu-metrics starts between the program's calls: not in a capture (a call of
+         * ours could invalidate the graph), not after a fatal error. */
+        if (T.metrics && atomic_load(&T.capturing) == 0 && !atomic_load(&T.fatal_flushed) &&
+            !is_teardown(domain, cbid))
+            range_call(cupti_range_prof_api_exit);
+    }
 }
 
 /* ---- device memory ---- */
@@ -642,8 +671,11 @@ static void preload_nvperf(const char *cupti_path)
     for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
         char p[640];
         snprintf(p, sizeof p, "%s/%s", dir, libs[i]);
-        if (access(p, R_OK) == 0)
-            (void)dlopen(p, RTLD_NOW | RTLD_LOCAL); /* kept for the process's life, like libcupti */
+        if (access(p, R_OK) == 0) {
+            void *h = dlopen(p, RTLD_NOW | RTLD_LOCAL); /* kept for the process's life, like libcupti */
+            cupti_debug("gpu-metrics: dlopen %s: %s", p, h ? "loaded" : dlerror());
+        } else
+            cupti_debug("gpu-metrics: no %s next to libcupti (CUPTI's own search will look for it)", p);
     }
 }
 
@@ -652,7 +684,9 @@ static void preload_nvperf(const char *cupti_path)
 static void metrics_start(bool callbacks)
 {
     bool known;
+    cupti_debug("gpu-metrics: requested (callbacks %s)", callbacks ? "on" : "off");
     if (cupti_profiling_restricted(&known)) {
+        cupti_debug("gpu-metrics: RmProfilingAdminOnly=1 and not root: off");
         note(CUPTI_NOTE_NO_METRICS,
              "--gpu-metrics: GPU performance counters are restricted to administrators on this machine "
              "(RmProfilingAdminOnly=1 in /proc/driver/nvidia/params, CUPTI_ERROR_INSUFFICIENT_PRIVILEGES); run as "
@@ -682,8 +716,11 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     if (atomic_load(&T.running))
         return adg_error_new(ADG_E_INTERNAL, "the CUPTI tracer is already running in this process");
     adg_error *e = cupti_api_load(&T.api);
-    if (e)
+    if (e) {
+        cupti_debug("tracer: libcupti not loaded: %s", adg_error_msg(e));
         return e;
+    }
+    cupti_debug("tracer: libcupti %s, version %u", T.api.path, (unsigned)T.api.version);
     T.o = *o;
     atomic_store(&T.seq, 0);
     atomic_store(&T.dropped, 0);
@@ -710,17 +747,19 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
         sp.subscriberName = "amxdiag";
         sp.oldSubscriberName = old;
         sp.oldSubscriberSize = sizeof old;
-        r = T.api.Subscribe_v2(&T.sub, on_callback, NULL, &sp);
+        r = TCALL("cuptiSubscribe_v2", T.api.Subscribe_v2(&T.sub, on_callback, NULL, &sp));
     } else
-        r = T.api.Subscribe(&T.sub, on_callback, NULL);
+        r = TCALL("cuptiSubscribe", T.api.Subscribe(&T.sub, on_callback, NULL));
     sub_r = r;
     atomic_store(&T.running, true);
     uint32_t flags = 0;
     if (r == CUPTI_SUCCESS) {
         T.subscribed = true;
         flags |= 1;
-        if ((r = T.api.EnableDomain(1, T.sub, CUPTI_CB_DOMAIN_DRIVER_API)) != CUPTI_SUCCESS ||
-            (r = T.api.EnableDomain(1, T.sub, CUPTI_CB_DOMAIN_RUNTIME_API)) != CUPTI_SUCCESS) {
+        if ((r = TCALL("cuptiEnableDomain(driver)", T.api.EnableDomain(1, T.sub, CUPTI_CB_DOMAIN_DRIVER_API))) !=
+                CUPTI_SUCCESS ||
+            (r = TCALL("cuptiEnableDomain(runtime)", T.api.EnableDomain(1, T.sub, CUPTI_CB_DOMAIN_RUNTIME_API))) !=
+                CUPTI_SUCCESS) {
             char text[256];
             snprintf(text, sizeof text, "CUPTI callbacks could not be enabled (%s): no launch ring or error capture",
                      cupti_result_str(&T.api, r));
@@ -743,9 +782,10 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
 
     static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                                CUPTI_ACTIVITY_KIND_MEMSET};
-    bool activity = T.api.ActivityRegisterCallbacks(buf_requested, buf_completed) == CUPTI_SUCCESS;
+    bool activity = TCALL("cuptiActivityRegisterCallbacks",
+                          T.api.ActivityRegisterCallbacks(buf_requested, buf_completed)) == CUPTI_SUCCESS;
     for (size_t i = 0; activity && i < sizeof kinds / sizeof kinds[0]; i++)
-        if ((r = T.api.ActivityEnable(kinds[i])) != CUPTI_SUCCESS) {
+        if ((r = TCALL("cuptiActivityEnable", T.api.ActivityEnable(kinds[i]))) != CUPTI_SUCCESS) {
             char text[256];
             snprintf(text, sizeof text, "CUPTI activity kind %d could not be enabled: %s", (int)kinds[i],
                      cupti_result_str(&T.api, r));
@@ -805,7 +845,7 @@ void cupti_tracer_flush(cupti_flush_reason reason)
      * sticky error. */
     if (reason == CUPTI_FLUSH_CUDA_ERROR && atomic_exchange(&T.fatal_flushed, true))
         return;
-    T.api.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    TCALL("cuptiActivityFlushAll", T.api.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED));
     cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)reason, (uint32_t)atomic_load(&T.dropped)};
     emit(CUPTI_REC_FLUSH, &f, NULL);
     if (T.o.flushed)
@@ -826,7 +866,7 @@ void cupti_tracer_stop(void)
     cupti_tracer_flush(CUPTI_FLUSH_EXIT);
     atomic_store(&T.running, false);
     if (T.subscribed)
-        T.api.Unsubscribe(T.sub);
+        TCALL("cuptiUnsubscribe", T.api.Unsubscribe(T.sub));
     T.subscribed = false;
     static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                                CUPTI_ACTIVITY_KIND_MEMSET};

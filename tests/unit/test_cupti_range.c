@@ -80,10 +80,13 @@ typedef struct got {
     char chip[32];
     char notes[8][700];
     uint32_t note_codes[8];
+    int n_steps;       /* CUPTI_NOTE_METRICS_STEP: setup calls announced */
+    char last_step[64];
 } got;
 static got G;
 static void *fake;
 static void (*kernel_ran)(void);
+static void (*in_launch)(int);
 static const char *(*calls)(void);
 static int ctx_a, ctx_b;
 static void *cur_ctx;
@@ -104,6 +107,11 @@ static void t_emit(cupti_rec_type type, const void *fixed, const char *name)
 }
 static void t_note(cupti_note_code code, const char *text)
 {
+    if (code == CUPTI_NOTE_METRICS_STEP) {
+        G.n_steps++;
+        snprintf(G.last_step, sizeof G.last_step, "%s", text);
+        return;
+    }
     if (G.n_notes < 8) {
         G.note_codes[G.n_notes] = code;
         snprintf(G.notes[G.n_notes], sizeof G.notes[0], "%s", text);
@@ -129,13 +137,16 @@ static int setup_fake(void **st)
 {
     (void)st;
     if (!fake) {
-        fake = dlopen(ADG_FAKE_RANGE_CUPTI, RTLD_NOW | RTLD_LOCAL);
+        /* The build's path, or where a copied build put it (a device bundle). */
+        const char *path = getenv("AMXDIAG_FAKE_RANGE_CUPTI");
+        fake = dlopen(path && *path ? path : ADG_FAKE_RANGE_CUPTI, RTLD_NOW | RTLD_LOCAL);
         if (!fake) {
             print_error("cannot load the stand-in libcupti: %s\n", dlerror());
             return -1;
         }
         *(void **)&kernel_ran = dlsym(fake, "fake_cupti_kernel_ran");
         *(void **)&calls = dlsym(fake, "fake_cupti_calls");
+        *(void **)&in_launch = dlsym(fake, "fake_cupti_in_launch");
     }
     memset(&G, 0, sizeof G);
     cur_ctx = &ctx_a;
@@ -145,6 +156,7 @@ static int setup_fake(void **st)
     unsetenv("FAKE_CUPTI_NO_METRIC");
     unsetenv("FAKE_CUPTI_UNSUPPORTED");
     unsetenv("FAKE_CUPTI_ONE_CONFIG");
+    unsetenv("FAKE_CUPTI_CONFIG_PER_WINDOW");
     return 0;
 }
 
@@ -154,10 +166,26 @@ static void start(unsigned max_ranges)
     assert_true(cupti_range_prof_init(&env));
 }
 
-/* A kernel launched (callback ENTER) and run on the GPU while profiling. */
+/* The program's previous CUDA call returned (where the session starts). */
+static void returned(void)
+{
+    cupti_range_prof_api_exit();
+}
+
+/* A launch's ENTER callback: the stand-in refuses setup calls made inside it. */
+static void enter(const char *name, bool runtime, bool graph)
+{
+    in_launch(1);
+    cupti_range_prof_launch_enter(name, runtime, graph);
+    in_launch(0);
+}
+
+/* A kernel launched (callback ENTER) after an earlier call returned, and run on the GPU
+ * while profiling. */
 static void launch(const char *name)
 {
-    cupti_range_prof_launch_enter(name, false, false);
+    returned();
+    enter(name, false, false);
     cupti_range_prof_launch_exit(false);
     kernel_ran();
 }
@@ -167,7 +195,13 @@ static void test_session_windows(void **st)
     (void)st;
     start(2);
     const char *names[] = {"_Z4gemvPKvPf", "_Z8quantizePKfPv", "_Z4gemvPKvPf", "_Z7softmaxPf", "_Z4gemvPKvPf"};
-    for (int i = 0; i < 5; i++)
+    launch(names[0]);
+    launch(names[1]);
+    /* Full: decoded at the return of the launch that filled it, not inside the next launch. */
+    assert_int_equal(cupti_range_prof_stats().windows, 0);
+    returned();
+    assert_int_equal(cupti_range_prof_stats().windows, 1);
+    for (int i = 2; i < 5; i++)
         launch(names[i]);
     cupti_range_stats s = cupti_range_prof_stats();
     assert_int_equal(s.state, 1);
@@ -200,11 +234,12 @@ static void test_session_windows(void **st)
         assert_true(G.k[i].present & (1u << CUPTI_RM_DRAM_PEAK_BPC));
     }
     assert_int_equal(G.n_notes, 0);
-    /* Call order as CUPTI requires it: setup, then per window stop/decode, re-armed. */
+    /* Call order as CUPTI requires it: setup, then per window stop/decode and a fresh
+     * image, started again under the same configuration. */
     const char *log = calls();
     assert_non_null(strstr(log, "init host-init add-metrics enable set-config start"));
-    assert_non_null(strstr(log, "stop decode set-config start stop decode set-config start stop decode disable "
-                                "host-deinit deinit"));
+    assert_non_null(strstr(log, "stop decode start stop decode start stop decode disable host-deinit deinit"));
+    assert_int_equal(s.reenabled, 0);
 }
 
 static void test_runtime_launch_counted_once(void **st)
@@ -212,8 +247,10 @@ static void test_runtime_launch_counted_once(void **st)
     (void)st;
     start(8);
     /* cudaLaunchKernel (ENTER), then the driver launch inside it: one kernel. */
-    cupti_range_prof_launch_enter("_Z3addPfS_", true, false);
-    cupti_range_prof_launch_enter("_Z3addPfS_", false, false);
+    returned();
+    enter("_Z3addPfS_", true, false);
+    returned(); /* the driver launch's own return, inside the runtime launch: not a start point */
+    enter("_Z3addPfS_", false, false);
     cupti_range_prof_launch_exit(true);
     kernel_ran();
     launch("_Z5scalePf");
@@ -247,8 +284,8 @@ static void test_graph_window(void **st)
     (void)st;
     start(16);
     launch("_Z1aPf");
-    cupti_range_prof_launch_enter(NULL, true, true); /* cudaGraphLaunch: three kernels run */
-    cupti_range_prof_launch_enter(NULL, false, true);
+    enter(NULL, true, true); /* cudaGraphLaunch: three kernels run */
+    enter(NULL, false, true);
     cupti_range_prof_launch_exit(true);
     kernel_ran();
     kernel_ran();
@@ -271,6 +308,7 @@ static void test_one_config_per_object(void **st)
 {
     (void)st;
     setenv("FAKE_CUPTI_ONE_CONFIG", "1", 1);
+    setenv("FAKE_CUPTI_CONFIG_PER_WINDOW", "1", 1);
     start(2);
     for (int i = 0; i < 5; i++)
         launch("_Z1kPf");
@@ -281,6 +319,22 @@ static void test_one_config_per_object(void **st)
     assert_int_equal(s.reenabled, 2);
     assert_int_equal(G.n_notes, 0);
     assert_non_null(strstr(calls(), "stop decode disable enable set-config start"));
+}
+
+/* A CUPTI that wants the configuration set again for every window: it is, on the same
+ * object. */
+static void test_config_per_window(void **st)
+{
+    (void)st;
+    setenv("FAKE_CUPTI_CONFIG_PER_WINDOW", "1", 1);
+    start(2);
+    for (int i = 0; i < 5; i++)
+        launch("_Z1kPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 5);
+    assert_int_equal(cupti_range_prof_stats().reenabled, 0);
+    assert_int_equal(G.n_notes, 0);
+    assert_non_null(strstr(calls(), "stop decode set-config start stop decode set-config start"));
 }
 
 static void test_privileges(void **st)
@@ -366,6 +420,48 @@ static void test_no_context_yet(void **st)
     assert_int_equal(G.n_kmetric, 1);
 }
 
+/* The session starts when one of the program's calls returns with a context current,
+ * never inside a launch (CUDA's range_profiling sample sets up between calls): a launch
+ * before that is counted, not profiled.  Every setup call is announced, and the host
+ * object's availability image stays alive until the host object goes. */
+static void test_setup_between_calls(void **st)
+{
+    (void)st;
+    start(4);
+    cur_ctx = NULL;
+    returned(); /* cuInit: no context yet */
+    assert_int_equal(cupti_range_prof_stats().state, 0);
+    cur_ctx = &ctx_a;
+    /* The first call is a launch (its context made inside it): not profiled. */
+    enter("_Z5firstPf", true, false);
+    assert_int_equal(cupti_range_prof_stats().state, 0);
+    assert_int_equal(G.n_steps, 0);
+    cupti_range_prof_launch_exit(true);
+    kernel_ran();
+    returned(); /* ... and at its return the session starts */
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.state, 1);
+    assert_int_equal(s.early, 1);
+    assert_int_equal(G.n_mconfig, 1);
+    assert_true(G.n_steps >= 15);
+    assert_string_equal(G.last_step, "cuptiRangeProfilerStart");
+    /* Another return while active starts nothing. */
+    returned();
+    assert_int_equal(G.n_mconfig, 1);
+    launch("_Z6secondPf");
+    launch("_Z5thirdPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 2);
+    assert_string_equal(G.kname[0], "_Z6secondPf");
+    assert_string_equal(G.kname[1], "_Z5thirdPf");
+    assert_int_equal(G.n_notes, 0);
+    const char *log = calls();
+    assert_null(strstr(log, "setup-inside-launch"));
+    assert_null(strstr(log, "availability-image-gone"));
+    /* Steps are announced during setup only: not for the windows' calls. */
+    assert_string_equal(G.last_step, "cuptiRangeProfilerStart");
+}
+
 static void test_missing_entry_points(void **st)
 {
     (void)st;
@@ -392,10 +488,12 @@ int main(void)
         cmocka_unit_test_setup(test_runtime_launch_counted_once, setup_fake),
         cmocka_unit_test_setup(test_graph_window, setup_fake),
         cmocka_unit_test_setup(test_one_config_per_object, setup_fake),
+        cmocka_unit_test_setup(test_config_per_window, setup_fake),
         cmocka_unit_test_setup(test_privileges, setup_fake),
         cmocka_unit_test_setup(test_unsupported_and_missing_metric, setup_fake),
         cmocka_unit_test_setup(test_fatal_and_other_context, setup_fake),
         cmocka_unit_test_setup(test_no_context_yet, setup_fake),
+        cmocka_unit_test_setup(test_setup_between_calls, setup_fake),
         cmocka_unit_test_setup(test_missing_entry_points, setup_fake),
 #endif
     };

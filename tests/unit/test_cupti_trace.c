@@ -351,6 +351,22 @@ static void test_kernel_metrics(void **st)
     feed(t, CUPTI_REC_NOTE, &n, "--gpu-metrics: a fatal CUDA error ended the profiling session");
     assert_int_equal(cupti_trace_get_counts(t).metrics_notes, 1);
     cupti_trace_free(t);
+
+    /* Setup steps are counted, the last one kept (what a crash inside CUPTI died in),
+     * and they are not notes of the record. */
+    t = cupti_trace_new(8, 100000000ull, BASE);
+    cupti_note_rec s1 = {CUPTI_NOTE_METRICS_STEP, 0};
+    feed(t, CUPTI_REC_NOTE, &s1, "cuptiProfilerInitialize");
+    feed(t, CUPTI_REC_NOTE, &s1, "cuptiRangeProfilerEnable");
+    c = cupti_trace_get_counts(t);
+    assert_int_equal(c.metrics_steps, 2);
+    assert_string_equal(c.metrics_last_step, "cuptiRangeProfilerEnable");
+    assert_int_equal(c.notes, 0);
+    assert_int_equal(c.metrics_notes, 0);
+    o = cupti_trace_kernels_json(t);
+    assert_int_equal(json_array_size(json_object_get(o, "notes")), 0);
+    json_decref(o);
+    cupti_trace_free(t);
 }
 
 int main(void)
