@@ -79,20 +79,16 @@ static adg_error *upload_tensor(engine_gpu *g, const kern_gguf_tensor *t, dptr *
     return NULL;
 }
 
-/* The router is f32 in GGUF files; the GPU GEMM takes f16. */
-static adg_error *upload_f16(engine_gpu *g, const kern_gguf_tensor *t, dptr *out)
+/* The router stays in f32, as the CPU computes it: its logits pick the experts, and with
+ * f16 weights and activations a near-tie between the k-th and the next expert went the
+ * other way on the GPU (a token's FFN output became another expert's: 0.69 per logit in
+ * test_kern_engine's test_gpu_layers). */
+static adg_error *upload_router(engine_gpu *g, const kern_gguf_tensor *t, dptr *out)
 {
-    size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
-    uint16_t *h = malloc(n * sizeof *h);
-    if (!h)
-        return adg_error_new(ADG_E_NOMEM, "out of memory");
-    kern_fp32_to_fp16_row((const float *)t->data, h, (int64_t)n);
-    adg_error *e = alloc(g, n * 2, out);
-    if (!e)
-        e = kern_cuda_upload(g->ctx, *out, h, n * 2);
-    free(h);
-    g->weight_bytes += n * 2;
-    return e ? adg_error_prefix(e, "uploading '%s'", t->name) : NULL;
+    if (t->type != KERN_TYPE_F32)
+        return adg_error_new(ADG_E_UNSUPPORTED, "--ngl: the router '%s' is %s; the GPU layers take an f32 router",
+                             t->name, kern_ggml_type_name(t->type));
+    return upload_tensor(g, t, out);
 }
 
 adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
@@ -153,7 +149,7 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
             (err = upload_tensor(g, L->wk, &G->wk)) || (err = upload_tensor(g, L->wv, &G->wv)) ||
             (err = upload_tensor(g, L->wo, &G->wo)) || (err = upload_tensor(g, L->q_norm, &G->q_norm)) ||
             (err = upload_tensor(g, L->k_norm, &G->k_norm)) || (err = upload_tensor(g, L->ffn_norm, &G->ffn_norm)) ||
-            (err = upload_f16(g, L->gate_inp, &G->router)) || (err = upload_tensor(g, L->gate_exps, &G->gate)) ||
+            (err = upload_router(g, L->gate_inp, &G->router)) || (err = upload_tensor(g, L->gate_exps, &G->gate)) ||
             (err = upload_tensor(g, L->up_exps, &G->up)) || (err = upload_tensor(g, L->down_exps, &G->down)) ||
             (err = alloc(g, (size_t)e->n_ctx * kvd * 2, &G->kcache)) ||
             (err = alloc(g, (size_t)e->n_ctx * kvd * 2, &G->vcache)))
@@ -364,7 +360,7 @@ adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const in
     TRY("matmul_attn_out", mm(g, g->wtype, G->wo, d, qd, g->att, T, g->o));
     TRY("add", kern_cuda_add(c, g->x, g->o, g->x, T * d));
     TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->ffn_norm, g->h, T, d, hp->rms_eps));
-    TRY("router", kern_cuda_gemm(c, KERN_TYPE_F16, G->router, E, d, g->h, T, g->logits, g->scratch));
+    TRY("router", kern_cuda_gemm(c, KERN_TYPE_F32, G->router, E, d, g->h, T, g->logits, g->scratch));
     TRY("topk", kern_cuda_moe_route(c, g->logits, T, (int)E, (int)K, true, g->ids, g->rw));
     if (T == 1) {
         /* Decode: the grouped GEMV over this token's experts. */

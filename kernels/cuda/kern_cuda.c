@@ -28,6 +28,7 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMM_I8_Q4_0_M64] = "kern_gemm_i8_q4_0_m64", [KF_GEMM_I8_Q4_0_M128] = "kern_gemm_i8_q4_0_m128",
     [KF_GEMM_I8_Q8_0_M64] = "kern_gemm_i8_q8_0_m64", [KF_GEMM_I8_Q8_0_M128] = "kern_gemm_i8_q8_0_m128",
     [KF_MOE_GEMM_I8_Q4_0] = "kern_moe_gemm_i8_q4_0", [KF_MOE_GEMM_I8_Q8_0] = "kern_moe_gemm_i8_q8_0",
+    [KF_GEMM_F32] = "kern_gemm_f32", [KF_GEMM_F32_FEW] = "kern_gemm_f32_few",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \

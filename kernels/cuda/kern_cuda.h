@@ -199,10 +199,12 @@ size_t kern_cuda_gemv_scratch(int64_t ncols);
 adg_error *kern_cuda_gemv(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
                           kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
 
-/* Prompt GEMM: Y[n, r] = sum_k W[r, k] * X[n, k]; W Q4_0/Q8_0/F16 (M x K), X f32 (N x K),
- * Y f32 (N x M).  Tensor cores on every supported arch: for Q4_0/Q8_0 W, X is quantised
- * to q8_0 as on the CPU, then either int8 MMA (the CPU reference's arithmetic exactly)
- * or f16 WMMA (X and W rounded to f16, f32 sums), see kern_cuda_set_gemm_kernel.
+/* Prompt GEMM: Y[n, r] = sum_k W[r, k] * X[n, k]; W Q4_0/Q8_0/F16/F32 (M x K), X f32
+ * (N x K), Y f32 (N x M).  Tensor cores on every supported arch: for Q4_0/Q8_0 W, X is
+ * quantised to q8_0 as on the CPU, then either int8 MMA (the CPU reference's arithmetic
+ * exactly) or f16 WMMA (X and W rounded to f16, f32 sums), see kern_cuda_set_gemm_kernel.
+ * F32 W (the MoE router, whose logits pick experts) is multiplied in f32 on the SIMT
+ * cores, nothing rounded, for any N (decode too) and without scratch.
  * `scratch` must hold kern_cuda_gemm_scratch(N, K) bytes (X quantised or in f16). */
 size_t kern_cuda_gemm_scratch(int64_t n, int64_t k);
 adg_error *kern_cuda_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k,

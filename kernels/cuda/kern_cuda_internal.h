@@ -42,9 +42,14 @@ enum kern_cuda_fn {
     KF_GEMM_I8_Q8_0_M128,
     KF_MOE_GEMM_I8_Q4_0,
     KF_MOE_GEMM_I8_Q8_0,
+    KF_GEMM_F32,
+    KF_GEMM_F32_FEW,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
+/* kern_cuda_gemm with f32 weights: up to this many tokens one warp per output
+ * (kern_gemm_f32_few), more in 32 x 32 tiles (kern_gemm_f32). */
+#define KERN_CUDA_GEMM_F32_FEW 4
 
 /* The device-side validation record (struct kval in kern_kernels.cu). */
 typedef struct kern_cuda_valrec {

@@ -221,6 +221,23 @@ static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cu
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
 }
 
+/* f32 weights (the MoE router): f32 sums on the SIMT cores, no scratch (kern_gemm_f32.cuh). */
+static adg_error *gemm_f32(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr w, int64_t m, int64_t k,
+                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y)
+{
+    long long mm = m, kk = k, nn = n;
+    void *p[] = {&w, &mm, &kk, &x, &nn, &y};
+    kern_cu_deviceptr ptrs[4] = {w, x, y, 0};
+    adg_error *e;
+    if (n <= KERN_CUDA_GEMM_F32_FEW)
+        e = kern_cuda_launch_fn(c, op, KF_GEMM_F32_FEW, kern_cuda_geom_rows(m * n, 8, 256, c->max_grid_x), 0, p, ptrs);
+    else
+        e = kern_cuda_launch_fn(c, op, KF_GEMM_F32,
+                                kern_cuda_geom_rows(((m + 31) / 32) * ((n + 31) / 32), 1, 256, c->max_grid_x), 0, p,
+                                ptrs);
+    return e ? e : kern_cuda_op_done(c, op);
+}
+
 adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k,
                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
 {
@@ -230,10 +247,13 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     case KERN_TYPE_Q4_0: fn = KF_GEMM_Q4_0; break;
     case KERN_TYPE_Q8_0: fn = KF_GEMM_Q8_0; break;
     case KERN_TYPE_F16: fn = KF_GEMM_F16; break;
-    default: return bad_arg(op, "weights must be q4_0, q8_0 or f16");
+    case KERN_TYPE_F32: fn = KF_GEMM_F32; break;
+    default: return bad_arg(op, "weights must be q4_0, q8_0, f16 or f32");
     }
     if (m <= 0 || n <= 0 || k <= 0 || k % 32)
         return bad_arg(op, "m, n and k must be positive and k a multiple of 32");
+    if (fn == KF_GEMM_F32)
+        return gemm_f32(c, op, w, m, k, x, n, y);
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
     if (pl.mma) {
         kern_cu_deviceptr qs, d, s;

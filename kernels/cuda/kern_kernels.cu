@@ -860,6 +860,22 @@ GI8_MOE(kern_moe_gemm_i8_q4_0, 4)
 GI8_MOE(kern_moe_gemm_i8_q8_0, 8)
 #undef GI8_MOE
 
+// The MoE router in f32 (kern_gemm_f32.cuh): tiles for a prompt, a warp per output for a
+// few tokens.  Every arch.
+#include "kern_gemm_f32.cuh"
+
+extern "C" __global__ void __launch_bounds__(GF32_THREADS)
+    kern_gemm_f32(const float *w, long long m, long long k, const float *x, long long n, float *y)
+{
+    gemm_f32_tiles(w, m, k, x, n, y);
+}
+
+extern "C" __global__ void __launch_bounds__(GF32_THREADS)
+    kern_gemm_f32_few(const float *w, long long m, long long k, const float *x, long long n, float *y)
+{
+    gemm_f32_few(w, m, k, x, n, y);
+}
+
 extern "C" __global__ void kern_f32_to_f16(const float *x, __half *y, long long n)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)

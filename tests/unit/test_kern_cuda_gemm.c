@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
@@ -613,6 +614,90 @@ static void test_gpu_moe_gemm(void **state)
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
 
+/* ---- the f32 router GEMM (kern_gemm_f32.cuh, every arch) -------------------------------- */
+
+/* GPU time of one kern_cuda_gemm: the mean of 20 after a warm-up, in microseconds. */
+static double time_gemm(kern_type t, kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x, int64_t n,
+                        kern_cu_deviceptr y, kern_cu_deviceptr s)
+{
+    ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, w, m, k, x, n, y, s));
+    ADG_ASSERT_OK(kern_cuda_sync(ctx, "gemm"));
+    uint64_t t0 = adg_now_ns();
+    for (int i = 0; i < 20; i++)
+        ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, w, m, k, x, n, y, s));
+    ADG_ASSERT_OK(kern_cuda_sync(ctx, "gemm"));
+    return (double)(adg_now_ns() - t0) / 20e3;
+}
+
+/* Y = X W^T in f32 against a double reference: within 1e-5 of the sum of |w x| (the f32
+ * sums' own order); the few-token kernel (n <= 4) and the tiles, partial tiles, the
+ * router of Qwen3-30B-A3B (128 x 2048) for a 512-token prompt and for decode.  Prints
+ * its time next to the f16 WMMA GEMM it replaced in the engine. */
+static void f32_case(int64_t m, int64_t k, int64_t n, uint64_t seed, bool timed)
+{
+    uint64_t st = seed;
+    float *w = malloc((size_t)(m * k) * sizeof *w), *x = malloc((size_t)(n * k) * sizeof *x),
+          *got = malloc((size_t)(n * m) * sizeof *got);
+    assert_true(w && x && got);
+    for (int64_t i = 0; i < m * k; i++)
+        w[i] = rnd(&st) * 0.05f;
+    for (int64_t i = 0; i < n * k; i++)
+        x[i] = rnd(&st) * 3.0f;
+    dev d = {0};
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(m * k) * 4, &d.w));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * k) * 4, &d.x));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * m) * 4, &d.y));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, w, (size_t)(m * k) * 4));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    ADG_ASSERT_OK(kern_cuda_gemm(ctx, KERN_TYPE_F32, d.w, m, k, d.x, n, d.y, 0));
+    ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n * m) * 4));
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t r = 0; r < m; r++) {
+            double want = 0, mag = 0;
+            for (int64_t i = 0; i < k; i++) {
+                want += (double)w[r * k + i] * x[t * k + i];
+                mag += fabs((double)w[r * k + i] * x[t * k + i]);
+            }
+            if (!(fabs((double)got[t * m + r] - want) <= 1e-5 * mag + 1e-30))
+                fail_msg("f32 %lldx%lld x %lld: token %lld row %lld is %.9g, the reference %.9g", (long long)m,
+                         (long long)k, (long long)n, (long long)t, (long long)r, (double)got[t * m + r], want);
+        }
+    if (timed) {
+        /* the f16 WMMA GEMM on the same matrix: the engine's router before */
+        uint16_t *h = malloc((size_t)(m * k) * sizeof *h);
+        assert_non_null(h);
+        kern_fp32_to_fp16_row(w, h, m * k);
+        ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(m * k) * 2, &d.ids));
+        ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
+        ADG_ASSERT_OK(kern_cuda_upload(ctx, d.ids, h, (size_t)(m * k) * 2));
+        double us32 = time_gemm(KERN_TYPE_F32, d.w, m, k, d.x, n, d.y, 0);
+        double us16 = time_gemm(KERN_TYPE_F16, d.ids, m, k, d.x, n, d.y, d.s);
+        print_message("gpu f32 router %lldx%lld x %lld: within 1e-5; %.1f us (f16 wmma %.1f us)\n", (long long)m,
+                      (long long)k, (long long)n, us32, us16);
+        free(h);
+    } else {
+        print_message("gpu f32 router %lldx%lld x %lld: within 1e-5\n", (long long)m, (long long)k, (long long)n);
+    }
+    dev_free(&d);
+    free(w);
+    free(x);
+    free(got);
+}
+
+static void test_gpu_gemm_f32(void **state)
+{
+    (void)state;
+    if (!ctx)
+        ADG_SKIP("%s", skip_reason);
+    f32_case(8, 256, 20, 41, false);   /* test_kern_engine's tiny model, 20-token prompt */
+    f32_case(8, 256, 1, 42, false);    /* its decode */
+    f32_case(8, 256, 4, 43, false);    /* the last few-token size */
+    f32_case(8, 256, 5, 44, false);    /* the first tiled one */
+    f32_case(40, 288, 37, 45, false);  /* partial tiles, k % 64 != 0 */
+    f32_case(128, 2048, 512, 46, true); /* Qwen3-30B-A3B's router, pp512 */
+    f32_case(128, 2048, 1, 47, true);   /* and decode */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
         cmocka_unit_test(test_gpu_moe_gemm),
+        cmocka_unit_test(test_gpu_gemm_f32),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,89 @@
+// The f32 GEMM of the MoE router (Y[n][m] = X[n][k] W[m][k]^T, weights, activations and
+// sums in f32: the CPU's arithmetic up to the order of the sums).  The router picks the
+// experts by comparing its logits, so it must not round what the CPU does not: with f16
+// weights and activations (the f16 WMMA GEMM) a near-tie between the k-th and the next
+// expert went the other way on the GPU and that token's FFN output was another expert's
+// (test_kern_engine's test_gpu_layers, 0.69 per logit).  Included by kern_kernels.cu and
+// by the host SIMT emulator (tests/unit/kern_cuda_gemm_simt.cc): only __syncthreads, no
+// warp intrinsics, so that the emulator runs this very source.
+#ifndef KERN_GEMM_F32_CUH
+#define KERN_GEMM_F32_CUH
+
+enum {
+    GF32_T = 32,        // weight rows and tokens per tile
+    GF32_BK = 64,       // k per shared-memory stage
+    GF32_THREADS = 256, // threads per block of either kernel
+    GF32_WARPS = 8,     // warps per block of the few-token kernel (the host takes it up to 4 tokens)
+};
+
+// Tiles of 32 rows x 32 tokens; thread (tr, tt) of 16 x 16 owns rows tr, tr + 16 and
+// tokens tt, tt + 16.  Both operands are staged k-major with a padded row, so the
+// coalesced stores (consecutive k) and the reads (one row or token per thread) are free of
+// bank conflicts.
+__device__ void gemm_f32_tiles(const float *w, long long m, long long k, const float *x, long long n, float *y)
+{
+    __shared__ float ws[GF32_BK][GF32_T + 1];
+    __shared__ float xs[GF32_BK][GF32_T + 1];
+    const int tid = threadIdx.x, tr = tid & 15, tt = tid >> 4;
+    const long long tiles_m = (m + GF32_T - 1) / GF32_T, tiles = tiles_m * ((n + GF32_T - 1) / GF32_T);
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const long long r0 = (tile % tiles_m) * GF32_T, t0 = (tile / tiles_m) * GF32_T;
+        float a00 = 0.0f, a01 = 0.0f, a10 = 0.0f, a11 = 0.0f; // [row tr, tr + 16][token tt, tt + 16]
+        for (long long k0 = 0; k0 < k; k0 += GF32_BK) {
+            __syncthreads(); // everyone is done with the previous stage
+            for (int c = tid; c < GF32_T * GF32_BK; c += GF32_THREADS) {
+                const int i = c / GF32_BK, kk = c % GF32_BK;
+                const bool kin = k0 + kk < k;
+                ws[kk][i] = kin && r0 + i < m ? w[(r0 + i) * k + k0 + kk] : 0.0f;
+                xs[kk][i] = kin && t0 + i < n ? x[(t0 + i) * k + k0 + kk] : 0.0f;
+            }
+            __syncthreads();
+            for (int kk = 0; kk < GF32_BK; kk++) {
+                const float w0 = ws[kk][tr], w1 = ws[kk][tr + 16], x0 = xs[kk][tt], x1 = xs[kk][tt + 16];
+                a00 = fmaf(w0, x0, a00);
+                a01 = fmaf(w0, x1, a01);
+                a10 = fmaf(w1, x0, a10);
+                a11 = fmaf(w1, x1, a11);
+            }
+        }
+        const long long ra = r0 + tr, rb = ra + 16, ta = t0 + tt, tb = ta + 16;
+        if (ra < m && ta < n)
+            y[ta * m + ra] = a00;
+        if (ra < m && tb < n)
+            y[tb * m + ra] = a01;
+        if (rb < m && ta < n)
+            y[ta * m + rb] = a10;
+        if (rb < m && tb < n)
+            y[tb * m + rb] = a11;
+    }
+}
+
+// Few tokens: one warp per output y[o] (o = token * m + row), lanes over k (coalesced),
+// the 32 partial sums added in lane order through shared memory.  Every thread runs the
+// same number of iterations, so the block-wide barriers are safe.
+__device__ void gemm_f32_few(const float *w, long long m, long long k, const float *x, long long n, float *y)
+{
+    __shared__ float part[GF32_WARPS][33];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long total = m * n;
+    for (long long o0 = (long long)blockIdx.x * GF32_WARPS; o0 < total; o0 += (long long)gridDim.x * GF32_WARPS) {
+        const long long o = o0 + warp;
+        float acc = 0.0f;
+        if (o < total) {
+            const float *wr = w + (o % m) * k, *xt = x + (o / m) * k;
+            for (long long i = lane; i < k; i += 32)
+                acc = fmaf(wr[i], xt[i], acc);
+        }
+        part[warp][lane] = acc;
+        __syncthreads();
+        if (lane == 0 && o < total) {
+            float s = 0.0f;
+            for (int j = 0; j < 32; j++)
+                s += part[warp][j];
+            y[o] = s;
+        }
+        __syncthreads(); // part[] is reused by the next output
+    }
+}
+
+#endif
