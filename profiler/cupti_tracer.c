@@ -193,7 +193,9 @@ static void load_driver_table(void);
  * not come back as the program's calls. */
 static void range_launch(const char *name, bool runtime, bool graph)
 {
-    if (!T.metrics)
+    /* A launch into a stream capture runs nothing (it becomes a graph node), and a call
+     * of ours inside a capture could invalidate the program's graph. */
+    if (!T.metrics || atomic_load(&T.capturing) > 0)
         return;
     tl_self_call = true;
     cupti_range_prof_launch_enter(name, runtime, graph);
