@@ -79,10 +79,10 @@ static adg_error *upload_tensor(engine_gpu *g, const kern_gguf_tensor *t, dptr *
     return NULL;
 }
 
-/* The router stays in f32, as the CPU computes it: its logits pick the experts, and with
- * f16 weights and activations a near-tie between the k-th and the next expert went the
- * other way on the GPU (a token's FFN output became another expert's: 0.69 per logit in
- * test_kern_engine's test_gpu_layers). */
+/* The router stays in f32, as the CPU computes it: its logits pick the experts, and the
+ * roundings of an f16 router moved the hidden state until a near-tie between the k-th and
+ * the next expert went the other way on the GPU (a token's FFN output became another
+ * expert's: 0.69 per logit in test_kern_engine's test_gpu_layers with the int8 GEMM). */
 static adg_error *upload_router(engine_gpu *g, const kern_gguf_tensor *t, dptr *out)
 {
     if (t->type != KERN_TYPE_F32)

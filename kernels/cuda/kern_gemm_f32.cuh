@@ -1,9 +1,11 @@
 // The f32 GEMM of the MoE router (Y[n][m] = X[n][k] W[m][k]^T, weights, activations and
 // sums in f32: the CPU's arithmetic up to the order of the sums).  The router picks the
 // experts by comparing its logits, so it must not round what the CPU does not: with f16
-// weights and activations (the f16 WMMA GEMM) a near-tie between the k-th and the next
-// expert went the other way on the GPU and that token's FFN output was another expert's
-// (test_kern_engine's test_gpu_layers, 0.69 per logit).  Included by kern_kernels.cu and
+// weights and activations (the f16 WMMA GEMM) its roundings moved the hidden state until
+// a near-tie between the k-th and the next expert went the other way on the GPU, and that
+// token's FFN output was another expert's (test_kern_engine's test_gpu_layers with the
+// int8 GEMM, 0.69 per logit; test_kern_engine_gpu's test_int8_gemm_forced replays it).
+// Included by kern_kernels.cu and
 // by the host SIMT emulator (tests/unit/kern_cuda_gemm_simt.cc): only __syncthreads, no
 // warp intrinsics, so that the emulator runs this very source.
 #ifndef KERN_GEMM_F32_CUH

@@ -1029,9 +1029,12 @@ static void test_forced_decoding(void **state)
  * floats, so with it the GPU layers differ from the CPU only by the other ops (f16 KV
  * cache, attention, the GEMV's f32 order).  Its first device run (H200) failed
  * test_gpu_layers at --ngl 2 with 0.68945 per logit although every GEMM was bit-exact:
- * this arithmetic with the router of that time (f16) gives the same failure here (one
- * decode step, the 12th, where a token's top-2 expert choice is a near-tie that the f16
- * router decided the other way), and with the f32 router the GEMMs' part is gone. */
+ * this arithmetic with the router of that time (f16) gives the same failure here: one
+ * decode step, the 12th, spikes; there layer 3's router, whose 2nd and 3rd experts are a
+ * few thousandths apart, picks experts 4 and 6 where the CPU picks 4 and 5, after the f16
+ * router's roundings (of its logits, so of the routing weights, at every earlier layer
+ * and step) have moved the hidden state.  With the f32 router the GPU layers' GEMMs and
+ * router are the CPU's floats (up to the f32 order) and the spike is gone. */
 static void test_int8_gemm_forced(void **state)
 {
     (void)state;
