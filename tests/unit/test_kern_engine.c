@@ -244,7 +244,7 @@ static float teacher_forced_worst(kern_engine *r, kern_engine *e, const int32_t 
 }
 
 /* docs/run.md: GPU layers agree with the CPU reference within ENGINE_GPU_TOL (f16
- * activations in the GPU GEMMs, f16 router). */
+ * activations in the default GPU prompt GEMM, other summation orders). */
 #define ENGINE_GPU_TOL 0.25f
 
 /* Teacher forcing: the CPU reference decodes greedily, the GPU engine is fed the same
