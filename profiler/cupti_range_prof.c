@@ -421,6 +421,33 @@ static bool start_window(bool first)
     return true;
 }
 
+/* AMXDIAG_GPU_METRICS_MINIMAL=1, a diagnostic: only the required metrics (duration,
+ * DRAM read and write), to tell a CUPTI failure that one metric causes from one that any
+ * configuration does. */
+static bool minimal_set(void)
+{
+    const char *e = getenv("AMXDIAG_GPU_METRICS_MINIMAL");
+    return e && *e && strcmp(e, "0");
+}
+
+static void keep_required(cupti_range_sel *sel)
+{
+    size_t cnt, n = 0;
+    const cupti_range_metric *m = cupti_range_metrics(&cnt);
+    sel->present = 0;
+    for (size_t i = 0; i < sel->n; i++) {
+        int role = sel->role_of[i];
+        if (role < 0 || (size_t)role >= cnt || !m[role].required)
+            continue;
+        sel->names[n] = sel->names[i];
+        sel->role_of[n] = role;
+        sel->present |= 1u << role;
+        n++;
+    }
+    sel->n = n;
+    cupti_debug("gpu-metrics: AMXDIAG_GPU_METRICS_MINIMAL: the required metrics only");
+}
+
 /* The whole setup, in the order of CUDA 13's range_profiling sample.  It runs at the
  * return of one of the program's CUDA calls (cupti_range_prof_api_exit), never inside a
  * launch that is in flight. */
@@ -507,6 +534,8 @@ static bool setup(void *ctx, int dev)
         fail_text(text);
         return false;
     }
+    if (minimal_set())
+        keep_required(&R.sel);
     for (size_t i = 0; i < R.sel.n; i++)
         cupti_debug("gpu-metrics: metric %s (%s)", R.sel.names[i], cupti_range_role_key((unsigned)R.sel.role_of[i]));
     cupti_host_add_metrics_params am = {CUPTI_HOST_ADD_METRICS_SIZE, NULL, R.host, R.sel.names, R.sel.n};

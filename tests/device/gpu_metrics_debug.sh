@@ -6,12 +6,14 @@
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
 # libamxdiag-inject.so, devlibs/, tests/cupti_prog, tests/test_cupti_range,
 # tests/libfake_range_cupti.so and tests/cupti_fake_app.
-# Steps:
-#   prog     amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog --iters 20 (injected)
-#   builtin  amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
+# Steps (unit and crash first: they take well under a second and need no GPU):
 #   unit     tests/test_cupti_range against its stand-in libcupti
 #   crash    amxdiag profile --gpu-metrics -- tests/cupti_fake_app metrics-crash: a process that
 #            dies inside the setup gets a record naming the CUPTI call it died in
+#   prog     amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog --iters 20 (injected)
+#   builtin  amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
+#   prog-min only when prog's record has no session: prog again with
+#            AMXDIAG_GPU_METRICS_MINIMAL=1 (the three required metrics only)
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
 # time, the last CUPTI call that never returned if any, the debug lines, the record's
 # session / reasons / per-kernel metrics) and the full logs and records.
@@ -62,7 +64,9 @@ debug() {
     grep 'amxdiag-cupti\[' "$log" 2>/dev/null | awk '
         / > /  { open = $0; sub(/.* > /, "", open); next }
         / < /  { c = $0; sub(/.* < /, "", c); sub(/:.*/, "", c); if (c == open) open = ""; next }
-        END    { if (open != "") print "  NEVER RETURNED: " open; else print "  every traced call returned" }' >>"$S"
+        END    { if (NR == 0) print "  no CUPTI call was traced"
+                 else if (open != "") print "  NEVER RETURNED (died or hung inside): " open
+                 else print "  every traced call returned" }' >>"$S"
     if [ "${n:-0}" -gt 90 ]; then
         grep 'amxdiag-cupti\[' "$log" | head -60 | sed 's/^/    /' >>"$S"
         echo "    ... ($((n - 90)) lines left out; all in $1.log)" >>"$S"
@@ -85,28 +89,38 @@ KM="[(k['name'][:40], k['count'], m.get('ranges'), round(m.get('dram_read_bytes'
     echo "per kernel: (name, launches, profiled, DRAM read MiB/launch, write MiB/launch, DRAM GB/s, SM %)"
 } >>"$S"
 
+AMXDIAG_FAKE_RANGE_CUPTI=$build/tests/libfake_range_cupti.so run unit 3 "$build/tests/test_cupti_range"
+grep -E '^\[  (PASSED|FAILED) ' "$out/unit.log" | sed 's/^/  /' >>"$S"
+
+run crash 3 "$A" profile -q -e gpu --gpu-metrics -o "$out/crash.json" -- "$build/tests/cupti_fake_app" metrics-crash
+fact "record (want: status workload-crashed, reason naming cuptiRangeProfilerEnable)" "$out/crash.json" \
+    "r.get('status'), $REASONS"
+
 export AMXDIAG_CUPTI_DEBUG=1
-run prog 9 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- "$build/tests/cupti_prog" --iters 20
+run prog 8 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- "$build/tests/cupti_prog" --iters 20
 debug prog
 fact session "$out/prog.json" "$SESSION"
 fact "gpu unavailable" "$out/prog.json" "$REASONS"
 fact trace "$out/prog.json" "$TRACE"
 fact kernels "$out/prog.json" "$KM"
 
-run builtin 9 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
+run builtin 8 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
 debug builtin
 fact session "$out/builtin.json" "$SESSION"
 fact "gpu unavailable" "$out/builtin.json" "$REASONS"
 fact trace "$out/builtin.json" "$TRACE"
 fact kernels "$out/builtin.json" "$KM"
+
+# No session in prog's record: is it one metric, or any configuration?
+if ! timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if (r.get('gpu_kernels') or {}).get('metrics') else 1)" "$out/prog.json" 2>/dev/null; then
+    AMXDIAG_GPU_METRICS_MINIMAL=1 run prog-min 5 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-min.json" -- \
+        "$build/tests/cupti_prog" --iters 20
+    debug prog-min
+    fact session "$out/prog-min.json" "$SESSION"
+    fact "gpu unavailable" "$out/prog-min.json" "$REASONS"
+    fact kernels "$out/prog-min.json" "$KM"
+fi
 unset AMXDIAG_CUPTI_DEBUG
-
-AMXDIAG_FAKE_RANGE_CUPTI=$build/tests/libfake_range_cupti.so run unit 5 "$build/tests/test_cupti_range"
-grep -E '^\[  (PASSED|FAILED) ' "$out/unit.log" | sed 's/^/  /' >>"$S"
-
-run crash 4 "$A" profile -q -e gpu --gpu-metrics -o "$out/crash.json" -- "$build/tests/cupti_fake_app" metrics-crash
-fact "record (want: status workload-crashed, reason naming cuptiRangeProfilerEnable)" "$out/crash.json" \
-    "r.get('status'), $REASONS"
 
 echo "== total $(($(date +%s) - started)) s" >>"$S"
 cat "$S"

@@ -337,6 +337,22 @@ static void test_config_per_window(void **st)
     assert_non_null(strstr(calls(), "stop decode set-config start stop decode set-config start"));
 }
 
+/* The diagnostic minimal set: the required metrics only. */
+static void test_minimal_set(void **st)
+{
+    (void)st;
+    setenv("AMXDIAG_GPU_METRICS_MINIMAL", "1", 1);
+    start(4);
+    launch("_Z1kPf");
+    cupti_range_prof_finish();
+    unsetenv("AMXDIAG_GPU_METRICS_MINIMAL");
+    assert_int_equal(G.n_mconfig, 1);
+    assert_int_equal(G.mc.present, (1u << CUPTI_RM_DURATION) | (1u << CUPTI_RM_DRAM_READ) | (1u << CUPTI_RM_DRAM_WRITE));
+    assert_int_equal(G.n_kmetric, 1);
+    assert_true(G.k[0].v[CUPTI_RM_DRAM_READ] == 1e6);
+    assert_false(G.k[0].present & (1u << CUPTI_RM_SM_PCT));
+}
+
 static void test_privileges(void **st)
 {
     (void)st;
@@ -489,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup(test_graph_window, setup_fake),
         cmocka_unit_test_setup(test_one_config_per_object, setup_fake),
         cmocka_unit_test_setup(test_config_per_window, setup_fake),
+        cmocka_unit_test_setup(test_minimal_set, setup_fake),
         cmocka_unit_test_setup(test_privileges, setup_fake),
         cmocka_unit_test_setup(test_unsupported_and_missing_metric, setup_fake),
         cmocka_unit_test_setup(test_fatal_and_other_context, setup_fake),
