@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # --gpu-metrics on a real GPU with the CUPTI call trace on (AMXDIAG_CUPTI_DEBUG=1): where
-# the Range Profiler's setup stops or dies, and what the record says.  At most ~28 s in
+# the Range Profiler's setup stops or dies, and what the record says.  At most ~26 s in
 # all; every step runs under `timeout`.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
@@ -28,7 +28,7 @@ ulimit -c 0
 A=$build/amxdiag
 S=$out/summary.txt
 : >"$S"
-deadline=${GMD_DEADLINE:-28}
+deadline=${GMD_DEADLINE:-25}
 started=$(date +%s)
 
 # run NAME LIMIT CMD...: output in NAME.log; exit status and wall time in the summary.
