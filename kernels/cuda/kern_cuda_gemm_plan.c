@@ -6,10 +6,12 @@
 
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
-/* Whether AUTO takes the int8 tensor-core kernels.  They are opt-in (AMXDIAG_GPU_GEMM=mma,
- * --gemm-kernel mma) until tests/device/cuda_gemm.sh has passed on a GPU: the default
- * path never points at a kernel that has not run on one. */
-#define GEMM_AUTO_MMA 0
+/* Whether AUTO takes the int8 tensor-core kernels (sm_80 and newer).  On the H200
+ * (2026-11-26): bit-exact with the CPU formula in every unit case, the engine's GPU layers
+ * equal to the CPU reference teacher-forced (0.00000 at --ngl 2/4/99 with the f32 router),
+ * 2.9x the f16 WMMA kernel at pp512 --ngl 99 (docs/PERFORMANCE.md).  AMXDIAG_GPU_GEMM=wmma
+ * keeps the older kernel. */
+#define GEMM_AUTO_MMA 1
 
 static const char *const kind_names[] = {"auto", "wmma", "mma"};
 
