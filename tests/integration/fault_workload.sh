@@ -98,7 +98,7 @@ if command -v tmux >/dev/null && "$AMXDIAG" top --help >/dev/null 2>&1; then
     for s in INT TERM; do
         rm -f "$TEST_TMP/pid" "$TEST_TMP/exit" "$TEST_TMP/stty"
         T new-session -d -s "top$s" -x 80 -y 24 \
-            "cd '$D' && sh -c 'echo \$\$ >\"$TEST_TMP/pid\"; exec env LANG=C.UTF-8 \"$AMXDIAG\" top -o top$s.json -- \"$SPIN\" sleep 30'; echo \$? >'$TEST_TMP/exit'; stty -a >'$TEST_TMP/stty'; sleep 30"
+            "cd '$D' && sh -c 'echo \$\$ >\"$TEST_TMP/pid\"; exec env LANG=C.UTF-8 \"$AMXDIAG\" top -o top$s.json -- \"$SPIN\" sleep 30'; rc=\$?; stty -a >'$TEST_TMP/stty'; echo \$rc >'$TEST_TMP/exit'; sleep 30"
         for _ in $(seq 50); do [ -s "$TEST_TMP/pid" ] && break; sleep 0.1; done
         # signal only once the screen is up (the handlers are installed by then)
         for _ in $(seq 100); do T capture-pane -p -t "top$s" | grep -q 'live:' && break; sleep 0.1; done

@@ -66,31 +66,13 @@ cat >slow.sh <<EOF
 exec '$fake' matvec-oob
 EOF
 chmod +x slow.sh
-SOCK="adgconf$$"
-T() { tmux -L "$SOCK" "$@"; }
-trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
-T new-session -d -s keep "sleep 300"
-screen() { T capture-pane -p -t top; }
-wait_for() {
-    local re=$1 n=$(( ${2:-5} * 10 ))
-    for _ in $(seq "$n"); do
-        screen | grep -Eq -- "$re" && return 0
-        sleep 0.1
-    done
-    fail "screen never showed /$re/:"
-    screen >&2
-    return 1
-}
+. "$(dirname "$0")/lib/tmux.sh"
+tmux_setup adgconf
 start() {
     T kill-session -t top 2>/dev/null
     rm -f "$TEST_TMP/exit"
     T new-session -d -s top -x 100 -y 30 \
         "cd '$TEST_TMP' && env LANG=C.UTF-8 AMXDIAG_LIBCUDA='$stub' AMXDIAG_LIBNVML=/nonexistent SLOW=$1 '$AMXDIAG' top -e gpu -o $2 -- ./slow.sh; echo \$? >'$TEST_TMP/exit'; sleep 30"
-}
-wait_exit() {
-    for _ in $(seq "$(( ${1:-5} * 10 ))"); do [ -s "$TEST_TMP/exit" ] && return 0; sleep 0.1; done
-    fail "amxdiag top did not exit"
-    return 1
 }
 
 # While it runs: the footer and the GPU panel say so; then the confirmed kernel.

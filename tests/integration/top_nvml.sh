@@ -182,21 +182,8 @@ fi
 
 # Live in tmux: the panel follows NVML while the run goes on.
 command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
-SOCK="adgnvml$$"
-T() { tmux -L "$SOCK" "$@"; }
-trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
-T new-session -d -s keep "sleep 300"
-screen() { T capture-pane -p -t top; }
-wait_for() {
-    local re=$1 n=$(( ${2:-5} * 10 ))
-    for _ in $(seq "$n"); do
-        screen | grep -Eq -- "$re" && return 0
-        sleep 0.1
-    done
-    fail "screen never showed /$re/:"
-    screen >&2
-    return 1
-}
+. "$(dirname "$0")/lib/tmux.sh"
+tmux_setup adgnvml
 : >"$TEST_TMP/procs"
 T new-session -d -s top -x 100 -y 30 \
     "cd '$TEST_TMP' && env LANG=C.UTF-8 AMXDIAG_LIBNVML='$FAKE' AMXDIAG_FAKE_NVML='$TEST_TMP/nvml.txt' '$AMXDIAG' top -e nvml -o live.json -- ./wl.sh 20; echo \$? >'$TEST_TMP/exit'; sleep 30"

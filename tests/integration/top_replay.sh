@@ -72,35 +72,14 @@ grep -Eq 'node0 .* [0-9]+ CPUs' "$TEST_TMP/ascii.txt" && fail "node headers with
 
 # ---- interactive, in tmux ----
 command -v tmux >/dev/null || { echo "SKIP: tmux not installed (scripts/install-deps.sh installs it)"; finish; }
-SOCK="adgtop$$"
-T() { tmux -L "$SOCK" "$@"; }
-trap 'T kill-server 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
-# A idle session keeps the server up between the windows under test (a server whose last
-# session ends exits, and a new one started at that moment can fail).
-T new-session -d -s keep "sleep 300"
-screen() { T capture-pane -p -t top; }
-# wait_for REGEX [SECONDS]: until the screen matches.
-wait_for() {
-    local re=$1 n=$(( ${2:-5} * 10 ))
-    for _ in $(seq "$n"); do
-        screen | grep -Eq -- "$re" && return 0
-        sleep 0.1
-    done
-    fail "screen never showed /$re/:"
-    screen >&2
-    return 1
-}
+. "$(dirname "$0")/lib/tmux.sh"
+tmux_setup adgtop
 start() { # start COLS ROWS ARGS...: amxdiag top in a fresh tmux window
     local w=$1 h=$2; shift 2
     T kill-session -t top 2>/dev/null
     rm -f "$TEST_TMP/exit" "$TEST_TMP/stty"
     T new-session -d -s top -x "$w" -y "$h" \
-        "cd '$TEST_TMP' && env LANG=C.UTF-8 '$AMXDIAG' top $*; echo \$? >'$TEST_TMP/exit'; stty -a >'$TEST_TMP/stty'; sleep 30"
-}
-wait_exit() {
-    for _ in $(seq 50); do [ -s "$TEST_TMP/exit" ] && return 0; sleep 0.1; done
-    fail "amxdiag top did not exit"
-    return 1
+        "cd '$TEST_TMP' && env LANG=C.UTF-8 '$AMXDIAG' top $*; rc=\$?; stty -a >'$TEST_TMP/stty'; echo \$rc >'$TEST_TMP/exit'; sleep 30"
 }
 
 mkdir -p "$TEST_TMP/snaps"
