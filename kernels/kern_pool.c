@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* PAUSEs a waiting thread spins before it sleeps (about 1 ms at ~140 cycles a PAUSE);
+ * AMXDIAG_POOL_SPIN=N (0..10^7) overrides it per pool, for A/B runs (docs/kernels.md). */
 #define SPIN_LIMIT 20000
 
 typedef struct worker {
@@ -34,6 +36,7 @@ struct kern_pool {
     kern_pool_fn fn;
     void *arg;
     int nodes;
+    int spin_limit;
 };
 
 static inline void cpu_relax(void)
@@ -68,7 +71,7 @@ static void *worker_main(void *p)
         uint32_t g;
         int spins = 0;
         while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen) {
-            if (++spins < SPIN_LIMIT) {
+            if (++spins < pool->spin_limit) {
                 cpu_relax();
                 continue;
             }
@@ -95,6 +98,14 @@ adg_error *kern_pool_new(int nthreads, bool pin, kern_pool **out)
     if (!p || !(p->w = calloc((size_t)nthreads, sizeof *p->w))) {
         free(p);
         return adg_error_new(ADG_E_NOMEM, "out of memory creating a pool of %d threads", nthreads);
+    }
+    p->spin_limit = SPIN_LIMIT;
+    const char *spin = getenv("AMXDIAG_POOL_SPIN");
+    if (spin && *spin) {
+        char *end;
+        long v = strtol(spin, &end, 10);
+        if (*end == '\0' && v >= 0 && v <= 10000000)
+            p->spin_limit = (int)v;
     }
     p->n = nthreads;
     int cpus[4096];
@@ -169,7 +180,7 @@ void kern_pool_run(kern_pool *p, kern_pool_fn fn, void *arg)
     fn(arg, 0, p->n);
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1) {
-        if (++spins < SPIN_LIMIT)
+        if (++spins < p->spin_limit)
             cpu_relax();
         else
             sched_yield();   /* oversubscribed machine: let the workers run */

@@ -5,9 +5,12 @@
 #  - bench kernels, 16 threads, M=512, attn_q and moe_gate_up, q4_0 and q8_0: the int8
 #    tile kernel's schedules (ring 3,1 = default, ring 2,1, 1x1) and AVX-512 VNNI;
 #  - the same, one thread, attn_q q8_0;
-#  - pp512 of qwen3-moe-small q4_0: amx (defaults), amx with the 1x1 schedule, amx with the
-#    fp32 attention, BUILD_DIR/amxdiag-before (an older build, when present), avx512.
-#   usage: OUT=DIR tests/device/ab_cpu.sh BUILD_DIR   (output: $OUT/ab.txt, $OUT/ab.jsonl)
+#  - pp512 and tg32 of qwen3-moe-small q4_0: amx (defaults), amx with the 1x1 schedule, amx
+#    with the fp32 attention, amx with the pool's waiters sleeping after 2000 PAUSEs
+#    instead of 20000, BUILD_DIR/amxdiag-before (an older build, when present), avx512;
+#  - then one profile of the built-in path with each pool spin limit (spin-wait share).
+#   usage: OUT=DIR tests/device/ab_cpu.sh BUILD_DIR   (output: $OUT/ab.txt, $OUT/ab.jsonl,
+#   $OUT/profile.txt)
 set -u
 build=${1:?usage: ab_cpu.sh BUILD_DIR}
 out=${OUT:-./ab-cpu-out}
@@ -37,7 +40,7 @@ for r in d.get('results',d.get('rows',[])):
 }
 pp() {   # pp LABEL BINARY IMPL [ENV=VALUE]
     local label=$1 bin=$2 impl=$3; shift 3
-    timeout 40 env "$@" "$bin" run -m "$m" -p 512 -n 0 -r 3 -t "$threads" --cpu-kernels "$impl" --json 2>/dev/null |
+    timeout 40 env "$@" "$bin" run -m "$m" -p 512 -n 32 -r 3 -t "$threads" --cpu-kernels "$impl" --json 2>/dev/null |
         python3 -c "
 import json,sys
 d=json.load(sys.stdin)
@@ -57,8 +60,14 @@ for r in $(seq "$rounds"); do
     pp "amx (defaults)" "$amx" amx
     pp "amx, 1x1" "$amx" amx AMXDIAG_AMX_INT8_KERNEL=1x1
     pp "amx, fp32 attention" "$amx" amx AMXDIAG_ATTN_KERNEL=flash
+    pp "amx, pool spin 2000" "$amx" amx AMXDIAG_POOL_SPIN=2000
     [ -x "$before" ] && pp "amx, build before" "$before" amx
     pp "avx512" "$amx" avx512
+done
+for sp in 20000 2000; do
+    echo "== profile amx, AMXDIAG_POOL_SPIN=$sp" >>"$out/profile.txt"
+    timeout 40 env AMXDIAG_POOL_SPIN=$sp "$amx" profile -e sampling -o "$work/p$sp.json" -m "$m" --n-prompt 512 -n 16 \
+        -r 2 -t "$threads" --cpu-kernels amx 2>&1 | grep -E "spin-wait|during" >>"$out/profile.txt"
 done
 python3 - "$jl" >"$out/ab.txt" <<'PY'
 import json, sys, statistics as st
@@ -77,5 +86,6 @@ for key in sorted(k, key=lambda x: [str(i) for i in x]):
     what = f"{shape} {typ} {t} thr" if kind == 'kernel' else test
     print(f"{kind:6} {label:22} {what:28} {st.median(v):10.3f} {unit}  {[round(x, 3) for x in v]}")
 PY
+cat "$out/profile.txt" >>"$out/ab.txt"
 cat "$out/ab.txt"
 rm -rf "$work"
