@@ -32,6 +32,10 @@ void cupti_range_prof_launch_exit(bool runtime)
 void cupti_range_prof_api_exit(void)
 {
 }
+void cupti_range_prof_set_point(const char *call)
+{
+    (void)call;
+}
 void cupti_range_prof_sync(void)
 {
 }
@@ -125,6 +129,8 @@ static atomic_bool want_setup;
 /* The window is full: decoded at the return of the launch that filled it rather than in
  * the next launch's ENTER. */
 static atomic_bool decode_due;
+/* The program's call whose return is running cupti_range_prof_api_exit (debug lines). */
+static _Thread_local const char *tl_point;
 
 static const char *res_str(CUptiResult r)
 {
@@ -745,6 +751,11 @@ void cupti_range_prof_launch_exit(bool runtime)
         tl_rt_launch--;
 }
 
+void cupti_range_prof_set_point(const char *call)
+{
+    tl_point = call;
+}
+
 void cupti_range_prof_api_exit(void)
 {
     if ((!atomic_load_explicit(&want_setup, memory_order_relaxed) &&
@@ -752,6 +763,9 @@ void cupti_range_prof_api_exit(void)
         tl_inside || tl_rt_launch)
         return;
     tl_inside = true;
+    bool dbg = cupti_debug_on() && atomic_load_explicit(&want_setup, memory_order_relaxed);
+    if (dbg)
+        cupti_debug("gpu-metrics: %s returned: taking the session's lock", tl_point ? tl_point : "a CUDA call");
     pthread_mutex_lock(&R.lock);
     if (R.inited && R.state == ST_ACTIVE && R.q.n >= R.env.max_ranges) {
         void *ctx = NULL;
@@ -762,10 +776,13 @@ void cupti_range_prof_api_exit(void)
         int dev = -1;
         /* No context current yet (cuInit, cuDeviceGet, ...) or one being torn down: wait
          * for a later call. */
-        if (R.env.ctx_current(&ctx) == 0 && ctx && R.env.ctx_device(&dev) == 0 && dev >= 0) {
+        int rc = R.env.ctx_current(&ctx);
+        cupti_debug("gpu-metrics: current context %p (%d)", ctx, rc);
+        if (rc == 0 && ctx && R.env.ctx_device(&dev) == 0 && dev >= 0) {
             atomic_store(&want_setup, false);
             setup(ctx, dev);
-        }
+        } else
+            cupti_debug("gpu-metrics: no context current yet");
     }
     pthread_mutex_unlock(&R.lock);
     tl_inside = false;

@@ -36,12 +36,16 @@ bool cupti_range_prof_init(const cupti_range_env *env);
  * the session is counted (stats.early) and not profiled. */
 void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph);
 void cupti_range_prof_launch_exit(bool runtime);
-/* One of the program's CUDA calls returned successfully, at the top level (not inside
- * another CUDA call, not during a stream capture, not a context's teardown): where the
- * session starts, in the calling thread's current context, the first time one is
- * current (and again after a context ended).  Like CUDA's range_profiling sample, the
- * setup runs between the program's calls, never inside a launch in flight.  Cheap when
- * there is nothing to start. */
+/* Names the program's call whose return is about to run cupti_range_prof_api_exit on this
+ * thread (for AMXDIAG_CUPTI_DEBUG lines only; the pointer must outlive that call). */
+void cupti_range_prof_set_point(const char *call);
+/* One of the program's kernel launches, synchronisations or synchronous copies returned
+ * successfully, at the top level (not inside another CUDA call, not during a stream
+ * capture): where the session starts, in the calling thread's current context, the first
+ * time one is current (and again after a context ended).  Like CUDA's range_profiling
+ * sample, the setup runs between the program's calls, never inside a launch in flight, and
+ * never at the return of the runtime's own initialisation.  Re-entrant calls (from a CUDA
+ * call the setup itself makes) return at once.  Cheap when there is nothing to start. */
 void cupti_range_prof_api_exit(void);
 /* After a synchronisation that succeeded: decodes the window if it is old enough. */
 void cupti_range_prof_sync(void);

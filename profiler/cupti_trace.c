@@ -794,6 +794,9 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
                 (int)k->dynamic_smem);
             if (k->untimed)
                 json_object_set_new(kj, "untimed", json_integer((json_int_t)k->untimed));
+            /* Every kernel record, timed or not: under --gpu-metrics (kernel replay) CUPTI's
+             * kernel records may come without times, and count alone would read 0. */
+            json_object_set_new(kj, "launches", json_integer((json_int_t)(k->count + k->untimed)));
             if (k->m_ranges)
                 json_object_set_new(kj, "metrics", kmetric_json(k, t->peak_Bps));
             json_array_append_new(kernels, kj);

@@ -71,7 +71,12 @@ static struct {
     atomic_uint_fast64_t mem_last_ns;
     atomic_int capturing;       /* streams in capture: no cuMemGetInfo of ours in between */
     bool metrics;               /* --gpu-metrics: the Range Profiler follows the launches */
-} T = {.param_once = PTHREAD_ONCE_INIT, .drv_once = PTHREAD_ONCE_INIT};
+    /* The sink (T.o.emit and its context) is open from start to stop.  CUPTI may hand back
+     * activity buffers after stop (a context destroyed later, its exit handler): by then
+     * the caller may have freed the sink, so such buffers are freed unread. */
+    pthread_mutex_t sink_lock;
+    bool sink_open;
+} T = {.param_once = PTHREAD_ONCE_INIT, .drv_once = PTHREAD_ONCE_INIT, .sink_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Per thread: runtime calls in progress, and the launch a runtime call is making (emitted
  * at its exit unless the driver launch inside it was seen, which carries the arguments). */
@@ -83,6 +88,10 @@ static _Thread_local char tl_rt_name[256];
 /* Set while the tracer itself calls the driver (cuFuncGetParamInfo past the last
  * parameter returns an error by design): those calls are not the program's. */
 static _Thread_local bool tl_self_call;
+/* Set while this thread runs on_callback: a callback that arrives then comes from a CUDA
+ * call of ours (the program's thread is inside our callback, it makes no call of its own),
+ * and must not run the tracer's work again (locks, pthread_once) on the same thread. */
+static _Thread_local bool tl_in_cb;
 
 static uint32_t tid(void)
 {
@@ -135,15 +144,22 @@ static void emit_cb(void *ctx, cupti_rec_type type, const void *fixed, const cha
 static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size, size_t valid)
 {
     (void)size;
-    if (buffer && valid)
-        cupti_activity_walk(buffer, valid, T.api.ActivityGetNextRecord, T.ts_offset, emit_cb, NULL);
-    size_t dropped = 0;
-    if (T.api.ActivityGetNumDroppedRecords(ctx, stream, &dropped) == CUPTI_SUCCESS && dropped) {
-        atomic_fetch_add(&T.dropped, dropped);
-        if (!atomic_exchange(&T.dropped_noted, true))
-            note(CUPTI_NOTE_DROPPED, "CUPTI dropped activity records (its buffers were full): kernel counts and "
-                                     "times are lower bounds");
-    }
+    pthread_mutex_lock(&T.sink_lock);
+    if (T.sink_open) {
+        if (buffer && valid)
+            cupti_activity_walk(buffer, valid, T.api.ActivityGetNextRecord, T.ts_offset, emit_cb, NULL);
+        size_t dropped = 0;
+        if (T.api.ActivityGetNumDroppedRecords(ctx, stream, &dropped) == CUPTI_SUCCESS && dropped) {
+            atomic_fetch_add(&T.dropped, dropped);
+            if (!atomic_exchange(&T.dropped_noted, true))
+                note(CUPTI_NOTE_DROPPED, "CUPTI dropped activity records (its buffers were full): kernel counts "
+                                         "and times are lower bounds");
+        }
+    } else
+        cupti_debug("tracer: an activity buffer came back after the tracer stopped (%zu bytes of records): freed "
+                    "unread",
+                    valid);
+    pthread_mutex_unlock(&T.sink_lock);
     free(buffer);
 }
 
@@ -233,6 +249,16 @@ static int range_ctx_device(int *device)
     return 0;
 }
 
+/* AMXDIAG_CUPTI_DEBUG: the program's first launches and synchronisations, a line at
+ * their ENTER and one at their EXIT, so that a program that hangs inside one (a kernel
+ * replayed by the Range Profiler that never finishes) names it. */
+static atomic_uint debug_lines;
+static void launch_debug(const char *dir, const char *api, const char *name)
+{
+    if (cupti_debug_on() && atomic_fetch_add(&debug_lines, 1) < 600)
+        cupti_debug("%s %s %s", dir, api ? api : "?", name ? name : "");
+}
+
 static void emit_launch(cupti_launch_rec *l, const char *name)
 {
     l->seq = atomic_fetch_add(&T.seq, 1) + 1;
@@ -294,6 +320,7 @@ static void driver_launch(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         return;
     }
     tl_driver_launch_seen = true;
+    launch_debug(">>", d->functionName, d->symbolName);
     range_launch(d->symbolName, false, l.api == CUPTI_LAUNCH_GRAPH);
     emit_launch(&l, d->symbolName ? d->symbolName : (l.api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : NULL));
 }
@@ -350,6 +377,7 @@ static void runtime_launch_entry(CUpti_CallbackId cbid, const CUpti_CallbackData
              d->symbolName ? d->symbolName : (l->api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : "?"));
     tl_rt_launch_pending = true;
     tl_driver_launch_seen = false;
+    launch_debug(">>", d->functionName, d->symbolName);
     range_launch(d->symbolName, true, l->api == CUPTI_LAUNCH_GRAPH);
 }
 
@@ -582,28 +610,76 @@ static bool is_teardown(CUpti_CallbackDomain domain, CUpti_CallbackId cbid)
     return cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceReset_v3020 || cbid == CUPTI_RUNTIME_TRACE_CBID_cudaThreadExit_v3020;
 }
 
+/* Where --gpu-metrics may start its session or decode a full window: at the return of a
+ * kernel launch, a synchronisation or a synchronous copy made by the program itself.
+ * Never at the return of the runtime's or the driver's initialisation calls (context
+ * creation, module loading, cudaMalloc's first call): an injected tracer is loaded inside
+ * cuInit and misses the ENTER of the runtime call that is initialising, so those calls'
+ * driver calls look like the program's own while the runtime still holds its locks. */
+static bool is_setup_point(CUpti_CallbackDomain domain, CUpti_CallbackId cbid)
+{
+    if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
+        return is_runtime_launch(cbid) || cbid == CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020 ||
+               cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020 ||
+               cbid == CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000 ||
+               cbid == CUPTI_RUNTIME_TRACE_CBID_cudaMemcpy_v3020;
+    switch (cbid) {
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch:
+    case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuCtxSynchronize:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize:
+    case CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemcpyHtoD_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoH_v2:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const void *data)
 {
     (void)user;
-    if (!atomic_load(&T.running) || tl_self_call)
+    if (!atomic_load(&T.running) || tl_self_call || tl_in_cb)
         return;
+    tl_in_cb = true;
     if (domain == CUPTI_CB_DOMAIN_DRIVER_API) {
         capture_track(cbid, data);
         driver_cb(cbid, data);
     } else if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
         runtime_cb(cbid, data);
-    else
+    else {
+        tl_in_cb = false;
         return;
+    }
     const CUpti_CallbackData *d = data;
+    if (is_setup_point(domain, cbid) && cupti_debug_on()) {
+        bool launch = is_runtime_launch(cbid) ||
+                      (domain == CUPTI_CB_DOMAIN_DRIVER_API && d->functionName && strstr(d->functionName, "Launch"));
+        bool failed = d->functionReturnValue && *(const int *)d->functionReturnValue;
+        if (d->callbackSite == CUPTI_API_EXIT)
+            launch_debug("<<", d->functionName, failed ? "(failed)" : NULL);
+        else if (!launch)
+            launch_debug(">>", d->functionName, NULL);
+    }
     if (d->callbackSite == CUPTI_API_EXIT && tl_rt_depth == 0 && d->functionReturnValue &&
         *(const int *)d->functionReturnValue == 0) {
         maybe_meminfo();
         /* --gpu-metrics starts between the program's calls: not in a capture (a call of
          * ours could invalidate the graph), not after a fatal error. */
         if (T.metrics && atomic_load(&T.capturing) == 0 && !atomic_load(&T.fatal_flushed) &&
-            !is_teardown(domain, cbid))
+            !is_teardown(domain, cbid) && is_setup_point(domain, cbid)) {
+            cupti_range_prof_set_point(d->functionName);
             range_call(cupti_range_prof_api_exit);
+        }
     }
+    tl_in_cb = false;
 }
 
 /* ---- device memory ---- */
@@ -611,8 +687,12 @@ static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_
 static void load_driver_table(void)
 {
     /* libcuda is loaded already (it loaded us, or the built-in path did): this dlopen only
-     * takes another reference to it. */
+     * takes another reference to it.  Its cuDriverGetVersion is a call of ours: were its
+     * callback to reach the tracer, a pthread_once on this same once would never return. */
+    bool was = tl_self_call;
+    tl_self_call = true;
     adg_error *e = kern_cuda_driver_open(NULL, 0, &T.drv);
+    tl_self_call = was;
     if (e) {
         adg_error_free(e);
         return;
@@ -724,6 +804,9 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     }
     cupti_debug("tracer: libcupti %s, version %u", T.api.path, (unsigned)T.api.version);
     T.o = *o;
+    pthread_mutex_lock(&T.sink_lock);
+    T.sink_open = true;
+    pthread_mutex_unlock(&T.sink_lock);
     atomic_store(&T.seq, 0);
     atomic_store(&T.dropped, 0);
     atomic_store(&T.mem_last_ns, 0);
@@ -802,6 +885,9 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     }
     if (!flags) {
         atomic_store(&T.running, false);
+        pthread_mutex_lock(&T.sink_lock);
+        T.sink_open = false;
+        pthread_mutex_unlock(&T.sink_lock);
         if (T.subscribed)
             T.api.Unsubscribe(T.sub);
         T.subscribed = false;
@@ -865,15 +951,22 @@ void cupti_tracer_stop(void)
             range_call(cupti_range_prof_finish);
         T.metrics = false;
     }
-    cupti_tracer_flush(CUPTI_FLUSH_EXIT);
-    atomic_store(&T.running, false);
-    if (T.subscribed)
-        TCALL("cuptiUnsubscribe", T.api.Unsubscribe(T.sub));
-    T.subscribed = false;
+    /* No new records, then every buffer CUPTI holds back to us, then the sink closes: a
+     * buffer CUPTI returns later (at a context's destruction or its exit handler) finds it
+     * closed and is freed unread, since the caller may free the sink once this returns. */
     static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                                CUPTI_ACTIVITY_KIND_MEMSET};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         T.api.ActivityDisable(kinds[i]);
+    cupti_tracer_flush(CUPTI_FLUSH_EXIT);
+    atomic_store(&T.running, false);
+    pthread_mutex_lock(&T.sink_lock);
+    T.sink_open = false;
+    pthread_mutex_unlock(&T.sink_lock);
+    if (T.subscribed)
+        TCALL("cuptiUnsubscribe", T.api.Unsubscribe(T.sub));
+    T.subscribed = false;
+    cupti_debug("tracer: stopped (sink closed)");
 }
 
 bool cupti_tracer_running(void)

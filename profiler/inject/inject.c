@@ -180,8 +180,18 @@ EXPORT int InitializeInjection(void)
         return 0;
     }
     out_fd = (int)fd;
+    /* --gpu-metrics in an injected program hung on the first real GPU it met (NVIDIA H200,
+     * driver 580, CUDA 13: no kernel ran after the tracer started).  Until a device run
+     * shows the fix works it is off here unless asked for by AMXDIAG_GPU_METRICS_INJECTED=1;
+     * the built-in path (amxdiag profile without a command) profiles in process. */
+    bool metrics = getenv("AMXDIAG_GPU_METRICS") != NULL, refused = false;
+    const char *opt_in = getenv("AMXDIAG_GPU_METRICS_INJECTED");
+    if (metrics && !(opt_in && !strcmp(opt_in, "1"))) {
+        metrics = false;
+        refused = true;
+    }
     cupti_tracer_opts o = {.emit = sink_emit, .ctx = NULL, .flushed = sink_flushed, .flush_period_ms = 200,
-                           .gpu_metrics = getenv("AMXDIAG_GPU_METRICS") != NULL};
+                           .gpu_metrics = metrics};
     adg_error *e = cupti_tracer_start(&o);
     if (e) {
         char text[1024];
@@ -192,6 +202,15 @@ EXPORT int InitializeInjection(void)
         sink_flushed(NULL, CUPTI_FLUSH_EXIT);
         adg_error_free(e);
         return 0;
+    }
+    if (refused) {
+        static const char text[] =
+            "--gpu-metrics is not supported yet for an external command: the Range Profiler's session, started from "
+            "CUPTI callbacks inside the injected program, hung it before its first kernel on a real GPU. Profile "
+            "the built-in workload instead (amxdiag profile -e gpu --gpu-metrics, no command), or set "
+            "AMXDIAG_GPU_METRICS_INJECTED=1 to try it anyway (experimental). The kernel trace is complete.";
+        cupti_note_rec n = {CUPTI_NOTE_NO_METRICS, 0};
+        sink_emit(NULL, CUPTI_REC_NOTE, &n, text, sizeof text - 1);
     }
     install_signal_handlers();
     atexit(at_exit);

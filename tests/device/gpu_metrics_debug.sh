@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # --gpu-metrics on a real GPU with the CUPTI call trace on (AMXDIAG_CUPTI_DEBUG=1): where
-# the Range Profiler's setup stops or dies, and what the record says.  At most ~26 s in
-# all; every step runs under `timeout`.
+# the Range Profiler's setup stops, dies or hangs, and what the record says.  At most 26 s
+# of steps (each under `timeout`, cut to what is left of the deadline).
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
-# libamxdiag-inject.so, devlibs/, tests/cupti_prog, tests/test_cupti_range,
-# tests/libfake_range_cupti.so and tests/cupti_fake_app.
+# libamxdiag-inject.so, amxdiag-gpu-bench, devlibs/, tests/cupti_prog,
+# tests/test_cupti_range, tests/libfake_range_cupti.so and tests/cupti_fake_app.
 # Steps (unit and crash first: they take well under a second and need no GPU):
-#   unit     tests/test_cupti_range against its stand-in libcupti
-#   crash    amxdiag profile --gpu-metrics -- tests/cupti_fake_app metrics-crash: a process that
-#            dies inside the setup gets a record naming the CUPTI call it died in
-#   prog     amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog --iters 20 (injected)
-#   builtin  amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
-#   prog-min only when prog's record has no session: prog again with
-#            AMXDIAG_GPU_METRICS_MINIMAL=1 (the three required metrics only)
+#   unit      tests/test_cupti_range against its stand-in libcupti
+#   crash     amxdiag profile --gpu-metrics -- tests/cupti_fake_app metrics-crash: a process
+#             that dies inside the setup gets a record naming the CUPTI call it died in
+#   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, default):
+#             metrics are refused with a note, the trace is complete, exit 0
+#   prog      the same with AMXDIAG_GPU_METRICS_INJECTED=1 (the experimental injected path)
+#   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
+#   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then (only when prog
+#   bench-prof got a session) under profile --gpu-metrics with AMXDIAG_GPU_METRICS_INJECTED=1:
+#             the Range Profiler's DRAM bandwidth of the GEMV kernels against the bench's own
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
 # time, the last CUPTI call that never returned if any, the debug lines, the record's
 # session / reasons / per-kernel metrics) and the full logs and records.
@@ -28,7 +31,7 @@ ulimit -c 0
 A=$build/amxdiag
 S=$out/summary.txt
 : >"$S"
-deadline=${GMD_DEADLINE:-25}
+deadline=${GMD_DEADLINE:-27}
 started=$(date +%s)
 
 # run NAME LIMIT CMD...: output in NAME.log; exit status and wall time in the summary.
@@ -43,10 +46,40 @@ run() {
     [ "$limit" -gt "$left" ] && limit=$left
     local t0
     t0=$(date +%s.%N)
-    timeout -k 2 "$limit" "$@" >"$out/$name.log" 2>&1
+    timeout -k 2 "$limit" "$@" >"$out/$name.log" 2>&1 &
+    local tpid=$! waited=0
+    # Still running a second before its limit: it hangs.  Where every thread of it and of
+    # its children waits (kernel stacks, and user stacks where gdb or eu-stack exist) goes
+    # to NAME.stacks, before timeout ends it.
+    while kill -0 "$tpid" 2>/dev/null && [ "$waited" -lt $(((limit - 1) * 10)) ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$tpid" 2>/dev/null; then
+        stacks "$tpid" >"$out/$name.stacks" 2>&1
+    fi
+    wait "$tpid"
     local rc=$?
     printf '%-10s exit %3d  %6.2f s  (limit %d s)\n' "$name" "$rc" \
         "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$limit" >>"$S"
+}
+# stacks PID: the process tree under PID (timeout's child and its children), per thread
+# its name, wait channel and kernel stack; user stacks by gdb or eu-stack if installed.
+stacks() {
+    local p pids
+    pids=$(timeout 1 pgrep -P "$1"; for c in $(timeout 1 pgrep -P "$1"); do timeout 1 pgrep -P "$c"; done)
+    for p in $pids; do
+        echo "== pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | head -c 200)"
+        for t in /proc/"$p"/task/*; do
+            echo "-- tid ${t##*/} $(cat "$t/comm" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+            head -12 "$t/stack" 2>/dev/null
+        done
+        if command -v gdb >/dev/null; then
+            timeout 3 gdb -q -batch -p "$p" -ex "thread apply all bt 25" 2>&1 | grep -E '^(Thread|#)' | head -150
+        elif command -v eu-stack >/dev/null; then
+            timeout 3 eu-stack -p "$p" 2>&1 | head -150
+        fi
+    done
 }
 # fact LABEL JSON PYTHON-EXPR (r = the record)
 fact() {
@@ -62,11 +95,14 @@ debug() {
     n=$(grep -c 'amxdiag-cupti\[' "$log" 2>/dev/null)
     printf '  debug lines: %s\n' "${n:-0}" >>"$S"
     grep 'amxdiag-cupti\[' "$log" 2>/dev/null | awk '
+        / >> / { ol = $0; sub(/.* >> /, "", ol); split(ol, w, " "); oapi = w[1]; nl++; next }
+        / << / { c = $0; sub(/.* << /, "", c); split(c, w, " "); if (w[1] == oapi) ol = ""; next }
         / > /  { open = $0; sub(/.* > /, "", open); next }
         / < /  { c = $0; sub(/.* < /, "", c); sub(/:.*/, "", c); if (c == open) open = ""; next }
         END    { if (NR == 0) print "  no CUPTI call was traced"
                  else if (open != "") print "  NEVER RETURNED (died or hung inside): " open
-                 else print "  every traced call returned" }' >>"$S"
+                 else print "  every traced call returned"
+                 print "  program launches/syncs traced: " nl+0 (ol != "" ? "; the last one never returned: " ol : "; the last one returned") }' >>"$S"
     if [ "${n:-0}" -gt 90 ]; then
         grep 'amxdiag-cupti\[' "$log" | head -60 | sed 's/^/    /' >>"$S"
         echo "    ... ($((n - 90)) lines left out; all in $1.log)" >>"$S"
@@ -75,12 +111,18 @@ debug() {
         grep 'amxdiag-cupti\[' "$log" 2>/dev/null | sed 's/^/    /' >>"$S"
     fi
     grep -v 'amxdiag-cupti\[' "$log" 2>/dev/null | tail -8 | sed 's/^/    other: /' >>"$S"
+    if [ -s "$out/$1.stacks" ]; then
+        echo "  HUNG: stacks taken a second before the limit ($1.stacks); the user-space frames:" >>"$S"
+        grep -E '^(== pid|Thread|#)' "$out/$1.stacks" | grep -vE 'poll|nanosleep|epoll_wait|__GI___clock' | head -40 |
+            sed 's/^/    /' >>"$S"
+        echo "  kernel wait channels: $(grep -o 'wchan=[a-z_0-9]*' "$out/$1.stacks" | sort | uniq -c | tr '\n' ' ')" >>"$S"
+    fi
 }
 G="(r.get('gpu_kernels') or {})"
 SESSION="$G.get('metrics')"
 REASONS="[u['what']+': '+u['reason'] for u in r.get('unavailable', []) if u['collector']=='gpu']"
 TRACE="dict(status=r.get('status'), signal=r.get('workload', {}).get('signal_name'), launches=$G.get('launches'), kernel_records=$G.get('kernel_count'), notes=$G.get('notes'))"
-KM="[(k['name'][:40], k['count'], m.get('ranges'), round(m.get('dram_read_bytes',0)/max(m.get('ranges',1),1)/2**20,2), round(m.get('dram_write_bytes',0)/max(m.get('ranges',1),1)/2**20,2), round(m.get('dram_Bps',0)/1e9,1), round(m.get('sm_throughput_pct',-1),1)) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m][:8]"
+KM="[(k['name'][:40], k.get('launches', k['count']), m.get('ranges'), round(m.get('dram_read_bytes',0)/max(m.get('ranges',1),1)/2**20,2), round(m.get('dram_write_bytes',0)/max(m.get('ranges',1),1)/2**20,2), round(m.get('dram_Bps',0)/1e9,1), round(m.get('sm_throughput_pct',-1),1)) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m][:8]"
 
 {
     echo "== $(date -u +%FT%TZ) uid $(id -u)"
@@ -96,31 +138,45 @@ run crash 3 "$A" profile -q -e gpu --gpu-metrics -o "$out/crash.json" -- "$build
 fact "record (want: status workload-crashed, reason naming cuptiRangeProfilerEnable)" "$out/crash.json" \
     "r.get('status'), $REASONS"
 
+# The injected path by default: refused with a note (it hung before its first kernel on an
+# H200), the trace complete.
+run refused 4 "$A" profile -q -e gpu --gpu-metrics -o "$out/refused.json" -- "$build/tests/cupti_prog" --iters 20
+fact "want exit 0, a gpu.metrics reason 'not supported yet for an external command', launches > 0" \
+    "$out/refused.json" "$REASONS"
+fact trace "$out/refused.json" "$TRACE"
+
 export AMXDIAG_CUPTI_DEBUG=1
-run prog 8 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- "$build/tests/cupti_prog" --iters 20
+AMXDIAG_GPU_METRICS_INJECTED=1 run prog 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
+    "$build/tests/cupti_prog" --iters 20
 debug prog
 fact session "$out/prog.json" "$SESSION"
 fact "gpu unavailable" "$out/prog.json" "$REASONS"
 fact trace "$out/prog.json" "$TRACE"
 fact kernels "$out/prog.json" "$KM"
 
-run builtin 8 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
+run builtin 7 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
 debug builtin
 fact session "$out/builtin.json" "$SESSION"
 fact "gpu unavailable" "$out/builtin.json" "$REASONS"
 fact trace "$out/builtin.json" "$TRACE"
 fact kernels "$out/builtin.json" "$KM"
-
-# No session in prog's record: is it one metric, or any configuration?
-if ! timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if (r.get('gpu_kernels') or {}).get('metrics') else 1)" "$out/prog.json" 2>/dev/null; then
-    AMXDIAG_GPU_METRICS_MINIMAL=1 run prog-min 5 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-min.json" -- \
-        "$build/tests/cupti_prog" --iters 20
-    debug prog-min
-    fact session "$out/prog-min.json" "$SESSION"
-    fact "gpu unavailable" "$out/prog-min.json" "$REASONS"
-    fact kernels "$out/prog-min.json" "$KM"
-fi
 unset AMXDIAG_CUPTI_DEBUG
+
+# GEMV: the bench's own GB/s, then the Range Profiler's DRAM bandwidth of the same kernels
+# (want dram_Bps_max near the bench's GB/s; the bench's own times under replay are not
+# comparable, each kernel runs once per pass).
+BENCH_GEMV="[(x.get('group'), x.get('name'), x.get('shape'), round(x.get('gbps', 0), 1), x.get('pct_copy') and round(x['pct_copy'], 1)) for x in r.get('rows', []) if 'gemv' in str(x.get('group', '')) + str(x.get('name', ''))][:12], 'copy_gbps', r.get('copy_gbps')"
+run bench 4 "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv --json -o "$out/bench.json"
+fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
+if timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if (r.get('gpu_kernels') or {}).get('metrics') else 1)" "$out/prog.json" 2>/dev/null; then
+    AMXDIAG_GPU_METRICS_INJECTED=1 run bench-prof 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
+        "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
+    fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
+    fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
+        "[(k['name'][:48], k.get('launches'), m.get('ranges'), round(m.get('dram_Bps_max', 0)/1e9, 1), round(m.get('dram_Bps', 0)/1e9, 1), m.get('dram_pct_of_peak')) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m and 'gemv' in k['name'].lower()][:8]"
+else
+    echo "bench-prof skipped (prog got no session)" >>"$S"
+fi
 
 echo "== total $(($(date +%s) - started)) s" >>"$S"
 cat "$S"

@@ -5,6 +5,8 @@
 #include "adg_test.h"
 
 #include <dlfcn.h>
+#include <signal.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "profiler/cupti_proto.h"
@@ -478,6 +480,98 @@ static void test_setup_between_calls(void **st)
     assert_string_equal(G.last_step, "cuptiRangeProfilerStart");
 }
 
+/* A callback that comes back on the same thread while the Range Profiler's own CUPTI
+ * calls run (CUPTI's driver calls inside Initialize, Enable, Disable): each hook must
+ * return at once.  Taking the session's lock again would hang the program before its
+ * first kernel, as an injected run did on an H200. */
+/* How often the stand-in's call log holds the call word w. */
+static int tokens(const char *log, const char *w)
+{
+    int n = 0;
+    size_t l = strlen(w);
+    for (const char *p = log; (p = strstr(p, w)); p += l)
+        if ((p == log || p[-1] == ' ') && (p[l] == ' ' || !p[l]))
+            n++;
+    return n;
+}
+
+static int reentries;
+static void reenter_all(void)
+{
+    reentries++;
+    cupti_range_prof_api_exit();
+    cupti_range_prof_launch_enter("_Z6nestedv", false, false);
+    cupti_range_prof_launch_exit(false);
+    cupti_range_prof_sync();
+    cupti_range_prof_ctx_ending();
+}
+
+static void test_reentrant_callbacks(void **st)
+{
+    (void)st;
+    void (*on_call)(void (*)(void));
+    *(void **)&on_call = dlsym(fake, "fake_cupti_on_call");
+    assert_non_null(on_call);
+    reentries = 0;
+    on_call(reenter_all);
+    alarm(10); /* a deadlock fails the test instead of hanging it */
+    start(4);
+    launch("_Z1aPf");
+    launch("_Z1bPf");
+    cupti_range_prof_finish();
+    alarm(0);
+    on_call(NULL);
+    assert_true(reentries >= 3); /* init, enable, disable */
+    cupti_range_stats s = cupti_range_prof_stats();
+    /* Nothing of the nested calls counted: one session, the program's two launches. */
+    assert_int_equal(s.windows, 1);
+    assert_int_equal(s.ranges, 2);
+    assert_int_equal(s.early, 0);
+    assert_int_equal(s.other_ctx, 0);
+    assert_int_equal(G.n_kmetric, 2);
+    assert_string_equal(G.kname[0], "_Z1aPf");
+    assert_string_equal(G.kname[1], "_Z1bPf");
+    /* One profiler initialisation, one object, one teardown. */
+    assert_int_equal(tokens(calls(), "init"), 1);
+    assert_int_equal(tokens(calls(), "enable"), 1);
+    assert_int_equal(tokens(calls(), "disable"), 1);
+    assert_int_equal(tokens(calls(), "deinit"), 1);
+}
+
+/* The order of the built-in run on the H200: the context ends first (Disable and
+ * HostDeinitialize there, "session ended with its context"), the tracer stops later
+ * (finish, DeInitialize).  Everything is released once; under ASan a second free of an
+ * image or of the names would fail here.  A later context starts a fresh session. */
+static void test_teardown_order(void **st)
+{
+    (void)st;
+    start(4);
+    launch("_Z1aPf");
+    launch("_Z1bPf");
+    cupti_range_prof_ctx_ending();
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.state, 0); /* idle: a later context may start another */
+    assert_int_equal(s.ranges, 2);
+    const char *log = calls();
+    assert_non_null(strstr(log, "stop decode disable host-deinit"));
+    cupti_range_prof_ctx_ending(); /* the primary context's release after cuCtxDestroy: nothing left */
+    cupti_range_prof_finish();
+    cupti_range_prof_finish(); /* a second stop (the collector's close after its finish) */
+    log = calls();
+    assert_non_null(strstr(log, "disable host-deinit deinit"));
+    assert_int_equal(tokens(log, "disable"), 1);
+    assert_int_equal(tokens(log, "host-deinit"), 1);
+    assert_int_equal(tokens(log, "deinit"), 1);
+    assert_int_equal(G.n_kmetric, 2);
+    /* Started again, then finished with its context alive. */
+    start(4);
+    launch("_Z1cPf");
+    cupti_range_prof_finish();
+    assert_int_equal(cupti_range_prof_stats().ranges, 1);
+    assert_int_equal(G.n_kmetric, 3);
+    assert_string_equal(G.kname[2], "_Z1cPf");
+}
+
 static void test_missing_entry_points(void **st)
 {
     (void)st;
@@ -511,6 +605,8 @@ int main(void)
         cmocka_unit_test_setup(test_fatal_and_other_context, setup_fake),
         cmocka_unit_test_setup(test_no_context_yet, setup_fake),
         cmocka_unit_test_setup(test_setup_between_calls, setup_fake),
+        cmocka_unit_test_setup(test_reentrant_callbacks, setup_fake),
+        cmocka_unit_test_setup(test_teardown_order, setup_fake),
         cmocka_unit_test_setup(test_missing_entry_points, setup_fake),
 #endif
     };
