@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # --gpu-metrics on a real GPU with the CUPTI call trace on (AMXDIAG_CUPTI_DEBUG=1): where
-# the Range Profiler's setup stops, dies or hangs, and what the record says.  At most 26 s
-# of steps (each under `timeout`, cut to what is left of the deadline).
+# the Range Profiler's setup stops, dies or hangs, and what the record says.  At most 25 s
+# of steps (each under `timeout`, cut to what is left of the deadline), plus at most ~4 s
+# to take the stacks of a step that hangs.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
 # libamxdiag-inject.so, amxdiag-gpu-bench, devlibs/, tests/cupti_prog,
@@ -14,6 +15,7 @@
 #             metrics are refused with a note, the trace is complete, exit 0
 #   prog      the same with AMXDIAG_GPU_METRICS_INJECTED=1 (the experimental injected path)
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
+#   builtin-noact  only when builtin hung: the same with AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1
 #   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then (only when prog
 #   bench-prof got a session) under profile --gpu-metrics with AMXDIAG_GPU_METRICS_INJECTED=1:
 #             the Range Profiler's DRAM bandwidth of the GEMV kernels against the bench's own
@@ -31,8 +33,9 @@ ulimit -c 0
 A=$build/amxdiag
 S=$out/summary.txt
 : >"$S"
-deadline=${GMD_DEADLINE:-27}
+deadline=${GMD_DEADLINE:-25}
 started=$(date +%s)
+last_rc=0
 
 # run NAME LIMIT CMD...: output in NAME.log; exit status and wall time in the summary.
 run() {
@@ -41,6 +44,7 @@ run() {
     local left=$((deadline - ($(date +%s) - started)))
     if [ "$left" -lt 2 ]; then
         printf '%-10s skipped (deadline)\n' "$name" >>"$S"
+        last_rc=-1
         return 0
     fi
     [ "$limit" -gt "$left" ] && limit=$left
@@ -60,6 +64,7 @@ run() {
     fi
     wait "$tpid"
     local rc=$?
+    last_rc=$rc
     printf '%-10s exit %3d  %6.2f s  (limit %d s)\n' "$name" "$rc" \
         "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$limit" >>"$S"
 }
@@ -75,9 +80,9 @@ stacks() {
             head -12 "$t/stack" 2>/dev/null
         done
         if command -v gdb >/dev/null; then
-            timeout 3 gdb -q -batch -p "$p" -ex "thread apply all bt 25" 2>&1 | grep -E '^(Thread|#)' | head -150
+            timeout 2 gdb -q -batch -p "$p" -ex "thread apply all bt 25" 2>&1 | grep -E '^(Thread|#)' | head -150
         elif command -v eu-stack >/dev/null; then
-            timeout 3 eu-stack -p "$p" 2>&1 | head -150
+            timeout 2 eu-stack -p "$p" 2>&1 | head -150
         fi
     done
 }
@@ -160,6 +165,15 @@ fact session "$out/builtin.json" "$SESSION"
 fact "gpu unavailable" "$out/builtin.json" "$REASONS"
 fact trace "$out/builtin.json" "$TRACE"
 fact kernels "$out/builtin.json" "$KM"
+# It hung (timeout's 124): again without kernel activity records, to tell whether the
+# Range Profiler's kernel replay alone stops the workload or its mix with the activity API.
+if [ "$last_rc" = 124 ] || [ "$last_rc" = 137 ]; then
+    AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1 run builtin-noact 6 "$A" profile -q -e gpu --gpu-metrics --ngl 99 \
+        --n-prompt 64 -n 8 -r 1 -o "$out/builtin-noact.json"
+    debug builtin-noact
+    fact session "$out/builtin-noact.json" "$SESSION"
+    fact trace "$out/builtin-noact.json" "$TRACE"
+fi
 unset AMXDIAG_CUPTI_DEBUG
 
 # GEMV: the bench's own GB/s, then the Range Profiler's DRAM bandwidth of the same kernels
