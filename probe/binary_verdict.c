@@ -1,11 +1,13 @@
 /* `probe --binary PATH`: the CUDA code in a file, and for each present GPU and each
- * --cc, whether it runs natively, via the PTX JIT, or fails (209 / arch-specific / 222). */
+ * --cc, whether it runs natively, via the PTX JIT, or fails (209 / arch-specific / 222);
+ * then its x86-64 AMX code (probe/binary_amx.c). */
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/adg_util.h"
+#include "probe/binary_amx.h"
 #include "probe/gpu_checks.h"
 #include "probe/probe.h"
 
@@ -276,9 +278,10 @@ static adg_error *one_binary(probe_report *rep, size_t k, const char *path, cons
         }
     }
     free(codes);
-    free(dup);
     fatbin_list_free(&l);
-    return NULL;
+    e = binary_amx_checks(rep, k, path, base);
+    free(dup);
+    return e;
 }
 
 adg_error *probe_binary_section(const probe_opts *opts, probe_report *rep)
