@@ -8,7 +8,7 @@ build=${1:?usage: bundle-libs.sh BUILD_DIR}
 mkdir -p "$build/devlibs"
 find "$build" -type f -perm -u+x -not -path '*/devlibs/*' -not -path '*/CMakeFiles/*' | while read -r exe; do
     file -b "$exe" 2>/dev/null | grep -q ELF || continue
-    ldd "$exe" 2>/dev/null | awk '/=> \//{print $3}'
+    ldd "$exe" 2>/dev/null | awk '/=> \//{print $3}' || true   # not every ELF is dynamic (test fixtures)
 # GnuTLS and its dependencies (pulled in by libmicrohttpd) are part of every Ubuntu/Debian
 # base system: bundling Debian 12's copies would shadow the target's for every program run
 # under LD_LIBRARY_PATH (curl, python's ctypes); libmicrohttpd uses the target's.
