@@ -1,6 +1,7 @@
 /* The "gpu" collector: libamxdiag-inject.so in the profiled command, a pipe, a reader
  * thread that parses the frames into a cupti_trace; or the tracer in process. */
 #include "profiler/cupti_collector.h"
+#include "profiler/cupti_range_prof.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,6 +175,10 @@ static adg_error *gpu_prepare(prof_ctx *ctx, void **state)
     /* The built-in path runs in this process: trace it in process, started now, before
      * it creates its CUDA context. */
     if (!ctx->attach && ctx->root == getpid()) {
+        if (ctx->gpu_metrics && !cupti_range_prof_enabled()) {
+            adg_bus_unavailable(ctx->bus, COLLECTOR, "gpu.metrics", cupti_range_prof_off_reason);
+            ctx->gpu_metrics = false;
+        }
         gpu_state *g = calloc(1, sizeof *g);
         if (!g)
             return adg_error_new(ADG_E_NOMEM, "out of memory");

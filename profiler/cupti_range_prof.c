@@ -904,3 +904,15 @@ cupti_range_stats cupti_range_prof_stats(void)
 }
 
 #endif
+
+const char cupti_range_prof_off_reason[] =
+    "--gpu-metrics is experimental and off: the CUPTI Range Profiler hung its workload on the first real GPU it "
+    "was tried on (an H200: an injected program before its first kernel, the built-in path after 106 profiled "
+    "launches), and the fixes since have not run on a GPU. Set AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 to try it "
+    "(AMXDIAG_CUPTI_DEBUG=1 prints a line per CUPTI call). The kernel trace is complete.";
+
+bool cupti_range_prof_enabled(void)
+{
+    const char *a = getenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL"), *b = getenv("AMXDIAG_GPU_METRICS_INJECTED");
+    return (a && !strcmp(a, "1")) || (b && !strcmp(b, "1"));
+}

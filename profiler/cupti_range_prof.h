@@ -30,6 +30,15 @@ typedef struct cupti_range_env {
 
 /* Resolves the Range Profiler's entry points; false (and a note) when this libcupti
  * lacks them.  The session itself starts at cupti_range_prof_api_exit. */
+/* --gpu-metrics hung its workload on the first real GPU it met (NVIDIA H200, driver 580,
+ * CUDA 13, 2026-11-26: the injected program before its first kernel, the built-in path after
+ * 106 profiled launches), and the fixes since have not run on a GPU.  Until one has, the
+ * Range Profiler starts only when AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (or the older
+ * AMXDIAG_GPU_METRICS_INJECTED=1) is set; otherwise the caller records this text as the
+ * reason and traces without counters. */
+bool cupti_range_prof_enabled(void);
+extern const char cupti_range_prof_off_reason[];
+
 bool cupti_range_prof_init(const cupti_range_env *env);
 /* Before a kernel launch goes to the driver (callback ENTER).  A runtime launch and the
  * driver launch inside it are one launch.  Never sets the session up: a launch before

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "profiler/cupti_proto.h"
+#include "profiler/cupti_range_prof.h"
 #include "profiler/cupti_tracer.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -180,13 +181,10 @@ EXPORT int InitializeInjection(void)
         return 0;
     }
     out_fd = (int)fd;
-    /* --gpu-metrics in an injected program hung on the first real GPU it met (NVIDIA H200,
-     * driver 580, CUDA 13: no kernel ran after the tracer started).  Until a device run
-     * shows the fix works it is off here unless asked for by AMXDIAG_GPU_METRICS_INJECTED=1;
-     * the built-in path (amxdiag profile without a command) profiles in process. */
+    /* --gpu-metrics stays off until it has run on a GPU without hanging
+     * (cupti_range_prof_enabled). */
     bool metrics = getenv("AMXDIAG_GPU_METRICS") != NULL, refused = false;
-    const char *opt_in = getenv("AMXDIAG_GPU_METRICS_INJECTED");
-    if (metrics && !(opt_in && !strcmp(opt_in, "1"))) {
+    if (metrics && !cupti_range_prof_enabled()) {
         metrics = false;
         refused = true;
     }
@@ -204,13 +202,8 @@ EXPORT int InitializeInjection(void)
         return 0;
     }
     if (refused) {
-        static const char text[] =
-            "--gpu-metrics is not supported yet for an external command: the Range Profiler's session, started from "
-            "CUPTI callbacks inside the injected program, hung it before its first kernel on a real GPU. Profile "
-            "the built-in workload instead (amxdiag profile -e gpu --gpu-metrics, no command), or set "
-            "AMXDIAG_GPU_METRICS_INJECTED=1 to try it anyway (experimental). The kernel trace is complete.";
         cupti_note_rec n = {CUPTI_NOTE_NO_METRICS, 0};
-        sink_emit(NULL, CUPTI_REC_NOTE, &n, text, sizeof text - 1);
+        sink_emit(NULL, CUPTI_REC_NOTE, &n, cupti_range_prof_off_reason, strlen(cupti_range_prof_off_reason));
     }
     install_signal_handlers();
     atexit(at_exit);

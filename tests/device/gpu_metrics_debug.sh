@@ -13,11 +13,11 @@
 #             that dies inside the setup gets a record naming the CUPTI call it died in
 #   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, default):
 #             metrics are refused with a note, the trace is complete, exit 0
-#   prog      the same with AMXDIAG_GPU_METRICS_INJECTED=1 (the experimental injected path)
+#   prog      the same with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (set for every later step too)
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
 #   builtin-noact  only when builtin hung: the same with AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1
 #   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then (only when prog
-#   bench-prof got a session) under profile --gpu-metrics with AMXDIAG_GPU_METRICS_INJECTED=1:
+#   bench-prof got a session) under profile --gpu-metrics with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1:
 #             the Range Profiler's DRAM bandwidth of the GEMV kernels against the bench's own
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
 # time, the last CUPTI call that never returned if any, the debug lines, the record's
@@ -151,7 +151,9 @@ fact "want exit 0, a gpu.metrics reason 'not supported yet for an external comma
 fact trace "$out/refused.json" "$TRACE"
 
 export AMXDIAG_CUPTI_DEBUG=1
-AMXDIAG_GPU_METRICS_INJECTED=1 run prog 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
+# From here on the experimental switch is on (off, --gpu-metrics only notes why: "refused").
+export AMXDIAG_GPU_METRICS_EXPERIMENTAL=1
+run prog 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
     "$build/tests/cupti_prog" --iters 20
 debug prog
 fact session "$out/prog.json" "$SESSION"
@@ -183,7 +185,7 @@ BENCH_GEMV="[(x.get('group'), x.get('name'), x.get('shape'), round(x.get('gbps',
 run bench 4 "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv --json -o "$out/bench.json"
 fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
 if timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if (r.get('gpu_kernels') or {}).get('metrics') else 1)" "$out/prog.json" 2>/dev/null; then
-    AMXDIAG_GPU_METRICS_INJECTED=1 run bench-prof 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
+    run bench-prof 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
         "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
     fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
     fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
