@@ -102,17 +102,35 @@ static bool zero_idiom(const win_insn *w)
     }
 }
 
-/* Is register r known to be zero just before win[i]?  Its last writer on the path decides. */
-static bool reg_zero_before(const win_insn *win, size_t i, ZydisRegister r)
+/* The value of register r just before win[i], when its last writer on the path is a zero
+ * idiom or a move of an immediate. */
+static bool reg_value_before(const win_insn *win, size_t i, ZydisRegister r, uint64_t *val)
 {
     r = big(r);
     while (i-- > 0) {
         if (is_call(&win[i].in) || ends_path(&win[i].in))
             return false;
-        if (writes_reg(&win[i], r))
-            return zero_idiom(&win[i]);
+        if (!writes_reg(&win[i], r))
+            continue;
+        if (zero_idiom(&win[i])) {
+            *val = 0;
+            return true;
+        }
+        const ZydisDecodedOperand *o = win[i].op;
+        if (win[i].in.mnemonic == ZYDIS_MNEMONIC_MOV && o[0].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+            o[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+            *val = o[1].imm.value.u;
+            return true;
+        }
+        return false;
     }
     return false;
+}
+
+static bool reg_zero_before(const win_insn *win, size_t i, ZydisRegister r)
+{
+    uint64_t v;
+    return reg_value_before(win, i, r, &v) && v == 0;
 }
 
 /* The block being tracked: [base + disp, +64) for a register base, or an absolute address. */
@@ -214,9 +232,15 @@ static bool stores_into(amx_cfg_site *s, const win_insn *win, size_t i, const bl
                    src->imm.value.u == 0) {
             zero = true;
         }
-        if (off <= 0 && off + size > 0 && s->state[0] == AMX_BYTE_UNSEEN) {
-            s->palette_known = zero || (src && is_move && !masked && src->type == ZYDIS_OPERAND_TYPE_IMMEDIATE);
-            s->palette = zero ? 0 : (uint8_t)(src && s->palette_known ? src->imm.value.u >> (8 * -off) : 0);
+        if (off <= 0 && off + size > 0 && s->state[0] == AMX_BYTE_UNSEEN && src && is_move && !masked) {
+            uint64_t v = 0;
+            if (src->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+                v = src->imm.value.u;
+                s->palette_known = true;
+            } else {
+                s->palette_known = reg_value_before(win, i, src->reg.value, &v);
+            }
+            s->palette = (uint8_t)(v >> (8 * -off));
         }
         /* A read-modify-write of a byte not yet seen (or, add ...) leaves it unknown:
          * counted as written, never as proof of zero. */
@@ -288,6 +312,15 @@ static void decide(amx_cfg_site *s, const block_key *k, const char *stop, bool f
     }
     s->absolute = k->absolute;
     s->block_addr = k->absolute ? (uint64_t)k->disp : 0;
+    if (!set && s->palette_known && s->palette != 1) {
+        /* Palette 0 loads the init state (a release, as TILERELEASE is); palette 2 (ACE)
+         * has fixed tile shapes and wants bytes 1-63 zero: no rows to miss. */
+        s->verdict = AMX_CFG_UNKNOWN;
+        snprintf(s->reason, sizeof s->reason, "palette %u: %s", s->palette,
+                 s->palette == 0 ? "the load puts the tiles in their init state (a release), rows are not used"
+                                 : "not AMX's palette 1, whose rows/colsb this check is about");
+        return;
+    }
     if (set) {
         s->verdict = AMX_CFG_WRITTEN;
         snprintf(s->reason, sizeof s->reason, "%zu of the 48 colsb/rows bytes are stored with a non-zero or computed "
@@ -327,6 +360,12 @@ static void decide(amx_cfg_site *s, const block_key *k, const char *stop, bool f
                 s->verdict = AMX_CFG_WRITTEN;
                 snprintf(s->reason, sizeof s->reason, "the configuration is initialised data in %s (palette %u, %zu "
                          "non-zero colsb/rows bytes)", s->data_section, s->palette, nz);
+                return;
+            }
+            if (s->palette_known && s->palette != 1) {
+                s->verdict = AMX_CFG_UNKNOWN;
+                snprintf(s->reason, sizeof s->reason, "palette %u in %s: not AMX's palette 1, whose rows/colsb this "
+                         "check is about", s->palette, s->data_section);
                 return;
             }
             if (dk == AMX_DATA_READONLY) {

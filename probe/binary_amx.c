@@ -15,7 +15,8 @@
 static const char *REMEDY_UNWRITTEN =
     "the tile configuration's rows and colsb are never stored, so the first tile instruction will raise SIGILL. "
     "This is GCC 12's _tile_loadconfig bug (the 64-byte block is passed as an 8-byte memory operand, so the "
-    "compiler drops the stores): build with a compiler that does not drop them (GCC 13 or later, clang), or load "
+    "compiler drops the stores): build with a compiler whose _tile_loadconfig keeps them (clang; a GCC whose "
+    "amxtileintrin.h uses __builtin_ia32_ldtilecfg) and check the rebuilt binary with amxdiag probe --binary, or load "
     "the configuration with an ldtilecfg asm whose memory operand covers all 64 bytes, e.g. "
     "asm volatile(\"ldtilecfg %0\" :: \"m\"(*(const struct { char b[64]; } *)cfg)) (as amxdiag's kernels do)";
 

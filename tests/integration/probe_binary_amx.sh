@@ -80,10 +80,19 @@ probe_json "$TEST_TMP/ro.json" "$AB/bad_rodata"
 expect_json "$TEST_TMP/ro.json" 'c["binary.0.amx.cfg.0"]["status"]' "fail"
 expect_json "$TEST_TMP/ro.json" 'c["binary.0.amx.cfg.0"]["data"]["data_section"]' ".rodata"
 
-# Undecidable: INFO with the reason, never FAIL.
+# What clang makes of _tile_loadconfig: it keeps the stores.
+if command -v clang >/dev/null && clang -O2 -mamx-tile -c -o "$TEST_TMP/tc_clang.o" "$FIXTURES/amxbin/tileconfig.c" 2>/dev/null; then
+    probe_json "$TEST_TMP/tcc.json" "$TEST_TMP/tc_clang.o"
+    expect_json "$TEST_TMP/tcc.json" 'c["binary.0.amx.cfg.0"]["status"]' "pass"
+    expect_json "$TEST_TMP/tcc.json" 'c["binary.0.amx.cfg.0"]["data"]["function"]' "tileconfig_load"
+fi
+
+# Undecidable (a pointer argument, .bss, zero .data, a computed base, after a call, palette 0
+# and 2): INFO with the reason, never FAIL.
 probe_json "$TEST_TMP/und.json" "$AB/undecided"
 expect_json "$TEST_TMP/und.json" 'sorted(set(v["status"] for k, v in c.items() if k.startswith("binary.0.amx.cfg.")))' "['info']"
 expect_json "$TEST_TMP/und.json" '"writable" in c["binary.0.amx.cfg.1"]["evidence"]' "True"
+expect_json "$TEST_TMP/und.json" 'len([k for k in c if k.startswith("binary.0.amx.cfg.")])' "7"
 
 # No AMX: one INFO, nothing else.
 probe_json "$TEST_TMP/no.json" "$AB/noamx"
