@@ -349,7 +349,8 @@ static void decide(amx_cfg_site *s, const block_key *k, const char *stop, bool f
             size_t nz = 0;
             for (int b = 16; b < 64; b++)
                 nz += s->state[b] == AMX_BYTE_UNSEEN && bytes[b] != 0;
-            if (s->state[0] == AMX_BYTE_UNSEEN) {
+            if (s->state[0] == AMX_BYTE_UNSEEN && (nz || dk == AMX_DATA_READONLY)) {
+                /* Writable data zero in the file says nothing of the palette at run time. */
                 s->palette = bytes[0];
                 s->palette_known = true;
             }
@@ -362,7 +363,7 @@ static void decide(amx_cfg_site *s, const block_key *k, const char *stop, bool f
                          "non-zero colsb/rows bytes)", s->data_section, s->palette, nz);
                 return;
             }
-            if (s->palette_known && s->palette != 1) {
+            if (dk == AMX_DATA_READONLY && s->palette_known && s->palette != 1) {
                 s->verdict = AMX_CFG_UNKNOWN;
                 snprintf(s->reason, sizeof s->reason, "palette %u in %s: not AMX's palette 1, whose rows/colsb this "
                          "check is about", s->palette, s->data_section);
