@@ -389,6 +389,68 @@ static void decide(amx_cfg_site *s, const block_key *k, const char *stop, bool f
              "(%s)", unseen, stop);
 }
 
+/* Stores through a copy of the block's address (lea d(%rsp),%rdx; movw $64,0x10(%rdx)):
+ * the backward walk matches only the LDTILECFG's own base, so without this a block filled
+ * through a second register would look unwritten.  A forward pass over the walked code
+ * tracks such copies; a non-zero store through one into colsb/rows counts as written. */
+static void alias_stores(amx_cfg_site *s, const win_insn *win, size_t first, size_t n, const block_key *k0)
+{
+    if (k0->absolute)
+        return;
+    int64_t off[ZYDIS_REGISTER_MAX_VALUE + 1];
+    bool has[ZYDIS_REGISTER_MAX_VALUE + 1];
+    memset(has, 0, sizeof has);
+    for (size_t j = first; j < n; j++) {
+        const win_insn *w = &win[j];
+        for (unsigned m = 0; m < w->in.operand_count; m++) {
+            const ZydisDecodedOperand *o = &w->op[m];
+            if (o->type != ZYDIS_OPERAND_TYPE_MEMORY || o->mem.type != ZYDIS_MEMOP_TYPE_MEM ||
+                !(o->actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) || o->mem.index != ZYDIS_REGISTER_NONE)
+                continue;
+            ZydisRegister b = big(o->mem.base);
+            if (b == ZYDIS_REGISTER_NONE || b == k0->base || (unsigned)b > ZYDIS_REGISTER_MAX_VALUE || !has[b])
+                continue;
+            int64_t lo = off[b] + o->mem.disp.value, hi = lo + o->size / 8;
+            if (hi <= 16 || lo >= 64)
+                continue;
+            const ZydisDecodedOperand *src = m + 1 < w->in.operand_count_visible ? &w->op[m + 1] : NULL;
+            bool zero = src && ((src->type == ZYDIS_OPERAND_TYPE_IMMEDIATE && src->imm.value.u == 0) ||
+                                (src->type == ZYDIS_OPERAND_TYPE_REGISTER && reg_zero_before(win, j, src->reg.value)));
+            if (zero)
+                continue;
+            for (int64_t x = lo < 16 ? 16 : lo; x < hi && x < 64; x++)
+                s->state[x] = AMX_BYTE_SET;
+            add_store(s, w, lo, hi, false);
+        }
+        const ZydisDecodedOperand *o = w->op;
+        bool made = false;
+        if (w->in.operand_count_visible >= 2 && o[0].type == ZYDIS_OPERAND_TYPE_REGISTER && o[0].size == 64) {
+            ZydisRegister d = big(o[0].reg.value);
+            if (w->in.mnemonic == ZYDIS_MNEMONIC_LEA && o[1].mem.index == ZYDIS_REGISTER_NONE &&
+                big(o[1].mem.base) == k0->base) {
+                off[d] = o[1].mem.disp.value - k0->disp;
+                has[d] = made = true;
+            } else if (w->in.mnemonic == ZYDIS_MNEMONIC_MOV && o[1].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+                       big(o[1].reg.value) == k0->base) {
+                off[d] = -k0->disp;
+                has[d] = made = true;
+            }
+        }
+        if (made)
+            continue;
+        for (unsigned m = 0; m < w->in.operand_count; m++)
+            if (w->op[m].type == ZYDIS_OPERAND_TYPE_REGISTER && (w->op[m].actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) &&
+                (unsigned)big(w->op[m].reg.value) <= ZYDIS_REGISTER_MAX_VALUE)
+                has[big(w->op[m].reg.value)] = false;
+    }
+}
+
+static int store_cmp(const void *a, const void *b)
+{
+    const amx_cfg_store *x = a, *y = b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
 static void analyse_site(amx_cfg_site *s, win_insn *win, size_t n, const amx_env *env)
 {
     const win_insn *ld = &win[n];
@@ -418,9 +480,12 @@ static void analyse_site(amx_cfg_site *s, win_insn *win, size_t n, const amx_env
         snprintf(stop, sizeof stop, "the code section starts %zu instructions before it", n);
     else
         snprintf(stop, sizeof stop, "the %d instructions before it were looked at", AMX_SCAN_WINDOW);
+    const block_key k0 = k;
+    size_t first = n;
     for (size_t i = n; i-- > 0;) {
         const win_insn *w = &win[i];
         char t[96];
+        first = i;
         if (env && env->is_entry && env->is_entry(env->ctx, win[i + 1].addr)) {
             snprintf(stop, sizeof stop, "the function starts at 0x%" PRIx64, win[i + 1].addr);
             fresh_frame = true;
@@ -483,6 +548,8 @@ static void analyse_site(amx_cfg_site *s, win_insn *win, size_t n, const amx_env
     }
     if (!stopped && n < AMX_SCAN_WINDOW)
         fresh_frame = true;
+    alias_stores(s, win, first, n, &k0);
+    qsort(s->stores, s->nstores, sizeof *s->stores, store_cmp);
     decide(s, &k, stop, fresh_frame, env ? env->data : NULL, env ? env->ctx : NULL);
 }
 

@@ -61,7 +61,7 @@ typedef struct amx_cfg_site {
     char data_section[32];          /* where the block's initial bytes came from, "" none */
     uint8_t palette;                /* byte 0 when palette_known */
     bool palette_known;
-    amx_cfg_store stores[AMX_SCAN_MAX_STORES];
+    amx_cfg_store stores[AMX_SCAN_MAX_STORES]; /* program order; the ones nearest the load when more */
     size_t nstores, nstores_total;
 } amx_cfg_site;
 

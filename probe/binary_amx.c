@@ -57,7 +57,7 @@ static json_t *site_json(const amx_cfg_site *s)
     state_string(s, st);
     json_object_set_new(d, "bytes", json_string(st));
     json_t *stores = json_array(); /* program order */
-    for (size_t i = s->nstores; i-- > 0;) {
+    for (size_t i = 0; i < s->nstores; i++) {
         const amx_cfg_store *x = &s->stores[i];
         json_t *o = json_object();
         snprintf(hex, sizeof hex, "0x%" PRIx64, x->addr);
@@ -84,7 +84,7 @@ static void site_evidence(const amx_cfg_site *s, adg_strbuf *sb)
         adg_sb_puts(sb, "; stores into the block, in program order:");
         if (s->nstores_total > s->nstores)
             adg_sb_printf(sb, "\n  ... %zu earlier", s->nstores_total - s->nstores);
-        for (size_t i = s->nstores; i-- > 0;) {
+        for (size_t i = 0; i < s->nstores; i++) {
             const amx_cfg_store *x = &s->stores[i];
             adg_sb_printf(sb, "\n  0x%" PRIx64 " %s  (bytes %d-%d, %s)", x->addr, x->text, x->lo, x->hi - 1,
                           x->zero ? "zero" : "written");
