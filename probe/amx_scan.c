@@ -523,6 +523,15 @@ static void analyse_site(amx_cfg_site *s, win_insn *win, size_t n, const amx_env
             stopped = true;
             break;
         }
+        if ((w->in.attributes & ZYDIS_ATTRIB_HAS_REP) &&
+            (w->in.mnemonic == ZYDIS_MNEMONIC_STOSB || w->in.mnemonic == ZYDIS_MNEMONIC_STOSW ||
+             w->in.mnemonic == ZYDIS_MNEMONIC_STOSD || w->in.mnemonic == ZYDIS_MNEMONIC_STOSQ)) {
+            /* An inlined memset of memory at %rdi: what it covers is not tracked. */
+            format(w, t, sizeof t);
+            snprintf(stop, sizeof stop, "'%s' at 0x%" PRIx64 " fills memory the walk does not follow", t, w->addr);
+            stopped = true;
+            break;
+        }
         if (!k.absolute && writes_reg(w, k.base)) {
             if (!follow_base(w, &k)) {
                 format(w, t, sizeof t);

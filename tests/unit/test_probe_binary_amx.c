@@ -258,7 +258,7 @@ static void test_fixture_undecided(void **state)
     NEED_FIXTURE(path, "undecided");
     amx_scan s;
     scan_file(path, &s);
-    assert_int_equal(s.nsites, 7);
+    assert_int_equal(s.nsites, 8);
     for (size_t i = 0; i < s.nsites; i++)
         if (s.sites[i].verdict != AMX_CFG_UNKNOWN)
             fail_msg("site %zu (%s) is %s: %s", i, s.sites[i].func, amx_cfg_verdict_name(s.sites[i].verdict),
@@ -271,6 +271,7 @@ static void test_fixture_undecided(void **state)
     assert_non_null(strstr(s.sites[5].reason, "init state"));
     assert_true(s.sites[6].palette_known); /* through mov $2,%eax; mov %al,(%rsp) */
     assert_int_equal(s.sites[6].palette, 2);
+    assert_non_null(strstr(s.sites[7].reason, "rep stos"));
     amx_scan_free(&s);
     free(path);
 }
