@@ -28,28 +28,7 @@ summary="$out/summary.txt"
 deadline=${CUPTI_DEADLINE:-130}
 started=$(date +%s)
 
-# step NAME TIMEOUT CMD...: output in NAME.log, exit status in the summary.
-step() {
-    local name=$1 limit=$2
-    shift 2
-    if [ $(( $(date +%s) - started + 5 )) -gt "$deadline" ]; then
-        printf '%-34s skipped (deadline)\n' "$name" >>"$summary"
-        return 0
-    fi
-    local left=$(( deadline - ($(date +%s) - started) ))
-    [ "$limit" -gt "$left" ] && limit=$left
-    local t0=$(date +%s.%N)
-    timeout --kill-after=5 "$limit" "$@" >"$work/$name.log" 2>&1
-    local rc=$?
-    printf "%-34s exit %3d  %6.2f s\n" "$name" "$rc" "$(awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN{print b-a}")" >>"$summary"
-    return 0
-}
-# fact NAME RECORD PYTHON-EXPR: a figure from a record into the summary.
-fact() {
-    local v
-    v=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($3)" "$2" 2>&1 | head -c 1500)
-    printf '%s: %s\n' "$1" "$v" >>"$summary"
-}
+. "$(dirname "$0")/lib.sh"
 
 {
     echo "== $(date -u +%FT%TZ) $(uname -n)"

@@ -31,28 +31,7 @@ summary="$out/summary.txt"
 deadline=${GM_DEADLINE:-170}
 started=$(date +%s)
 
-# step NAME TIMEOUT CMD...: output in NAME.log; exit status and wall seconds in the summary.
-step() {
-    local name=$1 limit=$2
-    shift 2
-    if [ $(( $(date +%s) - started + 5 )) -gt "$deadline" ]; then
-        printf '%-30s skipped (deadline)\n' "$name" >>"$summary"
-        return 0
-    fi
-    local left=$(( deadline - ($(date +%s) - started) ))
-    [ "$limit" -gt "$left" ] && limit=$left
-    local t0=$(date +%s.%N)
-    timeout --kill-after=5 "$limit" "$@" >"$work/$name.log" 2>&1
-    local rc=$?
-    printf "%-30s exit %3d  %7.2f s\n" "$name" "$rc" "$(awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN{print b-a}")" >>"$summary"
-    return 0
-}
-# fact NAME FILE PYTHON-EXPR (r = the JSON file)
-fact() {
-    local v
-    v=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($3)" "$2" 2>&1 | head -c 2500)
-    printf '%s: %s\n' "$1" "$v" >>"$summary"
-}
+. "$(dirname "$0")/lib.sh"
 # The per-kernel metrics of a record, one line each (name, launches, profiled, GB/s, best GB/s, %peak, SM %, tensor %).
 KM="[(k['name'][:34], k['count'], k.get('metrics',{}).get('ranges'), round(k.get('metrics',{}).get('dram_Bps',0)/1e9,1), round(k.get('metrics',{}).get('dram_Bps_max',0)/1e9,1), round(k.get('metrics',{}).get('dram_pct_of_peak_bytes',-1),1), round(k.get('metrics',{}).get('sm_throughput_pct',-1),1), max([k.get('metrics',{}).get(x,-1) for x in ('tensor_hmma_pct','tensor_imma_pct','tensor_gmma_pct')])) for k in r['gpu_kernels']['kernels']][:12]"
 GM="r['gpu_kernels'].get('metrics'), [u['what']+': '+u['reason'][:300] for u in r['unavailable'] if u['collector']=='gpu']"

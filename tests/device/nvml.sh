@@ -26,33 +26,8 @@ summary="$out/summary.txt"
 deadline=${NVML_DEADLINE:-170}
 started=$(date +%s)
 
-step() {
-    local name=$1 limit=$2
-    shift 2
-    if [ $(( $(date +%s) - started + 5 )) -gt "$deadline" ]; then
-        printf '%-30s skipped (deadline)\n' "$name" >>"$summary"
-        return 0
-    fi
-    local left=$(( deadline - ($(date +%s) - started) ))
-    [ "$limit" -gt "$left" ] && limit=$left
-    local t0=$(date +%s.%N)
-    timeout --kill-after=5 "$limit" "$@" >"$work/$name.out" 2>"$work/$name.log"
-    local rc=$?
-    printf "%-30s exit %3d  %6.2f s\n" "$name" "$rc" "$(awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN{print b-a}")" >>"$summary"
-    return 0
-}
-fact() {
-    local v
-    v=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($3)" "$2" 2>&1 | head -c 1500)
-    printf '%s: %s\n' "$1" "$v" >>"$summary"
-}
-# check NAME FILE PYTHON-BOOL-EXPR: a CHECK line, PASS or FAIL (r = the JSON file).
-check() {
-    local v
-    v=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('PASS' if ($3) else 'FAIL')" "$2" 2>&1 | tail -1)
-    [ "$v" = PASS ] || v="FAIL ($v)"
-    printf 'CHECK %-44s %s\n' "$1" "$v" >>"$summary"
-}
+split=1
+. "$(dirname "$0")/lib.sh"
 # Python helpers for the expressions: the last / max value of a series.
 PY_LAST="(lambda r, m, i='gpu0': ([s['value'][-1] for s in r['series'] if s['metric']==m and s['instance']==i] or [None])[0])"
 PY_MAX="(lambda r, m, i='gpu0': max([v for s in r['series'] if s['metric']==m and s['instance']==i for v in s['value']] or [0]))"
