@@ -426,26 +426,7 @@ static void test_emulated_kernel(void **state)
 
 /* ---- on the GPU ------------------------------------------------------------------------ */
 
-static kern_cuda_ctx *ctx;
-static char skip_reason[512];
-
-static int setup(void **state)
-{
-    (void)state;
-    adg_error *e = kern_cuda_open(0, KERN_CUDA_LOAD_AUTO, &ctx);
-    if (e) {
-        snprintf(skip_reason, sizeof skip_reason, "no usable GPU: %s", adg_error_msg(e));
-        adg_error_free(e);
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    kern_cuda_close(ctx);
-    return 0;
-}
+#include "cuda_test_ctx.h"
 
 static void need_mma(void)
 {
