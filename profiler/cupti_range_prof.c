@@ -845,22 +845,12 @@ void cupti_range_prof_fatal(void)
                  R.q.n);
         R.st.lost += R.q.n;
         cupti_range_names_clear(&R.q);
-        /* The context is unusable: nothing of it may be called, not even Disable.  The
-         * host object is the host's alone (no context), so it goes properly, and then
-         * the availability image it was reading; our other buffers go too. */
+        /* The context is unusable: nothing of it may be called, not even Disable (the
+         * profiler object is dropped first, so release() skips it).  The host object is
+         * the host's alone (no context), so it goes properly, and then the availability
+         * image it was reading; our other buffers go too. */
         R.obj = NULL;
-        R.ctx = NULL;
-        if (R.host) {
-            cupti_host_deinit_params hp = {CUPTI_HOST_DEINIT_SIZE, NULL, R.host};
-            CALL(cuptiProfilerHostDeinitialize, &hp);
-            R.host = NULL;
-        }
-        free(R.avail);
-        R.avail = NULL;
-        free(R.config);
-        free(R.counter_data);
-        R.config = R.counter_data = NULL;
-        R.config_size = R.counter_data_size = 0;
+        release();
         R.fatal = true;
         R.state = R.st.state = ST_FAILED;
         atomic_store(&want_setup, false);
