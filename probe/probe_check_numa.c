@@ -130,8 +130,11 @@ static json_t *gather_sysfs(probe_src *src, void *ctx)
     size_t i;
     json_t *d;
     json_array_foreach(devs, i, d) {
+        const char *addr = json_string_value(d);
+        if (!addr)   /* a directory listing of anything but names (a damaged snapshot) */
+            continue;
         char path[256];
-        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/vendor", json_string_value(d));
+        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/vendor", addr);
         char *vend = NULL;
         size_t len;
         adg_error *e = adg_read_file(path, 64, &vend, &len);
@@ -144,17 +147,17 @@ static json_t *gather_sysfs(probe_src *src, void *ctx)
         if (!nv)
             continue;
         char *cls = NULL, *node = NULL, *dev = NULL;
-        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/class", json_string_value(d));
+        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/class", addr);
         adg_error_free(adg_read_file(path, 64, &cls, &len));
         if (!cls || strncmp(cls, "0x03", 4)) { /* display / 3D controllers only, not audio or bridges */
             free(cls);
             continue;
         }
-        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/numa_node", json_string_value(d));
+        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/numa_node", addr);
         adg_error_free(adg_read_file(path, 64, &node, &len));
-        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/device", json_string_value(d));
+        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/device", addr);
         adg_error_free(adg_read_file(path, 64, &dev, &len));
-        json_array_append_new(gpus, json_pack("{s:s,s:s,s:i}", "address", json_string_value(d), "device",
+        json_array_append_new(gpus, json_pack("{s:s,s:s,s:i}", "address", addr, "device",
                                               dev ? adg_rstrip(dev) : "?", "numa_node", node ? atoi(node) : -1));
         free(cls);
         free(node);
