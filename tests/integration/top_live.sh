@@ -123,7 +123,7 @@ if [ -x "$PROF_SPIN" ]; then
     if wait_for 'spin_scalar' 4; then
         screen | grep -q '^DONE' && fail "live hot functions: the run had already ended"
     fi
-    screen | grep -Eq 'cpu0 .*[0-9]+%' || fail "live per-CPU bars: no cpu0 load on the screen"
+    wait_for 'cpu0 .*[0-9]+%' 3   # live per-CPU bars
     T send-keys -t top q
     wait_exit 8 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "live hot: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
 else
@@ -135,8 +135,8 @@ fi
 start -o run6.json -n 16 --n-prompt 32 -r 2
 wait_for 'live: built-in path' 5
 wait_for 'workload ended \(complete, exit 0\)' 60
-screen | grep -Eq '[0-9.]+ t/s \((prompt|generation)\)' || fail "built-in run: no engine tokens/s on the header"
-screen | grep -q 'kern_' || fail "built-in run: no kernel function among the hot functions"
+wait_for '[0-9.]+ t/s \((prompt|generation)\)' 3   # engine tokens/s on the header
+wait_for 'kern_' 3                                 # a kernel function among the hot functions
 T send-keys -t top q
 wait_exit 5 && [ "$(cat "$TEST_TMP/exit")" = 0 ] || fail "built-in run: exit $(cat "$TEST_TMP/exit" 2>/dev/null)"
 python3 - run6.json <<'EOF' || fail "built-in run: record wrong"
