@@ -93,20 +93,25 @@ static adg_error *quantize_x(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr
     return kern_cuda_launch_fn(c, op, KF_QUANTIZE_Q8, g, 0, p, ptrs);
 }
 
+/* The q4_0 or the q8_0 variant of a quantised-weight kernel, after the row-length check. */
+static adg_error *quant_kernel(const char *op, kern_type type, int64_t ncols, enum kern_cuda_fn q4, enum kern_cuda_fn q8,
+                               enum kern_cuda_fn *fn)
+{
+    if (type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0)
+        return bad_arg(op, "weights must be q4_0 or q8_0");
+    *fn = type == KERN_TYPE_Q4_0 ? q4 : q8;
+    adg_error *e = kern_row_check(type, ncols);
+    return e ? adg_error_prefix(e, "%s", op) : NULL;
+}
+
 static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, kern_cu_deviceptr w, int n_expert,
                               int64_t nrows, int64_t ncols, kern_cu_deviceptr ids, int n_jobs, kern_cu_deviceptr x,
                               int n_x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
 {
     enum kern_cuda_fn fn;
-    if (type == KERN_TYPE_Q4_0)
-        fn = KF_GEMV_Q4_0;
-    else if (type == KERN_TYPE_Q8_0)
-        fn = KF_GEMV_Q8_0;
-    else
-        return bad_arg(op, "weights must be q4_0 or q8_0");
-    adg_error *e = kern_row_check(type, ncols);
+    adg_error *e = quant_kernel(op, type, ncols, KF_GEMV_Q4_0, KF_GEMV_Q8_0, &fn);
     if (e)
-        return adg_error_prefix(e, "%s", op);
+        return e;
     if (nrows <= 0 || n_jobs <= 0 || n_x <= 0)
         return bad_arg(op, "empty matrix");
     kern_cu_deviceptr qs, d, s;
@@ -433,15 +438,9 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
 {
     const char *op = "moe_gemm";
     enum kern_cuda_fn fn;
-    if (type == KERN_TYPE_Q4_0)
-        fn = KF_MOE_GEMM_Q4_0;
-    else if (type == KERN_TYPE_Q8_0)
-        fn = KF_MOE_GEMM_Q8_0;
-    else
-        return bad_arg(op, "weights must be q4_0 or q8_0");
-    adg_error *e = kern_row_check(type, ncols);
+    adg_error *e = quant_kernel(op, type, ncols, KF_MOE_GEMM_Q4_0, KF_MOE_GEMM_Q8_0, &fn);
     if (e)
-        return adg_error_prefix(e, "%s", op);
+        return e;
     if (nrows <= 0 || n_tok <= 0 || n_used <= 0 || n_expert <= 0 || !ids)
         return bad_arg(op, "empty matrix, no tokens or no expert ids");
     int64_t n_slots = n_tok * n_used, n_x = x_per_slot ? n_slots : n_tok;

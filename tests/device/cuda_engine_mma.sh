@@ -24,31 +24,21 @@ summary="$out/summary.txt"
 : >"$summary"
 t_start=$(date +%s)
 
-# step NAME EXPECTED_RC TIMEOUT CMD...: output in NAME.log, exit status in the summary.
-step() {
-    local name=$1 want=$2 limit=$3; shift 3
-    local t0=$(date +%s%N)
-    timeout -k 2 "$limit" "$@" >"$out/$name.log" 2>&1
-    local rc=$?
-    local dt=$(( ($(date +%s%N) - t0) / 1000000 ))
-    local verdict=ok
-    [ "$rc" = "$want" ] || verdict=UNEXPECTED
-    printf '%-16s rc=%-3s want=%-3s %6d ms %s\n' "$name" "$rc" "$want" "$dt" "$verdict" | tee -a "$summary"
-}
+. "$(dirname "$0")/lib.sh"
 
 timeout 3 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader >"$out/machine.txt" 2>&1
 cat "$out/machine.txt" >>"$summary"
 
 # 1. the kernels on their own
-step unit-gemm 0 10 "$build/tests/test_kern_cuda_gemm"
+step_want unit-gemm 0 10 "$build/tests/test_kern_cuda_gemm"
 grep -h -E "f32 router|gpu moe q4_0 8 |SKIP|FAILED|ERROR|element|token .* row" "$out/unit-gemm.log" | head -20 |
     sed 's/^/  /' >>"$summary"
 grep -h -c "bit-exact" "$out/unit-gemm.log" | sed 's/^/  int8 cases bit-exact: /' >>"$summary"
 
 # 2. the engine's GPU layers against the CPU reference, int8 GEMM then the default
-step engine-mma 0 6 env AMXDIAG_GPU_GEMM=mma "$build/tests/test_kern_engine"
+step_want engine-mma 0 6 env AMXDIAG_GPU_GEMM=mma "$build/tests/test_kern_engine"
 grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-mma.log" | head -12 | sed 's/^/  /' >>"$summary"
-step engine-wmma 0 6 env AMXDIAG_GPU_GEMM=wmma "$build/tests/test_kern_engine"
+step_want engine-wmma 0 6 env AMXDIAG_GPU_GEMM=wmma "$build/tests/test_kern_engine"
 grep -h -E "^--ngl|SKIP|FAILED|ERROR|LINE" "$out/engine-wmma.log" | head -8 | sed 's/^/  /' >>"$summary"
 
 # 3. run --compare on the default model (created in a private cache, about 25 ms)
@@ -60,7 +50,7 @@ for k in mma wmma; do
         continue
     fi
     [ "$left" -gt 6 ] && left=6
-    step "compare-$k" 0 "$left" env AMXDIAG_GPU_GEMM=$k "$amx" run --ngl 99 --greedy -p 64 -n 16 --compare ref
+    step_want "compare-$k" 0 "$left" env AMXDIAG_GPU_GEMM=$k "$amx" run --ngl 99 --greedy -p 64 -n 16 --compare ref
     grep -h -E "max \|logit|same arg-max|agrees|differs|decisive|error" "$out/compare-$k.log" | head -6 |
         sed 's/^/  /' >>"$summary"
 done

@@ -23,48 +23,31 @@ summary="$out/summary.txt"
 : >"$summary"
 t_start=$(date +%s)
 
-# step NAME EXPECTED_RC TIMEOUT CMD...: output in NAME.log, exit status in the summary.
-step() {
-    local name=$1 want=$2 limit=$3; shift 3
-    local t0=$(date +%s%N)
-    timeout -k 5 "$limit" "$@" >"$out/$name.log" 2>&1
-    local rc=$?
-    local dt=$(( ($(date +%s%N) - t0) / 1000000 ))
-    local verdict=ok
-    [ "$rc" = "$want" ] || verdict=UNEXPECTED
-    printf '%-30s rc=%-3s want=%-3s %7d ms %s\n' "$name" "$rc" "$want" "$dt" "$verdict" | tee -a "$summary"
-}
-expect() {
-    if grep -Eq -- "$2" "$out/$1.log"; then
-        printf '%-30s matches /%s/\n' "  $1" "$2" | tee -a "$summary"
-    else
-        printf '%-30s DOES NOT MATCH /%s/\n' "  $1" "$2" | tee -a "$summary"
-    fi
-}
+. "$(dirname "$0")/lib.sh"
 
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,compute_cap,clocks.max.sm,clocks.max.mem --format=csv; } \
     >"$out/machine.txt" 2>&1
 cat "$out/machine.txt" >>"$summary"
 
 # 1. correctness first: bit-exact against the CPU formula (GEMM and grouped experts)
-step unit-gemm 0 150 "$build/tests/test_kern_cuda_gemm"
+step_want unit-gemm 0 150 "$build/tests/test_kern_cuda_gemm"
 expect unit-gemm 'PASSED'
 grep -h "bit-exact\|SKIP\|FAILED\|element" "$out/unit-gemm.log" | head -40 >>"$summary"
 # every kernel check (tolerances of docs/cuda-kernels.md) with the int8 kernels selected
-step check-mma 0 120 "$bench" --check-only --gemm-kernel mma
+step_want check-mma 0 120 "$bench" --check-only --gemm-kernel mma
 grep -h "FAIL" "$out/check-mma.log" | head -10 >>"$summary"
 # the engine's GPU layers (prompt GEMMs and grouped experts through the int8 kernels)
 # against the CPU, teacher-forced, and the host stand-in
-step engine-mma 0 180 env AMXDIAG_GPU_GEMM=mma "$build/tests/test_kern_engine"
+step_want engine-mma 0 180 env AMXDIAG_GPU_GEMM=mma "$build/tests/test_kern_engine"
 grep -h "teacher-forced\|SKIP\|FAILED" "$out/engine-mma.log" | head -10 >>"$summary"
 
 # 2. speed: the GEMM shapes (cuBLAS f16 + int8, WMMA, int8 mma) in one run per setting
-step bench-gemm 0 120 "$bench" --only gemm --gemm-kernel mma -o "$out/bench-gemm.json"
+step_want bench-gemm 0 120 "$bench" --only gemm --gemm-kernel mma -o "$out/bench-gemm.json"
 if [ -z "${QUICK:-}" ]; then
-step bench-gemm-t64 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-tile 64 -o "$out/bench-gemm-t64.json"
-step bench-gemm-t128 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-tile 128 -o "$out/bench-gemm-t128.json"
-step bench-gemm-s2 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-stages 2 -o "$out/bench-gemm-s2.json"
-step bench-gemm-s4 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-stages 4 -o "$out/bench-gemm-s4.json"
+step_want bench-gemm-t64 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-tile 64 -o "$out/bench-gemm-t64.json"
+step_want bench-gemm-t128 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-tile 128 -o "$out/bench-gemm-t128.json"
+step_want bench-gemm-s2 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-stages 2 -o "$out/bench-gemm-s2.json"
+step_want bench-gemm-s4 0 90 "$bench" --only gemm --gemm-kernel mma --gemm-stages 4 -o "$out/bench-gemm-s4.json"
 fi
 {
     for f in bench-gemm bench-gemm-t64 bench-gemm-t128 bench-gemm-s2 bench-gemm-s4; do
@@ -78,16 +61,16 @@ cat "$out/gemm-table.txt" >>"$summary"
 
 # 3. the prompt end to end: pp512 at --ngl 99 on the tiny default model, each kernel
 export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-gemm-cache-XXXXXX)
-step run-create-model 0 120 "$amx" run -p 8 -n 2 -r 1 -t 8
+step_want run-create-model 0 120 "$amx" run -p 8 -n 2 -r 1 -t 8
 for k in wmma mma; do
-    step "run-pp512-$k" 0 90 env AMXDIAG_GPU_GEMM=$k "$amx" run --ngl 99 -p 512 -n 16 -r 5 -t 8
+    step_want "run-pp512-$k" 0 90 env AMXDIAG_GPU_GEMM=$k "$amx" run --ngl 99 -p 512 -n 16 -r 5 -t 8
     grep -h -E '^\| qwen3moe' "$out/run-pp512-$k.log" | sed "s/^/  $k: /" | tee -a "$summary"
 done
 rm -rf "$XDG_CACHE_HOME"
 
 # 4. memcheck on the int8 kernels, if time is left (the tests above are what matter)
 if [ -z "${QUICK:-}" ] && command -v compute-sanitizer >/dev/null && [ $(( $(date +%s) - t_start )) -lt 300 ]; then
-    step sanitizer-gemm 0 150 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
+    step_want sanitizer-gemm 0 150 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
         "$build/tests/test_kern_cuda_gemm"
     expect sanitizer-gemm 'ERROR SUMMARY: 0 errors'
 fi

@@ -38,3 +38,23 @@ check() {
     [ "$v" = PASS ] || v="FAIL ($v)"
     printf 'CHECK %-44s %s\n' "$1" "$v" >>"$summary"
 }
+# step_want NAME EXPECTED_RC LIMIT CMD...: runs CMD under timeout (no deadline), its output in
+# $out/NAME.log; "NAME rc=RC want=EXPECTED WALL ms ok|UNEXPECTED" in the summary and on stdout.
+step_want() {
+    local name=$1 want=$2 limit=$3; shift 3
+    local t0 rc dt verdict=ok
+    t0=$(date +%s%N)
+    timeout -k 5 "$limit" "$@" >"$out/$name.log" 2>&1
+    rc=$?
+    dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+    [ "$rc" = "$want" ] || verdict=UNEXPECTED
+    printf '%-34s rc=%-3s want=%-3s %7d ms %s\n' "$name" "$rc" "$want" "$dt" "$verdict" | tee -a "$summary"
+}
+# expect NAME REGEX: whether step NAME's log matches, in the summary.
+expect() {
+    if grep -Eq -- "$2" "$out/$1.log"; then
+        printf '%-34s matches /%s/\n' "  $1" "$2" | tee -a "$summary"
+    else
+        printf '%-34s DOES NOT MATCH /%s/\n' "  $1" "$2" | tee -a "$summary"
+    fi
+}
