@@ -2,7 +2,7 @@
 # The CPU kernels on the AMX machine, in one call: the kernel unit tests on real AMX tiles
 # (plus the emulator), `amxdiag probe --bench` for the ceilings, and `amxdiag bench kernels`:
 # M = 1 and M = 512 for q4_0/q8_0 at the attention, expert and LM-head shapes (amx vs
-# avx512), the M sweep that sets the AMX/VNNI crossover, the second AMX int8 kernel, bf16.
+# avx512), the M sweep that sets the AMX/VNNI crossover, the earlier 1x1 schedule of the int8 tile kernel, bf16.
 #   usage: tests/device/kernels.sh BUILD_DIR [quick|int8]   (outputs go to $OUT, default ./device-out)
 # "int8": the unit tests and the int8 tile kernels' variants (AMXDIAG_AMX_INT8_KERNEL) at
 # M = 512 against AVX-512 VNNI, 16 threads and 1 (about 2 minutes); bench-int8-<variant>.json.
@@ -12,7 +12,7 @@
 # only BUILD_DIR/amxdiag and BUILD_DIR/tests/test_kern_* are used.  Steps are ordered by
 # importance and each is bounded (about 3 minutes in all, 7 at worst).  The device tool
 # returns at most 8 files: every text output goes into log.txt; JSON files are
-# bench-{main,sweep,1x1,2x2,bf16}.json, crossover.json and ceilings.json.
+# bench-{main,sweep,1x1,bf16}.json, crossover.json and ceilings.json.
 set -u
 build=${1:?usage: kernels.sh BUILD_DIR [quick]}
 quick=${2:-}
@@ -76,8 +76,8 @@ if [ "$quick" = quick ]; then
     run "bench sweep" 50 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 --shape attn_q,moe_gate_up \
         --m 1,4,8,16,32,64,128 --min-time 0.05 --weights-mib 512 \
         --save-crossover="$out/crossover.json" -o "$out/bench-sweep.json"
-    AMXDIAG_AMX_INT8_KERNEL=2x2 run "bench 2x2" 30 "${B[@]}" --impl amx --type q4_0,q8_0 \
-        --shape attn_q,moe_gate_up --m 512 --min-time 0.1 --weights-mib 256 -o "$out/bench-2x2.json"
+    AMXDIAG_AMX_INT8_KERNEL=1x1 run "bench 1x1" 30 "${B[@]}" --impl amx --type q4_0,q8_0 \
+        --shape attn_q,moe_gate_up --m 512 --min-time 0.1 --weights-mib 256 -o "$out/bench-1x1.json"
     run "bench 1-thread" 30 "$bin" bench kernels --threads 1 --impl avx512,amx --type q4_0,q8_0,bf16 \
         --shape attn_q --m 1,512 --min-time 0.1 --weights-mib 512 -o "$out/bench-1thread.json"
     step done
@@ -94,11 +94,9 @@ run "bench sweep" 70 "${B[@]}" --impl amx,avx512 --type q4_0,q8_0,bf16 --shape a
     --m 1,2,4,8,16,32,64,128 --min-time 0.04 --weights-mib 512 \
     --save-crossover="$out/crossover.json" -o "$out/bench-sweep.json"
 
-step "bench: the 2x2 AMX int8 kernel at M=512"
-AMXDIAG_AMX_INT8_KERNEL=2x2 run "bench 2x2" 40 "${B[@]}" --impl amx --type q4_0,q8_0 \
-    --shape attn_q,attn_o,moe_gate_up --m 128,512 --min-time 0.1 --weights-mib 256 -o "$out/bench-2x2.json"
-run "bench 1x1" 40 "${B[@]}" --impl amx --type q4_0,q8_0 --shape attn_q,attn_o,moe_gate_up \
-    --m 128,512 --min-time 0.1 --weights-mib 256 -o "$out/bench-1x1.json"
+step "bench: the earlier 1x1 schedule of the AMX int8 kernel at M=128/512"
+AMXDIAG_AMX_INT8_KERNEL=1x1 run "bench 1x1" 40 "${B[@]}" --impl amx --type q4_0,q8_0 \
+    --shape attn_q,attn_o,moe_gate_up --m 128,512 --min-time 0.1 --weights-mib 256 -o "$out/bench-1x1.json"
 
 step "bench: bf16 M=1/512"
 run "bench bf16" 40 "${B[@]}" --impl amx,avx512 --type bf16 --shape attn_q,moe_gate_up --m 1,512 \
