@@ -17,8 +17,6 @@
 /* Not a run record (amxdiag.run/1): a benchmark result, so its own schema name. */
 #define RUN_SCHEMA "amxdiag.run-result/1"
 
-static void random_prompt(int32_t *prompt, uint32_t n_prompt, uint32_t nv, uint64_t seed);
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -264,6 +262,16 @@ static int fail_run(const kern_engine *e, adg_error *err, const char *fault, boo
     return rc;
 }
 
+/* The prompt of --greedy: n_prompt tokens from a seeded LCG (ids below n_vocab - 3). */
+static void random_prompt(int32_t *prompt, uint32_t n_prompt, uint32_t nv, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (uint32_t i = 0; i < n_prompt; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        prompt[i] = (int32_t)((s >> 33) % (nv > 16 ? nv - 3 : nv));
+    }
+}
+
 static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_t seed, bool json, const char *path,
                       const char *fault)
 {
@@ -321,16 +329,6 @@ static int run_greedy(kern_engine *e, uint32_t n_prompt, uint32_t n_gen, uint64_
     free(out);
     free(logits);
     return rc;
-}
-
-/* The prompt of --greedy: n_prompt tokens from a seeded LCG (ids below n_vocab - 3). */
-static void random_prompt(int32_t *prompt, uint32_t n_prompt, uint32_t nv, uint64_t seed)
-{
-    uint64_t s = seed;
-    for (uint32_t i = 0; i < n_prompt; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        prompt[i] = (int32_t)((s >> 33) % (nv > 16 ? nv - 3 : nv));
-    }
 }
 
 static int cmp_float(const void *a, const void *b)
