@@ -337,6 +337,30 @@ static void test_rules_single(void **state)
     assert_int_equal(rep_doc_exit_code(doc), 1);
     json_decref(doc);
 
+    /* AMX asked for, generation only: the engine's op records show VNNI at M = 1, which
+     * the dispatcher picks by design: an info finding, exit 0 */
+    for (int with_prompt = 0; with_prompt < 2; with_prompt++) {
+        r = skeleton("amx");
+        json_object_set_new(r, "isa_share", json_pack("{s:I,s:{s:f,s:f}}", "samples", (json_int_t)5000, "by_function",
+                                                      "amx", 0.0, "avx512", 90.0));
+        json_t *ev = json_object_get(r, "events");
+        json_array_append_new(ev, json_pack("{s:I,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:i,s:f,s:f}}", "t_ns", (json_int_t)1000,
+                                            "kind", "op", "name", "matmul_qkv", "detail", "phase", "generation",
+                                            "variant", "avx512-vnni-q4_0", "impl", "avx512", "backend", "CPU", "layer",
+                                            0, "calls", 10.0, "seconds", 0.5));
+        if (with_prompt)
+            json_array_append_new(ev, json_pack("{s:I,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:i,s:f,s:f}}", "t_ns",
+                                                (json_int_t)2000, "kind", "op", "name", "matmul_qkv", "detail", "phase",
+                                                "prompt", "variant", "avx512-vnni-q4_0", "impl", "avx512", "backend",
+                                                "CPU", "layer", 0, "calls", 1.0, "seconds", 0.5));
+        doc = run_on(r, dir);
+        f = finding(doc, "amx-never-ran", NULL);
+        assert_non_null(f);
+        assert_string_equal(sev(f), with_prompt ? "critical" : "info");
+        assert_int_equal(rep_doc_exit_code(doc), with_prompt ? 1 : 0);
+        json_decref(doc);
+    }
+
     /* the same on an AVX-512 run: nothing to say */
     r = skeleton("avx512");
     json_object_set_new(r, "isa_share", json_pack("{s:I,s:{s:f,s:f}}", "samples", (json_int_t)5000, "by_function", "amx",
