@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # amxdiag against its peers on the AMX machine, in one call: the same synthetic GGUF files
 # (written here by `amxdiag model create`), the same threads, the same machine, one run.
-#  1. qwen3-moe-small in each of $QUANTS (default q4_0 q8_0), created on the machine;
+#  1. qwen3-moe-small (or $PRESET) in each of $QUANTS (default q4_0 q8_0), created on the machine;
 #  2. amxdiag run -p 512 -n 128 -r 3 with --cpu-kernels amx and avx512;
 #  3. llama-bench -p 512 -n 128 -r 3 of llama.cpp with AMX, the same binary with AMX blocked
 #     (noamx: a seccomp filter makes ARCH_REQ_XCOMP_PERM fail, so ggml's AMX buffer type is
@@ -15,6 +15,9 @@
 #   llama-bench        llama.cpp, built with its AMX options      (required)
 #   ik-llama-bench     ik_llama.cpp                               (optional)
 #   llama-bench-avx512 llama.cpp built without AMX                (optional)
+#   llama-bench-clang  llama.cpp with AMX built by clang: GCC 12 drops the stores of the tile
+#                      configuration (SIGILL at the first AMX matmul; `amxdiag probe --binary`
+#                      says so), clang does not                    (optional)
 #   greedy-llama, greedy-ik  a tool that loads MODEL, evaluates the prompt of
 #                      `amxdiag run --greedy` (same generator, same seed), then decodes
 #                      N_GEN tokens feeding back the ids in $FORCE (teacher forcing: amxdiag
@@ -26,7 +29,9 @@
 # Usage: tests/device/peers.sh PEERDIR AMXDIAG_DIR [OUT_DIR]
 #   AMXDIAG_DIR holds amxdiag (and devlibs/ from tests/device/bundle-libs.sh). Either may be
 #   a .tar.xz of such a directory. Paths may be relative to the current directory.
-# Env: THREADS (default nproc), QUANTS, LAYERS (a smaller model, to check the script
+# Env: THREADS (default nproc), QUANTS, PRESET (default qwen3-moe-small; e.g. qwen3-30b-a3b with
+#   LAYERS=12: the 30B shapes in 4.3 GiB at q4_0), NGLS (e.g. "4 99": amxdiag runs with those
+#   layers on the GPU too), LAYERS (a smaller model, to check the script
 #   elsewhere), PROMPT (512), GEN (128), REPS (3), TIMEOUT (per benchmark, 90 s).
 # Output in OUT_DIR (default $OUT, else ./peers-out), at most 6 files: summary.md (the
 # table and every step's status), peers.log (all output), greedy.txt.
@@ -61,6 +66,7 @@ greedy="$out/greedy.txt"
 threads=${THREADS:-$(nproc)}
 quants=${QUANTS:-q4_0 q8_0}
 layers_opt=${LAYERS:+--layers $LAYERS}
+preset=${PRESET:-qwen3-moe-small}
 prompt=${PROMPT:-512}
 gen=${GEN:-128}
 reps=${REPS:-3}
@@ -99,7 +105,7 @@ bench_rows() {   # bench_rows QUANT ENGINE: records pp/tg of the last step
     echo
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) CPUs),"\
          "amx flags: $(grep -m1 -o -w 'amx_[a-z0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-    echo "threads: $threads, models: qwen3-moe-small ${LAYERS:+(--layers $LAYERS) }$quants," \
+    echo "threads: $threads, models: $preset ${LAYERS:+(--layers $LAYERS) }$quants," \
          "pp$prompt / tg$gen, $reps repetitions"
     if [ -f "$peers/VERSIONS" ]; then
         echo
@@ -154,8 +160,8 @@ fi
 
 for q in $quants; do
     model="$work/small-$q.gguf"
-    say "## qwen3-moe-small $q"
-    if ! step "model create $q" 120 "$amx" model create --preset qwen3-moe-small $layers_opt --quant "$q" \
+    say "## $preset $q"
+    if ! step "model create $q" 120 "$amx" model create --preset "$preset" $layers_opt --quant "$q" \
         --threads "$threads" "$model"; then
         say "(model create failed: see peers.log)"
         continue
@@ -166,6 +172,13 @@ for q in $quants; do
             bench_rows "$q" "amxdiag $impl"
         fi
     done
+    # hybrid splits (amxdiag only: the peers here are CPU builds)
+    for ngl in ${NGLS:-}; do
+        if step "amxdiag --ngl $ngl" "$limit" "$amx" run -m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" \
+            --ngl "$ngl"; then
+            bench_rows "$q" "amxdiag --ngl $ngl"
+        fi
+    done
     lb=(-m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" -o md)
     if [ -x "$peers/llama-bench" ]; then
         step "llama.cpp AMX" "$limit" "$peers/llama-bench" "${lb[@]}" && bench_rows "$q" "llama.cpp AMX"
@@ -173,6 +186,10 @@ for q in $quants; do
             step "llama.cpp AMX blocked" "$limit" "$noamx" "$peers/llama-bench" "${lb[@]}" &&
                 bench_rows "$q" "llama.cpp AMX blocked"
         fi
+    fi
+    if [ -x "$peers/llama-bench-clang" ]; then
+        step "llama.cpp AMX (clang)" "$limit" "$peers/llama-bench-clang" "${lb[@]}" &&
+            bench_rows "$q" "llama.cpp AMX (clang)"
     fi
     if [ -x "$peers/llama-bench-avx512" ]; then
         step "llama.cpp AVX-512 build" "$limit" "$peers/llama-bench-avx512" "${lb[@]}" &&
@@ -222,8 +239,11 @@ done
     printf '|---|'
     for q in $quants; do printf -- '---:|---:|'; done
     echo
-    for e in "amxdiag amx" "amxdiag avx512" "llama.cpp AMX" "llama.cpp AMX blocked" "llama.cpp AVX-512 build" \
-        "ik_llama.cpp" "ik_llama.cpp -rtr 1"; do
+    engines=("amxdiag amx" "amxdiag avx512")
+    for ngl in ${NGLS:-}; do engines+=("amxdiag --ngl $ngl"); done
+    engines+=("llama.cpp AMX" "llama.cpp AMX (clang)" "llama.cpp AMX blocked" "llama.cpp AVX-512 build" \
+        "ik_llama.cpp" "ik_llama.cpp -rtr 1")
+    for e in "${engines[@]}"; do
         row="| $e |"
         any=0
         for q in $quants; do
