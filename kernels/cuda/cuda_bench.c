@@ -23,7 +23,7 @@
 typedef struct bopts {
     int device, iters, tokens, gemv_rows, gemm_bk, gemm_tile, gemm_stages;
     bool json, quick, check, validate, sync_each, force_ptx, no_cublas, no_bench;
-    bool gemm_kind_set;
+    bool gemm_kind_set, gemm_sweep; /* gemm_sweep: --gemm-tile all */
     kern_cuda_gemm_kind gemm_kind;
     unsigned only; /* bit per group (ONLY_*); 0 = all */
     const char *output;
@@ -73,7 +73,9 @@ static void usage(FILE *f)
             "                        cores, sm_80+); default auto, or $AMXDIAG_GPU_GEMM. The benchmark\n"
             "                        times both kernels where both run; this picks the one the goals\n"
             "                        and the checks use\n"
-            "  --gemm-tile N         int8 GEMM weight rows per block, 64 or 128 (default auto)\n"
+            "  --gemm-tile T         int8 GEMM tile variant: v0..v7 or its name (128x64/32x64: CTA rows x\n"
+            "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), auto (default);\n"
+            "                        all: time every variant (int8 rows only, no f16 WMMA rows)\n"
             "  --gemm-stages N       int8 GEMM k stages in flight, 2 to 4 (default 3)\n"
             "  --only LIST           time only these groups: gemv, get_rows, gemm, misc (comma-separated)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
@@ -146,16 +148,25 @@ static int parse(int argc, char **argv, bopts *o)
             }
             o->gemm_kind_set = true;
             break;
-        case O_GTILE:
-        case O_GSTAGES:
-            if (!adg_parse_u64(optarg, &v) ||
-                (ch == O_GTILE ? (v != 0 && v != 64 && v != 128) : (v != 0 && (v < 2 || v > 4)))) {
-                fprintf(stderr, "amxdiag: error: bench: --%s takes %s, not '%s'\n",
-                        ch == O_GTILE ? "gemm-tile" : "gemm-stages", ch == O_GTILE ? "64 or 128" : "2, 3 or 4",
-                        optarg);
+        case O_GTILE: {
+            int code = strcmp(optarg, "all") == 0 ? 0 : kern_cuda_gemm_tile_parse(optarg);
+            if (code < 0) {
+                fprintf(stderr,
+                        "amxdiag: error: bench: --gemm-tile takes v0..v%d, a variant's name (128x64/32x64), "
+                        "64, 128, auto or all, not '%s'\n",
+                        kern_cuda_gemm_n_tiles() - 1, optarg);
                 return ADG_EXIT_USAGE;
             }
-            *(ch == O_GTILE ? &o->gemm_tile : &o->gemm_stages) = (int)v;
+            o->gemm_tile = code;
+            o->gemm_sweep = strcmp(optarg, "all") == 0;
+            break;
+        }
+        case O_GSTAGES:
+            if (!adg_parse_u64(optarg, &v) || (v != 0 && (v < 2 || v > 4))) {
+                fprintf(stderr, "amxdiag: error: bench: --gemm-stages takes 2, 3 or 4, not '%s'\n", optarg);
+                return ADG_EXIT_USAGE;
+            }
+            o->gemm_stages = (int)v;
             break;
         case O_ONLY: {
             char buf[128];
@@ -485,33 +496,49 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
     }
     /* f16 weights are the largest type, so the buffer holds every format.  Q4_0/Q8_0 run
      * with each prompt GEMM this device has; the one the context would pick is marked. */
+    /* --gemm-tile all: every int8 tile variant instead (the default marked). */
     const kern_cuda_gemm_kind saved = b->c->gemm_kind;
+    const int saved_tile = b->c->gemm_tile;
     for (size_t i = 0; i < ADG_ARRAY_LEN(types) && !e; i++) {
         a.t = types[i];
         kern_cuda_gemm_plan def = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-        for (int kind = KERN_CUDA_GEMM_WMMA; kind <= KERN_CUDA_GEMM_MMA && !e; kind++) {
-            b->c->gemm_kind = (kern_cuda_gemm_kind)kind;
+        const int n_runs = b->o->gemm_sweep ? kern_cuda_gemm_n_tiles() : 2;
+        for (int run = 0; run < n_runs && !e; run++) {
+            if (b->o->gemm_sweep) {
+                b->c->gemm_kind = KERN_CUDA_GEMM_MMA;
+                b->c->gemm_tile = run + 1;
+            } else {
+                b->c->gemm_kind = run ? KERN_CUDA_GEMM_MMA : KERN_CUDA_GEMM_WMMA;
+            }
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-            if (kind == KERN_CUDA_GEMM_MMA && !pl.mma)
+            if (b->c->gemm_kind == KERN_CUDA_GEMM_MMA && !pl.mma)
                 break;
+            const bool sel = pl.mma == def.mma && (!pl.mma || pl.variant == def.variant);
             e = time_op(b, run_gemm, &a, &ms);
             if (!e) {
                 add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
                 json_t *row = json_array_get(b->rows, json_array_size(b->rows) - 1);
                 json_object_set_new(row, "kernel", json_string(pl.mma ? "mma" : "wmma"));
-                json_object_set_new(row, "selected", json_boolean(pl.mma == def.mma));
+                json_object_set_new(row, "selected", json_boolean(sel));
                 if (pl.mma) {
                     json_object_set_new(row, "tile", json_integer(pl.tile));
+                    json_object_set_new(row, "variant", json_integer(pl.variant));
+                    json_object_set_new(row, "tile_name", json_string(kern_cuda_gemm_tile_name(pl.variant + 1)));
                     json_object_set_new(row, "stages", json_integer(pl.stages));
                 }
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
-                if (!b->o->json && kern_type_is_quantized(a.t))
-                    printf("%-9s %-14s   ^ %s%s\n", "", "", pl.mma ? "int8 mma" : "f16 wmma",
-                           pl.mma == def.mma ? " (selected)" : "");
+                if (!b->o->json && kern_type_is_quantized(a.t)) {
+                    if (pl.mma)
+                        printf("%-9s %-14s   ^ int8 mma v%d %s, %d stages%s\n", "", "", pl.variant,
+                               kern_cuda_gemm_tile_name(pl.variant + 1), pl.stages, sel ? " (selected)" : "");
+                    else
+                        printf("%-9s %-14s   ^ f16 wmma%s\n", "", "", sel ? " (selected)" : "");
+                }
             }
         }
         b->c->gemm_kind = saved;
+        b->c->gemm_tile = saved_tile;
     }
     kern_cuda_free(b->c, a.w);
     kern_cuda_free(b->c, a.x);
@@ -799,12 +826,32 @@ static adg_error *run_bench(bench *b)
     return e;
 }
 
+/* The best % of cuBLAS seen for a shape (--gemm-tile all). */
+typedef struct shape_best {
+    const char *name;
+    double pct;
+} shape_best;
+
+static void best_of(shape_best *t, int *n, const char *name, double pct)
+{
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(t[i].name, name)) {
+            if (pct > t[i].pct)
+                t[i].pct = pct;
+            return;
+        }
+    if (*n < 8)
+        t[(*n)++] = (shape_best){name, pct};
+}
+
 /* Goals of docs/cuda-kernels.md, evaluated on this run's rows. */
 static json_t *goals(bench *b)
 {
     /* gemv q4_0/q8_0, get_rows: % of copy; gemm f16/q4_0/q8_0: worst shape, % of cuBLAS
      * f16 (q4_0/q8_0: the kernel the context selects).  Only groups that ran. */
     double gemv[2] = {-1, -1}, rows = -1, gemm[3] = {1e9, 1e9, 1e9};
+    shape_best best[2][8];
+    int n_best[2] = {0, 0};
     static const char *const gt[3] = {"f16", "q4_0", "q8_0"};
     size_t i;
     json_t *row;
@@ -820,6 +867,10 @@ static json_t *goals(bench *b)
             rows = pc;
         json_t *pb = json_object_get(row, "pct_cublas");
         json_t *sel = json_object_get(row, "selected");
+        if (pb && b->o->gemm_sweep && !strcmp(g, "gemm"))
+            for (int j = 1; j < 3; j++)
+                if (!strcmp(ty, gt[j]))
+                    best_of(best[j - 1], &n_best[j - 1], nm, json_real_value(pb));
         if (!pb || (sel && !json_is_true(sel)) || !strcmp(ty, "cublas-i8"))
             continue;
         for (int j = 0; j < 3; j++)
@@ -842,6 +893,16 @@ static json_t *goals(bench *b)
         GOAL("gemm q4_0 worst shape, % of cuBLAS f16", gemm[1], 50.0);
     if (gemm[2] < 1e9)
         GOAL("gemm q8_0 worst shape, % of cuBLAS f16", gemm[2], 50.0);
+    /* --gemm-tile all: what the best variant per shape would give (the tile choice's bound) */
+    for (int j = 0; j < 2; j++) {
+        double worst = 1e9;
+        for (int s = 0; s < n_best[j]; s++)
+            if (best[j][s].pct < worst)
+                worst = best[j][s].pct;
+        if (n_best[j])
+            GOAL(j ? "gemm q8_0 worst shape, best tile per shape" : "gemm q4_0 worst shape, best tile per shape",
+                 worst, 50.0);
+    }
 #undef GOAL
     if (!b->o->json) {
         printf("\ngoals:\n");
@@ -871,7 +932,7 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     kern_cuda_set_sync_each(b.c, o.sync_each);
     kern_cuda_set_gemv_rows(b.c, o.gemv_rows);
     kern_cuda_set_gemm_bk(b.c, o.gemm_bk);
-    if (o.gemm_kind_set || o.gemm_tile || o.gemm_stages)
+    if (o.gemm_kind_set || o.gemm_tile || o.gemm_stages || o.gemm_sweep)
         kern_cuda_set_gemm_kernel(b.c, o.gemm_kind_set ? o.gemm_kind : b.c->gemm_kind,
                                   o.gemm_tile ? o.gemm_tile : b.c->gemm_tile,
                                   o.gemm_stages ? o.gemm_stages : b.c->gemm_stages);

@@ -8,6 +8,9 @@
 #include "common/adg_log.h"
 #include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda_image.h"
+#include "kernels/cuda/kern_gemm_i8_map.h"
+
+_Static_assert(KF_GEMM_I8_LAST - KF_GEMM_I8_FIRST + 1 == 2 * GI8_NVAR, "one q4_0 and one q8_0 kernel per variant");
 
 const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GET_ROWS_F32] = "kern_get_rows_f32", [KF_GET_ROWS_F16] = "kern_get_rows_f16",
@@ -25,8 +28,10 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",
     [KF_MOE_SORT] = "kern_moe_sort", [KF_MOE_GEMM_Q4_0] = "kern_moe_gemm_q4_0",
     [KF_MOE_GEMM_Q8_0] = "kern_moe_gemm_q8_0", [KF_F32_TO_F16_Q8] = "kern_f32_to_f16_q8",
-    [KF_GEMM_I8_Q4_0_M64] = "kern_gemm_i8_q4_0_m64", [KF_GEMM_I8_Q4_0_M128] = "kern_gemm_i8_q4_0_m128",
-    [KF_GEMM_I8_Q8_0_M64] = "kern_gemm_i8_q8_0_m64", [KF_GEMM_I8_Q8_0_M128] = "kern_gemm_i8_q8_0_m128",
+#define GI8_NAMES(I, MT, NT, WM, WN, CPS) \
+    [KF_GEMM_I8_FIRST + 2 * I] = "kern_gemm_i8_q4_0_v" #I, [KF_GEMM_I8_FIRST + 2 * I + 1] = "kern_gemm_i8_q8_0_v" #I,
+    GI8_VARIANTS(GI8_NAMES)
+#undef GI8_NAMES
     [KF_MOE_GEMM_I8_Q4_0] = "kern_moe_gemm_i8_q4_0", [KF_MOE_GEMM_I8_Q8_0] = "kern_moe_gemm_i8_q8_0",
     [KF_GEMM_F32] = "kern_gemm_f32", [KF_GEMM_F32_FEW] = "kern_gemm_f32_few",
 };
@@ -181,11 +186,18 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
             continue;
         char *end;
         long n = strtol(env, &end, 10);
-        bool ok = *end == 0 && (i == 0 ? (n == 0 || n == 64 || n == 128) : (n == 0 || (n >= 2 && n <= 4)));
+        bool ok;
+        if (i == 0) {
+            n = kern_cuda_gemm_tile_parse(env);
+            ok = n >= 0;
+        } else {
+            ok = *end == 0 && (n == 0 || (n >= 2 && n <= 4));
+        }
         if (ok)
             *dst[i] = (int)n;
         else
-            adg_warn("%s=%s ignored: use %s", names[i], env, i == 0 ? "64 or 128" : "2, 3 or 4");
+            adg_warn("%s=%s ignored: use %s", names[i], env,
+                     i == 0 ? "a tile variant (v0..v7, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
     }
     return NULL;
 }
@@ -252,7 +264,7 @@ void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 6
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *c, kern_cuda_gemm_kind kind, int tile, int stages)
 {
     c->gemm_kind = kind;
-    c->gemm_tile = tile == 64 || tile == 128 ? tile : 0;
+    c->gemm_tile = kern_cuda_gemm_tile_code(tile);
     c->gemm_stages = stages >= 2 && stages <= 4 ? stages : 0;
 }
 kern_cu_deviceptr kern_cuda_valptr(const kern_cuda_ctx *c) { return c->validate ? c->valrec : 0; }

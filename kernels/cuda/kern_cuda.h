@@ -107,11 +107,23 @@ typedef enum kern_cuda_gemm_kind {
 /* Parses "auto", "wmma", "mma"; false otherwise. */
 bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out);
 const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k);
-/* tile: weight rows per CTA of the int8 GEMM, 64 or 128 (0 = auto); stages: k stages in
- * flight, 2..4 (0 = auto).  kern_cuda_open applies $AMXDIAG_GPU_GEMM (auto|wmma|mma),
- * $AMXDIAG_GPU_GEMM_TILE and $AMXDIAG_GPU_GEMM_STAGES, so that every tool (run, bench)
- * can be switched without an option of its own. */
+/* tile: the int8 GEMM's tile variant as a code (0 = auto, 1 + v = variant v of
+ * kern_gemm_i8_map.h; 64 and 128 also mean variants 0 and 1, session 2's 64- and 128-row
+ * tiles); stages: k stages in flight, 2..4 (0 = auto).  kern_cuda_open applies
+ * $AMXDIAG_GPU_GEMM (auto|wmma|mma), $AMXDIAG_GPU_GEMM_TILE (a name that
+ * kern_cuda_gemm_tile_parse takes) and $AMXDIAG_GPU_GEMM_STAGES, so that every tool (run,
+ * bench) can be switched without an option of its own. */
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *ctx, kern_cuda_gemm_kind kind, int tile, int stages);
+/* Number of int8 GEMM tile variants. */
+int kern_cuda_gemm_n_tiles(void);
+/* A tile code from "auto" / "0" (0), "v0".."v7" or "64" / "128" (variants 0 / 1), or a
+ * variant's name such as "128x64/32x64" (CTA rows x tokens / warp rows x tokens); -1 if
+ * none. */
+int kern_cuda_gemm_tile_parse(const char *s);
+/* The code for an int: 0, 1 + v, 64 or 128 as above; anything else is 0 (auto). */
+int kern_cuda_gemm_tile_code(int tile);
+/* "128x64/32x64" for code 1 + v ("auto" for 0). */
+const char *kern_cuda_gemm_tile_name(int code);
 
 /* What a device can run (filled by kern_cuda_open; in tests by hand). */
 typedef struct kern_cuda_gemm_caps {
@@ -123,7 +135,10 @@ typedef struct kern_cuda_gemm_caps {
 /* The choice for one GEMM (pure host logic, unit-tested). */
 typedef struct kern_cuda_gemm_plan {
     bool mma;         /* the int8 tensor-core kernel */
-    int tile;         /* its weight rows per CTA: 64 or 128 */
+    int variant;      /* its tile variant (kern_gemm_i8_map.h) */
+    int tile;         /* its weight rows per CTA */
+    int bn;           /* its tokens per CTA */
+    int threads;      /* its threads per CTA */
     int stages;       /* its k stages in flight */
     int smem;         /* its dynamic shared memory, bytes */
     bool aligned;     /* raw weight blocks by cp.async (k % 128 == 0, 8-byte aligned buffer) */

@@ -2,6 +2,7 @@
  * every branch is unit-tested on machines without a GPU. */
 #include "kernels/cuda/kern_cuda_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cuda/kern_gemm_i8_map.h"
@@ -30,28 +31,103 @@ const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k)
     return (unsigned)k < 3 ? kind_names[k] : "?";
 }
 
-int kern_cuda_gemm_stage_bytes(int wt, int tile) { return gi8_stage_bytes(wt, tile); }
+int kern_cuda_gemm_n_tiles(void) { return GI8_NVAR; }
 
-/* How full the last wave of `tiles` CTAs is (1 = every slot busy), with as many CTAs
- * per SM as registers (128 per thread, 2 threads per tile row) and shared memory allow. */
-static double gemm_wave_fill(const kern_cuda_gemm_caps *caps, int64_t tiles, int bm, int smem)
+int kern_cuda_gemm_tile_code(int tile)
 {
-    int per_sm = 65536 / (128 * bm * 2);
-    int by_smem = (caps->smem_optin + 1024) / (smem + 2048); /* + tables and the driver's reserve */
+    if (tile == 64)
+        return 1;
+    if (tile == 128)
+        return 2;
+    return tile >= 1 && tile <= GI8_NVAR ? tile : 0;
+}
+
+const char *kern_cuda_gemm_tile_name(int code)
+{
+    static const char *const names[GI8_NVAR] = {"64x64/32x32",  "128x64/32x32", "128x64/32x64", "64x64/32x64",
+                                                 "64x128/32x64", "64x32/32x32",  "32x32/32x32",  "64x32/16x32"};
+    code = kern_cuda_gemm_tile_code(code);
+    return code ? names[code - 1] : "auto";
+}
+
+int kern_cuda_gemm_tile_parse(const char *s)
+{
+    if (!s || !*s)
+        return -1;
+    if (strcmp(s, "auto") == 0 || strcmp(s, "0") == 0)
+        return 0;
+    if (strcmp(s, "64") == 0 || strcmp(s, "128") == 0)
+        return kern_cuda_gemm_tile_code(atoi(s));
+    if (s[0] == 'v' && s[1] >= '0' && s[1] < '0' + GI8_NVAR && !s[2])
+        return 1 + (s[1] - '0');
+    for (int c = 1; c <= GI8_NVAR; c++)
+        if (strcmp(s, kern_cuda_gemm_tile_name(c)) == 0)
+            return c;
+    return -1;
+}
+
+int kern_cuda_gemm_stage_bytes(int wt, int tile)
+{
+    int v = kern_cuda_gemm_tile_code(tile);
+    v = v ? v - 1 : 0;
+    return gi8_stage_bytes_n(wt, gi8_var_bm(v), gi8_var_bn(v));
+}
+
+/* CTAs of variant v an SM holds with `smem` bytes each: the registers its launch bounds
+ * allow, threads, shared memory (+ the token tables and the driver's reserve). */
+static int gemm_ctas_per_sm(const kern_cuda_gemm_caps *caps, int v, int smem)
+{
+    gi8_variant t = gi8_var(v);
+    int per_sm = t.cps, by_threads = 2048 / gi8_var_threads(v);
+    int by_smem = (caps->smem_optin + 1024) / (smem + 2048);
+    if (by_threads < per_sm)
+        per_sm = by_threads;
     if (by_smem < per_sm)
         per_sm = by_smem;
-    if (per_sm < 1)
-        per_sm = 1;
-    int64_t slots = (int64_t)(caps->sm_count > 0 ? caps->sm_count : 1) * per_sm;
-    int64_t waves = (tiles + slots - 1) / slots;
-    return (double)tiles / (double)(waves * slots);
+    return per_sm < 1 ? 1 : per_sm;
+}
+
+/* Issued instructions per warp and k stage (4 quant blocks), counted from the kernel's
+ * source: per block MT NT MMAs with 8 FMAs each, MT A fragments (scales, 2-byte-aligned
+ * loads, Q4_0's unpacking), NT X steps, NT/2 ldmatrix; per stage the cp.async copies,
+ * the barrier and the loop. */
+static double gemm_warp_stage_instr(int wt, int v)
+{
+    gi8_variant t = gi8_var(v);
+    const int bm = gi8_var_bm(v), bn = gi8_var_bn(v), thr = gi8_var_threads(v), nw = t.wm * t.wn;
+    const int lpr = gi8_wchunks(wt) - 1, rpi = 32 / lpr;
+    double block = t.mt * t.nt * 9.0 + t.mt * (wt == 4 ? 22.0 : 14.0) + t.nt * 3.0 + t.nt / 2.0;
+    double copies = (bm / nw / rpi + 1) * 4.0 + (bn * 8.0 / thr) * 6.0 + (GI8_KBS * bn * 1.0 / thr) * 6.0 + 20.0;
+    return GI8_KBS * block + copies;
+}
+
+/* Warp instructions an SM issues per cycle with `warps` resident (2.72 measured by
+ * Nsight Compute with 16 warps of variant 1 on an H200; fewer warps hide less latency). */
+static double gemm_ipc(int warps) { return 3.4 * warps / (warps + 4.0); }
+
+/* Relative time of variant v at this shape: the waves of CTAs, each SM's CTAs issuing at
+ * the rate its resident warps allow. */
+static double gemm_cost(const kern_cuda_gemm_caps *caps, int wt, int v, int64_t m, int64_t k, int64_t n, int smem)
+{
+    const int bm = gi8_var_bm(v), bn = gi8_var_bn(v), nw = gi8_var(v).wm * gi8_var(v).wn;
+    const int64_t tiles = ((m + bm - 1) / bm) * ((n + bn - 1) / bn);
+    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 1;
+    const int cps = gemm_ctas_per_sm(caps, v, smem);
+    const double cta = gemm_warp_stage_instr(wt, v) * nw * (double)((k / 32 + GI8_KBS - 1) / GI8_KBS);
+    const int64_t slots = sms * cps, full = tiles / slots, rest = tiles % slots;
+    double t = (double)full * cps * cta / gemm_ipc(cps * nw);
+    if (rest) {
+        int64_t c = (rest + sms - 1) / sms;
+        t += (double)c * cta / gemm_ipc((int)c * nw);
+    }
+    return t;
 }
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
                                              int stages, kern_type type, int64_t m, int64_t k, int64_t n,
                                              uint64_t w_addr, bool moe)
 {
-    kern_cuda_gemm_plan p = {.mma = false, .tile = 0, .stages = 0, .smem = 0, .aligned = false, .why = ""};
+    kern_cuda_gemm_plan p = {.mma = false, .why = ""};
     if (type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) {
         p.why = "f16 weights: the f16 tensor-core kernel";
         return p;
@@ -71,36 +147,44 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
         return p;
     }
     const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
-    if (moe)
-        p.tile = 64; /* a few dozen tokens per expert: many small tiles */
-    else if (tile == 64 || tile == 128)
-        p.tile = tile;
-    else {
-        /* The tile whose last wave is fuller: 128-row tiles do twice the MMAs per byte
-         * staged, so they win ties (attn_q 4096 x 512 tokens: 256 tiles of 128 fill the
-         * H100's 264 slots once; attn_o 2048: 128 tiles of 128 would leave half idle). */
-        double eff[2];
-        for (int i = 0; i < 2; i++) {
-            int bm = i ? 128 : 64, st = stages >= 2 && stages <= 4 ? stages : 3;
-            int64_t tiles = ((m + bm - 1) / bm) * ((n + GI8_BN - 1) / GI8_BN);
-            eff[i] = gemm_wave_fill(caps, tiles, bm, st * gi8_stage_bytes(wt, bm));
-        }
-        p.tile = eff[0] > eff[1] * 1.15 ? 64 : 128;
-    }
     const int limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
-    int sb = gi8_stage_bytes(wt, p.tile);
-    p.stages = stages >= 2 && stages <= 4 ? stages : 3;
-    if (!moe && tile != 64 && tile != 128 && p.tile == 128 && 2 * sb > limit) {
-        p.tile = 64;
-        sb = gi8_stage_bytes(wt, 64);
+    const int want_stages = stages >= 2 && stages <= 4 ? stages : 3;
+    const int code = kern_cuda_gemm_tile_code(tile);
+    int v;
+    if (moe)
+        v = 0; /* the grouped kernel's tile (a few dozen tokens per expert: many small tiles) */
+    else if (code)
+        v = code - 1;
+    else {
+        /* The variant the cost model says is fastest among those whose stages fit. */
+        double best = 0;
+        v = -1;
+        for (int c = 0; c < GI8_NVAR; c++) {
+            int sb = gi8_stage_bytes_n(wt, gi8_var_bm(c), gi8_var_bn(c)), st = want_stages;
+            while (st > 2 && st * sb > limit)
+                st--;
+            if (st * sb > limit)
+                continue;
+            double t = gemm_cost(caps, wt, c, m, k, n, st * sb);
+            if (v < 0 || t < best)
+                best = t, v = c;
+        }
+        if (v < 0)
+            v = 0;
     }
+    int sb = gi8_stage_bytes_n(wt, gi8_var_bm(v), gi8_var_bn(v));
+    p.stages = want_stages;
     while (p.stages > 2 && p.stages * sb > limit)
         p.stages--;
     if (p.stages * sb > limit) {
         p.why = "not enough shared memory for two stages of the int8 kernel";
-        p.tile = p.stages = 0;
+        p.stages = 0;
         return p;
     }
+    p.variant = v;
+    p.tile = gi8_var_bm(v);
+    p.bn = gi8_var_bn(v);
+    p.threads = gi8_var_threads(v);
     p.smem = p.stages * sb;
     p.aligned = (k / 32) % GI8_KBS == 0 && (w_addr & 7) == 0;
     p.mma = true;

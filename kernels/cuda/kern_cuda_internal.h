@@ -36,10 +36,8 @@ enum kern_cuda_fn {
     KF_MOE_GEMM_Q4_0,
     KF_MOE_GEMM_Q8_0,
     KF_F32_TO_F16_Q8,
-    KF_GEMM_I8_Q4_0_M64,
-    KF_GEMM_I8_Q4_0_M128,
-    KF_GEMM_I8_Q8_0_M64,
-    KF_GEMM_I8_Q8_0_M128,
+    KF_GEMM_I8_FIRST, /* the int8 GEMM's tile variants v (kern_gemm_i8_map.h): q4_0 at FIRST + 2v, q8_0 next */
+    KF_GEMM_I8_LAST = KF_GEMM_I8_FIRST + 2 * 8 - 1,
     KF_MOE_GEMM_I8_Q4_0,
     KF_MOE_GEMM_I8_Q8_0,
     KF_GEMM_F32,

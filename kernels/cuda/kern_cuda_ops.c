@@ -207,9 +207,8 @@ static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cu
         fn = q4 ? KF_MOE_GEMM_I8_Q4_0 : KF_MOE_GEMM_I8_Q8_0;
         tiles *= n_expert;
     } else {
-        fn = pl->tile == 128 ? (q4 ? KF_GEMM_I8_Q4_0_M128 : KF_GEMM_I8_Q8_0_M128)
-                             : (q4 ? KF_GEMM_I8_Q4_0_M64 : KF_GEMM_I8_Q8_0_M64);
-        tiles *= (n + 63) / 64;
+        fn = (enum kern_cuda_fn)(KF_GEMM_I8_FIRST + 2 * pl->variant + (q4 ? 0 : 1));
+        tiles *= (n + pl->bn - 1) / pl->bn;
     }
     adg_error *e = want_smem(c, op, fn, pl->smem);
     if (e)
@@ -217,7 +216,7 @@ static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cu
     long long mm = m, kk = k, nn = n;
     int stages = pl->stages, aligned = pl->aligned ? 1 : 0, ne = n_expert;
     kern_cu_deviceptr ptrs[4] = {w, qs, y, list};
-    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, (unsigned)(pl->tile * 2), c->max_grid_x);
+    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, (unsigned)pl->threads, c->max_grid_x);
     if (n_expert > 0) {
         void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned, &ne, &off, &list, &x_div};
         return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);

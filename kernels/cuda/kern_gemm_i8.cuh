@@ -32,48 +32,65 @@ __device__ __forceinline__ void gi8_load_a(const uint8_t *ws, int row0, int lane
         for (int r = 0; r < 4; r++)
             a[r] = lds_u32<A4>(ws + gi8_a_off(WT, row0, BL, lane, r));
     } else {
-        // q - 8 per byte (__vsub4: no borrow between bytes): the CPU's signed nibbles.
+        // q - 8 per byte: the CPU's signed nibbles (gi8_nib_s8).
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const unsigned q = lds_u32<A4>(ws + gi8_a_off(WT, row0, BL, lane, r));
-            a[r] = __vsub4(q & 0x0F0F0F0Fu, 0x08080808u);
-            a[r + 2] = __vsub4((q >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+            a[r] = gi8_nib_s8(q & 0x0F0F0F0Fu);
+            a[r + 2] = gi8_nib_s8((q >> 4) & 0x0F0F0F0Fu);
         }
     }
 }
 
-template <int WT, int BM, bool MOE>
+// One CTA tile of the variant (MT, NT, WM, WN) (kern_gemm_i8_map.h): rows r0 .., tokens
+// of the dense matrix or of an expert's list; `tile` walks the grid.  Dense tiles run
+// token tiles fastest, so the CTAs that share a band of weight rows are in flight
+// together and a weight matrix larger than L2 (the LM head) is read from DRAM once.
+template <int WT, int MT, int NT, int WM, int WN, bool MOE>
 __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n,
                         float *y, int stages, int aligned, int n_expert, const int *off, const int *list, int x_div)
 {
 #if __CUDA_ARCH__ >= 800
+    constexpr int BM = 16 * MT * WM, BN = 8 * NT * WN, NW = WM * WN, THREADS = 32 * NW;
+    constexpr int BSZ = WT == 4 ? 18 : 34, WSTR = WT == 4 ? 80 : 144, CH = BSZ * GI8_KBS / 8;
+    constexpr int XO = BM * WSTR, DO = XO + BN * GI8_XSTR, SB = DO + GI8_KBS * BN * 4;
+    // W copies: a warp copies rows warp * RPW .. + RPW - 1; lanes 0 .. LPR * RPI - 1 take
+    // chunks 0 .. CH - 2 of RPI rows at a time (contiguous 8-byte pieces, coalesced), then
+    // lanes 0 .. RPW - 1 the last chunk of every row.
+    constexpr int RPW = BM / NW, LPR = CH - 1, RPI = 32 / LPR;
+    static_assert(BM % NW == 0 && RPW <= 32 && RPW % RPI == 0 && NT % 2 == 0, "tile variant");
+    static_assert(THREADS % BN == 0 && BN * 8 % THREADS == 0 && GI8_KBS * BN % THREADS == 0, "tile variant");
     GI8_DYN_SMEM(gi8_smem);
-    __shared__ long long tok_x[GI8_BN], tok_y[GI8_BN];
-    constexpr int THREADS = BM * 2, BSZ = WT == 4 ? 18 : 34;
-    constexpr int WSTR = WT == 4 ? 80 : 144, CH = BSZ * GI8_KBS / 8;
-    constexpr int XO = BM * WSTR, DO = XO + GI8_BN * GI8_XSTR, SB = DO + GI8_KBS * GI8_BN * 4;
+    __shared__ long long tok_x[BN], tok_y[BN];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 1, wn = warp & 1, t4 = lane & 3;
+    const int wm = warp / WN, wn = warp % WN, t4 = lane & 3;
     const long long nb = k / 32, row_bytes = nb * BSZ;
     const long long nst = (nb + GI8_KBS - 1) / GI8_KBS;
-    const long long tiles_m = (m + BM - 1) / BM;
-    const long long n_tiles = MOE ? (long long)n_expert * tiles_m : tiles_m * ((n + GI8_BN - 1) / GI8_BN);
+    const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
+    const long long n_tiles = MOE ? (long long)n_expert * tiles_m : tiles_m * tiles_n;
+    const int wr_lane = lane % LPR, wr_row = lane / LPR; // this lane's chunk and row in a W copy step
     for (long long tile = blockIdx.x; tile < n_tiles; tile += gridDim.x) {
-        const long long r0 = (tile % tiles_m) * BM;
-        long long e = 0, t0, t1;
+        long long r0, e = 0, t0, t1;
         if (MOE) {
+            r0 = (tile % tiles_m) * BM;
             e = tile / tiles_m;
             t0 = off[e];
             t1 = off[e + 1];
         } else {
-            t0 = (tile / tiles_m) * GI8_BN;
-            t1 = t0 + GI8_BN < n ? t0 + GI8_BN : n;
+            r0 = (tile / tiles_n) * BM;
+            t0 = (tile % tiles_n) * BN;
+            t1 = t0 + BN < n ? t0 + BN : n;
         }
         const uint8_t *we = w + e * m * row_bytes;
-        for (long long n0 = t0; n0 < t1; n0 += GI8_BN) {
-            const int cnt = (int)(t1 - n0 < GI8_BN ? t1 - n0 : (long long)GI8_BN);
+        // this thread's W rows (aligned path): first row, rows left in the matrix
+        const long long wrow0 = r0 + warp * RPW + wr_row;
+        const uint8_t *wsrc = we + wrow0 * row_bytes + wr_lane * 8;
+        const uint8_t *wsrc_last = we + (r0 + warp * RPW + lane) * row_bytes + (CH - 1) * 8;
+        const long long wleft = m - wrow0;
+        for (long long n0 = t0; n0 < t1; n0 += BN) {
+            const int cnt = (int)(t1 - n0 < BN ? t1 - n0 : (long long)BN);
             __syncthreads(); // the previous tile is done with the token tables and buffers
-            if (tid < GI8_BN) {
+            if (tid < BN) {
                 long long xr = -1, yr = -1;
                 if (tid < cnt) {
                     yr = MOE ? (long long)list[n0 + tid] : n0 + tid;
@@ -87,11 +104,17 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                 uint8_t *sb = gi8_smem + (int)(st % stages) * SB;
                 const long long kb0 = st * GI8_KBS;
                 if (aligned) {
-                    for (int c = tid; c < BM * CH; c += THREADS) {
-                        const int row = c / CH, j = c - row * CH;
-                        const bool ok = r0 + row < m;
-                        const uint8_t *src = ok ? we + (r0 + row) * row_bytes + kb0 * BSZ + j * 8 : w;
-                        cp_async8(sb + row * WSTR + j * 8, src, ok);
+                    uint8_t *wd = sb + (warp * RPW + wr_row) * WSTR + wr_lane * 8;
+                    if (lane < LPR * RPI) {
+#pragma unroll
+                        for (int i = 0; i < RPW / RPI; i++) {
+                            const bool ok = i * RPI < wleft;
+                            cp_async8(wd + i * RPI * WSTR, ok ? wsrc + i * RPI * row_bytes + kb0 * BSZ : w, ok);
+                        }
+                    }
+                    if (lane < RPW) {
+                        const bool ok = r0 + warp * RPW + lane < m;
+                        cp_async8(sb + (warp * RPW + lane) * WSTR + (CH - 1) * 8, ok ? wsrc_last + kb0 * BSZ : w, ok);
                     }
                 } else {
                     for (int c = tid; c < BM * GI8_KBS; c += THREADS) {
@@ -109,24 +132,26 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                         }
                     }
                 }
-                for (int c = tid; c < GI8_BN * 8; c += THREADS) {
-                    const int i = c >> 3, j = c & 7;
+#pragma unroll
+                for (int it = 0; it < BN * 8 / THREADS; it++) {
+                    const int c = tid + it * THREADS, i = c >> 3, j = c & 7;
                     const long long xr = tok_x[i];
                     const bool ok = xr >= 0 && kb0 + (j >> 1) < nb;
                     cp_async16(sb + XO + i * GI8_XSTR + j * 16, ok ? xq + xr * k + kb0 * 32 + j * 16 : xq, ok);
                 }
-                for (int c = tid; c < GI8_KBS * GI8_BN; c += THREADS) {
-                    const int bl = c / GI8_BN, i = c % GI8_BN;
+#pragma unroll
+                for (int it = 0; it < GI8_KBS * BN / THREADS; it++) {
+                    const int c = tid + it * THREADS, bl = c / BN, i = c % BN;
                     const long long xr = tok_x[i];
                     const bool ok = xr >= 0 && kb0 + bl < nb;
                     cp_async4(sb + DO + c * 4, ok ? xd + xr * nb + kb0 + bl : xd, ok);
                 }
             };
-            float acc[2][4][4];
+            float acc[MT][NT][4];
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < MT; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++)
+                for (int j = 0; j < NT; j++)
 #pragma unroll
                     for (int q = 0; q < 4; q++)
                         acc[i][j][q] = 0.0f;
@@ -142,31 +167,37 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                     load(st + stages - 1);
                 cp_async_commit();
                 const uint8_t *sb = gi8_smem + (int)(st % stages) * SB;
-                const float *ds = (const float *)(sb + DO);
-#define GI8_BLOCK(BL)                                                                                 \
-    {                                                                                                 \
-        unsigned a[2][4], b[4][2], r[4];                                                              \
-        float dw[2][2];                                                                               \
-        gi8_load_a<WT, BL>(sb, wm * 32, lane, a[0], dw[0]);                                           \
-        gi8_load_a<WT, BL>(sb, wm * 32 + 16, lane, a[1], dw[1]);                                      \
-        _Pragma("unroll") for (int p = 0; p < 2; p++)                                                 \
-        {                                                                                             \
-            ldsm_x4(r, sb + XO + gi8_ldsm_off(wn * 32 + p * 16, BL, lane));                           \
-            b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];   \
-        }                                                                                             \
-        _Pragma("unroll") for (int nt = 0; nt < 4; nt++)                                              \
-        {                                                                                             \
-            const float2 dx = *(const float2 *)(ds + BL * GI8_BN + wn * 32 + nt * 8 + 2 * t4);        \
-            _Pragma("unroll") for (int mt = 0; mt < 2; mt++)                                          \
-            {                                                                                         \
-                float c[4];                                                                           \
-                mma_s8(c, a[mt], b[nt]);                                                              \
-                acc[mt][nt][0] = fmaf(__fmul_rn(c[0], dx.x), dw[mt][0], acc[mt][nt][0]);              \
-                acc[mt][nt][1] = fmaf(__fmul_rn(c[1], dx.y), dw[mt][0], acc[mt][nt][1]);              \
-                acc[mt][nt][2] = fmaf(__fmul_rn(c[2], dx.x), dw[mt][1], acc[mt][nt][2]);              \
-                acc[mt][nt][3] = fmaf(__fmul_rn(c[3], dx.y), dw[mt][1], acc[mt][nt][3]);              \
-            }                                                                                         \
-        }                                                                                             \
+                const float *ds = (const float *)(sb + DO) + wn * (NT * 8) + 2 * t4;
+                // per block: the warp's MT A fragments once, then for each pair of token
+                // tiles one ldmatrix.x4 and MT MMAs each; t = d dx (exact fma, see
+                // GI8_ACC_BIAS), acc = fma(t, dw, acc): the CPU's two roundings.
+#define GI8_BLOCK(BL)                                                                                   \
+    {                                                                                                   \
+        unsigned a[MT][4];                                                                              \
+        float dw[MT][2];                                                                                \
+        _Pragma("unroll") for (int mt = 0; mt < MT; mt++)                                               \
+            gi8_load_a<WT, BL>(sb, wm * (MT * 16) + mt * 16, lane, a[mt], dw[mt]);                      \
+        _Pragma("unroll") for (int p = 0; p < NT / 2; p++)                                              \
+        {                                                                                               \
+            unsigned r[4];                                                                              \
+            ldsm_x4(r, sb + XO + gi8_ldsm_off(wn * (NT * 8) + p * 16, BL, lane));                       \
+            _Pragma("unroll") for (int h = 0; h < 2; h++)                                               \
+            {                                                                                           \
+                const int nt = 2 * p + h;                                                               \
+                const unsigned b[2] = {r[2 * h], r[2 * h + 1]};                                         \
+                const float2 dx = *(const float2 *)(ds + BL * BN + nt * 8);                             \
+                const float nx = __fmul_rn(dx.x, -GI8_ACC_BIAS), ny = __fmul_rn(dx.y, -GI8_ACC_BIAS);   \
+                _Pragma("unroll") for (int mt = 0; mt < MT; mt++)                                       \
+                {                                                                                       \
+                    float c[4];                                                                         \
+                    mma_s8(c, a[mt], b);                                                                \
+                    acc[mt][nt][0] = fmaf(fmaf(c[0], dx.x, nx), dw[mt][0], acc[mt][nt][0]);             \
+                    acc[mt][nt][1] = fmaf(fmaf(c[1], dx.y, ny), dw[mt][0], acc[mt][nt][1]);             \
+                    acc[mt][nt][2] = fmaf(fmaf(c[2], dx.x, nx), dw[mt][1], acc[mt][nt][2]);             \
+                    acc[mt][nt][3] = fmaf(fmaf(c[3], dx.y, ny), dw[mt][1], acc[mt][nt][3]);             \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
     }
                 GI8_BLOCK(0)
                 GI8_BLOCK(1)
@@ -176,13 +207,13 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
             }
             cp_async_wait(0);
 #pragma unroll
-            for (int mt = 0; mt < 2; mt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nt = 0; nt < 4; nt++)
+                for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
-                        const long long row = r0 + wm * 32 + mt * 16 + gi8_c_row(lane, i);
-                        const int ti = wn * 32 + nt * 8 + gi8_c_tok(lane, i);
+                        const long long row = r0 + wm * (MT * 16) + mt * 16 + gi8_c_row(lane, i);
+                        const int ti = wn * (NT * 8) + nt * 8 + gi8_c_tok(lane, i);
                         if (row < m && ti < cnt)
                             y[tok_y[ti] * m + row] = acc[mt][nt][i];
                     }

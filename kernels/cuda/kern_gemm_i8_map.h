@@ -1,14 +1,16 @@
 /* Layout of the int8 tensor-core prompt GEMM (kern_gemm_i8_* and kern_moe_gemm_i8_* in
- * kern_kernels.cu): the shared-memory stage, the cp.async chunking and the mma.m16n8k32
- * fragment maps.  Plain C, included by the CUDA source and by the host emulator in
- * tests/unit/test_kern_cuda_gemm.c, so that the same index arithmetic is tested on
- * machines without a GPU.
+ * kern_kernels.cu): the tile variants, the shared-memory stage, the cp.async chunking and
+ * the mma.m16n8k32 fragment maps.  Plain C, included by the CUDA source, by the host plan
+ * (kern_cuda_gemm_plan.c) and by the host emulators in tests/unit, so that the same index
+ * arithmetic is tested on machines without a GPU.
  *
- * One k stage is 4 quant blocks (128 values) of a CTA tile of BM weight rows x 64 tokens:
+ * A CTA tile is BM weight rows x BN tokens, computed by WM x WN warps whose own tile is
+ * MT 16-row x NT 8-token MMA tiles (GI8_VARIANTS).  One k stage is 4 quant blocks (128
+ * values):
  *   W  BM rows of the 4 raw ggml blocks (136 bytes Q8_0, 72 Q4_0), copied as they are
  *      stored (8-byte pieces), rows padded to 144 / 80 bytes: those strides put the
  *      8 rows g = 0..7 of a fragment load on distinct bank quads (4g + t);
- *   X  64 tokens x 128 int8, rows padded to 144 bytes (ldmatrix: 8 rows of 16 bytes on
+ *   X  BN tokens x 128 int8, rows padded to 144 bytes (ldmatrix: 8 rows of 16 bytes on
  *      8 distinct 16-byte bank groups);
  *   D  the X steps, [block][token] floats (a thread's two tokens 2t, 2t+1 are adjacent).
  */
@@ -22,7 +24,7 @@
 #endif
 
 enum {
-    GI8_BN = 64,     /* tokens per CTA tile */
+    GI8_BN = 64,     /* tokens per CTA tile of the session-2 variants (0, 1) */
     GI8_KBS = 4,     /* quant blocks per k stage */
     GI8_XSTR = 144,  /* bytes per token row of the X stage */
 };
@@ -30,11 +32,58 @@ enum {
  * shared-memory address that is 2 mod 4, from the two aligned words around it. */
 #define GI8_PERM_2MOD4 0x5432u
 /* The MMA accumulators start at the bits of 1.5 * 2^23 (0x4B400000), not 0: a block's dot
- * product d (|d| <= 32 * 128 * 128 < 2^22) then ends as the float 1.5 * 2^23 + d, and
- * f - 1.5 * 2^23 is (float)d exactly: one full-rate subtraction instead of a
- * quarter-rate int-to-float conversion per result. */
+ * product d (|d| <= 32 * 128 * 128 < 2^22) then ends as the float f = 1.5 * 2^23 + d
+ * (no quarter-rate int-to-float conversion).  The step dx of the activations is an f16
+ * value (11 significant bits), so 1.5 * 2^23 * dx (13 bits) is an exact float, and
+ * fmaf(f, dx, -1.5 * 2^23 * dx) is d * dx rounded once: the CPU's (float)d * dx, bit for
+ * bit, in one instruction (test_kern_cuda_gemm proves it over every finite f16 step). */
 #define GI8_ACC_BIAS_BITS 0x4B400000
 #define GI8_ACC_BIAS 12582912.0f
+
+/* The tile variants: index, MT, NT, WM, WN, CPS (warp tile 16 MT x 8 NT, CTA tile
+ * 16 MT WM x 8 NT WN, 32 WM WN threads; registers bounded so that CPS CTAs fit an SM:
+ * 128 per thread for the 32 x 32 warps, 168 for the 32 x 64 ones, whose 64 accumulators
+ * spill at 128).  0 and 1 are session 2's 64- and 128-row kernels; the others trade the
+ * A fragments' cost (loaded and unpacked per warp, shared by NT MMAs) against CTAs in
+ * flight for small shapes. */
+#define GI8_VARIANTS(X)                                                                                          \
+    X(0, 2, 4, 2, 2, 4)  /* 64 x 64, 4 warps of 32 x 32 */                                                     \
+    X(1, 2, 4, 4, 2, 2)  /* 128 x 64, 8 warps of 32 x 32 */                                                    \
+    X(2, 2, 8, 4, 1, 3)  /* 128 x 64, 4 warps of 32 x 64 */                                                    \
+    X(3, 2, 8, 2, 1, 6)  /* 64 x 64, 2 warps of 32 x 64 */                                                     \
+    X(4, 2, 8, 2, 2, 3)  /* 64 x 128, 4 warps of 32 x 64 */                                                    \
+    X(5, 2, 4, 2, 1, 8)  /* 64 x 32, 2 warps of 32 x 32 */                                                     \
+    X(6, 2, 4, 1, 1, 16) /* 32 x 32, 1 warp */                                                                 \
+    X(7, 1, 4, 4, 1, 4)  /* 64 x 32, 4 warps of 16 x 32 */
+#define GI8_NVAR 8
+
+typedef struct gi8_variant {
+    int mt, nt, wm, wn, cps;
+} gi8_variant;
+
+GI8_FN gi8_variant gi8_var(int v)
+{
+    gi8_variant r = {0, 0, 0, 0, 0};
+#define GI8_VAR_CASE(I, MT_, NT_, WM_, WN_, CPS_) \
+    if (v == (I)) {                               \
+        r.mt = MT_;                               \
+        r.nt = NT_;                               \
+        r.wm = WM_;                               \
+        r.wn = WN_;                               \
+        r.cps = CPS_;                             \
+    }
+    GI8_VARIANTS(GI8_VAR_CASE)
+#undef GI8_VAR_CASE
+    return r;
+}
+GI8_FN int gi8_var_bm(int v) { return 16 * gi8_var(v).mt * gi8_var(v).wm; }
+GI8_FN int gi8_var_bn(int v) { return 8 * gi8_var(v).nt * gi8_var(v).wn; }
+GI8_FN int gi8_var_threads(int v) { return 32 * gi8_var(v).wm * gi8_var(v).wn; }
+
+/* Q4_0 nibbles (0..15 in each byte of x) to the CPU's signed values q - 8, 4 at a time:
+ * + 0x78 cannot carry out of a byte (at most 0x87), and flipping bit 7 then gives
+ * q - 8 in two's complement (0x78 + q < 0x80 exactly when q < 8). */
+GI8_FN unsigned gi8_nib_s8(unsigned x) { return (x + 0x78787878u) ^ 0x80808080u; }
 
 GI8_FN int gi8_bsz(int wt) { return wt == 4 ? 18 : 34; }
 /* Padded bytes per weight row of the W stage. */
@@ -44,6 +93,9 @@ GI8_FN int gi8_wchunks(int wt) { return gi8_bsz(wt) * GI8_KBS / 8; }
 GI8_FN int gi8_x_off(int wt, int bm) { return bm * gi8_wstr(wt); }
 GI8_FN int gi8_d_off(int wt, int bm) { return gi8_x_off(wt, bm) + GI8_BN * GI8_XSTR; }
 GI8_FN int gi8_stage_bytes(int wt, int bm) { return gi8_d_off(wt, bm) + GI8_KBS * GI8_BN * 4; }
+/* The same for a CTA tile of bn tokens. */
+GI8_FN int gi8_d_off_n(int wt, int bm, int bn) { return gi8_x_off(wt, bm) + bn * GI8_XSTR; }
+GI8_FN int gi8_stage_bytes_n(int wt, int bm, int bn) { return gi8_d_off_n(wt, bm, bn) + GI8_KBS * bn * 4; }
 
 /* mma.m16n8k32 .s8 fragments (PTX ISA), lane = 4 g + t:
  *   A (16 x 32, row): reg r holds row g + 8 (r & 1), k = 4 t + 16 (r >> 1) .. +3;

@@ -771,8 +771,10 @@ extern "C" __global__ void __launch_bounds__(256)
 // (kern_ref_gemm_q: t = sumi * dX rounded, acc = fma(t, dW, acc), blocks in order): every
 // output is the reference's float, bit for bit.
 //
-// CTA tile BM (64 or 128) weight rows x 64 tokens; warps of 32 x 32 (BM/32 x 2 warps), so
-// a warp does 2 x 4 MMAs per quant block.  k runs in stages of 4 quant blocks through a
+// CTA tile BM weight rows x BN tokens in one of the variants of kern_gemm_i8_map.h (warps
+// of 32 x 64, 32 x 32 or 16 x 32; a warp does MT x NT MMAs per quant block, its MT A
+// fragments shared by NT MMAs, each ldmatrix'd B pair by 2 MT).  Per result and block the
+// scaling is two FMAs (GI8_ACC_BIAS).  k runs in stages of 4 quant blocks through a
 // ring of `stages` shared-memory buffers filled with cp.async (layout: kern_gemm_i8_map.h):
 // raw W bytes in 8-byte pieces (aligned = 1: k % 128 == 0 and an 8-byte aligned buffer),
 // otherwise plain 2-byte loads into the same layout; X rows in 16-byte pieces, read back
@@ -815,7 +817,8 @@ __device__ __forceinline__ void ldsm_x4(unsigned r[4], const void *p)
                  : "r"(smem_u32(p)));
 }
 // f = a . b over one k step of 32 (one quant block) as floats: the accumulators start at
-// GI8_ACC_BIAS_BITS, so f[i] - GI8_ACC_BIAS is the block's integer dot product, exactly.
+// GI8_ACC_BIAS_BITS, so f[i] is GI8_ACC_BIAS plus the block's integer dot product, exactly
+// (the kernel folds the bias into its scaling: see GI8_ACC_BIAS in kern_gemm_i8_map.h).
 __device__ __forceinline__ void mma_s8(float f[4], const unsigned a[4], const unsigned b[2])
 {
     int c[4];
@@ -825,7 +828,7 @@ __device__ __forceinline__ void mma_s8(float f[4], const unsigned a[4], const un
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(GI8_ACC_BIAS_BITS));
 #pragma unroll
     for (int i = 0; i < 4; i++)
-        f[i] = __fsub_rn(__int_as_float(c[i]), GI8_ACC_BIAS);
+        f[i] = __int_as_float(c[i]);
 }
 #endif
 
@@ -833,18 +836,20 @@ __device__ __forceinline__ void mma_s8(float f[4], const unsigned a[4], const un
 #define GI8_DYN_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
 #include "kern_gemm_i8.cuh"
 
-#define GI8_DENSE(NAME, WT, BM)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(BM * 2, 256 / BM)                                                 \
-        NAME(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n, float *y, \
-             int stages, int aligned)                                                                              \
+// One kernel per weight type and tile variant (GI8_VARIANTS: kern_gemm_i8_q4_0_v2 is
+// variant 2), registers bounded so that CPS CTAs fit an SM.
+#define GI8_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS)                                                                   \
+    extern "C" __global__ void __launch_bounds__(32 * WM * WN, CPS)                                                \
+        kern_gemm_i8_##Q##_v##I(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd,       \
+                                long long n, float *y, int stages, int aligned)                                    \
     {                                                                                                              \
-        gemm_i8<WT, BM, false>(w, m, k, xq, xd, n, y, stages, aligned, 1, nullptr, nullptr, 1);                   \
+        gemm_i8<WT, MT, NT, WM, WN, false>(w, m, k, xq, xd, n, y, stages, aligned, 1, nullptr, nullptr, 1);        \
     }
-GI8_DENSE(kern_gemm_i8_q4_0_m64, 4, 64)
-GI8_DENSE(kern_gemm_i8_q4_0_m128, 4, 128)
-GI8_DENSE(kern_gemm_i8_q8_0_m64, 8, 64)
-GI8_DENSE(kern_gemm_i8_q8_0_m128, 8, 128)
+#define GI8_DENSE(I, MT, NT, WM, WN, CPS)                                                                          \
+    GI8_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS) GI8_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS)
+GI8_VARIANTS(GI8_DENSE)
 #undef GI8_DENSE
+#undef GI8_DENSE1
 
 // Grouped expert matmul on the same tiles: n_expert matrices of m x k; CTA tile (expert,
 // 64 rows), looping over that expert's tokens (kern_moe_sort's list) 64 at a time; the
@@ -854,7 +859,7 @@ GI8_DENSE(kern_gemm_i8_q8_0_m128, 8, 128)
         NAME(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n_slots,     \
              float *y, int stages, int aligned, int n_expert, const int *off, const int *list, int x_div)          \
     {                                                                                                              \
-        gemm_i8<WT, 64, true>(w, m, k, xq, xd, n_slots, y, stages, aligned, n_expert, off, list, x_div);          \
+        gemm_i8<WT, 2, 4, 2, 2, true>(w, m, k, xq, xd, n_slots, y, stages, aligned, n_expert, off, list, x_div);          \
     }
 GI8_MOE(kern_moe_gemm_i8_q4_0, 4)
 GI8_MOE(kern_moe_gemm_i8_q8_0, 8)

@@ -66,13 +66,6 @@ static unsigned __byte_perm(unsigned x, unsigned y, unsigned s)
         r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
     return r;
 }
-static unsigned __vsub4(unsigned a, unsigned b)
-{
-    unsigned r = 0;
-    for (int i = 0; i < 4; i++)
-        r |= (((a >> (8 * i)) - (b >> (8 * i))) & 0xffu) << (8 * i);
-    return r;
-}
 template <class T> static T __ldg(const T *p) { return *p; }
 static float __int_as_float(int i)
 {
@@ -80,7 +73,6 @@ static float __int_as_float(int i)
     memcpy(&f, &i, 4);
     return f;
 }
-static float __fsub_rn(float a, float b) { return a - b; }
 static float __fmul_rn(float a, float b) { return a * b; }
 [[noreturn]] static void __trap() { abort(); }
 
@@ -111,8 +103,8 @@ static void ldsm_x4(unsigned r[4], const void *p)
     pthread_barrier_wait(&w.bar);
 }
 
-// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 with C = GI8_ACC_BIAS_BITS, then the
-// kernel's float read-back.  Fragments (PTX ISA): a_i = byte i & 3 of register i >> 2,
+// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 with C = GI8_ACC_BIAS_BITS, read back
+// as floats (GI8_ACC_BIAS plus the dot product) as the kernel does.  Fragments (PTX ISA): a_i = byte i & 3 of register i >> 2,
 // row groupID (+8 for 4 <= i < 8 and i >= 12), column tig*4 + (i & 3) (+16 for i >= 8);
 // b_i: row tig*4 + (i & 3) (+16 for i >= 4), column groupID; c_i: row groupID (+8 for
 // i >= 2), column tig*2 + (i & 1).
@@ -139,7 +131,7 @@ static void mma_s8(float f[4], const unsigned a[4], const unsigned b[2])
         int32_t c = GI8_ACC_BIAS_BITS;
         for (int k = 0; k < 32; k++)
             c += A[row][k] * B[k][col];
-        f[i] = __fsub_rn(__int_as_float(c), GI8_ACC_BIAS);
+        f[i] = __int_as_float(c);
     }
 }
 
@@ -316,8 +308,8 @@ static void make_x(int64_t n, int64_t k, std::vector<int8_t> &q, std::vector<flo
     }
 }
 
-template <int WT, int BM>
-static void dense_case(int stages, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
+template <int WT, int MT, int NT, int WM, int WN>
+static void dense_case_t(int v, int stages, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
 {
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
@@ -328,16 +320,29 @@ static void dense_case(int stages, bool late, size_t pad, int64_t m, int64_t k, 
     for (int64_t i = 0; i < n; i++)
         ref_gemm(WT, w, m, k, xq.data(), xd.data(), i, want.data() + i * m);
     const int aligned = (k / 32) % GI8_KBS == 0 && (uintptr_t)w % 8 == 0;
+    const int bm = 16 * MT * WM, bn = 8 * NT * WN;
     sim_late = late;
-    launch(grid, BM * 2, (size_t)(stages * gi8_stage_bytes(WT, BM)), [&] {
-        gemm_i8<WT, BM, false>(w, m, k, xq.data(), xd.data(), n, got.data(), stages, aligned, 1, nullptr, nullptr,
-                               1);
+    launch(grid, 32 * WM * WN, (size_t)(stages * gi8_stage_bytes_n(WT, bm, bn)), [&] {
+        gemm_i8<WT, MT, NT, WM, WN, false>(w, m, k, xq.data(), xd.data(), n, got.data(), stages, aligned, 1, nullptr,
+                                           nullptr, 1);
     });
-    char what[160];
-    snprintf(what, sizeof what, "dense q%d_0 %lldx%lld x %lld, tile %d, %d stages, %s, cp.async %s, grid %u", WT,
-             (long long)m, (long long)k, (long long)n, BM, stages, aligned ? "cp.async weights" : "2-byte weights",
-             late ? "late" : "early", grid);
+    char what[200];
+    snprintf(what, sizeof what,
+             "dense q%d_0 %lldx%lld x %lld, variant %d (%dx%d, warps %dx%d), %d stages, %s, cp.async %s, grid %u", WT,
+             (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, stages,
+             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", grid);
     compare(what, got, want);
+}
+
+// Variant v of GI8_VARIANTS, the kernel the host launches as kern_gemm_i8_q*_v<v>.
+template <int WT>
+static void dense_case(int v, int stages, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
+{
+#define SIM_VAR(I, MT, NT, WM, WN, CPS)                                          \
+    if (v == (I))                                                                \
+        dense_case_t<WT, MT, NT, WM, WN>(v, stages, late, pad, m, k, n, grid);
+    GI8_VARIANTS(SIM_VAR)
+#undef SIM_VAR
 }
 
 template <int WT>
@@ -367,7 +372,7 @@ static void moe_case(bool late, int n_expert, int64_t m, int64_t k, int64_t n_to
     const int aligned = (k / 32) % GI8_KBS == 0;
     sim_late = late;
     launch(3, 128, (size_t)(3 * gi8_stage_bytes(WT, 64)), [&] {
-        gemm_i8<WT, 64, true>(w.data(), m, k, xq.data(), xd.data(), n_slots, got.data(), 3, aligned, n_expert,
+        gemm_i8<WT, 2, 4, 2, 2, true>(w.data(), m, k, xq.data(), xd.data(), n_slots, got.data(), 3, aligned, n_expert,
                               off.data(), list.data(), x_div);
     });
     char what[160];
@@ -416,26 +421,34 @@ static void f32_case(bool few, int64_t m, int64_t k, int64_t n, unsigned grid)
 int main()
 {
     // the ring wraps (4 k stages, 2 to 4 buffers), partial m and n tiles, grid-stride tiles
-    dense_case<8, 128>(2, true, 0, 150, 512, 70, 2);
-    dense_case<8, 128>(3, false, 0, 150, 512, 70, 2);
-    dense_case<8, 128>(4, true, 0, 150, 512, 70, 1);
-    dense_case<4, 128>(3, true, 0, 130, 512, 65, 2);
-    dense_case<8, 64>(3, true, 0, 100, 384, 70, 3);
-    dense_case<4, 64>(2, false, 0, 100, 384, 70, 3);
-    dense_case<4, 64>(4, true, 0, 64, 256, 64, 1);
+    dense_case<8>(1, 2, true, 0, 150, 512, 70, 2);
+    dense_case<8>(1, 3, false, 0, 150, 512, 70, 2);
+    dense_case<8>(1, 4, true, 0, 150, 512, 70, 1);
+    dense_case<4>(1, 3, true, 0, 130, 512, 65, 2);
+    dense_case<8>(0, 3, true, 0, 100, 384, 70, 3);
+    dense_case<4>(0, 2, false, 0, 100, 384, 70, 3);
+    dense_case<4>(0, 4, true, 0, 64, 256, 64, 1);
+    // every other variant, both types: partial tiles both ways, the ring wrapping
+    for (int v = 2; v < GI8_NVAR; v++) {
+        dense_case<4>(v, 2, v & 1, 0, 70, 384, 40, 3);
+        dense_case<8>(v, v % 3 + 2, !(v & 1), 0, 40, 512, 37, 2);
+    }
     // 2-byte weight loads: k % 128 != 0 (a 3-block stage), or a buffer only 2-byte aligned
-    dense_case<8, 64>(3, true, 0, 70, 96, 37, 2);
-    dense_case<4, 64>(3, true, 0, 70, 160, 9, 2);
-    dense_case<8, 128>(3, true, 2, 40, 256, 5, 1);
-    dense_case<4, 64>(2, false, 2, 33, 256, 1, 1);
+    dense_case<8>(0, 3, true, 0, 70, 96, 37, 2);
+    dense_case<4>(0, 3, true, 0, 70, 160, 9, 2);
+    dense_case<8>(1, 3, true, 2, 40, 256, 5, 1);
+    dense_case<4>(0, 2, false, 2, 33, 256, 1, 1);
+    dense_case<4>(2, 3, true, 0, 70, 160, 9, 2);
+    dense_case<8>(3, 3, true, 2, 40, 256, 5, 1);
+    dense_case<4>(7, 2, false, 0, 33, 96, 20, 2);
     // grouped experts
     moe_case<4>(true, 8, 70, 256, 20, 3, false);
     moe_case<8>(true, 8, 64, 128, 25, 2, true);
     moe_case<8>(false, 6, 40, 96, 12, 3, true);
     // test_kern_engine's tiny model on the GPU (d 256, 4/2 heads of 64, 8 experts of 256,
     // 2 used, a 20-token prompt): its q/k/v/o GEMMs and grouped experts, 3 stages, auto tile
-    dense_case<4, 64>(3, true, 0, 256, 256, 20, 4);
-    dense_case<4, 64>(3, false, 0, 128, 256, 20, 2);
+    dense_case<4>(0, 3, true, 0, 256, 256, 20, 4);
+    dense_case<4>(0, 3, false, 0, 128, 256, 20, 2);
     moe_case<4>(true, 8, 256, 256, 20, 2, false);
     moe_case<4>(true, 8, 256, 256, 20, 2, true);
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode

@@ -134,28 +134,76 @@ static void test_plan(void **state)
     assert_false(kern_cuda_gemm_kind_parse(NULL, &k));
     assert_string_equal(kern_cuda_gemm_kind_name(KERN_CUDA_GEMM_MMA), "mma");
 
-    /* Qwen3-30B-A3B's prompt shapes on an H100: q fills the 264 slots of 128-row tiles
-     * once; Q8_0's o and the small ones get 64-row tiles (more CTAs in flight). */
+    /* tile codes and names */
+    assert_int_equal(kern_cuda_gemm_n_tiles(), GI8_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("auto"), 0);
+    assert_int_equal(kern_cuda_gemm_tile_parse("64"), 1);
+    assert_int_equal(kern_cuda_gemm_tile_parse("128"), 2);
+    assert_int_equal(kern_cuda_gemm_tile_parse("v2"), 3);
+    assert_int_equal(kern_cuda_gemm_tile_parse("128x64/32x64"), 3);
+    assert_int_equal(kern_cuda_gemm_tile_parse("v8"), -1);
+    assert_int_equal(kern_cuda_gemm_tile_parse("96"), -1);
+    assert_int_equal(kern_cuda_gemm_tile_parse(""), -1);
+    assert_int_equal(kern_cuda_gemm_tile_code(64), 1);
+    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + 1), 0);
+    assert_string_equal(kern_cuda_gemm_tile_name(3), "128x64/32x64");
+    assert_string_equal(kern_cuda_gemm_tile_name(0), "auto");
+    for (int v = 0; v < GI8_NVAR; v++) {
+        char name[32];
+        gi8_variant t = gi8_var(v);
+        snprintf(name, sizeof name, "%dx%d/%dx%d", gi8_var_bm(v), gi8_var_bn(v), 16 * t.mt, 8 * t.nt);
+        assert_string_equal(kern_cuda_gemm_tile_name(v + 1), name);
+        assert_int_equal(kern_cuda_gemm_tile_parse(name), v + 1);
+        /* the kernel's copy loops: whole steps per thread */
+        assert_int_equal(gi8_var_threads(v) % gi8_var_bn(v), 0);
+        assert_true(gi8_var_bm(v) / (t.wm * t.wn) <= 32);
+    }
+
+    /* Qwen3-30B-A3B's prompt shapes on an H100: the cost model's pick fits the stages
+     * asked for; attn_q q4_0 takes the 32 x 64 warps. */
     kern_cuda_gemm_plan p =
-        kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
+        kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q4_0, 4096, 2048, 512, 0x1000, false);
     assert_true(p.mma);
+    assert_int_equal(p.variant, 2);
     assert_int_equal(p.tile, 128);
+    assert_int_equal(p.bn, 64);
+    assert_int_equal(p.threads, 128);
     assert_int_equal(p.stages, 3);
     assert_true(p.aligned);
-    assert_int_equal(p.smem, 3 * kern_cuda_gemm_stage_bytes(8, 128));
-    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 2048, 4096, 512, 0x1000, false);
-    assert_true(p.mma);
-    assert_int_equal(p.tile, 64);
-    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1000, false);
-    assert_int_equal(p.tile, 64);
-    /* asked for */
+    assert_int_equal(p.smem, 3 * kern_cuda_gemm_stage_bytes(4, 3));
+    static const int64_t shapes[][3] = {{4096, 2048, 512}, {2048, 4096, 512}, {512, 2048, 512},
+                                        {768, 2048, 512},  {2048, 768, 512},  {151936, 2048, 512}};
+    for (int wt = 4; wt <= 8; wt += 4)
+        for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
+            const int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+            p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0,
+                                         m, k, n, 0x1000, false);
+            assert_true(p.mma);
+            assert_int_equal(p.stages, 3);
+            assert_int_equal(p.smem, 3 * kern_cuda_gemm_stage_bytes(wt, p.variant + 1));
+            assert_true(p.variant >= 0 && p.variant < GI8_NVAR);
+        }
+    /* asked for: a session-2 tile by its old name, or a variant */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 128, 4, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1000, false);
+    assert_int_equal(p.variant, 1);
     assert_int_equal(p.tile, 128);
+    assert_int_equal(p.threads, 256);
     assert_int_equal(p.stages, 4);
-    /* grouped experts: 64-row tiles whatever was asked */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 64, 0, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1000, false);
+    assert_int_equal(p.variant, 0);
+    assert_int_equal(p.tile, 64);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 1 + 6, 2, KERN_TYPE_Q4_0, 768, 2048, 512, 0x1000, false);
+    assert_int_equal(p.variant, 6);
+    assert_int_equal(p.tile, 32);
+    assert_int_equal(p.bn, 32);
+    assert_int_equal(p.threads, 32);
+    assert_int_equal(p.smem, 2 * kern_cuda_gemm_stage_bytes(4, 7));
+    /* grouped experts: the 64 x 64 tile whatever was asked */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q4_0, 768, 2048, 4096, 0x1000, true);
     assert_true(p.mma);
+    assert_int_equal(p.variant, 0);
     assert_int_equal(p.tile, 64);
+    assert_int_equal(p.threads, 128);
     /* k % 128 != 0 or a misaligned buffer: 2-byte loads of the weights */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 131, 96, 37, 0x1000, false);
     assert_true(p.mma);
@@ -173,14 +221,21 @@ static void test_plan(void **state)
     p = kern_cuda_gemm_plan_make(&turing, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
     assert_false(p.mma);
     assert_non_null(strstr(p.why, "sm_80"));
-    /* 48 KiB without cuFuncSetAttribute: 2 stages of 64-row tiles */
+    /* 48 KiB without cuFuncSetAttribute: auto takes a tile whose stages fit; a tile asked
+     * for whose two stages do not fit is refused (the f16 kernel runs) */
     kern_cuda_gemm_caps small = h100;
     small.can_raise_smem = false;
-    p = kern_cuda_gemm_plan_make(&small, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
-    assert_true(p.mma);
-    assert_int_equal(p.tile, 64);
-    assert_int_equal(p.stages, 2);
-    assert_true(p.smem <= 48 * 1024);
+    for (int wt = 4; wt <= 8; wt += 4)
+        for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
+            p = kern_cuda_gemm_plan_make(&small, KERN_CUDA_GEMM_MMA, 0, 0, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0,
+                                         shapes[i][0], shapes[i][1], shapes[i][2], 0x1000, false);
+            assert_true(p.mma);
+            assert_true(p.smem <= 48 * 1024);
+            assert_int_equal(p.smem, p.stages * kern_cuda_gemm_stage_bytes(wt, p.variant + 1));
+        }
+    p = kern_cuda_gemm_plan_make(&small, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000, false);
+    assert_false(p.mma);
+    assert_non_null(strstr(p.why, "shared memory"));
     /* a 100 KB part (sm_86/89/120): three stages of 128 rows fit */
     kern_cuda_gemm_caps ga102 = {.code_arch = 86, .sm_count = 84, .smem_optin = 101376, .can_raise_smem = true};
     p = kern_cuda_gemm_plan_make(&ga102, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0, false);
@@ -188,8 +243,49 @@ static void test_plan(void **state)
     assert_true(p.smem <= 101376);
     /* stage sizes: 16-byte multiples (cp.async destinations stay aligned across stages) */
     for (int wt = 4; wt <= 8; wt += 4)
-        for (int bm = 64; bm <= 128; bm *= 2)
-            assert_int_equal(kern_cuda_gemm_stage_bytes(wt, bm) % 16, 0);
+        for (int c = 1; c <= GI8_NVAR; c++)
+            assert_int_equal(kern_cuda_gemm_stage_bytes(wt, c) % 16, 0);
+}
+
+/* GI8_ACC_BIAS: the MMA's result read as a float is 1.5 * 2^23 + d; with an f16 step dx,
+ * fmaf(f, dx, -1.5 * 2^23 * dx) must be the CPU's (float)d * dx bit for bit.  Every
+ * finite f16 step (both signs, subnormals included) against dot products at the ends of
+ * the range, around powers of two and at random. */
+static void test_scale_fma(void **state)
+{
+    (void)state;
+    int32_t ds[160];
+    int nd = 0;
+    const int32_t lim = 32 * 128 * 128; /* |d| <= 32 * 128 * 128 (Q8_0: -128 never occurs in X) */
+    ds[nd++] = 0;
+    ds[nd++] = lim;
+    ds[nd++] = -lim;
+    for (int e = 0; e < 20; e++)
+        for (int s = -1; s <= 1; s += 2) {
+            ds[nd++] = s * (1 << e);
+            ds[nd++] = s * ((1 << e) + 1);
+            ds[nd++] = s * ((1 << (e + 1)) - 1);
+        }
+    uint64_t st = 99;
+    while (nd < (int)ADG_ARRAY_LEN(ds))
+        ds[nd++] = (int32_t)(rng_next(&st) % (uint64_t)(2 * lim + 1)) - lim;
+    long checked = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00)
+            continue; /* inf, NaN: not a step kern_quantize_q8 writes with nonzero quants */
+        const float dx = kern_fp16_to_fp32((uint16_t)h);
+        const float nx = dx * -GI8_ACC_BIAS;
+        for (int i = 0; i < nd; i++) {
+            int32_t bits = GI8_ACC_BIAS_BITS + ds[i];
+            float f;
+            memcpy(&f, &bits, 4);
+            const float got = fmaf(f, dx, nx), want = (float)ds[i] * dx;
+            if (memcmp(&got, &want, 4) != 0 && !(got == 0 && want == 0))
+                fail_msg("d %d, dx %a: fma %a, the CPU %a", ds[i], (double)dx, (double)got, (double)want);
+            checked++;
+        }
+    }
+    assert_true(checked > 60000L * 100);
 }
 
 /* ---- the host emulator ------------------------------------------------------------------ */
@@ -500,8 +596,9 @@ static void gpu_case(int wt, int tile, int stages, size_t pad, int64_t m, int64_
     ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n * m) * 4));
     ref_gemm(wt, wbuf + pad, m, k, xq, xd, NULL, n, want);
     char what[128];
-    snprintf(what, sizeof what, "gpu %s %lldx%lld x %lld, tile %d, %d stages, %s", kern_type_name(t), (long long)m,
-             (long long)k, (long long)n, p.tile, p.stages, p.aligned ? "cp.async" : "2-byte loads");
+    snprintf(what, sizeof what, "gpu %s %lldx%lld x %lld, tile v%d %s, %d stages, %s", kern_type_name(t),
+             (long long)m, (long long)k, (long long)n, p.variant, kern_cuda_gemm_tile_name(p.variant + 1), p.stages,
+             p.aligned ? "cp.async" : "2-byte loads");
     expect_same(what, got, want, n * m);
     print_message("%s: bit-exact\n", what);
     dev_free(&d);
@@ -521,10 +618,14 @@ static void test_gpu_gemm(void **state)
         for (int tile = 64; tile <= 128; tile *= 2)
             for (int stages = 2; stages <= 4; stages++)
                 gpu_case(wt, tile, stages, 0, 300, 768, 130, 21); /* partial tiles, 6 stages of k */
+        for (int c = 3; c <= kern_cuda_gemm_n_tiles(); c++) /* the other tile variants */
+            gpu_case(wt, c, 2 + c % 3, 0, 300, 768, 130, 21);
         gpu_case(wt, 0, 0, 0, 1024, 2048, 256, 22);                /* attn_q's k, auto tile */
         gpu_case(wt, 0, 0, 0, 512, 4096, 77, 23);
         gpu_case(wt, 64, 3, 0, 131, 96, 37, 24);  /* k % 128 != 0 */
         gpu_case(wt, 128, 2, 2, 200, 512, 9, 25); /* misaligned weights */
+        gpu_case(wt, 3, 3, 2, 200, 512, 9, 25);   /* the same, 32 x 64 warps */
+        gpu_case(wt, 8, 3, 0, 131, 96, 37, 24);   /* k % 128 != 0, 16 x 32 warps */
         gpu_case(wt, 0, 0, 0, 64, 4096, 1, 26);   /* one token */
     }
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
@@ -683,6 +784,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_scale_fma),
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
         cmocka_unit_test(test_gpu_moe_gemm),
