@@ -21,6 +21,7 @@ _Static_assert(sizeof(cupti_flush_rec) == 16, "flush layout");
 _Static_assert(sizeof(cupti_meminfo_rec) == 32, "meminfo layout");
 _Static_assert(sizeof(cupti_kmetric_rec) == 104, "kmetric layout");
 _Static_assert(sizeof(cupti_mconfig_rec) == 32, "mconfig layout");
+_Static_assert(sizeof(cupti_mstats_rec) == 56, "mstats layout");
 
 /* Per type: fixed size and the offset of its name_len field (-1: no name). */
 static const struct {
@@ -42,6 +43,7 @@ static const struct {
     [CUPTI_REC_MEMINFO] = {"meminfo", sizeof(cupti_meminfo_rec), -1},
     [CUPTI_REC_KMETRIC] = {"kmetric", sizeof(cupti_kmetric_rec), (long)offsetof(cupti_kmetric_rec, name_len)},
     [CUPTI_REC_MCONFIG] = {"mconfig", sizeof(cupti_mconfig_rec), (long)offsetof(cupti_mconfig_rec, name_len)},
+    [CUPTI_REC_MSTATS] = {"mstats", sizeof(cupti_mstats_rec), -1},
 };
 
 size_t cupti_proto_fixed_size(uint32_t type)
@@ -189,6 +191,10 @@ static size_t one_frame(cupti_parser *p)
         if (f.u.kmetric.present >> CUPTI_KMETRIC_VALUES)
             return fail(p, "kmetric record with unknown metric bits 0x%x", f.u.kmetric.present), (size_t)-1;
     }
+    if (type == CUPTI_REC_MSTATS && f.u.mstats.profiled > f.u.mstats.seen)
+        return fail(p, "mstats record with %llu profiled launches of %llu seen",
+                    (unsigned long long)f.u.mstats.profiled, (unsigned long long)f.u.mstats.seen),
+               (size_t)-1;
     if (type == CUPTI_REC_LAUNCH && f.u.launch.n_ptr > CUPTI_PROTO_MAX_PTRS)
         return fail(p, "launch record with %u pointer arguments (at most %u)", f.u.launch.n_ptr,
                     CUPTI_PROTO_MAX_PTRS),

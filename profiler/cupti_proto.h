@@ -45,7 +45,8 @@ typedef enum cupti_rec_type {
     CUPTI_REC_MEMINFO = 12,  /* device memory in use (cuMemGetInfo), at most once per flush period */
     CUPTI_REC_KMETRIC = 13,  /* --gpu-metrics: one kernel's Range Profiler values; name = kernel symbol */
     CUPTI_REC_MCONFIG = 14,  /* --gpu-metrics: the Range Profiler session (chip, passes, metrics); name = chip */
-    CUPTI_REC_TYPE_MAX = 14,
+    CUPTI_REC_MSTATS = 15,   /* --gpu-metrics: launches seen and profiled, and what profiling cost so far */
+    CUPTI_REC_TYPE_MAX = 15,
 } cupti_rec_type;
 
 typedef enum cupti_copy_kind {
@@ -198,6 +199,20 @@ typedef struct cupti_mconfig_rec {
     uint32_t name_len;   /* the chip name (cuptiDeviceGetChipName: GH100, AD102, ...) */
 } cupti_mconfig_rec;
 
+/* Sent at every decoded window and at the end (the latest one counts): how many launches
+ * were profiled out of those seen, under which sampling, at what cost. */
+typedef struct cupti_mstats_rec {
+    uint64_t t_ns;
+    uint64_t seen;         /* kernel launches in the profiled context while the session ran */
+    uint64_t profiled;     /* of them profiled (one auto range each) */
+    uint64_t replay_ns;    /* time the program spent inside profiled launches (kernel replay) */
+    uint64_t overhead_ns;  /* time in the session's own CUPTI calls (setup, windows, sampling) */
+    uint32_t per_kernel;   /* at most this many profiled launches per kernel and grid (0: all) */
+    uint32_t max_launches; /* at most this many in all (0: no cap) */
+    uint32_t skip;         /* launches not profiled at the start */
+    uint32_t toggles;      /* profiling started or stopped for the sampling */
+} cupti_mstats_rec;
+
 /* A decoded frame. `name` points into the parser's buffer (not NUL-terminated in the
  * stream; the parser adds the NUL) and is valid during the callback only. */
 typedef struct cupti_frame {
@@ -217,6 +232,7 @@ typedef struct cupti_frame {
         cupti_meminfo_rec meminfo;
         cupti_kmetric_rec kmetric;
         cupti_mconfig_rec mconfig;
+        cupti_mstats_rec mstats;
     } u;
     const char *name;
     uint32_t name_len;

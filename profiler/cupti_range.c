@@ -69,7 +69,7 @@ bool cupti_range_select(bool (*supported)(void *ctx, const char *metric), void *
     return ok;
 }
 
-bool cupti_range_names_push(cupti_range_names *q, const char *name)
+static bool names_add(cupti_range_names *q, const char *name, bool opt)
 {
     if (q->n == q->cap) {
         size_t nc = q->cap ? q->cap * 2 : 64;
@@ -77,18 +77,41 @@ bool cupti_range_names_push(cupti_range_names *q, const char *name)
         if (!nn)
             return false;
         q->name = nn;
+        bool *no = realloc(q->opt, nc * sizeof *no);
+        if (!no)
+            return false;
+        q->opt = no;
         q->cap = nc;
     }
     char *c = strdup(name ? name : "?");
     if (!c)
         return false;
+    q->opt[q->n] = opt;
     q->name[q->n++] = c;
+    if (opt)
+        q->n_opt++;
     return true;
+}
+
+bool cupti_range_names_push(cupti_range_names *q, const char *name)
+{
+    return names_add(q, name, false);
+}
+
+bool cupti_range_names_push_opt(cupti_range_names *q, const char *name)
+{
+    return names_add(q, name, true);
 }
 
 const char *cupti_range_names_at(const cupti_range_names *q, size_t i, size_t n_ranges)
 {
-    (void)n_ranges;
+    /* The optional entries made no range: the i-th of the others. */
+    if (q->n_opt && n_ranges + q->n_opt == q->n) {
+        for (size_t k = 0; k < q->n; k++)
+            if (!q->opt[k] && i-- == 0)
+                return q->name[k];
+        return NULL;
+    }
     /* With the counts equal the mapping is exact; with fewer ranges than launches (a
      * launch that did not become a range) it is by order, the best there is; past the
      * launches seen there is no name. */
@@ -100,6 +123,7 @@ void cupti_range_names_clear(cupti_range_names *q)
     for (size_t i = 0; i < q->n; i++)
         free(q->name[i]);
     q->n = 0;
+    q->n_opt = 0;
     q->graph_launches = 0;
 }
 
@@ -107,6 +131,8 @@ void cupti_range_names_free(cupti_range_names *q)
 {
     cupti_range_names_clear(q);
     free(q->name);
+    free(q->opt);
     q->name = NULL;
+    q->opt = NULL;
     q->cap = 0;
 }

@@ -54,13 +54,19 @@ bool cupti_range_select(bool (*supported)(void *ctx, const char *metric), void *
  * kernel launched in it, as long as the counts agree. */
 typedef struct cupti_range_names {
     char **name;
+    bool *opt;                   /* an entry that may or may not have become a range */
     size_t n, cap;
+    size_t n_opt;
     size_t graph_launches;       /* cuGraphLaunch in the window: its kernels have no names here */
 } cupti_range_names;
 
 bool cupti_range_names_push(cupti_range_names *q, const char *name);
+/* An entry that becomes a range on some drivers and not on others (a cuMemset the driver
+ * runs as a kernel): counted in when the window's range count says it was one. */
+bool cupti_range_names_push_opt(cupti_range_names *q, const char *name);
 /* The name of range i of a window of n_ranges decoded ranges, or NULL when the launches
- * seen cannot name it (more ranges than launches). */
+ * seen cannot name it (more ranges than launches).  With n_ranges equal to the entries
+ * less the optional ones, the optional entries are passed over. */
 const char *cupti_range_names_at(const cupti_range_names *q, size_t i, size_t n_ranges);
 void cupti_range_names_clear(cupti_range_names *q);
 void cupti_range_names_free(cupti_range_names *q);

@@ -19,11 +19,23 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     (void)env;
     return false;
 }
-void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
+void cupti_range_prof_launch_enter(const char *name, uint64_t shape, bool runtime, bool graph)
 {
     (void)name;
+    (void)shape;
     (void)runtime;
     (void)graph;
+}
+void cupti_range_prof_memset(void)
+{
+}
+void cupti_range_prof_drain(void)
+{
+}
+void cupti_range_prof_stop(void (*flush)(void *arg), void *arg)
+{
+    if (flush)
+        flush(arg);
 }
 void cupti_range_prof_launch_exit(bool runtime)
 {
@@ -87,7 +99,20 @@ static struct {
     CUptiResult (*cuptiRangeProfilerGetCounterDataSize)(CUpti_RangeProfiler_GetCounterDataSize_Params *);
     CUptiResult (*cuptiRangeProfilerCounterDataImageInitialize)(CUpti_RangeProfiler_CounterDataImage_Initialize_Params *);
     CUptiResult (*cuptiRangeProfilerGetCounterDataInfo)(CUpti_RangeProfiler_GetCounterDataInfo_Params *);
+    CUptiResult (*cuptiRangeProfilerPushRange)(CUpti_RangeProfiler_PushRange_Params *);
+    CUptiResult (*cuptiRangeProfilerPopRange)(CUpti_RangeProfiler_PopRange_Params *);
 } A;
+
+/* The sampling's memory of launch keys (kernel name and grid): how many of each were
+ * profiled, and which key followed it last time, so that the decision for the next launch
+ * can be taken at the return of this one (between the program's calls, where the Range
+ * Profiler may be started and stopped) rather than inside the next launch. */
+#define KEYS 2048
+typedef struct key_ent {
+    uint64_t key;        /* 0: free */
+    uint64_t succ;       /* the key launched after it last time (0: none yet) */
+    uint32_t profiled;
+} key_ent;
 
 enum { ST_IDLE = 0, ST_ACTIVE = 1, ST_FAILED = 2, ST_DONE = 3 };
 
@@ -114,6 +139,14 @@ static struct {
     bool other_ctx_noted, mismatch_noted;
     bool fatal;                /* a fatal CUDA error: CUPTI's profiler is not called again */
     bool marking;              /* in setup: each CUPTI call is announced (CUPTI_NOTE_METRICS_STEP) */
+    bool collecting;           /* Started (and a range pushed): launches now are profiled */
+    bool pushed;               /* a range is pushed (auto ranges are collected inside it only) */
+    bool use_push;             /* Push/Pop around each started window (AMXDIAG_GPU_METRICS_PUSH=0: not) */
+    bool want;                 /* what the sampling wants for the next launch */
+    bool draining;             /* the tracer is stopping: no more profiling starts */
+    uint64_t prev_key;         /* the last launch's key (0: none) */
+    key_ent keys[KEYS];
+    size_t n_keys;
     char chip[64];
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -131,6 +164,12 @@ static atomic_bool want_setup;
 static atomic_bool decode_due;
 /* The program's call whose return is running cupti_range_prof_api_exit (debug lines). */
 static _Thread_local const char *tl_point;
+/* The sampling wants profiling started or stopped: done at the next return of a call. */
+static atomic_bool gate_due;
+/* When this thread's profiled launch began (0: the launch in flight is not profiled). */
+static _Thread_local uint64_t tl_replay_t0;
+/* Time spent inside profiled launches, added at their return without the lock. */
+static atomic_uint_fast64_t replay_ns;
 
 static const char *res_str(CUptiResult r)
 {
@@ -160,17 +199,18 @@ static void call_enter(const char *fn)
 {
     if (R.marking)
         R.env.note(CUPTI_NOTE_METRICS_STEP, fn);
-    if (cupti_debug_on()) {
+    if (cupti_debug_on())
         cupti_debug("> %s", fn);
-        tl_call_t0 = mono_ns();
-    }
+    tl_call_t0 = mono_ns();
 }
 
+/* Every call's time is the session's overhead (R.st.overhead_ns, under the lock). */
 static CUptiResult call_leave(const char *fn, CUptiResult r)
 {
+    uint64_t dt = mono_ns() - tl_call_t0;
+    R.st.overhead_ns += dt;
     if (cupti_debug_on())
-        cupti_debug("< %s: %s, %.3f ms", fn, r == CUPTI_SUCCESS ? "CUPTI_SUCCESS (0)" : res_str(r),
-                    (double)(mono_ns() - tl_call_t0) / 1e6);
+        cupti_debug("< %s: %s, %.3f ms", fn, r == CUPTI_SUCCESS ? "CUPTI_SUCCESS (0)" : res_str(r), (double)dt / 1e6);
     return r;
 }
 
@@ -189,7 +229,7 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     pthread_mutex_lock(&R.lock);
     R.env = *env;
     if (!R.env.max_ranges)
-        R.env.max_ranges = 256;
+        R.env.max_ranges = 64;
     if (!R.env.sync_period_ms)
         R.env.sync_period_ms = 200;
     const char *missing = NULL;
@@ -216,7 +256,17 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     SYM(cuptiRangeProfilerGetCounterDataSize);
     SYM(cuptiRangeProfilerCounterDataImageInitialize);
     SYM(cuptiRangeProfilerGetCounterDataInfo);
+    SYM(cuptiRangeProfilerPushRange);
+    SYM(cuptiRangeProfilerPopRange);
     memset(&R.st, 0, sizeof R.st);
+    memset(R.keys, 0, sizeof R.keys);
+    R.n_keys = 0;
+    R.prev_key = 0;
+    R.collecting = R.pushed = R.draining = false;
+    atomic_store(&replay_ns, 0);
+    const char *pe = getenv("AMXDIAG_GPU_METRICS_PUSH");
+    R.use_push = !(pe && !strcmp(pe, "0"));
+    atomic_store(&gate_due, false);
     R.seq = 0;
     R.other_ctx_noted = R.mismatch_noted = R.fatal = false;
     R.profiler_initialized = false; /* once per tracer start; a new start initialises again */
@@ -237,8 +287,10 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     R.state = R.st.state = ST_IDLE;
     atomic_store(&want_setup, true);
     cupti_debug("gpu-metrics: Range Profiler entry points resolved; the session starts when a CUDA call returns "
-                "with a context current (window %u launches)",
-                R.env.max_ranges);
+                "with a context current (window %u launches; sampling: %u per kernel and grid, at most %u, %u "
+                "skipped; ranges %s)",
+                R.env.max_ranges, R.env.per_kernel, R.env.max_launches, R.env.skip,
+                R.use_push ? "pushed" : "not pushed (AMXDIAG_GPU_METRICS_PUSH=0)");
     pthread_mutex_unlock(&R.lock);
     return true;
 }
@@ -265,6 +317,8 @@ static void release(void)
     R.config = R.counter_data = NULL;
     R.config_size = R.counter_data_size = 0;
     R.ctx = NULL;
+    R.collecting = R.pushed = false;
+    atomic_store(&gate_due, false);
 }
 
 /* Ends --gpu-metrics for the rest of the run with a note the record shows. */
@@ -371,6 +425,104 @@ static CUptiResult start(void)
     return CALL(cuptiRangeProfilerStart, &st);
 }
 
+/* CUDA 13's range_profiling sample pushes a range after Start even in auto-range mode,
+ * and pops it before Stop: the auto ranges (one per kernel) are collected inside it.  On
+ * an H200 (driver 580) a session without it collected no range at all once the kernel
+ * activity records were off (AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1: "0 ranges for 256
+ * launches" in every window). */
+static bool push_range(void)
+{
+    R.collecting = true;
+    if (!R.use_push)
+        return true;
+    CUpti_RangeProfiler_PushRange_Params pp;
+    memset(&pp, 0, sizeof pp);
+    pp.structSize = CUpti_RangeProfiler_PushRange_Params_STRUCT_SIZE;
+    pp.pRangeProfilerObject = R.obj;
+    pp.pRangeName = "amxdiag";
+    CUptiResult r = CALL(cuptiRangeProfilerPushRange, &pp);
+    if (r != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerPushRange", r);
+        return false;
+    }
+    R.pushed = true;
+    return true;
+}
+
+static CUptiResult pop_range(void)
+{
+    if (!R.pushed)
+        return CUPTI_SUCCESS;
+    CUpti_RangeProfiler_PopRange_Params pp = {CUpti_RangeProfiler_PopRange_Params_STRUCT_SIZE, NULL, R.obj};
+    R.pushed = false;
+    return CALL(cuptiRangeProfilerPopRange, &pp);
+}
+
+/* ---- sampling ---- */
+
+static uint64_t key_of(const char *name, uint64_t shape)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = name ? name : "?"; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    h ^= shape * 0x9E3779B97F4A7C15ull;
+    return h ? h : 1;
+}
+
+static key_ent *key_find(uint64_t key, bool add)
+{
+    if (!key)
+        return NULL;
+    for (size_t i = (size_t)(key % KEYS), n = 0; n < KEYS; n++, i = (i + 1) % KEYS) {
+        if (R.keys[i].key == key)
+            return &R.keys[i];
+        if (!R.keys[i].key) {
+            /* Kept three quarters full at most: a full table only stops the learning. */
+            if (!add || R.n_keys >= KEYS * 3 / 4)
+                return NULL;
+            R.keys[i].key = key;
+            R.n_keys++;
+            return &R.keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* Whether the launch after one of `key` should be profiled: not while skipping, not past
+ * the cap, and with a budget per kernel and grid only when the next key is expected to be
+ * one already profiled often enough (the key that followed `key` last time; an unknown
+ * successor is new ground and profiled). */
+static bool want_next(uint64_t key)
+{
+    if (R.draining)
+        return false;
+    if (R.env.skip && R.st.seen < R.env.skip)
+        return false;
+    if (R.env.max_launches && R.st.profiled >= R.env.max_launches)
+        return false;
+    if (!R.env.per_kernel)
+        return true;
+    key_ent *e = key_find(key, false);
+    if (!e || !e->succ)
+        return true;
+    key_ent *nx = key_find(e->succ, false);
+    return !nx || nx->profiled < R.env.per_kernel;
+}
+
+static void emit_stats(void)
+{
+    cupti_mstats_rec m = {R.env.now_ns(),
+                          R.st.seen,
+                          R.st.profiled,
+                          atomic_load(&replay_ns),
+                          R.st.overhead_ns,
+                          R.env.per_kernel,
+                          R.env.max_launches,
+                          R.env.skip,
+                          (uint32_t)R.st.toggles};
+    R.env.emit(CUPTI_REC_MSTATS, &m, NULL);
+}
+
 /* The first window: SetConfig, then Start.  The next ones, after a decode and a fresh
  * counter data image: Start alone, as CUPTI's users do it (the configuration stays with
  * the object).  Should CUPTI want the configuration again, it is set again; should it
@@ -388,7 +540,7 @@ static bool start_window(bool first)
             return false;
         }
         R.window_start_ns = R.env.now_ns();
-        return true;
+        return push_range();
     }
     if ((r = start()) != CUPTI_SUCCESS) {
         cupti_debug("gpu-metrics: Start after a decode refused (%s): setting the configuration again", res_str(r));
@@ -424,7 +576,7 @@ static bool start_window(bool first)
         return false;
     }
     R.window_start_ns = R.env.now_ns();
-    return true;
+    return push_range();
 }
 
 /* AMXDIAG_GPU_METRICS_MINIMAL=1, a diagnostic: only the required metrics (duration,
@@ -603,8 +755,17 @@ static bool setup(void *ctx, int dev)
         fail_text("--gpu-metrics: out of memory");
         return false;
     }
-    if (!counter_data_init() || !start_window(true))
+    if (!counter_data_init())
         return false;
+    R.want = want_next(0);
+    if (R.want) {
+        if (!start_window(true))
+            return false;
+    } else if ((r = set_config()) != CUPTI_SUCCESS) {
+        /* Configured now, started when the sampling wants the first launch. */
+        fail("cuptiRangeProfilerSetConfig", r);
+        return false;
+    }
     R.marking = false;
     cupti_debug("gpu-metrics: session active (range profiler object %p)", (void *)R.obj);
     cupti_mconfig_rec mc = {R.env.now_ns(), R.st.passes, R.sel.present, R.env.max_ranges, (uint32_t)dev, 1, 0};
@@ -620,11 +781,19 @@ static bool setup(void *ctx, int dev)
 static bool decode_window(bool restart)
 {
     atomic_store(&decode_due, false);
+    if (!R.collecting)
+        return true; /* stopped by the sampling: nothing pending */
+    CUptiResult r = pop_range();
+    if (r != CUPTI_SUCCESS) {
+        fail("cuptiRangeProfilerPopRange", r);
+        return false;
+    }
     CUpti_RangeProfiler_Stop_Params sp;
     memset(&sp, 0, sizeof sp);
     sp.structSize = CUpti_RangeProfiler_Stop_Params_STRUCT_SIZE;
     sp.pRangeProfilerObject = R.obj;
-    CUptiResult r = CALL(cuptiRangeProfilerStop, &sp);
+    r = CALL(cuptiRangeProfilerStop, &sp);
+    R.collecting = false;
     if (r != CUPTI_SUCCESS) {
         fail("cuptiRangeProfilerStop", r);
         return false;
@@ -651,6 +820,7 @@ static bool decode_window(bool restart)
     cupti_debug("gpu-metrics: window %llu: %zu ranges for %zu launches (%zu graph launches), %zu dropped",
                 (unsigned long long)R.st.windows + 1, n, R.q.n, R.q.graph_launches, dd.numOfRangeDropped);
     uint64_t now = R.env.now_ns();
+    uint64_t t_eval = mono_ns();
     for (size_t i = 0; i < n; i++) {
         double vals[CUPTI_RM_COUNT] = {0};
         cupti_host_evaluate_params ev = {CUPTI_HOST_EVALUATE_SIZE, NULL, R.host, R.counter_data,
@@ -679,7 +849,8 @@ static bool decode_window(bool restart)
         R.env.emit(CUPTI_REC_KMETRIC, &k, name ? name : R.q.graph_launches ? "<CUDA graph kernel>" : "<unnamed>");
         R.st.ranges++;
     }
-    if (n != R.q.n && !R.q.graph_launches && !R.mismatch_noted) {
+    R.st.overhead_ns += mono_ns() - t_eval;
+    if (n != R.q.n && n + R.q.n_opt != R.q.n && !R.q.graph_launches && !R.mismatch_noted) {
         R.mismatch_noted = true;
         char text[300];
         snprintf(text, sizeof text,
@@ -690,14 +861,32 @@ static bool decode_window(bool restart)
     }
     R.st.windows++;
     cupti_range_names_clear(&R.q);
+    emit_stats();
     if (!restart)
         return true;
     return counter_data_init() && start_window(false);
 }
 
+/* Starts or stops profiling where the sampling wants it, at the return of one of the
+ * program's calls (never inside a launch). */
+static void gate(void)
+{
+    if (R.state != ST_ACTIVE || R.want == R.collecting)
+        return;
+    R.st.toggles++;
+    if (R.st.toggles <= 40)
+        cupti_debug("gpu-metrics: profiling %s after %llu launches (%llu profiled)", R.want ? "on" : "off",
+                    (unsigned long long)R.st.seen, (unsigned long long)R.st.profiled);
+    if (R.want) {
+        if (counter_data_init())
+            start_window(false);
+    } else
+        decode_window(false);
+}
+
 /* ---- the tracer's hooks ---- */
 
-void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
+void cupti_range_prof_launch_enter(const char *name, uint64_t shape, bool runtime, bool graph)
 {
     if (tl_inside || !R.inited)
         return;
@@ -705,6 +894,7 @@ void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
         return; /* the driver launch inside a runtime launch: counted at the runtime one */
     if (runtime)
         tl_rt_launch++;
+    tl_replay_t0 = 0;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
     if (R.state == ST_IDLE) {
@@ -726,19 +916,37 @@ void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph)
                                             "(the Range Profiler runs in the first context a CUDA call returned in)");
             }
         } else if (have) {
-            /* A graph launch runs kernels no callback names: its ranges get a window of
-             * their own, so that the launches around it keep their names. */
-            bool boundary = graph ? R.q.n > 0 : R.q.graph_launches > 0;
-            if (R.q.n >= R.env.max_ranges || boundary)
-                decode_window(true);
-            if (R.state == ST_ACTIVE) {
+            uint64_t key = graph ? 0 : key_of(name, shape);
+            R.st.seen++;
+            if (R.collecting) {
+                /* A graph launch runs kernels no callback names: its ranges get a window
+                 * of their own, so that the launches around it keep their names. */
+                bool boundary = graph ? R.q.n > 0 : R.q.graph_launches > 0;
+                if (R.q.n >= R.env.max_ranges || boundary)
+                    decode_window(true);
+            }
+            if (R.state == ST_ACTIVE && R.collecting) {
                 if (graph)
                     R.q.graph_launches++;
                 else
                     cupti_range_names_push(&R.q, name);
+                R.st.profiled++;
+                key_ent *e = key_find(key, true);
+                if (e)
+                    e->profiled++;
+                tl_replay_t0 = mono_ns();
                 if (R.q.n >= R.env.max_ranges)
                     atomic_store(&decode_due, true);
             }
+            key_ent *p = key_find(R.prev_key, false);
+            if (p && key)
+                p->succ = key;
+            if (key)
+                key_find(key, true);
+            R.prev_key = key;
+            R.want = want_next(key);
+            if (R.state == ST_ACTIVE && R.want != R.collecting)
+                atomic_store(&gate_due, true);
         }
     }
     pthread_mutex_unlock(&R.lock);
@@ -749,6 +957,29 @@ void cupti_range_prof_launch_exit(bool runtime)
 {
     if (runtime && tl_rt_launch > 0)
         tl_rt_launch--;
+    else if (!runtime && tl_rt_launch)
+        return; /* the driver launch inside a runtime launch */
+    if (tl_replay_t0) {
+        atomic_fetch_add(&replay_ns, mono_ns() - tl_replay_t0);
+        tl_replay_t0 = 0;
+    }
+}
+
+void cupti_range_prof_memset(void)
+{
+    if (tl_inside || !R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    void *ctx = NULL;
+    if (R.state == ST_ACTIVE && R.collecting && R.env.ctx_current(&ctx) == 0 && ctx == R.ctx) {
+        cupti_range_names_push_opt(&R.q, "<memset>");
+        R.st.memsets++;
+        if (R.q.n >= R.env.max_ranges)
+            atomic_store(&decode_due, true);
+    }
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
 }
 
 void cupti_range_prof_set_point(const char *call)
@@ -759,7 +990,8 @@ void cupti_range_prof_set_point(const char *call)
 void cupti_range_prof_api_exit(void)
 {
     if ((!atomic_load_explicit(&want_setup, memory_order_relaxed) &&
-         !atomic_load_explicit(&decode_due, memory_order_relaxed)) ||
+         !atomic_load_explicit(&decode_due, memory_order_relaxed) &&
+         !atomic_load_explicit(&gate_due, memory_order_relaxed)) ||
         tl_inside || tl_rt_launch)
         return;
     tl_inside = true;
@@ -767,10 +999,15 @@ void cupti_range_prof_api_exit(void)
     if (dbg)
         cupti_debug("gpu-metrics: %s returned: taking the session's lock", tl_point ? tl_point : "a CUDA call");
     pthread_mutex_lock(&R.lock);
-    if (R.inited && R.state == ST_ACTIVE && R.q.n >= R.env.max_ranges) {
+    if (R.inited && R.state == ST_ACTIVE) {
         void *ctx = NULL;
-        if (R.env.ctx_current(&ctx) == 0 && ctx == R.ctx)
-            decode_window(true);
+        if (R.env.ctx_current(&ctx) == 0 && ctx == R.ctx) {
+            /* A full window restarts only if the sampling wants the next launch too. */
+            if (R.collecting && R.q.n >= R.env.max_ranges)
+                decode_window(R.want);
+            if (atomic_exchange(&gate_due, false))
+                gate();
+        }
     } else if (R.inited && R.state == ST_IDLE) {
         void *ctx = NULL;
         int dev = -1;
@@ -794,7 +1031,7 @@ void cupti_range_prof_sync(void)
         return;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
-    if (R.state == ST_ACTIVE && (R.q.n || R.q.graph_launches) &&
+    if (R.state == ST_ACTIVE && R.collecting && (R.q.n || R.q.graph_launches) &&
         R.env.now_ns() - R.window_start_ns >= (uint64_t)R.env.sync_period_ms * 1000000ull) {
         void *ctx = NULL;
         if (R.env.ctx_current(&ctx) == 0 && ctx == R.ctx)
@@ -873,6 +1110,7 @@ void cupti_range_prof_finish(void)
         CALL(cuptiProfilerDeInitialize, &dp);
         R.profiler_initialized = false;
     }
+    emit_stats();
     cupti_range_names_free(&R.q);
     if (R.state != ST_FAILED)
         R.state = R.st.state = ST_DONE;
@@ -885,10 +1123,33 @@ void cupti_range_prof_finish(void)
     tl_inside = false;
 }
 
+void cupti_range_prof_drain(void)
+{
+    if (!R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    R.draining = true;
+    R.want = false;
+    if (R.state == ST_ACTIVE && !R.fatal)
+        decode_window(false);
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+void cupti_range_prof_stop(void (*flush)(void *arg), void *arg)
+{
+    cupti_range_prof_drain();
+    if (flush)
+        flush(arg);
+    cupti_range_prof_finish();
+}
+
 cupti_range_stats cupti_range_prof_stats(void)
 {
     pthread_mutex_lock(&R.lock);
     cupti_range_stats s = R.st;
+    s.replay_ns = atomic_load(&replay_ns);
     pthread_mutex_unlock(&R.lock);
     return s;
 }

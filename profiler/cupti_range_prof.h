@@ -24,8 +24,14 @@ typedef struct cupti_range_env {
     int (*ctx_current)(void **ctx);
     int (*ctx_device)(int *device);
     uint64_t (*now_ns)(void);
-    unsigned max_ranges;     /* kernels per window (0: 256) */
+    unsigned max_ranges;     /* kernels per window (0: 64) */
     unsigned sync_period_ms; /* a successful synchronisation decodes a window older than this (0: 200) */
+    /* Which launches are profiled (kernel replay costs each one milliseconds per pass):
+     * at most per_kernel launches of each kernel at each grid (0: every launch), at most
+     * max_launches in all (0: no cap), none of the first skip launches. */
+    unsigned per_kernel;
+    unsigned max_launches;
+    unsigned skip;
 } cupti_range_env;
 
 /* Resolves the Range Profiler's entry points; false (and a note) when this libcupti
@@ -42,9 +48,16 @@ extern const char cupti_range_prof_off_reason[];
 bool cupti_range_prof_init(const cupti_range_env *env);
 /* Before a kernel launch goes to the driver (callback ENTER).  A runtime launch and the
  * driver launch inside it are one launch.  Never sets the session up: a launch before
- * the session is counted (stats.early) and not profiled. */
-void cupti_range_prof_launch_enter(const char *name, bool runtime, bool graph);
+ * the session is counted (stats.early) and not profiled.  shape tells launches of one
+ * kernel at different grids apart (the sampling counts per kernel and shape). */
+void cupti_range_prof_launch_enter(const char *name, uint64_t shape, bool runtime, bool graph);
+/* The launch returned (runtime: a runtime launch; a driver launch inside one is ignored):
+ * the time a profiled launch took (its replay) is counted here. */
 void cupti_range_prof_launch_exit(bool runtime);
+/* Before a cuMemset* of the program: the driver runs it as a kernel, which the Range
+ * Profiler counts as an auto range of its own (seen on an H200: 61 ranges for 60
+ * launches and one cudaMemset).  It names that range "<memset>" where the counts say so. */
+void cupti_range_prof_memset(void);
 /* Names the program's call whose return is about to run cupti_range_prof_api_exit on this
  * thread (for AMXDIAG_CUPTI_DEBUG lines only; the pointer must outlive that call). */
 void cupti_range_prof_set_point(const char *call);
@@ -63,8 +76,18 @@ void cupti_range_prof_sync(void);
 void cupti_range_prof_ctx_ending(void);
 /* A fatal CUDA error: the context cannot be used, what is pending is lost (noted). */
 void cupti_range_prof_fatal(void);
-/* Decodes what is pending and ends everything (tracer stop, exit). */
+/* Decodes what is pending and ends everything (tracer stop, exit).  Call
+ * cupti_range_prof_drain and flush the activity buffers first: CUDA 13.0.1's
+ * cuptiActivityFlushAll died with SIGSEGV when it ran after cuptiProfilerDeInitialize
+ * (an injected program at exit, H200, driver 580). */
 void cupti_range_prof_finish(void);
+/* The last window decoded (Pop, Stop, DecodeData, values out), the profiler left enabled
+ * and stopped: what may run before the activity flush. */
+void cupti_range_prof_drain(void);
+/* The tracer's stop in the order that works: drain, flush(arg) (activity off and flushed),
+ * then finish (Disable, HostDeinitialize, DeInitialize).  Nothing of the activity API
+ * may follow. */
+void cupti_range_prof_stop(void (*flush)(void *arg), void *arg);
 
 typedef struct cupti_range_stats {
     uint64_t ranges;    /* KMETRIC records emitted */
@@ -75,6 +98,12 @@ typedef struct cupti_range_stats {
     uint64_t lost;      /* launches whose window could not be decoded */
     uint64_t reenabled; /* windows that needed a fresh Range Profiler object */
     uint64_t early;     /* launches before the session started (not profiled) */
+    uint64_t seen;      /* launches in the profiled context while the session ran */
+    uint64_t profiled;  /* of them, launched while profiling (each a range) */
+    uint64_t memsets;   /* cuMemset* while profiling (a range each where the driver uses a kernel) */
+    uint64_t toggles;   /* times profiling was started or stopped for the sampling */
+    uint64_t replay_ns; /* time the program spent inside profiled launches (the replay) */
+    uint64_t overhead_ns; /* time in the session's own CUPTI calls */
     unsigned passes;
     int state;          /* 0 idle, 1 active, 2 failed (noted), 3 finished */
 } cupti_range_stats;

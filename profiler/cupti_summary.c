@@ -100,6 +100,25 @@ void prof_cupti_summary_print(FILE *f, json_t *rec, bool color)
                                                                    : "?",
                 (long long)json_integer_value(json_object_get(gm, "profiled_launches")),
                 (int)json_integer_value(json_object_get(gm, "passes")), pb, R);
+        json_t *seen = json_object_get(gm, "launches_seen"), *smp = json_object_get(gm, "sampling");
+        if (json_is_integer(seen) && json_is_object(smp)) {
+            /* Which launches carry counters, and what the replay cost the run. */
+            long long pk = (long long)json_integer_value(json_object_get(smp, "per_kernel"));
+            long long cap = (long long)json_integer_value(json_object_get(smp, "max_launches"));
+            char how[96];
+            if (pk)
+                snprintf(how, sizeof how, "at most %lld per kernel and grid%s", pk, cap ? "," : "");
+            else
+                snprintf(how, sizeof how, "%s", cap ? "every launch," : "every launch");
+            if (cap)
+                snprintf(how + strlen(how), sizeof how - strlen(how), " %lld in all", cap);
+            fprintf(f, "  %s(counters for %lld of %lld launches: %s; the replay took %.2f s of the run, the "
+                       "profiler's own calls %.2f s; AMXDIAG_GPU_METRICS_PER_KERNEL=0 and "
+                       "AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 profile every launch)%s\n",
+                    D, (long long)json_integer_value(json_object_get(gm, "launches_profiled")),
+                    (long long)json_integer_value(seen), how, json_number_value(json_object_get(gm, "replay_s")),
+                    json_number_value(json_object_get(gm, "overhead_s")), R);
+        }
     }
 }
 

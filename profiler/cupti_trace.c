@@ -99,6 +99,8 @@ struct cupti_trace {
     /* --gpu-metrics */
     bool mconfig_seen;
     cupti_mconfig_rec mconfig;
+    bool mstats_seen;
+    cupti_mstats_rec mstats;
     char chip[64];
     uint64_t kmetrics, kmetrics_unnamed;
     double peak_Bps;
@@ -601,6 +603,10 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
         t->mconfig = f->u.mconfig;
         snprintf(t->chip, sizeof t->chip, "%s", f->name_len ? f->name : "?");
         break;
+    case CUPTI_REC_MSTATS:
+        t->mstats_seen = true;
+        t->mstats = f->u.mstats;
+        break;
     case CUPTI_REC_FLUSH:
         t->counts.flushes++;
         t->counts.last_flush_reason = f->u.flush.reason;
@@ -853,6 +859,18 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
         }
         if (t->peak_Bps > 0)
             json_object_set_new(gm, "dram_peak_Bps", json_real(t->peak_Bps));
+        if (t->mstats_seen) {
+            /* Which launches were profiled, and what the replay cost the program. */
+            const cupti_mstats_rec *m = &t->mstats;
+            json_object_set_new(gm, "launches_seen", json_integer((json_int_t)m->seen));
+            json_object_set_new(gm, "launches_profiled", json_integer((json_int_t)m->profiled));
+            json_object_set_new(gm, "launches_not_profiled", json_integer((json_int_t)(m->seen - m->profiled)));
+            json_object_set_new(gm, "sampling",
+                                json_pack("{s:i,s:i,s:i,s:i}", "per_kernel", (int)m->per_kernel, "max_launches",
+                                          (int)m->max_launches, "skip", (int)m->skip, "toggles", (int)m->toggles));
+            json_object_set_new(gm, "replay_s", json_real((double)m->replay_ns / 1e9));
+            json_object_set_new(gm, "overhead_s", json_real((double)m->overhead_ns / 1e9));
+        }
         json_object_set_new(o, "metrics", gm);
     }
     if (t->counts.hello)

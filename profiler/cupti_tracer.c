@@ -207,15 +207,72 @@ static void load_driver_table(void);
 
 /* --gpu-metrics hooks: the Range Profiler calls the driver (context, device), which must
  * not come back as the program's calls. */
-static void range_launch(const char *name, bool runtime, bool graph)
+static void range_launch(const char *name, const cupti_launch_rec *l, bool runtime, bool graph)
 {
     /* A launch into a stream capture runs nothing (it becomes a graph node), and a call
      * of ours inside a capture could invalidate the program's graph. */
     if (!T.metrics || atomic_load(&T.capturing) > 0)
         return;
+    /* The sampling counts launches per kernel and launch shape (a GEMV at each of its
+     * matrix sizes). */
+    uint64_t shape = 0;
+    for (int i = 0; i < 3; i++)
+        shape = shape * 1000003u + l->grid[i];
+    for (int i = 0; i < 3; i++)
+        shape = shape * 1000003u + l->block[i];
     tl_self_call = true;
-    cupti_range_prof_launch_enter(name, runtime, graph);
+    cupti_range_prof_launch_enter(name, shape, runtime, graph);
     tl_self_call = false;
+}
+
+static bool is_memset(CUpti_CallbackId cbid)
+{
+    switch (cbid) {
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD8_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD16_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD32_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D8_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D16_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D32_v2:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD8_v2_ptds:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD16_v2_ptds:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD32_v2_ptds:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D8_v2_ptds:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D16_v2_ptds:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D32_v2_ptds:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD8Async:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD16Async:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD32Async:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D8Async:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D16Async:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D32Async:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD8Async_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD16Async_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD32Async_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D8Async_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D16Async_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuMemsetD2D32Async_ptsz:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_driver_launch(CUpti_CallbackId cbid)
+{
+    switch (cbid) {
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel:
+    case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz:
+    case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch:
+    case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz:
+        return true;
+    default:
+        return false;
+    }
 }
 
 static void range_call(void (*fn)(void))
@@ -321,7 +378,7 @@ static void driver_launch(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
     }
     tl_driver_launch_seen = true;
     launch_debug(">>", d->functionName, d->symbolName);
-    range_launch(d->symbolName, false, l.api == CUPTI_LAUNCH_GRAPH);
+    range_launch(d->symbolName, &l, false, l.api == CUPTI_LAUNCH_GRAPH);
     emit_launch(&l, d->symbolName ? d->symbolName : (l.api == CUPTI_LAUNCH_GRAPH ? "<graph launch>" : NULL));
 }
 
@@ -378,7 +435,7 @@ static void runtime_launch_entry(CUpti_CallbackId cbid, const CUpti_CallbackData
     tl_rt_launch_pending = true;
     tl_driver_launch_seen = false;
     launch_debug(">>", d->functionName, d->symbolName);
-    range_launch(d->symbolName, true, l->api == CUPTI_LAUNCH_GRAPH);
+    range_launch(d->symbolName, l, true, l->api == CUPTI_LAUNCH_GRAPH);
 }
 
 static bool is_runtime_launch(CUpti_CallbackId cbid)
@@ -454,10 +511,15 @@ static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
             range_call(cupti_range_prof_ctx_ending);
             break;
         default:
+            if (is_memset(cbid) && atomic_load(&T.capturing) == 0)
+                range_call(cupti_range_prof_memset);
             break;
         }
         return;
     }
+    /* A driver launch returned: the time a profiled one took is its replay. */
+    if (is_driver_launch(cbid) && T.metrics)
+        cupti_range_prof_launch_exit(false);
     int rv = d->functionReturnValue ? *(const int *)d->functionReturnValue : 0;
     if (rv == CUDA_SUCCESS) {
         switch (cbid) {
@@ -761,6 +823,18 @@ static void preload_nvperf(const char *cupti_path)
     }
 }
 
+/* A count from the environment ("0" is a value: all launches, no cap); def when unset or
+ * not a number. */
+static unsigned env_uint(const char *name, unsigned def)
+{
+    const char *e = getenv(name);
+    if (!e || !*e)
+        return def;
+    char *end;
+    unsigned long v = strtoul(e, &end, 10);
+    return *end || v > 1000000000ul ? def : (unsigned)v;
+}
+
 /* --gpu-metrics: the Range Profiler, where the driver lets this user read counters and
  * the launch callbacks run (they drive it). */
 static void metrics_start(bool callbacks)
@@ -782,7 +856,10 @@ static void metrics_start(bool callbacks)
     }
     preload_nvperf(T.api.path);
     const char *mr = getenv("AMXDIAG_GPU_METRICS_RANGES");
-    cupti_range_env env = {.lib = T.api.handle,
+    cupti_range_env env = {.per_kernel = env_uint("AMXDIAG_GPU_METRICS_PER_KERNEL", 2),
+                           .max_launches = env_uint("AMXDIAG_GPU_METRICS_MAX_LAUNCHES", 128),
+                           .skip = env_uint("AMXDIAG_GPU_METRICS_SKIP", 0),
+                           .lib = T.api.handle,
                            .emit = range_emit,
                            .note = note,
                            .ctx_current = range_ctx_current,
@@ -947,25 +1024,37 @@ void cupti_tracer_flush(cupti_flush_reason reason)
         T.o.flushed(T.o.ctx, reason);
 }
 
-void cupti_tracer_stop(void)
+/* No new records, then every buffer CUPTI holds back to us. */
+static void activity_off_and_flush(void *arg)
 {
-    if (!atomic_load(&T.running))
-        return;
-    if (T.metrics) {
-        /* Decodes the last window while the context still exists (the built-in path and
-         * a program that exits with its context alive). */
-        if (!atomic_load(&T.fatal_flushed))
-            range_call(cupti_range_prof_finish);
-        T.metrics = false;
-    }
-    /* No new records, then every buffer CUPTI holds back to us, then the sink closes: a
-     * buffer CUPTI returns later (at a context's destruction or its exit handler) finds it
-     * closed and is freed unread, since the caller may free the sink once this returns. */
+    (void)arg;
     static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                                CUPTI_ACTIVITY_KIND_MEMSET};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         T.api.ActivityDisable(kinds[i]);
     cupti_tracer_flush(CUPTI_FLUSH_EXIT);
+}
+
+void cupti_tracer_stop(void)
+{
+    if (!atomic_load(&T.running))
+        return;
+    if (T.metrics && !atomic_load(&T.fatal_flushed)) {
+        /* The last window is decoded while the context still exists; the activity is
+         * flushed while the profiler is still initialised (CUDA 13.0.1's FlushAll died
+         * with SIGSEGV after cuptiProfilerDeInitialize, in an injected program at exit on
+         * an H200); the profiler goes last, and no activity call follows it. */
+        T.metrics = false;
+        tl_self_call = true;
+        cupti_range_prof_stop(activity_off_and_flush, NULL);
+        tl_self_call = false;
+    } else {
+        T.metrics = false;
+        activity_off_and_flush(NULL);
+    }
+    /* Then the sink closes: a buffer CUPTI returns later (at a context's destruction or
+     * its exit handler) finds it closed and is freed unread, since the caller may free the
+     * sink once this returns. */
     atomic_store(&T.running, false);
     pthread_mutex_lock(&T.sink_lock);
     T.sink_open = false;

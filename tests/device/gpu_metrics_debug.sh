@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# --gpu-metrics on a real GPU with the CUPTI call trace on (AMXDIAG_CUPTI_DEBUG=1): where
-# the Range Profiler's setup stops, dies or hangs, and what the record says.  At most 25 s
-# of steps (each under `timeout`, cut to what is left of the deadline), plus at most ~4 s
-# to take the stacks of a step that hangs.
+# --gpu-metrics on a real GPU: the fixes of session 3 (range pushed after Start, activity
+# flushed before the profiler's teardown, memset ranges named, sampling per kernel and
+# grid) with a verdict per step.  At most 60 s of steps (each under `timeout`, cut to what
+# is left of the deadline; a normal run takes about 35 s), plus at most ~4 s to take the
+# stacks of a step that hangs.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
 # libamxdiag-inject.so, amxdiag-gpu-bench, devlibs/, tests/cupti_prog,
@@ -13,15 +14,22 @@
 #             that dies inside the setup gets a record naming the CUPTI call it died in
 #   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, default):
 #             metrics are refused with a note, the trace is complete, exit 0
-#   prog      the same with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (set for every later step too)
-#   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in process)
-#   builtin-noact  only when builtin hung: the same with AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1
-#   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then (only when prog
-#   bench-prof got a session) under profile --gpu-metrics with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1:
-#             the Range Profiler's DRAM bandwidth of the GEMV kernels against the bench's own
+#   prog      the same with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (set for every later step
+#             too) and the default sampling (2 launches per kernel and grid, 128 at most):
+#             exits 0 (an H200 died in cuptiActivityFlushAll at exit before), kernel records
+#   prog-all  every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0),
+#             --iters 10: the replay's cost per launch, and the cudaMemset's range named
+#   prog-min  the same with AMXDIAG_GPU_METRICS_MINIMAL=1: the cost at fewer passes
+#   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in
+#             process, defaults): finishes, not interrupted
+#   builtin-noact  the same with AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1: ranges now (the
+#             pushed range), where the last run decoded none
+#   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then
+#   bench-prof under profile --gpu-metrics: the Range Profiler's DRAM bandwidth of the GEMV
+#             kernels against the bench's own
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
-# time, the last CUPTI call that never returned if any, the debug lines, the record's
-# session / reasons / per-kernel metrics) and the full logs and records.
+# time, a VERDICT line, the last CUPTI call that never returned if any, the debug lines, the
+# record's session / reasons / per-kernel metrics) and the full logs and records.
 set -u
 build=${1:?usage: tests/device/gpu_metrics_debug.sh BUILD_DIR}
 case $build in /*) ;; *) build=$PWD/$build ;; esac
@@ -33,7 +41,7 @@ ulimit -c 0
 A=$build/amxdiag
 S=$out/summary.txt
 : >"$S"
-deadline=${GMD_DEADLINE:-25}
+deadline=${GMD_DEADLINE:-60}
 started=$(date +%s)
 last_rc=0
 
@@ -150,33 +158,65 @@ fact "want exit 0, a gpu.metrics reason 'not supported yet for an external comma
     "$out/refused.json" "$REASONS"
 fact trace "$out/refused.json" "$TRACE"
 
+# verdict NAME FILE PYTHON-BOOL-EXPR [DETAIL-EXPR]: "VERDICT NAME: PASS|FAIL (detail)",
+# with rc = the step's exit status and r = its record.
+verdict() {
+    local v
+    v=$(timeout 5 python3 -c "
+import json,sys
+rc=int(sys.argv[2])
+try: r=json.load(open(sys.argv[1]))
+except Exception as e: r={}
+ok=False
+try: ok=bool($3)
+except Exception as e: ok=False
+try: d=$4
+except Exception as e: d='?'
+print(('PASS' if ok else 'FAIL')+' ('+str(d)+')')" "$2" "$last_rc" 2>&1 | tail -1)
+    printf 'VERDICT %-14s %s\n' "$1:" "$v" >>"$S"
+}
+M="((r.get('gpu_kernels') or {}).get('metrics') or {})"
+COST="dict(rc=rc, status=r.get('status'), seen=$M.get('launches_seen'), profiled=$M.get('launches_profiled'), ranges=$M.get('profiled_launches'), unnamed=$M.get('unnamed'), passes=$M.get('passes'), replay_s=$M.get('replay_s'), overhead_s=$M.get('overhead_s'), ms_per_profiled_launch=round(1000*($M.get('replay_s') or 0)/max($M.get('launches_profiled') or 1,1),2), kernel_records=$G.get('kernel_count'), untimed=$G.get('untimed_records'), launches=$G.get('launches'))"
+OKRUN="rc == 0 and r.get('status') == 'complete' and ($M.get('launches_profiled') or 0) > 0"
+
 export AMXDIAG_CUPTI_DEBUG=1
 # From here on the experimental switch is on (off, --gpu-metrics only notes why: "refused").
 export AMXDIAG_GPU_METRICS_EXPERIMENTAL=1
-run prog 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
+run prog 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
     "$build/tests/cupti_prog" --iters 20
+verdict prog "$out/prog.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) + ($G.get('untimed_records') or 0) >= 60" "$COST"
 debug prog
 fact session "$out/prog.json" "$SESSION"
 fact "gpu unavailable" "$out/prog.json" "$REASONS"
 fact trace "$out/prog.json" "$TRACE"
 fact kernels "$out/prog.json" "$KM"
+unset AMXDIAG_CUPTI_DEBUG
 
-run builtin 7 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
+# Every launch: 30 kernels and a cudaMemset (61 ranges for 60 launches last time, the names
+# one off after it): now the memset's range is "<memset>" and the kernels keep their names.
+AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-all 10 "$A" profile -q -e gpu \
+    --gpu-metrics -o "$out/prog-all.json" -- "$build/tests/cupti_prog" --iters 10
+verdict prog-all "$out/prog-all.json" "$OKRUN and $M.get('launches_profiled') == 30 and $M.get('unnamed') == 0 and not $G.get('notes')" "$COST"
+fact kernels "$out/prog-all.json" "$KM"
+AMXDIAG_GPU_METRICS_MINIMAL=1 AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-min 8 \
+    "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-min.json" -- "$build/tests/cupti_prog" --iters 10
+verdict prog-min "$out/prog-min.json" "$OKRUN" "$COST"
+
+export AMXDIAG_CUPTI_DEBUG=1
+run builtin 14 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
+verdict builtin "$out/builtin.json" "$OKRUN" "$COST"
 debug builtin
 fact session "$out/builtin.json" "$SESSION"
 fact "gpu unavailable" "$out/builtin.json" "$REASONS"
 fact trace "$out/builtin.json" "$TRACE"
 fact kernels "$out/builtin.json" "$KM"
-# It hung (timeout's 124): again without kernel activity records, to tell whether the
-# Range Profiler's kernel replay alone stops the workload or its mix with the activity API.
-if [ "$last_rc" = 124 ] || [ "$last_rc" = 137 ]; then
-    AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1 run builtin-noact 6 "$A" profile -q -e gpu --gpu-metrics --ngl 99 \
-        --n-prompt 64 -n 8 -r 1 -o "$out/builtin-noact.json"
-    debug builtin-noact
-    fact session "$out/builtin-noact.json" "$SESSION"
-    fact trace "$out/builtin-noact.json" "$TRACE"
-fi
 unset AMXDIAG_CUPTI_DEBUG
+# Without kernel activity records the last run decoded no range at all: with the range
+# pushed after Start there should be ranges now.
+AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1 run builtin-noact 10 "$A" profile -q -e gpu --gpu-metrics --ngl 99 \
+    --n-prompt 64 -n 8 -r 1 -o "$out/builtin-noact.json"
+verdict builtin-noact "$out/builtin-noact.json" "$OKRUN and $M.get('profiled_launches', 0) > 0" "$COST"
+fact trace "$out/builtin-noact.json" "$TRACE"
 
 # GEMV: the bench's own GB/s, then the Range Profiler's DRAM bandwidth of the same kernels
 # (want dram_Bps_max near the bench's GB/s; the bench's own times under replay are not
@@ -184,15 +224,13 @@ unset AMXDIAG_CUPTI_DEBUG
 BENCH_GEMV="[(x.get('group'), x.get('name'), x.get('shape'), round(x.get('gbps', 0), 1), x.get('pct_copy') and round(x['pct_copy'], 1)) for x in r.get('rows', []) if 'gemv' in str(x.get('group', '')) + str(x.get('name', ''))][:12], 'copy_gbps', r.get('copy_gbps')"
 run bench 4 "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv --json -o "$out/bench.json"
 fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
-if timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if (r.get('gpu_kernels') or {}).get('metrics') else 1)" "$out/prog.json" 2>/dev/null; then
-    run bench-prof 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
-        "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
-    fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
-    fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
-        "[(k['name'][:48], k.get('launches'), m.get('ranges'), round(m.get('dram_Bps_max', 0)/1e9, 1), round(m.get('dram_Bps', 0)/1e9, 1), m.get('dram_pct_of_peak')) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m and 'gemv' in k['name'].lower()][:8]"
-else
-    echo "bench-prof skipped (prog got no session)" >>"$S"
-fi
+run bench-prof 12 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
+    "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
+verdict bench-prof "$out/bench-prof.json" "$OKRUN" "$COST"
+fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
+fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
+    "[(k['name'][:48], k.get('launches'), m.get('ranges'), round(m.get('dram_Bps_max', 0)/1e9, 1), round(m.get('dram_Bps', 0)/1e9, 1), m.get('dram_pct_of_peak')) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m and 'gemv' in k['name'].lower()][:8]"
 
 echo "== total $(($(date +%s) - started)) s" >>"$S"
+grep '^VERDICT' "$S"
 cat "$S"

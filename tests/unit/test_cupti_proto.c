@@ -214,9 +214,9 @@ static void test_meminfo(void **st)
     expect_corrupt(bad, CUPTI_PROTO_HEADER + 16, "meminfo record of 16 bytes", false);
     /* the type after it is still unknown */
     memcpy(bad, buf, n);
-    uint16_t t15 = 15;
-    memcpy(bad + 6, &t15, 2);
-    expect_corrupt(bad, n, "unknown record type 15", false);
+    uint16_t t16 = 16;
+    memcpy(bad + 6, &t16, 2);
+    expect_corrupt(bad, n, "unknown record type 16", false);
 }
 
 /* --gpu-metrics records: a kernel's values and the session's setup round-trip; a value
@@ -262,6 +262,21 @@ static void test_kmetric(void **st)
     uint32_t bits = 1u << 12;
     memcpy(bad + CUPTI_PROTO_HEADER + offsetof(cupti_kmetric_rec, present), &bits, 4);
     expect_corrupt(bad, kn, "unknown metric bits 0x1000", false);
+
+    /* The sampling's account: round trip, and more profiled launches than seen is corrupt. */
+    cupti_mstats_rec ms = {9, 120, 40, 2600000000ull, 900000000ull, 2, 128, 0, 7};
+    size_t mn = cupti_proto_encode(buf, sizeof buf, CUPTI_REC_MSTATS, &ms, NULL, 0);
+    assert_int_equal(mn, CUPTI_PROTO_HEADER + 56);
+    memset(&s, 0, sizeof s);
+    cupti_parser_init(&p, on_frame, &s);
+    assert_true(cupti_parser_feed(&p, buf, mn));
+    assert_int_equal(s.last.type, CUPTI_REC_MSTATS);
+    assert_true(s.last.u.mstats.replay_ns == 2600000000ull);
+    assert_int_equal(s.last.u.mstats.per_kernel, 2);
+    cupti_parser_free(&p);
+    ms.profiled = 121;
+    mn = cupti_proto_encode(buf, sizeof buf, CUPTI_REC_MSTATS, &ms, NULL, 0);
+    expect_corrupt(buf, mn, "mstats record with 121 profiled launches of 120 seen", false);
 }
 
 static void test_encoder_limits(void **st)

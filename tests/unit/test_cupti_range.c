@@ -6,8 +6,10 @@
 
 #include <dlfcn.h>
 #include <signal.h>
-#include <unistd.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "profiler/cupti_proto.h"
 #include "profiler/cupti_range.h"
@@ -84,10 +86,13 @@ typedef struct got {
     uint32_t note_codes[8];
     int n_steps;       /* CUPTI_NOTE_METRICS_STEP: setup calls announced */
     char last_step[64];
+    int n_mstats;
+    cupti_mstats_rec ms; /* the latest */
 } got;
 static got G;
 static void *fake;
 static void (*kernel_ran)(void);
+static void (*memset_ran)(void);
 static void (*in_launch)(int);
 static const char *(*calls)(void);
 static int ctx_a, ctx_b;
@@ -101,6 +106,9 @@ static void t_emit(cupti_rec_type type, const void *fixed, const char *name)
         memcpy(&G.k[G.n_kmetric], fixed, sizeof G.k[0]);
         snprintf(G.kname[G.n_kmetric], sizeof G.kname[0], "%s", name);
         G.n_kmetric++;
+    } else if (type == CUPTI_REC_MSTATS) {
+        memcpy(&G.ms, fixed, sizeof G.ms);
+        G.n_mstats++;
     } else if (type == CUPTI_REC_MCONFIG) {
         memcpy(&G.mc, fixed, sizeof G.mc);
         snprintf(G.chip, sizeof G.chip, "%s", name);
@@ -147,6 +155,7 @@ static int setup_fake(void **st)
             return -1;
         }
         *(void **)&kernel_ran = dlsym(fake, "fake_cupti_kernel_ran");
+        *(void **)&memset_ran = dlsym(fake, "fake_cupti_memset_ran");
         *(void **)&calls = dlsym(fake, "fake_cupti_calls");
         *(void **)&in_launch = dlsym(fake, "fake_cupti_in_launch");
     }
@@ -159,13 +168,22 @@ static int setup_fake(void **st)
     unsetenv("FAKE_CUPTI_UNSUPPORTED");
     unsetenv("FAKE_CUPTI_ONE_CONFIG");
     unsetenv("FAKE_CUPTI_CONFIG_PER_WINDOW");
+    unsetenv("FAKE_CUPTI_NO_PUSH_NEEDED");
+    unsetenv("FAKE_CUPTI_MEMSET_KERNEL");
+    unsetenv("AMXDIAG_GPU_METRICS_PUSH");
     return 0;
+}
+
+/* Every launch profiled (no sampling), or per kernel and grid, with a cap and a skip. */
+static void start_sampled(unsigned max_ranges, unsigned per_kernel, unsigned max_launches, unsigned skip)
+{
+    cupti_range_env env = {fake, t_emit, t_note, t_ctx, t_dev, t_now, max_ranges, 200, per_kernel, max_launches, skip};
+    assert_true(cupti_range_prof_init(&env));
 }
 
 static void start(unsigned max_ranges)
 {
-    cupti_range_env env = {fake, t_emit, t_note, t_ctx, t_dev, t_now, max_ranges, 200};
-    assert_true(cupti_range_prof_init(&env));
+    start_sampled(max_ranges, 0, 0, 0);
 }
 
 /* The program's previous CUDA call returned (where the session starts). */
@@ -178,7 +196,7 @@ static void returned(void)
 static void enter(const char *name, bool runtime, bool graph)
 {
     in_launch(1);
-    cupti_range_prof_launch_enter(name, runtime, graph);
+    cupti_range_prof_launch_enter(name, 0, runtime, graph);
     in_launch(0);
 }
 
@@ -239,8 +257,9 @@ static void test_session_windows(void **st)
     /* Call order as CUPTI requires it: setup, then per window stop/decode and a fresh
      * image, started again under the same configuration. */
     const char *log = calls();
-    assert_non_null(strstr(log, "init host-init add-metrics enable set-config start"));
-    assert_non_null(strstr(log, "stop decode start stop decode start stop decode disable host-deinit deinit"));
+    assert_non_null(strstr(log, "init host-init add-metrics enable set-config start push"));
+    assert_non_null(strstr(log, "pop stop decode start push pop stop decode start push pop stop decode disable "
+                                "host-deinit deinit"));
     assert_int_equal(s.reenabled, 0);
 }
 
@@ -320,7 +339,7 @@ static void test_one_config_per_object(void **st)
     assert_true(G.k[4].v[CUPTI_RM_DURATION] == 5000.0);
     assert_int_equal(s.reenabled, 2);
     assert_int_equal(G.n_notes, 0);
-    assert_non_null(strstr(calls(), "stop decode disable enable set-config start"));
+    assert_non_null(strstr(calls(), "pop stop decode disable enable set-config start push"));
 }
 
 /* A CUPTI that wants the configuration set again for every window: it is, on the same
@@ -336,7 +355,8 @@ static void test_config_per_window(void **st)
     assert_int_equal(G.n_kmetric, 5);
     assert_int_equal(cupti_range_prof_stats().reenabled, 0);
     assert_int_equal(G.n_notes, 0);
-    assert_non_null(strstr(calls(), "stop decode set-config start stop decode set-config start"));
+    assert_non_null(
+        strstr(calls(), "pop stop decode set-config start push pop stop decode set-config start push"));
 }
 
 /* The diagnostic minimal set: the required metrics only. */
@@ -462,7 +482,7 @@ static void test_setup_between_calls(void **st)
     assert_int_equal(s.early, 1);
     assert_int_equal(G.n_mconfig, 1);
     assert_true(G.n_steps >= 15);
-    assert_string_equal(G.last_step, "cuptiRangeProfilerStart");
+    assert_string_equal(G.last_step, "cuptiRangeProfilerPushRange");
     /* Another return while active starts nothing. */
     returned();
     assert_int_equal(G.n_mconfig, 1);
@@ -477,7 +497,7 @@ static void test_setup_between_calls(void **st)
     assert_null(strstr(log, "setup-inside-launch"));
     assert_null(strstr(log, "availability-image-gone"));
     /* Steps are announced during setup only: not for the windows' calls. */
-    assert_string_equal(G.last_step, "cuptiRangeProfilerStart");
+    assert_string_equal(G.last_step, "cuptiRangeProfilerPushRange");
 }
 
 /* A callback that comes back on the same thread while the Range Profiler's own CUPTI
@@ -500,7 +520,7 @@ static void reenter_all(void)
 {
     reentries++;
     cupti_range_prof_api_exit();
-    cupti_range_prof_launch_enter("_Z6nestedv", false, false);
+    cupti_range_prof_launch_enter("_Z6nestedv", 0, false, false);
     cupti_range_prof_launch_exit(false);
     cupti_range_prof_sync();
     cupti_range_prof_ctx_ending();
@@ -553,7 +573,7 @@ static void test_teardown_order(void **st)
     assert_int_equal(s.state, 0); /* idle: a later context may start another */
     assert_int_equal(s.ranges, 2);
     const char *log = calls();
-    assert_non_null(strstr(log, "stop decode disable host-deinit"));
+    assert_non_null(strstr(log, "pop stop decode disable host-deinit"));
     cupti_range_prof_ctx_ending(); /* the primary context's release after cuCtxDestroy: nothing left */
     cupti_range_prof_finish();
     cupti_range_prof_finish(); /* a second stop (the collector's close after its finish) */
@@ -572,13 +592,199 @@ static void test_teardown_order(void **st)
     assert_string_equal(G.kname[2], "_Z1cPf");
 }
 
+/* Auto ranges are collected inside a pushed range only (CUDA 13's sample pushes one; on an
+ * H200 a session without it decoded "0 ranges for 256 launches" in every window once the
+ * kernel activity records were off).  Without the push the stand-in collects nothing, as
+ * that GPU did; with it every launch is a range. */
+static void test_push_needed(void **st)
+{
+    (void)st;
+    setenv("AMXDIAG_GPU_METRICS_PUSH", "0", 1);
+    start(8);
+    launch("_Z1aPf");
+    launch("_Z1bPf");
+    cupti_range_prof_finish();
+    unsetenv("AMXDIAG_GPU_METRICS_PUSH");
+    assert_int_equal(G.n_kmetric, 0);
+    assert_int_equal(G.n_notes, 1);
+    assert_non_null(strstr(G.notes[0], "0 profiled ranges for 2 kernel launches"));
+    assert_null(strstr(calls(), "push"));
+
+    setup_fake(NULL);
+    start(8);
+    launch("_Z1aPf");
+    launch("_Z1bPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 2);
+    assert_int_equal(G.n_notes, 0);
+    assert_non_null(strstr(calls(), "start push pop stop decode"));
+    assert_null(strstr(calls(), "stop-inside-range"));
+}
+
+/* A cudaMemset the driver runs as a kernel is an auto range of its own (61 ranges for 60
+ * launches on an H200, every name after it one off): it is named "<memset>", and where
+ * the driver used no kernel the launches keep their names all the same. */
+static void memset_call(void)
+{
+    returned();
+    cupti_range_prof_memset();
+    memset_ran();
+}
+
+static void test_memset_range(void **st)
+{
+    (void)st;
+    start(16);
+    launch("_Z1aPf");
+    memset_call();
+    launch("_Z1bPf");
+    launch("_Z1cPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 4);
+    assert_string_equal(G.kname[0], "_Z1aPf");
+    assert_string_equal(G.kname[1], "<memset>");
+    assert_string_equal(G.kname[2], "_Z1bPf");
+    assert_string_equal(G.kname[3], "_Z1cPf");
+    assert_int_equal(cupti_range_prof_stats().memsets, 1);
+    assert_int_equal(G.n_notes, 0);
+
+    setup_fake(NULL);
+    setenv("FAKE_CUPTI_MEMSET_KERNEL", "0", 1);
+    start(16);
+    memset_call(); /* before any launch: starts the session */
+    launch("_Z1aPf");
+    memset_call();
+    launch("_Z1bPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 2);
+    assert_string_equal(G.kname[0], "_Z1aPf");
+    assert_string_equal(G.kname[1], "_Z1bPf");
+    assert_int_equal(G.n_notes, 0);
+}
+
+/* Kernel replay costs each profiled launch milliseconds per pass (about 65 ms at 8 passes
+ * on an H200, a GPU idle in between): by default at most N launches of each kernel and
+ * grid are profiled.  The decision for a launch is taken at the return of the one before
+ * (the Range Profiler is started and stopped between the program's calls), from the key
+ * that followed that one last time. */
+static void launch_shape(const char *name, uint64_t shape)
+{
+    returned();
+    in_launch(1);
+    cupti_range_prof_launch_enter(name, shape, false, false);
+    in_launch(0);
+    cupti_range_prof_launch_exit(false);
+    kernel_ran();
+}
+
+static void test_sampling_per_kernel(void **st)
+{
+    (void)st;
+    start_sampled(64, 2, 0, 0);
+    for (int it = 0; it < 5; it++) {
+        launch_shape("_Z1aPf", 1);
+        launch_shape("_Z1bPf", 1);
+        launch_shape("_Z1cPf", 1);
+    }
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.seen, 15);
+    assert_int_equal(s.profiled, 6); /* two of each, then the loop is known and left alone */
+    /* A new kernel: its first launch was expected to be a (not profiled), the next ones are. */
+    launch_shape("_Z1dPf", 1);
+    launch_shape("_Z1dPf", 1);
+    launch_shape("_Z1dPf", 1);
+    /* The same kernel at another grid is another key. */
+    launch_shape("_Z1aPf", 7);
+    launch_shape("_Z1aPf", 7);
+    cupti_range_prof_finish();
+    s = cupti_range_prof_stats();
+    assert_int_equal(s.seen, 20);
+    assert_int_equal(s.profiled, 9);
+    assert_int_equal(G.n_kmetric, 9);
+    const char *want[] = {"_Z1aPf", "_Z1bPf", "_Z1cPf", "_Z1aPf", "_Z1bPf", "_Z1cPf", "_Z1dPf", "_Z1dPf", "_Z1aPf"};
+    for (int i = 0; i < 9; i++)
+        assert_string_equal(G.kname[i], want[i]);
+    assert_int_equal(G.n_notes, 0); /* every window's ranges matched its launches */
+    /* The account the record gets. */
+    assert_true(G.n_mstats >= 1);
+    assert_int_equal(G.ms.seen, 20);
+    assert_int_equal(G.ms.profiled, 9);
+    assert_int_equal(G.ms.per_kernel, 2);
+    assert_true(G.ms.toggles >= 3);
+    assert_true(G.ms.overhead_ns > 0);
+}
+
+static void test_sampling_cap_and_skip(void **st)
+{
+    (void)st;
+    start_sampled(64, 0, 3, 2);
+    for (int i = 0; i < 7; i++)
+        launch_shape("_Z1xPf", 1);
+    cupti_range_prof_finish();
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.seen, 7);
+    assert_int_equal(s.profiled, 3); /* launches 3, 4 and 5 */
+    assert_int_equal(G.n_kmetric, 3);
+    assert_true(G.k[0].v[CUPTI_RM_DURATION] == 1000.0); /* the stand-in's first range */
+    assert_int_equal(G.ms.skip, 2);
+    assert_int_equal(G.ms.max_launches, 3);
+    /* Configured at setup, started only when the skip was over. */
+    assert_non_null(strstr(calls(), "enable set-config start push"));
+    assert_int_equal(tokens(calls(), "start"), 1);
+}
+
+/* The tracer's stop: the last window decoded, the activity flushed while the profiler is
+ * still initialised, the profiler torn down last.  The other order (the one before) makes
+ * the stand-in abort where CUDA 13.0.1 died with SIGSEGV. */
+static void fake_flush(void *arg)
+{
+    (void)arg;
+    int (*flush_all)(uint32_t);
+    *(void **)&flush_all = dlsym(fake, "cuptiActivityFlushAll");
+    assert_non_null(flush_all);
+    assert_int_equal(flush_all(1), 0);
+}
+
+static void test_stop_order(void **st)
+{
+    (void)st;
+    start(8);
+    launch("_Z1aPf");
+    launch("_Z1bPf");
+    cupti_range_prof_stop(fake_flush, NULL);
+    assert_non_null(strstr(calls(), "pop stop decode flush disable host-deinit deinit"));
+    assert_int_equal(G.n_kmetric, 2);
+    /* A launch after the drain (another thread, the tracer stopping) starts nothing. */
+    launch("_Z1cPf");
+    assert_int_equal(tokens(calls(), "start"), 1);
+
+    setup_fake(NULL);
+    start(8);
+    launch("_Z1aPf");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stderr)) /* the stand-in says why it aborts */
+            _exit(3);
+        cupti_range_prof_finish(); /* the order that died: deinitialised, then flushed */
+        int (*flush_all)(uint32_t);
+        *(void **)&flush_all = dlsym(fake, "cuptiActivityFlushAll");
+        flush_all(1);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    cupti_range_prof_stop(fake_flush, NULL);
+}
+
 static void test_missing_entry_points(void **st)
 {
     (void)st;
     /* libc as "libcupti": none of the Range Profiler's symbols. */
     void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
     assert_non_null(libc);
-    cupti_range_env env = {libc, t_emit, t_note, t_ctx, t_dev, t_now, 4, 200};
+    cupti_range_env env = {libc, t_emit, t_note, t_ctx, t_dev, t_now, 4, 200, 0, 0, 0};
     assert_false(cupti_range_prof_init(&env));
     assert_int_equal(G.n_notes, 1);
     assert_non_null(strstr(G.notes[0], "this libcupti has no cupti"));
@@ -607,6 +813,11 @@ int main(void)
         cmocka_unit_test_setup(test_setup_between_calls, setup_fake),
         cmocka_unit_test_setup(test_reentrant_callbacks, setup_fake),
         cmocka_unit_test_setup(test_teardown_order, setup_fake),
+        cmocka_unit_test_setup(test_push_needed, setup_fake),
+        cmocka_unit_test_setup(test_memset_range, setup_fake),
+        cmocka_unit_test_setup(test_sampling_per_kernel, setup_fake),
+        cmocka_unit_test_setup(test_sampling_cap_and_skip, setup_fake),
+        cmocka_unit_test_setup(test_stop_order, setup_fake),
         cmocka_unit_test_setup(test_missing_entry_points, setup_fake),
 #endif
     };

@@ -319,6 +319,24 @@ static void test_kernel_metrics(void **st)
     assert_int_equal(json_integer_value(json_object_get(gm, "profiled_launches")), 3);
     assert_int_equal(json_integer_value(json_object_get(gm, "unnamed")), 1);
     assert_true(json_number_value(json_object_get(gm, "dram_peak_Bps")) == 1e12);
+    assert_null(json_object_get(gm, "sampling")); /* no account yet */
+    json_decref(o);
+    /* The sampling's account: the latest one counts. */
+    cupti_mstats_rec ms = {BASE, 10, 2, 500000000ull, 100000000ull, 2, 128, 0, 1};
+    feed(t, CUPTI_REC_MSTATS, &ms, NULL);
+    ms.seen = 40;
+    ms.profiled = 3;
+    ms.replay_ns = 1500000000ull;
+    feed(t, CUPTI_REC_MSTATS, &ms, NULL);
+    o = cupti_trace_kernels_json(t);
+    gm = json_object_get(o, "metrics");
+    assert_int_equal(json_integer_value(json_object_get(gm, "launches_seen")), 40);
+    assert_int_equal(json_integer_value(json_object_get(gm, "launches_not_profiled")), 37);
+    assert_true(json_number_value(json_object_get(gm, "replay_s")) == 1.5);
+    assert_true(json_number_value(json_object_get(gm, "overhead_s")) == 0.1);
+    json_t *sm = json_object_get(gm, "sampling");
+    assert_int_equal(json_integer_value(json_object_get(sm, "per_kernel")), 2);
+    assert_int_equal(json_integer_value(json_object_get(sm, "max_launches")), 128);
     json_t *gemv = NULL, *x;
     size_t i;
     json_array_foreach(json_object_get(o, "kernels"), i, x) if (!strcmp(json_string_value(json_object_get(x, "symbol")),
