@@ -856,8 +856,8 @@ static void metrics_start(bool callbacks)
     }
     preload_nvperf(T.api.path);
     const char *mr = getenv("AMXDIAG_GPU_METRICS_RANGES");
-    cupti_range_env env = {.per_kernel = env_uint("AMXDIAG_GPU_METRICS_PER_KERNEL", 2),
-                           .max_launches = env_uint("AMXDIAG_GPU_METRICS_MAX_LAUNCHES", 128),
+    cupti_range_env env = {.per_kernel = env_uint("AMXDIAG_GPU_METRICS_PER_KERNEL", 1),
+                           .max_launches = env_uint("AMXDIAG_GPU_METRICS_MAX_LAUNCHES", 100),
                            .skip = env_uint("AMXDIAG_GPU_METRICS_SKIP", 0),
                            .lib = T.api.handle,
                            .emit = range_emit,

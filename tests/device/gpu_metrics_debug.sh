@@ -15,7 +15,7 @@
 #   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, default):
 #             metrics are refused with a note, the trace is complete, exit 0
 #   prog      the same with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (set for every later step
-#             too) and the default sampling (2 launches per kernel and grid, 128 at most):
+#             too) and the default sampling (1 launch per kernel and grid, 100 at most):
 #             exits 0 (an H200 died in cuptiActivityFlushAll at exit before), kernel records
 #   prog-all  every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0),
 #             --iters 10: the replay's cost per launch, and the cudaMemset's range named
