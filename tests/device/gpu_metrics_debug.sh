@@ -19,6 +19,7 @@
 #             exits 0 (an H200 died in cuptiActivityFlushAll at exit before), kernel records
 #   prog-all  every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0),
 #             --iters 10: the replay's cost per launch, and the cudaMemset's range named
+#   prog-nopush  every launch, --iters 5, AMXDIAG_GPU_METRICS_PUSH=0: the last run's way
 #   prog-min  the same with AMXDIAG_GPU_METRICS_MINIMAL=1: the cost at fewer passes
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in
 #             process, defaults): finishes, not interrupted
@@ -198,6 +199,11 @@ AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-all
     --gpu-metrics -o "$out/prog-all.json" -- "$build/tests/cupti_prog" --iters 10
 verdict prog-all "$out/prog-all.json" "$OKRUN and $M.get('launches_profiled') == 30 and $M.get('unnamed') == 0 and not $G.get('notes')" "$COST"
 fact kernels "$out/prog-all.json" "$KM"
+# The pushed range against none (the last run's way, with kernel activity on): if the push
+# broke something, AMXDIAG_GPU_METRICS_PUSH=0 is the way back.
+AMXDIAG_GPU_METRICS_PUSH=0 AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-nopush 7 \
+    "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-nopush.json" -- "$build/tests/cupti_prog" --iters 5
+verdict prog-nopush "$out/prog-nopush.json" "$OKRUN" "$COST"
 AMXDIAG_GPU_METRICS_MINIMAL=1 AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-min 8 \
     "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-min.json" -- "$build/tests/cupti_prog" --iters 10
 verdict prog-min "$out/prog-min.json" "$OKRUN" "$COST"
