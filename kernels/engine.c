@@ -144,41 +144,41 @@ static void rope_norm_rows(void *arg, int64_t lo, int64_t hi)
         }
 }
 
+void engine_topk(const float *row, int64_t E, int64_t K, bool norm, int32_t *id, float *wt)
+{
+    int64_t n = 0;
+    for (int64_t x = 0; x < E; x++) {
+        float v = row[x];
+        if (n == K && !(v > wt[K - 1]))
+            continue;
+        /* Insert after every entry >= v: earlier (lower) ids win ties. */
+        int64_t p = n < K ? n : K - 1;
+        while (p > 0 && wt[p - 1] < v) {
+            wt[p] = wt[p - 1];
+            id[p] = id[p - 1];
+            p--;
+        }
+        wt[p] = v;
+        id[p] = (int32_t)x;
+        if (n < K)
+            n++;
+    }
+    if (norm) {
+        float s = 0;
+        for (int64_t j = 0; j < K; j++)
+            s += wt[j];
+        for (int64_t j = 0; j < K; j++)
+            wt[j] /= s;
+    }
+}
+
 /* Top-k of each row of probabilities (tokens [lo, hi)), largest first, lowest index on
  * ties; weights renormalised to sum 1 when norm is set (Qwen3's norm_topk_prob). */
 static void topk_rows(void *arg, int64_t lo, int64_t hi)
 {
     rows_args *r = arg;
-    int64_t E = r->E, K = r->K;
-    for (int64_t t = lo; t < hi; t++) {
-        const float *row = r->a + t * E;
-        int32_t *id = r->ids + t * K;
-        float *wt = r->x + t * K;
-        int64_t n = 0;
-        for (int64_t x = 0; x < E; x++) {
-            float v = row[x];
-            if (n == K && !(v > wt[K - 1]))
-                continue;
-            /* Insert after every entry >= v: earlier (lower) ids win ties. */
-            int64_t p = n < K ? n : K - 1;
-            while (p > 0 && wt[p - 1] < v) {
-                wt[p] = wt[p - 1];
-                id[p] = id[p - 1];
-                p--;
-            }
-            wt[p] = v;
-            id[p] = (int32_t)x;
-            if (n < K)
-                n++;
-        }
-        if (r->norm) {
-            float s = 0;
-            for (int64_t j = 0; j < K; j++)
-                s += wt[j];
-            for (int64_t j = 0; j < K; j++)
-                wt[j] /= s;
-        }
-    }
+    for (int64_t t = lo; t < hi; t++)
+        engine_topk(r->a + t * r->E, r->E, r->K, r->norm, r->ids + t * r->K, r->x + t * r->K);
 }
 
 /* ---- forward ---- */
@@ -286,7 +286,16 @@ static adg_error *ubatch(kern_engine *e, const int32_t *tokens, uint32_t T, floa
         CALL(-1, OPK_GET_ROWS, kern_get_rows(e->cpu, (kern_type)m->tok_embd->type, m->tok_embd->data, hp->n_vocab,
                                              hp->n_embd, tokens, T, e->buf.x, INFO));
     for (uint32_t il = 0; il < hp->n_layer; il++) {
-        adg_error *err = il >= e->gpu_first ? engine_gpu_layer(e, il, T, e->buf.pos) : layer_forward(e, il, T, e->buf.pos);
+        adg_error *err = NULL;
+        bool fused = false;
+        if (il >= e->gpu_first) {
+            err = engine_gpu_layer(e, il, T, e->buf.pos);
+        } else {
+            if (T == 1)   /* generation: one pool region for the whole layer (engine_fused.c) */
+                err = engine_fused_layer(e, il, e->buf.pos[0], &fused);
+            if (!err && !fused)
+                err = layer_forward(e, il, T, e->buf.pos);
+        }
         if (err)
             return err;
     }

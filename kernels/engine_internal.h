@@ -30,6 +30,7 @@ typedef struct engine_buf {
 } engine_buf;
 
 typedef struct engine_gpu engine_gpu;
+typedef struct engine_fused engine_fused;
 
 struct kern_engine {
     kern_engine_opts opts;
@@ -47,12 +48,23 @@ struct kern_engine {
     uint32_t gpu_first;         /* first layer on the GPU (n_layer when none) */
     adg_bus *bus;
     int m_tps, m_lat;           /* metric ids on the bus */
+    bool fuse;                  /* fused generation schedule (AMXDIAG_ENGINE_FUSE, default on) */
+    engine_fused *fz;           /* its state, made on first use */
 };
 
 /* Clears the op counters (start of a phase). */
 void engine_stats_reset(kern_engine *e);
 /* Adds one op's record to the counters of (layer, op kind); layer -1 = outside the layers. */
 void engine_account(kern_engine *e, int layer, int opk, const kern_op_info *info, const char *backend);
+
+/* Top-k of one row of E probabilities: ids largest first (lowest index on ties), weights
+ * renormalised to sum 1 when norm is set. */
+void engine_topk(const float *probs, int64_t E, int64_t K, bool norm, int32_t *ids, float *w);
+
+/* The fused schedule of one token through CPU layer il at position pos (engine_fused.c);
+ * *ran false: the layer is not eligible (or the schedule is off), run layer_forward. */
+adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ran);
+void engine_fused_free(engine_fused *f);
 
 /* GPU layers (engine_gpu.c): the layers from `first` on and the output. */
 adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out);

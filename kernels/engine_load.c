@@ -127,6 +127,8 @@ adg_error *kern_engine_open(const kern_engine_opts *o, kern_engine **out)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     e->opts = *o;
     e->m_tps = e->m_lat = -1;
+    const char *fuse = getenv("AMXDIAG_ENGINE_FUSE");   /* 0: the per-op schedule (A/B runs) */
+    e->fuse = !(fuse && strcmp(fuse, "0") == 0);
     adg_error *err = open_inner(e);
     if (err) {
         kern_engine_close(e);
@@ -150,6 +152,7 @@ void kern_engine_close(kern_engine *e)
         }
     kern_weight_free(e->output);
     engine_gpu_close(e->gpu);
+    engine_fused_free(e->fz);
     free(e->layers);
     engine_buf *b = &e->buf;
     void *bufs[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->o, b->router, b->rw, b->gate, b->up, b->down, b->ids, b->pos};

@@ -699,6 +699,40 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
     return NULL;
 }
 
+/* ---- one-row pieces (kern_cpu.h) ------------------------------------------------- */
+
+bool kern_gemv_ok(const kern_cpu *c, const kern_weight *w)
+{
+    if (!w || (w->impl == KERN_IMPL_REF) != (c->impl == KERN_IMPL_REF))
+        return false;
+    if (choose(c, w, 1) == PATH_AMX)
+        return false;
+    return is_int(w) || w->fmt == KERN_WFMT_RAW;
+}
+
+int kern_gemv_act_off(const kern_weight *w)
+{
+    return !is_int(w) ? 0 : w->fmt == KERN_WFMT_I4 || w->ctype == KERN_TYPE_Q4_0 ? 8 : 128;
+}
+
+int64_t kern_weight_panels(const kern_weight *w) { return w->n_panels; }
+int64_t kern_weight_n(const kern_weight *w) { return w->n; }
+int64_t kern_weight_k(const kern_weight *w) { return w->k; }
+int64_t kern_weight_n_mat(const kern_weight *w) { return w->n_mat; }
+
+const char *kern_gemv_variant(const kern_cpu *c, const kern_weight *w)
+{
+    return variant_name(choose(c, w, 1), w);
+}
+
+void kern_gemv_panels(kern_cpu *c, int ith, const kern_weight *w, int64_t mat, const kern_qact *qa, const float *x,
+                      int64_t p0, int64_t p1, float *y)
+{
+    mm_group g = {mat, 1, is_int(w) ? qa : NULL, NULL, x, NULL, choose(c, w, 1)};
+    mm_args a = {c, w, &g, 1, y, w->n, false, 0, 0, 0};
+    mm_run(&a, ith, &g, p0, p1);
+}
+
 /* ---- MoE ------------------------------------------------------------------------ */
 
 static void gather_q(kern_qact *dst, const kern_qact *src, const int64_t *rows, int64_t n)

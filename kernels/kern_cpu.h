@@ -160,6 +160,12 @@ adg_error *kern_rmsnorm(kern_cpu *ctx, const float *x, const float *w, int64_t m
  * dims >= rot_dim are left as they are.  rot_dim even, <= head_dim. */
 adg_error *kern_rope_neox(kern_cpu *ctx, float *x, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
                           int64_t rot_dim, const int32_t *pos, float base, kern_op_info *info);
+/* The same rotation in two steps, for a caller that reuses the angles of a position
+ * (every layer of a token): cs gets rot_dim/2 cosines then rot_dim/2 sines; the rotation
+ * of n_heads heads of one token in place gives kern_rope_neox's bits. */
+void kern_rope_neox_angles(int32_t pos, int64_t rot_dim, float base, float *cs);
+void kern_rope_neox_rotate(const kern_cpu *ctx, float *x, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
+                           const float *cs);
 /* Row-wise softmax in place over m rows of n: x = exp(x*scale - max) / sum. */
 adg_error *kern_softmax(kern_cpu *ctx, float *x, int64_t m, int64_t n, float scale, kern_op_info *info);
 /* out[i] = silu(gate[i]) * up[i] over m rows of n; out may alias gate or up. */
@@ -188,5 +194,28 @@ adg_error *kern_attention(kern_cpu *ctx, const kern_attn_args *a, kern_op_info *
  * bits equal kern_fp32_to_fp16_row's in every implementation (round to nearest even,
  * overflow to infinity, subnormals, NaN as there); avx512 and amx use F16C. */
 adg_error *kern_store_f16(kern_cpu *ctx, const float *x, uint16_t *y, int64_t n, kern_op_info *info);
+
+/* ---- one-row pieces for a caller's own schedule -------------------------------------
+ * The engine's fused generation schedule (engine_fused.c) runs a token's operations in
+ * one pool region per layer and hands out panel ranges itself.  These run the same
+ * kernels as kern_matmul / kern_moe_matmul at m = 1, so the results are the same bits. */
+struct kern_qact;
+/* Whether one activation row times w can run here: int8 weights on the VNNI or reference
+ * path, float weights in row layout (f32; every float type under ref).  Not bf16 panels,
+ * and not when the crossover sends m = 1 to AMX tiles. */
+bool kern_gemv_ok(const kern_cpu *ctx, const kern_weight *w);
+/* Activation offset of w's integer path (8 for Q4_0, 128 for Q8_0); 0 for float weights,
+ * whose kernels read the float row itself. */
+int kern_gemv_act_off(const kern_weight *w);
+int64_t kern_weight_panels(const kern_weight *w);      /* 16-row output panels */
+int64_t kern_weight_n(const kern_weight *w);           /* output rows */
+int64_t kern_weight_k(const kern_weight *w);           /* inputs */
+int64_t kern_weight_n_mat(const kern_weight *w);
+const char *kern_gemv_variant(const kern_cpu *ctx, const kern_weight *w);   /* "avx512-vnni-q4_0", ... */
+/* y[n] for the rows of panels [p0, p1) of matrix mat, on worker ith's scratch:
+ * qa (its row 0, quantized with kern_gemv_act_off) for int weights, x for float ones.
+ * The caller has grown the scratch (kern_cpu_ensure_scratch, kern_scratch_need). */
+void kern_gemv_panels(kern_cpu *ctx, int ith, const kern_weight *w, int64_t mat, const struct kern_qact *qa,
+                      const float *x, int64_t p0, int64_t p1, float *y);
 
 #endif

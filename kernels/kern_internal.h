@@ -184,6 +184,12 @@ void kern_ref_silu_mul(const float *g, const float *u, int64_t i0, int64_t i1, f
 void kern_avx512_silu_mul(const float *g, const float *u, int64_t i0, int64_t i1, float *out);
 void kern_ref_rope_neox(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
                         const int32_t *pos, float base);
+/* NeoX RoPE in two steps: the angles of one position (cs: rot_dim/2 cosines, then as many
+ * sines, the values kern_ref_rope_neox uses), and the rotation of n_heads heads with them
+ * (the same bits in both implementations). */
+void kern_ref_rope_neox_angles(int32_t pos, int64_t rot_dim, float base, float *cs);
+void kern_ref_rope_neox_rotate(float *x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float *cs);
+void kern_avx512_rope_neox_rotate(float *x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float *cs);
 /* One (token, head) of attention; scores is n_ctx floats of scratch. */
 void kern_ref_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores);
 void kern_avx512_attn_row(const kern_attn_args *a, int64_t t, int64_t h, float *scores);

@@ -178,14 +178,40 @@ typedef struct rp_args {
     int64_t n_tokens, n_heads, head_dim, rot_dim;
     const int32_t *pos;
     float base;
+    bool vec;
 } rp_args;
+
+#define ROPE_MAX_ROT 1024
 
 static void rp_worker(void *arg, int ith, int nth)
 {
     rp_args *a = arg;
     long lo, hi;
     kern_split((long)a->n_tokens, ith, nth, &lo, &hi);
-    kern_ref_rope_neox(a->x, lo, hi, a->n_heads, a->head_dim, a->rot_dim, a->pos, a->base);
+    if (a->rot_dim > ROPE_MAX_ROT || !a->vec) {
+        kern_ref_rope_neox(a->x, lo, hi, a->n_heads, a->head_dim, a->rot_dim, a->pos, a->base);
+        return;
+    }
+    /* the angles once per token for every head, the rotation in vectors: same bits */
+    float cs[ROPE_MAX_ROT];
+    for (long t = lo; t < hi; t++) {
+        kern_ref_rope_neox_angles(a->pos[t], a->rot_dim, a->base, cs);
+        kern_avx512_rope_neox_rotate(a->x + t * a->n_heads * a->head_dim, a->n_heads, a->head_dim, a->rot_dim, cs);
+    }
+}
+
+void kern_rope_neox_angles(int32_t pos, int64_t rot_dim, float base, float *cs)
+{
+    kern_ref_rope_neox_angles(pos, rot_dim, base, cs);
+}
+
+void kern_rope_neox_rotate(const kern_cpu *c, float *x, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
+                           const float *cs)
+{
+    if (vec(c))
+        kern_avx512_rope_neox_rotate(x, n_heads, head_dim, rot_dim, cs);
+    else
+        kern_ref_rope_neox_rotate(x, n_heads, head_dim, rot_dim, cs);
 }
 
 adg_error *kern_rope_neox(kern_cpu *c, float *x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
@@ -200,12 +226,12 @@ adg_error *kern_rope_neox(kern_cpu *c, float *x, int64_t n_tokens, int64_t n_hea
                              (long long)rot_dim, (long long)head_dim);
     if (!(base > 0))
         return adg_error_new(ADG_E_USAGE, "rope: frequency base must be > 0");
-    rp_args a = {x, n_tokens, n_heads, head_dim, rot_dim, pos, base};
+    rp_args a = {x, n_tokens, n_heads, head_dim, rot_dim, pos, base, vec(c)};
     run_rows(c, n_tokens, n_tokens * n_heads * head_dim, rp_worker, &a);
     info_set(info, "rope", c, 6ull * (uint64_t)(n_tokens * n_heads * rot_dim / 2),
              8ull * (uint64_t)(n_tokens * n_heads * head_dim), t0);
-    if (info)   /* the rotation is scalar in every implementation: its cost is the angles */
-        snprintf(info->variant, sizeof info->variant, "scalar-rope-neox");
+    if (info)   /* the angles are scalar (double) in every implementation: most of the cost */
+        snprintf(info->variant, sizeof info->variant, "%s", vec(c) && rot_dim <= ROPE_MAX_ROT ? "avx512-rope-neox" : "scalar-rope-neox");
     return NULL;
 }
 

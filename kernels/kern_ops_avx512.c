@@ -663,6 +663,25 @@ void kern_avx512_attn_block(const kern_attn_args *a, int64_t kvh, int64_t t0, in
     }
 }
 
+/* ---- rope (angles given) ------------------------------------------------------------ */
+
+/* Products and sums rounded one at a time (no FMA), as the scalar rotation under
+ * -ffp-contract=off: the same bits. */
+void kern_avx512_rope_neox_rotate(float *x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float *cs)
+{
+    const int64_t half = rot_dim / 2;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < half; i += 16) {
+            const __mmask16 mk = tail_mask(half - i);
+            const __m512 c = _mm512_maskz_loadu_ps(mk, cs + i), s = _mm512_maskz_loadu_ps(mk, cs + half + i);
+            const __m512 x0 = _mm512_maskz_loadu_ps(mk, v + i), x1 = _mm512_maskz_loadu_ps(mk, v + half + i);
+            _mm512_mask_storeu_ps(v + i, mk, _mm512_sub_ps(_mm512_mul_ps(x0, c), _mm512_mul_ps(x1, s)));
+            _mm512_mask_storeu_ps(v + half + i, mk, _mm512_add_ps(_mm512_mul_ps(x0, s), _mm512_mul_ps(x1, c)));
+        }
+    }
+}
+
 /* ---- f32 -> f16 ---------------------------------------------------------------------- */
 
 void kern_avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t i0, int64_t i1)

@@ -122,6 +122,32 @@ void kern_ref_rope_neox(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64
     }
 }
 
+/* The angles of one position, as kern_ref_rope_neox computes them: cs[i] = cos, cs[half + i]
+ * = sin of pos * base^(-2i/rot_dim). */
+void kern_ref_rope_neox_angles(int32_t pos, int64_t rot_dim, float base, float *cs)
+{
+    const int64_t half = rot_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const double theta = (double)pos * pow((double)base, -2.0 * (double)i / (double)rot_dim);
+        cs[i] = (float)cos(theta);
+        cs[half + i] = (float)sin(theta);
+    }
+}
+
+void kern_ref_rope_neox_rotate(float *x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float *cs)
+{
+    const int64_t half = rot_dim / 2;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            const float c = cs[i], s = cs[half + i];
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * s;
+            v[i + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
 static inline float kv_at(const kern_attn_args *a, const void *base, int64_t j, int64_t kvh, int64_t d)
 {
     size_t idx = ((size_t)j * (size_t)a->n_head_kv + (size_t)kvh) * (size_t)a->head_dim + (size_t)d;

@@ -161,6 +161,41 @@ static void test_rope(void **state)
     kern_cpu_free(c);
 }
 
+/* The AVX-512 rotation (angles once per token, vectors) gives the reference's bits, for
+ * head sizes with tails (rot_dim/2 not a multiple of 16) and partial rotary dimensions;
+ * and the two-step API (angles, then rotate) gives kern_rope_neox's bits. */
+static void test_rope_avx512_bits(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        return;
+    kern_cpu *r = ctx(KERN_IMPL_REF, 1), *v = ctx(KERN_IMPL_AVX512, 2);
+    const int64_t dims[][2] = {{128, 128}, {64, 64}, {40, 40}, {80, 48}, {8, 2}, {34, 34}};
+    enum { T = 4, H = 3 };
+    for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++) {
+        const int64_t D = dims[c][0], R = dims[c][1];
+        float *a = malloc(sizeof(float) * T * H * D), *b = malloc(sizeof(float) * T * H * D),
+              *s = malloc(sizeof(float) * T * H * D);
+        for (int64_t i = 0; i < T * H * D; i++)
+            a[i] = b[i] = s[i] = frand() * 3.0f;
+        int32_t pos[T] = {0, 7, 513, 4095};
+        ADG_ASSERT_OK(kern_rope_neox(r, a, T, H, D, R, pos, 1000000.0f, NULL));
+        ADG_ASSERT_OK(kern_rope_neox(v, b, T, H, D, R, pos, 1000000.0f, NULL));
+        assert_memory_equal(a, b, sizeof(float) * T * H * D);
+        float cs[128];
+        for (int t = 0; t < T; t++) {
+            kern_rope_neox_angles(pos[t], R, 1000000.0f, cs);
+            kern_rope_neox_rotate(t % 2 ? v : r, s + t * H * D, H, D, R, cs);
+        }
+        assert_memory_equal(a, s, sizeof(float) * T * H * D);
+        free(a);
+        free(b);
+        free(s);
+    }
+    kern_cpu_free(r);
+    kern_cpu_free(v);
+}
+
 static void attention_case(kern_type kv)
 {
     kern_cpu *r = ctx(KERN_IMPL_REF, 2), *v = ctx(KERN_IMPL_AVX512, 3);
@@ -578,7 +613,7 @@ static void test_amx_permission(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_elementwise),   cmocka_unit_test(test_rope), cmocka_unit_test(test_rope_avx512_bits),
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_pool),
         cmocka_unit_test(test_flash_attention), cmocka_unit_test(test_store_f16),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
