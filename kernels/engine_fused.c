@@ -42,10 +42,12 @@
 typedef struct fz fz;
 typedef void (*fz_item_fn)(fz *f, int64_t item, int ith);
 typedef void (*fz_tail_fn)(fz *f, int ith);
+typedef void (*fz_pref_fn)(fz *f, int64_t item);
 
 typedef struct fz_phase {
     fz_item_fn fn;
     fz_tail_fn tail;            /* run once, by the worker that completed the phase */
+    fz_pref_fn prefetch;        /* an item's weights, while its worker waits for the phase before */
     int64_t n;
     int opk;
     const char *variant;
@@ -73,6 +75,7 @@ struct fz {
     bool moe, neox, vec;
     uint16_t *kc, *vc;          /* this position's KV cache rows */
     kern_attn_args aa;
+    bool prefetch;
     const kern_weight *gate, *up, *down;
     const int32_t *ids;
     const float *rw;
@@ -84,11 +87,13 @@ struct fz {
     int nph;
     int64_t end[FZ_PHASES];
     int64_t total;
-    _Atomic int64_t next;
-    _Atomic int64_t done[FZ_PHASES];
-    _Atomic int ready[FZ_PHASES];
     uint64_t t_ready[FZ_PHASES];
-    _Atomic int64_t slot_done[FZ_MAX_SLOTS];
+    /* every worker takes items from next, bumps done[] and reads ready[]: separate lines,
+     * so a phase's completions do not steal the line the item counter is on */
+    _Alignas(64) _Atomic int64_t next;
+    _Alignas(64) _Atomic int64_t done[FZ_PHASES];
+    _Alignas(64) _Atomic int ready[FZ_PHASES];
+    _Alignas(64) _Atomic int64_t slot_done[FZ_MAX_SLOTS];
 };
 
 static inline void relax(void)
@@ -157,7 +162,25 @@ static void chunk_range(const kern_weight *w, int64_t chunk, int64_t i, int64_t 
     *p1 = *p0 + chunk < w->n_panels ? *p0 + chunk : w->n_panels;
 }
 
-/* ---- phases ---- */
+/* Weights of panels [p0, p1) of matrix mat into L2, so that a worker waiting for the
+ * previous phase has its next item's weights close when the phase starts (the lines
+ * come from DRAM while the slowest worker of the phase before finishes). */
+static void prefetch_panels(const kern_weight *w, int64_t mat, int64_t p0, int64_t p1)
+{
+    const uint8_t *a, *b;
+    if (w->fmt == KERN_WFMT_RAW) {
+        const int64_t n1 = p1 * KERN_PANEL < w->n ? p1 * KERN_PANEL : w->n;
+        a = kern_weight_mat(w, mat) + (size_t)(p0 * KERN_PANEL) * w->row_bytes;
+        b = kern_weight_mat(w, mat) + (size_t)n1 * w->row_bytes;
+    } else {
+        a = kern_weight_mat(w, mat) + (size_t)p0 * w->panel_bytes;
+        b = kern_weight_mat(w, mat) + (size_t)p1 * w->panel_bytes;
+    }
+    for (const uint8_t *p = a; p < b; p += 64)
+        __builtin_prefetch(p, 0, 2);
+}
+
+/* ---- phases ---- *//* ---- phases ---- */
 
 static void ph_norm(fz *f, int64_t item, int ith)
 {
@@ -331,7 +354,47 @@ static void ph_down(fz *f, int64_t item, int ith)
     }
 }
 
-/* ---- the region ---- */
+static void pf_qkv(fz *f, int64_t item)
+{
+    const kern_weight *w;
+    int64_t chunk;
+    if (item < f->cq) {
+        w = f->L->wq, chunk = f->chunk_q;
+    } else if ((item -= f->cq) < f->ck) {
+        w = f->L->wk, chunk = f->chunk_k;
+    } else {
+        item -= f->ck;
+        w = f->L->wv, chunk = f->chunk_v;
+    }
+    int64_t p0, p1;
+    chunk_range(w, chunk, item, &p0, &p1);
+    prefetch_panels(w, 0, p0, p1);
+}
+
+static void pf_wo(fz *f, int64_t item)
+{
+    int64_t p0, p1;
+    chunk_range(f->L->wo, f->chunk_o, item, &p0, &p1);
+    prefetch_panels(f->L->wo, 0, p0, p1);
+}
+
+static void pf_router(fz *f, int64_t item)
+{
+    int64_t p0, p1;
+    chunk_range(f->L->router, f->chunk_r, item, &p0, &p1);
+    prefetch_panels(f->L->router, 0, p0, p1);
+}
+
+/* the experts are known here: the router's phase ended before gate/up began */
+static void pf_down(fz *f, int64_t item)
+{
+    int64_t p0, p1;
+    chunk_range(f->down, f->chunk_d, item, &p0, &p1);
+    for (int64_t j = 0; j < f->K; j++)
+        prefetch_panels(f->down, f->ids[j], p0, p1);
+}
+
+/* ---- the region ---- *//* ---- the region ---- */
 
 static void wait_ready(fz *f, int p)
 {
@@ -357,9 +420,13 @@ static void fz_worker(void *arg, int ith, int nth)
             return;
         while (item >= f->end[p])
             p++;
-        if (p > 0)
+        const int64_t i = item - (p ? f->end[p - 1] : 0);
+        if (p > 0 && !atomic_load_explicit(&f->ready[p - 1], memory_order_acquire)) {
+            if (f->prefetch && f->ph[p].prefetch)
+                f->ph[p].prefetch(f, i);
             wait_ready(f, p - 1);
-        f->ph[p].fn(f, item - (p ? f->end[p - 1] : 0), ith);
+        }
+        f->ph[p].fn(f, i, ith);
         if (atomic_fetch_add_explicit(&f->done[p], 1, memory_order_acq_rel) + 1 == f->ph[p].n) {
             if (f->ph[p].tail)
                 f->ph[p].tail(f, ith);
@@ -369,11 +436,11 @@ static void fz_worker(void *arg, int ith, int nth)
     }
 }
 
-static void add_phase(fz *f, fz_item_fn fn, fz_tail_fn tail, int64_t n, int opk, const char *variant, uint64_t bytes,
-                      uint64_t flops)
+static void add_phase(fz *f, fz_item_fn fn, fz_tail_fn tail, fz_pref_fn pref, int64_t n, int opk, const char *variant,
+                      uint64_t bytes, uint64_t flops)
 {
     fz_phase *p = &f->ph[f->nph];
-    *p = (fz_phase){fn, tail, n, opk, variant, bytes, flops};
+    *p = (fz_phase){fn, tail, pref, n, opk, variant, bytes, flops};
     f->end[f->nph] = (f->nph ? f->end[f->nph - 1] : 0) + n;
     f->nph++;
 }
@@ -487,7 +554,9 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
     kern_cpu *c = e->cpu;
     const int nth = kern_cpu_threads(c);
 
-    fz *f = calloc(1, sizeof *f);   /* ~1 KiB of atomics: zeroed, off the stack */
+    fz *f = aligned_alloc(64, (sizeof *f + 63) / 64 * 64);   /* ~1.5 KiB: off the stack */
+    if (f)
+        memset(f, 0, sizeof *f);
     if (!f)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     f->e = e;
@@ -503,6 +572,7 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
     f->eps = hp->rms_eps;
     f->neox = hp->arch == KERN_ARCH_QWEN3MOE;
     f->vec = kern_cpu_impl(c) != KERN_IMPL_REF;
+    f->prefetch = e->fuse_prefetch;
     f->gate = f->moe ? L->gate_exps : L->ffn_gate;
     f->up = f->moe ? L->up_exps : L->ffn_up;
     f->down = f->moe ? L->down_exps : L->ffn_down;
@@ -541,23 +611,23 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
 
     const char *gv = kern_gemv_variant(c, L->wq);
     const uint64_t d = (uint64_t)f->d, qd = (uint64_t)f->qd, kvd = (uint64_t)f->kvd, n_kv = (uint64_t)pos + 1;
-    add_phase(f, ph_norm, NULL, 1, OPK_NORM, f->vec ? "avx512-rmsnorm" : "ref-rmsnorm", 8 * d, 4 * d);
-    add_phase(f, ph_qkv, NULL, f->cq + f->ck + f->cv, OPK_QKV, gv, mm_bytes(L->wq, 1) + mm_bytes(L->wk, 1) + mm_bytes(L->wv, 1),
+    add_phase(f, ph_norm, NULL, NULL, 1, OPK_NORM, f->vec ? "avx512-rmsnorm" : "ref-rmsnorm", 8 * d, 4 * d);
+    add_phase(f, ph_qkv, NULL, pf_qkv, f->cq + f->ck + f->cv, OPK_QKV, gv, mm_bytes(L->wq, 1) + mm_bytes(L->wk, 1) + mm_bytes(L->wv, 1),
               mm_flops(L->wq, 1) + mm_flops(L->wk, 1) + mm_flops(L->wv, 1));
-    add_phase(f, ph_rope, NULL, f->nkv, OPK_ROPE, "fused-qknorm-rope-kvstore", 8 * (qd + kvd) + 6 * kvd, 10 * (qd + kvd));
-    add_phase(f, ph_attn, tail_attn, f->nh, OPK_ATTN, f->vec ? "avx512-attention" : "ref-attention",
+    add_phase(f, ph_rope, NULL, NULL, f->nkv, OPK_ROPE, "fused-qknorm-rope-kvstore", 8 * (qd + kvd) + 6 * kvd, 10 * (qd + kvd));
+    add_phase(f, ph_attn, tail_attn, NULL, f->nh, OPK_ATTN, f->vec ? "avx512-attention" : "ref-attention",
               4 * n_kv * kvd + 8 * qd, 4 * (uint64_t)f->nh * n_kv * (uint64_t)f->hd);
-    add_phase(f, ph_wo, tail_wo, n_chunks(L->wo, f->chunk_o), OPK_ATTN_OUT, kern_gemv_variant(c, L->wo),
+    add_phase(f, ph_wo, tail_wo, pf_wo, n_chunks(L->wo, f->chunk_o), OPK_ATTN_OUT, kern_gemv_variant(c, L->wo),
               mm_bytes(L->wo, 1) + 8 * d, mm_flops(L->wo, 1) + d);
     if (f->moe) {
         f->chunk_r = 1;   /* a router has few panels (4 on the small preset): one each */
-        add_phase(f, ph_router, tail_router, L->router->n_panels, OPK_ROUTER, kern_gemv_variant(c, L->router),
+        add_phase(f, ph_router, tail_router, pf_router, L->router->n_panels, OPK_ROUTER, kern_gemv_variant(c, L->router),
                   mm_bytes(L->router, 1), mm_flops(L->router, 1));
     }
     const int opk_gu = f->moe ? OPK_MOE_GATE_UP : OPK_FFN, opk_d = f->moe ? OPK_MOE_DOWN : OPK_FFN;
-    add_phase(f, ph_gate_up, NULL, f->K * f->cg, opk_gu, kern_gemv_variant(c, f->gate),
+    add_phase(f, ph_gate_up, NULL, NULL, f->K * f->cg, opk_gu, kern_gemv_variant(c, f->gate),
               mm_bytes(f->gate, f->K) + mm_bytes(f->up, f->K), mm_flops(f->gate, f->K) + mm_flops(f->up, f->K));
-    add_phase(f, ph_down, NULL, n_chunks(f->down, f->chunk_d), opk_d, kern_gemv_variant(c, f->down),
+    add_phase(f, ph_down, NULL, pf_down, n_chunks(f->down, f->chunk_d), opk_d, kern_gemv_variant(c, f->down),
               mm_bytes(f->down, f->K) + 8 * d * (uint64_t)f->K, mm_flops(f->down, f->K) + 2 * d * (uint64_t)f->K);
     f->total = f->end[f->nph - 1];
 

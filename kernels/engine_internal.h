@@ -49,6 +49,7 @@ struct kern_engine {
     adg_bus *bus;
     int m_tps, m_lat;           /* metric ids on the bus */
     bool fuse;                  /* fused generation schedule (AMXDIAG_ENGINE_FUSE, default on) */
+    bool fuse_prefetch;         /* its waiting workers prefetch their next weights (AMXDIAG_ENGINE_PREFETCH) */
     engine_fused *fz;           /* its state, made on first use */
 };
 

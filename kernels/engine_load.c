@@ -129,6 +129,8 @@ adg_error *kern_engine_open(const kern_engine_opts *o, kern_engine **out)
     e->m_tps = e->m_lat = -1;
     const char *fuse = getenv("AMXDIAG_ENGINE_FUSE");   /* 0: the per-op schedule (A/B runs) */
     e->fuse = !(fuse && strcmp(fuse, "0") == 0);
+    const char *pf = getenv("AMXDIAG_ENGINE_PREFETCH");   /* 0: the fused schedule without it */
+    e->fuse_prefetch = !(pf && strcmp(pf, "0") == 0);
     adg_error *err = open_inner(e);
     if (err) {
         kern_engine_close(e);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Token generation, fused vs per-op schedule (AMXDIAG_ENGINE_FUSE=1 / 0) in the same
-# binary, alternated: bounded by 120 s (about 80 s on 16 CPUs).
+# Token generation, fused vs per-op schedule (AMXDIAG_ENGINE_FUSE=1 / 0, and the fused one
+# without its weight prefetch) in the same binary, alternated: bounded by 120 s (about
+# 90 s on 16 CPUs).
 #  - creates qwen3-moe-small q4_0 and q8_0;
 #  - ROUNDS (3) rounds; in each, for each quant: `run -p 0 -n 128 -r 3 -t THREADS` with
-#    --cpu-kernels amx, per-op then fused (the order flips every round), t/s from --json;
+#    --cpu-kernels amx, each variant (the order rotates every round), t/s from --json;
 #  - one `run --ops` of each schedule on q4_0 (where the time goes per op kind);
 #  - one `run --greedy --compare ref` per quant with the fused schedule (teacher forced
 #    against the reference kernels, which run the per-op schedule's code for their
@@ -38,22 +39,29 @@ for q in q4_0 q8_0; do
     step "create-$q" 40 "$amx" model create --preset qwen3-moe-small --quant $q $layers --threads "$threads" "$work/small-$q.gguf"
 done
 
-tg() {   # tg ROUND QUANT FUSE
-    local r=$1 q=$2 f=$3 name="tg-$1-$2-fuse$3"
-    step "$name" 25 env AMXDIAG_ENGINE_FUSE="$f" "$amx" run -m "$work/small-$q.gguf" -p 0 -n "$ngen" -r 3 \
+# variants: per-op (AMXDIAG_ENGINE_FUSE=0), fused (default), fused without the waiting
+# workers' weight prefetch (AMXDIAG_ENGINE_PREFETCH=0)
+variants=("perop AMXDIAG_ENGINE_FUSE=0" "fused AMXDIAG_ENGINE_FUSE=1" "fused-nopf AMXDIAG_ENGINE_PREFETCH=0")
+tg() {   # tg ROUND QUANT LABEL ENV
+    local r=$1 q=$2 label=$3 env=$4 name="tg-$1-$2-$3"
+    step "$name" 25 env "$env" "$amx" run -m "$work/small-$q.gguf" -p 0 -n "$ngen" -r 3 \
         -t "$threads" --cpu-kernels "$impl" --json
-    python3 - "$work/$name.log" "$r" "$q" "$f" >>"$jl" 2>/dev/null <<'PY'
+    python3 - "$work/$name.log" "$r" "$q" "$label" >>"$jl" 2>/dev/null <<'PY'
 import json, sys
 txt = open(sys.argv[1]).read()
 d = json.loads(txt[txt.index('{'):])
 for t in d['tests']:
     ts = t.get('avg_ts') or sum(t['samples_ts']) / len(t['samples_ts'])
-    print(json.dumps({'round': int(sys.argv[2]), 'quant': sys.argv[3], 'fuse': int(sys.argv[4]), 'test': t['test'], 'ts': ts}))
+    print(json.dumps({'round': int(sys.argv[2]), 'quant': sys.argv[3], 'label': sys.argv[4], 'test': t['test'], 'ts': ts}))
 PY
 }
 for r in $(seq "$rounds"); do
     for q in q4_0 q8_0; do
-        if [ $((r % 2)) = 1 ]; then tg "$r" $q 0; tg "$r" $q 1; else tg "$r" $q 1; tg "$r" $q 0; fi
+        n=${#variants[@]}
+        for i in $(seq 0 $((n - 1))); do   # the order rotates every round
+            v=${variants[$(( (i + r) % n ))]}
+            tg "$r" $q ${v%% *} "${v#* }"
+        done
     done
 done
 for f in 0 1; do
@@ -72,17 +80,17 @@ import json, sys, statistics as st
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 k = {}
 for r in rows:
-    k.setdefault((r['quant'], r['test'], r['fuse']), []).append(r['ts'])
+    k.setdefault((r['quant'], r['test'], r['label']), []).append(r['ts'])
 print("tg t/s, median of the rounds (each a mean of -r 3), values in brackets")
-for (q, test, f) in sorted(k):
-    v = k[(q, test, f)]
-    print(f"{q:5} {test:6} {'fused ' if f else 'per-op'} {st.median(v):9.2f}  {[round(x, 2) for x in v]}")
-for q in sorted({r['quant'] for r in rows}):
-    tests = {r['test'] for r in rows if r['quant'] == q}
-    t = sorted(tests)[0] if tests else None
-    a = k.get((q, t, 0)); b = k.get((q, t, 1))
-    if a and b:
-        print(f"{q} {t}: fused / per-op = {st.median(b) / st.median(a):.3f}")
+for key in sorted(k):
+    q, test, label = key
+    print(f"{q:5} {test:6} {label:11} {st.median(k[key]):9.2f}  {[round(x, 2) for x in k[key]]}")
+for q, test in sorted({(r['quant'], r['test']) for r in rows}):
+    base = k.get((q, test, 'perop'))
+    for label in ('fused', 'fused-nopf'):
+        v = k.get((q, test, label))
+        if base and v:
+            print(f"{q} {test}: {label} / perop = {st.median(v) / st.median(base):.3f}")
 PY
 cat "$out/tg_ab.txt" >>"$summary"
 cat "$summary"
