@@ -1,6 +1,7 @@
 #include "profiler/prof_builtin.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct prof_builtin {
     kern_bench_result res;
     bool have_res;
     char *model_path;
+    char threads_note[200]; /* why the kernel threads are what they are, when amxdiag chose */
 };
 
 static void *engine_main(void *arg)
@@ -41,12 +43,32 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
+/* Kernel threads when none were asked for: every allowed CPU but one, from 4 CPUs up.  The
+ * sampler and the collectors need a CPU; with a kernel thread on every CPU they preempt
+ * workers that the pool's barriers then wait for (measured on a 16-CPU machine:
+ * profiling cost 14 % of tg128 and 19 % of pp512 at 16 threads, 3 % and 2 % at 15;
+ * docs/PERFORMANCE.md). */
+static int default_threads(char *why, size_t len)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (n < 4)
+        return 0;
+    snprintf(why, len,
+             "%d of %d CPUs: one left to the profiler's own threads, which otherwise preempt kernel threads "
+             "that every barrier waits for (about 15-20%% slower); -t %d uses them all",
+             n - 1, n, n);
+    return n - 1;
+}
+
 adg_error *prof_builtin_start(const prof_builtin_opts *o, adg_bus *bus, prof_builtin **out)
 {
     prof_builtin *b = calloc(1, sizeof *b);
     if (!b)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
     b->o = *o;
+    if (b->o.engine.threads <= 0)
+        b->o.engine.threads = default_threads(b->threads_note, sizeof b->threads_note);
     b->bus = bus;
     atomic_init(&b->done, false);
     if (pthread_create(&b->th, NULL, engine_main, b) != 0) {
@@ -70,6 +92,8 @@ adg_error *prof_builtin_finish(prof_builtin *b, json_t *workload, json_t *result
         json_object_set_new(workload, "model", json_string(b->o.engine.model_path));
     json_object_set_new(workload, "cpu_kernels", json_string(kern_impl_name(b->o.engine.impl)));
     json_object_set_new(workload, "threads", json_integer(b->o.engine.threads));
+    if (b->threads_note[0])
+        json_object_set_new(workload, "threads_note", json_string(b->threads_note));
     if (b->eng)
         json_object_set_new(workload, "backend", json_string(kern_engine_backend(b->eng)));
     json_t *ops = json_array();

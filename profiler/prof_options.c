@@ -70,7 +70,8 @@ void prof_options_usage_builtin(FILE *f)
           "      --n-prompt N      prompt tokens of the pp test (default 512; 0 skips it)\n"
           "  -n, --n-gen N         generated tokens of the tg test (default 128; 0 skips it)\n"
           "  -r, --repetitions N   repetitions of each test (default 3)\n"
-          "  -t, --threads N       kernel threads (default: every allowed CPU)\n"
+          "  -t, --threads N       kernel threads (default: every allowed CPU but one, from 4 CPUs up: the\n"
+          "                        profiler's own threads need one)\n"
           "      --cpu-kernels K   auto, amx, avx512, ref, amx-emu\n"
           "      --numa POLICY     local, interleave, node=N;  --pin: pin kernel threads\n"
           "      --ngl N           layers on the GPU;  --ctx N: KV positions;  --seed S\n",

@@ -241,6 +241,8 @@ void prof_summary_print(FILE *f, json_t *rec, const char *path, bool color)
     json_t *res = json_object_get(wl, "results");
     if (json_array_size(res)) {
         fprintf(f, "\n%sworkload%s (%s output)\n", B, R, str(wl, "recognised", "?"));
+        if (json_string_value(json_object_get(wl, "threads_note")))
+            fprintf(f, "  %skernel threads: %s%s\n", D, str(wl, "threads_note", ""), R);
         json_array_foreach(res, i, v)
         {
             fprintf(f, "  %-14s %10.2f t/s", str(v, "test", "?"), num(v, "tokens_per_s"));
