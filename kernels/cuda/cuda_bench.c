@@ -69,14 +69,16 @@ static void usage(FILE *f)
             "  --gemv-rows N         GEMV rows per warp iteration, 1..4; 0 = auto (default: 4 for Q4_0,\n"
             "                        1 for Q8_0); 1 = the single-row kernel\n"
             "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
-            "  --gemm-kernel K       prompt GEMM for q4_0/q8_0: auto, wmma (f16) or mma (int8 tensor\n"
-            "                        cores, sm_80+); default auto, or $AMXDIAG_GPU_GEMM. The benchmark\n"
-            "                        times both kernels where both run; this picks the one the goals\n"
-            "                        and the checks use\n"
-            "  --gemm-tile T         int8 GEMM tile variant: v0..v7 or its name (128x64/32x64: CTA rows x\n"
-            "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), auto (default);\n"
-            "                        all: time every variant (int8 rows only, no f16 WMMA rows)\n"
-            "  --gemm-stages N       int8 GEMM k stages in flight, 2 to 4 (default 3)\n"
+            "  --gemm-kernel K       prompt GEMM for q4_0/q8_0: auto, wmma (f16), mma (int8 tensor\n"
+            "                        cores, sm_80+, bit-exact) or f16mma (weights dequantised to f16 in\n"
+            "                        shared memory, sm_80+); default auto, or $AMXDIAG_GPU_GEMM. The\n"
+            "                        benchmark times every kernel that runs; this picks the one the\n"
+            "                        goals and the checks use\n"
+            "  --gemm-tile T         GEMM tile variant: int8 v0..v7 or its name (128x64/32x64: CTA rows x\n"
+            "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), f16mma f0..f4\n"
+            "                        (f16:128x128/64x32), auto (default); all: time every int8 and\n"
+            "                        f16mma variant (no f16 WMMA rows)\n"
+            "  --gemm-stages N       GEMM k stages in flight, 2 to 4 (default 3; f16mma at least 3)\n"
             "  --only LIST           time only these groups: gemv, get_rows, gemm, misc (comma-separated)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
@@ -143,7 +145,7 @@ static int parse(int argc, char **argv, bopts *o)
             break;
         case O_GKIND:
             if (!kern_cuda_gemm_kind_parse(optarg, &o->gemm_kind)) {
-                fprintf(stderr, "amxdiag: error: bench: --gemm-kernel takes auto, wmma or mma, not '%s'\n", optarg);
+                fprintf(stderr, "amxdiag: error: bench: --gemm-kernel takes auto, wmma, mma or f16mma, not '%s'\n", optarg);
                 return ADG_EXIT_USAGE;
             }
             o->gemm_kind_set = true;
@@ -152,9 +154,9 @@ static int parse(int argc, char **argv, bopts *o)
             int code = strcmp(optarg, "all") == 0 ? 0 : kern_cuda_gemm_tile_parse(optarg);
             if (code < 0) {
                 fprintf(stderr,
-                        "amxdiag: error: bench: --gemm-tile takes v0..v%d, a variant's name (128x64/32x64), "
-                        "64, 128, auto or all, not '%s'\n",
-                        kern_cuda_gemm_n_tiles() - 1, optarg);
+                        "amxdiag: error: bench: --gemm-tile takes v0..v%d, f0..f%d, a variant's name "
+                        "(128x64/32x64, f16:128x128/64x32), 64, 128, auto or all, not '%s'\n",
+                        kern_cuda_gemm_n_tiles() - 1, kern_cuda_gemm_n_f16_tiles() - 1, optarg);
                 return ADG_EXIT_USAGE;
             }
             o->gemm_tile = code;
@@ -502,36 +504,47 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
     for (size_t i = 0; i < ADG_ARRAY_LEN(types) && !e; i++) {
         a.t = types[i];
         kern_cuda_gemm_plan def = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-        const int n_runs = b->o->gemm_sweep ? kern_cuda_gemm_n_tiles() : 2;
+        const int n_i8 = kern_cuda_gemm_n_tiles();
+        const int n_runs = b->o->gemm_sweep ? n_i8 + kern_cuda_gemm_n_f16_tiles() : 3;
         for (int run = 0; run < n_runs && !e; run++) {
             if (b->o->gemm_sweep) {
-                b->c->gemm_kind = KERN_CUDA_GEMM_MMA;
+                b->c->gemm_kind = run < n_i8 ? KERN_CUDA_GEMM_MMA : KERN_CUDA_GEMM_F16MMA;
                 b->c->gemm_tile = run + 1;
             } else {
-                b->c->gemm_kind = run ? KERN_CUDA_GEMM_MMA : KERN_CUDA_GEMM_WMMA;
+                static const kern_cuda_gemm_kind kinds[3] = {KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
+                                                             KERN_CUDA_GEMM_F16MMA};
+                b->c->gemm_kind = kinds[run];
+                b->c->gemm_tile = run == 2 && saved_tile <= n_i8 ? 0 : saved_tile;
             }
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-            if (b->c->gemm_kind == KERN_CUDA_GEMM_MMA && !pl.mma)
-                break;
-            const bool sel = pl.mma == def.mma && (!pl.mma || pl.variant == def.variant);
+            if ((b->c->gemm_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
+                (b->c->gemm_kind == KERN_CUDA_GEMM_F16MMA && !pl.f16mma))
+                continue;
+            const bool sel =
+                pl.mma == def.mma && pl.f16mma == def.f16mma && (!(pl.mma || pl.f16mma) || pl.variant == def.variant);
+            const char *kname = pl.f16mma ? "f16mma" : pl.mma ? "mma" : "wmma";
+            const int code = pl.f16mma ? 1 + n_i8 + pl.variant : pl.variant + 1;
             e = time_op(b, run_gemm, &a, &ms);
             if (!e) {
                 add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
                 json_t *row = json_array_get(b->rows, json_array_size(b->rows) - 1);
-                json_object_set_new(row, "kernel", json_string(pl.mma ? "mma" : "wmma"));
+                json_object_set_new(row, "kernel", json_string(kname));
                 json_object_set_new(row, "selected", json_boolean(sel));
-                if (pl.mma) {
+                if (pl.mma || pl.f16mma) {
                     json_object_set_new(row, "tile", json_integer(pl.tile));
                     json_object_set_new(row, "variant", json_integer(pl.variant));
-                    json_object_set_new(row, "tile_name", json_string(kern_cuda_gemm_tile_name(pl.variant + 1)));
+                    json_object_set_new(row, "tile_name", json_string(kern_cuda_gemm_tile_name(code)));
                     json_object_set_new(row, "stages", json_integer(pl.stages));
                 }
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
                 if (!b->o->json && kern_type_is_quantized(a.t)) {
-                    if (pl.mma)
+                    if (pl.f16mma)
+                        printf("%-9s %-14s   ^ f16mma f%d %s, %d stages%s\n", "", "", pl.variant,
+                               kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");
+                    else if (pl.mma)
                         printf("%-9s %-14s   ^ int8 mma v%d %s, %d stages%s\n", "", "", pl.variant,
-                               kern_cuda_gemm_tile_name(pl.variant + 1), pl.stages, sel ? " (selected)" : "");
+                               kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");
                     else
                         printf("%-9s %-14s   ^ f16 wmma%s\n", "", "", sel ? " (selected)" : "");
                 }

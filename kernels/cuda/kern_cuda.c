@@ -8,9 +8,11 @@
 #include "common/adg_log.h"
 #include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda_image.h"
+#include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
 _Static_assert(KF_GEMM_I8_LAST - KF_GEMM_I8_FIRST + 1 == 2 * GI8_NVAR, "one q4_0 and one q8_0 kernel per variant");
+_Static_assert(KF_GEMM_F16MMA_LAST - KF_GEMM_F16MMA_FIRST + 1 == 2 * GF_NVAR, "one q4_0 and one q8_0 kernel per variant");
 
 const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GET_ROWS_F32] = "kern_get_rows_f32", [KF_GET_ROWS_F16] = "kern_get_rows_f16",
@@ -34,6 +36,11 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
 #undef GI8_NAMES
     [KF_MOE_GEMM_I8_Q4_0] = "kern_moe_gemm_i8_q4_0", [KF_MOE_GEMM_I8_Q8_0] = "kern_moe_gemm_i8_q8_0",
     [KF_GEMM_F32] = "kern_gemm_f32", [KF_GEMM_F32_FEW] = "kern_gemm_f32_few",
+#define GF_NAMES(I, MT, NT, WM, WN, CPS)                                                              \
+    [KF_GEMM_F16MMA_FIRST + 2 * I] = "kern_gemm_f16mma_q4_0_v" #I,                                    \
+    [KF_GEMM_F16MMA_FIRST + 2 * I + 1] = "kern_gemm_f16mma_q8_0_v" #I,
+    GF_VARIANTS(GF_NAMES)
+#undef GF_NAMES
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \
@@ -177,7 +184,7 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
     k->can_raise_smem = c->d->cuFuncSetAttribute != NULL;
     const char *env = getenv("AMXDIAG_GPU_GEMM");
     if (env && *env && !kern_cuda_gemm_kind_parse(env, &c->gemm_kind))
-        adg_warn("AMXDIAG_GPU_GEMM=%s ignored: use auto, wmma or mma", env);
+        adg_warn("AMXDIAG_GPU_GEMM=%s ignored: use auto, wmma, mma or f16mma", env);
     const char *names[2] = {"AMXDIAG_GPU_GEMM_TILE", "AMXDIAG_GPU_GEMM_STAGES"};
     int *dst[2] = {&c->gemm_tile, &c->gemm_stages};
     for (int i = 0; i < 2; i++) {
@@ -197,7 +204,7 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
             *dst[i] = (int)n;
         else
             adg_warn("%s=%s ignored: use %s", names[i], env,
-                     i == 0 ? "a tile variant (v0..v7, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
+                     i == 0 ? "a tile variant (v0..v7, f0..f4, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
     }
     return NULL;
 }

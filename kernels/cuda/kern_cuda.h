@@ -103,26 +103,32 @@ typedef enum kern_cuda_gemm_kind {
     KERN_CUDA_GEMM_AUTO = 0,
     KERN_CUDA_GEMM_WMMA = 1, /* the f16 WMMA GEMM / dp4a grouped experts */
     KERN_CUDA_GEMM_MMA = 2,  /* the int8 tensor-core kernels where the arch has them */
+    KERN_CUDA_GEMM_F16MMA = 3, /* weights dequantised to f16 in shared memory, mma.m16n8k16 (sm_80+; dense GEMM
+                                  only: the grouped experts take the int8 kernel); within 1.1 * 2^-10 sum |w x| */
 } kern_cuda_gemm_kind;
-/* Parses "auto", "wmma", "mma"; false otherwise. */
+/* Parses "auto", "wmma", "mma", "f16mma"; false otherwise. */
 bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out);
 const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k);
-/* tile: the int8 GEMM's tile variant as a code (0 = auto, 1 + v = variant v of
+/* tile: the tile variant as a code (0 = auto, 1 + v = int8 variant v of
  * kern_gemm_i8_map.h; 64 and 128 also mean variants 0 and 1, session 2's 64- and 128-row
- * tiles); stages: k stages in flight, 2..4 (0 = auto).  kern_cuda_open applies
- * $AMXDIAG_GPU_GEMM (auto|wmma|mma), $AMXDIAG_GPU_GEMM_TILE (a name that
+ * tiles; 1 + GI8_NVAR + v = f16-MMA variant v of kern_gemm_f16mma_map.h, which applies
+ * to that kernel only); stages: k stages in flight, 2..4 (0 = auto; the f16-MMA kernel
+ * takes at least 3).  kern_cuda_open applies
+ * $AMXDIAG_GPU_GEMM (auto|wmma|mma|f16mma), $AMXDIAG_GPU_GEMM_TILE (a name that
  * kern_cuda_gemm_tile_parse takes) and $AMXDIAG_GPU_GEMM_STAGES, so that every tool (run,
  * bench) can be switched without an option of its own. */
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *ctx, kern_cuda_gemm_kind kind, int tile, int stages);
 /* Number of int8 GEMM tile variants. */
 int kern_cuda_gemm_n_tiles(void);
-/* A tile code from "auto" / "0" (0), "v0".."v7" or "64" / "128" (variants 0 / 1), or a
- * variant's name such as "128x64/32x64" (CTA rows x tokens / warp rows x tokens); -1 if
- * none. */
+/* Number of f16-MMA GEMM tile variants (codes 1 + n_tiles() .. n_tiles() + this). */
+int kern_cuda_gemm_n_f16_tiles(void);
+/* A tile code from "auto" / "0" (0), "v0".."v7" or "64" / "128" (variants 0 / 1),
+ * "f0".."f4" (the f16-MMA variants), or a variant's name such as "128x64/32x64" (CTA rows
+ * x tokens / warp rows x tokens; "f16:128x128/64x32" for an f16-MMA one); -1 if none. */
 int kern_cuda_gemm_tile_parse(const char *s);
 /* The code for an int: 0, 1 + v, 64 or 128 as above; anything else is 0 (auto). */
 int kern_cuda_gemm_tile_code(int tile);
-/* "128x64/32x64" for code 1 + v ("auto" for 0). */
+/* "128x64/32x64" for code 1 + v, "f16:128x128/64x32" for an f16-MMA code ("auto" for 0). */
 const char *kern_cuda_gemm_tile_name(int code);
 
 /* What a device can run (filled by kern_cuda_open; in tests by hand). */
@@ -135,7 +141,8 @@ typedef struct kern_cuda_gemm_caps {
 /* The choice for one GEMM (pure host logic, unit-tested). */
 typedef struct kern_cuda_gemm_plan {
     bool mma;         /* the int8 tensor-core kernel */
-    int variant;      /* its tile variant (kern_gemm_i8_map.h) */
+    bool f16mma;      /* the f16-MMA kernel (then mma is false) */
+    int variant;      /* its tile variant (kern_gemm_i8_map.h, or kern_gemm_f16mma_map.h for f16mma) */
     int tile;         /* its weight rows per CTA */
     int bn;           /* its tokens per CTA */
     int threads;      /* its threads per CTA */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
 /* Whether AUTO takes the int8 tensor-core kernels (sm_80 and newer).  On the H200
@@ -14,11 +15,12 @@
  * keeps the older kernel. */
 #define GEMM_AUTO_MMA 1
 
-static const char *const kind_names[] = {"auto", "wmma", "mma"};
+static const char *const kind_names[] = {"auto", "wmma", "mma", "f16mma"};
+#define N_KINDS 4
 
 bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_KINDS; i++)
         if (s && strcmp(s, kind_names[i]) == 0) {
             *out = (kern_cuda_gemm_kind)i;
             return true;
@@ -28,10 +30,11 @@ bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out)
 
 const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k)
 {
-    return (unsigned)k < 3 ? kind_names[k] : "?";
+    return (unsigned)k < N_KINDS ? kind_names[k] : "?";
 }
 
 int kern_cuda_gemm_n_tiles(void) { return GI8_NVAR; }
+int kern_cuda_gemm_n_f16_tiles(void) { return GF_NVAR; }
 
 int kern_cuda_gemm_tile_code(int tile)
 {
@@ -39,14 +42,18 @@ int kern_cuda_gemm_tile_code(int tile)
         return 1;
     if (tile == 128)
         return 2;
-    return tile >= 1 && tile <= GI8_NVAR ? tile : 0;
+    return tile >= 1 && tile <= GI8_NVAR + GF_NVAR ? tile : 0;
 }
 
 const char *kern_cuda_gemm_tile_name(int code)
 {
     static const char *const names[GI8_NVAR] = {"64x64/32x32",  "128x64/32x32", "128x64/32x64", "64x64/32x64",
                                                  "64x128/32x64", "64x32/32x32",  "32x32/32x32",  "64x32/16x32"};
+    static const char *const fnames[GF_NVAR] = {"f16:128x128/64x32", "f16:128x128/32x64", "f16:128x64/32x32",
+                                                 "f16:64x64/32x32", "f16:64x32/32x16"};
     code = kern_cuda_gemm_tile_code(code);
+    if (code > GI8_NVAR)
+        return fnames[code - 1 - GI8_NVAR];
     return code ? names[code - 1] : "auto";
 }
 
@@ -60,7 +67,9 @@ int kern_cuda_gemm_tile_parse(const char *s)
         return kern_cuda_gemm_tile_code(atoi(s));
     if (s[0] == 'v' && s[1] >= '0' && s[1] < '0' + GI8_NVAR && !s[2])
         return 1 + (s[1] - '0');
-    for (int c = 1; c <= GI8_NVAR; c++)
+    if (s[0] == 'f' && s[1] >= '0' && s[1] < '0' + GF_NVAR && !s[2])
+        return 1 + GI8_NVAR + (s[1] - '0');
+    for (int c = 1; c <= GI8_NVAR + GF_NVAR; c++)
         if (strcmp(s, kern_cuda_gemm_tile_name(c)) == 0)
             return c;
     return -1;
@@ -69,6 +78,10 @@ int kern_cuda_gemm_tile_parse(const char *s)
 int kern_cuda_gemm_stage_bytes(int wt, int tile)
 {
     int v = kern_cuda_gemm_tile_code(tile);
+    if (v > GI8_NVAR) {
+        v -= 1 + GI8_NVAR;
+        return gf_slot_bytes(wt, gf_var_bm(v), gf_var_bn(v));
+    }
     v = v ? v - 1 : 0;
     return gi8_stage_bytes_n(wt, gi8_var_bm(v), gi8_var_bn(v));
 }
@@ -123,6 +136,59 @@ static double gemm_cost(const kern_cuda_gemm_caps *caps, int wt, int v, int64_t 
     return t;
 }
 
+/* The f16-MMA kernel's variant for a shape: the fewest CTA waves times a tile's work,
+ * smaller tiles weighted by what they lose (more conversion and ldmatrix per MMA, less
+ * reuse).  A guess to be replaced by measured picks (tests/device/gemm_sweep.sh). */
+static const double gf_eff[GF_NVAR] = {1.0, 1.0, 1.1, 1.25, 1.5};
+
+static int gf_slots_fit(int wt, int v, int want, int limit)
+{
+    int s = want < 3 ? 3 : want;
+    while (s > 3 && gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s) > limit)
+        s--;
+    return gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s) <= limit ? s : 0;
+}
+
+static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code, int stages, int wt, int64_t m,
+                                       int64_t k, int64_t n, uint64_t w_addr)
+{
+    kern_cuda_gemm_plan p = {.mma = false, .why = ""};
+    const int limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
+    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 1;
+    int v = -1;
+    if (code > GI8_NVAR)
+        v = code - 1 - GI8_NVAR;
+    else {
+        double best = 0;
+        for (int c = 0; c < GF_NVAR; c++) {
+            if (!gf_slots_fit(wt, c, stages, limit))
+                continue;
+            const int cps = gf_var(c).cps;
+            const int64_t tiles = ((m + gf_var_bm(c) - 1) / gf_var_bm(c)) * ((n + gf_var_bn(c) - 1) / gf_var_bn(c));
+            const double t = (double)((tiles + sms * cps - 1) / (sms * cps)) * cps * gf_var_bm(c) * gf_var_bn(c) *
+                             gf_eff[c];
+            if (v < 0 || t < best)
+                best = t, v = c;
+        }
+    }
+    const int slots = v >= 0 ? gf_slots_fit(wt, v, stages, limit) : 0;
+    if (!slots) {
+        p.why = "not enough shared memory for three stages of the f16-MMA kernel";
+        return p;
+    }
+    p.f16mma = true;
+    p.variant = v;
+    p.tile = gf_var_bm(v);
+    p.bn = gf_var_bn(v);
+    p.threads = gf_var_threads(v);
+    p.stages = slots;
+    p.smem = gf_smem_bytes(wt, p.tile, p.bn, slots);
+    p.aligned = (k / 32) % GI8_KBS == 0 && (w_addr & 7) == 0;
+    p.why = p.aligned ? "f16 tensor cores (weights dequantised in shared memory)"
+                      : "f16 tensor cores (weights by 2-byte loads: k % 128 != 0 or unaligned)";
+    return p;
+}
+
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
                                              int stages, kern_type type, int64_t m, int64_t k, int64_t n,
                                              uint64_t w_addr, bool moe)
@@ -149,7 +215,16 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
     const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
     const int limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
     const int want_stages = stages >= 2 && stages <= 4 ? stages : 3;
-    const int code = kern_cuda_gemm_tile_code(tile);
+    int code = kern_cuda_gemm_tile_code(tile);
+    if (kind == KERN_CUDA_GEMM_F16MMA && !moe) {
+        kern_cuda_gemm_plan f = plan_f16mma(caps, code, want_stages, wt, m, k, n, w_addr);
+        if (f.f16mma)
+            return f;
+        /* no room for its stages: the int8 kernel, saying why */
+        code = 0;
+    }
+    if (code > GI8_NVAR)
+        code = 0; /* an f16-MMA tile asked of the int8 kernel */
     int v;
     if (moe)
         v = 0; /* the grouped kernel's tile (a few dozen tokens per expert: many small tiles) */
@@ -197,7 +272,7 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
 {
     kern_cuda_gemm_plan p = kern_cuda_gemm_plan_make(&c->caps, c->gemm_kind, c->gemm_tile, c->gemm_stages, type, m, k,
                                                      n, (uint64_t)w, moe);
-    if (p.mma && !moe && c->gemm_bk == 64) {
+    if ((p.mma || p.f16mma) && !moe && c->gemm_bk == 64) {
         p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
     }
     return p;

@@ -225,6 +225,25 @@ static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cu
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
 }
 
+/* The f16-MMA GEMM on X already in f16 (xh, kern_f32_to_f16_q8's). */
+static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
+                                     kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr xh, int64_t n,
+                                     kern_cu_deviceptr y)
+{
+    const enum kern_cuda_fn fn =
+        (enum kern_cuda_fn)(KF_GEMM_F16MMA_FIRST + 2 * pl->variant + (type == KERN_TYPE_Q4_0 ? 0 : 1));
+    const int64_t tiles = ((m + pl->tile - 1) / pl->tile) * ((n + pl->bn - 1) / pl->bn);
+    adg_error *e = want_smem(c, op, fn, pl->smem);
+    if (e)
+        return e;
+    long long mm = m, kk = k, nn = n;
+    int slots = pl->stages, aligned = pl->aligned ? 1 : 0;
+    kern_cu_deviceptr ptrs[4] = {w, xh, y, 0};
+    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, (unsigned)pl->threads, c->max_grid_x);
+    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &aligned};
+    return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+}
+
 /* f32 weights (the MoE router): f32 sums on the SIMT cores, no scratch (kern_gemm_f32.cuh). */
 static adg_error *gemm_f32(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr w, int64_t m, int64_t k,
                            kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y)
@@ -269,6 +288,16 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     long long ne = n * k;
     kern_cu_deviceptr ptrs1[4] = {x, scratch, 0, 0};
     adg_error *e;
+    if (pl.f16mma) {
+        /* the activations as the WMMA kernel takes them (q8_0-rounded, then f16) */
+        long long nb = ne / 32;
+        void *p1[] = {&x, &scratch, &nb};
+        e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16_Q8, kern_cuda_geom_rows(nb, 8, 256, c->max_grid_x), 0, p1,
+                                ptrs1);
+        if (!e)
+            e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y);
+        return e ? e : kern_cuda_op_done(c, op);
+    }
     if (type == KERN_TYPE_F16) {
         void *p1[] = {&x, &scratch, &ne};
         e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p1, ptrs1);

@@ -865,6 +865,49 @@ GI8_MOE(kern_moe_gemm_i8_q4_0, 4)
 GI8_MOE(kern_moe_gemm_i8_q8_0, 8)
 #undef GI8_MOE
 
+// ---- Prompt GEMM on f16 tensor cores, weights dequantised in shared memory (sm_80+) ----
+// kern_gemm_f16mma.cuh, layout and precision in kern_gemm_f16mma_map.h: the weights'
+// raw blocks come in by cp.async as for the int8 kernel, are converted once per CTA and
+// k stage to f16 (q d, one rounding), and a plain ldmatrix + mma.m16n8k16 loop multiplies
+// them with the f16 activations (kern_f32_to_f16_q8's).  No per-block work in the inner
+// loop; not bit-exact (the int8 kernel is).
+#if __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void mma_f16(float c[4], const unsigned a[4], const unsigned b[2])
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+// (h - magic) * d per half, each rounded to nearest: the exact integer q, then q d once.
+__device__ __forceinline__ unsigned gf_sub_mul(unsigned h, unsigned magic, unsigned d2)
+{
+    const __half2 r = __hmul2(__hsub2(*reinterpret_cast<const __half2 *>(&h), *reinterpret_cast<const __half2 *>(&magic)),
+                              *reinterpret_cast<const __half2 *>(&d2));
+    return *reinterpret_cast<const unsigned *>(&r);
+}
+__device__ __forceinline__ void gf_store4(unsigned *dst, unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    *(uint4 *)dst = make_uint4(a, b, c, d);
+}
+#define GF_DYN_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
+#include "kern_gemm_f16mma.cuh"
+
+// One kernel per weight type and variant (GF_VARIANTS: kern_gemm_f16mma_q4_0_v0 ...).
+#define GF_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS)                                                                    \
+    extern "C" __global__ void __launch_bounds__(32 * WM * WN, CPS)                                                 \
+        kern_gemm_f16mma_##Q##_v##I(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n,      \
+                                    float *y, int slots, int aligned)                                               \
+    {                                                                                                               \
+        gemm_f16mma<WT, MT, NT, WM, WN>(w, m, k, x, n, y, slots, aligned);                                          \
+    }
+#define GF_DENSE(I, MT, NT, WM, WN, CPS)                                                                            \
+    GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS)
+GF_VARIANTS(GF_DENSE)
+#undef GF_DENSE
+#undef GF_DENSE1
+
 // The MoE router in f32 (kern_gemm_f32.cuh): tiles for a prompt, a warp per output for a
 // few tokens.  Every arch.
 #include "kern_gemm_f32.cuh"

@@ -6,8 +6,10 @@
 // issuing thread's cp.async.wait_group retires their group (LATE: a read before the wait
 // shows); shared memory starts as garbage.  Outputs must equal the CPU reference formula
 // bit for bit.  Dense and grouped-expert forms, every tile, pipeline depth, both weight
-// paths.  Also the f32 router GEMM (kern_gemm_f32.cuh), within f32 rounding of a double
-// reference.  Exit 0: all agree; 1: a difference (printed).  No GPU involved.
+// paths.  The f16-MMA GEMM (kern_gemm_f16mma.cuh, with emulated mma.m16n8k16 and f16
+// arithmetic): within one f32 rounding per MMA of the exact sum of its f16 inputs.  Also
+// the f32 router GEMM (kern_gemm_f32.cuh), within f32 rounding of a double reference.
+// Exit 0: all agree; 1: a difference (printed).  No GPU involved.
 #include <pthread.h>
 
 #include <cmath>
@@ -25,6 +27,7 @@
 #define __shared__ static
 #define __CUDA_ARCH__ 800
 
+#include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
 struct sim_dim3 {
@@ -182,7 +185,95 @@ static void cp_async_wait(int n)
 
 static uint8_t *sim_dyn;
 #define GI8_DYN_SMEM(name) uint8_t *name = sim_dyn
+#define GF_DYN_SMEM(name) uint8_t *name = sim_dyn
 
+// ---- the f16-MMA kernel's primitives -------------------------------------------------------
+
+// A double to the nearest f16 (ties to even), subnormals and overflow to infinity included.
+static uint16_t sim_f2h(double v)
+{
+    const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+    double a = std::fabs(v);
+    if (std::isnan(v))
+        return 0x7e00;
+    if (a >= 65520.0) // rounds to infinity
+        return (uint16_t)(sign | 0x7c00);
+    int e;
+    std::frexp(a, &e); // a = f 2^e, f in [0.5, 1)
+    int ex = e - 1;    // a = 1.x 2^ex
+    if (ex < -14)
+        ex = -14; // subnormal range: fixed quantum 2^-24
+    const double q = std::ldexp(1.0, ex - 10);
+    double r = std::nearbyint(a / q); // ties to even (default rounding mode)
+    double val = r * q;
+    // back to bits
+    if (val == 0)
+        return sign;
+    int e2;
+    std::frexp(val, &e2);
+    int ex2 = e2 - 1;
+    if (ex2 < -14) // subnormal
+        return (uint16_t)(sign | (uint16_t)(val / std::ldexp(1.0, -24)));
+    const uint16_t mant = (uint16_t)(val / std::ldexp(1.0, ex2 - 10)) - 1024;
+    return (uint16_t)(sign | ((ex2 + 15) << 10) | mant);
+}
+static double sim_h2d(uint16_t b)
+{
+    __half h = {b};
+    return (double)__half2float(h);
+}
+// __hmul2(__hsub2(h, magic), d2): each operation rounded to f16 (the products and
+// differences of two f16 values are exact in double).
+static unsigned gf_sub_mul(unsigned h, unsigned magic, unsigned d2)
+{
+    unsigned r = 0;
+    for (int i = 0; i < 2; i++) {
+        const uint16_t a = (uint16_t)(h >> (16 * i)), m = (uint16_t)(magic >> (16 * i)), d = (uint16_t)(d2 >> (16 * i));
+        const uint16_t t = sim_f2h(sim_h2d(a) - sim_h2d(m));
+        r |= (unsigned)sim_f2h(sim_h2d(t) * sim_h2d(d)) << (16 * i);
+    }
+    return r;
+}
+static void gf_store4(unsigned *dst, unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    if ((uintptr_t)dst % 16)
+        __trap();
+    const unsigned v[4] = {a, b, c, d};
+    memcpy(dst, v, 16);
+}
+// mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, c += a b.  Fragments (PTX ISA), lane
+// = 4 g + t: a reg r holds A[g + 8 (r & 1)][2t + 8 (r >> 1) + {0, 1}] (low half first);
+// b reg r holds B[2t + 8 r + {0, 1}][g]; c_i is C[g + 8 (i >> 1)][2t + (i & 1)].  The 16
+// products are exact in double; one rounding to f32 per MMA (the hardware's internal order
+// is its own: the tests allow f32 rounding per MMA).
+static void mma_f16(float c[4], const unsigned a[4], const unsigned b[2])
+{
+    sim_warp &w = my_warp();
+    const int l = lane_id();
+    memcpy(w.a[l], a, sizeof w.a[l]);
+    memcpy(w.b[l], b, sizeof w.b[l]);
+    pthread_barrier_wait(&w.bar);
+    double A[16][16], B[16][8];
+    for (int t = 0; t < 32; t++) {
+        const int g = t >> 2, tg = t & 3;
+        for (int r = 0; r < 4; r++)
+            for (int h = 0; h < 2; h++)
+                A[g + 8 * (r & 1)][2 * tg + 8 * (r >> 1) + h] = sim_h2d((uint16_t)(w.a[t][r] >> (16 * h)));
+        for (int r = 0; r < 2; r++)
+            for (int h = 0; h < 2; h++)
+                B[2 * tg + 8 * r + h][g] = sim_h2d((uint16_t)(w.b[t][r] >> (16 * h)));
+    }
+    pthread_barrier_wait(&w.bar);
+    for (int i = 0; i < 4; i++) {
+        const int row = (l >> 2) + 8 * (i >> 1), col = 2 * (l & 3) + (i & 1);
+        double sum = c[i];
+        for (int k = 0; k < 16; k++)
+            sum += A[row][k] * B[k][col];
+        c[i] = (float)sum;
+    }
+}
+
+#include "kernels/cuda/kern_gemm_f16mma.cuh"
 #include "kernels/cuda/kern_gemm_i8.cuh"
 #include "kernels/cuda/kern_gemm_f32.cuh"
 
@@ -345,6 +436,127 @@ static void dense_case(int v, int stages, bool late, size_t pad, int64_t m, int6
 #undef SIM_VAR
 }
 
+// ---- the f16-MMA kernel: within f32 rounding of the exact sum of its f16 inputs ---------
+
+// Weight (row r, k index i) of a Q4_0 / Q8_0 matrix as the f16 the kernel must make:
+// q d rounded once to f16 (computed here independently of the kernel's bit tricks).
+static uint16_t f16_weight(int wt, const uint8_t *w, int64_t k, int64_t r, int64_t i)
+{
+    const int bsz = wt == 4 ? 18 : 34;
+    const uint8_t *blk = w + (r * (k / 32) + i / 32) * bsz;
+    const int j = (int)(i % 32);
+    int q;
+    if (wt == 8)
+        q = (int8_t)blk[2 + j];
+    else
+        q = (j < 16 ? (blk[2 + j] & 15) : (blk[2 + j - 16] >> 4)) - 8;
+    uint16_t d;
+    memcpy(&d, blk, 2);
+    return sim_f2h((double)q * sim_h2d(d));
+}
+
+template <int WT, int MT, int NT, int WM, int WN>
+static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
+{
+    std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
+    const uint8_t *w = wbuf.data() + pad;
+    // x: q8_0-like values rounded to f16, some exactly zero, some subnormal
+    std::vector<uint16_t> xh((size_t)(n * k));
+    for (auto &h : xh) {
+        const uint32_t r = rnd32();
+        if (r % 61 == 0)
+            h = 0;
+        else if (r % 67 == 0)
+            h = (uint16_t)(rnd32() % 1024) | (r & 0x100000 ? 0x8000 : 0);
+        else {
+            __half d = {rnd_f16()};
+            h = sim_f2h((double)((int)(rnd32() % 255) - 127) * (double)__half2float(d) * 64.0);
+        }
+    }
+    std::vector<float> got((size_t)(n * m), NAN);
+    const int aligned = (k / 32) % GI8_KBS == 0 && (uintptr_t)w % 8 == 0;
+    const int bm = 16 * MT * WM, bn = 8 * NT * WN;
+    sim_late = late;
+    launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots), [&] {
+        gemm_f16mma<WT, MT, NT, WM, WN>(w, m, k, xh.data(), n, got.data(), slots, aligned);
+    });
+    char what[200];
+    snprintf(what, sizeof what,
+             "f16mma q%d_0 %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d), %d slots, %s, cp.async %s, grid %u",
+             WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, slots,
+             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", grid);
+    std::vector<double> wrow((size_t)k);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t i = 0; i < k; i++)
+            wrow[(size_t)i] = sim_h2d(f16_weight(WT, w, k, r, i));
+        for (int64_t t = 0; t < n; t++) {
+            double want = 0, mag = 0;
+            for (int64_t i = 0; i < k; i++) {
+                const double p = wrow[(size_t)i] * sim_h2d(xh[(size_t)(t * k + i)]);
+                want += p;
+                mag += std::fabs(p);
+            }
+            const double g = got[(size_t)(t * m + r)];
+            // one f32 rounding per MMA of the accumulated sum
+            if (!(std::fabs(g - want) <= (double)(k / 16 + 1) * std::ldexp(mag, -24) + 1e-30)) {
+                printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
+                       (long long)r, g, want, mag);
+                failures++;
+                return;
+            }
+        }
+    }
+    printf("ok   %s\n", what);
+}
+
+static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
+{
+#define SIM_FVAR(I, MT, NT, WM, WN, CPS)                                         \
+    if (v == (I)) {                                                              \
+        if (wt == 4)                                                             \
+            f16_case_t<4, MT, NT, WM, WN>(v, slots, late, pad, m, k, n, grid);   \
+        else                                                                     \
+            f16_case_t<8, MT, NT, WM, WN>(v, slots, late, pad, m, k, n, grid);   \
+    }
+    GF_VARIANTS(SIM_FVAR)
+#undef SIM_FVAR
+}
+
+// The conversion's magic: every Q8_0 byte and Q4_0 nibble, a range of steps, through
+// gf_sub_mul, equal to q d rounded once.
+static void f16_convert_case()
+{
+    int bad = 0;
+    for (int s = 0; s < 4000 && !bad; s++) {
+        const uint16_t d = s < 2000 ? (uint16_t)(s * 31 + 1) : rnd_f16();
+        if (((d >> 10) & 31) == 31)
+            continue;
+        const unsigned d2 = d | (unsigned)d << 16;
+        for (int q = -128; q < 128 && !bad; q++) {
+            const unsigned b = (unsigned)(uint8_t)q ^ 0x80u;
+            const unsigned h = 0x6400u | b;
+            const unsigned r = gf_sub_mul(h | h << 16, GF_MAGIC_Q8, d2);
+            if ((uint16_t)r != sim_f2h((double)q * sim_h2d(d)) || (r >> 16) != (r & 0xffff))
+                bad = 1;
+            if (q >= -8 && q < 8) {
+                const unsigned h4 = 0x6400u | (unsigned)(q + 8);
+                if ((uint16_t)gf_sub_mul(h4, GF_MAGIC_Q4, d2) != sim_f2h((double)q * sim_h2d(d)))
+                    bad = 2;
+            }
+        }
+    }
+    // the f16 rounding itself against known values
+    if (sim_f2h(1.0) != 0x3c00 || sim_f2h(-2.0) != 0xc000 || sim_f2h(65504.0) != 0x7bff ||
+        sim_f2h(1.0 + 1.0 / 2048) != 0x3c00 || sim_f2h(1.0 + 3.0 / 2048) != 0x3c02 || sim_f2h(5.9604644775390625e-8) != 1 ||
+        sim_f2h(1e6) != 0x7c00)
+        bad = 3;
+    if (bad) {
+        printf("FAIL f16 conversion (case %d)\n", bad);
+        failures++;
+    } else
+        printf("ok   f16 conversion: q d rounded once, every q8/q4 value, 4000 steps\n");
+}
+
 template <int WT>
 static void moe_case(bool late, int n_expert, int64_t m, int64_t k, int64_t n_tok, int n_used, bool per_slot)
 {
@@ -451,6 +663,18 @@ int main()
     dense_case<4>(0, 3, false, 0, 128, 256, 20, 2);
     moe_case<4>(true, 8, 256, 256, 20, 2, false);
     moe_case<4>(true, 8, 256, 256, 20, 2, true);
+    // the f16-MMA kernel: every variant, both types, 3 and 4 slots, both copy timings,
+    // partial tiles, grid-stride tiles, the 2-byte weight path
+    f16_convert_case();
+    for (int v = 0; v < GF_NVAR; v++) {
+        f16_case(4, v, 3, true, 0, 150, 512, 70, 2);
+        f16_case(8, v, 4, v & 1, 0, 70, 384, 37, 3);
+    }
+    f16_case(8, 2, 3, true, 0, 130, 640, 130, 2);  // 5 k stages through 3 slots, both token tiles partial
+    f16_case(4, 3, 4, false, 0, 64, 1024, 64, 1); // 8 k stages, grid-stride tiles
+    f16_case(8, 3, 3, true, 0, 70, 96, 37, 2);    // k % 128 != 0: 2-byte weight loads, a 3-block stage
+    f16_case(4, 4, 3, true, 2, 40, 256, 5, 1);    // a buffer only 2-byte aligned
+    f16_case(8, 0, 3, false, 2, 33, 160, 1, 1);   // one token
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);
@@ -461,6 +685,6 @@ int main()
         printf("%d case(s) differ from the reference\n", failures);
         return 1;
     }
-    printf("all cases agree (the int8 GEMM bit for bit)\n");
+    printf("all cases agree (the int8 GEMM bit for bit, the f16-MMA GEMM within f32 rounding)\n");
     return 0;
 }

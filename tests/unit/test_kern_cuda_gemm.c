@@ -18,6 +18,7 @@
 
 #include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
 /* ---- data and the CPU reference ------------------------------------------------------ */
@@ -145,7 +146,7 @@ static void test_plan(void **state)
     assert_int_equal(kern_cuda_gemm_tile_parse("96"), -1);
     assert_int_equal(kern_cuda_gemm_tile_parse(""), -1);
     assert_int_equal(kern_cuda_gemm_tile_code(64), 1);
-    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + 1), 0);
+    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + 1), 0);
     assert_string_equal(kern_cuda_gemm_tile_name(3), "128x64/32x64");
     assert_string_equal(kern_cuda_gemm_tile_name(0), "auto");
     for (int v = 0; v < GI8_NVAR; v++) {
@@ -241,6 +242,74 @@ static void test_plan(void **state)
     p = kern_cuda_gemm_plan_make(&ga102, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0, false);
     assert_int_equal(p.stages, 3);
     assert_true(p.smem <= 101376);
+    /* the f16-MMA kernel: kind, tile codes f0..f4, the plan */
+    assert_true(kern_cuda_gemm_kind_parse("f16mma", &k) && k == KERN_CUDA_GEMM_F16MMA);
+    assert_string_equal(kern_cuda_gemm_kind_name(KERN_CUDA_GEMM_F16MMA), "f16mma");
+    assert_int_equal(kern_cuda_gemm_n_f16_tiles(), GF_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f0"), 1 + GI8_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f4"), GI8_NVAR + GF_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f5"), -1);
+    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + 1), 0);
+    for (int v = 0; v < GF_NVAR; v++) {
+        char name[40];
+        gi8_variant t = gf_var(v);
+        snprintf(name, sizeof name, "f16:%dx%d/%dx%d", gf_var_bm(v), gf_var_bn(v), 16 * t.mt, 8 * t.nt);
+        assert_string_equal(kern_cuda_gemm_tile_name(1 + GI8_NVAR + v), name);
+        assert_int_equal(kern_cuda_gemm_tile_parse(name), 1 + GI8_NVAR + v);
+        assert_int_equal(kern_cuda_gemm_stage_bytes(8, 1 + GI8_NVAR + v) % 16, 0);
+        assert_int_equal(gf_var_bm(v) / (t.wm * t.wn), 16); /* the int8 kernel's W copy scheme */
+    }
+    for (int wt = 4; wt <= 8; wt += 4)
+        for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
+            p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0,
+                                         shapes[i][0], shapes[i][1], shapes[i][2], 0x1000, false);
+            assert_true(p.f16mma);
+            assert_false(p.mma);
+            assert_true(p.variant >= 0 && p.variant < GF_NVAR);
+            assert_true(p.stages >= 3 && p.smem <= h100.smem_optin);
+            assert_int_equal(p.smem, gf_smem_bytes(wt, p.tile, p.bn, p.stages));
+            assert_true(p.aligned);
+        }
+    /* the LM head takes the largest tile; attn_k (512 rows) a small one */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 151936, 2048, 512, 0x1000, false);
+    assert_int_equal(p.tile * p.bn, 128 * 128);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 512, 2048, 512, 0x1000, false);
+    assert_true(p.tile * p.bn <= 64 * 64);
+    /* asked for: f2 with 2 stages runs 3 (its minimum); an int8 tile means auto here */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR + 2, 2, KERN_TYPE_Q8_0, 768, 2048, 512,
+                                 0x1000, false);
+    assert_true(p.f16mma);
+    assert_int_equal(p.variant, 2);
+    assert_int_equal(p.tile, 128);
+    assert_int_equal(p.bn, 64);
+    assert_int_equal(p.threads, 256);
+    assert_int_equal(p.stages, 3);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 3, 4, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1001, false);
+    assert_true(p.f16mma);
+    assert_false(p.aligned);
+    assert_int_equal(p.stages, 4);
+    /* an f16-MMA tile asked of the int8 kernel: its auto pick */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 1 + GI8_NVAR, 0, KERN_TYPE_Q8_0, 768, 2048, 512, 0x1000,
+                                 false);
+    assert_true(p.mma);
+    assert_false(p.f16mma);
+    assert_true(p.variant < GI8_NVAR);
+    /* four stages of 128 x 128 do not fit 227 KiB: three */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR, 4, KERN_TYPE_Q8_0, 4096, 2048, 512,
+                                 0x1000, false);
+    assert_int_equal(p.stages, 3);
+    /* grouped experts and 48 KiB parts: the int8 kernel */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 768, 2048, 4096, 0x1000, true);
+    assert_true(p.mma);
+    assert_false(p.f16mma);
+    p = kern_cuda_gemm_plan_make(&small, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 768, 2048, 512, 0x1000, false);
+    assert_true(p.mma);
+    assert_false(p.f16mma);
+    p = kern_cuda_gemm_plan_make(&turing, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 768, 2048, 512, 0x1000, false);
+    assert_false(p.mma || p.f16mma);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_F16, 768, 2048, 512, 0x1000, false);
+    assert_false(p.mma || p.f16mma);
+
     /* stage sizes: 16-byte multiples (cp.async destinations stay aligned across stages) */
     for (int wt = 4; wt <= 8; wt += 4)
         for (int c = 1; c <= GI8_NVAR; c++)
@@ -631,6 +700,87 @@ static void test_gpu_gemm(void **state)
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
 
+/* The f16-MMA kernel against the same CPU formula within its stated bound, the one
+ * `--check` applies to every tensor-core GEMM: each product carries the f16 roundings of
+ * q d and of x (2^-11 relative each), the sums are f32, so |y - ref| <= 1.1 * 2^-10 *
+ * sum_i |w_i x_i| (docs/cuda-kernels.md).  Also prints the largest error seen in units of
+ * that sum. */
+static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, int64_t k, int64_t n, uint64_t seed)
+{
+    kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+    uint64_t st = seed;
+    uint8_t *wbuf = make_w(wt, m, k, &st, pad);
+    int8_t *xq;
+    float *xd;
+    make_x(n, k, &st, &xq, &xd);
+    float *x = x_from_q8(xq, xd, n, k);
+    size_t rs = kern_row_size(t, k), wb = rs * (size_t)m;
+    dev d = {0};
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, wb + pad, &d.w));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * k) * 4, &d.x));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * m) * 4, &d.y));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb + pad));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_F16MMA, tile, stages);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, t, m, k, n, d.w + pad, false);
+    assert_true(p.f16mma);
+    ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, d.w + pad, m, k, d.x, n, d.y, d.s));
+    float *got = malloc((size_t)(n * m) * sizeof *got), *want = malloc((size_t)(n * m) * sizeof *want);
+    float *wf = malloc((size_t)(m * k) * sizeof *wf);
+    assert_true(got && want && wf);
+    ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n * m) * 4));
+    ref_gemm(wt, wbuf + pad, m, k, xq, xd, NULL, n, want);
+    for (int64_t r = 0; r < m; r++)
+        ADG_ASSERT_OK(kern_dequantize_row(t, wbuf + pad + rs * (size_t)r, wf + r * k, k));
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t r = 0; r < m; r++) {
+            double mag = 0;
+            for (int64_t j = 0; j < k; j++)
+                mag += fabs((double)wf[r * k + j] * x[i * k + j]);
+            const double err = fabs((double)got[i * m + r] - want[i * m + r]);
+            if (!(err <= 1.1 * ldexp(mag, -10) + 1e-30))
+                fail_msg("gpu f16mma %s %lldx%lld x %lld: token %lld row %lld is %.9g, the reference %.9g (sum |w x| "
+                         "%.4g)",
+                         kern_type_name(t), (long long)m, (long long)k, (long long)n, (long long)i, (long long)r,
+                         (double)got[i * m + r], (double)want[i * m + r], mag);
+            if (mag > 0 && err / mag > worst)
+                worst = err / mag;
+        }
+    print_message("gpu f16mma %s %lldx%lld x %lld, tile f%d %s, %d stages, %s: within 1.1 * 2^-10 sum |w x| (largest "
+                  "%.2e)\n",
+                  kern_type_name(t), (long long)m, (long long)k, (long long)n, p.variant,
+                  kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + p.variant), p.stages,
+                  p.aligned ? "cp.async" : "2-byte loads", worst);
+    dev_free(&d);
+    free(wbuf);
+    free(xq);
+    free(xd);
+    free(x);
+    free(got);
+    free(want);
+    free(wf);
+}
+
+static void test_gpu_gemm_f16mma(void **state)
+{
+    (void)state;
+    need_mma();
+    const int f0 = 1 + kern_cuda_gemm_n_tiles();
+    for (int wt = 4; wt <= 8; wt += 4) {
+        for (int v = 0; v < kern_cuda_gemm_n_f16_tiles(); v++)
+            for (int stages = 3; stages <= 4; stages++)
+                gpu_f16_case(wt, f0 + v, stages, 0, 300, 768, 130, 51); /* partial tiles, 6 k stages */
+        gpu_f16_case(wt, 0, 0, 0, 1024, 2048, 256, 52);   /* attn_q's k, auto tile */
+        gpu_f16_case(wt, 0, 0, 0, 512, 4096, 77, 53);
+        gpu_f16_case(wt, f0 + 3, 3, 0, 131, 96, 37, 54);  /* k % 128 != 0: 2-byte weight loads */
+        gpu_f16_case(wt, f0 + 2, 3, 2, 200, 512, 9, 55);  /* misaligned weights */
+        gpu_f16_case(wt, 0, 0, 0, 64, 4096, 1, 56);       /* one token */
+    }
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+}
+
 /* The grouped expert matmul: y[slot] = W[ids[slot]] . x[slot / n_used or slot]. */
 static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, int n_used, bool per_slot,
                      uint64_t seed)
@@ -787,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_scale_fma),
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
+        cmocka_unit_test(test_gpu_gemm_f16mma),
         cmocka_unit_test(test_gpu_moe_gemm),
         cmocka_unit_test(test_gpu_gemm_f32),
     };

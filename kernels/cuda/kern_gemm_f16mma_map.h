@@ -1,0 +1,87 @@
+/* Layout of the dequantise-to-f16 tensor-core prompt GEMM (kern_gemm_f16mma_* in
+ * kern_kernels.cu, device code kern_gemm_f16mma.cuh): tile variants, shared-memory
+ * layout, the f16 conversion's magic numbers and the ldmatrix / mma.m16n8k16 maps.  Plain
+ * C, included by the CUDA source, the host plan (kern_cuda_gemm_plan.c) and the host
+ * emulator (tests/unit/kern_cuda_gemm_simt.cc).
+ *
+ * Y[tok, r] = sum_k f16(qW d) f16(X) with f32 sums: the weights are dequantised to f16
+ * once per CTA and k stage in shared memory, the activations (q8_0-rounded, as the WMMA
+ * kernel takes them) were converted to f16 once per GEMM, and the inner loop is plain
+ * ldmatrix + mma.sync.m16n8k16 with no per-block work.  Not bit-exact with the CPU
+ * reference (the int8 kernel is): each product carries two f16 roundings (relative
+ * 2^-11 each) and the sums are f32, so |y - ref| <= 1.1 * 2^-10 sum |w x|, the tolerance
+ * of --check's GEMM (docs/cuda-kernels.md).
+ *
+ * One k stage is 4 quant blocks (128 values).  Per ring slot (R >= 3 slots, cp.async):
+ *   raw W  BM rows of the 4 raw ggml blocks, rows padded to 144 (Q8_0) / 80 (Q4_0)
+ *          bytes: the int8 kernel's layout and copy scheme (kern_gemm_i8_map.h);
+ *   X      BN tokens x 128 f16 (256 bytes, 16 chunks of 16 bytes, XOR-swizzled).
+ * Plus two f16 W buffers, BM rows x 128 f16, swizzled the same way: stage st + 1 is
+ * converted into one while the warps multiply stage st from the other. */
+#ifndef KERN_GEMM_F16MMA_MAP_H
+#define KERN_GEMM_F16MMA_MAP_H
+
+#include "kern_gemm_i8_map.h"
+
+enum {
+    GF_ROW = 256, /* bytes per row of an f16 tile (128 halves) */
+};
+/* f16 bits 0x6400 | b is 1024 + b: a byte's value in the low mantissa bits.  Q8_0:
+ * (q ^ 0x80) = q + 128, so subtract 1152; Q4_0: the nibble is q + 8, subtract 1032. */
+#define GF_MAGIC_Q8 0x64806480u /* half2 (1152, 1152) */
+#define GF_MAGIC_Q4 0x64086408u /* half2 (1032, 1032) */
+
+/* Variants: index, MT, NT, WM, WN, CPS (warp tile 16 MT x 8 NT, CTA tile 16 MT WM rows x
+ * 8 NT WN tokens; CPS CTAs per SM the launch bounds aim at). */
+#define GF_VARIANTS(X)                                                                    \
+    X(0, 4, 4, 2, 4, 1) /* 128 x 128, 8 warps of 64 x 32 */                               \
+    X(1, 2, 8, 4, 2, 1) /* 128 x 128, 8 warps of 32 x 64 */                               \
+    X(2, 2, 4, 4, 2, 1) /* 128 x 64, 8 warps of 32 x 32 */                                \
+    X(3, 2, 4, 2, 2, 2) /* 64 x 64, 4 warps of 32 x 32 */                                 \
+    X(4, 2, 2, 2, 2, 2) /* 64 x 32, 4 warps of 32 x 16 */
+#define GF_NVAR 5
+
+GI8_FN gi8_variant gf_var(int v)
+{
+    gi8_variant r = {0, 0, 0, 0, 0};
+#define GF_VAR_CASE(I, MT_, NT_, WM_, WN_, CPS_) \
+    if (v == (I)) {                              \
+        r.mt = MT_;                              \
+        r.nt = NT_;                              \
+        r.wm = WM_;                              \
+        r.wn = WN_;                              \
+        r.cps = CPS_;                            \
+    }
+    GF_VARIANTS(GF_VAR_CASE)
+#undef GF_VAR_CASE
+    return r;
+}
+GI8_FN int gf_var_bm(int v) { return 16 * gf_var(v).mt * gf_var(v).wm; }
+GI8_FN int gf_var_bn(int v) { return 8 * gf_var(v).nt * gf_var(v).wn; }
+GI8_FN int gf_var_threads(int v) { return 32 * gf_var(v).wm * gf_var(v).wn; }
+
+/* Byte offset of 16-byte chunk c (8 halves, k = 8 c .. 8 c + 7) of row r in an f16 tile:
+ * chunk c ^ (r & 7), so that the 8 rows of an ldmatrix matrix (same c) and a warp's
+ * chunk stores fall on distinct bank quads. */
+GI8_FN int gf_off(int r, int c) { return r * GF_ROW + ((c ^ (r & 7)) << 4); }
+
+/* Shared memory of one ring slot (raw W + X) and of the two f16 W buffers. */
+GI8_FN int gf_slot_bytes(int wt, int bm, int bn) { return bm * gi8_wstr(wt) + bn * GF_ROW; }
+GI8_FN int gf_smem_bytes(int wt, int bm, int bn, int slots)
+{
+    return slots * gf_slot_bytes(wt, bm, bn) + 2 * bm * GF_ROW;
+}
+
+/* ldmatrix.x4 lane addresses (PTX ISA m16n8k16 f16 fragments, lane = 4 g + t):
+ * A 16 x 16 (rows row0.., k 16 kk..): lane L gives row L & 15, chunk 2 kk + (L >> 4), so
+ *   that registers 0..3 are a0 (g, 2t), a1 (g + 8, 2t), a2 (g, 2t + 8), a3 (g + 8, 2t + 8);
+ * B for two 8-token tiles (tokens tok0 .. +15): lane L gives token tok0 + (L & 7) +
+ *   8 (L >> 4), chunk 2 kk + ((L >> 3) & 1): registers b0, b1 of the first tile, then of
+ *   the second. */
+GI8_FN int gf_a_ldsm(int row0, int kk, int lane) { return gf_off(row0 + (lane & 15), 2 * kk + (lane >> 4)); }
+GI8_FN int gf_b_ldsm(int tok0, int kk, int lane)
+{
+    return gf_off(tok0 + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1));
+}
+
+#endif
