@@ -109,7 +109,7 @@ static void test_tiny_q4_0(void **state)
     char p[700];
     snprintf(p, sizeof p, "%s/tiny-q4.gguf", tmpdir);
     make_model("tiny", KERN_TYPE_Q4_0, 0, p);
-    check_model(p, 12);
+    check_model(p, 8);
     /* an AMX context: generation stays on the one-row kernels (crossover > 1) */
     if (impl_here(KERN_IMPL_AMX_EMU))
         same_bits(p, KERN_IMPL_AMX_EMU, 2, 4);
@@ -122,7 +122,7 @@ static void test_tiny_q8_0(void **state)
     char p[700];
     snprintf(p, sizeof p, "%s/tiny-q8.gguf", tmpdir);
     make_model("tiny", KERN_TYPE_Q8_0, 0, p);
-    check_model(p, 12);
+    check_model(p, 6);
     unlink(p);
 }
 
@@ -132,26 +132,22 @@ static void test_llama_tiny(void **state)
     char p[700];
     snprintf(p, sizeof p, "%s/llama.gguf", tmpdir);
     make_model("llama-tiny", KERN_TYPE_Q8_0, 2, p);
-    check_model(p, 8);
+    check_model(p, 6);
     unlink(p);
 }
 
-/* The benchmark's shapes (d=1024, heads of 128, 64 experts of 512, top-8). */
+/* The benchmark's shapes (d=1024, heads of 128, 64 experts of 512, top-8): 1 and 3
+ * threads (2 on the tiny models; creating this model dominates the test's time). */
 static void test_small_preset(void **state)
 {
     (void)state;
+    if (!impl_here(KERN_IMPL_AVX512))
+        return;
     char p[700];
     snprintf(p, sizeof p, "%s/small.gguf", tmpdir);
     make_model("qwen3-moe-small", KERN_TYPE_Q4_0, 1, p);
-    if (impl_here(KERN_IMPL_AVX512))
-        for (int t = 1; t <= 3; t++)
-            same_bits(p, KERN_IMPL_AVX512, t, 3);
-    same_bits(p, KERN_IMPL_REF, 2, 2);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/small8.gguf", tmpdir);
-    make_model("qwen3-moe-small", KERN_TYPE_Q8_0, 1, p);
-    if (impl_here(KERN_IMPL_AVX512))
-        same_bits(p, KERN_IMPL_AVX512, 3, 3);
+    same_bits(p, KERN_IMPL_AVX512, 1, 3);
+    same_bits(p, KERN_IMPL_AVX512, 3, 3);
     unlink(p);
 }
 
