@@ -29,6 +29,14 @@ void cupti_range_prof_launch_enter(const char *name, uint64_t shape, bool runtim
 void cupti_range_prof_memset(void)
 {
 }
+void cupti_range_prof_driver_op(const char *label)
+{
+    (void)label;
+}
+void cupti_range_prof_ctx_destroying(void *ctx)
+{
+    (void)ctx;
+}
 void cupti_range_prof_drain(void)
 {
 }
@@ -144,6 +152,7 @@ static struct {
     bool use_push;             /* Push/Pop around each started window (AMXDIAG_GPU_METRICS_PUSH=0: not) */
     bool want;                 /* what the sampling wants for the next launch */
     bool draining;             /* the tracer is stopping: no more profiling starts */
+    unsigned settled_calls;    /* env.settled calls this session (after setup, after the first window) */
     uint64_t prev_key;         /* the last launch's key (0: none) */
     key_ent keys[KEYS];
     size_t n_keys;
@@ -263,6 +272,7 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     R.n_keys = 0;
     R.prev_key = 0;
     R.collecting = R.pushed = R.draining = false;
+    R.settled_calls = 0;
     atomic_store(&replay_ns, 0);
     const char *pe = getenv("AMXDIAG_GPU_METRICS_PUSH");
     R.use_push = !(pe && !strcmp(pe, "0"));
@@ -523,6 +533,19 @@ static void emit_stats(void)
     R.env.emit(CUPTI_REC_MSTATS, &m, NULL);
 }
 
+/* CUPTI has run the session's setup (or its first decode and evaluation): whatever exit
+ * work it registers on first use is registered now (cupti_range_env.settled). */
+static void settled(void)
+{
+    if (R.env.settled && R.settled_calls < 2) {
+        R.settled_calls++;
+        cupti_debug("gpu-metrics: CUPTI's profiler has run (%s): the exit handler is registered again, to run "
+                    "before any exit work CUPTI registered",
+                    R.settled_calls == 1 ? "setup" : "first window decoded");
+        R.env.settled();
+    }
+}
+
 /* The first window: SetConfig, then Start.  The next ones, after a decode and a fresh
  * counter data image: Start alone, as CUPTI's users do it (the configuration stays with
  * the object).  Should CUPTI want the configuration again, it is set again; should it
@@ -771,6 +794,7 @@ static bool setup(void *ctx, int dev)
     cupti_mconfig_rec mc = {R.env.now_ns(), R.st.passes, R.sel.present, R.env.max_ranges, (uint32_t)dev, 1, 0};
     R.env.emit(CUPTI_REC_MCONFIG, &mc, R.chip);
     R.state = R.st.state = ST_ACTIVE;
+    settled();
     return true;
 }
 
@@ -862,6 +886,8 @@ static bool decode_window(bool restart)
     R.st.windows++;
     cupti_range_names_clear(&R.q);
     emit_stats();
+    if (R.settled_calls == 1)
+        settled();
     if (!restart)
         return true;
     return counter_data_init() && start_window(false);
@@ -967,13 +993,18 @@ void cupti_range_prof_launch_exit(bool runtime)
 
 void cupti_range_prof_memset(void)
 {
+    cupti_range_prof_driver_op("<memset>");
+}
+
+void cupti_range_prof_driver_op(const char *label)
+{
     if (tl_inside || !R.inited)
         return;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
     void *ctx = NULL;
     if (R.state == ST_ACTIVE && R.collecting && R.env.ctx_current(&ctx) == 0 && ctx == R.ctx) {
-        cupti_range_names_push_opt(&R.q, "<memset>");
+        cupti_range_names_push_opt(&R.q, label);
         R.st.memsets++;
         if (R.q.n >= R.env.max_ranges)
             atomic_store(&decode_due, true);
@@ -1065,6 +1096,20 @@ void cupti_range_prof_ctx_ending(void)
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
     end_session(true);
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+void cupti_range_prof_ctx_destroying(void *ctx)
+{
+    if (tl_inside || !R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    if (R.state == ST_ACTIVE && ctx == R.ctx) {
+        cupti_debug("gpu-metrics: the profiled context %p is being destroyed: the session ends", ctx);
+        end_session(true);
+    }
     pthread_mutex_unlock(&R.lock);
     tl_inside = false;
 }

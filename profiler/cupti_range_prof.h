@@ -32,6 +32,14 @@ typedef struct cupti_range_env {
     unsigned per_kernel;
     unsigned max_launches;
     unsigned skip;
+    /* Optional: called after the session's setup and after its first decoded window (at
+     * most twice per session, the session's lock held).  CUPTI's profiler may register
+     * exit work of its own (atexit, C++ statics) the first time it runs; an injected
+     * tracer whose exit handler was registered earlier (at cuInit) would run after that
+     * work and call into a torn-down CUPTI (SIGSEGV in cuptiActivityFlushAll, "double
+     * free" aborts: an H200, CUDA 13.0.1).  The injection library registers its exit
+     * handler again here, so that it runs first. */
+    void (*settled)(void);
 } cupti_range_env;
 
 /* Resolves the Range Profiler's entry points; false (and a note) when this libcupti
@@ -58,6 +66,9 @@ void cupti_range_prof_launch_exit(bool runtime);
  * Profiler counts as an auto range of its own (seen on an H200: 61 ranges for 60
  * launches and one cudaMemset).  It names that range "<memset>" where the counts say so. */
 void cupti_range_prof_memset(void);
+/* The same for another driver operation the driver may run as a kernel of its own (a
+ * device-to-device cuMemcpy: "<memcpy DtoD>"); label must be a string literal. */
+void cupti_range_prof_driver_op(const char *label);
 /* Names the program's call whose return is about to run cupti_range_prof_api_exit on this
  * thread (for AMXDIAG_CUPTI_DEBUG lines only; the pointer must outlive that call). */
 void cupti_range_prof_set_point(const char *call);
@@ -74,12 +85,18 @@ void cupti_range_prof_sync(void);
 /* The context is about to go (cuCtxDestroy, the primary context's release or reset):
  * decodes what is pending and ends the session; a later launch starts a new one. */
 void cupti_range_prof_ctx_ending(void);
+/* CUPTI's resource callback CONTEXT_DESTROY_STARTING (how CUDA 13's profiling injection
+ * sample ends its Range Profiler): the same as cupti_range_prof_ctx_ending when ctx is
+ * the profiled context, whichever call (or the runtime's teardown) destroys it. */
+void cupti_range_prof_ctx_destroying(void *ctx);
 /* A fatal CUDA error: the context cannot be used, what is pending is lost (noted). */
 void cupti_range_prof_fatal(void);
 /* Decodes what is pending and ends everything (tracer stop, exit).  Call
- * cupti_range_prof_drain and flush the activity buffers first: CUDA 13.0.1's
- * cuptiActivityFlushAll died with SIGSEGV when it ran after cuptiProfilerDeInitialize
- * (an injected program at exit, H200, driver 580). */
+ * cupti_range_prof_drain and flush the activity buffers first, so that no activity call
+ * follows cuptiProfilerDeInitialize.  (That order was the first explanation of an injected
+ * program's SIGSEGV in cuptiActivityFlushAll at exit on an H200; the flush kept failing in
+ * the right order, from an exit handler that ran after CUPTI's own exit work: see
+ * cupti_range_env.settled.) */
 void cupti_range_prof_finish(void);
 /* The last window decoded (Pop, Stop, DecodeData, values out), the profiler left enabled
  * and stopped: what may run before the activity flush. */
@@ -100,7 +117,7 @@ typedef struct cupti_range_stats {
     uint64_t early;     /* launches before the session started (not profiled) */
     uint64_t seen;      /* launches in the profiled context while the session ran */
     uint64_t profiled;  /* of them, launched while profiling (each a range) */
-    uint64_t memsets;   /* cuMemset* while profiling (a range each where the driver uses a kernel) */
+    uint64_t memsets;   /* cuMemset* and device-to-device copies while profiling (a range each where the driver uses a kernel) */
     uint64_t toggles;   /* times profiling was started or stopped for the sampling */
     uint64_t replay_ns; /* time the program spent inside profiled launches (the replay) */
     uint64_t overhead_ns; /* time in the session's own CUPTI calls */

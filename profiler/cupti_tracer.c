@@ -510,6 +510,18 @@ static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
         case CUPTI_DRIVER_TRACE_CBID_cuDevicePrimaryCtxReset_v2:
             range_call(cupti_range_prof_ctx_ending);
             break;
+        case CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoD_v2:
+        case CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoDAsync_v2:
+        case CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoD_v2_ptds:
+        case CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoDAsync_v2_ptsz:
+            /* A copy the driver may run as a kernel: an auto range of its own (an H200 left
+             * 8 ranges of amxdiag-gpu-bench's copies unnamed). */
+            if (T.metrics && atomic_load(&T.capturing) == 0) {
+                tl_self_call = true;
+                cupti_range_prof_driver_op("<memcpy DtoD>");
+                tl_self_call = false;
+            }
+            break;
         default:
             if (is_memset(cbid) && atomic_load(&T.capturing) == 0)
                 range_call(cupti_range_prof_memset);
@@ -717,6 +729,18 @@ static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_
     } else if (domain == CUPTI_CB_DOMAIN_RUNTIME_API)
         runtime_cb(cbid, data);
     else {
+        /* A context about to be destroyed, by whichever call or teardown: the Range
+         * Profiler's session in it ends first (CUDA 13's profiling injection sample). */
+        if (domain == CUPTI_CB_DOMAIN_RESOURCE && cbid == CUPTI_CBID_RESOURCE_CONTEXT_DESTROY_STARTING &&
+            T.metrics) {
+            const CUpti_ResourceData *r = data;
+            cupti_debug("tracer: context %p destroy starting", r ? (void *)r->context : NULL);
+            if (r && !atomic_load(&T.fatal_flushed)) {
+                tl_self_call = true;
+                cupti_range_prof_ctx_destroying((void *)r->context);
+                tl_self_call = false;
+            }
+        }
         tl_in_cb = false;
         return;
     }
@@ -866,7 +890,8 @@ static void metrics_start(bool callbacks)
                            .ctx_device = range_ctx_device,
                            .now_ns = cupti_mono_ns,
                            .max_ranges = mr ? (unsigned)strtoul(mr, NULL, 10) : 0,
-                           .sync_period_ms = T.o.flush_period_ms};
+                           .sync_period_ms = T.o.flush_period_ms,
+                           .settled = T.o.metrics_settled};
     T.metrics = cupti_range_prof_init(&env);
 }
 
@@ -927,7 +952,12 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
                      cupti_result_str(&T.api, r));
             note(CUPTI_NOTE_NO_CALLBACKS, text);
             flags &= ~1u;
-        }
+        } else if (o->gpu_metrics &&
+                   TCALL("cuptiEnableCallback(resource, CONTEXT_DESTROY_STARTING)",
+                         T.api.EnableCallback(1, T.sub, CUPTI_CB_DOMAIN_RESOURCE,
+                                              CUPTI_CBID_RESOURCE_CONTEXT_DESTROY_STARTING)) != CUPTI_SUCCESS)
+            cupti_debug("tracer: no resource callback: the Range Profiler ends with the context only at the "
+                        "program's cuCtxDestroy or primary context release");
     } else {
         char text[512];
         if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
@@ -946,14 +976,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
                                                CUPTI_ACTIVITY_KIND_MEMSET};
     bool activity = TCALL("cuptiActivityRegisterCallbacks",
                           T.api.ActivityRegisterCallbacks(buf_requested, buf_completed)) == CUPTI_SUCCESS;
-    /* AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1, a diagnostic for --gpu-metrics: no kernel
-     * activity records while the Range Profiler replays kernels (on an H200 they came
-     * without timestamps, and the profiled workload stopped after its 107th launch). */
-    const char *nka = getenv("AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY");
-    size_t first = o->gpu_metrics && nka && !strcmp(nka, "1") ? 1 : 0;
-    if (first)
-        cupti_debug("tracer: AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1: no kernel activity records");
-    for (size_t i = first; activity && i < sizeof kinds / sizeof kinds[0]; i++)
+    for (size_t i = 0; activity && i < sizeof kinds / sizeof kinds[0]; i++)
         if ((r = TCALL("cuptiActivityEnable", T.api.ActivityEnable(kinds[i]))) != CUPTI_SUCCESS) {
             char text[256];
             snprintf(text, sizeof text, "CUPTI activity kind %d could not be enabled: %s", (int)kinds[i],
@@ -1041,9 +1064,9 @@ void cupti_tracer_stop(void)
         return;
     if (T.metrics && !atomic_load(&T.fatal_flushed)) {
         /* The last window is decoded while the context still exists; the activity is
-         * flushed while the profiler is still initialised (CUDA 13.0.1's FlushAll died
-         * with SIGSEGV after cuptiProfilerDeInitialize, in an injected program at exit on
-         * an H200); the profiler goes last, and no activity call follows it. */
+         * flushed while the profiler is still initialised; the profiler goes last, and no
+         * activity call follows it.  (An injected program must get here before CUPTI's
+         * own exit work: cupti_tracer_opts.metrics_settled.) */
         T.metrics = false;
         tl_self_call = true;
         cupti_range_prof_stop(activity_off_and_flush, NULL);

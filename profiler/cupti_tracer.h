@@ -20,6 +20,9 @@ typedef struct cupti_tracer_opts {
     void (*flushed)(void *ctx, cupti_flush_reason reason);
     bool gpu_metrics;         /* --gpu-metrics was asked for */
     unsigned flush_period_ms; /* CUPTI's periodic activity flush (0: 200 ms) */
+    /* Optional, --gpu-metrics: CUPTI's profiler ran its setup (and later its first
+     * decode); see cupti_range_env.settled. */
+    void (*metrics_settled)(void);
 } cupti_tracer_opts;
 
 /* Starts tracing in this process.  An error means nothing is traced (no CUPTI, wrong

@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "profiler/cupti_debug.h"
 #include "profiler/cupti_proto.h"
 #include "profiler/cupti_range_prof.h"
 #include "profiler/cupti_tracer.h"
@@ -119,10 +121,42 @@ static void sink_flushed(void *ctx, cupti_flush_reason reason)
     pthread_mutex_unlock(&buf_lock);
 }
 
+/* exit() runs handlers in the reverse order of their registration, C++ destructors of
+ * objects built since included.  This one is registered at cuInit, before CUPTI's
+ * profiler first runs; what that profiler registers for exit would run before it, and our
+ * stop would then call into a CUPTI already torn down.  That is our reading of an H200
+ * with CUDA 13.0.1 (SIGSEGV in cuptiActivityFlushAll at exit, "double free" aborts; the
+ * same calls in the same order returned in process); tests/device/gpu_metrics_debug.sh
+ * checks it with AMXDIAG_INJECT_LATE_EXIT=0.  So the handler is registered again once
+ * the profiler has run (metrics_settled); it runs once whatever the count. */
+static atomic_bool exit_done;
+static atomic_uint exit_registrations;
+
 static void at_exit(void)
 {
+    if (atomic_exchange(&exit_done, true))
+        return;
+    cupti_debug("inject: exit handler (registered %u times), thread %ld: stopping the tracer",
+                atomic_load(&exit_registrations), (long)syscall(SYS_gettid));
     cupti_tracer_stop();
     sink_flushed(NULL, CUPTI_FLUSH_EXIT);
+}
+
+static void register_exit(void)
+{
+    if (atexit(at_exit) == 0)
+        atomic_fetch_add(&exit_registrations, 1);
+}
+
+/* AMXDIAG_INJECT_LATE_EXIT=0, a diagnostic: the exit handler stays where cuInit put it. */
+static void metrics_settled(void)
+{
+    const char *e = getenv("AMXDIAG_INJECT_LATE_EXIT");
+    if (e && !strcmp(e, "0")) {
+        cupti_debug("inject: AMXDIAG_INJECT_LATE_EXIT=0: the exit handler is not registered again");
+        return;
+    }
+    register_exit();
 }
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
@@ -189,7 +223,7 @@ EXPORT int InitializeInjection(void)
         refused = true;
     }
     cupti_tracer_opts o = {.emit = sink_emit, .ctx = NULL, .flushed = sink_flushed, .flush_period_ms = 200,
-                           .gpu_metrics = metrics};
+                           .gpu_metrics = metrics, .metrics_settled = metrics_settled};
     adg_error *e = cupti_tracer_start(&o);
     if (e) {
         char text[1024];
@@ -206,7 +240,7 @@ EXPORT int InitializeInjection(void)
         sink_emit(NULL, CUPTI_REC_NOTE, &n, cupti_range_prof_off_reason, strlen(cupti_range_prof_off_reason));
     }
     install_signal_handlers();
-    atexit(at_exit);
+    register_exit();
     sink_flushed(NULL, CUPTI_FLUSH_PERIODIC);
     return 1;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# --gpu-metrics on a real GPU: the fixes of session 3 (range pushed after Start, activity
-# flushed before the profiler's teardown, memset ranges named, sampling per kernel and
-# grid) with a verdict per step.  At most 60 s of steps (each under `timeout`, cut to what
-# is left of the deadline; a normal run takes about 35 s), plus at most ~4 s to take the
-# stacks of a step that hangs.
+# --gpu-metrics on a real GPU, with a verdict per step: the injected path's exit (its exit
+# handler registered again after CUPTI's profiler ran; the third H200 run died at exit in
+# cuptiActivityFlushAll / with a double free), the context-destroy resource callback, the
+# device-to-device copies' ranges named, and the built-in path (passed on the third run).
+# At most 60 s of steps (each under `timeout`, cut to what is left of the deadline; a normal
+# run takes about 30 s), plus at most ~4 s to take the stacks of a step that hangs.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
 # libamxdiag-inject.so, amxdiag-gpu-bench, devlibs/, tests/cupti_prog,
@@ -16,18 +17,19 @@
 #             metrics are refused with a note, the trace is complete, exit 0
 #   prog      the same with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (set for every later step
 #             too) and the default sampling (1 launch per kernel and grid, 100 at most):
-#             exits 0 (an H200 died in cuptiActivityFlushAll at exit before), kernel records
+#             exits 0 with its 60 kernel records (the third run: SIGSEGV in
+#             cuptiActivityFlushAll at exit, 0 records), "exit handler (registered 3 times)"
+#   prog-early  the same with AMXDIAG_INJECT_LATE_EXIT=0 (the exit handler only where cuInit
+#             registered it): CAUSE CONFIRMED if it dies at exit as before, NOT THE CAUSE if
+#             it passes too
 #   prog-all  every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0),
-#             --iters 10: the replay's cost per launch, and the cudaMemset's range named
-#   prog-nopush  every launch, --iters 5, AMXDIAG_GPU_METRICS_PUSH=0: the last run's way
-#   prog-min  the same with AMXDIAG_GPU_METRICS_MINIMAL=1: the cost at fewer passes
+#             --iters 10: exits 0, 30 launches profiled, all named, the replay's cost
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in
-#             process, defaults): finishes, not interrupted
-#   builtin-noact  the same with AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1: ranges now (the
-#             pushed range), where the last run decoded none
+#             process, defaults): finishes, ranges named, kernel records kept
 #   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then
-#   bench-prof under profile --gpu-metrics: the Range Profiler's DRAM bandwidth of the GEMV
-#             kernels against the bench's own
+#   bench-prof under profile --gpu-metrics (injected, debug lines on): exits 0 (the third
+#             run: SIGABRT, double free), no unnamed range (the DtoD copies named), the
+#             Range Profiler's DRAM bandwidth of the GEMV kernels against the bench's own
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
 # time, a VERDICT line, the last CUPTI call that never returned if any, the debug lines, the
 # record's session / reasons / per-kernel metrics) and the full logs and records.
@@ -187,42 +189,39 @@ run prog 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
     "$build/tests/cupti_prog" --iters 20
 verdict prog "$out/prog.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) + ($G.get('untimed_records') or 0) >= 60" "$COST"
 debug prog
+printf '  exit handler: %s\n' "$(grep -o 'inject: exit handler.*\|inject: AMXDIAG_INJECT_LATE.*' "$out/prog.log" | head -2 | tr '\n' ' ')" >>"$S"
+printf '  late registrations: %s\n' "$(grep -c 'exit handler is registered again' "$out/prog.log")" >>"$S"
 fact session "$out/prog.json" "$SESSION"
 fact "gpu unavailable" "$out/prog.json" "$REASONS"
 fact trace "$out/prog.json" "$TRACE"
 fact kernels "$out/prog.json" "$KM"
+
+# The cause: the exit handler only where cuInit registered it.
+AMXDIAG_INJECT_LATE_EXIT=0 run prog-early 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-early.json" -- \
+    "$build/tests/cupti_prog" --iters 20
+v=$(timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('status'), (r.get('workload') or {}).get('signal_name'))" "$out/prog-early.json" 2>&1 | tail -1)
+case "$last_rc:$v" in
+    0:complete*) echo "VERDICT prog-early:    NOT THE CAUSE (rc 0 without the late registration: $v)" >>"$S" ;;
+    *) echo "VERDICT prog-early:    CAUSE CONFIRMED (rc $last_rc without the late registration: $v)" >>"$S" ;;
+esac
+debug prog-early
 unset AMXDIAG_CUPTI_DEBUG
 
-# Every launch: 30 kernels and a cudaMemset (61 ranges for 60 launches last time, the names
-# one off after it): now the memset's range is "<memset>" and the kernels keep their names.
+# Every launch: 30 kernels and a cudaMemset, each range named.
 AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-all 10 "$A" profile -q -e gpu \
     --gpu-metrics -o "$out/prog-all.json" -- "$build/tests/cupti_prog" --iters 10
 verdict prog-all "$out/prog-all.json" "$OKRUN and $M.get('launches_profiled') == 30 and $M.get('unnamed') == 0 and not $G.get('notes')" "$COST"
 fact kernels "$out/prog-all.json" "$KM"
-# The pushed range against none (the last run's way, with kernel activity on): if the push
-# broke something, AMXDIAG_GPU_METRICS_PUSH=0 is the way back.
-AMXDIAG_GPU_METRICS_PUSH=0 AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-nopush 7 \
-    "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-nopush.json" -- "$build/tests/cupti_prog" --iters 5
-verdict prog-nopush "$out/prog-nopush.json" "$OKRUN" "$COST"
-AMXDIAG_GPU_METRICS_MINIMAL=1 AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-min 8 \
-    "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-min.json" -- "$build/tests/cupti_prog" --iters 10
-verdict prog-min "$out/prog-min.json" "$OKRUN" "$COST"
 
 export AMXDIAG_CUPTI_DEBUG=1
 run builtin 14 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
-verdict builtin "$out/builtin.json" "$OKRUN" "$COST"
+verdict builtin "$out/builtin.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) + ($G.get('untimed_records') or 0) == $G.get('launches')" "$COST"
 debug builtin
 fact session "$out/builtin.json" "$SESSION"
 fact "gpu unavailable" "$out/builtin.json" "$REASONS"
 fact trace "$out/builtin.json" "$TRACE"
 fact kernels "$out/builtin.json" "$KM"
 unset AMXDIAG_CUPTI_DEBUG
-# Without kernel activity records the last run decoded no range at all: with the range
-# pushed after Start there should be ranges now.
-AMXDIAG_GPU_METRICS_NO_KERNEL_ACTIVITY=1 run builtin-noact 10 "$A" profile -q -e gpu --gpu-metrics --ngl 99 \
-    --n-prompt 64 -n 8 -r 1 -o "$out/builtin-noact.json"
-verdict builtin-noact "$out/builtin-noact.json" "$OKRUN and $M.get('profiled_launches', 0) > 0" "$COST"
-fact trace "$out/builtin-noact.json" "$TRACE"
 
 # GEMV: the bench's own GB/s, then the Range Profiler's DRAM bandwidth of the same kernels
 # (want dram_Bps_max near the bench's GB/s; the bench's own times under replay are not
@@ -230,9 +229,11 @@ fact trace "$out/builtin-noact.json" "$TRACE"
 BENCH_GEMV="[(x.get('group'), x.get('name'), x.get('shape'), round(x.get('gbps', 0), 1), x.get('pct_copy') and round(x['pct_copy'], 1)) for x in r.get('rows', []) if 'gemv' in str(x.get('group', '')) + str(x.get('name', ''))][:12], 'copy_gbps', r.get('copy_gbps')"
 run bench 4 "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv --json -o "$out/bench.json"
 fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
-run bench-prof 12 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
+AMXDIAG_CUPTI_DEBUG=1 run bench-prof 12 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
     "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
-verdict bench-prof "$out/bench-prof.json" "$OKRUN" "$COST"
+verdict bench-prof "$out/bench-prof.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) > 0" "$COST"
+debug bench-prof
+fact kernels "$out/bench-prof.json" "$KM"
 fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
 fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
     "[(k['name'][:48], k.get('launches'), m.get('ranges'), round(m.get('dram_Bps_max', 0)/1e9, 1), round(m.get('dram_Bps', 0)/1e9, 1), m.get('dram_pct_of_peak')) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m and 'gemv' in k['name'].lower()][:8]"

@@ -99,6 +99,8 @@ static int ctx_a, ctx_b;
 static void *cur_ctx;
 static int cur_dev;
 static uint64_t clock_ns;
+/* cupti_range_env.settled, when a test sets it (NULL otherwise). */
+static void (*settled_hook)(void);
 
 static void t_emit(cupti_rec_type type, const void *fixed, const char *name)
 {
@@ -171,13 +173,16 @@ static int setup_fake(void **st)
     unsetenv("FAKE_CUPTI_NO_PUSH_NEEDED");
     unsetenv("FAKE_CUPTI_MEMSET_KERNEL");
     unsetenv("AMXDIAG_GPU_METRICS_PUSH");
+    unsetenv("FAKE_CUPTI_EXIT_WORK");
+    settled_hook = NULL;
     return 0;
 }
 
 /* Every launch profiled (no sampling), or per kernel and grid, with a cap and a skip. */
 static void start_sampled(unsigned max_ranges, unsigned per_kernel, unsigned max_launches, unsigned skip)
 {
-    cupti_range_env env = {fake, t_emit, t_note, t_ctx, t_dev, t_now, max_ranges, 200, per_kernel, max_launches, skip};
+    cupti_range_env env = {fake,       t_emit,       t_note, t_ctx, t_dev, t_now, max_ranges, 200, per_kernel,
+                           max_launches, skip,        settled_hook};
     assert_true(cupti_range_prof_init(&env));
 }
 
@@ -778,13 +783,146 @@ static void test_stop_order(void **st)
     cupti_range_prof_stop(fake_flush, NULL);
 }
 
+/* The settled hook: once after the setup, once after the first decoded window, never
+ * again (the injection library registers its exit handler again each time). */
+static int n_settled;
+static void count_settled(void)
+{
+    n_settled++;
+}
+
+static void test_settled_hook(void **st)
+{
+    (void)st;
+    n_settled = 0;
+    settled_hook = count_settled;
+    start(1);
+    launch("_Z1aPf");
+    assert_int_equal(n_settled, 1);
+    returned(); /* the full window decoded */
+    assert_int_equal(n_settled, 2);
+    launch("_Z1bPf");
+    returned();
+    launch("_Z1cPf");
+    cupti_range_prof_finish();
+    assert_int_equal(cupti_range_prof_stats().windows, 3);
+    assert_int_equal(n_settled, 2);
+}
+
+/* The failure of an injected program at exit, in the stand-in: CUPTI's profiler registers
+ * exit work of its own when it first runs, after the injection's exit handler (registered
+ * at cuInit); exit() runs the later registration first, so the handler's flush and
+ * teardown called into a torn-down CUPTI.  Registered again when the profiler has run
+ * (the settled hook), the handler runs first and the process exits cleanly. */
+static void child_final(void)
+{
+    _exit(0); /* registered first, runs last: no leak report of the forked child */
+}
+static void child_stop(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    cupti_range_prof_stop(fake_flush, NULL);
+}
+static void register_child_stop(void)
+{
+    atexit(child_stop);
+}
+
+static int exit_child(bool late)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stderr)) /* the stand-in says why it aborts */
+            _exit(3);
+        atexit(child_final);
+        atexit(child_stop); /* InitializeInjection's registration, before CUPTI ran */
+        setenv("FAKE_CUPTI_EXIT_WORK", "1", 1);
+        settled_hook = late ? register_child_stop : NULL;
+        start(1);
+        launch("_Z1aPf");
+        returned();
+        launch("_Z1bPf");
+        exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void test_exit_handler_after_cupti(void **st)
+{
+    (void)st;
+    int status = exit_child(false);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    status = exit_child(true);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A device-to-device copy the driver runs as a kernel is an auto range of its own (an
+ * H200 left 8 of amxdiag-gpu-bench's unnamed, and the names after them shifted). */
+static void test_copy_range(void **st)
+{
+    (void)st;
+    start(16);
+    launch("_Z1aPf");
+    cupti_range_prof_driver_op("<memcpy DtoD>");
+    kernel_ran(); /* the copy ran as a kernel */
+    launch("_Z1bPf");
+    cupti_range_prof_driver_op("<memcpy DtoD>"); /* this one did not */
+    launch("_Z1cPf");
+    cupti_range_prof_finish();
+    /* 4 ranges for 5 entries, 2 of them optional: named by order, the best there is. */
+    assert_int_equal(G.n_kmetric, 4);
+    assert_string_equal(G.kname[0], "_Z1aPf");
+    assert_string_equal(G.kname[1], "<memcpy DtoD>");
+    assert_string_equal(G.kname[2], "_Z1bPf");
+
+    setup_fake(NULL);
+    start(16);
+    launch("_Z1aPf");
+    cupti_range_prof_driver_op("<memcpy DtoD>");
+    kernel_ran();
+    launch("_Z1bPf");
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 3);
+    assert_string_equal(G.kname[1], "<memcpy DtoD>");
+    assert_string_equal(G.kname[2], "_Z1bPf");
+    assert_int_equal(G.n_notes, 0);
+}
+
+/* CUPTI's resource callback CONTEXT_DESTROY_STARTING ends the session in the profiled
+ * context only; the next call that returns with a context starts another. */
+static void test_ctx_destroying(void **st)
+{
+    (void)st;
+    start(8);
+    launch("_Z1aPf");
+    cupti_range_prof_ctx_destroying(&ctx_b);
+    assert_int_equal(cupti_range_prof_stats().state, 1);
+    assert_int_equal(G.n_kmetric, 0);
+    cupti_range_prof_ctx_destroying(&ctx_a);
+    cupti_range_stats s = cupti_range_prof_stats();
+    assert_int_equal(s.state, 0);
+    assert_int_equal(G.n_kmetric, 1);
+    assert_string_equal(G.kname[0], "_Z1aPf");
+    assert_non_null(strstr(calls(), "pop stop decode disable host-deinit"));
+    launch("_Z1bPf");
+    assert_int_equal(G.n_mconfig, 2);
+    cupti_range_prof_finish();
+    assert_int_equal(G.n_kmetric, 2);
+}
+
 static void test_missing_entry_points(void **st)
 {
     (void)st;
     /* libc as "libcupti": none of the Range Profiler's symbols. */
     void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
     assert_non_null(libc);
-    cupti_range_env env = {libc, t_emit, t_note, t_ctx, t_dev, t_now, 4, 200, 0, 0, 0};
+    cupti_range_env env = {libc, t_emit, t_note, t_ctx, t_dev, t_now, 4, 200, 0, 0, 0, NULL};
     assert_false(cupti_range_prof_init(&env));
     assert_int_equal(G.n_notes, 1);
     assert_non_null(strstr(G.notes[0], "this libcupti has no cupti"));
@@ -818,6 +956,10 @@ int main(void)
         cmocka_unit_test_setup(test_sampling_per_kernel, setup_fake),
         cmocka_unit_test_setup(test_sampling_cap_and_skip, setup_fake),
         cmocka_unit_test_setup(test_stop_order, setup_fake),
+        cmocka_unit_test_setup(test_settled_hook, setup_fake),
+        cmocka_unit_test_setup(test_exit_handler_after_cupti, setup_fake),
+        cmocka_unit_test_setup(test_copy_range, setup_fake),
+        cmocka_unit_test_setup(test_ctx_destroying, setup_fake),
         cmocka_unit_test_setup(test_missing_entry_points, setup_fake),
 #endif
     };
