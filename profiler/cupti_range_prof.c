@@ -153,6 +153,7 @@ static struct {
     bool want;                 /* what the sampling wants for the next launch */
     bool draining;             /* the tracer is stopping: no more profiling starts */
     unsigned settled_calls;    /* env.settled calls this session (after setup, after the first window) */
+    unsigned settled_total;    /* env.settled calls in all (capped: one atexit entry each) */
     uint64_t prev_key;         /* the last launch's key (0: none) */
     key_ent keys[KEYS];
     size_t n_keys;
@@ -272,7 +273,7 @@ bool cupti_range_prof_init(const cupti_range_env *env)
     R.n_keys = 0;
     R.prev_key = 0;
     R.collecting = R.pushed = R.draining = false;
-    R.settled_calls = 0;
+    R.settled_calls = R.settled_total = 0;
     atomic_store(&replay_ns, 0);
     const char *pe = getenv("AMXDIAG_GPU_METRICS_PUSH");
     R.use_push = !(pe && !strcmp(pe, "0"));
@@ -535,13 +536,14 @@ static void emit_stats(void)
 
 /* CUPTI has run the session's setup (or its first decode and evaluation): whatever exit
  * work it registers on first use is registered now (cupti_range_env.settled). */
-static void settled(void)
+static void settled(const char *what)
 {
-    if (R.env.settled && R.settled_calls < 2) {
+    if (R.env.settled && R.settled_total < 16) {
         R.settled_calls++;
+        R.settled_total++;
         cupti_debug("gpu-metrics: CUPTI's profiler has run (%s): the exit handler is registered again, to run "
                     "before any exit work CUPTI registered",
-                    R.settled_calls == 1 ? "setup" : "first window decoded");
+                    what);
         R.env.settled();
     }
 }
@@ -794,7 +796,8 @@ static bool setup(void *ctx, int dev)
     cupti_mconfig_rec mc = {R.env.now_ns(), R.st.passes, R.sel.present, R.env.max_ranges, (uint32_t)dev, 1, 0};
     R.env.emit(CUPTI_REC_MCONFIG, &mc, R.chip);
     R.state = R.st.state = ST_ACTIVE;
-    settled();
+    R.settled_calls = 0;
+    settled("setup");
     return true;
 }
 
@@ -886,8 +889,8 @@ static bool decode_window(bool restart)
     R.st.windows++;
     cupti_range_names_clear(&R.q);
     emit_stats();
-    if (R.settled_calls == 1)
-        settled();
+    if (R.settled_calls == 1 && !R.draining)
+        settled("first window decoded");
     if (!restart)
         return true;
     return counter_data_init() && start_window(false);
@@ -1095,7 +1098,10 @@ void cupti_range_prof_ctx_ending(void)
         return;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
+    bool was_active = R.state == ST_ACTIVE;
     end_session(true);
+    if (was_active && R.state == ST_IDLE)
+        settled("session ended with its context");
     pthread_mutex_unlock(&R.lock);
     tl_inside = false;
 }
@@ -1109,6 +1115,8 @@ void cupti_range_prof_ctx_destroying(void *ctx)
     if (R.state == ST_ACTIVE && ctx == R.ctx) {
         cupti_debug("gpu-metrics: the profiled context %p is being destroyed: the session ends", ctx);
         end_session(true);
+        if (R.state == ST_IDLE)
+            settled("session ended with its context");
     }
     pthread_mutex_unlock(&R.lock);
     tl_inside = false;
@@ -1147,6 +1155,7 @@ void cupti_range_prof_finish(void)
         return;
     tl_inside = true;
     pthread_mutex_lock(&R.lock);
+    R.draining = true; /* the final stop: no profiling starts, no exit handler registered */
     end_session(true);
     if (R.state == ST_FAILED && !R.fatal)
         release(); /* what a failed setup left */

@@ -32,8 +32,9 @@ typedef struct cupti_range_env {
     unsigned per_kernel;
     unsigned max_launches;
     unsigned skip;
-    /* Optional: called after the session's setup and after its first decoded window (at
-     * most twice per session, the session's lock held).  CUPTI's profiler may register
+    /* Optional: called after a session's setup, after its first decoded window and after
+     * the session ended with its context (16 times in all at most; the session's lock
+     * held).  CUPTI's profiler may register
      * exit work of its own (atexit, C++ statics) the first time it runs; an injected
      * tracer whose exit handler was registered earlier (at cuInit) would run after that
      * work and call into a torn-down CUPTI (SIGSEGV in cuptiActivityFlushAll, "double

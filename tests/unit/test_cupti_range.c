@@ -783,8 +783,10 @@ static void test_stop_order(void **st)
     cupti_range_prof_stop(fake_flush, NULL);
 }
 
-/* The settled hook: once after the setup, once after the first decoded window, never
- * again (the injection library registers its exit handler again each time). */
+/* The settled hook: after the setup, after the first decoded window, after a session
+ * ended with its context (Disable and the host object's end are CUPTI's first run of
+ * those too), not at the final stop (the injection library registers its exit handler
+ * again each time). */
 static int n_settled;
 static void count_settled(void)
 {
@@ -804,9 +806,15 @@ static void test_settled_hook(void **st)
     launch("_Z1bPf");
     returned();
     launch("_Z1cPf");
+    cupti_range_prof_ctx_ending();
+    assert_int_equal(n_settled, 3);
+    cupti_range_prof_ctx_ending(); /* no session: nothing */
+    assert_int_equal(n_settled, 3);
+    launch("_Z1dPf"); /* a new session: its setup */
+    assert_int_equal(n_settled, 4);
     cupti_range_prof_finish();
-    assert_int_equal(cupti_range_prof_stats().windows, 3);
-    assert_int_equal(n_settled, 2);
+    assert_int_equal(cupti_range_prof_stats().windows, 4);
+    assert_int_equal(n_settled, 4); /* the new session's first window decoded at the stop: not then */
 }
 
 /* The failure of an injected program at exit, in the stand-in: CUPTI's profiler registers
