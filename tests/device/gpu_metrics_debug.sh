@@ -188,6 +188,7 @@ export AMXDIAG_GPU_METRICS_EXPERIMENTAL=1
 run prog 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
     "$build/tests/cupti_prog" --iters 20
 verdict prog "$out/prog.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) >= 60" "$COST"
+prog_rc=$last_rc
 debug prog
 printf '  exit handler: %s\n' "$(grep -o 'inject: exit handler.*\|inject: AMXDIAG_INJECT_LATE.*' "$out/prog.log" | head -2 | tr '\n' ' ')" >>"$S"
 printf '  late registrations: %s\n' "$(grep -c 'exit handler is registered again' "$out/prog.log")" >>"$S"
@@ -200,9 +201,10 @@ fact kernels "$out/prog.json" "$KM"
 AMXDIAG_INJECT_LATE_EXIT=0 run prog-early 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-early.json" -- \
     "$build/tests/cupti_prog" --iters 20
 v=$(timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('status'), (r.get('workload') or {}).get('signal_name'))" "$out/prog-early.json" 2>&1 | tail -1)
-case "$last_rc:$v" in
-    0:complete*) echo "VERDICT prog-early:    NOT THE CAUSE (rc 0 without the late registration: $v)" >>"$S" ;;
-    *) echo "VERDICT prog-early:    CAUSE CONFIRMED (rc $last_rc without the late registration: $v)" >>"$S" ;;
+case "$prog_rc:$last_rc:$v" in
+    *:0:complete*) echo "VERDICT prog-early:    NOT THE CAUSE (rc 0 without the late registration: $v)" >>"$S" ;;
+    0:*) echo "VERDICT prog-early:    CAUSE CONFIRMED (prog rc 0; without the late registration rc $last_rc: $v)" >>"$S" ;;
+    *) echo "VERDICT prog-early:    INCONCLUSIVE (prog rc $prog_rc, without the late registration rc $last_rc: $v)" >>"$S" ;;
 esac
 debug prog-early
 unset AMXDIAG_CUPTI_DEBUG
