@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The prompt GEMMs' tile variants on a GPU, in about 60 s (120 s at most, plus 60 s with
-# NCU=1): the int8 tensor-core kernel (bit-exact) and the f16-MMA kernel (weights
-# dequantised to f16 in shared memory, within 1.1 * 2^-10 sum |w x|) side by side with cuBLAS f16.
+# The prompt GEMMs' tile variants on a GPU, in about 60-90 s (every step has its own
+# limit: 320 s at most, plus 60 s with NCU=1): the int8 tensor-core kernel (bit-exact)
+# and the f16-MMA kernel (weights dequantised to f16 in shared memory, within
+# 1.1 * 2^-10 sum |w x|) side by side with cuBLAS f16.
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
 #      formula, every f16-MMA variant within its bound (the largest error printed);
 #   2. sweep-s3/s2/s4: `amxdiag-gpu-bench --only gemm --gemm-tile all --gemm-stages N`
@@ -12,7 +13,8 @@
 #      --greedy --compare ref` on the default model with it;
 #   4. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every variant, the
 #      best int8 and the best f16-MMA one over all stage counts, and the goal per shape;
-#   5. NCU=1: Nsight Compute's sections of the f16-MMA kernel auto picks at every shape.
+#   5. compute-sanitizer memcheck and racecheck on the f16-MMA kernels (small checks);
+#   6. NCU=1: Nsight Compute's sections of the f16-MMA kernel auto picks at every shape.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
 # Needs under BUILD_DIR: amxdiag, amxdiag-gpu-bench, tests/test_kern_cuda_gemm,
 # tests/test_kern_engine, devlibs/.
@@ -59,6 +61,19 @@ grep -h -E "max \|logit|same arg-max|agrees|differs|decisive|error" "$out/compar
     sed 's/^/  /' >>"$summary"
 rm -rf "$XDG_CACHE_HOME"
 unset XDG_CACHE_HOME
+
+# compute-sanitizer on the f16-MMA kernels only (the bench's small checks: 256 x 512 x 64
+# and 131 x 96 x 37): no out-of-bounds access, no shared-memory race between the copies,
+# the conversion and the MMAs of the single-barrier pipeline
+if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
+    cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck; do
+        step_want "sanitizer-$tool" 0 60 "$cs" --tool $tool --kernel-name kns=gemm_f16mma --error-exitcode 9 \
+            --print-limit 10 "$bench" --check-only --quick --gemm-kernel f16mma
+        expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'
+        grep -h -E "SUMMARY|Invalid|hazard" "$out/sanitizer-$tool.log" | head -6 | sed 's/^/  /' >>"$summary"
+    done
+fi
 
 # 4. the table: per shape and type, cuBLAS f16 and each variant (us, TOP/s, % of cuBLAS)
 python3 - "$out" >>"$summary" 2>&1 <<'EOF'
@@ -128,7 +143,7 @@ for ty, w in sorted(worst.items()):
     print("worst shape, best kernel and tile, %s: %.1f%% (%s)" % (ty, w, "MET" if w >= 50 else "MISS"))
 EOF
 
-# 5. Nsight Compute on the f16-MMA kernel's auto picks (NCU=1): one launch per kernel and shape
+# 6. Nsight Compute on the f16-MMA kernel's auto picks (NCU=1): one launch per kernel and shape
 if [ -n "${NCU:-}" ]; then
     ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
     secs="--section SpeedOfLight --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
