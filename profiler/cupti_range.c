@@ -103,13 +103,86 @@ bool cupti_range_names_push_opt(cupti_range_names *q, const char *name)
     return names_add(q, name, true);
 }
 
+/* The optional entries' kinds (their labels: "<memset>", "<memcpy DtoD>"), at most 8,
+ * and how many of each; -1 past 8. */
+#define OPT_KINDS 8
+static int opt_kinds(const cupti_range_names *q, const char **label, size_t *count)
+{
+    int k = 0;
+    for (size_t e = 0; e < q->n; e++) {
+        if (!q->opt[e])
+            continue;
+        int j = 0;
+        while (j < k && strcmp(label[j], q->name[e]))
+            j++;
+        if (j == k) {
+            if (k == OPT_KINDS)
+                return -1;
+            label[k] = q->name[e];
+            count[k++] = 0;
+        }
+        count[j]++;
+    }
+    return k;
+}
+
+/* Which kinds of optional entries became ranges: a set whose entries with the launches
+ * make n_ranges (the driver runs every memset of a window the same way, and every
+ * device-to-device copy).  Several sets may fit (a memset and a copy, one range more than
+ * the launches): the one with the most kinds, then the kinds seen first; *unique says
+ * whether it was the only one.  False when none fits. */
+static bool opt_fit(const cupti_range_names *q, size_t n_ranges, const char **label, int *k_out, unsigned *mask,
+                    bool *unique)
+{
+    size_t count[OPT_KINDS];
+    int k = opt_kinds(q, label, count);
+    if (k < 0)
+        return false;
+    int fits = 0;
+    for (int p = k; p >= 0; p--)
+        for (unsigned m = 0; m < (1u << k); m++) {
+            if (__builtin_popcount(m) != p)
+                continue;
+            size_t sum = q->n - q->n_opt;
+            for (int j = 0; j < k; j++)
+                if (m & (1u << j))
+                    sum += count[j];
+            if (sum == n_ranges && fits++ == 0)
+                *mask = m;
+        }
+    *k_out = k;
+    *unique = fits == 1;
+    return fits > 0;
+}
+
+bool cupti_range_names_fit(const cupti_range_names *q, size_t n_ranges)
+{
+    const char *label[OPT_KINDS];
+    int k;
+    unsigned mask;
+    bool unique = false;
+    return n_ranges == q->n || (q->n_opt && opt_fit(q, n_ranges, label, &k, &mask, &unique) && unique);
+}
+
 const char *cupti_range_names_at(const cupti_range_names *q, size_t i, size_t n_ranges)
 {
-    /* The optional entries made no range: the i-th of the others. */
-    if (q->n_opt && n_ranges + q->n_opt == q->n) {
-        for (size_t k = 0; k < q->n; k++)
-            if (!q->opt[k] && i-- == 0)
-                return q->name[k];
+    /* Some kinds of optional entries made no range: the i-th of the others. */
+    const char *label[OPT_KINDS];
+    int k;
+    unsigned mask;
+    bool unique;
+    if (q->n_opt && n_ranges != q->n && opt_fit(q, n_ranges, label, &k, &mask, &unique)) {
+        for (size_t e = 0; e < q->n; e++) {
+            if (q->opt[e]) {
+                int j = 0;
+                while (j < k && strcmp(label[j], q->name[e]))
+                    j++;
+                if (!(mask & (1u << j)))
+                    continue;
+            }
+            if (i-- == 0)
+                return q->name[e];
+        }
         return NULL;
     }
     /* With the counts equal the mapping is exact; with fewer ranges than launches (a

@@ -65,9 +65,14 @@ bool cupti_range_names_push(cupti_range_names *q, const char *name);
  * runs as a kernel): counted in when the window's range count says it was one. */
 bool cupti_range_names_push_opt(cupti_range_names *q, const char *name);
 /* The name of range i of a window of n_ranges decoded ranges, or NULL when the launches
- * seen cannot name it (more ranges than launches).  With n_ranges equal to the entries
- * less the optional ones, the optional entries are passed over. */
+ * seen cannot name it (more ranges than launches).  Where the optional entries of some
+ * kinds (labels) left out make the counts agree, those are passed over (every memset of a
+ * window becomes a range or none does, and so for device-to-device copies); otherwise the
+ * names go by order. */
 const char *cupti_range_names_at(const cupti_range_names *q, size_t i, size_t n_ranges);
+/* Whether n_ranges decoded ranges are named without a guess: the counts agree, or exactly
+ * one set of optional kinds left out makes them agree. */
+bool cupti_range_names_fit(const cupti_range_names *q, size_t n_ranges);
 void cupti_range_names_clear(cupti_range_names *q);
 void cupti_range_names_free(cupti_range_names *q);
 

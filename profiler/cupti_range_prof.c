@@ -877,7 +877,7 @@ static bool decode_window(bool restart)
         R.st.ranges++;
     }
     R.st.overhead_ns += mono_ns() - t_eval;
-    if (n != R.q.n && n + R.q.n_opt != R.q.n && !R.q.graph_launches && !R.mismatch_noted) {
+    if (!cupti_range_names_fit(&R.q, n) && !R.q.graph_launches && !R.mismatch_noted) {
         R.mismatch_noted = true;
         char text[300];
         snprintf(text, sizeof text,

@@ -72,6 +72,46 @@ static void test_names(void **st)
     cupti_range_names_free(&q);
 }
 
+/* Optional entries of two kinds: each kind became ranges or did not, as a whole. */
+static void test_names_optional_kinds(void **st)
+{
+    (void)st;
+    cupti_range_names q = {0};
+    assert_true(cupti_range_names_push(&q, "a"));
+    assert_true(cupti_range_names_push_opt(&q, "<memset>"));
+    assert_true(cupti_range_names_push(&q, "b"));
+    assert_true(cupti_range_names_push_opt(&q, "<memcpy DtoD>"));
+    assert_true(cupti_range_names_push_opt(&q, "<memcpy DtoD>"));
+    assert_true(cupti_range_names_push(&q, "c"));
+    /* 6 ranges: all; 3: none; 5: the copies, not the memset (unique); 4: the memset, not
+     * the copies (unique). */
+    assert_true(cupti_range_names_fit(&q, 6));
+    assert_string_equal(cupti_range_names_at(&q, 3, 6), "<memcpy DtoD>");
+    assert_true(cupti_range_names_fit(&q, 3));
+    assert_string_equal(cupti_range_names_at(&q, 2, 3), "c");
+    assert_true(cupti_range_names_fit(&q, 5));
+    assert_string_equal(cupti_range_names_at(&q, 1, 5), "b");
+    assert_string_equal(cupti_range_names_at(&q, 2, 5), "<memcpy DtoD>");
+    assert_string_equal(cupti_range_names_at(&q, 4, 5), "c");
+    assert_true(cupti_range_names_fit(&q, 4));
+    assert_string_equal(cupti_range_names_at(&q, 1, 4), "<memset>");
+    assert_string_equal(cupti_range_names_at(&q, 3, 4), "c");
+    /* One copy only: one range more than the launches fits the memset or the copy, a
+     * guess (the memset, seen first), and said to be one. */
+    cupti_range_names_clear(&q);
+    assert_true(cupti_range_names_push(&q, "a"));
+    assert_true(cupti_range_names_push_opt(&q, "<memset>"));
+    assert_true(cupti_range_names_push_opt(&q, "<memcpy DtoD>"));
+    assert_true(cupti_range_names_push(&q, "b"));
+    assert_false(cupti_range_names_fit(&q, 3));
+    assert_string_equal(cupti_range_names_at(&q, 1, 3), "<memset>");
+    assert_string_equal(cupti_range_names_at(&q, 2, 3), "b");
+    /* More ranges than entries: no fit, by order, none past the end. */
+    assert_false(cupti_range_names_fit(&q, 5));
+    assert_null(cupti_range_names_at(&q, 4, 5));
+    cupti_range_names_free(&q);
+}
+
 /* ---- the session against the stand-in ---- */
 
 #if defined(ADG_HAVE_CUPTI) && defined(ADG_FAKE_RANGE_CUPTI)
@@ -945,6 +985,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names_optional_kinds),
 #if defined(ADG_HAVE_CUPTI) && defined(ADG_FAKE_RANGE_CUPTI)
         cmocka_unit_test_setup(test_session_windows, setup_fake),
         cmocka_unit_test_setup(test_runtime_launch_counted_once, setup_fake),
