@@ -6,11 +6,11 @@
  * attention under 64 positions, top-k, the expert routing, the weighted sum).  Here a
  * layer is a list of phases of items that every worker takes from one counter:
  *
- *   norm (1)  ->  Q,K,V panels as one list  ->  per KV head: q/k norm, rope, KV store
+ *   norm (1)  ->  Q,K,V panels as one list  ->  per head: q/k norm, rope, KV store
  *   ->  attention per query head (+ quantizing its output)  ->  Wo panels + residual
  *   (+ ffn norm, quantizing)  ->  router panels (+ softmax, top-k)  ->  (expert, panels)
- *   gate and up + SiLU*mul (the last chunk of an expert quantizes its row)  ->  down
- *   panels of every expert + weighted sum + residual
+ *   gate and up + SiLU*mul (the last chunk of an expert quantizes its row)  ->  (expert,
+ *   panels) down; the last expert of a chunk adds its weighted sum + residual
  *
  * An item of phase p waits until phase p-1 is complete (its last item and its tail, a
  * short serial step run by whichever worker finished that phase).  Every value is
@@ -34,6 +34,7 @@
 
 #define FZ_PHASES 10
 #define FZ_MAX_SLOTS 64
+#define FZ_MAX_CHUNKS 256   /* row chunks of the down phase */
 #define FZ_MAX_ROT 1024
 /* PAUSEs before a waiting worker yields its CPU (an oversubscribed machine: the worker it
  * waits for may not be running). */
@@ -94,6 +95,8 @@ struct fz {
     _Alignas(64) _Atomic int64_t done[FZ_PHASES];
     _Alignas(64) _Atomic int ready[FZ_PHASES];
     _Alignas(64) _Atomic int64_t slot_done[FZ_MAX_SLOTS];
+    _Alignas(64) _Atomic int32_t chunk_done[FZ_MAX_CHUNKS];
+    int64_t cd;                 /* row chunks of the down matrix (AMXDIAG_ENGINE_DOWN other than rows) */
 };
 
 static inline void relax(void)
@@ -241,22 +244,28 @@ static void store_f16(fz *f, const float *x, uint16_t *y, int64_t i0, int64_t i1
         kern_fp32_to_fp16_row(x + i0, y + i0, i1 - i0);
 }
 
-/* KV head g: its key (norm, rope, into the cache), its value (into the cache), and the
- * query heads of its group (norm, rope). */
-static void ph_rope(fz *f, int64_t g, int ith)
+/* Items [0, nkv): KV head g, its key (norm, rope, into the cache) and its value (into the
+ * cache); items [nkv, nkv + nh): query head h (norm, rope).  One item per head, not per KV
+ * group: 20 items on the small preset where 4 left 12 of 16 workers idle.  Every head is
+ * a row of the same row-wise kernels, so the split changes no bit. */
+static void ph_rope(fz *f, int64_t item, int ith)
 {
     (void)ith;
     engine_buf *b = &f->e->buf;
-    const int64_t hd = f->hd, G = f->nh / f->nkv;
-    float *k = b->k + g * hd, *q = b->q + g * G * hd;
-    if (f->ML->q_norm) {
-        rmsnorm(f, b->k, (const float *)f->ML->k_norm->data, g, g + 1, hd, b->k);
-        rmsnorm(f, b->q, (const float *)f->ML->q_norm->data, g * G, (g + 1) * G, hd, b->q);
+    const int64_t hd = f->hd;
+    if (item < f->nkv) {
+        const int64_t g = item;
+        if (f->ML->q_norm)
+            rmsnorm(f, b->k, (const float *)f->ML->k_norm->data, g, g + 1, hd, b->k);
+        rope_heads(f, b->k + g * hd, 1);
+        store_f16(f, b->k, f->kc, g * hd, (g + 1) * hd);
+        store_f16(f, b->v, f->vc, g * hd, (g + 1) * hd);
+    } else {
+        const int64_t h = item - f->nkv;
+        if (f->ML->q_norm)
+            rmsnorm(f, b->q, (const float *)f->ML->q_norm->data, h, h + 1, hd, b->q);
+        rope_heads(f, b->q + h * hd, 1);
     }
-    rope_heads(f, k, 1);
-    rope_heads(f, q, G);
-    store_f16(f, b->k, f->kc, g * hd, (g + 1) * hd);
-    store_f16(f, b->v, f->vc, g * hd, (g + 1) * hd);
 }
 
 static void ph_attn(fz *f, int64_t h, int ith)
@@ -336,8 +345,20 @@ static void ph_gate_up(fz *f, int64_t item, int ith)
         quantize(f, &f->F->qa_mid, j, f->down, g);
 }
 
-/* A chunk of output panels: every slot's down rows, then x += sum_j w_j * down_j in slot
- * order (engine.c's moe_sum_rows order, so the same bits). */
+/* x[r0, r1) += sum_j w_j * down_j in slot order (engine.c's moe_sum_rows order, so the
+ * same bits). */
+static void down_sum(fz *f, int64_t r0, int64_t r1)
+{
+    engine_buf *b = &f->e->buf;
+    for (int64_t j = 0; j < f->K; j++) {
+        const float w = f->rw[j], *dr = b->down + j * f->d;
+        for (int64_t r = r0; r < r1; r++)
+            b->x[r] += w * dr[r];
+    }
+}
+
+/* AMXDIAG_ENGINE_DOWN=rows: a chunk of output panels, every slot's down rows, then their
+ * weighted sum. */
 static void ph_down(fz *f, int64_t item, int ith)
 {
     engine_buf *b = &f->e->buf;
@@ -346,12 +367,30 @@ static void ph_down(fz *f, int64_t item, int ith)
     chunk_range(f->down, f->chunk_d, item, &p0, &p1);
     for (int64_t j = 0; j < f->K; j++)
         gemv(f, ith, f->down, f->ids[j], &f->F->qa_mid, j, b->gate + j * f->ff, p0, p1, b->down + j * d);
-    const int64_t r0 = p0 * KERN_PANEL, r1 = p1 * KERN_PANEL < d ? p1 * KERN_PANEL : d;
-    for (int64_t j = 0; j < f->K; j++) {
-        const float w = f->rw[j], *dr = b->down + j * d;
-        for (int64_t r = r0; r < r1; r++)
-            b->x[r] += w * dr[r];
-    }
+    down_sum(f, p0 * KERN_PANEL, p1 * KERN_PANEL < d ? p1 * KERN_PANEL : d);
+}
+
+/* (slot j, row chunk): expert ids[j]'s down rows of the chunk; the last slot to finish a
+ * chunk adds the chunk's weighted sum and residual.  Items of one slot and chunk are about
+ * a quarter of a worker's share, so the phase balances over the workers (the row-chunk
+ * items of ph_down are one per worker on the small preset: the slowest set the phase's
+ * time), and each reads one run of contiguous panels instead of K short ones. */
+static void ph_down_slot(fz *f, int64_t item, int ith)
+{
+    engine_buf *b = &f->e->buf;
+    const int64_t d = f->d, j = item / f->cd, ci = item % f->cd;
+    int64_t p0, p1;
+    chunk_range(f->down, f->chunk_d, ci, &p0, &p1);
+    gemv(f, ith, f->down, f->ids[j], &f->F->qa_mid, j, b->gate + j * f->ff, p0, p1, b->down + j * d);
+    if (atomic_fetch_add_explicit(&f->chunk_done[ci], 1, memory_order_acq_rel) + 1 == f->K)
+        down_sum(f, p0 * KERN_PANEL, p1 * KERN_PANEL < d ? p1 * KERN_PANEL : d);
+}
+
+static void pf_down_slot(fz *f, int64_t item)
+{
+    int64_t p0, p1;
+    chunk_range(f->down, f->chunk_d, item % f->cd, &p0, &p1);
+    prefetch_panels(f->down, f->ids[item / f->cd], p0, p1);
 }
 
 static void pf_qkv(fz *f, int64_t item)
@@ -607,14 +646,24 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
     int64_t cg = (f->gate->n_panels * f->K + 4 * nth - 1) / (4 * nth);
     f->chunk_g = cg < 4 ? 4 : cg;
     f->cg = n_chunks(f->gate, f->chunk_g);
-    f->chunk_d = chunk_for(f->down, nth);
+    if (e->fuse_down_rows) {
+        f->chunk_d = chunk_for(f->down, nth);
+    } else {
+        /* (slot, chunk) items sized like gate/up's: about four per worker in all */
+        int64_t cdn = (f->down->n_panels * f->K + 4 * nth - 1) / (4 * nth);
+        const int64_t lo = (f->down->n_panels + FZ_MAX_CHUNKS - 1) / FZ_MAX_CHUNKS;
+        f->chunk_d = cdn < 4 ? 4 : cdn;
+        if (f->chunk_d < lo)
+            f->chunk_d = lo;
+        f->cd = n_chunks(f->down, f->chunk_d);
+    }
 
     const char *gv = kern_gemv_variant(c, L->wq);
     const uint64_t d = (uint64_t)f->d, qd = (uint64_t)f->qd, kvd = (uint64_t)f->kvd, n_kv = (uint64_t)pos + 1;
     add_phase(f, ph_norm, NULL, NULL, 1, OPK_NORM, f->vec ? "avx512-rmsnorm" : "ref-rmsnorm", 8 * d, 4 * d);
     add_phase(f, ph_qkv, NULL, pf_qkv, f->cq + f->ck + f->cv, OPK_QKV, gv, mm_bytes(L->wq, 1) + mm_bytes(L->wk, 1) + mm_bytes(L->wv, 1),
               mm_flops(L->wq, 1) + mm_flops(L->wk, 1) + mm_flops(L->wv, 1));
-    add_phase(f, ph_rope, NULL, NULL, f->nkv, OPK_ROPE, "fused-qknorm-rope-kvstore", 8 * (qd + kvd) + 6 * kvd, 10 * (qd + kvd));
+    add_phase(f, ph_rope, NULL, NULL, f->nkv + f->nh, OPK_ROPE, "fused-qknorm-rope-kvstore", 8 * (qd + kvd) + 6 * kvd, 10 * (qd + kvd));
     add_phase(f, ph_attn, tail_attn, NULL, f->nh, OPK_ATTN, f->vec ? "avx512-attention" : "ref-attention",
               4 * n_kv * kvd + 8 * qd, 4 * (uint64_t)f->nh * n_kv * (uint64_t)f->hd);
     add_phase(f, ph_wo, tail_wo, pf_wo, n_chunks(L->wo, f->chunk_o), OPK_ATTN_OUT, kern_gemv_variant(c, L->wo),
@@ -627,7 +676,8 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
     const int opk_gu = f->moe ? OPK_MOE_GATE_UP : OPK_FFN, opk_d = f->moe ? OPK_MOE_DOWN : OPK_FFN;
     add_phase(f, ph_gate_up, NULL, NULL, f->K * f->cg, opk_gu, kern_gemv_variant(c, f->gate),
               mm_bytes(f->gate, f->K) + mm_bytes(f->up, f->K), mm_flops(f->gate, f->K) + mm_flops(f->up, f->K));
-    add_phase(f, ph_down, NULL, pf_down, n_chunks(f->down, f->chunk_d), opk_d, kern_gemv_variant(c, f->down),
+    add_phase(f, e->fuse_down_rows ? ph_down : ph_down_slot, NULL, e->fuse_down_rows ? pf_down : pf_down_slot,
+              e->fuse_down_rows ? n_chunks(f->down, f->chunk_d) : f->K * f->cd, opk_d, kern_gemv_variant(c, f->down),
               mm_bytes(f->down, f->K) + 8 * d * (uint64_t)f->K, mm_flops(f->down, f->K) + 2 * d * (uint64_t)f->K);
     f->total = f->end[f->nph - 1];
 

@@ -49,7 +49,9 @@ struct kern_engine {
     adg_bus *bus;
     int m_tps, m_lat;           /* metric ids on the bus */
     bool fuse;                  /* fused generation schedule (AMXDIAG_ENGINE_FUSE, default on) */
-    bool fuse_prefetch;         /* its waiting workers prefetch their next weights (AMXDIAG_ENGINE_PREFETCH) */
+    bool fuse_prefetch;         /* its waiting workers prefetch their next weights (AMXDIAG_ENGINE_PREFETCH=1) */
+    bool fuse_down_rows;        /* its down phase as row chunks of all experts (AMXDIAG_ENGINE_DOWN=rows), not
+                                 * (expert, row chunk) items */
     engine_fused *fz;           /* its state, made on first use */
 };
 

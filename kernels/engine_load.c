@@ -129,8 +129,15 @@ adg_error *kern_engine_open(const kern_engine_opts *o, kern_engine **out)
     e->m_tps = e->m_lat = -1;
     const char *fuse = getenv("AMXDIAG_ENGINE_FUSE");   /* 0: the per-op schedule (A/B runs) */
     e->fuse = !(fuse && strcmp(fuse, "0") == 0);
-    const char *pf = getenv("AMXDIAG_ENGINE_PREFETCH");   /* 0: the fused schedule without it */
-    e->fuse_prefetch = !(pf && strcmp(pf, "0") == 0);
+    /* 1: waiting workers of the fused schedule prefetch their next item's weights.  Off by
+     * default: on the device (16 vCPUs, qwen3-moe-small tg128) it cost 4-5 % (q4_0 452 vs
+     * 472 t/s, q8_0 284 vs 298). */
+    const char *pf = getenv("AMXDIAG_ENGINE_PREFETCH");
+    e->fuse_prefetch = pf && strcmp(pf, "1") == 0;
+    /* rows: the down phase as session 3's first schedule (an item = a row chunk of every
+     * chosen expert, one item per worker on the small preset), for A/B runs */
+    const char *dn = getenv("AMXDIAG_ENGINE_DOWN");
+    e->fuse_down_rows = dn && strcmp(dn, "rows") == 0;
     adg_error *err = open_inner(e);
     if (err) {
         kern_engine_close(e);

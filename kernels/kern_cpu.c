@@ -80,6 +80,23 @@ static void amx_int8_from_env(kern_cpu *c)
     }
 }
 
+/* The VNNI GEMV's software prefetch (kern_ops_avx512.c), for A/B runs on the device:
+ * AMXDIAG_GEMV_PREFETCH=panel (default), ahead (the earlier scheme) or none.  Anything else
+ * is ignored with a warning. */
+static void gemv_pf_from_env(kern_cpu *c)
+{
+    c->gemv_pf = KERN_GEMV_PF_PANEL;
+    const char *v = getenv("AMXDIAG_GEMV_PREFETCH");
+    if (!v || !*v || strcmp(v, "panel") == 0)
+        return;
+    if (strcmp(v, "ahead") == 0)
+        c->gemv_pf = KERN_GEMV_PF_AHEAD;
+    else if (strcmp(v, "none") == 0)
+        c->gemv_pf = KERN_GEMV_PF_NONE;
+    else
+        adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead or none); using panel", v);
+}
+
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
 {
     *out = NULL;
@@ -97,6 +114,7 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     c->impl = impl;
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
     amx_int8_from_env(c);
+    gemv_pf_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
         e = kern_crossover_load(o.crossover, &c->xo);
@@ -433,7 +451,7 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
 {
     const kern_weight *w = a->w;
     kern_gemm_job j = {w, kern_weight_mat(w, g->mat), p0, p1, a->y, a->ldy, g->yrow,
-                       a->c->scratch[ith], a->c->scratch_bytes};
+                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf};
     switch (g->p) {
     case PATH_REF:
         if (w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0)
@@ -635,7 +653,7 @@ static void f32_worker(void *arg, int ith, int nth)
         const int64_t rows = a->m - m0 < a->mb ? a->m - m0 : a->mb;
         const int64_t p1 = p0 + a->pb < w->n_panels ? p0 + a->pb : w->n_panels;
         kern_gemm_job j = {w, kern_weight_mat(w, 0), p0, p1, a->y + m0 * w->n, w->n, NULL,
-                           a->c->scratch[ith], a->c->scratch_bytes};
+                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf};
         if (a->p == PATH_REF)
             kern_ref_gemm_f(&j, a->x + m0 * w->k, rows);
         else

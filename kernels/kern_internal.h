@@ -94,7 +94,13 @@ typedef struct kern_gemm_job {
     const int64_t *yrow;
     void *scratch;          /* KERN_SCRATCH_BYTES for this worker */
     size_t scratch_bytes;
+    int gemv_pf;            /* M = 1 software prefetch: KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
 } kern_gemm_job;
+
+/* The VNNI GEMV's software prefetch (kern_ops_avx512.c): PANEL (default) stays inside the
+ * call's panels and continues into its next group; AHEAD is session 3's first scheme (every
+ * line 8 blocks ahead, past the panel's end); NONE leaves it to the hardware. */
+enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2 };
 
 /* Per-worker scratch: C tiles (4 KiB), fp32 accumulators (32 x 32 x 4), Q4_0 unpacked
  * panels (2 x nb x 512 bytes), rounded up. */
@@ -166,6 +172,7 @@ struct kern_cpu {
     /* the int8 ring kernel's distances: AMXDIAG_AMX_INT8_KERNEL=ring[:AHEAD,STORE_AHEAD]|1x1
      * (kern_cpu.c; "1x1" = 1, 0, the earlier default's schedule) */
     int ring_ahead, ring_store_ahead;
+    int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;

@@ -130,10 +130,28 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
     }
 }
 
+/* Blocks the GEMV prefetches ahead of its loads. */
+#define GEMV_PF_DIST 8
+
+static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, size_t bb)
+{
+    for (size_t off = 0; off < bb; off += 64)
+        _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
 /* M = 1 (token generation): NP (1..4) panels at once with two int32 chains per panel, so
- * eight independent VPDPBUSD chains hide its latency and the loop streams at memory speed. */
+ * eight independent VPDPBUSD chains hide its latency and the loop streams at memory speed.
+ *
+ * Software prefetch (PF, KERN_GEMV_PF_*): the hardware streamer alone leaves this loop
+ * latency-bound on one core (Q4_0 blocks are only 4.5 lines).  PANEL prefetches every line
+ * of block b + 8 of each panel while it is inside the panel; past the panel's end it
+ * prefetches the same blocks of the call's next group of panels, and the call's first
+ * group starts with its first 8 blocks.  So a call (one item of the fused schedule: an
+ * expert's chunk of only 16 to 24 blocks per panel) never starts its panels cold and never
+ * fetches lines of panels outside [p0, p1), which belong to another worker.  AHEAD is the
+ * earlier scheme (block b + 8 whatever it is), kept for A/B runs. */
 static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j, const kern_qact *a, int64_t p,
-                                                         const int NP, const bool I4)
+                                                         const int NP, const bool I4, const int PF)
 {
     const kern_weight *w = j->w;
     __m512 acc[4];
@@ -144,16 +162,34 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
     }
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
     const size_t bb = w->blk_bytes;
-    for (int64_t b = 0; b < a->nb; b++) {
+    const int64_t nb = a->nb;
+    /* panels of the call's next group, and how many */
+    const uint8_t *wn = j->wmat + (size_t)(p + NP) * w->panel_bytes;
+    const int64_t nn = j->p1 - (p + NP) < NP ? j->p1 - (p + NP) : NP;
+    if (PF == KERN_GEMV_PF_PANEL && (p == j->p0 || nb <= GEMV_PF_DIST))
+        for (int64_t b = 0; b < nb && b < GEMV_PF_DIST; b++)
+            for (int pp = 0; pp < NP; pp++)
+                pf_block(wp[pp] + b * bb, bb);
+    for (int64_t b = 0; b < nb; b++) {
         const int8_t *ab = a->q + b * KERN_KB;
         __m512i c0[4], c1[4];
         for (int pp = 0; pp < NP; pp++) {
             c0[pp] = _mm512_setzero_si512();
             c1[pp] = _mm512_setzero_si512();
-            /* every line of the block 8 ahead: the hardware streamer alone leaves this
-             * loop latency-bound on one core (Q4_0 blocks are only 4.5 lines) */
-            for (size_t off = 0; off < bb; off += 64)
-                _mm_prefetch((const char *)(wp[pp] + (b + 8) * bb + off), _MM_HINT_T0);
+        }
+        if (PF == KERN_GEMV_PF_AHEAD) {
+            for (int pp = 0; pp < NP; pp++)
+                for (size_t off = 0; off < bb; off += 64)
+                    _mm_prefetch((const char *)(wp[pp] + (b + 8) * bb + off), _MM_HINT_T0);
+        } else if (PF == KERN_GEMV_PF_PANEL) {
+            const int64_t bn = b + GEMV_PF_DIST;
+            if (bn < nb) {
+                for (int pp = 0; pp < NP; pp++)
+                    pf_block(wp[pp] + bn * bb, bb);
+            } else if (bn - nb < nb) {
+                for (int64_t pp = 0; pp < nn; pp++)
+                    pf_block(wn + (size_t)pp * w->panel_bytes + (bn - nb) * bb, bb);
+            }
         }
         if (!I4) {
             for (int g = 0; g < 8; g += 2) {
@@ -190,22 +226,34 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
     }
 }
 
-static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
+static inline __attribute__((always_inline)) void gemv_q_range_pf(const kern_gemm_job *j, const kern_qact *a,
+                                                                  const bool I4, const int PF)
 {
     int64_t p = j->p0;
-    for (; p + 4 <= j->p1; p += 4) {
-        if (i4)
-            gemv_q(j, a, p, 4, true);
-        else
-            gemv_q(j, a, p, 4, false);
-    }
+    for (; p + 4 <= j->p1; p += 4)
+        gemv_q(j, a, p, 4, I4, PF);
     const int left = (int)(j->p1 - p);
     if (left == 3)
-        i4 ? gemv_q(j, a, p, 3, true) : gemv_q(j, a, p, 3, false);
+        gemv_q(j, a, p, 3, I4, PF);
     else if (left == 2)
-        i4 ? gemv_q(j, a, p, 2, true) : gemv_q(j, a, p, 2, false);
+        gemv_q(j, a, p, 2, I4, PF);
     else if (left == 1)
-        i4 ? gemv_q(j, a, p, 1, true) : gemv_q(j, a, p, 1, false);
+        gemv_q(j, a, p, 1, I4, PF);
+}
+
+static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
+{
+    switch (j->gemv_pf) {
+    case KERN_GEMV_PF_AHEAD:
+        i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_AHEAD) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_AHEAD);
+        break;
+    case KERN_GEMV_PF_NONE:
+        i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_NONE) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_NONE);
+        break;
+    default:
+        i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_PANEL) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_PANEL);
+        break;
+    }
 }
 
 #define MK_Q_CASES(I4)                                                     \

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Token generation, fused vs per-op schedule (AMXDIAG_ENGINE_FUSE=1 / 0, and the fused one
-# without its weight prefetch) in the same binary, alternated: bounded by 120 s (about
-# 90 s on 16 CPUs).
-#  - creates qwen3-moe-small q4_0 and q8_0;
-#  - ROUNDS (3) rounds; in each, for each quant: `run -p 0 -n 128 -r 3 -t THREADS` with
-#    --cpu-kernels amx, each variant (the order rotates every round), t/s from --json;
-#  - one `run --ops` of each schedule on q4_0 (where the time goes per op kind);
-#  - one `run --greedy --compare ref` per quant with the fused schedule (teacher forced
-#    against the reference kernels, which run the per-op schedule's code for their
-#    prompt and the fused one for generation: exit 0 = every decisive step agrees);
+# Token generation A/B of the fused schedule's variants in the same binary, alternated:
+# bounded by 170 s (about 120 s on 16 CPUs).
+#  - creates qwen3-moe-small q4_0 and q8_0, and the 30B shapes at 12 layers in q4_0 (the
+#    model of peers.sh's table; BIG=0 skips it);
+#  - ROUNDS (3) rounds; in each, for each model: `run -p 0 -n 128 -r 3 -t THREADS` with
+#    --cpu-kernels amx, each variant (the order rotates every round), t/s from --json.
+#    Variants (environment of the same binary):
+#      perop  AMXDIAG_ENGINE_FUSE=0: the per-op schedule
+#      s3     AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead: the fused schedule as
+#             measured at 02:15 (fused-nopf, q4_0 472 t/s)
+#      rows   AMXDIAG_ENGINE_DOWN=rows: only the GEMV's new prefetch
+#      ahead  AMXDIAG_GEMV_PREFETCH=ahead: only the new down items (expert, row chunk)
+#      new    the defaults: both
+#      pf     AMXDIAG_ENGINE_PREFETCH=1: the defaults plus the waiting workers' prefetch
+#    (the 30B model: s3 and new only);
+#  - `run --ops` of new and s3 on q4_0 (where the time goes per op kind, GB/s of
+#    moe_down / moe_gate_up);
+#  - one `run --greedy --compare ref` per quant with the defaults (teacher forced against
+#    the reference kernels: exit 0 = every decisive step agrees);
 #  - medians into $OUT/tg_ab.txt (all values in brackets), the rows in $OUT/tg_ab.jsonl.
 #   usage: OUT=DIR tests/device/tg_ab.sh BUILD_DIR
 set -u
@@ -26,7 +35,7 @@ work=$(mktemp -d /tmp/amxdiag-tgab-XXXX)
 export XDG_CACHE_HOME="$work/cache"
 summary="$out/summary.txt"
 started=$(date +%s)
-deadline=${DEADLINE:-115}
+deadline=${DEADLINE:-165}
 split=0
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -38,13 +47,21 @@ lscpu | grep -E "Model name|^CPU\(s\)" >>"$summary"
 for q in q4_0 q8_0; do
     step "create-$q" 40 "$amx" model create --preset qwen3-moe-small --quant $q $layers --threads "$threads" "$work/small-$q.gguf"
 done
+models="small-q4_0 small-q8_0"
+if [ "${BIG:-1}" = 1 ]; then
+    step "create-big-q4_0" 40 "$amx" model create --preset qwen3-30b-a3b --layers 12 --quant q4_0 --threads "$threads" \
+        "$work/big-q4_0.gguf"
+    [ -s "$work/big-q4_0.gguf" ] && models="$models big-q4_0"
+fi
 
-# variants: per-op (AMXDIAG_ENGINE_FUSE=0), fused (default), fused without the waiting
-# workers' weight prefetch (AMXDIAG_ENGINE_PREFETCH=0)
-variants=("perop AMXDIAG_ENGINE_FUSE=0" "fused AMXDIAG_ENGINE_FUSE=1" "fused-nopf AMXDIAG_ENGINE_PREFETCH=0")
-tg() {   # tg ROUND QUANT LABEL ENV
+variants=("perop AMXDIAG_ENGINE_FUSE=0" "s3 AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead"
+    "rows AMXDIAG_ENGINE_DOWN=rows" "ahead AMXDIAG_GEMV_PREFETCH=ahead" "new AMXDIAG_ENGINE_FUSE=1"
+    "pf AMXDIAG_ENGINE_PREFETCH=1")
+big_variants=("s3 AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead" "new AMXDIAG_ENGINE_FUSE=1")
+tg() {   # tg ROUND MODEL LABEL ENV (ENV: VAR=VALUE words)
     local r=$1 q=$2 label=$3 env=$4 name="tg-$1-$2-$3"
-    step "$name" 25 env "$env" "$amx" run -m "$work/small-$q.gguf" -p 0 -n "$ngen" -r 3 \
+    # shellcheck disable=SC2086
+    step "$name" 25 env $env "$amx" run -m "$work/$q.gguf" -p 0 -n "$ngen" -r 3 \
         -t "$threads" --cpu-kernels "$impl" --json
     python3 - "$work/$name.log" "$r" "$q" "$label" >>"$jl" 2>/dev/null <<'PY'
 import json, sys
@@ -56,18 +73,20 @@ for t in d['tests']:
 PY
 }
 for r in $(seq "$rounds"); do
-    for q in q4_0 q8_0; do
-        n=${#variants[@]}
+    for q in $models; do
+        if [ "$q" = big-q4_0 ]; then vs=("${big_variants[@]}"); else vs=("${variants[@]}"); fi
+        n=${#vs[@]}
         for i in $(seq 0 $((n - 1))); do   # the order rotates every round
-            v=${variants[$(( (i + r) % n ))]}
-            tg "$r" $q ${v%% *} "${v#* }"
+            v=${vs[$(( (i + r) % n ))]}
+            tg "$r" "$q" "${v%% *}" "${v#* }"
         done
     done
 done
-for f in 0 1; do
-    step "ops-q4_0-fuse$f" 20 env AMXDIAG_ENGINE_FUSE=$f "$amx" run -m "$work/small-q4_0.gguf" -p 0 -n "$ngen" -r 2 \
+for v in "new AMXDIAG_ENGINE_FUSE=1" "s3 AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead"; do
+    # shellcheck disable=SC2086
+    step "ops-q4_0-${v%% *}" 20 env ${v#* } "$amx" run -m "$work/small-q4_0.gguf" -p 0 -n "$ngen" -r 2 \
         -t "$threads" --cpu-kernels "$impl" --ops
-    cp "$work/ops-q4_0-fuse$f.log" "$out/" 2>/dev/null
+    cp "$work/ops-q4_0-${v%% *}.log" "$out/" 2>/dev/null
 done
 for q in q4_0 q8_0; do
     step "compare-$q" 30 "$amx" run -m "$work/small-$q.gguf" -p 32 -n 16 -t "$threads" --cpu-kernels "$impl" \
@@ -84,13 +103,14 @@ for r in rows:
 print("tg t/s, median of the rounds (each a mean of -r 3), values in brackets")
 for key in sorted(k):
     q, test, label = key
-    print(f"{q:5} {test:6} {label:11} {st.median(k[key]):9.2f}  {[round(x, 2) for x in k[key]]}")
+    print(f"{q:10} {test:6} {label:6} {st.median(k[key]):9.2f}  {[round(x, 2) for x in k[key]]}")
 for q, test in sorted({(r['quant'], r['test']) for r in rows}):
-    base = k.get((q, test, 'perop'))
-    for label in ('fused', 'fused-nopf'):
-        v = k.get((q, test, label))
-        if base and v:
-            print(f"{q} {test}: {label} / perop = {st.median(v) / st.median(base):.3f}")
+    for ref in ('perop', 's3'):
+        base = k.get((q, test, ref))
+        for label in ('s3', 'rows', 'ahead', 'new', 'pf'):
+            v = k.get((q, test, label))
+            if base and v and label != ref:
+                print(f"{q} {test}: {label} / {ref} = {st.median(v) / st.median(base):.3f}")
 PY
 cat "$out/tg_ab.txt" >>"$summary"
 cat "$summary"

@@ -11,6 +11,7 @@
 #include "kernels/amx/amx_emu.h"
 #include "kernels/kern_cpu.h"
 #include "kernels/kern_pool.h"
+#include "kernels/kern_quant.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void)
@@ -610,6 +611,74 @@ static void test_amx_permission(void **state)
     assert_null(kern_impl_check(KERN_IMPL_REF));
 }
 
+/* The VNNI GEMV's prefetch schemes (AMXDIAG_GEMV_PREFETCH: panel, the default; ahead;
+ * none) only move lines, so every one gives the reference's bits: K of 2 to 33 blocks
+ * (fewer than the prefetch distance of 8, equal, more), N with tails, one to three
+ * workers (panel ranges that start past 0 and end on partial groups), and all matrices of
+ * an expert weight (prefetches never leave [p0, p1), so nothing past the last matrix). */
+static void gemv_pf_case(kern_type t, int64_t n_mat, int64_t n, int64_t k)
+{
+    const size_t rs = kern_row_size(t, k);
+    uint8_t *wd = malloc(rs * (size_t)(n_mat * n));
+    float *row = malloc((size_t)k * sizeof(float)), *x = malloc((size_t)k * sizeof(float));
+    for (int64_t r = 0; r < n_mat * n; r++) {
+        for (int64_t i = 0; i < k; i++)
+            row[i] = frand() * (1.0f + (float)(r % 5));
+        ADG_ASSERT_OK(kern_quantize_row(t, row, wd + rs * (size_t)r, k));
+    }
+    for (int64_t i = 0; i < k; i++)
+        x[i] = frand() * 2.0f;
+    float *want = malloc((size_t)(n_mat * n) * sizeof(float)), *got = malloc((size_t)(n_mat * n) * sizeof(float));
+    for (int mode = -1; mode < 3; mode++) {
+        static const char *const names[] = {"panel", "ahead", "none"};
+        if (mode >= 0)
+            setenv("AMXDIAG_GEMV_PREFETCH", names[mode], 1);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            kern_cpu *c = ctx(mode < 0 ? KERN_IMPL_REF : KERN_IMPL_AVX512, mode < 0 ? 1 : threads);
+            kern_weight *w = NULL;
+            ADG_ASSERT_OK(kern_weight_new(c, t, n_mat, n, k, wd, &w));
+            float *y = mode < 0 ? want : got;
+            int32_t ids[8];
+            for (int64_t e = 0; e < n_mat; e++)
+                ids[e] = (int32_t)(n_mat - 1 - e);   /* every matrix, last first */
+            if (n_mat == 1)
+                ADG_ASSERT_OK(kern_matmul(c, w, x, 1, y, NULL));
+            else
+                ADG_ASSERT_OK(kern_moe_matmul(c, w, x, false, ids, 1, n_mat, y, NULL));
+            kern_weight_free(w);
+            kern_cpu_free(c);
+            if (mode < 0)
+                break;
+            for (int64_t i = 0; i < n_mat * n; i++)
+                if (memcmp(&want[i], &got[i], sizeof(float)) != 0)
+                    fail_msg("gemv %s prefetch=%s threads=%d n_mat=%lld n=%lld k=%lld: y[%lld] = %.9g, reference %.9g",
+                             kern_type_name(t), names[mode], threads, (long long)n_mat, (long long)n, (long long)k,
+                             (long long)i, (double)got[i], (double)want[i]);
+        }
+    }
+    unsetenv("AMXDIAG_GEMV_PREFETCH");
+    free(want);
+    free(got);
+    free(row);
+    free(x);
+    free(wd);
+}
+
+static void test_gemv_prefetch_modes(void **state)
+{
+    (void)state;
+    if (!have_avx512())
+        skip();
+    const kern_type types[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    for (size_t i = 0; i < 2; i++) {
+        gemv_pf_case(types[i], 1, 16 * 9 + 5, 64);     /* 2 blocks: all within the distance */
+        gemv_pf_case(types[i], 1, 16 * 13, 256);       /* 8 blocks: equal to it */
+        gemv_pf_case(types[i], 1, 16 * 30 + 7, 544);   /* 17 blocks, 31 panels */
+        gemv_pf_case(types[i], 1, 200, 1056);          /* 33 blocks */
+        gemv_pf_case(types[i], 3, 16 * 11, 512);       /* experts: 11 panels each */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_flash_attention), cmocka_unit_test(test_store_f16),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
         cmocka_unit_test(test_amx_permission), cmocka_unit_test(test_parallel),
+        cmocka_unit_test(test_gemv_prefetch_modes),
         /* last: test_emulator_faults expects a thread that never loaded a tile configuration */
         cmocka_unit_test(test_flash_attention_amx),
     };
