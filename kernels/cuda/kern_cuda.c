@@ -36,7 +36,7 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
 #undef GI8_NAMES
     [KF_MOE_GEMM_I8_Q4_0] = "kern_moe_gemm_i8_q4_0", [KF_MOE_GEMM_I8_Q8_0] = "kern_moe_gemm_i8_q8_0",
     [KF_GEMM_F32] = "kern_gemm_f32", [KF_GEMM_F32_FEW] = "kern_gemm_f32_few",
-#define GF_NAMES(I, MT, NT, WM, WN, CPS)                                                              \
+#define GF_NAMES(I, MT, NT, WM, WN, CPS, KB)                                                            \
     [KF_GEMM_F16MMA_FIRST + 2 * I] = "kern_gemm_f16mma_q4_0_v" #I,                                    \
     [KF_GEMM_F16MMA_FIRST + 2 * I + 1] = "kern_gemm_f16mma_q8_0_v" #I,
     GF_VARIANTS(GF_NAMES)
@@ -204,7 +204,7 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
             *dst[i] = (int)n;
         else
             adg_warn("%s=%s ignored: use %s", names[i], env,
-                     i == 0 ? "a tile variant (v0..v7, f0..f4, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
+                     i == 0 ? "a tile variant (v0..v7, f0..f7, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
     }
     return NULL;
 }

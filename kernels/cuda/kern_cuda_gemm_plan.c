@@ -2,6 +2,7 @@
  * every branch is unit-tested on machines without a GPU. */
 #include "kernels/cuda/kern_cuda_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,8 +50,9 @@ const char *kern_cuda_gemm_tile_name(int code)
 {
     static const char *const names[GI8_NVAR] = {"64x64/32x32",  "128x64/32x32", "128x64/32x64", "64x64/32x64",
                                                  "64x128/32x64", "64x32/32x32",  "32x32/32x32",  "64x32/16x32"};
-    static const char *const fnames[GF_NVAR] = {"f16:128x128/64x32", "f16:128x128/32x64", "f16:128x64/32x32",
-                                                 "f16:64x64/32x32", "f16:64x32/32x16"};
+    static const char *const fnames[GF_NVAR] = {
+        "f16:128x128/64x32",    "f16:128x128/32x64",    "f16:128x64/32x32",   "f16:64x64/32x32",
+        "f16:64x32/32x16",      "f16:256x128/64x64k64", "f16:128x128/64x32k64", "f16:128x64/64x32k64"};
     code = kern_cuda_gemm_tile_code(code);
     if (code > GI8_NVAR)
         return fnames[code - 1 - GI8_NVAR];
@@ -80,7 +82,7 @@ int kern_cuda_gemm_stage_bytes(int wt, int tile)
     int v = kern_cuda_gemm_tile_code(tile);
     if (v > GI8_NVAR) {
         v -= 1 + GI8_NVAR;
-        return gf_slot_bytes(wt, gf_var_bm(v), gf_var_bn(v));
+        return gf_slot_bytes(wt, gf_var_bm(v), gf_var_bn(v), gf_var_kb(v));
     }
     v = v ? v - 1 : 0;
     return gi8_stage_bytes_n(wt, gi8_var_bm(v), gi8_var_bn(v));
@@ -139,14 +141,15 @@ static double gemm_cost(const kern_cuda_gemm_caps *caps, int wt, int v, int64_t 
 /* The f16-MMA kernel's variant for a shape: the fewest CTA waves times a tile's work,
  * smaller tiles weighted by what they lose (more conversion and ldmatrix per MMA, less
  * reuse).  A guess to be replaced by measured picks (tests/device/gemm_sweep.sh). */
-static const double gf_eff[GF_NVAR] = {1.0, 1.0, 1.1, 1.25, 1.5};
+static const double gf_eff[GF_NVAR] = {1.0, 1.0, 1.1, 1.25, 1.5, 1.0, 1.0, 1.25};
 
 static int gf_slots_fit(int wt, int v, int want, int limit)
 {
     int s = want < 3 ? 3 : want;
-    while (s > 3 && gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s) > limit)
+    const int kb = gf_var_kb(v);
+    while (s > 3 && gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s, kb) > limit)
         s--;
-    return gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s) <= limit ? s : 0;
+    return gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s, kb) <= limit ? s : 0;
 }
 
 static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code, int stages, int wt, int64_t m,
@@ -161,6 +164,8 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
     else {
         double best = 0;
         for (int c = 0; c < GF_NVAR; c++) {
+            if (gf_var_kb(c) != 4) /* the k64 variants: chosen by name until measured */
+                continue;
             if (!gf_slots_fit(wt, c, stages, limit))
                 continue;
             const int cps = gf_var(c).cps;
@@ -182,11 +187,37 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
     p.bn = gf_var_bn(v);
     p.threads = gf_var_threads(v);
     p.stages = slots;
-    p.smem = gf_smem_bytes(wt, p.tile, p.bn, slots);
-    p.aligned = (k / 32) % GI8_KBS == 0 && (w_addr & 7) == 0;
+    const int kb = gf_var_kb(v);
+    p.smem = gf_smem_bytes(wt, p.tile, p.bn, slots, kb);
+    /* the k64 variants' copies take 32-bit offsets within a tile */
+    p.aligned = gf_aligned(kb, k / 32, w_addr) && (kb == 4 || (int64_t)p.tile * (k / 32) * (wt == 4 ? 18 : 34) < INT32_MAX);
     p.why = p.aligned ? "f16 tensor cores (weights dequantised in shared memory)"
-                      : "f16 tensor cores (weights by 2-byte loads: k % 128 != 0 or unaligned)";
+                      : (kb == 4 ? "f16 tensor cores (weights by 2-byte loads: k % 128 != 0 or unaligned)"
+                                 : "f16 tensor cores (weights by 2-byte loads: k % 64 != 0 or unaligned)");
     return p;
+}
+
+/* AUTO's f16-MMA pick: the tile code where the f16-MMA kernel was measured faster than
+ * the best int8 tile, else 0 (the int8 kernel).  H200, tests/device/gemm_sweep.sh,
+ * 2026-11-26, 3 stages, the best tile of each kernel (us, first f16-MMA version):
+ *   attn_q   4096x2048, 512 tok: q4_0 f16mma f1 58.7 / f0 60.4, int8 v1 63.7; q8_0 f0 63.7, v1 64.3
+ *   attn_o   2048x4096, 512 tok: q4_0 f3 80.1, int8 v1 83.9; q8_0 f3 86.3, v1 88.3
+ *   lm_head  151936x2048, 512:   q4_0 f0 1578, int8 v2 1605; q8_0 f0 1752, v1 1799
+ *   attn_k   512x2048, 512 tok:  int8 v7 32.6 / 34.1, f16mma f4 35.9 / 37.9
+ *   ffn_up   768x2048, 512 tok:  int8 v7 36.8 / 38.9, f16mma f3 39.5 / 41.6
+ *   ffn_down 2048x768, 512 tok:  int8 v1 25.1 / v7 25.6, f16mma f3 26.1 / 26.8
+ * so f16-MMA where m and k are both >= 2048 at 512 tokens or more (fewer tokens were not
+ * measured: int8 there): f0 where its 128 x 128 tiles fill at least half the SMs, else f3.
+ * The weights go through the f16-MMA kernel's precision (within 1.1 * 2^-10 sum |w x|, the
+ * engine within 0.17 of the CPU reference teacher-forced, every decisive step the same
+ * token); AMXDIAG_GPU_GEMM=mma keeps the bit-exact int8 kernel everywhere. */
+static int auto_f16_code(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, int64_t n)
+{
+    if (m < 2048 || k < 2048 || n < 512)
+        return 0;
+    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 132;
+    const int64_t t128 = ((m + 127) / 128) * ((n + 127) / 128);
+    return 1 + GI8_NVAR + (2 * t128 >= sms ? 0 : 3);
 }
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
@@ -221,6 +252,22 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
         if (f.f16mma)
             return f;
         /* no room for its stages: the int8 kernel, saying why */
+        code = 0;
+    }
+    /* AUTO: the kernel measured faster at this kind of shape (an f16-MMA tile asked for
+     * picks that kernel) */
+    if (kind == KERN_CUDA_GEMM_AUTO && !moe && (code == 0 || code > GI8_NVAR)) {
+        const int fc = code ? code : auto_f16_code(caps, m, k, n);
+        if (fc) {
+            kern_cuda_gemm_plan f = plan_f16mma(caps, fc, want_stages, wt, m, k, n, w_addr);
+            if (f.f16mma) {
+                if (!code)
+                    f.why = f.aligned ? "f16 tensor cores (auto: measured faster than int8 at this shape)"
+                                      : "f16 tensor cores (auto: measured faster than int8 at this shape; weights by "
+                                        "2-byte loads)";
+                return f;
+            }
+        }
         code = 0;
     }
     if (code > GI8_NVAR)

@@ -8,18 +8,17 @@
 
 #include "kern_gemm_f16mma_map.h"
 
-// One raw block (row, bl) of a ring slot to 32 f16 values q d in the f16 W buffer
-// (chunks 4 bl .. 4 bl + 3 of the row).  The quants start 2 or 0 mod 4 (bl even / odd):
-// whole words from the aligned address below, realigned with one byte_perm each, so that
-// the lanes of a warp (both parities) take one path.
+// One raw block of a ring slot (blk: its first byte; mis = (its offset in the slot + 2) & 3,
+// 0 or 2) to 32 f16 values q d in the f16 W buffer: its 4 chunks go to wrow ^ (j << 4),
+// j = 0..3 (wrow: the row's byte offset plus the swizzled first chunk, gf_conv_dst).  The
+// quants start 2 or 0 mod 4: whole words from the aligned address below, realigned with
+// one byte_perm each, so that the lanes of a warp (both parities) take one path.
 template <int WT>
-__device__ __forceinline__ void gf_convert(const uint8_t *raw, uint8_t *wf, int row, int bl)
+__device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t *wf, int wrow)
 {
-    constexpr int BSZ = WT == 4 ? 18 : 34, WSTR = WT == 4 ? 80 : 144, NWD = WT == 4 ? 4 : 8;
-    const uint8_t *blk = raw + row * WSTR + bl * BSZ;
+    constexpr int NWD = WT == 4 ? 4 : 8;
     const unsigned dh = *(const uint16_t *)blk;
     const unsigned d2 = dh | (dh << 16);
-    const int mis = (bl * BSZ + 2) & 3; // 0 or 2 (WSTR is a multiple of 16)
     const unsigned *src = (const unsigned *)(blk + 2 - mis);
     const unsigned sel = mis ? GI8_PERM_2MOD4 : 0x3210u;
     unsigned wd[NWD + 1];
@@ -44,69 +43,120 @@ __device__ __forceinline__ void gf_convert(const uint8_t *raw, uint8_t *wf, int 
         }
     }
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-        unsigned *dst = (unsigned *)(wf + gf_off(row, bl * 4 + j));
-        gf_store4(dst, out[4 * j], out[4 * j + 1], out[4 * j + 2], out[4 * j + 3]);
-    }
+    for (int j = 0; j < 4; j++)
+        gf_store4((unsigned *)(wf + (wrow ^ (j << 4))), out[4 * j], out[4 * j + 1], out[4 * j + 2], out[4 * j + 3]);
 }
 
 // One CTA tile of variant (MT, NT, WM, WN): weight rows r0 .. r0 + BM - 1, tokens n0 ..
 // n0 + BN - 1; token tiles run fastest (the CTAs that share a band of weight rows are in
 // flight together, so a weight matrix larger than L2 is read from DRAM about once).
-// x: the activations in f16 [n][k]; `slots` (3..4) ring slots; aligned: raw W by cp.async
-// (k % 128 == 0, 8-byte aligned weights), else by 2-byte loads into the same layout.
+// x: the activations in f16 [n][k]; `slots` (3..4) ring slots; aligned (gf_aligned): raw W
+// by cp.async, else by 2-byte loads into the same layout.  KB: quant blocks per k stage.
 //
 // Pipeline per k stage st (one barrier): wait for slot st + 1's copies; barrier; issue
 // the copies of stage st + slots - 1 (into the slot stage st - 1 used); multiply stage st
 // (f16 buffer st & 1, X of slot st) and, between its k steps, convert stage st + 1's raw W
 // into f16 buffer (st + 1) & 1.  After the barrier every warp is past stage st - 1, whose
 // slot and f16 buffer are the ones written.
-template <int WT, int MT, int NT, int WM, int WN>
+//
+// Every address that does not change from stage to stage (the copies' sources and
+// destinations, the conversion's block and row, the ldmatrix lanes) is worked out once per
+// thread or tile: on the H200 (Nsight Compute, attn_q, f0) the first version issued 845
+// instructions per warp and stage for 128 MMAs, with 2 warps per scheduler waiting on the
+// address arithmetic's dependencies (issue slots 32 % busy, tensor pipe 30 %).
+template <int WT, int MT, int NT, int WM, int WN, int KB>
 __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
                             int slots, int aligned)
 {
 #if __CUDA_ARCH__ >= 800
     constexpr int BM = 16 * MT * WM, BN = 8 * NT * WN, NW = WM * WN, THREADS = 32 * NW;
-    constexpr int BSZ = WT == 4 ? 18 : 34, WSTR = WT == 4 ? 80 : 144, CH = BSZ * GI8_KBS / 8;
-    constexpr int XO = BM * WSTR, SLOT = XO + BN * GF_ROW, WFB = BM * GF_ROW;
-    constexpr int RPW = BM / NW, LPR = CH - 1, RPI = 32 / LPR;
-    static_assert(BM % NW == 0 && RPW <= 32 && RPW % RPI == 0 && NT % 2 == 0, "tile variant");
-    constexpr int CU = BM * GI8_KBS / THREADS; // raw blocks each thread converts per stage
-    static_assert(BM * GI8_KBS % THREADS == 0 && BN * 16 % THREADS == 0 && CU >= 1 && CU <= 4, "tile variant");
+    static_assert(KB == 4 || KB == 2, "k stages of 4 or 2 blocks");
+    constexpr int BSZ = WT == 4 ? 18 : 34, RB = 64 * KB, CPR = 4 * KB, KK = 2 * KB;
+    constexpr int WSTR = KB == 4 ? (WT == 4 ? 80 : 144) : (WT == 4 ? 48 : 80);
+    constexpr int XO = BM * WSTR, SLOT = XO + BN * RB, WFB = BM * RB;
+    // KB 4: the int8 kernel's copy scheme (CH pieces of 8 bytes per row, LPR lanes per
+    // row, RPI rows per instruction); KB 2: PW pieces of 4 bytes per row, WPT per thread
+    constexpr int CH = BSZ * 4 / 8, RPW = BM / NW, LPR = CH - 1, RPI = 32 / LPR;
+    constexpr int PW = BSZ * KB / 4, WPT = (BM * PW + THREADS - 1) / THREADS;
+    static_assert(BM % NW == 0 && NT % 2 == 0, "tile variant");
+    static_assert(KB != 4 || (RPW <= 32 && RPW % RPI == 0 && RPW / RPI <= 32), "tile variant");
+    constexpr int CU = BM * KB / THREADS; // raw blocks each thread converts per stage
+    static_assert(BM * KB % THREADS == 0 && BN * CPR % THREADS == 0 && CU >= 1 && CU <= 4, "tile variant");
+    // a thread's X pieces are XPI tokens apart and its conversion units CPI rows apart:
+    // multiples of 8, so that one swizzle (r & 7) holds for all of them
+    constexpr int XPI = THREADS / CPR, XIT = BN * CPR / THREADS, CPI = THREADS / KB, WIT = KB == 4 ? RPW / RPI : 1;
+    static_assert(XPI % 8 == 0 && CPI % 8 == 0 && XIT <= 32, "tile variant");
     GF_DYN_SMEM(gf_smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN;
     uint8_t *const wf0 = gf_smem + slots * SLOT;
     const long long nb = k / 32, row_bytes = nb * BSZ;
-    const long long nst = (nb + GI8_KBS - 1) / GI8_KBS;
+    const int nst = (int)((nb + KB - 1) / KB);
     const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
+    // per-thread offsets (bytes): the raw W copies in a slot, the X copies, the
+    // conversion's block in a slot and its row in an f16 buffer, the ldmatrix lanes
     const int wr_lane = lane % LPR, wr_row = lane / LPR;
+    const int w_dst = (warp * RPW + wr_row) * WSTR + wr_lane * 8, w_dst_last = (warp * RPW + lane) * WSTR + (CH - 1) * 8;
+    const int x_tok = tid / CPR, x_j = tid % CPR, x_dst = XO + gf_offr(x_tok, x_j, RB);
+    const int cv_row = tid / KB, cv_bl = tid % KB;
+    const int pw_row = tid / PW, pw_pc = tid % PW, rbytes = (int)row_bytes;
+    const int cv_src = cv_row * WSTR + cv_bl * BSZ, cv_mis = (cv_bl * BSZ + 2) & 3;
+    const int cv_dst = gf_offr(cv_row, cv_bl * 4, RB); // chunk j of the block: cv_dst ^ (j << 4)
+    // ldmatrix at k step kk: lane offset ^ (kk << 5) (the swizzle's XOR moves only bits
+    // 4..6 or 4..7 of an offset whose row part is a multiple of RB), plus 16 RB per 16 rows
+    // or tokens
+    const int a_lane = gf_a_ldsm(wm * (MT * 16), 0, lane, RB), b_lane = gf_b_ldsm(wn * (NT * 8), 0, lane, RB);
     for (long long tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
         const long long r0 = (tile / tiles_n) * BM, n0 = (tile % tiles_n) * BN;
         const long long wrow0 = r0 + warp * RPW + wr_row;
-        const uint8_t *wsrc = w + wrow0 * row_bytes + wr_lane * 8;
-        const uint8_t *wsrc_last = w + (r0 + warp * RPW + lane) * row_bytes + (CH - 1) * 8;
-        const long long wleft = m - wrow0;
-        __syncthreads(); // the previous tile is done with every buffer
-        auto load = [&](long long st) {
-            uint8_t *sb = gf_smem + (int)(st % slots) * SLOT;
-            const long long kb0 = st * GI8_KBS;
-            if (aligned) {
-                uint8_t *wd = sb + (warp * RPW + wr_row) * WSTR + wr_lane * 8;
-                if (lane < LPR * RPI) {
+        const uint8_t *const wsrc = w + wrow0 * row_bytes + wr_lane * 8;
+        const uint8_t *const wsrc_last = w + (r0 + warp * RPW + lane) * row_bytes + (CH - 1) * 8;
+        const long long wstep = RPI * row_bytes;
+        const uint8_t *const wtile = w + r0 * row_bytes;
+        const int rows_left = m - r0 < BM ? (int)(m - r0) : BM;
+        const bool wlast_ok = r0 + warp * RPW + lane < m;
+        unsigned wok = 0, xok = 0; // copy i (it) of this tile reads a row (token) that exists
 #pragma unroll
-                    for (int i = 0; i < RPW / RPI; i++) {
-                        const bool ok = i * RPI < wleft;
-                        cp_async8(wd + i * RPI * WSTR, ok ? wsrc + i * RPI * row_bytes + kb0 * BSZ : w, ok);
+        for (int i = 0; i < WIT; i++)
+            wok |= (unsigned)(wrow0 + i * RPI < m) << i;
+#pragma unroll
+        for (int it = 0; it < XIT; it++)
+            xok |= (unsigned)(n0 + x_tok + it * XPI < n) << it;
+        const uint16_t *const xsrc = x + (n0 + x_tok) * k + x_j * 8;
+        const long long xstep = XPI * k;
+        __syncthreads(); // the previous tile is done with every buffer
+        auto load = [&](int st, int slot) {
+            uint8_t *sb = gf_smem + slot * SLOT;
+            const long long kb0 = (long long)st * KB;
+            if (aligned && KB == 2) {
+                // piece c = tid + i THREADS is (row, pc) = (c / PW, c % PW): from this
+                // thread's first piece by compile-time steps and one carry; 32-bit offsets
+                // within the tile (the plan keeps BM row_bytes below 2^31)
+                const uint8_t *const wst = wtile + kb0 * BSZ;
+#pragma unroll
+                for (int i = 0; i < WPT; i++) {
+                    if (BM * PW % THREADS == 0 || tid + i * THREADS < BM * PW) {
+                        const int pcs = pw_pc + (i * THREADS) % PW, carry = pcs >= PW;
+                        const int row = pw_row + (i * THREADS) / PW + carry, pc = pcs - (carry ? PW : 0);
+                        const bool ok = row < rows_left;
+                        cp_async4(sb + row * WSTR + pc * 4, ok ? wst + (row * rbytes + pc * 4) : w, ok);
                     }
                 }
-                if (lane < RPW) {
-                    const bool ok = r0 + warp * RPW + lane < m;
-                    cp_async8(sb + (warp * RPW + lane) * WSTR + (CH - 1) * 8, ok ? wsrc_last + kb0 * BSZ : w, ok);
+            } else if (aligned) {
+                if (lane < LPR * RPI) {
+                    const uint8_t *src = wsrc + kb0 * BSZ;
+#pragma unroll
+                    for (int i = 0; i < WIT; i++) {
+                        const bool ok = (wok >> i) & 1;
+                        cp_async8(sb + w_dst + i * RPI * WSTR, ok ? src : w, ok);
+                        src += wstep;
+                    }
                 }
+                if (lane < RPW)
+                    cp_async8(sb + w_dst_last, wlast_ok ? wsrc_last + kb0 * BSZ : w, wlast_ok);
             } else {
-                for (int c = tid; c < BM * GI8_KBS; c += THREADS) {
-                    const int row = c / GI8_KBS, bl = c % GI8_KBS;
+                for (int c = tid; c < BM * KB; c += THREADS) {
+                    const int row = c / KB, bl = c % KB;
                     uint16_t *dst = (uint16_t *)(sb + row * WSTR + bl * BSZ);
                     if (r0 + row < m && kb0 + bl < nb) {
                         const uint16_t *src = (const uint16_t *)(w + (r0 + row) * row_bytes + (kb0 + bl) * BSZ);
@@ -120,17 +170,20 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                     }
                 }
             }
+            // k is a multiple of 32 KB on the aligned path: every block of the stage exists
+            const bool kin = aligned || kb0 + (x_j >> 2) < nb;
+            const uint16_t *src = xsrc + kb0 * 32;
 #pragma unroll
-            for (int it = 0; it < BN * 16 / THREADS; it++) {
-                const int c = tid + it * THREADS, i = c >> 4, j = c & 15;
-                const bool ok = n0 + i < n && kb0 + (j >> 2) < nb;
-                cp_async16(sb + XO + gf_off(i, j), ok ? x + (n0 + i) * k + kb0 * 32 + j * 8 : x, ok);
+            for (int it = 0; it < XIT; it++) {
+                const bool ok = kin && ((xok >> it) & 1);
+                cp_async16(sb + x_dst + it * XPI * RB, ok ? src : x, ok);
+                src += xstep;
             }
         };
-        // this thread's unit `it` of stage st's raw W: (row, block) u >> 2, u & 3
-        auto convert_unit = [&](long long st, int it) {
-            const int u = tid + it * THREADS;
-            gf_convert<WT>(gf_smem + (int)(st % slots) * SLOT, wf0 + (int)(st & 1) * WFB, u >> 2, u & 3);
+        // this thread's raw blocks of the stage in `slot` into f16 buffer `buf`
+        auto convert_unit = [&](int slot, int buf, int it) {
+            gf_convert<WT>(gf_smem + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
+                           cv_dst + it * CPI * RB);
         };
         float acc[MT][NT][4];
 #pragma unroll
@@ -142,33 +195,37 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                     acc[i][j][q] = 0.0f;
         for (int s = 0; s < slots - 1; s++) {
             if (s < nst)
-                load(s);
+                load(s, s);
             cp_async_commit();
         }
         cp_async_wait(slots - 2);
         __syncthreads();
 #pragma unroll
         for (int it = 0; it < CU; it++)
-            convert_unit(0, it);
-        for (long long st = 0; st < nst; st++) {
+            convert_unit(0, 0, it);
+        // ring slots of stage st (rd), st + 1 (nx) and st + slots - 1 (ld)
+        int rd = 0, nx = 1, ld = slots - 1;
+        for (int st = 0; st < nst; st++) {
             cp_async_wait(slots - 3); // stage st + 1 has landed (this thread's copies)
             __syncthreads();
             if (st + slots - 1 < nst)
-                load(st + slots - 1);
+                load(st + slots - 1, ld);
             cp_async_commit();
             const bool next = st + 1 < nst;
-            const uint8_t *wf = wf0 + (int)(st & 1) * WFB;
-            const uint8_t *xs = gf_smem + (int)(st % slots) * SLOT + XO;
+            const int buf = st & 1;
+            const uint8_t *xs = gf_smem + rd * SLOT + XO;
 #pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
+            for (int kk = 0; kk < KK; kk++) {
                 unsigned a[MT][4], b[NT][2];
+                const uint8_t *ak = wf0 + buf * WFB + (a_lane ^ (kk << 5));
+                const uint8_t *bk = xs + (b_lane ^ (kk << 5));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
-                    ldsm_x4(a[mt], wf + gf_a_ldsm(wm * (MT * 16) + mt * 16, kk, lane));
+                    ldsm_x4(a[mt], ak + mt * 16 * RB);
 #pragma unroll
                 for (int p = 0; p < NT / 2; p++) {
                     unsigned r[4];
-                    ldsm_x4(r, xs + gf_b_ldsm(wn * (NT * 8) + p * 16, kk, lane));
+                    ldsm_x4(r, bk + p * 16 * RB);
                     b[2 * p][0] = r[0];
                     b[2 * p][1] = r[1];
                     b[2 * p + 1][0] = r[2];
@@ -183,9 +240,12 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                 // MMAs and conversion arithmetic interleave
 #pragma unroll
                 for (int it = 0; it < CU; it++)
-                    if (kk == 1 + it * (8 / CU) && next)
-                        convert_unit(st + 1, it);
+                    if (kk == (1 + it * KK / CU) % KK && next)
+                        convert_unit(nx, buf ^ 1, it);
             }
+            rd = nx;
+            nx = nx + 1 == slots ? 0 : nx + 1;
+            ld = ld + 1 == slots ? 0 : ld + 1;
         }
         cp_async_wait(0);
 #pragma unroll

@@ -12,11 +12,13 @@
  * 2^-11 each) and the sums are f32, so |y - ref| <= 1.1 * 2^-10 sum |w x|, the tolerance
  * of --check's GEMM (docs/cuda-kernels.md).
  *
- * One k stage is 4 quant blocks (128 values).  Per ring slot (R >= 3 slots, cp.async):
- *   raw W  BM rows of the 4 raw ggml blocks, rows padded to 144 (Q8_0) / 80 (Q4_0)
- *          bytes: the int8 kernel's layout and copy scheme (kern_gemm_i8_map.h);
- *   X      BN tokens x 128 f16 (256 bytes, 16 chunks of 16 bytes, XOR-swizzled).
- * Plus two f16 W buffers, BM rows x 128 f16, swizzled the same way: stage st + 1 is
+ * One k stage is KB = 4 quant blocks (128 values; 2 blocks for the "k64" variants).  Per
+ * ring slot (R >= 3 slots, cp.async):
+ *   raw W  BM rows of the KB raw ggml blocks, rows padded to 144 (Q8_0) / 80 (Q4_0)
+ *          bytes: the int8 kernel's layout and copy scheme (kern_gemm_i8_map.h); for
+ *          KB = 2, 80 / 48 bytes, copied in 4-byte pieces;
+ *   X      BN tokens x 32 KB f16 (64 KB bytes, chunks of 16 bytes, XOR-swizzled).
+ * Plus two f16 W buffers, BM rows x 32 KB f16, swizzled the same way: stage st + 1 is
  * converted into one while the warps multiply stage st from the other. */
 #ifndef KERN_GEMM_F16MMA_MAP_H
 #define KERN_GEMM_F16MMA_MAP_H
@@ -31,45 +33,72 @@ enum {
 #define GF_MAGIC_Q8 0x64806480u /* half2 (1152, 1152) */
 #define GF_MAGIC_Q4 0x64086408u /* half2 (1032, 1032) */
 
-/* Variants: index, MT, NT, WM, WN, CPS (warp tile 16 MT x 8 NT, CTA tile 16 MT WM rows x
- * 8 NT WN tokens; CPS CTAs per SM the launch bounds aim at). */
+/* Variants: index, MT, NT, WM, WN, CPS, KB (warp tile 16 MT x 8 NT, CTA tile 16 MT WM rows x
+ * 8 NT WN tokens; CPS CTAs per SM the launch bounds aim at; KB quant blocks per k stage:
+ * 4 (128 values) or 2 (64 values: half the shared memory per slot, so that a 256-row tile
+ * or 4 slots fit; raw W then by 4-byte copies, rows padded to 48 / 80 bytes). */
 #define GF_VARIANTS(X)                                                                    \
-    X(0, 4, 4, 2, 4, 1) /* 128 x 128, 8 warps of 64 x 32 */                               \
-    X(1, 2, 8, 4, 2, 1) /* 128 x 128, 8 warps of 32 x 64 */                               \
-    X(2, 2, 4, 4, 2, 1) /* 128 x 64, 8 warps of 32 x 32 */                                \
-    X(3, 2, 4, 2, 2, 2) /* 64 x 64, 4 warps of 32 x 32 */                                 \
-    X(4, 2, 2, 2, 2, 2) /* 64 x 32, 4 warps of 32 x 16 */
-#define GF_NVAR 5
+    X(0, 4, 4, 2, 4, 1, 4) /* 128 x 128, 8 warps of 64 x 32 */                            \
+    X(1, 2, 8, 4, 2, 1, 4) /* 128 x 128, 8 warps of 32 x 64 */                            \
+    X(2, 2, 4, 4, 2, 1, 4) /* 128 x 64, 8 warps of 32 x 32 */                             \
+    X(3, 2, 4, 2, 2, 2, 4) /* 64 x 64, 4 warps of 32 x 32 */                              \
+    X(4, 2, 2, 2, 2, 2, 4) /* 64 x 32, 4 warps of 32 x 16 */                              \
+    X(5, 4, 8, 4, 2, 1, 2) /* 256 x 128, 8 warps of 64 x 64, k stages of 64 */            \
+    X(6, 4, 4, 2, 4, 1, 2) /* 128 x 128, 8 warps of 64 x 32, k stages of 64 */            \
+    X(7, 4, 4, 2, 2, 2, 2) /* 128 x 64, 4 warps of 64 x 32, k stages of 64 */
+#define GF_NVAR 8
 
 GI8_FN gi8_variant gf_var(int v)
 {
     gi8_variant r = {0, 0, 0, 0, 0};
-#define GF_VAR_CASE(I, MT_, NT_, WM_, WN_, CPS_) \
-    if (v == (I)) {                              \
-        r.mt = MT_;                              \
-        r.nt = NT_;                              \
-        r.wm = WM_;                              \
-        r.wn = WN_;                              \
-        r.cps = CPS_;                            \
+#define GF_VAR_CASE(I, MT_, NT_, WM_, WN_, CPS_, KB_) \
+    if (v == (I)) {                                   \
+        r.mt = MT_;                                   \
+        r.nt = NT_;                                   \
+        r.wm = WM_;                                   \
+        r.wn = WN_;                                   \
+        r.cps = CPS_;                                 \
     }
     GF_VARIANTS(GF_VAR_CASE)
 #undef GF_VAR_CASE
     return r;
 }
+GI8_FN int gf_var_kb(int v)
+{
+    int kb = 4;
+#define GF_KB_CASE(I, MT_, NT_, WM_, WN_, CPS_, KB_) \
+    if (v == (I))                                    \
+        kb = KB_;
+    GF_VARIANTS(GF_KB_CASE)
+#undef GF_KB_CASE
+    return kb;
+}
 GI8_FN int gf_var_bm(int v) { return 16 * gf_var(v).mt * gf_var(v).wm; }
 GI8_FN int gf_var_bn(int v) { return 8 * gf_var(v).nt * gf_var(v).wn; }
 GI8_FN int gf_var_threads(int v) { return 32 * gf_var(v).wm * gf_var(v).wn; }
 
-/* Byte offset of 16-byte chunk c (8 halves, k = 8 c .. 8 c + 7) of row r in an f16 tile:
- * chunk c ^ (r & 7), so that the 8 rows of an ldmatrix matrix (same c) and a warp's
- * chunk stores fall on distinct bank quads. */
-GI8_FN int gf_off(int r, int c) { return r * GF_ROW + ((c ^ (r & 7)) << 4); }
+/* Bytes per row of an f16 tile (kb blocks of 32 halves) and per raw W row of a slot (kb
+ * blocks, padded to a multiple of 16). */
+GI8_FN int gf_row(int kb) { return kb * 64; }
+GI8_FN int gf_wstr(int wt, int kb) { return kb == 4 ? gi8_wstr(wt) : (wt == 4 ? 48 : 80); }
+/* Whether the raw W can come by cp.async: whole stages (k a multiple of 32 kb) and pieces
+ * aligned (8 bytes for kb 4, whose rows are 9 / 17 pieces of 8; 4 bytes for kb 2). */
+GI8_FN int gf_aligned(int kb, long long nb, unsigned long long w_addr)
+{
+    return nb % kb == 0 && (w_addr & (kb == 4 ? 7u : 3u)) == 0;
+}
+
+/* Byte offset of 16-byte chunk c (8 halves, k = 8 c .. 8 c + 7) of row r in an f16 tile
+ * of rb-byte rows: chunk c ^ (r & 7), so that the 8 rows of an ldmatrix matrix (same c)
+ * and a warp's chunk stores fall on distinct bank quads. */
+GI8_FN int gf_offr(int r, int c, int rb) { return r * rb + ((c ^ (r & 7)) << 4); }
+GI8_FN int gf_off(int r, int c) { return gf_offr(r, c, GF_ROW); }
 
 /* Shared memory of one ring slot (raw W + X) and of the two f16 W buffers. */
-GI8_FN int gf_slot_bytes(int wt, int bm, int bn) { return bm * gi8_wstr(wt) + bn * GF_ROW; }
-GI8_FN int gf_smem_bytes(int wt, int bm, int bn, int slots)
+GI8_FN int gf_slot_bytes(int wt, int bm, int bn, int kb) { return bm * gf_wstr(wt, kb) + bn * gf_row(kb); }
+GI8_FN int gf_smem_bytes(int wt, int bm, int bn, int slots, int kb)
 {
-    return slots * gf_slot_bytes(wt, bm, bn) + 2 * bm * GF_ROW;
+    return slots * gf_slot_bytes(wt, bm, bn, kb) + 2 * bm * gf_row(kb);
 }
 
 /* ldmatrix.x4 lane addresses (PTX ISA m16n8k16 f16 fragments, lane = 4 g + t):
@@ -78,10 +107,13 @@ GI8_FN int gf_smem_bytes(int wt, int bm, int bn, int slots)
  * B for two 8-token tiles (tokens tok0 .. +15): lane L gives token tok0 + (L & 7) +
  *   8 (L >> 4), chunk 2 kk + ((L >> 3) & 1): registers b0, b1 of the first tile, then of
  *   the second. */
-GI8_FN int gf_a_ldsm(int row0, int kk, int lane) { return gf_off(row0 + (lane & 15), 2 * kk + (lane >> 4)); }
-GI8_FN int gf_b_ldsm(int tok0, int kk, int lane)
+GI8_FN int gf_a_ldsm(int row0, int kk, int lane, int rb)
 {
-    return gf_off(tok0 + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1));
+    return gf_offr(row0 + (lane & 15), 2 * kk + (lane >> 4), rb);
+}
+GI8_FN int gf_b_ldsm(int tok0, int kk, int lane, int rb)
+{
+    return gf_offr(tok0 + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1), rb);
 }
 
 #endif

@@ -895,15 +895,15 @@ __device__ __forceinline__ void gf_store4(unsigned *dst, unsigned a, unsigned b,
 #include "kern_gemm_f16mma.cuh"
 
 // One kernel per weight type and variant (GF_VARIANTS: kern_gemm_f16mma_q4_0_v0 ...).
-#define GF_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS)                                                                    \
+#define GF_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS, KB)                                                                \
     extern "C" __global__ void __launch_bounds__(32 * WM * WN, CPS)                                                 \
         kern_gemm_f16mma_##Q##_v##I(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n,      \
                                     float *y, int slots, int aligned)                                               \
     {                                                                                                               \
-        gemm_f16mma<WT, MT, NT, WM, WN>(w, m, k, x, n, y, slots, aligned);                                          \
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, aligned);                                      \
     }
-#define GF_DENSE(I, MT, NT, WM, WN, CPS)                                                                            \
-    GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS)
+#define GF_DENSE(I, MT, NT, WM, WN, CPS, KB)                                                                        \
+    GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS, KB) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS, KB)
 GF_VARIANTS(GF_DENSE)
 #undef GF_DENSE
 #undef GF_DENSE1

@@ -6,7 +6,7 @@
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
 #      formula, every f16-MMA variant within its bound (the largest error printed);
 #   2. sweep-s3/s2/s4: `amxdiag-gpu-bench --only gemm --gemm-tile all --gemm-stages N`
-#      times every int8 (v0..v7) and f16-MMA (f0..f4; at least 3 stages) variant at every
+#      times every int8 (v0..v7) and f16-MMA (f0..f7; at least 3 stages) variant at every
 #      shape next to cuBLAS f16;
 #   3. engine-f16mma: test_kern_engine's GPU layers teacher-forced against the CPU
 #      reference (tolerance 0.25) with AMXDIAG_GPU_GEMM=f16mma, and `amxdiag run --ngl 99
@@ -14,12 +14,13 @@
 #   4. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every variant, the
 #      best int8 and the best f16-MMA one over all stage counts, and the goal per shape;
 #   5. compute-sanitizer memcheck and racecheck on the f16-MMA kernels (small checks);
-#   6. NCU=1: Nsight Compute's sections of the f16-MMA kernel auto picks at every shape.
+#   6. NCU=1: Nsight Compute's sections (stall reasons, bank conflicts, source counters) of
+#      the f16-MMA tiles f0, f5, f3, f6 (Q4_0) at every shape, and a per-launch digest.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
 # Needs under BUILD_DIR: amxdiag, amxdiag-gpu-bench, tests/test_kern_cuda_gemm,
 # tests/test_kern_engine, devlibs/.
 # Outputs: summary.txt (the table included), sweep-s{3,2,4}.json, one .log per step, and
-# with NCU=1 ncu-details.txt, ncu-raw.csv.
+# with NCU=1 ncu-details.txt, ncu-f16.csv.
 set -u
 build=${1:?usage: tests/device/gemm_sweep.sh BUILD_DIR}
 out=${OUT:-./gemm-sweep-out}
@@ -143,18 +144,76 @@ for ty, w in sorted(worst.items()):
     print("worst shape, best kernel and tile, %s: %.1f%% (%s)" % (ty, w, "MET" if w >= 50 else "MISS"))
 EOF
 
-# 6. Nsight Compute on the f16-MMA kernel's auto picks (NCU=1): one launch per kernel and shape
+# 6. Nsight Compute on the f16-MMA kernel (NCU=1), Q4_0 only, two runs of 30 s at most:
+# f0 (128 x 128) and f5 (256 x 128, k stages of 64), then f3 (64 x 64) and f6 (128 x 128,
+# k stages of 64), each at every shape (the bench's warm-up and timed launch: attn_q,
+# attn_o, attn_k, ffn_up, ffn_down, lm_head).  Sections: speed of light, compute, occupancy,
+# launch, scheduler, warp states (stall reasons), instruction mix, memory tables (shared
+# memory bank conflicts per instruction kind), source counters.  ncu-f16.csv: one line per
+# launch with the figures the tuning needs.
 if [ -n "${NCU:-}" ]; then
     ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
     secs="--section SpeedOfLight --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
---section SchedulerStats --section WarpStateStats --section InstructionStats --section MemoryWorkloadAnalysis"
-    step_want ncu 0 60 "$ncu" $secs -k 'regex:gemm_f16mma' --launch-count 12 -o "$out/gemm" -f \
-        "$PWD/$bench" --only gemm --iters 1 --gemm-kernel f16mma --no-cublas
-    "$ncu" --import "$out/gemm.ncu-rep" --page details >"$out/ncu-details.txt" 2>&1
-    "$ncu" --import "$out/gemm.ncu-rep" --page raw --csv \
-        --metrics gpu__time_duration.sum,sm__inst_executed.sum,smsp__inst_executed.avg.per_cycle_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum \
-        >"$out/ncu-raw.csv" 2>&1
-    rm -f "$out/gemm.ncu-rep"
+--section SchedulerStats --section WarpStateStats --section InstructionStats --section MemoryWorkloadAnalysis \
+--section MemoryWorkloadAnalysis_Tables --section SourceCounters"
+    mets=gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
+    mets=$mets,sm__inst_executed.sum,smsp__inst_executed.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active
+    mets=$mets,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active
+    mets=$mets,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
+    mets=$mets,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
+    mets=$mets,lts__t_bytes.sum,dram__bytes_read.sum,dram__bytes_write.sum
+    for st in barrier long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle not_selected \
+        dispatch_stall no_instruction selected; do
+        mets=$mets,smsp__average_warps_issue_stalled_${st}_per_issue_active.ratio
+    done
+    : >"$out/ncu-details.txt"
+    : >"$out/ncu-f16.csv"
+    for pair in "0|5" "3|6"; do
+        tag=f${pair/|/f}
+        step_want "ncu-$tag" 0 30 "$ncu" $secs -k "regex:kern_gemm_f16mma_q4_0_v(${pair})\$" --launch-count 24 \
+            -o "$out/gemm-$tag" -f "$PWD/$bench" --only gemm --iters 1 --gemm-tile all --no-cublas
+        if [ -f "$out/gemm-$tag.ncu-rep" ]; then
+            "$ncu" --import "$out/gemm-$tag.ncu-rep" --page details >>"$out/ncu-details.txt" 2>&1
+            "$ncu" --import "$out/gemm-$tag.ncu-rep" --page raw --csv --metrics "$mets" >>"$out/ncu-f16.csv" 2>&1
+            rm -f "$out/gemm-$tag.ncu-rep"
+        fi
+    done
+    # per launch: kernel, grid, us, instructions per warp, issue %, tensor pipe %, the
+    # largest stall reasons, shared-memory bank conflicts per wavefront (ld / st)
+    python3 - "$out/ncu-f16.csv" >>"$summary" 2>&1 <<'PYEOF'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+hdr = units = None
+print("\n== ncu, f16-MMA q4_0 (launch order: attn_q, attn_o, attn_k, ffn_up, ffn_down, lm_head; warm-up, timed)")
+def num(s):
+    try:
+        return float(s.replace(",", ""))
+    except ValueError:
+        return float("nan")
+for r in rows:
+    if r and r[0] == "ID":
+        hdr, units = r, None
+        continue
+    if hdr and units is None and len(r) == len(hdr) and not r[0]:
+        units = dict(zip(hdr, r))
+        continue
+    if not hdr or len(r) != len(hdr) or not r[0].isdigit():
+        continue
+    d = dict(zip(hdr, r))
+    f = lambda k: num(d.get(k, "nan"))
+    warps = f("launch__grid_size") * f("launch__block_size") / 32
+    stalls = sorted(((f("smsp__average_warps_issue_stalled_%s_per_issue_active.ratio" % s), s) for s in
+                     ("barrier", "long_scoreboard", "short_scoreboard", "wait", "math_pipe_throttle", "mio_throttle",
+                      "lg_throttle", "not_selected", "dispatch_stall", "no_instruction")), reverse=True)[:4]
+    ldc = f("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum") / max(1, f("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum"))
+    stc = f("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum") / max(1, f("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"))
+    print("  %-26s grid %5.0f regs %3.0f %9.1f %-3s inst/warp %7.0f issue %4.1f%% hmma %4.1f%% stalls %s; bank conflicts/wavefront ld %.2f st %.2f"
+          % (d.get("Kernel Name", "?"), f("launch__grid_size"), f("launch__registers_per_thread"),
+             f("gpu__time_duration.sum"), (units or {}).get("gpu__time_duration.sum", ""),
+             f("sm__inst_executed.sum") / max(1, warps), f("smsp__issue_active.avg.pct_of_peak_sustained_active"),
+             f("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"),
+             " ".join("%s %.2f" % (s, v) for v, s in stalls), ldc, stc))
+PYEOF
 fi
 
 grep -q UNEXPECTED "$summary" && echo "some steps exited unexpectedly" | tee -a "$summary"

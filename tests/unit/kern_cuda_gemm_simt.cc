@@ -455,7 +455,7 @@ static uint16_t f16_weight(int wt, const uint8_t *w, int64_t k, int64_t r, int64
     return sim_f2h((double)q * sim_h2d(d));
 }
 
-template <int WT, int MT, int NT, int WM, int WN>
+template <int WT, int MT, int NT, int WM, int WN, int KB>
 static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
 {
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
@@ -474,16 +474,17 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
         }
     }
     std::vector<float> got((size_t)(n * m), NAN);
-    const int aligned = (k / 32) % GI8_KBS == 0 && (uintptr_t)w % 8 == 0;
+    const int aligned = gf_aligned(KB, k / 32, (uintptr_t)w); // as the host plan decides
     const int bm = 16 * MT * WM, bn = 8 * NT * WN;
     sim_late = late;
-    launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots), [&] {
-        gemm_f16mma<WT, MT, NT, WM, WN>(w, m, k, xh.data(), n, got.data(), slots, aligned);
+    launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots, KB), [&] {
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, aligned);
     });
     char what[200];
     snprintf(what, sizeof what,
-             "f16mma q%d_0 %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d), %d slots, %s, cp.async %s, grid %u",
-             WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, slots,
+             "f16mma q%d_0 %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d, k stage %d), %d slots, %s, cp.async %s, "
+             "grid %u",
+             WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, 32 * KB, slots,
              aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", grid);
     std::vector<double> wrow((size_t)k);
     for (int64_t r = 0; r < m; r++) {
@@ -511,12 +512,12 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
 
 static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
 {
-#define SIM_FVAR(I, MT, NT, WM, WN, CPS)                                         \
+#define SIM_FVAR(I, MT, NT, WM, WN, CPS, KB)                                       \
     if (v == (I)) {                                                              \
         if (wt == 4)                                                             \
-            f16_case_t<4, MT, NT, WM, WN>(v, slots, late, pad, m, k, n, grid);   \
+            f16_case_t<4, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid); \
         else                                                                     \
-            f16_case_t<8, MT, NT, WM, WN>(v, slots, late, pad, m, k, n, grid);   \
+            f16_case_t<8, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid); \
     }
     GF_VARIANTS(SIM_FVAR)
 #undef SIM_FVAR
@@ -675,6 +676,16 @@ int main()
     f16_case(8, 3, 3, true, 0, 70, 96, 37, 2);    // k % 128 != 0: 2-byte weight loads, a 3-block stage
     f16_case(4, 4, 3, true, 2, 40, 256, 5, 1);    // a buffer only 2-byte aligned
     f16_case(8, 0, 3, false, 2, 33, 160, 1, 1);   // one token
+    // the k64 variants: 256-row tiles partial, k % 128 == 64 (whole 64-stages by cp.async),
+    // an odd block count (2-byte loads), a buffer 4-byte aligned (cp.async here, not for
+    // the 128-stages), grid-stride tiles, 4 slots
+    f16_case(4, 5, 4, true, 0, 300, 192, 70, 2);
+    f16_case(8, 5, 3, false, 0, 260, 320, 130, 2);
+    f16_case(4, 6, 4, false, 4, 130, 448, 40, 2);
+    f16_case(8, 6, 3, true, 0, 70, 96, 37, 2);
+    f16_case(8, 7, 4, true, 4, 200, 576, 70, 2);
+    f16_case(4, 7, 3, false, 2, 40, 256, 5, 1);
+    f16_case(8, 7, 4, false, 0, 64, 2048, 1, 1);
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);

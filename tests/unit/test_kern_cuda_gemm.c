@@ -242,22 +242,24 @@ static void test_plan(void **state)
     p = kern_cuda_gemm_plan_make(&ga102, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0, false);
     assert_int_equal(p.stages, 3);
     assert_true(p.smem <= 101376);
-    /* the f16-MMA kernel: kind, tile codes f0..f4, the plan */
+    /* the f16-MMA kernel: kind, tile codes f0..f7, the plan */
     assert_true(kern_cuda_gemm_kind_parse("f16mma", &k) && k == KERN_CUDA_GEMM_F16MMA);
     assert_string_equal(kern_cuda_gemm_kind_name(KERN_CUDA_GEMM_F16MMA), "f16mma");
     assert_int_equal(kern_cuda_gemm_n_f16_tiles(), GF_NVAR);
     assert_int_equal(kern_cuda_gemm_tile_parse("f0"), 1 + GI8_NVAR);
-    assert_int_equal(kern_cuda_gemm_tile_parse("f4"), GI8_NVAR + GF_NVAR);
-    assert_int_equal(kern_cuda_gemm_tile_parse("f5"), -1);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f7"), GI8_NVAR + GF_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f8"), -1);
     assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + 1), 0);
     for (int v = 0; v < GF_NVAR; v++) {
         char name[40];
         gi8_variant t = gf_var(v);
-        snprintf(name, sizeof name, "f16:%dx%d/%dx%d", gf_var_bm(v), gf_var_bn(v), 16 * t.mt, 8 * t.nt);
+        snprintf(name, sizeof name, "f16:%dx%d/%dx%d%s", gf_var_bm(v), gf_var_bn(v), 16 * t.mt, 8 * t.nt,
+                 gf_var_kb(v) == 2 ? "k64" : "");
         assert_string_equal(kern_cuda_gemm_tile_name(1 + GI8_NVAR + v), name);
         assert_int_equal(kern_cuda_gemm_tile_parse(name), 1 + GI8_NVAR + v);
         assert_int_equal(kern_cuda_gemm_stage_bytes(8, 1 + GI8_NVAR + v) % 16, 0);
-        assert_int_equal(gf_var_bm(v) / (t.wm * t.wn), 16); /* the int8 kernel's W copy scheme */
+        if (gf_var_kb(v) == 4)
+            assert_int_equal(gf_var_bm(v) / (t.wm * t.wn), 16); /* the int8 kernel's W copy scheme */
     }
     for (int wt = 4; wt <= 8; wt += 4)
         for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
@@ -267,7 +269,7 @@ static void test_plan(void **state)
             assert_false(p.mma);
             assert_true(p.variant >= 0 && p.variant < GF_NVAR);
             assert_true(p.stages >= 3 && p.smem <= h100.smem_optin);
-            assert_int_equal(p.smem, gf_smem_bytes(wt, p.tile, p.bn, p.stages));
+            assert_int_equal(p.smem, gf_smem_bytes(wt, p.tile, p.bn, p.stages, gf_var_kb(p.variant)));
             assert_true(p.aligned);
         }
     /* the LM head takes the largest tile; attn_k (512 rows) a small one */
@@ -294,6 +296,48 @@ static void test_plan(void **state)
     assert_true(p.mma);
     assert_false(p.f16mma);
     assert_true(p.variant < GI8_NVAR);
+    /* the k64 variants: four slots fit; 4-byte aligned weights by cp.async, k % 64 != 0 not */
+    for (int wt = 4; wt <= 8; wt += 4)
+        for (int v = 5; v < GF_NVAR; v++) {
+            p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR + v, 4,
+                                         wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, 151936, 2048, 512, 0x1004, false);
+            assert_true(p.f16mma);
+            assert_int_equal(p.variant, v);
+            assert_int_equal(p.stages, 4);
+            assert_true(p.aligned);
+            assert_int_equal(p.smem, gf_smem_bytes(wt, p.tile, p.bn, 4, 2));
+            p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR + v, 4,
+                                         wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, 4096, 2080, 512, 0x1000, false);
+            assert_true(p.f16mma);
+            assert_false(p.aligned);
+        }
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR, 3, KERN_TYPE_Q8_0, 4096, 2048, 512,
+                                 0x1004, false);
+    assert_false(p.aligned); /* 128-stages copy 8-byte pieces */
+    /* AUTO: f16-MMA where it was measured faster (m, k >= 2048 at 512 tokens), int8 elsewhere */
+    {
+        static const struct {
+            int64_t m, k, n;
+            int f16_variant; /* -1: int8 */
+        } autos[] = {{4096, 2048, 512, 0}, {2048, 4096, 512, 3}, {151936, 2048, 512, 0}, {512, 2048, 512, -1},
+                     {768, 2048, 512, -1}, {2048, 768, 512, -1},  {4096, 2048, 64, -1}};
+        for (int wt = 4; wt <= 8; wt += 4)
+            for (size_t i = 0; i < ADG_ARRAY_LEN(autos); i++) {
+                p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0,
+                                             autos[i].m, autos[i].k, autos[i].n, 0x1000, false);
+                assert_int_equal(p.f16mma, autos[i].f16_variant >= 0);
+                assert_int_equal(p.mma, autos[i].f16_variant < 0);
+                if (p.f16mma)
+                    assert_int_equal(p.variant, autos[i].f16_variant);
+            }
+        /* an f16-MMA tile asked under AUTO runs that kernel; the grouped experts stay int8 */
+        p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 1 + GI8_NVAR + 5, 0, KERN_TYPE_Q4_0, 512, 2048, 512,
+                                     0x1000, false);
+        assert_true(p.f16mma);
+        assert_int_equal(p.variant, 5);
+        p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_Q4_0, 4096, 2048, 4096, 0x1000, true);
+        assert_true(p.mma);
+    }
     /* four stages of 128 x 128 do not fit 227 KiB: three */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR, 4, KERN_TYPE_Q8_0, 4096, 2048, 512,
                                  0x1000, false);
@@ -777,6 +821,9 @@ static void test_gpu_gemm_f16mma(void **state)
         gpu_f16_case(wt, f0 + 3, 3, 0, 131, 96, 37, 54);  /* k % 128 != 0: 2-byte weight loads */
         gpu_f16_case(wt, f0 + 2, 3, 2, 200, 512, 9, 55);  /* misaligned weights */
         gpu_f16_case(wt, 0, 0, 0, 64, 4096, 1, 56);       /* one token */
+        gpu_f16_case(wt, f0 + 5, 4, 0, 300, 832, 130, 57); /* k64 tiles: k % 128 == 64, whole 64-stages */
+        gpu_f16_case(wt, f0 + 6, 4, 4, 200, 512, 70, 58);  /* 4-byte aligned: cp.async for the k64 tiles */
+        gpu_f16_case(wt, f0 + 7, 3, 0, 131, 96, 37, 59);   /* an odd block count: 2-byte loads */
     }
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
