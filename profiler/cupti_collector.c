@@ -21,6 +21,7 @@
 #include "kernels/cuda/cuda_driver.h"
 #include "profiler/cupti_activity.h"
 #include "profiler/cupti_load.h"
+#include "profiler/cupti_debug.h"
 #include "profiler/cupti_tracer.h"
 #include "profiler/prof_collector.h"
 
@@ -395,6 +396,9 @@ adg_error *prof_gpu_inproc_start(uint64_t base_ns, uint64_t interval_ns, bool gp
     }
     cupti_parser_init(&g->parser, cupti_trace_frame, g->trace);
     cupti_tracer_opts o = {.emit = inproc_emit, .ctx = g, .gpu_metrics = gpu_metrics, .flush_period_ms = 200};
+    /* AMXDIAG_CUPTI_DEBUG: a fatal signal's stack on stderr (where amxdiag has no handler
+     * of its own for it). */
+    cupti_debug_install_crash_handler();
     if ((e = cupti_tracer_start(&o))) {
         prof_gpu_inproc_free(g);
         return e;

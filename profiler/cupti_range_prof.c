@@ -68,6 +68,9 @@ void cupti_range_prof_fatal(void)
 void cupti_range_prof_finish(void)
 {
 }
+void cupti_range_prof_abandon(void)
+{
+}
 cupti_range_stats cupti_range_prof_stats(void)
 {
     cupti_range_stats s = {0};
@@ -1173,6 +1176,30 @@ void cupti_range_prof_finish(void)
     cupti_debug("gpu-metrics: finished: %llu ranges in %llu windows, %llu launches before the session, %llu lost",
                 (unsigned long long)R.st.ranges, (unsigned long long)R.st.windows, (unsigned long long)R.st.early,
                 (unsigned long long)R.st.lost);
+    pthread_mutex_unlock(&R.lock);
+    tl_inside = false;
+}
+
+void cupti_range_prof_abandon(void)
+{
+    if (!R.inited)
+        return;
+    tl_inside = true;
+    pthread_mutex_lock(&R.lock);
+    R.draining = true;
+    R.want = false;
+    if (R.state == ST_ACTIVE) {
+        R.st.lost += R.q.n;
+        cupti_range_names_clear(&R.q);
+    }
+    emit_stats();
+    cupti_range_names_free(&R.q);
+    if (R.state != ST_FAILED)
+        R.state = R.st.state = ST_DONE;
+    R.inited = false;
+    atomic_store(&want_setup, false);
+    cupti_debug("gpu-metrics: abandoned at exit without a CUPTI call: %llu ranges in %llu windows, %llu lost",
+                (unsigned long long)R.st.ranges, (unsigned long long)R.st.windows, (unsigned long long)R.st.lost);
     pthread_mutex_unlock(&R.lock);
     tl_inside = false;
 }

@@ -99,6 +99,9 @@ void cupti_range_prof_fatal(void);
  * the right order, from an exit handler that ran after CUPTI's own exit work: see
  * cupti_range_env.settled.) */
 void cupti_range_prof_finish(void);
+/* The end without a CUPTI call (an exit where CUPTI may be torn down already): the
+ * statistics are emitted, the open window's launches count as lost, nothing is released. */
+void cupti_range_prof_abandon(void);
 /* The last window decoded (Pop, Stop, DecodeData, values out), the profiler left enabled
  * and stopped: what may run before the activity flush. */
 void cupti_range_prof_drain(void);

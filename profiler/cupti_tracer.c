@@ -39,6 +39,9 @@ void cupti_tracer_flush(cupti_flush_reason reason)
 void cupti_tracer_stop(void)
 {
 }
+void cupti_tracer_quiesce(void)
+{
+}
 bool cupti_tracer_running(void)
 {
     return false;
@@ -128,26 +131,71 @@ static void note(cupti_note_code code, const char *text)
 
 #define ACT_BUF (1u << 20)
 
+/* The buffers handed to CUPTI and not yet back.  A buffer is read and freed only when it
+ * is one of these: an injected program died at exit with "double free or corruption" in
+ * cuptiActivityFlushAll once the Range Profiler had run (an H200, CUDA 13.0.1), which a
+ * buffer handed back twice (or one that is not ours) would explain.  Such a buffer is
+ * neither read nor freed, and AMXDIAG_CUPTI_DEBUG says so. */
+#define LEDGER_MAX 1024
+static struct {
+    pthread_mutex_t lock;
+    uint8_t *out[LEDGER_MAX];
+    size_t n;
+    atomic_uint strange; /* buffers back that were not out */
+    atomic_uint returned;
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
 static void CUPTIAPI buf_requested(uint8_t **buffer, size_t *size, size_t *max_records)
 {
-    *buffer = aligned_alloc(8, ACT_BUF);
-    *size = *buffer ? ACT_BUF : 0;
     *max_records = 0;
+    *size = 0;
+    *buffer = NULL;
+    pthread_mutex_lock(&L.lock);
+    if (L.n < LEDGER_MAX && (*buffer = aligned_alloc(8, ACT_BUF)) != NULL) {
+        L.out[L.n++] = *buffer;
+        *size = ACT_BUF;
+    }
+    pthread_mutex_unlock(&L.lock);
+}
+
+static bool ledger_take(uint8_t *b)
+{
+    bool found = false;
+    pthread_mutex_lock(&L.lock);
+    for (size_t i = 0; i < L.n; i++)
+        if (L.out[i] == b) {
+            L.out[i] = L.out[--L.n];
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&L.lock);
+    return found;
 }
 
 static void emit_cb(void *ctx, cupti_rec_type type, const void *fixed, const char *name, size_t name_len)
 {
-    (void)ctx;
+    unsigned *counts = ctx;
+    if (counts && type < 32)
+        counts[type]++;
     T.o.emit(T.o.ctx, type, fixed, name, name_len);
 }
 
 static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size, size_t valid)
 {
-    (void)size;
+    if (buffer && !ledger_take(buffer)) {
+        atomic_fetch_add(&L.strange, 1);
+        cupti_debug("tracer: CUPTI handed back an activity buffer %p (%zu of %zu bytes) that is not out (handed "
+                    "back twice, or not ours): neither read nor freed",
+                    (void *)buffer, valid, size);
+        return;
+    }
+    if (valid > size)
+        valid = 0; /* never read past the buffer */
+    unsigned counts[32] = {0};
     pthread_mutex_lock(&T.sink_lock);
     if (T.sink_open) {
         if (buffer && valid)
-            cupti_activity_walk(buffer, valid, T.api.ActivityGetNextRecord, T.ts_offset, emit_cb, NULL);
+            cupti_activity_walk(buffer, valid, T.api.ActivityGetNextRecord, T.ts_offset, emit_cb, counts);
         size_t dropped = 0;
         if (T.api.ActivityGetNumDroppedRecords(ctx, stream, &dropped) == CUPTI_SUCCESS && dropped) {
             atomic_fetch_add(&T.dropped, dropped);
@@ -160,7 +208,94 @@ static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buff
                     "unread",
                     valid);
     pthread_mutex_unlock(&T.sink_lock);
+    unsigned k = atomic_fetch_add(&L.returned, 1) + 1;
+    /* Whether buffers come back during the run or all at the end is what the exit-time
+     * crash hinges on: a line per buffer (the first 64, then every 64th). */
+    if (k <= 64 || k % 64 == 0)
+        cupti_debug("tracer: activity buffer %u back (thread %u, context %p, stream %u): %zu bytes, %u kernels, %u "
+                    "copies, %u memsets",
+                    k, tid(), (void *)ctx, stream, valid, counts[CUPTI_REC_KERNEL], counts[CUPTI_REC_MEMCPY],
+                    counts[CUPTI_REC_MEMSET]);
     free(buffer);
+}
+
+/* ---- flushes during the run (AMXDIAG_CUPTI_FLUSH_DURING) ----
+ * CUPTI's periodic flush hands back only full buffers: a short program's records all wait
+ * for the exit flush.  A thread of ours asks for the completed ones (cuptiActivityFlushAll
+ * with no flag, "can be done at a regular interval in a separate thread", cupti_activity.h)
+ * so that the exit has little left to deliver. */
+static struct {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    unsigned period_ms;
+    atomic_uint flushes;
+} F = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&F.lock);
+    while (!F.stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)F.period_ms * 1000000ull;
+        until.tv_sec += (time_t)(ns / 1000000000ull);
+        until.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&F.cond, &F.lock, &until);
+        if (F.stop)
+            break;
+        pthread_mutex_unlock(&F.lock);
+        tl_self_call = true;
+        CUptiResult r = T.api.ActivityFlushAll(0);
+        tl_self_call = false;
+        unsigned k = atomic_fetch_add(&F.flushes, 1) + 1;
+        if (k <= 3 || r != CUPTI_SUCCESS)
+            cupti_debug("tracer: flush during the run #%u (cuptiActivityFlushAll(0)): %s", k,
+                        r == CUPTI_SUCCESS ? "CUPTI_SUCCESS (0)" : cupti_result_str(&T.api, r));
+        if (T.o.flushed)
+            T.o.flushed(T.o.ctx, CUPTI_FLUSH_PERIODIC);
+        pthread_mutex_lock(&F.lock);
+    }
+    pthread_mutex_unlock(&F.lock);
+    return NULL;
+}
+
+/* A child forked by the program has no flush thread (threads do not survive fork): its
+ * exit handler must not wait for one. */
+static void flusher_forked(void)
+{
+    F.started = false;
+}
+
+static void flusher_atfork(void)
+{
+    pthread_atfork(NULL, NULL, flusher_forked);
+}
+
+static void flusher_start(unsigned period_ms)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, flusher_atfork);
+    F.stop = false;
+    F.period_ms = period_ms ? period_ms : 200;
+    F.started = pthread_create(&F.thread, NULL, flusher, NULL) == 0;
+    cupti_debug("tracer: flushes during the run every %u ms: %s", F.period_ms, F.started ? "on" : "thread refused");
+}
+
+static void flusher_stop(void)
+{
+    if (!F.started)
+        return;
+    pthread_mutex_lock(&F.lock);
+    F.stop = true;
+    pthread_cond_signal(&F.cond);
+    pthread_mutex_unlock(&F.lock);
+    pthread_join(F.thread, NULL);
+    F.started = false;
+    cupti_debug("tracer: flushes during the run stopped after %u", atomic_load(&F.flushes));
 }
 
 static void maybe_meminfo(void);
@@ -757,6 +892,8 @@ static void CUPTIAPI on_callback(void *user, CUpti_CallbackDomain domain, CUpti_
     if (d->callbackSite == CUPTI_API_EXIT && tl_rt_depth == 0 && d->functionReturnValue &&
         *(const int *)d->functionReturnValue == 0) {
         maybe_meminfo();
+        if (T.o.call_returned)
+            T.o.call_returned();
         /* --gpu-metrics starts between the program's calls: not in a capture (a call of
          * ours could invalidate the graph), not after a fatal error. */
         if (T.metrics && atomic_load(&T.capturing) == 0 && !atomic_load(&T.fatal_flushed) &&
@@ -914,6 +1051,9 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
     atomic_store(&T.mem_last_ns, 0);
     atomic_store(&T.capturing, 0);
     T.metrics = false;
+    atomic_store(&L.returned, 0);
+    atomic_store(&L.strange, 0);
+    atomic_store(&F.flushes, 0);
 
     /* Our clock for every activity timestamp, so that records line up with the host's
      * CLOCK_MONOTONIC (and amxdiag's run time) without conversion. */
@@ -989,6 +1129,9 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
         flags |= 2;
         if (T.api.ActivityFlushPeriod)
             T.api.ActivityFlushPeriod(o->flush_period_ms ? o->flush_period_ms : 200);
+        const char *fd = getenv("AMXDIAG_CUPTI_FLUSH_DURING");
+        if (fd && *fd ? strcmp(fd, "0") != 0 : o->flush_during)
+            flusher_start(o->flush_period_ms);
     }
     if (!flags) {
         atomic_store(&T.running, false);
@@ -1047,21 +1190,73 @@ void cupti_tracer_flush(cupti_flush_reason reason)
         T.o.flushed(T.o.ctx, reason);
 }
 
+/* AMXDIAG_CUPTI_EXIT_FLUSH, a diagnostic: the final flush "forced" (the default: every
+ * buffer, finished records or not), "normal" (cuptiActivityFlushAll(0): buffers whose
+ * records are all complete) or "none" (no call: what CUPTI still holds is lost). */
+static uint32_t exit_flush_mode(bool *skip)
+{
+    const char *e = getenv("AMXDIAG_CUPTI_EXIT_FLUSH");
+    *skip = e && !strcmp(e, "none");
+    return e && !strcmp(e, "normal") ? 0 : CUPTI_ACTIVITY_FLAG_FLUSH_FORCED;
+}
+
 /* No new records, then every buffer CUPTI holds back to us. */
 static void activity_off_and_flush(void *arg)
 {
     (void)arg;
     static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                                CUPTI_ACTIVITY_KIND_MEMSET};
+    flusher_stop();
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         T.api.ActivityDisable(kinds[i]);
+    bool skip;
+    uint32_t flag = exit_flush_mode(&skip);
+    if (skip) {
+        cupti_debug("tracer: AMXDIAG_CUPTI_EXIT_FLUSH=none: no final cuptiActivityFlushAll");
+        cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)CUPTI_FLUSH_EXIT, (uint32_t)atomic_load(&T.dropped)};
+        emit(CUPTI_REC_FLUSH, &f, NULL);
+        if (T.o.flushed)
+            T.o.flushed(T.o.ctx, CUPTI_FLUSH_EXIT);
+        return;
+    }
+    if (!flag) {
+        TCALL("cuptiActivityFlushAll(0)", T.api.ActivityFlushAll(0));
+        cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)CUPTI_FLUSH_EXIT, (uint32_t)atomic_load(&T.dropped)};
+        emit(CUPTI_REC_FLUSH, &f, NULL);
+        if (T.o.flushed)
+            T.o.flushed(T.o.ctx, CUPTI_FLUSH_EXIT);
+        return;
+    }
     cupti_tracer_flush(CUPTI_FLUSH_EXIT);
+}
+
+void cupti_tracer_quiesce(void)
+{
+    if (!atomic_load(&T.running))
+        return;
+    cupti_debug("tracer: quiesce: no CUPTI call from here on (what CUPTI still holds is lost)");
+    flusher_stop();
+    if (T.metrics) {
+        T.metrics = false;
+        cupti_range_prof_abandon();
+    }
+    cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)CUPTI_FLUSH_EXIT, (uint32_t)atomic_load(&T.dropped)};
+    emit(CUPTI_REC_FLUSH, &f, NULL);
+    if (T.o.flushed)
+        T.o.flushed(T.o.ctx, CUPTI_FLUSH_EXIT);
+    atomic_store(&T.running, false);
+    pthread_mutex_lock(&T.sink_lock);
+    T.sink_open = false;
+    pthread_mutex_unlock(&T.sink_lock);
+    cupti_debug("tracer: quiesced (sink closed; %u activity buffers back, %u strange)", atomic_load(&L.returned),
+                atomic_load(&L.strange));
 }
 
 void cupti_tracer_stop(void)
 {
     if (!atomic_load(&T.running))
         return;
+    flusher_stop(); /* before the last window's decode: no flush of ours beside it */
     if (T.metrics && !atomic_load(&T.fatal_flushed)) {
         /* The last window is decoded while the context still exists; the activity is
          * flushed while the profiler is still initialised; the profiler goes last, and no
@@ -1085,7 +1280,8 @@ void cupti_tracer_stop(void)
     if (T.subscribed)
         TCALL("cuptiUnsubscribe", T.api.Unsubscribe(T.sub));
     T.subscribed = false;
-    cupti_debug("tracer: stopped (sink closed)");
+    cupti_debug("tracer: stopped (sink closed; %u activity buffers back, %u strange)", atomic_load(&L.returned),
+                atomic_load(&L.strange));
 }
 
 bool cupti_tracer_running(void)

@@ -23,6 +23,13 @@ typedef struct cupti_tracer_opts {
     /* Optional, --gpu-metrics: CUPTI's profiler ran its setup (and later its first
      * decode); see cupti_range_env.settled. */
     void (*metrics_settled)(void);
+    /* A thread of ours asks CUPTI for the completed activity buffers every
+     * flush_period_ms (AMXDIAG_CUPTI_FLUSH_DURING=0/1 overrides), so that the exit flush
+     * has little left. */
+    bool flush_during;
+    /* Optional: a call of the program returned without error (on its thread, inside
+     * CUPTI's callback: nothing here may call CUDA or CUPTI). */
+    void (*call_returned)(void);
 } cupti_tracer_opts;
 
 /* Starts tracing in this process.  An error means nothing is traced (no CUPTI, wrong
@@ -34,6 +41,10 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o);
 void cupti_tracer_flush(cupti_flush_reason reason);
 /* Flushes and stops (the process may go on using CUDA untraced). */
 void cupti_tracer_stop(void);
+/* Stops without a single CUPTI call (the flush thread ends, --gpu-metrics' statistics are
+ * emitted, the sink closes): for an exit where CUPTI may be torn down already.  What CUPTI
+ * still holds is lost; the process must not use CUDA afterwards. */
+void cupti_tracer_quiesce(void);
 bool cupti_tracer_running(void);
 
 /* CLOCK_MONOTONIC in ns (the clock of every record). */

@@ -132,13 +132,26 @@ static void sink_flushed(void *ctx, cupti_flush_reason reason)
 static atomic_bool exit_done;
 static atomic_uint exit_registrations;
 
+/* AMXDIAG_INJECT_EXIT, a diagnostic: "stop" (the default: the last window decoded, the
+ * activity flushed, the profiler ended) or "quiesce" (no CUPTI call at exit: what the
+ * flushes during the run delivered is all there is). */
+static bool exit_quiesce(void)
+{
+    const char *e = getenv("AMXDIAG_INJECT_EXIT");
+    return e && !strcmp(e, "quiesce");
+}
+
 static void at_exit(void)
 {
     if (atomic_exchange(&exit_done, true))
         return;
-    cupti_debug("inject: exit handler (registered %u times), thread %ld: stopping the tracer",
-                atomic_load(&exit_registrations), (long)syscall(SYS_gettid));
-    cupti_tracer_stop();
+    bool q = exit_quiesce();
+    cupti_debug("inject: exit handler (registered %u times), thread %ld: %s", atomic_load(&exit_registrations),
+                (long)syscall(SYS_gettid), q ? "quiescing the tracer (AMXDIAG_INJECT_EXIT=quiesce)" : "stopping the tracer");
+    if (q)
+        cupti_tracer_quiesce();
+    else
+        cupti_tracer_stop();
     sink_flushed(NULL, CUPTI_FLUSH_EXIT);
 }
 
@@ -148,14 +161,48 @@ static void register_exit(void)
         atomic_fetch_add(&exit_registrations, 1);
 }
 
-/* AMXDIAG_INJECT_LATE_EXIT=0, a diagnostic: the exit handler stays where cuInit put it. */
+/* AMXDIAG_INJECT_LATE_EXIT, a diagnostic: "0" the exit handler stays where cuInit put it;
+ * "1" registered again where CUPTI's profiler settled (setup, first decode, session end);
+ * "calls" (the default with --gpu-metrics) also again at the return of the program's
+ * calls.  The fourth H200 run (CUDA 13.0.1) died in the exit flush with "0" and "1"
+ * alike: CUPTI may register exit work later than those points (a C++ function-local
+ * static built on a later first use registers its destructor then), and only an
+ * entry registered after CUPTI's last one runs before it.  Every call while there have
+ * been fewer than 256, then at most one per 10 ms, 4096 in all (32 bytes each). */
+static int late_exit_mode(void)
+{
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("AMXDIAG_INJECT_LATE_EXIT");
+        mode = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
+    }
+    return mode;
+}
+
 static void metrics_settled(void)
 {
-    const char *e = getenv("AMXDIAG_INJECT_LATE_EXIT");
-    if (e && !strcmp(e, "0")) {
+    if (late_exit_mode() == 0) {
         cupti_debug("inject: AMXDIAG_INJECT_LATE_EXIT=0: the exit handler is not registered again");
         return;
     }
+    register_exit();
+}
+
+static atomic_uint_fast64_t last_register_ns;
+
+static void call_returned(void)
+{
+    unsigned n = atomic_load(&exit_registrations);
+    if (n >= 4096 || atomic_load(&exit_done))
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint64_t last = atomic_load(&last_register_ns);
+    if (n >= 256 && now - last < 10000000ull)
+        return;
+    if (!atomic_compare_exchange_strong(&last_register_ns, &last, now))
+        return; /* another thread registers it now */
     register_exit();
 }
 
@@ -164,8 +211,6 @@ static struct sigaction old_actions[sizeof fatal_signals / sizeof fatal_signals[
 
 static void on_fatal_signal(int sig, siginfo_t *si, void *uc)
 {
-    (void)si;
-    (void)uc;
     /* No lock (the interrupted thread may hold it): the frames up to `committed` are
      * complete; then a FLUSH frame built on the stack. */
     write_frames(buf, atomic_load(&committed));
@@ -176,6 +221,9 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *uc)
     cupti_flush_rec r = {(uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, CUPTI_FLUSH_SIGNAL, 0};
     size_t n = cupti_proto_encode(f, sizeof f, CUPTI_REC_FLUSH, &r, NULL, 0);
     write_frames(f, n);
+    /* AMXDIAG_CUPTI_DEBUG: where it died (inside libcupti, or in a callback of ours that
+     * CUPTI called), after the frames are safe. */
+    cupti_debug_crash_dump(sig, si, uc);
     for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
         if (fatal_signals[i] == sig)
             sigaction(sig, &old_actions[i], NULL);
@@ -222,8 +270,17 @@ EXPORT int InitializeInjection(void)
         metrics = false;
         refused = true;
     }
-    cupti_tracer_opts o = {.emit = sink_emit, .ctx = NULL, .flushed = sink_flushed, .flush_period_ms = 200,
-                           .gpu_metrics = metrics, .metrics_settled = metrics_settled};
+    /* With --gpu-metrics, records are asked for during the run (the exit flush is where an
+     * H200 died) and the exit handler kept behind CUPTI's own exit work (late_exit_mode). */
+    cupti_debug_crash_prepare();
+    cupti_tracer_opts o = {.emit = sink_emit,
+                           .ctx = NULL,
+                           .flushed = sink_flushed,
+                           .flush_period_ms = 200,
+                           .gpu_metrics = metrics,
+                           .metrics_settled = metrics_settled,
+                           .flush_during = metrics,
+                           .call_returned = metrics && late_exit_mode() == 2 ? call_returned : NULL};
     adg_error *e = cupti_tracer_start(&o);
     if (e) {
         char text[1024];

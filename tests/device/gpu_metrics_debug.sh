@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# --gpu-metrics on a real GPU, with a verdict per step: the injected path's exit (its exit
-# handler registered again after CUPTI's profiler ran; the third H200 run died at exit in
-# cuptiActivityFlushAll / with a double free), the context-destroy resource callback, the
-# device-to-device copies' ranges named, and the built-in path (passed on the third run).
-# At most 60 s of steps (each under `timeout`, cut to what is left of the deadline; a normal
-# run takes about 30 s), plus at most ~4 s to take the stacks of a step that hangs.
+# --gpu-metrics on a real GPU, with a verdict per step.  The fourth H200 run (CUDA 13.0.1)
+# passed in process and died in every injected run inside the exit handler's
+# cuptiActivityFlushAll (SIGSEGV; "double free" in the bench), with and without the exit
+# handler registered again after the profiler's setup.  This run takes the crashing stack
+# (AMXDIAG_CUPTI_DEBUG: the injection library's signal handler writes every frame, module
+# +offset and symbol) and tries one variant of the program's end per step.
+# At most 90 s of steps (each under `timeout`, cut to what is left of the deadline; a normal
+# run takes about 40 s), plus at most ~4 s to take the stacks of a step that hangs.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
 # libamxdiag-inject.so, amxdiag-gpu-bench, devlibs/, tests/cupti_prog,
@@ -15,24 +17,23 @@
 #             that dies inside the setup gets a record naming the CUPTI call it died in
 #   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, default):
 #             metrics are refused with a note, the trace is complete, exit 0
-#   prog      the same with AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (set for every later step
-#             too) and the default sampling (1 launch per kernel and grid, 100 at most):
-#             exits 0 with its 60 kernel records (the third run: SIGSEGV in
-#             cuptiActivityFlushAll at exit, 0 records), "exit handler (registered 3 times)"
-#   prog-early  the same with AMXDIAG_INJECT_LATE_EXIT=0 (the exit handler only where cuInit
-#             registered it): CAUSE CONFIRMED if it dies at exit as before, NOT THE CAUSE if
-#             it passes too
+#   prog, prog-old, prog-calls, prog-during, prog-normal, prog-noflush, prog-quiesce
+#             (AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 from here on, debug lines on, at most 6 s
+#             each): cupti_prog --iters 20 injected, one variant of its end each (see the
+#             comments at each step; "VERDICT variants passed:" lists those that exited 0
+#             with their 60 kernel records); a CRASH STACK section where one died
 #   prog-all  every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0),
 #             --iters 10: exits 0, 30 launches profiled, all named, the replay's cost
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in
 #             process, defaults): finishes, ranges named, kernel records kept
 #   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then
-#   bench-prof under profile --gpu-metrics (injected, debug lines on): exits 0 (the third
-#             run: SIGABRT, double free), no unnamed range (the DtoD copies named), the
-#             Range Profiler's DRAM bandwidth of the GEMV kernels against the bench's own
+#   bench-prof under profile --gpu-metrics (injected, debug lines on, defaults): exits 0, no
+#             unnamed range, the Range Profiler's DRAM bandwidth of the GEMV kernels
+#   bench-quiesce  the same with AMXDIAG_INJECT_EXIT=quiesce (no CUPTI call at exit)
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
-# time, a VERDICT line, the last CUPTI call that never returned if any, the debug lines, the
-# record's session / reasons / per-kernel metrics) and the full logs and records.
+# time, a VERDICT line, the crash stack if any, the last CUPTI call that never returned if
+# any, the debug lines, the record's session / reasons / per-kernel metrics) and the full
+# logs and records.
 set -u
 build=${1:?usage: tests/device/gpu_metrics_debug.sh BUILD_DIR}
 case $build in /*) ;; *) build=$PWD/$build ;; esac
@@ -44,7 +45,7 @@ ulimit -c 0
 A=$build/amxdiag
 S=$out/summary.txt
 : >"$S"
-deadline=${GMD_DEADLINE:-60}
+deadline=${GMD_DEADLINE:-90}
 started=$(date +%s)
 last_rc=0
 
@@ -185,28 +186,77 @@ OKRUN="rc == 0 and r.get('status') == 'complete' and ($M.get('launches_profiled'
 export AMXDIAG_CUPTI_DEBUG=1
 # From here on the experimental switch is on (off, --gpu-metrics only notes why: "refused").
 export AMXDIAG_GPU_METRICS_EXPERIMENTAL=1
-run prog 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog.json" -- \
-    "$build/tests/cupti_prog" --iters 20
-verdict prog "$out/prog.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) >= 60" "$COST"
-prog_rc=$last_rc
-debug prog
-printf '  exit handler: %s\n' "$(grep -o 'inject: exit handler.*\|inject: AMXDIAG_INJECT_LATE.*' "$out/prog.log" | head -2 | tr '\n' ' ')" >>"$S"
-printf '  late registrations: %s\n' "$(grep -c 'exit handler is registered again' "$out/prog.log")" >>"$S"
+
+# crashstack NAME: the fatal signal's stack the debug build writes (libamxdiag-inject.so's
+# handler, AMXDIAG_CUPTI_DEBUG): the faulting pc and every frame, module+offset and symbol.
+crashstack() {
+    local log=$out/$1.log
+    if grep -q 'amxdiag-cupti\[[0-9]*\]: FATAL' "$log" 2>/dev/null; then
+        echo "  CRASH STACK:" >>"$S"
+        sed -n '/amxdiag-cupti\[[0-9]*\]: FATAL/,/amxdiag-cupti: end of stack/p' "$log" | grep -v 'backtrace_symbols_fd' |
+            grep -E 'FATAL|faulting pc|frame #|end of stack' | head -40 | sed 's/^amxdiag-cupti\[[0-9]*\]: /    /' >>"$S"
+        # Our own frames by function and line (the library's functions are hidden: dladdr
+        # names none of them); where addr2line is missing, the module+offset stays.
+        if command -v addr2line >/dev/null; then
+            grep -oE '[^ ]*(libamxdiag-inject\.so|/amxdiag)\+0x[0-9a-f]+' "$log" | sort -u | head -40 | while read -r fo; do
+                printf '    %s = %s\n' "$fo" "$(timeout 2 addr2line -f -C -i -e "${fo%%+0x*}" "${fo##*+}" 2>/dev/null | paste -sd' ' | head -c 300)"
+            done >>"$S"
+        fi
+    fi
+    printf '  activity buffers back: %s during the run or at exit (lines), %s strange; flushes during the run: %s\n' \
+        "$(grep -c 'activity buffer [0-9]* back' "$log" 2>/dev/null)" \
+        "$(grep -c 'that is not out' "$log" 2>/dev/null)" \
+        "$(grep -o 'flushes during the run stopped after [0-9]*' "$log" 2>/dev/null | grep -o '[0-9]*$' | tail -1)" >>"$S"
+    printf '  exit: %s\n' "$(grep -o 'inject: exit handler.*' "$log" | head -1)" >>"$S"
+    grep -E 'activity buffer [0-9]+ back' "$log" 2>/dev/null | head -4 | sed 's/^amxdiag-cupti\[[0-9]*\]: /    /' >>"$S"
+}
+
+# Variants of the injected program's end, one step each (cupti_prog, 20 iterations, about
+# 1.5 s).  The fourth H200 run died in the exit handler's cuptiActivityFlushAll with the
+# exit handler registered again after the profiler's setup (LATE_EXIT=1) and without
+# (LATE_EXIT=0): each step below changes one thing.  PASS = exit 0, status complete,
+# launches profiled and the 60 kernel records of the 20 iterations.
+PASSV="$OKRUN and ($G.get('kernel_count') or 0) >= 60"
+passed=""
+# variant NAME DESCRIPTION ENV...: one run of cupti_prog under those variables.
+variant() {
+    local name=$1 what=$2
+    shift 2
+    run "$name" 6 env "$@" "$A" profile -q -e gpu --gpu-metrics -o "$out/$name.json" -- \
+        "$build/tests/cupti_prog" --iters 20
+    verdict "$name" "$out/$name.json" "$PASSV" "$COST"
+    grep -q "^VERDICT $name: *PASS" "$S" && passed="$passed $name"
+    echo "  variant: $what [$*]" >>"$S"
+    crashstack "$name"
+    debug "$name"
+}
+
+# The defaults now: a thread of ours flushes the completed buffers every 200 ms, and the
+# exit handler is registered again at the return of the program's calls (LATE_EXIT=calls).
+variant prog "defaults (flush during the run, exit handler re-registered at calls, full stop at exit)"
 fact session "$out/prog.json" "$SESSION"
 fact "gpu unavailable" "$out/prog.json" "$REASONS"
 fact trace "$out/prog.json" "$TRACE"
 fact kernels "$out/prog.json" "$KM"
-
-# The cause: the exit handler only where cuInit registered it.
-AMXDIAG_INJECT_LATE_EXIT=0 run prog-early 10 "$A" profile -q -e gpu --gpu-metrics -o "$out/prog-early.json" -- \
-    "$build/tests/cupti_prog" --iters 20
-v=$(timeout 5 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('status'), (r.get('workload') or {}).get('signal_name'))" "$out/prog-early.json" 2>&1 | tail -1)
-case "$prog_rc:$last_rc:$v" in
-    *:0:complete*) echo "VERDICT prog-early:    NOT THE CAUSE (rc 0 without the late registration: $v)" >>"$S" ;;
-    0:*) echo "VERDICT prog-early:    CAUSE CONFIRMED (prog rc 0; without the late registration rc $last_rc: $v)" >>"$S" ;;
-    *) echo "VERDICT prog-early:    INCONCLUSIVE (prog rc $prog_rc, without the late registration rc $last_rc: $v)" >>"$S" ;;
-esac
-debug prog-early
+# The fourth run's behaviour, for its stack: where exactly does the exit flush die?
+variant prog-old "the fourth run: no flush during the run, exit handler re-registered at settle points only" \
+    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=1
+# Only the exit handler kept behind CUPTI's later exit work: PASS = CUPTI's exit work
+# registered after the settle points was the cause.
+variant prog-calls "exit handler re-registered at every call, no flush during the run" \
+    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=calls
+# Only the flushes during the run: PASS = the exit flush dies only with much left to deliver.
+variant prog-during "flush during the run, exit handler at settle points only" \
+    AMXDIAG_CUPTI_FLUSH_DURING=1 AMXDIAG_INJECT_LATE_EXIT=1
+# The exit flush unforced, then none at all (does Disable/HostDeinit/DeInit at exit die too?).
+variant prog-normal "exit flush cuptiActivityFlushAll(0)" \
+    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=1 AMXDIAG_CUPTI_EXIT_FLUSH=normal
+variant prog-noflush "no exit flush (records lost), the profiler still ended at exit" \
+    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=1 AMXDIAG_CUPTI_EXIT_FLUSH=none
+# No CUPTI call at exit: the records are the flushes' during the run.
+variant prog-quiesce "flush during the run, no CUPTI call at exit" \
+    AMXDIAG_CUPTI_FLUSH_DURING=1 AMXDIAG_INJECT_EXIT=quiesce
+echo "VERDICT variants passed:${passed:- none}" >>"$S"
 unset AMXDIAG_CUPTI_DEBUG
 
 # Every launch: 30 kernels and a cudaMemset, each range named.
@@ -234,11 +284,19 @@ fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
 AMXDIAG_CUPTI_DEBUG=1 run bench-prof 12 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
     "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
 verdict bench-prof "$out/bench-prof.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) > 0" "$COST"
+crashstack bench-prof
 debug bench-prof
 fact kernels "$out/bench-prof.json" "$KM"
 fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
 fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
     "[(k['name'][:48], k.get('launches'), m.get('ranges'), round(m.get('dram_Bps_max', 0)/1e9, 1), round(m.get('dram_Bps', 0)/1e9, 1), m.get('dram_pct_of_peak')) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m and 'gemv' in k['name'].lower()][:8]"
+
+# The bench's end without a CUPTI call (it destroys its context before exit).
+AMXDIAG_CUPTI_DEBUG=1 AMXDIAG_INJECT_EXIT=quiesce run bench-quiesce 10 "$A" profile -q -e gpu --gpu-metrics \
+    -o "$out/bench-quiesce.json" -- "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
+verdict bench-quiesce "$out/bench-quiesce.json" "$OKRUN and ($G.get('kernel_count') or 0) > 0" "$COST"
+crashstack bench-quiesce
+debug bench-quiesce
 
 echo "== total $(($(date +%s) - started)) s" >>"$S"
 grep '^VERDICT' "$S"
