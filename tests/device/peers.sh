@@ -15,6 +15,8 @@
 #   llama-bench        llama.cpp, built with its AMX options      (required)
 #   ik-llama-bench     ik_llama.cpp                               (optional)
 #   llama-bench-avx512 llama.cpp built without AMX                (optional)
+#   llama-bench-cuda   llama.cpp built with CUDA (sm_90), run at each of $NGLS (optional;
+#                      its libcudart/libcublas come from /usr/local/cuda/lib64 there)
 #   llama-bench-clang  llama.cpp with AMX built by clang: GCC 12 drops the stores of the tile
 #                      configuration (SIGILL at the first AMX matmul; `amxdiag probe --binary`
 #                      says so), clang does not                    (optional)
@@ -187,6 +189,13 @@ for q in $quants; do
                 bench_rows "$q" "llama.cpp AMX blocked"
         fi
     fi
+    if [ -x "$peers/llama-bench-cuda" ]; then
+        # llama.cpp's CUDA build at the same splits (-ngl N: the last N layers on the GPU)
+        for ngl in ${NGLS:-}; do
+            step "llama.cpp CUDA -ngl $ngl" "$limit" env LD_LIBRARY_PATH="$peers:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" \
+                "$peers/llama-bench-cuda" "${lb[@]}" -ngl "$ngl" && bench_rows "$q" "llama.cpp CUDA -ngl $ngl"
+        done
+    fi
     if [ -x "$peers/llama-bench-clang" ]; then
         step "llama.cpp AMX (clang)" "$limit" "$peers/llama-bench-clang" "${lb[@]}" &&
             bench_rows "$q" "llama.cpp AMX (clang)"
@@ -241,8 +250,9 @@ done
     echo
     engines=("amxdiag amx" "amxdiag avx512")
     for ngl in ${NGLS:-}; do engines+=("amxdiag --ngl $ngl"); done
-    engines+=("llama.cpp AMX" "llama.cpp AMX (clang)" "llama.cpp AMX blocked" "llama.cpp AVX-512 build" \
-        "ik_llama.cpp" "ik_llama.cpp -rtr 1")
+    engines+=("llama.cpp AMX" "llama.cpp AMX (clang)" "llama.cpp AMX blocked" "llama.cpp AVX-512 build")
+    for ngl in ${NGLS:-}; do engines+=("llama.cpp CUDA -ngl $ngl"); done
+    engines+=("ik_llama.cpp" "ik_llama.cpp -rtr 1")
     for e in "${engines[@]}"; do
         row="| $e |"
         any=0
