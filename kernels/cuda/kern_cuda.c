@@ -41,6 +41,7 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMM_F16MMA_FIRST + 2 * I + 1] = "kern_gemm_f16mma_q8_0_v" #I,
     GF_VARIANTS(GF_NAMES)
 #undef GF_NAMES
+    [KF_ZERO_F32] = "kern_zero_f32",
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \
@@ -185,6 +186,13 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
     const char *env = getenv("AMXDIAG_GPU_GEMM");
     if (env && *env && !kern_cuda_gemm_kind_parse(env, &c->gemm_kind))
         adg_warn("AMXDIAG_GPU_GEMM=%s ignored: use auto, wmma, mma or f16mma", env);
+    env = getenv("AMXDIAG_GPU_GEMM_SPLITK");
+    if (env && *env) {
+        if (strcmp(env, "0") == 0 || strcmp(env, "1") == 0 || strcmp(env, "2") == 0)
+            c->gemm_ksplit = env[0] - '0';
+        else
+            adg_warn("AMXDIAG_GPU_GEMM_SPLITK=%s ignored: use 0 (auto), 1 or 2", env);
+    }
     const char *names[2] = {"AMXDIAG_GPU_GEMM_TILE", "AMXDIAG_GPU_GEMM_STAGES"};
     int *dst[2] = {&c->gemm_tile, &c->gemm_stages};
     for (int i = 0; i < 2; i++) {
@@ -268,6 +276,7 @@ void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { c->validate = on; }
 void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 0 : rows > 4 ? 4 : rows; }
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 64 : 32; }
+void kern_cuda_set_gemm_ksplit(kern_cuda_ctx *c, int ksplit) { c->gemm_ksplit = ksplit == 1 || ksplit == 2 ? ksplit : 0; }
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *c, kern_cuda_gemm_kind kind, int tile, int stages)
 {
     c->gemm_kind = kind;

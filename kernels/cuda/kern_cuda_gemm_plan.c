@@ -182,6 +182,7 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
         return p;
     }
     p.f16mma = true;
+    p.ksplit = 1;
     p.variant = v;
     p.tile = gf_var_bm(v);
     p.bn = gf_var_bn(v);
@@ -314,6 +315,15 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
     return p;
 }
 
+int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k)
+{
+    if (!p->f16mma || want != 2 || p->variant < 0 || p->variant >= GF_NVAR)
+        return 1;
+    const int kb = gf_var_kb(p->variant);
+    const int64_t nst = (k / 32 + kb - 1) / kb;
+    return nst >= 4 * (int64_t)p->stages ? 2 : 1;
+}
+
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
                                             kern_cu_deviceptr w, bool moe)
 {
@@ -322,5 +332,6 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
     if ((p.mma || p.f16mma) && !moe && c->gemm_bk == 64) {
         p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
     }
+    p.ksplit = kern_cuda_gemm_ksplit(&p, c->gemm_ksplit, k);
     return p;
 }

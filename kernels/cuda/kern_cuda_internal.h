@@ -44,6 +44,7 @@ enum kern_cuda_fn {
     KF_GEMM_F32_FEW,
     KF_GEMM_F16MMA_FIRST, /* the f16-MMA GEMM's variants v (kern_gemm_f16mma_map.h): q4_0 at FIRST + 2v, q8_0 next */
     KF_GEMM_F16MMA_LAST = KF_GEMM_F16MMA_FIRST + 2 * 8 - 1,
+    KF_ZERO_F32, /* y = 0 before a split-K GEMM */
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -80,6 +81,7 @@ struct kern_cuda_ctx {
     int gemm_bk;   /* 64: the 64-wide-stage GEMM; otherwise the 32-wide one */
     kern_cuda_gemm_kind gemm_kind; /* the prompt GEMM (kern_cuda_set_gemm_kernel) */
     int gemm_tile, gemm_stages;    /* 0 = auto */
+    int gemm_ksplit;               /* f16-MMA k slices: 0 = auto (1), 1 or 2 ($AMXDIAG_GPU_GEMM_SPLITK) */
     kern_cuda_gemm_caps caps;
     int fn_smem[KF_COUNT];         /* dynamic shared memory each kernel was opened up to */
     kern_cu_deviceptr valrec;

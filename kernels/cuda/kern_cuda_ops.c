@@ -237,10 +237,19 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
     if (e)
         return e;
     long long mm = m, kk = k, nn = n;
-    int slots = pl->stages, aligned = pl->aligned ? 1 : 0;
+    int slots = pl->stages, aligned = pl->aligned ? 1 : 0, ksplit = pl->ksplit > 1 ? pl->ksplit : 1;
+    if (ksplit > 1) { /* split-K: the slices add into y */
+        long long count = n * m;
+        void *pz[] = {&y, &count};
+        kern_cu_deviceptr zptrs[4] = {y, 0, 0, 0};
+        e = kern_cuda_launch_fn(c, op, KF_ZERO_F32, kern_cuda_geom_rows(count, 1024, 256, c->max_grid_x), 0, pz,
+                                zptrs);
+        if (e)
+            return e;
+    }
     kern_cu_deviceptr ptrs[4] = {w, xh, y, 0};
-    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, (unsigned)pl->threads, c->max_grid_x);
-    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &aligned};
+    kern_cuda_geom g = kern_cuda_geom_rows(tiles * ksplit, 1, (unsigned)pl->threads, c->max_grid_x);
+    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &aligned, &ksplit};
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
 }
 

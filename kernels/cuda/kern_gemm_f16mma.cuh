@@ -52,6 +52,9 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // flight together, so a weight matrix larger than L2 is read from DRAM about once).
 // x: the activations in f16 [n][k]; `slots` (3..4) ring slots; aligned (gf_aligned): raw W
 // by cp.async, else by 2-byte loads into the same layout.  KB: quant blocks per k stage.
+// ksplit > 1: each tile's k stages are cut into ksplit slices, one CTA tile each, whose
+// partial sums are added into y (zeroed by the host) with gf_red_add; with 2 slices the
+// result does not depend on their order (0 + a + b == 0 + b + a in IEEE arithmetic).
 //
 // Pipeline per k stage st (one barrier): wait for slot st + 1's copies; barrier; issue
 // the copies of stage st + slots - 1 (into the slot stage st - 1 used); multiply stage st
@@ -66,7 +69,7 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // address arithmetic's dependencies (issue slots 32 % busy, tensor pipe 30 %).
 template <int WT, int MT, int NT, int WM, int WN, int KB>
 __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
-                            int slots, int aligned)
+                            int slots, int aligned, int ksplit)
 {
 #if __CUDA_ARCH__ >= 800
     constexpr int BM = 16 * MT * WM, BN = 8 * NT * WN, NW = WM * WN, THREADS = 32 * NW;
@@ -106,8 +109,14 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
     // 4..6 or 4..7 of an offset whose row part is a multiple of RB), plus 16 RB per 16 rows
     // or tokens
     const int a_lane = gf_a_ldsm(wm * (MT * 16), 0, lane, RB), b_lane = gf_b_ldsm(wn * (NT * 8), 0, lane, RB);
-    for (long long tile = blockIdx.x; tile < tiles_m * tiles_n; tile += gridDim.x) {
-        const long long r0 = (tile / tiles_n) * BM, n0 = (tile % tiles_n) * BN;
+    const long long tiles_mn = tiles_m * tiles_n;
+    const int per_slice = (nst + ksplit - 1) / ksplit;
+    for (long long tile = blockIdx.x; tile < tiles_mn * ksplit; tile += gridDim.x) {
+        const long long tmn = tile % tiles_mn;
+        const int st0 = (int)(tile / tiles_mn) * per_slice, st1 = st0 + per_slice < nst ? st0 + per_slice : nst;
+        if (st0 >= st1)
+            continue; // (the whole CTA) an empty slice: k too short to cut
+        const long long r0 = (tmn / tiles_n) * BM, n0 = (tmn % tiles_n) * BN;
         const long long wrow0 = r0 + warp * RPW + wr_row;
         const uint8_t *const wsrc = w + wrow0 * row_bytes + wr_lane * 8;
         const uint8_t *const wsrc_last = w + (r0 + warp * RPW + lane) * row_bytes + (CH - 1) * 8;
@@ -194,24 +203,24 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                 for (int q = 0; q < 4; q++)
                     acc[i][j][q] = 0.0f;
         for (int s = 0; s < slots - 1; s++) {
-            if (s < nst)
-                load(s, s);
+            if (st0 + s < st1)
+                load(st0 + s, s);
             cp_async_commit();
         }
         cp_async_wait(slots - 2);
         __syncthreads();
 #pragma unroll
         for (int it = 0; it < CU; it++)
-            convert_unit(0, 0, it);
+            convert_unit(0, st0 & 1, it);
         // ring slots of stage st (rd), st + 1 (nx) and st + slots - 1 (ld)
         int rd = 0, nx = 1, ld = slots - 1;
-        for (int st = 0; st < nst; st++) {
+        for (int st = st0; st < st1; st++) {
             cp_async_wait(slots - 3); // stage st + 1 has landed (this thread's copies)
             __syncthreads();
-            if (st + slots - 1 < nst)
+            if (st + slots - 1 < st1)
                 load(st + slots - 1, ld);
             cp_async_commit();
-            const bool next = st + 1 < nst;
+            const bool next = st + 1 < st1;
             const int buf = st & 1;
             const uint8_t *xs = gf_smem + rd * SLOT + XO;
 #pragma unroll
@@ -256,8 +265,12 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                 for (int i = 0; i < 4; i++) {
                     const long long row = r0 + wm * (MT * 16) + mt * 16 + gi8_c_row(lane, i);
                     const long long tok = n0 + wn * (NT * 8) + nt * 8 + gi8_c_tok(lane, i);
-                    if (row < m && tok < n)
-                        y[tok * m + row] = acc[mt][nt][i];
+                    if (row < m && tok < n) {
+                        if (ksplit > 1)
+                            gf_red_add(y + tok * m + row, acc[mt][nt][i]);
+                        else
+                            y[tok * m + row] = acc[mt][nt][i];
+                    }
                 }
     }
 #else

@@ -891,6 +891,8 @@ __device__ __forceinline__ void gf_store4(unsigned *dst, unsigned a, unsigned b,
 {
     *(uint4 *)dst = make_uint4(a, b, c, d);
 }
+// a k slice's partial sum into y (split-K; the result is not read back, so RED.ADD)
+__device__ __forceinline__ void gf_red_add(float *p, float v) { atomicAdd(p, v); }
 #define GF_DYN_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
 #include "kern_gemm_f16mma.cuh"
 
@@ -898,15 +900,22 @@ __device__ __forceinline__ void gf_store4(unsigned *dst, unsigned a, unsigned b,
 #define GF_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS, KB)                                                                \
     extern "C" __global__ void __launch_bounds__(32 * WM * WN, CPS)                                                 \
         kern_gemm_f16mma_##Q##_v##I(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n,      \
-                                    float *y, int slots, int aligned)                                               \
+                                    float *y, int slots, int aligned, int ksplit)                                   \
     {                                                                                                               \
-        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, aligned);                                      \
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, aligned, ksplit);                              \
     }
 #define GF_DENSE(I, MT, NT, WM, WN, CPS, KB)                                                                        \
     GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS, KB) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS, KB)
 GF_VARIANTS(GF_DENSE)
 #undef GF_DENSE
 #undef GF_DENSE1
+
+// y = 0 before a split-K GEMM adds its slices (every arch).
+extern "C" __global__ void kern_zero_f32(float *y, long long count)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x)
+        y[i] = 0.0f;
+}
 
 // The MoE router in f32 (kern_gemm_f32.cuh): tiles for a prompt, a warp per output for a
 // few tokens.  Every arch.

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The prompt GEMMs' tile variants on a GPU, in about 60-90 s (every step has its own
-# limit: 320 s at most, plus 60 s with NCU=1): the int8 tensor-core kernel (bit-exact)
+# limit: 345 s at most, plus 60 s with NCU=1): the int8 tensor-core kernel (bit-exact)
 # and the f16-MMA kernel (weights dequantised to f16 in shared memory, within
 # 1.1 * 2^-10 sum |w x|) side by side with cuBLAS f16.
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
 #      formula, every f16-MMA variant within its bound (the largest error printed);
 #   2. sweep-s3/s2/s4: `amxdiag-gpu-bench --only gemm --gemm-tile all --gemm-stages N`
 #      times every int8 (v0..v7) and f16-MMA (f0..f7; at least 3 stages) variant at every
-#      shape next to cuBLAS f16;
+#      shape next to cuBLAS f16; sweep-s3k2 the same at 3 stages with the f16-MMA tiles
+#      split in two k slices (AMXDIAG_GPU_GEMM_SPLITK=2);
 #   3. engine-f16mma: test_kern_engine's GPU layers teacher-forced against the CPU
 #      reference (tolerance 0.25) with AMXDIAG_GPU_GEMM=f16mma, and `amxdiag run --ngl 99
 #      --greedy --compare ref` on the default model with it;
@@ -19,7 +20,7 @@
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
 # Needs under BUILD_DIR: amxdiag, amxdiag-gpu-bench, tests/test_kern_cuda_gemm,
 # tests/test_kern_engine, devlibs/.
-# Outputs: summary.txt (the table included), sweep-s{3,2,4}.json, one .log per step, and
+# Outputs: summary.txt (the table included), sweep-s{3,2,4,3k2}.json, one .log per step, and
 # with NCU=1 ncu-details.txt, ncu-f16.csv.
 set -u
 build=${1:?usage: tests/device/gemm_sweep.sh BUILD_DIR}
@@ -48,6 +49,11 @@ for st in 3 2 4; do
         -o "$out/sweep-s$st.json"
     sed -n '/^goals/,$p' "$out/sweep-s$st.log" | sed "s/^/  s$st /" >>"$summary"
 done
+# split-K by 2 for the f16-MMA rows (AMXDIAG_GPU_GEMM_SPLITK=2: where k has >= 4 x 3 stages,
+# i.e. every shape but ffn_down; the int8 rows are the same kernels as in sweep-s3)
+step_want sweep-s3k2 0 25 env AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm --gemm-tile all --gemm-stages 3 \
+    --iters 10 -o "$out/sweep-s3k2.json"
+sed -n '/^goals/,$p' "$out/sweep-s3k2.log" | sed "s/^/  s3k2 /" >>"$summary"
 
 # 3. the engine with the f16-MMA prompt GEMM against the CPU reference, and the bench's
 # own checks (every kernel against the CPU reference, the GEMM within 1.1 * 2^-10 sum |w x|)
@@ -81,13 +87,13 @@ python3 - "$out" >>"$summary" 2>&1 <<'EOF'
 import json, os, sys
 out = sys.argv[1]
 runs = {}
-for st in (3, 2, 4):
-    p = os.path.join(out, "sweep-s%d.json" % st)
+for st in ("3", "2", "4", "3k2"):
+    p = os.path.join(out, "sweep-s%s.json" % st)
     if os.path.exists(p):
         try:
             runs[st] = json.load(open(p))
         except ValueError as e:
-            print("sweep-s%d.json: %s" % (st, e))
+            print("sweep-s%s.json: %s" % (st, e))
 if not runs:
     print("no sweep results")
     sys.exit(0)
@@ -99,7 +105,8 @@ for st, r in runs.items():
     for x in rows:
         if x["name"] not in shapes:
             shapes.append(x["name"])
-    print("\n== %d stages (us / TOP/s / %% of cuBLAS f16; * = the default pick, ^ = best of the kernel)" % st)
+    print("\n== %s stages%s (us / TOP/s / %% of cuBLAS f16; * = the default pick, ^ = best of the kernel)"
+          % (st[0], ", f16mma split-K 2" if st.endswith("k2") else ""))
     for nm in shapes:
         cb = [x for x in rows if x["name"] == nm and x["type"] == "cublas"]
         ci = [x for x in rows if x["name"] == nm and x["type"] == "cublas-i8"]
@@ -123,7 +130,7 @@ for st, r in runs.items():
                                                            x.get("pct_cublas", 0)))
                 print("  %s %-6s %s" % (ty, kern, "  ".join(cells)))
                 key = (nm, ty, kern)
-                lab = "%s%d s%d" % (tag, b.get("variant", -1), b.get("stages", st))
+                lab = "%s%d s%s" % (tag, b.get("variant", -1), st)
                 if key not in best or b.get("pct_cublas", 0) > best[key][0]:
                     best[key] = (b.get("pct_cublas", 0), b["us"], lab)
 print("\n== best per shape over all stage counts (% of cuBLAS f16; goal >= 50 %)")

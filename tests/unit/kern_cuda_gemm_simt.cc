@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 // ---- the CUDA surface the kernel uses ----------------------------------------------------
@@ -233,6 +234,13 @@ static unsigned gf_sub_mul(unsigned h, unsigned magic, unsigned d2)
         r |= (unsigned)sim_f2h(sim_h2d(t) * sim_h2d(d)) << (16 * i);
     }
     return r;
+}
+// split-K's f32 add into y (RED.ADD.F32): one lock for the whole emulated grid
+static std::mutex sim_red_lock;
+static void gf_red_add(float *p, float v)
+{
+    std::lock_guard<std::mutex> g(sim_red_lock);
+    *p += v;
 }
 static void gf_store4(unsigned *dst, unsigned a, unsigned b, unsigned c, unsigned d)
 {
@@ -456,7 +464,8 @@ static uint16_t f16_weight(int wt, const uint8_t *w, int64_t k, int64_t r, int64
 }
 
 template <int WT, int MT, int NT, int WM, int WN, int KB>
-static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
+static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
+                       int ksplit)
 {
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
@@ -473,19 +482,20 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
             h = sim_f2h((double)((int)(rnd32() % 255) - 127) * (double)__half2float(d) * 64.0);
         }
     }
-    std::vector<float> got((size_t)(n * m), NAN);
+    // split-K adds its slices into y, which the host zeroes first (kern_zero_f32)
+    std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
     const int aligned = gf_aligned(KB, k / 32, (uintptr_t)w); // as the host plan decides
     const int bm = 16 * MT * WM, bn = 8 * NT * WN;
     sim_late = late;
     launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots, KB), [&] {
-        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, aligned);
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, aligned, ksplit);
     });
     char what[200];
     snprintf(what, sizeof what,
              "f16mma q%d_0 %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d, k stage %d), %d slots, %s, cp.async %s, "
-             "grid %u",
+             "%d k slice(s), grid %u",
              WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, 32 * KB, slots,
-             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", grid);
+             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit, grid);
     std::vector<double> wrow((size_t)k);
     for (int64_t r = 0; r < m; r++) {
         for (int64_t i = 0; i < k; i++)
@@ -498,8 +508,8 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
                 mag += std::fabs(p);
             }
             const double g = got[(size_t)(t * m + r)];
-            // one f32 rounding per MMA of the accumulated sum
-            if (!(std::fabs(g - want) <= (double)(k / 16 + 1) * std::ldexp(mag, -24) + 1e-30)) {
+            // one f32 rounding per MMA of the accumulated sum (and one per added k slice)
+            if (!(std::fabs(g - want) <= (double)(k / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
                 printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
                        (long long)r, g, want, mag);
                 failures++;
@@ -510,14 +520,15 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
     printf("ok   %s\n", what);
 }
 
-static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid)
+static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
+                     int ksplit = 1)
 {
 #define SIM_FVAR(I, MT, NT, WM, WN, CPS, KB)                                       \
     if (v == (I)) {                                                              \
         if (wt == 4)                                                             \
-            f16_case_t<4, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid); \
+            f16_case_t<4, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit); \
         else                                                                     \
-            f16_case_t<8, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid); \
+            f16_case_t<8, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit); \
     }
     GF_VARIANTS(SIM_FVAR)
 #undef SIM_FVAR
@@ -686,6 +697,11 @@ int main()
     f16_case(8, 7, 4, true, 4, 200, 576, 70, 2);
     f16_case(4, 7, 3, false, 2, 40, 256, 5, 1);
     f16_case(8, 7, 4, false, 0, 64, 2048, 1, 1);
+    // split-K by 2: slices of 4 and 3 k stages (odd count), grid-stride over tiles x slices,
+    // a 64-stage tile, the 2-byte weight path
+    f16_case(4, 3, 3, true, 0, 100, 896, 70, 3, 2);
+    f16_case(8, 5, 4, false, 0, 300, 640, 40, 2, 2);
+    f16_case(4, 0, 3, false, 2, 70, 544, 37, 2, 2);
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);

@@ -338,6 +338,17 @@ static void test_plan(void **state)
         p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_Q4_0, 4096, 2048, 4096, 0x1000, true);
         assert_true(p.mma);
     }
+    /* split-K: only asked for (2), only the f16-MMA kernel, only with >= 4 x stages of k */
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR + 3, 3, KERN_TYPE_Q4_0, 2048, 4096, 512,
+                                 0x1000, false);
+    assert_int_equal(p.ksplit, 1);
+    assert_int_equal(kern_cuda_gemm_ksplit(&p, 0, 4096), 1);
+    assert_int_equal(kern_cuda_gemm_ksplit(&p, 1, 4096), 1);
+    assert_int_equal(kern_cuda_gemm_ksplit(&p, 2, 4096), 2);      /* 32 stages of 128 */
+    assert_int_equal(kern_cuda_gemm_ksplit(&p, 2, 12 * 128), 2);  /* 12 = 4 x 3 */
+    assert_int_equal(kern_cuda_gemm_ksplit(&p, 2, 11 * 128), 1);
+    p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_MMA, 0, 3, KERN_TYPE_Q4_0, 2048, 4096, 512, 0x1000, false);
+    assert_int_equal(kern_cuda_gemm_ksplit(&p, 2, 4096), 1);
     /* four stages of 128 x 128 do not fit 227 KiB: three */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR, 4, KERN_TYPE_Q8_0, 4096, 2048, 512,
                                  0x1000, false);
@@ -792,10 +803,10 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
             if (mag > 0 && err / mag > worst)
                 worst = err / mag;
         }
-    print_message("gpu f16mma %s %lldx%lld x %lld, tile f%d %s, %d stages, %s: within 1.1 * 2^-10 sum |w x| (largest "
-                  "%.2e)\n",
+    print_message("gpu f16mma %s %lldx%lld x %lld, tile f%d %s, %d stages, %d k slice(s), %s: within 1.1 * 2^-10 sum "
+                  "|w x| (largest %.2e)\n",
                   kern_type_name(t), (long long)m, (long long)k, (long long)n, p.variant,
-                  kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + p.variant), p.stages,
+                  kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + p.variant), p.stages, p.ksplit,
                   p.aligned ? "cp.async" : "2-byte loads", worst);
     dev_free(&d);
     free(wbuf);
@@ -824,6 +835,10 @@ static void test_gpu_gemm_f16mma(void **state)
         gpu_f16_case(wt, f0 + 5, 4, 0, 300, 832, 130, 57); /* k64 tiles: k % 128 == 64, whole 64-stages */
         gpu_f16_case(wt, f0 + 6, 4, 4, 200, 512, 70, 58);  /* 4-byte aligned: cp.async for the k64 tiles */
         gpu_f16_case(wt, f0 + 7, 3, 0, 131, 96, 37, 59);   /* an odd block count: 2-byte loads */
+        kern_cuda_set_gemm_ksplit(ctx, 2); /* split-K: slices added into a zeroed y */
+        gpu_f16_case(wt, f0 + 3, 3, 0, 300, 1664, 130, 60); /* 13 stages: 7 + 6 */
+        gpu_f16_case(wt, f0 + 5, 4, 0, 600, 2048, 256, 61);
+        kern_cuda_set_gemm_ksplit(ctx, 0);
     }
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
