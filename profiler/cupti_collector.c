@@ -176,10 +176,6 @@ static adg_error *gpu_prepare(prof_ctx *ctx, void **state)
     /* The built-in path runs in this process: trace it in process, started now, before
      * it creates its CUDA context. */
     if (!ctx->attach && ctx->root == getpid()) {
-        if (ctx->gpu_metrics && !cupti_range_prof_enabled()) {
-            adg_bus_unavailable(ctx->bus, COLLECTOR, "gpu.metrics", cupti_range_prof_off_reason);
-            ctx->gpu_metrics = false;
-        }
         gpu_state *g = calloc(1, sizeof *g);
         if (!g)
             return adg_error_new(ADG_E_NOMEM, "out of memory");

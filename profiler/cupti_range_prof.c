@@ -1237,14 +1237,23 @@ cupti_range_stats cupti_range_prof_stats(void)
 
 #endif
 
+/* Measured on an H200 (driver 580.159.04, CUPTI 13.0.1, 2026-11-26): in process (amxdiag's
+ * built-in path, driver API) the Range Profiler ran to the end three times; in an injected
+ * CUDA-runtime program every activity flush once the profiler was set up made CUPTI's own
+ * activity thread fault (SIGSEGV inside libcupti.so.13), at exit or during the run, and
+ * without any flush the records never came.  So the injected case is refused by default. */
 const char cupti_range_prof_off_reason[] =
-    "--gpu-metrics is experimental and off: the CUPTI Range Profiler hung its workload on the first real GPU it "
-    "was tried on (an H200: an injected program before its first kernel, the built-in path after 106 profiled "
-    "launches), and the fixes since have not run on a GPU. Set AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 to try it "
-    "(AMXDIAG_CUPTI_DEBUG=1 prints a line per CUPTI call). The kernel trace is complete.";
+    "--gpu-metrics is off for an external command: with the Range Profiler set up in an injected program, "
+    "CUPTI 13.0.1's own activity thread crashed (SIGSEGV inside libcupti.so.13) at every activity flush on an "
+    "H200 (driver 580), killing the program. Profile the built-in path instead (amxdiag profile -e gpu "
+    "--gpu-metrics --ngl N ..., where it works), or run Nsight Compute (ncu) on the command; "
+    "AMXDIAG_GPU_METRICS_INJECTED=1 tries it anyway. The kernel trace is complete.";
 
-bool cupti_range_prof_enabled(void)
+bool cupti_range_prof_enabled(bool injected)
 {
-    const char *a = getenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL"), *b = getenv("AMXDIAG_GPU_METRICS_INJECTED");
+    if (!injected)
+        return true;
+    /* AMXDIAG_GPU_METRICS_EXPERIMENTAL=1: the earlier name of the switch. */
+    const char *a = getenv("AMXDIAG_GPU_METRICS_INJECTED"), *b = getenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL");
     return (a && !strcmp(a, "1")) || (b && !strcmp(b, "1"));
 }

@@ -45,13 +45,11 @@ typedef struct cupti_range_env {
 
 /* Resolves the Range Profiler's entry points; false (and a note) when this libcupti
  * lacks them.  The session itself starts at cupti_range_prof_api_exit. */
-/* --gpu-metrics hung its workload on the first real GPU it met (NVIDIA H200, driver 580,
- * CUDA 13, 2026-11-26: the injected program before its first kernel, the built-in path after
- * 106 profiled launches), and the fixes since have not run on a GPU.  Until one has, the
- * Range Profiler starts only when AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 (or the older
- * AMXDIAG_GPU_METRICS_INJECTED=1) is set; otherwise the caller records this text as the
- * reason and traces without counters. */
-bool cupti_range_prof_enabled(void);
+/* Whether the Range Profiler may start: always in process (the built-in path ran to the
+ * end on an H200); in an injected program only with AMXDIAG_GPU_METRICS_INJECTED=1, since
+ * there CUPTI 13.0.1's activity thread crashed at every flush once the profiler was set up.
+ * When not, the caller records cupti_range_prof_off_reason and traces without counters. */
+bool cupti_range_prof_enabled(bool injected);
 extern const char cupti_range_prof_off_reason[];
 
 bool cupti_range_prof_init(const cupti_range_env *env);

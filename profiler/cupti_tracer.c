@@ -79,6 +79,13 @@ static struct {
      * the caller may have freed the sink, so such buffers are freed unread. */
     pthread_mutex_t sink_lock;
     bool sink_open;
+    /* The activity kinds asked for (AMXDIAG_GPU_METRICS_ACTIVITY), how many are enabled
+     * now, and the buffer size. */
+    int act_mode;
+    CUpti_ActivityKind kinds[3];
+    size_t n_kinds;
+    atomic_bool kinds_on;
+    size_t buf_bytes;
 } T = {.param_once = PTHREAD_ONCE_INIT, .drv_once = PTHREAD_ONCE_INIT, .sink_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Per thread: runtime calls in progress, and the launch a runtime call is making (emitted
@@ -151,9 +158,10 @@ static void CUPTIAPI buf_requested(uint8_t **buffer, size_t *size, size_t *max_r
     *size = 0;
     *buffer = NULL;
     pthread_mutex_lock(&L.lock);
-    if (L.n < LEDGER_MAX && (*buffer = aligned_alloc(8, ACT_BUF)) != NULL) {
+    size_t bytes = T.buf_bytes ? T.buf_bytes : ACT_BUF;
+    if (L.n < LEDGER_MAX && (*buffer = aligned_alloc(8, bytes)) != NULL) {
         L.out[L.n++] = *buffer;
-        *size = ACT_BUF;
+        *size = bytes;
     }
     pthread_mutex_unlock(&L.lock);
 }
@@ -996,6 +1004,76 @@ static unsigned env_uint(const char *name, unsigned def)
     return *end || v > 1000000000ul ? def : (unsigned)v;
 }
 
+/* AMXDIAG_GPU_METRICS_ACTIVITY, with --gpu-metrics only: how kernel activity goes beside
+ * the Range Profiler.  An H200 (CUPTI 13.0.1) crashed in CUPTI's own activity thread at
+ * every activity flush in an injected program once the profiler was set up; these are the
+ * variants tried against it (tests/device/gpu_metrics_debug.sh):
+ *   concurrent  CONCURRENT_KERNEL, MEMCPY, MEMSET from the start (the default);
+ *   kernel      KERNEL (serialised kernels) instead of CONCURRENT_KERNEL;
+ *   none        no activity at all, so nothing to flush: profiled launches are timed by
+ *               gpu__time_duration, the others have no time;
+ *   late        the kinds enabled only once the profiler's setup is done;
+ *   period      small buffers (AMXDIAG_CUPTI_BUFFER_KB, 16 by default) handed back by
+ *               CUPTI's periodic flush (cuptiActivityFlushPeriod), never a cuptiActivityFlushAll
+ *               of ours: what sits in the last partial buffer at exit is lost. */
+enum { ACT_CONCURRENT, ACT_KERNEL, ACT_NONE, ACT_LATE, ACT_PERIOD };
+
+static int activity_mode(bool metrics)
+{
+    const char *e = getenv("AMXDIAG_GPU_METRICS_ACTIVITY");
+    if (!metrics || !e || !*e || !strcmp(e, "concurrent"))
+        return ACT_CONCURRENT;
+    if (!strcmp(e, "kernel"))
+        return ACT_KERNEL;
+    if (!strcmp(e, "none"))
+        return ACT_NONE;
+    if (!strcmp(e, "late"))
+        return ACT_LATE;
+    if (!strcmp(e, "period"))
+        return ACT_PERIOD;
+    cupti_debug("tracer: AMXDIAG_GPU_METRICS_ACTIVITY=%s is not one of concurrent, kernel, none, late, period: "
+                "concurrent",
+                e);
+    return ACT_CONCURRENT;
+}
+
+static const char *activity_mode_name(int m)
+{
+    static const char *const names[] = {"concurrent", "kernel", "none", "late", "period"};
+    return m >= 0 && m <= ACT_PERIOD ? names[m] : "?";
+}
+
+/* Enables T.kinds; false when the first (the kernels) is refused. */
+static bool activity_kinds_on(void)
+{
+    bool ok = true;
+    for (size_t i = 0; i < T.n_kinds; i++) {
+        CUptiResult r = TCALL("cuptiActivityEnable", T.api.ActivityEnable(T.kinds[i]));
+        if (r != CUPTI_SUCCESS) {
+            char text[256];
+            snprintf(text, sizeof text, "CUPTI activity kind %d could not be enabled: %s", (int)T.kinds[i],
+                     cupti_result_str(&T.api, r));
+            note(CUPTI_NOTE_INFO, text);
+            if (i == 0)
+                ok = false;
+        }
+    }
+    atomic_store(&T.kinds_on, ok && T.n_kinds > 0);
+    return ok;
+}
+
+/* The Range Profiler's settle points (after its setup, ...): with
+ * AMXDIAG_GPU_METRICS_ACTIVITY=late the activity starts at the first. */
+static void metrics_settled(void)
+{
+    if (T.act_mode == ACT_LATE && !atomic_load(&T.kinds_on) && atomic_load(&T.running)) {
+        cupti_debug("tracer: AMXDIAG_GPU_METRICS_ACTIVITY=late: activity enabled after the profiler's setup");
+        activity_kinds_on();
+    }
+    if (T.o.metrics_settled)
+        T.o.metrics_settled();
+}
+
 /* --gpu-metrics: the Range Profiler, where the driver lets this user read counters and
  * the launch callbacks run (they drive it). */
 static void metrics_start(bool callbacks)
@@ -1028,7 +1106,7 @@ static void metrics_start(bool callbacks)
                            .now_ns = cupti_mono_ns,
                            .max_ranges = mr ? (unsigned)strtoul(mr, NULL, 10) : 0,
                            .sync_period_ms = T.o.flush_period_ms,
-                           .settled = T.o.metrics_settled};
+                           .settled = T.act_mode == ACT_LATE || T.o.metrics_settled ? metrics_settled : NULL};
     T.metrics = cupti_range_prof_init(&env);
 }
 
@@ -1112,25 +1190,42 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
         note(CUPTI_NOTE_NO_CALLBACKS, text);
     }
 
-    static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
-                                               CUPTI_ACTIVITY_KIND_MEMSET};
-    bool activity = TCALL("cuptiActivityRegisterCallbacks",
-                          T.api.ActivityRegisterCallbacks(buf_requested, buf_completed)) == CUPTI_SUCCESS;
-    for (size_t i = 0; activity && i < sizeof kinds / sizeof kinds[0]; i++)
-        if ((r = TCALL("cuptiActivityEnable", T.api.ActivityEnable(kinds[i]))) != CUPTI_SUCCESS) {
-            char text[256];
-            snprintf(text, sizeof text, "CUPTI activity kind %d could not be enabled: %s", (int)kinds[i],
-                     cupti_result_str(&T.api, r));
-            note(CUPTI_NOTE_INFO, text);
-            if (i == 0)
-                activity = false;
-        }
+    T.act_mode = activity_mode(o->gpu_metrics);
+    T.n_kinds = 0;
+    atomic_store(&T.kinds_on, false);
+    T.buf_bytes = ACT_BUF;
+    if (T.act_mode != ACT_NONE) {
+        T.kinds[T.n_kinds++] =
+            T.act_mode == ACT_KERNEL ? CUPTI_ACTIVITY_KIND_KERNEL : CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL;
+        T.kinds[T.n_kinds++] = CUPTI_ACTIVITY_KIND_MEMCPY;
+        T.kinds[T.n_kinds++] = CUPTI_ACTIVITY_KIND_MEMSET;
+    }
+    if (T.act_mode == ACT_PERIOD)
+        T.buf_bytes = (size_t)env_uint("AMXDIAG_CUPTI_BUFFER_KB", 16) << 10;
+    if (T.buf_bytes < 4096 || T.buf_bytes > (64u << 20))
+        T.buf_bytes = ACT_BUF;
+    if (T.act_mode != ACT_CONCURRENT)
+        cupti_debug("tracer: AMXDIAG_GPU_METRICS_ACTIVITY=%s (%zu kinds, buffers of %zu bytes)",
+                    activity_mode_name(T.act_mode), T.n_kinds, T.buf_bytes);
+    bool activity = false;
+    if (T.act_mode == ACT_NONE)
+        note(CUPTI_NOTE_INFO, "AMXDIAG_GPU_METRICS_ACTIVITY=none: no CUPTI activity records: a profiled launch's "
+                              "time is the Range Profiler's gpu__time_duration, the other launches have no time");
+    else {
+        activity = TCALL("cuptiActivityRegisterCallbacks",
+                         T.api.ActivityRegisterCallbacks(buf_requested, buf_completed)) == CUPTI_SUCCESS;
+        if (activity && T.act_mode != ACT_LATE)
+            activity = activity_kinds_on();
+    }
     if (activity) {
         flags |= 2;
         if (T.api.ActivityFlushPeriod)
             T.api.ActivityFlushPeriod(o->flush_period_ms ? o->flush_period_ms : 200);
         const char *fd = getenv("AMXDIAG_CUPTI_FLUSH_DURING");
-        if (fd && *fd ? strcmp(fd, "0") != 0 : o->flush_during)
+        if (T.act_mode == ACT_PERIOD)
+            cupti_debug("tracer: AMXDIAG_GPU_METRICS_ACTIVITY=period: no flush of ours, CUPTI's every %u ms",
+                        o->flush_period_ms ? o->flush_period_ms : 200);
+        else if (fd && *fd ? strcmp(fd, "0") != 0 : o->flush_during)
             flusher_start(o->flush_period_ms);
     }
     if (!flags) {
@@ -1168,7 +1263,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
         flags |= 4; /* every launch returns after its kernel: completion is implied */
     cupti_hello_rec h = {(uint32_t)getpid(), T.api.version, (uint32_t)drv, flags, cupti_mono_ns()};
     emit(CUPTI_REC_HELLO, &h, NULL);
-    if (!(flags & 2))
+    if (!(flags & 2) && T.act_mode != ACT_NONE)
         note(CUPTI_NOTE_INFO, "CUPTI activity tracing is off: no kernel times, only launches and errors");
     if (o->gpu_metrics)
         metrics_start((flags & 1) != 0);
@@ -1183,7 +1278,11 @@ void cupti_tracer_flush(cupti_flush_reason reason)
      * sticky error. */
     if (reason == CUPTI_FLUSH_CUDA_ERROR && atomic_exchange(&T.fatal_flushed, true))
         return;
-    TCALL("cuptiActivityFlushAll", T.api.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED));
+    /* AMXDIAG_GPU_METRICS_ACTIVITY=none|late|period: no cuptiActivityFlushAll of ours (nothing
+     * enabled yet, or CUPTI's periodic flush alone).  The exit flush comes here with the
+     * kinds just disabled. */
+    if ((reason == CUPTI_FLUSH_EXIT || atomic_load(&T.kinds_on)) && T.act_mode != ACT_PERIOD)
+        TCALL("cuptiActivityFlushAll", T.api.ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED));
     cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)reason, (uint32_t)atomic_load(&T.dropped)};
     emit(CUPTI_REC_FLUSH, &f, NULL);
     if (T.o.flushed)
@@ -1204,15 +1303,20 @@ static uint32_t exit_flush_mode(bool *skip)
 static void activity_off_and_flush(void *arg)
 {
     (void)arg;
-    static const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
-                                               CUPTI_ACTIVITY_KIND_MEMSET};
     flusher_stop();
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        T.api.ActivityDisable(kinds[i]);
+    bool was_on = atomic_exchange(&T.kinds_on, false);
+    for (size_t i = 0; was_on && i < T.n_kinds; i++)
+        T.api.ActivityDisable(T.kinds[i]);
     bool skip;
     uint32_t flag = exit_flush_mode(&skip);
+    /* Nothing was enabled (=none, or =late before the setup finished), or the flushes are
+     * CUPTI's own (=period): no flush of ours. */
+    if (!was_on || T.act_mode == ACT_PERIOD)
+        skip = true;
     if (skip) {
-        cupti_debug("tracer: AMXDIAG_CUPTI_EXIT_FLUSH=none: no final cuptiActivityFlushAll");
+        cupti_debug("tracer: no final cuptiActivityFlushAll (AMXDIAG_CUPTI_EXIT_FLUSH=none, or "
+                    "AMXDIAG_GPU_METRICS_ACTIVITY=%s)",
+                    activity_mode_name(T.act_mode));
         cupti_flush_rec f = {cupti_mono_ns(), (uint32_t)CUPTI_FLUSH_EXIT, (uint32_t)atomic_load(&T.dropped)};
         emit(CUPTI_REC_FLUSH, &f, NULL);
         if (T.o.flushed)

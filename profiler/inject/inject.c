@@ -263,10 +263,10 @@ EXPORT int InitializeInjection(void)
         return 0;
     }
     out_fd = (int)fd;
-    /* --gpu-metrics stays off until it has run on a GPU without hanging
-     * (cupti_range_prof_enabled). */
+    /* --gpu-metrics is refused in an injected program unless asked for
+     * (cupti_range_prof_enabled): CUPTI's activity thread crashed there on an H200. */
     bool metrics = getenv("AMXDIAG_GPU_METRICS") != NULL, refused = false;
-    if (metrics && !cupti_range_prof_enabled()) {
+    if (metrics && !cupti_range_prof_enabled(true)) {
         metrics = false;
         refused = true;
     }

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# --gpu-metrics on a real GPU, with a verdict per step.  The fourth H200 run (CUDA 13.0.1)
-# passed in process and died in every injected run inside the exit handler's
-# cuptiActivityFlushAll (SIGSEGV; "double free" in the bench), with and without the exit
-# handler registered again after the profiler's setup.  This run takes the crashing stack
-# (AMXDIAG_CUPTI_DEBUG: the injection library's signal handler writes every frame, module
-# +offset and symbol) and tries one variant of the program's end per step.
+# --gpu-metrics on a real GPU, with a verdict per step.  The fifth H200 run (driver
+# 580.159.04, CUPTI 13.0.1) passed in process for the third time; every injected run died:
+# SIGSEGV in a thread of CUPTI's own (frames all in libcupti.so.13) at any
+# cuptiActivityFlushAll once the Range Profiler was set up (at exit, or during the run from
+# our flush thread); with no flush at all the program exited 0 but got no kernel record.
+# The fault addresses (0x5638b47e4, 0x558895f3e31f) look like glibc's "safe-linking"
+# mangled free-list pointers ((slot >> 12) ^ next): CUPTI's thread seems to read a pointer
+# out of a freed small heap block.  Since then --gpu-metrics is on in process and refused
+# for an external command unless AMXDIAG_GPU_METRICS_INJECTED=1.  This run checks both
+# defaults and tries one way around the crash per step (AMXDIAG_GPU_METRICS_ACTIVITY).
 # At most 90 s of steps (each under `timeout`, cut to what is left of the deadline; a normal
-# run takes about 40 s), plus at most ~4 s to take the stacks of a step that hangs.
+# run takes about 35 s), plus at most ~4 s to take the stacks of a step that hangs.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
 # BUILD_DIR (relative to the repository root, or absolute) needs: amxdiag,
 # libamxdiag-inject.so, amxdiag-gpu-bench, devlibs/, tests/cupti_prog,
@@ -15,21 +19,21 @@
 #   unit      tests/test_cupti_range against its stand-in libcupti
 #   crash     amxdiag profile --gpu-metrics -- tests/cupti_fake_app metrics-crash: a process
 #             that dies inside the setup gets a record naming the CUPTI call it died in
-#   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, default):
-#             metrics are refused with a note, the trace is complete, exit 0
-#   prog, prog-old, prog-calls, prog-during, prog-normal, prog-noflush, prog-quiesce
-#             (AMXDIAG_GPU_METRICS_EXPERIMENTAL=1 from here on, debug lines on, at most 6 s
-#             each): cupti_prog --iters 20 injected, one variant of its end each (see the
-#             comments at each step; "VERDICT variants passed:" lists those that exited 0
-#             with their 60 kernel records); a CRASH STACK section where one died
-#   prog-all  every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0),
-#             --iters 10: exits 0, 30 launches profiled, all named, the replay's cost
+#   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, the
+#             default): metrics refused with the measured reason, trace complete, exit 0
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in
-#             process, defaults): finishes, ranges named, kernel records kept
+#             process, the default now: no switch set): finishes, ranges named, kernel
+#             records kept
+#   prog-kernel, prog-none, prog-late, prog-late-during, prog-period, prog-period4,
+#   prog-nocache  (AMXDIAG_GPU_METRICS_INJECTED=1, debug lines on, at most 6 s each):
+#             cupti_prog --iters 20 injected, one way around the crash each (see the
+#             comments at each step); "VERDICT variants passed:" lists those that passed;
+#             a CRASH STACK section where one died
 #   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then
-#   bench-prof under profile --gpu-metrics (injected, debug lines on, defaults): exits 0, no
-#             unnamed range, the Range Profiler's DRAM bandwidth of the GEMV kernels
-#   bench-quiesce  the same with AMXDIAG_INJECT_EXIT=quiesce (no CUPTI call at exit)
+#   bench-refused  under profile --gpu-metrics (the default: refused, exit 0, trace complete)
+#   bench-prof     the same with AMXDIAG_GPU_METRICS_INJECTED=1 and the first variant that
+#             passed (or the defaults where none did): the Range Profiler's DRAM bandwidth of
+#             the GEMV kernels against the bench's own GB/s
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
 # time, a VERDICT line, the crash stack if any, the last CUPTI call that never returned if
 # any, the debug lines, the record's session / reasons / per-kernel metrics) and the full
@@ -155,13 +159,6 @@ run crash 3 "$A" profile -q -e gpu --gpu-metrics -o "$out/crash.json" -- "$build
 fact "record (want: status workload-crashed, reason naming cuptiRangeProfilerEnable)" "$out/crash.json" \
     "r.get('status'), $REASONS"
 
-# The injected path by default: refused with a note (it hung before its first kernel on an
-# H200), the trace complete.
-run refused 4 "$A" profile -q -e gpu --gpu-metrics -o "$out/refused.json" -- "$build/tests/cupti_prog" --iters 20
-fact "want exit 0, a gpu.metrics reason 'not supported yet for an external command', launches > 0" \
-    "$out/refused.json" "$REASONS"
-fact trace "$out/refused.json" "$TRACE"
-
 # verdict NAME FILE PYTHON-BOOL-EXPR [DETAIL-EXPR]: "VERDICT NAME: PASS|FAIL (detail)",
 # with rc = the step's exit status and r = its record.
 verdict() {
@@ -183,9 +180,25 @@ M="((r.get('gpu_kernels') or {}).get('metrics') or {})"
 COST="dict(rc=rc, status=r.get('status'), seen=$M.get('launches_seen'), profiled=$M.get('launches_profiled'), ranges=$M.get('profiled_launches'), unnamed=$M.get('unnamed'), passes=$M.get('passes'), replay_s=$M.get('replay_s'), overhead_s=$M.get('overhead_s'), ms_per_profiled_launch=round(1000*($M.get('replay_s') or 0)/max($M.get('launches_profiled') or 1,1),2), kernel_records=$G.get('kernel_count'), untimed=$G.get('untimed_records'), launches=$G.get('launches'))"
 OKRUN="rc == 0 and r.get('status') == 'complete' and ($M.get('launches_profiled') or 0) > 0"
 
+# The injected path by default: refused with the measured reason, the trace complete.
+run refused 4 "$A" profile -q -e gpu --gpu-metrics -o "$out/refused.json" -- "$build/tests/cupti_prog" --iters 20
+verdict refused "$out/refused.json" "rc == 0 and r.get('status') == 'complete' and any('off for an external command' in u['reason'] and 'CUPTI 13.0.1' in u['reason'] for u in r.get('unavailable', []) if u['what'] == 'gpu.metrics') and ($G.get('kernel_count') or 0) >= 60" "$TRACE"
+fact "gpu unavailable" "$out/refused.json" "$REASONS"
+
+# In process, the default now (no switch set): the shipped path.
+unset AMXDIAG_GPU_METRICS_INJECTED AMXDIAG_GPU_METRICS_EXPERIMENTAL
+AMXDIAG_CUPTI_DEBUG=1 run builtin 14 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 \
+    -o "$out/builtin.json"
+verdict builtin "$out/builtin.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) == $G.get('launches')" "$COST"
+debug builtin
+fact session "$out/builtin.json" "$SESSION"
+fact "gpu unavailable" "$out/builtin.json" "$REASONS"
+fact trace "$out/builtin.json" "$TRACE"
+fact kernels "$out/builtin.json" "$KM"
+
 export AMXDIAG_CUPTI_DEBUG=1
-# From here on the experimental switch is on (off, --gpu-metrics only notes why: "refused").
-export AMXDIAG_GPU_METRICS_EXPERIMENTAL=1
+# From here on the injected opt-in is on.
+export AMXDIAG_GPU_METRICS_INJECTED=1
 
 # crashstack NAME: the fatal signal's stack the debug build writes (libamxdiag-inject.so's
 # handler, AMXDIAG_CUPTI_DEBUG): the faulting pc and every frame, module+offset and symbol.
@@ -211,68 +224,53 @@ crashstack() {
     grep -E 'activity buffer [0-9]+ back' "$log" 2>/dev/null | head -4 | sed 's/^amxdiag-cupti\[[0-9]*\]: /    /' >>"$S"
 }
 
-# Variants of the injected program's end, one step each (cupti_prog, 20 iterations, about
-# 1.5 s).  The fourth H200 run died in the exit handler's cuptiActivityFlushAll with the
-# exit handler registered again after the profiler's setup (LATE_EXIT=1) and without
-# (LATE_EXIT=0): each step below changes one thing.  PASS = exit 0, status complete,
-# launches profiled and the 60 kernel records of the 20 iterations.
+# One way around the crash per step (cupti_prog, 20 iterations, about 1.5 s each).  PASS =
+# exit 0, status complete, launches profiled, and the kernel records the step can have
+# (60 where every record is flushed; see each step).
 PASSV="$OKRUN and ($G.get('kernel_count') or 0) >= 60"
 passed=""
-# variant NAME DESCRIPTION ENV...: one run of cupti_prog under those variables.
+passed_env=""
+# variant NAME DESCRIPTION PASS-EXPR ENV...: one run of cupti_prog under those variables.
 variant() {
-    local name=$1 what=$2
-    shift 2
+    local name=$1 what=$2 pass=$3
+    shift 3
     run "$name" 6 env "$@" "$A" profile -q -e gpu --gpu-metrics -o "$out/$name.json" -- \
         "$build/tests/cupti_prog" --iters 20
-    verdict "$name" "$out/$name.json" "$PASSV" "$COST"
-    grep -q "^VERDICT $name: *PASS" "$S" && passed="$passed $name"
+    verdict "$name" "$out/$name.json" "$pass" "$COST"
+    if grep -q "^VERDICT $name: *PASS" "$S"; then
+        passed="$passed $name"
+        [ -n "$passed_env" ] || passed_env="$*"
+    fi
     echo "  variant: $what [$*]" >>"$S"
     crashstack "$name"
     debug "$name"
 }
 
-# The defaults now: a thread of ours flushes the completed buffers every 200 ms, and the
-# exit handler is registered again at the return of the program's calls (LATE_EXIT=calls).
-variant prog "defaults (flush during the run, exit handler re-registered at calls, full stop at exit)"
-fact session "$out/prog.json" "$SESSION"
-fact "gpu unavailable" "$out/prog.json" "$REASONS"
-fact trace "$out/prog.json" "$TRACE"
-fact kernels "$out/prog.json" "$KM"
-# The fourth run's behaviour, for its stack: where exactly does the exit flush die?
-variant prog-old "the fourth run: no flush during the run, exit handler re-registered at settle points only" \
-    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=1
-# Only the exit handler kept behind CUPTI's later exit work: PASS = CUPTI's exit work
-# registered after the settle points was the cause.
-variant prog-calls "exit handler re-registered at every call, no flush during the run" \
-    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=calls
-# Only the flushes during the run: PASS = the exit flush dies only with much left to deliver.
-variant prog-during "flush during the run, exit handler at settle points only" \
-    AMXDIAG_CUPTI_FLUSH_DURING=1 AMXDIAG_INJECT_LATE_EXIT=1
-# The exit flush unforced, then none at all (does Disable/HostDeinit/DeInit at exit die too?).
-variant prog-normal "exit flush cuptiActivityFlushAll(0)" \
-    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=1 AMXDIAG_CUPTI_EXIT_FLUSH=normal
-variant prog-noflush "no exit flush (records lost), the profiler still ended at exit" \
-    AMXDIAG_CUPTI_FLUSH_DURING=0 AMXDIAG_INJECT_LATE_EXIT=1 AMXDIAG_CUPTI_EXIT_FLUSH=none
-# No CUPTI call at exit: the records are the flushes' during the run.
-variant prog-quiesce "flush during the run, no CUPTI call at exit" \
-    AMXDIAG_CUPTI_FLUSH_DURING=1 AMXDIAG_INJECT_EXIT=quiesce
+# (a) KERNEL (serialised kernels) instead of CONCURRENT_KERNEL; all at the exit flush.
+variant prog-kernel "CUPTI_ACTIVITY_KIND_KERNEL instead of CONCURRENT_KERNEL, exit flush only" "$PASSV" \
+    AMXDIAG_GPU_METRICS_ACTIVITY=kernel AMXDIAG_CUPTI_FLUSH_DURING=0
+# (b) No activity at all, nothing to flush: profiled launches timed by gpu__time_duration,
+# the others untimed, no copy records.  PASS needs no kernel record, only the profile.
+variant prog-none "no CUPTI activity at all (nothing to flush)" "$OKRUN" AMXDIAG_GPU_METRICS_ACTIVITY=none
+# (c) The activity enabled only after the profiler's setup, flushed at exit; then with the
+# flush thread too.
+variant prog-late "activity enabled after the profiler's setup, exit flush only" "$PASSV" \
+    AMXDIAG_GPU_METRICS_ACTIVITY=late AMXDIAG_CUPTI_FLUSH_DURING=0
+variant prog-late-during "activity enabled after the profiler's setup, flushes during the run" "$PASSV" \
+    AMXDIAG_GPU_METRICS_ACTIVITY=late AMXDIAG_CUPTI_FLUSH_DURING=1
+# (d) CUPTI's sample way: no cuptiActivityFlushAll of ours, CUPTI's own periodic flush
+# (cuptiActivityFlushPeriod, 200 ms) hands back full buffers, so small ones (16 KiB, then
+# 4 KiB): the last partial buffer is lost, so PASS wants some kernel records, not all 60.
+variant prog-period "CUPTI's periodic flush only, 16 KiB buffers" "$OKRUN and ($G.get('kernel_count') or 0) > 0" \
+    AMXDIAG_GPU_METRICS_ACTIVITY=period
+variant prog-period4 "CUPTI's periodic flush only, 4 KiB buffers" "$OKRUN and ($G.get('kernel_count') or 0) > 0" \
+    AMXDIAG_GPU_METRICS_ACTIVITY=period AMXDIAG_CUPTI_BUFFER_KB=4
+# (e) A diagnostic, not a fix: glibc without tcache and fastbins (no mangled free-list
+# pointers in freed small blocks).  If the fault address stops looking mangled, or the step
+# passes, CUPTI's thread reads freed memory.
+variant prog-nocache "defaults (exit flush only) with glibc's tcache and fastbins off" "$PASSV" \
+    AMXDIAG_CUPTI_FLUSH_DURING=0 GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0
 echo "VERDICT variants passed:${passed:- none}" >>"$S"
-unset AMXDIAG_CUPTI_DEBUG
-
-# Every launch: 30 kernels and a cudaMemset, each range named.
-AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0 run prog-all 10 "$A" profile -q -e gpu \
-    --gpu-metrics -o "$out/prog-all.json" -- "$build/tests/cupti_prog" --iters 10
-verdict prog-all "$out/prog-all.json" "$OKRUN and $M.get('launches_profiled') == 30 and $M.get('unnamed') == 0 and not $G.get('notes')" "$COST"
-fact kernels "$out/prog-all.json" "$KM"
-
-export AMXDIAG_CUPTI_DEBUG=1
-run builtin 14 "$A" profile -q -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 -o "$out/builtin.json"
-verdict builtin "$out/builtin.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) == $G.get('launches')" "$COST"
-debug builtin
-fact session "$out/builtin.json" "$SESSION"
-fact "gpu unavailable" "$out/builtin.json" "$REASONS"
-fact trace "$out/builtin.json" "$TRACE"
-fact kernels "$out/builtin.json" "$KM"
 unset AMXDIAG_CUPTI_DEBUG
 
 # GEMV: the bench's own GB/s, then the Range Profiler's DRAM bandwidth of the same kernels
@@ -281,22 +279,20 @@ unset AMXDIAG_CUPTI_DEBUG
 BENCH_GEMV="[(x.get('group'), x.get('name'), x.get('shape'), round(x.get('gbps', 0), 1), x.get('pct_copy') and round(x['pct_copy'], 1)) for x in r.get('rows', []) if 'gemv' in str(x.get('group', '')) + str(x.get('name', ''))][:12], 'copy_gbps', r.get('copy_gbps')"
 run bench 4 "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv --json -o "$out/bench.json"
 fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
-AMXDIAG_CUPTI_DEBUG=1 run bench-prof 12 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
+AMXDIAG_GPU_METRICS_INJECTED=0 run bench-refused 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-refused.json" -- \
     "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
-verdict bench-prof "$out/bench-prof.json" "$OKRUN and $M.get('unnamed') == 0 and ($G.get('kernel_count') or 0) > 0" "$COST"
+verdict bench-refused "$out/bench-refused.json" "rc == 0 and r.get('status') == 'complete' and ($G.get('kernel_count') or 0) > 0 and any(u['what'] == 'gpu.metrics' for u in r.get('unavailable', []))" "$TRACE"
+# shellcheck disable=SC2086 # passed_env is a list of VAR=VALUE words
+AMXDIAG_CUPTI_DEBUG=1 run bench-prof 12 env $passed_env "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
+    "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
+echo "  variant: ${passed_env:-defaults (no variant passed)}" >>"$S"
+verdict bench-prof "$out/bench-prof.json" "$OKRUN and $M.get('unnamed') == 0" "$COST"
 crashstack bench-prof
 debug bench-prof
 fact kernels "$out/bench-prof.json" "$KM"
 fact "gpu unavailable" "$out/bench-prof.json" "$REASONS"
 fact "gemv kernels (name, launches, profiled, dram_Bps_max GB/s, dram_Bps GB/s, dram % of peak)" "$out/bench-prof.json" \
     "[(k['name'][:48], k.get('launches'), m.get('ranges'), round(m.get('dram_Bps_max', 0)/1e9, 1), round(m.get('dram_Bps', 0)/1e9, 1), m.get('dram_pct_of_peak')) for k in $G.get('kernels', []) for m in [k.get('metrics') or {}] if m and 'gemv' in k['name'].lower()][:8]"
-
-# The bench's end without a CUPTI call (it destroys its context before exit).
-AMXDIAG_CUPTI_DEBUG=1 AMXDIAG_INJECT_EXIT=quiesce run bench-quiesce 10 "$A" profile -q -e gpu --gpu-metrics \
-    -o "$out/bench-quiesce.json" -- "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
-verdict bench-quiesce "$out/bench-quiesce.json" "$OKRUN and ($G.get('kernel_count') or 0) > 0" "$COST"
-crashstack bench-quiesce
-debug bench-quiesce
 
 echo "== total $(($(date +%s) - started)) s" >>"$S"
 grep '^VERDICT' "$S"

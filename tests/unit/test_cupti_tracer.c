@@ -2,7 +2,9 @@
  * (tests/fixtures/cupti/fake_act_cupti.c): a buffer handed back twice or not ours is
  * neither read nor freed (an injected program died at exit with "double free" inside
  * cuptiActivityFlushAll on an H200), the flushes during the run deliver records before the
- * end, and the exit-flush variants (AMXDIAG_CUPTI_EXIT_FLUSH, cupti_tracer_quiesce). */
+ * end, and the exit-flush variants (AMXDIAG_CUPTI_EXIT_FLUSH, cupti_tracer_quiesce); the
+ * activity variants beside --gpu-metrics (AMXDIAG_GPU_METRICS_ACTIVITY) and where the Range
+ * Profiler may start (in process always, injected only when asked). */
 #include "adg_test.h"
 
 #include <dlfcn.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "profiler/cupti_range_prof.h"
 #include "profiler/cupti_tracer.h"
 
 #ifndef ADG_FAKE_ACT_CUPTI
@@ -64,6 +67,21 @@ static unsigned fake_flushes(void)
     return v;
 }
 
+static unsigned long long fake_kinds(size_t *buf_size)
+{
+    void *h = dlopen(ADG_FAKE_ACT_CUPTI, RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(h);
+    atomic_ullong *k = dlsym(h, "fake_act_kinds");
+    atomic_size_t *b = dlsym(h, "fake_act_buf_size");
+    assert_non_null(k);
+    assert_non_null(b);
+    unsigned long long v = atomic_load(k);
+    if (buf_size)
+        *buf_size = atomic_load(b);
+    dlclose(h);
+    return v;
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -74,6 +92,11 @@ static int setup(void **st)
     unsetenv("FAKE_ACT_PER_FLUSH");
     unsetenv("AMXDIAG_CUPTI_FLUSH_DURING");
     unsetenv("AMXDIAG_CUPTI_EXIT_FLUSH");
+    unsetenv("AMXDIAG_GPU_METRICS_ACTIVITY");
+    unsetenv("AMXDIAG_CUPTI_BUFFER_KB");
+    unsetenv("FAKE_ACT_PERIOD_DELIVERS");
+    unsetenv("AMXDIAG_GPU_METRICS_INJECTED");
+    unsetenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL");
     return 0;
 }
 
@@ -179,9 +202,132 @@ static void test_quiesce(void **st)
     assert_int_equal(fake_flushes(), at);
 }
 
+/* --gpu-metrics on, through the stand-in (it has no Range Profiler: the tracer notes that
+ * and goes on, which is all these need). */
+static void start_metrics(void)
+{
+    cupti_tracer_opts o = {.emit = count_emit, .flushed = count_flushed, .flush_period_ms = 200, .gpu_metrics = true};
+    ADG_ASSERT_OK(cupti_tracer_start(&o));
+}
+
+#define BIT(k) (1ull << (k))
+#define DEFAULT_KINDS (BIT(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) | BIT(CUPTI_ACTIVITY_KIND_MEMCPY) | BIT(CUPTI_ACTIVITY_KIND_MEMSET))
+
+/* AMXDIAG_GPU_METRICS_ACTIVITY: each variant's kinds, buffers and end. */
+static void test_activity_variants(void **st)
+{
+    (void)st;
+    size_t bs = 0;
+    /* Without --gpu-metrics the variable is ignored. */
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "none", 1);
+    start(false, 200);
+    assert_int_equal(fake_kinds(NULL), DEFAULT_KINDS);
+    cupti_tracer_stop();
+    assert_int_equal(fake_kinds(NULL), 0);
+
+    /* kernel: KERNEL instead of CONCURRENT_KERNEL; the exit flush as usual. */
+    memset(&C, 0, sizeof C);
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "kernel", 1);
+    start_metrics();
+    assert_int_equal(fake_kinds(NULL),
+                     BIT(CUPTI_ACTIVITY_KIND_KERNEL) | BIT(CUPTI_ACTIVITY_KIND_MEMCPY) | BIT(CUPTI_ACTIVITY_KIND_MEMSET));
+    unsigned f = fake_flushes();
+    cupti_tracer_stop();
+    assert_int_equal(fake_flushes(), f + 1);
+    assert_int_equal(fake_kinds(NULL), 0);
+
+    /* none: nothing enabled, nothing flushed, the sink still hears of the end. */
+    memset(&C, 0, sizeof C);
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "none", 1);
+    start_metrics();
+    assert_int_equal(fake_kinds(NULL), 0);
+    f = fake_flushes();
+    cupti_tracer_stop();
+    assert_int_equal(fake_flushes(), f);
+    assert_int_equal(atomic_load(&C.flush_recs), 1);
+
+    /* late: nothing before the profiler's setup (which never comes here), so no flush. */
+    memset(&C, 0, sizeof C);
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "late", 1);
+    start_metrics();
+    assert_int_equal(fake_kinds(NULL), 0);
+    f = fake_flushes();
+    cupti_tracer_stop();
+    assert_int_equal(fake_flushes(), f);
+
+    /* period: the kinds on, buffers of 16 KiB (or AMXDIAG_CUPTI_BUFFER_KB), no flush of
+     * ours at all, not even with the flush thread asked for. */
+    memset(&C, 0, sizeof C);
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "period", 1);
+    setenv("AMXDIAG_CUPTI_FLUSH_DURING", "1", 1);
+    setenv("AMXDIAG_CUPTI_BUFFER_KB", "8", 1);
+    start_metrics();
+    assert_int_equal(fake_kinds(NULL), DEFAULT_KINDS);
+    f = fake_flushes();
+    nanosleep(&(struct timespec){0, 20000000}, NULL);
+    cupti_tracer_stop();
+    assert_int_equal(fake_flushes(), f);
+    assert_int_equal(fake_kinds(NULL), 0);
+    /* The records come from CUPTI's own delivery (the stand-in's FlushPeriod hands one
+     * buffer back), in buffers of AMXDIAG_CUPTI_BUFFER_KB, else 16 KiB; a context's end or a
+     * CUDA error makes no flush of ours either. */
+    setenv("FAKE_ACT_PERIOD_DELIVERS", "1", 1);
+    memset(&C, 0, sizeof C);
+    start_metrics();
+    fake_kinds(&bs);
+    assert_int_equal(bs, 8u << 10);
+    assert_int_equal(atomic_load(&C.flag0), 1);
+    f = fake_flushes();
+    cupti_tracer_flush(CUPTI_FLUSH_CTX_DESTROY);
+    cupti_tracer_flush(CUPTI_FLUSH_CUDA_ERROR);
+    cupti_tracer_stop();
+    assert_int_equal(fake_flushes(), f);
+    unsetenv("AMXDIAG_CUPTI_BUFFER_KB");
+    start_metrics();
+    fake_kinds(&bs);
+    assert_int_equal(bs, 16u << 10);
+    cupti_tracer_stop();
+    unsetenv("FAKE_ACT_PERIOD_DELIVERS");
+
+    /* Unknown: the default. */
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "bogus", 1);
+    unsetenv("AMXDIAG_CUPTI_FLUSH_DURING");
+    start_metrics();
+    assert_int_equal(fake_kinds(NULL), DEFAULT_KINDS);
+    cupti_tracer_flush(CUPTI_FLUSH_PERIODIC);
+    fake_kinds(&bs);
+    assert_int_equal(bs, 1u << 20);
+    cupti_tracer_stop();
+}
+
+/* In process the Range Profiler always may start; in an injected program only with
+ * AMXDIAG_GPU_METRICS_INJECTED=1 (or its earlier name), and the reason says why not. */
+static void test_metrics_gate(void **st)
+{
+    (void)st;
+    assert_true(cupti_range_prof_enabled(false));
+    assert_false(cupti_range_prof_enabled(true));
+    setenv("AMXDIAG_GPU_METRICS_INJECTED", "0", 1);
+    assert_false(cupti_range_prof_enabled(true));
+    setenv("AMXDIAG_GPU_METRICS_INJECTED", "1", 1);
+    assert_true(cupti_range_prof_enabled(true));
+    unsetenv("AMXDIAG_GPU_METRICS_INJECTED");
+    setenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL", "1", 1);
+    assert_true(cupti_range_prof_enabled(true));
+    unsetenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL");
+    assert_true(cupti_range_prof_enabled(false));
+    assert_non_null(strstr(cupti_range_prof_off_reason, "CUPTI 13.0.1"));
+    assert_non_null(strstr(cupti_range_prof_off_reason, "H200"));
+    assert_non_null(strstr(cupti_range_prof_off_reason, "ncu"));
+    assert_non_null(strstr(cupti_range_prof_off_reason, "AMXDIAG_GPU_METRICS_INJECTED=1"));
+    assert_non_null(strstr(cupti_range_prof_off_reason, "--ngl"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_activity_variants, setup),
+        cmocka_unit_test_setup(test_metrics_gate, setup),
         cmocka_unit_test_setup(test_buffer_back_twice, setup),
         cmocka_unit_test_setup(test_foreign_buffer, setup),
         cmocka_unit_test_setup(test_flush_during, setup),
