@@ -67,6 +67,11 @@ typedef struct row {
     char variant[48];
     double ms, flops, bytes;  /* median time, work of one call */
     int reps;
+    /* M = 1, int8 on VNNI: `batch` distinct products (weight copies; experts of a routing)
+     * in one pool region by kern_gemv_batch, as the fused generation schedule runs them:
+     * median time of one region and the bytes it reads.  batch 0: not measured. */
+    int batch;
+    double batch_ms, batch_bytes;
 } row;
 
 typedef struct ceil_info {
@@ -354,6 +359,70 @@ typedef struct bench_set {
     size_t copy_bytes;   /* one copy, repacked */
 } bench_set;
 
+/* M = 1 the way the fused generation schedule runs it: B products in one pool region, the
+ * activation quantized once (kern_gemv_batch).  A region per product (time_point) costs a
+ * dispatch and a quantization of x per call: for a 0.5 MiB attn_kv or a router that is
+ * most of the call, and not what a decode step pays.  B distinct weight copies (and each
+ * copy's routing for MoE shapes) of at least 16 MiB in all, rotating through every copy. */
+static adg_error *time_batch(kern_cpu *c, const bench_set *bs, const float *x, const int32_t *ids, int nsets,
+                             double mat_bytes, const opts *o, row *out)
+{
+    const shape *sh = bs->sh;
+    const int per = sh->experts ? TOPK : 1;
+    const double call = mat_bytes * per;
+    int B = (int)ceil(16.0 * 1048576.0 / (call > 0 ? call : 1));
+    B = B < 2 ? 2 : B > 64 ? 64 : B;
+    if (B > bs->R)
+        B = bs->R;
+    if (B < 2)
+        return NULL;   /* one copy: a batch would read it from cache */
+    const int nw = B * per;
+    const kern_weight **ws = calloc((size_t)nw, sizeof *ws);
+    int64_t *mats = calloc((size_t)nw, sizeof *mats);
+    float **ys = calloc((size_t)nw, sizeof *ys);
+    float *y = malloc((size_t)nw * (size_t)sh->n * sizeof(float));
+    adg_error *e = NULL;
+    if (!ws || !mats || !ys || !y) {
+        e = adg_error_new(ADG_E_NOMEM, "out of memory for a batch of %d GEMVs", nw);
+        goto out;
+    }
+    for (int i = 0; i < nw; i++)
+        ys[i] = y + (size_t)i * (size_t)sh->n;
+    double times[64], spent = 0;
+    int reps = 0, copy = 0, set = 0;
+    for (int it = -8; reps < (int)ADG_ARRAY_LEN(times); it++) {   /* 8 untimed regions first */
+        for (int b = 0; b < B; b++) {
+            const int32_t *is = ids ? ids + (size_t)set * TOPK : NULL;
+            for (int j = 0; j < per; j++) {
+                ws[b * per + j] = bs->w[copy];
+                mats[b * per + j] = is ? is[j] : 0;
+            }
+            copy = (copy + 1) % bs->R;
+            set = (set + 1) % nsets;
+        }
+        const uint64_t t0 = adg_now_ns();
+        if ((e = kern_gemv_batch(c, ws, mats, nw, x, ys, NULL)))
+            goto out;
+        const double s = (double)(adg_now_ns() - t0) * 1e-9;
+        if (it < 0)
+            continue;
+        times[reps++] = s;
+        spent += s;
+        if (reps >= 3 && spent >= o->min_time)
+            break;
+    }
+    qsort(times, (size_t)reps, sizeof times[0], cmp_d);
+    out->batch = B;
+    out->batch_ms = (reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2])) * 1e3;
+    out->batch_bytes = (double)nw * mat_bytes + (double)sh->k * 4 + (double)nw * (double)sh->n * 4;
+out:
+    free(ws);
+    free(mats);
+    free(ys);
+    free(y);
+    return e;
+}
+
 static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts *o, row *out)
 {
     const shape *sh = bs->sh;
@@ -435,6 +504,8 @@ static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts
     out->ms = (reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2])) * 1e3;
     out->reps = reps;
     snprintf(out->variant, sizeof out->variant, "%s", info.variant);
+    if (m == 1 && out->impl == KERN_IMPL_AVX512 && bs->type != KERN_TYPE_BF16 && kern_gemv_ok(c, bs->w[0]))
+        e = time_batch(c, bs, x, ids, NSETS, mat_bytes, o, out);
 out:
     free(x);
     free(y);
@@ -529,10 +600,13 @@ static int eval_goals(const row *rows, int nr, const ceil_info *ci, goal *g, int
             const row *b = find(rows, nr, shapes[s].name, t, KERN_IMPL_AVX512, 1);
             const row *best = a && b ? (a->ms < b->ms ? a : b) : a ? a : b;
             if (best && ci->mem_gbs > 0 && ng < max && strcmp(shapes[s].name, "router")) {
-                snprintf(g[ng].name, sizeof g[ng].name, "%s %s M=1: >= 90%% of memory read bandwidth", shapes[s].name,
-                         kern_type_name(t));
+                /* judged as generation runs it: products back to back in one region
+                 * (batched) where measured, not one dispatch and quantization per call */
+                const bool bt = best->batch > 0;
+                snprintf(g[ng].name, sizeof g[ng].name, "%s %s M=1%s: >= 90%% of memory read bandwidth", shapes[s].name,
+                         kern_type_name(t), bt ? " batched" : "");
                 g[ng].target = 0.9;
-                g[ng].measured = gbs(best) / ci->mem_gbs;
+                g[ng].measured = (bt ? best->batch_bytes / (best->batch_ms * 1e-3) / 1e9 : gbs(best)) / ci->mem_gbs;
                 g[ng].unit = "fraction of read bandwidth";
                 g[ng].pass = g[ng].measured >= 0.9;
                 ng++;
@@ -607,12 +681,19 @@ static json_t *rows_json(const row *rows, int nr, const ceil_info *ci)
     for (int i = 0; i < nr; i++) {
         const row *r = &rows[i];
         const double pk = peak_for(ci, r);
-        json_array_append_new(
-            a, json_pack("{s:s,s:s,s:s,s:i,s:s,s:f,s:f,s:f,s:f,s:o,s:o,s:i}", "shape", r->shape, "type",
+        json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:s,s:f,s:f,s:f,s:f,s:o,s:o,s:i}", "shape", r->shape, "type",
                          kern_type_name(r->type), "impl", kern_impl_name(r->impl), "m", r->m, "variant", r->variant,
                          "median_ms", r->ms, "gflops", opsps(r) / 1e9, "gbs", gbs(r), "bytes", r->bytes,
                          "fraction_of_read_bw", ci->mem_gbs > 0 ? json_real(gbs(r) / ci->mem_gbs) : json_null(),
-                         "fraction_of_peak", pk > 0 ? json_real(opsps(r) / pk) : json_null(), "reps", r->reps));
+                         "fraction_of_peak", pk > 0 ? json_real(opsps(r) / pk) : json_null(), "reps", r->reps);
+        if (o && r->batch > 0) {
+            const double bg = r->batch_bytes / (r->batch_ms * 1e-3) / 1e9;
+            json_object_set_new(o, "batch", json_integer(r->batch));
+            json_object_set_new(o, "batched_ms", json_real(r->batch_ms));
+            json_object_set_new(o, "batched_gbs", json_real(bg));
+            json_object_set_new(o, "batched_fraction_of_read_bw", ci->mem_gbs > 0 ? json_real(bg / ci->mem_gbs) : json_null());
+        }
+        json_array_append_new(a, o);
     }
     return a;
 }
@@ -635,6 +716,14 @@ static void print_table(const row *rows, int nr, const ceil_info *ci)
             snprintf(pkb, sizeof pkb, "%.0f%%", 100 * opsps(r) / pk);
         printf("%-12s %-5s %-7s %5d %10.3f %10.1f %8.1f %7s %7s  %s\n", r->shape, kern_type_name(r->type),
                kern_impl_name(r->impl), r->m, r->ms, opsps(r) / 1e9, gbs(r), bw, pkb, r->variant);
+        if (r->batch > 0) {
+            const double bg = r->batch_bytes / (r->batch_ms * 1e-3) / 1e9;
+            char bb[16] = "-";
+            if (ci->mem_gbs > 0)
+                snprintf(bb, sizeof bb, "%.0f%%", 100 * bg / ci->mem_gbs);
+            printf("%-12s %-5s %-7s %5s %10.3f %10s %8.1f %7s %7s  %d in one region (ms per product)\n", "",
+                   "", "batched", "", r->batch_ms / r->batch, "", bg, bb, "", r->batch);
+        }
     }
 }
 

@@ -83,6 +83,9 @@ struct fz {
     int32_t one_id;
     float one_w;
     int64_t cq, ck, cv, chunk_q, chunk_k, chunk_v, chunk_o, chunk_r, chunk_g, chunk_d, cg;
+    /* V (the Q/K/V list's last) and Wo: items past nbig_* of small_* panels
+     * (kern_gemv_split, AMXDIAG_GEMV_TAIL=1); small 0: all of a chunk */
+    int64_t co, small_v, nbig_v, small_o, nbig_o;
 
     fz_phase ph[FZ_PHASES];
     int nph;
@@ -194,23 +197,31 @@ static void ph_norm(fz *f, int64_t item, int ith)
     quantize(f, &f->F->qa_in, 0, f->L->wq, b->h);
 }
 
-static void ph_qkv(fz *f, int64_t item, int ith)
+/* Item `item` of the Q/K/V list: its weight, output and panels. */
+static const kern_weight *qkv_item(fz *f, int64_t item, float **y, int64_t *p0, int64_t *p1)
 {
     engine_buf *b = &f->e->buf;
-    const kern_weight *w;
-    float *y;
-    int64_t chunk;
     if (item < f->cq) {
-        w = f->L->wq, y = b->q, chunk = f->chunk_q;
-    } else if ((item -= f->cq) < f->ck) {
-        w = f->L->wk, y = b->k, chunk = f->chunk_k;
-    } else {
-        item -= f->ck;
-        w = f->L->wv, y = b->v, chunk = f->chunk_v;
+        *y = b->q;
+        chunk_range(f->L->wq, f->chunk_q, item, p0, p1);
+        return f->L->wq;
     }
+    if ((item -= f->cq) < f->ck) {
+        *y = b->k;
+        chunk_range(f->L->wk, f->chunk_k, item, p0, p1);
+        return f->L->wk;
+    }
+    *y = b->v;
+    kern_gemv_item(f->L->wv->n_panels, f->chunk_v, f->small_v, f->nbig_v, item - f->ck, p0, p1);
+    return f->L->wv;
+}
+
+static void ph_qkv(fz *f, int64_t item, int ith)
+{
+    float *y;
     int64_t p0, p1;
-    chunk_range(w, chunk, item, &p0, &p1);
-    gemv(f, ith, w, 0, &f->F->qa_in, 0, b->h, p0, p1, y);
+    const kern_weight *w = qkv_item(f, item, &y, &p0, &p1);
+    gemv(f, ith, w, 0, &f->F->qa_in, 0, f->e->buf.h, p0, p1, y);
 }
 
 /* llama's RoPE (adjacent pairs) with the angles of engine.c's rope_norm_rows: cs holds
@@ -288,7 +299,7 @@ static void ph_wo(fz *f, int64_t item, int ith)
     engine_buf *b = &f->e->buf;
     const kern_weight *w = f->L->wo;
     int64_t p0, p1;
-    chunk_range(w, f->chunk_o, item, &p0, &p1);
+    kern_gemv_item(w->n_panels, f->chunk_o, f->small_o, f->nbig_o, item, &p0, &p1);
     gemv(f, ith, w, 0, &f->F->qa_in, 0, b->att, p0, p1, b->o);
     const int64_t r1 = p1 * KERN_PANEL < f->d ? p1 * KERN_PANEL : f->d;
     for (int64_t r = p0 * KERN_PANEL; r < r1; r++)
@@ -395,25 +406,16 @@ static void pf_down_slot(fz *f, int64_t item)
 
 static void pf_qkv(fz *f, int64_t item)
 {
-    const kern_weight *w;
-    int64_t chunk;
-    if (item < f->cq) {
-        w = f->L->wq, chunk = f->chunk_q;
-    } else if ((item -= f->cq) < f->ck) {
-        w = f->L->wk, chunk = f->chunk_k;
-    } else {
-        item -= f->ck;
-        w = f->L->wv, chunk = f->chunk_v;
-    }
+    float *y;
     int64_t p0, p1;
-    chunk_range(w, chunk, item, &p0, &p1);
+    const kern_weight *w = qkv_item(f, item, &y, &p0, &p1);
     prefetch_panels(w, 0, p0, p1);
 }
 
 static void pf_wo(fz *f, int64_t item)
 {
     int64_t p0, p1;
-    chunk_range(f->L->wo, f->chunk_o, item, &p0, &p1);
+    kern_gemv_item(f->L->wo->n_panels, f->chunk_o, f->small_o, f->nbig_o, item, &p0, &p1);
     prefetch_panels(f->L->wo, 0, p0, p1);
 }
 
@@ -640,8 +642,10 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
     }
 
     f->chunk_q = chunk_for(L->wq, nth), f->chunk_k = chunk_for(L->wk, nth), f->chunk_v = chunk_for(L->wv, nth);
-    f->cq = n_chunks(L->wq, f->chunk_q), f->ck = n_chunks(L->wk, f->chunk_k), f->cv = n_chunks(L->wv, f->chunk_v);
+    f->cq = n_chunks(L->wq, f->chunk_q), f->ck = n_chunks(L->wk, f->chunk_k);
+    f->cv = kern_gemv_split(c, L->wv->n_panels, f->chunk_v, nth, &f->small_v, &f->nbig_v);
     f->chunk_o = chunk_for(L->wo, nth);
+    f->co = kern_gemv_split(c, L->wo->n_panels, f->chunk_o, nth, &f->small_o, &f->nbig_o);
     /* the gate/up items are (slot, chunk): chunks sized for all K slots together */
     int64_t cg = (f->gate->n_panels * f->K + 4 * nth - 1) / (4 * nth);
     f->chunk_g = cg < 4 ? 4 : cg;
@@ -666,7 +670,7 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
     add_phase(f, ph_rope, NULL, NULL, f->nkv + f->nh, OPK_ROPE, "fused-qknorm-rope-kvstore", 8 * (qd + kvd) + 6 * kvd, 10 * (qd + kvd));
     add_phase(f, ph_attn, tail_attn, NULL, f->nh, OPK_ATTN, f->vec ? "avx512-attention" : "ref-attention",
               4 * n_kv * kvd + 8 * qd, 4 * (uint64_t)f->nh * n_kv * (uint64_t)f->hd);
-    add_phase(f, ph_wo, tail_wo, pf_wo, n_chunks(L->wo, f->chunk_o), OPK_ATTN_OUT, kern_gemv_variant(c, L->wo),
+    add_phase(f, ph_wo, tail_wo, pf_wo, f->co, OPK_ATTN_OUT, kern_gemv_variant(c, L->wo),
               mm_bytes(L->wo, 1) + 8 * d, mm_flops(L->wo, 1) + d);
     if (f->moe) {
         f->chunk_r = 1;   /* a router has few panels (4 on the small preset): one each */

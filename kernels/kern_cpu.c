@@ -97,6 +97,23 @@ static void gemv_pf_from_env(kern_cpu *c)
         adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead or none); using panel", v);
 }
 
+/* M = 1 work split (AMXDIAG_GEMV_TAIL=1): a call's last panels go out in items of a
+ * quarter of the chunk (two per worker), so the worker that takes the last item finishes
+ * with the others instead of one whole chunk (about 10 us of attn_q) later.  Off (0) by
+ * default until the device has measured it; the bits are the same either way (each
+ * output row is one panel's dot products, whatever the item). */
+static void gemv_tail_from_env(kern_cpu *c)
+{
+    const char *v = getenv("AMXDIAG_GEMV_TAIL");
+    c->gemv_tail = 0;
+    if (!v || !*v || strcmp(v, "0") == 0)
+        return;
+    if (strcmp(v, "1") == 0)
+        c->gemv_tail = 1;
+    else
+        adg_warn("kernels: ignoring AMXDIAG_GEMV_TAIL=%s (want 0 or 1); using 0", v);
+}
+
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
 {
     *out = NULL;
@@ -115,6 +132,7 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
     amx_int8_from_env(c);
     gemv_pf_from_env(c);
+    gemv_tail_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
         e = kern_crossover_load(o.crossover, &c->xo);
@@ -445,7 +463,38 @@ typedef struct mm_args {
     bool dynamic;
     int64_t chunk, per_group;
     _Atomic int64_t next;
+    int64_t small, nbig;   /* items past nbig: `small` panels (kern_gemv_split) */
 } mm_args;
+
+/* Items of a product of n_panels: nbig of `chunk` panels, then the rest in items of
+ * `small` panels (small 0: all of `chunk`).  Returns the number of items. */
+int64_t kern_gemv_split(const kern_cpu *c, int64_t n_panels, int64_t chunk, int nth, int64_t *small, int64_t *nbig)
+{
+    *small = 0;
+    *nbig = (n_panels + chunk - 1) / chunk;
+    if (!c->gemv_tail || chunk < 2)
+        return *nbig;
+    const int64_t s = chunk / 4 < 1 ? 1 : chunk / 4;
+    const int64_t tail = 2 * (int64_t)nth * s;   /* two small items per worker */
+    if (n_panels <= tail + chunk)
+        return *nbig;   /* too small to have a tail of its own */
+    *small = s;
+    *nbig = (n_panels - tail) / chunk;
+    return *nbig + (n_panels - *nbig * chunk + s - 1) / s;
+}
+
+void kern_gemv_item(int64_t n_panels, int64_t chunk, int64_t small, int64_t nbig, int64_t i, int64_t *p0, int64_t *p1)
+{
+    if (i < nbig) {
+        *p0 = i * chunk;
+        *p1 = *p0 + chunk;
+    } else {
+        *p0 = nbig * chunk + (i - nbig) * small;
+        *p1 = *p0 + small;
+    }
+    if (*p1 > n_panels)
+        *p1 = n_panels;
+}
 
 static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p1)
 {
@@ -487,7 +536,8 @@ static void mm_worker(void *arg, int ith, int nth)
             if (item >= total)
                 return;
             const int64_t gi = item / a->per_group, ci = item % a->per_group;
-            const int64_t p0 = ci * a->chunk, p1 = p0 + a->chunk < w->n_panels ? p0 + a->chunk : w->n_panels;
+            int64_t p0, p1;
+            kern_gemv_item(w->n_panels, a->chunk, a->small, a->nbig, ci, &p0, &p1);
             mm_run(a, ith, &a->g[gi], p0, p1);
         }
     }
@@ -512,6 +562,13 @@ static void mm_schedule(kern_cpu *c, mm_args *a)
     int64_t chunk = (a->w->n_panels + 4 * nth - 1) / (4 * nth);
     a->chunk = chunk < 4 ? 4 : chunk;
     a->per_group = (a->w->n_panels + a->chunk - 1) / a->chunk;
+    a->small = 0;
+    a->nbig = a->per_group;
+    bool gemv = a->ng > 0;   /* one row per group (decode), not on tiles */
+    for (int64_t i = 0; i < a->ng; i++)
+        gemv &= a->g[i].m == 1 && a->g[i].p != PATH_AMX;
+    if (gemv)
+        a->per_group = kern_gemv_split(c, a->w->n_panels, a->chunk, nth, &a->small, &a->nbig);
     atomic_store(&a->next, 0);
 }
 
@@ -704,7 +761,7 @@ adg_error *kern_matmul(kern_cpu *c, const kern_weight *w, const float *x, int64_
     if (w->fmt == KERN_WFMT_RAW && !is_int(w)) {
         matmul_rowlayout(c, w, x, m, y, g.p);
     } else {
-        mm_args a = {c, w, &g, 1, y, w->n, false, 0, 0, 0};
+        mm_args a = {c, w, &g, 1, y, w->n, false, 0, 0, 0, 0, 0};
         mm_schedule(c, &a);
         kern_pool_run(c->pool, mm_worker, &a);
     }
@@ -747,8 +804,110 @@ void kern_gemv_panels(kern_cpu *c, int ith, const kern_weight *w, int64_t mat, c
                       int64_t p0, int64_t p1, float *y)
 {
     mm_group g = {mat, 1, is_int(w) ? qa : NULL, NULL, x, NULL, choose(c, w, 1)};
-    mm_args a = {c, w, &g, 1, y, w->n, false, 0, 0, 0};
+    mm_args a = {c, w, &g, 1, y, w->n, false, 0, 0, 0, 0, 0};
     mm_run(&a, ith, &g, p0, p1);
+}
+
+/* ---- several one-row products in one region (kern_cpu.h) ------------------------ */
+
+typedef struct gb_args {
+    kern_cpu *c;
+    const kern_weight *const *ws;
+    const int64_t *mats;
+    float *const *ys;
+    const kern_qact *qa;
+    const int64_t *first;   /* first item of product i; first[nw] = all items */
+    const int64_t *chunk, *small, *nbig;
+    int nw;
+    path p;
+    _Atomic int64_t next;
+} gb_args;
+
+static void gb_worker(void *arg, int ith, int nth)
+{
+    (void)nth;
+    gb_args *a = arg;
+    int i = 0;
+    for (;;) {
+        const int64_t item = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+        if (item >= a->first[a->nw])
+            return;
+        while (item >= a->first[i + 1])   /* items are taken in increasing order */
+            i++;
+        const kern_weight *w = a->ws[i];
+        int64_t p0, p1;
+        kern_gemv_item(w->n_panels, a->chunk[i], a->small[i], a->nbig[i], item - a->first[i], &p0, &p1);
+        mm_group g = {a->mats ? a->mats[i] : 0, 1, a->qa, NULL, NULL, NULL, a->p};
+        mm_args ma = {a->c, w, &g, 1, a->ys[i], w->n, false, 0, 0, 0, 0, 0};
+        mm_run(&ma, ith, &g, p0, p1);
+    }
+}
+
+adg_error *kern_gemv_batch(kern_cpu *c, const kern_weight *const *ws, const int64_t *mats, int nw, const float *x,
+                           float *const *ys, kern_op_info *info)
+{
+    const uint64_t t0 = adg_now_ns();
+    if (nw < 1 || !ws || !ys)
+        return adg_error_new(ADG_E_USAGE, "kern_gemv_batch needs at least one weight");
+    size_t scratch = 0;
+    uint64_t flops = 0, bytes = 0;
+    for (int i = 0; i < nw; i++) {
+        adg_error *e = check_weight(c, ws[i]);
+        if (e)
+            return e;
+        if (!is_int(ws[i]) || !kern_gemv_ok(c, ws[i]) || ws[i]->k != ws[0]->k ||
+            kern_gemv_act_off(ws[i]) != kern_gemv_act_off(ws[0]))
+            return adg_error_hint(adg_error_new(ADG_E_USAGE, "kern_gemv_batch: weight %d is not a Q4_0/Q8_0 GEMV of the "
+                                                             "same input as weight 0", i),
+                                  "batch only int8 weights of one k and type family on the VNNI or reference path");
+        if (mats && (mats[i] < 0 || mats[i] >= ws[i]->n_mat))
+            return adg_error_new(ADG_E_USAGE, "kern_gemv_batch: matrix %lld of weight %d out of range",
+                                 (long long)mats[i], i);
+        if (kern_scratch_need(ws[i]) > scratch)
+            scratch = kern_scratch_need(ws[i]);
+        flops += 2ull * (uint64_t)ws[i]->n * (uint64_t)ws[i]->k;
+        bytes += ws[i]->mat_bytes + (uint64_t)ws[i]->n * 4;
+    }
+    adg_error *e = kern_cpu_ensure_scratch(c, scratch);
+    if (e)
+        return e;
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(4 * nw + 1));
+    if (!first)
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %d GEMV items", nw);
+    int64_t *chunk = first + nw + 1, *small = chunk + nw, *nbig = small + nw;
+    /* as mm_schedule: about four items per worker and product, at least four panels */
+    const int nth = kern_pool_size(c->pool);
+    first[0] = 0;
+    for (int i = 0; i < nw; i++) {
+        const int64_t ch = (ws[i]->n_panels + 4 * nth - 1) / (4 * nth);
+        chunk[i] = ch < 4 ? 4 : ch;
+        /* the tail split only on the batch's last product: the others' items are followed
+         * by more work from the same counter */
+        if (i == nw - 1)
+            first[i + 1] = first[i] + kern_gemv_split(c, ws[i]->n_panels, chunk[i], nth, &small[i], &nbig[i]);
+        else {
+            small[i] = 0;
+            nbig[i] = (ws[i]->n_panels + chunk[i] - 1) / chunk[i];
+            first[i + 1] = first[i] + nbig[i];
+        }
+    }
+    kern_qact qa;
+    kern_bact ba;
+    bool hq, hb;
+    if ((e = prepare_act(c, ws[0], x, 1, &qa, &ba, &hq, &hb))) {   /* quantized once for all */
+        free(first);
+        return e;
+    }
+    gb_args a = {c, ws, mats, ys, &qa, first, chunk, small, nbig, nw, choose(c, ws[0], 1), 0};
+    atomic_store(&a.next, 0);
+    kern_pool_run(c->pool, gb_worker, &a);
+    if (hq)
+        kern_qact_free(&qa);
+    if (hb)
+        kern_bact_free(&ba);
+    free(first);
+    fill_info(info, "gemv_batch", path_impl(c, a.p), variant_name(a.p, ws[0]), flops, bytes + (uint64_t)ws[0]->k * 4, t0);
+    return NULL;
 }
 
 /* ---- MoE ------------------------------------------------------------------------ */
@@ -950,7 +1109,7 @@ adg_error *kern_moe_matmul(kern_cpu *c, const kern_weight *w, const float *x, bo
                 bv[ex].xt = bg.xt + (size_t)(start[ex] / 16) * (size_t)(bg.k_pad / KERN_KB) * 512;
         }
     }
-    mm_args a = {c, w, g, ng, y, w->n, false, 0, 0, 0};
+    mm_args a = {c, w, g, ng, y, w->n, false, 0, 0, 0, 0, 0};
     mm_schedule(c, &a);
     kern_pool_run(c->pool, mm_worker, &a);
     free(qv);

@@ -217,5 +217,18 @@ const char *kern_gemv_variant(const kern_cpu *ctx, const kern_weight *w);   /* "
  * The caller has grown the scratch (kern_cpu_ensure_scratch, kern_scratch_need). */
 void kern_gemv_panels(kern_cpu *ctx, int ith, const kern_weight *w, int64_t mat, const struct kern_qact *qa,
                       const float *x, int64_t p0, int64_t p1, float *y);
+/* Items of a one-row product of n_panels in chunks of `chunk` (at 4 or more): with
+ * AMXDIAG_GEMV_TAIL=1 the last panels (two items per worker of nth) in items of a quarter
+ * chunk, so the last worker to finish is not a whole chunk late.  Returns the item count;
+ * kern_gemv_item gives item i's panels [p0, p1).  small 0: every item a chunk. */
+int64_t kern_gemv_split(const kern_cpu *ctx, int64_t n_panels, int64_t chunk, int nth, int64_t *small, int64_t *nbig);
+void kern_gemv_item(int64_t n_panels, int64_t chunk, int64_t small, int64_t nbig, int64_t i, int64_t *p0, int64_t *p1);
+/* One activation row x times nw int8 weights of the same k (matrix mats[i] of ws[i], 0 if
+ * mats is NULL) into ys[i], in ONE pool region with x quantized once: (product, panel
+ * chunk) items from one counter, as the fused generation schedule runs its Q/K/V list.
+ * The same kernels and bits as kern_matmul at m = 1.  The bench times small matrices
+ * (attn_kv, router) this way, where a region per product measures the dispatch. */
+adg_error *kern_gemv_batch(kern_cpu *ctx, const kern_weight *const *ws, const int64_t *mats, int nw, const float *x,
+                           float *const *ys, kern_op_info *info);
 
 #endif

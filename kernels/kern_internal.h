@@ -173,6 +173,7 @@ struct kern_cpu {
      * (kern_cpu.c; "1x1" = 1, 0, the earlier default's schedule) */
     int ring_ahead, ring_store_ahead;
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
+    int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;

@@ -1,23 +1,20 @@
 #!/usr/bin/env bash
-# Token generation A/B of the fused schedule's variants in the same binary, alternated:
-# bounded by 170 s (about 120 s on 16 CPUs).
+# Token generation A/B in the same binary, alternated: bounded by 75 s (about 60 s on 16
+# CPUs).
 #  - creates qwen3-moe-small q4_0 and q8_0, and the 30B shapes at 12 layers in q4_0 (the
 #    model of peers.sh's table; BIG=0 skips it);
 #  - ROUNDS (3) rounds; in each, for each model: `run -p 0 -n 128 -r 3 -t THREADS` with
 #    --cpu-kernels amx, each variant (the order rotates every round), t/s from --json.
 #    Variants (environment of the same binary):
 #      perop  AMXDIAG_ENGINE_FUSE=0: the per-op schedule
-#      s3     AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead: the fused schedule as
-#             measured at 02:15 (fused-nopf, q4_0 472 t/s)
-#      rows   AMXDIAG_ENGINE_DOWN=rows: only the GEMV's new prefetch
-#      ahead  AMXDIAG_GEMV_PREFETCH=ahead: only the new down items (expert, row chunk)
-#      new    the defaults: both
-#      pf     AMXDIAG_ENGINE_PREFETCH=1: the defaults plus the waiting workers' prefetch
-#    (the 30B model: s3 and new only);
-#  - `run --ops` of new and s3 on q4_0 (where the time goes per op kind, GB/s of
-#    moe_down / moe_gate_up);
-#  - one `run --greedy --compare ref` per quant with the defaults (teacher forced against
-#    the reference kernels: exit 0 = every decisive step agrees);
+#      new    the defaults (d51ea99's, measured at 02:50: small q4_0 516 t/s)
+#      tail   AMXDIAG_GEMV_TAIL=1: V's and Wo's last panels (per-op: every GEMV's) in
+#             items of a quarter chunk
+#    (the 30B model: new and tail only);
+#  - `run --ops` of new and tail on q4_0 (where the time goes per op kind);
+#  - one `run --greedy --compare ref` per quant with the defaults, and one with tail on
+#    q4_0 (teacher forced against the reference kernels: exit 0 = every decisive step
+#    agrees);
 #  - medians into $OUT/tg_ab.txt (all values in brackets), the rows in $OUT/tg_ab.jsonl.
 #   usage: OUT=DIR tests/device/tg_ab.sh BUILD_DIR
 set -u
@@ -35,7 +32,7 @@ work=$(mktemp -d /tmp/amxdiag-tgab-XXXX)
 export XDG_CACHE_HOME="$work/cache"
 summary="$out/summary.txt"
 started=$(date +%s)
-deadline=${DEADLINE:-165}
+deadline=${DEADLINE:-72}
 split=0
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -54,10 +51,8 @@ if [ "${BIG:-1}" = 1 ]; then
     [ -s "$work/big-q4_0.gguf" ] && models="$models big-q4_0"
 fi
 
-variants=("perop AMXDIAG_ENGINE_FUSE=0" "s3 AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead"
-    "rows AMXDIAG_ENGINE_DOWN=rows" "ahead AMXDIAG_GEMV_PREFETCH=ahead" "new AMXDIAG_ENGINE_FUSE=1"
-    "pf AMXDIAG_ENGINE_PREFETCH=1")
-big_variants=("s3 AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead" "new AMXDIAG_ENGINE_FUSE=1")
+variants=("perop AMXDIAG_ENGINE_FUSE=0" "new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1")
+big_variants=("new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1")
 tg() {   # tg ROUND MODEL LABEL ENV (ENV: VAR=VALUE words)
     local r=$1 q=$2 label=$3 env=$4 name="tg-$1-$2-$3"
     # shellcheck disable=SC2086
@@ -82,15 +77,17 @@ for r in $(seq "$rounds"); do
         done
     done
 done
-for v in "new AMXDIAG_ENGINE_FUSE=1" "s3 AMXDIAG_ENGINE_DOWN=rows AMXDIAG_GEMV_PREFETCH=ahead"; do
+for v in "new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1"; do
     # shellcheck disable=SC2086
     step "ops-q4_0-${v%% *}" 20 env ${v#* } "$amx" run -m "$work/small-q4_0.gguf" -p 0 -n "$ngen" -r 2 \
         -t "$threads" --cpu-kernels "$impl" --ops
     cp "$work/ops-q4_0-${v%% *}.log" "$out/" 2>/dev/null
 done
-for q in q4_0 q8_0; do
-    step "compare-$q" 30 "$amx" run -m "$work/small-$q.gguf" -p 32 -n 16 -t "$threads" --cpu-kernels "$impl" \
-        --greedy --compare ref
+for c in "q4_0 AMXDIAG_ENGINE_FUSE=1" "q8_0 AMXDIAG_ENGINE_FUSE=1" "q4_0-tail AMXDIAG_GEMV_TAIL=1"; do
+    q=${c%% *} m=${c%% *}
+    # shellcheck disable=SC2086
+    step "compare-$q" 20 env ${c#* } "$amx" run -m "$work/small-${m%-tail}.gguf" -p 32 -n 16 -t "$threads" \
+        --cpu-kernels "$impl" --greedy --compare ref
     tail -n 25 "$work/compare-$q.log" >"$out/compare-$q.log" 2>/dev/null
 done
 
@@ -105,9 +102,9 @@ for key in sorted(k):
     q, test, label = key
     print(f"{q:10} {test:6} {label:6} {st.median(k[key]):9.2f}  {[round(x, 2) for x in k[key]]}")
 for q, test in sorted({(r['quant'], r['test']) for r in rows}):
-    for ref in ('perop', 's3'):
+    for ref in ('perop', 'new'):
         base = k.get((q, test, ref))
-        for label in ('s3', 'rows', 'ahead', 'new', 'pf'):
+        for label in ('new', 'tail'):
             v = k.get((q, test, label))
             if base and v and label != ref:
                 print(f"{q} {test}: {label} / {ref} = {st.median(v) / st.median(base):.3f}")

@@ -679,6 +679,112 @@ static void test_gemv_prefetch_modes(void **state)
     }
 }
 
+/* kern_gemv_batch: several products in one region, x quantized once, give the reference's
+ * bits for each product, and so do kern_matmul / kern_moe_matmul at m = 1 with the M = 1
+ * tail split (AMXDIAG_GEMV_TAIL=1: the last panels in smaller items) at 1 and 3 workers;
+ * a weight of another k or type family, or a matrix out of range, is a usage error. */
+static uint8_t *batch_data(kern_type t, int64_t rows, int64_t k)
+{
+    const size_t rs = kern_row_size(t, k);
+    uint8_t *wd = malloc(rs * (size_t)rows);
+    float *row = malloc((size_t)k * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < k; i++)
+            row[i] = frand() * (1.0f + (float)(r % 3));
+        ADG_ASSERT_OK(kern_quantize_row(t, row, wd + rs * (size_t)r, k));
+    }
+    free(row);
+    return wd;
+}
+
+static void test_gemv_batch(void **state)
+{
+    (void)state;
+    enum { K = 320, NA = 16 * 99 + 3, NB = 16 * 5, NW = 5 };   /* a: 100 panels, the last one partial */
+    float x[K];
+    for (int64_t i = 0; i < K; i++)
+        x[i] = frand() * 2.0f;
+    /* a last: the tail split applies to a region's last product (items of 2 panels at 3
+     * workers, 3 at 1) */
+    const int64_t mats[NW] = {0, 2, 0, 1, 0};
+    const bool is_a[NW] = {true, false, false, false, true};
+    const kern_type types[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    for (int ti = 0; ti < 2; ti++) {
+        const kern_type t = types[ti];
+        uint8_t *da = batch_data(t, NA, K), *db = batch_data(t, 3 * NB, K);
+        uint8_t *dk = batch_data(t, 16, K + 32), *dt = batch_data(types[ti ^ 1], 16, K);
+        float *want[NW], *got[NW], *one = malloc(sizeof(float) * NA);
+        for (int i = 0; i < NW; i++) {
+            want[i] = malloc(sizeof(float) * NA);
+            got[i] = malloc(sizeof(float) * NA);
+        }
+        /* run 0: the reference, one worker, no tail split; then avx512 (when here) and the
+         * reference at 1 and 3 workers, with and without it */
+        for (int run = 0; run < 9; run++) {
+            const int impl = run == 0 ? 0 : (run - 1) / 4, threads = run == 0 ? 1 : (run - 1) % 2 ? 3 : 1;
+            const int tail = run == 0 ? 0 : ((run - 1) / 2) % 2;
+            if (impl == 1 && !have_avx512())
+                continue;
+            setenv("AMXDIAG_GEMV_TAIL", tail ? "1" : "0", 1);
+            for (int i = 0; i < NW; i++)   /* a row no item wrote is caught */
+                memset(got[i], 0xff, sizeof(float) * NA);
+            kern_cpu *c = ctx(impl ? KERN_IMPL_AVX512 : KERN_IMPL_REF, threads);
+            kern_weight *a = NULL, *b = NULL, *ok = NULL, *ot = NULL;
+            ADG_ASSERT_OK(kern_weight_new(c, t, 1, NA, K, da, &a));
+            ADG_ASSERT_OK(kern_weight_new(c, t, 3, NB, K, db, &b));
+            ADG_ASSERT_OK(kern_weight_new(c, t, 1, 16, K + 32, dk, &ok));
+            ADG_ASSERT_OK(kern_weight_new(c, types[ti ^ 1], 1, 16, K, dt, &ot));
+            const kern_weight *ws[NW];
+            for (int i = 0; i < NW; i++)
+                ws[i] = is_a[i] ? a : b;
+            kern_op_info info;
+            ADG_ASSERT_OK(kern_gemv_batch(c, ws, mats, NW, x, run == 0 ? want : got, &info));
+            assert_string_equal(info.op, "gemv_batch");
+            for (int i = 0; i < NW && run > 0; i++) {
+                const int64_t n = is_a[i] ? NA : NB;
+                const int32_t id = (int32_t)mats[i];
+                memset(one, 0xff, sizeof(float) * NA);
+                if (is_a[i])
+                    ADG_ASSERT_OK(kern_matmul(c, a, x, 1, one, NULL));
+                else
+                    ADG_ASSERT_OK(kern_moe_matmul(c, b, x, false, &id, 1, 1, one, NULL));
+                if (memcmp(want[i], got[i], sizeof(float) * (size_t)n) != 0 ||
+                    memcmp(want[i], one, sizeof(float) * (size_t)n) != 0)
+                    fail_msg("gemv_batch %s %s threads=%d tail=%d: product %d differs from the reference",
+                             kern_type_name(t), impl ? "avx512" : "ref", threads, tail, i);
+            }
+            const kern_weight *bad1[] = {a, ok}, *bad2[] = {a, ot}, *ab[] = {a, b};
+            const int64_t bad_mats[] = {0, 3};
+            adg_error *e = kern_gemv_batch(c, bad1, NULL, 2, x, got, NULL);
+            assert_non_null(e);
+            assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
+            assert_non_null(adg_error_remedy(e));
+            adg_error_free(e);
+            assert_non_null(e = kern_gemv_batch(c, bad2, NULL, 2, x, got, NULL));
+            adg_error_free(e);
+            assert_non_null(e = kern_gemv_batch(c, ab, bad_mats, 2, x, got, NULL));
+            adg_error_free(e);
+            assert_non_null(e = kern_gemv_batch(c, ab, NULL, 0, x, got, NULL));
+            adg_error_free(e);
+            kern_weight_free(a);
+            kern_weight_free(b);
+            kern_weight_free(ok);
+            kern_weight_free(ot);
+            kern_cpu_free(c);
+        }
+        unsetenv("AMXDIAG_GEMV_TAIL");
+        for (int i = 0; i < NW; i++) {
+            free(want[i]);
+            free(got[i]);
+        }
+        free(one);
+        free(da);
+        free(db);
+        free(dk);
+        free(dt);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,7 +793,7 @@ int main(void)
         cmocka_unit_test(test_flash_attention), cmocka_unit_test(test_store_f16),
         cmocka_unit_test(test_crossover_file), cmocka_unit_test(test_emulator_faults),
         cmocka_unit_test(test_amx_permission), cmocka_unit_test(test_parallel),
-        cmocka_unit_test(test_gemv_prefetch_modes),
+        cmocka_unit_test(test_gemv_prefetch_modes), cmocka_unit_test(test_gemv_batch),
         /* last: test_emulator_faults expects a thread that never loaded a tile configuration */
         cmocka_unit_test(test_flash_attention_amx),
     };
