@@ -227,7 +227,9 @@ crashstack() {
 # One way around the crash per step (cupti_prog, 20 iterations, about 1.5 s each).  PASS =
 # exit 0, status complete, launches profiled, and the kernel records the step can have
 # (60 where every record is flushed; see each step).
-PASSV="$OKRUN and ($G.get('kernel_count') or 0) >= 60"
+# Ranges are asked for too: without kernel activity the third run decoded 0 ranges.
+OKR="$OKRUN and ($M.get('profiled_launches') or 0) > 0"
+PASSV="$OKR and ($G.get('kernel_count') or 0) >= 60"
 passed=""
 passed_env=""
 # variant NAME DESCRIPTION PASS-EXPR ENV...: one run of cupti_prog under those variables.
@@ -250,8 +252,9 @@ variant() {
 variant prog-kernel "CUPTI_ACTIVITY_KIND_KERNEL instead of CONCURRENT_KERNEL, exit flush only" "$PASSV" \
     AMXDIAG_GPU_METRICS_ACTIVITY=kernel AMXDIAG_CUPTI_FLUSH_DURING=0
 # (b) No activity at all, nothing to flush: profiled launches timed by gpu__time_duration,
-# the others untimed, no copy records.  PASS needs no kernel record, only the profile.
-variant prog-none "no CUPTI activity at all (nothing to flush)" "$OKRUN" AMXDIAG_GPU_METRICS_ACTIVITY=none
+# the others untimed, no copy records.  PASS needs no kernel record, only the profile (the
+# third run's in-process try without kernel activity decoded 0 ranges: that would FAIL).
+variant prog-none "no CUPTI activity at all (nothing to flush)" "$OKR" AMXDIAG_GPU_METRICS_ACTIVITY=none
 # (c) The activity enabled only after the profiler's setup, flushed at exit; then with the
 # flush thread too.
 variant prog-late "activity enabled after the profiler's setup, exit flush only" "$PASSV" \
@@ -261,9 +264,9 @@ variant prog-late-during "activity enabled after the profiler's setup, flushes d
 # (d) CUPTI's sample way: no cuptiActivityFlushAll of ours, CUPTI's own periodic flush
 # (cuptiActivityFlushPeriod, 200 ms) hands back full buffers, so small ones (16 KiB, then
 # 4 KiB): the last partial buffer is lost, so PASS wants some kernel records, not all 60.
-variant prog-period "CUPTI's periodic flush only, 16 KiB buffers" "$OKRUN and ($G.get('kernel_count') or 0) > 0" \
+variant prog-period "CUPTI's periodic flush only, 16 KiB buffers" "$OKR and ($G.get('kernel_count') or 0) > 0" \
     AMXDIAG_GPU_METRICS_ACTIVITY=period
-variant prog-period4 "CUPTI's periodic flush only, 4 KiB buffers" "$OKRUN and ($G.get('kernel_count') or 0) > 0" \
+variant prog-period4 "CUPTI's periodic flush only, 4 KiB buffers" "$OKR and ($G.get('kernel_count') or 0) > 0" \
     AMXDIAG_GPU_METRICS_ACTIVITY=period AMXDIAG_CUPTI_BUFFER_KB=4
 # (e) A diagnostic, not a fix: glibc without tcache and fastbins (no mangled free-list
 # pointers in freed small blocks).  If the fault address stops looking mangled, or the step
