@@ -8,9 +8,10 @@
 #      ahead  AMXDIAG_GEMV_PREFETCH=ahead (the earlier prefetch)
 #      tail   AMXDIAG_GEMV_TAIL=1: a call's last panels in items of a quarter chunk
 #    `bench kernels --impl avx512 --type q4_0,q8_0 --m 1 --threads N --min-time 0.1
-#    --weights-mib 4096 --json`: copies of each matrix of 4 GiB in all (13x the 300 MiB
+#    --weights-mib 3072 --json`: copies of each matrix of 3 GiB in all (10x the 300 MiB
 #    L3 of the device's VM; the round before used 1 GiB, and the LM head and MoE shapes
-#    then read more than the measured DRAM bandwidth: part of it came from the L3).
+#    then read more than the measured read bandwidth: either part came from the L3 or
+#    the bandwidth figure is low.  To tell which, one more call, p1g: panel at 1 GiB).
 #    Each row has two figures:
 #      per call  kern_matmul / kern_moe_matmul, one pool region and one quantization
 #                of x per product (what a caller of the per-op schedule pays);
@@ -30,7 +31,7 @@ export LD_LIBRARY_PATH="$PWD/$build/devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 amx="$PWD/$build/amxdiag"
 threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-2}
-mib=${WEIGHTS_MIB:-4096}
+mib=${WEIGHTS_MIB:-3072}
 types=${TYPES:-q4_0,q8_0}
 work=$(mktemp -d /tmp/amxdiag-gemvm1-XXXX)
 export XDG_CACHE_HOME="$work/cache"
@@ -56,6 +57,8 @@ for r in $(seq "$rounds"); do
             --threads "$threads" --min-time 0.1 --weights-mib "$mib" --json -o "$out/m1-$s-$r.json"
     done
 done
+step "m1-p1g-1" 30 "$amx" bench kernels --impl avx512 --type "$types" --m 1 --threads "$threads" --min-time 0.1 \
+    --weights-mib 1024 --json -o "$out/m1-p1g-1.json"
 
 python3 - "$out" >"$out/gemv_m1.txt" <<'PY'
 import glob, json, os, statistics as st, sys
@@ -79,7 +82,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ('panel', 'ahead', 'tail'):
+    for var in ('panel', 'ahead', 'tail', 'p1g'):
         v = k.get((s, t, var))
         if not v:
             continue

@@ -33,6 +33,32 @@ for r in rows:
     assert abs(r["fraction_of_read_bw"] - r["gbs"] / 10) < 1e-6, r
 PY
 
+# M = 1 on VNNI: the batched line (several copies in one region) beside the per-call one,
+# in the table, the JSON and the goal's name.
+if "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv --type q8_0 --m 1 --threads 1 --min-time 0.001 \
+       --weights-mib 0 --mem-gbs 10 >/dev/null 2>&1; then
+    expect_out 'in one region' "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv --type q8_0 --m 1 \
+        --threads 2 --min-time 0.001 --weights-mib 4 --mem-gbs 10
+    expect_rc 0 "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv,router --type q4_0 --m 1,2 --threads 2 \
+        --min-time 0.001 --weights-mib 4 --mem-gbs 10 --json -o "$TEST_TMP/m1.json"
+    python3 - "$TEST_TMP/m1.json" <<'PY' || fail "bench M = 1 batched JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["rows"]:
+    if r["m"] == 1:
+        assert 2 <= r["batch"] <= 64 and r["batched_ms"] > 0, r
+        assert abs(r["batched_fraction_of_read_bw"] - r["batched_gbs"] / 10) < 1e-6, r
+    else:
+        assert "batch" not in r, r
+assert any("attn_kv q4_0 M=1 batched" in g["goal"] for g in d["goals"]), d["goals"]
+PY
+    # one copy (--weights-mib 0): no batch, which would read it from the cache
+    expect_rc 0 "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv --type q8_0 --m 1 --threads 1 \
+        --min-time 0.001 --weights-mib 0 --mem-gbs 10 --json -o "$TEST_TMP/m1b.json"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert all("batch" not in r for r in d["rows"])' \
+        "$TEST_TMP/m1b.json" || fail "a batch with one copy"
+fi
+
 if "$AMXDIAG" bench kernels --impl avx512 --shape router --type q8_0 --m 1 --threads 1 --min-time 0.001 \
        --weights-mib 0 --mem-gbs 10 >/dev/null 2>&1; then
     # amx-emu vs avx512 gives crossover pairs: the stored file is what the kernels read.
