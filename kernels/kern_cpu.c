@@ -81,8 +81,8 @@ static void amx_int8_from_env(kern_cpu *c)
 }
 
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c), for A/B runs on the device:
- * AMXDIAG_GEMV_PREFETCH=panel (default), ahead (the earlier scheme) or none.  Anything else
- * is ignored with a warning. */
+ * AMXDIAG_GEMV_PREFETCH=panel (default), ahead (the earlier scheme), none, or l2 (panel's
+ * lines into L2 only).  Anything else is ignored with a warning. */
 static void gemv_pf_from_env(kern_cpu *c)
 {
     c->gemv_pf = KERN_GEMV_PF_PANEL;
@@ -93,8 +93,10 @@ static void gemv_pf_from_env(kern_cpu *c)
         c->gemv_pf = KERN_GEMV_PF_AHEAD;
     else if (strcmp(v, "none") == 0)
         c->gemv_pf = KERN_GEMV_PF_NONE;
+    else if (strcmp(v, "l2") == 0)
+        c->gemv_pf = KERN_GEMV_PF_L2;
     else
-        adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead or none); using panel", v);
+        adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead, none or l2); using panel", v);
 }
 
 /* M = 1 work split (AMXDIAG_GEMV_TAIL=1): a call's last panels go out in items of a

@@ -100,7 +100,7 @@ typedef struct kern_gemm_job {
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c): PANEL (default) stays inside the
  * call's panels and continues into its next group; AHEAD is session 3's first scheme (every
  * line 8 blocks ahead, past the panel's end); NONE leaves it to the hardware. */
-enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2 };
+enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2, KERN_GEMV_PF_L2 = 3 };
 
 /* Per-worker scratch: C tiles (4 KiB), fp32 accumulators (32 x 32 x 4), Q4_0 unpacked
  * panels (2 x nb x 512 bytes), rounded up. */

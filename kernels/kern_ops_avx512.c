@@ -133,10 +133,14 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
 /* Blocks the GEMV prefetches ahead of its loads. */
 #define GEMV_PF_DIST 8
 
-static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, size_t bb)
+static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, size_t bb, const bool L2)
 {
-    for (size_t off = 0; off < bb; off += 64)
-        _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+    for (size_t off = 0; off < bb; off += 64) {
+        if (L2)   /* two calls: the hint must be a constant even at -O0 */
+            _mm_prefetch((const char *)(p + off), _MM_HINT_T1);
+        else
+            _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+    }
 }
 
 /* M = 1 (token generation): NP (1..4) panels at once with two int32 chains per panel, so
@@ -149,10 +153,16 @@ static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, siz
  * group starts with its first 8 blocks.  So a call (one item of the fused schedule: an
  * expert's chunk of only 16 to 24 blocks per panel) never starts its panels cold and never
  * fetches lines of panels outside [p0, p1), which belong to another worker.  AHEAD is the
- * earlier scheme (block b + 8 whatever it is), kept for A/B runs. */
+ * earlier scheme (block b + 8 whatever it is), kept for A/B runs.  L2 is PANEL with the
+ * lines brought to L2 only (PREFETCHT1): 8 blocks of 4 Q4_0 panels are 144 lines, far
+ * more than a core's L1 fill buffers, so T0 prefetches may be dropped or hold up the
+ * demand loads; an L1 miss that hits L2 is hidden by the eight chains.  Untested on the
+ * device as written. */
 static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j, const kern_qact *a, int64_t p,
-                                                         const int NP, const bool I4, const int PF)
+                                                         const int NP, const bool I4, const int PF_)
 {
+    const bool L2 = PF_ == KERN_GEMV_PF_L2;
+    const int PF = L2 ? KERN_GEMV_PF_PANEL : PF_;
     const kern_weight *w = j->w;
     __m512 acc[4];
     const uint8_t *wp[4];
@@ -169,7 +179,7 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
     if (PF == KERN_GEMV_PF_PANEL && (p == j->p0 || nb <= GEMV_PF_DIST))
         for (int64_t b = 0; b < nb && b < GEMV_PF_DIST; b++)
             for (int pp = 0; pp < NP; pp++)
-                pf_block(wp[pp] + b * bb, bb);
+                pf_block(wp[pp] + b * bb, bb, L2);
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *ab = a->q + b * KERN_KB;
         __m512i c0[4], c1[4];
@@ -185,10 +195,10 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
             const int64_t bn = b + GEMV_PF_DIST;
             if (bn < nb) {
                 for (int pp = 0; pp < NP; pp++)
-                    pf_block(wp[pp] + bn * bb, bb);
+                    pf_block(wp[pp] + bn * bb, bb, L2);
             } else if (bn - nb < nb) {
                 for (int64_t pp = 0; pp < nn; pp++)
-                    pf_block(wn + (size_t)pp * w->panel_bytes + (bn - nb) * bb, bb);
+                    pf_block(wn + (size_t)pp * w->panel_bytes + (bn - nb) * bb, bb, L2);
             }
         }
         if (!I4) {
@@ -249,6 +259,9 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
         break;
     case KERN_GEMV_PF_NONE:
         i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_NONE) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_NONE);
+        break;
+    case KERN_GEMV_PF_L2:
+        i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_L2) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_L2);
         break;
     default:
         i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_PANEL) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_PANEL);

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Token generation's GEMV (M = 1) at the per-layer shapes of Qwen3-30B-A3B against the
 # read bandwidth (issue 4's goal: >= 90 % for Q4_0 and Q8_0), per variant of the same
-# binary, alternated.  Bounded by 125 s (about 90 s on 16 CPUs).
+# binary, alternated.  Bounded by 115 s (about 80 s on 16 CPUs).
 #  - `amxdiag probe --only cpu --bench`: the probe's read bandwidth (cached);
 #  - ROUNDS (2) rounds; in each, every variant (the order rotates):
 #      panel  the defaults (AMXDIAG_GEMV_PREFETCH=panel)
-#      ahead  AMXDIAG_GEMV_PREFETCH=ahead (the earlier prefetch)
+#      l2     AMXDIAG_GEMV_PREFETCH=l2: panel's prefetches into L2 only (PREFETCHT1)
 #      tail   AMXDIAG_GEMV_TAIL=1: a call's last panels in items of a quarter chunk
 #    `bench kernels --impl avx512 --type q4_0,q8_0 --m 1 --threads N --min-time 0.1
 #    --weights-mib 3072 --json`: copies of each matrix of 3 GiB in all (10x the 300 MiB
@@ -37,7 +37,7 @@ work=$(mktemp -d /tmp/amxdiag-gemvm1-XXXX)
 export XDG_CACHE_HOME="$work/cache"
 summary="$out/summary.txt"
 started=$(date +%s)
-deadline=${DEADLINE:-125}
+deadline=${DEADLINE:-113}
 split=1
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -46,7 +46,7 @@ lscpu | grep -E "Model name|^CPU\(s\)|L3" >>"$summary"
 
 step probe-bench 60 "$amx" probe --only cpu --bench
 grep -iE "read|bandwidth" "$work/probe-bench.out" | head -5 >>"$summary"
-variants=("panel AMXDIAG_GEMV_PREFETCH=panel" "ahead AMXDIAG_GEMV_PREFETCH=ahead" "tail AMXDIAG_GEMV_TAIL=1")
+variants=("panel AMXDIAG_GEMV_PREFETCH=panel" "l2 AMXDIAG_GEMV_PREFETCH=l2" "tail AMXDIAG_GEMV_TAIL=1")
 for r in $(seq "$rounds"); do
     n=${#variants[@]}
     for i in $(seq 0 $((n - 1))); do
@@ -82,7 +82,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ('panel', 'ahead', 'tail', 'p1g'):
+    for var in ('panel', 'l2', 'tail', 'p1g'):
         v = k.get((s, t, var))
         if not v:
             continue

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Token generation A/B in the same binary, alternated: bounded by 75 s (about 60 s on 16
+# Token generation A/B in the same binary, alternated: bounded by 85 s (about 75 s on 16
 # CPUs).
 #  - creates qwen3-moe-small q4_0 and q8_0, and the 30B shapes at 12 layers in q4_0 (the
 #    model of peers.sh's table; BIG=0 skips it);
@@ -10,8 +10,9 @@
 #      new    the defaults (d51ea99's, measured at 02:50: small q4_0 516 t/s)
 #      tail   AMXDIAG_GEMV_TAIL=1: V's and Wo's last panels (per-op: every GEMV's) in
 #             items of a quarter chunk
-#    (the 30B model: new and tail only);
-#  - `run --ops` of new and tail on q4_0 (where the time goes per op kind);
+#      l2     AMXDIAG_GEMV_PREFETCH=l2: the GEMV's prefetches into L2 only
+#    (the 30B model: new, tail and l2);
+#  - `run --ops` of new on q4_0 (where the time goes per op kind);
 #  - one `run --greedy --compare ref` per quant with the defaults, and one with tail on
 #    q4_0 (teacher forced against the reference kernels: exit 0 = every decisive step
 #    agrees);
@@ -32,7 +33,7 @@ work=$(mktemp -d /tmp/amxdiag-tgab-XXXX)
 export XDG_CACHE_HOME="$work/cache"
 summary="$out/summary.txt"
 started=$(date +%s)
-deadline=${DEADLINE:-72}
+deadline=${DEADLINE:-85}
 split=0
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -51,8 +52,9 @@ if [ "${BIG:-1}" = 1 ]; then
     [ -s "$work/big-q4_0.gguf" ] && models="$models big-q4_0"
 fi
 
-variants=("perop AMXDIAG_ENGINE_FUSE=0" "new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1")
-big_variants=("new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1")
+variants=("perop AMXDIAG_ENGINE_FUSE=0" "new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1"
+    "l2 AMXDIAG_GEMV_PREFETCH=l2")
+big_variants=("new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1" "l2 AMXDIAG_GEMV_PREFETCH=l2")
 tg() {   # tg ROUND MODEL LABEL ENV (ENV: VAR=VALUE words)
     local r=$1 q=$2 label=$3 env=$4 name="tg-$1-$2-$3"
     # shellcheck disable=SC2086
@@ -77,7 +79,7 @@ for r in $(seq "$rounds"); do
         done
     done
 done
-for v in "new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1"; do
+for v in "new AMXDIAG_ENGINE_FUSE=1"; do
     # shellcheck disable=SC2086
     step "ops-q4_0-${v%% *}" 20 env ${v#* } "$amx" run -m "$work/small-q4_0.gguf" -p 0 -n "$ngen" -r 2 \
         -t "$threads" --cpu-kernels "$impl" --ops
@@ -104,7 +106,7 @@ for key in sorted(k):
 for q, test in sorted({(r['quant'], r['test']) for r in rows}):
     for ref in ('perop', 'new'):
         base = k.get((q, test, ref))
-        for label in ('new', 'tail'):
+        for label in ('new', 'tail', 'l2'):
             v = k.get((q, test, label))
             if base and v and label != ref:
                 print(f"{q} {test}: {label} / {ref} = {st.median(v) / st.median(base):.3f}")

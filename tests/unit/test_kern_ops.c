@@ -612,7 +612,7 @@ static void test_amx_permission(void **state)
 }
 
 /* The VNNI GEMV's prefetch schemes (AMXDIAG_GEMV_PREFETCH: panel, the default; ahead;
- * none) only move lines, so every one gives the reference's bits: K of 2 to 33 blocks
+ * none; l2) only move lines, so every one gives the reference's bits: K of 2 to 33 blocks
  * (fewer than the prefetch distance of 8, equal, more), N with tails, one to three
  * workers (panel ranges that start past 0 and end on partial groups), and all matrices of
  * an expert weight (prefetches never leave [p0, p1), so nothing past the last matrix). */
@@ -629,8 +629,8 @@ static void gemv_pf_case(kern_type t, int64_t n_mat, int64_t n, int64_t k)
     for (int64_t i = 0; i < k; i++)
         x[i] = frand() * 2.0f;
     float *want = malloc((size_t)(n_mat * n) * sizeof(float)), *got = malloc((size_t)(n_mat * n) * sizeof(float));
-    for (int mode = -1; mode < 3; mode++) {
-        static const char *const names[] = {"panel", "ahead", "none"};
+    for (int mode = -1; mode < 4; mode++) {
+        static const char *const names[] = {"panel", "ahead", "none", "l2"};
         if (mode >= 0)
             setenv("AMXDIAG_GEMV_PREFETCH", names[mode], 1);
         for (int threads = 1; threads <= 3; threads += 2) {
