@@ -1238,22 +1238,22 @@ cupti_range_stats cupti_range_prof_stats(void)
 #endif
 
 /* Measured on an H200 (driver 580.159.04, CUPTI 13.0.1, 2026-11-26): in process (amxdiag's
- * built-in path, driver API) the Range Profiler ran to the end three times; in an injected
- * CUDA-runtime program every activity flush once the profiler was set up made CUPTI's own
- * activity thread fault (SIGSEGV inside libcupti.so.13), at exit or during the run, and
- * without any flush the records never came.  So the injected case is refused by default. */
+ * built-in path, driver API) the Range Profiler ran to the end with CONCURRENT_KERNEL
+ * activity; in an injected CUDA-runtime program every activity flush once the profiler was
+ * set up made CUPTI's own activity thread fault (SIGSEGV inside libcupti.so.13) — unless
+ * kernel activity is KERNEL instead (cupti_tracer.c's activity_mode), which the injected
+ * tracer now uses.  AMXDIAG_GPU_METRICS_INJECTED=0 still turns the injected case off, should
+ * another CUPTI release fault where this one did not. */
 const char cupti_range_prof_off_reason[] =
-    "--gpu-metrics is off for an external command: with the Range Profiler set up in an injected program, "
-    "CUPTI 13.0.1's own activity thread crashed (SIGSEGV inside libcupti.so.13) at every activity flush on an "
-    "H200 (driver 580), killing the program. Profile the built-in path instead (amxdiag profile -e gpu "
-    "--gpu-metrics --ngl N ..., where it works), or run Nsight Compute (ncu) on the command; "
-    "AMXDIAG_GPU_METRICS_INJECTED=1 tries it anyway. The kernel trace is complete.";
+    "--gpu-metrics is off for an external command (AMXDIAG_GPU_METRICS_INJECTED=0). Unset it to profile the "
+    "command's kernels (on an H200 with CUPTI 13.0.1 this works with KERNEL activity records, which amxdiag "
+    "uses in an injected program), profile the built-in path (amxdiag profile -e gpu --gpu-metrics --ngl N ...), "
+    "or run Nsight Compute (ncu) on the command. The kernel trace is complete.";
 
 bool cupti_range_prof_enabled(bool injected)
 {
     if (!injected)
         return true;
-    /* AMXDIAG_GPU_METRICS_EXPERIMENTAL=1: the earlier name of the switch. */
-    const char *a = getenv("AMXDIAG_GPU_METRICS_INJECTED"), *b = getenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL");
-    return (a && !strcmp(a, "1")) || (b && !strcmp(b, "1"));
+    const char *a = getenv("AMXDIAG_GPU_METRICS_INJECTED");
+    return !(a && !strcmp(a, "0"));
 }

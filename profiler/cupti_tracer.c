@@ -1007,9 +1007,12 @@ static unsigned env_uint(const char *name, unsigned def)
 /* AMXDIAG_GPU_METRICS_ACTIVITY, with --gpu-metrics only: how kernel activity goes beside
  * the Range Profiler.  An H200 (CUPTI 13.0.1) crashed in CUPTI's own activity thread at
  * every activity flush in an injected program once the profiler was set up; these are the
- * variants tried against it (tests/device/gpu_metrics_debug.sh):
- *   concurrent  CONCURRENT_KERNEL, MEMCPY, MEMSET from the start (the default);
- *   kernel      KERNEL (serialised kernels) instead of CONCURRENT_KERNEL;
+ * variants tried against it (tests/device/gpu_metrics_debug.sh, sixth run): only `kernel`
+ * and `none` survived, and `kernel` keeps every kernel record, so it is the default of an
+ * injected program; in process `concurrent` ran to the end three times and stays:
+ *   concurrent  CONCURRENT_KERNEL, MEMCPY, MEMSET from the start (the in-process default);
+ *   kernel      KERNEL (serialised kernels) instead of CONCURRENT_KERNEL (the injected
+ *               default; the Range Profiler's kernel replay serialises kernels anyway);
  *   none        no activity at all, so nothing to flush: profiled launches are timed by
  *               gpu__time_duration, the others have no time;
  *   late        the kinds enabled only once the profiler's setup is done;
@@ -1018,10 +1021,14 @@ static unsigned env_uint(const char *name, unsigned def)
  *               of ours: what sits in the last partial buffer at exit is lost. */
 enum { ACT_CONCURRENT, ACT_KERNEL, ACT_NONE, ACT_LATE, ACT_PERIOD };
 
-static int activity_mode(bool metrics)
+static int activity_mode(bool metrics, bool injected)
 {
     const char *e = getenv("AMXDIAG_GPU_METRICS_ACTIVITY");
-    if (!metrics || !e || !*e || !strcmp(e, "concurrent"))
+    if (!metrics)
+        return ACT_CONCURRENT;
+    if (!e || !*e)
+        return injected ? ACT_KERNEL : ACT_CONCURRENT;
+    if (!strcmp(e, "concurrent"))
         return ACT_CONCURRENT;
     if (!strcmp(e, "kernel"))
         return ACT_KERNEL;
@@ -1032,9 +1039,9 @@ static int activity_mode(bool metrics)
     if (!strcmp(e, "period"))
         return ACT_PERIOD;
     cupti_debug("tracer: AMXDIAG_GPU_METRICS_ACTIVITY=%s is not one of concurrent, kernel, none, late, period: "
-                "concurrent",
+                "the default",
                 e);
-    return ACT_CONCURRENT;
+    return injected ? ACT_KERNEL : ACT_CONCURRENT;
 }
 
 static const char *activity_mode_name(int m)
@@ -1190,7 +1197,7 @@ adg_error *cupti_tracer_start(const cupti_tracer_opts *o)
         note(CUPTI_NOTE_NO_CALLBACKS, text);
     }
 
-    T.act_mode = activity_mode(o->gpu_metrics);
+    T.act_mode = activity_mode(o->gpu_metrics, o->injected);
     T.n_kinds = 0;
     atomic_store(&T.kinds_on, false);
     T.buf_bytes = ACT_BUF;

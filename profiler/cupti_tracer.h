@@ -30,6 +30,10 @@ typedef struct cupti_tracer_opts {
     /* Optional: a call of the program returned without error (on its thread, inside
      * CUPTI's callback: nothing here may call CUDA or CUPTI). */
     void (*call_returned)(void);
+    /* The tracer runs inside a profiled program (libamxdiag-inject.so), not in amxdiag:
+     * with --gpu-metrics kernel activity is then KERNEL, not CONCURRENT_KERNEL (see
+     * AMXDIAG_GPU_METRICS_ACTIVITY in cupti_tracer.c). */
+    bool injected;
 } cupti_tracer_opts;
 
 /* Starts tracing in this process.  An error means nothing is traced (no CUPTI, wrong

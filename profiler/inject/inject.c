@@ -263,8 +263,9 @@ EXPORT int InitializeInjection(void)
         return 0;
     }
     out_fd = (int)fd;
-    /* --gpu-metrics is refused in an injected program unless asked for
-     * (cupti_range_prof_enabled): CUPTI's activity thread crashed there on an H200. */
+    /* --gpu-metrics in an injected program unless AMXDIAG_GPU_METRICS_INJECTED=0
+     * (cupti_range_prof_enabled; the tracer then takes KERNEL activity records, with which
+     * CUPTI's activity thread no longer crashed on an H200). */
     bool metrics = getenv("AMXDIAG_GPU_METRICS") != NULL, refused = false;
     if (metrics && !cupti_range_prof_enabled(true)) {
         metrics = false;
@@ -280,7 +281,8 @@ EXPORT int InitializeInjection(void)
                            .gpu_metrics = metrics,
                            .metrics_settled = metrics_settled,
                            .flush_during = metrics,
-                           .call_returned = metrics && late_exit_mode() == 2 ? call_returned : NULL};
+                           .call_returned = metrics && late_exit_mode() == 2 ? call_returned : NULL,
+                           .injected = true};
     adg_error *e = cupti_tracer_start(&o);
     if (e) {
         char text[1024];

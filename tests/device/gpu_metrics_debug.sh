@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# --gpu-metrics on a real GPU, with a verdict per step.  The fifth H200 run (driver
-# 580.159.04, CUPTI 13.0.1) passed in process for the third time; every injected run died:
-# SIGSEGV in a thread of CUPTI's own (frames all in libcupti.so.13) at any
-# cuptiActivityFlushAll once the Range Profiler was set up (at exit, or during the run from
-# our flush thread); with no flush at all the program exited 0 but got no kernel record.
-# The fault addresses (0x5638b47e4, 0x558895f3e31f) look like glibc's "safe-linking"
-# mangled free-list pointers ((slot >> 12) ^ next): CUPTI's thread seems to read a pointer
-# out of a freed small heap block.  Since then --gpu-metrics is on in process and refused
-# for an external command unless AMXDIAG_GPU_METRICS_INJECTED=1.  This run checks both
-# defaults and tries one way around the crash per step (AMXDIAG_GPU_METRICS_ACTIVITY).
+# --gpu-metrics on a real GPU, with a verdict per step.  History (docs/cupti.md): on an
+# H200 (driver 580.159.04, CUPTI 13.0.1) the built-in path (in process) passed from the
+# third run on; in an injected program CUPTI's own activity thread crashed (SIGSEGV inside
+# libcupti.so.13) at any cuptiActivityFlushAll once the Range Profiler was set up, unless
+# kernel activity was CUPTI_ACTIVITY_KIND_KERNEL instead of CONCURRENT_KERNEL (the sixth
+# run's variants: only `kernel` kept every record).  So the injected tracer now takes
+# KERNEL records with --gpu-metrics, and the injected case is on by default
+# (AMXDIAG_GPU_METRICS_INJECTED=0 turns it off).  This run checks the shipped defaults.
 # At most 90 s of steps (each under `timeout`, cut to what is left of the deadline; a normal
 # run takes about 35 s), plus at most ~4 s to take the stacks of a step that hangs.
 #   usage: tests/device/gpu_metrics_debug.sh BUILD_DIR
@@ -19,21 +17,17 @@
 #   unit      tests/test_cupti_range against its stand-in libcupti
 #   crash     amxdiag profile --gpu-metrics -- tests/cupti_fake_app metrics-crash: a process
 #             that dies inside the setup gets a record naming the CUPTI call it died in
-#   refused   amxdiag profile -e gpu --gpu-metrics -- tests/cupti_prog (injected, the
-#             default): metrics refused with the measured reason, trace complete, exit 0
+#   refused   AMXDIAG_GPU_METRICS_INJECTED=0 amxdiag profile -e gpu --gpu-metrics --
+#             tests/cupti_prog: metrics refused with the reason, trace complete, exit 0
 #   builtin   amxdiag profile -e gpu --gpu-metrics --ngl 99 --n-prompt 64 -n 8 -r 1 (in
 #             process, the default now: no switch set): finishes, ranges named, kernel
 #             records kept
-#   prog-kernel, prog-none, prog-late, prog-late-during, prog-period, prog-period4,
-#   prog-nocache  (AMXDIAG_GPU_METRICS_INJECTED=1, debug lines on, at most 6 s each):
-#             cupti_prog --iters 20 injected, one way around the crash each (see the
-#             comments at each step); "VERDICT variants passed:" lists those that passed;
-#             a CRASH STACK section where one died
+#   prog      cupti_prog --iters 20 injected, the defaults (KERNEL records): exit 0, ranges
+#             decoded, every kernel record kept; a CRASH STACK section if it died
+#   prog-all  the same with every launch profiled (AMXDIAG_GPU_METRICS_PER_KERNEL=0, MAX_LAUNCHES=0)
 #   bench     amxdiag-gpu-bench --iters 3 --no-cublas --only gemv alone, then
-#   bench-refused  under profile --gpu-metrics (the default: refused, exit 0, trace complete)
-#   bench-prof     the same with AMXDIAG_GPU_METRICS_INJECTED=1 and the first variant that
-#             passed (or the defaults where none did): the Range Profiler's DRAM bandwidth of
-#             the GEMV kernels against the bench's own GB/s
+#   bench-prof     under profile --gpu-metrics (the defaults): the Range Profiler's DRAM
+#             bandwidth of the GEMV kernels against the bench's own GB/s
 # Output in $OUT (default ./gpu-metrics-debug-out): summary.txt (per step: exit status, wall
 # time, a VERDICT line, the crash stack if any, the last CUPTI call that never returned if
 # any, the debug lines, the record's session / reasons / per-kernel metrics) and the full
@@ -180,9 +174,9 @@ M="((r.get('gpu_kernels') or {}).get('metrics') or {})"
 COST="dict(rc=rc, status=r.get('status'), seen=$M.get('launches_seen'), profiled=$M.get('launches_profiled'), ranges=$M.get('profiled_launches'), unnamed=$M.get('unnamed'), passes=$M.get('passes'), replay_s=$M.get('replay_s'), overhead_s=$M.get('overhead_s'), ms_per_profiled_launch=round(1000*($M.get('replay_s') or 0)/max($M.get('launches_profiled') or 1,1),2), kernel_records=$G.get('kernel_count'), untimed=$G.get('untimed_records'), launches=$G.get('launches'))"
 OKRUN="rc == 0 and r.get('status') == 'complete' and ($M.get('launches_profiled') or 0) > 0"
 
-# The injected path by default: refused with the measured reason, the trace complete.
-run refused 4 "$A" profile -q -e gpu --gpu-metrics -o "$out/refused.json" -- "$build/tests/cupti_prog" --iters 20
-verdict refused "$out/refused.json" "rc == 0 and r.get('status') == 'complete' and any('off for an external command' in u['reason'] and 'CUPTI 13.0.1' in u['reason'] for u in r.get('unavailable', []) if u['what'] == 'gpu.metrics') and ($G.get('kernel_count') or 0) >= 60" "$TRACE"
+# The injected path turned off: refused with the reason, the trace complete.
+AMXDIAG_GPU_METRICS_INJECTED=0 run refused 4 "$A" profile -q -e gpu --gpu-metrics -o "$out/refused.json" -- "$build/tests/cupti_prog" --iters 20
+verdict refused "$out/refused.json" "rc == 0 and r.get('status') == 'complete' and any('off for an external command' in u['reason'] and 'AMXDIAG_GPU_METRICS_INJECTED=0' in u['reason'] for u in r.get('unavailable', []) if u['what'] == 'gpu.metrics') and ($G.get('kernel_count') or 0) >= 60" "$TRACE"
 fact "gpu unavailable" "$out/refused.json" "$REASONS"
 
 # In process, the default now (no switch set): the shipped path.
@@ -197,8 +191,6 @@ fact trace "$out/builtin.json" "$TRACE"
 fact kernels "$out/builtin.json" "$KM"
 
 export AMXDIAG_CUPTI_DEBUG=1
-# From here on the injected opt-in is on.
-export AMXDIAG_GPU_METRICS_INJECTED=1
 
 # crashstack NAME: the fatal signal's stack the debug build writes (libamxdiag-inject.so's
 # handler, AMXDIAG_CUPTI_DEBUG): the faulting pc and every frame, module+offset and symbol.
@@ -248,31 +240,10 @@ variant() {
     debug "$name"
 }
 
-# (a) KERNEL (serialised kernels) instead of CONCURRENT_KERNEL; all at the exit flush.
-variant prog-kernel "CUPTI_ACTIVITY_KIND_KERNEL instead of CONCURRENT_KERNEL, exit flush only" "$PASSV" \
-    AMXDIAG_GPU_METRICS_ACTIVITY=kernel AMXDIAG_CUPTI_FLUSH_DURING=0
-# (b) No activity at all, nothing to flush: profiled launches timed by gpu__time_duration,
-# the others untimed, no copy records.  PASS needs no kernel record, only the profile (the
-# third run's in-process try without kernel activity decoded 0 ranges: that would FAIL).
-variant prog-none "no CUPTI activity at all (nothing to flush)" "$OKR" AMXDIAG_GPU_METRICS_ACTIVITY=none
-# (c) The activity enabled only after the profiler's setup, flushed at exit; then with the
-# flush thread too.
-variant prog-late "activity enabled after the profiler's setup, exit flush only" "$PASSV" \
-    AMXDIAG_GPU_METRICS_ACTIVITY=late AMXDIAG_CUPTI_FLUSH_DURING=0
-variant prog-late-during "activity enabled after the profiler's setup, flushes during the run" "$PASSV" \
-    AMXDIAG_GPU_METRICS_ACTIVITY=late AMXDIAG_CUPTI_FLUSH_DURING=1
-# (d) CUPTI's sample way: no cuptiActivityFlushAll of ours, CUPTI's own periodic flush
-# (cuptiActivityFlushPeriod, 200 ms) hands back full buffers, so small ones (16 KiB, then
-# 4 KiB): the last partial buffer is lost, so PASS wants some kernel records, not all 60.
-variant prog-period "CUPTI's periodic flush only, 16 KiB buffers" "$OKR and ($G.get('kernel_count') or 0) > 0" \
-    AMXDIAG_GPU_METRICS_ACTIVITY=period
-variant prog-period4 "CUPTI's periodic flush only, 4 KiB buffers" "$OKR and ($G.get('kernel_count') or 0) > 0" \
-    AMXDIAG_GPU_METRICS_ACTIVITY=period AMXDIAG_CUPTI_BUFFER_KB=4
-# (e) A diagnostic, not a fix: glibc without tcache and fastbins (no mangled free-list
-# pointers in freed small blocks).  If the fault address stops looking mangled, or the step
-# passes, CUPTI's thread reads freed memory.
-variant prog-nocache "defaults (exit flush only) with glibc's tcache and fastbins off" "$PASSV" \
-    AMXDIAG_CUPTI_FLUSH_DURING=0 GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0
+# The shipped injected defaults (KERNEL activity records with --gpu-metrics).
+variant prog "the defaults: KERNEL activity records" "$PASSV"
+variant prog-all "the defaults, every launch profiled" "$PASSV and ($M.get('launches_profiled') or 0) >= 30" \
+    AMXDIAG_GPU_METRICS_PER_KERNEL=0 AMXDIAG_GPU_METRICS_MAX_LAUNCHES=0
 echo "VERDICT variants passed:${passed:- none}" >>"$S"
 unset AMXDIAG_CUPTI_DEBUG
 
@@ -282,13 +253,8 @@ unset AMXDIAG_CUPTI_DEBUG
 BENCH_GEMV="[(x.get('group'), x.get('name'), x.get('shape'), round(x.get('gbps', 0), 1), x.get('pct_copy') and round(x['pct_copy'], 1)) for x in r.get('rows', []) if 'gemv' in str(x.get('group', '')) + str(x.get('name', ''))][:12], 'copy_gbps', r.get('copy_gbps')"
 run bench 4 "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv --json -o "$out/bench.json"
 fact "bench gemv (key, value)" "$out/bench.json" "$BENCH_GEMV"
-AMXDIAG_GPU_METRICS_INJECTED=0 run bench-refused 6 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-refused.json" -- \
+AMXDIAG_CUPTI_DEBUG=1 run bench-prof 12 "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
     "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
-verdict bench-refused "$out/bench-refused.json" "rc == 0 and r.get('status') == 'complete' and ($G.get('kernel_count') or 0) > 0 and any(u['what'] == 'gpu.metrics' for u in r.get('unavailable', []))" "$TRACE"
-# shellcheck disable=SC2086 # passed_env is a list of VAR=VALUE words
-AMXDIAG_CUPTI_DEBUG=1 run bench-prof 12 env $passed_env "$A" profile -q -e gpu --gpu-metrics -o "$out/bench-prof.json" -- \
-    "$build/amxdiag-gpu-bench" --iters 3 --no-cublas --only gemv
-echo "  variant: ${passed_env:-defaults (no variant passed)}" >>"$S"
 verdict bench-prof "$out/bench-prof.json" "$OKRUN and $M.get('unnamed') == 0" "$COST"
 crashstack bench-prof
 debug bench-prof

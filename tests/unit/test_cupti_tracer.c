@@ -204,10 +204,19 @@ static void test_quiesce(void **st)
 
 /* --gpu-metrics on, through the stand-in (it has no Range Profiler: the tracer notes that
  * and goes on, which is all these need). */
+static void start_metrics_as(bool injected)
+{
+    cupti_tracer_opts o = {.emit = count_emit,
+                           .flushed = count_flushed,
+                           .flush_period_ms = 200,
+                           .gpu_metrics = true,
+                           .injected = injected};
+    ADG_ASSERT_OK(cupti_tracer_start(&o));
+}
+
 static void start_metrics(void)
 {
-    cupti_tracer_opts o = {.emit = count_emit, .flushed = count_flushed, .flush_period_ms = 200, .gpu_metrics = true};
-    ADG_ASSERT_OK(cupti_tracer_start(&o));
+    start_metrics_as(false);
 }
 
 #define BIT(k) (1ull << (k))
@@ -218,6 +227,20 @@ static void test_activity_variants(void **st)
 {
     (void)st;
     size_t bs = 0;
+    /* The defaults with --gpu-metrics: CONCURRENT_KERNEL in process, KERNEL in an injected
+     * program (the one kind with which CUPTI 13.0.1's activity thread did not crash there). */
+    unsetenv("AMXDIAG_GPU_METRICS_ACTIVITY");
+    start_metrics_as(false);
+    assert_int_equal(fake_kinds(NULL), DEFAULT_KINDS);
+    cupti_tracer_stop();
+    start_metrics_as(true);
+    assert_int_equal(fake_kinds(NULL),
+                     BIT(CUPTI_ACTIVITY_KIND_KERNEL) | BIT(CUPTI_ACTIVITY_KIND_MEMCPY) | BIT(CUPTI_ACTIVITY_KIND_MEMSET));
+    cupti_tracer_stop();
+    setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "concurrent", 1);
+    start_metrics_as(true);
+    assert_int_equal(fake_kinds(NULL), DEFAULT_KINDS);
+    cupti_tracer_stop();
     /* Without --gpu-metrics the variable is ignored. */
     setenv("AMXDIAG_GPU_METRICS_ACTIVITY", "none", 1);
     start(false, 200);
@@ -300,26 +323,22 @@ static void test_activity_variants(void **st)
     cupti_tracer_stop();
 }
 
-/* In process the Range Profiler always may start; in an injected program only with
- * AMXDIAG_GPU_METRICS_INJECTED=1 (or its earlier name), and the reason says why not. */
+/* The Range Profiler may start in process and, unless AMXDIAG_GPU_METRICS_INJECTED=0, in an
+ * injected program; the reason for the refusal names the switch and the ways around. */
 static void test_metrics_gate(void **st)
 {
     (void)st;
     assert_true(cupti_range_prof_enabled(false));
-    assert_false(cupti_range_prof_enabled(true));
+    assert_true(cupti_range_prof_enabled(true));
     setenv("AMXDIAG_GPU_METRICS_INJECTED", "0", 1);
     assert_false(cupti_range_prof_enabled(true));
+    assert_true(cupti_range_prof_enabled(false));
     setenv("AMXDIAG_GPU_METRICS_INJECTED", "1", 1);
     assert_true(cupti_range_prof_enabled(true));
     unsetenv("AMXDIAG_GPU_METRICS_INJECTED");
-    setenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL", "1", 1);
-    assert_true(cupti_range_prof_enabled(true));
-    unsetenv("AMXDIAG_GPU_METRICS_EXPERIMENTAL");
-    assert_true(cupti_range_prof_enabled(false));
+    assert_non_null(strstr(cupti_range_prof_off_reason, "AMXDIAG_GPU_METRICS_INJECTED=0"));
     assert_non_null(strstr(cupti_range_prof_off_reason, "CUPTI 13.0.1"));
-    assert_non_null(strstr(cupti_range_prof_off_reason, "H200"));
     assert_non_null(strstr(cupti_range_prof_off_reason, "ncu"));
-    assert_non_null(strstr(cupti_range_prof_off_reason, "AMXDIAG_GPU_METRICS_INJECTED=1"));
     assert_non_null(strstr(cupti_range_prof_off_reason, "--ngl"));
 }
 
