@@ -536,12 +536,17 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                     json_object_set_new(row, "tile_name", json_string(kern_cuda_gemm_tile_name(code)));
                     json_object_set_new(row, "stages", json_integer(pl.stages));
                 }
+                if (pl.f16mma) {
+                    json_object_set_new(row, "ksplit", json_integer(pl.ksplit));
+                    json_object_set_new(row, "store", json_string(b->c->gemm_staged ? "staged" : "fragment"));
+                }
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
                 if (!b->o->json && kern_type_is_quantized(a.t)) {
                     if (pl.f16mma)
-                        printf("%-9s %-14s   ^ f16mma f%d %s, %d stages%s\n", "", "", pl.variant,
-                               kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");
+                        printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s\n", "", "",
+                               pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit,
+                               b->c->gemm_staged ? "staged" : "fragment", sel ? " (selected)" : "");
                     else if (pl.mma)
                         printf("%-9s %-14s   ^ int8 mma v%d %s, %d stages%s\n", "", "", pl.variant,
                                kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");

@@ -193,6 +193,13 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
         else
             adg_warn("AMXDIAG_GPU_GEMM_SPLITK=%s ignored: use 0 (auto), 1 or 2", env);
     }
+    env = getenv("AMXDIAG_GPU_GEMM_STORE");
+    if (env && *env) {
+        if (strcmp(env, "staged") == 0 || strcmp(env, "fragment") == 0)
+            c->gemm_staged = env[0] == 's';
+        else
+            adg_warn("AMXDIAG_GPU_GEMM_STORE=%s ignored: use fragment or staged", env);
+    }
     const char *names[2] = {"AMXDIAG_GPU_GEMM_TILE", "AMXDIAG_GPU_GEMM_STAGES"};
     int *dst[2] = {&c->gemm_tile, &c->gemm_stages};
     for (int i = 0; i < 2; i++) {
@@ -277,6 +284,7 @@ void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 0 : rows > 4 ? 4 : rows; }
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 64 : 32; }
 void kern_cuda_set_gemm_ksplit(kern_cuda_ctx *c, int ksplit) { c->gemm_ksplit = ksplit == 1 || ksplit == 2 ? ksplit : 0; }
+void kern_cuda_set_gemm_staged(kern_cuda_ctx *c, bool staged) { c->gemm_staged = staged; }
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *c, kern_cuda_gemm_kind kind, int tile, int stages)
 {
     c->gemm_kind = kind;

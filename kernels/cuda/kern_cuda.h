@@ -118,9 +118,13 @@ const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k);
  * kern_cuda_gemm_tile_parse takes) and $AMXDIAG_GPU_GEMM_STAGES, so that every tool (run,
  * bench) can be switched without an option of its own. */
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *ctx, kern_cuda_gemm_kind kind, int tile, int stages);
-/* k slices of the f16-MMA GEMM: 0 auto (1), 1, or 2 (split-K; kern_cuda_gemm_ksplit); also
+/* k slices of the f16-MMA GEMM: 0 auto (the measured pick's), 1, or 2 (split-K; kern_cuda_gemm_ksplit); also
  * $AMXDIAG_GPU_GEMM_SPLITK. */
 void kern_cuda_set_gemm_ksplit(kern_cuda_ctx *ctx, int ksplit);
+/* The f16-MMA GEMM's epilogue: false (default) each MMA fragment's 4-byte stores; true the
+ * tile through shared memory and out as 16-byte row pieces (RED.ADD.V4 under split-K on
+ * sm_90).  Also $AMXDIAG_GPU_GEMM_STORE=fragment|staged. */
+void kern_cuda_set_gemm_staged(kern_cuda_ctx *ctx, bool staged);
 /* Number of int8 GEMM tile variants. */
 int kern_cuda_gemm_n_tiles(void);
 /* Number of f16-MMA GEMM tile variants (codes 1 + n_tiles() .. n_tiles() + this). */
@@ -152,12 +156,13 @@ typedef struct kern_cuda_gemm_plan {
     int stages;       /* its k stages in flight */
     int smem;         /* its dynamic shared memory, bytes */
     bool aligned;     /* raw weight blocks by cp.async (k % 128 == 0, 8-byte aligned buffer) */
-    int ksplit;       /* f16-MMA: k slices per tile (2: split-K, y zeroed and the slices added); else 1 */
+    int ksplit;       /* f16-MMA: k slices per tile (2: split-K, y zeroed and the slices added); else 1.
+                         From kern_cuda_gemm_plan_make: the auto tile's measured suggestion */
     const char *why;  /* one line: why this kernel */
 } kern_cuda_gemm_plan;
 /* The k slices an f16-MMA plan takes when `want` (0 = auto, 1, 2; $AMXDIAG_GPU_GEMM_SPLITK)
- * asks: 2 only where each slice keeps at least twice the plan's stages of k; auto is 1 until
- * split-K has been measured. */
+ * asks: 2 only where each slice keeps at least twice the plan's stages of k; auto takes the
+ * plan's suggestion (2 where the H200 sweep measured it faster: attn_o, attn_k). */
 int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k);
 /* Shared memory of one k stage of the int8 kernel (wt 4 = Q4_0, 8 = Q8_0). */
 int kern_cuda_gemm_stage_bytes(int wt, int tile);

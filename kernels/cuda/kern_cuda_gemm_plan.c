@@ -152,16 +152,62 @@ static int gf_slots_fit(int wt, int v, int want, int limit)
     return gf_smem_bytes(wt, gf_var_bm(v), gf_var_bn(v), s, kb) <= limit ? s : 0;
 }
 
+/* The tile (and k slices) measured fastest per shape, for an f16-MMA run without a tile
+ * asked for.  H200, tests/device/gemm_sweep.sh, 2026-11-26 02:59 UTC (build 758fc57), 512
+ * tokens, us of the best f16-MMA tiles over 2/3/4 stages and split-K 2 (cuBLAS f16 | best
+ * int8 q4_0 / q8_0):
+ *   attn_q   4096x2048: q4_0 f0 s3 49.3, f1 49.6      q8_0 f0 s3 56.7   (23.9 | v1 63.8 / 64.0)
+ *   attn_o   2048x4096: q4_0 f1 k2 57.5, f0 k2 57.6   q8_0 f0 k2 65.1   (26.4 | v1 84.0 / 87.5)
+ *   attn_k   512x2048:  q4_0 f3 k2 26.1, f4 27.9      q8_0 f3 k2 27.6   (15.2 | v7 32.4 / 34.1)
+ *   ffn_up   768x2048:  q4_0 f2 k2 30.8, f3 s2 30.9   q8_0 f3 k2 32.1   (16.5 | v7 36.3 / 38.3)
+ *   ffn_down 2048x768:  q4_0 f3 s3 21.8, f2 22.5      q8_0 f2 s3 22.7, f3 23.8 (14.2 | v1 24.2 / 25.1)
+ *   lm_head  151936x2048: q4_0 f5 s3 1221, f0 1346    q8_0 f5 s2 1345, s3 1357 (410 | v2 1588 / 1696)
+ * f16-MMA won at every shape; 3 stages are within 1 % of the best everywhere.  As a rule
+ * over the shape: many waves of 256 x 128 tiles (>= 8 per SM): f5; 128 x 128 tiles filling
+ * >= 3/4 of the SMs: f0; half of them or fewer with a long k (attn_o): f0 in two k slices;
+ * else 64 x 64 f3 (f2 for Q8_0 where k is short: ffn_down), in two k slices where its
+ * tiles fill half the SMs or fewer (attn_k; ffn_up's 96 tiles measured even either way).
+ * The weights go through the f16-MMA kernel's precision (within 1.1 * 2^-10 sum |w x|; at
+ * 02:59 the engine within 0.17 of the CPU reference teacher-forced, every decisive step of
+ * `run --compare ref` the reference's token); AMXDIAG_GPU_GEMM=mma keeps the bit-exact int8
+ * kernel everywhere.  Returns the tile code and sets *ksplit; 0 where nothing was measured
+ * (< 512 tokens). */
+static int measured_f16_code(const kern_cuda_gemm_caps *caps, int wt, int64_t m, int64_t k, int64_t n, int *ksplit)
+{
+    *ksplit = 1;
+    if (n < 512 || k < 256)
+        return 0;
+    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 132;
+    const int64_t t128 = ((m + 127) / 128) * ((n + 127) / 128);
+    const int64_t t256 = ((m + 255) / 256) * ((n + 127) / 128);
+    const int64_t t64 = ((m + 63) / 64) * ((n + 63) / 64);
+    if (t256 >= 8 * sms)
+        return 1 + GI8_NVAR + 5;
+    if (4 * t128 >= 3 * sms)
+        return 1 + GI8_NVAR + 0;
+    if (k >= 4096 && 2 * t128 <= sms) {
+        *ksplit = 2;
+        return 1 + GI8_NVAR + 0;
+    }
+    if (k >= 2048 && 2 * t64 <= sms)
+        *ksplit = 2;
+    return 1 + GI8_NVAR + (wt == 8 && k < 2048 ? 2 : 3);
+}
+
 static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code, int stages, int wt, int64_t m,
                                        int64_t k, int64_t n, uint64_t w_addr)
 {
     kern_cuda_gemm_plan p = {.mma = false, .why = ""};
     const int limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
     const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 1;
-    int v = -1;
+    int v = -1, ksplit = 1;
     if (code > GI8_NVAR)
         v = code - 1 - GI8_NVAR;
+    else if ((code = measured_f16_code(caps, wt, m, k, n, &ksplit)) != 0 &&
+             gf_slots_fit(wt, code - 1 - GI8_NVAR, stages, limit))
+        v = code - 1 - GI8_NVAR;
     else {
+        ksplit = 1;
         double best = 0;
         for (int c = 0; c < GF_NVAR; c++) {
             if (gf_var_kb(c) != 4) /* the k64 variants: chosen by name until measured */
@@ -182,7 +228,7 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
         return p;
     }
     p.f16mma = true;
-    p.ksplit = 1;
+    p.ksplit = ksplit; /* the measured pick's suggestion; kern_cuda_gemm_ksplit decides */
     p.variant = v;
     p.tile = gf_var_bm(v);
     p.bn = gf_var_bn(v);
@@ -196,29 +242,6 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
                       : (kb == 4 ? "f16 tensor cores (weights by 2-byte loads: k % 128 != 0 or unaligned)"
                                  : "f16 tensor cores (weights by 2-byte loads: k % 64 != 0 or unaligned)");
     return p;
-}
-
-/* AUTO's f16-MMA pick: the tile code where the f16-MMA kernel was measured faster than
- * the best int8 tile, else 0 (the int8 kernel).  H200, tests/device/gemm_sweep.sh,
- * 2026-11-26, 3 stages, the best tile of each kernel (us, first f16-MMA version):
- *   attn_q   4096x2048, 512 tok: q4_0 f16mma f1 58.7 / f0 60.4, int8 v1 63.7; q8_0 f0 63.7, v1 64.3
- *   attn_o   2048x4096, 512 tok: q4_0 f3 80.1, int8 v1 83.9; q8_0 f3 86.3, v1 88.3
- *   lm_head  151936x2048, 512:   q4_0 f0 1578, int8 v2 1605; q8_0 f0 1752, v1 1799
- *   attn_k   512x2048, 512 tok:  int8 v7 32.6 / 34.1, f16mma f4 35.9 / 37.9
- *   ffn_up   768x2048, 512 tok:  int8 v7 36.8 / 38.9, f16mma f3 39.5 / 41.6
- *   ffn_down 2048x768, 512 tok:  int8 v1 25.1 / v7 25.6, f16mma f3 26.1 / 26.8
- * so f16-MMA where m and k are both >= 2048 at 512 tokens or more (fewer tokens were not
- * measured: int8 there): f0 where its 128 x 128 tiles fill at least half the SMs, else f3.
- * The weights go through the f16-MMA kernel's precision (within 1.1 * 2^-10 sum |w x|, the
- * engine within 0.17 of the CPU reference teacher-forced, every decisive step the same
- * token); AMXDIAG_GPU_GEMM=mma keeps the bit-exact int8 kernel everywhere. */
-static int auto_f16_code(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, int64_t n)
-{
-    if (m < 2048 || k < 2048 || n < 512)
-        return 0;
-    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 132;
-    const int64_t t128 = ((m + 127) / 128) * ((n + 127) / 128);
-    return 1 + GI8_NVAR + (2 * t128 >= sms ? 0 : 3);
 }
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
@@ -258,9 +281,9 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
     /* AUTO: the kernel measured faster at this kind of shape (an f16-MMA tile asked for
      * picks that kernel) */
     if (kind == KERN_CUDA_GEMM_AUTO && !moe && (code == 0 || code > GI8_NVAR)) {
-        const int fc = code ? code : auto_f16_code(caps, m, k, n);
-        if (fc) {
-            kern_cuda_gemm_plan f = plan_f16mma(caps, fc, want_stages, wt, m, k, n, w_addr);
+        int ks;
+        if (code || measured_f16_code(caps, wt, m, k, n, &ks)) {
+            kern_cuda_gemm_plan f = plan_f16mma(caps, code, want_stages, wt, m, k, n, w_addr);
             if (f.f16mma) {
                 if (!code)
                     f.why = f.aligned ? "f16 tensor cores (auto: measured faster than int8 at this shape)"
@@ -317,6 +340,9 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
 
 int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k)
 {
+    /* 0: auto, the measured pick's suggestion (plan_f16mma) */
+    if (want == 0)
+        want = p->ksplit;
     if (!p->f16mma || want != 2 || p->variant < 0 || p->variant >= GF_NVAR)
         return 1;
     const int kb = gf_var_kb(p->variant);

@@ -81,7 +81,8 @@ struct kern_cuda_ctx {
     int gemm_bk;   /* 64: the 64-wide-stage GEMM; otherwise the 32-wide one */
     kern_cuda_gemm_kind gemm_kind; /* the prompt GEMM (kern_cuda_set_gemm_kernel) */
     int gemm_tile, gemm_stages;    /* 0 = auto */
-    int gemm_ksplit;               /* f16-MMA k slices: 0 = auto (1), 1 or 2 ($AMXDIAG_GPU_GEMM_SPLITK) */
+    int gemm_ksplit;               /* f16-MMA k slices: 0 = auto (measured), 1 or 2 ($AMXDIAG_GPU_GEMM_SPLITK) */
+    bool gemm_staged;              /* f16-MMA epilogue through shared memory ($AMXDIAG_GPU_GEMM_STORE=staged) */
     kern_cuda_gemm_caps caps;
     int fn_smem[KF_COUNT];         /* dynamic shared memory each kernel was opened up to */
     kern_cu_deviceptr valrec;

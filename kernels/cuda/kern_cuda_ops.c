@@ -1,5 +1,6 @@
 /* The ops: argument checks, launch geometry, kernel parameters, fault planting. */
 #include "kernels/cuda/kern_cuda_internal.h"
+#include "kernels/cuda/kern_gemm_f16mma_map.h"
 
 #include <math.h>
 
@@ -237,7 +238,8 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
     if (e)
         return e;
     long long mm = m, kk = k, nn = n;
-    int slots = pl->stages, aligned = pl->aligned ? 1 : 0, ksplit = pl->ksplit > 1 ? pl->ksplit : 1;
+    int slots = pl->stages, ksplit = pl->ksplit > 1 ? pl->ksplit : 1;
+    int flags = (pl->aligned ? GF_FLAG_ALIGNED : 0) | (c->gemm_staged ? GF_FLAG_STAGED : 0);
     if (ksplit > 1) { /* split-K: the slices add into y */
         long long count = n * m;
         void *pz[] = {&y, &count};
@@ -249,7 +251,7 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
     }
     kern_cu_deviceptr ptrs[4] = {w, xh, y, 0};
     kern_cuda_geom g = kern_cuda_geom_rows(tiles * ksplit, 1, (unsigned)pl->threads, c->max_grid_x);
-    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &aligned, &ksplit};
+    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &flags, &ksplit};
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
 }
 

@@ -6,6 +6,7 @@
 #ifndef KERN_GEMM_F16MMA_CUH
 #define KERN_GEMM_F16MMA_CUH
 
+#include "kern_gemm_copy.cuh"
 #include "kern_gemm_f16mma_map.h"
 
 // One raw block of a ring slot (blk: its first byte; mis = (its offset in the slot + 2) & 3,
@@ -50,8 +51,11 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // One CTA tile of variant (MT, NT, WM, WN): weight rows r0 .. r0 + BM - 1, tokens n0 ..
 // n0 + BN - 1; token tiles run fastest (the CTAs that share a band of weight rows are in
 // flight together, so a weight matrix larger than L2 is read from DRAM about once).
-// x: the activations in f16 [n][k]; `slots` (3..4) ring slots; aligned (gf_aligned): raw W
-// by cp.async, else by 2-byte loads into the same layout.  KB: quant blocks per k stage.
+// x: the activations in f16 [n][k]; `slots` (3..4) ring slots; flags bit 0 (GF_FLAG_ALIGNED,
+// gf_aligned): raw W by cp.async, else by 2-byte loads into the same layout; bit 1
+// (GF_FLAG_STAGED): the result tile through shared memory and out as 16-byte pieces of
+// rows (the fragments' own stores write 4-byte pieces, 8 rows x 4 tokens per instruction;
+// the LM head writes 311 MB of f32).  KB: quant blocks per k stage.
 // ksplit > 1: each tile's k stages are cut into ksplit slices, one CTA tile each, whose
 // partial sums are added into y (zeroed by the host) with gf_red_add; with 2 slices the
 // result does not depend on their order (0 + a + b == 0 + b + a in IEEE arithmetic).
@@ -69,7 +73,7 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // address arithmetic's dependencies (issue slots 32 % busy, tensor pipe 30 %).
 template <int WT, int MT, int NT, int WM, int WN, int KB>
 __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
-                            int slots, int aligned, int ksplit)
+                            int slots, int flags, int ksplit)
 {
 #if __CUDA_ARCH__ >= 800
     constexpr int BM = 16 * MT * WM, BN = 8 * NT * WN, NW = WM * WN, THREADS = 32 * NW;
@@ -90,6 +94,11 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
     constexpr int XPI = THREADS / CPR, XIT = BN * CPR / THREADS, CPI = THREADS / KB, WIT = KB == 4 ? RPW / RPI : 1;
     static_assert(XPI % 8 == 0 && CPI % 8 == 0 && XIT <= 32, "tile variant");
     GF_DYN_SMEM(gf_smem);
+    // flags bit 1: the staged epilogue (where its [token][row] f32 tile fits the slots and
+    // f16 buffers); bit 0: aligned raw W copies
+    // flags (like the other kernel parameters) is read where used: values derived once up
+    // here would hold registers through the main loop (f5 Q8_0 spilled more)
+    constexpr int ES = BM + 4;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN;
     uint8_t *const wf0 = gf_smem + slots * SLOT;
@@ -137,7 +146,7 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
         auto load = [&](int st, int slot) {
             uint8_t *sb = gf_smem + slot * SLOT;
             const long long kb0 = (long long)st * KB;
-            if (aligned && KB == 2) {
+            if ((flags & GF_FLAG_ALIGNED) && KB == 2) {
                 // piece c = tid + i THREADS is (row, pc) = (c / PW, c % PW): from this
                 // thread's first piece by compile-time steps and one carry; 32-bit offsets
                 // within the tile (the plan keeps BM row_bytes below 2^31)
@@ -151,7 +160,7 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                         cp_async4(sb + row * WSTR + pc * 4, ok ? wst + (row * rbytes + pc * 4) : w, ok);
                     }
                 }
-            } else if (aligned) {
+            } else if (flags & GF_FLAG_ALIGNED) {
                 if (lane < LPR * RPI) {
                     const uint8_t *src = wsrc + kb0 * BSZ;
 #pragma unroll
@@ -164,23 +173,10 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                 if (lane < RPW)
                     cp_async8(sb + w_dst_last, wlast_ok ? wsrc_last + kb0 * BSZ : w, wlast_ok);
             } else {
-                for (int c = tid; c < BM * KB; c += THREADS) {
-                    const int row = c / KB, bl = c % KB;
-                    uint16_t *dst = (uint16_t *)(sb + row * WSTR + bl * BSZ);
-                    if (r0 + row < m && kb0 + bl < nb) {
-                        const uint16_t *src = (const uint16_t *)(w + (r0 + row) * row_bytes + (kb0 + bl) * BSZ);
-#pragma unroll
-                        for (int i = 0; i < BSZ / 2; i++)
-                            dst[i] = __ldg(src + i);
-                    } else {
-#pragma unroll
-                        for (int i = 0; i < BSZ / 2; i++)
-                            dst[i] = 0;
-                    }
-                }
+                gq_copy_blocks_2byte<BSZ, BM, KB, WSTR, THREADS>(sb, w, r0, m, kb0, nb, row_bytes, tid);
             }
             // k is a multiple of 32 KB on the aligned path: every block of the stage exists
-            const bool kin = aligned || kb0 + (x_j >> 2) < nb;
+            const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
             const uint16_t *src = xsrc + kb0 * 32;
 #pragma unroll
             for (int it = 0; it < XIT; it++) {
@@ -257,6 +253,47 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
             ld = ld + 1 == slots ? 0 : ld + 1;
         }
         cp_async_wait(0);
+        if ((flags & GF_FLAG_STAGED) && BN * ES * 4 <= slots * SLOT + 2 * WFB) {
+            // the tile through shared memory as [token][row] f32 (rows padded by 4: a fragment
+            // store's 8 rows x 4 tokens fall in 32 banks), then 4 rows of a token per thread
+            // as one 16-byte store or RED.ADD (split-K): a warp writes 512 contiguous bytes
+            float *const es = reinterpret_cast<float *>(gf_smem);
+            __syncthreads(); // every warp is past the last stage's buffers
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        es[(wn * (NT * 8) + nt * 8 + gi8_c_tok(lane, i)) * ES + wm * (MT * 16) + mt * 16 +
+                           gi8_c_row(lane, i)] = acc[mt][nt][i];
+            __syncthreads();
+#pragma unroll 4
+            for (int e = tid; e < BN * (BM / 4); e += THREADS) {
+                const int t = e / (BM / 4), r = (e % (BM / 4)) * 4;
+                const long long tok = n0 + t, row = r0 + r;
+                if (tok >= n || row >= m)
+                    continue;
+                float v[4];
+                gf_ld4f(es + t * ES + r, v);
+                float *const dst = y + tok * m + row;
+                if ((m & 3) == 0 && (reinterpret_cast<unsigned long long>(y) & 15) == 0) {
+                    // m % 4 == 0: rows row .. row + 3 all exist
+                    if (ksplit > 1)
+                        gf_red_add4(dst, v);
+                    else
+                        gf_st4f(dst, v);
+                } else {
+                    for (int q = 0; q < 4 && row + q < m; q++) {
+                        if (ksplit > 1)
+                            gf_red_add(dst + q, v[q]);
+                        else
+                            dst[q] = v[q];
+                    }
+                }
+            }
+            continue; // the next tile's first barrier keeps its copies off `es` until all have read
+        }
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll

@@ -77,6 +77,11 @@ GI8_FN int gf_var_bm(int v) { return 16 * gf_var(v).mt * gf_var(v).wm; }
 GI8_FN int gf_var_bn(int v) { return 8 * gf_var(v).nt * gf_var(v).wn; }
 GI8_FN int gf_var_threads(int v) { return 32 * gf_var(v).wm * gf_var(v).wn; }
 
+/* The kernel's flags argument: raw W by cp.async (gf_aligned); the result tile through
+ * shared memory, out as 16-byte row pieces (AMXDIAG_GPU_GEMM_STORE=staged). */
+#define GF_FLAG_ALIGNED 1
+#define GF_FLAG_STAGED 2
+
 /* Bytes per row of an f16 tile (kb blocks of 32 halves) and per raw W row of a slot (kb
  * blocks, padded to a multiple of 16). */
 GI8_FN int gf_row(int kb) { return kb * 64; }

@@ -6,6 +6,7 @@
 #ifndef KERN_GEMM_I8_CUH
 #define KERN_GEMM_I8_CUH
 
+#include "kern_gemm_copy.cuh"
 #include "kern_gemm_i8_map.h"
 
 // 4 bytes at a 2-byte aligned shared address; A4: known to be 4-byte aligned.
@@ -117,20 +118,7 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                         cp_async8(sb + (warp * RPW + lane) * WSTR + (CH - 1) * 8, ok ? wsrc_last + kb0 * BSZ : w, ok);
                     }
                 } else {
-                    for (int c = tid; c < BM * GI8_KBS; c += THREADS) {
-                        const int row = c / GI8_KBS, bl = c % GI8_KBS;
-                        uint16_t *dst = (uint16_t *)(sb + row * WSTR + bl * BSZ);
-                        if (r0 + row < m && kb0 + bl < nb) {
-                            const uint16_t *src = (const uint16_t *)(we + (r0 + row) * row_bytes + (kb0 + bl) * BSZ);
-#pragma unroll
-                            for (int i = 0; i < BSZ / 2; i++)
-                                dst[i] = __ldg(src + i);
-                        } else {
-#pragma unroll
-                            for (int i = 0; i < BSZ / 2; i++)
-                                dst[i] = 0;
-                        }
-                    }
+                    gq_copy_blocks_2byte<BSZ, BM, GI8_KBS, WSTR, THREADS>(sb, we, r0, m, kb0, nb, row_bytes, tid);
                 }
 #pragma unroll
                 for (int it = 0; it < BN * 8 / THREADS; it++) {

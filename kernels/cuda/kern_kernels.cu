@@ -893,6 +893,28 @@ __device__ __forceinline__ void gf_store4(unsigned *dst, unsigned a, unsigned b,
 }
 // a k slice's partial sum into y (split-K; the result is not read back, so RED.ADD)
 __device__ __forceinline__ void gf_red_add(float *p, float v) { atomicAdd(p, v); }
+// four of them at a 16-byte aligned address: one RED.ADD.V4 on sm_90 (each element is still
+// added on its own, so two slices stay order-independent)
+__device__ __forceinline__ void gf_red_add4(float *p, const float v[4])
+{
+#if __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4 *>(p), make_float4(v[0], v[1], v[2], v[3]));
+#else
+    for (int i = 0; i < 4; i++)
+        atomicAdd(p + i, v[i]);
+#endif
+}
+__device__ __forceinline__ void gf_ld4f(const float *p, float v[4])
+{
+    const float4 t = *reinterpret_cast<const float4 *>(p);
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+}
+// one STG.128 (a float4 assignment came out as four 4-byte stores at sm_90)
+__device__ __forceinline__ void gf_st4f(float *p, const float v[4])
+{
+    asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3])
+                 : "memory");
+}
 #define GF_DYN_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
 #include "kern_gemm_f16mma.cuh"
 
@@ -900,9 +922,9 @@ __device__ __forceinline__ void gf_red_add(float *p, float v) { atomicAdd(p, v);
 #define GF_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS, KB)                                                                \
     extern "C" __global__ void __launch_bounds__(32 * WM * WN, CPS)                                                 \
         kern_gemm_f16mma_##Q##_v##I(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n,      \
-                                    float *y, int slots, int aligned, int ksplit)                                   \
+                                    float *y, int slots, int flags, int ksplit)                                     \
     {                                                                                                               \
-        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, aligned, ksplit);                              \
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, flags, ksplit);                                \
     }
 #define GF_DENSE(I, MT, NT, WM, WN, CPS, KB)                                                                        \
     GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS, KB) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS, KB)

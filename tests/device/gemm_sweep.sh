@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
-# The prompt GEMMs' tile variants on a GPU, in about 60-90 s (every step has its own
-# limit: 345 s at most, plus 60 s with NCU=1): the int8 tensor-core kernel (bit-exact)
-# and the f16-MMA kernel (weights dequantised to f16 in shared memory, within
-# 1.1 * 2^-10 sum |w x|) side by side with cuBLAS f16.
+# The prompt GEMMs on a GPU, in about 60-90 s (every step has its own limit: 230 s at most
+# together, plus 2 x 45 s with NCU=1): the int8 tensor-core kernel (bit-exact) and the
+# f16-MMA kernel (weights dequantised to f16 in shared memory, within 1.1 * 2^-10 sum |w x|)
+# side by side with cuBLAS f16, each f16-MMA tile with the MMA fragments' own 4-byte
+# stores and with the staged epilogue (AMXDIAG_GPU_GEMM_STORE=staged: the tile through
+# shared memory, 16-byte row pieces, RED.ADD.V4 under split-K).
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
-#      formula, every f16-MMA variant within its bound (the largest error printed);
-#   2. sweep-s3/s2/s4: `amxdiag-gpu-bench --only gemm --gemm-tile all --gemm-stages N`
-#      times every int8 (v0..v7) and f16-MMA (f0..f7; at least 3 stages) variant at every
-#      shape next to cuBLAS f16; sweep-s3k2 the same at 3 stages with the f16-MMA tiles
-#      split in two k slices (AMXDIAG_GPU_GEMM_SPLITK=2);
-#   3. engine-f16mma: test_kern_engine's GPU layers teacher-forced against the CPU
-#      reference (tolerance 0.25) with AMXDIAG_GPU_GEMM=f16mma, and `amxdiag run --ngl 99
-#      --greedy --compare ref` on the default model with it;
-#   4. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every variant, the
-#      best int8 and the best f16-MMA one over all stage counts, and the goal per shape;
-#   5. compute-sanitizer memcheck and racecheck on the f16-MMA kernels (small checks);
-#   6. NCU=1: Nsight Compute's sections (stall reasons, bank conflicts, source counters) of
-#      the f16-MMA tiles f0, f5, f3, f6 (Q4_0) at every shape, and a per-launch digest.
+#      formula, every f16-MMA variant within its bound (the largest error printed), the
+#      staged epilogue included;
+#   2. auto, auto-staged: `amxdiag-gpu-bench --only gemm` as a user runs it (the default
+#      kernel, tile and k slices per shape; goal "worst shape, % of cuBLAS f16");
+#   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2) and the same staged (s3st,
+#      s3k2st): every int8 (v0..v7) and f16-MMA (f0..f7) tile at every shape, 3 stages;
+#   4. check-f16mma (+ -staged): the bench's checks with the f16-MMA kernel; engine-f16mma:
+#      test_kern_engine's GPU layers teacher-forced against the CPU reference;
+#      compare-f16mma: `amxdiag run --ngl 99 --greedy --compare ref`;
+#   5. compute-sanitizer memcheck and racecheck on the f16-MMA kernels, staged epilogue;
+#   6. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every tile, the best
+#      per kernel over the runs, the goal per shape;
+#   7. NCU=1: Nsight Compute of the LM head's kernel only (f5 Q4_0, 151936 x 2048 x 512),
+#      fragment stores and staged: stall reasons, pipes, bank conflicts, DRAM bytes.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
 # Needs under BUILD_DIR: amxdiag, amxdiag-gpu-bench, tests/test_kern_cuda_gemm,
 # tests/test_kern_engine, devlibs/.
-# Outputs: summary.txt (the table included), sweep-s{3,2,4,3k2}.json, one .log per step, and
-# with NCU=1 ncu-details.txt, ncu-f16.csv.
+# Outputs: summary.txt (the table included), sweep-s{3,3k2,3st,3k2st}.json, auto*.json, one
+# .log per step, and with NCU=1 ncu-details.txt, ncu-f16.csv.
 set -u
 build=${1:?usage: tests/device/gemm_sweep.sh BUILD_DIR}
 out=${OUT:-./gemm-sweep-out}
@@ -43,22 +46,33 @@ grep -h "FAILED\|element\|SKIP\|ERROR\|LINE\|token .* row" "$out/unit-gemm.log" 
 grep -c "bit-exact" "$out/unit-gemm.log" | sed 's/^/  int8 bit-exact cases: /' >>"$summary"
 grep -h "gpu f16mma" "$out/unit-gemm.log" | sed 's/^/  /' >>"$summary"
 
-# 2. every variant at every shape, per pipeline depth (3 = the default)
-for st in 3 2 4; do
-    step_want "sweep-s$st" 0 25 "$bench" --only gemm --gemm-tile all --gemm-stages "$st" --iters 10 \
-        -o "$out/sweep-s$st.json"
-    sed -n '/^goals/,$p' "$out/sweep-s$st.log" | sed "s/^/  s$st /" >>"$summary"
+# 2. the default as a user gets it (kernel, tile, k slices per shape from the plan)
+step_want auto 0 20 "$bench" --only gemm --iters 10 -o "$out/auto.json"
+step_want auto-staged 0 20 env AMXDIAG_GPU_GEMM_STORE=staged "$bench" --only gemm --iters 10 \
+    -o "$out/auto-staged.json"
+for r in auto auto-staged; do
+    sed -n '/^goals/,$p' "$out/$r.log" | sed "s/^/  $r /" >>"$summary"
+    grep -h "f16mma f.*(selected)" "$out/$r.log" | head -14 | sed "s/^ */  $r /" >>"$summary"
 done
-# split-K by 2 for the f16-MMA rows (AMXDIAG_GPU_GEMM_SPLITK=2: where k has >= 4 x 3 stages,
-# i.e. every shape but ffn_down; the int8 rows are the same kernels as in sweep-s3)
-step_want sweep-s3k2 0 25 env AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm --gemm-tile all --gemm-stages 3 \
-    --iters 10 -o "$out/sweep-s3k2.json"
-sed -n '/^goals/,$p' "$out/sweep-s3k2.log" | sed "s/^/  s3k2 /" >>"$summary"
+
+# 3. every tile at every shape, 3 stages (2 and 4 were measured at 02:59: within 1 %),
+# one k slice and two (AMXDIAG_GPU_GEMM_SPLITK=2: where k has >= 4 x 3 stages, i.e. every
+# shape but ffn_down), fragment stores and staged
+for run in s3 s3k2 s3st s3k2st; do
+    envs=()
+    case $run in *k2*) envs+=(AMXDIAG_GPU_GEMM_SPLITK=2) ;; esac
+    case $run in *st) envs+=(AMXDIAG_GPU_GEMM_STORE=staged) ;; esac
+    step_want "sweep-$run" 0 25 env "${envs[@]}" "$bench" --only gemm --gemm-tile all --gemm-stages 3 --iters 10 \
+        -o "$out/sweep-$run.json"
+    sed -n '/^goals/,$p' "$out/sweep-$run.log" | sed "s/^/  $run /" >>"$summary"
+done
 
 # 3. the engine with the f16-MMA prompt GEMM against the CPU reference, and the bench's
 # own checks (every kernel against the CPU reference, the GEMM within 1.1 * 2^-10 sum |w x|)
 step_want check-f16mma 0 40 "$bench" --check-only --gemm-kernel f16mma
 grep -h -E "FAIL|gemm" "$out/check-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
+step_want check-f16mma-staged 0 40 env AMXDIAG_GPU_GEMM_STORE=staged "$bench" --check-only --gemm-kernel f16mma
+grep -h -E "FAIL|gemm" "$out/check-f16mma-staged.log" | head -12 | sed 's/^/  /' >>"$summary"
 step_want engine-f16mma 0 10 env AMXDIAG_GPU_GEMM=f16mma "$build/tests/test_kern_engine"
 grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
 export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-f16mma-cache-XXXXXX)
@@ -71,12 +85,14 @@ unset XDG_CACHE_HOME
 
 # compute-sanitizer on the f16-MMA kernels only (the bench's small checks: 256 x 512 x 64
 # and 131 x 96 x 37): no out-of-bounds access, no shared-memory race between the copies,
-# the conversion and the MMAs of the single-barrier pipeline
+# the conversion and the MMAs of the single-barrier pipeline, nor between the staged
+# epilogue's tile and the next tile's copies (the fragment path ran clean at 02:59)
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
-        step_want "sanitizer-$tool" 0 60 "$cs" --tool $tool --kernel-name kns=gemm_f16mma --error-exitcode 9 \
-            --print-limit 10 "$bench" --check-only --quick --gemm-kernel f16mma
+        step_want "sanitizer-$tool" 0 60 env AMXDIAG_GPU_GEMM_STORE=staged "$cs" --tool $tool \
+            --kernel-name kns=gemm_f16mma --error-exitcode 9 --print-limit 10 "$bench" --check-only --quick \
+            --gemm-kernel f16mma
         expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'
         grep -h -E "SUMMARY|Invalid|hazard" "$out/sanitizer-$tool.log" | head -6 | sed 's/^/  /' >>"$summary"
     done
@@ -87,7 +103,7 @@ python3 - "$out" >>"$summary" 2>&1 <<'EOF'
 import json, os, sys
 out = sys.argv[1]
 runs = {}
-for st in ("3", "2", "4", "3k2"):
+for st in ("3", "3k2", "3st", "3k2st"):
     p = os.path.join(out, "sweep-s%s.json" % st)
     if os.path.exists(p):
         try:
@@ -105,8 +121,8 @@ for st, r in runs.items():
     for x in rows:
         if x["name"] not in shapes:
             shapes.append(x["name"])
-    print("\n== %s stages%s (us / TOP/s / %% of cuBLAS f16; * = the default pick, ^ = best of the kernel)"
-          % (st[0], ", f16mma split-K 2" if st.endswith("k2") else ""))
+    print("\n== %s stages%s%s (us / TOP/s / %% of cuBLAS f16; * = the default tile, ^ = best of the kernel)"
+          % (st[0], ", f16mma split-K 2" if "k2" in st else "", ", staged stores" if st.endswith("st") else ""))
     for nm in shapes:
         cb = [x for x in rows if x["name"] == nm and x["type"] == "cublas"]
         ci = [x for x in rows if x["name"] == nm and x["type"] == "cublas-i8"]
@@ -133,7 +149,7 @@ for st, r in runs.items():
                 lab = "%s%d s%s" % (tag, b.get("variant", -1), st)
                 if key not in best or b.get("pct_cublas", 0) > best[key][0]:
                     best[key] = (b.get("pct_cublas", 0), b["us"], lab)
-print("\n== best per shape over all stage counts (% of cuBLAS f16; goal >= 50 %)")
+print("\n== best per shape over the runs (% of cuBLAS f16; goal >= 50 %)")
 worst = {}
 for nm in cub:
     for ty in ("q4_0", "q8_0"):
@@ -151,13 +167,13 @@ for ty, w in sorted(worst.items()):
     print("worst shape, best kernel and tile, %s: %.1f%% (%s)" % (ty, w, "MET" if w >= 50 else "MISS"))
 EOF
 
-# 6. Nsight Compute on the f16-MMA kernel (NCU=1), Q4_0 only, two runs of 30 s at most:
-# f0 (128 x 128) and f5 (256 x 128, k stages of 64), then f3 (64 x 64) and f6 (128 x 128,
-# k stages of 64), each at every shape (the bench's warm-up and timed launch: attn_q,
-# attn_o, attn_k, ffn_up, ffn_down, lm_head).  Sections: speed of light, compute, occupancy,
-# launch, scheduler, warp states (stall reasons), instruction mix, memory tables (shared
-# memory bank conflicts per instruction kind), source counters.  ncu-f16.csv: one line per
-# launch with the figures the tuning needs.
+# 7. Nsight Compute (NCU=1) of the LM head's kernel only: f5 (256 x 128, k stages of 64)
+# Q4_0 at 151936 x 2048 x 512, with fragment stores and staged.  The bench in its default
+# mode with --gemm-tile f5 launches f5 Q4_0 twice per shape (warm-up, timed) in the order
+# attn_q, attn_o, attn_k, ffn_up, ffn_down, lm_head: the LM head's are launches 11 and 12.
+# (At 02:59 two runs over every shape hit their 30 s limit before the LM head.)  Sections:
+# speed of light, compute, occupancy, launch, scheduler, warp states (stall reasons),
+# instruction mix, memory tables (bank conflicts per instruction kind), source counters.
 if [ -n "${NCU:-}" ]; then
     ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
     secs="--section SpeedOfLight --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
@@ -175,11 +191,13 @@ if [ -n "${NCU:-}" ]; then
     done
     : >"$out/ncu-details.txt"
     : >"$out/ncu-f16.csv"
-    for pair in "0|5" "3|6"; do
-        tag=f${pair/|/f}
-        step_want "ncu-$tag" 0 30 "$ncu" $secs -k "regex:kern_gemm_f16mma_q4_0_v(${pair})\$" --launch-count 24 \
-            -o "$out/gemm-$tag" -f "$PWD/$bench" --only gemm --iters 1 --gemm-tile all --no-cublas
+    for store in fragment staged; do
+        tag=f5-lm-$store
+        step_want "ncu-$tag" 0 45 env AMXDIAG_GPU_GEMM_STORE=$store "$ncu" $secs \
+            -k "regex:kern_gemm_f16mma_q4_0_v5\$" --launch-skip 10 --launch-count 2 -o "$out/gemm-$tag" -f \
+            "$PWD/$bench" --only gemm --iters 1 --gemm-tile f5 --gemm-stages 3 --no-cublas
         if [ -f "$out/gemm-$tag.ncu-rep" ]; then
+            echo "==== $tag" >>"$out/ncu-details.txt"
             "$ncu" --import "$out/gemm-$tag.ncu-rep" --page details >>"$out/ncu-details.txt" 2>&1
             "$ncu" --import "$out/gemm-$tag.ncu-rep" --page raw --csv --metrics "$mets" >>"$out/ncu-f16.csv" 2>&1
             rm -f "$out/gemm-$tag.ncu-rep"
@@ -191,7 +209,7 @@ if [ -n "${NCU:-}" ]; then
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 hdr = units = None
-print("\n== ncu, f16-MMA q4_0 (launch order: attn_q, attn_o, attn_k, ffn_up, ffn_down, lm_head; warm-up, timed)")
+print("\n== ncu, f16-MMA f5 q4_0 at the LM head (warm-up, timed; fragment stores, then staged)")
 def num(s):
     try:
         return float(s.replace(",", ""))

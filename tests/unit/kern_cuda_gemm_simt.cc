@@ -242,6 +242,26 @@ static void gf_red_add(float *p, float v)
     std::lock_guard<std::mutex> g(sim_red_lock);
     *p += v;
 }
+static void gf_red_add4(float *p, const float v[4])
+{
+    if ((uintptr_t)p % 16)
+        __trap(); // RED.ADD.V4 needs a 16-byte aligned address
+    std::lock_guard<std::mutex> g(sim_red_lock);
+    for (int i = 0; i < 4; i++)
+        p[i] += v[i];
+}
+static void gf_ld4f(const float *p, float v[4])
+{
+    if ((uintptr_t)p % 16)
+        __trap();
+    memcpy(v, p, 16);
+}
+static void gf_st4f(float *p, const float v[4])
+{
+    if ((uintptr_t)p % 16)
+        __trap();
+    memcpy(p, v, 16);
+}
 static void gf_store4(unsigned *dst, unsigned a, unsigned b, unsigned c, unsigned d)
 {
     if ((uintptr_t)dst % 16)
@@ -465,7 +485,7 @@ static uint16_t f16_weight(int wt, const uint8_t *w, int64_t k, int64_t r, int64
 
 template <int WT, int MT, int NT, int WM, int WN, int KB>
 static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
-                       int ksplit)
+                       int ksplit, bool staged)
 {
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
@@ -487,15 +507,17 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
     const int aligned = gf_aligned(KB, k / 32, (uintptr_t)w); // as the host plan decides
     const int bm = 16 * MT * WM, bn = 8 * NT * WN;
     sim_late = late;
+    const int flags = (aligned ? GF_FLAG_ALIGNED : 0) | (staged ? GF_FLAG_STAGED : 0);
     launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots, KB), [&] {
-        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, aligned, ksplit);
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
     });
-    char what[200];
+    char what[220];
     snprintf(what, sizeof what,
              "f16mma q%d_0 %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d, k stage %d), %d slots, %s, cp.async %s, "
-             "%d k slice(s), grid %u",
+             "%d k slice(s), %s stores, grid %u",
              WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, 32 * KB, slots,
-             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit, grid);
+             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit,
+             staged ? "staged" : "fragment", grid);
     std::vector<double> wrow((size_t)k);
     for (int64_t r = 0; r < m; r++) {
         for (int64_t i = 0; i < k; i++)
@@ -521,14 +543,14 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
 }
 
 static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
-                     int ksplit = 1)
+                     int ksplit = 1, bool staged = false)
 {
-#define SIM_FVAR(I, MT, NT, WM, WN, CPS, KB)                                       \
-    if (v == (I)) {                                                              \
-        if (wt == 4)                                                             \
-            f16_case_t<4, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit); \
-        else                                                                     \
-            f16_case_t<8, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit); \
+#define SIM_FVAR(I, MT, NT, WM, WN, CPS, KB)                                                         \
+    if (v == (I)) {                                                                                \
+        if (wt == 4)                                                                               \
+            f16_case_t<4, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit, staged); \
+        else                                                                                       \
+            f16_case_t<8, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit, staged); \
     }
     GF_VARIANTS(SIM_FVAR)
 #undef SIM_FVAR
@@ -702,6 +724,16 @@ int main()
     f16_case(4, 3, 3, true, 0, 100, 896, 70, 3, 2);
     f16_case(8, 5, 4, false, 0, 300, 640, 40, 2, 2);
     f16_case(4, 0, 3, false, 2, 70, 544, 37, 2, 2);
+    // the staged epilogue (16-byte row pieces; RED.ADD.V4 under split-K): every variant with
+    // partial tiles and m % 4 == 0 (vector path), m % 4 != 0 (4-byte fallback), grid-stride
+    // tiles (the next tile's copies wait for the last reads of the staged tile), split-K
+    for (int v = 0; v < GF_NVAR; v++)
+        f16_case(v & 1 ? 8 : 4, v, 3, v & 1, 0, 148, 384, 70, 2, 1, true);
+    f16_case(4, 5, 4, true, 0, 300, 448, 130, 2, 1, true);
+    f16_case(8, 0, 3, false, 0, 150, 256, 37, 3, 1, true);
+    f16_case(4, 3, 3, true, 0, 100, 896, 70, 3, 2, true);
+    f16_case(8, 0, 3, false, 0, 132, 1024, 40, 1, 2, true);
+    f16_case(8, 5, 3, true, 0, 260, 640, 130, 2, 2, true);
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);

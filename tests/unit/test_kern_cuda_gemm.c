@@ -274,7 +274,7 @@ static void test_plan(void **state)
         }
     /* the LM head takes the largest tile; attn_k (512 rows) a small one */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 151936, 2048, 512, 0x1000, false);
-    assert_int_equal(p.tile * p.bn, 128 * 128);
+    assert_int_equal(p.tile * p.bn, 256 * 128);
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 512, 2048, 512, 0x1000, false);
     assert_true(p.tile * p.bn <= 64 * 64);
     /* asked for: f2 with 2 stages runs 3 (its minimum); an int8 tile means auto here */
@@ -314,21 +314,38 @@ static void test_plan(void **state)
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 1 + GI8_NVAR, 3, KERN_TYPE_Q8_0, 4096, 2048, 512,
                                  0x1004, false);
     assert_false(p.aligned); /* 128-stages copy 8-byte pieces */
-    /* AUTO: f16-MMA where it was measured faster (m, k >= 2048 at 512 tokens), int8 elsewhere */
+    /* AUTO: the H200 sweep's fastest f16-MMA tile and k slices per shape (512 tokens), int8
+     * where not measured (64 tokens) */
     {
         static const struct {
             int64_t m, k, n;
-            int f16_variant; /* -1: int8 */
-        } autos[] = {{4096, 2048, 512, 0}, {2048, 4096, 512, 3}, {151936, 2048, 512, 0}, {512, 2048, 512, -1},
-                     {768, 2048, 512, -1}, {2048, 768, 512, -1},  {4096, 2048, 64, -1}};
+            int f16_variant[2]; /* Q4_0, Q8_0; -1: int8 */
+            int ksplit;
+        } autos[] = {{4096, 2048, 512, {0, 0}, 1},  {2048, 4096, 512, {0, 0}, 2},   {151936, 2048, 512, {5, 5}, 1},
+                     {512, 2048, 512, {3, 3}, 2},   {768, 2048, 512, {3, 3}, 1},    {2048, 768, 512, {3, 2}, 1},
+                     {4096, 2048, 64, {-1, -1}, 1}};
         for (int wt = 4; wt <= 8; wt += 4)
             for (size_t i = 0; i < ADG_ARRAY_LEN(autos); i++) {
+                const int want = autos[i].f16_variant[wt / 8];
                 p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0,
                                              autos[i].m, autos[i].k, autos[i].n, 0x1000, false);
-                assert_int_equal(p.f16mma, autos[i].f16_variant >= 0);
-                assert_int_equal(p.mma, autos[i].f16_variant < 0);
-                if (p.f16mma)
-                    assert_int_equal(p.variant, autos[i].f16_variant);
+                assert_int_equal(p.f16mma, want >= 0);
+                assert_int_equal(p.mma, want < 0);
+                if (p.f16mma) {
+                    assert_int_equal(p.variant, want);
+                    assert_int_equal(p.stages, 3);
+                    assert_true(p.aligned);
+                }
+                assert_int_equal(kern_cuda_gemm_ksplit(&p, 0, autos[i].k), autos[i].ksplit);
+                assert_int_equal(kern_cuda_gemm_ksplit(&p, 1, autos[i].k), 1); /* asked: one slice */
+                /* the same pick when the f16-MMA kernel is asked for without a tile */
+                kern_cuda_gemm_plan q = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0,
+                                                                 wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, autos[i].m,
+                                                                 autos[i].k, autos[i].n, 0x1000, false);
+                if (want >= 0) {
+                    assert_int_equal(q.variant, want);
+                    assert_int_equal(q.ksplit, p.ksplit);
+                }
             }
         /* an f16-MMA tile asked under AUTO runs that kernel; the grouped experts stay int8 */
         p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 1 + GI8_NVAR + 5, 0, KERN_TYPE_Q4_0, 512, 2048, 512,
@@ -839,6 +856,18 @@ static void test_gpu_gemm_f16mma(void **state)
         gpu_f16_case(wt, f0 + 3, 3, 0, 300, 1664, 130, 60); /* 13 stages: 7 + 6 */
         gpu_f16_case(wt, f0 + 5, 4, 0, 600, 2048, 256, 61);
         kern_cuda_set_gemm_ksplit(ctx, 0);
+        /* the staged epilogue: 16-byte row pieces (m % 4 == 0), 4-byte ones (131 rows),
+         * RED.ADD.V4 under split-K, the LM head's tile */
+        print_message("gpu f16mma: staged epilogue (AMXDIAG_GPU_GEMM_STORE=staged) from here\n");
+        kern_cuda_set_gemm_staged(ctx, true);
+        gpu_f16_case(wt, f0 + 0, 3, 0, 300, 768, 130, 62);
+        gpu_f16_case(wt, f0 + 5, 3, 0, 300, 832, 130, 63);
+        gpu_f16_case(wt, f0 + 3, 3, 0, 131, 96, 37, 64);
+        kern_cuda_set_gemm_ksplit(ctx, 2);
+        gpu_f16_case(wt, f0 + 0, 3, 0, 300, 1664, 130, 65);
+        gpu_f16_case(wt, f0 + 5, 4, 0, 600, 2048, 256, 66);
+        kern_cuda_set_gemm_ksplit(ctx, 0);
+        kern_cuda_set_gemm_staged(ctx, false);
     }
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }

@@ -1,0 +1,30 @@
+// Shared by the int8 (kern_gemm_i8.cuh) and f16-MMA (kern_gemm_f16mma.cuh) prompt GEMMs.
+#ifndef KERN_GEMM_COPY_CUH
+#define KERN_GEMM_COPY_CUH
+
+// One k stage of raw ggml blocks by 2-byte loads, the path where cp.async cannot take
+// them (k not a multiple of the stage, a weight buffer not 8- / 4-byte aligned): blocks
+// kb0 .. kb0 + KB - 1 of weight rows r0 .. r0 + BM - 1 (w: the matrix's first row) to
+// sb + row * WSTR + block * BSZ, zeros past row m or block nb, the CTA's THREADS threads
+// taking (row, block) pairs in turn.
+template <int BSZ, int BM, int KB, int WSTR, int THREADS>
+__device__ __forceinline__ void gq_copy_blocks_2byte(uint8_t *sb, const uint8_t *w, long long r0, long long m,
+                                                     long long kb0, long long nb, long long row_bytes, int tid)
+{
+    for (int c = tid; c < BM * KB; c += THREADS) {
+        const int row = c / KB, bl = c % KB;
+        uint16_t *dst = (uint16_t *)(sb + row * WSTR + bl * BSZ);
+        if (r0 + row < m && kb0 + bl < nb) {
+            const uint16_t *src = (const uint16_t *)(w + (r0 + row) * row_bytes + (kb0 + bl) * BSZ);
+#pragma unroll
+            for (int i = 0; i < BSZ / 2; i++)
+                dst[i] = __ldg(src + i);
+        } else {
+#pragma unroll
+            for (int i = 0; i < BSZ / 2; i++)
+                dst[i] = 0;
+        }
+    }
+}
+
+#endif
