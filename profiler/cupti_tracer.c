@@ -620,17 +620,11 @@ static void driver_cb(CUpti_CallbackId cbid, const CUpti_CallbackData *d)
 {
     const void *p = d->functionParams;
     if (d->callbackSite == CUPTI_API_ENTER) {
-        switch (cbid) {
-        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel:
-        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz:
-        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx:
-        case CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz:
-        case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel:
-        case CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz:
-        case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch:
-        case CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz:
+        if (is_driver_launch(cbid)) {
             driver_launch(cbid, d);
-            break;
+            return;
+        }
+        switch (cbid) {
         case CUPTI_DRIVER_TRACE_CBID_cuMemFree_v2:
             emit_free((uint64_t)((const cuMemFree_v2_params *)p)->dptr);
             break;
