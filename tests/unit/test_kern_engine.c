@@ -11,6 +11,7 @@
 
 #include "common/adg_util.h"
 #include "kernels/kern_engine.h"
+#include "kern_test.h"
 
 /* docs/run.md: |logit - logit_ref| <= ENGINE_TOL for the tiny presets (logits rms ~ 1). */
 #define ENGINE_TOL 0.05f
@@ -46,16 +47,6 @@ static int teardown(void **state)
     (void)state;
     adg_test_rmtree(tmpdir);
     return 0;
-}
-
-static bool impl_here(kern_impl impl)
-{
-    adg_error *e = kern_impl_check(impl);
-    if (!e)
-        return true;
-    printf("SKIP part: %s: %s\n", kern_impl_name(impl), adg_error_msg(e));
-    adg_error_free(e);
-    return false;
 }
 
 static kern_engine *open_engine(const char *path, kern_impl impl, int threads)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kernels/kern_engine.h"
+#include "kern_test.h"
 
 static char *tmpdir;
 
@@ -29,16 +30,6 @@ static int teardown(void **state)
     unsetenv("AMXDIAG_ENGINE_FUSE");
     adg_test_rmtree(tmpdir);
     return 0;
-}
-
-static bool impl_here(kern_impl impl)
-{
-    adg_error *e = kern_impl_check(impl);
-    if (!e)
-        return true;
-    printf("SKIP part: %s: %s\n", kern_impl_name(impl), adg_error_msg(e));
-    adg_error_free(e);
-    return false;
 }
 
 static void make_model(const char *preset, kern_type quant, uint32_t layers, const char *path)
