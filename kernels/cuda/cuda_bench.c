@@ -75,7 +75,7 @@ static void usage(FILE *f)
             "                        benchmark times every kernel that runs; this picks the one the\n"
             "                        goals and the checks use\n"
             "  --gemm-tile T         GEMM tile variant: int8 v0..v7 or its name (128x64/32x64: CTA rows x\n"
-            "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), f16mma f0..f7\n"
+            "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), f16mma f0..f8\n"
             "                        (f16:128x128/64x32), auto (default); all: time every int8 and\n"
             "                        f16mma variant (no f16 WMMA rows)\n"
             "  --gemm-stages N       GEMM k stages in flight, 2 to 4 (default 3; f16mma at least 3)\n"

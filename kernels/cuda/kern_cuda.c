@@ -219,7 +219,7 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
             *dst[i] = (int)n;
         else
             adg_warn("%s=%s ignored: use %s", names[i], env,
-                     i == 0 ? "a tile variant (v0..v7, f0..f7, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
+                     i == 0 ? "a tile variant (v0..v7, f0..f8, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
     }
     return NULL;
 }

@@ -52,7 +52,8 @@ const char *kern_cuda_gemm_tile_name(int code)
                                                  "64x128/32x64", "64x32/32x32",  "32x32/32x32",  "64x32/16x32"};
     static const char *const fnames[GF_NVAR] = {
         "f16:128x128/64x32",    "f16:128x128/32x64",    "f16:128x64/32x32",   "f16:64x64/32x32",
-        "f16:64x32/32x16",      "f16:256x128/64x64k64", "f16:128x128/64x32k64", "f16:128x64/64x32k64"};
+        "f16:64x32/32x16",      "f16:256x128/64x64k64", "f16:128x128/64x32k64", "f16:128x64/64x32k64",
+        "f16:128x256/64x64k64"};
     code = kern_cuda_gemm_tile_code(code);
     if (code > GI8_NVAR)
         return fnames[code - 1 - GI8_NVAR];

@@ -43,7 +43,7 @@ enum kern_cuda_fn {
     KF_GEMM_F32,
     KF_GEMM_F32_FEW,
     KF_GEMM_F16MMA_FIRST, /* the f16-MMA GEMM's variants v (kern_gemm_f16mma_map.h): q4_0 at FIRST + 2v, q8_0 next */
-    KF_GEMM_F16MMA_LAST = KF_GEMM_F16MMA_FIRST + 2 * 8 - 1,
+    KF_GEMM_F16MMA_LAST = KF_GEMM_F16MMA_FIRST + 2 * 9 - 1,
     KF_ZERO_F32, /* y = 0 before a split-K GEMM */
     KF_COUNT
 };

@@ -45,8 +45,9 @@ enum {
     X(4, 2, 2, 2, 2, 2, 4) /* 64 x 32, 4 warps of 32 x 16 */                              \
     X(5, 4, 8, 4, 2, 1, 2) /* 256 x 128, 8 warps of 64 x 64, k stages of 64 */            \
     X(6, 4, 4, 2, 4, 1, 2) /* 128 x 128, 8 warps of 64 x 32, k stages of 64 */            \
-    X(7, 4, 4, 2, 2, 2, 2) /* 128 x 64, 4 warps of 64 x 32, k stages of 64 */
-#define GF_NVAR 8
+    X(7, 4, 4, 2, 2, 2, 2) /* 128 x 64, 4 warps of 64 x 32, k stages of 64 */            \
+    X(8, 4, 8, 2, 4, 1, 2) /* 128 x 256, 8 warps of 64 x 64, k stages of 64 */
+#define GF_NVAR 9
 
 GI8_FN gi8_variant gf_var(int v)
 {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prompt GEMMs on a GPU, in about 60-90 s (every step has its own limit: 230 s at most
-# together, plus 2 x 45 s with NCU=1): the int8 tensor-core kernel (bit-exact) and the
+# together, plus 3 x 45 s with NCU=1): the int8 tensor-core kernel (bit-exact) and the
 # f16-MMA kernel (weights dequantised to f16 in shared memory, within 1.1 * 2^-10 sum |w x|)
 # side by side with cuBLAS f16, each f16-MMA tile with the MMA fragments' own 4-byte
 # stores and with the staged epilogue (AMXDIAG_GPU_GEMM_STORE=staged: the tile through
@@ -11,15 +11,15 @@
 #   2. auto, auto-staged: `amxdiag-gpu-bench --only gemm` as a user runs it (the default
 #      kernel, tile and k slices per shape; goal "worst shape, % of cuBLAS f16");
 #   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2) and the same staged (s3st,
-#      s3k2st): every int8 (v0..v7) and f16-MMA (f0..f7) tile at every shape, 3 stages;
+#      s3k2st): every int8 (v0..v7) and f16-MMA (f0..f8) tile at every shape, 3 stages;
 #   4. check-f16mma (+ -staged): the bench's checks with the f16-MMA kernel; engine-f16mma:
 #      test_kern_engine's GPU layers teacher-forced against the CPU reference;
 #      compare-f16mma: `amxdiag run --ngl 99 --greedy --compare ref`;
 #   5. compute-sanitizer memcheck and racecheck on the f16-MMA kernels, staged epilogue;
 #   6. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every tile, the best
 #      per kernel over the runs, the goal per shape;
-#   7. NCU=1: Nsight Compute of the LM head's kernel only (f5 Q4_0, 151936 x 2048 x 512),
-#      fragment stores and staged: stall reasons, pipes, bank conflicts, DRAM bytes.
+#   7. NCU=1: Nsight Compute of the LM head's kernel only (Q4_0, 151936 x 2048 x 512): f5
+#      with fragment stores and staged, f8: stall reasons, pipes, bank conflicts, DRAM bytes.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
 # Needs under BUILD_DIR: amxdiag, amxdiag-gpu-bench, tests/test_kern_cuda_gemm,
 # tests/test_kern_engine, devlibs/.
@@ -167,10 +167,11 @@ for ty, w in sorted(worst.items()):
     print("worst shape, best kernel and tile, %s: %.1f%% (%s)" % (ty, w, "MET" if w >= 50 else "MISS"))
 EOF
 
-# 7. Nsight Compute (NCU=1) of the LM head's kernel only: f5 (256 x 128, k stages of 64)
-# Q4_0 at 151936 x 2048 x 512, with fragment stores and staged.  The bench in its default
-# mode with --gemm-tile f5 launches f5 Q4_0 twice per shape (warm-up, timed) in the order
-# attn_q, attn_o, attn_k, ffn_up, ffn_down, lm_head: the LM head's are launches 11 and 12.
+# 7. Nsight Compute (NCU=1) of the LM head's kernel only, Q4_0 at 151936 x 2048 x 512: f5
+# (256 x 128, k stages of 64) with fragment stores and staged, and the new f8 (128 x 256).
+# The bench in its default mode with --gemm-tile fN launches fN Q4_0 twice per shape
+# (warm-up, timed) in the order attn_q, attn_o, attn_k, ffn_up, ffn_down, lm_head: the LM
+# head's are launches 11 and 12.
 # (At 02:59 two runs over every shape hit their 30 s limit before the LM head.)  Sections:
 # speed of light, compute, occupancy, launch, scheduler, warp states (stall reasons),
 # instruction mix, memory tables (bank conflicts per instruction kind), source counters.
@@ -191,11 +192,12 @@ if [ -n "${NCU:-}" ]; then
     done
     : >"$out/ncu-details.txt"
     : >"$out/ncu-f16.csv"
-    for store in fragment staged; do
-        tag=f5-lm-$store
+    for run in 5:fragment 5:staged 8:fragment; do
+        v=${run%%:*} store=${run#*:}
+        tag=f$v-lm-$store
         step_want "ncu-$tag" 0 45 env AMXDIAG_GPU_GEMM_STORE=$store "$ncu" $secs \
-            -k "regex:kern_gemm_f16mma_q4_0_v5\$" --launch-skip 10 --launch-count 2 -o "$out/gemm-$tag" -f \
-            "$PWD/$bench" --only gemm --iters 1 --gemm-tile f5 --gemm-stages 3 --no-cublas
+            -k "regex:kern_gemm_f16mma_q4_0_v$v\$" --launch-skip 10 --launch-count 2 -o "$out/gemm-$tag" -f \
+            "$PWD/$bench" --only gemm --iters 1 --gemm-tile f$v --gemm-stages 3 --no-cublas
         if [ -f "$out/gemm-$tag.ncu-rep" ]; then
             echo "==== $tag" >>"$out/ncu-details.txt"
             "$ncu" --import "$out/gemm-$tag.ncu-rep" --page details >>"$out/ncu-details.txt" 2>&1
@@ -209,7 +211,7 @@ if [ -n "${NCU:-}" ]; then
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 hdr = units = None
-print("\n== ncu, f16-MMA f5 q4_0 at the LM head (warm-up, timed; fragment stores, then staged)")
+print("\n== ncu, f16-MMA q4_0 at the LM head (warm-up, timed): f5 fragment stores, f5 staged, f8 fragment")
 def num(s):
     try:
         return float(s.replace(",", ""))

@@ -21,8 +21,8 @@ expect_err 'takes auto, wmma, mma or f16mma' "$B" --gemm-kernel fast
 expect_rc 2 "$B" --gemm-tile 96
 expect_rc 2 "$B" --gemm-tile v9
 expect_err 'takes v0..v7' "$B" --gemm-tile 128x64
-expect_rc 2 "$B" --gemm-tile f8
-expect_err 'f0..f7' "$B" --gemm-tile f8
+expect_rc 2 "$B" --gemm-tile f9
+expect_err 'f0..f8' "$B" --gemm-tile f9
 expect_out 'gemm-tile T' "$B" --help
 expect_rc 2 "$B" --gemm-stages 5
 expect_rc 2 "$B" --only gemm,nothing

@@ -242,13 +242,13 @@ static void test_plan(void **state)
     p = kern_cuda_gemm_plan_make(&ga102, KERN_CUDA_GEMM_MMA, 128, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0, false);
     assert_int_equal(p.stages, 3);
     assert_true(p.smem <= 101376);
-    /* the f16-MMA kernel: kind, tile codes f0..f7, the plan */
+    /* the f16-MMA kernel: kind, tile codes f0..f8, the plan */
     assert_true(kern_cuda_gemm_kind_parse("f16mma", &k) && k == KERN_CUDA_GEMM_F16MMA);
     assert_string_equal(kern_cuda_gemm_kind_name(KERN_CUDA_GEMM_F16MMA), "f16mma");
     assert_int_equal(kern_cuda_gemm_n_f16_tiles(), GF_NVAR);
     assert_int_equal(kern_cuda_gemm_tile_parse("f0"), 1 + GI8_NVAR);
-    assert_int_equal(kern_cuda_gemm_tile_parse("f7"), GI8_NVAR + GF_NVAR);
-    assert_int_equal(kern_cuda_gemm_tile_parse("f8"), -1);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f8"), GI8_NVAR + GF_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("f9"), -1);
     assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + 1), 0);
     for (int v = 0; v < GF_NVAR; v++) {
         char name[40];
