@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The prompt GEMMs on a GPU, in about 60-90 s (every step has its own limit: 230 s at most
-# together, plus 3 x 45 s with NCU=1): the int8 tensor-core kernel (bit-exact) and the
+# The prompt GEMMs on a GPU, in about 60 s, with NCU=1 about 100 s (at 02:59 the steps took
+# 33 s without Nsight Compute; every step has its own limit: 320 s at most together, 455 s
+# with NCU=1): the int8 tensor-core kernel (bit-exact) and the
 # f16-MMA kernel (weights dequantised to f16 in shared memory, within 1.1 * 2^-10 sum |w x|)
 # side by side with cuBLAS f16, each f16-MMA tile with the MMA fragments' own 4-byte
 # stores and with the staged epilogue (AMXDIAG_GPU_GEMM_STORE=staged: the tile through
@@ -69,9 +70,9 @@ done
 
 # 3. the engine with the f16-MMA prompt GEMM against the CPU reference, and the bench's
 # own checks (every kernel against the CPU reference, the GEMM within 1.1 * 2^-10 sum |w x|)
-step_want check-f16mma 0 40 "$bench" --check-only --gemm-kernel f16mma
+step_want check-f16mma 0 20 "$bench" --check-only --gemm-kernel f16mma
 grep -h -E "FAIL|gemm" "$out/check-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
-step_want check-f16mma-staged 0 40 env AMXDIAG_GPU_GEMM_STORE=staged "$bench" --check-only --gemm-kernel f16mma
+step_want check-f16mma-staged 0 20 env AMXDIAG_GPU_GEMM_STORE=staged "$bench" --check-only --gemm-kernel f16mma
 grep -h -E "FAIL|gemm" "$out/check-f16mma-staged.log" | head -12 | sed 's/^/  /' >>"$summary"
 step_want engine-f16mma 0 10 env AMXDIAG_GPU_GEMM=f16mma "$build/tests/test_kern_engine"
 grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
@@ -90,7 +91,7 @@ unset XDG_CACHE_HOME
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
-        step_want "sanitizer-$tool" 0 60 env AMXDIAG_GPU_GEMM_STORE=staged "$cs" --tool $tool \
+        step_want "sanitizer-$tool" 0 30 env AMXDIAG_GPU_GEMM_STORE=staged "$cs" --tool $tool \
             --kernel-name kns=gemm_f16mma --error-exitcode 9 --print-limit 10 "$bench" --check-only --quick \
             --gemm-kernel f16mma
         expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'

@@ -734,6 +734,10 @@ int main()
     f16_case(4, 3, 3, true, 0, 100, 896, 70, 3, 2, true);
     f16_case(8, 0, 3, false, 0, 132, 1024, 40, 1, 2, true);
     f16_case(8, 5, 3, true, 0, 260, 640, 130, 2, 2, true);
+    // f8 (128 x 256): two token tiles, grid-stride over tiles x slices, staged RED.ADD.V4;
+    // the 2-byte weight path with a 2-byte aligned buffer
+    f16_case(8, 8, 4, true, 0, 200, 640, 300, 2, 2, true);
+    f16_case(4, 8, 3, false, 2, 40, 256, 260, 1);
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);
