@@ -163,8 +163,10 @@ static int gf_slots_fit(int wt, int v, int want, int limit)
  *   ffn_up   768x2048:  q4_0 f2 k2 30.8, f3 s2 30.9   q8_0 f3 k2 32.1   (16.5 | v7 36.3 / 38.3)
  *   ffn_down 2048x768:  q4_0 f3 s3 21.8, f2 22.5      q8_0 f2 s3 22.7, f3 23.8 (14.2 | v1 24.2 / 25.1)
  *   lm_head  151936x2048: q4_0 f5 s3 1221, f0 1346    q8_0 f5 s2 1345, s3 1357 (410 | v2 1588 / 1696)
- * f16-MMA won at every shape; 3 stages are within 1 % of the best everywhere.  As a rule
- * over the shape: many waves of 256 x 128 tiles (>= 8 per SM): f5; 128 x 128 tiles filling
+ * f16-MMA won at every shape; 3 stages are within 1 % of the best everywhere.  At 03:35
+ * (build 238cdf1) the 128 x 256 tile f8 beat f5 at the LM head: q4_0 1143 vs 1205 us,
+ * q8_0 1291 vs 1413 (cuBLAS 406).  As a rule over the shape: many waves of large tiles
+ * (>= 8 per SM): f8; 128 x 128 tiles filling
  * >= 3/4 of the SMs: f0; half of them or fewer with a long k (attn_o): f0 in two k slices;
  * else 64 x 64 f3 (f2 for Q8_0 where k is short: ffn_down), in two k slices where its
  * tiles fill half the SMs or fewer (attn_k; ffn_up's 96 tiles measured even either way).
@@ -183,7 +185,7 @@ static int measured_f16_code(const kern_cuda_gemm_caps *caps, int wt, int64_t m,
     const int64_t t256 = ((m + 255) / 256) * ((n + 127) / 128);
     const int64_t t64 = ((m + 63) / 64) * ((n + 63) / 64);
     if (t256 >= 8 * sms)
-        return 1 + GI8_NVAR + 5;
+        return 1 + GI8_NVAR + 8;
     if (4 * t128 >= 3 * sms)
         return 1 + GI8_NVAR + 0;
     if (k >= 4096 && 2 * t128 <= sms) {
