@@ -1152,6 +1152,18 @@ void cupti_range_prof_fatal(void)
     pthread_mutex_unlock(&R.lock);
 }
 
+/* The end of the profiler's life in this process, with the session's lock held: the
+ * statistics record out, the names freed, no setup any more. */
+static void close_out(void)
+{
+    emit_stats();
+    cupti_range_names_free(&R.q);
+    if (R.state != ST_FAILED)
+        R.state = R.st.state = ST_DONE;
+    R.inited = false;
+    atomic_store(&want_setup, false);
+}
+
 void cupti_range_prof_finish(void)
 {
     if (!R.inited)
@@ -1167,12 +1179,7 @@ void cupti_range_prof_finish(void)
         CALL(cuptiProfilerDeInitialize, &dp);
         R.profiler_initialized = false;
     }
-    emit_stats();
-    cupti_range_names_free(&R.q);
-    if (R.state != ST_FAILED)
-        R.state = R.st.state = ST_DONE;
-    R.inited = false;
-    atomic_store(&want_setup, false);
+    close_out();
     cupti_debug("gpu-metrics: finished: %llu ranges in %llu windows, %llu launches before the session, %llu lost",
                 (unsigned long long)R.st.ranges, (unsigned long long)R.st.windows, (unsigned long long)R.st.early,
                 (unsigned long long)R.st.lost);
@@ -1192,12 +1199,7 @@ void cupti_range_prof_abandon(void)
         R.st.lost += R.q.n;
         cupti_range_names_clear(&R.q);
     }
-    emit_stats();
-    cupti_range_names_free(&R.q);
-    if (R.state != ST_FAILED)
-        R.state = R.st.state = ST_DONE;
-    R.inited = false;
-    atomic_store(&want_setup, false);
+    close_out();
     cupti_debug("gpu-metrics: abandoned at exit without a CUPTI call: %llu ranges in %llu windows, %llu lost",
                 (unsigned long long)R.st.ranges, (unsigned long long)R.st.windows, (unsigned long long)R.st.lost);
     pthread_mutex_unlock(&R.lock);
