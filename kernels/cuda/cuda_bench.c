@@ -70,14 +70,15 @@ static void usage(FILE *f)
             "                        1 for Q8_0); 1 = the single-row kernel\n"
             "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
             "  --gemm-kernel K       prompt GEMM for q4_0/q8_0: auto, wmma (f16), mma (int8 tensor\n"
-            "                        cores, sm_80+, bit-exact) or f16mma (weights dequantised to f16 in\n"
-            "                        shared memory, sm_80+); default auto, or $AMXDIAG_GPU_GEMM. The\n"
+            "                        cores, sm_80+, bit-exact), f16mma (weights dequantised to f16 in\n"
+            "                        shared memory, sm_80+) or wgmma (the same on Hopper's warpgroup MMA,\n"
+            "                        compute capability 9.0 only); default auto, or $AMXDIAG_GPU_GEMM. The\n"
             "                        benchmark times every kernel that runs; this picks the one the\n"
             "                        goals and the checks use\n"
             "  --gemm-tile T         GEMM tile variant: int8 v0..v7 or its name (128x64/32x64: CTA rows x\n"
             "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), f16mma f0..f8\n"
-            "                        (f16:128x128/64x32), auto (default); all: time every int8 and\n"
-            "                        f16mma variant (no f16 WMMA rows)\n"
+            "                        (f16:128x128/64x32), wgmma w0..w3 (wg:128x256), auto (default);\n"
+            "                        all: time every int8, f16mma and wgmma variant (no f16 WMMA rows)\n"
             "  --gemm-stages N       GEMM k stages in flight, 2 to 4 (default 3; f16mma at least 3)\n"
             "  --only LIST           time only these groups: gemv, get_rows, gemm, misc (comma-separated)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
@@ -145,7 +146,8 @@ static int parse(int argc, char **argv, bopts *o)
             break;
         case O_GKIND:
             if (!kern_cuda_gemm_kind_parse(optarg, &o->gemm_kind)) {
-                fprintf(stderr, "amxdiag: error: bench: --gemm-kernel takes auto, wmma, mma or f16mma, not '%s'\n", optarg);
+                fprintf(stderr, "amxdiag: error: bench: --gemm-kernel takes auto, wmma, mma, f16mma or wgmma, not '%s'\n",
+                        optarg);
                 return ADG_EXIT_USAGE;
             }
             o->gemm_kind_set = true;
@@ -154,9 +156,10 @@ static int parse(int argc, char **argv, bopts *o)
             int code = strcmp(optarg, "all") == 0 ? 0 : kern_cuda_gemm_tile_parse(optarg);
             if (code < 0) {
                 fprintf(stderr,
-                        "amxdiag: error: bench: --gemm-tile takes v0..v%d, f0..f%d, a variant's name "
-                        "(128x64/32x64, f16:128x128/64x32), 64, 128, auto or all, not '%s'\n",
-                        kern_cuda_gemm_n_tiles() - 1, kern_cuda_gemm_n_f16_tiles() - 1, optarg);
+                        "amxdiag: error: bench: --gemm-tile takes v0..v%d, f0..f%d, w0..w%d, a variant's name "
+                        "(128x64/32x64, f16:128x128/64x32, wg:128x256), 64, 128, auto or all, not '%s'\n",
+                        kern_cuda_gemm_n_tiles() - 1, kern_cuda_gemm_n_f16_tiles() - 1,
+                        kern_cuda_gemm_n_wgmma_tiles() - 1, optarg);
                 return ADG_EXIT_USAGE;
             }
             o->gemm_tile = code;
@@ -504,26 +507,36 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
     for (size_t i = 0; i < ADG_ARRAY_LEN(types) && !e; i++) {
         a.t = types[i];
         kern_cuda_gemm_plan def = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-        const int n_i8 = kern_cuda_gemm_n_tiles();
-        const int n_runs = b->o->gemm_sweep ? n_i8 + kern_cuda_gemm_n_f16_tiles() : 3;
+        const int n_i8 = kern_cuda_gemm_n_tiles(), n_f16 = kern_cuda_gemm_n_f16_tiles();
+        /* the wgmma rows only where the sm_90a module is loaded (compute capability 9.0) */
+        const int n_w = b->c->caps.wgmma ? kern_cuda_gemm_n_wgmma_tiles() : 0;
+        const int n_runs = b->o->gemm_sweep ? n_i8 + n_f16 + n_w : 3 + (n_w > 0);
+        const bool t_f16 = saved_tile > n_i8 && saved_tile <= n_i8 + n_f16, t_w = saved_tile > n_i8 + n_f16;
         for (int run = 0; run < n_runs && !e; run++) {
             if (b->o->gemm_sweep) {
-                b->c->gemm_kind = run < n_i8 ? KERN_CUDA_GEMM_MMA : KERN_CUDA_GEMM_F16MMA;
+                b->c->gemm_kind = run < n_i8 ? KERN_CUDA_GEMM_MMA
+                                  : run < n_i8 + n_f16 ? KERN_CUDA_GEMM_F16MMA
+                                                       : KERN_CUDA_GEMM_WGMMA;
                 b->c->gemm_tile = run + 1;
             } else {
-                static const kern_cuda_gemm_kind kinds[3] = {KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
-                                                             KERN_CUDA_GEMM_F16MMA};
+                static const kern_cuda_gemm_kind kinds[4] = {KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
+                                                             KERN_CUDA_GEMM_F16MMA, KERN_CUDA_GEMM_WGMMA};
                 b->c->gemm_kind = kinds[run];
-                b->c->gemm_tile = run == 2 && saved_tile <= n_i8 ? 0 : saved_tile;
+                /* a tile asked for applies to its own kernel's row */
+                b->c->gemm_tile = run == 2 ? (t_f16 ? saved_tile : 0)
+                                  : run == 3 ? (t_w ? saved_tile : 0)
+                                             : (t_f16 || t_w ? 0 : saved_tile);
             }
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
             if ((b->c->gemm_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
-                (b->c->gemm_kind == KERN_CUDA_GEMM_F16MMA && !pl.f16mma))
+                (b->c->gemm_kind == KERN_CUDA_GEMM_F16MMA && (!pl.f16mma || pl.wgmma)) ||
+                (b->c->gemm_kind == KERN_CUDA_GEMM_WGMMA && !pl.wgmma))
                 continue;
-            const bool sel =
-                pl.mma == def.mma && pl.f16mma == def.f16mma && (!(pl.mma || pl.f16mma) || pl.variant == def.variant);
-            const char *kname = pl.f16mma ? "f16mma" : pl.mma ? "mma" : "wmma";
-            const int code = pl.f16mma ? 1 + n_i8 + pl.variant : pl.variant + 1;
+            const bool sel = pl.mma == def.mma && pl.f16mma == def.f16mma && pl.wgmma == def.wgmma &&
+                             (!(pl.mma || pl.f16mma) || pl.variant == def.variant);
+            const char *kname = pl.wgmma ? "wgmma" : pl.f16mma ? "f16mma" : pl.mma ? "mma" : "wmma";
+            const int code = pl.wgmma ? 1 + n_i8 + n_f16 + pl.variant : pl.f16mma ? 1 + n_i8 + pl.variant
+                                                                                  : pl.variant + 1;
             e = time_op(b, run_gemm, &a, &ms);
             if (!e) {
                 add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
@@ -538,12 +551,17 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                 }
                 if (pl.f16mma) {
                     json_object_set_new(row, "ksplit", json_integer(pl.ksplit));
-                    json_object_set_new(row, "store", json_string(b->c->gemm_staged ? "staged" : "fragment"));
+                    /* the wgmma kernel has the fragment stores only */
+                    json_object_set_new(row, "store",
+                                        json_string(b->c->gemm_staged && !pl.wgmma ? "staged" : "fragment"));
                 }
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
                 if (!b->o->json && kern_type_is_quantized(a.t)) {
-                    if (pl.f16mma)
+                    if (pl.wgmma)
+                        printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, %d k slice(s)%s\n", "", "", pl.variant,
+                               kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit, sel ? " (selected)" : "");
+                    else if (pl.f16mma)
                         printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s\n", "", "",
                                pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit,
                                b->c->gemm_staged ? "staged" : "fragment", sel ? " (selected)" : "");
@@ -961,11 +979,16 @@ int kern_cuda_bench_cmd(int argc, char **argv)
                              kern_cuda_info_json(in), "quick", o.quick, "gemv_rows", o.gemv_rows, "gemm_bk",
                              o.gemm_bk);
     json_object_set_new(root, "gemm_kernel", json_string(kern_cuda_gemm_kind_name(b.c->gemm_kind)));
+    /* the sm_90a wgmma module: loaded, or why not */
+    json_object_set_new(root, "wgmma", json_pack("{s:b, s:s?}", "loaded", b.c->caps.wgmma, "off", b.c->caps.wgmma_off));
     if (!o.json)
         printf("%s (cc %d.%d, %d SMs), driver %s; kernels: %s sm_%d, module load %.1f ms%s\n", in->name, in->cc_major,
                in->cc_minor, in->sm_count, kern_cuda_version_str(in->driver_version, ver, sizeof ver),
                in->used_ptx_jit ? "PTX JIT for" : "SASS", in->image_arch, in->module_load_ms,
                o.validate ? ", --gpu-validate" : "");
+    if (!o.json)
+        printf("wgmma GEMM (sm_90a module): %s\n",
+               b.c->caps.wgmma ? "loaded" : b.c->caps.wgmma_off ? b.c->caps.wgmma_off : "not loaded");
     if (!o.json && o.gemv_rows > 0)
         printf("GEMV with up to %d row%s per warp iteration for every type (not auto)\n", o.gemv_rows,
                o.gemv_rows == 1 ? "" : "s");

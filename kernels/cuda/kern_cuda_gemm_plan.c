@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
+#include "kernels/cuda/kern_gemm_wgmma_map.h"
 
 /* Whether AUTO takes the int8 tensor-core kernels (sm_80 and newer).  On the H200
  * (2026-11-26): bit-exact with the CPU formula in every unit case, the engine's GPU layers
@@ -16,8 +17,11 @@
  * keeps the older kernel. */
 #define GEMM_AUTO_MMA 1
 
-static const char *const kind_names[] = {"auto", "wmma", "mma", "f16mma"};
-#define N_KINDS 4
+static const char *const kind_names[] = {"auto", "wmma", "mma", "f16mma", "wgmma"};
+#define N_KINDS 5
+/* Tile codes: 1 + v int8, 1 + GI8_NVAR + v f16-MMA, GW_CODE0 + v wgmma. */
+#define GW_CODE0 (1 + GI8_NVAR + GF_NVAR)
+#define N_CODES (GI8_NVAR + GF_NVAR + GW_NVAR)
 
 bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out)
 {
@@ -36,6 +40,7 @@ const char *kern_cuda_gemm_kind_name(kern_cuda_gemm_kind k)
 
 int kern_cuda_gemm_n_tiles(void) { return GI8_NVAR; }
 int kern_cuda_gemm_n_f16_tiles(void) { return GF_NVAR; }
+int kern_cuda_gemm_n_wgmma_tiles(void) { return GW_NVAR; }
 
 int kern_cuda_gemm_tile_code(int tile)
 {
@@ -43,7 +48,7 @@ int kern_cuda_gemm_tile_code(int tile)
         return 1;
     if (tile == 128)
         return 2;
-    return tile >= 1 && tile <= GI8_NVAR + GF_NVAR ? tile : 0;
+    return tile >= 1 && tile <= N_CODES ? tile : 0;
 }
 
 const char *kern_cuda_gemm_tile_name(int code)
@@ -54,7 +59,10 @@ const char *kern_cuda_gemm_tile_name(int code)
         "f16:128x128/64x32",    "f16:128x128/32x64",    "f16:128x64/32x32",   "f16:64x64/32x32",
         "f16:64x32/32x16",      "f16:256x128/64x64k64", "f16:128x128/64x32k64", "f16:128x64/64x32k64",
         "f16:128x256/64x64k64"};
+    static const char *const wnames[GW_NVAR] = {"wg:128x256", "wg:128x128", "wg:64x128", "wg:64x64"};
     code = kern_cuda_gemm_tile_code(code);
+    if (code >= GW_CODE0)
+        return wnames[code - GW_CODE0];
     if (code > GI8_NVAR)
         return fnames[code - 1 - GI8_NVAR];
     return code ? names[code - 1] : "auto";
@@ -72,7 +80,9 @@ int kern_cuda_gemm_tile_parse(const char *s)
         return 1 + (s[1] - '0');
     if (s[0] == 'f' && s[1] >= '0' && s[1] < '0' + GF_NVAR && !s[2])
         return 1 + GI8_NVAR + (s[1] - '0');
-    for (int c = 1; c <= GI8_NVAR + GF_NVAR; c++)
+    if (s[0] == 'w' && s[1] >= '0' && s[1] < '0' + GW_NVAR && !s[2])
+        return GW_CODE0 + (s[1] - '0');
+    for (int c = 1; c <= N_CODES; c++)
         if (strcmp(s, kern_cuda_gemm_tile_name(c)) == 0)
             return c;
     return -1;
@@ -81,6 +91,10 @@ int kern_cuda_gemm_tile_parse(const char *s)
 int kern_cuda_gemm_stage_bytes(int wt, int tile)
 {
     int v = kern_cuda_gemm_tile_code(tile);
+    if (v >= GW_CODE0) {
+        v -= GW_CODE0;
+        return gw_slot_bytes(wt, gw_var_bm(v), gw_var_bn(v));
+    }
     if (v > GI8_NVAR) {
         v -= 1 + GI8_NVAR;
         return gf_slot_bytes(wt, gf_var_bm(v), gf_var_bn(v), gf_var_kb(v));
@@ -247,6 +261,105 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
     return p;
 }
 
+/* The shape classes of measured_f16_code's rules (512 tokens and more): many waves of
+ * large tiles (the LM head), 128 x 128 tiles filling >= 3/4 of the SMs (attn_q), half of
+ * them or fewer with a long k (attn_o), the rest (attn_k, ffn_up, ffn_down). */
+enum { GS_NONE = -1, GS_LARGE, GS_FULL, GS_LONGK, GS_SMALL, GS_N };
+static int shape_class(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, int64_t n)
+{
+    if (n < 512 || k < 256)
+        return GS_NONE;
+    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 132;
+    const int64_t t128 = ((m + 127) / 128) * ((n + 127) / 128);
+    const int64_t t256 = ((m + 255) / 256) * ((n + 127) / 128);
+    if (t256 >= 8 * sms)
+        return GS_LARGE;
+    if (4 * t128 >= 3 * sms)
+        return GS_FULL;
+    if (k >= 4096 && 2 * t128 <= sms)
+        return GS_LONGK;
+    return GS_SMALL;
+}
+
+/* AUTO's wgmma picks per shape class and weight type (q4_0, q8_0): {variant, k slices};
+ * variant -1 keeps the f16-MMA kernel's measured pick.  All -1 until a device run
+ * (tests/device/gemm_sweep.sh, the "wgmma" rows) measures the wgmma kernel faster at that
+ * class: then the row gets the measured best tile, e.g. {0, 1} for the LM head.  Used
+ * only where the sm_90a module is loaded (compute capability 9.0). */
+static const struct {
+    int variant, ksplit;
+} auto_wgmma[GS_N][2] = {
+    [GS_LARGE] = {{-1, 1}, {-1, 1}},
+    [GS_FULL] = {{-1, 1}, {-1, 1}},
+    [GS_LONGK] = {{-1, 1}, {-1, 1}},
+    [GS_SMALL] = {{-1, 1}, {-1, 1}},
+};
+
+/* AUTO's wgmma tile code for this shape (0: none) and its k slices. */
+static int auto_wgmma_code(const kern_cuda_gemm_caps *caps, int wt, int64_t m, int64_t k, int64_t n, int *ksplit)
+{
+    const int c = shape_class(caps, m, k, n);
+    *ksplit = 1;
+    if (c == GS_NONE || !caps->wgmma || auto_wgmma[c][wt == 8].variant < 0)
+        return 0;
+    *ksplit = auto_wgmma[c][wt == 8].ksplit;
+    return GW_CODE0 + auto_wgmma[c][wt == 8].variant;
+}
+
+/* Shared memory one CTA of wgmma variant v may take: its share of an SM where the launch
+ * bounds aim at several CTAs per SM (the driver reserves 1 KiB per CTA), else all a
+ * block may opt in to. */
+static int gw_smem_limit(const kern_cuda_gemm_caps *caps, int v)
+{
+    const int optin = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
+    const int cps = gw_var_cps(v), share = (optin + 1024) / cps - 1024;
+    return cps > 1 && share < optin ? share : optin;
+}
+
+/* The wgmma plan for tile code `code` (0: the variant a small rule picks by CTA waves):
+ * ring slots as many as fit (<= max_slots), k stages of 64 (kern_gemm_wgmma_map.h). */
+static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code, int max_slots, int ksplit, int wt,
+                                      int64_t m, int64_t k, int64_t n, uint64_t w_addr)
+{
+    kern_cuda_gemm_plan p = {.mma = false, .why = ""};
+    int v;
+    if (code >= GW_CODE0)
+        v = code - GW_CODE0;
+    else {
+        /* no measurement yet: the largest tile that gives every SM a CTA, else the
+         * smallest (the f16-MMA sweep: a full wave of large tiles wins, small shapes want
+         * CTAs) */
+        const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 132;
+        v = GW_NVAR - 1;
+        for (int c = 0; c < GW_NVAR; c++)
+            if (((m + gw_var_bm(c) - 1) / gw_var_bm(c)) * ((n + gw_var_bn(c) - 1) / gw_var_bn(c)) >= sms) {
+                v = c;
+                break;
+            }
+    }
+    int slots = gw_slots_fit(wt, v, max_slots, gw_smem_limit(caps, v));
+    if (!slots) /* not at its CTAs per SM: alone on the SM */
+        slots = gw_slots_fit(wt, v, max_slots, caps->can_raise_smem ? caps->smem_optin : 48 * 1024);
+    if (!slots) {
+        p.why = "not enough shared memory for three stages of the wgmma kernel";
+        return p;
+    }
+    p.f16mma = true;
+    p.wgmma = true;
+    p.ksplit = ksplit;
+    p.variant = v;
+    p.tile = gw_var_bm(v);
+    p.bn = gw_var_bn(v);
+    p.threads = gw_var_threads(v);
+    p.stages = slots;
+    p.smem = gw_smem_bytes(wt, p.tile, p.bn, slots);
+    /* the 4-byte copies take 32-bit offsets within a tile, as the f16-MMA k64 tiles' */
+    p.aligned = gf_aligned(GW_KB, k / 32, w_addr) && (int64_t)p.tile * (k / 32) * (wt == 4 ? 18 : 34) < INT32_MAX;
+    p.why = p.aligned ? "wgmma (sm_90a: weights dequantised in shared memory, warpgroup MMA)"
+                      : "wgmma (sm_90a; weights by 2-byte loads: k % 64 != 0 or unaligned)";
+    return p;
+}
+
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
                                              int stages, kern_type type, int64_t m, int64_t k, int64_t n,
                                              uint64_t w_addr, bool moe)
@@ -274,8 +387,39 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
     const int limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
     const int want_stages = stages >= 2 && stages <= 4 ? stages : 3;
     int code = kern_cuda_gemm_tile_code(tile);
+    /* wgmma: asked as the kind, by a wgmma tile code (under any kind but wmma/mma), or
+     * AUTO's table; where the sm_90a module is not loaded or its tile does not fit, the
+     * f16-MMA kernel as that kind would run it, saying so */
+    const char *w_fallback = NULL;
+    if (!moe && kind != KERN_CUDA_GEMM_MMA) {
+        int ks = 1, wc = code >= GW_CODE0 ? code : 0;
+        if (!wc && kind == KERN_CUDA_GEMM_AUTO && code == 0)
+            wc = auto_wgmma_code(caps, wt, m, k, n, &ks);
+        if (wc || kind == KERN_CUDA_GEMM_WGMMA) {
+            if (caps->wgmma) {
+                kern_cuda_gemm_plan f = plan_wgmma(caps, wc, GW_MAX_SLOTS, ks, wt, m, k, n, w_addr);
+                if (f.wgmma) {
+                    if (wc && !(code >= GW_CODE0) && kind == KERN_CUDA_GEMM_AUTO)
+                        f.why = "wgmma (auto: measured faster than the f16-MMA kernel at this shape)";
+                    return f;
+                }
+                w_fallback = "f16 tensor cores (wgmma asked: its tile does not fit this device's shared memory)";
+            } else {
+                w_fallback = "f16 tensor cores (wgmma asked: the sm_90a module is not loaded here; "
+                             "compute capability 9.0 only)";
+            }
+            if (code >= GW_CODE0)
+                code = 0;
+            if (kind == KERN_CUDA_GEMM_WGMMA)
+                kind = KERN_CUDA_GEMM_F16MMA;
+        }
+    } else if (code >= GW_CODE0) {
+        code = 0; /* a wgmma tile asked of the int8 kernel */
+    }
     if (kind == KERN_CUDA_GEMM_F16MMA && !moe) {
         kern_cuda_gemm_plan f = plan_f16mma(caps, code, want_stages, wt, m, k, n, w_addr);
+        if (f.f16mma && w_fallback)
+            f.why = w_fallback;
         if (f.f16mma)
             return f;
         /* no room for its stages: the int8 kernel, saying why */
@@ -346,11 +490,27 @@ int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k)
     /* 0: auto, the measured pick's suggestion (plan_f16mma) */
     if (want == 0)
         want = p->ksplit;
-    if (!p->f16mma || want != 2 || p->variant < 0 || p->variant >= GF_NVAR)
+    if (!p->f16mma || want != 2 || p->variant < 0 || p->variant >= (p->wgmma ? GW_NVAR : GF_NVAR))
         return 1;
-    const int kb = gf_var_kb(p->variant);
+    const int kb = p->wgmma ? GW_KB : gf_var_kb(p->variant);
     const int64_t nst = (k / 32 + kb - 1) / kb;
-    return nst >= 4 * (int64_t)p->stages ? 2 : 1;
+    /* the wgmma ring's slots (up to 8) count as 4: its stages are cheap to refill */
+    return nst >= 4 * (int64_t)(p->wgmma && p->stages > 4 ? 4 : p->stages) ? 2 : 1;
+}
+
+void kern_cuda_gemm_wgmma_slots(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
+                                 const char *want)
+{
+    char *end;
+    long s = want && *want ? strtol(want, &end, 10) : 0;
+    if (!p->wgmma || !s || *end || s < 3 || s > GW_MAX_SLOTS)
+        return;
+    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8, limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
+    const int fit = gw_slots_fit(wt, p->variant, (int)s, limit);
+    if (fit) {
+        p->stages = fit;
+        p->smem = gw_smem_bytes(wt, p->tile, p->bn, fit);
+    }
 }
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
@@ -362,5 +522,7 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
         p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
     }
     p.ksplit = kern_cuda_gemm_ksplit(&p, c->gemm_ksplit, k);
+    if (p.wgmma)
+        kern_cuda_gemm_wgmma_slots(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_SLOTS"));
     return p;
 }

@@ -1,31 +1,32 @@
 #!/usr/bin/env bash
-# The prompt GEMMs on a GPU, in about 60 s, with NCU=1 about 100 s (at 02:59 the steps took
-# 33 s without Nsight Compute; every step has its own limit: 320 s at most together, 455 s
-# with NCU=1): the int8 tensor-core kernel (bit-exact) and the
-# f16-MMA kernel (weights dequantised to f16 in shared memory, within 1.1 * 2^-10 sum |w x|)
-# side by side with cuBLAS f16, each f16-MMA tile with the MMA fragments' own 4-byte
-# stores and with the staged epilogue (AMXDIAG_GPU_GEMM_STORE=staged: the tile through
-# shared memory, 16-byte row pieces, RED.ADD.V4 under split-K).
+# The prompt GEMMs on a GPU: the Hopper wgmma kernel (sm_90a module: weights dequantised to
+# f16 in shared memory, wgmma.mma_async from shared-memory descriptors; compute capability
+# 9.0 only) beside the f16-MMA (mma.sync) and int8 kernels and cuBLAS f16.  Step limits
+# add up to 150 s (typically 40-70 s); NCU=1 adds <= 90 s, STAGED=1 the f16-MMA
+# staged-epilogue sweeps (<= 50 s).
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
-#      formula, every f16-MMA variant within its bound (the largest error printed), the
-#      staged epilogue included;
-#   2. auto, auto-staged: `amxdiag-gpu-bench --only gemm` as a user runs it (the default
-#      kernel, tile and k slices per shape; goal "worst shape, % of cuBLAS f16");
-#   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2) and the same staged (s3st,
-#      s3k2st): every int8 (v0..v7) and f16-MMA (f0..f8) tile at every shape, 3 stages;
-#   4. check-f16mma (+ -staged): the bench's checks with the f16-MMA kernel; engine-f16mma:
-#      test_kern_engine's GPU layers teacher-forced against the CPU reference;
-#      compare-f16mma: `amxdiag run --ngl 99 --greedy --compare ref`;
-#   5. compute-sanitizer memcheck and racecheck on the f16-MMA kernels, staged epilogue;
+#      formula, every f16-MMA and wgmma variant within 1.1 * 2^-10 sum |w x| (the largest
+#      error printed): partial tiles, the 2-byte weight path, split-K, one token;
+#   2. check-wgmma: the bench's checks with the wgmma kernel (the GEMM within the same
+#      bound); auto: `amxdiag-gpu-bench --only gemm` as a user runs it (the default per
+#      shape, the wgmma row beside it; goal "worst shape, % of cuBLAS f16");
+#   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2): every int8 (v0..v7), f16-MMA
+#      (f0..f8) and wgmma (w0..w3) tile at every shape; sweep-slots{3,4}w0: the wgmma w0
+#      ring at 3 and 4 slots (AMXDIAG_GPU_GEMM_WGMMA_SLOTS; default: as many as fit, <= 8);
+#   4. engine-wgmma: test_kern_engine's GPU layers teacher-forced against the CPU
+#      reference; compare-wgmma: `amxdiag run --ngl 99 --greedy --compare ref`;
+#   5. compute-sanitizer memcheck and racecheck on the wgmma kernels;
 #   6. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every tile, the best
-#      per kernel over the runs, the goal per shape;
-#   7. NCU=1: Nsight Compute of the LM head's kernel only (Q4_0, 151936 x 2048 x 512): f5
-#      with fragment stores and staged, f8: stall reasons, pipes, bank conflicts, DRAM bytes.
+#      per kernel over the runs, the goal per shape, and where wgmma beats the f16-MMA
+#      kernel (the rows of auto_wgmma in kern_cuda_gemm_plan.c to turn on);
+#   7. NCU=1: Nsight Compute of wgmma w0 at the LM head and w1 at attn_q (Q4_0): tensor
+#      pipe %, stall reasons, bank conflicts, DRAM bytes.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
-# Needs under BUILD_DIR: amxdiag, amxdiag-gpu-bench, tests/test_kern_cuda_gemm,
-# tests/test_kern_engine, devlibs/.
-# Outputs: summary.txt (the table included), sweep-s{3,3k2,3st,3k2st}.json, auto*.json, one
-# .log per step, and with NCU=1 ncu-details.txt, ncu-f16.csv.
+# Needs under BUILD_DIR (the default archs or -DAMXDIAG_CUDA_ARCHS=90: the sm_90a module is
+# built whenever the SASS list has 90): amxdiag, amxdiag-gpu-bench,
+# tests/test_kern_cuda_gemm, tests/test_kern_engine, devlibs/.
+# Outputs: summary.txt (the table included), sweep-*.json, auto.json, one .log per step,
+# and with NCU=1 ncu-details.txt, ncu-wgmma.csv.
 set -u
 build=${1:?usage: tests/device/gemm_sweep.sh BUILD_DIR}
 out=${OUT:-./gemm-sweep-out}
@@ -40,26 +41,30 @@ t_start=$(date +%s)
 
 nvidia-smi --query-gpu=name,driver_version,compute_cap,clocks.max.sm,clocks.max.mem --format=csv >>"$summary" 2>&1
 
-# 1. int8 bit for bit, f16-MMA within its bound: every variant, both weight paths
-step_want unit-gemm 0 60 "$build/tests/test_kern_cuda_gemm"
+# 1. int8 bit for bit, f16-MMA and wgmma within their bound: every variant, both weight paths
+step_want unit-gemm 0 32 "$build/tests/test_kern_cuda_gemm"
 expect unit-gemm 'PASSED'
-grep -h "FAILED\|element\|SKIP\|ERROR\|LINE\|token .* row" "$out/unit-gemm.log" | head -20 >>"$summary"
+grep -h "FAILED\|element\|SKIP\|ERROR\|LINE\|token .* row\|sm_90a" "$out/unit-gemm.log" | head -20 >>"$summary"
 grep -c "bit-exact" "$out/unit-gemm.log" | sed 's/^/  int8 bit-exact cases: /' >>"$summary"
-grep -h "gpu f16mma" "$out/unit-gemm.log" | sed 's/^/  /' >>"$summary"
+grep -c "gpu f16mma.*within" "$out/unit-gemm.log" | sed 's/^/  f16mma cases within the bound: /' >>"$summary"
+grep -c "gpu wgmma.*within" "$out/unit-gemm.log" | sed 's/^/  wgmma cases within the bound: /' >>"$summary"
+grep -h "gpu wgmma" "$out/unit-gemm.log" | sed 's/^/  /' >>"$summary"
 
-# 2. the default as a user gets it (kernel, tile, k slices per shape from the plan)
-step_want auto 0 20 "$bench" --only gemm --iters 10 -o "$out/auto.json"
-step_want auto-staged 0 20 env AMXDIAG_GPU_GEMM_STORE=staged "$bench" --only gemm --iters 10 \
-    -o "$out/auto-staged.json"
-for r in auto auto-staged; do
-    sed -n '/^goals/,$p' "$out/$r.log" | sed "s/^/  $r /" >>"$summary"
-    grep -h "f16mma f.*(selected)" "$out/$r.log" | head -14 | sed "s/^ */  $r /" >>"$summary"
-done
+# 2. the bench's own checks with the wgmma kernel (every kernel against the CPU reference,
+# the GEMM within 1.1 * 2^-10 sum |w x|), then the default as a user gets it
+step_want check-wgmma 0 10 "$bench" --check-only --gemm-kernel wgmma
+grep -h -E "wgmma GEMM|FAIL|gemm" "$out/check-wgmma.log" | head -12 | sed 's/^/  /' >>"$summary"
+step_want auto 0 10 "$bench" --only gemm --iters 10 -o "$out/auto.json"
+grep -h "wgmma GEMM" "$out/auto.log" | sed 's/^/  /' >>"$summary"
+sed -n '/^goals/,$p' "$out/auto.log" | sed "s/^/  auto /" >>"$summary"
+grep -h -E "(f16mma|wgmma|mma) [fvw][0-9].*\(selected\)" "$out/auto.log" | head -14 | sed "s/^ */  auto /" >>"$summary"
 
-# 3. every tile at every shape, 3 stages (2 and 4 were measured at 02:59: within 1 %),
-# one k slice and two (AMXDIAG_GPU_GEMM_SPLITK=2: where k has >= 4 x 3 stages, i.e. every
-# shape but ffn_down), fragment stores and staged
-for run in s3 s3k2 s3st s3k2st; do
+# 3. every tile at every shape, 3 stages for the mma.sync kernels (2 and 4 were within 1 %
+# at 02:59), the wgmma ring as many slots as fit; one k slice and two (SPLITK=2: where k
+# has enough stages, i.e. every shape but ffn_down); then the wgmma ring at 3 and 4 slots
+runs="s3 s3k2"
+[ -n "${STAGED:-}" ] && runs="$runs s3st s3k2st"
+for run in $runs; do
     envs=()
     case $run in *k2*) envs+=(AMXDIAG_GPU_GEMM_SPLITK=2) ;; esac
     case $run in *st) envs+=(AMXDIAG_GPU_GEMM_STORE=staged) ;; esac
@@ -67,75 +72,77 @@ for run in s3 s3k2 s3st s3k2st; do
         -o "$out/sweep-$run.json"
     sed -n '/^goals/,$p' "$out/sweep-$run.log" | sed "s/^/  $run /" >>"$summary"
 done
+for sl in 3 4; do
+    step_want "sweep-slots${sl}w0" 0 4 env AMXDIAG_GPU_GEMM_WGMMA_SLOTS=$sl "$bench" --only gemm --gemm-tile w0 \
+        --iters 10 -o "$out/sweep-slots${sl}w0.json"
+done
 
-# 3. the engine with the f16-MMA prompt GEMM against the CPU reference, and the bench's
-# own checks (every kernel against the CPU reference, the GEMM within 1.1 * 2^-10 sum |w x|)
-step_want check-f16mma 0 20 "$bench" --check-only --gemm-kernel f16mma
-grep -h -E "FAIL|gemm" "$out/check-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
-step_want check-f16mma-staged 0 20 env AMXDIAG_GPU_GEMM_STORE=staged "$bench" --check-only --gemm-kernel f16mma
-grep -h -E "FAIL|gemm" "$out/check-f16mma-staged.log" | head -12 | sed 's/^/  /' >>"$summary"
-step_want engine-f16mma 0 10 env AMXDIAG_GPU_GEMM=f16mma "$build/tests/test_kern_engine"
-grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
-export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-f16mma-cache-XXXXXX)
-step_want compare-f16mma 0 10 env AMXDIAG_GPU_GEMM=f16mma "$build/amxdiag" run --ngl 99 --greedy -p 64 -n 16 \
+# 4. the engine with the wgmma prompt GEMM against the CPU reference
+step_want engine-wgmma 0 8 env AMXDIAG_GPU_GEMM=wgmma "$build/tests/test_kern_engine"
+grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-wgmma.log" | head -12 | sed 's/^/  /' >>"$summary"
+export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-wgmma-cache-XXXXXX)
+step_want compare-wgmma 0 8 env AMXDIAG_GPU_GEMM=wgmma "$build/amxdiag" run --ngl 99 --greedy -p 64 -n 16 \
     --compare ref
-grep -h -E "max \|logit|same arg-max|agrees|differs|decisive|error" "$out/compare-f16mma.log" | head -6 |
+grep -h -E "max \|logit|same arg-max|agrees|differs|decisive|error" "$out/compare-wgmma.log" | head -6 |
     sed 's/^/  /' >>"$summary"
 rm -rf "$XDG_CACHE_HOME"
 unset XDG_CACHE_HOME
 
-# compute-sanitizer on the f16-MMA kernels only (the bench's small checks: 256 x 512 x 64
-# and 131 x 96 x 37): no out-of-bounds access, no shared-memory race between the copies,
-# the conversion and the MMAs of the single-barrier pipeline, nor between the staged
-# epilogue's tile and the next tile's copies (the fragment path ran clean at 02:59)
+# 5. compute-sanitizer on the wgmma kernels only (the bench's small checks: 256 x 512 x 64
+# and 131 x 96 x 37): no out-of-bounds access; racecheck: no shared-memory hazard between
+# the copies, the conversion and the (asynchronous) MMAs of the one-barrier pipeline
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
-        step_want "sanitizer-$tool" 0 30 env AMXDIAG_GPU_GEMM_STORE=staged "$cs" --tool $tool \
-            --kernel-name kns=gemm_f16mma --error-exitcode 9 --print-limit 10 "$bench" --check-only --quick \
-            --gemm-kernel f16mma
+        step_want "sanitizer-$tool" 0 12 "$cs" --tool $tool --kernel-name kns=gemm_wgmma --error-exitcode 9 \
+            --print-limit 10 "$bench" --check-only --quick --gemm-kernel wgmma
         expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'
         grep -h -E "SUMMARY|Invalid|hazard" "$out/sanitizer-$tool.log" | head -6 | sed 's/^/  /' >>"$summary"
     done
 fi
 
-# 4. the table: per shape and type, cuBLAS f16 and each variant (us, TOP/s, % of cuBLAS)
-python3 - "$out" >>"$summary" 2>&1 <<'EOF'
+# 6. the table: per shape and type, cuBLAS f16 and each variant (us, TOP/s, % of cuBLAS)
+python3 - "$out" >>"$summary" 2>&1 <<'PYEOF'
 import json, os, sys
 out = sys.argv[1]
+labels = [("s3", "3 stages (wgmma: slots as fit)"), ("s3k2", "3 stages, split-K 2"),
+          ("s3st", "3 stages, f16mma staged stores"), ("s3k2st", "3 stages, split-K 2, f16mma staged stores"),
+          ("slots3w0", "wgmma w0 at 3 slots"), ("slots3w1", "wgmma w1 at 3 slots"),
+          ("slots4w0", "wgmma w0 at 4 slots"), ("slots4w1", "wgmma w1 at 4 slots")]
 runs = {}
-for st in ("3", "3k2", "3st", "3k2st"):
-    p = os.path.join(out, "sweep-s%s.json" % st)
+for tag, _ in labels:
+    p = os.path.join(out, "sweep-%s.json" % tag)
     if os.path.exists(p):
         try:
-            runs[st] = json.load(open(p))
+            runs[tag] = json.load(open(p))
         except ValueError as e:
-            print("sweep-s%s.json: %s" % (st, e))
+            print("sweep-%s.json: %s" % (tag, e))
 if not runs:
     print("no sweep results")
     sys.exit(0)
 best = {}  # (shape, type, kernel) -> (pct, us, label)
 cub = {}
-for st, r in runs.items():
-    rows = [x for x in r.get("rows", []) if x.get("group") == "gemm"]
+kerns = (("mma", "v"), ("f16mma", "f"), ("wgmma", "w"))
+for tag, desc in labels:
+    if tag not in runs:
+        continue
+    rows = [x for x in runs[tag].get("rows", []) if x.get("group") == "gemm"]
+    if tag.startswith("slots"):
+        rows = [x for x in rows if x.get("kernel") in ("wgmma", None) or x.get("type", "").startswith("cublas")]
     shapes = []
     for x in rows:
         if x["name"] not in shapes:
             shapes.append(x["name"])
-    print("\n== %s stages%s%s (us / TOP/s / %% of cuBLAS f16; * = the default tile, ^ = best of the kernel)"
-          % (st[0], ", f16mma split-K 2" if "k2" in st else "", ", staged stores" if st.endswith("st") else ""))
+    print("\n== %s (us / TOP/s / %% of cuBLAS f16; * = the default, ^ = best of the kernel)" % desc)
     for nm in shapes:
         cb = [x for x in rows if x["name"] == nm and x["type"] == "cublas"]
-        ci = [x for x in rows if x["name"] == nm and x["type"] == "cublas-i8"]
         head = "%-14s %s" % (nm, cb[0]["shape"] if cb else "")
         if cb:
             head += "  cuBLAS f16 %.1f us %.0f TFLOP/s" % (cb[0]["us"], cb[0]["tflops"])
             cub.setdefault(nm, (cb[0]["us"], cb[0]["tflops"], cb[0]["shape"]))
-        if ci:
-            head += ", int8 %.1f us" % (ci[0]["us"])
         print(head)
         for ty in ("q4_0", "q8_0"):
-            for kern, tag in (("mma", "v"), ("f16mma", "f")):
+            for kern, t in kerns:
                 v = [x for x in rows if x["name"] == nm and x["type"] == ty and x.get("kernel") == kern]
                 if not v:
                     continue
@@ -143,47 +150,51 @@ for st, r in runs.items():
                 cells = []
                 for x in sorted(v, key=lambda x: x.get("variant", 0)):
                     mark = ("*" if x.get("selected") else "") + ("^" if x is b else "")
-                    cells.append("%s%d%s %.1f/%.0f/%.0f%%" % (tag, x.get("variant", -1), mark, x["us"], x["tflops"],
-                                                           x.get("pct_cublas", 0)))
+                    extra = "/%ds" % x.get("stages", 0) if kern == "wgmma" else ""
+                    cells.append("%s%d%s%s %.1f/%.0f/%.0f%%" % (t, x.get("variant", -1), extra, mark, x["us"],
+                                                              x["tflops"], x.get("pct_cublas", 0)))
                 print("  %s %-6s %s" % (ty, kern, "  ".join(cells)))
                 key = (nm, ty, kern)
-                lab = "%s%d s%s" % (tag, b.get("variant", -1), st)
+                lab = "%s%d %s" % (t, b.get("variant", -1), tag)
+                if b.get("ksplit", 1) > 1:
+                    lab += " k%d" % b.get("ksplit")
                 if key not in best or b.get("pct_cublas", 0) > best[key][0]:
                     best[key] = (b.get("pct_cublas", 0), b["us"], lab)
 print("\n== best per shape over the runs (% of cuBLAS f16; goal >= 50 %)")
 worst = {}
+wins = []
 for nm in cub:
     for ty in ("q4_0", "q8_0"):
-        i8 = best.get((nm, ty, "mma"))
-        f16 = best.get((nm, ty, "f16mma"))
-        cells = []
-        for kern, b in (("int8", i8), ("f16mma", f16)):
-            if b:
-                cells.append("%s %s %.1f us %.0f%%" % (kern, b[2], b[1], b[0]))
-        top = max([b[0] for b in (i8, f16) if b] or [0])
+        got = {kern: best.get((nm, ty, kern)) for kern, _ in kerns}
+        cells = ["%s %s %.1f us %.0f%%" % (kern, b[2], b[1], b[0]) for kern, b in got.items() if b]
+        top = max([b[0] for b in got.values() if b] or [0])
         worst[ty] = min(worst.get(ty, 1e9), top)
         print("%-14s %s  cuBLAS %.1f us | %s | %s" % (nm, ty, cub[nm][0], " | ".join(cells),
                                                     "MET" if top >= 50 else "MISS"))
+        if got["wgmma"] and got["f16mma"] and got["wgmma"][0] > got["f16mma"][0]:
+            wins.append("%s %s: wgmma %s %.1f us beats f16mma %s %.1f us" % (nm, ty, got["wgmma"][2], got["wgmma"][1],
+                                                                           got["f16mma"][2], got["f16mma"][1]))
 for ty, w in sorted(worst.items()):
     print("worst shape, best kernel and tile, %s: %.1f%% (%s)" % (ty, w, "MET" if w >= 50 else "MISS"))
-EOF
+print("\n== where wgmma wins (kern_cuda_gemm_plan.c auto_wgmma: {variant, k slices} of that shape class)")
+for w in wins or ["none"]:
+    print("  " + w)
+PYEOF
 
-# 7. Nsight Compute (NCU=1) of the LM head's kernel only, Q4_0 at 151936 x 2048 x 512: f5
-# (256 x 128, k stages of 64) with fragment stores and staged, and the new f8 (128 x 256).
-# The bench in its default mode with --gemm-tile fN launches fN Q4_0 twice per shape
-# (warm-up, timed) in the order attn_q, attn_o, attn_k, ffn_up, ffn_down, lm_head: the LM
-# head's are launches 11 and 12.
-# (At 02:59 two runs over every shape hit their 30 s limit before the LM head.)  Sections:
-# speed of light, compute, occupancy, launch, scheduler, warp states (stall reasons),
-# instruction mix, memory tables (bank conflicts per instruction kind), source counters.
+# 7. Nsight Compute (NCU=1) of the wgmma kernel, Q4_0: w0 at the LM head (151936 x 2048 x
+# 512) and w1 at attn_q (4096 x 2048 x 512).  The bench in its default mode with
+# --gemm-tile wN launches wN Q4_0 twice per shape (warm-up, timed) in the order attn_q,
+# attn_o, attn_k, ffn_up, ffn_down, lm_head: the LM head's are launches 11 and 12, attn_q's
+# 1 and 2.
 if [ -n "${NCU:-}" ]; then
     ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
     secs="--section SpeedOfLight --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
 --section SchedulerStats --section WarpStateStats --section InstructionStats --section MemoryWorkloadAnalysis \
---section MemoryWorkloadAnalysis_Tables --section SourceCounters"
+--section MemoryWorkloadAnalysis_Tables"
     mets=gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
     mets=$mets,sm__inst_executed.sum,smsp__inst_executed.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active
-    mets=$mets,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active
+    mets=$mets,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+    mets=$mets,sm__warps_active.avg.pct_of_peak_sustained_active
     mets=$mets,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
     mets=$mets,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
     mets=$mets,lts__t_bytes.sum,dram__bytes_read.sum,dram__bytes_write.sum
@@ -192,27 +203,26 @@ if [ -n "${NCU:-}" ]; then
         mets=$mets,smsp__average_warps_issue_stalled_${st}_per_issue_active.ratio
     done
     : >"$out/ncu-details.txt"
-    : >"$out/ncu-f16.csv"
-    for run in 5:fragment 5:staged 8:fragment; do
-        v=${run%%:*} store=${run#*:}
-        tag=f$v-lm-$store
-        step_want "ncu-$tag" 0 45 env AMXDIAG_GPU_GEMM_STORE=$store "$ncu" $secs \
-            -k "regex:kern_gemm_f16mma_q4_0_v$v\$" --launch-skip 10 --launch-count 2 -o "$out/gemm-$tag" -f \
-            "$PWD/$bench" --only gemm --iters 1 --gemm-tile f$v --gemm-stages 3 --no-cublas
+    : >"$out/ncu-wgmma.csv"
+    for run in 0:10:lm 1:0:attn_q; do
+        v=${run%%:*} rest=${run#*:}
+        skip=${rest%%:*} tag=w$v-${rest#*:}
+        step_want "ncu-$tag" 0 45 "$ncu" $secs -k "regex:kern_gemm_wgmma_q4_0_w$v\$" --launch-skip $skip \
+            --launch-count 2 -o "$out/gemm-$tag" -f "$PWD/$bench" --only gemm --iters 1 --gemm-tile w$v --no-cublas
         if [ -f "$out/gemm-$tag.ncu-rep" ]; then
             echo "==== $tag" >>"$out/ncu-details.txt"
             "$ncu" --import "$out/gemm-$tag.ncu-rep" --page details >>"$out/ncu-details.txt" 2>&1
-            "$ncu" --import "$out/gemm-$tag.ncu-rep" --page raw --csv --metrics "$mets" >>"$out/ncu-f16.csv" 2>&1
+            "$ncu" --import "$out/gemm-$tag.ncu-rep" --page raw --csv --metrics "$mets" >>"$out/ncu-wgmma.csv" 2>&1
             rm -f "$out/gemm-$tag.ncu-rep"
         fi
     done
-    # per launch: kernel, grid, us, instructions per warp, issue %, tensor pipe %, the
-    # largest stall reasons, shared-memory bank conflicts per wavefront (ld / st)
-    python3 - "$out/ncu-f16.csv" >>"$summary" 2>&1 <<'PYEOF'
+    # per launch: kernel, grid, us, instructions per warp, issue %, tensor pipe % (gmma and
+    # hmma), the largest stall reasons, shared-memory bank conflicts per wavefront (ld / st)
+    python3 - "$out/ncu-wgmma.csv" >>"$summary" 2>&1 <<'PYEOF'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 hdr = units = None
-print("\n== ncu, f16-MMA q4_0 at the LM head (warm-up, timed): f5 fragment stores, f5 staged, f8 fragment")
+print("\n== ncu, wgmma q4_0 (warm-up, timed): w0 at the LM head, w1 at attn_q")
 def num(s):
     try:
         return float(s.replace(",", ""))
@@ -235,12 +245,13 @@ for r in rows:
                       "lg_throttle", "not_selected", "dispatch_stall", "no_instruction")), reverse=True)[:4]
     ldc = f("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum") / max(1, f("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum"))
     stc = f("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum") / max(1, f("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"))
-    print("  %-26s grid %5.0f regs %3.0f %9.1f %-3s inst/warp %7.0f issue %4.1f%% hmma %4.1f%% stalls %s; bank conflicts/wavefront ld %.2f st %.2f"
+    print("  %-26s grid %5.0f regs %3.0f %9.1f %-3s inst/warp %7.0f issue %4.1f%% gmma %4.1f%% hmma %4.1f%% stalls %s; bank conflicts/wavefront ld %.2f st %.2f; dram rd %.0f MB"
           % (d.get("Kernel Name", "?"), f("launch__grid_size"), f("launch__registers_per_thread"),
              f("gpu__time_duration.sum"), (units or {}).get("gpu__time_duration.sum", ""),
              f("sm__inst_executed.sum") / max(1, warps), f("smsp__issue_active.avg.pct_of_peak_sustained_active"),
+             f("sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active"),
              f("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"),
-             " ".join("%s %.2f" % (s, v) for v, s in stalls), ldc, stc))
+             " ".join("%s %.2f" % (s, v) for v, s in stalls), ldc, stc, f("dram__bytes_read.sum") / 1e6))
 PYEOF
 fi
 

@@ -18,8 +18,11 @@
 
 #include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_cuda_internal.h"
 #include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
+#include "kernels/cuda/kern_gemm_wgmma_map.h"
+#include "probe/fatbin.h"
 
 /* ---- data and the CPU reference ------------------------------------------------------ */
 
@@ -146,7 +149,7 @@ static void test_plan(void **state)
     assert_int_equal(kern_cuda_gemm_tile_parse("96"), -1);
     assert_int_equal(kern_cuda_gemm_tile_parse(""), -1);
     assert_int_equal(kern_cuda_gemm_tile_code(64), 1);
-    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + 1), 0);
+    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + GW_NVAR + 1), 0);
     assert_string_equal(kern_cuda_gemm_tile_name(3), "128x64/32x64");
     assert_string_equal(kern_cuda_gemm_tile_name(0), "auto");
     for (int v = 0; v < GI8_NVAR; v++) {
@@ -249,7 +252,7 @@ static void test_plan(void **state)
     assert_int_equal(kern_cuda_gemm_tile_parse("f0"), 1 + GI8_NVAR);
     assert_int_equal(kern_cuda_gemm_tile_parse("f8"), GI8_NVAR + GF_NVAR);
     assert_int_equal(kern_cuda_gemm_tile_parse("f9"), -1);
-    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + 1), 0);
+    assert_int_equal(kern_cuda_gemm_tile_code(GI8_NVAR + GF_NVAR + GW_NVAR + 1), 0);
     for (int v = 0; v < GF_NVAR; v++) {
         char name[40];
         gi8_variant t = gf_var(v);
@@ -661,6 +664,213 @@ static void test_emulated_kernel(void **state)
     }
 }
 
+/* ---- the wgmma kernel's host side --------------------------------------------------------- */
+
+static const kern_cuda_gemm_caps h100w = {.code_arch = 90, .sm_count = 132, .smem_optin = 232448,
+                                          .can_raise_smem = true, .wgmma = true};
+
+/* Its tile codes and names, the layout claims of kern_gemm_wgmma_map.h (the f16-MMA k64
+ * layout is the 128-byte swizzle; descriptors; the accumulator map covers its tile once). */
+static void test_wgmma_map(void **state)
+{
+    (void)state;
+    const int w0 = 1 + GI8_NVAR + GF_NVAR;
+    kern_cuda_gemm_kind k;
+    assert_true(kern_cuda_gemm_kind_parse("wgmma", &k) && k == KERN_CUDA_GEMM_WGMMA);
+    assert_string_equal(kern_cuda_gemm_kind_name(KERN_CUDA_GEMM_WGMMA), "wgmma");
+    assert_int_equal(kern_cuda_gemm_n_wgmma_tiles(), GW_NVAR);
+    assert_int_equal(kern_cuda_gemm_tile_parse("w0"), w0);
+    assert_int_equal(kern_cuda_gemm_tile_parse("w3"), w0 + 3);
+    assert_int_equal(kern_cuda_gemm_tile_parse("w4"), -1);
+    assert_int_equal(kern_cuda_gemm_tile_parse("wg:128x256"), w0);
+    assert_int_equal(kern_cuda_gemm_tile_code(w0 + GW_NVAR - 1), w0 + GW_NVAR - 1);
+    for (int v = 0; v < GW_NVAR; v++) {
+        char name[32];
+        snprintf(name, sizeof name, "wg:%dx%d", gw_var_bm(v), gw_var_bn(v));
+        assert_string_equal(kern_cuda_gemm_tile_name(w0 + v), name);
+        assert_int_equal(kern_cuda_gemm_tile_parse(name), w0 + v);
+        /* every part of the shared memory starts on 1024 bytes */
+        for (int wt = 4; wt <= 8; wt += 4) {
+            assert_int_equal(gw_slot_bytes(wt, gw_var_bm(v), gw_var_bn(v)) % GW_ALIGN, 0);
+            assert_int_equal(kern_cuda_gemm_stage_bytes(wt, w0 + v), gw_slot_bytes(wt, gw_var_bm(v), gw_var_bn(v)));
+        }
+        assert_int_equal(gw_var_bm(v) * GW_ROW % GW_ALIGN, 0);
+        /* the wgmma N: a multiple of 8 up to 256; whole X pieces and conversion units per thread */
+        assert_true(gw_var_bn(v) % 8 == 0 && gw_var_bn(v) <= 256);
+        assert_int_equal(gw_var_bn(v) * 8 % gw_var_threads(v), 0);
+        assert_int_equal(gw_var_bm(v) * GW_KB % gw_var_threads(v), 0);
+        /* the accumulator map: the 128 threads of a warpgroup cover its 64 x BN tile once */
+        const int bn = gw_var_bn(v);
+        unsigned char *seen = calloc((size_t)(64 * bn), 1);
+        assert_non_null(seen);
+        for (int w = 0; w < 4; w++)
+            for (int lane = 0; lane < 32; lane++)
+                for (int i = 0; i < bn / 2; i++) {
+                    const int r = gw_d_row(w, lane, i), t = gw_d_tok(lane, i);
+                    assert_true(r >= 0 && r < 64 && t >= 0 && t < bn);
+                    seen[r * bn + t]++;
+                }
+        for (int i = 0; i < 64 * bn; i++)
+            assert_int_equal(seen[i], 1);
+        free(seen);
+    }
+    /* PTX ISA, wgmma D fragment: d0, d1 row g columns 2t, 2t+1; d2, d3 row g + 8; next 8 columns */
+    assert_int_equal(gw_d_row(1, 5, 0), 16 + 1);
+    assert_int_equal(gw_d_tok(5, 0), 2);
+    assert_int_equal(gw_d_row(0, 5, 3), 1 + 8);
+    assert_int_equal(gw_d_tok(5, 3), 3);
+    assert_int_equal(gw_d_tok(5, 4), 8 + 2);
+    /* the f16-MMA k64 layout (gf_offr with 128-byte rows) is the 128-byte swizzle of a
+     * 1024-byte aligned tile: address bits 4..6 XOR bits 7..9 */
+    for (int r = 0; r < 256; r++)
+        for (int c = 0; c < 8; c++) {
+            const unsigned a = (unsigned)(r * 128 + c * 16);
+            assert_int_equal(gf_offr(r, c, GW_ROW), (int)(a ^ (((a >> 7) & 7) << 4)));
+        }
+    /* descriptor: start >> 4, leading byte offset 1, stride 1024 >> 4, 128-byte swizzle */
+    const unsigned long long d = gw_desc(0x2400);
+    assert_int_equal(d & 0x3FFF, 0x2400 >> 4);
+    assert_int_equal((d >> 16) & 0x3FFF, 1);
+    assert_int_equal((d >> 32) & 0x3FFF, 64);
+    assert_int_equal((d >> 49) & 7, 0);
+    assert_int_equal(d >> 62, 1);
+    assert_int_equal(gw_desc(0x3FFF0) & 0x3FFF, 0x3FFF); /* the highest 16-byte unit of 256 KiB */
+}
+
+/* The plan: the kind and its tiles where the module is loaded, the f16-MMA kernel (saying
+ * why) where not, AUTO unchanged while its wgmma table is empty. */
+static void test_wgmma_plan(void **state)
+{
+    (void)state;
+    const int w0 = 1 + GI8_NVAR + GF_NVAR;
+    static const int64_t shapes[][3] = {{4096, 2048, 512}, {2048, 4096, 512}, {512, 2048, 512},
+                                        {768, 2048, 512},  {2048, 768, 512},  {151936, 2048, 512}};
+    kern_cuda_gemm_plan p;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        const kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+        for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
+            const int64_t m = shapes[i][0], kk = shapes[i][1], n = shapes[i][2];
+            p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, t, m, kk, n, 0x1000, false);
+            assert_true(p.wgmma && p.f16mma && !p.mma);
+            assert_true(p.variant >= 0 && p.variant < GW_NVAR);
+            assert_int_equal(p.tile, gw_var_bm(p.variant));
+            assert_int_equal(p.bn, gw_var_bn(p.variant));
+            assert_int_equal(p.threads, gw_var_threads(p.variant));
+            assert_true(p.stages >= 3 && p.stages <= GW_MAX_SLOTS);
+            assert_int_equal(p.smem, gw_smem_bytes(wt, p.tile, p.bn, p.stages));
+            assert_true(p.smem <= h100w.smem_optin);
+            assert_true(p.aligned);
+            assert_non_null(strstr(p.why, "wgmma"));
+            /* AUTO keeps today's pick (the wgmma table is empty until measured) */
+            kern_cuda_gemm_plan a = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, t, m, kk, n, 0x1000,
+                                                             false);
+            kern_cuda_gemm_plan b = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, t, m, kk, n, 0x1000,
+                                                             false);
+            assert_false(a.wgmma);
+            assert_int_equal(a.f16mma, b.f16mma);
+            assert_int_equal(a.variant, b.variant);
+            assert_int_equal(a.ksplit, b.ksplit);
+            /* without the module: the f16-MMA kernel's own pick, saying why */
+            kern_cuda_gemm_plan f = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_WGMMA, 0, 0, t, m, kk, n, 0x1000,
+                                                             false);
+            kern_cuda_gemm_plan g = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, t, m, kk, n, 0x1000,
+                                                             false);
+            assert_true(f.f16mma && !f.wgmma);
+            assert_int_equal(f.variant, g.variant);
+            assert_non_null(strstr(f.why, "not loaded"));
+        }
+        /* the largest tile for the LM head; a small one where 128 x 256 tiles leave SMs idle */
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, t, 151936, 2048, 512, 0x1000, false);
+        assert_int_equal(p.variant, 0);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, t, 512, 2048, 512, 0x1000, false);
+        assert_int_equal(p.variant, 3);
+        /* CTAs per SM: the one-warpgroup tiles keep to their share of the SM */
+        for (int v = 0; v < GW_NVAR; v++) {
+            p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + v, 0, t, 4096, 2048, 512, 0x1000, false);
+            assert_true(p.wgmma);
+            assert_int_equal(p.variant, v);
+            assert_true((int64_t)gw_var_cps(v) * (p.smem + 1024) <= h100w.smem_optin + 1024);
+        }
+        /* a wgmma tile under AUTO or f16mma runs the wgmma kernel; under mma the int8 one;
+         * the grouped experts never */
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, w0 + 1, 0, t, 4096, 2048, 512, 0x1000, false);
+        assert_true(p.wgmma && p.variant == 1);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_F16MMA, w0 + 2, 0, t, 4096, 2048, 512, 0x1000, false);
+        assert_true(p.wgmma && p.variant == 2);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_MMA, w0 + 2, 0, t, 4096, 2048, 512, 0x1000, false);
+        assert_true(p.mma && !p.wgmma);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0, 0, t, 768, 2048, 64, 0x1000, true);
+        assert_false(p.wgmma || p.f16mma);
+        /* a wgmma tile without the module: the f16-MMA auto pick */
+        p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, w0, 0, t, 4096, 2048, 512, 0x1000, false);
+        assert_false(p.wgmma);
+        /* weights by 2-byte loads: k % 64 != 0, a buffer not 4-byte aligned */
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, t, 300, 96, 37, 0x1000, false);
+        assert_true(p.wgmma && !p.aligned);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, t, 300, 768, 37, 0x1002, false);
+        assert_true(p.wgmma && !p.aligned);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, t, 300, 768, 37, 0x1004, false);
+        assert_true(p.wgmma && p.aligned);
+        /* split-K by 2 where each slice keeps >= 8 stages of 64 */
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 1, 0, t, 2048, 1024, 512, 0x1000, false);
+        assert_int_equal(kern_cuda_gemm_ksplit(&p, 2, 1024), 2);
+        assert_int_equal(kern_cuda_gemm_ksplit(&p, 2, 960), 1);
+        assert_int_equal(kern_cuda_gemm_ksplit(&p, 0, 4096), 1);
+        /* ring slots asked for ($AMXDIAG_GPU_GEMM_WGMMA_SLOTS): as many as fit */
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 1, 0, t, 4096, 2048, 512, 0x1000, false);
+        kern_cuda_gemm_plan q = p;
+        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "3");
+        assert_int_equal(q.stages, 3);
+        assert_int_equal(q.smem, gw_smem_bytes(wt, q.tile, q.bn, 3));
+        q = p;
+        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "junk");
+        assert_int_equal(q.stages, p.stages);
+        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "9");
+        assert_int_equal(q.stages, p.stages);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0, 0, t, 4096, 2048, 512, 0x1000, false);
+        q = p;
+        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "8"); /* 128 x 256: 8 slots do not fit, the most that do */
+        assert_true(q.stages >= 3 && q.stages < 8 && q.smem <= h100w.smem_optin);
+    }
+    /* an A100-class part (164 KiB): still three slots of every tile */
+    const kern_cuda_gemm_caps small = {.code_arch = 90, .sm_count = 108, .smem_optin = 166912, .can_raise_smem = true,
+                                       .wgmma = true};
+    for (int v = 0; v < GW_NVAR; v++) {
+        p = kern_cuda_gemm_plan_make(&small, KERN_CUDA_GEMM_WGMMA, w0 + v, 0, KERN_TYPE_Q8_0, 4096, 2048, 512, 0x1000,
+                                     false);
+        assert_true(p.wgmma && p.stages >= 3 && p.smem <= small.smem_optin);
+    }
+}
+
+/* The sm_90a module embedded in this binary: an sm_90a cubin (EM_CUDA, e_flags saying
+ * sm_90 with the arch-specific bit, as cuobjdump and the loader read them) holding every
+ * kernel the host looks up. */
+static void test_wgmma_module(void **state)
+{
+    (void)state;
+    const void *img;
+    size_t len;
+    kern_cuda_wgmma_image(&img, &len);
+    if (!len)
+        ADG_SKIP("this build has no sm_90a module (no nvcc, or AMXDIAG_CUDA_ARCHS without 90)");
+    const uint8_t *b = img;
+    assert_true(len > 64 && memcmp(b, "\x7f" "ELF", 4) == 0);
+    assert_int_equal(b[18] | (b[19] << 8), 190); /* EM_CUDA */
+    fatbin_entry e;
+    memset(&e, 0, sizeof e);
+    ADG_ASSERT_OK(fatbin_read_cubin(b, len, &e));
+    assert_int_equal(e.elf_sm, 90);
+    assert_int_equal(e.elf_variant, 'a');
+    for (int i = KF_GEMM_WGMMA_FIRST; i <= KF_GEMM_WGMMA_LAST; i++) {
+        const char *nm = kern_cuda_kernel_names[i];
+        assert_non_null(nm);
+        assert_non_null(memmem(b, len, nm, strlen(nm) + 1));
+        assert_true(kern_cuda_fn_in_wgmma(i));
+    }
+    assert_false(kern_cuda_fn_in_wgmma(KF_GEMM_F16MMA_LAST));
+    print_message("sm_90a module: %zu bytes, %d kernels\n", len, KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1);
+}
+
 /* ---- on the GPU ------------------------------------------------------------------------ */
 
 #include "cuda_test_ctx.h"
@@ -777,6 +987,9 @@ static void test_gpu_gemm(void **state)
  * q d and of x (2^-11 relative each), the sums are f32, so |y - ref| <= 1.1 * 2^-10 *
  * sum_i |w_i x_i| (docs/cuda-kernels.md).  Also prints the largest error seen in units of
  * that sum. */
+/* the kernel gpu_f16_case runs: the f16-MMA one, or its wgmma form (test_gpu_gemm_wgmma) */
+static kern_cuda_gemm_kind f16_kind = KERN_CUDA_GEMM_F16MMA;
+
 static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, int64_t k, int64_t n, uint64_t seed)
 {
     kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
@@ -794,9 +1007,11 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
     ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb + pad));
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
-    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_F16MMA, tile, stages);
+    kern_cuda_set_gemm_kernel(ctx, f16_kind, tile, stages);
     kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, t, m, k, n, d.w + pad, false);
     assert_true(p.f16mma);
+    assert_int_equal(p.wgmma, f16_kind == KERN_CUDA_GEMM_WGMMA);
+    const char *kn = p.wgmma ? "wgmma" : "f16mma";
     ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, d.w + pad, m, k, d.x, n, d.y, d.s));
     float *got = malloc((size_t)(n * m) * sizeof *got), *want = malloc((size_t)(n * m) * sizeof *want);
     float *wf = malloc((size_t)(m * k) * sizeof *wf);
@@ -813,17 +1028,19 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
                 mag += fabs((double)wf[r * k + j] * x[i * k + j]);
             const double err = fabs((double)got[i * m + r] - want[i * m + r]);
             if (!(err <= 1.1 * ldexp(mag, -10) + 1e-30))
-                fail_msg("gpu f16mma %s %lldx%lld x %lld: token %lld row %lld is %.9g, the reference %.9g (sum |w x| "
+                fail_msg("gpu %s %s %lldx%lld x %lld: token %lld row %lld is %.9g, the reference %.9g (sum |w x| "
                          "%.4g)",
-                         kern_type_name(t), (long long)m, (long long)k, (long long)n, (long long)i, (long long)r,
+                         kn, kern_type_name(t), (long long)m, (long long)k, (long long)n, (long long)i, (long long)r,
                          (double)got[i * m + r], (double)want[i * m + r], mag);
             if (mag > 0 && err / mag > worst)
                 worst = err / mag;
         }
-    print_message("gpu f16mma %s %lldx%lld x %lld, tile f%d %s, %d stages, %d k slice(s), %s: within 1.1 * 2^-10 sum "
+    print_message("gpu %s %s %lldx%lld x %lld, tile %c%d %s, %d stages, %d k slice(s), %s: within 1.1 * 2^-10 sum "
                   "|w x| (largest %.2e)\n",
-                  kern_type_name(t), (long long)m, (long long)k, (long long)n, p.variant,
-                  kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + p.variant), p.stages, p.ksplit,
+                  kn, kern_type_name(t), (long long)m, (long long)k, (long long)n, p.wgmma ? 'w' : 'f', p.variant,
+                  kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + (p.wgmma ? kern_cuda_gemm_n_f16_tiles() : 0) +
+                                           p.variant),
+                  p.stages, p.ksplit,
                   p.aligned ? "cp.async" : "2-byte loads", worst);
     dev_free(&d);
     free(wbuf);
@@ -869,6 +1086,38 @@ static void test_gpu_gemm_f16mma(void **state)
         kern_cuda_set_gemm_ksplit(ctx, 0);
         kern_cuda_set_gemm_staged(ctx, false);
     }
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+}
+
+/* The wgmma kernel (the sm_90a module, compute capability 9.0) within the same bound:
+ * every variant, partial tiles in rows and tokens, the 2-byte weight path (k % 64 != 0,
+ * misaligned), split-K, one token. */
+static void test_gpu_gemm_wgmma(void **state)
+{
+    (void)state;
+    need_mma();
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_WGMMA, 0, 0);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_Q8_0, 256, 256, 64, 0, false);
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+    if (!p.wgmma)
+        ADG_SKIP("no wgmma GEMM here: %s", p.why);
+    const int w0 = 1 + kern_cuda_gemm_n_tiles() + kern_cuda_gemm_n_f16_tiles();
+    f16_kind = KERN_CUDA_GEMM_WGMMA;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        for (int v = 0; v < kern_cuda_gemm_n_wgmma_tiles(); v++) {
+            gpu_f16_case(wt, w0 + v, 0, 0, 300, 768, 300, 71 + v); /* partial tiles, 12 k stages */
+            gpu_f16_case(wt, w0 + v, 0, 0, 131, 96, 37, 75 + v);   /* 3 blocks: 2-byte loads, half a last stage */
+        }
+        gpu_f16_case(wt, 0, 0, 0, 1024, 2048, 512, 80);    /* attn_q's k, auto tile */
+        gpu_f16_case(wt, w0 + 0, 0, 2, 200, 512, 70, 81); /* misaligned weights: 2-byte loads */
+        gpu_f16_case(wt, w0 + 1, 0, 4, 200, 512, 70, 82); /* 4-byte aligned: cp.async */
+        gpu_f16_case(wt, w0 + 2, 0, 0, 64, 4096, 1, 83);  /* one token */
+        kern_cuda_set_gemm_ksplit(ctx, 2);                  /* split-K: slices added into a zeroed y */
+        gpu_f16_case(wt, w0 + 1, 0, 0, 300, 1664, 130, 84); /* 26 stages: 13 + 13 */
+        gpu_f16_case(wt, w0 + 0, 0, 0, 600, 2048, 256, 85);
+        kern_cuda_set_gemm_ksplit(ctx, 0);
+    }
+    f16_kind = KERN_CUDA_GEMM_F16MMA;
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
 
@@ -1026,9 +1275,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_scale_fma),
+        cmocka_unit_test(test_wgmma_map),
+        cmocka_unit_test(test_wgmma_plan),
+        cmocka_unit_test(test_wgmma_module),
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
         cmocka_unit_test(test_gpu_gemm_f16mma),
+        cmocka_unit_test(test_gpu_gemm_wgmma),
         cmocka_unit_test(test_gpu_moe_gemm),
         cmocka_unit_test(test_gpu_gemm_f32),
     };

@@ -1,0 +1,167 @@
+// The Hopper warpgroup-MMA prompt GEMM's device code (layout and descriptors:
+// kern_gemm_wgmma_map.h).  Included by the sm_90a module kern_gemm_wgmma.cu after the
+// primitives it uses (cp_async4/16, gw_cp_wait, gw_fence, gw_fence_proxy, gw_commit,
+// gw_wait0, gw_mma<BN>, gw_smem_u32, gf_sub_mul, gf_store4, gf_red_add, GW_DYN_SMEM) and by
+// a host emulator, which supplies its own versions.  The raw-block copies and the f16
+// conversion are the f16-MMA kernel's k64 ones (kern_gemm_f16mma.cuh: gf_convert,
+// kern_gemm_copy.cuh), whose output layout is the wgmma 128-byte-swizzle layout.
+#ifndef KERN_GEMM_WGMMA_CUH
+#define KERN_GEMM_WGMMA_CUH
+
+#include "kern_gemm_copy.cuh"
+#include "kern_gemm_wgmma_map.h"
+
+// One CTA tile: weight rows r0 .. r0 + 64 WG - 1 (warpgroup g: rows 64 g ..), tokens n0 ..
+// n0 + BN - 1; token tiles run fastest (the CTAs sharing a band of weight rows run together,
+// so weights larger than L2 come from DRAM about once).  Arguments as the f16-MMA kernel's:
+// x the f16 activations [n][k]; `slots` ring slots (3..8, gw_slots_fit); flags bit 0
+// (GF_FLAG_ALIGNED): raw W by 4-byte cp.async (k % 64 == 0, 4-byte aligned buffer), else
+// 2-byte loads; ksplit > 1: each tile's k stages in ksplit slices whose partial sums are
+// added into y (zeroed by the host).
+//
+// Pipeline per k stage st (one barrier): wait for stage st + 1's copies (this thread's);
+// fence.proxy.async (this thread's generic writes, the conversion's stores and the landed
+// cp.async data, become visible to the tensor cores' async proxy); barrier; wgmma.fence;
+// 4 wgmma k16 steps on (f16 W buffer st & 1, X of slot st), committed as one group; while
+// they run: the copies of stage st + slots - 1 into the slot stage st - 1 used and the
+// conversion of stage st + 1's raw W into f16 buffer (st + 1) & 1; then wgmma.wait_group 0.
+// After the barrier of stage st every warpgroup's MMAs of stage st - 1 are complete (each
+// waited before it), so that slot and that f16 buffer are free to be written.
+template <int WT, int WG, int BN>
+__device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
+                           int slots, int flags, int ksplit)
+{
+    constexpr int KB = GW_KB, BM = 64 * WG, THREADS = 128 * WG, NACC = BN / 2;
+    constexpr int BSZ = WT == 4 ? 18 : 34, RB = GW_ROW, CPR = 8;
+    constexpr int WSTR = WT == 4 ? 48 : 80;
+    constexpr int XB = BN * RB, SLOT = XB + BM * WSTR, WFB = BM * RB;
+    static_assert(SLOT % GW_ALIGN == 0 && WFB % GW_ALIGN == 0, "1024-byte aligned tiles");
+    // raw W: PW pieces of 4 bytes per row, WPT per thread; X: XIT 16-byte pieces per thread,
+    // XPI tokens apart (a multiple of 8: one swizzle for all of them)
+    constexpr int PW = BSZ * KB / 4, WPT = (BM * PW + THREADS - 1) / THREADS;
+    constexpr int XPI = THREADS / CPR, XIT = BN * CPR / THREADS;
+    // the conversion: CU raw blocks per thread and stage, CPI rows apart
+    constexpr int CU = BM * KB / THREADS, CPI = THREADS / KB;
+    static_assert(CU >= 1 && BN * CPR % THREADS == 0 && XPI % 8 == 0 && CPI % 8 == 0, "tile variant");
+    static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "wgmma N");
+    GW_DYN_SMEM(gw_raw);
+    // the swizzle's pattern is of the shared address: start every tile on 1024 bytes
+    uint8_t *const sm = gw_raw + ((GW_ALIGN - (gw_smem_u32(gw_raw) & (GW_ALIGN - 1))) & (GW_ALIGN - 1));
+    uint8_t *const wf0 = sm + slots * SLOT;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const long long nb = k / 32, row_bytes = nb * BSZ;
+    const int nst = (int)((nb + KB - 1) / KB);
+    const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
+    const int x_tok = tid / CPR, x_j = tid % CPR, x_dst = gf_offr(x_tok, x_j, RB);
+    const int cv_row = tid / KB, cv_bl = tid % KB;
+    const int pw_row = tid / PW, pw_pc = tid % PW, rbytes = (int)row_bytes;
+    const int cv_src = XB + cv_row * WSTR + cv_bl * BSZ, cv_mis = (cv_bl * BSZ + 2) & 3;
+    const int cv_dst = gf_offr(cv_row, cv_bl * 4, RB);
+    // descriptors of stage 0's k16 step 0: this warpgroup's 64 rows of f16 buffer 0, the X
+    // of slot 0; buffer b, slot s and step kk add (b WFB + 32 kk) >> 4, (s SLOT + 32 kk) >> 4
+    const unsigned long long da0 = gw_desc(gw_smem_u32(wf0 + wg * 64 * RB));
+    const unsigned long long db0 = gw_desc(gw_smem_u32(sm));
+    const long long tiles_mn = tiles_m * tiles_n;
+    const int per_slice = (nst + ksplit - 1) / ksplit;
+    for (long long tile = blockIdx.x; tile < tiles_mn * ksplit; tile += gridDim.x) {
+        const long long tmn = tile % tiles_mn;
+        const int st0 = (int)(tile / tiles_mn) * per_slice, st1 = st0 + per_slice < nst ? st0 + per_slice : nst;
+        if (st0 >= st1)
+            continue; // (the whole CTA) an empty slice: k too short to cut
+        const long long r0 = (tmn / tiles_n) * BM, n0 = (tmn % tiles_n) * BN;
+        const uint8_t *const wtile = w + r0 * row_bytes;
+        const int rows_left = m - r0 < BM ? (int)(m - r0) : BM;
+        unsigned xok = 0; // X piece it of this tile reads a token that exists
+#pragma unroll
+        for (int it = 0; it < XIT; it++)
+            xok |= (unsigned)(n0 + x_tok + it * XPI < n) << it;
+        const uint16_t *const xsrc = x + (n0 + x_tok) * k + x_j * 8;
+        const long long xstep = XPI * k;
+        __syncthreads(); // the previous tile is done with every buffer
+        auto load = [&](int st, int slot) {
+            uint8_t *const sb = sm + slot * SLOT;
+            const long long kb0 = (long long)st * KB;
+            if (flags & GF_FLAG_ALIGNED) {
+                // piece c = tid + i THREADS is (row, pc) = (c / PW, c % PW); 32-bit offsets
+                // within the tile (the plan keeps BM row_bytes below 2^31)
+                const uint8_t *const wst = wtile + kb0 * BSZ;
+#pragma unroll
+                for (int i = 0; i < WPT; i++) {
+                    if (BM * PW % THREADS == 0 || tid + i * THREADS < BM * PW) {
+                        const int pcs = pw_pc + (i * THREADS) % PW, carry = pcs >= PW;
+                        const int row = pw_row + (i * THREADS) / PW + carry, pc = pcs - (carry ? PW : 0);
+                        const bool ok = row < rows_left;
+                        cp_async4(sb + XB + row * WSTR + pc * 4, ok ? wst + (row * rbytes + pc * 4) : w, ok);
+                    }
+                }
+            } else {
+                gq_copy_blocks_2byte<BSZ, BM, KB, WSTR, THREADS>(sb + XB, w, r0, m, kb0, nb, row_bytes, tid);
+            }
+            // k is a multiple of 64 on the aligned path: every block of the stage exists
+            const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
+            const uint16_t *src = xsrc + kb0 * 32;
+#pragma unroll
+            for (int it = 0; it < XIT; it++) {
+                const bool ok = kin && ((xok >> it) & 1);
+                cp_async16(sb + x_dst + it * XPI * RB, ok ? src : x, ok);
+                src += xstep;
+            }
+        };
+        auto convert = [&](int slot, int buf) {
+#pragma unroll
+            for (int it = 0; it < CU; it++)
+                gf_convert<WT>(sm + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
+                               cv_dst + it * CPI * RB);
+        };
+        float acc[NACC];
+#pragma unroll
+        for (int i = 0; i < NACC; i++)
+            acc[i] = 0.0f;
+        for (int s = 0; s < slots - 1; s++) {
+            if (st0 + s < st1)
+                load(st0 + s, s);
+            cp_async_commit();
+        }
+        gw_cp_wait(slots - 2); // stage st0
+        __syncthreads();
+        convert(0, st0 & 1);
+        int rd = 0, nx = 1, ld = slots - 1; // ring slots of stages st, st + 1, st + slots - 1
+        for (int st = st0; st < st1; st++) {
+            gw_cp_wait(slots - 3); // stage st + 1 has landed (this thread's copies)
+            gw_fence_proxy();      // ... and stage st's conversion: visible to the tensor cores
+            __syncthreads();
+            gw_fence(); // the accumulators' last writes are ordered before the MMAs
+            {
+                const unsigned long long da = da0 + (unsigned)(((st & 1) * WFB) >> 4);
+                const unsigned long long db = db0 + (unsigned)((rd * SLOT) >> 4);
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+                    gw_mma<BN>(acc, da + 2 * kk, db + 2 * kk);
+            }
+            gw_commit();
+            if (st + slots - 1 < st1)
+                load(st + slots - 1, ld);
+            cp_async_commit();
+            if (st + 1 < st1)
+                convert(nx, (st + 1) & 1);
+            gw_wait0(); // this warpgroup's MMAs of stage st are done with their buffers
+            rd = nx;
+            nx = nx + 1 == slots ? 0 : nx + 1;
+            ld = ld + 1 == slots ? 0 : ld + 1;
+        }
+        gw_cp_wait(0);
+#pragma unroll
+        for (int i = 0; i < NACC; i++) {
+            const long long row = r0 + wg * 64 + gw_d_row(warp & 3, lane, i);
+            const long long tok = n0 + gw_d_tok(lane, i);
+            if (row < m && tok < n) {
+                if (ksplit > 1)
+                    gf_red_add(y + tok * m + row, acc[i]);
+                else
+                    y[tok * m + row] = acc[i];
+            }
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,117 @@
+/* Layout of the Hopper warpgroup-MMA prompt GEMM (kern_gemm_wgmma_* in the sm_90a module
+ * kern_gemm_wgmma.cu, device code kern_gemm_wgmma.cuh): tile variants, shared memory, the
+ * wgmma shared-memory matrix descriptors and the accumulator map.  Plain C, included by
+ * the CUDA source, the host plan (kern_cuda_gemm_plan.c) and the host tests.
+ *
+ * Same arithmetic and contract as the f16-MMA kernel (kern_gemm_f16mma_map.h): the raw
+ * Q4_0 / Q8_0 blocks arrive by cp.async, are dequantised once per CTA and k stage to f16
+ * q d in shared memory, X is f16 (kern_f32_to_f16_q8's), f32 sums; within 1.1 * 2^-10
+ * sum |w x| of the CPU reference.  What differs is the multiply: one warpgroup (4 warps)
+ * per 64 weight rows issues wgmma.mma_async.m64nBNk16.f32.f16.f16 with both operands read
+ * by the tensor cores from shared memory, asynchronously, while its threads convert the
+ * next stage.  k stages are 64 values (2 quant blocks): an f16 row of a stage is 128
+ * bytes, the width of the 128-byte swizzle, so that the f16-MMA kernel's k64 layout
+ * (16-byte chunk c of row r at r * 128 + ((c ^ (r & 7)) << 4)) IS the wgmma K-major
+ * 128-byte-swizzle layout once each tile starts on a 1024-byte boundary (the swizzle XORs
+ * address bits 4..6 with bits 7..9).
+ *
+ * Shared memory (dynamic, rounded up to 1024 bytes in the kernel):
+ *   slots x [ X: BN tokens x 128 bytes | raw W: BM rows x 48 (Q4_0) / 80 (Q8_0) bytes ]
+ *   2 f16 W buffers of BM rows x 128 bytes
+ * every part a multiple of 1024 bytes (BM a multiple of 64, BN of 8). */
+#ifndef KERN_GEMM_WGMMA_MAP_H
+#define KERN_GEMM_WGMMA_MAP_H
+
+#include "kern_gemm_f16mma_map.h"
+
+/* Variants: index, WG (warpgroups, each 64 weight rows), BN (tokens: the wgmma's N), CPS
+ * (CTAs per SM the launch bounds aim at).  CTA tile 64 WG rows x BN tokens, 128 WG
+ * threads; each thread holds BN / 2 f32 accumulators. */
+#define GW_VARIANTS(X)                                              \
+    X(0, 2, 256, 1) /* 128 x 256: m64n256 per warpgroup */          \
+    X(1, 2, 128, 1) /* 128 x 128: m64n128 per warpgroup */          \
+    X(2, 1, 128, 2) /* 64 x 128, one warpgroup */                   \
+    X(3, 1, 64, 3)  /* 64 x 64, one warpgroup (small shapes) */
+#define GW_NVAR 4
+
+GI8_FN int gw_var_wg(int v)
+{
+    int r = 0;
+#define GW_WG_CASE(I, WG_, BN_, CPS_) \
+    if (v == (I))                     \
+        r = WG_;
+    GW_VARIANTS(GW_WG_CASE)
+#undef GW_WG_CASE
+    return r;
+}
+GI8_FN int gw_var_bn(int v)
+{
+    int r = 0;
+#define GW_BN_CASE(I, WG_, BN_, CPS_) \
+    if (v == (I))                     \
+        r = BN_;
+    GW_VARIANTS(GW_BN_CASE)
+#undef GW_BN_CASE
+    return r;
+}
+GI8_FN int gw_var_cps(int v)
+{
+    int r = 1;
+#define GW_CPS_CASE(I, WG_, BN_, CPS_) \
+    if (v == (I))                      \
+        r = CPS_;
+    GW_VARIANTS(GW_CPS_CASE)
+#undef GW_CPS_CASE
+    return r;
+}
+GI8_FN int gw_var_bm(int v) { return 64 * gw_var_wg(v); }
+GI8_FN int gw_var_threads(int v) { return 128 * gw_var_wg(v); }
+
+enum {
+    GW_KB = 2,       /* quant blocks per k stage (64 values) */
+    GW_ROW = 128,    /* bytes of an f16 row of a stage: the 128-byte swizzle's width */
+    GW_ALIGN = 1024, /* the swizzle pattern repeats every 8 rows of 128 bytes */
+    GW_MAX_SLOTS = 8, /* ring slots at most (the kernel's cp.async waits go to 7 pending groups) */
+};
+
+/* One ring slot (X then raw W) and the whole dynamic shared memory (plus the 1024 bytes
+ * the kernel may skip to align its base). */
+GI8_FN int gw_slot_bytes(int wt, int bm, int bn) { return bn * GW_ROW + bm * gf_wstr(wt, GW_KB); }
+GI8_FN int gw_smem_bytes(int wt, int bm, int bn, int slots)
+{
+    return GW_ALIGN + slots * gw_slot_bytes(wt, bm, bn) + 2 * bm * GW_ROW;
+}
+/* Ring slots: at least 3 (the pipeline's minimum), more where they fit (the copies of a
+ * stage then have slots - 2 stages of MMAs to land); the most that fit `limit` bytes,
+ * capped at `want_max`; 0 if 3 do not fit. */
+GI8_FN int gw_slots_fit(int wt, int v, int want_max, int limit)
+{
+    int s = want_max < 3 ? 3 : want_max > 8 ? 8 : want_max;
+    while (s > 3 && gw_smem_bytes(wt, gw_var_bm(v), gw_var_bn(v), s) > limit)
+        s--;
+    return gw_smem_bytes(wt, gw_var_bm(v), gw_var_bn(v), s) <= limit ? s : 0;
+}
+
+/* The wgmma shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format") of a
+ * K-major operand in the 128-byte swizzle: bits 0-13 start address >> 4, 16-29 leading
+ * dimension byte offset >> 4 (unused for a swizzled K-major operand whose k16 slice lies
+ * inside one 128-byte row: 1 by convention), 32-45 stride dimension byte offset >> 4 (from
+ * one group of 8 rows to the next: 1024 bytes), 49-51 base offset (0: tiles start on
+ * 1024-byte boundaries), 62-63 layout (1 = 128-byte swizzle).  The k16 step kk of a stage
+ * starts 32 kk bytes further: the hardware swizzles the address it forms, so chunk
+ * 2 kk + c of row r is read from r * 128 + (((2 kk + c) ^ (r & 7)) << 4), where the
+ * conversion and the X copies put it. */
+#define GW_DESC_SW128 (1ull << 62)
+GI8_FN unsigned long long gw_desc(unsigned smem_addr)
+{
+    return (unsigned long long)((smem_addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) |
+           GW_DESC_SW128;
+}
+
+/* Accumulator register i (0 .. BN / 2 - 1) of lane `lane` of warp `w` (0..3) within its
+ * warpgroup (PTX ISA, wgmma .m64nNk16 D fragment): row 16 w + (lane >> 2) + 8 ((i >> 1) & 1),
+ * token 8 (i >> 2) + 2 (lane & 3) + (i & 1): per 8 tokens the mma.m16n8 C layout. */
+GI8_FN int gw_d_row(int w, int lane, int i) { return 16 * w + gi8_c_row(lane, i & 3); }
+GI8_FN int gw_d_tok(int lane, int i) { return 8 * (i >> 2) + gi8_c_tok(lane, i & 3); }
+
+#endif
