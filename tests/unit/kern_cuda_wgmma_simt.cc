@@ -1,0 +1,177 @@
+// The wgmma prompt GEMM's own device source (kernels/cuda/kern_gemm_wgmma.cuh), run on the
+// host with the SIMT emulator of kern_cuda_gemm_simt.cc (one POSIX thread per CUDA thread,
+// cp.async landing early or late, shared memory starting as garbage) plus the Hopper
+// primitives: wgmma.mma_async reads its operands through the shared-memory matrix
+// descriptors as the PTX ISA describes them (K-major, 128-byte swizzle: start address,
+// 1024-byte stride between 8-row groups, address bits 4..6 XOR bits 7..9), either at issue
+// (EARLY) or only at the issuing thread's wgmma.wait_group (LATE: a buffer rewritten before
+// the MMAs that read it were waited for shows); each thread computes its own accumulators
+// through the D fragment map.  The dynamic shared memory starts 48 bytes past a 1024-byte
+// boundary of the emulated shared window, so the kernel's own alignment is exercised, and
+// a descriptor whose start is not on a 1024-byte pattern boundary (other than the k16
+// steps' 32-byte offsets) or not in the 128-byte swizzle traps.  Results must be within
+// one f32 rounding per MMA of the exact sum of the kernel's f16 inputs (as for f16-MMA).
+// Exit 0: all agree; 1: a difference (printed).  No GPU involved.
+#define main kern_cuda_gemm_simt_main // the int8 / f16-MMA cases are that file's own test
+#include "kern_cuda_gemm_simt.cc"
+#undef main
+#include "kernels/cuda/kern_gemm_wgmma_map.h"
+
+// ---- the Hopper primitives -----------------------------------------------------------------
+
+// The shared-window address of p: the dynamic shared memory begins 48 bytes into the window.
+static unsigned gw_smem_u32(const void *p) { return (unsigned)((uintptr_t)p - ((uintptr_t)sim_dyn - 48)); }
+static const uint8_t *gw_window() { return sim_dyn - 48; }
+static void gw_cp_wait(int n) { cp_async_wait(n); }
+static void gw_fence_proxy() {}
+static void gw_fence() {}
+static void gw_commit() {}
+
+struct gw_op {
+    float *d;
+    unsigned long long da, db;
+    int n;
+};
+static thread_local std::vector<gw_op> gw_pending;
+
+// Element (row r, k) of a K-major 128-byte-swizzled operand (k < 16 within the k16 step).
+static double gw_elem(unsigned long long desc, int r, int k)
+{
+    const unsigned start = (unsigned)(desc & 0x3FFF) << 4, sbo = (unsigned)((desc >> 32) & 0x3FFF) << 4;
+    if ((desc >> 62) != 1 || ((desc >> 49) & 7) != 0 || sbo != 1024 || (start & 0x380) != 0 || (start & 0x1F) != 0)
+        __trap(); // not the layout the kernel claims: 128-byte swizzle from a 1024-byte boundary + 32 kk
+    unsigned a = start + (unsigned)(r / 8) * sbo + (unsigned)(r % 8) * 128 + 2u * (unsigned)k;
+    a ^= ((a >> 7) & 7) << 4;
+    uint16_t h;
+    memcpy(&h, gw_window() + a, 2);
+    return sim_h2d(h);
+}
+
+static void gw_run(const gw_op &op)
+{
+    const int w = (int)((threadIdx.x >> 5) & 3), lane = lane_id();
+    for (int i = 0; i < op.n / 2; i++) {
+        const int row = gw_d_row(w, lane, i), tok = gw_d_tok(lane, i);
+        double sum = op.d[i];
+        for (int k = 0; k < 16; k++)
+            sum += gw_elem(op.da, row, k) * gw_elem(op.db, tok, k);
+        op.d[i] = (float)sum; // one f32 rounding per MMA, as the f16-MMA emulation
+    }
+}
+
+template <int BN> static void gw_mma(float *d, unsigned long long da, unsigned long long db)
+{
+    const gw_op op = {d, da, db, BN};
+    if (sim_late)
+        gw_pending.push_back(op);
+    else
+        gw_run(op);
+}
+static void gw_wait0()
+{
+    for (const gw_op &op : gw_pending)
+        gw_run(op);
+    gw_pending.clear();
+}
+
+#define GW_DYN_SMEM(name) uint8_t *name = sim_dyn
+#include "kernels/cuda/kern_gemm_wgmma.cuh"
+
+// ---- cases ----------------------------------------------------------------------------------
+
+template <int WT, int WG, int BN>
+static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
+                         int ksplit)
+{
+    std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
+    const uint8_t *w = wbuf.data() + pad;
+    std::vector<uint16_t> xh((size_t)(n * k));
+    for (auto &h : xh) {
+        const uint32_t r = rnd32();
+        if (r % 61 == 0)
+            h = 0;
+        else if (r % 67 == 0)
+            h = (uint16_t)(rnd32() % 1024) | (r & 0x100000 ? 0x8000 : 0);
+        else {
+            __half d = {rnd_f16()};
+            h = sim_f2h((double)((int)(rnd32() % 255) - 127) * (double)__half2float(d) * 64.0);
+        }
+    }
+    std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
+    const int aligned = gf_aligned(GW_KB, k / 32, (uintptr_t)w); // as the host plan decides
+    const int bm = 64 * WG;
+    sim_late = late;
+    const int flags = aligned ? GF_FLAG_ALIGNED : 0;
+    // the window offset of 48 needs the kernel's 1024-byte skip: gw_smem_bytes includes it
+    launch(grid, 128 * WG, (size_t)gw_smem_bytes(WT, bm, BN, slots), [&] {
+        gemm_wgmma<WT, WG, BN>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
+    });
+    char what[220];
+    snprintf(what, sizeof what,
+             "wgmma q%d_0 %lldx%lld x %lld, variant w%d (%dx%d), %d slots, %s, cp.async and wgmma %s, %d k slice(s), "
+             "grid %u",
+             WT, (long long)m, (long long)k, (long long)n, v, bm, BN, slots,
+             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit, grid);
+    std::vector<double> wrow((size_t)k);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t i = 0; i < k; i++)
+            wrow[(size_t)i] = sim_h2d(f16_weight(WT, w, k, r, i));
+        for (int64_t t = 0; t < n; t++) {
+            double want = 0, mag = 0;
+            for (int64_t i = 0; i < k; i++) {
+                const double p = wrow[(size_t)i] * sim_h2d(xh[(size_t)(t * k + i)]);
+                want += p;
+                mag += std::fabs(p);
+            }
+            const double g = got[(size_t)(t * m + r)];
+            if (!(std::fabs(g - want) <= (double)(k / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
+                printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
+                       (long long)r, g, want, mag);
+                failures++;
+                return;
+            }
+        }
+    }
+    printf("ok   %s\n", what);
+}
+
+static void wgmma_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n,
+                       unsigned grid, int ksplit = 1)
+{
+#define SIM_WVAR(I, WG, BN, CPS)                                                            \
+    if (v == (I)) {                                                                         \
+        if (wt == 4)                                                                        \
+            wgmma_case_t<4, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit);            \
+        else                                                                                \
+            wgmma_case_t<8, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit);            \
+    }
+    GW_VARIANTS(SIM_WVAR)
+#undef SIM_WVAR
+}
+
+int main()
+{
+    // every variant, both types, both timings: partial row and token tiles, the ring
+    // wrapping (6 k stages through 3 or 4 slots), grid-stride tiles
+    for (int v = 0; v < GW_NVAR; v++) {
+        wgmma_case(4, v, 3, true, 0, 100, 384, 70, 2);
+        wgmma_case(8, v, 4, v & 1, 0, 70, 384, 37, 3);
+    }
+    // more slots than stages (8 slots, 3 stages), the largest ring, k % 64 == 32 (2-byte
+    // loads, half a last stage), a 2-byte aligned buffer, a 4-byte aligned one (cp.async)
+    wgmma_case(8, 1, 8, true, 0, 130, 192, 130, 2);
+    wgmma_case(4, 3, 8, false, 0, 64, 1024, 64, 1);
+    wgmma_case(8, 2, 3, true, 0, 70, 96, 37, 2);
+    wgmma_case(4, 0, 3, true, 2, 40, 256, 5, 1);
+    wgmma_case(8, 3, 5, false, 4, 70, 512, 20, 2);
+    wgmma_case(4, 2, 4, true, 0, 64, 2048, 1, 1); // one token
+    // split-K by 2: odd stage count (7 = 4 + 3), grid-stride over tiles x slices, 2-byte path
+    wgmma_case(4, 1, 4, true, 0, 150, 448, 70, 3, 2);
+    wgmma_case(8, 0, 3, false, 2, 70, 544, 37, 2, 2);
+    if (failures) {
+        printf("%d case(s) differ from the reference\n", failures);
+        return 1;
+    }
+    printf("all cases agree (the wgmma GEMM within f32 rounding per MMA)\n");
+    return 0;
+}
