@@ -1281,9 +1281,10 @@ int main(void)
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
         cmocka_unit_test(test_gpu_gemm_f16mma),
-        cmocka_unit_test(test_gpu_gemm_wgmma),
         cmocka_unit_test(test_gpu_moe_gemm),
         cmocka_unit_test(test_gpu_gemm_f32),
+        /* last: a fault in the new kernel would leave the context unusable for the others */
+        cmocka_unit_test(test_gpu_gemm_wgmma),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
