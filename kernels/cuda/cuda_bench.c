@@ -78,7 +78,8 @@ static void usage(FILE *f)
             "  --gemm-tile T         GEMM tile variant: int8 v0..v7 or its name (128x64/32x64: CTA rows x\n"
             "                        tokens / warp rows x tokens), 64 or 128 (v0, v1), f16mma f0..f8\n"
             "                        (f16:128x128/64x32), wgmma w0..w3 (wg:128x256), auto (default);\n"
-            "                        all: time every int8, f16mma and wgmma variant (no f16 WMMA rows)\n"
+            "                        all: time every int8, f16mma and wgmma variant (no f16 WMMA rows;\n"
+            "                        with --gemm-kernel mma, f16mma or wgmma: that kernel's only)\n"
             "  --gemm-stages N       GEMM k stages in flight, 2 to 4 (default 3; f16mma at least 3)\n"
             "  --only LIST           time only these groups: gemv, get_rows, gemm, misc (comma-separated)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
@@ -512,12 +513,18 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
         const int n_w = b->c->caps.wgmma ? kern_cuda_gemm_n_wgmma_tiles() : 0;
         const int n_runs = b->o->gemm_sweep ? n_i8 + n_f16 + n_w : 3 + (n_w > 0);
         const bool t_f16 = saved_tile > n_i8 && saved_tile <= n_i8 + n_f16, t_w = saved_tile > n_i8 + n_f16;
+        /* --gemm-tile all with --gemm-kernel mma, f16mma or wgmma: that kernel's tiles only */
+        const kern_cuda_gemm_kind only_kind = b->o->gemm_kind_set ? b->o->gemm_kind : KERN_CUDA_GEMM_AUTO;
         for (int run = 0; run < n_runs && !e; run++) {
             if (b->o->gemm_sweep) {
                 b->c->gemm_kind = run < n_i8 ? KERN_CUDA_GEMM_MMA
                                   : run < n_i8 + n_f16 ? KERN_CUDA_GEMM_F16MMA
                                                        : KERN_CUDA_GEMM_WGMMA;
                 b->c->gemm_tile = run + 1;
+                if ((only_kind == KERN_CUDA_GEMM_MMA || only_kind == KERN_CUDA_GEMM_F16MMA ||
+                     only_kind == KERN_CUDA_GEMM_WGMMA) &&
+                    b->c->gemm_kind != only_kind)
+                    continue;
             } else {
                 static const kern_cuda_gemm_kind kinds[4] = {KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
                                                              KERN_CUDA_GEMM_F16MMA, KERN_CUDA_GEMM_WGMMA};
@@ -555,12 +562,15 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                     json_object_set_new(row, "store",
                                         json_string(b->c->gemm_staged && !pl.wgmma ? "staged" : "fragment"));
                 }
+                if (pl.wgmma)
+                    json_object_set_new(row, "pipe", json_integer(pl.deep ? 2 : 1));
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
                 if (!b->o->json && kern_type_is_quantized(a.t)) {
                     if (pl.wgmma)
-                        printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, %d k slice(s)%s\n", "", "", pl.variant,
-                               kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit, sel ? " (selected)" : "");
+                        printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, pipe %d, %d k slice(s)%s\n", "", "",
+                               pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.deep ? 2 : 1, pl.ksplit,
+                               sel ? " (selected)" : "");
                     else if (pl.f16mma)
                         printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s\n", "", "",
                                pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit,

@@ -316,6 +316,22 @@ static int gw_smem_limit(const kern_cuda_gemm_caps *caps, int v)
     return cps > 1 && share < optin ? share : optin;
 }
 
+/* The wgmma kernel's pipeline by default: 1 = MMAs waited for at the end of their stage,
+ * 2 = one stage of MMAs left in flight across the barrier (GW_FLAG_DEEP: a third f16
+ * buffer, slots >= 4).  Neither measured yet: gemm_sweep.sh times both
+ * (AMXDIAG_GPU_GEMM_WGMMA_PIPE); the faster becomes this default. */
+#define GW_PIPE_DEFAULT 1
+
+/* Ring slots of wgmma variant v (<= want) with the deep pipeline or not: within its CTAs'
+ * share of an SM where it fits, else alone on the SM; 0 if the minimum does not fit. */
+static int gw_fit(const kern_cuda_gemm_caps *caps, int wt, int v, int want, int deep)
+{
+    int slots = gw_slots_fit_p(wt, v, want, gw_smem_limit(caps, v), deep);
+    if (!slots)
+        slots = gw_slots_fit_p(wt, v, want, caps->can_raise_smem ? caps->smem_optin : 48 * 1024, deep);
+    return slots;
+}
+
 /* The wgmma plan for tile code `code` (0: the variant a small rule picks by CTA waves):
  * ring slots as many as fit (<= max_slots), k stages of 64 (kern_gemm_wgmma_map.h). */
 static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code, int max_slots, int ksplit, int wt,
@@ -337,9 +353,10 @@ static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code,
                 break;
             }
     }
-    int slots = gw_slots_fit(wt, v, max_slots, gw_smem_limit(caps, v));
-    if (!slots) /* not at its CTAs per SM: alone on the SM */
-        slots = gw_slots_fit(wt, v, max_slots, caps->can_raise_smem ? caps->smem_optin : 48 * 1024);
+    int deep = GW_PIPE_DEFAULT == 2;
+    int slots = gw_fit(caps, wt, v, max_slots, deep);
+    if (!slots && deep) /* no room for the third buffer: the flat pipeline */
+        slots = gw_fit(caps, wt, v, max_slots, deep = 0);
     if (!slots) {
         p.why = "not enough shared memory for three stages of the wgmma kernel";
         return p;
@@ -352,7 +369,8 @@ static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code,
     p.bn = gw_var_bn(v);
     p.threads = gw_var_threads(v);
     p.stages = slots;
-    p.smem = gw_smem_bytes(wt, p.tile, p.bn, slots);
+    p.deep = deep;
+    p.smem = gw_smem_bytes_p(wt, p.tile, p.bn, slots, deep);
     /* the 4-byte copies take 32-bit offsets within a tile, as the f16-MMA k64 tiles' */
     p.aligned = gf_aligned(GW_KB, k / 32, w_addr) && (int64_t)p.tile * (k / 32) * (wt == 4 ? 18 : 34) < INT32_MAX;
     p.why = p.aligned ? "wgmma (sm_90a: weights dequantised in shared memory, warpgroup MMA)"
@@ -498,18 +516,26 @@ int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k)
     return nst >= 4 * (int64_t)(p->wgmma && p->stages > 4 ? 4 : p->stages) ? 2 : 1;
 }
 
-void kern_cuda_gemm_wgmma_slots(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
-                                 const char *want)
+void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
+                                const char *slots, const char *pipe)
 {
-    char *end;
-    long s = want && *want ? strtol(want, &end, 10) : 0;
-    if (!p->wgmma || !s || *end || s < 3 || s > GW_MAX_SLOTS)
+    if (!p->wgmma)
         return;
-    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8, limit = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
-    const int fit = gw_slots_fit(wt, p->variant, (int)s, limit);
+    char *end;
+    long s = slots && *slots ? strtol(slots, &end, 10) : 0;
+    if (!s || *end || s < 3 || s > GW_MAX_SLOTS)
+        s = GW_MAX_SLOTS;
+    int deep = p->deep;
+    if (pipe && (strcmp(pipe, "1") == 0 || strcmp(pipe, "2") == 0))
+        deep = pipe[0] == '2';
+    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
+    int fit = gw_fit(caps, wt, p->variant, (int)s, deep);
+    if (!fit && deep)
+        fit = gw_fit(caps, wt, p->variant, (int)s, deep = 0);
     if (fit) {
         p->stages = fit;
-        p->smem = gw_smem_bytes(wt, p->tile, p->bn, fit);
+        p->deep = deep;
+        p->smem = gw_smem_bytes_p(wt, p->tile, p->bn, fit, deep);
     }
 }
 
@@ -521,8 +547,9 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
     if ((p.mma || p.f16mma) && !moe && c->gemm_bk == 64) {
         p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
     }
-    p.ksplit = kern_cuda_gemm_ksplit(&p, c->gemm_ksplit, k);
     if (p.wgmma)
-        kern_cuda_gemm_wgmma_slots(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_SLOTS"));
+        kern_cuda_gemm_wgmma_tune(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_SLOTS"),
+                                  getenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE"));
+    p.ksplit = kern_cuda_gemm_ksplit(&p, c->gemm_ksplit, k);
     return p;
 }

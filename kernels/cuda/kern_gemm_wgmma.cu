@@ -41,6 +41,7 @@ __device__ __forceinline__ void gw_fence_proxy() { asm volatile("fence.proxy.asy
 __device__ __forceinline__ void gw_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void gw_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void gw_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void gw_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 
 // d (64 x N f32, the warpgroup's accumulators) += A (64 x 16 f16, descriptor da) . B^T
 // (N x 16 f16, descriptor db), both K-major in shared memory; scale-d = 1 (accumulate).

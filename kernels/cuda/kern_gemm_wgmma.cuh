@@ -1,7 +1,8 @@
 // The Hopper warpgroup-MMA prompt GEMM's device code (layout and descriptors:
 // kern_gemm_wgmma_map.h).  Included by the sm_90a module kern_gemm_wgmma.cu after the
 // primitives it uses (cp_async4/16, gw_cp_wait, gw_fence, gw_fence_proxy, gw_commit,
-// gw_wait0, gw_mma<BN>, gw_smem_u32, gf_sub_mul, gf_store4, gf_red_add, GW_DYN_SMEM) and by
+// gw_wait0, gw_wait1, gw_mma<BN>, gw_smem_u32, gf_sub_mul, gf_store4, gf_red_add,
+// GW_DYN_SMEM) and by
 // a host emulator, which supplies its own versions.  The raw-block copies and the f16
 // conversion are the f16-MMA kernel's k64 ones (kern_gemm_f16mma.cuh: gf_convert,
 // kern_gemm_copy.cuh), whose output layout is the wgmma 128-byte-swizzle layout.
@@ -22,11 +23,17 @@
 // Pipeline per k stage st (one barrier): wait for stage st + 1's copies (this thread's);
 // fence.proxy.async (this thread's generic writes, the conversion's stores and the landed
 // cp.async data, become visible to the tensor cores' async proxy); barrier; wgmma.fence;
-// 4 wgmma k16 steps on (f16 W buffer st & 1, X of slot st), committed as one group; while
-// they run: the copies of stage st + slots - 1 into the slot stage st - 1 used and the
-// conversion of stage st + 1's raw W into f16 buffer (st + 1) & 1; then wgmma.wait_group 0.
-// After the barrier of stage st every warpgroup's MMAs of stage st - 1 are complete (each
-// waited before it), so that slot and that f16 buffer are free to be written.
+// 4 wgmma k16 steps on (f16 W buffer of stage st, X of its slot), committed as one group;
+// while they run: the copies of stage st + D into the slot stage st + D - slots used and
+// the conversion of stage st + 1's raw W into the next f16 buffer; then wgmma.wait_group P.
+//   P = 0 (flags without GW_FLAG_DEEP): 2 f16 buffers, D = slots - 1.  After the barrier
+//     of stage st every warpgroup's MMAs of stage st - 1 are complete, so that slot and
+//     that buffer may be written; the tensor cores idle from the end of stage st's MMAs to
+//     the issue of stage st + 1's (the barrier between them).
+//   P = 1 (GW_FLAG_DEEP, slots >= 4): 3 f16 buffers, D = slots - 2: stage st's MMAs may
+//     still run while the barrier of stage st + 1 is passed and its MMAs are queued behind
+//     them; what is written in stage st (slot and buffer of stage st - 2) was read only by
+//     MMAs of stage st - 2, which the wait of stage st - 1 completed.
 template <int WT, int WG, int BN>
 __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
                            int slots, int flags, int ksplit)
@@ -48,6 +55,7 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     // the swizzle's pattern is of the shared address: start every tile on 1024 bytes
     uint8_t *const sm = gw_raw + ((GW_ALIGN - (gw_smem_u32(gw_raw) & (GW_ALIGN - 1))) & (GW_ALIGN - 1));
     uint8_t *const wf0 = sm + slots * SLOT;
+    const int deep = (flags & GW_FLAG_DEEP) ? 1 : 0, nbuf = 2 + deep, ahead = slots - 1 - deep;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const long long nb = k / 32, row_bytes = nb * BSZ;
     const int nst = (int)((nb + KB - 1) / KB);
@@ -117,39 +125,45 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
 #pragma unroll
         for (int i = 0; i < NACC; i++)
             acc[i] = 0.0f;
-        for (int s = 0; s < slots - 1; s++) {
+        for (int s = 0; s < ahead; s++) {
             if (st0 + s < st1)
                 load(st0 + s, s);
             cp_async_commit();
         }
-        gw_cp_wait(slots - 2); // stage st0
+        gw_cp_wait(ahead - 1); // stage st0
         __syncthreads();
-        convert(0, st0 & 1);
-        int rd = 0, nx = 1, ld = slots - 1; // ring slots of stages st, st + 1, st + slots - 1
+        convert(0, 0);
+        int rd = 0, nx = 1, ld = ahead; // ring slots of stages st, st + 1, st + ahead
+        int bf = 0;                     // the f16 buffer of stage st
         for (int st = st0; st < st1; st++) {
-            gw_cp_wait(slots - 3); // stage st + 1 has landed (this thread's copies)
+            gw_cp_wait(ahead - 2); // stage st + 1 has landed (this thread's copies)
             gw_fence_proxy();      // ... and stage st's conversion: visible to the tensor cores
             __syncthreads();
             gw_fence(); // the accumulators' last writes are ordered before the MMAs
             {
-                const unsigned long long da = da0 + (unsigned)(((st & 1) * WFB) >> 4);
+                const unsigned long long da = da0 + (unsigned)((bf * WFB) >> 4);
                 const unsigned long long db = db0 + (unsigned)((rd * SLOT) >> 4);
 #pragma unroll
                 for (int kk = 0; kk < 4; kk++)
                     gw_mma<BN>(acc, da + 2 * kk, db + 2 * kk);
             }
             gw_commit();
-            if (st + slots - 1 < st1)
-                load(st + slots - 1, ld);
+            if (st + ahead < st1)
+                load(st + ahead, ld);
             cp_async_commit();
+            bf = bf + 1 == nbuf ? 0 : bf + 1;
             if (st + 1 < st1)
-                convert(nx, (st + 1) & 1);
-            gw_wait0(); // this warpgroup's MMAs of stage st are done with their buffers
+                convert(nx, bf);
+            if (deep)
+                gw_wait1(); // stage st - 1's MMAs are done with their buffers
+            else
+                gw_wait0(); // stage st's
             rd = nx;
             nx = nx + 1 == slots ? 0 : nx + 1;
             ld = ld + 1 == slots ? 0 : ld + 1;
         }
         gw_cp_wait(0);
+        gw_wait0();
 #pragma unroll
         for (int i = 0; i < NACC; i++) {
             const long long row = r0 + wg * 64 + gw_d_row(warp & 3, lane, i);

@@ -74,23 +74,32 @@ enum {
     GW_MAX_SLOTS = 8, /* ring slots at most (the kernel's cp.async waits go to 7 pending groups) */
 };
 
+/* The kernel's flags: GF_FLAG_ALIGNED (kern_gemm_f16mma_map.h), and the deep pipeline:
+ * one stage of MMAs left in flight across the barrier (wgmma.wait_group 1, 3 f16 W
+ * buffers, slots >= 4; AMXDIAG_GPU_GEMM_WGMMA_PIPE=2). */
+#define GW_FLAG_DEEP 4
+
 /* One ring slot (X then raw W) and the whole dynamic shared memory (plus the 1024 bytes
- * the kernel may skip to align its base). */
+ * the kernel may skip to align its base) with `deep` 0 (2 f16 W buffers) or 1 (3). */
 GI8_FN int gw_slot_bytes(int wt, int bm, int bn) { return bn * GW_ROW + bm * gf_wstr(wt, GW_KB); }
-GI8_FN int gw_smem_bytes(int wt, int bm, int bn, int slots)
+GI8_FN int gw_smem_bytes_p(int wt, int bm, int bn, int slots, int deep)
 {
-    return GW_ALIGN + slots * gw_slot_bytes(wt, bm, bn) + 2 * bm * GW_ROW;
+    return GW_ALIGN + slots * gw_slot_bytes(wt, bm, bn) + (2 + deep) * bm * GW_ROW;
 }
-/* Ring slots: at least 3 (the pipeline's minimum), more where they fit (the copies of a
- * stage then have slots - 2 stages of MMAs to land); the most that fit `limit` bytes,
- * capped at `want_max`; 0 if 3 do not fit. */
-GI8_FN int gw_slots_fit(int wt, int v, int want_max, int limit)
+GI8_FN int gw_smem_bytes(int wt, int bm, int bn, int slots) { return gw_smem_bytes_p(wt, bm, bn, slots, 0); }
+/* Ring slots: at least 3 (4 for the deep pipeline: the copies of a stage must be issued a
+ * stage before its conversion), more where they fit (a stage's copies then have
+ * slots - 2 - deep stages of MMAs to land); the most that fit `limit` bytes, capped at
+ * `want_max`; 0 if the minimum does not fit. */
+GI8_FN int gw_slots_fit_p(int wt, int v, int want_max, int limit, int deep)
 {
-    int s = want_max < 3 ? 3 : want_max > 8 ? 8 : want_max;
-    while (s > 3 && gw_smem_bytes(wt, gw_var_bm(v), gw_var_bn(v), s) > limit)
+    const int lo = 3 + deep;
+    int s = want_max < lo ? lo : want_max > GW_MAX_SLOTS ? GW_MAX_SLOTS : want_max;
+    while (s > lo && gw_smem_bytes_p(wt, gw_var_bm(v), gw_var_bn(v), s, deep) > limit)
         s--;
-    return gw_smem_bytes(wt, gw_var_bm(v), gw_var_bn(v), s) <= limit ? s : 0;
+    return gw_smem_bytes_p(wt, gw_var_bm(v), gw_var_bn(v), s, deep) <= limit ? s : 0;
 }
+GI8_FN int gw_slots_fit(int wt, int v, int want_max, int limit) { return gw_slots_fit_p(wt, v, want_max, limit, 0); }
 
 /* The wgmma shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format") of a
  * K-major operand in the 128-byte swizzle: bits 0-13 start address >> 4, 16-29 leading

@@ -3,7 +3,7 @@
 # f16 in shared memory, wgmma.mma_async from shared-memory descriptors; compute capability
 # 9.0 only) beside the f16-MMA (mma.sync) and int8 kernels and cuBLAS f16.  Step limits
 # add up to 150 s (typically 40-70 s); NCU=1 adds <= 90 s, STAGED=1 the f16-MMA
-# staged-epilogue sweeps (<= 50 s).
+# staged-epilogue sweeps (<= 44 s), RACECHECK=1 compute-sanitizer racecheck (<= 12 s).
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
 #      formula, every f16-MMA and wgmma variant within 1.1 * 2^-10 sum |w x| (the largest
 #      error printed): partial tiles, the 2-byte weight path, split-K, one token;
@@ -13,9 +13,10 @@
 #   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2): every int8 (v0..v7), f16-MMA
 #      (f0..f8) and wgmma (w0..w3) tile at every shape; sweep-slots{3,4}w0: the wgmma w0
 #      ring at 3 and 4 slots (AMXDIAG_GPU_GEMM_WGMMA_SLOTS; default: as many as fit, <= 8);
+#      sweep-p2 / sweep-p2k2: the wgmma tiles with the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2);
 #   4. engine-wgmma: test_kern_engine's GPU layers teacher-forced against the CPU
 #      reference; compare-wgmma: `amxdiag run --ngl 99 --greedy --compare ref`;
-#   5. compute-sanitizer memcheck and racecheck on the wgmma kernels;
+#   5. compute-sanitizer memcheck (RACECHECK=1: and racecheck) on the wgmma kernels;
 #   6. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every tile, the best
 #      per kernel over the runs, the goal per shape, and where wgmma beats the f16-MMA
 #      kernel (the rows of auto_wgmma in kern_cuda_gemm_plan.c to turn on);
@@ -42,7 +43,7 @@ t_start=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,compute_cap,clocks.max.sm,clocks.max.mem --format=csv >>"$summary" 2>&1
 
 # 1. int8 bit for bit, f16-MMA and wgmma within their bound: every variant, both weight paths
-step_want unit-gemm 0 32 "$build/tests/test_kern_cuda_gemm"
+step_want unit-gemm 0 40 "$build/tests/test_kern_cuda_gemm"
 expect unit-gemm 'PASSED'
 grep -h "FAILED\|element\|SKIP\|ERROR\|LINE\|token .* row\|sm_90a" "$out/unit-gemm.log" | head -20 >>"$summary"
 grep -c "bit-exact" "$out/unit-gemm.log" | sed 's/^/  int8 bit-exact cases: /' >>"$summary"
@@ -52,9 +53,9 @@ grep -h "gpu wgmma" "$out/unit-gemm.log" | sed 's/^/  /' >>"$summary"
 
 # 2. the bench's own checks with the wgmma kernel (every kernel against the CPU reference,
 # the GEMM within 1.1 * 2^-10 sum |w x|), then the default as a user gets it
-step_want check-wgmma 0 10 "$bench" --check-only --gemm-kernel wgmma
+step_want check-wgmma 0 8 "$bench" --check-only --gemm-kernel wgmma
 grep -h -E "wgmma GEMM|FAIL|gemm" "$out/check-wgmma.log" | head -12 | sed 's/^/  /' >>"$summary"
-step_want auto 0 10 "$bench" --only gemm --iters 10 -o "$out/auto.json"
+step_want auto 0 8 "$bench" --only gemm --iters 10 -o "$out/auto.json"
 grep -h "wgmma GEMM" "$out/auto.log" | sed 's/^/  /' >>"$summary"
 sed -n '/^goals/,$p' "$out/auto.log" | sed "s/^/  auto /" >>"$summary"
 grep -h -E "(f16mma|wgmma|mma) [fvw][0-9].*\(selected\)" "$out/auto.log" | head -14 | sed "s/^ */  auto /" >>"$summary"
@@ -68,10 +69,16 @@ for run in $runs; do
     envs=()
     case $run in *k2*) envs+=(AMXDIAG_GPU_GEMM_SPLITK=2) ;; esac
     case $run in *st) envs+=(AMXDIAG_GPU_GEMM_STORE=staged) ;; esac
-    step_want "sweep-$run" 0 25 env "${envs[@]}" "$bench" --only gemm --gemm-tile all --gemm-stages 3 --iters 10 \
+    step_want "sweep-$run" 0 22 env "${envs[@]}" "$bench" --only gemm --gemm-tile all --gemm-stages 3 --iters 10 \
         -o "$out/sweep-$run.json"
     sed -n '/^goals/,$p' "$out/sweep-$run.log" | sed "s/^/  $run /" >>"$summary"
 done
+# the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2: one stage of MMAs in flight across the
+# barrier), the wgmma tiles only, one k slice and two
+step_want sweep-p2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm --gemm-kernel wgmma --gemm-tile all \
+    --iters 10 -o "$out/sweep-p2.json"
+step_want sweep-p2k2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
+    --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2k2.json"
 for sl in 3 4; do
     step_want "sweep-slots${sl}w0" 0 4 env AMXDIAG_GPU_GEMM_WGMMA_SLOTS=$sl "$bench" --only gemm --gemm-tile w0 \
         --iters 10 -o "$out/sweep-slots${sl}w0.json"
@@ -81,7 +88,7 @@ done
 step_want engine-wgmma 0 8 env AMXDIAG_GPU_GEMM=wgmma "$build/tests/test_kern_engine"
 grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-wgmma.log" | head -12 | sed 's/^/  /' >>"$summary"
 export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-wgmma-cache-XXXXXX)
-step_want compare-wgmma 0 8 env AMXDIAG_GPU_GEMM=wgmma "$build/amxdiag" run --ngl 99 --greedy -p 64 -n 16 \
+step_want compare-wgmma 0 6 env AMXDIAG_GPU_GEMM=wgmma "$build/amxdiag" run --ngl 99 --greedy -p 64 -n 16 \
     --compare ref
 grep -h -E "max \|logit|same arg-max|agrees|differs|decisive|error" "$out/compare-wgmma.log" | head -6 |
     sed 's/^/  /' >>"$summary"
@@ -89,11 +96,13 @@ rm -rf "$XDG_CACHE_HOME"
 unset XDG_CACHE_HOME
 
 # 5. compute-sanitizer on the wgmma kernels only (the bench's small checks: 256 x 512 x 64
-# and 131 x 96 x 37): no out-of-bounds access; racecheck: no shared-memory hazard between
-# the copies, the conversion and the (asynchronous) MMAs of the one-barrier pipeline
+# and 131 x 96 x 37): no out-of-bounds access; with RACECHECK=1 (<= 12 s more) also
+# racecheck (whether it follows wgmma's asynchronous operand reads is not known here)
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-    for tool in memcheck racecheck; do
+    tools=memcheck
+    [ -n "${RACECHECK:-}" ] && tools="memcheck racecheck"
+    for tool in $tools; do
         step_want "sanitizer-$tool" 0 12 "$cs" --tool $tool --kernel-name kns=gemm_wgmma --error-exitcode 9 \
             --print-limit 10 "$bench" --check-only --quick --gemm-kernel wgmma
         expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'
@@ -106,6 +115,7 @@ python3 - "$out" >>"$summary" 2>&1 <<'PYEOF'
 import json, os, sys
 out = sys.argv[1]
 labels = [("s3", "3 stages (wgmma: slots as fit)"), ("s3k2", "3 stages, split-K 2"),
+          ("p2", "wgmma deep pipeline (PIPE=2)"), ("p2k2", "wgmma deep pipeline, split-K 2"),
           ("s3st", "3 stages, f16mma staged stores"), ("s3k2st", "3 stages, split-K 2, f16mma staged stores"),
           ("slots3w0", "wgmma w0 at 3 slots"), ("slots3w1", "wgmma w1 at 3 slots"),
           ("slots4w0", "wgmma w0 at 4 slots"), ("slots4w1", "wgmma w1 at 4 slots")]
@@ -127,7 +137,7 @@ for tag, desc in labels:
     if tag not in runs:
         continue
     rows = [x for x in runs[tag].get("rows", []) if x.get("group") == "gemm"]
-    if tag.startswith("slots"):
+    if tag.startswith("slots") or tag.startswith("p2"):
         rows = [x for x in rows if x.get("kernel") in ("wgmma", None) or x.get("type", "").startswith("cublas")]
     shapes = []
     for x in rows:
@@ -150,12 +160,14 @@ for tag, desc in labels:
                 cells = []
                 for x in sorted(v, key=lambda x: x.get("variant", 0)):
                     mark = ("*" if x.get("selected") else "") + ("^" if x is b else "")
-                    extra = "/%ds" % x.get("stages", 0) if kern == "wgmma" else ""
+                    extra = "/%ds%s" % (x.get("stages", 0), "p2" if x.get("pipe") == 2 else "") if kern == "wgmma" else ""
                     cells.append("%s%d%s%s %.1f/%.0f/%.0f%%" % (t, x.get("variant", -1), extra, mark, x["us"],
                                                               x["tflops"], x.get("pct_cublas", 0)))
                 print("  %s %-6s %s" % (ty, kern, "  ".join(cells)))
                 key = (nm, ty, kern)
                 lab = "%s%d %s" % (t, b.get("variant", -1), tag)
+                if b.get("pipe") == 2:
+                    lab += " pipe 2"
                 if b.get("ksplit", 1) > 1:
                     lab += " k%d" % b.get("ksplit")
                 if key not in best or b.get("pct_cublas", 0) > best[key][0]:

@@ -5,7 +5,9 @@
 // descriptors as the PTX ISA describes them (K-major, 128-byte swizzle: start address,
 // 1024-byte stride between 8-row groups, address bits 4..6 XOR bits 7..9), either at issue
 // (EARLY) or only at the issuing thread's wgmma.wait_group (LATE: a buffer rewritten before
-// the MMAs that read it were waited for shows); each thread computes its own accumulators
+// the MMAs that read it were waited for shows), always the other way round from the
+// cp.async copies (early copies and late MMAs show a slot refilled too soon; late copies
+// and early MMAs, data used before it landed); each thread computes its own accumulators
 // through the D fragment map.  The dynamic shared memory starts 48 bytes past a 1024-byte
 // boundary of the emulated shared window, so the kernel's own alignment is exercised, and
 // a descriptor whose start is not on a 1024-byte pattern boundary (other than the k16
@@ -25,14 +27,21 @@ static const uint8_t *gw_window() { return sim_dyn - 48; }
 static void gw_cp_wait(int n) { cp_async_wait(n); }
 static void gw_fence_proxy() {}
 static void gw_fence() {}
-static void gw_commit() {}
 
 struct gw_op {
     float *d;
     unsigned long long da, db;
     int n;
 };
-static thread_local std::vector<gw_op> gw_pending;
+// LATE: this thread's MMAs not yet run, by commit group (oldest first), and the open group
+static thread_local std::vector<std::vector<gw_op>> gw_groups;
+static thread_local std::vector<gw_op> gw_open;
+static bool gw_late;
+static void gw_commit()
+{
+    gw_groups.push_back(gw_open);
+    gw_open.clear();
+}
 
 // Element (row r, k) of a K-major 128-byte-swizzled operand (k < 16 within the k16 step).
 static double gw_elem(unsigned long long desc, int r, int k)
@@ -62,17 +71,23 @@ static void gw_run(const gw_op &op)
 template <int BN> static void gw_mma(float *d, unsigned long long da, unsigned long long db)
 {
     const gw_op op = {d, da, db, BN};
-    if (sim_late)
-        gw_pending.push_back(op);
+    if (gw_late)
+        gw_open.push_back(op);
     else
         gw_run(op);
 }
-static void gw_wait0()
+// wgmma.wait_group n: the oldest groups run until at most n are pending (an MMA never
+// committed is never waited for: it stays pending, and its accumulators stay wrong)
+static void gw_wait(size_t n)
 {
-    for (const gw_op &op : gw_pending)
-        gw_run(op);
-    gw_pending.clear();
+    while (gw_groups.size() > n) {
+        for (const gw_op &op : gw_groups.front())
+            gw_run(op);
+        gw_groups.erase(gw_groups.begin());
+    }
 }
+static void gw_wait0() { gw_wait(0); }
+static void gw_wait1() { gw_wait(1); }
 
 #define GW_DYN_SMEM(name) uint8_t *name = sim_dyn
 #include "kernels/cuda/kern_gemm_wgmma.cuh"
@@ -81,7 +96,7 @@ static void gw_wait0()
 
 template <int WT, int WG, int BN>
 static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
-                         int ksplit)
+                         int ksplit, bool deep)
 {
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
@@ -101,17 +116,22 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
     const int aligned = gf_aligned(GW_KB, k / 32, (uintptr_t)w); // as the host plan decides
     const int bm = 64 * WG;
     sim_late = late;
-    const int flags = aligned ? GF_FLAG_ALIGNED : 0;
+    gw_late = !late;
+    const int flags = (aligned ? GF_FLAG_ALIGNED : 0) | (deep ? GW_FLAG_DEEP : 0);
     // the window offset of 48 needs the kernel's 1024-byte skip: gw_smem_bytes includes it
-    launch(grid, 128 * WG, (size_t)gw_smem_bytes(WT, bm, BN, slots), [&] {
+    launch(grid, 128 * WG, (size_t)gw_smem_bytes_p(WT, bm, BN, slots, deep), [&] {
+        gw_groups.clear();
+        gw_open.clear();
         gemm_wgmma<WT, WG, BN>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
     });
     char what[220];
     snprintf(what, sizeof what,
-             "wgmma q%d_0 %lldx%lld x %lld, variant w%d (%dx%d), %d slots, %s, cp.async and wgmma %s, %d k slice(s), "
-             "grid %u",
+             "wgmma q%d_0 %lldx%lld x %lld, variant w%d (%dx%d), %d slots, %s, cp.async %s, %d k slice(s), "
+             "%s pipeline, grid %u",
              WT, (long long)m, (long long)k, (long long)n, v, bm, BN, slots,
-             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit, grid);
+             aligned ? "cp.async weights" : "2-byte weights", late ? "late, MMAs early" : "early, MMAs late", ksplit,
+             deep ? "deep" : "flat",
+             grid);
     std::vector<double> wrow((size_t)k);
     for (int64_t r = 0; r < m; r++) {
         for (int64_t i = 0; i < k; i++)
@@ -136,14 +156,14 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
 }
 
 static void wgmma_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n,
-                       unsigned grid, int ksplit = 1)
+                       unsigned grid, int ksplit = 1, bool deep = false)
 {
 #define SIM_WVAR(I, WG, BN, CPS)                                                            \
     if (v == (I)) {                                                                         \
         if (wt == 4)                                                                        \
-            wgmma_case_t<4, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit);            \
+            wgmma_case_t<4, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit, deep);      \
         else                                                                                \
-            wgmma_case_t<8, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit);            \
+            wgmma_case_t<8, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit, deep);      \
     }
     GW_VARIANTS(SIM_WVAR)
 #undef SIM_WVAR
@@ -168,6 +188,15 @@ int main()
     // split-K by 2: odd stage count (7 = 4 + 3), grid-stride over tiles x slices, 2-byte path
     wgmma_case(4, 1, 4, true, 0, 150, 448, 70, 3, 2);
     wgmma_case(8, 0, 3, false, 2, 70, 544, 37, 2, 2);
+    // the deep pipeline (one stage of MMAs in flight across the barrier, 3 f16 buffers):
+    // every variant, its smallest ring (4 slots) and larger ones, the 2-byte path, split-K
+    for (int v = 0; v < GW_NVAR; v++) {
+        wgmma_case(4, v, 4, true, 0, 100, 384, 70, 2, 1, true);
+        wgmma_case(8, v, 5 + v, v & 1, 0, 70, 448, 37, 3, 1, true);
+    }
+    wgmma_case(8, 2, 4, true, 0, 70, 96, 37, 2, 1, true);
+    wgmma_case(4, 1, 6, true, 0, 150, 448, 70, 3, 2, true);
+    wgmma_case(8, 3, 8, false, 2, 70, 1024, 1, 1, 2, true);
     if (failures) {
         printf("%d case(s) differ from the reference\n", failures);
         return 1;

@@ -819,18 +819,41 @@ static void test_wgmma_plan(void **state)
         /* ring slots asked for ($AMXDIAG_GPU_GEMM_WGMMA_SLOTS): as many as fit */
         p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 1, 0, t, 4096, 2048, 512, 0x1000, false);
         kern_cuda_gemm_plan q = p;
-        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "3");
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "3", NULL);
         assert_int_equal(q.stages, 3);
         assert_int_equal(q.smem, gw_smem_bytes(wt, q.tile, q.bn, 3));
         q = p;
-        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "junk");
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "junk", NULL);
         assert_int_equal(q.stages, p.stages);
-        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "9");
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "9", NULL);
         assert_int_equal(q.stages, p.stages);
         p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0, 0, t, 4096, 2048, 512, 0x1000, false);
         q = p;
-        kern_cuda_gemm_wgmma_slots(&h100w, &q, t, "8"); /* 128 x 256: 8 slots do not fit, the most that do */
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "8", NULL); /* 128 x 256: 8 slots do not fit, the most that do */
         assert_true(q.stages >= 3 && q.stages < 8 && q.smem <= h100w.smem_optin);
+        assert_false(q.deep);
+        /* the deep pipeline ($AMXDIAG_GPU_GEMM_WGMMA_PIPE=2): a third f16 buffer, >= 4 slots */
+        for (int v = 0; v < GW_NVAR; v++) {
+            p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + v, 0, t, 4096, 2048, 512, 0x1000, false);
+            q = p;
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, "2");
+            assert_true(q.deep);
+            assert_true(q.stages >= 4 && q.smem <= h100w.smem_optin);
+            assert_int_equal(q.smem, gw_smem_bytes_p(wt, q.tile, q.bn, q.stages, 1));
+            assert_int_equal(gw_smem_bytes_p(wt, q.tile, q.bn, q.stages, 1),
+                             gw_smem_bytes(wt, q.tile, q.bn, q.stages) + q.tile * GW_ROW);
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "4", "1");
+            assert_false(q.deep);
+            assert_int_equal(q.stages, 4);
+            assert_int_equal(q.smem, gw_smem_bytes(wt, q.tile, q.bn, 4));
+        }
+        /* no room for 4 slots and 3 buffers (64 KiB): the flat pipeline */
+        const kern_cuda_gemm_caps tiny = {.code_arch = 90, .sm_count = 132, .smem_optin = 64 * 1024,
+                                          .can_raise_smem = true, .wgmma = true};
+        p = kern_cuda_gemm_plan_make(&tiny, KERN_CUDA_GEMM_WGMMA, w0 + 3, 0, t, 4096, 2048, 512, 0x1000, false);
+        q = p;
+        kern_cuda_gemm_wgmma_tune(&tiny, &q, t, NULL, "2");
+        assert_true(q.wgmma && !q.deep && q.stages == p.stages && q.smem <= tiny.smem_optin);
     }
     /* an A100-class part (164 KiB): still three slots of every tile */
     const kern_cuda_gemm_caps small = {.code_arch = 90, .sm_count = 108, .smem_optin = 166912, .can_raise_smem = true,
@@ -1035,12 +1058,12 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
             if (mag > 0 && err / mag > worst)
                 worst = err / mag;
         }
-    print_message("gpu %s %s %lldx%lld x %lld, tile %c%d %s, %d stages, %d k slice(s), %s: within 1.1 * 2^-10 sum "
-                  "|w x| (largest %.2e)\n",
+    print_message("gpu %s %s %lldx%lld x %lld, tile %c%d %s, %d stages%s, %d k slice(s), %s: within 1.1 * 2^-10 "
+                  "sum |w x| (largest %.2e)\n",
                   kn, kern_type_name(t), (long long)m, (long long)k, (long long)n, p.wgmma ? 'w' : 'f', p.variant,
                   kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + (p.wgmma ? kern_cuda_gemm_n_f16_tiles() : 0) +
                                            p.variant),
-                  p.stages, p.ksplit,
+                  p.stages, !p.wgmma ? "" : p.deep ? " (pipe 2)" : " (pipe 1)", p.ksplit,
                   p.aligned ? "cp.async" : "2-byte loads", worst);
     dev_free(&d);
     free(wbuf);
@@ -1103,20 +1126,26 @@ static void test_gpu_gemm_wgmma(void **state)
         ADG_SKIP("no wgmma GEMM here: %s", p.why);
     const int w0 = 1 + kern_cuda_gemm_n_tiles() + kern_cuda_gemm_n_f16_tiles();
     f16_kind = KERN_CUDA_GEMM_WGMMA;
-    for (int wt = 4; wt <= 8; wt += 4) {
-        for (int v = 0; v < kern_cuda_gemm_n_wgmma_tiles(); v++) {
-            gpu_f16_case(wt, w0 + v, 0, 0, 300, 768, 300, 71 + v); /* partial tiles, 12 k stages */
-            gpu_f16_case(wt, w0 + v, 0, 0, 131, 96, 37, 75 + v);   /* 3 blocks: 2-byte loads, half a last stage */
+    /* both pipelines: MMAs waited for within their stage, and one stage left in flight */
+    for (int pipe = 1; pipe <= 2; pipe++) {
+        setenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE", pipe == 2 ? "2" : "1", 1);
+        print_message("gpu wgmma: pipeline %d (AMXDIAG_GPU_GEMM_WGMMA_PIPE=%d)\n", pipe, pipe);
+        for (int wt = 4; wt <= 8; wt += 4) {
+            for (int v = 0; v < kern_cuda_gemm_n_wgmma_tiles(); v++) {
+                gpu_f16_case(wt, w0 + v, 0, 0, 300, 768, 300, 71 + v); /* partial tiles, 12 k stages */
+                gpu_f16_case(wt, w0 + v, 0, 0, 131, 96, 37, 75 + v);   /* 3 blocks: 2-byte loads, half a stage */
+            }
+            gpu_f16_case(wt, 0, 0, 0, 512, 2048, 256, 80);     /* attn_q's k, auto tile */
+            gpu_f16_case(wt, w0 + 0, 0, 2, 200, 512, 70, 81); /* misaligned weights: 2-byte loads */
+            gpu_f16_case(wt, w0 + 1, 0, 4, 200, 512, 70, 82); /* 4-byte aligned: cp.async */
+            gpu_f16_case(wt, w0 + 2, 0, 0, 64, 4096, 1, 83);  /* one token */
+            kern_cuda_set_gemm_ksplit(ctx, 2);                  /* split-K: slices added into a zeroed y */
+            gpu_f16_case(wt, w0 + 1, 0, 0, 300, 1664, 130, 84); /* 26 stages: 13 + 13 */
+            gpu_f16_case(wt, w0 + 0, 0, 0, 600, 2048, 256, 85);
+            kern_cuda_set_gemm_ksplit(ctx, 0);
         }
-        gpu_f16_case(wt, 0, 0, 0, 1024, 2048, 512, 80);    /* attn_q's k, auto tile */
-        gpu_f16_case(wt, w0 + 0, 0, 2, 200, 512, 70, 81); /* misaligned weights: 2-byte loads */
-        gpu_f16_case(wt, w0 + 1, 0, 4, 200, 512, 70, 82); /* 4-byte aligned: cp.async */
-        gpu_f16_case(wt, w0 + 2, 0, 0, 64, 4096, 1, 83);  /* one token */
-        kern_cuda_set_gemm_ksplit(ctx, 2);                  /* split-K: slices added into a zeroed y */
-        gpu_f16_case(wt, w0 + 1, 0, 0, 300, 1664, 130, 84); /* 26 stages: 13 + 13 */
-        gpu_f16_case(wt, w0 + 0, 0, 0, 600, 2048, 256, 85);
-        kern_cuda_set_gemm_ksplit(ctx, 0);
     }
+    unsetenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE");
     f16_kind = KERN_CUDA_GEMM_F16MMA;
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
