@@ -1010,6 +1010,48 @@ static void test_gpu_gemm(void **state)
  * q d and of x (2^-11 relative each), the sums are f32, so |y - ref| <= 1.1 * 2^-10 *
  * sum_i |w_i x_i| (docs/cuda-kernels.md).  Also prints the largest error seen in units of
  * that sum. */
+/* For a result outside the bound: which rows (mod 64) and tokens (mod 64) are wrong, and
+ * whether a wrong value is another output's correct one (results stored to the wrong
+ * place: the accumulator map) or none (operands read from the wrong place: the shared
+ * layout, a descriptor, a stage) -- what a kernel that cannot run here needs to be fixed
+ * from a device log. */
+static void explain_wrong(const float *got, const float *want, const float *wf, const float *x, int64_t m, int64_t k,
+                          int64_t n)
+{
+    char rows[65], toks[65];
+    memset(rows, '.', 64);
+    memset(toks, '.', 64);
+    rows[64] = toks[64] = 0;
+    int64_t wrong = 0, shown = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t r = 0; r < m; r++) {
+            double mag = 0;
+            for (int64_t j = 0; j < k; j++)
+                mag += fabs((double)wf[r * k + j] * x[i * k + j]);
+            const double tol = 1.1 * ldexp(mag, -10) + 1e-30;
+            if (fabs((double)got[i * m + r] - want[i * m + r]) <= tol)
+                continue;
+            wrong++;
+            rows[r % 64] = 'x';
+            toks[i % 64] = 'x';
+            if (shown < 6) {
+                shown++;
+                int64_t hit = -1;
+                for (int64_t e = 0; e < n * m && hit < 0; e++)
+                    if (fabs((double)got[i * m + r] - want[e]) <= tol && e != i * m + r)
+                        hit = e;
+                if (hit >= 0)
+                    print_message("  token %lld row %lld holds the result of token %lld row %lld\n", (long long)i,
+                                  (long long)r, (long long)(hit / m), (long long)(hit % m));
+                else
+                    print_message("  token %lld row %lld is %.6g, the reference %.6g: no output's value\n",
+                                  (long long)i, (long long)r, (double)got[i * m + r], (double)want[i * m + r]);
+            }
+        }
+    print_message("  %lld of %lld outputs wrong; rows mod 64 wrong: %s\n  tokens mod 64 wrong: %s\n", (long long)wrong,
+                  (long long)(n * m), rows, toks);
+}
+
 /* the kernel gpu_f16_case runs: the f16-MMA one, or its wgmma form (test_gpu_gemm_wgmma) */
 static kern_cuda_gemm_kind f16_kind = KERN_CUDA_GEMM_F16MMA;
 
@@ -1050,11 +1092,13 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
             for (int64_t j = 0; j < k; j++)
                 mag += fabs((double)wf[r * k + j] * x[i * k + j]);
             const double err = fabs((double)got[i * m + r] - want[i * m + r]);
-            if (!(err <= 1.1 * ldexp(mag, -10) + 1e-30))
+            if (!(err <= 1.1 * ldexp(mag, -10) + 1e-30)) {
+                explain_wrong(got, want, wf, x, m, k, n);
                 fail_msg("gpu %s %s %lldx%lld x %lld: token %lld row %lld is %.9g, the reference %.9g (sum |w x| "
                          "%.4g)",
                          kn, kern_type_name(t), (long long)m, (long long)k, (long long)n, (long long)i, (long long)r,
                          (double)got[i * m + r], (double)want[i * m + r], mag);
+            }
             if (mag > 0 && err / mag > worst)
                 worst = err / mag;
         }
