@@ -14,7 +14,15 @@
  * stream before the first GPU layer, after each layer and after the LM head, and the
  * "gpu_layer" / "lm_head" ops are accounted with the GPU time between them once the
  * stream has been waited for (the logits' copy, or the wait at the end of a ubatch).
- * Without events (their creation failed) the host's enqueue time is accounted instead. */
+ * Without events (their creation failed) the host's enqueue time is accounted instead.
+ *
+ * Generation (one token a pass) replays a CUDA graph: the first pass captures every
+ * launch from the first GPU op to the LM head (timing marks included, as event-record
+ * nodes), later passes copy the token id and its position (8 bytes, read by GET_ROWS,
+ * RoPE, the KV store and attention on the device) and launch the graph once.  A token
+ * is ~20 launches a layer; launched one by one their host cost (a few µs each) was most
+ * of a small model's token time.  Off with --no-gpu-graphs / $AMXDIAG_GPU_GRAPHS=0, and
+ * whenever kern_cuda_graph_unavailable says why (validate, sync-each, a planted fault). */
 #include "kernels/kern_engine.h"
 
 #include <math.h>
@@ -31,6 +39,7 @@ typedef kern_cu_deviceptr dptr;
 typedef struct gpu_layer {
     dptr attn_norm, wq, wk, wv, wo, q_norm, k_norm, ffn_norm, router, gate, up, down;
     dptr kcache, vcache;
+    bool qkv_one; /* wq, wk, wv back to back: a generated token's Q/K/V are one GEMV */
 } gpu_layer;
 
 struct engine_gpu {
@@ -40,8 +49,15 @@ struct engine_gpu {
     dptr output, output_norm;
     kern_type wtype;         /* q4_0 or q8_0 for every matrix */
     dptr tok_embd;           /* the embedding table, when the gather runs on the GPU (0 otherwise) */
-    dptr x, h, q, k, v, att, o, logits, ids, rw, gate, up, down, pos, tokens, scratch, vocab_logits;
+    dptr x, h, q, k, v, att, o, logits, ids, ids_gu, rw, gate, up, down, pos, tokens, scratch, vocab_logits;
+    dptr route_counter;      /* kern_cuda_router_topk's block counter (0 between launches) */
     bool x_on_gpu;           /* g->x holds the current ubatch's residual stream */
+    dptr dec_io;             /* generation's inputs: [0] the token id, [1] its position */
+    bool graphs;             /* generation replays a CUDA graph */
+    kern_cuda_graph *decode; /* that graph, once captured */
+    bool capturing;          /* this pass is being captured into g->decode */
+    bool replaying;          /* this pass is g->decode: the ops are in it, nothing is launched */
+    bool region;             /* this pass's GPU region has begun (inputs uploaded) */
     uint64_t weight_bytes;
     kern_cuda_marks *marks;  /* [0] before the first GPU layer, [i+1] after GPU layer i, [n+1] after lm_head */
     bool pending;            /* layers marked but not yet accounted */
@@ -77,6 +93,43 @@ static adg_error *upload_tensor(engine_gpu *g, const kern_gguf_tensor *t, dptr *
         return adg_error_prefix(e, "uploading '%s'", t->name);
     g->weight_bytes += t->nbytes;
     return NULL;
+}
+
+/* n tensors back to back in one allocation (out[i]: where tensor i starts), so that one
+ * kernel can take them as one matrix or one stack of experts. */
+static adg_error *upload_together(engine_gpu *g, const kern_gguf_tensor *const *t, size_t n, dptr *out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += t[i]->nbytes;
+    dptr base;
+    adg_error *e = alloc(g, total, &base);
+    for (size_t i = 0, off = 0; !e && i < n; off += t[i]->nbytes, i++) {
+        out[i] = base + (dptr)off;
+        if ((e = kern_cuda_upload(g->ctx, out[i], t[i]->data, t[i]->nbytes)))
+            e = adg_error_prefix(e, "uploading '%s'", t[i]->name);
+        else
+            g->weight_bytes += t[i]->nbytes;
+    }
+    return e;
+}
+
+/* Q, K and V weights back to back where each part stays 256-byte aligned (the prompt's
+ * GEMMs read each part on its own with 16-byte copies); separately otherwise. */
+static adg_error *upload_qkv(engine_gpu *g, const kern_model_layer *L, gpu_layer *G)
+{
+    const kern_gguf_tensor *t[3] = {L->wq, L->wk, L->wv};
+    dptr out[3];
+    G->qkv_one = t[0]->nbytes % 256 == 0 && t[1]->nbytes % 256 == 0;
+    adg_error *e;
+    if (G->qkv_one)
+        e = upload_together(g, t, 3, out);
+    else if (!(e = upload_tensor(g, t[0], &out[0])) && !(e = upload_tensor(g, t[1], &out[1])))
+        e = upload_tensor(g, t[2], &out[2]);
+    G->wq = out[0];
+    G->wk = out[1];
+    G->wv = out[2];
+    return e;
 }
 
 /* The router stays in f32, as the CPU computes it: its logits pick the experts, and the
@@ -145,15 +198,20 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
             if (mats[i]->type != wt)
                 return adg_error_new(ADG_E_UNSUPPORTED, "--ngl: tensor '%s' is %s, the GPU layers need every matrix in %s",
                                      mats[i]->name, kern_ggml_type_name(mats[i]->type), kern_ggml_type_name(wt));
-        if ((err = upload_tensor(g, L->attn_norm, &G->attn_norm)) || (err = upload_tensor(g, L->wq, &G->wq)) ||
-            (err = upload_tensor(g, L->wk, &G->wk)) || (err = upload_tensor(g, L->wv, &G->wv)) ||
+        /* The gate experts then the up experts in one buffer: a generated token's gate and up
+         * matvecs are one grouped GEMV over 2 * n_expert matrices (kern_cuda_moe_route_gu). */
+        const kern_gguf_tensor *gate_up[2] = {L->gate_exps, L->up_exps};
+        dptr gu[2] = {0, 0};
+        if ((err = upload_tensor(g, L->attn_norm, &G->attn_norm)) || (err = upload_qkv(g, L, G)) ||
             (err = upload_tensor(g, L->wo, &G->wo)) || (err = upload_tensor(g, L->q_norm, &G->q_norm)) ||
             (err = upload_tensor(g, L->k_norm, &G->k_norm)) || (err = upload_tensor(g, L->ffn_norm, &G->ffn_norm)) ||
-            (err = upload_router(g, L->gate_inp, &G->router)) || (err = upload_tensor(g, L->gate_exps, &G->gate)) ||
-            (err = upload_tensor(g, L->up_exps, &G->up)) || (err = upload_tensor(g, L->down_exps, &G->down)) ||
+            (err = upload_router(g, L->gate_inp, &G->router)) || (err = upload_together(g, gate_up, 2, gu)) ||
+            (err = upload_tensor(g, L->down_exps, &G->down)) ||
             (err = alloc(g, (size_t)e->n_ctx * kvd * 2, &G->kcache)) ||
             (err = alloc(g, (size_t)e->n_ctx * kvd * 2, &G->vcache)))
             return err;
+        G->gate = gu[0];
+        G->up = gu[1];
         /* On the device now: the file's pages of this layer can go. */
         for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
             kern_gguf_release(m->gguf, mats[i]);
@@ -180,9 +238,10 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
         (err = alloc(g, T * kvd * 4, &g->k)) || (err = alloc(g, T * kvd * 4, &g->v)) ||
         (err = alloc(g, T * qd * 4, &g->att)) || (err = alloc(g, T * d * 4, &g->o)) ||
         (err = alloc(g, T * E * 4, &g->logits)) || (err = alloc(g, T * K * 4, &g->ids)) ||
-        (err = alloc(g, T * K * 4, &g->rw)) || (err = alloc(g, T * K * ff * 4, &g->gate)) ||
+        (err = alloc(g, T * K * 4, &g->rw)) || (err = alloc(g, 2 * K * 4, &g->ids_gu)) || (err = alloc(g, 4, &g->route_counter)) ||
+        (err = kern_cuda_upload(g->ctx, g->route_counter, &(uint32_t){0}, 4)) || (err = alloc(g, T * K * ff * 4, &g->gate)) ||
         (err = alloc(g, T * K * ff * 4, &g->up)) || (err = alloc(g, T * K * d * 4, &g->down)) ||
-        (err = alloc(g, T * 4, &g->pos)) || (err = alloc(g, T * 4, &g->tokens)) ||
+        (err = alloc(g, T * 4, &g->pos)) || (err = alloc(g, T * 4, &g->tokens)) || (err = alloc(g, 8, &g->dec_io)) ||
         (err = alloc(g, scratch, &g->scratch)) || (err = alloc(g, (size_t)hp->n_vocab * 4, &g->vocab_logits)))
         return err;
     adg_error *me = kern_cuda_marks_new(g->ctx, (int)n_gpu + 2, &g->marks);
@@ -193,6 +252,12 @@ adg_error *engine_gpu_open(kern_engine *e, uint32_t first, engine_gpu **out)
     /* Armed last: the first op of the matching kind in the first forward pass plants it. */
     if (fault != KERN_CUDA_FAULT_NONE)
         kern_cuda_inject(g->ctx, fault);
+    const char *env = getenv("AMXDIAG_GPU_GRAPHS"), *why = kern_cuda_graph_unavailable(g->ctx);
+    if (!why && !g->marks)
+        why = "no timing events";
+    g->graphs = !e->opts.gpu_no_graphs && !(env && strcmp(env, "0") == 0) && !why;
+    if (!g->graphs && !e->opts.gpu_no_graphs && why)
+        adg_info("engine: generation launches its kernels one by one (no CUDA graph: %s)", why);
     const kern_cuda_load_info *li = kern_cuda_info(g->ctx);
     adg_info("engine: layers %u-%u%s and the output on %s (CC %d.%d), %.1f MiB of weights uploaded", first,
              hp->n_layer - 1, g->tok_embd ? ", the embedding gather" : "", li->name, li->cc_major, li->cc_minor,
@@ -205,6 +270,7 @@ void engine_gpu_close(engine_gpu *g)
     if (!g)
         return;
     if (g->ctx) {
+        kern_cuda_graph_free(g->ctx, g->decode);
         kern_cuda_marks_free(g->ctx, g->marks);
         for (size_t i = 0; i < g->n_allocs; i++)
             kern_cuda_free(g->ctx, g->allocs[i]);
@@ -239,6 +305,17 @@ bool engine_gpu_error_op(const engine_gpu *g, const char **op, int *layer)
     return true;
 }
 
+/* A pass that failed while being captured: the capture is ended and dropped (the next
+ * generated token captures again). */
+static void graph_abort(engine_gpu *g)
+{
+    if (g->capturing) {
+        kern_cuda_graph *none = NULL;
+        adg_error_free(kern_cuda_graph_end(g->ctx, false, &none));
+    }
+    g->capturing = g->replaying = g->region = false;
+}
+
 /* y[T][m] = x[T][k] * W^T on the device: GEMV for one token, GEMM otherwise. */
 static adg_error *mm(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k, dptr x, int64_t T, dptr y)
 {
@@ -253,12 +330,64 @@ static adg_error *mm(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k
     do {                                                                       \
         adg_error *err_ = (expr);                                              \
         if (err_) {                                                            \
+            graph_abort(g);                                                    \
             g->err_op = (name);                                                \
             g->err_layer = (int)il;                                            \
             return il >= 0 ? adg_error_prefix(err_, "GPU layer %d, %s", il, (name)) \
                            : adg_error_prefix(err_, "GPU %s", (name));         \
         }                                                                      \
     } while (0)
+
+/* Where a generated token's GPU work begins, once its inputs can go up: the token id
+ * (read by the gather when it runs here) and the position in one copy; then this pass
+ * is captured (the first time) or replays the graph at its end (decode_end). */
+static adg_error *decode_begin(kern_engine *e, const int32_t *token)
+{
+    engine_gpu *g = e->gpu;
+    int32_t io[2] = {token ? token[0] : 0, e->buf.pos[0]};
+    adg_error *err = kern_cuda_upload(g->ctx, g->dec_io, io, sizeof io);
+    if (err)
+        return err;
+    g->region = true;
+    if (!g->graphs)
+        return NULL;
+    if (g->decode) {
+        g->replaying = true;
+        return NULL;
+    }
+    err = kern_cuda_graph_begin(g->ctx);
+    if (err) {
+        adg_warn("engine: generated tokens launch their GPU kernels one by one (%s)", adg_error_msg(err));
+        adg_error_free(err);
+        g->graphs = false;
+        return NULL;
+    }
+    g->capturing = true;
+    return NULL;
+}
+
+/* The end of a generated token's GPU work: the capture becomes the graph, and the graph
+ * runs (this pass's work, captured or not, is in it). */
+static adg_error *decode_end(engine_gpu *g)
+{
+    adg_error *err = NULL;
+    if (g->capturing) {
+        g->capturing = false;
+        if ((err = kern_cuda_graph_end(g->ctx, true, &g->decode))) {
+            g->graphs = false; /* later tokens launch one by one; this one's work was only captured */
+            g->region = false;
+            return err;
+        }
+        adg_info("engine: generation captured as a CUDA graph of %zu launches", kern_cuda_graph_nodes(g->decode));
+        g->replaying = true;
+    }
+    if (g->replaying) {
+        g->replaying = false;
+        err = kern_cuda_graph_launch(g->ctx, g->decode);
+    }
+    g->region = false;
+    return err;
+}
 
 static void account_layer(kern_engine *e, uint32_t il, uint32_t T, uint64_t ns)
 {
@@ -296,12 +425,20 @@ adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, b
     *done = false;
     g->x_on_gpu = false;
     g->pending = false; /* a ubatch that failed half-way leaves marks that were never recorded */
+    graph_abort(g);     /* nor a region */
     if (!g->tok_embd)
         return NULL;
     uint64_t t0 = adg_now_ns();
-    TRY("get_rows (token embedding)", kern_cuda_upload(g->ctx, g->tokens, tokens, (size_t)T * 4));
-    TRY("get_rows (token embedding)", kern_cuda_get_rows(g->ctx, (kern_type)m->tok_embd->type, g->tok_embd,
-                                                         m->hp.n_vocab, m->hp.n_embd, g->tokens, T, g->x));
+    dptr ids = g->tokens;
+    if (T == 1) {
+        TRY("get_rows (token embedding)", decode_begin(e, tokens));
+        ids = g->dec_io;
+    } else {
+        TRY("get_rows (token embedding)", kern_cuda_upload(g->ctx, g->tokens, tokens, (size_t)T * 4));
+    }
+    if (!g->replaying)
+        TRY("get_rows (token embedding)", kern_cuda_get_rows(g->ctx, (kern_type)m->tok_embd->type, g->tok_embd,
+                                                             m->hp.n_vocab, m->hp.n_embd, ids, T, g->x));
     g->x_on_gpu = true;
     if (g->first > 0) {
         /* CPU layers come first: x goes back (this waits for the gather). */
@@ -335,44 +472,63 @@ adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const in
         TRY("upload x", kern_cuda_upload(c, g->x, e->buf.x, (size_t)(T * d) * 4));
         g->x_on_gpu = true;
     }
-    if (layer == g->first) {
+    /* A generated token reads its position from dec_io (a graph replays these launches). */
+    dptr posp = g->pos;
+    if (T == 1) {
+        if (!g->region)
+            TRY("upload position", decode_begin(e, NULL));
+        posp = g->dec_io + 4;
+    } else if (layer == g->first) {
         TRY("upload positions", kern_cuda_upload(c, g->pos, pos, (size_t)T * 4));
-        if (g->marks)
-            TRY("timing mark", kern_cuda_mark(c, g->marks, 0));
     }
+    if (g->replaying) {
+        g->pending = true; /* the graph records the marks */
+        g->pending_T = T;
+        return NULL;
+    }
+    if (layer == g->first && g->marks)
+        TRY("timing mark", kern_cuda_mark(c, g->marks, 0));
     TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->attn_norm, g->h, T, d, hp->rms_eps));
-    TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd, d, g->h, T, g->q));
-    TRY("matmul_qkv", mm(g, g->wtype, G->wk, kvd, d, g->h, T, g->k));
-    TRY("matmul_qkv", mm(g, g->wtype, G->wv, kvd, d, g->h, T, g->v));
-    TRY("qk_norm", kern_cuda_rmsnorm(c, g->q, G->q_norm, g->q, T * nh, hd, hp->rms_eps));
-    TRY("qk_norm", kern_cuda_rmsnorm(c, g->k, G->k_norm, g->k, T * nkv, hd, hp->rms_eps));
-    TRY("rope", kern_cuda_rope_neox(c, g->q, g->pos, T, (int)nh, (int)hd, hp->rope_base));
-    TRY("rope", kern_cuda_rope_neox(c, g->k, g->pos, T, (int)nkv, (int)hd, hp->rope_base));
-    TRY("kv_store", kern_cuda_kv_store(c, g->k, G->kcache, e->n_ctx, pos[0], T, kvd));
-    TRY("kv_store", kern_cuda_kv_store(c, g->v, G->vcache, e->n_ctx, pos[0], T, kvd));
+    dptr q = g->q, k = g->k, v = g->v;
+    if (T == 1 && G->qkv_one) {
+        /* One GEMV over the stacked weights: q, k and v land back to back. */
+        TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd + 2 * kvd, d, g->h, 1, g->q));
+        k = q + (dptr)(qd * 4);
+        v = k + (dptr)(kvd * 4);
+    } else {
+        TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd, d, g->h, T, q));
+        TRY("matmul_qkv", mm(g, g->wtype, G->wk, kvd, d, g->h, T, k));
+        TRY("matmul_qkv", mm(g, g->wtype, G->wv, kvd, d, g->h, T, v));
+    }
+    /* Q/K norms, RoPE and the f16 K/V cache store in one launch, at the positions on the
+     * device (a generated token's: dec_io, which a graph replay reads). */
+    TRY("qk_norm_rope", kern_cuda_qkv_post(c, q, k, v, G->q_norm, G->k_norm, posp, G->kcache, G->vcache, e->n_ctx,
+                                           pos[0], T, (int)nh, (int)nkv, (int)hd, hp->rms_eps, hp->rope_base));
     float scale = 1.0f / sqrtf((float)hd);
     if (T == 1)
-        TRY("attention", kern_cuda_attention(c, g->q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
-                                             pos[0] + 1, scale));
+        TRY("attention", kern_cuda_attention_at(c, q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
+                                                pos[0] + 1, posp, scale));
     else
-        TRY("attention", kern_cuda_attention_causal(c, g->q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
+        TRY("attention", kern_cuda_attention_causal(c, q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
                                                     T, pos[0], scale));
     TRY("matmul_attn_out", mm(g, g->wtype, G->wo, d, qd, g->att, T, g->o));
-    TRY("add", kern_cuda_add(c, g->x, g->o, g->x, T * d));
-    TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->ffn_norm, g->h, T, d, hp->rms_eps));
-    TRY("router", kern_cuda_gemm(c, KERN_TYPE_F32, G->router, E, d, g->h, T, g->logits, g->scratch));
-    TRY("topk", kern_cuda_moe_route(c, g->logits, T, (int)E, (int)K, true, g->ids, g->rw));
+    TRY("add_rmsnorm", kern_cuda_add_rmsnorm(c, g->x, g->o, G->ffn_norm, g->h, T, d, hp->rms_eps));
     if (T == 1) {
-        /* Decode: the grouped GEMV over this token's experts. */
-        TRY("moe_gate_up", kern_cuda_moe_gemv(c, g->wtype, G->gate, (int)E, ff, d, g->ids, (int)K, g->h, 1, g->gate,
-                                              g->scratch));
-        TRY("moe_gate_up", kern_cuda_moe_gemv(c, g->wtype, G->up, (int)E, ff, d, g->ids, (int)K, g->h, 1, g->up,
-                                              g->scratch));
-        TRY("silu_mul", kern_cuda_silu_mul(c, g->gate, g->up, g->gate, K * ff));
+        /* Decode: the router and its top-k in one launch; one grouped GEMV over this token's
+         * gate and up experts (2k jobs over the stacked gate and up weights), then the one
+         * over its down experts. */
+        TRY("router", kern_cuda_router_topk(c, G->router, g->h, d, (int)E, (int)K, true, g->logits, g->ids, g->rw,
+                                            g->ids_gu, g->route_counter));
+        TRY("moe_gate_up", kern_cuda_moe_gemv(c, g->wtype, G->gate, 2 * (int)E, ff, d, g->ids_gu, 2 * (int)K, g->h, 1,
+                                              g->gate, g->scratch));
+        dptr up = g->gate + (dptr)(K * ff * 4);
+        TRY("silu_mul", kern_cuda_silu_mul(c, g->gate, up, g->gate, K * ff));
         TRY("moe_down", kern_cuda_moe_gemv(c, g->wtype, G->down, (int)E, d, ff, g->ids, (int)K, g->gate, (int)K,
                                            g->down, g->scratch));
     } else {
         /* Prompt: every token's slots grouped by expert, each expert's weights read once. */
+        TRY("router", kern_cuda_gemm(c, KERN_TYPE_F32, G->router, E, d, g->h, T, g->logits, g->scratch));
+        TRY("topk", kern_cuda_moe_route(c, g->logits, T, (int)E, (int)K, true, g->ids, g->rw));
         TRY("moe_gate_up", kern_cuda_moe_gemm(c, g->wtype, G->gate, (int)E, ff, d, g->ids, T, (int)K, g->h, false,
                                               g->gate, g->scratch));
         TRY("moe_gate_up", kern_cuda_moe_gemm(c, g->wtype, G->up, (int)E, ff, d, g->ids, T, (int)K, g->h, false,
@@ -404,13 +560,19 @@ adg_error *engine_gpu_output(kern_engine *e, uint32_t T, float *logits)
         TRY("upload x", kern_cuda_upload(c, g->x, e->buf.x + (size_t)(T - 1) * hp->n_embd, (size_t)hp->n_embd * 4));
         last = g->x;
     }
-    TRY("rmsnorm (output)", kern_cuda_rmsnorm(c, last, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps));
-    TRY("lm_head", mm(g, (kern_type)e->model->output->type, g->output, hp->n_vocab, hp->n_embd, g->h, 1,
-                      g->vocab_logits));
+    if (T == 1 && !g->region)
+        TRY("upload position", decode_begin(e, NULL));
     int n_gpu = (int)(hp->n_layer - g->first);
     bool timed = g->marks && g->pending;
-    if (timed)
-        TRY("timing mark", kern_cuda_mark(c, g->marks, n_gpu + 1));
+    if (!g->replaying) {
+        TRY("rmsnorm (output)", kern_cuda_rmsnorm(c, last, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps));
+        TRY("lm_head", mm(g, (kern_type)e->model->output->type, g->output, hp->n_vocab, hp->n_embd, g->h, 1,
+                          g->vocab_logits));
+        if (timed)
+            TRY("timing mark", kern_cuda_mark(c, g->marks, n_gpu + 1));
+    }
+    if (g->region)
+        TRY("CUDA graph", decode_end(g));
     TRY("lm_head", kern_cuda_download(c, logits, g->vocab_logits, (size_t)hp->n_vocab * 4));
     uint64_t ns = adg_now_ns() - t0;
     if (timed) {
@@ -432,6 +594,8 @@ adg_error *engine_gpu_finish(kern_engine *e)
     int il = -1;
     /* A ubatch without logits (not the last of a prompt): surface its errors here, not in
      * the next ubatch. */
+    if (g->region)
+        TRY("CUDA graph", decode_end(g));
     TRY("sync", kern_cuda_sync(g->ctx, "waiting for the GPU layers"));
     account_marked(e);
     return NULL;

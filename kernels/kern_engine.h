@@ -45,6 +45,8 @@ typedef struct kern_engine_opts {
     const char *gpu_fault; /* a kern_cuda fault name ("get_rows-oob", ...) planted in the first forward pass */
     bool gpu_validate;     /* --gpu-validate: bad indices become errors naming them instead of error 700 */
     bool gpu_sync_each;    /* --sync-each: wait after every launch, so a fault is reported by its own kernel */
+    bool gpu_no_graphs;    /* --no-gpu-graphs: launch a generated token's kernels one by one instead of
+                            * replaying them as one CUDA graph ($AMXDIAG_GPU_GRAPHS=0 too) */
 } kern_engine_opts;
 
 typedef struct kern_engine kern_engine;

@@ -22,7 +22,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: amxdiag run [-m FILE.gguf] [-p N] [-n N] [-r N] [--ngl N] [--cpu-kernels IMPL]\n"
             "                   [--threads N] [--numa POLICY] [--pin] [--seed S] [--ops] [--greedy] [--json]\n"
-            "                   [--inject-fault NAME] [--gpu-validate] [--sync-each] [--greedy --compare IMPL]\n"
+            "                   [--inject-fault NAME] [--gpu-validate] [--sync-each] [--no-gpu-graphs]\n"
+            "                   [--greedy --compare IMPL]\n"
             "\n"
             "Runs the built-in inference path (qwen3moe / llama over GGUF) and reports like llama-bench:\n"
             "pp<N> evaluates N prompt tokens from an empty context, tg<N> generates N tokens one at a\n"
@@ -55,6 +56,8 @@ static void usage(FILE *out)
             "                       reported it and the GPU's last launches (exit 2)\n"
             "      --gpu-validate   GPU kernels check their indices: a bad one is named instead of error 700\n"
             "      --sync-each      wait after every GPU launch, so a fault is reported by its own kernel\n"
+            "      --no-gpu-graphs  launch a generated token's GPU kernels one by one instead of replaying\n"
+            "                       them as one CUDA graph (also $AMXDIAG_GPU_GRAPHS=0)\n"
             "      --json           machine-readable output (schema " RUN_SCHEMA ", docs/run.md)\n"
             "  -o, --output FILE    also write the JSON result to FILE (atomically)\n"
             "  -v, --verbose        progress on stderr\n"
@@ -423,7 +426,8 @@ int kern_run_cmd_main(int argc, char **argv)
     bool json = false, ops = false, greedy = false, compare = false;
     kern_impl compare_impl = KERN_IMPL_REF;
     uint32_t threads = 0, ctx = 0;
-    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX, O_FAULT, O_VALIDATE, O_SYNC, O_COMPARE };
+    enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX, O_FAULT, O_VALIDATE, O_SYNC, O_COMPARE,
+           O_NO_GRAPHS };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'},     {"repetitions", required_argument, 0, 'r'},
@@ -435,7 +439,7 @@ int kern_run_cmd_main(int argc, char **argv)
         {"ctx", required_argument, 0, O_CTX},     {"verbose", no_argument, 0, 'v'},
         {"output", required_argument, 0, 'o'},    {"inject-fault", required_argument, 0, O_FAULT},
         {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
-        {"compare", required_argument, 0, O_COMPARE},
+        {"compare", required_argument, 0, O_COMPARE}, {"no-gpu-graphs", no_argument, 0, O_NO_GRAPHS},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     optind = 1;
@@ -500,6 +504,7 @@ int kern_run_cmd_main(int argc, char **argv)
         }
         case O_VALIDATE: eo.gpu_validate = true; break;
         case O_SYNC: eo.gpu_sync_each = true; break;
+        case O_NO_GRAPHS: eo.gpu_no_graphs = true; break;
         case 'v': adg_log_set_level(ADG_LOG_INFO); break;
         case 'h': usage(stdout); return ADG_EXIT_OK;
         default: return adg_cmd_usage_error("run");

@@ -65,6 +65,12 @@ typedef struct copy_stat {
     double ns;
 } copy_stat;
 
+/* One host-device copy, kept to tell the copies made before the first kernel ran (a
+ * program's setup: the weights going up) from those made while it computed. */
+typedef struct copy_span {
+    uint64_t start_ns, end_ns, bytes;
+} copy_span;
+
 struct cupti_trace {
     pthread_mutex_t lock;
     uint64_t interval_ns, base_ns;
@@ -83,6 +89,9 @@ struct cupti_trace {
     size_t n_buckets;
     size_t published;                   /* buckets published so far */
     copy_stat copies[6];
+    copy_span *spans;                   /* every host-device copy (kinds 1-2) */
+    size_t n_spans, cap_spans;
+    uint64_t first_kernel_ns;           /* the earliest kernel start seen, 0 none */
     copy_stat memsets;
     char **notes;
     uint32_t *note_codes;
@@ -139,6 +148,7 @@ void cupti_trace_free(cupti_trace *t)
         free(t->ks[i].dur);
     }
     free(t->ks);
+    free(t->spans);
     free(t->ks_hash);
     free(t->allocs);
     for (size_t i = 0; i < t->n_errors; i++)
@@ -307,6 +317,8 @@ static void on_kernel(cupti_trace *t, const cupti_frame *f)
      * record says the kernel was launched, not that it ran. */
     bool timed = r->start_ns && r->end_ns >= r->start_ns;
     double d = timed ? (double)(r->end_ns - r->start_ns) : 0;
+    if (timed && (!t->first_kernel_ns || r->start_ns < t->first_kernel_ns))
+        t->first_kernel_ns = r->start_ns;
     kstat *k = kstat_get(t, f->name_len ? f->name : "?");
     if (k && !timed) {
         k->untimed++;
@@ -554,6 +566,18 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
         t->copies[k].count++;
         t->copies[k].bytes += m->bytes;
         t->copies[k].ns += m->end_ns > m->start_ns ? (double)(m->end_ns - m->start_ns) : 0;
+        if ((k == 1 || k == 2) && m->end_ns >= m->start_ns) {
+            if (t->n_spans == t->cap_spans) {
+                size_t nc = t->cap_spans ? t->cap_spans * 2 : 256;
+                copy_span *ns = realloc(t->spans, nc * sizeof *ns);
+                if (ns) {
+                    t->spans = ns;
+                    t->cap_spans = nc;
+                }
+            }
+            if (t->n_spans < t->cap_spans)
+                t->spans[t->n_spans++] = (copy_span){m->start_ns, m->end_ns, m->bytes};
+        }
         int dev = m->device < CUPTI_TRACE_MAX_DEVICES ? (int)m->device : -1;
         spread(t, m->start_ns, m->end_ns, -1, (double)m->bytes, (int)k);
         (void)dev;
@@ -826,6 +850,20 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
                                                 c->ns > 0 ? (double)c->bytes / (c->ns * 1e-9) : 0.0));
     }
     json_object_set_new(o, "memcpy", copies);
+    /* Host-device copies that ended before the first kernel started: setup (a model's
+     * weights going up once), not the traffic of the computation. */
+    if (t->n_spans) {
+        uint64_t n = 0, bytes = 0;
+        double ns = 0;
+        for (size_t i = 0; i < t->n_spans; i++)
+            if (!t->first_kernel_ns || t->spans[i].end_ns <= t->first_kernel_ns) {
+                n++;
+                bytes += t->spans[i].bytes;
+                ns += (double)(t->spans[i].end_ns - t->spans[i].start_ns);
+            }
+        json_object_set_new(o, "memcpy_before_kernels", json_pack("{s:I,s:I,s:f}", "count", (json_int_t)n, "bytes",
+                                                                  (json_int_t)bytes, "time_s", ns * 1e-9));
+    }
     json_object_set_new(o, "memset", json_pack("{s:I,s:I,s:f}", "count", (json_int_t)t->memsets.count, "bytes",
                                                (json_int_t)t->memsets.bytes, "time_s", t->memsets.ns * 1e-9));
     json_object_set_new(o, "synchronisations", json_integer((json_int_t)t->counts.syncs));

@@ -278,6 +278,10 @@ static int finish(prof_cli *cli, const char *cmd, uint64_t n_ctx)
         uint32_t need = o->engine.bench.n_prompt > o->engine.bench.n_gen ? o->engine.bench.n_prompt
                                                                          : o->engine.bench.n_gen;
         o->engine.engine.n_ctx = n_ctx ? (uint32_t)n_ctx : (need < 512 ? 512 : need);
+        /* The Range Profiler samples and replays kernels per cuLaunchKernel; a generated
+         * token replayed as one CUDA graph would hide its kernels from it. */
+        if (o->gpu_metrics)
+            o->engine.engine.gpu_no_graphs = true;
     }
     return PROF_CLI_CONTINUE;
 }

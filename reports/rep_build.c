@@ -457,7 +457,8 @@ json_t *rep_build_run(rep_run *r)
 
     sec = rep_doc_section(doc, "gpu", "GPU");
     t = rep_doc_table(sec, NULL, cf, 3);
-    static const char *const gpu_facts[] = {"gpu.busy", "gpu.kernel_time", "gpu.copy_time", "gpu.copy_bytes",
+    static const char *const gpu_facts[] = {"gpu.busy",        "gpu.kernel_time",      "gpu.copy_time",
+                                            "gpu.copy_bytes",  "gpu.setup_copy_bytes", "gpu.setup_copy_time",
                                             "gpu.layers"};
     for (size_t i = 0; i < ADG_ARRAY_LEN(gpu_facts); i++) {
         rep_val v = rep_fact(r, gpu_facts[i]);

@@ -763,7 +763,8 @@ static const rep_rule rules[] = {
      "sets the pace",
      r_gpu_idle},
     {"transfer-bound", REP_SEV_WARNING, REP_MODE_RUN, "offload is bound by host-device copies",
-     "copy time >= 50% of GPU kernel time and >= 10% of the run",
+     "copy time >= 50% of GPU kernel time and >= 10% of the run, counting only copies made after the first kernel "
+     "started (those before it are setup, e.g. the weights going up once; the GPU table shows them apart)",
      "copy time, bytes and rate; kernel time",
      "keep weights resident on the GPU (no per-token uploads), use pinned host memory, check the PCIe link (`amxdiag "
      "probe --only gpu`)",

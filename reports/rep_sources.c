@@ -222,9 +222,23 @@ static bool fn_copy(const rep_run *r, const char *arg, double *v)
     json_t *mc = path_get(r->rec, "gpu_kernels.memcpy");
     if (!json_is_array(mc))
         return false;
+    bool setup = !strncmp(arg, "setup_", 6);
+    if (setup)
+        arg += 6;
     bool bytes = !strncmp(arg, "bytes", 5);
     const char *kind = strchr(arg, ':') ? strchr(arg, ':') + 1 : NULL;
-    double s = 0;
+    /* Copies that ended before the first kernel ran (the profiler's memcpy_before_kernels:
+     * a model's weights going up once) are setup, not the computation's traffic: the
+     * copy facts leave them out, the setup facts are them. */
+    json_t *pre = path_get(r->rec, "gpu_kernels.memcpy_before_kernels");
+    double pre_v = json_is_object(pre) ? json_number_value(json_object_get(pre, bytes ? "bytes" : "time_s")) : 0;
+    if (setup) {
+        if (!json_is_object(pre))
+            return false;
+        *v = pre_v;
+        return true;
+    }
+    double s = kind ? 0 : -pre_v;
     size_t i;
     json_t *x;
     json_array_foreach(mc, i, x) {
@@ -233,7 +247,7 @@ static bool fn_copy(const rep_run *r, const char *arg, double *v)
             continue;
         s += json_number_value(json_object_get(x, bytes ? "bytes" : "time_s"));
     }
-    *v = s;
+    *v = s > 0 ? s : 0;
     return true;
 }
 
@@ -359,10 +373,14 @@ static const fact facts[] = {
      {FN(fn_ops_seconds, "generation", "engine op records")}},
     {"gpu.busy", "GPU busy", "%", {"gpu.busy", "gpu", NULL}, {MET("gpu.busy")}},
     {"gpu.kernel_time", "GPU kernel time", "s", {"gpu", NULL}, {SEC("gpu_kernels.kernel_time_s")}},
-    {"gpu.copy_time", "host-device copy time", "s", {"gpu", "gpu.activity", NULL},
+    {"gpu.copy_time", "host-device copy time (after the first kernel)", "s", {"gpu", "gpu.activity", NULL},
      {FN(fn_copy, "time", "section gpu_kernels.memcpy")}},
-    {"gpu.copy_bytes", "host-device bytes copied", "B", {"gpu", "gpu.activity", NULL},
+    {"gpu.copy_bytes", "host-device bytes copied (after the first kernel)", "B", {"gpu", "gpu.activity", NULL},
      {FN(fn_copy, "bytes", "section gpu_kernels.memcpy")}},
+    {"gpu.setup_copy_time", "copy time before the first kernel (setup, e.g. weights)", "s",
+     {"gpu", "gpu.activity", NULL}, {FN(fn_copy, "setup_time", "section gpu_kernels.memcpy_before_kernels")}},
+    {"gpu.setup_copy_bytes", "bytes copied before the first kernel (setup)", "B", {"gpu", "gpu.activity", NULL},
+     {FN(fn_copy, "setup_bytes", "section gpu_kernels.memcpy_before_kernels")}},
     {"gpu.layers", "layers offloaded (-ngl)", "count", {NULL}, {FN(fn_gpu_layers, "", "config.ngl or -ngl")}},
     {"model.bytes", "model weights", "B", {"model", NULL}, {SEC("model.totals.bytes")}},
     {"model.cpu_bytes", "weights on the CPU", "B", {"model", NULL}, {SEC("model.totals.cpu_bytes")}},

@@ -21,6 +21,8 @@ typedef struct kern_cu_mod_st *kern_cu_module;
 typedef struct kern_cu_func_st *kern_cu_function;
 typedef struct kern_cu_stream_st *kern_cu_stream;
 typedef struct kern_cu_event_st *kern_cu_event;
+typedef struct kern_cu_graph_st *kern_cu_graph;           /* CUgraph */
+typedef struct kern_cu_graph_exec_st *kern_cu_graph_exec; /* CUgraphExec */
 
 /* CUresult values the code tests for (cuda.h numbering). */
 enum {
@@ -89,6 +91,9 @@ enum {
 };
 
 enum { KERN_CU_STREAM_NON_BLOCKING = 0x1, KERN_CU_EVENT_DEFAULT = 0x0 };
+/* CU_STREAM_CAPTURE_MODE_RELAXED; CU_EVENT_RECORD_EXTERNAL (an event record captured as a
+ * graph node, so that marks time a replayed graph's parts). */
+enum { KERN_CU_STREAM_CAPTURE_MODE_RELAXED = 2, KERN_CU_EVENT_RECORD_EXTERNAL = 0x1 };
 
 /* The entry points, as (member, versioned symbol, parameters); all return CUresult.
  * Adding a call is adding a row.  "a|b" tries symbol a, then b (same signature, for
@@ -141,7 +146,15 @@ enum { KERN_CU_STREAM_NON_BLOCKING = 0x1, KERN_CU_EVENT_DEFAULT = 0x0 };
     OPT(cuDevicePrimaryCtxGetState, "cuDevicePrimaryCtxGetState",                              \
         (kern_cu_device dev, unsigned *flags, int *active))                                    \
     OPT(cuMemAllocHost, "cuMemAllocHost_v2", (void **p, size_t bytes))                         \
-    OPT(cuMemFreeHost, "cuMemFreeHost", (void *p))
+    OPT(cuMemFreeHost, "cuMemFreeHost", (void *p))                                            \
+    OPT(cuStreamBeginCapture, "cuStreamBeginCapture_v2", (kern_cu_stream s, int mode))          \
+    OPT(cuStreamEndCapture, "cuStreamEndCapture", (kern_cu_stream s, kern_cu_graph * graph))    \
+    OPT(cuGraphInstantiate, "cuGraphInstantiateWithFlags",                                     \
+        (kern_cu_graph_exec * exec, kern_cu_graph graph, unsigned long long flags))            \
+    OPT(cuGraphLaunch, "cuGraphLaunch", (kern_cu_graph_exec exec, kern_cu_stream s))           \
+    OPT(cuGraphExecDestroy, "cuGraphExecDestroy", (kern_cu_graph_exec exec))                   \
+    OPT(cuGraphDestroy, "cuGraphDestroy", (kern_cu_graph graph))                               \
+    OPT(cuEventRecordWithFlags, "cuEventRecordWithFlags", (kern_cu_event e, kern_cu_stream s, unsigned flags))
 
 #define KERN_CUDA_DECL_(name, sym, params) kern_cu_result (*name) params;
 

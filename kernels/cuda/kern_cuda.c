@@ -10,9 +10,11 @@
 #include "kernels/cuda/kern_cuda_image.h"
 #include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
+#include "kernels/cuda/kern_gemm_wgmma_map.h"
 
 _Static_assert(KF_GEMM_I8_LAST - KF_GEMM_I8_FIRST + 1 == 2 * GI8_NVAR, "one q4_0 and one q8_0 kernel per variant");
 _Static_assert(KF_GEMM_F16MMA_LAST - KF_GEMM_F16MMA_FIRST + 1 == 2 * GF_NVAR, "one q4_0 and one q8_0 kernel per variant");
+_Static_assert(KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1 == 2 * GW_NVAR, "one q4_0 and one q8_0 kernel per variant");
 
 const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GET_ROWS_F32] = "kern_get_rows_f32", [KF_GET_ROWS_F16] = "kern_get_rows_f16",
@@ -42,6 +44,14 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     GF_VARIANTS(GF_NAMES)
 #undef GF_NAMES
     [KF_ZERO_F32] = "kern_zero_f32",
+    [KF_KV_STORE] = "kern_kv_store",
+    [KF_QKV_POST] = "kern_qkv_post",
+    [KF_ADD_RMSNORM] = "kern_add_rmsnorm",
+    [KF_ROUTER_TOPK] = "kern_router_topk",
+#define GW_NAMES(I, WG, BN, CPS)                                                                                       \
+    [KF_GEMM_WGMMA_FIRST + 2 * I] = "kern_gemm_wgmma_q4_0_w" #I, [KF_GEMM_WGMMA_FIRST + 2 * I + 1] = "kern_gemm_wgmma_q8_0_w" #I,
+    GW_VARIANTS(GW_NAMES)
+#undef GW_NAMES
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \
@@ -54,6 +64,11 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
 /* The context is current per thread: an op called from another thread than
  * kern_cuda_open's (a worker, a TUI thread) makes it current there first. */
 static adg_error *ensure_current(kern_cuda_ctx *c)
+{
+    return kern_cuda_make_current(c);
+}
+
+adg_error *kern_cuda_make_current(kern_cuda_ctx *c)
 {
     kern_cu_context cur = NULL;
     if (c->d->cuCtxGetCurrent(&cur) == KERN_CU_SUCCESS && cur == c->cu)
@@ -119,8 +134,9 @@ static adg_error *load_module(kern_cuda_ctx *c, kern_cuda_load_mode mode)
         return e;
     }
     for (int i = 0; i < KF_COUNT; i++)
-        CU_TRY(c, d->cuModuleGetFunction(&c->fn[i], c->mod, kern_cuda_kernel_names[i]),
-               "CUDA kernel %s missing from the module", kern_cuda_kernel_names[i]);
+        if (!kern_cuda_fn_in_wgmma(i))
+            CU_TRY(c, d->cuModuleGetFunction(&c->fn[i], c->mod, kern_cuda_kernel_names[i]),
+                   "CUDA kernel %s missing from the module", kern_cuda_kernel_names[i]);
     int v = 0;
     if (d->cuFuncGetAttribute(&v, KERN_CU_FUNC_ATTR_BINARY_VERSION, c->fn[KF_GET_ROWS_F32]) == KERN_CU_SUCCESS)
         c->info.image_arch = v;
@@ -185,7 +201,7 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
     k->can_raise_smem = c->d->cuFuncSetAttribute != NULL;
     const char *env = getenv("AMXDIAG_GPU_GEMM");
     if (env && *env && !kern_cuda_gemm_kind_parse(env, &c->gemm_kind))
-        adg_warn("AMXDIAG_GPU_GEMM=%s ignored: use auto, wmma, mma or f16mma", env);
+        adg_warn("AMXDIAG_GPU_GEMM=%s ignored: use auto, wmma, mma, f16mma or wgmma", env);
     env = getenv("AMXDIAG_GPU_GEMM_SPLITK");
     if (env && *env) {
         if (strcmp(env, "0") == 0 || strcmp(env, "1") == 0 || strcmp(env, "2") == 0)
@@ -219,7 +235,7 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
             *dst[i] = (int)n;
         else
             adg_warn("%s=%s ignored: use %s", names[i], env,
-                     i == 0 ? "a tile variant (v0..v7, f0..f8, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
+                     i == 0 ? "a tile variant (v0..v7, f0..f8, w0..w3, 64 or 128; docs/cuda-kernels.md)" : "2, 3 or 4");
     }
     return NULL;
 }
@@ -246,6 +262,8 @@ adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx *
         e = adg_error_new(ADG_E_CUDA, "clearing the validation record failed");
     if (!e)
         e = init_gemm_caps(c);
+    if (!e)
+        kern_cuda_wgmma_load(c);
     if (e) {
         kern_cuda_close(c);
         return e;
@@ -264,12 +282,18 @@ void kern_cuda_close(kern_cuda_ctx *c)
         /* After a sticky error these fail too; there is nothing more to report then. */
         if (c->cu)
             c->d->cuCtxSetCurrent(c->cu);
+        if (c->capturing) {
+            kern_cuda_graph *g = NULL;
+            adg_error_free(kern_cuda_graph_end(c, false, &g));
+        }
         for (size_t i = 0; i < c->n_allocs; i++)
             c->d->cuMemFree(c->allocs[i].p);
         if (c->stream)
             c->d->cuStreamDestroy(c->stream);
         if (c->mod)
             c->d->cuModuleUnload(c->mod);
+        if (c->mod_wgmma)
+            c->d->cuModuleUnload(c->mod_wgmma);
         if (c->ctx_retained)
             c->d->cuDevicePrimaryCtxRelease(c->dev);
     }
@@ -358,8 +382,16 @@ static size_t alloc_size(const kern_cuda_ctx *c, kern_cu_deviceptr p)
     return 0;
 }
 
+/* A synchronous copy or wait would invalidate a graph capture (and wait for nothing). */
+static adg_error *not_while_capturing(const char *what)
+{
+    return adg_error_new(ADG_E_USAGE, "%s cannot be made while a CUDA graph is being captured", what);
+}
+
 adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void *src, size_t bytes)
 {
+    if (c->capturing)
+        return not_while_capturing("a copy to the device");
     adg_error *ce = ensure_current(c);
     if (ce)
         return ce;
@@ -369,6 +401,8 @@ adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void 
 
 adg_error *kern_cuda_download(kern_cuda_ctx *c, void *dst, kern_cu_deviceptr src, size_t bytes)
 {
+    if (c->capturing)
+        return not_while_capturing("a copy from the device");
     adg_error *ce = ensure_current(c);
     if (ce)
         return ce;
@@ -392,6 +426,8 @@ static const char *val_op_name(int op)
 
 adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
 {
+    if (c->capturing)
+        return not_while_capturing("a wait for the device");
     adg_error *ce = ensure_current(c);
     if (ce)
         return ce;
@@ -457,8 +493,10 @@ adg_error *kern_cuda_launch_fn(kern_cuda_ctx *c, const char *op, enum kern_cuda_
     kern_cu_result r = c->d->cuLaunchKernel(c->fn[fn], g.grid[0], g.grid[1], g.grid[2], g.block[0], g.block[1],
                                             g.block[2], shmem, c->stream, params, NULL);
     if (r != KERN_CU_SUCCESS)
-        return kern_cuda_errf(r, "%s: launch of %s (grid %u, block %u)", op, kern_cuda_kernel_names[fn], g.grid[0],
-                              g.block[0]);
+        return kern_cuda_errf(r, "%s: %s of %s (grid %u, block %u)", op, c->capturing ? "capture" : "launch",
+                              kern_cuda_kernel_names[fn], g.grid[0], g.block[0]);
+    if (c->capturing)
+        return kern_cuda_graph_record(c->capturing, l);
     if (c->sync_each) {
         r = c->d->cuStreamSynchronize(c->stream);
         if (r != KERN_CU_SUCCESS)
@@ -562,6 +600,14 @@ adg_error *kern_cuda_mark(kern_cuda_ctx *c, kern_cuda_marks *m, int i)
     adg_error *ce = ensure_current(c);
     if (ce)
         return ce;
+    if (c->capturing) {
+        /* Captured as an event-record node, so the replays record it too. */
+        if (!c->d->cuEventRecordWithFlags)
+            return adg_error_new(ADG_E_UNSUPPORTED, "the driver cannot record events inside a CUDA graph");
+        CU_TRY(c, c->d->cuEventRecordWithFlags(m->ev[i], c->stream, KERN_CU_EVENT_RECORD_EXTERNAL),
+               "capturing a CUDA event record");
+        return NULL;
+    }
     CU_TRY(c, c->d->cuEventRecord(m->ev[i], c->stream), "recording a CUDA event");
     return NULL;
 }

@@ -105,6 +105,8 @@ typedef enum kern_cuda_gemm_kind {
     KERN_CUDA_GEMM_MMA = 2,  /* the int8 tensor-core kernels where the arch has them */
     KERN_CUDA_GEMM_F16MMA = 3, /* weights dequantised to f16 in shared memory, mma.m16n8k16 (sm_80+; dense GEMM
                                   only: the grouped experts take the int8 kernel); within 1.1 * 2^-10 sum |w x| */
+    KERN_CUDA_GEMM_WGMMA = 4,  /* the same dequantised weights on Hopper's wgmma (the sm_90a module, compute
+                                  capability 9.0 only; elsewhere the f16-MMA kernel, saying why); same tolerance */
 } kern_cuda_gemm_kind;
 /* Parses "auto", "wmma", "mma", "f16mma"; false otherwise. */
 bool kern_cuda_gemm_kind_parse(const char *s, kern_cuda_gemm_kind *out);
@@ -129,6 +131,8 @@ void kern_cuda_set_gemm_staged(kern_cuda_ctx *ctx, bool staged);
 int kern_cuda_gemm_n_tiles(void);
 /* Number of f16-MMA GEMM tile variants (codes 1 + n_tiles() .. n_tiles() + this). */
 int kern_cuda_gemm_n_f16_tiles(void);
+/* Number of wgmma GEMM tile variants (codes 1 + n_tiles() + n_f16_tiles() .. ; "w0".."w3"). */
+int kern_cuda_gemm_n_wgmma_tiles(void);
 /* A tile code from "auto" / "0" (0), "v0".."v7" or "64" / "128" (variants 0 / 1),
  * "f0".."f4" (the f16-MMA variants), or a variant's name such as "128x64/32x64" (CTA rows
  * x tokens / warp rows x tokens; "f16:128x128/64x32" for an f16-MMA one); -1 if none. */
@@ -144,11 +148,16 @@ typedef struct kern_cuda_gemm_caps {
     int sm_count;
     int smem_optin;      /* dynamic shared memory a block may opt in to, bytes */
     bool can_raise_smem; /* cuFuncSetAttribute exists (else 48 KiB at most) */
+    bool wgmma;          /* the sm_90a wgmma module is loaded (compute capability 9.0) */
+    const char *wgmma_off; /* else why not (NULL: not asked) */
 } kern_cuda_gemm_caps;
 /* The choice for one GEMM (pure host logic, unit-tested). */
 typedef struct kern_cuda_gemm_plan {
     bool mma;         /* the int8 tensor-core kernel */
     bool f16mma;      /* the f16-MMA kernel (then mma is false) */
+    bool wgmma;       /* f16mma on the sm_90a wgmma kernel: variant, tile, bn, threads, stages (its ring slots),
+                         smem from kern_gemm_wgmma_map.h; the rest of the f16-MMA path (X in f16, split-K) as is */
+    bool deep;        /* wgmma: one stage of MMAs in flight across the barrier (GW_FLAG_DEEP) */
     int variant;      /* its tile variant (kern_gemm_i8_map.h, or kern_gemm_f16mma_map.h for f16mma) */
     int tile;         /* its weight rows per CTA */
     int bn;           /* its tokens per CTA */
@@ -164,6 +173,12 @@ typedef struct kern_cuda_gemm_plan {
  * asks: 2 only where each slice keeps at least twice the plan's stages of k; auto takes the
  * plan's suggestion (2 where the H200 sweep measured it faster: attn_o, attn_k). */
 int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k);
+/* A wgmma plan's ring slots and pipeline as asked: `slots` ($AMXDIAG_GPU_GEMM_WGMMA_SLOTS:
+ * 3..8 at most; NULL, empty or anything else: as many as fit, <= 8) and `pipe`
+ * ($AMXDIAG_GPU_GEMM_WGMMA_PIPE: "1" MMAs waited for within their stage, "2" one stage
+ * left in flight (plan.deep); else the plan's), within the device's shared memory. */
+void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
+                               const char *slots, const char *pipe);
 /* Shared memory of one k stage of the int8 kernel (wt 4 = Q4_0, 8 = Q8_0). */
 int kern_cuda_gemm_stage_bytes(int wt, int tile);
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
@@ -249,6 +264,19 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr 
  * (ids int32 n x k, weights f32 n x k, renormalised when `norm`); k <= 32, n_expert <= 3072. */
 adg_error *kern_cuda_moe_route(kern_cuda_ctx *ctx, kern_cu_deviceptr logits, int64_t n, int n_expert, int k,
                                bool norm, kern_cu_deviceptr ids, kern_cu_deviceptr weights);
+/* The same, and when ids_gu is not 0 also, per token, the k ids followed by the same ids
+ * + n_expert (int32 n x 2k): the jobs of one grouped matvec over the gate experts and the
+ * up experts stacked in one buffer (gate's n_expert matrices, then up's). */
+adg_error *kern_cuda_moe_route_gu(kern_cuda_ctx *ctx, kern_cu_deviceptr logits, int64_t n, int n_expert, int k,
+                                  bool norm, kern_cu_deviceptr ids, kern_cu_deviceptr weights,
+                                  kern_cu_deviceptr ids_gu);
+/* One token's router and top-k in one launch, with kern_cuda_gemm's (f32, n = 1) logits
+ * and kern_cuda_moe_route_gu's choices: logits [n_expert] = W x (W f32 n_expert x d), then
+ * ids, weights and (when not 0) ids_gu as there.  counter: a device uint32 that is 0
+ * before the first call (the launch leaves it 0 again); one per stream of calls. */
+adg_error *kern_cuda_router_topk(kern_cuda_ctx *ctx, kern_cu_deviceptr w, kern_cu_deviceptr x, int64_t d,
+                                 int n_expert, int k, bool norm, kern_cu_deviceptr logits, kern_cu_deviceptr ids,
+                                 kern_cu_deviceptr weights, kern_cu_deviceptr ids_gu, kern_cu_deviceptr counter);
 /* Grouped expert matvec for one token: y[j, r] = sum_k W[ids[j]][r, k] * x[j or 0, k] for
  * j < n_used; W is n_expert stacked Q4_0/Q8_0 matrices of nrows x ncols; x is n_x rows
  * (1: shared input, n_used: one per expert). */
@@ -259,6 +287,20 @@ adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *ctx, kern_type type, kern_cu_device
 /* y = x / sqrt(mean(x^2) + eps) * w, per row (n rows of d). */
 adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
                              int64_t n, int64_t d, float eps);
+/* x += o, then y = rmsnorm(x) * w (n rows of d): kern_cuda_add then kern_cuda_rmsnorm in
+ * one launch, with their results. */
+adg_error *kern_cuda_add_rmsnorm(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
+                                 kern_cu_deviceptr y, int64_t n, int64_t d, float eps);
+/* What follows the Q/K/V projections of n_tok tokens, in one launch with the results of
+ * the separate ops: q and k RMSNorm per head (q_norm, k_norm [hd]) and NeoX RoPE at the
+ * positions pos (device int32 [n_tok]), q in place; k and v (f32 [n_tok][n_kv_head*hd])
+ * stored in f16 into the caches at rows pos[t].  pos0 is the first position, checked on
+ * the host against cache_rows (a CUDA graph replay's positions are the caller's to
+ * check).  hd even, <= 256. */
+adg_error *kern_cuda_qkv_post(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_deviceptr k, kern_cu_deviceptr v,
+                              kern_cu_deviceptr q_norm, kern_cu_deviceptr k_norm, kern_cu_deviceptr pos,
+                              kern_cu_deviceptr k_cache, kern_cu_deviceptr v_cache, int64_t cache_rows, int64_t pos0,
+                              int64_t n_tok, int n_head, int n_kv_head, int hd, float eps, float freq_base);
 /* NeoX RoPE in place on x [n_tok, n_head, head_dim]; pos int32 [n_tok]. */
 adg_error *kern_cuda_rope_neox(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr pos, int64_t n_tok,
                                int n_head, int head_dim, float freq_base);
@@ -269,6 +311,12 @@ adg_error *kern_cuda_softmax(kern_cuda_ctx *ctx, kern_cu_deviceptr x, int64_t n,
 adg_error *kern_cuda_attention(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
                                kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
                                int64_t n_kv, float scale);
+/* The same over positions 0 .. pos[0] when pos (a device int32) is not 0: the length is
+ * read on the device, so a CUDA graph's replay attends over the current cache.  n_kv is
+ * then only checked (> 0). */
+adg_error *kern_cuda_attention_at(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                                  kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
+                                  int64_t n_kv, kern_cu_deviceptr pos, float scale);
 /* out = silu(gate) * up, n elements. */
 adg_error *kern_cuda_silu_mul(kern_cuda_ctx *ctx, kern_cu_deviceptr gate, kern_cu_deviceptr up,
                               kern_cu_deviceptr out, int64_t n);
@@ -284,6 +332,12 @@ adg_error *kern_cuda_add(kern_cuda_ctx *ctx, kern_cu_deviceptr a, kern_cu_device
  * n_kv_head * d and one call stores a ubatch's keys (or values). */
 adg_error *kern_cuda_kv_store(kern_cuda_ctx *ctx, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
                               int64_t pos0, int64_t n_tok, int64_t row_elems);
+/* The same with the first row read on the device from pos[0] (a device int32) when pos is
+ * not 0, so that a CUDA graph's replay stores at the current position; pos0 is the
+ * position the host checks against cache_rows (the caller checks every replay's). */
+adg_error *kern_cuda_kv_store_at(kern_cuda_ctx *ctx, kern_cu_deviceptr src, kern_cu_deviceptr cache,
+                                 int64_t cache_rows, int64_t pos0, kern_cu_deviceptr pos, int64_t n_tok,
+                                 int64_t row_elems);
 /* x[t, :] += sum_j w[t, j] * y[t*k + j, :] for t < n_tok, j < k (in order of j): the
  * routing-weighted sum of the expert outputs into the residual. */
 adg_error *kern_cuda_moe_wsum(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr w,
@@ -319,6 +373,29 @@ adg_error *kern_cuda_mark(kern_cuda_ctx *ctx, kern_cuda_marks *m, int i);
 /* Milliseconds between marks i and j; both recorded and complete (wait first). */
 adg_error *kern_cuda_marks_ms(kern_cuda_ctx *ctx, kern_cuda_marks *m, int i, int j, double *ms);
 void kern_cuda_marks_free(kern_cuda_ctx *ctx, kern_cuda_marks *m);
+
+/* ---- CUDA graphs: a sequence of launches captured once, replayed by one call ---------
+ * A token of generation is ~20 launches a layer; launched one by one, the host's launch
+ * cost (a few µs each) is most of a small model's token time.  Between
+ * kern_cuda_graph_begin and kern_cuda_graph_end the context's launches (and marks) are
+ * recorded, not run; kern_cuda_graph_launch then replays them all.  Everything a replay
+ * must see change (positions, token ids) has to be read by the kernels from device
+ * memory, and no copy or wait may be made while capturing.  Each replay puts the
+ * captured launches back into the launch ring (the last KERN_CUDA_LAUNCH_RING of them),
+ * so a fault report still lists what ran last.  Not available (ADG_E_UNSUPPORTED) under
+ * --gpu-validate, --sync-each or a planted fault (they act per launch), or with a driver
+ * that lacks the graph calls. */
+typedef struct kern_cuda_graph kern_cuda_graph;
+/* Why graphs cannot be used with this context now (NULL: they can). */
+const char *kern_cuda_graph_unavailable(const kern_cuda_ctx *ctx);
+adg_error *kern_cuda_graph_begin(kern_cuda_ctx *ctx);
+/* Ends the capture and instantiates it.  After a failed launch during capture, call it
+ * with keep = false: the capture is ended and discarded (*out stays NULL). */
+adg_error *kern_cuda_graph_end(kern_cuda_ctx *ctx, bool keep, kern_cuda_graph **out);
+adg_error *kern_cuda_graph_launch(kern_cuda_ctx *ctx, kern_cuda_graph *g);
+/* Launches the graph holds (captured kernels). */
+size_t kern_cuda_graph_nodes(const kern_cuda_graph *g);
+void kern_cuda_graph_free(kern_cuda_ctx *ctx, kern_cuda_graph *g);
 
 /* ---- Launch geometry (pure host logic, unit-tested) --------------------------------- */
 

@@ -846,3 +846,230 @@ json_t *kern_cuda_check_json(const kern_cuda_check_result *r)
                      "max_abs_err", r->max_abs_err, "worst_ratio", isfinite(r->worst_ratio) ? r->worst_ratio : 1e30,
                      "rtol", r->rtol, "atol", r->atol, "ms", r->ms, "pass", r->pass, "worst", r->worst);
 }
+
+/* ---- the fused and position-on-the-device ops against the ops they replace ----------
+ * Same device, same arithmetic (the fused kernels repeat the separate kernels' sums in
+ * the same order): equal bit for bit, tolerance 0.  Inputs are random; every buffer of
+ * a pair starts equal (caches included), and all that either side wrote is compared. */
+
+typedef struct pair_buf {
+    kern_cu_deviceptr a, b;
+    size_t bytes;
+} pair_buf;
+
+/* Two device copies of host (or of zeros when host is NULL). */
+static adg_error *pair_up(scope *s, const void *host, size_t bytes, pair_buf *p)
+{
+    p->bytes = bytes;
+    adg_error *e = dalloc(s, 2 * bytes, &p->a);
+    if (e)
+        return e;
+    p->b = p->a + bytes;
+    void *z = host ? NULL : calloc(1, bytes);
+    if (!host && !z)
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
+    const void *src = host ? host : z;
+    if (!(e = kern_cuda_upload(s->c, p->a, src, bytes)))
+        e = kern_cuda_upload(s->c, p->b, src, bytes);
+    free(z);
+    return e;
+}
+
+/* Both copies back, as floats (f16 buffers converted), appended at got[*n] / ref[*n]. */
+static adg_error *pair_back(scope *s, const pair_buf *p, bool f16, float *got, float *ref, int64_t *n)
+{
+    size_t count = p->bytes / (f16 ? 2 : 4);
+    void *ha = malloc(p->bytes), *hb = malloc(p->bytes);
+    adg_error *e = ha && hb ? NULL : adg_error_new(ADG_E_NOMEM, "out of memory");
+    if (!e && !(e = kern_cuda_download(s->c, ha, p->a, p->bytes)))
+        e = kern_cuda_download(s->c, hb, p->b, p->bytes);
+    if (!e && f16) {
+        kern_fp16_to_fp32_row(ha, ref + *n, (int64_t)count);
+        kern_fp16_to_fp32_row(hb, got + *n, (int64_t)count);
+    } else if (!e) {
+        memcpy(ref + *n, ha, p->bytes);
+        memcpy(got + *n, hb, p->bytes);
+    }
+    if (!e)
+        *n += (int64_t)count;
+    free(ha);
+    free(hb);
+    return e;
+}
+
+adg_error *kern_cuda_check_qkv_post(kern_cuda_ctx *c, int64_t n_tok, int n_head, int n_kv_head, int hd, int64_t pos0,
+                                    uint64_t seed, kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    res_init(r, 0, 0, "qkv_post %lld tokens at %lld, %d/%d heads of %d vs the 6 ops", (long long)n_tok,
+             (long long)pos0, n_head, n_kv_head, hd);
+    uint64_t st = seed | 1;
+    int64_t qn = n_tok * n_head * hd, kn = n_tok * n_kv_head * hd, rows = pos0 + n_tok + 2, kvd = (int64_t)n_kv_head * hd;
+    int64_t total = 2 * qn + 2 * kn + 2 * rows * kvd;
+    float *q = halloc(&s, (size_t)qn * 4), *k = halloc(&s, (size_t)kn * 4), *v = halloc(&s, (size_t)kn * 4),
+          *w = halloc(&s, (size_t)hd * 8), *got = halloc(&s, (size_t)total * 4), *ref = halloc(&s, (size_t)total * 4);
+    int32_t *pos = halloc(&s, (size_t)n_tok * 4);
+    NOMEM(q && k && v && w && got && ref && pos);
+    fill(q, qn, &st, 3.0f);
+    fill(k, kn, &st, 3.0f);
+    fill(v, kn, &st, 3.0f);
+    fill(w, 2 * hd, &st, 1.5f);
+    for (int64_t t = 0; t < n_tok; t++)
+        pos[t] = (int32_t)(pos0 + t);
+    pair_buf dq, dk, dv, dw, dpos, kc, vc;
+    TRY(pair_up(&s, q, (size_t)qn * 4, &dq));
+    TRY(pair_up(&s, k, (size_t)kn * 4, &dk));
+    TRY(pair_up(&s, v, (size_t)kn * 4, &dv));
+    TRY(pair_up(&s, w, (size_t)hd * 8, &dw));
+    TRY(pair_up(&s, pos, (size_t)n_tok * 4, &dpos));
+    TRY(pair_up(&s, NULL, (size_t)(rows * kvd) * 2, &kc));
+    TRY(pair_up(&s, NULL, (size_t)(rows * kvd) * 2, &vc));
+    const float eps = 1e-6f, base = 1e6f;
+    kern_cu_deviceptr knorm_a = dw.a + (kern_cu_deviceptr)hd * 4;
+    TRY(kern_cuda_rmsnorm(c, dq.a, dw.a, dq.a, n_tok * n_head, hd, eps));
+    TRY(kern_cuda_rmsnorm(c, dk.a, knorm_a, dk.a, n_tok * n_kv_head, hd, eps));
+    TRY(kern_cuda_rope_neox(c, dq.a, dpos.a, n_tok, n_head, hd, base));
+    TRY(kern_cuda_rope_neox(c, dk.a, dpos.a, n_tok, n_kv_head, hd, base));
+    TRY(kern_cuda_kv_store(c, dk.a, kc.a, rows, pos0, n_tok, kvd));
+    TRY(kern_cuda_kv_store(c, dv.a, vc.a, rows, pos0, n_tok, kvd));
+    TRY(t_begin(&s));
+    TRY(kern_cuda_qkv_post(c, dq.b, dk.b, dv.b, dw.b, dw.b + (kern_cu_deviceptr)hd * 4, dpos.b, kc.b, vc.b, rows, pos0,
+                           n_tok, n_head, n_kv_head, hd, eps, base));
+    TRY(t_end(&s, &r->ms));
+    TRY(kern_cuda_sync(c, "qkv_post"));
+    int64_t n = 0;
+    TRY(pair_back(&s, &dq, false, got, ref, &n));
+    TRY(pair_back(&s, &kc, true, got, ref, &n));
+    TRY(pair_back(&s, &vc, true, got, ref, &n));
+    compare(r, got, ref, NULL, n);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_add_rmsnorm(kern_cuda_ctx *c, int64_t n, int64_t d, uint64_t seed,
+                                       kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    res_init(r, 0, 0, "add_rmsnorm %lld x %lld vs add + rmsnorm", (long long)n, (long long)d);
+    uint64_t st = seed | 1;
+    size_t nx = (size_t)(n * d);
+    float *x = halloc(&s, nx * 4), *o = halloc(&s, nx * 4), *w = halloc(&s, (size_t)d * 4),
+          *got = halloc(&s, nx * 8), *ref = halloc(&s, nx * 8);
+    NOMEM(x && o && w && got && ref);
+    fill(x, (int64_t)nx, &st, 2.0f);
+    fill(o, (int64_t)nx, &st, 2.0f);
+    fill(w, d, &st, 1.5f);
+    pair_buf dx, dout, dy, dw;
+    TRY(pair_up(&s, x, nx * 4, &dx));
+    TRY(pair_up(&s, o, nx * 4, &dout));
+    TRY(pair_up(&s, w, (size_t)d * 4, &dw));
+    TRY(pair_up(&s, NULL, nx * 4, &dy));
+    TRY(kern_cuda_add(c, dx.a, dout.a, dx.a, (int64_t)nx));
+    TRY(kern_cuda_rmsnorm(c, dx.a, dw.a, dy.a, n, d, 1e-6f));
+    TRY(t_begin(&s));
+    TRY(kern_cuda_add_rmsnorm(c, dx.b, dout.b, dw.b, dy.b, n, d, 1e-6f));
+    TRY(t_end(&s, &r->ms));
+    TRY(kern_cuda_sync(c, "add_rmsnorm"));
+    int64_t k = 0;
+    TRY(pair_back(&s, &dx, false, got, ref, &k));
+    TRY(pair_back(&s, &dy, false, got, ref, &k));
+    compare(r, got, ref, NULL, k);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_at_pos(kern_cuda_ctx *c, int n_head, int n_kv_head, int hd, int64_t pos, uint64_t seed,
+                                  kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    res_init(r, 0, 0, "kv_store + attention at position %lld read on the device vs given by the host",
+             (long long)pos);
+    uint64_t st = seed | 1;
+    int64_t kvd = (int64_t)n_kv_head * hd, rows = pos + 3, qd = (int64_t)n_head * hd;
+    size_t nc = (size_t)(rows * kvd);
+    float *q = halloc(&s, (size_t)qd * 4), *kv = halloc(&s, (size_t)kvd * 4), *cf = halloc(&s, nc * 4),
+          *got = halloc(&s, (nc + (size_t)qd) * 4), *ref = halloc(&s, (nc + (size_t)qd) * 4);
+    uint16_t *cache = halloc(&s, nc * 2);
+    NOMEM(q && kv && cf && got && ref && cache);
+    fill(q, qd, &st, 1.0f);
+    fill(kv, kvd, &st, 2.0f);
+    fill(cf, (int64_t)nc, &st, 2.0f);
+    kern_fp32_to_fp16_row(cf, cache, (int64_t)nc);
+    int32_t p32 = (int32_t)pos;
+    pair_buf dq, dkv, kc, dpos, dout;
+    TRY(pair_up(&s, q, (size_t)qd * 4, &dq));
+    TRY(pair_up(&s, kv, (size_t)kvd * 4, &dkv));
+    TRY(pair_up(&s, cache, nc * 2, &kc));
+    TRY(pair_up(&s, &p32, 4, &dpos));
+    TRY(pair_up(&s, NULL, (size_t)qd * 4, &dout));
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* The same cache serves as K and V: what matters is where the new row lands and how
+     * far attention reads. */
+    TRY(kern_cuda_kv_store(c, dkv.a, kc.a, rows, pos, 1, kvd));
+    TRY(kern_cuda_attention(c, dq.a, kc.a, kc.a, dout.a, n_head, n_kv_head, hd, pos + 1, scale));
+    TRY(kern_cuda_kv_store_at(c, dkv.b, kc.b, rows, 0, dpos.b, 1, kvd));
+    TRY(kern_cuda_attention_at(c, dq.b, kc.b, kc.b, dout.b, n_head, n_kv_head, hd, 1, dpos.b, scale));
+    TRY(kern_cuda_sync(c, "attention_at"));
+    int64_t n = 0;
+    TRY(pair_back(&s, &kc, true, got, ref, &n));
+    TRY(pair_back(&s, &dout, false, got, ref, &n));
+    compare(r, got, ref, NULL, n);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_router_topk(kern_cuda_ctx *c, int n_expert, int64_t d, int k, uint64_t seed,
+                                       kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    res_init(r, 0, 0, "router_topk %d experts x %lld, top %d (3 launches) vs gemm f32 + moe_route", n_expert,
+             (long long)d, k);
+    uint64_t st = seed | 1;
+    size_t nw = (size_t)n_expert * (size_t)d, nout = (size_t)n_expert + 4 * (size_t)k + 1;
+    float *w = halloc(&s, nw * 4), *x = halloc(&s, (size_t)d * 4), *got = halloc(&s, 3 * nout * 4),
+          *ref = halloc(&s, 3 * nout * 4);
+    NOMEM(w && x && got && ref);
+    pair_buf dw, dl, dids, dwt, dgu, dcnt;
+    TRY(pair_up(&s, NULL, (size_t)n_expert * 4, &dl));
+    TRY(pair_up(&s, NULL, (size_t)k * 4, &dids));
+    TRY(pair_up(&s, NULL, (size_t)k * 4, &dwt));
+    TRY(pair_up(&s, NULL, (size_t)k * 8, &dgu));
+    TRY(pair_up(&s, NULL, 4, &dcnt));
+    kern_cu_deviceptr dx;
+    TRY(dalloc(&s, (size_t)d * 4, &dx));
+    int64_t n = 0;
+    /* Three tokens in a row: the counter must come back to 0 after each launch. */
+    for (int rep = 0; rep < 3; rep++) {
+        fill(w, (int64_t)nw, &st, 0.5f);
+        fill(x, d, &st, 1.0f);
+        if (rep == 0)
+            TRY(pair_up(&s, w, nw * 4, &dw));
+        else
+            TRY(kern_cuda_upload(c, dw.a, w, nw * 4));
+        TRY(kern_cuda_upload(c, dw.b, w, nw * 4));
+        TRY(kern_cuda_upload(c, dx, x, (size_t)d * 4));
+        TRY(kern_cuda_gemm(c, KERN_TYPE_F32, dw.a, n_expert, d, dx, 1, dl.a, 0));
+        TRY(kern_cuda_moe_route_gu(c, dl.a, 1, n_expert, k, true, dids.a, dwt.a, dgu.a));
+        TRY(t_begin(&s));
+        TRY(kern_cuda_router_topk(c, dw.b, dx, d, n_expert, k, true, dl.b, dids.b, dwt.b, dgu.b, dcnt.b));
+        TRY(t_end(&s, &r->ms));
+        TRY(kern_cuda_sync(c, "router_topk"));
+        TRY(pair_back(&s, &dl, false, got, ref, &n));
+        TRY(pair_back(&s, &dwt, false, got, ref, &n));
+        /* ids as floats (exact below 2^24), and the counter (both 0) */
+        TRY(pair_back(&s, &dids, false, got, ref, &n));
+        TRY(pair_back(&s, &dgu, false, got, ref, &n));
+        TRY(pair_back(&s, &dcnt, false, got, ref, &n));
+    }
+    compare(r, got, ref, NULL, n);
+out:
+    scope_end(&s);
+    return e;
+}

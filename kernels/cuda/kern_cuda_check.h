@@ -46,6 +46,17 @@ adg_error *kern_cuda_check_attention_causal(kern_cuda_ctx *c, int n_head, int n_
 adg_error *kern_cuda_check_moe_gemm(kern_cuda_ctx *c, kern_type t, int n_expert, int64_t m, int64_t k, int64_t n_tok,
                                     int n_used, bool x_per_slot, uint64_t seed, kern_cuda_check_result *r);
 
+/* The fused ops and the ops that read the position on the device, against the ops they
+ * replace on the same device: equal bit for bit. */
+adg_error *kern_cuda_check_qkv_post(kern_cuda_ctx *c, int64_t n_tok, int n_head, int n_kv_head, int hd, int64_t pos0,
+                                    uint64_t seed, kern_cuda_check_result *r);
+adg_error *kern_cuda_check_add_rmsnorm(kern_cuda_ctx *c, int64_t n, int64_t d, uint64_t seed,
+                                       kern_cuda_check_result *r);
+adg_error *kern_cuda_check_router_topk(kern_cuda_ctx *c, int n_expert, int64_t d, int k, uint64_t seed,
+                                       kern_cuda_check_result *r);
+adg_error *kern_cuda_check_at_pos(kern_cuda_ctx *c, int n_head, int n_kv_head, int hd, int64_t pos, uint64_t seed,
+                                  kern_cuda_check_result *r);
+
 /* The result as {"kernel","n","max_abs_err","worst_ratio","rtol","atol","ms","pass","worst"}. */
 json_t *kern_cuda_check_json(const kern_cuda_check_result *r);
 

@@ -45,6 +45,13 @@ enum kern_cuda_fn {
     KF_GEMM_F16MMA_FIRST, /* the f16-MMA GEMM's variants v (kern_gemm_f16mma_map.h): q4_0 at FIRST + 2v, q8_0 next */
     KF_GEMM_F16MMA_LAST = KF_GEMM_F16MMA_FIRST + 2 * 9 - 1,
     KF_ZERO_F32, /* y = 0 before a split-K GEMM */
+    KF_KV_STORE, /* f32 -> f16 at the cache row read from device memory */
+    KF_QKV_POST,    /* q/k norm, RoPE and the K/V cache store in one launch */
+    KF_ADD_RMSNORM, /* residual add and RMSNorm in one launch */
+    KF_ROUTER_TOPK, /* a generated token's router GEMV and top-k in one launch */
+    KF_GEMM_WGMMA_FIRST, /* the sm_90a module's wgmma GEMM variants v (kern_gemm_wgmma_map.h): q4_0 at FIRST + 2v,
+                            q8_0 next; from ctx->mod_wgmma, not ctx->mod (kern_gemm_wgmma_load.c) */
+    KF_GEMM_WGMMA_LAST = KF_GEMM_WGMMA_FIRST + 2 * 4 - 1,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -91,7 +98,23 @@ struct kern_cuda_ctx {
     uint64_t seq;
     kern_cuda_alloc_rec *allocs;
     size_t n_allocs, cap_allocs;
+    kern_cuda_graph *capturing;    /* between kern_cuda_graph_begin and _end */
+    kern_cu_module mod_wgmma;      /* the sm_90a wgmma module, NULL when not loaded (caps.wgmma_off says why) */
+    char wgmma_off[200];
 };
+/* Loads the sm_90a wgmma module on a compute capability 9.0 device (after the main module
+ * and init_gemm_caps); never fails: where it cannot, caps.wgmma stays false and
+ * caps.wgmma_off says why (kern_gemm_wgmma_load.c). */
+void kern_cuda_wgmma_load(kern_cuda_ctx *ctx);
+/* Whether kernel fn lives in the sm_90a module (not looked up in the main one). */
+bool kern_cuda_fn_in_wgmma(int fn);
+/* The embedded sm_90a cubin (NULL, 0 in a build without it). */
+void kern_cuda_wgmma_image(const void **data, size_t *len);
+
+/* Makes the context current on the calling thread. */
+adg_error *kern_cuda_make_current(kern_cuda_ctx *ctx);
+/* During a capture: keeps a copy of launch record l for the graph's replays. */
+adg_error *kern_cuda_graph_record(kern_cuda_graph *g, const kern_cuda_launch *l);
 
 /* Launches fn with the given geometry and kernel parameters; records it in the ring
  * (ptrs: up to 4 buffer arguments, for reports), checks the launch result, and in

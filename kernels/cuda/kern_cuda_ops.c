@@ -1,6 +1,7 @@
 /* The ops: argument checks, launch geometry, kernel parameters, fault planting. */
 #include "kernels/cuda/kern_cuda_internal.h"
 #include "kernels/cuda/kern_gemm_f16mma_map.h"
+#include "kernels/cuda/kern_gemm_wgmma_map.h"
 
 #include <math.h>
 
@@ -231,15 +232,17 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
                                      kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr xh, int64_t n,
                                      kern_cu_deviceptr y)
 {
-    const enum kern_cuda_fn fn =
-        (enum kern_cuda_fn)(KF_GEMM_F16MMA_FIRST + 2 * pl->variant + (type == KERN_TYPE_Q4_0 ? 0 : 1));
+    /* the wgmma kernel (sm_90a module) takes the same arguments */
+    const enum kern_cuda_fn fn = (enum kern_cuda_fn)((pl->wgmma ? KF_GEMM_WGMMA_FIRST : KF_GEMM_F16MMA_FIRST) +
+                                                     2 * pl->variant + (type == KERN_TYPE_Q4_0 ? 0 : 1));
     const int64_t tiles = ((m + pl->tile - 1) / pl->tile) * ((n + pl->bn - 1) / pl->bn);
     adg_error *e = want_smem(c, op, fn, pl->smem);
     if (e)
         return e;
     long long mm = m, kk = k, nn = n;
     int slots = pl->stages, ksplit = pl->ksplit > 1 ? pl->ksplit : 1;
-    int flags = (pl->aligned ? GF_FLAG_ALIGNED : 0) | (c->gemm_staged ? GF_FLAG_STAGED : 0);
+    int flags = (pl->aligned ? GF_FLAG_ALIGNED : 0) | (c->gemm_staged && !pl->wgmma ? GF_FLAG_STAGED : 0) |
+                (pl->wgmma && pl->deep ? GW_FLAG_DEEP : 0);
     if (ksplit > 1) { /* split-K: the slices add into y */
         long long count = n * m;
         void *pz[] = {&y, &count};
@@ -337,14 +340,36 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
 adg_error *kern_cuda_moe_route(kern_cuda_ctx *c, kern_cu_deviceptr logits, int64_t n, int n_expert, int k, bool norm,
                                kern_cu_deviceptr ids, kern_cu_deviceptr weights)
 {
+    return kern_cuda_moe_route_gu(c, logits, n, n_expert, k, norm, ids, weights, 0);
+}
+
+adg_error *kern_cuda_moe_route_gu(kern_cuda_ctx *c, kern_cu_deviceptr logits, int64_t n, int n_expert, int k,
+                                  bool norm, kern_cu_deviceptr ids, kern_cu_deviceptr weights,
+                                  kern_cu_deviceptr ids_gu)
+{
     if (n <= 0 || n_expert <= 0 || n_expert > 3072 || k <= 0 || k > 32 || k > n_expert)
         return bad_arg("moe_route", "need 1 <= k <= min(32, n_expert) and n_expert <= 3072");
     long long nn = n;
     int ne = n_expert, kk = k, nm = norm ? 1 : 0;
-    void *p[] = {&logits, &nn, &ne, &kk, &nm, &ids, &weights};
+    void *p[] = {&logits, &nn, &ne, &kk, &nm, &ids, &weights, &ids_gu};
     kern_cu_deviceptr ptrs[4] = {logits, ids, weights, 0};
     kern_cuda_geom g = kern_cuda_geom_rows(n, 4, 128, c->max_grid_x);
     return kern_cuda_launch_fn(c, "moe_route", KF_MOE_ROUTE, g, (unsigned)(4 * n_expert * sizeof(float)), p, ptrs);
+}
+
+adg_error *kern_cuda_router_topk(kern_cuda_ctx *c, kern_cu_deviceptr w, kern_cu_deviceptr x, int64_t d, int n_expert,
+                                 int k, bool norm, kern_cu_deviceptr logits, kern_cu_deviceptr ids,
+                                 kern_cu_deviceptr weights, kern_cu_deviceptr ids_gu, kern_cu_deviceptr counter)
+{
+    if (d <= 0 || n_expert <= 0 || n_expert > 3072 || k <= 0 || k > 32 || k > n_expert || !counter)
+        return bad_arg("router_topk", "need 1 <= k <= min(32, n_expert), n_expert <= 3072 and a counter");
+    long long kk = d;
+    int ne = n_expert, tk = k, nm = norm ? 1 : 0;
+    void *p[] = {&w, &x, &kk, &ne, &tk, &nm, &logits, &ids, &weights, &ids_gu, &counter};
+    kern_cu_deviceptr ptrs[4] = {w, x, logits, ids};
+    /* 2 warps a block, one logit a warp (RT_WARPS in kern_kernels.cu). */
+    kern_cuda_geom g = {{(unsigned)((n_expert + 1) / 2), 1, 1}, {64, 1, 1}};
+    return kern_cuda_launch_fn(c, "router_topk", KF_ROUTER_TOPK, g, (unsigned)(2 * n_expert * sizeof(float)), p, ptrs);
 }
 
 adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
@@ -356,6 +381,40 @@ adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_devi
     void *p[] = {&x, &w, &y, &nn, &dd, &eps};
     kern_cu_deviceptr ptrs[4] = {x, w, y, 0};
     return kern_cuda_launch_fn(c, "rmsnorm", KF_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p, ptrs);
+}
+
+adg_error *kern_cuda_add_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
+                                 kern_cu_deviceptr y, int64_t n, int64_t d, float eps)
+{
+    if (n <= 0 || d <= 0)
+        return bad_arg("add_rmsnorm", "empty tensor");
+    long long nn = n, dd = d;
+    void *p[] = {&x, &o, &w, &y, &nn, &dd, &eps};
+    kern_cu_deviceptr ptrs[4] = {x, o, w, y};
+    /* 256 threads: kern_rmsnorm's block, hence its sums. */
+    return kern_cuda_launch_fn(c, "add_rmsnorm", KF_ADD_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p,
+                               ptrs);
+}
+
+adg_error *kern_cuda_qkv_post(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k, kern_cu_deviceptr v,
+                              kern_cu_deviceptr q_norm, kern_cu_deviceptr k_norm, kern_cu_deviceptr pos,
+                              kern_cu_deviceptr k_cache, kern_cu_deviceptr v_cache, int64_t cache_rows, int64_t pos0,
+                              int64_t n_tok, int n_head, int n_kv_head, int hd, float eps, float freq_base)
+{
+    if (n_tok <= 0 || n_head <= 0 || n_kv_head <= 0 || hd <= 0 || hd % 2 || hd > 256 || !pos)
+        return bad_arg("qkv_post", "need tokens, heads, an even head dimension up to 256 and positions");
+    if (pos0 < 0 || pos0 + n_tok > cache_rows)
+        return adg_error_hint(adg_error_new(ADG_E_USAGE, "qkv_post: positions %lld..%lld do not fit the %lld-position "
+                                                         "KV cache", (long long)pos0, (long long)(pos0 + n_tok - 1),
+                                            (long long)cache_rows),
+                              "use a larger context (--ctx)");
+    long long nt = n_tok;
+    void *p[] = {&q, &k, &v, &q_norm, &k_norm, &pos, &k_cache, &v_cache, &nt, &n_head, &n_kv_head, &hd, &eps,
+                 &freq_base};
+    kern_cu_deviceptr ptrs[4] = {q, k, k_cache, v_cache};
+    return kern_cuda_launch_fn(c, "qkv_post", KF_QKV_POST,
+                               kern_cuda_geom_rows(n_tok * (n_head + 2 * n_kv_head), 1, 256, c->max_grid_x), 0, p,
+                               ptrs);
 }
 
 adg_error *kern_cuda_rope_neox(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr pos, int64_t n_tok, int n_head,
@@ -384,13 +443,21 @@ adg_error *kern_cuda_attention(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_de
                                kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
                                int64_t n_kv, float scale)
 {
+    return kern_cuda_attention_at(c, q, k_cache, v_cache, out, n_head, n_kv_head, hd, n_kv, 0, scale);
+}
+
+adg_error *kern_cuda_attention_at(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                                  kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
+                                  int64_t n_kv, kern_cu_deviceptr pos, float scale)
+{
     if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head || hd <= 0 || hd % 32 || hd > 256 || n_kv <= 0)
         return bad_arg("attention", "need n_head a multiple of n_kv_head, head_dim a multiple of 32 up to 256, and "
                                     "a non-empty cache");
     long long nk = n_kv;
-    void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nk, &scale};
+    void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nk, &pos, &scale};
     kern_cu_deviceptr ptrs[4] = {q, k_cache, v_cache, out};
-    return kern_cuda_launch_fn(c, "attention", KF_ATTENTION, kern_cuda_geom_rows(n_head, 1, 128, c->max_grid_x), 0,
+    /* 32 warps a head (ATT_DEC_WARPS in kern_kernels.cu). */
+    return kern_cuda_launch_fn(c, "attention", KF_ATTENTION, kern_cuda_geom_rows(n_head, 1, 1024, c->max_grid_x), 0,
                                p, ptrs);
 }
 
@@ -421,6 +488,12 @@ adg_error *kern_cuda_add(kern_cuda_ctx *c, kern_cu_deviceptr a, kern_cu_devicept
 adg_error *kern_cuda_kv_store(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
                               int64_t pos0, int64_t n_tok, int64_t row_elems)
 {
+    return kern_cuda_kv_store_at(c, src, cache, cache_rows, pos0, 0, n_tok, row_elems);
+}
+
+adg_error *kern_cuda_kv_store_at(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
+                                 int64_t pos0, kern_cu_deviceptr pos, int64_t n_tok, int64_t row_elems)
+{
     if (n_tok <= 0 || row_elems <= 0 || pos0 < 0 || cache_rows <= 0)
         return bad_arg("kv_store", "need tokens, a row size, a position >= 0 and a cache");
     if (pos0 + n_tok > cache_rows)
@@ -429,8 +502,14 @@ adg_error *kern_cuda_kv_store(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_d
                                             (long long)cache_rows),
                               "use a larger context (--ctx)");
     /* The layout [pos][kv_head][d] makes the store one contiguous f32 -> f16 conversion. */
-    kern_cu_deviceptr dst = cache + (kern_cu_deviceptr)(pos0 * row_elems * 2);
     long long ne = n_tok * row_elems;
+    if (pos) {
+        long long row = row_elems;
+        void *p[] = {&src, &cache, &pos, &row, &ne};
+        kern_cu_deviceptr ptrs[4] = {src, cache, pos, 0};
+        return kern_cuda_launch_fn(c, "kv_store", KF_KV_STORE, kern_cuda_geom_1d(c, ne), 0, p, ptrs);
+    }
+    kern_cu_deviceptr dst = cache + (kern_cu_deviceptr)(pos0 * row_elems * 2);
     void *p[] = {&src, &dst, &ne};
     kern_cu_deviceptr ptrs[4] = {src, dst, 0, 0};
     return kern_cuda_launch_fn(c, "kv_store", KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p, ptrs);

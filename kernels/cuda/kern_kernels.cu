@@ -961,60 +961,145 @@ extern "C" __global__ void kern_f32_to_f16(const float *x, __half *y, long long 
         y[i] = __float2half_rn(x[i]);
 }
 
-// ---- MoE routing: softmax over the experts, top-k ------------------------------------------
-// One warp per token; logits in dynamic shared memory (n_expert floats per warp).
-extern "C" __global__ void kern_moe_route(const float *logits, long long n, int n_expert, int k, int norm, int *ids,
-                                          float *weights)
+// The new keys or values of n_tok tokens, f32 [n_tok][row], into the f16 cache
+// [pos][row] from row pos[0] on (read on the device, so that a CUDA graph's replay stores
+// at the current position).
+extern "C" __global__ void kern_kv_store(const float *x, __half *cache, const int *pos, long long row, long long n)
 {
-    extern __shared__ float probs[];
+    __half *y = cache + (long long)pos[0] * row;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        y[i] = __float2half_rn(x[i]);
+}
+
+// ---- MoE routing: softmax over the experts, top-k ------------------------------------------
+// One warp routes one token: l its n_expert logits, p n_expert floats of shared memory;
+// ids/weights its k outputs; ids_gu (optional) its 2k gate-and-up jobs: the k ids then
+// the same ids + n_expert, for one grouped GEMV over the gate experts followed by the up
+// experts in one buffer.
+__device__ void route_token(const float *l, int n_expert, int k, int norm, int *ids, float *weights, int *ids_gu,
+                            float *p)
+{
     const int lane = threadIdx.x & 31;
-    float *p = probs + (threadIdx.x >> 5) * n_expert;
-    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long t = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); t < n; t += warps) {
-        const float *l = logits + t * n_expert;
-        float mx = -INFINITY;
+    float mx = -INFINITY;
+    for (int e = lane; e < n_expert; e += 32)
+        mx = fmaxf(mx, l[e]);
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int e = lane; e < n_expert; e += 32) {
+        const float v = __expf(l[e] - mx);
+        p[e] = v;
+        sum += v;
+    }
+    sum = warp_sum(sum);
+    __syncwarp();
+    float wsum = 0.0f, mine = 0.0f;
+    int myid = 0;
+    for (int j = 0; j < k; j++) {
+        float best = -1.0f;
+        int bi = 0x7fffffff;
         for (int e = lane; e < n_expert; e += 32)
-            mx = fmaxf(mx, l[e]);
-        mx = warp_max(mx);
-        float sum = 0.0f;
-        for (int e = lane; e < n_expert; e += 32) {
-            const float v = __expf(l[e] - mx);
-            p[e] = v;
-            sum += v;
-        }
-        sum = warp_sum(sum);
-        __syncwarp();
-        float wsum = 0.0f, mine = 0.0f;
-        int myid = 0;
-        for (int j = 0; j < k; j++) {
-            float best = -1.0f;
-            int bi = 0x7fffffff;
-            for (int e = lane; e < n_expert; e += 32)
-                if (p[e] > best) // strict: the lowest index wins ties within a lane
-                    best = p[e], bi = e;
+            if (p[e] > best) // strict: the lowest index wins ties within a lane
+                best = p[e], bi = e;
 #pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-                const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-                if (ob > best || (ob == best && oi < bi))
-                    best = ob, bi = oi;
-            }
-            if (lane == j) {
-                mine = best / sum;
-                myid = bi;
-            }
-            wsum += best / sum;
-            __syncwarp();
-            if (lane == 0)
-                p[bi] = -2.0f;
-            __syncwarp();
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ob > best || (ob == best && oi < bi))
+                best = ob, bi = oi;
         }
-        if (lane < k) {
-            ids[t * k + lane] = myid;
-            weights[t * k + lane] = norm ? mine / wsum : mine;
+        if (lane == j) {
+            mine = best / sum;
+            myid = bi;
         }
+        wsum += best / sum;
+        __syncwarp();
+        if (lane == 0)
+            p[bi] = -2.0f;
         __syncwarp();
     }
+    if (lane < k) {
+        ids[lane] = myid;
+        weights[lane] = norm ? mine / wsum : mine;
+        if (ids_gu) {
+            ids_gu[lane] = myid;
+            ids_gu[k + lane] = myid + n_expert;
+        }
+    }
+    __syncwarp();
+}
+
+// One warp per token; logits in dynamic shared memory (n_expert floats per warp).
+extern "C" __global__ void kern_moe_route(const float *logits, long long n, int n_expert, int k, int norm, int *ids,
+                                          float *weights, int *ids_gu)
+{
+    extern __shared__ float probs[];
+    float *p = probs + (threadIdx.x >> 5) * n_expert;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+    for (long long t = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); t < n; t += warps)
+        route_token(logits + t * n_expert, n_expert, k, norm, ids + t * k, weights + t * k,
+                    ids_gu ? ids_gu + t * 2 * k : nullptr, p);
+}
+
+// A generated token's router and top-k in one launch: blocks of 2 warps, one logit per
+// warp with gemm_f32_few's sums (lane i adds w[i] x[i], w[i+32] x[i+32], ... in order, the
+// lanes' sums added in lane order: the same logits).  A lane loads 32 of its weights
+// before it adds them: one warp per logit on a few SMs with a load at a time read the
+// router at ~200 GB/s (6.4 us a token on the H200); spread over n_expert / 2 blocks with
+// 4 KB in flight per warp it is latency, not bandwidth.  The last block to finish (a
+// counter, which it resets for the next launch or graph replay) routes the token with
+// route_token: kern_gemm_f32_few's and kern_moe_route's results in one launch.  Dynamic
+// shared memory: 2 * n_expert floats.
+#define RT_WARPS 2
+#define RT_CHUNK 32
+extern "C" __global__ void __launch_bounds__(RT_WARPS * 32)
+    kern_router_topk(const float *w, const float *x, long long k, int n_expert, int topk, int norm, float *logits,
+                     int *ids, float *weights, int *ids_gu, unsigned *counter)
+{
+    __shared__ float part[RT_WARPS][33];
+    __shared__ bool last;
+    extern __shared__ float sm[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int o = blockIdx.x * RT_WARPS + warp;
+    float acc = 0.0f;
+    if (o < n_expert) {
+        const float *wr = w + (long long)o * k;
+        for (long long i0 = lane; i0 < k; i0 += 32 * RT_CHUNK) {
+            float wv[RT_CHUNK], xv[RT_CHUNK];
+#pragma unroll
+            for (int j = 0; j < RT_CHUNK; j++) {
+                const long long i = i0 + 32 * j;
+                wv[j] = i < k ? wr[i] : 0.0f;
+                xv[j] = i < k ? x[i] : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < RT_CHUNK; j++)
+                if (i0 + 32 * j < k)
+                    acc = fmaf(wv[j], xv[j], acc);
+        }
+    }
+    part[warp][lane] = acc;
+    __syncthreads();
+    if (lane == 0 && o < n_expert) {
+        float s = 0.0f;
+        for (int j = 0; j < 32; j++)
+            s += part[warp][j];
+        logits[o] = s;
+    }
+    __threadfence(); // the logits are visible before the count says so
+    __syncthreads();
+    if (threadIdx.x == 0)
+        last = atomicAdd(counter, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last)
+        return;
+    float *l = sm + n_expert;
+    for (int e = threadIdx.x; e < n_expert; e += blockDim.x)
+        l[e] = __ldcg(logits + e); // from L2: other blocks wrote them
+    __syncthreads();
+    if (threadIdx.x == 0)
+        *counter = 0;
+    if (warp == 0)
+        route_token(l, n_expert, topk, norm, ids, weights, ids_gu, sm);
 }
 
 // ---- Elementwise and row ops -------------------------------------------------------------
@@ -1030,6 +1115,82 @@ extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y
         const float s = rsqrtf(ss / (float)d + eps);
         for (long long c = threadIdx.x; c < d; c += blockDim.x)
             y[r * d + c] = xr[c] * s * w[c];
+    }
+}
+
+// The residual add and the next RMSNorm in one pass: x += o, then y = rmsnorm(x) * w.  Per
+// thread the same additions, squares and order as kern_add then kern_rmsnorm (block of
+// 256), so the results are theirs bit for bit; one launch instead of two.
+extern "C" __global__ void kern_add_rmsnorm(float *x, const float *o, const float *w, float *y, long long n, long long d,
+                                            float eps)
+{
+    for (long long r = blockIdx.x; r < n; r += gridDim.x) {
+        float *xr = x + r * d;
+        const float *orow = o + r * d;
+        float ss = 0.0f;
+        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
+            const float v = xr[c] + orow[c];
+            xr[c] = v;
+            ss += v * v;
+        }
+        ss = block_sum(ss);
+        const float s = rsqrtf(ss / (float)d + eps);
+        for (long long c = threadIdx.x; c < d; c += blockDim.x)
+            y[r * d + c] = xr[c] * s * w[c];
+    }
+}
+
+// After the Q/K/V projections of n_tok tokens, one block (256 threads) per head row:
+// Q: RMSNorm (q_norm) and NeoX RoPE in place; K: the same with k_norm, then f16 into the K
+// cache at row pos[t]; V: f16 into the V cache at row pos[t].  kern_rmsnorm's,
+// kern_rope_neox's and kern_kv_store's arithmetic (the norm's sums over the same block),
+// so the results are theirs bit for bit; one launch instead of six.  q, k, v: [n_tok]
+// rows of n_head*hd, n_kv*hd, n_kv*hd floats; hd even and <= 256.
+extern "C" __global__ void __launch_bounds__(256)
+    kern_qkv_post(float *q, float *k, const float *v, const float *q_norm, const float *k_norm, const int *pos,
+                  __half *kc, __half *vc, long long n_tok, int n_head, int n_kv, int hd, float eps, float base)
+{
+    __shared__ float row[256];
+    const int per_tok = n_head + 2 * n_kv, half = hd / 2;
+    const long long kvd = (long long)n_kv * hd;
+    for (long long r = blockIdx.x; r < n_tok * per_tok; r += gridDim.x) {
+        const long long t = r / per_tok;
+        const int j = (int)(r % per_tok);
+        const long long p = pos[t];
+        if (j >= n_head + n_kv) { // V: straight into the cache
+            const float *vr = v + t * kvd + (long long)(j - n_head - n_kv) * hd;
+            __half *dst = vc + p * kvd + (long long)(j - n_head - n_kv) * hd;
+            for (int c = threadIdx.x; c < hd; c += blockDim.x)
+                dst[c] = __float2half_rn(vr[c]);
+            continue;
+        }
+        const bool is_q = j < n_head;
+        float *xr = is_q ? q + t * (long long)n_head * hd + (long long)j * hd : k + t * kvd + (long long)(j - n_head) * hd;
+        const float *w = is_q ? q_norm : k_norm;
+        float ss = 0.0f;
+        for (int c = threadIdx.x; c < hd; c += blockDim.x)
+            ss += xr[c] * xr[c];
+        ss = block_sum(ss);
+        const float s = rsqrtf(ss / (float)hd + eps);
+        for (int c = threadIdx.x; c < hd; c += blockDim.x)
+            row[c] = xr[c] * s * w[c];
+        __syncthreads();
+        for (int i = threadIdx.x; i < half; i += blockDim.x) {
+            const float theta = (float)p * powf(base, -2.0f * (float)i / (float)hd);
+            float sn, cs;
+            sincosf(theta, &sn, &cs);
+            const float x0 = row[i], x1 = row[i + half];
+            const float y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
+            if (is_q) {
+                xr[i] = y0;
+                xr[i + half] = y1;
+            } else {
+                __half *dst = kc + p * kvd + (long long)(j - n_head) * hd;
+                dst[i] = __float2half_rn(y0);
+                dst[i + half] = __float2half_rn(y1);
+            }
+        }
+        __syncthreads();
     }
 }
 
@@ -1077,7 +1238,12 @@ extern "C" __global__ void kern_softmax(float *x, long long n, long long d, floa
 // Attention, GQA: one block per (token, query head); each warp walks positions w, w+W, ...
 // with an online softmax, then the warps' partial states are merged.  hd % 32 == 0,
 // hd <= 256.  Every thread of the block calls this with the same arguments.
+// W warps: 4 for the prompt's blocks (one per token and head, many blocks), 32 for a
+// generated token's (one block per head: the positions are the only parallelism, and
+// each warp's walk waits on a load per position).
 #define ATT_WARPS 4
+#define ATT_DEC_WARPS 32
+template <int W>
 __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, const __half *vc, float *oh, int kvh,
                                           int n_kv_head, int hd, long long n_kv, float scale, float *sm_m,
                                           float *sm_l, float (*sm_acc)[256])
@@ -1090,7 +1256,7 @@ __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, con
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    for (long long p = warp; p < n_kv; p += ATT_WARPS) {
+    for (long long p = warp; p < n_kv; p += W) {
         const long long base = (p * n_kv_head + kvh) * hd;
         float s = 0.0f;
         _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
@@ -1112,11 +1278,11 @@ __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, con
     __syncthreads();
     if (warp == 0) {
         float gm = -INFINITY;
-        for (int w2 = 0; w2 < ATT_WARPS; w2++)
+        for (int w2 = 0; w2 < W; w2++)
             gm = fmaxf(gm, sm_m[w2]);
         float gl = 0.0f;
         float o[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int w2 = 0; w2 < ATT_WARPS; w2++) {
+        for (int w2 = 0; w2 < W; w2++) {
             if (sm_m[w2] == -INFINITY)
                 continue;
             const float c = __expf(sm_m[w2] - gm);
@@ -1130,15 +1296,19 @@ __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, con
     __syncthreads();
 }
 
-// Decode: one query token over the first n_kv positions.
-extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
+// Decode: one query token over the first n_kv positions, or, when pos is given, over
+// positions 0 .. pos[0] (the token's position read on the device: a CUDA graph replays
+// this launch at every position).
+extern "C" __global__ void __launch_bounds__(ATT_DEC_WARPS * 32)
     kern_attention(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head, int hd,
-                   long long n_kv, float scale)
+                   long long n_kv, const int *pos, float scale)
 {
-    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
-    __shared__ float sm_acc[ATT_WARPS][256];
+    __shared__ float sm_m[ATT_DEC_WARPS], sm_l[ATT_DEC_WARPS];
+    __shared__ float sm_acc[ATT_DEC_WARPS][256];
+    if (pos)
+        n_kv = (long long)pos[0] + 1;
     for (int h = blockIdx.x; h < n_head; h += gridDim.x)
-        attn_head(q + (long long)h * hd, kc, vc, out + (long long)h * hd, h / (n_head / n_kv_head), n_kv_head, hd,
+        attn_head<ATT_DEC_WARPS>(q + (long long)h * hd, kc, vc, out + (long long)h * hd, h / (n_head / n_kv_head), n_kv_head, hd,
                   n_kv, scale, sm_m, sm_l, sm_acc);
 }
 
@@ -1155,7 +1325,7 @@ extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
     for (long long b = blockIdx.x; b < total; b += gridDim.x) {
         const long long t = b / n_head;
         const int h = (int)(b % n_head);
-        attn_head(q + b * hd, kc, vc, out + b * hd, h / (n_head / n_kv_head), n_kv_head, hd, pos0 + t + 1, scale,
+        attn_head<ATT_WARPS>(q + b * hd, kc, vc, out + b * hd, h / (n_head / n_kv_head), n_kv_head, hd, pos0 + t + 1, scale,
                   sm_m, sm_l, sm_acc);
     }
 }

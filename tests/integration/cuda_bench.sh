@@ -17,12 +17,14 @@ expect_rc 2 "$B" kernels extra-word
 # the prompt GEMM's selection and --only
 expect_out 'gemm-kernel K' "$B" --help
 expect_rc 2 "$B" --gemm-kernel fast
-expect_err 'takes auto, wmma, mma or f16mma' "$B" --gemm-kernel fast
+expect_err 'takes auto, wmma, mma, f16mma or wgmma' "$B" --gemm-kernel fast
 expect_rc 2 "$B" --gemm-tile 96
 expect_rc 2 "$B" --gemm-tile v9
 expect_err 'takes v0..v7' "$B" --gemm-tile 128x64
 expect_rc 2 "$B" --gemm-tile f9
 expect_err 'f0..f8' "$B" --gemm-tile f9
+expect_rc 2 "$B" --gemm-tile w4
+expect_err 'w0..w3' "$B" --gemm-tile w4
 expect_out 'gemm-tile T' "$B" --help
 expect_rc 2 "$B" --gemm-stages 5
 expect_rc 2 "$B" --only gemm,nothing

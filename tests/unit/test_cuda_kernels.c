@@ -264,11 +264,43 @@ static void test_batch_ops(void **state)
     kern_cuda_set_validate(ctx, false);
 }
 
+/* The fused ops of generation, and the ops that read the position on the device (what a
+ * CUDA graph replays), equal bit for bit to the ops they replace. */
+static void test_fused_ops(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    expect_pass(kern_cuda_check_qkv_post(ctx, 1, 32, 4, 128, 0, 230, &r), &r);
+    expect_pass(kern_cuda_check_qkv_post(ctx, 1, 32, 4, 128, 377, 231, &r), &r);
+    expect_pass(kern_cuda_check_qkv_post(ctx, 67, 16, 16, 64, 500, 232, &r), &r); /* a prompt, no GQA */
+    expect_pass(kern_cuda_check_qkv_post(ctx, 5, 8, 2, 256, 3, 233, &r), &r);
+    expect_pass(kern_cuda_check_add_rmsnorm(ctx, 1, 2048, 234, &r), &r);
+    expect_pass(kern_cuda_check_add_rmsnorm(ctx, 77, 1000, 235, &r), &r);
+    expect_pass(kern_cuda_check_router_topk(ctx, 128, 2048, 8, 238, &r), &r);
+    expect_pass(kern_cuda_check_router_topk(ctx, 61, 1024, 4, 239, &r), &r); /* a block with one logit */
+    expect_pass(kern_cuda_check_at_pos(ctx, 32, 4, 128, 0, 236, &r), &r);
+    expect_pass(kern_cuda_check_at_pos(ctx, 32, 4, 128, 640, 237, &r), &r);
+}
+
 /* Argument checks of the batch ops come before any use of the context: they run here
  * without a GPU. */
 static void test_batch_bad_args(void **state)
 {
     (void)state;
+    adg_error *fe = kern_cuda_qkv_post(NULL, 0, 0, 0, 0, 0, 8, 0, 0, 64, 60, 5, 32, 4, 128, 1e-6f, 1e6f);
+    assert_non_null(fe);
+    assert_int_equal(adg_error_kind(fe), ADG_E_USAGE);
+    assert_non_null(strstr(adg_error_msg(fe), "do not fit"));
+    adg_error_free(fe);
+    fe = kern_cuda_qkv_post(NULL, 0, 0, 0, 0, 0, 8, 0, 0, 64, 0, 1, 32, 4, 300, 1e-6f, 1e6f);
+    assert_non_null(fe);
+    assert_non_null(strstr(adg_error_msg(fe), "qkv_post"));
+    adg_error_free(fe);
+    fe = kern_cuda_add_rmsnorm(NULL, 0, 0, 0, 0, 0, 64, 1e-6f);
+    assert_non_null(fe);
+    assert_int_equal(adg_error_kind(fe), ADG_E_USAGE);
+    adg_error_free(fe);
     adg_error *e = kern_cuda_kv_store(NULL, 0, 0, 64, 60, 5, 128);
     assert_non_null(e);
     assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
@@ -313,7 +345,7 @@ int main(void)
         cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemv_multirow),
         cmocka_unit_test(test_gemm),      cmocka_unit_test(test_gemm_bk64),
         cmocka_unit_test(test_small_ops), cmocka_unit_test(test_validate),   cmocka_unit_test(test_bad_args),
-        cmocka_unit_test(test_batch_ops), cmocka_unit_test(test_batch_bad_args),
+        cmocka_unit_test(test_batch_ops), cmocka_unit_test(test_batch_bad_args), cmocka_unit_test(test_fused_ops),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

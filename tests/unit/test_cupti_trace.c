@@ -108,6 +108,29 @@ static void test_summaries_and_buckets(void **st)
     adg_bus_free(bus);
 }
 
+/* Copies that end before the first kernel starts are the setup (weights going up), told
+ * apart from the computation's copies whatever order the records arrive in. */
+static void test_copies_before_kernels(void **st)
+{
+    (void)st;
+    cupti_trace *t = cupti_trace_new(16, 100000000ull, BASE);
+    cupti_memcpy_rec late = {BASE + 10000000, BASE + 11000000, 4096, 1, 0, 0, CUPTI_COPY_DTOH};
+    feed(t, CUPTI_REC_MEMCPY, &late, NULL); /* delivered first, made after the kernel */
+    kernel(t, "k", BASE + 5000000, BASE + 6000000, 1);
+    cupti_memcpy_rec w1 = {BASE + 1000000, BASE + 3000000, 1u << 30, 1, 0, 0, CUPTI_COPY_HTOD};
+    cupti_memcpy_rec w2 = {BASE + 3000000, BASE + 4000000, 1u << 29, 1, 0, 0, CUPTI_COPY_HTOD};
+    feed(t, CUPTI_REC_MEMCPY, &w1, NULL);
+    feed(t, CUPTI_REC_MEMCPY, &w2, NULL);
+    json_t *k = cupti_trace_kernels_json(t);
+    json_t *pre = json_object_get(k, "memcpy_before_kernels");
+    assert_true(json_is_object(pre));
+    assert_int_equal(json_integer_value(json_object_get(pre, "count")), 2);
+    assert_int_equal(json_integer_value(json_object_get(pre, "bytes")), (1 << 30) + (1 << 29));
+    assert_float_equal(json_real_value(json_object_get(pre, "time_s")), 0.003, 1e-9);
+    json_decref(k);
+    cupti_trace_free(t);
+}
+
 static void test_ring_and_completion(void **st)
 {
     (void)st;
@@ -392,7 +415,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_summaries_and_buckets),
         cmocka_unit_test(test_kernel_metrics),
-        cmocka_unit_test(test_ring_and_completion),
+        cmocka_unit_test(test_copies_before_kernels), cmocka_unit_test(test_ring_and_completion),
         cmocka_unit_test(test_sync_completes_earlier_launches),
         cmocka_unit_test(test_untimed_records_are_not_completion),
         cmocka_unit_test(test_allocs_and_notes),

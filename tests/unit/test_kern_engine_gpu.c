@@ -76,6 +76,44 @@ static adg_error *mock_fault(const char *op)
             return le_;                           \
     } while (0)
 
+/* CUDA graphs: a capture records each op's call (the op and its arguments) instead of
+ * running it, and a replay runs the recorded calls again on the "device" memory as it is
+ * then.  So a launch that took a per-token host value (a position, a cache length) would
+ * replay it stale here as on the GPU, and the replayed decode's logits would leave the
+ * launched decode's. */
+enum { MC_GET_ROWS, MC_RMSNORM, MC_GEMV, MC_GEMM, MC_ROUTE, MC_MOE_GEMV, MC_SILU, MC_ADD, MC_ROPE, MC_KV_STORE,
+       MC_ATTN, MC_WSUM, MC_MARK, MC_ADD_RMSNORM, MC_QKV_POST, MC_ROUTE_GU,
+       MC_ROUTER_TOPK };
+typedef struct mock_call {
+    int op;
+    kern_type type;
+    kern_cu_deviceptr p[8];
+    int64_t i[6];
+    float f, f2;
+    bool b;
+    kern_cuda_marks *m;
+} mock_call;
+struct kern_cuda_graph {
+    mock_call *calls;
+    size_t n;
+};
+static kern_cuda_graph *mock_capture; /* the capture under way */
+static bool mock_no_graphs, mock_begin_fails;
+static int graph_captures, graph_launches;
+
+static adg_error *mock_defer(mock_call c)
+{
+    kern_cuda_graph *g = mock_capture;
+    g->calls = realloc(g->calls, (g->n + 1) * sizeof *g->calls);
+    g->calls[g->n++] = c;
+    return NULL;
+}
+#define DEFER(...)                                            \
+    do {                                                      \
+        if (mock_capture)                                     \
+            return mock_defer((mock_call){__VA_ARGS__});      \
+    } while (0)
+
 void kern_cuda_set_validate(kern_cuda_ctx *c, bool on) { (void)c; mock_validate = on; }
 void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { (void)c; mock_sync_each = on; }
 void kern_cuda_inject(kern_cuda_ctx *c, kern_cuda_fault f) { (void)c; mock_armed = f; }
@@ -126,6 +164,7 @@ adg_error *kern_cuda_mark(kern_cuda_ctx *c, kern_cuda_marks *m, int i)
 {
     (void)c;
     assert_true(i >= 0 && i < m->n);
+    DEFER(.op = MC_MARK, .m = m, .i = {i});
     if (mock_sticky)
         return mock_700("recording a CUDA event");
     m->t[i] = adg_now_ns();
@@ -152,6 +191,7 @@ void kern_cuda_marks_free(kern_cuda_ctx *c, kern_cuda_marks *m)
 adg_error *kern_cuda_sync(kern_cuda_ctx *c, const char *what)
 {
     (void)c;
+    assert_null(mock_capture); /* a copy or wait would invalidate a real capture */
     return mock_sticky ? mock_700(what) : NULL;
 }
 
@@ -201,6 +241,7 @@ void kern_cuda_free(kern_cuda_ctx *c, kern_cu_deviceptr p)
 adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void *src, size_t bytes)
 {
     (void)c;
+    assert_null(mock_capture); /* a copy or wait would invalidate a real capture */
     if (mock_sticky)
         return mock_700("copy to the GPU");
     uploads++;
@@ -211,6 +252,7 @@ adg_error *kern_cuda_upload(kern_cuda_ctx *c, kern_cu_deviceptr dst, const void 
 adg_error *kern_cuda_download(kern_cuda_ctx *c, void *dst, kern_cu_deviceptr src, size_t bytes)
 {
     (void)c;
+    assert_null(mock_capture); /* a copy or wait would invalidate a real capture */
     if (mock_sticky)
         return mock_700("waiting for the GPU before a copy back");
     downloads++;
@@ -397,6 +439,7 @@ adg_error *kern_cuda_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     (void)c;
     (void)scratch;
     assert_true(type == KERN_TYPE_Q4_0 || type == KERN_TYPE_Q8_0);
+    DEFER(.op = MC_GEMV, .type = type, .p = {w, x, y, scratch}, .i = {nrows, ncols});
     LAUNCH("gemv", "kern_gemv");
     if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
         return mock_fault("gemv");
@@ -409,6 +452,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     (void)c;
     (void)scratch;
     assert_true(k % 32 == 0);
+    DEFER(.op = MC_GEMM, .type = type, .p = {w, x, y, scratch}, .i = {m, k, n});
     LAUNCH("gemm", "kern_gemm");
     return matmul(type, w, m, k, x, n, y);
 }
@@ -417,6 +461,7 @@ adg_error *kern_cuda_moe_route(kern_cuda_ctx *c, kern_cu_deviceptr logits, int64
                                kern_cu_deviceptr ids, kern_cu_deviceptr weights)
 {
     (void)c;
+    DEFER(.op = MC_ROUTE, .p = {logits, ids, weights}, .i = {n, n_expert, k}, .b = norm);
     ops_called++;
     LAUNCH("moe_route", "kern_moe_route");
     for (int64_t t = 0; t < n; t++) {
@@ -456,6 +501,7 @@ adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     (void)c;
     (void)scratch;
     assert_true(n_x == 1 || n_x == n_used);
+    DEFER(.op = MC_MOE_GEMV, .type = type, .p = {w, ids, x, y, scratch}, .i = {n_expert, nrows, ncols, n_used, n_x});
     LAUNCH("moe_gemv", "kern_gemv");
     if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
         return mock_fault("moe_gemv");
@@ -474,6 +520,7 @@ adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_devi
                              int64_t n, int64_t d, float eps)
 {
     (void)c;
+    DEFER(.op = MC_RMSNORM, .p = {x, w, y}, .i = {n, d}, .f = eps);
     ops_called++;
     LAUNCH("rmsnorm", "kern_rmsnorm");
     for (int64_t r = 0; r < n; r++) {
@@ -492,6 +539,7 @@ adg_error *kern_cuda_rope_neox(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_de
                                int head_dim, float freq_base)
 {
     (void)c;
+    DEFER(.op = MC_ROPE, .p = {x, pos}, .i = {n_tok, n_head, head_dim}, .f = freq_base);
     LAUNCH("rope", "kern_rope_neox");
     int half = head_dim / 2;
     for (int64_t t = 0; t < n_tok; t++)
@@ -506,12 +554,16 @@ adg_error *kern_cuda_rope_neox(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_de
     return NULL;
 }
 
-adg_error *kern_cuda_attention(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
-                               kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
-                               int64_t n_kv, float scale)
+adg_error *kern_cuda_attention_at(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
+                                  kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
+                                  int64_t n_kv, kern_cu_deviceptr pos, float scale)
 {
     (void)c;
+    assert_true(n_kv > 0);
+    DEFER(.op = MC_ATTN, .p = {q, k_cache, v_cache, out, pos}, .i = {n_head, n_kv_head, hd, n_kv}, .f = scale);
     LAUNCH("attention", "kern_attention");
+    if (pos)
+        n_kv = ((int32_t *)P(pos))[0] + 1; /* the kernel reads the length on the device */
     const uint16_t *kc = P(k_cache), *vc = P(v_cache);
     float *sc = malloc((size_t)n_kv * sizeof *sc);
     for (int h = 0; h < n_head; h++) {
@@ -543,6 +595,7 @@ adg_error *kern_cuda_silu_mul(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_
                               int64_t n)
 {
     (void)c;
+    DEFER(.op = MC_SILU, .p = {gate, up, out}, .i = {n});
     LAUNCH("silu_mul", "kern_silu_mul");
     for (int64_t i = 0; i < n; i++) {
         float g = F(gate)[i];
@@ -554,6 +607,7 @@ adg_error *kern_cuda_silu_mul(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_
 adg_error *kern_cuda_add(kern_cuda_ctx *c, kern_cu_deviceptr a, kern_cu_deviceptr b, kern_cu_deviceptr out, int64_t n)
 {
     (void)c;
+    DEFER(.op = MC_ADD, .p = {a, b, out}, .i = {n});
     LAUNCH("add", "kern_add");
     for (int64_t i = 0; i < n; i++)
         F(out)[i] = F(a)[i] + F(b)[i];
@@ -564,6 +618,7 @@ adg_error *kern_cuda_get_rows(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
                               kern_cu_deviceptr ids, int64_t n_ids, kern_cu_deviceptr dst)
 {
     (void)c;
+    DEFER(.op = MC_GET_ROWS, .type = type, .p = {src, ids, dst}, .i = {nrows, ncols, n_ids});
     get_rows_calls++;
     if (mock_armed == KERN_CUDA_FAULT_ASYNC_BEFORE_GET_ROWS) {
         /* The real context launches an out-of-bounds kern_add first; the GET_ROWS launch
@@ -585,11 +640,14 @@ adg_error *kern_cuda_get_rows(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     return NULL;
 }
 
-adg_error *kern_cuda_kv_store(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
-                              int64_t pos0, int64_t n_tok, int64_t row_elems)
+adg_error *kern_cuda_kv_store_at(kern_cuda_ctx *c, kern_cu_deviceptr src, kern_cu_deviceptr cache, int64_t cache_rows,
+                                 int64_t pos0, kern_cu_deviceptr pos, int64_t n_tok, int64_t row_elems)
 {
     (void)c;
-    LAUNCH("kv_store", "kern_f32_to_f16");
+    DEFER(.op = MC_KV_STORE, .p = {src, cache, pos}, .i = {cache_rows, pos0, n_tok, row_elems});
+    LAUNCH("kv_store", pos ? "kern_kv_store" : "kern_f32_to_f16");
+    if (pos)
+        pos0 = ((int32_t *)P(pos))[0]; /* the kernel reads the row on the device */
     assert_true(pos0 >= 0 && pos0 + n_tok <= cache_rows);
     kern_fp32_to_fp16_row(F(src), (uint16_t *)P(cache) + pos0 * row_elems, n_tok * row_elems);
     return NULL;
@@ -599,6 +657,7 @@ adg_error *kern_cuda_moe_wsum(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_dev
                               int64_t n_tok, int k, int64_t d)
 {
     (void)c;
+    DEFER(.op = MC_WSUM, .p = {x, y, w}, .i = {n_tok, k, d});
     LAUNCH("moe_wsum", "kern_moe_wsum");
     for (int64_t t = 0; t < n_tok; t++)
         for (int j = 0; j < k; j++)
@@ -613,8 +672,8 @@ adg_error *kern_cuda_attention_causal(kern_cuda_ctx *c, kern_cu_deviceptr q, ker
 {
     for (int64_t t = 0; t < n_tok; t++) {
         kern_cu_deviceptr off = (kern_cu_deviceptr)((size_t)(t * n_head * hd) * 4);
-        adg_error *e = kern_cuda_attention(c, q + off, k_cache, v_cache, out + off, n_head, n_kv_head, hd,
-                                           pos0 + t + 1, scale);
+        adg_error *e = kern_cuda_attention_at(c, q + off, k_cache, v_cache, out + off, n_head, n_kv_head, hd,
+                                              pos0 + t + 1, 0, scale);
         if (e)
             return e;
     }
@@ -655,6 +714,146 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
                y + (kern_cu_deviceptr)((size_t)s * (size_t)nrows * 4));
     }
     return NULL;
+}
+
+/* The fused ops: the separate ops' stand-ins in sequence (the kernels reproduce the
+ * separate kernels' arithmetic). */
+adg_error *kern_cuda_add_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
+                                 kern_cu_deviceptr y, int64_t n, int64_t d, float eps)
+{
+    DEFER(.op = MC_ADD_RMSNORM, .p = {x, o, w, y}, .i = {n, d}, .f = eps);
+    adg_error *e = kern_cuda_add(c, x, o, x, n * d);
+    return e ? e : kern_cuda_rmsnorm(c, x, w, y, n, d, eps);
+}
+
+adg_error *kern_cuda_qkv_post(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k, kern_cu_deviceptr v,
+                              kern_cu_deviceptr q_norm, kern_cu_deviceptr k_norm, kern_cu_deviceptr pos,
+                              kern_cu_deviceptr k_cache, kern_cu_deviceptr v_cache, int64_t cache_rows, int64_t pos0,
+                              int64_t n_tok, int n_head, int n_kv_head, int hd, float eps, float freq_base)
+{
+    DEFER(.op = MC_QKV_POST, .p = {q, k, v, q_norm, k_norm, pos, k_cache, v_cache},
+          .i = {cache_rows, pos0, n_tok, n_head, n_kv_head, hd}, .f = eps, .f2 = freq_base);
+    adg_error *e;
+    if ((e = kern_cuda_rmsnorm(c, q, q_norm, q, n_tok * n_head, hd, eps)) ||
+        (e = kern_cuda_rmsnorm(c, k, k_norm, k, n_tok * n_kv_head, hd, eps)) ||
+        (e = kern_cuda_rope_neox(c, q, pos, n_tok, n_head, hd, freq_base)) ||
+        (e = kern_cuda_rope_neox(c, k, pos, n_tok, n_kv_head, hd, freq_base)) ||
+        (e = kern_cuda_kv_store_at(c, k, k_cache, cache_rows, pos0, pos, n_tok, (int64_t)n_kv_head * hd)))
+        return e;
+    return kern_cuda_kv_store_at(c, v, v_cache, cache_rows, pos0, pos, n_tok, (int64_t)n_kv_head * hd);
+}
+
+adg_error *kern_cuda_moe_route_gu(kern_cuda_ctx *c, kern_cu_deviceptr logits, int64_t n, int n_expert, int k,
+                                  bool norm, kern_cu_deviceptr ids, kern_cu_deviceptr weights, kern_cu_deviceptr ids_gu)
+{
+    DEFER(.op = MC_ROUTE_GU, .p = {logits, ids, weights, ids_gu}, .i = {n, n_expert, k}, .b = norm);
+    adg_error *e = kern_cuda_moe_route(c, logits, n, n_expert, k, norm, ids, weights);
+    for (int64_t t = 0; !e && ids_gu && t < n; t++)
+        for (int j = 0; j < k; j++) {
+            int32_t id = ((int32_t *)P(ids))[t * k + j];
+            ((int32_t *)P(ids_gu))[t * 2 * k + j] = id;
+            ((int32_t *)P(ids_gu))[t * 2 * k + k + j] = id + n_expert;
+        }
+    return e;
+}
+
+adg_error *kern_cuda_router_topk(kern_cuda_ctx *c, kern_cu_deviceptr w, kern_cu_deviceptr x, int64_t d, int n_expert,
+                                 int k, bool norm, kern_cu_deviceptr logits, kern_cu_deviceptr ids,
+                                 kern_cu_deviceptr weights, kern_cu_deviceptr ids_gu, kern_cu_deviceptr counter)
+{
+    DEFER(.op = MC_ROUTER_TOPK, .p = {w, x, logits, ids, weights, ids_gu, counter}, .i = {d, n_expert, k}, .b = norm);
+    assert_int_equal(*(uint32_t *)P(counter), 0); /* the kernel's counter starts (and is left) at 0 */
+    adg_error *e = kern_cuda_gemm(c, KERN_TYPE_F32, w, n_expert, d, x, 1, logits, 0);
+    return e ? e : kern_cuda_moe_route_gu(c, logits, 1, n_expert, k, norm, ids, weights, ids_gu);
+}
+
+static adg_error *mock_replay(const mock_call *k)
+{
+    const kern_cu_deviceptr *p = k->p;
+    const int64_t *i = k->i;
+    switch (k->op) {
+    case MC_GET_ROWS: return kern_cuda_get_rows(NULL, k->type, p[0], i[0], i[1], p[1], i[2], p[2]);
+    case MC_RMSNORM: return kern_cuda_rmsnorm(NULL, p[0], p[1], p[2], i[0], i[1], k->f);
+    case MC_GEMV: return kern_cuda_gemv(NULL, k->type, p[0], i[0], i[1], p[1], p[2], p[3]);
+    case MC_GEMM: return kern_cuda_gemm(NULL, k->type, p[0], i[0], i[1], p[1], i[2], p[2], p[3]);
+    case MC_ROUTE: return kern_cuda_moe_route(NULL, p[0], i[0], (int)i[1], (int)i[2], k->b, p[1], p[2]);
+    case MC_MOE_GEMV:
+        return kern_cuda_moe_gemv(NULL, k->type, p[0], (int)i[0], i[1], i[2], p[1], (int)i[3], p[2], (int)i[4], p[3],
+                                  p[4]);
+    case MC_SILU: return kern_cuda_silu_mul(NULL, p[0], p[1], p[2], i[0]);
+    case MC_ADD: return kern_cuda_add(NULL, p[0], p[1], p[2], i[0]);
+    case MC_ROPE: return kern_cuda_rope_neox(NULL, p[0], p[1], i[0], (int)i[1], (int)i[2], k->f);
+    case MC_KV_STORE: return kern_cuda_kv_store_at(NULL, p[0], p[1], i[0], i[1], p[2], i[2], i[3]);
+    case MC_ATTN:
+        return kern_cuda_attention_at(NULL, p[0], p[1], p[2], p[3], (int)i[0], (int)i[1], (int)i[2], i[3], p[4], k->f);
+    case MC_WSUM: return kern_cuda_moe_wsum(NULL, p[0], p[1], p[2], i[0], (int)i[1], i[2]);
+    case MC_MARK: return kern_cuda_mark(NULL, k->m, (int)i[0]);
+    case MC_ADD_RMSNORM: return kern_cuda_add_rmsnorm(NULL, p[0], p[1], p[2], p[3], i[0], i[1], k->f);
+    case MC_QKV_POST:
+        return kern_cuda_qkv_post(NULL, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], i[0], i[1], i[2], (int)i[3],
+                                  (int)i[4], (int)i[5], k->f, k->f2);
+    case MC_ROUTER_TOPK:
+        return kern_cuda_router_topk(NULL, p[0], p[1], i[0], (int)i[1], (int)i[2], k->b, p[2], p[3], p[4], p[5], p[6]);
+    case MC_ROUTE_GU: return kern_cuda_moe_route_gu(NULL, p[0], i[0], (int)i[1], (int)i[2], k->b, p[1], p[2], p[3]);
+    }
+    fail_msg("mock: unknown recorded op %d", k->op);
+    return NULL;
+}
+
+const char *kern_cuda_graph_unavailable(const kern_cuda_ctx *c)
+{
+    (void)c;
+    return mock_validate ? "--gpu-validate" : mock_sync_each ? "--sync-each"
+         : mock_armed != KERN_CUDA_FAULT_NONE ? "a planted fault" : mock_no_graphs ? "mock: no graph calls" : NULL;
+}
+
+adg_error *kern_cuda_graph_begin(kern_cuda_ctx *c)
+{
+    (void)c;
+    assert_null(kern_cuda_graph_unavailable(c)); /* the engine asked first */
+    assert_null(mock_capture);
+    if (mock_begin_fails)
+        return adg_error_new(ADG_E_CUDA, "mock: starting a CUDA graph capture: CUDA_ERROR_NOT_SUPPORTED (801)");
+    mock_capture = calloc(1, sizeof *mock_capture);
+    return NULL;
+}
+
+adg_error *kern_cuda_graph_end(kern_cuda_ctx *c, bool keep, kern_cuda_graph **out)
+{
+    *out = NULL;
+    kern_cuda_graph *g = mock_capture;
+    assert_non_null(g);
+    mock_capture = NULL;
+    if (!keep || g->n == 0) {
+        kern_cuda_graph_free(c, g);
+        return keep ? adg_error_new(ADG_E_USAGE, "the CUDA graph capture recorded no launch") : NULL;
+    }
+    graph_captures++;
+    *out = g;
+    return NULL;
+}
+
+adg_error *kern_cuda_graph_launch(kern_cuda_ctx *c, kern_cuda_graph *g)
+{
+    (void)c;
+    assert_null(mock_capture);
+    graph_launches++;
+    for (size_t k = 0; k < g->n; k++) {
+        adg_error *e = mock_replay(&g->calls[k]);
+        if (e)
+            return e;
+    }
+    return NULL;
+}
+
+size_t kern_cuda_graph_nodes(const kern_cuda_graph *g) { return g ? g->n : 0; }
+
+void kern_cuda_graph_free(kern_cuda_ctx *c, kern_cuda_graph *g)
+{
+    (void)c;
+    if (g)
+        free(g->calls);
+    free(g);
 }
 
 /* ---- tests ---- */
@@ -787,7 +986,9 @@ static void test_no_round_trips(void **state)
         printf("--ngl %u: %d uploads, %d downloads, %d GPU gathers, %d grouped expert matmuls for %d evals\n",
                ngls[i], uploads, downloads, get_rows_calls, moe_gemm_calls, EVALS);
         assert_int_equal(downloads, EVALS);           /* the logits */
-        assert_int_equal(uploads, 2 * EVALS);         /* tokens (or x) and positions */
+        /* The prompt: tokens (or x) and positions; a generated token: its id and position
+         * in one copy (and x first when CPU layers come first). */
+        assert_int_equal(uploads, ngls[i] >= 4 ? 2 + NGEN : 2 * EVALS);
         assert_int_equal(get_rows_calls, ngls[i] >= 4 ? EVALS : 0);
         assert_int_equal(moe_gemm_calls, 3 * (int)kern_engine_gpu_layers(e)); /* the prompt only */
         const char *op;
@@ -797,6 +998,83 @@ static void test_no_round_trips(void **state)
         kern_engine_close(e);
     }
     assert_int_equal(live_allocs, 0);
+}
+
+/* Greedy decode of the tiny model; the logits of every step into steps[NGEN][2048]. */
+static void decode_steps(uint32_t ngl, bool no_graphs, uint32_t n_gen, int32_t *tok, float *steps)
+{
+    kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_AUTO, .threads = 2, .n_ctx = 64, .ngl = ngl,
+                          .gpu_no_graphs = no_graphs};
+    kern_engine *e;
+    ADG_ASSERT_OK(kern_engine_open(&o, &e));
+    int32_t prompt[12];
+    for (int i = 0; i < 12; i++)
+        prompt[i] = (i * 613 + 7) % 2045;
+    ADG_ASSERT_OK(kern_engine_eval(e, prompt, 12, steps));
+    for (uint32_t t = 0; t < n_gen; t++) {
+        float *l = steps + (size_t)t * 2048;
+        int32_t best = 0;
+        for (int v = 1; v < 2048; v++)
+            if (l[v] > l[best])
+                best = v;
+        tok[t] = best;
+        if (t + 1 < n_gen)
+            ADG_ASSERT_OK(kern_engine_eval(e, &best, 1, l + 2048));
+    }
+    kern_engine_close(e);
+}
+
+/* Generation replays one captured CUDA graph per token: the same logits, bit for bit, as
+ * launching every kernel, for every layer on the GPU and for a split, and at every
+ * position (the positions and cache lengths are read on the device). */
+static void test_graph_decode(void **state)
+{
+    (void)state;
+    enum { NGEN = 8 };
+    const uint32_t ngls[] = {99, 2};
+    for (size_t i = 0; i < 2; i++) {
+        int32_t tok_l[NGEN], tok_g[NGEN];
+        float *launched = malloc((size_t)NGEN * 2048 * sizeof(float)), *graphed = malloc((size_t)NGEN * 2048 * sizeof(float));
+        graph_captures = graph_launches = 0;
+        decode_steps(ngls[i], true, NGEN, tok_l, launched);
+        assert_int_equal(graph_captures + graph_launches, 0);
+        decode_steps(ngls[i], false, NGEN, tok_g, graphed);
+        printf("--ngl %u: %d capture, %d graph launches for %d generated tokens\n", ngls[i], graph_captures,
+               graph_launches, NGEN - 1);
+        assert_int_equal(graph_captures, 1);
+        assert_int_equal(graph_launches, NGEN - 1);
+        assert_memory_equal(tok_l, tok_g, sizeof tok_l);
+        assert_memory_equal(launched, graphed, (size_t)NGEN * 2048 * sizeof(float));
+        free(launched);
+        free(graphed);
+    }
+    assert_null(mock_capture);
+    assert_int_equal(live_allocs, 0);
+}
+
+/* Without graphs (a driver without the calls, --gpu-validate, $AMXDIAG_GPU_GRAPHS=0, a
+ * capture that cannot start) generation launches one by one and gives the same tokens. */
+static void test_graph_fallbacks(void **state)
+{
+    (void)state;
+    enum { NGEN = 4 };
+    int32_t ref[NGEN], tok[NGEN];
+    float *l = malloc((size_t)NGEN * 2048 * sizeof(float));
+    decode_steps(99, true, NGEN, ref, l);
+    for (int c = 0; c < 3; c++) {
+        graph_captures = graph_launches = 0;
+        mock_no_graphs = c == 0;
+        mock_begin_fails = c == 1;
+        if (c == 2)
+            setenv("AMXDIAG_GPU_GRAPHS", "0", 1);
+        decode_steps(99, false, NGEN, tok, l);
+        unsetenv("AMXDIAG_GPU_GRAPHS");
+        assert_int_equal(graph_captures + graph_launches, 0);
+        assert_memory_equal(ref, tok, sizeof tok);
+    }
+    mock_no_graphs = mock_begin_fails = false;
+    assert_null(mock_capture);
+    free(l);
 }
 
 typedef struct fault_case {
@@ -1126,6 +1404,8 @@ int main(void)
         cmocka_unit_test(test_splits_match_cpu),
         cmocka_unit_test(test_long_prompt),
         cmocka_unit_test(test_no_round_trips),
+        cmocka_unit_test(test_graph_decode),
+        cmocka_unit_test(test_graph_fallbacks),
         cmocka_unit_test(test_inject_fault),
         cmocka_unit_test(test_bench_ops),
         cmocka_unit_test(test_refusals),

@@ -607,13 +607,44 @@ static void test_gpu_idle_needs_gpu_use(void **state)
     adg_test_rmtree(dir);
 }
 
+/* Copies before the first kernel are setup (the weights going up once): transfer-bound
+ * judges the copies made while the GPU computed.  The hybrid fixture's 42 GiB of HtoD in
+ * 5.9 s, all before its first kernel: no finding, and the setup facts say what it was. */
+static void test_setup_copies_not_transfer_bound(void **state)
+{
+    (void)state;
+    char *p = fixture("report_hybrid_gpu.json");
+    json_t *rec = json_load_file(p, 0, NULL);
+    free(p);
+    assert_non_null(rec);
+    json_t *gk = json_object_get(rec, "gpu_kernels");
+    assert_true(json_is_object(gk));
+    json_object_set_new(gk, "memcpy_before_kernels",
+                        json_pack("{s:I,s:I,s:f}", "count", (json_int_t)2100, "bytes", (json_int_t)(41.9 * (1u << 30)),
+                                  "time_s", 5.85));
+    char *dir = adg_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/setup.json", dir);
+    assert_int_equal(json_dump_file(rec, path, 0), 0);
+    json_decref(rec);
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_run(path, &doc));
+    assert_null(finding(doc, "transfer-bound", NULL));
+    char *md = NULL;
+    ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_MD, &md));
+    assert_non_null(strstr(md, "bytes copied before the first kernel (setup)"));
+    free(md);
+    json_decref(doc);
+    adg_test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compare_seed_pair), cmocka_unit_test(test_run_report),
         cmocka_unit_test(test_crash_reports),     cmocka_unit_test(test_real_records),
         cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_gpu_idle_needs_gpu_use),
+        cmocka_unit_test(test_gpu_idle_needs_gpu_use), cmocka_unit_test(test_setup_copies_not_transfer_bound),
         cmocka_unit_test(test_rules_single),      cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_html_charts),       cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_rules_documented),
