@@ -15,6 +15,8 @@
 #    marks replayed in the graph, and the capture's debug line);
 #  - with PEERS=peers.tar.xz (see peers.sh): llama.cpp's CUDA build, tg128 -ngl 99 on the
 #    same files;
+#  - `profile` of small q4_0 tg64 and of the 30B shapes' pp512 at --ngl 99 (GPU kernel
+#    tables in prof-graph.md / prof-pp.md);
 #  - medians into $OUT/gpu_graphs.txt (all values in brackets), rows in $OUT/gpu_graphs.jsonl.
 #   usage: OUT=DIR tests/device/gpu_graphs.sh BUILD_DIR
 set -u
@@ -114,6 +116,12 @@ grep -i "graph" "$work/ops-graph.log" >"$out/ops-graph-debug.txt" 2>/dev/null
 step "profile-graph" 60 "$amx" profile -q -e gpu,cpu -o "$out/prof-graph.json" -m "$work/small-q4_0.gguf" \
     --ngl 99 --n-prompt 0 -n 64 -r 1 -t "$threads"
 step "report-graph" 20 "$amx" report "$out/prof-graph.json" --format md -o "$out/prof-graph.md"
+# Where the prompt's GPU time goes at --ngl 99 (the 30B shapes, one pp512): the kernel table.
+if [ -s "$work/big-q4_0.gguf" ]; then
+    step "profile-pp" 60 "$amx" profile -q -e gpu,cpu -o "$out/prof-pp.json" -m "$work/big-q4_0.gguf" \
+        --ngl 99 --n-prompt 512 -n 0 -r 2 -t "$threads"
+    step "report-pp" 20 "$amx" report "$out/prof-pp.json" --format md -o "$out/prof-pp.md"
+fi
 if [ -x "$build/tests/test_cuda_kernels" ]; then
     step "unit-cuda_kernels" 60 "$build/tests/test_cuda_kernels"
     cp "$work/unit-cuda_kernels.out" "$out/" 2>/dev/null
