@@ -562,15 +562,17 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                     json_object_set_new(row, "store",
                                         json_string(b->c->gemm_staged && !pl.wgmma ? "staged" : "fragment"));
                 }
-                if (pl.wgmma)
+                if (pl.wgmma) {
                     json_object_set_new(row, "pipe", json_integer(pl.deep ? 2 : 1));
+                    json_object_set_new(row, "grid", json_integer(pl.grid)); /* 0: one CTA per tile */
+                }
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
                 if (!b->o->json && kern_type_is_quantized(a.t)) {
                     if (pl.wgmma)
-                        printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, pipe %d, %d k slice(s)%s\n", "", "",
+                        printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, pipe %d, %d k slice(s), %s%s\n", "", "",
                                pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.deep ? 2 : 1, pl.ksplit,
-                               sel ? " (selected)" : "");
+                               pl.grid ? "persistent grid" : "a CTA per tile", sel ? " (selected)" : "");
                     else if (pl.f16mma)
                         printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s\n", "", "",
                                pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit,

@@ -321,6 +321,33 @@ static int gw_smem_limit(const kern_cuda_gemm_caps *caps, int v)
  * buffer, slots >= 4).  Neither measured yet: gemm_sweep.sh times both
  * (AMXDIAG_GPU_GEMM_WGMMA_PIPE); the faster becomes this default. */
 #define GW_PIPE_DEFAULT 1
+/* Persistent grid by default (1: as many CTAs as are resident at once, each running its
+ * tiles as one stream of k stages, the next tile's copies and conversion under the last
+ * MMAs of the one before; 0: one CTA per tile).  Not measured yet either
+ * (AMXDIAG_GPU_GEMM_WGMMA_PERSIST). */
+#define GW_PERSIST_DEFAULT 0
+
+/* CTAs of wgmma variant v resident on an SM with `smem` bytes each: its launch bounds'
+ * aim, shared memory (the driver keeps 1 KiB per CTA) and 2048 threads. */
+static int gw_ctas_per_sm(const kern_cuda_gemm_caps *caps, int v, int smem)
+{
+    const int optin = caps->can_raise_smem ? caps->smem_optin : 48 * 1024;
+    int c = gw_var_cps(v);
+    if ((optin + 1024) / (smem + 1024) < c)
+        c = (optin + 1024) / (smem + 1024);
+    if (2048 / gw_var_threads(v) < c)
+        c = 2048 / gw_var_threads(v);
+    return c < 1 ? 1 : c;
+}
+
+/* The persistent grid for this plan and shape (0: one CTA per tile is no more). */
+static int gw_grid(const kern_cuda_gemm_caps *caps, const kern_cuda_gemm_plan *p, int64_t m, int64_t n)
+{
+    const int64_t sms = caps->sm_count > 0 ? caps->sm_count : 132;
+    const int64_t tiles = ((m + p->tile - 1) / p->tile) * ((n + p->bn - 1) / p->bn) * (p->ksplit > 1 ? p->ksplit : 1);
+    const int64_t g = sms * gw_ctas_per_sm(caps, p->variant, p->smem);
+    return tiles > g ? (int)g : 0;
+}
 
 /* Ring slots of wgmma variant v (<= want) with the deep pipeline or not: within its CTAs'
  * share of an SM where it fits, else alone on the SM; 0 if the minimum does not fit. */
@@ -371,6 +398,7 @@ static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code,
     p.stages = slots;
     p.deep = deep;
     p.smem = gw_smem_bytes_p(wt, p.tile, p.bn, slots, deep);
+    p.grid = GW_PERSIST_DEFAULT ? gw_grid(caps, &p, m, n) : 0;
     /* the 4-byte copies take 32-bit offsets within a tile, as the f16-MMA k64 tiles' */
     p.aligned = gf_aligned(GW_KB, k / 32, w_addr) && (int64_t)p.tile * (k / 32) * (wt == 4 ? 18 : 34) < INT32_MAX;
     p.why = p.aligned ? "wgmma (sm_90a: weights dequantised in shared memory, warpgroup MMA)"
@@ -517,26 +545,32 @@ int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k)
 }
 
 void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
-                                const char *slots, const char *pipe)
+                               const char *slots, const char *pipe, const char *persist, int64_t m, int64_t n)
 {
     if (!p->wgmma)
         return;
-    char *end;
-    long s = slots && *slots ? strtol(slots, &end, 10) : 0;
-    if (!s || *end || s < 3 || s > GW_MAX_SLOTS)
-        s = GW_MAX_SLOTS;
-    int deep = p->deep;
-    if (pipe && (strcmp(pipe, "1") == 0 || strcmp(pipe, "2") == 0))
-        deep = pipe[0] == '2';
-    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
-    int fit = gw_fit(caps, wt, p->variant, (int)s, deep);
-    if (!fit && deep)
-        fit = gw_fit(caps, wt, p->variant, (int)s, deep = 0);
-    if (fit) {
-        p->stages = fit;
-        p->deep = deep;
-        p->smem = gw_smem_bytes_p(wt, p->tile, p->bn, fit, deep);
+    if (slots || pipe) {
+        char *end;
+        long s = slots && *slots ? strtol(slots, &end, 10) : 0;
+        if (!s || *end || s < 3 || s > GW_MAX_SLOTS)
+            s = GW_MAX_SLOTS;
+        int deep = p->deep;
+        if (pipe && (strcmp(pipe, "1") == 0 || strcmp(pipe, "2") == 0))
+            deep = pipe[0] == '2';
+        const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
+        int fit = gw_fit(caps, wt, p->variant, (int)s, deep);
+        if (!fit && deep)
+            fit = gw_fit(caps, wt, p->variant, (int)s, deep = 0);
+        if (fit) {
+            p->stages = fit;
+            p->deep = deep;
+            p->smem = gw_smem_bytes_p(wt, p->tile, p->bn, fit, deep);
+        }
     }
+    /* the grid after the slots (CTAs per SM) and the k slices */
+    const bool on = persist && (strcmp(persist, "0") == 0 || strcmp(persist, "1") == 0) ? persist[0] == '1'
+                                                                                         : GW_PERSIST_DEFAULT;
+    p->grid = on ? gw_grid(caps, p, m, n) : 0;
 }
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
@@ -549,7 +583,9 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
     }
     if (p.wgmma)
         kern_cuda_gemm_wgmma_tune(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_SLOTS"),
-                                  getenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE"));
+                                  getenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE"), NULL, m, n);
     p.ksplit = kern_cuda_gemm_ksplit(&p, c->gemm_ksplit, k);
+    if (p.wgmma) /* the grid counts the k slices */
+        kern_cuda_gemm_wgmma_tune(&c->caps, &p, type, NULL, NULL, getenv("AMXDIAG_GPU_GEMM_WGMMA_PERSIST"), m, n);
     return p;
 }

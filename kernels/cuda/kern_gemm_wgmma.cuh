@@ -12,9 +12,10 @@
 #include "kern_gemm_copy.cuh"
 #include "kern_gemm_wgmma_map.h"
 
-// One CTA tile: weight rows r0 .. r0 + 64 WG - 1 (warpgroup g: rows 64 g ..), tokens n0 ..
+// CTA tiles: weight rows r0 .. r0 + 64 WG - 1 (warpgroup g: rows 64 g ..), tokens n0 ..
 // n0 + BN - 1; token tiles run fastest (the CTAs sharing a band of weight rows run together,
-// so weights larger than L2 come from DRAM about once).  Arguments as the f16-MMA kernel's:
+// so weights larger than L2 come from DRAM about once).  A CTA takes tiles blockIdx.x,
+// + gridDim.x, ... (a grid of one CTA per tile, or a persistent one of as many as fit).  Arguments as the f16-MMA kernel's:
 // x the f16 activations [n][k]; `slots` ring slots (3..8, gw_slots_fit); flags bit 0
 // (GF_FLAG_ALIGNED): raw W by 4-byte cp.async (k % 64 == 0, 4-byte aligned buffer), else
 // 2-byte loads; ksplit > 1: each tile's k stages in ksplit slices whose partial sums are
@@ -69,101 +70,138 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     // of slot 0; buffer b, slot s and step kk add (b WFB + 32 kk) >> 4, (s SLOT + 32 kk) >> 4
     const unsigned long long da0 = gw_desc(gw_smem_u32(wf0 + wg * 64 * RB));
     const unsigned long long db0 = gw_desc(gw_smem_u32(sm));
-    const long long tiles_mn = tiles_m * tiles_n;
+    const long long tiles_mn = tiles_m * tiles_n, n_tiles = tiles_mn * ksplit;
     const int per_slice = (nst + ksplit - 1) / ksplit;
-    for (long long tile = blockIdx.x; tile < tiles_mn * ksplit; tile += gridDim.x) {
-        const long long tmn = tile % tiles_mn;
-        const int st0 = (int)(tile / tiles_mn) * per_slice, st1 = st0 + per_slice < nst ? st0 + per_slice : nst;
-        if (st0 >= st1)
-            continue; // (the whole CTA) an empty slice: k too short to cut
-        const long long r0 = (tmn / tiles_n) * BM, n0 = (tmn % tiles_n) * BN;
-        const uint8_t *const wtile = w + r0 * row_bytes;
-        const int rows_left = m - r0 < BM ? (int)(m - r0) : BM;
-        unsigned xok = 0; // X piece it of this tile reads a token that exists
+    const long long xstep = XPI * k;
+    // The CTA's tiles (blockIdx.x, + gridDim.x, ...) as one stream of k stages: the copies
+    // run `ahead` stages in front of the MMAs and the conversion one, into the next tile
+    // at the end of one, so that a CTA that owns several tiles (a grid of fewer CTAs than
+    // tiles) keeps its pipeline full from tile to tile; only the MMAs stop for the
+    // epilogue.  Tile t covers k stages [s0, s1) of slice t / tiles_mn (empty where k is
+    // too short to cut: skipped).
+    auto stages_of = [&](long long t, int &s0, int &s1) {
+        s0 = (int)(t / tiles_mn) * per_slice;
+        s1 = s0 + per_slice < nst ? s0 + per_slice : nst;
+    };
+    auto next_tile = [&](long long t) {
+        for (t += gridDim.x; t < n_tiles; t += gridDim.x) {
+            int s0, s1;
+            stages_of(t, s0, s1);
+            if (s0 < s1)
+                return t;
+        }
+        return n_tiles;
+    };
+    // the copies' cursor: tile lt, stage ls of [ls, ls1), and what its copies need
+    long long lt = next_tile((long long)blockIdx.x - gridDim.x), lr0 = 0;
+    int ls = 0, ls1 = 0, rows_left = 0;
+    const uint8_t *wtile = w;
+    const uint16_t *xsrc = x;
+    unsigned xok = 0; // X piece it of the tile reads a token that exists
+    auto set_load = [&](long long t) {
+        stages_of(t, ls, ls1);
+        const long long tmn = t % tiles_mn, ln0 = (tmn % tiles_n) * BN;
+        lr0 = (tmn / tiles_n) * BM;
+        wtile = w + lr0 * row_bytes;
+        rows_left = m - lr0 < BM ? (int)(m - lr0) : BM;
+        xok = 0;
 #pragma unroll
         for (int it = 0; it < XIT; it++)
-            xok |= (unsigned)(n0 + x_tok + it * XPI < n) << it;
-        const uint16_t *const xsrc = x + (n0 + x_tok) * k + x_j * 8;
-        const long long xstep = XPI * k;
-        __syncthreads(); // the previous tile is done with every buffer
-        auto load = [&](int st, int slot) {
-            uint8_t *const sb = sm + slot * SLOT;
-            const long long kb0 = (long long)st * KB;
-            if (flags & GF_FLAG_ALIGNED) {
-                // piece c = tid + i THREADS is (row, pc) = (c / PW, c % PW); 32-bit offsets
-                // within the tile (the plan keeps BM row_bytes below 2^31)
-                const uint8_t *const wst = wtile + kb0 * BSZ;
+            xok |= (unsigned)(ln0 + x_tok + it * XPI < n) << it;
+        xsrc = x + (ln0 + x_tok) * k + x_j * 8;
+    };
+    // stage ls of tile lt into `slot`, then the cursor one stage on
+    auto load = [&](int slot) {
+        uint8_t *const sb = sm + slot * SLOT;
+        const long long kb0 = (long long)ls * KB;
+        if (flags & GF_FLAG_ALIGNED) {
+            // piece c = tid + i THREADS is (row, pc) = (c / PW, c % PW); 32-bit offsets
+            // within the tile (the plan keeps BM row_bytes below 2^31)
+            const uint8_t *const wst = wtile + kb0 * BSZ;
 #pragma unroll
-                for (int i = 0; i < WPT; i++) {
-                    if (BM * PW % THREADS == 0 || tid + i * THREADS < BM * PW) {
-                        const int pcs = pw_pc + (i * THREADS) % PW, carry = pcs >= PW;
-                        const int row = pw_row + (i * THREADS) / PW + carry, pc = pcs - (carry ? PW : 0);
-                        const bool ok = row < rows_left;
-                        cp_async4(sb + XB + row * WSTR + pc * 4, ok ? wst + (row * rbytes + pc * 4) : w, ok);
-                    }
+            for (int i = 0; i < WPT; i++) {
+                if (BM * PW % THREADS == 0 || tid + i * THREADS < BM * PW) {
+                    const int pcs = pw_pc + (i * THREADS) % PW, carry = pcs >= PW;
+                    const int row = pw_row + (i * THREADS) / PW + carry, pc = pcs - (carry ? PW : 0);
+                    const bool ok = row < rows_left;
+                    cp_async4(sb + XB + row * WSTR + pc * 4, ok ? wst + (row * rbytes + pc * 4) : w, ok);
                 }
-            } else {
-                gq_copy_blocks_2byte<BSZ, BM, KB, WSTR, THREADS>(sb + XB, w, r0, m, kb0, nb, row_bytes, tid);
             }
-            // k is a multiple of 64 on the aligned path: every block of the stage exists
-            const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
-            const uint16_t *src = xsrc + kb0 * 32;
-#pragma unroll
-            for (int it = 0; it < XIT; it++) {
-                const bool ok = kin && ((xok >> it) & 1);
-                cp_async16(sb + x_dst + it * XPI * RB, ok ? src : x, ok);
-                src += xstep;
-            }
-        };
-        auto convert = [&](int slot, int buf) {
-#pragma unroll
-            for (int it = 0; it < CU; it++)
-                gf_convert<WT>(sm + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
-                               cv_dst + it * CPI * RB);
-        };
-        float acc[NACC];
-#pragma unroll
-        for (int i = 0; i < NACC; i++)
-            acc[i] = 0.0f;
-        for (int s = 0; s < ahead; s++) {
-            if (st0 + s < st1)
-                load(st0 + s, s);
-            cp_async_commit();
+        } else {
+            gq_copy_blocks_2byte<BSZ, BM, KB, WSTR, THREADS>(sb + XB, w, lr0, m, kb0, nb, row_bytes, tid);
         }
-        gw_cp_wait(ahead - 1); // stage st0
+        // k is a multiple of 64 on the aligned path: every block of the stage exists
+        const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
+        const uint16_t *src = xsrc + kb0 * 32;
+#pragma unroll
+        for (int it = 0; it < XIT; it++) {
+            const bool ok = kin && ((xok >> it) & 1);
+            cp_async16(sb + x_dst + it * XPI * RB, ok ? src : x, ok);
+            src += xstep;
+        }
+        if (++ls == ls1 && (lt = next_tile(lt)) < n_tiles)
+            set_load(lt);
+    };
+    auto convert = [&](int slot, int buf) {
+#pragma unroll
+        for (int it = 0; it < CU; it++)
+            gf_convert<WT>(sm + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
+                           cv_dst + it * CPI * RB);
+    };
+    // the MMAs' cursor: tile mt, stage ms of [ms, ms1); the tile after it
+    long long mt = lt, mt_next = n_tiles;
+    int ms = 0, ms1 = 0;
+    if (mt >= n_tiles)
+        return; // (the whole CTA) no tile
+    stages_of(mt, ms, ms1);
+    mt_next = next_tile(mt);
+    set_load(lt);
+    float acc[NACC];
+#pragma unroll
+    for (int i = 0; i < NACC; i++)
+        acc[i] = 0.0f;
+    for (int s = 0; s < ahead; s++) {
+        if (lt < n_tiles)
+            load(s);
+        cp_async_commit();
+    }
+    gw_cp_wait(ahead - 1); // the first stage
+    __syncthreads();
+    convert(0, 0);
+    int rd = 0, nx = 1, ld = ahead; // ring slots of the stream's stages g, g + 1, g + ahead
+    int bf = 0;                     // the f16 buffer of stage g
+    for (;;) {
+        gw_cp_wait(ahead - 2); // stage g + 1 has landed (this thread's copies)
+        gw_fence_proxy();      // ... and stage g's conversion: visible to the tensor cores
         __syncthreads();
-        convert(0, 0);
-        int rd = 0, nx = 1, ld = ahead; // ring slots of stages st, st + 1, st + ahead
-        int bf = 0;                     // the f16 buffer of stage st
-        for (int st = st0; st < st1; st++) {
-            gw_cp_wait(ahead - 2); // stage st + 1 has landed (this thread's copies)
-            gw_fence_proxy();      // ... and stage st's conversion: visible to the tensor cores
-            __syncthreads();
-            gw_fence(); // the accumulators' last writes are ordered before the MMAs
-            {
-                const unsigned long long da = da0 + (unsigned)((bf * WFB) >> 4);
-                const unsigned long long db = db0 + (unsigned)((rd * SLOT) >> 4);
+        gw_fence(); // the accumulators' last writes are ordered before the MMAs
+        {
+            const unsigned long long da = da0 + (unsigned)((bf * WFB) >> 4);
+            const unsigned long long db = db0 + (unsigned)((rd * SLOT) >> 4);
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-                    gw_mma<BN>(acc, da + 2 * kk, db + 2 * kk);
-            }
-            gw_commit();
-            if (st + ahead < st1)
-                load(st + ahead, ld);
-            cp_async_commit();
-            bf = bf + 1 == nbuf ? 0 : bf + 1;
-            if (st + 1 < st1)
-                convert(nx, bf);
-            if (deep)
-                gw_wait1(); // stage st - 1's MMAs are done with their buffers
-            else
-                gw_wait0(); // stage st's
-            rd = nx;
-            nx = nx + 1 == slots ? 0 : nx + 1;
-            ld = ld + 1 == slots ? 0 : ld + 1;
+            for (int kk = 0; kk < 4; kk++)
+                gw_mma<BN>(acc, da + 2 * kk, db + 2 * kk);
         }
-        gw_cp_wait(0);
+        gw_commit();
+        if (lt < n_tiles)
+            load(ld);
+        cp_async_commit();
+        bf = bf + 1 == nbuf ? 0 : bf + 1;
+        if (ms + 1 < ms1 || mt_next < n_tiles)
+            convert(nx, bf);
+        if (deep)
+            gw_wait1(); // stage g - 1's MMAs are done with their buffers
+        else
+            gw_wait0(); // stage g's
+        rd = nx;
+        nx = nx + 1 == slots ? 0 : nx + 1;
+        ld = ld + 1 == slots ? 0 : ld + 1;
+        if (++ms < ms1)
+            continue;
+        // the tile's last stage: its result out (no shared memory involved), the
+        // accumulators cleared for the next tile, whose first stages are in flight
         gw_wait0();
+        const long long tmn = mt % tiles_mn, r0 = (tmn / tiles_n) * BM, n0 = (tmn % tiles_n) * BN;
 #pragma unroll
         for (int i = 0; i < NACC; i++) {
             const long long row = r0 + wg * 64 + gw_d_row(warp & 3, lane, i);
@@ -174,8 +212,14 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
                 else
                     y[tok * m + row] = acc[i];
             }
+            acc[i] = 0.0f;
         }
+        if ((mt = mt_next) >= n_tiles)
+            break;
+        stages_of(mt, ms, ms1);
+        mt_next = next_tile(mt);
     }
+    gw_cp_wait(0);
 }
 
 #endif

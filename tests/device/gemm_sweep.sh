@@ -3,7 +3,7 @@
 # f16 in shared memory, wgmma.mma_async from shared-memory descriptors; compute capability
 # 9.0 only) beside the f16-MMA (mma.sync) and int8 kernels and cuBLAS f16.  Step limits
 # add up to 150 s (typically 40-70 s); NCU=1 adds <= 90 s, STAGED=1 the f16-MMA
-# staged-epilogue sweeps (<= 44 s), RACECHECK=1 compute-sanitizer racecheck (<= 12 s).
+# staged-epilogue sweeps (<= 40 s), RACECHECK=1 compute-sanitizer racecheck (<= 10 s).
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
 #      formula, every f16-MMA and wgmma variant within 1.1 * 2^-10 sum |w x| (the largest
 #      error printed): partial tiles, the 2-byte weight path, split-K, one token;
@@ -11,9 +11,10 @@
 #      bound); auto: `amxdiag-gpu-bench --only gemm` as a user runs it (the default per
 #      shape, the wgmma row beside it; goal "worst shape, % of cuBLAS f16");
 #   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2): every int8 (v0..v7), f16-MMA
-#      (f0..f8) and wgmma (w0..w3) tile at every shape; sweep-slots{3,4}w0: the wgmma w0
-#      ring at 3 and 4 slots (AMXDIAG_GPU_GEMM_WGMMA_SLOTS; default: as many as fit, <= 8);
+#      (f0..f8) and wgmma (w0..w3) tile at every shape (the wgmma ring: as many slots as fit,
+#      <= 8; AMXDIAG_GPU_GEMM_WGMMA_SLOTS caps it);
 #      sweep-p2 / sweep-p2k2: the wgmma tiles with the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2);
+#      sweep-ps / sweep-p2ps: with the persistent grid (AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1);
 #   4. engine-wgmma: test_kern_engine's GPU layers teacher-forced against the CPU
 #      reference; compare-wgmma: `amxdiag run --ngl 99 --greedy --compare ref`;
 #   5. compute-sanitizer memcheck (RACECHECK=1: and racecheck) on the wgmma kernels;
@@ -62,14 +63,14 @@ grep -h -E "(f16mma|wgmma|mma) [fvw][0-9].*\(selected\)" "$out/auto.log" | head 
 
 # 3. every tile at every shape, 3 stages for the mma.sync kernels (2 and 4 were within 1 %
 # at 02:59), the wgmma ring as many slots as fit; one k slice and two (SPLITK=2: where k
-# has enough stages, i.e. every shape but ffn_down); then the wgmma ring at 3 and 4 slots
+# has enough stages, i.e. every shape but ffn_down); then the wgmma variants of the pipeline
 runs="s3 s3k2"
 [ -n "${STAGED:-}" ] && runs="$runs s3st s3k2st"
 for run in $runs; do
     envs=()
     case $run in *k2*) envs+=(AMXDIAG_GPU_GEMM_SPLITK=2) ;; esac
     case $run in *st) envs+=(AMXDIAG_GPU_GEMM_STORE=staged) ;; esac
-    step_want "sweep-$run" 0 22 env "${envs[@]}" "$bench" --only gemm --gemm-tile all --gemm-stages 3 --iters 10 \
+    step_want "sweep-$run" 0 20 env "${envs[@]}" "$bench" --only gemm --gemm-tile all --gemm-stages 3 --iters 10 \
         -o "$out/sweep-$run.json"
     sed -n '/^goals/,$p' "$out/sweep-$run.log" | sed "s/^/  $run /" >>"$summary"
 done
@@ -79,13 +80,15 @@ step_want sweep-p2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm --
     --iters 10 -o "$out/sweep-p2.json"
 step_want sweep-p2k2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
     --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2k2.json"
-for sl in 3 4; do
-    step_want "sweep-slots${sl}w0" 0 4 env AMXDIAG_GPU_GEMM_WGMMA_SLOTS=$sl "$bench" --only gemm --gemm-tile w0 \
-        --iters 10 -o "$out/sweep-slots${sl}w0.json"
-done
+# the persistent grid (AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1: the CTAs resident at once, each
+# running its tiles as one stream of k stages), with either pipeline
+step_want sweep-ps 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1 "$bench" --only gemm --gemm-kernel wgmma \
+    --gemm-tile all --iters 10 -o "$out/sweep-ps.json"
+step_want sweep-p2ps 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1 AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm \
+    --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2ps.json"
 
 # 4. the engine with the wgmma prompt GEMM against the CPU reference
-step_want engine-wgmma 0 8 env AMXDIAG_GPU_GEMM=wgmma "$build/tests/test_kern_engine"
+step_want engine-wgmma 0 6 env AMXDIAG_GPU_GEMM=wgmma "$build/tests/test_kern_engine"
 grep -h -E "teacher-forced|SKIP|FAILED|ERROR|LINE" "$out/engine-wgmma.log" | head -12 | sed 's/^/  /' >>"$summary"
 export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-wgmma-cache-XXXXXX)
 step_want compare-wgmma 0 6 env AMXDIAG_GPU_GEMM=wgmma "$build/amxdiag" run --ngl 99 --greedy -p 64 -n 16 \
@@ -96,14 +99,14 @@ rm -rf "$XDG_CACHE_HOME"
 unset XDG_CACHE_HOME
 
 # 5. compute-sanitizer on the wgmma kernels only (the bench's small checks: 256 x 512 x 64
-# and 131 x 96 x 37): no out-of-bounds access; with RACECHECK=1 (<= 12 s more) also
+# and 131 x 96 x 37): no out-of-bounds access; with RACECHECK=1 (<= 10 s more) also
 # racecheck (whether it follows wgmma's asynchronous operand reads is not known here)
 if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     tools=memcheck
     [ -n "${RACECHECK:-}" ] && tools="memcheck racecheck"
     for tool in $tools; do
-        step_want "sanitizer-$tool" 0 12 "$cs" --tool $tool --kernel-name kns=gemm_wgmma --error-exitcode 9 \
+        step_want "sanitizer-$tool" 0 10 "$cs" --tool $tool --kernel-name kns=gemm_wgmma --error-exitcode 9 \
             --print-limit 10 "$bench" --check-only --quick --gemm-kernel wgmma
         expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'
         grep -h -E "SUMMARY|Invalid|hazard" "$out/sanitizer-$tool.log" | head -6 | sed 's/^/  /' >>"$summary"
@@ -116,9 +119,8 @@ import json, os, sys
 out = sys.argv[1]
 labels = [("s3", "3 stages (wgmma: slots as fit)"), ("s3k2", "3 stages, split-K 2"),
           ("p2", "wgmma deep pipeline (PIPE=2)"), ("p2k2", "wgmma deep pipeline, split-K 2"),
-          ("s3st", "3 stages, f16mma staged stores"), ("s3k2st", "3 stages, split-K 2, f16mma staged stores"),
-          ("slots3w0", "wgmma w0 at 3 slots"), ("slots3w1", "wgmma w1 at 3 slots"),
-          ("slots4w0", "wgmma w0 at 4 slots"), ("slots4w1", "wgmma w1 at 4 slots")]
+          ("ps", "wgmma persistent grid (PERSIST=1)"), ("p2ps", "wgmma deep pipeline, persistent grid"),
+          ("s3st", "3 stages, f16mma staged stores"), ("s3k2st", "3 stages, split-K 2, f16mma staged stores")]
 runs = {}
 for tag, _ in labels:
     p = os.path.join(out, "sweep-%s.json" % tag)
@@ -137,7 +139,7 @@ for tag, desc in labels:
     if tag not in runs:
         continue
     rows = [x for x in runs[tag].get("rows", []) if x.get("group") == "gemm"]
-    if tag.startswith("slots") or tag.startswith("p2"):
+    if tag.startswith("p"):
         rows = [x for x in rows if x.get("kernel") in ("wgmma", None) or x.get("type", "").startswith("cublas")]
     shapes = []
     for x in rows:
@@ -168,6 +170,8 @@ for tag, desc in labels:
                 lab = "%s%d %s" % (t, b.get("variant", -1), tag)
                 if b.get("pipe") == 2:
                     lab += " pipe 2"
+                if b.get("grid"):
+                    lab += " persistent"
                 if b.get("ksplit", 1) > 1:
                     lab += " k%d" % b.get("ksplit")
                 if key not in best or b.get("pct_cublas", 0) > best[key][0]:

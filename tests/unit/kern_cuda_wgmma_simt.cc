@@ -197,6 +197,16 @@ int main()
     wgmma_case(8, 2, 4, true, 0, 70, 96, 37, 2, 1, true);
     wgmma_case(4, 1, 6, true, 0, 150, 448, 70, 3, 2, true);
     wgmma_case(8, 3, 8, false, 2, 70, 1024, 1, 1, 2, true);
+    // CTAs that own several tiles (fewer CTAs than tiles): the copies and the conversion
+    // run on into the next tile; empty k slices (k too short to cut) skipped
+    wgmma_case(4, 3, 4, true, 0, 200, 448, 150, 5);           // 12 tiles on 5 CTAs
+    wgmma_case(8, 3, 3, false, 0, 200, 448, 150, 5, 1, false);
+    wgmma_case(8, 1, 5, true, 0, 300, 320, 130, 4, 1, true);  // 6 tiles on 4 CTAs, deep
+    wgmma_case(4, 0, 4, false, 2, 260, 256, 300, 3, 1, true); // 6 tiles, 2-byte weights, deep
+    wgmma_case(8, 2, 4, true, 0, 130, 448, 300, 3, 2);        // 2 slices of 4 + 3 stages, 18 on 3 CTAs
+    wgmma_case(4, 3, 6, false, 0, 130, 64, 70, 4, 2, true);   // one stage: every second slice empty
+    wgmma_case(4, 2, 3, true, 0, 64, 32, 129, 2, 1);          // half a stage per tile, 2 tiles
+    wgmma_case(8, 3, 8, true, 4, 190, 192, 200, 1, 1, true);  // 12 tiles on one CTA, 3 stages each
     if (failures) {
         printf("%d case(s) differ from the reference\n", failures);
         return 1;

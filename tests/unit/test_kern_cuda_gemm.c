@@ -819,40 +819,62 @@ static void test_wgmma_plan(void **state)
         /* ring slots asked for ($AMXDIAG_GPU_GEMM_WGMMA_SLOTS): as many as fit */
         p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 1, 0, t, 4096, 2048, 512, 0x1000, false);
         kern_cuda_gemm_plan q = p;
-        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "3", NULL);
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "3", NULL, NULL, 4096, 512);
         assert_int_equal(q.stages, 3);
         assert_int_equal(q.smem, gw_smem_bytes(wt, q.tile, q.bn, 3));
         q = p;
-        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "junk", NULL);
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "junk", NULL, NULL, 4096, 512);
         assert_int_equal(q.stages, p.stages);
-        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "9", NULL);
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "9", NULL, NULL, 4096, 512);
         assert_int_equal(q.stages, p.stages);
         p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0, 0, t, 4096, 2048, 512, 0x1000, false);
         q = p;
-        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "8", NULL); /* 128 x 256: 8 slots do not fit, the most that do */
+        /* 128 x 256: 8 slots do not fit, the most that do */
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "8", NULL, NULL, 4096, 512);
         assert_true(q.stages >= 3 && q.stages < 8 && q.smem <= h100w.smem_optin);
         assert_false(q.deep);
         /* the deep pipeline ($AMXDIAG_GPU_GEMM_WGMMA_PIPE=2): a third f16 buffer, >= 4 slots */
         for (int v = 0; v < GW_NVAR; v++) {
             p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + v, 0, t, 4096, 2048, 512, 0x1000, false);
             q = p;
-            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, "2");
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, "2", NULL, 4096, 512);
             assert_true(q.deep);
             assert_true(q.stages >= 4 && q.smem <= h100w.smem_optin);
             assert_int_equal(q.smem, gw_smem_bytes_p(wt, q.tile, q.bn, q.stages, 1));
             assert_int_equal(gw_smem_bytes_p(wt, q.tile, q.bn, q.stages, 1),
                              gw_smem_bytes(wt, q.tile, q.bn, q.stages) + q.tile * GW_ROW);
-            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "4", "1");
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "4", "1", NULL, 4096, 512);
             assert_false(q.deep);
             assert_int_equal(q.stages, 4);
             assert_int_equal(q.smem, gw_smem_bytes(wt, q.tile, q.bn, 4));
         }
+        /* the persistent grid ($AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1): the CTAs resident at once
+         * where the shape has more tiles (the LM head: 1187 x 2 tiles of 128 x 256, one CTA
+         * per SM), one CTA per tile where it has no more (attn_q at 64 x 128: 256 tiles, 2
+         * CTAs per SM); off by default and with "0" */
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0, 0, t, 151936, 2048, 512, 0x1000, false);
+        assert_int_equal(p.grid, 0);
+        q = p;
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, NULL, "1", 151936, 512);
+        assert_int_equal(q.grid, 132);
+        assert_int_equal(q.stages, p.stages);
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, NULL, "0", 151936, 512);
+        assert_int_equal(q.grid, 0);
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 2, 0, t, 4096, 2048, 512, 0x1000, false);
+        q = p;
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, NULL, "1", 4096, 512);
+        assert_int_equal(q.grid, 0);
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, NULL, "1", 8192, 512); /* 512 tiles */
+        assert_int_equal(q.grid, 264);
+        q.ksplit = 2; /* the k slices count */
+        kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, NULL, "1", 4096, 512);
+        assert_int_equal(q.grid, 264);
         /* no room for 4 slots and 3 buffers (64 KiB): the flat pipeline */
         const kern_cuda_gemm_caps tiny = {.code_arch = 90, .sm_count = 132, .smem_optin = 64 * 1024,
                                           .can_raise_smem = true, .wgmma = true};
         p = kern_cuda_gemm_plan_make(&tiny, KERN_CUDA_GEMM_WGMMA, w0 + 3, 0, t, 4096, 2048, 512, 0x1000, false);
         q = p;
-        kern_cuda_gemm_wgmma_tune(&tiny, &q, t, NULL, "2");
+        kern_cuda_gemm_wgmma_tune(&tiny, &q, t, NULL, "2", NULL, 4096, 512);
         assert_true(q.wgmma && !q.deep && q.stages == p.stages && q.smem <= tiny.smem_optin);
     }
     /* an A100-class part (164 KiB): still three slots of every tile */
