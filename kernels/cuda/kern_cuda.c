@@ -48,8 +48,9 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_QKV_POST] = "kern_qkv_post",
     [KF_ADD_RMSNORM] = "kern_add_rmsnorm",
     [KF_ROUTER_TOPK] = "kern_router_topk",
-#define GW_NAMES(I, WG, BN, CPS)                                                                                       \
-    [KF_GEMM_WGMMA_FIRST + 2 * I] = "kern_gemm_wgmma_q4_0_w" #I, [KF_GEMM_WGMMA_FIRST + 2 * I + 1] = "kern_gemm_wgmma_q8_0_w" #I,
+#define GW_NAMES(I, WG, BN, CPS)                                                                        \
+    [KF_GEMM_WGMMA_FIRST + 2 * I] = "kern_gemm_wgmma_q4_0_w" #I,                                        \
+    [KF_GEMM_WGMMA_FIRST + 2 * I + 1] = "kern_gemm_wgmma_q8_0_w" #I,
     GW_VARIANTS(GW_NAMES)
 #undef GW_NAMES
 };

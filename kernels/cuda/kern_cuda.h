@@ -158,6 +158,8 @@ typedef struct kern_cuda_gemm_plan {
     bool wgmma;       /* f16mma on the sm_90a wgmma kernel: variant, tile, bn, threads, stages (its ring slots),
                          smem from kern_gemm_wgmma_map.h; the rest of the f16-MMA path (X in f16, split-K) as is */
     bool deep;        /* wgmma: one stage of MMAs in flight across the barrier (GW_FLAG_DEEP) */
+    int grid;         /* wgmma: CTAs to launch, each running its tiles as one stream of k stages (persistent:
+                         as many as are resident at once); 0: one CTA per tile */
     int variant;      /* its tile variant (kern_gemm_i8_map.h, or kern_gemm_f16mma_map.h for f16mma) */
     int tile;         /* its weight rows per CTA */
     int bn;           /* its tokens per CTA */
@@ -174,11 +176,13 @@ typedef struct kern_cuda_gemm_plan {
  * plan's suggestion (2 where the H200 sweep measured it faster: attn_o, attn_k). */
 int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k);
 /* A wgmma plan's ring slots and pipeline as asked: `slots` ($AMXDIAG_GPU_GEMM_WGMMA_SLOTS:
- * 3..8 at most; NULL, empty or anything else: as many as fit, <= 8) and `pipe`
+ * 3..8 at most; NULL, empty or anything else: as many as fit, <= 8), `pipe`
  * ($AMXDIAG_GPU_GEMM_WGMMA_PIPE: "1" MMAs waited for within their stage, "2" one stage
- * left in flight (plan.deep); else the plan's), within the device's shared memory. */
+ * left in flight (plan.deep); else the plan's), within the device's shared memory; and
+ * `persist` ($AMXDIAG_GPU_GEMM_WGMMA_PERSIST: "1" plan.grid = the CTAs resident at once
+ * (SMs x CTAs per SM) where the shape has more tiles, "0" one CTA per tile). */
 void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
-                               const char *slots, const char *pipe);
+                               const char *slots, const char *pipe, const char *persist, int64_t m, int64_t n);
 /* Shared memory of one k stage of the int8 kernel (wt 4 = Q4_0, 8 = Q8_0). */
 int kern_cuda_gemm_stage_bytes(int wt, int tile);
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,

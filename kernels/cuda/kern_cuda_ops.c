@@ -253,7 +253,9 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
             return e;
     }
     kern_cu_deviceptr ptrs[4] = {w, xh, y, 0};
-    kern_cuda_geom g = kern_cuda_geom_rows(tiles * ksplit, 1, (unsigned)pl->threads, c->max_grid_x);
+    /* a persistent wgmma grid (pl->grid CTAs, each running its tiles as one stream) */
+    const unsigned cap = pl->grid > 0 && (unsigned)pl->grid < c->max_grid_x ? (unsigned)pl->grid : c->max_grid_x;
+    kern_cuda_geom g = kern_cuda_geom_rows(tiles * ksplit, 1, (unsigned)pl->threads, cap);
     void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &flags, &ksplit};
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
 }
@@ -537,8 +539,9 @@ adg_error *kern_cuda_attention_causal(kern_cuda_ctx *c, kern_cu_deviceptr q, ker
     long long nt = n_tok, p0 = pos0;
     void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nt, &p0, &scale};
     kern_cu_deviceptr ptrs[4] = {q, k_cache, v_cache, out};
+    /* 8 tokens of one head a block, a warp each (FA_Q in kern_kernels.cu). */
     return kern_cuda_launch_fn(c, "attention_causal", KF_ATTENTION_CAUSAL,
-                               kern_cuda_geom_rows(n_tok * n_head, 1, 128, c->max_grid_x), 0, p, ptrs);
+                               kern_cuda_geom_rows(((n_tok + 7) / 8) * n_head, 1, 256, c->max_grid_x), 0, p, ptrs);
 }
 
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }

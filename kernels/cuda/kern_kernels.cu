@@ -1315,18 +1315,75 @@ extern "C" __global__ void __launch_bounds__(ATT_DEC_WARPS * 32)
 // Prompt: n_tok query tokens at positions pos0 .. pos0+n_tok-1 (their keys and values are
 // already in the cache); token t sees positions 0 .. pos0+t (causal).  q and out are
 // [n_tok][n_head][hd].
-extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
+//
+// Tiled: a block takes FA_Q consecutive tokens of one head, one warp per token.  The
+// keys and values the block needs go through shared memory in tiles of FA_K positions,
+// each read once for the FA_Q tokens (K transposed, so that lane j reads key j's
+// dimension d next to lane j+1's); per tile a lane scores one key (its dot product over
+// hd with the token's q, broadcast from shared memory), the warp's online softmax takes
+// the tile at once (one max and one sum per 32 keys), and a lane accumulates hd/32 of
+// the output's dimensions.  The per-(token, head) kernel this replaced walked every key
+// per token and head from global memory, one warp-wide sum per key: 614 us a layer at
+// 512 tokens on the H200, a third of the prompt's GPU time.
+#define FA_Q 8
+#define FA_K 32
+extern "C" __global__ void __launch_bounds__(FA_Q * 32)
     kern_attention_causal(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head,
                           int hd, long long n_tok, long long pos0, float scale)
 {
-    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
-    __shared__ float sm_acc[ATT_WARPS][256];
-    const long long total = n_tok * n_head;
-    for (long long b = blockIdx.x; b < total; b += gridDim.x) {
-        const long long t = b / n_head;
-        const int h = (int)(b % n_head);
-        attn_head<ATT_WARPS>(q + b * hd, kc, vc, out + b * hd, h / (n_head / n_kv_head), n_kv_head, hd, pos0 + t + 1, scale,
-                  sm_m, sm_l, sm_acc);
+    __shared__ float sq[FA_Q][256];
+    __shared__ __half skt[256][FA_K + 2]; // padded: the tile's stores (d varies across threads) spread over banks
+    __shared__ __half sv[FA_K][256];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, per = hd / 32;
+    const long long tiles = (n_tok + FA_Q - 1) / FA_Q;
+    for (long long b = blockIdx.x; b < tiles * n_head; b += gridDim.x) {
+        const int h = (int)(b % n_head), kvh = h / (n_head / n_kv_head);
+        const long long t0 = (b / n_head) * FA_Q, t = t0 + warp;
+        const bool valid = t < n_tok;
+        const long long t_end = t0 + FA_Q < n_tok ? t0 + FA_Q : n_tok;
+        const long long last = pos0 + t_end, mine = pos0 + t + 1; // keys < last for the block, < mine for this warp
+        __syncthreads(); // the previous item's readers are done with sq
+        for (int d = lane; d < hd; d += 32)
+            sq[warp][d] = valid ? q[(t * n_head + h) * (long long)hd + d] : 0.0f;
+        float m = -INFINITY, l = 0.0f, acc[8];
+        _Pragma("unroll") for (int i = 0; i < 8; i++) acc[i] = 0.0f;
+        for (long long k0 = 0; k0 < last; k0 += FA_K) {
+            __syncthreads(); // the previous tile is consumed
+            for (int idx = threadIdx.x; idx < FA_K * hd; idx += blockDim.x) {
+                const int j = idx / hd, d = idx % hd;
+                const long long key = k0 + j;
+                const long long off = (key * n_kv_head + kvh) * (long long)hd + d;
+                skt[d][j] = key < last ? kc[off] : __float2half(0.0f);
+                sv[j][d] = key < last ? vc[off] : __float2half(0.0f);
+            }
+            __syncthreads();
+            if (!valid || k0 >= mine)
+                continue;
+            const long long key = k0 + lane;
+            float sc = -INFINITY;
+            if (key < mine) {
+                float dot = 0.0f;
+#pragma unroll 8
+                for (int d = 0; d < hd; d++)
+                    dot = fmaf(sq[warp][d], __half2float(skt[d][lane]), dot);
+                sc = dot * scale;
+            }
+            const float mn = fmaxf(m, warp_max(sc));
+            const float p = key < mine ? __expf(sc - mn) : 0.0f;
+            const float corr = __expf(m - mn);
+            l = l * corr + warp_sum(p);
+            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per) acc[i] *= corr;
+            const int nk = mine - k0 < FA_K ? (int)(mine - k0) : FA_K;
+            for (int j = 0; j < nk; j++) {
+                const float pj = __shfl_sync(0xffffffffu, p, j);
+                _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                    acc[i] = fmaf(pj, __half2float(sv[j][lane + 32 * i]), acc[i]);
+            }
+            m = mn;
+        }
+        if (valid)
+            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
+                out[(t * n_head + h) * (long long)hd + lane + 32 * i] = l > 0.0f ? acc[i] / l : 0.0f;
     }
 }
 

@@ -13,8 +13,9 @@
 #  - test_kern_engine (its GPU tests run the default: graphs) when the build has it;
 #  - `run --ops -v` of small q4_0 --ngl 99 with graphs (the per-layer GPU times from the
 #    marks replayed in the graph, and the capture's debug line);
-#  - with PEERS=peers.tar.xz (see peers.sh): llama.cpp's CUDA build, tg128 -ngl 99 on the
-#    same files;
+#  - pp512 at --ngl 99 per model (the prompt path; no graph there);
+#  - with PEERS=peers.tar.xz (see peers.sh): llama.cpp's CUDA build, pp512 and tg128 at
+#    -ngl 99 on the same files;
 #  - `profile` of small q4_0 tg64 and of the 30B shapes' pp512 at --ngl 99 (GPU kernel
 #    tables in prof-graph.md / prof-pp.md);
 #  - medians into $OUT/gpu_graphs.txt (all values in brackets), rows in $OUT/gpu_graphs.jsonl.
@@ -59,6 +60,19 @@ for t in d['tests']:
                       'label': sys.argv[5], 'test': t['test'], 'ts': ts}))
 PY
 }
+# pp512 at --ngl 99 (graphs do not apply to a prompt: this is the prompt path's own speed)
+for m in small-q4_0 small-q8_0 big-q4_0; do
+    [ -s "$work/$m.gguf" ] || continue
+    name="pp-$m"
+    step "$name" 30 "$amx" run -m "$work/$m.gguf" -p 512 -n 0 -r 3 -t "$threads" --ngl 99 --json
+    python3 - "$work/$name.out" "$m" >>"$jl" 2>/dev/null <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for t in d['tests']:
+    ts = t.get('avg_ts') or sum(t['samples_ts']) / len(t['samples_ts'])
+    print(json.dumps({'round': 1, 'model': sys.argv[2], 'ngl': 99, 'label': 'graph', 'test': t['test'], 'ts': ts}))
+PY
+done
 cases="small-q4_0:99 small-q8_0:99 big-q4_0:99 small-q4_0:8"
 for r in $(seq "$rounds"); do
     for c in $cases; do
@@ -73,16 +87,17 @@ for r in $(seq "$rounds"); do
 done
 
 # The peer in the same call: llama.cpp's CUDA build (CUDA graphs on, its default) on the
-# same files, tg128 at -ngl 99 ($PEERS: the archive of peers.sh, optional).
+# same files, pp512 and tg128 at -ngl 99 ($PEERS: the archive of peers.sh, optional).
 if [ -f "${PEERS:-}" ] && mkdir -p "$work/peers" && tar -xJf "$PEERS" -C "$work/peers" llama-bench-cuda 2>/dev/null; then
     for m in small-q4_0 small-q8_0 big-q4_0; do
         [ -s "$work/$m.gguf" ] || continue
         step "llama-cuda-$m" 40 env LD_LIBRARY_PATH="$work/peers:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" \
-            "$work/peers/llama-bench-cuda" -m "$work/$m.gguf" -p 0 -n 128 -r 3 -t "$threads" -ngl 99 -o json
+            "$work/peers/llama-bench-cuda" -m "$work/$m.gguf" -p 512 -n 128 -r 3 -t "$threads" -ngl 99 -o json
         python3 - "$work/llama-cuda-$m.out" "$m" >>"$jl" 2>/dev/null <<'PY'
 import json, sys
 for t in json.load(open(sys.argv[1])):
-    print(json.dumps({'round': 1, 'model': sys.argv[2], 'ngl': 99, 'label': 'llama.cpp', 'test': 'tg%d' % t['n_gen'],
+    test = 'pp%d' % t['n_prompt'] if t['n_prompt'] else 'tg%d' % t['n_gen']
+    print(json.dumps({'round': 1, 'model': sys.argv[2], 'ngl': 99, 'label': 'llama.cpp', 'test': test,
                       'ts': t['avg_ts']}))
 PY
     done
