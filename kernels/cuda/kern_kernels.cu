@@ -1349,12 +1349,13 @@ extern "C" __global__ void __launch_bounds__(FA_Q * 32)
         _Pragma("unroll") for (int i = 0; i < 8; i++) acc[i] = 0.0f;
         for (long long k0 = 0; k0 < last; k0 += FA_K) {
             __syncthreads(); // the previous tile is consumed
-            for (int idx = threadIdx.x; idx < FA_K * hd; idx += blockDim.x) {
-                const int j = idx / hd, d = idx % hd;
+            for (int j = warp; j < FA_K; j += FA_Q) { // a warp per key row, lanes along it (no divisions)
                 const long long key = k0 + j;
-                const long long off = (key * n_kv_head + kvh) * (long long)hd + d;
-                skt[d][j] = key < last ? kc[off] : __float2half(0.0f);
-                sv[j][d] = key < last ? vc[off] : __float2half(0.0f);
+                const __half *kr = kc + (key * n_kv_head + kvh) * (long long)hd, *vr = vc + (key * n_kv_head + kvh) * (long long)hd;
+                for (int d = lane; d < hd; d += 32) {
+                    skt[d][j] = key < last ? kr[d] : __float2half(0.0f);
+                    sv[j][d] = key < last ? vr[d] : __float2half(0.0f);
+                }
             }
             __syncthreads();
             if (!valid || k0 >= mine)
