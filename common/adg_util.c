@@ -253,6 +253,20 @@ bool adg_parse_double(const char *s, double *out)
     return true;
 }
 
+bool adg_grow(void *items, size_t *cap, size_t n, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return true;
+    size_t nc = *cap ? *cap * 2 : (first ? first : 16);
+    void **p = items;
+    void *q = realloc(*p, nc * elem);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
 char *adg_rstrip(char *s)
 {
     size_t n = strlen(s);

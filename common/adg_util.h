@@ -48,6 +48,11 @@ bool adg_parse_u64(const char *s, uint64_t *out);
 bool adg_parse_i64(const char *s, int64_t *out);
 bool adg_parse_double(const char *s, double *out);
 
+/* Room for one more element in a growable array (*items of *cap elements of elem bytes,
+ * n in use): doubles the capacity (first: the first capacity) when n == *cap.  False,
+ * with the array untouched, when memory ran out. */
+bool adg_grow(void *items, size_t *cap, size_t n, size_t elem, size_t first);
+
 /* Trims trailing whitespace in place; returns s. */
 char *adg_rstrip(char *s);
 

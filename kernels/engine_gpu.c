@@ -70,14 +70,8 @@ struct engine_gpu {
 
 static adg_error *alloc(engine_gpu *g, size_t bytes, dptr *out)
 {
-    if (g->n_allocs == g->cap_allocs) {
-        size_t cap = g->cap_allocs ? g->cap_allocs * 2 : 64;
-        dptr *n = realloc(g->allocs, cap * sizeof *n);
-        if (!n)
-            return adg_error_new(ADG_E_NOMEM, "out of memory");
-        g->allocs = n;
-        g->cap_allocs = cap;
-    }
+    if (!adg_grow(&g->allocs, &g->cap_allocs, g->n_allocs, sizeof *g->allocs, 64))
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
     adg_error *e = kern_cuda_alloc(g->ctx, bytes ? bytes : 256, out);
     if (!e)
         g->allocs[g->n_allocs++] = *out;

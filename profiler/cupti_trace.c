@@ -332,18 +332,8 @@ static void on_kernel(cupti_trace *t, const cupti_frame *f)
             k->max_ns = d;
         k->count++;
         k->total_ns += d;
-        if (k->n_dur < KSTAT_KEEP) {
-            if (k->n_dur == k->cap_dur) {
-                size_t nc = k->cap_dur ? k->cap_dur * 2 : 16;
-                double *nd = realloc(k->dur, nc * sizeof *nd);
-                if (nd) {
-                    k->dur = nd;
-                    k->cap_dur = nc;
-                }
-            }
-            if (k->n_dur < k->cap_dur)
-                k->dur[k->n_dur++] = d;
-        }
+        if (k->n_dur < KSTAT_KEEP && adg_grow(&k->dur, &k->cap_dur, k->n_dur, sizeof *k->dur, 16))
+            k->dur[k->n_dur++] = d;
         memcpy(k->grid, r->grid, sizeof k->grid);
         memcpy(k->block, r->block, sizeof k->block);
         k->regs = r->regs;
@@ -566,18 +556,9 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
         t->copies[k].count++;
         t->copies[k].bytes += m->bytes;
         t->copies[k].ns += m->end_ns > m->start_ns ? (double)(m->end_ns - m->start_ns) : 0;
-        if ((k == 1 || k == 2) && m->end_ns >= m->start_ns) {
-            if (t->n_spans == t->cap_spans) {
-                size_t nc = t->cap_spans ? t->cap_spans * 2 : 256;
-                copy_span *ns = realloc(t->spans, nc * sizeof *ns);
-                if (ns) {
-                    t->spans = ns;
-                    t->cap_spans = nc;
-                }
-            }
-            if (t->n_spans < t->cap_spans)
-                t->spans[t->n_spans++] = (copy_span){m->start_ns, m->end_ns, m->bytes};
-        }
+        if ((k == 1 || k == 2) && m->end_ns >= m->start_ns &&
+            adg_grow(&t->spans, &t->cap_spans, t->n_spans, sizeof *t->spans, 256))
+            t->spans[t->n_spans++] = (copy_span){m->start_ns, m->end_ns, m->bytes};
         int dev = m->device < CUPTI_TRACE_MAX_DEVICES ? (int)m->device : -1;
         spread(t, m->start_ns, m->end_ns, -1, (double)m->bytes, (int)k);
         (void)dev;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda_internal.h"
 
 struct kern_cuda_graph {
@@ -70,14 +71,8 @@ adg_error *kern_cuda_graph_begin(kern_cuda_ctx *c)
 
 adg_error *kern_cuda_graph_record(kern_cuda_graph *g, const kern_cuda_launch *l)
 {
-    if (g->n_rec == g->cap_rec) {
-        size_t cap = g->cap_rec ? g->cap_rec * 2 : 256;
-        kern_cuda_launch *n = realloc(g->rec, cap * sizeof *n);
-        if (!n)
-            return adg_error_new(ADG_E_NOMEM, "out of memory");
-        g->rec = n;
-        g->cap_rec = cap;
-    }
+    if (!adg_grow(&g->rec, &g->cap_rec, g->n_rec, sizeof *g->rec, 256))
+        return adg_error_new(ADG_E_NOMEM, "out of memory");
     g->rec[g->n_rec++] = *l;
     return NULL;
 }

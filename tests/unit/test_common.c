@@ -58,6 +58,23 @@ static void test_strbuf_and_parsers(void **state)
     assert_string_equal(adg_fmt_bytes(512, buf, sizeof buf), "512 B");
 }
 
+static void test_grow(void **state)
+{
+    (void)state;
+    int *a = NULL;
+    size_t cap = 0, n = 0;
+    for (int i = 0; i < 100; i++) {
+        assert_true(adg_grow(&a, &cap, n, sizeof *a, 4));
+        a[n++] = i;
+    }
+    assert_int_equal(cap, 128); /* 4, 8, ..., 128 */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(a[i], i);
+    assert_true(adg_grow(&a, &cap, 50, sizeof *a, 4)); /* room already: nothing moves */
+    assert_int_equal(cap, 128);
+    free(a);
+}
+
 static void test_atomic_write_replaces_and_refuses_bad_dir(void **state)
 {
     (void)state;
@@ -245,7 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_message_hint_prefix),
         cmocka_unit_test(test_strbuf_and_parsers),
-        cmocka_unit_test(test_atomic_write_replaces_and_refuses_bad_dir),
+        cmocka_unit_test(test_grow), cmocka_unit_test(test_atomic_write_replaces_and_refuses_bad_dir),
         cmocka_unit_test(test_bus_register_sample_series),
         cmocka_unit_test(test_record_roundtrip),
         cmocka_unit_test(test_record_load_rejects_bad_input),

@@ -587,55 +587,61 @@ static void test_rules_documented(void **state)
 
 /* A CPU-only built-in run whose GPU tracer was loaded reports 0 s of kernels: that is not
  * "GPU idle while CPU layers run" (seen on the device: the finding fired on --ngl 0). */
-static void test_gpu_idle_needs_gpu_use(void **state)
+/* The run report of a fixture record after edit() changed it (written to a temporary
+ * file: the report reads records from files). */
+static json_t *report_of_edited(const char *name, void (*edit)(json_t *rec))
 {
-    (void)state;
-    char *p = fixture("report_base_avx512.json");
+    char *p = fixture(name);
     json_t *rec = json_load_file(p, 0, NULL);
     free(p);
     assert_non_null(rec);
-    json_object_set_new(rec, "gpu_kernels", json_pack("{s:f,s:[]}", "kernel_time_s", 0.0, "kernels"));
+    edit(rec);
     char *dir = adg_test_tmpdir();
     char path[512];
-    snprintf(path, sizeof path, "%s/cpu-only.json", dir);
+    snprintf(path, sizeof path, "%s/edited.json", dir);
     assert_int_equal(json_dump_file(rec, path, 0), 0);
     json_decref(rec);
     json_t *doc = NULL;
     ADG_ASSERT_OK(rep_report_run(path, &doc));
+    adg_test_rmtree(dir);
+    return doc;
+}
+
+static void no_gpu_kernels(json_t *rec)
+{
+    json_object_set_new(rec, "gpu_kernels", json_pack("{s:f,s:[]}", "kernel_time_s", 0.0, "kernels"));
+}
+
+static void test_gpu_idle_needs_gpu_use(void **state)
+{
+    (void)state;
+    json_t *doc = report_of_edited("report_base_avx512.json", no_gpu_kernels);
     assert_null(finding(doc, "gpu-idle", NULL));
     json_decref(doc);
-    adg_test_rmtree(dir);
 }
 
 /* Copies before the first kernel are setup (the weights going up once): transfer-bound
  * judges the copies made while the GPU computed.  The hybrid fixture's 42 GiB of HtoD in
  * 5.9 s, all before its first kernel: no finding, and the setup facts say what it was. */
-static void test_setup_copies_not_transfer_bound(void **state)
+static void copies_before_kernels(json_t *rec)
 {
-    (void)state;
-    char *p = fixture("report_hybrid_gpu.json");
-    json_t *rec = json_load_file(p, 0, NULL);
-    free(p);
-    assert_non_null(rec);
     json_t *gk = json_object_get(rec, "gpu_kernels");
     assert_true(json_is_object(gk));
     json_object_set_new(gk, "memcpy_before_kernels",
                         json_pack("{s:I,s:I,s:f}", "count", (json_int_t)2100, "bytes", (json_int_t)(41.9 * (1u << 30)),
                                   "time_s", 5.85));
-    char *dir = adg_test_tmpdir();
-    char path[512];
-    snprintf(path, sizeof path, "%s/setup.json", dir);
-    assert_int_equal(json_dump_file(rec, path, 0), 0);
-    json_decref(rec);
-    json_t *doc = NULL;
-    ADG_ASSERT_OK(rep_report_run(path, &doc));
+}
+
+static void test_setup_copies_not_transfer_bound(void **state)
+{
+    (void)state;
+    json_t *doc = report_of_edited("report_hybrid_gpu.json", copies_before_kernels);
     assert_null(finding(doc, "transfer-bound", NULL));
     char *md = NULL;
     ADG_ASSERT_OK(rep_render(doc, REP_FORMAT_MD, &md));
     assert_non_null(strstr(md, "bytes copied before the first kernel (setup)"));
     free(md);
     json_decref(doc);
-    adg_test_rmtree(dir);
 }
 
 int main(void)
