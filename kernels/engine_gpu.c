@@ -318,6 +318,14 @@ static adg_error *mm(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k
     return kern_cuda_gemm(g->ctx, type, w, m, k, x, T, y, g->scratch);
 }
 
+/* The same where x's producer quantised it into g->scratch (q8: the _q8 ops) for a GEMV. */
+static adg_error *mmq(engine_gpu *g, kern_type type, dptr w, int64_t m, int64_t k, dptr x, int64_t T, dptr y, dptr q8)
+{
+    if (q8 && T == 1 && type != KERN_TYPE_F16)
+        return kern_cuda_gemv_q8(g->ctx, type, w, m, k, x, y, g->scratch);
+    return mm(g, type, w, m, k, x, T, y);
+}
+
 /* Every call names its engine op, so that an asynchronous CUDA error can be reported as
  * "reported by <op>" next to the launch ring (the kernel that faulted ran earlier). */
 #define TRY(name, expr)                                                        \
@@ -482,17 +490,20 @@ adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const in
     }
     if (layer == g->first && g->marks)
         TRY("timing mark", kern_cuda_mark(c, g->marks, 0));
-    TRY("rmsnorm", kern_cuda_rmsnorm(c, g->x, G->attn_norm, g->h, T, d, hp->rms_eps));
+    /* A generated token's GEMV inputs are quantised by the ops that produce them (q8: the
+     * scratch they write them to), one launch fewer per GEMV. */
+    dptr q8 = T == 1 ? g->scratch : 0;
+    TRY("rmsnorm", kern_cuda_rmsnorm_q8(c, g->x, G->attn_norm, g->h, T, d, hp->rms_eps, q8));
     dptr q = g->q, k = g->k, v = g->v;
     if (T == 1 && G->qkv_one) {
         /* One GEMV over the stacked weights: q, k and v land back to back. */
-        TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd + 2 * kvd, d, g->h, 1, g->q));
+        TRY("matmul_qkv", mmq(g, g->wtype, G->wq, qd + 2 * kvd, d, g->h, 1, g->q, q8));
         k = q + (dptr)(qd * 4);
         v = k + (dptr)(kvd * 4);
     } else {
-        TRY("matmul_qkv", mm(g, g->wtype, G->wq, qd, d, g->h, T, q));
-        TRY("matmul_qkv", mm(g, g->wtype, G->wk, kvd, d, g->h, T, k));
-        TRY("matmul_qkv", mm(g, g->wtype, G->wv, kvd, d, g->h, T, v));
+        TRY("matmul_qkv", mmq(g, g->wtype, G->wq, qd, d, g->h, T, q, q8));
+        TRY("matmul_qkv", mmq(g, g->wtype, G->wk, kvd, d, g->h, T, k, q8));
+        TRY("matmul_qkv", mmq(g, g->wtype, G->wv, kvd, d, g->h, T, v, q8));
     }
     /* Q/K norms, RoPE and the f16 K/V cache store in one launch, at the positions on the
      * device (a generated token's: dec_io, which a graph replay reads). */
@@ -501,24 +512,24 @@ adg_error *engine_gpu_layer(kern_engine *e, uint32_t layer, uint32_t T, const in
     float scale = 1.0f / sqrtf((float)hd);
     if (T == 1)
         TRY("attention", kern_cuda_attention_at(c, q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
-                                                pos[0] + 1, posp, scale));
+                                                pos[0] + 1, posp, scale, q8));
     else
         TRY("attention", kern_cuda_attention_causal(c, q, G->kcache, G->vcache, g->att, (int)nh, (int)nkv, (int)hd,
                                                     T, pos[0], scale));
-    TRY("matmul_attn_out", mm(g, g->wtype, G->wo, d, qd, g->att, T, g->o));
-    TRY("add_rmsnorm", kern_cuda_add_rmsnorm(c, g->x, g->o, G->ffn_norm, g->h, T, d, hp->rms_eps));
+    TRY("matmul_attn_out", mmq(g, g->wtype, G->wo, d, qd, g->att, T, g->o, q8));
+    TRY("add_rmsnorm", kern_cuda_add_rmsnorm_q8(c, g->x, g->o, G->ffn_norm, g->h, T, d, hp->rms_eps, q8));
     if (T == 1) {
         /* Decode: the router and its top-k in one launch; one grouped GEMV over this token's
          * gate and up experts (2k jobs over the stacked gate and up weights), then the one
          * over its down experts. */
         TRY("router", kern_cuda_router_topk(c, G->router, g->h, d, (int)E, (int)K, true, g->logits, g->ids, g->rw,
                                             g->ids_gu, g->route_counter));
-        TRY("moe_gate_up", kern_cuda_moe_gemv(c, g->wtype, G->gate, 2 * (int)E, ff, d, g->ids_gu, 2 * (int)K, g->h, 1,
-                                              g->gate, g->scratch));
+        TRY("moe_gate_up", kern_cuda_moe_gemv_q8(c, g->wtype, G->gate, 2 * (int)E, ff, d, g->ids_gu, 2 * (int)K, g->h,
+                                                 1, g->gate, g->scratch));
         dptr up = g->gate + (dptr)(K * ff * 4);
-        TRY("silu_mul", kern_cuda_silu_mul(c, g->gate, up, g->gate, K * ff));
-        TRY("moe_down", kern_cuda_moe_gemv(c, g->wtype, G->down, (int)E, d, ff, g->ids, (int)K, g->gate, (int)K,
-                                           g->down, g->scratch));
+        TRY("silu_mul", kern_cuda_silu_mul_q8(c, g->gate, up, g->gate, K * ff, g->scratch));
+        TRY("moe_down", kern_cuda_moe_gemv_q8(c, g->wtype, G->down, (int)E, d, ff, g->ids, (int)K, g->gate, (int)K,
+                                              g->down, g->scratch));
     } else {
         /* Prompt: every token's slots grouped by expert, each expert's weights read once. */
         TRY("router", kern_cuda_gemm(c, KERN_TYPE_F32, G->router, E, d, g->h, T, g->logits, g->scratch));
@@ -559,9 +570,10 @@ adg_error *engine_gpu_output(kern_engine *e, uint32_t T, float *logits)
     int n_gpu = (int)(hp->n_layer - g->first);
     bool timed = g->marks && g->pending;
     if (!g->replaying) {
-        TRY("rmsnorm (output)", kern_cuda_rmsnorm(c, last, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps));
-        TRY("lm_head", mm(g, (kern_type)e->model->output->type, g->output, hp->n_vocab, hp->n_embd, g->h, 1,
-                          g->vocab_logits));
+        kern_type ot = (kern_type)e->model->output->type;
+        dptr q8 = ot != KERN_TYPE_F16 ? g->scratch : 0; /* the LM head is a GEMV: its input quantised by the norm */
+        TRY("rmsnorm (output)", kern_cuda_rmsnorm_q8(c, last, g->output_norm, g->h, 1, hp->n_embd, hp->rms_eps, q8));
+        TRY("lm_head", mmq(g, ot, g->output, hp->n_vocab, hp->n_embd, g->h, 1, g->vocab_logits, q8));
         if (timed)
             TRY("timing mark", kern_cuda_mark(c, g->marks, n_gpu + 1));
     }

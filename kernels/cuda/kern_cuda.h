@@ -320,7 +320,26 @@ adg_error *kern_cuda_attention(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_
  * then only checked (> 0). */
 adg_error *kern_cuda_attention_at(kern_cuda_ctx *ctx, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
                                   kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
-                                  int64_t n_kv, kern_cu_deviceptr pos, float scale);
+                                  int64_t n_kv, kern_cu_deviceptr pos, float scale, kern_cu_deviceptr q8_scratch);
+
+/* ---- Quantised on the way out ---------------------------------------------------------
+ * A generated token's GEMVs take q8_0 activations, which kern_cuda_gemv makes in its
+ * `scratch` with a launch of its own.  The ops that produce a GEMV's input can write them
+ * instead (q8_scratch: that GEMV's scratch; 0: not), with kern_quantize_q8's values, and
+ * the GEMV's _q8 variant then reads them: one launch fewer per GEMV.  The _q8 GEMVs'
+ * `x` must be what the last _q8 producer into that scratch wrote (it names the input in
+ * the launch ring; the values come from scratch).  n (or a row) a multiple of 32. */
+adg_error *kern_cuda_rmsnorm_q8(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
+                                int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch);
+adg_error *kern_cuda_add_rmsnorm_q8(kern_cuda_ctx *ctx, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
+                                    kern_cu_deviceptr y, int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch);
+adg_error *kern_cuda_silu_mul_q8(kern_cuda_ctx *ctx, kern_cu_deviceptr gate, kern_cu_deviceptr up,
+                                 kern_cu_deviceptr out, int64_t n, kern_cu_deviceptr q8_scratch);
+adg_error *kern_cuda_gemv_q8(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
+                             kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
+adg_error *kern_cuda_moe_gemv_q8(kern_cuda_ctx *ctx, kern_type type, kern_cu_deviceptr w, int n_expert,
+                                 int64_t nrows, int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x,
+                                 int n_x, kern_cu_deviceptr y, kern_cu_deviceptr scratch);
 /* out = silu(gate) * up, n elements. */
 adg_error *kern_cuda_silu_mul(kern_cuda_ctx *ctx, kern_cu_deviceptr gate, kern_cu_deviceptr up,
                               kern_cu_deviceptr out, int64_t n);

@@ -1013,7 +1013,7 @@ adg_error *kern_cuda_check_at_pos(kern_cuda_ctx *c, int n_head, int n_kv_head, i
     TRY(kern_cuda_kv_store(c, dkv.a, kc.a, rows, pos, 1, kvd));
     TRY(kern_cuda_attention(c, dq.a, kc.a, kc.a, dout.a, n_head, n_kv_head, hd, pos + 1, scale));
     TRY(kern_cuda_kv_store_at(c, dkv.b, kc.b, rows, 0, dpos.b, 1, kvd));
-    TRY(kern_cuda_attention_at(c, dq.b, kc.b, kc.b, dout.b, n_head, n_kv_head, hd, 1, dpos.b, scale));
+    TRY(kern_cuda_attention_at(c, dq.b, kc.b, kc.b, dout.b, n_head, n_kv_head, hd, 1, dpos.b, scale, 0));
     TRY(kern_cuda_sync(c, "attention_at"));
     int64_t n = 0;
     TRY(pair_back(&s, &kc, true, got, ref, &n));
@@ -1068,6 +1068,73 @@ adg_error *kern_cuda_check_router_topk(kern_cuda_ctx *c, int n_expert, int64_t d
         TRY(pair_back(&s, &dgu, false, got, ref, &n));
         TRY(pair_back(&s, &dcnt, false, got, ref, &n));
     }
+    compare(r, got, ref, NULL, n);
+out:
+    scope_end(&s);
+    return e;
+}
+
+adg_error *kern_cuda_check_q8_producers(kern_cuda_ctx *c, kern_type t, uint64_t seed, kern_cuda_check_result *r)
+{
+    scope s = {.c = c};
+    adg_error *e = NULL;
+    /* Each producer's _q8 variant feeding a _q8 GEMV against the plain producer feeding
+     * the GEMV that quantises for itself: the GEMV outputs must be equal bit for bit. */
+    enum { D = 512, M = 96, NH = 4, HD = 128, KU = 3, E = 5 };
+    res_init(r, 0, 0, "%s GEMVs fed by rmsnorm/add_rmsnorm/silu_mul/attention _q8 vs quantising themselves",
+             kern_type_name(t));
+    uint64_t st = seed | 1;
+    void *wb;
+    float *wdeq, *x = halloc(&s, (size_t)D * KU * 4), *o = halloc(&s, (size_t)D * 4),
+                 *nw = halloc(&s, (size_t)D * 4), *got = halloc(&s, (size_t)(M * KU * 4 + D * KU) * 4),
+                 *ref = halloc(&s, (size_t)(M * KU * 4 + D * KU) * 4);
+    uint16_t *cache = halloc(&s, (size_t)8 * 2 * HD * 2); /* 8 positions x 2 KV heads */
+    NOMEM(x && o && nw && got && ref && cache);
+    TRY(make_weights(&s, t, (int64_t)M * E, D, &st, &wb, &wdeq));
+    fill(x, (int64_t)D * KU, &st, 2.0f);
+    fill(o, D, &st, 2.0f);
+    fill(nw, D, &st, 1.5f);
+    for (int i = 0; i < 8 * 2 * HD; i++)
+        cache[i] = kern_fp32_to_fp16((float)((int)(rng_next(&st) % 2001) - 1000) / 500.0f);
+    int32_t ids[KU] = {4, 0, 2};
+    pair_buf dw, dx, dout, dn, dy, dids, dsc, dkc, dres;
+    size_t rs = kern_row_size(t, D);
+    TRY(pair_up(&s, wb, rs * (size_t)M * E, &dw));
+    TRY(pair_up(&s, x, (size_t)D * KU * 4, &dx));
+    TRY(pair_up(&s, o, (size_t)D * 4, &dout));
+    TRY(pair_up(&s, nw, (size_t)D * 4, &dn));
+    TRY(pair_up(&s, NULL, (size_t)D * KU * 4, &dy));
+    TRY(pair_up(&s, ids, sizeof ids, &dids));
+    TRY(pair_up(&s, NULL, kern_cuda_gemv_scratch((int64_t)D * KU), &dsc));
+    TRY(pair_up(&s, cache, (size_t)8 * 2 * HD * 2, &dkc));
+    TRY(pair_up(&s, NULL, (size_t)M * KU * 4 * 4, &dres));
+    int64_t n = 0;
+    /* 1. rmsnorm -> gemv */
+    TRY(kern_cuda_rmsnorm(c, dx.a, dn.a, dy.a, 1, D, 1e-6f));
+    TRY(kern_cuda_gemv(c, t, dw.a, M, D, dy.a, dres.a, dsc.a));
+    TRY(kern_cuda_rmsnorm_q8(c, dx.b, dn.b, dy.b, 1, D, 1e-6f, dsc.b));
+    TRY(kern_cuda_gemv_q8(c, t, dw.b, M, D, dy.b, dres.b, dsc.b));
+    /* 2. add_rmsnorm -> grouped gemv, shared input */
+    kern_cu_deviceptr ra = dres.a + (kern_cu_deviceptr)M * 4, rb = dres.b + (kern_cu_deviceptr)M * 4;
+    TRY(kern_cuda_add_rmsnorm(c, dx.a, dout.a, dn.a, dy.a, 1, D, 1e-6f));
+    TRY(kern_cuda_moe_gemv(c, t, dw.a, E, M, D, dids.a, KU, dy.a, 1, ra, dsc.a));
+    TRY(kern_cuda_add_rmsnorm_q8(c, dx.b, dout.b, dn.b, dy.b, 1, D, 1e-6f, dsc.b));
+    TRY(kern_cuda_moe_gemv_q8(c, t, dw.b, E, M, D, dids.b, KU, dy.b, 1, rb, dsc.b));
+    /* 3. silu_mul -> grouped gemv, one input row per job */
+    ra += (kern_cu_deviceptr)M * KU * 4, rb += (kern_cu_deviceptr)M * KU * 4;
+    TRY(kern_cuda_silu_mul(c, dx.a, dx.a, dy.a, (int64_t)D * KU));
+    TRY(kern_cuda_moe_gemv(c, t, dw.a, E, M, D, dids.a, KU, dy.a, KU, ra, dsc.a));
+    TRY(kern_cuda_silu_mul_q8(c, dx.b, dx.b, dy.b, (int64_t)D * KU, dsc.b));
+    TRY(kern_cuda_moe_gemv_q8(c, t, dw.b, E, M, D, dids.b, KU, dy.b, KU, rb, dsc.b));
+    /* 4. decode attention (NH heads of HD = D values) -> gemv */
+    ra += (kern_cu_deviceptr)M * KU * 4, rb += (kern_cu_deviceptr)M * KU * 4;
+    TRY(kern_cuda_attention_at(c, dx.a, dkc.a, dkc.a, dy.a, NH, 2, HD, 8, 0, 0.088f, 0));
+    TRY(kern_cuda_gemv(c, t, dw.a, M, D, dy.a, ra, dsc.a));
+    TRY(kern_cuda_attention_at(c, dx.b, dkc.b, dkc.b, dy.b, NH, 2, HD, 8, 0, 0.088f, dsc.b));
+    TRY(kern_cuda_gemv_q8(c, t, dw.b, M, D, dy.b, rb, dsc.b));
+    TRY(kern_cuda_sync(c, "q8 producers"));
+    TRY(pair_back(&s, &dres, false, got, ref, &n));
+    TRY(pair_back(&s, &dy, false, got, ref, &n));
     compare(r, got, ref, NULL, n);
 out:
     scope_end(&s);

@@ -54,6 +54,7 @@ adg_error *kern_cuda_check_add_rmsnorm(kern_cuda_ctx *c, int64_t n, int64_t d, u
                                        kern_cuda_check_result *r);
 adg_error *kern_cuda_check_router_topk(kern_cuda_ctx *c, int n_expert, int64_t d, int k, uint64_t seed,
                                        kern_cuda_check_result *r);
+adg_error *kern_cuda_check_q8_producers(kern_cuda_ctx *c, kern_type t, uint64_t seed, kern_cuda_check_result *r);
 adg_error *kern_cuda_check_at_pos(kern_cuda_ctx *c, int n_head, int n_kv_head, int hd, int64_t pos, uint64_t seed,
                                   kern_cuda_check_result *r);
 

@@ -77,17 +77,30 @@ size_t kern_cuda_gemv_scratch(int64_t ncols)
     return a + 2 * b;
 }
 
-static adg_error *quantize_x(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr x, int64_t n_elems,
-                             kern_cu_deviceptr scratch, kern_cu_deviceptr *qs, kern_cu_deviceptr *d,
-                             kern_cu_deviceptr *s)
+/* Where the quantised activations of n_elems values live in scratch (kern_cuda_gemv_scratch):
+ * int8 qs[n], float d[n/32], int s[n/32], each 256-byte aligned.  The kernels take them as
+ * one struct (q8_out in kern_kernels.cu: three pointers). */
+typedef struct q8_slots {
+    kern_cu_deviceptr qs, d, s;
+} q8_slots;
+
+static q8_slots q8_at(kern_cu_deviceptr scratch, int64_t n_elems)
 {
     size_t nb = (size_t)(n_elems / 32);
     size_t a = ((size_t)n_elems + 255) & ~(size_t)255;
     size_t b = (nb * 4 + 255) & ~(size_t)255;
-    *qs = scratch;
-    *d = scratch + a;
-    *s = scratch + a + b;
-    long long n_blocks = (long long)nb;
+    return (q8_slots){scratch, scratch + a, scratch + a + b};
+}
+
+static adg_error *quantize_x(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr x, int64_t n_elems,
+                             kern_cu_deviceptr scratch, kern_cu_deviceptr *qs, kern_cu_deviceptr *d,
+                             kern_cu_deviceptr *s)
+{
+    q8_slots q = q8_at(scratch, n_elems);
+    *qs = q.qs;
+    *d = q.d;
+    *s = q.s;
+    long long n_blocks = (long long)(n_elems / 32);
     void *p[] = {&x, &n_blocks, qs, d, s};
     kern_cu_deviceptr ptrs[4] = {x, scratch, 0, 0};
     /* 8 warps per block, one per block of 32 activations */
@@ -106,9 +119,10 @@ static adg_error *quant_kernel(const char *op, kern_type type, int64_t ncols, en
     return e ? adg_error_prefix(e, "%s", op) : NULL;
 }
 
+/* pre: x was quantised into scratch by the op that produced it (the _q8 ops). */
 static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, kern_cu_deviceptr w, int n_expert,
                               int64_t nrows, int64_t ncols, kern_cu_deviceptr ids, int n_jobs, kern_cu_deviceptr x,
-                              int n_x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+                              int n_x, kern_cu_deviceptr y, kern_cu_deviceptr scratch, bool pre)
 {
     enum kern_cuda_fn fn;
     adg_error *e = quant_kernel(op, type, ncols, KF_GEMV_Q4_0, KF_GEMV_Q8_0, &fn);
@@ -117,9 +131,12 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
     if (nrows <= 0 || n_jobs <= 0 || n_x <= 0)
         return bad_arg(op, "empty matrix");
     kern_cu_deviceptr qs, d, s;
-    e = quantize_x(c, op, x, ncols * n_x, scratch, &qs, &d, &s);
-    if (e)
+    if (pre) {
+        q8_slots q = q8_at(scratch, ncols * n_x);
+        qs = q.qs, d = q.d, s = q.s;
+    } else if ((e = quantize_x(c, op, x, ncols * n_x, scratch, &qs, &d, &s))) {
         return e;
+    }
     long long row_fault = 0;
     if (c->armed == KERN_CUDA_FAULT_MATVEC_OOB) {
         c->armed = KERN_CUDA_FAULT_NONE;
@@ -160,18 +177,51 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
 adg_error *kern_cuda_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
                           kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
 {
-    return gemv_common(c, "gemv", type, w, 1, nrows, ncols, 0, 1, x, 1, y, scratch);
+    return gemv_common(c, "gemv", type, w, 1, nrows, ncols, 0, 1, x, 1, y, scratch, false);
+}
+
+adg_error *kern_cuda_gemv_q8(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
+                             kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    return gemv_common(c, "gemv", type, w, 1, nrows, ncols, 0, 1, x, 1, y, scratch, true);
+}
+
+static adg_error *moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                           int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x, int n_x,
+                           kern_cu_deviceptr y, kern_cu_deviceptr scratch, bool pre)
+{
+    if (n_x != 1 && n_x != n_used)
+        return bad_arg("moe_gemv", "the input must have 1 row (shared) or one row per used expert");
+    if (n_expert <= 0 || !ids)
+        return bad_arg("moe_gemv", "no experts or no expert ids");
+    return gemv_common(c, "moe_gemv", type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch, pre);
 }
 
 adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
                               int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x, int n_x,
                               kern_cu_deviceptr y, kern_cu_deviceptr scratch)
 {
-    if (n_x != 1 && n_x != n_used)
-        return bad_arg("moe_gemv", "the input must have 1 row (shared) or one row per used expert");
-    if (n_expert <= 0 || !ids)
-        return bad_arg("moe_gemv", "no experts or no expert ids");
-    return gemv_common(c, "moe_gemv", type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch);
+    return moe_gemv(c, type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch, false);
+}
+
+adg_error *kern_cuda_moe_gemv_q8(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                                 int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x, int n_x,
+                                 kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    return moe_gemv(c, type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch, true);
+}
+
+/* The q8 slots a producer writes for n values, or none (scratch 0); the GEMV's rule
+ * (whole blocks of 32) is checked here, where the producer is called. */
+static adg_error *q8_for(const char *op, kern_cu_deviceptr scratch, int64_t n, q8_slots *q)
+{
+    *q = (q8_slots){0, 0, 0};
+    if (!scratch)
+        return NULL;
+    if (n % 32)
+        return bad_arg(op, "quantising the output for a GEMV needs a multiple of 32 values");
+    *q = q8_at(scratch, n);
+    return NULL;
 }
 
 /* X in f16 (the WMMA kernel) or quantised (int8, steps, sums: the int8 kernel). */
@@ -377,10 +427,20 @@ adg_error *kern_cuda_router_topk(kern_cuda_ctx *c, kern_cu_deviceptr w, kern_cu_
 adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
                              int64_t n, int64_t d, float eps)
 {
+    return kern_cuda_rmsnorm_q8(c, x, w, y, n, d, eps, 0);
+}
+
+adg_error *kern_cuda_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
+                                int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
+{
     if (n <= 0 || d <= 0)
         return bad_arg("rmsnorm", "empty tensor");
+    q8_slots q8;
+    adg_error *e = q8_for("rmsnorm", q8_scratch, d % 32 ? 1 : n * d, &q8); /* a row of whole blocks (1: refused) */
+    if (e)
+        return e;
     long long nn = n, dd = d;
-    void *p[] = {&x, &w, &y, &nn, &dd, &eps};
+    void *p[] = {&x, &w, &y, &nn, &dd, &eps, &q8};
     kern_cu_deviceptr ptrs[4] = {x, w, y, 0};
     return kern_cuda_launch_fn(c, "rmsnorm", KF_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p, ptrs);
 }
@@ -388,10 +448,20 @@ adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_devi
 adg_error *kern_cuda_add_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
                                  kern_cu_deviceptr y, int64_t n, int64_t d, float eps)
 {
+    return kern_cuda_add_rmsnorm_q8(c, x, o, w, y, n, d, eps, 0);
+}
+
+adg_error *kern_cuda_add_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
+                                    kern_cu_deviceptr y, int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
+{
     if (n <= 0 || d <= 0)
         return bad_arg("add_rmsnorm", "empty tensor");
+    q8_slots q8;
+    adg_error *e = q8_for("add_rmsnorm", q8_scratch, d % 32 ? 1 : n * d, &q8); /* a row of whole blocks (1: refused) */
+    if (e)
+        return e;
     long long nn = n, dd = d;
-    void *p[] = {&x, &o, &w, &y, &nn, &dd, &eps};
+    void *p[] = {&x, &o, &w, &y, &nn, &dd, &eps, &q8};
     kern_cu_deviceptr ptrs[4] = {x, o, w, y};
     /* 256 threads: kern_rmsnorm's block, hence its sums. */
     return kern_cuda_launch_fn(c, "add_rmsnorm", KF_ADD_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p,
@@ -445,18 +515,22 @@ adg_error *kern_cuda_attention(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_de
                                kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
                                int64_t n_kv, float scale)
 {
-    return kern_cuda_attention_at(c, q, k_cache, v_cache, out, n_head, n_kv_head, hd, n_kv, 0, scale);
+    return kern_cuda_attention_at(c, q, k_cache, v_cache, out, n_head, n_kv_head, hd, n_kv, 0, scale, 0);
 }
 
 adg_error *kern_cuda_attention_at(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
                                   kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
-                                  int64_t n_kv, kern_cu_deviceptr pos, float scale)
+                                  int64_t n_kv, kern_cu_deviceptr pos, float scale, kern_cu_deviceptr q8_scratch)
 {
     if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head || hd <= 0 || hd % 32 || hd > 256 || n_kv <= 0)
         return bad_arg("attention", "need n_head a multiple of n_kv_head, head_dim a multiple of 32 up to 256, and "
                                     "a non-empty cache");
     long long nk = n_kv;
-    void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nk, &pos, &scale};
+    q8_slots q8;
+    adg_error *e = q8_for("attention", q8_scratch, (int64_t)n_head * hd, &q8);
+    if (e)
+        return e;
+    void *p[] = {&q, &k_cache, &v_cache, &out, &n_head, &n_kv_head, &hd, &nk, &pos, &scale, &q8};
     kern_cu_deviceptr ptrs[4] = {q, k_cache, v_cache, out};
     /* 32 warps a head (ATT_DEC_WARPS in kern_kernels.cu). */
     return kern_cuda_launch_fn(c, "attention", KF_ATTENTION, kern_cuda_geom_rows(n_head, 1, 1024, c->max_grid_x), 0,
@@ -477,7 +551,23 @@ static adg_error *binary(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn fn,
 adg_error *kern_cuda_silu_mul(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_deviceptr up, kern_cu_deviceptr out,
                               int64_t n)
 {
-    return binary(c, "silu_mul", KF_SILU_MUL, gate, up, out, n);
+    return kern_cuda_silu_mul_q8(c, gate, up, out, n, 0);
+}
+
+adg_error *kern_cuda_silu_mul_q8(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_deviceptr up, kern_cu_deviceptr out,
+                                 int64_t n, kern_cu_deviceptr q8_scratch)
+{
+    if (n <= 0)
+        return bad_arg("silu_mul", "empty tensor");
+    q8_slots q8;
+    adg_error *e = q8_for("silu_mul", q8_scratch, n, &q8);
+    if (e)
+        return e;
+    long long nn = n;
+    void *p[] = {&gate, &up, &out, &nn, &q8};
+    kern_cu_deviceptr ptrs[4] = {gate, up, out, 0};
+    /* Blocks of 256 (kern_cuda_geom_1d): a warp's 32 values are one q8 block. */
+    return kern_cuda_launch_fn(c, "silu_mul", KF_SILU_MUL, kern_cuda_geom_1d(c, n), 0, p, ptrs);
 }
 
 adg_error *kern_cuda_add(kern_cuda_ctx *c, kern_cu_deviceptr a, kern_cu_deviceptr b, kern_cu_deviceptr out, int64_t n)

@@ -242,6 +242,29 @@ __device__ __forceinline__ int q8_0_round(float xv, float amax, float *d16)
     return (int)roundf(xv * id);
 }
 
+// A warp's 32 consecutive values (block b, lane = position) quantised as kern_quantize_q8
+// does, for the ops that produce a GEMV's input and quantise it on the way out (their
+// kernel_cuda_*_q8 variants): the same values and steps, one launch fewer per GEMV.
+// Every lane of the warp calls it.
+struct q8_out {
+    int8_t *qs;
+    float *d;
+    int *s;
+};
+__device__ __forceinline__ void q8_store(const q8_out &o, long long b, float xv)
+{
+    const int lane = threadIdx.x & 31;
+    const float amax = warp_max(fabsf(xv));
+    float d16;
+    const int q = q8_0_round(xv, amax, &d16);
+    o.qs[b * 32 + lane] = (int8_t)q;
+    const float sum = warp_sum((float)q);
+    if (lane == 0) {
+        o.d[b] = d16;
+        o.s[b] = (int)sum;
+    }
+}
+
 extern "C" __global__ void kern_quantize_q8(const float *x, long long n_blocks, int8_t *qs, float *d, int *s)
 {
     const int lane = threadIdx.x & 31;
@@ -1104,7 +1127,10 @@ extern "C" __global__ void __launch_bounds__(RT_WARPS * 32)
 
 // ---- Elementwise and row ops -------------------------------------------------------------
 
-extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y, long long n, long long d, float eps)
+// q8 (optional, d % 32 == 0): y quantised for the GEMV that reads it (q8_store); a warp's
+// 32 consecutive c are one block.
+extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y, long long n, long long d, float eps,
+                                        q8_out q8)
 {
     for (long long r = blockIdx.x; r < n; r += gridDim.x) {
         const float *xr = x + r * d;
@@ -1113,8 +1139,12 @@ extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y
             ss += xr[c] * xr[c];
         ss = block_sum(ss);
         const float s = rsqrtf(ss / (float)d + eps);
-        for (long long c = threadIdx.x; c < d; c += blockDim.x)
-            y[r * d + c] = xr[c] * s * w[c];
+        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
+            const float v = xr[c] * s * w[c];
+            y[r * d + c] = v;
+            if (q8.qs)
+                q8_store(q8, (r * d + c) >> 5, v);
+        }
     }
 }
 
@@ -1122,7 +1152,7 @@ extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y
 // thread the same additions, squares and order as kern_add then kern_rmsnorm (block of
 // 256), so the results are theirs bit for bit; one launch instead of two.
 extern "C" __global__ void kern_add_rmsnorm(float *x, const float *o, const float *w, float *y, long long n, long long d,
-                                            float eps)
+                                            float eps, q8_out q8)
 {
     for (long long r = blockIdx.x; r < n; r += gridDim.x) {
         float *xr = x + r * d;
@@ -1135,8 +1165,12 @@ extern "C" __global__ void kern_add_rmsnorm(float *x, const float *o, const floa
         }
         ss = block_sum(ss);
         const float s = rsqrtf(ss / (float)d + eps);
-        for (long long c = threadIdx.x; c < d; c += blockDim.x)
-            y[r * d + c] = xr[c] * s * w[c];
+        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
+            const float v = xr[c] * s * w[c];
+            y[r * d + c] = v;
+            if (q8.qs)
+                q8_store(q8, (r * d + c) >> 5, v);
+        }
     }
 }
 
@@ -1246,7 +1280,8 @@ extern "C" __global__ void kern_softmax(float *x, long long n, long long d, floa
 template <int W>
 __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, const __half *vc, float *oh, int kvh,
                                           int n_kv_head, int hd, long long n_kv, float scale, float *sm_m,
-                                          float *sm_l, float (*sm_acc)[256])
+                                          float *sm_l, float (*sm_acc)[256], const q8_out *q8 = nullptr,
+                                          long long q8_block = 0)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int per = hd / 32;
@@ -1290,8 +1325,12 @@ __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, con
             _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
                 o[i] += sm_acc[w2][lane + 32 * i] * c;
         }
-        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-            oh[lane + 32 * i] = gl > 0.0f ? o[i] / gl : 0.0f;
+        _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per) {
+            const float v = gl > 0.0f ? o[i] / gl : 0.0f;
+            oh[lane + 32 * i] = v;
+            if (q8)
+                q8_store(*q8, q8_block + i, v); // the head's block i: lanes are its 32 values
+        }
     }
     __syncthreads();
 }
@@ -1301,7 +1340,7 @@ __device__ __forceinline__ void attn_head(const float *qh, const __half *kc, con
 // this launch at every position).
 extern "C" __global__ void __launch_bounds__(ATT_DEC_WARPS * 32)
     kern_attention(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head, int hd,
-                   long long n_kv, const int *pos, float scale)
+                   long long n_kv, const int *pos, float scale, q8_out q8)
 {
     __shared__ float sm_m[ATT_DEC_WARPS], sm_l[ATT_DEC_WARPS];
     __shared__ float sm_acc[ATT_DEC_WARPS][256];
@@ -1309,7 +1348,7 @@ extern "C" __global__ void __launch_bounds__(ATT_DEC_WARPS * 32)
         n_kv = (long long)pos[0] + 1;
     for (int h = blockIdx.x; h < n_head; h += gridDim.x)
         attn_head<ATT_DEC_WARPS>(q + (long long)h * hd, kc, vc, out + (long long)h * hd, h / (n_head / n_kv_head), n_kv_head, hd,
-                  n_kv, scale, sm_m, sm_l, sm_acc);
+                  n_kv, scale, sm_m, sm_l, sm_acc, q8.qs ? &q8 : nullptr, (long long)h * hd / 32);
 }
 
 // Prompt: n_tok query tokens at positions pos0 .. pos0+n_tok-1 (their keys and values are
@@ -1511,11 +1550,16 @@ extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
     moe_gemm_q<8>(w, nrows, ncols, n_expert, off, list, x_div, xq, xd, xs, y, row_fault, w_rows, v);
 }
 
-extern "C" __global__ void kern_silu_mul(const float *g, const float *u, float *o, long long n)
+// q8 (optional, n % 32 == 0): the output quantised for the GEMV that reads it; a warp's
+// 32 consecutive i are one block (blocks of 256 threads, a stride of whole blocks).
+extern "C" __global__ void kern_silu_mul(const float *g, const float *u, float *o, long long n, q8_out q8)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         const float x = g[i];
-        o[i] = x / (1.0f + __expf(-x)) * u[i];
+        const float v = x / (1.0f + __expf(-x)) * u[i];
+        o[i] = v;
+        if (q8.qs)
+            q8_store(q8, i >> 5, v);
     }
 }
 

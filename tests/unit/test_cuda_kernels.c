@@ -279,6 +279,8 @@ static void test_fused_ops(void **state)
     expect_pass(kern_cuda_check_add_rmsnorm(ctx, 77, 1000, 235, &r), &r);
     expect_pass(kern_cuda_check_router_topk(ctx, 128, 2048, 8, 238, &r), &r);
     expect_pass(kern_cuda_check_router_topk(ctx, 61, 1024, 4, 239, &r), &r); /* a block with one logit */
+    expect_pass(kern_cuda_check_q8_producers(ctx, KERN_TYPE_Q4_0, 240, &r), &r);
+    expect_pass(kern_cuda_check_q8_producers(ctx, KERN_TYPE_Q8_0, 241, &r), &r);
     expect_pass(kern_cuda_check_at_pos(ctx, 32, 4, 128, 0, 236, &r), &r);
     expect_pass(kern_cuda_check_at_pos(ctx, 32, 4, 128, 640, 237, &r), &r);
 }

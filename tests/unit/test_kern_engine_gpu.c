@@ -83,7 +83,7 @@ static adg_error *mock_fault(const char *op)
  * launched decode's. */
 enum { MC_GET_ROWS, MC_RMSNORM, MC_GEMV, MC_GEMM, MC_ROUTE, MC_MOE_GEMV, MC_SILU, MC_ADD, MC_ROPE, MC_KV_STORE,
        MC_ATTN, MC_WSUM, MC_MARK, MC_ADD_RMSNORM, MC_QKV_POST, MC_ROUTE_GU,
-       MC_ROUTER_TOPK };
+       MC_ROUTER_TOPK, MC_RMSNORM_Q8, MC_ADD_RMSNORM_Q8, MC_SILU_Q8, MC_GEMV_Q8, MC_MOE_GEMV_Q8 };
 typedef struct mock_call {
     int op;
     kern_type type;
@@ -108,6 +108,8 @@ static adg_error *mock_defer(mock_call c)
     g->calls[g->n++] = c;
     return NULL;
 }
+static void mock_q8_made(kern_cu_deviceptr scratch, kern_cu_deviceptr x);
+
 #define DEFER(...)                                            \
     do {                                                      \
         if (mock_capture)                                     \
@@ -441,6 +443,7 @@ adg_error *kern_cuda_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     assert_true(type == KERN_TYPE_Q4_0 || type == KERN_TYPE_Q8_0);
     DEFER(.op = MC_GEMV, .type = type, .p = {w, x, y, scratch}, .i = {nrows, ncols});
     LAUNCH("gemv", "kern_gemv");
+    mock_q8_made(scratch, x); /* it quantises x into its scratch first */
     if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
         return mock_fault("gemv");
     return matvec(type, w, nrows, ncols, x, y);
@@ -503,6 +506,7 @@ adg_error *kern_cuda_moe_gemv(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     assert_true(n_x == 1 || n_x == n_used);
     DEFER(.op = MC_MOE_GEMV, .type = type, .p = {w, ids, x, y, scratch}, .i = {n_expert, nrows, ncols, n_used, n_x});
     LAUNCH("moe_gemv", "kern_gemv");
+    mock_q8_made(scratch, x);
     if (mock_armed == KERN_CUDA_FAULT_MATVEC_OOB)
         return mock_fault("moe_gemv");
     size_t mat = (size_t)nrows * kern_row_size(type, ncols);
@@ -556,11 +560,14 @@ adg_error *kern_cuda_rope_neox(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_de
 
 adg_error *kern_cuda_attention_at(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k_cache,
                                   kern_cu_deviceptr v_cache, kern_cu_deviceptr out, int n_head, int n_kv_head, int hd,
-                                  int64_t n_kv, kern_cu_deviceptr pos, float scale)
+                                  int64_t n_kv, kern_cu_deviceptr pos, float scale, kern_cu_deviceptr q8_scratch)
 {
     (void)c;
     assert_true(n_kv > 0);
-    DEFER(.op = MC_ATTN, .p = {q, k_cache, v_cache, out, pos}, .i = {n_head, n_kv_head, hd, n_kv}, .f = scale);
+    DEFER(.op = MC_ATTN, .p = {q, k_cache, v_cache, out, pos, q8_scratch}, .i = {n_head, n_kv_head, hd, n_kv},
+          .f = scale);
+    if (q8_scratch)
+        mock_q8_made(q8_scratch, out);
     LAUNCH("attention", "kern_attention");
     if (pos)
         n_kv = ((int32_t *)P(pos))[0] + 1; /* the kernel reads the length on the device */
@@ -673,7 +680,7 @@ adg_error *kern_cuda_attention_causal(kern_cuda_ctx *c, kern_cu_deviceptr q, ker
     for (int64_t t = 0; t < n_tok; t++) {
         kern_cu_deviceptr off = (kern_cu_deviceptr)((size_t)(t * n_head * hd) * 4);
         adg_error *e = kern_cuda_attention_at(c, q + off, k_cache, v_cache, out + off, n_head, n_kv_head, hd,
-                                              pos0 + t + 1, 0, scale);
+                                              pos0 + t + 1, 0, scale, 0);
         if (e)
             return e;
     }
@@ -714,6 +721,73 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
                y + (kern_cu_deviceptr)((size_t)s * (size_t)nrows * 4));
     }
     return NULL;
+}
+
+/* Quantised on the way out: a _q8 producer leaves the q8 values of its output x in the
+ * GEMV scratch, and so does a GEMV that quantises for itself; a _q8 GEMV must read the
+ * x whose values are there (checked: the engine's order of producers and GEMVs). */
+static kern_cu_deviceptr q8_scratch_of, q8_x_of;
+static int q8_gemvs;
+
+static void mock_q8_made(kern_cu_deviceptr scratch, kern_cu_deviceptr x)
+{
+    q8_scratch_of = scratch;
+    q8_x_of = x;
+}
+
+static void mock_q8_read(kern_cu_deviceptr scratch, kern_cu_deviceptr x)
+{
+    assert_true(scratch && scratch == q8_scratch_of);
+    assert_true(x == q8_x_of);
+    q8_gemvs++;
+}
+
+adg_error *kern_cuda_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
+                                int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
+{
+    DEFER(.op = MC_RMSNORM_Q8, .p = {x, w, y, q8_scratch}, .i = {n, d}, .f = eps);
+    adg_error *e = kern_cuda_rmsnorm(c, x, w, y, n, d, eps);
+    if (!e && q8_scratch)
+        mock_q8_made(q8_scratch, y);
+    return e;
+}
+
+adg_error *kern_cuda_add_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
+                                    kern_cu_deviceptr y, int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
+{
+    DEFER(.op = MC_ADD_RMSNORM_Q8, .p = {x, o, w, y, q8_scratch}, .i = {n, d}, .f = eps);
+    adg_error *e = kern_cuda_add_rmsnorm(c, x, o, w, y, n, d, eps);
+    if (!e && q8_scratch)
+        mock_q8_made(q8_scratch, y);
+    return e;
+}
+
+adg_error *kern_cuda_silu_mul_q8(kern_cuda_ctx *c, kern_cu_deviceptr gate, kern_cu_deviceptr up,
+                                 kern_cu_deviceptr out, int64_t n, kern_cu_deviceptr q8_scratch)
+{
+    DEFER(.op = MC_SILU_Q8, .p = {gate, up, out, q8_scratch}, .i = {n});
+    adg_error *e = kern_cuda_silu_mul(c, gate, up, out, n);
+    if (!e && q8_scratch)
+        mock_q8_made(q8_scratch, out);
+    return e;
+}
+
+adg_error *kern_cuda_gemv_q8(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int64_t nrows, int64_t ncols,
+                             kern_cu_deviceptr x, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    DEFER(.op = MC_GEMV_Q8, .type = type, .p = {w, x, y, scratch}, .i = {nrows, ncols});
+    mock_q8_read(scratch, x);
+    adg_error *e = kern_cuda_gemv(c, type, w, nrows, ncols, x, y, scratch);
+    return e;
+}
+
+adg_error *kern_cuda_moe_gemv_q8(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
+                                 int64_t ncols, kern_cu_deviceptr ids, int n_used, kern_cu_deviceptr x, int n_x,
+                                 kern_cu_deviceptr y, kern_cu_deviceptr scratch)
+{
+    DEFER(.op = MC_MOE_GEMV_Q8, .type = type, .p = {w, ids, x, y, scratch}, .i = {n_expert, nrows, ncols, n_used, n_x});
+    mock_q8_read(scratch, x);
+    return kern_cuda_moe_gemv(c, type, w, n_expert, nrows, ncols, ids, n_used, x, n_x, y, scratch);
 }
 
 /* The fused ops: the separate ops' stand-ins in sequence (the kernels reproduce the
@@ -785,7 +859,15 @@ static adg_error *mock_replay(const mock_call *k)
     case MC_ROPE: return kern_cuda_rope_neox(NULL, p[0], p[1], i[0], (int)i[1], (int)i[2], k->f);
     case MC_KV_STORE: return kern_cuda_kv_store_at(NULL, p[0], p[1], i[0], i[1], p[2], i[2], i[3]);
     case MC_ATTN:
-        return kern_cuda_attention_at(NULL, p[0], p[1], p[2], p[3], (int)i[0], (int)i[1], (int)i[2], i[3], p[4], k->f);
+        return kern_cuda_attention_at(NULL, p[0], p[1], p[2], p[3], (int)i[0], (int)i[1], (int)i[2], i[3], p[4], k->f,
+                                      p[5]);
+    case MC_RMSNORM_Q8: return kern_cuda_rmsnorm_q8(NULL, p[0], p[1], p[2], i[0], i[1], k->f, p[3]);
+    case MC_ADD_RMSNORM_Q8: return kern_cuda_add_rmsnorm_q8(NULL, p[0], p[1], p[2], p[3], i[0], i[1], k->f, p[4]);
+    case MC_SILU_Q8: return kern_cuda_silu_mul_q8(NULL, p[0], p[1], p[2], i[0], p[3]);
+    case MC_GEMV_Q8: return kern_cuda_gemv_q8(NULL, k->type, p[0], i[0], i[1], p[1], p[2], p[3]);
+    case MC_MOE_GEMV_Q8:
+        return kern_cuda_moe_gemv_q8(NULL, k->type, p[0], (int)i[0], i[1], i[2], p[1], (int)i[3], p[2], (int)i[4],
+                                     p[3], p[4]);
     case MC_WSUM: return kern_cuda_moe_wsum(NULL, p[0], p[1], p[2], i[0], (int)i[1], i[2]);
     case MC_MARK: return kern_cuda_mark(NULL, k->m, (int)i[0]);
     case MC_ADD_RMSNORM: return kern_cuda_add_rmsnorm(NULL, p[0], p[1], p[2], p[3], i[0], i[1], k->f);
@@ -1035,7 +1117,7 @@ static void test_graph_decode(void **state)
     for (size_t i = 0; i < 2; i++) {
         int32_t tok_l[NGEN], tok_g[NGEN];
         float *launched = malloc((size_t)NGEN * 2048 * sizeof(float)), *graphed = malloc((size_t)NGEN * 2048 * sizeof(float));
-        graph_captures = graph_launches = 0;
+        graph_captures = graph_launches = q8_gemvs = 0;
         decode_steps(ngls[i], true, NGEN, tok_l, launched);
         assert_int_equal(graph_captures + graph_launches, 0);
         decode_steps(ngls[i], false, NGEN, tok_g, graphed);
@@ -1043,6 +1125,7 @@ static void test_graph_decode(void **state)
                graph_launches, NGEN - 1);
         assert_int_equal(graph_captures, 1);
         assert_int_equal(graph_launches, NGEN - 1);
+        assert_true(q8_gemvs > 0); /* the GEMVs took their inputs quantised by the producers */
         assert_memory_equal(tok_l, tok_g, sizeof tok_l);
         assert_memory_equal(launched, graphed, (size_t)NGEN * 2048 * sizeof(float));
         free(launched);
