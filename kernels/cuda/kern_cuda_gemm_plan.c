@@ -282,16 +282,22 @@ static int shape_class(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, in
 }
 
 /* AUTO's wgmma picks per shape class and weight type (q4_0, q8_0): {variant, k slices};
- * variant -1 keeps the f16-MMA kernel's measured pick.  All -1 until a device run
- * (tests/device/gemm_sweep.sh, the "wgmma" rows) measures the wgmma kernel faster at that
- * class: then the row gets the measured best tile, e.g. {0, 1} for the LM head.  Used
- * only where the sm_90a module is loaded (compute capability 9.0). */
+ * variant -1 keeps the f16-MMA kernel's measured pick.  Used only where the sm_90a module
+ * is loaded (compute capability 9.0).  From the H200 sweep of 2026-11-26 05:03 UTC
+ * (tests/device/gemm_sweep.sh, first wgmma version, flat pipeline; us, 512 tokens; the
+ * f16-MMA kernel's best tile in brackets; cuBLAS f16 varied 23-31 us at attn_q/attn_o
+ * between the runs of the sweep, 406-423 at the LM head):
+ *   LM head  151936x2048: q4_0 w0 734-756 [f8 1138]      q8_0 w0 904-914 [f8 1280]
+ *   attn_q   4096x2048:   q4_0 w0 k2 44.3 [f1 51.7]      q8_0 w0 k2 48.4 [f0 59.1]
+ *   attn_o   2048x4096:   q4_0 w1 k2 54.7 [f1 k2 59.9]   q8_0 w2 k2 63.8 [f0 k2 67.5]
+ *   attn_k, ffn_up, ffn_down: within +-10 % either way, the f16-MMA kernel mostly ahead
+ *   (attn_k q4_0 f3 k2 26.7 against w3 k2 28.7; ffn_down q8_0 f2 24.0 against w2 26.6). */
 static const struct {
     int variant, ksplit;
 } auto_wgmma[GS_N][2] = {
-    [GS_LARGE] = {{-1, 1}, {-1, 1}},
-    [GS_FULL] = {{-1, 1}, {-1, 1}},
-    [GS_LONGK] = {{-1, 1}, {-1, 1}},
+    [GS_LARGE] = {{0, 1}, {0, 1}},
+    [GS_FULL] = {{0, 2}, {0, 2}},
+    [GS_LONGK] = {{1, 2}, {2, 2}},
     [GS_SMALL] = {{-1, 1}, {-1, 1}},
 };
 

@@ -21,8 +21,8 @@
 #   6. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every tile, the best
 #      per kernel over the runs, the goal per shape, and where wgmma beats the f16-MMA
 #      kernel (the rows of auto_wgmma in kern_cuda_gemm_plan.c to turn on);
-#   7. NCU=1: Nsight Compute of wgmma w0 at the LM head and w1 at attn_q (Q4_0): tensor
-#      pipe %, stall reasons, bank conflicts, DRAM bytes.
+#   7. NCU=1: Nsight Compute of wgmma w0 at the LM head (Q4_0, Q8_0) and w1 at attn_q
+#      (Q4_0): instructions per warp, tensor pipe %, stall reasons, bank conflicts, DRAM MB.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
 # Needs under BUILD_DIR (the default archs or -DAMXDIAG_CUDA_ARCHS=90: the sm_90a module is
 # built whenever the SASS list has 90): amxdiag, amxdiag-gpu-bench,
@@ -209,21 +209,24 @@ if [ -n "${NCU:-}" ]; then
 --section MemoryWorkloadAnalysis_Tables"
     mets=gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread
     mets=$mets,sm__inst_executed.sum,smsp__inst_executed.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active
-    mets=$mets,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+    mets=$mets,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
     mets=$mets,sm__warps_active.avg.pct_of_peak_sustained_active
     mets=$mets,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
     mets=$mets,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
     mets=$mets,lts__t_bytes.sum,dram__bytes_read.sum,dram__bytes_write.sum
     for st in barrier long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle lg_throttle not_selected \
-        dispatch_stall no_instruction selected; do
+        dispatch_stall no_instruction selected membar branch_resolving sleeping; do
         mets=$mets,smsp__average_warps_issue_stalled_${st}_per_issue_active.ratio
     done
     : >"$out/ncu-details.txt"
     : >"$out/ncu-wgmma.csv"
-    for run in 0:10:lm 1:0:attn_q; do
-        v=${run%%:*} rest=${run#*:}
-        skip=${rest%%:*} tag=w$v-${rest#*:}
-        step_want "ncu-$tag" 0 45 "$ncu" $secs -k "regex:kern_gemm_wgmma_q4_0_w$v\$" --launch-skip $skip \
+    # (sm__inst_executed: collected explicitly, the sections alone did not give it at 05:03)
+    for run in q4_0:0:10:lm q8_0:0:10:lm q4_0:1:0:attn_q; do
+        ty=${run%%:*} rest=${run#*:}
+        v=${rest%%:*} rest=${rest#*:}
+        skip=${rest%%:*} tag=$ty-w$v-${rest#*:}
+        step_want "ncu-$tag" 0 30 "$ncu" $secs --metrics sm__inst_executed.sum,smsp__inst_executed.avg.per_cycle_active \
+            -k "regex:kern_gemm_wgmma_${ty}_w$v\$" --launch-skip $skip \
             --launch-count 2 -o "$out/gemm-$tag" -f "$PWD/$bench" --only gemm --iters 1 --gemm-tile w$v --no-cublas
         if [ -f "$out/gemm-$tag.ncu-rep" ]; then
             echo "==== $tag" >>"$out/ncu-details.txt"
@@ -238,7 +241,7 @@ if [ -n "${NCU:-}" ]; then
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 hdr = units = None
-print("\n== ncu, wgmma q4_0 (warm-up, timed): w0 at the LM head, w1 at attn_q")
+print("\n== ncu, wgmma (warm-up, timed): w0 q4_0 and q8_0 at the LM head, w1 q4_0 at attn_q")
 def num(s):
     try:
         return float(s.replace(",", ""))
@@ -258,16 +261,17 @@ for r in rows:
     warps = f("launch__grid_size") * f("launch__block_size") / 32
     stalls = sorted(((f("smsp__average_warps_issue_stalled_%s_per_issue_active.ratio" % s), s) for s in
                      ("barrier", "long_scoreboard", "short_scoreboard", "wait", "math_pipe_throttle", "mio_throttle",
-                      "lg_throttle", "not_selected", "dispatch_stall", "no_instruction")), reverse=True)[:4]
+                      "lg_throttle", "not_selected", "dispatch_stall", "no_instruction", "membar", "branch_resolving",
+                      "sleeping")), reverse=True)
+    stalls = [x for x in stalls if x[0] == x[0]][:5]  # (nan: not collected)
     ldc = f("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum") / max(1, f("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum"))
     stc = f("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum") / max(1, f("l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"))
-    print("  %-26s grid %5.0f regs %3.0f %9.1f %-3s inst/warp %7.0f issue %4.1f%% gmma %4.1f%% hmma %4.1f%% stalls %s; bank conflicts/wavefront ld %.2f st %.2f; dram rd %.0f MB"
+    print("  %-26s grid %5.0f regs %3.0f %9.1f %-3s inst/warp %7.0f issue %4.1f%% tensor %4.1f%% stalls %s; bank conflicts/wavefront ld %.2f st %.2f; dram rd %.0f MB"
           % (d.get("Kernel Name", "?"), f("launch__grid_size"), f("launch__registers_per_thread"),
              f("gpu__time_duration.sum"), (units or {}).get("gpu__time_duration.sum", ""),
              f("sm__inst_executed.sum") / max(1, warps), f("smsp__issue_active.avg.pct_of_peak_sustained_active"),
-             f("sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active"),
              f("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"),
-             " ".join("%s %.2f" % (s, v) for v, s in stalls), ldc, stc, f("dram__bytes_read.sum") / 1e6))
+             " ".join("%s %.2f" % (s, v) for v, s in stalls), ldc, stc, f("dram__bytes_read.sum")))
 PYEOF
 fi
 
