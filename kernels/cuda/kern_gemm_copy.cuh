@@ -1,4 +1,5 @@
-// Shared by the int8 (kern_gemm_i8.cuh) and f16-MMA (kern_gemm_f16mma.cuh) prompt GEMMs.
+// Shared by the int8 (kern_gemm_i8.cuh), f16-MMA (kern_gemm_f16mma.cuh) and wgmma
+// (kern_gemm_wgmma.cuh) prompt GEMMs.
 #ifndef KERN_GEMM_COPY_CUH
 #define KERN_GEMM_COPY_CUH
 
@@ -24,6 +25,21 @@ __device__ __forceinline__ void gq_copy_blocks_2byte(uint8_t *sb, const uint8_t 
             for (int i = 0; i < BSZ / 2; i++)
                 dst[i] = 0;
         }
+    }
+}
+
+// One k stage of a thread's XIT 16-byte pieces of f16 X rows (kern_gemm_f16mma.cuh,
+// kern_gemm_wgmma.cuh): piece it from src + it xstep (halves) to dst + it STEP (bytes),
+// zeros where bit it of xok is clear (a token past n) or !kin (blocks past k).
+template <int XIT, int STEP>
+__device__ __forceinline__ void gq_copy_x_pieces(uint8_t *dst, const uint16_t *src, long long xstep,
+                                                 const uint16_t *x, bool kin, unsigned xok)
+{
+#pragma unroll
+    for (int it = 0; it < XIT; it++) {
+        const bool ok = kin && ((xok >> it) & 1);
+        cp_async16(dst + it * STEP, ok ? src : x, ok);
+        src += xstep;
     }
 }
 

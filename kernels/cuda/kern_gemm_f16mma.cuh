@@ -177,13 +177,7 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
             }
             // k is a multiple of 32 KB on the aligned path: every block of the stage exists
             const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
-            const uint16_t *src = xsrc + kb0 * 32;
-#pragma unroll
-            for (int it = 0; it < XIT; it++) {
-                const bool ok = kin && ((xok >> it) & 1);
-                cp_async16(sb + x_dst + it * XPI * RB, ok ? src : x, ok);
-                src += xstep;
-            }
+            gq_copy_x_pieces<XIT, XPI * RB>(sb + x_dst, xsrc + kb0 * 32, xstep, x, kin, xok);
         };
         // this thread's raw blocks of the stage in `slot` into f16 buffer `buf`
         auto convert_unit = [&](int slot, int buf, int it) {

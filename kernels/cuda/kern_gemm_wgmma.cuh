@@ -142,12 +142,7 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
             }
         } else {
             const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
-#pragma unroll
-            for (int it = 0; it < XIT; it++) {
-                const bool ok = kin && ((xok >> it) & 1);
-                cp_async16(sb + x_dst + it * XPI * RB, ok ? src : x, ok);
-                src += xstep;
-            }
+            gq_copy_x_pieces<XIT, XPI * RB>(sb + x_dst, src, xstep, x, kin, xok);
         }
         if (++ls == ls1 && (lt = next_tile(lt)) < n_tiles)
             set_load(lt);

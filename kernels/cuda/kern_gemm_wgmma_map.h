@@ -34,36 +34,20 @@
     X(3, 1, 64, 3)  /* 64 x 64, one warpgroup (small shapes) */
 #define GW_NVAR 4
 
-GI8_FN int gw_var_wg(int v)
+/* Column f (0 WG, 1 BN, 2 CPS) of variant v's row; 0 for an unknown variant. */
+GI8_FN int gw_var_col(int v, int f)
 {
     int r = 0;
-#define GW_WG_CASE(I, WG_, BN_, CPS_) \
-    if (v == (I))                     \
-        r = WG_;
-    GW_VARIANTS(GW_WG_CASE)
-#undef GW_WG_CASE
-    return r;
-}
-GI8_FN int gw_var_bn(int v)
-{
-    int r = 0;
-#define GW_BN_CASE(I, WG_, BN_, CPS_) \
-    if (v == (I))                     \
-        r = BN_;
-    GW_VARIANTS(GW_BN_CASE)
-#undef GW_BN_CASE
-    return r;
-}
-GI8_FN int gw_var_cps(int v)
-{
-    int r = 1;
-#define GW_CPS_CASE(I, WG_, BN_, CPS_) \
+#define GW_COL_CASE(I, WG_, BN_, CPS_) \
     if (v == (I))                      \
-        r = CPS_;
-    GW_VARIANTS(GW_CPS_CASE)
-#undef GW_CPS_CASE
+        r = f == 0 ? WG_ : f == 1 ? BN_ : CPS_;
+    GW_VARIANTS(GW_COL_CASE)
+#undef GW_COL_CASE
     return r;
 }
+GI8_FN int gw_var_wg(int v) { return gw_var_col(v, 0); }
+GI8_FN int gw_var_bn(int v) { return gw_var_col(v, 1); }
+GI8_FN int gw_var_cps(int v) { return gw_var_col(v, 2) > 0 ? gw_var_col(v, 2) : 1; }
 GI8_FN int gw_var_bm(int v) { return 64 * gw_var_wg(v); }
 GI8_FN int gw_var_threads(int v) { return 128 * gw_var_wg(v); }
 

@@ -483,13 +483,10 @@ static uint16_t f16_weight(int wt, const uint8_t *w, int64_t k, int64_t r, int64
     return sim_f2h((double)q * sim_h2d(d));
 }
 
-template <int WT, int MT, int NT, int WM, int WN, int KB>
-static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
-                       int ksplit, bool staged)
+// x for the f16 kernels: n x k q8_0-like values rounded to f16, some exactly zero, some
+// subnormal.
+static std::vector<uint16_t> make_xh(int64_t n, int64_t k)
 {
-    std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
-    const uint8_t *w = wbuf.data() + pad;
-    // x: q8_0-like values rounded to f16, some exactly zero, some subnormal
     std::vector<uint16_t> xh((size_t)(n * k));
     for (auto &h : xh) {
         const uint32_t r = rnd32();
@@ -502,6 +499,45 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
             h = sim_f2h((double)((int)(rnd32() % 255) - 127) * (double)__half2float(d) * 64.0);
         }
     }
+    return xh;
+}
+
+// An f16 kernel's y (n x m) against the exact sum of its f16 inputs (the weights q d rounded
+// once, computed here): within one f32 rounding per MMA of 16 k (and one per added k
+// slice).  Prints the first difference or "ok".
+static void check_f16_sum(const char *what, int wt, const uint8_t *w, int64_t m, int64_t k, int64_t n,
+                          const std::vector<uint16_t> &xh, const std::vector<float> &got, int ksplit)
+{
+    std::vector<double> wrow((size_t)k);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t i = 0; i < k; i++)
+            wrow[(size_t)i] = sim_h2d(f16_weight(wt, w, k, r, i));
+        for (int64_t t = 0; t < n; t++) {
+            double want = 0, mag = 0;
+            for (int64_t i = 0; i < k; i++) {
+                const double p = wrow[(size_t)i] * sim_h2d(xh[(size_t)(t * k + i)]);
+                want += p;
+                mag += std::fabs(p);
+            }
+            const double g = got[(size_t)(t * m + r)];
+            if (!(std::fabs(g - want) <= (double)(k / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
+                printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
+                       (long long)r, g, want, mag);
+                failures++;
+                return;
+            }
+        }
+    }
+    printf("ok   %s\n", what);
+}
+
+template <int WT, int MT, int NT, int WM, int WN, int KB>
+static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
+                       int ksplit, bool staged)
+{
+    std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
+    const uint8_t *w = wbuf.data() + pad;
+    std::vector<uint16_t> xh = make_xh(n, k);
     // split-K adds its slices into y, which the host zeroes first (kern_zero_f32)
     std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
     const int aligned = gf_aligned(KB, k / 32, (uintptr_t)w); // as the host plan decides
@@ -518,28 +554,7 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
              WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, 32 * KB, slots,
              aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit,
              staged ? "staged" : "fragment", grid);
-    std::vector<double> wrow((size_t)k);
-    for (int64_t r = 0; r < m; r++) {
-        for (int64_t i = 0; i < k; i++)
-            wrow[(size_t)i] = sim_h2d(f16_weight(WT, w, k, r, i));
-        for (int64_t t = 0; t < n; t++) {
-            double want = 0, mag = 0;
-            for (int64_t i = 0; i < k; i++) {
-                const double p = wrow[(size_t)i] * sim_h2d(xh[(size_t)(t * k + i)]);
-                want += p;
-                mag += std::fabs(p);
-            }
-            const double g = got[(size_t)(t * m + r)];
-            // one f32 rounding per MMA of the accumulated sum (and one per added k slice)
-            if (!(std::fabs(g - want) <= (double)(k / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
-                printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
-                       (long long)r, g, want, mag);
-                failures++;
-                return;
-            }
-        }
-    }
-    printf("ok   %s\n", what);
+    check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
 }
 
 static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
@@ -591,8 +606,11 @@ static void f16_convert_case()
         printf("ok   f16 conversion: q d rounded once, every q8/q4 value, 4000 steps\n");
 }
 
+// The grouped expert matmul: g < 0 the old tile (MOE = 1, v0's 64 x 64), else GI8M tile g
+// (MOE = 2, by token tiles) on a grid of `grid` CTAs (0: gi8m_items, as the host launches).
 template <int WT>
-static void moe_case(bool late, int n_expert, int64_t m, int64_t k, int64_t n_tok, int n_used, bool per_slot)
+static void moe_case(bool late, int n_expert, int64_t m, int64_t k, int64_t n_tok, int n_used, bool per_slot,
+                     int g = -1, unsigned grid = 0, int stages = 3)
 {
     std::vector<uint8_t> w = make_w(WT, m * n_expert, k, 0);
     const int64_t n_slots = n_tok * n_used, n_x = per_slot ? n_slots : n_tok;
@@ -617,14 +635,35 @@ static void moe_case(bool late, int n_expert, int64_t m, int64_t k, int64_t n_to
                  want.data() + s * m);
     const int aligned = (k / 32) % GI8_KBS == 0;
     sim_late = late;
-    launch(3, 128, (size_t)(3 * gi8_stage_bytes(WT, 64)), [&] {
-        gemm_i8<WT, 2, 4, 2, 2, true>(w.data(), m, k, xq.data(), xd.data(), n_slots, got.data(), 3, aligned, n_expert,
-                              off.data(), list.data(), x_div);
-    });
-    char what[160];
-    snprintf(what, sizeof what, "moe q%d_0 %d experts of %lldx%lld, %lld tokens x %d, %s, cp.async %s", WT, n_expert,
-             (long long)m, (long long)k, (long long)n_tok, n_used, per_slot ? "x per slot" : "x per token",
-             late ? "late" : "early");
+    if (g < 0) {
+        launch(3, 128, (size_t)(3 * gi8_stage_bytes(WT, 64)), [&] {
+            gemm_i8<WT, 2, 4, 2, 2, 1>(w.data(), m, k, xq.data(), xd.data(), n_slots, got.data(), 3, aligned,
+                                       n_expert, off.data(), list.data(), x_div);
+        });
+    } else {
+        const int bm = gi8m_var_bm(g), bn = gi8m_var_bn(g);
+        if (!grid)
+            grid = (unsigned)gi8m_items(n_slots, n_expert, m, bm, bn);
+        const size_t smem = (size_t)(stages * gi8_stage_bytes_n(WT, bm, bn));
+#define SIM_MVAR(I, MT, NT, WM, CPS)                                                                               \
+    if (g == (I))                                                                                                \
+        launch(grid, 32 * WM, smem, [&] {                                                                        \
+            gemm_i8<WT, MT, NT, WM, 1, 2>(w.data(), m, k, xq.data(), xd.data(), n_slots, got.data(), stages, aligned, \
+                                          n_expert, off.data(), list.data(), x_div);                            \
+        });
+        GI8M_VARIANTS(SIM_MVAR)
+#undef SIM_MVAR
+    }
+    int most = 0;
+    for (int e = 0; e < n_expert; e++)
+        most = off[(size_t)e + 1] - off[(size_t)e] > most ? off[(size_t)e + 1] - off[(size_t)e] : most;
+    char what[200], tile[64] = "old tile";
+    if (g >= 0)
+        snprintf(tile, sizeof tile, "tile g%d (%dx%d), %d stages, grid %u", g, gi8m_var_bm(g), gi8m_var_bn(g), stages,
+                 grid);
+    snprintf(what, sizeof what, "moe q%d_0 %d experts of %lldx%lld, %lld tokens x %d (<= %d an expert), %s, %s, cp.async %s",
+             WT, n_expert, (long long)m, (long long)k, (long long)n_tok, n_used, most,
+             per_slot ? "x per slot" : "x per token", tile, late ? "late" : "early");
     compare(what, got, want);
 }
 
@@ -697,6 +736,20 @@ int main()
     dense_case<4>(0, 3, false, 0, 128, 256, 20, 2);
     moe_case<4>(true, 8, 256, 256, 20, 2, false);
     moe_case<4>(true, 8, 256, 256, 20, 2, true);
+    // the grouped tiles by token tiles (GI8M): every tile, both types, both copy timings;
+    // experts with no tokens, with fewer than 8, with several token tiles (200 slots: ~43
+    // an expert for experts 0..3, 2 tiles of 32; 600 slots: 3 tiles of 64), counts not a
+    // multiple of 8, partial row tiles, the 2-byte weight path, grid-stride (a grid smaller
+    // than the items), 2 and 4 stages
+    for (int g = 0; g < GI8M_NVAR; g++) {
+        moe_case<4>(g & 1, 8, 70, 256, 20, 3, false, g);
+        moe_case<8>(!(g & 1), 8, 64, 128, 100, 2, true, g);
+    }
+    moe_case<4>(true, 8, 40, 256, 300, 2, false, 0);
+    moe_case<8>(true, 6, 40, 96, 12, 3, true, 1);
+    moe_case<4>(false, 8, 130, 384, 100, 2, true, 2, 5, 2);
+    moe_case<8>(true, 8, 70, 512, 50, 3, false, 0, 7, 4);
+    moe_case<4>(true, 16, 64, 128, 1, 4, false, 5);
     // the f16-MMA kernel: every variant, both types, 3 and 4 slots, both copy timings,
     // partial tiles, grid-stride tiles, the 2-byte weight path
     f16_convert_case();

@@ -100,18 +100,7 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
 {
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
-    std::vector<uint16_t> xh((size_t)(n * k));
-    for (auto &h : xh) {
-        const uint32_t r = rnd32();
-        if (r % 61 == 0)
-            h = 0;
-        else if (r % 67 == 0)
-            h = (uint16_t)(rnd32() % 1024) | (r & 0x100000 ? 0x8000 : 0);
-        else {
-            __half d = {rnd_f16()};
-            h = sim_f2h((double)((int)(rnd32() % 255) - 127) * (double)__half2float(d) * 64.0);
-        }
-    }
+    std::vector<uint16_t> xh = make_xh(n, k);
     std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
     const int aligned = gf_aligned(GW_KB, k / 32, (uintptr_t)w); // as the host plan decides
     const int bm = 64 * WG;
@@ -132,27 +121,7 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
              aligned ? "cp.async weights" : "2-byte weights", late ? "late, MMAs early" : "early, MMAs late", ksplit,
              deep ? "deep" : "flat",
              grid);
-    std::vector<double> wrow((size_t)k);
-    for (int64_t r = 0; r < m; r++) {
-        for (int64_t i = 0; i < k; i++)
-            wrow[(size_t)i] = sim_h2d(f16_weight(WT, w, k, r, i));
-        for (int64_t t = 0; t < n; t++) {
-            double want = 0, mag = 0;
-            for (int64_t i = 0; i < k; i++) {
-                const double p = wrow[(size_t)i] * sim_h2d(xh[(size_t)(t * k + i)]);
-                want += p;
-                mag += std::fabs(p);
-            }
-            const double g = got[(size_t)(t * m + r)];
-            if (!(std::fabs(g - want) <= (double)(k / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
-                printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
-                       (long long)r, g, want, mag);
-                failures++;
-                return;
-            }
-        }
-    }
-    printf("ok   %s\n", what);
+    check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
 }
 
 static void wgmma_case(int wt, int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n,
