@@ -15,6 +15,7 @@
 _Static_assert(KF_GEMM_I8_LAST - KF_GEMM_I8_FIRST + 1 == 2 * GI8_NVAR, "one q4_0 and one q8_0 kernel per variant");
 _Static_assert(KF_GEMM_F16MMA_LAST - KF_GEMM_F16MMA_FIRST + 1 == 2 * GF_NVAR, "one q4_0 and one q8_0 kernel per variant");
 _Static_assert(KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1 == 2 * GW_NVAR, "one q4_0 and one q8_0 kernel per variant");
+_Static_assert(KF_MOE_GEMM_I8G_LAST - KF_MOE_GEMM_I8G_FIRST + 1 == 2 * GI8M_NVAR, "one q4_0 and one q8_0 kernel per variant");
 
 const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GET_ROWS_F32] = "kern_get_rows_f32", [KF_GET_ROWS_F16] = "kern_get_rows_f16",
@@ -48,11 +49,17 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_QKV_POST] = "kern_qkv_post",
     [KF_ADD_RMSNORM] = "kern_add_rmsnorm",
     [KF_ROUTER_TOPK] = "kern_router_topk",
+    [KF_GEMM_F32_SUM] = "kern_gemm_f32_sum",
 #define GW_NAMES(I, WG, BN, CPS)                                                                        \
     [KF_GEMM_WGMMA_FIRST + 2 * I] = "kern_gemm_wgmma_q4_0_w" #I,                                        \
     [KF_GEMM_WGMMA_FIRST + 2 * I + 1] = "kern_gemm_wgmma_q8_0_w" #I,
     GW_VARIANTS(GW_NAMES)
 #undef GW_NAMES
+#define GI8M_NAMES(I, MT, NT, WM, CPS)                                                                  \
+    [KF_MOE_GEMM_I8G_FIRST + 2 * I] = "kern_moe_gemm_i8_q4_0_g" #I,                                     \
+    [KF_MOE_GEMM_I8G_FIRST + 2 * I + 1] = "kern_moe_gemm_i8_q8_0_g" #I,
+    GI8M_VARIANTS(GI8M_NAMES)
+#undef GI8M_NAMES
 };
 
 #define CU_TRY(ctxp, call, ...)                                 \

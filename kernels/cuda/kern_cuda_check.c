@@ -300,8 +300,9 @@ adg_error *kern_cuda_check_gemm(kern_cuda_ctx *c, kern_type t, int64_t m, int64_
     adg_error *e = NULL;
     /* For quantized W the device takes X as the CPU's q8_0 values (modelled here), then
      * W and X are rounded to f16 (2^-11 relative each); f32 accumulation. */
-    res_init(r, 2.0 / 2048 * 1.1, 1e-5, "gemm %s %lldx%lld x %lld tokens", kern_type_name(t), (long long)m,
-             (long long)k, (long long)n);
+    /* f32 weights (the router): f32 throughout, only the order of the sums differs. */
+    res_init(r, t == KERN_TYPE_F32 ? 1e-5 : 2.0 / 2048 * 1.1, 1e-5, "gemm %s %lldx%lld x %lld tokens",
+             kern_type_name(t), (long long)m, (long long)k, (long long)n);
     uint64_t st = seed | 1;
     void *w;
     float *deq;
@@ -312,7 +313,7 @@ adg_error *kern_cuda_check_gemm(kern_cuda_ctx *c, kern_type t, int64_t m, int64_
     NOMEM(x && ref && got && mag);
     fill(x, n * k, &st, 1.0f);
     const float *xr = x;
-    if (t != KERN_TYPE_F16) {
+    if (t != KERN_TYPE_F16 && t != KERN_TYPE_F32) {
         float *xq = halloc(&s, (size_t)(n * k) * 4);
         kern_block_q8_0 *qb = halloc(&s, (size_t)(k / 32) * sizeof *qb);
         NOMEM(xq && qb);

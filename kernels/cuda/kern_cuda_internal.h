@@ -49,9 +49,12 @@ enum kern_cuda_fn {
     KF_QKV_POST,    /* q/k norm, RoPE and the K/V cache store in one launch */
     KF_ADD_RMSNORM, /* residual add and RMSNorm in one launch */
     KF_ROUTER_TOPK, /* a generated token's router GEMV and top-k in one launch */
+    KF_GEMM_F32_SUM, /* the split-k f32 GEMM's sum of its splits */
     KF_GEMM_WGMMA_FIRST, /* the sm_90a module's wgmma GEMM variants v (kern_gemm_wgmma_map.h): q4_0 at FIRST + 2v,
                             q8_0 next; from ctx->mod_wgmma, not ctx->mod (kern_gemm_wgmma_load.c) */
     KF_GEMM_WGMMA_LAST = KF_GEMM_WGMMA_FIRST + 2 * 4 - 1,
+    KF_MOE_GEMM_I8G_FIRST, /* the grouped int8 GEMM's token-tile variants g (GI8M_VARIANTS): q4_0 at FIRST + 2g */
+    KF_MOE_GEMM_I8G_LAST = KF_MOE_GEMM_I8G_FIRST + 2 * 6 - 1,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];

@@ -1,9 +1,13 @@
 /* The ops: argument checks, launch geometry, kernel parameters, fault planting. */
 #include "kernels/cuda/kern_cuda_internal.h"
 #include "kernels/cuda/kern_gemm_f16mma_map.h"
+#include "kernels/cuda/kern_gemm_i8_map.h"
 #include "kernels/cuda/kern_gemm_wgmma_map.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "common/adg_log.h"
 
 /* Far enough past any buffer to leave the mapped address range: a planted fault must
  * really fault, not land in a neighbouring allocation. */
@@ -311,19 +315,42 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
 }
 
 /* f32 weights (the MoE router): f32 sums on the SIMT cores, no scratch (kern_gemm_f32.cuh). */
+/* With a scratch (kern_cuda_gemm_scratch(n, k) bytes) the tiled kernel splits k so that
+ * the GPU has ~4 work items per SM: the router of a prompt is 64 tiles of 32 dependent k
+ * stages (100 us on the H200 for 128 x 512 x 2048); the splits' partial sums go to the
+ * scratch and kern_gemm_f32_sum adds them in order.  A split stays >= 4 stages, and the
+ * partials (splits * n * m floats) fit the scratch whenever splits <= k / (2 m). */
 static adg_error *gemm_f32(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr w, int64_t m, int64_t k,
-                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y)
+                           kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
 {
     long long mm = m, kk = k, nn = n;
-    void *p[] = {&w, &mm, &kk, &x, &nn, &y};
     kern_cu_deviceptr ptrs[4] = {w, x, y, 0};
     adg_error *e;
-    if (n <= KERN_CUDA_GEMM_F32_FEW)
+    if (n <= KERN_CUDA_GEMM_F32_FEW) {
+        void *p[] = {&w, &mm, &kk, &x, &nn, &y};
         e = kern_cuda_launch_fn(c, op, KF_GEMM_F32_FEW, kern_cuda_geom_rows(m * n, 8, 256, c->max_grid_x), 0, p, ptrs);
-    else
-        e = kern_cuda_launch_fn(c, op, KF_GEMM_F32,
-                                kern_cuda_geom_rows(((m + 31) / 32) * ((n + 31) / 32), 1, 256, c->max_grid_x), 0, p,
-                                ptrs);
+        return e ? e : kern_cuda_op_done(c, op);
+    }
+    int64_t tiles = ((m + 31) / 32) * ((n + 31) / 32), want = 4 * (c->info.sm_count > 0 ? c->info.sm_count : 1);
+    int64_t stages = (k + 63) / 64, splits = scratch ? (want + tiles - 1) / tiles : 1;
+    if (splits > stages / 4)
+        splits = stages / 4;
+    if (splits > k / (2 * m))
+        splits = k / (2 * m);
+    if (splits < 2)
+        splits = 1;
+    long long ks = ((stages + splits - 1) / splits) * 64;
+    int sp = (int)splits;
+    kern_cu_deviceptr out = splits > 1 ? scratch : y;
+    void *p[] = {&w, &mm, &kk, &x, &nn, &out, &sp, &ks};
+    e = kern_cuda_launch_fn(c, op, KF_GEMM_F32, kern_cuda_geom_rows(tiles * splits, 1, 256, c->max_grid_x), 0, p,
+                            ptrs);
+    if (!e && splits > 1) {
+        long long count = nn * mm;
+        void *ps[] = {&scratch, &sp, &count, &y};
+        kern_cu_deviceptr sptrs[4] = {scratch, y, 0, 0};
+        e = kern_cuda_launch_fn(c, op, KF_GEMM_F32_SUM, kern_cuda_geom_1d(c, count), 0, ps, sptrs);
+    }
     return e ? e : kern_cuda_op_done(c, op);
 }
 
@@ -342,7 +369,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     if (m <= 0 || n <= 0 || k <= 0 || k % 32)
         return bad_arg(op, "m, n and k must be positive and k a multiple of 32");
     if (fn == KF_GEMM_F32)
-        return gemm_f32(c, op, w, m, k, x, n, y);
+        return gemm_f32(c, op, w, m, k, x, n, y, scratch);
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
     if (pl.mma) {
         kern_cu_deviceptr qs, d, s;
@@ -643,6 +670,66 @@ size_t kern_cuda_moe_gemm_scratch(int64_t n_tok, int n_used, int n_expert, int64
            align256((size_t)(n_tok * n_used) * 4);
 }
 
+/* The grouped int8 GEMM's tile for this call: AMXDIAG_GPU_MOE_TILE (gi8m_parse: old, g0..g5,
+ * auto) and AMXDIAG_GPU_MOE_STAGES (2..4; default the plan's), read per call so that one
+ * process can A/B them.  Returns the GI8M index with *pl set up for it (variant, tile,
+ * bn, threads, stages, smem), or -1: the old tile, *pl as planned. */
+static int moe_tile(const kern_cuda_ctx *c, kern_type type, kern_cuda_gemm_plan *pl)
+{
+    static bool warned;
+    const char *env = getenv("AMXDIAG_GPU_MOE_TILE");
+    int g = gi8m_parse(env);
+    if (g == -2) {
+        if (!warned)
+            adg_warn("AMXDIAG_GPU_MOE_TILE=%s: not one of old, auto, g0..g%d; using g%d", env, GI8M_NVAR - 1,
+                     GI8M_DEFAULT);
+        warned = true;
+        g = GI8M_DEFAULT;
+    }
+    if (g < 0)
+        return -1;
+    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
+    const int limit = c->caps.can_raise_smem ? c->caps.smem_optin : 48 * 1024;
+    const int sb = gi8_stage_bytes_n(wt, gi8m_var_bm(g), gi8m_var_bn(g));
+    const char *st_env = getenv("AMXDIAG_GPU_MOE_STAGES");
+    int stages = st_env && st_env[0] >= '2' && st_env[0] <= '4' && !st_env[1] ? st_env[0] - '0' : pl->stages;
+    if (stages < 2 || stages > 4)
+        stages = 3;
+    while (stages > 2 && stages * sb > limit)
+        stages--;
+    if (stages * sb > limit)
+        return -1; /* not even two stages: the old tile (64 x 64) as planned */
+    pl->variant = g;
+    pl->tile = gi8m_var_bm(g);
+    pl->bn = gi8m_var_bn(g);
+    pl->threads = gi8m_var_threads(g);
+    pl->stages = stages;
+    pl->smem = stages * sb;
+    return g;
+}
+
+/* The grouped int8 GEMM by token tiles (gemm_i8 with MOE = 2): a CTA per (token tile of an
+ * expert, row tile); the grid covers the most token tiles n_slots can make (the kernel
+ * counts the real ones from `off`). */
+static adg_error *launch_moe_i8g(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, int g,
+                                 kern_type type, kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr qs,
+                                 kern_cu_deviceptr d, int64_t n_slots, kern_cu_deviceptr y, int n_expert,
+                                 kern_cu_deviceptr off, kern_cu_deviceptr list, int x_div)
+{
+    const enum kern_cuda_fn fn =
+        (enum kern_cuda_fn)(KF_MOE_GEMM_I8G_FIRST + 2 * g + (type == KERN_TYPE_Q4_0 ? 0 : 1));
+    adg_error *e = want_smem(c, op, fn, pl->smem);
+    if (e)
+        return e;
+    long long mm = m, kk = k, nn = n_slots;
+    int stages = pl->stages, aligned = pl->aligned ? 1 : 0, ne = n_expert;
+    kern_cu_deviceptr ptrs[4] = {w, qs, y, list};
+    kern_cuda_geom geo = kern_cuda_geom_rows(gi8m_items(n_slots, n_expert, m, pl->tile, pl->bn), 1,
+                                             (unsigned)pl->threads, c->max_grid_x);
+    void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned, &ne, &off, &list, &x_div};
+    return kern_cuda_launch_fn(c, op, fn, geo, (unsigned)pl->smem, p, ptrs);
+}
+
 adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
                               int64_t ncols, kern_cu_deviceptr ids, int64_t n_tok, int n_used, kern_cu_deviceptr x,
                               bool x_per_slot, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
@@ -681,7 +768,12 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     /* The int8 kernel has no validate record or planted fault: those keep the dp4a one. */
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, nrows, ncols, n_slots, w, true);
     if (pl.mma && !row_fault && !c->validate) {
-        if ((e = launch_gemm_i8(c, op, &pl, type, w, nrows, ncols, qs, d, n_slots, y, n_expert, off, list, x_div)))
+        const int g = moe_tile(c, type, &pl);
+        if (g >= 0)
+            e = launch_moe_i8g(c, op, &pl, g, type, w, nrows, ncols, qs, d, n_slots, y, n_expert, off, list, x_div);
+        else
+            e = launch_gemm_i8(c, op, &pl, type, w, nrows, ncols, qs, d, n_slots, y, n_expert, off, list, x_div);
+        if (e)
             return e;
         return kern_cuda_op_done(c, op);
     }

@@ -22,20 +22,29 @@ enum {
 // tokens tt, tt + 16.  Both operands are staged k-major with a padded row, so the
 // coalesced stores (consecutive k) and the reads (one row or token per thread) are free of
 // bank conflicts.
-__device__ void gemm_f32_tiles(const float *w, long long m, long long k, const float *x, long long n, float *y)
+//
+// splits > 1 (the router of a prompt: 128 rows x 512 tokens are only 64 tiles, each a
+// chain of k / 64 dependent stages, 100 us on the H200): work item (tile, s) sums k in
+// [s * ks, (s + 1) * ks) (ks a multiple of GF32_BK) into y + s * n * m; gemm_f32_sum then
+// adds the splits in order.  splits == 1 is the plain tiled GEMM into y.
+__device__ void gemm_f32_tiles_split(const float *w, long long m, long long k, const float *x, long long n, float *y,
+                                     int splits, long long ks)
 {
     __shared__ float ws[GF32_BK][GF32_T + 1];
     __shared__ float xs[GF32_BK][GF32_T + 1];
     const int tid = threadIdx.x, tr = tid & 15, tt = tid >> 4;
     const long long tiles_m = (m + GF32_T - 1) / GF32_T, tiles = tiles_m * ((n + GF32_T - 1) / GF32_T);
-    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    for (long long item = blockIdx.x; item < tiles * splits; item += gridDim.x) {
+        const long long tile = item % tiles, split = item / tiles;
         const long long r0 = (tile % tiles_m) * GF32_T, t0 = (tile / tiles_m) * GF32_T;
+        const long long k_lo = split * ks, k_hi = k_lo + ks < k ? k_lo + ks : k;
+        float *yo = y + split * n * m;
         float a00 = 0.0f, a01 = 0.0f, a10 = 0.0f, a11 = 0.0f; // [row tr, tr + 16][token tt, tt + 16]
-        for (long long k0 = 0; k0 < k; k0 += GF32_BK) {
+        for (long long k0 = k_lo; k0 < k_hi; k0 += GF32_BK) {
             __syncthreads(); // everyone is done with the previous stage
             for (int c = tid; c < GF32_T * GF32_BK; c += GF32_THREADS) {
                 const int i = c / GF32_BK, kk = c % GF32_BK;
-                const bool kin = k0 + kk < k;
+                const bool kin = k0 + kk < k_hi;
                 ws[kk][i] = kin && r0 + i < m ? w[(r0 + i) * k + k0 + kk] : 0.0f;
                 xs[kk][i] = kin && t0 + i < n ? x[(t0 + i) * k + k0 + kk] : 0.0f;
             }
@@ -50,13 +59,30 @@ __device__ void gemm_f32_tiles(const float *w, long long m, long long k, const f
         }
         const long long ra = r0 + tr, rb = ra + 16, ta = t0 + tt, tb = ta + 16;
         if (ra < m && ta < n)
-            y[ta * m + ra] = a00;
+            yo[ta * m + ra] = a00;
         if (ra < m && tb < n)
-            y[tb * m + ra] = a01;
+            yo[tb * m + ra] = a01;
         if (rb < m && ta < n)
-            y[ta * m + rb] = a10;
+            yo[ta * m + rb] = a10;
         if (rb < m && tb < n)
-            y[tb * m + rb] = a11;
+            yo[tb * m + rb] = a11;
+    }
+}
+
+__device__ void gemm_f32_tiles(const float *w, long long m, long long k, const float *x, long long n, float *y)
+{
+    gemm_f32_tiles_split(w, m, k, x, n, y, 1, k);
+}
+
+// y[i] = sum over s of part[s * count + i], s in order (deterministic).
+__device__ void gemm_f32_sum(const float *part, int splits, long long count, float *y)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+         i += (long long)gridDim.x * blockDim.x) {
+        float s = part[i];
+        for (int j = 1; j < splits; j++)
+            s += part[j * count + i];
+        y[i] = s;
     }
 }
 

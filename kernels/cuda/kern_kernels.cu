@@ -888,6 +888,21 @@ GI8_MOE(kern_moe_gemm_i8_q4_0, 4)
 GI8_MOE(kern_moe_gemm_i8_q8_0, 8)
 #undef GI8_MOE
 
+// The grouped expert matmul by token tiles (GI8M_VARIANTS: kern_moe_gemm_i8_q4_0_g0 is
+// tile 0): a CTA per (token tile of an expert, row tile), warps over rows only.
+#define GI8M1(WT, Q, I, MT, NT, WM, CPS)                                                                            \
+    extern "C" __global__ void __launch_bounds__(32 * WM, CPS)                                                     \
+        kern_moe_gemm_i8_##Q##_g##I(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, \
+                                    long long n_slots, float *y, int stages, int aligned, int n_expert,           \
+                                    const int *off, const int *list, int x_div)                                   \
+    {                                                                                                              \
+        gemm_i8<WT, MT, NT, WM, 1, 2>(w, m, k, xq, xd, n_slots, y, stages, aligned, n_expert, off, list, x_div);  \
+    }
+#define GI8M(I, MT, NT, WM, CPS) GI8M1(4, q4_0, I, MT, NT, WM, CPS) GI8M1(8, q8_0, I, MT, NT, WM, CPS)
+GI8M_VARIANTS(GI8M)
+#undef GI8M
+#undef GI8M1
+
 // ---- Prompt GEMM on f16 tensor cores, weights dequantised in shared memory (sm_80+) ----
 // kern_gemm_f16mma.cuh, layout and precision in kern_gemm_f16mma_map.h: the weights'
 // raw blocks come in by cp.async as for the int8 kernel, are converted once per CTA and
@@ -967,9 +982,15 @@ extern "C" __global__ void kern_zero_f32(float *y, long long count)
 #include "kern_gemm_f32.cuh"
 
 extern "C" __global__ void __launch_bounds__(GF32_THREADS)
-    kern_gemm_f32(const float *w, long long m, long long k, const float *x, long long n, float *y)
+    kern_gemm_f32(const float *w, long long m, long long k, const float *x, long long n, float *y, int splits,
+                  long long ks)
 {
-    gemm_f32_tiles(w, m, k, x, n, y);
+    gemm_f32_tiles_split(w, m, k, x, n, y, splits, ks);
+}
+
+extern "C" __global__ void kern_gemm_f32_sum(const float *part, int splits, long long count, float *y)
+{
+    gemm_f32_sum(part, splits, count, y);
 }
 
 extern "C" __global__ void __launch_bounds__(GF32_THREADS)
@@ -1370,10 +1391,12 @@ extern "C" __global__ void __launch_bounds__(FA_Q * 32)
     kern_attention_causal(const float *q, const __half *kc, const __half *vc, float *out, int n_head, int n_kv_head,
                           int hd, long long n_tok, long long pos0, float scale)
 {
-    __shared__ float sq[FA_Q][256];
-    __shared__ __half skt[256][FA_K + 2]; // padded: the tile's stores (d varies across threads) spread over banks
-    __shared__ __half sv[FA_K][256];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, per = hd / 32;
+    // Pairs of dimensions (half2): a key's score and a value's update take half the loads
+    // and conversions; the sums run over d in the same order.
+    __shared__ float2 sq[FA_Q][128];
+    __shared__ __half2 skt[128][FA_K + 1]; // [d/2][key]: padded, the tile's stores spread over banks
+    __shared__ __half2 sv[FA_K][128];      // [key][d/2]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, h2 = hd / 2;
     const long long tiles = (n_tok + FA_Q - 1) / FA_Q;
     for (long long b = blockIdx.x; b < tiles * n_head; b += gridDim.x) {
         const int h = (int)(b % n_head), kvh = h / (n_head / n_kv_head);
@@ -1382,18 +1405,22 @@ extern "C" __global__ void __launch_bounds__(FA_Q * 32)
         const long long t_end = t0 + FA_Q < n_tok ? t0 + FA_Q : n_tok;
         const long long last = pos0 + t_end, mine = pos0 + t + 1; // keys < last for the block, < mine for this warp
         __syncthreads(); // the previous item's readers are done with sq
-        for (int d = lane; d < hd; d += 32)
-            sq[warp][d] = valid ? q[(t * n_head + h) * (long long)hd + d] : 0.0f;
-        float m = -INFINITY, l = 0.0f, acc[8];
-        _Pragma("unroll") for (int i = 0; i < 8; i++) acc[i] = 0.0f;
+        const float2 *qr = (const float2 *)(q + (t * n_head + h) * (long long)hd);
+        for (int d2 = lane; d2 < h2; d2 += 32)
+            sq[warp][d2] = valid ? qr[d2] : make_float2(0.0f, 0.0f);
+        float m = -INFINITY, l = 0.0f;
+        float2 acc[4];
+        _Pragma("unroll") for (int i = 0; i < 4; i++) acc[i] = make_float2(0.0f, 0.0f);
         for (long long k0 = 0; k0 < last; k0 += FA_K) {
             __syncthreads(); // the previous tile is consumed
-            for (int j = warp; j < FA_K; j += FA_Q) { // a warp per key row, lanes along it (no divisions)
+            for (int j = warp; j < FA_K; j += FA_Q) { // a warp per key row, lanes along it
                 const long long key = k0 + j;
-                const __half *kr = kc + (key * n_kv_head + kvh) * (long long)hd, *vr = vc + (key * n_kv_head + kvh) * (long long)hd;
-                for (int d = lane; d < hd; d += 32) {
-                    skt[d][j] = key < last ? kr[d] : __float2half(0.0f);
-                    sv[j][d] = key < last ? vr[d] : __float2half(0.0f);
+                const long long off = (key * n_kv_head + kvh) * (long long)hd;
+                const __half2 *kr = (const __half2 *)(kc + off), *vr = (const __half2 *)(vc + off);
+                const __half2 zero = __float2half2_rn(0.0f);
+                for (int d2 = lane; d2 < h2; d2 += 32) {
+                    skt[d2][j] = key < last ? kr[d2] : zero;
+                    sv[j][d2] = key < last ? vr[d2] : zero;
                 }
             }
             __syncthreads();
@@ -1404,26 +1431,37 @@ extern "C" __global__ void __launch_bounds__(FA_Q * 32)
             if (key < mine) {
                 float dot = 0.0f;
 #pragma unroll 8
-                for (int d = 0; d < hd; d++)
-                    dot = fmaf(sq[warp][d], __half2float(skt[d][lane]), dot);
+                for (int d2 = 0; d2 < h2; d2++) {
+                    const float2 kf = __half22float2(skt[d2][lane]), qf = sq[warp][d2];
+                    dot = fmaf(qf.x, kf.x, dot);
+                    dot = fmaf(qf.y, kf.y, dot);
+                }
                 sc = dot * scale;
             }
             const float mn = fmaxf(m, warp_max(sc));
             const float p = key < mine ? __expf(sc - mn) : 0.0f;
             const float corr = __expf(m - mn);
             l = l * corr + warp_sum(p);
-            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per) acc[i] *= corr;
+            _Pragma("unroll") for (int i = 0; i < 4; i++) {
+                acc[i].x *= corr;
+                acc[i].y *= corr;
+            }
             const int nk = mine - k0 < FA_K ? (int)(mine - k0) : FA_K;
             for (int j = 0; j < nk; j++) {
                 const float pj = __shfl_sync(0xffffffffu, p, j);
-                _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-                    acc[i] = fmaf(pj, __half2float(sv[j][lane + 32 * i]), acc[i]);
+                _Pragma("unroll") for (int i = 0; i < 4; i++) if (lane + 32 * i < h2) {
+                    const float2 vf = __half22float2(sv[j][lane + 32 * i]);
+                    acc[i].x = fmaf(pj, vf.x, acc[i].x);
+                    acc[i].y = fmaf(pj, vf.y, acc[i].y);
+                }
             }
             m = mn;
         }
-        if (valid)
-            _Pragma("unroll") for (int i = 0; i < 8; i++) if (i < per)
-                out[(t * n_head + h) * (long long)hd + lane + 32 * i] = l > 0.0f ? acc[i] / l : 0.0f;
+        if (valid) {
+            float2 *orow = (float2 *)(out + (t * n_head + h) * (long long)hd);
+            _Pragma("unroll") for (int i = 0; i < 4; i++) if (lane + 32 * i < h2)
+                orow[lane + 32 * i] = l > 0.0f ? make_float2(acc[i].x / l, acc[i].y / l) : make_float2(0.0f, 0.0f);
+        }
     }
 }
 

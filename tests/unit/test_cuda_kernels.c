@@ -277,6 +277,10 @@ static void test_fused_ops(void **state)
     expect_pass(kern_cuda_check_qkv_post(ctx, 5, 8, 2, 256, 3, 233, &r), &r);
     expect_pass(kern_cuda_check_add_rmsnorm(ctx, 1, 2048, 234, &r), &r);
     expect_pass(kern_cuda_check_add_rmsnorm(ctx, 77, 1000, 235, &r), &r);
+    /* the f32 router GEMM: a prompt's (k split 8 ways, summed in order), a few tokens, a tail */
+    expect_pass(kern_cuda_check_gemm(ctx, KERN_TYPE_F32, 128, 2048, 512, 242, &r), &r);
+    expect_pass(kern_cuda_check_gemm(ctx, KERN_TYPE_F32, 60, 1024, 77, 243, &r), &r);
+    expect_pass(kern_cuda_check_gemm(ctx, KERN_TYPE_F32, 128, 2048, 3, 244, &r), &r);
     expect_pass(kern_cuda_check_router_topk(ctx, 128, 2048, 8, 238, &r), &r);
     expect_pass(kern_cuda_check_router_topk(ctx, 61, 1024, 4, 239, &r), &r); /* a block with one logit */
     expect_pass(kern_cuda_check_q8_producers(ctx, KERN_TYPE_Q4_0, 240, &r), &r);
