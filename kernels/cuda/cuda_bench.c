@@ -30,8 +30,8 @@ typedef struct bopts {
     kern_cuda_fault fault;
 } bopts;
 
-enum { ONLY_GEMV = 1, ONLY_GET_ROWS = 2, ONLY_GEMM = 4, ONLY_MISC = 8 };
-static const char *const only_names[] = {"gemv", "get_rows", "gemm", "misc"};
+enum { ONLY_GEMV = 1, ONLY_GET_ROWS = 2, ONLY_GEMM = 4, ONLY_MISC = 8, ONLY_MOE = 16 };
+static const char *const only_names[] = {"gemv", "get_rows", "gemm", "misc", "moe"};
 
 typedef struct bench {
     bopts *o;
@@ -81,7 +81,9 @@ static void usage(FILE *f)
             "                        all: time every int8, f16mma and wgmma variant (no f16 WMMA rows;\n"
             "                        with --gemm-kernel mma, f16mma or wgmma: that kernel's only)\n"
             "  --gemm-stages N       GEMM k stages in flight, 2 to 4 (default 3; f16mma at least 3)\n"
-            "  --only LIST           time only these groups: gemv, get_rows, gemm, misc (comma-separated)\n"
+            "  --only LIST           time only these groups: gemv, get_rows, gemm, moe (the grouped expert\n"
+            "                        GEMM of a prompt; with --gemm-tile all every grouped tile), misc\n"
+            "                        (comma-separated)\n"
             "  --json                JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE     also write the JSON to FILE (atomically)\n"
             "  -h, --help            this text\n"
@@ -184,7 +186,7 @@ static int parse(int argc, char **argv, bopts *o)
                     i++;
                 if (i == ADG_ARRAY_LEN(only_names)) {
                     fprintf(stderr, "amxdiag: error: bench: --only: unknown group '%s'\n"
-                                    "  hint: choose from gemv, get_rows, gemm, misc\n", tok);
+                                    "  hint: choose from gemv, get_rows, gemm, moe, misc\n", tok);
                     return ADG_EXIT_USAGE;
                 }
                 o->only |= 1u << i;
@@ -463,6 +465,104 @@ static adg_error *run_cublas(void *p)
 {
     gemm_arg *a = p;
     return kern_cublas_gemm_f16(a->blas, a->w, a->m, a->k, a->s, a->n, a->y);
+}
+
+/* ---- the grouped expert GEMM of a prompt (kern_cuda_moe_gemm) ---- */
+
+typedef struct moe_arg {
+    kern_cuda_ctx *c;
+    kern_type t;
+    kern_cu_deviceptr w, x, y, s, ids;
+    int64_t m, k, n_tok;
+    int n_expert, n_used;
+    bool per_slot;
+} moe_arg;
+
+static adg_error *run_moe(void *p)
+{
+    moe_arg *a = p;
+    return kern_cuda_moe_gemm(a->c, a->t, a->w, a->n_expert, a->m, a->k, a->ids, a->n_tok, a->n_used, a->x,
+                              a->per_slot, a->y, a->s);
+}
+
+/* One grouped GEMM of n_tok tokens, each routed to n_used distinct experts drawn uniformly
+ * (a fixed sequence), timed with every grouped tile under --gemm-tile all (the tile is
+ * AMXDIAG_GPU_MOE_TILE, which kern_cuda_moe_gemm reads per call), else with the one the
+ * environment selects.  Bytes: the weights of the experts some token chose, X and Y. */
+static adg_error *bench_moe(bench *b, const char *name, kern_type t, int64_t m, int64_t k, int n_expert, int n_used,
+                            int64_t n_tok, bool per_slot)
+{
+    moe_arg a = {.c = b->c, .t = t, .m = m, .k = k, .n_tok = n_tok, .n_expert = n_expert, .n_used = n_used,
+                 .per_slot = per_slot};
+    const int64_t n_slots = n_tok * n_used, n_x = per_slot ? n_slots : n_tok;
+    const size_t rs = kern_row_size(t, k);
+    int32_t *ids = malloc((size_t)n_slots * sizeof *ids);
+    bool *used = calloc((size_t)n_expert, 1);
+    adg_error *e = ids && used ? NULL : adg_error_new(ADG_E_NOMEM, "out of memory");
+    uint64_t st = 0x9E3779B97F4A7C15ull;
+    for (int64_t i = 0; !e && i < n_tok; i++)
+        for (int j = 0; j < n_used; j++) {
+            int id, dup;
+            do {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                id = (int)((st >> 33) % (uint64_t)n_expert);
+                dup = 0;
+                for (int q = 0; q < j; q++)
+                    dup |= ids[i * n_used + q] == id;
+            } while (dup);
+            ids[i * n_used + j] = id;
+            used[id] = true;
+        }
+    int n_hit = 0;
+    for (int i = 0; !e && i < n_expert; i++)
+        n_hit += used[i];
+    if (!e)
+        e = alloc_fill(b, rs * (size_t)(m * n_expert), PAT_F16, &a.w);
+    if (!e)
+        e = alloc_fill(b, (size_t)(n_x * k) * 4, PAT_F32, &a.x);
+    if (!e)
+        e = kern_cuda_alloc(b->c, (size_t)(n_slots * m) * 4, &a.y);
+    if (!e)
+        e = kern_cuda_alloc(b->c, kern_cuda_moe_gemm_scratch(n_tok, n_used, n_expert, k, per_slot), &a.s);
+    if (!e)
+        e = kern_cuda_alloc(b->c, (size_t)n_slots * 4, &a.ids);
+    if (!e)
+        e = kern_cuda_upload(b->c, a.ids, ids, (size_t)n_slots * 4);
+    static const char *const tiles[] = {"old", "g0", "g1", "g2", "g3", "g4", "g5"};
+    const char *env = getenv("AMXDIAG_GPU_MOE_TILE");
+    char *saved = env ? strdup(env) : NULL;
+    const size_t n_tiles = b->o->gemm_sweep ? ADG_ARRAY_LEN(tiles) : 1;
+    for (size_t i = 0; i < n_tiles && !e; i++) {
+        if (b->o->gemm_sweep)
+            setenv("AMXDIAG_GPU_MOE_TILE", tiles[i], 1);
+        const char *tile = b->o->gemm_sweep ? tiles[i] : saved && *saved ? saved : "auto";
+        double ms = 0;
+        e = time_op(b, run_moe, &a, &ms);
+        if (!e) {
+            char shape[64], nm[32];
+            snprintf(shape, sizeof shape, "%dx(%lldx%lld) %lldx%d", n_expert, (long long)m, (long long)k,
+                     (long long)n_tok, n_used);
+            snprintf(nm, sizeof nm, "%s %s", name, tile);
+            double bytes = (double)rs * (double)m * n_hit + (double)(k * n_x) * 4 + (double)(m * n_slots) * 4;
+            add_row(b, "moe_gemm", nm, kern_type_name(t), shape, ms, bytes, 2.0 * (double)m * (double)k * n_slots, 0);
+            json_object_set_new(json_array_get(b->rows, json_array_size(b->rows) - 1), "moe_tile", json_string(tile));
+        }
+    }
+    if (b->o->gemm_sweep) {
+        if (saved)
+            setenv("AMXDIAG_GPU_MOE_TILE", saved, 1);
+        else
+            unsetenv("AMXDIAG_GPU_MOE_TILE");
+    }
+    free(saved);
+    free(ids);
+    free(used);
+    kern_cuda_free(b->c, a.w);
+    kern_cuda_free(b->c, a.x);
+    kern_cuda_free(b->c, a.y);
+    kern_cuda_free(b->c, a.s);
+    kern_cuda_free(b->c, a.ids);
+    return e;
 }
 
 static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, int64_t n)
@@ -869,6 +969,11 @@ static adg_error *run_bench(bench *b)
         if (!e) e = bench_gemm(b, "ffn_up_exps", 768, 2048, n);
         if (!e) e = bench_gemm(b, "ffn_down_exps", 2048, 768, n);
         if (!e && !q) e = bench_gemm(b, "lm_head", vocab, 2048, n);
+    }
+    /* the grouped experts of a prompt: gate/up (one X row per token), down (one per slot) */
+    for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e && (only & ONLY_MOE); i++) {
+        if (!e) e = bench_moe(b, "gate_exps", qt[i], 768, 2048, q ? 16 : 128, 8, n, false);
+        if (!e) e = bench_moe(b, "down_exps", qt[i], 2048, 768, q ? 16 : 128, 8, n, true);
     }
     if (!e && (only & ONLY_MISC)) e = bench_misc(b, n, q ? 1024 : 4096);
     return e;

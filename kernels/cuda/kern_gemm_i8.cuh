@@ -47,7 +47,11 @@ __device__ __forceinline__ void gi8_load_a(const uint8_t *ws, int row0, int lane
 // of the dense matrix or of an expert's list; `tile` walks the grid.  Dense tiles run
 // token tiles fastest, so the CTAs that share a band of weight rows are in flight
 // together and a weight matrix larger than L2 (the LM head) is read from DRAM once.
-template <int WT, int MT, int NT, int WM, int WN, bool MOE>
+// MOE: 0 dense; 1 grouped, a tile per (expert, row tile) looping over the expert's tokens
+// BN at a time; 2 grouped by token tiles (GI8M_VARIANTS): a tile per (token tile of an
+// expert, row tile), row tiles fastest, the 8-token MMA groups past the tile's tokens
+// skipped.
+template <int WT, int MT, int NT, int WM, int WN, int MOE>
 __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t *xq, const float *xd, long long n,
                         float *y, int stages, int aligned, int n_expert, const int *off, const int *list, int x_div)
 {
@@ -61,18 +65,65 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
     constexpr int RPW = BM / NW, LPR = CH - 1, RPI = 32 / LPR;
     static_assert(BM % NW == 0 && RPW <= 32 && RPW % RPI == 0 && NT % 2 == 0, "tile variant");
     static_assert(THREADS % BN == 0 && BN * 8 % THREADS == 0 && GI8_KBS * BN % THREADS == 0, "tile variant");
+    static_assert(MOE != 2 || WN == 1, "the token-tile grouped form has warps over rows only");
     GI8_DYN_SMEM(gi8_smem);
     __shared__ long long tok_x[BN], tok_y[BN];
+    __shared__ int tt_scan[MOE == 2 ? THREADS : 1], tt_sel[2];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN, t4 = lane & 3;
     const long long nb = k / 32, row_bytes = nb * BSZ;
     const long long nst = (nb + GI8_KBS - 1) / GI8_KBS;
     const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
-    const long long n_tiles = MOE ? (long long)n_expert * tiles_m : tiles_m * tiles_n;
+    // MOE 2: the experts' token tiles (ceil(tokens / BN) each) numbered expert by expert.
+    // Thread tid counts those of its chunk of experts (tt_mine, after tt_pre of the chunks
+    // before it: a Hillis-Steele scan in shared memory, once per CTA).
+    int tt_e0 = 0, tt_e1 = 0, tt_mine = 0, tt_pre = 0, tt_total = 0;
+    if (MOE == 2) {
+        const int chunk = (n_expert + THREADS - 1) / THREADS;
+        tt_e0 = tid * chunk < n_expert ? tid * chunk : n_expert;
+        tt_e1 = tt_e0 + chunk < n_expert ? tt_e0 + chunk : n_expert;
+        for (int x = tt_e0; x < tt_e1; x++)
+            tt_mine += (off[x + 1] - off[x] + BN - 1) / BN;
+        int v = tt_mine;
+        for (int d = 1; d < THREADS; d <<= 1) {
+            tt_scan[tid] = v;
+            __syncthreads();
+            if (tid >= d)
+                v += tt_scan[tid - d];
+            __syncthreads();
+        }
+        tt_scan[tid] = v;
+        __syncthreads();
+        tt_pre = v - tt_mine;
+        tt_total = tt_scan[THREADS - 1];
+    }
+    const long long n_tiles = MOE == 2 ? (long long)tt_total * tiles_m
+                              : MOE    ? (long long)n_expert * tiles_m
+                                       : tiles_m * tiles_n;
     const int wr_lane = lane % LPR, wr_row = lane / LPR; // this lane's chunk and row in a W copy step
     for (long long tile = blockIdx.x; tile < n_tiles; tile += gridDim.x) {
         long long r0, e = 0, t0, t1;
-        if (MOE) {
+        if (MOE == 2) {
+            const int tt = (int)(tile / tiles_m);
+            r0 = (tile % tiles_m) * BM;
+            __syncthreads(); // every thread has read the previous tile's tt_sel
+            if (tt >= tt_pre && tt < tt_pre + tt_mine) {
+                int before = tt_pre;
+                for (int x = tt_e0; x < tt_e1; x++) {
+                    const int c = (off[x + 1] - off[x] + BN - 1) / BN;
+                    if (tt < before + c) {
+                        tt_sel[0] = x;
+                        tt_sel[1] = tt - before;
+                        break;
+                    }
+                    before += c;
+                }
+            }
+            __syncthreads();
+            e = tt_sel[0];
+            t0 = off[e] + (long long)tt_sel[1] * BN;
+            t1 = t0 + BN < off[e + 1] ? t0 + BN : off[e + 1];
+        } else if (MOE) {
             r0 = (tile % tiles_m) * BM;
             e = tile / tiles_m;
             t0 = off[e];
@@ -90,6 +141,8 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
         const long long wleft = m - wrow0;
         for (long long n0 = t0; n0 < t1; n0 += BN) {
             const int cnt = (int)(t1 - n0 < BN ? t1 - n0 : (long long)BN);
+            // MOE 2: the X rows staged (whole 8-token MMA groups; the rest is never read)
+            const int cnt8 = MOE == 2 ? (cnt + 7) & ~7 : BN;
             __syncthreads(); // the previous tile is done with the token tables and buffers
             if (tid < BN) {
                 long long xr = -1, yr = -1;
@@ -123,6 +176,8 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
 #pragma unroll
                 for (int it = 0; it < BN * 8 / THREADS; it++) {
                     const int c = tid + it * THREADS, i = c >> 3, j = c & 7;
+                    if (MOE == 2 && i >= cnt8)
+                        break; // i grows with it
                     const long long xr = tok_x[i];
                     const bool ok = xr >= 0 && kb0 + (j >> 1) < nb;
                     cp_async16(sb + XO + i * GI8_XSTR + j * 16, ok ? xq + xr * k + kb0 * 32 + j * 16 : xq, ok);
@@ -130,6 +185,8 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
 #pragma unroll
                 for (int it = 0; it < GI8_KBS * BN / THREADS; it++) {
                     const int c = tid + it * THREADS, bl = c / BN, i = c % BN;
+                    if (MOE == 2 && i >= cnt8)
+                        continue;
                     const long long xr = tok_x[i];
                     const bool ok = xr >= 0 && kb0 + bl < nb;
                     cp_async4(sb + DO + c * 4, ok ? xd + xr * nb + kb0 + bl : xd, ok);
@@ -167,11 +224,15 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
             gi8_load_a<WT, BL>(sb, wm * (MT * 16) + mt * 16, lane, a[mt], dw[mt]);                      \
         _Pragma("unroll") for (int p = 0; p < NT / 2; p++)                                              \
         {                                                                                               \
+            if (MOE == 2 && p * 16 >= cnt)                                                              \
+                break;                                                                                  \
             unsigned r[4];                                                                              \
             ldsm_x4(r, sb + XO + gi8_ldsm_off(wn * (NT * 8) + p * 16, BL, lane));                       \
             _Pragma("unroll") for (int h = 0; h < 2; h++)                                               \
             {                                                                                           \
                 const int nt = 2 * p + h;                                                               \
+                if (MOE == 2 && nt * 8 >= cnt)                                                          \
+                    break;                                                                              \
                 const unsigned b[2] = {r[2 * h], r[2 * h + 1]};                                         \
                 const float2 dx = *(const float2 *)(ds + BL * BN + nt * 8);                             \
                 const float nx = __fmul_rn(dx.x, -GI8_ACC_BIAS), ny = __fmul_rn(dx.y, -GI8_ACC_BIAS);   \

@@ -80,6 +80,66 @@ GI8_FN int gi8_var_bm(int v) { return 16 * gi8_var(v).mt * gi8_var(v).wm; }
 GI8_FN int gi8_var_bn(int v) { return 8 * gi8_var(v).nt * gi8_var(v).wn; }
 GI8_FN int gi8_var_threads(int v) { return 32 * gi8_var(v).wm * gi8_var(v).wn; }
 
+/* The grouped expert matmul's tiles (kern_moe_gemm_i8_{q4_0,q8_0}_g<N>; gemm_i8 with MOE = 2):
+ * index, MT, NT, WM, CPS.  Warps over rows only (WN = 1), so a warp's A fragments (their
+ * loads and Q4_0's unpacking) serve every token MMA of its tile and no warp holds only
+ * padding; the 8-token MMA groups past the tile's tokens are skipped.  A work item is
+ * (token tile of one expert, row tile): an expert of c tokens has ceil(c / BN) token
+ * tiles, side by side in the grid, so an expert with many tokens is spread over CTAs
+ * instead of looping in one.  At Qwen3-30B-A3B's prompt of 512 tokens (4096 slots over
+ * 128 experts: ~32 tokens an expert) the 64-token tiles run one token tile per expert. */
+#define GI8M_VARIANTS(X)                                                                                         \
+    X(0, 1, 8, 4, 4) /* 64 x 64, 4 warps of 16 x 64 */                                                         \
+    X(1, 2, 8, 4, 3) /* 128 x 64, 4 warps of 32 x 64 */                                                        \
+    X(2, 2, 4, 4, 4) /* 128 x 32, 4 warps of 32 x 32 */                                                        \
+    X(3, 1, 4, 4, 4) /* 64 x 32, 4 warps of 16 x 32 */                                                         \
+    X(4, 2, 8, 2, 6) /* 64 x 64, 2 warps of 32 x 64 */                                                         \
+    X(5, 1, 8, 8, 2) /* 128 x 64, 8 warps of 16 x 64 */
+#define GI8M_NVAR 6
+/* The grouped tile used unless AMXDIAG_GPU_MOE_TILE says otherwise (kern_cuda_moe_gemm). */
+#define GI8M_DEFAULT 0
+
+GI8_FN gi8_variant gi8m_var(int v)
+{
+    gi8_variant r = {0, 0, 0, 0, 0};
+#define GI8M_VAR_CASE(I, MT_, NT_, WM_, CPS_) \
+    if (v == (I)) {                          \
+        r.mt = MT_;                          \
+        r.nt = NT_;                          \
+        r.wm = WM_;                          \
+        r.wn = 1;                            \
+        r.cps = CPS_;                        \
+    }
+    GI8M_VARIANTS(GI8M_VAR_CASE)
+#undef GI8M_VAR_CASE
+    return r;
+}
+GI8_FN int gi8m_var_bm(int v) { return 16 * gi8m_var(v).mt * gi8m_var(v).wm; }
+GI8_FN int gi8m_var_bn(int v) { return 8 * gi8m_var(v).nt; }
+GI8_FN int gi8m_var_threads(int v) { return 32 * gi8m_var(v).wm; }
+/* Work items the grid of a grouped launch must cover: every expert's token tiles (at most
+ * n_slots / bn rounded up, plus one partial tile per expert that has tokens) times the row
+ * tiles.  The kernel counts the real token tiles itself; CTAs past them do nothing. */
+GI8_FN long long gi8m_items(long long n_slots, int n_expert, long long m, int bm, int bn)
+{
+    const long long partial = n_expert < n_slots ? n_expert : n_slots;
+    return ((n_slots + bn - 1) / bn + partial) * ((m + bm - 1) / bm);
+}
+/* AMXDIAG_GPU_MOE_TILE's value: "old" (-1: v0's tile, a CTA per (expert, 64 rows) over
+ * all of that expert's tokens, MOE = 1), "g0".."g5" or a GI8M index, NULL / "" / "auto"
+ * the default; -2 for anything else. */
+GI8_FN int gi8m_parse(const char *s)
+{
+    if (!s || !s[0] || (s[0] == 'a' && s[1] == 'u' && s[2] == 't' && s[3] == 'o' && !s[4]))
+        return GI8M_DEFAULT;
+    if (s[0] == 'o' && s[1] == 'l' && s[2] == 'd' && !s[3])
+        return -1;
+    const char *d = s[0] == 'g' ? s + 1 : s;
+    if (d[0] >= '0' && d[0] < '0' + GI8M_NVAR && !d[1])
+        return d[0] - '0';
+    return -2;
+}
+
 /* Q4_0 nibbles (0..15 in each byte of x) to the CPU's signed values q - 8, 4 at a time:
  * + 0x78 cannot carry out of a byte (at most 0x87), and flipping bit 7 then gives
  * q - 8 in two's complement (0x78 + q < 0x80 exactly when q < 8). */

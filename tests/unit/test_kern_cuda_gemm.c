@@ -1237,9 +1237,11 @@ static void test_gpu_gemm_wgmma(void **state)
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
 
-/* The grouped expert matmul: y[slot] = W[ids[slot]] . x[slot / n_used or slot]. */
+/* The grouped expert matmul: y[slot] = W[ids[slot]] . x[slot / n_used or slot], with every
+ * grouped tile (AMXDIAG_GPU_MOE_TILE: the old one and g0..g5) against one reference.
+ * uniform: each token's experts distinct and uniform (a prompt's routing), else uneven. */
 static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, int n_used, bool per_slot,
-                     uint64_t seed)
+                     uint64_t seed, bool uniform)
 {
     kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
     uint64_t st = seed;
@@ -1252,8 +1254,16 @@ static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, 
     int32_t *ids = malloc((size_t)n_slots * sizeof *ids);
     assert_non_null(ids);
     for (int64_t i = 0; i < n_tok; i++) /* uneven: some experts get many tokens, most few or none */
-        for (int j = 0; j < n_used; j++)
-            ids[i * n_used + j] = (int32_t)((rng_next(&st) % 3 == 0 ? i * 7 + j : j * 3 + i % 2) % n_expert);
+        for (int j = 0; j < n_used; j++) {
+            int32_t id = (int32_t)((rng_next(&st) % 3 == 0 ? i * 7 + j : j * 3 + i % 2) % n_expert);
+            for (int dup = 1; uniform && dup;) {
+                id = (int32_t)(rng_next(&st) % (uint64_t)n_expert);
+                dup = 0;
+                for (int q = 0; q < j; q++)
+                    dup |= ids[i * n_used + q] == id;
+            }
+            ids[i * n_used + j] = id;
+        }
     size_t rs = kern_row_size(t, k), wb = rs * (size_t)(m * n_expert);
     dev d = {0};
     ADG_ASSERT_OK(kern_cuda_alloc(ctx, wb, &d.w));
@@ -1266,20 +1276,30 @@ static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, 
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.ids, ids, (size_t)n_slots * 4));
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_MMA, 0, 0);
     assert_true(kern_cuda_gemm_plan_for(ctx, t, m, k, n_slots, d.w, true).mma);
-    ADG_ASSERT_OK(kern_cuda_moe_gemm(ctx, t, d.w, n_expert, m, k, d.ids, n_tok, n_used, d.x, per_slot, d.y, d.s));
     float *got = malloc((size_t)(n_slots * m) * sizeof *got), *want = malloc((size_t)(n_slots * m) * sizeof *want);
     assert_true(got && want);
-    download_xq(&d, n_x, k, xq, xd);
-    ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n_slots * m) * 4));
-    for (int64_t s = 0; s < n_slots; s++) {
-        int64_t xr = per_slot ? s : s / n_used;
-        ref_gemm(wt, wbuf + rs * (size_t)(ids[s] * m), m, k, xq, xd, &xr, 1, want + s * m);
+    static const char *const tiles[] = {"old", "g0", "g1", "g2", "g3", "g4", "g5"};
+    for (size_t ti = 0; ti < ADG_ARRAY_LEN(tiles); ti++) {
+        setenv("AMXDIAG_GPU_MOE_TILE", tiles[ti], 1);
+        memset(got, 0xff, (size_t)(n_slots * m) * 4); /* NaN where the kernel writes nothing */
+        ADG_ASSERT_OK(kern_cuda_upload(ctx, d.y, got, (size_t)(n_slots * m) * 4));
+        ADG_ASSERT_OK(kern_cuda_moe_gemm(ctx, t, d.w, n_expert, m, k, d.ids, n_tok, n_used, d.x, per_slot, d.y, d.s));
+        if (ti == 0) { /* the quantised X the kernels read, for the reference */
+            download_xq(&d, n_x, k, xq, xd);
+            for (int64_t s = 0; s < n_slots; s++) {
+                int64_t xr = per_slot ? s : s / n_used;
+                ref_gemm(wt, wbuf + rs * (size_t)(ids[s] * m), m, k, xq, xd, &xr, 1, want + s * m);
+            }
+        }
+        ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n_slots * m) * 4));
+        char what[160];
+        snprintf(what, sizeof what, "gpu moe %s %d experts of %lldx%lld, %lld tokens x %d, %s, %s, tile %s",
+                 kern_type_name(t), n_expert, (long long)m, (long long)k, (long long)n_tok, n_used,
+                 per_slot ? "x per slot" : "x per token", uniform ? "uniform" : "uneven", tiles[ti]);
+        expect_same(what, got, want, n_slots * m);
+        print_message("%s: bit-exact\n", what);
     }
-    char what[128];
-    snprintf(what, sizeof what, "gpu moe %s %d experts of %lldx%lld, %lld tokens x %d, %s", kern_type_name(t),
-             n_expert, (long long)m, (long long)k, (long long)n_tok, n_used, per_slot ? "x per slot" : "x per token");
-    expect_same(what, got, want, n_slots * m);
-    print_message("%s: bit-exact\n", what);
+    unsetenv("AMXDIAG_GPU_MOE_TILE");
     dev_free(&d);
     free(wbuf);
     free(xq);
@@ -1290,14 +1310,54 @@ static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, 
     free(want);
 }
 
+/* AMXDIAG_GPU_MOE_TILE's values, and the grid bound of a grouped launch: every expert's
+ * token tiles (ceil(tokens / bn)) fit gi8m_items for routings from even to one-sided. */
+static void test_moe_tile_choice(void **state)
+{
+    (void)state;
+    assert_int_equal(gi8m_parse(NULL), GI8M_DEFAULT);
+    assert_int_equal(gi8m_parse(""), GI8M_DEFAULT);
+    assert_int_equal(gi8m_parse("auto"), GI8M_DEFAULT);
+    assert_int_equal(gi8m_parse("old"), -1);
+    assert_int_equal(gi8m_parse("g0"), 0);
+    assert_int_equal(gi8m_parse("g5"), 5);
+    assert_int_equal(gi8m_parse("3"), 3);
+    assert_int_equal(gi8m_parse("g6"), -2);
+    assert_int_equal(gi8m_parse("g"), -2);
+    assert_int_equal(gi8m_parse("old2"), -2);
+    assert_int_equal(gi8m_parse("autox"), -2);
+    assert_int_equal(gi8m_parse("g12"), -2);
+    for (int g = 0; g < GI8M_NVAR; g++) {
+        assert_int_equal(gi8m_var(g).wn, 1);
+        assert_int_equal(gi8m_var_threads(g) % gi8m_var_bn(g), 0); /* the token tables: a thread per token */
+    }
+    uint64_t st = 7;
+    for (int trial = 0; trial < 200; trial++) {
+        const int n_expert = 1 + (int)(rng_next(&st) % 160), g = trial % GI8M_NVAR;
+        const int64_t n_slots = 1 + (int64_t)(rng_next(&st) % 5000), m = 1 + (int64_t)(rng_next(&st) % 3000);
+        const int skew = trial % 3; /* 0 uniform, 1 a few experts, 2 one expert */
+        int cnt[160] = {0};
+        for (int64_t s = 0; s < n_slots; s++)
+            cnt[skew == 2 ? 0 : (int)(rng_next(&st) % (uint64_t)(skew ? (n_expert + 3) / 4 : n_expert))]++;
+        int64_t tt = 0;
+        for (int e = 0; e < n_expert; e++)
+            tt += (cnt[e] + gi8m_var_bn(g) - 1) / gi8m_var_bn(g);
+        const int bm = gi8m_var_bm(g);
+        assert_true(tt * ((m + bm - 1) / bm) <= gi8m_items(n_slots, n_expert, m, bm, gi8m_var_bn(g)));
+    }
+}
+
 static void test_gpu_moe_gemm(void **state)
 {
     (void)state;
     need_mma();
     for (int wt = 4; wt <= 8; wt += 4) {
-        moe_case(wt, 128, 768, 2048, 64, 8, false, 31); /* gate/up of Qwen3-30B-A3B */
-        moe_case(wt, 128, 2048, 768, 40, 8, true, 32);  /* down */
-        moe_case(wt, 16, 96, 96, 9, 3, true, 33);        /* k % 128 != 0, partial tiles */
+        moe_case(wt, 128, 768, 2048, 64, 8, false, 31, false); /* gate/up of Qwen3-30B-A3B */
+        moe_case(wt, 128, 2048, 768, 40, 8, true, 32, false);  /* down */
+        moe_case(wt, 16, 96, 96, 9, 3, true, 33, false);        /* k % 128 != 0, partial tiles */
+        /* a prompt's routing: ~16 tokens an expert (and up to ~30) */
+        moe_case(wt, 128, 768, 2048, 256, 8, false, 34, true);
+        moe_case(wt, 128, 2048, 768, 256, 8, true, 35, true);
     }
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
@@ -1397,10 +1457,14 @@ int main(void)
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
         cmocka_unit_test(test_gpu_gemm_f16mma),
+        cmocka_unit_test(test_moe_tile_choice),
         cmocka_unit_test(test_gpu_moe_gemm),
         cmocka_unit_test(test_gpu_gemm_f32),
         /* last: a fault in the new kernel would leave the context unusable for the others */
         cmocka_unit_test(test_gpu_gemm_wgmma),
     };
+    /* a device script may run a part: AMXDIAG_TEST_FILTER=*moe* (cmocka's wildcards) */
+    if (getenv("AMXDIAG_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("AMXDIAG_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }
