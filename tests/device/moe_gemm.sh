@@ -7,8 +7,9 @@
 #   1. unit-moe: test_kern_cuda_gemm's grouped cases (AMXDIAG_TEST_FILTER=*moe*): every tile
 #      bit for bit against the CPU reference at the 30B shapes (uneven routings of 64 / 40
 #      tokens, uniform ones of 256 tokens), k % 128 != 0 and partial tiles;
-#   2. bench: `amxdiag-gpu-bench --only moe --gemm-tile all`: gate/up 128 x (768x2048) and
-#      down 128 x (2048x768), 512 tokens x top-8 drawn uniformly, q4_0 and q8_0, every tile
+#   2. bench / bench-s4: `amxdiag-gpu-bench --only moe --gemm-tile all` at 3 and 4 stages
+#      (AMXDIAG_GPU_MOE_STAGES): gate/up 128 x (768x2048) and down 128 x (2048x768), 512
+#      tokens x top-8 drawn uniformly, q4_0 and q8_0, every tile
 #      (the op: quantising X, kern_moe_sort and the GEMM; weights of the experts hit, X and Y
 #      counted as bytes);
 #   3. compare: `run --greedy --compare ref --ngl 99 -p 64 -n 8` of qwen3-moe-small with the
@@ -20,7 +21,7 @@
 #   usage: tests/device/moe_gemm.sh BUILD_DIR      (outputs in $OUT, else ./moe-gemm-out)
 # Needs under BUILD_DIR (-DAMXDIAG_CUDA_ARCHS=90 is enough): amxdiag, amxdiag-gpu-bench,
 # tests/test_kern_cuda_gemm, devlibs/ (bundle-libs.sh).
-# Outputs: summary.txt (tables included), bench.json, pp.jsonl, one .log per step.
+# Outputs: summary.txt (tables included), bench.json, bench-s4.json, pp.jsonl, one .log per step.
 set -u
 build=${1:?usage: tests/device/moe_gemm.sh BUILD_DIR}
 out=${OUT:-./moe-gemm-out}
@@ -48,12 +49,11 @@ step unit-moe 40 env AMXDIAG_TEST_FILTER='*moe*' "$build/tests/test_kern_cuda_ge
 grep -h "PASSED\|FAILED\|SKIP\|ERROR\|element\|token .* row" "$work/unit-moe.log" | head -12 >>"$summary"
 grep -c "gpu moe .*bit-exact" "$work/unit-moe.log" | sed 's/^/  grouped cases bit-exact (of 70): /' >>"$summary"
 
-# 2. every tile at the 30B shapes
-step bench 40 "$bench" --only moe --gemm-tile all --iters 10 --no-cublas -o "$out/bench.json"
-python3 - "$out/bench.json" >>"$summary" 2>&1 <<'PY'
+# 2. every tile at the 30B shapes, 3 stages (the default) and 4
+cat >"$work/table.py" <<'PY'
 import json, sys
 rows = [r for r in json.load(open(sys.argv[1]))['rows'] if r['group'] == 'moe_gemm']
-print("grouped GEMM op (quantise X + sort + GEMM), 512 tokens x top-8, us / GB/s / TFLOP/s")
+print(f"grouped GEMM op (quantise X + sort + GEMM), 512 tokens x top-8, {sys.argv[2]}: us / GB/s / TFLOP/s")
 best = {}
 for r in rows:
     shape, tile = r['name'].split(' ')
@@ -66,6 +66,11 @@ for k, (tile, us) in sorted(best.items()):
     old = next((r['us'] for r in rows if r['type'] == k[0] and r['name'] == k[1] + ' old'), None)
     print(f"  best {k[0]} {k[1]}: {tile} {us:.1f} us" + (f", old / best = {old / us:.2f}x" if old else ""))
 PY
+step bench 30 "$bench" --only moe --gemm-tile all --iters 10 --no-cublas -o "$out/bench.json"
+python3 "$work/table.py" "$out/bench.json" "3 stages" >>"$summary" 2>&1
+step bench-s4 30 env AMXDIAG_GPU_MOE_STAGES=4 "$bench" --only moe --gemm-tile all --iters 10 --no-cublas \
+    -o "$out/bench-s4.json"
+python3 "$work/table.py" "$out/bench-s4.json" "4 stages" >>"$summary" 2>&1
 
 # 3. pp512 at --ngl 99 per tile (a model per quant type)
 for q in q4_0 q8_0; do
@@ -80,8 +85,8 @@ for n in compare-default compare-g1-q8_0; do
 done
 
 : >"$out/pp.jsonl"
-pp() { # pp QUANT TILE
-    local name="pp-$1-$2"
+pp() { # pp QUANT TILE [ROUND]
+    local name="pp-$1-$2${3:+-$3}"
     [ -s "$work/small-$1.gguf" ] || return 0
     step "$name" 12 env AMXDIAG_GPU_MOE_TILE="$2" "$amx" run -m "$work/small-$1.gguf" -p 512 -n 0 -r 3 \
         -t "$threads" --ngl 99 --json
@@ -96,7 +101,7 @@ PY
 }
 # q4_0 both ways round, q8_0 once (about 2 s a run)
 for t in $tiles; do pp q4_0 "$t"; done
-for t in $(echo $tiles | tr ' ' '\n' | tac); do pp q4_0 "$t"; done
+for t in $(echo $tiles | tr ' ' '\n' | tac); do pp q4_0 "$t" 2; done
 for t in $tiles; do pp q8_0 "$t"; done
 python3 - "$out/pp.jsonl" >>"$summary" 2>&1 <<'PY'
 import json, sys, statistics as st
