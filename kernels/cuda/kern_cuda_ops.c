@@ -674,21 +674,23 @@ size_t kern_cuda_moe_gemm_scratch(int64_t n_tok, int n_used, int n_expert, int64
  * auto) and AMXDIAG_GPU_MOE_STAGES (2..4; default the plan's), read per call so that one
  * process can A/B them.  Returns the GI8M index with *pl set up for it (variant, tile,
  * bn, threads, stages, smem), or -1: the old tile, *pl as planned. */
-static int moe_tile(const kern_cuda_ctx *c, kern_type type, kern_cuda_gemm_plan *pl)
+static int moe_tile(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n_slots, int n_expert,
+                    kern_cuda_gemm_plan *pl)
 {
     static bool warned;
     const char *env = getenv("AMXDIAG_GPU_MOE_TILE");
+    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
     int g = gi8m_parse(env);
     if (g == -2) {
         if (!warned)
-            adg_warn("AMXDIAG_GPU_MOE_TILE=%s: not one of old, auto, g0..g%d; using g%d", env, GI8M_NVAR - 1,
-                     GI8M_DEFAULT);
+            adg_warn("AMXDIAG_GPU_MOE_TILE=%s: not one of old, auto, g0..g%d; using auto", env, GI8M_NVAR - 1);
         warned = true;
-        g = GI8M_DEFAULT;
+        g = GI8M_AUTO;
     }
+    if (g == GI8M_AUTO)
+        g = gi8m_auto(wt, m, k, n_slots, n_expert);
     if (g < 0)
         return -1;
-    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
     const int limit = c->caps.can_raise_smem ? c->caps.smem_optin : 48 * 1024;
     const int sb = gi8_stage_bytes_n(wt, gi8m_var_bm(g), gi8m_var_bn(g));
     const char *st_env = getenv("AMXDIAG_GPU_MOE_STAGES");
@@ -768,7 +770,7 @@ adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_devicept
     /* The int8 kernel has no validate record or planted fault: those keep the dp4a one. */
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, nrows, ncols, n_slots, w, true);
     if (pl.mma && !row_fault && !c->validate) {
-        const int g = moe_tile(c, type, &pl);
+        const int g = moe_tile(c, type, nrows, ncols, n_slots, n_expert, &pl);
         if (g >= 0)
             e = launch_moe_i8g(c, op, &pl, g, type, w, nrows, ncols, qs, d, n_slots, y, n_expert, off, list, x_div);
         else

@@ -96,8 +96,8 @@ GI8_FN int gi8_var_threads(int v) { return 32 * gi8_var(v).wm * gi8_var(v).wn; }
     X(4, 2, 8, 2, 6) /* 64 x 64, 2 warps of 32 x 64 */                                                         \
     X(5, 1, 8, 8, 2) /* 128 x 64, 8 warps of 16 x 64 */
 #define GI8M_NVAR 6
-/* The grouped tile used unless AMXDIAG_GPU_MOE_TILE says otherwise (kern_cuda_moe_gemm). */
-#define GI8M_DEFAULT 0
+/* AMXDIAG_GPU_MOE_TILE unset or "auto": the tile gi8m_auto picks for the shape. */
+#define GI8M_AUTO (-3)
 
 GI8_FN gi8_variant gi8m_var(int v)
 {
@@ -117,6 +117,17 @@ GI8_FN gi8_variant gi8m_var(int v)
 GI8_FN int gi8m_var_bm(int v) { return 16 * gi8m_var(v).mt * gi8m_var(v).wm; }
 GI8_FN int gi8m_var_bn(int v) { return 8 * gi8m_var(v).nt; }
 GI8_FN int gi8m_var_threads(int v) { return 32 * gi8m_var(v).wm; }
+/* The grouped tile for a shape (wt 4 or 8; m rows, k columns of each expert; n_slots
+ * (token, expert) pairs over n_expert experts).  Not yet measured: g0 everywhere. */
+GI8_FN int gi8m_auto(int wt, long long m, long long k, long long n_slots, int n_expert)
+{
+    (void)wt;
+    (void)m;
+    (void)k;
+    (void)n_slots;
+    (void)n_expert;
+    return 0;
+}
 /* Work items the grid of a grouped launch must cover: every expert's token tiles (at most
  * n_slots / bn rounded up, plus one partial tile per expert that has tokens) times the row
  * tiles.  The kernel counts the real token tiles itself; CTAs past them do nothing. */
@@ -127,11 +138,11 @@ GI8_FN long long gi8m_items(long long n_slots, int n_expert, long long m, int bm
 }
 /* AMXDIAG_GPU_MOE_TILE's value: "old" (-1: v0's tile, a CTA per (expert, 64 rows) over
  * all of that expert's tokens, MOE = 1), "g0".."g5" or a GI8M index, NULL / "" / "auto"
- * the default; -2 for anything else. */
+ * GI8M_AUTO; -2 for anything else. */
 GI8_FN int gi8m_parse(const char *s)
 {
     if (!s || !s[0] || (s[0] == 'a' && s[1] == 'u' && s[2] == 't' && s[3] == 'o' && !s[4]))
-        return GI8M_DEFAULT;
+        return GI8M_AUTO;
     if (s[0] == 'o' && s[1] == 'l' && s[2] == 'd' && !s[3])
         return -1;
     const char *d = s[0] == 'g' ? s + 1 : s;

@@ -1315,9 +1315,17 @@ static void moe_case(int wt, int n_expert, int64_t m, int64_t k, int64_t n_tok, 
 static void test_moe_tile_choice(void **state)
 {
     (void)state;
-    assert_int_equal(gi8m_parse(NULL), GI8M_DEFAULT);
-    assert_int_equal(gi8m_parse(""), GI8M_DEFAULT);
-    assert_int_equal(gi8m_parse("auto"), GI8M_DEFAULT);
+    assert_int_equal(gi8m_parse(NULL), GI8M_AUTO);
+    assert_int_equal(gi8m_parse(""), GI8M_AUTO);
+    assert_int_equal(gi8m_parse("auto"), GI8M_AUTO);
+    /* auto picks a token-tile variant at every shape */
+    for (int wt = 4; wt <= 8; wt += 4)
+        for (int64_t n_slots = 1; n_slots <= 65536; n_slots *= 8) {
+            int g = gi8m_auto(wt, 768, 2048, n_slots, 128);
+            assert_true(g >= 0 && g < GI8M_NVAR);
+            g = gi8m_auto(wt, 2048, 768, n_slots, 128);
+            assert_true(g >= 0 && g < GI8M_NVAR);
+        }
     assert_int_equal(gi8m_parse("old"), -1);
     assert_int_equal(gi8m_parse("g0"), 0);
     assert_int_equal(gi8m_parse("g5"), 5);
