@@ -8,8 +8,11 @@
  * for the exact formula, which the reference repeats). */
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/adg_log.h"
 #include "kernels/kern_avx512_math.h"
 #include "kernels/kern_internal.h"
 
@@ -57,7 +60,9 @@ static inline __mmask16 tail_mask(int64_t n_left)
     return n_left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n_left) - 1);
 }
 
-/* MR rows (1..4) x NP panels (1..2) of outputs over the whole K. */
+/* The prompt GEMM before session 4 (AMXDIAG_AVX512_Q8_MR=old / _Q4_MR=old, for one
+ * device A/B): MR rows (1..4) x NP panels (1..2) of outputs over the whole K.  GCC -O2
+ * does not fully unroll its g/m/pp loops, so c and acc live on the stack (see mk_qu). */
 static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, const kern_qact *a, int64_t m0,
                                                        const int MR, int64_t p, const int NP, const bool I4)
 {
@@ -123,6 +128,107 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
     }
     for (int m = 0; m < MR; m++) {
         float *y = kern_yrow(j, m0 + m);
+        for (int pp = 0; pp < NP; pp++) {
+            const int64_t n = (p + pp) * KERN_PANEL;
+            _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[m][pp]);
+        }
+    }
+}
+
+/* MR rows (1..8) x NP panels (1..2) of outputs over the whole K, every loop unrolled.
+ * Same operations in the same order as mk_q (so the same bits), but the pragmas make GCC
+ * -O2 unroll the g/m/pp loops completely, so c[][] and acc[][] are registers: mk_q's
+ * loops stayed loops at -O2, with c and acc in memory, which cost Q8_0 (eight dependent
+ * load-dpbusd-store rounds per block) more than Q4_0.  Registers: MR x NP int32 sums,
+ * as many fp32 accumulators, NP weight vectors (Q4_0: 2 NP + the nibble mask) and the
+ * broadcasts: 6 x 2 uses 28 of the 32 zmm, 8 x 1 20. */
+#define MKU_MR_MAX 8
+static inline __attribute__((always_inline)) void mk_qu(const kern_gemm_job *j, const kern_qact *a, int64_t m0,
+                                                        const int MR, int64_t p, const int NP, const bool I4)
+{
+    const kern_weight *w = j->w;
+    const size_t bb = I4 ? 288 : 544;
+    const int64_t nb = a->nb;
+    __m512 acc[MKU_MR_MAX][2];
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++)
+#pragma GCC unroll 2
+        for (int pp = 0; pp < NP; pp++)
+            acc[m][pp] = _mm512_setzero_ps();
+    const uint8_t *wp[2];
+#pragma GCC unroll 2
+    for (int pp = 0; pp < NP; pp++)
+        wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
+    const int8_t *ap = a->q + m0 * a->k;
+    const float *ad = a->d + m0 * nb, *ano = a->negoff + m0 * nb;
+    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i c[MKU_MR_MAX][2];
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; m++)
+#pragma GCC unroll 2
+            for (int pp = 0; pp < NP; pp++)
+                c[m][pp] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int pp = 0; pp < NP; pp++)
+            _mm_prefetch((const char *)(wp[pp] + (b + 4) * bb), _MM_HINT_T0);
+        const int8_t *ab = ap + b * KERN_KB;
+        if (!I4) {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i wv[2];
+#pragma GCC unroll 2
+                for (int pp = 0; pp < NP; pp++)
+                    wv[pp] = _mm512_loadu_si512(wp[pp] + b * bb + g * 64);
+#pragma GCC unroll 8
+                for (int m = 0; m < MR; m++) {
+                    const __m512i av = _mm512_set1_epi32(load_i32(ab + m * a->k + g * 4));
+#pragma GCC unroll 2
+                    for (int pp = 0; pp < NP; pp++)
+                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wv[pp], av);
+                }
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i wl[2], wh[2];
+#pragma GCC unroll 2
+                for (int pp = 0; pp < NP; pp++) {
+                    const __m512i v = _mm512_loadu_si512(wp[pp] + b * bb + g * 64);
+                    wl[pp] = _mm512_and_si512(v, lo4);
+                    wh[pp] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                }
+#pragma GCC unroll 8
+                for (int m = 0; m < MR; m++) {
+                    const __m512i al = _mm512_set1_epi32(load_i32(ab + m * a->k + g * 4));
+                    const __m512i ah = _mm512_set1_epi32(load_i32(ab + m * a->k + 16 + g * 4));
+#pragma GCC unroll 2
+                    for (int pp = 0; pp < NP; pp++) {
+                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wl[pp], al);
+                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wh[pp], ah);
+                    }
+                }
+            }
+        }
+        __m512 dw[2];
+#pragma GCC unroll 2
+        for (int pp = 0; pp < NP; pp++)
+            dw[pp] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[pp] + b * bb + (I4 ? 256 : 512))));
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; m++) {
+            const __m512 da = _mm512_set1_ps(ad[m * nb + b]);
+            const __m512 no = _mm512_set1_ps(ano[m * nb + b]);
+#pragma GCC unroll 2
+            for (int pp = 0; pp < NP; pp++) {
+                const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c[m][pp]), da, no);
+                acc[m][pp] = _mm512_fmadd_ps(t, dw[pp], acc[m][pp]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++) {
+        float *y = kern_yrow(j, m0 + m);
+#pragma GCC unroll 2
         for (int pp = 0; pp < NP; pp++) {
             const int64_t n = (p + pp) * KERN_PANEL;
             _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[m][pp]);
@@ -269,6 +375,46 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
     }
 }
 
+/* Register block of the prompt GEMM per weight type: 4, 6 (rows x 2 panels), 8 (rows x 1
+ * panel) for mk_qu, or KERN_QB_OLD for mk_q.  AMXDIAG_AVX512_Q8_MR / AMXDIAG_AVX512_Q4_MR
+ * (old|4|6|8), read once (kern_avx512_gemm_q_env_reset() reads them again, for tests). */
+enum { KERN_QB_OLD = 0, KERN_QB_UNREAD = -1 };
+/* Defaults: the dev machine (AMD EPYC, 2 threads, noisy) could not tell 4x2 from 6x2;
+ * both ran 2.5-3.5x faster than mk_q on Q8_0 at M = 512.  The device decides. */
+#define KERN_QB_Q8_DEFAULT 6
+#define KERN_QB_Q4_DEFAULT 4
+static _Atomic int qb_q8 = KERN_QB_UNREAD, qb_q4 = KERN_QB_UNREAD;
+
+static int qb_parse(const char *name, int def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    if (!strcmp(v, "old"))
+        return KERN_QB_OLD;
+    if (!strcmp(v, "4") || !strcmp(v, "6") || !strcmp(v, "8"))
+        return v[0] - '0';
+    adg_warn("kernels: ignoring %s=%s (want old, 4, 6 or 8); using %d", name, v, def);
+    return def;
+}
+
+static int qb_get(bool i4)
+{
+    _Atomic int *slot = i4 ? &qb_q4 : &qb_q8;
+    int v = atomic_load_explicit(slot, memory_order_relaxed);
+    if (v == KERN_QB_UNREAD) {   /* workers racing here store the same value */
+        v = i4 ? qb_parse("AMXDIAG_AVX512_Q4_MR", KERN_QB_Q4_DEFAULT) : qb_parse("AMXDIAG_AVX512_Q8_MR", KERN_QB_Q8_DEFAULT);
+        atomic_store_explicit(slot, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+void kern_avx512_gemm_q_env_reset(void)
+{
+    atomic_store(&qb_q8, KERN_QB_UNREAD);
+    atomic_store(&qb_q4, KERN_QB_UNREAD);
+}
+
 #define MK_Q_CASES(I4)                                                     \
     switch (mr * 2 + np - 1) {                                             \
     case 2: mk_q(j, a, m0, 1, p, 1, I4); break;                            \
@@ -281,7 +427,26 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
     default: mk_q(j, a, m0, 4, p, 2, I4); break;                           \
     }
 
-/* Panels in groups that fit L2 (weights reused across every m step), m in steps of 4. */
+/* mr rows (1..8; 7 and 8 with one panel only) x np panels (1..2). */
+#define MK_QU_CASES(I4)                                                    \
+    switch (mr * 2 + np - 1) {                                             \
+    case 2: mk_qu(j, a, m0, 1, p, 1, I4); break;                           \
+    case 3: mk_qu(j, a, m0, 1, p, 2, I4); break;                           \
+    case 4: mk_qu(j, a, m0, 2, p, 1, I4); break;                           \
+    case 5: mk_qu(j, a, m0, 2, p, 2, I4); break;                           \
+    case 6: mk_qu(j, a, m0, 3, p, 1, I4); break;                           \
+    case 7: mk_qu(j, a, m0, 3, p, 2, I4); break;                           \
+    case 8: mk_qu(j, a, m0, 4, p, 1, I4); break;                           \
+    case 9: mk_qu(j, a, m0, 4, p, 2, I4); break;                           \
+    case 10: mk_qu(j, a, m0, 5, p, 1, I4); break;                          \
+    case 11: mk_qu(j, a, m0, 5, p, 2, I4); break;                          \
+    case 12: mk_qu(j, a, m0, 6, p, 1, I4); break;                          \
+    case 13: mk_qu(j, a, m0, 6, p, 2, I4); break;                          \
+    case 14: mk_qu(j, a, m0, 7, p, 1, I4); break;                          \
+    default: mk_qu(j, a, m0, 8, p, 1, I4); break;                          \
+    }
+
+/* Panels in groups that fit L2 (weights reused across every m step), m in steps of MR. */
 void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a)
 {
     const bool i4 = j->w->fmt == KERN_WFMT_I4;
@@ -289,18 +454,26 @@ void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a)
         gemv_q_range(j, a, i4);
         return;
     }
+    const int qb = qb_get(i4);
+    const int MR = qb == KERN_QB_OLD ? 4 : qb, NP = qb == 8 ? 1 : 2;
     int64_t group = (int64_t)((512 * 1024) / (j->w->panel_bytes ? j->w->panel_bytes : 1));
     group = group < 2 ? 2 : group & ~(int64_t)1;
     for (int64_t pg = j->p0; pg < j->p1; pg += group) {
         const int64_t pe = pg + group < j->p1 ? pg + group : j->p1;
-        for (int64_t m0 = 0; m0 < a->m; m0 += 4) {
-            const int mr = a->m - m0 >= 4 ? 4 : (int)(a->m - m0);
-            for (int64_t p = pg; p < pe; p += 2) {
-                const int np = pe - p >= 2 ? 2 : 1;
-                if (i4) {
-                    MK_Q_CASES(true)
+        for (int64_t m0 = 0; m0 < a->m; m0 += MR) {
+            const int mr = a->m - m0 >= MR ? MR : (int)(a->m - m0);
+            for (int64_t p = pg; p < pe; p += NP) {
+                const int np = pe - p >= NP ? NP : 1;
+                if (qb == KERN_QB_OLD) {
+                    if (i4) {
+                        MK_Q_CASES(true)
+                    } else {
+                        MK_Q_CASES(false)
+                    }
+                } else if (i4) {
+                    MK_QU_CASES(true)
                 } else {
-                    MK_Q_CASES(false)
+                    MK_QU_CASES(false)
                 }
             }
         }

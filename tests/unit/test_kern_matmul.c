@@ -88,6 +88,7 @@ static float *run_matmul(kern_impl impl, int threads, int crossover, kern_type t
 static const struct { int64_t m, n, k; } shapes[] = {
     {1, 16, 32}, {1, 40, 64}, {2, 33, 96}, {15, 48, 128}, {17, 70, 64}, {33, 31, 160}, {4, 17, 32}, {64, 96, 256},
     {150, 40, 2048},   /* M beyond the AMX kernels' L2 row block (128 rows at K = 2048) */
+    {29, 50, 96},      /* row tails of 5 for the VNNI GEMM's 6- and 8-row blocks */
 };
 
 static void check_int_exact(kern_type t, kern_impl impl, int threads, int crossover)
@@ -140,6 +141,31 @@ static void test_avx512_int(void **state)
         skip();
     check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AVX512, 3, 0);
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 1, 0);
+}
+
+/* The VNNI prompt GEMM's register blocks (AMXDIAG_AVX512_Q8_MR / _Q4_MR: old 4x2, 4x2,
+ * 6x2, 8x1), each bit-exact on every shape and in MoE; a value it does not know (5)
+ * falls back to the default. */
+static void check_moe_shape(kern_type t, kern_impl impl, int crossover, bool per_slot, int64_t k, int64_t T);
+
+static void test_avx512_int_blocks(void **state)
+{
+    (void)state;
+    if (!impl_available(KERN_IMPL_AVX512, true))
+        skip();
+    static const char *const blocks[] = {"old", "4", "6", "8", "5"};
+    for (size_t v = 0; v < ADG_ARRAY_LEN(blocks); v++) {
+        setenv("AMXDIAG_AVX512_Q8_MR", blocks[v], 1);
+        setenv("AMXDIAG_AVX512_Q4_MR", blocks[v], 1);
+        kern_avx512_gemm_q_env_reset();
+        check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AVX512, 2, 0);
+        check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 3, 0);
+        check_moe_shape(KERN_TYPE_Q8_0, KERN_IMPL_AVX512, 0, false, 256, 40);
+        check_moe_shape(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 0, true, 256, 40);
+    }
+    unsetenv("AMXDIAG_AVX512_Q8_MR");
+    unsetenv("AMXDIAG_AVX512_Q4_MR");
+    kern_avx512_gemm_q_env_reset();
 }
 
 /* The int8 tile kernel's other schedules (AMXDIAG_AMX_INT8_KERNEL), bit-exact like the
@@ -419,6 +445,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activation_quantizer),
         cmocka_unit_test(test_avx512_int),
+        cmocka_unit_test(test_avx512_int_blocks),
         cmocka_unit_test(test_amx_emu_int),
         cmocka_unit_test(test_amx_hw_int),
         cmocka_unit_test(test_float_paths),
