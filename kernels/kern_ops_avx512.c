@@ -143,6 +143,7 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
  * as many fp32 accumulators, NP weight vectors (Q4_0: 2 NP + the nibble mask) and the
  * broadcasts: 6 x 2 uses 28 of the 32 zmm, 8 x 1 20. */
 #define MKU_MR_MAX 8
+#define MKU_PF_DIST 8
 static inline __attribute__((always_inline)) void mk_qu(const kern_gemm_job *j, const kern_qact *a, int64_t m0,
                                                         const int MR, int64_t p, const int NP, const bool I4)
 {
@@ -169,9 +170,15 @@ static inline __attribute__((always_inline)) void mk_qu(const kern_gemm_job *j, 
 #pragma GCC unroll 2
             for (int pp = 0; pp < NP; pp++)
                 c[m][pp] = _mm512_setzero_si512();
+        /* every line of block b + 8 (mk_q: one line of b + 4), for the MoE experts whose
+         * panels are read by a few row blocks only, so arrive from L3 or memory: 10-20 %
+         * on MoE gate/up and down at M = 64 and 512 on the development machine, even on
+         * the attention shapes.  Blocks start at 0 or 32 mod 64: 9 (Q8_0) or 5 lines. */
 #pragma GCC unroll 2
         for (int pp = 0; pp < NP; pp++)
-            _mm_prefetch((const char *)(wp[pp] + (b + 4) * bb), _MM_HINT_T0);
+#pragma GCC unroll 9
+            for (size_t off = 0; off < bb; off += 64)
+                _mm_prefetch((const char *)(wp[pp] + (b + MKU_PF_DIST) * bb + off), _MM_HINT_T0);
         const int8_t *ab = ap + b * KERN_KB;
         if (!I4) {
 #pragma GCC unroll 8
@@ -379,10 +386,13 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
  * panel) for mk_qu, or KERN_QB_OLD for mk_q.  AMXDIAG_AVX512_Q8_MR / AMXDIAG_AVX512_Q4_MR
  * (old|4|6|8), read once (kern_avx512_gemm_q_env_reset() reads them again, for tests). */
 enum { KERN_QB_OLD = 0, KERN_QB_UNREAD = -1 };
-/* Defaults: the dev machine (AMD EPYC, 2 threads, noisy) could not tell 4x2 from 6x2;
- * both ran 2.5-3.5x faster than mk_q on Q8_0 at M = 512.  The device decides. */
+/* Defaults 6x2 for both: on the development machine (AMD EPYC, 2 threads, idle, medians
+ * of alternated rounds, M = 512) attn_q took 5.89 / 5.73 ms (q8_0 / q4_0) with 6x2, 6.24 /
+ * 6.01 with 4x2, 6.92 / 6.64 with 8x1 and 23.19 / 15.94 with mk_q; 6x2 also led (or tied)
+ * at M = 64 on attn_o and the MoE shapes.  The device run (tests/device/q8_prompt.sh)
+ * decides for the AMX machine. */
 #define KERN_QB_Q8_DEFAULT 6
-#define KERN_QB_Q4_DEFAULT 4
+#define KERN_QB_Q4_DEFAULT 6
 static _Atomic int qb_q8 = KERN_QB_UNREAD, qb_q4 = KERN_QB_UNREAD;
 
 static int qb_parse(const char *name, int def)
