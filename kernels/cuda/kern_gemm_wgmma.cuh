@@ -2,10 +2,10 @@
 // kern_gemm_wgmma_map.h).  Included by the sm_90a module kern_gemm_wgmma.cu after the
 // primitives it uses (cp_async4/16, gw_cp_wait, gw_fence, gw_fence_proxy, gw_commit,
 // gw_wait0, gw_wait1, gw_mma<BN>, gw_smem_u32, gf_sub_mul, gf_store4, gf_red_add,
-// GW_DYN_SMEM) and by
-// a host emulator, which supplies its own versions.  The raw-block copies and the f16
-// conversion are the f16-MMA kernel's k64 ones (kern_gemm_f16mma.cuh: gf_convert,
-// kern_gemm_copy.cuh), whose output layout is the wgmma 128-byte-swizzle layout.
+// GW_DYN_SMEM) and by a host emulator, which supplies its own versions.  The f16
+// conversion is the f16-MMA kernel's k64 one (gf_convert, kern_gemm_f16mma.cuh), whose
+// output layout is the wgmma 128-byte-swizzle layout; the 2-byte weight path and the
+// X pieces' copy are shared too (kern_gemm_copy.cuh).
 #ifndef KERN_GEMM_WGMMA_CUH
 #define KERN_GEMM_WGMMA_CUH
 
@@ -15,7 +15,8 @@
 // CTA tiles: weight rows r0 .. r0 + 64 WG - 1 (warpgroup g: rows 64 g ..), tokens n0 ..
 // n0 + BN - 1; token tiles run fastest (the CTAs sharing a band of weight rows run together,
 // so weights larger than L2 come from DRAM about once).  A CTA takes tiles blockIdx.x,
-// + gridDim.x, ... (a grid of one CTA per tile, or a persistent one of as many as fit).  Arguments as the f16-MMA kernel's:
+// + gridDim.x, ... (a grid of one CTA per tile, or a persistent one of as many as fit).
+// Arguments as the f16-MMA kernel's:
 // x the f16 activations [n][k]; `slots` ring slots (3..8, gw_slots_fit); flags bit 0
 // (GF_FLAG_ALIGNED): raw W by 4-byte cp.async (k % 64 == 0, 4-byte aligned buffer), else
 // 2-byte loads; ksplit > 1: each tile's k stages in ksplit slices whose partial sums are

@@ -17,7 +17,7 @@
  *
  * Shared memory (dynamic, rounded up to 1024 bytes in the kernel):
  *   slots x [ X: BN tokens x 128 bytes | raw W: BM rows x 48 (Q4_0) / 80 (Q8_0) bytes ]
- *   2 f16 W buffers of BM rows x 128 bytes
+ *   2 f16 W buffers of BM rows x 128 bytes (3 with the deep pipeline, GW_FLAG_DEEP)
  * every part a multiple of 1024 bytes (BM a multiple of 64, BN of 8). */
 #ifndef KERN_GEMM_WGMMA_MAP_H
 #define KERN_GEMM_WGMMA_MAP_H
