@@ -147,8 +147,9 @@ void kern_ref_gemm_f(const kern_gemm_job *j, const float *x, int64_t m);   /* BF
 
 /* AVX-512 micro-kernels (kern_ops_avx512.c). */
 void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a);
-/* The prompt GEMM's register block is read once from AMXDIAG_AVX512_Q8_MR / _Q4_MR
- * (old|4|6|8, docs/kernels.md); this makes the next call read them again (tests). */
+/* The prompt GEMM's settings are read once from AMXDIAG_AVX512_Q8_MR / _Q4_MR (4|6) and
+ * AMXDIAG_AVX512_GEMM_PF (block|line) (docs/kernels.md); this makes the next call read
+ * them again (tests). */
 void kern_avx512_gemm_q_env_reset(void);
 void kern_avx512_gemm_bf16(const kern_gemm_job *j, const kern_bact *a);
 void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m);

@@ -60,97 +60,24 @@ static inline __mmask16 tail_mask(int64_t n_left)
     return n_left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n_left) - 1);
 }
 
-/* The prompt GEMM before session 4 (AMXDIAG_AVX512_Q8_MR=old / _Q4_MR=old, for one
- * device A/B): MR rows (1..4) x NP panels (1..2) of outputs over the whole K.  GCC -O2
- * does not fully unroll its g/m/pp loops, so c and acc live on the stack (see mk_qu). */
+/* MR rows (1..6) x NP panels (1..2) of outputs over the whole K.  Every loop is unrolled
+ * by pragma: GCC -O2 does not unroll these small constant loops on its own, and until
+ * session 4 (the same kernel without the pragmas) it kept them as loops with the int32
+ * sums c and the accumulators acc on the stack; Q8_0, eight dependent weight-vector
+ * rounds per block against Q4_0's four, paid most (device, 16 threads, M = 512: attn_q
+ * 6.13 -> 2.60 ms in Q8_0, 4.86 -> 2.75 in Q4_0; qwen3-moe-small pp512 1442 -> 2382 t/s
+ * in Q8_0, 1771 -> 2329 in Q4_0, with the one-line prefetch; docs/kernels.md).  Registers: MR x NP int32 sums, as
+ * many fp32 accumulators, NP weight vectors (Q4_0: 2 NP + the nibble mask) and a
+ * broadcast: 6 x 2 uses 28 of the 32 zmm. */
+#define MK_MR_MAX 6
 static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, const kern_qact *a, int64_t m0,
-                                                       const int MR, int64_t p, const int NP, const bool I4)
-{
-    const kern_weight *w = j->w;
-    __m512 acc[4][2];
-    for (int m = 0; m < MR; m++)
-        for (int pp = 0; pp < NP; pp++)
-            acc[m][pp] = _mm512_setzero_ps();
-    const uint8_t *wp[2];
-    for (int pp = 0; pp < NP; pp++)
-        wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
-    const int8_t *ap[4];
-    for (int m = 0; m < MR; m++)
-        ap[m] = a->q + (m0 + m) * a->k;
-    const __m512i lo4 = _mm512_set1_epi8(0x0F);
-    for (int64_t b = 0; b < a->nb; b++) {
-        __m512i c[4][2];
-        for (int m = 0; m < MR; m++)
-            for (int pp = 0; pp < NP; pp++)
-                c[m][pp] = _mm512_setzero_si512();
-        for (int pp = 0; pp < NP; pp++)
-            _mm_prefetch((const char *)(wp[pp] + (b + 4) * w->blk_bytes), _MM_HINT_T0);
-        if (!I4) {
-            for (int g = 0; g < 8; g++) {
-                __m512i wv[2];
-                for (int pp = 0; pp < NP; pp++)
-                    wv[pp] = _mm512_loadu_si512(wp[pp] + b * 544 + g * 64);
-                for (int m = 0; m < MR; m++) {
-                    const __m512i av = _mm512_set1_epi32(load_i32(ap[m] + b * KERN_KB + g * 4));
-                    for (int pp = 0; pp < NP; pp++)
-                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wv[pp], av);
-                }
-            }
-        } else {
-            for (int g = 0; g < 4; g++) {
-                __m512i wl[2], wh[2];
-                for (int pp = 0; pp < NP; pp++) {
-                    const __m512i v = _mm512_loadu_si512(wp[pp] + b * 288 + g * 64);
-                    wl[pp] = _mm512_and_si512(v, lo4);
-                    wh[pp] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
-                }
-                for (int m = 0; m < MR; m++) {
-                    const __m512i al = _mm512_set1_epi32(load_i32(ap[m] + b * KERN_KB + g * 4));
-                    const __m512i ah = _mm512_set1_epi32(load_i32(ap[m] + b * KERN_KB + 16 + g * 4));
-                    for (int pp = 0; pp < NP; pp++) {
-                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wl[pp], al);
-                        c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wh[pp], ah);
-                    }
-                }
-            }
-        }
-        __m512 dw[2];
-        for (int pp = 0; pp < NP; pp++)
-            dw[pp] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[pp] + b * w->blk_bytes + (I4 ? 256 : 512))));
-        for (int m = 0; m < MR; m++) {
-            const __m512 da = _mm512_set1_ps(a->d[(m0 + m) * a->nb + b]);
-            const __m512 no = _mm512_set1_ps(a->negoff[(m0 + m) * a->nb + b]);
-            for (int pp = 0; pp < NP; pp++) {
-                const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c[m][pp]), da, no);
-                acc[m][pp] = _mm512_fmadd_ps(t, dw[pp], acc[m][pp]);
-            }
-        }
-    }
-    for (int m = 0; m < MR; m++) {
-        float *y = kern_yrow(j, m0 + m);
-        for (int pp = 0; pp < NP; pp++) {
-            const int64_t n = (p + pp) * KERN_PANEL;
-            _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[m][pp]);
-        }
-    }
-}
-
-/* MR rows (1..8) x NP panels (1..2) of outputs over the whole K, every loop unrolled.
- * Same operations in the same order as mk_q (so the same bits), but the pragmas make GCC
- * -O2 unroll the g/m/pp loops completely, so c[][] and acc[][] are registers: mk_q's
- * loops stayed loops at -O2, with c and acc in memory, which cost Q8_0 (eight dependent
- * load-dpbusd-store rounds per block) more than Q4_0.  Registers: MR x NP int32 sums,
- * as many fp32 accumulators, NP weight vectors (Q4_0: 2 NP + the nibble mask) and the
- * broadcasts: 6 x 2 uses 28 of the 32 zmm, 8 x 1 20. */
-#define MKU_MR_MAX 8
-#define MKU_PF_DIST 8
-static inline __attribute__((always_inline)) void mk_qu(const kern_gemm_job *j, const kern_qact *a, int64_t m0,
-                                                        const int MR, int64_t p, const int NP, const bool I4)
+                                                       const int MR, int64_t p, const int NP, const bool I4,
+                                                       const bool PF_BLOCK)
 {
     const kern_weight *w = j->w;
     const size_t bb = I4 ? 288 : 544;
     const int64_t nb = a->nb;
-    __m512 acc[MKU_MR_MAX][2];
+    __m512 acc[MK_MR_MAX][2];
 #pragma GCC unroll 8
     for (int m = 0; m < MR; m++)
 #pragma GCC unroll 2
@@ -164,21 +91,28 @@ static inline __attribute__((always_inline)) void mk_qu(const kern_gemm_job *j, 
     const float *ad = a->d + m0 * nb, *ano = a->negoff + m0 * nb;
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
-        __m512i c[MKU_MR_MAX][2];
+        __m512i c[MK_MR_MAX][2];
 #pragma GCC unroll 8
         for (int m = 0; m < MR; m++)
 #pragma GCC unroll 2
             for (int pp = 0; pp < NP; pp++)
                 c[m][pp] = _mm512_setzero_si512();
-        /* every line of block b + 8 (mk_q: one line of b + 4), for the MoE experts whose
-         * panels are read by a few row blocks only, so arrive from L3 or memory: 10-20 %
-         * on MoE gate/up and down at M = 64 and 512 on the development machine, even on
-         * the attention shapes.  Blocks start at 0 or 32 mod 64: 9 (Q8_0) or 5 lines. */
+        /* PF_BLOCK: every line of block b + 8, for the MoE experts whose panels are read by
+         * a few row blocks only, so arrive from L3 or memory (10-20 % on MoE gate/up and
+         * down at M = 64 and 512 on the development machine, even on attention).  Blocks
+         * start at 0 or 32 mod 64, so 9 (Q8_0) or 5 prefetches cover one.  Else one line
+         * of block b + 4, the earlier kernel's prefetch. */
+        if (PF_BLOCK) {
 #pragma GCC unroll 2
-        for (int pp = 0; pp < NP; pp++)
+            for (int pp = 0; pp < NP; pp++)
 #pragma GCC unroll 9
-            for (size_t off = 0; off < bb; off += 64)
-                _mm_prefetch((const char *)(wp[pp] + (b + MKU_PF_DIST) * bb + off), _MM_HINT_T0);
+                for (size_t off = 0; off < bb; off += 64)
+                    _mm_prefetch((const char *)(wp[pp] + (b + 8) * bb + off), _MM_HINT_T0);
+        } else {
+#pragma GCC unroll 2
+            for (int pp = 0; pp < NP; pp++)
+                _mm_prefetch((const char *)(wp[pp] + (b + 4) * bb), _MM_HINT_T0);
+        }
         const int8_t *ab = ap + b * KERN_KB;
         if (!I4) {
 #pragma GCC unroll 8
@@ -382,38 +316,47 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
     }
 }
 
-/* Register block of the prompt GEMM per weight type: 4, 6 (rows x 2 panels), 8 (rows x 1
- * panel) for mk_qu, or KERN_QB_OLD for mk_q.  AMXDIAG_AVX512_Q8_MR / AMXDIAG_AVX512_Q4_MR
- * (old|4|6|8), read once (kern_avx512_gemm_q_env_reset() reads them again, for tests). */
-enum { KERN_QB_OLD = 0, KERN_QB_UNREAD = -1 };
-/* Defaults 6x2 for both: on the development machine (AMD EPYC, 2 threads, idle, medians
- * of alternated rounds, M = 512) attn_q took 5.89 / 5.73 ms (q8_0 / q4_0) with 6x2, 6.24 /
- * 6.01 with 4x2, 6.92 / 6.64 with 8x1 and 23.19 / 15.94 with mk_q; 6x2 also led (or tied)
- * at M = 64 on attn_o and the MoE shapes.  The device run (tests/device/q8_prompt.sh)
- * decides for the AMX machine. */
-#define KERN_QB_Q8_DEFAULT 6
-#define KERN_QB_Q4_DEFAULT 6
-static _Atomic int qb_q8 = KERN_QB_UNREAD, qb_q4 = KERN_QB_UNREAD;
+/* Rows of the prompt GEMM's register block per weight type, 4 or 6 (x 2 panels), and its
+ * weight prefetch: AMXDIAG_AVX512_Q8_MR / AMXDIAG_AVX512_Q4_MR (4|6) and
+ * AMXDIAG_AVX512_GEMM_PF (block|line), read once (kern_avx512_gemm_q_env_reset() reads
+ * them again, for tests).
+ * 6 rows by default: on the device (05:46 UTC, 16 threads, medians of 3 alternated
+ * rounds, one-line prefetch) 6x2 against 4x2 took 2.60 / 2.71 ms on attn_q Q8_0 at
+ * M = 512, 3.04 / 3.19 attn_o, 5.36 / 5.59 MoE gate/up, 5.46 / 5.20 MoE down; Q4_0
+ * 2.75 / 2.74, 3.17 / 3.39, 4.63 / 5.10, 4.34 / 4.51; pp512 2382 / 2235 t/s (Q8_0) and
+ * 2329 / 2426 (Q4_0, one sample each).  8x1 was slower than both everywhere and is gone. */
+enum { KERN_QB_UNREAD = -1 };
+#define KERN_QB_DEFAULT 6
+static _Atomic int qb_q8 = KERN_QB_UNREAD, qb_q4 = KERN_QB_UNREAD, qb_pf = KERN_QB_UNREAD;
 
 static int qb_parse(const char *name, int def)
 {
     const char *v = getenv(name);
     if (!v || !*v)
         return def;
-    if (!strcmp(v, "old"))
-        return KERN_QB_OLD;
-    if (!strcmp(v, "4") || !strcmp(v, "6") || !strcmp(v, "8"))
+    if (!strcmp(v, "4") || !strcmp(v, "6"))
         return v[0] - '0';
-    adg_warn("kernels: ignoring %s=%s (want old, 4, 6 or 8); using %d", name, v, def);
+    adg_warn("kernels: ignoring %s=%s (want 4 or 6); using %d", name, v, def);
     return def;
 }
 
-static int qb_get(bool i4)
+static int pf_parse(void)
 {
-    _Atomic int *slot = i4 ? &qb_q4 : &qb_q8;
+    const char *v = getenv("AMXDIAG_AVX512_GEMM_PF");
+    if (!v || !*v || !strcmp(v, "block"))
+        return 1;
+    if (!strcmp(v, "line"))
+        return 0;
+    adg_warn("kernels: ignoring AMXDIAG_AVX512_GEMM_PF=%s (want block or line); using block", v);
+    return 1;
+}
+
+static int qb_get(_Atomic int *slot, int which)
+{
     int v = atomic_load_explicit(slot, memory_order_relaxed);
     if (v == KERN_QB_UNREAD) {   /* workers racing here store the same value */
-        v = i4 ? qb_parse("AMXDIAG_AVX512_Q4_MR", KERN_QB_Q4_DEFAULT) : qb_parse("AMXDIAG_AVX512_Q8_MR", KERN_QB_Q8_DEFAULT);
+        v = which == 0 ? qb_parse("AMXDIAG_AVX512_Q8_MR", KERN_QB_DEFAULT)
+          : which == 1 ? qb_parse("AMXDIAG_AVX512_Q4_MR", KERN_QB_DEFAULT) : pf_parse();
         atomic_store_explicit(slot, v, memory_order_relaxed);
     }
     return v;
@@ -423,37 +366,24 @@ void kern_avx512_gemm_q_env_reset(void)
 {
     atomic_store(&qb_q8, KERN_QB_UNREAD);
     atomic_store(&qb_q4, KERN_QB_UNREAD);
+    atomic_store(&qb_pf, KERN_QB_UNREAD);
 }
 
-#define MK_Q_CASES(I4)                                                     \
+/* mr rows (1..6) x np panels (1..2). */
+#define MK_Q_CASES(I4, PF)                                                 \
     switch (mr * 2 + np - 1) {                                             \
-    case 2: mk_q(j, a, m0, 1, p, 1, I4); break;                            \
-    case 3: mk_q(j, a, m0, 1, p, 2, I4); break;                            \
-    case 4: mk_q(j, a, m0, 2, p, 1, I4); break;                            \
-    case 5: mk_q(j, a, m0, 2, p, 2, I4); break;                            \
-    case 6: mk_q(j, a, m0, 3, p, 1, I4); break;                            \
-    case 7: mk_q(j, a, m0, 3, p, 2, I4); break;                            \
-    case 8: mk_q(j, a, m0, 4, p, 1, I4); break;                            \
-    default: mk_q(j, a, m0, 4, p, 2, I4); break;                           \
-    }
-
-/* mr rows (1..8; 7 and 8 with one panel only) x np panels (1..2). */
-#define MK_QU_CASES(I4)                                                    \
-    switch (mr * 2 + np - 1) {                                             \
-    case 2: mk_qu(j, a, m0, 1, p, 1, I4); break;                           \
-    case 3: mk_qu(j, a, m0, 1, p, 2, I4); break;                           \
-    case 4: mk_qu(j, a, m0, 2, p, 1, I4); break;                           \
-    case 5: mk_qu(j, a, m0, 2, p, 2, I4); break;                           \
-    case 6: mk_qu(j, a, m0, 3, p, 1, I4); break;                           \
-    case 7: mk_qu(j, a, m0, 3, p, 2, I4); break;                           \
-    case 8: mk_qu(j, a, m0, 4, p, 1, I4); break;                           \
-    case 9: mk_qu(j, a, m0, 4, p, 2, I4); break;                           \
-    case 10: mk_qu(j, a, m0, 5, p, 1, I4); break;                          \
-    case 11: mk_qu(j, a, m0, 5, p, 2, I4); break;                          \
-    case 12: mk_qu(j, a, m0, 6, p, 1, I4); break;                          \
-    case 13: mk_qu(j, a, m0, 6, p, 2, I4); break;                          \
-    case 14: mk_qu(j, a, m0, 7, p, 1, I4); break;                          \
-    default: mk_qu(j, a, m0, 8, p, 1, I4); break;                          \
+    case 2: mk_q(j, a, m0, 1, p, 1, I4, PF); break;                        \
+    case 3: mk_q(j, a, m0, 1, p, 2, I4, PF); break;                        \
+    case 4: mk_q(j, a, m0, 2, p, 1, I4, PF); break;                        \
+    case 5: mk_q(j, a, m0, 2, p, 2, I4, PF); break;                        \
+    case 6: mk_q(j, a, m0, 3, p, 1, I4, PF); break;                        \
+    case 7: mk_q(j, a, m0, 3, p, 2, I4, PF); break;                        \
+    case 8: mk_q(j, a, m0, 4, p, 1, I4, PF); break;                        \
+    case 9: mk_q(j, a, m0, 4, p, 2, I4, PF); break;                        \
+    case 10: mk_q(j, a, m0, 5, p, 1, I4, PF); break;                       \
+    case 11: mk_q(j, a, m0, 5, p, 2, I4, PF); break;                       \
+    case 12: mk_q(j, a, m0, 6, p, 1, I4, PF); break;                       \
+    default: mk_q(j, a, m0, 6, p, 2, I4, PF); break;                       \
     }
 
 /* Panels in groups that fit L2 (weights reused across every m step), m in steps of MR. */
@@ -464,26 +394,26 @@ void kern_avx512_gemm_q(const kern_gemm_job *j, const kern_qact *a)
         gemv_q_range(j, a, i4);
         return;
     }
-    const int qb = qb_get(i4);
-    const int MR = qb == KERN_QB_OLD ? 4 : qb, NP = qb == 8 ? 1 : 2;
+    const int MR = i4 ? qb_get(&qb_q4, 1) : qb_get(&qb_q8, 0);
+    const bool pfb = qb_get(&qb_pf, 2) != 0;
     int64_t group = (int64_t)((512 * 1024) / (j->w->panel_bytes ? j->w->panel_bytes : 1));
     group = group < 2 ? 2 : group & ~(int64_t)1;
     for (int64_t pg = j->p0; pg < j->p1; pg += group) {
         const int64_t pe = pg + group < j->p1 ? pg + group : j->p1;
         for (int64_t m0 = 0; m0 < a->m; m0 += MR) {
             const int mr = a->m - m0 >= MR ? MR : (int)(a->m - m0);
-            for (int64_t p = pg; p < pe; p += NP) {
-                const int np = pe - p >= NP ? NP : 1;
-                if (qb == KERN_QB_OLD) {
-                    if (i4) {
-                        MK_Q_CASES(true)
+            for (int64_t p = pg; p < pe; p += 2) {
+                const int np = pe - p >= 2 ? 2 : 1;
+                if (i4) {
+                    if (pfb) {
+                        MK_Q_CASES(true, true)
                     } else {
-                        MK_Q_CASES(false)
+                        MK_Q_CASES(true, false)
                     }
-                } else if (i4) {
-                    MK_QU_CASES(true)
+                } else if (pfb) {
+                    MK_Q_CASES(false, true)
                 } else {
-                    MK_QU_CASES(false)
+                    MK_Q_CASES(false, false)
                 }
             }
         }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The AVX-512 VNNI prompt GEMM's register blocks on the AMX machine, in one call (at most
-# 115 s on 16 CPUs; each step has its own limit and none starts past the deadline):
+# The AVX-512 VNNI prompt GEMM's settings on the AMX machine, in one call (at most 115 s on
+# 16 CPUs; each step has its own limit and none starts past the deadline):
 #  1. qwen3-moe-small q8_0 and q4_0 created here;
-#  2. ROUNDS (3) rounds, the blocks in a rotated order each round: `bench kernels --impl
-#     avx512` at M = 16, 64, 512 on attn_q, attn_o, moe_gate_up, moe_down, q4_0 and q8_0,
-#     with AMXDIAG_AVX512_Q8_MR = AMXDIAG_AVX512_Q4_MR = old (session 3's kernel), 4 (4x2
-#     unrolled), 6 (6x2), 8 (8x1);
-#  3. two rounds of `run -p 512 -n 0 -r 3 --cpu-kernels avx512` on the q8_0 model per block
-#     (and once per block on q4_0);
+#  2. ROUNDS (3) rounds, the variants in a rotated order each round: `bench kernels --impl
+#     avx512` at M = 16, 64, 512 on attn_q, attn_o, moe_gate_up, moe_down, q4_0 and q8_0;
+#     a variant is ROWS/PF: AMXDIAG_AVX512_Q8_MR = AMXDIAG_AVX512_Q4_MR = ROWS (4|6) and
+#     AMXDIAG_AVX512_GEMM_PF = PF (block|line); VARIANTS overrides the list;
+#  3. two rounds of `run -p 512 -n 0 -r 3 --cpu-kernels avx512` per variant on the q8_0
+#     model and on the q4_0 model;
 #  4. `run --greedy --compare ref -p 32 -n 8 --cpu-kernels avx512` on the q8_0 model with
-#     the default block and with 8 (exit 0 wanted).
-# Medians per (block, shape, type, M) and per (block, model) in summary.txt.
+#     the defaults and with 4/line (exit 0 wanted).
+# Medians per (variant, shape, type, M) and per (variant, model) in summary.txt.
+# (Session 4's first run of this script, 05:46 UTC, compared the loop kernel, 4x2, 6x2 and
+# 8x1 with the one-line prefetch: docs/kernels.md.)
 # Usage: OUT=DIR tests/device/q8_prompt.sh BUILD_DIR   (BUILD_DIR relative to the repository
 # root, RelWithDebInfo, with tests/device/bundle-libs.sh or slim-build.sh run).  Output:
 # $OUT/summary.txt (steps, medians, checks), $OUT/q8_prompt.jsonl (every sample), logs.
@@ -35,15 +37,20 @@ jl="$out/q8_prompt.jsonl"
 : >"$jl"
 deadline=${DEADLINE:-115}
 started=$(date +%s)
-blocks=(old 4 6 8)
+read -r -a blocks <<<"${VARIANTS:-6/block 6/line 4/block 4/line}"
+nb=${#blocks[@]}
 echo "q8_prompt: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)" >>"$summary"
 
 step create_q8 40 "$amx" model create --preset qwen3-moe-small --quant q8_0 --threads "$threads" "$tmp/q8.gguf"
 step create_q4 40 "$amx" model create --preset qwen3-moe-small --quant q4_0 --threads "$threads" "$tmp/q4.gguf"
 
-kb() {   # kb ROUND BLOCK
+venv() {   # the environment of variant ROWS/PF
+    echo "AMXDIAG_AVX512_Q8_MR=${1%/*} AMXDIAG_AVX512_Q4_MR=${1%/*} AMXDIAG_AVX512_GEMM_PF=${1#*/}"
+}
+kb() {   # kb ROUND VARIANT
     local r=$1 b=$2
-    step "bench_r${r}_$b" 20 env AMXDIAG_AVX512_Q8_MR="$b" AMXDIAG_AVX512_Q4_MR="$b" "$amx" bench kernels \
+    # shellcheck disable=SC2046
+    step "bench_r${r}_${b/\//-}" 20 env $(venv "$b") "$amx" bench kernels \
         --threads "$threads" --impl avx512 --type q4_0,q8_0 --shape attn_q,attn_o,moe_gate_up,moe_down \
         --m 16,64,512 --min-time 0.05 --weights-mib 64 --mem-gbs 100 -o "$tmp/b.json"
     python3 - "$tmp/b.json" "$b" "$r" >>"$jl" 2>/dev/null <<'PY'
@@ -55,9 +62,10 @@ for x in d['rows']:
 PY
     rm -f "$tmp/b.json"
 }
-pp() {   # pp ROUND BLOCK MODEL
+pp() {   # pp ROUND VARIANT MODEL
     local r=$1 b=$2 m=$3
-    step "pp_${m}_r${r}_$b" 25 env AMXDIAG_AVX512_Q8_MR="$b" AMXDIAG_AVX512_Q4_MR="$b" "$amx" run -m "$tmp/$m.gguf" \
+    # shellcheck disable=SC2046
+    step "pp_${m}_r${r}_${b/\//-}" 25 env $(venv "$b") "$amx" run -m "$tmp/$m.gguf" \
         -p "$prompt" -n 0 -r 3 -t "$threads" --cpu-kernels avx512 -o "$tmp/p.json"
     python3 - "$tmp/p.json" "$b" "$r" "$m" >>"$jl" 2>/dev/null <<'PY'
 import json, sys
@@ -70,21 +78,20 @@ PY
 }
 
 for r in $(seq "$rounds"); do
-    for i in 0 1 2 3; do
-        kb "$r" "${blocks[$(( (i + r) % 4 ))]}"
+    for i in $(seq 0 $((nb - 1))); do
+        kb "$r" "${blocks[$(( (i + r) % nb ))]}"
     done
 done
 for r in 1 2; do
-    for i in 0 1 2 3; do
-        pp "$r" "${blocks[$(( (i + r) % 4 ))]}" q8
+    for m in q8 q4; do
+        for i in $(seq 0 $((nb - 1))); do
+            pp "$r" "${blocks[$(( (i + r) % nb ))]}" "$m"
+        done
     done
-done
-for b in "${blocks[@]}"; do
-    pp 1 "$b" q4
 done
 step greedy_q8_default 25 "$amx" run -m "$tmp/q8.gguf" --greedy --compare ref -p 32 -n 8 -t "$threads" \
     --cpu-kernels avx512
-step greedy_q8_8x1 25 env AMXDIAG_AVX512_Q8_MR=8 "$amx" run -m "$tmp/q8.gguf" --greedy --compare ref -p 32 -n 8 \
+step greedy_q8_4_line 25 env AMXDIAG_AVX512_Q8_MR=4 AMXDIAG_AVX512_GEMM_PF=line "$amx" run -m "$tmp/q8.gguf" --greedy --compare ref -p 32 -n 8 \
     -t "$threads" --cpu-kernels avx512
 
 python3 - "$jl" >>"$summary" <<'PY'
@@ -99,16 +106,15 @@ for r in rows:
         key = ('pp', r['model'], r['test'], 0, r['block'])
         k.setdefault(key, []).append(r['ts'])
 print("\nmedians (all samples in brackets); kernel rows in ms, pp in t/s")
-order = {'old': 0, '4': 1, '6': 2, '8': 3}
-for key in sorted(k, key=lambda x: (x[0], x[1], x[2], x[3], order.get(x[4], 9))):
+for key in sorted(k, key=lambda x: (x[0], x[1], x[2], x[3], x[4])):
     v = k[key]
     kind, a, b, m, blk = key
     if kind == 'kernel':
-        print(f"kernel {a:12} {b:5} M={m:<4} {blk:4} {st.median(v):9.3f} ms  {[round(x, 3) for x in v]}")
+        print(f"kernel {a:12} {b:5} M={m:<4} {blk:8} {st.median(v):9.3f} ms  {[round(x, 3) for x in v]}")
     else:
-        print(f"pp     {a:12} {b:5}        {blk:4} {st.median(v):9.1f} t/s {[round(x, 1) for x in v]}")
+        print(f"pp     {a:12} {b:5}        {blk:8} {st.median(v):9.1f} t/s {[round(x, 1) for x in v]}")
 PY
-for g in greedy_q8_default greedy_q8_8x1; do
+for g in greedy_q8_default greedy_q8_4_line; do
     if grep -Eq "^$g +exit +0 " "$summary"; then
         printf 'CHECK %-44s PASS\n' "$g exit 0" >>"$summary"
     else

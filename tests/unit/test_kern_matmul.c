@@ -88,7 +88,7 @@ static float *run_matmul(kern_impl impl, int threads, int crossover, kern_type t
 static const struct { int64_t m, n, k; } shapes[] = {
     {1, 16, 32}, {1, 40, 64}, {2, 33, 96}, {15, 48, 128}, {17, 70, 64}, {33, 31, 160}, {4, 17, 32}, {64, 96, 256},
     {150, 40, 2048},   /* M beyond the AMX kernels' L2 row block (128 rows at K = 2048) */
-    {29, 50, 96},      /* row tails of 5 for the VNNI GEMM's 6- and 8-row blocks */
+    {29, 50, 96},      /* a row tail of 5 for the VNNI GEMM's 6-row block */
 };
 
 static void check_int_exact(kern_type t, kern_impl impl, int threads, int crossover)
@@ -143,9 +143,9 @@ static void test_avx512_int(void **state)
     check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 1, 0);
 }
 
-/* The VNNI prompt GEMM's register blocks (AMXDIAG_AVX512_Q8_MR / _Q4_MR: old 4x2, 4x2,
- * 6x2, 8x1), each bit-exact on every shape and in MoE; a value it does not know (5)
- * falls back to the default. */
+/* The VNNI prompt GEMM's register blocks (AMXDIAG_AVX512_Q8_MR / _Q4_MR: 4x2, 6x2) and
+ * prefetches (AMXDIAG_AVX512_GEMM_PF: block, line), each bit-exact on every shape and in
+ * MoE; values it does not know (5, "far") fall back to the defaults. */
 static void check_moe_shape(kern_type t, kern_impl impl, int crossover, bool per_slot, int64_t k, int64_t T);
 
 static void test_avx512_int_blocks(void **state)
@@ -153,10 +153,11 @@ static void test_avx512_int_blocks(void **state)
     (void)state;
     if (!impl_available(KERN_IMPL_AVX512, true))
         skip();
-    static const char *const blocks[] = {"old", "4", "6", "8", "5"};
+    static const char *const blocks[][2] = {{"4", "block"}, {"6", "line"}, {"4", "line"}, {"5", "far"}};
     for (size_t v = 0; v < ADG_ARRAY_LEN(blocks); v++) {
-        setenv("AMXDIAG_AVX512_Q8_MR", blocks[v], 1);
-        setenv("AMXDIAG_AVX512_Q4_MR", blocks[v], 1);
+        setenv("AMXDIAG_AVX512_Q8_MR", blocks[v][0], 1);
+        setenv("AMXDIAG_AVX512_Q4_MR", blocks[v][0], 1);
+        setenv("AMXDIAG_AVX512_GEMM_PF", blocks[v][1], 1);
         kern_avx512_gemm_q_env_reset();
         check_int_exact(KERN_TYPE_Q8_0, KERN_IMPL_AVX512, 2, 0);
         check_int_exact(KERN_TYPE_Q4_0, KERN_IMPL_AVX512, 3, 0);
@@ -165,6 +166,7 @@ static void test_avx512_int_blocks(void **state)
     }
     unsetenv("AMXDIAG_AVX512_Q8_MR");
     unsetenv("AMXDIAG_AVX512_Q4_MR");
+    unsetenv("AMXDIAG_AVX512_GEMM_PF");
     kern_avx512_gemm_q_env_reset();
 }
 
