@@ -67,6 +67,8 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
     static_assert(THREADS % BN == 0 && BN * 8 % THREADS == 0 && GI8_KBS * BN % THREADS == 0, "tile variant");
     static_assert(MOE != 2 || WN == 1, "the token-tile grouped form has warps over rows only");
     GI8_DYN_SMEM(gi8_smem);
+    // tok_x: a token's X row, -1 past the tile's tokens (MOE 2: as its byte offset in xq,
+    // row * k; its steps' offset in xd is that / 32); tok_y its output row
     __shared__ long long tok_x[BN], tok_y[BN];
     __shared__ int tt_scan[MOE == 2 ? THREADS : 1], tt_sel[2];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -150,12 +152,14 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                     yr = MOE ? (long long)list[n0 + tid] : n0 + tid;
                     xr = MOE ? yr / x_div : yr;
                 }
-                tok_x[tid] = xr;
+                tok_x[tid] = MOE == 2 && xr >= 0 ? xr * k : xr;
                 tok_y[tid] = yr;
             }
             __syncthreads();
-            auto load = [&](long long st) {
-                uint8_t *sb = gi8_smem + (int)(st % stages) * SB;
+            // load(st, slot): k stage st into ring buffer `slot` (MOE 2 counts the ring's slots;
+            // the others, as measured before, take st % stages: a 64-bit division per stage)
+            auto load = [&](long long st, int slot) {
+                uint8_t *sb = gi8_smem + slot * SB;
                 const long long kb0 = st * GI8_KBS;
                 if (aligned) {
                     uint8_t *wd = sb + (warp * RPW + wr_row) * WSTR + wr_lane * 8;
@@ -180,7 +184,10 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                         break; // i grows with it
                     const long long xr = tok_x[i];
                     const bool ok = xr >= 0 && kb0 + (j >> 1) < nb;
-                    cp_async16(sb + XO + i * GI8_XSTR + j * 16, ok ? xq + xr * k + kb0 * 32 + j * 16 : xq, ok);
+                    if (MOE == 2)
+                        cp_async16(sb + XO + i * GI8_XSTR + j * 16, ok ? xq + xr + kb0 * 32 + j * 16 : xq, ok);
+                    else
+                        cp_async16(sb + XO + i * GI8_XSTR + j * 16, ok ? xq + xr * k + kb0 * 32 + j * 16 : xq, ok);
                 }
 #pragma unroll
                 for (int it = 0; it < GI8_KBS * BN / THREADS; it++) {
@@ -189,7 +196,10 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                         continue;
                     const long long xr = tok_x[i];
                     const bool ok = xr >= 0 && kb0 + bl < nb;
-                    cp_async4(sb + DO + c * 4, ok ? xd + xr * nb + kb0 + bl : xd, ok);
+                    if (MOE == 2)
+                        cp_async4(sb + DO + c * 4, ok ? xd + (xr >> 5) + kb0 + bl : xd, ok);
+                    else
+                        cp_async4(sb + DO + c * 4, ok ? xd + xr * nb + kb0 + bl : xd, ok);
                 }
             };
             float acc[MT][NT][4];
@@ -202,16 +212,20 @@ __device__ void gemm_i8(const uint8_t *w, long long m, long long k, const int8_t
                         acc[i][j][q] = 0.0f;
             for (int s = 0; s < stages - 1; s++) {
                 if (s < nst)
-                    load(s);
+                    load(s, s);
                 cp_async_commit();
             }
+            // the slots of the next load (stage st + stages - 1) and of stage st
+            int lslot = stages - 1, cslot = 0;
             for (long long st = 0; st < nst; st++) {
                 cp_async_wait(stages - 2);
                 __syncthreads(); // stage st has landed; everyone is done with stage st - 1's buffer
                 if (st + stages - 1 < nst)
-                    load(st + stages - 1);
+                    load(st + stages - 1, MOE == 2 ? lslot : (int)((st + stages - 1) % stages));
                 cp_async_commit();
-                const uint8_t *sb = gi8_smem + (int)(st % stages) * SB;
+                lslot = lslot + 1 == stages ? 0 : lslot + 1;
+                const uint8_t *sb = gi8_smem + (MOE == 2 ? cslot : (int)(st % stages)) * SB;
+                cslot = cslot + 1 == stages ? 0 : cslot + 1;
                 const float *ds = (const float *)(sb + DO) + wn * (NT * 8) + 2 * t4;
                 // per block: the warp's MT A fragments once, then for each pair of token
                 // tiles one ldmatrix.x4 and MT MMAs each; t = d dx (exact fma, see

@@ -3,7 +3,7 @@
 # (AMXDIAG_GPU_MOE_TILE=old: a CTA per (expert, 64 rows) over all of that expert's tokens,
 # 64 at a time) against the token-tile ones (g0..g5, GI8M_VARIANTS in kern_gemm_i8_map.h:
 # a CTA per (token tile of an expert, row tile), warps over rows only).  Step limits add up
-# to 120 s (typically 60-80 s); NCU=1 adds <= 50 s.
+# to 170 s (typically 60-90 s); NCU=1 adds <= 50 s.
 #   1. unit-moe: test_kern_cuda_gemm's grouped cases (AMXDIAG_TEST_FILTER=*moe*): every tile
 #      bit for bit against the CPU reference at the 30B shapes (uneven routings of 64 / 40
 #      tokens, uniform ones of 256 tokens), k % 128 != 0 and partial tiles;
@@ -14,8 +14,10 @@
 #      counted as bytes);
 #   3. compare: `run --greedy --compare ref --ngl 99 -p 64 -n 8` of qwen3-moe-small with the
 #      default tile (q4_0) and with g1 (q8_0) (exit 0 = every decisive step agrees);
-#   4. pp512 of qwen3-moe-small at --ngl 99 (`run -p 512 -n 0 -r 3`) per tile: q4_0 in both
-#      orders, q8_0 once;
+#   4. pp512 of qwen3-moe-small at --ngl 99 (`run -p 512 -n 0 -r 3`) per tile and with the
+#      default (auto), q4_0 and q8_0, each in both orders;
+#   4b. the 30B shapes (12 layers, q4_0): `profile -e gpu` of pp512 at --ngl 99, old and auto
+#      (prof-big-*.md: the GPU kernel table);
 #   5. NCU=1: Nsight Compute of the q4_0 gate GEMM with old, g0 and g1 (duration, DRAM
 #      throughput, achieved occupancy, registers, issue slots, top stall reasons).
 #   usage: tests/device/moe_gemm.sh BUILD_DIR      (outputs in $OUT, else ./moe-gemm-out)
@@ -36,7 +38,7 @@ summary="$out/summary.txt"
 work=$(mktemp -d /tmp/amxdiag-moe-XXXX)
 export XDG_CACHE_HOME="$work/cache"
 started=$(date +%s)
-deadline=${DEADLINE:-118}
+deadline=${DEADLINE:-170}
 split=0
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -99,10 +101,11 @@ for t in d['tests']:
     print(json.dumps({'quant': sys.argv[2], 'tile': sys.argv[3], 'test': t['test'], 'ts': ts}))
 PY
 }
-# q4_0 both ways round, q8_0 once (about 2 s a run)
-for t in $tiles; do pp q4_0 "$t"; done
-for t in $(echo $tiles | tr ' ' '\n' | tac); do pp q4_0 "$t" 2; done
-for t in $tiles; do pp q8_0 "$t"; done
+# q4_0 and q8_0 both ways round (about 1 s a run); auto: the default pick (gi8m_auto)
+for q in q4_0 q8_0; do
+    for t in auto $tiles; do pp $q "$t"; done
+    for t in $(echo auto $tiles | tr ' ' '\n' | tac); do pp $q "$t" 2; done
+done
 python3 - "$out/pp.jsonl" >>"$summary" 2>&1 <<'PY'
 import json, sys, statistics as st
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -115,6 +118,20 @@ for (q, t), v in sorted(k.items()):
     print(f"  {q} {t:4} {st.median(v):9.1f}  {[round(x) for x in v]}" +
           (f"  x{st.median(v) / st.median(old):.3f} of old" if old and t != 'old' else ""))
 PY
+
+# 4b. the 30B shapes at 12 layers in q4_0: pp512 at --ngl 99 under `profile -e gpu`, old and
+# auto (the kernel table of each report: kern_moe_gemm_i8_q4_0 vs _g1, median per call)
+step create-big 45 "$amx" model create --preset qwen3-30b-a3b --layers 12 --quant q4_0 --threads "$threads" \
+    "$work/big-q4_0.gguf"
+for t in old auto; do
+    [ -s "$work/big-q4_0.gguf" ] || break
+    step "profile-big-$t" 30 env AMXDIAG_GPU_MOE_TILE=$t "$amx" profile -q -e gpu -o "$out/prof-big-$t.json" \
+        -m "$work/big-q4_0.gguf" --ngl 99 --n-prompt 512 -n 0 -r 2 -t "$threads"
+    step "report-big-$t" 15 "$amx" report "$out/prof-big-$t.json" --format md -o "$out/prof-big-$t.md"
+    grep -E "^\| (kern_moe|kern_attention|kern_gemm|kern_moe_sort)" "$out/prof-big-$t.md" 2>/dev/null | head -8 |
+        sed "s/^/  30B pp512 $t: /" >>"$summary"
+    grep -E "^\| prompt \|" "$out/prof-big-$t.md" 2>/dev/null | head -2 | sed "s/^/  30B pp512 $t: /" >>"$summary"
+done
 
 # 5. where the kernel's time goes (optional)
 if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
