@@ -278,7 +278,7 @@ static adg_error *ubatch(kern_engine *e, const int32_t *tokens, uint32_t T, floa
     }
     bool gathered = false;
     if (e->gpu) {
-        adg_error *err = engine_gpu_embed(e, tokens, T, &gathered);
+        adg_error *err = engine_gpu_embed(e, tokens, T, logits != NULL, &gathered);
         if (err)
             return err;
     }

@@ -19,7 +19,8 @@
  * Generation (one token a pass) replays a CUDA graph: the first pass captures every
  * launch from the first GPU op to the LM head (timing marks included, as event-record
  * nodes), later passes copy the token id and its position (8 bytes, read by GET_ROWS,
- * RoPE, the KV store and attention on the device) and launch the graph once.  A token
+ * RoPE, the KV store and attention on the device) and launch the graph once.  A pass
+ * without logits (engine_gpu_finish, no LM head) has a graph of its own.  A token
  * is ~20 launches a layer; launched one by one their host cost (a few µs each) was most
  * of a small model's token time.  Off with --no-gpu-graphs / $AMXDIAG_GPU_GRAPHS=0, and
  * whenever kern_cuda_graph_unavailable says why (validate, sync-each, a planted fault). */
@@ -54,9 +55,11 @@ struct engine_gpu {
     bool x_on_gpu;           /* g->x holds the current ubatch's residual stream */
     dptr dec_io;             /* generation's inputs: [0] the token id, [1] its position */
     bool graphs;             /* generation replays a CUDA graph */
-    kern_cuda_graph *decode; /* that graph, once captured */
-    bool capturing;          /* this pass is being captured into g->decode */
-    bool replaying;          /* this pass is g->decode: the ops are in it, nothing is launched */
+    kern_cuda_graph *decode[2]; /* those graphs, once captured: [1] with the output (a pass that wants logits),
+                                 * [0] without (engine_gpu_finish ends the pass) */
+    bool want_logits;        /* this pass ends with engine_gpu_output */
+    bool capturing;          /* this pass is being captured into g->decode[want_logits] */
+    bool replaying;          /* this pass is that graph: the ops are in it, nothing is launched */
     bool region;             /* this pass's GPU region has begun (inputs uploaded) */
     uint64_t weight_bytes;
     kern_cuda_marks *marks;  /* [0] before the first GPU layer, [i+1] after GPU layer i, [n+1] after lm_head */
@@ -264,7 +267,8 @@ void engine_gpu_close(engine_gpu *g)
     if (!g)
         return;
     if (g->ctx) {
-        kern_cuda_graph_free(g->ctx, g->decode);
+        kern_cuda_graph_free(g->ctx, g->decode[0]);
+        kern_cuda_graph_free(g->ctx, g->decode[1]);
         kern_cuda_marks_free(g->ctx, g->marks);
         for (size_t i = 0; i < g->n_allocs; i++)
             kern_cuda_free(g->ctx, g->allocs[i]);
@@ -353,7 +357,7 @@ static adg_error *decode_begin(kern_engine *e, const int32_t *token)
     g->region = true;
     if (!g->graphs)
         return NULL;
-    if (g->decode) {
+    if (g->decode[g->want_logits]) {
         g->replaying = true;
         return NULL;
     }
@@ -369,23 +373,27 @@ static adg_error *decode_begin(kern_engine *e, const int32_t *token)
 }
 
 /* The end of a generated token's GPU work: the capture becomes the graph, and the graph
- * runs (this pass's work, captured or not, is in it). */
+ * runs (this pass's work, captured or not, is in it).  A capture that cannot be ended or
+ * instantiated leaves this token's work unrun: the pass fails, saying how to run
+ * without graphs. */
 static adg_error *decode_end(engine_gpu *g)
 {
     adg_error *err = NULL;
+    kern_cuda_graph **slot = &g->decode[g->want_logits];
     if (g->capturing) {
         g->capturing = false;
-        if ((err = kern_cuda_graph_end(g->ctx, true, &g->decode))) {
-            g->graphs = false; /* later tokens launch one by one; this one's work was only captured */
+        if ((err = kern_cuda_graph_end(g->ctx, true, slot))) {
             g->region = false;
-            return err;
+            return adg_error_hint(err, "run with --no-gpu-graphs (or AMXDIAG_GPU_GRAPHS=0) to launch the kernels one "
+                                       "by one");
         }
-        adg_info("engine: generation captured as a CUDA graph of %zu launches", kern_cuda_graph_nodes(g->decode));
+        adg_info("engine: generation%s captured as a CUDA graph of %zu launches",
+                 g->want_logits ? "" : " (without the logits)", kern_cuda_graph_nodes(*slot));
         g->replaying = true;
     }
     if (g->replaying) {
         g->replaying = false;
-        err = kern_cuda_graph_launch(g->ctx, g->decode);
+        err = kern_cuda_graph_launch(g->ctx, *slot);
     }
     g->region = false;
     return err;
@@ -419,7 +427,7 @@ static void account_marked(kern_engine *e)
     }
 }
 
-adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool *done)
+adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool logits, bool *done)
 {
     engine_gpu *g = e->gpu;
     const kern_model *m = e->model;
@@ -428,6 +436,7 @@ adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, b
     g->x_on_gpu = false;
     g->pending = false; /* a ubatch that failed half-way leaves marks that were never recorded */
     graph_abort(g);     /* nor a region */
+    g->want_logits = logits; /* which of the two graphs a generated token replays */
     if (!g->tok_embd)
         return NULL;
     uint64_t t0 = adg_now_ns();

@@ -75,8 +75,10 @@ void engine_gpu_close(engine_gpu *g);
 uint64_t engine_gpu_weight_bytes(const engine_gpu *g);
 const char *engine_gpu_name(const engine_gpu *g);
 /* The embedding gather on the GPU when it runs there (*done true; x is then on the device,
- * or copied to e->buf.x when CPU layers come first); *done false: gather on the CPU. */
-adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool *done);
+ * or copied to e->buf.x when CPU layers come first); *done false: gather on the CPU.
+ * Called first in every pass; logits: the pass ends with engine_gpu_output (else
+ * engine_gpu_finish) — a generated token replays the CUDA graph of its kind. */
+adg_error *engine_gpu_embed(kern_engine *e, const int32_t *tokens, uint32_t T, bool logits, bool *done);
 /* One layer over the residual stream on the device (uploaded from e->buf.x by the first
  * GPU layer when the CPU produced it); T tokens at positions pos. */
 adg_error *engine_gpu_layer(kern_engine *e, uint32_t il, uint32_t T, const int32_t *pos);

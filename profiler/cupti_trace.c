@@ -317,8 +317,16 @@ static void on_kernel(cupti_trace *t, const cupti_frame *f)
      * record says the kernel was launched, not that it ran. */
     bool timed = r->start_ns && r->end_ns >= r->start_ns;
     double d = timed ? (double)(r->end_ns - r->start_ns) : 0;
-    if (timed && (!t->first_kernel_ns || r->start_ns < t->first_kernel_ns))
+    if (timed && (!t->first_kernel_ns || r->start_ns < t->first_kernel_ns)) {
         t->first_kernel_ns = r->start_ns;
+        /* Only copies that ended before the first kernel are kept (setup), so the list
+         * stays as long as the setup, not the run. */
+        size_t n = 0;
+        for (size_t i = 0; i < t->n_spans; i++)
+            if (t->spans[i].end_ns <= t->first_kernel_ns)
+                t->spans[n++] = t->spans[i];
+        t->n_spans = n;
+    }
     kstat *k = kstat_get(t, f->name_len ? f->name : "?");
     if (k && !timed) {
         k->untimed++;
@@ -556,7 +564,8 @@ void cupti_trace_frame(void *trace, const cupti_frame *f)
         t->copies[k].count++;
         t->copies[k].bytes += m->bytes;
         t->copies[k].ns += m->end_ns > m->start_ns ? (double)(m->end_ns - m->start_ns) : 0;
-        if ((k == 1 || k == 2) && m->end_ns >= m->start_ns &&
+        if ((k == 1 || k == 2) && m->start_ns && m->end_ns >= m->start_ns &&
+            (!t->first_kernel_ns || m->end_ns <= t->first_kernel_ns) &&
             adg_grow(&t->spans, &t->cap_spans, t->n_spans, sizeof *t->spans, 256))
             t->spans[t->n_spans++] = (copy_span){m->start_ns, m->end_ns, m->bytes};
         int dev = m->device < CUPTI_TRACE_MAX_DEVICES ? (int)m->device : -1;
@@ -832,12 +841,13 @@ json_t *cupti_trace_kernels_json(cupti_trace *t)
     }
     json_object_set_new(o, "memcpy", copies);
     /* Host-device copies that ended before the first kernel started: setup (a model's
-     * weights going up once), not the traffic of the computation. */
-    if (t->n_spans) {
+     * weights going up once), not the traffic of the computation.  Without a timed
+     * kernel (none ran, or their records came without times) nothing is called setup. */
+    if (t->first_kernel_ns) {
         uint64_t n = 0, bytes = 0;
         double ns = 0;
         for (size_t i = 0; i < t->n_spans; i++)
-            if (!t->first_kernel_ns || t->spans[i].end_ns <= t->first_kernel_ns) {
+            if (t->spans[i].end_ns <= t->first_kernel_ns) {
                 n++;
                 bytes += t->spans[i].bytes;
                 ns += (double)(t->spans[i].end_ns - t->spans[i].start_ns);

@@ -487,9 +487,12 @@ adg_error *kern_cuda_launch_fn(kern_cuda_ctx *c, const char *op, enum kern_cuda_
     adg_error *ce = ensure_current(c);
     if (ce)
         return ce;
-    kern_cuda_launch *l = &c->ring[c->seq % KERN_CUDA_LAUNCH_RING];
+    /* Captured launches are recorded, not run: they reach the ring when a replay runs them
+     * (kern_cuda_graph_launch), never from here. */
+    kern_cuda_launch rec, *l = c->capturing ? &rec : &c->ring[c->seq % KERN_CUDA_LAUNCH_RING];
     memset(l, 0, sizeof *l);
-    l->seq = ++c->seq;
+    if (!c->capturing)
+        l->seq = ++c->seq;
     snprintf(l->kernel, sizeof l->kernel, "%s", kern_cuda_kernel_names[fn]);
     memcpy(l->grid, g.grid, sizeof l->grid);
     memcpy(l->block, g.block, sizeof l->block);

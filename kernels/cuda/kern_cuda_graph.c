@@ -3,8 +3,9 @@
  *
  * The capture runs on the context's own stream in relaxed mode: amxdiag makes no
  * capture-unsafe call while capturing (copies and waits refuse, see kern_cuda.c), and
- * relaxed mode keeps a CUPTI client or another library in the same process from
- * invalidating the capture with a harmless call of its own. */
+ * relaxed mode lets another thread or library make calls that global mode would refuse
+ * during a capture.  Work on the legacy stream while capturing still invalidates it (the
+ * context's stream is a blocking one): the capture's end then fails and says so. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -135,6 +135,8 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
     if (nrows <= 0 || n_jobs <= 0 || n_x <= 0)
         return bad_arg(op, "empty matrix");
     kern_cu_deviceptr qs, d, s;
+    if (pre && !scratch)
+        return bad_arg(op, "the _q8 GEMVs read their input from the scratch its producer wrote: none given");
     if (pre) {
         q8_slots q = q8_at(scratch, ncols * n_x);
         qs = q.qs, d = q.d, s = q.s;
@@ -318,8 +320,9 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
 /* With a scratch (kern_cuda_gemm_scratch(n, k) bytes) the tiled kernel splits k so that
  * the GPU has ~4 work items per SM: the router of a prompt is 64 tiles of 32 dependent k
  * stages (100 us on the H200 for 128 x 512 x 2048); the splits' partial sums go to the
- * scratch and kern_gemm_f32_sum adds them in order.  A split stays >= 4 stages, and the
- * partials (splits * n * m floats) fit the scratch whenever splits <= k / (2 m). */
+ * scratch and kern_gemm_f32_sum adds them in order.  Splits average >= 4 stages (the last
+ * may be shorter, or empty: it then adds zeros), and the partials (splits * n * m floats)
+ * fit the scratch whenever splits <= k / (2 m). */
 static adg_error *gemm_f32(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr w, int64_t m, int64_t k,
                            kern_cu_deviceptr x, int64_t n, kern_cu_deviceptr y, kern_cu_deviceptr scratch)
 {

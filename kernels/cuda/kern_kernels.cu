@@ -1136,6 +1136,7 @@ extern "C" __global__ void __launch_bounds__(RT_WARPS * 32)
     __syncthreads();
     if (!last)
         return;
+    __threadfence(); // acquire: the other blocks' logits are read after their counts
     float *l = sm + n_expert;
     for (int e = threadIdx.x; e < n_expert; e += blockDim.x)
         l[e] = __ldcg(logits + e); // from L2: other blocks wrote them

@@ -1135,6 +1135,37 @@ static void test_graph_decode(void **state)
     assert_int_equal(live_allocs, 0);
 }
 
+/* Generated tokens fed without logits (engine_gpu_finish ends those passes) and then
+ * with: each kind of pass has its own graph, so the logits are the launched run's. */
+static void test_graph_passes_without_logits(void **state)
+{
+    (void)state;
+    float *out[2];
+    for (int ng = 0; ng < 2; ng++) {
+        kern_engine_opts o = {.model_path = qwen, .impl = KERN_IMPL_AUTO, .threads = 2, .n_ctx = 64, .ngl = 99,
+                              .gpu_no_graphs = ng == 1};
+        kern_engine *e;
+        ADG_ASSERT_OK(kern_engine_open(&o, &e));
+        int32_t prompt[6] = {5, 77, 1999, 3, 1024, 8};
+        out[ng] = malloc(3 * 2048 * sizeof(float));
+        graph_captures = graph_launches = 0;
+        ADG_ASSERT_OK(kern_engine_eval(e, prompt, 6, NULL));
+        for (int t = 0; t < 3; t++) {
+            int32_t tok = 100 + t;
+            ADG_ASSERT_OK(kern_engine_eval(e, &tok, 1, NULL));         /* no logits */
+            ADG_ASSERT_OK(kern_engine_eval(e, &tok, 1, out[ng] + t * 2048)); /* logits */
+        }
+        if (ng == 0) {
+            assert_int_equal(graph_captures, 2); /* one graph of each kind */
+            assert_int_equal(graph_launches, 6);
+        }
+        kern_engine_close(e);
+    }
+    assert_memory_equal(out[0], out[1], 3 * 2048 * sizeof(float));
+    free(out[0]);
+    free(out[1]);
+}
+
 /* Without graphs (a driver without the calls, --gpu-validate, $AMXDIAG_GPU_GRAPHS=0, a
  * capture that cannot start) generation launches one by one and gives the same tokens. */
 static void test_graph_fallbacks(void **state)
@@ -1489,6 +1520,7 @@ int main(void)
         cmocka_unit_test(test_no_round_trips),
         cmocka_unit_test(test_graph_decode),
         cmocka_unit_test(test_graph_fallbacks),
+        cmocka_unit_test(test_graph_passes_without_logits),
         cmocka_unit_test(test_inject_fault),
         cmocka_unit_test(test_bench_ops),
         cmocka_unit_test(test_refusals),
