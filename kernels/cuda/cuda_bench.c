@@ -633,11 +633,21 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                 b->c->gemm_tile = run == 2 ? (t_f16 ? saved_tile : 0)
                                   : run == 3 ? (t_w ? saved_tile : 0)
                                              : (t_f16 || t_w ? 0 : saved_tile);
+                /* the wgmma row is the default itself where the default is wgmma (auto's
+                 * measured tile and k slices, not --gemm-kernel wgmma's own pick) */
+                if (run == 3 && def.wgmma && !t_w) {
+                    b->c->gemm_kind = saved;
+                    b->c->gemm_tile = saved_tile;
+                }
             }
+            const kern_cuda_gemm_kind row_kind = b->o->gemm_sweep ? b->c->gemm_kind
+                                                 : (kern_cuda_gemm_kind[]){KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
+                                                                           KERN_CUDA_GEMM_F16MMA,
+                                                                           KERN_CUDA_GEMM_WGMMA}[run];
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-            if ((b->c->gemm_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
-                (b->c->gemm_kind == KERN_CUDA_GEMM_F16MMA && (!pl.f16mma || pl.wgmma)) ||
-                (b->c->gemm_kind == KERN_CUDA_GEMM_WGMMA && !pl.wgmma))
+            if ((row_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
+                (row_kind == KERN_CUDA_GEMM_F16MMA && (!pl.f16mma || pl.wgmma)) ||
+                (row_kind == KERN_CUDA_GEMM_WGMMA && !pl.wgmma))
                 continue;
             const bool sel = pl.mma == def.mma && pl.f16mma == def.f16mma && pl.wgmma == def.wgmma &&
                              (!(pl.mma || pl.f16mma) || pl.variant == def.variant);

@@ -45,15 +45,14 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     constexpr int WSTR = WT == 4 ? 48 : 80;
     constexpr int XB = BN * RB, SLOT = XB + BM * WSTR, WFB = BM * RB;
     static_assert(SLOT % GW_ALIGN == 0 && WFB % GW_ALIGN == 0, "1024-byte aligned tiles");
-    // raw W: a row's stage is PW pieces of 4 bytes, taken by its 2 threads in turn (thread
-    // h: pieces h, h + 2, ...: WP copies 8 bytes apart from one address, the last one of
-    // thread 1 a zero-fill of the row's padding); X: XIT 16-byte pieces per thread, XPI
-    // tokens apart (a multiple of 8: one swizzle for all of them).  On the H200 the first
-    // version (pieces dealt round the CTA, each with its own row, offset and bounds) issued
-    // about 570 instructions per warp and stage for w0, issue-bound at 2 warps per
-    // scheduler with the tensor pipe 45 % busy (Nsight Compute, LM head).
-    constexpr int PW = BSZ * KB / 4, WP = (PW + 1) / 2;
-    static_assert(THREADS == 2 * BM && PW % 2 == 1 && 4 * 2 * WP <= WSTR, "two threads per raw W row");
+    // raw W: PW pieces of 4 bytes per row, dealt round the CTA (piece c = tid + i THREADS is
+    // row c / PW, piece c % PW), WPT per thread: a warp's copy covers 128 consecutive bytes
+    // of 3-4 rows.  (A row's pieces by its 2 threads from one address, 8 bytes apart, took
+    // fewer instructions but touched 16 rows per warp copy: on the H200 at 05:48 the L1 went
+    // from 64 % to 81-87 % busy, warps stalled on the MIO queue and the LM head took 7-9 %
+    // longer.)  X: XIT 16-byte pieces per thread, XPI tokens apart (a multiple of 8: one
+    // swizzle for all of them).
+    constexpr int PW = BSZ * KB / 4, WPT = (BM * PW + THREADS - 1) / THREADS;
     constexpr int XPI = THREADS / CPR, XIT = BN * CPR / THREADS;
     // the conversion: CU raw blocks per thread and stage, CPI rows apart
     constexpr int CU = BM * KB / THREADS, CPI = THREADS / KB;
@@ -70,7 +69,7 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
     const int x_tok = tid / CPR, x_j = tid % CPR, x_dst = gf_offr(x_tok, x_j, RB);
     const int cv_row = tid / KB, cv_bl = tid % KB;
-    const int w_row = tid >> 1, w_h = tid & 1, w_dst = XB + w_row * WSTR + 4 * w_h;
+    const int pw_row = tid / PW, pw_pc = tid % PW, rbytes = (int)row_bytes;
     const int cv_src = XB + cv_row * WSTR + cv_bl * BSZ, cv_mis = (cv_bl * BSZ + 2) & 3;
     const int cv_dst = gf_offr(cv_row, cv_bl * 4, RB);
     // descriptors of stage 0's k16 step 0: this warpgroup's 64 rows of f16 buffer 0, the X
@@ -102,8 +101,8 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     // the copies' cursor: tile lt, stage ls of [ls, ls1), and what its copies need
     long long lt = next_tile((long long)blockIdx.x - gridDim.x), lr0 = 0;
     int ls = 0, ls1 = 0;
-    const uint8_t *wrow = w; // this thread's raw W row (its first piece), w past row m
-    bool wok = false;
+    const uint8_t *wtile = w; // the tile's first raw W row
+    int rows_left = 0;
     const uint16_t *xsrc = x;
     unsigned xok = 0; // X piece it of the tile reads a token that exists
     bool xfull = false; // every token of the tile exists
@@ -111,8 +110,8 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
         stages_of(t, ls, ls1);
         const long long tmn = t % tiles_mn, ln0 = (tmn % tiles_n) * BN;
         lr0 = (tmn / tiles_n) * BM;
-        wok = lr0 + w_row < m;
-        wrow = wok ? w + (lr0 + w_row) * row_bytes + 4 * w_h : w;
+        wtile = w + lr0 * row_bytes;
+        rows_left = m - lr0 < BM ? (int)(m - lr0) : BM;
         xfull = ln0 + BN <= n;
         xok = 0;
 #pragma unroll
@@ -125,11 +124,18 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
         uint8_t *const sb = sm + slot * SLOT;
         const long long kb0 = (long long)ls * KB;
         if (flags & GF_FLAG_ALIGNED) {
-            // the row's stage starts 4-byte aligned (k % 64 == 0, an aligned buffer)
-            const uint8_t *const src = wok ? wrow + kb0 * BSZ : w;
+            // 32-bit offsets within the tile (the plan keeps BM row_bytes below 2^31); the
+            // pieces start 4-byte aligned (k % 64 == 0, an aligned buffer)
+            const uint8_t *const wst = wtile + kb0 * BSZ;
 #pragma unroll
-            for (int j = 0; j < WP; j++)
-                cp_async4(sb + w_dst + 8 * j, src + 8 * j, wok && (j < WP - 1 || w_h == 0));
+            for (int i = 0; i < WPT; i++) {
+                if (BM * PW % THREADS == 0 || tid + i * THREADS < BM * PW) {
+                    const int pcs = pw_pc + (i * THREADS) % PW, carry = pcs >= PW;
+                    const int row = pw_row + (i * THREADS) / PW + carry, pc = pcs - (carry ? PW : 0);
+                    const bool ok = row < rows_left;
+                    cp_async4(sb + XB + row * WSTR + pc * 4, ok ? wst + (row * rbytes + pc * 4) : w, ok);
+                }
+            }
         } else {
             gq_copy_blocks_2byte<BSZ, BM, KB, WSTR, THREADS>(sb + XB, w, lr0, m, kb0, nb, row_bytes, tid);
         }
