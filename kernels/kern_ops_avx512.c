@@ -324,7 +324,13 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
  * rounds, one-line prefetch) 6x2 against 4x2 took 2.60 / 2.71 ms on attn_q Q8_0 at
  * M = 512, 3.04 / 3.19 attn_o, 5.36 / 5.59 MoE gate/up, 5.46 / 5.20 MoE down; Q4_0
  * 2.75 / 2.74, 3.17 / 3.39, 4.63 / 5.10, 4.34 / 4.51; pp512 2382 / 2235 t/s (Q8_0) and
- * 2329 / 2426 (Q4_0, one sample each).  8x1 was slower than both everywhere and is gone. */
+ * 2329 / 2426 (Q4_0, one sample each).  8x1 was slower than both everywhere and is gone.
+ * The second run (06:03, same protocol, pp512 two rounds) confirmed 6 rows: pp512 Q8_0
+ * 2332 (6, block) / 2256 (6, line) / 2284 (4, block) / 2231 (4, line) t/s, Q4_0 2343 /
+ * 2423 / 2305 / 2283; 6 rows ahead of 4 at M = 512 on every shape but MoE down Q8_0.
+ * The prefetch is a tie there (block ahead on attn_o and MoE gate/up, line on attn_q Q8_0
+ * and MoE down, each within the rounds' spread); block stays the default because on the
+ * development machine (AMD EPYC) it was 10-20 % faster on the MoE shapes. */
 enum { KERN_QB_UNREAD = -1 };
 #define KERN_QB_DEFAULT 6
 static _Atomic int qb_q8 = KERN_QB_UNREAD, qb_q4 = KERN_QB_UNREAD, qb_pf = KERN_QB_UNREAD;
