@@ -127,7 +127,9 @@ GI8_FN int gi8m_var_threads(int v) { return 32 * gi8m_var(v).wm; }
  *   q8 gate  199.6 207.3 186.4 241.4 210.5 233.6 182.7
  *   q8 down  218.3 227.3 210.4 250.6 219.4 264.5 198.8
  * pp512 of qwen3-moe-small at --ngl 99 (t/s): q4_0 old 47869, g1 56459 (x1.18); q8_0 old
- * 45570, g5 50663 (x1.11), g1 50292.  4 stages were slower everywhere. */
+ * 45570, g5 50663 (x1.11), g1 50292.  4 stages were slower everywhere.  06:03 UTC, with the
+ * ring slots counted: q4 gate g1 146.3, down 160.7 (g2 158.3); q8 g5 174.4 / 188.7; the 30B
+ * shapes' own routing (pp512, profile -e gpu): 172.9 us a call old, 123.8 with g1. */
 GI8_FN int gi8m_auto(int wt, long long m, long long k, long long n_slots, int n_expert)
 {
     (void)m;
