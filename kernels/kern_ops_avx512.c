@@ -16,6 +16,22 @@
 #include "kernels/kern_avx512_math.h"
 #include "kernels/kern_internal.h"
 
+/* The micro-kernels' loops are unrolled by pragma (see mk_q).  Clang instrumenting the
+ * unrolled blocks for the sanitizers (the fuzz build) took over ten minutes for this file:
+ * there the loops stay loops — the same operations in the same order, so the same bits,
+ * in code nobody times. */
+#define KERN_PRAGMA_(x) _Pragma(#x)
+#if defined(__clang__) && defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KERN_NO_UNROLL 1
+#endif
+#endif
+#ifdef KERN_NO_UNROLL
+#define KERN_UNROLL(n)
+#else
+#define KERN_UNROLL(n) KERN_PRAGMA_(GCC unroll n)
+#endif
+
 /* ---- activation quantization, bit-identical to ggml's quantize_row_q8_0_ref ------- */
 
 /* roundf(): half away from zero.  |v| - trunc(|v|) is exact, so the tie test is too. */
@@ -78,13 +94,13 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
     const size_t bb = I4 ? 288 : 544;
     const int64_t nb = a->nb;
     __m512 acc[MK_MR_MAX][2];
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (int m = 0; m < MR; m++)
-#pragma GCC unroll 2
+KERN_UNROLL(2)
         for (int pp = 0; pp < NP; pp++)
             acc[m][pp] = _mm512_setzero_ps();
     const uint8_t *wp[2];
-#pragma GCC unroll 2
+KERN_UNROLL(2)
     for (int pp = 0; pp < NP; pp++)
         wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
     const int8_t *ap = a->q + m0 * a->k;
@@ -92,9 +108,9 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
         __m512i c[MK_MR_MAX][2];
-#pragma GCC unroll 8
+KERN_UNROLL(8)
         for (int m = 0; m < MR; m++)
-#pragma GCC unroll 2
+KERN_UNROLL(2)
             for (int pp = 0; pp < NP; pp++)
                 c[m][pp] = _mm512_setzero_si512();
         /* PF_BLOCK: every line of block b + 8, for the MoE experts whose panels are read by
@@ -103,47 +119,47 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
          * start at 0 or 32 mod 64, so 9 (Q8_0) or 5 prefetches cover one.  Else one line
          * of block b + 4, the earlier kernel's prefetch. */
         if (PF_BLOCK) {
-#pragma GCC unroll 2
+KERN_UNROLL(2)
             for (int pp = 0; pp < NP; pp++)
-#pragma GCC unroll 9
+KERN_UNROLL(9)
                 for (size_t off = 0; off < bb; off += 64)
                     _mm_prefetch((const char *)(wp[pp] + (b + 8) * bb + off), _MM_HINT_T0);
         } else {
-#pragma GCC unroll 2
+KERN_UNROLL(2)
             for (int pp = 0; pp < NP; pp++)
                 _mm_prefetch((const char *)(wp[pp] + (b + 4) * bb), _MM_HINT_T0);
         }
         const int8_t *ab = ap + b * KERN_KB;
         if (!I4) {
-#pragma GCC unroll 8
+KERN_UNROLL(8)
             for (int g = 0; g < 8; g++) {
                 __m512i wv[2];
-#pragma GCC unroll 2
+KERN_UNROLL(2)
                 for (int pp = 0; pp < NP; pp++)
                     wv[pp] = _mm512_loadu_si512(wp[pp] + b * bb + g * 64);
-#pragma GCC unroll 8
+KERN_UNROLL(8)
                 for (int m = 0; m < MR; m++) {
                     const __m512i av = _mm512_set1_epi32(load_i32(ab + m * a->k + g * 4));
-#pragma GCC unroll 2
+KERN_UNROLL(2)
                     for (int pp = 0; pp < NP; pp++)
                         c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wv[pp], av);
                 }
             }
         } else {
-#pragma GCC unroll 4
+KERN_UNROLL(4)
             for (int g = 0; g < 4; g++) {
                 __m512i wl[2], wh[2];
-#pragma GCC unroll 2
+KERN_UNROLL(2)
                 for (int pp = 0; pp < NP; pp++) {
                     const __m512i v = _mm512_loadu_si512(wp[pp] + b * bb + g * 64);
                     wl[pp] = _mm512_and_si512(v, lo4);
                     wh[pp] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
                 }
-#pragma GCC unroll 8
+KERN_UNROLL(8)
                 for (int m = 0; m < MR; m++) {
                     const __m512i al = _mm512_set1_epi32(load_i32(ab + m * a->k + g * 4));
                     const __m512i ah = _mm512_set1_epi32(load_i32(ab + m * a->k + 16 + g * 4));
-#pragma GCC unroll 2
+KERN_UNROLL(2)
                     for (int pp = 0; pp < NP; pp++) {
                         c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wl[pp], al);
                         c[m][pp] = _mm512_dpbusd_epi32(c[m][pp], wh[pp], ah);
@@ -152,24 +168,24 @@ static inline __attribute__((always_inline)) void mk_q(const kern_gemm_job *j, c
             }
         }
         __m512 dw[2];
-#pragma GCC unroll 2
+KERN_UNROLL(2)
         for (int pp = 0; pp < NP; pp++)
             dw[pp] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[pp] + b * bb + (I4 ? 256 : 512))));
-#pragma GCC unroll 8
+KERN_UNROLL(8)
         for (int m = 0; m < MR; m++) {
             const __m512 da = _mm512_set1_ps(ad[m * nb + b]);
             const __m512 no = _mm512_set1_ps(ano[m * nb + b]);
-#pragma GCC unroll 2
+KERN_UNROLL(2)
             for (int pp = 0; pp < NP; pp++) {
                 const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c[m][pp]), da, no);
                 acc[m][pp] = _mm512_fmadd_ps(t, dw[pp], acc[m][pp]);
             }
         }
     }
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (int m = 0; m < MR; m++) {
         float *y = kern_yrow(j, m0 + m);
-#pragma GCC unroll 2
+KERN_UNROLL(2)
         for (int pp = 0; pp < NP; pp++) {
             const int64_t n = (p + pp) * KERN_PANEL;
             _mm512_mask_storeu_ps(y + n, tail_mask(w->n - n), acc[m][pp]);
