@@ -460,19 +460,35 @@ adg_error *kern_cuda_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_devi
     return kern_cuda_rmsnorm_q8(c, x, w, y, n, d, eps, 0);
 }
 
-adg_error *kern_cuda_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
-                                int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
+/* kern_rmsnorm and kern_add_rmsnorm (o != 0): a block of 256 threads per row (their sums
+ * depend on it), the row's output optionally quantised for a GEMV (whole blocks of 32 per
+ * row). */
+static adg_error *norm_rows(kern_cuda_ctx *c, const char *op, kern_cu_deviceptr x, kern_cu_deviceptr o,
+                            kern_cu_deviceptr w, kern_cu_deviceptr y, int64_t n, int64_t d, float eps,
+                            kern_cu_deviceptr q8_scratch)
 {
     if (n <= 0 || d <= 0)
-        return bad_arg("rmsnorm", "empty tensor");
+        return bad_arg(op, "empty tensor");
     q8_slots q8;
-    adg_error *e = q8_for("rmsnorm", q8_scratch, d % 32 ? 1 : n * d, &q8); /* a row of whole blocks (1: refused) */
+    adg_error *e = q8_for(op, q8_scratch, d % 32 ? 1 : n * d, &q8); /* a row of whole blocks (1: refused) */
     if (e)
         return e;
     long long nn = n, dd = d;
-    void *p[] = {&x, &w, &y, &nn, &dd, &eps, &q8};
-    kern_cu_deviceptr ptrs[4] = {x, w, y, 0};
-    return kern_cuda_launch_fn(c, "rmsnorm", KF_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p, ptrs);
+    kern_cuda_geom g = kern_cuda_geom_rows(n, 1, 256, c->max_grid_x);
+    if (!o) {
+        void *p[] = {&x, &w, &y, &nn, &dd, &eps, &q8};
+        kern_cu_deviceptr ptrs[4] = {x, w, y, 0};
+        return kern_cuda_launch_fn(c, op, KF_RMSNORM, g, 0, p, ptrs);
+    }
+    void *p[] = {&x, &o, &w, &y, &nn, &dd, &eps, &q8};
+    kern_cu_deviceptr ptrs[4] = {x, o, w, y};
+    return kern_cuda_launch_fn(c, op, KF_ADD_RMSNORM, g, 0, p, ptrs);
+}
+
+adg_error *kern_cuda_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr w, kern_cu_deviceptr y,
+                                int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
+{
+    return norm_rows(c, "rmsnorm", x, 0, w, y, n, d, eps, q8_scratch);
 }
 
 adg_error *kern_cuda_add_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
@@ -484,18 +500,9 @@ adg_error *kern_cuda_add_rmsnorm(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_
 adg_error *kern_cuda_add_rmsnorm_q8(kern_cuda_ctx *c, kern_cu_deviceptr x, kern_cu_deviceptr o, kern_cu_deviceptr w,
                                     kern_cu_deviceptr y, int64_t n, int64_t d, float eps, kern_cu_deviceptr q8_scratch)
 {
-    if (n <= 0 || d <= 0)
-        return bad_arg("add_rmsnorm", "empty tensor");
-    q8_slots q8;
-    adg_error *e = q8_for("add_rmsnorm", q8_scratch, d % 32 ? 1 : n * d, &q8); /* a row of whole blocks (1: refused) */
-    if (e)
-        return e;
-    long long nn = n, dd = d;
-    void *p[] = {&x, &o, &w, &y, &nn, &dd, &eps, &q8};
-    kern_cu_deviceptr ptrs[4] = {x, o, w, y};
-    /* 256 threads: kern_rmsnorm's block, hence its sums. */
-    return kern_cuda_launch_fn(c, "add_rmsnorm", KF_ADD_RMSNORM, kern_cuda_geom_rows(n, 1, 256, c->max_grid_x), 0, p,
-                               ptrs);
+    if (!o)
+        return bad_arg("add_rmsnorm", "no residual to add");
+    return norm_rows(c, "add_rmsnorm", x, o, w, y, n, d, eps, q8_scratch);
 }
 
 adg_error *kern_cuda_qkv_post(kern_cuda_ctx *c, kern_cu_deviceptr q, kern_cu_deviceptr k, kern_cu_deviceptr v,

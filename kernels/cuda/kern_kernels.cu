@@ -1149,8 +1149,21 @@ extern "C" __global__ void __launch_bounds__(RT_WARPS * 32)
 
 // ---- Elementwise and row ops -------------------------------------------------------------
 
-// q8 (optional, d % 32 == 0): y quantised for the GEMV that reads it (q8_store); a warp's
-// 32 consecutive c are one block.
+// Row r of y = xr * rsqrt(ss / d + eps) * w, ss the row's sum of squares (block_sum'd),
+// and when q8 is given (d % 32 == 0) quantised for the GEMV that reads it (q8_store): a
+// warp's 32 consecutive c are one block.
+__device__ __forceinline__ void norm_out(const float *xr, const float *w, float *y, long long r, long long d, float ss,
+                                         float eps, const q8_out &q8)
+{
+    const float s = rsqrtf(ss / (float)d + eps);
+    for (long long c = threadIdx.x; c < d; c += blockDim.x) {
+        const float v = xr[c] * s * w[c];
+        y[r * d + c] = v;
+        if (q8.qs)
+            q8_store(q8, (r * d + c) >> 5, v);
+    }
+}
+
 extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y, long long n, long long d, float eps,
                                         q8_out q8)
 {
@@ -1160,13 +1173,7 @@ extern "C" __global__ void kern_rmsnorm(const float *x, const float *w, float *y
         for (long long c = threadIdx.x; c < d; c += blockDim.x)
             ss += xr[c] * xr[c];
         ss = block_sum(ss);
-        const float s = rsqrtf(ss / (float)d + eps);
-        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
-            const float v = xr[c] * s * w[c];
-            y[r * d + c] = v;
-            if (q8.qs)
-                q8_store(q8, (r * d + c) >> 5, v);
-        }
+        norm_out(xr, w, y, r, d, ss, eps, q8);
     }
 }
 
@@ -1186,13 +1193,7 @@ extern "C" __global__ void kern_add_rmsnorm(float *x, const float *o, const floa
             ss += v * v;
         }
         ss = block_sum(ss);
-        const float s = rsqrtf(ss / (float)d + eps);
-        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
-            const float v = xr[c] * s * w[c];
-            y[r * d + c] = v;
-            if (q8.qs)
-                q8_store(q8, (r * d + c) >> 5, v);
-        }
+        norm_out(xr, w, y, r, d, ss, eps, q8);
     }
 }
 
