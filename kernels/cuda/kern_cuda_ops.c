@@ -251,8 +251,30 @@ static adg_error *want_smem(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn 
     return NULL;
 }
 
-/* The int8 tensor-core GEMM (dense: n_expert 0) or grouped expert matmul on X already
- * quantised (qs, d). */
+/* Launches int8 kernel fn (a dense GEMM: n_expert 0, or a grouped expert matmul) over
+ * `items` CTAs, with the plan's stages, shared memory and threads. */
+static adg_error *launch_i8(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, enum kern_cuda_fn fn,
+                            int64_t items, kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr qs,
+                            kern_cu_deviceptr d, int64_t n, kern_cu_deviceptr y, int n_expert, kern_cu_deviceptr off,
+                            kern_cu_deviceptr list, int x_div)
+{
+    adg_error *e = want_smem(c, op, fn, pl->smem);
+    if (e)
+        return e;
+    long long mm = m, kk = k, nn = n;
+    int stages = pl->stages, aligned = pl->aligned ? 1 : 0, ne = n_expert;
+    kern_cu_deviceptr ptrs[4] = {w, qs, y, list};
+    kern_cuda_geom g = kern_cuda_geom_rows(items, 1, (unsigned)pl->threads, c->max_grid_x);
+    if (n_expert > 0) {
+        void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned, &ne, &off, &list, &x_div};
+        return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+    }
+    void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned};
+    return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+}
+
+/* The int8 tensor-core GEMM (dense: n_expert 0) or grouped expert matmul (one CTA per
+ * expert and row tile) on X already quantised (qs, d). */
 static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
                                  kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr qs, kern_cu_deviceptr d,
                                  int64_t n, kern_cu_deviceptr y, int n_expert, kern_cu_deviceptr off,
@@ -268,19 +290,7 @@ static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cu
         fn = (enum kern_cuda_fn)(KF_GEMM_I8_FIRST + 2 * pl->variant + (q4 ? 0 : 1));
         tiles *= (n + pl->bn - 1) / pl->bn;
     }
-    adg_error *e = want_smem(c, op, fn, pl->smem);
-    if (e)
-        return e;
-    long long mm = m, kk = k, nn = n;
-    int stages = pl->stages, aligned = pl->aligned ? 1 : 0, ne = n_expert;
-    kern_cu_deviceptr ptrs[4] = {w, qs, y, list};
-    kern_cuda_geom g = kern_cuda_geom_rows(tiles, 1, (unsigned)pl->threads, c->max_grid_x);
-    if (n_expert > 0) {
-        void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned, &ne, &off, &list, &x_div};
-        return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
-    }
-    void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned};
-    return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+    return launch_i8(c, op, pl, fn, tiles, w, m, k, qs, d, n, y, n_expert, off, list, x_div);
 }
 
 /* The f16-MMA GEMM on X already in f16 (xh, kern_f32_to_f16_q8's). */
@@ -730,16 +740,8 @@ static adg_error *launch_moe_i8g(kern_cuda_ctx *c, const char *op, const kern_cu
 {
     const enum kern_cuda_fn fn =
         (enum kern_cuda_fn)(KF_MOE_GEMM_I8G_FIRST + 2 * g + (type == KERN_TYPE_Q4_0 ? 0 : 1));
-    adg_error *e = want_smem(c, op, fn, pl->smem);
-    if (e)
-        return e;
-    long long mm = m, kk = k, nn = n_slots;
-    int stages = pl->stages, aligned = pl->aligned ? 1 : 0, ne = n_expert;
-    kern_cu_deviceptr ptrs[4] = {w, qs, y, list};
-    kern_cuda_geom geo = kern_cuda_geom_rows(gi8m_items(n_slots, n_expert, m, pl->tile, pl->bn), 1,
-                                             (unsigned)pl->threads, c->max_grid_x);
-    void *p[] = {&w, &mm, &kk, &qs, &d, &nn, &y, &stages, &aligned, &ne, &off, &list, &x_div};
-    return kern_cuda_launch_fn(c, op, fn, geo, (unsigned)pl->smem, p, ptrs);
+    return launch_i8(c, op, pl, fn, gi8m_items(n_slots, n_expert, m, pl->tile, pl->bn), w, m, k, qs, d, n_slots, y,
+                     n_expert, off, list, x_div);
 }
 
 adg_error *kern_cuda_moe_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w, int n_expert, int64_t nrows,
