@@ -15,6 +15,7 @@
 #include "common/adg_json.h"
 #include "common/adg_log.h"
 #include "common/adg_util.h"
+#include "kernels/amx/amx_rowq.h"
 #include "kernels/cuda/kern_cuda_bench.h"
 #include "kernels/kern_cmds.h"
 #include "kernels/kern_cpu.h"
@@ -57,6 +58,7 @@ typedef struct opts {
     const char *output;
     const char *save_xo;   /* "" = default path */
     bool save;
+    bool rowq;             /* --amx-scales row: the row-scaled experiment's rows too */
 } opts;
 
 typedef struct row {
@@ -72,6 +74,15 @@ typedef struct row {
      * median time of one region and the bytes it reads.  batch 0: not measured. */
     int batch;
     double batch_ms, batch_bytes;
+    /* --amx-scales row: a row of the row-scaled experiment (amx_rowq.h), kept out of the
+     * goals and the crossover; acc: its error against the block format on random data */
+    bool rowq;
+    struct rowq_acc {
+        bool have;
+        int m, n;
+        double rms, max;                 /* row-scaled vs block-scaled result, relative */
+        double rowq_exact, block_exact;  /* each against the exact product, relative RMS */
+    } acc;
 } row;
 
 typedef struct ceil_info {
@@ -111,6 +122,10 @@ static void usage(FILE *f)
             "  --mem-gbs X        memory read bandwidth to compare with (default: measured at start, all\n"
             "                     threads, 4x the L3; `probe --bench`'s cached figure is shown beside it)\n"
             "  --check-goals      exit 1 when a performance goal of docs/bench.md is missed\n"
+            "  --amx-scales row   also time the row-scaled int8 experiment (one scale per weight row and\n"
+            "                     per token instead of per 32 values; not what inference runs): extra\n"
+            "                     rows, impl amx, variant rowq, with %% of the AMX int8 peak, ratios to the\n"
+            "                     same run's avx512 and amx rows, and its error (docs/kernels.md)\n"
             "  --json             JSON on stdout (schema " BENCH_SCHEMA ")\n"
             "  -o, --output FILE  also write the JSON to FILE (atomically)\n"
             "  -h, --help         this text\n"
@@ -355,6 +370,7 @@ typedef struct bench_set {
     const shape *sh;
     kern_type type;
     kern_weight **w;     /* R copies */
+    kern_rowq_weight **rq;   /* instead of w: R row-scaled copies (--amx-scales row) */
     int R;
     size_t copy_bytes;   /* one copy, repacked */
 } bench_set;
@@ -423,6 +439,17 @@ out:
     return e;
 }
 
+/* One timed call of copy `copy`: the shipped kernels, or the row-scaled experiment's. */
+static adg_error *bench_call(kern_cpu *c, const bench_set *bs, int copy, const float *x, const int32_t *ids, int m,
+                             float *y, kern_op_info *info)
+{
+    if (bs->rq)
+        return bs->sh->experts ? kern_rowq_moe_matmul(c, bs->rq[copy], x, false, ids, m, TOPK, y, info)
+                               : kern_rowq_matmul(c, bs->rq[copy], x, m, y, info);
+    return bs->sh->experts ? kern_moe_matmul(c, bs->w[copy], x, false, ids, m, TOPK, y, info)
+                           : kern_matmul(c, bs->w[copy], x, m, y, info);
+}
+
 static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts *o, row *out)
 {
     const shape *sh = bs->sh;
@@ -477,8 +504,7 @@ static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts
     for (int it = 0; it < 200 && warm < 0.02; it++) {
         const int32_t *is = ids ? ids + (size_t)set * (size_t)m * TOPK : NULL;
         uint64_t t0 = adg_now_ns();
-        e = sh->experts ? kern_moe_matmul(c, bs->w[copy], x, false, is, m, TOPK, y, &info)
-                        : kern_matmul(c, bs->w[copy], x, m, y, &info);
+        e = bench_call(c, bs, copy, x, is, m, y, &info);
         warm += (double)(adg_now_ns() - t0) * 1e-9;
         if (e)
             goto out;
@@ -486,12 +512,12 @@ static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts
         set = (set + 1) % NSETS;
     }
     while (reps < (int)ADG_ARRAY_LEN(times)) {
-        const kern_weight *w = bs->w[copy];
+        const int cp = copy;
         copy = (copy + 1) % bs->R;   /* each call reads a copy that is not in cache */
         const int32_t *is = ids ? ids + (size_t)set * (size_t)m * TOPK : NULL;
         set = (set + 1) % NSETS;
         uint64_t t0 = adg_now_ns();
-        e = sh->experts ? kern_moe_matmul(c, w, x, false, is, m, TOPK, y, &info) : kern_matmul(c, w, x, m, y, &info);
+        e = bench_call(c, bs, cp, x, is, m, y, &info);
         double s = (double)(adg_now_ns() - t0) * 1e-9;
         if (e)
             goto out;
@@ -503,8 +529,8 @@ static adg_error *time_point(kern_cpu *c, const bench_set *bs, int m, const opts
     qsort(times, (size_t)reps, sizeof times[0], cmp_d);
     out->ms = (reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2])) * 1e3;
     out->reps = reps;
-    snprintf(out->variant, sizeof out->variant, "%s", info.variant);
-    if (m == 1 && out->impl == KERN_IMPL_AVX512 && bs->type != KERN_TYPE_BF16 && kern_gemv_ok(c, bs->w[0]))
+    snprintf(out->variant, sizeof out->variant, "%s", bs->rq ? "rowq" : info.variant);
+    if (!bs->rq && m == 1 && out->impl == KERN_IMPL_AVX512 && bs->type != KERN_TYPE_BF16 && kern_gemv_ok(c, bs->w[0]))
         e = time_batch(c, bs, x, ids, NSETS, mat_bytes, o, out);
 out:
     free(x);
@@ -530,8 +556,12 @@ static void free_set(bench_set *bs)
 {
     for (int i = 0; bs->w && i < bs->R; i++)
         kern_weight_free(bs->w[i]);
+    for (int i = 0; bs->rq && i < bs->R; i++)
+        kern_rowq_weight_free(bs->rq[i]);
     free(bs->w);
+    free(bs->rq);
     bs->w = NULL;
+    bs->rq = NULL;
 }
 
 static adg_error *build_set(kern_cpu *c, const shape *sh, kern_type t, double min_mib, bench_set *bs)
@@ -560,6 +590,119 @@ static adg_error *build_set(kern_cpu *c, const shape *sh, kern_type t, double mi
     return NULL;
 }
 
+/* ---- the row-scaled experiment (--amx-scales row) ---- */
+
+/* The row-scaled copies, from weights of a random stream of their own, so the shipped
+ * rows get the same data with and without the option. */
+static adg_error *build_rowq_set(kern_cpu *c, const shape *sh, kern_type t, double min_mib, bench_set *bs)
+{
+    memset(bs, 0, sizeof *bs);
+    bs->sh = sh;
+    bs->type = t;
+    const int64_t mats = sh->experts ? sh->experts : 1;
+    const uint64_t saved = rs;
+    rs = 0x452821E638D01377ull;
+    void *src = gen_weights(t, mats * sh->n, sh->k);
+    rs = saved;
+    if (!src)
+        return adg_error_new(ADG_E_NOMEM, "out of memory for %s %s weights", sh->name, kern_type_name(t));
+    const double one = (double)(mats * sh->n) * (double)((sh->k + KERN_ROWQ_KC - 1) / KERN_ROWQ_KC * KERN_ROWQ_KC);
+    bs->R = (int)ceil(min_mib * 1048576.0 / one);
+    if (bs->R < 1)
+        bs->R = 1;
+    bs->rq = calloc((size_t)bs->R, sizeof *bs->rq);
+    adg_error *e = bs->rq ? NULL : adg_error_new(ADG_E_NOMEM, "out of memory");
+    for (int i = 0; !e && i < bs->R; i++)
+        e = kern_rowq_weight_new(c, t, mats, sh->n, sh->k, src, &bs->rq[i]);
+    free(src);
+    if (e) {
+        free_set(bs);
+        return adg_error_prefix(e, "%s %s row-scaled", sh->name, kern_type_name(t));
+    }
+    bs->copy_bytes = kern_rowq_weight_bytes(bs->rq[0]);
+    return NULL;
+}
+
+static float urand(void)   /* uniform in [-1, 1) */
+{
+    return (float)(rnd() >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+static double rel_rms(const float *y, const float *ref, const double *exact, int64_t cnt, double *max_rel)
+{
+    double se = 0, sr = 0, me = 0, mr = 0;
+    for (int64_t i = 0; i < cnt; i++) {
+        const double r = exact ? exact[i] : (double)ref[i], d = (double)y[i] - r;
+        se += d * d;
+        sr += r * r;
+        me = fabs(d) > me ? fabs(d) : me;
+        mr = fabs(r) > mr ? fabs(r) : mr;
+    }
+    if (max_rel)
+        *max_rel = me / (mr > 0 ? mr : 1);
+    return sqrt(se / (sr > 0 ? sr : 1));
+}
+
+/* What the contract costs in accuracy at this shape's K: m rows of uniform random input
+ * times n rows of weights quantised by ggml's quantiser from uniform values (one
+ * magnitude per row), row-scaled against block-scaled (the shipped kernels), and each
+ * against the exact product of the dequantised weights.  tests/unit/test_kern_amx_rowq.c
+ * covers outliers and wide block scales. */
+static adg_error *rowq_accuracy(kern_cpu *c, const shape *sh, kern_type t, bool small, struct rowq_acc *acc)
+{
+    const int64_t m = small ? 8 : 32, k = sh->k, n = sh->n < (small ? 64 : 1024) ? sh->n : (small ? 64 : 1024);
+    const size_t rsz = kern_row_size(t, k);
+    float *wf = malloc((size_t)(n * k) * sizeof(float)), *x = malloc((size_t)(m * k) * sizeof(float));
+    float *yb = malloc((size_t)(m * n) * sizeof(float)), *yr = malloc((size_t)(m * n) * sizeof(float));
+    double *ex = malloc((size_t)(m * n) * sizeof(double));
+    uint8_t *wq = malloc(rsz * (size_t)n);
+    kern_weight *bw = NULL;
+    kern_rowq_weight *rw = NULL;
+    adg_error *e = NULL;
+    if (!wf || !x || !yb || !yr || !ex || !wq) {
+        e = adg_error_new(ADG_E_NOMEM, "out of memory for the accuracy check");
+        goto out;
+    }
+    const uint64_t saved = rs;
+    rs = 0x13198A2E03707344ull;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < k; i++)
+            wf[r * k + i] = urand() * (0.5f + (float)(r % 7));
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t i = 0; i < k; i++)
+            x[r * k + i] = urand() * (0.5f + (float)(r % 3));
+    rs = saved;
+    for (int64_t r = 0; r < n && !e; r++)   /* wf becomes the dequantised weights */
+        if (!(e = kern_quantize_row(t, wf + r * k, wq + rsz * (size_t)r, k)))
+            e = kern_dequantize_row(t, wq + rsz * (size_t)r, wf + r * k, k);
+    if (e || (e = kern_weight_new(c, t, 1, n, k, wq, &bw)) || (e = kern_rowq_weight_new(c, t, 1, n, k, wq, &rw)) ||
+        (e = kern_matmul(c, bw, x, m, yb, NULL)) || (e = kern_rowq_matmul(c, rw, x, m, yr, NULL)))
+        goto out;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double sum = 0;
+            for (int64_t q = 0; q < k; q++)
+                sum += (double)x[i * k + q] * (double)wf[j * k + q];
+            ex[i * n + j] = sum;
+        }
+    acc->have = true;
+    acc->m = (int)m;
+    acc->n = (int)n;
+    acc->rms = rel_rms(yr, yb, NULL, m * n, &acc->max);
+    acc->rowq_exact = rel_rms(yr, NULL, ex, m * n, NULL);
+    acc->block_exact = rel_rms(yb, NULL, ex, m * n, NULL);
+out:
+    kern_weight_free(bw);
+    kern_rowq_weight_free(rw);
+    free(wf);
+    free(x);
+    free(yb);
+    free(yr);
+    free(ex);
+    free(wq);
+    return e ? adg_error_prefix(e, "%s %s row-scaled accuracy", sh->name, kern_type_name(t)) : NULL;
+}
+
 /* ---- output ---- */
 
 static double gbs(const row *r) { return r->bytes / (r->ms * 1e-3) / 1e9; }
@@ -574,12 +717,25 @@ static double peak_for(const ceil_info *ci, const row *r)
     return 0;
 }
 
+/* The shipped kernels' row (never an --amx-scales row one). */
 static const row *find(const row *rows, int nr, const char *shape, kern_type t, kern_impl impl, int m)
 {
     for (int i = 0; i < nr; i++)
-        if (rows[i].type == t && rows[i].impl == impl && rows[i].m == m && !strcmp(rows[i].shape, shape))
+        if (!rows[i].rowq && rows[i].type == t && rows[i].impl == impl && rows[i].m == m && !strcmp(rows[i].shape, shape))
             return &rows[i];
     return NULL;
+}
+
+/* A row-scaled row against the theoretical int8 peak (2048 ops/cycle/core) and the same
+ * run's avx512 and block-scaled amx rows (0: not measured). */
+static void rowq_cmp(const row *rows, int nr, const row *r, const ceil_info *ci, double *frac, double *vs_avx,
+                     double *vs_amx)
+{
+    const row *v = find(rows, nr, r->shape, r->type, KERN_IMPL_AVX512, r->m);
+    const row *a = find(rows, nr, r->shape, r->type, r->impl, r->m);
+    *frac = ci->amx_int8_theory > 0 ? opsps(r) / ci->amx_int8_theory : 0;
+    *vs_avx = v ? v->ms / r->ms : 0;
+    *vs_amx = a ? a->ms / r->ms : 0;
 }
 
 typedef struct goal {
@@ -650,7 +806,7 @@ static int crossover(const row *rows, int nr, kern_type t, bool *found)
             continue;
         int ms[64], nms = 0;
         for (int i = 0; i < nr && nms < 64; i++)
-            if (rows[i].impl == KERN_IMPL_AMX && rows[i].type == t && !strcmp(rows[i].shape, shapes[s].name) &&
+            if (rows[i].impl == KERN_IMPL_AMX && !rows[i].rowq && rows[i].type == t && !strcmp(rows[i].shape, shapes[s].name) &&
                 find(rows, nr, rows[i].shape, t, KERN_IMPL_AVX512, rows[i].m))
                 ms[nms++] = rows[i].m;
         if (nms < 2)
@@ -693,6 +849,22 @@ static json_t *rows_json(const row *rows, int nr, const ceil_info *ci)
             json_object_set_new(o, "batched_gbs", json_real(bg));
             json_object_set_new(o, "batched_fraction_of_read_bw", ci->mem_gbs > 0 ? json_real(bg / ci->mem_gbs) : json_null());
         }
+        if (o && r->rowq) {
+            double frac, va, vx;
+            rowq_cmp(rows, nr, r, ci, &frac, &va, &vx);
+            json_t *q = json_pack("{s:s,s:f,s:o,s:o,s:o}", "contract", "one scale per weight row and per token",
+                                  "tops", opsps(r) / 1e12, "fraction_of_amx_int8_theoretical",
+                                  frac > 0 ? json_real(frac) : json_null(), "speedup_vs_avx512",
+                                  va > 0 ? json_real(va) : json_null(), "speedup_vs_amx_block",
+                                  vx > 0 ? json_real(vx) : json_null());
+            if (q && r->acc.have)
+                json_object_set_new(q, "accuracy",
+                                    json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:s}", "m", r->acc.m, "n", r->acc.n,
+                                              "rel_rms_vs_block", r->acc.rms, "rel_max_vs_block", r->acc.max,
+                                              "rowq_rel_rms_vs_exact", r->acc.rowq_exact, "block_rel_rms_vs_exact",
+                                              r->acc.block_exact, "data", "uniform random, one magnitude per row"));
+            json_object_set_new(o, "rowq", q);
+        }
         json_array_append_new(a, o);
     }
     return a;
@@ -727,6 +899,23 @@ static void print_table(const row *rows, int nr, const ceil_info *ci)
     }
 }
 
+static void print_rowq(const row *rows, int nr, const row *r, const ceil_info *ci)
+{
+    double frac, va, vx;
+    rowq_cmp(rows, nr, r, ci, &frac, &va, &vx);
+    printf("%-12s %-5s %-7s %5s  row-scaled: %.2f TOPS", "", "", "", "", opsps(r) / 1e12);
+    if (frac > 0)
+        printf(" = %.1f%% of the int8 peak", 100 * frac);
+    if (va > 0)
+        printf(", %.2fx avx512", va);
+    if (vx > 0)
+        printf(", %.2fx amx (block scales)", vx);
+    if (r->acc.have)
+        printf("; error vs block %.2f%% rms, %.2f%% max (to exact: %.2f%% vs %.2f%%)", 100 * r->acc.rms, 100 * r->acc.max,
+               100 * r->acc.rowq_exact, 100 * r->acc.block_exact);
+    printf("\n");
+}
+
 static bool wants_gpu(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -751,6 +940,7 @@ int kern_bench_cmd_main(int argc, char **argv)
         {"save-crossover", optional_argument, 0, 'X'}, {"check-goals", no_argument, 0, 'G'},
         {"all-m", no_argument, 0, 'A'},         {"mem-gbs", required_argument, 0, 'B'},         {"json", no_argument, 0, 'j'},
         {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+        {"amx-scales", required_argument, 0, 'S'},
         {0, 0, 0, 0}};
     optind = 0;
     int ch;
@@ -808,6 +998,15 @@ int kern_bench_cmd_main(int argc, char **argv)
             o.save_xo = optarg ? optarg : "";
             break;
         case 'G': o.check_goals = true; break;
+        case 'S':
+            if (!strcmp(optarg, "row")) {
+                o.rowq = true;
+            } else if (strcmp(optarg, "block")) {
+                fprintf(stderr, "amxdiag: error: bench kernels: --amx-scales '%s' must be block (the shipped kernels "
+                                "only) or row (also the row-scaled experiment)\n", optarg);
+                return adg_cmd_usage_error("bench kernels");
+            }
+            break;
         case 'A': o.all_m = true; break;
         case 'q': o.quick = true; break;
         case 'j': o.json = true; break;
@@ -841,6 +1040,12 @@ int kern_bench_cmd_main(int argc, char **argv)
                 return ADG_EXIT_USAGE;
             }
         }
+    if (o.rowq && !o.impl[KERN_IMPL_AMX] && !o.impl[KERN_IMPL_AMX_EMU]) {
+        fprintf(stderr, "amxdiag: error: bench kernels: --amx-scales row times AMX tiles, and no tile implementation "
+                        "is selected\n  hint: run it on an AMX machine with --impl amx,avx512 (or --impl amx-emu,avx512 "
+                        "for a slow check of the code path)\n");
+        return ADG_EXIT_USAGE;
+    }
     if (!any_type)
         o.type_q4 = o.type_q8 = o.type_bf16 = true;
     if (!any_shape)
@@ -905,8 +1110,9 @@ int kern_bench_cmd_main(int argc, char **argv)
         for (int ti = 0; ti < 3 && !e; ti++) {
             if (!type_on[ti])
                 continue;
-            bench_set packed = {0}, raw = {0};
-            bool have_packed = false, have_raw = false;
+            bench_set packed = {0}, raw = {0}, rowq = {0};
+            bool have_packed = false, have_raw = false, have_rowq = false;
+            struct rowq_acc acc = {0};
             /* amx and avx512 together run on one AMX context, the dispatcher's crossover set
              * to force tiles or VNNI call by call, alternating at each M: the two share the
              * repacked weights and the moment, so their ratio is not a drift between runs.
@@ -935,6 +1141,17 @@ int kern_bench_cmd_main(int argc, char **argv)
                     }
                     *have = true;
                 }
+                /* --amx-scales row: the row-scaled copies on the tile context, timed third */
+                const bool with_rowq = o.rowq && types[ti] != KERN_TYPE_BF16 && impl == tile_impl;
+                if (with_rowq && !have_rowq) {
+                    adg_info("bench: %s %s: building row-scaled weights", sh->name, kern_type_name(types[ti]));
+                    if ((e = build_rowq_set(c, sh, types[ti], impl == KERN_IMPL_AMX_EMU ? 0 : o.weight_mib, &rowq)) ||
+                        (e = rowq_accuracy(c, sh, types[ti], impl == KERN_IMPL_AMX_EMU, &acc))) {
+                        kern_cpu_free(c);
+                        break;
+                    }
+                    have_rowq = true;
+                }
                 const bool pair = paired && impl == tile_impl;
                 const int passes = pair && o.save ? 2 : 1;
                 for (int mi = 0; mi < o.nm && !e; mi++) {
@@ -943,22 +1160,26 @@ int kern_bench_cmd_main(int argc, char **argv)
                         continue;
                     if ((impl == KERN_IMPL_REF || impl == KERN_IMPL_AMX_EMU) && m > 8 && !o.all_m)
                         continue;   /* correctness implementations: a few small points only */
-                    row got[2];
-                    const int nimpl = pair ? 2 : 1;
+                    row got[3];
+                    const int nimpl = (pair ? 2 : 1) + (with_rowq ? 1 : 0);
                     for (int pass = 0; pass < passes && !e; pass++)
                         for (int q = 0; q < nimpl && !e; q++) {
+                            const bool rq = with_rowq && q == nimpl - 1;
                             row t;
                             memset(&t, 0, sizeof t);
                             t.shape = sh->name;
                             t.type = types[ti];
-                            t.impl = q == 0 ? impl : KERN_IMPL_AVX512;
+                            t.impl = q == 0 || rq ? impl : KERN_IMPL_AVX512;
                             t.m = m;
-                            if (pair) {
+                            t.rowq = rq;
+                            if (rq)
+                                t.acc = acc;
+                            if (pair && !rq) {
                                 const int x = q == 0 ? 1 : INT_MAX;
                                 kern_crossover xo = {x, x, x, false};
                                 kern_cpu_set_crossover(c, &xo);
                             }
-                            if ((e = time_point(c, bs, m, &o, &t)))
+                            if ((e = time_point(c, rq ? &rowq : bs, m, &o, &t)))
                                 break;
                             if (pass == 0 || t.ms < got[q].ms)
                                 got[q] = t;
@@ -978,6 +1199,8 @@ int kern_bench_cmd_main(int argc, char **argv)
                             if (nr == 1)
                                 print_header();
                             print_table(&rows[nr - 1], 1, &ci);
+                            if (rows[nr - 1].rowq)
+                                print_rowq(rows, nr, &rows[nr - 1], &ci);
                             fflush(stdout);
                         }
                     }
@@ -986,6 +1209,7 @@ int kern_bench_cmd_main(int argc, char **argv)
             }
             free_set(&packed);
             free_set(&raw);
+            free_set(&rowq);
         }
     }
     if (e) {
