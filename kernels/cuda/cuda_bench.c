@@ -28,6 +28,10 @@ typedef struct bopts {
     unsigned only; /* bit per group (ONLY_*); 0 = all */
     const char *output;
     kern_cuda_fault fault;
+    kern_cuda_gemv_cfg gemv[16]; /* --gemv: the GEMV group runs once per configuration; the first one is the
+                                    context's (checks, goals) */
+    int n_gemv;
+    bool gemv_q8; /* --gemv-q8: time the _q8 GEMVs (input quantised beforehand, as in generation) */
 } bopts;
 
 enum { ONLY_GEMV = 1, ONLY_GET_ROWS = 2, ONLY_GEMM = 4, ONLY_MISC = 8, ONLY_MOE = 16 };
@@ -66,8 +70,15 @@ static void usage(FILE *f)
             "  --inject-fault NAME   plant a fault and report what the checks see: %s\n"
             "  --force-ptx           load the PTX image (driver JIT) instead of the fatbin's SASS\n"
             "  --no-cublas           do not load cuBLAS for the GEMM comparison\n"
-            "  --gemv-rows N         GEMV rows per warp iteration, 1..4; 0 = auto (default: 4 for Q4_0,\n"
-            "                        1 for Q8_0); 1 = the single-row kernel\n"
+            "  --gemv-rows N         the row GEMV kernels with N rows per warp iteration, 1..4; 0 = auto\n"
+            "                        (--gemv decides; the row kernels' auto is 4 for Q4_0, 1 for Q8_0)\n"
+            "  --gemv SPEC           decode GEMV configuration: auto, rows (the row kernels) or sb (the\n"
+            "                        super-block kernel) with ,load=cs|nc ,warps=4|8 ,waves=N (default auto,\n"
+            "                        or $AMXDIAG_GPU_GEMV); repeatable: the GEMV rows are timed once per\n"
+            "                        SPEC, the first one is used by --check and the goals; sweep: auto,\n"
+            "                        rows and ten sb variants\n"
+            "  --gemv-q8             time the GEMVs that read an input quantised beforehand (as a\n"
+            "                        generated token's are), not quantising it in the timed call\n"
             "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
             "  --gemm-kernel K       prompt GEMM for q4_0/q8_0: auto, wmma (f16), mma (int8 tensor\n"
             "                        cores, sm_80+, bit-exact), f16mma (weights dequantised to f16 in\n"
@@ -97,7 +108,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, bopts *o)
 {
     enum { O_DEVICE = 256, O_ITERS, O_TOKENS, O_QUICK, O_CHECK, O_CHECK_ONLY, O_VALIDATE, O_SYNC, O_FAULT, O_PTX,
-           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK, O_GKIND, O_GTILE, O_GSTAGES, O_ONLY };
+           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK, O_GKIND, O_GTILE, O_GSTAGES, O_ONLY, O_GEMV, O_GEMV_Q8 };
     static const struct option longopts[] = {
         {"device", required_argument, 0, O_DEVICE}, {"iters", required_argument, 0, O_ITERS},
         {"tokens", required_argument, 0, O_TOKENS}, {"quick", no_argument, 0, O_QUICK},
@@ -109,6 +120,7 @@ static int parse(int argc, char **argv, bopts *o)
         {"gemm-bk", required_argument, 0, O_BK},             {"output", required_argument, 0, 'o'},
         {"gemm-kernel", required_argument, 0, O_GKIND}, {"gemm-tile", required_argument, 0, O_GTILE},
         {"gemm-stages", required_argument, 0, O_GSTAGES}, {"only", required_argument, 0, O_ONLY},
+        {"gemv", required_argument, 0, O_GEMV},    {"gemv-q8", no_argument, 0, O_GEMV_Q8},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 0, .gemm_bk = 32};
@@ -197,6 +209,31 @@ static int parse(int argc, char **argv, bopts *o)
             }
             break;
         }
+        case O_GEMV: {
+            static const char *const sweep[] = {
+                "auto", "rows", "sb,load=cs,warps=4,waves=0", "sb,load=cs,warps=4,waves=1",
+                "sb,load=cs,warps=4,waves=2", "sb,load=cs,warps=8,waves=1", "sb,load=nc,warps=4,waves=0",
+                "sb,load=nc,warps=4,waves=1", "sb,load=nc,warps=4,waves=2", "sb,load=nc,warps=8,waves=1",
+                "sb,load=nc,warps=8,waves=2", "sb,load=nc,warps=4,waves=4"};
+            const bool all = !strcmp(optarg, "sweep");
+            const size_t n = all ? ADG_ARRAY_LEN(sweep) : 1;
+            for (size_t i = 0; i < n; i++) {
+                if (o->n_gemv == (int)ADG_ARRAY_LEN(o->gemv)) {
+                    fprintf(stderr, "amxdiag: error: bench: at most %d --gemv configurations\n", o->n_gemv);
+                    return ADG_EXIT_USAGE;
+                }
+                adg_error *pe = kern_cuda_gemv_parse(all ? sweep[i] : optarg, &o->gemv[o->n_gemv]);
+                if (pe) {
+                    fprintf(stderr, "amxdiag: error: bench: --gemv: %s\n  hint: %s\n", adg_error_msg(pe),
+                            adg_error_remedy(pe));
+                    adg_error_free(pe);
+                    return ADG_EXIT_USAGE;
+                }
+                o->n_gemv++;
+            }
+            break;
+        }
+        case O_GEMV_Q8: o->gemv_q8 = true; break;
         case O_QUICK: o->quick = true; break;
         case O_CHECK: o->check = true; break;
         case O_CHECK_ONLY: o->check = o->no_bench = true; break;
@@ -325,15 +362,16 @@ typedef struct gemv_arg {
     kern_cu_deviceptr w, x, y, s, ids;
     int64_t m, k;
     int n_expert, n_used, n_x;
+    bool pre; /* the _q8 variants: x already quantised into s */
 } gemv_arg;
 
 static adg_error *run_gemv(void *p)
 {
     gemv_arg *a = p;
     if (a->ids)
-        return kern_cuda_moe_gemv(a->c, a->t, a->w, a->n_expert, a->m, a->k, a->ids, a->n_used, a->x, a->n_x, a->y,
-                                  a->s);
-    return kern_cuda_gemv(a->c, a->t, a->w, a->m, a->k, a->x, a->y, a->s);
+        return (a->pre ? kern_cuda_moe_gemv_q8 : kern_cuda_moe_gemv)(a->c, a->t, a->w, a->n_expert, a->m, a->k, a->ids,
+                                                                    a->n_used, a->x, a->n_x, a->y, a->s);
+    return (a->pre ? kern_cuda_gemv_q8 : kern_cuda_gemv)(a->c, a->t, a->w, a->m, a->k, a->x, a->y, a->s);
 }
 
 static adg_error *alloc_fill(bench *b, size_t bytes, unsigned pattern, kern_cu_deviceptr *p)
@@ -373,6 +411,9 @@ static adg_error *bench_gemv(bench *b, const char *name, kern_type t, int64_t m,
             e = kern_cuda_upload(b->c, a.ids, ids, (size_t)n_used * 4);
     }
     double ms = 0;
+    if (!e && b->o->gemv_q8)
+        e = run_gemv(&a); /* quantises x into the scratch the timed _q8 calls read */
+    a.pre = b->o->gemv_q8;
     if (!e)
         e = time_op(b, run_gemv, &a, &ms);
     if (!e) {
@@ -957,17 +998,38 @@ static adg_error *run_bench(bench *b)
     static const kern_type qt[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
     const int64_t vocab = q ? 8192 : 151936, large = q ? 65536 : 2097152;
     const unsigned only = o->only ? o->only : ~0u;
-    for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e && (only & ONLY_GEMV); i++) {
-        kern_type t = qt[i];
-        if (!e) e = bench_gemv(b, "attn_q", t, 4096, 2048, 0, 0, 0);
-        if (!e) e = bench_gemv(b, "attn_k", t, 512, 2048, 0, 0, 0);
-        if (!e) e = bench_gemv(b, "attn_o", t, 2048, 4096, 0, 0, 0);
-        if (!e) e = bench_gemv(b, "router", t, 128, 2048, 0, 0, 0);
-        if (!e) e = bench_gemv(b, "ffn_gate_exps", t, 768, 2048, 128, 8, 1);
-        if (!e) e = bench_gemv(b, "ffn_down_exps", t, 2048, 768, 128, 8, 8);
-        if (!e) e = bench_gemv(b, "lm_head", t, vocab, 2048, 0, 0, 0);
-        if (!e) e = bench_gemv(b, "large", t, large, 2048, 0, 0, 0);
+    const int n_cfg = o->n_gemv > 0 ? o->n_gemv : 1;
+    for (int ci = 0; ci < n_cfg && !e && (only & ONLY_GEMV); ci++) {
+        if (o->n_gemv > 0)
+            kern_cuda_set_gemv(b->c, &o->gemv[ci]);
+        kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b->c);
+        char cs[64];
+        kern_cuda_gemv_cfg_str(&eff, cs, sizeof cs);
+        if (o->gemv_rows > 0)
+            snprintf(cs, sizeof cs, "rows=%d", o->gemv_rows);
+        if (!o->json && (n_cfg > 1 || ci == 0))
+            printf("GEMV %s%s:\n", cs, o->gemv_q8 ? " (input quantised beforehand: the _q8 GEMVs)" : "");
+        size_t first = json_array_size(b->rows);
+        for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e; i++) {
+            kern_type t = qt[i];
+            if (!e) e = bench_gemv(b, "attn_q", t, 4096, 2048, 0, 0, 0);
+            if (!e) e = bench_gemv(b, "attn_k", t, 512, 2048, 0, 0, 0);
+            if (!e) e = bench_gemv(b, "attn_o", t, 2048, 4096, 0, 0, 0);
+            if (!e) e = bench_gemv(b, "router", t, 128, 2048, 0, 0, 0);
+            if (!e) e = bench_gemv(b, "ffn_gate_exps", t, 768, 2048, 128, 8, 1);
+            if (!e) e = bench_gemv(b, "ffn_down_exps", t, 2048, 768, 128, 8, 8);
+            if (!e) e = bench_gemv(b, "lm_head", t, vocab, 2048, 0, 0, 0);
+            if (!e) e = bench_gemv(b, "large", t, large, 2048, 0, 0, 0);
+        }
+        /* which configuration timed each row; the goals read the first one's */
+        for (size_t r = first; r < json_array_size(b->rows); r++) {
+            json_t *row = json_array_get(b->rows, r);
+            json_object_set_new(row, "gemv", json_string(cs));
+            json_object_set_new(row, "gemv_index", json_integer(ci));
+        }
     }
+    if (o->n_gemv > 0)
+        kern_cuda_set_gemv(b->c, &o->gemv[0]);
     static const kern_type rt[] = {KERN_TYPE_F32, KERN_TYPE_F16, KERN_TYPE_BF16, KERN_TYPE_Q8_0, KERN_TYPE_Q4_0};
     for (size_t i = 0; i < ADG_ARRAY_LEN(rt) && !e && (only & ONLY_GET_ROWS); i++)
         e = bench_get_rows(b, rt[i], vocab, 2048, q ? 70000 : 131072);
@@ -1024,7 +1086,7 @@ static json_t *goals(bench *b)
         const char *nm = json_string_value(json_object_get(row, "name"));
         const char *ty = json_string_value(json_object_get(row, "type"));
         double pc = json_real_value(json_object_get(row, "pct_copy"));
-        if (!strcmp(g, "gemv") && !strcmp(nm, "large"))
+        if (!strcmp(g, "gemv") && !strcmp(nm, "large") && json_integer_value(json_object_get(row, "gemv_index")) == 0)
             gemv[strcmp(ty, "q4_0") == 0 ? 0 : 1] = pc;
         if (!strcmp(g, "get_rows") && pc > rows)
             rows = pc;
@@ -1094,6 +1156,8 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     kern_cuda_set_validate(b.c, o.validate);
     kern_cuda_set_sync_each(b.c, o.sync_each);
     kern_cuda_set_gemv_rows(b.c, o.gemv_rows);
+    if (o.n_gemv > 0)
+        kern_cuda_set_gemv(b.c, &o.gemv[0]);
     kern_cuda_set_gemm_bk(b.c, o.gemm_bk);
     if (o.gemm_kind_set || o.gemm_tile || o.gemm_stages || o.gemm_sweep)
         kern_cuda_set_gemm_kernel(b.c, o.gemm_kind_set ? o.gemm_kind : b.c->gemm_kind,
@@ -1106,6 +1170,21 @@ int kern_cuda_bench_cmd(int argc, char **argv)
                              kern_cuda_info_json(in), "quick", o.quick, "gemv_rows", o.gemv_rows, "gemm_bk",
                              o.gemm_bk);
     json_object_set_new(root, "gemm_kernel", json_string(kern_cuda_gemm_kind_name(b.c->gemm_kind)));
+    {
+        /* the decode GEMV's configuration and the device facts its auto pick read */
+        kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b.c);
+        const kern_cuda_gemv_dev *gd = &b.c->gemv_dev;
+        char cs[64];
+        json_object_set_new(root, "gemv", json_pack("{s:s, s:b, s:f, s:i, s:i, s:[i,i,i,i]}", "config",
+                                                    kern_cuda_gemv_cfg_str(&eff, cs, sizeof cs), "q8_input",
+                                                    o.gemv_q8, "peak_dram_gbps", kern_cuda_gemv_peak_gbps(gd),
+                                                    "mem_clock_khz", gd->mem_clock_khz, "bus_width_bits",
+                                                    gd->bus_width_bits, "sb_registers", gd->sb_regs[0],
+                                                    gd->sb_regs[1], gd->sb_regs[2], gd->sb_regs[3]));
+        if (!o.json)
+            printf("decode GEMV: %s (peak DRAM %.0f GB/s from the memory clock and bus width)\n", cs,
+                   kern_cuda_gemv_peak_gbps(gd));
+    }
     /* the sm_90a wgmma module: loaded, or why not */
     json_object_set_new(root, "wgmma", json_pack("{s:b, s:s?}", "loaded", b.c->caps.wgmma, "off", b.c->caps.wgmma_off));
     if (!o.json)

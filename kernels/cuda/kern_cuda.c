@@ -28,7 +28,10 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_ROPE_NEOX] = "kern_rope_neox",         [KF_SOFTMAX] = "kern_softmax",
     [KF_ATTENTION] = "kern_attention",         [KF_SILU_MUL] = "kern_silu_mul",
     [KF_ADD] = "kern_add",                     [KF_GEMV_Q4_0_MR] = "kern_gemv_q4_0_mr",
-    [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",  [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
+    [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",
+    [KF_GEMV_SB_FIRST] = "kern_gemv_q4_0_sb", [KF_GEMV_SB_FIRST + 1] = "kern_gemv_q8_0_sb",
+    [KF_GEMV_SB_FIRST + 2] = "kern_gemv_q4_0_sbn", [KF_GEMV_SB_FIRST + 3] = "kern_gemv_q8_0_sbn",
+    [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
     [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",
     [KF_MOE_SORT] = "kern_moe_sort", [KF_MOE_GEMM_Q4_0] = "kern_moe_gemm_q4_0",
@@ -272,6 +275,8 @@ adg_error *kern_cuda_open(int ordinal, kern_cuda_load_mode mode, kern_cuda_ctx *
         e = init_gemm_caps(c);
     if (!e)
         kern_cuda_wgmma_load(c);
+    if (!e)
+        kern_cuda_gemv_init(c);
     if (e) {
         kern_cuda_close(c);
         return e;

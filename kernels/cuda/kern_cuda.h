@@ -89,6 +89,60 @@ void kern_cuda_set_sync_each(kern_cuda_ctx *ctx, bool on);
  * (the one measured on the H100); 0 (the default) is auto: 4 for Q4_0, 1 for Q8_0.  See
  * docs/cuda-kernels.md for why and for the verification status. */
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *ctx, int rows);
+
+/* ---- Which decode GEMV (kern_cuda_gemv.c, docs/cuda-kernels.md) ------------------------
+ * The row kernels (kern_gemv_*, kern_gemv_*_mr: rows staged in shared memory and read back
+ * 2 bytes at a time; the H100's 91 %) or the super-block kernel (kern_gemv_*_sb: 16-byte
+ * loads throughout, the activations kept in registers, optionally a persistent grid whose
+ * warps fetch their next span while they sum the current one).  Set by
+ * $AMXDIAG_GPU_GEMV or kern_cuda_set_gemv, e.g. "rows", "sb", "sb,load=nc,warps=8,waves=2";
+ * anything left out (or "auto") is the device's default (kern_cuda_gemv_auto).
+ * `--gemv-rows N` (N > 0) still selects the row kernels with N rows. */
+enum { KERN_CUDA_GEMV_AUTO = 0, KERN_CUDA_GEMV_ROWS = 1, KERN_CUDA_GEMV_SB = 2 };
+typedef struct kern_cuda_gemv_cfg {
+    int kernel; /* KERN_CUDA_GEMV_* */
+    int load;   /* sb: 0 ld.global.cs, 1 ld.global.nc.L1::no_allocate.L2::256B; -1 auto */
+    int warps;  /* sb: warps per block, 4 or 8; 0 auto */
+    int waves;  /* sb: a persistent grid of `waves` x the blocks the SMs hold at once; 0: a block
+                   per 4 or 8 spans (no persistence); -1 auto */
+} kern_cuda_gemv_cfg;
+#define KERN_CUDA_GEMV_CFG_AUTO ((kern_cuda_gemv_cfg){KERN_CUDA_GEMV_AUTO, -1, 0, -1})
+/* Parses a spec as above into *out (starting from auto).  ADG_E_USAGE with the accepted
+ * forms for anything else. */
+adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out);
+/* "sb,load=nc,warps=4,waves=1" (or "rows"; "auto" parts as "auto") into buf. */
+const char *kern_cuda_gemv_cfg_str(const kern_cuda_gemv_cfg *cfg, char *buf, size_t len);
+void kern_cuda_set_gemv(kern_cuda_ctx *ctx, const kern_cuda_gemv_cfg *cfg);
+
+/* The device facts the choice uses (driver attributes; 0 = unknown). */
+typedef struct kern_cuda_gemv_dev {
+    int sm_count, cc_major;
+    int mem_clock_khz, bus_width_bits; /* peak DRAM GB/s = 2 x clock x width / 8 */
+    int regs_per_sm, threads_per_sm, smem_per_sm;
+    int sb_regs[4]; /* registers per thread of the super-block kernels (KF_GEMV_SB_FIRST order) */
+} kern_cuda_gemv_dev;
+/* Peak DRAM bandwidth in GB/s from the memory clock and bus width (0 when unknown). */
+double kern_cuda_gemv_peak_gbps(const kern_cuda_gemv_dev *dev);
+/* cfg with every auto part decided for this device (pure; unit-tested). */
+kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *dev);
+/* The configuration a context uses, resolved (what --json reports). */
+kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx);
+
+/* One GEMV launch as planned (pure; unit-tested). */
+typedef struct kern_cuda_gemv_plan {
+    bool sb;          /* the super-block kernel; else the row kernels */
+    int rows;         /* row kernels: rows per warp iteration (1: kern_gemv_*, else _mr) */
+    int load, warps;  /* sb */
+    int nsb;          /* sb: super-blocks per row */
+    int64_t spans;    /* sb: work items (32 super-blocks each) */
+    unsigned grid, block, smem;
+} kern_cuda_gemv_plan;
+/* For type (Q4_0/Q8_0) weights of nrows x ncols, n_jobs jobs, weights 16-byte aligned or
+ * not; gemv_rows as kern_cuda_set_gemv_rows.  The super-block kernel needs ncols % 256 == 0,
+ * ncols <= 8192 and aligned weights; else the row kernels run. */
+kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *resolved, const kern_cuda_gemv_dev *dev,
+                                            int gemv_rows, kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
+                                            bool w_aligned16, unsigned max_grid_x);
 /* Experimental: 64 selects the prompt GEMM with 64-wide k stages; 32 (the default) the
  * 32-wide one. */
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *ctx, int bk);

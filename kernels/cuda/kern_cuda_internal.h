@@ -55,6 +55,8 @@ enum kern_cuda_fn {
     KF_GEMM_WGMMA_LAST = KF_GEMM_WGMMA_FIRST + 2 * 4 - 1,
     KF_MOE_GEMM_I8G_FIRST, /* the grouped int8 GEMM's token-tile variants g (GI8M_VARIANTS): q4_0 at FIRST + 2g */
     KF_MOE_GEMM_I8G_LAST = KF_MOE_GEMM_I8G_FIRST + 2 * 6 - 1,
+    KF_GEMV_SB_FIRST, /* the super-block GEMV (kern_gemv_sb.cuh): q4_0, q8_0 with ld.global.cs, then both with .nc */
+    KF_GEMV_SB_LAST = KF_GEMV_SB_FIRST + 3,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -104,7 +106,12 @@ struct kern_cuda_ctx {
     kern_cuda_graph *capturing;    /* between kern_cuda_graph_begin and _end */
     kern_cu_module mod_wgmma;      /* the sm_90a wgmma module, NULL when not loaded (caps.wgmma_off says why) */
     char wgmma_off[200];
+    kern_cuda_gemv_cfg gemv;       /* the decode GEMV's configuration as asked (kern_cuda_gemv.c) */
+    kern_cuda_gemv_dev gemv_dev;   /* the device facts its auto pick and grid use */
 };
+/* Reads the device facts and the super-block kernels' registers, and $AMXDIAG_GPU_GEMV
+ * (kern_cuda_gemv.c); never fails (a bad variable is warned about and ignored). */
+void kern_cuda_gemv_init(kern_cuda_ctx *ctx);
 /* Loads the sm_90a wgmma module on a compute capability 9.0 device (after the main module
  * and init_gemm_caps); never fails: where it cannot, caps.wgmma stays false and
  * caps.wgmma_off says why (kern_gemm_wgmma_load.c). */

@@ -123,6 +123,8 @@ static adg_error *quant_kernel(const char *op, kern_type type, int64_t ncols, en
     return e ? adg_error_prefix(e, "%s", op) : NULL;
 }
 
+static adg_error *want_smem(kern_cuda_ctx *c, const char *op, enum kern_cuda_fn fn, int bytes);
+
 /* pre: x was quantised into scratch by the op that produced it (the _q8 ops). */
 static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, kern_cu_deviceptr w, int n_expert,
                               int64_t nrows, int64_t ncols, kern_cu_deviceptr ids, int n_jobs, kern_cu_deviceptr x,
@@ -154,25 +156,22 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
     int ne = n_expert, nj = n_jobs;
     kern_cu_deviceptr v = kern_cuda_valptr(c);
     kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
-    /* The multi-row kernel needs R whole rows in the 4608-byte stage, 16-byte aligned. */
-    size_t rb = kern_row_size(type, ncols);
-    /* Auto (0): Q4_0 rows are short (1152 bytes at K = 2048): one row per warp iteration
-     * left too few bytes in flight (63 % of copy bandwidth on the H100, while Q8_0's
-     * 2176-byte rows reached 90 %), so Q4_0 streams up to 4 rows (4608 bytes) per
-     * iteration; Q8_0 keeps the single-row kernel.  1 selects the single-row kernel. */
-    int rows = c->gemv_rows > 0 ? c->gemv_rows : type == KERN_TYPE_Q4_0 ? 4 : 1;
-    if (rows > 1 && (rb % 16 != 0 || (w & 15) != 0))
-        rows = 1;
-    if (rows > 1 && (size_t)rows * rb > 4608)
-        rows = (int)(4608 / rb);
-    if (rows > 1) {
-        int64_t groups = (int64_t)n_jobs * ((nrows + rows - 1) / rows);
+    kern_cuda_gemv_cfg cfg = kern_cuda_gemv_resolve(&c->gemv, &c->gemv_dev);
+    kern_cuda_gemv_plan pl = kern_cuda_gemv_plan_for(&cfg, &c->gemv_dev, c->gemv_rows, type, nrows, ncols, n_jobs,
+                                                     (w & 15) == 0, c->max_grid_x);
+    kern_cuda_geom g = {{pl.grid, 1, 1}, {pl.block, 1, 1}};
+    if (pl.sb) {
+        enum kern_cuda_fn f = (enum kern_cuda_fn)(KF_GEMV_SB_FIRST + (type == KERN_TYPE_Q4_0 ? 0 : 1) + 2 * pl.load);
+        if ((e = want_smem(c, op, f, (int)pl.smem)))
+            return e;
+        void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v};
+        e = kern_cuda_launch_fn(c, op, f, g, pl.smem, p, ptrs);
+    } else if (pl.rows > 1) {
+        int rows = pl.rows;
         void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v, &rows};
-        kern_cuda_geom g = kern_cuda_geom_rows(groups, 4, 128, c->max_grid_x);
         e = kern_cuda_launch_fn(c, op, fn == KF_GEMV_Q4_0 ? KF_GEMV_Q4_0_MR : KF_GEMV_Q8_0_MR, g, 0, p, ptrs);
     } else {
         void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v};
-        kern_cuda_geom g = kern_cuda_geom_rows((int64_t)n_jobs * nrows, 4, 128, c->max_grid_x);
         e = kern_cuda_launch_fn(c, op, fn, g, 0, p, ptrs);
     }
     if (e)

@@ -483,6 +483,15 @@ extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_q_mr<8>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v, rows_per_warp);
 }
 
+// The GEMV by super-blocks of 8 blocks (16-byte loads throughout, a persistent grid on
+// request): kern_gemv_sb.cuh says why and how; kern_cuda_gemv.c picks between it and the
+// row kernels above.  "n": the weights through ld.global.nc.L1::no_allocate.L2::256B.
+#include "kern_gemv_sb.cuh"
+GEMV_SB_KERNEL(kern_gemv_q4_0_sb, 4, 0)
+GEMV_SB_KERNEL(kern_gemv_q8_0_sb, 8, 0)
+GEMV_SB_KERNEL(kern_gemv_q4_0_sbn, 4, 1)
+GEMV_SB_KERNEL(kern_gemv_q8_0_sbn, 8, 1)
+
 // ---- Prompt GEMM on tensor cores ----------------------------------------------------------
 // C[r, n] = sum_k W[r, k] X[n, k], stored as Y[n * m + r].  W (Q4_0, Q8_0 or F16) is
 // dequantized to f16 in shared memory one 32-wide k block at a time; X was converted to

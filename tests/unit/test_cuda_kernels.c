@@ -5,8 +5,10 @@
  * tests/device/cuda.sh): a sticky error kills the context. */
 #include "adg_test.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/cuda/kern_cuda_check.h"
 
@@ -129,6 +131,51 @@ static void test_gemv_multirow(void **state)
     adg_error_free(e);
     kern_cuda_set_validate(ctx, false);
     kern_cuda_set_gemv_rows(ctx, 0);
+}
+
+/* The super-block GEMV (kern_gemv_sb.cuh) in every configuration the sweep times: row
+ * lengths of 1, 3 (odd: lanes 30 and 31 idle, row sums through shared memory), 8, 16 and
+ * 32 super-blocks, partial last spans, grouped experts with shared and per-job inputs, a
+ * persistent grid with many spans a warp (40,000 rows of 256), shapes that fall back to
+ * the row kernels, and --gpu-validate's report. */
+static void test_gemv_sb(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kern_cuda_check_result r;
+    const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
+    static const char *const cfgs[] = {"sb,load=cs,warps=4,waves=0", "sb,load=cs,warps=4,waves=1",
+                                       "sb,load=nc,warps=8,waves=1", "sb,load=nc,warps=4,waves=2",
+                                       "sb,load=nc,warps=8,waves=0"};
+    for (size_t ci = 0; ci < ADG_ARRAY_LEN(cfgs); ci++) {
+        kern_cuda_gemv_cfg cfg;
+        ADG_ASSERT_OK(kern_cuda_gemv_parse(cfgs[ci], &cfg));
+        kern_cuda_set_gemv(ctx, &cfg);
+        print_message("GEMV %s\n", cfgs[ci]);
+        for (size_t i = 0; i < 2; i++) {
+            const uint64_t s = 300 + 40 * ci + 20 * i;
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 1000, 2048, s, &r), &r);
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 1001, 2048, s + 1, &r), &r); /* partial span */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 37, 768, s + 2, &r), &r);    /* nsb 3 */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 50, 4096, s + 3, &r), &r);   /* nsb 16 */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 9, 8192, s + 4, &r), &r);    /* nsb 32 */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 300, 256, s + 5, &r), &r);   /* nsb 1 */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 33, 32 * 9, s + 6, &r), &r); /* fallback */
+            expect_pass(kern_cuda_check_gemv(ctx, t[i], 5, 8448, s + 7, &r), &r);    /* fallback: nsb 33 */
+            expect_pass(kern_cuda_check_moe(ctx, t[i], 128, 96, 512, 8, 1, s + 8, &r), &r);
+            expect_pass(kern_cuda_check_moe(ctx, t[i], 16, 101, 768, 4, 4, s + 9, &r), &r);
+            expect_pass(kern_cuda_check_moe(ctx, t[i], 7, 40, 160, 3, 3, s + 10, &r), &r); /* fallback */
+            if (ci == 1)
+                expect_pass(kern_cuda_check_gemv(ctx, t[i], 40000, 256, s + 11, &r), &r);
+        }
+    }
+    kern_cuda_set_validate(ctx, true);
+    adg_error *e = kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_MATVEC_OOB);
+    assert_non_null(e);
+    assert_non_null(strstr(adg_error_msg(e), "gemv: weight row"));
+    adg_error_free(e);
+    kern_cuda_set_validate(ctx, false);
+    kern_cuda_set_gemv(ctx, NULL);
 }
 
 static void test_gemm(void **state)
@@ -349,9 +396,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_info), cmocka_unit_test(test_selftest),   cmocka_unit_test(test_force_ptx),
         cmocka_unit_test(test_get_rows),  cmocka_unit_test(test_gemv),       cmocka_unit_test(test_gemv_multirow),
+        cmocka_unit_test(test_gemv_sb),
         cmocka_unit_test(test_gemm),      cmocka_unit_test(test_gemm_bk64),
         cmocka_unit_test(test_small_ops), cmocka_unit_test(test_validate),   cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_batch_ops), cmocka_unit_test(test_batch_bad_args), cmocka_unit_test(test_fused_ops),
     };
+    /* a device script may run a part: AMXDIAG_TEST_FILTER=*gemv* (cmocka's wildcards) */
+    if (getenv("AMXDIAG_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("AMXDIAG_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,248 @@
+/* Which decode GEMV runs, and with what grid: the row kernels (kern_gemv_*, _mr) or the
+ * super-block kernel (kern_gemv_*_sb{,n}, kern_gemv_sb.cuh).  Pure host logic apart from
+ * kern_cuda_gemv_init, which reads the driver's facts once per context. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/adg_log.h"
+#include "common/adg_util.h"
+#include "kernels/cuda/kern_cuda_internal.h"
+
+/* Peak DRAM bandwidth at or above which the super-block kernel is the default.  The row
+ * kernels reached 91 % (Q4_0) / 90 % (Q8_0) of the H100's copy bandwidth (3.35 TB/s peak)
+ * but only 69 % / 68 % of the H200's (4.8 TB/s): their shared-memory reads cap them near
+ * 2.9 TB/s whatever the DRAM.  Until the super-block kernel is measured on an H100 too,
+ * slower memories keep the measured row kernels. */
+#define SB_DEFAULT_MIN_GBPS 4000.0
+
+static const char *const load_names[] = {"cs", "nc"};
+
+static adg_error *bad_spec(const char *spec, const char *what)
+{
+    return adg_error_hint(adg_error_new(ADG_E_USAGE, "GEMV configuration '%s': %s", spec, what),
+                          "use auto, rows or sb, optionally followed by ,load=cs|nc ,warps=4|8 ,waves=N "
+                          "(0..64; 0: no persistent grid), e.g. sb,load=nc,warps=4,waves=1");
+}
+
+adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out)
+{
+    kern_cuda_gemv_cfg c = KERN_CUDA_GEMV_CFG_AUTO;
+    char buf[128];
+    if (!spec)
+        spec = "";
+    if (strlen(spec) >= sizeof buf)
+        return bad_spec(spec, "too long");
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) {
+            if (!strcmp(tok, "auto"))
+                c.kernel = KERN_CUDA_GEMV_AUTO;
+            else if (!strcmp(tok, "rows") || !strcmp(tok, "old"))
+                c.kernel = KERN_CUDA_GEMV_ROWS;
+            else if (!strcmp(tok, "sb"))
+                c.kernel = KERN_CUDA_GEMV_SB;
+            else
+                return bad_spec(spec, "unknown kernel");
+            continue;
+        }
+        *eq = 0;
+        const char *val = eq + 1;
+        const bool is_auto = !strcmp(val, "auto");
+        char *end = NULL;
+        long n = strtol(val, &end, 10);
+        const bool num = *val && end && *end == 0;
+        if (!strcmp(tok, "load")) {
+            if (is_auto)
+                c.load = -1;
+            else if (!strcmp(val, "cs") || !strcmp(val, "nc"))
+                c.load = val[0] == 'n';
+            else
+                return bad_spec(spec, "load takes cs, nc or auto");
+        } else if (!strcmp(tok, "warps")) {
+            if (is_auto)
+                c.warps = 0;
+            else if (num && (n == 4 || n == 8))
+                c.warps = (int)n;
+            else
+                return bad_spec(spec, "warps takes 4, 8 or auto");
+        } else if (!strcmp(tok, "waves")) {
+            if (is_auto)
+                c.waves = -1;
+            else if (num && n >= 0 && n <= 64)
+                c.waves = (int)n;
+            else
+                return bad_spec(spec, "waves takes 0 to 64 or auto");
+        } else {
+            return bad_spec(spec, "unknown key (load, warps, waves)");
+        }
+    }
+    *out = c;
+    return NULL;
+}
+
+const char *kern_cuda_gemv_cfg_str(const kern_cuda_gemv_cfg *c, char *buf, size_t len)
+{
+    if (c->kernel == KERN_CUDA_GEMV_ROWS) {
+        snprintf(buf, len, "rows");
+        return buf;
+    }
+    char w[16] = "auto", g[16] = "auto";
+    if (c->warps > 0)
+        snprintf(w, sizeof w, "%d", c->warps);
+    if (c->waves >= 0)
+        snprintf(g, sizeof g, "%d", c->waves);
+    snprintf(buf, len, "%s,load=%s,warps=%s,waves=%s", c->kernel == KERN_CUDA_GEMV_SB ? "sb" : "auto",
+             c->load >= 0 && c->load <= 1 ? load_names[c->load] : "auto", w, g);
+    return buf;
+}
+
+double kern_cuda_gemv_peak_gbps(const kern_cuda_gemv_dev *d)
+{
+    if (d->mem_clock_khz <= 0 || d->bus_width_bits <= 0)
+        return 0;
+    return 2.0 * d->mem_clock_khz * 1e3 * (d->bus_width_bits / 8.0) / 1e9;
+}
+
+kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *d)
+{
+    kern_cuda_gemv_cfg c = *cfg;
+    if (c.kernel == KERN_CUDA_GEMV_AUTO)
+        c.kernel = kern_cuda_gemv_peak_gbps(d) >= SB_DEFAULT_MIN_GBPS ? KERN_CUDA_GEMV_SB : KERN_CUDA_GEMV_ROWS;
+    /* Not yet measured: the streaming loads of the row kernels, 4-warp blocks, one
+     * resident wave (each warp fetches its next span while it sums the current one). */
+    if (c.load < 0)
+        c.load = 0;
+    if (c.warps <= 0)
+        c.warps = 4;
+    if (c.waves < 0)
+        c.waves = 1;
+    return c;
+}
+
+kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx)
+{
+    return kern_cuda_gemv_resolve(&ctx->gemv, &ctx->gemv_dev);
+}
+
+void kern_cuda_set_gemv(kern_cuda_ctx *ctx, const kern_cuda_gemv_cfg *cfg)
+{
+    ctx->gemv = cfg ? *cfg : KERN_CUDA_GEMV_CFG_AUTO;
+}
+
+/* Blocks of `threads` threads using `regs` registers each and `smem` bytes an SM holds at
+ * once (the per-warp register allocation is rounded to 256; a block reserves 1 KiB of
+ * shared memory on sm_80 and later). */
+static int blocks_per_sm(const kern_cuda_gemv_dev *d, int regs, int threads, unsigned smem)
+{
+    const int regs_sm = d->regs_per_sm > 0 ? d->regs_per_sm : 65536;
+    const int thr_sm = d->threads_per_sm > 0 ? d->threads_per_sm : 2048;
+    const int smem_sm = d->smem_per_sm > 0 ? d->smem_per_sm : 228 * 1024;
+    const int warps = threads / 32;
+    int b = thr_sm / threads;
+    if (regs > 0) {
+        const int per_warp = (regs * 32 + 255) / 256 * 256;
+        const int by_regs = regs_sm / per_warp / warps;
+        if (by_regs < b)
+            b = by_regs;
+    }
+    const int by_smem = smem_sm / (int)(smem + 1024);
+    if (by_smem < b)
+        b = by_smem;
+    if (b > 32)
+        b = 32;
+    return b < 1 ? 1 : b;
+}
+
+kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const kern_cuda_gemv_dev *d, int gemv_rows,
+                                            kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
+                                            bool w_aligned16, unsigned max_grid_x)
+{
+    kern_cuda_gemv_plan p = {0};
+    if (max_grid_x == 0)
+        max_grid_x = 65535;
+    const int64_t nb = ncols / 32;
+    const size_t rb = kern_row_size(type, ncols);
+    if (gemv_rows <= 0 && c->kernel == KERN_CUDA_GEMV_SB && w_aligned16 && nb % 8 == 0 && nb / 8 >= 1 &&
+        nb / 8 <= 32) {
+        const int nsb = (int)(nb / 8), rpi = 32 / nsb, chunks = type == KERN_TYPE_Q4_0 ? 9 : 17;
+        p.sb = true;
+        p.rows = rpi;
+        p.nsb = nsb;
+        p.load = c->load == 1;
+        p.warps = c->warps == 8 ? 8 : 4;
+        p.block = (unsigned)p.warps * 32;
+        p.smem = (unsigned)p.warps * 32 * ((unsigned)chunks * 16 + 4);
+        p.spans = (int64_t)n_jobs * ((nrows + rpi - 1) / rpi);
+        int64_t blocks = (p.spans + p.warps - 1) / p.warps;
+        if (c->waves > 0 && d->sm_count > 0) {
+            const int fi = (type == KERN_TYPE_Q4_0 ? 0 : 1) + 2 * p.load;
+            const int64_t resident = (int64_t)blocks_per_sm(d, d->sb_regs[fi], (int)p.block, p.smem) * d->sm_count;
+            if (resident * c->waves < blocks)
+                blocks = resident * c->waves;
+        }
+        if (blocks > (int64_t)max_grid_x)
+            blocks = max_grid_x;
+        p.grid = blocks < 1 ? 1 : (unsigned)blocks;
+        return p;
+    }
+    /* The row kernels: auto (0) is 4 rows for Q4_0, whose 1152-byte rows at K = 2048 left
+     * one row per warp iteration too few bytes in flight (63 % of copy on the H100, while
+     * Q8_0's 2176-byte rows reached 90 %); Q8_0 keeps the single-row kernel.  The
+     * multi-row kernel needs R whole rows in its 4608-byte stage, 16-byte aligned. */
+    int rows = gemv_rows > 0 ? gemv_rows : type == KERN_TYPE_Q4_0 ? 4 : 1;
+    if (rows > 1 && (rb % 16 != 0 || !w_aligned16))
+        rows = 1;
+    if (rows > 1 && (size_t)rows * rb > 4608)
+        rows = (int)(4608 / rb);
+    if (rows < 1)
+        rows = 1;
+    p.rows = rows;
+    p.block = 128;
+    const int64_t items = (int64_t)n_jobs * ((nrows + rows - 1) / rows);
+    const int64_t blocks = (items + 3) / 4;
+    p.grid = blocks > (int64_t)max_grid_x ? max_grid_x : blocks < 1 ? 1 : (unsigned)blocks;
+    return p;
+}
+
+static int dev_attr(kern_cuda_ctx *c, int attr)
+{
+    int v = 0;
+    if (c->d->cuDeviceGetAttribute(&v, attr, c->dev) != KERN_CU_SUCCESS)
+        return 0;
+    return v;
+}
+
+void kern_cuda_gemv_init(kern_cuda_ctx *c)
+{
+    kern_cuda_gemv_dev *d = &c->gemv_dev;
+    memset(d, 0, sizeof *d);
+    d->sm_count = c->info.sm_count;
+    d->cc_major = c->info.cc_major;
+    d->mem_clock_khz = dev_attr(c, KERN_CU_DEV_ATTR_MEMORY_CLOCK_RATE);
+    d->bus_width_bits = dev_attr(c, KERN_CU_DEV_ATTR_GLOBAL_MEMORY_BUS_WIDTH);
+    d->regs_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_REGISTERS_PER_MULTIPROCESSOR);
+    d->threads_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_THREADS_PER_MULTIPROCESSOR);
+    d->smem_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
+    for (int i = 0; i < 4; i++) {
+        int regs = 0;
+        if (c->fn[KF_GEMV_SB_FIRST + i] &&
+            c->d->cuFuncGetAttribute(&regs, KERN_CU_FUNC_ATTR_NUM_REGS, c->fn[KF_GEMV_SB_FIRST + i]) == KERN_CU_SUCCESS)
+            d->sb_regs[i] = regs;
+    }
+    c->gemv = KERN_CUDA_GEMV_CFG_AUTO;
+    const char *env = getenv("AMXDIAG_GPU_GEMV");
+    if (env && *env) {
+        adg_error *e = kern_cuda_gemv_parse(env, &c->gemv);
+        if (e) {
+            adg_warn("AMXDIAG_GPU_GEMV ignored: %s (%s)", adg_error_msg(e), adg_error_remedy(e));
+            adg_error_free(e);
+        }
+    }
+    char buf[64];
+    kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&c->gemv, d);
+    adg_debug("cuda: GEMV %s (peak DRAM %.0f GB/s; sb registers %d/%d/%d/%d)", kern_cuda_gemv_cfg_str(&r, buf, sizeof buf),
+              kern_cuda_gemv_peak_gbps(d), d->sb_regs[0], d->sb_regs[1], d->sb_regs[2], d->sb_regs[3]);
+}

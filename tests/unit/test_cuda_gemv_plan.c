@@ -1,0 +1,185 @@
+/* The decode GEMV's configuration and launch plan (kern_cuda_gemv.c), host logic only:
+ * the spec parser, the auto pick from the device facts, when the super-block kernel runs
+ * and when the row kernels do (their old rules unchanged), and the persistent grid. */
+#include "adg_test.h"
+
+#include <string.h>
+
+#include "common/adg_util.h"
+#include "kernels/cuda/kern_cuda.h"
+
+/* An H200 and an H100 as the driver describes them (memory clock kHz, bus width bits). */
+static const kern_cuda_gemv_dev h200 = {.sm_count = 132, .cc_major = 9, .mem_clock_khz = 3201000,
+                                        .bus_width_bits = 6144, .regs_per_sm = 65536, .threads_per_sm = 2048,
+                                        .smem_per_sm = 233472, .sb_regs = {170, 224, 170, 224}};
+static const kern_cuda_gemv_dev h100 = {.sm_count = 132, .cc_major = 9, .mem_clock_khz = 2619000,
+                                        .bus_width_bits = 5120, .regs_per_sm = 65536, .threads_per_sm = 2048,
+                                        .smem_per_sm = 233472, .sb_regs = {170, 224, 170, 224}};
+
+static kern_cuda_gemv_cfg parse_ok(const char *spec)
+{
+    kern_cuda_gemv_cfg c;
+    adg_error *e = kern_cuda_gemv_parse(spec, &c);
+    if (e)
+        fail_msg("'%s': %s", spec, adg_error_msg(e));
+    return c;
+}
+
+static void test_parse(void **state)
+{
+    (void)state;
+    char buf[64];
+    kern_cuda_gemv_cfg c = parse_ok("");
+    assert_int_equal(c.kernel, KERN_CUDA_GEMV_AUTO);
+    assert_int_equal(c.load, -1);
+    assert_int_equal(c.warps, 0);
+    assert_int_equal(c.waves, -1);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&c, buf, sizeof buf), "auto,load=auto,warps=auto,waves=auto");
+    c = parse_ok("rows");
+    assert_int_equal(c.kernel, KERN_CUDA_GEMV_ROWS);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&c, buf, sizeof buf), "rows");
+    assert_int_equal(parse_ok("old").kernel, KERN_CUDA_GEMV_ROWS);
+    c = parse_ok("sb,load=nc,warps=8,waves=2");
+    assert_int_equal(c.kernel, KERN_CUDA_GEMV_SB);
+    assert_int_equal(c.load, 1);
+    assert_int_equal(c.warps, 8);
+    assert_int_equal(c.waves, 2);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&c, buf, sizeof buf), "sb,load=nc,warps=8,waves=2");
+    /* what cfg_str writes parses back to the same */
+    kern_cuda_gemv_cfg d = parse_ok(buf);
+    assert_memory_equal(&c, &d, sizeof c);
+    c = parse_ok("sb,waves=0,load=cs");
+    assert_int_equal(c.waves, 0);
+    assert_int_equal(c.load, 0);
+    assert_int_equal(c.warps, 0);
+    static const char *const bad[] = {"fast", "sb,load=xx", "sb,warps=6", "sb,waves=-1", "sb,waves=65",
+                                      "sb,waves=1x", "sb,depth=2", "sb,warps=", "sb,=4"};
+    for (size_t i = 0; i < ADG_ARRAY_LEN(bad); i++) {
+        kern_cuda_gemv_cfg x = KERN_CUDA_GEMV_CFG_AUTO;
+        adg_error *e = kern_cuda_gemv_parse(bad[i], &x);
+        if (!e)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_int_equal(adg_error_kind(e), ADG_E_USAGE);
+        assert_non_null(adg_error_remedy(e));
+        adg_error_free(e);
+    }
+}
+
+static void test_auto(void **state)
+{
+    (void)state;
+    /* 4.9 TB/s peak (H200): the super-block kernel; 3.35 TB/s (H100): the row kernels it
+     * was measured with; unknown memory: the row kernels */
+    assert_true(kern_cuda_gemv_peak_gbps(&h200) > 4800 && kern_cuda_gemv_peak_gbps(&h200) < 5000);
+    assert_true(kern_cuda_gemv_peak_gbps(&h100) > 3300 && kern_cuda_gemv_peak_gbps(&h100) < 3400);
+    kern_cuda_gemv_cfg a = KERN_CUDA_GEMV_CFG_AUTO;
+    kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&a, &h200);
+    assert_int_equal(r.kernel, KERN_CUDA_GEMV_SB);
+    assert_true(r.load == 0 || r.load == 1);
+    assert_true(r.warps == 4 || r.warps == 8);
+    assert_true(r.waves >= 0);
+    assert_int_equal(kern_cuda_gemv_resolve(&a, &h100).kernel, KERN_CUDA_GEMV_ROWS);
+    const kern_cuda_gemv_dev none = {0};
+    assert_int_equal(kern_cuda_gemv_resolve(&a, &none).kernel, KERN_CUDA_GEMV_ROWS);
+    /* what is asked stays */
+    kern_cuda_gemv_cfg s = parse_ok("sb,load=nc,warps=8,waves=3");
+    kern_cuda_gemv_cfg rs = kern_cuda_gemv_resolve(&s, &h100);
+    assert_memory_equal(&s, &rs, sizeof s);
+}
+
+static void test_plan_sb(void **state)
+{
+    (void)state;
+    kern_cuda_gemv_cfg c = parse_ok("sb,load=cs,warps=4,waves=0");
+    /* K = 2048: 8 super-blocks a row, 4 rows a span; Q4_0 4608 + 512 bytes of stage a warp */
+    kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 1u << 31);
+    assert_true(p.sb);
+    assert_int_equal(p.nsb, 8);
+    assert_int_equal(p.rows, 4);
+    assert_int_equal(p.spans, 1024);
+    assert_int_equal(p.block, 128);
+    assert_int_equal(p.grid, 256);
+    assert_int_equal(p.smem, 4 * 32 * (9 * 16 + 4));
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 4097, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.spans, 1025); /* a partial last span */
+    assert_int_equal(p.smem, 4 * 32 * (17 * 16 + 4));
+    /* K = 768: 3 super-blocks, 10 rows a span (30 lanes); grouped: spans per job */
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2048, 768, 8, true, 1u << 31);
+    assert_true(p.sb);
+    assert_int_equal(p.nsb, 3);
+    assert_int_equal(p.rows, 10);
+    assert_int_equal(p.spans, 8 * 205);
+    /* K = 8192: 32 super-blocks, one row a span; K = 256: 32 rows a span */
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 10, 8192, 1, true, 1u << 31);
+    assert_true(p.sb && p.nsb == 32 && p.rows == 1 && p.spans == 10);
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 33, 256, 1, true, 1u << 31);
+    assert_true(p.sb && p.nsb == 1 && p.rows == 32 && p.spans == 2);
+    /* not for: K % 256 != 0, K > 8192, unaligned weights, --gemv-rows N */
+    assert_false(kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 32 * 9, 1, true, 65535).sb);
+    assert_false(kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 8192 + 256, 1, true, 65535).sb);
+    assert_false(kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 2048, 1, false, 65535).sb);
+    assert_false(kern_cuda_gemv_plan_for(&c, &h200, 1, KERN_TYPE_Q4_0, 100, 2048, 1, true, 65535).sb);
+}
+
+static void test_plan_persistent(void **state)
+{
+    (void)state;
+    /* waves = 1: as many blocks as the SMs hold at once.  Q4_0 at 170 registers: 176 a
+     * thread after the 256-per-warp rounding, 11 warps an SM, 2 blocks of 4 warps; 132 SMs */
+    kern_cuda_gemv_cfg c = parse_ok("sb,load=cs,warps=4,waves=1");
+    kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.spans, 524288);
+    assert_int_equal(p.grid, 2 * 132);
+    c.waves = 3;
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.grid, 3 * 2 * 132);
+    /* 8 warps of 224 registers: 1 block an SM */
+    c = parse_ok("sb,load=nc,warps=8,waves=1");
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 2097152, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.load, 1);
+    assert_int_equal(p.block, 256);
+    assert_int_equal(p.grid, 132);
+    /* fewer spans than the SMs hold: a block per `warps` spans, persistent or not */
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 512, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.grid, 16);
+    /* max_grid_x caps it */
+    c.waves = 0;
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 2097152, 2048, 1, true, 1000);
+    assert_int_equal(p.grid, 1000);
+}
+
+static void test_plan_rows(void **state)
+{
+    (void)state;
+    /* The row kernels as before: auto 4 rows for Q4_0, 1 for Q8_0; R rows must fit 4608
+     * bytes and be 16-byte aligned; 4 warps a block, a warp per R rows */
+    kern_cuda_gemv_cfg c = parse_ok("rows");
+    kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 1001, 2048, 1, true, 65535);
+    assert_false(p.sb);
+    assert_int_equal(p.rows, 4);
+    assert_int_equal(p.block, 128);
+    assert_int_equal(p.grid, (251 + 3) / 4);
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 1001, 2048, 1, true, 65535);
+    assert_int_equal(p.rows, 1);
+    assert_int_equal(p.grid, (1001 + 3) / 4);
+    p = kern_cuda_gemv_plan_for(&c, &h200, 4, KERN_TYPE_Q8_0, 100, 2048, 1, true, 65535);
+    assert_int_equal(p.rows, 2); /* 2 x 2176 bytes fit 4608, 4 do not */
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 32 * 9, 1, true, 65535);
+    assert_int_equal(p.rows, 1); /* 162-byte rows: not 16-byte multiples */
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 2048, 1, false, 65535);
+    assert_int_equal(p.rows, 1);
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 65535);
+    assert_int_equal(p.grid, 65535);
+    /* auto on an H100: the row kernels */
+    kern_cuda_gemv_cfg a = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &h100);
+    assert_false(kern_cuda_gemv_plan_for(&a, &h100, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535).sb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),           cmocka_unit_test(test_auto),      cmocka_unit_test(test_plan_sb),
+        cmocka_unit_test(test_plan_persistent), cmocka_unit_test(test_plan_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
