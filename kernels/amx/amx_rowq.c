@@ -213,8 +213,9 @@ void kern_rowq_ref_gemm(const kern_rowq_job *j)
 /* ---- drivers ---- */
 
 /* Tuning knobs for the device's sweep (docs/kernels.md): A rows per L2 block as KiB of A
- * (AMXDIAG_AMX_ROWQ_L2KB, default 512), and panel pairs per work item
- * (AMXDIAG_AMX_ROWQ_CHUNK, default 0 = an even share per worker for a dense product). */
+ * (AMXDIAG_AMX_ROWQ_L2KB, default 512), panel pairs per work item (AMXDIAG_AMX_ROWQ_CHUNK,
+ * default 0 = an even share per worker for a dense product), K steps of 64 per K block
+ * (AMXDIAG_AMX_ROWQ_KB, default 0 = the whole K). */
 static int64_t env_i64(const char *name, int64_t def, int64_t lo, int64_t hi)
 {
     const char *v = getenv(name);
@@ -306,7 +307,7 @@ typedef struct gemm_args {
     int64_t ng, chunk, per_group;   /* items: (group, chunk of panel pairs) */
     float *y;
     rowq_gemm_fn fn;
-    int64_t mblock;
+    int64_t mblock, kblock;
     _Atomic int64_t next;
 } gemm_args;
 
@@ -323,24 +324,36 @@ static void gemm_worker(void *arg, int ith, int nth)
         const int64_t p0 = item % a->per_group * a->chunk * 2;
         const int64_t p1 = p0 + a->chunk * 2 < w->n_panels ? p0 + a->chunk * 2 : w->n_panels;
         kern_rowq_job j = {w, w->q + (size_t)g->mat * w->mat_bytes, w->d + g->mat * w->n_pad, p0, p1, g->at, g->da,
-                           g->m, a->y, w->n, g->yrow, a->mblock, a->c->scratch[ith]};
+                           g->m, a->y, w->n, g->yrow, a->mblock, a->kblock, a->c->scratch[ith]};
         a->fn(&j);
     }
 }
 
-static void run_gemm(kern_cpu *c, const kern_rowq_weight *w, const rowq_group *g, int64_t ng, int64_t def_chunk, float *y)
+static adg_error *run_gemm(kern_cpu *c, const kern_rowq_weight *w, const rowq_group *g, int64_t ng, int64_t def_chunk,
+                           float *y)
 {
     const int64_t pairs = (w->n_panels + 1) / 2;
     int64_t chunk = env_i64("AMXDIAG_AMX_ROWQ_CHUNK", 0, 0, 1 << 30);
     if (chunk == 0)
         chunk = def_chunk;
     chunk = chunk < 1 ? 1 : chunk > pairs ? pairs : chunk;
-    gemm_args a = {c, w, g, ng, chunk, (pairs + chunk - 1) / chunk, y, gemm_of(c), mblock_rows(w->k_pad), 0};
+    int64_t max_m = 32;   /* a block need not be taller than the tallest group (scratch per strip) */
+    for (int64_t i = 0; i < ng; i++)
+        max_m = g[i].m > max_m ? g[i].m : max_m;
+    int64_t mblock = mblock_rows(w->k_pad);
+    if (mblock > (max_m + 31) / 32 * 32)
+        mblock = (max_m + 31) / 32 * 32;
+    gemm_args a = {c, w, g, ng, chunk, (pairs + chunk - 1) / chunk, y, gemm_of(c), mblock,
+                   env_i64("AMXDIAG_AMX_ROWQ_KB", 0, 0, 1 << 20), 0};
+    adg_error *e = kern_cpu_ensure_scratch(c, kern_rowq_scratch(a.mblock));
+    if (e)
+        return e;
     atomic_store(&a.next, 0);
     if (ng * a.per_group == 1)
         gemm_worker(&a, 0, 1);
     else
         kern_pool_run(c->pool, gemm_worker, &a);
+    return NULL;
 }
 
 static adg_error *check_common(const kern_cpu *c, const kern_rowq_weight *w, const float *x, const float *y)
@@ -379,15 +392,14 @@ adg_error *kern_rowq_matmul(kern_cpu *c, const kern_rowq_weight *w, const float 
     uint8_t *buf = kern_ws_get(&c->ws, ROWQ_WS_SLOT, (size_t)m_pad * (size_t)w->k_pad + (size_t)m_pad * sizeof(float));
     if (!buf)
         return adg_error_new(ADG_E_NOMEM, "out of memory for %lld quantised rows", (long long)m);
-    if ((e = kern_cpu_ensure_scratch(c, 4096)))
-        return e;
     quant_args qa = {quant_of(c), x, m, m_pad, w->k, w->k_pad, w->nc, (int8_t *)buf,
                      (float *)(buf + (size_t)m_pad * (size_t)w->k_pad)};
     run_quant(c, &qa);
     const rowq_group g = {0, m, qa.at, qa.da, NULL};
     const int nth = kern_cpu_threads(c);
     const int64_t pairs = (w->n_panels + 1) / 2;
-    run_gemm(c, w, &g, 1, (pairs + nth - 1) / nth, y);
+    if ((e = run_gemm(c, w, &g, 1, (pairs + nth - 1) / nth, y)))
+        return e;
     fill_info(info, "matmul", c, w, 2ull * (uint64_t)m * (uint64_t)w->n * (uint64_t)w->k,
               w->mat_bytes + (uint64_t)m * (uint64_t)(w->k + w->n) * 4, t0);
     return NULL;
@@ -448,8 +460,6 @@ adg_error *kern_rowq_moe_matmul(kern_cpu *c, const kern_rowq_weight *w, const fl
             return adg_error_new(ADG_E_USAGE, "row-scaled moe matmul: expert id %d of token %lld slot %lld is outside "
                                               "0..%lld", ids[i], (long long)(i / top_k), (long long)(i % top_k),
                                  (long long)w->n_mat - 1);
-    if ((e = kern_cpu_ensure_scratch(c, 4096)))
-        return e;
     const int64_t xrows = x_per_slot ? slots : n_tokens;
     int64_t *count = calloc((size_t)w->n_mat, sizeof *count);
     int64_t *fill = calloc((size_t)w->n_mat, sizeof *fill);
@@ -507,7 +517,8 @@ adg_error *kern_rowq_moe_matmul(kern_cpu *c, const kern_rowq_weight *w, const fl
     /* about eight items per worker over every expert's panel pairs */
     const int nth = kern_cpu_threads(c);
     const int64_t pairs = (w->n_panels + 1) / 2;
-    run_gemm(c, w, g, ng, (ng * pairs + 8 * nth - 1) / (8 * nth), y);
+    if ((e = run_gemm(c, w, g, ng, (ng * pairs + 8 * nth - 1) / (8 * nth), y)))
+        goto out;
     fill_info(info, "moe_matmul", c, w, 2ull * (uint64_t)listed * (uint64_t)w->n * (uint64_t)w->k,
               (uint64_t)ng * w->mat_bytes + (uint64_t)xrows * (uint64_t)w->k * 4 + (uint64_t)listed * (uint64_t)w->n * 4,
               t0);

@@ -80,7 +80,8 @@ typedef struct kern_rowq_job {
     int64_t ldy;
     const int64_t *yrow;            /* NULL: row i of y is output row i */
     int64_t mblock;                 /* rows of A per L2 block, a multiple of 32 */
-    void *scratch;                  /* >= 4 KiB, 64-byte aligned */
+    int64_t kblock;                 /* K steps of 64 per block; 0 or >= nc: the whole K */
+    void *scratch;                  /* kern_rowq_scratch(mblock) bytes, 64-byte aligned */
 } kern_rowq_job;
 
 typedef struct kern_rowq_kernels {
@@ -92,6 +93,12 @@ typedef struct kern_rowq_kernels {
 } kern_rowq_kernels;
 extern const kern_rowq_kernels kern_rowq_hw;
 extern const kern_rowq_kernels kern_rowq_emu;
+
+/* Scratch a job needs: the C tiles, and 4 KiB per 32-row strip of an L2 block. */
+static inline size_t kern_rowq_scratch(int64_t mblock)
+{
+    return 4096 + (size_t)((mblock + 31) / 32) * 4096;
+}
 
 /* The scalar reference of the GEMM, same job. */
 void kern_rowq_ref_gemm(const kern_rowq_job *j);

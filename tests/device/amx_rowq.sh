@@ -9,8 +9,9 @@
 #     moe_gate_up, moe_down, q4_0 and q8_0: the shipped amx row, the avx512 row and the
 #     row-scaled row of each point timed in the same process, one after the other;
 #  4. one thread, attn_q q8_0 M = 512 (cycles per 16x16x64 step against the bare TDPBSSD);
-#  5. the experiment's blocking knobs at M = 512 (AMXDIAG_AMX_ROWQ_L2KB 256 / 1024 / 2048,
-#     AMXDIAG_AMX_ROWQ_CHUNK 1) on attn_q and moe_gate_up q8_0;
+#  5. the experiment's blocking knobs at M = 512 (AMXDIAG_AMX_ROWQ_KB 8 / 16 / 4 K steps per
+#     block, _L2KB 256 / 1024 / 2048, _CHUNK 1; KNOBS overrides the list) on attn_q and
+#     moe_gate_up q8_0, each against the shipped amx row of the same call;
 #  6. M = 1, 16, 64, 256 on attn_q and moe_gate_up, both types, briefly;
 #  7. step 3 again (a second round: the ratios' spread).
 # Usage: OUT=DIR tests/device/amx_rowq.sh BUILD_DIR  (BUILD_DIR relative to the repository
@@ -53,7 +54,7 @@ step unit_rowq 30 "$build/tests/test_kern_amx_rowq"
 # shellcheck disable=SC2086
 bench m512_r1 35 -- --threads "$threads" --impl amx,avx512 $dense --m 512 --min-time 0.1 --weights-mib 512
 bench one_thread 15 -- --threads 1 --impl amx,avx512 --shape attn_q --type q8_0 --m 512 --min-time 0.1 --weights-mib 64
-for v in L2KB=256 L2KB=1024 L2KB=2048 CHUNK=1; do
+for v in ${KNOBS:-KB=8 KB=16 L2KB=256 L2KB=1024 L2KB=2048 CHUNK=1 KB=4}; do
     bench "knob_${v/=/_}" 10 "AMXDIAG_AMX_ROWQ_$v" -- --threads "$threads" --impl amx --shape attn_q,moe_gate_up \
         --type q8_0 --m 512 --min-time 0.05 --weights-mib 256
 done

@@ -248,8 +248,16 @@ static void test_dense_exact(void **state)
     setenv("AMXDIAG_AMX_ROWQ_CHUNK", "1", 1);
     check_dense(KERN_TYPE_Q8_0, 150, 49, 128);
     check_dense(KERN_TYPE_Q4_0, 97, 80, 256);
+    /* K blocks (sums parked in scratch between them): one step, and 3 of 4 / 3 of 5 steps */
+    setenv("AMXDIAG_AMX_ROWQ_KB", "1", 1);
+    check_dense(KERN_TYPE_Q8_0, 70, 33, 192);
+    setenv("AMXDIAG_AMX_ROWQ_KB", "3", 1);
+    check_dense(KERN_TYPE_Q4_0, 97, 80, 256);
+    check_dense(KERN_TYPE_Q8_0, 33, 64, 288);
     unsetenv("AMXDIAG_AMX_ROWQ_L2KB");
     unsetenv("AMXDIAG_AMX_ROWQ_CHUNK");
+    check_dense(KERN_TYPE_Q8_0, 100, 48, 320);   /* K blocks, the default L2 block */
+    unsetenv("AMXDIAG_AMX_ROWQ_KB");
 }
 
 static void test_emu_uses_tiles(void **state)
