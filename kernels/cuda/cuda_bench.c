@@ -80,10 +80,11 @@ static void usage(FILE *f)
             "  --gemv-q8             time the GEMVs that read an input quantised beforehand (as a\n"
             "                        generated token's are), not quantising it in the timed call\n"
             "  --gemm-bk N           experimental: prompt GEMM k stage, 32 or 64 (default 32)\n"
-            "  --gemm-kernel K       prompt GEMM for q4_0/q8_0: auto, wmma (f16), mma (int8 tensor\n"
-            "                        cores, sm_80+, bit-exact), f16mma (weights dequantised to f16 in\n"
+            "  --gemm-kernel K       prompt GEMM: auto, wmma (f16), mma (int8 tensor cores, sm_80+,\n"
+            "                        bit-exact; q4_0/q8_0 only), f16mma (weights dequantised to f16 in\n"
             "                        shared memory, sm_80+) or wgmma (the same on Hopper's warpgroup MMA,\n"
-            "                        compute capability 9.0 only); default auto, or $AMXDIAG_GPU_GEMM. The\n"
+            "                        compute capability 9.0 only); f16 weights take f16mma or wgmma\n"
+            "                        unless wmma is asked; default auto, or $AMXDIAG_GPU_GEMM. The\n"
             "                        benchmark times every kernel that runs; this picks the one the\n"
             "                        goals and the checks use\n"
             "  --gemm-tile T         GEMM tile variant: int8 v0..v7 or its name (128x64/32x64: CTA rows x\n"
@@ -719,7 +720,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                 }
                 if (ref_i8 > 0)
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
-                if (!b->o->json && kern_type_is_quantized(a.t)) {
+                if (!b->o->json) { /* (f16 weights take the same kernels since session 5) */
                     if (pl.wgmma)
                         printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, pipe %d, %d k slice(s), %s%s\n", "", "",
                                pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.deep ? 2 : 1, pl.ksplit,
@@ -1075,8 +1076,8 @@ static json_t *goals(bench *b)
     /* gemv q4_0/q8_0, get_rows: % of copy; gemm f16/q4_0/q8_0: worst shape, % of cuBLAS
      * f16 (q4_0/q8_0: the kernel the context selects).  Only groups that ran. */
     double gemv[2] = {-1, -1}, rows = -1, gemm[3] = {1e9, 1e9, 1e9};
-    shape_best best[2][8];
-    int n_best[2] = {0, 0};
+    shape_best best[3][8];
+    int n_best[3] = {0, 0, 0};
     static const char *const gt[3] = {"f16", "q4_0", "q8_0"};
     size_t i;
     json_t *row;
@@ -1093,9 +1094,9 @@ static json_t *goals(bench *b)
         json_t *pb = json_object_get(row, "pct_cublas");
         json_t *sel = json_object_get(row, "selected");
         if (pb && b->o->gemm_sweep && !strcmp(g, "gemm"))
-            for (int j = 1; j < 3; j++)
+            for (int j = 0; j < 3; j++)
                 if (!strcmp(ty, gt[j]))
-                    best_of(best[j - 1], &n_best[j - 1], nm, json_real_value(pb));
+                    best_of(best[j], &n_best[j], nm, json_real_value(pb));
         if (!pb || (sel && !json_is_true(sel)) || !strcmp(ty, "cublas-i8"))
             continue;
         for (int j = 0; j < 3; j++)
@@ -1119,14 +1120,16 @@ static json_t *goals(bench *b)
     if (gemm[2] < 1e9)
         GOAL("gemm q8_0 worst shape, % of cuBLAS f16", gemm[2], 50.0);
     /* --gemm-tile all: what the best variant per shape would give (the tile choice's bound) */
-    for (int j = 0; j < 2; j++) {
+    static const char *const best_goal[3] = {"gemm f16 worst shape, best tile per shape",
+                                             "gemm q4_0 worst shape, best tile per shape",
+                                             "gemm q8_0 worst shape, best tile per shape"};
+    for (int j = 0; j < 3; j++) {
         double worst = 1e9;
         for (int s = 0; s < n_best[j]; s++)
             if (best[j][s].pct < worst)
                 worst = best[j][s].pct;
         if (n_best[j])
-            GOAL(j ? "gemm q8_0 worst shape, best tile per shape" : "gemm q4_0 worst shape, best tile per shape",
-                 worst, 50.0);
+            GOAL(best_goal[j], worst, 50.0);
     }
 #undef GOAL
     if (!b->o->json) {

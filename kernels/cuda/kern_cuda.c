@@ -13,8 +13,8 @@
 #include "kernels/cuda/kern_gemm_wgmma_map.h"
 
 _Static_assert(KF_GEMM_I8_LAST - KF_GEMM_I8_FIRST + 1 == 2 * GI8_NVAR, "one q4_0 and one q8_0 kernel per variant");
-_Static_assert(KF_GEMM_F16MMA_LAST - KF_GEMM_F16MMA_FIRST + 1 == 2 * GF_NVAR, "one q4_0 and one q8_0 kernel per variant");
-_Static_assert(KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1 == 2 * GW_NVAR, "one q4_0 and one q8_0 kernel per variant");
+_Static_assert(KF_GEMM_F16MMA_LAST - KF_GEMM_F16MMA_FIRST + 1 == 3 * GF_NVAR, "a q4_0, q8_0 and f16 kernel per variant");
+_Static_assert(KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1 == 3 * GW_NVAR, "a q4_0, q8_0 and f16 kernel per variant");
 _Static_assert(KF_MOE_GEMM_I8G_LAST - KF_MOE_GEMM_I8G_FIRST + 1 == 2 * GI8M_NVAR, "one q4_0 and one q8_0 kernel per variant");
 
 const char *const kern_cuda_kernel_names[KF_COUNT] = {
@@ -44,7 +44,8 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMM_F32] = "kern_gemm_f32", [KF_GEMM_F32_FEW] = "kern_gemm_f32_few",
 #define GF_NAMES(I, MT, NT, WM, WN, CPS, KB)                                                            \
     [KF_GEMM_F16MMA_FIRST + 2 * I] = "kern_gemm_f16mma_q4_0_v" #I,                                    \
-    [KF_GEMM_F16MMA_FIRST + 2 * I + 1] = "kern_gemm_f16mma_q8_0_v" #I,
+    [KF_GEMM_F16MMA_FIRST + 2 * I + 1] = "kern_gemm_f16mma_q8_0_v" #I,                                \
+    [KF_GEMM_F16MMA_FIRST + 2 * GF_NVAR + I] = "kern_gemm_f16mma_f16_v" #I,
     GF_VARIANTS(GF_NAMES)
 #undef GF_NAMES
     [KF_ZERO_F32] = "kern_zero_f32",
@@ -55,7 +56,8 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMM_F32_SUM] = "kern_gemm_f32_sum",
 #define GW_NAMES(I, WG, BN, CPS)                                                                        \
     [KF_GEMM_WGMMA_FIRST + 2 * I] = "kern_gemm_wgmma_q4_0_w" #I,                                        \
-    [KF_GEMM_WGMMA_FIRST + 2 * I + 1] = "kern_gemm_wgmma_q8_0_w" #I,
+    [KF_GEMM_WGMMA_FIRST + 2 * I + 1] = "kern_gemm_wgmma_q8_0_w" #I,                                    \
+    [KF_GEMM_WGMMA_FIRST + 2 * GW_NVAR + I] = "kern_gemm_wgmma_f16_w" #I,
     GW_VARIANTS(GW_NAMES)
 #undef GW_NAMES
 #define GI8M_NAMES(I, MT, NT, WM, CPS)                                                                  \

@@ -253,6 +253,11 @@ static kern_cuda_gemm_plan plan_f16mma(const kern_cuda_gemm_caps *caps, int code
     p.stages = slots;
     const int kb = gf_var_kb(v);
     p.smem = gf_smem_bytes(wt, p.tile, p.bn, slots, kb);
+    if (wt == 16) { /* f16 weights (gf_f16_ok checked by the caller): whole k stages or not */
+        p.aligned = k % (32 * kb) == 0;
+        p.why = "f16 tensor cores (f16 weights straight to shared memory)";
+        return p;
+    }
     /* the k64 variants' copies take 32-bit offsets within a tile */
     p.aligned = gf_aligned(kb, k / 32, w_addr) && (kb == 4 || (int64_t)p.tile * (k / 32) * (wt == 4 ? 18 : 34) < INT32_MAX);
     p.why = p.aligned ? "f16 tensor cores (weights dequantised in shared memory)"
@@ -292,24 +297,28 @@ static int shape_class(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, in
  *   attn_o   2048x4096:   q4_0 w1 k2 54.7 [f1 k2 59.9]   q8_0 w2 k2 63.8 [f0 k2 67.5]
  *   attn_k, ffn_up, ffn_down: within +-10 % either way, the f16-MMA kernel mostly ahead
  *   (attn_k q4_0 f3 k2 26.7 against w3 k2 28.7; ffn_down q8_0 f2 24.0 against w2 26.6). */
+/* The third column, f16 weights (no conversion: the kernel's SIMT work is the copies
+ * alone), is the q4_0 picks and the 64 x 64 tile for the small shapes (in two k slices
+ * where kern_cuda_gemm_ksplit finds k long enough), not measured yet (gemm_sweep.sh's
+ * f16 steps). */
 static const struct {
     int variant, ksplit;
-} auto_wgmma[GS_N][2] = {
-    [GS_LARGE] = {{0, 1}, {0, 1}},
-    [GS_FULL] = {{0, 2}, {0, 2}},
-    [GS_LONGK] = {{1, 2}, {2, 2}},
-    [GS_SMALL] = {{-1, 1}, {-1, 1}},
+} auto_wgmma[GS_N][3] = {
+    [GS_LARGE] = {{0, 1}, {0, 1}, {0, 1}},
+    [GS_FULL] = {{0, 2}, {0, 2}, {0, 2}},
+    [GS_LONGK] = {{1, 2}, {2, 2}, {1, 2}},
+    [GS_SMALL] = {{-1, 1}, {-1, 1}, {3, 2}},
 };
 
 /* AUTO's wgmma tile code for this shape (0: none) and its k slices. */
 static int auto_wgmma_code(const kern_cuda_gemm_caps *caps, int wt, int64_t m, int64_t k, int64_t n, int *ksplit)
 {
-    const int c = shape_class(caps, m, k, n);
+    const int c = shape_class(caps, m, k, n), col = wt == 4 ? 0 : wt == 8 ? 1 : 2;
     *ksplit = 1;
-    if (c == GS_NONE || !caps->wgmma || auto_wgmma[c][wt == 8].variant < 0)
+    if (c == GS_NONE || !caps->wgmma || auto_wgmma[c][col].variant < 0)
         return 0;
-    *ksplit = auto_wgmma[c][wt == 8].ksplit;
-    return GW_CODE0 + auto_wgmma[c][wt == 8].variant;
+    *ksplit = auto_wgmma[c][col].ksplit;
+    return GW_CODE0 + auto_wgmma[c][col].variant;
 }
 
 /* Shared memory one CTA of wgmma variant v may take: its share of an SM where the launch
@@ -405,6 +414,11 @@ static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code,
     p.deep = deep;
     p.smem = gw_smem_bytes_p(wt, p.tile, p.bn, slots, deep);
     p.grid = GW_PERSIST_DEFAULT ? gw_grid(caps, &p, m, n) : 0;
+    if (wt == 16) { /* f16 weights (gf_f16_ok checked by the caller): whole k stages or not */
+        p.aligned = k % 64 == 0;
+        p.why = "wgmma (sm_90a: f16 weights straight to shared memory, warpgroup MMA)";
+        return p;
+    }
     /* the 4-byte copies take 32-bit offsets within a tile, as the f16-MMA k64 tiles' */
     p.aligned = gf_aligned(GW_KB, k / 32, w_addr) && (int64_t)p.tile * (k / 32) * (wt == 4 ? 18 : 34) < INT32_MAX;
     p.why = p.aligned ? "wgmma (sm_90a: weights dequantised in shared memory, warpgroup MMA)"
@@ -412,13 +426,73 @@ static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code,
     return p;
 }
 
+/* F16 weights: the wgmma kernel (compute capability 9.0) or the f16-MMA kernel (sm_80
+ * code), both taking the weights' f16 pieces straight into shared memory; the WMMA kernel
+ * (KF_GEMM_F16) where asked (wmma, --gemm-bk 64), below sm_80, for grouped experts or
+ * where the pieces cannot go by cp.async.  No int8 kernel exists for them: the kinds mma
+ * and f16mma both mean the f16-MMA kernel, auto and wgmma the wgmma one where loaded. */
+static kern_cuda_gemm_plan plan_f16_weights(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int code,
+                                            int stages, int64_t m, int64_t k, int64_t n, uint64_t w_addr, bool moe)
+{
+    kern_cuda_gemm_plan p = {.mma = false, .why = ""};
+    if (moe || kind == KERN_CUDA_GEMM_WMMA) {
+        p.why = moe ? "f16 weights of grouped experts: the f16 WMMA kernel" : "selected (wmma)";
+        return p;
+    }
+    if (caps->code_arch < 80) {
+        p.why = "f16 weights: the f16 WMMA kernel (the f16-MMA kernel needs sm_80 code: cp.async, mma.m16n8k16)";
+        return p;
+    }
+    if (m <= 0 || n <= 0 || k <= 0) {
+        p.why = "bad shape";
+        return p;
+    }
+    if (!gf_f16_ok(256, k, w_addr)) {
+        p.why = "f16 weights: the f16 WMMA kernel (the tensor-core kernels take k % 8 == 0 and 16-byte aligned "
+                "weights)";
+        return p;
+    }
+    const int want_stages = stages >= 2 && stages <= 4 ? stages : 3;
+    const char *w_fallback = NULL;
+    if (code >= 1 && code <= GI8_NVAR)
+        code = 0; /* an int8 tile: no int8 kernel for f16 weights */
+    int ks = 1, wc = code >= GW_CODE0 ? code : 0;
+    if (!wc && code == 0 && (kind == KERN_CUDA_GEMM_AUTO || kind == KERN_CUDA_GEMM_MMA))
+        wc = auto_wgmma_code(caps, 16, m, k, n, &ks);
+    if (wc || kind == KERN_CUDA_GEMM_WGMMA) {
+        if (caps->wgmma) {
+            kern_cuda_gemm_plan f = plan_wgmma(caps, wc, GW_MAX_SLOTS, ks, 16, m, k, n, w_addr);
+            if (f.wgmma) {
+                if (wc && code < GW_CODE0 && kind != KERN_CUDA_GEMM_WGMMA)
+                    f.why = "wgmma (auto: f16 weights straight to shared memory, warpgroup MMA)";
+                return f;
+            }
+            w_fallback = "f16 tensor cores (f16 weights; wgmma asked: its tile does not fit this device's shared "
+                         "memory)";
+        } else if (kind == KERN_CUDA_GEMM_WGMMA || code >= GW_CODE0) {
+            w_fallback = "f16 tensor cores (f16 weights; wgmma asked: the sm_90a module is not loaded here; compute "
+                         "capability 9.0 only)";
+        }
+        if (code >= GW_CODE0)
+            code = 0;
+    }
+    kern_cuda_gemm_plan f = plan_f16mma(caps, code, want_stages, 16, m, k, n, w_addr);
+    if (f.f16mma && w_fallback)
+        f.why = w_fallback;
+    if (!f.f16mma)
+        f.why = "f16 weights: the f16 WMMA kernel (no room for three stages of the f16-MMA kernel)";
+    return f;
+}
+
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
                                              int stages, kern_type type, int64_t m, int64_t k, int64_t n,
                                              uint64_t w_addr, bool moe)
 {
     kern_cuda_gemm_plan p = {.mma = false, .why = ""};
+    if (type == KERN_TYPE_F16)
+        return plan_f16_weights(caps, kind, kern_cuda_gemm_tile_code(tile), stages, m, k, n, w_addr, moe);
     if (type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) {
-        p.why = "f16 weights: the f16 tensor-core kernel";
+        p.why = "f32 weights: the f32 kernel";
         return p;
     }
     if (kind == KERN_CUDA_GEMM_WMMA || (kind == KERN_CUDA_GEMM_AUTO && !GEMM_AUTO_MMA)) {
@@ -563,7 +637,7 @@ void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_p
         int deep = p->deep;
         if (pipe && (strcmp(pipe, "1") == 0 || strcmp(pipe, "2") == 0))
             deep = pipe[0] == '2';
-        const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
+        const int wt = type == KERN_TYPE_Q4_0 ? 4 : type == KERN_TYPE_F16 ? 16 : 8;
         int fit = gw_fit(caps, wt, p->variant, (int)s, deep);
         if (!fit && deep)
             fit = gw_fit(caps, wt, p->variant, (int)s, deep = 0);

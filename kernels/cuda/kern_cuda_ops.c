@@ -297,9 +297,13 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
                                      kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr xh, int64_t n,
                                      kern_cu_deviceptr y)
 {
-    /* the wgmma kernel (sm_90a module) takes the same arguments */
-    const enum kern_cuda_fn fn = (enum kern_cuda_fn)((pl->wgmma ? KF_GEMM_WGMMA_FIRST : KF_GEMM_F16MMA_FIRST) +
-                                                     2 * pl->variant + (type == KERN_TYPE_Q4_0 ? 0 : 1));
+    /* the wgmma kernel (sm_90a module) takes the same arguments; q4_0 / q8_0 at FIRST + 2v
+     * (+ 1), f16 weights at FIRST + 2 NVAR + v */
+    const int first = pl->wgmma ? KF_GEMM_WGMMA_FIRST : KF_GEMM_F16MMA_FIRST;
+    const int nvar = pl->wgmma ? GW_NVAR : GF_NVAR;
+    const enum kern_cuda_fn fn =
+        (enum kern_cuda_fn)(type == KERN_TYPE_F16 ? first + 2 * nvar + pl->variant
+                                                  : first + 2 * pl->variant + (type == KERN_TYPE_Q4_0 ? 0 : 1));
     const int64_t tiles = ((m + pl->tile - 1) / pl->tile) * ((n + pl->bn - 1) / pl->bn);
     adg_error *e = want_smem(c, op, fn, pl->smem);
     if (e)
@@ -393,6 +397,14 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     long long ne = n * k;
     kern_cu_deviceptr ptrs1[4] = {x, scratch, 0, 0};
     adg_error *e;
+    if (pl.f16mma && type == KERN_TYPE_F16) {
+        /* f16 weights: the activations rounded to f16, as the WMMA kernel takes them */
+        void *p1[] = {&x, &scratch, &ne};
+        e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p1, ptrs1);
+        if (!e)
+            e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y);
+        return e ? e : kern_cuda_op_done(c, op);
+    }
     if (pl.f16mma) {
         /* the activations as the WMMA kernel takes them (q8_0-rounded, then f16) */
         long long nb = ne / 32;

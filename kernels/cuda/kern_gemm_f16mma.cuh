@@ -56,6 +56,10 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // (GF_FLAG_STAGED): the result tile through shared memory and out as 16-byte pieces of
 // rows (the fragments' own stores write 4-byte pieces, 8 rows x 4 tokens per instruction;
 // the LM head writes 311 MB of f32).  KB: quant blocks per k stage.
+// WT 16: f16 weights [m][k] (the layout of X): their 16-byte pieces go by cp.async straight
+// into the slot, swizzled as X, and the MMAs read them there (no raw W, no conversion, no
+// f16 W buffers; the host passes k % 8 == 0 and a 16-byte aligned buffer, gf_f16_ok;
+// GF_FLAG_ALIGNED: k % (32 KB) == 0, else the pieces past k are zeros).
 // ksplit > 1: each tile's k stages are cut into ksplit slices, one CTA tile each, whose
 // partial sums are added into y (zeroed by the host) with gf_red_add; with 2 slices the
 // result does not depend on their order (0 + a + b == 0 + b + a in IEEE arithmetic).
@@ -78,8 +82,9 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
 #if __CUDA_ARCH__ >= 800
     constexpr int BM = 16 * MT * WM, BN = 8 * NT * WN, NW = WM * WN, THREADS = 32 * NW;
     static_assert(KB == 4 || KB == 2, "k stages of 4 or 2 blocks");
+    constexpr bool F16 = WT == 16;
     constexpr int BSZ = WT == 4 ? 18 : 34, RB = 64 * KB, CPR = 4 * KB, KK = 2 * KB;
-    constexpr int WSTR = KB == 4 ? (WT == 4 ? 80 : 144) : (WT == 4 ? 48 : 80);
+    constexpr int WSTR = F16 ? RB : KB == 4 ? (WT == 4 ? 80 : 144) : (WT == 4 ? 48 : 80);
     constexpr int XO = BM * WSTR, SLOT = XO + BN * RB, WFB = BM * RB;
     // KB 4: the int8 kernel's copy scheme (CH pieces of 8 bytes per row, LPR lanes per
     // row, RPI rows per instruction); KB 2: PW pieces of 4 bytes per row, WPT per thread
@@ -93,6 +98,9 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
     // multiples of 8, so that one swizzle (r & 7) holds for all of them
     constexpr int XPI = THREADS / CPR, XIT = BN * CPR / THREADS, CPI = THREADS / KB, WIT = KB == 4 ? RPW / RPI : 1;
     static_assert(XPI % 8 == 0 && CPI % 8 == 0 && XIT <= 32, "tile variant");
+    // f16 W: a row's CPR pieces of a stage as X's (rows XPI apart, FIT per thread)
+    constexpr int FIT = BM * CPR / THREADS;
+    static_assert(!F16 || (BM * CPR % THREADS == 0 && FIT <= 32), "tile variant");
     GF_DYN_SMEM(gf_smem);
     // flags bit 1: the staged epilogue (where its [token][row] f32 tile fits the slots and
     // f16 buffers); bit 0: aligned raw W copies
@@ -102,8 +110,8 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN;
     uint8_t *const wf0 = gf_smem + slots * SLOT;
-    const long long nb = k / 32, row_bytes = nb * BSZ;
-    const int nst = (int)((nb + KB - 1) / KB);
+    const long long nb = k / 32, row_bytes = F16 ? 2 * k : nb * BSZ;
+    const int nst = F16 ? (int)((k + 32 * KB - 1) / (32 * KB)) : (int)((nb + KB - 1) / KB);
     const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
     // per-thread offsets (bytes): the raw W copies in a slot, the X copies, the
     // conversion's block in a slot and its row in an f16 buffer, the ldmatrix lanes
@@ -142,11 +150,23 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
             xok |= (unsigned)(n0 + x_tok + it * XPI < n) << it;
         const uint16_t *const xsrc = x + (n0 + x_tok) * k + x_j * 8;
         const long long xstep = XPI * k;
+        // f16 W: this thread's pieces (rows x_tok + it XPI of the tile, chunk x_j)
+        const uint16_t *const wsrc16 = (const uint16_t *)w + (r0 + x_tok) * k + x_j * 8;
+        unsigned fok = 0;
+        if (F16) {
+#pragma unroll
+            for (int it = 0; it < FIT; it++)
+                fok |= (unsigned)(x_tok + it * XPI < rows_left) << it;
+        }
         __syncthreads(); // the previous tile is done with every buffer
         auto load = [&](int st, int slot) {
             uint8_t *sb = gf_smem + slot * SLOT;
             const long long kb0 = (long long)st * KB;
-            if ((flags & GF_FLAG_ALIGNED) && KB == 2) {
+            const bool kin16 = (flags & GF_FLAG_ALIGNED) || kb0 * 32 + x_j * 8 < k;
+            if (F16) {
+                gq_copy_x_pieces<FIT, XPI * RB>(sb + gf_offr(x_tok, x_j, RB), wsrc16 + kb0 * 32, xstep,
+                                                (const uint16_t *)w, kin16, fok);
+            } else if ((flags & GF_FLAG_ALIGNED) && KB == 2) {
                 // piece c = tid + i THREADS is (row, pc) = (c / PW, c % PW): from this
                 // thread's first piece by compile-time steps and one carry; 32-bit offsets
                 // within the tile (the plan keeps BM row_bytes below 2^31)
@@ -176,13 +196,14 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                 gq_copy_blocks_2byte<BSZ, BM, KB, WSTR, THREADS>(sb, w, r0, m, kb0, nb, row_bytes, tid);
             }
             // k is a multiple of 32 KB on the aligned path: every block of the stage exists
-            const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
+            const bool kin = F16 ? kin16 : (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
             gq_copy_x_pieces<XIT, XPI * RB>(sb + x_dst, xsrc + kb0 * 32, xstep, x, kin, xok);
         };
         // this thread's raw blocks of the stage in `slot` into f16 buffer `buf`
         auto convert_unit = [&](int slot, int buf, int it) {
-            gf_convert<WT>(gf_smem + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
-                           cv_dst + it * CPI * RB);
+            if constexpr (!F16)
+                gf_convert<WT>(gf_smem + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
+                               cv_dst + it * CPI * RB);
         };
         float acc[MT][NT][4];
 #pragma unroll
@@ -205,7 +226,8 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
         // ring slots of stage st (rd), st + 1 (nx) and st + slots - 1 (ld)
         int rd = 0, nx = 1, ld = slots - 1;
         for (int st = st0; st < st1; st++) {
-            cp_async_wait(slots - 3); // stage st + 1 has landed (this thread's copies)
+            // stage st + 1 has landed (this thread's copies; f16 W: stage st, no conversion)
+            cp_async_wait(F16 ? slots - 2 : slots - 3);
             __syncthreads();
             if (st + slots - 1 < st1)
                 load(st + slots - 1, ld);
@@ -216,7 +238,7 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
 #pragma unroll
             for (int kk = 0; kk < KK; kk++) {
                 unsigned a[MT][4], b[NT][2];
-                const uint8_t *ak = wf0 + buf * WFB + (a_lane ^ (kk << 5));
+                const uint8_t *ak = (F16 ? gf_smem + rd * SLOT : wf0 + buf * WFB) + (a_lane ^ (kk << 5));
                 const uint8_t *bk = xs + (b_lane ^ (kk << 5));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
@@ -239,7 +261,7 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                 // MMAs and conversion arithmetic interleave
 #pragma unroll
                 for (int it = 0; it < CU; it++)
-                    if (kk == (1 + it * KK / CU) % KK && next)
+                    if (!F16 && kk == (1 + it * KK / CU) % KK && next)
                         convert_unit(nx, buf ^ 1, it);
             }
             rd = nx;
@@ -247,7 +269,7 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
             ld = ld + 1 == slots ? 0 : ld + 1;
         }
         cp_async_wait(0);
-        if ((flags & GF_FLAG_STAGED) && BN * ES * 4 <= slots * SLOT + 2 * WFB) {
+        if ((flags & GF_FLAG_STAGED) && BN * ES * 4 <= slots * SLOT + (F16 ? 0 : 2 * WFB)) {
             // the tile through shared memory as [token][row] f32 (rows padded by 4: a fragment
             // store's 8 rows x 4 tokens fall in 32 banks), then 4 rows of a token per thread
             // as one 16-byte store or RED.ADD (split-K): a warp writes 512 contiguous bytes

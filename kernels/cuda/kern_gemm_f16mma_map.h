@@ -94,17 +94,30 @@ GI8_FN int gf_aligned(int kb, long long nb, unsigned long long w_addr)
     return nb % kb == 0 && (w_addr & (kb == 4 ? 7u : 3u)) == 0;
 }
 
+/* Whether f16 weights (wt 16) can take the f16-MMA and wgmma kernels, tiles of bm rows:
+ * their 16-byte pieces by cp.async need k % 8 == 0 and a 16-byte aligned buffer (rows of
+ * 2 k bytes then stay aligned); offsets within a tile (bm rows of 2 k bytes) below 2^31.
+ * Where k is not a multiple of the k stage, the last stage's pieces past k are zeros. */
+GI8_FN int gf_f16_ok(int bm, long long k, unsigned long long w_addr)
+{
+    return k > 0 && k % 8 == 0 && (w_addr & 15u) == 0 && (long long)bm * 2 * k < 0x7fffffffLL;
+}
+
 /* Byte offset of 16-byte chunk c (8 halves, k = 8 c .. 8 c + 7) of row r in an f16 tile
  * of rb-byte rows: chunk c ^ (r & 7), so that the 8 rows of an ldmatrix matrix (same c)
  * and a warp's chunk stores fall on distinct bank quads. */
 GI8_FN int gf_offr(int r, int c, int rb) { return r * rb + ((c ^ (r & 7)) << 4); }
 GI8_FN int gf_off(int r, int c) { return gf_offr(r, c, GF_ROW); }
 
-/* Shared memory of one ring slot (raw W + X) and of the two f16 W buffers. */
-GI8_FN int gf_slot_bytes(int wt, int bm, int bn, int kb) { return bm * gf_wstr(wt, kb) + bn * gf_row(kb); }
+/* Shared memory of one ring slot (raw W + X) and of the two f16 W buffers; wt 16 (f16
+ * weights): W in the slot as f16 rows, no buffers. */
+GI8_FN int gf_slot_bytes(int wt, int bm, int bn, int kb)
+{
+    return bm * (wt == 16 ? gf_row(kb) : gf_wstr(wt, kb)) + bn * gf_row(kb);
+}
 GI8_FN int gf_smem_bytes(int wt, int bm, int bn, int slots, int kb)
 {
-    return slots * gf_slot_bytes(wt, bm, bn, kb) + 2 * bm * gf_row(kb);
+    return slots * gf_slot_bytes(wt, bm, bn, kb) + (wt == 16 ? 0 : 2 * bm * gf_row(kb));
 }
 
 /* ldmatrix.x4 lane addresses (PTX ISA m16n8k16 f16 fragments, lane = 4 g + t):

@@ -121,7 +121,8 @@ __device__ void gf_st4f(float *p, const float v[4]);
 
 #endif
 
-// One kernel per weight type and variant (GW_VARIANTS: kern_gemm_wgmma_q4_0_w0 ...); on
+// One kernel per weight type and variant (GW_VARIANTS: kern_gemm_wgmma_q4_0_w0 ...,
+// kern_gemm_wgmma_f16_w0 ...); on
 // targets other than sm_90a the entry points exist and are empty (never launched: the
 // module is only built for sm_90a).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -136,7 +137,9 @@ __device__ void gf_st4f(float *p, const float v[4]);
     {                                                                                                                \
         GW_BODY(WT, WG, BN)                                                                                          \
     }
-#define GW_DENSE(I, WG, BN, CPS) GW_DENSE1(4, q4_0, I, WG, BN, CPS) GW_DENSE1(8, q8_0, I, WG, BN, CPS)
+// f16 weights (WT 16): kern_gemm_wgmma_f16_w<I>
+#define GW_DENSE(I, WG, BN, CPS) \
+    GW_DENSE1(4, q4_0, I, WG, BN, CPS) GW_DENSE1(8, q8_0, I, WG, BN, CPS) GW_DENSE1(16, f16, I, WG, BN, CPS)
 #include "kern_gemm_wgmma_map.h"
 GW_VARIANTS(GW_DENSE)
 #undef GW_DENSE

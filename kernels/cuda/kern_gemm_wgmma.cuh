@@ -6,6 +6,10 @@
 // conversion is the f16-MMA kernel's k64 one (gf_convert, kern_gemm_f16mma.cuh), whose
 // output layout is the wgmma 128-byte-swizzle layout; the 2-byte weight path and the
 // X pieces' copy are shared too (kern_gemm_copy.cuh).
+//
+// WT 16: f16 weights [m][k], which have the layout of the activations X [n][k]: their
+// pieces go by 16-byte cp.async straight into the swizzled layout the MMAs read, in the
+// ring slot (no raw W, no conversion, no f16 W buffers); the MMAs read W from the slot.
 #ifndef KERN_GEMM_WGMMA_CUH
 #define KERN_GEMM_WGMMA_CUH
 
@@ -41,8 +45,9 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
                            int slots, int flags, int ksplit)
 {
     constexpr int KB = GW_KB, BM = 64 * WG, THREADS = 128 * WG, NACC = BN / 2;
+    constexpr bool F16 = WT == 16;
     constexpr int BSZ = WT == 4 ? 18 : 34, RB = GW_ROW, CPR = 8;
-    constexpr int WSTR = WT == 4 ? 48 : 80;
+    constexpr int WSTR = F16 ? RB : WT == 4 ? 48 : 80;
     constexpr int XB = BN * RB, SLOT = XB + BM * WSTR, WFB = BM * RB;
     static_assert(SLOT % GW_ALIGN == 0 && WFB % GW_ALIGN == 0, "1024-byte aligned tiles");
     // raw W: PW pieces of 4 bytes per row, dealt round the CTA (piece c = tid + i THREADS is
@@ -54,6 +59,9 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     // swizzle for all of them).
     constexpr int PW = BSZ * KB / 4, WPT = (BM * PW + THREADS - 1) / THREADS;
     constexpr int XPI = THREADS / CPR, XIT = BN * CPR / THREADS;
+    // f16 W: a row's 8 pieces of a stage as X's (rows XPI apart, WIT per thread)
+    constexpr int WIT = BM * CPR / THREADS;
+    static_assert(!F16 || BM * CPR % THREADS == 0, "tile variant");
     // the conversion: CU raw blocks per thread and stage, CPI rows apart
     constexpr int CU = BM * KB / THREADS, CPI = THREADS / KB;
     static_assert(CU >= 1 && BN * CPR % THREADS == 0 && XPI % 8 == 0 && CPI % 8 == 0, "tile variant");
@@ -64,8 +72,8 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     uint8_t *const wf0 = sm + slots * SLOT;
     const int deep = (flags & GW_FLAG_DEEP) ? 1 : 0, nbuf = 2 + deep, ahead = slots - 1 - deep;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
-    const long long nb = k / 32, row_bytes = nb * BSZ;
-    const int nst = (int)((nb + KB - 1) / KB);
+    const long long nb = k / 32, row_bytes = F16 ? 2 * k : nb * BSZ;
+    const int nst = F16 ? (int)((k + 32 * KB - 1) / (32 * KB)) : (int)((nb + KB - 1) / KB);
     const long long tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
     const int x_tok = tid / CPR, x_j = tid % CPR, x_dst = gf_offr(x_tok, x_j, RB);
     const int cv_row = tid / KB, cv_bl = tid % KB;
@@ -74,7 +82,8 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     const int cv_dst = gf_offr(cv_row, cv_bl * 4, RB);
     // descriptors of stage 0's k16 step 0: this warpgroup's 64 rows of f16 buffer 0, the X
     // of slot 0; buffer b, slot s and step kk add (b WFB + 32 kk) >> 4, (s SLOT + 32 kk) >> 4
-    const unsigned long long da0 = gw_desc(gw_smem_u32(wf0 + wg * 64 * RB));
+    // (f16 W: the W part of slot 0; slot s adds (s SLOT) >> 4)
+    const unsigned long long da0 = gw_desc(gw_smem_u32((F16 ? sm + XB : wf0) + wg * 64 * RB));
     const unsigned long long db0 = gw_desc(gw_smem_u32(sm));
     const long long tiles_mn = tiles_m * tiles_n, n_tiles = tiles_mn * ksplit;
     const int per_slice = (nst + ksplit - 1) / ksplit;
@@ -104,6 +113,8 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     const uint8_t *wtile = w; // the tile's first raw W row
     int rows_left = 0;
     const uint16_t *xsrc = x;
+    const uint16_t *wsrc16 = (const uint16_t *)w; // f16 W: this thread's first piece of the tile
+    unsigned wok = 0;                              // f16 W piece it of the tile reads a row that exists
     unsigned xok = 0; // X piece it of the tile reads a token that exists
     bool xfull = false; // every token of the tile exists
     auto set_load = [&](long long t) {
@@ -118,12 +129,25 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
         for (int it = 0; it < XIT; it++)
             xok |= (unsigned)(ln0 + x_tok + it * XPI < n) << it;
         xsrc = x + (ln0 + x_tok) * k + x_j * 8;
+        if (F16) {
+            wok = 0;
+#pragma unroll
+            for (int it = 0; it < WIT; it++)
+                wok |= (unsigned)(x_tok + it * XPI < rows_left) << it;
+            wsrc16 = (const uint16_t *)w + (lr0 + x_tok) * k + x_j * 8;
+        }
     };
     // stage ls of tile lt into `slot`, then the cursor one stage on
     auto load = [&](int slot) {
         uint8_t *const sb = sm + slot * SLOT;
         const long long kb0 = (long long)ls * KB;
-        if (flags & GF_FLAG_ALIGNED) {
+        // f16: a piece of k values 32 kb0 + 8 x_j .. + 7 exists (k % 8 == 0, the plan's
+        // rule; all of them where k % 64 == 0, GF_FLAG_ALIGNED)
+        const bool kin16 = (flags & GF_FLAG_ALIGNED) || kb0 * 32 + x_j * 8 < k;
+        if (F16) {
+            gq_copy_x_pieces<WIT, XPI * RB>(sb + XB + x_dst, wsrc16 + kb0 * 32, xstep, (const uint16_t *)w, kin16,
+                                            wok);
+        } else if (flags & GF_FLAG_ALIGNED) {
             // 32-bit offsets within the tile (the plan keeps BM row_bytes below 2^31); the
             // pieces start 4-byte aligned (k % 64 == 0, an aligned buffer)
             const uint8_t *const wst = wtile + kb0 * BSZ;
@@ -148,17 +172,19 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
                 src += xstep;
             }
         } else {
-            const bool kin = (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
+            const bool kin = F16 ? kin16 : (flags & GF_FLAG_ALIGNED) || kb0 + (x_j >> 2) < nb;
             gq_copy_x_pieces<XIT, XPI * RB>(sb + x_dst, src, xstep, x, kin, xok);
         }
         if (++ls == ls1 && (lt = next_tile(lt)) < n_tiles)
             set_load(lt);
     };
     auto convert = [&](int slot, int buf) {
+        if constexpr (!F16) {
 #pragma unroll
-        for (int it = 0; it < CU; it++)
-            gf_convert<WT>(sm + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
-                           cv_dst + it * CPI * RB);
+            for (int it = 0; it < CU; it++)
+                gf_convert<WT>(sm + slot * SLOT + cv_src + it * CPI * WSTR, cv_mis, wf0 + buf * WFB,
+                               cv_dst + it * CPI * RB);
+        }
     };
     // the MMAs' cursor: tile mt, stage ms of [ms, ms1); the tile after it
     long long mt = lt, mt_next = n_tiles;
@@ -177,18 +203,21 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
             load(s);
         cp_async_commit();
     }
-    gw_cp_wait(ahead - 1); // the first stage
-    __syncthreads();
-    convert(0, 0);
+    if (!F16) {
+        gw_cp_wait(ahead - 1); // the first stage
+        __syncthreads();
+        convert(0, 0);
+    }
     int rd = 0, nx = 1, ld = ahead; // ring slots of the stream's stages g, g + 1, g + ahead
     int bf = 0;                     // the f16 buffer of stage g
     for (;;) {
-        gw_cp_wait(ahead - 2); // stage g + 1 has landed (this thread's copies)
-        gw_fence_proxy();      // ... and stage g's conversion: visible to the tensor cores
+        // stage g + 1 has landed (this thread's copies; f16 W: stage g, no conversion)
+        gw_cp_wait(F16 ? ahead - 1 : ahead - 2);
+        gw_fence_proxy(); // ... and stage g's conversion: visible to the tensor cores
         __syncthreads();
         gw_fence(); // the accumulators' last writes are ordered before the MMAs
         {
-            const unsigned long long da = da0 + (unsigned)((bf * WFB) >> 4);
+            const unsigned long long da = da0 + (unsigned)(((F16 ? rd * SLOT : bf * WFB)) >> 4);
             const unsigned long long db = db0 + (unsigned)((rd * SLOT) >> 4);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
@@ -199,7 +228,7 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
             load(ld);
         cp_async_commit();
         bf = bf + 1 == nbuf ? 0 : bf + 1;
-        if (ms + 1 < ms1 || mt_next < n_tiles)
+        if (!F16 && (ms + 1 < ms1 || mt_next < n_tiles))
             convert(nx, bf);
         if (deep)
             gw_wait1(); // stage g - 1's MMAs are done with their buffers

@@ -18,6 +18,7 @@
  * Shared memory (dynamic, rounded up to 1024 bytes in the kernel):
  *   slots x [ X: BN tokens x 128 bytes | raw W: BM rows x 48 (Q4_0) / 80 (Q8_0) bytes ]
  *   2 f16 W buffers of BM rows x 128 bytes (3 with the deep pipeline, GW_FLAG_DEEP)
+ * F16 weights: slots x [ X | W: BM rows x 128 bytes, swizzled as X ], no f16 W buffers.
  * every part a multiple of 1024 bytes (BM a multiple of 64, BN of 8). */
 #ifndef KERN_GEMM_WGMMA_MAP_H
 #define KERN_GEMM_WGMMA_MAP_H
@@ -65,10 +66,15 @@ enum {
 
 /* One ring slot (X then raw W) and the whole dynamic shared memory (plus the 1024 bytes
  * the kernel may skip to align its base) with `deep` 0 (2 f16 W buffers) or 1 (3). */
-GI8_FN int gw_slot_bytes(int wt, int bm, int bn) { return bn * GW_ROW + bm * gf_wstr(wt, GW_KB); }
+/* wt 16 (f16 weights): W in the slot as f16 rows of 128 bytes, swizzled as X, and no f16
+ * W buffers (nothing to convert). */
+GI8_FN int gw_slot_bytes(int wt, int bm, int bn)
+{
+    return bn * GW_ROW + bm * (wt == 16 ? GW_ROW : gf_wstr(wt, GW_KB));
+}
 GI8_FN int gw_smem_bytes_p(int wt, int bm, int bn, int slots, int deep)
 {
-    return GW_ALIGN + slots * gw_slot_bytes(wt, bm, bn) + (2 + deep) * bm * GW_ROW;
+    return GW_ALIGN + slots * gw_slot_bytes(wt, bm, bn) + (wt == 16 ? 0 : (2 + deep) * bm * GW_ROW);
 }
 GI8_FN int gw_smem_bytes(int wt, int bm, int bn, int slots) { return gw_smem_bytes_p(wt, bm, bn, slots, 0); }
 /* Ring slots: at least 3 (4 for the deep pipeline: the copies of a stage must be issued a

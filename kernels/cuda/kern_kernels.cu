@@ -973,8 +973,10 @@ __device__ __forceinline__ void gf_st4f(float *p, const float v[4])
     {                                                                                                               \
         gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, flags, ksplit);                                \
     }
+// f16 weights (WT 16, kern_gemm_f16mma_f16_v<I>): W pieces straight into the slot, no conversion
 #define GF_DENSE(I, MT, NT, WM, WN, CPS, KB)                                                                        \
-    GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS, KB) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS, KB)
+    GF_DENSE1(4, q4_0, I, MT, NT, WM, WN, CPS, KB) GF_DENSE1(8, q8_0, I, MT, NT, WM, WN, CPS, KB)                    \
+    GF_DENSE1(16, f16, I, MT, NT, WM, WN, CPS, KB)
 GF_VARIANTS(GF_DENSE)
 #undef GF_DENSE
 #undef GF_DENSE1

@@ -359,9 +359,22 @@ static uint32_t rnd32()
 // A normal f16 in [2^-9, 2^-3) (a plausible block scale), as bits.
 static uint16_t rnd_f16() { return (uint16_t)(((6 + rnd32() % 6) << 10) | (rnd32() & 1023)); }
 
-// m rows of k in ggml Q4_0 (wt 4) / Q8_0 (wt 8) blocks with random values, after pad bytes.
+// m rows of k in ggml Q4_0 (wt 4) / Q8_0 (wt 8) blocks with random values, after pad bytes;
+// wt 16: m x k f16 values (both signs, some zero, some subnormal).
 static std::vector<uint8_t> make_w(int wt, int64_t m, int64_t k, size_t pad)
 {
+    if (wt == 16) {
+        std::vector<uint8_t> w(pad + (size_t)(m * k * 2), 0x5a);
+        for (int64_t i = 0; i < m * k; i++) {
+            const uint32_t r = rnd32();
+            uint16_t h = r % 53 == 0   ? 0
+                         : r % 59 == 0 ? (uint16_t)(rnd32() % 1024)
+                                       : (uint16_t)(((10 + rnd32() % 8) << 10) | (rnd32() & 1023));
+            h |= (uint16_t)(r & 0x8000);
+            memcpy(w.data() + pad + 2 * i, &h, 2);
+        }
+        return w;
+    }
     const int bsz = wt == 4 ? 18 : 34;
     std::vector<uint8_t> w(pad + (size_t)(m * (k / 32) * bsz));
     for (size_t i = 0; i < pad; i++)
@@ -466,10 +479,15 @@ static void dense_case(int v, int stages, bool late, size_t pad, int64_t m, int6
 
 // ---- the f16-MMA kernel: within f32 rounding of the exact sum of its f16 inputs ---------
 
-// Weight (row r, k index i) of a Q4_0 / Q8_0 matrix as the f16 the kernel must make:
+// Weight (row r, k index i) of a Q4_0 / Q8_0 (f16: wt 16) matrix as the f16 the kernel must make:
 // q d rounded once to f16 (computed here independently of the kernel's bit tricks).
 static uint16_t f16_weight(int wt, const uint8_t *w, int64_t k, int64_t r, int64_t i)
 {
+    if (wt == 16) { // f16 weights: the value itself
+        uint16_t h;
+        memcpy(&h, w + 2 * (r * k + i), 2);
+        return h;
+    }
     const int bsz = wt == 4 ? 18 : 34;
     const uint8_t *blk = w + (r * (k / 32) + i / 32) * bsz;
     const int j = (int)(i % 32);
@@ -520,7 +538,7 @@ static void check_f16_sum(const char *what, int wt, const uint8_t *w, int64_t m,
                 mag += std::fabs(p);
             }
             const double g = got[(size_t)(t * m + r)];
-            if (!(std::fabs(g - want) <= (double)(k / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
+            if (!(std::fabs(g - want) <= (double)((k + 15) / 16 + ksplit) * std::ldexp(mag, -24) + 1e-30)) {
                 printf("FAIL %s: token %lld row %lld is %.9g, the exact sum %.9g (|w x| %.3g)\n", what, (long long)t,
                        (long long)r, g, want, mag);
                 failures++;
@@ -540,8 +558,11 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
     std::vector<uint16_t> xh = make_xh(n, k);
     // split-K adds its slices into y, which the host zeroes first (kern_zero_f32)
     std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
-    const int aligned = gf_aligned(KB, k / 32, (uintptr_t)w); // as the host plan decides
+    // as the host plan decides (f16 weights: every piece of every stage exists)
+    const int aligned = WT == 16 ? k % (32 * KB) == 0 : gf_aligned(KB, k / 32, (uintptr_t)w);
     const int bm = 16 * MT * WM, bn = 8 * NT * WN;
+    if (WT == 16 && !gf_f16_ok(bm, k, (uintptr_t)w))
+        __trap(); // a case the plan would not give this kernel
     sim_late = late;
     const int flags = (aligned ? GF_FLAG_ALIGNED : 0) | (staged ? GF_FLAG_STAGED : 0);
     launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots, KB), [&] {
@@ -549,10 +570,12 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
     });
     char what[220];
     snprintf(what, sizeof what,
-             "f16mma q%d_0 %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d, k stage %d), %d slots, %s, cp.async %s, "
+             "f16mma %s%s %lldx%lld x %lld, variant f%d (%dx%d, warps %dx%d, k stage %d), %d slots, %s, cp.async %s, "
              "%d k slice(s), %s stores, grid %u",
-             WT, (long long)m, (long long)k, (long long)n, v, bm, bn, 16 * MT, 8 * NT, 32 * KB, slots,
-             aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit,
+             WT == 16 ? "f16" : WT == 4 ? "q4" : "q8", WT == 16 ? "" : "_0", (long long)m, (long long)k, (long long)n,
+             v, bm, bn, 16 * MT, 8 * NT, 32 * KB, slots,
+             WT == 16 ? (aligned ? "f16 weights, whole stages" : "f16 weights, a part stage")
+                      : aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit,
              staged ? "staged" : "fragment", grid);
     check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
 }
@@ -564,6 +587,8 @@ static void f16_case(int wt, int v, int slots, bool late, size_t pad, int64_t m,
     if (v == (I)) {                                                                                \
         if (wt == 4)                                                                               \
             f16_case_t<4, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit, staged); \
+        else if (wt == 16)                                                                         \
+            f16_case_t<16, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit, staged); \
         else                                                                                       \
             f16_case_t<8, MT, NT, WM, WN, KB>(v, slots, late, pad, m, k, n, grid, ksplit, staged); \
     }
@@ -791,6 +816,15 @@ int main()
     // the 2-byte weight path with a 2-byte aligned buffer
     f16_case(8, 8, 4, true, 0, 200, 640, 300, 2, 2, true);
     f16_case(4, 8, 3, false, 2, 40, 256, 260, 1);
+    // f16 weights (W pieces straight into the slot, read there by ldmatrix): every variant,
+    // both timings, partial tiles, part stages (k % 64 == 8, k % 128 == 64), a 16-byte
+    // pad, split-K, staged stores, grid-stride tiles
+    for (int v = 0; v < GF_NVAR; v++) // whole stages (even v) or a part stage (odd v: k % 64 == 8)
+        f16_case(16, v, 3 + (v & 1), v & 1, v % 3 ? 0 : 16, 70, v & 1 ? 328 : 512, 37, 3);
+    f16_case(16, 0, 3, false, 0, 33, 160, 1, 1);             // one token
+    f16_case(16, 3, 3, true, 0, 100, 896, 70, 3, 2);         // split-K
+    f16_case(16, 5, 4, false, 16, 150, 648, 40, 2, 2);       // split-K, a part stage
+    f16_case(16, 8, 4, false, 0, 130, 640, 260, 2, 2, true); // staged RED.ADD.V4
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);

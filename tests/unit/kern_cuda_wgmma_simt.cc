@@ -102,7 +102,10 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
     const uint8_t *w = wbuf.data() + pad;
     std::vector<uint16_t> xh = make_xh(n, k);
     std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
-    const int aligned = gf_aligned(GW_KB, k / 32, (uintptr_t)w); // as the host plan decides
+    // as the host plan decides (f16 weights: every piece of every stage exists)
+    const int aligned = WT == 16 ? k % 64 == 0 : gf_aligned(GW_KB, k / 32, (uintptr_t)w);
+    if (WT == 16 && !gf_f16_ok(64 * WG, k, (uintptr_t)w))
+        __trap(); // a case the plan would not give this kernel
     const int bm = 64 * WG;
     sim_late = late;
     gw_late = !late;
@@ -115,10 +118,12 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
     });
     char what[220];
     snprintf(what, sizeof what,
-             "wgmma q%d_0 %lldx%lld x %lld, variant w%d (%dx%d), %d slots, %s, cp.async %s, %d k slice(s), "
+             "wgmma %s%s %lldx%lld x %lld, variant w%d (%dx%d), %d slots, %s, cp.async %s, %d k slice(s), "
              "%s pipeline, grid %u",
-             WT, (long long)m, (long long)k, (long long)n, v, bm, BN, slots,
-             aligned ? "cp.async weights" : "2-byte weights", late ? "late, MMAs early" : "early, MMAs late", ksplit,
+             WT == 16 ? "f16" : WT == 4 ? "q4" : "q8", WT == 16 ? "" : "_0", (long long)m, (long long)k, (long long)n,
+             v, bm, BN, slots,
+             WT == 16 ? (aligned ? "f16 weights, whole stages" : "f16 weights, a part stage")
+                      : aligned ? "cp.async weights" : "2-byte weights", late ? "late, MMAs early" : "early, MMAs late", ksplit,
              deep ? "deep" : "flat",
              grid);
     check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
@@ -131,6 +136,8 @@ static void wgmma_case(int wt, int v, int slots, bool late, size_t pad, int64_t 
     if (v == (I)) {                                                                         \
         if (wt == 4)                                                                        \
             wgmma_case_t<4, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit, deep);      \
+        else if (wt == 16)                                                                  \
+            wgmma_case_t<16, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit, deep);     \
         else                                                                                \
             wgmma_case_t<8, WG, BN>(v, slots, late, pad, m, k, n, grid, ksplit, deep);      \
     }
@@ -176,6 +183,22 @@ int main()
     wgmma_case(4, 3, 6, false, 0, 130, 64, 70, 4, 2, true);   // one stage: every second slice empty
     wgmma_case(4, 2, 3, true, 0, 64, 32, 129, 2, 1);          // half a stage per tile, 2 tiles
     wgmma_case(8, 3, 8, true, 4, 190, 192, 200, 1, 1, true);  // 12 tiles on one CTA, 3 stages each
+    // f16 weights (WT 16: W pieces straight into the slot, no conversion): every variant
+    // flat and deep, both timings, partial row / token tiles, k % 64 == 32 and == 8 (part
+    // stages: pieces past k are zeros), a 16-byte pad, split-K, CTAs with several tiles,
+    // the smallest and largest rings, one token
+    for (int v = 0; v < GW_NVAR; v++) {
+        wgmma_case(16, v, 3, true, 0, 100, 384, 70, 2);
+        wgmma_case(16, v, 4 + v, v & 1, 16, 70, 352, 37, 3);
+        wgmma_case(16, v, 4, !(v & 1), 0, 130, 200, 70, 2, 1, true);
+    }
+    wgmma_case(16, 1, 8, false, 0, 130, 192, 130, 2);         // 8 slots, 3 stages
+    wgmma_case(16, 0, 3, true, 0, 150, 448, 70, 3, 2);        // split-K 4 + 3 stages
+    wgmma_case(16, 2, 5, false, 16, 70, 520, 37, 2, 2, true); // split-K, part stage, deep
+    wgmma_case(16, 3, 4, true, 0, 200, 448, 150, 5);          // 12 tiles on 5 CTAs
+    wgmma_case(16, 0, 4, false, 0, 260, 264, 300, 3, 1, true); // 6 tiles on 3, part stage, deep
+    wgmma_case(16, 2, 3, true, 0, 64, 1024, 1, 1);            // one token
+    wgmma_case(16, 3, 6, false, 0, 130, 64, 70, 4, 2, true);  // one stage: every second slice empty
     if (failures) {
         printf("%d case(s) differ from the reference\n", failures);
         return 1;

@@ -382,8 +382,9 @@ static void test_plan(void **state)
     assert_false(p.f16mma);
     p = kern_cuda_gemm_plan_make(&turing, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, 768, 2048, 512, 0x1000, false);
     assert_false(p.mma || p.f16mma);
+    /* f16 weights take the f16-MMA kernel (test_f16_weights_plan) */
     p = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_F16, 768, 2048, 512, 0x1000, false);
-    assert_false(p.mma || p.f16mma);
+    assert_true(!p.mma && p.f16mma && !p.wgmma);
 
     /* stage sizes: 16-byte multiples (cp.async destinations stay aligned across stages) */
     for (int wt = 4; wt <= 8; wt += 4)
@@ -899,6 +900,94 @@ static void test_wgmma_plan(void **state)
     }
 }
 
+/* F16 weights: the wgmma kernel on compute capability 9.0 (auto's table, third column),
+ * the f16-MMA kernel on sm_80+ code otherwise, the WMMA kernel where asked, below sm_80,
+ * for grouped experts and where the 16-byte pieces cannot go by cp.async. */
+static void test_f16_weights_plan(void **state)
+{
+    (void)state;
+    const int f0 = 1 + GI8_NVAR, w0 = 1 + GI8_NVAR + GF_NVAR;
+    static const int64_t shapes[][3] = {{4096, 2048, 512}, {2048, 4096, 512}, {512, 2048, 512},
+                                        {768, 2048, 512},  {2048, 768, 512},  {151936, 2048, 512}};
+    /* auto's wgmma picks: the LM head w0, attn_q w0 k2, attn_o w1 k2, the small shapes w3
+     * (two k slices where k is long enough: not ffn_down's 768) */
+    static const int want_w[6] = {0, 1, 3, 3, 3, 0}, want_k[6] = {2, 2, 2, 2, 1, 1};
+    kern_cuda_gemm_plan p;
+    for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
+        const int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
+        assert_true(p.wgmma && p.f16mma && !p.mma && p.aligned);
+        assert_int_equal(p.variant, want_w[i]);
+        assert_int_equal(kern_cuda_gemm_ksplit(&p, 0, k), want_k[i]);
+        assert_int_equal(p.smem, gw_smem_bytes(16, p.tile, p.bn, p.stages));
+        assert_true(p.smem <= h100w.smem_optin && p.stages >= 3);
+        assert_non_null(strstr(p.why, "f16 weights"));
+        /* mma means the same for f16 weights (no int8 kernel for them) */
+        kern_cuda_gemm_plan q =
+            kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
+        assert_true(q.wgmma && q.variant == p.variant);
+        /* without the module: the f16-MMA kernel's measured rule, as for q4_0 */
+        q = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
+        kern_cuda_gemm_plan r =
+            kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_F16MMA, 0, 0, KERN_TYPE_Q4_0, m, k, n, 0x1000, false);
+        assert_true(q.f16mma && !q.wgmma && !q.mma);
+        assert_int_equal(q.variant, r.variant);
+        assert_int_equal(q.smem, gf_smem_bytes(16, q.tile, q.bn, q.stages, gf_var_kb(q.variant)));
+        /* wgmma asked without the module: the f16-MMA kernel, saying why */
+        q = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_WGMMA, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
+        assert_true(q.f16mma && !q.wgmma);
+        assert_non_null(strstr(q.why, "not loaded"));
+    }
+    /* tiles asked for: every wgmma and f16-MMA tile; an int8 tile means none */
+    for (int v = 0; v < GW_NVAR; v++) {
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + v, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000,
+                                     false);
+        assert_true(p.wgmma && p.variant == v && p.smem <= h100w.smem_optin);
+        /* the slots' share of the SM: 3 CTAs of 64 x 64 fit */
+        assert_true((int64_t)gw_var_cps(v) * (p.smem + 1024) <= h100w.smem_optin + 1024);
+    }
+    for (int v = 0; v < GF_NVAR; v++) {
+        p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_F16MMA, f0 + v, 3, KERN_TYPE_F16, 4096, 2048, 512, 0x1000,
+                                     false);
+        assert_true(p.f16mma && !p.wgmma && p.variant == v && p.stages == 3 && p.aligned);
+        assert_int_equal(p.smem, gf_smem_bytes(16, p.tile, p.bn, 3, gf_var_kb(v)));
+    }
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_F16MMA, 3, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000, false);
+    assert_true(p.f16mma && !p.wgmma);
+    /* part stages: k % 64 != 0 (whole pieces: k % 8 == 0) */
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, 0, 0, KERN_TYPE_F16, 300, 96, 37, 0x1000, false);
+    assert_true(p.wgmma && !p.aligned);
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_F16MMA, f0, 0, KERN_TYPE_F16, 300, 192, 37, 0x1000, false);
+    assert_true(p.f16mma && !p.aligned);
+    /* the WMMA kernel: asked, grouped experts, sm_75 code, a buffer not 16-byte aligned,
+     * k % 8 != 0, --gemm-bk 64 (kern_cuda_gemm_plan_for) */
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WMMA, 0, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000, false);
+    assert_false(p.mma || p.f16mma || p.wgmma);
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, 768, 2048, 64, 0x1000, true);
+    assert_false(p.f16mma || p.wgmma);
+    kern_cuda_gemm_caps turing = h100;
+    turing.code_arch = 75;
+    p = kern_cuda_gemm_plan_make(&turing, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000, false);
+    assert_false(p.f16mma || p.wgmma);
+    assert_non_null(strstr(p.why, "sm_80"));
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1008, false);
+    assert_false(p.f16mma || p.wgmma);
+    assert_non_null(strstr(p.why, "16-byte"));
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, 4096, 2044, 512, 0x1000, false);
+    assert_false(p.f16mma || p.wgmma);
+    /* the wgmma tuning knobs with f16 weights: slots and the deep pipeline (no f16 buffers) */
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 1, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000,
+                                 false);
+    kern_cuda_gemm_plan q = p;
+    kern_cuda_gemm_wgmma_tune(&h100w, &q, KERN_TYPE_F16, "4", "2", NULL, 4096, 512);
+    assert_true(q.deep && q.stages == 4);
+    assert_int_equal(q.smem, gw_smem_bytes_p(16, q.tile, q.bn, 4, 1));
+    assert_int_equal(gw_smem_bytes_p(16, q.tile, q.bn, 4, 1), gw_smem_bytes_p(16, q.tile, q.bn, 4, 0));
+    /* the f32 router's weights stay off all of these */
+    p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F32, 128, 2048, 512, 0x1000, false);
+    assert_false(p.mma || p.f16mma || p.wgmma);
+}
+
 /* The sm_90a module embedded in this binary: an sm_90a cubin (EM_CUDA, e_flags saying
  * sm_90 with the arch-specific bit, as cuobjdump and the loader read them) holding every
  * kernel the host looks up. */
@@ -1237,6 +1326,128 @@ static void test_gpu_gemm_wgmma(void **state)
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
 
+/* F16 weights through the kernel kind `kind` (tile code `tile`, 0: its pick) against the
+ * exact sum of the f16 inputs (weights as stored, x rounded to f16 as the device does):
+ * within 2^-14 sum |w x| (f32 accumulation on the tensor cores over at most a few
+ * thousand k; the WMMA kernel's bound too), the kernel the plan names checked as `want`
+ * ("wgmma", "f16mma", "wmma"). */
+static void gpu_f16w_case(kern_cuda_gemm_kind kind, int tile, const char *want, size_t pad, int64_t m, int64_t k,
+                          int64_t n, uint64_t seed)
+{
+    uint64_t st = seed;
+    const size_t wb = (size_t)(m * k) * 2;
+    uint16_t *wh = malloc(wb + pad);
+    float *x = malloc((size_t)(n * k) * sizeof *x), *got = malloc((size_t)(n * m) * sizeof *got);
+    double *xr = malloc((size_t)(n * k) * sizeof *xr), *wr = malloc((size_t)k * sizeof *wr);
+    assert_true(wh && x && got && xr && wr);
+    uint16_t *w = (uint16_t *)((uint8_t *)wh + pad);
+    for (int64_t i = 0; i < m * k; i++) {
+        const uint16_t h = kern_fp32_to_fp16(rnd(&st) * 2.0f);
+        memcpy((uint8_t *)w + 2 * i, &h, 2);
+    }
+    for (int64_t i = 0; i < n * k; i++) {
+        x[i] = rnd(&st) * 8.0f;
+        xr[i] = kern_fp16_to_fp32(kern_fp32_to_fp16(x[i]));
+    }
+    dev d = {0};
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, wb + pad, &d.w));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * k) * 4, &d.x));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * m) * 4, &d.y));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wh, wb + pad));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    kern_cuda_set_gemm_kernel(ctx, kind, tile, 0);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_F16, m, k, n, d.w + pad, false);
+    const char *kn = p.wgmma ? "wgmma" : p.f16mma ? "f16mma" : "wmma";
+    if (strcmp(kn, want) != 0)
+        fail_msg("gpu f16 weights %lldx%lld x %lld: the plan gives %s (%s), not %s", (long long)m, (long long)k,
+                 (long long)n, kn, p.why, want);
+    ADG_ASSERT_OK(kern_cuda_gemm(ctx, KERN_TYPE_F16, d.w + pad, m, k, d.x, n, d.y, d.s));
+    ADG_ASSERT_OK(kern_cuda_download(ctx, got, d.y, (size_t)(n * m) * 4));
+    double worst = 0;
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t j = 0; j < k; j++) {
+            uint16_t h;
+            memcpy(&h, (uint8_t *)w + 2 * (r * k + j), 2);
+            wr[j] = kern_fp16_to_fp32(h);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double acc = 0, mag = 0;
+            for (int64_t j = 0; j < k; j++) {
+                acc += wr[j] * xr[i * k + j];
+                mag += fabs(wr[j] * xr[i * k + j]);
+            }
+            const double err = fabs((double)got[i * m + r] - acc);
+            if (!(err <= ldexp(mag, -14) + 1e-30))
+                fail_msg("gpu %s f16 weights %lldx%lld x %lld: token %lld row %lld is %.9g, the exact sum %.9g "
+                         "(sum |w x| %.4g)",
+                         kn, (long long)m, (long long)k, (long long)n, (long long)i, (long long)r,
+                         (double)got[i * m + r], acc, mag);
+            if (mag > 0 && err / mag > worst)
+                worst = err / mag;
+        }
+    }
+    print_message("gpu %s f16 weights %lldx%lld x %lld, variant %d, %d slots/stages%s, %d k slice(s), %s: within "
+                  "2^-14 sum |w x| (largest %.2e)\n",
+                  kn, (long long)m, (long long)k, (long long)n, p.variant, p.stages,
+                  !p.wgmma ? "" : p.deep ? " (pipe 2)" : " (pipe 1)", p.ksplit,
+                  p.f16mma ? (p.aligned ? "whole k stages" : "a part stage") : p.why, worst);
+    dev_free(&d);
+    free(wh);
+    free(x);
+    free(got);
+    free(xr);
+    free(wr);
+}
+
+/* F16 weights on the GPU: the f16-MMA kernel's every tile (sm_80+), the wgmma kernel's
+ * every tile and both pipelines (compute capability 9.0), auto, split-K, part stages
+ * (k % 64 == 32), partial tiles, one token, and the WMMA kernel where asked. */
+static void test_gpu_gemm_f16_weights(void **state)
+{
+    (void)state;
+    need_mma();
+    const int f0 = 1 + kern_cuda_gemm_n_tiles(), w0 = f0 + kern_cuda_gemm_n_f16_tiles();
+    for (int v = 0; v < kern_cuda_gemm_n_f16_tiles(); v++)
+        gpu_f16w_case(KERN_CUDA_GEMM_F16MMA, f0 + v, "f16mma", 0, 300, 768, 130, 91 + v);
+    gpu_f16w_case(KERN_CUDA_GEMM_F16MMA, f0 + 3, "f16mma", 16, 131, 96, 37, 101); /* part stage, 16-byte pad */
+    gpu_f16w_case(KERN_CUDA_GEMM_F16MMA, f0 + 5, "f16mma", 0, 200, 544, 70, 102); /* k % 64 == 32 */
+    gpu_f16w_case(KERN_CUDA_GEMM_F16MMA, 0, "f16mma", 0, 64, 4096, 1, 103);      /* one token */
+    kern_cuda_set_gemm_ksplit(ctx, 2);
+    gpu_f16w_case(KERN_CUDA_GEMM_F16MMA, f0 + 3, "f16mma", 0, 300, 1664, 130, 104);
+    kern_cuda_set_gemm_ksplit(ctx, 0);
+    /* the WMMA kernel as asked (its 16-byte loads take no buffer off 16 bytes: the plan's
+     * rule for a misaligned one is test_f16_weights_plan's) */
+    gpu_f16w_case(KERN_CUDA_GEMM_WMMA, 0, "wmma", 0, 200, 512, 70, 106);
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_WGMMA, 0, 0);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_F16, 256, 256, 64, 0, false);
+    if (p.wgmma) {
+        for (int pipe = 1; pipe <= 2; pipe++) {
+            setenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE", pipe == 2 ? "2" : "1", 1);
+            for (int v = 0; v < kern_cuda_gemm_n_wgmma_tiles(); v++) {
+                gpu_f16w_case(KERN_CUDA_GEMM_WGMMA, w0 + v, "wgmma", 0, 300, 768, 300, 111 + v);
+                gpu_f16w_case(KERN_CUDA_GEMM_WGMMA, w0 + v, "wgmma", 16, 131, 96, 37, 115 + v); /* part stage */
+            }
+            kern_cuda_set_gemm_ksplit(ctx, 2);
+            gpu_f16w_case(KERN_CUDA_GEMM_WGMMA, w0 + 1, "wgmma", 0, 300, 1664, 130, 120);
+            gpu_f16w_case(KERN_CUDA_GEMM_WGMMA, w0 + 0, "wgmma", 0, 600, 2080, 256, 121); /* k % 64 == 32 */
+            kern_cuda_set_gemm_ksplit(ctx, 0);
+            gpu_f16w_case(KERN_CUDA_GEMM_WGMMA, w0 + 2, "wgmma", 0, 64, 4096, 1, 122); /* one token */
+        }
+        unsetenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE");
+        /* auto at the bench's shapes that are cheap to check: attn_k-like and a wide one */
+        gpu_f16w_case(KERN_CUDA_GEMM_AUTO, 0, "wgmma", 0, 512, 2048, 512, 123);
+        gpu_f16w_case(KERN_CUDA_GEMM_AUTO, 0, "wgmma", 0, 4096, 2048, 512, 124);
+        setenv("AMXDIAG_GPU_GEMM_WGMMA_PERSIST", "1", 1);
+        gpu_f16w_case(KERN_CUDA_GEMM_WGMMA, w0 + 3, "wgmma", 0, 4096, 256, 512, 125);
+        unsetenv("AMXDIAG_GPU_GEMM_WGMMA_PERSIST");
+    } else {
+        print_message("gpu f16 weights: no wgmma here (%s); the f16-MMA kernel under auto\n", p.why);
+        gpu_f16w_case(KERN_CUDA_GEMM_AUTO, 0, "f16mma", 0, 512, 2048, 512, 123);
+    }
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+}
+
 /* The grouped expert matmul: y[slot] = W[ids[slot]] . x[slot / n_used or slot], with every
  * grouped tile (AMXDIAG_GPU_MOE_TILE: the old one and g0..g5) against one reference.
  * uniform: each token's experts distinct and uniform (a prompt's routing), else uneven. */
@@ -1461,10 +1672,12 @@ int main(void)
         cmocka_unit_test(test_scale_fma),
         cmocka_unit_test(test_wgmma_map),
         cmocka_unit_test(test_wgmma_plan),
+        cmocka_unit_test(test_f16_weights_plan),
         cmocka_unit_test(test_wgmma_module),
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
         cmocka_unit_test(test_gpu_gemm_f16mma),
+        cmocka_unit_test(test_gpu_gemm_f16_weights),
         cmocka_unit_test(test_moe_tile_choice),
         cmocka_unit_test(test_gpu_moe_gemm),
         cmocka_unit_test(test_gpu_gemm_f32),
