@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # The prompt GEMMs on a GPU: the Hopper wgmma kernel (sm_90a module: weights dequantised to
 # f16 in shared memory, wgmma.mma_async from shared-memory descriptors; compute capability
-# 9.0 only) beside the f16-MMA (mma.sync) and int8 kernels and cuBLAS f16.  Step limits
-# add up to 150 s (typically 40-70 s); NCU=1 adds <= 90 s, STAGED=1 the f16-MMA
-# staged-epilogue sweeps (<= 40 s), RACECHECK=1 compute-sanitizer racecheck (<= 10 s).
+# 9.0 only) beside the f16-MMA (mma.sync) and int8 kernels and cuBLAS f16; f16 weights
+# (session 5) through the wgmma and f16-MMA kernels (pieces straight to shared memory) and
+# the old WMMA kernel.  Step limits add up to <= 200 s (typically 60-90 s); NCU=1 adds
+# <= 90 s, STAGED=1 the f16-MMA staged-epilogue sweeps (<= 40 s), PERSIST=1 the wgmma
+# persistent-grid sweeps (<= 16 s; +2 % at the LM head on 05:48, nothing elsewhere),
+# RACECHECK=1 compute-sanitizer racecheck (<= 10 s).
 #   1. unit-gemm: test_kern_cuda_gemm: every int8 variant bit for bit against the CPU
 #      formula, every f16-MMA and wgmma variant within 1.1 * 2^-10 sum |w x| (the largest
-#      error printed): partial tiles, the 2-byte weight path, split-K, one token;
-#   2. check-wgmma: the bench's checks with the wgmma kernel (the GEMM within the same
-#      bound); auto: `amxdiag-gpu-bench --only gemm` as a user runs it (the default per
-#      shape, the wgmma row beside it; goal "worst shape, % of cuBLAS f16");
+#      error printed): partial tiles, the 2-byte weight path, split-K, one token; f16
+#      weights (both kernels, every tile, part stages, split-K) within 2^-14 sum |w x| of
+#      the exact sum;
+#   2. check-wgmma / check-f16mma: the bench's checks with that kernel (the GEMMs within
+#      their bounds, f16 weights included); auto: `amxdiag-gpu-bench --only gemm` as a user
+#      runs it (the default per shape, the wgmma row beside it; goals "worst shape, % of
+#      cuBLAS f16" for f16, q4_0 and q8_0);
 #   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2): every int8 (v0..v7), f16-MMA
 #      (f0..f8) and wgmma (w0..w3) tile at every shape (the wgmma ring: as many slots as fit,
 #      <= 8; AMXDIAG_GPU_GEMM_WGMMA_SLOTS caps it);
 #      sweep-p2 / sweep-p2k2: the wgmma tiles with the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2);
-#      sweep-ps / sweep-p2ps: with the persistent grid (AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1);
+#      sweep-ps / sweep-p2ps (PERSIST=1): with the persistent grid (AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1);
 #   4. engine-wgmma: test_kern_engine's GPU layers teacher-forced against the CPU
 #      reference; compare-wgmma: `amxdiag run --ngl 99 --greedy --compare ref`;
-#   5. compute-sanitizer memcheck (RACECHECK=1: and racecheck) on the wgmma kernels;
-#   6. the table: per shape and type, us / TOP/s / % of cuBLAS f16 of every tile, the best
-#      per kernel over the runs, the goal per shape, and where wgmma beats the f16-MMA
-#      kernel (the rows of auto_wgmma in kern_cuda_gemm_plan.c to turn on);
+#   5. compute-sanitizer memcheck (RACECHECK=1: and racecheck) on the wgmma and f16-MMA
+#      kernels (the f16-weight ones included);
+#   6. the table: per shape and type (f16, q4_0, q8_0), us / TOP/s / % of cuBLAS f16 of
+#      every tile, the best per kernel over the runs, the goal per shape, and where wgmma
+#      beats the f16-MMA kernel (the rows of auto_wgmma in kern_cuda_gemm_plan.c to turn on;
+#      f16: its third column);
 #   7. NCU=1: Nsight Compute of wgmma w0 at the LM head (Q4_0, Q8_0) and w1 at attn_q
 #      (Q4_0): instructions per warp, tensor pipe %, stall reasons, bank conflicts, DRAM MB.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
@@ -44,22 +52,25 @@ t_start=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,compute_cap,clocks.max.sm,clocks.max.mem --format=csv >>"$summary" 2>&1
 
 # 1. int8 bit for bit, f16-MMA and wgmma within their bound: every variant, both weight paths
-step_want unit-gemm 0 40 "$build/tests/test_kern_cuda_gemm"
+step_want unit-gemm 0 45 "$build/tests/test_kern_cuda_gemm"
 expect unit-gemm 'PASSED'
 grep -h "FAILED\|element\|SKIP\|ERROR\|LINE\|token .* row\|sm_90a" "$out/unit-gemm.log" | head -20 >>"$summary"
 grep -c "bit-exact" "$out/unit-gemm.log" | sed 's/^/  int8 bit-exact cases: /' >>"$summary"
 grep -c "gpu f16mma.*within" "$out/unit-gemm.log" | sed 's/^/  f16mma cases within the bound: /' >>"$summary"
 grep -c "gpu wgmma.*within" "$out/unit-gemm.log" | sed 's/^/  wgmma cases within the bound: /' >>"$summary"
-grep -h "gpu wgmma" "$out/unit-gemm.log" | sed 's/^/  /' >>"$summary"
+grep -c "f16 weights.*within" "$out/unit-gemm.log" | sed 's/^/  f16-weight cases within the bound: /' >>"$summary"
+grep -h "gpu wgmma\|f16 weights" "$out/unit-gemm.log" | sed 's/^/  /' >>"$summary"
 
 # 2. the bench's own checks with the wgmma kernel (every kernel against the CPU reference,
 # the GEMM within 1.1 * 2^-10 sum |w x|), then the default as a user gets it
 step_want check-wgmma 0 8 "$bench" --check-only --gemm-kernel wgmma
 grep -h -E "wgmma GEMM|FAIL|gemm" "$out/check-wgmma.log" | head -12 | sed 's/^/  /' >>"$summary"
+step_want check-f16mma 0 8 "$bench" --check-only --gemm-kernel f16mma
+grep -h -E "FAIL|gemm" "$out/check-f16mma.log" | head -12 | sed 's/^/  /' >>"$summary"
 step_want auto 0 8 "$bench" --only gemm --iters 10 -o "$out/auto.json"
 grep -h "wgmma GEMM" "$out/auto.log" | sed 's/^/  /' >>"$summary"
 sed -n '/^goals/,$p' "$out/auto.log" | sed "s/^/  auto /" >>"$summary"
-grep -h -E "(f16mma|wgmma|mma) [fvw][0-9].*\(selected\)" "$out/auto.log" | head -14 | sed "s/^ */  auto /" >>"$summary"
+grep -h -E "(f16mma|wgmma|mma) [fvw][0-9].*\(selected\)" "$out/auto.log" | head -20 | sed "s/^ */  auto /" >>"$summary"
 
 # 3. every tile at every shape, 3 stages for the mma.sync kernels (2 and 4 were within 1 %
 # at 02:59), the wgmma ring as many slots as fit; one k slice and two (SPLITK=2: where k
@@ -80,12 +91,14 @@ step_want sweep-p2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm --
     --iters 10 -o "$out/sweep-p2.json"
 step_want sweep-p2k2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
     --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2k2.json"
-# the persistent grid (AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1: the CTAs resident at once, each
-# running its tiles as one stream of k stages), with either pipeline
-step_want sweep-ps 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1 "$bench" --only gemm --gemm-kernel wgmma \
-    --gemm-tile all --iters 10 -o "$out/sweep-ps.json"
-step_want sweep-p2ps 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1 AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm \
-    --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2ps.json"
+# the persistent grid (PERSIST=1; AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1: the CTAs resident at
+# once, each running its tiles as one stream of k stages), with either pipeline
+if [ -n "${PERSIST:-}" ]; then
+    step_want sweep-ps 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1 "$bench" --only gemm --gemm-kernel wgmma \
+        --gemm-tile all --iters 10 -o "$out/sweep-ps.json"
+    step_want sweep-p2ps 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1 AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" \
+        --only gemm --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2ps.json"
+fi
 
 # 4. the engine with the wgmma prompt GEMM against the CPU reference
 step_want engine-wgmma 0 6 env AMXDIAG_GPU_GEMM=wgmma "$build/tests/test_kern_engine"
@@ -111,6 +124,11 @@ if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-s
         expect "sanitizer-$tool" 'ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards'
         grep -h -E "SUMMARY|Invalid|hazard" "$out/sanitizer-$tool.log" | head -6 | sed 's/^/  /' >>"$summary"
     done
+    # the f16-MMA kernels (f16 weights: the pieces straight to shared memory, part stages)
+    step_want sanitizer-f16mma 0 10 "$cs" --tool memcheck --kernel-name kns=gemm_f16mma --error-exitcode 9 \
+        --print-limit 10 "$bench" --check-only --quick --gemm-kernel f16mma
+    expect sanitizer-f16mma 'ERROR SUMMARY: 0 errors'
+    grep -h -E "SUMMARY|Invalid" "$out/sanitizer-f16mma.log" | head -6 | sed 's/^/  /' >>"$summary"
 fi
 
 # 6. the table: per shape and type, cuBLAS f16 and each variant (us, TOP/s, % of cuBLAS)
@@ -134,7 +152,7 @@ if not runs:
     sys.exit(0)
 best = {}  # (shape, type, kernel) -> (pct, us, label)
 cub = {}
-kerns = (("mma", "v"), ("f16mma", "f"), ("wgmma", "w"))
+kerns = (("mma", "v"), ("f16mma", "f"), ("wgmma", "w"), ("wmma", "m"))
 for tag, desc in labels:
     if tag not in runs:
         continue
@@ -153,7 +171,7 @@ for tag, desc in labels:
             head += "  cuBLAS f16 %.1f us %.0f TFLOP/s" % (cb[0]["us"], cb[0]["tflops"])
             cub.setdefault(nm, (cb[0]["us"], cb[0]["tflops"], cb[0]["shape"]))
         print(head)
-        for ty in ("q4_0", "q8_0"):
+        for ty in ("f16", "q4_0", "q8_0"):
             for kern, t in kerns:
                 v = [x for x in rows if x["name"] == nm and x["type"] == ty and x.get("kernel") == kern]
                 if not v:
@@ -180,7 +198,7 @@ print("\n== best per shape over the runs (% of cuBLAS f16; goal >= 50 %)")
 worst = {}
 wins = []
 for nm in cub:
-    for ty in ("q4_0", "q8_0"):
+    for ty in ("f16", "q4_0", "q8_0"):
         got = {kern: best.get((nm, ty, kern)) for kern, _ in kerns}
         cells = ["%s %s %.1f us %.0f%%" % (kern, b[2], b[1], b[0]) for kern, b in got.items() if b]
         top = max([b[0] for b in got.values() if b] or [0])
