@@ -77,7 +77,8 @@ for name in ['m512_r1', 'm512_r2', 'one_thread', 'small_m'] + sorted(os.path.bas
     c = d['ceilings']
     print(f"\n{name}: {d['threads']} threads, clock {c['clock_ghz']} GHz, int8 peak {c['amx_int8_theoretical_ops'] and c['amx_int8_theoretical_ops'] / 1e12:.1f} TOPS"
           f" (probe {'yes' if c['from_probe'] else 'no'}), TDPBSSD loop {c['amx_int8_ops'] and c['amx_int8_ops'] / 1e12} TOPS")
-    print(f"  {'shape':12} {'type':5} {'M':>4} {'amx ms':>8} {'avx ms':>8} {'rowq ms':>8} {'rowq TOPS':>9} {'%peak':>6} {'/avx':>6} {'/amx':>6}  amx%peak  err rms/max vs block (rowq|block vs exact)")
+    print(f"  {'shape':12} {'type':5} {'M':>4} {'amx ms':>8} {'avx ms':>8} {'rowq ms':>8} {'rowq TOPS':>9} {'%peak':>6} {'/avx':>6} {'/amx':>6}  amx%peak cyc/TDP  err rms/max vs block (rowq|block vs exact)")
+    print("  (cyc/TDP: cycles per core per 16x16x64 TDPBSSD of useful work = 16 / fraction of the peak; 16 at the peak)")
     rows = d['rows']
     for r in rows:
         if r['variant'] != 'rowq':
@@ -91,6 +92,7 @@ for name in ['m512_r1', 'm512_r2', 'one_thread', 'small_m'] + sorted(os.path.bas
               f" {q['tops']:9.2f} {fmt(q['fraction_of_amx_int8_theoretical'] and 100 * q['fraction_of_amx_int8_theoretical'], '6.1f'):>6}"
               f" {fmt(q['speedup_vs_avx512'], '6.2f'):>6} {fmt(q['speedup_vs_amx_block'], '6.2f'):>6}"
               f"  {fmt(a and peak and 100 * a['gflops'] * 1e9 / peak, '6.1f'):>6}"
+              f" {fmt(q['fraction_of_amx_int8_theoretical'] and 16 / q['fraction_of_amx_int8_theoretical'], '7.1f'):>7}"
               f"  {100 * acc.get('rel_rms_vs_block', 0):.2f}/{100 * acc.get('rel_max_vs_block', 0):.2f} % ({100 * acc.get('rowq_rel_rms_vs_exact', 0):.2f}|{100 * acc.get('block_rel_rms_vs_exact', 0):.2f})")
 PY
 if grep -Eq "^unit_rowq +exit +0 " "$summary"; then
