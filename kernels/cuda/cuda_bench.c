@@ -722,8 +722,9 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                     json_object_set_new(row, "pct_cublas_i8", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_i8));
                 if (!b->o->json) { /* (f16 weights take the same kernels since session 5) */
                     if (pl.wgmma)
-                        printf("%-9s %-14s   ^ wgmma w%d %s, %d slots, pipe %d, %d k slice(s), %s%s\n", "", "",
-                               pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.deep ? 2 : 1, pl.ksplit,
+                        printf("%-9s %-14s   ^ wgmma w%d%s %s, %d slots, pipe %d, %d k slice(s), %s%s\n", "", "",
+                               pl.variant, pl.xv == 1 ? "x1" : pl.xv == 2 ? "x2" : pl.xv == 3 ? "x3" : "",
+                               kern_cuda_gemm_tile_name(code), pl.stages, pl.deep ? 2 : 1, pl.ksplit,
                                pl.grid ? "persistent grid" : "a CTA per tile", sel ? " (selected)" : "");
                     else if (pl.f16mma)
                         printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s\n", "", "",
@@ -734,6 +735,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");
                     else
                         printf("%-9s %-14s   ^ f16 wmma%s\n", "", "", sel ? " (selected)" : "");
+                    json_object_set_new(row, "xv", json_integer(pl.xv)); /* AMXDIAG_GPU_GEMM_WGMMA_X */
                 }
             }
         }

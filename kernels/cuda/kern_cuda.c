@@ -14,7 +14,8 @@
 
 _Static_assert(KF_GEMM_I8_LAST - KF_GEMM_I8_FIRST + 1 == 2 * GI8_NVAR, "one q4_0 and one q8_0 kernel per variant");
 _Static_assert(KF_GEMM_F16MMA_LAST - KF_GEMM_F16MMA_FIRST + 1 == 3 * GF_NVAR, "a q4_0, q8_0 and f16 kernel per variant");
-_Static_assert(KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1 == 3 * GW_NVAR, "a q4_0, q8_0 and f16 kernel per variant");
+_Static_assert(KF_GEMM_WGMMA_LAST - KF_GEMM_WGMMA_FIRST + 1 == 3 * GW_NVAR + GW_NXK,
+               "a q4_0, q8_0 and f16 kernel per variant, and the experimental ones");
 _Static_assert(KF_MOE_GEMM_I8G_LAST - KF_MOE_GEMM_I8G_FIRST + 1 == 2 * GI8M_NVAR, "one q4_0 and one q8_0 kernel per variant");
 
 const char *const kern_cuda_kernel_names[KF_COUNT] = {
@@ -60,6 +61,15 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMM_WGMMA_FIRST + 2 * GW_NVAR + I] = "kern_gemm_wgmma_f16_w" #I,
     GW_VARIANTS(GW_NAMES)
 #undef GW_NAMES
+#define GW_XNAMES(I)                                                                                    \
+    [KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + (2 * I) * 3] = "kern_gemm_wgmma_q4_0_w" #I "_x1",               \
+    [KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + (2 * I) * 3 + 1] = "kern_gemm_wgmma_q4_0_w" #I "_x2",           \
+    [KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + (2 * I) * 3 + 2] = "kern_gemm_wgmma_q4_0_w" #I "_x3",           \
+    [KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + (2 * I + 1) * 3] = "kern_gemm_wgmma_q8_0_w" #I "_x1",           \
+    [KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + (2 * I + 1) * 3 + 1] = "kern_gemm_wgmma_q8_0_w" #I "_x2",       \
+    [KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + (2 * I + 1) * 3 + 2] = "kern_gemm_wgmma_q8_0_w" #I "_x3",
+    GW_XNAMES(0) GW_XNAMES(1) GW_XNAMES(2)
+#undef GW_XNAMES
 #define GI8M_NAMES(I, MT, NT, WM, CPS)                                                                  \
     [KF_MOE_GEMM_I8G_FIRST + 2 * I] = "kern_moe_gemm_i8_q4_0_g" #I,                                     \
     [KF_MOE_GEMM_I8G_FIRST + 2 * I + 1] = "kern_moe_gemm_i8_q8_0_g" #I,

@@ -223,6 +223,8 @@ typedef struct kern_cuda_gemm_plan {
     bool aligned;     /* raw weight blocks by cp.async (k % 128 == 0, 8-byte aligned buffer) */
     int ksplit;       /* f16-MMA: k slices per tile (2: split-K, y zeroed and the slices added); else 1.
                          From kern_cuda_gemm_plan_make: the auto tile's measured suggestion */
+    int xv;           /* wgmma: experimental variant (kern_gemm_wgmma_map.h GW_XV_*: 1 padded raw W rows, 2
+                         fixed ring slots, 3 both; 0 the measured kernel), kern_cuda_gemm_wgmma_xv */
     const char *why;  /* one line: why this kernel */
 } kern_cuda_gemm_plan;
 /* The k slices an f16-MMA plan takes when `want` (0 = auto, 1, 2; $AMXDIAG_GPU_GEMM_SPLITK)
@@ -235,6 +237,13 @@ int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k);
  * left in flight (plan.deep); else the plan's), within the device's shared memory; and
  * `persist` ($AMXDIAG_GPU_GEMM_WGMMA_PERSIST: "1" plan.grid = the CTAs resident at once
  * (SMs x CTAs per SM) where the shape has more tiles, "0" one CTA per tile). */
+/* A wgmma plan's experimental variant as asked ($AMXDIAG_GPU_GEMM_WGMMA_X: "1" raw W rows
+ * 52 / 84 bytes apart, "2" the ring's slots fixed at compile time, "3" both; NULL, "0" or
+ * anything else: none): q4_0 / q8_0 tiles w0..w2 only; the slots refitted to the padded
+ * rows; "fixed" only where the plan's slots are the variant's (as many as fit, the flat
+ * pipeline), else dropped. */
+void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
+                             const char *xv);
 void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
                                const char *slots, const char *pipe, const char *persist, int64_t m, int64_t n);
 /* Shared memory of one k stage of the int8 kernel (wt 4 = Q4_0, 8 = Q8_0). */

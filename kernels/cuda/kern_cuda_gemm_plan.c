@@ -653,6 +653,34 @@ void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_p
     p->grid = on ? gw_grid(caps, p, m, n) : 0;
 }
 
+void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
+                             const char *xv)
+{
+    if (!p->wgmma)
+        return;
+    p->xv = 0;
+    if (!xv || !*xv || xv[1] || xv[0] < '1' || xv[0] > '0' + GW_NXV)
+        return;
+    if ((type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) || p->variant < 0 || p->variant >= GW_XV_TILES)
+        return; /* f16 weights and the 64 x 64 tile: no variants */
+    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8, pad = (xv[0] - '0') & GW_XV_PAD;
+    int x = xv[0] - '0';
+    if (pad) {
+        /* the padded rows' slots: as many as fit, no more than the plan had */
+        int fit = gw_slots_fit_x(wt, p->variant, p->stages, gw_smem_limit(caps, p->variant), p->deep, pad);
+        if (!fit)
+            fit = gw_slots_fit_x(wt, p->variant, p->stages, caps->can_raise_smem ? caps->smem_optin : 48 * 1024,
+                                 p->deep, pad);
+        if (!fit)
+            return;
+        p->stages = fit;
+        p->smem = gw_smem_bytes_x(wt, p->tile, p->bn, fit, p->deep, pad);
+    }
+    if ((x & GW_XV_FIX) && (p->deep || p->stages != gw_fix_slots(p->variant, wt, pad)))
+        x &= ~GW_XV_FIX; /* its compiled slot count is not this plan's */
+    p->xv = x;
+}
+
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
                                             kern_cu_deviceptr w, bool moe)
 {
@@ -661,9 +689,11 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
     if ((p.mma || p.f16mma) && !moe && c->gemm_bk == 64) {
         p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
     }
-    if (p.wgmma)
+    if (p.wgmma) {
         kern_cuda_gemm_wgmma_tune(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_SLOTS"),
                                   getenv("AMXDIAG_GPU_GEMM_WGMMA_PIPE"), NULL, m, n);
+        kern_cuda_gemm_wgmma_xv(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_X"));
+    }
     p.ksplit = kern_cuda_gemm_ksplit(&p, c->gemm_ksplit, k);
     if (p.wgmma) /* the grid counts the k slices */
         kern_cuda_gemm_wgmma_tune(&c->caps, &p, type, NULL, NULL, getenv("AMXDIAG_GPU_GEMM_WGMMA_PERSIST"), m, n);

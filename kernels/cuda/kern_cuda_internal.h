@@ -52,9 +52,9 @@ enum kern_cuda_fn {
     KF_ROUTER_TOPK, /* a generated token's router GEMV and top-k in one launch */
     KF_GEMM_F32_SUM, /* the split-k f32 GEMM's sum of its splits */
     KF_GEMM_WGMMA_FIRST, /* the sm_90a module's wgmma GEMM variants v (kern_gemm_wgmma_map.h): q4_0 at FIRST + 2v,
-                            q8_0 next, f16 weights at FIRST + 2 * 4 + v; from ctx->mod_wgmma, not ctx->mod
-                            (kern_gemm_wgmma_load.c) */
-    KF_GEMM_WGMMA_LAST = KF_GEMM_WGMMA_FIRST + 3 * 4 - 1,
+                            q8_0 next, f16 weights at FIRST + 2 * 4 + v, the experimental variants at FIRST +
+                            3 * 4 + gw_xk_index; from ctx->mod_wgmma, not ctx->mod (kern_gemm_wgmma_load.c) */
+    KF_GEMM_WGMMA_LAST = KF_GEMM_WGMMA_FIRST + 3 * 4 + 18 - 1,
     KF_MOE_GEMM_I8G_FIRST, /* the grouped int8 GEMM's token-tile variants g (GI8M_VARIANTS): q4_0 at FIRST + 2g */
     KF_MOE_GEMM_I8G_LAST = KF_MOE_GEMM_I8G_FIRST + 2 * 6 - 1,
     KF_GEMV_SB_FIRST, /* the super-block GEMV (kern_gemv_sb.cuh): q4_0, q8_0 with ld.global.cs, then both with .nc */

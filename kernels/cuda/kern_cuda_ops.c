@@ -301,9 +301,12 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
      * (+ 1), f16 weights at FIRST + 2 NVAR + v */
     const int first = pl->wgmma ? KF_GEMM_WGMMA_FIRST : KF_GEMM_F16MMA_FIRST;
     const int nvar = pl->wgmma ? GW_NVAR : GF_NVAR;
-    const enum kern_cuda_fn fn =
+    enum kern_cuda_fn fn =
         (enum kern_cuda_fn)(type == KERN_TYPE_F16 ? first + 2 * nvar + pl->variant
                                                   : first + 2 * pl->variant + (type == KERN_TYPE_Q4_0 ? 0 : 1));
+    if (pl->wgmma && pl->xv > 0) /* an experimental variant (kern_cuda_gemm_wgmma_xv) */
+        fn = (enum kern_cuda_fn)(KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR +
+                                 gw_xk_index(pl->variant, type == KERN_TYPE_Q4_0 ? 4 : 8, pl->xv));
     const int64_t tiles = ((m + pl->tile - 1) / pl->tile) * ((n + pl->bn - 1) / pl->bn);
     adg_error *e = want_smem(c, op, fn, pl->smem);
     if (e)

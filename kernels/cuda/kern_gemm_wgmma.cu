@@ -144,4 +144,32 @@ __device__ void gf_st4f(float *p, const float v[4]);
 GW_VARIANTS(GW_DENSE)
 #undef GW_DENSE
 #undef GW_DENSE1
+
+// The experimental variants (AMXDIAG_GPU_GEMM_WGMMA_X, kern_gemm_wgmma_map.h GW_XV_*):
+// kern_gemm_wgmma_<type>_w<I>_x<XV>; FSL: the fixed slot count of GW_FIX_SLOTS (xv 2: the
+// plain stride's, xv 3: the padded one's; 0 for xv 1).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GW_XBODY(WT, WG, BN, XV, FSL) gemm_wgmma<WT, WG, BN, XV, FSL>(w, m, k, x, n, y, slots, flags, ksplit);
+#else
+#define GW_XBODY(WT, WG, BN, XV, FSL)
+#endif
+#define GW_XK(WT, Q, I, WG, BN, CPS, XV, FSL)                                                                         \
+    extern "C" __global__ void __launch_bounds__(128 * WG, CPS)                                                      \
+        kern_gemm_wgmma_##Q##_w##I##_x##XV(const uint8_t *w, long long m, long long k, const uint16_t *x,            \
+                                          long long n, float *y, int slots, int flags, int ksplit)                  \
+    {                                                                                                                \
+        GW_XBODY(WT, WG, BN, XV, FSL)                                                                                \
+    }
+#define GW_XK3(WT, Q, I, WG, BN, CPS, S_PLAIN, S_PAD)                                                                 \
+    GW_XK(WT, Q, I, WG, BN, CPS, 1, 0) GW_XK(WT, Q, I, WG, BN, CPS, 2, S_PLAIN) GW_XK(WT, Q, I, WG, BN, CPS, 3, S_PAD)
+// (the slot counts as GW_FIX_SLOTS lists them; gw_fix_slots checks them on the host)
+GW_XK3(4, q4_0, 0, 2, 256, 1, 5, 4)
+GW_XK3(8, q8_0, 0, 2, 256, 1, 4, 4)
+GW_XK3(4, q4_0, 1, 2, 128, 1, 8, 8)
+GW_XK3(8, q8_0, 1, 2, 128, 1, 7, 7)
+GW_XK3(4, q4_0, 2, 1, 128, 2, 5, 4)
+GW_XK3(8, q8_0, 2, 1, 128, 2, 4, 4)
+#undef GW_XK3
+#undef GW_XK
+#undef GW_XBODY
 #undef GW_BODY

@@ -40,15 +40,23 @@
 //     still run while the barrier of stage st + 1 is passed and its MMAs are queued behind
 //     them; what is written in stage st (slot and buffer of stage st - 2) was read only by
 //     MMAs of stage st - 2, which the wait of stage st - 1 completed.
-template <int WT, int WG, int BN>
+//
+// XV (the experimental variants, session 5; kern_gemm_wgmma_map.h GW_XV_*): bit 0, raw W
+// rows 52 / 84 bytes apart (13 / 21 words: odd, so the conversion's 16 rows per warp fall
+// on distinct banks; the raw part padded to 1024 bytes); bit 1, FSL ring slots fixed at
+// compile time and the flat pipeline (the cp.async wait and the ring's wrap-around become
+// constants: no runtime wait_group switch).  XV 0 is the kernel as measured in session 4.
+template <int WT, int WG, int BN, int XV = 0, int FSL = 0>
 __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
-                           int slots, int flags, int ksplit)
+                           int slots_in, int flags, int ksplit)
 {
     constexpr int KB = GW_KB, BM = 64 * WG, THREADS = 128 * WG, NACC = BN / 2;
-    constexpr bool F16 = WT == 16;
+    constexpr bool F16 = WT == 16, PAD = (XV & GW_XV_PAD) != 0, FIX = (XV & GW_XV_FIX) != 0;
+    static_assert(!FIX || (FSL >= 3 && FSL <= GW_MAX_SLOTS), "fixed ring slots");
     constexpr int BSZ = WT == 4 ? 18 : 34, RB = GW_ROW, CPR = 8;
-    constexpr int WSTR = F16 ? RB : WT == 4 ? 48 : 80;
-    constexpr int XB = BN * RB, SLOT = XB + BM * WSTR, WFB = BM * RB;
+    constexpr int WSTR = F16 ? RB : PAD ? (WT == 4 ? 52 : 84) : WT == 4 ? 48 : 80;
+    constexpr int XB = BN * RB, SLOT = XB + (BM * WSTR + GW_ALIGN - 1) / GW_ALIGN * GW_ALIGN, WFB = BM * RB;
+    const int slots = FIX ? FSL : slots_in;
     static_assert(SLOT % GW_ALIGN == 0 && WFB % GW_ALIGN == 0, "1024-byte aligned tiles");
     // raw W: PW pieces of 4 bytes per row, dealt round the CTA (piece c = tid + i THREADS is
     // row c / PW, piece c % PW), WPT per thread: a warp's copy covers 128 consecutive bytes
@@ -70,7 +78,7 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
     // the swizzle's pattern is of the shared address: start every tile on 1024 bytes
     uint8_t *const sm = gw_raw + ((GW_ALIGN - (gw_smem_u32(gw_raw) & (GW_ALIGN - 1))) & (GW_ALIGN - 1));
     uint8_t *const wf0 = sm + slots * SLOT;
-    const int deep = (flags & GW_FLAG_DEEP) ? 1 : 0, nbuf = 2 + deep, ahead = slots - 1 - deep;
+    const int deep = !FIX && (flags & GW_FLAG_DEEP) ? 1 : 0, nbuf = 2 + deep, ahead = slots - 1 - deep;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const long long nb = k / 32, row_bytes = F16 ? 2 * k : nb * BSZ;
     const int nst = F16 ? (int)((k + 32 * KB - 1) / (32 * KB)) : (int)((nb + KB - 1) / KB);

@@ -64,30 +64,73 @@ enum {
  * buffers, slots >= 4; AMXDIAG_GPU_GEMM_WGMMA_PIPE=2). */
 #define GW_FLAG_DEEP 4
 
-/* One ring slot (X then raw W) and the whole dynamic shared memory (plus the 1024 bytes
- * the kernel may skip to align its base) with `deep` 0 (2 f16 W buffers) or 1 (3). */
-/* wt 16 (f16 weights): W in the slot as f16 rows of 128 bytes, swizzled as X, and no f16
- * W buffers (nothing to convert). */
-GI8_FN int gw_slot_bytes(int wt, int bm, int bn)
+/* The experimental kernel variants (session 5, AMXDIAG_GPU_GEMM_WGMMA_X=1..3, tiles w0..w2,
+ * q4_0 / q8_0): GW_XV_PAD, raw W rows 52 / 84 bytes apart (odd word counts: the
+ * conversion's loads of 16 rows per warp on distinct banks; the raw part of a slot rounded
+ * up to 1024 bytes); GW_XV_FIX, the ring's slot count a compile-time constant (the flat
+ * pipeline only): the slots gw_fit gives on a 227 KiB sm_90 part, GW_FIX_SLOTS below. */
+#define GW_XV_PAD 1
+#define GW_XV_FIX 2
+#define GW_NXV 3       /* xv 1..3 */
+#define GW_XV_TILES 3  /* w0..w2 */
+#define GW_NXK (GW_XV_TILES * 2 * GW_NXV) /* their kernels: (tile, q4_0 / q8_0, xv) */
+/* X(variant, wt, pad, slots): the fixed slot count of each variant and weight type with and
+ * without the padded stride (test_kern_cuda_gemm checks it equals the plan's fit). */
+#define GW_FIX_SLOTS(X) \
+    X(0, 4, 0, 5) X(0, 4, 1, 4) X(0, 8, 0, 4) X(0, 8, 1, 4) \
+    X(1, 4, 0, 8) X(1, 4, 1, 8) X(1, 8, 0, 7) X(1, 8, 1, 7) \
+    X(2, 4, 0, 5) X(2, 4, 1, 4) X(2, 8, 0, 4) X(2, 8, 1, 4)
+GI8_FN int gw_fix_slots(int v, int wt, int pad)
 {
-    return bn * GW_ROW + bm * (wt == 16 ? GW_ROW : gf_wstr(wt, GW_KB));
+    int r = 0;
+#define GW_FIX_CASE(V_, WT_, PAD_, S_) \
+    if (v == (V_) && wt == (WT_) && pad == (PAD_)) \
+        r = S_;
+    GW_FIX_SLOTS(GW_FIX_CASE)
+#undef GW_FIX_CASE
+    return r;
+}
+/* Index of (variant v, wt, xv) among the GW_NXK variant kernels. */
+GI8_FN int gw_xk_index(int v, int wt, int xv) { return (2 * v + (wt == 8)) * GW_NXV + xv - 1; }
+
+/* Bytes of a raw W row of a slot: 48 / 80 (52 / 84 padded, GW_XV_PAD); f16 weights 128. */
+GI8_FN int gw_wstr(int wt, int pad)
+{
+    return wt == 16 ? GW_ROW : pad ? (wt == 4 ? 52 : 84) : gf_wstr(wt, GW_KB);
+}
+/* One ring slot (X then raw W, that part rounded up to 1024 bytes) and the whole dynamic
+ * shared memory (plus the 1024 bytes the kernel may skip to align its base) with `deep`
+ * 0 (2 f16 W buffers) or 1 (3).  wt 16 (f16 weights): W in the slot as f16 rows of 128
+ * bytes, swizzled as X, and no f16 W buffers (nothing to convert). */
+GI8_FN int gw_slot_bytes_x(int wt, int bm, int bn, int pad)
+{
+    return bn * GW_ROW + (bm * gw_wstr(wt, pad) + GW_ALIGN - 1) / GW_ALIGN * GW_ALIGN;
+}
+GI8_FN int gw_slot_bytes(int wt, int bm, int bn) { return gw_slot_bytes_x(wt, bm, bn, 0); }
+GI8_FN int gw_smem_bytes_x(int wt, int bm, int bn, int slots, int deep, int pad)
+{
+    return GW_ALIGN + slots * gw_slot_bytes_x(wt, bm, bn, pad) + (wt == 16 ? 0 : (2 + deep) * bm * GW_ROW);
 }
 GI8_FN int gw_smem_bytes_p(int wt, int bm, int bn, int slots, int deep)
 {
-    return GW_ALIGN + slots * gw_slot_bytes(wt, bm, bn) + (wt == 16 ? 0 : (2 + deep) * bm * GW_ROW);
+    return gw_smem_bytes_x(wt, bm, bn, slots, deep, 0);
 }
 GI8_FN int gw_smem_bytes(int wt, int bm, int bn, int slots) { return gw_smem_bytes_p(wt, bm, bn, slots, 0); }
 /* Ring slots: at least 3 (4 for the deep pipeline: the copies of a stage must be issued a
  * stage before its conversion), more where they fit (a stage's copies then have
  * slots - 2 - deep stages of MMAs to land); the most that fit `limit` bytes, capped at
  * `want_max`; 0 if the minimum does not fit. */
-GI8_FN int gw_slots_fit_p(int wt, int v, int want_max, int limit, int deep)
+GI8_FN int gw_slots_fit_x(int wt, int v, int want_max, int limit, int deep, int pad)
 {
     const int lo = 3 + deep;
     int s = want_max < lo ? lo : want_max > GW_MAX_SLOTS ? GW_MAX_SLOTS : want_max;
-    while (s > lo && gw_smem_bytes_p(wt, gw_var_bm(v), gw_var_bn(v), s, deep) > limit)
+    while (s > lo && gw_smem_bytes_x(wt, gw_var_bm(v), gw_var_bn(v), s, deep, pad) > limit)
         s--;
-    return gw_smem_bytes_p(wt, gw_var_bm(v), gw_var_bn(v), s, deep) <= limit ? s : 0;
+    return gw_smem_bytes_x(wt, gw_var_bm(v), gw_var_bn(v), s, deep, pad) <= limit ? s : 0;
+}
+GI8_FN int gw_slots_fit_p(int wt, int v, int want_max, int limit, int deep)
+{
+    return gw_slots_fit_x(wt, v, want_max, limit, deep, 0);
 }
 GI8_FN int gw_slots_fit(int wt, int v, int want_max, int limit) { return gw_slots_fit_p(wt, v, want_max, limit, 0); }
 

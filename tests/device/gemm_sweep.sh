@@ -19,7 +19,9 @@
 #   3. sweep-s3 / sweep-s3k2 (AMXDIAG_GPU_GEMM_SPLITK=2): every int8 (v0..v7), f16-MMA
 #      (f0..f8) and wgmma (w0..w3) tile at every shape (the wgmma ring: as many slots as fit,
 #      <= 8; AMXDIAG_GPU_GEMM_WGMMA_SLOTS caps it);
-#      sweep-p2 / sweep-p2k2: the wgmma tiles with the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2);
+#      sweep-x1..x3 / sweep-x1k2..x3k2: the experimental wgmma variants (AMXDIAG_GPU_GEMM_WGMMA_X:
+#      padded raw W rows, fixed ring slots, both), one k slice and two;
+#      sweep-p2 / sweep-p2k2 (DEEP=1): the wgmma tiles with the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2);
 #      sweep-ps / sweep-p2ps (PERSIST=1): with the persistent grid (AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1);
 #   4. engine-wgmma: test_kern_engine's GPU layers teacher-forced against the CPU
 #      reference; compare-wgmma: `amxdiag run --ngl 99 --greedy --compare ref`;
@@ -28,7 +30,7 @@
 #   6. the table: per shape and type (f16, q4_0, q8_0), us / TOP/s / % of cuBLAS f16 of
 #      every tile, the best per kernel over the runs, the goal per shape, and where wgmma
 #      beats the f16-MMA kernel (the rows of auto_wgmma in kern_cuda_gemm_plan.c to turn on;
-#      f16: its third column);
+#      f16: its third column), and the variants x1..x3 against x0 per shape and tile;
 #   7. NCU=1: Nsight Compute of wgmma w0 at the LM head (Q4_0, Q8_0) and w1 at attn_q
 #      (Q4_0): instructions per warp, tensor pipe %, stall reasons, bank conflicts, DRAM MB.
 #   usage: tests/device/gemm_sweep.sh BUILD_DIR      (outputs in $OUT, else ./gemm-sweep-out)
@@ -85,12 +87,24 @@ for run in $runs; do
         -o "$out/sweep-$run.json"
     sed -n '/^goals/,$p' "$out/sweep-$run.log" | sed "s/^/  $run /" >>"$summary"
 done
-# the deep pipeline (AMXDIAG_GPU_GEMM_WGMMA_PIPE=2: one stage of MMAs in flight across the
-# barrier), the wgmma tiles only, one k slice and two
-step_want sweep-p2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm --gemm-kernel wgmma --gemm-tile all \
-    --iters 10 -o "$out/sweep-p2.json"
-step_want sweep-p2k2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
-    --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2k2.json"
+# the experimental wgmma variants (session 5, AMXDIAG_GPU_GEMM_WGMMA_X; q4_0/q8_0 tiles w0..w2,
+# the rest as in s3): x1 raw W rows 52 / 84 bytes apart (fewer bank conflicts in the
+# conversion's loads), x2 the ring's slots fixed at compile time (no runtime cp.async
+# wait_group switch, constant ring wrap-around), x3 both; one k slice and two
+for xv in 1 2 3; do
+    step_want "sweep-x$xv" 0 8 env AMXDIAG_GPU_GEMM_WGMMA_X=$xv "$bench" --only gemm --gemm-kernel wgmma \
+        --gemm-tile all --iters 10 -o "$out/sweep-x$xv.json"
+    step_want "sweep-x${xv}k2" 0 8 env AMXDIAG_GPU_GEMM_WGMMA_X=$xv AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
+        --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-x${xv}k2.json"
+done
+# the deep pipeline (DEEP=1; AMXDIAG_GPU_GEMM_WGMMA_PIPE=2: one stage of MMAs in flight across
+# the barrier; no better at 05:03), the wgmma tiles only, one k slice and two
+if [ -n "${DEEP:-}" ]; then
+    step_want sweep-p2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 "$bench" --only gemm --gemm-kernel wgmma \
+        --gemm-tile all --iters 10 -o "$out/sweep-p2.json"
+    step_want sweep-p2k2 0 8 env AMXDIAG_GPU_GEMM_WGMMA_PIPE=2 AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
+        --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/sweep-p2k2.json"
+fi
 # the persistent grid (PERSIST=1; AMXDIAG_GPU_GEMM_WGMMA_PERSIST=1: the CTAs resident at
 # once, each running its tiles as one stream of k stages), with either pipeline
 if [ -n "${PERSIST:-}" ]; then
@@ -136,6 +150,9 @@ python3 - "$out" >>"$summary" 2>&1 <<'PYEOF'
 import json, os, sys
 out = sys.argv[1]
 labels = [("s3", "3 stages (wgmma: slots as fit)"), ("s3k2", "3 stages, split-K 2"),
+          ("x1", "wgmma x1: raw W rows 52/84 B"), ("x1k2", "wgmma x1, split-K 2"),
+          ("x2", "wgmma x2: fixed ring slots"), ("x2k2", "wgmma x2, split-K 2"),
+          ("x3", "wgmma x3: both"), ("x3k2", "wgmma x3, split-K 2"),
           ("p2", "wgmma deep pipeline (PIPE=2)"), ("p2k2", "wgmma deep pipeline, split-K 2"),
           ("ps", "wgmma persistent grid (PERSIST=1)"), ("p2ps", "wgmma deep pipeline, persistent grid"),
           ("s3st", "3 stages, f16mma staged stores"), ("s3k2st", "3 stages, split-K 2, f16mma staged stores")]
@@ -157,7 +174,7 @@ for tag, desc in labels:
     if tag not in runs:
         continue
     rows = [x for x in runs[tag].get("rows", []) if x.get("group") == "gemm"]
-    if tag.startswith("p"):
+    if tag.startswith("p") or tag.startswith("x"):
         rows = [x for x in rows if x.get("kernel") in ("wgmma", None) or x.get("type", "").startswith("cublas")]
     shapes = []
     for x in rows:
@@ -180,7 +197,8 @@ for tag, desc in labels:
                 cells = []
                 for x in sorted(v, key=lambda x: x.get("variant", 0)):
                     mark = ("*" if x.get("selected") else "") + ("^" if x is b else "")
-                    extra = "/%ds%s" % (x.get("stages", 0), "p2" if x.get("pipe") == 2 else "") if kern == "wgmma" else ""
+                    extra = "/%ds%s%s" % (x.get("stages", 0), "p2" if x.get("pipe") == 2 else "",
+                                          "x%d" % x["xv"] if x.get("xv") else "") if kern == "wgmma" else ""
                     cells.append("%s%d%s%s %.1f/%.0f/%.0f%%" % (t, x.get("variant", -1), extra, mark, x["us"],
                                                               x["tflops"], x.get("pct_cublas", 0)))
                 print("  %s %-6s %s" % (ty, kern, "  ".join(cells)))
@@ -188,6 +206,8 @@ for tag, desc in labels:
                 lab = "%s%d %s" % (t, b.get("variant", -1), tag)
                 if b.get("pipe") == 2:
                     lab += " pipe 2"
+                if b.get("xv") and not tag.startswith("x"):
+                    lab += " x%d" % b["xv"]
                 if b.get("grid"):
                     lab += " persistent"
                 if b.get("ksplit", 1) > 1:
@@ -210,6 +230,21 @@ for nm in cub:
                                                                            got["f16mma"][2], got["f16mma"][1]))
 for ty, w in sorted(worst.items()):
     print("worst shape, best kernel and tile, %s: %.1f%% (%s)" % (ty, w, "MET" if w >= 50 else "MISS"))
+# the experimental variants against the measured kernel, same tile and k slices, per shape
+print("\n== wgmma variants x1..x3 against x0 (same tile, same k slices; us, + = slower)")
+base = {}
+for tag in ("s3", "s3k2", "x1", "x1k2", "x2", "x2k2", "x3", "x3k2"):
+    for x in (runs.get(tag, {}).get("rows", []) if tag in runs else []):
+        if x.get("group") != "gemm" or x.get("kernel") != "wgmma" or x.get("type") not in ("q4_0", "q8_0"):
+            continue
+        key = (x["name"], x["type"], x.get("variant"), x.get("ksplit", 1))
+        base.setdefault(key, {})[x.get("xv", 0)] = x["us"]
+for key in sorted(base, key=lambda k: (k[1], k[0], k[2], k[3])):
+    d = base[key]
+    if 0 not in d or len(d) < 2 or key[2] == 3:
+        continue
+    cells = " ".join("x%d %.1f (%+.1f%%)" % (v, d[v], 100.0 * (d[v] / d[0] - 1)) for v in sorted(d) if v)
+    print("  %-10s %-5s w%d k%d  x0 %.1f  %s" % (key[0], key[1], key[2], key[3], d[0], cells))
 print("\n== where wgmma wins (kern_cuda_gemm_plan.c auto_wgmma: {variant, k slices} of that shape class)")
 for w in wins or ["none"]:
     print("  " + w)

@@ -94,10 +94,14 @@ static void gw_wait1() { gw_wait(1); }
 
 // ---- cases ----------------------------------------------------------------------------------
 
-template <int WT, int WG, int BN>
+template <int WT, int WG, int BN, int XV = 0, int FSL = 0>
 static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
                          int ksplit, bool deep)
 {
+    if (XV & GW_XV_FIX) { // the fixed variants: their compiled slots, the flat pipeline
+        slots = FSL;
+        deep = false;
+    }
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
     std::vector<uint16_t> xh = make_xh(n, k);
@@ -111,21 +115,21 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
     gw_late = !late;
     const int flags = (aligned ? GF_FLAG_ALIGNED : 0) | (deep ? GW_FLAG_DEEP : 0);
     // the window offset of 48 needs the kernel's 1024-byte skip: gw_smem_bytes includes it
-    launch(grid, 128 * WG, (size_t)gw_smem_bytes_p(WT, bm, BN, slots, deep), [&] {
+    launch(grid, 128 * WG, (size_t)gw_smem_bytes_x(WT, bm, BN, slots, deep, XV & GW_XV_PAD), [&] {
         gw_groups.clear();
         gw_open.clear();
-        gemm_wgmma<WT, WG, BN>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
+        gemm_wgmma<WT, WG, BN, XV, FSL>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
     });
     char what[220];
     snprintf(what, sizeof what,
              "wgmma %s%s %lldx%lld x %lld, variant w%d (%dx%d), %d slots, %s, cp.async %s, %d k slice(s), "
-             "%s pipeline, grid %u",
+             "%s pipeline, grid %u%s",
              WT == 16 ? "f16" : WT == 4 ? "q4" : "q8", WT == 16 ? "" : "_0", (long long)m, (long long)k, (long long)n,
              v, bm, BN, slots,
              WT == 16 ? (aligned ? "f16 weights, whole stages" : "f16 weights, a part stage")
                       : aligned ? "cp.async weights" : "2-byte weights", late ? "late, MMAs early" : "early, MMAs late", ksplit,
-             deep ? "deep" : "flat",
-             grid);
+             deep ? "deep" : "flat", grid,
+             XV == 1 ? ", x1 (rows 52/84 B)" : XV == 2 ? ", x2 (fixed slots)" : XV == 3 ? ", x3 (both)" : "");
     check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
 }
 
@@ -145,8 +149,39 @@ static void wgmma_case(int wt, int v, int slots, bool late, size_t pad, int64_t 
 #undef SIM_WVAR
 }
 
+// The experimental variants (AMXDIAG_GPU_GEMM_WGMMA_X): every tile that has them, both
+// types, each variant (x2 / x3 with the slot counts compiled into kern_gemm_wgmma.cu).
+template <int WT, int WG, int BN>
+static void xv_cases(int v)
+{
+    wgmma_case_t<WT, WG, BN, 1, 0>(v, 4, true, 0, 100, 384, 70, 2, 1, false);
+    // (4 slots: w0's 5 padded Q8_0 slots and 3 buffers would pass the 256 KiB that the
+    // descriptors' 18-bit addresses reach, and the 227 KiB of an sm_90 part)
+    wgmma_case_t<WT, WG, BN, 1, 0>(v, 4, false, 2, 70, 480, 37, 3, 2, true);    // 2-byte weights, split-K, deep
+    wgmma_case_t<WT, WG, BN, 1, 0>(v, 3, false, 0, 130, 448, 150, 2, 1, false); // several tiles per CTA
+}
+template <int WT, int WG, int BN, int SPLAIN, int SPAD>
+static void xv_fix_cases(int v)
+{
+    wgmma_case_t<WT, WG, BN, 2, SPLAIN>(v, 0, true, 0, 100, 704, 70, 2, 1, false);
+    wgmma_case_t<WT, WG, BN, 2, SPLAIN>(v, 0, false, 0, 130, 448, 150, 2, 2, false); // split-K, several tiles
+    wgmma_case_t<WT, WG, BN, 3, SPAD>(v, 0, false, 0, 100, 704, 70, 2, 1, false);
+    wgmma_case_t<WT, WG, BN, 3, SPAD>(v, 0, true, 2, 70, 480, 37, 3, 2, false); // 2-byte weights, split-K
+}
+
 int main()
 {
+    // the experimental variants, checked first
+    xv_cases<4, 2, 256>(0);
+    xv_cases<8, 2, 256>(0);
+    xv_cases<8, 2, 128>(1);
+    xv_cases<8, 1, 128>(2);
+    xv_fix_cases<4, 2, 256, 5, 4>(0);
+    xv_fix_cases<8, 2, 256, 4, 4>(0);
+    xv_fix_cases<4, 2, 128, 8, 8>(1);
+    xv_fix_cases<8, 2, 128, 7, 7>(1);
+    xv_fix_cases<4, 1, 128, 5, 4>(2);
+    xv_fix_cases<8, 1, 128, 4, 4>(2);
     // every variant, both types, both timings: partial row and token tiles, the ring
     // wrapping (6 k stages through 3 or 4 slots), grid-stride tiles
     for (int v = 0; v < GW_NVAR; v++) {

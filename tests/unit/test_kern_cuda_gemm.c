@@ -988,6 +988,73 @@ static void test_f16_weights_plan(void **state)
     assert_false(p.mma || p.f16mma || p.wgmma);
 }
 
+/* The experimental wgmma variants ($AMXDIAG_GPU_GEMM_WGMMA_X): the slot counts compiled
+ * into the fixed ones are the plan's fit on a 227 KiB part; padded rows refit the slots;
+ * "fixed" dropped where the plan's slots differ (slots asked, the deep pipeline); none for
+ * f16 weights, the 64 x 64 tile or anything but 1..3. */
+static void test_wgmma_xv(void **state)
+{
+    (void)state;
+    const int w0 = 1 + GI8_NVAR + GF_NVAR;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        const kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+        for (int v = 0; v < GW_XV_TILES; v++) {
+            const kern_cuda_gemm_plan p =
+                kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + v, 0, t, 151936, 2048, 512, 0x1000, false);
+            assert_true(p.wgmma && !p.deep && p.xv == 0);
+            assert_int_equal(p.stages, gw_fix_slots(v, wt, 0));
+            for (int xv = 1; xv <= GW_NXV; xv++) {
+                kern_cuda_gemm_plan q = p;
+                char s[2] = {(char)('0' + xv), 0};
+                kern_cuda_gemm_wgmma_xv(&h100w, &q, t, s);
+                assert_int_equal(q.xv, xv);
+                const int pad = xv & GW_XV_PAD;
+                assert_int_equal(q.stages, pad ? gw_fix_slots(v, wt, 1) : p.stages);
+                assert_int_equal(q.smem, gw_smem_bytes_x(wt, q.tile, q.bn, q.stages, 0, pad));
+                assert_true((int64_t)gw_var_cps(v) * (q.smem + 1024) <= h100w.smem_optin + 1024);
+                /* the kernel's name in the module's table */
+                const char *nm = kern_cuda_kernel_names[KF_GEMM_WGMMA_FIRST + 3 * GW_NVAR + gw_xk_index(v, wt, xv)];
+                char want[64];
+                snprintf(want, sizeof want, "kern_gemm_wgmma_q%d_0_w%d_x%d", wt, v, xv);
+                assert_string_equal(nm, want);
+            }
+            /* fixed slots dropped where the plan's differ: 3 slots asked, the deep pipeline */
+            kern_cuda_gemm_plan q = p;
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "3", NULL, NULL, 151936, 512);
+            kern_cuda_gemm_wgmma_xv(&h100w, &q, t, "2");
+            assert_int_equal(q.xv, 0);
+            q = p;
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, "3", NULL, NULL, 151936, 512);
+            kern_cuda_gemm_wgmma_xv(&h100w, &q, t, "3");
+            assert_int_equal(q.xv, GW_XV_PAD);
+            assert_int_equal(q.stages, 3);
+            q = p;
+            kern_cuda_gemm_wgmma_tune(&h100w, &q, t, NULL, "2", NULL, 151936, 512);
+            assert_true(q.deep);
+            kern_cuda_gemm_wgmma_xv(&h100w, &q, t, "2");
+            assert_int_equal(q.xv, 0);
+            /* nothing else is a variant */
+            static const char *const bad[] = {"0", "4", "12", "x", ""};
+            for (size_t i = 0; i < ADG_ARRAY_LEN(bad); i++) {
+                q = p;
+                kern_cuda_gemm_wgmma_xv(&h100w, &q, t, bad[i]);
+                assert_int_equal(q.xv, 0);
+                assert_int_equal(q.smem, p.smem);
+            }
+        }
+        /* the 64 x 64 tile has none */
+        kern_cuda_gemm_plan p =
+            kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 3, 0, t, 4096, 2048, 512, 0x1000, false);
+        kern_cuda_gemm_wgmma_xv(&h100w, &p, t, "1");
+        assert_int_equal(p.xv, 0);
+    }
+    /* f16 weights: none */
+    kern_cuda_gemm_plan p =
+        kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0, 0, KERN_TYPE_F16, 4096, 2048, 512, 0x1000, false);
+    kern_cuda_gemm_wgmma_xv(&h100w, &p, KERN_TYPE_F16, "3");
+    assert_int_equal(p.xv, 0);
+}
+
 /* The sm_90a module embedded in this binary: an sm_90a cubin (EM_CUDA, e_flags saying
  * sm_90 with the arch-specific bit, as cuobjdump and the loader read them) holding every
  * kernel the host looks up. */
@@ -1225,9 +1292,10 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
             if (mag > 0 && err / mag > worst)
                 worst = err / mag;
         }
-    print_message("gpu %s %s %lldx%lld x %lld, tile %c%d %s, %d stages%s%s, %d k slice(s), %s: within 1.1 * "
+    print_message("gpu %s %s %lldx%lld x %lld, tile %c%d%s %s, %d stages%s%s, %d k slice(s), %s: within 1.1 * "
                   "2^-10 sum |w x| (largest %.2e)\n",
                   kn, kern_type_name(t), (long long)m, (long long)k, (long long)n, p.wgmma ? 'w' : 'f', p.variant,
+                  p.xv == 1 ? " x1" : p.xv == 2 ? " x2" : p.xv == 3 ? " x3" : "",
                   kern_cuda_gemm_tile_name(1 + kern_cuda_gemm_n_tiles() + (p.wgmma ? kern_cuda_gemm_n_f16_tiles() : 0) +
                                            p.variant),
                   p.stages, !p.wgmma ? "" : p.deep ? " (pipe 2)" : " (pipe 1)", p.grid ? ", persistent" : "", p.ksplit,
@@ -1322,6 +1390,23 @@ static void test_gpu_gemm_wgmma(void **state)
         gpu_f16_case(wt, w0 + 0, 0, 0, 4096, 128, 1280, 87);
     }
     unsetenv("AMXDIAG_GPU_GEMM_WGMMA_PERSIST");
+    /* the experimental variants (AMXDIAG_GPU_GEMM_WGMMA_X=1..3: padded raw W rows, fixed
+     * slots, both): tiles w0..w2, partial tiles, the 2-byte path, split-K */
+    for (int xv = 1; xv <= 3; xv++) {
+        char s[2] = {(char)('0' + xv), 0};
+        setenv("AMXDIAG_GPU_GEMM_WGMMA_X", s, 1);
+        print_message("gpu wgmma: variant x%d (AMXDIAG_GPU_GEMM_WGMMA_X=%d)\n", xv, xv);
+        for (int wt = 4; wt <= 8; wt += 4)
+            for (int v = 0; v < 3; v++) {
+                gpu_f16_case(wt, w0 + v, 0, 0, 300, 768, 300, 131 + v);
+                if (v == 2)
+                    gpu_f16_case(wt, w0 + v, 0, 2, 131, 96, 37, 134); /* 2-byte loads, half a stage */
+            }
+        kern_cuda_set_gemm_ksplit(ctx, 2);
+        gpu_f16_case(8, w0 + 0, 0, 0, 600, 2048, 256, 135);
+        kern_cuda_set_gemm_ksplit(ctx, 0);
+    }
+    unsetenv("AMXDIAG_GPU_GEMM_WGMMA_X");
     f16_kind = KERN_CUDA_GEMM_F16MMA;
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
@@ -1673,6 +1758,7 @@ int main(void)
         cmocka_unit_test(test_wgmma_map),
         cmocka_unit_test(test_wgmma_plan),
         cmocka_unit_test(test_f16_weights_plan),
+        cmocka_unit_test(test_wgmma_xv),
         cmocka_unit_test(test_wgmma_module),
         cmocka_unit_test(test_emulated_kernel),
         cmocka_unit_test(test_gpu_gemm),
