@@ -75,8 +75,14 @@ __device__ __forceinline__ gemv_sb_span gemv_sb_at(long long t, const uint8_t *w
                                                    long long row_fault, long long w_rows, kval *v)
 {
     gemv_sb_span s;
-    s.job = (int)(t / gpj);
-    s.r0 = (t % gpj) * rpi;
+    if (t < 0x7fffffff && gpj < 0x7fffffff) { // 32-bit division: a few instructions, not a 64-bit routine
+        const unsigned tt = (unsigned)t, g = (unsigned)gpj;
+        s.job = (int)(tt / g);
+        s.r0 = (long long)(tt % g) * rpi;
+    } else {
+        s.job = (int)(t / gpj);
+        s.r0 = (t % gpj) * rpi;
+    }
     s.nr = (int)(nrows - s.r0 < rpi ? nrows - s.r0 : rpi);
     s.src = NULL;
     s.n16 = 0;
@@ -111,6 +117,25 @@ __device__ __forceinline__ void gemv_sb_fetch(int4 *buf, const gemv_sb_span &s, 
             buf[i] = GEMV_SB_LOAD(LD, s.src + lane + 32 * i);
 }
 
+// The lane's activations for job offset xo (in blocks): 8 blocks of 32 int8 (64 words),
+// their steps and (Q4_0) sums.
+template <int QT>
+__device__ __forceinline__ void gemv_sb_x(const int8_t *xq, const float *xd, const int *xs, long long xo, int *xv,
+                                          float *xdv, int *xsv)
+{
+    const int4 *x4 = (const int4 *)(xq + xo * 32);
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const int4 q = __ldg(x4 + i);
+        xv[4 * i] = q.x, xv[4 * i + 1] = q.y, xv[4 * i + 2] = q.z, xv[4 * i + 3] = q.w;
+    }
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        xdv[m] = __ldg(xd + xo + m);
+        xsv[m] = QT == 4 ? __ldg(xs + xo + m) : 0;
+    }
+}
+
 template <int QT, int LD>
 __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
                         const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
@@ -138,11 +163,16 @@ __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, cons
     gemv_sb_span cur = gemv_sb_at<QT>(t, w, nrows, row_bytes, rpi, gpj, ids, n_expert, row_fault, w_rows, v);
     gemv_sb_fetch<QT, LD>(buf, cur, lane);
 
-    // The lane's activations: 8 blocks of 32 int8 (64 words), their steps and sums.
+    // The first span's activations load while its weights are in flight (one round trip
+    // for both, where a warp has a single span: the small decode shapes).
     int xv[64];
     float xdv[8];
     int xsv[8];
     long long x_at = -1;
+    if (cur.n16 > 0) {
+        x_at = (long long)cur.job * x_stride + (long long)my_sb * 8;
+        gemv_sb_x<QT>(xq, xd, xs, x_at, xv, xdv, xsv);
+    }
     while (true) {
         __syncwarp();
 #pragma unroll
@@ -159,18 +189,8 @@ __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, cons
         }
         if (cur.n16 > 0) {
             const long long xo = (long long)cur.job * x_stride + (long long)my_sb * 8; // the lane's first block
-            if (xo != x_at) {
-                const int4 *x4 = (const int4 *)(xq + xo * 32);
-#pragma unroll
-                for (int i = 0; i < 16; i++) {
-                    const int4 q = __ldg(x4 + i);
-                    xv[4 * i] = q.x, xv[4 * i + 1] = q.y, xv[4 * i + 2] = q.z, xv[4 * i + 3] = q.w;
-                }
-#pragma unroll
-                for (int m = 0; m < 8; m++) {
-                    xdv[m] = __ldg(xd + xo + m);
-                    xsv[m] = QT == 4 ? __ldg(xs + xo + m) : 0;
-                }
+            if (xo != x_at) { // a new job with inputs of its own
+                gemv_sb_x<QT>(xq, xd, xs, xo, xv, xdv, xsv);
                 x_at = xo;
             }
             float acc = 0.0f;

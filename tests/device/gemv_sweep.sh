@@ -7,8 +7,9 @@
 #  - sweep: `amxdiag-gpu-bench --only gemv --gemv sweep` (auto, rows and ten super-block
 #    variants; the copy rate in the same run) at the decode shapes and the large
 #    2,097,152 x 2048 shape, Q4_0 and Q8_0, twice: the GEMVs quantising their input in the
-#    timed call (the goal's accounting) and --gemv-q8 (input quantised beforehand, as a
-#    generated token's GEMVs read it);
+#    timed call (the goal's accounting; a decode shape's figure there is mostly the
+#    bench's fixed per-op cost) and --gemv-q8 (as a generated token runs them: input
+#    quantised beforehand, calls back to back over 192 MiB of weight copies, per call);
 #  - generation: qwen3-moe-small q4_0 and q8_0, `run -p 0 -n 128 -r 3 --ngl 99 --json`
 #    with AMXDIAG_GPU_GEMV=rows (the old kernels) and the default, ROUNDS (2) rounds in
 #    alternating order; `run --greedy --compare ref` at --ngl 99 with the default (exit 0 =
@@ -102,7 +103,7 @@ python3 - "$out" >"$out/gemv_sweep.txt" 2>&1 <<'PY'
 import json, os, statistics, sys
 out = sys.argv[1]
 for f, title in (('sweep.json', 'GEMV quantising its input (bench accounting)'),
-                 ('sweep-q8.json', 'GEMV reading an input quantised beforehand (--gemv-q8, as in generation)')):
+                 ('sweep-q8.json', 'GEMV as generation runs it (--gemv-q8: _q8, back to back over 192 MiB of weight copies; per call)')):
     p = os.path.join(out, f)
     if not os.path.exists(p):
         print(f'{f}: missing'); continue
