@@ -73,10 +73,10 @@ static void usage(FILE *f)
             "  --gemv-rows N         the row GEMV kernels with N rows per warp iteration, 1..4; 0 = auto\n"
             "                        (--gemv decides; the row kernels' auto is 4 for Q4_0, 1 for Q8_0)\n"
             "  --gemv SPEC           decode GEMV configuration: auto, rows (the row kernels) or sb (the\n"
-            "                        super-block kernel) with ,load=cs|nc ,warps=4|8 ,waves=N (default auto,\n"
-            "                        or $AMXDIAG_GPU_GEMV); repeatable: the GEMV rows are timed once per\n"
-            "                        SPEC, the first one is used by --check and the goals; sweep: auto,\n"
-            "                        rows and ten sb variants\n"
+            "                        super-block kernel) with ,load=cs|nc|async ,warps=4|8 ,waves=N\n"
+            "                        ,stages=2|3 (default auto, or $AMXDIAG_GPU_GEMV); repeatable: the GEMV\n"
+            "                        rows are timed once per SPEC, the first one is used by --check and the\n"
+            "                        goals; sweep: auto, rows and ten sb variants\n"
             "  --gemv-q8             time the GEMVs as a generated token runs them: the _q8 variants (input\n"
             "                        quantised beforehand), back to back over copies of the weights\n"
             "                        spanning 192 MiB (never from L2); the time per call\n"
@@ -213,10 +213,18 @@ static int parse(int argc, char **argv, bopts *o)
         }
         case O_GEMV: {
             static const char *const sweep[] = {
-                "auto", "rows", "sb,load=cs,warps=4,waves=0", "sb,load=cs,warps=4,waves=1",
-                "sb,load=cs,warps=4,waves=2", "sb,load=cs,warps=8,waves=1", "sb,load=nc,warps=4,waves=0",
-                "sb,load=nc,warps=4,waves=1", "sb,load=nc,warps=4,waves=2", "sb,load=nc,warps=8,waves=1",
-                "sb,load=nc,warps=8,waves=2", "sb,load=nc,warps=4,waves=4"};
+                "auto",
+                "rows",
+                "sb,load=cs,warps=4,waves=1",
+                "sb,load=nc,warps=4,waves=1",
+                "sb,load=async,stages=2,warps=4,waves=1",
+                "sb,load=async,stages=2,warps=8,waves=1",
+                "sb,load=async,stages=3,warps=4,waves=1",
+                "sb,load=async,stages=3,warps=8,waves=1",
+                "sb,load=async,stages=2,warps=4,waves=2",
+                "sb,load=async,stages=3,warps=4,waves=2",
+                "sb,load=cs,warps=4,waves=0",
+                "sb,load=async,stages=2,warps=4,waves=0"};
             const bool all = !strcmp(optarg, "sweep");
             const size_t n = all ? ADG_ARRAY_LEN(sweep) : 1;
             for (size_t i = 0; i < n; i++) {
@@ -1024,16 +1032,21 @@ static adg_error *run_bench(bench *b)
     for (int ci = 0; ci < n_cfg && !e && (only & ONLY_GEMV); ci++) {
         if (o->n_gemv > 0)
             kern_cuda_set_gemv(b->c, &o->gemv[ci]);
-        kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b->c);
-        char cs[64];
-        kern_cuda_gemv_cfg_str(&eff, cs, sizeof cs);
-        if (o->gemv_rows > 0)
-            snprintf(cs, sizeof cs, "rows=%d", o->gemv_rows);
-        if (!o->json && (n_cfg > 1 || ci == 0))
-            printf("GEMV %s%s:\n", cs, o->gemv_q8 ? " (input quantised beforehand: the _q8 GEMVs)" : "");
-        size_t first = json_array_size(b->rows);
+        char spec[64], cs[2][64];
+        kern_cuda_gemv_cfg asked = o->n_gemv > 0 ? o->gemv[ci] : KERN_CUDA_GEMV_CFG_AUTO;
+        kern_cuda_gemv_cfg_str(&asked, spec, sizeof spec);
+        for (int i = 0; i < 2; i++) {
+            kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b->c, qt[i]);
+            kern_cuda_gemv_cfg_str(&eff, cs[i], sizeof cs[i]);
+            if (o->gemv_rows > 0)
+                snprintf(cs[i], sizeof cs[i], "rows=%d", o->gemv_rows);
+        }
+        if (!o->json)
+            printf("GEMV %s: q4_0 %s, q8_0 %s%s\n", spec, cs[0], cs[1],
+                   o->gemv_q8 ? " (as in generation: the _q8 GEMVs, back to back, never from L2)" : "");
         for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e; i++) {
             kern_type t = qt[i];
+            size_t first = json_array_size(b->rows);
             if (!e) e = bench_gemv(b, "attn_q", t, 4096, 2048, 0, 0, 0);
             if (!e) e = bench_gemv(b, "attn_k", t, 512, 2048, 0, 0, 0);
             if (!e) e = bench_gemv(b, "attn_o", t, 2048, 4096, 0, 0, 0);
@@ -1042,12 +1055,14 @@ static adg_error *run_bench(bench *b)
             if (!e) e = bench_gemv(b, "ffn_down_exps", t, 2048, 768, 128, 8, 8);
             if (!e) e = bench_gemv(b, "lm_head", t, vocab, 2048, 0, 0, 0);
             if (!e) e = bench_gemv(b, "large", t, large, 2048, 0, 0, 0);
-        }
-        /* which configuration timed each row; the goals read the first one's */
-        for (size_t r = first; r < json_array_size(b->rows); r++) {
-            json_t *row = json_array_get(b->rows, r);
-            json_object_set_new(row, "gemv", json_string(cs));
-            json_object_set_new(row, "gemv_index", json_integer(ci));
+            /* which configuration timed each row (as asked, as run); the goals read the
+             * first one's */
+            for (size_t r = first; r < json_array_size(b->rows); r++) {
+                json_t *row = json_array_get(b->rows, r);
+                json_object_set_new(row, "gemv_spec", json_string(spec));
+                json_object_set_new(row, "gemv", json_string(cs[i]));
+                json_object_set_new(row, "gemv_index", json_integer(ci));
+            }
         }
     }
     if (o->n_gemv > 0)
@@ -1196,18 +1211,22 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     json_object_set_new(root, "gemm_kernel", json_string(kern_cuda_gemm_kind_name(b.c->gemm_kind)));
     {
         /* the decode GEMV's configuration and the device facts its auto pick read */
-        kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b.c);
+        kern_cuda_gemv_cfg e4 = kern_cuda_gemv_effective(b.c, KERN_TYPE_Q4_0);
+        kern_cuda_gemv_cfg e8 = kern_cuda_gemv_effective(b.c, KERN_TYPE_Q8_0);
         const kern_cuda_gemv_dev *gd = &b.c->gemv_dev;
-        char cs[64];
-        json_object_set_new(root, "gemv", json_pack("{s:s, s:b, s:f, s:i, s:i, s:[i,i,i,i]}", "config",
-                                                    kern_cuda_gemv_cfg_str(&eff, cs, sizeof cs), "q8_input",
-                                                    o.gemv_q8, "peak_dram_gbps", kern_cuda_gemv_peak_gbps(gd),
-                                                    "mem_clock_khz", gd->mem_clock_khz, "bus_width_bits",
-                                                    gd->bus_width_bits, "sb_registers", gd->sb_regs[0],
-                                                    gd->sb_regs[1], gd->sb_regs[2], gd->sb_regs[3]));
+        char c4[64], c8[64];
+        json_t *regs = json_array();
+        for (int i = 0; i < 8; i++)
+            json_array_append_new(regs, json_integer(gd->sb_regs[i]));
+        json_object_set_new(root, "gemv",
+                            json_pack("{s:{s:s, s:s}, s:b, s:f, s:i, s:i, s:o}", "config", "q4_0",
+                                      kern_cuda_gemv_cfg_str(&e4, c4, sizeof c4), "q8_0",
+                                      kern_cuda_gemv_cfg_str(&e8, c8, sizeof c8), "q8_input", o.gemv_q8,
+                                      "peak_dram_gbps", kern_cuda_gemv_peak_gbps(gd), "mem_clock_khz",
+                                      gd->mem_clock_khz, "bus_width_bits", gd->bus_width_bits, "sb_registers", regs));
         if (!o.json)
-            printf("decode GEMV: %s (peak DRAM %.0f GB/s from the memory clock and bus width)\n", cs,
-                   kern_cuda_gemv_peak_gbps(gd));
+            printf("decode GEMV: q4_0 %s, q8_0 %s (peak DRAM %.0f GB/s from the memory clock and bus width)\n", c4,
+                   c8, kern_cuda_gemv_peak_gbps(gd));
     }
     /* the sm_90a wgmma module: loaded, or why not */
     json_object_set_new(root, "wgmma", json_pack("{s:b, s:s?}", "loaded", b.c->caps.wgmma, "off", b.c->caps.wgmma_off));

@@ -32,6 +32,8 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMV_Q8_0_MR] = "kern_gemv_q8_0_mr",
     [KF_GEMV_SB_FIRST] = "kern_gemv_q4_0_sb", [KF_GEMV_SB_FIRST + 1] = "kern_gemv_q8_0_sb",
     [KF_GEMV_SB_FIRST + 2] = "kern_gemv_q4_0_sbn", [KF_GEMV_SB_FIRST + 3] = "kern_gemv_q8_0_sbn",
+    [KF_GEMV_SB_FIRST + 4] = "kern_gemv_q4_0_sba2", [KF_GEMV_SB_FIRST + 5] = "kern_gemv_q8_0_sba2",
+    [KF_GEMV_SB_FIRST + 6] = "kern_gemv_q4_0_sba3", [KF_GEMV_SB_FIRST + 7] = "kern_gemv_q8_0_sba3",
     [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
     [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",

@@ -95,22 +95,26 @@ void kern_cuda_set_gemv_rows(kern_cuda_ctx *ctx, int rows);
  * 2 bytes at a time; the H100's 91 %) or the super-block kernel (kern_gemv_*_sb: 16-byte
  * loads throughout, the activations kept in registers, optionally a persistent grid whose
  * warps fetch their next span while they sum the current one).  Set by
- * $AMXDIAG_GPU_GEMV or kern_cuda_set_gemv, e.g. "rows", "sb", "sb,load=nc,warps=8,waves=2";
- * anything left out (or "auto") is the device's default (kern_cuda_gemv_auto).
+ * $AMXDIAG_GPU_GEMV or kern_cuda_set_gemv, e.g. "rows", "sb", "sb,load=nc,warps=8,waves=2",
+ * "sb,load=async,stages=3"; anything left out (or "auto") is the device's default for the
+ * weight type (kern_cuda_gemv_resolve).
  * `--gemv-rows N` (N > 0) still selects the row kernels with N rows. */
 enum { KERN_CUDA_GEMV_AUTO = 0, KERN_CUDA_GEMV_ROWS = 1, KERN_CUDA_GEMV_SB = 2 };
 typedef struct kern_cuda_gemv_cfg {
     int kernel; /* KERN_CUDA_GEMV_* */
-    int load;   /* sb: 0 ld.global.cs, 1 ld.global.nc.L1::no_allocate.L2::256B; -1 auto */
+    int load;   /* sb: 0 ld.global.cs, 1 ld.global.nc.L1::no_allocate.L2::256B (both through registers),
+                   2 cp.async into a ring of `stages` stages a warp (sm_80+; plain copies before); -1 auto */
     int warps;  /* sb: warps per block, 4 or 8; 0 auto */
     int waves;  /* sb: a persistent grid of `waves` x the blocks the SMs hold at once; 0: a block
                    per 4 or 8 spans (no persistence); -1 auto */
+    int stages; /* sb with load=async: 2 or 3; 0 auto */
 } kern_cuda_gemv_cfg;
-#define KERN_CUDA_GEMV_CFG_AUTO ((kern_cuda_gemv_cfg){KERN_CUDA_GEMV_AUTO, -1, 0, -1})
+#define KERN_CUDA_GEMV_CFG_AUTO ((kern_cuda_gemv_cfg){KERN_CUDA_GEMV_AUTO, -1, 0, -1, 0})
 /* Parses a spec as above into *out (starting from auto).  ADG_E_USAGE with the accepted
  * forms for anything else. */
 adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out);
-/* "sb,load=nc,warps=4,waves=1" (or "rows"; "auto" parts as "auto") into buf. */
+/* "sb,load=nc,warps=4,waves=1" (",stages=N" with load=async; "rows"; "auto" parts as
+ * "auto") into buf. */
 const char *kern_cuda_gemv_cfg_str(const kern_cuda_gemv_cfg *cfg, char *buf, size_t len);
 void kern_cuda_set_gemv(kern_cuda_ctx *ctx, const kern_cuda_gemv_cfg *cfg);
 
@@ -119,20 +123,22 @@ typedef struct kern_cuda_gemv_dev {
     int sm_count, cc_major;
     int mem_clock_khz, bus_width_bits; /* peak DRAM GB/s = 2 x clock x width / 8 */
     int regs_per_sm, threads_per_sm, smem_per_sm;
-    int sb_regs[4]; /* registers per thread of the super-block kernels (KF_GEMV_SB_FIRST order) */
+    int sb_regs[8]; /* registers per thread of the super-block kernels (KF_GEMV_SB_FIRST order) */
 } kern_cuda_gemv_dev;
 /* Peak DRAM bandwidth in GB/s from the memory clock and bus width (0 when unknown). */
 double kern_cuda_gemv_peak_gbps(const kern_cuda_gemv_dev *dev);
-/* cfg with every auto part decided for this device (pure; unit-tested). */
-kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *dev);
-/* The configuration a context uses, resolved (what --json reports). */
-kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx);
+/* cfg with every auto part decided for this device and weight type (pure; unit-tested). */
+kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *dev, kern_type type);
+/* The configuration a context uses for a weight type, resolved (what --json reports). */
+kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type);
 
 /* One GEMV launch as planned (pure; unit-tested). */
 typedef struct kern_cuda_gemv_plan {
     bool sb;          /* the super-block kernel; else the row kernels */
     int rows;         /* row kernels: rows per warp iteration (1: kern_gemv_*, else _mr) */
     int load, warps;  /* sb */
+    int stages;       /* sb, load 2 (cp.async): ring stages */
+    int fn_index;     /* sb: the kernel, 0..7 after KF_GEMV_SB_FIRST */
     int nsb;          /* sb: super-blocks per row */
     int64_t spans;    /* sb: work items (32 super-blocks each) */
     unsigned grid, block, smem;

@@ -16,13 +16,13 @@
  * slower memories keep the measured row kernels. */
 #define SB_DEFAULT_MIN_GBPS 4000.0
 
-static const char *const load_names[] = {"cs", "nc"};
+static const char *const load_names[] = {"cs", "nc", "async"};
 
 static adg_error *bad_spec(const char *spec, const char *what)
 {
     return adg_error_hint(adg_error_new(ADG_E_USAGE, "GEMV configuration '%s': %s", spec, what),
-                          "use auto, rows or sb, optionally followed by ,load=cs|nc ,warps=4|8 ,waves=N "
-                          "(0..64; 0: no persistent grid), e.g. sb,load=nc,warps=4,waves=1");
+                          "use auto, rows or sb, optionally followed by ,load=cs|nc|async ,warps=4|8 ,waves=N "
+                          "(0..64; 0: no persistent grid) ,stages=2|3 (load=async), e.g. sb,load=nc,warps=4,waves=1");
 }
 
 adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out)
@@ -57,10 +57,10 @@ adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out)
         if (!strcmp(tok, "load")) {
             if (is_auto)
                 c.load = -1;
-            else if (!strcmp(val, "cs") || !strcmp(val, "nc"))
-                c.load = val[0] == 'n';
+            else if (!strcmp(val, "cs") || !strcmp(val, "nc") || !strcmp(val, "async"))
+                c.load = val[0] == 'c' ? 0 : val[0] == 'n' ? 1 : 2;
             else
-                return bad_spec(spec, "load takes cs, nc or auto");
+                return bad_spec(spec, "load takes cs, nc, async or auto");
         } else if (!strcmp(tok, "warps")) {
             if (is_auto)
                 c.warps = 0;
@@ -75,8 +75,15 @@ adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out)
                 c.waves = (int)n;
             else
                 return bad_spec(spec, "waves takes 0 to 64 or auto");
+        } else if (!strcmp(tok, "stages")) {
+            if (is_auto)
+                c.stages = 0;
+            else if (num && (n == 2 || n == 3))
+                c.stages = (int)n;
+            else
+                return bad_spec(spec, "stages takes 2, 3 or auto");
         } else {
-            return bad_spec(spec, "unknown key (load, warps, waves)");
+            return bad_spec(spec, "unknown key (load, warps, waves, stages)");
         }
     }
     *out = c;
@@ -94,8 +101,10 @@ const char *kern_cuda_gemv_cfg_str(const kern_cuda_gemv_cfg *c, char *buf, size_
         snprintf(w, sizeof w, "%d", c->warps);
     if (c->waves >= 0)
         snprintf(g, sizeof g, "%d", c->waves);
-    snprintf(buf, len, "%s,load=%s,warps=%s,waves=%s", c->kernel == KERN_CUDA_GEMV_SB ? "sb" : "auto",
-             c->load >= 0 && c->load <= 1 ? load_names[c->load] : "auto", w, g);
+    int n = snprintf(buf, len, "%s,load=%s,warps=%s,waves=%s", c->kernel == KERN_CUDA_GEMV_SB ? "sb" : "auto",
+                     c->load >= 0 && c->load <= 2 ? load_names[c->load] : "auto", w, g);
+    if (c->stages > 0 && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, ",stages=%d", c->stages);
     return buf;
 }
 
@@ -106,25 +115,33 @@ double kern_cuda_gemv_peak_gbps(const kern_cuda_gemv_dev *d)
     return 2.0 * d->mem_clock_khz * 1e3 * (d->bus_width_bits / 8.0) / 1e9;
 }
 
-kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *d)
+kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *d, kern_type type)
 {
     kern_cuda_gemv_cfg c = *cfg;
     if (c.kernel == KERN_CUDA_GEMV_AUTO)
         c.kernel = kern_cuda_gemv_peak_gbps(d) >= SB_DEFAULT_MIN_GBPS ? KERN_CUDA_GEMV_SB : KERN_CUDA_GEMV_ROWS;
-    /* Not yet measured: the streaming loads of the row kernels, 4-warp blocks, one
-     * resident wave (each warp fetches its next span while it sums the current one). */
+    /* The H200 at 08:08 (tests/device/gemv_sweep.sh): Q8_0 through registers with
+     * ld.global.cs, 4-warp blocks and one resident wave: 98.7 % of copy on the large shape
+     * (8.7 KB spans, 8 warps an SM: 70 KB in flight).  Q4_0 the same way stopped at 75 %
+     * (4.6 KB spans: 37 KB in flight at the same 8 warps, held there by 170 registers):
+     * the cp.async ring, which holds no registers for the spans (128: 16 warps an SM) and
+     * keeps up to 2 of them in flight a warp, is its default (not yet measured). */
     if (c.load < 0)
-        c.load = 0;
+        c.load = type == KERN_TYPE_Q4_0 ? 2 : 0;
     if (c.warps <= 0)
         c.warps = 4;
     if (c.waves < 0)
         c.waves = 1;
+    if (c.load == 2 && c.stages <= 0)
+        c.stages = 2;
+    if (c.load != 2)
+        c.stages = 0;
     return c;
 }
 
-kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx)
+kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type)
 {
-    return kern_cuda_gemv_resolve(&ctx->gemv, &ctx->gemv_dev);
+    return kern_cuda_gemv_resolve(&ctx->gemv, &ctx->gemv_dev, type);
 }
 
 void kern_cuda_set_gemv(kern_cuda_ctx *ctx, const kern_cuda_gemv_cfg *cfg)
@@ -171,15 +188,17 @@ kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const k
         p.sb = true;
         p.rows = rpi;
         p.nsb = nsb;
-        p.load = c->load == 1;
+        p.load = c->load == 1 || c->load == 2 ? c->load : 0;
+        p.stages = p.load == 2 ? (c->stages == 3 ? 3 : 2) : 1;
+        p.fn_index = (type == KERN_TYPE_Q4_0 ? 0 : 1) + (p.load < 2 ? 2 * p.load : 2 * p.stages);
         p.warps = c->warps == 8 ? 8 : 4;
         p.block = (unsigned)p.warps * 32;
-        p.smem = (unsigned)p.warps * 32 * ((unsigned)chunks * 16 + 4);
+        p.smem = (unsigned)p.warps * 32 * ((unsigned)p.stages * chunks * 16 + 4);
         p.spans = (int64_t)n_jobs * ((nrows + rpi - 1) / rpi);
         int64_t blocks = (p.spans + p.warps - 1) / p.warps;
         if (c->waves > 0 && d->sm_count > 0) {
-            const int fi = (type == KERN_TYPE_Q4_0 ? 0 : 1) + 2 * p.load;
-            const int64_t resident = (int64_t)blocks_per_sm(d, d->sb_regs[fi], (int)p.block, p.smem) * d->sm_count;
+            const int64_t resident =
+                (int64_t)blocks_per_sm(d, d->sb_regs[p.fn_index], (int)p.block, p.smem) * d->sm_count;
             if (resident * c->waves < blocks)
                 blocks = resident * c->waves;
         }
@@ -226,7 +245,7 @@ void kern_cuda_gemv_init(kern_cuda_ctx *c)
     d->regs_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_REGISTERS_PER_MULTIPROCESSOR);
     d->threads_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_THREADS_PER_MULTIPROCESSOR);
     d->smem_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 8; i++) {
         int regs = 0;
         if (c->fn[KF_GEMV_SB_FIRST + i] &&
             c->d->cuFuncGetAttribute(&regs, KERN_CU_FUNC_ATTR_NUM_REGS, c->fn[KF_GEMV_SB_FIRST + i]) == KERN_CU_SUCCESS)
@@ -241,8 +260,11 @@ void kern_cuda_gemv_init(kern_cuda_ctx *c)
             adg_error_free(e);
         }
     }
-    char buf[64];
-    kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&c->gemv, d);
-    adg_debug("cuda: GEMV %s (peak DRAM %.0f GB/s; sb registers %d/%d/%d/%d)", kern_cuda_gemv_cfg_str(&r, buf, sizeof buf),
-              kern_cuda_gemv_peak_gbps(d), d->sb_regs[0], d->sb_regs[1], d->sb_regs[2], d->sb_regs[3]);
+    char b4[64], b8[64];
+    kern_cuda_gemv_cfg r4 = kern_cuda_gemv_resolve(&c->gemv, d, KERN_TYPE_Q4_0);
+    kern_cuda_gemv_cfg r8 = kern_cuda_gemv_resolve(&c->gemv, d, KERN_TYPE_Q8_0);
+    adg_debug("cuda: GEMV q4_0 %s, q8_0 %s (peak DRAM %.0f GB/s; sb registers %d %d %d %d %d %d %d %d)",
+              kern_cuda_gemv_cfg_str(&r4, b4, sizeof b4), kern_cuda_gemv_cfg_str(&r8, b8, sizeof b8),
+              kern_cuda_gemv_peak_gbps(d), d->sb_regs[0], d->sb_regs[1], d->sb_regs[2], d->sb_regs[3], d->sb_regs[4],
+              d->sb_regs[5], d->sb_regs[6], d->sb_regs[7]);
 }

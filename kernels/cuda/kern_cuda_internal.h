@@ -57,8 +57,9 @@ enum kern_cuda_fn {
     KF_GEMM_WGMMA_LAST = KF_GEMM_WGMMA_FIRST + 3 * 4 + 18 - 1,
     KF_MOE_GEMM_I8G_FIRST, /* the grouped int8 GEMM's token-tile variants g (GI8M_VARIANTS): q4_0 at FIRST + 2g */
     KF_MOE_GEMM_I8G_LAST = KF_MOE_GEMM_I8G_FIRST + 2 * 6 - 1,
-    KF_GEMV_SB_FIRST, /* the super-block GEMV (kern_gemv_sb.cuh): q4_0, q8_0 with ld.global.cs, then both with .nc */
-    KF_GEMV_SB_LAST = KF_GEMV_SB_FIRST + 3,
+    KF_GEMV_SB_FIRST, /* the super-block GEMV (kern_gemv_sb.cuh), q4_0 then q8_0 of: ld.global.cs, .nc, a 2-stage
+                         cp.async ring, a 3-stage one (kern_cuda_gemv_fn) */
+    KF_GEMV_SB_LAST = KF_GEMV_SB_FIRST + 7,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];

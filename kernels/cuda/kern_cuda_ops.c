@@ -156,12 +156,12 @@ static adg_error *gemv_common(kern_cuda_ctx *c, const char *op, kern_type type, 
     int ne = n_expert, nj = n_jobs;
     kern_cu_deviceptr v = kern_cuda_valptr(c);
     kern_cu_deviceptr ptrs[4] = {w, x, y, ids};
-    kern_cuda_gemv_cfg cfg = kern_cuda_gemv_resolve(&c->gemv, &c->gemv_dev);
+    kern_cuda_gemv_cfg cfg = kern_cuda_gemv_resolve(&c->gemv, &c->gemv_dev, type);
     kern_cuda_gemv_plan pl = kern_cuda_gemv_plan_for(&cfg, &c->gemv_dev, c->gemv_rows, type, nrows, ncols, n_jobs,
                                                      (w & 15) == 0, c->max_grid_x);
     kern_cuda_geom g = {{pl.grid, 1, 1}, {pl.block, 1, 1}};
     if (pl.sb) {
-        enum kern_cuda_fn f = (enum kern_cuda_fn)(KF_GEMV_SB_FIRST + (type == KERN_TYPE_Q4_0 ? 0 : 1) + 2 * pl.load);
+        enum kern_cuda_fn f = (enum kern_cuda_fn)(KF_GEMV_SB_FIRST + pl.fn_index);
         if ((e = want_smem(c, op, f, (int)pl.smem)))
             return e;
         void *p[] = {&w, &nr, &nc, &ids, &ne, &nj, &qs, &d, &s, &x_stride, &y, &row_fault, &w_rows, &v};

@@ -108,7 +108,7 @@ __device__ __forceinline__ gemv_sb_span gemv_sb_at(long long t, const uint8_t *w
 }
 
 template <int QT, int LD>
-__device__ __forceinline__ void gemv_sb_fetch(int4 *buf, const gemv_sb_span &s, int lane)
+__device__ __forceinline__ void gemv_sb_fetch(int4 *buf, const gemv_sb_span s, int lane)
 {
     constexpr int C = QT == 4 ? 9 : 17;
 #pragma unroll
@@ -136,31 +136,110 @@ __device__ __forceinline__ void gemv_sb_x(const int8_t *xq, const float *xd, con
     }
 }
 
+// The geometry every lane of a warp shares.
+struct gemv_sb_geo {
+    long long nrows, row_bytes, gpj, total, step;
+    int nsb, rpi, my_r, my_sb;
+    bool pow2;
+};
+
+template <int QT>
+__device__ __forceinline__ gemv_sb_geo gemv_sb_geometry(long long nrows, long long ncols, int n_jobs, int nw)
+{
+    gemv_sb_geo g;
+    const int lane = threadIdx.x & 31;
+    const long long nb = ncols / 32;
+    g.nrows = nrows;
+    g.row_bytes = nb * (QT == 4 ? 18 : 34);
+    g.nsb = (int)(nb / 8); // 1..32 (the host checks)
+    g.rpi = 32 / g.nsb;    // rows per span
+    g.pow2 = (g.nsb & (g.nsb - 1)) == 0;
+    g.my_r = lane / g.nsb;
+    g.my_sb = lane % g.nsb;
+    g.gpj = (nrows + g.rpi - 1) / g.rpi; // spans per job
+    g.total = (long long)n_jobs * g.gpj;
+    g.step = (long long)gridDim.x * nw;
+    return g;
+}
+
+// Sums span `cur` from the warp's stage and writes its rows of y.  Every lane calls it
+// (the shuffles); x: the lane's activations for cur's job.
+template <int QT>
+__device__ __forceinline__ void gemv_sb_sum(const int4 *stage, const gemv_sb_span cur, const gemv_sb_geo &g,
+                                            const int *xv, const float *xdv, const int *xsv, float *red, float *y)
+{
+    constexpr int C = QT == 4 ? 9 : 17;
+    constexpr int BSZ = QT == 4 ? 18 : 34;
+    const int lane = threadIdx.x & 31;
+    float acc = 0.0f;
+    if (g.my_r < cur.nr) {
+        int r[4 * C];
+        const int4 *sb = stage + (g.my_r * g.nsb + g.my_sb) * C;
+#pragma unroll
+        for (int i = 0; i < C; i++) {
+            const int4 q = sb[i];
+            r[4 * i] = q.x, r[4 * i + 1] = q.y, r[4 * i + 2] = q.z, r[4 * i + 3] = q.w;
+        }
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            const int o = m * BSZ;
+            const float dw = f16_bits_to_f32(gemv_sb_half(r, o));
+            int sumi = 0;
+            if (QT == 4) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int q = gemv_sb_word(r, o + 2 + 4 * i);
+                    sumi = __dp4a(q & 0x0F0F0F0F, xv[8 * m + i], sumi);
+                    sumi = __dp4a((q >> 4) & 0x0F0F0F0F, xv[8 * m + 4 + i], sumi);
+                }
+                acc += dw * xdv[m] * (float)(sumi - 8 * xsv[m]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    sumi = __dp4a(gemv_sb_word(r, o + 2 + 4 * i), xv[8 * m + i], sumi);
+                acc += dw * xdv[m] * (float)sumi;
+            }
+        }
+    }
+    // Lanes past the span's rows (or past rpi * nsb) hold 0 and write nothing.
+    float *yr = y + (long long)cur.job * g.nrows + cur.r0;
+    if (g.pow2) {
+        for (int o = 1; o < g.nsb; o <<= 1)
+            acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (g.my_sb == 0 && g.my_r < cur.nr)
+            yr[g.my_r] = acc;
+    } else {
+        red[lane] = acc;
+        __syncwarp();
+        if (lane < cur.nr) {
+            float s = 0.0f;
+            for (int j = 0; j < g.nsb; j++)
+                s += red[lane * g.nsb + j];
+            yr[lane] = s;
+        }
+        __syncwarp(); // red is written again by the next span
+    }
+}
+
+// The register path: a span's chunks come into registers, go to the warp's stage, and
+// the next span's loads are issued before the current one is summed.
 template <int QT, int LD>
 __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
                         const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
                         long long row_fault, long long w_rows, kval *v)
 {
     constexpr int C = QT == 4 ? 9 : 17; // 16-byte chunks of a super-block
-    constexpr int BSZ = QT == 4 ? 18 : 34;
     extern __shared__ int4 gemv_sb_smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     int4 *stage = gemv_sb_smem + warp * 32 * C;
     float *red = (float *)(gemv_sb_smem + nw * 32 * C) + warp * 32;
-    const long long nb = ncols / 32, row_bytes = nb * BSZ;
-    const int nsb = (int)(nb / 8);             // 1..32 (the host checks)
-    const int rpi = 32 / nsb;                  // rows per span
-    const bool pow2 = (nsb & (nsb - 1)) == 0;
-    const int my_r = lane / nsb, my_sb = lane % nsb;
-    const long long gpj = (nrows + rpi - 1) / rpi; // spans per job
-    const long long total = (long long)n_jobs * gpj;
-    const long long step = (long long)gridDim.x * nw;
+    const gemv_sb_geo g = gemv_sb_geometry<QT>(nrows, ncols, n_jobs, nw);
     long long t = (long long)blockIdx.x * nw + warp;
-    if (t >= total)
+    if (t >= g.total)
         return;
 
     int4 buf[C];
-    gemv_sb_span cur = gemv_sb_at<QT>(t, w, nrows, row_bytes, rpi, gpj, ids, n_expert, row_fault, w_rows, v);
+    gemv_sb_span cur = gemv_sb_at<QT>(t, w, nrows, g.row_bytes, g.rpi, g.gpj, ids, n_expert, row_fault, w_rows, v);
     gemv_sb_fetch<QT, LD>(buf, cur, lane);
 
     // The first span's activations load while its weights are in flight (one round trip
@@ -170,7 +249,7 @@ __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, cons
     int xsv[8];
     long long x_at = -1;
     if (cur.n16 > 0) {
-        x_at = (long long)cur.job * x_stride + (long long)my_sb * 8;
+        x_at = (long long)cur.job * x_stride + (long long)g.my_sb * 8;
         gemv_sb_x<QT>(xq, xd, xs, x_at, xv, xdv, xsv);
     }
     while (true) {
@@ -180,72 +259,131 @@ __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, cons
             if (lane + 32 * i < cur.n16)
                 stage[lane + 32 * i] = buf[i];
         __syncwarp();
-        const long long tn = t + step;
+        const long long tn = t + g.step;
         gemv_sb_span nxt;
         nxt.n16 = 0;
-        if (tn < total) {
-            nxt = gemv_sb_at<QT>(tn, w, nrows, row_bytes, rpi, gpj, ids, n_expert, row_fault, w_rows, v);
+        if (tn < g.total) {
+            nxt = gemv_sb_at<QT>(tn, w, nrows, g.row_bytes, g.rpi, g.gpj, ids, n_expert, row_fault, w_rows, v);
             gemv_sb_fetch<QT, LD>(buf, nxt, lane); // in flight while this span is summed
         }
         if (cur.n16 > 0) {
-            const long long xo = (long long)cur.job * x_stride + (long long)my_sb * 8; // the lane's first block
+            const long long xo = (long long)cur.job * x_stride + (long long)g.my_sb * 8; // the lane's first block
             if (xo != x_at) { // a new job with inputs of its own
                 gemv_sb_x<QT>(xq, xd, xs, xo, xv, xdv, xsv);
                 x_at = xo;
             }
-            float acc = 0.0f;
-            if (my_r < cur.nr) {
-                int r[4 * C];
-                const int4 *sb = stage + (my_r * nsb + my_sb) * C;
-#pragma unroll
-                for (int i = 0; i < C; i++) {
-                    const int4 q = sb[i];
-                    r[4 * i] = q.x, r[4 * i + 1] = q.y, r[4 * i + 2] = q.z, r[4 * i + 3] = q.w;
-                }
-#pragma unroll
-                for (int m = 0; m < 8; m++) {
-                    const int o = m * BSZ;
-                    const float dw = f16_bits_to_f32(gemv_sb_half(r, o));
-                    int sumi = 0;
-                    if (QT == 4) {
-#pragma unroll
-                        for (int i = 0; i < 4; i++) {
-                            const int q = gemv_sb_word(r, o + 2 + 4 * i);
-                            sumi = __dp4a(q & 0x0F0F0F0F, xv[8 * m + i], sumi);
-                            sumi = __dp4a((q >> 4) & 0x0F0F0F0F, xv[8 * m + 4 + i], sumi);
-                        }
-                        acc += dw * xdv[m] * (float)(sumi - 8 * xsv[m]);
-                    } else {
-#pragma unroll
-                        for (int i = 0; i < 8; i++)
-                            sumi = __dp4a(gemv_sb_word(r, o + 2 + 4 * i), xv[8 * m + i], sumi);
-                        acc += dw * xdv[m] * (float)sumi;
-                    }
-                }
-            }
-            // Lanes past the span's rows (or past rpi * nsb) hold 0 and write nothing.
-            float *yr = y + (long long)cur.job * nrows + cur.r0;
-            if (pow2) {
-                for (int o = 1; o < nsb; o <<= 1)
-                    acc += __shfl_xor_sync(0xffffffffu, acc, o);
-                if (my_sb == 0 && my_r < cur.nr)
-                    yr[my_r] = acc;
-            } else {
-                red[lane] = acc;
-                __syncwarp();
-                if (lane < cur.nr) {
-                    float s = 0.0f;
-                    for (int j = 0; j < nsb; j++)
-                        s += red[lane * nsb + j];
-                    yr[lane] = s;
-                }
-            }
+            gemv_sb_sum<QT>(stage, cur, g, xv, xdv, xsv, red, y);
         }
-        if (tn >= total)
+        if (tn >= g.total)
             break;
         cur = nxt;
         t = tn;
     }
+}
+
+// The copy path (cp.async, sm_80 and later; a plain copy before): the spans go straight
+// from global to shared memory (no registers held for them), S of them in flight per warp
+// in a ring of S stages; a span is summed once its group has landed, and its stage takes
+// the span S steps ahead.
+#ifndef GEMV_SB_CP_ASYNC
+__device__ __forceinline__ void gemv_sb_cp16(int4 *dst, const int4 *src)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+#else
+    *dst = __ldcs(src);
+#endif
+}
+__device__ __forceinline__ void gemv_sb_cp_commit()
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void gemv_sb_cp_wait()
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+#define GEMV_SB_CP_ASYNC 1
+#endif
+
+template <int QT>
+__device__ __forceinline__ void gemv_sb_issue(int4 *stage, const gemv_sb_span s, int lane)
+{
+    constexpr int C = QT == 4 ? 9 : 17;
+#pragma unroll
+    for (int i = 0; i < C; i++)
+        if (lane + 32 * i < s.n16)
+            gemv_sb_cp16(stage + lane + 32 * i, s.src + lane + 32 * i);
+    gemv_sb_cp_commit(); // a group per span, empty or not: the wait counts groups
+}
+
+template <int QT, int S>
+__device__ void gemv_sba(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,
+                         const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y,
+                         long long row_fault, long long w_rows, kval *v)
+{
+    constexpr int C = QT == 4 ? 9 : 17;
+    extern __shared__ int4 gemv_sb_smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int4 *ring = gemv_sb_smem + warp * S * 32 * C;
+    float *red = (float *)(gemv_sb_smem + nw * S * 32 * C) + warp * 32;
+    const gemv_sb_geo g = gemv_sb_geometry<QT>(nrows, ncols, n_jobs, nw);
+    long long t = (long long)blockIdx.x * nw + warp;
+    if (t >= g.total)
+        return;
+    // The spans' sources are recomputed where they are summed (cheap with 32-bit index
+    // math) rather than kept: an array of them indexed by the ring slot would live in
+    // local memory.
+#pragma unroll
+    for (int k = 0; k < S; k++) {
+        const long long tk = t + k * g.step;
+        gemv_sb_span s;
+        s.n16 = 0;
+        if (tk < g.total)
+            s = gemv_sb_at<QT>(tk, w, nrows, g.row_bytes, g.rpi, g.gpj, ids, n_expert, row_fault, w_rows, v);
+        gemv_sb_issue<QT>(ring + k * 32 * C, s, lane);
+    }
+    int xv[64];
+    float xdv[8];
+    int xsv[8];
+    long long x_at = -1;
+    gemv_sb_span cur = gemv_sb_at<QT>(t, w, nrows, g.row_bytes, g.rpi, g.gpj, ids, n_expert, row_fault, w_rows, v);
+    if (cur.n16 > 0) {
+        x_at = (long long)cur.job * x_stride + (long long)g.my_sb * 8;
+        gemv_sb_x<QT>(xq, xd, xs, x_at, xv, xdv, xsv);
+    }
+    int slot = 0;
+    while (true) {
+        int4 *stage = ring + slot * 32 * C;
+        gemv_sb_cp_wait<S - 1>(); // span t's group (the oldest) has landed
+        __syncwarp();
+        if (cur.n16 > 0) {
+            const long long xo = (long long)cur.job * x_stride + (long long)g.my_sb * 8;
+            if (xo != x_at) {
+                gemv_sb_x<QT>(xq, xd, xs, xo, xv, xdv, xsv);
+                x_at = xo;
+            }
+            gemv_sb_sum<QT>(stage, cur, g, xv, xdv, xsv, red, y);
+        }
+        __syncwarp(); // every lane has read the stage
+        const long long tn = t + S * g.step;
+        gemv_sb_span s;
+        s.n16 = 0;
+        if (tn < g.total)
+            s = gemv_sb_at<QT>(tn, w, nrows, g.row_bytes, g.rpi, g.gpj, ids, n_expert, row_fault, w_rows, v);
+        gemv_sb_issue<QT>(stage, s, lane);
+        t += g.step;
+        if (t >= g.total)
+            break;
+        cur = gemv_sb_at<QT>(t, w, nrows, g.row_bytes, g.rpi, g.gpj, ids, n_expert, row_fault, w_rows, v);
+        slot = slot + 1 == S ? 0 : slot + 1;
+    }
+    gemv_sb_cp_wait<0>();
 }
 
 #define GEMV_SB_KERNEL(name, QT, LD)                                                                                 \
@@ -255,4 +393,12 @@ __device__ void gemv_sb(const uint8_t *w, long long nrows, long long ncols, cons
              long long w_rows, kval *v)                                                                             \
     {                                                                                                               \
         gemv_sb<QT, LD>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v);     \
+    }
+#define GEMV_SBA_KERNEL(name, QT, S)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(256)                                                               \
+        name(const uint8_t *w, long long nrows, long long ncols, const int *ids, int n_expert, int n_jobs,          \
+             const int8_t *xq, const float *xd, const int *xs, long long x_stride, float *y, long long row_fault,  \
+             long long w_rows, kval *v)                                                                             \
+    {                                                                                                               \
+        gemv_sba<QT, S>(w, nrows, ncols, ids, n_expert, n_jobs, xq, xd, xs, x_stride, y, row_fault, w_rows, v);     \
     }

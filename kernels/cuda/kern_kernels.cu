@@ -485,12 +485,18 @@ extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32)
 
 // The GEMV by super-blocks of 8 blocks (16-byte loads throughout, a persistent grid on
 // request): kern_gemv_sb.cuh says why and how; kern_cuda_gemv.c picks between it and the
-// row kernels above.  "n": the weights through ld.global.nc.L1::no_allocate.L2::256B.
+// row kernels above.  "n": the weights through ld.global.nc.L1::no_allocate.L2::256B;
+// "a2"/"a3": through cp.async into a ring of 2 or 3 stages per warp.
 #include "kern_gemv_sb.cuh"
 GEMV_SB_KERNEL(kern_gemv_q4_0_sb, 4, 0)
 GEMV_SB_KERNEL(kern_gemv_q8_0_sb, 8, 0)
 GEMV_SB_KERNEL(kern_gemv_q4_0_sbn, 4, 1)
 GEMV_SB_KERNEL(kern_gemv_q8_0_sbn, 8, 1)
+// The same with the spans copied by cp.async into a ring of 2 or 3 stages per warp.
+GEMV_SBA_KERNEL(kern_gemv_q4_0_sba2, 4, 2)
+GEMV_SBA_KERNEL(kern_gemv_q8_0_sba2, 8, 2)
+GEMV_SBA_KERNEL(kern_gemv_q4_0_sba3, 4, 3)
+GEMV_SBA_KERNEL(kern_gemv_q8_0_sba3, 8, 3)
 
 // ---- Prompt GEMM on tensor cores ----------------------------------------------------------
 // C[r, n] = sum_k W[r, k] X[n, k], stored as Y[n * m + r].  W (Q4_0, Q8_0 or F16) is

@@ -5,25 +5,28 @@
 #    every super-block configuration, odd shapes, a persistent grid, validation) and
 #    `amxdiag-gpu-bench --check-only` with the device's default configuration;
 #  - sweep: `amxdiag-gpu-bench --only gemv --gemv sweep` (auto, rows and ten super-block
-#    variants; the copy rate in the same run) at the decode shapes and the large
+#    variants: registers / cp.async ring of 2 or 3 stages, 4 or 8 warps, persistent grid or
+#    not; the copy rate in the same run) at the decode shapes and the large
 #    2,097,152 x 2048 shape, Q4_0 and Q8_0, twice: the GEMVs quantising their input in the
 #    timed call (the goal's accounting; a decode shape's figure there is mostly the
 #    bench's fixed per-op cost) and --gemv-q8 (as a generated token runs them: input
 #    quantised beforehand, calls back to back over 192 MiB of weight copies, per call);
 #  - generation: qwen3-moe-small q4_0 and q8_0, `run -p 0 -n 128 -r 3 --ngl 99 --json`
-#    with AMXDIAG_GPU_GEMV=rows (the old kernels) and the default, ROUNDS (2) rounds in
-#    alternating order; `run --greedy --compare ref` at --ngl 99 with the default (exit 0 =
-#    every decisive step agrees with the CPU reference) and with rows; greedy tokens of both
-#    configurations side by side;
+#    with AMXDIAG_GPU_GEMV=rows (the old kernels), the default, and sb,load=cs (the register
+#    path for both types), ROUNDS (2) rounds in rotating order; `run --greedy --compare ref`
+#    at --ngl 99 with the default (exit 0 = every decisive step agrees with the CPU
+#    reference) and with rows; free-running greedy tokens of both side by side (how many
+#    agree: informative only, a changed summation order parts them at near-ties);
 #  - a table in $OUT/gemv_sweep.txt (sweep rows: us and % of copy per configuration and
-#    shape; tg medians per configuration), the JSON in $OUT.
+#    shape; tg medians per configuration), summary.txt, and everything else (JSON, logs)
+#    in $OUT/gemv_sweep.tgz (the runner returns at most 8 files).
 #   usage: OUT=DIR tests/device/gemv_sweep.sh BUILD_DIR
 #   build: -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMXDIAG_CUDA_ARCHS=90, targets amxdiag
 #   amxdiag-gpu-bench test_cuda_kernels
 set -u
 build=${1:?usage: gemv_sweep.sh BUILD_DIR}
-out=${OUT:-./gemv-sweep-out}
-mkdir -p "$out"
+final=${OUT:-./gemv-sweep-out}
+mkdir -p "$final"
 export LD_LIBRARY_PATH="$PWD/$build/devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 amx="$PWD/$build/amxdiag"
 bench="$PWD/$build/amxdiag-gpu-bench"
@@ -31,7 +34,9 @@ threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-2}
 work=$(mktemp -d /tmp/amxdiag-gemv-XXXX)
 export XDG_CACHE_HOME="$work/cache"
-summary="$out/summary.txt"
+out="$work/keep"   # packed into $final/gemv_sweep.tgz at the end
+mkdir -p "$out"
+summary="$final/summary.txt"
 started=$(date +%s)
 deadline=${DEADLINE:-145}
 split=1
@@ -58,7 +63,7 @@ cp "$work/sweep-q8.out" "$out/sweep-q8.txt" 2>/dev/null
 for q in q4_0 q8_0; do
     step "create-$q" 30 "$amx" model create --preset qwen3-moe-small --quant $q --threads "$threads" "$work/small-$q.gguf"
 done
-tg() {   # tg ROUND QUANT LABEL SPEC
+tg() {   # tg ROUND QUANT LABEL SPEC (SPEC: AMXDIAG_GPU_GEMV)
     local r=$1 q=$2 label=$3 spec=$4 name="tg-$1-$2-$3"
     step "$name" 20 env AMXDIAG_GPU_GEMV="$spec" "$amx" run -m "$work/small-$q.gguf" -p 0 -n 128 -r 3 -t "$threads" \
         --ngl 99 --json
@@ -74,11 +79,11 @@ PY
 for r in $(seq "$rounds"); do
     for q in q4_0 q8_0; do
         [ -s "$work/small-$q.gguf" ] || continue
-        if [ $((r % 2)) = 1 ]; then
-            tg "$r" $q rows rows; tg "$r" $q default auto
-        else
-            tg "$r" $q default auto; tg "$r" $q rows rows
-        fi
+        case $((r % 3)) in
+        1) tg "$r" $q rows rows; tg "$r" $q default auto; tg "$r" $q sbreg sb,load=cs ;;
+        2) tg "$r" $q default auto; tg "$r" $q sbreg sb,load=cs; tg "$r" $q rows rows ;;
+        0) tg "$r" $q sbreg sb,load=cs; tg "$r" $q rows rows; tg "$r" $q default auto ;;
+        esac
     done
 done
 for q in q4_0 q8_0; do
@@ -95,11 +100,11 @@ import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 print(json.dumps({'default': a.get('tokens'), 'rows': b.get('tokens')}))
 PY
-    check "greedy $q: default tokens == rows tokens" "$work/tokens-$q.json" \
-        "r['default'] and r['default'] == r['rows']"
+    fact "greedy $q default vs rows (informative: tokens before the first difference, of)" "$work/tokens-$q.json" \
+        "(next((i for i, (x, y) in enumerate(zip(r['default'], r['rows'])) if x != y), len(r['default'])), len(r['default']))"
 done
 
-python3 - "$out" >"$out/gemv_sweep.txt" 2>&1 <<'PY'
+python3 - "$out" >"$final/gemv_sweep.txt" 2>&1 <<'PY'
 import json, os, statistics, sys
 out = sys.argv[1]
 for f, title in (('sweep.json', 'GEMV quantising its input (bench accounting)'),
@@ -114,19 +119,22 @@ for f, title in (('sweep.json', 'GEMV quantising its input (bench accounting)'),
     rows = [r for r in d['rows'] if r['group'] in ('gemv', 'moe_gemv')]
     cfgs = []
     for r in rows:
-        if r['gemv'] not in cfgs:
-            cfgs.append(r['gemv'])
+        if r['gemv_index'] not in cfgs:
+            cfgs.append(r['gemv_index'])
     names = []
     for r in rows:
         if r['name'] not in names:
             names.append(r['name'])
     for t in ('q4_0', 'q8_0'):
         print(f'\n{t}: us per call (large: % of copy)')
-        print('%-30s' % 'config' + ''.join('%14s' % n[:13] for n in names) + '%10s' % 'sum-dec')
+        print('%-40s' % 'config (as run)' + ''.join('%14s' % n[:13] for n in names) + '%10s' % 'sum-dec')
         for c in cfgs:
             cells, dec = [], 0.0
+            label = next(r['gemv'] for r in rows if r['gemv_index'] == c and r['type'] == t)
+            if next(r.get('gemv_spec', '') for r in rows if r['gemv_index'] == c).startswith('auto'):
+                label = 'auto=' + label
             for n in names:
-                m = [r for r in rows if r['gemv'] == c and r['name'] == n and r['type'] == t]
+                m = [r for r in rows if r['gemv_index'] == c and r['name'] == n and r['type'] == t]
                 if not m:
                     cells.append('%14s' % '-'); continue
                 r = m[0]
@@ -136,18 +144,18 @@ for f, title in (('sweep.json', 'GEMV quantising its input (bench accounting)'),
                     cells.append('%14.2f' % r['us'])
                     if n != 'router':
                         dec += r['us']
-            print('%-30s' % c[:30] + ''.join(cells) + '%10.2f' % dec)
+            print('%-40s' % label[:40] + ''.join(cells) + '%10.2f' % dec)
     print()
 p = os.path.join(out, 'tg.jsonl')
 rows = [json.loads(l) for l in open(p)] if os.path.exists(p) else []
 print('== tg128 at --ngl 99, qwen3-moe-small (t/s, median of rounds [values])')
 for q in ('q4_0', 'q8_0'):
-    for label in ('rows', 'default'):
+    for label in ('rows', 'default', 'sbreg'):
         v = [r['ts'] for r in rows if r['quant'] == q and r['label'] == label]
         if v:
             print('%-5s %-8s %8.1f  [%s]' % (q, label, statistics.median(v), ', '.join('%.1f' % x for x in v)))
 PY
-cat "$out/gemv_sweep.txt" >>"$summary"
-# the logs, small enough to come back
-tar -czf "$out/logs.tgz" -C "$work" --exclude='*.gguf' --exclude=cache . 2>/dev/null
+cat "$final/gemv_sweep.txt" >>"$summary"
+# everything else in one archive (the runner returns at most 8 files): JSON, logs
+tar -czf "$final/gemv_sweep.tgz" -C "$work" --exclude='*.gguf' --exclude=cache . 2>/dev/null
 rm -rf "$work"

@@ -10,6 +10,7 @@
 // 4- and 8-warp blocks, full and persistent grids, the validation reports.
 // Exit 0: all agree; 1: a difference (printed).  No GPU involved.
 #include <pthread.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -109,16 +110,55 @@ static void kval_report(kval *v, int op, long long index, long long limit, long 
 }
 
 // Shared memory: one block's worth (warps run one at a time; each uses its own part).
-int4 gemv_sb_smem[8 * 32 * 17 + 8 * 32];
+int4 gemv_sb_smem[8 * 4 * 32 * 17 + 8 * 32];
+
+// cp.async as the PTX ISA allows it: a copy lands either at issue (EARLY: a stage
+// overwritten while other lanes still read it shows) or only when the issuing thread's
+// cp.async.wait_group retires its group (LATE: a read before the wait sees garbage).
+static bool cp_early = false;
+struct cp_pending {
+    int4 *dst;
+    int4 val;
+};
+static thread_local std::vector<std::vector<cp_pending>> cp_groups;
+static thread_local std::vector<cp_pending> cp_open;
+static void gemv_sb_cp16(int4 *dst, const int4 *src)
+{
+    if (cp_early) {
+        *dst = *src;
+        usleep(50); // lets the other lanes run on into a stage that was overwritten too soon
+    } else {
+        cp_open.push_back({dst, *src});
+    }
+}
+static void gemv_sb_cp_commit()
+{
+    cp_groups.push_back(cp_open);
+    cp_open.clear();
+}
+template <int N> static void gemv_sb_cp_wait()
+{
+    while (cp_groups.size() > (size_t)N) {
+        for (const cp_pending &c : cp_groups.front())
+            *c.dst = c.val;
+        cp_groups.erase(cp_groups.begin());
+    }
+}
+#define GEMV_SB_CP_ASYNC 1
 
 #include "kernels/cuda/kern_gemv_sb.cuh"
 
 GEMV_SB_KERNEL(emu_gemv_q4_0, 4, 0)
 GEMV_SB_KERNEL(emu_gemv_q8_0, 8, 0)
+GEMV_SBA_KERNEL(emu_gemva2_q4_0, 4, 2)
+GEMV_SBA_KERNEL(emu_gemva2_q8_0, 8, 2)
+GEMV_SBA_KERNEL(emu_gemva3_q4_0, 4, 3)
+GEMV_SBA_KERNEL(emu_gemva3_q8_0, 8, 3)
 
 // ---- the launch -------------------------------------------------------------------------------
 struct args {
     int qt;
+    int stages; // 0: the register path; 2, 3: the cp.async ring
     const uint8_t *w;
     long long nrows, ncols;
     const int *ids;
@@ -142,12 +182,18 @@ static void *lane_main(void *p)
     blockIdx = {l->block, 0, 0};
     threadIdx = {l->thread, 0, 0};
     const args *a = l->a;
-    if (a->qt == 4)
-        emu_gemv_q4_0(a->w, a->nrows, a->ncols, a->ids, a->n_expert, a->n_jobs, a->xq, a->xd, a->xs, a->x_stride, a->y,
-                      a->row_fault, a->w_rows, a->v);
-    else
-        emu_gemv_q8_0(a->w, a->nrows, a->ncols, a->ids, a->n_expert, a->n_jobs, a->xq, a->xd, a->xs, a->x_stride, a->y,
-                      a->row_fault, a->w_rows, a->v);
+    typedef void (*kfn)(const uint8_t *, long long, long long, const int *, int, int, const int8_t *, const float *,
+                        const int *, long long, float *, long long, long long, kval *);
+    static const kfn k[3][2] = {{emu_gemv_q4_0, emu_gemv_q8_0},
+                                {emu_gemva2_q4_0, emu_gemva2_q8_0},
+                                {emu_gemva3_q4_0, emu_gemva3_q8_0}};
+    k[a->stages == 0 ? 0 : a->stages - 1][a->qt == 4 ? 0 : 1](a->w, a->nrows, a->ncols, a->ids, a->n_expert,
+                                                              a->n_jobs, a->xq, a->xd, a->xs, a->x_stride, a->y,
+                                                              a->row_fault, a->w_rows, a->v);
+    if (!cp_groups.empty() || !cp_open.empty()) {
+        printf("FAIL: a lane left the kernel with cp.async copies outstanding\n");
+        abort();
+    }
     return NULL;
 }
 
@@ -185,6 +231,8 @@ static int failures = 0;
 // One case: n_expert matrices of nrows x ncols (n_expert 0: dense), n_jobs jobs (ids),
 // n_x input rows (1 shared or one per job), launched on `grid` blocks (0: one block per
 // `warps` spans) of `warps` warps.
+static int stages_now = 0; // the kernel the cases run (main sets it)
+
 static void run_case(int qt, long long nrows, long long ncols, int n_expert, int n_jobs, int n_x, unsigned grid,
                      unsigned warps)
 {
@@ -215,7 +263,7 @@ static void run_case(int qt, long long nrows, long long ncols, int n_expert, int
     for (int j = 0; j < jobs; j++)
         ids[j] = n_expert ? (int)((j * 37 + 5) % n_expert) : 0;
     std::vector<float> y((size_t)(jobs * nrows), NAN);
-    args a = {qt, w, nrows, ncols, n_expert ? ids.data() : NULL, (int)ne, jobs, xq.data(), xd.data(), xs.data(),
+    args a = {qt, stages_now, w, nrows, ncols, n_expert ? ids.data() : NULL, (int)ne, jobs, xq.data(), xd.data(), xs.data(),
               n_x > 1 ? nb : 0, y.data(), 0, ne * nrows, NULL};
     const int nsb = (int)(nb / 8), rpi = 32 / nsb;
     const long long spans = (long long)jobs * ((nrows + rpi - 1) / rpi);
@@ -248,14 +296,15 @@ static void run_case(int qt, long long nrows, long long ncols, int n_expert, int
             const float got = y[j * nrows + r];
             if (!(std::fabs(got - ref) <= 1e-5 * mag + 1e-6)) {
                 if (failures++ < 10)
-                    printf("FAIL q%d_0 %lldx%lld experts %d jobs %d n_x %d grid %u warps %u: y[%d][%lld] = %.7g, "
-                           "want %.7g (mag %.3g)\n",
-                           qt, nrows, ncols, n_expert, jobs, n_x, grid, warps, j, r, got, ref, mag);
+                    printf("FAIL q%d_0 stages %d %lldx%lld experts %d jobs %d n_x %d grid %u warps %u: y[%d][%lld] = "
+                           "%.7g, want %.7g (mag %.3g)\n",
+                           qt, stages_now, nrows, ncols, n_expert, jobs, n_x, grid, warps, j, r, got, ref, mag);
                 return;
             }
         }
-    printf("ok   q%d_0 %lldx%lld experts %d jobs %d n_x %d, %lld spans on %u blocks of %u warps\n", qt, nrows, ncols,
-           n_expert, jobs, n_x, spans, grid, warps);
+    printf("ok   q%d_0 %s %lldx%lld experts %d jobs %d n_x %d, %lld spans on %u blocks of %u warps\n", qt,
+           stages_now ? (stages_now == 2 ? (cp_early ? "cp.async x2 early" : "cp.async x2 late") : (cp_early ? "cp.async x3 early" : "cp.async x3 late")) : "registers", nrows, ncols, n_expert, jobs,
+           n_x, spans, grid, warps);
 }
 
 // Validation: an expert id out of range and a row past the buffer are reported (first
@@ -270,7 +319,7 @@ static void run_validate(int qt)
     int ids[2] = {1, 7};
     std::vector<float> y(2 * nrows, -1.0f);
     kval v = {};
-    args a = {qt, w.data(), nrows, ncols, ids, 2, 2, xq.data(), xd.data(), xs.data(), 0, y.data(), 0, 2 * nrows, &v};
+    args a = {qt, stages_now, w.data(), nrows, ncols, ids, 2, 2, xq.data(), xd.data(), xs.data(), 0, y.data(), 0, 2 * nrows, &v};
     launch(a, 2, 4);
     if (!v.flag || v.op != OP_MOE_GEMV || v.index != 7 || v.limit != 2 || v.pos != 1 || y[nrows] != -1.0f ||
         y[0] != 0.0f) {
@@ -280,7 +329,7 @@ static void run_validate(int qt)
         return;
     }
     kval v2 = {};
-    args b = {qt, w.data(), nrows, ncols, NULL, 1, 1, xq.data(), xd.data(), xs.data(), 0, y.data(), 1000, nrows, &v2};
+    args b = {qt, stages_now, w.data(), nrows, ncols, NULL, 1, 1, xq.data(), xd.data(), xs.data(), 0, y.data(), 1000, nrows, &v2};
     launch(b, 1, 4);
     if (!v2.flag || v2.op != OP_GEMV || v2.index != 1000 || v2.limit != nrows) {
         printf("FAIL q%d_0 validate row: flag %u op %d index %lld\n", qt, v2.flag, v2.op, v2.index);
@@ -292,7 +341,10 @@ static void run_validate(int qt)
 
 int main()
 {
+    for (int mode = 0; mode < 3; mode++) // registers; cp.async landing late; landing early
+    for (stages_now = mode ? 2 : 0; stages_now <= (mode ? 3 : 0); stages_now++)
     for (int qt = 4; qt <= 8; qt += 4) {
+        cp_early = mode == 2;
         run_case(qt, 64, 2048, 0, 1, 1, 0, 4);    // nsb 8: 4 rows a span
         run_case(qt, 67, 2048, 0, 1, 1, 0, 8);    // partial last span
         run_case(qt, 67, 2048, 0, 1, 1, 2, 4);    // persistent: 8 warps over 17 spans
@@ -306,8 +358,10 @@ int main()
         run_case(qt, 24, 512, 6, 5, 5, 1, 4);     // grouped, an input per job: x reloaded per job
         run_case(qt, 21, 768, 6, 4, 4, 0, 8);     // grouped, nsb 3, a span per warp
     }
-    run_validate(4);
-    run_validate(8);
+    for (stages_now = 0; stages_now <= 3; stages_now += stages_now ? 1 : 2) {
+        run_validate(4);
+        run_validate(8);
+    }
     if (failures)
         printf("%d case(s) FAILED\n", failures);
     return failures ? 1 : 0;

@@ -11,10 +11,12 @@
 /* An H200 and an H100 as the driver describes them (memory clock kHz, bus width bits). */
 static const kern_cuda_gemv_dev h200 = {.sm_count = 132, .cc_major = 9, .mem_clock_khz = 3201000,
                                         .bus_width_bits = 6144, .regs_per_sm = 65536, .threads_per_sm = 2048,
-                                        .smem_per_sm = 233472, .sb_regs = {170, 224, 170, 224}};
+                                        .smem_per_sm = 233472,
+                                        .sb_regs = {170, 229, 170, 229, 128, 132, 147, 162}};
 static const kern_cuda_gemv_dev h100 = {.sm_count = 132, .cc_major = 9, .mem_clock_khz = 2619000,
                                         .bus_width_bits = 5120, .regs_per_sm = 65536, .threads_per_sm = 2048,
-                                        .smem_per_sm = 233472, .sb_regs = {170, 224, 170, 224}};
+                                        .smem_per_sm = 233472,
+                                        .sb_regs = {170, 229, 170, 229, 128, 132, 147, 162}};
 
 static kern_cuda_gemv_cfg parse_ok(const char *spec)
 {
@@ -52,8 +54,15 @@ static void test_parse(void **state)
     assert_int_equal(c.waves, 0);
     assert_int_equal(c.load, 0);
     assert_int_equal(c.warps, 0);
+    c = parse_ok("sb,load=async,stages=3,warps=8,waves=2");
+    assert_int_equal(c.load, 2);
+    assert_int_equal(c.stages, 3);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&c, buf, sizeof buf), "sb,load=async,warps=8,waves=2,stages=3");
+    d = parse_ok(buf);
+    assert_memory_equal(&c, &d, sizeof c);
     static const char *const bad[] = {"fast", "sb,load=xx", "sb,warps=6", "sb,waves=-1", "sb,waves=65",
-                                      "sb,waves=1x", "sb,depth=2", "sb,warps=", "sb,=4"};
+                                      "sb,waves=1x", "sb,depth=2", "sb,warps=", "sb,=4",
+                                      "sb,load=async,stages=4", "sb,stages=1"};
     for (size_t i = 0; i < ADG_ARRAY_LEN(bad); i++) {
         kern_cuda_gemv_cfg x = KERN_CUDA_GEMV_CFG_AUTO;
         adg_error *e = kern_cuda_gemv_parse(bad[i], &x);
@@ -73,18 +82,25 @@ static void test_auto(void **state)
     assert_true(kern_cuda_gemv_peak_gbps(&h200) > 4800 && kern_cuda_gemv_peak_gbps(&h200) < 5000);
     assert_true(kern_cuda_gemv_peak_gbps(&h100) > 3300 && kern_cuda_gemv_peak_gbps(&h100) < 3400);
     kern_cuda_gemv_cfg a = KERN_CUDA_GEMV_CFG_AUTO;
-    kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&a, &h200);
-    assert_int_equal(r.kernel, KERN_CUDA_GEMV_SB);
-    assert_true(r.load == 0 || r.load == 1);
-    assert_true(r.warps == 4 || r.warps == 8);
-    assert_true(r.waves >= 0);
-    assert_int_equal(kern_cuda_gemv_resolve(&a, &h100).kernel, KERN_CUDA_GEMV_ROWS);
-    const kern_cuda_gemv_dev none = {0};
-    assert_int_equal(kern_cuda_gemv_resolve(&a, &none).kernel, KERN_CUDA_GEMV_ROWS);
+    for (int t = 0; t < 2; t++) {
+        const kern_type ty = t ? KERN_TYPE_Q8_0 : KERN_TYPE_Q4_0;
+        kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&a, &h200, ty);
+        assert_int_equal(r.kernel, KERN_CUDA_GEMV_SB);
+        assert_true(r.load >= 0 && r.load <= 2);
+        assert_true(r.load == 2 ? r.stages == 2 || r.stages == 3 : r.stages == 0);
+        assert_true(r.warps == 4 || r.warps == 8);
+        assert_true(r.waves >= 0);
+        assert_int_equal(kern_cuda_gemv_resolve(&a, &h100, ty).kernel, KERN_CUDA_GEMV_ROWS);
+        const kern_cuda_gemv_dev none = {0};
+        assert_int_equal(kern_cuda_gemv_resolve(&a, &none, ty).kernel, KERN_CUDA_GEMV_ROWS);
+    }
     /* what is asked stays */
     kern_cuda_gemv_cfg s = parse_ok("sb,load=nc,warps=8,waves=3");
-    kern_cuda_gemv_cfg rs = kern_cuda_gemv_resolve(&s, &h100);
+    kern_cuda_gemv_cfg rs = kern_cuda_gemv_resolve(&s, &h100, KERN_TYPE_Q4_0);
     assert_memory_equal(&s, &rs, sizeof s);
+    s = parse_ok("sb,load=async,warps=4,waves=1");
+    rs = kern_cuda_gemv_resolve(&s, &h100, KERN_TYPE_Q8_0);
+    assert_int_equal(rs.stages, 2); /* async's auto stages */
 }
 
 static void test_plan_sb(void **state)
@@ -114,6 +130,18 @@ static void test_plan_sb(void **state)
     assert_true(p.sb && p.nsb == 32 && p.rows == 1 && p.spans == 10);
     p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 33, 256, 1, true, 1u << 31);
     assert_true(p.sb && p.nsb == 1 && p.rows == 32 && p.spans == 2);
+    /* the cp.async ring: stages x the span's stage a warp; kernels after the register ones */
+    c = parse_ok("sb,load=async,stages=3,warps=8,waves=0");
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 4096, 2048, 1, true, 1u << 31);
+    assert_true(p.sb && p.load == 2 && p.stages == 3);
+    assert_int_equal(p.fn_index, 7);
+    assert_int_equal(p.smem, 8 * 32 * (3 * 17 * 16 + 4));
+    c.stages = 2;
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.fn_index, 4);
+    c = parse_ok("sb,load=nc,warps=4,waves=0");
+    assert_int_equal(kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 4096, 2048, 1, true, 65535).fn_index, 3);
+    c = parse_ok("sb,load=cs,warps=4,waves=0");
     /* not for: K % 256 != 0, K > 8192, unaligned weights, --gemv-rows N */
     assert_false(kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 32 * 9, 1, true, 65535).sb);
     assert_false(kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 100, 8192 + 256, 1, true, 65535).sb);
@@ -133,12 +161,18 @@ static void test_plan_persistent(void **state)
     c.waves = 3;
     p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 1u << 31);
     assert_int_equal(p.grid, 3 * 2 * 132);
-    /* 8 warps of 224 registers: 1 block an SM */
+    /* 8 warps of 229 registers: 1 block an SM */
     c = parse_ok("sb,load=nc,warps=8,waves=1");
     p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 2097152, 2048, 1, true, 1u << 31);
     assert_int_equal(p.load, 1);
     assert_int_equal(p.block, 256);
     assert_int_equal(p.grid, 132);
+    /* the 2-stage ring, Q4_0 at 128 registers: 16 warps by registers, by shared memory
+     * 233472 / (4 x 32 x (2 x 144 + 4) + 1024) = 6 blocks of 4 warps; 132 SMs */
+    c = parse_ok("sb,load=async,stages=2,warps=4,waves=1");
+    p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 1u << 31);
+    assert_int_equal(p.grid, 4 * 132);
+    c = parse_ok("sb,load=nc,warps=8,waves=1");
     /* fewer spans than the SMs hold: a block per `warps` spans, persistent or not */
     p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q8_0, 512, 2048, 1, true, 1u << 31);
     assert_int_equal(p.grid, 16);
@@ -171,7 +205,7 @@ static void test_plan_rows(void **state)
     p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 65535);
     assert_int_equal(p.grid, 65535);
     /* auto on an H100: the row kernels */
-    kern_cuda_gemv_cfg a = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &h100);
+    kern_cuda_gemv_cfg a = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &h100, KERN_TYPE_Q4_0);
     assert_false(kern_cuda_gemv_plan_for(&a, &h100, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535).sb);
 }
 

@@ -136,17 +136,21 @@ static void test_gemv_multirow(void **state)
 /* The super-block GEMV (kern_gemv_sb.cuh) in every configuration the sweep times: row
  * lengths of 1, 3 (odd: lanes 30 and 31 idle, row sums through shared memory), 8, 16 and
  * 32 super-blocks, partial last spans, grouped experts with shared and per-job inputs, a
- * persistent grid with many spans a warp (40,000 rows of 256), shapes that fall back to
- * the row kernels, and --gpu-validate's report. */
+ * persistent grid with many spans a warp (40,000 rows of 256), the cp.async ring of 2 and 3
+ * stages, shapes that fall back to the row kernels, and --gpu-validate's report. */
 static void test_gemv_sb(void **state)
 {
     (void)state;
     NEED_GPU();
     kern_cuda_check_result r;
     const kern_type t[] = {KERN_TYPE_Q4_0, KERN_TYPE_Q8_0};
-    static const char *const cfgs[] = {"sb,load=cs,warps=4,waves=0", "sb,load=cs,warps=4,waves=1",
-                                       "sb,load=nc,warps=8,waves=1", "sb,load=nc,warps=4,waves=2",
-                                       "sb,load=nc,warps=8,waves=0"};
+    static const char *const cfgs[] = {"sb,load=cs,warps=4,waves=0",
+                                       "sb,load=cs,warps=4,waves=1",
+                                       "sb,load=nc,warps=8,waves=1",
+                                       "sb,load=async,stages=2,warps=4,waves=1",
+                                       "sb,load=async,stages=3,warps=8,waves=2",
+                                       "sb,load=async,stages=2,warps=8,waves=0",
+                                       "auto"};
     for (size_t ci = 0; ci < ADG_ARRAY_LEN(cfgs); ci++) {
         kern_cuda_gemv_cfg cfg;
         ADG_ASSERT_OK(kern_cuda_gemv_parse(cfgs[ci], &cfg));
@@ -165,7 +169,7 @@ static void test_gemv_sb(void **state)
             expect_pass(kern_cuda_check_moe(ctx, t[i], 128, 96, 512, 8, 1, s + 8, &r), &r);
             expect_pass(kern_cuda_check_moe(ctx, t[i], 16, 101, 768, 4, 4, s + 9, &r), &r);
             expect_pass(kern_cuda_check_moe(ctx, t[i], 7, 40, 160, 3, 3, s + 10, &r), &r); /* fallback */
-            if (ci == 1)
+            if (ci == 1 || ci == 3 || ci == 4)
                 expect_pass(kern_cuda_check_gemv(ctx, t[i], 40000, 256, s + 11, &r), &r);
         }
     }
