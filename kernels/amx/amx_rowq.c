@@ -215,7 +215,9 @@ void kern_rowq_ref_gemm(const kern_rowq_job *j)
 /* Tuning knobs for the device's sweep (docs/kernels.md): A rows per L2 block as KiB of A
  * (AMXDIAG_AMX_ROWQ_L2KB, default 512), panel pairs per work item (AMXDIAG_AMX_ROWQ_CHUNK,
  * default 0 = an even share per worker for a dense product), K steps of 64 per K block
- * (AMXDIAG_AMX_ROWQ_KB, default 0 = the whole K). */
+ * (AMXDIAG_AMX_ROWQ_KB, default 0 = the whole K), and how many K steps ahead every tile
+ * line is prefetched into L1 (AMXDIAG_AMX_ROWQ_PF, default 0 = only the first strip's B
+ * from memory). */
 static int64_t env_i64(const char *name, int64_t def, int64_t lo, int64_t hi)
 {
     const char *v = getenv(name);
@@ -307,7 +309,7 @@ typedef struct gemm_args {
     int64_t ng, chunk, per_group;   /* items: (group, chunk of panel pairs) */
     float *y;
     rowq_gemm_fn fn;
-    int64_t mblock, kblock;
+    int64_t mblock, kblock, pf_l1;
     _Atomic int64_t next;
 } gemm_args;
 
@@ -324,7 +326,8 @@ static void gemm_worker(void *arg, int ith, int nth)
         const int64_t p0 = item % a->per_group * a->chunk * 2;
         const int64_t p1 = p0 + a->chunk * 2 < w->n_panels ? p0 + a->chunk * 2 : w->n_panels;
         kern_rowq_job j = {w, w->q + (size_t)g->mat * w->mat_bytes, w->d + g->mat * w->n_pad, p0, p1, g->at, g->da,
-                           g->m, a->y, w->n, g->yrow, a->mblock, a->kblock, a->c->scratch[ith]};
+                           g->m, a->y, w->n, g->yrow, a->mblock, a->kblock, a->pf_l1,
+                           a->c->scratch[ith]};
         a->fn(&j);
     }
 }
@@ -344,7 +347,7 @@ static adg_error *run_gemm(kern_cpu *c, const kern_rowq_weight *w, const rowq_gr
     if (mblock > (max_m + 31) / 32 * 32)
         mblock = (max_m + 31) / 32 * 32;
     gemm_args a = {c, w, g, ng, chunk, (pairs + chunk - 1) / chunk, y, gemm_of(c), mblock,
-                   env_i64("AMXDIAG_AMX_ROWQ_KB", 0, 0, 1 << 20), 0};
+                   env_i64("AMXDIAG_AMX_ROWQ_KB", 0, 0, 1 << 20), env_i64("AMXDIAG_AMX_ROWQ_PF", 0, 0, 64), 0};
     adg_error *e = kern_cpu_ensure_scratch(c, kern_rowq_scratch(a.mblock));
     if (e)
         return e;

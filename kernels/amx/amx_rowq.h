@@ -81,6 +81,7 @@ typedef struct kern_rowq_job {
     const int64_t *yrow;            /* NULL: row i of y is output row i */
     int64_t mblock;                 /* rows of A per L2 block, a multiple of 32 */
     int64_t kblock;                 /* K steps of 64 per block; 0 or >= nc: the whole K */
+    int64_t pf_l1;                  /* > 0: PREFETCHT0 the tiles of step + pf_l1 (64 lines) */
     void *scratch;                  /* kern_rowq_scratch(mblock) bytes, 64-byte aligned */
 } kern_rowq_job;
 

@@ -41,6 +41,7 @@ static void AMX_SYM(rowq_gemm)(const kern_rowq_job *j)
     const kern_rowq_weight *w = j->w;
     const int64_t nc = w->nc;
     const int64_t kb = j->kblock > 0 && j->kblock < nc ? j->kblock : nc;
+    const int64_t pfd = j->pf_l1;
     const size_t atile = (size_t)nc * KERN_ROWQ_TILE;   /* one 16-row strip of A */
     int32_t *cb = (int32_t *)j->scratch;                /* tmm4, tmm5, tmm6, tmm7 */
     int32_t *cacc = cb + 1024;                          /* K blocks: 4 tiles per strip */
@@ -76,7 +77,22 @@ static void AMX_SYM(rowq_gemm)(const kern_rowq_job *j)
                         _tile_loadd(6, cs + 512, 64);
                         _tile_loadd(7, cs + 768, 64);
                     }
-                    if (m0 == mb) {   /* the first strip reads the pair's B from memory */
+                    if (pfd) {   /* every tile line of step c + pfd into L1 (tile loads from L2 stall) */
+                        for (int64_t c = k0; c < k1; c++) {
+                            const size_t o = (size_t)(c + pfd < nc ? c + pfd : c) * KERN_ROWQ_TILE;
+                            AMX_SYM(prefetch)((const uint8_t *)a0 + o, KERN_ROWQ_TILE);
+                            AMX_SYM(prefetch)((const uint8_t *)a1 + o, KERN_ROWQ_TILE);
+                            AMX_SYM(prefetch)(b0 + o, KERN_ROWQ_TILE);
+                            if (two)
+                                AMX_SYM(prefetch)(b1 + o, KERN_ROWQ_TILE);
+                            if (m0 == mb) {
+                                AMX_SYM(prefetch)(b0 + (size_t)(c + ROWQ_PF_CHUNKS) * KERN_ROWQ_TILE, KERN_ROWQ_TILE);
+                                if (two)
+                                    AMX_SYM(prefetch)(b1 + (size_t)(c + ROWQ_PF_CHUNKS) * KERN_ROWQ_TILE, KERN_ROWQ_TILE);
+                            }
+                            ROWQ_STEP(c);
+                        }
+                    } else if (m0 == mb) {   /* the first strip reads the pair's B from memory */
                         for (int64_t c = k0; c < k1; c++) {
                             AMX_SYM(prefetch)(b0 + (size_t)(c + ROWQ_PF_CHUNKS) * KERN_ROWQ_TILE, KERN_ROWQ_TILE);
                             if (two)

@@ -2,20 +2,28 @@
 # The row-scaled int8 experiment (kernels/amx/amx_rowq.h, docs/kernels.md) on the AMX
 # machine, in one call of at most 120 s (DEADLINE; every step has its own limit and none
 # starts past the deadline), 16 threads (THREADS):
+#  0. tests/rowq_steps (one core, pinned): the kernel's 2x2 step taken apart (resident
+#     operands, tile loads from L1 / from L2, L1 prefetch distances, K blocks);
 #  1. `probe --only cpu --bench`: the measured clock behind "% of the int8 peak";
 #  2. test_kern_amx_rowq: the tile kernel on REAL tiles and on the emulator, bit for bit
 #     against the contract's model, plus its accuracy bounds;
 #  3. `bench kernels --amx-scales row --impl amx,avx512` at M = 512 on attn_q, attn_o,
 #     moe_gate_up, moe_down, q4_0 and q8_0: the shipped amx row, the avx512 row and the
 #     row-scaled row of each point timed in the same process, one after the other;
-#  4. one thread, attn_q q8_0 M = 512 (cycles per 16x16x64 step against the bare TDPBSSD);
-#  5. the experiment's blocking knobs at M = 512 (AMXDIAG_AMX_ROWQ_KB 8 / 16 / 4 K steps per
-#     block, _L2KB 256 / 1024 / 2048, _CHUNK 1; KNOBS overrides the list) on attn_q and
-#     moe_gate_up q8_0, each against the shipped amx row of the same call;
-#  6. M = 1, 16, 64, 256 on attn_q and moe_gate_up, both types, briefly;
+#  4. one thread, attn_q q8_0 M = 512, with each setting of KNOBS1 (default: none, PF 1 /
+#     2 / 4, KB 8 + PF 2): cycles per TDPBSSD against the fixture's;
+#  5. 16 threads, attn_q and moe_gate_up q8_0 M = 512, each setting of KNOBS (default: PF
+#     1 / 2 / 4, KB 8 + PF 2, L2KB 256 + PF 2, none), two rounds in opposite orders, each
+#     against the shipped amx row of the same call (session 5's first run swept KB 4 / 8 /
+#     16, L2KB 256 / 1024 / 2048, CHUNK 1: KNOBS="KB=8 KB=16 L2KB=256 L2KB=1024 L2KB=2048
+#     CHUNK=1 KB=4");
+#  6. M = 1, 16, 64, 256 on attn_q and moe_gate_up, both types, briefly (skipped past the
+#     deadline);
 #  7. step 3 again (a second round: the ratios' spread).
+# A setting is VAR=VALUE[+VAR=VALUE] with VAR one of AMXDIAG_AMX_ROWQ_{PF,KB,L2KB,CHUNK}
+# without the prefix; "none" = the defaults.
 # Usage: OUT=DIR tests/device/amx_rowq.sh BUILD_DIR  (BUILD_DIR relative to the repository
-# root: RelWithDebInfo with targets amxdiag and test_kern_amx_rowq, then
+# root: RelWithDebInfo with targets amxdiag, test_kern_amx_rowq and rowq_steps, then
 # tests/device/bundle-libs.sh or slim-build.sh).  Output: $OUT/summary.txt (steps, the
 # table per shape and type, CHECK lines), $OUT/*.json (every bench run), $OUT/logs/.
 set -u
@@ -49,14 +57,31 @@ bench() {   # bench NAME LIMIT [env...] -- bench args...
 }
 dense="--shape attn_q,attn_o,moe_gate_up,moe_down --type q4_0,q8_0"
 
+knob_env() {   # knob_env SETTING: the env assignments of a setting ("none": a harmless one)
+    [ "$1" = none ] && { echo "AMXDIAG_AMX_ROWQ_NONE=1"; return; }
+    local IFS=+
+    for kv in $1; do echo "AMXDIAG_AMX_ROWQ_$kv"; done
+}
+
+[ -x "$build/tests/rowq_steps" ] && step rowq_steps 20 taskset -c 2 "$build/tests/rowq_steps" 500000
 step probe 25 "$amx" probe --only cpu --bench
 step unit_rowq 30 "$build/tests/test_kern_amx_rowq"
 # shellcheck disable=SC2086
 bench m512_r1 35 -- --threads "$threads" --impl amx,avx512 $dense --m 512 --min-time 0.1 --weights-mib 512
-bench one_thread 15 -- --threads 1 --impl amx,avx512 --shape attn_q --type q8_0 --m 512 --min-time 0.1 --weights-mib 64
-for v in ${KNOBS:-KB=8 KB=16 L2KB=256 L2KB=1024 L2KB=2048 CHUNK=1 KB=4}; do
-    bench "knob_${v/=/_}" 10 "AMXDIAG_AMX_ROWQ_$v" -- --threads "$threads" --impl amx --shape attn_q,moe_gate_up \
-        --type q8_0 --m 512 --min-time 0.05 --weights-mib 256
+read -r -a knobs1 <<<"${KNOBS1:-none PF=1 PF=2 PF=4 KB=8+PF=2}"
+for v in "${knobs1[@]}"; do
+    # shellcheck disable=SC2046
+    bench "one_thread_${v//[=+]/_}" 8 $(knob_env "$v") -- --threads 1 --impl amx --shape attn_q --type q8_0 \
+        --m 512 --min-time 0.1 --weights-mib 64
+done
+read -r -a knobs <<<"${KNOBS:-PF=1 PF=2 PF=4 KB=8+PF=2 L2KB=256+PF=2 none}"
+for r in 1 2; do
+    for i in $(seq 0 $(( ${#knobs[@]} - 1 ))); do
+        [ "$r" = 2 ] && v=${knobs[$(( ${#knobs[@]} - 1 - i ))]} || v=${knobs[$i]}
+        # shellcheck disable=SC2046
+        bench "knob_r${r}_${v//[=+]/_}" 10 $(knob_env "$v") -- --threads "$threads" --impl amx \
+            --shape attn_q,moe_gate_up --type q8_0 --m 512 --min-time 0.05 --weights-mib 256
+    done
 done
 bench small_m 25 -- --threads "$threads" --impl amx,avx512 --shape attn_q,moe_gate_up --type q4_0,q8_0 \
     --m 1,16,64,256 --min-time 0.03 --weights-mib 256
@@ -69,7 +94,7 @@ out = sys.argv[1]
 def load(n):
     p = os.path.join(out, n + '.json')
     return json.load(open(p)) if os.path.exists(p) else None
-for name in ['m512_r1', 'm512_r2', 'one_thread', 'small_m'] + sorted(os.path.basename(p)[:-5] for p in glob.glob(out + '/knob_*.json')):
+for name in ['m512_r1', 'm512_r2', 'small_m'] + sorted(os.path.basename(p)[:-5] for p in glob.glob(out + '/one_thread*.json') + glob.glob(out + '/knob_*.json')):
     d = load(name)
     if not d:
         print(f"\n{name}: no result")
@@ -104,5 +129,6 @@ grep -q "SKIP part: amx" "$work/unit_rowq.log" 2>/dev/null && echo "NOTE: the un
 [ -f "$out/m512_r1.json" ] && check "rowq rows at M=512 (8 wanted)" "$out/m512_r1.json" \
     "sum(1 for x in r['rows'] if x['variant'] == 'rowq' and x['m'] == 512) == 8"
 echo "total $(( $(date +%s) - started )) s" >>"$summary"
+[ -f "$work/rowq_steps.log" ] && { echo; echo "rowq_steps (one core):"; cat "$work/rowq_steps.log"; } >>"$summary"
 cat "$summary"
 rm -rf "$tmp"

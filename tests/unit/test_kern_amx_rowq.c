@@ -257,7 +257,11 @@ static void test_dense_exact(void **state)
     unsetenv("AMXDIAG_AMX_ROWQ_L2KB");
     unsetenv("AMXDIAG_AMX_ROWQ_CHUNK");
     check_dense(KERN_TYPE_Q8_0, 100, 48, 320);   /* K blocks, the default L2 block */
+    setenv("AMXDIAG_AMX_ROWQ_PF", "2", 1);       /* L1 prefetch: the same bits */
+    check_dense(KERN_TYPE_Q4_0, 40, 48, 320);
     unsetenv("AMXDIAG_AMX_ROWQ_KB");
+    check_dense(KERN_TYPE_Q8_0, 33, 33, 192);
+    unsetenv("AMXDIAG_AMX_ROWQ_PF");
 }
 
 static void test_emu_uses_tiles(void **state)
