@@ -34,16 +34,23 @@
 #ifndef GEMV_SB_LOAD
 // LD 0: ld.global.cs (streamed: evict first in L1 and L2, like the row kernels);
 // LD 1: ld.global.nc.L1::no_allocate with a 256-byte L2 prefetch (the weights are read
-// once; the prefetch asks DRAM for whole 256-byte pieces).
+// once; the prefetch asks DRAM for whole 256-byte pieces; sm_80 and later, without the
+// prefetch before).
 template <int LD>
 __device__ __forceinline__ int4 gemv_sb_load(const int4 *p)
 {
     if (LD == 0)
         return __ldcs(p);
     int4 r;
+#if __CUDA_ARCH__ >= 800
     asm("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0, %1, %2, %3}, [%4];"
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
+#else // the L2 prefetch size needs sm_80
+    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+#endif
     return r;
 }
 #define GEMV_SB_LOAD(LD, p) gemv_sb_load<LD>(p)
