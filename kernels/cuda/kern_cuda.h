@@ -244,10 +244,11 @@ int kern_cuda_gemm_ksplit(const kern_cuda_gemm_plan *p, int want, int64_t k);
  * `persist` ($AMXDIAG_GPU_GEMM_WGMMA_PERSIST: "1" plan.grid = the CTAs resident at once
  * (SMs x CTAs per SM) where the shape has more tiles, "0" one CTA per tile). */
 /* A wgmma plan's experimental variant as asked ($AMXDIAG_GPU_GEMM_WGMMA_X: "1" raw W rows
- * 52 / 84 bytes apart, "2" the ring's slots fixed at compile time, "3" both; NULL, "0" or
- * anything else: none): q4_0 / q8_0 tiles w0..w2 only; the slots refitted to the padded
- * rows; "fixed" only where the plan's slots are the variant's (as many as fit, the flat
- * pipeline), else dropped. */
+ * 52 / 84 bytes apart, "2" the ring's slots fixed at compile time, "3" both; "0" or
+ * anything else: none; NULL: the plan's own, i.e. auto's table): q4_0 / q8_0 tiles w0..w2
+ * only; the slots refitted to the padded rows; "fixed" only where the plan's slots are the
+ * variant's (as many as fit, the flat pipeline), else dropped.  Slots or a pipeline asked
+ * of kern_cuda_gemm_wgmma_tune clear it. */
 void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
                              const char *xv);
 void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,

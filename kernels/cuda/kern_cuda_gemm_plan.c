@@ -301,8 +301,10 @@ static int shape_class(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, in
  * alone), is the q4_0 picks and the 64 x 64 tile for the small shapes (in two k slices
  * where kern_cuda_gemm_ksplit finds k long enough), not measured yet (gemm_sweep.sh's
  * f16 steps). */
+/* xv (0 when left out): the experimental variant auto takes (AMXDIAG_GPU_GEMM_WGMMA_X's
+ * values, kern_cuda_gemm_wgmma_xv); none until gemm_sweep.sh measures one faster. */
 static const struct {
-    int variant, ksplit;
+    int variant, ksplit, xv;
 } auto_wgmma[GS_N][3] = {
     [GS_LARGE] = {{0, 1}, {0, 1}, {0, 1}},
     [GS_FULL] = {{0, 2}, {0, 2}, {0, 2}},
@@ -311,13 +313,16 @@ static const struct {
 };
 
 /* AUTO's wgmma tile code for this shape (0: none) and its k slices. */
-static int auto_wgmma_code(const kern_cuda_gemm_caps *caps, int wt, int64_t m, int64_t k, int64_t n, int *ksplit)
+static int auto_wgmma_code(const kern_cuda_gemm_caps *caps, int wt, int64_t m, int64_t k, int64_t n, int *ksplit,
+                           int *xv)
 {
     const int c = shape_class(caps, m, k, n), col = wt == 4 ? 0 : wt == 8 ? 1 : 2;
     *ksplit = 1;
+    *xv = 0;
     if (c == GS_NONE || !caps->wgmma || auto_wgmma[c][col].variant < 0)
         return 0;
     *ksplit = auto_wgmma[c][col].ksplit;
+    *xv = auto_wgmma[c][col].xv;
     return GW_CODE0 + auto_wgmma[c][col].variant;
 }
 
@@ -456,9 +461,9 @@ static kern_cuda_gemm_plan plan_f16_weights(const kern_cuda_gemm_caps *caps, ker
     const char *w_fallback = NULL;
     if (code >= 1 && code <= GI8_NVAR)
         code = 0; /* an int8 tile: no int8 kernel for f16 weights */
-    int ks = 1, wc = code >= GW_CODE0 ? code : 0;
+    int ks = 1, axv = 0, wc = code >= GW_CODE0 ? code : 0;
     if (!wc && code == 0 && (kind == KERN_CUDA_GEMM_AUTO || kind == KERN_CUDA_GEMM_MMA))
-        wc = auto_wgmma_code(caps, 16, m, k, n, &ks);
+        wc = auto_wgmma_code(caps, 16, m, k, n, &ks, &axv);
     if (wc || kind == KERN_CUDA_GEMM_WGMMA) {
         if (caps->wgmma) {
             kern_cuda_gemm_plan f = plan_wgmma(caps, wc, GW_MAX_SLOTS, ks, 16, m, k, n, w_addr);
@@ -518,15 +523,18 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
      * f16-MMA kernel as that kind would run it, saying so */
     const char *w_fallback = NULL;
     if (!moe && kind != KERN_CUDA_GEMM_MMA) {
-        int ks = 1, wc = code >= GW_CODE0 ? code : 0;
+        int ks = 1, axv = 0, wc = code >= GW_CODE0 ? code : 0;
         if (!wc && kind == KERN_CUDA_GEMM_AUTO && code == 0)
-            wc = auto_wgmma_code(caps, wt, m, k, n, &ks);
+            wc = auto_wgmma_code(caps, wt, m, k, n, &ks, &axv);
         if (wc || kind == KERN_CUDA_GEMM_WGMMA) {
             if (caps->wgmma) {
                 kern_cuda_gemm_plan f = plan_wgmma(caps, wc, GW_MAX_SLOTS, ks, wt, m, k, n, w_addr);
                 if (f.wgmma) {
-                    if (wc && !(code >= GW_CODE0) && kind == KERN_CUDA_GEMM_AUTO)
+                    if (wc && !(code >= GW_CODE0) && kind == KERN_CUDA_GEMM_AUTO) {
                         f.why = "wgmma (auto: measured faster than the f16-MMA kernel at this shape)";
+                        if (axv > 0 && axv <= GW_NXV) /* auto's variant of this shape class */
+                            kern_cuda_gemm_wgmma_xv(caps, &f, type, (const char[]){(char)('0' + axv), 0});
+                    }
                     return f;
                 }
                 w_fallback = "f16 tensor cores (wgmma asked: its tile does not fit this device's shared memory)";
@@ -630,6 +638,7 @@ void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_p
     if (!p->wgmma)
         return;
     if (slots || pipe) {
+        p->xv = 0; /* the slots refitted for the measured kernel's rows */
         char *end;
         long s = slots && *slots ? strtol(slots, &end, 10) : 0;
         if (!s || *end || s < 3 || s > GW_MAX_SLOTS)
@@ -656,10 +665,10 @@ void kern_cuda_gemm_wgmma_tune(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_p
 void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_plan *p, kern_type type,
                              const char *xv)
 {
-    if (!p->wgmma)
+    if (!p->wgmma || !xv) /* not asked: the plan's own (auto's table) */
         return;
     p->xv = 0;
-    if (!xv || !*xv || xv[1] || xv[0] < '1' || xv[0] > '0' + GW_NXV)
+    if (!*xv || xv[1] || xv[0] < '1' || xv[0] > '0' + GW_NXV)
         return;
     if ((type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) || p->variant < 0 || p->variant >= GW_XV_TILES)
         return; /* f16 weights and the 64 x 64 tile: no variants */

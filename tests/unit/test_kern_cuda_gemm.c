@@ -1042,6 +1042,18 @@ static void test_wgmma_xv(void **state)
                 assert_int_equal(q.smem, p.smem);
             }
         }
+        /* NULL (the variable unset) keeps the plan's own: auto's table has none yet */
+        for (int v = 0; v < 6; v++) {
+            static const int64_t sh[6][2] = {{4096, 2048}, {2048, 4096}, {512, 2048},
+                                             {768, 2048},  {2048, 768},  {151936, 2048}};
+            kern_cuda_gemm_plan a =
+                kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, t, sh[v][0], sh[v][1], 512, 0x1000, false);
+            assert_int_equal(a.xv, 0);
+            kern_cuda_gemm_plan b = a;
+            kern_cuda_gemm_wgmma_xv(&h100w, &b, t, NULL);
+            assert_int_equal(b.xv, a.xv);
+            assert_int_equal(b.smem, a.smem);
+        }
         /* the 64 x 64 tile has none */
         kern_cuda_gemm_plan p =
             kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_WGMMA, w0 + 3, 0, t, 4096, 2048, 512, 0x1000, false);
