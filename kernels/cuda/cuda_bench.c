@@ -742,6 +742,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                         json_string(b->c->gemm_staged && !pl.wgmma ? "staged" : "fragment"));
                 }
                 if (pl.wgmma) {
+                    json_object_set_new(row, "xv", json_integer(pl.xv)); /* AMXDIAG_GPU_GEMM_WGMMA_X */
                     json_object_set_new(row, "pipe", json_integer(pl.deep ? 2 : 1));
                     json_object_set_new(row, "grid", json_integer(pl.grid)); /* 0: one CTA per tile */
                 }
@@ -762,7 +763,6 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");
                     else
                         printf("%-9s %-14s   ^ f16 wmma%s\n", "", "", sel ? " (selected)" : "");
-                    json_object_set_new(row, "xv", json_integer(pl.xv)); /* AMXDIAG_GPU_GEMM_WGMMA_X */
                 }
             }
         }
