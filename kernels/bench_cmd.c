@@ -92,6 +92,9 @@ typedef struct ceil_info {
     double bench_mem_gbs;    /* measured by this run */
     double amx_int8_ops, amx_bf16_ops, vnni_ops;   /* measured all-core ops/s, 0 unknown */
     double amx_int8_theory;  /* 2048 ops/cycle/core x clock x threads */
+    double amx_int8_core_ops;   /* the probe's TDPBSSD loop on one thread, 0 unknown */
+    int amx_int8_all_threads;   /* threads of its all-core figure */
+    int threads;                /* this run's */
     double clock_ghz;
     bool from_probe;
 } ceil_info;
@@ -301,6 +304,8 @@ static void load_ceilings(ceil_info *ci, int threads, double given_gbs)
         for (size_t i = 0; i < c.nnodes; i++)
             ci->probe_mem_gbs += c.nodes[i].read_gbs;
         ci->amx_int8_ops = c.amx_int8_all.ops_per_s;
+        ci->amx_int8_core_ops = c.amx_int8_core.ops_per_s;
+        ci->amx_int8_all_threads = c.amx_int8_all.threads;
         ci->amx_bf16_ops = c.amx_bf16_all.ops_per_s;
         ci->vnni_ops = c.vnni_all.ops_per_s;
         ci->clock_ghz = c.clock_all_ghz > 0 ? c.clock_all_ghz : c.clock_ghz;
@@ -322,6 +327,7 @@ static void load_ceilings(ceil_info *ci, int threads, double given_gbs)
     if (ci->clock_ghz <= 0)
         ci->clock_ghz = cpuinfo_mhz() / 1000.0;
     ci->amx_int8_theory = ci->clock_ghz > 0 ? 2048.0 * ci->clock_ghz * 1e9 * threads : 0;
+    ci->threads = threads;
 }
 
 /* ---- weights and timing ---- */
@@ -726,6 +732,16 @@ static const row *find(const row *rows, int nr, const char *shape, kern_type t, 
     return NULL;
 }
 
+/* The probe's bare TDPBSSD loop at this run's thread count (one thread, or the all-core
+ * figure when the run uses as many threads), 0 when not measured: on a VM whose vCPUs
+ * share AMX units the all-core loop stays far below 16 x 2048 ops/cycle. */
+static double tdpbssd_loop(const ceil_info *ci)
+{
+    if (ci->threads == 1)
+        return ci->amx_int8_core_ops;
+    return ci->threads == ci->amx_int8_all_threads ? ci->amx_int8_ops : 0;
+}
+
 /* A row-scaled row against the theoretical int8 peak (2048 ops/cycle/core) and the same
  * run's avx512 and block-scaled amx rows (0: not measured). */
 static void rowq_cmp(const row *rows, int nr, const row *r, const ceil_info *ci, double *frac, double *vs_avx,
@@ -857,6 +873,9 @@ static json_t *rows_json(const row *rows, int nr, const ceil_info *ci)
                                   frac > 0 ? json_real(frac) : json_null(), "speedup_vs_avx512",
                                   va > 0 ? json_real(va) : json_null(), "speedup_vs_amx_block",
                                   vx > 0 ? json_real(vx) : json_null());
+            if (q)
+                json_object_set_new(q, "fraction_of_tdpbssd_loop",
+                                    tdpbssd_loop(ci) > 0 ? json_real(opsps(r) / tdpbssd_loop(ci)) : json_null());
             if (q && r->acc.have)
                 json_object_set_new(q, "accuracy",
                                     json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:s}", "m", r->acc.m, "n", r->acc.n,
@@ -906,6 +925,9 @@ static void print_rowq(const row *rows, int nr, const row *r, const ceil_info *c
     printf("%-12s %-5s %-7s %5s  row-scaled: %.2f TOPS", "", "", "", "", opsps(r) / 1e12);
     if (frac > 0)
         printf(" = %.1f%% of the int8 peak", 100 * frac);
+    if (tdpbssd_loop(ci) > 0)
+        printf(" (%.0f%% of the bare TDPBSSD loop at %d thread%s)", 100 * opsps(r) / tdpbssd_loop(ci), ci->threads,
+               ci->threads == 1 ? "" : "s");
     if (va > 0)
         printf(", %.2fx avx512", va);
     if (vx > 0)
