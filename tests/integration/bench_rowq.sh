@@ -29,6 +29,7 @@ for r in rq:
     assert r["impl"] == "amx-emu" and r["median_ms"] > 0, r
     q = r["rowq"]
     assert q["speedup_vs_avx512"] > 0 and q["speedup_vs_amx_block"] > 0, q
+    assert "fraction_of_tdpbssd_loop" in q and "fraction_of_amx_int8_theoretical" in q, q
     a = q["accuracy"]
     # random data: the documented bound of the unit test (rowq vs block-scaled)
     assert 0 < a["rel_rms_vs_block"] < 0.012 and a["block_rel_rms_vs_exact"] < a["rowq_rel_rms_vs_exact"], a
