@@ -452,6 +452,8 @@ static adg_error *bench_gemv(bench *b, const char *name, kern_type t, int64_t m,
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)m, (long long)k);
         double bytes = (double)rs * (double)m * jobs + (double)(k * nx) * 4 + (double)(m * jobs) * 4;
         add_row(b, n_expert ? "moe_gemv" : "gemv", name, kern_type_name(t), shape, ms, bytes, 2.0 * m * k * jobs, 0);
+        json_object_set_new(json_array_get(b->rows, json_array_size(b->rows) - 1), "gemv_kernel",
+                            json_string(kern_cuda_gemv_kernel(b->c, t, m, k, jobs, (a.w & 15) == 0)));
     }
     kern_cuda_free(b->c, a.w);
     kern_cuda_free(b->c, a.x);

@@ -129,8 +129,12 @@ typedef struct kern_cuda_gemv_dev {
 double kern_cuda_gemv_peak_gbps(const kern_cuda_gemv_dev *dev);
 /* cfg with every auto part decided for this device and weight type (pure; unit-tested). */
 kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *dev, kern_type type);
-/* The configuration a context uses for a weight type, resolved (what --json reports). */
+/* The configuration a context uses for a weight type, resolved (what --json reports;
+ * Q4_0's load may stay auto: chosen per shape by kern_cuda_gemv_plan_for). */
 kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type);
+/* The kernel a GEMV of this shape runs with the context's configuration. */
+const char *kern_cuda_gemv_kernel(const kern_cuda_ctx *ctx, kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
+                                  bool w_aligned16);
 
 /* One GEMV launch as planned (pure; unit-tested). */
 typedef struct kern_cuda_gemv_plan {
@@ -145,7 +149,9 @@ typedef struct kern_cuda_gemv_plan {
 } kern_cuda_gemv_plan;
 /* For type (Q4_0/Q8_0) weights of nrows x ncols, n_jobs jobs, weights 16-byte aligned or
  * not; gemv_rows as kern_cuda_set_gemv_rows.  The super-block kernel needs ncols % 256 == 0,
- * ncols <= 8192 and aligned weights; else the row kernels run. */
+ * ncols <= 8192 and aligned weights; else the row kernels run.  A load left auto (-1) is
+ * decided here by shape: the cp.async ring where each warp of the register path's resident
+ * grid would have 4 spans or more, the register path below. */
 kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *resolved, const kern_cuda_gemv_dev *dev,
                                             int gemv_rows, kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
                                             bool w_aligned16, unsigned max_grid_x);

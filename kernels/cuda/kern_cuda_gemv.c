@@ -15,6 +15,10 @@
  * 2.9 TB/s whatever the DRAM.  Until the super-block kernel is measured on an H100 too,
  * slower memories keep the measured row kernels. */
 #define SB_DEFAULT_MIN_GBPS 4000.0
+/* Q4_0 with load auto: the cp.async ring where each warp of the register path's resident
+ * grid would have at least this many spans (the LM head: 18-36; the large shape: 500),
+ * the register path below (a layer's GEMVs: at most one or two spans a warp). */
+#define RING_MIN_SPANS 4
 
 static const char *const load_names[] = {"cs", "nc", "async"};
 
@@ -120,21 +124,25 @@ kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const k
     kern_cuda_gemv_cfg c = *cfg;
     if (c.kernel == KERN_CUDA_GEMV_AUTO)
         c.kernel = kern_cuda_gemv_peak_gbps(d) >= SB_DEFAULT_MIN_GBPS ? KERN_CUDA_GEMV_SB : KERN_CUDA_GEMV_ROWS;
-    /* The H200 at 08:08 (tests/device/gemv_sweep.sh): Q8_0 through registers with
-     * ld.global.cs, 4-warp blocks and one resident wave: 98.7 % of copy on the large shape
-     * (8.7 KB spans, 8 warps an SM: 70 KB in flight).  Q4_0 the same way stopped at 75 %
-     * (4.6 KB spans: 37 KB in flight at the same 8 warps, held there by 170 registers):
-     * the cp.async ring, which holds no registers for the spans (128: 16 warps an SM) and
-     * keeps up to 2 of them in flight a warp, is its default (not yet measured). */
-    if (c.load < 0)
-        c.load = type == KERN_TYPE_Q4_0 ? 2 : 0;
+    /* The H200 (tests/device/gemv_sweep.sh, 08:08 and 08:22 UTC): Q8_0 through registers
+     * with ld.global.cs, 4-warp blocks and one resident wave: 98.8 % of copy on the large
+     * shape (8.7 KB spans, 8 warps an SM: 70 KB in flight), and the fastest at every decode
+     * shape too.  Q4_0 the same way stopped at 75 % on the large shape (4.6 KB spans: 37 KB
+     * in flight at the same 8 warps, held there by 170 registers); the cp.async ring (no
+     * registers held for the spans: 128, 16 warps an SM, 2 spans in flight a warp) reached
+     * 95.8 % there and won the LM head (56.6 against 64.0 us), but lost every per-layer
+     * shape, where a warp has one span and the ring only adds the copy's latency (attn_q
+     * 7.9 against 7.3 us; generation 1103 against 1246 t/s).  So Q4_0's load stays auto
+     * here: kern_cuda_gemv_plan_for picks by shape (RING_MIN_SPANS). */
+    if (c.load < 0 && type != KERN_TYPE_Q4_0)
+        c.load = 0;
     if (c.warps <= 0)
         c.warps = 4;
     if (c.waves < 0)
         c.waves = 1;
     if (c.load == 2 && c.stages <= 0)
         c.stages = 2;
-    if (c.load != 2)
+    if (c.load >= 0 && c.load != 2)
         c.stages = 0;
     return c;
 }
@@ -188,13 +196,21 @@ kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const k
         p.sb = true;
         p.rows = rpi;
         p.nsb = nsb;
-        p.load = c->load == 1 || c->load == 2 ? c->load : 0;
-        p.stages = p.load == 2 ? (c->stages == 3 ? 3 : 2) : 1;
-        p.fn_index = (type == KERN_TYPE_Q4_0 ? 0 : 1) + (p.load < 2 ? 2 * p.load : 2 * p.stages);
         p.warps = c->warps == 8 ? 8 : 4;
         p.block = (unsigned)p.warps * 32;
-        p.smem = (unsigned)p.warps * 32 * ((unsigned)p.stages * chunks * 16 + 4);
         p.spans = (int64_t)n_jobs * ((nrows + rpi - 1) / rpi);
+        p.load = c->load == 1 || c->load == 2 ? c->load : 0;
+        if (c->load < 0) { /* by shape: the ring where the register path's warps would loop */
+            const int ti = type == KERN_TYPE_Q4_0 ? 0 : 1;
+            const unsigned reg_smem = (unsigned)p.warps * 32 * ((unsigned)chunks * 16 + 4);
+            const int64_t reg_warps =
+                (int64_t)blocks_per_sm(d, d->sb_regs[ti], (int)p.block, reg_smem) * (d->sm_count > 0 ? d->sm_count : 1) *
+                p.warps;
+            p.load = p.spans >= RING_MIN_SPANS * reg_warps ? 2 : 0;
+        }
+        p.stages = p.load == 2 ? (c->stages == 3 ? 3 : 2) : 1;
+        p.fn_index = (type == KERN_TYPE_Q4_0 ? 0 : 1) + (p.load < 2 ? 2 * p.load : 2 * p.stages);
+        p.smem = (unsigned)p.warps * 32 * ((unsigned)p.stages * chunks * 16 + 4);
         int64_t blocks = (p.spans + p.warps - 1) / p.warps;
         if (c->waves > 0 && d->sm_count > 0) {
             const int64_t resident =
@@ -224,6 +240,18 @@ kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const k
     const int64_t blocks = (items + 3) / 4;
     p.grid = blocks > (int64_t)max_grid_x ? max_grid_x : blocks < 1 ? 1 : (unsigned)blocks;
     return p;
+}
+
+const char *kern_cuda_gemv_kernel(const kern_cuda_ctx *c, kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
+                                  bool w_aligned16)
+{
+    kern_cuda_gemv_cfg cfg = kern_cuda_gemv_resolve(&c->gemv, &c->gemv_dev, type);
+    kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&cfg, &c->gemv_dev, c->gemv_rows, type, nrows, ncols, n_jobs,
+                                                    w_aligned16, c->max_grid_x);
+    if (p.sb)
+        return kern_cuda_kernel_names[KF_GEMV_SB_FIRST + p.fn_index];
+    const bool q4 = type == KERN_TYPE_Q4_0;
+    return kern_cuda_kernel_names[p.rows > 1 ? (q4 ? KF_GEMV_Q4_0_MR : KF_GEMV_Q8_0_MR) : (q4 ? KF_GEMV_Q4_0 : KF_GEMV_Q8_0)];
 }
 
 static int dev_attr(kern_cuda_ctx *c, int attr)

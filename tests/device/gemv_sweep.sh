@@ -12,8 +12,9 @@
 #    bench's fixed per-op cost) and --gemv-q8 (as a generated token runs them: input
 #    quantised beforehand, calls back to back over 192 MiB of weight copies, per call);
 #  - generation: qwen3-moe-small q4_0 and q8_0, `run -p 0 -n 128 -r 3 --ngl 99 --json`
-#    with AMXDIAG_GPU_GEMV=rows (the old kernels), the default, and sb,load=cs (the register
-#    path for both types), ROUNDS (2) rounds in rotating order; `run --greedy --compare ref`
+#    with AMXDIAG_GPU_GEMV=rows (the old kernels), the default, sb,load=cs (the register
+#    path everywhere) and sb,load=async (the cp.async ring everywhere), ROUNDS (2) rounds
+#    in rotating order; `run --greedy --compare ref`
 #    at --ngl 99 with the default (exit 0 = every decisive step agrees with the CPU
 #    reference) and with rows; free-running greedy tokens of both side by side (how many
 #    agree: informative only, a changed summation order parts them at near-ties);
@@ -79,10 +80,11 @@ PY
 for r in $(seq "$rounds"); do
     for q in q4_0 q8_0; do
         [ -s "$work/small-$q.gguf" ] || continue
-        case $((r % 3)) in
-        1) tg "$r" $q rows rows; tg "$r" $q default auto; tg "$r" $q sbreg sb,load=cs ;;
-        2) tg "$r" $q default auto; tg "$r" $q sbreg sb,load=cs; tg "$r" $q rows rows ;;
-        0) tg "$r" $q sbreg sb,load=cs; tg "$r" $q rows rows; tg "$r" $q default auto ;;
+        case $((r % 4)) in
+        1) tg "$r" $q rows rows; tg "$r" $q default auto; tg "$r" $q sbreg sb,load=cs; tg "$r" $q ring sb,load=async ;;
+        2) tg "$r" $q ring sb,load=async; tg "$r" $q sbreg sb,load=cs; tg "$r" $q default auto; tg "$r" $q rows rows ;;
+        3) tg "$r" $q default auto; tg "$r" $q rows rows; tg "$r" $q ring sb,load=async; tg "$r" $q sbreg sb,load=cs ;;
+        0) tg "$r" $q sbreg sb,load=cs; tg "$r" $q ring sb,load=async; tg "$r" $q rows rows; tg "$r" $q default auto ;;
         esac
     done
 done
@@ -145,12 +147,14 @@ for f, title in (('sweep.json', 'GEMV quantising its input (bench accounting)'),
                     if n != 'router':
                         dec += r['us']
             print('%-40s' % label[:40] + ''.join(cells) + '%10.2f' % dec)
+        print('auto ran: ' + ', '.join('%s %s' % (r['name'], r.get('gemv_kernel', '?')) for r in rows
+                                       if r['gemv_index'] == cfgs[0] and r['type'] == t))
     print()
 p = os.path.join(out, 'tg.jsonl')
 rows = [json.loads(l) for l in open(p)] if os.path.exists(p) else []
 print('== tg128 at --ngl 99, qwen3-moe-small (t/s, median of rounds [values])')
 for q in ('q4_0', 'q8_0'):
-    for label in ('rows', 'default', 'sbreg'):
+    for label in ('rows', 'default', 'sbreg', 'ring'):
         v = [r['ts'] for r in rows if r['quant'] == q and r['label'] == label]
         if v:
             print('%-5s %-8s %8.1f  [%s]' % (q, label, statistics.median(v), ', '.join('%.1f' % x for x in v)))

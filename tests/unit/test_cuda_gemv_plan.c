@@ -86,8 +86,9 @@ static void test_auto(void **state)
         const kern_type ty = t ? KERN_TYPE_Q8_0 : KERN_TYPE_Q4_0;
         kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&a, &h200, ty);
         assert_int_equal(r.kernel, KERN_CUDA_GEMV_SB);
-        assert_true(r.load >= 0 && r.load <= 2);
-        assert_true(r.load == 2 ? r.stages == 2 || r.stages == 3 : r.stages == 0);
+        /* Q8_0 through registers; Q4_0's load left to the plan (by shape) */
+        assert_int_equal(r.load, t ? 0 : -1);
+        assert_int_equal(r.stages, 0);
         assert_true(r.warps == 4 || r.warps == 8);
         assert_true(r.waves >= 0);
         assert_int_equal(kern_cuda_gemv_resolve(&a, &h100, ty).kernel, KERN_CUDA_GEMV_ROWS);
@@ -182,6 +183,47 @@ static void test_plan_persistent(void **state)
     assert_int_equal(p.grid, 1000);
 }
 
+/* Q4_0 on the H200 by default: the register path for a layer's GEMVs, the cp.async ring
+ * where the register path's 1056 resident warps (8 an SM) would have 4 spans or more each
+ * (4224 spans: the LM heads, the large shape). */
+static void test_plan_by_shape(void **state)
+{
+    (void)state;
+    kern_cuda_gemv_cfg a = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &h200, KERN_TYPE_Q4_0);
+    struct {
+        int64_t m, k;
+        int jobs;
+        int load;
+    } cases[] = {
+        {4096, 2048, 1, 0},   /* attn_q: 1024 spans */
+        {3072, 1024, 1, 0},   /* qwen3-moe-small's QKV */
+        {768, 2048, 16, 0},   /* gate and up experts, 16 jobs */
+        {2048, 768, 8, 0},    /* down experts */
+        {16892, 2048, 1, 0},  /* 4223 spans */
+        {16896, 2048, 1, 2},  /* 4224 spans */
+        {151936, 1024, 1, 2}, /* the small model's LM head: 18992 spans */
+        {151936, 2048, 1, 2}, /* the 30B LM head */
+        {2097152, 2048, 1, 2},
+    };
+    for (size_t i = 0; i < ADG_ARRAY_LEN(cases); i++) {
+        kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&a, &h200, 0, KERN_TYPE_Q4_0, cases[i].m, cases[i].k,
+                                                        cases[i].jobs, true, 1u << 31);
+        if (!p.sb || p.load != cases[i].load)
+            fail_msg("%lldx%lld x %d: sb %d load %d, want load %d", (long long)cases[i].m, (long long)cases[i].k,
+                     cases[i].jobs, p.sb, p.load, cases[i].load);
+        assert_int_equal(p.fn_index, p.load == 2 ? 4 : 0);
+        assert_int_equal(p.smem, 4 * 32 * ((p.load == 2 ? 2 : 1) * 144 + 4));
+    }
+    /* Q8_0: registers everywhere */
+    kern_cuda_gemv_cfg a8 = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &h200, KERN_TYPE_Q8_0);
+    assert_int_equal(kern_cuda_gemv_plan_for(&a8, &h200, 0, KERN_TYPE_Q8_0, 151936, 2048, 1, true, 1u << 31).fn_index, 1);
+    /* asked explicitly: what is asked, whatever the shape */
+    kern_cuda_gemv_cfg r = parse_ok("sb,load=cs");
+    assert_int_equal(kern_cuda_gemv_plan_for(&r, &h200, 0, KERN_TYPE_Q4_0, 151936, 2048, 1, true, 1u << 31).load, 0);
+    r = parse_ok("sb,load=async,stages=3");
+    assert_int_equal(kern_cuda_gemv_plan_for(&r, &h200, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 1u << 31).fn_index, 6);
+}
+
 static void test_plan_rows(void **state)
 {
     (void)state;
@@ -213,7 +255,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),           cmocka_unit_test(test_auto),      cmocka_unit_test(test_plan_sb),
-        cmocka_unit_test(test_plan_persistent), cmocka_unit_test(test_plan_rows),
+        cmocka_unit_test(test_plan_persistent), cmocka_unit_test(test_plan_by_shape), cmocka_unit_test(test_plan_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
