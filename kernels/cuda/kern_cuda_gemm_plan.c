@@ -298,18 +298,25 @@ static int shape_class(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, in
  *   attn_k, ffn_up, ffn_down: within +-10 % either way, the f16-MMA kernel mostly ahead
  *   (attn_k q4_0 f3 k2 26.7 against w3 k2 28.7; ffn_down q8_0 f2 24.0 against w2 26.6). */
 /* The third column, f16 weights (no conversion: the kernel's SIMT work is the copies
- * alone), is the q4_0 picks and the 64 x 64 tile for the small shapes (in two k slices
- * where kern_cuda_gemm_ksplit finds k long enough), not measured yet (gemm_sweep.sh's
- * f16 steps). */
-/* xv (0 when left out): the experimental variant auto takes (AMXDIAG_GPU_GEMM_WGMMA_X's
- * values, kern_cuda_gemm_wgmma_xv); none until gemm_sweep.sh measures one faster. */
+ * alone), and xv (the experimental variant, kern_cuda_gemm_wgmma_xv; 0 when left out)
+ * from the H200 sweep of 2026-11-26 08:21 UTC (gemm_sweep.sh, build e798813; us, 512
+ * tokens, cuBLAS f16 23.5 / 27.0 / 15.7 / 15.0 / 14.0 / 406 us in that run):
+ *   f16 weights: LM head w0 564 (f16-MMA's best f5 862); attn_q w2 32.4, w1 32.7 (w0 k2
+ *     39.1; f7 37.1); attn_o w2 k2 40.5, w2 41.5 (w1 k2 42.0; f3 43.3); the small shapes
+ *     on the f16-MMA kernel's rule: attn_k f3 k2 20.5 (w3 k2 23.3), ffn_up f3 21.8 (w2 k2
+ *     23.6), ffn_down f3 18.0 (w2 17.4: within noise).
+ *   x3 (raw W rows 52 / 84 bytes apart and the slots compiled in) against the measured
+ *     kernel, same tile and k slices: LM head w0 q4_0 712.9 / 747.9, q8_0 879.5 / 894.5;
+ *     attn_q w0 k2 43.0 / 44.5, 47.8 / 48.7; attn_o q4_0 w1 k2 53.9 / 56.4, q8_0 w2 k2
+ *     59.9 / 62.7; faster at 60 of the 66 (shape, type, tile, k slices) pairs, by up to
+ *     11 % (ffn_down), slower by <= 3 % at the other 6.  x1 or x2 alone gained less. */
 static const struct {
     int variant, ksplit, xv;
 } auto_wgmma[GS_N][3] = {
-    [GS_LARGE] = {{0, 1}, {0, 1}, {0, 1}},
-    [GS_FULL] = {{0, 2}, {0, 2}, {0, 2}},
-    [GS_LONGK] = {{1, 2}, {2, 2}, {1, 2}},
-    [GS_SMALL] = {{-1, 1}, {-1, 1}, {3, 2}},
+    [GS_LARGE] = {{0, 1, 3}, {0, 1, 3}, {0, 1, 0}},
+    [GS_FULL] = {{0, 2, 3}, {0, 2, 3}, {2, 1, 0}},
+    [GS_LONGK] = {{1, 2, 3}, {2, 2, 3}, {2, 2, 0}},
+    [GS_SMALL] = {{-1, 1, 0}, {-1, 1, 0}, {-1, 1, 0}},
 };
 
 /* AUTO's wgmma tile code for this shape (0: none) and its k slices. */
@@ -667,13 +674,22 @@ void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_pla
 {
     if (!p->wgmma || !xv) /* not asked: the plan's own (auto's table) */
         return;
-    p->xv = 0;
-    if (!*xv || xv[1] || xv[0] < '1' || xv[0] > '0' + GW_NXV)
-        return;
+    const int old = p->xv, wt = type == KERN_TYPE_Q4_0 ? 4 : 8;
+    int x = xv[0] >= '1' && xv[0] <= '0' + GW_NXV && !xv[1] ? xv[0] - '0' : 0;
     if ((type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) || p->variant < 0 || p->variant >= GW_XV_TILES)
-        return; /* f16 weights and the 64 x 64 tile: no variants */
-    const int wt = type == KERN_TYPE_Q4_0 ? 4 : 8, pad = (xv[0] - '0') & GW_XV_PAD;
-    int x = xv[0] - '0';
+        x = 0; /* f16 weights and the 64 x 64 tile: no variants */
+    p->xv = 0;
+    const int pad = x & GW_XV_PAD;
+    if ((old & GW_XV_PAD) && !pad) {
+        /* back to the measured kernel's rows: as many slots as fit them */
+        const int fit = gw_fit(caps, wt, p->variant, GW_MAX_SLOTS, p->deep);
+        if (fit) {
+            p->stages = fit;
+            p->smem = gw_smem_bytes_p(wt, p->tile, p->bn, fit, p->deep);
+        }
+    }
+    if (!x)
+        return;
     if (pad) {
         /* the padded rows' slots: as many as fit, no more than the plan had */
         int fit = gw_slots_fit_x(wt, p->variant, p->stages, gw_smem_limit(caps, p->variant), p->deep, pad);

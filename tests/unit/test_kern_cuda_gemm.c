@@ -778,6 +778,10 @@ static void test_wgmma_plan(void **state)
                 assert_int_equal(a.variant, ww);
                 assert_int_equal(kern_cuda_gemm_ksplit(&a, 0, kk), want_k[i]);
                 assert_non_null(strstr(a.why, "auto"));
+                /* x3 (H200, 08:21): padded raw W rows, the slots compiled in */
+                assert_int_equal(a.xv, 3);
+                assert_int_equal(a.stages, gw_fix_slots(ww, wt, 1));
+                assert_int_equal(a.smem, gw_smem_bytes_x(wt, a.tile, a.bn, a.stages, 0, 1));
             } else {
                 assert_int_equal(a.f16mma, b.f16mma);
                 assert_int_equal(a.variant, b.variant);
@@ -909,23 +913,32 @@ static void test_f16_weights_plan(void **state)
     const int f0 = 1 + GI8_NVAR, w0 = 1 + GI8_NVAR + GF_NVAR;
     static const int64_t shapes[][3] = {{4096, 2048, 512}, {2048, 4096, 512}, {512, 2048, 512},
                                         {768, 2048, 512},  {2048, 768, 512},  {151936, 2048, 512}};
-    /* auto's wgmma picks: the LM head w0, attn_q w0 k2, attn_o w1 k2, the small shapes w3
-     * (two k slices where k is long enough: not ffn_down's 768) */
-    static const int want_w[6] = {0, 1, 3, 3, 3, 0}, want_k[6] = {2, 2, 2, 2, 1, 1};
+    /* auto's wgmma picks (H200, 08:21): the LM head w0, attn_q w2, attn_o w2 in two k
+     * slices; the small shapes on the f16-MMA kernel's rule (-1) */
+    static const int want_w[6] = {2, 2, -1, -1, -1, 0}, want_k[6] = {1, 2, 1, 1, 1, 1};
     kern_cuda_gemm_plan p;
     for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
         const int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
         p = kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
-        assert_true(p.wgmma && p.f16mma && !p.mma && p.aligned);
+        /* mma means the same for f16 weights (no int8 kernel for them) */
+        kern_cuda_gemm_plan q =
+            kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
+        assert_true(p.f16mma && !p.mma && p.aligned && p.xv == 0);
+        assert_non_null(strstr(p.why, "f16 weights"));
+        assert_true(q.wgmma == p.wgmma && q.variant == p.variant);
+        if (want_w[i] < 0) { /* the f16-MMA kernel's measured rule, as for q4_0 without the module */
+            kern_cuda_gemm_plan r =
+                kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_Q4_0, m, k, n, 0x1000, false);
+            assert_false(p.wgmma);
+            assert_int_equal(p.variant, r.variant);
+            assert_int_equal(kern_cuda_gemm_ksplit(&p, 0, k), kern_cuda_gemm_ksplit(&r, 0, k));
+            continue;
+        }
+        assert_true(p.wgmma);
         assert_int_equal(p.variant, want_w[i]);
         assert_int_equal(kern_cuda_gemm_ksplit(&p, 0, k), want_k[i]);
         assert_int_equal(p.smem, gw_smem_bytes(16, p.tile, p.bn, p.stages));
         assert_true(p.smem <= h100w.smem_optin && p.stages >= 3);
-        assert_non_null(strstr(p.why, "f16 weights"));
-        /* mma means the same for f16 weights (no int8 kernel for them) */
-        kern_cuda_gemm_plan q =
-            kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_MMA, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
-        assert_true(q.wgmma && q.variant == p.variant);
         /* without the module: the f16-MMA kernel's measured rule, as for q4_0 */
         q = kern_cuda_gemm_plan_make(&h100, KERN_CUDA_GEMM_AUTO, 0, 0, KERN_TYPE_F16, m, k, n, 0x1000, false);
         kern_cuda_gemm_plan r =
@@ -1042,17 +1055,25 @@ static void test_wgmma_xv(void **state)
                 assert_int_equal(q.smem, p.smem);
             }
         }
-        /* NULL (the variable unset) keeps the plan's own: auto's table has none yet */
+        /* NULL (the variable unset) keeps the plan's own: auto's x3 where it takes wgmma;
+         * "0" turns it off (the measured kernel, its slots refitted by the tune) */
         for (int v = 0; v < 6; v++) {
             static const int64_t sh[6][2] = {{4096, 2048}, {2048, 4096}, {512, 2048},
                                              {768, 2048},  {2048, 768},  {151936, 2048}};
             kern_cuda_gemm_plan a =
                 kern_cuda_gemm_plan_make(&h100w, KERN_CUDA_GEMM_AUTO, 0, 0, t, sh[v][0], sh[v][1], 512, 0x1000, false);
-            assert_int_equal(a.xv, 0);
+            assert_int_equal(a.xv, a.wgmma ? 3 : 0);
             kern_cuda_gemm_plan b = a;
             kern_cuda_gemm_wgmma_xv(&h100w, &b, t, NULL);
             assert_int_equal(b.xv, a.xv);
             assert_int_equal(b.smem, a.smem);
+            if (a.wgmma) {
+                kern_cuda_gemm_wgmma_xv(&h100w, &b, t, "0");
+                assert_int_equal(b.xv, 0);
+                /* the measured kernel's rows: the slots of the plan without auto's variant */
+                assert_int_equal(b.stages, gw_fix_slots(b.variant, wt, 0));
+                assert_int_equal(b.smem, gw_smem_bytes(wt, b.tile, b.bn, b.stages));
+            }
         }
         /* the 64 x 64 tile has none */
         kern_cuda_gemm_plan p =
@@ -1277,7 +1298,8 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
     kern_cuda_set_gemm_kernel(ctx, f16_kind, tile, stages);
     kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, t, m, k, n, d.w + pad, false);
     assert_true(p.f16mma);
-    assert_int_equal(p.wgmma, f16_kind == KERN_CUDA_GEMM_WGMMA);
+    if (f16_kind != KERN_CUDA_GEMM_AUTO)
+        assert_int_equal(p.wgmma, f16_kind == KERN_CUDA_GEMM_WGMMA);
     const char *kn = p.wgmma ? "wgmma" : "f16mma";
     ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, d.w + pad, m, k, d.x, n, d.y, d.s));
     float *got = malloc((size_t)(n * m) * sizeof *got), *want = malloc((size_t)(n * m) * sizeof *want);
@@ -1419,6 +1441,17 @@ static void test_gpu_gemm_wgmma(void **state)
         kern_cuda_set_gemm_ksplit(ctx, 0);
     }
     unsetenv("AMXDIAG_GPU_GEMM_WGMMA_X");
+    /* auto's own variant (x3 where it takes wgmma): an attn_o-like shape (k 4096, few tiles) */
+    f16_kind = KERN_CUDA_GEMM_AUTO;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+        kern_cuda_gemm_plan a = kern_cuda_gemm_plan_for(ctx, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, 128, 4096,
+                                                        512, 0, false);
+        print_message("gpu wgmma auto %s 128x4096 x 512: w%d x%d, %d k slice(s) (%s)\n", wt == 4 ? "q4_0" : "q8_0",
+                      a.variant, a.xv, a.ksplit, a.why);
+        assert_true(a.wgmma && a.xv == 3);
+        gpu_f16_case(wt, 0, 0, 0, 128, 4096, 512, 136 + wt);
+    }
     f16_kind = KERN_CUDA_GEMM_F16MMA;
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
 }
