@@ -141,12 +141,14 @@ static void AMX_SYM(rowq_gemm)(const kern_rowq_job *j)
 static void AMX_SYM(rowq_quant_row)(const float *x, int64_t k, int64_t k_pad, int8_t *dst, float *d)
 {
     const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    /* |x| first: VMAXPS returns its second operand when one is NaN, so a NaN input is
+     * skipped as the scalar reference's `a > mx ? a : mx` skips it */
     __m512 mx = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= k; i += 16)
-        mx = _mm512_max_ps(mx, _mm512_and_ps(_mm512_loadu_ps(x + i), absm));
+        mx = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + i), absm), mx);
     if (i < k)
-        mx = _mm512_max_ps(mx, _mm512_and_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1), x + i), absm));
+        mx = _mm512_max_ps(_mm512_and_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1), x + i), absm), mx);
     const float amax = _mm512_reduce_max_ps(mx);
     const float dd = amax / 127.0f;
     *d = dd;

@@ -142,9 +142,11 @@ static void test_quantizer(void **state)
         const int64_t k = ks[ki], k_pad = (k + 63) / 64 * 64;
         float *x = malloc((size_t)k * sizeof(float));
         int8_t *lin = malloc((size_t)k_pad), *tile = calloc((size_t)(k_pad / 64), 1024);
-        for (int variant = 0; variant < 4; variant++) {
+        for (int variant = 0; variant < 5; variant++) {
             for (int64_t i = 0; i < k; i++)
                 x[i] = variant == 0 ? 0.0f : frand() * (variant == 3 ? 1e-30f : 3.0f);
+            if (variant == 4)     /* a NaN is skipped by the row maximum in both quantisers */
+                x[k / 2] = NAN;
             if (variant == 2) {   /* exact halves: amax 127 gives d = 1, x = j + 0.5 ties */
                 x[0] = 127.0f;
                 for (int64_t i = 1; i < k; i++)
