@@ -96,8 +96,8 @@ cp "$work/top-confirm.out" "$work/confirm-view.json"
 grep -E "amxdiag top: " "$work/top-confirm.log" >>"$summary"
 fact "top confirm: faulting kernel" "$work/confirm.json" \
     "(r['crash']['faulting_kernel']['kernel'], r['crash']['faulting_kernel']['confidence'], r['crash']['faulting_kernel'].get('source'))"
-check "top: matvec-oob confirmed kern_gemv_q4_0_mr" "$work/confirm.json" \
-    "r['crash']['faulting_kernel']['kernel'].startswith('kern_gemv_q4_0_mr') and r['crash']['faulting_kernel']['confidence']=='certain'"
+check "top: matvec-oob confirmed kern_gemv_q4_0_* (mr: row kernel, sb: super-block)" "$work/confirm.json" \
+    "r['crash']['faulting_kernel']['kernel'].startswith('kern_gemv_q4_0_') and r['crash']['faulting_kernel']['confidence']=='certain'"
 check "top --json: crash_confirmation done" "$work/confirm-view.json" "(r.get('crash_confirmation') or {}).get('state')=='done'"
 
 # 7. The collector's own cost: amxdiag's CPU time over 10 s of sleep, NVML alone vs nothing GPU.
