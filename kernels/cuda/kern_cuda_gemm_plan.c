@@ -441,8 +441,10 @@ static kern_cuda_gemm_plan plan_wgmma(const kern_cuda_gemm_caps *caps, int code,
 /* F16 weights: the wgmma kernel (compute capability 9.0) or the f16-MMA kernel (sm_80
  * code), both taking the weights' f16 pieces straight into shared memory; the WMMA kernel
  * (KF_GEMM_F16) where asked (wmma, --gemm-bk 64), below sm_80, for grouped experts or
- * where the pieces cannot go by cp.async.  No int8 kernel exists for them: the kinds mma
- * and f16mma both mean the f16-MMA kernel, auto and wgmma the wgmma one where loaded. */
+ * where the pieces cannot go by cp.async.  No int8 kernel exists for them, so the kind mma
+ * ("tensor cores") takes auto's choice (the wgmma kernel where loaded and auto's table
+ * has the shape, else the f16-MMA one); f16mma pins the f16-MMA kernel, wgmma the wgmma
+ * one where loaded. */
 static kern_cuda_gemm_plan plan_f16_weights(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int code,
                                             int stages, int64_t m, int64_t k, int64_t n, uint64_t w_addr, bool moe)
 {
