@@ -212,21 +212,10 @@ static int parse(int argc, char **argv, bopts *o)
             break;
         }
         case O_GEMV: {
-            static const char *const sweep[] = {
-                "auto",
-                "rows",
-                "sb,load=cs,warps=4,waves=1",
-                "sb,load=nc,warps=4,waves=1",
-                "sb,load=async,stages=2,warps=4,waves=1",
-                "sb,load=async,stages=2,warps=8,waves=1",
-                "sb,load=async,stages=3,warps=4,waves=1",
-                "sb,load=async,stages=3,warps=8,waves=1",
-                "sb,load=async,stages=2,warps=4,waves=2",
-                "sb,load=async,stages=3,warps=4,waves=2",
-                "sb,load=cs,warps=4,waves=0",
-                "sb,load=async,stages=2,warps=4,waves=0"};
+            size_t n_sweep = 0;
+            const char *const *sweep = kern_cuda_gemv_sweep(&n_sweep);
             const bool all = !strcmp(optarg, "sweep");
-            const size_t n = all ? ADG_ARRAY_LEN(sweep) : 1;
+            const size_t n = all ? n_sweep : 1;
             for (size_t i = 0; i < n; i++) {
                 if (o->n_gemv == (int)ADG_ARRAY_LEN(o->gemv)) {
                     fprintf(stderr, "amxdiag: error: bench: at most %d --gemv configurations\n", o->n_gemv);
@@ -365,6 +354,19 @@ static void add_row(bench *b, const char *group, const char *name, const char *t
 }
 
 /* ---- the cases ---------------------------------------------------------------------- */
+
+/* " (stepped down to fit N bytes of shared memory a block: ...)" for a configuration
+ * kern_cuda_gemv_fit changed, "" for one that runs as asked. */
+static const char *gemv_fit_note(const kern_cuda_ctx *c, unsigned fit, char *buf, size_t len)
+{
+    char steps[128];
+    if (!fit)
+        snprintf(buf, len, "%s", "");
+    else
+        snprintf(buf, len, " (stepped down to fit %d bytes of shared memory a block: %s)", c->gemv_dev.smem_optin,
+                 kern_cuda_gemv_fit_str(fit, steps, sizeof steps));
+    return buf;
+}
 
 typedef struct gemv_arg {
     kern_cuda_ctx *c;
@@ -1057,17 +1059,22 @@ static adg_error *run_bench(bench *b)
     for (int ci = 0; ci < n_cfg && !e && (only & ONLY_GEMV); ci++) {
         if (o->n_gemv > 0)
             kern_cuda_set_gemv(b->c, &o->gemv[ci]);
-        char spec[64], cs[2][64];
-        kern_cuda_gemv_cfg asked = o->n_gemv > 0 ? o->gemv[ci] : KERN_CUDA_GEMV_CFG_AUTO;
+        char spec[64], cs[2][64], fits[2][160];
+        /* as asked: --gemv's, else what the context runs ($AMXDIAG_GPU_GEMV or auto) */
+        kern_cuda_gemv_cfg asked = o->n_gemv > 0 ? o->gemv[ci] : b->c->gemv;
         kern_cuda_gemv_cfg_str(&asked, spec, sizeof spec);
+        unsigned fit[2] = {0, 0};
         for (int i = 0; i < 2; i++) {
-            kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b->c, qt[i]);
+            kern_cuda_gemv_cfg eff = kern_cuda_gemv_effective(b->c, qt[i], &fit[i]);
             kern_cuda_gemv_cfg_str(&eff, cs[i], sizeof cs[i]);
-            if (o->gemv_rows > 0)
+            if (o->gemv_rows > 0) {
                 snprintf(cs[i], sizeof cs[i], "rows=%d", o->gemv_rows);
+                fit[i] = 0;
+            }
+            gemv_fit_note(b->c, fit[i], fits[i], sizeof fits[i]);
         }
         if (!o->json)
-            printf("GEMV %s: q4_0 %s, q8_0 %s%s\n", spec, cs[0], cs[1],
+            printf("GEMV %s: q4_0 %s%s, q8_0 %s%s%s\n", spec, cs[0], fits[0], cs[1], fits[1],
                    o->gemv_q8 ? " (as in generation: the _q8 GEMVs, back to back, never from L2)" : "");
         for (size_t i = 0; i < ADG_ARRAY_LEN(qt) && !e; i++) {
             kern_type t = qt[i];
@@ -1087,6 +1094,10 @@ static adg_error *run_bench(bench *b)
                 json_object_set_new(row, "gemv_spec", json_string(spec));
                 json_object_set_new(row, "gemv", json_string(cs[i]));
                 json_object_set_new(row, "gemv_index", json_integer(ci));
+                if (fit[i]) {
+                    char steps[128];
+                    json_object_set_new(row, "gemv_fit", json_string(kern_cuda_gemv_fit_str(fit[i], steps, sizeof steps)));
+                }
             }
         }
     }
@@ -1246,10 +1257,11 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     json_object_set_new(root, "gemm_kernel", json_string(kern_cuda_gemm_kind_name(b.c->gemm_kind)));
     {
         /* the decode GEMV's configuration and the device facts its auto pick read */
-        kern_cuda_gemv_cfg e4 = kern_cuda_gemv_effective(b.c, KERN_TYPE_Q4_0);
-        kern_cuda_gemv_cfg e8 = kern_cuda_gemv_effective(b.c, KERN_TYPE_Q8_0);
+        unsigned f4 = 0, f8 = 0;
+        kern_cuda_gemv_cfg e4 = kern_cuda_gemv_effective(b.c, KERN_TYPE_Q4_0, &f4);
+        kern_cuda_gemv_cfg e8 = kern_cuda_gemv_effective(b.c, KERN_TYPE_Q8_0, &f8);
         const kern_cuda_gemv_dev *gd = &b.c->gemv_dev;
-        char c4[64], c8[64];
+        char c4[64], c8[64], n4[160], n8[160], s4[128], s8[128];
         json_t *regs = json_array();
         for (int i = 0; i < 8; i++)
             json_array_append_new(regs, json_integer(gd->sb_regs[i]));
@@ -1259,9 +1271,14 @@ int kern_cuda_bench_cmd(int argc, char **argv)
                                       kern_cuda_gemv_cfg_str(&e8, c8, sizeof c8), "q8_input", o.gemv_q8,
                                       "peak_dram_gbps", kern_cuda_gemv_peak_gbps(gd), "mem_clock_khz",
                                       gd->mem_clock_khz, "bus_width_bits", gd->bus_width_bits, "sb_registers", regs));
+        json_t *gj = json_object_get(root, "gemv");
+        json_object_set_new(gj, "smem_optin", json_integer(gd->smem_optin));
+        json_object_set_new(gj, "fit", json_pack("{s:s, s:s}", "q4_0", kern_cuda_gemv_fit_str(f4, s4, sizeof s4),
+                                                 "q8_0", kern_cuda_gemv_fit_str(f8, s8, sizeof s8)));
         if (!o.json)
-            printf("decode GEMV: q4_0 %s, q8_0 %s (peak DRAM %.0f GB/s from the memory clock and bus width)\n", c4,
-                   c8, kern_cuda_gemv_peak_gbps(gd));
+            printf("decode GEMV: q4_0 %s%s, q8_0 %s%s (peak DRAM %.0f GB/s from the memory clock and bus width)\n", c4,
+                   gemv_fit_note(b.c, f4, n4, sizeof n4), c8, gemv_fit_note(b.c, f8, n8, sizeof n8),
+                   kern_cuda_gemv_peak_gbps(gd));
     }
     /* the sm_90a wgmma module: loaded, or why not */
     json_object_set_new(root, "wgmma", json_pack("{s:b, s:s?}", "loaded", b.c->caps.wgmma, "off", b.c->caps.wgmma_off));

@@ -117,21 +117,42 @@ adg_error *kern_cuda_gemv_parse(const char *spec, kern_cuda_gemv_cfg *out);
  * "auto") into buf. */
 const char *kern_cuda_gemv_cfg_str(const kern_cuda_gemv_cfg *cfg, char *buf, size_t len);
 void kern_cuda_set_gemv(kern_cuda_ctx *ctx, const kern_cuda_gemv_cfg *cfg);
+/* The specs `bench --gemv sweep` times, *n of them. */
+const char *const *kern_cuda_gemv_sweep(size_t *n);
 
 /* The device facts the choice uses (driver attributes; 0 = unknown). */
 typedef struct kern_cuda_gemv_dev {
     int sm_count, cc_major;
     int mem_clock_khz, bus_width_bits; /* peak DRAM GB/s = 2 x clock x width / 8 */
     int regs_per_sm, threads_per_sm, smem_per_sm;
+    int smem_optin; /* shared memory one block may opt in to (attribute 97; 48 KiB without
+                       cuFuncSetAttribute); 0: unknown, not checked */
     int sb_regs[8]; /* registers per thread of the super-block kernels (KF_GEMV_SB_FIRST order) */
 } kern_cuda_gemv_dev;
 /* Peak DRAM bandwidth in GB/s from the memory clock and bus width (0 when unknown). */
 double kern_cuda_gemv_peak_gbps(const kern_cuda_gemv_dev *dev);
 /* cfg with every auto part decided for this device and weight type (pure; unit-tested). */
 kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *dev, kern_type type);
-/* The configuration a context uses for a weight type, resolved (what --json reports;
- * Q4_0's load may stay auto: chosen per shape by kern_cuda_gemv_plan_for). */
-kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type);
+/* What a super-block configuration gave up to fit the device's shared memory a block
+ * (smem_optin), in the order kern_cuda_gemv_fit tries them; 0: it runs as asked. */
+enum {
+    KERN_CUDA_GEMV_FIT_STAGES = 1, /* the cp.async ring's 3 stages -> 2 */
+    KERN_CUDA_GEMV_FIT_WARPS = 2,  /* 8 warps a block -> 4 */
+    KERN_CUDA_GEMV_FIT_REGS = 4,   /* the cp.async ring -> the register path (load=cs) */
+    KERN_CUDA_GEMV_FIT_ROWS = 8,   /* the super-block kernel -> the row kernels */
+};
+/* Steps a resolved configuration down in place until every kernel it may launch fits
+ * dev->smem_optin (with Q4_0's load left auto, both the ring and the register path, so
+ * that the choice by shape never meets a configuration that does not fit): 3 -> 2 stages,
+ * 8 -> 4 warps, the register path, the row kernels.  Returns the KERN_CUDA_GEMV_FIT_*
+ * steps taken (pure; unit-tested). */
+unsigned kern_cuda_gemv_fit(kern_cuda_gemv_cfg *cfg, const kern_cuda_gemv_dev *dev, kern_type type);
+/* "3 -> 2 stages, 8 -> 4 warps, ..." for KERN_CUDA_GEMV_FIT_* steps into buf ("" for 0). */
+const char *kern_cuda_gemv_fit_str(unsigned fit, char *buf, size_t len);
+/* The configuration a context runs for a weight type: resolved and fitted (what --json
+ * reports; Q4_0's load may stay auto: chosen per shape by kern_cuda_gemv_plan_for).
+ * *fit (may be NULL) gets the steps kern_cuda_gemv_fit took. */
+kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type, unsigned *fit);
 /* The kernel a GEMV of this shape runs with the context's configuration. */
 const char *kern_cuda_gemv_kernel(const kern_cuda_ctx *ctx, kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
                                   bool w_aligned16);
@@ -146,12 +167,15 @@ typedef struct kern_cuda_gemv_plan {
     int nsb;          /* sb: super-blocks per row */
     int64_t spans;    /* sb: work items (32 super-blocks each) */
     unsigned grid, block, smem;
+    unsigned fit;     /* why it is not what was asked: KERN_CUDA_GEMV_FIT_* (kern_cuda_gemv_fit) */
 } kern_cuda_gemv_plan;
 /* For type (Q4_0/Q8_0) weights of nrows x ncols, n_jobs jobs, weights 16-byte aligned or
  * not; gemv_rows as kern_cuda_set_gemv_rows.  The super-block kernel needs ncols % 256 == 0,
- * ncols <= 8192 and aligned weights; else the row kernels run.  A load left auto (-1) is
- * decided here by shape: the cp.async ring where each warp of the register path's resident
- * grid would have 4 spans or more, the register path below. */
+ * ncols <= 8192 and aligned weights; else the row kernels run.  A configuration whose
+ * shared memory exceeds dev->smem_optin is stepped down first (kern_cuda_gemv_fit; the
+ * steps in .fit).  A load left auto (-1) is decided here by shape: the cp.async ring where
+ * each warp of the register path's resident grid would have 4 spans or more, the register
+ * path below. */
 kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *resolved, const kern_cuda_gemv_dev *dev,
                                             int gemv_rows, kern_type type, int64_t nrows, int64_t ncols, int n_jobs,
                                             bool w_aligned16, unsigned max_grid_x);

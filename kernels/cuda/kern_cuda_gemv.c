@@ -22,6 +22,27 @@
 
 static const char *const load_names[] = {"cs", "nc", "async"};
 
+/* bench --gemv sweep: auto, rows and ten super-block variants (a device whose shared
+ * memory a block cannot hold one runs it stepped down: kern_cuda_gemv_fit). */
+static const char *const sweep_specs[] = {"auto",
+                                          "rows",
+                                          "sb,load=cs,warps=4,waves=1",
+                                          "sb,load=nc,warps=4,waves=1",
+                                          "sb,load=async,stages=2,warps=4,waves=1",
+                                          "sb,load=async,stages=2,warps=8,waves=1",
+                                          "sb,load=async,stages=3,warps=4,waves=1",
+                                          "sb,load=async,stages=3,warps=8,waves=1",
+                                          "sb,load=async,stages=2,warps=4,waves=2",
+                                          "sb,load=async,stages=3,warps=4,waves=2",
+                                          "sb,load=cs,warps=4,waves=0",
+                                          "sb,load=async,stages=2,warps=4,waves=0"};
+
+const char *const *kern_cuda_gemv_sweep(size_t *n)
+{
+    *n = ADG_ARRAY_LEN(sweep_specs);
+    return sweep_specs;
+}
+
 static adg_error *bad_spec(const char *spec, const char *what)
 {
     return adg_error_hint(adg_error_new(ADG_E_USAGE, "GEMV configuration '%s': %s", spec, what),
@@ -147,9 +168,68 @@ kern_cuda_gemv_cfg kern_cuda_gemv_resolve(const kern_cuda_gemv_cfg *cfg, const k
     return c;
 }
 
-kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type)
+/* A super-block block's shared memory: per warp `stages` stages of a span (32 super-blocks
+ * of `chunks` 16-byte chunks) and 32 floats for the row sums; the register path stages one
+ * span. */
+static unsigned sb_smem(int warps, int stages, int chunks)
 {
-    return kern_cuda_gemv_resolve(&ctx->gemv, &ctx->gemv_dev, type);
+    return (unsigned)warps * 32 * ((unsigned)stages * (unsigned)chunks * 16 + 4);
+}
+
+unsigned kern_cuda_gemv_fit(kern_cuda_gemv_cfg *c, const kern_cuda_gemv_dev *d, kern_type type)
+{
+    if (c->kernel != KERN_CUDA_GEMV_SB || d->smem_optin <= 0)
+        return 0;
+    const int chunks = type == KERN_TYPE_Q4_0 ? 9 : 17;
+    unsigned fit = 0;
+    for (;;) {
+        /* the kernels this configuration may launch: load auto (Q4_0) takes either */
+        const bool ring = c->load == 2 || c->load < 0, regs = c->load != 2;
+        const int warps = c->warps == 8 ? 8 : 4, stages = c->stages == 3 ? 3 : 2;
+        unsigned need = regs ? sb_smem(warps, 1, chunks) : 0;
+        if (ring && sb_smem(warps, stages, chunks) > need)
+            need = sb_smem(warps, stages, chunks);
+        if (need <= (unsigned)d->smem_optin)
+            return fit;
+        if (ring && stages == 3) {
+            c->stages = 2;
+            fit |= KERN_CUDA_GEMV_FIT_STAGES;
+        } else if (warps == 8) {
+            c->warps = 4;
+            fit |= KERN_CUDA_GEMV_FIT_WARPS;
+        } else if (ring) {
+            c->load = 0;
+            c->stages = 0;
+            fit |= KERN_CUDA_GEMV_FIT_REGS;
+        } else {
+            c->kernel = KERN_CUDA_GEMV_ROWS;
+            return fit | KERN_CUDA_GEMV_FIT_ROWS;
+        }
+    }
+}
+
+const char *kern_cuda_gemv_fit_str(unsigned fit, char *buf, size_t len)
+{
+    static const char *const steps[] = {"3 -> 2 stages", "8 -> 4 warps", "the register path instead of the ring",
+                                        "the row kernels"};
+    size_t n = 0;
+    if (len)
+        buf[0] = 0;
+    for (size_t i = 0; i < ADG_ARRAY_LEN(steps); i++)
+        if (fit & (1u << i) && n < len) {
+            int w = snprintf(buf + n, len - n, "%s%s", n ? ", " : "", steps[i]);
+            n += w > 0 ? (size_t)w : 0;
+        }
+    return buf;
+}
+
+kern_cuda_gemv_cfg kern_cuda_gemv_effective(const kern_cuda_ctx *ctx, kern_type type, unsigned *fit)
+{
+    kern_cuda_gemv_cfg c = kern_cuda_gemv_resolve(&ctx->gemv, &ctx->gemv_dev, type);
+    const unsigned f = kern_cuda_gemv_fit(&c, &ctx->gemv_dev, type);
+    if (fit)
+        *fit = f;
+    return c;
 }
 
 void kern_cuda_set_gemv(kern_cuda_ctx *ctx, const kern_cuda_gemv_cfg *cfg)
@@ -190,8 +270,16 @@ kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const k
         max_grid_x = 65535;
     const int64_t nb = ncols / 32;
     const size_t rb = kern_row_size(type, ncols);
-    if (gemv_rows <= 0 && c->kernel == KERN_CUDA_GEMV_SB && w_aligned16 && nb % 8 == 0 && nb / 8 >= 1 &&
-        nb / 8 <= 32) {
+    const bool sb_shape = w_aligned16 && nb % 8 == 0 && nb / 8 >= 1 && nb / 8 <= 32;
+    kern_cuda_gemv_cfg fitted = *c;
+    if (gemv_rows <= 0 && c->kernel == KERN_CUDA_GEMV_SB && sb_shape) {
+        /* a configuration too large for a block's shared memory would fail every launch
+         * (cuFuncSetAttribute refuses it): step down before the choice by shape, which
+         * then only meets kernels that fit */
+        p.fit = kern_cuda_gemv_fit(&fitted, d, type);
+        c = &fitted;
+    }
+    if (gemv_rows <= 0 && c->kernel == KERN_CUDA_GEMV_SB && sb_shape) {
         const int nsb = (int)(nb / 8), rpi = 32 / nsb, chunks = type == KERN_TYPE_Q4_0 ? 9 : 17;
         p.sb = true;
         p.rows = rpi;
@@ -202,7 +290,7 @@ kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const k
         p.load = c->load == 1 || c->load == 2 ? c->load : 0;
         if (c->load < 0) { /* by shape: the ring where the register path's warps would loop */
             const int ti = type == KERN_TYPE_Q4_0 ? 0 : 1;
-            const unsigned reg_smem = (unsigned)p.warps * 32 * ((unsigned)chunks * 16 + 4);
+            const unsigned reg_smem = sb_smem(p.warps, 1, chunks);
             const int64_t reg_warps =
                 (int64_t)blocks_per_sm(d, d->sb_regs[ti], (int)p.block, reg_smem) * (d->sm_count > 0 ? d->sm_count : 1) *
                 p.warps;
@@ -210,7 +298,7 @@ kern_cuda_gemv_plan kern_cuda_gemv_plan_for(const kern_cuda_gemv_cfg *c, const k
         }
         p.stages = p.load == 2 ? (c->stages == 3 ? 3 : 2) : 1;
         p.fn_index = (type == KERN_TYPE_Q4_0 ? 0 : 1) + (p.load < 2 ? 2 * p.load : 2 * p.stages);
-        p.smem = (unsigned)p.warps * 32 * ((unsigned)p.stages * chunks * 16 + 4);
+        p.smem = sb_smem(p.warps, p.stages, chunks);
         int64_t blocks = (p.spans + p.warps - 1) / p.warps;
         if (c->waves > 0 && d->sm_count > 0) {
             const int64_t resident =
@@ -273,6 +361,11 @@ void kern_cuda_gemv_init(kern_cuda_ctx *c)
     d->regs_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_REGISTERS_PER_MULTIPROCESSOR);
     d->threads_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_THREADS_PER_MULTIPROCESSOR);
     d->smem_per_sm = dev_attr(c, KERN_CU_DEV_ATTR_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR);
+    /* as the prompt GEMM's caps: without cuFuncSetAttribute (or the attribute) a block
+     * gets the 48 KiB every device gives without opting in */
+    d->smem_optin = c->d->cuFuncSetAttribute ? dev_attr(c, KERN_CU_DEV_ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN) : 0;
+    if (d->smem_optin <= 0)
+        d->smem_optin = 48 * 1024;
     for (int i = 0; i < 8; i++) {
         int regs = 0;
         if (c->fn[KF_GEMV_SB_FIRST + i] &&
@@ -289,10 +382,24 @@ void kern_cuda_gemv_init(kern_cuda_ctx *c)
         }
     }
     char b4[64], b8[64];
-    kern_cuda_gemv_cfg r4 = kern_cuda_gemv_resolve(&c->gemv, d, KERN_TYPE_Q4_0);
-    kern_cuda_gemv_cfg r8 = kern_cuda_gemv_resolve(&c->gemv, d, KERN_TYPE_Q8_0);
-    adg_debug("cuda: GEMV q4_0 %s, q8_0 %s (peak DRAM %.0f GB/s; sb registers %d %d %d %d %d %d %d %d)",
-              kern_cuda_gemv_cfg_str(&r4, b4, sizeof b4), kern_cuda_gemv_cfg_str(&r8, b8, sizeof b8),
-              kern_cuda_gemv_peak_gbps(d), d->sb_regs[0], d->sb_regs[1], d->sb_regs[2], d->sb_regs[3], d->sb_regs[4],
-              d->sb_regs[5], d->sb_regs[6], d->sb_regs[7]);
+    unsigned f4 = 0, f8 = 0;
+    kern_cuda_gemv_cfg r4 = kern_cuda_gemv_effective(c, KERN_TYPE_Q4_0, &f4);
+    kern_cuda_gemv_cfg r8 = kern_cuda_gemv_effective(c, KERN_TYPE_Q8_0, &f8);
+    kern_cuda_gemv_cfg_str(&r4, b4, sizeof b4);
+    kern_cuda_gemv_cfg_str(&r8, b8, sizeof b8);
+    adg_debug("cuda: GEMV q4_0 %s, q8_0 %s (peak DRAM %.0f GB/s; %d bytes of shared memory a block; sb registers "
+              "%d %d %d %d %d %d %d %d)",
+              b4, b8, kern_cuda_gemv_peak_gbps(d), d->smem_optin, d->sb_regs[0], d->sb_regs[1], d->sb_regs[2],
+              d->sb_regs[3], d->sb_regs[4], d->sb_regs[5], d->sb_regs[6], d->sb_regs[7]);
+    /* the user asked for this configuration: say once what runs instead (every GEMV
+     * still runs; the plan steps down the same way) */
+    for (int i = 0; i < 2 && env && *env; i++) {
+        const unsigned f = i ? f8 : f4;
+        char steps[128];
+        if (f)
+            adg_warn("AMXDIAG_GPU_GEMV=%s: %s GEMVs run %s (%s: it needs more than the %d bytes of shared memory "
+                     "a block this device allows)",
+                     env, i ? "q8_0" : "q4_0", i ? b8 : b4, kern_cuda_gemv_fit_str(f, steps, sizeof steps),
+                     d->smem_optin);
+    }
 }

@@ -14,10 +14,11 @@
 #  - generation: qwen3-moe-small q4_0 and q8_0, `run -p 0 -n 128 -r 3 --ngl 99 --json`
 #    with AMXDIAG_GPU_GEMV=rows (the old kernels), the default, sb,load=cs (the register
 #    path everywhere) and sb,load=async (the cp.async ring everywhere), ROUNDS (2) rounds
-#    in rotating order; `run --greedy --compare ref`
-#    at --ngl 99 with the default (exit 0 = every decisive step agrees with the CPU
-#    reference) and with rows; free-running greedy tokens of both side by side (how many
-#    agree: informative only, a changed summation order parts them at near-ties);
+#    in rotating order, after `run --greedy --compare ref` at --ngl 99 with the default
+#    (exit 0 = every decisive step agrees with the CPU reference) and with rows (first, so
+#    that the deadline skips timings, not the correctness check); free-running greedy
+#    tokens of both side by side (how many agree: informative only, a changed summation
+#    order parts them at near-ties);
 #  - a table in $OUT/gemv_sweep.txt (sweep rows: us and % of copy per configuration and
 #    shape; tg medians per configuration), summary.txt, and everything else (JSON, logs)
 #    in $OUT/gemv_sweep.tgz (the runner returns at most 8 files).
@@ -64,6 +65,16 @@ cp "$work/sweep-q8.out" "$out/sweep-q8.txt" 2>/dev/null
 for q in q4_0 q8_0; do
     step "create-$q" 30 "$amx" model create --preset qwen3-moe-small --quant $q --threads "$threads" "$work/small-$q.gguf"
 done
+# correctness before the timings: the deadline skips the last steps first, and these are
+# the only check that the default agrees with the CPU reference
+for q in q4_0 q8_0; do
+    for label in default rows; do
+        spec=auto; [ $label = rows ] && spec=rows
+        step "compare-$q-$label" 30 env AMXDIAG_GPU_GEMV=$spec "$amx" run -m "$work/small-$q.gguf" -p 32 -n 24 \
+            -t "$threads" --ngl 99 --greedy --compare ref
+        tail -n 4 "$work/compare-$q-$label.out" 2>/dev/null | sed "s/^/  compare-$q-$label: /" >>"$summary"
+    done
+done
 tg() {   # tg ROUND QUANT LABEL SPEC (SPEC: AMXDIAG_GPU_GEMV)
     local r=$1 q=$2 label=$3 spec=$4 name="tg-$1-$2-$3"
     step "$name" 20 env AMXDIAG_GPU_GEMV="$spec" "$amx" run -m "$work/small-$q.gguf" -p 0 -n 128 -r 3 -t "$threads" \
@@ -91,9 +102,6 @@ done
 for q in q4_0 q8_0; do
     for label in default rows; do
         spec=auto; [ $label = rows ] && spec=rows
-        step "compare-$q-$label" 30 env AMXDIAG_GPU_GEMV=$spec "$amx" run -m "$work/small-$q.gguf" -p 32 -n 24 \
-            -t "$threads" --ngl 99 --greedy --compare ref
-        tail -n 4 "$work/compare-$q-$label.out" 2>/dev/null | sed "s/^/  compare-$q-$label: /" >>"$summary"
         step "greedy-$q-$label" 20 env AMXDIAG_GPU_GEMV=$spec "$amx" run -m "$work/small-$q.gguf" -p 32 -n 32 \
             --ngl 99 --greedy --json
     done

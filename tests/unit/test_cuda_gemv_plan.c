@@ -8,14 +8,30 @@
 #include "common/adg_util.h"
 #include "kernels/cuda/kern_cuda.h"
 
-/* An H200 and an H100 as the driver describes them (memory clock kHz, bus width bits). */
+/* An H200 and an H100 as the driver describes them (memory clock kHz, bus width bits;
+ * 227 KiB of shared memory a block). */
 static const kern_cuda_gemv_dev h200 = {.sm_count = 132, .cc_major = 9, .mem_clock_khz = 3201000,
                                         .bus_width_bits = 6144, .regs_per_sm = 65536, .threads_per_sm = 2048,
-                                        .smem_per_sm = 233472,
+                                        .smem_per_sm = 233472, .smem_optin = 232448,
                                         .sb_regs = {170, 229, 170, 229, 128, 132, 147, 162}};
 static const kern_cuda_gemv_dev h100 = {.sm_count = 132, .cc_major = 9, .mem_clock_khz = 2619000,
                                         .bus_width_bits = 5120, .regs_per_sm = 65536, .threads_per_sm = 2048,
-                                        .smem_per_sm = 233472,
+                                        .smem_per_sm = 233472, .smem_optin = 232448,
+                                        .sb_regs = {170, 229, 170, 229, 128, 132, 147, 162}};
+/* Smaller per-block shared memory (CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN):
+ * a T4 (sm_75, 64 KiB), an L40S (sm_89, 99 KiB; A10 / L4 / RTX 4090 / sm_120 alike) and an
+ * A100 (sm_80, 163 KiB).  Registers as on sm_90 (sm_75's register path: 242). */
+static const kern_cuda_gemv_dev t4 = {.sm_count = 40, .cc_major = 7, .mem_clock_khz = 5001000,
+                                      .bus_width_bits = 256, .regs_per_sm = 65536, .threads_per_sm = 1024,
+                                      .smem_per_sm = 65536, .smem_optin = 65536,
+                                      .sb_regs = {170, 242, 170, 242, 128, 132, 147, 162}};
+static const kern_cuda_gemv_dev l40s = {.sm_count = 142, .cc_major = 8, .mem_clock_khz = 9001000,
+                                        .bus_width_bits = 384, .regs_per_sm = 65536, .threads_per_sm = 1536,
+                                        .smem_per_sm = 102400, .smem_optin = 101376,
+                                        .sb_regs = {170, 229, 170, 229, 128, 132, 147, 162}};
+static const kern_cuda_gemv_dev a100 = {.sm_count = 108, .cc_major = 8, .mem_clock_khz = 1593000,
+                                        .bus_width_bits = 5120, .regs_per_sm = 65536, .threads_per_sm = 2048,
+                                        .smem_per_sm = 167936, .smem_optin = 166912,
                                         .sb_regs = {170, 229, 170, 229, 128, 132, 147, 162}};
 
 static kern_cuda_gemv_cfg parse_ok(const char *spec)
@@ -251,11 +267,180 @@ static void test_plan_rows(void **state)
     assert_false(kern_cuda_gemv_plan_for(&a, &h100, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535).sb);
 }
 
+/* The shared memory a super-block block takes (the kernel's carve-up: per warp `stages`
+ * stages of 32 super-blocks, then 32 floats). */
+static unsigned smem_of(kern_type t, int warps, int stages)
+{
+    return (unsigned)warps * 32 * ((unsigned)stages * (t == KERN_TYPE_Q4_0 ? 144 : 272) + 4);
+}
+
+static unsigned fit_of(const char *spec, const kern_cuda_gemv_dev *d, kern_type t, kern_cuda_gemv_cfg *out)
+{
+    kern_cuda_gemv_cfg a = parse_ok(spec);
+    *out = kern_cuda_gemv_resolve(&a, d, t);
+    return kern_cuda_gemv_fit(out, d, t);
+}
+
+/* A configuration whose shared memory a block cannot have (cuFuncSetAttribute would refuse
+ * it and every GEMV of the type fail) steps down: 3 -> 2 stages, 8 -> 4 warps, the
+ * register path, the row kernels; the numbers are the review's (4096 x 2048). */
+static void test_fit_steps(void **state)
+{
+    (void)state;
+    char buf[128];
+    kern_cuda_gemv_cfg r;
+    /* T4, 64 KiB: the 2-stage ring of q8_0 (70,144 bytes at 4 warps) takes the register path;
+     * q4_0's (37,376) fits */
+    assert_int_equal(fit_of("sb,load=async", &t4, KERN_TYPE_Q8_0, &r), KERN_CUDA_GEMV_FIT_REGS);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&r, buf, sizeof buf), "sb,load=cs,warps=4,waves=1");
+    assert_int_equal(fit_of("sb,load=async", &t4, KERN_TYPE_Q4_0, &r), 0);
+    assert_int_equal(r.load, 2);
+    assert_int_equal(r.stages, 2);
+    /* 8 warps through registers: q8_0 70,656 bytes -> 4 warps; q4_0 37,888 fits */
+    assert_int_equal(fit_of("sb,load=cs,warps=8", &t4, KERN_TYPE_Q8_0, &r), KERN_CUDA_GEMV_FIT_WARPS);
+    assert_int_equal(r.warps, 4);
+    assert_int_equal(fit_of("sb,load=cs,warps=8", &t4, KERN_TYPE_Q4_0, &r), 0);
+    assert_int_equal(r.warps, 8);
+    /* every step but the last */
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &t4, KERN_TYPE_Q8_0, &r),
+                     KERN_CUDA_GEMV_FIT_STAGES | KERN_CUDA_GEMV_FIT_WARPS | KERN_CUDA_GEMV_FIT_REGS);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&r, buf, sizeof buf), "sb,load=cs,warps=4,waves=1");
+    assert_string_equal(kern_cuda_gemv_fit_str(KERN_CUDA_GEMV_FIT_STAGES | KERN_CUDA_GEMV_FIT_WARPS |
+                                                   KERN_CUDA_GEMV_FIT_REGS, buf, sizeof buf),
+                        "3 -> 2 stages, 8 -> 4 warps, the register path instead of the ring");
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &t4, KERN_TYPE_Q4_0, &r),
+                     KERN_CUDA_GEMV_FIT_STAGES | KERN_CUDA_GEMV_FIT_WARPS);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&r, buf, sizeof buf), "sb,load=async,warps=4,waves=1,stages=2");
+    /* Q4_0's load left auto: both kernels the choice by shape may take must fit (the ring
+     * at 8 warps, 74,752 bytes, does not): 4 warps for every shape */
+    assert_int_equal(fit_of("sb,warps=8", &t4, KERN_TYPE_Q4_0, &r), KERN_CUDA_GEMV_FIT_WARPS);
+    assert_int_equal(r.load, -1);
+    assert_int_equal(r.warps, 4);
+    /* L40S, 99 KiB: q8_0's 3 stages (104,960) -> 2; 8 warps of 2 stages (140,288) -> 4;
+     * q4_0's 3 stages at 8 warps (111,616) -> 2 stages */
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=4", &l40s, KERN_TYPE_Q8_0, &r), KERN_CUDA_GEMV_FIT_STAGES);
+    assert_int_equal(fit_of("sb,load=async,stages=2,warps=8", &l40s, KERN_TYPE_Q8_0, &r), KERN_CUDA_GEMV_FIT_WARPS);
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &l40s, KERN_TYPE_Q4_0, &r), KERN_CUDA_GEMV_FIT_STAGES);
+    assert_int_equal(r.warps, 8);
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &l40s, KERN_TYPE_Q8_0, &r),
+                     KERN_CUDA_GEMV_FIT_STAGES | KERN_CUDA_GEMV_FIT_WARPS);
+    assert_int_equal(fit_of("sb,load=cs,warps=8", &l40s, KERN_TYPE_Q8_0, &r), 0);
+    /* A100, 163 KiB: only q8_0's 3 stages at 8 warps (209,920) */
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &a100, KERN_TYPE_Q8_0, &r), KERN_CUDA_GEMV_FIT_STAGES);
+    assert_int_equal(fit_of("sb,load=async,stages=2,warps=8", &a100, KERN_TYPE_Q8_0, &r), 0);
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &a100, KERN_TYPE_Q4_0, &r), 0);
+    /* H200/H100, 227 KiB: everything as asked */
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &h200, KERN_TYPE_Q8_0, &r), 0);
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &h100, KERN_TYPE_Q8_0, &r), 0);
+    /* a block of 32 KiB (below any CUDA device's; the last step): q8_0's register path at
+     * 4 warps (35,328) does not fit either -> the row kernels; q4_0's (18,944) does */
+    kern_cuda_gemv_dev tiny = t4;
+    tiny.smem_optin = 32 * 1024;
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &tiny, KERN_TYPE_Q8_0, &r),
+                     KERN_CUDA_GEMV_FIT_STAGES | KERN_CUDA_GEMV_FIT_WARPS | KERN_CUDA_GEMV_FIT_REGS |
+                         KERN_CUDA_GEMV_FIT_ROWS);
+    assert_string_equal(kern_cuda_gemv_cfg_str(&r, buf, sizeof buf), "rows");
+    assert_string_equal(kern_cuda_gemv_fit_str(KERN_CUDA_GEMV_FIT_ROWS, buf, sizeof buf), "the row kernels");
+    assert_string_equal(kern_cuda_gemv_fit_str(0, buf, sizeof buf), "");
+    kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&(kern_cuda_gemv_cfg){KERN_CUDA_GEMV_SB, 0, 4, 1, 0}, &tiny, 0,
+                                                    KERN_TYPE_Q8_0, 4096, 2048, 1, true, 65535);
+    assert_false(p.sb);
+    assert_int_equal(p.fit, KERN_CUDA_GEMV_FIT_ROWS);
+    assert_int_equal(p.rows, 1); /* the row kernels' own rule: Q8_0 one row */
+    assert_int_equal(p.grid, (4096 + 3) / 4);
+    /* unknown (0): not checked; not the super-block kernel: nothing to fit */
+    kern_cuda_gemv_dev unknown = t4;
+    unknown.smem_optin = 0;
+    assert_int_equal(fit_of("sb,load=async,stages=3,warps=8", &unknown, KERN_TYPE_Q8_0, &r), 0);
+    assert_int_equal(fit_of("rows", &tiny, KERN_TYPE_Q8_0, &r), 0);
+    assert_int_equal(fit_of("auto", &t4, KERN_TYPE_Q8_0, &r), 0); /* auto there: the row kernels */
+    /* the plan steps down the same way, and says so; --gemv-rows and shapes the kernel
+     * does not take have nothing to fit */
+    kern_cuda_gemv_cfg c = parse_ok("sb,load=async,stages=3,warps=8,waves=1");
+    p = kern_cuda_gemv_plan_for(&c, &l40s, 0, KERN_TYPE_Q8_0, 4096, 2048, 1, true, 65535);
+    assert_true(p.sb);
+    assert_int_equal(p.fit, KERN_CUDA_GEMV_FIT_STAGES | KERN_CUDA_GEMV_FIT_WARPS);
+    assert_int_equal(p.load, 2);
+    assert_int_equal(p.stages, 2);
+    assert_int_equal(p.warps, 4);
+    assert_int_equal(p.block, 128);
+    assert_int_equal(p.fn_index, 5); /* kern_gemv_q8_0_sba2 */
+    assert_int_equal(p.smem, smem_of(KERN_TYPE_Q8_0, 4, 2));
+    assert_int_equal(kern_cuda_gemv_plan_for(&c, &l40s, 2, KERN_TYPE_Q8_0, 4096, 2048, 1, true, 65535).fit, 0);
+    assert_int_equal(kern_cuda_gemv_plan_for(&c, &l40s, 0, KERN_TYPE_Q8_0, 4096, 32 * 9, 1, true, 65535).fit, 0);
+    /* T4, Q4_0 load auto with 8 warps asked: 4 warps, the register path for a layer's
+     * shape and the ring for the LM head, both fitting */
+    c = parse_ok("sb,warps=8,waves=1");
+    kern_cuda_gemv_cfg c4 = kern_cuda_gemv_resolve(&c, &t4, KERN_TYPE_Q4_0);
+    p = kern_cuda_gemv_plan_for(&c4, &t4, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535);
+    assert_true(p.sb && p.load == 0 && p.warps == 4 && p.fit == KERN_CUDA_GEMV_FIT_WARPS);
+    p = kern_cuda_gemv_plan_for(&c4, &t4, 0, KERN_TYPE_Q4_0, 151936, 2048, 1, true, 65535);
+    assert_true(p.sb && p.load == 2 && p.warps == 4 && p.fit == KERN_CUDA_GEMV_FIT_WARPS);
+    assert_true(p.smem <= (unsigned)t4.smem_optin);
+}
+
+/* Every configuration of `bench --gemv sweep` on each device: the plan's kernel fits the
+ * block's shared memory, and runs as asked wherever the plan reports no step. */
+static void test_fit_sweep(void **state)
+{
+    (void)state;
+    const kern_cuda_gemv_dev *devs[] = {&t4, &l40s, &a100, &h100, &h200};
+    const char *dev_names[] = {"t4", "l40s", "a100", "h100", "h200"};
+    const struct {
+        int64_t m, k;
+        int jobs;
+    } shapes[] = {{4096, 2048, 1}, {768, 2048, 8}, {2048, 768, 8}, {151936, 2048, 1}, {2097152, 2048, 1}, {40000, 256, 1}};
+    size_t n = 0;
+    const char *const *sweep = kern_cuda_gemv_sweep(&n);
+    assert_int_equal(n, 12);
+    int stepped[5][2] = {{0}};
+    for (size_t di = 0; di < ADG_ARRAY_LEN(devs); di++)
+        for (size_t si = 0; si < n; si++)
+            for (int t = 0; t < 2; t++)
+                for (size_t hi = 0; hi < ADG_ARRAY_LEN(shapes); hi++) {
+                    const kern_type ty = t ? KERN_TYPE_Q8_0 : KERN_TYPE_Q4_0;
+                    const kern_cuda_gemv_cfg asked = parse_ok(sweep[si]);
+                    const kern_cuda_gemv_cfg r = kern_cuda_gemv_resolve(&asked, devs[di], ty);
+                    kern_cuda_gemv_plan p = kern_cuda_gemv_plan_for(&r, devs[di], 0, ty, shapes[hi].m, shapes[hi].k,
+                                                                    shapes[hi].jobs, true, 65535);
+                    if (p.sb && p.smem > (unsigned)devs[di]->smem_optin)
+                        fail_msg("%s %s %s: %u bytes of shared memory, the device allows %d", dev_names[di],
+                                 sweep[si], kern_type_name(ty), p.smem, devs[di]->smem_optin);
+                    if (p.sb)
+                        assert_int_equal(p.smem, smem_of(ty, p.warps, p.stages));
+                    /* the effective configuration (what the bench prints) steps the same way */
+                    kern_cuda_gemv_cfg e = r;
+                    assert_int_equal(kern_cuda_gemv_fit(&e, devs[di], ty), p.fit);
+                    if (p.fit) {
+                        stepped[di][t] += hi == 0;
+                        continue;
+                    }
+                    if (r.kernel == KERN_CUDA_GEMV_SB) {
+                        assert_true(p.sb);
+                        assert_int_equal(p.warps, r.warps);
+                        if (r.load >= 0)
+                            assert_int_equal(p.load, r.load);
+                        if (p.load == 2) /* with load auto, the ring's stages default to 2 */
+                            assert_int_equal(p.stages, r.stages == 3 ? 3 : 2);
+                    }
+                }
+    /* specs stepped down, of 12 (q4_0, q8_0): on a T4 q8_0's ring in every form (7) and
+     * q4_0's ring at 8 warps (2); on an L40S q8_0's 3 stages or 8 warps (4) and q4_0's 3
+     * stages at 8 warps; on an A100 q8_0's 3 stages at 8 warps; none on an H100/H200 */
+    static const int want[5][2] = {{2, 7}, {1, 4}, {0, 1}, {0, 0}, {0, 0}};
+    for (size_t di = 0; di < ADG_ARRAY_LEN(devs); di++)
+        for (int t = 0; t < 2; t++)
+            if (stepped[di][t] != want[di][t])
+                fail_msg("%s %s: %d sweep specs stepped down, want %d", dev_names[di], t ? "q8_0" : "q4_0",
+                         stepped[di][t], want[di][t]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),           cmocka_unit_test(test_auto),      cmocka_unit_test(test_plan_sb),
         cmocka_unit_test(test_plan_persistent), cmocka_unit_test(test_plan_by_shape), cmocka_unit_test(test_plan_rows),
+        cmocka_unit_test(test_fit_steps),       cmocka_unit_test(test_fit_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

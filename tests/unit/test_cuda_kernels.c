@@ -173,11 +173,27 @@ static void test_gemv_sb(void **state)
                 expect_pass(kern_cuda_check_gemv(ctx, t[i], 40000, 256, s + 11, &r), &r);
         }
     }
+    /* --gpu-validate's report from each load path (the planted fault: a Q4_0 GEMV of
+     * 1024 x 256, aligned, one super-block a row), then from whatever auto runs on this
+     * card (the row kernels on an H100, the register path on an H200 at this shape) */
+    static const struct {
+        const char *spec, *kernel;
+    } faults[] = {{"sb,load=cs", "kern_gemv_q4_0_sb"}, {"sb,load=async", "kern_gemv_q4_0_sba2"}, {"auto", NULL}};
     kern_cuda_set_validate(ctx, true);
-    adg_error *e = kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_MATVEC_OOB);
-    assert_non_null(e);
-    assert_non_null(strstr(adg_error_msg(e), "gemv: weight row"));
-    adg_error_free(e);
+    for (size_t fi = 0; fi < ADG_ARRAY_LEN(faults); fi++) {
+        kern_cuda_gemv_cfg cfg;
+        ADG_ASSERT_OK(kern_cuda_gemv_parse(faults[fi].spec, &cfg));
+        kern_cuda_set_gemv(ctx, &cfg);
+        const char *k = kern_cuda_gemv_kernel(ctx, KERN_TYPE_Q4_0, 1024, 256, 1, true);
+        print_message("GEMV %s: matvec-oob in %s\n", faults[fi].spec, k);
+        if (faults[fi].kernel)
+            assert_string_equal(k, faults[fi].kernel);
+        adg_error *e = kern_cuda_run_fault(ctx, KERN_CUDA_FAULT_MATVEC_OOB);
+        assert_non_null(e);
+        if (!strstr(adg_error_msg(e), "gemv: weight row"))
+            fail_msg("GEMV %s (%s): %s", faults[fi].spec, k, adg_error_msg(e));
+        adg_error_free(e);
+    }
     kern_cuda_set_validate(ctx, false);
     kern_cuda_set_gemv(ctx, NULL);
 }
