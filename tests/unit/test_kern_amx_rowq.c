@@ -8,6 +8,7 @@
  *    figures on random rows and on rows whose block scales span 2^-6 .. 1;
  *  - bad shapes and types give errors that name the constraint. */
 #include "adg_test.h"
+#include "kern_test.h"
 
 #include <math.h>
 #include <string.h>
@@ -19,32 +20,8 @@
 #include "kernels/kern_internal.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+static float frand(void) { return kern_test_frand(&rng); }
 
-static bool here(kern_impl impl)
-{
-    adg_error *e = kern_impl_check(impl);
-    if (!e)
-        return true;
-    printf("SKIP part: %s: %s\n", kern_impl_name(impl), adg_error_msg(e));
-    adg_error_free(e);
-    return false;
-}
-
-static kern_cpu *ctx_new(kern_impl impl, int threads)
-{
-    setenv("AMXDIAG_CROSSOVER", "/nonexistent/amxdiag-test-crossover.json", 1);
-    kern_cpu_opts o = {.impl = impl, .threads = threads};
-    kern_cpu *c = NULL;
-    ADG_ASSERT_OK(kern_cpu_new(&o, &c));
-    return c;
-}
 
 /* Float rows, one magnitude per row.  FILL_OUTLIERS: every fifth row also holds one
  * value of 40 (a few times the row's range, as activation outliers are); FILL_WIDE: every
@@ -135,7 +112,7 @@ static const kern_impl impls[] = {KERN_IMPL_REF, KERN_IMPL_AVX512, KERN_IMPL_AMX
 static void test_quantizer(void **state)
 {
     (void)state;
-    if (!here(KERN_IMPL_AVX512))
+    if (!impl_here(KERN_IMPL_AVX512))
         ADG_SKIP("the AVX-512 quantiser needs AVX-512");
     const int64_t ks[] = {32, 64, 96, 160, 2048};
     for (size_t ki = 0; ki < ADG_ARRAY_LEN(ks); ki++) {
@@ -187,12 +164,12 @@ static void check_dense(kern_type t, int64_t m, int64_t n, int64_t k)
     float *want = model_dense(&md, x, m);
     float *y = malloc((size_t)(m * n) * sizeof(float));
     for (size_t ii = 0; ii < ADG_ARRAY_LEN(impls); ii++) {
-        if (impls[ii] == KERN_IMPL_AMX && !here(KERN_IMPL_AMX))
+        if (impls[ii] == KERN_IMPL_AMX && !impl_here(KERN_IMPL_AMX))
             continue;
-        if (impls[ii] != KERN_IMPL_REF && !here(KERN_IMPL_AVX512))
+        if (impls[ii] != KERN_IMPL_REF && !impl_here(KERN_IMPL_AVX512))
             continue;
         for (int threads = 1; threads <= 3; threads += 2) {
-            kern_cpu *c = ctx_new(impls[ii], threads);
+            kern_cpu *c = kern_test_cpu(impls[ii], threads);
             kern_rowq_weight *rw = NULL;
             ADG_ASSERT_OK(kern_rowq_weight_new(c, t, 1, n, k, w, &rw));
             for (int64_t i = 0; i < m * n; i++)
@@ -269,14 +246,14 @@ static void test_dense_exact(void **state)
 static void test_emu_uses_tiles(void **state)
 {
     (void)state;
-    if (!here(KERN_IMPL_AMX_EMU))
+    if (!impl_here(KERN_IMPL_AMX_EMU))
         ADG_SKIP("the tile emulator build needs AVX-512");
     const int64_t m = 20, n = 40, k = 128;
     float *wf = malloc((size_t)(n * k) * sizeof(float)), *x = malloc((size_t)(m * k) * sizeof(float));
     fill_rows(wf, n, k, FILL_PLAIN);
     fill_rows(x, m, k, FILL_PLAIN);
     void *w = quantize(KERN_TYPE_Q8_0, wf, n, k);
-    kern_cpu *c = ctx_new(KERN_IMPL_AMX_EMU, 1);
+    kern_cpu *c = kern_test_cpu(KERN_IMPL_AMX_EMU, 1);
     kern_rowq_weight *rw = NULL;
     ADG_ASSERT_OK(kern_rowq_weight_new(c, KERN_TYPE_Q8_0, 1, n, k, w, &rw));
     float *y = malloc((size_t)(m * n) * sizeof(float));
@@ -325,10 +302,10 @@ static void test_moe(void **state)
             free(qa);
             float *y = malloc((size_t)(T * K * n) * sizeof(float));
             for (size_t ii = 0; ii < ADG_ARRAY_LEN(impls); ii++) {
-                if ((impls[ii] == KERN_IMPL_AMX && !here(KERN_IMPL_AMX)) ||
-                    (impls[ii] != KERN_IMPL_REF && !here(KERN_IMPL_AVX512)))
+                if ((impls[ii] == KERN_IMPL_AMX && !impl_here(KERN_IMPL_AMX)) ||
+                    (impls[ii] != KERN_IMPL_REF && !impl_here(KERN_IMPL_AVX512)))
                     continue;
-                kern_cpu *c = ctx_new(impls[ii], 2);
+                kern_cpu *c = kern_test_cpu(impls[ii], 2);
                 kern_rowq_weight *rw = NULL;
                 ADG_ASSERT_OK(kern_rowq_weight_new(c, t, E, n, k, w, &rw));
                 for (int64_t i = 0; i < T * K * n; i++)
@@ -402,7 +379,7 @@ static void accuracy_case(kern_type t, int mode, double max_rms, int64_t m, int6
             exact[i * n + j] = s;
             absdot[i * n + j] = a;
         }
-    kern_cpu *c = ctx_new(KERN_IMPL_REF, 2);
+    kern_cpu *c = kern_test_cpu(KERN_IMPL_REF, 2);
     kern_weight *sw = NULL;
     kern_rowq_weight *rw = NULL;
     ADG_ASSERT_OK(kern_weight_new(c, t, 1, n, k, w, &sw));
@@ -476,7 +453,7 @@ static void test_accuracy(void **state)
 static void test_bad_input(void **state)
 {
     (void)state;
-    kern_cpu *c = ctx_new(KERN_IMPL_REF, 1);
+    kern_cpu *c = kern_test_cpu(KERN_IMPL_REF, 1);
     kern_rowq_weight *rw = NULL;
     uint8_t data[4096] = {0};
     adg_error *e = kern_rowq_weight_new(c, KERN_TYPE_BF16, 1, 4, 32, data, &rw);

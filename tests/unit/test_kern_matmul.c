@@ -4,6 +4,7 @@
  * BF16/F16/F32.  The AMX kernels run on the tile emulator everywhere and on the real
  * tiles where AMX exists. */
 #include "adg_test.h"
+#include "kern_test.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,13 +15,7 @@
 #include "kernels/kern_internal.h"
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+static float frand(void) { return kern_test_frand(&rng); }
 
 static void fill(float *x, size_t n, float scale)
 {
@@ -58,10 +53,7 @@ static bool impl_available(kern_impl impl, bool say)
 
 static kern_cpu *ctx_new(kern_impl impl, int threads, int crossover)
 {
-    kern_cpu_opts o = {.impl = impl, .threads = threads, .crossover = NULL};
-    setenv("AMXDIAG_CROSSOVER", "/nonexistent/amxdiag-test-crossover.json", 1);
-    kern_cpu *c = NULL;
-    ADG_ASSERT_OK(kern_cpu_new(&o, &c));
+    kern_cpu *c = kern_test_cpu(impl, threads);
     if (crossover > 0) {
         kern_crossover x = {crossover, crossover, crossover, false};
         kern_cpu_set_crossover(c, &x);

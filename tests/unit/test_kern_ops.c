@@ -1,6 +1,7 @@
 /* Non-matmul operations (AVX-512 vs reference and vs closed forms), the thread pool, the
  * crossover file, and the tile emulator's fault checks. */
 #include "adg_test.h"
+#include "kern_test.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -14,13 +15,7 @@
 #include "kernels/kern_quant.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+static float frand(void) { return kern_test_frand(&rng); }
 
 static bool have_avx512(void)
 {
@@ -32,14 +27,7 @@ static bool have_avx512(void)
     return false;
 }
 
-static kern_cpu *ctx(kern_impl impl, int threads)
-{
-    setenv("AMXDIAG_CROSSOVER", "/nonexistent/amxdiag-test-crossover.json", 1);
-    kern_cpu_opts o = {.impl = impl, .threads = threads};
-    kern_cpu *c = NULL;
-    ADG_ASSERT_OK(kern_cpu_new(&o, &c));
-    return c;
-}
+static kern_cpu *ctx(kern_impl impl, int threads) { return kern_test_cpu(impl, threads); }
 
 static void close_enough(const float *a, const float *b, size_t n, float rtol, float atol, const char *what)
 {
