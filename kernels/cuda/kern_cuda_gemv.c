@@ -366,6 +366,17 @@ void kern_cuda_gemv_init(kern_cuda_ctx *c)
     d->smem_optin = c->d->cuFuncSetAttribute ? dev_attr(c, KERN_CU_DEV_ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN) : 0;
     if (d->smem_optin <= 0)
         d->smem_optin = 48 * 1024;
+    /* AMXDIAG_GPU_GEMV_SMEM=BYTES lowers it: a large GPU then plans (and runs) the GEMV as a
+     * smaller one would, which is how the step-down is checked on an H100/H200 */
+    const char *cap = getenv("AMXDIAG_GPU_GEMV_SMEM");
+    if (cap && *cap) {
+        char *end = NULL;
+        long v = strtol(cap, &end, 10);
+        if (end && *end == 0 && v >= 16384 && v <= d->smem_optin)
+            d->smem_optin = (int)v;
+        else
+            adg_warn("AMXDIAG_GPU_GEMV_SMEM=%s ignored: give bytes from 16384 to this device's %d", cap, d->smem_optin);
+    }
     for (int i = 0; i < 8; i++) {
         int regs = 0;
         if (c->fn[KF_GEMV_SB_FIRST + i] &&
