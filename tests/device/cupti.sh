@@ -69,7 +69,7 @@ for f in get_rows-oob matvec-oob async-before-get_rows; do
         "r['status'], (r.get('crash') or {}).get('faulting_kernel',{}) and (r['crash']['faulting_kernel'].get('kernel'), r['crash']['faulting_kernel'].get('confidence'), r['crash']['faulting_kernel'].get('source')), (r.get('crash') or {}).get('confirmation'), (r.get('crash') or {}).get('conclusion'), [u['reason'][:200] for u in r['unavailable'] if u['collector']=='gpu']"
 done
 
-fact "CHECK matvec-oob confirmed (want: kern_gemv_q4_0_mr (H100) or kern_gemv_q4_0_sb (H200: the super-block GEMV) certain blocking re-run, agrees False)" "$work/kern-fault-matvec-oob.json" \
+fact "CHECK matvec-oob confirmed (want: kern_gemv_q4_0_sb (the super-block GEMV, H100 and H200; kern_gemv_q4_0_mr with AMXDIAG_GPU_GEMV=rows) certain blocking re-run, agrees False)" "$work/kern-fault-matvec-oob.json" \
     "(r['crash']['faulting_kernel'].get('kernel'), r['crash']['faulting_kernel'].get('confidence'), r['crash']['faulting_kernel'].get('source'), r['crash'].get('confirmation',{}).get('agrees'), 'confirmed by a blocking re-run' in r['crash']['conclusion'])"
 
 # The built-in path on the GPU: as a command (injection) and in process.

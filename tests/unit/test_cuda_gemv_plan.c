@@ -93,8 +93,8 @@ static void test_parse(void **state)
 static void test_auto(void **state)
 {
     (void)state;
-    /* 4.9 TB/s peak (H200): the super-block kernel; 3.35 TB/s (H100): the row kernels it
-     * was measured with; unknown memory: the row kernels */
+    /* 4.9 TB/s peak (H200) and 3.35 TB/s (H100): the super-block kernel (measured on both);
+     * an L40S's 0.86 TB/s and unknown memory: the row kernels */
     assert_true(kern_cuda_gemv_peak_gbps(&h200) > 4800 && kern_cuda_gemv_peak_gbps(&h200) < 5000);
     assert_true(kern_cuda_gemv_peak_gbps(&h100) > 3300 && kern_cuda_gemv_peak_gbps(&h100) < 3400);
     kern_cuda_gemv_cfg a = KERN_CUDA_GEMV_CFG_AUTO;
@@ -107,7 +107,8 @@ static void test_auto(void **state)
         assert_int_equal(r.stages, 0);
         assert_true(r.warps == 4 || r.warps == 8);
         assert_true(r.waves >= 0);
-        assert_int_equal(kern_cuda_gemv_resolve(&a, &h100, ty).kernel, KERN_CUDA_GEMV_ROWS);
+        assert_int_equal(kern_cuda_gemv_resolve(&a, &h100, ty).kernel, KERN_CUDA_GEMV_SB);
+        assert_int_equal(kern_cuda_gemv_resolve(&a, &l40s, ty).kernel, KERN_CUDA_GEMV_ROWS);
         const kern_cuda_gemv_dev none = {0};
         assert_int_equal(kern_cuda_gemv_resolve(&a, &none, ty).kernel, KERN_CUDA_GEMV_ROWS);
     }
@@ -262,9 +263,11 @@ static void test_plan_rows(void **state)
     assert_int_equal(p.rows, 1);
     p = kern_cuda_gemv_plan_for(&c, &h200, 0, KERN_TYPE_Q4_0, 2097152, 2048, 1, true, 65535);
     assert_int_equal(p.grid, 65535);
-    /* auto on an H100: the row kernels */
+    /* auto on an H100: the super-block kernel; on an L40S (below 3 TB/s): the row kernels */
     kern_cuda_gemv_cfg a = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &h100, KERN_TYPE_Q4_0);
-    assert_false(kern_cuda_gemv_plan_for(&a, &h100, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535).sb);
+    assert_true(kern_cuda_gemv_plan_for(&a, &h100, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535).sb);
+    a = kern_cuda_gemv_resolve(&KERN_CUDA_GEMV_CFG_AUTO, &l40s, KERN_TYPE_Q4_0);
+    assert_false(kern_cuda_gemv_plan_for(&a, &l40s, 0, KERN_TYPE_Q4_0, 4096, 2048, 1, true, 65535).sb);
 }
 
 /* The shared memory a super-block block takes (the kernel's carve-up: per warp `stages`
