@@ -31,12 +31,7 @@
 #include "kernels/cuda/kern_gemm_f16mma_map.h"
 #include "kernels/cuda/kern_gemm_i8_map.h"
 
-struct sim_dim3 {
-    unsigned x, y, z;
-};
-static thread_local sim_dim3 threadIdx;
-static thread_local sim_dim3 blockIdx;
-static sim_dim3 gridDim, blockDim;
+#include "simt_common.h"
 
 struct float2 {
     float x, y;
@@ -45,31 +40,7 @@ struct __half {
     uint16_t bits;
 };
 
-static float __half2float(__half h)
-{
-    const uint32_t s = (uint32_t)(h.bits >> 15) << 31, e = (h.bits >> 10) & 31, m = h.bits & 1023;
-    uint32_t bits;
-    if (e == 0 && m == 0)
-        bits = s;
-    else if (e == 0) { // subnormal: m * 2^-24
-        float f = (float)m * 5.9604644775390625e-8f;
-        return s ? -f : f;
-    } else if (e == 31)
-        bits = s | 0x7f800000u | (m << 13);
-    else
-        bits = s | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-static unsigned __byte_perm(unsigned x, unsigned y, unsigned s)
-{
-    const uint64_t v = (uint64_t)y << 32 | x;
-    unsigned r = 0;
-    for (int i = 0; i < 4; i++)
-        r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
-    return r;
-}
+static float __half2float(__half h) { return sim_f16_bits_to_f32(h.bits); }
 template <class T> static T __ldg(const T *p) { return *p; }
 static float __int_as_float(int i)
 {

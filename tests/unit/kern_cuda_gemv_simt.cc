@@ -27,12 +27,7 @@
 #define __launch_bounds__(n)
 #define __CUDA_ARCH__ 900
 
-struct sim_dim3 {
-    unsigned x, y, z;
-};
-static thread_local sim_dim3 threadIdx;
-static thread_local sim_dim3 blockIdx;
-static sim_dim3 gridDim, blockDim;
+#include "simt_common.h"
 
 struct int4 {
     int x, y, z, w;
@@ -40,35 +35,10 @@ struct int4 {
 
 template <typename T> static T __ldg(const T *p) { return *p; }
 #define GEMV_SB_LOAD(LD, p) (*(p))
+// kern_kernels.cu's, which the kernel source calls
+static float f16_bits_to_f32(uint16_t h) { return sim_f16_bits_to_f32(h); }
 
-static float f16_bits_to_f32(uint16_t h)
-{
-    const uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
-    uint32_t bits;
-    if (e == 0 && m == 0)
-        bits = s;
-    else if (e == 0) {
-        float f = (float)m * 5.9604644775390625e-8f;
-        return s ? -f : f;
-    } else if (e == 31)
-        bits = s | 0x7f800000u | (m << 13);
-    else
-        bits = s | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
-static unsigned __byte_perm(unsigned a, unsigned b, unsigned s)
-{
-    uint8_t by[8];
-    for (int i = 0; i < 4; i++)
-        by[i] = (uint8_t)(a >> (8 * i)), by[4 + i] = (uint8_t)(b >> (8 * i));
-    unsigned r = 0;
-    for (int i = 0; i < 4; i++)
-        r |= (unsigned)by[(s >> (4 * i)) & 7] << (8 * i);
-    return r;
-}
 
 static int __dp4a(int a, int b, int c)
 {
