@@ -702,7 +702,10 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
         const int n_i8 = kern_cuda_gemm_n_tiles(), n_f16 = kern_cuda_gemm_n_f16_tiles();
         /* the wgmma rows only where the sm_90a module is loaded (compute capability 9.0) */
         const int n_w = b->c->caps.wgmma ? kern_cuda_gemm_n_wgmma_tiles() : 0;
-        const int n_runs = b->o->gemm_sweep ? n_i8 + n_f16 + n_w : 3 + (n_w > 0);
+        /* and a last row of the default's other form: two passes where it is fused, fused
+         * where it is two passes (kern_cuda_set_gemm_dq) */
+        const int n_runs = b->o->gemm_sweep ? n_i8 + n_f16 + n_w : 3 + (n_w > 0) + 1;
+        const int saved_dq = b->c->gemm_dq;
         const bool t_f16 = saved_tile > n_i8 && saved_tile <= n_i8 + n_f16, t_w = saved_tile > n_i8 + n_f16;
         /* --gemm-tile all with --gemm-kernel mma, f16mma or wgmma: that kernel's tiles only */
         const kern_cuda_gemm_kind only_kind = b->o->gemm_kind_set ? b->o->gemm_kind : KERN_CUDA_GEMM_AUTO;
@@ -716,6 +719,10 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                      only_kind == KERN_CUDA_GEMM_WGMMA) &&
                     b->c->gemm_kind != only_kind)
                     continue;
+            } else if (run == n_runs - 1) {
+                b->c->gemm_kind = saved;
+                b->c->gemm_tile = saved_tile;
+                b->c->gemm_dq = def.dequant ? 0 : 1;
             } else {
                 static const kern_cuda_gemm_kind kinds[4] = {KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
                                                              KERN_CUDA_GEMM_F16MMA, KERN_CUDA_GEMM_WGMMA};
@@ -731,26 +738,40 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                     b->c->gemm_tile = saved_tile;
                 }
             }
-            const kern_cuda_gemm_kind row_kind = b->o->gemm_sweep ? b->c->gemm_kind
-                                                 : (kern_cuda_gemm_kind[]){KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
-                                                                           KERN_CUDA_GEMM_F16MMA,
-                                                                           KERN_CUDA_GEMM_WGMMA}[run];
+            const bool other_form = !b->o->gemm_sweep && run == n_runs - 1;
+            const kern_cuda_gemm_kind row_kind = b->o->gemm_sweep || other_form
+                                                     ? b->c->gemm_kind
+                                                     : (kern_cuda_gemm_kind[]){KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
+                                                                               KERN_CUDA_GEMM_F16MMA,
+                                                                               KERN_CUDA_GEMM_WGMMA}[run];
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-            if ((row_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
-                (row_kind == KERN_CUDA_GEMM_F16MMA && (!pl.f16mma || pl.wgmma)) ||
-                (row_kind == KERN_CUDA_GEMM_WGMMA && !pl.wgmma))
+            b->c->gemm_dq = saved_dq;
+            if (other_form ? pl.dequant == def.dequant || !pl.f16mma
+                           : (row_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
+                                 (row_kind == KERN_CUDA_GEMM_F16MMA && (!pl.f16mma || pl.wgmma)) ||
+                                 (row_kind == KERN_CUDA_GEMM_WGMMA && !pl.wgmma))
                 continue;
+            /* the kinds' rows are the fused kernels, unless the default is that row */
             const bool sel = pl.mma == def.mma && pl.f16mma == def.f16mma && pl.wgmma == def.wgmma &&
-                             (!(pl.mma || pl.f16mma) || pl.variant == def.variant);
-            const char *kname = pl.wgmma ? "wgmma" : pl.f16mma ? "f16mma" : pl.mma ? "mma" : "wmma";
+                             pl.dequant == def.dequant && (!(pl.mma || pl.f16mma) || pl.variant == def.variant);
+            const char *kname = pl.wgmma ? (pl.dequant ? "wgmma+dq" : "wgmma")
+                                : pl.f16mma ? (pl.dequant ? "f16mma+dq" : "f16mma")
+                                : pl.mma    ? "mma"
+                                            : "wmma";
             const int code = pl.wgmma ? 1 + n_i8 + n_f16 + pl.variant : pl.f16mma ? 1 + n_i8 + pl.variant
                                                                                   : pl.variant + 1;
+            if (other_form)
+                b->c->gemm_dq = def.dequant ? 0 : 1;
             e = time_op(b, run_gemm, &a, &ms);
+            b->c->gemm_dq = saved_dq;
             if (!e) {
                 add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
                 json_t *row = json_array_get(b->rows, json_array_size(b->rows) - 1);
                 json_object_set_new(row, "kernel", json_string(kname));
                 json_object_set_new(row, "selected", json_boolean(sel));
+                json_object_set_new(row, "dequant", json_boolean(pl.dequant)); /* two passes (AMXDIAG_GPU_GEMM_DQ) */
+                if (pl.dequant)
+                    json_object_set_new(row, "dq_rows", json_integer(pl.dq_rows));
                 if (pl.mma || pl.f16mma) {
                     json_object_set_new(row, "tile", json_integer(pl.tile));
                     json_object_set_new(row, "variant", json_integer(pl.variant));
@@ -773,15 +794,18 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                 if (ref_op > 0)
                     json_object_set_new(row, "pct_cublas_op", json_real(100.0 * (flops / (ms * 1e-3) / 1e12) / ref_op));
                 if (!b->o->json) { /* (f16 weights take the same kernels since session 5) */
+                    char dq[64] = "";
+                    if (pl.dequant)
+                        snprintf(dq, sizeof dq, ", weights to f16 first (slabs of %lld rows)", (long long)pl.dq_rows);
                     if (pl.wgmma)
-                        printf("%-9s %-14s   ^ wgmma w%d%s %s, %d slots, pipe %d, %d k slice(s), %s%s\n", "", "",
+                        printf("%-9s %-14s   ^ wgmma w%d%s %s, %d slots, pipe %d, %d k slice(s), %s%s%s\n", "", "",
                                pl.variant, pl.xv == 1 ? "x1" : pl.xv == 2 ? "x2" : pl.xv == 3 ? "x3" : "",
                                kern_cuda_gemm_tile_name(code), pl.stages, pl.deep ? 2 : 1, pl.ksplit,
-                               pl.grid ? "persistent grid" : "a CTA per tile", sel ? " (selected)" : "");
+                               pl.grid ? "persistent grid" : "a CTA per tile", dq, sel ? " (selected)" : "");
                     else if (pl.f16mma)
-                        printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s\n", "", "",
+                        printf("%-9s %-14s   ^ f16mma f%d %s, %d stages, %d k slice(s), %s stores%s%s\n", "", "",
                                pl.variant, kern_cuda_gemm_tile_name(code), pl.stages, pl.ksplit,
-                               b->c->gemm_staged ? "staged" : "fragment", sel ? " (selected)" : "");
+                               b->c->gemm_staged ? "staged" : "fragment", dq, sel ? " (selected)" : "");
                     else if (pl.mma)
                         printf("%-9s %-14s   ^ int8 mma v%d %s, %d stages%s\n", "", "", pl.variant,
                                kern_cuda_gemm_tile_name(code), pl.stages, sel ? " (selected)" : "");

@@ -34,6 +34,7 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMV_SB_FIRST + 2] = "kern_gemv_q4_0_sbn", [KF_GEMV_SB_FIRST + 3] = "kern_gemv_q8_0_sbn",
     [KF_GEMV_SB_FIRST + 4] = "kern_gemv_q4_0_sba2", [KF_GEMV_SB_FIRST + 5] = "kern_gemv_q8_0_sba2",
     [KF_GEMV_SB_FIRST + 6] = "kern_gemv_q4_0_sba3", [KF_GEMV_SB_FIRST + 7] = "kern_gemv_q8_0_sba3",
+    [KF_DEQUANT_Q4_0_F16] = "kern_dequant_q4_0_f16", [KF_DEQUANT_Q8_0_F16] = "kern_dequant_q8_0_f16",
     [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
     [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",
@@ -234,6 +235,24 @@ static adg_error *init_gemm_caps(kern_cuda_ctx *c)
         else
             adg_warn("AMXDIAG_GPU_GEMM_SPLITK=%s ignored: use 0 (auto), 1 or 2", env);
     }
+    c->gemm_dq = -1;
+    c->gemm_dq_cap = (size_t)KERN_CUDA_GEMM_DQ_MIB << 20;
+    env = getenv("AMXDIAG_GPU_GEMM_DQ");
+    if (env && *env) {
+        if (strcmp(env, "auto") == 0 || strcmp(env, "0") == 0 || strcmp(env, "1") == 0)
+            c->gemm_dq = env[0] == 'a' ? -1 : env[0] - '0';
+        else
+            adg_warn("AMXDIAG_GPU_GEMM_DQ=%s ignored: use auto, 0 or 1", env);
+    }
+    env = getenv("AMXDIAG_GPU_GEMM_DQ_MIB");
+    if (env && *env) {
+        char *end;
+        long mib = strtol(env, &end, 10);
+        if (*end == 0 && mib >= 1 && mib <= 65536)
+            c->gemm_dq_cap = (size_t)mib << 20;
+        else
+            adg_warn("AMXDIAG_GPU_GEMM_DQ_MIB=%s ignored: use 1 .. 65536 (MiB)", env);
+    }
     env = getenv("AMXDIAG_GPU_GEMM_STORE");
     if (env && *env) {
         if (strcmp(env, "staged") == 0 || strcmp(env, "fragment") == 0)
@@ -335,6 +354,12 @@ void kern_cuda_set_sync_each(kern_cuda_ctx *c, bool on) { c->sync_each = on; }
 void kern_cuda_set_gemv_rows(kern_cuda_ctx *c, int rows) { c->gemv_rows = rows < 1 ? 0 : rows > 4 ? 4 : rows; }
 void kern_cuda_set_gemm_bk(kern_cuda_ctx *c, int bk) { c->gemm_bk = bk == 64 ? 64 : 32; }
 void kern_cuda_set_gemm_ksplit(kern_cuda_ctx *c, int ksplit) { c->gemm_ksplit = ksplit == 1 || ksplit == 2 ? ksplit : 0; }
+void kern_cuda_set_gemm_dq(kern_cuda_ctx *c, int dq, size_t cap_bytes)
+{
+    c->gemm_dq = dq == 0 || dq == 1 ? dq : -1;
+    if (cap_bytes)
+        c->gemm_dq_cap = cap_bytes;
+}
 void kern_cuda_set_gemm_staged(kern_cuda_ctx *c, bool staged) { c->gemm_staged = staged; }
 void kern_cuda_set_gemm_kernel(kern_cuda_ctx *c, kern_cuda_gemm_kind kind, int tile, int stages)
 {

@@ -213,6 +213,14 @@ void kern_cuda_set_gemm_kernel(kern_cuda_ctx *ctx, kern_cuda_gemm_kind kind, int
 /* k slices of the f16-MMA GEMM: 0 auto (the measured pick's), 1, or 2 (split-K; kern_cuda_gemm_ksplit); also
  * $AMXDIAG_GPU_GEMM_SPLITK. */
 void kern_cuda_set_gemm_ksplit(kern_cuda_ctx *ctx, int ksplit);
+/* The two-pass prompt GEMM for Q4_0 / Q8_0 weights (dequantise the weights to f16 in a
+ * workspace, then the f16-weight tensor-core kernel): -1 auto (where measured faster), 0
+ * off (the fused kernels), 1 wherever an f16-weight kernel can run.  Also
+ * $AMXDIAG_GPU_GEMM_DQ=auto|0|1; the workspace is at most $AMXDIAG_GPU_GEMM_DQ_MIB MiB
+ * (default KERN_CUDA_GEMM_DQ_MIB), larger weights go through it in slabs of rows; cap_bytes
+ * sets that bound (0 keeps it). */
+void kern_cuda_set_gemm_dq(kern_cuda_ctx *ctx, int dq, size_t cap_bytes);
+#define KERN_CUDA_GEMM_DQ_MIB 32
 /* The f16-MMA GEMM's epilogue: false (default) each MMA fragment's 4-byte stores; true the
  * tile through shared memory and out as 16-byte row pieces (RED.ADD.V4 under split-K on
  * sm_90).  Also $AMXDIAG_GPU_GEMM_STORE=fragment|staged. */
@@ -261,6 +269,9 @@ typedef struct kern_cuda_gemm_plan {
                          From kern_cuda_gemm_plan_make: the auto tile's measured suggestion */
     int xv;           /* wgmma: experimental variant (kern_gemm_wgmma_map.h GW_XV_*: 1 padded raw W rows, 2
                          fixed ring slots, 3 both; 0 the measured kernel), kern_cuda_gemm_wgmma_xv */
+    bool dequant;     /* two passes: the Q4_0 / Q8_0 weights to f16 in a workspace, dq_rows rows at a time, then
+                         the f16-weight kernel this plan describes (wgmma or f16mma) on each slab */
+    int64_t dq_rows;  /* rows per slab (all m where they fit the workspace) */
     const char *why;  /* one line: why this kernel */
 } kern_cuda_gemm_plan;
 /* The k slices an f16-MMA plan takes when `want` (0 = auto, 1, 2; $AMXDIAG_GPU_GEMM_SPLITK)
@@ -288,6 +299,15 @@ int kern_cuda_gemm_stage_bytes(int wt, int tile);
 kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
                                              int stages, kern_type type, int64_t m, int64_t k, int64_t n,
                                              uint64_t w_addr, bool moe);
+/* The two-pass plan for Q4_0 / Q8_0 weights, or `fused` as it is: `want` -1 (auto: the
+ * shapes where it was measured faster), 0 (never) or 1 (wherever an f16-weight tensor-core
+ * kernel runs); not under the kinds wmma and mma (they name a fused kernel), nor below
+ * sm_80 code.  Its slabs are the most rows of k values whose f16 fit `cap` bytes, a
+ * multiple of 256 (at least 256 rows, or no two-pass plan); the f16 kernel and tile are
+ * those kern_cuda_gemm_plan_make gives f16 weights of a slab's shape. */
+kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
+                                           int stages, kern_type type, int64_t m, int64_t k, int64_t n, int want,
+                                           size_t cap, const kern_cuda_gemm_plan *fused);
 /* The plan kern_cuda_gemm (moe false) or kern_cuda_moe_gemm (moe true) follows for these
  * arguments on this context. */
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *ctx, kern_type type, int64_t m, int64_t k, int64_t n,

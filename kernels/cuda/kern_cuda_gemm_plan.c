@@ -708,6 +708,55 @@ void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_pla
     p->xv = x;
 }
 
+/* AUTO's two-pass picks per shape class and weight type (q4_0, q8_0).  The fused kernels
+ * convert each weight block in shared memory once per CTA column of tokens, between the
+ * copies and the MMAs of a stage; the two-pass path converts each block once (a
+ * bandwidth-bound pass of ~3 bytes per weight) and then runs the f16-weight kernel, which
+ * has no conversion in its loop.  Until measured (tests/device/gemm_dq.sh), the estimate
+ * from the H200 sweep of 2026-11-26 08:21 UTC: f16-weight attn_o 40.5 us and attn_q 32.4
+ * us against fused q8_0 59.9 / 47.8 us (q4_0 53.9 / 43.0), for a first pass of ~26 MB
+ * (~8 us); the LM head's f16 kernel (564 us) plus its first pass (~950 MB) against fused
+ * 713 / 880 us is no clear win. */
+static const bool auto_dq[GS_N][2] = {
+    [GS_LARGE] = {false, false},
+    [GS_FULL] = {true, true},
+    [GS_LONGK] = {true, true},
+    [GS_SMALL] = {true, true},
+};
+
+kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
+                                           int stages, kern_type type, int64_t m, int64_t k, int64_t n, int want,
+                                           size_t cap, const kern_cuda_gemm_plan *fused)
+{
+    if ((type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) || want == 0 || kind == KERN_CUDA_GEMM_WMMA ||
+        kind == KERN_CUDA_GEMM_MMA || caps->code_arch < 80 || m <= 0 || n <= 0 || k <= 0 || k % 32)
+        return *fused;
+    if (want < 0) {
+        const int c = shape_class(caps, m, k, n);
+        if (kind != KERN_CUDA_GEMM_AUTO || c == GS_NONE || !auto_dq[c][type == KERN_TYPE_Q4_0 ? 0 : 1])
+            return *fused;
+    }
+    int64_t rows = (int64_t)(cap / (2 * (size_t)k)) / 256 * 256;
+    if (rows < 256)
+        return *fused; /* not even 256 rows fit the workspace */
+    if (rows > m)
+        rows = m;
+    /* the f16-weight kernel of the slab's shape; the workspace is 256-byte aligned */
+    kern_cuda_gemm_plan p =
+        kern_cuda_gemm_plan_make(caps, kind == KERN_CUDA_GEMM_AUTO ? KERN_CUDA_GEMM_AUTO : kind, tile, stages,
+                                 KERN_TYPE_F16, rows, k, n, 256, false);
+    if (!p.wgmma && !p.f16mma)
+        return *fused;
+    p.dequant = true;
+    p.dq_rows = rows;
+    p.why = want > 0 ? (p.wgmma ? "wgmma on weights dequantised to f16 first (two passes, asked)"
+                                : "f16 tensor cores on weights dequantised to f16 first (two passes, asked)")
+                     : (p.wgmma ? "wgmma on weights dequantised to f16 first (two passes; auto: measured faster)"
+                                : "f16 tensor cores on weights dequantised to f16 first (two passes; auto: measured "
+                                  "faster)");
+    return p;
+}
+
 kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
                                             kern_cu_deviceptr w, bool moe)
 {
@@ -715,6 +764,13 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_for(const kern_cuda_ctx *c, kern_type ty
                                                      n, (uint64_t)w, moe);
     if ((p.mma || p.f16mma) && !moe && c->gemm_bk == 64) {
         p = (kern_cuda_gemm_plan){.mma = false, .why = "--gemm-bk 64 selects the 64-wide f16 WMMA kernel"};
+    } else if (!moe) {
+        p = kern_cuda_gemm_plan_dq(&c->caps, c->gemm_kind, c->gemm_tile, c->gemm_stages, type, m, k, n, c->gemm_dq,
+                                   c->gemm_dq_cap, &p);
+        if (p.dequant) { /* the rest tunes the f16-weight kernel of a slab */
+            type = KERN_TYPE_F16;
+            m = p.dq_rows;
+        }
     }
     if (p.wgmma) {
         kern_cuda_gemm_wgmma_tune(&c->caps, &p, type, getenv("AMXDIAG_GPU_GEMM_WGMMA_SLOTS"),

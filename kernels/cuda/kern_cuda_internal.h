@@ -60,6 +60,8 @@ enum kern_cuda_fn {
     KF_GEMV_SB_FIRST, /* the super-block GEMV (kern_gemv_sb.cuh), q4_0 then q8_0 of: ld.global.cs, .nc, a 2-stage
                          cp.async ring, a 3-stage one (kern_cuda_gemv_fn) */
     KF_GEMV_SB_LAST = KF_GEMV_SB_FIRST + 7,
+    KF_DEQUANT_Q4_0_F16, /* the two-pass prompt GEMM's first pass: weights to f16 (kern_cuda_ops.c gemm_dequant) */
+    KF_DEQUANT_Q8_0_F16,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];
@@ -111,6 +113,11 @@ struct kern_cuda_ctx {
     char wgmma_off[200];
     kern_cuda_gemv_cfg gemv;       /* the decode GEMV's configuration as asked (kern_cuda_gemv.c) */
     kern_cuda_gemv_dev gemv_dev;   /* the device facts its auto pick and grid use */
+    int gemm_dq;                   /* two-pass prompt GEMM: -1 auto (measured), 0 off, 1 wherever it can
+                                      ($AMXDIAG_GPU_GEMM_DQ, kern_cuda_set_gemm_dq) */
+    size_t gemm_dq_cap;            /* its f16 weights' workspace at most, bytes ($AMXDIAG_GPU_GEMM_DQ_MIB) */
+    kern_cu_deviceptr dq_ws;       /* that workspace (grown on first need, never while capturing) */
+    size_t dq_ws_bytes;
 };
 /* Reads the device facts and the super-block kernels' registers, and $AMXDIAG_GPU_GEMV
  * (kern_cuda_gemv.c); never fails (a bad variable is warned about and ignored). */

@@ -293,9 +293,11 @@ static adg_error *launch_gemm_i8(kern_cuda_ctx *c, const char *op, const kern_cu
 }
 
 /* The f16-MMA GEMM on X already in f16 (xh, kern_f32_to_f16_q8's). */
+/* ldy: y's row length (m, or the whole matrix's where w is a slab of its rows); zero_y: a
+ * split-K plan zeroes y (n x m, contiguous) first, else y was zeroed by the caller. */
 static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
                                      kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr xh, int64_t n,
-                                     kern_cu_deviceptr y)
+                                     kern_cu_deviceptr y, int64_t ldy, bool zero_y)
 {
     /* the wgmma kernel (sm_90a module) takes the same arguments; q4_0 / q8_0 at FIRST + 2v
      * (+ 1), f16 weights at FIRST + 2 NVAR + v */
@@ -311,11 +313,11 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
     adg_error *e = want_smem(c, op, fn, pl->smem);
     if (e)
         return e;
-    long long mm = m, kk = k, nn = n;
+    long long mm = m, kk = k, nn = n, ld = ldy;
     int slots = pl->stages, ksplit = pl->ksplit > 1 ? pl->ksplit : 1;
     int flags = (pl->aligned ? GF_FLAG_ALIGNED : 0) | (c->gemm_staged && !pl->wgmma ? GF_FLAG_STAGED : 0) |
                 (pl->wgmma && pl->deep ? GW_FLAG_DEEP : 0);
-    if (ksplit > 1) { /* split-K: the slices add into y */
+    if (ksplit > 1 && zero_y) { /* split-K: the slices add into y */
         long long count = n * m;
         void *pz[] = {&y, &count};
         kern_cu_deviceptr zptrs[4] = {y, 0, 0, 0};
@@ -328,8 +330,72 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
     /* a persistent wgmma grid (pl->grid CTAs, each running its tiles as one stream) */
     const unsigned cap = pl->grid > 0 && (unsigned)pl->grid < c->max_grid_x ? (unsigned)pl->grid : c->max_grid_x;
     kern_cuda_geom g = kern_cuda_geom_rows(tiles * ksplit, 1, (unsigned)pl->threads, cap);
-    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &flags, &ksplit};
+    void *p[] = {&w, &mm, &kk, &xh, &nn, &y, &slots, &flags, &ksplit, &ld};
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
+}
+
+/* The two-pass path's workspace: at least `bytes`, grown on first need.  False where it
+ * cannot be had now (during a graph capture, whose stream cannot take an allocation, or
+ * out of memory: then the fused kernels run, and the latter is warned about once). */
+static bool dq_workspace(kern_cuda_ctx *c, size_t bytes)
+{
+    if (c->dq_ws_bytes >= bytes)
+        return true;
+    if (c->capturing)
+        return false;
+    kern_cu_deviceptr p = 0;
+    adg_error *e = kern_cuda_alloc(c, bytes, &p);
+    if (e) {
+        if (c->dq_ws_bytes == 0)
+            adg_warn("gemm: no room for the two-pass GEMM's %zu MiB of f16 weights (%s); the fused kernels run",
+                     bytes >> 20, adg_error_msg(e));
+        adg_error_free(e);
+        c->gemm_dq = 0;
+        return false;
+    }
+    kern_cuda_free(c, c->dq_ws);
+    c->dq_ws = p;
+    c->dq_ws_bytes = bytes;
+    return true;
+}
+
+/* The two-pass prompt GEMM (plan.dequant): for each slab of pl->dq_rows weight rows, the
+ * rows to f16 in the workspace (kern_dequant_*_f16), then the f16-weight kernel on them
+ * into the slab's rows of y (ldy m).  The last, shorter slab takes the plan of its own
+ * shape.  Split-K slabs add into y, zeroed once. */
+static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
+                               kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr xh, int64_t n,
+                               kern_cu_deviceptr y)
+{
+    const bool q4 = type == KERN_TYPE_Q4_0;
+    const int64_t row_bytes = k / 32 * (q4 ? 18 : 34), rows = pl->dq_rows;
+    const int64_t last = m % rows ? m % rows : rows;
+    kern_cuda_gemm_plan tail = last == rows ? *pl : kern_cuda_gemm_plan_for(c, KERN_TYPE_F16, last, k, n, c->dq_ws, false);
+    if (!tail.f16mma) /* no f16-MMA kernel at the tail's shape (not expected: fewer rows fit as well) */
+        return adg_error_new(ADG_E_INTERNAL, "%s: no f16 kernel for the last %lld rows of the two-pass GEMM", op,
+                             (long long)last);
+    adg_error *e = NULL;
+    if (pl->ksplit > 1 || tail.ksplit > 1) {
+        long long count = n * m;
+        void *pz[] = {&y, &count};
+        kern_cu_deviceptr zptrs[4] = {y, 0, 0, 0};
+        e = kern_cuda_launch_fn(c, op, KF_ZERO_F32, kern_cuda_geom_rows(count, 1024, 256, c->max_grid_x), 0, pz,
+                                zptrs);
+    }
+    for (int64_t r0 = 0; !e && r0 < m; r0 += rows) {
+        const int64_t nr = m - r0 < rows ? m - r0 : rows;
+        kern_cu_deviceptr src = w + (kern_cu_deviceptr)(r0 * row_bytes), ws = c->dq_ws;
+        long long nb = nr * (k / 32);
+        void *p1[] = {&src, &nb, &ws};
+        kern_cu_deviceptr ptrs1[4] = {src, ws, 0, 0};
+        /* a CTA per 256 blocks (the kernel strides over the rest where the grid is capped) */
+        e = kern_cuda_launch_fn(c, op, q4 ? KF_DEQUANT_Q4_0_F16 : KF_DEQUANT_Q8_0_F16,
+                                kern_cuda_geom_rows(nb, 256, 256, c->max_grid_x), 0, p1, ptrs1);
+        if (!e)
+            e = launch_gemm_f16mma(c, op, nr == rows ? pl : &tail, KERN_TYPE_F16, ws, nr, k, xh, n,
+                                   y + (kern_cu_deviceptr)(r0 * 4), m, false);
+    }
+    return e;
 }
 
 /* f32 weights (the MoE router): f32 sums on the SIMT cores, no scratch (kern_gemm_f32.cuh). */
@@ -390,6 +456,13 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     if (fn == KF_GEMM_F32)
         return gemm_f32(c, op, w, m, k, x, n, y, scratch);
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
+    if (pl.dequant && !dq_workspace(c, (size_t)pl.dq_rows * (size_t)k * 2)) {
+        const int want = c->gemm_dq;
+        c->gemm_dq = 0; /* this call (and, out of memory, every later one): the fused kernels */
+        pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
+        if (c->capturing)
+            c->gemm_dq = want;
+    }
     if (pl.mma) {
         kern_cu_deviceptr qs, d, s;
         adg_error *e = quantize_x(c, op, x, n * k, scratch, &qs, &d, &s);
@@ -405,7 +478,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
         void *p1[] = {&x, &scratch, &ne};
         e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16, kern_cuda_geom_1d(c, ne), 0, p1, ptrs1);
         if (!e)
-            e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y);
+            e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y, m, true);
         return e ? e : kern_cuda_op_done(c, op);
     }
     if (pl.f16mma) {
@@ -415,7 +488,8 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
         e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16_Q8, kern_cuda_geom_rows(nb, 8, 256, c->max_grid_x), 0, p1,
                                 ptrs1);
         if (!e)
-            e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y);
+            e = pl.dequant ? gemm_dequant(c, op, &pl, type, w, m, k, scratch, n, y)
+                           : launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y, m, true);
         return e ? e : kern_cuda_op_done(c, op);
     }
     if (type == KERN_TYPE_F16) {

@@ -63,6 +63,8 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // ksplit > 1: each tile's k stages are cut into ksplit slices, one CTA tile each, whose
 // partial sums are added into y (zeroed by the host) with gf_red_add; with 2 slices the
 // result does not depend on their order (0 + a + b == 0 + b + a in IEEE arithmetic).
+// ldy: the distance between two tokens' rows of y (m, or the whole matrix's rows where this
+// launch writes one slab of rows: the two-pass path, kern_cuda_ops.c gemm_dequant).
 //
 // Pipeline per k stage st (one barrier): wait for slot st + 1's copies; barrier; issue
 // the copies of stage st + slots - 1 (into the slot stage st - 1 used); multiply stage st
@@ -77,7 +79,7 @@ __device__ __forceinline__ void gf_convert(const uint8_t *blk, int mis, uint8_t 
 // address arithmetic's dependencies (issue slots 32 % busy, tensor pipe 30 %).
 template <int WT, int MT, int NT, int WM, int WN, int KB>
 __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
-                            int slots, int flags, int ksplit)
+                            int slots, int flags, int ksplit, long long ldy)
 {
 #if __CUDA_ARCH__ >= 800
     constexpr int BM = 16 * MT * WM, BN = 8 * NT * WN, NW = WM * WN, THREADS = 32 * NW;
@@ -292,8 +294,8 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                     continue;
                 float v[4];
                 gf_ld4f(es + t * ES + r, v);
-                float *const dst = y + tok * m + row;
-                if ((m & 3) == 0 && (reinterpret_cast<unsigned long long>(y) & 15) == 0) {
+                float *const dst = y + tok * ldy + row;
+                if ((m & 3) == 0 && (ldy & 3) == 0 && (reinterpret_cast<unsigned long long>(y) & 15) == 0) {
                     // m % 4 == 0: rows row .. row + 3 all exist
                     if (ksplit > 1)
                         gf_red_add4(dst, v);
@@ -320,9 +322,9 @@ __device__ void gemm_f16mma(const uint8_t *w, long long m, long long k, const ui
                     const long long tok = n0 + wn * (NT * 8) + nt * 8 + gi8_c_tok(lane, i);
                     if (row < m && tok < n) {
                         if (ksplit > 1)
-                            gf_red_add(y + tok * m + row, acc[mt][nt][i]);
+                            gf_red_add(y + tok * ldy + row, acc[mt][nt][i]);
                         else
-                            y[tok * m + row] = acc[mt][nt][i];
+                            y[tok * ldy + row] = acc[mt][nt][i];
                     }
                 }
     }

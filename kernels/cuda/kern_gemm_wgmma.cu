@@ -126,14 +126,14 @@ __device__ void gf_st4f(float *p, const float v[4]);
 // targets other than sm_90a the entry points exist and are empty (never launched: the
 // module is only built for sm_90a).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define GW_BODY(WT, WG, BN) gemm_wgmma<WT, WG, BN>(w, m, k, x, n, y, slots, flags, ksplit);
+#define GW_BODY(WT, WG, BN) gemm_wgmma<WT, WG, BN>(w, m, k, x, n, y, slots, flags, ksplit, ldy);
 #else
 #define GW_BODY(WT, WG, BN)
 #endif
 #define GW_DENSE1(WT, Q, I, WG, BN, CPS)                                                                              \
     extern "C" __global__ void __launch_bounds__(128 * WG, CPS)                                                      \
         kern_gemm_wgmma_##Q##_w##I(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n,       \
-                                   float *y, int slots, int flags, int ksplit)                                       \
+                                   float *y, int slots, int flags, int ksplit, long long ldy)                        \
     {                                                                                                                \
         GW_BODY(WT, WG, BN)                                                                                          \
     }
@@ -149,14 +149,14 @@ GW_VARIANTS(GW_DENSE)
 // kern_gemm_wgmma_<type>_w<I>_x<XV>; FSL: the fixed slot count of GW_FIX_SLOTS (xv 2: the
 // plain stride's, xv 3: the padded one's; 0 for xv 1).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define GW_XBODY(WT, WG, BN, XV, FSL) gemm_wgmma<WT, WG, BN, XV, FSL>(w, m, k, x, n, y, slots, flags, ksplit);
+#define GW_XBODY(WT, WG, BN, XV, FSL) gemm_wgmma<WT, WG, BN, XV, FSL>(w, m, k, x, n, y, slots, flags, ksplit, ldy);
 #else
 #define GW_XBODY(WT, WG, BN, XV, FSL)
 #endif
 #define GW_XK(WT, Q, I, WG, BN, CPS, XV, FSL)                                                                         \
     extern "C" __global__ void __launch_bounds__(128 * WG, CPS)                                                      \
         kern_gemm_wgmma_##Q##_w##I##_x##XV(const uint8_t *w, long long m, long long k, const uint16_t *x,            \
-                                          long long n, float *y, int slots, int flags, int ksplit)                  \
+                                          long long n, float *y, int slots, int flags, int ksplit, long long ldy)   \
     {                                                                                                                \
         GW_XBODY(WT, WG, BN, XV, FSL)                                                                                \
     }

@@ -24,7 +24,8 @@
 // x the f16 activations [n][k]; `slots` ring slots (3..8, gw_slots_fit); flags bit 0
 // (GF_FLAG_ALIGNED): raw W by 4-byte cp.async (k % 64 == 0, 4-byte aligned buffer), else
 // 2-byte loads; ksplit > 1: each tile's k stages in ksplit slices whose partial sums are
-// added into y (zeroed by the host).
+// added into y (zeroed by the host); ldy, the distance between two tokens' rows of y (m, or
+// more where the launch writes a slab of y's rows: the two-pass path).
 //
 // Pipeline per k stage st (one barrier): wait for stage st + 1's copies (this thread's);
 // fence.proxy.async (this thread's generic writes, the conversion's stores and the landed
@@ -48,7 +49,7 @@
 // constants: no runtime wait_group switch).  XV 0 is the kernel as measured in session 4.
 template <int WT, int WG, int BN, int XV = 0, int FSL = 0>
 __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n, float *y,
-                           int slots_in, int flags, int ksplit)
+                           int slots_in, int flags, int ksplit, long long ldy)
 {
     constexpr int KB = GW_KB, BM = 64 * WG, THREADS = 128 * WG, NACC = BN / 2;
     constexpr bool F16 = WT == 16, PAD = (XV & GW_XV_PAD) != 0, FIX = (XV & GW_XV_FIX) != 0;
@@ -254,11 +255,11 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
         if (r0 + BM <= m && n0 + BN <= n) {
             // a whole tile: accumulators 4j .. 4j + 3 are rows (row, row + 8) x tokens (tok,
             // tok + 1), tok = n0 + 8 j + 2 (lane & 3): one running pointer per 8 tokens
-            float *p = y + (n0 + gw_d_tok(lane, 0)) * m + r0 + wg * 64 + gw_d_row(warp & 3, lane, 0);
-            const long long m8 = 8 * m;
+            float *p = y + (n0 + gw_d_tok(lane, 0)) * ldy + r0 + wg * 64 + gw_d_row(warp & 3, lane, 0);
+            const long long m8 = 8 * ldy;
 #pragma unroll
             for (int j = 0; j < NACC / 4; j++) {
-                float *const q = p + m;
+                float *const q = p + ldy;
                 if (ksplit > 1) {
                     gf_red_add(p, acc[4 * j]);
                     gf_red_add(q, acc[4 * j + 1]);
@@ -279,9 +280,9 @@ __device__ void gemm_wgmma(const uint8_t *w, long long m, long long k, const uin
                 const long long tok = n0 + gw_d_tok(lane, i);
                 if (row < m && tok < n) {
                     if (ksplit > 1)
-                        gf_red_add(y + tok * m + row, acc[i]);
+                        gf_red_add(y + tok * ldy + row, acc[i]);
                     else
-                        y[tok * m + row] = acc[i];
+                        y[tok * ldy + row] = acc[i];
                 }
             }
         }

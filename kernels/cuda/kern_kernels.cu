@@ -283,6 +283,65 @@ extern "C" __global__ void kern_quantize_q8(const float *x, long long n_blocks, 
     }
 }
 
+// The two-pass prompt GEMM's first pass (kern_cuda_ops.c gemm_dequant): Q4_0 / Q8_0 weights
+// to f16, rows [r0, r0 + rows) of a matrix into out [rows][k], 32 blocks per warp.  The
+// values are the fused kernels' (gf_convert): the quant exactly in f16, times the block's
+// f16 scale, one rounding; so the f16-weight GEMM that follows multiplies the same operands.
+// A CTA's blocks are contiguous (rows are): they come into shared memory by 4-byte loads of
+// the whole span (coalesced; a block of 18 / 34 bytes is only 2-byte aligned), and each
+// thread writes its block's 64 bytes as four 16-byte stores.
+#define DQ_THREADS 256
+template <int WT>
+__device__ void dequant_f16(const uint8_t *w, long long n_blocks, __half *out)
+{
+    constexpr int BSZ = WT == 4 ? 18 : 34, SPAN = DQ_THREADS * BSZ;
+    __shared__ __align__(16) uint8_t sb[SPAN];
+    for (long long b0 = (long long)blockIdx.x * DQ_THREADS; b0 < n_blocks; b0 += (long long)gridDim.x * DQ_THREADS) {
+        const long long nbl = n_blocks - b0 < DQ_THREADS ? n_blocks - b0 : DQ_THREADS;
+        const uint8_t *src = w + b0 * BSZ;
+        const int bytes = (int)nbl * BSZ;
+        __syncthreads(); // the previous span's readers are done with sb
+        if ((reinterpret_cast<unsigned long long>(src) & 3) == 0) {
+            for (int i = threadIdx.x; i < bytes / 4; i += DQ_THREADS)
+                reinterpret_cast<unsigned *>(sb)[i] = __ldg(reinterpret_cast<const unsigned *>(src) + i);
+            for (int i = bytes / 4 * 4 + threadIdx.x; i < bytes; i += DQ_THREADS)
+                sb[i] = src[i];
+        } else {
+            for (int i = threadIdx.x; i < bytes / 2; i += DQ_THREADS)
+                reinterpret_cast<uint16_t *>(sb)[i] = __ldg(reinterpret_cast<const uint16_t *>(src) + i);
+        }
+        __syncthreads();
+        if (threadIdx.x >= nbl)
+            continue;
+        const uint8_t *blk = sb + threadIdx.x * BSZ;
+        const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t *>(blk));
+        __align__(16) __half v[32];
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            int q;
+            if (WT == 8)
+                q = (int)(signed char)blk[2 + j];
+            else
+                q = (int)((j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4)) - 8;
+            v[j] = __hmul(__int2half_rn(q), d);
+        }
+        uint4 *dst = reinterpret_cast<uint4 *>(out + (b0 + threadIdx.x) * 32);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            dst[j] = reinterpret_cast<const uint4 *>(v)[j];
+    }
+}
+extern "C" __global__ void __launch_bounds__(DQ_THREADS) kern_dequant_q4_0_f16(const uint8_t *w, long long n_blocks,
+                                                                                __half *out)
+{
+    dequant_f16<4>(w, n_blocks, out);
+}
+extern "C" __global__ void __launch_bounds__(DQ_THREADS) kern_dequant_q8_0_f16(const uint8_t *w, long long n_blocks,
+                                                                                __half *out)
+{
+    dequant_f16<8>(w, n_blocks, out);
+}
+
 // The GEMM's activations for Q4_0/Q8_0 weights: x rounded to q8_0 as above (the values
 // every CPU path and the GPU GEMV multiply), then to f16 for the tensor cores
 // (q * step, one f16 rounding).  Converting x straight to f16 instead made a prompt's
@@ -975,9 +1034,9 @@ __device__ __forceinline__ void gf_st4f(float *p, const float v[4])
 #define GF_DENSE1(WT, Q, I, MT, NT, WM, WN, CPS, KB)                                                                \
     extern "C" __global__ void __launch_bounds__(32 * WM * WN, CPS)                                                 \
         kern_gemm_f16mma_##Q##_v##I(const uint8_t *w, long long m, long long k, const uint16_t *x, long long n,      \
-                                    float *y, int slots, int flags, int ksplit)                                     \
+                                    float *y, int slots, int flags, int ksplit, long long ldy)                      \
     {                                                                                                               \
-        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, flags, ksplit);                                \
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, x, n, y, slots, flags, ksplit, ldy);                           \
     }
 // f16 weights (WT 16, kern_gemm_f16mma_f16_v<I>): W pieces straight into the slot, no conversion
 #define GF_DENSE(I, MT, NT, WM, WN, CPS, KB)                                                                        \

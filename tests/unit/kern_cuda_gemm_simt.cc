@@ -520,6 +520,32 @@ static void check_f16_sum(const char *what, int wt, const uint8_t *w, int64_t m,
     printf("ok   %s\n", what);
 }
 
+// The cases' y row length beyond m (0: ldy = m).
+static int64_t g_ldy_pad = 0;
+
+// y of rows ldy long back to rows of m, after checking that the kernel left every value
+// past m as it was (NaN, or 0 under split-K).
+static std::vector<float> unpad_y(const char *what, const std::vector<float> &got, int64_t m, int64_t n, int64_t ldy,
+                                  int ksplit)
+{
+    std::vector<float> out((size_t)(n * m));
+    int bad = 0;
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t r = 0; r < ldy; r++) {
+            const float v = got[(size_t)(t * ldy + r)];
+            if (r < m)
+                out[(size_t)(t * m + r)] = v;
+            else if (ksplit > 1 ? v != 0.0f : !std::isnan(v)) {
+                if (!bad++)
+                    printf("FAIL %s: y[%lld][%lld] past the slab's rows was written (%g)\n", what, (long long)t,
+                           (long long)r, v);
+            }
+        }
+    }
+    failures += bad > 0;
+    return out;
+}
+
 template <int WT, int MT, int NT, int WM, int WN, int KB>
 static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
                        int ksplit, bool staged)
@@ -528,7 +554,9 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
     const uint8_t *w = wbuf.data() + pad;
     std::vector<uint16_t> xh = make_xh(n, k);
     // split-K adds its slices into y, which the host zeroes first (kern_zero_f32)
-    std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
+    // y's rows g_ldy_pad values longer than m (a slab of a larger y: the two-pass path)
+    const int64_t ldy = m + g_ldy_pad;
+    std::vector<float> got((size_t)(n * ldy), ksplit > 1 ? 0.0f : NAN);
     // as the host plan decides (f16 weights: every piece of every stage exists)
     const int aligned = WT == 16 ? k % (32 * KB) == 0 : gf_aligned(KB, k / 32, (uintptr_t)w);
     const int bm = 16 * MT * WM, bn = 8 * NT * WN;
@@ -537,7 +565,7 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
     sim_late = late;
     const int flags = (aligned ? GF_FLAG_ALIGNED : 0) | (staged ? GF_FLAG_STAGED : 0);
     launch(grid, 32 * WM * WN, (size_t)gf_smem_bytes(WT, bm, bn, slots, KB), [&] {
-        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
+        gemm_f16mma<WT, MT, NT, WM, WN, KB>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit, ldy);
     });
     char what[220];
     snprintf(what, sizeof what,
@@ -548,6 +576,8 @@ static void f16_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64
              WT == 16 ? (aligned ? "f16 weights, whole stages" : "f16 weights, a part stage")
                       : aligned ? "cp.async weights" : "2-byte weights", late ? "late" : "early", ksplit,
              staged ? "staged" : "fragment", grid);
+    if (g_ldy_pad)
+        got = unpad_y(what, got, m, n, ldy, ksplit);
     check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
 }
 
@@ -796,6 +826,16 @@ int main()
     f16_case(16, 3, 3, true, 0, 100, 896, 70, 3, 2);         // split-K
     f16_case(16, 5, 4, false, 16, 150, 648, 40, 2, 2);       // split-K, a part stage
     f16_case(16, 8, 4, false, 0, 130, 640, 260, 2, 2, true); // staged RED.ADD.V4
+    // a slab of a longer y (the two-pass path's launches, ldy > m): fragment and staged
+    // stores (16-byte pieces where ldy % 4 == 0, else one by one), split-K
+    g_ldy_pad = 40;
+    f16_case(16, 0, 3, true, 0, 130, 256, 70, 2);
+    f16_case(16, 3, 4, false, 0, 100, 512, 40, 2, 2);
+    f16_case(16, 8, 3, true, 0, 130, 256, 260, 2, 1, true);
+    g_ldy_pad = 3;
+    f16_case(16, 8, 4, false, 0, 128, 640, 130, 2, 2, true);
+    f16_case(16, 2, 3, true, 0, 64, 256, 33, 2);
+    g_ldy_pad = 0;
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);

@@ -94,6 +94,7 @@ static void gw_wait1() { gw_wait(1); }
 
 // ---- cases ----------------------------------------------------------------------------------
 
+// (g_ldy_pad and unpad_y: kern_cuda_gemm_simt.cc's)
 template <int WT, int WG, int BN, int XV = 0, int FSL = 0>
 static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int64_t k, int64_t n, unsigned grid,
                          int ksplit, bool deep)
@@ -105,7 +106,9 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
     std::vector<uint8_t> wbuf = make_w(WT, m, k, pad);
     const uint8_t *w = wbuf.data() + pad;
     std::vector<uint16_t> xh = make_xh(n, k);
-    std::vector<float> got((size_t)(n * m), ksplit > 1 ? 0.0f : NAN);
+    // y's rows g_ldy_pad values longer than m (a slab of a larger y: the two-pass path)
+    const int64_t ldy = m + g_ldy_pad;
+    std::vector<float> got((size_t)(n * ldy), ksplit > 1 ? 0.0f : NAN);
     // as the host plan decides (f16 weights: every piece of every stage exists)
     const int aligned = WT == 16 ? k % 64 == 0 : gf_aligned(GW_KB, k / 32, (uintptr_t)w);
     if (WT == 16 && !gf_f16_ok(64 * WG, k, (uintptr_t)w))
@@ -118,7 +121,7 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
     launch(grid, 128 * WG, (size_t)gw_smem_bytes_x(WT, bm, BN, slots, deep, XV & GW_XV_PAD), [&] {
         gw_groups.clear();
         gw_open.clear();
-        gemm_wgmma<WT, WG, BN, XV, FSL>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit);
+        gemm_wgmma<WT, WG, BN, XV, FSL>(w, m, k, xh.data(), n, got.data(), slots, flags, ksplit, ldy);
     });
     char what[220];
     snprintf(what, sizeof what,
@@ -130,6 +133,8 @@ static void wgmma_case_t(int v, int slots, bool late, size_t pad, int64_t m, int
                       : aligned ? "cp.async weights" : "2-byte weights", late ? "late, MMAs early" : "early, MMAs late", ksplit,
              deep ? "deep" : "flat", grid,
              XV == 1 ? ", x1 (rows 52/84 B)" : XV == 2 ? ", x2 (fixed slots)" : XV == 3 ? ", x3 (both)" : "");
+    if (g_ldy_pad)
+        got = unpad_y(what, got, m, n, ldy, ksplit);
     check_f16_sum(what, WT, w, m, k, n, xh, got, ksplit);
 }
 
@@ -230,6 +235,16 @@ int main()
     wgmma_case(16, 1, 8, false, 0, 130, 192, 130, 2);         // 8 slots, 3 stages
     wgmma_case(16, 0, 3, true, 0, 150, 448, 70, 3, 2);        // split-K 4 + 3 stages
     wgmma_case(16, 2, 5, false, 16, 70, 520, 37, 2, 2, true); // split-K, part stage, deep
+    // a slab of a longer y (the two-pass path's launches, ldy > m): whole and partial
+    // tiles, split-K, the converting kernels too
+    g_ldy_pad = 40;
+    for (int v = 0; v < GW_NVAR; v++)
+        wgmma_case(16, v, 4, true, 0, 130, 256, 70, 2);
+    wgmma_case(16, 0, 3, false, 0, 256, 448, 70, 3, 2);
+    wgmma_case(8, 1, 4, true, 0, 128, 256, 64, 2);
+    g_ldy_pad = 3;
+    wgmma_case(16, 3, 4, true, 0, 64, 256, 37, 2, 2, true);
+    g_ldy_pad = 0;
     wgmma_case(16, 3, 4, true, 0, 200, 448, 150, 5);          // 12 tiles on 5 CTAs
     wgmma_case(16, 0, 4, false, 0, 260, 264, 300, 3, 1, true); // 6 tiles on 3, part stage, deep
     wgmma_case(16, 2, 3, true, 0, 64, 1024, 1, 1);            // one token

@@ -1126,6 +1126,8 @@ static void need_mma(void)
     if (!ctx)
         ADG_SKIP("%s", skip_reason);
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_MMA, 0, 0);
+    /* the fused kernels, as the cases name them (test_gpu_gemm_dequant: the two-pass path) */
+    kern_cuda_set_gemm_dq(ctx, 0, 0);
     kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_Q8_0, 256, 256, 64, 0, false);
     if (!p.mma)
         ADG_SKIP("no int8 GEMM on this GPU: %s", p.why);
@@ -1379,6 +1381,101 @@ static void test_gpu_gemm_f16mma(void **state)
         kern_cuda_set_gemm_staged(ctx, false);
     }
     kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+}
+
+/* y of one GEMM of weights wbuf (host) on x (host f32) under the context's settings. */
+static float *gemm_once(kern_type t, const uint8_t *wbuf, int64_t m, int64_t k, const float *x, int64_t n)
+{
+    const size_t wb = kern_row_size(t, k) * (size_t)m;
+    dev d = {0};
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, wb, &d.w));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * k) * 4, &d.x));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, (size_t)(n * m) * 4, &d.y));
+    ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb));
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, d.w, m, k, d.x, n, d.y, d.s));
+    float *y = malloc((size_t)(n * m) * sizeof *y);
+    assert_non_null(y);
+    ADG_ASSERT_OK(kern_cuda_download(ctx, y, d.y, (size_t)(n * m) * 4));
+    dev_free(&d);
+    return y;
+}
+
+/* The two-pass path (weights to f16 in the workspace, then the f16-weight kernel): within
+ * the tensor-core bound at auto's picks, one slab and several (a 1 MiB workspace: slabs of
+ * 512 or 256 rows and a shorter last one, split-K over slabs); and bit for bit the fused
+ * kernel's result where both run the same tile with one k slice (the same f16 operands in
+ * the same MMA order: what the first pass writes is what the fused conversion makes). */
+static void test_gpu_gemm_dequant(void **state)
+{
+    (void)state;
+    need_mma();
+    kern_cuda_set_gemm_dq(ctx, 1, 0);
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_Q8_0, 512, 2048, 512, 0, false);
+    if (!p.dequant) {
+        kern_cuda_set_gemm_dq(ctx, 0, 0);
+        ADG_SKIP("no two-pass GEMM here: %s", p.why);
+    }
+    f16_kind = KERN_CUDA_GEMM_AUTO;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        kern_cuda_set_gemm_dq(ctx, 1, (size_t)KERN_CUDA_GEMM_DQ_MIB << 20);
+        gpu_f16_case(wt, 0, 0, 0, 1024, 2048, 512, 141); /* one slab */
+        gpu_f16_case(wt, 0, 0, 0, 300, 768, 130, 142);   /* partial tiles */
+        gpu_f16_case(wt, 0, 0, 0, 64, 4096, 1, 143);     /* one token */
+        kern_cuda_set_gemm_dq(ctx, 1, 1u << 20);
+        p = kern_cuda_gemm_plan_for(ctx, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, 1300, 768, 130, 0, false);
+        assert_true(p.dequant);
+        assert_int_equal(p.dq_rows, 512);
+        gpu_f16_case(wt, 0, 0, 0, 1300, 768, 130, 144);  /* slabs of 512, 512, 276 rows */
+        kern_cuda_set_gemm_ksplit(ctx, 2);
+        gpu_f16_case(wt, 0, 0, 0, 600, 2048, 256, 145);  /* 256, 256, 88 rows, split-K */
+        kern_cuda_set_gemm_ksplit(ctx, 0);
+    }
+    /* bit for bit against the fused kernel at the same tile */
+    const int first = 1 + kern_cuda_gemm_n_tiles();
+    const kern_cuda_gemm_kind kinds[2] = {KERN_CUDA_GEMM_F16MMA, KERN_CUDA_GEMM_WGMMA};
+    for (int ki = 0; ki < 2; ki++)
+        for (int wt = 4; wt <= 8; wt += 4) {
+            const kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+            const int64_t m = 700, k = 1024, n = 300;
+            const int tile = ki == 0 ? first + 0 : first + kern_cuda_gemm_n_f16_tiles() + 1;
+            kern_cuda_set_gemm_kernel(ctx, kinds[ki], tile, 0);
+            kern_cuda_set_gemm_dq(ctx, 0, 0);
+            kern_cuda_gemm_plan pf = kern_cuda_gemm_plan_for(ctx, t, m, k, n, 0, false);
+            kern_cuda_set_gemm_dq(ctx, 1, 1u << 20);
+            kern_cuda_gemm_plan pd = kern_cuda_gemm_plan_for(ctx, t, m, k, n, 0, false);
+            if (ki == 1 && !pf.wgmma)
+                continue; /* no sm_90a module: the f16-MMA pair covers the path */
+            assert_true(pd.dequant && pd.f16mma && !pf.dequant && pf.f16mma);
+            assert_int_equal(pd.wgmma, pf.wgmma);
+            assert_int_equal(pd.variant, pf.variant);
+            assert_int_equal(pd.ksplit, 1);
+            uint64_t st = 150 + (uint64_t)wt + 10 * (uint64_t)ki;
+            uint8_t *wbuf = make_w(wt, m, k, &st, 0);
+            int8_t *xq;
+            float *xd;
+            make_x(n, k, &st, &xq, &xd);
+            float *x = x_from_q8(xq, xd, n, k);
+            kern_cuda_set_gemm_dq(ctx, 0, 0);
+            float *fused = gemm_once(t, wbuf, m, k, x, n);
+            kern_cuda_set_gemm_dq(ctx, 1, 1u << 20); /* 512 rows per slab: 512 + 188 */
+            float *two = gemm_once(t, wbuf, m, k, x, n);
+            assert_memory_equal(fused, two, (size_t)(n * m) * sizeof *two);
+            print_message("gpu two-pass %s %s tile %s, slabs of %lld rows: bit for bit the fused kernel's result\n",
+                          pd.wgmma ? "wgmma" : "f16mma", kern_type_name(t),
+                          kern_cuda_gemm_tile_name(tile), (long long)pd.dq_rows);
+            free(fused);
+            free(two);
+            free(wbuf);
+            free(xq);
+            free(xd);
+            free(x);
+        }
+    kern_cuda_set_gemm_kernel(ctx, KERN_CUDA_GEMM_AUTO, 0, 0);
+    kern_cuda_set_gemm_dq(ctx, 0, (size_t)KERN_CUDA_GEMM_DQ_MIB << 20);
+    f16_kind = KERN_CUDA_GEMM_F16MMA;
 }
 
 /* The wgmma kernel (the sm_90a module, compute capability 9.0) within the same bound:
@@ -1813,6 +1910,7 @@ int main(void)
         cmocka_unit_test(test_moe_tile_choice),
         cmocka_unit_test(test_gpu_moe_gemm),
         cmocka_unit_test(test_gpu_gemm_f32),
+        cmocka_unit_test(test_gpu_gemm_dequant),
         /* last: a fault in the new kernel would leave the context unusable for the others */
         cmocka_unit_test(test_gpu_gemm_wgmma),
     };
