@@ -388,7 +388,8 @@ static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda
         long long nb = nr * (k / 32);
         void *p1[] = {&src, &nb, &ws};
         kern_cu_deviceptr ptrs1[4] = {src, ws, 0, 0};
-        /* a CTA per 256 blocks (the kernel strides over the rest where the grid is capped) */
+        /* a CTA per 256 blocks: 1024 quarters, DQ_ITEMS (4) per thread (the kernel strides on
+         * where the grid is capped) */
         e = kern_cuda_launch_fn(c, op, q4 ? KF_DEQUANT_Q4_0_F16 : KF_DEQUANT_Q8_0_F16,
                                 kern_cuda_geom_rows(nb, 256, 256, c->max_grid_x), 0, p1, ptrs1);
         if (!e)
