@@ -732,8 +732,10 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                   : run == 3 ? (t_w ? saved_tile : 0)
                                              : (t_f16 || t_w ? 0 : saved_tile);
                 /* the wgmma row is the default itself where the default is wgmma (auto's
-                 * measured tile and k slices, not --gemm-kernel wgmma's own pick) */
-                if (run == 3 && def.wgmma && !t_w) {
+                 * measured tile and k slices, not --gemm-kernel wgmma's own pick); so is the
+                 * f16-MMA row where the default is that kernel on two passes */
+                if ((run == 3 && def.wgmma && !t_w) ||
+                    (run == 2 && def.f16mma && !def.wgmma && def.dequant && !t_f16)) {
                     b->c->gemm_kind = saved;
                     b->c->gemm_tile = saved_tile;
                 }

@@ -708,21 +708,30 @@ void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_pla
     p->xv = x;
 }
 
-/* AUTO's two-pass picks per shape class and weight type (q4_0, q8_0).  The fused kernels
- * convert each weight block in shared memory once per CTA column of tokens, between the
- * copies and the MMAs of a stage; the two-pass path converts each block once (a
- * bandwidth-bound pass of ~3 bytes per weight) and then runs the f16-weight kernel, which
- * has no conversion in its loop.  Until measured (tests/device/gemm_dq.sh), the estimate
- * from the H200 sweep of 2026-11-26 08:21 UTC: f16-weight attn_o 40.5 us and attn_q 32.4
- * us against fused q8_0 59.9 / 47.8 us (q4_0 53.9 / 43.0), for a first pass of ~26 MB
- * (~8 us); the LM head's f16 kernel (564 us) plus its first pass (~950 MB) against fused
- * 713 / 880 us is no clear win. */
-static const bool auto_dq[GS_N][2] = {
-    [GS_LARGE] = {false, false},
-    [GS_FULL] = {true, true},
-    [GS_LONGK] = {true, true},
-    [GS_SMALL] = {true, true},
-};
+/* Where AUTO takes the two-pass path.  The fused kernels convert each weight block in
+ * shared memory once per CTA column of tokens, between the copies and the MMAs of a stage;
+ * the two-pass path converts each block once (a pass of ~3 bytes per weight at up to
+ * ~2.8 TB/s) and then runs the f16-weight kernel, which has no conversion in its loop.
+ * Measured on the H100 (tests/device/gemm_dq.sh, 2026-11-26 10:50 UTC, build a910252,
+ * 512 tokens, medians of 3 rounds; us, two-pass / fused wgmma or f16-MMA; the first pass's
+ * share in brackets):
+ *   attn_q   4096x2048: q4_0 45.2 / 46.7   q8_0 46.2 / 51.3   (~11)
+ *   attn_o   2048x4096: q4_0 55.5 / 56.7   q8_0 57.5 / 63.2   (~14)
+ *   attn_k   512x2048:  q4_0 29.0 / 27.9   q8_0 28.5 / 28.7   (~5)
+ *   ffn_up   768x2048:  q4_0 30.3 / 33.2   q8_0 30.1 / 34.5   (~6)
+ *   ffn_down 2048x768:  q4_0 26.9 / 24.2   q8_0 27.2 / 25.6   (~6)
+ *   LM head  151936x2048: q4_0 859 / 701  q8_0 894 / 853 (one slab; 4096-16384-row slabs
+ *     1138-1376: each slab's GEMM has too few tiles)
+ * The f16-MMA kernel alone (the path of compute capability 8.x / 12.0, run on the H100):
+ * attn_q q8_0 54.0 / 61.9, attn_o 63.5 / 68.9, ffn_up 30.8 / 34.6, ffn_down 27.4 / 26.8.
+ * So: k >= 2048 (the fused kernel converts a long row per CTA; a short one costs less than
+ * the extra pass), not the LM head's class (many waves of large tiles: the fused wgmma
+ * kernel hides its conversion there). */
+static bool auto_dq(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, int64_t n)
+{
+    const int c = shape_class(caps, m, k, n);
+    return c != GS_NONE && c != GS_LARGE && k >= 2048;
+}
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,
                                            int stages, kern_type type, int64_t m, int64_t k, int64_t n, int want,
@@ -732,8 +741,7 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern
         kind == KERN_CUDA_GEMM_MMA || caps->code_arch < 80 || m <= 0 || n <= 0 || k <= 0 || k % 32)
         return *fused;
     if (want < 0) {
-        const int c = shape_class(caps, m, k, n);
-        if (kind != KERN_CUDA_GEMM_AUTO || c == GS_NONE || !auto_dq[c][type == KERN_TYPE_Q4_0 ? 0 : 1])
+        if (kind != KERN_CUDA_GEMM_AUTO || !auto_dq(caps, m, k, n))
             return *fused;
     }
     int64_t rows = (int64_t)(cap / (2 * (size_t)k)) / 256 * 256;

@@ -370,7 +370,8 @@ static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda
     const bool q4 = type == KERN_TYPE_Q4_0;
     const int64_t row_bytes = k / 32 * (q4 ? 18 : 34), rows = pl->dq_rows;
     const int64_t last = m % rows ? m % rows : rows;
-    kern_cuda_gemm_plan tail = last == rows ? *pl : kern_cuda_gemm_plan_for(c, KERN_TYPE_F16, last, k, n, c->dq_ws, false);
+    kern_cuda_gemm_plan tail =
+        last == rows ? *pl : kern_cuda_gemm_plan_for(c, KERN_TYPE_F16, last, k, n, c->dq_ws, false);
     if (!tail.f16mma) /* no f16-MMA kernel at the tail's shape (not expected: fewer rows fit as well) */
         return adg_error_new(ADG_E_INTERNAL, "%s: no f16 kernel for the last %lld rows of the two-pass GEMM", op,
                              (long long)last);

@@ -1005,6 +1005,80 @@ static void test_f16_weights_plan(void **state)
  * into the fixed ones are the plan's fit on a 227 KiB part; padded rows refit the slots;
  * "fixed" dropped where the plan's slots differ (slots asked, the deep pipeline); none for
  * f16 weights, the 64 x 64 tile or anything but 1..3. */
+/* The two-pass plan of a shape on caps c under `kind`, from its fused plan. */
+static kern_cuda_gemm_plan dq_plan(const kern_cuda_gemm_caps *c, kern_cuda_gemm_kind kind, kern_type t, int64_t m,
+                                   int64_t k, int64_t n, int want, size_t cap)
+{
+    const kern_cuda_gemm_plan f = kern_cuda_gemm_plan_make(c, kind, 0, 0, t, m, k, n, 0x1000, false);
+    return kern_cuda_gemm_plan_dq(c, kind, 0, 0, t, m, k, n, want, cap, &f);
+}
+
+/* The two-pass plan (kern_cuda_gemm_plan_dq): auto's shapes (k >= 2048 outside the LM
+ * head's class, 512 tokens and more), the f16 kernel of a slab's shape, slabs from the
+ * workspace bound, and where it never applies. */
+static void test_dequant_plan(void **state)
+{
+    (void)state;
+    const size_t cap = (size_t)KERN_CUDA_GEMM_DQ_MIB << 20;
+    const kern_cuda_gemm_kind A = KERN_CUDA_GEMM_AUTO;
+    static const int64_t shapes[][3] = {{4096, 2048, 512}, {2048, 4096, 512}, {512, 2048, 512},
+                                        {768, 2048, 512},  {2048, 768, 512},  {151936, 2048, 512}};
+    static const bool want_dq[6] = {true, true, true, true, false, false};
+    kern_cuda_gemm_plan p;
+    for (int wt = 4; wt <= 8; wt += 4) {
+        const kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
+        for (size_t i = 0; i < ADG_ARRAY_LEN(shapes); i++) {
+            const int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+            const kern_cuda_gemm_plan f = kern_cuda_gemm_plan_make(&h100w, A, 0, 0, t, m, k, n, 0x1000, false);
+            p = dq_plan(&h100w, A, t, m, k, n, -1, cap);
+            assert_int_equal(p.dequant, want_dq[i]);
+            if (!p.dequant) {
+                /* the fused plan as it was */
+                assert_true(p.mma == f.mma && p.f16mma == f.f16mma && p.wgmma == f.wgmma && p.xv == f.xv);
+                assert_true(p.variant == f.variant && p.ksplit == f.ksplit && p.stages == f.stages && p.why == f.why);
+                continue;
+            }
+            /* the f16-weight plan of the same shape (one slab: 16 MiB at most here) */
+            const kern_cuda_gemm_plan h = kern_cuda_gemm_plan_make(&h100w, A, 0, 0, KERN_TYPE_F16, m, k, n, 256, false);
+            assert_int_equal(p.dq_rows, m);
+            assert_true(p.f16mma);
+            assert_int_equal(p.wgmma, h.wgmma);
+            assert_int_equal(p.variant, h.variant);
+            assert_int_equal(p.ksplit, h.ksplit);
+            assert_non_null(strstr(p.why, "two passes; auto"));
+            /* no sm_90a module (compute capability 8.x / 12.0): the f16-MMA kernel */
+            p = dq_plan(&h100, A, t, m, k, n, -1, cap);
+            assert_true(p.dequant && p.f16mma && !p.wgmma);
+        }
+        /* fewer than 512 tokens: auto keeps the fused kernels; asked (1) it applies */
+        assert_false(dq_plan(&h100w, A, t, 2048, 4096, 64, -1, cap).dequant);
+        assert_true(dq_plan(&h100w, A, t, 2048, 4096, 64, 1, cap).dequant);
+        /* the LM head asked: slabs of the rows that fit 32 MiB of f16, a multiple of 256 */
+        p = dq_plan(&h100w, A, t, 151936, 2048, 512, 1, cap);
+        assert_true(p.dequant);
+        assert_int_equal(p.dq_rows, 8192);
+        assert_non_null(strstr(p.why, "asked"));
+        assert_int_equal(dq_plan(&h100w, A, t, 151936, 2048, 512, 1, 3u << 20).dq_rows, 768); /* 3 MiB / 4 KiB */
+        /* under 256 rows per slab: none */
+        assert_false(dq_plan(&h100w, A, t, 4096, 8192, 512, 1, 1u << 20).dequant);
+        /* the kinds that name a fused kernel, asked off, old code: never */
+        assert_false(dq_plan(&h100w, KERN_CUDA_GEMM_WMMA, t, 2048, 4096, 512, 1, cap).dequant);
+        assert_false(dq_plan(&h100w, KERN_CUDA_GEMM_MMA, t, 2048, 4096, 512, 1, cap).dequant);
+        assert_false(dq_plan(&h100w, A, t, 2048, 4096, 512, 0, cap).dequant);
+        kern_cuda_gemm_caps t4 = h100;
+        t4.code_arch = 75;
+        assert_false(dq_plan(&t4, A, t, 2048, 4096, 512, 1, cap).dequant);
+        /* the kinds f16mma and wgmma: auto's rule is AUTO's only; asked, that kernel */
+        assert_false(dq_plan(&h100w, KERN_CUDA_GEMM_F16MMA, t, 2048, 4096, 512, -1, cap).dequant);
+        p = dq_plan(&h100w, KERN_CUDA_GEMM_F16MMA, t, 2048, 4096, 512, 1, cap);
+        assert_true(p.dequant && p.f16mma && !p.wgmma);
+        p = dq_plan(&h100w, KERN_CUDA_GEMM_WGMMA, t, 512, 2048, 512, 1, cap);
+        assert_true(p.dequant && p.wgmma);
+    }
+    /* f16 weights: no first pass to make */
+    assert_false(dq_plan(&h100w, A, KERN_TYPE_F16, 2048, 4096, 512, 1, cap).dequant);
+}
+
 static void test_wgmma_xv(void **state)
 {
     (void)state;
@@ -1901,6 +1975,7 @@ int main(void)
         cmocka_unit_test(test_wgmma_map),
         cmocka_unit_test(test_wgmma_plan),
         cmocka_unit_test(test_f16_weights_plan),
+        cmocka_unit_test(test_dequant_plan),
         cmocka_unit_test(test_wgmma_xv),
         cmocka_unit_test(test_wgmma_module),
         cmocka_unit_test(test_emulated_kernel),
