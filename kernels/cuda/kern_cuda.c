@@ -35,6 +35,7 @@ const char *const kern_cuda_kernel_names[KF_COUNT] = {
     [KF_GEMV_SB_FIRST + 4] = "kern_gemv_q4_0_sba2", [KF_GEMV_SB_FIRST + 5] = "kern_gemv_q8_0_sba2",
     [KF_GEMV_SB_FIRST + 6] = "kern_gemv_q4_0_sba3", [KF_GEMV_SB_FIRST + 7] = "kern_gemv_q8_0_sba3",
     [KF_DEQUANT_Q4_0_F16] = "kern_dequant_q4_0_f16", [KF_DEQUANT_Q8_0_F16] = "kern_dequant_q8_0_f16",
+    [KF_GEMM_PROLOGUE_Q4_0] = "kern_gemm_prologue_q4_0", [KF_GEMM_PROLOGUE_Q8_0] = "kern_gemm_prologue_q8_0",
     [KF_GEMM_Q4_0_BK64] = "kern_gemm_q4_0_bk64",
     [KF_GEMM_Q8_0_BK64] = "kern_gemm_q8_0_bk64", [KF_GEMM_F16_BK64] = "kern_gemm_f16_bk64",
     [KF_ATTENTION_CAUSAL] = "kern_attention_causal", [KF_MOE_WSUM] = "kern_moe_wsum",

@@ -62,6 +62,8 @@ enum kern_cuda_fn {
     KF_GEMV_SB_LAST = KF_GEMV_SB_FIRST + 7,
     KF_DEQUANT_Q4_0_F16, /* the two-pass prompt GEMM's first pass: weights to f16 (kern_cuda_ops.c gemm_dequant) */
     KF_DEQUANT_Q8_0_F16,
+    KF_GEMM_PROLOGUE_Q4_0, /* its first launch: the first slab to f16, X to f16, y zeroed (split-K) */
+    KF_GEMM_PROLOGUE_Q8_0,
     KF_COUNT
 };
 extern const char *const kern_cuda_kernel_names[KF_COUNT];

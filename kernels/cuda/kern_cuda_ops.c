@@ -360,12 +360,14 @@ static bool dq_workspace(kern_cuda_ctx *c, size_t bytes)
 }
 
 /* The two-pass prompt GEMM (plan.dequant): for each slab of pl->dq_rows weight rows, the
- * rows to f16 in the workspace (kern_dequant_*_f16), then the f16-weight kernel on them
- * into the slab's rows of y (ldy m).  The last, shorter slab takes the plan of its own
- * shape.  Split-K slabs add into y, zeroed once. */
+ * rows to f16 in the workspace, then the f16-weight kernel on them into the slab's rows of
+ * y (ldy m).  The first launch (kern_gemm_prologue_*) also rounds X into xh (q8_0, then
+ * f16, as the fused kernels take it) and zeroes y where a slab adds into it (split-K); the
+ * later slabs' first pass is kern_dequant_*_f16.  The last, shorter slab takes the plan of
+ * its own shape. */
 static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
-                               kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr xh, int64_t n,
-                               kern_cu_deviceptr y)
+                               kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x, kern_cu_deviceptr xh,
+                               int64_t n, kern_cu_deviceptr y)
 {
     const bool q4 = type == KERN_TYPE_Q4_0;
     const int64_t row_bytes = k / 32 * (q4 ? 18 : 34), rows = pl->dq_rows;
@@ -376,23 +378,29 @@ static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda
         return adg_error_new(ADG_E_INTERNAL, "%s: no f16 kernel for the last %lld rows of the two-pass GEMM", op,
                              (long long)last);
     adg_error *e = NULL;
-    if (pl->ksplit > 1 || tail.ksplit > 1) {
-        long long count = n * m;
-        void *pz[] = {&y, &count};
-        kern_cu_deviceptr zptrs[4] = {y, 0, 0, 0};
-        e = kern_cuda_launch_fn(c, op, KF_ZERO_F32, kern_cuda_geom_rows(count, 1024, 256, c->max_grid_x), 0, pz,
-                                zptrs);
-    }
     for (int64_t r0 = 0; !e && r0 < m; r0 += rows) {
         const int64_t nr = m - r0 < rows ? m - r0 : rows;
         kern_cu_deviceptr src = w + (kern_cu_deviceptr)(r0 * row_bytes), ws = c->dq_ws;
         long long nb = nr * (k / 32);
-        void *p1[] = {&src, &nb, &ws};
-        kern_cu_deviceptr ptrs1[4] = {src, ws, 0, 0};
-        /* a CTA per 256 blocks: 1024 quarters, DQ_ITEMS (4) per thread (the kernel strides on
-         * where the grid is capped) */
-        e = kern_cuda_launch_fn(c, op, q4 ? KF_DEQUANT_Q4_0_F16 : KF_DEQUANT_Q8_0_F16,
-                                kern_cuda_geom_rows(nb, 256, 256, c->max_grid_x), 0, p1, ptrs1);
+        /* a CTA of 256 threads per 256 blocks: 1024 quarters, 4 per thread */
+        long long w_ctas = (nb + 255) / 256;
+        if (r0 == 0) {
+            long long x_blocks = n * k / 32, x_ctas = (x_blocks + 7) / 8; /* a warp per block */
+            long long y_count = pl->ksplit > 1 || tail.ksplit > 1 ? n * m : 0, y_ctas = (y_count + 4095) / 4096;
+            const long long cap = (long long)c->max_grid_x / 3; /* each part strides over its work */
+            w_ctas = w_ctas < cap ? w_ctas : cap;
+            x_ctas = x_ctas < cap ? x_ctas : cap;
+            y_ctas = y_ctas < cap ? y_ctas : cap;
+            kern_cuda_geom g = {{(unsigned)(w_ctas + x_ctas + y_ctas), 1, 1}, {256, 1, 1}};
+            void *p0[] = {&src, &nb, &ws, &w_ctas, &x, &x_blocks, &xh, &x_ctas, &y, &y_count};
+            kern_cu_deviceptr ptrs0[4] = {src, ws, x, y};
+            e = kern_cuda_launch_fn(c, op, q4 ? KF_GEMM_PROLOGUE_Q4_0 : KF_GEMM_PROLOGUE_Q8_0, g, 0, p0, ptrs0);
+        } else {
+            void *p1[] = {&src, &nb, &ws};
+            kern_cu_deviceptr ptrs1[4] = {src, ws, 0, 0};
+            e = kern_cuda_launch_fn(c, op, q4 ? KF_DEQUANT_Q4_0_F16 : KF_DEQUANT_Q8_0_F16,
+                                    kern_cuda_geom_rows(nb, 256, 256, c->max_grid_x), 0, p1, ptrs1);
+        }
         if (!e)
             e = launch_gemm_f16mma(c, op, nr == rows ? pl : &tail, KERN_TYPE_F16, ws, nr, k, xh, n,
                                    y + (kern_cu_deviceptr)(r0 * 4), m, false);
@@ -483,6 +491,10 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
             e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y, m, true);
         return e ? e : kern_cuda_op_done(c, op);
     }
+    if (pl.dequant) {
+        e = gemm_dequant(c, op, &pl, type, w, m, k, x, scratch, n, y);
+        return e ? e : kern_cuda_op_done(c, op);
+    }
     if (pl.f16mma) {
         /* the activations as the WMMA kernel takes them (q8_0-rounded, then f16) */
         long long nb = ne / 32;
@@ -490,8 +502,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
         e = kern_cuda_launch_fn(c, op, KF_F32_TO_F16_Q8, kern_cuda_geom_rows(nb, 8, 256, c->max_grid_x), 0, p1,
                                 ptrs1);
         if (!e)
-            e = pl.dequant ? gemm_dequant(c, op, &pl, type, w, m, k, scratch, n, y)
-                           : launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y, m, true);
+            e = launch_gemm_f16mma(c, op, &pl, type, w, m, k, scratch, n, y, m, true);
         return e ? e : kern_cuda_op_done(c, op);
     }
     if (type == KERN_TYPE_F16) {

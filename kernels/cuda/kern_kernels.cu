@@ -287,17 +287,24 @@ extern "C" __global__ void kern_quantize_q8(const float *x, long long n_blocks, 
 // every CPU path and the GPU GEMV multiply), then to f16 for the tensor cores
 // (q * step, one f16 rounding).  Converting x straight to f16 instead made a prompt's
 // keys and values differ from the CPU's by a q8 step, which later greedy tokens showed.
-extern "C" __global__ void kern_f32_to_f16_q8(const float *x, __half *y, long long n_blocks)
+// CTA `cta` of `ctas` doing this work (a kernel of its own, or a part of the two-pass GEMM's
+// prologue, kern_gemm_prologue_*).
+__device__ __forceinline__ void f32_to_f16_q8(const float *x, __half *y, long long n_blocks, long long cta,
+                                              long long ctas)
 {
     const int lane = threadIdx.x & 31;
-    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long b = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < n_blocks; b += warps) {
+    const long long warps = ctas * (blockDim.x >> 5);
+    for (long long b = cta * (blockDim.x >> 5) + (threadIdx.x >> 5); b < n_blocks; b += warps) {
         const float xv = x[b * 32 + lane];
         const float amax = warp_max(fabsf(xv));
         float d16;
         const int q = q8_0_round(xv, amax, &d16);
         y[b * 32 + lane] = __float2half_rn((float)q * d16);
     }
+}
+extern "C" __global__ void kern_f32_to_f16_q8(const float *x, __half *y, long long n_blocks)
+{
+    f32_to_f16_q8(x, y, n_blocks, blockIdx.x, gridDim.x);
 }
 
 // ---- Q4_0 / Q8_0 GEMV (and the grouped expert GEMV) ---------------------------------------
@@ -1024,12 +1031,11 @@ __device__ __forceinline__ uint4 dequant_quarter(const uint8_t *blk, int q)
                       gf_sub_mul(__byte_perm(x1, 0x64646464u, 0x4342u), magic, d2));
 }
 template <int WT>
-__device__ void dequant_f16(const uint8_t *w, long long n_blocks, __half *out)
+__device__ void dequant_f16(const uint8_t *w, long long n_blocks, __half *out, long long cta, long long ctas)
 {
     constexpr int BSZ = WT == 4 ? 18 : 34;
-    const long long nq = n_blocks * 4, stride = (long long)gridDim.x * DQ_THREADS;
-    for (long long i0 = (long long)blockIdx.x * DQ_THREADS * DQ_ITEMS + threadIdx.x; i0 < nq;
-         i0 += stride * DQ_ITEMS) {
+    const long long nq = n_blocks * 4, stride = ctas * DQ_THREADS;
+    for (long long i0 = cta * DQ_THREADS * DQ_ITEMS + threadIdx.x; i0 < nq; i0 += stride * DQ_ITEMS) {
         uint4 v[DQ_ITEMS];
 #pragma unroll
         for (int it = 0; it < DQ_ITEMS; it++) {
@@ -1048,12 +1054,44 @@ __device__ void dequant_f16(const uint8_t *w, long long n_blocks, __half *out)
 extern "C" __global__ void __launch_bounds__(DQ_THREADS) kern_dequant_q4_0_f16(const uint8_t *w, long long n_blocks,
                                                                                 __half *out)
 {
-    dequant_f16<4>(w, n_blocks, out);
+    dequant_f16<4>(w, n_blocks, out, blockIdx.x, gridDim.x);
 }
 extern "C" __global__ void __launch_bounds__(DQ_THREADS) kern_dequant_q8_0_f16(const uint8_t *w, long long n_blocks,
                                                                                 __half *out)
 {
-    dequant_f16<8>(w, n_blocks, out);
+    dequant_f16<8>(w, n_blocks, out, blockIdx.x, gridDim.x);
+}
+// The two-pass GEMM's first launch: three independent jobs in one grid, so that they share
+// the memory system instead of running one after another, each with its launch gap and its
+// tail (attn_o: the weights' 26 MB, X's 12 MB, y's 4 MB).  CTAs [0, w_ctas) turn the first
+// slab's weights to f16, the next x_ctas round X to q8_0 and then f16 (kern_f32_to_f16_q8's
+// work), the rest zero y for split-K (y_count floats; none where 0).
+template <int WT>
+__device__ void gemm_prologue(const uint8_t *w, long long n_blocks, __half *wout, long long w_ctas, const float *x,
+                              long long x_blocks, __half *xh, long long x_ctas, float *y, long long y_count)
+{
+    const long long b = blockIdx.x;
+    if (b < w_ctas) {
+        dequant_f16<WT>(w, n_blocks, wout, b, w_ctas);
+    } else if (b < w_ctas + x_ctas) {
+        f32_to_f16_q8(x, xh, x_blocks, b - w_ctas, x_ctas);
+    } else {
+        const long long c = b - w_ctas - x_ctas, cs = gridDim.x - w_ctas - x_ctas;
+        for (long long i = c * DQ_THREADS + threadIdx.x; i < y_count; i += cs * DQ_THREADS)
+            y[i] = 0.0f;
+    }
+}
+extern "C" __global__ void __launch_bounds__(DQ_THREADS)
+    kern_gemm_prologue_q4_0(const uint8_t *w, long long n_blocks, __half *wout, long long w_ctas, const float *x,
+                            long long x_blocks, __half *xh, long long x_ctas, float *y, long long y_count)
+{
+    gemm_prologue<4>(w, n_blocks, wout, w_ctas, x, x_blocks, xh, x_ctas, y, y_count);
+}
+extern "C" __global__ void __launch_bounds__(DQ_THREADS)
+    kern_gemm_prologue_q8_0(const uint8_t *w, long long n_blocks, __half *wout, long long w_ctas, const float *x,
+                            long long x_blocks, __half *xh, long long x_ctas, float *y, long long y_count)
+{
+    gemm_prologue<8>(w, n_blocks, wout, w_ctas, x, x_blocks, xh, x_ctas, y, y_count);
 }
 
 // y = 0 before a split-K GEMM adds its slices (every arch).

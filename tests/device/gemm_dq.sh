@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two-pass prompt GEMM (Q4_0 / Q8_0 weights dequantised to f16 in a workspace, then the
 # f16-weight tensor-core kernel; kern_cuda_ops.c gemm_dequant) against the fused kernels, on
-# one GPU, in one call (step limits add up to <= 330 s; typically 150-200 s):
+# one GPU, in one call (step limits add up to <= 390 s; typically 100-150 s):
 #   1. unit-gemm: test_kern_cuda_gemm (every kernel within its bound; the two-pass cases:
 #      one slab, slabs of a 1 MiB workspace with a short last one, split-K over slabs, and
 #      bit for bit the fused kernel's result at the same tile);
@@ -12,8 +12,9 @@
 #      per shape, the other form (fused / two-pass) in the row after it, cuBLAS f16 and
 #      cublas+cvt; goal lines;
 #   4. dq-MIB: the two-pass path forced everywhere with a workspace of MIB MiB (16, 32, 64,
-#      128, 1024: the LM head's slabs; the others fit in one), and dq-f16mma (the f16-MMA
-#      kernel, two passes);
+#      128, 1024: the LM head's slabs; the others fit in one); dq-sweep / dq-sweep-k2: every
+#      wgmma tile on the two-pass path, one k slice and two; dq-f16mma / fused-f16mma (the
+#      f16-MMA kernel, two passes and fused);
 #   5. engine: test_kern_engine's GPU layers teacher-forced against the CPU reference;
 #      `run --ngl 99 --greedy --compare ref`; pp512 / tg32 of qwen3-moe-small q4_0 and
 #      q8_0 with the defaults and with AMXDIAG_GPU_GEMM_DQ=0, two rounds each;
@@ -59,6 +60,11 @@ for mib in 16 32 64 128 1024; do
     step_want "dq-$mib" 0 20 env AMXDIAG_GPU_GEMM_DQ=1 AMXDIAG_GPU_GEMM_DQ_MIB=$mib "$bench" --only gemm --iters 10 \
         -o "$out/dq-$mib.json"
 done
+# every wgmma tile on the two-pass path, one k slice and two (the f16 picks came from the H200)
+step_want dq-sweep 0 30 env AMXDIAG_GPU_GEMM_DQ=1 "$bench" --only gemm --gemm-kernel wgmma --gemm-tile all \
+    --iters 10 -o "$out/dq-sweep.json"
+step_want dq-sweep-k2 0 30 env AMXDIAG_GPU_GEMM_DQ=1 AMXDIAG_GPU_GEMM_SPLITK=2 "$bench" --only gemm \
+    --gemm-kernel wgmma --gemm-tile all --iters 10 -o "$out/dq-sweep-k2.json"
 step_want dq-f16mma 0 20 env AMXDIAG_GPU_GEMM=f16mma AMXDIAG_GPU_GEMM_DQ=1 "$bench" --only gemm --iters 10 \
     -o "$out/dq-f16mma.json"
 step_want fused-f16mma 0 20 env AMXDIAG_GPU_GEMM=f16mma AMXDIAG_GPU_GEMM_DQ=0 "$bench" --only gemm --iters 10 \
@@ -124,7 +130,14 @@ for key in sorted(acc, key=lambda k: (k[0] or "", k[1] or "", k[2])):
         return "%.1f" % statistics.median(v) if v else "-"
     print("  %-10s %-10s %-10s %-22s %9.1f %6s %6s%s" % (key[0], key[1], key[2], key[3], us, med("pct_cublas"),
           med("pct_cublas_op"), "  (selected)" if key[5] else ""))
-for p in sorted(glob.glob(os.path.join(out, "dq-*.json"))) + [os.path.join(out, "fused-f16mma.json")]:
+for p in ["dq-sweep.json", "dq-sweep-k2.json"]:
+    print("\n" + p + ": q4_0 / q8_0 rows (us)")
+    for r in rows(os.path.join(out, p)):
+        if r.get("group") == "gemm" and r.get("type") in ("q4_0", "q8_0", "f16"):
+            print("  %-10s %-6s %-10s %-14s k%s %9.1f us %6.1f %%" % (r.get("name"), r.get("type"), r.get("kernel"),
+                  r.get("tile_name", "-"), r.get("ksplit", "-"), r.get("us", 0), r.get("pct_cublas", 0)))
+for p in sorted(glob.glob(os.path.join(out, "dq-[0-9]*.json"))) + [os.path.join(out, "dq-f16mma.json"),
+                                                                 os.path.join(out, "fused-f16mma.json")]:
     print("\n" + os.path.basename(p))
     for r in rows(p):
         if r.get("group") == "gemm" and r.get("selected"):
