@@ -710,27 +710,24 @@ void kern_cuda_gemm_wgmma_xv(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_pla
 
 /* Where AUTO takes the two-pass path.  The fused kernels convert each weight block in
  * shared memory once per CTA column of tokens, between the copies and the MMAs of a stage;
- * the two-pass path converts each block once (a pass of ~3 bytes per weight at up to
- * ~2.8 TB/s) and then runs the f16-weight kernel, which has no conversion in its loop.
- * Measured on the H100 (tests/device/gemm_dq.sh, 2026-11-26 10:50 UTC, build a910252,
- * 512 tokens, medians of 3 rounds; us, two-pass / fused wgmma or f16-MMA; the first pass's
- * share in brackets):
- *   attn_q   4096x2048: q4_0 45.2 / 46.7   q8_0 46.2 / 51.3   (~11)
- *   attn_o   2048x4096: q4_0 55.5 / 56.7   q8_0 57.5 / 63.2   (~14)
- *   attn_k   512x2048:  q4_0 29.0 / 27.9   q8_0 28.5 / 28.7   (~5)
- *   ffn_up   768x2048:  q4_0 30.3 / 33.2   q8_0 30.1 / 34.5   (~6)
- *   ffn_down 2048x768:  q4_0 26.9 / 24.2   q8_0 27.2 / 25.6   (~6)
- *   LM head  151936x2048: q4_0 859 / 701  q8_0 894 / 853 (one slab; 4096-16384-row slabs
- *     1138-1376: each slab's GEMM has too few tiles)
- * The f16-MMA kernel alone (the path of compute capability 8.x / 12.0, run on the H100):
- * attn_q q8_0 54.0 / 61.9, attn_o 63.5 / 68.9, ffn_up 30.8 / 34.6, ffn_down 27.4 / 26.8.
- * So: k >= 2048 (the fused kernel converts a long row per CTA; a short one costs less than
- * the extra pass), not the LM head's class (many waves of large tiles: the fused wgmma
- * kernel hides its conversion there). */
+ * the two-pass path converts each block once (a pass of ~3 bytes per weight, in the same
+ * launch as X's rounding and split-K's zeroing of y) and then runs the f16-weight kernel,
+ * which has no conversion in its loop.  Measured on the H100 (tests/device/gemm_dq.sh,
+ * 2026-11-26 10:59 UTC, build cb0836b, 512 tokens, medians of 3 runs; us, two-pass /
+ * fused):
+ *   attn_q   4096x2048: q4_0 41.9 / 46.7   q8_0 43.6 / 51.3
+ *   attn_o   2048x4096: q4_0 50.0 / 56.7   q8_0 50.9 / 63.2
+ *   ffn_up   768x2048:  q4_0 24.7 / 31.7   q8_0 24.8 / 33.2
+ *   ffn_down 2048x768:  q4_0 20.5 / 22.9   q8_0 20.4 / 23.9
+ *   LM head  151936x2048: q4_0 844 / 699  q8_0 890 / 851 (one slab; slabs of 4096-32768
+ *     rows 1104-1394: each slab's GEMM has too few tiles)
+ * (build a910252, the first pass a launch of its own, lost ffn_down: 26.9 / 24.2.)  So:
+ * every class of 512 tokens and more but the LM head's (many waves of large tiles, where
+ * the fused wgmma kernel hides its conversion). */
 static bool auto_dq(const kern_cuda_gemm_caps *caps, int64_t m, int64_t k, int64_t n)
 {
     const int c = shape_class(caps, m, k, n);
-    return c != GS_NONE && c != GS_LARGE && k >= 2048;
+    return c != GS_NONE && c != GS_LARGE;
 }
 
 kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,

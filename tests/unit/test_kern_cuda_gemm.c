@@ -1013,9 +1013,9 @@ static kern_cuda_gemm_plan dq_plan(const kern_cuda_gemm_caps *c, kern_cuda_gemm_
     return kern_cuda_gemm_plan_dq(c, kind, 0, 0, t, m, k, n, want, cap, &f);
 }
 
-/* The two-pass plan (kern_cuda_gemm_plan_dq): auto's shapes (k >= 2048 outside the LM
- * head's class, 512 tokens and more), the f16 kernel of a slab's shape, slabs from the
- * workspace bound, and where it never applies. */
+/* The two-pass plan (kern_cuda_gemm_plan_dq): auto's shapes (512 tokens and more, outside
+ * the LM head's class), the f16 kernel of a slab's shape, slabs from the workspace bound,
+ * and where it never applies. */
 static void test_dequant_plan(void **state)
 {
     (void)state;
@@ -1023,7 +1023,7 @@ static void test_dequant_plan(void **state)
     const kern_cuda_gemm_kind A = KERN_CUDA_GEMM_AUTO;
     static const int64_t shapes[][3] = {{4096, 2048, 512}, {2048, 4096, 512}, {512, 2048, 512},
                                         {768, 2048, 512},  {2048, 768, 512},  {151936, 2048, 512}};
-    static const bool want_dq[6] = {true, true, true, true, false, false};
+    static const bool want_dq[6] = {true, true, true, true, true, false};
     kern_cuda_gemm_plan p;
     for (int wt = 4; wt <= 8; wt += 4) {
         const kern_type t = wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0;
