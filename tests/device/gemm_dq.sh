@@ -18,7 +18,10 @@
 #   5. engine: test_kern_engine's GPU layers teacher-forced against the CPU reference;
 #      `run --ngl 99 --greedy --compare ref`; pp512 / tg32 of qwen3-moe-small q4_0 and
 #      q8_0 with the defaults and with AMXDIAG_GPU_GEMM_DQ=0, two rounds each;
-#   6. compute-sanitizer memcheck on the bench's checks with the two-pass path forced.
+#   6. compute-sanitizer memcheck on the bench's checks with the two-pass path forced, and on
+#      test_kern_cuda_gemm's two-pass GPU cases;
+#   7. BIG=1: pp512 at --ngl 99 on the Qwen3-30B-A3B shapes (12 layers), q8_0 and q4_0, the
+#      defaults against the fused kernels, twice each.
 # usage: OUT=DIR tests/device/gemm_dq.sh BUILD_DIR   (amxdiag, amxdiag-gpu-bench,
 # tests/test_kern_cuda_gemm, tests/test_kern_engine, devlibs/ under BUILD_DIR)
 # Outputs: summary.txt (steps, goal lines, the per-shape table), *.json, one .log per step.
@@ -100,6 +103,31 @@ if [ -x "$cs" ]; then
     step_want sanitizer 0 40 env AMXDIAG_GPU_GEMM_DQ=1 AMXDIAG_GPU_GEMM_DQ_MIB=1 "$cs" --tool memcheck \
         --error-exitcode 9 --print-limit 10 "$bench" --check-only --quick
     expect sanitizer 'ERROR SUMMARY: 0 errors'
+    # the GPU unit cases of the two-pass path: slabs, a short last slab, split-K over slabs
+    step_want sanitizer-unit 0 90 env AMXDIAG_TEST_FILTER='*dequant*' "$cs" --tool memcheck --error-exitcode 9 \
+        --print-limit 10 "$build/tests/test_kern_cuda_gemm"
+    expect sanitizer-unit 'ERROR SUMMARY: 0 errors'
+fi
+
+# BIG=1: prompt evaluation on the Qwen3-30B-A3B shapes (12 layers, q8_0 and q4_0) at --ngl 99,
+# the defaults against AMXDIAG_GPU_GEMM_DQ=0 (<= 240 s more)
+if [ -n "${BIG:-}" ]; then
+    models=$(mktemp -d /tmp/amxdiag-dq-big-XXXXXX)
+    export XDG_CACHE_HOME=$(mktemp -d /tmp/amxdiag-dq-cache-XXXXXX)
+    for q in q8_0 q4_0; do
+        step_want "create-big-$q" 0 90 "$amx" model create --preset qwen3-30b-a3b --layers 12 --quant $q \
+            --threads "$(nproc)" "$models/big-$q.gguf"
+        for r in 1 2; do
+            for dq in auto 0; do
+                step_want "big-$q-dq$dq-$r" 0 60 env AMXDIAG_GPU_GEMM_DQ=$dq "$amx" run -m "$models/big-$q.gguf" \
+                    --ngl 99 -p 512 -n 16 -r 3 -t 4
+                grep -h -E "pp512" "$out/big-$q-dq$dq-$r.log" | head -1 | sed "s/^/  big-$q-dq$dq-$r /" >>"$summary"
+            done
+        done
+        rm -f "$models/big-$q.gguf"
+    done
+    rm -rf "$models" "$XDG_CACHE_HOME"
+    unset XDG_CACHE_HOME
 fi
 
 # the table: per shape and weight type, the medians over the auto rounds of each row
