@@ -702,15 +702,22 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
         const int n_i8 = kern_cuda_gemm_n_tiles(), n_f16 = kern_cuda_gemm_n_f16_tiles();
         /* the wgmma rows only where the sm_90a module is loaded (compute capability 9.0) */
         const int n_w = b->c->caps.wgmma ? kern_cuda_gemm_n_wgmma_tiles() : 0;
-        /* and a last row of the default's other form: two passes where it is fused, fused
-         * where it is two passes (kern_cuda_set_gemm_dq) */
-        const int n_runs = b->o->gemm_sweep ? n_i8 + n_f16 + n_w : 3 + (n_w > 0) + 1;
+        /* and a last row: without --gemm-tile all the default's other form (two passes
+         * where it is fused, fused where it is two passes: kern_cuda_set_gemm_dq); with it,
+         * the default itself where that is two passes (the sweep's rows are the kinds'
+         * kernels as AMXDIAG_GPU_GEMM_DQ says: fused unless it is 1) */
+        const int n_runs = (b->o->gemm_sweep ? n_i8 + n_f16 + n_w : 3 + (n_w > 0)) + 1;
         const int saved_dq = b->c->gemm_dq;
         const bool t_f16 = saved_tile > n_i8 && saved_tile <= n_i8 + n_f16, t_w = saved_tile > n_i8 + n_f16;
         /* --gemm-tile all with --gemm-kernel mma, f16mma or wgmma: that kernel's tiles only */
         const kern_cuda_gemm_kind only_kind = b->o->gemm_kind_set ? b->o->gemm_kind : KERN_CUDA_GEMM_AUTO;
         for (int run = 0; run < n_runs && !e; run++) {
-            if (b->o->gemm_sweep) {
+            if (b->o->gemm_sweep && run == n_runs - 1) {
+                if (!def.dequant)
+                    continue;
+                b->c->gemm_kind = saved;
+                b->c->gemm_tile = saved_tile;
+            } else if (b->o->gemm_sweep) {
                 b->c->gemm_kind = run < n_i8 ? KERN_CUDA_GEMM_MMA
                                   : run < n_i8 + n_f16 ? KERN_CUDA_GEMM_F16MMA
                                                        : KERN_CUDA_GEMM_WGMMA;
@@ -741,6 +748,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                 }
             }
             const bool other_form = !b->o->gemm_sweep && run == n_runs - 1;
+            const bool sweep_default = b->o->gemm_sweep && run == n_runs - 1;
             const kern_cuda_gemm_kind row_kind = b->o->gemm_sweep || other_form
                                                      ? b->c->gemm_kind
                                                      : (kern_cuda_gemm_kind[]){KERN_CUDA_GEMM_WMMA, KERN_CUDA_GEMM_MMA,
@@ -748,12 +756,14 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                                                                KERN_CUDA_GEMM_WGMMA}[run];
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
             b->c->gemm_dq = saved_dq;
-            if (other_form ? pl.dequant == def.dequant || !pl.f16mma
-                           : (row_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
+            if (sweep_default ? false
+                : other_form  ? pl.dequant == def.dequant || !pl.f16mma
+                              : (row_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
                                  (row_kind == KERN_CUDA_GEMM_F16MMA && (!pl.f16mma || pl.wgmma)) ||
                                  (row_kind == KERN_CUDA_GEMM_WGMMA && !pl.wgmma))
                 continue;
-            /* the kinds' rows are the fused kernels, unless the default is that row */
+            /* the kinds' rows follow AMXDIAG_GPU_GEMM_DQ (auto: fused, a kind being asked),
+             * unless the default is that row */
             const bool sel = pl.mma == def.mma && pl.f16mma == def.f16mma && pl.wgmma == def.wgmma &&
                              pl.dequant == def.dequant && (!(pl.mma || pl.f16mma) || pl.variant == def.variant);
             const char *kname = pl.wgmma ? (pl.dequant ? "wgmma+dq" : "wgmma")

@@ -300,9 +300,10 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_make(const kern_cuda_gemm_caps *caps, ke
                                              int stages, kern_type type, int64_t m, int64_t k, int64_t n,
                                              uint64_t w_addr, bool moe);
 /* The two-pass plan for Q4_0 / Q8_0 weights, or `fused` as it is: `want` -1 (auto: the
- * shapes where it was measured faster), 0 (never) or 1 (wherever an f16-weight tensor-core
- * kernel runs); not under the kinds wmma and mma (they name a fused kernel), nor below
- * sm_80 code.  Its slabs are the most rows of k values whose f16 fit `cap` bytes, a
+ * shapes where it was measured faster, on the wgmma kernel (compute capability 9.0), whole
+ * in one slab, not where an int8 tile is asked for), 0 (never) or 1 (wherever an f16-weight
+ * tensor-core kernel runs); not under the kinds wmma and mma (they name a fused kernel),
+ * nor below sm_80 code.  Its slabs are the most rows of k values whose f16 fit `cap` bytes, a
  * multiple of 256 (at least 256 rows, or no two-pass plan); the f16 kernel and tile are
  * those kern_cuda_gemm_plan_make gives f16 weights of a slab's shape. */
 kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern_cuda_gemm_kind kind, int tile,

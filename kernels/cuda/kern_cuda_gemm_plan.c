@@ -737,8 +737,13 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern
     if ((type != KERN_TYPE_Q4_0 && type != KERN_TYPE_Q8_0) || want == 0 || kind == KERN_CUDA_GEMM_WMMA ||
         kind == KERN_CUDA_GEMM_MMA || caps->code_arch < 80 || m <= 0 || n <= 0 || k <= 0 || k % 32)
         return *fused;
+    /* auto: only what was measured: the wgmma kernel's shapes (compute capability 9.0; on
+     * other cards the f16-MMA two-pass path is opt-in until timed there), whole in one
+     * slab (slabs lost at the LM head), not where an int8 tile was asked for */
     if (want < 0) {
-        if (kind != KERN_CUDA_GEMM_AUTO || !auto_dq(caps, m, k, n))
+        const int code = kern_cuda_gemm_tile_code(tile);
+        if (kind != KERN_CUDA_GEMM_AUTO || !caps->wgmma || fused->mma || (code >= 1 && code <= GI8_NVAR) ||
+            (uint64_t)m * (uint64_t)k * 2 > (uint64_t)cap || !auto_dq(caps, m, k, n))
             return *fused;
     }
     int64_t rows = (int64_t)(cap / (2 * (size_t)k)) / 256 * 256;
@@ -747,9 +752,7 @@ kern_cuda_gemm_plan kern_cuda_gemm_plan_dq(const kern_cuda_gemm_caps *caps, kern
     if (rows > m)
         rows = m;
     /* the f16-weight kernel of the slab's shape; the workspace is 256-byte aligned */
-    kern_cuda_gemm_plan p =
-        kern_cuda_gemm_plan_make(caps, kind == KERN_CUDA_GEMM_AUTO ? KERN_CUDA_GEMM_AUTO : kind, tile, stages,
-                                 KERN_TYPE_F16, rows, k, n, 256, false);
+    kern_cuda_gemm_plan p = kern_cuda_gemm_plan_make(caps, kind, tile, stages, KERN_TYPE_F16, rows, k, n, 256, false);
     if (!p.wgmma && !p.f16mma)
         return *fused;
     p.dequant = true;

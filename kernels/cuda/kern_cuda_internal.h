@@ -118,8 +118,10 @@ struct kern_cuda_ctx {
     int gemm_dq;                   /* two-pass prompt GEMM: -1 auto (measured), 0 off, 1 wherever it can
                                       ($AMXDIAG_GPU_GEMM_DQ, kern_cuda_set_gemm_dq) */
     size_t gemm_dq_cap;            /* its f16 weights' workspace at most, bytes ($AMXDIAG_GPU_GEMM_DQ_MIB) */
-    kern_cu_deviceptr dq_ws;       /* that workspace (grown on first need, never while capturing) */
+    kern_cu_deviceptr dq_ws;       /* that workspace (grown on first need, never while capturing; an outgrown one
+                                      stays allocated until close, for graphs captured with it) */
     size_t dq_ws_bytes;
+    bool dq_warned;                /* the workspace's allocation failed once (warned) */
 };
 /* Reads the device facts and the super-block kernels' registers, and $AMXDIAG_GPU_GEMV
  * (kern_cuda_gemv.c); never fails (a bad variable is warned about and ignored). */

@@ -334,9 +334,11 @@ static adg_error *launch_gemm_f16mma(kern_cuda_ctx *c, const char *op, const ker
     return kern_cuda_launch_fn(c, op, fn, g, (unsigned)pl->smem, p, ptrs);
 }
 
-/* The two-pass path's workspace: at least `bytes`, grown on first need.  False where it
- * cannot be had now (during a graph capture, whose stream cannot take an allocation, or
- * out of memory: then the fused kernels run, and the latter is warned about once). */
+/* The two-pass path's workspace: at least `bytes`, grown on first need.  A buffer it
+ * outgrows stays allocated until the context closes: a CUDA graph captured with it may
+ * still replay into it.  False where it cannot be had now: during a graph capture (the
+ * capturing stream cannot take an allocation) or out of memory, which is warned about
+ * once and bounds later slabs to the buffer there is (the fused kernels where none). */
 static bool dq_workspace(kern_cuda_ctx *c, size_t bytes)
 {
     if (c->dq_ws_bytes >= bytes)
@@ -346,17 +348,46 @@ static bool dq_workspace(kern_cuda_ctx *c, size_t bytes)
     kern_cu_deviceptr p = 0;
     adg_error *e = kern_cuda_alloc(c, bytes, &p);
     if (e) {
-        if (c->dq_ws_bytes == 0)
-            adg_warn("gemm: no room for the two-pass GEMM's %zu MiB of f16 weights (%s); the fused kernels run",
-                     bytes >> 20, adg_error_msg(e));
+        if (!c->dq_warned)
+            adg_warn("gemm: no room for the two-pass GEMM's %.1f MiB of f16 weights (%s); it keeps to %.1f MiB "
+                     "(the fused kernels where that is too small). AMXDIAG_GPU_GEMM_DQ_MIB sets the size, "
+                     "AMXDIAG_GPU_GEMM_DQ=0 turns the two passes off",
+                     (double)bytes / (1 << 20), adg_error_msg(e), (double)c->dq_ws_bytes / (1 << 20));
+        c->dq_warned = true;
         adg_error_free(e);
-        c->gemm_dq = 0;
+        c->gemm_dq_cap = c->dq_ws_bytes;
         return false;
     }
-    kern_cuda_free(c, c->dq_ws);
     c->dq_ws = p;
     c->dq_ws_bytes = bytes;
     return true;
+}
+
+/* The plan of a two-pass GEMM's last, shorter slab (the plan itself where the slabs are
+ * even). */
+static kern_cuda_gemm_plan dq_tail_plan(const kern_cuda_ctx *c, const kern_cuda_gemm_plan *pl, int64_t m, int64_t k,
+                                        int64_t n)
+{
+    const int64_t last = m % pl->dq_rows;
+    return last ? kern_cuda_gemm_plan_for(c, KERN_TYPE_F16, last, k, n, c->dq_ws, false) : *pl;
+}
+
+/* Whether two-pass plan pl can run now: its workspace is there (dq_workspace) and its last
+ * slab has an f16 tensor-core kernel. */
+static bool dq_ready(kern_cuda_ctx *c, const kern_cuda_gemm_plan *pl, int64_t m, int64_t k, int64_t n)
+{
+    return dq_workspace(c, (size_t)pl->dq_rows * (size_t)k * 2) && dq_tail_plan(c, pl, m, k, n).f16mma;
+}
+
+/* The plan with the two passes off (the fused kernels), for one call. */
+static kern_cuda_gemm_plan fused_plan(kern_cuda_ctx *c, kern_type type, int64_t m, int64_t k, int64_t n,
+                                      kern_cu_deviceptr w)
+{
+    const int want = c->gemm_dq;
+    c->gemm_dq = 0;
+    kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
+    c->gemm_dq = want;
+    return pl;
 }
 
 /* The two-pass prompt GEMM (plan.dequant): for each slab of pl->dq_rows weight rows, the
@@ -364,19 +395,14 @@ static bool dq_workspace(kern_cuda_ctx *c, size_t bytes)
  * y (ldy m).  The first launch (kern_gemm_prologue_*) also rounds X into xh (q8_0, then
  * f16, as the fused kernels take it) and zeroes y where a slab adds into it (split-K); the
  * later slabs' first pass is kern_dequant_*_f16.  The last, shorter slab takes the plan of
- * its own shape. */
+ * its own shape (dq_ready has checked that there is one). */
 static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
                                kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x, kern_cu_deviceptr xh,
                                int64_t n, kern_cu_deviceptr y)
 {
     const bool q4 = type == KERN_TYPE_Q4_0;
     const int64_t row_bytes = k / 32 * (q4 ? 18 : 34), rows = pl->dq_rows;
-    const int64_t last = m % rows ? m % rows : rows;
-    kern_cuda_gemm_plan tail =
-        last == rows ? *pl : kern_cuda_gemm_plan_for(c, KERN_TYPE_F16, last, k, n, c->dq_ws, false);
-    if (!tail.f16mma) /* no f16-MMA kernel at the tail's shape (not expected: fewer rows fit as well) */
-        return adg_error_new(ADG_E_INTERNAL, "%s: no f16 kernel for the last %lld rows of the two-pass GEMM", op,
-                             (long long)last);
+    const kern_cuda_gemm_plan tail = dq_tail_plan(c, pl, m, k, n);
     adg_error *e = NULL;
     for (int64_t r0 = 0; !e && r0 < m; r0 += rows) {
         const int64_t nr = m - r0 < rows ? m - r0 : rows;
@@ -466,13 +492,12 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     if (fn == KF_GEMM_F32)
         return gemm_f32(c, op, w, m, k, x, n, y, scratch);
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
-    if (pl.dequant && !dq_workspace(c, (size_t)pl.dq_rows * (size_t)k * 2)) {
-        const int want = c->gemm_dq;
-        c->gemm_dq = 0; /* this call (and, out of memory, every later one): the fused kernels */
+    /* the two passes where their workspace can be had (after a failed growth: within the
+     * one there is), else the fused kernels for this call */
+    if (pl.dequant && !dq_ready(c, &pl, m, k, n))
         pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
-        if (c->capturing)
-            c->gemm_dq = want;
-    }
+    if (pl.dequant && !dq_ready(c, &pl, m, k, n))
+        pl = fused_plan(c, type, m, k, n, w);
     if (pl.mma) {
         kern_cu_deviceptr qs, d, s;
         adg_error *e = quantize_x(c, op, x, n * k, scratch, &qs, &d, &s);

@@ -100,7 +100,7 @@ unset XDG_CACHE_HOME
 # 6. no out-of-bounds access in the two-pass kernels
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$cs" ]; then
-    step_want sanitizer 0 40 env AMXDIAG_GPU_GEMM_DQ=1 AMXDIAG_GPU_GEMM_DQ_MIB=1 "$cs" --tool memcheck \
+    step_want sanitizer 0 40 env AMXDIAG_GPU_GEMM_DQ=1 AMXDIAG_GPU_GEMM_DQ_MIB=4 "$cs" --tool memcheck \
         --error-exitcode 9 --print-limit 10 "$bench" --check-only --quick
     expect sanitizer 'ERROR SUMMARY: 0 errors'
     # the GPU unit cases of the two-pass path: slabs, a short last slab, split-K over slabs

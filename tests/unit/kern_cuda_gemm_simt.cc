@@ -39,6 +39,10 @@ struct float2 {
 struct __half {
     uint16_t bits;
 };
+struct uint4 {
+    unsigned x, y, z, w;
+};
+static uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 static float __half2float(__half h) { return sim_f16_bits_to_f32(h.bits); }
 template <class T> static T __ldg(const T *p) { return *p; }
@@ -275,6 +279,7 @@ static void mma_f16(float c[4], const unsigned a[4], const unsigned b[2])
 #include "kernels/cuda/kern_gemm_f16mma.cuh"
 #include "kernels/cuda/kern_gemm_i8.cuh"
 #include "kernels/cuda/kern_gemm_f32.cuh"
+#include "kernels/cuda/kern_dequant.cuh"
 
 // ---- launching --------------------------------------------------------------------------
 
@@ -632,6 +637,47 @@ static void f16_convert_case()
         printf("ok   f16 conversion: q d rounded once, every q8/q4 value, 4000 steps\n");
 }
 
+// The two-pass GEMM's first pass (kern_dequant.cuh): nb random blocks (pad bytes past a
+// 4-byte boundary: the 2-byte loads), on `grid` CTAs (fewer than the 256 blocks per CTA the
+// host launches: the CTAs stride on), against q d rounded once per value, element j of a
+// Q4_0 block in the low nibble of byte j and j + 16 in the high one.
+template <int WT>
+static void dequant_case(long long nb, unsigned grid, size_t pad)
+{
+    constexpr int BSZ = WT == 4 ? 18 : 34;
+    std::vector<uint8_t> wbuf((size_t)nb * BSZ + pad);
+    uint8_t *w = wbuf.data() + pad;
+    for (long long b = 0; b < nb; b++) {
+        const uint16_t d = rnd_f16();
+        memcpy(w + b * BSZ, &d, 2);
+        for (int i = 2; i < BSZ; i++)
+            w[b * BSZ + i] = (uint8_t)rnd32();
+    }
+    std::vector<__half> out((size_t)nb * 32, __half{0x7e00}); // NaN: a value left unwritten shows
+    launch(grid, DQ_THREADS, 0, [&] { dequant_f16<WT>(w, nb, out.data(), blockIdx.x, gridDim.x); });
+    int bad = 0;
+    for (long long b = 0; b < nb && !bad; b++) {
+        const uint8_t *blk = w + b * BSZ;
+        uint16_t d;
+        memcpy(&d, blk, 2);
+        for (int j = 0; j < 32; j++) {
+            const int q = WT == 8 ? (int)(int8_t)blk[2 + j] : (j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4) - 8;
+            const uint16_t want = sim_f2h((double)q * sim_h2d(d)), got = out[(size_t)(b * 32 + j)].bits;
+            if (got != want) {
+                printf("FAIL dequant %s block %lld value %d: 0x%04x, want 0x%04x\n", WT == 4 ? "q4_0" : "q8_0", b, j,
+                       got, want);
+                bad = 1;
+                break;
+            }
+        }
+    }
+    if (bad)
+        failures++;
+    else
+        printf("ok   dequant %s to f16: %lld blocks, %u CTAs, weights %zu bytes past 4-byte alignment\n",
+               WT == 4 ? "q4_0" : "q8_0", nb, grid, pad);
+}
+
 // The grouped expert matmul: g < 0 the old tile (MOE = 1, v0's 64 x 64), else GI8M tile g
 // (MOE = 2, by token tiles) on a grid of `grid` CTAs (0: gi8m_items, as the host launches).
 template <int WT>
@@ -832,10 +878,18 @@ int main()
     f16_case(16, 0, 3, true, 0, 130, 256, 70, 2);
     f16_case(16, 3, 4, false, 0, 100, 512, 40, 2, 2);
     f16_case(16, 8, 3, true, 0, 130, 256, 260, 2, 1, true);
+    f16_case(16, 8, 3, true, 0, 128, 256, 260, 2, 2, true); // m, ldy % 4 == 0: 16-byte pieces, RED.V4
     g_ldy_pad = 3;
     f16_case(16, 8, 4, false, 0, 128, 640, 130, 2, 2, true);
     f16_case(16, 2, 3, true, 0, 64, 256, 33, 2);
     g_ldy_pad = 0;
+    // the two-pass GEMM's first pass: a CTA per 256 blocks as launched, a partial last CTA,
+    // fewer CTAs than that (they stride on), 2-byte aligned weights
+    dequant_case<4>(512, 2, 0);
+    dequant_case<8>(512, 2, 0);
+    dequant_case<4>(777, 1, 2);
+    dequant_case<8>(1000, 2, 2);
+    dequant_case<8>(33, 1, 0);
     // the f32 router: partial tiles, several k stages, grid-stride tiles; decode
     f32_case(false, 8, 256, 20, 1);
     f32_case(false, 40, 288, 37, 3);

@@ -1046,10 +1046,21 @@ static void test_dequant_plan(void **state)
             assert_int_equal(p.variant, h.variant);
             assert_int_equal(p.ksplit, h.ksplit);
             assert_non_null(strstr(p.why, "two passes; auto"));
-            /* no sm_90a module (compute capability 8.x / 12.0): the f16-MMA kernel */
-            p = dq_plan(&h100, A, t, m, k, n, -1, cap);
+            /* no sm_90a module (compute capability 8.x / 12.0): auto keeps the fused kernel
+             * (the two-pass path was timed on the wgmma kernel only); asked, the f16-MMA one */
+            assert_false(dq_plan(&h100, A, t, m, k, n, -1, cap).dequant);
+            p = dq_plan(&h100, A, t, m, k, n, 1, cap);
             assert_true(p.dequant && p.f16mma && !p.wgmma);
+            /* an int8 tile asked for under auto: that tile, fused */
+            kern_cuda_gemm_plan i8 = kern_cuda_gemm_plan_make(&h100w, A, 1 + 1, 0, t, m, k, n, 0x1000, false);
+            p = kern_cuda_gemm_plan_dq(&h100w, A, 1 + 1, 0, t, m, k, n, -1, cap, &i8);
+            assert_false(p.dequant);
+            assert_int_equal(p.mma, i8.mma);
         }
+        /* weights larger than the workspace: auto keeps the fused kernels (slabs were not
+         * measured faster); asked, slabs of 2048 rows (32 MiB / 16 KiB) */
+        assert_false(dq_plan(&h100w, A, t, 14336, 8192, 512, -1, cap).dequant);
+        assert_int_equal(dq_plan(&h100w, A, t, 14336, 8192, 512, 1, cap).dq_rows, 2048);
         /* fewer than 512 tokens: auto keeps the fused kernels; asked (1) it applies */
         assert_false(dq_plan(&h100w, A, t, 2048, 4096, 64, -1, cap).dequant);
         assert_true(dq_plan(&h100w, A, t, 2048, 4096, 64, 1, cap).dequant);
@@ -1353,6 +1364,19 @@ static void explain_wrong(const float *got, const float *want, const float *wf, 
 
 /* the kernel gpu_f16_case runs: the f16-MMA one, or its wgmma form (test_gpu_gemm_wgmma) */
 static kern_cuda_gemm_kind f16_kind = KERN_CUDA_GEMM_F16MMA;
+/* gpu_f16_case's plan must be the two-pass one (test_gpu_gemm_dequant) */
+static bool f16_want_dq;
+
+/* A device buffer filled with 0xff bytes (f32 NaN): what a kernel fails to write, or a
+ * split-K sum whose y was not zeroed, shows. */
+static void poison(kern_cu_deviceptr p, size_t bytes)
+{
+    uint8_t *h = malloc(bytes);
+    assert_non_null(h);
+    memset(h, 0xff, bytes);
+    ADG_ASSERT_OK(kern_cuda_upload(ctx, p, h, bytes));
+    free(h);
+}
 
 static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, int64_t k, int64_t n, uint64_t seed)
 {
@@ -1371,9 +1395,12 @@ static void gpu_f16_case(int wt, int tile, int stages, size_t pad, int64_t m, in
     ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb + pad));
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    poison(d.y, (size_t)(n * m) * 4);
+    poison(d.s, kern_cuda_gemm_scratch(n, k));
     kern_cuda_set_gemm_kernel(ctx, f16_kind, tile, stages);
     kern_cuda_gemm_plan p = kern_cuda_gemm_plan_for(ctx, t, m, k, n, d.w + pad, false);
     assert_true(p.f16mma);
+    assert_int_equal(p.dequant, f16_want_dq);
     if (f16_kind != KERN_CUDA_GEMM_AUTO)
         assert_int_equal(p.wgmma, f16_kind == KERN_CUDA_GEMM_WGMMA);
     const char *kn = p.wgmma ? "wgmma" : "f16mma";
@@ -1468,6 +1495,8 @@ static float *gemm_once(kern_type t, const uint8_t *wbuf, int64_t m, int64_t k, 
     ADG_ASSERT_OK(kern_cuda_alloc(ctx, kern_cuda_gemm_scratch(n, k), &d.s));
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.w, wbuf, wb));
     ADG_ASSERT_OK(kern_cuda_upload(ctx, d.x, x, (size_t)(n * k) * 4));
+    poison(d.y, (size_t)(n * m) * 4);
+    poison(d.s, kern_cuda_gemm_scratch(n, k));
     ADG_ASSERT_OK(kern_cuda_gemm(ctx, t, d.w, m, k, d.x, n, d.y, d.s));
     float *y = malloc((size_t)(n * m) * sizeof *y);
     assert_non_null(y);
@@ -1493,6 +1522,7 @@ static void test_gpu_gemm_dequant(void **state)
         ADG_SKIP("no two-pass GEMM here: %s", p.why);
     }
     f16_kind = KERN_CUDA_GEMM_AUTO;
+    f16_want_dq = true;
     for (int wt = 4; wt <= 8; wt += 4) {
         kern_cuda_set_gemm_dq(ctx, 1, (size_t)KERN_CUDA_GEMM_DQ_MIB << 20);
         gpu_f16_case(wt, 0, 0, 0, 1024, 2048, 512, 141); /* one slab */
@@ -1506,7 +1536,18 @@ static void test_gpu_gemm_dequant(void **state)
         kern_cuda_set_gemm_ksplit(ctx, 2);
         gpu_f16_case(wt, 0, 0, 0, 600, 2048, 256, 145);  /* 256, 256, 88 rows, split-K */
         kern_cuda_set_gemm_ksplit(ctx, 0);
+        /* k slices as the plans suggest: 1024-row slabs in one, the 100-row last one in two
+         * (y zeroed once by the first launch, the first slab written, the last added) */
+        kern_cuda_set_gemm_dq(ctx, 1, 4u << 20);
+        p = kern_cuda_gemm_plan_for(ctx, wt == 4 ? KERN_TYPE_Q4_0 : KERN_TYPE_Q8_0, 1124, 2048, 512, 0, false);
+        assert_int_equal(p.dq_rows, 1024);
+        kern_cuda_gemm_plan tp = kern_cuda_gemm_plan_for(ctx, KERN_TYPE_F16, 100, 2048, 512, 0, false);
+        print_message("gpu two-pass mixed k slices: slabs of 1024 rows in %d, the last 100 rows in %d\n", p.ksplit,
+                      tp.ksplit);
+        assert_int_not_equal(p.ksplit, tp.ksplit); /* the case this is for */
+        gpu_f16_case(wt, 0, 0, 0, 1124, 2048, 512, 146);
     }
+    f16_want_dq = false;
     /* bit for bit against the fused kernel at the same tile */
     const int first = 1 + kern_cuda_gemm_n_tiles();
     const kern_cuda_gemm_kind kinds[2] = {KERN_CUDA_GEMM_F16MMA, KERN_CUDA_GEMM_WGMMA};
