@@ -18,6 +18,8 @@
 #      batched   kern_gemv_batch: B distinct copies (>= 16 MiB, B <= 64) back to back in
 #                ONE region, x quantized once, as the fused generation schedule runs a
 #                phase's products.  Issue 4's goal is judged on this one.
+#    THREAD_LIST="16 12 8": the defaults at each thread count instead (variants t16, t12, t8),
+#    with `lscpu -e` in the summary (whether fewer threads read closer to the bandwidth);
 #  - $OUT/gemv_m1.txt: per shape and type, for each variant the median GB/s over the
 #    rounds and its fraction of the read bandwidth the bench divides by (the larger of
 #    the probe's figure and the bench's own AVX-512 read of 4x the L3, both printed),
@@ -47,14 +49,22 @@ lscpu | grep -E "Model name|^CPU\(s\)|L3" >>"$summary"
 step probe-bench 60 "$amx" probe --only cpu --bench
 grep -iE "read|bandwidth" "$work/probe-bench.out" | head -5 >>"$summary"
 variants=("panel AMXDIAG_GEMV_PREFETCH=panel" "l2 AMXDIAG_GEMV_PREFETCH=l2" "tail AMXDIAG_GEMV_TAIL=1")
+# THREAD_LIST="16 12 8": instead, the defaults at each of these thread counts (variants tN)
+if [ -n "${THREAD_LIST:-}" ]; then
+    variants=()
+    for t in $THREAD_LIST; do variants+=("t$t GEMV_THREADS=$t"); done
+    lscpu -e >>"$summary" 2>&1
+fi
 for r in $(seq "$rounds"); do
     n=${#variants[@]}
     for i in $(seq 0 $((n - 1))); do
         v=${variants[$(( (i + r) % n ))]}
         s=${v%% *}
+        nt=$threads
+        case ${v#* } in GEMV_THREADS=*) nt=${v#*GEMV_THREADS=} ;; esac
         # shellcheck disable=SC2086
         step "m1-$s-$r" 40 env ${v#* } "$amx" bench kernels --impl avx512 --type "$types" --m 1 \
-            --threads "$threads" --min-time 0.1 --weights-mib "$mib" --json -o "$out/m1-$s-$r.json"
+            --threads "$nt" --min-time 0.1 --weights-mib "$mib" --json -o "$out/m1-$s-$r.json"
     done
 done
 step "m1-p1g-1" 30 "$amx" bench kernels --impl avx512 --type "$types" --m 1 --threads "$threads" --min-time 0.1 \
@@ -82,7 +92,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ('panel', 'l2', 'tail', 'p1g'):
+    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v.startswith('t')}, key=lambda v: -int(v[1:])):
         v = k.get((s, t, var))
         if not v:
             continue
