@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/adg_ceilings.h"
+#include "common/adg_log.h"
 #include "common/adg_util.h"
 #include "probe/probe_bench.h"
 #include "probe/probe_cpu.h"
@@ -69,6 +70,17 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
     double secs;
     if (env && adg_parse_double(env, &secs) && secs > 0 && secs < 10)
         bo.seconds = secs;
+    /* the read pass also with software prefetch this far ahead (AMXDIAG_BENCH_READ_PF: bytes,
+     * 0 = the plain loop only) */
+    bo.read_pf = PROBE_BENCH_READ_PF;
+    const char *pf = getenv("AMXDIAG_BENCH_READ_PF");
+    uint64_t pfb;
+    if (pf && *pf) {
+        if (adg_parse_u64(pf, &pfb) && pfb <= (1u << 20))
+            bo.read_pf = (size_t)pfb & ~(size_t)63;
+        else
+            adg_warn("AMXDIAG_BENCH_READ_PF=%s ignored: use a byte distance 0 .. 1048576", pf);
+    }
     const char *mb = getenv("AMXDIAG_BENCH_MEM_MIB");
     uint64_t mib;
     if (mb && adg_parse_u64(mb, &mib) && mib >= 1 && mib <= 65536)
@@ -113,10 +125,11 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
                     "these figures overstate the memory's bandwidth"
                   : "reads with 512-bit loads and a STREAM triad (24 bytes per element) from memory on this node, "
                     "threads pinned to its CPUs: the ceiling of bandwidth-bound token generation",
-            "node %d, %s buffer%s%s: read %.1f GB/s (%d threads), %.1f GB/s (1 core); triad %.1f GB/s", n->node,
-            adg_fmt_bytes(n->buffer_bytes, buf, sizeof buf), small ? " vs L3 " : "",
-            small ? adg_fmt_bytes((double)l3, l3s, sizeof l3s) : "", n->read_gbs, n->threads, n->read_core_gbs,
-            n->triad_gbs);
+            "node %d, %s buffer%s%s: read %.1f GB/s (%d threads; plain loop %.1f, prefetching %.1f), %.1f GB/s (1 "
+            "core); triad %.1f GB/s",
+            n->node, adg_fmt_bytes(n->buffer_bytes, buf, sizeof buf), small ? " vs L3 " : "",
+            small ? adg_fmt_bytes((double)l3, l3s, sizeof l3s) : "", n->read_gbs, n->threads, n->read_plain_gbs,
+            n->read_pf_gbs, n->read_core_gbs, n->triad_gbs);
         if (small)
             probe_check_set_remedy(k, "run --bench on a machine (or VM size) with at least 10x the L3 in free memory");
     }
@@ -142,9 +155,10 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
     free(path);
     json_t *mem = json_array();
     for (size_t i = 0; i < c.nnodes; i++)
-        json_array_append_new(mem, json_pack("{s:i,s:f,s:f,s:f}", "node", c.nodes[i].node, "read_gbs",
+        json_array_append_new(mem, json_pack("{s:i,s:f,s:f,s:f,s:f,s:f}", "node", c.nodes[i].node, "read_gbs",
                                              c.nodes[i].read_gbs, "read_core_gbs", c.nodes[i].read_core_gbs,
-                                             "triad_gbs", c.nodes[i].triad_gbs));
+                                             "read_plain_gbs", c.nodes[i].read_plain_gbs, "read_pf_gbs",
+                                             c.nodes[i].read_pf_gbs, "triad_gbs", c.nodes[i].triad_gbs));
     probe_report_set_fact(rep, "bench", "clock_ghz", json_real(c.clock_ghz));
     probe_report_set_fact(rep, "bench", "amx_int8_core", rate_json(&c.amx_int8_core));
     probe_report_set_fact(rep, "bench", "amx_int8_all", rate_json(&c.amx_int8_all));

@@ -15,7 +15,10 @@ typedef struct probe_bench_opts {
     bool amx, vnni;        /* run these (the caller checked CPUID/XCR0) */
     unsigned amx_int8_peak, amx_bf16_peak, vnni_peak; /* theoretical ops/cycle/core, 0 unknown */
     int max_threads;       /* 0: every allowed CPU */
+    size_t read_pf;        /* the read pass also with software prefetch this many bytes ahead (0: not) */
 } probe_bench_opts;
+/* The default of read_pf (AMXDIAG_BENCH_READ_PF overrides it). */
+#define PROBE_BENCH_READ_PF 2048
 
 /* Where the time went, step by step (clock, AMX int8, AMX bf16, VNNI, memory node N). */
 typedef struct probe_bench_timing {
