@@ -92,7 +92,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v.startswith('t')}, key=lambda v: -int(v[1:])):
+    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v[0] == 't' and v[1:].isdigit()}, key=lambda v: -int(v[1:])):
         v = k.get((s, t, var))
         if not v:
             continue
