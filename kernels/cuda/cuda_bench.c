@@ -22,6 +22,7 @@
 
 typedef struct bopts {
     int device, iters, tokens, gemv_rows, gemm_bk, gemm_tile, gemm_stages;
+    int gemm_dq; /* --gemm-dq: -1 auto, 0 off, 1 on; -2 not given ($AMXDIAG_GPU_GEMM_DQ or auto) */
     bool json, quick, check, validate, sync_each, force_ptx, no_cublas, no_bench;
     bool gemm_kind_set, gemm_sweep; /* gemm_sweep: --gemm-tile all */
     kern_cuda_gemm_kind gemm_kind;
@@ -94,6 +95,10 @@ static void usage(FILE *f)
             "                        all: time every int8, f16mma and wgmma variant (no f16 WMMA rows;\n"
             "                        with --gemm-kernel mma, f16mma or wgmma: that kernel's only)\n"
             "  --gemm-stages N       GEMM k stages in flight, 2 to 4 (default 3; f16mma at least 3)\n"
+            "  --gemm-dq WHEN        Q4_0/Q8_0 prompt GEMM in two passes (the weights to f16 in a\n"
+            "                        workspace, then the f16-weight kernel): auto (where measured faster:\n"
+            "                        compute capability 9.0, >= 512 tokens, not the LM head), on, off;\n"
+            "                        default auto, or $AMXDIAG_GPU_GEMM_DQ (auto|0|1)\n"
             "  --only LIST           time only these groups: gemv, get_rows, gemm, moe (the grouped expert\n"
             "                        GEMM of a prompt; with --gemm-tile all every grouped tile), misc\n"
             "                        (comma-separated)\n"
@@ -110,7 +115,7 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, bopts *o)
 {
     enum { O_DEVICE = 256, O_ITERS, O_TOKENS, O_QUICK, O_CHECK, O_CHECK_ONLY, O_VALIDATE, O_SYNC, O_FAULT, O_PTX,
-           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK, O_GKIND, O_GTILE, O_GSTAGES, O_ONLY, O_GEMV, O_GEMV_Q8 };
+           O_NOBLAS, O_JSON, O_GPU, O_ROWS, O_BK, O_GKIND, O_GTILE, O_GSTAGES, O_ONLY, O_GEMV, O_GEMV_Q8, O_GDQ };
     static const struct option longopts[] = {
         {"device", required_argument, 0, O_DEVICE}, {"iters", required_argument, 0, O_ITERS},
         {"tokens", required_argument, 0, O_TOKENS}, {"quick", no_argument, 0, O_QUICK},
@@ -122,10 +127,11 @@ static int parse(int argc, char **argv, bopts *o)
         {"gemm-bk", required_argument, 0, O_BK},             {"output", required_argument, 0, 'o'},
         {"gemm-kernel", required_argument, 0, O_GKIND}, {"gemm-tile", required_argument, 0, O_GTILE},
         {"gemm-stages", required_argument, 0, O_GSTAGES}, {"only", required_argument, 0, O_ONLY},
+        {"gemm-dq", required_argument, 0, O_GDQ},
         {"gemv", required_argument, 0, O_GEMV},    {"gemv-q8", no_argument, 0, O_GEMV_Q8},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
-    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 0, .gemm_bk = 32};
+    *o = (bopts){.iters = 20, .tokens = 512, .gemv_rows = 0, .gemm_bk = 32, .gemm_dq = -2};
     optind = 0;
     opterr = 1;
     int ch;
@@ -183,6 +189,14 @@ static int parse(int argc, char **argv, bopts *o)
             o->gemm_sweep = strcmp(optarg, "all") == 0;
             break;
         }
+        case O_GDQ:
+            if (strcmp(optarg, "auto") == 0 || strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0)
+                o->gemm_dq = optarg[0] == 'a' ? -1 : optarg[1] == 'n' ? 1 : 0;
+            else {
+                fprintf(stderr, "amxdiag: error: bench: --gemm-dq takes auto, on or off, not '%s'\n", optarg);
+                return ADG_EXIT_USAGE;
+            }
+            break;
         case O_GSTAGES:
             if (!adg_parse_u64(optarg, &v) || (v != 0 && (v < 2 || v > 4))) {
                 fprintf(stderr, "amxdiag: error: bench: --gemm-stages takes 2, 3 or 4, not '%s'\n", optarg);
@@ -1280,6 +1294,8 @@ int kern_cuda_bench_cmd(int argc, char **argv)
     if (o.n_gemv > 0)
         kern_cuda_set_gemv(b.c, &o.gemv[0]);
     kern_cuda_set_gemm_bk(b.c, o.gemm_bk);
+    if (o.gemm_dq != -2)
+        kern_cuda_set_gemm_dq(b.c, o.gemm_dq, 0);
     if (o.gemm_kind_set || o.gemm_tile || o.gemm_stages || o.gemm_sweep)
         kern_cuda_set_gemm_kernel(b.c, o.gemm_kind_set ? o.gemm_kind : b.c->gemm_kind,
                                   o.gemm_tile ? o.gemm_tile : b.c->gemm_tile,
