@@ -99,6 +99,23 @@ static void gemv_pf_from_env(kern_cpu *c)
         adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead, none or l2); using panel", v);
 }
 
+/* Its distance in blocks, for A/B runs (AMXDIAG_GEMV_PF_DIST=1..64; default
+ * KERN_GEMV_PF_DIST): a Q4_0 panel's block is 288 bytes, a Q8_0 one's 544, so the same
+ * count of blocks is half the bytes ahead for Q4_0. */
+static void gemv_pf_dist_from_env(kern_cpu *c)
+{
+    c->gemv_pf_dist = 0;
+    const char *v = getenv("AMXDIAG_GEMV_PF_DIST");
+    if (!v || !*v)
+        return;
+    char *end;
+    long d = strtol(v, &end, 10);
+    if (*end == 0 && d >= 1 && d <= 64)
+        c->gemv_pf_dist = (int)d;
+    else
+        adg_warn("kernels: ignoring AMXDIAG_GEMV_PF_DIST=%s (want 1 .. 64 blocks); using %d", v, KERN_GEMV_PF_DIST);
+}
+
 /* M = 1 work split (AMXDIAG_GEMV_TAIL=1): a call's last panels go out in items of a
  * quarter of the chunk (two per worker), so the worker that takes the last item finishes
  * with the others instead of one whole chunk (about 10 us of attn_q) later.  Off (0) by
@@ -134,6 +151,7 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
     amx_int8_from_env(c);
     gemv_pf_from_env(c);
+    gemv_pf_dist_from_env(c);
     gemv_tail_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
@@ -502,7 +520,7 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
 {
     const kern_weight *w = a->w;
     kern_gemm_job j = {w, kern_weight_mat(w, g->mat), p0, p1, a->y, a->ldy, g->yrow,
-                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf};
+                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist};
     switch (g->p) {
     case PATH_REF:
         if (w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0)
@@ -712,7 +730,7 @@ static void f32_worker(void *arg, int ith, int nth)
         const int64_t rows = a->m - m0 < a->mb ? a->m - m0 : a->mb;
         const int64_t p1 = p0 + a->pb < w->n_panels ? p0 + a->pb : w->n_panels;
         kern_gemm_job j = {w, kern_weight_mat(w, 0), p0, p1, a->y + m0 * w->n, w->n, NULL,
-                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf};
+                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist};
         if (a->p == PATH_REF)
             kern_ref_gemm_f(&j, a->x + m0 * w->k, rows);
         else

@@ -95,12 +95,15 @@ typedef struct kern_gemm_job {
     void *scratch;          /* KERN_SCRATCH_BYTES for this worker */
     size_t scratch_bytes;
     int gemv_pf;            /* M = 1 software prefetch: KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
+    int gemv_pf_dist;       /* its distance in blocks (AMXDIAG_GEMV_PF_DIST; 0: KERN_GEMV_PF_DIST) */
 } kern_gemm_job;
 
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c): PANEL (default) stays inside the
  * call's panels and continues into its next group; AHEAD is session 3's first scheme (every
  * line 8 blocks ahead, past the panel's end); NONE leaves it to the hardware. */
 enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2, KERN_GEMV_PF_L2 = 3 };
+/* Blocks the VNNI GEMV prefetches ahead of its loads (AMXDIAG_GEMV_PF_DIST overrides it). */
+#define KERN_GEMV_PF_DIST 8
 
 /* Per-worker scratch: C tiles (4 KiB), fp32 accumulators (32 x 32 x 4), Q4_0 unpacked
  * panels (2 x nb x 512 bytes), rounded up. */
@@ -177,6 +180,7 @@ struct kern_cpu {
      * (kern_cpu.c; "1x1" = 1, 0, the earlier default's schedule) */
     int ring_ahead, ring_store_ahead;
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
+    int gemv_pf_dist;            /* blocks ahead (AMXDIAG_GEMV_PF_DIST, 1..64; 0: KERN_GEMV_PF_DIST) */
     int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */

@@ -193,8 +193,6 @@ KERN_UNROLL(2)
     }
 }
 
-/* Blocks the GEMV prefetches ahead of its loads. */
-#define GEMV_PF_DIST 8
 
 static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, size_t bb, const bool L2)
 {
@@ -235,12 +233,12 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
     }
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
     const size_t bb = w->blk_bytes;
-    const int64_t nb = a->nb;
+    const int64_t nb = a->nb, dist = j->gemv_pf_dist > 0 ? j->gemv_pf_dist : KERN_GEMV_PF_DIST;
     /* panels of the call's next group, and how many */
     const uint8_t *wn = j->wmat + (size_t)(p + NP) * w->panel_bytes;
     const int64_t nn = j->p1 - (p + NP) < NP ? j->p1 - (p + NP) : NP;
-    if (PF == KERN_GEMV_PF_PANEL && (p == j->p0 || nb <= GEMV_PF_DIST))
-        for (int64_t b = 0; b < nb && b < GEMV_PF_DIST; b++)
+    if (PF == KERN_GEMV_PF_PANEL && (p == j->p0 || nb <= dist))
+        for (int64_t b = 0; b < nb && b < dist; b++)
             for (int pp = 0; pp < NP; pp++)
                 pf_block(wp[pp] + b * bb, bb, L2);
     for (int64_t b = 0; b < nb; b++) {
@@ -255,7 +253,7 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
                 for (size_t off = 0; off < bb; off += 64)
                     _mm_prefetch((const char *)(wp[pp] + (b + 8) * bb + off), _MM_HINT_T0);
         } else if (PF == KERN_GEMV_PF_PANEL) {
-            const int64_t bn = b + GEMV_PF_DIST;
+            const int64_t bn = b + dist;
             if (bn < nb) {
                 for (int pp = 0; pp < NP; pp++)
                     pf_block(wp[pp] + bn * bb, bb, L2);

@@ -20,6 +20,8 @@
 #                phase's products.  Issue 4's goal is judged on this one.
 #    THREAD_LIST="16 12 8": the defaults at each thread count instead (variants t16, t12, t8),
 #    with `lscpu -e` in the summary (whether fewer threads read closer to the bandwidth);
+#    DIST_LIST="8 16 24": the prefetch distance in blocks instead (variants d8 ..., the
+#    AMXDIAG_GEMV_PF_DIST of each);
 #  - $OUT/gemv_m1.txt: per shape and type, for each variant the median GB/s over the
 #    rounds and its fraction of the read bandwidth the bench divides by (the larger of
 #    the probe's figure and the bench's own AVX-512 read of 4x the L3, both printed),
@@ -54,6 +56,12 @@ if [ -n "${THREAD_LIST:-}" ]; then
     variants=()
     for t in $THREAD_LIST; do variants+=("t$t GEMV_THREADS=$t"); done
     lscpu -e >>"$summary" 2>&1
+fi
+# DIST_LIST="8 16 24": instead, the software prefetch this many blocks ahead (variants dN,
+# AMXDIAG_GEMV_PF_DIST)
+if [ -n "${DIST_LIST:-}" ]; then
+    variants=()
+    for d in $DIST_LIST; do variants+=("d$d AMXDIAG_GEMV_PF_DIST=$d"); done
 fi
 for r in $(seq "$rounds"); do
     n=${#variants[@]}
@@ -92,7 +100,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v[0] == 't' and v[1:].isdigit()}, key=lambda v: -int(v[1:])):
+    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v[0] in 'td' and v[1:].isdigit()}, key=lambda v: (v[0], int(v[1:]))):
         v = k.get((s, t, var))
         if not v:
             continue
