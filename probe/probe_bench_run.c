@@ -126,7 +126,7 @@ __attribute__((target("avx512f"))) static uint64_t read_avx512(const char *p, si
 {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i + 256 <= bytes; i += 256) {
-        if (dist) { /* loop-invariant: the compiler keeps two loops */
+        if (dist) { /* a loop-invariant test, predicted every time */
             for (int l = 0; l < 4; l++)
                 _mm_prefetch(p + i + dist + 64 * l, _MM_HINT_T0);
         }
@@ -394,7 +394,8 @@ static void memory(const probe_bench_opts *o, const int *allowed, int nallowed)
         t.bytes = bytes;
         /* the plain loop and the prefetching one (o->read_pf bytes ahead; none where 0):
          * the faster of them, for all threads and for one */
-        const double all_bytes = (double)(bytes / 256 / (size_t)n * 256 * (size_t)n), one_bytes = (double)(bytes / 256 * 256);
+        const double all_bytes = (double)(bytes / 256 / (size_t)n * 256 * (size_t)n);
+        const double one_bytes = (double)(bytes / 256 * 256);
         t.pf = 0;
         nb->read_gbs = mem_pass(&t, cpus, n, K_READ, all_bytes);
         nb->read_core_gbs = mem_pass(&t, cpus, 1, K_READ, one_bytes);
@@ -407,7 +408,6 @@ static void memory(const probe_bench_opts *o, const int *allowed, int nallowed)
                 nb->read_gbs = a;
             if (c1 > nb->read_core_gbs)
                 nb->read_core_gbs = c1;
-            t.pf = 0;
         }
         size_t arr = bytes / 2;
         t.a = buf;

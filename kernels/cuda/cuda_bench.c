@@ -726,6 +726,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
         /* --gemm-tile all with --gemm-kernel mma, f16mma or wgmma: that kernel's tiles only */
         const kern_cuda_gemm_kind only_kind = b->o->gemm_kind_set ? b->o->gemm_kind : KERN_CUDA_GEMM_AUTO;
         for (int run = 0; run < n_runs && !e; run++) {
+            b->c->gemm_dq = saved_dq; /* the other-form row below sets its own */
             if (b->o->gemm_sweep && run == n_runs - 1) {
                 if (!def.dequant)
                     continue;
@@ -769,7 +770,6 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                                                                KERN_CUDA_GEMM_F16MMA,
                                                                                KERN_CUDA_GEMM_WGMMA}[run];
             kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(b->c, a.t, m, k, n, a.w, false);
-            b->c->gemm_dq = saved_dq;
             if (sweep_default ? false
                 : other_form  ? pl.dequant == def.dequant || !pl.f16mma
                               : (row_kind == KERN_CUDA_GEMM_MMA && !pl.mma) ||
@@ -786,10 +786,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
                                             : "wmma";
             const int code = pl.wgmma ? 1 + n_i8 + n_f16 + pl.variant : pl.f16mma ? 1 + n_i8 + pl.variant
                                                                                   : pl.variant + 1;
-            if (other_form)
-                b->c->gemm_dq = def.dequant ? 0 : 1;
             e = time_op(b, run_gemm, &a, &ms);
-            b->c->gemm_dq = saved_dq;
             if (!e) {
                 add_row(b, "gemm", name, kern_type_name(a.t), shape, ms, 0, flops, ref);
                 json_t *row = json_array_get(b->rows, json_array_size(b->rows) - 1);
@@ -845,6 +842,7 @@ static adg_error *bench_gemm(bench *b, const char *name, int64_t m, int64_t k, i
         }
         b->c->gemm_kind = saved;
         b->c->gemm_tile = saved_tile;
+        b->c->gemm_dq = saved_dq;
     }
     kern_cuda_free(b->c, a.w);
     kern_cuda_free(b->c, a.x);

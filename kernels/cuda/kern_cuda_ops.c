@@ -373,10 +373,14 @@ static kern_cuda_gemm_plan dq_tail_plan(const kern_cuda_ctx *c, const kern_cuda_
 }
 
 /* Whether two-pass plan pl can run now: its workspace is there (dq_workspace) and its last
- * slab has an f16 tensor-core kernel. */
-static bool dq_ready(kern_cuda_ctx *c, const kern_cuda_gemm_plan *pl, int64_t m, int64_t k, int64_t n)
+ * slab has an f16 tensor-core kernel (*tail, that slab's plan). */
+static bool dq_ready(kern_cuda_ctx *c, const kern_cuda_gemm_plan *pl, int64_t m, int64_t k, int64_t n,
+                     kern_cuda_gemm_plan *tail)
 {
-    return dq_workspace(c, (size_t)pl->dq_rows * (size_t)k * 2) && dq_tail_plan(c, pl, m, k, n).f16mma;
+    if (!dq_workspace(c, (size_t)pl->dq_rows * (size_t)k * 2))
+        return false;
+    *tail = dq_tail_plan(c, pl, m, k, n);
+    return tail->f16mma;
 }
 
 /* The plan with the two passes off (the fused kernels), for one call. */
@@ -394,15 +398,14 @@ static kern_cuda_gemm_plan fused_plan(kern_cuda_ctx *c, kern_type type, int64_t 
  * rows to f16 in the workspace, then the f16-weight kernel on them into the slab's rows of
  * y (ldy m).  The first launch (kern_gemm_prologue_*) also rounds X into xh (q8_0, then
  * f16, as the fused kernels take it) and zeroes y where a slab adds into it (split-K); the
- * later slabs' first pass is kern_dequant_*_f16.  The last, shorter slab takes the plan of
- * its own shape (dq_ready has checked that there is one). */
-static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl, kern_type type,
-                               kern_cu_deviceptr w, int64_t m, int64_t k, kern_cu_deviceptr x, kern_cu_deviceptr xh,
-                               int64_t n, kern_cu_deviceptr y)
+ * later slabs' first pass is kern_dequant_*_f16.  The last, shorter slab takes `tail`, the
+ * plan of its own shape (dq_ready's). */
+static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda_gemm_plan *pl,
+                               const kern_cuda_gemm_plan *tail, kern_type type, kern_cu_deviceptr w, int64_t m,
+                               int64_t k, kern_cu_deviceptr x, kern_cu_deviceptr xh, int64_t n, kern_cu_deviceptr y)
 {
     const bool q4 = type == KERN_TYPE_Q4_0;
     const int64_t row_bytes = k / 32 * (q4 ? 18 : 34), rows = pl->dq_rows;
-    const kern_cuda_gemm_plan tail = dq_tail_plan(c, pl, m, k, n);
     adg_error *e = NULL;
     for (int64_t r0 = 0; !e && r0 < m; r0 += rows) {
         const int64_t nr = m - r0 < rows ? m - r0 : rows;
@@ -412,7 +415,7 @@ static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda
         long long w_ctas = (nb + 255) / 256;
         if (r0 == 0) {
             long long x_blocks = n * k / 32, x_ctas = (x_blocks + 7) / 8; /* a warp per block */
-            long long y_count = pl->ksplit > 1 || tail.ksplit > 1 ? n * m : 0, y_ctas = (y_count + 4095) / 4096;
+            long long y_count = pl->ksplit > 1 || tail->ksplit > 1 ? n * m : 0, y_ctas = (y_count + 4095) / 4096;
             const long long cap = (long long)c->max_grid_x / 3; /* each part strides over its work */
             w_ctas = w_ctas < cap ? w_ctas : cap;
             x_ctas = x_ctas < cap ? x_ctas : cap;
@@ -428,7 +431,7 @@ static adg_error *gemm_dequant(kern_cuda_ctx *c, const char *op, const kern_cuda
                                     kern_cuda_geom_rows(nb, 256, 256, c->max_grid_x), 0, p1, ptrs1);
         }
         if (!e)
-            e = launch_gemm_f16mma(c, op, nr == rows ? pl : &tail, KERN_TYPE_F16, ws, nr, k, xh, n,
+            e = launch_gemm_f16mma(c, op, nr == rows ? pl : tail, KERN_TYPE_F16, ws, nr, k, xh, n,
                                    y + (kern_cu_deviceptr)(r0 * 4), m, false);
     }
     return e;
@@ -494,9 +497,10 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
     kern_cuda_gemm_plan pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
     /* the two passes where their workspace can be had (after a failed growth: within the
      * one there is), else the fused kernels for this call */
-    if (pl.dequant && !dq_ready(c, &pl, m, k, n))
+    kern_cuda_gemm_plan tail = {.mma = false}; /* set by dq_ready */
+    if (pl.dequant && !dq_ready(c, &pl, m, k, n, &tail))
         pl = kern_cuda_gemm_plan_for(c, type, m, k, n, w, false);
-    if (pl.dequant && !dq_ready(c, &pl, m, k, n))
+    if (pl.dequant && !dq_ready(c, &pl, m, k, n, &tail))
         pl = fused_plan(c, type, m, k, n, w);
     if (pl.mma) {
         kern_cu_deviceptr qs, d, s;
@@ -517,7 +521,7 @@ adg_error *kern_cuda_gemm(kern_cuda_ctx *c, kern_type type, kern_cu_deviceptr w,
         return e ? e : kern_cuda_op_done(c, op);
     }
     if (pl.dequant) {
-        e = gemm_dequant(c, op, &pl, type, w, m, k, x, scratch, n, y);
+        e = gemm_dequant(c, op, &pl, &tail, type, w, m, k, x, scratch, n, y);
         return e ? e : kern_cuda_op_done(c, op);
     }
     if (pl.f16mma) {

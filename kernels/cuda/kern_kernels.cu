@@ -995,6 +995,13 @@ GF_VARIANTS(GF_DENSE)
 #undef GF_DENSE1
 
 #include "kern_dequant.cuh"
+// y[0 .. count) = 0 by CTA `cta` of `ctas` (kern_zero_f32, or a part of the two-pass GEMM's
+// prologue)
+__device__ __forceinline__ void zero_f32(float *y, long long count, long long cta, long long ctas)
+{
+    for (long long i = cta * blockDim.x + threadIdx.x; i < count; i += ctas * blockDim.x)
+        y[i] = 0.0f;
+}
 extern "C" __global__ void __launch_bounds__(DQ_THREADS) kern_dequant_q4_0_f16(const uint8_t *w, long long n_blocks,
                                                                                 __half *out)
 {
@@ -1020,9 +1027,7 @@ __device__ void gemm_prologue(const uint8_t *w, long long n_blocks, __half *wout
     } else if (b < w_ctas + x_ctas) {
         f32_to_f16_q8(x, xh, x_blocks, b - w_ctas, x_ctas);
     } else {
-        const long long c = b - w_ctas - x_ctas, cs = gridDim.x - w_ctas - x_ctas;
-        for (long long i = c * DQ_THREADS + threadIdx.x; i < y_count; i += cs * DQ_THREADS)
-            y[i] = 0.0f;
+        zero_f32(y, y_count, b - w_ctas - x_ctas, gridDim.x - w_ctas - x_ctas);
     }
 }
 extern "C" __global__ void __launch_bounds__(DQ_THREADS)
@@ -1039,11 +1044,7 @@ extern "C" __global__ void __launch_bounds__(DQ_THREADS)
 }
 
 // y = 0 before a split-K GEMM adds its slices (every arch).
-extern "C" __global__ void kern_zero_f32(float *y, long long count)
-{
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x)
-        y[i] = 0.0f;
-}
+extern "C" __global__ void kern_zero_f32(float *y, long long count) { zero_f32(y, count, blockIdx.x, gridDim.x); }
 
 // The MoE router in f32 (kern_gemm_f32.cuh): tiles for a prompt, a warp per output for a
 // few tokens.  Every arch.
