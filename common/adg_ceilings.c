@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/adg_json.h"
+#include "common/adg_log.h"
 #include "common/adg_util.h"
 
 void adg_ceilings_key(char *cpu, size_t len, int *ncpus)
@@ -223,4 +224,16 @@ adg_error *adg_ceilings_load_current(adg_ceilings *c, bool *found)
     int n;
     adg_ceilings_key(cpu, sizeof cpu, &n);
     return adg_ceilings_load(cpu, n, c, found);
+}
+
+size_t adg_read_pf_bytes(void)
+{
+    const char *pf = getenv("AMXDIAG_BENCH_READ_PF");
+    uint64_t pfb;
+    if (pf && *pf) {
+        if (adg_parse_u64(pf, &pfb) && pfb <= (1u << 20))
+            return (size_t)pfb & ~(size_t)63;
+        adg_warn("AMXDIAG_BENCH_READ_PF=%s ignored: use a byte distance 0 .. 1048576", pf);
+    }
+    return ADG_READ_PF_DEFAULT;
 }

@@ -67,4 +67,14 @@ adg_error *adg_ceilings_load(const char *cpu, int ncpus, adg_ceilings *c, bool *
 /* Loads this machine's ceilings (adg_ceilings_key). */
 adg_error *adg_ceilings_load_current(adg_ceilings *c, bool *found);
 
+/* The memory read loop's software prefetch distance in bytes, shared by `probe --bench` and
+ * `bench kernels` so both read the same way: AMXDIAG_BENCH_READ_PF (0 .. 1048576, a multiple
+ * of 64; 0 = the plain loop only), else ADG_READ_PF_DEFAULT.  On the device machine's
+ * Emerald Rapids guest (tests/device/read_ceiling.sh, 2026-11-26 11:39 UTC, 4 GiB buffer,
+ * 16 threads, two rounds) the plain loop read 108.9 / 111.7 GB/s, 1024 bytes ahead 143.7 /
+ * 139.0, 2048 144.3 / 113.8, 4096 120.1 / 153.3, 8192 115.0 / 151.1.  A bad value is
+ * ignored with a warning. */
+#define ADG_READ_PF_DEFAULT 1024
+size_t adg_read_pf_bytes(void);
+
 #endif

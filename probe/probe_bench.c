@@ -72,15 +72,7 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
         bo.seconds = secs;
     /* the read pass also with software prefetch this far ahead (AMXDIAG_BENCH_READ_PF: bytes,
      * 0 = the plain loop only) */
-    bo.read_pf = PROBE_BENCH_READ_PF;
-    const char *pf = getenv("AMXDIAG_BENCH_READ_PF");
-    uint64_t pfb;
-    if (pf && *pf) {
-        if (adg_parse_u64(pf, &pfb) && pfb <= (1u << 20))
-            bo.read_pf = (size_t)pfb & ~(size_t)63;
-        else
-            adg_warn("AMXDIAG_BENCH_READ_PF=%s ignored: use a byte distance 0 .. 1048576", pf);
-    }
+    bo.read_pf = adg_read_pf_bytes();
     const char *mb = getenv("AMXDIAG_BENCH_MEM_MIB");
     uint64_t mib;
     if (mb && adg_parse_u64(mb, &mib) && mib >= 1 && mib <= 65536)

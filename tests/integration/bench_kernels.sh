@@ -52,6 +52,24 @@ for r in d["rows"]:
         assert "batch" not in r, r
 assert any("attn_kv q4_0 M=1 batched" in g["goal"] for g in d["goals"]), d["goals"]
 PY
+    # without --mem-gbs: the read measured beside each batched line is its divisor, in the
+    # table, the JSON and the goal (--mem-gbs above: none)
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert all(r.get("paired_read_gbs", None) is None for r in d["rows"])' \
+        "$TEST_TMP/m1.json" || fail "paired read with --mem-gbs"
+    expect_out 'of the read beside it' "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv --type q8_0 --m 1 \
+        --threads 2 --min-time 0.001 --weights-mib 4
+    expect_rc 0 "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv --type q4_0 --m 1 --threads 2 \
+        --min-time 0.001 --weights-mib 4 --json -o "$TEST_TMP/m1p.json"
+    python3 - "$TEST_TMP/m1p.json" <<'PY' || fail "bench M = 1 paired read JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = [r for r in d["rows"] if r["m"] == 1][0]
+assert r["paired_read_gbs"] > 0, r
+assert abs(r["batched_fraction_of_paired_read"] - r["batched_gbs"] / r["paired_read_gbs"]) < 1e-6, r
+g = [g for g in d["goals"] if "attn_kv q4_0 M=1 batched" in g["goal"]][0]
+assert "(read beside it)" in g["goal"] and abs(g["measured"] - r["batched_fraction_of_paired_read"]) < 1e-6, g
+assert d["ceilings"]["mem_source"].startswith("measured by bench"), d["ceilings"]
+PY
     # one copy (--weights-mib 0): no batch, which would read it from the cache
     expect_rc 0 "$AMXDIAG" bench kernels --impl avx512 --shape attn_kv --type q8_0 --m 1 --threads 1 \
         --min-time 0.001 --weights-mib 0 --mem-gbs 10 --json -o "$TEST_TMP/m1b.json"
