@@ -133,19 +133,6 @@ static void gemv_tail_from_env(kern_cpu *c)
         adg_warn("kernels: ignoring AMXDIAG_GEMV_TAIL=%s (want 0 or 1); using 0", v);
 }
 
-/* AMXDIAG_GEMV_NEXT: 1 (default) or 0, see kern_gemv_prefetch_head. */
-static void gemv_next_from_env(kern_cpu *c)
-{
-    const char *v = getenv("AMXDIAG_GEMV_NEXT");
-    c->gemv_next = 1;
-    if (!v || !*v || strcmp(v, "1") == 0)
-        return;
-    if (strcmp(v, "0") == 0)
-        c->gemv_next = 0;
-    else
-        adg_warn("kernels: ignoring AMXDIAG_GEMV_NEXT=%s (want 0 or 1); using 1", v);
-}
-
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
 {
     *out = NULL;
@@ -166,7 +153,6 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     gemv_pf_from_env(c);
     gemv_pf_dist_from_env(c);
     gemv_tail_from_env(c);
-    gemv_next_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
         e = kern_crossover_load(o.crossover, &c->xo);
@@ -857,57 +843,23 @@ typedef struct gb_args {
     _Atomic int64_t next;
 } gb_args;
 
-bool kern_gemv_prefetch_head(const kern_cpu *c, const kern_weight *w, int64_t mat, int64_t p0, int64_t p1)
-{
-    if (!c->gemv_next || w->fmt == KERN_WFMT_RAW || w->fmt == KERN_WFMT_BF16 || p0 >= p1)
-        return false;
-    const int64_t pe = p1 - p0 < 4 ? p1 : p0 + 4;   /* the VNNI GEMV's first group of panels */
-    const int64_t nb = w->nb < KERN_GEMV_PF_DIST ? w->nb : KERN_GEMV_PF_DIST;
-    const uint8_t *base = kern_weight_mat(w, mat);
-    for (int64_t p = p0; p < pe; p++) {
-        const uint8_t *a = base + (size_t)p * w->panel_bytes, *b = a + (size_t)nb * w->blk_bytes;
-        for (const uint8_t *q = a; q < b; q += 64)
-            __builtin_prefetch(q, 0, 2);   /* PREFETCHT1: into L2 */
-    }
-    return true;
-}
-
-/* Item `item` of a batch: its product and panels. */
-static int gb_item(const gb_args *a, int64_t item, int i, int64_t *p0, int64_t *p1)
-{
-    while (item >= a->first[i + 1])   /* items are taken in increasing order */
-        i++;
-    const kern_weight *w = a->ws[i];
-    kern_gemv_item(w->n_panels, a->chunk[i], a->small[i], a->nbig[i], item - a->first[i], p0, p1);
-    return i;
-}
-
 static void gb_worker(void *arg, int ith, int nth)
 {
     (void)nth;
     gb_args *a = arg;
-    const int64_t total = a->first[a->nw];
     int i = 0;
-    int64_t item = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
-    while (item < total) {
-        int64_t p0, p1;
-        i = gb_item(a, item, i, &p0, &p1);
-        /* the next item is claimed now and its first blocks sent for while this one runs
-         * (kern_gemv_prefetch_head); without it each item began with its lines in flight */
-        int64_t next = total;
-        if (a->c->gemv_next) {
-            next = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
-            if (next < total) {
-                int64_t q0, q1;
-                const int ni = gb_item(a, next, i, &q0, &q1);
-                kern_gemv_prefetch_head(a->c, a->ws[ni], a->mats ? a->mats[ni] : 0, q0, q1);
-            }
-        }
+    for (;;) {
+        const int64_t item = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+        if (item >= a->first[a->nw])
+            return;
+        while (item >= a->first[i + 1])   /* items are taken in increasing order */
+            i++;
         const kern_weight *w = a->ws[i];
+        int64_t p0, p1;
+        kern_gemv_item(w->n_panels, a->chunk[i], a->small[i], a->nbig[i], item - a->first[i], &p0, &p1);
         mm_group g = {a->mats ? a->mats[i] : 0, 1, a->qa, NULL, NULL, NULL, a->p};
         mm_args ma = {a->c, w, &g, 1, a->ys[i], w->n, false, 0, 0, 0, 0, 0};
         mm_run(&ma, ith, &g, p0, p1);
-        item = a->c->gemv_next ? next : atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
     }
 }
 

@@ -217,13 +217,6 @@ const char *kern_gemv_variant(const kern_cpu *ctx, const kern_weight *w);   /* "
  * The caller has grown the scratch (kern_cpu_ensure_scratch, kern_scratch_need). */
 void kern_gemv_panels(kern_cpu *ctx, int ith, const kern_weight *w, int64_t mat, const struct kern_qact *qa,
                       const float *x, int64_t p0, int64_t p1, float *y);
-/* The head of the next item of a worker's M = 1 item loop into L2: the first
- * KERN_GEMV_PF_DIST blocks of its first four panels (matrix mat, panels [p0, p1)), where the
- * VNNI GEMV's own prefetch starts.  Issued before the current item runs, so an item does not
- * begin with its first lines still on their way from memory.  Returns false (and does
- * nothing) unless w is int8 in the VNNI path's panel layout, or with AMXDIAG_GEMV_NEXT=0
- * (default 1). */
-bool kern_gemv_prefetch_head(const kern_cpu *ctx, const kern_weight *w, int64_t mat, int64_t p0, int64_t p1);
 /* Items of a one-row product of n_panels in chunks of `chunk` (at 4 or more): with
  * AMXDIAG_GEMV_TAIL=1 the last panels (two items per worker of nth) in items of a quarter
  * chunk, so the last worker to finish is not a whole chunk late.  Returns the item count;

@@ -183,7 +183,6 @@ struct kern_cpu {
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;            /* blocks ahead (AMXDIAG_GEMV_PF_DIST, 1..64; 0: KERN_GEMV_PF_DIST) */
     int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */
-    int gemv_next;               /* M = 1 item loops: prefetch the next item's head (AMXDIAG_GEMV_NEXT) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;

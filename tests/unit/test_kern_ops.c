@@ -669,8 +669,7 @@ static void test_gemv_prefetch_modes(void **state)
 
 /* kern_gemv_batch: several products in one region, x quantized once, give the reference's
  * bits for each product, and so do kern_matmul / kern_moe_matmul at m = 1 with the M = 1
- * tail split (AMXDIAG_GEMV_TAIL=1: the last panels in smaller items) at 1 and 3 workers,
- * with and without the next item's head prefetched (AMXDIAG_GEMV_NEXT);
+ * tail split (AMXDIAG_GEMV_TAIL=1: the last panels in smaller items) at 1 and 3 workers;
  * a weight of another k or type family, or a matrix out of range, is a usage error. */
 static uint8_t *batch_data(kern_type t, int64_t rows, int64_t k)
 {
@@ -715,8 +714,6 @@ static void test_gemv_batch(void **state)
             if (impl == 1 && !have_avx512())
                 continue;
             setenv("AMXDIAG_GEMV_TAIL", tail ? "1" : "0", 1);
-            const bool next = run % 3 != 1;
-            setenv("AMXDIAG_GEMV_NEXT", next ? "1" : "0", 1);
             for (int i = 0; i < NW; i++)   /* a row no item wrote is caught */
                 memset(got[i], 0xff, sizeof(float) * NA);
             kern_cpu *c = ctx(impl ? KERN_IMPL_AVX512 : KERN_IMPL_REF, threads);
@@ -731,10 +728,6 @@ static void test_gemv_batch(void **state)
             kern_op_info info;
             ADG_ASSERT_OK(kern_gemv_batch(c, ws, mats, NW, x, run == 0 ? want : got, &info));
             assert_string_equal(info.op, "gemv_batch");
-            /* the head prefetch: panel-layout int weights only (the VNNI path), none past the
-             * panels or when turned off */
-            assert_int_equal(kern_gemv_prefetch_head(c, b, 2, 0, 5), next && impl == 1);
-            assert_false(kern_gemv_prefetch_head(c, a, 0, 7, 7));
             for (int i = 0; i < NW && run > 0; i++) {
                 const int64_t n = is_a[i] ? NA : NB;
                 const int32_t id = (int32_t)mats[i];
@@ -768,7 +761,6 @@ static void test_gemv_batch(void **state)
             kern_cpu_free(c);
         }
         unsetenv("AMXDIAG_GEMV_TAIL");
-        unsetenv("AMXDIAG_GEMV_NEXT");
         for (int i = 0; i < NW; i++) {
             free(want[i]);
             free(got[i]);
