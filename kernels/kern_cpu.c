@@ -80,31 +80,6 @@ static void amx_int8_from_env(kern_cpu *c)
     }
 }
 
-/* The int8 tile kernel's order (docs/kernels.md): AMXDIAG_AMX_INT8_CHUNK=KC,G runs K in
- * chunks of KC blocks of 32 over groups of G panels (1 <= KC <= 4096, 1 <= G <=
- * KERN_AMX_CHUNK_MAXG); "0" or "off" is the whole-K order.  Anything else is ignored with
- * a warning, as above. */
-static void amx_chunk_from_env(kern_cpu *c)
-{
-    c->amx_kc = KERN_AMX_CHUNK_KC;
-    c->amx_g = KERN_AMX_CHUNK_G;
-    const char *v = getenv("AMXDIAG_AMX_INT8_CHUNK");
-    if (!v || !*v)
-        return;
-    int kc, g, used = 0;
-    if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0) {
-        c->amx_kc = 0;
-    } else if (sscanf(v, "%d,%d%n", &kc, &g, &used) == 2 && v[used] == '\0' && kc >= 1 && kc <= 4096 && g >= 1 &&
-               g <= KERN_AMX_CHUNK_MAXG) {
-        c->amx_kc = kc;
-        c->amx_g = g;
-    } else {
-        adg_warn("kernels: ignoring AMXDIAG_AMX_INT8_CHUNK=%s (want KC,G with 1 <= KC <= 4096 and 1 <= G <= %d, "
-                 "or 0 for the whole-K order); using %d,%d",
-                 v, KERN_AMX_CHUNK_MAXG, KERN_AMX_CHUNK_KC, KERN_AMX_CHUNK_G);
-    }
-}
-
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c), for A/B runs on the device:
  * AMXDIAG_GEMV_PREFETCH=panel (default), ahead (the earlier scheme), none, or l2 (panel's
  * lines into L2 only).  Anything else is ignored with a warning. */
@@ -175,7 +150,6 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     c->impl = impl;
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
     amx_int8_from_env(c);
-    amx_chunk_from_env(c);
     gemv_pf_from_env(c);
     gemv_pf_dist_from_env(c);
     gemv_tail_from_env(c);
@@ -263,9 +237,9 @@ size_t kern_weight_bytes(const kern_weight *w) { return w->mat_bytes * (size_t)w
 
 size_t kern_scratch_need(const kern_weight *w)
 {
-    size_t need = 4096 + KERN_AMX_CHUNK_ROWS / 16 * KERN_AMX_CHUNK_MAXG * 1024;
+    size_t need = 4096 + 32 * 32 * 4 + 4096;
     if (w->fmt == KERN_WFMT_I4)
-        need += KERN_AMX_CHUNK_MAXG * (size_t)w->nb * 512;
+        need += 2 * (size_t)w->nb * 512;
     return need;
 }
 
@@ -566,7 +540,7 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
         if (w->fmt == KERN_WFMT_BF16)
             a->c->amx->gemm_bf16(&j, g->ba);
         else
-            a->c->amx->gemm_q(&j, g->qa, a->c->ring_ahead, a->c->ring_store_ahead, a->c->amx_kc, a->c->amx_g);
+            a->c->amx->gemm_q_ring(&j, g->qa, a->c->ring_ahead, a->c->ring_store_ahead);
         break;
     }
 }

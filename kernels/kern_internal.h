@@ -105,18 +105,8 @@ enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2, KE
 /* Blocks the VNNI GEMV prefetches ahead of its loads (AMXDIAG_GEMV_PF_DIST overrides it). */
 #define KERN_GEMV_PF_DIST 8
 
-/* The int8 tile kernel's K-chunked order (amx_gemm.inc.c): rows per block (their fp32 sums
- * wait in scratch between chunks) and the most panels per group. */
-#define KERN_AMX_CHUNK_ROWS 128
-#define KERN_AMX_CHUNK_MAXG 4
-/* Its default (AMXDIAG_AMX_INT8_CHUNK overrides): KC blocks per chunk (0: the whole-K
- * order), G panels per group. */
-#define KERN_AMX_CHUNK_KC 0
-#define KERN_AMX_CHUNK_G 2
-
-/* Per-worker scratch: C tiles (4 KiB), the chunked order's fp32 sums (KERN_AMX_CHUNK_ROWS/16
- * strips x KERN_AMX_CHUNK_MAXG panels x 1 KiB; the other kernels' 4 KiB C buffers fit there),
- * Q4_0 unpacked blocks (KERN_AMX_CHUNK_MAXG x nb x 512 bytes). */
+/* Per-worker scratch: C tiles (4 KiB), fp32 accumulators (32 x 32 x 4), Q4_0 unpacked
+ * panels (2 x nb x 512 bytes), rounded up. */
 size_t kern_scratch_need(const kern_weight *w);
 
 static inline float *kern_yrow(const kern_gemm_job *j, int64_t i)
@@ -172,9 +162,8 @@ void kern_avx512_gemm_f32(const kern_gemm_job *j, const float *x, int64_t m);
  * (amx_gemm_hw.c) and against the emulator (amx_gemm_emu.c). */
 typedef struct kern_amx_kernels {
     const char *name;
-    /* 1 tile, fp32 sums in zmm, tile work `ahead` K blocks before the scaling; kc > 0: the
-     * K-chunked order, chunks of kc blocks over groups of g panels (docs/kernels.md) */
-    void (*gemm_q)(const kern_gemm_job *j, const kern_qact *a, int ahead, int store_ahead, int kc, int g);
+    /* 1 tile, fp32 sums in zmm, tile work `ahead` K blocks before the scaling (docs/kernels.md) */
+    void (*gemm_q_ring)(const kern_gemm_job *j, const kern_qact *a, int ahead, int store_ahead);
     void (*gemm_bf16)(const kern_gemm_job *j, const kern_bact *a);
     /* prompt attention on bf16 tiles (amx/amx_attn.inc.c), as kern_avx512_attn_block */
     void (*attn_block)(const kern_attn_args *a, int64_t kvh, int64_t t0, int64_t t1, void *scratch);
@@ -191,9 +180,6 @@ struct kern_cpu {
     /* the int8 ring kernel's distances: AMXDIAG_AMX_INT8_KERNEL=ring[:AHEAD,STORE_AHEAD]|1x1
      * (kern_cpu.c; "1x1" = 1, 0, the earlier default's schedule) */
     int ring_ahead, ring_store_ahead;
-    /* its K-chunked order: AMXDIAG_AMX_INT8_CHUNK=KC,G (blocks per chunk, panels per group);
-     * amx_kc 0 = the whole-K order */
-    int amx_kc, amx_g;
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;            /* blocks ahead (AMXDIAG_GEMV_PF_DIST, 1..64; 0: KERN_GEMV_PF_DIST) */
     int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */

@@ -61,17 +61,15 @@ static inline void AMX_SYM(prefetch)(const uint8_t *p, size_t bytes)
         _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
-/* Unpacks the Q4_0 nibbles of blocks [b0, b1) of a panel into [b1 - b0][8 groups][64]
- * bytes of u4 values. */
-static void AMX_SYM(unpack_i4)(const uint8_t *panel, int64_t b0, int64_t b1, uint8_t *out)
+/* Unpacks the Q4_0 nibbles of panel p into [nb][8 groups][64] bytes of u4 values. */
+static void AMX_SYM(unpack_i4)(const kern_weight *w, const uint8_t *panel, uint8_t *out)
 {
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
-    for (int64_t b = b0; b < b1; b++)
+    for (int64_t b = 0; b < w->nb; b++)
         for (int g = 0; g < 4; g++) {
             const __m512i v = _mm512_loadu_si512(panel + b * 288 + g * 64);
-            uint8_t *o = out + (b - b0) * 512;
-            _mm512_store_si512(o + g * 64, _mm512_and_si512(v, lo4));
-            _mm512_store_si512(o + (g + 4) * 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
+            _mm512_store_si512(out + b * 512 + g * 64, _mm512_and_si512(v, lo4));
+            _mm512_store_si512(out + b * 512 + (g + 4) * 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
         }
 }
 
@@ -87,19 +85,16 @@ static void AMX_SYM(unpack_i4)(const uint8_t *panel, int64_t b0, int64_t b1, uin
  * step against ~24 cycles of vector work).  Here the stores a load reads are one or more
  * iterations old.  Needs store_ahead < ahead <= 3 (four C tiles); ahead 1, store_ahead 0
  * is the schedule of the earlier "1x1" kernel. */
-static inline void AMX_SYM(ring_issue_at)(int64_t j, const int8_t *ap, const uint8_t *bp)
+static inline void AMX_SYM(ring_issue)(int64_t j, const int8_t *a0, const uint8_t *bsrc, size_t bstep)
 {
+    const int8_t *ap = a0 + j * 512;
+    const uint8_t *bp = bsrc + (size_t)j * bstep;
     switch (j & 3) {
     case 0: _tile_loadd(0, ap, 32); _tile_loadd(2, bp, 64); _tile_zero(4); _tile_dpbsud(4, 0, 2); break;
     case 1: _tile_loadd(1, ap, 32); _tile_loadd(3, bp, 64); _tile_zero(5); _tile_dpbsud(5, 1, 3); break;
     case 2: _tile_loadd(0, ap, 32); _tile_loadd(2, bp, 64); _tile_zero(6); _tile_dpbsud(6, 0, 2); break;
     default: _tile_loadd(1, ap, 32); _tile_loadd(3, bp, 64); _tile_zero(7); _tile_dpbsud(7, 1, 3); break;
     }
-}
-
-static inline void AMX_SYM(ring_issue)(int64_t j, const int8_t *a0, const uint8_t *bsrc, size_t bstep)
-{
-    AMX_SYM(ring_issue_at)(j, a0 + j * 512, bsrc + (size_t)j * bstep);
 }
 
 static inline void AMX_SYM(ring_store)(int64_t j, int32_t *ring)
@@ -138,7 +133,7 @@ static void AMX_SYM(gemm_q_ring)(const kern_gemm_job *j, const kern_qact *a, int
         const uint8_t *bsrc = wp;
         size_t bstep = w->blk_bytes;
         if (i4) {
-            AMX_SYM(unpack_i4)(wp, 0, w->nb, unp);
+            AMX_SYM(unpack_i4)(w, wp, unp);
             bsrc = unp;
             bstep = 512;
         }
@@ -178,154 +173,6 @@ static void AMX_SYM(gemm_q_ring)(const kern_gemm_job *j, const kern_qact *a, int
         }
     }
     }
-}
-
-/* The K-chunked order of the ring kernel (AMXDIAG_AMX_INT8_CHUNK=KC,G; docs/kernels.md).
- * Loop: row blocks of at most KERN_AMX_CHUNK_ROWS > groups of G panels > K chunks of KC
- * blocks > 16-row strips > the group's panels > the chunk's blocks.  Why: in the whole-K
- * order one strip's A (16 x K bytes) and one panel's B (K/32 x 544 bytes) exceed L1
- * (48 KiB) together at K = 2048, so every tile load came from L2.  Here a strip's A chunk
- * is read from L2 once and reused by the group's panels, and the group's B chunks
- * (G x KC x 544 B) stay in L1 for every strip.  The fp32 sums of each (strip, panel) wait
- * in scratch between chunks (1 KiB; the values are unchanged, so the result stays bit-exact
- * with the whole-K order).  Steps s of one pass (block row, group, chunk) are numbered
- * across its segments (strip, panel), so the ring keeps the tile work `ahead` steps in
- * front of the scaling across segment boundaries too. */
-typedef struct AMX_SYM(chunk_pos) {
-    int64_t bi, g, strip;   /* block in the chunk, panel in the group, strip in the row block */
-} AMX_SYM(chunk_pos);
-
-/* The next step: counters, not s / L and s % L (a 64-bit division per step costs tens of
- * cycles against a step of ~100). */
-static inline void AMX_SYM(chunk_next)(AMX_SYM(chunk_pos) *c, int64_t L, int64_t gp)
-{
-    if (++c->bi < L)
-        return;
-    c->bi = 0;
-    if (++c->g < gp)
-        return;
-    c->g = 0;
-    c->strip++;
-}
-
-static inline void AMX_SYM(chunk_issue)(int64_t s, const AMX_SYM(chunk_pos) *c, int64_t k0, bool i4,
-                                        const int8_t *astrip0, size_t astride, const uint8_t *const *bsrc, size_t bstep)
-{
-    AMX_SYM(ring_issue_at)(s, astrip0 + (size_t)c->strip * astride + (size_t)(k0 + c->bi) * 512,
-                           bsrc[c->g] + (size_t)(i4 ? c->bi : k0 + c->bi) * bstep);
-}
-
-#define AMX_ACC_LOAD(r) acc##r = zero ? _mm512_setzero_ps() : _mm512_load_ps(sp + (r) * 16)
-#define AMX_ACC_STORE(r) _mm512_store_ps(sp + (r) * 16, acc##r)
-
-static void AMX_SYM(gemm_q_chunk)(const kern_gemm_job *j, const kern_qact *a, int ahead, int store_ahead, int kc,
-                                  int G)
-{
-    const kern_weight *w = j->w;
-    const bool i4 = w->fmt == KERN_WFMT_I4;
-    uint8_t *sc = j->scratch;
-    int32_t *ring = (int32_t *)sc;                                     /* 4 slots x 16 x 16 int32 */
-    float *sums = (float *)(sc + 4096);                                /* [strip][g][16][16] */
-    uint8_t *unp = sc + 4096 + KERN_AMX_CHUNK_ROWS / 16 * KERN_AMX_CHUNK_MAXG * 1024;   /* [g][KC][512] */
-    AMX_SYM(configure)(CFG_INT8);
-    const int64_t nb = a->nb;
-    const int64_t KC = kc < nb ? kc : nb;
-    const size_t doff = i4 ? 256 : 512, bstep = i4 ? 512 : w->blk_bytes, astride = (size_t)nb * 512;
-    int64_t MB = AMX_SYM(mblock)(a->k);
-    if (MB > KERN_AMX_CHUNK_ROWS)
-        MB = KERN_AMX_CHUNK_ROWS;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0, acc6 = acc0,
-           acc7 = acc0, acc8 = acc0, acc9 = acc0, acc10 = acc0, acc11 = acc0, acc12 = acc0, acc13 = acc0, acc14 = acc0,
-           acc15 = acc0;
-    for (int64_t mb = 0; mb < a->m; mb += MB) {
-        const int64_t me = mb + MB < a->m ? mb + MB : a->m;
-        const int64_t nstrips = (me - mb + 15) / 16;
-        const int8_t *astrip0 = a->qt + (size_t)(mb / 16) * astride;
-        for (int64_t p = j->p0; p < j->p1; p += G) {
-            const int64_t gp = j->p1 - p < G ? j->p1 - p : G;
-            const uint8_t *wp[KERN_AMX_CHUNK_MAXG], *bsrc[KERN_AMX_CHUNK_MAXG];
-            for (int64_t g = 0; g < gp; g++)
-                wp[g] = j->wmat + (size_t)(p + g) * w->panel_bytes;
-            for (int64_t k0 = 0; k0 < nb; k0 += KC) {
-                const int64_t k1 = k0 + KC < nb ? k0 + KC : nb, L = k1 - k0;
-                for (int64_t g = 0; g < gp; g++) {
-                    if (i4) {
-                        AMX_SYM(unpack_i4)(wp[g], k0, k1, unp + (size_t)g * (size_t)KC * 512);
-                        bsrc[g] = unp + (size_t)g * (size_t)KC * 512;
-                    } else {
-                        bsrc[g] = wp[g];
-                    }
-                }
-                const int64_t S = nstrips * gp * L;
-                AMX_SYM(chunk_pos) cur = {0, 0, 0}, iss = {0, 0, 0};   /* step s, step s + ahead */
-                for (int64_t s = 0; s < ahead && s < S; s++) {
-                    AMX_SYM(chunk_issue)(s, &iss, k0, i4, astrip0, astride, bsrc, bstep);
-                    AMX_SYM(chunk_next)(&iss, L, gp);
-                }
-                for (int64_t s = 0; s < store_ahead && s < S; s++)
-                    AMX_SYM(ring_store)(s, ring);
-                for (int64_t s = 0; s < S; s++, AMX_SYM(chunk_next)(&cur, L, gp)) {
-                    const int64_t bi = cur.bi, b = k0 + bi, strip = cur.strip, g = cur.g;
-                    const int64_t m0 = mb + strip * 16;
-                    float *sp = sums + (size_t)(strip * KERN_AMX_CHUNK_MAXG + g) * 256;
-                    if (bi == 0) {
-                        const bool zero = k0 == 0;
-                        AMX_ACC_LOAD(0); AMX_ACC_LOAD(1); AMX_ACC_LOAD(2); AMX_ACC_LOAD(3);
-                        AMX_ACC_LOAD(4); AMX_ACC_LOAD(5); AMX_ACC_LOAD(6); AMX_ACC_LOAD(7);
-                        AMX_ACC_LOAD(8); AMX_ACC_LOAD(9); AMX_ACC_LOAD(10); AMX_ACC_LOAD(11);
-                        AMX_ACC_LOAD(12); AMX_ACC_LOAD(13); AMX_ACC_LOAD(14); AMX_ACC_LOAD(15);
-                    }
-                    /* the first strip reads the group's B chunk from memory, the first panel
-                     * each strip's A chunk from L2: both ahead of the tile loads */
-                    if (strip == 0 && !i4)
-                        AMX_SYM(prefetch)(wp[g] + (b + 4 + ahead) * w->blk_bytes, w->blk_bytes);
-                    if (g == 0 && bi + ahead + 2 < L)
-                        AMX_SYM(prefetch)((const uint8_t *)(astrip0 + (size_t)strip * astride + (size_t)(b + ahead + 2) * 512), 512);
-                    if (s + store_ahead < S)
-                        AMX_SYM(ring_store)(s + store_ahead, ring);
-                    if (s + ahead < S) {
-                        AMX_SYM(chunk_issue)(s + ahead, &iss, k0, i4, astrip0, astride, bsrc, bstep);
-                        AMX_SYM(chunk_next)(&iss, L, gp);
-                    }
-                    const int32_t *cb = ring + (s & 3) * 256;
-                    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[g] + b * w->blk_bytes + doff)));
-                    const float *dap = a->d + m0 * nb + b, *nop = a->negoff + m0 * nb + b;
-                    AMX_RING_ROW(0); AMX_RING_ROW(1); AMX_RING_ROW(2); AMX_RING_ROW(3);
-                    AMX_RING_ROW(4); AMX_RING_ROW(5); AMX_RING_ROW(6); AMX_RING_ROW(7);
-                    AMX_RING_ROW(8); AMX_RING_ROW(9); AMX_RING_ROW(10); AMX_RING_ROW(11);
-                    AMX_RING_ROW(12); AMX_RING_ROW(13); AMX_RING_ROW(14); AMX_RING_ROW(15);
-                    if (bi + 1 < L)
-                        continue;
-                    if (k1 < nb) {
-                        AMX_ACC_STORE(0); AMX_ACC_STORE(1); AMX_ACC_STORE(2); AMX_ACC_STORE(3);
-                        AMX_ACC_STORE(4); AMX_ACC_STORE(5); AMX_ACC_STORE(6); AMX_ACC_STORE(7);
-                        AMX_ACC_STORE(8); AMX_ACC_STORE(9); AMX_ACC_STORE(10); AMX_ACC_STORE(11);
-                        AMX_ACC_STORE(12); AMX_ACC_STORE(13); AMX_ACC_STORE(14); AMX_ACC_STORE(15);
-                        continue;
-                    }
-                    /* Rows beyond M hold zeros (scales 0) and are not stored. */
-                    const int64_t n = (p + g) * KERN_PANEL;
-                    const __mmask16 nm = AMX_SYM(nmask)(w->n - n);
-                    const int rows = me - m0 >= 16 ? 16 : (int)(me - m0);
-                    const __m512 accs[16] = {acc0, acc1, acc2,  acc3,  acc4,  acc5,  acc6,  acc7,
-                                             acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15};
-                    for (int r = 0; r < rows; r++)
-                        _mm512_mask_storeu_ps(kern_yrow(j, m0 + r) + n, nm, accs[r]);
-                }
-            }
-        }
-    }
-}
-#undef AMX_ACC_LOAD
-#undef AMX_ACC_STORE
-
-/* The int8 entry: the K-chunked order when kc > 0, else the whole-K order. */
-static void AMX_SYM(gemm_q)(const kern_gemm_job *j, const kern_qact *a, int ahead, int store_ahead, int kc, int g)
-{
-    if (kc > 0)
-        AMX_SYM(gemm_q_chunk)(j, a, ahead, store_ahead, kc, g < 1 ? 1 : g > KERN_AMX_CHUNK_MAXG ? KERN_AMX_CHUNK_MAXG : g);
-    else
-        AMX_SYM(gemm_q_ring)(j, a, ahead, store_ahead);
 }
 #undef AMX_RING_ROW
 

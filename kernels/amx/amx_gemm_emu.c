@@ -30,5 +30,5 @@
 #include "kernels/amx/amx_attn.inc.c"
 #include "kernels/amx/amx_rowq.inc.c"   /* the row-scaled experiment (amx_rowq.h) */
 
-const kern_amx_kernels kern_amx_emu = {"amx-emu", emu_gemm_q, emu_gemm_bf16, emu_attn_block, emu_attn_scratch};
+const kern_amx_kernels kern_amx_emu = {"amx-emu", emu_gemm_q_ring, emu_gemm_bf16, emu_attn_block, emu_attn_scratch};
 const kern_rowq_kernels kern_rowq_emu = {"amx-emu", emu_rowq_gemm, emu_rowq_quant_row};

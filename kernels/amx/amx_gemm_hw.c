@@ -23,5 +23,5 @@
 #include "kernels/amx/amx_attn.inc.c"
 #include "kernels/amx/amx_rowq.inc.c"   /* the row-scaled experiment (amx_rowq.h) */
 
-const kern_amx_kernels kern_amx_hw = {"amx", hw_gemm_q, hw_gemm_bf16, hw_attn_block, hw_attn_scratch};
+const kern_amx_kernels kern_amx_hw = {"amx", hw_gemm_q_ring, hw_gemm_bf16, hw_attn_block, hw_attn_scratch};
 const kern_rowq_kernels kern_rowq_hw = {"amx", hw_rowq_gemm, hw_rowq_quant_row};

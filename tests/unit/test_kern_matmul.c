@@ -173,21 +173,6 @@ static void check_int_variants(kern_impl impl)
         check_int_exact(KERN_TYPE_Q4_0, impl, 2, 1);
     }
     unsetenv("AMXDIAG_AMX_INT8_KERNEL");
-    /* The K-chunked order (AMXDIAG_AMX_INT8_CHUNK=KC,G): chunks that split K unevenly (5
-     * blocks in 3 + 2), groups with a tail panel (3 panels in 2 + 1), a chunk past K and
-     * one block per chunk, each with the default and the 1x1 ring, in MoE too; invalid
-     * values fall back to the default. */
-    static const char *const chunks[] = {"3,2", "1,1", "16,4", "4096,3", "5,2", "0", "0,1", "2,9", "x"};
-    for (size_t v = 0; v < ADG_ARRAY_LEN(chunks); v++) {
-        setenv("AMXDIAG_AMX_INT8_CHUNK", chunks[v], 1);
-        setenv("AMXDIAG_AMX_INT8_KERNEL", v % 2 ? "1x1" : "ring", 1);
-        check_int_exact(KERN_TYPE_Q8_0, impl, 3, 1);
-        check_int_exact(KERN_TYPE_Q4_0, impl, 2, 1);
-        check_moe_shape(KERN_TYPE_Q4_0, impl, 1, v % 2 == 0, 256, 40);
-        check_moe_shape(KERN_TYPE_Q8_0, impl, 1, v % 2 == 1, 256, 40);
-    }
-    unsetenv("AMXDIAG_AMX_INT8_CHUNK");
-    unsetenv("AMXDIAG_AMX_INT8_KERNEL");
 }
 
 static void test_amx_emu_int(void **state)
@@ -274,7 +259,6 @@ static void test_emu_uses_tiles(void **state)
 {
     (void)state;
     unsetenv("AMXDIAG_AMX_INT8_KERNEL");   /* a failed test above may have left it set */
-    unsetenv("AMXDIAG_AMX_INT8_CHUNK");
     if (!impl_available(KERN_IMPL_AMX_EMU, true))
         skip();
     uint64_t before = kern_amx_emu_count();
