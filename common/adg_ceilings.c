@@ -83,12 +83,12 @@ json_t *adg_ceilings_to_json(const adg_ceilings *c)
 {
     json_t *nodes = json_array();
     for (size_t i = 0; i < c->nnodes; i++)
-        json_array_append_new(nodes, json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f}", "node", c->nodes[i].node,
+        json_array_append_new(nodes, json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "node", c->nodes[i].node,
                                                "threads", c->nodes[i].threads, "read_gbs", c->nodes[i].read_gbs,
                                                "read_core_gbs", c->nodes[i].read_core_gbs, "read_plain_gbs",
                                                c->nodes[i].read_plain_gbs, "read_pf_gbs", c->nodes[i].read_pf_gbs,
-                                               "triad_gbs", c->nodes[i].triad_gbs, "buffer_bytes",
-                                               c->nodes[i].buffer_bytes));
+                                               "read_multi_gbs", c->nodes[i].read_multi_gbs, "triad_gbs",
+                                               c->nodes[i].triad_gbs, "buffer_bytes", c->nodes[i].buffer_bytes));
     return json_pack("{s:s,s:s,s:i,s:s,s:f,s:f,s:f,s:{s:o,s:o,s:o,s:o,s:o,s:o},s:o}", "schema", ADG_CEILINGS_SCHEMA,
                      "cpu", c->cpu, "ncpus", c->ncpus, "created", c->created, "seconds", c->seconds, "clock_ghz",
                      c->clock_ghz, "clock_all_ghz", c->clock_all_ghz, "rates", "amx_int8_core",
@@ -151,6 +151,7 @@ adg_error *adg_ceilings_from_json(const json_t *j, const char *what, adg_ceiling
         b->read_core_gbs = num(json_object_get(n, "read_core_gbs"));
         b->read_plain_gbs = num(json_object_get(n, "read_plain_gbs")); /* 0 in caches written before them */
         b->read_pf_gbs = num(json_object_get(n, "read_pf_gbs"));
+        b->read_multi_gbs = num(json_object_get(n, "read_multi_gbs"));
         b->buffer_bytes = num(json_object_get(n, "buffer_bytes"));
     }
     return NULL;

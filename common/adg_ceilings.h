@@ -31,9 +31,11 @@ typedef struct adg_node_bw {
     int threads;
     double read_gbs;        /* 1e9 bytes per second, all the node's allowed CPUs */
     double read_core_gbs;   /* one core */
-    double read_plain_gbs;  /* read_gbs's loop without software prefetch (read_gbs: the faster of it and the
-                               prefetching loop, read_pf_gbs, 0 where not run) */
+    double read_plain_gbs;  /* read_gbs's loop, one stream per thread, without software prefetch (read_gbs:
+                               the fastest of it, the prefetching loop read_pf_gbs and the multi-stream one
+                               read_multi_gbs; 0 where not run) */
     double read_pf_gbs;
+    double read_multi_gbs;  /* ADG_MEMREAD_STREAMS streams per thread, with or without prefetch (the faster) */
     double triad_gbs;       /* STREAM convention: 24 bytes per element */
     double buffer_bytes;
 } adg_node_bw;

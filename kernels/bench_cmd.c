@@ -14,6 +14,7 @@
 #include "common/adg_exit.h"
 #include "common/adg_json.h"
 #include "common/adg_log.h"
+#include "common/adg_memread.h"
 #include "common/adg_util.h"
 #include "kernels/amx/amx_rowq.h"
 #include "kernels/cuda/kern_cuda_bench.h"
@@ -210,6 +211,7 @@ typedef struct rd_args {
     size_t words;
     bool avx512;
     size_t pf;            /* the AVX-512 loop's prefetch distance, bytes (0: none) */
+    int streams;          /* streams per thread (adg_memread) */
     uint64_t sink[64];
 } rd_args;
 
@@ -217,20 +219,8 @@ static void read_worker(void *arg, int ith, int nth)
 {
     rd_args *a = arg;
     long lo, hi;
-    if (a->avx512) {   /* 256-byte units, as the kernels read: AVX-512 loads */
-        kern_split((long)(a->words / 32), ith, nth, &lo, &hi);
-        a->sink[ith & 63] += kern_avx512_read_xor(a->buf + lo * 32, (size_t)(hi - lo) * 256, a->pf);
-        return;
-    }
-    kern_split((long)(a->words / 8), ith, nth, &lo, &hi);
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (long i = lo * 8; i < hi * 8; i += 8) {
-        s0 += a->buf[i] ^ a->buf[i + 4];
-        s1 += a->buf[i + 1] ^ a->buf[i + 5];
-        s2 += a->buf[i + 2] ^ a->buf[i + 6];
-        s3 += a->buf[i + 3] ^ a->buf[i + 7];
-    }
-    a->sink[ith & 63] += s0 + s1 + s2 + s3;
+    kern_split((long)(a->words / 32), ith, nth, &lo, &hi);   /* 256-byte units */
+    a->sink[ith & 63] += adg_memread(a->buf + lo * 32, (size_t)(hi - lo) * 256, a->pf, a->streams, a->avx512);
 }
 
 static void touch_worker(void *arg, int ith, int nth)
@@ -243,9 +233,10 @@ static void touch_worker(void *arg, int ith, int nth)
         b[i] = (uint64_t)i * 0x9E3779B97F4A7C15ull;
 }
 
-/* The memory read the bandwidth figures are divided by: probe --bench's two loops (plain,
- * and prefetching adg_read_pf_bytes() ahead; the faster counts) over four times the
- * last-level cache (256 MiB .. 2 GiB), so the read comes from memory. */
+/* The memory read the bandwidth figures are divided by: probe --bench's loops (one stream
+ * per thread plain and prefetching adg_read_pf_bytes() ahead, ADG_MEMREAD_STREAMS streams
+ * per thread both ways; the fastest counts) over four times the last-level cache (256 MiB
+ * .. 2 GiB), so the read comes from memory. */
 typedef struct mem_reader {
     rd_args a;
     size_t bytes;
@@ -262,22 +253,23 @@ static bool reader_open(mem_reader *r, kern_pool *p)
     if (!buf)
         return false;
     adg_error *ae = kern_impl_check(KERN_IMPL_AVX512);
-    r->a = (rd_args){buf, bytes / 8, ae == NULL, 0, {0}};
+    r->a = (rd_args){buf, bytes / 8, ae == NULL, 0, 1, {0}};
     adg_error_free(ae);
     r->bytes = bytes;
     kern_pool_run(p, touch_worker, &r->a);   /* first touch by the threads that read */
     return true;
 }
 
-/* The faster loop's best of `passes` passes, GB/s. */
+/* The fastest loop's best of `passes` passes, GB/s. */
 static double reader_gbs(mem_reader *r, kern_pool *p, int passes)
 {
-    const size_t pfs[2] = {0, r->a.avx512 ? adg_read_pf_bytes() : 0};
+    const size_t pf = r->a.avx512 ? adg_read_pf_bytes() : 0;
     double best = 0;
-    for (int l = 0; l < 2; l++) {
-        if (l && !pfs[l])
-            break;
-        r->a.pf = pfs[l];
+    for (int l = 0; l < 4; l++) {
+        if ((l & 1 && !pf) || (l >= 2 && !r->a.avx512))
+            continue;
+        r->a.pf = l & 1 ? pf : 0;
+        r->a.streams = l >= 2 ? ADG_MEMREAD_STREAMS : 1;
         for (int i = 0; i < passes; i++) {
             const uint64_t t0 = adg_now_ns();
             kern_pool_run(p, read_worker, &r->a);

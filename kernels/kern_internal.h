@@ -140,11 +140,6 @@ void kern_bact_pack_tiles(kern_bact *a, int64_t t0, int64_t t1);
 /* The AVX-512 row quantizer (kern_ops_avx512.c), exposed for its own test. */
 void kern_avx512_quantize_row_q8_0(const float *x, int8_t *q, float *d, int32_t *s, int64_t k);
 
-/* XOR of a 64-byte aligned buffer (bytes % 256 == 0) with AVX-512 loads: the benchmark's
- * memory-read loop (kern_ops_avx512.c), the probe's loop: with pf > 0 each 256-byte step's
- * lines are also prefetched pf bytes ahead (adg_read_pf_bytes()). */
-uint64_t kern_avx512_read_xor(const void *p, size_t bytes, size_t pf);
-
 /* Reference micro-kernels (kern_ops_ref.c). */
 void kern_ref_gemm_q(const kern_gemm_job *j, const kern_qact *a);
 void kern_ref_gemm_f(const kern_gemm_job *j, const float *x, int64_t m);   /* BF16 / F32 RAW */

@@ -893,26 +893,3 @@ void kern_avx512_fp32_to_fp16(const float *x, uint16_t *y, int64_t i0, int64_t i
     }
 }
 
-/* ---- memory read, for the benchmark's bandwidth figure ------------------------------ */
-
-/* XOR of every 64-byte line in [p, p + bytes) (bytes % 256 == 0), with four independent
- * chains so the loop is bound by memory, as the GEMV kernels are; pf > 0: as
- * probe --bench's prefetching loop (probe/probe_bench_run.c), the lines pf bytes ahead. */
-uint64_t kern_avx512_read_xor(const void *p, size_t bytes, size_t pf)
-{
-    const __m512i *v = p;
-    const char *c0 = p;
-    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
-    for (size_t i = 0; i < bytes / 64; i += 4) {
-        if (pf) {   /* loop-invariant, predicted every time */
-            for (int l = 0; l < 4; l++)
-                _mm_prefetch(c0 + i * 64 + pf + 64 * l, _MM_HINT_T0);
-        }
-        a = _mm512_xor_si512(a, _mm512_load_si512(v + i));
-        b = _mm512_xor_si512(b, _mm512_load_si512(v + i + 1));
-        c = _mm512_xor_si512(c, _mm512_load_si512(v + i + 2));
-        d = _mm512_xor_si512(d, _mm512_load_si512(v + i + 3));
-    }
-    const __m512i x = _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d));
-    return (uint64_t)_mm512_reduce_or_epi64(x);
-}

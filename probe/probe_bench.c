@@ -7,6 +7,7 @@
 
 #include "common/adg_ceilings.h"
 #include "common/adg_log.h"
+#include "common/adg_memread.h"
 #include "common/adg_util.h"
 #include "probe/probe_bench.h"
 #include "probe/probe_cpu.h"
@@ -117,11 +118,11 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
                     "these figures overstate the memory's bandwidth"
                   : "reads with 512-bit loads and a STREAM triad (24 bytes per element) from memory on this node, "
                     "threads pinned to its CPUs: the ceiling of bandwidth-bound token generation",
-            "node %d, %s buffer%s%s: read %.1f GB/s (%d threads; plain loop %.1f, prefetching %.1f), %.1f GB/s (1 "
-            "core); triad %.1f GB/s",
+            "node %d, %s buffer%s%s: read %.1f GB/s (%d threads; plain loop %.1f, prefetching %.1f, %d streams per "
+            "thread %.1f), %.1f GB/s (1 core); triad %.1f GB/s",
             n->node, adg_fmt_bytes(n->buffer_bytes, buf, sizeof buf), small ? " vs L3 " : "",
             small ? adg_fmt_bytes((double)l3, l3s, sizeof l3s) : "", n->read_gbs, n->threads, n->read_plain_gbs,
-            n->read_pf_gbs, n->read_core_gbs, n->triad_gbs);
+            n->read_pf_gbs, ADG_MEMREAD_STREAMS, n->read_multi_gbs, n->read_core_gbs, n->triad_gbs);
         if (small)
             probe_check_set_remedy(k, "run --bench on a machine (or VM size) with at least 10x the L3 in free memory");
     }
@@ -147,10 +148,11 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
     free(path);
     json_t *mem = json_array();
     for (size_t i = 0; i < c.nnodes; i++)
-        json_array_append_new(mem, json_pack("{s:i,s:f,s:f,s:f,s:f,s:f}", "node", c.nodes[i].node, "read_gbs",
+        json_array_append_new(mem, json_pack("{s:i,s:f,s:f,s:f,s:f,s:f,s:f}", "node", c.nodes[i].node, "read_gbs",
                                              c.nodes[i].read_gbs, "read_core_gbs", c.nodes[i].read_core_gbs,
                                              "read_plain_gbs", c.nodes[i].read_plain_gbs, "read_pf_gbs",
-                                             c.nodes[i].read_pf_gbs, "triad_gbs", c.nodes[i].triad_gbs));
+                                             c.nodes[i].read_pf_gbs, "read_multi_gbs", c.nodes[i].read_multi_gbs,
+                                             "triad_gbs", c.nodes[i].triad_gbs));
     probe_report_set_fact(rep, "bench", "clock_ghz", json_real(c.clock_ghz));
     probe_report_set_fact(rep, "bench", "amx_int8_core", rate_json(&c.amx_int8_core));
     probe_report_set_fact(rep, "bench", "amx_int8_all", rate_json(&c.amx_int8_all));

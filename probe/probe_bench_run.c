@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/adg_memread.h"
 #include "common/adg_util.h"
 #include "probe/probe_amx_asm.h"
 #include "probe/probe_bench.h"
@@ -32,6 +33,7 @@ typedef struct team {
     char *a, *b, *c;             /* memory: buffers split among threads */
     size_t bytes;                /* read: whole buffer; triad: each array */
     size_t pf;                   /* read: software prefetch distance in bytes (0: none) */
+    int streams;                 /* read: streams per thread (adg_memread) */
     int n;
     pthread_barrier_t start, end;
     double ghz[1024];
@@ -117,41 +119,6 @@ static void vnni_loop(uint64_t n)
                        "xmm10", "xmm11", "xmm12", "xmm13", "memory");
 }
 
-/* 512-bit loads, four independent accumulators; with dist > 0 each 256-byte step's lines are
- * also prefetched dist bytes ahead: more misses in flight per core than the hardware
- * prefetchers keep (on the device machine's KVM guest the plain loop read 112 GB/s with 16
- * threads while the Q4_0 GEMV streamed its weights at 123-141 GB/s: a ceiling below what a
- * kernel reaches says nothing). */
-__attribute__((target("avx512f"))) static uint64_t read_avx512(const char *p, size_t bytes, size_t dist)
-{
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i + 256 <= bytes; i += 256) {
-        if (dist) { /* a loop-invariant test, predicted every time */
-            for (int l = 0; l < 4; l++)
-                _mm_prefetch(p + i + dist + 64 * l, _MM_HINT_T0);
-        }
-        a0 = _mm512_xor_si512(a0, _mm512_load_si512(p + i));
-        a1 = _mm512_xor_si512(a1, _mm512_load_si512(p + i + 64));
-        a2 = _mm512_xor_si512(a2, _mm512_load_si512(p + i + 128));
-        a3 = _mm512_xor_si512(a3, _mm512_load_si512(p + i + 192));
-    }
-    a0 = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
-    return (uint64_t)_mm512_reduce_add_epi64(a0);
-}
-
-static uint64_t read_scalar(const char *p, size_t bytes)
-{
-    const uint64_t *q = (const uint64_t *)p;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i + 4 <= bytes / 8; i += 4) {
-        s0 ^= q[i];
-        s1 ^= q[i + 1];
-        s2 ^= q[i + 2];
-        s3 ^= q[i + 3];
-    }
-    return s0 ^ s1 ^ s2 ^ s3;
-}
-
 static bool have_avx512;
 
 static void triad(double *restrict a, const double *restrict b, const double *restrict c, size_t n)
@@ -186,7 +153,7 @@ static void *work(void *arg)
     case K_AMX_BF16: amx_bf16_loop(t->iters); break;
     case K_VNNI: vnni_loop(t->iters); break;
     case K_READ:
-        s = have_avx512 ? read_avx512(t->a + lo, len, t->pf) : read_scalar(t->a + lo, len);
+        s = adg_memread(t->a + lo, len, t->pf, t->streams, have_avx512);
         break;
     case K_TOUCH: memset(t->a + lo, 1, len); break;
     case K_TRIAD: triad((double *)(t->a + lo), (double *)(t->b + lo), (double *)(t->c + lo), len / 8); break;
@@ -397,6 +364,7 @@ static void memory(const probe_bench_opts *o, const int *allowed, int nallowed)
         const double all_bytes = (double)(bytes / 256 / (size_t)n * 256 * (size_t)n);
         const double one_bytes = (double)(bytes / 256 * 256);
         t.pf = 0;
+        t.streams = 1;
         nb->read_gbs = mem_pass(&t, cpus, n, K_READ, all_bytes);
         nb->read_core_gbs = mem_pass(&t, cpus, 1, K_READ, one_bytes);
         nb->read_plain_gbs = nb->read_gbs;
@@ -408,6 +376,21 @@ static void memory(const probe_bench_opts *o, const int *allowed, int nallowed)
                 nb->read_gbs = a;
             if (c1 > nb->read_core_gbs)
                 nb->read_core_gbs = c1;
+        }
+        /* several streams per thread, as the GEMV reads its panels (adg_memread.c says why) */
+        if (have_avx512) {
+            t.streams = ADG_MEMREAD_STREAMS;
+            for (int l = 0; l < 2; l++) {
+                t.pf = l ? o->read_pf : 0;
+                if (l && !t.pf)
+                    break;
+                const double a = mem_pass(&t, cpus, n, K_READ, all_bytes);
+                if (a > nb->read_multi_gbs)
+                    nb->read_multi_gbs = a;
+            }
+            if (nb->read_multi_gbs > nb->read_gbs)
+                nb->read_gbs = nb->read_multi_gbs;
+            t.streams = 1;
         }
         size_t arr = bytes / 2;
         t.a = buf;

@@ -46,7 +46,8 @@ static void test_round_trip(void **state)
     snprintf(c.vnni_core.why, sizeof c.vnni_core.why, "not measured");
     c.nnodes = 1;
     c.nodes[0] = (adg_node_bw){.node = 0, .threads = 16, .read_gbs = 127, .read_core_gbs = 13.1, .read_plain_gbs = 110.5,
-                               .read_pf_gbs = 127, .triad_gbs = 95, .buffer_bytes = 1 << 30};
+                               .read_pf_gbs = 121, .read_multi_gbs = 127, .triad_gbs = 95,
+                               .buffer_bytes = 1 << 30};
     bool found = true;
     ADG_ASSERT_OK(adg_ceilings_load("Test CPU 9000", 16, &d, &found));
     assert_false(found);
@@ -61,7 +62,7 @@ static void test_round_trip(void **state)
     assert_string_equal(d.vnni_core.why, "not measured");
     assert_int_equal(d.nnodes, 1);
     assert_true(d.nodes[0].read_gbs == 127 && d.nodes[0].read_core_gbs == 13.1 && d.nodes[0].triad_gbs == 95);
-    assert_true(d.nodes[0].read_plain_gbs == 110.5 && d.nodes[0].read_pf_gbs == 127);
+    assert_true(d.nodes[0].read_plain_gbs == 110.5 && d.nodes[0].read_pf_gbs == 121 && d.nodes[0].read_multi_gbs == 127);
     /* Another CPU count is another machine. */
     ADG_ASSERT_OK(adg_ceilings_load("Test CPU 9000", 8, &d, &found));
     assert_false(found);
