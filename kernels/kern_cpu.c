@@ -116,26 +116,6 @@ static void gemv_pf_dist_from_env(kern_cpu *c)
         adg_warn("kernels: ignoring AMXDIAG_GEMV_PF_DIST=%s (want 1 .. 64 blocks); using %d", v, KERN_GEMV_PF_DIST);
 }
 
-/* The VNNI GEMV's panels side by side (AMXDIAG_GEMV_NP=4|8, default 4): every panel is
- * one stream of weights per worker, and on the device machine 8 streams per thread read
- * more than 4 (docs/PERFORMANCE.md, session 7).  Items are then at least 8 panels. */
-static void gemv_np_from_env(kern_cpu *c)
-{
-    c->gemv_np = 4;
-    const char *v = getenv("AMXDIAG_GEMV_NP");
-    if (!v || !*v || strcmp(v, "4") == 0)
-        return;
-    if (strcmp(v, "8") == 0)
-        c->gemv_np = 8;
-    else
-        adg_warn("kernels: ignoring AMXDIAG_GEMV_NP=%s (want 4 or 8); using 4", v);
-}
-
-int64_t kern_gemv_min_chunk(const kern_cpu *c)
-{
-    return c->gemv_np > 4 ? c->gemv_np : 4;
-}
-
 /* M = 1 work split (AMXDIAG_GEMV_TAIL=1): a call's last panels go out in items of a
  * quarter of the chunk (two per worker), so the worker that takes the last item finishes
  * with the others instead of one whole chunk (about 10 us of attn_q) later.  Off (0) by
@@ -172,7 +152,6 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     amx_int8_from_env(c);
     gemv_pf_from_env(c);
     gemv_pf_dist_from_env(c);
-    gemv_np_from_env(c);
     gemv_tail_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
@@ -541,7 +520,7 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
 {
     const kern_weight *w = a->w;
     kern_gemm_job j = {w, kern_weight_mat(w, g->mat), p0, p1, a->y, a->ldy, g->yrow,
-                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist, a->c->gemv_np};
+                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist};
     switch (g->p) {
     case PATH_REF:
         if (w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0)
@@ -601,7 +580,7 @@ static void mm_schedule(kern_cpu *c, mm_args *a)
     const int nth = kern_pool_size(c->pool);
     a->dynamic = kern_pool_nodes(c->pool) == 1 && nth > 1;
     int64_t chunk = (a->w->n_panels + 4 * nth - 1) / (4 * nth);
-    a->chunk = chunk < kern_gemv_min_chunk(a->c) ? kern_gemv_min_chunk(a->c) : chunk;
+    a->chunk = chunk < 4 ? 4 : chunk;
     a->per_group = (a->w->n_panels + a->chunk - 1) / a->chunk;
     a->small = 0;
     a->nbig = a->per_group;
@@ -751,7 +730,7 @@ static void f32_worker(void *arg, int ith, int nth)
         const int64_t rows = a->m - m0 < a->mb ? a->m - m0 : a->mb;
         const int64_t p1 = p0 + a->pb < w->n_panels ? p0 + a->pb : w->n_panels;
         kern_gemm_job j = {w, kern_weight_mat(w, 0), p0, p1, a->y + m0 * w->n, w->n, NULL,
-                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist, a->c->gemv_np};
+                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist};
         if (a->p == PATH_REF)
             kern_ref_gemm_f(&j, a->x + m0 * w->k, rows);
         else
@@ -921,7 +900,7 @@ adg_error *kern_gemv_batch(kern_cpu *c, const kern_weight *const *ws, const int6
     first[0] = 0;
     for (int i = 0; i < nw; i++) {
         const int64_t ch = (ws[i]->n_panels + 4 * nth - 1) / (4 * nth);
-        chunk[i] = ch < kern_gemv_min_chunk(c) ? kern_gemv_min_chunk(c) : ch;
+        chunk[i] = ch < 4 ? 4 : ch;
         /* the tail split only on the batch's last product: the others' items are followed
          * by more work from the same counter */
         if (i == nw - 1)

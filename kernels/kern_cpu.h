@@ -221,9 +221,6 @@ void kern_gemv_panels(kern_cpu *ctx, int ith, const kern_weight *w, int64_t mat,
  * AMXDIAG_GEMV_TAIL=1 the last panels (two items per worker of nth) in items of a quarter
  * chunk, so the last worker to finish is not a whole chunk late.  Returns the item count;
  * kern_gemv_item gives item i's panels [p0, p1).  small 0: every item a chunk. */
-/* The smallest item of a one-row product, in panels: the VNNI GEMV's panels side by side
- * (4, or 8 with AMXDIAG_GEMV_NP=8), so an item is one pass of it. */
-int64_t kern_gemv_min_chunk(const kern_cpu *ctx);
 int64_t kern_gemv_split(const kern_cpu *ctx, int64_t n_panels, int64_t chunk, int nth, int64_t *small, int64_t *nbig);
 void kern_gemv_item(int64_t n_panels, int64_t chunk, int64_t small, int64_t nbig, int64_t i, int64_t *p0, int64_t *p1);
 /* One activation row x times nw int8 weights of the same k (matrix mats[i] of ws[i], 0 if

@@ -96,7 +96,6 @@ typedef struct kern_gemm_job {
     size_t scratch_bytes;
     int gemv_pf;            /* M = 1 software prefetch: KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;       /* its distance in blocks (AMXDIAG_GEMV_PF_DIST; 0: KERN_GEMV_PF_DIST) */
-    int gemv_np;            /* M = 1: panels read side by side, 4 or 8 (AMXDIAG_GEMV_NP; 0: 4) */
 } kern_gemm_job;
 
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c): PANEL (default) stays inside the
@@ -178,7 +177,6 @@ struct kern_cpu {
     int ring_ahead, ring_store_ahead;
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;            /* blocks ahead (AMXDIAG_GEMV_PF_DIST, 1..64; 0: KERN_GEMV_PF_DIST) */
-    int gemv_np;                 /* panels side by side, 4 or 8 (AMXDIAG_GEMV_NP; kern_gemv_min_chunk) */
     int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */

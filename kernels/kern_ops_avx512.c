@@ -204,9 +204,8 @@ static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, siz
     }
 }
 
-/* M = 1 (token generation): NP (1..4; 8 with AMXDIAG_GEMV_NP=8) panels at once with two
- * int32 chains per panel, so eight (sixteen) independent VPDPBUSD chains hide its latency
- * and the loop streams at memory speed.
+/* M = 1 (token generation): NP (1..4) panels at once with two int32 chains per panel, so
+ * eight independent VPDPBUSD chains hide its latency and the loop streams at memory speed.
  *
  * Software prefetch (PF, KERN_GEMV_PF_*): the hardware streamer alone leaves this loop
  * latency-bound on one core (Q4_0 blocks are only 4.5 lines).  PANEL prefetches every line
@@ -226,8 +225,8 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
     const bool L2 = PF_ == KERN_GEMV_PF_L2;
     const int PF = L2 ? KERN_GEMV_PF_PANEL : PF_;
     const kern_weight *w = j->w;
-    __m512 acc[8];
-    const uint8_t *wp[8];
+    __m512 acc[4];
+    const uint8_t *wp[4];
     for (int pp = 0; pp < NP; pp++) {
         acc[pp] = _mm512_setzero_ps();
         wp[pp] = j->wmat + (size_t)(p + pp) * w->panel_bytes;
@@ -244,7 +243,7 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
                 pf_block(wp[pp] + b * bb, bb, L2);
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *ab = a->q + b * KERN_KB;
-        __m512i c0[8], c1[8];
+        __m512i c0[4], c1[4];
         for (int pp = 0; pp < NP; pp++) {
             c0[pp] = _mm512_setzero_si512();
             c1[pp] = _mm512_setzero_si512();
@@ -302,9 +301,6 @@ static inline __attribute__((always_inline)) void gemv_q_range_pf(const kern_gem
                                                                   const bool I4, const int PF)
 {
     int64_t p = j->p0;
-    if (j->gemv_np == 8)
-        for (; p + 8 <= j->p1; p += 8)
-            gemv_q(j, a, p, 8, I4, PF);
     for (; p + 4 <= j->p1; p += 4)
         gemv_q(j, a, p, 4, I4, PF);
     const int left = (int)(j->p1 - p);

@@ -20,8 +20,7 @@
 #                phase's products.  Issue 4's goal is judged on this one.
 #    Each batched line also against the read measured just before and after it
 #    (`beside`, the larger of the two; docs/bench.md): the goal's figure on a VM whose
-#    bandwidth moves between calls.  DEFAULT_ONLY=1: the defaults only; NP_AB=1: the
-#    defaults and AMXDIAG_GEMV_NP=8 (np8);
+#    bandwidth moves between calls.  DEFAULT_ONLY=1: the defaults only;
 #    THREAD_LIST="16 12 8": the defaults at each thread count instead (variants t16, t12, t8),
 #    with `lscpu -e` in the summary (whether fewer threads read closer to the bandwidth);
 #    DIST_LIST="8 16 24": the prefetch distance in blocks instead (variants d8 ..., the
@@ -57,8 +56,6 @@ grep -iE "read|bandwidth" "$work/probe-bench.out" | head -5 >>"$summary"
 variants=("panel AMXDIAG_GEMV_PREFETCH=panel" "l2 AMXDIAG_GEMV_PREFETCH=l2" "tail AMXDIAG_GEMV_TAIL=1")
 # DEFAULT_ONLY=1: the defaults only (the goal's figure, more rounds in the same time)
 [ "${DEFAULT_ONLY:-0}" = 1 ] && variants=("panel AMXDIAG_GEMV_PREFETCH=panel")
-# NP_AB=1: the defaults against eight panels side by side (np8: AMXDIAG_GEMV_NP=8)
-[ "${NP_AB:-0}" = 1 ] && variants=("panel AMXDIAG_GEMV_PREFETCH=panel" "np8 AMXDIAG_GEMV_NP=8")
 # THREAD_LIST="16 12 8": instead, the defaults at each of these thread counts (variants tN)
 if [ -n "${THREAD_LIST:-}" ]; then
     variants=()
@@ -108,7 +105,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ['panel', 'np8', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v[0] in 'td' and v[1:].isdigit()}, key=lambda v: (v[0], int(v[1:]))):
+    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v[0] in 'td' and v[1:].isdigit()}, key=lambda v: (v[0], int(v[1:]))):
         v = k.get((s, t, var))
         if not v:
             continue

@@ -669,8 +669,7 @@ static void test_gemv_prefetch_modes(void **state)
 
 /* kern_gemv_batch: several products in one region, x quantized once, give the reference's
  * bits for each product, and so do kern_matmul / kern_moe_matmul at m = 1 with the M = 1
- * tail split (AMXDIAG_GEMV_TAIL=1: the last panels in smaller items) at 1 and 3 workers,
- * four or eight panels side by side (AMXDIAG_GEMV_NP);
+ * tail split (AMXDIAG_GEMV_TAIL=1: the last panels in smaller items) at 1 and 3 workers;
  * a weight of another k or type family, or a matrix out of range, is a usage error. */
 static uint8_t *batch_data(kern_type t, int64_t rows, int64_t k)
 {
@@ -715,7 +714,6 @@ static void test_gemv_batch(void **state)
             if (impl == 1 && !have_avx512())
                 continue;
             setenv("AMXDIAG_GEMV_TAIL", tail ? "1" : "0", 1);
-            setenv("AMXDIAG_GEMV_NP", run % 3 == 2 ? "8" : "4", 1);
             for (int i = 0; i < NW; i++)   /* a row no item wrote is caught */
                 memset(got[i], 0xff, sizeof(float) * NA);
             kern_cpu *c = ctx(impl ? KERN_IMPL_AVX512 : KERN_IMPL_REF, threads);
@@ -763,7 +761,6 @@ static void test_gemv_batch(void **state)
             kern_cpu_free(c);
         }
         unsetenv("AMXDIAG_GEMV_TAIL");
-        unsetenv("AMXDIAG_GEMV_NP");
         for (int i = 0; i < NW; i++) {
             free(want[i]);
             free(got[i]);
