@@ -11,7 +11,8 @@
 #      tail   AMXDIAG_GEMV_TAIL=1: V's and Wo's last panels (per-op: every GEMV's) in
 #             items of a quarter chunk
 #      l2     AMXDIAG_GEMV_PREFETCH=l2: the GEMV's prefetches into L2 only
-#    (the 30B model: new, tail and l2);
+#    (the 30B model: new, tail and l2); VARIANTS="LABEL VAR=VALUE;LABEL VAR=VALUE..." sets
+#    the variants of every model instead (one of them labelled new: the ratios' base);
 #  - `run --ops` of new on q4_0 (where the time goes per op kind);
 #  - one `run --greedy --compare ref` per quant with the defaults, and one with tail on
 #    q4_0 (teacher forced against the reference kernels: exit 0 = every decisive step
@@ -55,6 +56,10 @@ fi
 variants=("perop AMXDIAG_ENGINE_FUSE=0" "new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1"
     "l2 AMXDIAG_GEMV_PREFETCH=l2")
 big_variants=("new AMXDIAG_ENGINE_FUSE=1" "tail AMXDIAG_GEMV_TAIL=1" "l2 AMXDIAG_GEMV_PREFETCH=l2")
+if [ -n "${VARIANTS:-}" ]; then
+    IFS=';' read -r -a variants <<<"$VARIANTS"
+    big_variants=("${variants[@]}")
+fi
 tg() {   # tg ROUND MODEL LABEL ENV (ENV: VAR=VALUE words)
     local r=$1 q=$2 label=$3 env=$4 name="tg-$1-$2-$3"
     # shellcheck disable=SC2086
@@ -106,7 +111,7 @@ for key in sorted(k):
 for q, test in sorted({(r['quant'], r['test']) for r in rows}):
     for ref in ('perop', 'new'):
         base = k.get((q, test, ref))
-        for label in ('new', 'tail', 'l2'):
+        for label in sorted({r['label'] for r in rows}):
             v = k.get((q, test, label))
             if base and v and label != ref:
                 print(f"{q} {test}: {label} / {ref} = {st.median(v) / st.median(base):.3f}")
