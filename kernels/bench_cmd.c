@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/adg_ceilings.h"
@@ -249,9 +250,12 @@ static bool reader_open(mem_reader *r, kern_pool *p)
     size_t bytes = l3 > 0 ? (size_t)l3 * 4 : (size_t)1 << 30;
     bytes = bytes < ((size_t)256 << 20) ? (size_t)256 << 20 : bytes > ((size_t)2 << 30) ? (size_t)2 << 30 : bytes;
     bytes &= ~(size_t)4095;
-    uint64_t *buf = aligned_alloc(4096, bytes);
-    if (!buf)
+    /* huge pages where the kernel gives them, as the probe's buffer and the weights have */
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
         return false;
+    madvise(m, bytes, MADV_HUGEPAGE);
+    uint64_t *buf = m;
     adg_error *ae = kern_impl_check(KERN_IMPL_AVX512);
     r->a = (rd_args){buf, bytes / 8, ae == NULL, 0, 1, {0}};
     adg_error_free(ae);
@@ -282,7 +286,7 @@ static double reader_gbs(mem_reader *r, kern_pool *p, int passes)
 
 static void reader_close(mem_reader *r)
 {
-    free((void *)r->a.buf);
+    munmap((void *)r->a.buf, r->bytes);
     memset(r, 0, sizeof *r);
 }
 
