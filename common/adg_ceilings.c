@@ -89,9 +89,10 @@ json_t *adg_ceilings_to_json(const adg_ceilings *c)
                                                c->nodes[i].read_plain_gbs, "read_pf_gbs", c->nodes[i].read_pf_gbs,
                                                "read_multi_gbs", c->nodes[i].read_multi_gbs, "triad_gbs",
                                                c->nodes[i].triad_gbs, "buffer_bytes", c->nodes[i].buffer_bytes));
-    return json_pack("{s:s,s:s,s:i,s:s,s:f,s:f,s:f,s:{s:o,s:o,s:o,s:o,s:o,s:o},s:o}", "schema", ADG_CEILINGS_SCHEMA,
-                     "cpu", c->cpu, "ncpus", c->ncpus, "created", c->created, "seconds", c->seconds, "clock_ghz",
-                     c->clock_ghz, "clock_all_ghz", c->clock_all_ghz, "rates", "amx_int8_core",
+    return json_pack("{s:s,s:s,s:i,s:s,s:f,s:f,s:f,s:s,s:{s:o,s:o,s:o,s:o,s:o,s:o},s:o}", "schema",
+                     ADG_CEILINGS_SCHEMA, "cpu", c->cpu, "ncpus", c->ncpus, "created", c->created, "seconds", c->seconds,
+                     "clock_ghz", c->clock_ghz, "clock_all_ghz", c->clock_all_ghz, "clock_note", c->clock_note,
+                     "rates", "amx_int8_core",
                      rate_json(&c->amx_int8_core), "amx_int8_all", rate_json(&c->amx_int8_all), "amx_bf16_core",
                      rate_json(&c->amx_bf16_core), "amx_bf16_all", rate_json(&c->amx_bf16_all), "vnni_core",
                      rate_json(&c->vnni_core), "vnni_all", rate_json(&c->vnni_all), "memory", nodes);
@@ -132,6 +133,8 @@ adg_error *adg_ceilings_from_json(const json_t *j, const char *what, adg_ceiling
     c->seconds = num(json_object_get(j, "seconds"));
     c->clock_ghz = num(json_object_get(j, "clock_ghz"));
     c->clock_all_ghz = num(json_object_get(j, "clock_all_ghz"));
+    const char *cn = json_string_value(json_object_get(j, "clock_note"));   /* absent before session 7 */
+    snprintf(c->clock_note, sizeof c->clock_note, "%s", cn ? cn : "");
     rate_from(json_object_get(rates, "amx_int8_core"), &c->amx_int8_core);
     rate_from(json_object_get(rates, "amx_int8_all"), &c->amx_int8_all);
     rate_from(json_object_get(rates, "amx_bf16_core"), &c->amx_bf16_core);

@@ -44,8 +44,9 @@ typedef struct adg_ceilings {
     char cpu[64];           /* brand string */
     int ncpus;              /* online CPUs when measured */
     char created[32];       /* ISO-8601 UTC */
-    double clock_ghz;       /* one core, from a dependent-add loop */
+    double clock_ghz;       /* one core, from a dependent-multiply loop; 0: no plausible figure */
     double clock_all_ghz;   /* mean over all cores running at once */
+    char clock_note[160];   /* why the clock is 0 when a figure was measured but rejected, else "" */
     adg_rate amx_int8_core, amx_int8_all;
     adg_rate amx_bf16_core, amx_bf16_all;
     adg_rate vnni_core, vnni_all;

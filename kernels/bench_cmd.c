@@ -103,6 +103,7 @@ typedef struct ceil_info {
     int amx_int8_all_threads;   /* threads of its all-core figure */
     int threads;                /* this run's */
     double clock_ghz;
+    const char *clock_src;   /* where clock_ghz came from */
     bool from_probe;
 } ceil_info;
 
@@ -362,8 +363,12 @@ static void load_ceilings(ceil_info *ci, int threads, double given_gbs)
             ci->mem_src = "amxdiag probe --bench (cached), larger than this run's read";
         }
     }
-    if (ci->clock_ghz <= 0)
+    ci->clock_src = "probe --bench";
+    if (ci->clock_ghz <= 0) {
         ci->clock_ghz = cpuinfo_mhz() / 1000.0;
+        ci->clock_src = found && c.clock_note[0] ? "/proc/cpuinfo's nominal MHz: probe --bench's clock was rejected"
+                                                 : "/proc/cpuinfo's nominal MHz";
+    }
     ci->amx_int8_theory = ci->clock_ghz > 0 ? 2048.0 * ci->clock_ghz * 1e9 * threads : 0;
     ci->threads = threads;
 }
@@ -1164,13 +1169,13 @@ int kern_bench_cmd_main(int argc, char **argv)
         printf("\n");
         if (ci.from_probe)
             printf("ceilings: AMX int8 %.1f TOPS, AMX bf16 %.1f TFLOP/s, VNNI %.2f TOPS measured; AMX int8 theoretical "
-                   "%.1f TOPS (2048 ops/cycle/core at %.2f GHz)\n",
+                   "%.1f TOPS (2048 ops/cycle/core at %.2f GHz, %s)\n",
                    ci.amx_int8_ops / 1e12, ci.amx_bf16_ops / 1e12, ci.vnni_ops / 1e12, ci.amx_int8_theory / 1e12,
-                   ci.clock_ghz);
+                   ci.clock_ghz, ci.clock_src);
         else
             printf("compute ceilings unknown: run `amxdiag probe --bench` to measure them (AMX int8 theoretical "
-                   "%.1f TOPS at %.2f GHz)\n",
-                   ci.amx_int8_theory / 1e12, ci.clock_ghz);
+                   "%.1f TOPS at %.2f GHz, %s)\n",
+                   ci.amx_int8_theory / 1e12, ci.clock_ghz, ci.clock_src);
         fflush(stdout);
     }
 
@@ -1337,14 +1342,15 @@ int kern_bench_cmd_main(int argc, char **argv)
     json_object_set_new(root, "threads", json_integer(o.threads));
     json_object_set_new(
         root, "ceilings",
-        json_pack("{s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b}", "mem_read_gbs", ci.mem_gbs > 0 ? json_real(ci.mem_gbs) : json_null(),
+        json_pack("{s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:b}", "mem_read_gbs", ci.mem_gbs > 0 ? json_real(ci.mem_gbs) : json_null(),
                   "mem_source", ci.mem_src ? ci.mem_src : "unknown", "probe_mem_read_gbs",
                   ci.probe_mem_gbs > 0 ? json_real(ci.probe_mem_gbs) : json_null(), "bench_mem_read_gbs",
                   ci.bench_mem_gbs > 0 ? json_real(ci.bench_mem_gbs) : json_null(), "amx_int8_ops", ci.amx_int8_ops > 0 ? json_real(ci.amx_int8_ops) : json_null(),
                   "amx_bf16_ops", ci.amx_bf16_ops > 0 ? json_real(ci.amx_bf16_ops) : json_null(), "vnni_ops",
                   ci.vnni_ops > 0 ? json_real(ci.vnni_ops) : json_null(), "amx_int8_theoretical_ops",
                   ci.amx_int8_theory > 0 ? json_real(ci.amx_int8_theory) : json_null(), "clock_ghz",
-                  ci.clock_ghz > 0 ? json_real(ci.clock_ghz) : json_null(), "from_probe", ci.from_probe));
+                  ci.clock_ghz > 0 ? json_real(ci.clock_ghz) : json_null(), "clock_source", ci.clock_src,
+                  "from_probe", ci.from_probe));
     json_object_set_new(root, "rows", rows_json(rows, nr, &ci));
     json_t *gj = json_array();
     for (int i = 0; i < ng; i++)

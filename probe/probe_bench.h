@@ -11,6 +11,7 @@
 
 typedef struct probe_bench_opts {
     double seconds;        /* per compute measurement (default 0.15) */
+    double clock_scale;    /* tests: every clock figure times this (AMXDIAG_BENCH_CLOCK_SCALE; 0 or 1: as measured) */
     size_t mem_bytes;      /* read buffer per node; 0: 4 x L3, between 256 MiB and 1 GiB */
     bool amx, vnni;        /* run these (the caller checked CPUID/XCR0) */
     unsigned amx_int8_peak, amx_bf16_peak, vnni_peak; /* theoretical ops/cycle/core, 0 unknown */
