@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/adg_clock.h"
 #include "common/adg_memread.h"
 #include "common/adg_util.h"
 #include "probe/probe_amx_asm.h"
@@ -46,32 +47,17 @@ typedef struct worker {
     int idx;
 } worker;
 
-/* A chain of dependent 64-bit multiplies: 3 cycles each on every Intel core since Sandy
- * Bridge and every Zen.  (A chain of `add $1` does not work: Golden Cove and later cores,
- * Sapphire/Emerald Rapids included, fold immediate adds at rename and run several per
- * cycle, which read as a 7-15 GHz "clock" on the device machine.)  Returns 0 when the
- * result is implausible, so that no fraction of peak is computed from it. */
+/* The core clock (adg_clock.h): the core ramps up first (an idle core starts at a low
+ * P-state), then the best of 7 chains of 4 Mi multiplies: a vCPU the host takes away for part
+ * of one reads slow in that one only.  Returns 0 when the result is implausible, so that no
+ * fraction of peak is computed from it. */
 static double clock_ghz(void)
 {
-    /* the core ramps up first (an idle core starts at a low P-state), then the best of 7:
-     * a vCPU the host takes away for part of a repetition reads slow in that one only */
-    for (uint64_t t_end = adg_now_ns() + 20000000; adg_now_ns() < t_end;) {
-        uint64_t n = 1u << 12, x = 1, m = 3;
-        __asm__ volatile("1:\n\t"
-                         ".rept 16\n\timul %2, %0\n\t.endr\n\t"
-                         "dec %1\n\tjnz 1b"
-                         : "+r"(x), "+r"(n)
-                         : "r"(m));
-    }
+    for (uint64_t t_end = adg_now_ns() + 20000000; adg_now_ns() < t_end;)
+        adg_mul_chain(1u << 12);
     double best = 0;
     for (int rep = 0; rep < 7; rep++) {
-        uint64_t n = 1u << 18, x = 1, m = 3, t0 = adg_now_ns();
-        __asm__ volatile("1:\n\t"
-                         ".rept 16\n\timul %2, %0\n\t.endr\n\t"
-                         "dec %1\n\tjnz 1b"
-                         : "+r"(x), "+r"(n)
-                         : "r"(m));
-        double g = (double)(3u * 16u << 18) / (double)(adg_now_ns() - t0);
+        const double g = adg_mul_chain_ghz(1u << 18);
         if (g > best)
             best = g;
     }
@@ -272,7 +258,9 @@ static void over_peak(const adg_rate *r, const char *name, char *buf, size_t len
  * loop would beat its theoretical peak is wrong (the host took the vCPU away while the
  * multiply chain ran, or throttled it then): it is dropped, with a note, so that no
  * fraction of peak is computed from it. */
-static void recheck_clock(const int *allowed, int nall)
+/* The clock on one core and the mean over nall cores running at once; each figure replaces
+ * the stored one when larger (the stored ones start at 0). */
+static void measure_clocks(const int *allowed, int nall)
 {
     team t;
     memset(&t, 0, sizeof t);
@@ -287,6 +275,11 @@ static void recheck_clock(const int *allowed, int nall)
         sum += t.ghz[i], all_ok &= t.ghz[i] > 0;
     if (all_ok && sum / nall > so->c.clock_all_ghz)
         so->c.clock_all_ghz = sum / nall;
+}
+
+static void recheck_clock(const int *allowed, int nall)
+{
+    measure_clocks(allowed, nall);
     adg_rate *core[3] = {&so->c.amx_int8_core, &so->c.amx_bf16_core, &so->c.vnni_core};
     adg_rate *all[3] = {&so->c.amx_int8_all, &so->c.amx_bf16_all, &so->c.vnni_all};
     static const char *const names[3] = {"AMX int8", "AMX bf16", "AVX-512 VNNI"};
@@ -485,17 +478,7 @@ static void child(const probe_bench_opts *o)
     int nall = o->max_threads > 0 && o->max_threads < n ? o->max_threads : n;
 
     step("clock");
-    team t;
-    memset(&t, 0, sizeof t);
-    t.kind = K_CLOCK;
-    run_team(&t, allowed, 1);
-    so->c.clock_ghz = t.ghz[0];
-    run_team(&t, allowed, nall);
-    double sum = 0;
-    bool all_ok = true;
-    for (int i = 0; i < nall; i++)
-        sum += t.ghz[i], all_ok &= t.ghz[i] > 0;
-    so->c.clock_all_ghz = all_ok ? sum / nall : 0;
+    measure_clocks(allowed, nall);
 
     bool amx = o->amx;
     if (amx) {
