@@ -133,20 +133,6 @@ static void gemv_tail_from_env(kern_cpu *c)
         adg_warn("kernels: ignoring AMXDIAG_GEMV_TAIL=%s (want 0 or 1); using 0", v);
 }
 
-/* The int8 tile kernel sends for the next panel while it runs a panel's last strip
- * (amx_gemm.inc.c): AMXDIAG_AMX_PF_NEXT=1 (default) or 0. */
-static void amx_pf_next_from_env(kern_cpu *c)
-{
-    const char *v = getenv("AMXDIAG_AMX_PF_NEXT");
-    c->amx_pf_next = 1;
-    if (!v || !*v || strcmp(v, "1") == 0)
-        return;
-    if (strcmp(v, "0") == 0)
-        c->amx_pf_next = 0;
-    else
-        adg_warn("kernels: ignoring AMXDIAG_AMX_PF_NEXT=%s (want 0 or 1); using 1", v);
-}
-
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
 {
     *out = NULL;
@@ -164,7 +150,6 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     c->impl = impl;
     c->amx = impl == KERN_IMPL_AMX ? &kern_amx_hw : impl == KERN_IMPL_AMX_EMU ? &kern_amx_emu : NULL;
     amx_int8_from_env(c);
-    amx_pf_next_from_env(c);
     gemv_pf_from_env(c);
     gemv_pf_dist_from_env(c);
     gemv_tail_from_env(c);
@@ -535,7 +520,7 @@ static void mm_run(mm_args *a, int ith, const mm_group *g, int64_t p0, int64_t p
 {
     const kern_weight *w = a->w;
     kern_gemm_job j = {w, kern_weight_mat(w, g->mat), p0, p1, a->y, a->ldy, g->yrow,
-                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist, a->c->amx_pf_next};
+                       a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist};
     switch (g->p) {
     case PATH_REF:
         if (w->ctype == KERN_TYPE_Q8_0 || w->ctype == KERN_TYPE_Q4_0)
@@ -745,7 +730,7 @@ static void f32_worker(void *arg, int ith, int nth)
         const int64_t rows = a->m - m0 < a->mb ? a->m - m0 : a->mb;
         const int64_t p1 = p0 + a->pb < w->n_panels ? p0 + a->pb : w->n_panels;
         kern_gemm_job j = {w, kern_weight_mat(w, 0), p0, p1, a->y + m0 * w->n, w->n, NULL,
-                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist, a->c->amx_pf_next};
+                           a->c->scratch[ith], a->c->scratch_bytes, a->c->gemv_pf, a->c->gemv_pf_dist};
         if (a->p == PATH_REF)
             kern_ref_gemm_f(&j, a->x + m0 * w->k, rows);
         else

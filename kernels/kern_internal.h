@@ -96,7 +96,6 @@ typedef struct kern_gemm_job {
     size_t scratch_bytes;
     int gemv_pf;            /* M = 1 software prefetch: KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;       /* its distance in blocks (AMXDIAG_GEMV_PF_DIST; 0: KERN_GEMV_PF_DIST) */
-    int amx_pf_next;        /* int8 tiles: the next panel into L2 during a panel's last strip (AMXDIAG_AMX_PF_NEXT) */
 } kern_gemm_job;
 
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c): PANEL (default) stays inside the
@@ -179,7 +178,6 @@ struct kern_cpu {
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;            /* blocks ahead (AMXDIAG_GEMV_PF_DIST, 1..64; 0: KERN_GEMV_PF_DIST) */
     int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */
-    int amx_pf_next;             /* AMXDIAG_AMX_PF_NEXT (kern_cpu.c) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;

@@ -61,12 +61,6 @@ static inline void AMX_SYM(prefetch)(const uint8_t *p, size_t bytes)
         _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
-static inline void AMX_SYM(prefetch_l2)(const uint8_t *p, size_t bytes)
-{
-    for (size_t off = 0; off < bytes; off += 64)
-        _mm_prefetch((const char *)(p + off), _MM_HINT_T1);
-}
-
 /* Unpacks the Q4_0 nibbles of panel p into [nb][8 groups][64] bytes of u4 values. */
 static void AMX_SYM(unpack_i4)(const kern_weight *w, const uint8_t *panel, uint8_t *out)
 {
@@ -145,14 +139,8 @@ static void AMX_SYM(gemm_q_ring)(const kern_gemm_job *j, const kern_qact *a, int
         }
         const int64_t n = p * KERN_PANEL;
         const __mmask16 nm = AMX_SYM(nmask)(w->n - n);
-        /* The panel after this one (in this job's range) goes to L2 block by block while the
-         * last strip runs from cache, so its first strip (or its Q4_0 unpack) does not wait
-         * on memory: with few rows (an expert's 16-64 tokens) every panel's first pass was
-         * a memory stall of its own. */
-        const uint8_t *wnext = j->amx_pf_next && p + 1 < j->p1 ? wp + w->panel_bytes : NULL;
         for (int64_t m0 = mb; m0 < me; m0 += 16) {
             const bool first = m0 == mb && !i4;   /* the panel comes from memory: prefetch it */
-            const uint8_t *pnext = m0 + 16 >= me ? wnext : NULL;
             __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0,
                    acc6 = acc0, acc7 = acc0, acc8 = acc0, acc9 = acc0, acc10 = acc0, acc11 = acc0, acc12 = acc0,
                    acc13 = acc0, acc14 = acc0, acc15 = acc0;
@@ -164,8 +152,6 @@ static void AMX_SYM(gemm_q_ring)(const kern_gemm_job *j, const kern_qact *a, int
             for (int64_t b = 0; b < nb; b++) {
                 if (first)   /* ahead of the tile loads, which run `ahead` blocks early */
                     AMX_SYM(prefetch)(wp + (b + 4 + ahead) * w->blk_bytes, w->blk_bytes);
-                if (pnext)
-                    AMX_SYM(prefetch_l2)(pnext + b * w->blk_bytes, w->blk_bytes);
                 if (b + store_ahead < nb)
                     AMX_SYM(ring_store)(b + store_ahead, ring);
                 if (b + ahead < nb)

@@ -162,21 +162,17 @@ static void test_avx512_int_blocks(void **state)
     kern_avx512_gemm_q_env_reset();
 }
 
-/* The int8 tile kernel's other schedules (AMXDIAG_AMX_INT8_KERNEL, AMXDIAG_AMX_PF_NEXT),
- * bit-exact like the default; an invalid value (9,9; the retired 2x2 kernel) falls back to
- * the default. */
+/* The int8 tile kernel's other schedules (AMXDIAG_AMX_INT8_KERNEL), bit-exact like the
+ * default; an invalid value (9,9; the retired 2x2 kernel) falls back to the default. */
 static void check_int_variants(kern_impl impl)
 {
     static const char *const variants[] = {"1x1", "ring:2,0", "ring:3,2", "ring:3,0", "ring:9,9", "2x2"};
     for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
         setenv("AMXDIAG_AMX_INT8_KERNEL", variants[v], 1);
-        /* the next panel's prefetch (AMXDIAG_AMX_PF_NEXT) off on every other schedule */
-        setenv("AMXDIAG_AMX_PF_NEXT", v % 2 ? "0" : "1", 1);
         check_int_exact(KERN_TYPE_Q8_0, impl, 3, 1);
         check_int_exact(KERN_TYPE_Q4_0, impl, 2, 1);
     }
     unsetenv("AMXDIAG_AMX_INT8_KERNEL");
-    unsetenv("AMXDIAG_AMX_PF_NEXT");
 }
 
 static void test_amx_emu_int(void **state)
