@@ -7,7 +7,7 @@
 #  - with PP=1 (default), `run -p 512 -n 0 -r 3` of qwen3-moe-small per type, each variant
 #    with --cpu-kernels amx, and avx512.
 # VARIANTS="LABEL VAR=VALUE[ VAR=VALUE];LABEL ..." (environment of the same binary; the first
-# is the ratios' base), e.g. VARIANTS="next AMXDIAG_AMX_PF_NEXT=1;nonext AMXDIAG_AMX_PF_NEXT=0".
+# is the ratios' base), e.g. VARIANTS="ring31 AMXDIAG_AMX_INT8_KERNEL=ring;ring21 AMXDIAG_AMX_INT8_KERNEL=ring:2,1".
 # Output: $OUT/kernel_ab.txt (medians, ratios, all values in brackets), $OUT/kernel_ab.jsonl.
 #   usage: OUT=DIR VARIANTS=... tests/device/kernel_ab.sh BUILD_DIR
 set -u
