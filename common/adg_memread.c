@@ -26,7 +26,7 @@ __attribute__((target("avx512f"))) static uint64_t read_avx512(const char *p, si
     for (size_t i = part * (size_t)streams; i + 64 <= bytes; i += 64)   /* the rest, one stream */
         a0 = _mm512_xor_si512(a0, _mm512_load_si512(p + i));
     a0 = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
-    return (uint64_t)_mm512_reduce_add_epi64(a0);
+    return (uint64_t)_mm512_reduce_or_epi64(a0);   /* OR: an add of the lanes could overflow (UB) */
 }
 
 static uint64_t read_scalar(const char *p, size_t bytes)
