@@ -291,7 +291,7 @@ static void recheck_clock(const int *allowed, int nall)
         over_peak(all[i], names[i], bad_all, sizeof bad_all);
     }
     if (bad[0] || bad_all[0]) {
-        snprintf(so->c.clock_note, sizeof so->c.clock_note, "measured %.2f GHz on 1 core, %.2f GHz on all; %s",
+        snprintf(so->c.clock_note, sizeof so->c.clock_note, "measured %.2f GHz on 1 core, %.2f GHz on all; %.100s",
                  so->c.clock_ghz, so->c.clock_all_ghz, bad[0] ? bad : bad_all);
         so->c.clock_ghz = so->c.clock_all_ghz = 0;
         for (int i = 0; i < 3; i++)
