@@ -25,19 +25,74 @@ static void fmt_rate(char *buf, size_t len, const adg_rate *r, const char *unit)
     snprintf(buf + strlen(buf), len - strlen(buf), ")");
 }
 
+int probe_bench_units(double scale, int threads, int siblings, char *why, size_t why_len, bool *warn)
+{
+    *warn = false;
+    if (why_len)
+        why[0] = 0;
+    if (threads < 4 || !(scale > 0) || scale >= 0.6 * threads)
+        return 0;
+    const int units = scale < 1.5 ? 1 : (int)(scale + 0.5);
+    if (siblings > 1)
+        snprintf(why, why_len, "%d threads per core (SMT): siblings share one unit", siblings);
+    else if (siblings == 1) {
+        snprintf(why, why_len, "the OS reports one thread per core, so the host shares cores between these CPUs "
+                               "(a VM whose vCPUs are hyperthreads, or an oversubscribed host)");
+        *warn = true;
+    } else
+        snprintf(why, why_len, "SMT siblings or a shared host (the topology is not known)");
+    return units;
+}
+
+/* Threads per core of CPU 0 as the OS reports them (thread_siblings_list), 0 unknown. */
+static int os_siblings(void)
+{
+    char *data = NULL;
+    size_t len = 0;
+    adg_error *e = adg_read_file("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", 4096, &data, &len);
+    if (e) {
+        adg_error_free(e);
+        return 0;
+    }
+    int n = 0;
+    for (char *p = data; *p && *p != '\n';) {   /* "0", "0,8", "0-1" */
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p)
+            break;
+        if (*end == '-')
+            b = strtol(end + 1, &end, 10);
+        n += b >= a ? (int)(b - a + 1) : 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    free(data);
+    return n;
+}
+
 static void rate_check(probe_report *rep, const char *id, const char *title, const adg_rate *core,
-                       const adg_rate *all, const char *unit, const char *what)
+                       const adg_rate *all, const char *unit, const char *what, int siblings)
 {
     if (core->ops_per_s <= 0) {
         probe_add(rep, "bench", id, PROBE_SKIP, title, core->why[0] ? core->why : "not measured", "not measured");
         return;
     }
-    char a[160], b[160];
+    char a[160], b[160], why[200];
     fmt_rate(a, sizeof a, core, unit);
     fmt_rate(b, sizeof b, all, unit);
     double scale = all->threads > 0 && core->ops_per_s > 0 ? all->ops_per_s / core->ops_per_s : 0;
-    probe_add(rep, "bench", id, PROBE_INFO, title, what, "1 core: %s\nall cores: %s; scaling %.1fx on %d threads", a, b,
-              scale, all->threads);
+    bool warn;
+    const int units = probe_bench_units(scale, all->threads, siblings, why, sizeof why, &warn);
+    if (!units) {
+        probe_add(rep, "bench", id, PROBE_INFO, title, what, "1 core: %s\nall cores: %s; scaling %.1fx on %d threads", a,
+                  b, scale, all->threads);
+        return;
+    }
+    probe_check *k = probe_add(rep, "bench", id, warn ? PROBE_WARN : PROBE_INFO, title, what,
+                               "1 core: %s\nall cores: %s; scaling %.1fx on %d threads: about %d units serve them (%s)",
+                               a, b, scale, all->threads, units, why);
+    probe_check_set_remedy(k, "past about %d threads this work gains little: compare `amxdiag bench kernels --threads %d` "
+                              "with the default, and expect the all-thread figure, not %d x the one-core one",
+                           units, units, all->threads);
 }
 
 static json_t *rate_json(const adg_rate *r)
@@ -109,12 +164,13 @@ adg_error *probe_bench_section(const probe_opts *o, probe_src *src, probe_report
         probe_check_set_remedy(k, "run `amxdiag probe --bench` again when the host is quieter (the figures are cached "
                                   "per machine; a new run replaces them)");
     }
+    const int sib = os_siblings();
     rate_check(rep, "bench.amx_int8", "AMX int8 (TDPBSSD)", &c.amx_int8_core, &c.amx_int8_all, "TOPS",
-               "2x2-blocked tile loop without memory traffic: the compute ceiling of int8 AMX kernels");
+               "2x2-blocked tile loop without memory traffic: the compute ceiling of int8 AMX kernels", sib);
     rate_check(rep, "bench.amx_bf16", "AMX bf16 (TDPBF16PS)", &c.amx_bf16_core, &c.amx_bf16_all, "TFLOPS",
-               "2x2-blocked tile loop without memory traffic: the compute ceiling of bf16 AMX kernels");
+               "2x2-blocked tile loop without memory traffic: the compute ceiling of bf16 AMX kernels", sib);
     rate_check(rep, "bench.vnni", "AVX-512 VNNI (VPDPBUSD)", &c.vnni_core, &c.vnni_all, "TOPS",
-               "12 independent zmm accumulators: the ceiling of int8 kernels without tiles (llama.cpp at batch 1)");
+               "12 independent zmm accumulators: the ceiling of int8 kernels without tiles (llama.cpp at batch 1)", sib);
     long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
     for (size_t i = 0; i < c.nnodes; i++) {
         const adg_node_bw *n = &c.nodes[i];

@@ -31,4 +31,13 @@ typedef struct probe_bench_timing {
  * a measurement that failed leaves its rate at 0 with `why` set. */
 adg_error *probe_bench_run(const probe_bench_opts *o, adg_ceilings *c, probe_bench_timing *t);
 
+/* What a compute loop's scaling says about the units behind the threads: `scale` = the
+ * all-thread rate / the one-thread rate on `threads` threads, `siblings` = the threads per
+ * core the OS reports (0 unknown).  Returns 0 when the threads scale (scale >= 0.6 x
+ * threads, or fewer than 4 threads); else the number of units that seem to serve them
+ * (scale rounded, at least 1), with `why` set to the likely reason: SMT siblings, or a
+ * host that shares cores the guest calls separate (siblings 1) — then *warn is true, as
+ * the topology the OS shows is not the one the work runs on. */
+int probe_bench_units(double scale, int threads, int siblings, char *why, size_t why_len, bool *warn);
+
 #endif
