@@ -25,9 +25,8 @@ static void fmt_rate(char *buf, size_t len, const adg_rate *r, const char *unit)
     snprintf(buf + strlen(buf), len - strlen(buf), ")");
 }
 
-int probe_bench_units(double scale, int threads, int siblings, char *why, size_t why_len, bool *warn)
+int probe_bench_units(double scale, int threads, int siblings, char *why, size_t why_len)
 {
-    *warn = false;
     if (why_len)
         why[0] = 0;
     if (threads < 4 || !(scale > 0) || scale >= 0.6 * threads)
@@ -35,11 +34,10 @@ int probe_bench_units(double scale, int threads, int siblings, char *why, size_t
     const int units = scale < 1.5 ? 1 : (int)(scale + 0.5);
     if (siblings > 1)
         snprintf(why, why_len, "%d threads per core (SMT): siblings share one unit", siblings);
-    else if (siblings == 1) {
-        snprintf(why, why_len, "the OS reports one thread per core, so the host shares cores between these CPUs "
-                               "(a VM whose vCPUs are hyperthreads, or an oversubscribed host)");
-        *warn = true;
-    } else
+    else if (siblings == 1)
+        snprintf(why, why_len, "the OS reports one thread per core, so the host shares cores between these CPUs: "
+                               "a VM whose vCPUs are hyperthreads, or an oversubscribed host");
+    else
         snprintf(why, why_len, "SMT siblings or a shared host (the topology is not known)");
     return units;
 }
@@ -80,14 +78,13 @@ static void rate_check(probe_report *rep, const char *id, const char *title, con
     fmt_rate(a, sizeof a, core, unit);
     fmt_rate(b, sizeof b, all, unit);
     double scale = all->threads > 0 && core->ops_per_s > 0 ? all->ops_per_s / core->ops_per_s : 0;
-    bool warn;
-    const int units = probe_bench_units(scale, all->threads, siblings, why, sizeof why, &warn);
+    const int units = probe_bench_units(scale, all->threads, siblings, why, sizeof why);
     if (!units) {
         probe_add(rep, "bench", id, PROBE_INFO, title, what, "1 core: %s\nall cores: %s; scaling %.1fx on %d threads", a,
                   b, scale, all->threads);
         return;
     }
-    probe_check *k = probe_add(rep, "bench", id, warn ? PROBE_WARN : PROBE_INFO, title, what,
+    probe_check *k = probe_add(rep, "bench", id, PROBE_INFO, title, what,
                                "1 core: %s\nall cores: %s; scaling %.1fx on %d threads: about %d units serve them (%s)",
                                a, b, scale, all->threads, units, why);
     probe_check_set_remedy(k, "past about %d threads this work gains little: compare `amxdiag bench kernels --threads %d` "
