@@ -62,8 +62,8 @@ typedef struct opts {
     bool save;
     bool rowq;             /* --amx-scales row: the row-scaled experiment's rows too */
     /* M = 1 batched rows: the memory read measured just before and just after each one
-     * (the machine's bandwidth moves between calls and with its neighbours); NULL when
-     * --mem-gbs fixes the divisor */
+     * (the machine's bandwidth moves between calls and with its neighbours), in the buffer
+     * of the run's first read; NULL when --mem-gbs fixes the divisor or no buffer was had */
     struct mem_reader *reader;
 } opts;
 
@@ -291,8 +291,10 @@ static void reader_close(mem_reader *r)
     memset(r, 0, sizeof *r);
 }
 
-/* A quick all-thread memory read, when the probe's figures are not cached. */
-static double measure_read_gbs(int threads)
+/* The run's all-thread memory read at the start.  The buffer stays open in r (r->bytes 0
+ * when it could not be had) for the reads beside the M = 1 batched lines, so it is
+ * allocated and first touched once per run. */
+static double measure_read_gbs(int threads, mem_reader *r)
 {
     kern_pool *p = NULL;
     adg_error *e = kern_pool_new(threads, false, &p);
@@ -300,12 +302,7 @@ static double measure_read_gbs(int threads)
         adg_error_free(e);
         return 0;
     }
-    mem_reader r;
-    double best = 0;
-    if (reader_open(&r, p)) {
-        best = reader_gbs(&r, p, 4);
-        reader_close(&r);
-    }
+    const double best = reader_open(r, p) ? reader_gbs(r, p, 4) : 0;
     kern_pool_free(p);
     return best;
 }
@@ -327,7 +324,8 @@ static double cpuinfo_mhz(void)
     return mhz;
 }
 
-static void load_ceilings(ceil_info *ci, int threads, double given_gbs)
+/* The ceilings of the run; without given_gbs the read is measured here, into r. */
+static void load_ceilings(ceil_info *ci, int threads, double given_gbs, mem_reader *r)
 {
     memset(ci, 0, sizeof *ci);
     adg_ceilings c;
@@ -355,7 +353,7 @@ static void load_ceilings(ceil_info *ci, int threads, double given_gbs)
     } else {
         /* Measured here, in the same process and conditions as the kernels (a VM's
          * bandwidth varies between boots and with its neighbours). */
-        ci->bench_mem_gbs = measure_read_gbs(threads);
+        ci->bench_mem_gbs = measure_read_gbs(threads, r);
         ci->mem_gbs = ci->bench_mem_gbs;
         ci->mem_src = "measured by bench: probe --bench's read loops over 4x the L3 cache, all threads";
         if (ci->probe_mem_gbs > ci->mem_gbs) {   /* the larger: %bw is never flattered */
@@ -454,7 +452,7 @@ static adg_error *time_batch(kern_cpu *c, const bench_set *bs, const float *x, c
     for (int i = 0; i < nw; i++)
         ys[i] = y + (size_t)i * (size_t)sh->n;
     double times[64], spent = 0, before = 0;
-    if (o->reader && (o->reader->bytes || reader_open(o->reader, c->pool)))
+    if (o->reader)
         before = reader_gbs(o->reader, c->pool, 2);   /* on the workers that run the GEMVs */
     int reps = 0, copy = 0, set = 0;
     for (int it = -8; reps < (int)ADG_ARRAY_LEN(times); it++) {   /* 8 untimed regions first */
@@ -1156,9 +1154,9 @@ int kern_bench_cmd_main(int argc, char **argv)
     }
 
     ceil_info ci;
-    load_ceilings(&ci, o.threads, o.mem_gbs);
     mem_reader reader = {0};
-    if (o.mem_gbs <= 0)
+    load_ceilings(&ci, o.threads, o.mem_gbs, &reader);
+    if (reader.bytes)
         o.reader = &reader;
     if (!o.json) {
         printf("amxdiag bench kernels: %d threads; memory read %.1f GB/s (%s)", o.threads, ci.mem_gbs, ci.mem_src);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <numa.h>
+
 #include "common/adg_ceilings.h"
 #include "common/adg_log.h"
 #include "common/adg_memread.h"
@@ -42,7 +44,8 @@ int probe_bench_units(double scale, int threads, int siblings, char *why, size_t
     return units;
 }
 
-/* Threads per core of CPU 0 as the OS reports them (thread_siblings_list), 0 unknown. */
+/* Threads per core of CPU 0 as the OS reports them (thread_siblings_list, parsed by
+ * libnuma), 0 unknown. */
 static int os_siblings(void)
 {
     char *data = NULL;
@@ -52,18 +55,12 @@ static int os_siblings(void)
         adg_error_free(e);
         return 0;
     }
-    int n = 0;
-    for (char *p = data; *p && *p != '\n';) {   /* "0", "0,8", "0-1" */
-        char *end;
-        long a = strtol(p, &end, 10), b = a;
-        if (end == p)
-            break;
-        if (*end == '-')
-            b = strtol(end + 1, &end, 10);
-        n += b >= a ? (int)(b - a + 1) : 1;
-        p = *end == ',' ? end + 1 : end;
-    }
+    data[strcspn(data, "\n")] = 0;
+    struct bitmask *bm = numa_parse_cpustring_all(data);
     free(data);
+    const int n = bm ? (int)numa_bitmask_weight(bm) : 0;
+    if (bm)
+        numa_bitmask_free(bm);
     return n;
 }
 

@@ -232,17 +232,18 @@ static void step(const char *s)
     snprintf(so->step, sizeof so->step, "%s", s);
 }
 
+/* ops/cycle/core of r at clock ghz (0 when the clock is unknown). */
+static void rescale(adg_rate *r, double ghz)
+{
+    r->per_cycle = ghz > 0 && r->threads > 0 ? r->ops_per_s / r->threads / (ghz * 1e9) : 0;
+}
+
 static void rate(adg_rate *r, double ops, double secs, int threads, double ghz, unsigned peak)
 {
     r->ops_per_s = secs > 0 ? ops / secs : 0;
     r->threads = threads;
-    r->per_cycle = ghz > 0 ? r->ops_per_s / threads / (ghz * 1e9) : 0;
     r->peak_per_cycle = peak;
-}
-
-static void rescale(adg_rate *r, double ghz)
-{
-    r->per_cycle = ghz > 0 && r->threads > 0 ? r->ops_per_s / r->threads / (ghz * 1e9) : 0;
+    rescale(r, ghz);
 }
 
 /* A rate above its theoretical peak at the measured clock, as text; "" when none. */
@@ -253,11 +254,6 @@ static void over_peak(const adg_rate *r, const char *name, char *buf, size_t len
                  100.0 * r->per_cycle / r->peak_per_cycle, r->peak_per_cycle);
 }
 
-/* The clock once more, after the compute and memory passes (the cores are warm now): the
- * higher of the two figures counts, and the rates' ops/cycle follow it.  A clock at which a
- * loop would beat its theoretical peak is wrong (the host took the vCPU away while the
- * multiply chain ran, or throttled it then): it is dropped, with a note, so that no
- * fraction of peak is computed from it. */
 /* The clock on one core and the mean over nall cores running at once; each figure replaces
  * the stored one when larger (the stored ones start at 0). */
 static void measure_clocks(const int *allowed, int nall)
@@ -277,6 +273,11 @@ static void measure_clocks(const int *allowed, int nall)
         so->c.clock_all_ghz = sum / nall;
 }
 
+/* The clock once more, after the compute and memory passes (the cores are warm now): the
+ * higher of the two figures counts, and the rates' ops/cycle follow it.  A clock at which a
+ * loop would beat its theoretical peak is wrong (the host took the vCPU away while the
+ * multiply chain ran, or throttled it then): it is dropped, with a note, so that no
+ * fraction of peak is computed from it. */
 static void recheck_clock(const int *allowed, int nall)
 {
     measure_clocks(allowed, nall);
