@@ -183,6 +183,29 @@ static void topk_rows(void *arg, int64_t lo, int64_t hi)
 
 /* ---- forward ---- */
 
+/* The prompt's products: under --amx-scales row the row-scaled copy takes the products the
+ * crossover sends to tiles (so the choice of tiles or VNNI stays the measured one, and M = 1
+ * keeps the block-scaled GEMV); everything else as kern_matmul. */
+static adg_error *matmul(kern_cpu *c, const kern_weight *w, const kern_rowq_weight *rq, const float *x, int64_t T,
+                         float *y, kern_op_info *info)
+{
+    if (rq && kern_matmul_on_tiles(c, w, T))
+        return kern_rowq_matmul(c, rq, x, T, y, info);
+    return kern_matmul(c, w, x, T, y, info);
+}
+
+/* The grouped experts likewise, judged at the mean rows per active expert
+ * (T * top_k / min(experts, T * top_k)): the row-scaled kernel runs every group on tiles. */
+static adg_error *moe_matmul(kern_cpu *c, const kern_weight *w, const kern_rowq_weight *rq, const float *x,
+                             bool x_per_slot, const int32_t *ids, int64_t T, int64_t K, int64_t E, float *y,
+                             kern_op_info *info)
+{
+    const int64_t slots = T * K, groups = E < slots ? E : slots;
+    if (rq && kern_matmul_on_tiles(c, w, slots / groups))
+        return kern_rowq_moe_matmul(c, rq, x, x_per_slot, ids, T, K, y, info);
+    return kern_moe_matmul(c, w, x, x_per_slot, ids, T, K, y, info);
+}
+
 static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const int32_t *pos)
 {
     const kern_model_hparams *hp = &e->model->hp;
@@ -195,9 +218,9 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
     engine_buf *b = &e->buf;
 
     CALL(l, OPK_NORM, kern_rmsnorm(c, b->x, (const float *)ML->attn_norm->data, T, d, hp->rms_eps, b->h, INFO));
-    CALL(l, OPK_QKV, kern_matmul(c, L->wq, b->h, T, b->q, INFO));
-    CALL(l, OPK_QKV, kern_matmul(c, L->wk, b->h, T, b->k, INFO));
-    CALL(l, OPK_QKV, kern_matmul(c, L->wv, b->h, T, b->v, INFO));
+    CALL(l, OPK_QKV, matmul(c, L->wq, L->rq_wq, b->h, T, b->q, INFO));
+    CALL(l, OPK_QKV, matmul(c, L->wk, L->rq_wk, b->h, T, b->k, INFO));
+    CALL(l, OPK_QKV, matmul(c, L->wv, L->rq_wv, b->h, T, b->v, INFO));
     if (ML->q_norm) {
         CALL(l, OPK_QK_NORM, kern_rmsnorm(c, b->q, (const float *)ML->q_norm->data, T * nh, hd, hp->rms_eps, b->q, INFO));
         CALL(l, OPK_QK_NORM, kern_rmsnorm(c, b->k, (const float *)ML->k_norm->data, T * nkv, hd, hp->rms_eps, b->k, INFO));
@@ -223,7 +246,7 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
                          .n_head_kv = nkv, .head_dim = hd, .n_ctx = e->n_ctx, .pos0 = pos[0], .scale = 0,
                          .out = b->att};
     CALL(l, OPK_ATTN, kern_attention(c, &aa, INFO));
-    CALL(l, OPK_ATTN_OUT, kern_matmul(c, L->wo, b->att, T, b->o, INFO));
+    CALL(l, OPK_ATTN_OUT, matmul(c, L->wo, L->rq_wo, b->att, T, b->o, INFO));
     uint64_t t0 = adg_now_ns();
     rows_args ra = {.x = b->x, .a = b->o, .d = d};
     par(e, T, d, add_rows, &ra);
@@ -239,10 +262,10 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
                         .norm = true}; /* qwen3moe (norm_topk_prob) and Mixtral-style llama both renormalise */
         par(e, T, E * K, topk_rows, &rt);
         account_local(e, l, OPK_TOPK, t0, (uint64_t)T * (uint64_t)E * 4, (uint64_t)T * (uint64_t)E * (uint64_t)K);
-        CALL(l, OPK_MOE_GATE_UP, kern_moe_matmul(c, L->gate_exps, b->h, false, b->ids, T, K, b->gate, INFO));
-        CALL(l, OPK_MOE_GATE_UP, kern_moe_matmul(c, L->up_exps, b->h, false, b->ids, T, K, b->up, INFO));
+        CALL(l, OPK_MOE_GATE_UP, moe_matmul(c, L->gate_exps, L->rq_gate_exps, b->h, false, b->ids, T, K, E, b->gate, INFO));
+        CALL(l, OPK_MOE_GATE_UP, moe_matmul(c, L->up_exps, L->rq_up_exps, b->h, false, b->ids, T, K, E, b->up, INFO));
         CALL(l, OPK_SILU, kern_silu_mul(c, b->gate, b->up, T * K, ff, b->gate, INFO));
-        CALL(l, OPK_MOE_DOWN, kern_moe_matmul(c, L->down_exps, b->gate, true, b->ids, T, K, b->down, INFO));
+        CALL(l, OPK_MOE_DOWN, moe_matmul(c, L->down_exps, L->rq_down_exps, b->gate, true, b->ids, T, K, E, b->down, INFO));
         t0 = adg_now_ns();
         rows_args rs = {.x = b->x, .a = b->down, .w = b->rw, .d = d, .K = K};
         par(e, T, K * d, moe_sum_rows, &rs);
@@ -250,10 +273,10 @@ static adg_error *layer_forward(kern_engine *e, uint32_t il, uint32_t T, const i
                       2ull * (uint64_t)T * (uint64_t)K * (uint64_t)d);
     } else {
         int64_t ff = hp->n_ff;
-        CALL(l, OPK_FFN, kern_matmul(c, L->ffn_gate, b->h, T, b->gate, INFO));
-        CALL(l, OPK_FFN, kern_matmul(c, L->ffn_up, b->h, T, b->up, INFO));
+        CALL(l, OPK_FFN, matmul(c, L->ffn_gate, L->rq_ffn_gate, b->h, T, b->gate, INFO));
+        CALL(l, OPK_FFN, matmul(c, L->ffn_up, L->rq_ffn_up, b->h, T, b->up, INFO));
         CALL(l, OPK_SILU, kern_silu_mul(c, b->gate, b->up, T, ff, b->gate, INFO));
-        CALL(l, OPK_FFN, kern_matmul(c, L->ffn_down, b->gate, T, b->o, INFO));
+        CALL(l, OPK_FFN, matmul(c, L->ffn_down, L->rq_ffn_down, b->gate, T, b->o, INFO));
         t0 = adg_now_ns();
         rows_args rd = {.x = b->x, .a = b->o, .d = d};
         par(e, T, d, add_rows, &rd);
@@ -360,6 +383,7 @@ const kern_model *kern_engine_model(const kern_engine *e) { return e->model; }
 const kern_cpu *kern_engine_cpu(const kern_engine *e) { return e->cpu; }
 uint32_t kern_engine_n_ctx(const kern_engine *e) { return e->n_ctx; }
 const char *kern_engine_backend(const kern_engine *e) { return e->gpu ? "CPU+CUDA" : "CPU"; }
+const char *kern_engine_amx_scales(const kern_engine *e) { return e->opts.amx_row_scales ? "row" : "block"; }
 uint64_t kern_engine_weight_bytes(const kern_engine *e) { return e->weight_bytes + engine_gpu_weight_bytes(e->gpu); }
 uint32_t kern_engine_gpu_layers(const kern_engine *e) { return e->model->hp.n_layer - e->gpu_first; }
 const char *kern_engine_gpu_name(const kern_engine *e) { return engine_gpu_name(e->gpu); }

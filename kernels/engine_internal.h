@@ -3,6 +3,7 @@
 #define ENGINE_INTERNAL_H
 
 #include "kernels/kern_engine.h"
+#include "kernels/amx/amx_rowq.h"
 
 enum {
     OPK_GET_ROWS, OPK_NORM, OPK_QKV, OPK_QK_NORM, OPK_ROPE, OPK_KV_STORE, OPK_ATTN, OPK_ATTN_OUT,
@@ -21,6 +22,10 @@ typedef struct engine_opstat {
 
 typedef struct engine_layer {
     kern_weight *wq, *wk, *wv, *wo, *router, *gate_exps, *up_exps, *down_exps, *ffn_gate, *ffn_up, *ffn_down;
+    /* --amx-scales row: row-scaled copies of the Q4_0/Q8_0 ones above for the prompt's tile
+     * products (NULL otherwise, and for other types) */
+    kern_rowq_weight *rq_wq, *rq_wk, *rq_wv, *rq_wo, *rq_gate_exps, *rq_up_exps, *rq_down_exps, *rq_ffn_gate,
+        *rq_ffn_up, *rq_ffn_down;
 } engine_layer;
 
 /* Activations for one ubatch. */
@@ -53,6 +58,7 @@ struct kern_engine {
     bool fuse_down_rows;        /* its down phase as row chunks of all experts (AMXDIAG_ENGINE_DOWN=rows), not
                                  * (expert, row chunk) items */
     engine_fused *fz;           /* its state, made on first use */
+    uint64_t rowq_bytes;        /* of the row-scaled copies (--amx-scales row), in weight_bytes too */
 };
 
 /* Clears the op counters (start of a phase). */

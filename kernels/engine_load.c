@@ -9,13 +9,19 @@
 #include "common/adg_util.h"
 #include "kernels/engine_internal.h"
 
-static adg_error *weight(kern_engine *e, const kern_gguf_tensor *t, kern_weight **out)
+/* rq: where the row-scaled copy goes under --amx-scales row (NULL: a weight that never
+ * takes tiles in the prompt: the router, the output) */
+static adg_error *weight(kern_engine *e, const kern_gguf_tensor *t, kern_weight **out, kern_rowq_weight **rq)
 {
     int64_t n_mat = t->ne[2], n = t->ne[1], k = t->ne[0];
-    adg_error *err = kern_weight_new(e->cpu, (kern_type)t->type, n_mat, n, k, t->data, out);
+    const kern_type type = (kern_type)t->type;
+    adg_error *err = kern_weight_new(e->cpu, type, n_mat, n, k, t->data, out);
+    if (!err && rq && e->opts.amx_row_scales && (type == KERN_TYPE_Q4_0 || type == KERN_TYPE_Q8_0) &&
+        !(err = kern_rowq_weight_new(e->cpu, type, n_mat, n, k, t->data, rq)))
+        e->rowq_bytes += kern_rowq_weight_bytes(*rq);
     if (err)
         return adg_error_prefix(err, "tensor '%s'", t->name);
-    e->weight_bytes += kern_weight_bytes(*out);
+    e->weight_bytes += kern_weight_bytes(*out) + (rq && *rq ? kern_rowq_weight_bytes(*rq) : 0);
     /* The kernels keep their own repacked copy: drop the file's pages (unless GET_ROWS
      * still reads them: tied embeddings). */
     if (t != e->model->tok_embd)
@@ -87,6 +93,15 @@ static adg_error *open_inner(kern_engine *e)
     kern_cpu_opts co = {.impl = o->impl, .threads = o->threads, .pin = o->pin};
     if ((err = kern_cpu_new(&co, &e->cpu)))
         return err;
+    const kern_impl impl = kern_cpu_impl(e->cpu);
+    if (o->amx_row_scales && impl != KERN_IMPL_AMX && impl != KERN_IMPL_AMX_EMU)
+        return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED,
+                                            "--amx-scales row changes what the AMX tile products compute, and these "
+                                            "kernels (%s) use no tiles", kern_impl_name(impl)),
+                              impl == KERN_IMPL_AVX512 && o->impl == KERN_IMPL_AUTO
+                                  ? "this machine offers no usable AMX (see `amxdiag probe`); --cpu-kernels amx-emu "
+                                    "runs the same arithmetic in the tile emulator, slowly"
+                                  : "use --cpu-kernels amx (or amx-emu), or drop --amx-scales");
     e->layers = calloc(hp->n_layer, sizeof *e->layers);
     if (!e->layers)
         return adg_error_new(ADG_E_NOMEM, "out of memory");
@@ -94,26 +109,32 @@ static adg_error *open_inner(kern_engine *e)
     for (uint32_t il = 0; il < e->gpu_first; il++) {
         const kern_model_layer *ML = &e->model->layers[il];
         engine_layer *L = &e->layers[il];
-        if ((err = weight(e, ML->wq, &L->wq)) || (err = weight(e, ML->wk, &L->wk)) || (err = weight(e, ML->wv, &L->wv)) ||
-            (err = weight(e, ML->wo, &L->wo)))
+        if ((err = weight(e, ML->wq, &L->wq, &L->rq_wq)) || (err = weight(e, ML->wk, &L->wk, &L->rq_wk)) ||
+            (err = weight(e, ML->wv, &L->wv, &L->rq_wv)) || (err = weight(e, ML->wo, &L->wo, &L->rq_wo)))
             return err;
         if (hp->n_expert) {
-            if ((err = weight(e, ML->gate_inp, &L->router)) || (err = weight(e, ML->gate_exps, &L->gate_exps)) ||
-                (err = weight(e, ML->up_exps, &L->up_exps)) || (err = weight(e, ML->down_exps, &L->down_exps)))
+            if ((err = weight(e, ML->gate_inp, &L->router, NULL)) ||
+                (err = weight(e, ML->gate_exps, &L->gate_exps, &L->rq_gate_exps)) ||
+                (err = weight(e, ML->up_exps, &L->up_exps, &L->rq_up_exps)) ||
+                (err = weight(e, ML->down_exps, &L->down_exps, &L->rq_down_exps)))
                 return err;
-        } else if ((err = weight(e, ML->ffn_gate, &L->ffn_gate)) || (err = weight(e, ML->ffn_up, &L->ffn_up)) ||
-                   (err = weight(e, ML->ffn_down, &L->ffn_down))) {
+        } else if ((err = weight(e, ML->ffn_gate, &L->ffn_gate, &L->rq_ffn_gate)) ||
+                   (err = weight(e, ML->ffn_up, &L->ffn_up, &L->rq_ffn_up)) ||
+                   (err = weight(e, ML->ffn_down, &L->ffn_down, &L->rq_ffn_down))) {
             return err;
         }
     }
     if (n_gpu) {
         if ((err = engine_gpu_open(e, e->gpu_first, &e->gpu)))
             return err;
-    } else if ((err = weight(e, e->model->output, &e->output))) {
+    } else if ((err = weight(e, e->model->output, &e->output, NULL))) {
         return err;
     }
     adg_info("engine: %s weights repacked in %.2f s (%s)", e->model->name, (double)(adg_now_ns() - t0) / 1e9,
              kern_cpu_describe(e->cpu));
+    if (o->amx_row_scales)
+        adg_info("engine: --amx-scales row: %.0f MiB of row-scaled copies for the prompt's tile products",
+                 (double)e->rowq_bytes / (1 << 20));
     return buffers(e);
 }
 
@@ -158,6 +179,10 @@ void kern_engine_close(kern_engine *e)
                                  L->ffn_gate, L->ffn_up, L->ffn_down};
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
                 kern_weight_free(ws[i]);
+            kern_rowq_weight *rq[] = {L->rq_wq, L->rq_wk, L->rq_wv, L->rq_wo, L->rq_gate_exps, L->rq_up_exps,
+                                      L->rq_down_exps, L->rq_ffn_gate, L->rq_ffn_up, L->rq_ffn_down};
+            for (size_t i = 0; i < sizeof rq / sizeof rq[0]; i++)
+                kern_rowq_weight_free(rq[i]);
         }
     kern_weight_free(e->output);
     engine_gpu_close(e->gpu);

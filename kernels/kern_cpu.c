@@ -815,6 +815,11 @@ int64_t kern_weight_n(const kern_weight *w) { return w->n; }
 int64_t kern_weight_k(const kern_weight *w) { return w->k; }
 int64_t kern_weight_n_mat(const kern_weight *w) { return w->n_mat; }
 
+bool kern_matmul_on_tiles(const kern_cpu *c, const kern_weight *w, int64_t m)
+{
+    return w && choose(c, w, m) == PATH_AMX;
+}
+
 const char *kern_gemv_variant(const kern_cpu *c, const kern_weight *w)
 {
     return variant_name(choose(c, w, 1), w);

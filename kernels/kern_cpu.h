@@ -138,6 +138,10 @@ size_t kern_weight_bytes(const kern_weight *w);     /* resident bytes after repa
 adg_error *kern_matmul(kern_cpu *ctx, const kern_weight *w, const float *x, int64_t m, float *y,
                        kern_op_info *info);
 
+/* Whether kern_matmul of m rows times w runs on AMX tiles here (the measured crossover,
+ * kern_crossover); kern_moe_matmul decides the same per expert group of m rows. */
+bool kern_matmul_on_tiles(const kern_cpu *ctx, const kern_weight *w, int64_t m);
+
 /* Grouped expert matmul (MoE).  For token t in [0, n_tokens) and slot j in [0, top_k):
  *   y[t*top_k + j][n] = sum_k x[r][k] * W_e[n][k],  e = ids[t*top_k + j],
  *   r = t when x_per_slot is false (gate/up: one input row per token),

@@ -41,6 +41,10 @@ typedef struct kern_engine_opts {
     uint32_t ngl;          /* layers offloaded to the GPU (the last ones, plus the output), as llama.cpp's -ngl;
                             * qwen3moe with q4_0/q8_0 weights; weights are uploaded once at open */
     uint32_t n_ctx;        /* KV cache positions; 0: 4096 or the model's training context if smaller */
+    bool amx_row_scales;   /* --amx-scales row: the prompt's Q4_0/Q8_0 products that the crossover sends to
+                            * AMX tiles run under the row-scaled contract (kernels/amx/amx_rowq.h) on a
+                            * second copy of those weights, made at open; generation (M = 1) keeps the
+                            * block-scaled GEMV.  Needs an amx or amx-emu context (docs/run.md) */
     /* GPU diagnostics (with ngl > 0): */
     const char *gpu_fault; /* a kern_cuda fault name ("get_rows-oob", ...) planted in the first forward pass */
     bool gpu_validate;     /* --gpu-validate: bad indices become errors naming them instead of error 700 */
@@ -67,6 +71,8 @@ void kern_engine_close(kern_engine *e);
 const kern_model *kern_engine_model(const kern_engine *e);
 const kern_cpu *kern_engine_cpu(const kern_engine *e);
 uint32_t kern_engine_n_ctx(const kern_engine *e);
+/* "row" under --amx-scales row, else "block" (the GGUF formats' own per-32 scales) */
+const char *kern_engine_amx_scales(const kern_engine *e);
 /* "CPU" or "CPU+CUDA" */
 const char *kern_engine_backend(const kern_engine *e);
 /* Resident bytes of the weights: repacked on the CPU plus uploaded to the GPU. */

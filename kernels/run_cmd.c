@@ -23,7 +23,7 @@ static void usage(FILE *out)
             "usage: amxdiag run [-m FILE.gguf] [-p N] [-n N] [-r N] [--ngl N] [--cpu-kernels IMPL]\n"
             "                   [--threads N] [--numa POLICY] [--pin] [--seed S] [--ops] [--greedy] [--json]\n"
             "                   [--inject-fault NAME] [--gpu-validate] [--sync-each] [--no-gpu-graphs]\n"
-            "                   [--greedy --compare IMPL]\n"
+            "                   [--amx-scales block|row] [--greedy --compare IMPL]\n"
             "\n"
             "Runs the built-in inference path (qwen3moe / llama over GGUF) and reports like llama-bench:\n"
             "pp<N> evaluates N prompt tokens from an empty context, tg<N> generates N tokens one at a\n"
@@ -38,6 +38,12 @@ static void usage(FILE *out)
             "      --ngl N          offload the last N layers and the output to the GPU, as llama.cpp's -ngl\n"
             "                       (qwen3moe, q4_0/q8_0; needs an NVIDIA GPU and driver)\n"
             "      --cpu-kernels I  auto (default), amx, avx512, ref, amx-emu\n"
+            "      --amx-scales S   block (default): the AMX tile products keep the formats' per-32 scales,\n"
+            "                       bit for bit the other kernels' integer sums; row: the prompt's Q4_0/Q8_0\n"
+            "                       products that take tiles use one scale per weight row and per token\n"
+            "                       (an int8 copy of those weights, made at load; not the model's own\n"
+            "                       numbers: check them with --greedy --compare ref).  Needs --cpu-kernels\n"
+            "                       amx or amx-emu, or auto on a machine with usable AMX\n"
             "  -t, --threads N      kernel threads (default: every CPU this process may use)\n"
             "      --numa POLICY    memory policy: local (default), interleave, node=N\n"
             "      --pin            pin kernel threads to CPUs\n"
@@ -117,7 +123,8 @@ static void print_table(const kern_engine *e, const kern_bench_result *r, bool o
     model_label(m, label, sizeof label);
     adg_fmt_bytes((double)m->gguf->tensor_bytes, size, sizeof size);
     fmt_params(m->n_params, params, sizeof params);
-    snprintf(backend, sizeof backend, "%s %s", kern_engine_backend(e), kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))));
+    snprintf(backend, sizeof backend, "%s %s%s", kern_engine_backend(e), kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))),
+             strcmp(kern_engine_amx_scales(e), "row") ? "" : " row");
     printf("| %-24s | %10s | %10s | %-16s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads",
            "test", "t/s");
     printf("| %-24s | %10s | %10s | %-16s | %7s | %7s | %20s |\n", "------------------------", "---------:",
@@ -183,6 +190,8 @@ static json_t *result_json(const kern_engine *e, const kern_bench_result *r, con
                      kern_engine_backend(e), "cpu_kernels", kern_impl_name(kern_cpu_impl(c)), "cpu_description",
                      kern_cpu_describe(c), "threads", kern_cpu_threads(c), "ngl", (int)kern_engine_gpu_layers(e), "n_ctx", (int)kern_engine_n_ctx(e),
                      "seed", (json_int_t)seed, "tests", tests);
+    if (root)
+        json_object_set_new(root, "amx_scales", json_string(kern_engine_amx_scales(e)));
     if (root && kern_engine_gpu_layers(e))
         json_object_set_new(root, "gpu", json_string(kern_engine_gpu_name(e)));
     return root;
@@ -346,6 +355,7 @@ static int run_compare(kern_engine *e, const kern_engine_opts *eo, kern_impl ref
 {
     kern_engine_opts ro = *eo;
     ro.impl = ref_impl;
+    ro.amx_row_scales = false;   /* the reference keeps the model's own format */
     ro.ngl = 0;
     ro.gpu_fault = NULL;
     ro.gpu_validate = ro.gpu_sync_each = false;
@@ -366,8 +376,8 @@ static int run_compare(kern_engine *e, const kern_engine_opts *eo, kern_impl ref
     err = kern_engine_compare(r, e, prompt, n_prompt, n_gen, &c);
     free(prompt);
     char ename[96], rname[96];
-    snprintf(ename, sizeof ename, "%s%s", kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))),
-             eo->ngl ? " + GPU layers" : "");
+    snprintf(ename, sizeof ename, "%s%s%s", kern_impl_name(kern_cpu_impl(kern_engine_cpu(e))),
+             eo->amx_row_scales ? " (row scales)" : "", eo->ngl ? " + GPU layers" : "");
     snprintf(rname, sizeof rname, "%s", kern_impl_name(kern_cpu_impl(kern_engine_cpu(r))));
     kern_engine_close(r);
     if (err)
@@ -427,7 +437,7 @@ int kern_run_cmd_main(int argc, char **argv)
     kern_impl compare_impl = KERN_IMPL_REF;
     uint32_t threads = 0, ctx = 0;
     enum { O_NGL = 256, O_IMPL, O_NUMA, O_PIN, O_SEED, O_OPS, O_GREEDY, O_JSON, O_CTX, O_FAULT, O_VALIDATE, O_SYNC, O_COMPARE,
-           O_NO_GRAPHS };
+           O_NO_GRAPHS, O_SCALES };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'},     {"repetitions", required_argument, 0, 'r'},
@@ -440,6 +450,7 @@ int kern_run_cmd_main(int argc, char **argv)
         {"output", required_argument, 0, 'o'},    {"inject-fault", required_argument, 0, O_FAULT},
         {"gpu-validate", no_argument, 0, O_VALIDATE}, {"sync-each", no_argument, 0, O_SYNC},
         {"compare", required_argument, 0, O_COMPARE}, {"no-gpu-graphs", no_argument, 0, O_NO_GRAPHS},
+        {"amx-scales", required_argument, 0, O_SCALES},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     optind = 1;
@@ -472,6 +483,13 @@ int kern_run_cmd_main(int argc, char **argv)
                         optarg);
                 return adg_cmd_usage_error("run");
             }
+            break;
+        case O_SCALES:
+            if (strcmp(optarg, "block") && strcmp(optarg, "row")) {
+                fprintf(stderr, "amxdiag run: error: --amx-scales '%s' is not block or row\n", optarg);
+                return adg_cmd_usage_error("run");
+            }
+            eo.amx_row_scales = !strcmp(optarg, "row");
             break;
         case O_NUMA: numa = optarg; break;
         case O_PIN: eo.pin = true; break;

@@ -91,6 +91,7 @@ adg_error *prof_builtin_finish(prof_builtin *b, json_t *workload, json_t *result
     if (b->o.engine.model_path)
         json_object_set_new(workload, "model", json_string(b->o.engine.model_path));
     json_object_set_new(workload, "cpu_kernels", json_string(kern_impl_name(b->o.engine.impl)));
+    json_object_set_new(workload, "amx_scales", json_string(b->o.engine.amx_row_scales ? "row" : "block"));
     json_object_set_new(workload, "threads", json_integer(b->o.engine.threads));
     if (b->threads_note[0])
         json_object_set_new(workload, "threads_note", json_string(b->threads_note));

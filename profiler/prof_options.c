@@ -24,6 +24,7 @@ enum {
     OPT_SEED,
     OPT_NGL,
     OPT_CTX,
+    OPT_SCALES,
     OPT_END_, /* session options above: is_session_opt() tells them from the command's */
 };
 
@@ -39,7 +40,7 @@ static const struct option session_longopts[] = {
     {"threads", required_argument, NULL, 't'},      {"cpu-kernels", required_argument, NULL, OPT_IMPL},
     {"numa", required_argument, NULL, OPT_NUMA},    {"pin", no_argument, NULL, OPT_PIN},
     {"seed", required_argument, NULL, OPT_SEED},    {"ngl", required_argument, NULL, OPT_NGL},
-    {"ctx", required_argument, NULL, OPT_CTX},
+    {"ctx", required_argument, NULL, OPT_CTX},      {"amx-scales", required_argument, NULL, OPT_SCALES},
 };
 
 void prof_options_usage(FILE *f)
@@ -73,6 +74,8 @@ void prof_options_usage_builtin(FILE *f)
           "  -t, --threads N       kernel threads (default: every allowed CPU but one, from 4 CPUs up: the\n"
           "                        profiler's own threads need one)\n"
           "      --cpu-kernels K   auto, amx, avx512, ref, amx-emu\n"
+          "      --amx-scales S    block (default) or row: the prompt's tile products with one scale per\n"
+          "                        weight row and token (as `amxdiag run --amx-scales`, docs/run.md)\n"
           "      --numa POLICY     local, interleave, node=N;  --pin: pin kernel threads\n"
           "      --ngl N           layers on the GPU;  --ctx N: KV positions;  --seed S\n",
           f);
@@ -211,6 +214,14 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
             fprintf(stderr, "amxdiag: error: --cpu-kernels '%s' is not one of auto, amx, avx512, ref, amx-emu\n", arg);
             return adg_cmd_usage_error(cmd);
         }
+        engine = true;
+        break;
+    case OPT_SCALES:
+        if (strcmp(arg, "block") && strcmp(arg, "row")) {
+            fprintf(stderr, "amxdiag: error: --amx-scales '%s' is not block or row\n", arg);
+            return adg_cmd_usage_error(cmd);
+        }
+        o->engine.engine.amx_row_scales = !strcmp(arg, "row");
         engine = true;
         break;
     case OPT_NUMA:

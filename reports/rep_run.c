@@ -199,7 +199,9 @@ const char *rep_setting_cpu_kernels(const rep_run *r, char *buf, size_t len)
     for (size_t i = 0; i < ADG_ARRAY_LEN(secs); i++) {
         const char *v = jstr(json_object_get(r->rec, secs[i]), "cpu_kernels");
         if (v) {
-            snprintf(buf, len, "%s", v);
+            /* the built-in path's --amx-scales row: other numbers, other speed; say so */
+            const char *sc = jstr(json_object_get(r->rec, secs[i]), "amx_scales");
+            snprintf(buf, len, "%s%s", v, sc && !strcmp(sc, "row") ? ", row scales" : "");
             return buf;
         }
     }

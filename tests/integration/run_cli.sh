@@ -78,5 +78,25 @@ expect_out "max \|logit diff\| 0.00000" "$AMXDIAG" run -m "$T" --greedy -p 24 -n
 expect_rc 2 "$AMXDIAG" run -m "$T" --compare ref
 expect_err "add --greedy" "$AMXDIAG" run -m "$T" --compare ref
 expect_rc 2 "$AMXDIAG" run -m "$T" --greedy --compare fastest
+# --amx-scales row (docs/run.md): the prompt's tile products with one scale per row, in the
+# tile emulator here (and on real tiles where AMX is usable); refused without tiles.
+"$AMXDIAG" run -m "$T" -p 32 -n 2 -r 1 --cpu-kernels amx-emu --amx-scales row --ops --json >"$TEST_TMP/rq.json" \
+    2>"$TEST_TMP/err" || fail "--amx-scales row on amx-emu exited $?: $(cat "$TEST_TMP/err")"
+python3 - "$TEST_TMP/rq.json" <<'PY' || fail "--amx-scales row JSON wrong: $(head -c 400 "$TEST_TMP/rq.json")"
+import json, sys
+v = json.load(open(sys.argv[1]))
+assert v["amx_scales"] == "row" and v["cpu_kernels"] == "amx-emu", v
+t = {x["test"]: x for x in v["tests"]}
+assert any("rowq" in o["variant"] for o in t["pp32"]["ops"] if o["op"] == "matmul_qkv"), t["pp32"]["ops"]
+assert not any("rowq" in o["variant"] for o in t["tg2"]["ops"]), t["tg2"]["ops"]
+PY
+expect_out "CPU amx-emu row" "$AMXDIAG" run -m "$T" -p 16 -n 1 -r 1 --cpu-kernels amx-emu --amx-scales row
+expect_out "amx-emu \(row scales\) vs ref" "$AMXDIAG" run -m "$T" --greedy -p 24 -n 2 --cpu-kernels amx-emu \
+    --amx-scales row --compare ref
+grep -q '"amx_scales": "block"' "$TEST_TMP/o.json" || fail "the JSON result does not say amx_scales block by default"
+expect_rc 2 "$AMXDIAG" run -m "$T" -p 8 -n 1 --cpu-kernels avx512 --amx-scales row
+expect_err "use no tiles" "$AMXDIAG" run -m "$T" -p 8 -n 1 --cpu-kernels ref --amx-scales row
+expect_rc 2 "$AMXDIAG" run -m "$T" --amx-scales column
+expect_err "not block or row" "$AMXDIAG" run -m "$T" --amx-scales column
 expect_rc 0 "$AMXDIAG" run --help
 finish

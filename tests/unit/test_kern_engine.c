@@ -301,6 +301,90 @@ static void test_attention_tiles(void **state)
         ADG_SKIP("neither AMX nor its emulator is usable here");
 }
 
+/* docs/run.md: --amx-scales row agrees with the reference within ENGINE_ROWQ_TOL
+ * (int8 with one scale per weight row and per token in the prompt's tile products). */
+#define ENGINE_ROWQ_TOL 0.25f
+
+static bool has_variant(const kern_bench_test *t, const char *op, const char *needle)
+{
+    for (int i = 0; i < t->n_ops; i++)
+        if (!strcmp(t->ops[i].op, op) && strstr(t->ops[i].variant, needle))
+            return true;
+    return false;
+}
+
+/* --amx-scales row: the prompt's tile products take the row-scaled copies (and only
+ * they: generation keeps the block GEMV), teacher-forced against the reference over a
+ * 96-token prompt, deterministic, and refused where no tiles run. */
+static void test_row_scales(void **state)
+{
+    (void)state;
+    enum { NP = 96, NGEN = 8 };
+    int32_t prompt[NP];
+    prompt_of(prompt, NP, 2048);
+    const kern_impl impls[] = {KERN_IMPL_AMX, KERN_IMPL_AMX_EMU};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
+        if (!impl_here(impls[i]))
+            continue;
+        kern_engine_opts o = {.model_path = qwen, .impl = impls[i], .threads = 2, .n_ctx = 256, .amx_row_scales = true};
+        kern_engine *e, *e2, *blk = open_engine(qwen, impls[i], 2);
+        ADG_ASSERT_OK(kern_engine_open(&o, &e));
+        assert_string_equal(kern_engine_amx_scales(e), "row");
+        assert_string_equal(kern_engine_amx_scales(blk), "block");
+        /* the int8 copies come on top of the block-scaled weights */
+        assert_true(kern_engine_weight_bytes(e) > kern_engine_weight_bytes(blk));
+        kern_engine *r = open_engine(qwen, KERN_IMPL_REF, 2);
+        const float worst = teacher_forced_worst(r, e, prompt, NP, NGEN);
+        const float worst_blk = teacher_forced_worst(r, blk, prompt, NP, NGEN);
+        printf("%s --amx-scales row vs ref, teacher-forced over %d steps: max |logit diff| %.5f (block %.5f)\n",
+               kern_impl_name(impls[i]), NGEN, (double)worst, (double)worst_blk);
+        assert_true(worst <= ENGINE_ROWQ_TOL);
+        assert_true(worst != worst_blk);   /* other numbers: the row-scaled products did run */
+
+        /* the same run again: the same bits */
+        float *l1 = malloc(2048 * sizeof *l1), *l2 = malloc(2048 * sizeof *l2);
+        kern_engine_reset(e);
+        ADG_ASSERT_OK(kern_engine_eval(e, prompt, NP, l1));
+        ADG_ASSERT_OK(kern_engine_open(&o, &e2));
+        ADG_ASSERT_OK(kern_engine_eval(e2, prompt, NP, l2));
+        assert_memory_equal(l1, l2, 2048 * sizeof *l1);
+        free(l1);
+        free(l2);
+        kern_engine_close(e2);
+
+        /* which kernels ran: rowq for the prompt's projections, the block GEMV when generating */
+        kern_bench_result br;
+        ADG_ASSERT_OK(kern_engine_bench(e, &(kern_bench_opts){.n_prompt = 64, .n_gen = 2, .reps = 1, .seed = 1}, &br));
+        assert_true(has_variant(&br.tests[0], "matmul_qkv", "rowq"));
+        assert_true(has_variant(&br.tests[0], "matmul_attn_out", "rowq"));
+        assert_false(has_variant(&br.tests[1], "matmul_qkv", "rowq"));
+        assert_false(has_variant(&br.tests[1], "moe_gate_up", "rowq"));
+        kern_bench_result_free(&br);
+        kern_engine_close(r);
+        kern_engine_close(blk);
+        kern_engine_close(e);
+        ran++;
+    }
+    /* no tiles, no row scales: refused with what to do */
+    const kern_impl no_tiles[] = {KERN_IMPL_REF, KERN_IMPL_AVX512};
+    for (size_t i = 0; i < sizeof no_tiles / sizeof no_tiles[0]; i++) {
+        if (!impl_here(no_tiles[i]))
+            continue;
+        kern_engine_opts o = {.model_path = qwen, .impl = no_tiles[i], .threads = 2, .n_ctx = 256,
+                              .amx_row_scales = true};
+        kern_engine *e = NULL;
+        adg_error *err = kern_engine_open(&o, &e);
+        assert_non_null(err);
+        assert_null(e);
+        assert_int_equal(adg_error_kind(err), ADG_E_UNSUPPORTED);
+        assert_non_null(strstr(adg_error_msg(err), "--amx-scales row"));
+        adg_error_free(err);
+    }
+    if (!ran)
+        ADG_SKIP("neither AMX nor its emulator is usable here");
+}
+
 static void test_bench_and_bus(void **state)
 {
     (void)state;
@@ -366,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_bench_and_bus),
         cmocka_unit_test(test_gpu_layers),
         cmocka_unit_test(test_attention_tiles),
+        cmocka_unit_test(test_row_scales),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
