@@ -1,8 +1,8 @@
 /* The row-scaled int8 experiment ("rowq"): what AMX reaches on the same shapes when the
  * numeric contract has ONE scale per weight row and ONE per activation row instead of
- * one per 32 values (docs/kernels.md, "The row-scaled contract").  Not used by inference:
- * `amxdiag bench kernels --amx-scales row` and the tests are its only callers, and no
- * shipped path, default or result depends on it.
+ * one per 32 values (docs/kernels.md, "The row-scaled contract").  Opt-in only: the
+ * engine's prompt products under `run --amx-scales row` (kernels/engine.c), `amxdiag bench
+ * kernels --amx-scales row` and the tests call it; no default depends on it.
  *
  * Contract (every implementation computes exactly this, so they agree bit for bit):
  *  - weights (Q8_0 or Q4_0 in ggml layout) are dequantised once at load, v = d·q
