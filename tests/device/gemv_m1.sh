@@ -56,6 +56,9 @@ grep -iE "read|bandwidth" "$work/probe-bench.out" | head -5 >>"$summary"
 variants=("panel AMXDIAG_GEMV_PREFETCH=panel" "l2 AMXDIAG_GEMV_PREFETCH=l2" "tail AMXDIAG_GEMV_TAIL=1")
 # DEFAULT_ONLY=1: the defaults only (the goal's figure, more rounds in the same time)
 [ "${DEFAULT_ONLY:-0}" = 1 ] && variants=("panel AMXDIAG_GEMV_PREFETCH=panel")
+# VARIANTS="panel AMXDIAG_GEMV_PREFETCH=panel;two AMXDIAG_GEMV_PREFETCH=two": these instead
+# (labels of letters only)
+[ -n "${VARIANTS:-}" ] && IFS=";" read -r -a variants <<<"$VARIANTS"
 # THREAD_LIST="16 12 8": instead, the defaults at each of these thread counts (variants tN)
 if [ -n "${THREAD_LIST:-}" ]; then
     variants=()
@@ -105,7 +108,7 @@ print("  per = one region and one quantization per product; bat = B products in 
 fmt = lambda g, f: f"{g:6.1f} ({f * 100:4.0f} %)"
 for s, t in sorted({(s, t) for s, t, _ in k}):
     cells = []
-    for var in ['panel', 'l2', 'tail', 'p1g'] + sorted({v for _, _, v in k if v[0] in 'td' and v[1:].isdigit()}, key=lambda v: (v[0], int(v[1:]))):
+    for var in ['panel', 'l2', 'tail', 'two', 'p1g'] + sorted({v for _, _, v in k if v.isalpha() and v not in ('panel', 'l2', 'tail', 'two', 'p1g')}) + sorted({v for _, _, v in k if v[0] in 'td' and v[1:].isdigit()}, key=lambda v: (v[0], int(v[1:]))):
         v = k.get((s, t, var))
         if not v:
             continue
