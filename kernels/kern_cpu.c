@@ -81,9 +81,8 @@ static void amx_int8_from_env(kern_cpu *c)
 }
 
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c), for A/B runs on the device:
- * AMXDIAG_GEMV_PREFETCH=panel (default), ahead (the earlier scheme), none, l2 (panel's
- * lines into L2 only), two (panel, plus the panel's lines 3x further ahead into L2) or nta
- * (panel with PREFETCHNTA: weights read once per token need not displace L2's lines).  Anything else is ignored with a warning. */
+ * AMXDIAG_GEMV_PREFETCH=panel (default), ahead (the earlier scheme), none, or l2 (panel's
+ * lines into L2 only).  Anything else is ignored with a warning. */
 static void gemv_pf_from_env(kern_cpu *c)
 {
     c->gemv_pf = KERN_GEMV_PF_PANEL;
@@ -96,12 +95,8 @@ static void gemv_pf_from_env(kern_cpu *c)
         c->gemv_pf = KERN_GEMV_PF_NONE;
     else if (strcmp(v, "l2") == 0)
         c->gemv_pf = KERN_GEMV_PF_L2;
-    else if (strcmp(v, "two") == 0)
-        c->gemv_pf = KERN_GEMV_PF_TWO;
-    else if (strcmp(v, "nta") == 0)
-        c->gemv_pf = KERN_GEMV_PF_NTA;
     else
-        adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead, none, l2, two or nta); using panel", v);
+        adg_warn("kernels: ignoring AMXDIAG_GEMV_PREFETCH=%s (want panel, ahead, none or l2); using panel", v);
 }
 
 /* Its distance in blocks, for A/B runs (AMXDIAG_GEMV_PF_DIST=1..64; default

@@ -101,8 +101,7 @@ typedef struct kern_gemm_job {
 /* The VNNI GEMV's software prefetch (kern_ops_avx512.c): PANEL (default) stays inside the
  * call's panels and continues into its next group; AHEAD is session 3's first scheme (every
  * line 8 blocks ahead, past the panel's end); NONE leaves it to the hardware. */
-enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2, KERN_GEMV_PF_L2 = 3, KERN_GEMV_PF_TWO = 4,
-       KERN_GEMV_PF_NTA = 5 };
+enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2, KERN_GEMV_PF_L2 = 3 };
 /* Blocks the VNNI GEMV prefetches ahead of its loads (AMXDIAG_GEMV_PF_DIST overrides it). */
 #define KERN_GEMV_PF_DIST 8
 

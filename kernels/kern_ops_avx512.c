@@ -194,14 +194,11 @@ KERN_UNROLL(2)
 }
 
 
-/* hint: 0 PREFETCHT0, 1 PREFETCHT1 (L2), 2 PREFETCHNTA */
-static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, size_t bb, const int hint)
+static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, size_t bb, const bool L2)
 {
     for (size_t off = 0; off < bb; off += 64) {
-        if (hint == 1)   /* one call per hint: it must be a constant even at -O0 */
+        if (L2)   /* two calls: the hint must be a constant even at -O0 */
             _mm_prefetch((const char *)(p + off), _MM_HINT_T1);
-        else if (hint == 2)
-            _mm_prefetch((const char *)(p + off), _MM_HINT_NTA);
         else
             _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
     }
@@ -225,9 +222,8 @@ static inline __attribute__((always_inline)) void pf_block(const uint8_t *p, siz
 static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j, const kern_qact *a, int64_t p,
                                                          const int NP, const bool I4, const int PF_)
 {
-    const bool TWO = PF_ == KERN_GEMV_PF_TWO;
-    const int L2 = PF_ == KERN_GEMV_PF_L2 ? 1 : PF_ == KERN_GEMV_PF_NTA ? 2 : 0;   /* pf_block's hint */
-    const int PF = L2 || TWO ? KERN_GEMV_PF_PANEL : PF_;
+    const bool L2 = PF_ == KERN_GEMV_PF_L2;
+    const int PF = L2 ? KERN_GEMV_PF_PANEL : PF_;
     const kern_weight *w = j->w;
     __m512 acc[4];
     const uint8_t *wp[4];
@@ -245,10 +241,6 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
         for (int64_t b = 0; b < nb && b < dist; b++)
             for (int pp = 0; pp < NP; pp++)
                 pf_block(wp[pp] + b * bb, bb, L2);
-    if (TWO)   /* the far window's start: what the L1 prefetches will find in L2 */
-        for (int64_t b = dist; b < nb && b < 3 * dist; b++)
-            for (int pp = 0; pp < NP; pp++)
-                pf_block(wp[pp] + b * bb, bb, 1);
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *ab = a->q + b * KERN_KB;
         __m512i c0[4], c1[4];
@@ -262,9 +254,6 @@ static inline __attribute__((always_inline)) void gemv_q(const kern_gemm_job *j,
                     _mm_prefetch((const char *)(wp[pp] + (b + 8) * bb + off), _MM_HINT_T0);
         } else if (PF == KERN_GEMV_PF_PANEL) {
             const int64_t bn = b + dist;
-            if (TWO && bn + 2 * dist < nb)
-                for (int pp = 0; pp < NP; pp++)
-                    pf_block(wp[pp] + (bn + 2 * dist) * bb, bb, 1);
             if (bn < nb) {
                 for (int pp = 0; pp < NP; pp++)
                     pf_block(wp[pp] + bn * bb, bb, L2);
@@ -334,12 +323,6 @@ static void gemv_q_range(const kern_gemm_job *j, const kern_qact *a, bool i4)
         break;
     case KERN_GEMV_PF_L2:
         i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_L2) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_L2);
-        break;
-    case KERN_GEMV_PF_TWO:
-        i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_TWO) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_TWO);
-        break;
-    case KERN_GEMV_PF_NTA:
-        i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_NTA) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_NTA);
         break;
     default:
         i4 ? gemv_q_range_pf(j, a, true, KERN_GEMV_PF_PANEL) : gemv_q_range_pf(j, a, false, KERN_GEMV_PF_PANEL);
