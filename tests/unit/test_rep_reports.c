@@ -78,6 +78,13 @@ static void test_compare_seed_pair(void **state)
     assert_string_equal(sev(f), "warning");
     assert_true(number(f, "slower_pct") > 55 && number(f, "slower_pct") < 70);
 
+    /* prompt: the tile products only 1.13x faster per call than the same ops on VNNI */
+    f = finding(doc, "tiles-prompt-gain", NULL);
+    assert_non_null(f);
+    assert_string_equal(sev(f), "warning");
+    assert_true(fabs(number(f, "tiles_speedup") - 2050.3 / 1810.62) < 0.01);
+    assert_non_null(strstr(json_string_value(json_object_get(f, "evidence")), "1.13x"));
+
     /* the AVX-512 run's generation is bandwidth-bound: 2 nodes x 66 GB/s ceiling */
     f = finding(doc, "generation-memory-bound", "base");
     assert_non_null(f);
@@ -607,6 +614,49 @@ static json_t *report_of_edited(const char *name, void (*edit)(json_t *rec))
     return doc;
 }
 
+/* The regression report of the seed pair after edit() changed the new (AMX) run. */
+static json_t *compare_of_edited_new(void (*edit)(json_t *rec))
+{
+    char *p = fixture("report_new_amx.json"), *base = fixture("report_base_avx512.json");
+    json_t *rec = json_load_file(p, 0, NULL);
+    free(p);
+    assert_non_null(rec);
+    edit(rec);
+    char *dir = adg_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/edited.json", dir);
+    assert_int_equal(json_dump_file(rec, path, 0), 0);
+    json_decref(rec);
+    json_t *doc = NULL;
+    ADG_ASSERT_OK(rep_report_compare(base, path, &doc));
+    free(base);
+    adg_test_rmtree(dir);
+    return doc;
+}
+
+/* Every AMX op record of the prompt takes half the time. */
+static void prompt_tiles_twice_as_fast(json_t *rec)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(rec, "events"), i, e) {
+        json_t *d = json_object_get(e, "detail");
+        const char *impl = json_string_value(json_object_get(d, "impl"));
+        const char *phase = json_string_value(json_object_get(d, "phase"));
+        if (impl && phase && !strcmp(impl, "amx") && !strcmp(phase, "prompt"))
+            json_object_set_new(d, "seconds", json_real(json_number_value(json_object_get(d, "seconds")) / 2));
+    }
+}
+
+/* tiles-prompt-gain fires below 1.2x and not above it. */
+static void test_tiles_prompt_gain_threshold(void **state)
+{
+    (void)state;
+    json_t *doc = compare_of_edited_new(prompt_tiles_twice_as_fast);
+    assert_null(finding(doc, "tiles-prompt-gain", NULL));
+    json_decref(doc);
+}
+
 static void no_gpu_kernels(json_t *rec)
 {
     json_object_set_new(rec, "gpu_kernels", json_pack("{s:f,s:[]}", "kernel_time_s", 0.0, "kernels"));
@@ -650,7 +700,8 @@ int main(void)
         cmocka_unit_test(test_compare_seed_pair), cmocka_unit_test(test_run_report),
         cmocka_unit_test(test_crash_reports),     cmocka_unit_test(test_real_records),
         cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_gpu_idle_needs_gpu_use), cmocka_unit_test(test_setup_copies_not_transfer_bound),
+        cmocka_unit_test(test_gpu_idle_needs_gpu_use),
+        cmocka_unit_test(test_tiles_prompt_gain_threshold), cmocka_unit_test(test_setup_copies_not_transfer_bound),
         cmocka_unit_test(test_rules_single),      cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_html_charts),       cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_rules_documented),
