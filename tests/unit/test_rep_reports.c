@@ -594,22 +594,28 @@ static void test_rules_documented(void **state)
 
 /* A CPU-only built-in run whose GPU tracer was loaded reports 0 s of kernels: that is not
  * "GPU idle while CPU layers run" (seen on the device: the finding fired on --ngl 0). */
-/* The run report of a fixture record after edit() changed it (written to a temporary
- * file: the report reads records from files). */
-static json_t *report_of_edited(const char *name, void (*edit)(json_t *rec))
+/* Fixture `name` after edit() changed it, written to dir/edited.json (the reports read
+ * records from files); returns that path (static). */
+static const char *edited_fixture(const char *name, void (*edit)(json_t *rec), const char *dir)
 {
+    static char path[512];
     char *p = fixture(name);
     json_t *rec = json_load_file(p, 0, NULL);
     free(p);
     assert_non_null(rec);
     edit(rec);
-    char *dir = adg_test_tmpdir();
-    char path[512];
     snprintf(path, sizeof path, "%s/edited.json", dir);
     assert_int_equal(json_dump_file(rec, path, 0), 0);
     json_decref(rec);
+    return path;
+}
+
+/* The run report of a fixture record after edit() changed it. */
+static json_t *report_of_edited(const char *name, void (*edit)(json_t *rec))
+{
+    char *dir = adg_test_tmpdir();
     json_t *doc = NULL;
-    ADG_ASSERT_OK(rep_report_run(path, &doc));
+    ADG_ASSERT_OK(rep_report_run(edited_fixture(name, edit, dir), &doc));
     adg_test_rmtree(dir);
     return doc;
 }
@@ -617,18 +623,9 @@ static json_t *report_of_edited(const char *name, void (*edit)(json_t *rec))
 /* The regression report of the seed pair after edit() changed the new (AMX) run. */
 static json_t *compare_of_edited_new(void (*edit)(json_t *rec))
 {
-    char *p = fixture("report_new_amx.json"), *base = fixture("report_base_avx512.json");
-    json_t *rec = json_load_file(p, 0, NULL);
-    free(p);
-    assert_non_null(rec);
-    edit(rec);
-    char *dir = adg_test_tmpdir();
-    char path[512];
-    snprintf(path, sizeof path, "%s/edited.json", dir);
-    assert_int_equal(json_dump_file(rec, path, 0), 0);
-    json_decref(rec);
+    char *dir = adg_test_tmpdir(), *base = fixture("report_base_avx512.json");
     json_t *doc = NULL;
-    ADG_ASSERT_OK(rep_report_compare(base, path, &doc));
+    ADG_ASSERT_OK(rep_report_compare(base, edited_fixture("report_new_amx.json", edit, dir), &doc));
     free(base);
     adg_test_rmtree(dir);
     return doc;
