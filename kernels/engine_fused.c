@@ -152,11 +152,12 @@ static void gemv(fz *f, int ith, const kern_weight *w, int64_t mat, const kern_q
     kern_gemv_panels(f->c, ith, w, mat, &v, x, p0, p1, y);
 }
 
-static int64_t chunk_for(const kern_cpu *c, const kern_weight *w, int nth)
+static int64_t chunk_for(const kern_weight *w, int nth)
 {
     /* as the per-op schedule: about four chunks per worker, at least four panels (the
-     * VNNI GEMV streams four at once) and the smallest item's bytes */
-    return kern_gemv_min_chunk(c, w, (w->n_panels + 4 * nth - 1) / (4 * nth));
+     * VNNI GEMV streams four at once) */
+    int64_t c = (w->n_panels + 4 * nth - 1) / (4 * nth);
+    return c < 4 ? 4 : c;
 }
 
 static int64_t n_chunks(const kern_weight *w, int64_t chunk) { return (w->n_panels + chunk - 1) / chunk; }
@@ -640,22 +641,22 @@ adg_error *engine_fused_layer(kern_engine *e, uint32_t il, int32_t pos, bool *ra
         return err;
     }
 
-    f->chunk_q = chunk_for(c, L->wq, nth), f->chunk_k = chunk_for(c, L->wk, nth), f->chunk_v = chunk_for(c, L->wv, nth);
+    f->chunk_q = chunk_for(L->wq, nth), f->chunk_k = chunk_for(L->wk, nth), f->chunk_v = chunk_for(L->wv, nth);
     f->cq = n_chunks(L->wq, f->chunk_q), f->ck = n_chunks(L->wk, f->chunk_k);
     f->cv = kern_gemv_split(c, L->wv->n_panels, f->chunk_v, nth, &f->small_v, &f->nbig_v);
-    f->chunk_o = chunk_for(c, L->wo, nth);
+    f->chunk_o = chunk_for(L->wo, nth);
     f->co = kern_gemv_split(c, L->wo->n_panels, f->chunk_o, nth, &f->small_o, &f->nbig_o);
     /* the gate/up items are (slot, chunk): chunks sized for all K slots together */
     int64_t cg = (f->gate->n_panels * f->K + 4 * nth - 1) / (4 * nth);
-    f->chunk_g = kern_gemv_min_chunk(c, f->gate, cg);
+    f->chunk_g = cg < 4 ? 4 : cg;
     f->cg = n_chunks(f->gate, f->chunk_g);
     if (e->fuse_down_rows) {
-        f->chunk_d = chunk_for(c, f->down, nth);
+        f->chunk_d = chunk_for(f->down, nth);
     } else {
         /* (slot, chunk) items sized like gate/up's: about four per worker in all */
         int64_t cdn = (f->down->n_panels * f->K + 4 * nth - 1) / (4 * nth);
         const int64_t lo = (f->down->n_panels + FZ_MAX_CHUNKS - 1) / FZ_MAX_CHUNKS;
-        f->chunk_d = kern_gemv_min_chunk(c, f->down, cdn);
+        f->chunk_d = cdn < 4 ? 4 : cdn;
         if (f->chunk_d < lo)
             f->chunk_d = lo;
         f->cd = n_chunks(f->down, f->chunk_d);

@@ -133,23 +133,6 @@ static void gemv_tail_from_env(kern_cpu *c)
         adg_warn("kernels: ignoring AMXDIAG_GEMV_TAIL=%s (want 0 or 1); using 0", v);
 }
 
-/* The smallest item of kern_gemv_batch, in KiB of weights (AMXDIAG_GEMV_MIN_ITEM_KB,
- * 0..4096; default KERN_GEMV_MIN_ITEM_KB): an item starts its four streams cold, and a
- * short-K expert's four panels (K = 768, Q4_0: 27 KiB) pay that start every 3 us. */
-static void gemv_min_item_from_env(kern_cpu *c)
-{
-    c->gemv_min_item = (int64_t)KERN_GEMV_MIN_ITEM_KB << 10;
-    const char *v = getenv("AMXDIAG_GEMV_MIN_ITEM_KB");
-    if (!v || !*v)
-        return;
-    char *end;
-    long kb = strtol(v, &end, 10);
-    if (*end == 0 && kb >= 0 && kb <= 4096)
-        c->gemv_min_item = (int64_t)kb << 10;
-    else
-        adg_warn("kernels: ignoring AMXDIAG_GEMV_MIN_ITEM_KB=%s (want 0 .. 4096); using %d", v, KERN_GEMV_MIN_ITEM_KB);
-}
-
 adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
 {
     *out = NULL;
@@ -170,7 +153,6 @@ adg_error *kern_cpu_new(const kern_cpu_opts *opts, kern_cpu **out)
     gemv_pf_from_env(c);
     gemv_pf_dist_from_env(c);
     gemv_tail_from_env(c);
-    gemv_min_item_from_env(c);
     kern_crossover_defaults(&c->xo);
     if (o.crossover) {
         e = kern_crossover_load(o.crossover, &c->xo);
@@ -519,15 +501,6 @@ int64_t kern_gemv_split(const kern_cpu *c, int64_t n_panels, int64_t chunk, int 
     *small = s;
     *nbig = (n_panels - tail) / chunk;
     return *nbig + (n_panels - *nbig * chunk + s - 1) / s;
-}
-
-int64_t kern_gemv_min_chunk(const kern_cpu *c, const kern_weight *w, int64_t chunk)
-{
-    const int64_t pb = (int64_t)w->panel_bytes;
-    const int64_t by = pb > 0 ? (c->gemv_min_item + pb - 1) / pb : 0;
-    if (chunk < by)
-        chunk = (by + 3) / 4 * 4;
-    return chunk < 4 ? 4 : chunk;
 }
 
 void kern_gemv_item(int64_t n_panels, int64_t chunk, int64_t small, int64_t nbig, int64_t i, int64_t *p0, int64_t *p1)
@@ -931,7 +904,8 @@ adg_error *kern_gemv_batch(kern_cpu *c, const kern_weight *const *ws, const int6
     const int nth = kern_pool_size(c->pool);
     first[0] = 0;
     for (int i = 0; i < nw; i++) {
-        chunk[i] = kern_gemv_min_chunk(c, ws[i], (ws[i]->n_panels + 4 * nth - 1) / (4 * nth));
+        const int64_t ch = (ws[i]->n_panels + 4 * nth - 1) / (4 * nth);
+        chunk[i] = ch < 4 ? 4 : ch;
         /* the tail split only on the batch's last product: the others' items are followed
          * by more work from the same counter */
         if (i == nw - 1)

@@ -226,9 +226,6 @@ void kern_gemv_panels(kern_cpu *ctx, int ith, const kern_weight *w, int64_t mat,
  * chunk, so the last worker to finish is not a whole chunk late.  Returns the item count;
  * kern_gemv_item gives item i's panels [p0, p1).  small 0: every item a chunk. */
 int64_t kern_gemv_split(const kern_cpu *ctx, int64_t n_panels, int64_t chunk, int nth, int64_t *small, int64_t *nbig);
-/* A chunk of `chunk` panels of w, raised to the context's smallest item in bytes
- * (AMXDIAG_GEMV_MIN_ITEM_KB) in whole groups of four panels, and to at least four. */
-int64_t kern_gemv_min_chunk(const kern_cpu *ctx, const kern_weight *w, int64_t chunk);
 void kern_gemv_item(int64_t n_panels, int64_t chunk, int64_t small, int64_t nbig, int64_t i, int64_t *p0, int64_t *p1);
 /* One activation row x times nw int8 weights of the same k (matrix mats[i] of ws[i], 0 if
  * mats is NULL) into ys[i], in ONE pool region with x quantized once: (product, panel

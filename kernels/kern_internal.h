@@ -104,7 +104,6 @@ typedef struct kern_gemm_job {
 enum { KERN_GEMV_PF_PANEL = 0, KERN_GEMV_PF_AHEAD = 1, KERN_GEMV_PF_NONE = 2, KERN_GEMV_PF_L2 = 3 };
 /* Blocks the VNNI GEMV prefetches ahead of its loads (AMXDIAG_GEMV_PF_DIST overrides it). */
 #define KERN_GEMV_PF_DIST 8
-#define KERN_GEMV_MIN_ITEM_KB 64   /* kern_gemv_batch: smallest item, KiB (AMXDIAG_GEMV_MIN_ITEM_KB) */
 
 /* Per-worker scratch: C tiles (4 KiB), fp32 accumulators (32 x 32 x 4), Q4_0 unpacked
  * panels (2 x nb x 512 bytes), rounded up. */
@@ -179,7 +178,6 @@ struct kern_cpu {
     int gemv_pf;                 /* KERN_GEMV_PF_* (AMXDIAG_GEMV_PREFETCH) */
     int gemv_pf_dist;            /* blocks ahead (AMXDIAG_GEMV_PF_DIST, 1..64; 0: KERN_GEMV_PF_DIST) */
     int gemv_tail;               /* M = 1: last panels in smaller items (AMXDIAG_GEMV_TAIL) */
-    int64_t gemv_min_item;       /* M = 1 batches: bytes an item reads at least (AMXDIAG_GEMV_MIN_ITEM_KB) */
     kern_ws ws;                      /* activation buffers reused between calls */
     void **scratch;                  /* one per worker */
     size_t scratch_bytes;
