@@ -900,11 +900,18 @@ adg_error *kern_gemv_batch(kern_cpu *c, const kern_weight *const *ws, const int6
     if (!first)
         return adg_error_new(ADG_E_NOMEM, "out of memory for %d GEMV items", nw);
     int64_t *chunk = first + nw + 1, *small = chunk + nw, *nbig = small + nw;
-    /* as mm_schedule: about four items per worker and product, at least four panels */
+    /* as the fused generation schedule: about four items per worker and product, at least
+     * four panels; a run of products of one weight (a token's experts, matrices mats[i])
+     * is one phase there, with its chunks sized for the whole run */
     const int nth = kern_pool_size(c->pool);
     first[0] = 0;
-    for (int i = 0; i < nw; i++) {
-        const int64_t ch = (ws[i]->n_panels + 4 * nth - 1) / (4 * nth);
+    for (int i = 0, run = 0; i < nw; i++) {
+        if (i == 0 || ws[i] != ws[i - 1]) {
+            run = 1;
+            while (i + run < nw && ws[i + run] == ws[i])
+                run++;
+        }
+        const int64_t ch = (ws[i]->n_panels * run + 4 * nth - 1) / (4 * nth);
         chunk[i] = ch < 4 ? 4 : ch;
         /* the tail split only on the batch's last product: the others' items are followed
          * by more work from the same counter */

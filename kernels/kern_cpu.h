@@ -229,7 +229,9 @@ int64_t kern_gemv_split(const kern_cpu *ctx, int64_t n_panels, int64_t chunk, in
 void kern_gemv_item(int64_t n_panels, int64_t chunk, int64_t small, int64_t nbig, int64_t i, int64_t *p0, int64_t *p1);
 /* One activation row x times nw int8 weights of the same k (matrix mats[i] of ws[i], 0 if
  * mats is NULL) into ys[i], in ONE pool region with x quantized once: (product, panel
- * chunk) items from one counter, as the fused generation schedule runs its Q/K/V list.
+ * chunk) items from one counter, as the fused generation schedule runs its Q/K/V list
+ * (and a run of products of one weight, a token's experts, with chunks sized for the run,
+ * as it runs its expert phases).
  * The same kernels and bits as kern_matmul at m = 1.  The bench times small matrices
  * (attn_kv, router) this way, where a region per product measures the dispatch. */
 adg_error *kern_gemv_batch(kern_cpu *ctx, const kern_weight *const *ws, const int64_t *mats, int nw, const float *x,
