@@ -16,11 +16,14 @@ static adg_error *weight(kern_engine *e, const kern_gguf_tensor *t, kern_weight 
     int64_t n_mat = t->ne[2], n = t->ne[1], k = t->ne[0];
     const kern_type type = (kern_type)t->type;
     adg_error *err = kern_weight_new(e->cpu, type, n_mat, n, k, t->data, out);
-    if (!err && rq && e->opts.amx_row_scales && (type == KERN_TYPE_Q4_0 || type == KERN_TYPE_Q8_0) &&
-        !(err = kern_rowq_weight_new(e->cpu, type, n_mat, n, k, t->data, rq)))
-        e->rowq_bytes += kern_rowq_weight_bytes(*rq);
     if (err)
         return adg_error_prefix(err, "tensor '%s'", t->name);
+    if (rq && e->opts.amx_row_scales && (type == KERN_TYPE_Q4_0 || type == KERN_TYPE_Q8_0)) {
+        if ((err = kern_rowq_weight_new(e->cpu, type, n_mat, n, k, t->data, rq)))
+            return adg_error_hint(adg_error_prefix(err, "--amx-scales row: the row-scaled copy of tensor '%s'", t->name),
+                                  "the copies take about one byte per weight more; drop --amx-scales row");
+        e->rowq_bytes += kern_rowq_weight_bytes(*rq);
+    }
     e->weight_bytes += kern_weight_bytes(*out) + (rq && *rq ? kern_rowq_weight_bytes(*rq) : 0);
     /* The kernels keep their own repacked copy: drop the file's pages (unless GET_ROWS
      * still reads them: tied embeddings). */
@@ -98,7 +101,7 @@ static adg_error *open_inner(kern_engine *e)
         return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED,
                                             "--amx-scales row changes what the AMX tile products compute, and these "
                                             "kernels (%s) use no tiles", kern_impl_name(impl)),
-                              impl == KERN_IMPL_AVX512 && o->impl == KERN_IMPL_AUTO
+                              o->impl == KERN_IMPL_AUTO
                                   ? "this machine offers no usable AMX (see `amxdiag probe`); --cpu-kernels amx-emu "
                                     "runs the same arithmetic in the tile emulator, slowly"
                                   : "use --cpu-kernels amx (or amx-emu), or drop --amx-scales");
@@ -132,6 +135,14 @@ static adg_error *open_inner(kern_engine *e)
     }
     adg_info("engine: %s weights repacked in %.2f s (%s)", e->model->name, (double)(adg_now_ns() - t0) / 1e9,
              kern_cpu_describe(e->cpu));
+    if (o->amx_row_scales && e->rowq_bytes == 0)
+        return adg_error_hint(adg_error_new(ADG_E_UNSUPPORTED,
+                                            "--amx-scales row re-quantises Q4_0/Q8_0 weights, and %s has none in its "
+                                            "CPU layers (main type %s%s)",
+                                            e->model->name ? e->model->name : o->model_path,
+                                            kern_ggml_type_name(e->model->main_type),
+                                            e->gpu_first == 0 ? ", every layer on the GPU" : ""),
+                              "drop --amx-scales row: it applies to Q4_0/Q8_0 weights only");
     if (o->amx_row_scales)
         adg_info("engine: --amx-scales row: %.0f MiB of row-scaled copies for the prompt's tile products",
                  (double)e->rowq_bytes / (1 << 20));

@@ -68,11 +68,17 @@ static const char *gbs(double bps, char *buf, size_t len)
     return buf;
 }
 
+/* The tile emulator (amx-emu) runs the tile kernels' code but no AMX instruction. */
+static bool emulated(const rep_run *r)
+{
+    char k[32];
+    return rep_setting_cpu_kernels(r, k, sizeof k) && strstr(k, "emu");
+}
+
 static bool amx_requested(const rep_run *r)
 {
     char k[32];
-    /* the tile emulator (amx-emu) runs no AMX instruction by design */
-    return rep_setting_cpu_kernels(r, k, sizeof k) && strstr(k, "amx") && !strstr(k, "emu");
+    return rep_setting_cpu_kernels(r, k, sizeof k) && strstr(k, "amx") && !emulated(r);
 }
 
 /* "16.3% slower", "61.6x faster" */
@@ -223,9 +229,22 @@ static bool is_matmul(const char *op)
            strstr(op, "ffn") || strstr(op, "attn_") || strstr(op, "output") || strstr(op, "expert");
 }
 
-/* Tiles against no tiles in one phase of a comparison: the matrix-product op kinds that
- * ran on AMX in one run and without it in the other, microseconds per call over all of
- * them, and the op kind whose tiles lost most.  False when no such pair exists. */
+/* Matrix products tiles could run in prompt evaluation: is_matmul's and the engines'
+ * grouped experts and LM head (not the experts' weighted sum). */
+static bool is_tile_product(const char *op)
+{
+    return is_matmul(op) || (strstr(op, "moe_") && !strstr(op, "moe_sum")) || strstr(op, "lm_head");
+}
+
+static bool ran_on_tiles(const rep_op *o)
+{
+    return strstr(o->impl, "amx") || strstr(o->variant, "amx");
+}
+
+/* Tiles against no tiles in one phase of a comparison: the op kinds (is_op) that ran on
+ * AMX in one run and without it in the other, microseconds per call over all of them (the
+ * tile run's calls on tiles only), and the op kind whose tiles lost most.  False when no
+ * such pair exists, and for the tile emulator (amx-emu runs no AMX instruction). */
 typedef struct tile_cmp {
     const rep_run *tiles, *plain;
     double us_tiles, us_plain, pct;   /* pct: tiles' per-call time over plain's, -1, in % */
@@ -233,7 +252,7 @@ typedef struct tile_cmp {
     double worst_pct;
 } tile_cmp;
 
-static bool tile_compare(const rep_ctx *c, const char *phase, tile_cmp *out)
+static bool tile_compare(const rep_ctx *c, const char *phase, bool (*is_op)(const char *), tile_cmp *out)
 {
     memset(out, 0, sizeof *out);
     const rep_run *t = NULL, *v = NULL;
@@ -243,29 +262,28 @@ static bool tile_compare(const rep_ctx *c, const char *phase, tile_cmp *out)
     else if (rep_ops_seconds(c->base, phase, NULL, REP_ANY_LAYER, "amx") > 0 &&
              rep_ops_seconds(c->nw, phase, NULL, REP_ANY_LAYER, "amx") <= 0)
         t = c->base, v = c->nw;
-    if (!t)
+    if (!t || emulated(t))
         return false;
     double ta = 0, tb = 0, ca = 0, cb = 0;
     out->worst_pct = -INFINITY;
     for (size_t i = 0; i < t->nops; i++) {
         const rep_op *o = &t->ops[i];
-        if (strcmp(o->phase, phase) || !(strstr(o->impl, "amx") || strstr(o->variant, "amx")) || !is_matmul(o->op))
+        if (strcmp(o->phase, phase) || !ran_on_tiles(o) || strstr(o->impl, "emu") || !is_op(o->op))
             continue;
         bool dup = false;
-        for (size_t k = 0; k < i && !dup; k++)
-            dup = !strcmp(t->ops[k].op, o->op) && !strcmp(t->ops[k].phase, phase) &&
-                  (strstr(t->ops[k].impl, "amx") || strstr(t->ops[k].variant, "amx"));
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = !strcmp(t->ops[j].op, o->op) && !strcmp(t->ops[j].phase, phase) && ran_on_tiles(&t->ops[j]);
         if (dup)
             continue;
         double s1 = rep_ops_seconds(t, phase, o->op, REP_ANY_LAYER, "amx");
         double s2 = rep_ops_seconds(v, phase, o->op, REP_ANY_LAYER, NULL);
         double n1 = 0, n2 = 0;
-        for (size_t k = 0; k < t->nops; k++)
-            if (!strcmp(t->ops[k].op, o->op) && !strcmp(t->ops[k].phase, phase))
-                n1 += t->ops[k].calls;
-        for (size_t k = 0; k < v->nops; k++)
-            if (!strcmp(v->ops[k].op, o->op) && !strcmp(v->ops[k].phase, phase))
-                n2 += v->ops[k].calls;
+        for (size_t j = 0; j < t->nops; j++)   /* calls on tiles: s1 is their time */
+            if (!strcmp(t->ops[j].op, o->op) && !strcmp(t->ops[j].phase, phase) && ran_on_tiles(&t->ops[j]))
+                n1 += t->ops[j].calls;
+        for (size_t j = 0; j < v->nops; j++)
+            if (!strcmp(v->ops[j].op, o->op) && !strcmp(v->ops[j].phase, phase))
+                n2 += v->ops[j].calls;
         if (s2 <= 0 || n1 <= 0 || n2 <= 0)
             continue;
         ta += s1, tb += s2, ca += n1, cb += n2;
@@ -289,7 +307,7 @@ static bool r_tiles_small_m(const rep_ctx *c, json_t *f)
         const rep_run *r = c->run;
         double amx = rep_ops_seconds(r, "generation", NULL, REP_ANY_LAYER, "amx");
         double all = rep_ops_seconds(r, "generation", NULL, REP_ANY_LAYER, NULL);
-        if (amx <= 0 || all <= 0)
+        if (amx <= 0 || all <= 0 || emulated(r))
             return false;
         num(f, "amx_generation_s", amx);
         num(f, "amx_generation_pct", 100 * amx / all);
@@ -300,7 +318,7 @@ static bool r_tiles_small_m(const rep_ctx *c, json_t *f)
     }
     /* Comparison: the same op kinds in generation, tiles in one run, not in the other. */
     tile_cmp t;
-    if (!tile_compare(c, "generation", &t) || t.pct < SMALL_M_SLOWER_PCT)
+    if (!tile_compare(c, "generation", is_matmul, &t) || t.pct < SMALL_M_SLOWER_PCT)
         return false;
     num(f, "tiles_us_per_call", t.us_tiles);
     num(f, "vnni_us_per_call", t.us_plain);
@@ -318,7 +336,7 @@ static bool r_tiles_small_m(const rep_ctx *c, json_t *f)
 static bool r_tiles_prompt_gain(const rep_ctx *c, json_t *f)
 {
     tile_cmp t;
-    if (!c->base || !tile_compare(c, "prompt", &t))
+    if (!c->base || !tile_compare(c, "prompt", is_tile_product, &t))
         return false;
     const double speedup = t.us_plain / t.us_tiles;
     if (speedup >= TILES_PROMPT_MIN_GAIN)

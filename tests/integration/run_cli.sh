@@ -5,6 +5,7 @@ set -u
 . "$(dirname "$0")/lib/adg.sh"
 command -v python3 >/dev/null || skip "python3 is needed to read the JSON output"
 export XDG_CACHE_HOME="$TEST_TMP/cache"
+unset AMXDIAG_CROSSOVER   # the shipped crossover: which products take tiles is asserted below
 
 expect_rc 0 "$AMXDIAG" run -p 32 -n 8 -r 2
 ls "$XDG_CACHE_HOME"/amxdiag/models/*.gguf >/dev/null 2>&1 || fail "default model not cached"
@@ -96,6 +97,9 @@ expect_out "amx-emu \(row scales\) vs ref" "$AMXDIAG" run -m "$T" --greedy -p 24
 grep -q '"amx_scales": "block"' "$TEST_TMP/o.json" || fail "the JSON result does not say amx_scales block by default"
 expect_rc 2 "$AMXDIAG" run -m "$T" -p 8 -n 1 --cpu-kernels avx512 --amx-scales row
 expect_err "use no tiles" "$AMXDIAG" run -m "$T" -p 8 -n 1 --cpu-kernels ref --amx-scales row
+"$AMXDIAG" model create --preset tiny --quant bf16 "$TEST_TMP/bf16.gguf" >/dev/null || fail "bf16 create"
+expect_rc 2 "$AMXDIAG" run -m "$TEST_TMP/bf16.gguf" -p 8 -n 1 --cpu-kernels amx-emu --amx-scales row
+expect_err "Q4_0/Q8_0 weights only" "$AMXDIAG" run -m "$TEST_TMP/bf16.gguf" -p 8 -n 1 --cpu-kernels amx-emu --amx-scales row
 expect_rc 2 "$AMXDIAG" run -m "$T" --amx-scales column
 expect_err "not block or row" "$AMXDIAG" run -m "$T" --amx-scales column
 expect_rc 0 "$AMXDIAG" run --help

@@ -592,8 +592,6 @@ static void test_rules_documented(void **state)
 }
 
 
-/* A CPU-only built-in run whose GPU tracer was loaded reports 0 s of kernels: that is not
- * "GPU idle while CPU layers run" (seen on the device: the finding fired on --ngl 0). */
 /* Fixture `name` after edit() changed it, written to dir/edited.json (the reports read
  * records from files); returns that path (static). */
 static const char *edited_fixture(const char *name, void (*edit)(json_t *rec), const char *dir)
@@ -631,8 +629,9 @@ static json_t *compare_of_edited_new(void (*edit)(json_t *rec))
     return doc;
 }
 
-/* Every AMX op record of the prompt takes half the time. */
-static void prompt_tiles_twice_as_fast(json_t *rec)
+/* The AMX op records of the prompt take `prompt_tiles_scale` of their time. */
+static double prompt_tiles_scale;
+static void scale_prompt_tiles(json_t *rec)
 {
     size_t i;
     json_t *e;
@@ -641,19 +640,43 @@ static void prompt_tiles_twice_as_fast(json_t *rec)
         const char *impl = json_string_value(json_object_get(d, "impl"));
         const char *phase = json_string_value(json_object_get(d, "phase"));
         if (impl && phase && !strcmp(impl, "amx") && !strcmp(phase, "prompt"))
-            json_object_set_new(d, "seconds", json_real(json_number_value(json_object_get(d, "seconds")) / 2));
+            json_object_set_new(d, "seconds",
+                                json_real(json_number_value(json_object_get(d, "seconds")) * prompt_tiles_scale));
     }
 }
 
-/* tiles-prompt-gain fires below 1.2x and not above it. */
+/* The AMX run as if it were the tile emulator's. */
+static void as_emulator(json_t *rec)
+{
+    json_object_set_new(json_object_get(rec, "config"), "cpu_kernels", json_string("amx-emu"));
+}
+
+/* tiles-prompt-gain fires below 1.2x (1810.6 us x 0.95 against 2050.3: 1.19x), not above
+ * it (x 0.9: 1.26x, x 0.5: 2.26x), and not for the tile emulator. */
 static void test_tiles_prompt_gain_threshold(void **state)
 {
     (void)state;
-    json_t *doc = compare_of_edited_new(prompt_tiles_twice_as_fast);
+    const double scale[] = {0.95, 0.9, 0.5};
+    for (size_t i = 0; i < sizeof scale / sizeof scale[0]; i++) {
+        prompt_tiles_scale = scale[i];
+        json_t *doc = compare_of_edited_new(scale_prompt_tiles);
+        json_t *f = finding(doc, "tiles-prompt-gain", NULL);
+        if (i == 0) {
+            assert_non_null(f);
+            assert_true(fabs(number(f, "tiles_speedup") - 2050.3 / (1810.62 * 0.95)) < 0.01);
+        } else {
+            assert_null(f);
+        }
+        json_decref(doc);
+    }
+    json_t *doc = compare_of_edited_new(as_emulator);
     assert_null(finding(doc, "tiles-prompt-gain", NULL));
+    assert_null(finding(doc, "tiles-small-m", NULL));
     json_decref(doc);
 }
 
+/* A CPU-only built-in run whose GPU tracer was loaded reports 0 s of kernels: that is not
+ * "GPU idle while CPU layers run" (seen on the device: the finding fired on --ngl 0). */
 static void no_gpu_kernels(json_t *rec)
 {
     json_object_set_new(rec, "gpu_kernels", json_pack("{s:f,s:[]}", "kernel_time_s", 0.0, "kernels"));
