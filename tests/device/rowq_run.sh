@@ -85,22 +85,7 @@ for q in q4_0 q8_0; do
     done
 done
 
-python3 - "$jl" >"$out/rowq_run.txt" <<'PY'
-import json, sys, statistics as st
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-k = {}
-for r in rows:
-    k.setdefault((r['model'], r['test'], r['label']), []).append(r['ts'])
-print("prompt t/s, median of the rounds (each a mean of -r 2), values in brackets")
-for key in sorted(k):
-    m, test, label = key
-    print(f"{m:11} {test:6} {label:7} {st.median(k[key]):9.1f}  {[round(x, 1) for x in k[key]]}")
-for m, test in sorted({(r['model'], r['test']) for r in rows}):
-    for num, den in (('row', 'avx512'), ('row', 'amx'), ('amx', 'avx512')):
-        a, b = k.get((m, test, num)), k.get((m, test, den))
-        if a and b:
-            print(f"{m} {test}: {num} / {den} = {st.median(a) / st.median(b):.2f}")
-PY
+python3 "$(dirname "$0")/ab_table.py" "$jl" model "prompt t/s (each a mean of -r 2)" avx512,amx >"$out/rowq_run.txt"
 cat "$out/rowq_run.txt" >>"$summary"
 for f in "$out"/compare-*.log; do
     [ -f "$f" ] && { echo "== $(basename "$f")"; cat "$f"; } >>"$summary"

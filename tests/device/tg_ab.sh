@@ -98,24 +98,7 @@ for c in "q4_0 AMXDIAG_ENGINE_FUSE=1" "q8_0 AMXDIAG_ENGINE_FUSE=1" "q4_0-tail AM
     tail -n 25 "$work/compare-$q.log" >"$out/compare-$q.log" 2>/dev/null
 done
 
-python3 - "$jl" >"$out/tg_ab.txt" <<'PY'
-import json, sys, statistics as st
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-k = {}
-for r in rows:
-    k.setdefault((r['quant'], r['test'], r['label']), []).append(r['ts'])
-print("tg t/s, median of the rounds (each a mean of -r 3), values in brackets")
-for key in sorted(k):
-    q, test, label = key
-    print(f"{q:10} {test:6} {label:6} {st.median(k[key]):9.2f}  {[round(x, 2) for x in k[key]]}")
-for q, test in sorted({(r['quant'], r['test']) for r in rows}):
-    for ref in ('perop', 'new'):
-        base = k.get((q, test, ref))
-        for label in sorted({r['label'] for r in rows}):
-            v = k.get((q, test, label))
-            if base and v and label != ref:
-                print(f"{q} {test}: {label} / {ref} = {st.median(v) / st.median(base):.3f}")
-PY
+python3 "$(dirname "$0")/ab_table.py" "$jl" quant "tg t/s (each a mean of -r 3)" perop,new >"$out/tg_ab.txt"
 cat "$out/tg_ab.txt" >>"$summary"
 cat "$summary"
 rm -rf "$work"

@@ -278,6 +278,18 @@ static void test_gpu_layers(void **state)
     }
 }
 
+/* The tile implementations usable here (amx, amx-emu) into out; skips the test when
+ * there is none. */
+static size_t tile_impls(kern_impl out[2])
+{
+    size_t n = 0;
+    if (impl_here(KERN_IMPL_AMX))
+        out[n++] = KERN_IMPL_AMX;
+    if (impl_here(KERN_IMPL_AMX_EMU))
+        out[n++] = KERN_IMPL_AMX_EMU;
+    return n;
+}
+
 /* Prompt attention on bf16 tiles (the amx default; docs/kernels.md): q*scale, K, V
  * and the probabilities are rounded to bf16 for the tile products.  Teacher-forced over a
  * 96-token prompt (two 64-row query blocks) and 12 steps against the reference. */
@@ -287,11 +299,11 @@ static void test_attention_tiles(void **state)
     enum { NP = 96, NGEN = 12 };
     int32_t prompt[NP];
     prompt_of(prompt, NP, 2048);
-    const kern_impl impls[] = {KERN_IMPL_AMX, KERN_IMPL_AMX_EMU};
-    int ran = 0;
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
-        if (!impl_here(impls[i]))
-            continue;
+    kern_impl impls[2];
+    const size_t n = tile_impls(impls);
+    if (!n)
+        ADG_SKIP("neither AMX nor its emulator is usable here");
+    for (size_t i = 0; i < n; i++) {
         kern_engine *e = open_engine(qwen, impls[i], 2);
         kern_engine *r = open_engine(qwen, KERN_IMPL_REF, 2);
         const float worst = teacher_forced_worst(r, e, prompt, NP, NGEN);
@@ -300,10 +312,7 @@ static void test_attention_tiles(void **state)
         assert_true(worst <= ENGINE_GPU_TOL);
         kern_engine_close(r);
         kern_engine_close(e);
-        ran++;
     }
-    if (!ran)
-        ADG_SKIP("neither AMX nor its emulator is usable here");
 }
 
 /* docs/run.md: --amx-scales row agrees with the reference within ENGINE_ROWQ_TOL
@@ -327,11 +336,9 @@ static void test_row_scales(void **state)
     enum { NP = 96, NGEN = 8 };
     int32_t prompt[NP];
     prompt_of(prompt, NP, 2048);
-    const kern_impl impls[] = {KERN_IMPL_AMX, KERN_IMPL_AMX_EMU};
-    int ran = 0;
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
-        if (!impl_here(impls[i]))
-            continue;
+    kern_impl impls[2];
+    const size_t n = tile_impls(impls);
+    for (size_t i = 0; i < n; i++) {
         kern_engine_opts o = {.model_path = qwen, .impl = impls[i], .threads = 2, .n_ctx = 256, .amx_row_scales = true};
         kern_engine *e, *e2, *blk = open_engine(qwen, impls[i], 2);
         ADG_ASSERT_OK(kern_engine_open(&o, &e));
@@ -369,7 +376,6 @@ static void test_row_scales(void **state)
         kern_engine_close(r);
         kern_engine_close(blk);
         kern_engine_close(e);
-        ran++;
     }
     /* no tiles, no row scales: refused with what to do */
     const kern_impl no_tiles[] = {KERN_IMPL_REF, KERN_IMPL_AVX512};
@@ -386,7 +392,7 @@ static void test_row_scales(void **state)
         assert_non_null(strstr(adg_error_msg(err), "--amx-scales row"));
         adg_error_free(err);
     }
-    if (!ran)
+    if (!n)
         ADG_SKIP("neither AMX nor its emulator is usable here");
 }
 
