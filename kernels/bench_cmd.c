@@ -1075,9 +1075,7 @@ int kern_bench_cmd_main(int argc, char **argv)
             break;
         case 'G': o.check_goals = true; break;
         case 'S':
-            if (!strcmp(optarg, "row")) {
-                o.rowq = true;
-            } else if (strcmp(optarg, "block")) {
+            if (!kern_amx_scales_parse(optarg, &o.rowq)) {
                 fprintf(stderr, "amxdiag: error: bench kernels: --amx-scales '%s' must be block (the shipped kernels "
                                 "only) or row (also the row-scaled experiment)\n", optarg);
                 return adg_cmd_usage_error("bench kernels");

@@ -23,8 +23,9 @@ static adg_error *weight(kern_engine *e, const kern_gguf_tensor *t, kern_weight 
             return adg_error_hint(adg_error_prefix(err, "--amx-scales row: the row-scaled copy of tensor '%s'", t->name),
                                   "the copies take about one byte per weight more; drop --amx-scales row");
         e->rowq_bytes += kern_rowq_weight_bytes(*rq);
+        e->weight_bytes += kern_rowq_weight_bytes(*rq);
     }
-    e->weight_bytes += kern_weight_bytes(*out) + (rq && *rq ? kern_rowq_weight_bytes(*rq) : 0);
+    e->weight_bytes += kern_weight_bytes(*out);
     /* The kernels keep their own repacked copy: drop the file's pages (unless GET_ROWS
      * still reads them: tied embeddings). */
     if (t != e->model->tok_embd)

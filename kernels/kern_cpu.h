@@ -54,6 +54,8 @@ typedef enum kern_impl {
 
 const char *kern_impl_name(kern_impl impl);           /* "auto", "ref", "avx512", "amx", "amx-emu" */
 bool kern_impl_parse(const char *s, kern_impl *out);
+/* --amx-scales: "block" (the formats' per-32 scales) or "row" (amx_rowq.h); *row says which */
+bool kern_amx_scales_parse(const char *s, bool *row);
 
 /* What this CPU and OS offer (CPUID, XCR0, and the AMX permission request). */
 typedef struct kern_cpu_features {

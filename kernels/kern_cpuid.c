@@ -152,6 +152,14 @@ const char *kern_impl_name(kern_impl impl)
     return (unsigned)impl < sizeof impl_names / sizeof impl_names[0] ? impl_names[impl] : "unknown";
 }
 
+bool kern_amx_scales_parse(const char *s, bool *row)
+{
+    if (!s || (strcmp(s, "block") && strcmp(s, "row")))
+        return false;
+    *row = !strcmp(s, "row");
+    return true;
+}
+
 bool kern_impl_parse(const char *s, kern_impl *out)
 {
     for (unsigned i = 0; s && i < sizeof impl_names / sizeof impl_names[0]; i++)

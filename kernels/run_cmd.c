@@ -485,11 +485,10 @@ int kern_run_cmd_main(int argc, char **argv)
             }
             break;
         case O_SCALES:
-            if (strcmp(optarg, "block") && strcmp(optarg, "row")) {
+            if (!kern_amx_scales_parse(optarg, &eo.amx_row_scales)) {
                 fprintf(stderr, "amxdiag run: error: --amx-scales '%s' is not block or row\n", optarg);
                 return adg_cmd_usage_error("run");
             }
-            eo.amx_row_scales = !strcmp(optarg, "row");
             break;
         case O_NUMA: numa = optarg; break;
         case O_PIN: eo.pin = true; break;

@@ -217,11 +217,10 @@ static int session_option(prof_cli *cli, int c, const char *arg, const char *cmd
         engine = true;
         break;
     case OPT_SCALES:
-        if (strcmp(arg, "block") && strcmp(arg, "row")) {
+        if (!kern_amx_scales_parse(arg, &o->engine.engine.amx_row_scales)) {
             fprintf(stderr, "amxdiag: error: --amx-scales '%s' is not block or row\n", arg);
             return adg_cmd_usage_error(cmd);
         }
-        o->engine.engine.amx_row_scales = !strcmp(arg, "row");
         engine = true;
         break;
     case OPT_NUMA:

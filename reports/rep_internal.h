@@ -73,6 +73,9 @@ void rep_command_line(const rep_run *r, char *buf, size_t len);
 /* Sums the op records: per op kind (layer = INT_MIN sums layers) for a phase ("" = all). */
 double rep_ops_seconds(const rep_run *r, const char *phase, const char *op, int layer, const char *impl);
 double rep_ops_bytes(const rep_run *r, const char *phase, const char *op, const char *impl);
+double rep_ops_calls(const rep_run *r, const char *phase, const char *op, const char *impl);
+/* impl "amx": any AMX kernel (impl or variant names amx); NULL: any; else that impl exactly */
+bool rep_op_impl_match(const rep_op *o, const char *impl);
 #define REP_ANY_LAYER (-1000)
 
 /* Mean of a metric over the samples inside a phase's windows ("" = the whole run); instances

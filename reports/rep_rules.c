@@ -236,22 +236,17 @@ static bool is_tile_product(const char *op)
     return is_matmul(op) || (strstr(op, "moe_") && !strstr(op, "moe_sum")) || strstr(op, "lm_head");
 }
 
-static bool ran_on_tiles(const rep_op *o)
-{
-    return strstr(o->impl, "amx") || strstr(o->variant, "amx");
-}
+typedef struct tile_cmp {
+    const rep_run *tiles, *plain;
+    double us_tiles, us_plain, pct;   /* pct: how much longer a tile call took, in % (< 0: shorter) */
+    char worst[40];
+    double worst_pct;
+} tile_cmp;
 
 /* Tiles against no tiles in one phase of a comparison: the op kinds (is_op) that ran on
  * AMX in one run and without it in the other, microseconds per call over all of them (the
  * tile run's calls on tiles only), and the op kind whose tiles lost most.  False when no
  * such pair exists, and for the tile emulator (amx-emu runs no AMX instruction). */
-typedef struct tile_cmp {
-    const rep_run *tiles, *plain;
-    double us_tiles, us_plain, pct;   /* pct: tiles' per-call time over plain's, -1, in % */
-    char worst[40];
-    double worst_pct;
-} tile_cmp;
-
 static bool tile_compare(const rep_ctx *c, const char *phase, bool (*is_op)(const char *), tile_cmp *out)
 {
     memset(out, 0, sizeof *out);
@@ -268,22 +263,19 @@ static bool tile_compare(const rep_ctx *c, const char *phase, bool (*is_op)(cons
     out->worst_pct = -INFINITY;
     for (size_t i = 0; i < t->nops; i++) {
         const rep_op *o = &t->ops[i];
-        if (strcmp(o->phase, phase) || !ran_on_tiles(o) || strstr(o->impl, "emu") || !is_op(o->op))
+        if (strcmp(o->phase, phase) || !rep_op_impl_match(o, "amx") || strstr(o->impl, "emu") || !is_op(o->op))
             continue;
         bool dup = false;
         for (size_t j = 0; j < i && !dup; j++)
-            dup = !strcmp(t->ops[j].op, o->op) && !strcmp(t->ops[j].phase, phase) && ran_on_tiles(&t->ops[j]);
+            dup = !strcmp(t->ops[j].op, o->op) && !strcmp(t->ops[j].phase, phase) &&
+                  rep_op_impl_match(&t->ops[j], "amx");
         if (dup)
             continue;
-        double s1 = rep_ops_seconds(t, phase, o->op, REP_ANY_LAYER, "amx");
-        double s2 = rep_ops_seconds(v, phase, o->op, REP_ANY_LAYER, NULL);
-        double n1 = 0, n2 = 0;
-        for (size_t j = 0; j < t->nops; j++)   /* calls on tiles: s1 is their time */
-            if (!strcmp(t->ops[j].op, o->op) && !strcmp(t->ops[j].phase, phase) && ran_on_tiles(&t->ops[j]))
-                n1 += t->ops[j].calls;
-        for (size_t j = 0; j < v->nops; j++)
-            if (!strcmp(v->ops[j].op, o->op) && !strcmp(v->ops[j].phase, phase))
-                n2 += v->ops[j].calls;
+        /* the tile run's calls on tiles (s1 is their time), all of the other run's */
+        const double s1 = rep_ops_seconds(t, phase, o->op, REP_ANY_LAYER, "amx");
+        const double n1 = rep_ops_calls(t, phase, o->op, "amx");
+        const double s2 = rep_ops_seconds(v, phase, o->op, REP_ANY_LAYER, NULL);
+        const double n2 = rep_ops_calls(v, phase, o->op, NULL);
         if (s2 <= 0 || n1 <= 0 || n2 <= 0)
             continue;
         ta += s1, tb += s2, ca += n1, cb += n2;

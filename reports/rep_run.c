@@ -296,7 +296,7 @@ void rep_runs_label(rep_run *base, rep_run *nw)
 
 /* ---- sums and means ---- */
 
-static bool impl_match(const rep_op *o, const char *impl)
+bool rep_op_impl_match(const rep_op *o, const char *impl)
 {
     if (!impl)
         return true;
@@ -311,7 +311,7 @@ double rep_ops_seconds(const rep_run *r, const char *phase, const char *op, int 
     for (size_t i = 0; i < r->nops; i++) {
         const rep_op *o = &r->ops[i];
         if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) ||
-            (layer != REP_ANY_LAYER && o->layer != layer) || !impl_match(o, impl))
+            (layer != REP_ANY_LAYER && o->layer != layer) || !rep_op_impl_match(o, impl))
             continue;
         s += o->seconds;
     }
@@ -323,9 +323,21 @@ double rep_ops_bytes(const rep_run *r, const char *phase, const char *op, const 
     double s = 0;
     for (size_t i = 0; i < r->nops; i++) {
         const rep_op *o = &r->ops[i];
-        if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) || !impl_match(o, impl))
+        if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) || !rep_op_impl_match(o, impl))
             continue;
         s += o->bytes;
+    }
+    return s;
+}
+
+double rep_ops_calls(const rep_run *r, const char *phase, const char *op, const char *impl)
+{
+    double s = 0;
+    for (size_t i = 0; i < r->nops; i++) {
+        const rep_op *o = &r->ops[i];
+        if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) || !rep_op_impl_match(o, impl))
+            continue;
+        s += (double)o->calls;
     }
     return s;
 }
