@@ -1,6 +1,7 @@
 /* A run record loaded for a report: the JSON, the bus rebuilt from it, the phase windows
  * and the per-op records, and the label that tells it apart from another run. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,7 +306,8 @@ bool rep_op_impl_match(const rep_op *o, const char *impl)
     return !strcmp(o->impl, impl);
 }
 
-double rep_ops_seconds(const rep_run *r, const char *phase, const char *op, int layer, const char *impl)
+/* The sum of one field (offsetof into rep_op) over the op records that match. */
+static double ops_sum(const rep_run *r, const char *phase, const char *op, int layer, const char *impl, size_t field)
 {
     double s = 0;
     for (size_t i = 0; i < r->nops; i++) {
@@ -313,33 +315,24 @@ double rep_ops_seconds(const rep_run *r, const char *phase, const char *op, int 
         if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) ||
             (layer != REP_ANY_LAYER && o->layer != layer) || !rep_op_impl_match(o, impl))
             continue;
-        s += o->seconds;
+        s += *(const double *)((const char *)o + field);
     }
     return s;
+}
+
+double rep_ops_seconds(const rep_run *r, const char *phase, const char *op, int layer, const char *impl)
+{
+    return ops_sum(r, phase, op, layer, impl, offsetof(rep_op, seconds));
 }
 
 double rep_ops_bytes(const rep_run *r, const char *phase, const char *op, const char *impl)
 {
-    double s = 0;
-    for (size_t i = 0; i < r->nops; i++) {
-        const rep_op *o = &r->ops[i];
-        if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) || !rep_op_impl_match(o, impl))
-            continue;
-        s += o->bytes;
-    }
-    return s;
+    return ops_sum(r, phase, op, REP_ANY_LAYER, impl, offsetof(rep_op, bytes));
 }
 
 double rep_ops_calls(const rep_run *r, const char *phase, const char *op, const char *impl)
 {
-    double s = 0;
-    for (size_t i = 0; i < r->nops; i++) {
-        const rep_op *o = &r->ops[i];
-        if ((phase && *phase && strcmp(o->phase, phase)) || (op && strcmp(o->op, op)) || !rep_op_impl_match(o, impl))
-            continue;
-        s += (double)o->calls;
-    }
-    return s;
+    return ops_sum(r, phase, op, REP_ANY_LAYER, impl, offsetof(rep_op, calls));
 }
 
 static bool in_phase(const rep_run *r, const char *phase, double t)
